@@ -1,0 +1,3 @@
+//! The `VpnPbrRoute` API, one module per version.
+
+pub mod v1alpha1;

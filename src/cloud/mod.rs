@@ -1,0 +1,3 @@
+//! Client of the Alibaba Cloud VPC API (2016-04-28): signatures, operations, errors, credentials.
+
+pub mod signature;
