@@ -26,8 +26,14 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 mkdir -p "$OUT"
 start=$(date +%s)
-[ -x "$OUT/kube-apiserver" ] || go build -trimpath -tags selinux,notest -ldflags "$LD" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver && mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver" 2>/dev/null || true
-[ -x "$OUT/kubectl" ] || { go build -trimpath -ldflags "$LD" -o "$OUT/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl && mv "$OUT/kubectl.tmp" "$OUT/kubectl"; }
+if [ ! -x "$OUT/kube-apiserver" ]; then
+  go build -trimpath -tags selinux,notest -ldflags "$LD" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+  mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
+fi
+if [ ! -x "$OUT/kubectl" ]; then
+  go build -trimpath -ldflags "$LD" -o "$OUT/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
+  mv "$OUT/kubectl.tmp" "$OUT/kubectl"
+fi
 echo "built kube-apiserver and kubectl v$K8S in $(( $(date +%s) - start ))s" >&2
 "$OUT/kube-apiserver" --version >&2
 echo "$OUT"

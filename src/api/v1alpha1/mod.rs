@@ -1,0 +1,200 @@
+//! `VpnPbrRoute` v1alpha1: one policy-based route of an Alibaba Cloud VPN gateway.
+//!
+//! Every rule the apiserver can check is a schema constraint or a CEL rule here, so bad input is
+//! refused at `kubectl apply`; [`validation`] checks the same rules again in the controller.
+
+mod status;
+pub mod validation;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub use status::{Condition, ConditionStatus, ObservedRoute, VpnPbrRouteStatus};
+
+/// API group of the resource.
+pub const GROUP: &str = "vpn.alicloud.dev";
+/// Finalizer that guards cloud cleanup.
+pub const FINALIZER: &str = "vpn.alicloud.dev/cleanup";
+/// Annotation that stops every cloud call for the object while `"true"`.
+pub const PAUSED_ANNOTATION: &str = "vpn.alicloud.dev/paused";
+/// Annotation that overrides the drift-check period (e.g. `"5m"`).
+pub const RESYNC_ANNOTATION: &str = "vpn.alicloud.dev/resync-interval";
+/// Default route priority, as the cloud applies it.
+pub const DEFAULT_PRIORITY: i32 = 10;
+
+const IMMUTABLE: &str = "is immutable; create a new VpnPbrRoute instead";
+
+/// Desired state of one policy-based route. Field names follow the VPC API in lowerCamelCase.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "vpn.alicloud.dev",
+    version = "v1alpha1",
+    kind = "VpnPbrRoute",
+    plural = "vpnpbrroutes",
+    singular = "vpnpbrroute",
+    namespaced,
+    status = "VpnPbrRouteStatus",
+    shortname = "pbr",
+    category = "alicloud",
+    category = "vpn",
+    derive = "PartialEq",
+    doc = "A policy-based route of an Alibaba Cloud VPN gateway: traffic from routeSource to routeDest is sent over the IPsec connection nextHop.",
+    printcolumn(name = "Gateway", type_ = "string", json_path = ".spec.vpnGatewayId"),
+    printcolumn(name = "Source", type_ = "string", json_path = ".spec.routeSource"),
+    printcolumn(name = "Dest", type_ = "string", json_path = ".spec.routeDest"),
+    printcolumn(name = "NextHop", type_ = "string", json_path = ".spec.nextHop"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".spec.weight"),
+    printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority", priority = 1),
+    printcolumn(name = "Publish", type_ = "boolean", json_path = ".spec.publishVpc", priority = 1),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("has(self.description) == has(oldSelf.description)")
+    .message("description is immutable: it cannot be added or removed after creation")
+    .field_path(".description"))]
+#[serde(rename_all = "camelCase")]
+pub struct VpnPbrRouteSpec {
+    /// Region of the VPN gateway, for example `cn-hangzhou`. Immutable.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
+    pub region_id: String,
+
+    /// ID of the VPN gateway that holds the route (`vpn-...`). Immutable.
+    #[schemars(length(min = 5, max = 64))]
+    #[x_kube(validation = Rule::new("self.startsWith('vpn-')").message("must be a VPN gateway ID starting with 'vpn-'"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
+    pub vpn_gateway_id: String,
+
+    /// Source CIDR block of the route, an IPv4 network such as `192.168.1.0/24`. Immutable.
+    #[schemars(length(min = 9, max = 18))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("must be an IPv4 CIDR block such as 192.168.1.0/24"))]
+    #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("must be a network address: host bits must be zero"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
+    pub route_source: String,
+
+    /// Destination CIDR block of the route, an IPv4 network. Must not be `0.0.0.0/0` and must not
+    /// overlap `100.64.0.0/10`. Immutable.
+    #[schemars(length(min = 9, max = 18))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("must be an IPv4 CIDR block such as 10.0.0.0/16"))]
+    #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("must be a network address: host bits must be zero"))]
+    #[x_kube(validation = Rule::new("self != '0.0.0.0/0'").message("must not be 0.0.0.0/0"))]
+    #[x_kube(validation = Rule::new("!isCIDR(self) || !(cidr('100.64.0.0/10').containsCIDR(self) || cidr(self).containsCIDR('100.64.0.0/10'))").message("must not overlap 100.64.0.0/10"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
+    pub route_dest: String,
+
+    /// ID of the IPsec connection that is the next hop (`vco-...`). Immutable.
+    #[schemars(length(min = 5, max = 64))]
+    #[x_kube(validation = Rule::new("self.startsWith('vco-')").message("must be an IPsec connection ID starting with 'vco-'"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
+    pub next_hop: String,
+
+    /// Weight of the route: 100 makes it the active route, 0 the standby one.
+    #[x_kube(validation = Rule::new("self == 0 || self == 100").message("must be 0 (standby) or 100 (active)"))]
+    pub weight: i32,
+
+    /// Whether the route is published to the VPC route table.
+    pub publish_vpc: bool,
+
+    /// Priority of the route, 1 (highest) to 100. Needs a gateway that supports priorities.
+    #[serde(default = "default_priority")]
+    #[schemars(range(min = 1, max = 100))]
+    pub priority: i32,
+
+    /// Free-text description, 1 to 100 characters, not starting with `http://` or `https://`.
+    /// Immutable: the VPC API cannot change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("!self.startsWith('http://') && !self.startsWith('https://')").message("must not start with http:// or https://"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
+    pub description: Option<String>,
+
+    /// Tunnel overlay mode; only `Ipsec` exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_mode: Option<OverlayMode>,
+
+    /// Secret in the same namespace with keys `accessKeyId`, `accessKeySecret` and optionally
+    /// `securityToken`; when unset the operator's own credentials are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<SecretRef>,
+
+    /// What happens to the cloud entry when this object is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// `Full` keeps the cloud in line with the spec; `ObserveOnly` only reads and reports drift.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+}
+
+fn default_priority() -> i32 {
+    DEFAULT_PRIORITY
+}
+
+/// Tunnel overlay mode of the route.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum OverlayMode {
+    Ipsec,
+}
+
+/// Reference to a Secret in the object's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What happens to the cloud entry when the object is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the cloud entry, then let the object go.
+    #[default]
+    Delete,
+    /// Leave the cloud entry in place.
+    Orphan,
+}
+
+/// How far the operator acts on the cloud.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ManagementPolicy {
+    /// Create, update and delete the cloud entry.
+    #[default]
+    Full,
+    /// Read the cloud entry and report it; never change it.
+    ObserveOnly,
+}
+
+impl VpnPbrRouteSpec {
+    /// The identity of the route in the cloud: two objects with the same key claim one entry.
+    pub fn route_key(&self) -> RouteKey {
+        RouteKey {
+            region_id: self.region_id.clone(),
+            vpn_gateway_id: self.vpn_gateway_id.clone(),
+            route_source: self.route_source.clone(),
+            route_dest: self.route_dest.clone(),
+            next_hop: self.next_hop.clone(),
+        }
+    }
+}
+
+/// The fields that identify one policy-based route entry in the cloud.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub region_id: String,
+    pub vpn_gateway_id: String,
+    pub route_source: String,
+    pub route_dest: String,
+    pub next_hop: String,
+}
+
+impl std::fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}->{}/{}",
+            self.region_id, self.vpn_gateway_id, self.route_source, self.route_dest, self.next_hop
+        )
+    }
+}

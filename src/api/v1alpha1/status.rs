@@ -1,0 +1,75 @@
+//! Observed state of a `VpnPbrRoute`, written by the controller only.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// What the controller last saw in the cloud and did about it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VpnPbrRouteStatus {
+    /// Route state as the cloud reports it: `published` or `normal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Creation time of the cloud entry, RFC 3339 with milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<String>,
+    /// Gateway ID the cloud echoes for the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpn_instance_id: Option<String>,
+    /// Weight, priority and publishing as last read from the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ObservedRoute>,
+    /// Last seen gateway status (`active`, `updating`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_status: Option<String>,
+    /// Idempotency token of the create in flight; written before the create call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    /// RequestId of the last cloud call, for support tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_id: Option<String>,
+    /// `Ready` and `Synced` conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Spec generation the controller last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The cloud entry's mutable attributes as last read.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedRoute {
+    pub weight: i32,
+    pub priority: i32,
+    pub published: bool,
+}
+
+/// A standard Kubernetes condition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready` or `Synced`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    /// A cloud error code or a stable CamelCase word.
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed, RFC 3339.
+    pub last_transition_time: String,
+    /// Spec generation this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Condition truth value.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
