@@ -1,0 +1,247 @@
+//! The CRD against a real kube-apiserver: accepted and Established, defaults applied, every
+//! rule refused with a message naming the field, immutable fields, printer columns.
+
+mod support;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use support::{ControlPlane, install_crd, namespace};
+use vpn_pbr_operator::api::v1alpha1::{DeletionPolicy, ManagementPolicy, VpnPbrRoute};
+
+fn valid_spec() -> Value {
+    json!({
+        "regionId": "cn-hangzhou",
+        "vpnGatewayId": "vpn-test-gateway",
+        "routeSource": "192.168.1.0/24",
+        "routeDest": "10.0.0.0/16",
+        "nextHop": "vco-test-conn",
+        "weight": 100,
+        "publishVpc": false,
+        "description": "test route"
+    })
+}
+
+fn object(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute", "metadata": {"name": name}, "spec": spec})
+}
+
+async fn setup(prefix: &str) -> (Client, Api<DynamicObject>, String) {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, prefix).await;
+    let ar = ApiResource::erase::<VpnPbrRoute>(&());
+    (client.clone(), Api::namespaced_with(client, &ns, &ar), ns)
+}
+
+async fn create(api: &Api<DynamicObject>, obj: Value) -> Result<DynamicObject, kube::Error> {
+    let obj: DynamicObject = serde_json::from_value(obj).expect("object");
+    api.create(&PostParams::default(), &obj).await
+}
+
+fn refusal(result: Result<DynamicObject, kube::Error>) -> String {
+    match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "expected 422 Invalid, got {s:?}");
+            s.message
+        }
+        Ok(o) => panic!("apiserver accepted an invalid object: {:?}", o.data),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn crd_is_established_and_a_valid_route_round_trips_with_defaults() {
+    let (client, api, ns) = setup("roundtrip").await;
+    let mut spec = valid_spec();
+    spec.as_object_mut().expect("map").remove("description");
+    create(&api, object("r1", spec)).await.expect("valid route accepted");
+    let typed: Api<VpnPbrRoute> = Api::namespaced(client, &ns);
+    let got = typed.get("r1").await.expect("get");
+    assert_eq!(got.spec.priority, 10, "priority defaults to 10");
+    assert_eq!(got.spec.deletion_policy, DeletionPolicy::Delete);
+    assert_eq!(got.spec.management_policy, ManagementPolicy::Full);
+    assert_eq!(got.spec.route_dest, "10.0.0.0/16");
+    assert_eq!(got.spec.description, None);
+    assert_eq!(VpnPbrRoute::kind(&()), "VpnPbrRoute");
+}
+
+#[tokio::test]
+async fn invalid_routes_are_refused_naming_the_field() {
+    let (_client, api, _ns) = setup("invalid").await;
+    // (field to set or remove, value or null to remove, field path the message must name)
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("weight", json!(50), "spec.weight"),
+        ("weight", json!(-1), "spec.weight"),
+        ("weight", Value::Null, "spec.weight"),
+        ("priority", json!(0), "spec.priority"),
+        ("priority", json!(101), "spec.priority"),
+        ("routeDest", json!("0.0.0.0/0"), "spec.routeDest"),
+        ("routeDest", json!("100.64.0.0/10"), "spec.routeDest"),
+        ("routeDest", json!("100.100.1.0/24"), "spec.routeDest"),
+        ("routeDest", json!("100.0.0.0/8"), "spec.routeDest"),
+        ("routeDest", json!("10.0.0.1/16"), "spec.routeDest"),
+        ("routeDest", json!("fd00::/64"), "spec.routeDest"),
+        ("routeDest", json!("not-a-cidr"), "spec.routeDest"),
+        ("routeSource", json!("192.168.1.1"), "spec.routeSource"),
+        ("routeSource", json!("192.168.1.300/24"), "spec.routeSource"),
+        ("routeSource", json!("192.168.1.1/24"), "spec.routeSource"),
+        ("routeSource", Value::Null, "spec.routeSource"),
+        ("vpnGatewayId", json!("gw-12345"), "spec.vpnGatewayId"),
+        ("nextHop", json!("conn-12345"), "spec.nextHop"),
+        ("nextHop", Value::Null, "spec.nextHop"),
+        ("regionId", json!("CN_Hangzhou"), "spec.regionId"),
+        ("publishVpc", Value::Null, "spec.publishVpc"),
+        ("publishVpc", json!("yes"), "spec.publishVpc"),
+        ("description", json!("http://example.com"), "spec.description"),
+        ("description", json!("https://example.com"), "spec.description"),
+        ("description", json!(""), "spec.description"),
+        ("description", json!("x".repeat(101)), "spec.description"),
+        ("overlayMode", json!("Gre"), "spec.overlayMode"),
+        ("deletionPolicy", json!("Retain"), "spec.deletionPolicy"),
+        ("managementPolicy", json!("ReadOnly"), "spec.managementPolicy"),
+        ("credentialsRef", json!({}), "spec.credentialsRef.name"),
+    ];
+    assert!(cases.len() >= 20);
+    for (i, (field, value, path)) in cases.into_iter().enumerate() {
+        let mut spec = valid_spec();
+        let map = spec.as_object_mut().expect("map");
+        if value.is_null() {
+            map.remove(field);
+        } else {
+            map.insert(field.to_owned(), value.clone());
+        }
+        let message = refusal(create(&api, object(&format!("bad-{i}"), spec)).await);
+        assert!(message.contains(path), "{field}={value}: message does not name {path}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn every_file_in_examples_invalid_is_refused() {
+    let (_client, api, _ns) = setup("examples-invalid").await;
+    let dir = support::repo_root().join("examples/invalid");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/invalid") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let obj: Value = serde_yaml::from_str(&text).expect("yaml");
+        let message = refusal(create(&api, obj).await);
+        assert!(message.contains("spec."), "{}: {message}", path.display());
+        count += 1;
+    }
+    assert!(count >= 15, "only {count} invalid examples");
+}
+
+#[tokio::test]
+async fn valid_examples_are_accepted() {
+    let (_client, api, _ns) = setup("examples-valid").await;
+    let dir = support::repo_root().join("examples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let obj = Value::deserialize(doc).expect("yaml");
+            create(&api, obj).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            count += 1;
+        }
+    }
+    assert!(count >= 4);
+}
+
+use serde::Deserialize as _;
+
+#[tokio::test]
+async fn identity_fields_and_description_are_immutable() {
+    let (_client, api, _ns) = setup("immutable").await;
+    create(&api, object("r", valid_spec())).await.expect("create");
+    let cases: Vec<(&str, Value)> = vec![
+        ("regionId", json!("cn-shanghai")),
+        ("vpnGatewayId", json!("vpn-other")),
+        ("routeSource", json!("192.168.2.0/24")),
+        ("routeDest", json!("10.1.0.0/16")),
+        ("nextHop", json!("vco-other")),
+        ("description", json!("changed")),
+        ("description", Value::Null),
+    ];
+    let pp = PatchParams::default();
+    for (field, value) in cases {
+        let patch = json!({"spec": {field: value}});
+        let err = api.patch("r", &pp, &Patch::Merge(&patch)).await;
+        match err {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{field}: {s:?}");
+                assert!(s.message.contains(&format!("spec.{field}")), "{field}: {}", s.message);
+                assert!(s.message.contains("immutable"), "{field}: {}", s.message);
+            }
+            other => panic!("{field} change was not refused: {other:?}"),
+        }
+    }
+    // Adding a description after creation is refused as well.
+    let mut spec = valid_spec();
+    spec.as_object_mut().expect("map").remove("description");
+    create(&api, object("nodesc", spec)).await.expect("create");
+    let err = api
+        .patch("nodesc", &pp, &Patch::Merge(&json!({"spec": {"description": "late"}})))
+        .await;
+    assert!(matches!(err, Err(kube::Error::Api(ref s)) if s.code == 422 && s.message.contains("description")), "{err:?}");
+    // Mutable fields change freely.
+    api.patch("r", &pp, &Patch::Merge(&json!({"spec": {"weight": 0, "priority": 20, "publishVpc": true}})))
+        .await
+        .expect("weight, priority and publishVpc are mutable");
+}
+
+#[tokio::test]
+async fn kubectl_shows_the_printer_columns() {
+    let (_client, api, ns) = setup("columns").await;
+    create(&api, object("shown", valid_spec())).await.expect("create");
+    let cp = ControlPlane::shared();
+    let out = tokio::process::Command::new(support::kubectl())
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["get", "pbr", "-o", "wide", "-n", &ns])
+        .output()
+        .await
+        .expect("run kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let header: Vec<&str> = text.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "GATEWAY", "SOURCE", "DEST", "NEXTHOP", "WEIGHT", "PRIORITY", "PUBLISH", "STATE", "READY", "REASON", "AGE"]
+    );
+    let row = text.lines().nth(1).unwrap_or_default();
+    for v in ["shown", "vpn-test-gateway", "192.168.1.0/24", "10.0.0.0/16", "vco-test-conn", "100", "10", "false"] {
+        assert!(row.contains(v), "row lacks {v}: {row}");
+    }
+    // The short name and both categories resolve.
+    for what in ["vpnpbrroutes", "alicloud", "vpn"] {
+        let out = tokio::process::Command::new(support::kubectl())
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .args(["get", what, "-n", &ns, "-o", "name"])
+            .output()
+            .await
+            .expect("run kubectl");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("vpnpbrroute.vpn.alicloud.dev/shown"), "kubectl get {what}");
+    }
+}
+
+#[tokio::test]
+async fn harness_mints_service_account_tokens() {
+    let (client, _api, ns) = setup("satoken").await;
+    let cp = ControlPlane::shared();
+    let sa_client = cp.service_account_client(&client, &ns, "nobody").await;
+    let routes: Api<VpnPbrRoute> = Api::namespaced(sa_client, &ns);
+    // Authenticated (not 401) but not authorized: no RBAC grants this account anything.
+    match routes.list(&Default::default()).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{s:?}");
+            assert!(s.message.contains(&format!("system:serviceaccount:{ns}:nobody")), "{}", s.message);
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+}
