@@ -104,7 +104,11 @@ pub fn canonical_request_v3(req: &V3Request<'_>) -> String {
     for (name, values) in req.signed_headers {
         let mut vals: Vec<&str> = values.iter().map(|v| v.trim()).collect();
         vals.sort_unstable();
-        headers.push_str(&format!("{}:{}\n", name.to_ascii_lowercase(), vals.join(",")));
+        headers.push_str(&format!(
+            "{}:{}\n",
+            name.to_ascii_lowercase(),
+            vals.join(",")
+        ));
     }
     let names = req
         .signed_headers
@@ -146,20 +150,29 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn go_sdk_v1_vector() {
         let p = params(&[("test", "ok")]);
         assert_eq!(string_to_sign_v1("", &p), "&%2F&test%3Dok");
-        assert_eq!(sign_v1("accessKeySecret", "", &p), "jHx/oHoHNrbVfhncHEvPdHXZwHU=");
+        assert_eq!(
+            sign_v1("accessKeySecret", "", &p),
+            "jHx/oHoHNrbVfhncHEvPdHXZwHU="
+        );
     }
 
     #[test]
     fn python_sdk_v1_vector() {
         let p = params(&[("query", "test"), ("body", "test")]);
-        assert_eq!(string_to_sign_v1("GET", &p), "GET&%2F&body%3Dtest%26query%3Dtest");
+        assert_eq!(
+            string_to_sign_v1("GET", &p),
+            "GET&%2F&body%3Dtest%26query%3Dtest"
+        );
         assert_eq!(sign_v1("secret", "GET", &p), "XlUyV4sXjOuX5FnjUz9IF9tm5rU=");
     }
 
@@ -180,7 +193,10 @@ mod tests {
     fn go_sdk_v3_vector() {
         let q = params(&[("test", "ok"), ("empty", "")]);
         let mut h = BTreeMap::new();
-        h.insert("x-acs-test".to_owned(), vec!["http".to_owned(), "https".to_owned()]);
+        h.insert(
+            "x-acs-test".to_owned(),
+            vec!["http".to_owned(), "https".to_owned()],
+        );
         let req = V3Request {
             method: "",
             path: "",
@@ -196,7 +212,10 @@ mod tests {
             sign_v3("secret", &req),
             "4ab59fffe3c5738ff8a2729f90cc04fe18b02a4b15b2102cbaf92f9ff3df2ea3"
         );
-        let get = V3Request { method: "GET", ..req };
+        let get = V3Request {
+            method: "GET",
+            ..req
+        };
         assert_eq!(
             sign_v3("secret", &get),
             "d16b30a7699ae9e43875b13195b2f81bcc3ed10c14a9b5eb780e51619aa50be1"

@@ -1,0 +1,238 @@
+//! The one error type of the cloud layer and the classes the controller acts on.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::credentials::CredentialsError;
+
+/// What the caller should do about a failed call (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The gateway is applying another change: wait until it is `active`, back off with jitter.
+    GatewayBusy,
+    /// The API or account is rate-limited: back off; the client already slowed its limiter.
+    Throttled,
+    /// HTTP 5xx, timeouts, connection failures, garbled answers: retry with backoff.
+    Transient,
+    /// The request itself is wrong for the cloud: retry only when the spec changes (or slowly).
+    NeedsSpecChange,
+    /// Permissions, quota, billing, credentials, a missing gateway: someone else must act.
+    NeedsOutsideAction,
+    /// The entry already exists: adopt it.
+    AlreadyExists,
+    /// The entry does not exist.
+    NotFound,
+}
+
+impl ErrorClass {
+    /// A stable PascalCase word for metrics labels and condition reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GatewayBusy => "GatewayBusy",
+            Self::Throttled => "Throttled",
+            Self::Transient => "Transient",
+            Self::NeedsSpecChange => "NeedsSpecChange",
+            Self::NeedsOutsideAction => "NeedsOutsideAction",
+            Self::AlreadyExists => "AlreadyExists",
+            Self::NotFound => "NotFound",
+        }
+    }
+
+    /// Whether the client itself may retry a call that failed this way (when the call is safe
+    /// to repeat). Busy gateways are left to the controller's scheduler.
+    pub fn is_retryable_by_client(self) -> bool {
+        matches!(self, Self::Throttled | Self::Transient)
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error answer of the cloud: HTTP status plus the body's `Code`, `Message`, `RequestId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub action: &'static str,
+    pub http_status: u16,
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub host_id: Option<String>,
+    pub recommend: Option<String>,
+    /// How long the cloud asked us to wait (from the `x-ratelimit-*` headers), if it said.
+    pub retry_after: Option<Duration>,
+    pub class: ErrorClass,
+}
+
+/// Every failure of the cloud layer.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The cloud answered with an error code.
+    #[error(
+        "{action}: {code} (HTTP {status}): {message}{rid}",
+        action = .0.action,
+        code = .0.code,
+        status = .0.http_status,
+        message = .0.message,
+        rid = RequestIdSuffix(.0.request_id.as_deref())
+    )]
+    Api(Box<ApiError>),
+
+    /// No answer: connect failure, timeout, broken connection. The URL is stripped from the
+    /// source because it is not needed and must never carry signed parameters into logs.
+    #[error("{action}: {what}: {source}")]
+    Transport {
+        action: &'static str,
+        what: TransportFailure,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The cloud answered, but the body is not what the API promises (bad JSON/XML, a required
+    /// field missing, a wrong type).
+    #[error("{action}: malformed response (HTTP {http_status}): {detail}{rid}", rid = RequestIdSuffix(request_id.as_deref()))]
+    MalformedResponse {
+        action: &'static str,
+        http_status: u16,
+        request_id: Option<String>,
+        detail: String,
+    },
+
+    /// Credentials could not be obtained (nothing configured, STS refused, file unreadable).
+    #[error("credentials: {0}")]
+    Credentials(#[from] CredentialsError),
+
+    /// The client was configured wrongly (bad endpoint URL, TLS setup failure).
+    #[error("cloud client configuration: {0}")]
+    Config(String),
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    Timeout,
+    Connect,
+    Other,
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connection failed",
+            Self::Other => "request failed",
+        })
+    }
+}
+
+struct RequestIdSuffix<'a>(Option<&'a str>);
+
+impl fmt::Display for RequestIdSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, " [RequestId {id}]"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CloudError {
+    pub(crate) fn transport(action: &'static str, source: reqwest::Error) -> Self {
+        let what = if source.is_timeout() {
+            TransportFailure::Timeout
+        } else if source.is_connect() {
+            TransportFailure::Connect
+        } else {
+            TransportFailure::Other
+        };
+        Self::Transport {
+            action,
+            what,
+            source: source.without_url(),
+        }
+    }
+
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Api(e) => e.class,
+            Self::Transport { .. } | Self::MalformedResponse { .. } => ErrorClass::Transient,
+            Self::Credentials(e) => e.class(),
+            Self::Config(_) => ErrorClass::NeedsOutsideAction,
+        }
+    }
+
+    /// The cloud's error code, or a stable PascalCase word for failures without one
+    /// (`Timeout`, `ConnectionFailed`, `MalformedResponse`, `CredentialsUnavailable`, ...).
+    /// Suitable as a condition reason and a metrics label.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Api(e) => &e.code,
+            Self::Transport { what, .. } => match what {
+                TransportFailure::Timeout => "Timeout",
+                TransportFailure::Connect => "ConnectionFailed",
+                TransportFailure::Other => "RequestFailed",
+            },
+            Self::MalformedResponse { .. } => "MalformedResponse",
+            Self::Credentials(e) => e.code(),
+            Self::Config(_) => "ClientConfiguration",
+        }
+    }
+
+    /// The cloud's message (for conditions and events), or this error's text.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Api(e) => e.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The RequestId the cloud gave this answer, for support tickets.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Api(e) => e.request_id.as_deref(),
+            Self::MalformedResponse { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the answer, if there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Api(e) => Some(e.http_status),
+            Self::MalformedResponse { http_status, .. } => Some(*http_status),
+            _ => None,
+        }
+    }
+
+    /// How long the cloud asked us to wait before the next call, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
+    /// The API answer, if the cloud answered with an error code.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True when the thing the call was about is gone: the entry (`NotFound`) or the gateway
+    /// itself. Cleanup treats both as "deleted" (DESIGN §4 step 8).
+    pub fn is_gone(&self) -> bool {
+        self.class() == ErrorClass::NotFound
+            || matches!(
+                self.code(),
+                "InvalidVpnGatewayInstanceId.NotFound"
+                    | "InvalidVpnGatewayId.NotFound"
+                    | "InvalidVpnInstanceId.NotFound"
+                    | "INSTANCE_NOT_EXISTS"
+            )
+    }
+}
