@@ -222,7 +222,7 @@ impl VpcClient {
             list.total_count = resp.total_count;
             list.request_ids.push(resp.request_id);
             list.entries.extend(resp.vpn_pbr_route_entries);
-            let short = u32::try_from(got).map_or(false, |n| n < PBR_PAGE_SIZE);
+            let short = u32::try_from(got).is_ok_and(|n| n < PBR_PAGE_SIZE);
             if short || list.entries.len() >= resp.total_count as usize {
                 break;
             }

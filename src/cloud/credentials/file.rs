@@ -63,10 +63,10 @@ impl CredentialsFile {
             .map_err(|e| self.invalid(e))?;
         let fingerprint = Fingerprint::of(&meta);
         let cached = self.cached();
-        if let Some((fp, creds)) = &cached {
-            if *fp == fingerprint {
-                return Ok(creds.clone());
-            }
+        if let Some((fp, creds)) = &cached
+            && *fp == fingerprint
+        {
+            return Ok(creds.clone());
         }
         let text = tokio::fs::read_to_string(&self.path)
             .await

@@ -68,10 +68,10 @@ impl OidcProvider {
         // instead of stampeding STS.
         let mut cached = self.cached.lock().await;
         let now = jiff::Timestamp::now();
-        if let Some(c) = cached.as_ref() {
-            if remaining(c, now) > self.config.refresh_margin() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = cached.as_ref()
+            && remaining(c, now) > self.config.refresh_margin()
+        {
+            return Ok(c.clone());
         }
         match self.assume_role().await {
             Ok(fresh) => {
