@@ -1,0 +1,351 @@
+//! The API operations: read parameters, apply them to the [`World`], build the response body
+//! (without `RequestId`, which the server adds). Pure: the time comes in as an argument.
+
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::idempotency::{Lookup, TokenStore};
+use super::params::Params;
+use super::world::{
+    Connection, CreateEntry, EntrySelector, Gateway, PbrEntry, Publish, RouteKey, World,
+};
+
+pub const VPC_VERSION: &str = "2016-04-28";
+pub const STS_VERSION: &str = "2015-04-01";
+
+/// Every action the emulator answers, with the API version it belongs to.
+pub const ACTIONS: &[(&str, &str)] = &[
+    ("CreateVpnPbrRouteEntry", VPC_VERSION),
+    ("DeleteVpnPbrRouteEntry", VPC_VERSION),
+    ("DescribeVpnPbrRouteEntries", VPC_VERSION),
+    ("ModifyVpnPbrRouteEntryWeight", VPC_VERSION),
+    ("ModifyVpnPbrRouteEntryPriority", VPC_VERSION),
+    ("ModifyVpnPbrRouteEntryAttribute", VPC_VERSION),
+    ("PublishVpnRouteEntry", VPC_VERSION),
+    ("DescribeVpnGateway", VPC_VERSION),
+    ("DescribeVpnConnection", VPC_VERSION),
+    ("DescribeVpnConnections", VPC_VERSION),
+    ("AssumeRoleWithOIDC", STS_VERSION),
+];
+
+/// The canonical (static) name of a known action, for counters without allocation.
+pub fn known_action(name: &str) -> Option<(&'static str, &'static str)> {
+    ACTIONS.iter().copied().find(|(a, _)| *a == name)
+}
+
+/// Mutable state the operations work on.
+#[derive(Debug, Default)]
+pub struct EmuState {
+    pub world: World,
+    pub tokens: TokenStore,
+}
+
+/// Result of an operation.
+#[derive(Debug)]
+pub struct Outcome {
+    pub body: Value,
+    /// Set when a create was accepted (not replayed): the route it created.
+    pub created: Option<RouteKey>,
+}
+
+impl Outcome {
+    fn body(body: Value) -> Self {
+        Self {
+            body,
+            created: None,
+        }
+    }
+}
+
+/// Runs a VPC action. `action` must be one of [`ACTIONS`] except STS.
+pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiError> {
+    match action {
+        "CreateVpnPbrRouteEntry" => create(p, st, now_ms),
+        "DeleteVpnPbrRouteEntry" => {
+            let region = p.required("RegionId")?;
+            let sel = selector(p)?;
+            mutate(action, p, st, |w| {
+                w.delete_entry(region, &sel, now_ms)?;
+                Ok(json!({}))
+            })
+        }
+        "ModifyVpnPbrRouteEntryWeight" => {
+            let region = p.required("RegionId")?;
+            let sel = selector(p)?;
+            let new_weight = p.required_int("NewWeight")?;
+            mutate(action, p, st, |w| {
+                w.modify_entry(region, &sel, Some(new_weight), None, now_ms)?;
+                Ok(json!({}))
+            })
+        }
+        "ModifyVpnPbrRouteEntryPriority" => {
+            let region = p.required("RegionId")?;
+            let sel = selector(p)?;
+            let new_priority = p.required_int("NewPriority")?;
+            mutate(action, p, st, |w| {
+                w.modify_entry(region, &sel, None, Some(new_priority), now_ms)?;
+                Ok(json!({}))
+            })
+        }
+        "ModifyVpnPbrRouteEntryAttribute" => {
+            let region = p.required("RegionId")?;
+            let sel = selector(p)?;
+            if sel.priority.is_none() {
+                return Err(ApiError::missing("Priority"));
+            }
+            let new_weight = p.int("NewWeight")?;
+            let new_priority = p.int("NewPriority")?;
+            if new_weight.is_none() && new_priority.is_none() {
+                // Our choice: the API says one of the two is needed but not how it refuses.
+                return Err(ApiError::missing("NewWeight"));
+            }
+            mutate(action, p, st, |w| {
+                w.modify_entry(region, &sel, new_weight, new_priority, now_ms)?;
+                Ok(json!({}))
+            })
+        }
+        "PublishVpnRouteEntry" => {
+            let region = p.required("RegionId")?;
+            let req = Publish {
+                gateway_id: p.required("VpnGatewayId")?.to_owned(),
+                route_dest: p.required("RouteDest")?.to_owned(),
+                next_hop: p.required("NextHop")?.to_owned(),
+                route_type: p.required("RouteType")?.to_owned(),
+                publish: p.required_bool("PublishVpc")?,
+            };
+            mutate(action, p, st, |w| {
+                w.publish(region, &req, now_ms)?;
+                Ok(json!({}))
+            })
+        }
+        "DescribeVpnPbrRouteEntries" => {
+            let region = p.required("RegionId")?;
+            let gateway = p.required("VpnGatewayId")?;
+            let (number, size) = p.paging()?;
+            let gw = st.world.gateway(region, gateway)?;
+            let items: Vec<Value> = page(&gw.entries, number, size)
+                .iter()
+                .map(|e| list_item(gw, e))
+                .collect();
+            Ok(Outcome::body(json!({
+                "TotalCount": gw.entries.len(),
+                "PageNumber": number,
+                "PageSize": size,
+                "VpnPbrRouteEntries": {"VpnPbrRouteEntry": items},
+            })))
+        }
+        "DescribeVpnGateway" => {
+            let region = p.required("RegionId")?;
+            let gateway = p.required("VpnGatewayId")?;
+            let gw = st.world.gateway(region, gateway)?;
+            Ok(Outcome::body(gateway_body(gw, now_ms)))
+        }
+        "DescribeVpnConnection" => {
+            let region = p.required("RegionId")?;
+            let id = p.required("VpnConnectionId")?;
+            let c = st.world.connection(region, id)?;
+            Ok(Outcome::body(connection_body(c, false)))
+        }
+        "DescribeVpnConnections" => {
+            let region = p.required("RegionId")?;
+            st.world.check_region(region)?;
+            let (number, size) = p.paging()?;
+            let gw_filter = p.get("VpnGatewayId");
+            let id_filter = p.get("VpnConnectionId");
+            let all: Vec<&Connection> = st
+                .world
+                .connections
+                .values()
+                .filter(|c| c.region == region)
+                .filter(|c| gw_filter.is_none_or(|g| c.gateway_id == g))
+                .filter(|c| id_filter.is_none_or(|i| c.id == i))
+                .collect();
+            let items: Vec<Value> = page(&all, number, size)
+                .iter()
+                .map(|c| connection_body(c, true))
+                .collect();
+            Ok(Outcome::body(json!({
+                "TotalCount": all.len(),
+                "PageNumber": number,
+                "PageSize": size,
+                "VpnConnections": {"VpnConnection": items},
+            })))
+        }
+        _ => Err(ApiError::action_not_found()),
+    }
+}
+
+fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiError> {
+    let region = p.required("RegionId")?;
+    let req = CreateEntry {
+        key: route_key(p)?,
+        weight: p.required_int("Weight")?,
+        publish_vpc: p.required_bool("PublishVpc")?,
+        priority: p.int("Priority")?,
+        description: p.get("Description").map(str::to_owned),
+        overlay_mode: p.get("OverlayMode").map(str::to_owned),
+    };
+    let token = p.get("ClientToken");
+    let fingerprint = p.fingerprint();
+    if let Some(t) = token
+        && let Lookup::Replay(body) = st
+            .tokens
+            .lookup(t, "CreateVpnPbrRouteEntry", &fingerprint)?
+    {
+        return Ok(Outcome::body(body));
+    }
+    let entry = st.world.create_entry(region, &req, now_ms)?;
+    let gw_id = &req.key.gateway_id;
+    let mut body = json!({
+        "VpnInstanceId": gw_id,
+        "RouteSource": entry.route_source,
+        "RouteDest": entry.route_dest,
+        "NextHop": entry.next_hop,
+        "Weight": entry.weight,
+        "Priority": entry.priority,
+        "OverlayMode": entry.overlay_mode,
+        "State": entry.state(),
+        "CreateTime": entry.create_time_ms,
+    });
+    if let (Some(d), Some(obj)) = (&entry.description, body.as_object_mut()) {
+        obj.insert("Description".to_owned(), json!(d));
+    }
+    if let Some(t) = token {
+        st.tokens
+            .remember(t, "CreateVpnPbrRouteEntry", fingerprint, body.clone());
+    }
+    let created = RouteKey {
+        gateway_id: gw_id.clone(),
+        route_source: entry.route_source,
+        route_dest: entry.route_dest,
+        next_hop: entry.next_hop,
+    };
+    Ok(Outcome {
+        body,
+        created: Some(created),
+    })
+}
+
+/// Runs a mutation under the ClientToken rules.
+fn mutate(
+    action: &str,
+    p: &Params,
+    st: &mut EmuState,
+    f: impl FnOnce(&mut World) -> Result<Value, ApiError>,
+) -> Result<Outcome, ApiError> {
+    let token = p.get("ClientToken");
+    let fingerprint = p.fingerprint();
+    if let Some(t) = token
+        && let Lookup::Replay(body) = st.tokens.lookup(t, action, &fingerprint)?
+    {
+        return Ok(Outcome::body(body));
+    }
+    let body = f(&mut st.world)?;
+    if let Some(t) = token {
+        st.tokens.remember(t, action, fingerprint, body.clone());
+    }
+    Ok(Outcome::body(body))
+}
+
+fn route_key(p: &Params) -> Result<RouteKey, ApiError> {
+    Ok(RouteKey {
+        gateway_id: p.required("VpnGatewayId")?.to_owned(),
+        route_source: p.required("RouteSource")?.to_owned(),
+        route_dest: p.required("RouteDest")?.to_owned(),
+        next_hop: p.required("NextHop")?.to_owned(),
+    })
+}
+
+/// Delete and Modify calls repeat the entry's current `Weight` (required) and may repeat its
+/// current `Priority`.
+fn selector(p: &Params) -> Result<EntrySelector, ApiError> {
+    Ok(EntrySelector {
+        key: route_key(p)?,
+        weight: p.required_int("Weight")?,
+        priority: p.int("Priority")?,
+    })
+}
+
+fn page<T>(items: &[T], number: usize, size: usize) -> &[T] {
+    let start = (number - 1).saturating_mul(size).min(items.len());
+    let end = start.saturating_add(size).min(items.len());
+    &items[start..end]
+}
+
+fn list_item(gw: &Gateway, e: &PbrEntry) -> Value {
+    json!({
+        "VpnInstanceId": gw.id,
+        "RouteSource": e.route_source,
+        "RouteDest": e.route_dest,
+        "NextHop": e.next_hop,
+        "Weight": e.weight,
+        "Priority": e.priority,
+        "State": e.state(),
+        "CreateTime": e.create_time_ms,
+    })
+}
+
+pub fn gateway_body(gw: &Gateway, now_ms: u64) -> Value {
+    // `Tag` is a JSON *string* of system tags; `PbrPriority` tells priority support.
+    let mut tags = serde_json::Map::new();
+    tags.insert("VpnEnableBgp".into(), json!("true"));
+    tags.insert("VisuallySsl".into(), json!("true"));
+    tags.insert("VpnNewImage".into(), json!("true"));
+    if gw.priority_support {
+        tags.insert("PbrPriority".into(), json!("true"));
+    }
+    json!({
+        "VpnGatewayId": gw.id,
+        "VpcId": gw.vpc_id,
+        "VSwitchId": gw.vswitch_id,
+        "Name": gw.name,
+        "Description": "",
+        "Status": World::status(gw, now_ms),
+        "BusinessStatus": gw.business_status,
+        "ChargeType": "POSTPAY",
+        "CreateTime": gw.create_time_ms,
+        "EndTime": gw.create_time_ms + 10 * 365 * 24 * 3600 * 1000,
+        "Spec": gw.spec,
+        "InternetIp": gw.internet_ip,
+        "IpsecVpn": "enable",
+        "SslVpn": "disable",
+        "SslMaxConnections": 0,
+        "EnableBgp": false,
+        "AutoPropagate": false,
+        "GatewayType": "Traditional",
+        "NetworkType": "public",
+        "VpnType": "Normal",
+        "Tag": Value::Object(tags).to_string(),
+        "Tags": {"Tag": []},
+        "EniInstanceIds": {"EniInstanceId": []},
+    })
+}
+
+fn connection_body(c: &Connection, in_list: bool) -> Value {
+    let mut v = json!({
+        "VpnConnectionId": c.id,
+        "VpnGatewayId": c.gateway_id,
+        "CustomerGatewayId": c.customer_gateway_id,
+        "Name": c.name,
+        "LocalSubnet": c.local_subnet,
+        "RemoteSubnet": c.remote_subnet,
+        "CreateTime": c.create_time_ms,
+        "State": "active",
+        "Status": "ipsec_sa_established",
+        "AttachType": "VPNGW",
+        "NetworkType": "public",
+        "EffectImmediately": false,
+        "EnableDpd": true,
+        "EnableNatTraversal": true,
+        "EnableTunnelsBgp": false,
+    });
+    if let Some(obj) = v.as_object_mut() {
+        // The single-connection answer lists user tags under `Tags`, the list under `Tag`.
+        let key = if in_list { "Tag" } else { "Tags" };
+        obj.insert(key.to_owned(), json!({"Tag": []}));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;
