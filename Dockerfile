@@ -9,12 +9,15 @@
 # Base images are pinned by tag here; release builds should pin them by digest as well
 # (FROM rust:1.95-bookworm@sha256:...), which needs a registry lookup this repository's CI cannot do.
 
-############################################################################ builder
-FROM rust:1.95-bookworm AS builder
+############################################################################ sources
+FROM rust:1.95-bookworm AS sources
 WORKDIR /src
 # Only what the build reads: manifests first, then sources (see .dockerignore).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+
+############################################################################ builder
+FROM sources AS builder
 # BuildKit cache mounts keep the crate registry and the target directory between builds; the
 # binary is copied out of the cached target dir because cache mounts are not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -24,7 +27,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 ############################################################################ emulator builder
 # Built only when the `emulator` target is requested (BuildKit skips unused stages).
-FROM builder AS emulator-builder
+FROM sources AS emulator-builder
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin vpc-emulator \
