@@ -1,0 +1,198 @@
+//! The controller's view of the cloud: plain values, independent of the wire format.
+
+use std::sync::Arc;
+
+use crate::cloud::credentials::CredentialsProvider;
+
+/// Which gateway, in which region, reached with which credentials.
+///
+/// Routes that name different Secrets get different scopes, so one account's list never
+/// answers for another's.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub region_id: String,
+    pub vpn_gateway_id: String,
+    pub credentials: CredentialsHandle,
+}
+
+/// Credentials a call is signed with, and a stable name for caching (never the secret).
+#[derive(Clone, Debug)]
+pub struct CredentialsHandle {
+    /// `default`, or `secret:<namespace>/<name>#<accessKeyId>`.
+    pub key: String,
+    pub provider: Arc<dyn CredentialsProvider>,
+}
+
+impl Scope {
+    /// Key of the gateway queue and of the entry cache.
+    pub fn key(&self) -> GatewayKey {
+        GatewayKey {
+            region_id: self.region_id.clone(),
+            vpn_gateway_id: self.vpn_gateway_id.clone(),
+            credentials: self.credentials.key.clone(),
+        }
+    }
+}
+
+/// Identifies one gateway as seen with one set of credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GatewayKey {
+    pub region_id: String,
+    pub vpn_gateway_id: String,
+    pub credentials: String,
+}
+
+impl std::fmt::Display for GatewayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.region_id, self.vpn_gateway_id)
+    }
+}
+
+/// A policy-based route entry as the cloud lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub route_source: String,
+    pub route_dest: String,
+    pub next_hop: String,
+    pub weight: i32,
+    pub priority: i32,
+    /// `published` or `normal`.
+    pub state: String,
+    /// Epoch milliseconds.
+    pub create_time: i64,
+    pub vpn_instance_id: String,
+}
+
+impl Entry {
+    pub fn published(&self) -> bool {
+        self.state == "published"
+    }
+
+    pub fn matches(&self, source: &str, dest: &str, next_hop: &str) -> bool {
+        self.route_source == source && self.route_dest == dest && self.next_hop == next_hop
+    }
+}
+
+/// What the controller needs to know of a gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayFacts {
+    /// `active`, `updating`, ...
+    pub status: String,
+    /// Whether the gateway takes a `Priority` for policy-based routes (`PbrPriority` tag).
+    pub supports_priority: bool,
+}
+
+/// The route a mutation acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteId {
+    pub route_source: String,
+    pub route_dest: String,
+    pub next_hop: String,
+}
+
+/// One change to a gateway's route table. Modify and delete calls must repeat the entry's
+/// current weight (and priority), as the API demands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    Create {
+        route: RouteId,
+        weight: i32,
+        priority: Option<i32>,
+        publish_vpc: bool,
+        description: Option<String>,
+        overlay_mode: Option<String>,
+        client_token: String,
+    },
+    ModifyAttribute {
+        route: RouteId,
+        weight: i32,
+        priority: i32,
+        new_weight: Option<i32>,
+        new_priority: Option<i32>,
+    },
+    ModifyWeight {
+        route: RouteId,
+        weight: i32,
+        priority: Option<i32>,
+        new_weight: i32,
+    },
+    ModifyPriority {
+        route: RouteId,
+        weight: i32,
+        priority: i32,
+        new_priority: i32,
+    },
+    Publish {
+        route: RouteId,
+        publish_vpc: bool,
+    },
+    Delete {
+        route: RouteId,
+        weight: i32,
+        priority: Option<i32>,
+    },
+}
+
+impl Mutation {
+    pub fn route(&self) -> &RouteId {
+        match self {
+            Self::Create { route, .. }
+            | Self::ModifyAttribute { route, .. }
+            | Self::ModifyWeight { route, .. }
+            | Self::ModifyPriority { route, .. }
+            | Self::Publish { route, .. }
+            | Self::Delete { route, .. } => route,
+        }
+    }
+
+    /// The cloud action, for logs and events.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "CreateVpnPbrRouteEntry",
+            Self::ModifyAttribute { .. } => "ModifyVpnPbrRouteEntryAttribute",
+            Self::ModifyWeight { .. } => "ModifyVpnPbrRouteEntryWeight",
+            Self::ModifyPriority { .. } => "ModifyVpnPbrRouteEntryPriority",
+            Self::Publish { .. } => "PublishVpnRouteEntry",
+            Self::Delete { .. } => "DeleteVpnPbrRouteEntry",
+        }
+    }
+
+    /// Applies an accepted mutation to a cached entry list, so readers see it without a new
+    /// list call. `created` is the entry a create returned.
+    pub fn apply_to(&self, entries: &mut Vec<Entry>, created: Option<&Entry>) {
+        let r = self.route();
+        let pos = entries
+            .iter()
+            .position(|e| e.matches(&r.route_source, &r.route_dest, &r.next_hop));
+        match (self, pos) {
+            (Self::Create { .. }, None) => entries.extend(created.cloned()),
+            (Self::Delete { .. }, Some(i)) => {
+                entries.remove(i);
+            }
+            (Self::ModifyAttribute { new_weight, new_priority, .. }, Some(i)) => {
+                if let Some(w) = new_weight {
+                    entries[i].weight = *w;
+                }
+                if let Some(p) = new_priority {
+                    entries[i].priority = *p;
+                }
+            }
+            (Self::ModifyWeight { new_weight, .. }, Some(i)) => entries[i].weight = *new_weight,
+            (Self::ModifyPriority { new_priority, .. }, Some(i)) => {
+                entries[i].priority = *new_priority;
+            }
+            (Self::Publish { publish_vpc, .. }, Some(i)) => {
+                entries[i].state = if *publish_vpc { "published" } else { "normal" }.to_owned();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What an accepted mutation returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub request_id: Option<String>,
+    /// The new entry, for creates.
+    pub entry: Option<Entry>,
+}

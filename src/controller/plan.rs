@@ -1,0 +1,254 @@
+//! Pure decisions: given the spec and what the cloud holds, the one next step.
+
+use super::model::{Entry, GatewayFacts, Mutation, RouteId};
+use crate::api::v1alpha1::{DEFAULT_PRIORITY, VpnPbrRouteSpec};
+
+/// The next step for a route under `Full` management.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The cloud matches the spec.
+    InSync,
+    /// Send this mutation (one change at a time).
+    Mutate(Mutation),
+}
+
+/// Which attribute differs, for `ObserveOnly` drift reports and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    pub fields: Vec<&'static str>,
+}
+
+pub fn route_id(spec: &VpnPbrRouteSpec) -> RouteId {
+    RouteId {
+        route_source: spec.route_source.clone(),
+        route_dest: spec.route_dest.clone(),
+        next_hop: spec.next_hop.clone(),
+    }
+}
+
+/// Finds the spec's entry in a gateway's list.
+pub fn find<'a>(spec: &VpnPbrRouteSpec, entries: &'a [Entry]) -> Option<&'a Entry> {
+    entries
+        .iter()
+        .find(|e| e.matches(&spec.route_source, &spec.route_dest, &spec.next_hop))
+}
+
+/// Whether the spec asks for a priority the API must be told about: gateways without priority
+/// support only take the default, so it is left out there.
+fn wanted_priority(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts) -> Option<i32> {
+    (gateway.supports_priority || spec.priority != DEFAULT_PRIORITY).then_some(spec.priority)
+}
+
+/// The create call for a route absent from the cloud.
+pub fn create(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts, client_token: &str) -> Mutation {
+    Mutation::Create {
+        route: route_id(spec),
+        weight: spec.weight,
+        priority: wanted_priority(spec, gateway),
+        publish_vpc: spec.publish_vpc,
+        description: spec.description.clone(),
+        overlay_mode: spec.overlay_mode.map(|_| "Ipsec".to_owned()),
+        client_token: client_token.to_owned(),
+    }
+}
+
+/// What differs between spec and entry.
+pub fn drift(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> Drift {
+    let mut fields = Vec::new();
+    if entry.weight != spec.weight {
+        fields.push("weight");
+    }
+    if priority_differs(spec, entry, gateway) {
+        fields.push("priority");
+    }
+    if entry.published() != spec.publish_vpc {
+        fields.push("publishVpc");
+    }
+    Drift { fields }
+}
+
+fn priority_differs(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> bool {
+    // A gateway without priority support reports whatever it stores (the default); only a
+    // non-default wish is a difference there.
+    entry.priority != spec.priority && (gateway.supports_priority || spec.priority != DEFAULT_PRIORITY)
+}
+
+/// The next change for an existing entry: weight and priority first (one call where the gateway
+/// supports `ModifyVpnPbrRouteEntryAttribute`), then publishing.
+pub fn update(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> Step {
+    let route = route_id(spec);
+    let weight_differs = entry.weight != spec.weight;
+    let prio_differs = priority_differs(spec, entry, gateway);
+    if gateway.supports_priority && (weight_differs || prio_differs) {
+        return Step::Mutate(Mutation::ModifyAttribute {
+            route,
+            weight: entry.weight,
+            priority: entry.priority,
+            new_weight: weight_differs.then_some(spec.weight),
+            new_priority: prio_differs.then_some(spec.priority),
+        });
+    }
+    if weight_differs {
+        return Step::Mutate(Mutation::ModifyWeight {
+            route,
+            weight: entry.weight,
+            priority: None,
+            new_weight: spec.weight,
+        });
+    }
+    if prio_differs {
+        return Step::Mutate(Mutation::ModifyPriority {
+            route,
+            weight: entry.weight,
+            priority: entry.priority,
+            new_priority: spec.priority,
+        });
+    }
+    if entry.published() != spec.publish_vpc {
+        return Step::Mutate(Mutation::Publish {
+            route,
+            publish_vpc: spec.publish_vpc,
+        });
+    }
+    Step::InSync
+}
+
+/// The delete call for an entry, repeating its current weight and priority.
+pub fn delete(entry: &Entry, gateway: &GatewayFacts) -> Mutation {
+    Mutation::Delete {
+        route: RouteId {
+            route_source: entry.route_source.clone(),
+            route_dest: entry.route_dest.clone(),
+            next_hop: entry.next_hop.clone(),
+        },
+        weight: entry.weight,
+        priority: gateway.supports_priority.then_some(entry.priority),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1alpha1::{DeletionPolicy, ManagementPolicy};
+
+    fn spec() -> VpnPbrRouteSpec {
+        VpnPbrRouteSpec {
+            region_id: "cn-hangzhou".into(),
+            vpn_gateway_id: "vpn-a".into(),
+            route_source: "192.168.1.0/24".into(),
+            route_dest: "10.0.0.0/16".into(),
+            next_hop: "vco-a".into(),
+            weight: 100,
+            publish_vpc: false,
+            priority: 10,
+            description: None,
+            overlay_mode: None,
+            credentials_ref: None,
+            deletion_policy: DeletionPolicy::Delete,
+            management_policy: ManagementPolicy::Full,
+        }
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            route_source: "192.168.1.0/24".into(),
+            route_dest: "10.0.0.0/16".into(),
+            next_hop: "vco-a".into(),
+            weight: 100,
+            priority: 10,
+            state: "normal".into(),
+            create_time: 1,
+            vpn_instance_id: "vpn-a".into(),
+        }
+    }
+
+    fn gw(prio: bool) -> GatewayFacts {
+        GatewayFacts {
+            status: "active".into(),
+            supports_priority: prio,
+        }
+    }
+
+    #[test]
+    fn in_sync_when_equal() {
+        assert_eq!(update(&spec(), &entry(), &gw(true)), Step::InSync);
+        assert!(drift(&spec(), &entry(), &gw(true)).fields.is_empty());
+    }
+
+    #[test]
+    fn weight_and_priority_in_one_attribute_call() {
+        let mut s = spec();
+        s.weight = 0;
+        s.priority = 20;
+        match update(&s, &entry(), &gw(true)) {
+            Step::Mutate(Mutation::ModifyAttribute {
+                weight: 100,
+                priority: 10,
+                new_weight: Some(0),
+                new_priority: Some(20),
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn gateway_without_priority_uses_weight_call() {
+        let mut s = spec();
+        s.weight = 0;
+        assert!(matches!(
+            update(&s, &entry(), &gw(false)),
+            Step::Mutate(Mutation::ModifyWeight { weight: 100, new_weight: 0, priority: None, .. })
+        ));
+    }
+
+    #[test]
+    fn default_priority_is_not_drift_without_support() {
+        let mut e = entry();
+        e.priority = 0;
+        assert_eq!(update(&spec(), &e, &gw(false)), Step::InSync);
+    }
+
+    #[test]
+    fn publish_after_attributes() {
+        let mut s = spec();
+        s.publish_vpc = true;
+        assert!(matches!(
+            update(&s, &entry(), &gw(true)),
+            Step::Mutate(Mutation::Publish { publish_vpc: true, .. })
+        ));
+        assert_eq!(drift(&s, &entry(), &gw(true)).fields, vec!["publishVpc"]);
+    }
+
+    #[test]
+    fn create_leaves_default_priority_out_without_support() {
+        match create(&spec(), &gw(false), "tok") {
+            Mutation::Create { priority: None, client_token, .. } => assert_eq!(client_token, "tok"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(create(&spec(), &gw(true), "t"), Mutation::Create { priority: Some(10), .. }));
+    }
+
+    #[test]
+    fn delete_repeats_current_values() {
+        let mut e = entry();
+        e.weight = 0;
+        e.priority = 30;
+        assert!(matches!(
+            delete(&e, &gw(true)),
+            Mutation::Delete { weight: 0, priority: Some(30), .. }
+        ));
+    }
+
+    #[test]
+    fn apply_to_updates_cached_list() {
+        let mut list = vec![entry()];
+        let m = Mutation::Publish { route: route_id(&spec()), publish_vpc: true };
+        m.apply_to(&mut list, None);
+        assert!(list[0].published());
+        delete(&list[0].clone(), &gw(true)).apply_to(&mut list, None);
+        assert!(list.is_empty());
+        create(&spec(), &gw(true), "t").apply_to(&mut list, Some(&entry()));
+        assert_eq!(list, vec![entry()]);
+    }
+}

@@ -1,0 +1,20 @@
+//! The cloud operations the controller needs, behind a trait so the scheduler and the
+//! reconciler can be tested with a fake and run against the real client.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
+use crate::cloud::CloudError;
+
+pub type CloudFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CloudError>> + Send + 'a>>;
+
+/// Reads and writes of one gateway's policy-based routes.
+pub trait CloudPort: Send + Sync + 'static {
+    /// Every entry of the gateway (all pages).
+    fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>>;
+    /// Status and capabilities of the gateway.
+    fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts>;
+    /// Sends one mutation.
+    fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted>;
+}

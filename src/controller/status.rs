@@ -1,0 +1,174 @@
+//! Pure status building: conditions keep their transition time while their value holds, and
+//! nothing time-dependent changes otherwise, so an unchanged outcome writes nothing.
+
+use super::model::Entry;
+use crate::api::v1alpha1::{Condition, ConditionStatus, ObservedRoute, VpnPbrRouteStatus};
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+
+/// A condition's value before timestamps are attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CondValue {
+    pub status: ConditionStatus,
+    pub reason: String,
+    pub message: String,
+}
+
+impl CondValue {
+    pub fn new(status: ConditionStatus, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    pub fn yes(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(ConditionStatus::True, reason, message)
+    }
+    pub fn no(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ConditionStatus::False, reason, message)
+    }
+}
+
+/// Everything a reconcile concluded that ends up in status.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub ready: Option<CondValue>,
+    pub synced: Option<CondValue>,
+    /// The cloud entry, when known (`None` keeps what status has).
+    pub entry: Option<Entry>,
+    /// The entry is known to be absent: clear the cloud fields.
+    pub entry_absent: bool,
+    pub gateway_status: Option<String>,
+    /// `Some(None)` clears the token.
+    pub client_token: Option<Option<String>>,
+    pub last_request_id: Option<String>,
+}
+
+/// Epoch milliseconds as RFC 3339 with milliseconds, UTC.
+pub fn rfc3339_millis(ms: i64) -> Option<String> {
+    let ts = jiff::Timestamp::from_millisecond(ms).ok()?;
+    Some(ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+fn condition(type_: &str, value: CondValue, previous: &[Condition], generation: Option<i64>, now: &str) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == value.status)
+        .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: value.status,
+        reason: value.reason,
+        message: value.message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// The new status from the current one and a report. `now` is only used for conditions whose
+/// value flips.
+pub fn build(current: Option<&VpnPbrRouteStatus>, report: Report, generation: Option<i64>, now: &str) -> VpnPbrRouteStatus {
+    let mut s = current.cloned().unwrap_or_default();
+    let previous = std::mem::take(&mut s.conditions);
+    let mut conditions = Vec::new();
+    for (type_, value) in [(READY, report.ready), (SYNCED, report.synced)] {
+        let value = value.or_else(|| {
+            previous
+                .iter()
+                .find(|c| c.type_ == type_)
+                .map(|c| CondValue::new(c.status, c.reason.clone(), c.message.clone()))
+        });
+        if let Some(v) = value {
+            conditions.push(condition(type_, v, &previous, generation, now));
+        }
+    }
+    s.conditions = conditions;
+    if let Some(e) = report.entry {
+        s.state = Some(e.state.clone());
+        s.create_time = rfc3339_millis(e.create_time);
+        s.vpn_instance_id = Some(e.vpn_instance_id.clone()).filter(|v| !v.is_empty());
+        s.observed = Some(ObservedRoute {
+            weight: e.weight,
+            priority: e.priority,
+            published: e.published(),
+        });
+    } else if report.entry_absent {
+        s.state = None;
+        s.create_time = None;
+        s.vpn_instance_id = None;
+        s.observed = None;
+    }
+    if let Some(g) = report.gateway_status {
+        s.gateway_status = Some(g);
+    }
+    if let Some(t) = report.client_token {
+        s.client_token = t;
+    }
+    if let Some(r) = report.last_request_id {
+        s.last_request_id = Some(r);
+    }
+    s.observed_generation = generation;
+    s
+}
+
+/// The `Ready` condition of a status.
+pub fn ready(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
+    status?.conditions.iter().find(|c| c.type_ == READY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            route_source: "a".into(),
+            route_dest: "b".into(),
+            next_hop: "c".into(),
+            weight: 100,
+            priority: 10,
+            state: "published".into(),
+            create_time: 1_563_873_294_331,
+            vpn_instance_id: "vpn-x".into(),
+        }
+    }
+
+    #[test]
+    fn millis_format() {
+        assert_eq!(rfc3339_millis(1_563_873_294_331).as_deref(), Some("2019-07-23T09:14:54.331Z"));
+        assert_eq!(rfc3339_millis(0).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+    }
+
+    #[test]
+    fn same_outcome_same_status() {
+        let report = Report {
+            ready: Some(CondValue::yes("Available", "in sync")),
+            synced: Some(CondValue::yes("Synced", "")),
+            entry: Some(entry()),
+            ..Default::default()
+        };
+        let a = build(None, report.clone(), Some(1), "t1");
+        let b = build(Some(&a), report, Some(1), "t2");
+        assert_eq!(a, b, "a repeated outcome must not change status (no self-triggered loops)");
+        assert_eq!(b.conditions[0].last_transition_time, "t1");
+        assert_eq!(b.observed, Some(ObservedRoute { weight: 100, priority: 10, published: true }));
+        assert_eq!(b.create_time.as_deref(), Some("2019-07-23T09:14:54.331Z"));
+    }
+
+    #[test]
+    fn flip_sets_transition_time_and_absent_clears() {
+        let a = build(None, Report { ready: Some(CondValue::yes("Available", "")), entry: Some(entry()), ..Default::default() }, Some(1), "t1");
+        let b = build(
+            Some(&a),
+            Report { ready: Some(CondValue::no("NotFound", "gone")), entry_absent: true, client_token: Some(Some("tok".into())), ..Default::default() },
+            Some(2),
+            "t2",
+        );
+        let r = ready(Some(&b)).expect("ready");
+        assert_eq!((r.status, r.last_transition_time.as_str(), r.observed_generation), (ConditionStatus::False, "t2", Some(2)));
+        assert_eq!(b.state, None);
+        assert_eq!(b.client_token.as_deref(), Some("tok"));
+    }
+}

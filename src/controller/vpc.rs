@@ -1,0 +1,234 @@
+//! [`CloudPort`] over the real VPC client: one cheap [`VpcClient`] per region and credentials.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use super::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
+use super::port::{CloudFuture, CloudPort};
+use crate::cloud::{
+    CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest, DescribeVpnGatewayRequest,
+    ModifyVpnPbrRouteEntryAttributeRequest, ModifyVpnPbrRouteEntryPriorityRequest,
+    ModifyVpnPbrRouteEntryWeightRequest, PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory, VpnPbrRouteEntry,
+};
+
+pub struct VpcPort {
+    factory: VpcClientFactory,
+    clients: Mutex<HashMap<(String, String), VpcClient>>,
+}
+
+impl VpcPort {
+    pub fn new(factory: VpcClientFactory) -> Self {
+        Self {
+            factory,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, scope: &Scope) -> Result<VpcClient, CloudError> {
+        let key = (scope.region_id.clone(), scope.credentials.key.clone());
+        let mut map = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = map.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = self.factory.client(&scope.region_id, scope.credentials.provider.clone())?;
+        map.insert(key, c.clone());
+        Ok(c)
+    }
+}
+
+fn u(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or_default()
+}
+
+fn i(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+fn entry(e: VpnPbrRouteEntry, gateway: &str) -> Entry {
+    Entry {
+        route_source: e.route_source,
+        route_dest: e.route_dest,
+        next_hop: e.next_hop,
+        weight: i(e.weight),
+        priority: e.priority.map_or(crate::api::v1alpha1::DEFAULT_PRIORITY, i),
+        state: e.state,
+        create_time: e.create_time.unwrap_or_default(),
+        vpn_instance_id: e.vpn_instance_id.unwrap_or_else(|| gateway.to_owned()),
+    }
+}
+
+impl CloudPort for VpcPort {
+    fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let list = self.client(scope)?.list_vpn_pbr_route_entries(&scope.vpn_gateway_id).await?;
+            Ok(list
+                .entries
+                .into_iter()
+                .map(|e| entry(e, &scope.vpn_gateway_id))
+                .collect())
+        })
+    }
+
+    fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
+        Box::pin(async move {
+            let gw = self
+                .client(scope)?
+                .describe_vpn_gateway(&DescribeVpnGatewayRequest {
+                    vpn_gateway_id: scope.vpn_gateway_id.clone(),
+                    ..Default::default()
+                })
+                .await?;
+            Ok(GatewayFacts {
+                supports_priority: gw.supports_pbr_priority(),
+                status: gw.status,
+            })
+        })
+    }
+
+    fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted> {
+        Box::pin(async move {
+            let client = self.client(scope)?;
+            let gw = scope.vpn_gateway_id.clone();
+            let r = mutation.route();
+            let (source, dest, hop) = (r.route_source.clone(), r.route_dest.clone(), r.next_hop.clone());
+            let request_id = match mutation {
+                Mutation::Create {
+                    weight,
+                    priority,
+                    publish_vpc,
+                    description,
+                    overlay_mode,
+                    client_token,
+                    ..
+                } => {
+                    let resp = client
+                        .create_vpn_pbr_route_entry(&CreateVpnPbrRouteEntryRequest {
+                            vpn_gateway_id: gw.clone(),
+                            route_source: source.clone(),
+                            route_dest: dest.clone(),
+                            next_hop: hop.clone(),
+                            weight: u(*weight),
+                            publish_vpc: *publish_vpc,
+                            priority: priority.map(u),
+                            description: description.clone(),
+                            overlay_mode: overlay_mode.clone(),
+                            client_token: Some(client_token.clone()),
+                            dry_run: None,
+                        })
+                        .await?;
+                    let created = Entry {
+                        route_source: resp.route_source,
+                        route_dest: resp.route_dest,
+                        next_hop: resp.next_hop,
+                        weight: i(resp.weight),
+                        priority: resp
+                            .priority
+                            .map_or(priority.unwrap_or(crate::api::v1alpha1::DEFAULT_PRIORITY), i),
+                        state: resp
+                            .state
+                            .unwrap_or_else(|| if *publish_vpc { "published" } else { "normal" }.to_owned()),
+                        create_time: resp.create_time.unwrap_or_default(),
+                        vpn_instance_id: resp.vpn_instance_id.unwrap_or(gw),
+                    };
+                    return Ok(Accepted {
+                        request_id: Some(resp.request_id),
+                        entry: Some(created),
+                    });
+                }
+                Mutation::Delete { weight, priority, .. } => {
+                    client
+                        .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
+                            vpn_gateway_id: gw,
+                            route_source: source,
+                            route_dest: dest,
+                            next_hop: hop,
+                            weight: u(*weight),
+                            priority: priority.map(u),
+                            ..Default::default()
+                        })
+                        .await?
+                        .request_id
+                }
+                Mutation::ModifyAttribute {
+                    weight,
+                    priority,
+                    new_weight,
+                    new_priority,
+                    ..
+                } => {
+                    client
+                        .modify_vpn_pbr_route_entry_attribute(&ModifyVpnPbrRouteEntryAttributeRequest {
+                            vpn_gateway_id: gw,
+                            route_source: source,
+                            route_dest: dest,
+                            next_hop: hop,
+                            weight: u(*weight),
+                            priority: u(*priority),
+                            new_weight: new_weight.map(u),
+                            new_priority: new_priority.map(u),
+                            ..Default::default()
+                        })
+                        .await?
+                        .request_id
+                }
+                Mutation::ModifyWeight {
+                    weight,
+                    priority,
+                    new_weight,
+                    ..
+                } => {
+                    client
+                        .modify_vpn_pbr_route_entry_weight(&ModifyVpnPbrRouteEntryWeightRequest {
+                            vpn_gateway_id: gw,
+                            route_source: source,
+                            route_dest: dest,
+                            next_hop: hop,
+                            weight: u(*weight),
+                            new_weight: u(*new_weight),
+                            priority: priority.map(u),
+                            ..Default::default()
+                        })
+                        .await?
+                        .request_id
+                }
+                Mutation::ModifyPriority {
+                    weight,
+                    priority,
+                    new_priority,
+                    ..
+                } => {
+                    client
+                        .modify_vpn_pbr_route_entry_priority(&ModifyVpnPbrRouteEntryPriorityRequest {
+                            vpn_gateway_id: gw,
+                            route_source: source,
+                            route_dest: dest,
+                            next_hop: hop,
+                            weight: u(*weight),
+                            new_priority: u(*new_priority),
+                            priority: Some(u(*priority)),
+                            ..Default::default()
+                        })
+                        .await?
+                        .request_id
+                }
+                Mutation::Publish { publish_vpc, .. } => {
+                    client
+                        .publish_vpn_route_entry(&PublishVpnRouteEntryRequest {
+                            vpn_gateway_id: gw,
+                            route_dest: dest,
+                            next_hop: hop,
+                            route_type: "pbr".to_owned(),
+                            publish_vpc: *publish_vpc,
+                            ..Default::default()
+                        })
+                        .await?
+                        .request_id
+                }
+            };
+            Ok(Accepted {
+                request_id: Some(request_id),
+                entry: None,
+            })
+        })
+    }
+}
