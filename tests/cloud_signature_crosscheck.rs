@@ -111,15 +111,18 @@ fn v1_signatures_match_the_official_python_sdk() {
         let secret = random_text(&mut rng, 1, 30);
         let query = random_params(&mut rng, "Q");
         let body = random_params(&mut rng, "B");
-        cases.push(json!({"mode": "sdk", "method": method, "ak": random_text(&mut rng, 1, 12),
-            "secret": secret, "query": query, "body": body}));
+        cases.push(
+            json!({"mode": "sdk", "method": method, "ak": random_text(&mut rng, 1, 12),
+            "secret": secret, "query": query, "body": body}),
+        );
         sdk_inputs.push((method, secret, body));
     }
     // Mode "verify": we build a complete signed request; the SDK signs the same set.
     let mut ours = Vec::new();
     for i in 0..CASES_PER_MODE {
         let method = if rng.random_bool(0.5) { "POST" } else { "GET" };
-        let mut creds = Credentials::new(random_text(&mut rng, 1, 12), random_text(&mut rng, 1, 30));
+        let mut creds =
+            Credentials::new(random_text(&mut rng, 1, 12), random_text(&mut rng, 1, 30));
         if rng.random_bool(0.5) {
             creds = creds.with_security_token(random_text(&mut rng, 1, 40));
         }
@@ -150,7 +153,11 @@ fn v1_signatures_match_the_official_python_sdk() {
             result["string_to_sign"].as_str().unwrap(),
             "sdk case {i} (seed {seed})"
         );
-        assert_eq!(sign_v1(secret, method, &all), sdk_signature, "sdk case {i} (seed {seed})");
+        assert_eq!(
+            sign_v1(secret, method, &all),
+            sdk_signature,
+            "sdk case {i} (seed {seed})"
+        );
     }
     for (i, ((method, signed), result)) in ours.iter().zip(&results[CASES_PER_MODE..]).enumerate() {
         let mut unsigned = signed.clone();
