@@ -17,12 +17,13 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        // VPC API limits are per account and action, typically tens per second; 20/s leaves
-        // room for other tools on the same account.
+        // VPC flow control is per account and action and not published. Start generous (a
+        // thousand-route rollout needs tens of calls per second) and let throttling answers
+        // halve the rate: the limiter finds the account's real ceiling by itself.
         Self {
-            max_rate: 20.0,
+            max_rate: 100.0,
             min_rate: 1.0,
-            burst: 20.0,
+            burst: 50.0,
         }
     }
 }
