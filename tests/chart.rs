@@ -1,0 +1,796 @@
+//! The Helm chart (`deploy/helm/vpn-pbr-operator`): `helm lint --strict`, `helm template` with
+//! the default values and with every optional feature on (`ci/all-features-values.yaml`), each
+//! validated by `kubectl apply --dry-run=server` against the real kube-apiserver of the test
+//! harness, plus checks on the rendered objects (hardening, least-privilege RBAC, credentials
+//! wiring), on refused values, on documentation, and that the chart's CRD is the generated one.
+//!
+//! helm comes from `HELM_BIN_DIR` (exported by `make test`) or the cache that
+//! `hack/helm/build.sh` fills; when it is missing the tests fail and say how to build it.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_yaml::Value;
+use support::{ControlPlane, install_crd, kubectl, namespace, repo_root};
+
+const RELEASE: &str = "pbr";
+const CRD_FILE: &str = "vpnpbrroutes.vpn.alicloud.dev.yaml";
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("VPN_PBR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/vpn-pbr-operator")
+        })
+}
+
+fn helm() -> PathBuf {
+    let dir = std::env::var_os("HELM_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("helm/v4.3.1"));
+    let helm = dir.join("helm");
+    assert!(
+        helm.is_file(),
+        "{} is missing: build helm with hack/helm/build.sh (or run the tests with `make test`)",
+        helm.display()
+    );
+    helm
+}
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("deploy/helm/vpn-pbr-operator")
+}
+
+fn all_features_values() -> PathBuf {
+    chart_dir().join("ci/all-features-values.yaml")
+}
+
+/// Runs `cmd`, feeding `stdin`; returns (success, stdout, stderr).
+fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let desc = format!("{cmd:?}");
+    let (ok, stdout, stderr) = run(cmd, stdin);
+    assert!(ok, "{desc} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// `helm template` of the chart into namespace `ns` with extra arguments.
+fn template_cmd(ns: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(helm());
+    cmd.args(["template", RELEASE])
+        .arg(chart_dir())
+        .args(["--namespace", ns])
+        .args(args);
+    cmd
+}
+
+fn template(ns: &str, args: &[&str]) -> String {
+    run_ok(&mut template_cmd(ns, args), None)
+}
+
+/// `helm template` that must fail; returns its stderr.
+fn template_refused(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = run(&mut template_cmd("ops", args), None);
+    assert!(
+        !ok,
+        "helm template {args:?} should have failed, rendered:\n{stdout}"
+    );
+    stderr
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).expect("rendered YAML parses"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind_of(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn all_of<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| kind_of(d) == kind).collect()
+}
+
+fn one_of<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found = all_of(docs, kind);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| {
+            s.iter()
+                .map(|x| x.as_str().expect("string").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    container["env"]
+        .as_sequence()
+        .expect("env list")
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+}
+
+fn env_str(container: &Value, name: &str) -> Option<String> {
+    env_value(container, name).and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+/// `kubectl apply --dry-run=server` of `yaml` against the test apiserver; every object must
+/// be accepted (the output names each one).
+fn server_dry_run(cp: &ControlPlane, yaml: &str) {
+    let expected = documents(yaml).len();
+    let out = run_ok(
+        Command::new(kubectl())
+            .arg("--kubeconfig")
+            .arg(&cp.kubeconfig)
+            .args(["apply", "--dry-run=server", "-o", "name", "-f", "-"]),
+        Some(yaml),
+    );
+    let applied = out.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(
+        applied, expected,
+        "server dry run applied {applied} of {expected} objects:\n{out}"
+    );
+}
+
+async fn install_crd_file(client: &Client, path: &Path) {
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("read CRD")).expect("parse CRD");
+    let name = crd.metadata.name.clone().expect("CRD name");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply("vpn-pbr-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("watch CRD");
+}
+
+fn deployment_container(docs: &[Value]) -> &Value {
+    let dep = one_of(docs, "Deployment");
+    let containers = dep["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "one container");
+    &containers[0]
+}
+
+/// Hardening every rendering must keep, whatever the values.
+fn assert_hardened(docs: &[Value]) {
+    let dep = one_of(docs, "Deployment");
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::Bool(true));
+    assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(65532));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"].as_u64(),
+        Some(60),
+        "grace > 30 s cloud call bound"
+    );
+    let c = deployment_container(docs);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], Value::Bool(true));
+    assert_eq!(sc["runAsUser"].as_u64(), Some(65532));
+    assert_eq!(sc["readOnlyRootFilesystem"], Value::Bool(true));
+    assert_eq!(sc["allowPrivilegeEscalation"], Value::Bool(false));
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(sc["capabilities"]["add"].is_null(), "no capability added");
+    assert_eq!(
+        sc["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+    assert!(
+        c["resources"]["requests"]["memory"].is_string(),
+        "memory request set"
+    );
+    assert!(
+        c["resources"]["limits"]["memory"].is_string(),
+        "memory limit set"
+    );
+
+    let port = c["ports"]
+        .as_sequence()
+        .expect("ports")
+        .first()
+        .expect("a port")
+        .clone();
+    assert_eq!(port["name"].as_str(), Some("http-metrics"));
+    assert_eq!(port["containerPort"].as_u64(), Some(8080));
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["port"].as_str(),
+        Some("http-metrics")
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["port"].as_str(),
+        Some("http-metrics")
+    );
+    assert_eq!(
+        env_str(c, "VPN_PBR_METRICS_ADDR").as_deref(),
+        Some("0.0.0.0:8080")
+    );
+    for downward in ["POD_NAMESPACE", "POD_NAME"] {
+        let e = env_value(c, downward).unwrap_or_else(|| panic!("{downward} set"));
+        assert!(
+            e["valueFrom"]["fieldRef"]["fieldPath"].is_string(),
+            "{downward} from the downward API"
+        );
+    }
+
+    for kind in ["ClusterRole", "Role"] {
+        for role in all_of(docs, kind) {
+            for rule in role["rules"].as_sequence().expect("rules") {
+                for field in ["verbs", "resources", "apiGroups", "resourceNames"] {
+                    assert!(
+                        !strings(&rule[field]).iter().any(|s| s.contains('*')),
+                        "wildcard in {kind} {field}: {rule:?}"
+                    );
+                }
+                assert!(
+                    rule["nonResourceURLs"].is_null(),
+                    "no nonResourceURLs in {kind}"
+                );
+            }
+        }
+    }
+}
+
+/// (apiGroup, resource, verbs, resourceNames) for every rule of a role, flattened and sorted.
+fn rules(role: &Value) -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_sequence().expect("rules") {
+        let mut verbs = strings(&rule["verbs"]);
+        verbs.sort();
+        let names = strings(&rule["resourceNames"]);
+        for group in strings(&rule["apiGroups"]) {
+            for res in strings(&rule["resources"]) {
+                out.insert((group.clone(), res, verbs.clone(), names.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn rule(
+    group: &str,
+    resource: &str,
+    verbs: &[&str],
+    names: &[&str],
+) -> (String, String, Vec<String>, Vec<String>) {
+    let mut verbs: Vec<String> = verbs.iter().map(|s| s.to_string()).collect();
+    verbs.sort();
+    (
+        group.into(),
+        resource.into(),
+        verbs,
+        names.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+fn base_cluster_rules() -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+    [
+        rule(
+            "vpn.alicloud.dev",
+            "vpnpbrroutes",
+            &["get", "list", "watch", "patch", "update"],
+            &[],
+        ),
+        rule(
+            "vpn.alicloud.dev",
+            "vpnpbrroutes/status",
+            &["get", "patch", "update"],
+            &[],
+        ),
+        rule(
+            "vpn.alicloud.dev",
+            "vpnpbrroutes/finalizers",
+            &["update"],
+            &[],
+        ),
+        rule("", "events", &["create", "patch"], &[]),
+        rule("events.k8s.io", "events", &["create", "patch"], &[]),
+        rule(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            &["get"],
+            &["vpnpbrroutes.vpn.alicloud.dev"],
+        ),
+    ]
+    .into_iter()
+    .collect()
+}
+
+#[test]
+fn chart_crd_is_an_exact_copy_of_the_generated_crd() {
+    let generated = std::fs::read(repo_root().join("crds").join(CRD_FILE)).expect("read crds/");
+    let in_chart =
+        std::fs::read(chart_dir().join("crds").join(CRD_FILE)).expect("read chart crds/");
+    assert!(
+        generated == in_chart,
+        "deploy/helm/vpn-pbr-operator/crds/{CRD_FILE} differs from crds/{CRD_FILE}: run `make crds`"
+    );
+    let entries: Vec<_> = std::fs::read_dir(chart_dir().join("crds"))
+        .expect("chart crds dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "the chart ships exactly the one generated CRD: {entries:?}"
+    );
+}
+
+#[test]
+fn helm_lint_strict_passes_with_default_and_all_features_values() {
+    for extra in [
+        vec![],
+        vec!["-f".to_owned(), all_features_values().display().to_string()],
+    ] {
+        let out = run_ok(
+            Command::new(helm())
+                .args(["lint", "--strict"])
+                .arg(chart_dir())
+                .args(&extra),
+            None,
+        );
+        assert!(out.contains("0 chart(s) failed"), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn default_values_pass_server_side_dry_run() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "chart-default").await;
+    let yaml = template(&ns, &["--include-crds"]);
+    server_dry_run(cp, &yaml);
+
+    let docs = documents(&yaml);
+    assert_hardened(&docs);
+    let kinds: BTreeSet<&str> = docs.iter().map(kind_of).collect();
+    let expected: BTreeSet<&str> = [
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "Deployment",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        kinds, expected,
+        "default rendering has only the core objects"
+    );
+
+    // Least privilege: exactly these rules, and no Secret access by default.
+    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
+
+    let dep = one_of(&docs, "Deployment");
+    assert_eq!(dep["spec"]["replicas"].as_u64(), Some(1));
+    assert_eq!(
+        dep["spec"]["strategy"]["type"].as_str(),
+        Some("Recreate"),
+        "no lease: Recreate"
+    );
+    let c = deployment_container(&docs);
+    assert_eq!(
+        c["image"].as_str(),
+        Some(
+            format!(
+                "ghcr.io/vpn-pbr-operator/vpn-pbr-operator:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str()
+        ),
+        "tag defaults to the chart's appVersion (kept equal to the crate version)"
+    );
+    for (name, value) in [
+        ("VPN_PBR_NAMESPACES", ""),
+        ("VPN_PBR_CONCURRENCY", "8"),
+        ("VPN_PBR_RESYNC", "10m"),
+        ("VPN_PBR_API_RATE", "20"),
+        ("VPN_PBR_LEADER_ELECTION", "false"),
+        ("VPN_PBR_LEASE_NAMESPACE", ns.as_str()),
+        ("VPN_PBR_LOG_FORMAT", "json"),
+        ("VPN_PBR_LOG_LEVEL", "info"),
+        ("VPN_PBR_ROUTE_SECRETS", "false"),
+    ] {
+        assert_eq!(env_str(c, name).as_deref(), Some(value), "{name}");
+    }
+    for absent in [
+        "VPN_PBR_ENDPOINT",
+        "VPN_PBR_DEFAULT_REGION",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ROLE_ARN",
+        "KUBECONFIG",
+    ] {
+        assert!(
+            env_value(c, absent).is_none(),
+            "{absent} not set by default"
+        );
+    }
+    assert!(
+        c["args"].is_null(),
+        "no args by default: settings come from env"
+    );
+
+    let svc = one_of(&docs, "Service");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["name"].as_str(), Some("http-metrics"));
+    assert_eq!(port["targetPort"].as_str(), Some("http-metrics"));
+
+    let crb = one_of(&docs, "ClusterRoleBinding");
+    let sa = one_of(&docs, "ServiceAccount");
+    assert_eq!(crb["subjects"][0]["name"], sa["metadata"]["name"]);
+    assert_eq!(crb["subjects"][0]["namespace"].as_str(), Some(ns.as_str()));
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["serviceAccountName"],
+        sa["metadata"]["name"]
+    );
+}
+
+#[tokio::test]
+async fn all_features_pass_server_side_dry_run() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await;
+    install_crd(&client).await;
+    install_crd_file(
+        &client,
+        &repo_root().join("tests/fixtures/servicemonitors.monitoring.coreos.com.yaml"),
+    )
+    .await;
+    let ns = namespace(&client, "chart-all").await;
+    let values = all_features_values().display().to_string();
+    let yaml = template(&ns, &["--include-crds", "-f", &values]);
+    server_dry_run(cp, &yaml);
+
+    let docs = documents(&yaml);
+    assert_hardened(&docs);
+    for kind in [
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+    ] {
+        one_of(&docs, kind);
+    }
+
+    // Secret access only with routeSecrets.enabled, read-only.
+    let mut expected = base_cluster_rules();
+    expected.insert(rule("", "secrets", &["get", "list", "watch"], &[]));
+    assert_eq!(rules(one_of(&docs, "ClusterRole")), expected);
+
+    // Leases: a Role in the release namespace only.
+    let role = one_of(&docs, "Role");
+    assert_eq!(role["metadata"]["namespace"].as_str(), Some(ns.as_str()));
+    assert_eq!(
+        rules(role),
+        [rule(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update", "patch"],
+            &[]
+        )]
+        .into_iter()
+        .collect()
+    );
+    let rb = one_of(&docs, "RoleBinding");
+    assert_eq!(rb["metadata"]["namespace"].as_str(), Some(ns.as_str()));
+    assert_eq!(rb["roleRef"]["name"], role["metadata"]["name"]);
+
+    let dep = one_of(&docs, "Deployment");
+    assert_eq!(dep["spec"]["replicas"].as_u64(), Some(2));
+    assert_eq!(
+        dep["spec"]["strategy"]["type"].as_str(),
+        Some("RollingUpdate")
+    );
+    let c = deployment_container(&docs);
+    for (name, value) in [
+        ("VPN_PBR_NAMESPACES", "network-prod,network-staging"),
+        ("VPN_PBR_CONCURRENCY", "16"),
+        ("VPN_PBR_RESYNC", "5m"),
+        ("VPN_PBR_API_RATE", "12.5"),
+        (
+            "VPN_PBR_ENDPOINT",
+            "https://vpc-vpc.cn-hangzhou.aliyuncs.com",
+        ),
+        ("VPN_PBR_DEFAULT_REGION", "cn-hangzhou"),
+        ("VPN_PBR_LEADER_ELECTION", "true"),
+        ("VPN_PBR_LOG_FORMAT", "text"),
+        ("VPN_PBR_ROUTE_SECRETS", "true"),
+        (
+            "ALIBABA_CLOUD_ROLE_ARN",
+            "acs:ram::1234567890123456:role/vpn-pbr-operator",
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0123456789abcdef",
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+            "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token",
+        ),
+        ("RUST_BACKTRACE", "1"),
+    ] {
+        assert_eq!(env_str(c, name).as_deref(), Some(value), "{name}");
+    }
+    assert_eq!(strings(&c["args"]), ["--log-level=debug"]);
+
+    // RRSA: a projected token for audience sts.aliyuncs.com mounted where the env var points.
+    let pod = &dep["spec"]["template"]["spec"];
+    let vol = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| !v["projected"].is_null())
+        .expect("projected token volume");
+    let src = &vol["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(src["audience"].as_str(), Some("sts.aliyuncs.com"));
+    assert_eq!(src["path"].as_str(), Some("token"));
+    let mount = c["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == vol["name"])
+        .expect("token mounted");
+    assert_eq!(
+        mount["mountPath"].as_str(),
+        Some("/var/run/secrets/ack.alibabacloud.com/rrsa-tokens")
+    );
+    assert_eq!(mount["readOnly"], Value::Bool(true));
+
+    let sa = one_of(&docs, "ServiceAccount");
+    assert_eq!(
+        sa["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"].as_str(),
+        Some("vpn-pbr-operator")
+    );
+    let sm = one_of(&docs, "ServiceMonitor");
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"].as_str(),
+        Some("http-metrics")
+    );
+    assert_eq!(
+        sm["metadata"]["labels"]["release"].as_str(),
+        Some("prometheus")
+    );
+
+    // NetworkPolicy: DNS 53, apiserver and cloud API egress, ingress only to the metrics port.
+    let np = one_of(&docs, "NetworkPolicy");
+    let egress_ports: BTreeSet<u64> = np["spec"]["egress"]
+        .as_sequence()
+        .expect("egress")
+        .iter()
+        .flat_map(|r| r["ports"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    for p in [53, 443, 6443] {
+        assert!(
+            egress_ports.contains(&p),
+            "egress port {p} allowed: {egress_ports:?}"
+        );
+    }
+    let ingress = np["spec"]["ingress"].as_sequence().expect("ingress");
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        ingress[0]["ports"][0]["port"].as_str(),
+        Some("http-metrics")
+    );
+}
+
+#[test]
+fn existing_secret_credentials_are_wired_by_secret_key_ref() {
+    let yaml = template(
+        "ops",
+        &["--set", "credentials.existingSecret=alicloud-creds"],
+    );
+    let docs = documents(&yaml);
+    let c = deployment_container(&docs);
+    for (env, key, optional) in [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "accessKeyId", false),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "accessKeySecret", false),
+        ("ALIBABA_CLOUD_SECURITY_TOKEN", "securityToken", true),
+    ] {
+        let e = env_value(c, env).unwrap_or_else(|| panic!("{env} set"));
+        let r = &e["valueFrom"]["secretKeyRef"];
+        assert_eq!(r["name"].as_str(), Some("alicloud-creds"), "{env}");
+        assert_eq!(r["key"].as_str(), Some(key), "{env}");
+        assert_eq!(r["optional"].as_bool().unwrap_or(false), optional, "{env}");
+        assert!(e["value"].is_null(), "{env} never inlined");
+    }
+    assert!(
+        !yaml.contains("kind: Secret"),
+        "the chart never creates the credentials Secret"
+    );
+}
+
+#[test]
+fn inconsistent_values_are_refused_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "replicaCount=2"], "leaderElection.enabled"),
+        (
+            &[
+                "--set",
+                "credentials.existingSecret=x",
+                "--set",
+                "credentials.rrsa.enabled=true",
+                "--set",
+                "credentials.rrsa.roleArn=acs:ram::1:role/r",
+                "--set",
+                "credentials.rrsa.oidcProviderArn=acs:ram::1:oidc-provider/p",
+            ],
+            "not both",
+        ),
+        (&["--set", "credentials.rrsa.enabled=true"], "roleArn"),
+        (&["--set", "bogusValue=1"], "bogusValue"),
+        (&["--set", "logFormat=xml"], "logFormat"),
+        (&["--set", "resync=ten minutes"], "resync"),
+        (&["--set", "apiRate=0"], "apiRate"),
+        (
+            &["--set", "terminationGracePeriodSeconds=10"],
+            "terminationGracePeriodSeconds",
+        ),
+        (&["--kube-version", "1.32.0"], "kubeVersion"),
+    ];
+    for (args, needle) in cases {
+        let err = template_refused(args);
+        assert!(
+            err.contains(needle),
+            "helm template {args:?}: expected {needle:?} in:\n{err}"
+        );
+    }
+}
+
+/// Leaf paths of values.yaml (maps recurse; scalars, lists, empty maps and `resources`, a
+/// Kubernetes object documented as a whole, are leaves).
+fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    match v.as_mapping() {
+        Some(m) if !m.is_empty() && prefix != "resources" => {
+            for (k, child) in m {
+                let k = k.as_str().expect("string key");
+                let path = if prefix.is_empty() {
+                    k.to_owned()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_paths(child, &path, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+#[test]
+fn every_value_is_commented_and_in_the_install_docs() {
+    let text = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
+    let values: Value = serde_yaml::from_str(&text).expect("parse values.yaml");
+    let mut leaves = Vec::new();
+    leaf_paths(&values, "", &mut leaves);
+    let leaves: BTreeSet<String> = leaves.into_iter().collect();
+
+    // Map each `key:` line of values.yaml to its path (skipping content inside list values) and
+    // require a comment line right above every leaf.
+    let lines: Vec<&str> = text.lines().collect();
+    let mut stack: Vec<(usize, String, bool)> = Vec::new(); // (indent, key, value is a list)
+    let mut commented = BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        while stack.last().is_some_and(|(n, _, _)| *n >= indent) {
+            stack.pop();
+        }
+        if trimmed.starts_with('-') || stack.iter().any(|(_, _, list)| *list) {
+            continue;
+        }
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        let next_is_list = lines[i + 1..]
+            .iter()
+            .map(|l| l.trim_start())
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .is_some_and(|l| l.starts_with('-'));
+        let path = stack
+            .iter()
+            .map(|(_, k, _)| k.as_str())
+            .chain([key])
+            .collect::<Vec<_>>()
+            .join(".");
+        if leaves.contains(&path) {
+            let above = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim_start());
+            if above.is_some_and(|l| l.starts_with('#')) {
+                commented.insert(path.clone());
+            }
+        }
+        stack.push((indent, key.to_owned(), next_is_list));
+    }
+    let uncommented: Vec<_> = leaves.difference(&commented).collect();
+    assert!(
+        uncommented.is_empty(),
+        "values without a comment right above them: {uncommented:?}"
+    );
+
+    let docs =
+        std::fs::read_to_string(repo_root().join("docs/install.md")).expect("docs/install.md");
+    let missing: Vec<_> = leaves
+        .iter()
+        .filter(|p| !docs.contains(&format!("`{p}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "values missing from the table in docs/install.md: {missing:?}"
+    );
+}
