@@ -52,12 +52,18 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub backoffs: Backoffs,
-    pub store: Store<VpnPbrRoute>,
+    /// The controllers' caches of every watched route (one per watched namespace set).
+    pub stores: Vec<Store<VpnPbrRoute>>,
     /// The operator-wide credentials (default chain).
     pub default_credentials: Arc<dyn CredentialsProvider>,
 }
 
 impl Context {
+    /// Every watched route.
+    pub fn all_routes(&self) -> Vec<Arc<VpnPbrRoute>> {
+        self.stores.iter().flat_map(Store::state).collect()
+    }
+
     /// Where and with which credentials the route's calls go.
     pub async fn scope(&self, route: &VpnPbrRoute) -> Result<Scope> {
         let credentials = match &route.spec.credentials_ref {

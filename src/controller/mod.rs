@@ -13,3 +13,4 @@ pub mod duplicates;
 pub mod metrics;
 pub mod reconcile;
 pub mod vpc;
+pub mod runner;

@@ -93,7 +93,7 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
         .await?;
         return Ok(Action::await_change());
     }
-    if let Some(winner) = duplicates::older_claim(route, &ctx.store.state()) {
+    if let Some(winner) = duplicates::older_claim(route, &ctx.all_routes()) {
         let message = format!("route already claimed by {winner}");
         let newly = status::ready(route.status.as_ref()).is_none_or(|c| c.reason != "DuplicateRoute");
         write_status(route, ctx, Report {

@@ -264,6 +264,14 @@ impl Scheduler {
             .is_some_and(|slot| lock(&slot.state).unconfirmed())
     }
 
+    /// Mutations being sent right now (shutdown waits for them).
+    pub fn in_flight(&self) -> usize {
+        let map = lock(&self.inner.gateways);
+        map.values()
+            .map(|s| lock(&s.state).jobs.values().filter(|j| matches!(j.state, JobState::InFlight)).count())
+            .sum()
+    }
+
     /// Jobs waiting or in flight per gateway (for the queue-depth metric).
     pub fn depths(&self) -> Vec<(GatewayKey, usize)> {
         let map = lock(&self.inner.gateways);

@@ -1,0 +1,280 @@
+//! The operator process: clients, CRD check, leader election, HTTP endpoints, controllers,
+//! shutdown. `main` only parses flags and calls [`run`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::api::v1alpha1::VpnPbrRoute;
+use crate::cloud::{
+    ChainOptions, ClientConfig, CredentialsError, CredentialsProvider, Endpoint,
+    RateLimitConfig, VpcClientFactory, default_chain,
+};
+use crate::cloud::credentials::CredentialsFuture;
+use crate::config::Config;
+use crate::controller::context::Settings;
+use crate::controller::metrics::{CloudCallMetrics, Metrics};
+use crate::controller::runner::{self, Runtime};
+use crate::controller::scheduler::SchedulerConfig;
+use crate::controller::vpc::VpcPort;
+use crate::http::{self, Health};
+
+const CRD_NAME: &str = "vpnpbrroutes.vpn.alicloud.dev";
+
+/// Why the operator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("kubernetes client configuration: {0}")]
+    KubeConfig(String),
+    #[error(
+        "the VpnPbrRoute CRD ({CRD_NAME}) is not installed; install it with `kubectl apply --server-side -f crds/`"
+    )]
+    CrdMissing,
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cloud client: {0}")]
+    Cloud(#[from] crate::cloud::CloudError),
+    #[error("metrics server on {addr}: {source}")]
+    Http { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+/// Stands in for the default chain when nothing is configured: routes without a Secret then
+/// fail visibly (`CredentialsNotConfigured`) while routes with one still work.
+#[derive(Debug)]
+struct Unconfigured(CredentialsError);
+
+impl CredentialsProvider for Unconfigured {
+    fn credentials(&self) -> CredentialsFuture<'_> {
+        let e = self.0.clone();
+        Box::pin(async move { Err(e) })
+    }
+    fn name(&self) -> &'static str {
+        "none"
+    }
+}
+
+async fn kube_client(config: &Config) -> Result<kube::Client, AppError> {
+    let kc = match &config.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| AppError::KubeConfig(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| AppError::KubeConfig(e.to_string()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| AppError::KubeConfig(e.to_string()))?,
+    };
+    kube::Client::try_from(kc).map_err(|e| AppError::KubeConfig(e.to_string()))
+}
+
+/// Waits until the CRD is served, up to `wait`.
+async fn wait_for_crd(client: &kube::Client, wait: Duration) -> Result<(), AppError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let routes: Api<VpnPbrRoute> = Api::all(client.clone());
+    loop {
+        // Listing the resource is what the controller needs; it works with namespaced RBAC too.
+        match routes.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                // No cluster-wide list right: ask for the CRD itself instead.
+                match crds.get_opt(CRD_NAME).await {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AppError::CrdMissing);
+        }
+        warn!("waiting for the VpnPbrRoute CRD");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFactory, AppError> {
+    let endpoint = match (&config.endpoint, config.vpc_internal_endpoint) {
+        (Some(url), _) => Endpoint::Url(url.clone()),
+        (None, true) => Endpoint::VpcInternal,
+        (None, false) => Endpoint::Public,
+    };
+    let defaults = ClientConfig::default();
+    let client_config = ClientConfig {
+        endpoint,
+        rate_limit: RateLimitConfig {
+            max_rate: config.api_rate,
+            ..defaults.rate_limit.clone()
+        },
+        ..defaults
+    };
+    Ok(VpcClientFactory::new(client_config)?.with_observer(Arc::new(CloudCallMetrics(metrics.clone()))))
+}
+
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+/// Runs the operator until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), AppError> {
+    let shutdown = shutdown_signal();
+    let client = kube_client(&config).await?;
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let health = Arc::new(Health::default());
+    let (addr, http_task) = http::serve(config.metrics_addr, registry, health.clone(), shutdown.clone())
+        .await
+        .map_err(|source| AppError::Http {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    info!(%addr, "serving /metrics, /healthz, /readyz");
+
+    wait_for_crd(&client, config.crd_wait).await?;
+
+    let factory = cloud_factory(&config, &metrics)?;
+    let chain_options = ChainOptions {
+        sts_url: config.sts_endpoint.clone(),
+        ..ChainOptions::default()
+    };
+    let default_credentials: Arc<dyn CredentialsProvider> = match default_chain(factory.http_client().clone(), &chain_options) {
+        Ok(p) => {
+            info!(source = p.name(), "default credentials");
+            p
+        }
+        Err(e) => {
+            warn!(error = %e, "no default credentials; only routes with credentialsRef can work");
+            Arc::new(Unconfigured(e))
+        }
+    };
+
+    let instance = std::env::var("POD_NAME").ok();
+    let runtime = Runtime {
+        client: client.clone(),
+        cloud: Arc::new(VpcPort::new(factory)),
+        default_credentials,
+        settings: Settings {
+            resync: config.resync,
+            route_secrets: config.route_secrets,
+            ..Settings::default()
+        },
+        scheduler: SchedulerConfig {
+            enabled: config.gateway_scheduler,
+        },
+        namespaces: config.watched_namespaces(),
+        concurrency: config.concurrency,
+        metrics,
+        health: health.clone(),
+        instance: instance.clone(),
+    };
+
+    if config.leader_election {
+        lead_then_run(&config, client, runtime, health, shutdown.clone(), instance).await?;
+    } else {
+        runner::run(runtime, shutdown.clone(), config.shutdown_timeout).await;
+    }
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    Ok(())
+}
+
+async fn lead_then_run(
+    config: &Config,
+    client: kube::Client,
+    runtime: Runtime,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+    instance: Option<String>,
+) -> Result<(), AppError> {
+    let namespace = config
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".to_owned());
+    let identity = instance.unwrap_or_else(|| format!("vpn-pbr-operator-{}", uuid::Uuid::new_v4()));
+    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .map_err(|e| AppError::Lease(e.to_string()))?;
+    let (mut leader, lease_task) = manager.watch().await;
+    // A standby replica is healthy and ready: it only waits for the lease.
+    health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    info!(lease = %config.lease_name, %namespace, %identity, "waiting for the lease");
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                drop(leader);
+                let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+                return Ok(());
+            }
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    return Err(AppError::Lease("lease watcher stopped".to_owned()));
+                }
+            }
+        }
+    }
+    info!("acquired the lease; starting");
+    health.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    // Losing the lease stops the controllers like a shutdown does.
+    let run_token = shutdown.child_token();
+    let lost = run_token.clone();
+    let mut watch = leader.clone();
+    tokio::spawn(async move {
+        loop {
+            if watch.changed().await.is_err() || !*watch.borrow() {
+                break;
+            }
+        }
+        if !lost.is_cancelled() {
+            error!("lost the lease; stopping");
+            lost.cancel();
+        }
+    });
+    runner::run(runtime, run_token, config.shutdown_timeout).await;
+    drop(leader);
+    // Dropping the last receiver makes the lease task release the lease.
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Command-line flags of the operator; every flag has an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Kubernetes operator for Alibaba Cloud VPN gateway policy-based routes.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "vpn-pbr-operator", version, about)]
+pub struct Config {
+    /// Kubeconfig file; in-cluster configuration when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Namespaces to watch, comma-separated; all namespaces when empty.
+    #[arg(long, env = "VPN_PBR_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub namespaces: Vec<String>,
+
+    /// Reconciles running at once.
+    #[arg(long, env = "VPN_PBR_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+
+    /// Drift-check period of routes that are in sync (e.g. 30s, 10m, 1h); the
+    /// `vpn.alicloud.dev/resync-interval` annotation overrides it per route.
+    #[arg(long, env = "VPN_PBR_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    pub resync: Duration,
+
+    /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
+    /// https://vpc.<region>.aliyuncs.com.
+    #[arg(long, env = "VPN_PBR_ENDPOINT")]
+    pub endpoint: Option<url::Url>,
+
+    /// Use the VPC-internal endpoints (https://vpc-vpc.<region>.aliyuncs.com).
+    #[arg(long, env = "VPN_PBR_VPC_INTERNAL_ENDPOINT", default_value_t = false)]
+    pub vpc_internal_endpoint: bool,
+
+    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC). Default: https://sts.aliyuncs.com, or
+    /// the region's endpoint with ALIBABA_CLOUD_STS_REGION.
+    #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
+    pub sts_endpoint: Option<url::Url>,
+
+    /// Region used where no route names one (STS region for RRSA).
+    #[arg(long, env = "VPN_PBR_DEFAULT_REGION")]
+    pub default_region: Option<String>,
+
+    /// Cloud API calls per second across the operator; lowered automatically while throttled.
+    #[arg(long, env = "VPN_PBR_API_RATE", default_value_t = 20.0)]
+    pub api_rate: f64,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "VPN_PBR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Run only while holding a Lease (for more than one replica).
+    #[arg(long, env = "VPN_PBR_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+
+    /// Namespace of the Lease; defaults to POD_NAMESPACE, else `default`.
+    #[arg(long, env = "VPN_PBR_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(long, env = "VPN_PBR_LEASE_NAME", default_value = "vpn-pbr-operator")]
+    pub lease_name: String,
+
+    /// Log format.
+    #[arg(long, env = "VPN_PBR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (e.g. `info`, `debug`, `vpn_pbr_operator=debug,kube=warn`).
+    #[arg(long, env = "VPN_PBR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Allow routes to name a Secret with their own credentials (needs RBAC to read Secrets).
+    #[arg(long, env = "VPN_PBR_ROUTE_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub route_secrets: bool,
+
+    /// The gateway scheduler (one change in flight per gateway). Turning it off makes every
+    /// route retry on its own, like a naive operator; only for benchmarks.
+    #[arg(long, env = "VPN_PBR_GATEWAY_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gateway_scheduler: bool,
+
+    /// How long to wait for the VpnPbrRoute CRD at start before giving up.
+    #[arg(long, env = "VPN_PBR_CRD_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub crd_wait: Duration,
+
+    /// How long in-flight cloud calls may take to finish at shutdown.
+    #[arg(long, env = "VPN_PBR_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::controller::reconcile::parse_duration(s).ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
+}
+
+impl Config {
+    /// Watched namespaces with empty entries dropped.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_flags() {
+        let c = Config::try_parse_from(["op"]).expect("defaults");
+        assert_eq!(c.resync, Duration::from_secs(600));
+        assert!(c.gateway_scheduler && c.route_secrets && !c.leader_election);
+        assert!(c.watched_namespaces().is_empty());
+        let c = Config::try_parse_from(["op", "--namespaces", "a,b", "--resync", "30s", "--gateway-scheduler", "false"]).expect("flags");
+        assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
+        assert_eq!(c.resync, Duration::from_secs(30));
+        assert!(!c.gateway_scheduler);
+        assert!(Config::try_parse_from(["op", "--resync", "soon"]).is_err());
+    }
+}

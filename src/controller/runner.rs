@@ -1,0 +1,172 @@
+//! Wires the controllers: one per watched namespace (or one for all), sharing the gateway
+//! scheduler, the gateway cache and the context.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::runtime::{Controller, controller};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::backoff::Backoffs;
+use super::context::{Context, Settings};
+use super::entries::GatewayCache;
+use super::metrics::{GatewayLabels, Metrics, ReadyLabels};
+use super::port::CloudPort;
+use super::reconcile::{error_policy, reconcile};
+use super::scheduler::{Owner, Scheduler, SchedulerConfig};
+use super::status;
+use crate::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
+use crate::cloud::CredentialsProvider;
+use crate::http::Health;
+
+/// Everything the controllers need.
+pub struct Runtime {
+    pub client: kube::Client,
+    pub cloud: Arc<dyn CloudPort>,
+    pub default_credentials: Arc<dyn CredentialsProvider>,
+    pub settings: Settings,
+    pub scheduler: SchedulerConfig,
+    /// Empty: all namespaces.
+    pub namespaces: Vec<String>,
+    pub concurrency: u16,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Identity in events (pod name).
+    pub instance: Option<String>,
+}
+
+/// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight.
+pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
+    let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
+    let cache = GatewayCache::new(rt.cloud.clone());
+    let scheduler = Scheduler::new(rt.cloud.clone(), cache.clone(), rt.scheduler.clone(), wake_tx, shutdown.clone());
+
+    let apis: Vec<(Option<String>, Api<VpnPbrRoute>)> = if rt.namespaces.is_empty() {
+        vec![(None, Api::all(rt.client.clone()))]
+    } else {
+        rt.namespaces
+            .iter()
+            .map(|ns| (Some(ns.clone()), Api::namespaced(rt.client.clone(), ns)))
+            .collect()
+    };
+    let controllers: Vec<(Option<String>, Controller<VpnPbrRoute>)> = apis
+        .into_iter()
+        .map(|(ns, api)| {
+            let c = Controller::new(api, watcher::Config::default().any_semantic())
+                .with_config(controller::Config::default().concurrency(rt.concurrency));
+            (ns, c)
+        })
+        .collect();
+    let stores: Vec<_> = controllers.iter().map(|(_, c)| c.store()).collect();
+    let reporter = Reporter {
+        controller: "vpn-pbr-operator".to_owned(),
+        instance: rt.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: rt.client.clone(),
+        cache,
+        scheduler: scheduler.clone(),
+        recorder: Recorder::new(rt.client.clone(), reporter),
+        metrics: rt.metrics.clone(),
+        settings: rt.settings.clone(),
+        backoffs: Backoffs::default(),
+        stores: stores.clone(),
+        default_credentials: rt.default_credentials.clone(),
+    });
+
+    // Route scheduler wake-ups to the controller that watches the object's namespace.
+    let mut senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>> = HashMap::new();
+    let mut runs = Vec::new();
+    for (ns, c) in controllers {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.insert(ns, tx);
+        let token = shutdown.clone();
+        let run = c
+            .reconcile_on(UnboundedReceiverStream::new(rx))
+            .graceful_shutdown_on(async move { token.cancelled().await })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    debug!(error = %e, "controller event");
+                }
+            });
+        runs.push(run);
+    }
+    tokio::spawn(dispatch(wake_rx, senders));
+    tokio::spawn(readiness(stores.clone(), rt.health.clone()));
+    tokio::spawn(gauges(stores, scheduler.clone(), rt.metrics.clone(), shutdown.clone()));
+
+    info!(namespaces = ?rt.namespaces, concurrency = rt.concurrency, "controller started");
+    futures::future::join_all(runs).await;
+
+    // Stop taking work; let cloud calls in flight finish within the bound.
+    let deadline = tokio::time::Instant::now() + drain;
+    while scheduler.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    info!(in_flight = scheduler.in_flight(), "controller stopped");
+}
+
+async fn dispatch(mut rx: mpsc::UnboundedReceiver<Owner>, senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>>) {
+    while let Some(owner) = rx.recv().await {
+        let tx = senders.get(&None).or_else(|| senders.get(&owner.namespace));
+        if let Some(tx) = tx {
+            let _ = tx.send(owner);
+        }
+    }
+}
+
+async fn readiness(stores: Vec<kube::runtime::reflector::Store<VpnPbrRoute>>, health: Arc<Health>) {
+    for s in &stores {
+        if s.wait_until_ready().await.is_err() {
+            return;
+        }
+    }
+    health.ready.store(true, Ordering::Relaxed);
+    info!("caches synced; ready");
+}
+
+async fn gauges(
+    stores: Vec<kube::runtime::reflector::Store<VpnPbrRoute>>,
+    scheduler: Scheduler,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut counts: HashMap<&str, i64> = HashMap::from([("true", 0), ("false", 0), ("unknown", 0)]);
+        for route in stores.iter().flat_map(kube::runtime::reflector::Store::state) {
+            let key = match status::ready(route.status.as_ref()).map(|c| c.status) {
+                Some(ConditionStatus::True) => "true",
+                Some(ConditionStatus::False) => "false",
+                _ => "unknown",
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+        for (ready, n) in counts {
+            metrics.routes.get_or_create(&ReadyLabels { ready: ready.to_owned() }).set(n);
+        }
+        for (gw, depth) in scheduler.depths() {
+            metrics
+                .queue_depth
+                .get_or_create(&GatewayLabels {
+                    region: gw.region_id.clone(),
+                    gateway: gw.vpn_gateway_id.clone(),
+                })
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
+    }
+}
