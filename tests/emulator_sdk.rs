@@ -1,0 +1,109 @@
+//! The official Python SDKs, unchanged, against the real `vpc-emulator` binary.
+//! Needs `SDK_PYTHON` (the venv python from `hack/python-venv.sh`; `make test` exports it).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Config of the SDK scripts (`tests/python/emulator_common.py` names the same ids).
+const CONFIG: &str = r#"
+settings:
+  task_conflict_window_ms: 150
+access_keys:
+  - {id: sdk-key, secret: sdk-secret}
+regions: [cn-hangzhou]
+vpn_gateways:
+  - {id: vpn-sdk-a, region: cn-hangzhou, vpc_id: vpc-sdk, priority_support: true, update_duration_ms: 600}
+  - {id: vpn-sdk-b, region: cn-hangzhou, vpc_id: vpc-sdk, update_duration_ms: 600}
+  - {id: vpn-sdk-bulk, region: cn-hangzhou, vpc_id: vpc-bulk, update_duration_ms: 0}
+vpn_connections:
+  - {id: vco-sdk-a1, gateway_id: vpn-sdk-a}
+  - {id: vco-sdk-a2, gateway_id: vpn-sdk-a}
+  - {id: vco-sdk-b1, gateway_id: vpn-sdk-b}
+  - {id: vco-sdk-bulk1, gateway_id: vpn-sdk-bulk}
+oidc:
+  provider_arn: acs:ram::1234567890123456:oidc-provider/sdk-test
+  roles:
+    - {arn: "acs:ram::1234567890123456:role/sdk-test"}
+  accepted_tokens: [good-oidc-token]
+"#;
+
+/// The running emulator; killed on drop.
+struct Emulator {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Emulator {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, CONFIG).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start vpc-emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, addr, _dir: dir }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sdk_python() -> String {
+    match std::env::var("SDK_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!(
+            "SDK_PYTHON is not set: run `export SDK_PYTHON=$(hack/python-venv.sh)` (make test does this) \
+             so the official SDKs can be driven against the emulator"
+        ),
+    }
+}
+
+fn run_script(script: &str) {
+    let python = sdk_python();
+    let emu = Emulator::start();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
+    let out = Command::new(&python)
+        .arg(format!("{dir}/{script}"))
+        .arg(&emu.addr)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.lines().any(|l| l.starts_with("ALL OK")),
+        "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    let checks = stdout.lines().filter(|l| l.starts_with("ok ")).count();
+    assert!(checks >= 20, "{script}: only {checks} checks ran");
+    println!("{stdout}");
+}
+
+#[test]
+fn classic_sdk_signature_v1() {
+    run_script("emulator_classic.py");
+}
+
+#[test]
+fn tea_sdk_signature_v3() {
+    run_script("emulator_tea.py");
+}

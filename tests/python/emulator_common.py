@@ -1,0 +1,56 @@
+"""Helpers shared by the SDK scripts that drive vpc-emulator (tests/emulator_sdk.rs).
+
+Each script gets the emulator address as argv[1], prints one line per check and
+"ALL OK <n>" at the end; any failure raises (non-zero exit).
+"""
+import json
+import sys
+import time
+import urllib.request
+
+ADDR = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9080"
+HOST, PORT = ADDR.rsplit(":", 1)
+REGION = "cn-hangzhou"
+KEY_ID, SECRET = "sdk-key", "sdk-secret"
+GW_A, GW_B, GW_BULK = "vpn-sdk-a", "vpn-sdk-b", "vpn-sdk-bulk"
+CHECKS = []
+
+
+def admin(path, body=None, method=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"http://{ADDR}/_emulator/{path}",
+        data=data,
+        method=method or ("GET" if body is None else "POST"),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        raise AssertionError(f"FAIL {name}: {detail}")
+    CHECKS.append(name)
+    print(f"ok   {name}", flush=True)
+
+
+def gateway_status(gw):
+    for g in admin("state")["gateways"]:
+        if g["VpnGatewayId"] == gw:
+            return g["Status"]
+    raise AssertionError(f"no gateway {gw}")
+
+
+def wait_active(describe, timeout=10.0):
+    """Polls DescribeVpnGateway through the SDK (`describe()` returns the Status)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if describe() == "active":
+            return
+        time.sleep(0.05)
+    raise AssertionError("gateway did not return to active")
+
+
+def finish():
+    print(f"ALL OK {len(CHECKS)}", flush=True)
