@@ -451,7 +451,6 @@ async fn default_values_pass_server_side_dry_run() {
         "tag defaults to the chart's appVersion (kept equal to the crate version)"
     );
     for (name, value) in [
-        ("VPN_PBR_NAMESPACES", ""),
         ("VPN_PBR_CONCURRENCY", "8"),
         ("VPN_PBR_RESYNC", "10m"),
         ("VPN_PBR_API_RATE", "20"),
@@ -464,6 +463,7 @@ async fn default_values_pass_server_side_dry_run() {
         assert_eq!(env_str(c, name).as_deref(), Some(value), "{name}");
     }
     for absent in [
+        "VPN_PBR_NAMESPACES",
         "VPN_PBR_ENDPOINT",
         "VPN_PBR_DEFAULT_REGION",
         "ALIBABA_CLOUD_ACCESS_KEY_ID",
@@ -563,6 +563,7 @@ async fn all_features_pass_server_side_dry_run() {
         ),
         ("VPN_PBR_DEFAULT_REGION", "cn-hangzhou"),
         ("VPN_PBR_LEADER_ELECTION", "true"),
+        ("VPN_PBR_LEASE_NAME", "pbr-vpn-pbr-operator"),
         ("VPN_PBR_LOG_FORMAT", "text"),
         ("VPN_PBR_ROUTE_SECRETS", "true"),
         (
@@ -691,6 +692,8 @@ fn inconsistent_values_are_refused_with_a_clear_message() {
         (&["--set", "bogusValue=1"], "bogusValue"),
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set", "resync=ten minutes"], "resync"),
+        (&["--set", "resync=0m"], "resync"),
+        (&["--set", "resync=1.5m"], "resync"),
         (&["--set", "apiRate=0"], "apiRate"),
         (
             &["--set", "terminationGracePeriodSeconds=10"],
