@@ -27,7 +27,7 @@ impl Endpoint {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid {
-            return Err(CloudError::Config(format!("invalid region id {region:?}")));
+            return Err(CloudError::InvalidRegion(region.to_owned()));
         }
         let text = match self {
             Self::Public => format!("https://vpc.{region}.aliyuncs.com/"),
@@ -72,7 +72,8 @@ mod tests {
             emu.url_for("cn-hangzhou").unwrap().as_str(),
             "http://127.0.0.1:8080/"
         );
-        assert!(Endpoint::Public.url_for("evil.com/x").is_err());
+        let e = Endpoint::Public.url_for("evil.com/x").unwrap_err();
+        assert_eq!(e.class(), crate::cloud::ErrorClass::NeedsSpecChange);
         assert!(Endpoint::Public.url_for("").is_err());
         assert!(Endpoint::from_url("ftp://x").is_err());
     }

@@ -66,8 +66,9 @@ pub struct ApiError {
     pub class: ErrorClass,
 }
 
-/// Every failure of the cloud layer.
-#[derive(Debug, thiserror::Error)]
+/// Every failure of the cloud layer. Cheap to clone, so one failed gateway read can be handed
+/// to every route waiting on it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CloudError {
     /// The cloud answered with an error code.
     #[error(
@@ -87,7 +88,7 @@ pub enum CloudError {
         action: &'static str,
         what: TransportFailure,
         #[source]
-        source: reqwest::Error,
+        source: std::sync::Arc<reqwest::Error>,
     },
 
     /// The cloud answered, but the body is not what the API promises (bad JSON/XML, a required
@@ -103,6 +104,10 @@ pub enum CloudError {
     /// Credentials could not be obtained (nothing configured, STS refused, file unreadable).
     #[error("credentials: {0}")]
     Credentials(#[from] CredentialsError),
+
+    /// The region id cannot be part of an endpoint host name (it comes from a route's spec).
+    #[error("invalid region id {0:?}")]
+    InvalidRegion(String),
 
     /// The client was configured wrongly (bad endpoint URL, TLS setup failure).
     #[error("cloud client configuration: {0}")]
@@ -150,7 +155,7 @@ impl CloudError {
         Self::Transport {
             action,
             what,
-            source: source.without_url(),
+            source: std::sync::Arc::new(source.without_url()),
         }
     }
 
@@ -160,6 +165,7 @@ impl CloudError {
             Self::Api(e) => e.class,
             Self::Transport { .. } | Self::MalformedResponse { .. } => ErrorClass::Transient,
             Self::Credentials(e) => e.class(),
+            Self::InvalidRegion(_) => ErrorClass::NeedsSpecChange,
             Self::Config(_) => ErrorClass::NeedsOutsideAction,
         }
     }
@@ -177,6 +183,7 @@ impl CloudError {
             },
             Self::MalformedResponse { .. } => "MalformedResponse",
             Self::Credentials(e) => e.code(),
+            Self::InvalidRegion(_) => "InvalidRegionId",
             Self::Config(_) => "ClientConfiguration",
         }
     }
