@@ -47,7 +47,9 @@ impl Emulator {
     /// Builds the emulator; `world` overrides the config's gateways (from a state file).
     pub fn new(config: Config, clock: Arc<dyn Clock>, world: Option<World>) -> Self {
         let now = clock.now_ms();
-        let world = world.unwrap_or_else(|| World::from_config(&config, now));
+        let mut world = world.unwrap_or_else(|| World::from_config(&config, now));
+        // A restored state file keeps its gateways; settings always come from the config.
+        world.task_conflict_window_ms = config.settings.task_conflict_window_ms;
         let window_ms = config.settings.timestamp_window_secs * 1000;
         Self {
             keys: RwLock::new(config_keys(&config)),
