@@ -22,6 +22,7 @@ tools: ## Build or install every tool the tests need (idempotent; first run take
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked --quiet --bin crdgen > crds/vpnpbrroutes.vpn.alicloud.dev.yaml
+	cp crds/vpnpbrroutes.vpn.alicloud.dev.yaml deploy/helm/vpn-pbr-operator/crds/
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

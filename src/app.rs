@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::v1alpha1::VpnPbrRoute;
-use crate::cloud::{
-    ChainOptions, ClientConfig, CredentialsError, CredentialsProvider, Endpoint,
-    RateLimitConfig, VpcClientFactory, default_chain,
-};
 use crate::cloud::credentials::CredentialsFuture;
+use crate::cloud::{
+    ChainOptions, ClientConfig, CredentialsError, CredentialsProvider, Endpoint, RateLimitConfig,
+    VpcClientFactory, default_chain,
+};
 use crate::config::Config;
 use crate::controller::context::Settings;
 use crate::controller::metrics::{CloudCallMetrics, Metrics};
@@ -42,7 +42,10 @@ pub enum AppError {
     #[error("cloud client: {0}")]
     Cloud(#[from] crate::cloud::CloudError),
     #[error("metrics server on {addr}: {source}")]
-    Http { addr: std::net::SocketAddr, source: std::io::Error },
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("leader election: {0}")]
     Lease(String),
 }
@@ -65,12 +68,15 @@ impl CredentialsProvider for Unconfigured {
 async fn kube_client(config: &Config) -> Result<kube::Client, AppError> {
     let kc = match &config.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| AppError::KubeConfig(e.to_string()))?;
+            let kc =
+                Kubeconfig::read_from(path).map_err(|e| AppError::KubeConfig(e.to_string()))?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
                 .map_err(|e| AppError::KubeConfig(e.to_string()))?
         }
-        None => kube::Config::infer().await.map_err(|e| AppError::KubeConfig(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| AppError::KubeConfig(e.to_string()))?,
     };
     kube::Client::try_from(kc).map_err(|e| AppError::KubeConfig(e.to_string()))
 }
@@ -114,11 +120,12 @@ fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFac
         endpoint,
         rate_limit: RateLimitConfig {
             max_rate: config.api_rate,
-            ..defaults.rate_limit.clone()
+            ..defaults.rate_limit
         },
         ..defaults
     };
-    Ok(VpcClientFactory::new(client_config)?.with_observer(Arc::new(CloudCallMetrics(metrics.clone()))))
+    Ok(VpcClientFactory::new(client_config)?
+        .with_observer(Arc::new(CloudCallMetrics(metrics.clone()))))
 }
 
 fn shutdown_signal() -> CancellationToken {
@@ -156,12 +163,17 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let health = Arc::new(Health::default());
-    let (addr, http_task) = http::serve(config.metrics_addr, registry, health.clone(), shutdown.clone())
-        .await
-        .map_err(|source| AppError::Http {
-            addr: config.metrics_addr,
-            source,
-        })?;
+    let (addr, http_task) = http::serve(
+        config.metrics_addr,
+        registry,
+        health.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| AppError::Http {
+        addr: config.metrics_addr,
+        source,
+    })?;
     info!(%addr, "serving /metrics, /healthz, /readyz");
 
     wait_for_crd(&client, config.crd_wait).await?;
@@ -171,7 +183,10 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         sts_url: config.sts_endpoint.clone(),
         ..ChainOptions::default()
     };
-    let default_credentials: Arc<dyn CredentialsProvider> = match default_chain(factory.http_client().clone(), &chain_options) {
+    let default_credentials: Arc<dyn CredentialsProvider> = match default_chain(
+        factory.http_client().clone(),
+        &chain_options,
+    ) {
         Ok(p) => {
             info!(source = p.name(), "default credentials");
             p
@@ -236,7 +251,9 @@ async fn lead_then_run(
         .map_err(|e| AppError::Lease(e.to_string()))?;
     let (mut leader, lease_task) = manager.watch().await;
     // A standby replica is healthy and ready: it only waits for the lease.
-    health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    health
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     info!(lease = %config.lease_name, %namespace, %identity, "waiting for the lease");
     loop {
         if *leader.borrow_and_update() {
@@ -256,7 +273,9 @@ async fn lead_then_run(
         }
     }
     info!("acquired the lease; starting");
-    health.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    health
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     // Losing the lease stops the controllers like a shutdown does.
     let run_token = shutdown.child_token();
     let lost = run_token.clone();

@@ -15,7 +15,12 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
 
     /// Namespaces to watch, comma-separated; all namespaces when empty.
-    #[arg(long, env = "VPN_PBR_NAMESPACES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "VPN_PBR_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub namespaces: Vec<String>,
 
     /// Reconciles running at once.
@@ -74,7 +79,7 @@ pub struct Config {
     pub log_level: String,
 
     /// Allow routes to name a Secret with their own credentials (needs RBAC to read Secrets).
-    #[arg(long, env = "VPN_PBR_ROUTE_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "VPN_PBR_ROUTE_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub route_secrets: bool,
 
     /// The gateway scheduler (one change in flight per gateway). Turning it off makes every
@@ -98,7 +103,8 @@ pub enum LogFormat {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::controller::reconcile::parse_duration(s).ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
+    crate::controller::reconcile::parse_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
 }
 
 impl Config {
@@ -120,9 +126,18 @@ mod tests {
     fn defaults_and_flags() {
         let c = Config::try_parse_from(["op"]).expect("defaults");
         assert_eq!(c.resync, Duration::from_secs(600));
-        assert!(c.gateway_scheduler && c.route_secrets && !c.leader_election);
+        assert!(c.gateway_scheduler && !c.route_secrets && !c.leader_election);
         assert!(c.watched_namespaces().is_empty());
-        let c = Config::try_parse_from(["op", "--namespaces", "a,b", "--resync", "30s", "--gateway-scheduler", "false"]).expect("flags");
+        let c = Config::try_parse_from([
+            "op",
+            "--namespaces",
+            "a,b",
+            "--resync",
+            "30s",
+            "--gateway-scheduler",
+            "false",
+        ])
+        .expect("flags");
         assert_eq!(c.watched_namespaces(), vec!["a", "b"]);
         assert_eq!(c.resync, Duration::from_secs(30));
         assert!(!c.gateway_scheduler);

@@ -57,7 +57,9 @@ async fn crd_is_established_and_a_valid_route_round_trips_with_defaults() {
     let (client, api, ns) = setup("roundtrip").await;
     let mut spec = valid_spec();
     spec.as_object_mut().expect("map").remove("description");
-    create(&api, object("r1", spec)).await.expect("valid route accepted");
+    create(&api, object("r1", spec))
+        .await
+        .expect("valid route accepted");
     let typed: Api<VpnPbrRoute> = Api::namespaced(client, &ns);
     let got = typed.get("r1").await.expect("get");
     assert_eq!(got.spec.priority, 10, "priority defaults to 10");
@@ -95,13 +97,25 @@ async fn invalid_routes_are_refused_naming_the_field() {
         ("regionId", json!("CN_Hangzhou"), "spec.regionId"),
         ("publishVpc", Value::Null, "spec.publishVpc"),
         ("publishVpc", json!("yes"), "spec.publishVpc"),
-        ("description", json!("http://example.com"), "spec.description"),
-        ("description", json!("https://example.com"), "spec.description"),
+        (
+            "description",
+            json!("http://example.com"),
+            "spec.description",
+        ),
+        (
+            "description",
+            json!("https://example.com"),
+            "spec.description",
+        ),
         ("description", json!(""), "spec.description"),
         ("description", json!("x".repeat(101)), "spec.description"),
         ("overlayMode", json!("Gre"), "spec.overlayMode"),
         ("deletionPolicy", json!("Retain"), "spec.deletionPolicy"),
-        ("managementPolicy", json!("ReadOnly"), "spec.managementPolicy"),
+        (
+            "managementPolicy",
+            json!("ReadOnly"),
+            "spec.managementPolicy",
+        ),
         ("credentialsRef", json!({}), "spec.credentialsRef.name"),
     ];
     assert!(cases.len() >= 20);
@@ -114,7 +128,10 @@ async fn invalid_routes_are_refused_naming_the_field() {
             map.insert(field.to_owned(), value.clone());
         }
         let message = refusal(create(&api, object(&format!("bad-{i}"), spec)).await);
-        assert!(message.contains(path), "{field}={value}: message does not name {path}: {message}");
+        assert!(
+            message.contains(path),
+            "{field}={value}: message does not name {path}: {message}"
+        );
     }
 }
 
@@ -147,7 +164,9 @@ async fn valid_examples_are_accepted() {
         let text = std::fs::read_to_string(&path).expect("read");
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let obj = Value::deserialize(doc).expect("yaml");
-            create(&api, obj).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            create(&api, obj)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             count += 1;
         }
     }
@@ -159,7 +178,17 @@ use serde::Deserialize as _;
 #[tokio::test]
 async fn identity_fields_and_description_are_immutable() {
     let (_client, api, _ns) = setup("immutable").await;
-    create(&api, object("r", valid_spec())).await.expect("create");
+    create(&api, object("r", valid_spec()))
+        .await
+        .expect("create");
+    // The cloud entry exists: identity is fixed from now on.
+    api.patch_status(
+        "r",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"createTime": "2026-01-01T00:00:00.000Z"}})),
+    )
+    .await
+    .expect("status");
     let cases: Vec<(&str, Value)> = vec![
         ("regionId", json!("cn-shanghai")),
         ("vpnGatewayId", json!("vpn-other")),
@@ -172,34 +201,90 @@ async fn identity_fields_and_description_are_immutable() {
     let pp = PatchParams::default();
     for (field, value) in cases {
         let patch = json!({"spec": {field: value}});
-        let err = api.patch("r", &pp, &Patch::Merge(&patch)).await;
-        match err {
-            Err(kube::Error::Api(s)) => {
-                assert_eq!(s.code, 422, "{field}: {s:?}");
-                assert!(s.message.contains(&format!("spec.{field}")), "{field}: {}", s.message);
-                assert!(s.message.contains("immutable"), "{field}: {}", s.message);
-            }
-            other => panic!("{field} change was not refused: {other:?}"),
-        }
+        assert_refused_immutable(api.patch("r", &pp, &Patch::Merge(&patch)).await, field);
     }
     // Adding a description after creation is refused as well.
     let mut spec = valid_spec();
     spec.as_object_mut().expect("map").remove("description");
     create(&api, object("nodesc", spec)).await.expect("create");
     let err = api
-        .patch("nodesc", &pp, &Patch::Merge(&json!({"spec": {"description": "late"}})))
+        .patch(
+            "nodesc",
+            &pp,
+            &Patch::Merge(&json!({"spec": {"description": "late"}})),
+        )
         .await;
-    assert!(matches!(err, Err(kube::Error::Api(ref s)) if s.code == 422 && s.message.contains("description")), "{err:?}");
+    assert!(
+        matches!(err, Err(kube::Error::Api(ref s)) if s.code == 422 && s.message.contains("description")),
+        "{err:?}"
+    );
     // Mutable fields change freely.
-    api.patch("r", &pp, &Patch::Merge(&json!({"spec": {"weight": 0, "priority": 20, "publishVpc": true}})))
+    api.patch(
+        "r",
+        &pp,
+        &Patch::Merge(&json!({"spec": {"weight": 0, "priority": 20, "publishVpc": true}})),
+    )
+    .await
+    .expect("weight, priority and publishVpc are mutable");
+}
+
+fn assert_refused_immutable(result: Result<DynamicObject, kube::Error>, field: &str) {
+    match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{field}: {s:?}");
+            assert!(
+                s.message.contains(&format!("spec.{field}")),
+                "{field}: {}",
+                s.message
+            );
+            assert!(s.message.contains("immutable"), "{field}: {}", s.message);
+        }
+        other => panic!("{field} change was not refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn identity_can_be_corrected_until_a_create_is_under_way() {
+    let (_client, api, _ns) = setup("identity-fix").await;
+    create(&api, object("r", valid_spec()))
         .await
-        .expect("weight, priority and publishVpc are mutable");
+        .expect("create");
+    let pp = PatchParams::default();
+    // Never created in the cloud (e.g. refused for a wrong next hop): the user may fix it.
+    api.patch(
+        "r",
+        &pp,
+        &Patch::Merge(&json!({"spec": {"nextHop": "vco-fixed", "routeDest": "10.9.0.0/16"}})),
+    )
+    .await
+    .expect("identity editable before any create");
+    // A create is in flight (token stored): no longer.
+    api.patch_status(
+        "r",
+        &pp,
+        &Patch::Merge(&json!({"status": {"clientToken": "tok"}})),
+    )
+    .await
+    .expect("status");
+    for (field, value) in [
+        ("nextHop", json!("vco-other")),
+        ("vpnGatewayId", json!("vpn-other")),
+        ("routeSource", json!("10.1.0.0/16")),
+    ] {
+        assert_refused_immutable(
+            api.patch("r", &pp, &Patch::Merge(&json!({"spec": {field: value}})))
+                .await,
+            field,
+        );
+    }
 }
 
 #[tokio::test]
 async fn kubectl_shows_the_printer_columns() {
     let (_client, api, ns) = setup("columns").await;
-    create(&api, object("shown", valid_spec())).await.expect("create");
+    create(&api, object("shown", valid_spec()))
+        .await
+        .expect("create");
     let cp = ControlPlane::shared();
     let out = tokio::process::Command::new(support::kubectl())
         .env("KUBECONFIG", &cp.kubeconfig)
@@ -208,14 +293,35 @@ async fn kubectl_shows_the_printer_columns() {
         .await
         .expect("run kubectl");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
-    let header: Vec<&str> = text.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert!(
+        out.status.success(),
+        "kubectl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "GATEWAY", "SOURCE", "DEST", "NEXTHOP", "WEIGHT", "PRIORITY", "PUBLISH", "STATE", "READY", "REASON", "AGE"]
+        [
+            "NAME", "GATEWAY", "SOURCE", "DEST", "NEXTHOP", "WEIGHT", "PRIORITY", "PUBLISH",
+            "STATE", "READY", "REASON", "AGE"
+        ]
     );
     let row = text.lines().nth(1).unwrap_or_default();
-    for v in ["shown", "vpn-test-gateway", "192.168.1.0/24", "10.0.0.0/16", "vco-test-conn", "100", "10", "false"] {
+    for v in [
+        "shown",
+        "vpn-test-gateway",
+        "192.168.1.0/24",
+        "10.0.0.0/16",
+        "vco-test-conn",
+        "100",
+        "10",
+        "false",
+    ] {
         assert!(row.contains(v), "row lacks {v}: {row}");
     }
     // The short name and both categories resolve.
@@ -226,7 +332,10 @@ async fn kubectl_shows_the_printer_columns() {
             .output()
             .await
             .expect("run kubectl");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("vpnpbrroute.vpn.alicloud.dev/shown"), "kubectl get {what}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("vpnpbrroute.vpn.alicloud.dev/shown"),
+            "kubectl get {what}"
+        );
     }
 }
 
@@ -240,7 +349,12 @@ async fn harness_mints_service_account_tokens() {
     match routes.list(&Default::default()).await {
         Err(kube::Error::Api(s)) => {
             assert_eq!(s.code, 403, "{s:?}");
-            assert!(s.message.contains(&format!("system:serviceaccount:{ns}:nobody")), "{}", s.message);
+            assert!(
+                s.message
+                    .contains(&format!("system:serviceaccount:{ns}:nobody")),
+                "{}",
+                s.message
+            );
         }
         other => panic!("expected 403, got {other:?}"),
     }

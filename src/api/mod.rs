@@ -16,7 +16,10 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 mod tests {
     #[test]
     fn committed_crd_matches_crdgen() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vpnpbrroutes.vpn.alicloud.dev.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crds/vpnpbrroutes.vpn.alicloud.dev.yaml"
+        );
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         let generated = super::crd_yaml().expect("CRD serializes");
         assert!(

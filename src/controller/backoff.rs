@@ -46,7 +46,10 @@ pub struct Backoffs {
 impl Backoffs {
     /// Records a failure and returns the delay before the next try.
     pub fn failure(&self, key: &str, class: ErrorClass, generation: Option<i64>) -> Duration {
-        let mut map = self.attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = map.entry(key.to_owned()).or_insert(State {
             attempts: 0,
             not_before: Instant::now(),
@@ -61,7 +64,10 @@ impl Backoffs {
 
     /// How long the object must still wait, if it is backing off for this generation.
     pub fn wait(&self, key: &str, generation: Option<i64>) -> Option<Duration> {
-        let map = self.attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self
+            .attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = map.get(key)?;
         if st.generation != generation {
             return None;
@@ -86,9 +92,14 @@ mod tests {
     #[test]
     fn grows_and_caps() {
         let b = Backoffs::default();
-        let d: Vec<Duration> = (0..12).map(|_| b.failure("a", ErrorClass::Transient, Some(1))).collect();
+        let d: Vec<Duration> = (0..12)
+            .map(|_| b.failure("a", ErrorClass::Transient, Some(1)))
+            .collect();
         assert!(b.wait("a", Some(1)).is_some());
-        assert!(b.wait("a", Some(2)).is_none(), "a new generation retries at once");
+        assert!(
+            b.wait("a", Some(2)).is_none(),
+            "a new generation retries at once"
+        );
         assert!(d[0] >= Duration::from_millis(800) && d[0] <= Duration::from_millis(1200));
         assert!(d[3] >= Duration::from_millis(6400));
         assert!(d[11] <= Duration::from_secs(72));

@@ -80,13 +80,19 @@ impl Context {
         })
     }
 
-    async fn secret_credentials(&self, route: &VpnPbrRoute, name: &str) -> Result<CredentialsHandle> {
+    async fn secret_credentials(
+        &self,
+        route: &VpnPbrRoute,
+        name: &str,
+    ) -> Result<CredentialsHandle> {
         let fail = |reason: String| Error::Secret {
             name: name.to_owned(),
             reason,
         };
         if !self.settings.route_secrets {
-            return Err(fail("route Secrets are disabled (--route-secrets=false)".to_owned()));
+            return Err(fail(
+                "route Secrets are disabled (--route-secrets=false)".to_owned(),
+            ));
         }
         let ns = route
             .metadata
@@ -100,8 +106,9 @@ impl Context {
             .map_err(|e| Error::kube("read credentials Secret", e))?
             .ok_or_else(|| fail("not found".to_owned()))?;
         let data = secret.data.unwrap_or_default();
-        let creds = Credentials::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())))
-            .map_err(|e| fail(e.to_string()))?;
+        let creds =
+            Credentials::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())))
+                .map_err(|e| fail(e.to_string()))?;
         Ok(CredentialsHandle {
             key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
             provider: Arc::new(StaticCredentials::new(creds)),

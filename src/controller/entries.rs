@@ -51,7 +51,11 @@ impl GatewayCache {
     }
 
     /// The gateway's entries, at most `max_age` old.
-    pub async fn entries(&self, scope: &Scope, max_age: Duration) -> Result<Arc<Vec<Entry>>, CloudError> {
+    pub async fn entries(
+        &self,
+        scope: &Scope,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<Entry>>, CloudError> {
         let slot = self.slot(&scope.key());
         let fresh = |slot: &Slot| {
             lock(&slot.data)
@@ -74,7 +78,11 @@ impl GatewayCache {
     }
 
     /// The gateway's facts, at most `max_age` old.
-    pub async fn facts(&self, scope: &Scope, max_age: Duration) -> Result<GatewayFacts, CloudError> {
+    pub async fn facts(
+        &self,
+        scope: &Scope,
+        max_age: Duration,
+    ) -> Result<GatewayFacts, CloudError> {
         let slot = self.slot(&scope.key());
         let fresh = |slot: &Slot| {
             lock(&slot.data)

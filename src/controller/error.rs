@@ -39,7 +39,9 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Kube { source, .. } => match source.as_ref() {
-                kube::Error::Api(s) if s.code == 403 || s.code == 401 => ErrorClass::NeedsOutsideAction,
+                kube::Error::Api(s) if s.code == 403 || s.code == 401 => {
+                    ErrorClass::NeedsOutsideAction
+                }
                 _ => ErrorClass::Transient,
             },
             Self::Cloud { source, .. } => source.class(),

@@ -58,23 +58,47 @@ impl Metrics {
             reconciles: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             cloud_calls: Family::default(),
-            cloud_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
+            cloud_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
             routes: Family::default(),
             queue_depth: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("vpn_pbr");
         r.register("reconciles", "Reconciles by result", m.reconciles.clone());
-        r.register("reconcile_duration_seconds", "Reconcile duration", m.reconcile_duration.clone());
-        r.register("cloud_calls", "Cloud API calls by action and result code", m.cloud_calls.clone());
-        r.register("cloud_call_duration_seconds", "Cloud API call latency by action", m.cloud_latency.clone());
-        r.register("routes", "VpnPbrRoute objects by readiness", m.routes.clone());
-        r.register("gateway_queue_depth", "Mutations waiting or in flight per gateway", m.queue_depth.clone());
+        r.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            "cloud_calls",
+            "Cloud API calls by action and result code",
+            m.cloud_calls.clone(),
+        );
+        r.register(
+            "cloud_call_duration_seconds",
+            "Cloud API call latency by action",
+            m.cloud_latency.clone(),
+        );
+        r.register(
+            "routes",
+            "VpnPbrRoute objects by readiness",
+            m.routes.clone(),
+        );
+        r.register(
+            "gateway_queue_depth",
+            "Mutations waiting or in flight per gateway",
+            m.queue_depth.clone(),
+        );
         Arc::new(m)
     }
 
     pub fn reconciled(&self, result: &str, took: Duration) {
         self.reconciles
-            .get_or_create(&ResultLabels { result: result.to_owned() })
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
             .inc();
         self.reconcile_duration.observe(took.as_secs_f64());
     }
@@ -94,7 +118,9 @@ impl CallObserver for CloudCallMetrics {
             .inc();
         self.0
             .cloud_latency
-            .get_or_create(&ActionLabels { action: call.action.to_owned() })
+            .get_or_create(&ActionLabels {
+                action: call.action.to_owned(),
+            })
             .observe(call.latency.as_secs_f64());
     }
 }

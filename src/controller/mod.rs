@@ -1,16 +1,16 @@
 //! The VpnPbrRoute controller.
 
 pub mod backoff;
+pub mod context;
+pub mod duplicates;
 pub mod entries;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod port;
+pub mod reconcile;
+pub mod runner;
 pub mod scheduler;
 pub mod status;
-pub mod context;
-pub mod duplicates;
-pub mod metrics;
-pub mod reconcile;
 pub mod vpc;
-pub mod runner;

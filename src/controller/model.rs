@@ -169,7 +169,14 @@ impl Mutation {
             (Self::Delete { .. }, Some(i)) => {
                 entries.remove(i);
             }
-            (Self::ModifyAttribute { new_weight, new_priority, .. }, Some(i)) => {
+            (
+                Self::ModifyAttribute {
+                    new_weight,
+                    new_priority,
+                    ..
+                },
+                Some(i),
+            ) => {
                 if let Some(w) = new_weight {
                     entries[i].weight = *w;
                 }

@@ -70,7 +70,8 @@ pub fn drift(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> D
 fn priority_differs(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> bool {
     // A gateway without priority support reports whatever it stores (the default); only a
     // non-default wish is a difference there.
-    entry.priority != spec.priority && (gateway.supports_priority || spec.priority != DEFAULT_PRIORITY)
+    entry.priority != spec.priority
+        && (gateway.supports_priority || spec.priority != DEFAULT_PRIORITY)
 }
 
 /// The next change for an existing entry: weight and priority first (one call where the gateway
@@ -198,7 +199,12 @@ mod tests {
         s.weight = 0;
         assert!(matches!(
             update(&s, &entry(), &gw(false)),
-            Step::Mutate(Mutation::ModifyWeight { weight: 100, new_weight: 0, priority: None, .. })
+            Step::Mutate(Mutation::ModifyWeight {
+                weight: 100,
+                new_weight: 0,
+                priority: None,
+                ..
+            })
         ));
     }
 
@@ -215,7 +221,10 @@ mod tests {
         s.publish_vpc = true;
         assert!(matches!(
             update(&s, &entry(), &gw(true)),
-            Step::Mutate(Mutation::Publish { publish_vpc: true, .. })
+            Step::Mutate(Mutation::Publish {
+                publish_vpc: true,
+                ..
+            })
         ));
         assert_eq!(drift(&s, &entry(), &gw(true)).fields, vec!["publishVpc"]);
     }
@@ -223,10 +232,20 @@ mod tests {
     #[test]
     fn create_leaves_default_priority_out_without_support() {
         match create(&spec(), &gw(false), "tok") {
-            Mutation::Create { priority: None, client_token, .. } => assert_eq!(client_token, "tok"),
+            Mutation::Create {
+                priority: None,
+                client_token,
+                ..
+            } => assert_eq!(client_token, "tok"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(create(&spec(), &gw(true), "t"), Mutation::Create { priority: Some(10), .. }));
+        assert!(matches!(
+            create(&spec(), &gw(true), "t"),
+            Mutation::Create {
+                priority: Some(10),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -236,14 +255,21 @@ mod tests {
         e.priority = 30;
         assert!(matches!(
             delete(&e, &gw(true)),
-            Mutation::Delete { weight: 0, priority: Some(30), .. }
+            Mutation::Delete {
+                weight: 0,
+                priority: Some(30),
+                ..
+            }
         ));
     }
 
     #[test]
     fn apply_to_updates_cached_list() {
         let mut list = vec![entry()];
-        let m = Mutation::Publish { route: route_id(&spec()), publish_vpc: true };
+        let m = Mutation::Publish {
+            route: route_id(&spec()),
+            publish_vpc: true,
+        };
         m.apply_to(&mut list, None);
         assert!(list[0].published());
         delete(&list[0].clone(), &gw(true)).apply_to(&mut list, None);

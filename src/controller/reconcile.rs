@@ -21,8 +21,8 @@ use super::plan::{self, Step};
 use super::scheduler::JobView;
 use super::status::{self, CondValue, Report};
 use crate::api::v1alpha1::{
-    ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy, PAUSED_ANNOTATION, RESYNC_ANNOTATION,
-    VpnPbrRoute, VpnPbrRouteStatus, validation,
+    ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy, PAUSED_ANNOTATION,
+    RESYNC_ANNOTATION, VpnPbrRoute, VpnPbrRouteStatus, validation,
 };
 use crate::cloud::{CloudError, ErrorClass};
 
@@ -64,7 +64,11 @@ pub fn error_policy(_route: Arc<VpnPbrRoute>, _err: &Error, _ctx: Arc<Context>) 
 }
 
 pub fn object_key(route: &VpnPbrRoute) -> String {
-    format!("{}/{}", route.namespace().unwrap_or_default(), route.name_any())
+    format!(
+        "{}/{}",
+        route.namespace().unwrap_or_default(),
+        route.name_any()
+    )
 }
 
 async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
@@ -76,34 +80,62 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
         add_finalizer(route, ctx).await?;
     }
     if let Err(errors) = validation::validate(&route.spec) {
-        let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        write_status(route, ctx, Report {
-            ready: Some(CondValue::no("InvalidSpec", message.clone())),
-            synced: Some(CondValue::no("InvalidSpec", message)),
-            ..Default::default()
-        })
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        write_status(
+            route,
+            ctx,
+            Report {
+                ready: Some(CondValue::no("InvalidSpec", message.clone())),
+                synced: Some(CondValue::no("InvalidSpec", message)),
+                ..Default::default()
+            },
+        )
         .await?;
         return Ok(Action::await_change());
     }
     if paused(route) {
-        write_status(route, ctx, Report {
-            synced: Some(CondValue::no("Paused", format!("{PAUSED_ANNOTATION} is \"true\"; no cloud calls"))),
-            ..Default::default()
-        })
+        write_status(
+            route,
+            ctx,
+            Report {
+                synced: Some(CondValue::no(
+                    "Paused",
+                    format!("{PAUSED_ANNOTATION} is \"true\"; no cloud calls"),
+                )),
+                ..Default::default()
+            },
+        )
         .await?;
         return Ok(Action::await_change());
     }
     if let Some(winner) = duplicates::older_claim(route, &ctx.all_routes()) {
         let message = format!("route already claimed by {winner}");
-        let newly = status::ready(route.status.as_ref()).is_none_or(|c| c.reason != "DuplicateRoute");
-        write_status(route, ctx, Report {
-            ready: Some(CondValue::no("DuplicateRoute", message.clone())),
-            synced: Some(CondValue::no("DuplicateRoute", message.clone())),
-            ..Default::default()
-        })
+        let newly =
+            status::ready(route.status.as_ref()).is_none_or(|c| c.reason != "DuplicateRoute");
+        write_status(
+            route,
+            ctx,
+            Report {
+                ready: Some(CondValue::no("DuplicateRoute", message.clone())),
+                synced: Some(CondValue::no("DuplicateRoute", message.clone())),
+                ..Default::default()
+            },
+        )
         .await?;
         if newly {
-            publish(ctx, route, EventType::Warning, "DuplicateRoute", "Claim", message).await;
+            publish(
+                ctx,
+                route,
+                EventType::Warning,
+                "DuplicateRoute",
+                "Claim",
+                message,
+            )
+            .await;
         }
         return Ok(Action::requeue(ctx.settings.resync));
     }
@@ -115,8 +147,13 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
     let mut adopted_after_conflict = false;
     match ctx.scheduler.view(&owner, &gw_key) {
         Some(JobView::Pending) => return Ok(Action::requeue(WAIT_FOR_SCHEDULER)),
-        Some(JobView::Accepted { confirmed: false, .. }) => return Ok(Action::requeue(WAIT_FOR_SCHEDULER)),
-        Some(JobView::Accepted { accepted, confirmed: true }) => {
+        Some(JobView::Accepted {
+            confirmed: false, ..
+        }) => return Ok(Action::requeue(WAIT_FOR_SCHEDULER)),
+        Some(JobView::Accepted {
+            accepted,
+            confirmed: true,
+        }) => {
             ctx.scheduler.forget(&owner, &gw_key);
             last_request_id = accepted.request_id.clone();
         }
@@ -127,7 +164,10 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
                 ctx.cache.invalidate(&scope);
                 adopted_after_conflict = true;
             } else {
-                return Err(Error::Cloud { op: "mutation", source: err });
+                return Err(Error::Cloud {
+                    op: "mutation",
+                    source: err,
+                });
             }
         }
         None => {}
@@ -144,7 +184,10 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
         .await
         .map_err(|e| cloud("DescribeVpnPbrRouteEntries", e))?;
     let entry = plan::find(&route.spec, &entries).cloned();
-    let gateway_status = ctx.scheduler.gateway_status(&gw_key).unwrap_or_else(|| facts.status.clone());
+    let gateway_status = ctx
+        .scheduler
+        .gateway_status(&gw_key)
+        .unwrap_or_else(|| facts.status.clone());
 
     if !full {
         return observe_only(route, ctx, entry, &facts, gateway_status).await;
@@ -153,7 +196,12 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
     let Some(entry) = entry else {
         return create(route, ctx, &scope, &facts).await;
     };
-    let adopted = adopted_after_conflict || (route.status.as_ref().is_none_or(|s| s.create_time.is_none()) && last_request_id.is_none());
+    let adopted = adopted_after_conflict
+        || (route
+            .status
+            .as_ref()
+            .is_none_or(|s| s.create_time.is_none())
+            && last_request_id.is_none());
     match plan::update(&route.spec, &entry, &facts) {
         Step::Mutate(mutation) => {
             debug!(route = %object_key(route), action = mutation.action(), "queueing change");
@@ -165,20 +213,36 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
                 // Someone else's change is being applied; our own entry is fine as listed.
                 debug!(route = %object_key(route), "in sync while gateway settles");
             }
-            let was_ready = status::ready(route.status.as_ref()).is_some_and(|c| c.status == ConditionStatus::True);
-            write_status(route, ctx, Report {
-                ready: Some(CondValue::yes("Available", "the cloud entry matches the spec")),
-                synced: Some(CondValue::yes("Synced", "")),
-                entry: Some(entry.clone()),
-                gateway_status: Some(gateway_status),
-                client_token: Some(None),
-                last_request_id: last_request_id.clone(),
-                ..Default::default()
-            })
+            let was_ready = status::ready(route.status.as_ref())
+                .is_some_and(|c| c.status == ConditionStatus::True);
+            write_status(
+                route,
+                ctx,
+                Report {
+                    ready: Some(CondValue::yes(
+                        "Available",
+                        "the cloud entry matches the spec",
+                    )),
+                    synced: Some(CondValue::yes("Synced", "")),
+                    entry: Some(entry.clone()),
+                    gateway_status: Some(gateway_status),
+                    client_token: Some(None),
+                    last_request_id: last_request_id.clone(),
+                    ..Default::default()
+                },
+            )
             .await?;
             if adopted {
                 info!(route = %object_key(route), "adopted existing cloud entry");
-                publish(ctx, route, EventType::Normal, "Adopted", "Adopt", "adopted the existing cloud entry".to_owned()).await;
+                publish(
+                    ctx,
+                    route,
+                    EventType::Normal,
+                    "Adopted",
+                    "Adopt",
+                    "adopted the existing cloud entry".to_owned(),
+                )
+                .await;
             } else if let Some(id) = &last_request_id {
                 let (reason, note) = if was_ready {
                     ("Updated", format!("cloud entry updated (RequestId {id})"))
@@ -192,26 +256,36 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
     }
 }
 
-async fn create(route: &VpnPbrRoute, ctx: &Context, scope: &Scope, facts: &GatewayFacts) -> Result<Action> {
+async fn create(
+    route: &VpnPbrRoute,
+    ctx: &Context,
+    scope: &Scope,
+    facts: &GatewayFacts,
+) -> Result<Action> {
     // The token goes to status before the call, so a retry or a restart repeats the same
     // create and the cloud answers it without making a second entry.
     let token = match route.status.as_ref().and_then(|s| s.client_token.clone()) {
         Some(t) => t,
         None => {
             let t = uuid::Uuid::new_v4().to_string();
-            write_status(route, ctx, Report {
-                ready: Some(CondValue::no("Creating", "creating the cloud entry")),
-                synced: Some(CondValue::no("Creating", "creating the cloud entry")),
-                entry_absent: true,
-                client_token: Some(Some(t.clone())),
-                ..Default::default()
-            })
+            write_status(
+                route,
+                ctx,
+                Report {
+                    ready: Some(CondValue::no("Creating", "creating the cloud entry")),
+                    synced: Some(CondValue::no("Creating", "creating the cloud entry")),
+                    entry_absent: true,
+                    client_token: Some(Some(t.clone())),
+                    ..Default::default()
+                },
+            )
             .await?;
             t
         }
     };
     let mutation = plan::create(&route.spec, facts, &token);
-    ctx.scheduler.submit(&ObjectRef::from_obj(route), scope, mutation);
+    ctx.scheduler
+        .submit(&ObjectRef::from_obj(route), scope, mutation);
     Ok(Action::requeue(WAIT_FOR_SCHEDULER))
 }
 
@@ -224,7 +298,10 @@ async fn observe_only(
 ) -> Result<Action> {
     let report = match entry {
         None => Report {
-            ready: Some(CondValue::no("NotFound", "no such entry on the gateway (ObserveOnly: not created)")),
+            ready: Some(CondValue::no(
+                "NotFound",
+                "no such entry on the gateway (ObserveOnly: not created)",
+            )),
             synced: Some(CondValue::no("NotFound", "no such entry on the gateway")),
             entry_absent: true,
             gateway_status: Some(gateway_status),
@@ -235,7 +312,13 @@ async fn observe_only(
             let synced = if drift.fields.is_empty() {
                 CondValue::yes("Synced", "the cloud entry matches the spec")
             } else {
-                CondValue::no("Drift", format!("the cloud differs in {} (ObserveOnly: not changed)", drift.fields.join(", ")))
+                CondValue::no(
+                    "Drift",
+                    format!(
+                        "the cloud differs in {} (ObserveOnly: not changed)",
+                        drift.fields.join(", ")
+                    ),
+                )
             };
             Report {
                 ready: Some(CondValue::yes("Available", "the cloud entry exists")),
@@ -270,12 +353,17 @@ async fn cleanup(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
                 return Ok(Action::requeue(WAIT_FOR_SCHEDULER));
             }
         }
-        Some(JobView::Accepted { confirmed: false, .. }) => return Ok(Action::requeue(WAIT_FOR_SCHEDULER)),
+        Some(JobView::Accepted {
+            confirmed: false, ..
+        }) => return Ok(Action::requeue(WAIT_FOR_SCHEDULER)),
         Some(JobView::Accepted { .. }) => ctx.scheduler.forget(&owner, &gw_key),
         Some(JobView::Failed(err)) => {
             ctx.scheduler.forget(&owner, &gw_key);
             if !err.is_gone() {
-                return Err(Error::Cloud { op: "delete", source: err });
+                return Err(Error::Cloud {
+                    op: "delete",
+                    source: err,
+                });
             }
         }
         None => {}
@@ -292,7 +380,15 @@ async fn cleanup(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
     };
     match plan::find(&route.spec, &entries) {
         None => {
-            publish(ctx, route, EventType::Normal, "Deleted", "Delete", "cloud entry deleted".to_owned()).await;
+            publish(
+                ctx,
+                route,
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                "cloud entry deleted".to_owned(),
+            )
+            .await;
             remove_finalizer(route, ctx).await
         }
         Some(entry) => {
@@ -311,7 +407,10 @@ fn cloud(op: &'static str, e: CloudError) -> Error {
 }
 
 fn paused(route: &VpnPbrRoute) -> bool {
-    route.annotations().get(PAUSED_ANNOTATION).is_some_and(|v| v == "true")
+    route
+        .annotations()
+        .get(PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true")
 }
 
 /// Parses durations like `90s`, `5m`, `1h`, `1h30m`.
@@ -360,7 +459,11 @@ fn now_millis() -> u128 {
 /// gateway id.
 pub fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Duration {
     let period_ms = period.as_millis().max(1);
-    let offset = u128::from(gateway.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))) % period_ms;
+    let offset = u128::from(
+        gateway
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))),
+    ) % period_ms;
     let phase = (now_ms + period_ms - offset) % period_ms;
     let wait = period_ms - phase;
     Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX))
@@ -376,10 +479,15 @@ async fn add_finalizer(route: &VpnPbrRoute, ctx: &Context) -> Result<()> {
             { "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER }
         ])
     };
-    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|_| Error::MissingField("finalizer patch"))?;
-    api.patch(&route.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-        .map_err(|e| Error::kube("add finalizer", e))?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|_| Error::MissingField("finalizer patch"))?;
+    api.patch(
+        &route.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await
+    .map_err(|e| Error::kube("add finalizer", e))?;
     Ok(())
 }
 
@@ -393,7 +501,14 @@ async fn remove_finalizer(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> 
         { "op": "remove", "path": format!("/metadata/finalizers/{i}") }
     ]))
     .map_err(|_| Error::MissingField("finalizer patch"))?;
-    match api.patch(&route.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+    match api
+        .patch(
+            &route.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(Error::kube("remove finalizer", e)),
@@ -403,21 +518,34 @@ async fn remove_finalizer(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> 
 }
 
 fn api(route: &VpnPbrRoute, ctx: &Context) -> Result<Api<VpnPbrRoute>> {
-    let ns = route.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = route
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     Ok(Api::namespaced(ctx.client.clone(), &ns))
 }
 
 /// Writes status with server-side apply, only when it changes.
 async fn write_status(route: &VpnPbrRoute, ctx: &Context, report: Report) -> Result<()> {
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let new = status::build(route.status.as_ref(), report, route.metadata.generation, &now);
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let new = status::build(
+        route.status.as_ref(),
+        report,
+        route.metadata.generation,
+        &now,
+    );
     if route.status.as_ref() == Some(&new) {
         return Ok(());
     }
     apply_status(route, ctx, &new).await
 }
 
-async fn apply_status(route: &VpnPbrRoute, ctx: &Context, status: &VpnPbrRouteStatus) -> Result<()> {
+async fn apply_status(
+    route: &VpnPbrRoute,
+    ctx: &Context,
+    status: &VpnPbrRouteStatus,
+) -> Result<()> {
     let api = api(route, ctx)?;
     let patch = json!({
         "apiVersion": VpnPbrRoute::api_version(&()),
@@ -425,7 +553,11 @@ async fn apply_status(route: &VpnPbrRoute, ctx: &Context, status: &VpnPbrRouteSt
         "status": status,
     });
     match api
-        .patch_status(&route.name_any(), &PatchParams::apply(&ctx.settings.manager).force(), &Patch::Apply(&patch))
+        .patch_status(
+            &route.name_any(),
+            &PatchParams::apply(&ctx.settings.manager).force(),
+            &Patch::Apply(&patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -448,12 +580,16 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, err: &Error) -> Resu
     } else {
         CondValue::no(reason.clone(), message.clone())
     };
-    write_status(route, ctx, Report {
-        ready: Some(ready),
-        synced: Some(CondValue::no(reason.clone(), message.clone())),
-        last_request_id: request_id,
-        ..Default::default()
-    })
+    write_status(
+        route,
+        ctx,
+        Report {
+            ready: Some(ready),
+            synced: Some(CondValue::no(reason.clone(), message.clone())),
+            last_request_id: request_id,
+            ..Default::default()
+        },
+    )
     .await?;
     if previous.as_deref() != Some(reason.as_str()) {
         publish(ctx, route, EventType::Warning, &reason, "Sync", message).await;
@@ -461,7 +597,14 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, err: &Error) -> Resu
     Ok(())
 }
 
-async fn publish(ctx: &Context, route: &VpnPbrRoute, type_: EventType, reason: &str, action: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    route: &VpnPbrRoute,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.chars().take(128).collect(),
@@ -495,6 +638,10 @@ mod tests {
         let b = aligned_delay("vpn-a", p, 1_000_000 + 1234);
         assert_eq!(a.as_millis() - b.as_millis(), 1234, "same tick");
         assert!(a <= p && a > Duration::ZERO);
-        assert_ne!(aligned_delay("vpn-b", p, 1_000_000), a, "gateways spread over the period");
+        assert_ne!(
+            aligned_delay("vpn-b", p, 1_000_000),
+            a,
+            "gateways spread over the period"
+        );
     }
 }

@@ -48,7 +48,13 @@ pub struct Runtime {
 pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
     let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
     let cache = GatewayCache::new(rt.cloud.clone());
-    let scheduler = Scheduler::new(rt.cloud.clone(), cache.clone(), rt.scheduler.clone(), wake_tx, shutdown.clone());
+    let scheduler = Scheduler::new(
+        rt.cloud.clone(),
+        cache.clone(),
+        rt.scheduler.clone(),
+        wake_tx,
+        shutdown.clone(),
+    );
 
     let apis: Vec<(Option<String>, Api<VpnPbrRoute>)> = if rt.namespaces.is_empty() {
         vec![(None, Api::all(rt.client.clone()))]
@@ -103,7 +109,12 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
     }
     tokio::spawn(dispatch(wake_rx, senders));
     tokio::spawn(readiness(stores.clone(), rt.health.clone()));
-    tokio::spawn(gauges(stores, scheduler.clone(), rt.metrics.clone(), shutdown.clone()));
+    tokio::spawn(gauges(
+        stores,
+        scheduler.clone(),
+        rt.metrics.clone(),
+        shutdown.clone(),
+    ));
 
     info!(namespaces = ?rt.namespaces, concurrency = rt.concurrency, "controller started");
     futures::future::join_all(runs).await;
@@ -116,7 +127,10 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
     info!(in_flight = scheduler.in_flight(), "controller stopped");
 }
 
-async fn dispatch(mut rx: mpsc::UnboundedReceiver<Owner>, senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>>) {
+async fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<Owner>,
+    senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>>,
+) {
     while let Some(owner) = rx.recv().await {
         let tx = senders.get(&None).or_else(|| senders.get(&owner.namespace));
         if let Some(tx) = tx {
@@ -147,8 +161,12 @@ async fn gauges(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let mut counts: HashMap<&str, i64> = HashMap::from([("true", 0), ("false", 0), ("unknown", 0)]);
-        for route in stores.iter().flat_map(kube::runtime::reflector::Store::state) {
+        let mut counts: HashMap<&str, i64> =
+            HashMap::from([("true", 0), ("false", 0), ("unknown", 0)]);
+        for route in stores
+            .iter()
+            .flat_map(kube::runtime::reflector::Store::state)
+        {
             let key = match status::ready(route.status.as_ref()).map(|c| c.status) {
                 Some(ConditionStatus::True) => "true",
                 Some(ConditionStatus::False) => "false",
@@ -157,7 +175,12 @@ async fn gauges(
             *counts.entry(key).or_default() += 1;
         }
         for (ready, n) in counts {
-            metrics.routes.get_or_create(&ReadyLabels { ready: ready.to_owned() }).set(n);
+            metrics
+                .routes
+                .get_or_create(&ReadyLabels {
+                    ready: ready.to_owned(),
+                })
+                .set(n);
         }
         for (gw, depth) in scheduler.depths() {
             metrics

@@ -268,7 +268,13 @@ impl Scheduler {
     pub fn in_flight(&self) -> usize {
         let map = lock(&self.inner.gateways);
         map.values()
-            .map(|s| lock(&s.state).jobs.values().filter(|j| matches!(j.state, JobState::InFlight)).count())
+            .map(|s| {
+                lock(&s.state)
+                    .jobs
+                    .values()
+                    .filter(|j| matches!(j.state, JobState::InFlight))
+                    .count()
+            })
             .sum()
     }
 
@@ -296,7 +302,7 @@ struct Worker {
 }
 
 enum Next {
-    Send(Owner, Scope, Mutation, Instant),
+    Send(Box<(Owner, Scope, Mutation)>, Instant),
     Probe(Scope, Instant),
     Idle,
 }
@@ -307,7 +313,7 @@ impl Worker {
         loop {
             let next = self.next();
             let sleep_until = match &next {
-                Next::Send(_, _, _, at) | Next::Probe(_, at) => Some(*at),
+                Next::Send(_, at) | Next::Probe(_, at) => Some(*at),
                 Next::Idle => None,
             };
             // Sleep until due, but wake early for new work or shutdown.
@@ -321,11 +327,12 @@ impl Worker {
                     }
                 } => false,
             };
-            if woke && !matches!(next, Next::Send(_, _, _, at) if at <= Instant::now()) {
+            if woke && !matches!(next, Next::Send(_, at) if at <= Instant::now()) {
                 continue;
             }
             match next {
-                Next::Send(owner, scope, mutation, _) => {
+                Next::Send(job, _) => {
+                    let (owner, scope, mutation) = *job;
                     step = self.send(owner, &scope, &mutation, step).await;
                 }
                 Next::Probe(scope, _) => step = self.probe(&scope, step).await,
@@ -340,18 +347,19 @@ impl Worker {
             let at = if self.inner.config.enabled {
                 // Before the update time is known, probing decides when the gateway is free.
                 if gw.unconfirmed() && gw.update_time.is_none() {
-                    return Next::Probe(scope, gw.last_accept.unwrap_or_else(Instant::now) + FIRST_PROBE);
+                    return Next::Probe(
+                        scope,
+                        gw.last_accept.unwrap_or_else(Instant::now) + FIRST_PROBE,
+                    );
                 }
                 gw.ready_at()
             } else {
                 Instant::now()
             };
-            return Next::Send(owner, scope, mutation, at);
+            return Next::Send(Box::new((owner, scope, mutation)), at);
         }
-        if gw.unconfirmed() {
-            if let Some(scope) = gw.probe_scope.clone() {
-                return Next::Probe(scope, gw.ready_at().max(Instant::now()));
-            }
+        if let Some(scope) = gw.probe_scope.clone().filter(|_| gw.unconfirmed()) {
+            return Next::Probe(scope, gw.ready_at().max(Instant::now()));
         }
         Next::Idle
     }
@@ -370,13 +378,21 @@ impl Worker {
         }
     }
 
-    async fn send(&self, owner: Owner, scope: &Scope, mutation: &Mutation, step: Duration) -> Duration {
+    async fn send(
+        &self,
+        owner: Owner,
+        scope: &Scope,
+        mutation: &Mutation,
+        step: Duration,
+    ) -> Duration {
         self.set_state(&owner, JobState::InFlight);
         let sent_at = Instant::now();
         let result = self.inner.cloud.mutate(scope, mutation).await;
         match result {
             Ok(accepted) => {
-                self.inner.cache.apply(scope, mutation, accepted.entry.as_ref());
+                self.inner
+                    .cache
+                    .apply(scope, mutation, accepted.entry.as_ref());
                 let confirmed_owners = {
                     let mut gw = lock(&self.slot.state);
                     // This change was accepted, so every earlier one has been applied.
@@ -455,10 +471,9 @@ impl Worker {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some(facts.status.clone());
                     if facts.status == "active" {
-                        if gw.update_time.is_none() {
-                            if let Some(last) = gw.last_accept {
-                                gw.update_time = Some(probe_at.saturating_duration_since(last).max(MIN_STEP));
-                            }
+                        if let (None, Some(last)) = (gw.update_time, gw.last_accept) {
+                            gw.update_time =
+                                Some(probe_at.saturating_duration_since(last).max(MIN_STEP));
                         }
                         let seq = gw.accepted;
                         gw.confirm(seq)
@@ -473,7 +488,8 @@ impl Worker {
                 } else {
                     let pause = {
                         let gw = lock(&self.slot.state);
-                        gw.update_time.map_or(step, |t| t.mul_f64(0.05).max(MIN_STEP))
+                        gw.update_time
+                            .map_or(step, |t| t.mul_f64(0.05).max(MIN_STEP))
                     };
                     tokio::time::sleep(pause).await;
                     step.mul_f64(1.3).min(MAX_STEP)

@@ -16,7 +16,11 @@ pub struct CondValue {
 }
 
 impl CondValue {
-    pub fn new(status: ConditionStatus, reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: ConditionStatus,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             reason: reason.into(),
@@ -52,7 +56,13 @@ pub fn rfc3339_millis(ms: i64) -> Option<String> {
     Some(ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-fn condition(type_: &str, value: CondValue, previous: &[Condition], generation: Option<i64>, now: &str) -> Condition {
+fn condition(
+    type_: &str,
+    value: CondValue,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: &str,
+) -> Condition {
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == value.status)
@@ -69,7 +79,12 @@ fn condition(type_: &str, value: CondValue, previous: &[Condition], generation: 
 
 /// The new status from the current one and a report. `now` is only used for conditions whose
 /// value flips.
-pub fn build(current: Option<&VpnPbrRouteStatus>, report: Report, generation: Option<i64>, now: &str) -> VpnPbrRouteStatus {
+pub fn build(
+    current: Option<&VpnPbrRouteStatus>,
+    report: Report,
+    generation: Option<i64>,
+    now: &str,
+) -> VpnPbrRouteStatus {
     let mut s = current.cloned().unwrap_or_default();
     let previous = std::mem::take(&mut s.conditions);
     let mut conditions = Vec::new();
@@ -137,8 +152,14 @@ mod tests {
 
     #[test]
     fn millis_format() {
-        assert_eq!(rfc3339_millis(1_563_873_294_331).as_deref(), Some("2019-07-23T09:14:54.331Z"));
-        assert_eq!(rfc3339_millis(0).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(
+            rfc3339_millis(1_563_873_294_331).as_deref(),
+            Some("2019-07-23T09:14:54.331Z")
+        );
+        assert_eq!(
+            rfc3339_millis(0).as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
     }
 
     #[test]
@@ -151,23 +172,54 @@ mod tests {
         };
         let a = build(None, report.clone(), Some(1), "t1");
         let b = build(Some(&a), report, Some(1), "t2");
-        assert_eq!(a, b, "a repeated outcome must not change status (no self-triggered loops)");
+        assert_eq!(
+            a, b,
+            "a repeated outcome must not change status (no self-triggered loops)"
+        );
         assert_eq!(b.conditions[0].last_transition_time, "t1");
-        assert_eq!(b.observed, Some(ObservedRoute { weight: 100, priority: 10, published: true }));
+        assert_eq!(
+            b.observed,
+            Some(ObservedRoute {
+                weight: 100,
+                priority: 10,
+                published: true
+            })
+        );
         assert_eq!(b.create_time.as_deref(), Some("2019-07-23T09:14:54.331Z"));
     }
 
     #[test]
     fn flip_sets_transition_time_and_absent_clears() {
-        let a = build(None, Report { ready: Some(CondValue::yes("Available", "")), entry: Some(entry()), ..Default::default() }, Some(1), "t1");
+        let a = build(
+            None,
+            Report {
+                ready: Some(CondValue::yes("Available", "")),
+                entry: Some(entry()),
+                ..Default::default()
+            },
+            Some(1),
+            "t1",
+        );
         let b = build(
             Some(&a),
-            Report { ready: Some(CondValue::no("NotFound", "gone")), entry_absent: true, client_token: Some(Some("tok".into())), ..Default::default() },
+            Report {
+                ready: Some(CondValue::no("NotFound", "gone")),
+                entry_absent: true,
+                client_token: Some(Some("tok".into())),
+                ..Default::default()
+            },
             Some(2),
             "t2",
         );
         let r = ready(Some(&b)).expect("ready");
-        assert_eq!((r.status, r.last_transition_time.as_str(), r.observed_generation), (ConditionStatus::False, "t2", Some(2)));
+        assert_eq!(
+            (
+                r.status,
+                r.last_transition_time.as_str(),
+                r.observed_generation
+            ),
+            (ConditionStatus::False, "t2", Some(2))
+        );
         assert_eq!(b.state, None);
         assert_eq!(b.client_token.as_deref(), Some("tok"));
     }

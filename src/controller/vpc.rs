@@ -6,9 +6,10 @@ use std::sync::{Mutex, PoisonError};
 use super::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 use super::port::{CloudFuture, CloudPort};
 use crate::cloud::{
-    CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest, DescribeVpnGatewayRequest,
-    ModifyVpnPbrRouteEntryAttributeRequest, ModifyVpnPbrRouteEntryPriorityRequest,
-    ModifyVpnPbrRouteEntryWeightRequest, PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory, VpnPbrRouteEntry,
+    CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest,
+    DescribeVpnGatewayRequest, ModifyVpnPbrRouteEntryAttributeRequest,
+    ModifyVpnPbrRouteEntryPriorityRequest, ModifyVpnPbrRouteEntryWeightRequest,
+    PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory, VpnPbrRouteEntry,
 };
 
 pub struct VpcPort {
@@ -30,7 +31,9 @@ impl VpcPort {
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let c = self.factory.client(&scope.region_id, scope.credentials.provider.clone())?;
+        let c = self
+            .factory
+            .client(&scope.region_id, scope.credentials.provider.clone())?;
         map.insert(key, c.clone());
         Ok(c)
     }
@@ -60,7 +63,10 @@ fn entry(e: VpnPbrRouteEntry, gateway: &str) -> Entry {
 impl CloudPort for VpcPort {
     fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
         Box::pin(async move {
-            let list = self.client(scope)?.list_vpn_pbr_route_entries(&scope.vpn_gateway_id).await?;
+            let list = self
+                .client(scope)?
+                .list_vpn_pbr_route_entries(&scope.vpn_gateway_id)
+                .await?;
             Ok(list
                 .entries
                 .into_iter()
@@ -90,7 +96,11 @@ impl CloudPort for VpcPort {
             let client = self.client(scope)?;
             let gw = scope.vpn_gateway_id.clone();
             let r = mutation.route();
-            let (source, dest, hop) = (r.route_source.clone(), r.route_dest.clone(), r.next_hop.clone());
+            let (source, dest, hop) = (
+                r.route_source.clone(),
+                r.route_dest.clone(),
+                r.next_hop.clone(),
+            );
             let request_id = match mutation {
                 Mutation::Create {
                     weight,
@@ -121,12 +131,13 @@ impl CloudPort for VpcPort {
                         route_dest: resp.route_dest,
                         next_hop: resp.next_hop,
                         weight: i(resp.weight),
-                        priority: resp
-                            .priority
-                            .map_or(priority.unwrap_or(crate::api::v1alpha1::DEFAULT_PRIORITY), i),
-                        state: resp
-                            .state
-                            .unwrap_or_else(|| if *publish_vpc { "published" } else { "normal" }.to_owned()),
+                        priority: resp.priority.map_or(
+                            priority.unwrap_or(crate::api::v1alpha1::DEFAULT_PRIORITY),
+                            i,
+                        ),
+                        state: resp.state.unwrap_or_else(|| {
+                            if *publish_vpc { "published" } else { "normal" }.to_owned()
+                        }),
                         create_time: resp.create_time.unwrap_or_default(),
                         vpn_instance_id: resp.vpn_instance_id.unwrap_or(gw),
                     };
@@ -135,7 +146,9 @@ impl CloudPort for VpcPort {
                         entry: Some(created),
                     });
                 }
-                Mutation::Delete { weight, priority, .. } => {
+                Mutation::Delete {
+                    weight, priority, ..
+                } => {
                     client
                         .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
                             vpn_gateway_id: gw,
@@ -157,17 +170,19 @@ impl CloudPort for VpcPort {
                     ..
                 } => {
                     client
-                        .modify_vpn_pbr_route_entry_attribute(&ModifyVpnPbrRouteEntryAttributeRequest {
-                            vpn_gateway_id: gw,
-                            route_source: source,
-                            route_dest: dest,
-                            next_hop: hop,
-                            weight: u(*weight),
-                            priority: u(*priority),
-                            new_weight: new_weight.map(u),
-                            new_priority: new_priority.map(u),
-                            ..Default::default()
-                        })
+                        .modify_vpn_pbr_route_entry_attribute(
+                            &ModifyVpnPbrRouteEntryAttributeRequest {
+                                vpn_gateway_id: gw,
+                                route_source: source,
+                                route_dest: dest,
+                                next_hop: hop,
+                                weight: u(*weight),
+                                priority: u(*priority),
+                                new_weight: new_weight.map(u),
+                                new_priority: new_priority.map(u),
+                                ..Default::default()
+                            },
+                        )
                         .await?
                         .request_id
                 }
@@ -198,16 +213,18 @@ impl CloudPort for VpcPort {
                     ..
                 } => {
                     client
-                        .modify_vpn_pbr_route_entry_priority(&ModifyVpnPbrRouteEntryPriorityRequest {
-                            vpn_gateway_id: gw,
-                            route_source: source,
-                            route_dest: dest,
-                            next_hop: hop,
-                            weight: u(*weight),
-                            new_priority: u(*new_priority),
-                            priority: Some(u(*priority)),
-                            ..Default::default()
-                        })
+                        .modify_vpn_pbr_route_entry_priority(
+                            &ModifyVpnPbrRouteEntryPriorityRequest {
+                                vpn_gateway_id: gw,
+                                route_source: source,
+                                route_dest: dest,
+                                next_hop: hop,
+                                weight: u(*weight),
+                                new_priority: u(*new_priority),
+                                priority: Some(u(*priority)),
+                                ..Default::default()
+                            },
+                        )
                         .await?
                         .request_id
                 }

@@ -33,16 +33,22 @@ pub fn repo_root() -> PathBuf {
 fn cache_dir() -> PathBuf {
     std::env::var_os("VPN_PBR_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/vpn-pbr-operator"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/vpn-pbr-operator")
+        })
 }
 
 /// Directory holding kube-apiserver and kubectl.
 pub fn kube_bin_dir() -> PathBuf {
-    std::env::var_os("KUBE_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("k8s/v1.37.2"))
+    std::env::var_os("KUBE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("k8s/v1.37.2"))
 }
 
 fn etcd_bin_dir() -> PathBuf {
-    std::env::var_os("ETCD_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("etcd/v3.7.3"))
+    std::env::var_os("ETCD_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("etcd/v3.7.3"))
 }
 
 pub fn kubectl() -> PathBuf {
@@ -71,7 +77,13 @@ impl ControlPlane {
         require(&etcd_bin_dir().join("etcd"));
         let dir = std::env::temp_dir().join(format!("vpn-pbr-cp-{}", std::process::id()));
         let out = Command::new(repo_root().join("hack/cluster.sh"))
-            .args(["up", "--no-build", "--owner-pid", &std::process::id().to_string(), "--dir"])
+            .args([
+                "up",
+                "--no-build",
+                "--owner-pid",
+                &std::process::id().to_string(),
+                "--dir",
+            ])
             .arg(&dir)
             .env("KUBE_BIN_DIR", kube_bin_dir())
             .env("ETCD_BIN_DIR", etcd_bin_dir())
@@ -83,7 +95,10 @@ impl ControlPlane {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        ControlPlane { kubeconfig: dir.join("admin.kubeconfig"), dir }
+        ControlPlane {
+            kubeconfig: dir.join("admin.kubeconfig"),
+            dir,
+        }
     }
 
     /// An admin client (system:masters).
@@ -142,9 +157,12 @@ impl ControlPlane {
     /// A client authenticating as ServiceAccount `ns/name` (created if missing).
     pub async fn service_account_client(&self, admin: &Client, ns: &str, name: &str) -> Client {
         let token = self.service_account_token(admin, ns, name).await;
-        let config = Config::from_custom_kubeconfig(self.token_kubeconfig(&token), &KubeConfigOptions::default())
-            .await
-            .expect("token kubeconfig");
+        let config = Config::from_custom_kubeconfig(
+            self.token_kubeconfig(&token),
+            &KubeConfigOptions::default(),
+        )
+        .await
+        .expect("token kubeconfig");
         Client::try_from(config).expect("client")
     }
 }
@@ -158,7 +176,8 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await
@@ -168,17 +187,25 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 
 /// Installs the committed CRD (server-side apply) and waits until it is Established.
 pub async fn install_crd(client: &Client) {
-    let yaml = std::fs::read_to_string(repo_root().join("crds/vpnpbrroutes.vpn.alicloud.dev.yaml")).expect("read CRD");
+    let yaml = std::fs::read_to_string(repo_root().join("crds/vpnpbrroutes.vpn.alicloud.dev.yaml"))
+        .expect("read CRD");
     let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("parse CRD");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = "vpnpbrroutes.vpn.alicloud.dev";
-    api.patch(name, &PatchParams::apply("vpn-pbr-tests").force(), &Patch::Apply(&crd))
-        .await
-        .expect("apply CRD");
-    tokio::time::timeout(Duration::from_secs(30), await_condition(api, name, conditions::is_crd_established()))
-        .await
-        .expect("CRD established in time")
-        .expect("watch CRD");
+    api.patch(
+        name,
+        &PatchParams::apply("vpn-pbr-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api, name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("watch CRD");
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
@@ -192,7 +219,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -24,6 +24,10 @@ pub const DEFAULT_PRIORITY: i32 = 10;
 
 const IMMUTABLE: &str = "is immutable; create a new VpnPbrRoute instead";
 
+// Identity fields (region, gateway, source, destination, next hop) are checked at the root,
+// where the status is visible: they may still be corrected while no cloud entry exists and no
+// create is in flight (no `createTime`, no `clientToken`), and are fixed after that.
+
 /// Desired state of one policy-based route. Field names follow the VPC API in lowerCamelCase.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -49,45 +53,58 @@ const IMMUTABLE: &str = "is immutable; create a new VpnPbrRoute instead";
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.spec.regionId == oldSelf.spec.regionId || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
+        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
+        .field_path(".spec.regionId"),
+    validation = Rule::new("self.spec.vpnGatewayId == oldSelf.spec.vpnGatewayId || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
+        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
+        .field_path(".spec.vpnGatewayId"),
+    validation = Rule::new("self.spec.routeSource == oldSelf.spec.routeSource || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
+        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
+        .field_path(".spec.routeSource"),
+    validation = Rule::new("self.spec.routeDest == oldSelf.spec.routeDest || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
+        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
+        .field_path(".spec.routeDest"),
+    validation = Rule::new("self.spec.nextHop == oldSelf.spec.nextHop || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
+        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
+        .field_path(".spec.nextHop")
 )]
 #[x_kube(validation = Rule::new("has(self.description) == has(oldSelf.description)")
     .message("description is immutable: it cannot be added or removed after creation")
     .field_path(".description"))]
 #[serde(rename_all = "camelCase")]
 pub struct VpnPbrRouteSpec {
-    /// Region of the VPN gateway, for example `cn-hangzhou`. Immutable.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
+    /// Region of the VPN gateway, for example `cn-hangzhou`. Immutable once the route exists.
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    )]
     pub region_id: String,
 
-    /// ID of the VPN gateway that holds the route (`vpn-...`). Immutable.
+    /// ID of the VPN gateway that holds the route (`vpn-...`). Immutable once the route exists.
     #[schemars(length(min = 5, max = 64))]
     #[x_kube(validation = Rule::new("self.startsWith('vpn-')").message("must be a VPN gateway ID starting with 'vpn-'"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
     pub vpn_gateway_id: String,
 
-    /// Source CIDR block of the route, an IPv4 network such as `192.168.1.0/24`. Immutable.
+    /// Source CIDR block of the route, an IPv4 network such as `192.168.1.0/24`. Immutable once the route exists.
     #[schemars(length(min = 9, max = 18))]
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("must be an IPv4 CIDR block such as 192.168.1.0/24"))]
     #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("must be a network address: host bits must be zero"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
     pub route_source: String,
 
     /// Destination CIDR block of the route, an IPv4 network. Must not be `0.0.0.0/0` and must not
-    /// overlap `100.64.0.0/10`. Immutable.
+    /// overlap `100.64.0.0/10`. Immutable once the route exists.
     #[schemars(length(min = 9, max = 18))]
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("must be an IPv4 CIDR block such as 10.0.0.0/16"))]
     #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("must be a network address: host bits must be zero"))]
     #[x_kube(validation = Rule::new("self != '0.0.0.0/0'").message("must not be 0.0.0.0/0"))]
     #[x_kube(validation = Rule::new("!isCIDR(self) || !(cidr('100.64.0.0/10').containsCIDR(self) || cidr(self).containsCIDR('100.64.0.0/10'))").message("must not overlap 100.64.0.0/10"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
     pub route_dest: String,
 
-    /// ID of the IPsec connection that is the next hop (`vco-...`). Immutable.
+    /// ID of the IPsec connection that is the next hop (`vco-...`). Immutable once the route exists.
     #[schemars(length(min = 5, max = 64))]
     #[x_kube(validation = Rule::new("self.startsWith('vco-')").message("must be an IPsec connection ID starting with 'vco-'"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE))]
     pub next_hop: String,
 
     /// Weight of the route: 100 makes it the active route, 0 the standby one.
@@ -147,7 +164,9 @@ pub struct SecretRef {
 }
 
 /// What happens to the cloud entry when the object is deleted.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum DeletionPolicy {
     /// Delete the cloud entry, then let the object go.
     #[default]
@@ -157,7 +176,9 @@ pub enum DeletionPolicy {
 }
 
 /// How far the operator acts on the cloud.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum ManagementPolicy {
     /// Create, update and delete the cloud entry.
     #[default]

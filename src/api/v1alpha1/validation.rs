@@ -31,18 +31,25 @@ pub fn validate(spec: &VpnPbrRouteSpec) -> Result<(), Vec<FieldError>> {
     };
     let region_ok = !spec.region_id.is_empty()
         && spec.region_id.len() <= 64
-        && spec
-            .region_id
-            .split('-')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        && spec.region_id.split('-').all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
     if !region_ok {
         fail("regionId", "must be a region ID such as cn-hangzhou");
     }
     if !spec.vpn_gateway_id.starts_with("vpn-") || spec.vpn_gateway_id.len() > 64 {
-        fail("vpnGatewayId", "must be a VPN gateway ID starting with 'vpn-'");
+        fail(
+            "vpnGatewayId",
+            "must be a VPN gateway ID starting with 'vpn-'",
+        );
     }
     if !spec.next_hop.starts_with("vco-") || spec.next_hop.len() > 64 {
-        fail("nextHop", "must be an IPsec connection ID starting with 'vco-'");
+        fail(
+            "nextHop",
+            "must be an IPsec connection ID starting with 'vco-'",
+        );
     }
     if let Err(m) = network(&spec.route_source) {
         fail("routeSource", m);
@@ -74,7 +81,11 @@ pub fn validate(spec: &VpnPbrRouteSpec) -> Result<(), Vec<FieldError>> {
             fail("description", "must not start with http:// or https://");
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Parses an IPv4 network in canonical form (no host bits).
@@ -112,7 +123,12 @@ mod tests {
     }
 
     fn fields(spec: &VpnPbrRouteSpec) -> Vec<&'static str> {
-        validate(spec).err().unwrap_or_default().iter().map(|e| e.field).collect()
+        validate(spec)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -122,7 +138,8 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(fn(&mut VpnPbrRouteSpec), &str)> = vec![
+        type Mutate = fn(&mut VpnPbrRouteSpec);
+        let cases: Vec<(Mutate, &str)> = vec![
             (|s| s.region_id = "CN_HZ".into(), "regionId"),
             (|s| s.vpn_gateway_id = "gw-1".into(), "vpnGatewayId"),
             (|s| s.next_hop = "conn-1".into(), "nextHop"),
