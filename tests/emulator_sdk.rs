@@ -49,13 +49,19 @@ impl Emulator {
             .expect("start vpc-emulator");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Self { child, addr, _dir: dir }
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 }
 

@@ -57,11 +57,10 @@ pub fn validate(spec: &VpnPbrRouteSpec) -> Result<(), Vec<FieldError>> {
     match network(&spec.route_dest) {
         Err(m) => fail("routeDest", m),
         Ok(net) => {
+            let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap_or_default();
             if net.prefix_len() == 0 {
                 fail("routeDest", "must not be 0.0.0.0/0");
-            }
-            let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap_or_default();
-            if cgnat.contains(&net) || net.contains(&cgnat) {
+            } else if cgnat.contains(&net) || net.contains(&cgnat) {
                 fail("routeDest", "must not overlap 100.64.0.0/10");
             }
         }
