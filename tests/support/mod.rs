@@ -7,6 +7,9 @@
 //! missing the tests fail and say how to build them.
 #![allow(dead_code)]
 
+pub mod emulator;
+pub mod operator;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
