@@ -39,7 +39,13 @@ impl Env {
         let emu = Emulator::start(config);
         let op = Operator::start(&cp.kubeconfig, &ns, &emu.url, emu.dir.path(), extra, envs);
         let api = Api::namespaced(client.clone(), &ns);
-        Env { client, ns, emu, op, api }
+        Env {
+            client,
+            ns,
+            emu,
+            op,
+            api,
+        }
     }
 
     async fn apply(&self, name: &str, spec: Value) {
@@ -48,18 +54,30 @@ impl Env {
             "metadata": {"name": name}, "spec": spec
         }))
         .expect("route");
-        self.api.create(&PostParams::default(), &obj).await.expect("create route");
+        self.api
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create route");
     }
 
     async fn patch_spec(&self, name: &str, spec: Value) {
         self.api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&json!({ "spec": spec })))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "spec": spec })),
+            )
             .await
             .expect("patch spec");
     }
 
     /// Waits until `check` holds for the object, with the operator log in the failure message.
-    async fn wait_for(&self, name: &str, what: &str, check: impl Fn(&VpnPbrRoute) -> bool) -> VpnPbrRoute {
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&VpnPbrRoute) -> bool,
+    ) -> VpnPbrRoute {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Ok(Some(r)) = self.api.get_opt(name).await {
@@ -67,7 +85,11 @@ impl Env {
                     return r;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    panic!("{name}: timed out waiting for {what}; status {:?}\n--- operator log ---\n{}", r.status, tail(&self.op.logs()));
+                    panic!(
+                        "{name}: timed out waiting for {what}; status {:?}\n--- operator log ---\n{}",
+                        r.status,
+                        tail(&self.op.logs())
+                    );
                 }
             } else if tokio::time::Instant::now() > deadline {
                 panic!("{name}: gone while waiting for {what}");
@@ -77,7 +99,10 @@ impl Env {
     }
 
     async fn ready(&self, name: &str) -> VpnPbrRoute {
-        self.wait_for(name, "Ready=True", |r| ready_is(r, ConditionStatus::True, None)).await
+        self.wait_for(name, "Ready=True", |r| {
+            ready_is(r, ConditionStatus::True, None)
+        })
+        .await
     }
 
     async fn gone(&self, name: &str) {
@@ -100,7 +125,10 @@ impl Env {
     }
 
     async fn wait_event(&self, reason: &str) -> Event {
-        eventually(WAIT, &format!("event {reason}"), || async { self.events(reason).await.into_iter().next() }).await
+        eventually(WAIT, &format!("event {reason}"), || async {
+            self.events(reason).await.into_iter().next()
+        })
+        .await
     }
 }
 
@@ -111,9 +139,9 @@ fn tail(s: &str) -> String {
 
 fn ready_is(r: &VpnPbrRoute, status: ConditionStatus, reason: Option<&str>) -> bool {
     r.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == status && reason.is_none_or(|x| c.reason == x))
+        s.conditions.iter().any(|c| {
+            c.type_ == "Ready" && c.status == status && reason.is_none_or(|x| c.reason == x)
+        })
     })
 }
 
@@ -125,171 +153,438 @@ fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {
 }
 
 fn millis_rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).expect("ts").strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    jiff::Timestamp::from_millisecond(ms)
+        .expect("ts")
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 #[tokio::test]
 async fn create_becomes_ready_with_the_clouds_state_and_create_time() {
     let env = Env::start("create", 300, &[], &[]).await;
-    env.apply("r1", json!({
-        "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-gw-a", "routeSource": "192.168.1.0/24",
-        "routeDest": "10.1.0.0/16", "nextHop": "vco-gw-a-1", "weight": 100, "priority": 20,
-        "publishVpc": true, "description": "created by test"
-    }))
+    env.apply(
+        "r1",
+        json!({
+            "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-gw-a", "routeSource": "192.168.1.0/24",
+            "routeDest": "10.1.0.0/16", "nextHop": "vco-gw-a-1", "weight": 100, "priority": 20,
+            "publishVpc": true, "description": "created by test"
+        }),
+    )
     .await;
     let r = env.ready("r1").await;
-    let entry = env.emu.entry("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1").await.expect("entry in emulator");
+    let entry = env
+        .emu
+        .entry("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1")
+        .await
+        .expect("entry in emulator");
     let st = r.status.expect("status");
     assert_eq!(st.state.as_deref(), entry["State"].as_str());
     assert_eq!(st.state.as_deref(), Some("published"));
-    assert_eq!(st.create_time, Some(millis_rfc3339(entry["CreateTime"].as_i64().expect("CreateTime"))));
+    assert_eq!(
+        st.create_time,
+        Some(millis_rfc3339(
+            entry["CreateTime"].as_i64().expect("CreateTime")
+        ))
+    );
     assert_eq!(entry["Priority"], 20);
     assert_eq!(entry["Description"], "created by test");
     assert_eq!(st.vpn_instance_id.as_deref(), Some("vpn-gw-a"));
     assert_eq!(st.client_token, None, "token cleared once the entry exists");
     assert!(st.last_request_id.is_some());
     assert_eq!(st.observed_generation, r.metadata.generation);
-    assert!(r.metadata.finalizers.unwrap_or_default().contains(&"vpn.alicloud.dev/cleanup".to_owned()));
-    let synced = st.conditions.iter().find(|c| c.type_ == "Synced").expect("Synced");
+    assert!(
+        r.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"vpn.alicloud.dev/cleanup".to_owned())
+    );
+    let synced = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .expect("Synced");
     assert_eq!(synced.status, ConditionStatus::True);
     env.wait_event("Created").await;
-    assert_eq!(env.emu.accepted_creates("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1").await, 1);
+    assert_eq!(
+        env.emu
+            .accepted_creates("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1")
+            .await,
+        1
+    );
     let metrics = env.op.metrics().await;
-    assert!(metrics.contains("vpn_pbr_cloud_calls_total{action=\"CreateVpnPbrRouteEntry\",code=\"Success\"} 1"), "{metrics}");
-    assert!(metrics.contains("vpn_pbr_reconciles_total{result=\"success\"}"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "vpn_pbr_cloud_calls_total{action=\"CreateVpnPbrRouteEntry\",code=\"Success\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vpn_pbr_reconciles_total{result=\"success\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn busy_gateway_ends_ready_with_exactly_one_create_each() {
     let env = Env::start("busy", 400, &[], &[]).await;
-    env.emu.busy("vpn-gw-a", 2000).await;
     env.emu
-        .faults(json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 0.3, "kind": "busy", "code": "TaskConflict"}]}))
+        .faults(json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 0.5, "kind": "busy", "code": "TaskConflict"}]}))
         .await;
+    env.emu.busy("vpn-gw-a", 4000).await;
     for i in 0..4 {
-        env.apply(&format!("r{i}"), spec("vpn-gw-a", &format!("192.168.{i}.0/24"), "10.2.0.0/16", "vco-gw-a-1", 100)).await;
+        env.apply(
+            &format!("r{i}"),
+            spec(
+                "vpn-gw-a",
+                &format!("192.168.{i}.0/24"),
+                "10.2.0.0/16",
+                "vco-gw-a-1",
+                100,
+            ),
+        )
+        .await;
     }
     for i in 0..4 {
         env.ready(&format!("r{i}")).await;
         assert_eq!(
-            env.emu.accepted_creates("vpn-gw-a", &format!("192.168.{i}.0/24"), "10.2.0.0/16", "vco-gw-a-1").await,
+            env.emu
+                .accepted_creates(
+                    "vpn-gw-a",
+                    &format!("192.168.{i}.0/24"),
+                    "10.2.0.0/16",
+                    "vco-gw-a-1"
+                )
+                .await,
             1
         );
     }
-    let busy = env.emu.calls("CreateVpnPbrRouteEntry", "VpnGateway.Configuring").await
-        + env.emu.calls("CreateVpnPbrRouteEntry", "TaskConflict").await;
+    let busy = env
+        .emu
+        .calls("CreateVpnPbrRouteEntry", "VpnGateway.Configuring")
+        .await
+        + env
+            .emu
+            .calls("CreateVpnPbrRouteEntry", "TaskConflict")
+            .await;
     assert!(busy > 0, "the test must have hit a busy gateway");
 }
 
 #[tokio::test]
 async fn weight_priority_and_publishing_change_in_place() {
     let env = Env::start("update", 200, &[], &[]).await;
-    env.apply("r", spec("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1", 100)).await;
+    env.apply(
+        "r",
+        spec(
+            "vpn-gw-a",
+            "192.168.3.0/24",
+            "10.3.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
     let before = env.ready("r").await;
-    env.patch_spec("r", json!({"weight": 0, "priority": 30, "publishVpc": true})).await;
+    env.patch_spec(
+        "r",
+        json!({"weight": 0, "priority": 30, "publishVpc": true}),
+    )
+    .await;
     let gen_ = before.metadata.generation.unwrap_or(1) + 1;
     env.wait_for("r", "observed weight 0, priority 30, published", move |r| {
         r.status.as_ref().is_some_and(|s| {
             s.observed_generation == Some(gen_)
-                && s.observed.as_ref().is_some_and(|o| o.weight == 0 && o.priority == 30 && o.published)
+                && s.observed
+                    .as_ref()
+                    .is_some_and(|o| o.weight == 0 && o.priority == 30 && o.published)
         }) && ready_is(r, ConditionStatus::True, None)
     })
     .await;
-    let e = env.emu.entry("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1").await.expect("entry");
-    assert_eq!((e["Weight"].as_i64(), e["Priority"].as_i64(), e["State"].as_str()), (Some(0), Some(30), Some("published")));
-    assert_eq!(env.emu.accepted_creates("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1").await, 1, "changed in place, not recreated");
+    let e = env
+        .emu
+        .entry("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1")
+        .await
+        .expect("entry");
+    assert_eq!(
+        (
+            e["Weight"].as_i64(),
+            e["Priority"].as_i64(),
+            e["State"].as_str()
+        ),
+        (Some(0), Some(30), Some("published"))
+    );
+    assert_eq!(
+        env.emu
+            .accepted_creates("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1")
+            .await,
+        1,
+        "changed in place, not recreated"
+    );
     assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await, 0);
     env.wait_event("Updated").await;
     // The description is immutable: refused by the apiserver.
-    let err = env.api.patch("r", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"description": "new"}}))).await;
-    assert!(matches!(err, Err(kube::Error::Api(ref s)) if s.code == 422), "{err:?}");
+    let err = env
+        .api
+        .patch(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"description": "new"}})),
+        )
+        .await;
+    assert!(
+        matches!(err, Err(kube::Error::Api(ref s)) if s.code == 422),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn out_of_band_changes_are_repaired_at_resync() {
     let env = Env::start("drift", 100, &[], &[]).await;
-    env.apply("del", spec("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1", 100)).await;
-    env.apply("wgt", spec("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2", 100)).await;
+    env.apply(
+        "del",
+        spec(
+            "vpn-gw-b",
+            "192.168.4.0/24",
+            "10.4.0.0/16",
+            "vco-gw-b-1",
+            100,
+        ),
+    )
+    .await;
+    env.apply(
+        "wgt",
+        spec(
+            "vpn-gw-b",
+            "192.168.5.0/24",
+            "10.5.0.0/16",
+            "vco-gw-b-2",
+            100,
+        ),
+    )
+    .await;
     env.ready("del").await;
     env.ready("wgt").await;
-    env.emu.delete_entry("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1").await;
-    env.emu.modify_entry("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2", 0).await;
+    env.emu
+        .delete_entry("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
+        .await;
+    env.emu
+        .modify_entry("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2", 0)
+        .await;
     eventually(WAIT, "entry recreated and weight corrected", || async {
-        let recreated = env.emu.entry("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1").await.is_some();
-        let weight = env.emu.entry("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2").await.map(|e| e["Weight"].clone());
+        let recreated = env
+            .emu
+            .entry("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
+            .await
+            .is_some();
+        let weight = env
+            .emu
+            .entry("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2")
+            .await
+            .map(|e| e["Weight"].clone());
         (recreated && weight == Some(json!(100))).then_some(())
     })
     .await;
-    assert_eq!(env.emu.accepted_creates("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1").await, 2);
+    assert_eq!(
+        env.emu
+            .accepted_creates("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]
 async fn delete_removes_the_entry_and_orphan_keeps_it() {
     let env = Env::start("delete", 200, &[], &[]).await;
-    env.apply("gone", spec("vpn-gw-a", "192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1", 100)).await;
-    let mut orphan = spec("vpn-gw-a", "192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1", 100);
+    env.apply(
+        "gone",
+        spec(
+            "vpn-gw-a",
+            "192.168.6.0/24",
+            "10.6.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
+    let mut orphan = spec(
+        "vpn-gw-a",
+        "192.168.7.0/24",
+        "10.7.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
     orphan["deletionPolicy"] = json!("Orphan");
     env.apply("kept", orphan).await;
     env.ready("gone").await;
     env.ready("kept").await;
-    env.api.delete("gone", &DeleteParams::default()).await.expect("delete");
-    env.api.delete("kept", &DeleteParams::default()).await.expect("delete");
+    env.api
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete");
+    env.api
+        .delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete");
     env.gone("gone").await;
     env.gone("kept").await;
-    assert!(env.emu.entry("vpn-gw-a", "192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1").await.is_none(), "Delete policy removes the entry");
-    assert!(env.emu.entry("vpn-gw-a", "192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1").await.is_some(), "Orphan keeps the entry");
+    assert!(
+        env.emu
+            .entry("vpn-gw-a", "192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1")
+            .await
+            .is_none(),
+        "Delete policy removes the entry"
+    );
+    assert!(
+        env.emu
+            .entry("vpn-gw-a", "192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1")
+            .await
+            .is_some(),
+        "Orphan keeps the entry"
+    );
     assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await, 1);
 }
 
 #[tokio::test]
 async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() {
     let env = Env::start("adopt", 200, &[], &[]).await;
-    env.emu.create_entry("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1", 100).await;
-    env.apply("adopted", spec("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1", 100)).await;
+    env.emu
+        .create_entry(
+            "vpn-gw-a",
+            "192.168.8.0/24",
+            "10.8.0.0/16",
+            "vco-gw-a-1",
+            100,
+        )
+        .await;
+    env.apply(
+        "adopted",
+        spec(
+            "vpn-gw-a",
+            "192.168.8.0/24",
+            "10.8.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
     env.ready("adopted").await;
     env.wait_event("Adopted").await;
-    assert_eq!(env.emu.accepted_creates("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1").await, 0, "adopted, not created");
+    assert_eq!(
+        env.emu
+            .accepted_creates("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1")
+            .await,
+        0,
+        "adopted, not created"
+    );
 
-    env.apply("badhop", spec("vpn-gw-a", "192.168.9.0/24", "10.9.0.0/16", "vco-does-not-exist", 100)).await;
+    env.apply(
+        "badhop",
+        spec(
+            "vpn-gw-a",
+            "192.168.9.0/24",
+            "10.9.0.0/16",
+            "vco-does-not-exist",
+            100,
+        ),
+    )
+    .await;
     env.wait_for("badhop", "Ready=False InvalidNextHop.NotFound", |r| {
         ready_is(r, ConditionStatus::False, Some("InvalidNextHop.NotFound"))
     })
     .await;
     let warning = env.wait_event("InvalidNextHop.NotFound").await;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
-    env.patch_spec("badhop", json!({"nextHop": "vco-gw-a-2"})).await;
+    env.patch_spec("badhop", json!({"nextHop": "vco-gw-a-2"}))
+        .await;
     env.ready("badhop").await;
-    assert!(env.emu.entry("vpn-gw-a", "192.168.9.0/24", "10.9.0.0/16", "vco-gw-a-2").await.is_some());
+    assert!(
+        env.emu
+            .entry("vpn-gw-a", "192.168.9.0/24", "10.9.0.0/16", "vco-gw-a-2")
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() {
     let env = Env::start("paused", 200, &[], &[]).await;
-    env.apply("first", spec("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1", 100)).await;
+    env.apply(
+        "first",
+        spec(
+            "vpn-gw-b",
+            "192.168.10.0/24",
+            "10.10.0.0/16",
+            "vco-gw-b-1",
+            100,
+        ),
+    )
+    .await;
     env.ready("first").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    env.apply("second", spec("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1", 100)).await;
-    env.wait_for("second", "DuplicateRoute", |r| ready_is(r, ConditionStatus::False, Some("DuplicateRoute"))).await;
+    env.apply(
+        "second",
+        spec(
+            "vpn-gw-b",
+            "192.168.10.0/24",
+            "10.10.0.0/16",
+            "vco-gw-b-1",
+            100,
+        ),
+    )
+    .await;
+    env.wait_for("second", "DuplicateRoute", |r| {
+        ready_is(r, ConditionStatus::False, Some("DuplicateRoute"))
+    })
+    .await;
     env.wait_event("DuplicateRoute").await;
-    assert!(ready_is(&env.api.get("first").await.expect("first"), ConditionStatus::True, None), "the older claim keeps the route");
-    env.api.delete("second", &DeleteParams::default()).await.expect("delete duplicate");
+    assert!(
+        ready_is(
+            &env.api.get("first").await.expect("first"),
+            ConditionStatus::True,
+            None
+        ),
+        "the older claim keeps the route"
+    );
+    env.api
+        .delete("second", &DeleteParams::default())
+        .await
+        .expect("delete duplicate");
     env.gone("second").await;
 
     env.api
-        .patch("first", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"annotations": {"vpn.alicloud.dev/paused": "true"}}})))
+        .patch(
+            "first",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"vpn.alicloud.dev/paused": "true"}}}),
+            ),
+        )
         .await
         .expect("pause");
     env.wait_for("first", "Synced=False Paused", |r| {
-        r.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Synced" && c.reason == "Paused"))
+        r.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Synced" && c.reason == "Paused")
+        })
     })
     .await;
     let before = env.emu.total_calls().await;
     env.patch_spec("first", json!({"weight": 0})).await;
-    env.emu.delete_entry("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1").await;
+    env.emu
+        .delete_entry("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1")
+        .await;
     tokio::time::sleep(Duration::from_secs(7)).await; // two resync periods
-    assert_eq!(env.emu.total_calls().await, before, "no cloud call while paused");
+    assert_eq!(
+        env.emu.total_calls().await,
+        before,
+        "no cloud call while paused"
+    );
     env.api
-        .patch("first", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"annotations": {"vpn.alicloud.dev/paused": null}}})))
+        .patch(
+            "first",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"annotations": {"vpn.alicloud.dev/paused": null}}})),
+        )
         .await
         .expect("unpause");
     eventually(WAIT, "recreated with weight 0 after unpause", || async {
@@ -308,9 +603,21 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() {
     env.emu
         .faults(json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "slow", "delay_ms": 1500}]}))
         .await;
-    env.apply("r", spec("vpn-gw-a", "192.168.11.0/24", "10.11.0.0/16", "vco-gw-a-1", 100)).await;
+    env.apply(
+        "r",
+        spec(
+            "vpn-gw-a",
+            "192.168.11.0/24",
+            "10.11.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
     let r = env
-        .wait_for("r", "clientToken in status", |r| r.status.as_ref().is_some_and(|s| s.client_token.is_some()))
+        .wait_for("r", "clientToken in status", |r| {
+            r.status.as_ref().is_some_and(|s| s.client_token.is_some())
+        })
         .await;
     let token = r.status.and_then(|s| s.client_token);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -321,37 +628,74 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() {
     let env = Env { op, ..env };
     let after = env.api.get("r").await.expect("route");
     assert!(
-        after.status.as_ref().and_then(|s| s.client_token.clone()).is_none_or(|t| Some(t) == token),
+        after
+            .status
+            .as_ref()
+            .and_then(|s| s.client_token.clone())
+            .is_none_or(|t| Some(t) == token),
         "the stored token is reused, never replaced"
     );
     env.ready("r").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.emu.accepted_creates("vpn-gw-a", "192.168.11.0/24", "10.11.0.0/16", "vco-gw-a-1").await, 1);
+    assert_eq!(
+        env.emu
+            .accepted_creates("vpn-gw-a", "192.168.11.0/24", "10.11.0.0/16", "vco-gw-a-1")
+            .await,
+        1
+    );
     assert_eq!(env.emu.entries("vpn-gw-a").await.len(), 1);
 }
 
 #[tokio::test]
 async fn credentials_from_a_routes_secret() {
     // No default credentials at all: only the Secret can sign.
-    let env = Env::start("secret", 200, &["--route-secrets", "true"], &[("ALIBABA_CLOUD_PROFILE", "none")]).await;
+    let env = Env::start(
+        "secret",
+        200,
+        &["--route-secrets", "true"],
+        &[("ALIBABA_CLOUD_PROFILE", "none")],
+    )
+    .await;
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "cloud-keys"},
         "stringData": {"accessKeyId": emulator::KEY_ID, "accessKeySecret": format!("{}\n", emulator::KEY_SECRET)}
     }))
     .expect("secret");
-    secrets.create(&PostParams::default(), &secret).await.expect("create secret");
-    let mut with_secret = spec("vpn-gw-a", "192.168.12.0/24", "10.12.0.0/16", "vco-gw-a-1", 100);
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let mut with_secret = spec(
+        "vpn-gw-a",
+        "192.168.12.0/24",
+        "10.12.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
     with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
     env.apply("with-secret", with_secret).await;
-    env.apply("without", spec("vpn-gw-a", "192.168.13.0/24", "10.13.0.0/16", "vco-gw-a-1", 100)).await;
+    env.apply(
+        "without",
+        spec(
+            "vpn-gw-a",
+            "192.168.13.0/24",
+            "10.13.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
     env.ready("with-secret").await;
     env.wait_for("without", "Ready=False for missing credentials", |r| {
         ready_is(r, ConditionStatus::False, Some("CredentialsNotConfigured"))
     })
     .await;
     let logs = env.op.logs();
-    assert!(!logs.contains(emulator::KEY_SECRET), "the secret must never be logged");
+    assert!(
+        !logs.contains(emulator::KEY_SECRET),
+        "the secret must never be logged"
+    );
 }
 
 #[tokio::test]
@@ -374,12 +718,31 @@ async fn rrsa_credentials_through_assume_role_with_oidc() {
         &["--sts-endpoint", &sts],
         &[
             ("ALIBABA_CLOUD_ROLE_ARN", emulator::ROLE_ARN),
-            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", emulator::OIDC_PROVIDER_ARN),
+            (
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                emulator::OIDC_PROVIDER_ARN,
+            ),
             ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token_path),
         ],
     );
-    let env = Env { api: Api::namespaced(client.clone(), &ns), client, ns, emu, op };
-    env.apply("r", spec("vpn-gw-a", "192.168.14.0/24", "10.14.0.0/16", "vco-gw-a-1", 100)).await;
+    let env = Env {
+        api: Api::namespaced(client.clone(), &ns),
+        client,
+        ns,
+        emu,
+        op,
+    };
+    env.apply(
+        "r",
+        spec(
+            "vpn-gw-a",
+            "192.168.14.0/24",
+            "10.14.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
     env.ready("r").await;
     assert!(env.emu.calls("AssumeRoleWithOIDC", "Success").await >= 1);
 }
@@ -387,25 +750,59 @@ async fn rrsa_credentials_through_assume_role_with_oidc() {
 #[tokio::test]
 async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() {
     let env = Env::start("pair", 200, &[], &[]).await;
-    env.apply("active", spec("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1", 100)).await;
-    env.apply("standby", spec("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2", 0)).await;
+    env.apply(
+        "active",
+        spec(
+            "vpn-gw-a",
+            "192.168.15.0/24",
+            "10.15.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
+    env.apply(
+        "standby",
+        spec(
+            "vpn-gw-a",
+            "192.168.15.0/24",
+            "10.15.0.0/16",
+            "vco-gw-a-2",
+            0,
+        ),
+    )
+    .await;
     env.ready("active").await;
     env.ready("standby").await;
     // Flip: the standby becomes active and the active one standby.
     env.patch_spec("active", json!({"weight": 0})).await;
     env.patch_spec("standby", json!({"weight": 100})).await;
     eventually(WAIT, "roles flipped in the cloud", || async {
-        let a = env.emu.entry("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1").await?;
-        let b = env.emu.entry("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2").await?;
+        let a = env
+            .emu
+            .entry("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1")
+            .await?;
+        let b = env
+            .emu
+            .entry("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2")
+            .await?;
         (a["Weight"] == 0 && b["Weight"] == 100).then_some(())
     })
     .await;
     env.wait_for("standby", "observed weight 100", |r| {
-        r.status.as_ref().and_then(|s| s.observed.as_ref()).is_some_and(|o| o.weight == 100) && ready_is(r, ConditionStatus::True, None)
+        r.status
+            .as_ref()
+            .and_then(|s| s.observed.as_ref())
+            .is_some_and(|o| o.weight == 100)
+            && ready_is(r, ConditionStatus::True, None)
     })
     .await;
     env.wait_for("active", "observed weight 0", |r| {
-        r.status.as_ref().and_then(|s| s.observed.as_ref()).is_some_and(|o| o.weight == 0) && ready_is(r, ConditionStatus::True, None)
+        r.status
+            .as_ref()
+            .and_then(|s| s.observed.as_ref())
+            .is_some_and(|o| o.weight == 0)
+            && ready_is(r, ConditionStatus::True, None)
     })
     .await;
 }
@@ -413,26 +810,66 @@ async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() {
 #[tokio::test]
 async fn observe_only_reports_drift_without_changing_the_cloud() {
     let env = Env::start("observe", 200, &[], &[]).await;
-    env.emu.create_entry("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1", 0).await;
-    let mut s = spec("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1", 100);
+    env.emu
+        .create_entry(
+            "vpn-gw-b",
+            "192.168.16.0/24",
+            "10.16.0.0/16",
+            "vco-gw-b-1",
+            0,
+        )
+        .await;
+    let mut s = spec(
+        "vpn-gw-b",
+        "192.168.16.0/24",
+        "10.16.0.0/16",
+        "vco-gw-b-1",
+        100,
+    );
     s["managementPolicy"] = json!("ObserveOnly");
     env.apply("watched", s).await;
     env.wait_for("watched", "Synced=False Drift", |r| {
-        r.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Synced" && c.reason == "Drift"))
+        r.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Synced" && c.reason == "Drift")
+        })
     })
     .await;
-    for action in ["CreateVpnPbrRouteEntry", "ModifyVpnPbrRouteEntryWeight", "ModifyVpnPbrRouteEntryAttribute"] {
+    for action in [
+        "CreateVpnPbrRouteEntry",
+        "ModifyVpnPbrRouteEntryWeight",
+        "ModifyVpnPbrRouteEntryAttribute",
+    ] {
         assert_eq!(env.emu.calls(action, "Success").await, 0, "{action}");
     }
-    env.api.delete("watched", &DeleteParams::default()).await.expect("delete");
+    env.api
+        .delete("watched", &DeleteParams::default())
+        .await
+        .expect("delete");
     env.gone("watched").await;
-    assert!(env.emu.entry("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1").await.is_some());
+    assert!(
+        env.emu
+            .entry("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1")
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() {
     let env = Env::start("sigterm", 200, &[], &[]).await;
-    env.apply("r", spec("vpn-gw-a", "192.168.17.0/24", "10.17.0.0/16", "vco-gw-a-1", 100)).await;
+    env.apply(
+        "r",
+        spec(
+            "vpn-gw-a",
+            "192.168.17.0/24",
+            "10.17.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    )
+    .await;
     env.ready("r").await;
     let mut op = env.op;
     let status = op.terminate().expect("exit status");

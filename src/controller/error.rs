@@ -19,6 +19,9 @@ pub enum Error {
         #[source]
         source: std::sync::Arc<CloudError>,
     },
+    /// The cloud refused a create outright (nothing is in flight any more).
+    #[error("cloud refused the create")]
+    CreateRefused(#[source] std::sync::Arc<CloudError>),
     /// The route's Secret is missing or unusable.
     #[error("credentials Secret {name}: {reason}")]
     Secret { name: String, reason: String },
@@ -44,8 +47,24 @@ impl Error {
                 }
                 _ => ErrorClass::Transient,
             },
-            Self::Cloud { source, .. } => source.class(),
+            Self::Cloud { source, .. } | Self::CreateRefused(source) => source.class(),
             Self::Secret { .. } | Self::MissingField(_) => ErrorClass::NeedsOutsideAction,
+        }
+    }
+
+    /// The class that picks the retry delay: conflicts with a partner entry (an active/standby
+    /// pair mid-flip) clear without a spec change, so they retry like a busy gateway.
+    pub fn backoff_class(&self) -> ErrorClass {
+        const CLEARS_ITSELF: [&str; 4] = [
+            "VpnRouteEntry.BackupRoute",
+            "VpnRouteEntry.Conflict",
+            "OperationFailed.RouteConflict",
+            "VpnRouteEntry.ConflictSSL",
+        ];
+        if CLEARS_ITSELF.contains(&self.reason().as_str()) {
+            ErrorClass::GatewayBusy
+        } else {
+            self.class()
         }
     }
 
@@ -53,7 +72,7 @@ impl Error {
     pub fn reason(&self) -> String {
         match self {
             Self::Kube { .. } => "KubernetesApiError".to_owned(),
-            Self::Cloud { source, .. } => source.code().to_owned(),
+            Self::Cloud { source, .. } | Self::CreateRefused(source) => source.code().to_owned(),
             Self::Secret { .. } => "CredentialsSecretInvalid".to_owned(),
             Self::MissingField(_) => "InvalidObject".to_owned(),
         }
@@ -63,7 +82,7 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Self::Kube { op, source } => format!("kubernetes {op}: {source}"),
-            Self::Cloud { source, .. } => {
+            Self::Cloud { source, .. } | Self::CreateRefused(source) => {
                 let mut m = source.message();
                 if let Some(id) = source.request_id() {
                     m.push_str(&format!(" (RequestId {id})"));

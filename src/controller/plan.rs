@@ -74,11 +74,33 @@ fn priority_differs(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFact
         && (gateway.supports_priority || spec.priority != DEFAULT_PRIORITY)
 }
 
+/// Whether another entry of the gateway shares the route's source and destination (the other
+/// half of an active/standby pair).
+pub fn has_partner(spec: &VpnPbrRouteSpec, entries: &[Entry]) -> bool {
+    entries.iter().any(|e| {
+        e.route_source == spec.route_source
+            && e.route_dest == spec.route_dest
+            && e.next_hop != spec.next_hop
+    })
+}
+
 /// The next change for an existing entry: weight and priority first (one call where the gateway
 /// supports `ModifyVpnPbrRouteEntryAttribute`), then publishing.
-pub fn update(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> Step {
+///
+/// The API refuses a weight change on a member of an active/standby pair (its docs: delete,
+/// then re-create), so with a partner present a weight change deletes the entry; the next
+/// reconcile creates it with the new weight once the partner allows it.
+pub fn update(
+    spec: &VpnPbrRouteSpec,
+    entry: &Entry,
+    gateway: &GatewayFacts,
+    partner: bool,
+) -> Step {
     let route = route_id(spec);
     let weight_differs = entry.weight != spec.weight;
+    if weight_differs && partner {
+        return Step::Mutate(delete(entry, gateway));
+    }
     let prio_differs = priority_differs(spec, entry, gateway);
     if gateway.supports_priority && (weight_differs || prio_differs) {
         return Step::Mutate(Mutation::ModifyAttribute {
@@ -172,7 +194,7 @@ mod tests {
 
     #[test]
     fn in_sync_when_equal() {
-        assert_eq!(update(&spec(), &entry(), &gw(true)), Step::InSync);
+        assert_eq!(update(&spec(), &entry(), &gw(true), false), Step::InSync);
         assert!(drift(&spec(), &entry(), &gw(true)).fields.is_empty());
     }
 
@@ -181,7 +203,7 @@ mod tests {
         let mut s = spec();
         s.weight = 0;
         s.priority = 20;
-        match update(&s, &entry(), &gw(true)) {
+        match update(&s, &entry(), &gw(true), false) {
             Step::Mutate(Mutation::ModifyAttribute {
                 weight: 100,
                 priority: 10,
@@ -198,7 +220,7 @@ mod tests {
         let mut s = spec();
         s.weight = 0;
         assert!(matches!(
-            update(&s, &entry(), &gw(false)),
+            update(&s, &entry(), &gw(false), false),
             Step::Mutate(Mutation::ModifyWeight {
                 weight: 100,
                 new_weight: 0,
@@ -212,7 +234,32 @@ mod tests {
     fn default_priority_is_not_drift_without_support() {
         let mut e = entry();
         e.priority = 0;
-        assert_eq!(update(&spec(), &e, &gw(false)), Step::InSync);
+        assert_eq!(update(&spec(), &e, &gw(false), false), Step::InSync);
+    }
+
+    #[test]
+    fn weight_change_in_a_pair_replaces_the_entry() {
+        let mut s = spec();
+        s.weight = 0;
+        let mut partner = entry();
+        partner.next_hop = "vco-b".into();
+        partner.weight = 0;
+        let list = vec![entry(), partner];
+        assert!(has_partner(&s, &list));
+        assert!(matches!(
+            update(&s, &entry(), &gw(true), true),
+            Step::Mutate(Mutation::Delete { weight: 100, .. })
+        ));
+        // A priority-only change stays in place.
+        let mut p = spec();
+        p.priority = 5;
+        assert!(matches!(
+            update(&p, &entry(), &gw(true), true),
+            Step::Mutate(Mutation::ModifyAttribute {
+                new_weight: None,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -220,7 +267,7 @@ mod tests {
         let mut s = spec();
         s.publish_vpc = true;
         assert!(matches!(
-            update(&s, &entry(), &gw(true)),
+            update(&s, &entry(), &gw(true), false),
             Step::Mutate(Mutation::Publish {
                 publish_vpc: true,
                 ..

@@ -47,7 +47,9 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
         }
         Err(err) => {
             let class = err.class();
-            let delay = ctx.backoffs.failure(&key, class, route.metadata.generation);
+            let delay = ctx
+                .backoffs
+                .failure(&key, err.backoff_class(), route.metadata.generation);
             timer.finish(&err.reason());
             warn!(route = %key, reason = %err.reason(), class = %class, retry_in = ?delay, error = %err.message(), "reconcile failed");
             if let Err(e) = report_failure(&route, &ctx, &err).await {
@@ -157,12 +159,23 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
             ctx.scheduler.forget(&owner, &gw_key);
             last_request_id = accepted.request_id.clone();
         }
-        Some(JobView::Failed(err)) => {
+        Some(JobView::Failed { error: err, create }) => {
             ctx.scheduler.forget(&owner, &gw_key);
             if err.class() == ErrorClass::AlreadyExists {
                 // Created meanwhile (by us before a restart, or by someone else): adopt it.
                 ctx.cache.invalidate(&scope);
                 adopted_after_conflict = true;
+            } else if create
+                && matches!(
+                    err.class(),
+                    ErrorClass::NeedsSpecChange
+                        | ErrorClass::NeedsOutsideAction
+                        | ErrorClass::NotFound
+                )
+            {
+                // The cloud refused the create: nothing is in flight, so the token goes and
+                // the identity fields may be corrected.
+                return Err(Error::CreateRefused(err));
             } else {
                 return Err(Error::Cloud {
                     op: "mutation",
@@ -202,7 +215,8 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
             .as_ref()
             .is_none_or(|s| s.create_time.is_none())
             && last_request_id.is_none());
-    match plan::update(&route.spec, &entry, &facts) {
+    let partner = plan::has_partner(&route.spec, &entries);
+    match plan::update(&route.spec, &entry, &facts, partner) {
         Step::Mutate(mutation) => {
             debug!(route = %object_key(route), action = mutation.action(), "queueing change");
             ctx.scheduler.submit(&owner, &scope, mutation);
@@ -338,10 +352,16 @@ async fn cleanup(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
     if !route.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
+    // A refused duplicate never owned the entry: its older twin keeps it.
     let keep = route.spec.deletion_policy == DeletionPolicy::Orphan
-        || route.spec.management_policy == ManagementPolicy::ObserveOnly;
-    if keep || paused(route) && route.spec.deletion_policy == DeletionPolicy::Orphan {
+        || route.spec.management_policy == ManagementPolicy::ObserveOnly
+        || duplicates::older_claim(route, &ctx.all_routes()).is_some();
+    if keep {
         return remove_finalizer(route, ctx).await;
+    }
+    if paused(route) {
+        // Paused means no cloud call, deletion included: unpause to let the delete happen.
+        return Ok(Action::await_change());
     }
     let scope = ctx.scope(route).await?;
     let gw_key = scope.key();
@@ -357,7 +377,7 @@ async fn cleanup(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
             confirmed: false, ..
         }) => return Ok(Action::requeue(WAIT_FOR_SCHEDULER)),
         Some(JobView::Accepted { .. }) => ctx.scheduler.forget(&owner, &gw_key),
-        Some(JobView::Failed(err)) => {
+        Some(JobView::Failed { error: err, .. }) => {
             ctx.scheduler.forget(&owner, &gw_key);
             if !err.is_gone() {
                 return Err(Error::Cloud {
@@ -568,12 +588,24 @@ async fn apply_status(
 }
 
 async fn report_failure(route: &VpnPbrRoute, ctx: &Context, err: &Error) -> Result<()> {
+    // Build on the newest status: the cached object may predate our own last write (the
+    // client token), and server-side apply would drop what this write leaves out.
+    let fresh = match api(route, ctx)?.get_opt(&route.name_any()).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(Error::kube("read route", e)),
+    };
+    let route = &fresh;
     let reason = err.reason();
     let message = err.message();
     let request_id = match err {
-        Error::Cloud { source, .. } => source.request_id().map(str::to_owned),
+        Error::Cloud { source, .. } | Error::CreateRefused(source) => {
+            source.request_id().map(str::to_owned)
+        }
         _ => None,
     };
+    let client_token: Option<Option<String>> =
+        matches!(err, Error::CreateRefused(_)).then_some(None);
     let previous = status::ready(route.status.as_ref()).map(|c| c.reason.clone());
     let ready = if route.metadata.deletion_timestamp.is_some() {
         CondValue::no(reason.clone(), format!("deleting: {message}"))
@@ -587,6 +619,7 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, err: &Error) -> Resu
             ready: Some(ready),
             synced: Some(CondValue::no(reason.clone(), message.clone())),
             last_request_id: request_id,
+            client_token,
             ..Default::default()
         },
     )

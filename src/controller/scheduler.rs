@@ -53,8 +53,12 @@ pub enum JobView {
     Pending,
     /// The cloud accepted it; `confirmed` once the gateway was seen `active` afterwards.
     Accepted { accepted: Accepted, confirmed: bool },
-    /// The cloud refused it (never a busy gateway: that is retried here).
-    Failed(Arc<CloudError>),
+    /// The cloud refused it (never a busy gateway: that is retried here). `create` tells
+    /// whether it was a create.
+    Failed {
+        error: Arc<CloudError>,
+        create: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -229,7 +233,10 @@ impl Scheduler {
                 accepted: accepted.clone(),
                 confirmed: *seq <= gw.confirmed,
             },
-            JobState::Failed(e) => JobView::Failed(e.clone()),
+            JobState::Failed(e) => JobView::Failed {
+                error: e.clone(),
+                create: matches!(job.mutation, Mutation::Create { .. }),
+            },
         })
     }
 

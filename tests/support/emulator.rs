@@ -49,9 +49,19 @@ impl Emulator {
         let path = dir.path().join("emulator.yaml");
         std::fs::write(&path, config).expect("write config");
         let bin = emulator_binary();
-        assert!(bin.is_file(), "{} missing: run `cargo build --bins`", bin.display());
+        assert!(
+            bin.is_file(),
+            "{} missing: run `cargo build --bins`",
+            bin.display()
+        );
         let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "text", "--config"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "text",
+                "--config",
+            ])
             .arg(&path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -59,7 +69,9 @@ impl Emulator {
             .expect("start vpc-emulator");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
         let url = line
             .trim()
             .strip_prefix("listening on ")
@@ -115,24 +127,42 @@ impl Emulator {
 
     /// Successful calls of an action.
     pub async fn calls(&self, action: &str, code: &str) -> u64 {
-        self.counters().await["calls"][action][code].as_u64().unwrap_or(0)
+        self.counters().await["calls"][action][code]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     /// Every call, all actions and codes.
     pub async fn total_calls(&self) -> u64 {
         self.counters().await["calls"]
             .as_object()
-            .map(|m| m.values().flat_map(|c| c.as_object().into_iter().flat_map(|o| o.values())).filter_map(Value::as_u64).sum())
+            .map(|m| {
+                m.values()
+                    .flat_map(|c| c.as_object().into_iter().flat_map(|o| o.values()))
+                    .filter_map(Value::as_u64)
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
     /// Accepted creates of one route key.
-    pub async fn accepted_creates(&self, gateway: &str, source: &str, dest: &str, hop: &str) -> u64 {
+    pub async fn accepted_creates(
+        &self,
+        gateway: &str,
+        source: &str,
+        dest: &str,
+        hop: &str,
+    ) -> u64 {
         self.counters().await["accepted_creates"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|c| c["VpnGatewayId"] == gateway && c["RouteSource"] == source && c["RouteDest"] == dest && c["NextHop"] == hop)
+            .find(|c| {
+                c["VpnGatewayId"] == gateway
+                    && c["RouteSource"] == source
+                    && c["RouteDest"] == dest
+                    && c["NextHop"] == hop
+            })
             .and_then(|c| c["Count"].as_u64())
             .unwrap_or(0)
     }
@@ -141,20 +171,40 @@ impl Emulator {
         self.admin(reqwest::Method::POST, "entries/delete", Some(json!({"VpnGatewayId": gateway, "RouteSource": source, "RouteDest": dest, "NextHop": hop}))).await;
     }
 
-    pub async fn create_entry(&self, gateway: &str, source: &str, dest: &str, hop: &str, weight: u32) {
+    pub async fn create_entry(
+        &self,
+        gateway: &str,
+        source: &str,
+        dest: &str,
+        hop: &str,
+        weight: u32,
+    ) {
         self.admin(reqwest::Method::POST, "entries/create", Some(json!({"VpnGatewayId": gateway, "RouteSource": source, "RouteDest": dest, "NextHop": hop, "Weight": weight}))).await;
     }
 
-    pub async fn modify_entry(&self, gateway: &str, source: &str, dest: &str, hop: &str, weight: u32) {
+    pub async fn modify_entry(
+        &self,
+        gateway: &str,
+        source: &str,
+        dest: &str,
+        hop: &str,
+        weight: u32,
+    ) {
         self.admin(reqwest::Method::POST, "entries/modify", Some(json!({"VpnGatewayId": gateway, "RouteSource": source, "RouteDest": dest, "NextHop": hop, "Weight": weight}))).await;
     }
 
     pub async fn busy(&self, gateway: &str, duration_ms: u64) {
-        self.admin(reqwest::Method::POST, "gateways/busy", Some(json!({"VpnGatewayId": gateway, "DurationMs": duration_ms}))).await;
+        self.admin(
+            reqwest::Method::POST,
+            "gateways/busy",
+            Some(json!({"VpnGatewayId": gateway, "DurationMs": duration_ms})),
+        )
+        .await;
     }
 
     pub async fn faults(&self, faults: Value) {
-        self.admin(reqwest::Method::PUT, "faults", Some(faults)).await;
+        self.admin(reqwest::Method::PUT, "faults", Some(faults))
+            .await;
     }
 }
 

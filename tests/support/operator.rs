@@ -27,7 +27,14 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator watching `namespace`, talking to `endpoint`, with the emulator's key
     /// in the environment unless `envs` says otherwise.
-    pub fn start(kubeconfig: &Path, namespace: &str, endpoint: &str, log_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+    pub fn start(
+        kubeconfig: &Path,
+        namespace: &str,
+        endpoint: &str,
+        log_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let metrics_port = free_port();
         let mut args: Vec<String> = vec![
             "--namespaces".into(),
@@ -47,7 +54,10 @@ impl Operator {
             metrics_port,
             log: log_dir.join(format!("operator-{metrics_port}.log")),
             args,
-            envs: envs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             kubeconfig: kubeconfig.to_owned(),
         };
         op.spawn();
@@ -56,7 +66,11 @@ impl Operator {
 
     fn spawn(&mut self) {
         let bin = operator_binary();
-        assert!(bin.is_file(), "{} missing: run `cargo build --bins`", bin.display());
+        assert!(
+            bin.is_file(),
+            "{} missing: run `cargo build --bins`",
+            bin.display()
+        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -69,10 +83,16 @@ impl Operator {
             .env("KUBECONFIG", &self.kubeconfig)
             .stdout(Stdio::null())
             .stderr(log);
-        let has_creds = self.envs.iter().any(|(k, _)| k.starts_with("ALIBABA_CLOUD_"));
+        let has_creds = self
+            .envs
+            .iter()
+            .any(|(k, _)| k.starts_with("ALIBABA_CLOUD_"));
         if !has_creds {
             cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", super::emulator::KEY_ID)
-                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", super::emulator::KEY_SECRET);
+                .env(
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                    super::emulator::KEY_SECRET,
+                );
         }
         for (k, v) in &self.envs {
             cmd.env(k, v);
@@ -91,7 +111,9 @@ impl Operator {
     /// SIGTERM and wait for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         c.wait().ok()
     }
 
