@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::select! {
         r = servers => r?,
-        () = wait_for_signal() => {
+        () = vpn_pbr_operator::shutdown::signal() => {
             tracing::info!("shutting down");
             shutdown.cancel();
         }
@@ -114,28 +114,6 @@ async fn save_periodically(emu: Arc<Emulator>, path: String) {
                 Err(e) => tracing::warn!(error = %e, "saving state failed"),
             }
         }
-    }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
 

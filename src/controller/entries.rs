@@ -34,6 +34,17 @@ pub struct GatewayCache {
     slots: Arc<Mutex<HashMap<GatewayKey, Arc<Slot>>>>,
 }
 
+/// The cached value if it is at most `max_age` old.
+fn fresh<T>(
+    slot: &Slot,
+    max_age: Duration,
+    pick: impl Fn(&Cached) -> Option<(Instant, T)>,
+) -> Option<T> {
+    pick(&lock(&slot.data))
+        .filter(|(at, _)| at.elapsed() <= max_age)
+        .map(|(_, v)| v)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -57,18 +68,12 @@ impl GatewayCache {
         max_age: Duration,
     ) -> Result<Arc<Vec<Entry>>, CloudError> {
         let slot = self.slot(&scope.key());
-        let fresh = |slot: &Slot| {
-            lock(&slot.data)
-                .entries
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() <= max_age)
-                .map(|(_, e)| e.clone())
-        };
-        if let Some(e) = fresh(&slot) {
+        let pick = |c: &Cached| c.entries.clone();
+        if let Some(e) = fresh(&slot, max_age, pick) {
             return Ok(e);
         }
         let _flight = slot.fetch.lock().await;
-        if let Some(e) = fresh(&slot) {
+        if let Some(e) = fresh(&slot, max_age, pick) {
             return Ok(e);
         }
         let started = Instant::now();
@@ -84,18 +89,12 @@ impl GatewayCache {
         max_age: Duration,
     ) -> Result<GatewayFacts, CloudError> {
         let slot = self.slot(&scope.key());
-        let fresh = |slot: &Slot| {
-            lock(&slot.data)
-                .facts
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() <= max_age)
-                .map(|(_, f)| f.clone())
-        };
-        if let Some(f) = fresh(&slot) {
+        let pick = |c: &Cached| c.facts.clone();
+        if let Some(f) = fresh(&slot, max_age, pick) {
             return Ok(f);
         }
         let _flight = slot.fetch.lock().await;
-        if let Some(f) = fresh(&slot) {
+        if let Some(f) = fresh(&slot, max_age, pick) {
             return Ok(f);
         }
         self.fetch_facts(&slot, scope).await

@@ -5,6 +5,7 @@ pub mod context;
 pub mod duplicates;
 pub mod entries;
 pub mod error;
+pub mod estimate;
 pub mod metrics;
 pub mod model;
 pub mod plan;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::entries::GatewayCache;
+use super::estimate::Estimate;
 use super::model::{Accepted, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
@@ -26,10 +27,9 @@ use crate::cloud::{CloudError, ErrorClass};
 /// The object a job belongs to.
 pub type Owner = ObjectRef<VpnPbrRoute>;
 
-/// Margin over the learned update time before the next send, and the floor of retry delays.
-const SEND_MARGIN: f64 = 1.02;
-const MIN_STEP: Duration = Duration::from_millis(25);
-const FIRST_PROBE: Duration = Duration::from_millis(100);
+/// Retry delays after errors that say nothing about the update time (throttling, a gateway
+/// busy with someone else's change, failed status reads): doubling from the first to the last.
+const FIRST_STEP: Duration = Duration::from_millis(200);
 const MAX_STEP: Duration = Duration::from_secs(30);
 
 /// Tuning of the scheduler.
@@ -84,8 +84,8 @@ struct Gateway {
     accepted: u64,
     confirmed: u64,
     last_accept: Option<Instant>,
-    /// Learned time the gateway stays `updating` after a change.
-    update_time: Option<Duration>,
+    /// What is known of the time the gateway stays `updating` after a change.
+    estimate: Estimate,
     status: Option<String>,
     /// A scope to probe the gateway with (any job's).
     probe_scope: Option<Scope>,
@@ -118,12 +118,24 @@ impl Gateway {
             .collect()
     }
 
-    /// When the gateway should take the next change.
-    fn ready_at(&self) -> Instant {
-        match (self.last_accept, self.update_time) {
-            (Some(at), Some(t)) if self.unconfirmed() => at + t.mul_f64(SEND_MARGIN),
-            _ => Instant::now(),
+    /// Time since the last accepted change, while it is not known to be applied.
+    fn pending_gap(&self, now: Instant) -> Option<Duration> {
+        self.last_accept
+            .filter(|_| self.unconfirmed())
+            .map(|at| now.saturating_duration_since(at))
+    }
+
+    /// When to send the next change; `None` when the gateway must be probed first.
+    fn ready_at(&self) -> Option<Instant> {
+        match self.last_accept.filter(|_| self.unconfirmed()) {
+            None => Some(Instant::now()),
+            Some(at) => self.estimate.send_gap().map(|g| at + g),
         }
+    }
+
+    /// When to read the gateway status to learn whether the last change is applied.
+    fn probe_at(&self) -> Instant {
+        self.last_accept.unwrap_or_else(Instant::now) + self.estimate.probe_gap()
     }
 }
 
@@ -316,7 +328,7 @@ enum Next {
 
 impl Worker {
     async fn run(self) {
-        let mut step = FIRST_PROBE;
+        let mut step = FIRST_STEP;
         loop {
             let next = self.next();
             let sleep_until = match &next {
@@ -351,22 +363,16 @@ impl Worker {
     fn next(&self) -> Next {
         let gw = lock(&self.slot.state);
         if let Some((owner, scope, mutation)) = gw.queued_head() {
-            let at = if self.inner.config.enabled {
-                // Before the update time is known, probing decides when the gateway is free.
-                if gw.unconfirmed() && gw.update_time.is_none() {
-                    return Next::Probe(
-                        scope,
-                        gw.last_accept.unwrap_or_else(Instant::now) + FIRST_PROBE,
-                    );
-                }
-                gw.ready_at()
-            } else {
-                Instant::now()
+            if !self.inner.config.enabled {
+                return Next::Send(Box::new((owner, scope, mutation)), Instant::now());
+            }
+            return match gw.ready_at() {
+                Some(at) => Next::Send(Box::new((owner, scope, mutation)), at),
+                None => Next::Probe(scope, gw.probe_at()),
             };
-            return Next::Send(Box::new((owner, scope, mutation)), at);
         }
         if let Some(scope) = gw.probe_scope.clone().filter(|_| gw.unconfirmed()) {
-            return Next::Probe(scope, gw.ready_at().max(Instant::now()));
+            return Next::Probe(scope, gw.probe_at());
         }
         Next::Idle
     }
@@ -392,26 +398,27 @@ impl Worker {
         mutation: &Mutation,
         step: Duration,
     ) -> Duration {
-        self.set_state(&owner, JobState::InFlight);
-        let sent_at = Instant::now();
+        let gap = {
+            let mut gw = lock(&self.slot.state);
+            if let Some(job) = gw.jobs.get_mut(&owner) {
+                job.state = JobState::InFlight;
+            }
+            gw.pending_gap(Instant::now())
+        };
         let result = self.inner.cloud.mutate(scope, mutation).await;
         match result {
             Ok(accepted) => {
                 self.inner
                     .cache
                     .apply(scope, mutation, accepted.entry.as_ref());
-                let confirmed_owners = {
+                let woken = {
                     let mut gw = lock(&self.slot.state);
+                    if let Some(g) = gap {
+                        gw.estimate.free(g);
+                    }
                     // This change was accepted, so every earlier one has been applied.
                     let prev = gw.accepted;
                     let mut woken = gw.confirm(prev);
-                    if let (Some(last), Some(t)) = (gw.last_accept, gw.update_time) {
-                        // Drift the estimate down slowly when changes go through first time.
-                        let gap = sent_at.saturating_duration_since(last);
-                        if gap < t.mul_f64(1.2) && prev > 0 {
-                            gw.update_time = Some(t.mul_f64(0.99).max(MIN_STEP));
-                        }
-                    }
                     gw.accepted += 1;
                     let seq = gw.accepted;
                     gw.last_accept = Some(Instant::now());
@@ -427,31 +434,31 @@ impl Worker {
                     woken
                 };
                 debug!(gateway = %self.key, action = mutation.action(), "mutation accepted");
-                self.wake(confirmed_owners);
-                FIRST_PROBE
+                self.wake(woken);
+                FIRST_STEP
             }
             Err(e) if e.class() == ErrorClass::GatewayBusy && self.inner.config.enabled => {
-                let delay = {
+                self.set_state(&owner, JobState::Queued);
+                debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
+                {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some("updating".to_owned());
-                    // Busy after `gap`: the update takes longer than that.
-                    let t = gw.update_time.unwrap_or(FIRST_PROBE);
-                    let gap = gw
-                        .last_accept
-                        .map_or(t, |last| sent_at.saturating_duration_since(last));
-                    gw.update_time = Some(t.max(gap.mul_f64(1.05)));
-                    if let Some(job) = gw.jobs.get_mut(&owner) {
-                        job.state = JobState::Queued;
+                    if let Some(g) = gap {
+                        // Busy with our own last change: it takes longer than `g`.
+                        gw.estimate.busy(g);
                     }
-                    (t.mul_f64(0.05)).max(MIN_STEP).max(step).min(MAX_STEP)
-                };
-                debug!(gateway = %self.key, code = e.code(), ?delay, "gateway busy; retrying");
-                tokio::time::sleep(delay).await;
-                (step * 2).min(MAX_STEP)
+                }
+                if gap.is_some() {
+                    FIRST_STEP
+                } else {
+                    // Busy with a change we did not make: back off.
+                    tokio::time::sleep(step).await;
+                    (step * 2).min(MAX_STEP)
+                }
             }
             Err(e) if e.class() == ErrorClass::Throttled && self.inner.config.enabled => {
                 self.set_state(&owner, JobState::Queued);
-                let delay = e.retry_after().unwrap_or(step * 4).min(MAX_STEP);
+                let delay = e.retry_after().unwrap_or(step).min(MAX_STEP);
                 warn!(gateway = %self.key, code = e.code(), ?delay, "throttled; retrying");
                 tokio::time::sleep(delay).await;
                 (step * 2).min(MAX_STEP)
@@ -464,43 +471,36 @@ impl Worker {
                 info!(gateway = %self.key, action = mutation.action(), code = e.code(), "mutation failed");
                 self.set_state(&owner, JobState::Failed(Arc::new(e)));
                 self.wake([owner]);
-                FIRST_PROBE
+                FIRST_STEP
             }
         }
     }
 
-    /// Reads the gateway status to learn when a change has been applied.
+    /// Reads the gateway status to learn whether the last change has been applied.
     async fn probe(&self, scope: &Scope, step: Duration) -> Duration {
-        let probe_at = Instant::now();
+        let gap = lock(&self.slot.state).pending_gap(Instant::now());
         match self.inner.cache.refresh_facts(scope).await {
             Ok(facts) => {
                 let woken = {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some(facts.status.clone());
-                    if facts.status == "active" {
-                        if let (None, Some(last)) = (gw.update_time, gw.last_accept) {
-                            gw.update_time =
-                                Some(probe_at.saturating_duration_since(last).max(MIN_STEP));
+                    let active = facts.status == "active";
+                    if let Some(g) = gap {
+                        if active {
+                            gw.estimate.free(g);
+                        } else {
+                            gw.estimate.busy(g);
                         }
+                    }
+                    if active {
                         let seq = gw.accepted;
                         gw.confirm(seq)
                     } else {
                         Vec::new()
                     }
                 };
-                let done = !woken.is_empty();
                 self.wake(woken);
-                if done {
-                    FIRST_PROBE
-                } else {
-                    let pause = {
-                        let gw = lock(&self.slot.state);
-                        gw.update_time
-                            .map_or(step, |t| t.mul_f64(0.05).max(MIN_STEP))
-                    };
-                    tokio::time::sleep(pause).await;
-                    step.mul_f64(1.3).min(MAX_STEP)
-                }
+                FIRST_STEP
             }
             Err(e) => {
                 warn!(gateway = %self.key, code = e.code(), "gateway status read failed");
@@ -508,5 +508,217 @@ impl Worker {
                 (step * 2).min(MAX_STEP)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::Mutex as StdMutex;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::cloud::{ApiError, CredentialsProvider, StaticCredentials};
+    use crate::controller::model::{CredentialsHandle, Entry, GatewayFacts, RouteId};
+    use crate::controller::port::CloudFuture;
+
+    /// A gateway that stays `updating` for `update` after each accepted change and refuses
+    /// changes meanwhile, like the real one.
+    struct FakeGateway {
+        update: Duration,
+        busy_until: StdMutex<Option<Instant>>,
+        in_flight: StdMutex<usize>,
+        max_in_flight: StdMutex<usize>,
+        accepted: StdMutex<Vec<String>>,
+        calls: StdMutex<usize>,
+    }
+
+    fn busy_error() -> CloudError {
+        CloudError::Api(Box::new(ApiError {
+            action: "CreateVpnPbrRouteEntry",
+            http_status: 400,
+            code: "VpnGateway.Configuring".into(),
+            message: "The specified service is configuring.".into(),
+            request_id: None,
+            host_id: None,
+            recommend: None,
+            retry_after: None,
+            class: ErrorClass::GatewayBusy,
+        }))
+    }
+
+    impl CloudPort for FakeGateway {
+        fn list_entries<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn gateway<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
+            Box::pin(async move {
+                *self.calls.lock().unwrap() += 1;
+                let busy = self
+                    .busy_until
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|t| Instant::now() < t);
+                Ok(GatewayFacts {
+                    status: if busy { "updating" } else { "active" }.into(),
+                    supports_priority: true,
+                })
+            })
+        }
+        fn mutate<'a>(&'a self, _: &'a Scope, m: &'a Mutation) -> CloudFuture<'a, Accepted> {
+            Box::pin(async move {
+                *self.calls.lock().unwrap() += 1;
+                {
+                    let mut n = self.in_flight.lock().unwrap();
+                    *n += 1;
+                    let mut max = self.max_in_flight.lock().unwrap();
+                    *max = (*max).max(*n);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                *self.in_flight.lock().unwrap() -= 1;
+                let mut busy = self.busy_until.lock().unwrap();
+                if busy.is_some_and(|t| Instant::now() < t) {
+                    return Err(busy_error());
+                }
+                *busy = Some(Instant::now() + self.update);
+                self.accepted
+                    .lock()
+                    .unwrap()
+                    .push(m.route().route_source.clone());
+                Ok(Accepted {
+                    request_id: Some("rid".into()),
+                    entry: None,
+                })
+            })
+        }
+    }
+
+    fn scope() -> Scope {
+        let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
+            crate::cloud::Credentials::new("id", "secret"),
+        ));
+        Scope {
+            region_id: "cn-hangzhou".into(),
+            vpn_gateway_id: "vpn-a".into(),
+            credentials: CredentialsHandle {
+                key: "default".into(),
+                provider,
+            },
+        }
+    }
+
+    fn owner(i: usize) -> Owner {
+        ObjectRef::new(&format!("r{i}")).within("ns")
+    }
+
+    fn publish(i: usize) -> Mutation {
+        Mutation::Publish {
+            route: RouteId {
+                route_source: format!("src{i}"),
+                route_dest: "10.0.0.0/16".into(),
+                next_hop: "vco-a".into(),
+            },
+            publish_vpc: true,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_change_at_a_time_in_arrival_order_close_to_the_physical_limit() {
+        let fake = Arc::new(FakeGateway {
+            update: Duration::from_secs(2),
+            busy_until: StdMutex::new(None),
+            in_flight: StdMutex::new(0),
+            max_in_flight: StdMutex::new(0),
+            accepted: StdMutex::new(Vec::new()),
+            calls: StdMutex::new(0),
+        });
+        let cloud: Arc<dyn CloudPort> = fake.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sched = Scheduler::new(
+            cloud.clone(),
+            GatewayCache::new(cloud),
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        let n = 20;
+        let start = Instant::now();
+        for i in 0..n {
+            sched.submit(&owner(i), &scope(), publish(i));
+        }
+        // Every owner is woken once its change is accepted and once the gateway is confirmed.
+        let mut confirmed = 0;
+        while confirmed < n {
+            let o = rx.recv().await.expect("wake");
+            if let Some(JobView::Accepted {
+                confirmed: true, ..
+            }) = sched.view(&o, &scope().key())
+            {
+                sched.forget(&o, &scope().key());
+                confirmed += 1;
+            }
+        }
+        let took = start.elapsed();
+        eprintln!("{n} changes took {took:?}");
+        let accepted = fake.accepted.lock().unwrap().clone();
+        assert_eq!(
+            accepted,
+            (0..n).map(|i| format!("src{i}")).collect::<Vec<_>>(),
+            "arrival order"
+        );
+        assert_eq!(
+            *fake.max_in_flight.lock().unwrap(),
+            1,
+            "one change in flight per gateway"
+        );
+        let limit = Duration::from_secs(2) * u32::try_from(n).unwrap();
+        assert!(
+            took.as_secs_f64() / limit.as_secs_f64() < 1.15,
+            "took {took:?} for a limit of {limit:?}"
+        );
+        let calls = *fake.calls.lock().unwrap();
+        assert!(calls <= n * 2, "{calls} calls for {n} changes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_job_is_replaced_and_a_forgotten_one_dropped() {
+        let fake = Arc::new(FakeGateway {
+            update: Duration::from_secs(1),
+            busy_until: StdMutex::new(Some(Instant::now() + Duration::from_secs(3))),
+            in_flight: StdMutex::new(0),
+            max_in_flight: StdMutex::new(0),
+            accepted: StdMutex::new(Vec::new()),
+            calls: StdMutex::new(0),
+        });
+        let cloud: Arc<dyn CloudPort> = fake.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sched = Scheduler::new(
+            cloud.clone(),
+            GatewayCache::new(cloud),
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        sched.submit(&owner(1), &scope(), publish(1));
+        sched.submit(&owner(2), &scope(), publish(2));
+        sched.submit(&owner(2), &scope(), publish(22));
+        sched.forget(&owner(1), &scope().key());
+        loop {
+            let o = rx.recv().await.expect("wake");
+            if matches!(
+                sched.view(&o, &scope().key()),
+                Some(JobView::Accepted { .. })
+            ) {
+                break;
+            }
+        }
+        assert_eq!(
+            fake.accepted.lock().unwrap().clone(),
+            vec!["src22".to_owned()]
+        );
     }
 }
