@@ -1,0 +1,558 @@
+//! RBAC proof for the Helm chart (issue 6): the chart's ServiceAccount, ClusterRole(Binding) and
+//! leases Role(Binding) are rendered with helm and applied to the real kube-apiserver, a token is
+//! minted for that ServiceAccount, and the real operator binary runs with it and with the
+//! environment the chart's Deployment sets (taken from the rendered Deployment itself, so flags
+//! and RBAC cannot drift apart). It then drives a whole route lifecycle (create, update of weight,
+//! priority and publishing, a route with `credentialsRef`, delete) against `vpc-emulator`, stops
+//! the operator cleanly and asserts that the apiserver's audit log has requests from that
+//! ServiceAccount and not a single HTTP 403 among them.
+//!
+//! The Deployment is never run (the control plane has no nodes); only the RBAC kinds are applied.
+//! helm comes from `HELM_BIN_DIR` (exported by `make test`) or the cache that
+//! `hack/helm/build.sh` fills; when it is missing the test fails and says how to build it.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::emulator::{self, Emulator};
+use support::operator::{free_port, operator_binary};
+use support::{ControlPlane, eventually, install_crd, kubectl, namespace, repo_root};
+use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
+
+const WAIT: Duration = Duration::from_secs(90);
+/// The kinds applied from the rendered chart; everything else (Deployment, Service, ...) is not.
+const RBAC_KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+/// A second access key known to the emulator, used only through the route's Secret.
+const SECRET_KEY_ID: &str = "LTAI-route-secret-key";
+const SECRET_KEY_SECRET: &str = "route-secret-value";
+
+/// Both scenarios watch all namespaces (the chart's default), so they must not run at once.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("VPN_PBR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/vpn-pbr-operator")
+        })
+}
+
+fn helm() -> PathBuf {
+    let dir = std::env::var_os("HELM_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("helm/v4.3.1"));
+    let helm = dir.join("helm");
+    assert!(
+        helm.is_file(),
+        "{} is missing: build helm with hack/helm/build.sh (or `make tools`, or run the tests \
+         with `make test`, which sets HELM_BIN_DIR)",
+        helm.display()
+    );
+    helm
+}
+
+fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{desc} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The chart rendered into release namespace `ns`, one document per object.
+fn render(release: &str, ns: &str, set: &[String]) -> Vec<serde_yaml::Value> {
+    let mut cmd = Command::new(helm());
+    cmd.args(["template", release])
+        .arg(repo_root().join("deploy/helm/vpn-pbr-operator"))
+        .args(["--namespace", ns]);
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    let yaml = run_ok(&mut cmd, None);
+    serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("rendered YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind_of(doc: &serde_yaml::Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+/// The operator started from the rendered Deployment's container environment.
+struct ChartOperator {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ChartOperator {
+    fn start(deployment: &serde_yaml::Value, kubeconfig: &Path, ns: &str, log: PathBuf) -> Self {
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let mut cmd = Command::new(operator_binary());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig);
+        for var in container["env"].as_sequence().expect("container env") {
+            let name = var["name"].as_str().expect("env name");
+            if let Some(v) = var["value"].as_str() {
+                cmd.env(name, v);
+            } else if let Some(path) = var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                // What the kubelet would resolve for the pod.
+                let v = match path {
+                    "metadata.namespace" => ns.to_owned(),
+                    "metadata.name" => format!(
+                        "{}-0",
+                        deployment["metadata"]["name"].as_str().unwrap_or("op")
+                    ),
+                    other => panic!("unexpected fieldRef {other} in the chart's Deployment"),
+                };
+                cmd.env(name, v);
+            } else {
+                panic!("env {name}: the test does not know how to resolve {var:?}");
+            }
+        }
+        // The pod listens on 0.0.0.0:<port>; here a free loopback port.
+        cmd.env("VPN_PBR_METRICS_ADDR", format!("127.0.0.1:{}", free_port()));
+        // The emulator's key as the operator's default credentials (the chart's
+        // credentials.existingSecret would put the same variables there).
+        cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", emulator::KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", emulator::KEY_SECRET);
+        if let Some(args) = container["args"].as_sequence() {
+            cmd.args(args.iter().map(|a| a.as_str().expect("arg")));
+        }
+        let file = std::fs::File::create(&log).expect("operator log");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start vpn-pbr-operator");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// SIGTERM and wait, so the shutdown's requests (lease release) are in the audit log too.
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let status = c.wait().expect("wait operator");
+            assert!(
+                status.success(),
+                "operator exit {status:?}\n{}",
+                self.logs()
+            );
+        }
+    }
+}
+
+impl Drop for ChartOperator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Scenario {
+    client: Client,
+    routes: Api<VpnPbrRoute>,
+    emu: Emulator,
+    op: ChartOperator,
+    /// `system:serviceaccount:<release ns>:<sa>`
+    user: String,
+}
+
+impl Scenario {
+    /// Renders the chart with `values` (plus the emulator endpoint), applies its RBAC objects in
+    /// a fresh release namespace and starts the operator as its ServiceAccount.
+    async fn start(prefix: &str, values: &[&str]) -> (Scenario, String) {
+        let cp = ControlPlane::shared();
+        let client = cp.client().await;
+        install_crd(&client).await;
+        let release_ns = namespace(&client, &format!("{prefix}-release")).await;
+        let routes_ns = namespace(&client, &format!("{prefix}-routes")).await;
+        let extra_key = format!("  - id: {SECRET_KEY_ID}\n    secret: {SECRET_KEY_SECRET}\n");
+        let emu = Emulator::start(&emulator::config_yaml(200, &extra_key));
+        // ClusterRoles are cluster-scoped: a release name per scenario keeps them apart.
+        let release = release_ns.clone();
+        let mut set: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
+        set.push(format!("endpoint={}", emu.url));
+        set.push("logLevel=info\\,vpn_pbr_operator=debug".to_owned());
+        let docs = render(&release, &release_ns, &set);
+        let rbac: Vec<&serde_yaml::Value> = docs
+            .iter()
+            .filter(|d| RBAC_KINDS.contains(&kind_of(d)))
+            .collect();
+        let yaml: String = rbac
+            .iter()
+            .map(|d| format!("---\n{}", serde_yaml::to_string(d).expect("yaml")))
+            .collect();
+        run_ok(
+            Command::new(kubectl())
+                .arg("--kubeconfig")
+                .arg(&cp.kubeconfig)
+                .args([
+                    "apply",
+                    "--server-side",
+                    "--field-manager=rbac-test",
+                    "-f",
+                    "-",
+                ]),
+            Some(&yaml),
+        );
+        let sa = rbac
+            .iter()
+            .find(|d| kind_of(d) == "ServiceAccount")
+            .and_then(|d| d["metadata"]["name"].as_str())
+            .expect("the chart renders a ServiceAccount")
+            .to_owned();
+        let deployment = docs
+            .iter()
+            .find(|d| kind_of(d) == "Deployment")
+            .expect("the chart renders a Deployment");
+        let token = cp.service_account_token(&client, &release_ns, &sa).await;
+        let dir = emu.dir.path().to_owned();
+        let kubeconfig = dir.join("operator.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            serde_yaml::to_string(&cp.token_kubeconfig(&token)).expect("kubeconfig yaml"),
+        )
+        .expect("write kubeconfig");
+        let op = ChartOperator::start(
+            deployment,
+            &kubeconfig,
+            &release_ns,
+            dir.join("operator.log"),
+        );
+        let s = Scenario {
+            routes: Api::namespaced(client.clone(), &routes_ns),
+            client,
+            emu,
+            op,
+            user: format!("system:serviceaccount:{release_ns}:{sa}"),
+        };
+        (s, routes_ns)
+    }
+
+    async fn create(&self, name: &str, spec: Value) {
+        let obj: VpnPbrRoute = serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .expect("route");
+        self.routes
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create route");
+    }
+
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&VpnPbrRoute) -> bool,
+    ) -> VpnPbrRoute {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self.routes.get_opt(name).await.expect("get route");
+            if let Some(r) = &r
+                && check(r)
+            {
+                return r.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: timed out waiting for {what}; status {:?}\n--- operator log ---\n{}",
+                r.and_then(|r| r.status),
+                self.op.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn ready(&self, name: &str) -> VpnPbrRoute {
+        self.wait_for(name, "Ready=True", |r| {
+            ready_is(r, ConditionStatus::True, None)
+        })
+        .await
+    }
+
+    async fn delete_and_wait(&self, name: &str) {
+        self.routes
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete route");
+        eventually(WAIT, &format!("{name} deleted"), || async {
+            matches!(self.routes.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the operator and checks the audit log: requests from the ServiceAccount, no 403.
+    async fn assert_no_forbidden(mut self) {
+        self.op.terminate();
+        let audit = ControlPlane::shared().audit_log();
+        // The log backend writes synchronously, but give a straggler a moment.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let text = std::fs::read_to_string(&audit)
+            .unwrap_or_else(|e| panic!("read audit log {}: {e}", audit.display()));
+        let mine: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["user"]["username"] == self.user.as_str())
+            .collect();
+        let describe = |e: &Value| {
+            format!(
+                "{} {} {}",
+                e["verb"].as_str().unwrap_or("?"),
+                e["requestURI"].as_str().unwrap_or("?"),
+                e["responseStatus"]["code"]
+            )
+        };
+        // Not vacuous: the operator really talked to the apiserver as this ServiceAccount, and
+        // exercised the kinds of request the RBAC is for.
+        assert!(
+            mine.len() >= 10,
+            "only {} audit events from {} in {}: is the audit log recording service accounts?",
+            mine.len(),
+            self.user,
+            audit.display()
+        );
+        for (verb, resource) in [
+            ("list", "vpnpbrroutes"),
+            ("watch", "vpnpbrroutes"),
+            ("patch", "vpnpbrroutes"),
+            ("create", "events"),
+        ] {
+            assert!(
+                mine.iter().any(|e| e["verb"] == verb
+                    && e["objectRef"]["resource"] == resource
+                    && e["responseStatus"]["code"]
+                        .as_u64()
+                        .is_some_and(|c| c < 300)),
+                "no successful {verb} {resource} by {} in the audit log",
+                self.user
+            );
+        }
+        let forbidden: Vec<String> = mine
+            .iter()
+            .filter(|e| e["responseStatus"]["code"] == 403)
+            .map(describe)
+            .collect();
+        assert!(
+            forbidden.is_empty(),
+            "{} requests by {} were forbidden (missing RBAC in the chart):\n{}\n--- operator log ---\n{}",
+            forbidden.len(),
+            self.user,
+            forbidden.join("\n"),
+            self.op.logs()
+        );
+    }
+}
+
+fn ready_is(r: &VpnPbrRoute, status: ConditionStatus, reason: Option<&str>) -> bool {
+    r.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == "Ready" && c.status == status && reason.is_none_or(|x| c.reason == x)
+        })
+    })
+}
+
+fn spec(src: &str, dst: &str, hop: &str, weight: i32) -> Value {
+    json!({
+        "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-gw-a", "routeSource": src,
+        "routeDest": dst, "nextHop": hop, "weight": weight, "publishVpc": false
+    })
+}
+
+fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
+    let text = std::fs::read_to_string(ControlPlane::shared().audit_log()).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|e| {
+            e["user"]["username"] == user
+                && e["verb"] == verb
+                && e["objectRef"]["resource"] == resource
+                && e["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|c| c < 300)
+        })
+}
+
+/// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched.
+#[tokio::test]
+async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() {
+    let _serial = SERIAL.lock().await;
+    let (s, routes_ns) = Scenario::start(
+        "rbac-full",
+        &["leaderElection.enabled=true", "routeSecrets.enabled=true"],
+    )
+    .await;
+
+    // Create, then change weight, priority and publishing in place.
+    s.create(
+        "r1",
+        spec("192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1", 100),
+    )
+    .await;
+    let before = s.ready("r1").await;
+    let gen_ = before.metadata.generation.unwrap_or(1) + 1;
+    s.routes
+        .patch(
+            "r1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"weight": 0, "priority": 30, "publishVpc": true}})),
+        )
+        .await
+        .expect("patch route");
+    s.wait_for("r1", "observed weight 0, priority 30, published", |r| {
+        r.status.as_ref().is_some_and(|st| {
+            st.observed_generation == Some(gen_)
+                && st
+                    .observed
+                    .as_ref()
+                    .is_some_and(|o| o.weight == 0 && o.priority == 30 && o.published)
+        }) && ready_is(r, ConditionStatus::True, None)
+    })
+    .await;
+
+    // A route signed with its own Secret's key (a key the operator itself does not have).
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &routes_ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cloud-keys"},
+        "stringData": {"accessKeyId": SECRET_KEY_ID, "accessKeySecret": SECRET_KEY_SECRET}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let mut with_secret = spec("192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-2", 100);
+    with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
+    s.create("r2", with_secret).await;
+    s.ready("r2").await;
+    assert_eq!(s.emu.entries("vpn-gw-a").await.len(), 2);
+
+    for name in ["r1", "r2"] {
+        s.delete_and_wait(name).await;
+    }
+    assert!(
+        s.emu.entries("vpn-gw-a").await.is_empty(),
+        "entries deleted"
+    );
+    assert!(
+        audit_has(&s.user, "get", "secrets"),
+        "the route Secret was read"
+    );
+    assert!(
+        audit_has(&s.user, "create", "leases") || audit_has(&s.user, "patch", "leases"),
+        "the lease was taken in the release namespace"
+    );
+    s.assert_no_forbidden().await;
+}
+
+/// The chart's defaults: no lease, no Secret access; a route naming a Secret is refused by the
+/// operator without it trying to read the Secret.
+#[tokio::test]
+async fn chart_rbac_with_default_values_is_enough() {
+    let _serial = SERIAL.lock().await;
+    let (s, _routes_ns) = Scenario::start("rbac-default", &[]).await;
+    s.create(
+        "r1",
+        spec("192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1", 100),
+    )
+    .await;
+    s.ready("r1").await;
+    s.routes
+        .patch(
+            "r1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"weight": 0}})),
+        )
+        .await
+        .expect("patch route");
+    s.wait_for("r1", "observed weight 0", |r| {
+        r.status
+            .as_ref()
+            .and_then(|st| st.observed.as_ref())
+            .is_some_and(|o| o.weight == 0)
+            && ready_is(r, ConditionStatus::True, None)
+    })
+    .await;
+    let mut with_secret = spec("192.168.4.0/24", "10.4.0.0/16", "vco-gw-a-2", 100);
+    with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
+    s.create("r2", with_secret).await;
+    s.wait_for("r2", "Ready=False CredentialsSecretInvalid", |r| {
+        ready_is(r, ConditionStatus::False, Some("CredentialsSecretInvalid"))
+    })
+    .await;
+    // A delete needs working credentials too (the operator cannot know the entry is absent
+    // without asking), so drop the reference first; the default credentials then sign.
+    s.routes
+        .patch(
+            "r2",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"credentialsRef": null}})),
+        )
+        .await
+        .expect("drop credentialsRef");
+    s.ready("r2").await;
+    for name in ["r1", "r2"] {
+        s.delete_and_wait(name).await;
+    }
+    assert!(
+        s.emu.entries("vpn-gw-a").await.is_empty(),
+        "entries deleted"
+    );
+    assert!(
+        !audit_has(&s.user, "get", "secrets"),
+        "with routeSecrets off the operator must not try to read Secrets"
+    );
+    s.assert_no_forbidden().await;
+}
