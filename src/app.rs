@@ -163,8 +163,18 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     wait_for_crd(&client, config.crd_wait).await?;
 
     let factory = cloud_factory(&config, &metrics)?;
+    // RRSA's STS endpoint: explicit, else the default region's (inside the VPC with
+    // --vpc-internal-endpoint), else the chain's own default.
+    let sts_url = match (&config.sts_endpoint, &config.default_region) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(region)) => Some(
+            crate::cloud::credentials::sts_url(Some(region), config.vpc_internal_endpoint)
+                .map_err(|e| AppError::Cloud(e.into()))?,
+        ),
+        (None, None) => None,
+    };
     let chain_options = ChainOptions {
-        sts_url: config.sts_endpoint.clone(),
+        sts_url,
         ..ChainOptions::default()
     };
     let default_credentials: Arc<dyn CredentialsProvider> = match default_chain(

@@ -46,7 +46,8 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
     pub sts_endpoint: Option<url::Url>,
 
-    /// Region used where no route names one (STS region for RRSA).
+    /// Region of the STS endpoint used for RRSA (`sts.<region>.aliyuncs.com`, or `sts-vpc.` with
+    /// --vpc-internal-endpoint) when --sts-endpoint is not given.
     #[arg(long, env = "VPN_PBR_DEFAULT_REGION")]
     pub default_region: Option<String>,
 
