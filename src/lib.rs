@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod bench;
 pub mod cloud;
 pub mod config;
 pub mod controller;

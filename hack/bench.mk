@@ -1,0 +1,16 @@
+# Benchmark and chaos targets (issue 7); included from the Makefile.
+# Both run `pbr-bench` (src/bin/pbr-bench.rs over src/bench/) on release binaries, with their
+# own control plane, emulator and operator processes; see docs/benchmarks.md.
+
+BENCH_ARGS ?=
+CHAOS_ARGS ?=
+
+.PHONY: bench chaos
+
+bench: tools ## Benchmark (N=1000, G=20, T=2s, plus baseline and a 5000-route memory run); rewrites docs/benchmarks.md
+	$(CARGO) build --release --locked --bins
+	source <(hack/tools.sh --env) && target/release/pbr-bench bench --out docs/benchmarks.md $(BENCH_ARGS)
+
+chaos: tools ## 1000 routes, 20% faults, operator SIGKILLed every 15 s, one apiserver restart; fails on any violation
+	$(CARGO) build --release --locked --bins
+	source <(hack/tools.sh --env) && target/release/pbr-bench chaos $(CHAOS_ARGS)

@@ -1,0 +1,202 @@
+//! The `vpn-pbr-operator` binary under test, restartable, with its resource use from /proc.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::emulator::{KEY_ID, KEY_SECRET};
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Peak RSS and CPU time of one process lifetime.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub peak_rss_kib: u64,
+    pub cpu: Duration,
+}
+
+/// Reads VmHWM and utime+stime of a live process.
+pub fn usage(pid: u32) -> Option<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at `state` (field 3).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Usage {
+        peak_rss_kib,
+        cpu: Duration::from_secs_f64((utime + stime) as f64 / clock_ticks() as f64),
+    })
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
+pub struct Operator {
+    bin: PathBuf,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+    /// Processes started so far.
+    pub starts: u32,
+    http: reqwest::Client,
+}
+
+impl Operator {
+    /// Starts the operator on `namespace` against the emulator at `endpoint`.
+    pub fn start(
+        bin: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        endpoint: &str,
+        log: &Path,
+        extra: &[String],
+    ) -> Result<Operator> {
+        if !bin.is_file() {
+            bail!("{} is missing: run `cargo build --bins`", bin.display());
+        }
+        let metrics_port = free_port()?;
+        let mut args: Vec<String> = vec![
+            "--namespaces".into(),
+            namespace.into(),
+            "--endpoint".into(),
+            endpoint.into(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{metrics_port}"),
+            "--log-format".into(),
+            "text".into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let mut op = Operator {
+            bin: bin.to_owned(),
+            args,
+            kubeconfig: kubeconfig.to_owned(),
+            child: None,
+            log: log.to_owned(),
+            metrics_port,
+            starts: 0,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        };
+        op.spawn()?;
+        Ok(op)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("start vpn-pbr-operator")?;
+        self.child = Some(child);
+        self.starts += 1;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resource use of the running process.
+    pub fn usage(&self) -> Option<Usage> {
+        usage(self.pid()?)
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Whether the process exited on its own (a crash), with its status.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits until /readyz answers 200 (caches synced), at most `timeout`.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        loop {
+            if let Ok(r) = self.http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Some(st) = self.exited() {
+                bail!("operator exited ({st}); see {}", self.log.display());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "operator not ready within {timeout:?}; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// GET /metrics.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(self
+            .http
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
