@@ -118,7 +118,8 @@ impl Operator {
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Logs go to stdout, fatal errors to stderr.
+            .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("start vpn-pbr-operator")?;
@@ -156,14 +157,23 @@ impl Operator {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// Waits until /readyz answers 200 (caches synced), at most `timeout`.
+    /// Waits until /readyz answers 200 (caches synced), or, since /readyz stays 503 while the
+    /// watched namespace is empty, until the controllers have started and 1 s has passed; at
+    /// most `timeout`.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        let mut started_at = None;
         loop {
             if let Ok(r) = self.http.get(&url).send().await
                 && r.status().is_success()
             {
+                return Ok(());
+            }
+            if started_at.is_none() && self.logs().contains("controller started") {
+                started_at = Some(tokio::time::Instant::now());
+            }
+            if started_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
                 return Ok(());
             }
             if let Some(st) = self.exited() {
