@@ -3,7 +3,6 @@
 pub mod api;
 pub mod app;
 pub mod bench;
-pub mod bench;
 pub mod cloud;
 pub mod config;
 pub mod controller;
