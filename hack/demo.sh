@@ -140,6 +140,7 @@ sys.exit(0 if any(g["VpnGatewayId"] == want["VpnGatewayId"] and any(all(e[k] == 
   kubectl get pbr -o wide
   say "recent events (kubectl get events --field-selector involvedObject.kind=VpnPbrRoute)"
   kubectl get events --field-selector involvedObject.kind=VpnPbrRoute --sort-by=.metadata.creationTimestamp | tail -n 12
+  sleep 2   # the route gauges refresh every 2 s
   say "metrics (curl http://127.0.0.1:$port/metrics | grep vpn_pbr_)"
   curl -fsS "http://127.0.0.1:$port/metrics" | grep '^vpn_pbr_' | grep -vE '_bucket|_sum|_count' | head -n 14 || true
 
