@@ -159,7 +159,7 @@ pub fn render(
     );
 
     let _ = writeln!(s, "## Convergence: gateway scheduler vs. naive retries\n");
-    let mut header = format!("| | gateway scheduler (`--gateway-scheduler true`) |");
+    let mut header = "| | gateway scheduler (`--gateway-scheduler true`) |".to_owned();
     let mut rule = "|---|---|".to_owned();
     if baseline.is_some() {
         header.push_str(" baseline (`--gateway-scheduler false`) |");
