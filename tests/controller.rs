@@ -211,6 +211,10 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() {
             .await,
         1
     );
+    eventually(WAIT, "/readyz 200 once the caches are synced", || async {
+        (env.op.readyz().await == 200).then_some(())
+    })
+    .await;
     let metrics = env.op.metrics().await;
     assert!(
         metrics.contains(

@@ -141,8 +141,16 @@ async fn dispatch(
 
 async fn readiness(stores: Vec<kube::runtime::reflector::Store<VpnPbrRoute>>, health: Arc<Health>) {
     for s in &stores {
-        if s.wait_until_ready().await.is_err() {
-            return;
+        // Checked on a tick as well as awaited: a wake-up from the reflector is not relied on.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), s.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "route cache never filled; staying unready");
+                    return;
+                }
+                Err(_) => {}
+            }
         }
     }
     health.ready.store(true, Ordering::Relaxed);

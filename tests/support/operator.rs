@@ -126,6 +126,14 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// HTTP status of GET /readyz (0 when nothing answers).
+    pub async fn readyz(&self) -> u16 {
+        match reqwest::get(format!("http://127.0.0.1:{}/readyz", self.metrics_port)).await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
     /// GET /metrics as text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
