@@ -6,13 +6,18 @@ SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/vpn-pbr-operator
 export VPN_PBR_CACHE := $(CACHE)
 CARGO ?= cargo
+# Where cargo puts binaries (CI points CARGO_TARGET_DIR at a cache outside the clone).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: all build tools test lint unit integration crds cluster-up cluster-down clean-cache help
 
 all: build
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+include hack/demo.mk
+include hack/bench.mk
 
 build: ## Build the operator, crdgen and vpc-emulator (debug)
 	$(CARGO) build --locked --bins

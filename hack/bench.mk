@@ -9,8 +9,8 @@ CHAOS_ARGS ?=
 
 bench: tools ## Benchmark (N=1000, G=20, T=2s, plus baseline and a 5000-route memory run); rewrites docs/benchmarks.md
 	$(CARGO) build --release --locked --bins
-	source <(hack/tools.sh --env) && target/release/pbr-bench bench --out docs/benchmarks.md $(BENCH_ARGS)
+	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench bench --out docs/benchmarks.md $(BENCH_ARGS)
 
 chaos: tools ## 1000 routes, 20% faults, operator SIGKILLed every 15 s, one apiserver restart; fails on any violation
 	$(CARGO) build --release --locked --bins
-	source <(hack/tools.sh --env) && target/release/pbr-bench chaos $(CHAOS_ARGS)
+	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench chaos $(CHAOS_ARGS)

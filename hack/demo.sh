@@ -17,7 +17,7 @@ CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 DEMO_DIR=${DEMO_DIR:-$CACHE/demo}
 CLUSTER_DIR=${DEMO_CLUSTER_DIR:-$CACHE/cluster}
 CONFIG=$ROOT/deploy/emulator/config.example.yaml
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WAIT_TIMEOUT=${DEMO_WAIT_TIMEOUT:-90s}
 # The route examples/observe-only.yaml observes: it exists "in the cloud" before the demo.
 OBSERVED='{"VpnGatewayId":"vpn-demo-secondary","RouteSource":"172.17.0.0/16","RouteDest":"10.30.0.0/16","NextHop":"vco-demo-secondary-a","Weight":100}'

@@ -363,6 +363,15 @@ async fn cleanup(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
         // Paused means no cloud call, deletion included: unpause to let the delete happen.
         return Ok(Action::await_change());
     }
+    let owns_nothing = route
+        .status
+        .as_ref()
+        .is_none_or(|s| s.create_time.is_none() && s.client_token.is_none());
+    if owns_nothing && !ctx.scheduler.has_job(&owner) {
+        // Never created nor adopted, no create under way: nothing in the cloud is ours, so
+        // the object goes without a call (even when its credentials never worked).
+        return remove_finalizer(route, ctx).await;
+    }
     let scope = ctx.scope(route).await?;
     let gw_key = scope.key();
     match ctx.scheduler.view(&owner, &gw_key) {

@@ -269,6 +269,13 @@ impl Scheduler {
         }
     }
 
+    /// Whether the owner has a job on any gateway.
+    pub fn has_job(&self, owner: &Owner) -> bool {
+        let map = lock(&self.inner.gateways);
+        map.values()
+            .any(|s| lock(&s.state).jobs.contains_key(owner))
+    }
+
     /// Last gateway status the scheduler saw.
     pub fn gateway_status(&self, key: &GatewayKey) -> Option<String> {
         let slot = lock(&self.inner.gateways).get(key).cloned()?;
