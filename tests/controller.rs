@@ -695,6 +695,12 @@ async fn credentials_from_a_routes_secret() {
         ready_is(r, ConditionStatus::False, Some("CredentialsNotConfigured"))
     })
     .await;
+    // Never created in the cloud: deleting it needs no (impossible) cloud call.
+    env.api
+        .delete("without", &DeleteParams::default())
+        .await
+        .expect("delete");
+    env.gone("without").await;
     let logs = env.op.logs();
     assert!(
         !logs.contains(emulator::KEY_SECRET),
