@@ -59,11 +59,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// Every watched route.
-    pub fn all_routes(&self) -> Vec<Arc<VpnPbrRoute>> {
-        self.stores.iter().flat_map(Store::state).collect()
-    }
-
     /// Where and with which credentials the route's calls go.
     pub async fn scope(&self, route: &VpnPbrRoute) -> Result<Scope> {
         let credentials = match &route.spec.credentials_ref {

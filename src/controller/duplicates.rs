@@ -1,27 +1,75 @@
 //! Duplicate claims: two objects that name the same cloud entry. The older one (by creation
 //! time, then namespace/name) keeps it; the younger is refused.
 
-use std::sync::Arc;
-
 use kube::ResourceExt;
 
-use crate::api::v1alpha1::VpnPbrRoute;
+use kube::runtime::reflector::Store;
 
-/// The `namespace/name` of an older object claiming the same route, if any.
-pub fn older_claim(route: &VpnPbrRoute, all: &[Arc<VpnPbrRoute>]) -> Option<String> {
+use crate::api::v1alpha1::{RouteKey, VpnPbrRoute};
+
+/// The `namespace/name` of an older object claiming the same route, if any, among the
+/// controllers' caches (searched in place: no copy of the cache per reconcile).
+pub fn older_claim_in(route: &VpnPbrRoute, stores: &[Store<VpnPbrRoute>]) -> Option<String> {
     let key = route.spec.route_key();
-    let rank = |r: &VpnPbrRoute| {
-        (
-            r.creation_timestamp().map(|t| t.0),
-            r.namespace().unwrap_or_default(),
-            r.name_any(),
-        )
-    };
     let mine = rank(route);
-    all.iter()
-        .filter(|o| o.metadata.uid != route.metadata.uid && o.metadata.deletion_timestamp.is_none())
-        .filter(|o| o.spec.route_key() == key)
-        .filter(|o| rank(o) < mine)
+    stores
+        .iter()
+        .filter_map(|s| s.find(|o| is_older_claim(o, route, &key, &mine)))
+        .min_by_key(|o| rank(o))
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-        .min()
+}
+
+type Rank = (Option<jiff::Timestamp>, String, String);
+
+fn rank(r: &VpnPbrRoute) -> Rank {
+    (
+        r.creation_timestamp().map(|t| t.0),
+        r.namespace().unwrap_or_default(),
+        r.name_any(),
+    )
+}
+
+fn is_older_claim(o: &VpnPbrRoute, route: &VpnPbrRoute, key: &RouteKey, mine: &Rank) -> bool {
+    // Field by field, so the scan over every cached route allocates nothing until a match.
+    let s = &o.spec;
+    s.route_dest == key.route_dest
+        && s.route_source == key.route_source
+        && s.next_hop == key.next_hop
+        && s.vpn_gateway_id == key.vpn_gateway_id
+        && s.region_id == key.region_id
+        && o.metadata.uid != route.metadata.uid
+        && o.metadata.deletion_timestamp.is_none()
+        && rank(o) < *mine
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn route(name: &str, created: &str, dest: &str) -> VpnPbrRoute {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": name, "namespace": "ns", "uid": name, "creationTimestamp": created},
+            "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a", "routeSource": "10.0.0.0/24",
+                     "routeDest": dest, "nextHop": "vco-a", "weight": 100, "publishVpc": false}
+        }))
+        .expect("route")
+    }
+
+    #[test]
+    fn the_younger_claim_loses() {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
+        let young = route("young", "2026-01-02T00:00:00Z", "10.1.0.0/16");
+        let other = route("other", "2025-01-01T00:00:00Z", "10.2.0.0/16");
+        for r in [&old, &young, &other] {
+            writer.apply_watcher_event(&Event::Apply(r.clone()));
+        }
+        let stores = [reader];
+        assert_eq!(older_claim_in(&young, &stores).as_deref(), Some("ns/old"));
+        assert_eq!(older_claim_in(&old, &stores), None);
+        assert_eq!(older_claim_in(&other, &stores), None);
+    }
 }

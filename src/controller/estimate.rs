@@ -12,8 +12,10 @@ use std::time::Duration;
 pub const FIRST_PROBE: Duration = Duration::from_millis(100);
 /// Growth of status-read gaps while the update time is unknown.
 const PROBE_GROWTH: f64 = 1.5;
-/// How far above a busy answer the upper bound is moved when the gateway got slower.
-const SLOWER: f64 = 1.25;
+/// Cycles in a row with a busy answer after a proven-free gap before the update time is
+/// learned anew. One such answer is noise (someone else's change, a transient conflict);
+/// several in a row mean the gateway got slower.
+const RELEARN_AFTER: u32 = 3;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Estimate {
@@ -21,20 +23,49 @@ pub struct Estimate {
     lower: Duration,
     /// Shortest gap after which the gateway was free; `None` until one is seen.
     upper: Option<Duration>,
+    /// Whether this cycle (since the last accepted change) saw a contradicting busy answer.
+    contradicted: bool,
+    /// Contradicted cycles in a row.
+    contradicted_cycles: u32,
+}
+
+/// How a busy answer fits what is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// Within the known bounds: the change simply needs longer; retry at the next gap.
+    Consistent,
+    /// After a gap already proven free: not explained by our last change; back off.
+    Contradicting,
 }
 
 impl Estimate {
     /// The gateway was busy `gap` after the last accepted change.
-    pub fn busy(&mut self, gap: Duration) {
-        self.lower = self.lower.max(gap);
-        if self.upper.is_some_and(|u| u <= self.lower) {
-            // The gateway got slower than we had proven: widen again.
-            self.upper = Some(self.lower.mul_f64(SLOWER));
+    pub fn busy(&mut self, gap: Duration) -> Busy {
+        if self.upper.is_some_and(|u| gap >= u) {
+            self.contradicted = true;
+            return Busy::Contradicting;
         }
+        self.lower = self.lower.max(gap);
+        Busy::Consistent
     }
 
     /// The gateway was free `gap` after the last accepted change.
     pub fn free(&mut self, gap: Duration) {
+        if self.contradicted {
+            self.contradicted = false;
+            self.contradicted_cycles += 1;
+            if self.contradicted_cycles >= RELEARN_AFTER {
+                // Busy after proven-free gaps cycle after cycle: the gateway got slower.
+                *self = Self {
+                    lower: self.upper.unwrap_or_default(),
+                    upper: Some(gap),
+                    ..Self::default()
+                };
+            }
+            // A noisy cycle proves nothing about the update time.
+            return;
+        }
+        self.contradicted_cycles = 0;
         let upper = self.upper.map_or(gap, |u| u.min(gap));
         self.upper = Some(upper);
         if self.lower >= upper {
@@ -91,7 +122,7 @@ mod tests {
                 e.free(g);
                 break;
             }
-            e.busy(g);
+            assert_eq!(e.busy(g), Busy::Consistent);
             wasted += 1;
         }
         for _ in 0..30 {
@@ -99,7 +130,7 @@ mod tests {
             if g >= t {
                 e.free(g);
             } else {
-                e.busy(g);
+                assert_eq!(e.busy(g), Busy::Consistent);
                 wasted += 1;
             }
         }
@@ -120,10 +151,25 @@ mod tests {
     }
 
     #[test]
+    fn noise_does_not_move_the_estimate() {
+        let (mut e, _) = converge(ms(2000));
+        let before = e.send_gap();
+        // A busy answer after a proven-free gap, then success a little later: noise.
+        assert_eq!(e.busy(ms(2020)), Busy::Contradicting);
+        e.free(ms(2300));
+        assert_eq!(e.send_gap(), before);
+    }
+
+    #[test]
     fn follows_a_gateway_that_gets_slower_or_faster() {
         let (mut e, _) = converge(ms(2000));
-        e.busy(ms(2020));
-        assert!(e.send_gap().expect("known") > ms(2020));
+        let proven = e.send_gap().expect("known");
+        for _ in 0..RELEARN_AFTER {
+            assert_eq!(e.busy(proven), Busy::Contradicting);
+            e.free(ms(3000));
+        }
+        let g = e.send_gap().expect("known");
+        assert!(g > proven && g <= ms(3000), "{g:?}");
         e.free(ms(1000));
         assert!(e.send_gap().expect("known") <= ms(1000));
     }
@@ -133,7 +179,7 @@ mod tests {
         let mut e = Estimate::default();
         assert_eq!(e.probe_gap(), FIRST_PROBE);
         assert_eq!(e.send_gap(), None);
-        e.busy(ms(100));
+        assert_eq!(e.busy(ms(100)), Busy::Consistent);
         assert_eq!(e.probe_gap(), ms(150));
         e.free(ms(150));
         assert!(e.known());

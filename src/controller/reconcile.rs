@@ -114,7 +114,7 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
         .await?;
         return Ok(Action::await_change());
     }
-    if let Some(winner) = duplicates::older_claim(route, &ctx.all_routes()) {
+    if let Some(winner) = duplicates::older_claim_in(route, &ctx.stores) {
         let message = format!("route already claimed by {winner}");
         let newly =
             status::ready(route.status.as_ref()).is_none_or(|c| c.reason != "DuplicateRoute");
@@ -355,7 +355,7 @@ async fn cleanup(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
     // A refused duplicate never owned the entry: its older twin keeps it.
     let keep = route.spec.deletion_policy == DeletionPolicy::Orphan
         || route.spec.management_policy == ManagementPolicy::ObserveOnly
-        || duplicates::older_claim(route, &ctx.all_routes()).is_some();
+        || duplicates::older_claim_in(route, &ctx.stores).is_some();
     if keep {
         return remove_finalizer(route, ctx).await;
     }

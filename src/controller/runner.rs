@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
 use kube::runtime::{Controller, controller};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,17 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
     let controllers: Vec<(Option<String>, Controller<VpnPbrRoute>)> = apis
         .into_iter()
         .map(|(ns, api)| {
-            let c = Controller::new(api, watcher::Config::default().any_semantic())
+            // Our own reflector, so what the cache keeps can be trimmed: managed fields and
+            // the last-applied annotation are never read and are most of an object's size.
+            let (reader, writer) = kube::runtime::reflector::store();
+            let stream = reflector(
+                writer,
+                watcher(api, watcher::Config::default().any_semantic())
+                    .default_backoff()
+                    .modify(trim),
+            )
+            .applied_objects();
+            let c = Controller::for_stream(stream, reader)
                 .with_config(controller::Config::default().concurrency(rt.concurrency));
             (ns, c)
         })
@@ -125,6 +135,14 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     info!(in_flight = scheduler.in_flight(), "controller stopped");
+}
+
+/// Drops what the controller never reads from a cached object.
+fn trim(route: &mut VpnPbrRoute) {
+    route.metadata.managed_fields = None;
+    if let Some(a) = route.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 async fn dispatch(

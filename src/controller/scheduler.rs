@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::entries::GatewayCache;
-use super::estimate::Estimate;
+use super::estimate::{Busy, Estimate};
 use super::model::{Accepted, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
@@ -447,18 +447,16 @@ impl Worker {
             Err(e) if e.class() == ErrorClass::GatewayBusy && self.inner.config.enabled => {
                 self.set_state(&owner, JobState::Queued);
                 debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
-                {
+                let fits = {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some("updating".to_owned());
-                    if let Some(g) = gap {
-                        // Busy with our own last change: it takes longer than `g`.
-                        gw.estimate.busy(g);
-                    }
-                }
-                if gap.is_some() {
+                    // Busy with our own last change: it takes longer than `gap`.
+                    gap.map(|g| gw.estimate.busy(g))
+                };
+                if fits == Some(Busy::Consistent) {
                     FIRST_STEP
                 } else {
-                    // Busy with a change we did not make: back off.
+                    // Busy for a reason our last change does not explain: back off.
                     tokio::time::sleep(step).await;
                     (step * 2).min(MAX_STEP)
                 }
@@ -488,26 +486,28 @@ impl Worker {
         let gap = lock(&self.slot.state).pending_gap(Instant::now());
         match self.inner.cache.refresh_facts(scope).await {
             Ok(facts) => {
-                let woken = {
+                let active = facts.status == "active";
+                let (woken, fits) = {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some(facts.status.clone());
-                    let active = facts.status == "active";
-                    if let Some(g) = gap {
-                        if active {
-                            gw.estimate.free(g);
-                        } else {
-                            gw.estimate.busy(g);
-                        }
-                    }
                     if active {
+                        if let Some(g) = gap {
+                            gw.estimate.free(g);
+                        }
                         let seq = gw.accepted;
-                        gw.confirm(seq)
+                        (gw.confirm(seq), None)
                     } else {
-                        Vec::new()
+                        (Vec::new(), gap.map(|g| gw.estimate.busy(g)))
                     }
                 };
                 self.wake(woken);
-                FIRST_STEP
+                if active || fits == Some(Busy::Consistent) {
+                    FIRST_STEP
+                } else {
+                    // Still updating past every gap we know: wait before reading again.
+                    tokio::time::sleep(step).await;
+                    (step * 2).min(MAX_STEP)
+                }
             }
             Err(e) => {
                 warn!(gateway = %self.key, code = e.code(), "gateway status read failed");
