@@ -445,6 +445,7 @@ async fn delete_removes_the_entry_and_orphan_keeps_it() {
         "Orphan keeps the entry"
     );
     assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await, 1);
+    env.wait_event("Deleted").await;
 }
 
 #[tokio::test]

@@ -191,9 +191,16 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
         .facts(&scope, ctx.settings.facts_max_age)
         .await
         .map_err(|e| cloud("DescribeVpnGateway", e))?;
+    // Woken because our own change went through: the cached list already holds it, so it
+    // serves for longer; other reconciles (resync, spec change) want a recent read.
+    let max_age = if last_request_id.is_some() {
+        ctx.settings.resync
+    } else {
+        ctx.settings.list_max_age
+    };
     let entries = ctx
         .cache
-        .entries(&scope, ctx.settings.list_max_age)
+        .entries(&scope, max_age)
         .await
         .map_err(|e| cloud("DescribeVpnPbrRouteEntries", e))?;
     let entry = plan::find(&route.spec, &entries).cloned();
