@@ -10,9 +10,8 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,31 +19,11 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_yaml::Value;
+use support::cmd::{helm, run, run_ok};
 use support::{ControlPlane, install_crd, kubectl, namespace, repo_root};
 
 const RELEASE: &str = "pbr";
 const CRD_FILE: &str = "vpnpbrroutes.vpn.alicloud.dev.yaml";
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("VPN_PBR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/vpn-pbr-operator")
-        })
-}
-
-fn helm() -> PathBuf {
-    let dir = std::env::var_os("HELM_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("helm/v4.3.1"));
-    let helm = dir.join("helm");
-    assert!(
-        helm.is_file(),
-        "{} is missing: build helm with hack/helm/build.sh (or run the tests with `make test`)",
-        helm.display()
-    );
-    helm
-}
 
 fn chart_dir() -> PathBuf {
     repo_root().join("deploy/helm/vpn-pbr-operator")
@@ -52,41 +31,6 @@ fn chart_dir() -> PathBuf {
 
 fn all_features_values() -> PathBuf {
     chart_dir().join("ci/all-features-values.yaml")
-}
-
-/// Runs `cmd`, feeding `stdin`; returns (success, stdout, stderr).
-fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
-    let desc = format!("{cmd:?}");
-    let (ok, stdout, stderr) = run(cmd, stdin);
-    assert!(ok, "{desc} failed:\n{stdout}\n{stderr}");
-    stdout
 }
 
 /// `helm template` of the chart into namespace `ns` with extra arguments.

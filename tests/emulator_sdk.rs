@@ -1,8 +1,11 @@
 //! The official Python SDKs, unchanged, against the real `vpc-emulator` binary.
 //! Needs `SDK_PYTHON` (the venv python from `hack/python-venv.sh`; `make test` exports it).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
+
+use support::emulator::Emulator;
 
 /// Config of the SDK scripts (`tests/python/emulator_common.py` names the same ids).
 const CONFIG: &str = r#"
@@ -27,51 +30,6 @@ oidc:
   accepted_tokens: [good-oidc-token]
 "#;
 
-/// The running emulator; killed on drop.
-struct Emulator {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Emulator {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, CONFIG).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start vpc-emulator");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn sdk_python() -> String {
     match std::env::var("SDK_PYTHON") {
         Ok(p) if !p.is_empty() => p,
@@ -84,11 +42,12 @@ fn sdk_python() -> String {
 
 fn run_script(script: &str) {
     let python = sdk_python();
-    let emu = Emulator::start();
+    let emu = Emulator::start(CONFIG);
+    let addr = emu.url.trim_start_matches("http://");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
     let out = Command::new(&python)
         .arg(format!("{dir}/{script}"))
-        .arg(&emu.addr)
+        .arg(addr)
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("running {python}: {e}"));

@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,6 +21,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use support::cmd::{helm, run_ok};
 use support::emulator::{self, Emulator};
 use support::operator::{free_port, operator_binary};
 use support::{ControlPlane, eventually, install_crd, kubectl, namespace, repo_root};
@@ -42,58 +42,6 @@ const SECRET_KEY_SECRET: &str = "route-secret-value";
 
 /// Both scenarios watch all namespaces (the chart's default), so they must not run at once.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("VPN_PBR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/vpn-pbr-operator")
-        })
-}
-
-fn helm() -> PathBuf {
-    let dir = std::env::var_os("HELM_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("helm/v4.3.1"));
-    let helm = dir.join("helm");
-    assert!(
-        helm.is_file(),
-        "{} is missing: build helm with hack/helm/build.sh (or `make tools`, or run the tests \
-         with `make test`, which sets HELM_BIN_DIR)",
-        helm.display()
-    );
-    helm
-}
-
-fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{desc} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 /// The chart rendered into release namespace `ns`, one document per object.
 fn render(release: &str, ns: &str, set: &[String]) -> Vec<serde_yaml::Value> {

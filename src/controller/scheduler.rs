@@ -544,6 +544,19 @@ mod tests {
         calls: StdMutex<usize>,
     }
 
+    impl FakeGateway {
+        fn new(update: Duration, busy_until: Option<Instant>) -> Arc<Self> {
+            Arc::new(Self {
+                update,
+                busy_until: StdMutex::new(busy_until),
+                in_flight: StdMutex::new(0),
+                max_in_flight: StdMutex::new(0),
+                accepted: StdMutex::new(Vec::new()),
+                calls: StdMutex::new(0),
+            })
+        }
+    }
+
     fn busy_error() -> CloudError {
         CloudError::Api(Box::new(ApiError {
             action: "CreateVpnPbrRouteEntry",
@@ -635,14 +648,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_change_at_a_time_in_arrival_order_close_to_the_physical_limit() {
-        let fake = Arc::new(FakeGateway {
-            update: Duration::from_secs(2),
-            busy_until: StdMutex::new(None),
-            in_flight: StdMutex::new(0),
-            max_in_flight: StdMutex::new(0),
-            accepted: StdMutex::new(Vec::new()),
-            calls: StdMutex::new(0),
-        });
+        let fake = FakeGateway::new(Duration::from_secs(2), None);
         let cloud: Arc<dyn CloudPort> = fake.clone();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let sched = Scheduler::new(
@@ -693,14 +699,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_queued_job_is_replaced_and_a_forgotten_one_dropped() {
-        let fake = Arc::new(FakeGateway {
-            update: Duration::from_secs(1),
-            busy_until: StdMutex::new(Some(Instant::now() + Duration::from_secs(3))),
-            in_flight: StdMutex::new(0),
-            max_in_flight: StdMutex::new(0),
-            accepted: StdMutex::new(Vec::new()),
-            calls: StdMutex::new(0),
-        });
+        let fake = FakeGateway::new(
+            Duration::from_secs(1),
+            Some(Instant::now() + Duration::from_secs(3)),
+        );
         let cloud: Arc<dyn CloudPort> = fake.clone();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let sched = Scheduler::new(

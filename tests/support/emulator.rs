@@ -45,6 +45,7 @@ pub fn emulator_binary() -> PathBuf {
 
 impl Emulator {
     pub fn start(config: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("emulator.yaml");
         std::fs::write(&path, config).expect("write config");

@@ -7,6 +7,7 @@
 //! missing the tests fail and say how to build them.
 #![allow(dead_code)]
 
+pub mod cmd;
 pub mod emulator;
 pub mod operator;
 
@@ -33,7 +34,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     std::env::var_os("VPN_PBR_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
