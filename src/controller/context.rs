@@ -52,6 +52,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub backoffs: Backoffs,
+    pub verified: super::verified::Verified,
     /// The controllers' caches of every watched route (one per watched namespace set).
     pub stores: Vec<Store<VpnPbrRoute>>,
     /// The operator-wide credentials (default chain).

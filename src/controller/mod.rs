@@ -14,4 +14,5 @@ pub mod reconcile;
 pub mod runner;
 pub mod scheduler;
 pub mod status;
+pub mod verified;
 pub mod vpc;

@@ -47,6 +47,7 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
         }
         Err(err) => {
             let class = err.class();
+            ctx.verified.forget(&key);
             let delay = ctx
                 .backoffs
                 .failure(&key, err.backoff_class(), route.metadata.generation);
@@ -142,9 +143,17 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
         return Ok(Action::requeue(ctx.settings.resync));
     }
 
+    let owner = ObjectRef::from_obj(route);
+    let key = object_key(route);
+    let quiet = ctx.settings.list_max_age.min(ctx.settings.resync / 2);
+    if ctx.verified.recent(&key, route.metadata.generation, quiet) && !ctx.scheduler.has_job(&owner)
+    {
+        // Nothing changed since it was seen in sync a moment ago (this is the echo of our own
+        // status write): no cloud read until the next resync.
+        return Ok(Action::requeue(resync_delay(route, ctx)));
+    }
     let scope = ctx.scope(route).await?;
     let gw_key = scope.key();
-    let owner = ObjectRef::from_obj(route);
     let mut last_request_id = None;
     let mut adopted_after_conflict = false;
     match ctx.scheduler.view(&owner, &gw_key) {
@@ -272,6 +281,7 @@ async fn run(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> {
                 };
                 publish(ctx, route, EventType::Normal, reason, "Sync", note).await;
             }
+            ctx.verified.mark(&key, route.metadata.generation);
             Ok(Action::requeue(resync_delay(route, ctx)))
         }
     }
@@ -550,6 +560,7 @@ async fn remove_finalizer(route: &VpnPbrRoute, ctx: &Context) -> Result<Action> 
         Err(e) => return Err(Error::kube("remove finalizer", e)),
     }
     ctx.backoffs.reset(&object_key(route));
+    ctx.verified.forget(&object_key(route));
     Ok(Action::await_change())
 }
 

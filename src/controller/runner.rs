@@ -95,6 +95,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
         metrics: rt.metrics.clone(),
         settings: rt.settings.clone(),
         backoffs: Backoffs::default(),
+        verified: super::verified::Verified::default(),
         stores: stores.clone(),
         default_credentials: rt.default_credentials.clone(),
     });

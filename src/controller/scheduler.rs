@@ -86,6 +86,8 @@ struct Gateway {
     last_accept: Option<Instant>,
     /// What is known of the time the gateway stays `updating` after a change.
     estimate: Estimate,
+    /// Busy answers this cycle that the estimate does not explain.
+    noise: u32,
     status: Option<String>,
     /// A scope to probe the gateway with (any job's).
     probe_scope: Option<Scope>,
@@ -427,6 +429,7 @@ impl Worker {
                     let prev = gw.accepted;
                     let mut woken = gw.confirm(prev);
                     gw.accepted += 1;
+                    gw.noise = 0;
                     let seq = gw.accepted;
                     gw.last_accept = Some(Instant::now());
                     gw.status = Some("updating".to_owned());
@@ -447,18 +450,31 @@ impl Worker {
             Err(e) if e.class() == ErrorClass::GatewayBusy && self.inner.config.enabled => {
                 self.set_state(&owner, JobState::Queued);
                 debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
-                let fits = {
+                let pause = {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some("updating".to_owned());
                     // Busy with our own last change: it takes longer than `gap`.
-                    gap.map(|g| gw.estimate.busy(g))
+                    match gap.map(|g| gw.estimate.busy(g)) {
+                        Some(Busy::Consistent) => None,
+                        Some(Busy::Contradicting) => {
+                            let n = gw.noise;
+                            gw.noise += 1;
+                            Some(gw.estimate.noise_pause(n))
+                        }
+                        // Busy with a change we did not make: back off.
+                        None => Some(step),
+                    }
                 };
-                if fits == Some(Busy::Consistent) {
-                    FIRST_STEP
-                } else {
-                    // Busy for a reason our last change does not explain: back off.
-                    tokio::time::sleep(step).await;
-                    (step * 2).min(MAX_STEP)
+                match pause {
+                    None => FIRST_STEP,
+                    Some(p) => {
+                        tokio::time::sleep(p).await;
+                        if gap.is_none() {
+                            (step * 2).min(MAX_STEP)
+                        } else {
+                            step
+                        }
+                    }
                 }
             }
             Err(e) if e.class() == ErrorClass::Throttled && self.inner.config.enabled => {

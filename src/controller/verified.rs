@@ -1,0 +1,53 @@
+//! When each route was last seen in sync, so the watch event of its own status write (or any
+//! other no-op event shortly after) costs no cloud read.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub struct Verified {
+    at: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+}
+
+impl Verified {
+    /// Records that the route's `generation` matched the cloud just now.
+    pub fn mark(&self, key: &str, generation: Option<i64>) {
+        self.at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned(), (generation, Instant::now()));
+    }
+
+    /// Whether the route's `generation` was seen in sync less than `within` ago.
+    pub fn recent(&self, key: &str, generation: Option<i64>, within: Duration) -> bool {
+        self.at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|(g, at)| *g == generation && at.elapsed() < within)
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_only_for_the_same_generation() {
+        let v = Verified::default();
+        v.mark("a", Some(1));
+        assert!(v.recent("a", Some(1), Duration::from_secs(5)));
+        assert!(!v.recent("a", Some(2), Duration::from_secs(5)));
+        assert!(!v.recent("a", Some(1), Duration::ZERO));
+        v.forget("a");
+        assert!(!v.recent("a", Some(1), Duration::from_secs(5)));
+    }
+}
