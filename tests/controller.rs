@@ -13,6 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::emulator::{self, Emulator};
 use support::operator::Operator;
+use support::routes::{ready_is, wait_gone, wait_route};
 use support::{ControlPlane, eventually, install_crd, namespace};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
@@ -72,30 +73,14 @@ impl Env {
     }
 
     /// Waits until `check` holds for the object, with the operator log in the failure message.
+    /// Waits until `check` holds for the object, with the operator log in the failure message.
     async fn wait_for(
         &self,
         name: &str,
         what: &str,
         check: impl Fn(&VpnPbrRoute) -> bool,
     ) -> VpnPbrRoute {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(Some(r)) = self.api.get_opt(name).await {
-                if check(&r) {
-                    return r;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    panic!(
-                        "{name}: timed out waiting for {what}; status {:?}\n--- operator log ---\n{}",
-                        r.status,
-                        tail(&self.op.logs())
-                    );
-                }
-            } else if tokio::time::Instant::now() > deadline {
-                panic!("{name}: gone while waiting for {what}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_route(&self.api, name, what, WAIT, check, || tail(&self.op.logs())).await
     }
 
     async fn ready(&self, name: &str) -> VpnPbrRoute {
@@ -106,10 +91,7 @@ impl Env {
     }
 
     async fn gone(&self, name: &str) {
-        eventually(WAIT, &format!("{name} deleted"), || async {
-            matches!(self.api.get_opt(name).await, Ok(None)).then_some(())
-        })
-        .await;
+        wait_gone(&self.api, name, WAIT).await;
     }
 
     async fn events(&self, reason: &str) -> Vec<Event> {
@@ -135,14 +117,6 @@ impl Env {
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn ready_is(r: &VpnPbrRoute, status: ConditionStatus, reason: Option<&str>) -> bool {
-    r.status.as_ref().is_some_and(|s| {
-        s.conditions.iter().any(|c| {
-            c.type_ == "Ready" && c.status == status && reason.is_none_or(|x| c.reason == x)
-        })
-    })
 }
 
 fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {

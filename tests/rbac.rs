@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 use support::cmd::{helm, run_ok};
 use support::emulator::{self, Emulator};
 use support::operator::{free_port, operator_binary};
-use support::{ControlPlane, eventually, install_crd, kubectl, namespace, repo_root};
+use support::routes::{ready_is, wait_gone, wait_route};
+use support::{ControlPlane, install_crd, kubectl, namespace, repo_root};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -246,22 +247,7 @@ impl Scenario {
         what: &str,
         check: impl Fn(&VpnPbrRoute) -> bool,
     ) -> VpnPbrRoute {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let r = self.routes.get_opt(name).await.expect("get route");
-            if let Some(r) = &r
-                && check(r)
-            {
-                return r.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: timed out waiting for {what}; status {:?}\n--- operator log ---\n{}",
-                r.and_then(|r| r.status),
-                self.op.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_route(&self.routes, name, what, WAIT, check, || self.op.logs()).await
     }
 
     async fn ready(&self, name: &str) -> VpnPbrRoute {
@@ -276,10 +262,7 @@ impl Scenario {
             .delete(name, &DeleteParams::default())
             .await
             .expect("delete route");
-        eventually(WAIT, &format!("{name} deleted"), || async {
-            matches!(self.routes.get_opt(name).await, Ok(None)).then_some(())
-        })
-        .await;
+        wait_gone(&self.routes, name, WAIT).await;
     }
 
     /// Stops the operator and checks the audit log: requests from the ServiceAccount, no 403.
@@ -342,14 +325,6 @@ impl Scenario {
             self.op.logs()
         );
     }
-}
-
-fn ready_is(r: &VpnPbrRoute, status: ConditionStatus, reason: Option<&str>) -> bool {
-    r.status.as_ref().is_some_and(|s| {
-        s.conditions.iter().any(|c| {
-            c.type_ == "Ready" && c.status == status && reason.is_none_or(|x| c.reason == x)
-        })
-    })
 }
 
 fn spec(src: &str, dst: &str, hop: &str, weight: i32) -> Value {

@@ -10,6 +10,7 @@
 pub mod cmd;
 pub mod emulator;
 pub mod operator;
+pub mod routes;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
