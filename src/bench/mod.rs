@@ -185,6 +185,70 @@ fn sum_metric(text: &str, name: &str) -> Option<f64> {
 
 /// Runs one scenario on `cluster` in a namespace of its own, with its own emulator and
 /// operator process.
+/// The processes and objects of one run.
+struct Stack {
+    emu: Emulator,
+    op: Operator,
+    api: Api<VpnPbrRoute>,
+    tracker: Tracker,
+    /// The routes to create (not created yet) and their names.
+    objs: Vec<VpnPbrRoute>,
+    names: Vec<String>,
+}
+
+/// `--log-level` and, when set, `--api-rate` operator flags.
+fn log_and_rate(log_level: &str, api_rate: Option<f64>) -> Vec<String> {
+    let mut args = vec!["--log-level".to_owned(), log_level.to_owned()];
+    if let Some(rate) = api_rate {
+        args.extend(["--api-rate".to_owned(), rate.to_string()]);
+    }
+    args
+}
+
+/// Starts an emulator with `gateways` gateways of update time `update` and an operator watching
+/// `ns` (waiting until it is up), and prepares `routes` route objects.
+#[allow(clippy::too_many_arguments)]
+async fn start_stack(
+    bins: &Binaries,
+    cluster: &Cluster,
+    client: &Client,
+    ns: &str,
+    dir: &Path,
+    gateways: usize,
+    routes: usize,
+    update: Duration,
+    extra: &[String],
+) -> Result<Stack> {
+    let emu = Emulator::start(
+        &bins.emulator,
+        dir,
+        &emulator::config_yaml(gateways, u64::try_from(update.as_millis())?),
+    )?;
+    let mut op = Operator::start(
+        &bins.operator,
+        &cluster.kubeconfig,
+        ns,
+        &emu.url,
+        &dir.join("operator.log"),
+        extra,
+    )?;
+    op.wait_ready(Duration::from_secs(60)).await?;
+    let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), ns);
+    let tracker = Tracker::start(api.clone()).await?;
+    let objs = (0..routes)
+        .map(|i| workload::route(i, gateways))
+        .collect::<Result<Vec<_>>>()?;
+    let names = objs.iter().map(ResourceExt::name_any).collect();
+    Ok(Stack {
+        emu,
+        op,
+        api,
+        tracker,
+        objs,
+        names,
+    })
+}
+
 pub async fn run_scenario(
     cluster: &Cluster,
     client: &Client,
@@ -196,35 +260,27 @@ pub async fn run_scenario(
     workload::create_namespace(client, &ns).await?;
     let dir = work.join(&sc.label);
     std::fs::create_dir_all(&dir)?;
-    let emu = Emulator::start(
-        &bins.emulator,
-        &dir,
-        &emulator::config_yaml(sc.gateways, u64::try_from(sc.update.as_millis())?),
-    )?;
-    let mut extra = vec![
-        "--gateway-scheduler".to_owned(),
-        sc.scheduler.to_string(),
-        "--log-level".to_owned(),
-        sc.log_level.clone(),
-    ];
-    if let Some(rate) = sc.api_rate {
-        extra.extend(["--api-rate".to_owned(), rate.to_string()]);
-    }
-    let mut op = Operator::start(
-        &bins.operator,
-        &cluster.kubeconfig,
+    let mut extra = vec!["--gateway-scheduler".to_owned(), sc.scheduler.to_string()];
+    extra.extend(log_and_rate(&sc.log_level, sc.api_rate));
+    let Stack {
+        emu,
+        mut op,
+        api,
+        tracker,
+        objs,
+        names,
+    } = start_stack(
+        bins,
+        cluster,
+        client,
         &ns,
-        &emu.url,
-        &dir.join("operator.log"),
+        &dir,
+        sc.gateways,
+        sc.routes,
+        sc.update,
         &extra,
-    )?;
-    op.wait_ready(Duration::from_secs(60)).await?;
-    let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
-    let tracker = Tracker::start(api.clone()).await?;
-    let objs = (0..sc.routes)
-        .map(|i| workload::route(i, sc.gateways))
-        .collect::<Result<Vec<_>>>()?;
-    let names: Vec<String> = objs.iter().map(ResourceExt::name_any).collect();
+    )
+    .await?;
     eprintln!(
         "[{}] creating {} routes over {} gateways (T = {:?}, scheduler {})",
         sc.label, sc.routes, sc.gateways, sc.update, sc.scheduler
@@ -508,33 +564,29 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
     let (cluster, client) = start_cluster(bins, &work).await?;
     let ns = format!("chaos-{}", std::process::id());
     workload::create_namespace(&client, &ns).await?;
-    let emu = Emulator::start(
-        &bins.emulator,
+    let Stack {
+        emu,
+        op,
+        api,
+        tracker,
+        objs,
+        names,
+    } = start_stack(
+        bins,
+        &cluster,
+        &client,
+        &ns,
         &work,
-        &emulator::config_yaml(opts.gateways, u64::try_from(opts.update.as_millis())?),
-    )?;
+        opts.gateways,
+        opts.routes,
+        opts.update,
+        &log_and_rate(&opts.log_level, opts.api_rate),
+    )
+    .await?;
+    // Faults start now: the operator is up, no route exists yet.
     let slow_ms = u64::try_from(opts.slow.as_millis())?;
     emu.set_faults(&emulator::faults(opts.fault_rate, slow_ms))
         .await?;
-    let mut extra = vec!["--log-level".to_owned(), opts.log_level.clone()];
-    if let Some(rate) = opts.api_rate {
-        extra.extend(["--api-rate".to_owned(), rate.to_string()]);
-    }
-    let mut op = Operator::start(
-        &bins.operator,
-        &cluster.kubeconfig,
-        &ns,
-        &emu.url,
-        &work.join("operator.log"),
-        &extra,
-    )?;
-    op.wait_ready(Duration::from_secs(60)).await?;
-    let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
-    let tracker = Tracker::start(api.clone()).await?;
-    let objs = (0..opts.routes)
-        .map(|i| workload::route(i, opts.gateways))
-        .collect::<Result<Vec<_>>>()?;
-    let names: Vec<String> = objs.iter().map(ResourceExt::name_any).collect();
     let start = Instant::now();
     let mut chaos = Chaos {
         opts,
