@@ -12,9 +12,10 @@
 ############################################################################ sources
 FROM rust:1.95-bookworm AS sources
 WORKDIR /src
-# Only what the build reads: manifests first, then sources (see .dockerignore).
+# Only what the build reads: the workspace manifests and sources (see .dockerignore).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 
 ############################################################################ builder
 FROM sources AS builder
@@ -22,7 +23,7 @@ FROM sources AS builder
 # binary is copied out of the cached target dir because cache mounts are not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin vpn-pbr-operator \
+    cargo build --release --locked -p vpn-pbr-operator --bin vpn-pbr-operator \
  && install -D -m 0755 target/release/vpn-pbr-operator /out/vpn-pbr-operator
 
 ############################################################################ emulator builder
@@ -30,7 +31,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM sources AS emulator-builder
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin vpc-emulator \
+    cargo build --release --locked -p vpc-emulator --bin vpc-emulator \
  && install -D -m 0755 target/release/vpc-emulator /out/vpc-emulator
 
 ############################################################################ emulator

@@ -19,7 +19,7 @@ help: ## List the targets
 include hack/demo.mk
 include hack/bench.mk
 
-build: ## Build the operator, crdgen and vpc-emulator (debug)
+build: ## Build every binary of the workspace: the operator, crdgen, vpc-emulator, pbr-bench (debug)
 	$(CARGO) build --locked --bins
 
 tools: ## Build or install every tool the tests need (idempotent; first run takes minutes)
@@ -33,7 +33,8 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests
+test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests (every crate)
+	$(CARGO) build --locked --bins
 	source <(hack/tools.sh --env) && $(CARGO) test --locked --lib --bins --tests
 
 cluster-up: ## Start a local etcd + kube-apiserver in the background; prints export KUBECONFIG=...

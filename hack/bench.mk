@@ -1,5 +1,5 @@
-# Benchmark and chaos targets (issue 7); included from the Makefile.
-# Both run `pbr-bench` (src/bin/pbr-bench.rs over src/bench/) on release binaries, with their
+# Benchmark and chaos targets; included from the Makefile.
+# Both run `pbr-bench` (crates/vpn-pbr-harness) on release binaries, with their
 # own control plane, emulator and operator processes; see docs/benchmarks.md.
 
 BENCH_ARGS ?=

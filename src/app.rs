@@ -13,11 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::v1alpha1::VpnPbrRoute;
-use crate::cloud::credentials::CredentialsFuture;
-use crate::cloud::{
-    ChainOptions, ClientConfig, CredentialsError, CredentialsProvider, Endpoint, RateLimitConfig,
-    VpcClientFactory, default_chain,
-};
 use crate::config::Config;
 use crate::controller::context::Settings;
 use crate::controller::metrics::{CloudCallMetrics, Metrics};
@@ -25,6 +20,11 @@ use crate::controller::runner::{self, Runtime};
 use crate::controller::scheduler::SchedulerConfig;
 use crate::controller::vpc::VpcPort;
 use crate::http::{self, Health};
+use alicloud_vpc_client::credentials::CredentialsFuture;
+use alicloud_vpc_client::{
+    ChainOptions, ClientConfig, CredentialsError, CredentialsProvider, Endpoint, RateLimitConfig,
+    VpcClientFactory, default_chain,
+};
 
 const CRD_NAME: &str = "vpnpbrroutes.vpn.alicloud.dev";
 
@@ -40,7 +40,7 @@ pub enum AppError {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("cloud client: {0}")]
-    Cloud(#[from] crate::cloud::CloudError),
+    Cloud(#[from] alicloud_vpc_client::CloudError),
     #[error("metrics server on {addr}: {source}")]
     Http {
         addr: std::net::SocketAddr,
@@ -168,7 +168,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let sts_url = match (&config.sts_endpoint, &config.default_region) {
         (Some(url), _) => Some(url.clone()),
         (None, Some(region)) => Some(
-            crate::cloud::credentials::sts_url(Some(region), config.vpc_internal_endpoint)
+            alicloud_vpc_client::credentials::sts_url(Some(region), config.vpc_internal_endpoint)
                 .map_err(|e| AppError::Cloud(e.into()))?,
         ),
         (None, None) => None,

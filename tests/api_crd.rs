@@ -7,7 +7,8 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
-use support::{ControlPlane, install_crd, namespace};
+use support::plane;
+use vpn_pbr_harness::Tools;
 use vpn_pbr_operator::api::v1alpha1::{DeletionPolicy, ManagementPolicy, VpnPbrRoute};
 
 fn valid_spec() -> Value {
@@ -27,13 +28,10 @@ fn object(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute", "metadata": {"name": name}, "spec": spec})
 }
 
-async fn setup(prefix: &str) -> (Client, Api<DynamicObject>, String) {
-    let cp = ControlPlane::shared();
-    let client = cp.client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, prefix).await;
+async fn setup(prefix: &str) -> anyhow::Result<(Client, Api<DynamicObject>, String)> {
+    let (client, ns) = support::setup(prefix).await?;
     let ar = ApiResource::erase::<VpnPbrRoute>(&());
-    (client.clone(), Api::namespaced_with(client, &ns, &ar), ns)
+    Ok((client.clone(), Api::namespaced_with(client, &ns, &ar), ns))
 }
 
 async fn create(api: &Api<DynamicObject>, obj: Value) -> Result<DynamicObject, kube::Error> {
@@ -53,8 +51,8 @@ fn refusal(result: Result<DynamicObject, kube::Error>) -> String {
 }
 
 #[tokio::test]
-async fn crd_is_established_and_a_valid_route_round_trips_with_defaults() {
-    let (client, api, ns) = setup("roundtrip").await;
+async fn crd_is_established_and_a_valid_route_round_trips_with_defaults() -> anyhow::Result<()> {
+    let (client, api, ns) = setup("roundtrip").await?;
     let mut spec = valid_spec();
     spec.as_object_mut().expect("map").remove("description");
     create(&api, object("r1", spec))
@@ -68,11 +66,12 @@ async fn crd_is_established_and_a_valid_route_round_trips_with_defaults() {
     assert_eq!(got.spec.route_dest, "10.0.0.0/16");
     assert_eq!(got.spec.description, None);
     assert_eq!(VpnPbrRoute::kind(&()), "VpnPbrRoute");
+    Ok(())
 }
 
 #[tokio::test]
-async fn invalid_routes_are_refused_naming_the_field() {
-    let (_client, api, _ns) = setup("invalid").await;
+async fn invalid_routes_are_refused_naming_the_field() -> anyhow::Result<()> {
+    let (_client, api, _ns) = setup("invalid").await?;
     // (field to set or remove, value or null to remove, field path the message must name)
     let cases: Vec<(&str, Value, &str)> = vec![
         ("weight", json!(50), "spec.weight"),
@@ -133,11 +132,12 @@ async fn invalid_routes_are_refused_naming_the_field() {
             "{field}={value}: message does not name {path}: {message}"
         );
     }
+    Ok(())
 }
 
 #[tokio::test]
-async fn every_file_in_examples_invalid_is_refused() {
-    let (_client, api, _ns) = setup("examples-invalid").await;
+async fn every_file_in_examples_invalid_is_refused() -> anyhow::Result<()> {
+    let (_client, api, _ns) = setup("examples-invalid").await?;
     let dir = support::repo_root().join("examples/invalid");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("examples/invalid") {
@@ -149,11 +149,12 @@ async fn every_file_in_examples_invalid_is_refused() {
         count += 1;
     }
     assert!(count >= 15, "only {count} invalid examples");
+    Ok(())
 }
 
 #[tokio::test]
-async fn valid_examples_are_accepted() {
-    let (_client, api, _ns) = setup("examples-valid").await;
+async fn valid_examples_are_accepted() -> anyhow::Result<()> {
+    let (_client, api, _ns) = setup("examples-valid").await?;
     let dir = support::repo_root().join("examples");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("examples") {
@@ -171,13 +172,14 @@ async fn valid_examples_are_accepted() {
         }
     }
     assert!(count >= 4);
+    Ok(())
 }
 
 use serde::Deserialize as _;
 
 #[tokio::test]
-async fn identity_fields_and_description_are_immutable() {
-    let (_client, api, _ns) = setup("immutable").await;
+async fn identity_fields_and_description_are_immutable() -> anyhow::Result<()> {
+    let (_client, api, _ns) = setup("immutable").await?;
     create(&api, object("r", valid_spec()))
         .await
         .expect("create");
@@ -226,6 +228,7 @@ async fn identity_fields_and_description_are_immutable() {
     )
     .await
     .expect("weight, priority and publishVpc are mutable");
+    Ok(())
 }
 
 fn assert_refused_immutable(result: Result<DynamicObject, kube::Error>, field: &str) {
@@ -244,8 +247,8 @@ fn assert_refused_immutable(result: Result<DynamicObject, kube::Error>, field: &
 }
 
 #[tokio::test]
-async fn identity_can_be_corrected_until_a_create_is_under_way() {
-    let (_client, api, _ns) = setup("identity-fix").await;
+async fn identity_can_be_corrected_until_a_create_is_under_way() -> anyhow::Result<()> {
+    let (_client, api, _ns) = setup("identity-fix").await?;
     create(&api, object("r", valid_spec()))
         .await
         .expect("create");
@@ -277,16 +280,18 @@ async fn identity_can_be_corrected_until_a_create_is_under_way() {
             field,
         );
     }
+    Ok(())
 }
 
 #[tokio::test]
-async fn kubectl_shows_the_printer_columns() {
-    let (_client, api, ns) = setup("columns").await;
+async fn kubectl_shows_the_printer_columns() -> anyhow::Result<()> {
+    let (_client, api, ns) = setup("columns").await?;
     create(&api, object("shown", valid_spec()))
         .await
         .expect("create");
-    let cp = ControlPlane::shared();
-    let out = tokio::process::Command::new(support::kubectl())
+    let cp = plane();
+    let kubectl = Tools::from_env()?.kubectl();
+    let out = tokio::process::Command::new(&kubectl)
         .env("KUBECONFIG", &cp.kubeconfig)
         .args(["get", "pbr", "-o", "wide", "-n", &ns])
         .output()
@@ -326,7 +331,7 @@ async fn kubectl_shows_the_printer_columns() {
     }
     // The short name and both categories resolve.
     for what in ["vpnpbrroutes", "alicloud", "vpn"] {
-        let out = tokio::process::Command::new(support::kubectl())
+        let out = tokio::process::Command::new(&kubectl)
             .env("KUBECONFIG", &cp.kubeconfig)
             .args(["get", what, "-n", &ns, "-o", "name"])
             .output()
@@ -337,13 +342,15 @@ async fn kubectl_shows_the_printer_columns() {
             "kubectl get {what}"
         );
     }
+    Ok(())
 }
 
 #[tokio::test]
-async fn harness_mints_service_account_tokens() {
-    let (client, _api, ns) = setup("satoken").await;
-    let cp = ControlPlane::shared();
-    let sa_client = cp.service_account_client(&client, &ns, "nobody").await;
+async fn harness_mints_service_account_tokens() -> anyhow::Result<()> {
+    let (client, _api, ns) = setup("satoken").await?;
+    let sa_client = plane()
+        .service_account_client(&client, &ns, "nobody")
+        .await?;
     let routes: Api<VpnPbrRoute> = Api::namespaced(sa_client, &ns);
     // Authenticated (not 401) but not authorized: no RBAC grants this account anything.
     match routes.list(&Default::default()).await {
@@ -358,4 +365,5 @@ async fn harness_mints_service_account_tokens() {
         }
         other => panic!("expected 403, got {other:?}"),
     }
+    Ok(())
 }

@@ -1,22 +1,22 @@
-//! A small chaos run (issue 7) as part of `make test`: about 100 routes converge with 20 %
-//! injected cloud faults, two operator kills (SIGKILL) and one apiserver restart; then every
-//! object is deleted and the run checks zero cloud entries left, at most one accepted create
-//! per route key, no panic in any log, and every object Ready before deletion. The full run is
-//! `make chaos`. Fails (does not skip) when the control-plane binaries are missing.
+//! A small chaos run as part of `make test`: about 100 routes converge with 20 % injected cloud
+//! faults, two operator kills (SIGKILL) and one apiserver restart; then every object is deleted
+//! and the run checks zero cloud entries left, at most one accepted create per route key, no
+//! panic in any log, and every object Ready before deletion. The full run is `make chaos`.
+//! Fails (does not skip) when the control-plane binaries are missing.
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
-use vpn_pbr_operator::bench::{self, Binaries, ChaosOptions, Tools};
+use vpn_pbr_harness::Binaries;
+use vpn_pbr_harness::bench::{self, ChaosOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn small_chaos_run_converges_and_cleans_up() {
-    let tools = Tools::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+async fn small_chaos_run_converges_and_cleans_up() -> anyhow::Result<()> {
+    // The operator of this package; the emulator and the tools from the workspace.
     let bins = Binaries {
-        operator: PathBuf::from(env!("CARGO_BIN_EXE_vpn-pbr-operator")),
-        emulator: PathBuf::from(env!("CARGO_BIN_EXE_vpc-emulator")),
-        repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        tools,
+        operator: support::operator_binary(),
+        ..Binaries::locate()?
     };
     let opts = ChaosOptions {
         routes: 100,
@@ -32,10 +32,9 @@ async fn small_chaos_run_converges_and_cleans_up() {
         log_level: "info,vpn_pbr_operator=debug".to_owned(),
         parallel: 16,
     };
-    let report = bench::run_chaos(&bins, &opts)
-        .await
-        .unwrap_or_else(|e| panic!("chaos harness: {e:#}"));
+    let report = bench::run_chaos(&bins, &opts).await?;
     println!("{report}");
     assert!(report.passed(), "{report}");
     assert_eq!(report.kills, 2, "{report}");
+    Ok(())
 }

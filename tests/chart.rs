@@ -19,8 +19,9 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_yaml::Value;
-use support::cmd::{helm, run, run_ok};
-use support::{ControlPlane, install_crd, kubectl, namespace, repo_root};
+use support::command::{run, run_ok};
+use support::{ControlPlane, plane, repo_root};
+use vpn_pbr_harness::{Tools, tools};
 
 const RELEASE: &str = "pbr";
 const CRD_FILE: &str = "vpnpbrroutes.vpn.alicloud.dev.yaml";
@@ -34,27 +35,28 @@ fn all_features_values() -> PathBuf {
 }
 
 /// `helm template` of the chart into namespace `ns` with extra arguments.
-fn template_cmd(ns: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(helm());
+fn template_cmd(ns: &str, args: &[&str]) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(tools::helm()?);
     cmd.args(["template", RELEASE])
         .arg(chart_dir())
         .args(["--namespace", ns])
         .args(args);
-    cmd
+    Ok(cmd)
 }
 
-fn template(ns: &str, args: &[&str]) -> String {
-    run_ok(&mut template_cmd(ns, args), None)
+fn template(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    run_ok(&mut template_cmd(ns, args)?, None)
 }
 
 /// `helm template` that must fail; returns its stderr.
-fn template_refused(args: &[&str]) -> String {
-    let (ok, stdout, stderr) = run(&mut template_cmd("ops", args), None);
+fn template_refused(args: &[&str]) -> anyhow::Result<String> {
+    let out = run(&mut template_cmd("ops", args)?, None)?;
     assert!(
-        !ok,
-        "helm template {args:?} should have failed, rendered:\n{stdout}"
+        !out.success,
+        "helm template {args:?} should have failed, rendered:\n{}",
+        out.stdout
     );
-    stderr
+    Ok(out.stderr)
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -107,20 +109,21 @@ fn env_str(container: &Value, name: &str) -> Option<String> {
 
 /// `kubectl apply --dry-run=server` of `yaml` against the test apiserver; every object must
 /// be accepted (the output names each one).
-fn server_dry_run(cp: &ControlPlane, yaml: &str) {
+fn server_dry_run(cp: &ControlPlane, yaml: &str) -> anyhow::Result<()> {
     let expected = documents(yaml).len();
     let out = run_ok(
-        Command::new(kubectl())
+        Command::new(Tools::from_env()?.kubectl())
             .arg("--kubeconfig")
             .arg(&cp.kubeconfig)
             .args(["apply", "--dry-run=server", "-o", "name", "-f", "-"]),
         Some(yaml),
-    );
+    )?;
     let applied = out.lines().filter(|l| !l.trim().is_empty()).count();
     assert_eq!(
         applied, expected,
         "server dry run applied {applied} of {expected} objects:\n{out}"
     );
+    Ok(())
 }
 
 async fn install_crd_file(client: &Client, path: &Path) {
@@ -329,30 +332,28 @@ fn chart_crd_is_an_exact_copy_of_the_generated_crd() {
 }
 
 #[test]
-fn helm_lint_strict_passes_with_default_and_all_features_values() {
+fn helm_lint_strict_passes_with_default_and_all_features_values() -> anyhow::Result<()> {
     for extra in [
         vec![],
         vec!["-f".to_owned(), all_features_values().display().to_string()],
     ] {
         let out = run_ok(
-            Command::new(helm())
+            Command::new(tools::helm()?)
                 .args(["lint", "--strict"])
                 .arg(chart_dir())
                 .args(&extra),
             None,
-        );
+        )?;
         assert!(out.contains("0 chart(s) failed"), "{out}");
     }
+    Ok(())
 }
 
 #[tokio::test]
-async fn default_values_pass_server_side_dry_run() {
-    let cp = ControlPlane::shared();
-    let client = cp.client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "chart-default").await;
-    let yaml = template(&ns, &["--include-crds"]);
-    server_dry_run(cp, &yaml);
+async fn default_values_pass_server_side_dry_run() -> anyhow::Result<()> {
+    let (_client, ns) = support::setup("chart-default").await?;
+    let yaml = template(&ns, &["--include-crds"])?;
+    server_dry_run(plane(), &yaml)?;
 
     let docs = documents(&yaml);
     assert_hardened(&docs);
@@ -437,22 +438,20 @@ async fn default_values_pass_server_side_dry_run() {
         dep["spec"]["template"]["spec"]["serviceAccountName"],
         sa["metadata"]["name"]
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn all_features_pass_server_side_dry_run() {
-    let cp = ControlPlane::shared();
-    let client = cp.client().await;
-    install_crd(&client).await;
+async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
+    let (client, ns) = support::setup("chart-all").await?;
     install_crd_file(
         &client,
         &repo_root().join("tests/fixtures/servicemonitors.monitoring.coreos.com.yaml"),
     )
     .await;
-    let ns = namespace(&client, "chart-all").await;
     let values = all_features_values().display().to_string();
-    let yaml = template(&ns, &["--include-crds", "-f", &values]);
-    server_dry_run(cp, &yaml);
+    let yaml = template(&ns, &["--include-crds", "-f", &values])?;
+    server_dry_run(plane(), &yaml)?;
 
     let docs = documents(&yaml);
     assert_hardened(&docs);
@@ -587,14 +586,15 @@ async fn all_features_pass_server_side_dry_run() {
         ingress[0]["ports"][0]["port"].as_str(),
         Some("http-metrics")
     );
+    Ok(())
 }
 
 #[test]
-fn existing_secret_credentials_are_wired_by_secret_key_ref() {
+fn existing_secret_credentials_are_wired_by_secret_key_ref() -> anyhow::Result<()> {
     let yaml = template(
         "ops",
         &["--set", "credentials.existingSecret=alicloud-creds"],
-    );
+    )?;
     let docs = documents(&yaml);
     let c = deployment_container(&docs);
     for (env, key, optional) in [
@@ -613,10 +613,11 @@ fn existing_secret_credentials_are_wired_by_secret_key_ref() {
         !yaml.contains("kind: Secret"),
         "the chart never creates the credentials Secret"
     );
+    Ok(())
 }
 
 #[test]
-fn inconsistent_values_are_refused_with_a_clear_message() {
+fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> {
     let cases: &[(&[&str], &str)] = &[
         (&["--set", "replicaCount=2"], "leaderElection.enabled"),
         (
@@ -646,12 +647,13 @@ fn inconsistent_values_are_refused_with_a_clear_message() {
         (&["--kube-version", "1.32.0"], "kubeVersion"),
     ];
     for (args, needle) in cases {
-        let err = template_refused(args);
+        let err = template_refused(args)?;
         assert!(
             err.contains(needle),
             "helm template {args:?}: expected {needle:?} in:\n{err}"
         );
     }
+    Ok(())
 }
 
 /// Leaf paths of values.yaml (maps recurse; scalars, lists, empty maps and `resources`, a

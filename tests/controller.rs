@@ -1,6 +1,6 @@
 //! The operator binary against the real kube-apiserver and the `vpc-emulator` binary: the whole
-//! route lifecycle (issue 5). One control plane for the binary; every test has its own
-//! namespace, emulator and operator process.
+//! route lifecycle. One control plane for the binary; every test has its own namespace,
+//! emulator and operator process.
 
 mod support;
 
@@ -11,10 +11,12 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::emulator::{self, Emulator};
-use support::operator::Operator;
-use support::routes::{ready_is, wait_gone, wait_route};
-use support::{ControlPlane, eventually, install_crd, namespace};
+use support::emulator::{self, EntryKey};
+use support::{
+    Emulator, Operator, eventually, eventually_ok, ready_is, start_emulator, start_operator,
+    wait_gone, wait_route,
+};
+use tempfile::TempDir;
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -25,28 +27,45 @@ struct Env {
     emu: Emulator,
     op: Operator,
     api: Api<VpnPbrRoute>,
+    /// The emulator's config and log and the operator's log; removed after both processes.
+    _dir: TempDir,
 }
 
 impl Env {
-    async fn start(prefix: &str, update_ms: u64, extra: &[&str], envs: &[(&str, &str)]) -> Env {
-        Self::start_with(prefix, &emulator::config_yaml(update_ms, ""), extra, envs).await
+    async fn start(
+        prefix: &str,
+        update_ms: u64,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Env> {
+        Self::start_with(
+            prefix,
+            &emulator::two_gateway_config_yaml(update_ms, ""),
+            extra,
+            envs,
+        )
+        .await
     }
 
-    async fn start_with(prefix: &str, config: &str, extra: &[&str], envs: &[(&str, &str)]) -> Env {
-        let cp = ControlPlane::shared();
-        let client = cp.client().await;
-        install_crd(&client).await;
-        let ns = namespace(&client, prefix).await;
-        let emu = Emulator::start(config);
-        let op = Operator::start(&cp.kubeconfig, &ns, &emu.url, emu.dir.path(), extra, envs);
+    async fn start_with(
+        prefix: &str,
+        config: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Env> {
+        let (client, ns) = support::setup(prefix).await?;
+        let dir = tempfile::tempdir()?;
+        let emu = start_emulator(config, dir.path());
+        let op = start_operator(&ns, &emu.url, dir.path(), extra, envs);
         let api = Api::namespaced(client.clone(), &ns);
-        Env {
+        Ok(Env {
             client,
             ns,
             emu,
             op,
             api,
-        }
+            _dir: dir,
+        })
     }
 
     async fn apply(&self, name: &str, spec: Value) {
@@ -73,42 +92,40 @@ impl Env {
     }
 
     /// Waits until `check` holds for the object, with the operator log in the failure message.
-    /// Waits until `check` holds for the object, with the operator log in the failure message.
     async fn wait_for(
         &self,
         name: &str,
         what: &str,
         check: impl Fn(&VpnPbrRoute) -> bool,
-    ) -> VpnPbrRoute {
+    ) -> anyhow::Result<VpnPbrRoute> {
         wait_route(&self.api, name, what, WAIT, check, || tail(&self.op.logs())).await
     }
 
-    async fn ready(&self, name: &str) -> VpnPbrRoute {
+    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
         self.wait_for(name, "Ready=True", |r| {
             ready_is(r, ConditionStatus::True, None)
         })
         .await
     }
 
-    async fn gone(&self, name: &str) {
-        wait_gone(&self.api, name, WAIT).await;
+    async fn gone(&self, name: &str) -> anyhow::Result<()> {
+        wait_gone(&self.api, name, WAIT).await
     }
 
-    async fn events(&self, reason: &str) -> Vec<Event> {
+    async fn events(&self, reason: &str) -> anyhow::Result<Vec<Event>> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        events
+        Ok(events
             .list(&ListParams::default())
-            .await
-            .expect("events")
+            .await?
             .items
             .into_iter()
             .filter(|e| e.reason.as_deref() == Some(reason))
-            .collect()
+            .collect())
     }
 
-    async fn wait_event(&self, reason: &str) -> Event {
-        eventually(WAIT, &format!("event {reason}"), || async {
-            self.events(reason).await.into_iter().next()
+    async fn wait_event(&self, reason: &str) -> anyhow::Result<Event> {
+        eventually_ok(WAIT, &format!("event {reason}"), || async {
+            Ok(self.events(reason).await?.into_iter().next())
         })
         .await
     }
@@ -134,8 +151,8 @@ fn millis_rfc3339(ms: i64) -> String {
 }
 
 #[tokio::test]
-async fn create_becomes_ready_with_the_clouds_state_and_create_time() {
-    let env = Env::start("create", 300, &[], &[]).await;
+async fn create_becomes_ready_with_the_clouds_state_and_create_time() -> anyhow::Result<()> {
+    let env = Env::start("create", 300, &[], &[]).await?;
     env.apply(
         "r1",
         json!({
@@ -145,11 +162,14 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() {
         }),
     )
     .await;
-    let r = env.ready("r1").await;
+    let r = env.ready("r1").await?;
     let entry = env
         .emu
-        .entry("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1")
-        .await
+        .entry(
+            "vpn-gw-a",
+            &EntryKey::new("192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1"),
+        )
+        .await?
         .expect("entry in emulator");
     let st = r.status.expect("status");
     assert_eq!(st.state.as_deref(), entry["State"].as_str());
@@ -178,18 +198,21 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() {
         .find(|c| c.type_ == "Synced")
         .expect("Synced");
     assert_eq!(synced.status, ConditionStatus::True);
-    env.wait_event("Created").await;
+    env.wait_event("Created").await?;
     assert_eq!(
         env.emu
-            .accepted_creates("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1")
-            .await,
+            .accepted_creates(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1")
+            )
+            .await?,
         1
     );
     eventually(WAIT, "/readyz 200 once the caches are synced", || async {
         (env.op.readyz().await == 200).then_some(())
     })
-    .await;
-    let metrics = env.op.metrics().await;
+    .await?;
+    let metrics = env.op.metrics().await?;
     assert!(
         metrics.contains(
             "vpn_pbr_cloud_calls_total{action=\"CreateVpnPbrRouteEntry\",code=\"Success\"} 1"
@@ -200,15 +223,16 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() {
         metrics.contains("vpn_pbr_reconciles_total{result=\"success\"}"),
         "{metrics}"
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn busy_gateway_ends_ready_with_exactly_one_create_each() {
-    let env = Env::start("busy", 400, &[], &[]).await;
+async fn busy_gateway_ends_ready_with_exactly_one_create_each() -> anyhow::Result<()> {
+    let env = Env::start("busy", 400, &[], &[]).await?;
     env.emu
-        .faults(json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 0.5, "kind": "busy", "code": "TaskConflict"}]}))
-        .await;
-    env.emu.busy("vpn-gw-a", 4000).await;
+        .set_faults(&json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 0.5, "kind": "busy", "code": "TaskConflict"}]}))
+        .await?;
+    env.emu.busy("vpn-gw-a", 4000).await?;
     for i in 0..4 {
         env.apply(
             &format!("r{i}"),
@@ -223,33 +247,32 @@ async fn busy_gateway_ends_ready_with_exactly_one_create_each() {
         .await;
     }
     for i in 0..4 {
-        env.ready(&format!("r{i}")).await;
+        env.ready(&format!("r{i}")).await?;
         assert_eq!(
             env.emu
                 .accepted_creates(
                     "vpn-gw-a",
-                    &format!("192.168.{i}.0/24"),
-                    "10.2.0.0/16",
-                    "vco-gw-a-1"
+                    &EntryKey::new(&format!("192.168.{i}.0/24"), "10.2.0.0/16", "vco-gw-a-1")
                 )
-                .await,
+                .await?,
             1
         );
     }
     let busy = env
         .emu
         .calls("CreateVpnPbrRouteEntry", "VpnGateway.Configuring")
-        .await
+        .await?
         + env
             .emu
             .calls("CreateVpnPbrRouteEntry", "TaskConflict")
-            .await;
+            .await?;
     assert!(busy > 0, "the test must have hit a busy gateway");
+    Ok(())
 }
 
 #[tokio::test]
-async fn weight_priority_and_publishing_change_in_place() {
-    let env = Env::start("update", 200, &[], &[]).await;
+async fn weight_priority_and_publishing_change_in_place() -> anyhow::Result<()> {
+    let env = Env::start("update", 200, &[], &[]).await?;
     env.apply(
         "r",
         spec(
@@ -261,7 +284,7 @@ async fn weight_priority_and_publishing_change_in_place() {
         ),
     )
     .await;
-    let before = env.ready("r").await;
+    let before = env.ready("r").await?;
     env.patch_spec(
         "r",
         json!({"weight": 0, "priority": 30, "publishVpc": true}),
@@ -276,11 +299,14 @@ async fn weight_priority_and_publishing_change_in_place() {
                     .is_some_and(|o| o.weight == 0 && o.priority == 30 && o.published)
         }) && ready_is(r, ConditionStatus::True, None)
     })
-    .await;
+    .await?;
     let e = env
         .emu
-        .entry("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1")
-        .await
+        .entry(
+            "vpn-gw-a",
+            &EntryKey::new("192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1"),
+        )
+        .await?
         .expect("entry");
     assert_eq!(
         (
@@ -292,13 +318,16 @@ async fn weight_priority_and_publishing_change_in_place() {
     );
     assert_eq!(
         env.emu
-            .accepted_creates("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1")
-            .await,
+            .accepted_creates(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1")
+            )
+            .await?,
         1,
         "changed in place, not recreated"
     );
-    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await, 0);
-    env.wait_event("Updated").await;
+    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
+    env.wait_event("Updated").await?;
     // The description is immutable: refused by the apiserver.
     let err = env
         .api
@@ -312,11 +341,12 @@ async fn weight_priority_and_publishing_change_in_place() {
         matches!(err, Err(kube::Error::Api(ref s)) if s.code == 422),
         "{err:?}"
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn out_of_band_changes_are_repaired_at_resync() {
-    let env = Env::start("drift", 100, &[], &[]).await;
+async fn out_of_band_changes_are_repaired_at_resync() -> anyhow::Result<()> {
+    let env = Env::start("drift", 100, &[], &[]).await?;
     env.apply(
         "del",
         spec(
@@ -339,39 +369,59 @@ async fn out_of_band_changes_are_repaired_at_resync() {
         ),
     )
     .await;
-    env.ready("del").await;
-    env.ready("wgt").await;
+    env.ready("del").await?;
+    env.ready("wgt").await?;
     env.emu
-        .delete_entry("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
-        .await;
+        .console(
+            "delete",
+            "vpn-gw-b",
+            &EntryKey::new("192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1"),
+            None,
+        )
+        .await?;
     env.emu
-        .modify_entry("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2", 0)
-        .await;
-    eventually(WAIT, "entry recreated and weight corrected", || async {
+        .console(
+            "modify",
+            "vpn-gw-b",
+            &EntryKey::new("192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2"),
+            Some(0),
+        )
+        .await?;
+    eventually_ok(WAIT, "entry recreated and weight corrected", || async {
         let recreated = env
             .emu
-            .entry("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
-            .await
+            .entry(
+                "vpn-gw-b",
+                &EntryKey::new("192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1"),
+            )
+            .await?
             .is_some();
         let weight = env
             .emu
-            .entry("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2")
-            .await
+            .entry(
+                "vpn-gw-b",
+                &EntryKey::new("192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2"),
+            )
+            .await?
             .map(|e| e["Weight"].clone());
-        (recreated && weight == Some(json!(100))).then_some(())
+        Ok((recreated && weight == Some(json!(100))).then_some(()))
     })
-    .await;
+    .await?;
     assert_eq!(
         env.emu
-            .accepted_creates("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
-            .await,
+            .accepted_creates(
+                "vpn-gw-b",
+                &EntryKey::new("192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
+            )
+            .await?,
         2
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn delete_removes_the_entry_and_orphan_keeps_it() {
-    let env = Env::start("delete", 200, &[], &[]).await;
+async fn delete_removes_the_entry_and_orphan_keeps_it() -> anyhow::Result<()> {
+    let env = Env::start("delete", 200, &[], &[]).await?;
     env.apply(
         "gone",
         spec(
@@ -392,8 +442,8 @@ async fn delete_removes_the_entry_and_orphan_keeps_it() {
     );
     orphan["deletionPolicy"] = json!("Orphan");
     env.apply("kept", orphan).await;
-    env.ready("gone").await;
-    env.ready("kept").await;
+    env.ready("gone").await?;
+    env.ready("kept").await?;
     env.api
         .delete("gone", &DeleteParams::default())
         .await
@@ -402,38 +452,44 @@ async fn delete_removes_the_entry_and_orphan_keeps_it() {
         .delete("kept", &DeleteParams::default())
         .await
         .expect("delete");
-    env.gone("gone").await;
-    env.gone("kept").await;
+    env.gone("gone").await?;
+    env.gone("kept").await?;
     assert!(
         env.emu
-            .entry("vpn-gw-a", "192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1")
-            .await
+            .entry(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1")
+            )
+            .await?
             .is_none(),
         "Delete policy removes the entry"
     );
     assert!(
         env.emu
-            .entry("vpn-gw-a", "192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1")
-            .await
+            .entry(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1")
+            )
+            .await?
             .is_some(),
         "Orphan keeps the entry"
     );
-    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await, 1);
-    env.wait_event("Deleted").await;
+    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 1);
+    env.wait_event("Deleted").await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() {
-    let env = Env::start("adopt", 200, &[], &[]).await;
+async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> anyhow::Result<()> {
+    let env = Env::start("adopt", 200, &[], &[]).await?;
     env.emu
-        .create_entry(
+        .console(
+            "create",
             "vpn-gw-a",
-            "192.168.8.0/24",
-            "10.8.0.0/16",
-            "vco-gw-a-1",
-            100,
+            &EntryKey::new("192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1"),
+            Some(100),
         )
-        .await;
+        .await?;
     env.apply(
         "adopted",
         spec(
@@ -445,12 +501,15 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() {
         ),
     )
     .await;
-    env.ready("adopted").await;
-    env.wait_event("Adopted").await;
+    env.ready("adopted").await?;
+    env.wait_event("Adopted").await?;
     assert_eq!(
         env.emu
-            .accepted_creates("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1")
-            .await,
+            .accepted_creates(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1")
+            )
+            .await?,
         0,
         "adopted, not created"
     );
@@ -469,23 +528,27 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() {
     env.wait_for("badhop", "Ready=False InvalidNextHop.NotFound", |r| {
         ready_is(r, ConditionStatus::False, Some("InvalidNextHop.NotFound"))
     })
-    .await;
-    let warning = env.wait_event("InvalidNextHop.NotFound").await;
+    .await?;
+    let warning = env.wait_event("InvalidNextHop.NotFound").await?;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
     env.patch_spec("badhop", json!({"nextHop": "vco-gw-a-2"}))
         .await;
-    env.ready("badhop").await;
+    env.ready("badhop").await?;
     assert!(
         env.emu
-            .entry("vpn-gw-a", "192.168.9.0/24", "10.9.0.0/16", "vco-gw-a-2")
-            .await
+            .entry(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.9.0/24", "10.9.0.0/16", "vco-gw-a-2")
+            )
+            .await?
             .is_some()
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() {
-    let env = Env::start("paused", 200, &[], &[]).await;
+async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() -> anyhow::Result<()> {
+    let env = Env::start("paused", 200, &[], &[]).await?;
     env.apply(
         "first",
         spec(
@@ -497,7 +560,7 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() {
         ),
     )
     .await;
-    env.ready("first").await;
+    env.ready("first").await?;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     env.apply(
         "second",
@@ -513,8 +576,8 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() {
     env.wait_for("second", "DuplicateRoute", |r| {
         ready_is(r, ConditionStatus::False, Some("DuplicateRoute"))
     })
-    .await;
-    env.wait_event("DuplicateRoute").await;
+    .await?;
+    env.wait_event("DuplicateRoute").await?;
     assert!(
         ready_is(
             &env.api.get("first").await.expect("first"),
@@ -527,7 +590,7 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() {
         .delete("second", &DeleteParams::default())
         .await
         .expect("delete duplicate");
-    env.gone("second").await;
+    env.gone("second").await?;
 
     env.api
         .patch(
@@ -546,15 +609,20 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() {
                 .any(|c| c.type_ == "Synced" && c.reason == "Paused")
         })
     })
-    .await;
-    let before = env.emu.total_calls().await;
+    .await?;
+    let before = env.emu.total_calls().await?;
     env.patch_spec("first", json!({"weight": 0})).await;
     env.emu
-        .delete_entry("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1")
-        .await;
+        .console(
+            "delete",
+            "vpn-gw-b",
+            &EntryKey::new("192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1"),
+            None,
+        )
+        .await?;
     tokio::time::sleep(Duration::from_secs(7)).await; // two resync periods
     assert_eq!(
-        env.emu.total_calls().await,
+        env.emu.total_calls().await?,
         before,
         "no cloud call while paused"
     );
@@ -566,22 +634,27 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() {
         )
         .await
         .expect("unpause");
-    eventually(WAIT, "recreated with weight 0 after unpause", || async {
-        env.emu
-            .entry("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1")
-            .await
-            .filter(|e| e["Weight"] == 0)
+    eventually_ok(WAIT, "recreated with weight 0 after unpause", || async {
+        Ok(env
+            .emu
+            .entry(
+                "vpn-gw-b",
+                &EntryKey::new("192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1"),
+            )
+            .await?
+            .filter(|e| e["Weight"] == 0))
     })
-    .await;
+    .await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn killed_after_storing_the_client_token_creates_exactly_once() {
-    let env = Env::start("crash", 200, &[], &[]).await;
+async fn killed_after_storing_the_client_token_creates_exactly_once() -> anyhow::Result<()> {
+    let env = Env::start("crash", 200, &[], &[]).await?;
     // Creates answer slowly, so the operator dies while the call is in flight.
     env.emu
-        .faults(json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "slow", "delay_ms": 1500}]}))
-        .await;
+        .set_faults(&json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "slow", "delay_ms": 1500}]}))
+        .await?;
     env.apply(
         "r",
         spec(
@@ -597,13 +670,13 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() {
         .wait_for("r", "clientToken in status", |r| {
             r.status.as_ref().is_some_and(|s| s.client_token.is_some())
         })
-        .await;
+        .await?;
     let token = r.status.and_then(|s| s.client_token);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut op = env.op;
     op.kill();
-    env.emu.faults(json!({"rules": []})).await;
-    op.restart();
+    env.emu.set_faults(&json!({"rules": []})).await?;
+    op.restart()?;
     let env = Env { op, ..env };
     let after = env.api.get("r").await.expect("route");
     assert!(
@@ -614,19 +687,23 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() {
             .is_none_or(|t| Some(t) == token),
         "the stored token is reused, never replaced"
     );
-    env.ready("r").await;
+    env.ready("r").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         env.emu
-            .accepted_creates("vpn-gw-a", "192.168.11.0/24", "10.11.0.0/16", "vco-gw-a-1")
-            .await,
+            .accepted_creates(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.11.0/24", "10.11.0.0/16", "vco-gw-a-1")
+            )
+            .await?,
         1
     );
-    assert_eq!(env.emu.entries("vpn-gw-a").await.len(), 1);
+    assert_eq!(env.emu.gateway_entries("vpn-gw-a").await?.len(), 1);
+    Ok(())
 }
 
 #[tokio::test]
-async fn credentials_from_a_routes_secret() {
+async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
     // No default credentials at all: only the Secret can sign.
     let env = Env::start(
         "secret",
@@ -634,7 +711,7 @@ async fn credentials_from_a_routes_secret() {
         &["--route-secrets", "true"],
         &[("ALIBABA_CLOUD_PROFILE", "none")],
     )
-    .await;
+    .await?;
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "cloud-keys"},
@@ -665,41 +742,38 @@ async fn credentials_from_a_routes_secret() {
         ),
     )
     .await;
-    env.ready("with-secret").await;
+    env.ready("with-secret").await?;
     env.wait_for("without", "Ready=False for missing credentials", |r| {
         ready_is(r, ConditionStatus::False, Some("CredentialsNotConfigured"))
     })
-    .await;
+    .await?;
     // Never created in the cloud: deleting it needs no (impossible) cloud call.
     env.api
         .delete("without", &DeleteParams::default())
         .await
         .expect("delete");
-    env.gone("without").await;
+    env.gone("without").await?;
     let logs = env.op.logs();
     assert!(
         !logs.contains(emulator::KEY_SECRET),
         "the secret must never be logged"
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn rrsa_credentials_through_assume_role_with_oidc() {
-    let dir = tempfile::tempdir().expect("dir");
+async fn rrsa_credentials_through_assume_role_with_oidc() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.test-oidc-token.sig").expect("token");
-    let cp = ControlPlane::shared();
-    let client = cp.client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "rrsa").await;
-    let emu = Emulator::start(&emulator::config_yaml(200, ""));
+    let (client, ns) = support::setup("rrsa").await?;
+    let emu = start_emulator(&emulator::two_gateway_config_yaml(200, ""), dir.path());
     let sts = emu.url.clone();
     let token_path = token_file.to_string_lossy().to_string();
-    let op = Operator::start(
-        &cp.kubeconfig,
+    let op = start_operator(
         &ns,
         &emu.url,
-        emu.dir.path(),
+        dir.path(),
         &["--sts-endpoint", &sts],
         &[
             ("ALIBABA_CLOUD_ROLE_ARN", emulator::ROLE_ARN),
@@ -716,6 +790,7 @@ async fn rrsa_credentials_through_assume_role_with_oidc() {
         ns,
         emu,
         op,
+        _dir: dir,
     };
     env.apply(
         "r",
@@ -728,13 +803,14 @@ async fn rrsa_credentials_through_assume_role_with_oidc() {
         ),
     )
     .await;
-    env.ready("r").await;
-    assert!(env.emu.calls("AssumeRoleWithOIDC", "Success").await >= 1);
+    env.ready("r").await?;
+    assert!(env.emu.calls("AssumeRoleWithOIDC", "Success").await? >= 1);
+    Ok(())
 }
 
 #[tokio::test]
-async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() {
-    let env = Env::start("pair", 200, &[], &[]).await;
+async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() -> anyhow::Result<()> {
+    let env = Env::start("pair", 200, &[], &[]).await?;
     env.apply(
         "active",
         spec(
@@ -757,23 +833,32 @@ async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() {
         ),
     )
     .await;
-    env.ready("active").await;
-    env.ready("standby").await;
+    env.ready("active").await?;
+    env.ready("standby").await?;
     // Flip: the standby becomes active and the active one standby.
     env.patch_spec("active", json!({"weight": 0})).await;
     env.patch_spec("standby", json!({"weight": 100})).await;
-    eventually(WAIT, "roles flipped in the cloud", || async {
+    eventually_ok(WAIT, "roles flipped in the cloud", || async {
         let a = env
             .emu
-            .entry("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1")
+            .entry(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1"),
+            )
             .await?;
         let b = env
             .emu
-            .entry("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2")
+            .entry(
+                "vpn-gw-a",
+                &EntryKey::new("192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2"),
+            )
             .await?;
-        (a["Weight"] == 0 && b["Weight"] == 100).then_some(())
+        let (Some(a), Some(b)) = (a, b) else {
+            return Ok(None);
+        };
+        Ok((a["Weight"] == 0 && b["Weight"] == 100).then_some(()))
     })
-    .await;
+    .await?;
     env.wait_for("standby", "observed weight 100", |r| {
         r.status
             .as_ref()
@@ -781,7 +866,7 @@ async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() {
             .is_some_and(|o| o.weight == 100)
             && ready_is(r, ConditionStatus::True, None)
     })
-    .await;
+    .await?;
     env.wait_for("active", "observed weight 0", |r| {
         r.status
             .as_ref()
@@ -789,21 +874,21 @@ async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() {
             .is_some_and(|o| o.weight == 0)
             && ready_is(r, ConditionStatus::True, None)
     })
-    .await;
+    .await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn observe_only_reports_drift_without_changing_the_cloud() {
-    let env = Env::start("observe", 200, &[], &[]).await;
+async fn observe_only_reports_drift_without_changing_the_cloud() -> anyhow::Result<()> {
+    let env = Env::start("observe", 200, &[], &[]).await?;
     env.emu
-        .create_entry(
+        .console(
+            "create",
             "vpn-gw-b",
-            "192.168.16.0/24",
-            "10.16.0.0/16",
-            "vco-gw-b-1",
-            0,
+            &EntryKey::new("192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1"),
+            Some(0),
         )
-        .await;
+        .await?;
     let mut s = spec(
         "vpn-gw-b",
         "192.168.16.0/24",
@@ -820,30 +905,34 @@ async fn observe_only_reports_drift_without_changing_the_cloud() {
                 .any(|c| c.type_ == "Synced" && c.reason == "Drift")
         })
     })
-    .await;
+    .await?;
     for action in [
         "CreateVpnPbrRouteEntry",
         "ModifyVpnPbrRouteEntryWeight",
         "ModifyVpnPbrRouteEntryAttribute",
     ] {
-        assert_eq!(env.emu.calls(action, "Success").await, 0, "{action}");
+        assert_eq!(env.emu.calls(action, "Success").await?, 0, "{action}");
     }
     env.api
         .delete("watched", &DeleteParams::default())
         .await
         .expect("delete");
-    env.gone("watched").await;
+    env.gone("watched").await?;
     assert!(
         env.emu
-            .entry("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1")
-            .await
+            .entry(
+                "vpn-gw-b",
+                &EntryKey::new("192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1")
+            )
+            .await?
             .is_some()
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn sigterm_shuts_down_cleanly() {
-    let env = Env::start("sigterm", 200, &[], &[]).await;
+async fn sigterm_shuts_down_cleanly() -> anyhow::Result<()> {
+    let env = Env::start("sigterm", 200, &[], &[]).await?;
     env.apply(
         "r",
         spec(
@@ -855,9 +944,10 @@ async fn sigterm_shuts_down_cleanly() {
         ),
     )
     .await;
-    env.ready("r").await;
+    env.ready("r").await?;
     let mut op = env.op;
     let status = op.terminate().expect("exit status");
     assert!(status.success(), "exit {status:?}\n{}", tail(&op.logs()));
     assert!(!op.logs().contains("panicked"));
+    Ok(())
 }

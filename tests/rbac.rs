@@ -1,4 +1,4 @@
-//! RBAC proof for the Helm chart (issue 6): the chart's ServiceAccount, ClusterRole(Binding) and
+//! RBAC proof for the Helm chart: the chart's ServiceAccount, ClusterRole(Binding) and
 //! leases Role(Binding) are rendered with helm and applied to the real kube-apiserver, a token is
 //! minted for that ServiceAccount, and the real operator binary runs with it and with the
 //! environment the chart's Deployment sets (taken from the rendered Deployment itself, so flags
@@ -21,11 +21,14 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::cmd::{helm, run_ok};
-use support::emulator::{self, Emulator};
-use support::operator::{free_port, operator_binary};
-use support::routes::{ready_is, wait_gone, wait_route};
-use support::{ControlPlane, install_crd, kubectl, namespace, repo_root};
+use support::command::run_ok;
+use support::emulator;
+use support::{
+    Emulator, operator_binary, plane, ready_is, repo_root, start_emulator, wait_gone, wait_route,
+};
+use tempfile::TempDir;
+use vpn_pbr_harness::operator::free_port;
+use vpn_pbr_harness::{Tools, tools};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -45,19 +48,19 @@ const SECRET_KEY_SECRET: &str = "route-secret-value";
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The chart rendered into release namespace `ns`, one document per object.
-fn render(release: &str, ns: &str, set: &[String]) -> Vec<serde_yaml::Value> {
-    let mut cmd = Command::new(helm());
+fn render(release: &str, ns: &str, set: &[String]) -> anyhow::Result<Vec<serde_yaml::Value>> {
+    let mut cmd = Command::new(tools::helm()?);
     cmd.args(["template", release])
         .arg(repo_root().join("deploy/helm/vpn-pbr-operator"))
         .args(["--namespace", ns]);
     for s in set {
         cmd.args(["--set", s]);
     }
-    let yaml = run_ok(&mut cmd, None);
-    serde_yaml::Deserializer::from_str(&yaml)
+    let yaml = run_ok(&mut cmd, None)?;
+    Ok(serde_yaml::Deserializer::from_str(&yaml)
         .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("rendered YAML"))
         .filter(|v| !v.is_null())
-        .collect()
+        .collect())
 }
 
 fn kind_of(doc: &serde_yaml::Value) -> &str {
@@ -71,7 +74,12 @@ struct ChartOperator {
 }
 
 impl ChartOperator {
-    fn start(deployment: &serde_yaml::Value, kubeconfig: &Path, ns: &str, log: PathBuf) -> Self {
+    fn start(
+        deployment: &serde_yaml::Value,
+        kubeconfig: &Path,
+        ns: &str,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         let mut cmd = Command::new(operator_binary());
         cmd.env_clear()
@@ -97,7 +105,10 @@ impl ChartOperator {
             }
         }
         // The pod listens on 0.0.0.0:<port>; here a free loopback port.
-        cmd.env("VPN_PBR_METRICS_ADDR", format!("127.0.0.1:{}", free_port()));
+        cmd.env(
+            "VPN_PBR_METRICS_ADDR",
+            format!("127.0.0.1:{}", free_port()?),
+        );
         // The emulator's key as the operator's default credentials (the chart's
         // credentials.existingSecret would put the same variables there).
         cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", emulator::KEY_ID)
@@ -111,10 +122,10 @@ impl ChartOperator {
             .stderr(file)
             .spawn()
             .expect("start vpn-pbr-operator");
-        Self {
+        Ok(Self {
             child: Some(child),
             log,
-        }
+        })
     }
 
     fn logs(&self) -> String {
@@ -155,25 +166,30 @@ struct Scenario {
     op: ChartOperator,
     /// `system:serviceaccount:<release ns>:<sa>`
     user: String,
+    /// The emulator's config and log, the operator's kubeconfig and log; removed after both
+    /// processes.
+    _dir: TempDir,
 }
 
 impl Scenario {
     /// Renders the chart with `values` (plus the emulator endpoint), applies its RBAC objects in
     /// a fresh release namespace and starts the operator as its ServiceAccount.
-    async fn start(prefix: &str, values: &[&str]) -> (Scenario, String) {
-        let cp = ControlPlane::shared();
-        let client = cp.client().await;
-        install_crd(&client).await;
-        let release_ns = namespace(&client, &format!("{prefix}-release")).await;
-        let routes_ns = namespace(&client, &format!("{prefix}-routes")).await;
+    async fn start(prefix: &str, values: &[&str]) -> anyhow::Result<(Scenario, String)> {
+        let cp = plane();
+        let (client, release_ns) = support::setup(&format!("{prefix}-release")).await?;
+        let routes_ns = vpn_pbr_harness::namespace(&client, &format!("{prefix}-routes")).await?;
         let extra_key = format!("  - id: {SECRET_KEY_ID}\n    secret: {SECRET_KEY_SECRET}\n");
-        let emu = Emulator::start(&emulator::config_yaml(200, &extra_key));
+        let dir = tempfile::tempdir()?;
+        let emu = start_emulator(
+            &emulator::two_gateway_config_yaml(200, &extra_key),
+            dir.path(),
+        );
         // ClusterRoles are cluster-scoped: a release name per scenario keeps them apart.
         let release = release_ns.clone();
         let mut set: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
         set.push(format!("endpoint={}", emu.url));
         set.push("logLevel=info\\,vpn_pbr_operator=debug".to_owned());
-        let docs = render(&release, &release_ns, &set);
+        let docs = render(&release, &release_ns, &set)?;
         let rbac: Vec<&serde_yaml::Value> = docs
             .iter()
             .filter(|d| RBAC_KINDS.contains(&kind_of(d)))
@@ -183,7 +199,7 @@ impl Scenario {
             .map(|d| format!("---\n{}", serde_yaml::to_string(d).expect("yaml")))
             .collect();
         run_ok(
-            Command::new(kubectl())
+            Command::new(Tools::from_env()?.kubectl())
                 .arg("--kubeconfig")
                 .arg(&cp.kubeconfig)
                 .args([
@@ -194,7 +210,7 @@ impl Scenario {
                     "-",
                 ]),
             Some(&yaml),
-        );
+        )?;
         let sa = rbac
             .iter()
             .find(|d| kind_of(d) == "ServiceAccount")
@@ -205,28 +221,28 @@ impl Scenario {
             .iter()
             .find(|d| kind_of(d) == "Deployment")
             .expect("the chart renders a Deployment");
-        let token = cp.service_account_token(&client, &release_ns, &sa).await;
-        let dir = emu.dir.path().to_owned();
-        let kubeconfig = dir.join("operator.kubeconfig");
+        let token = cp.service_account_token(&client, &release_ns, &sa).await?;
+        let kubeconfig = dir.path().join("operator.kubeconfig");
         std::fs::write(
             &kubeconfig,
-            serde_yaml::to_string(&cp.token_kubeconfig(&token)).expect("kubeconfig yaml"),
+            serde_yaml::to_string(&cp.token_kubeconfig(&token)?).expect("kubeconfig yaml"),
         )
         .expect("write kubeconfig");
         let op = ChartOperator::start(
             deployment,
             &kubeconfig,
             &release_ns,
-            dir.join("operator.log"),
-        );
+            dir.path().join("operator.log"),
+        )?;
         let s = Scenario {
             routes: Api::namespaced(client.clone(), &routes_ns),
             client,
             emu,
             op,
             user: format!("system:serviceaccount:{release_ns}:{sa}"),
+            _dir: dir,
         };
-        (s, routes_ns)
+        Ok((s, routes_ns))
     }
 
     async fn create(&self, name: &str, spec: Value) {
@@ -246,29 +262,29 @@ impl Scenario {
         name: &str,
         what: &str,
         check: impl Fn(&VpnPbrRoute) -> bool,
-    ) -> VpnPbrRoute {
+    ) -> anyhow::Result<VpnPbrRoute> {
         wait_route(&self.routes, name, what, WAIT, check, || self.op.logs()).await
     }
 
-    async fn ready(&self, name: &str) -> VpnPbrRoute {
+    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
         self.wait_for(name, "Ready=True", |r| {
             ready_is(r, ConditionStatus::True, None)
         })
         .await
     }
 
-    async fn delete_and_wait(&self, name: &str) {
+    async fn delete_and_wait(&self, name: &str) -> anyhow::Result<()> {
         self.routes
             .delete(name, &DeleteParams::default())
             .await
             .expect("delete route");
-        wait_gone(&self.routes, name, WAIT).await;
+        wait_gone(&self.routes, name, WAIT).await
     }
 
     /// Stops the operator and checks the audit log: requests from the ServiceAccount, no 403.
     async fn assert_no_forbidden(mut self) {
         self.op.terminate();
-        let audit = ControlPlane::shared().audit_log();
+        let audit = plane().audit_log();
         // The log backend writes synchronously, but give a straggler a moment.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let text = std::fs::read_to_string(&audit)
@@ -335,7 +351,7 @@ fn spec(src: &str, dst: &str, hop: &str, weight: i32) -> Value {
 }
 
 fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
-    let text = std::fs::read_to_string(ControlPlane::shared().audit_log()).unwrap_or_default();
+    let text = std::fs::read_to_string(plane().audit_log()).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .any(|e| {
@@ -350,13 +366,13 @@ fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
 
 /// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched.
 #[tokio::test]
-async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() {
+async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let (s, routes_ns) = Scenario::start(
         "rbac-full",
         &["leaderElection.enabled=true", "routeSecrets.enabled=true"],
     )
-    .await;
+    .await?;
 
     // Create, then change weight, priority and publishing in place.
     s.create(
@@ -364,7 +380,7 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() {
         spec("192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1", 100),
     )
     .await;
-    let before = s.ready("r1").await;
+    let before = s.ready("r1").await?;
     let gen_ = before.metadata.generation.unwrap_or(1) + 1;
     s.routes
         .patch(
@@ -383,7 +399,7 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() {
                     .is_some_and(|o| o.weight == 0 && o.priority == 30 && o.published)
         }) && ready_is(r, ConditionStatus::True, None)
     })
-    .await;
+    .await?;
 
     // A route signed with its own Secret's key (a key the operator itself does not have).
     let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &routes_ns);
@@ -399,14 +415,14 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() {
     let mut with_secret = spec("192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-2", 100);
     with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
     s.create("r2", with_secret).await;
-    s.ready("r2").await;
-    assert_eq!(s.emu.entries("vpn-gw-a").await.len(), 2);
+    s.ready("r2").await?;
+    assert_eq!(s.emu.gateway_entries("vpn-gw-a").await?.len(), 2);
 
     for name in ["r1", "r2"] {
-        s.delete_and_wait(name).await;
+        s.delete_and_wait(name).await?;
     }
     assert!(
-        s.emu.entries("vpn-gw-a").await.is_empty(),
+        s.emu.gateway_entries("vpn-gw-a").await?.is_empty(),
         "entries deleted"
     );
     assert!(
@@ -418,20 +434,21 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() {
         "the lease was taken in the release namespace"
     );
     s.assert_no_forbidden().await;
+    Ok(())
 }
 
 /// The chart's defaults: no lease, no Secret access; a route naming a Secret is refused by the
 /// operator without it trying to read the Secret.
 #[tokio::test]
-async fn chart_rbac_with_default_values_is_enough() {
+async fn chart_rbac_with_default_values_is_enough() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let (s, _routes_ns) = Scenario::start("rbac-default", &[]).await;
+    let (s, _routes_ns) = Scenario::start("rbac-default", &[]).await?;
     s.create(
         "r1",
         spec("192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1", 100),
     )
     .await;
-    s.ready("r1").await;
+    s.ready("r1").await?;
     s.routes
         .patch(
             "r1",
@@ -447,14 +464,14 @@ async fn chart_rbac_with_default_values_is_enough() {
             .is_some_and(|o| o.weight == 0)
             && ready_is(r, ConditionStatus::True, None)
     })
-    .await;
+    .await?;
     let mut with_secret = spec("192.168.4.0/24", "10.4.0.0/16", "vco-gw-a-2", 100);
     with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
     s.create("r2", with_secret).await;
     s.wait_for("r2", "Ready=False CredentialsSecretInvalid", |r| {
         ready_is(r, ConditionStatus::False, Some("CredentialsSecretInvalid"))
     })
-    .await;
+    .await?;
     // A delete needs working credentials too (the operator cannot know the entry is absent
     // without asking), so drop the reference first; the default credentials then sign.
     s.routes
@@ -465,12 +482,12 @@ async fn chart_rbac_with_default_values_is_enough() {
         )
         .await
         .expect("drop credentialsRef");
-    s.ready("r2").await;
+    s.ready("r2").await?;
     for name in ["r1", "r2"] {
-        s.delete_and_wait(name).await;
+        s.delete_and_wait(name).await?;
     }
     assert!(
-        s.emu.entries("vpn-gw-a").await.is_empty(),
+        s.emu.gateway_entries("vpn-gw-a").await?.is_empty(),
         "entries deleted"
     );
     assert!(
@@ -478,4 +495,5 @@ async fn chart_rbac_with_default_values_is_enough() {
         "with routeSecrets off the operator must not try to read Secrets"
     );
     s.assert_no_forbidden().await;
+    Ok(())
 }

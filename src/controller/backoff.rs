@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::cloud::ErrorClass;
+use alicloud_vpc_client::ErrorClass;
 
 /// Base and cap of the delay for one error class.
 pub fn bounds(class: ErrorClass) -> (Duration, Duration) {

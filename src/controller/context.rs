@@ -15,7 +15,7 @@ use super::metrics::Metrics;
 use super::model::{CredentialsHandle, Scope};
 use super::scheduler::Scheduler;
 use crate::api::v1alpha1::VpnPbrRoute;
-use crate::cloud::{Credentials, CredentialsProvider, StaticCredentials};
+use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
 
 /// Settings of the reconciler.
 #[derive(Clone, Debug)]

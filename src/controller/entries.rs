@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::model::{Entry, GatewayFacts, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
-use crate::cloud::CloudError;
+use alicloud_vpc_client::CloudError;
 
 #[derive(Default)]
 struct Cached {

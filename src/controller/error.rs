@@ -1,6 +1,6 @@
 //! The controller layer's error type.
 
-use crate::cloud::{CloudError, ErrorClass};
+use alicloud_vpc_client::{CloudError, ErrorClass};
 
 /// Everything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]

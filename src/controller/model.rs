@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::cloud::credentials::CredentialsProvider;
+use alicloud_vpc_client::credentials::CredentialsProvider;
 
 /// Which gateway, in which region, reached with which credentials.
 ///

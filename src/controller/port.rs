@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
-use crate::cloud::CloudError;
+use alicloud_vpc_client::CloudError;
 
 pub type CloudFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CloudError>> + Send + 'a>>;
 

@@ -1,4 +1,4 @@
-//! One reconcile of one `VpnPbrRoute` (DESIGN §4): I/O only; decisions live in `plan`,
+//! One reconcile of one `VpnPbrRoute` (docs/architecture.md): I/O only; decisions live in `plan`,
 //! `status` and `duplicates`.
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::api::v1alpha1::{
     ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy, PAUSED_ANNOTATION,
     RESYNC_ANNOTATION, VpnPbrRoute, VpnPbrRouteStatus, validation,
 };
-use crate::cloud::{CloudError, ErrorClass};
+use alicloud_vpc_client::{CloudError, ErrorClass};
 
 /// How long a route waiting on the scheduler sleeps at most; the scheduler wakes it earlier.
 const WAIT_FOR_SCHEDULER: Duration = Duration::from_secs(300);

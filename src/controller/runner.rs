@@ -25,8 +25,8 @@ use super::reconcile::{error_policy, reconcile};
 use super::scheduler::{Owner, Scheduler, SchedulerConfig};
 use super::status;
 use crate::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
-use crate::cloud::CredentialsProvider;
 use crate::http::Health;
+use alicloud_vpc_client::CredentialsProvider;
 
 /// Everything the controllers need.
 pub struct Runtime {

@@ -22,7 +22,7 @@ use super::estimate::{Busy, Estimate};
 use super::model::{Accepted, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
-use crate::cloud::{CloudError, ErrorClass};
+use alicloud_vpc_client::{CloudError, ErrorClass};
 
 /// The object a job belongs to.
 pub type Owner = ObjectRef<VpnPbrRoute>;
@@ -545,9 +545,9 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::cloud::{ApiError, CredentialsProvider, StaticCredentials};
     use crate::controller::model::{CredentialsHandle, Entry, GatewayFacts, RouteId};
     use crate::controller::port::CloudFuture;
+    use alicloud_vpc_client::{ApiError, CredentialsProvider, StaticCredentials};
 
     /// A gateway that stays `updating` for `update` after each accepted change and refuses
     /// changes meanwhile, like the real one.
@@ -635,7 +635,7 @@ mod tests {
 
     fn scope() -> Scope {
         let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
-            crate::cloud::Credentials::new("id", "secret"),
+            alicloud_vpc_client::Credentials::new("id", "secret"),
         ));
         Scope {
             region_id: "cn-hangzhou".into(),

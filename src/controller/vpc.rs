@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 use super::port::{CloudFuture, CloudPort};
-use crate::cloud::{
+use alicloud_vpc_client::{
     CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest,
     DescribeVpnGatewayRequest, ModifyVpnPbrRouteEntryAttributeRequest,
     ModifyVpnPbrRouteEntryPriorityRequest, ModifyVpnPbrRouteEntryWeightRequest,

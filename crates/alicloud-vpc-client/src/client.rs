@@ -1,0 +1,532 @@
+//! The VPC client: one [`VpcClientFactory`] per process (one connection pool, one rate limiter,
+//! one metrics hook), and cheap per-region, per-credentials [`VpcClient`]s made from it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
+use url::Url;
+
+use super::credentials::CredentialsProvider;
+use super::endpoint::Endpoint;
+use super::observe::{CallObserver, CallRecord};
+use super::operations::*;
+use super::rate_limit::{RateLimitConfig, RateLimiter};
+use super::retry::RetryPolicy;
+use super::rpc::{
+    CommonParams, VPC_API_VERSION, encode_form, parse_response, retry_after_from_headers,
+    signed_params,
+};
+use crate::class::ErrorClass;
+use crate::error::CloudError;
+
+/// Answers larger than this are refused: the largest real answer (a 50-entry page) is a few KiB.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Page size of `DescribeVpnPbrRouteEntries` (the API's maximum).
+pub const PBR_PAGE_SIZE: u32 = 50;
+
+/// Guard against a server whose `TotalCount` never matches what it returns.
+const MAX_PAGES: u32 = 1000;
+
+/// Settings shared by every client a factory makes.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub endpoint: Endpoint,
+    pub connect_timeout: Duration,
+    /// Longest wait for each read from the socket.
+    pub read_timeout: Duration,
+    /// Longest time for a whole attempt.
+    pub request_timeout: Duration,
+    pub rate_limit: RateLimitConfig,
+    pub retry: RetryPolicy,
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: Endpoint::Public,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(30),
+            rate_limit: RateLimitConfig::default(),
+            retry: RetryPolicy::default(),
+            user_agent: concat!("vpn-pbr-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+struct Shared {
+    http: reqwest::Client,
+    limiter: RateLimiter,
+    config: ClientConfig,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// Makes [`VpcClient`]s that share one connection pool, rate limiter and metrics hook.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct VpcClientFactory {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for VpcClientFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VpcClientFactory")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VpcClientFactory {
+    /// Builds the shared HTTP client (rustls; the process must have installed a rustls crypto
+    /// provider, which the operator binary does at start).
+    pub fn new(config: ClientConfig) -> Result<Self, CloudError> {
+        ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(config.user_agent.clone())
+            .build()
+            .map_err(|e| CloudError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self::with_http_client(http, config))
+    }
+
+    /// Uses a ready HTTP client (its own timeouts apply; those in `config` are ignored).
+    pub fn with_http_client(http: reqwest::Client, config: ClientConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                http,
+                limiter: RateLimiter::new(config.rate_limit),
+                config,
+                observer: None,
+            }),
+        }
+    }
+
+    /// Sets the hook called after every attempt. Call before handing out clones.
+    pub fn with_observer(self, observer: Arc<dyn CallObserver>) -> Self {
+        let shared = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                http: shared.http.clone(),
+                limiter: RateLimiter::new(shared.config.rate_limit),
+                config: shared.config.clone(),
+                observer: Some(observer),
+            }),
+        }
+    }
+
+    /// The shared HTTP client, e.g. for [`OidcProvider`](super::OidcProvider).
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.shared.http
+    }
+
+    /// The shared rate limiter.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.shared.limiter
+    }
+
+    /// A client for one region and one set of credentials. Cheap: no new connections.
+    pub fn client(
+        &self,
+        region: &str,
+        credentials: Arc<dyn CredentialsProvider>,
+    ) -> Result<VpcClient, CloudError> {
+        let url = self.shared.config.endpoint.url_for(region)?;
+        Ok(VpcClient {
+            inner: Arc::new(ClientInner {
+                shared: self.shared.clone(),
+                region: region.to_owned(),
+                url,
+                credentials,
+            }),
+        })
+    }
+}
+
+struct ClientInner {
+    shared: Arc<Shared>,
+    region: String,
+    url: Url,
+    credentials: Arc<dyn CredentialsProvider>,
+}
+
+/// Signed client of the VPC API for one region and one credentials provider. Cheap to clone.
+#[derive(Clone)]
+pub struct VpcClient {
+    inner: Arc<ClientInner>,
+}
+
+impl fmt::Debug for VpcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VpcClient")
+            .field("region", &self.inner.region)
+            .field("url", &self.inner.url.as_str())
+            .field("credentials", &self.inner.credentials.name())
+            .finish()
+    }
+}
+
+impl VpcClient {
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.inner.url
+    }
+
+    /// `CreateVpnPbrRouteEntry`. Pass the `client_token` stored before the call so a retry after
+    /// a lost answer or a restart cannot create a second entry.
+    pub async fn create_vpn_pbr_route_entry(
+        &self,
+        req: &CreateVpnPbrRouteEntryRequest,
+    ) -> Result<CreateVpnPbrRouteEntryResponse, CloudError> {
+        self.call(req).await
+    }
+
+    pub async fn delete_vpn_pbr_route_entry(
+        &self,
+        req: &DeleteVpnPbrRouteEntryRequest,
+    ) -> Result<ActionResponse, CloudError> {
+        self.call(req).await
+    }
+
+    /// One page of `DescribeVpnPbrRouteEntries`.
+    pub async fn describe_vpn_pbr_route_entries(
+        &self,
+        req: &DescribeVpnPbrRouteEntriesRequest,
+    ) -> Result<DescribeVpnPbrRouteEntriesResponse, CloudError> {
+        self.call(req).await
+    }
+
+    /// Every entry of a gateway, 50 a page, until `TotalCount` entries or a short page.
+    pub async fn list_vpn_pbr_route_entries(
+        &self,
+        vpn_gateway_id: &str,
+    ) -> Result<VpnPbrRouteEntryList, CloudError> {
+        let mut list = VpnPbrRouteEntryList::default();
+        for page in 1..=MAX_PAGES {
+            let resp = self
+                .describe_vpn_pbr_route_entries(&DescribeVpnPbrRouteEntriesRequest {
+                    vpn_gateway_id: vpn_gateway_id.to_owned(),
+                    page_number: Some(page),
+                    page_size: Some(PBR_PAGE_SIZE),
+                })
+                .await?;
+            let got = resp.vpn_pbr_route_entries.len();
+            list.total_count = resp.total_count;
+            list.request_ids.push(resp.request_id);
+            list.entries.extend(resp.vpn_pbr_route_entries);
+            let short = u32::try_from(got).is_ok_and(|n| n < PBR_PAGE_SIZE);
+            if short || list.entries.len() >= resp.total_count as usize {
+                break;
+            }
+        }
+        Ok(list)
+    }
+
+    pub async fn modify_vpn_pbr_route_entry_weight(
+        &self,
+        req: &ModifyVpnPbrRouteEntryWeightRequest,
+    ) -> Result<ActionResponse, CloudError> {
+        self.call(req).await
+    }
+
+    pub async fn modify_vpn_pbr_route_entry_priority(
+        &self,
+        req: &ModifyVpnPbrRouteEntryPriorityRequest,
+    ) -> Result<ActionResponse, CloudError> {
+        self.call(req).await
+    }
+
+    pub async fn modify_vpn_pbr_route_entry_attribute(
+        &self,
+        req: &ModifyVpnPbrRouteEntryAttributeRequest,
+    ) -> Result<ActionResponse, CloudError> {
+        self.call(req).await
+    }
+
+    pub async fn publish_vpn_route_entry(
+        &self,
+        req: &PublishVpnRouteEntryRequest,
+    ) -> Result<ActionResponse, CloudError> {
+        self.call(req).await
+    }
+
+    pub async fn describe_vpn_gateway(
+        &self,
+        req: &DescribeVpnGatewayRequest,
+    ) -> Result<DescribeVpnGatewayResponse, CloudError> {
+        self.call(req).await
+    }
+
+    pub async fn describe_vpn_connection(
+        &self,
+        req: &DescribeVpnConnectionRequest,
+    ) -> Result<DescribeVpnConnectionResponse, CloudError> {
+        self.call(req).await
+    }
+
+    /// Runs any [`Operation`]: adds `RegionId` and (for mutations without one) a `ClientToken`,
+    /// then signs, sends, retries what is safe and classifies the answer.
+    pub async fn call<O: Operation>(&self, req: &O) -> Result<O::Response, CloudError> {
+        let mut params = to_params(req)?;
+        params
+            .entry("RegionId".to_owned())
+            .or_insert_with(|| self.inner.region.clone());
+        if O::MUTATING {
+            // One token for every attempt of this call makes retrying a mutation safe.
+            params
+                .entry("ClientToken".to_owned())
+                .or_insert_with(|| uuid::Uuid::new_v4().to_string());
+        }
+        let span = tracing::debug_span!(
+            "vpc_call",
+            action = O::ACTION,
+            region = %self.inner.region,
+            request_id = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+        );
+        self.call_with_retries::<O>(&params).instrument(span).await
+    }
+
+    async fn call_with_retries<O: Operation>(
+        &self,
+        params: &BTreeMap<String, String>,
+    ) -> Result<O::Response, CloudError> {
+        let shared = &self.inner.shared;
+        let policy = shared.config.retry;
+        // Reads are always safe to repeat; mutations are because `call` pinned a ClientToken.
+        let repeatable = !O::MUTATING || params.contains_key("ClientToken");
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            tracing::Span::current().record("attempt", attempt);
+            shared.limiter.acquire().await;
+            let started = Instant::now();
+            let result = self.attempt::<O>(params).await;
+            let latency = started.elapsed();
+            match result {
+                Ok((response, request_id)) => {
+                    shared.limiter.on_success();
+                    if let Some(id) = &request_id {
+                        tracing::Span::current().record("request_id", id.as_str());
+                    }
+                    tracing::debug!(?latency, "VPC call succeeded");
+                    self.observe(
+                        O::ACTION,
+                        "Success",
+                        None,
+                        Some(200),
+                        request_id.as_deref(),
+                        latency,
+                        attempt,
+                    );
+                    return Ok(response);
+                }
+                Err(e) => {
+                    let class = e.class();
+                    if let Some(id) = e.request_id() {
+                        tracing::Span::current().record("request_id", id);
+                    }
+                    self.observe(
+                        O::ACTION,
+                        e.code(),
+                        Some(class),
+                        e.http_status(),
+                        e.request_id(),
+                        latency,
+                        attempt,
+                    );
+                    if class == ErrorClass::Throttled {
+                        shared.limiter.on_throttled();
+                    }
+                    let retry = repeatable
+                        && class.is_retryable_by_client()
+                        && attempt < policy.max_attempts;
+                    if !retry {
+                        tracing::debug!(error = %e, class = %class, "VPC call failed");
+                        return Err(e);
+                    }
+                    let delay = policy.delay(attempt, e.retry_after());
+                    tracing::debug!(error = %e, class = %class, ?delay, "VPC call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One signed request. Everything goes in the POST body, so URLs (which reqwest errors and
+    /// proxies may log) never carry the signature or the STS token.
+    async fn attempt<O: Operation>(
+        &self,
+        params: &BTreeMap<String, String>,
+    ) -> Result<(O::Response, Option<String>), CloudError> {
+        let credentials = self.inner.credentials.credentials().await?;
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let timestamp = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let common = CommonParams {
+            action: O::ACTION,
+            version: VPC_API_VERSION,
+            nonce: &nonce,
+            timestamp: &timestamp,
+        };
+        let signed = signed_params("POST", &common, params, &credentials);
+        let response = self
+            .inner
+            .shared
+            .http
+            .post(self.inner.url.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(encode_form(&signed))
+            .send()
+            .await
+            .map_err(|e| CloudError::transport(O::ACTION, e))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let retry_after = retry_after_from_headers(response.headers());
+        let bytes = read_body(O::ACTION, status, response).await?;
+        let parsed = parse_response::<O::Response>(
+            O::ACTION,
+            status,
+            content_type.as_deref(),
+            retry_after,
+            &bytes,
+        )?;
+        let request_id = body_request_id(&bytes, content_type.as_deref());
+        Ok((parsed, request_id))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn observe(
+        &self,
+        action: &'static str,
+        code: &str,
+        class: Option<ErrorClass>,
+        http_status: Option<u16>,
+        request_id: Option<&str>,
+        latency: Duration,
+        attempt: u32,
+    ) {
+        if let Some(observer) = &self.inner.shared.observer {
+            observer.observe(&CallRecord {
+                action,
+                region: &self.inner.region,
+                code,
+                class,
+                http_status,
+                request_id,
+                latency,
+                attempt,
+            });
+        }
+    }
+}
+
+/// reqwest panics when building a client without a rustls crypto provider; install ring (the
+/// provider this crate is built with) if the process has none yet. Losing the race to another
+/// installer is fine: any provider will do.
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Reads the body, refusing oversized answers without buffering them whole.
+async fn read_body(
+    action: &'static str,
+    status: u16,
+    mut response: reqwest::Response,
+) -> Result<Vec<u8>, CloudError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| CloudError::transport(action, e))?
+    {
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(CloudError::MalformedResponse {
+                action,
+                http_status: status,
+                request_id: None,
+                detail: format!("body larger than {MAX_BODY_BYTES} bytes"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn body_request_id(bytes: &[u8], content_type: Option<&str>) -> Option<String> {
+    super::body::decode(bytes, content_type)
+        .ok()
+        .and_then(|v| super::body::ErrorFields::from_value(&v).request_id)
+}
+
+/// Request fields as RPC parameters: strings as they are, numbers in decimal, booleans as
+/// `true`/`false`.
+fn to_params<T: serde::Serialize>(req: &T) -> Result<BTreeMap<String, String>, CloudError> {
+    let value = serde_json::to_value(req)
+        .map_err(|e| CloudError::Config(format!("request does not serialize: {e}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(CloudError::Config("request is not a struct".into()));
+    };
+    let mut params = BTreeMap::new();
+    for (k, v) in map {
+        let text = match v {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            other => other.to_string(),
+        };
+        params.insert(k, text);
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_become_cloud_parameters() {
+        let req = CreateVpnPbrRouteEntryRequest {
+            vpn_gateway_id: "vpn-1".into(),
+            route_source: "192.168.1.0/24".into(),
+            route_dest: "10.0.0.0/24".into(),
+            next_hop: "vco-1".into(),
+            weight: 100,
+            publish_vpc: true,
+            priority: Some(10),
+            ..Default::default()
+        };
+        let p = to_params(&req).unwrap();
+        assert_eq!(p["VpnGatewayId"], "vpn-1");
+        assert_eq!(p["RouteSource"], "192.168.1.0/24");
+        assert_eq!(p["Weight"], "100");
+        assert_eq!(p["PublishVpc"], "true");
+        assert_eq!(p["Priority"], "10");
+        assert!(!p.contains_key("Description"));
+        assert!(!p.contains_key("ClientToken"));
+        let gw = to_params(&DescribeVpnGatewayRequest {
+            vpn_gateway_id: "vpn-1".into(),
+            include_reservation_data: None,
+        })
+        .unwrap();
+        assert_eq!(gw.len(), 1);
+    }
+}

@@ -1,0 +1,200 @@
+//! The one error type of the cloud layer.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::class::ErrorClass;
+use crate::credentials::CredentialsError;
+
+/// An error answer of the cloud: HTTP status plus the body's `Code`, `Message`, `RequestId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub action: &'static str,
+    pub http_status: u16,
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub host_id: Option<String>,
+    pub recommend: Option<String>,
+    /// How long the cloud asked us to wait (from the `x-ratelimit-*` headers), if it said.
+    pub retry_after: Option<Duration>,
+    pub class: ErrorClass,
+}
+
+/// Every failure of the cloud layer. Cheap to clone, so one failed gateway read can be handed
+/// to every route waiting on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CloudError {
+    /// The cloud answered with an error code.
+    #[error(
+        "{action}: {code} (HTTP {status}): {message}{rid}",
+        action = .0.action,
+        code = .0.code,
+        status = .0.http_status,
+        message = .0.message,
+        rid = RequestIdSuffix(.0.request_id.as_deref())
+    )]
+    Api(Box<ApiError>),
+
+    /// No answer: connect failure, timeout, broken connection. The URL is stripped from the
+    /// source because it is not needed and must never carry signed parameters into logs.
+    #[error("{action}: {what}: {source}")]
+    Transport {
+        action: &'static str,
+        what: TransportFailure,
+        #[source]
+        source: std::sync::Arc<reqwest::Error>,
+    },
+
+    /// The cloud answered, but the body is not what the API promises (bad JSON/XML, a required
+    /// field missing, a wrong type).
+    #[error("{action}: malformed response (HTTP {http_status}): {detail}{rid}", rid = RequestIdSuffix(request_id.as_deref()))]
+    MalformedResponse {
+        action: &'static str,
+        http_status: u16,
+        request_id: Option<String>,
+        detail: String,
+    },
+
+    /// Credentials could not be obtained (nothing configured, STS refused, file unreadable).
+    #[error("credentials: {0}")]
+    Credentials(#[from] CredentialsError),
+
+    /// The region id cannot be part of an endpoint host name (it comes from a route's spec).
+    #[error("invalid region id {0:?}")]
+    InvalidRegion(String),
+
+    /// The client was configured wrongly (bad endpoint URL, TLS setup failure).
+    #[error("cloud client configuration: {0}")]
+    Config(String),
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    Timeout,
+    Connect,
+    Other,
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connection failed",
+            Self::Other => "request failed",
+        })
+    }
+}
+
+struct RequestIdSuffix<'a>(Option<&'a str>);
+
+impl fmt::Display for RequestIdSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, " [RequestId {id}]"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CloudError {
+    pub(crate) fn transport(action: &'static str, source: reqwest::Error) -> Self {
+        let what = if source.is_timeout() {
+            TransportFailure::Timeout
+        } else if source.is_connect() {
+            TransportFailure::Connect
+        } else {
+            TransportFailure::Other
+        };
+        Self::Transport {
+            action,
+            what,
+            source: std::sync::Arc::new(source.without_url()),
+        }
+    }
+
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Api(e) => e.class,
+            Self::Transport { .. } | Self::MalformedResponse { .. } => ErrorClass::Transient,
+            Self::Credentials(e) => e.class(),
+            Self::InvalidRegion(_) => ErrorClass::NeedsSpecChange,
+            Self::Config(_) => ErrorClass::NeedsOutsideAction,
+        }
+    }
+
+    /// The cloud's error code, or a stable PascalCase word for failures without one
+    /// (`Timeout`, `ConnectionFailed`, `MalformedResponse`, `CredentialsUnavailable`, ...).
+    /// Suitable as a condition reason and a metrics label.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Api(e) => &e.code,
+            Self::Transport { what, .. } => match what {
+                TransportFailure::Timeout => "Timeout",
+                TransportFailure::Connect => "ConnectionFailed",
+                TransportFailure::Other => "RequestFailed",
+            },
+            Self::MalformedResponse { .. } => "MalformedResponse",
+            Self::Credentials(e) => e.code(),
+            Self::InvalidRegion(_) => "InvalidRegionId",
+            Self::Config(_) => "ClientConfiguration",
+        }
+    }
+
+    /// The cloud's message (for conditions and events), or this error's text.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Api(e) => e.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The RequestId the cloud gave this answer, for support tickets.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Api(e) => e.request_id.as_deref(),
+            Self::MalformedResponse { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the answer, if there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Api(e) => Some(e.http_status),
+            Self::MalformedResponse { http_status, .. } => Some(*http_status),
+            _ => None,
+        }
+    }
+
+    /// How long the cloud asked us to wait before the next call, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
+    /// The API answer, if the cloud answered with an error code.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True when the thing the call was about is gone: the entry (`NotFound`) or the gateway
+    /// itself. Cleanup treats both as "deleted".
+    pub fn is_gone(&self) -> bool {
+        self.class() == ErrorClass::NotFound
+            || matches!(
+                self.code(),
+                "InvalidVpnGatewayInstanceId.NotFound"
+                    | "InvalidVpnGatewayId.NotFound"
+                    | "InvalidVpnInstanceId.NotFound"
+                    | "INSTANCE_NOT_EXISTS"
+            )
+    }
+}

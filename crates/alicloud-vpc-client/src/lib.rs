@@ -1,0 +1,53 @@
+//! Client of the Alibaba Cloud VPC API (2016-04-28): signatures, operations, errors, credentials.
+//!
+//! Start with a [`VpcClientFactory`] (one per process: connection pool, client-wide rate
+//! limiter, metrics hook), then make a cheap [`VpcClient`] per region and credentials provider:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), alicloud_vpc_client::CloudError> {
+//! use std::sync::Arc;
+//! use alicloud_vpc_client::*;
+//!
+//! let factory = VpcClientFactory::new(ClientConfig::default())?;
+//! let creds = default_chain(factory.http_client().clone(), &ChainOptions::default())?;
+//! let client = factory.client("cn-hangzhou", creds)?;
+//! let gw = client
+//!     .describe_vpn_gateway(&DescribeVpnGatewayRequest {
+//!         vpn_gateway_id: "vpn-123".into(),
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! println!("{} is {}", gw.vpn_gateway_id, gw.status);
+//! # Ok(()) }
+//! ```
+//!
+//! Every failure is a [`CloudError`] whose [`class`](CloudError::class) tells the caller what to
+//! do.
+
+mod body;
+mod class;
+mod classify;
+mod client;
+pub mod credentials;
+mod endpoint;
+mod error;
+mod observe;
+pub mod operations;
+mod rate_limit;
+mod retry;
+pub mod rpc;
+pub use alicloud_signature as signature;
+
+pub use class::ErrorClass;
+pub use classify::classify;
+pub use client::{ClientConfig, PBR_PAGE_SIZE, VpcClient, VpcClientFactory};
+pub use credentials::{
+    ChainOptions, Credentials, CredentialsError, CredentialsFile, CredentialsProvider, OidcConfig,
+    OidcProvider, SecretString, StaticCredentials, default_chain, default_chain_from,
+};
+pub use endpoint::Endpoint;
+pub use error::{ApiError, CloudError, TransportFailure};
+pub use observe::{CallObserver, CallRecord};
+pub use operations::*;
+pub use rate_limit::{RateLimitConfig, RateLimiter};
+pub use retry::RetryPolicy;

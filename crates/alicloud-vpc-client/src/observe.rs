@@ -1,0 +1,36 @@
+//! A hook called after every attempt, so the controller can feed metrics without this module
+//! depending on a metrics library.
+
+use std::time::Duration;
+
+use crate::class::ErrorClass;
+
+/// One attempt of one call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRecord<'a> {
+    pub action: &'static str,
+    pub region: &'a str,
+    /// `Success`, the cloud's error code, or a stable word (`Timeout`, ...).
+    pub code: &'a str,
+    /// `None` on success.
+    pub class: Option<ErrorClass>,
+    pub http_status: Option<u16>,
+    pub request_id: Option<&'a str>,
+    pub latency: Duration,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
+/// Receives a [`CallRecord`] after each attempt. Keep it cheap: it runs on the request path.
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, call: &CallRecord<'_>);
+}
+
+impl<F> CallObserver for F
+where
+    F: Fn(&CallRecord<'_>) + Send + Sync,
+{
+    fn observe(&self, call: &CallRecord<'_>) {
+        self(call);
+    }
+}

@@ -1,0 +1,287 @@
+//! The unsigned admin API under `/_emulator/`: state dump, counters, reset, out-of-band
+//! changes (drift) and fault settings. Paths and bodies are documented in `docs/emulator.md`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::faults::FaultSettings;
+use super::service::{Emulator, lock};
+use super::world::{PbrEntry, World, parse_cidr};
+
+type Reply = (StatusCode, Json<Value>);
+
+pub fn router() -> Router<Arc<Emulator>> {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/state", get(state))
+        .route("/counters", get(counters))
+        .route("/reset", post(reset))
+        .route("/entries/create", post(entry_create))
+        .route("/entries/delete", post(entry_delete))
+        .route("/entries/modify", post(entry_modify))
+        .route("/gateways/delete", post(gateway_delete))
+        .route("/gateways/lock", post(gateway_lock))
+        .route("/gateways/busy", post(gateway_busy))
+        .route("/faults", get(faults_get).put(faults_put).post(faults_put))
+}
+
+fn ok(v: Value) -> Reply {
+    (StatusCode::OK, Json(v))
+}
+
+fn err(status: StatusCode, msg: impl Into<String>) -> Reply {
+    (status, Json(json!({"error": msg.into()})))
+}
+
+async fn state(State(emu): State<Arc<Emulator>>) -> Reply {
+    let now = emu.clock.now_ms();
+    let st = lock(&emu.state);
+    let gateways: Vec<Value> = st
+        .world
+        .gateways
+        .values()
+        .map(|g| {
+            json!({
+                "VpnGatewayId": g.id,
+                "RegionId": g.region,
+                "VpcId": g.vpc_id,
+                "Status": World::status(g, now),
+                "BusinessStatus": g.business_status,
+                "PbrPriority": g.priority_support,
+                "PbrQuota": g.pbr_quota,
+                "VpcRouteQuota": g.vpc_route_quota,
+                "UpdateDurationMs": g.update_duration_ms,
+                "BusyUntil": g.busy_until_ms,
+                "Entries": g.entries.iter().map(entry_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let connections: Vec<Value> = st
+        .world
+        .connections
+        .values()
+        .map(|c| json!({"VpnConnectionId": c.id, "VpnGatewayId": c.gateway_id, "RegionId": c.region}))
+        .collect();
+    ok(json!({"now_ms": now, "gateways": gateways, "connections": connections}))
+}
+
+fn entry_json(e: &PbrEntry) -> Value {
+    json!({
+        "RouteSource": e.route_source,
+        "RouteDest": e.route_dest,
+        "NextHop": e.next_hop,
+        "Weight": e.weight,
+        "Priority": e.priority,
+        "State": e.state(),
+        "CreateTime": e.create_time_ms,
+        "Description": e.description,
+        "OverlayMode": e.overlay_mode,
+    })
+}
+
+async fn counters(State(emu): State<Arc<Emulator>>) -> Reply {
+    ok(lock(&emu.counters).to_json())
+}
+
+async fn reset(State(emu): State<Arc<Emulator>>) -> Reply {
+    emu.reset();
+    tracing::info!("admin: reset");
+    ok(json!({"ok": true}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct EntryBody {
+    vpn_gateway_id: String,
+    route_source: String,
+    route_dest: String,
+    next_hop: String,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    priority: Option<u32>,
+    /// `published` or `normal`.
+    #[serde(default)]
+    state: Option<String>,
+}
+
+fn normalise(cidr: &str) -> Result<String, Reply> {
+    parse_cidr(cidr)
+        .map(|n| n.to_string())
+        .map_err(|_| err(StatusCode::BAD_REQUEST, format!("bad CIDR {cidr}")))
+}
+
+fn published(state: Option<&str>) -> Result<Option<bool>, Reply> {
+    match state {
+        None => Ok(None),
+        Some("published") => Ok(Some(true)),
+        Some("normal") => Ok(Some(false)),
+        Some(other) => Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("State must be published or normal, not {other}"),
+        )),
+    }
+}
+
+/// Applies `f` to the entry named by `body`, bypassing every rule and the state machine.
+fn with_entry(
+    emu: &Emulator,
+    body: &EntryBody,
+    f: impl FnOnce(&mut Vec<PbrEntry>, usize),
+) -> Reply {
+    let (src, dst) = match (normalise(&body.route_source), normalise(&body.route_dest)) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let mut st = lock(&emu.state);
+    let Some(gw) = st.world.gateways.get_mut(&body.vpn_gateway_id) else {
+        return err(StatusCode::NOT_FOUND, "no such gateway");
+    };
+    let Some(idx) = gw
+        .entries
+        .iter()
+        .position(|e| e.route_source == src && e.route_dest == dst && e.next_hop == body.next_hop)
+    else {
+        return err(StatusCode::NOT_FOUND, "no such entry");
+    };
+    f(&mut gw.entries, idx);
+    drop(st);
+    emu.touch();
+    ok(json!({"ok": true}))
+}
+
+async fn entry_delete(State(emu): State<Arc<Emulator>>, Json(body): Json<EntryBody>) -> Reply {
+    tracing::info!(gateway = %body.vpn_gateway_id, "admin: delete entry");
+    with_entry(&emu, &body, |entries, i| {
+        entries.remove(i);
+    })
+}
+
+async fn entry_modify(State(emu): State<Arc<Emulator>>, Json(body): Json<EntryBody>) -> Reply {
+    let publish = match published(body.state.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    tracing::info!(gateway = %body.vpn_gateway_id, "admin: modify entry");
+    with_entry(&emu, &body, |entries, i| {
+        let e = &mut entries[i];
+        if let Some(w) = body.weight {
+            e.weight = w;
+        }
+        if let Some(p) = body.priority {
+            e.priority = p;
+        }
+        if let Some(p) = publish {
+            e.published = p;
+        }
+    })
+}
+
+async fn entry_create(State(emu): State<Arc<Emulator>>, Json(body): Json<EntryBody>) -> Reply {
+    let (src, dst) = match (normalise(&body.route_source), normalise(&body.route_dest)) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let publish = match published(body.state.as_deref()) {
+        Ok(p) => p.unwrap_or(false),
+        Err(e) => return e,
+    };
+    let now = emu.clock.now_ms();
+    let mut st = lock(&emu.state);
+    let Some(gw) = st.world.gateways.get_mut(&body.vpn_gateway_id) else {
+        return err(StatusCode::NOT_FOUND, "no such gateway");
+    };
+    gw.entries.push(PbrEntry {
+        route_source: src,
+        route_dest: dst,
+        next_hop: body.next_hop.clone(),
+        weight: body.weight.unwrap_or(100),
+        priority: body.priority.unwrap_or(super::world::DEFAULT_PRIORITY),
+        published: publish,
+        description: None,
+        overlay_mode: "Ipsec".to_owned(),
+        create_time_ms: now,
+    });
+    drop(st);
+    emu.touch();
+    tracing::info!(gateway = %body.vpn_gateway_id, "admin: create entry");
+    ok(json!({"ok": true}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GatewayBody {
+    vpn_gateway_id: String,
+    #[serde(default)]
+    locked: Option<bool>,
+    #[serde(default)]
+    duration_ms: Option<u64>,
+}
+
+fn with_gateway(
+    emu: &Emulator,
+    id: &str,
+    f: impl FnOnce(&mut super::world::Gateway, u64),
+) -> Reply {
+    let now = emu.clock.now_ms();
+    let mut st = lock(&emu.state);
+    let Some(gw) = st.world.gateways.get_mut(id) else {
+        return err(StatusCode::NOT_FOUND, "no such gateway");
+    };
+    f(gw, now);
+    drop(st);
+    emu.touch();
+    ok(json!({"ok": true}))
+}
+
+async fn gateway_delete(State(emu): State<Arc<Emulator>>, Json(body): Json<GatewayBody>) -> Reply {
+    tracing::info!(gateway = %body.vpn_gateway_id, "admin: delete gateway");
+    let mut st = lock(&emu.state);
+    if st.world.gateways.remove(&body.vpn_gateway_id).is_none() {
+        return err(StatusCode::NOT_FOUND, "no such gateway");
+    }
+    st.world
+        .connections
+        .retain(|_, c| c.gateway_id != body.vpn_gateway_id);
+    drop(st);
+    emu.touch();
+    ok(json!({"ok": true}))
+}
+
+async fn gateway_lock(State(emu): State<Arc<Emulator>>, Json(body): Json<GatewayBody>) -> Reply {
+    let locked = body.locked.unwrap_or(true);
+    tracing::info!(gateway = %body.vpn_gateway_id, locked, "admin: lock gateway");
+    with_gateway(&emu, &body.vpn_gateway_id, |gw, _| {
+        gw.business_status = if locked { "FinancialLocked" } else { "Normal" }.to_owned();
+    })
+}
+
+async fn gateway_busy(State(emu): State<Arc<Emulator>>, Json(body): Json<GatewayBody>) -> Reply {
+    let duration = body.duration_ms.unwrap_or(5000);
+    with_gateway(&emu, &body.vpn_gateway_id, |gw, now| {
+        gw.busy_until_ms = now + duration;
+    })
+}
+
+async fn faults_get(State(emu): State<Arc<Emulator>>) -> Reply {
+    let settings = lock(&emu.faults).settings().clone();
+    ok(serde_json::to_value(settings).unwrap_or(Value::Null))
+}
+
+async fn faults_put(
+    State(emu): State<Arc<Emulator>>,
+    Json(settings): Json<FaultSettings>,
+) -> Reply {
+    if let Err(m) = settings.validate() {
+        return err(StatusCode::BAD_REQUEST, m);
+    }
+    tracing::info!(rules = settings.rules.len(), rate_limit = ?settings.rate_limit_per_second, "admin: faults replaced");
+    lock(&emu.faults).replace(settings);
+    ok(json!({"ok": true}))
+}

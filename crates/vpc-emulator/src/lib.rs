@@ -1,0 +1,30 @@
+//! `vpc-emulator`: a local, stateful stand-in for the Alibaba Cloud VPC endpoint (and the
+//! STS `AssumeRoleWithOIDC` call) that the official SDKs cannot tell apart from the real
+//! one for the operations this operator uses. See `docs/emulator.md`.
+//!
+//! Layout: pure logic in [`world`] (entities, rules, state machine), [`ops`] (operations),
+//! [`auth`] (signatures, timestamps, nonces), [`faults`], [`idempotency`], [`params`],
+//! [`render`], [`sts`]; I/O in [`server`] (HTTP) and [`admin`] (admin API).
+
+pub mod admin;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod counters;
+pub mod error;
+pub mod faults;
+pub mod idempotency;
+pub mod ops;
+pub mod params;
+pub mod process;
+pub mod render;
+pub mod server;
+pub mod service;
+pub mod sts;
+pub mod world;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+pub use error::{ApiError, EmulatorError};
+pub use server::{admin_router, router};
+pub use service::Emulator;

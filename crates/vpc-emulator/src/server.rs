@@ -1,0 +1,267 @@
+//! HTTP glue: one handler answers every API request (any path, GET or POST), the admin API
+//! sits under `/_emulator/`. All shared state is behind short-held mutexes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::auth::{self, AuthContext, SignatureStyle, SignedParts};
+use crate::counters::SUCCESS;
+use crate::error::ApiError;
+use crate::faults::FaultOutcome;
+use crate::ops;
+use crate::params::{Params, parse_urlencoded};
+use crate::render::{Format, render};
+use crate::service::{Emulator, lock};
+use crate::sts;
+
+/// The full router: API on every path, admin API under `/_emulator` if `with_admin`.
+pub fn router(emu: Arc<Emulator>, with_admin: bool) -> Router {
+    let mut r = Router::new();
+    if with_admin {
+        r = r.nest("/_emulator", crate::admin::router());
+    }
+    r.fallback(api).with_state(emu)
+}
+
+/// The admin API alone (for `--admin-listen`).
+pub fn admin_router(emu: Arc<Emulator>) -> Router {
+    Router::new()
+        .nest("/_emulator", crate::admin::router())
+        .with_state(emu)
+}
+
+/// What the handler learned about a request before running it.
+struct Call {
+    request_id: String,
+    format: Format,
+    action: &'static str,
+}
+
+async fn api(
+    State(emu): State<Arc<Emulator>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let request_id = uuid::Uuid::new_v4()
+        .as_hyphenated()
+        .encode_upper(&mut buf)
+        .to_owned();
+    let mut query = BTreeMap::new();
+    if let Some(q) = uri.query() {
+        parse_urlencoded(q.as_bytes(), &mut query);
+    }
+    let mut all = query.clone();
+    let is_form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form && !body.is_empty() {
+        parse_urlencoded(&body, &mut all);
+    }
+    let params = Params::new(all);
+    let format = Format::from_param(params.get("Format"));
+    let style = auth::style_of(&headers);
+    let header_str = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let (action_name, version) = match style {
+        SignatureStyle::V3 => (header_str("x-acs-action"), header_str("x-acs-version")),
+        SignatureStyle::V1 => (params.get("Action"), params.get("Version")),
+    };
+    let mut call = Call {
+        request_id,
+        format,
+        action: "_unknown",
+    };
+    if method != Method::GET && method != Method::POST {
+        let err = ApiError::new(
+            400,
+            "UnsupportedHTTPMethod",
+            "Specified HTTP method is not supported.",
+        );
+        return fail(&emu, &call, err, None);
+    }
+    let Some(action_name) = action_name else {
+        return fail(&emu, &call, ApiError::missing("Action"), None);
+    };
+    let Some((action, expected_version)) = ops::known_action(action_name) else {
+        return fail(&emu, &call, ApiError::action_not_found(), None);
+    };
+    call.action = action;
+    match version {
+        None => return fail(&emu, &call, ApiError::missing("Version"), None),
+        Some(v) if v != expected_version => {
+            return fail(&emu, &call, ApiError::invalid_version(), None);
+        }
+        Some(_) => {}
+    }
+    let now = emu.clock.now_ms();
+    if action == "AssumeRoleWithOIDC" {
+        // Anonymous by design: the OIDC token is the credential.
+        let issued = sts::assume_role_with_oidc(&params, emu.config.oidc.as_ref(), now, || {
+            uuid::Uuid::new_v4().simple().to_string()
+        });
+        return match issued {
+            Ok(i) => {
+                let mut keys = emu
+                    .keys
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                keys.prune(now);
+                keys.insert(i.access_key_id.clone(), i.key);
+                drop(keys);
+                tracing::info!(action, access_key_id = %i.access_key_id, "issued temporary keys");
+                succeed(&emu, &call, i.body)
+            }
+            Err(e) => fail(&emu, &call, e, None),
+        };
+    }
+
+    let parts = SignedParts {
+        method: method.as_str(),
+        path: uri.path(),
+        query: &query,
+        params: &params.map,
+        headers: &headers,
+        body: &body,
+    };
+    let verified = {
+        let keys = emu
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        auth::verify(
+            &parts,
+            &AuthContext {
+                keys: &keys,
+                now_ms: now,
+                window_ms: emu.config.settings.timestamp_window_secs * 1000,
+            },
+        )
+    };
+    if let Err(e) = verified {
+        return fail(&emu, &call, e, None);
+    }
+    if let Some(nonce) = auth::nonce_of(&parts)
+        && !lock(&emu.nonces).check_and_insert(nonce, now)
+    {
+        return fail(&emu, &call, ApiError::nonce_used(), None);
+    }
+
+    let outcome = lock(&emu.faults).decide(action, now, rand::random::<f64>);
+    match outcome {
+        FaultOutcome::Proceed => {}
+        FaultOutcome::Fail(e) => return fail(&emu, &call, e, None),
+        FaultOutcome::RateLimited {
+            error,
+            limit,
+            time_left_ms,
+        } => {
+            let header = format!(
+                "Limit:{limit},Remain:0,TimeLeft:{time_left_ms},Reset:{}",
+                now + time_left_ms
+            );
+            return fail(&emu, &call, error, Some(header));
+        }
+        FaultOutcome::Drop => {
+            lock(&emu.counters).record(action, "_dropped");
+            tracing::info!(action, "fault: dropping connection");
+            return dropped();
+        }
+        FaultOutcome::Delay(ms) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
+
+    // Re-read the clock: a slow-response fault may have slept.
+    let now = emu.clock.now_ms();
+    let result = {
+        let mut st = lock(&emu.state);
+        ops::run(action, &params, &mut st, now)
+    };
+    match result {
+        Ok(out) => {
+            if !action.starts_with("Describe") {
+                emu.touch();
+                tracing::info!(action, request_id = %call.request_id, "mutation accepted");
+            }
+            if let Some(key) = &out.created {
+                lock(&emu.counters).record_create(key);
+            }
+            succeed(&emu, &call, out.body)
+        }
+        Err(e) => fail(&emu, &call, e, None),
+    }
+}
+
+fn succeed(emu: &Emulator, call: &Call, mut body: Value) -> Response {
+    lock(&emu.counters).record(call.action, SUCCESS);
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert(
+            "RequestId".to_owned(),
+            Value::String(call.request_id.clone()),
+        );
+    }
+    let root = format!("{}Response", call.action);
+    respond(call, 200, &root, &body, None)
+}
+
+fn fail(emu: &Emulator, call: &Call, err: ApiError, ratelimit: Option<String>) -> Response {
+    lock(&emu.counters).record(call.action, &err.code);
+    tracing::debug!(action = call.action, code = %err.code, status = err.status, "request refused");
+    let body = json!({
+        "RequestId": call.request_id,
+        "HostId": emu.config.settings.host_id,
+        "Code": err.code,
+        "Message": err.message,
+        "Recommend": format!(
+            "https://api.aliyun.com/troubleshoot?q={}&product=Vpc&requestId={}",
+            err.code, call.request_id
+        ),
+    });
+    respond(call, err.status, "Error", &body, ratelimit)
+}
+
+fn respond(
+    call: &Call,
+    status: u16,
+    root: &str,
+    body: &Value,
+    ratelimit: Option<String>,
+) -> Response {
+    let text = render(call.format, root, body);
+    let mut resp = Response::new(Body::from(text));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(call.format.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&call.request_id) {
+        h.insert("x-acs-request-id", v);
+    }
+    if let Some(v) = ratelimit.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        h.insert("x-ratelimit-user-api", v);
+    }
+    resp
+}
+
+/// A response whose body fails at once: the server closes the connection without a
+/// complete answer, which clients see as a dropped connection.
+fn dropped() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("fault injection: connection dropped"))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+    resp
+}

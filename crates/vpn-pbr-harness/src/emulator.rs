@@ -1,0 +1,343 @@
+//! A `vpc-emulator` process, its admin API (`/_emulator/`, see docs/emulator.md), and the
+//! configs the tests and the benchmark give it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Value, json};
+use vpc_emulator::process::EmulatorProcess;
+
+/// The access key every harness config accepts (the operator gets it from its environment).
+pub const KEY_ID: &str = "LTAI-test-key";
+pub const KEY_SECRET: &str = "test-secret-value";
+pub const ROLE_ARN: &str = "acs:ram::1234567890123456:role/vpn-pbr-operator";
+pub const OIDC_PROVIDER_ARN: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-test";
+pub const REGION: &str = "cn-hangzhou";
+/// IPsec connections per gateway.
+pub const CONNECTIONS: usize = 4;
+
+pub fn gateway_id(g: usize) -> String {
+    format!("vpn-bench{g:04}")
+}
+
+pub fn connection_id(g: usize, c: usize) -> String {
+    format!("vco-bench{g:04}-{c}")
+}
+
+/// `gateways` gateways with priority support, `CONNECTIONS` connections each, update time
+/// `update_ms`, quotas far above the workload and a small TaskConflict window.
+pub fn bench_config_yaml(gateways: usize, update_ms: u64) -> String {
+    let mut s = format!(
+        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\nregions: [{REGION}]\nvpn_gateways:\n"
+    );
+    for g in 0..gateways {
+        let _ = write!(
+            s,
+            "  - id: {}\n    region: {REGION}\n    vpc_id: vpc-bench{g:04}\n    priority_support: true\n    pbr_quota: 100000\n    vpc_route_quota: 100000\n    update_duration_ms: {update_ms}\n",
+            gateway_id(g)
+        );
+    }
+    s.push_str("vpn_connections:\n");
+    for g in 0..gateways {
+        for c in 0..CONNECTIONS {
+            let _ = write!(
+                s,
+                "  - id: {}\n    gateway_id: {}\n    remote_subnet: 192.168.0.0/16\n",
+                connection_id(g, c),
+                gateway_id(g)
+            );
+        }
+    }
+    s
+}
+
+/// The integration tests' gateways: `vpn-gw-a` (priority support) and `vpn-gw-b` (none), each
+/// with connections `vco-gw-<gw>-1` and `-2`; `extra_keys` is YAML appended to `access_keys`.
+pub fn two_gateway_config_yaml(update_ms: u64, extra_keys: &str) -> String {
+    let mut gws = String::new();
+    let mut conns = String::new();
+    for (gw, prio) in [("a", true), ("b", false)] {
+        let _ = write!(
+            gws,
+            "  - id: vpn-gw-{gw}\n    region: cn-hangzhou\n    vpc_id: vpc-test-{gw}\n    priority_support: {prio}\n    pbr_quota: 1000\n    vpc_route_quota: 1000\n    update_duration_ms: {update_ms}\n"
+        );
+        for n in 1..=2 {
+            let _ = write!(
+                conns,
+                "  - id: vco-gw-{gw}-{n}\n    gateway_id: vpn-gw-{gw}\n    remote_subnet: 192.168.0.0/16\n"
+            );
+        }
+    }
+    format!(
+        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\n{extra_keys}regions: [cn-hangzhou]\nvpn_gateways:\n{gws}vpn_connections:\n{conns}oidc:\n  provider_arn: {OIDC_PROVIDER_ARN}\n  roles:\n    - arn: {ROLE_ARN}\n      max_session_duration_secs: 3600\n  accepted_tokens: []\n"
+    )
+}
+
+/// A running emulator (killed when dropped) and a client of its admin API.
+pub struct Emulator {
+    process: EmulatorProcess,
+    pub url: String,
+    pub log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    /// Starts `bin` with `config` written to `dir`; its log goes to `dir/emulator.log`.
+    pub fn start(bin: &Path, dir: &Path, config: &str) -> Result<Emulator> {
+        let path = dir.join("emulator.yaml");
+        std::fs::write(&path, config)?;
+        let log = dir.join("emulator.log");
+        let process = EmulatorProcess::spawn(
+            bin,
+            &path,
+            Stdio::from(std::fs::File::create(&log)?),
+            Some("warn"),
+        )
+        .with_context(|| format!("start vpc-emulator (log: {})", log.display()))?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Emulator {
+            url: process.url().to_owned(),
+            process,
+            log,
+            http,
+        })
+    }
+
+    /// The emulator's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let url = format!("{}/_emulator/{path}", self.url);
+        let mut req = self.http.request(method, &url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| format!("admin {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.with_context(|| format!("admin {url}"))?;
+        if !status.is_success() {
+            bail!("admin {url}: {status} {text}");
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("admin {url}: not JSON: {text:.200}"))
+    }
+
+    pub async fn state(&self) -> Result<Value> {
+        self.admin(reqwest::Method::GET, "state", None).await
+    }
+
+    pub async fn counters(&self) -> Result<Value> {
+        self.admin(reqwest::Method::GET, "counters", None).await
+    }
+
+    pub async fn set_faults(&self, faults: &Value) -> Result<()> {
+        self.admin(reqwest::Method::PUT, "faults", Some(faults))
+            .await
+            .map(drop)
+    }
+
+    /// Every entry of every gateway: (gateway, entry).
+    pub async fn entries(&self) -> Result<Vec<(String, Value)>> {
+        let state = self.state().await?;
+        let mut out = Vec::new();
+        for g in state["gateways"].as_array().into_iter().flatten() {
+            let id = g["VpnGatewayId"].as_str().unwrap_or_default().to_owned();
+            for e in g["Entries"].as_array().into_iter().flatten() {
+                out.push((id.clone(), e.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Entries of one gateway.
+    pub async fn gateway_entries(&self, gateway: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .entries()
+            .await?
+            .into_iter()
+            .filter(|(g, _)| g == gateway)
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// The entry with this source, destination and next hop.
+    pub async fn entry(&self, gateway: &str, key: &EntryKey<'_>) -> Result<Option<Value>> {
+        Ok(self
+            .gateway_entries(gateway)
+            .await?
+            .into_iter()
+            .find(|e| key.matches(e)))
+    }
+
+    /// Calls of `action` answered with `code` (`Success` for accepted ones).
+    pub async fn calls(&self, action: &str, code: &str) -> Result<u64> {
+        Ok(self.counters().await?["calls"][action][code]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
+    /// Every call, all actions and codes.
+    pub async fn total_calls(&self) -> Result<u64> {
+        Ok(calls(&self.counters().await?).iter().map(|c| c.2).sum())
+    }
+
+    /// Accepted creates of one entry of `gateway`.
+    pub async fn accepted_creates(&self, gateway: &str, key: &EntryKey<'_>) -> Result<u64> {
+        Ok(self.counters().await?["accepted_creates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["VpnGatewayId"] == gateway && key.matches(c))
+            .and_then(|c| c["Count"].as_u64())
+            .unwrap_or(0))
+    }
+
+    /// Changes an entry behind the operator's back, as the console would: `op` is `create`,
+    /// `modify` (with `weight`) or `delete`.
+    pub async fn console(
+        &self,
+        op: &str,
+        gateway: &str,
+        key: &EntryKey<'_>,
+        weight: Option<u32>,
+    ) -> Result<()> {
+        let mut body = json!({"VpnGatewayId": gateway, "RouteSource": key.source,
+            "RouteDest": key.dest, "NextHop": key.next_hop});
+        if let Some(w) = weight {
+            body["Weight"] = Value::from(w);
+        }
+        self.admin(reqwest::Method::POST, &format!("entries/{op}"), Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// Keeps `gateway` in `updating` for `duration_ms`.
+    pub async fn busy(&self, gateway: &str, duration_ms: u64) -> Result<()> {
+        let body = json!({"VpnGatewayId": gateway, "DurationMs": duration_ms});
+        self.admin(reqwest::Method::POST, "gateways/busy", Some(&body))
+            .await
+            .map(drop)
+    }
+}
+
+/// Which entry of a gateway: source, destination, next hop.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryKey<'a> {
+    pub source: &'a str,
+    pub dest: &'a str,
+    pub next_hop: &'a str,
+}
+
+impl<'a> EntryKey<'a> {
+    pub fn new(source: &'a str, dest: &'a str, next_hop: &'a str) -> Self {
+        Self {
+            source,
+            dest,
+            next_hop,
+        }
+    }
+
+    fn matches(&self, e: &Value) -> bool {
+        e["RouteSource"] == self.source
+            && e["RouteDest"] == self.dest
+            && e["NextHop"] == self.next_hop
+    }
+}
+
+/// Fault rules that fail `rate` of all requests in total, spread evenly over busy, throttled,
+/// 5xx (500 and 503), dropped connections and slow answers (`slow_ms`). Rules are tried in
+/// order and the first that fires decides, so each rate is conditional on the earlier ones
+/// not firing.
+pub fn faults(rate: f64, slow_ms: u64) -> Value {
+    let kinds: [(&str, Option<u64>); 6] = [
+        ("busy", None),
+        ("throttled", None),
+        ("server_error", None),
+        ("unavailable", None),
+        ("drop", None),
+        ("slow", Some(slow_ms)),
+    ];
+    let share = rate / kinds.len() as f64;
+    let mut rules = Vec::new();
+    for (i, (kind, delay)) in kinds.iter().enumerate() {
+        let left = 1.0 - share * i as f64;
+        let mut rule =
+            serde_json::json!({"action": "*", "rate": (share / left).min(1.0), "kind": kind});
+        if let Some(d) = delay {
+            rule["delay_ms"] = Value::from(*d);
+        }
+        rules.push(rule);
+    }
+    serde_json::json!({"rate_limit_per_second": null, "rules": rules})
+}
+
+/// `calls` of the counters as (action, code, n), sorted.
+pub fn calls(counters: &Value) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    for (action, codes) in counters["calls"].as_object().into_iter().flatten() {
+        for (code, n) in codes.as_object().into_iter().flatten() {
+            out.push((action.clone(), code.clone(), n.as_u64().unwrap_or(0)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_flatten_sorted() {
+        let c = serde_json::json!({"calls": {"B": {"Success": 2}, "A": {"Throttling": 1, "Success": 3}}});
+        assert_eq!(
+            calls(&c),
+            vec![
+                ("A".into(), "Success".into(), 3),
+                ("A".into(), "Throttling".into(), 1),
+                ("B".into(), "Success".into(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn fault_rules_add_up_to_the_rate() {
+        let f = faults(0.2, 1000);
+        let pass: f64 = f["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| 1.0 - r["rate"].as_f64().expect("rate"))
+            .product();
+        assert!((1.0 - pass - 0.2).abs() < 1e-9, "{f}");
+    }
+
+    #[test]
+    fn config_has_every_gateway_and_connection() {
+        let y: serde_yaml::Value = serde_yaml::from_str(&bench_config_yaml(3, 2000)).expect("yaml");
+        assert_eq!(y["vpn_gateways"].as_sequence().map(Vec::len), Some(3));
+        assert_eq!(
+            y["vpn_connections"].as_sequence().map(Vec::len),
+            Some(3 * CONNECTIONS)
+        );
+    }
+}
