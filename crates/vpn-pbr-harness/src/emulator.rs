@@ -237,6 +237,32 @@ impl Emulator {
             .await
             .map(drop)
     }
+
+    /// Deletes `gateway` with its entries and connections, as someone releasing it in the
+    /// console would; the cloud then answers `InvalidVpnGatewayInstanceId.NotFound` for it.
+    pub async fn delete_gateway(&self, gateway: &str) -> Result<()> {
+        let body = json!({"VpnGatewayId": gateway});
+        self.admin(reqwest::Method::POST, "gateways/delete", Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// The gateway's status (`active`, `updating`, ...) and how long it stays busy, in
+    /// milliseconds from now (0 when it is not updating); `None` when there is no such gateway.
+    pub async fn gateway_busy_for(&self, gateway: &str) -> Result<Option<(String, u64)>> {
+        let state = self.state().await?;
+        let now = state["now_ms"].as_u64().unwrap_or(0);
+        Ok(state["gateways"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["VpnGatewayId"] == gateway)
+            .map(|g| {
+                let status = g["Status"].as_str().unwrap_or_default().to_owned();
+                let until = g["BusyUntil"].as_u64().unwrap_or(0);
+                (status, until.saturating_sub(now))
+            }))
+    }
 }
 
 /// Which entry of a gateway: source, destination, next hop.

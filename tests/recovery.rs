@@ -1,0 +1,424 @@
+//! Recovery from things that happen while a route waits or goes away, with the operator binary
+//! against the real kube-apiserver and the `vpc-emulator` binary: a route paused while its create
+//! is queued behind others on the gateway scheduler, a route whose credentials Secret is deleted
+//! just before it, and a route whose gateway was deleted in the cloud. One control plane for the
+//! binary; every test has its own namespace, emulator and operator process.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::emulator::{self, EntryKey};
+use support::{
+    Emulator, Operator, eventually_ok, ready_is, start_emulator, start_operator, wait_gone,
+    wait_route,
+};
+use tempfile::TempDir;
+use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, FINALIZER, VpnPbrRoute};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PAUSED: &str = "vpn.alicloud.dev/paused";
+
+struct Env {
+    client: Client,
+    ns: String,
+    emu: Emulator,
+    op: Operator,
+    api: Api<VpnPbrRoute>,
+    /// The emulator's config and log and the operator's log; removed after both processes.
+    _dir: TempDir,
+}
+
+impl Env {
+    async fn start(
+        prefix: &str,
+        update_ms: u64,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Env> {
+        let (client, ns) = support::setup(prefix).await?;
+        let dir = tempfile::tempdir()?;
+        let emu = start_emulator(
+            &emulator::two_gateway_config_yaml(update_ms, ""),
+            dir.path(),
+        );
+        let op = start_operator(&ns, &emu.url, dir.path(), extra, envs);
+        let api = Api::namespaced(client.clone(), &ns);
+        Ok(Env {
+            client,
+            ns,
+            emu,
+            op,
+            api,
+            _dir: dir,
+        })
+    }
+
+    async fn apply(&self, name: &str, spec: Value) {
+        let obj: VpnPbrRoute = serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .expect("route");
+        self.api
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create route");
+    }
+
+    async fn annotate_paused(&self, name: &str, paused: bool) {
+        let value = if paused { json!("true") } else { Value::Null };
+        self.api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"annotations": {PAUSED: value}}})),
+            )
+            .await
+            .expect("set the paused annotation");
+    }
+
+    async fn delete(&self, name: &str) {
+        self.api
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete route");
+    }
+
+    /// Waits until `check` holds for the object, with the operator log in the failure message.
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&VpnPbrRoute) -> bool,
+    ) -> anyhow::Result<VpnPbrRoute> {
+        wait_route(&self.api, name, what, WAIT, check, || tail(&self.op.logs())).await
+    }
+
+    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
+        self.wait_for(name, "Ready=True", |r| {
+            ready_is(r, ConditionStatus::True, None)
+        })
+        .await
+    }
+
+    /// Waits until the object is gone; on timeout the error carries its status and the log.
+    async fn gone_within(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+        if let Err(e) = wait_gone(&self.api, name, timeout).await {
+            let status = self.api.get_opt(name).await?.and_then(|r| r.status);
+            anyhow::bail!(
+                "{e}; status {status:?}\n--- operator log ---\n{}",
+                tail(&self.op.logs())
+            );
+        }
+        Ok(())
+    }
+
+    /// Events about the route `name`.
+    async fn events_of(&self, name: &str) -> anyhow::Result<Vec<Event>> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_deref() == Some(name))
+            })
+            .collect())
+    }
+
+    /// A Secret `name` holding the emulator's access key, in the format of a route's
+    /// `credentialsRef` (README.md, the API table).
+    async fn create_key_secret(&self, name: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": {"accessKeyId": emulator::KEY_ID, "accessKeySecret": emulator::KEY_SECRET}
+        }))
+        .expect("secret");
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+    }
+
+    async fn delete_secret(&self, name: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        secrets
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete secret");
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn spec(gw: &str, src: &str, dst: &str, hop: &str) -> Value {
+    json!({
+        "regionId": "cn-hangzhou", "vpnGatewayId": gw, "routeSource": src, "routeDest": dst,
+        "nextHop": hop, "weight": 100, "publishVpc": false
+    })
+}
+
+fn condition<'a>(r: &'a VpnPbrRoute, type_: &str) -> Option<&'a Condition> {
+    r.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+fn client_token(r: &VpnPbrRoute) -> Option<&str> {
+    r.status.as_ref().and_then(|s| s.client_token.as_deref())
+}
+
+/// Whether a text names a credentials problem (a missing Secret, unusable or refused keys).
+fn names_credentials(text: &str) -> bool {
+    let t = text.to_lowercase();
+    ["secret", "credential", "access key", "accesskey"]
+        .iter()
+        .any(|w| t.contains(w))
+}
+
+/// The routes of the paused test, in the order they are applied: all on `vpn-gw-a`.
+const QUEUED: usize = 5;
+
+fn queued_key(i: usize) -> (String, String) {
+    (format!("192.168.2{i}.0/24"), format!("10.2{i}.0.0/16"))
+}
+
+#[tokio::test]
+#[ignore = "fails until queued jobs are re-planned / cleanup keeps credentials"]
+async fn paused_while_queued_is_never_created() -> anyhow::Result<()> {
+    // A slow gateway: the scheduler sends one change per gateway at a time
+    // (src/controller/scheduler.rs), so the creates of routes applied together queue behind
+    // each other for about two seconds each.
+    const UPDATE_MS: u64 = 2000;
+    let env = Env::start("pausequeued", UPDATE_MS, &[], &[]).await?;
+    let names: Vec<String> = (0..QUEUED).map(|i| format!("q{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let (src, dst) = queued_key(i);
+        env.apply(name, spec("vpn-gw-a", &src, &dst, "vco-gw-a-1"))
+            .await;
+    }
+    // Pause the last applied route whose create is queued (its token is in status, so it was
+    // submitted) but not sent, at a moment when the gateway stays busy with an earlier create
+    // for at least another second, so no create of ours can be accepted before the pause is
+    // seen.
+    let target = eventually_ok(WAIT, "a queued create behind a busy gateway", || async {
+        let Some((status, busy_ms)) = env.emu.gateway_busy_for("vpn-gw-a").await? else {
+            anyhow::bail!("vpn-gw-a is missing from the emulator");
+        };
+        if status != "updating" || busy_ms < 1000 {
+            return Ok(None);
+        }
+        for (i, name) in names.iter().enumerate().rev() {
+            let (src, dst) = queued_key(i);
+            let key = EntryKey::new(&src, &dst, "vco-gw-a-1");
+            let queued = env
+                .api
+                .get_opt(name)
+                .await?
+                .is_some_and(|r| client_token(&r).is_some());
+            if queued
+                && env.emu.accepted_creates("vpn-gw-a", &key).await? == 0
+                && env.emu.entry("vpn-gw-a", &key).await?.is_none()
+            {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    })
+    .await?;
+    let paused = names[target].clone();
+    env.annotate_paused(&paused, true).await;
+    let (src, dst) = queued_key(target);
+    let key = EntryKey::new(&src, &dst, "vco-gw-a-1");
+    assert_eq!(
+        env.emu.accepted_creates("vpn-gw-a", &key).await?,
+        0,
+        "{paused} must still be queued when it is paused (the test's precondition)"
+    );
+    let others: Vec<&String> = names.iter().filter(|n| **n != paused).collect();
+    assert!(
+        others.len() + 1 == QUEUED,
+        "the paused route is one of the queued ones"
+    );
+    for name in &others {
+        env.ready(name).await?;
+    }
+    // A few more update periods: a queued create that still went out would have by now.
+    tokio::time::sleep(Duration::from_millis(3 * UPDATE_MS)).await;
+    let creates = env.emu.accepted_creates("vpn-gw-a", &key).await?;
+    let entry = env.emu.entry("vpn-gw-a", &key).await?;
+    assert!(
+        creates == 0 && entry.is_none(),
+        "{paused} was paused while its create was queued, yet the cloud accepted {creates} \
+         create(s) (entry: {entry:?})\n--- operator log ---\n{}",
+        tail(&env.op.logs())
+    );
+    let r = env.api.get(&paused).await?;
+    let synced = condition(&r, "Synced");
+    assert!(
+        synced.is_some_and(|c| c.status == ConditionStatus::False && c.reason == "Paused"),
+        "{paused} shows Synced=False Paused: {synced:?}"
+    );
+    for (i, name) in names.iter().enumerate() {
+        if *name != paused {
+            let (src, dst) = queued_key(i);
+            assert_eq!(
+                env.emu
+                    .accepted_creates("vpn-gw-a", &EntryKey::new(&src, &dst, "vco-gw-a-1"))
+                    .await?,
+                1,
+                "{name}"
+            );
+        }
+    }
+
+    env.annotate_paused(&paused, false).await;
+    env.ready(&paused).await?;
+    assert_eq!(
+        env.emu.accepted_creates("vpn-gw-a", &key).await?,
+        1,
+        "{paused} is created exactly once after unpausing"
+    );
+    assert_eq!(
+        env.emu.gateway_entries("vpn-gw-a").await?.len(),
+        QUEUED,
+        "one entry per route"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "fails until queued jobs are re-planned / cleanup keeps credentials"]
+async fn secret_deleted_just_before_the_route_still_cleans_up() -> anyhow::Result<()> {
+    // The operator's own key (its environment, the default chain) is the emulator's key too.
+    let env = Env::start("secretgone", 200, &["--route-secrets", "true"], &[]).await?;
+    env.create_key_secret("cloud-keys").await;
+    let mut s = spec("vpn-gw-a", "192.168.30.0/24", "10.30.0.0/16", "vco-gw-a-1");
+    s["credentialsRef"] = json!({"name": "cloud-keys"});
+    env.apply("r", s).await;
+    env.ready("r").await?;
+    env.delete_secret("cloud-keys").await;
+    env.delete("r").await;
+    env.gone_within("r", WAIT).await?;
+    let key = EntryKey::new("192.168.30.0/24", "10.30.0.0/16", "vco-gw-a-1");
+    assert!(
+        env.emu.entry("vpn-gw-a", &key).await?.is_none(),
+        "the cloud entry is deleted with the route"
+    );
+    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn secret_deleted_and_no_usable_credentials_says_so() -> anyhow::Result<()> {
+    // The operator's own key is one the emulator does not know: only the Secret can sign.
+    let env = Env::start(
+        "secretnokey",
+        200,
+        &["--route-secrets", "true"],
+        &[
+            (
+                "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                "LTAI-unknown-to-the-emulator",
+            ),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-a-valid-secret"),
+        ],
+    )
+    .await?;
+    env.create_key_secret("cloud-keys").await;
+    let mut s = spec("vpn-gw-a", "192.168.31.0/24", "10.31.0.0/16", "vco-gw-a-1");
+    s["credentialsRef"] = json!({"name": "cloud-keys"});
+    env.apply("r", s).await;
+    env.ready("r").await?;
+    let warnings_before = env
+        .events_of("r")
+        .await?
+        .iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .count();
+    assert_eq!(warnings_before, 0, "no warning while the route was healthy");
+    env.delete_secret("cloud-keys").await;
+    env.delete("r").await;
+    env.wait_for(
+        "r",
+        "a False condition naming the credentials while deleting",
+        |r| {
+            r.metadata.deletion_timestamp.is_some()
+                && ["Ready", "Synced"].iter().any(|t| {
+                    condition(r, t).is_some_and(|c| {
+                        c.status == ConditionStatus::False
+                            && names_credentials(&format!("{} {}", c.reason, c.message))
+                    })
+                })
+        },
+    )
+    .await?;
+    let warning = eventually_ok(WAIT, "a Warning event about r", || async {
+        Ok(env
+            .events_of("r")
+            .await?
+            .into_iter()
+            .find(|e| e.type_.as_deref() == Some("Warning")))
+    })
+    .await?;
+    let note = format!(
+        "{} {}",
+        warning.reason.as_deref().unwrap_or_default(),
+        warning.note.as_deref().unwrap_or_default()
+    );
+    assert!(
+        names_credentials(&note),
+        "the warning names the credentials: {note}"
+    );
+    // Give a wrong cleanup time to happen: the object must wait, the entry must stay.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let key = EntryKey::new("192.168.31.0/24", "10.31.0.0/16", "vco-gw-a-1");
+    assert!(
+        env.emu.entry("vpn-gw-a", &key).await?.is_some(),
+        "without usable credentials the cloud entry stays"
+    );
+    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
+    let still = env.api.get_opt("r").await?;
+    assert!(
+        still
+            .as_ref()
+            .is_some_and(|r| r.finalizers().iter().any(|f| f == FINALIZER)),
+        "the finalizer holds the object while the entry cannot be deleted: {still:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn gateway_deleted_in_the_cloud_lets_the_route_go() -> anyhow::Result<()> {
+    let env = Env::start("gatewaygone", 200, &[], &[]).await?;
+    env.apply(
+        "r",
+        spec("vpn-gw-a", "192.168.32.0/24", "10.32.0.0/16", "vco-gw-a-1"),
+    )
+    .await;
+    env.ready("r").await?;
+    env.emu.delete_gateway("vpn-gw-a").await?;
+    env.delete("r").await;
+    env.gone_within("r", Duration::from_secs(20)).await?;
+    assert_eq!(
+        env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?,
+        0,
+        "nothing to delete: the gateway and its entries are gone"
+    );
+    let left = env.emu.gateway_busy_for("vpn-gw-a").await?;
+    assert!(left.is_none(), "vpn-gw-a stays deleted: {left:?}");
+    Ok(())
+}
