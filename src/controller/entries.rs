@@ -3,21 +3,114 @@
 //! Lists are fetched once per gateway (single flight: concurrent readers wait for the one call)
 //! and kept for a short time; accepted mutations are applied to the cached list, so a route sees
 //! its own change without another list call.
+//!
+//! `read` is the non-blocking face: it never awaits the cloud, so a reconcile of a slow or dead
+//! gateway gives its worker back at once instead of holding it through timeouts and retries. The
+//! read runs in a spawned task and the controller wakes the routes that waited for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::model::{Entry, GatewayFacts, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use alicloud_vpc_client::CloudError;
 
+/// The object a reader stands for (the controller wakes it).
+pub type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPbrRoute>;
+
+/// How long a failed read answers for its gateway: the routes of a dead gateway then cost one
+/// call per this time, not one each.
+pub const FAILED_READ_TTL: Duration = Duration::from_secs(2);
+
+/// What a non-blocking read found.
+#[derive(Clone, Debug)]
+pub enum Read {
+    /// Facts and entries, each within its maximum age.
+    Ready {
+        facts: GatewayFacts,
+        entries: Arc<Vec<Entry>>,
+    },
+    /// A read of this gateway is under way (started now or earlier); `owner` is woken when it
+    /// ends.
+    Pending,
+    /// The last read of this gateway failed less than the failure TTL ago: every reader gets
+    /// the same error without a new call.
+    Failed(Arc<CloudError>),
+}
+
+/// The oldest facts and list a reader accepts (`None`: any cached value).
+#[derive(Clone, Copy, Debug, Default)]
+struct Need {
+    facts: Option<Instant>,
+    list: Option<Instant>,
+}
+
+impl Need {
+    fn within(facts_max_age: Duration, list_max_age: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            facts: now.checked_sub(facts_max_age),
+            list: now.checked_sub(list_max_age),
+        }
+    }
+
+    /// The stricter of two needs, field by field.
+    fn and(self, other: Self) -> Self {
+        Self {
+            facts: self.facts.max(other.facts),
+            list: self.list.max(other.list),
+        }
+    }
+}
+
+/// Whether a value read at `at` is recent enough for `since`.
+fn meets(at: Option<Instant>, since: Option<Instant>) -> bool {
+    at.is_some_and(|at| since.is_none_or(|since| at >= since))
+}
+
 #[derive(Default)]
 struct Cached {
     entries: Option<(Instant, Arc<Vec<Entry>>)>,
     facts: Option<(Instant, GatewayFacts)>,
+    /// Bumped by `invalidate`: a list that started before it is not kept.
+    generation: u64,
+    /// The last background read failed, and when it ended.
+    failed: Option<(Instant, Arc<CloudError>)>,
+    /// A background read is under way.
+    reading: bool,
+    /// Owners waiting for the background read, with what each asked for.
+    waiters: HashMap<Owner, Need>,
+    /// Owners the last background read answered: their next `read` is served from it even if
+    /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
+    answered: HashSet<Owner>,
+}
+
+impl Cached {
+    fn meets(&self, need: Need) -> bool {
+        meets(self.facts.as_ref().map(|f| f.0), need.facts)
+            && meets(self.entries.as_ref().map(|e| e.0), need.list)
+    }
+
+    fn ready(&self) -> Option<Read> {
+        match (&self.facts, &self.entries) {
+            (Some((_, facts)), Some((_, entries))) => Some(Read::Ready {
+                facts: facts.clone(),
+                entries: entries.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What the waiters of the read under way ask for, all together.
+    fn strictest(&self) -> Need {
+        self.waiters
+            .values()
+            .fold(Need::default(), |a, b| a.and(*b))
+    }
 }
 
 #[derive(Default)]
@@ -32,6 +125,7 @@ struct Slot {
 pub struct GatewayCache {
     cloud: Arc<dyn CloudPort>,
     slots: Arc<Mutex<HashMap<GatewayKey, Arc<Slot>>>>,
+    wake: mpsc::UnboundedSender<Owner>,
 }
 
 /// The cached value if it is at most `max_age` old.
@@ -49,16 +143,128 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Ends a background read however its task ends (done, panicked, cancelled): records the
+/// outcome, clears the flag and wakes the waiters, so a gateway is never left "reading".
+struct Flight {
+    slot: Arc<Slot>,
+    wake: mpsc::UnboundedSender<Owner>,
+    /// `None` if the task did not get to an answer.
+    outcome: Option<Result<(), CloudError>>,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let woken = {
+            let mut data = lock(&self.slot.data);
+            data.reading = false;
+            let waiters = std::mem::take(&mut data.waiters);
+            data.answered.clear();
+            match self.outcome.take() {
+                Some(Ok(())) => {
+                    data.failed = None;
+                    for (owner, need) in &waiters {
+                        if data.meets(*need) {
+                            data.answered.insert(owner.clone());
+                        }
+                    }
+                }
+                Some(Err(e)) => data.failed = Some((Instant::now(), Arc::new(e))),
+                None => {}
+            }
+            waiters
+        };
+        for owner in woken.into_keys() {
+            // The receiver is gone only when the controller stops.
+            let _ = self.wake.send(owner);
+        }
+    }
+}
+
 impl GatewayCache {
-    pub fn new(cloud: Arc<dyn CloudPort>) -> Self {
+    /// `wake` receives the owners waiting on a read when it ends.
+    pub fn new(cloud: Arc<dyn CloudPort>, wake: mpsc::UnboundedSender<Owner>) -> Self {
         Self {
             cloud,
             slots: Arc::default(),
+            wake,
         }
     }
 
     fn slot(&self, key: &GatewayKey) -> Arc<Slot> {
         lock(&self.slots).entry(key.clone()).or_default().clone()
+    }
+
+    /// Never awaits the cloud: serves fresh data, or the recent failure, or starts ONE
+    /// background read per gateway (facts if older than `facts_max_age`, then the list if older
+    /// than `list_max_age`) and registers `owner` to be woken when it finishes.
+    ///
+    /// Must be called inside a Tokio runtime (the read is spawned).
+    pub fn read(
+        &self,
+        scope: &Scope,
+        owner: &Owner,
+        facts_max_age: Duration,
+        list_max_age: Duration,
+    ) -> Read {
+        let slot = self.slot(&scope.key());
+        let need = Need::within(facts_max_age, list_max_age);
+        {
+            let mut data = lock(&slot.data);
+            let answered = data.answered.remove(owner);
+            if (answered || data.meets(need))
+                && let Some(ready) = data.ready()
+            {
+                return ready;
+            }
+            if let Some((at, e)) = &data.failed
+                && at.elapsed() < FAILED_READ_TTL
+            {
+                return Read::Failed(e.clone());
+            }
+            data.waiters
+                .entry(owner.clone())
+                .and_modify(|n| *n = n.and(need))
+                .or_insert(need);
+            if data.reading {
+                return Read::Pending;
+            }
+            data.reading = true;
+        }
+        let flight = Flight {
+            slot: slot.clone(),
+            wake: self.wake.clone(),
+            outcome: None,
+        };
+        tokio::spawn(self.clone().read_in_background(scope.clone(), flight));
+        Read::Pending
+    }
+
+    async fn read_in_background(self, scope: Scope, mut flight: Flight) {
+        let slot = flight.slot.clone();
+        // Shared with `entries` and `facts`: one call per gateway at a time, whichever asks.
+        let _serial = slot.fetch.lock().await;
+        flight.outcome = Some(self.read_needed(&slot, &scope).await);
+        // `flight` is dropped here: outcome recorded, waiters woken.
+    }
+
+    /// Reads what the waiters need and the cache lacks. Asked again before the list, so owners
+    /// that came while the facts were read are counted.
+    async fn read_needed(&self, slot: &Slot, scope: &Scope) -> Result<(), CloudError> {
+        let stale_facts = {
+            let data = lock(&slot.data);
+            !meets(data.facts.as_ref().map(|f| f.0), data.strictest().facts)
+        };
+        if stale_facts {
+            self.fetch_facts(slot, scope).await?;
+        }
+        let stale_list = {
+            let data = lock(&slot.data);
+            !meets(data.entries.as_ref().map(|e| e.0), data.strictest().list)
+        };
+        if stale_list {
+            self.fetch_list(slot, scope).await?;
+        }
+        Ok(())
     }
 
     /// The gateway's entries, at most `max_age` old.
@@ -76,10 +282,7 @@ impl GatewayCache {
         if let Some(e) = fresh(&slot, max_age, pick) {
             return Ok(e);
         }
-        let started = Instant::now();
-        let list = Arc::new(self.cloud.list_entries(scope).await?);
-        lock(&slot.data).entries = Some((started, list.clone()));
-        Ok(list)
+        self.fetch_list(&slot, scope).await
     }
 
     /// The gateway's facts, at most `max_age` old.
@@ -112,6 +315,18 @@ impl GatewayCache {
         Ok(facts)
     }
 
+    async fn fetch_list(&self, slot: &Slot, scope: &Scope) -> Result<Arc<Vec<Entry>>, CloudError> {
+        let started = Instant::now();
+        let generation = lock(&slot.data).generation;
+        let list = Arc::new(self.cloud.list_entries(scope).await?);
+        let mut data = lock(&slot.data);
+        // Invalidated meanwhile: this list may predate what made the cache wrong.
+        if data.generation == generation {
+            data.entries = Some((started, list.clone()));
+        }
+        Ok(list)
+    }
+
     /// Applies an accepted mutation to the cached list.
     pub fn apply(&self, scope: &Scope, mutation: &Mutation, created: Option<&Entry>) {
         let slot = self.slot(&scope.key());
@@ -121,9 +336,363 @@ impl GatewayCache {
         }
     }
 
-    /// Forgets the cached list, so the next reader lists again.
+    /// Forgets the cached list and a remembered failure, so the next reader lists again.
     pub fn invalidate(&self, scope: &Scope) {
         let slot = self.slot(&scope.key());
-        lock(&slot.data).entries = None;
+        let mut data = lock(&slot.data);
+        data.entries = None;
+        data.failed = None;
+        data.answered.clear();
+        data.generation = data.generation.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use kube::runtime::reflector::ObjectRef;
+    use tokio::sync::mpsc::error::TryRecvError;
+
+    use super::*;
+    use crate::controller::model::{Accepted, CredentialsHandle};
+    use crate::controller::port::CloudFuture;
+    use alicloud_vpc_client::{ApiError, CredentialsProvider, ErrorClass, StaticCredentials};
+
+    const FACTS_AGE: Duration = Duration::from_secs(600);
+    const LIST_AGE: Duration = Duration::from_secs(5);
+    /// How long the fake takes to answer.
+    const CALL: Duration = Duration::from_millis(100);
+
+    /// A cloud that counts its reads per gateway, answers after `CALL`, never answers for the
+    /// gateways in `hang`, and fails while `fail` is set.
+    #[derive(Default)]
+    struct FakeCloud {
+        calls: Mutex<Vec<(&'static str, String)>>,
+        hang: Mutex<HashSet<String>>,
+        fail: AtomicBool,
+    }
+
+    impl FakeCloud {
+        fn count(&self, op: &str, gateway: &str) -> usize {
+            let calls = self.calls.lock().unwrap();
+            calls
+                .iter()
+                .filter(|(o, g)| *o == op && g == gateway)
+                .count()
+        }
+
+        async fn answer(&self, op: &'static str, scope: &Scope) -> Result<(), CloudError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((op, scope.vpn_gateway_id.clone()));
+            if self.hang.lock().unwrap().contains(&scope.vpn_gateway_id) {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(CALL).await;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(CloudError::Api(Box::new(ApiError {
+                    action: op,
+                    http_status: 503,
+                    code: "ServiceUnavailable".into(),
+                    message: "down".into(),
+                    request_id: None,
+                    host_id: None,
+                    recommend: None,
+                    retry_after: None,
+                    class: ErrorClass::Transient,
+                })));
+            }
+            Ok(())
+        }
+    }
+
+    impl CloudPort for FakeCloud {
+        fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
+            Box::pin(async move {
+                self.answer("list", scope).await?;
+                Ok(vec![entry("10.1.0.0/16")])
+            })
+        }
+        fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
+            Box::pin(async move {
+                self.answer("facts", scope).await?;
+                Ok(GatewayFacts {
+                    status: "active".into(),
+                    supports_priority: true,
+                })
+            })
+        }
+        fn mutate<'a>(&'a self, _: &'a Scope, _: &'a Mutation) -> CloudFuture<'a, Accepted> {
+            Box::pin(async { unreachable!("the cache never mutates") })
+        }
+    }
+
+    fn entry(source: &str) -> Entry {
+        Entry {
+            route_source: source.into(),
+            route_dest: "10.0.0.0/16".into(),
+            next_hop: "vco-a".into(),
+            weight: 100,
+            priority: 10,
+            state: "published".into(),
+            create_time: 0,
+            vpn_instance_id: "vpn-a".into(),
+        }
+    }
+
+    fn scope(gateway: &str) -> Scope {
+        let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
+            alicloud_vpc_client::Credentials::new("id", "secret"),
+        ));
+        Scope {
+            region_id: "cn-hangzhou".into(),
+            vpn_gateway_id: gateway.into(),
+            credentials: CredentialsHandle {
+                key: "default".into(),
+                provider,
+            },
+        }
+    }
+
+    fn owner(i: usize) -> Owner {
+        ObjectRef::new(&format!("r{i}")).within("ns")
+    }
+
+    fn setup() -> (Arc<FakeCloud>, GatewayCache, mpsc::UnboundedReceiver<Owner>) {
+        let fake = Arc::new(FakeCloud::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cache = GatewayCache::new(fake.clone(), tx);
+        (fake, cache, rx)
+    }
+
+    fn read(cache: &GatewayCache, gateway: &str, i: usize) -> Read {
+        cache.read(&scope(gateway), &owner(i), FACTS_AGE, LIST_AGE)
+    }
+
+    /// Reads of one owner until the cache answers, waiting for its wake-up in between.
+    async fn settle(
+        cache: &GatewayCache,
+        rx: &mut mpsc::UnboundedReceiver<Owner>,
+        gateway: &str,
+        i: usize,
+    ) -> Read {
+        loop {
+            match read(cache, gateway, i) {
+                Read::Pending => assert_eq!(rx.recv().await, Some(owner(i))),
+                done => return done,
+            }
+        }
+    }
+
+    /// Every wake-up sent so far, once the background tasks had a chance to run.
+    async fn drain(rx: &mut mpsc::UnboundedReceiver<Owner>) -> Vec<Owner> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut woken = Vec::new();
+        loop {
+            match rx.try_recv() {
+                Ok(o) => woken.push(o),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return woken,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_hundred_readers_share_one_read_and_are_each_woken_once() {
+        let (fake, cache, mut rx) = setup();
+        for i in 0..100 {
+            assert!(matches!(read(&cache, "vpn-a", i), Read::Pending));
+        }
+        // The rest arrive while the facts are being read, and again while the list is.
+        tokio::time::sleep(CALL / 2).await;
+        for i in 100..150 {
+            assert!(matches!(read(&cache, "vpn-a", i), Read::Pending));
+        }
+        tokio::time::sleep(CALL).await;
+        for i in 150..200 {
+            assert!(matches!(read(&cache, "vpn-a", i), Read::Pending));
+        }
+        // An owner that asks twice is still woken once.
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+
+        let mut woken = Vec::new();
+        while woken.len() < 200 {
+            woken.push(rx.recv().await.unwrap());
+        }
+        woken.extend(drain(&mut rx).await);
+        let unique: HashSet<Owner> = woken.iter().cloned().collect();
+        assert_eq!(woken.len(), 200, "each owner woken exactly once");
+        assert_eq!(unique, (0..200).map(owner).collect::<HashSet<_>>());
+        assert_eq!(fake.count("facts", "vpn-a"), 1);
+        assert_eq!(fake.count("list", "vpn-a"), 1);
+        for i in 0..200 {
+            let Read::Ready { facts, entries } = read(&cache, "vpn-a", i) else {
+                panic!("owner {i} not served after its wake-up");
+            };
+            assert_eq!(facts.status, "active");
+            assert_eq!(*entries, vec![entry("10.1.0.0/16")]);
+        }
+        assert_eq!(
+            fake.calls.lock().unwrap().len(),
+            2,
+            "no call after the read"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_gateway_does_not_hold_up_another() {
+        let (fake, cache, mut rx) = setup();
+        fake.hang.lock().unwrap().insert("vpn-dead".into());
+        let before = Instant::now();
+        assert!(matches!(read(&cache, "vpn-dead", 1), Read::Pending));
+        assert!(matches!(read(&cache, "vpn-a", 2), Read::Pending));
+        assert_eq!(before.elapsed(), Duration::ZERO, "read never waits");
+
+        assert_eq!(rx.recv().await, Some(owner(2)));
+        assert!(matches!(read(&cache, "vpn-a", 2), Read::Ready { .. }));
+        // The dead gateway still has its one read under way: no second call, nobody woken.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(matches!(read(&cache, "vpn-dead", 3), Read::Pending));
+        assert_eq!(fake.count("facts", "vpn-dead"), 1);
+        assert!(drain(&mut rx).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_answers_everyone_until_its_ttl_ends() {
+        let (fake, cache, mut rx) = setup();
+        fake.fail.store(true, Ordering::SeqCst);
+        let Read::Failed(first) = settle(&cache, &mut rx, "vpn-a", 0).await else {
+            panic!("the failure is not reported");
+        };
+        for i in 1..200 {
+            let Read::Failed(e) = read(&cache, "vpn-a", i) else {
+                panic!("owner {i} was not given the failure");
+            };
+            assert!(Arc::ptr_eq(&e, &first), "the same failure, not a new call");
+        }
+        assert_eq!(
+            fake.calls.lock().unwrap().len(),
+            1,
+            "one call for 200 readers"
+        );
+
+        tokio::time::sleep(FAILED_READ_TTL).await;
+        fake.fail.store(false, Ordering::SeqCst);
+        assert!(matches!(read(&cache, "vpn-a", 1), Read::Pending));
+        assert!(matches!(
+            settle(&cache, &mut rx, "vpn-a", 1).await,
+            Read::Ready { .. }
+        ));
+        assert_eq!(fake.count("facts", "vpn-a"), 2, "a new read after the TTL");
+        // The success cleared the failure for everyone.
+        assert!(matches!(read(&cache, "vpn-a", 2), Read::Ready { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_data_is_served_without_a_call_and_aged_parts_are_read_again() {
+        let (fake, cache, mut rx) = setup();
+        assert!(matches!(
+            settle(&cache, &mut rx, "vpn-a", 0).await,
+            Read::Ready { .. }
+        ));
+        tokio::time::sleep(LIST_AGE / 2).await;
+        assert!(matches!(read(&cache, "vpn-a", 1), Read::Ready { .. }));
+        assert_eq!(fake.calls.lock().unwrap().len(), 2);
+
+        // The list aged, the facts did not: only the list is read again.
+        tokio::time::sleep(LIST_AGE).await;
+        assert!(matches!(
+            settle(&cache, &mut rx, "vpn-a", 1).await,
+            Read::Ready { .. }
+        ));
+        assert_eq!(fake.count("facts", "vpn-a"), 1);
+        assert_eq!(fake.count("list", "vpn-a"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalidate_forces_a_new_list_and_forgets_a_failure() {
+        let (fake, cache, mut rx) = setup();
+        settle(&cache, &mut rx, "vpn-a", 0).await;
+        cache.invalidate(&scope("vpn-a"));
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+        assert!(matches!(
+            settle(&cache, &mut rx, "vpn-a", 0).await,
+            Read::Ready { .. }
+        ));
+        assert_eq!(fake.count("list", "vpn-a"), 2);
+        assert_eq!(fake.count("facts", "vpn-a"), 1);
+
+        fake.fail.store(true, Ordering::SeqCst);
+        cache.invalidate(&scope("vpn-a"));
+        assert!(matches!(
+            settle(&cache, &mut rx, "vpn-a", 0).await,
+            Read::Failed(_)
+        ));
+        fake.fail.store(false, Ordering::SeqCst);
+        cache.invalidate(&scope("vpn-a"));
+        assert!(matches!(
+            settle(&cache, &mut rx, "vpn-a", 0).await,
+            Read::Ready { .. }
+        ));
+        assert_eq!(
+            fake.count("list", "vpn-a"),
+            4,
+            "no failure served after invalidate"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_that_started_before_invalidate_is_not_kept() {
+        let (fake, cache, mut rx) = setup();
+        settle(&cache, &mut rx, "vpn-a", 0).await;
+        tokio::time::sleep(LIST_AGE * 2).await;
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+        tokio::time::sleep(CALL / 2).await;
+        cache.invalidate(&scope("vpn-a"));
+        assert_eq!(rx.recv().await, Some(owner(0)));
+        // The woken owner finds no list and reads again.
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+        assert!(matches!(
+            settle(&cache, &mut rx, "vpn-a", 0).await,
+            Read::Ready { .. }
+        ));
+        assert_eq!(fake.count("list", "vpn-a"), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_slower_than_its_maximum_age_still_answers_its_waiters() {
+        let (fake, cache, mut rx) = setup();
+        let scope = scope("vpn-a");
+        let tight = CALL / 2;
+        assert!(matches!(
+            cache.read(&scope, &owner(0), FACTS_AGE, tight),
+            Read::Pending
+        ));
+        assert_eq!(rx.recv().await, Some(owner(0)));
+        assert!(matches!(
+            cache.read(&scope, &owner(0), FACTS_AGE, tight),
+            Read::Ready { .. }
+        ));
+        // Served once; the next read asks for a list within the age again.
+        assert!(matches!(
+            cache.read(&scope, &owner(0), FACTS_AGE, tight),
+            Read::Pending
+        ));
+        assert_eq!(rx.recv().await, Some(owner(0)));
+        assert_eq!(fake.count("list", "vpn-a"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_async_readers_still_work_beside_read() {
+        let (fake, cache, mut rx) = setup();
+        let s = scope("vpn-a");
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+        // Waits for the background read (same single flight) and is served by it.
+        let entries = cache.entries(&s, LIST_AGE).await.unwrap();
+        assert_eq!(*entries, vec![entry("10.1.0.0/16")]);
+        assert_eq!(cache.facts(&s, FACTS_AGE).await.unwrap().status, "active");
+        assert_eq!(fake.calls.lock().unwrap().len(), 2);
+        assert_eq!(rx.recv().await, Some(owner(0)));
     }
 }

@@ -47,7 +47,7 @@ pub struct Runtime {
 /// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight.
 pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
     let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
-    let cache = GatewayCache::new(rt.cloud.clone());
+    let cache = GatewayCache::new(rt.cloud.clone(), wake_tx.clone());
     let scheduler = Scheduler::new(
         rt.cloud.clone(),
         cache.clone(),

@@ -669,7 +669,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let sched = Scheduler::new(
             cloud.clone(),
-            GatewayCache::new(cloud),
+            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
             SchedulerConfig::default(),
             tx,
             CancellationToken::new(),
@@ -723,7 +723,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let sched = Scheduler::new(
             cloud.clone(),
-            GatewayCache::new(cloud),
+            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
             SchedulerConfig::default(),
             tx,
             CancellationToken::new(),
