@@ -1,4 +1,5 @@
-//! Per-object retry delays: exponential with jitter, reset on success, by error class.
+//! Per-object retry delays: exponential with jitter, reset on success, at the pace the error's
+//! row of the client's policy table (`crates/alicloud-vpc-client/src/policy.rs`) gives.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -6,25 +7,16 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use alicloud_vpc_client::ErrorClass;
+use alicloud_vpc_client::Pace;
 
-/// Base and cap of the delay for one error class.
-pub fn bounds(class: ErrorClass) -> (Duration, Duration) {
-    let s = Duration::from_secs;
-    match class {
-        ErrorClass::GatewayBusy => (Duration::from_millis(500), s(30)),
-        ErrorClass::Throttled => (s(2), s(120)),
-        ErrorClass::Transient | ErrorClass::NotFound | ErrorClass::AlreadyExists => (s(1), s(60)),
-        // A spec change triggers a reconcile anyway; meanwhile retry slowly, since
-        // conflicts (an active/standby pair mid-flip) may clear on their own.
-        ErrorClass::NeedsSpecChange => (s(10), s(300)),
-        ErrorClass::NeedsOutsideAction => (s(30), s(600)),
-    }
+/// Base and cap of the delay at one pace.
+pub fn bounds(pace: Pace) -> (Duration, Duration) {
+    pace.bounds()
 }
 
 /// The delay before attempt `attempt` (0-based), with ±20 % jitter.
-pub fn delay(class: ErrorClass, attempt: u32) -> Duration {
-    let (base, cap) = bounds(class);
+pub fn delay(pace: Pace, attempt: u32) -> Duration {
+    let (base, cap) = bounds(pace);
     let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
     exp.mul_f64(rand::rng().random_range(0.8..1.2))
 }
@@ -45,7 +37,7 @@ pub struct Backoffs {
 
 impl Backoffs {
     /// Records a failure and returns the delay before the next try.
-    pub fn failure(&self, key: &str, class: ErrorClass, generation: Option<i64>) -> Duration {
+    pub fn failure(&self, key: &str, pace: Pace, generation: Option<i64>) -> Duration {
         let mut map = self
             .attempts
             .lock()
@@ -55,7 +47,7 @@ impl Backoffs {
             not_before: Instant::now(),
             generation,
         });
-        let d = delay(class, st.attempts);
+        let d = delay(pace, st.attempts);
         st.attempts = st.attempts.saturating_add(1);
         st.not_before = Instant::now() + d;
         st.generation = generation;
@@ -93,7 +85,7 @@ mod tests {
     fn grows_and_caps() {
         let b = Backoffs::default();
         let d: Vec<Duration> = (0..12)
-            .map(|_| b.failure("a", ErrorClass::Transient, Some(1)))
+            .map(|_| b.failure("a", Pace::Transient, Some(1)))
             .collect();
         assert!(b.wait("a", Some(1)).is_some());
         assert!(
@@ -105,12 +97,31 @@ mod tests {
         assert!(d[11] <= Duration::from_secs(72));
         b.reset("a");
         assert!(b.wait("a", Some(1)).is_none());
-        assert!(b.failure("a", ErrorClass::Transient, None) <= Duration::from_millis(1200));
+        assert!(b.failure("a", Pace::Transient, None) <= Duration::from_millis(1200));
     }
 
     #[test]
-    fn classes_differ() {
-        assert!(bounds(ErrorClass::NeedsOutsideAction).0 > bounds(ErrorClass::Transient).0);
-        assert!(bounds(ErrorClass::GatewayBusy).1 < bounds(ErrorClass::NeedsOutsideAction).1);
+    fn first_delay_and_cap_per_pace() {
+        let ms = Duration::from_millis;
+        // (pace, first delay without jitter, cap)
+        for (pace, first, cap) in [
+            (Pace::Busy, ms(500), ms(30_000)),
+            (Pace::Throttled, ms(2_000), ms(120_000)),
+            (Pace::Transient, ms(1_000), ms(60_000)),
+            (Pace::Slow, ms(10_000), ms(300_000)),
+            (Pace::VerySlow, ms(30_000), ms(600_000)),
+        ] {
+            assert_eq!(bounds(pace), (first, cap), "{pace:?}");
+            let d0 = delay(pace, 0);
+            assert!(
+                d0 >= first.mul_f64(0.8) && d0 <= first.mul_f64(1.2),
+                "{pace:?} {d0:?}"
+            );
+            let late = delay(pace, 40);
+            assert!(
+                late >= cap.mul_f64(0.8) && late <= cap.mul_f64(1.2),
+                "{pace:?} {late:?}"
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The controller layer's error type.
 
-use alicloud_vpc_client::{CloudError, ErrorClass};
+use alicloud_vpc_client::{CloudError, ErrorClass, Policy};
 
 /// Everything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -38,34 +38,28 @@ impl Error {
         }
     }
 
-    /// What to do about it, in the cloud's terms.
-    pub fn class(&self) -> ErrorClass {
+    /// What to do about it, in the cloud's terms: class, who retries, at what pace. Cloud
+    /// failures take their row of the client's table (`crates/alicloud-vpc-client/src/policy.rs`);
+    /// the others take the usual row of the class they amount to.
+    pub fn policy(&self) -> Policy {
         match self {
             Self::Kube { source, .. } => match source.as_ref() {
+                // RBAC or the service account token: someone must fix the deployment.
                 kube::Error::Api(s) if s.code == 403 || s.code == 401 => {
-                    ErrorClass::NeedsOutsideAction
+                    Policy::of_class(ErrorClass::NeedsOutsideAction)
                 }
-                _ => ErrorClass::Transient,
+                _ => Policy::of_class(ErrorClass::Transient),
             },
-            Self::Cloud { source, .. } | Self::CreateRefused(source) => source.class(),
-            Self::Secret { .. } | Self::MissingField(_) => ErrorClass::NeedsOutsideAction,
+            Self::Cloud { source, .. } | Self::CreateRefused(source) => source.policy(),
+            Self::Secret { .. } | Self::MissingField(_) => {
+                Policy::of_class(ErrorClass::NeedsOutsideAction)
+            }
         }
     }
 
-    /// The class that picks the retry delay: conflicts with a partner entry (an active/standby
-    /// pair mid-flip) clear without a spec change, so they retry like a busy gateway.
-    pub fn backoff_class(&self) -> ErrorClass {
-        const CLEARS_ITSELF: [&str; 4] = [
-            "VpnRouteEntry.BackupRoute",
-            "VpnRouteEntry.Conflict",
-            "OperationFailed.RouteConflict",
-            "VpnRouteEntry.ConflictSSL",
-        ];
-        if CLEARS_ITSELF.contains(&self.reason().as_str()) {
-            ErrorClass::GatewayBusy
-        } else {
-            self.class()
-        }
+    /// What to do about it, in the cloud's terms.
+    pub fn class(&self) -> ErrorClass {
+        self.policy().class
     }
 
     /// A stable reason for conditions, events and metrics: the cloud's code where there is one.
@@ -95,3 +89,96 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use alicloud_vpc_client::{ApiError, Gone, Pace, classify};
+
+    use super::*;
+
+    fn kube_api(code: u16) -> Error {
+        let status = kube::core::Status::failure("denied", "Forbidden").with_code(code);
+        Error::kube("get", kube::Error::Api(Box::new(status)))
+    }
+
+    fn cloud(code: &str) -> Arc<CloudError> {
+        Arc::new(CloudError::Api(Box::new(ApiError {
+            action: "CreateVpnPbrRouteEntry",
+            http_status: 400,
+            code: code.to_owned(),
+            message: String::new(),
+            request_id: None,
+            host_id: None,
+            recommend: None,
+            retry_after: None,
+            class: classify(400, code),
+        })))
+    }
+
+    #[test]
+    fn policy_of_each_variant() {
+        let cases = [
+            (
+                kube_api(403),
+                ErrorClass::NeedsOutsideAction,
+                Pace::VerySlow,
+            ),
+            (
+                kube_api(401),
+                ErrorClass::NeedsOutsideAction,
+                Pace::VerySlow,
+            ),
+            (kube_api(409), ErrorClass::Transient, Pace::Transient),
+            (
+                Error::Secret {
+                    name: "creds".into(),
+                    reason: "missing".into(),
+                },
+                ErrorClass::NeedsOutsideAction,
+                Pace::VerySlow,
+            ),
+            (
+                Error::MissingField("uid"),
+                ErrorClass::NeedsOutsideAction,
+                Pace::VerySlow,
+            ),
+            (
+                Error::Cloud {
+                    op: "mutation",
+                    source: cloud("VpnGateway.Configuring"),
+                },
+                ErrorClass::GatewayBusy,
+                Pace::Busy,
+            ),
+            // A conflict that clears on its own: a spec error retried at the busy pace.
+            (
+                Error::CreateRefused(cloud("VpnRouteEntry.Conflict")),
+                ErrorClass::NeedsSpecChange,
+                Pace::Busy,
+            ),
+            (
+                Error::CreateRefused(cloud("IllegalParam.RouteDest")),
+                ErrorClass::NeedsSpecChange,
+                Pace::Slow,
+            ),
+        ];
+        for (err, class, pace) in cases {
+            let p = err.policy();
+            assert_eq!((p.class, p.pace), (class, pace), "{err:?}");
+            assert_eq!(err.class(), class, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn cloud_errors_keep_their_whole_row() {
+        let source = cloud("IncorrectStatus.VpnGateway");
+        let err = Error::Cloud {
+            op: "delete",
+            source: source.clone(),
+        };
+        assert_eq!(err.policy(), source.policy());
+        assert_eq!(err.policy().gone, Gone::Gateway);
+    }
+}

@@ -50,7 +50,7 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
             ctx.verified.forget(&key);
             let delay = ctx
                 .backoffs
-                .failure(&key, err.backoff_class(), route.metadata.generation);
+                .failure(&key, err.policy().pace, route.metadata.generation);
             timer.finish(&err.reason());
             warn!(route = %key, reason = %err.reason(), class = %class, retry_in = ?delay, error = %err.message(), "reconcile failed");
             if let Err(e) = report_failure(&route, &ctx, &err).await {

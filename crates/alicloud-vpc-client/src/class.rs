@@ -1,6 +1,8 @@
-//! The classes of failure a caller acts on; `classify` maps error codes onto them.
+//! The classes of failure a caller acts on; `policy.rs` maps error codes onto them.
 
 use std::fmt;
+
+use crate::policy::{Policy, Retrier};
 
 /// What the caller should do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,12 +40,32 @@ impl ErrorClass {
     /// Whether the client itself may retry a call that failed this way (when the call is safe
     /// to repeat). Busy gateways are left to the controller's scheduler.
     pub fn is_retryable_by_client(self) -> bool {
-        matches!(self, Self::Throttled | Self::Transient)
+        Policy::of_class(self).retried_by == Retrier::Client
     }
 }
 
 impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_throttled_and_transient_are_retried_by_the_client() {
+        for (class, by_client) in [
+            (ErrorClass::GatewayBusy, false),
+            (ErrorClass::Throttled, true),
+            (ErrorClass::Transient, true),
+            (ErrorClass::NeedsSpecChange, false),
+            (ErrorClass::NeedsOutsideAction, false),
+            (ErrorClass::AlreadyExists, false),
+            (ErrorClass::NotFound, false),
+        ] {
+            assert_eq!(class.is_retryable_by_client(), by_client, "{class}");
+        }
     }
 }

@@ -21,6 +21,7 @@ use super::rpc::{
 };
 use crate::class::ErrorClass;
 use crate::error::CloudError;
+use crate::policy::Retrier;
 
 /// Answers larger than this are refused: the largest real answer (a 50-entry page) is a few KiB.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -301,7 +302,7 @@ impl VpcClient {
         params: &BTreeMap<String, String>,
     ) -> Result<O::Response, CloudError> {
         let shared = &self.inner.shared;
-        let policy = shared.config.retry;
+        let retries = shared.config.retry;
         // Reads are always safe to repeat; mutations are because `call` pinned a ClientToken.
         let repeatable = !O::MUTATING || params.contains_key("ClientToken");
         let mut attempt = 0u32;
@@ -331,7 +332,8 @@ impl VpcClient {
                     return Ok(response);
                 }
                 Err(e) => {
-                    let class = e.class();
+                    let policy = e.policy();
+                    let class = policy.class;
                     if let Some(id) = e.request_id() {
                         tracing::Span::current().record("request_id", id);
                     }
@@ -348,13 +350,13 @@ impl VpcClient {
                         shared.limiter.on_throttled();
                     }
                     let retry = repeatable
-                        && class.is_retryable_by_client()
-                        && attempt < policy.max_attempts;
+                        && policy.retried_by == Retrier::Client
+                        && attempt < retries.max_attempts;
                     if !retry {
                         tracing::debug!(error = %e, class = %class, "VPC call failed");
                         return Err(e);
                     }
-                    let delay = policy.delay(attempt, e.retry_after());
+                    let delay = retries.delay(attempt, e.retry_after());
                     tracing::debug!(error = %e, class = %class, ?delay, "VPC call failed; retrying");
                     tokio::time::sleep(delay).await;
                 }

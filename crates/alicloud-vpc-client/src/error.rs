@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::class::ErrorClass;
 use crate::credentials::CredentialsError;
+use crate::policy::{Gone, Policy, policy};
 
 /// An error answer of the cloud: HTTP status plus the body's `Code`, `Message`, `RequestId`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,16 +186,161 @@ impl CloudError {
         }
     }
 
-    /// True when the thing the call was about is gone: the entry (`NotFound`) or the gateway
-    /// itself. Cleanup treats both as "deleted".
+    /// Who retries, how fast, whether a create is settled, whether something is gone: the row of
+    /// `src/policy.rs` for the cloud's code, or the usual row of this error's class.
+    pub fn policy(&self) -> Policy {
+        match self {
+            Self::Api(e) => {
+                let row = policy(e.http_status, &e.code);
+                // An answer built by hand may carry another class than its code's; the stored
+                // class wins, so `class()` and `policy().class` always agree.
+                if row.class == e.class {
+                    row
+                } else {
+                    Policy::of_class(e.class)
+                }
+            }
+            // Timeouts, garbled answers, credentials (transient, throttled or needing a person),
+            // a bad region (a spec error; not a gone gateway) and configuration.
+            other => Policy::of_class(other.class()),
+        }
+    }
+
+    /// True when the thing the call was about is gone: the entry or the gateway itself.
+    /// Cleanup treats both as "deleted".
     pub fn is_gone(&self) -> bool {
-        self.class() == ErrorClass::NotFound
-            || matches!(
-                self.code(),
-                "InvalidVpnGatewayInstanceId.NotFound"
-                    | "InvalidVpnGatewayId.NotFound"
-                    | "InvalidVpnInstanceId.NotFound"
-                    | "INSTANCE_NOT_EXISTS"
-            )
+        self.policy().gone != Gone::No
+    }
+
+    /// True when the route entry does not exist.
+    pub fn is_entry_gone(&self) -> bool {
+        self.policy().gone == Gone::Entry
+    }
+
+    /// True when the gateway (or its region) does not exist, or is being deleted.
+    pub fn is_gateway_gone(&self) -> bool {
+        self.policy().gone == Gone::Gateway
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Pace, Retrier};
+
+    fn api(http_status: u16, code: &str, class: ErrorClass) -> CloudError {
+        CloudError::Api(Box::new(ApiError {
+            action: "DeleteVpnPbrRouteEntry",
+            http_status,
+            code: code.to_owned(),
+            message: String::new(),
+            request_id: None,
+            host_id: None,
+            recommend: None,
+            retry_after: None,
+            class,
+        }))
+    }
+
+    #[test]
+    fn policy_of_each_variant() {
+        let malformed = CloudError::MalformedResponse {
+            action: "X",
+            http_status: 200,
+            request_id: None,
+            detail: String::new(),
+        };
+        let cases: Vec<(CloudError, ErrorClass, Retrier, Pace, Gone)> = vec![
+            (
+                api(400, "VpnRouteEntry.Conflict", ErrorClass::NeedsSpecChange),
+                ErrorClass::NeedsSpecChange,
+                Retrier::Reconcile,
+                Pace::Busy,
+                Gone::No,
+            ),
+            (
+                malformed,
+                ErrorClass::Transient,
+                Retrier::Client,
+                Pace::Transient,
+                Gone::No,
+            ),
+            (
+                CloudError::Credentials(CredentialsError::StsUnavailable("down".into())),
+                ErrorClass::Transient,
+                Retrier::Client,
+                Pace::Transient,
+                Gone::No,
+            ),
+            (
+                CloudError::Credentials(CredentialsError::NotConfigured("none".into())),
+                ErrorClass::NeedsOutsideAction,
+                Retrier::Reconcile,
+                Pace::VerySlow,
+                Gone::No,
+            ),
+            (
+                CloudError::Credentials(CredentialsError::Sts {
+                    http_status: 400,
+                    code: "Throttling.User".into(),
+                    message: String::new(),
+                    request_id: None,
+                }),
+                ErrorClass::Throttled,
+                Retrier::Client,
+                Pace::Throttled,
+                Gone::No,
+            ),
+            (
+                CloudError::InvalidRegion("cn hangzhou".into()),
+                ErrorClass::NeedsSpecChange,
+                Retrier::Reconcile,
+                Pace::Slow,
+                Gone::No,
+            ),
+            (
+                CloudError::Config("bad url".into()),
+                ErrorClass::NeedsOutsideAction,
+                Retrier::Reconcile,
+                Pace::VerySlow,
+                Gone::No,
+            ),
+        ];
+        for (err, class, retried_by, pace, gone) in cases {
+            let p = err.policy();
+            assert_eq!(
+                (p.class, p.retried_by, p.pace, p.gone),
+                (class, retried_by, pace, gone),
+                "{err}"
+            );
+            assert_eq!(err.class(), p.class, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_stored_class_wins_over_the_code() {
+        let e = api(400, "VpnRouteEntry.Conflict", ErrorClass::GatewayBusy);
+        assert_eq!(e.policy(), Policy::of_class(ErrorClass::GatewayBusy));
+    }
+
+    #[test]
+    fn gone_entry_or_gateway() {
+        let cases = [
+            (404, "VpnPbrRouteEntry.NotFound", true, false),
+            (404, "InvalidPbrRoute.NotFound", true, false),
+            (404, "InvalidVpnGatewayInstanceId.NotFound", false, true),
+            (400, "INSTANCE_NOT_EXISTS", false, true),
+            (400, "IncorrectStatus.VpnGateway", false, true),
+            (404, "InvalidRegionId.NotFound", false, true),
+            (400, "InvalidNextHop.NotFound", false, false),
+            (400, "VpnGateway.Configuring", false, false),
+        ];
+        for (status, code, entry, gateway) in cases {
+            let e = api(status, code, crate::policy::classify(status, code));
+            assert_eq!(e.is_entry_gone(), entry, "{code}");
+            assert_eq!(e.is_gateway_gone(), gateway, "{code}");
+            assert_eq!(e.is_gone(), entry || gateway, "{code}");
+        }
+        assert!(!CloudError::InvalidRegion("x y".into()).is_gone());
     }
 }

@@ -21,25 +21,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Every failure is a [`CloudError`] whose [`class`](CloudError::class) tells the caller what to
-//! do.
+//! Every failure is a [`CloudError`] whose [`policy`](CloudError::policy) tells the caller what
+//! to do: its class, who retries it, how fast, and whether the entry or gateway is gone (the
+//! table is in `src/policy.rs`).
 
 mod body;
 mod class;
-mod classify;
 mod client;
 pub mod credentials;
 mod endpoint;
 mod error;
 mod observe;
 pub mod operations;
+mod policy;
 mod rate_limit;
 mod retry;
 pub mod rpc;
 pub use alicloud_signature as signature;
 
 pub use class::ErrorClass;
-pub use classify::classify;
 pub use client::{ClientConfig, PBR_PAGE_SIZE, VpcClient, VpcClientFactory};
 pub use credentials::{
     ChainOptions, Credentials, CredentialsError, CredentialsFile, CredentialsProvider, OidcConfig,
@@ -49,5 +49,6 @@ pub use endpoint::Endpoint;
 pub use error::{ApiError, CloudError, TransportFailure};
 pub use observe::{CallObserver, CallRecord};
 pub use operations::*;
+pub use policy::{Gone, Pace, Policy, Retrier, classify, policy};
 pub use rate_limit::{RateLimitConfig, RateLimiter};
 pub use retry::RetryPolicy;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::body::{self, ErrorFields};
-use super::classify::classify;
 use super::credentials::Credentials;
 use super::error::{ApiError, CloudError};
+use super::policy::classify;
 use alicloud_signature::{percent_encode, sign_v1};
 
 /// API version of the VPC operations.

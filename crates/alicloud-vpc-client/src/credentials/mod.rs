@@ -180,7 +180,7 @@ impl CredentialsError {
             Self::StsUnavailable(_) => ErrorClass::Transient,
             Self::Sts {
                 http_status, code, ..
-            } => match super::classify::classify(*http_status, code) {
+            } => match crate::policy::classify(*http_status, code) {
                 c @ (ErrorClass::Throttled | ErrorClass::Transient) => c,
                 _ => ErrorClass::NeedsOutsideAction,
             },
