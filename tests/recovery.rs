@@ -197,7 +197,6 @@ fn queued_key(i: usize) -> (String, String) {
 }
 
 #[tokio::test]
-#[ignore = "fails until queued jobs are re-planned / cleanup keeps credentials"]
 async fn paused_while_queued_is_never_created() -> anyhow::Result<()> {
     // A slow gateway: the scheduler sends one change per gateway at a time
     // (src/controller/scheduler.rs), so the creates of routes applied together queue behind
@@ -301,7 +300,6 @@ async fn paused_while_queued_is_never_created() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "fails until queued jobs are re-planned / cleanup keeps credentials"]
 async fn secret_deleted_just_before_the_route_still_cleans_up() -> anyhow::Result<()> {
     // The operator's own key (its environment, the default chain) is the emulator's key too.
     let env = Env::start("secretgone", 200, &["--route-secrets", "true"], &[]).await?;
@@ -324,8 +322,9 @@ async fn secret_deleted_just_before_the_route_still_cleans_up() -> anyhow::Resul
 
 #[tokio::test]
 async fn secret_deleted_and_no_usable_credentials_says_so() -> anyhow::Result<()> {
-    // The operator's own key is one the emulator does not know: only the Secret can sign.
-    let env = Env::start(
+    // The operator's own key is one the emulator does not know: only the Secret can sign, and
+    // a restart after the Secret is gone loses the copy of its key kept for the cleanup.
+    let mut env = Env::start(
         "secretnokey",
         200,
         &["--route-secrets", "true"],
@@ -351,6 +350,7 @@ async fn secret_deleted_and_no_usable_credentials_says_so() -> anyhow::Result<()
         .count();
     assert_eq!(warnings_before, 0, "no warning while the route was healthy");
     env.delete_secret("cloud-keys").await;
+    env.op.restart()?;
     env.delete("r").await;
     env.wait_for(
         "r",
@@ -417,6 +417,17 @@ async fn gateway_deleted_in_the_cloud_lets_the_route_go() -> anyhow::Result<()> 
         env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?,
         0,
         "nothing to delete: the gateway and its entries are gone"
+    );
+    let refused = env
+        .emu
+        .calls(
+            "DeleteVpnPbrRouteEntry",
+            "InvalidVpnGatewayInstanceId.NotFound",
+        )
+        .await?;
+    assert!(
+        refused <= 1,
+        "a gone gateway ends the retries: {refused} refused deletes"
     );
     let left = env.emu.gateway_busy_for("vpn-gw-a").await?;
     assert!(left.is_none(), "vpn-gw-a stays deleted: {left:?}");

@@ -1,18 +1,15 @@
 //! Shared state of the controller: clients, caches, the scheduler, metrics and settings.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
-use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
 
 use super::backoff::Backoffs;
 use super::entries::GatewayCache;
 use super::error::{Error, Result};
 use super::metrics::Metrics;
 use super::model::{CredentialsHandle, Scope};
+use super::objects::ObjectPort;
 use super::scheduler::Scheduler;
 use crate::api::v1alpha1::VpnPbrRoute;
 use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
@@ -45,35 +42,83 @@ impl Default for Settings {
 }
 
 pub struct Context {
-    pub client: kube::Client,
+    /// Routes, their status, finalizers, events and credential Secrets.
+    pub objects: Arc<dyn ObjectPort>,
     pub cache: GatewayCache,
     pub scheduler: Scheduler,
-    pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub backoffs: Backoffs,
     pub verified: super::verified::Verified,
-    /// The controllers' caches of every watched route (one per watched namespace set).
-    pub stores: Vec<Store<VpnPbrRoute>>,
     /// The operator-wide credentials (default chain).
     pub default_credentials: Arc<dyn CredentialsProvider>,
+    /// The credentials each route last used successfully, for its cleanup when its Secret is
+    /// gone (in memory: after a restart the operator's own chain is the fallback).
+    pub last_good_credentials: Mutex<HashMap<String, CredentialsHandle>>,
 }
 
 impl Context {
+    /// The operator-wide credentials.
+    fn default_handle(&self) -> CredentialsHandle {
+        CredentialsHandle {
+            key: "default".to_owned(),
+            provider: self.default_credentials.clone(),
+        }
+    }
+
     /// Where and with which credentials the route's calls go.
     pub async fn scope(&self, route: &VpnPbrRoute) -> Result<Scope> {
         let credentials = match &route.spec.credentials_ref {
-            None => CredentialsHandle {
-                key: "default".to_owned(),
-                provider: self.default_credentials.clone(),
-            },
+            None => self.default_handle(),
             Some(r) => self.secret_credentials(route, &r.name).await?,
         };
-        Ok(Scope {
+        Ok(Self::scope_with(route, credentials))
+    }
+
+    /// The scope of a route being deleted: its own credentials, or, when its Secret is gone or
+    /// unusable, the ones it last used successfully, else the operator's. The second value says
+    /// why the route's own were not used.
+    pub async fn cleanup_scope(
+        &self,
+        route: &VpnPbrRoute,
+        key: &str,
+    ) -> Result<(Scope, Option<String>)> {
+        match self.scope(route).await {
+            Ok(scope) => Ok((scope, None)),
+            Err(e @ Error::Secret { .. }) => {
+                let remembered = lock(&self.last_good_credentials).get(key).cloned();
+                let why = match &remembered {
+                    Some(_) => format!("{e}; using the credentials it last used"),
+                    None => e.to_string(),
+                };
+                let credentials = remembered.unwrap_or_else(|| self.default_handle());
+                Ok((Self::scope_with(route, credentials), Some(why)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn scope_with(route: &VpnPbrRoute, credentials: CredentialsHandle) -> Scope {
+        Scope {
             region_id: route.spec.region_id.clone(),
             vpn_gateway_id: route.spec.vpn_gateway_id.clone(),
             credentials,
-        })
+        }
+    }
+
+    /// Records that the route's calls worked with these credentials.
+    pub fn credentials_worked(&self, key: &str, credentials: &CredentialsHandle) {
+        let mut map = lock(&self.last_good_credentials);
+        if map.get(key).is_none_or(|c| c.key != credentials.key) {
+            map.insert(key.to_owned(), credentials.clone());
+        }
+    }
+
+    /// Forgets what was kept for a route that is gone.
+    pub fn forget_route(&self, key: &str) {
+        lock(&self.last_good_credentials).remove(key);
+        self.backoffs.reset(key);
+        self.verified.forget(key);
     }
 
     async fn secret_credentials(
@@ -95,19 +140,22 @@ impl Context {
             .namespace
             .as_deref()
             .ok_or(Error::MissingField("metadata.namespace"))?;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let secret = secrets
-            .get_opt(name)
+        let data = self
+            .objects
+            .secret(ns, name)
             .await
             .map_err(|e| Error::kube("read credentials Secret", e))?
             .ok_or_else(|| fail("not found".to_owned()))?;
-        let data = secret.data.unwrap_or_default();
         let creds =
-            Credentials::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())))
+            Credentials::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
                 .map_err(|e| fail(e.to_string()))?;
         Ok(CredentialsHandle {
             key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
             provider: Arc::new(StaticCredentials::new(creds)),
         })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,5 +1,6 @@
 //! The controller layer's error type.
 
+use super::reason::Reason;
 use alicloud_vpc_client::{CloudError, ErrorClass, Policy};
 
 /// Everything a reconcile can fail with.
@@ -63,12 +64,14 @@ impl Error {
     }
 
     /// A stable reason for conditions, events and metrics: the cloud's code where there is one.
-    pub fn reason(&self) -> String {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Kube { .. } => "KubernetesApiError".to_owned(),
-            Self::Cloud { source, .. } | Self::CreateRefused(source) => source.code().to_owned(),
-            Self::Secret { .. } => "CredentialsSecretInvalid".to_owned(),
-            Self::MissingField(_) => "InvalidObject".to_owned(),
+            Self::Kube { .. } => Reason::KubernetesApiError,
+            Self::Cloud { source, .. } | Self::CreateRefused(source) => {
+                Reason::Cloud(source.code().to_owned())
+            }
+            Self::Secret { .. } => Reason::CredentialsSecretInvalid,
+            Self::MissingField(_) => Reason::InvalidObject,
         }
     }
 

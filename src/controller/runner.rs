@@ -20,6 +20,7 @@ use super::backoff::Backoffs;
 use super::context::{Context, Settings};
 use super::entries::GatewayCache;
 use super::metrics::{GatewayLabels, Metrics, ReadyLabels};
+use super::objects::KubeObjects;
 use super::port::CloudPort;
 use super::reconcile::{error_policy, reconcile};
 use super::scheduler::{Owner, Scheduler, SchedulerConfig};
@@ -87,17 +88,22 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
         controller: "vpn-pbr-operator".to_owned(),
         instance: rt.instance.clone(),
     };
-    let ctx = Arc::new(Context {
+    let objects = KubeObjects {
         client: rt.client.clone(),
+        recorder: Recorder::new(rt.client.clone(), reporter),
+        stores: stores.clone(),
+        manager: rt.settings.manager.clone(),
+    };
+    let ctx = Arc::new(Context {
+        objects: Arc::new(objects),
         cache,
         scheduler: scheduler.clone(),
-        recorder: Recorder::new(rt.client.clone(), reporter),
         metrics: rt.metrics.clone(),
         settings: rt.settings.clone(),
         backoffs: Backoffs::default(),
         verified: super::verified::Verified::default(),
-        stores: stores.clone(),
         default_credentials: rt.default_credentials.clone(),
+        last_good_credentials: Default::default(),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.

@@ -22,7 +22,7 @@ use super::estimate::{Busy, Estimate};
 use super::model::{Accepted, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
-use alicloud_vpc_client::{CloudError, ErrorClass};
+use alicloud_vpc_client::{CloudError, ErrorClass, Retrier};
 
 /// The object a job belongs to.
 pub type Owner = ObjectRef<VpnPbrRoute>;
@@ -49,8 +49,14 @@ impl Default for SchedulerConfig {
 /// What a reconcile sees of its job.
 #[derive(Clone, Debug)]
 pub enum JobView {
-    /// Queued or being sent.
-    Pending,
+    /// Waiting for its turn; it can still be replaced or cancelled. `generation` is the spec
+    /// generation it was planned from.
+    Queued {
+        mutation: Mutation,
+        generation: Option<i64>,
+    },
+    /// On the wire: it will finish, whatever the object does meanwhile.
+    InFlight,
     /// The cloud accepted it; `confirmed` once the gateway was seen `active` afterwards.
     Accepted { accepted: Accepted, confirmed: bool },
     /// The cloud refused it (never a busy gateway: that is retried here). `create` tells
@@ -73,6 +79,7 @@ enum JobState {
 struct Job {
     scope: Scope,
     mutation: Mutation,
+    generation: Option<i64>,
     state: JobState,
 }
 
@@ -94,12 +101,12 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn queued_head(&self) -> Option<(Owner, Scope, Mutation)> {
+    fn queued_head(&self) -> Option<(Owner, Scope)> {
         self.order.iter().find_map(|o| {
             self.jobs
                 .get(o)
                 .filter(|j| matches!(j.state, JobState::Queued))
-                .map(|j| (o.clone(), j.scope.clone(), j.mutation.clone()))
+                .map(|j| (o.clone(), j.scope.clone()))
         })
     }
 
@@ -157,6 +164,8 @@ struct Inner {
     cache: GatewayCache,
     config: SchedulerConfig,
     gateways: Mutex<HashMap<GatewayKey, Arc<Slot>>>,
+    /// The gateway each owner's job is on (an owner has at most one job).
+    owners: Mutex<HashMap<Owner, GatewayKey>>,
     wake_owner: mpsc::UnboundedSender<Owner>,
     shutdown: CancellationToken,
 }
@@ -182,6 +191,7 @@ impl Scheduler {
                 cache,
                 config,
                 gateways: Mutex::new(HashMap::new()),
+                owners: Mutex::new(HashMap::new()),
                 wake_owner,
                 shutdown,
             }),
@@ -207,10 +217,26 @@ impl Scheduler {
         slot
     }
 
-    /// Queues `mutation` for `owner`. A queued job of the same owner is replaced (the spec
-    /// moved on); one in flight is left alone and its outcome reported first.
-    pub fn submit(&self, owner: &Owner, scope: &Scope, mutation: Mutation) {
-        let slot = self.slot(&scope.key());
+    /// Queues `mutation` for `owner`, planned from spec `generation`. A queued job of the same
+    /// owner is replaced (the plan changed); one in flight is left alone and its outcome
+    /// reported first.
+    pub fn submit(
+        &self,
+        owner: &Owner,
+        scope: &Scope,
+        mutation: Mutation,
+        generation: Option<i64>,
+    ) {
+        let key = scope.key();
+        let previous = lock(&self.inner.owners).get(owner).cloned();
+        if let Some(old) = previous.filter(|k| *k != key)
+            && !self.forget(owner, &old)
+        {
+            // Its change for the other gateway (other credentials) is still on the wire.
+            return;
+        }
+        lock(&self.inner.owners).insert(owner.clone(), key.clone());
+        let slot = self.slot(&key);
         {
             let mut gw = lock(&slot.state);
             if let Some(job) = gw.jobs.get(owner) {
@@ -218,6 +244,9 @@ impl Scheduler {
                     return;
                 }
                 if matches!(job.state, JobState::Queued) && job.mutation == mutation {
+                    if let Some(job) = gw.jobs.get_mut(owner) {
+                        job.generation = generation;
+                    }
                     return;
                 }
             }
@@ -229,6 +258,7 @@ impl Scheduler {
                 Job {
                     scope: scope.clone(),
                     mutation,
+                    generation,
                     state: JobState::Queued,
                 },
             );
@@ -242,7 +272,11 @@ impl Scheduler {
         let gw = lock(&slot.state);
         let job = gw.jobs.get(owner)?;
         Some(match &job.state {
-            JobState::Queued | JobState::InFlight => JobView::Pending,
+            JobState::Queued => JobView::Queued {
+                mutation: job.mutation.clone(),
+                generation: job.generation,
+            },
+            JobState::InFlight => JobView::InFlight,
             JobState::Accepted { accepted, seq } => JobView::Accepted {
                 accepted: accepted.clone(),
                 confirmed: *seq <= gw.confirmed,
@@ -254,28 +288,46 @@ impl Scheduler {
         })
     }
 
-    /// Drops the owner's finished job (its outcome has been recorded) or a queued one (the
-    /// object is gone). A job in flight stays until it finishes.
-    pub fn forget(&self, owner: &Owner, key: &GatewayKey) {
+    /// Drops the owner's finished job (its outcome has been recorded) or cancels a queued one
+    /// (the plan no longer wants it). A job in flight stays until it finishes: returns false
+    /// then, true when the owner has no job left on this gateway.
+    pub fn forget(&self, owner: &Owner, key: &GatewayKey) -> bool {
         let Some(slot) = lock(&self.inner.gateways).get(key).cloned() else {
-            return;
+            return true;
         };
-        let mut gw = lock(&slot.state);
-        if gw
-            .jobs
-            .get(owner)
-            .is_some_and(|j| !matches!(j.state, JobState::InFlight))
         {
-            gw.jobs.remove(owner);
-            gw.order.retain(|o| o != owner);
+            let mut gw = lock(&slot.state);
+            match gw.jobs.get(owner) {
+                Some(j) if matches!(j.state, JobState::InFlight) => return false,
+                Some(_) => {
+                    gw.jobs.remove(owner);
+                    gw.order.retain(|o| o != owner);
+                }
+                None => {}
+            }
         }
+        let mut owners = lock(&self.inner.owners);
+        if owners.get(owner) == Some(key) {
+            owners.remove(owner);
+        }
+        true
+    }
+
+    /// The owner's job, wherever it is.
+    pub fn job(&self, owner: &Owner) -> Option<JobView> {
+        let key = lock(&self.inner.owners).get(owner).cloned()?;
+        self.view(owner, &key)
+    }
+
+    /// [`Scheduler::forget`] on whichever gateway holds the owner's job.
+    pub fn drop_job(&self, owner: &Owner) -> bool {
+        let key = lock(&self.inner.owners).get(owner).cloned();
+        key.is_none_or(|k| self.forget(owner, &k))
     }
 
     /// Whether the owner has a job on any gateway.
     pub fn has_job(&self, owner: &Owner) -> bool {
-        let map = lock(&self.inner.gateways);
-        map.values()
-            .any(|s| lock(&s.state).jobs.contains_key(owner))
+        lock(&self.inner.owners).contains_key(owner)
     }
 
     /// Last gateway status the scheduler saw.
@@ -330,7 +382,7 @@ struct Worker {
 }
 
 enum Next {
-    Send(Box<(Owner, Scope, Mutation)>, Instant),
+    Send(Box<(Owner, Scope)>, Instant),
     Probe(Scope, Instant),
     Idle,
 }
@@ -360,8 +412,8 @@ impl Worker {
             }
             match next {
                 Next::Send(job, _) => {
-                    let (owner, scope, mutation) = *job;
-                    step = self.send(owner, &scope, &mutation, step).await;
+                    let (owner, scope) = *job;
+                    step = self.send(owner, &scope, step).await;
                 }
                 Next::Probe(scope, _) => step = self.probe(&scope, step).await,
                 Next::Idle => {}
@@ -371,12 +423,12 @@ impl Worker {
 
     fn next(&self) -> Next {
         let gw = lock(&self.slot.state);
-        if let Some((owner, scope, mutation)) = gw.queued_head() {
+        if let Some((owner, scope)) = gw.queued_head() {
             if !self.inner.config.enabled {
-                return Next::Send(Box::new((owner, scope, mutation)), Instant::now());
+                return Next::Send(Box::new((owner, scope)), Instant::now());
             }
             return match gw.ready_at() {
-                Some(at) => Next::Send(Box::new((owner, scope, mutation)), at),
+                Some(at) => Next::Send(Box::new((owner, scope)), at),
                 None => Next::Probe(scope, gw.probe_at()),
             };
         }
@@ -400,20 +452,23 @@ impl Worker {
         }
     }
 
-    async fn send(
-        &self,
-        owner: Owner,
-        scope: &Scope,
-        mutation: &Mutation,
-        step: Duration,
-    ) -> Duration {
-        let gap = {
+    /// Sends the owner's queued job as it stands now: while this worker slept, the job may
+    /// have been replaced or cancelled, and only what is still queued goes on the wire.
+    async fn send(&self, owner: Owner, scope: &Scope, step: Duration) -> Duration {
+        let (mutation, gap) = {
             let mut gw = lock(&self.slot.state);
-            if let Some(job) = gw.jobs.get_mut(&owner) {
-                job.state = JobState::InFlight;
-            }
-            gw.pending_gap(Instant::now())
+            let Some(job) = gw
+                .jobs
+                .get_mut(&owner)
+                .filter(|j| matches!(j.state, JobState::Queued))
+            else {
+                return step;
+            };
+            job.state = JobState::InFlight;
+            let mutation = job.mutation.clone();
+            (mutation, gw.pending_gap(Instant::now()))
         };
+        let mutation = &mutation;
         let result = self.inner.cloud.mutate(scope, mutation).await;
         match result {
             Ok(accepted) => {
@@ -447,7 +502,10 @@ impl Worker {
                 self.wake(woken);
                 FIRST_STEP
             }
-            Err(e) if e.class() == ErrorClass::GatewayBusy && self.inner.config.enabled => {
+            Err(e)
+                if e.policy().retried_by == Retrier::GatewayScheduler
+                    && self.inner.config.enabled =>
+            {
                 self.set_state(&owner, JobState::Queued);
                 debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
                 let pause = {
@@ -677,7 +735,7 @@ mod tests {
         let n = 20;
         let start = Instant::now();
         for i in 0..n {
-            sched.submit(&owner(i), &scope(), publish(i));
+            sched.submit(&owner(i), &scope(), publish(i), Some(1));
         }
         // Every owner is woken once its change is accepted and once the gateway is confirmed.
         let mut confirmed = 0;
@@ -714,6 +772,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_job_cancelled_while_the_worker_waits_for_its_turn_is_never_sent() {
+        let fake = FakeGateway::new(Duration::from_secs(2), None);
+        let cloud: Arc<dyn CloudPort> = fake.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sched = Scheduler::new(
+            cloud.clone(),
+            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        sched.submit(&owner(1), &scope(), publish(1), Some(1));
+        let woken = rx.recv().await.expect("wake");
+        assert_eq!(woken, owner(1));
+        // The gateway is now updating: job 2 waits for its turn, then is cancelled.
+        sched.submit(&owner(2), &scope(), publish(2), Some(1));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(matches!(
+            sched.view(&owner(2), &scope().key()),
+            Some(JobView::Queued { .. })
+        ));
+        assert!(sched.forget(&owner(2), &scope().key()));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            fake.accepted.lock().unwrap().clone(),
+            vec!["src1".to_owned()],
+            "only the job still queued at its turn goes on the wire"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_queued_job_is_replaced_and_a_forgotten_one_dropped() {
         let fake = FakeGateway::new(
             Duration::from_secs(1),
@@ -728,9 +817,9 @@ mod tests {
             tx,
             CancellationToken::new(),
         );
-        sched.submit(&owner(1), &scope(), publish(1));
-        sched.submit(&owner(2), &scope(), publish(2));
-        sched.submit(&owner(2), &scope(), publish(22));
+        sched.submit(&owner(1), &scope(), publish(1), Some(1));
+        sched.submit(&owner(2), &scope(), publish(2), Some(1));
+        sched.submit(&owner(2), &scope(), publish(22), Some(1));
         sched.forget(&owner(1), &scope().key());
         loop {
             let o = rx.recv().await.expect("wake");

@@ -2,6 +2,7 @@
 //! nothing time-dependent changes otherwise, so an unchanged outcome writes nothing.
 
 use super::model::Entry;
+use super::reason::Reason;
 use crate::api::v1alpha1::{Condition, ConditionStatus, ObservedRoute, VpnPbrRouteStatus};
 
 pub const READY: &str = "Ready";
@@ -11,26 +12,22 @@ pub const SYNCED: &str = "Synced";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CondValue {
     pub status: ConditionStatus,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl CondValue {
-    pub fn new(
-        status: ConditionStatus,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: ConditionStatus, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             status,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
-    pub fn yes(reason: &str, message: impl Into<String>) -> Self {
+    pub fn yes(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(ConditionStatus::True, reason, message)
     }
-    pub fn no(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn no(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(ConditionStatus::False, reason, message)
     }
 }
@@ -70,7 +67,7 @@ fn condition(
     Condition {
         type_: type_.to_owned(),
         status: value.status,
-        reason: value.reason,
+        reason: value.reason.as_str().to_owned(),
         message: value.message,
         last_transition_time,
         observed_generation: generation,
@@ -93,7 +90,7 @@ pub fn build(
             previous
                 .iter()
                 .find(|c| c.type_ == type_)
-                .map(|c| CondValue::new(c.status, c.reason.clone(), c.message.clone()))
+                .map(|c| CondValue::new(c.status, Reason::parse(&c.reason), c.message.clone()))
         });
         if let Some(v) = value {
             conditions.push(condition(type_, v, &previous, generation, now));
@@ -165,8 +162,8 @@ mod tests {
     #[test]
     fn same_outcome_same_status() {
         let report = Report {
-            ready: Some(CondValue::yes("Available", "in sync")),
-            synced: Some(CondValue::yes("Synced", "")),
+            ready: Some(CondValue::yes(Reason::Available, "in sync")),
+            synced: Some(CondValue::yes(Reason::Synced, "")),
             entry: Some(entry()),
             ..Default::default()
         };
@@ -193,7 +190,7 @@ mod tests {
         let a = build(
             None,
             Report {
-                ready: Some(CondValue::yes("Available", "")),
+                ready: Some(CondValue::yes(Reason::Available, "")),
                 entry: Some(entry()),
                 ..Default::default()
             },
@@ -203,7 +200,7 @@ mod tests {
         let b = build(
             Some(&a),
             Report {
-                ready: Some(CondValue::no("NotFound", "gone")),
+                ready: Some(CondValue::no(Reason::NotFound, "gone")),
                 entry_absent: true,
                 client_token: Some(Some("tok".into())),
                 ..Default::default()

@@ -1,0 +1,208 @@
+//! The Kubernetes side of a reconcile, behind a trait: the real one over the API server
+//! ([`KubeObjects`]), an in-memory one in the simulation test.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::decide::EventNote;
+use super::duplicates;
+use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
+
+pub type ObjectFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, kube::Error>> + Send + 'a>>;
+
+/// What a reconcile reads and writes of Kubernetes objects.
+pub trait ObjectPort: Send + Sync + 'static {
+    /// The newest copy of a route (`None` when it is gone).
+    fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ObjectFuture<'a, Option<VpnPbrRoute>>;
+    /// Replaces the route's status (a route deleted meanwhile is not an error).
+    fn write_status<'a>(
+        &'a self,
+        route: &'a VpnPbrRoute,
+        status: &'a VpnPbrRouteStatus,
+    ) -> ObjectFuture<'a, ()>;
+    /// Adds the cleanup finalizer (the route's finalizers as observed, plus ours).
+    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()>;
+    /// Removes the cleanup finalizer (a route already gone is not an error).
+    fn remove_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()>;
+    /// Publishes an event about the route (best effort: failures are logged, not returned).
+    fn publish<'a>(
+        &'a self,
+        route: &'a VpnPbrRoute,
+        event: &'a EventNote,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// The data of a Secret (`None` when it does not exist).
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ObjectFuture<'a, Option<BTreeMap<String, Vec<u8>>>>;
+    /// `namespace/name` of an older object naming the same cloud entry, from the watch caches.
+    fn older_claim(&self, route: &VpnPbrRoute) -> Option<String>;
+}
+
+/// The API server.
+pub struct KubeObjects {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    /// The controllers' caches of every watched route (one per watched namespace set).
+    pub stores: Vec<Store<VpnPbrRoute>>,
+    /// Field manager of status writes.
+    pub manager: String,
+}
+
+impl KubeObjects {
+    fn api(&self, route: &VpnPbrRoute) -> Api<VpnPbrRoute> {
+        Api::namespaced(self.client.clone(), &route.namespace().unwrap_or_default())
+    }
+}
+
+/// Treats "not found" as done: the object is gone, so there is nothing left to change.
+fn gone_is_ok<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn json_patch(value: serde_json::Value) -> Result<json_patch::Patch, kube::Error> {
+    serde_json::from_value(value).map_err(kube::Error::SerdeError)
+}
+
+impl ObjectPort for KubeObjects {
+    fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ObjectFuture<'a, Option<VpnPbrRoute>> {
+        Box::pin(async move {
+            Api::<VpnPbrRoute>::namespaced(self.client.clone(), namespace)
+                .get_opt(name)
+                .await
+        })
+    }
+
+    fn write_status<'a>(
+        &'a self,
+        route: &'a VpnPbrRoute,
+        status: &'a VpnPbrRouteStatus,
+    ) -> ObjectFuture<'a, ()> {
+        Box::pin(async move {
+            let patch = json!({
+                "apiVersion": VpnPbrRoute::api_version(&()),
+                "kind": VpnPbrRoute::kind(&()),
+                "status": status,
+            });
+            gone_is_ok(
+                self.api(route)
+                    .patch_status(
+                        &route.name_any(),
+                        &PatchParams::apply(&self.manager).force(),
+                        &Patch::Apply(&patch),
+                    )
+                    .await,
+            )
+        })
+    }
+
+    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()> {
+        Box::pin(async move {
+            // The test op makes a concurrent change of the list fail instead of being lost.
+            let patch = json_patch(if route.metadata.finalizers.is_none() {
+                json!([{ "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] }])
+            } else {
+                json!([
+                    { "op": "test", "path": "/metadata/finalizers", "value": route.finalizers() },
+                    { "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER }
+                ])
+            })?;
+            self.api(route)
+                .patch(
+                    &route.name_any(),
+                    &PatchParams::default(),
+                    &Patch::<()>::Json(patch),
+                )
+                .await
+                .map(drop)
+        })
+    }
+
+    fn remove_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(i) = route.finalizers().iter().position(|f| f == FINALIZER) else {
+                return Ok(());
+            };
+            let patch = json_patch(json!([
+                { "op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER },
+                { "op": "remove", "path": format!("/metadata/finalizers/{i}") }
+            ]))?;
+            gone_is_ok(
+                self.api(route)
+                    .patch(
+                        &route.name_any(),
+                        &PatchParams::default(),
+                        &Patch::<()>::Json(patch),
+                    )
+                    .await,
+            )
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        route: &'a VpnPbrRoute,
+        note: &'a EventNote,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let event = Event {
+                type_: if note.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: note.reason.as_str().chars().take(128).collect(),
+                note: Some(note.note.chars().take(1000).collect()),
+                action: note.action.to_owned(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &route.object_ref(&())).await {
+                tracing::warn!(route = %route.name_any(), error = %e, "could not publish event");
+            }
+        })
+    }
+
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ObjectFuture<'a, Option<BTreeMap<String, Vec<u8>>>> {
+        Box::pin(async move {
+            let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+                .get_opt(name)
+                .await?;
+            Ok(secret.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect()
+            }))
+        })
+    }
+
+    fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
+        duplicates::older_claim_in(route, &self.stores)
+    }
+}

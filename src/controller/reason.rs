@@ -1,0 +1,116 @@
+//! The vocabulary of conditions and events: every reason the controller writes, as one type.
+//! Reasons read back from status are parsed into it, so no decision compares strings.
+
+use std::fmt;
+
+/// Why a condition has its value, or why an event was published.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Ready=True: the cloud entry exists and matches the spec.
+    Available,
+    /// Synced=True: nothing left to do.
+    Synced,
+    /// The create is queued or in flight.
+    Creating,
+    /// The spec breaks a rule; no cloud call.
+    InvalidSpec,
+    /// The paused annotation is set; no cloud call.
+    Paused,
+    /// An older object claims the same entry.
+    DuplicateRoute,
+    /// `ObserveOnly`: no such entry in the cloud.
+    NotFound,
+    /// `ObserveOnly`: the cloud differs from the spec.
+    Drift,
+    /// A deletion cannot remove the cloud entry until someone acts (credentials, permissions).
+    CleanupBlocked,
+    /// Events of changes the operator made or found.
+    Created,
+    Updated,
+    Adopted,
+    Deleted,
+    /// A Kubernetes API call failed.
+    KubernetesApiError,
+    /// The route's credentials Secret is missing or unusable.
+    CredentialsSecretInvalid,
+    /// The object lacks a field the apiserver always sets.
+    InvalidObject,
+    /// A cloud call failed: the cloud's error code (or the client's word for failures without
+    /// one, such as `Timeout`).
+    Cloud(String),
+}
+
+impl Reason {
+    const NAMED: [Reason; 16] = [
+        Reason::Available,
+        Reason::Synced,
+        Reason::Creating,
+        Reason::InvalidSpec,
+        Reason::Paused,
+        Reason::DuplicateRoute,
+        Reason::NotFound,
+        Reason::Drift,
+        Reason::CleanupBlocked,
+        Reason::Created,
+        Reason::Updated,
+        Reason::Adopted,
+        Reason::Deleted,
+        Reason::KubernetesApiError,
+        Reason::CredentialsSecretInvalid,
+        Reason::InvalidObject,
+    ];
+
+    /// The word written to conditions and events.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Available => "Available",
+            Self::Synced => "Synced",
+            Self::Creating => "Creating",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::Paused => "Paused",
+            Self::DuplicateRoute => "DuplicateRoute",
+            Self::NotFound => "NotFound",
+            Self::Drift => "Drift",
+            Self::CleanupBlocked => "CleanupBlocked",
+            Self::Created => "Created",
+            Self::Updated => "Updated",
+            Self::Adopted => "Adopted",
+            Self::Deleted => "Deleted",
+            Self::KubernetesApiError => "KubernetesApiError",
+            Self::CredentialsSecretInvalid => "CredentialsSecretInvalid",
+            Self::InvalidObject => "InvalidObject",
+            Self::Cloud(code) => code,
+        }
+    }
+
+    /// A reason read back from status: one of ours, or else a cloud code.
+    pub fn parse(s: &str) -> Reason {
+        Self::NAMED
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .unwrap_or_else(|| Reason::Cloud(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_reason_round_trips() {
+        for r in Reason::NAMED {
+            assert_eq!(Reason::parse(r.as_str()), r);
+        }
+        assert_eq!(
+            Reason::parse("InvalidNextHop.NotFound"),
+            Reason::Cloud("InvalidNextHop.NotFound".into())
+        );
+        assert_eq!(Reason::Cloud("Timeout".into()).to_string(), "Timeout");
+    }
+}
