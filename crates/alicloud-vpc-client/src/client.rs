@@ -274,6 +274,40 @@ impl VpcClient {
         self.call(req).await
     }
 
+    /// Sends `req` with `DryRun=true`: the cloud checks everything it would check for the real
+    /// call (parameters, permissions, quota, next hop, conflicts) and changes nothing.
+    /// `Ok(DryRunPassed)` means the call would have succeeded (the cloud's HTTP 400
+    /// `DryRunOperation`); any other refusal is the usual [`CloudError`]. A server that answers
+    /// with success has ignored `DryRun` (and may have carried the call out): that is an error
+    /// too, never a pass.
+    pub async fn dry_run<O: DryRunnable>(&self, req: &O) -> Result<DryRunPassed, CloudError> {
+        let mut req = req.clone();
+        req.set_dry_run(Some(true));
+        match self.call(&req).await {
+            Err(e) if e.is_dry_run_ok() => Ok(DryRunPassed {
+                action: O::ACTION,
+                request_id: e.request_id().map(str::to_owned),
+            }),
+            Err(e) => Err(e),
+            Ok(_) => Err(CloudError::MalformedResponse {
+                action: O::ACTION,
+                http_status: 200,
+                request_id: None,
+                detail: "a DryRun=true call was answered with success: the server ignored \
+                         DryRun and may have carried the call out"
+                    .to_owned(),
+            }),
+        }
+    }
+
+    /// `CreateVpnPbrRouteEntry` with `DryRun=true` (see [`dry_run`](Self::dry_run)).
+    pub async fn dry_run_create_vpn_pbr_route_entry(
+        &self,
+        req: &CreateVpnPbrRouteEntryRequest,
+    ) -> Result<DryRunPassed, CloudError> {
+        self.dry_run(req).await
+    }
+
     /// Runs any [`Operation`]: adds `RegionId` and (for mutations without one) a `ClientToken`,
     /// then signs, sends, retries what is safe and classifies the answer.
     pub async fn call<O: Operation>(&self, req: &O) -> Result<O::Response, CloudError> {
@@ -438,6 +472,22 @@ impl VpcClient {
     }
 }
 
+/// A `DryRun=true` call that would have succeeded: every check passed, nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunPassed {
+    pub action: &'static str,
+    /// RequestId of the `DryRunOperation` answer.
+    pub request_id: Option<String>,
+}
+
+impl CloudError {
+    /// True for the answer to a `DryRun=true` call that would have succeeded (HTTP 400,
+    /// code `DryRunOperation`). [`VpcClient::dry_run`] returns it as `Ok`.
+    pub fn is_dry_run_ok(&self) -> bool {
+        self.api().is_some_and(|e| e.code == DRY_RUN_OPERATION)
+    }
+}
+
 /// reqwest panics when building a client without a rustls crypto provider; install ring (the
 /// provider this crate is built with) if the process has none yet. Losing the race to another
 /// installer is fine: any provider will do.
@@ -530,5 +580,107 @@ mod tests {
         })
         .unwrap();
         assert_eq!(gw.len(), 1);
+    }
+
+    /// A server that answers every request with `status` and `body`, and records the forms.
+    async fn canned(
+        status: u16,
+        body: &'static str,
+    ) -> (
+        VpcClient,
+        std::sync::Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>,
+    ) {
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<BTreeMap<String, String>>>> = Arc::default();
+        let record = seen.clone();
+        let app = axum::Router::new().fallback(move |request: axum::body::Bytes| {
+            let record = record.clone();
+            async move {
+                let form = url::form_urlencoded::parse(&request).into_owned().collect();
+                record.lock().unwrap().push(form);
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/json")],
+                    body,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let config = ClientConfig {
+            endpoint: Endpoint::from_url(&format!("http://{addr}/")).unwrap(),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(2),
+            },
+            ..ClientConfig::default()
+        };
+        let creds = Arc::new(crate::StaticCredentials::new(crate::Credentials::new(
+            "AKID", "secret",
+        )));
+        let client = VpcClientFactory::new(config)
+            .unwrap()
+            .client("cn-hangzhou", creds)
+            .unwrap();
+        (client, seen)
+    }
+
+    fn create_request() -> CreateVpnPbrRouteEntryRequest {
+        CreateVpnPbrRouteEntryRequest {
+            vpn_gateway_id: "vpn-1".into(),
+            route_source: "192.168.1.0/24".into(),
+            route_dest: "10.0.0.0/24".into(),
+            next_hop: "vco-1".into(),
+            weight: 100,
+            publish_vpc: false,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_passed_dry_run_is_ok_and_sent_once() {
+        let (client, seen) = canned(
+            400,
+            r#"{"RequestId":"R-dry","Code":"DryRunOperation","Message":"Request validation has been passed with DryRun flag set."}"#,
+        )
+        .await;
+        let passed = client
+            .dry_run_create_vpn_pbr_route_entry(&create_request())
+            .await
+            .unwrap();
+        assert_eq!(passed.action, "CreateVpnPbrRouteEntry");
+        assert_eq!(passed.request_id.as_deref(), Some("R-dry"));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "never retried");
+        assert_eq!(seen[0]["DryRun"], "true");
+        assert_eq!(seen[0]["Action"], "CreateVpnPbrRouteEntry");
+    }
+
+    #[tokio::test]
+    async fn a_refused_dry_run_is_the_usual_error() {
+        let (client, _) = canned(
+            400,
+            r#"{"RequestId":"R-hop","Code":"InvalidNextHop.NotFound","Message":"next hop"}"#,
+        )
+        .await;
+        let e = client.dry_run(&create_request()).await.unwrap_err();
+        assert_eq!(e.code(), "InvalidNextHop.NotFound");
+        assert!(!e.is_dry_run_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_answered_with_success_is_an_error() {
+        let (client, _) = canned(
+            200,
+            r#"{"RequestId":"R-ok","RouteSource":"192.168.1.0/24","RouteDest":"10.0.0.0/24","NextHop":"vco-1","Weight":100}"#,
+        )
+        .await;
+        let e = client.dry_run(&create_request()).await.unwrap_err();
+        assert_eq!(e.code(), "MalformedResponse");
+        assert!(e.to_string().contains("ignored DryRun"), "{e}");
     }
 }

@@ -40,7 +40,7 @@ pub mod rpc;
 pub use alicloud_signature as signature;
 
 pub use class::ErrorClass;
-pub use client::{ClientConfig, PBR_PAGE_SIZE, VpcClient, VpcClientFactory};
+pub use client::{ClientConfig, DryRunPassed, PBR_PAGE_SIZE, VpcClient, VpcClientFactory};
 pub use credentials::{
     ChainOptions, Credentials, CredentialsError, CredentialsFile, CredentialsProvider, OidcConfig,
     OidcProvider, SecretString, StaticCredentials, default_chain, default_chain_from,

@@ -47,8 +47,32 @@ pub struct CreateVpnPbrRouteEntryRequest {
     pub overlay_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+    /// `true`: the cloud only checks the request (parameters, permissions, quota, next hop,
+    /// conflicts) and answers HTTP 400 `DryRunOperation` when it would have succeeded; nothing
+    /// is created. Use [`VpcClient::dry_run`](super::VpcClient::dry_run), which turns that
+    /// answer into `Ok`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+}
+
+/// The code of the answer to a `DryRun=true` call that would have succeeded (HTTP 400).
+pub const DRY_RUN_OPERATION: &str = "DryRunOperation";
+
+/// A mutation that takes the API's `DryRun` parameter.
+///
+/// Of the operations here only `CreateVpnPbrRouteEntry` has it: the API reference and the
+/// official SDK's request models list `DryRun` for that one and for none of
+/// `DeleteVpnPbrRouteEntry`, `ModifyVpnPbrRouteEntryWeight`, `ModifyVpnPbrRouteEntryPriority`,
+/// `ModifyVpnPbrRouteEntryAttribute` or `PublishVpnRouteEntry`.
+pub trait DryRunnable: Operation + Clone {
+    /// Sets (or clears) `DryRun`.
+    fn set_dry_run(&mut self, dry_run: Option<bool>);
+}
+
+impl DryRunnable for CreateVpnPbrRouteEntryRequest {
+    fn set_dry_run(&mut self, dry_run: Option<bool>) {
+        self.dry_run = dry_run;
+    }
 }
 
 /// Answer of `CreateVpnPbrRouteEntry`.
@@ -152,6 +176,9 @@ pub struct VpnPbrRouteEntry {
     /// Epoch milliseconds.
     #[serde(default, deserialize_with = "de::opt_int")]
     pub create_time: Option<i64>,
+    /// Not in the documented list answer; kept when a server lists it.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub description: Option<String>,
 }
 
 impl VpnPbrRouteEntry {

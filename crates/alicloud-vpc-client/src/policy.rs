@@ -200,6 +200,10 @@ const TABLE: &[(&str, Policy)] = &[
     row("InvalidRegionId",                            C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
     row("NoPermission",                               C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
 
+    // The answer to a `DryRun=true` call that would have succeeded (`VpcClient::dry_run` turns
+    // it into `Ok`). Never retried: sending it again asks the same question; nothing was made.
+    row("DryRunOperation",                            C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
+
     // Created meanwhile (by us before a restart, or by someone else): adopt it.
     row("VpnRouteEntry.AlreadyExists",                C::AlreadyExists,      R::Reconcile,        P::Transient, false, G::No),
 
@@ -390,6 +394,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_passed_dry_run_is_never_retried() {
+        let p = policy(400, "DryRunOperation");
+        assert_eq!(p.retried_by, Retrier::Reconcile);
+        assert!(!p.class.is_retryable_by_client());
+        assert!(p.refuses_create, "a dry run creates nothing");
+        assert_eq!(p.gone, Gone::No);
+    }
+
     /// The lists the old `classify` had, with the class each code had there.
     const OLD_LISTS: &[(ErrorClass, &[&str])] = &[
         (
@@ -489,8 +502,9 @@ mod tests {
                 seen += 1;
             }
         }
-        // The old lists (with the one new gateway code) plus the moved busy code are the table.
-        assert_eq!(seen + 1, TABLE.len());
+        // The old lists (with the one new gateway code) plus the moved busy code and the dry-run
+        // answer are the table.
+        assert_eq!(seen + 2, TABLE.len());
         // The one deliberate change: a gateway being deleted is no longer "busy".
         assert_eq!(
             classify(400, "IncorrectStatus.VpnGateway"),
