@@ -482,34 +482,55 @@ async fn delete_removes_the_entry_and_orphan_keeps_it() -> anyhow::Result<()> {
 #[tokio::test]
 async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> anyhow::Result<()> {
     let env = Env::start("adopt", 200, &[], &[]).await?;
+    let key = EntryKey::new("192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1");
     env.emu
-        .console(
-            "create",
-            "vpn-gw-a",
-            &EntryKey::new("192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1"),
-            Some(100),
-        )
+        .console("create", "vpn-gw-a", &key, Some(100))
         .await?;
-    env.apply(
-        "adopted",
-        spec(
-            "vpn-gw-a",
-            "192.168.8.0/24",
-            "10.8.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
-    env.ready("adopted").await?;
-    env.wait_event("Adopted").await?;
+    // Without consent: refused, and neither changed nor deleted with its object.
+    let mut wants_other_weight = spec("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1", 0);
+    wants_other_weight["publishVpc"] = json!(false);
+    env.apply("uninvited", wants_other_weight).await;
+    env.wait_for("uninvited", "Ready=False AlreadyExists", |r| {
+        ready_is(r, ConditionStatus::False, Some("AlreadyExists"))
+    })
+    .await?;
+    let warning = env.wait_event("AlreadyExists").await?;
+    assert!(
+        warning
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("vpn.alicloud.dev/adopt")),
+        "the warning says how to adopt: {warning:?}"
+    );
+    env.api
+        .delete("uninvited", &DeleteParams::default())
+        .await
+        .expect("delete");
+    env.gone("uninvited").await?;
+    let entry = env.emu.entry("vpn-gw-a", &key).await?.expect("entry kept");
+    assert_eq!(entry["Weight"], 100, "not changed");
+    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
     assert_eq!(
         env.emu
-            .accepted_creates(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1")
-            )
+            .calls("ModifyVpnPbrRouteEntryAttribute", "Success")
             .await?,
+        0
+    );
+
+    // With consent: adopted, recorded in status, no create.
+    let obj: VpnPbrRoute = serde_json::from_value(json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": "adopted", "annotations": {"vpn.alicloud.dev/adopt": "true"}},
+        "spec": spec("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1", 100)
+    }))?;
+    env.api.create(&PostParams::default(), &obj).await?;
+    let r = env.ready("adopted").await?;
+    env.wait_event("Adopted").await?;
+    let st = r.status.expect("status");
+    assert_eq!(st.adopted, Some(true));
+    assert!(st.adopted_at.is_some());
+    assert_eq!(
+        env.emu.accepted_creates("vpn-gw-a", &key).await?,
         0,
         "adopted, not created"
     );

@@ -16,8 +16,8 @@ use super::reason::Reason;
 use super::scheduler::JobView;
 use super::status::{self, CondValue, Report};
 use crate::api::v1alpha1::{
-    ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute,
-    validation,
+    ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
+    PAUSED_ANNOTATION, VpnPbrRoute, validation,
 };
 use alicloud_vpc_client::{CloudError, ErrorClass};
 
@@ -319,11 +319,82 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     let Some(entry) = plan::find(&route.spec, entries) else {
         return create(obs, facts, d);
     };
+    if !owns_entry(route) && last_request_id.is_none() {
+        // An entry this object did not make: it adopts it only when it says so.
+        return if consents_to_adopt(route) {
+            adopt(obs, entry, facts, d)
+        } else {
+            refuse_existing(obs, d)
+        };
+    }
     let partner = plan::has_partner(&route.spec, entries);
     match plan::update(&route.spec, entry, facts, partner) {
         Step::Mutate(mutation) => d.job(JobOp::Submit(mutation)).next(Next::Wake),
-        Step::InSync => in_sync(obs, entry, facts, d, last_request_id, conflict_adopt),
+        Step::InSync => in_sync(obs, entry, facts, d, last_request_id),
     }
+}
+
+/// Whether the cloud entry is this object's: it created it (or has a create under way) or
+/// adopted it. The create's idempotency token makes a replay after a crash ours too.
+fn owns_entry(route: &VpnPbrRoute) -> bool {
+    route.status.as_ref().is_some_and(|s| {
+        s.create_time.is_some() || s.client_token.is_some() || s.adopted == Some(true)
+    })
+}
+
+fn consents_to_adopt(route: &VpnPbrRoute) -> bool {
+    route
+        .annotations()
+        .get(ADOPT_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// Records the adoption; a difference from the spec is changed by the next reconcile, which
+/// the status write triggers.
+fn adopt(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decision) -> Decision {
+    let drift = plan::drift(&obs.route.spec, entry, facts);
+    let synced = if drift.fields.is_empty() {
+        CondValue::yes(Reason::Synced, "")
+    } else {
+        CondValue::no(
+            Reason::Adopted,
+            format!("adopted; changing {}", drift.fields.join(", ")),
+        )
+    };
+    d.status(Report {
+        ready: Some(CondValue::yes(
+            Reason::Available,
+            "adopted the existing cloud entry",
+        )),
+        synced: Some(synced),
+        entry: Some(entry.clone()),
+        gateway_status: Some(facts.status.clone()),
+        adopted: true,
+        ..Default::default()
+    })
+    .job(drop_job(obs.job))
+    .event(
+        false,
+        Reason::Adopted,
+        "Adopt",
+        "adopted the existing cloud entry".to_owned(),
+    )
+    .next(Next::Resync)
+}
+
+/// An entry exists that this object did not make and may not take: touch nothing.
+fn refuse_existing(obs: &Observation<'_>, mut d: Decision) -> Decision {
+    let message = format!(
+        "an entry with this source, destination and next hop already exists on the gateway and \
+         was not created by this object; to manage it, set the annotation {ADOPT_ANNOTATION}: \
+         \"true\" (or use `vpn-pbr-operator import`)"
+    );
+    if ready_reason(obs.route) != Some(Reason::AlreadyExists) {
+        d = d.event(true, Reason::AlreadyExists, "Adopt", message.clone());
+    }
+    d.status(both_false(Reason::AlreadyExists, message))
+        .job(drop_job(obs.job))
+        .next(Next::Resync)
 }
 
 fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decision {
@@ -355,7 +426,6 @@ fn in_sync(
     facts: &GatewayFacts,
     mut d: Decision,
     last_request_id: Option<String>,
-    conflict_adopt: bool,
 ) -> Decision {
     let route = obs.route;
     let st = route.status.as_ref();
@@ -364,8 +434,6 @@ fn in_sync(
         d.job = Some(JobOp::Drop);
     }
     let was_ready = status::ready(st).is_some_and(|c| c.status == ConditionStatus::True);
-    let ours = st.is_some_and(|s| s.create_time.is_some() || s.client_token.is_some());
-    let adopted = conflict_adopt || (!ours && last_request_id.is_none());
     d = d.status(Report {
         ready: Some(CondValue::yes(
             Reason::Available,
@@ -378,14 +446,7 @@ fn in_sync(
         last_request_id: last_request_id.clone(),
         ..Default::default()
     });
-    if adopted {
-        d = d.event(
-            false,
-            Reason::Adopted,
-            "Adopt",
-            "adopted the existing cloud entry".to_owned(),
-        );
-    } else if let Some(id) = &last_request_id {
+    if let Some(id) = &last_request_id {
         d = if was_ready {
             d.event(
                 false,

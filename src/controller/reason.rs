@@ -22,6 +22,8 @@ pub enum Reason {
     NotFound,
     /// `ObserveOnly`: the cloud differs from the spec.
     Drift,
+    /// The entry exists and this object did not make it; it adopts it only with consent.
+    AlreadyExists,
     /// A deletion cannot remove the cloud entry until someone acts (credentials, permissions).
     CleanupBlocked,
     /// Events of changes the operator made or found.
@@ -41,7 +43,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    const NAMED: [Reason; 16] = [
+    const NAMED: [Reason; 17] = [
+        Reason::AlreadyExists,
         Reason::Available,
         Reason::Synced,
         Reason::Creating,
@@ -71,6 +74,7 @@ impl Reason {
             Self::DuplicateRoute => "DuplicateRoute",
             Self::NotFound => "NotFound",
             Self::Drift => "Drift",
+            Self::AlreadyExists => "AlreadyExists",
             Self::CleanupBlocked => "CleanupBlocked",
             Self::Created => "Created",
             Self::Updated => "Updated",

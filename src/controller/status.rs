@@ -45,6 +45,8 @@ pub struct Report {
     /// `Some(None)` clears the token.
     pub client_token: Option<Option<String>>,
     pub last_request_id: Option<String>,
+    /// The entry was adopted now: record it (with the time).
+    pub adopted: bool,
 }
 
 /// Epoch milliseconds as RFC 3339 with milliseconds, UTC.
@@ -111,6 +113,8 @@ pub fn build(
         s.create_time = None;
         s.vpn_instance_id = None;
         s.observed = None;
+        s.adopted = None;
+        s.adopted_at = None;
     }
     if let Some(g) = report.gateway_status {
         s.gateway_status = Some(g);
@@ -120,6 +124,10 @@ pub fn build(
     }
     if let Some(r) = report.last_request_id {
         s.last_request_id = Some(r);
+    }
+    if report.adopted && s.adopted != Some(true) {
+        s.adopted = Some(true);
+        s.adopted_at = Some(now.to_owned());
     }
     s.observed_generation = generation;
     s

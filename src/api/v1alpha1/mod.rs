@@ -17,6 +17,8 @@ pub const GROUP: &str = "vpn.alicloud.dev";
 pub const FINALIZER: &str = "vpn.alicloud.dev/cleanup";
 /// Annotation that stops every cloud call for the object while `"true"`.
 pub const PAUSED_ANNOTATION: &str = "vpn.alicloud.dev/paused";
+/// Annotation by which an object consents to adopt a cloud entry it did not create.
+pub const ADOPT_ANNOTATION: &str = "vpn.alicloud.dev/adopt";
 /// Annotation that overrides the drift-check period (e.g. `"5m"`).
 pub const RESYNC_ANNOTATION: &str = "vpn.alicloud.dev/resync-interval";
 /// Default route priority, as the cloud applies it.

@@ -28,6 +28,12 @@ pub struct VpnPbrRouteStatus {
     /// RequestId of the last cloud call, for support tickets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request_id: Option<String>,
+    /// The entry existed before this object and was adopted (with the adopt annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<bool>,
+    /// When the entry was adopted, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_at: Option<String>,
     /// `Ready` and `Synced` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

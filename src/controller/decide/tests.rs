@@ -289,13 +289,11 @@ fn in_sync_reports_available_and_the_right_event() {
         },
         confirmed: true,
     };
-    let fresh = route(json!({}));
     let ours = route(json!({"status": {"clientToken": "t"}}));
     let was_ready = route(json!({"status": {"createTime": "2026-01-01T00:00:00.000Z",
         "conditions": [{"type": "Ready", "status": "True", "reason": "Available",
         "message": "", "lastTransitionTime": "t"}]}}));
-    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, &[&str]); 5] = [
-        ("found, never ours: adopted", &fresh, None, &["Adopted"]),
+    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, &[&str]); 4] = [
         ("our create accepted", &ours, Some(&accepted), &["Created"]),
         (
             "our create found after a restart",
@@ -335,7 +333,7 @@ fn in_sync_reports_available_and_the_right_event() {
 #[test]
 fn a_queued_change_follows_the_spec() {
     let f = facts();
-    let r = route(json!({}));
+    let r = route(json!({"status": {"createTime": "2026-01-01T00:00:00.000Z"}}));
     // Queued for weight 0 at generation 1; the spec (generation 2) is back at 100.
     let stale = JobView::Queued {
         mutation: Mutation::ModifyAttribute {
@@ -479,14 +477,82 @@ fn job_outcomes() {
         },
         ..obs(&r)
     });
-    assert_eq!(event_reasons(&d), ["Adopted"]);
+    assert_eq!(event_reasons(&d), ["AlreadyExists"], "someone else's: not taken");
     assert_eq!(d.job, Some(JobOp::Drop));
+}
+
+/// The decision for `r` with the gateway listing `entries`.
+fn with_entries(r: &VpnPbrRoute, entries: &[Entry]) -> Decision {
+    let f = facts();
+    decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries,
+        },
+        ..obs(r)
+    })
+}
+
+#[test]
+fn an_entry_made_elsewhere_is_adopted_only_by_consent() {
+    let same = [entry(100, "normal")];
+    let other = [entry(0, "normal")];
+    let plain = route(json!({}));
+    let consent = route(json!({"metadata": {"annotations": {ADOPT_ANNOTATION: "true"}}}));
+
+    let d = with_entries(&plain, &same);
+    assert_eq!(
+        reasons(&d),
+        (Some("AlreadyExists".into()), Some("AlreadyExists".into()))
+    );
+    assert!(!matches!(d.job, Some(JobOp::Submit(_))));
+    assert!(d.status.as_ref().is_some_and(|r| r.entry.is_none()));
+    assert!(
+        d.status
+            .as_ref()
+            .and_then(|r| r.ready.as_ref())
+            .is_some_and(|c| c.message.contains(ADOPT_ANNOTATION)),
+        "the message says how to adopt"
+    );
+    assert_eq!(event_reasons(&d), ["AlreadyExists"]);
+    assert!(
+        !matches!(with_entries(&plain, &other).job, Some(JobOp::Submit(_))),
+        "refused even when it differs: nothing is changed"
+    );
+
+    let d = with_entries(&consent, &same);
+    assert_eq!(
+        reasons(&d),
+        (Some("Available".into()), Some("Synced".into()))
+    );
+    assert_eq!(event_reasons(&d), ["Adopted"]);
+    let report = d.status.expect("status");
+    assert!(report.adopted && report.entry.is_some());
+    let d = with_entries(&consent, &other);
+    assert_eq!(
+        reasons(&d),
+        (Some("Available".into()), Some("Adopted".into())),
+        "adopted first, changed by the next reconcile"
+    );
+    assert!(!matches!(d.job, Some(JobOp::Submit(_))));
+    // Once adopted it is the object's own: changes go through.
+    let adopted =
+        route(json!({"status": {"adopted": true, "createTime": "2026-01-01T00:00:00.000Z"}}));
+    assert!(matches!(
+        with_entries(&adopted, &other).job,
+        Some(JobOp::Submit(_))
+    ));
+    // A refused object owns nothing: its deletion leaves the entry alone.
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    let d = decide(&obs(&deleting));
+    assert!(d.remove_finalizer && d.job.is_none());
 }
 
 #[test]
 fn differences_become_one_change() {
     let f = facts();
-    let r = route(json!({"spec": {"publishVpc": true}}));
+    let r = route(json!({"spec": {"publishVpc": true},
+        "status": {"createTime": "2026-01-01T00:00:00.000Z"}}));
     let e = [entry(100, "normal")];
     let d = decide(&Observation {
         cloud: CloudRead::Ready {
