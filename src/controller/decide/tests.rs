@@ -477,7 +477,11 @@ fn job_outcomes() {
         },
         ..obs(&r)
     });
-    assert_eq!(event_reasons(&d), ["AlreadyExists"], "someone else's: not taken");
+    assert_eq!(
+        event_reasons(&d),
+        ["AlreadyExists"],
+        "someone else's: not taken"
+    );
     assert_eq!(d.job, Some(JobOp::Drop));
 }
 
@@ -485,10 +489,7 @@ fn job_outcomes() {
 fn with_entries(r: &VpnPbrRoute, entries: &[Entry]) -> Decision {
     let f = facts();
     decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries,
-        },
+        cloud: CloudRead::Ready { facts: &f, entries },
         ..obs(r)
     })
 }
