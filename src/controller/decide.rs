@@ -398,6 +398,15 @@ fn refuse_existing(obs: &Observation<'_>, mut d: Decision) -> Decision {
 }
 
 fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decision {
+    if let Some(rule) = plan::gateway_refuses_dest(&obs.route.spec, facts) {
+        return d
+            .status(both_false(
+                Reason::InvalidSpec,
+                format!("spec.routeDest: {rule}"),
+            ))
+            .job(drop_job(obs.job))
+            .next(Next::AwaitChange);
+    }
     // The token goes to status before the call, so a retry or a restart repeats the same
     // create and the cloud answers it without making a second entry.
     let token = match obs

@@ -421,6 +421,7 @@ mod tests {
                 Ok(GatewayFacts {
                     status: "active".into(),
                     supports_priority: true,
+                    dual_tunnel: false,
                 })
             })
         }

@@ -80,6 +80,8 @@ pub struct GatewayFacts {
     pub status: String,
     /// Whether the gateway takes a `Priority` for policy-based routes (`PbrPriority` tag).
     pub supports_priority: bool,
+    /// A dual-tunnel gateway: weights do not take effect (listed as 100) and cannot change.
+    pub dual_tunnel: bool,
 }
 
 /// The route a mutation acts on.

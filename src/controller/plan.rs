@@ -55,7 +55,7 @@ pub fn create(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts, client_token: &str
 /// What differs between spec and entry.
 pub fn drift(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> Drift {
     let mut fields = Vec::new();
-    if entry.weight != spec.weight {
+    if weight_differs(spec, entry, gateway) {
         fields.push("weight");
     }
     if priority_differs(spec, entry, gateway) {
@@ -65,6 +65,11 @@ pub fn drift(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> D
         fields.push("publishVpc");
     }
     Drift { fields }
+}
+
+/// A dual-tunnel gateway lists every weight as 100 and cannot change it: never a difference.
+fn weight_differs(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> bool {
+    !gateway.dual_tunnel && entry.weight != spec.weight
 }
 
 fn priority_differs(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> bool {
@@ -97,12 +102,13 @@ pub fn update(
     partner: bool,
 ) -> Step {
     let route = route_id(spec);
-    let weight_differs = entry.weight != spec.weight;
+    let weight_differs = weight_differs(spec, entry, gateway);
     if weight_differs && partner {
         return Step::Mutate(delete(entry, gateway));
     }
     let prio_differs = priority_differs(spec, entry, gateway);
-    if gateway.supports_priority && (weight_differs || prio_differs) {
+    // Dual-tunnel gateways change priorities through the attribute call only.
+    if (gateway.supports_priority || gateway.dual_tunnel) && (weight_differs || prio_differs) {
         return Step::Mutate(Mutation::ModifyAttribute {
             route,
             weight: entry.weight,
@@ -149,6 +155,14 @@ pub fn delete(entry: &Entry, gateway: &GatewayFacts) -> Mutation {
     }
 }
 
+/// The gateway's own rule for the destination: `Some(message)` when this gateway refuses it.
+pub fn gateway_refuses_dest(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts) -> Option<&'static str> {
+    if gateway.dual_tunnel {
+        return None;
+    }
+    crate::api::v1alpha1::validation::single_tunnel_dest_rule(&spec.route_dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +203,7 @@ mod tests {
         GatewayFacts {
             status: "active".into(),
             supports_priority: prio,
+            dual_tunnel: false,
         }
     }
 
@@ -323,5 +338,45 @@ mod tests {
         assert!(list.is_empty());
         create(&spec(), &gw(true), "t").apply_to(&mut list, Some(&entry()));
         assert_eq!(list, vec![entry()]);
+    }
+
+    #[test]
+    fn dual_tunnel_gateways_ignore_weights_and_change_priority_by_attribute() {
+        let dual = GatewayFacts {
+            status: "active".into(),
+            supports_priority: false,
+            dual_tunnel: true,
+        };
+        let mut s = spec();
+        s.weight = 0;
+        // Listed as 100 whatever was asked: no drift, no change, no pair replacement.
+        assert_eq!(update(&s, &entry(), &dual, true), Step::InSync);
+        assert!(drift(&s, &entry(), &dual).fields.is_empty());
+        s.priority = 20;
+        assert_eq!(
+            update(&s, &entry(), &dual, false),
+            Step::Mutate(Mutation::ModifyAttribute {
+                route: route_id(&s),
+                weight: 100,
+                priority: 10,
+                new_weight: None,
+                new_priority: Some(20),
+            })
+        );
+        assert_eq!(drift(&s, &entry(), &dual).fields, vec!["priority"]);
+    }
+
+    #[test]
+    fn only_single_tunnel_gateways_refuse_the_default_route() {
+        let mut s = spec();
+        s.route_dest = "0.0.0.0/0".into();
+        assert!(gateway_refuses_dest(&s, &gw(true)).is_some());
+        let dual = GatewayFacts {
+            dual_tunnel: true,
+            ..gw(false)
+        };
+        assert_eq!(gateway_refuses_dest(&s, &dual), None);
+        s.route_dest = "10.9.0.0/16".into();
+        assert_eq!(gateway_refuses_dest(&s, &gw(true)), None);
     }
 }

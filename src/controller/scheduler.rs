@@ -660,6 +660,7 @@ mod tests {
                 Ok(GatewayFacts {
                     status: if busy { "updating" } else { "active" }.into(),
                     supports_priority: true,
+                    dual_tunnel: false,
                 })
             })
         }

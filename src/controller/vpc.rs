@@ -86,6 +86,7 @@ impl CloudPort for VpcPort {
                 .await?;
             Ok(GatewayFacts {
                 supports_priority: gw.supports_pbr_priority(),
+                dual_tunnel: gw.is_dual_tunnel(),
                 status: gw.status,
             })
         })

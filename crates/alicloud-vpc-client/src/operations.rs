@@ -308,6 +308,13 @@ pub struct DescribeVpnGatewayResponse {
     pub internet_ip: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub disaster_recovery_internet_ip: Option<String>,
+    /// Set only on dual-tunnel gateways (with `DisasterRecoveryInternetIp`).
+    #[serde(
+        default,
+        rename = "DisasterRecoveryVSwitchId",
+        deserialize_with = "de::opt_string"
+    )]
+    pub disaster_recovery_v_switch_id: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub ipsec_vpn: Option<String>,
     #[serde(default, deserialize_with = "de::opt_bool")]
@@ -333,6 +340,14 @@ impl DescribeVpnGatewayResponse {
     pub fn supports_pbr_priority(&self) -> bool {
         self.system_tag("PbrPriority")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// Whether this is a dual-tunnel gateway (two tunnels per IPsec connection): only those
+    /// report a disaster-recovery address or vSwitch. There a PBR route's weight does not take
+    /// effect and cannot be modified.
+    pub fn is_dual_tunnel(&self) -> bool {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        set(&self.disaster_recovery_internet_ip) || set(&self.disaster_recovery_v_switch_id)
     }
 
     /// One system tag from the `Tag` JSON string; `None` if absent or the string is not JSON.

@@ -95,13 +95,12 @@ pub struct VpnPbrRouteSpec {
     #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("must be a network address: host bits must be zero"))]
     pub route_source: String,
 
-    /// Destination CIDR block of the route, an IPv4 network. Must not be `0.0.0.0/0` and must not
-    /// overlap `100.64.0.0/10`. Immutable once the route exists.
+    /// Destination CIDR block of the route, an IPv4 network. On single-tunnel gateways it must
+    /// not be `0.0.0.0/0` nor overlap `100.64.0.0/10` (the controller checks that, knowing the
+    /// gateway). Immutable once the route exists.
     #[schemars(length(min = 9, max = 18))]
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("must be an IPv4 CIDR block such as 10.0.0.0/16"))]
     #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("must be a network address: host bits must be zero"))]
-    #[x_kube(validation = Rule::new("self != '0.0.0.0/0'").message("must not be 0.0.0.0/0"))]
-    #[x_kube(validation = Rule::new("!isCIDR(self) || !(cidr('100.64.0.0/10').containsCIDR(self) || cidr(self).containsCIDR('100.64.0.0/10'))").message("must not overlap 100.64.0.0/10"))]
     pub route_dest: String,
 
     /// ID of the IPsec connection that is the next hop (`vco-...`). Immutable once the route exists.

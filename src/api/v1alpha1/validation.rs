@@ -54,16 +54,8 @@ pub fn validate(spec: &VpnPbrRouteSpec) -> Result<(), Vec<FieldError>> {
     if let Err(m) = network(&spec.route_source) {
         fail("routeSource", m);
     }
-    match network(&spec.route_dest) {
-        Err(m) => fail("routeDest", m),
-        Ok(net) => {
-            let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap_or_default();
-            if net.prefix_len() == 0 {
-                fail("routeDest", "must not be 0.0.0.0/0");
-            } else if cgnat.contains(&net) || net.contains(&cgnat) {
-                fail("routeDest", "must not overlap 100.64.0.0/10");
-            }
-        }
+    if let Err(m) = network(&spec.route_dest) {
+        fail("routeDest", m);
     }
     if spec.weight != 0 && spec.weight != 100 {
         fail("weight", "must be 0 (standby) or 100 (active)");
@@ -96,6 +88,20 @@ fn network(s: &str) -> Result<Ipv4Net, &'static str> {
         return Err("must be a network address: host bits must be zero");
     }
     Ok(net)
+}
+
+/// The destinations a single-tunnel gateway refuses (dual-tunnel gateways take them): `None`
+/// when `dest` is fine there, else the message for `spec.routeDest`.
+pub fn single_tunnel_dest_rule(dest: &str) -> Option<&'static str> {
+    let net = network(dest).ok()?;
+    let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap_or_default();
+    if net.prefix_len() == 0 {
+        Some("must not be 0.0.0.0/0 on a single-tunnel gateway")
+    } else if cgnat.contains(&net) || net.contains(&cgnat) {
+        Some("must not overlap 100.64.0.0/10 on a single-tunnel gateway")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -145,9 +151,6 @@ mod tests {
             (|s| s.route_source = "10.0.0.300/24".into(), "routeSource"),
             (|s| s.route_source = "10.0.0.1/24".into(), "routeSource"),
             (|s| s.route_dest = "fd00::/8".into(), "routeDest"),
-            (|s| s.route_dest = "0.0.0.0/0".into(), "routeDest"),
-            (|s| s.route_dest = "100.64.1.0/24".into(), "routeDest"),
-            (|s| s.route_dest = "100.0.0.0/8".into(), "routeDest"),
             (|s| s.weight = 50, "weight"),
             (|s| s.priority = 0, "priority"),
             (|s| s.priority = 101, "priority"),
@@ -159,6 +162,23 @@ mod tests {
             let mut s = valid();
             mutate(&mut s);
             assert_eq!(fields(&s), vec![field], "{s:?}");
+        }
+    }
+
+    #[test]
+    fn single_tunnel_gateways_refuse_the_default_route_and_cgnat() {
+        for (dest, refused) in [
+            ("0.0.0.0/0", true),
+            ("100.64.0.0/10", true),
+            ("100.64.1.0/24", true),
+            ("100.0.0.0/8", true),
+            ("100.128.0.0/10", false),
+            ("10.0.0.0/8", false),
+        ] {
+            assert_eq!(single_tunnel_dest_rule(dest).is_some(), refused, "{dest}");
+            let mut s = valid();
+            s.route_dest = dest.into();
+            assert_eq!(validate(&s), Ok(()), "{dest} is the gateway's business");
         }
     }
 

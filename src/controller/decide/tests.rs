@@ -49,6 +49,7 @@ fn facts() -> GatewayFacts {
     GatewayFacts {
         status: "active".into(),
         supports_priority: true,
+        dual_tunnel: false,
     }
 }
 
@@ -751,4 +752,34 @@ fn failures_become_status_and_one_warning() {
     let ready = failure(&deleting, &busy, None).0.ready.expect("ready");
     assert_eq!(ready.reason.as_str(), "ServiceUnavailable");
     assert!(ready.message.starts_with("deleting: "));
+}
+
+#[test]
+fn a_single_tunnel_gateway_refuses_the_default_route_before_any_create() {
+    let r = route(json!({"spec": {"routeDest": "0.0.0.0/0"}}));
+    let d = with_entries(&r, &[]);
+    assert_eq!(
+        reasons(&d),
+        (Some("InvalidSpec".into()), Some("InvalidSpec".into()))
+    );
+    assert!(
+        d.status
+            .as_ref()
+            .and_then(|s| s.ready.as_ref())
+            .is_some_and(|c| c.message.starts_with("spec.routeDest")),
+        "names the field"
+    );
+    assert!(!matches!(d.job, Some(JobOp::Submit(_))));
+    let f = GatewayFacts {
+        dual_tunnel: true,
+        ..facts()
+    };
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        ..obs(&r)
+    });
+    assert!(matches!(d.job, Some(JobOp::Submit(Mutation::Create { .. }))));
 }
