@@ -44,6 +44,9 @@ pub struct Observation<'a> {
     pub route: &'a VpnPbrRoute,
     /// `namespace/name` of an older object naming the same cloud entry.
     pub older_claim: Option<&'a str>,
+    /// `namespace/name` of an older object whose entry shares the gateway, destination and next
+    /// hop but wants the other `publishVpc`.
+    pub publish_conflict: Option<&'a str>,
     /// This route's job in the gateway scheduler.
     pub job: Option<&'a JobView>,
     /// This generation was seen in sync a moment ago (the watch event is the echo of our own
@@ -247,6 +250,19 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }
         return d
             .status(both_false(Reason::DuplicateRoute, message))
+            .job(drop_job(obs.job))
+            .next(Next::Resync);
+    }
+    if let Some(older) = obs.publish_conflict.filter(|_| full) {
+        let message = format!(
+            "{older} has an entry with the same gateway, destination and next hop but the other \
+             publishVpc; publishing acts on both, so this route waits until they agree"
+        );
+        if ready_reason(route) != Some(Reason::PublishConflict) {
+            d = d.event(true, Reason::PublishConflict, "Publish", message.clone());
+        }
+        return d
+            .status(both_false(Reason::PublishConflict, message))
             .job(drop_job(obs.job))
             .next(Next::Resync);
     }

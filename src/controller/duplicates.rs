@@ -19,6 +19,34 @@ pub fn older_claim_in(route: &VpnPbrRoute, stores: &[Store<VpnPbrRoute>]) -> Opt
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
 }
 
+/// The `namespace/name` of an older object whose entry shares this route's gateway,
+/// destination and next hop but wants the other `publishVpc`. `PublishVpnRouteEntry` acts on
+/// every entry with that destination and next hop, so the two would flip each other.
+pub fn older_publish_conflict_in(
+    route: &VpnPbrRoute,
+    stores: &[Store<VpnPbrRoute>],
+) -> Option<String> {
+    let mine = rank(route);
+    let s = &route.spec;
+    stores
+        .iter()
+        .filter_map(|st| {
+            st.find(|o| {
+                let t = &o.spec;
+                t.route_dest == s.route_dest
+                    && t.next_hop == s.next_hop
+                    && t.vpn_gateway_id == s.vpn_gateway_id
+                    && t.region_id == s.region_id
+                    && t.publish_vpc != s.publish_vpc
+                    && o.metadata.uid != route.metadata.uid
+                    && o.metadata.deletion_timestamp.is_none()
+                    && rank(o) < mine
+            })
+        })
+        .min_by_key(|o| rank(o))
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+}
+
 type Rank = (Option<jiff::Timestamp>, String, String);
 
 fn rank(r: &VpnPbrRoute) -> Rank {
@@ -71,5 +99,27 @@ mod tests {
         assert_eq!(older_claim_in(&young, &stores).as_deref(), Some("ns/old"));
         assert_eq!(older_claim_in(&old, &stores), None);
         assert_eq!(older_claim_in(&other, &stores), None);
+    }
+
+    #[test]
+    fn the_younger_of_two_disagreeing_publishers_loses() {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
+        let mut young = route("young", "2026-01-02T00:00:00Z", "10.1.0.0/16");
+        young.spec.route_source = "10.9.0.0/24".into();
+        young.spec.publish_vpc = true;
+        let mut agrees = young.clone();
+        agrees.metadata.uid = Some("agrees".into());
+        agrees.spec.publish_vpc = false;
+        for r in [&old, &young, &agrees] {
+            writer.apply_watcher_event(&Event::Apply(r.clone()));
+        }
+        let stores = [reader];
+        assert_eq!(
+            older_publish_conflict_in(&young, &stores).as_deref(),
+            Some("ns/old")
+        );
+        assert_eq!(older_publish_conflict_in(&old, &stores), None);
+        assert_eq!(older_publish_conflict_in(&agrees, &stores), None);
     }
 }

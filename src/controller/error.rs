@@ -80,7 +80,14 @@ impl Error {
         match self {
             Self::Kube { op, source } => format!("kubernetes {op}: {source}"),
             Self::Cloud { source, .. } | Self::CreateRefused(source) => {
-                let mut m = source.message();
+                let mut m = match source.missing_permission() {
+                    Some(action) => format!(
+                        "the RAM identity is not allowed to call {action}; grant it in the RAM \
+                         policy ({})",
+                        source.message()
+                    ),
+                    None => source.message(),
+                };
                 if let Some(id) = source.request_id() {
                     m.push_str(&format!(" (RequestId {id})"));
                 }
@@ -183,5 +190,33 @@ mod tests {
         };
         assert_eq!(err.policy(), source.policy());
         assert_eq!(err.policy().gone, Gone::Gateway);
+    }
+
+    #[test]
+    fn a_permission_refusal_names_the_ram_action() {
+        let source = Arc::new(CloudError::Api(Box::new(ApiError {
+            action: "DeleteVpnPbrRouteEntry",
+            http_status: 403,
+            code: "Forbidden".to_owned(),
+            message: "User not authorized to operate on the specified resource.".to_owned(),
+            request_id: Some("req-7".to_owned()),
+            host_id: None,
+            recommend: None,
+            retry_after: None,
+            class: classify(403, "Forbidden"),
+        })));
+        let err = Error::Cloud {
+            op: "delete",
+            source,
+        };
+        let m = err.message();
+        assert!(m.contains("vpc:DeleteVpnPbrRouteEntry"), "{m}");
+        assert!(m.contains("req-7"), "{m}");
+        assert_eq!(err.reason().as_str(), "Forbidden");
+        assert!(
+            cloud("InvalidNextHop.NotFound")
+                .missing_permission()
+                .is_none()
+        );
     }
 }

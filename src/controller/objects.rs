@@ -50,6 +50,9 @@ pub trait ObjectPort: Send + Sync + 'static {
     ) -> ObjectFuture<'a, Option<BTreeMap<String, Vec<u8>>>>;
     /// `namespace/name` of an older object naming the same cloud entry, from the watch caches.
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String>;
+    /// `namespace/name` of an older object with the same gateway, destination and next hop that
+    /// wants the other `publishVpc`.
+    fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String>;
 }
 
 /// The API server.
@@ -204,5 +207,9 @@ impl ObjectPort for KubeObjects {
 
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
         duplicates::older_claim_in(route, &self.stores)
+    }
+
+    fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
+        duplicates::older_publish_conflict_in(route, &self.stores)
     }
 }

@@ -18,6 +18,9 @@ pub enum Reason {
     Paused,
     /// An older object claims the same entry.
     DuplicateRoute,
+    /// An older object with the same gateway, destination and next hop wants the other
+    /// `publishVpc`.
+    PublishConflict,
     /// `ObserveOnly`: no such entry in the cloud.
     NotFound,
     /// `ObserveOnly`: the cloud differs from the spec.
@@ -43,7 +46,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    const NAMED: [Reason; 17] = [
+    const NAMED: [Reason; 18] = [
+        Reason::PublishConflict,
         Reason::AlreadyExists,
         Reason::Available,
         Reason::Synced,
@@ -72,6 +76,7 @@ impl Reason {
             Self::InvalidSpec => "InvalidSpec",
             Self::Paused => "Paused",
             Self::DuplicateRoute => "DuplicateRoute",
+            Self::PublishConflict => "PublishConflict",
             Self::NotFound => "NotFound",
             Self::Drift => "Drift",
             Self::AlreadyExists => "AlreadyExists",

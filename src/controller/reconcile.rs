@@ -91,6 +91,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     // Our own copy: a finalizer added here is seen by the second decision.
     let mut route = observed.clone();
     let older_claim = ctx.objects.older_claim(&route);
+    let publish_conflict = ctx.objects.publish_conflict(&route);
     let new_token = uuid::Uuid::new_v4().to_string();
     let quiet = ctx.settings.list_max_age.min(ctx.settings.resync / 2);
     let recently_verified = ctx.verified.recent(&key, route.metadata.generation, quiet);
@@ -98,6 +99,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     let first = decide::decide(&Observation {
         route: &route,
         older_claim: older_claim.as_deref(),
+        publish_conflict: publish_conflict.as_deref(),
         job: job.as_ref(),
         recently_verified,
         cloud: CloudRead::NotRead,
@@ -123,6 +125,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     let second = decide::decide(&Observation {
         route: &route,
         older_claim: older_claim.as_deref(),
+        publish_conflict: publish_conflict.as_deref(),
         job: job.as_ref(),
         recently_verified,
         cloud: match &read {

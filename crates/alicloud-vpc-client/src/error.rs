@@ -152,6 +152,22 @@ impl CloudError {
         }
     }
 
+    /// The RAM action a permission refusal (HTTP 403 `Forbidden*`) is about, as a policy names
+    /// it (`vpc:DeleteVpnPbrRouteEntry`); `None` for other failures.
+    pub fn missing_permission(&self) -> Option<String> {
+        match self {
+            Self::Api(e) if e.http_status == 403 || e.code.starts_with("Forb") => {
+                let service = if e.action == "AssumeRoleWithOIDC" {
+                    "sts"
+                } else {
+                    "vpc"
+                };
+                Some(format!("{service}:{}", e.action))
+            }
+            _ => None,
+        }
+    }
+
     /// The RequestId the cloud gave this answer, for support tickets.
     pub fn request_id(&self) -> Option<&str> {
         match self {

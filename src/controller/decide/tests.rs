@@ -76,6 +76,7 @@ fn obs(r: &VpnPbrRoute) -> Observation<'_> {
     Observation {
         route: r,
         older_claim: None,
+        publish_conflict: None,
         job: None,
         recently_verified: false,
         cloud: CloudRead::NotRead,
@@ -781,5 +782,35 @@ fn a_single_tunnel_gateway_refuses_the_default_route_before_any_create() {
         },
         ..obs(&r)
     });
-    assert!(matches!(d.job, Some(JobOp::Submit(Mutation::Create { .. }))));
+    assert!(matches!(
+        d.job,
+        Some(JobOp::Submit(Mutation::Create { .. }))
+    ));
+}
+
+#[test]
+fn the_younger_of_two_disagreeing_publishers_waits() {
+    let r = route(json!({"status": {"createTime": "2026-01-01T00:00:00.000Z"}}));
+    let queued = JobView::Queued {
+        mutation: Mutation::Publish {
+            route: plan::route_id(&r.spec),
+            publish_vpc: false,
+        },
+        generation: Some(2),
+    };
+    let d = decide(&Observation {
+        publish_conflict: Some("ns/older"),
+        job: Some(&queued),
+        ..obs(&r)
+    });
+    assert_eq!(
+        reasons(&d),
+        (
+            Some("PublishConflict".into()),
+            Some("PublishConflict".into())
+        )
+    );
+    assert_eq!(d.job, Some(JobOp::Drop), "nothing flips");
+    assert_eq!(event_reasons(&d), ["PublishConflict"]);
+    assert_eq!(d.next, Some(Next::Resync));
 }
