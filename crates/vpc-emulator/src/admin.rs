@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::faults::FaultSettings;
 use super::service::{Emulator, lock};
-use super::world::{PbrEntry, World, parse_cidr};
+use super::world::{BASE_STATUSES, Change, PbrEntry, World, parse_cidr};
 
 type Reply = (StatusCode, Json<Value>);
 
@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/gateways/delete", post(gateway_delete))
         .route("/gateways/lock", post(gateway_lock))
         .route("/gateways/busy", post(gateway_busy))
+        .route("/gateways/status", post(gateway_status))
         .route("/faults", get(faults_get).put(faults_put).post(faults_put))
 }
 
@@ -41,7 +42,8 @@ fn err(status: StatusCode, msg: impl Into<String>) -> Reply {
 
 async fn state(State(emu): State<Arc<Emulator>>) -> Reply {
     let now = emu.clock.now_ms();
-    let st = lock(&emu.state);
+    let mut st = lock(&emu.state);
+    st.world.settle(now);
     let gateways: Vec<Value> = st
         .world
         .gateways
@@ -58,7 +60,11 @@ async fn state(State(emu): State<Arc<Emulator>>) -> Reply {
                 "VpcRouteQuota": g.vpc_route_quota,
                 "UpdateDurationMs": g.update_duration_ms,
                 "BusyUntil": g.busy_until_ms,
+                "StatusUntil": g.status_until_ms,
+                "Visibility": st.world.visibility_of(g),
+                "DualTunnel": g.dual_tunnel,
                 "Entries": g.entries.iter().map(entry_json).collect::<Vec<_>>(),
+                "PendingChanges": g.pending.iter().map(change_json).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -83,6 +89,39 @@ fn entry_json(e: &PbrEntry) -> Value {
         "Description": e.description,
         "OverlayMode": e.overlay_mode,
     })
+}
+
+/// A pending change, with the API's field names (`Change`: Create, Delete, Modify, Publish).
+fn change_json(c: &Change) -> Value {
+    match c {
+        Change::Create(e) => {
+            let mut v = entry_json(e);
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("Change".to_owned(), json!("Create"));
+            }
+            v
+        }
+        Change::Delete(id) => json!({
+            "Change": "Delete", "RouteSource": id.route_source, "RouteDest": id.route_dest,
+            "NextHop": id.next_hop,
+        }),
+        Change::Modify {
+            id,
+            weight,
+            priority,
+        } => json!({
+            "Change": "Modify", "RouteSource": id.route_source, "RouteDest": id.route_dest,
+            "NextHop": id.next_hop, "Weight": weight, "Priority": priority,
+        }),
+        Change::Publish {
+            route_dest,
+            next_hop,
+            publish,
+        } => json!({
+            "Change": "Publish", "RouteDest": route_dest, "NextHop": next_hop,
+            "State": if *publish { "published" } else { "normal" },
+        }),
+    }
 }
 
 async fn counters(State(emu): State<Arc<Emulator>>) -> Reply {
@@ -139,7 +178,9 @@ fn with_entry(
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return e,
     };
+    let now = emu.clock.now_ms();
     let mut st = lock(&emu.state);
+    st.world.settle(now);
     let Some(gw) = st.world.gateways.get_mut(&body.vpn_gateway_id) else {
         return err(StatusCode::NOT_FOUND, "no such gateway");
     };
@@ -194,6 +235,7 @@ async fn entry_create(State(emu): State<Arc<Emulator>>, Json(body): Json<EntryBo
     };
     let now = emu.clock.now_ms();
     let mut st = lock(&emu.state);
+    st.world.settle(now);
     let Some(gw) = st.world.gateways.get_mut(&body.vpn_gateway_id) else {
         return err(StatusCode::NOT_FOUND, "no such gateway");
     };
@@ -222,6 +264,12 @@ struct GatewayBody {
     locked: Option<bool>,
     #[serde(default)]
     duration_ms: Option<u64>,
+    /// `gateways/status`: the base status to put the gateway in.
+    #[serde(default)]
+    status: Option<String>,
+    /// `gateways/delete`: show `deleting` this long before the gateway is gone.
+    #[serde(default)]
+    deleting_ms: Option<u64>,
 }
 
 fn with_gateway(
@@ -231,6 +279,7 @@ fn with_gateway(
 ) -> Reply {
     let now = emu.clock.now_ms();
     let mut st = lock(&emu.state);
+    st.world.settle(now);
     let Some(gw) = st.world.gateways.get_mut(id) else {
         return err(StatusCode::NOT_FOUND, "no such gateway");
     };
@@ -241,17 +290,44 @@ fn with_gateway(
 }
 
 async fn gateway_delete(State(emu): State<Arc<Emulator>>, Json(body): Json<GatewayBody>) -> Reply {
-    tracing::info!(gateway = %body.vpn_gateway_id, "admin: delete gateway");
+    tracing::info!(gateway = %body.vpn_gateway_id, deleting_ms = ?body.deleting_ms, "admin: delete gateway");
+    if let Some(ms) = body.deleting_ms {
+        return with_gateway(&emu, &body.vpn_gateway_id, |gw, now| {
+            "deleting".clone_into(&mut gw.base_status);
+            gw.status_until_ms = Some(now.saturating_add(ms));
+        });
+    }
+    let now = emu.clock.now_ms();
     let mut st = lock(&emu.state);
-    if st.world.gateways.remove(&body.vpn_gateway_id).is_none() {
+    st.world.settle(now);
+    if !st.world.remove_gateway(&body.vpn_gateway_id) {
         return err(StatusCode::NOT_FOUND, "no such gateway");
     }
-    st.world
-        .connections
-        .retain(|_, c| c.gateway_id != body.vpn_gateway_id);
     drop(st);
     emu.touch();
     ok(json!({"ok": true}))
+}
+
+/// Puts the gateway in a base status (`active`, `init`, `provisioning`, `deleting`); with
+/// `DurationMs`, for that long: then a `deleting` gateway is gone, any other is `active`.
+async fn gateway_status(State(emu): State<Arc<Emulator>>, Json(body): Json<GatewayBody>) -> Reply {
+    let Some(status) = body.status.clone() else {
+        return err(StatusCode::BAD_REQUEST, "Status is required");
+    };
+    if !BASE_STATUSES.contains(&status.as_str()) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Status must be one of {}, not {status}",
+                BASE_STATUSES.join(", ")
+            ),
+        );
+    }
+    tracing::info!(gateway = %body.vpn_gateway_id, %status, duration_ms = ?body.duration_ms, "admin: gateway status");
+    with_gateway(&emu, &body.vpn_gateway_id, |gw, now| {
+        gw.base_status = status;
+        gw.status_until_ms = body.duration_ms.map(|d| now.saturating_add(d));
+    })
 }
 
 async fn gateway_lock(State(emu): State<Arc<Emulator>>, Json(body): Json<GatewayBody>) -> Reply {

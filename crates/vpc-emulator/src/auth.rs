@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use http::HeaderMap;
 
-use super::error::ApiError;
+use super::error::{ApiError, ForbiddenCode};
+use super::ops::ACTIONS;
 use alicloud_signature::{
     V3Request, sha256_hex, sign_v1, sign_v3, string_to_sign_v1, string_to_sign_v3,
 };
@@ -17,6 +18,54 @@ pub struct KeyEntry {
     pub security_token: Option<String>,
     /// Temporary (STS) keys expire.
     pub expires_ms: Option<u64>,
+    /// The key's RAM policy: action patterns it may call; `None`: every action.
+    pub allowed_actions: Option<Vec<String>>,
+    /// The code a refused action gets.
+    pub forbidden_code: ForbiddenCode,
+}
+
+impl KeyEntry {
+    /// A key without a policy (every action allowed).
+    pub fn new(secret: String, security_token: Option<String>, expires_ms: Option<u64>) -> Self {
+        Self {
+            secret,
+            security_token,
+            expires_ms,
+            allowed_actions: None,
+            forbidden_code: ForbiddenCode::Forbidden,
+        }
+    }
+
+    /// RAM's verdict on `action` for this key: allowed, or HTTP 403 naming the action.
+    pub fn authorize(&self, action: &str) -> Result<(), ApiError> {
+        match &self.allowed_actions {
+            Some(patterns) if !patterns.iter().any(|p| pattern_matches(p, action)) => {
+                Err(ApiError::forbidden(self.forbidden_code, action))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a RAM action pattern (`CreateVpnPbrRouteEntry`, `vpc:CreateVpnPbrRouteEntry`,
+/// `vpc:Describe*`, `*`) covers `action`; case-insensitive like RAM.
+pub fn pattern_matches(pattern: &str, action: &str) -> bool {
+    let p = pattern.to_ascii_lowercase();
+    let p = p.strip_prefix("vpc:").unwrap_or(&p);
+    let a = action.to_ascii_lowercase();
+    match p.strip_suffix('*') {
+        Some(prefix) => a.starts_with(prefix),
+        None => a == p,
+    }
+}
+
+/// Whether a pattern covers at least one VPC action the emulator answers (a typo in a policy
+/// is refused at load rather than silently denying everything).
+pub fn pattern_is_known(pattern: &str) -> bool {
+    ACTIONS
+        .iter()
+        .filter(|(a, _)| *a != "AssumeRoleWithOIDC")
+        .any(|(a, _)| pattern_matches(pattern, a))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -293,15 +342,89 @@ mod tests {
 
     fn keys() -> KeyStore {
         let mut k = KeyStore::default();
-        k.insert(
-            "ak".into(),
-            KeyEntry {
-                secret: "secret".into(),
-                security_token: None,
-                expires_ms: None,
-            },
-        );
+        k.insert("ak".into(), KeyEntry::new("secret".into(), None, None));
         k
+    }
+
+    #[test]
+    fn ram_policy_allows_listed_actions_only() {
+        // (allowed_actions, code, action, expected: None = allowed, Some(code) = refused)
+        type Row<'a> = (Option<Vec<String>>, ForbiddenCode, &'a str, Option<&'a str>);
+        let describe_only = Some(vec!["vpc:Describe*".to_owned()]);
+        let create_only = Some(vec!["CreateVpnPbrRouteEntry".to_owned()]);
+        let table: &[Row<'_>] = &[
+            (
+                None,
+                ForbiddenCode::Forbidden,
+                "CreateVpnPbrRouteEntry",
+                None,
+            ),
+            (
+                describe_only.clone(),
+                ForbiddenCode::Forbidden,
+                "DescribeVpnGateway",
+                None,
+            ),
+            (
+                describe_only.clone(),
+                ForbiddenCode::Forbidden,
+                "CreateVpnPbrRouteEntry",
+                Some("Forbidden"),
+            ),
+            (
+                describe_only,
+                ForbiddenCode::SubUser,
+                "DeleteVpnPbrRouteEntry",
+                Some("Forbbiden.SubUser"),
+            ),
+            (
+                create_only.clone(),
+                ForbiddenCode::Forbidden,
+                "CreateVpnPbrRouteEntry",
+                None,
+            ),
+            (
+                create_only,
+                ForbiddenCode::Forbidden,
+                "DescribeVpnPbrRouteEntries",
+                Some("Forbidden"),
+            ),
+            (
+                Some(vec!["vpc:*".to_owned()]),
+                ForbiddenCode::Forbidden,
+                "PublishVpnRouteEntry",
+                None,
+            ),
+            (
+                Some(vec![]),
+                ForbiddenCode::Forbidden,
+                "DescribeVpnGateway",
+                Some("Forbidden"),
+            ),
+        ];
+        for (allowed, code, action, want) in table {
+            let mut key = KeyEntry::new("s".into(), None, None);
+            key.allowed_actions = allowed.clone();
+            key.forbidden_code = *code;
+            match (key.authorize(action), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => {
+                    assert_eq!((e.status, e.code.as_ref()), (403, *w), "{action}");
+                    assert!(
+                        e.message.ends_with(&format!("Action: vpc:{action}")),
+                        "{}",
+                        e.message
+                    );
+                    let detail = e.access_denied_detail.expect("detail");
+                    assert_eq!(detail["AuthAction"], format!("vpc:{action}"));
+                }
+                (got, want) => panic!("{action} with {allowed:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert!(pattern_is_known("vpc:Describe*"));
+        assert!(pattern_is_known("modifyvpnpbrrouteentryweight"));
+        assert!(!pattern_is_known("vpc:CreateVpnGateway"));
+        assert!(!pattern_is_known("AssumeRoleWithOIDC"));
     }
 
     fn v1_params(ts: &str) -> BTreeMap<String, String> {

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::EmulatorError;
+use super::auth::pattern_is_known;
+use super::error::{EmulatorError, ForbiddenCode};
 use super::faults::FaultSettings;
+use super::world::{BASE_STATUSES, DualTunnelWeightChange, Visibility};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +39,18 @@ pub struct Settings {
     pub host_id: String,
     /// Upper bound of remembered nonces (oldest are forgotten first).
     pub nonce_cache_max: usize,
+    /// When an accepted change shows in the Describe calls: `immediate` or `on_active` (once
+    /// the gateway is `active` again). A gateway's own `visibility` overrides it.
+    pub visibility: Visibility,
+    /// List answers (routes, connections) in a new order on every call.
+    pub shuffle_lists: bool,
+    /// Seed of that order (the same seed gives the same sequence of orders); absent: random.
+    pub shuffle_seed: Option<u64>,
+    /// A create whose destination another gateway of the same VPC already routes gets
+    /// `VpnRouteEntry.Conflict`.
+    pub cross_gateway_conflict: bool,
+    /// A weight change on a dual-tunnel gateway: `accept` (no effect) or `refuse`.
+    pub dual_tunnel_weight_change: DualTunnelWeightChange,
 }
 
 impl Default for Settings {
@@ -46,6 +60,11 @@ impl Default for Settings {
             task_conflict_window_ms: 500,
             host_id: "vpc.aliyuncs.com".to_owned(),
             nonce_cache_max: 1_000_000,
+            visibility: Visibility::Immediate,
+            shuffle_lists: false,
+            shuffle_seed: None,
+            cross_gateway_conflict: false,
+            dual_tunnel_weight_change: DualTunnelWeightChange::Accept,
         }
     }
 }
@@ -58,6 +77,14 @@ pub struct AccessKeyConfig {
     /// If set, requests with this key must carry this STS token.
     #[serde(default)]
     pub security_token: Option<String>,
+    /// The actions this key may call (a RAM policy): names like `CreateVpnPbrRouteEntry` or
+    /// `vpc:CreateVpnPbrRouteEntry`, `*` at the end as a wildcard (`vpc:Describe*`). Absent:
+    /// every action. Others get HTTP 403.
+    #[serde(default)]
+    pub allowed_actions: Option<Vec<String>>,
+    /// The code of that 403: `Forbidden` or `Forbbiden.SubUser`.
+    #[serde(default)]
+    pub forbidden_code: ForbiddenCode,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -94,6 +121,20 @@ pub struct GatewayConfig {
     pub internet_ip: Option<String>,
     #[serde(default)]
     pub spec: Option<String>,
+    /// Overrides `settings.visibility` for this gateway.
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// Overrides `settings.shuffle_lists` for this gateway's route list.
+    #[serde(default)]
+    pub shuffle_lists: Option<bool>,
+    /// Dual-tunnel IPsec connections: `NextHopTunnelId` on routes, weights without effect,
+    /// `0.0.0.0/0` and `100.64.0.0/10` allowed, disaster-recovery address and vSwitch.
+    #[serde(default)]
+    pub dual_tunnel: bool,
+    #[serde(default)]
+    pub disaster_recovery_internet_ip: Option<String>,
+    #[serde(default)]
+    pub disaster_recovery_vswitch_id: Option<String>,
 }
 
 fn default_status() -> String {
@@ -143,6 +184,9 @@ pub struct OidcRole {
     pub arn: String,
     #[serde(default = "default_max_session")]
     pub max_session_duration_secs: u64,
+    /// The actions the role's temporary keys may call (as `access_keys[].allowed_actions`).
+    #[serde(default)]
+    pub allowed_actions: Option<Vec<String>>,
 }
 
 fn default_max_session() -> u64 {
@@ -177,6 +221,38 @@ impl Config {
                     gw.id, gw.region
                 ));
             }
+            if !BASE_STATUSES.contains(&gw.status.as_str()) {
+                return bad(format!(
+                    "gateway {} has status {}; use one of {}",
+                    gw.id,
+                    gw.status,
+                    BASE_STATUSES.join(", ")
+                ));
+            }
+            if gw.business_status != "Normal" && gw.business_status != "FinancialLocked" {
+                return bad(format!(
+                    "gateway {} has business_status {}; use Normal or FinancialLocked",
+                    gw.id, gw.business_status
+                ));
+            }
+        }
+        let policies = self
+            .access_keys
+            .iter()
+            .map(|k| (format!("access key {}", k.id), &k.allowed_actions))
+            .chain(self.oidc.iter().flat_map(|o| {
+                o.roles
+                    .iter()
+                    .map(|r| (format!("role {}", r.arn), &r.allowed_actions))
+            }));
+        for (owner, allowed) in policies {
+            for pattern in allowed.iter().flatten() {
+                if !pattern_is_known(pattern) {
+                    return bad(format!(
+                        "{owner}: allowed action {pattern} names no action the emulator answers"
+                    ));
+                }
+            }
         }
         for c in &self.vpn_connections {
             if !c.id.starts_with("vco-") {
@@ -194,5 +270,67 @@ impl Config {
             return bad(m);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "regions: [cn-hangzhou]\nvpn_gateways:\n  - {id: vpn-a, region: cn-hangzhou, vpc_id: vpc-1}\n";
+
+    #[test]
+    fn load_time_checks() {
+        // (YAML appended to BASE, Ok or a piece of the error message)
+        let table: &[(&str, Result<(), &str>)] = &[
+            ("", Ok(())),
+            (
+                "settings: {visibility: on_active, shuffle_lists: true, shuffle_seed: 3, cross_gateway_conflict: true, dual_tunnel_weight_change: refuse}\n",
+                Ok(()),
+            ),
+            ("settings: {visibility: later}\n", Err("visibility")),
+            (
+                "access_keys:\n  - {id: k, secret: s, allowed_actions: [\"vpc:Describe*\", CreateVpnPbrRouteEntry], forbidden_code: Forbbiden.SubUser}\n",
+                Ok(()),
+            ),
+            (
+                "access_keys:\n  - {id: k, secret: s, allowed_actions: [\"vpc:CreateVpnGateway\"]}\n",
+                Err("names no action"),
+            ),
+            (
+                "access_keys:\n  - {id: k, secret: s, forbidden_code: Denied}\n",
+                Err("forbidden_code"),
+            ),
+            (
+                "faults:\n  rules: [{action: DescribeVpnGateway, rate: 0.1, kind: busy}]\n",
+                Err("only to mutations"),
+            ),
+            (
+                "faults:\n  rules: [{action: \"*\", rate: 0.1, kind: busy, code: TaskConflict}]\n",
+                Err("includes the reads"),
+            ),
+            (
+                "faults:\n  rules: [{action: DeleteVpnPbrRouteEntry, rate: 0.1, kind: busy, code: VpnTask.CONFLICT}]\n",
+                Ok(()),
+            ),
+        ];
+        for (extra, want) in table {
+            let got = Config::parse(&format!("{BASE}{extra}"), "t").map(drop);
+            match (got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(piece)) => assert!(e.to_string().contains(piece), "{extra}: {e}"),
+                (got, want) => panic!("{extra}: got {got:?}, want {want:?}"),
+            }
+        }
+        for (status, ok) in [
+            ("deleting", true),
+            ("provisioning", true),
+            ("updating", false),
+        ] {
+            let yaml = format!(
+                "regions: [r]\nvpn_gateways:\n  - {{id: g, region: r, vpc_id: v, status: {status}}}\n"
+            );
+            assert_eq!(Config::parse(&yaml, "t").is_ok(), ok, "{status}");
+        }
     }
 }

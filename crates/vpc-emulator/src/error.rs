@@ -3,12 +3,52 @@
 
 use std::borrow::Cow;
 
+use serde_json::{Value, json};
+
 /// An error answered to an API client, rendered as the service's error body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
     pub code: Cow<'static, str>,
     pub message: Cow<'static, str>,
+    /// `AccessDeniedDetail` of the body (permission errors only).
+    pub access_denied_detail: Option<Box<Value>>,
+}
+
+/// The busy codes a gateway (or its connections) answers a mutation with: the seed page's
+/// two, and the three Terraform retries besides them on every PBR mutation (their messages
+/// are our guesses).
+pub const BUSY_CODES: &[(&str, &str)] = &[
+    (
+        "VpnGateway.Configuring",
+        "The specified service is configuring.",
+    ),
+    (
+        "TaskConflict",
+        "The operation is too frequent, please wait a moment and try again.",
+    ),
+    (
+        "Appliance.Configuring",
+        "The specified appliance is configuring.",
+    ),
+    (
+        "VpnTask.CONFLICT",
+        "The task conflicts with another task of the VPN gateway.",
+    ),
+    (
+        "VpnConnection.Configuring",
+        "The specified vpn connection is configuring.",
+    ),
+];
+
+/// Who a 403 answer blames: `Forbidden` (an account's RAM identity without the permission) or
+/// `Forbbiden.SubUser` (sic; a RAM user created by another account), both from the seed page.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub enum ForbiddenCode {
+    #[default]
+    Forbidden,
+    #[serde(rename = "Forbbiden.SubUser")]
+    SubUser,
 }
 
 impl ApiError {
@@ -21,6 +61,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            access_denied_detail: None,
         }
     }
 
@@ -216,6 +257,78 @@ impl ApiError {
         )
     }
 
+    /// One of [`BUSY_CODES`] (HTTP 400); `None` for another code.
+    pub fn busy(code: &str) -> Option<Self> {
+        BUSY_CODES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(c, m)| Self::new(400, *c, *m))
+    }
+
+    /// A request whose identity lacks the permission of `action` (HTTP 403). The message is
+    /// the seed page's, followed by the RAM action it lacks; `AccessDeniedDetail` names it
+    /// too, as RAM's permission errors do (the SDKs read that field).
+    pub fn forbidden(code: ForbiddenCode, action: &str) -> Self {
+        let (code, text) = match code {
+            ForbiddenCode::Forbidden => (
+                "Forbidden",
+                "User not authorized to operate on the specified resource.",
+            ),
+            ForbiddenCode::SubUser => (
+                "Forbbiden.SubUser",
+                "User not authorized to operate on the specified resource as your account is created by another user.",
+            ),
+        };
+        let mut err = Self::new(403, code, format!("{text} Action: vpc:{action}"));
+        err.access_denied_detail = Some(Box::new(json!({
+            "AuthAction": format!("vpc:{action}"),
+            "AuthPrincipalType": "SubUser",
+            "NoPermissionType": "ImplicitDeny",
+            "PolicyType": "AccountLevelIdentityBasedPolicy",
+        })));
+        err
+    }
+
+    /// A valid `DryRun=true` request (HTTP 400, the code the SDK's DryRun description names;
+    /// the message is the one other Alibaba Cloud APIs answer).
+    pub fn dry_run() -> Self {
+        Self::new(
+            400,
+            "DryRunOperation",
+            "Request validation has been passed with DryRun flag set.",
+        )
+    }
+
+    /// A gateway being deleted. The code is Terraform's (it treats it as "gateway gone"); HTTP
+    /// status and message are our guesses.
+    pub fn incorrect_gateway_status() -> Self {
+        Self::new(
+            400,
+            "IncorrectStatus.VpnGateway",
+            "The status of the specified VPN gateway does not allow this operation.",
+        )
+    }
+
+    /// The seed page's code for a route that conflicts with an existing route; when it is
+    /// answered (another gateway of the VPC routes the destination) is our choice.
+    pub fn route_entry_conflict() -> Self {
+        Self::new(
+            400,
+            "VpnRouteEntry.Conflict",
+            "The specified route entry has conflict.",
+        )
+    }
+
+    /// Invented (modelled on `VpnPbrRouteEntryPriority.NotSupport`): a weight change on a
+    /// dual-tunnel gateway with `dual_tunnel_weight_change: refuse`.
+    pub fn weight_not_supported() -> Self {
+        Self::new(
+            400,
+            "VpnPbrRouteEntryWeight.NotSupport",
+            "The weight of a policy-based route cannot be modified on a VPN gateway in dual-tunnel mode.",
+        )
+    }
+
     pub fn financial_locked() -> Self {
         Self::new(
             400,
@@ -308,7 +421,7 @@ impl ApiError {
         )
     }
 
-    /// Our choice (no source documents the code for a missing PBR entry); TF uses this code
+    /// Invented (no source documents the code for a missing PBR entry); TF uses this code
     /// for the destination-based route table.
     pub fn entry_not_found() -> Self {
         Self::new(
@@ -318,6 +431,7 @@ impl ApiError {
         )
     }
 
+    /// Invented code; the limits are documented.
     pub fn invalid_description() -> Self {
         Self::new(
             400,

@@ -1,10 +1,16 @@
 //! Fault injection: per-action error rates (busy, throttled, 5xx, dropped connection, slow
 //! response) and a global request-rate limit answered with `Throttling.User`.
 //! Decisions are pure given the time and a random number, so tests are deterministic.
+//!
+//! Faults only fire where the real API could answer them: a busy code (`BUSY_CODES` in
+//! `error.rs`) comes from a gateway applying a change, so the real API answers it only to
+//! mutations; settings that ask for one on a read (or on `*`, which includes the reads) are
+//! refused by [`FaultSettings::validate`].
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, BUSY_CODES};
+use super::ops::{MUTATIONS, is_mutation};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +48,8 @@ pub struct FaultRule {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// 400 `VpnGateway.Configuring` (or `code`, e.g. `TaskConflict`).
+    /// 400 `VpnGateway.Configuring`, or `code`: one of `TaskConflict`,
+    /// `Appliance.Configuring`, `VpnTask.CONFLICT`, `VpnConnection.Configuring`. Mutations only.
     Busy,
     /// 400 `Throttling`.
     Throttled,
@@ -85,11 +92,46 @@ impl FaultSettings {
             if r.kind == FaultKind::Error && r.code.is_none() {
                 return Err(format!("fault of kind error on {} needs a code", r.action));
             }
+            r.validate_busy()?;
         }
         if let Some(l) = self.rate_limit_per_second
             && (l.is_nan() || l <= 0.0)
         {
             return Err("rate_limit_per_second must be positive".to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl FaultRule {
+    /// A busy answer (kind `busy`, or any kind with a busy `code`) only on a mutation action,
+    /// and kind `busy` only with a busy code.
+    fn validate_busy(&self) -> Result<(), String> {
+        let busy_code = self
+            .code
+            .as_deref()
+            .is_some_and(|c| BUSY_CODES.iter().any(|(b, _)| *b == c));
+        if self.kind == FaultKind::Busy
+            && let Some(code) = &self.code
+            && !busy_code
+        {
+            let codes: Vec<&str> = BUSY_CODES.iter().map(|(c, _)| *c).collect();
+            return Err(format!(
+                "fault of kind busy on {} has code {code}; a busy code is one of {} (use kind error for other codes)",
+                self.action,
+                codes.join(", ")
+            ));
+        }
+        if (self.kind == FaultKind::Busy || busy_code) && !is_mutation(&self.action) {
+            let what = if self.action == "*" {
+                "* (which includes the reads)".to_owned()
+            } else {
+                self.action.clone()
+            };
+            return Err(format!(
+                "a busy fault on {what} is refused: the real API answers busy codes only to mutations; name one of {} per rule",
+                MUTATIONS.join(", ")
+            ));
         }
         Ok(())
     }
@@ -166,7 +208,11 @@ impl FaultEngine {
 
 fn error_of(kind: FaultKind, rule: &FaultRule) -> ApiError {
     let base = match kind {
-        FaultKind::Busy => ApiError::configuring(),
+        FaultKind::Busy => rule
+            .code
+            .as_deref()
+            .and_then(ApiError::busy)
+            .unwrap_or_else(ApiError::configuring),
         FaultKind::Throttled => ApiError::throttling(),
         FaultKind::ServerError => ApiError::internal_error(),
         FaultKind::Unavailable => ApiError::service_unavailable(),
@@ -175,7 +221,9 @@ fn error_of(kind: FaultKind, rule: &FaultRule) -> ApiError {
         }
     };
     let mut err = base;
-    if let Some(code) = &rule.code {
+    if let Some(code) = &rule.code
+        && kind != FaultKind::Busy
+    {
         err.code = code.clone().into();
         // A custom code without a message gets a neutral one rather than the wrong text.
         if rule.message.is_none() && kind == FaultKind::Error {
@@ -234,14 +282,117 @@ mod tests {
     }
 
     #[test]
+    fn busy_only_on_mutations() {
+        // (action, kind, code, accepted)
+        let table: &[(&str, FaultKind, Option<&str>, bool)] = &[
+            ("CreateVpnPbrRouteEntry", FaultKind::Busy, None, true),
+            (
+                "DeleteVpnPbrRouteEntry",
+                FaultKind::Busy,
+                Some("TaskConflict"),
+                true,
+            ),
+            (
+                "PublishVpnRouteEntry",
+                FaultKind::Busy,
+                Some("Appliance.Configuring"),
+                true,
+            ),
+            (
+                "ModifyVpnPbrRouteEntryWeight",
+                FaultKind::Busy,
+                Some("VpnTask.CONFLICT"),
+                true,
+            ),
+            (
+                "ModifyVpnPbrRouteEntryAttribute",
+                FaultKind::Busy,
+                Some("VpnConnection.Configuring"),
+                true,
+            ),
+            (
+                "CreateVpnPbrRouteEntry",
+                FaultKind::Busy,
+                Some("Throttling"),
+                false,
+            ),
+            ("*", FaultKind::Busy, None, false),
+            ("DescribeVpnGateway", FaultKind::Busy, None, false),
+            (
+                "DescribeVpnPbrRouteEntries",
+                FaultKind::Busy,
+                Some("TaskConflict"),
+                false,
+            ),
+            (
+                "DescribeVpnPbrRouteEntries",
+                FaultKind::Error,
+                Some("VpnGateway.Configuring"),
+                false,
+            ),
+            ("*", FaultKind::Error, Some("TaskConflict"), false),
+            (
+                "CreateVpnPbrRouteEntry",
+                FaultKind::Error,
+                Some("VpnTask.CONFLICT"),
+                true,
+            ),
+            ("*", FaultKind::Error, Some("VpnRouteEntry.Conflict"), true),
+            ("*", FaultKind::Throttled, None, true),
+            ("*", FaultKind::ServerError, None, true),
+            ("*", FaultKind::Unavailable, None, true),
+            ("*", FaultKind::Drop, None, true),
+            ("*", FaultKind::Slow, None, true),
+        ];
+        for (action, kind, code, accepted) in table {
+            let mut r = rule(action, 0.5, *kind);
+            r.code = code.map(str::to_owned);
+            let settings = FaultSettings {
+                rate_limit_per_second: None,
+                rules: vec![r],
+            };
+            let got = settings.validate();
+            assert_eq!(
+                got.is_ok(),
+                *accepted,
+                "{action} {kind:?} {code:?}: {got:?}"
+            );
+            if let Err(m) = got {
+                assert!(m.contains(action) || m.contains("busy code"), "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn busy_codes_have_their_own_messages() {
+        for (code, message) in BUSY_CODES {
+            let mut r = rule("DeleteVpnPbrRouteEntry", 1.0, FaultKind::Busy);
+            r.code = Some((*code).to_owned());
+            let mut e = FaultEngine::new(FaultSettings {
+                rate_limit_per_second: None,
+                rules: vec![r],
+            });
+            match e.decide("DeleteVpnPbrRouteEntry", 0, || 0.0) {
+                FaultOutcome::Fail(err) => {
+                    assert_eq!(
+                        (err.status, err.code.as_ref(), err.message.as_ref()),
+                        (400, *code, *message)
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn overrides_and_5xx() {
-        let mut r = rule("*", 1.0, FaultKind::Busy);
+        let mut r = rule("CreateVpnPbrRouteEntry", 1.0, FaultKind::Busy);
         r.code = Some("TaskConflict".into());
         let mut e = FaultEngine::new(FaultSettings {
             rate_limit_per_second: None,
             rules: vec![r],
         });
-        match e.decide("X", 0, || 0.0) {
+        match e.decide("CreateVpnPbrRouteEntry", 0, || 0.0) {
             FaultOutcome::Fail(err) => assert_eq!(err.code, "TaskConflict"),
             other => panic!("{other:?}"),
         }

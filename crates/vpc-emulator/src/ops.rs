@@ -7,7 +7,8 @@ use super::error::ApiError;
 use super::idempotency::{Lookup, TokenStore};
 use super::params::Params;
 use super::world::{
-    Connection, CreateEntry, EntrySelector, Gateway, PbrEntry, Publish, RouteKey, World,
+    Connection, CreateEntry, DUAL_TUNNEL_WEIGHT, EntrySelector, Gateway, PbrEntry, Publish,
+    RouteKey, Visibility, World,
 };
 
 pub const VPC_VERSION: &str = "2016-04-28";
@@ -27,6 +28,20 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("DescribeVpnConnections", VPC_VERSION),
     ("AssumeRoleWithOIDC", STS_VERSION),
 ];
+
+/// The actions that change something; the others only read.
+pub const MUTATIONS: &[&str] = &[
+    "CreateVpnPbrRouteEntry",
+    "DeleteVpnPbrRouteEntry",
+    "ModifyVpnPbrRouteEntryWeight",
+    "ModifyVpnPbrRouteEntryPriority",
+    "ModifyVpnPbrRouteEntryAttribute",
+    "PublishVpnRouteEntry",
+];
+
+pub fn is_mutation(action: &str) -> bool {
+    MUTATIONS.contains(&action)
+}
 
 /// The canonical (static) name of a known action, for counters without allocation.
 pub fn known_action(name: &str) -> Option<(&'static str, &'static str)> {
@@ -59,6 +74,7 @@ impl Outcome {
 
 /// Runs a VPC action. `action` must be one of [`ACTIONS`] except STS.
 pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiError> {
+    st.world.settle(now_ms);
     match action {
         "CreateVpnPbrRouteEntry" => create(p, st, now_ms),
         "DeleteVpnPbrRouteEntry" => {
@@ -123,12 +139,16 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
             let gateway = p.required("VpnGatewayId")?;
             let (number, size) = p.paging()?;
             let gw = st.world.gateway(region, gateway)?;
-            let items: Vec<Value> = page(&gw.entries, number, size)
+            let (shuffle, total) = (st.world.shuffles(Some(gw)), gw.entries.len());
+            let order = st.world.list_order(shuffle, total);
+            let gw = st.world.gateway(region, gateway)?;
+            let items: Vec<Value> = page(&order, number, size)
                 .iter()
-                .map(|e| list_item(gw, e))
+                .filter_map(|&i| gw.entries.get(i))
+                .map(|e| list_item(&st.world, gw, e))
                 .collect();
             Ok(Outcome::body(json!({
-                "TotalCount": gw.entries.len(),
+                "TotalCount": total,
                 "PageNumber": number,
                 "PageSize": size,
                 "VpnPbrRouteEntries": {"VpnPbrRouteEntry": items},
@@ -144,7 +164,7 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
             let region = p.required("RegionId")?;
             let id = p.required("VpnConnectionId")?;
             let c = st.world.connection(region, id)?;
-            Ok(Outcome::body(connection_body(c, false)))
+            Ok(Outcome::body(connection_body(&st.world, c, false)))
         }
         "DescribeVpnConnections" => {
             let region = p.required("RegionId")?;
@@ -152,6 +172,16 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
             let (number, size) = p.paging()?;
             let gw_filter = p.get("VpnGatewayId");
             let id_filter = p.get("VpnConnectionId");
+            let total = st
+                .world
+                .connections
+                .values()
+                .filter(|c| c.region == region)
+                .filter(|c| gw_filter.is_none_or(|g| c.gateway_id == g))
+                .filter(|c| id_filter.is_none_or(|i| c.id == i))
+                .count();
+            let shuffle = st.world.shuffles(None);
+            let order = st.world.list_order(shuffle, total);
             let all: Vec<&Connection> = st
                 .world
                 .connections
@@ -160,12 +190,13 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
                 .filter(|c| gw_filter.is_none_or(|g| c.gateway_id == g))
                 .filter(|c| id_filter.is_none_or(|i| c.id == i))
                 .collect();
-            let items: Vec<Value> = page(&all, number, size)
+            let items: Vec<Value> = page(&order, number, size)
                 .iter()
-                .map(|c| connection_body(c, true))
+                .filter_map(|&i| all.get(i))
+                .map(|c| connection_body(&st.world, c, true))
                 .collect();
             Ok(Outcome::body(json!({
-                "TotalCount": all.len(),
+                "TotalCount": total,
                 "PageNumber": number,
                 "PageSize": size,
                 "VpnConnections": {"VpnConnection": items},
@@ -185,6 +216,12 @@ fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiErro
         description: p.get("Description").map(str::to_owned),
         overlay_mode: p.get("OverlayMode").map(str::to_owned),
     };
+    // A dry run checks everything a create would and changes nothing: no entry, no token
+    // remembered or replayed, no update window (the SDK's DryRun description).
+    if p.bool("DryRun")? == Some(true) {
+        st.world.check_create(region, &req, now_ms)?;
+        return Err(ApiError::dry_run());
+    }
     let token = p.get("ClientToken");
     let fingerprint = p.fingerprint();
     if let Some(t) = token
@@ -196,6 +233,14 @@ fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiErro
     }
     let entry = st.world.create_entry(region, &req, now_ms)?;
     let gw_id = &req.key.gateway_id;
+    // With `on_active` the route is not published yet when the create answers (the sample
+    // answer of the API page says `normal` to a request with `PublishVpc=true`).
+    let on_active = st
+        .world
+        .gateways
+        .get(gw_id)
+        .is_some_and(|g| st.world.visibility_of(g) == Visibility::OnActive);
+    let state = if on_active { "normal" } else { entry.state() };
     let mut body = json!({
         "VpnInstanceId": gw_id,
         "RouteSource": entry.route_source,
@@ -204,7 +249,7 @@ fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiErro
         "Weight": entry.weight,
         "Priority": entry.priority,
         "OverlayMode": entry.overlay_mode,
-        "State": entry.state(),
+        "State": state,
         "CreateTime": entry.create_time_ms,
     });
     if let (Some(d), Some(obj)) = (&entry.description, body.as_object_mut()) {
@@ -272,8 +317,10 @@ fn page<T>(items: &[T], number: usize, size: usize) -> &[T] {
     &items[start..end]
 }
 
-fn list_item(gw: &Gateway, e: &PbrEntry) -> Value {
-    json!({
+/// A route as the list shows it; on a dual-tunnel gateway with the master tunnel of its next
+/// hop (`NextHopTunnelId`, only in the list's SDK model) and the weight that applies there.
+fn list_item(world: &World, gw: &Gateway, e: &PbrEntry) -> Value {
+    let mut v = json!({
         "VpnInstanceId": gw.id,
         "RouteSource": e.route_source,
         "RouteDest": e.route_dest,
@@ -282,7 +329,19 @@ fn list_item(gw: &Gateway, e: &PbrEntry) -> Value {
         "Priority": e.priority,
         "State": e.state(),
         "CreateTime": e.create_time_ms,
-    })
+    });
+    if gw.dual_tunnel
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("Weight".to_owned(), json!(DUAL_TUNNEL_WEIGHT));
+        let tunnel = world
+            .connections
+            .get(&e.next_hop)
+            .map(|c| c.tunnel_id(1))
+            .unwrap_or_default();
+        obj.insert("NextHopTunnelId".to_owned(), json!(tunnel));
+    }
+    v
 }
 
 pub fn gateway_body(gw: &Gateway, now_ms: u64) -> Value {
@@ -294,7 +353,7 @@ pub fn gateway_body(gw: &Gateway, now_ms: u64) -> Value {
     if gw.priority_support {
         tags.insert("PbrPriority".into(), json!("true"));
     }
-    json!({
+    let mut body = json!({
         "VpnGatewayId": gw.id,
         "VpcId": gw.vpc_id,
         "VSwitchId": gw.vswitch_id,
@@ -318,10 +377,24 @@ pub fn gateway_body(gw: &Gateway, now_ms: u64) -> Value {
         "Tag": Value::Object(tags).to_string(),
         "Tags": {"Tag": []},
         "EniInstanceIds": {"EniInstanceId": []},
-    })
+    });
+    // Returned only for gateways that make dual-tunnel connections (SDK model).
+    if gw.dual_tunnel
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert(
+            "DisasterRecoveryInternetIp".to_owned(),
+            json!(gw.disaster_recovery_internet_ip),
+        );
+        obj.insert(
+            "DisasterRecoveryVSwitchId".to_owned(),
+            json!(gw.disaster_recovery_vswitch_id),
+        );
+    }
+    body
 }
 
-fn connection_body(c: &Connection, in_list: bool) -> Value {
+fn connection_body(world: &World, c: &Connection, in_list: bool) -> Value {
     let mut v = json!({
         "VpnConnectionId": c.id,
         "VpnGatewayId": c.gateway_id,
@@ -343,6 +416,32 @@ fn connection_body(c: &Connection, in_list: bool) -> Value {
         // The single-connection answer lists user tags under `Tags`, the list under `Tag`.
         let key = if in_list { "Tag" } else { "Tags" };
         obj.insert(key.to_owned(), json!({"Tag": []}));
+        // A dual-tunnel connection lists its two tunnels; the master's id is what
+        // `NextHopTunnelId` names.
+        if let Some(gw) = world.gateways.get(&c.gateway_id)
+            && gw.dual_tunnel
+        {
+            let tunnel = |index: u8, role: &str, ip: &str| {
+                json!({
+                    "TunnelId": c.tunnel_id(index),
+                    "TunnelIndex": index,
+                    "Role": role,
+                    "State": "active",
+                    "Status": "ipsec_sa_established",
+                    "CustomerGatewayId": c.customer_gateway_id,
+                    "InternetIp": ip,
+                    "EnableDpd": "true",
+                    "EnableNatTraversal": "true",
+                })
+            };
+            obj.insert(
+                "TunnelOptionsSpecification".to_owned(),
+                json!({"TunnelOptions": [
+                    tunnel(1, "master", &gw.internet_ip),
+                    tunnel(2, "slave", &gw.disaster_recovery_internet_ip),
+                ]}),
+            );
+        }
     }
     v
 }

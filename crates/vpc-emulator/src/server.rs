@@ -147,13 +147,26 @@ async fn api(
             },
         )
     };
-    if let Err(e) = verified {
-        return fail(&emu, &call, e, None);
-    }
+    let key_id = match verified {
+        Ok(id) => id,
+        Err(e) => return fail(&emu, &call, e, None),
+    };
     if let Some(nonce) = auth::nonce_of(&parts)
         && !lock(&emu.nonces).check_and_insert(nonce, now)
     {
         return fail(&emu, &call, ApiError::nonce_used(), None);
+    }
+    // RAM: the key's policy must allow the action (after authentication, before faults).
+    let authorized = emu
+        .keys
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key_id)
+        .map_or(Err(ApiError::access_key_not_found()), |k| {
+            k.authorize(action)
+        });
+    if let Err(e) = authorized {
+        return fail(&emu, &call, e, None);
     }
 
     let outcome = lock(&emu.faults).decide(action, now, rand::random::<f64>);
@@ -217,7 +230,7 @@ fn succeed(emu: &Emulator, call: &Call, mut body: Value) -> Response {
 fn fail(emu: &Emulator, call: &Call, err: ApiError, ratelimit: Option<String>) -> Response {
     lock(&emu.counters).record(call.action, &err.code);
     tracing::debug!(action = call.action, code = %err.code, status = err.status, "request refused");
-    let body = json!({
+    let mut body = json!({
         "RequestId": call.request_id,
         "HostId": emu.config.settings.host_id,
         "Code": err.code,
@@ -227,6 +240,9 @@ fn fail(emu: &Emulator, call: &Call, err: ApiError, ratelimit: Option<String>) -
             err.code, call.request_id
         ),
     });
+    if let (Some(detail), Some(obj)) = (&err.access_denied_detail, body.as_object_mut()) {
+        obj.insert("AccessDeniedDetail".to_owned(), (**detail).clone());
+    }
     respond(call, err.status, "Error", &body, ratelimit)
 }
 

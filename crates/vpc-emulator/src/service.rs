@@ -11,7 +11,7 @@ use crate::counters::Counters;
 use crate::error::EmulatorError;
 use crate::faults::FaultEngine;
 use crate::ops::EmuState;
-use crate::world::World;
+use crate::world::{Behaviour, World};
 
 /// The running emulator's shared state.
 pub struct Emulator {
@@ -39,6 +39,7 @@ impl Emulator {
         let mut world = world.unwrap_or_else(|| World::from_config(&config, now));
         // A restored state file keeps its gateways; settings always come from the config.
         world.task_conflict_window_ms = config.settings.task_conflict_window_ms;
+        world.behaviour = Behaviour::from_settings(&config.settings);
         let window_ms = config.settings.timestamp_window_secs * 1000;
         Self {
             keys: RwLock::new(config_keys(&config)),
@@ -126,9 +127,9 @@ fn config_keys(config: &Config) -> KeyStore {
         keys.insert(
             k.id.clone(),
             KeyEntry {
-                secret: k.secret.clone(),
-                security_token: k.security_token.clone(),
-                expires_ms: None,
+                allowed_actions: k.allowed_actions.clone(),
+                forbidden_code: k.forbidden_code,
+                ..KeyEntry::new(k.secret.clone(), k.security_token.clone(), None)
             },
         );
     }

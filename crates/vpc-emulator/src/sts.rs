@@ -89,9 +89,8 @@ pub fn assume_role_with_oidc(
     Ok(Issued {
         access_key_id,
         key: KeyEntry {
-            secret,
-            security_token: Some(security_token),
-            expires_ms: Some(expires_ms),
+            allowed_actions: role.allowed_actions.clone(),
+            ..KeyEntry::new(secret, Some(security_token), Some(expires_ms))
         },
         body,
     })

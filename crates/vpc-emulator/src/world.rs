@@ -1,15 +1,70 @@
 //! The emulated cloud: gateways, their policy-based routes, IPsec connections, and the rules
 //! and state machine the real service applies to them. Pure logic: every call takes the
 //! current time (epoch milliseconds) so tests drive the clock.
+//!
+//! A gateway holds two views of its routes: `entries`, what `DescribeVpnPbrRouteEntries` shows,
+//! and `pending`, accepted changes the gateway has not applied yet. With `visibility: immediate`
+//! (the default) an accepted change lands in `entries` at once; with `on_active` it waits in
+//! `pending` until the gateway's update window ends ([`World::settle`]). The rules always judge
+//! a request against the effective routes (`entries` with `pending` applied): the service knows
+//! what it accepted before the gateway shows it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::config::Config;
+use super::config::{Config, Settings};
 use super::error::ApiError;
+
+/// When an accepted change shows in the Describe calls.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// At once (the tidy cloud).
+    #[default]
+    Immediate,
+    /// Once the gateway is `active` again: the API pages say the change "is still being
+    /// performed in the background" while the gateway is `updating`.
+    OnActive,
+}
+
+/// What a weight change does on a dual-tunnel gateway.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DualTunnelWeightChange {
+    /// Accepted without effect, as the SDK's description of ModifyVpnPbrRouteEntryWeight says.
+    #[default]
+    Accept,
+    /// Refused with `VpnPbrRouteEntryWeight.NotSupport` (a code of our own).
+    Refuse,
+}
+
+/// The switches of the world's behaviour, from the config's `settings` (a restored state file
+/// takes them from the config too).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Behaviour {
+    pub visibility: Visibility,
+    pub shuffle_lists: bool,
+    pub shuffle_seed: u64,
+    pub cross_gateway_conflict: bool,
+    pub dual_tunnel_weight_change: DualTunnelWeightChange,
+}
+
+impl Behaviour {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            visibility: s.visibility,
+            shuffle_lists: s.shuffle_lists,
+            shuffle_seed: s.shuffle_seed.unwrap_or_else(rand::random),
+            cross_gateway_conflict: s.cross_gateway_conflict,
+            dual_tunnel_weight_change: s.dual_tunnel_weight_change,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Gateway {
@@ -30,8 +85,29 @@ pub struct Gateway {
     pub vswitch_id: String,
     pub internet_ip: String,
     pub spec: String,
-    /// Policy-based routes, oldest first (the order `DescribeVpnPbrRouteEntries` lists them).
+    /// Policy-based routes as the Describe calls show them, oldest first.
     pub entries: Vec<PbrEntry>,
+    /// Accepted changes not applied yet (only with `on_active` visibility), oldest first.
+    #[serde(default)]
+    pub pending: Vec<Change>,
+    /// This gateway's visibility, overriding `settings.visibility`.
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// This gateway's list shuffling, overriding `settings.shuffle_lists`.
+    #[serde(default)]
+    pub shuffle_lists: Option<bool>,
+    /// The gateway makes dual-tunnel IPsec connections.
+    #[serde(default)]
+    pub dual_tunnel: bool,
+    /// Second IPsec address and vSwitch of a dual-tunnel gateway.
+    #[serde(default)]
+    pub disaster_recovery_internet_ip: String,
+    #[serde(default)]
+    pub disaster_recovery_vswitch_id: String,
+    /// When set, at this time a `deleting` gateway is gone and any other base status is back
+    /// to `active`.
+    #[serde(default)]
+    pub status_until_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,6 +131,80 @@ impl PbrEntry {
             "normal"
         }
     }
+
+    fn is(&self, id: &EntryId) -> bool {
+        self.route_source == id.route_source
+            && self.route_dest == id.route_dest
+            && self.next_hop == id.next_hop
+    }
+}
+
+/// One route of a gateway: source, destination, next hop (normalised CIDRs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntryId {
+    pub route_source: String,
+    pub route_dest: String,
+    pub next_hop: String,
+}
+
+/// An accepted change of a gateway's routes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Change {
+    Create(PbrEntry),
+    Delete(EntryId),
+    /// New weight and/or priority (`None`: unchanged).
+    Modify {
+        id: EntryId,
+        weight: Option<u32>,
+        priority: Option<u32>,
+    },
+    /// PublishVpnRouteEntry: every entry with this destination and next hop.
+    Publish {
+        route_dest: String,
+        next_hop: String,
+        publish: bool,
+    },
+}
+
+impl Change {
+    /// Applies the change to a list of routes; a change whose route is gone by then (removed
+    /// behind the API's back) does nothing.
+    pub fn apply(&self, entries: &mut Vec<PbrEntry>) {
+        match self {
+            Change::Create(e) => entries.push(e.clone()),
+            Change::Delete(id) => {
+                if let Some(i) = entries.iter().position(|e| e.is(id)) {
+                    entries.remove(i);
+                }
+            }
+            Change::Modify {
+                id,
+                weight,
+                priority,
+            } => {
+                if let Some(e) = entries.iter_mut().find(|e| e.is(id)) {
+                    if let Some(w) = weight {
+                        e.weight = *w;
+                    }
+                    if let Some(p) = priority {
+                        e.priority = *p;
+                    }
+                }
+            }
+            Change::Publish {
+                route_dest,
+                next_hop,
+                publish,
+            } => {
+                for e in entries
+                    .iter_mut()
+                    .filter(|e| &e.route_dest == route_dest && &e.next_hop == next_hop)
+                {
+                    e.published = *publish;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -69,6 +219,14 @@ pub struct Connection {
     pub create_time_ms: u64,
 }
 
+impl Connection {
+    /// The ids of the two tunnels of a dual-tunnel connection (`index` 1 is the master, the one
+    /// `NextHopTunnelId` names), derived from the connection id.
+    pub fn tunnel_id(&self, index: u8) -> String {
+        format!("tun-{}-{index}", self.id.trim_start_matches("vco-"))
+    }
+}
+
 /// Everything the service knows. Serialisable for `--state-file`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct World {
@@ -76,10 +234,21 @@ pub struct World {
     pub gateways: BTreeMap<String, Gateway>,
     pub connections: BTreeMap<String, Connection>,
     pub task_conflict_window_ms: u64,
+    #[serde(default)]
+    pub behaviour: Behaviour,
+    /// Shuffled list answers so far (the shuffle's second input besides the seed).
+    #[serde(default)]
+    pub list_calls: u64,
 }
 
 /// Priority of entries on gateways without priority support, and the API default.
 pub const DEFAULT_PRIORITY: u32 = 10;
+
+/// The weight every entry of a dual-tunnel gateway has, whatever was sent.
+pub const DUAL_TUNNEL_WEIGHT: u32 = 100;
+
+/// Base statuses a gateway can be configured or put in (`updating` is derived).
+pub const BASE_STATUSES: &[&str] = &["active", "init", "provisioning", "deleting"];
 
 /// Identifies one policy-based route on a gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,11 +288,24 @@ pub struct EntrySelector {
     pub priority: Option<i64>,
 }
 
+/// The routes a gateway will have once it has applied what it accepted.
+pub fn effective(gw: &Gateway) -> Cow<'_, [PbrEntry]> {
+    if gw.pending.is_empty() {
+        return Cow::Borrowed(&gw.entries);
+    }
+    let mut entries = gw.entries.clone();
+    for change in &gw.pending {
+        change.apply(&mut entries);
+    }
+    Cow::Owned(entries)
+}
+
 impl World {
     pub fn from_config(cfg: &Config, now_ms: u64) -> Self {
         let mut world = World {
             regions: cfg.regions.clone(),
             task_conflict_window_ms: cfg.settings.task_conflict_window_ms,
+            behaviour: Behaviour::from_settings(&cfg.settings),
             ..World::default()
         };
         for g in &cfg.vpn_gateways {
@@ -153,6 +335,19 @@ impl World {
                         .unwrap_or_else(|| "203.0.113.10".to_owned()),
                     spec: g.spec.clone().unwrap_or_else(|| "10".to_owned()),
                     entries: Vec::new(),
+                    pending: Vec::new(),
+                    visibility: g.visibility,
+                    shuffle_lists: g.shuffle_lists,
+                    dual_tunnel: g.dual_tunnel,
+                    disaster_recovery_internet_ip: g
+                        .disaster_recovery_internet_ip
+                        .clone()
+                        .unwrap_or_else(|| "203.0.113.11".to_owned()),
+                    disaster_recovery_vswitch_id: g
+                        .disaster_recovery_vswitch_id
+                        .clone()
+                        .unwrap_or_else(|| format!("vsw-{}-dr", g.id)),
+                    status_until_ms: None,
                 },
             );
         }
@@ -189,6 +384,69 @@ impl World {
         world
     }
 
+    /// Brings the world to `now_ms`: a timed status ends (a `deleting` gateway is then gone,
+    /// any other status is `active` again), and a gateway whose update window is over applies
+    /// its pending changes. Every operation calls this first.
+    pub fn settle(&mut self, now_ms: u64) {
+        let mut gone = Vec::new();
+        for gw in self.gateways.values_mut() {
+            if let Some(until) = gw.status_until_ms
+                && now_ms >= until
+            {
+                gw.status_until_ms = None;
+                if gw.base_status == "deleting" {
+                    gone.push(gw.id.clone());
+                    continue;
+                }
+                "active".clone_into(&mut gw.base_status);
+            }
+            if now_ms >= gw.busy_until_ms && !gw.pending.is_empty() {
+                for change in std::mem::take(&mut gw.pending) {
+                    change.apply(&mut gw.entries);
+                }
+            }
+        }
+        for id in gone {
+            self.remove_gateway(&id);
+        }
+    }
+
+    /// Removes a gateway with its routes and connections; false if there was none.
+    pub fn remove_gateway(&mut self, id: &str) -> bool {
+        if self.gateways.remove(id).is_none() {
+            return false;
+        }
+        self.connections.retain(|_, c| c.gateway_id != id);
+        true
+    }
+
+    pub fn visibility_of(&self, gw: &Gateway) -> Visibility {
+        gw.visibility.unwrap_or(self.behaviour.visibility)
+    }
+
+    /// Whether the route list of `gw` (or, for `None`, the connection list) is shuffled.
+    pub fn shuffles(&self, gw: Option<&Gateway>) -> bool {
+        gw.and_then(|g| g.shuffle_lists)
+            .unwrap_or(self.behaviour.shuffle_lists)
+    }
+
+    /// The order in which a list answer shows its `n` items: as stored, or (with `shuffle`)
+    /// a fresh permutation on every call, determined by the seed and the number of calls.
+    pub fn list_order(&mut self, shuffle: bool, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        if shuffle {
+            self.list_calls = self.list_calls.wrapping_add(1);
+            let mut state =
+                self.behaviour.shuffle_seed ^ self.list_calls.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            for i in (1..n).rev() {
+                let bound = u64::try_from(i + 1).unwrap_or(u64::MAX);
+                let j = usize::try_from(splitmix64(&mut state) % bound).unwrap_or(0);
+                order.swap(i, j);
+            }
+        }
+        order
+    }
+
     pub fn check_region(&self, region: &str) -> Result<(), ApiError> {
         if self.regions.iter().any(|r| r == region) {
             Ok(())
@@ -221,9 +479,10 @@ impl World {
         }
     }
 
-    /// Creates an entry (CreateVpnPbrRouteEntry). Returns a copy of the new entry.
-    pub fn create_entry(
-        &mut self,
+    /// Every rule of CreateVpnPbrRouteEntry, without changing anything: the entry the create
+    /// would add, or the refusal. A `DryRun` stops here.
+    pub fn check_create(
+        &self,
         region: &str,
         req: &CreateEntry,
         now_ms: u64,
@@ -231,7 +490,7 @@ impl World {
         // Syntax first (no state needed), then the gateway, then its state, then the rules
         // that look at other entries.
         let source = parse_cidr(&req.key.route_source)?;
-        let dest = parse_dest(&req.key.route_dest)?;
+        let dest = parse_cidr(&req.key.route_dest)?;
         let weight = check_weight(req.weight)?;
         if let Some(p) = req.priority {
             check_priority_range(p, "Priority")?;
@@ -240,40 +499,77 @@ impl World {
             check_description(d)?;
         }
         check_overlay(req.overlay_mode.as_deref())?;
-        let window = self.task_conflict_window_ms;
         let gw = self.gateway(region, &req.key.gateway_id)?;
-        check_mutable(gw, now_ms, window)?;
+        check_dest_limits(dest, gw.dual_tunnel)?;
+        check_status(gw)?;
+        let entries = effective(gw);
+        let id = EntryId {
+            route_source: source.to_string(),
+            route_dest: dest.to_string(),
+            next_hop: req.key.next_hop.clone(),
+        };
+        let exists = entries.iter().any(|e| e.is(&id));
+        // With `on_active` the service knows a create it accepted before the gateway shows
+        // it, so a second create of the route is a duplicate even while the gateway is still
+        // updating (the order of the two checks is our guess).
+        if exists && self.visibility_of(gw) == Visibility::OnActive {
+            return Err(ApiError::already_exists());
+        }
+        check_idle(gw, now_ms, self.task_conflict_window_ms)?;
         if req.priority.is_some() && !gw.priority_support {
             return Err(ApiError::priority_not_supported());
         }
         self.check_next_hop(gw, &req.key.next_hop)?;
-        let (source, dest) = (source.to_string(), dest.to_string());
-        if gw.entries.iter().any(|e| {
-            e.route_source == source && e.route_dest == dest && e.next_hop == req.key.next_hop
-        }) {
+        if exists {
             return Err(ApiError::already_exists());
         }
-        check_backup_pair(gw, &source, &dest, None, weight)?;
-        if gw.entries.len() >= gw.pbr_quota {
+        // A dual-tunnel connection is its own active/standby pair: weights do not apply.
+        if !gw.dual_tunnel {
+            check_backup_pair(&entries, &id.route_source, &id.route_dest, None, weight)?;
+        }
+        if entries.len() >= gw.pbr_quota {
             return Err(ApiError::quota_full());
         }
         if req.publish_vpc {
-            self.check_publish(gw, &dest)?;
+            self.check_publish(gw, &entries, &id.route_dest)?;
         }
-        let entry = PbrEntry {
-            route_source: source,
-            route_dest: dest,
-            next_hop: req.key.next_hop.clone(),
-            weight,
-            priority: req.priority.map_or(DEFAULT_PRIORITY, |p| p as u32),
+        if self.behaviour.cross_gateway_conflict {
+            self.check_cross_gateway(gw, &id.route_dest)?;
+        }
+        Ok(PbrEntry {
+            route_source: id.route_source,
+            route_dest: id.route_dest,
+            next_hop: id.next_hop,
+            weight: if gw.dual_tunnel {
+                DUAL_TUNNEL_WEIGHT
+            } else {
+                weight
+            },
+            priority: req
+                .priority
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(DEFAULT_PRIORITY),
             published: req.publish_vpc,
             description: req.description.clone(),
             overlay_mode: "Ipsec".to_owned(),
             create_time_ms: now_ms,
-        };
-        let gw = self.gateway_mut(region, &req.key.gateway_id)?;
-        gw.entries.push(entry.clone());
-        mark_updating(gw, now_ms);
+        })
+    }
+
+    /// Creates an entry (CreateVpnPbrRouteEntry). Returns a copy of the new entry.
+    pub fn create_entry(
+        &mut self,
+        region: &str,
+        req: &CreateEntry,
+        now_ms: u64,
+    ) -> Result<PbrEntry, ApiError> {
+        let entry = self.check_create(region, req, now_ms)?;
+        self.commit(
+            region,
+            &req.key.gateway_id,
+            Change::Create(entry.clone()),
+            now_ms,
+        )?;
         Ok(entry)
     }
 
@@ -283,17 +579,15 @@ impl World {
         sel: &EntrySelector,
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let idx = self.prepare_change(region, sel, now_ms)?;
-        let gw = self.gateway_mut(region, &sel.key.gateway_id)?;
-        gw.entries.remove(idx);
-        mark_updating(gw, now_ms);
-        Ok(())
+        let (_, id) = self.prepare_change(region, sel, now_ms)?;
+        self.commit(region, &sel.key.gateway_id, Change::Delete(id), now_ms)
     }
 
     /// ModifyVpnPbrRouteEntryWeight / ModifyVpnPbrRouteEntryPriority /
     /// ModifyVpnPbrRouteEntryAttribute: `new_priority` on a gateway without priority support
     /// is refused; a weight change on a member of an active/standby pair is refused
-    /// (the docs say: delete the partner first).
+    /// (the docs say: delete the partner first); on a dual-tunnel gateway a new weight has no
+    /// effect (or is refused, as `settings.dual_tunnel_weight_change` says).
     pub fn modify_entry(
         &mut self,
         region: &str,
@@ -306,100 +600,121 @@ impl World {
         if let Some(p) = new_priority {
             check_priority_range(p, "NewPriority")?;
         }
-        let idx = self.prepare_change(region, sel, now_ms)?;
+        let (idx, id) = self.prepare_change(region, sel, now_ms)?;
         let gw = self.gateway(region, &sel.key.gateway_id)?;
         if new_priority.is_some() && !gw.priority_support {
             return Err(ApiError::priority_not_supported());
         }
-        let current = &gw.entries[idx];
+        let new_weight = match new_weight {
+            Some(_)
+                if gw.dual_tunnel
+                    && self.behaviour.dual_tunnel_weight_change
+                        == DualTunnelWeightChange::Refuse =>
+            {
+                return Err(ApiError::weight_not_supported());
+            }
+            Some(_) if gw.dual_tunnel => None,
+            w => w,
+        };
+        let entries = effective(gw);
         if let Some(w) = new_weight
+            && let Some(current) = entries.get(idx)
             && w != current.weight
         {
-            check_backup_pair(gw, &current.route_source, &current.route_dest, Some(idx), w)?;
+            check_backup_pair(
+                &entries,
+                &current.route_source,
+                &current.route_dest,
+                Some(idx),
+                w,
+            )?;
         }
-        let gw = self.gateway_mut(region, &sel.key.gateway_id)?;
-        let entry = &mut gw.entries[idx];
-        if let Some(w) = new_weight {
-            entry.weight = w;
-        }
-        if let Some(p) = new_priority {
-            entry.priority = p as u32;
-        }
-        mark_updating(gw, now_ms);
-        Ok(())
+        let change = Change::Modify {
+            id,
+            weight: new_weight,
+            priority: new_priority.and_then(|p| u32::try_from(p).ok()),
+        };
+        self.commit(region, &sel.key.gateway_id, change, now_ms)
     }
 
     /// PublishVpnRouteEntry with `RouteType=pbr`: flips every entry of the gateway with this
     /// destination and next hop (our choice; the real selection is undocumented).
     pub fn publish(&mut self, region: &str, req: &Publish, now_ms: u64) -> Result<(), ApiError> {
-        let Publish {
-            gateway_id,
-            route_dest,
-            next_hop,
-            route_type,
-            publish,
-        } = req;
-        let (gateway_id, route_dest, next_hop, route_type, publish) = (
-            gateway_id.as_str(),
-            route_dest.as_str(),
-            next_hop.as_str(),
-            route_type.as_str(),
-            *publish,
-        );
-        if route_type != "pbr" && route_type != "dbr" {
+        if req.route_type != "pbr" && req.route_type != "dbr" {
             return Err(ApiError::invalid_parameter("RouteType"));
         }
-        let dest = parse_cidr(route_dest)?.to_string();
-        let window = self.task_conflict_window_ms;
-        let gw = self.gateway(region, gateway_id)?;
-        check_mutable(gw, now_ms, window)?;
+        let dest = parse_cidr(&req.route_dest)?.to_string();
+        let gw = self.gateway(region, &req.gateway_id)?;
+        check_status(gw)?;
+        check_idle(gw, now_ms, self.task_conflict_window_ms)?;
+        let entries = effective(gw);
         // Destination-based routes are not modelled, so a `dbr` publish finds nothing.
-        let matching: Vec<usize> = gw
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| route_type == "pbr" && e.route_dest == dest && e.next_hop == next_hop)
-            .map(|(i, _)| i)
-            .collect();
-        if matching.is_empty() {
+        let found = req.route_type == "pbr"
+            && entries
+                .iter()
+                .any(|e| e.route_dest == dest && e.next_hop == req.next_hop);
+        if !found {
             return Err(ApiError::entry_not_found());
         }
-        if publish {
-            self.check_publish(gw, &dest)?;
+        if req.publish {
+            self.check_publish(gw, &entries, &dest)?;
         }
+        let change = Change::Publish {
+            route_dest: dest,
+            next_hop: req.next_hop.clone(),
+            publish: req.publish,
+        };
+        self.commit(region, &req.gateway_id, change, now_ms)
+    }
+
+    /// Records an accepted change: applied at once, or kept until the update window ends
+    /// (`on_active`); the gateway is `updating` either way.
+    fn commit(
+        &mut self,
+        region: &str,
+        gateway_id: &str,
+        change: Change,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let default = self.behaviour.visibility;
         let gw = self.gateway_mut(region, gateway_id)?;
-        for i in matching {
-            gw.entries[i].published = publish;
+        match gw.visibility.unwrap_or(default) {
+            Visibility::Immediate => change.apply(&mut gw.entries),
+            Visibility::OnActive => gw.pending.push(change),
         }
         mark_updating(gw, now_ms);
         Ok(())
     }
 
     /// Shared checks of Delete/Modify: syntax, gateway, state, then the entry (which must
-    /// match the repeated current weight and, if given, priority). Returns its index.
+    /// match the repeated current weight and, if given, priority; on a dual-tunnel gateway the
+    /// weight has no effect and is not compared). Returns its index in the effective routes.
     fn prepare_change(
         &self,
         region: &str,
         sel: &EntrySelector,
         now_ms: u64,
-    ) -> Result<usize, ApiError> {
-        let source = parse_cidr(&sel.key.route_source)?.to_string();
-        let dest = parse_cidr(&sel.key.route_dest)?.to_string();
+    ) -> Result<(usize, EntryId), ApiError> {
+        let id = EntryId {
+            route_source: parse_cidr(&sel.key.route_source)?.to_string(),
+            route_dest: parse_cidr(&sel.key.route_dest)?.to_string(),
+            next_hop: sel.key.next_hop.clone(),
+        };
         check_weight(sel.weight)?;
         if let Some(p) = sel.priority {
             check_priority_range(p, "Priority")?;
         }
         let gw = self.gateway(region, &sel.key.gateway_id)?;
-        check_mutable(gw, now_ms, self.task_conflict_window_ms)?;
-        gw.entries
+        check_status(gw)?;
+        check_idle(gw, now_ms, self.task_conflict_window_ms)?;
+        effective(gw)
             .iter()
             .position(|e| {
-                e.route_source == source
-                    && e.route_dest == dest
-                    && e.next_hop == sel.key.next_hop
-                    && i64::from(e.weight) == sel.weight
+                e.is(&id)
+                    && (gw.dual_tunnel || i64::from(e.weight) == sel.weight)
                     && sel.priority.is_none_or(|p| i64::from(e.priority) == p)
             })
+            .map(|i| (i, id))
             .ok_or_else(ApiError::entry_not_found)
     }
 
@@ -411,23 +726,19 @@ impl World {
         }
     }
 
-    /// Publishing `dest` from `gw` into its VPC's system route table: another gateway of the
-    /// same VPC must not already publish the same block, and the gateway's share of the VPC
-    /// route table is bounded.
-    fn check_publish(&self, gw: &Gateway, dest: &str) -> Result<(), ApiError> {
-        let taken_by_other = self.gateways.values().any(|other| {
-            other.id != gw.id
-                && other.vpc_id == gw.vpc_id
-                && other
-                    .entries
-                    .iter()
-                    .any(|e| e.published && e.route_dest == dest)
+    /// Publishing `dest` from `gw` (whose effective routes are `own`) into its VPC's system
+    /// route table: another gateway of the same VPC must not already publish the same block,
+    /// and the gateway's share of the VPC route table is bounded.
+    fn check_publish(&self, gw: &Gateway, own: &[PbrEntry], dest: &str) -> Result<(), ApiError> {
+        let taken_by_other = self.others_in_vpc(gw).any(|other| {
+            effective(other)
+                .iter()
+                .any(|e| e.published && e.route_dest == dest)
         });
         if taken_by_other {
             return Err(ApiError::route_conflict());
         }
-        let mut published: Vec<&str> = gw
-            .entries
+        let mut published: Vec<&str> = own
             .iter()
             .filter(|e| e.published)
             .map(|e| e.route_dest.as_str())
@@ -440,6 +751,24 @@ impl World {
         Ok(())
     }
 
+    /// `settings.cross_gateway_conflict`: a destination another gateway of the same VPC
+    /// already routes (published or not) conflicts.
+    fn check_cross_gateway(&self, gw: &Gateway, dest: &str) -> Result<(), ApiError> {
+        if self
+            .others_in_vpc(gw)
+            .any(|other| effective(other).iter().any(|e| e.route_dest == dest))
+        {
+            return Err(ApiError::route_entry_conflict());
+        }
+        Ok(())
+    }
+
+    fn others_in_vpc<'a>(&'a self, gw: &'a Gateway) -> impl Iterator<Item = &'a Gateway> + 'a {
+        self.gateways
+            .values()
+            .filter(move |other| other.id != gw.id && other.vpc_id == gw.vpc_id)
+    }
+
     /// `Status` as DescribeVpnGateway reports it at `now_ms`.
     pub fn status(gw: &Gateway, now_ms: u64) -> &str {
         if gw.base_status == "active" && now_ms < gw.busy_until_ms {
@@ -450,12 +779,21 @@ impl World {
     }
 }
 
-/// Order of the state checks: financial lock, then TaskConflict (a mutation very shortly
-/// after the last accepted one), then Configuring (the gateway is still updating).
-fn check_mutable(gw: &Gateway, now_ms: u64, conflict_window_ms: u64) -> Result<(), ApiError> {
+/// The gateway's own state, before anything else: a gateway being deleted, then a
+/// financially locked one, refuse every change.
+fn check_status(gw: &Gateway) -> Result<(), ApiError> {
+    if gw.base_status == "deleting" {
+        return Err(ApiError::incorrect_gateway_status());
+    }
     if gw.business_status == "FinancialLocked" {
         return Err(ApiError::financial_locked());
     }
+    Ok(())
+}
+
+/// TaskConflict (a mutation very shortly after the last accepted one), then Configuring (the
+/// gateway is still updating, or not yet ready).
+fn check_idle(gw: &Gateway, now_ms: u64, conflict_window_ms: u64) -> Result<(), ApiError> {
     if let Some(last) = gw.last_mutation_ms
         && now_ms < last.saturating_add(conflict_window_ms)
     {
@@ -475,20 +813,19 @@ fn mark_updating(gw: &mut Gateway, now_ms: u64) {
 /// An active/standby pair shares source and destination: at most one entry with weight 100
 /// and one with weight 0 per (source, destination). `skip` is the entry being changed.
 fn check_backup_pair(
-    gw: &Gateway,
+    entries: &[PbrEntry],
     source: &str,
     dest: &str,
     skip: Option<usize>,
     weight: u32,
 ) -> Result<(), ApiError> {
-    let mut partners = gw
-        .entries
+    let partners = entries
         .iter()
         .enumerate()
         .filter(|(i, e)| Some(*i) != skip && e.route_source == source && e.route_dest == dest);
     let changing_existing = skip.is_some();
     let mut count = 0;
-    for (_, e) in partners.by_ref() {
+    for (_, e) in partners {
         count += 1;
         // Changing the weight of one member of a pair is refused outright (docs: delete the
         // partner, modify, re-create); adding a member of the same weight is refused too.
@@ -502,6 +839,15 @@ fn check_backup_pair(
     Ok(())
 }
 
+/// SplitMix64: a small, well-mixed step for the list shuffle.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A strict IPv4 CIDR block: prefix given, no host bits set.
 pub fn parse_cidr(s: &str) -> Result<Ipv4Net, ApiError> {
     let net: Ipv4Net = s.trim().parse().map_err(|_| ApiError::invalid_cidr())?;
@@ -511,16 +857,18 @@ pub fn parse_cidr(s: &str) -> Result<Ipv4Net, ApiError> {
     Ok(net)
 }
 
-/// Destination rules from the API description: no `0.0.0.0/0`, nothing inside or around
-/// `100.64.0.0/10`.
-fn parse_dest(s: &str) -> Result<Ipv4Net, ApiError> {
-    let net = parse_cidr(s)?;
+/// Destination limits of the API description, which apply to single-tunnel gateways only:
+/// no `0.0.0.0/0`, nothing inside or around `100.64.0.0/10`.
+fn check_dest_limits(net: Ipv4Net, dual_tunnel: bool) -> Result<(), ApiError> {
+    if dual_tunnel {
+        return Ok(());
+    }
     let cgnat =
         Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).map_err(|_| ApiError::internal_error())?;
     if net.prefix_len() == 0 || cgnat.contains(&net) || net.contains(&cgnat) {
         return Err(ApiError::illegal_route_dest());
     }
-    Ok(net)
+    Ok(())
 }
 
 fn check_weight(w: i64) -> Result<u32, ApiError> {

@@ -289,31 +289,36 @@ impl<'a> EntryKey<'a> {
     }
 }
 
-/// Fault rules that fail `rate` of all requests in total, spread evenly over busy, throttled,
-/// 5xx (500 and 503), dropped connections and slow answers (`slow_ms`). Rules are tried in
-/// order and the first that fires decides, so each rate is conditional on the earlier ones
-/// not firing.
+/// Fault rules that fail `rate` of all mutations, spread evenly over busy, throttled, 5xx (500
+/// and 503), dropped connections and slow answers (`slow_ms`). The real API answers busy codes
+/// only to mutations (the emulator refuses a busy rule on a read), so the busy rules name each
+/// mutation action and come first, and the other kinds apply to every action (`*`): a read
+/// fails with the other five kinds only, at about five sixths of `rate`. Rules are tried in
+/// order and the first that fires decides, so each rate is conditional on the earlier ones not
+/// firing.
 pub fn faults(rate: f64, slow_ms: u64) -> Value {
-    let kinds: [(&str, Option<u64>); 6] = [
-        ("busy", None),
+    let kinds: [(&str, Option<u64>); 5] = [
         ("throttled", None),
         ("server_error", None),
         ("unavailable", None),
         ("drop", None),
         ("slow", Some(slow_ms)),
     ];
-    let share = rate / kinds.len() as f64;
-    let mut rules = Vec::new();
+    let share = rate / (kinds.len() + 1) as f64;
+    let mut rules: Vec<Value> = vpc_emulator::ops::MUTATIONS
+        .iter()
+        .map(|action| json!({"action": action, "rate": share.min(1.0), "kind": "busy"}))
+        .collect();
     for (i, (kind, delay)) in kinds.iter().enumerate() {
-        let left = 1.0 - share * i as f64;
-        let mut rule =
-            serde_json::json!({"action": "*", "rate": (share / left).min(1.0), "kind": kind});
+        // For a mutation, `i + 1` shares are taken by the rules before this one.
+        let left = 1.0 - share * (i + 1) as f64;
+        let mut rule = json!({"action": "*", "rate": (share / left).min(1.0), "kind": kind});
         if let Some(d) = delay {
             rule["delay_ms"] = Value::from(*d);
         }
         rules.push(rule);
     }
-    serde_json::json!({"rate_limit_per_second": null, "rules": rules})
+    json!({"rate_limit_per_second": null, "rules": rules})
 }
 
 /// `calls` of the counters as (action, code, n), sorted.
@@ -345,16 +350,54 @@ mod tests {
         );
     }
 
-    #[test]
-    fn fault_rules_add_up_to_the_rate() {
-        let f = faults(0.2, 1000);
+    /// The chance that some rule of `f` fires for `action`.
+    fn fail_rate(f: &Value, action: &str) -> f64 {
         let pass: f64 = f["rules"]
             .as_array()
             .expect("rules")
             .iter()
+            .filter(|r| r["action"] == "*" || r["action"] == action)
             .map(|r| 1.0 - r["rate"].as_f64().expect("rate"))
             .product();
-        assert!((1.0 - pass - 0.2).abs() < 1e-9, "{f}");
+        1.0 - pass
+    }
+
+    #[test]
+    fn fault_rules_add_up_to_the_rate() {
+        let f = faults(0.2, 1000);
+        // (action, expected failure rate)
+        let table = [
+            ("CreateVpnPbrRouteEntry", 0.2),
+            ("DeleteVpnPbrRouteEntry", 0.2),
+            ("PublishVpnRouteEntry", 0.2),
+            ("DescribeVpnPbrRouteEntries", 1.0 - 0.8 / (1.0 - 0.2 / 6.0)),
+            ("DescribeVpnGateway", 1.0 - 0.8 / (1.0 - 0.2 / 6.0)),
+        ];
+        for (action, want) in table {
+            assert!((fail_rate(&f, action) - want).abs() < 1e-9, "{action}: {f}");
+        }
+    }
+
+    #[test]
+    fn busy_rules_only_on_mutations() {
+        let f = faults(0.3, 500);
+        let rules = f["rules"].as_array().expect("rules");
+        for r in rules {
+            if r["kind"] == "busy" {
+                let action = r["action"].as_str().expect("action");
+                assert!(vpc_emulator::ops::is_mutation(action), "{r}");
+            } else {
+                assert_eq!(r["action"], "*", "{r}");
+            }
+        }
+        assert_eq!(
+            rules.iter().filter(|r| r["kind"] == "busy").count(),
+            vpc_emulator::ops::MUTATIONS.len()
+        );
+        // The emulator accepts the mix.
+        let settings: vpc_emulator::faults::FaultSettings =
+            serde_json::from_value(f).expect("fault settings");
+        assert_eq!(settings.validate(), Ok(()));
     }
 
     #[test]

@@ -29,7 +29,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let cfg = Config::parse(CONFIG, "test").unwrap();
+        Self::with(CONFIG)
+    }
+
+    fn with(config: &str) -> Self {
+        let cfg = Config::parse(config, "test").unwrap();
         Self {
             st: EmuState {
                 world: World::from_config(&cfg, T0),
@@ -513,4 +517,711 @@ fn describe_errors_and_connections() {
             .len(),
         2
     );
+}
+
+/// Gateways of the newer behaviours: `vpn-async` (on_active visibility), `vpn-dual`
+/// (dual-tunnel), `vpn-a`/`vpn-b` in one VPC, `vpn-c` in another. `{settings}` is replaced.
+const CONFIG2: &str = r#"
+settings: {task_conflict_window_ms: 200, {settings}}
+regions: [cn-hangzhou]
+vpn_gateways:
+  - {id: vpn-async, region: cn-hangzhou, vpc_id: vpc-3, priority_support: true, update_duration_ms: 1000, visibility: on_active}
+  - {id: vpn-dual, region: cn-hangzhou, vpc_id: vpc-4, priority_support: true, update_duration_ms: 1000, dual_tunnel: true}
+  - {id: vpn-a, region: cn-hangzhou, vpc_id: vpc-1, priority_support: true, update_duration_ms: 1000}
+  - {id: vpn-b, region: cn-hangzhou, vpc_id: vpc-1, update_duration_ms: 1000}
+  - {id: vpn-c, region: cn-hangzhou, vpc_id: vpc-2, update_duration_ms: 1000}
+vpn_connections:
+  - {id: vco-s1, gateway_id: vpn-async}
+  - {id: vco-s2, gateway_id: vpn-async}
+  - {id: vco-d1, gateway_id: vpn-dual}
+  - {id: vco-d2, gateway_id: vpn-dual}
+  - {id: vco-a1, gateway_id: vpn-a}
+  - {id: vco-b1, gateway_id: vpn-b}
+  - {id: vco-c1, gateway_id: vpn-c}
+"#;
+
+/// `settings` is YAML flow-map content; the shuffle seed is 42 unless it names another.
+fn fixture2(settings: &str) -> Fixture {
+    let settings = if settings.contains("shuffle_seed") {
+        settings.to_owned()
+    } else if settings.is_empty() {
+        "shuffle_seed: 42".to_owned()
+    } else {
+        format!("{settings}, shuffle_seed: 42")
+    };
+    Fixture::with(&CONFIG2.replace("{settings}", &settings))
+}
+
+/// A request's extra parameters.
+type Extra<'a> = Vec<(&'a str, &'a str)>;
+
+fn args<'a>(pairs: &[(&'a str, &'a str)], extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.iter().chain(extra.iter()).copied().collect()
+}
+
+fn key_of(
+    gw: &'static str,
+    hop: &'static str,
+    dst: &'static str,
+) -> [(&'static str, &'static str); 4] {
+    [
+        ("VpnGatewayId", gw),
+        ("RouteSource", "192.168.1.0/24"),
+        ("RouteDest", dst),
+        ("NextHop", hop),
+    ]
+}
+
+impl Fixture {
+    /// The listed (weight, priority, state) of the entry with this destination, if listed.
+    fn listed(&mut self, gw: &str, dst: &str) -> Option<(u64, u64, String)> {
+        let list = self
+            .call(
+                "DescribeVpnPbrRouteEntries",
+                &[("VpnGatewayId", gw), ("PageSize", "50")],
+            )
+            .unwrap();
+        list["VpnPbrRouteEntries"]["VpnPbrRouteEntry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["RouteDest"] == dst)
+            .map(|e| {
+                (
+                    e["Weight"].as_u64().unwrap(),
+                    e["Priority"].as_u64().unwrap(),
+                    e["State"].as_str().unwrap().to_owned(),
+                )
+            })
+    }
+
+    fn status(&mut self, gw: &str) -> String {
+        self.call("DescribeVpnGateway", &[("VpnGatewayId", gw)])
+            .unwrap()["Status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+#[test]
+fn on_active_changes_show_once_the_gateway_is_active() {
+    let key = key_of("vpn-async", "vco-s1", "10.0.0.0/24");
+    let listed = |w: u64, p: u64, s: &str| Some((w, p, s.to_owned()));
+    // (mutation, its extra parameters, listed before the window ends, listed after)
+    type Row<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Option<(u64, u64, String)>,
+        Option<(u64, u64, String)>,
+    );
+    let table: Vec<Row<'_>> = vec![
+        (
+            "ModifyVpnPbrRouteEntryWeight",
+            vec![("Weight", "100"), ("NewWeight", "0")],
+            listed(100, 10, "published"),
+            listed(0, 10, "published"),
+        ),
+        (
+            "ModifyVpnPbrRouteEntryPriority",
+            vec![("Weight", "100"), ("NewPriority", "3")],
+            listed(100, 10, "published"),
+            listed(100, 3, "published"),
+        ),
+        (
+            "ModifyVpnPbrRouteEntryAttribute",
+            vec![
+                ("Weight", "100"),
+                ("Priority", "10"),
+                ("NewWeight", "0"),
+                ("NewPriority", "4"),
+            ],
+            listed(100, 10, "published"),
+            listed(0, 4, "published"),
+        ),
+        (
+            "PublishVpnRouteEntry",
+            vec![("RouteType", "pbr"), ("PublishVpc", "false")],
+            listed(100, 10, "published"),
+            listed(100, 10, "normal"),
+        ),
+        (
+            "DeleteVpnPbrRouteEntry",
+            vec![("Weight", "100")],
+            listed(100, 10, "published"),
+            None,
+        ),
+    ];
+    for (action, extra, before, after) in table {
+        let mut f = fixture2("");
+        let create = f
+            .call(
+                "CreateVpnPbrRouteEntry",
+                &args(&key, &[("Weight", "100"), ("PublishVpc", "true")]),
+            )
+            .unwrap();
+        // The create answers `normal` although it publishes, and nothing is listed yet.
+        assert_eq!(create["State"], "normal");
+        assert_eq!(f.listed("vpn-async", "10.0.0.0/24"), None);
+        assert_eq!(f.status("vpn-async"), "updating");
+        f.now += 999;
+        assert_eq!(f.listed("vpn-async", "10.0.0.0/24"), None, "{action}");
+        f.now += 1;
+        assert_eq!(f.status("vpn-async"), "active");
+        assert_eq!(
+            f.listed("vpn-async", "10.0.0.0/24"),
+            listed(100, 10, "published")
+        );
+        let mut params = args(&key, &extra);
+        if action == "PublishVpnRouteEntry" {
+            params.retain(|(k, _)| *k != "RouteSource");
+        }
+        assert_eq!(f.code(action, &params), "Success", "{action}");
+        assert_eq!(
+            f.listed("vpn-async", "10.0.0.0/24"),
+            before,
+            "{action} before"
+        );
+        assert_eq!(
+            f.st.world.gateways["vpn-async"].pending.len(),
+            1,
+            "{action}"
+        );
+        f.settle();
+        assert_eq!(
+            f.listed("vpn-async", "10.0.0.0/24"),
+            after,
+            "{action} after"
+        );
+        assert!(f.st.world.gateways["vpn-async"].pending.is_empty());
+    }
+}
+
+#[test]
+fn on_active_pending_create_is_a_duplicate_and_replays() {
+    let mut f = fixture2("");
+    let key = key_of("vpn-async", "vco-s1", "10.0.0.0/24");
+    let first = args(
+        &key,
+        &[
+            ("Weight", "100"),
+            ("PublishVpc", "true"),
+            ("ClientToken", "t1"),
+        ],
+    );
+    let body = f.call("CreateVpnPbrRouteEntry", &first).unwrap();
+    f.now += 300;
+    // Another token: a duplicate of the pending create, even while the gateway updates.
+    let second = args(
+        &key,
+        &[
+            ("Weight", "0"),
+            ("PublishVpc", "false"),
+            ("ClientToken", "t2"),
+        ],
+    );
+    assert_eq!(
+        f.code("CreateVpnPbrRouteEntry", &second),
+        "VpnRouteEntry.AlreadyExists"
+    );
+    // The same token: the first answer again.
+    assert_eq!(f.call("CreateVpnPbrRouteEntry", &first).unwrap(), body);
+    // Another route on the busy gateway still waits for it.
+    let other = args(
+        &key_of("vpn-async", "vco-s2", "10.0.0.0/24"),
+        &[("Weight", "0"), ("PublishVpc", "false")],
+    );
+    assert_eq!(
+        f.code("CreateVpnPbrRouteEntry", &other),
+        "VpnGateway.Configuring"
+    );
+    f.settle();
+    f.st.world.settle(f.now);
+    assert_eq!(f.st.world.gateways["vpn-async"].entries.len(), 1);
+    assert_eq!(
+        f.code("CreateVpnPbrRouteEntry", &second),
+        "VpnRouteEntry.AlreadyExists"
+    );
+    // The immediate gateways keep the old order: busy first.
+    let a = args(
+        &key_of("vpn-a", "vco-a1", "10.0.0.0/24"),
+        &[("Weight", "100"), ("PublishVpc", "false")],
+    );
+    assert_eq!(f.code("CreateVpnPbrRouteEntry", &a), "Success");
+    f.now += 300;
+    assert_eq!(
+        f.code("CreateVpnPbrRouteEntry", &a),
+        "VpnGateway.Configuring"
+    );
+}
+
+#[test]
+fn shuffled_lists_are_deterministic_in_the_seed() {
+    let orders = |settings: &str, gw: &str, hop: &'static str| -> Vec<Vec<String>> {
+        let mut f = fixture2(settings);
+        for i in 0..6 {
+            let dst = format!("10.{i}.0.0/24");
+            let c = f.code(
+                "CreateVpnPbrRouteEntry",
+                &[
+                    ("VpnGatewayId", gw),
+                    ("RouteSource", "192.168.1.0/24"),
+                    ("RouteDest", &dst),
+                    ("NextHop", hop),
+                    ("Weight", "100"),
+                    ("PublishVpc", "false"),
+                ],
+            );
+            assert_eq!(c, "Success");
+            f.settle();
+        }
+        (0..5)
+            .map(|_| {
+                let list = f
+                    .call("DescribeVpnPbrRouteEntries", &[("VpnGatewayId", gw)])
+                    .unwrap();
+                assert_eq!(list["TotalCount"], 6);
+                list["VpnPbrRouteEntries"]["VpnPbrRouteEntry"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["RouteDest"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .collect()
+    };
+    let stored: Vec<String> = (0..6).map(|i| format!("10.{i}.0.0/24")).collect();
+    // (settings, gateway, its hop, shuffled)
+    let table = [
+        ("", "vpn-a", "vco-a1", false),
+        ("shuffle_lists: true", "vpn-a", "vco-a1", true),
+        ("shuffle_lists: true", "vpn-c", "vco-c1", true),
+    ];
+    for (settings, gw, hop, shuffled) in table {
+        let first = orders(settings, gw, hop);
+        assert_eq!(first, orders(settings, gw, hop), "same seed, same orders");
+        for order in &first {
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, stored, "every entry once");
+        }
+        let all_stored = first.iter().all(|o| *o == stored);
+        assert_eq!(!all_stored, shuffled, "{settings} {gw}: {first:?}");
+        if shuffled {
+            assert!(
+                first.windows(2).any(|w| w[0] != w[1]),
+                "a new order per call"
+            );
+        }
+    }
+    let other_seed = orders("shuffle_lists: true, shuffle_seed: 7", "vpn-a", "vco-a1");
+    assert_ne!(other_seed, orders("shuffle_lists: true", "vpn-a", "vco-a1"));
+}
+
+#[test]
+fn dual_tunnel_gateways() {
+    let key = key_of("vpn-dual", "vco-d1", "10.0.0.0/24");
+    // Destinations: allowed on dual-tunnel gateways, refused on single-tunnel ones.
+    for (gw, hop, dst, want) in [
+        ("vpn-dual", "vco-d1", "0.0.0.0/0", "Success"),
+        ("vpn-dual", "vco-d1", "100.64.0.0/10", "Success"),
+        ("vpn-dual", "vco-d1", "100.64.1.0/24", "Success"),
+        ("vpn-a", "vco-a1", "0.0.0.0/0", "IllegalParam.RouteDest"),
+        ("vpn-a", "vco-a1", "100.64.1.0/24", "IllegalParam.RouteDest"),
+    ] {
+        let mut f = fixture2("");
+        assert_eq!(
+            f.create(gw, "192.168.1.0/24", dst, hop, "100"),
+            want,
+            "{gw} {dst}"
+        );
+    }
+    let mut f = fixture2("");
+    let created = f
+        .call(
+            "CreateVpnPbrRouteEntry",
+            &args(&key, &[("Weight", "0"), ("PublishVpc", "false")]),
+        )
+        .unwrap();
+    assert_eq!(created["Weight"], 100, "the weight does not take effect");
+    assert!(
+        created.get("NextHopTunnelId").is_none(),
+        "not in the create answer's model"
+    );
+    f.settle();
+    // Two connections with the same source and destination: no active/standby pair rule.
+    assert_eq!(
+        f.create("vpn-dual", "192.168.1.0/24", "10.0.0.0/24", "vco-d2", "100"),
+        "Success"
+    );
+    let list = f
+        .call(
+            "DescribeVpnPbrRouteEntries",
+            &[("VpnGatewayId", "vpn-dual")],
+        )
+        .unwrap();
+    let item = &list["VpnPbrRouteEntries"]["VpnPbrRouteEntry"][0];
+    assert_eq!(
+        (item["Weight"].as_u64(), item["NextHopTunnelId"].as_str()),
+        (Some(100), Some("tun-d1-1"))
+    );
+    let conn = f
+        .call("DescribeVpnConnection", &[("VpnConnectionId", "vco-d1")])
+        .unwrap();
+    let tunnels = &conn["TunnelOptionsSpecification"]["TunnelOptions"];
+    assert_eq!(
+        (tunnels[0]["TunnelId"].as_str(), tunnels[0]["Role"].as_str()),
+        (Some("tun-d1-1"), Some("master"))
+    );
+    assert_eq!(tunnels[1]["Role"], "slave");
+    let single = f
+        .call("DescribeVpnConnection", &[("VpnConnectionId", "vco-a1")])
+        .unwrap();
+    assert!(single.get("TunnelOptionsSpecification").is_none());
+    let gw = f
+        .call("DescribeVpnGateway", &[("VpnGatewayId", "vpn-dual")])
+        .unwrap();
+    assert_eq!(gw["DisasterRecoveryInternetIp"], "203.0.113.11");
+    assert_eq!(gw["DisasterRecoveryVSwitchId"], "vsw-vpn-dual-dr");
+    let gw = f
+        .call("DescribeVpnGateway", &[("VpnGatewayId", "vpn-a")])
+        .unwrap();
+    assert!(
+        gw.get("DisasterRecoveryInternetIp").is_none()
+            && gw.get("DisasterRecoveryVSwitchId").is_none()
+    );
+
+    // Weight changes: accepted without effect (default) or refused; priority through
+    // ModifyVpnPbrRouteEntryAttribute (or ...Priority). The repeated Weight is not compared.
+    // (settings, action, extra, code, listed weight and priority after)
+    type Row<'a> = (&'a str, &'a str, Extra<'a>, &'a str, (u64, u64));
+    let table: [Row<'_>; 6] = [
+        (
+            "",
+            "ModifyVpnPbrRouteEntryWeight",
+            vec![("Weight", "0"), ("NewWeight", "0")],
+            "Success",
+            (100, 10),
+        ),
+        (
+            "dual_tunnel_weight_change: refuse",
+            "ModifyVpnPbrRouteEntryWeight",
+            vec![("Weight", "100"), ("NewWeight", "0")],
+            "VpnPbrRouteEntryWeight.NotSupport",
+            (100, 10),
+        ),
+        (
+            "",
+            "ModifyVpnPbrRouteEntryAttribute",
+            vec![("Weight", "100"), ("Priority", "10"), ("NewPriority", "5")],
+            "Success",
+            (100, 5),
+        ),
+        (
+            "",
+            "ModifyVpnPbrRouteEntryAttribute",
+            vec![
+                ("Weight", "100"),
+                ("Priority", "10"),
+                ("NewWeight", "0"),
+                ("NewPriority", "5"),
+            ],
+            "Success",
+            (100, 5),
+        ),
+        (
+            "dual_tunnel_weight_change: refuse",
+            "ModifyVpnPbrRouteEntryAttribute",
+            vec![
+                ("Weight", "100"),
+                ("Priority", "10"),
+                ("NewWeight", "0"),
+                ("NewPriority", "5"),
+            ],
+            "VpnPbrRouteEntryWeight.NotSupport",
+            (100, 10),
+        ),
+        (
+            "dual_tunnel_weight_change: refuse",
+            "ModifyVpnPbrRouteEntryPriority",
+            vec![("Weight", "0"), ("NewPriority", "6")],
+            "Success",
+            (100, 6),
+        ),
+    ];
+    for (settings, action, extra, want, after) in table {
+        let mut f = fixture2(settings);
+        f.create("vpn-dual", "192.168.1.0/24", "10.0.0.0/24", "vco-d1", "0");
+        assert_eq!(
+            f.code(action, &args(&key, &extra)),
+            want,
+            "{settings} {action} {extra:?}"
+        );
+        f.settle();
+        let (w, p, _) = f.listed("vpn-dual", "10.0.0.0/24").unwrap();
+        assert_eq!((w, p), after, "{settings} {action}");
+    }
+    let mut f = fixture2("");
+    f.create("vpn-dual", "192.168.1.0/24", "10.0.0.0/24", "vco-d1", "0");
+    assert_eq!(
+        f.code("DeleteVpnPbrRouteEntry", &args(&key, &[("Weight", "0")])),
+        "Success"
+    );
+}
+
+#[test]
+fn cross_gateway_conflict() {
+    // (setting on, gateway, hop, publish, destination, code)
+    let table = [
+        (false, "vpn-b", "vco-b1", "false", "10.0.0.0/24", "Success"),
+        (
+            true,
+            "vpn-b",
+            "vco-b1",
+            "false",
+            "10.0.0.0/24",
+            "VpnRouteEntry.Conflict",
+        ),
+        (true, "vpn-b", "vco-b1", "false", "10.1.0.0/24", "Success"),
+        (
+            true,
+            "vpn-b",
+            "vco-b1",
+            "true",
+            "10.9.0.0/24",
+            "OperationFailed.RouteConflict",
+        ),
+        (
+            false,
+            "vpn-b",
+            "vco-b1",
+            "true",
+            "10.9.0.0/24",
+            "OperationFailed.RouteConflict",
+        ),
+        (true, "vpn-c", "vco-c1", "false", "10.0.0.0/24", "Success"),
+        // Its own gateway: the usual duplicate rule.
+        (
+            true,
+            "vpn-a",
+            "vco-a1",
+            "false",
+            "10.0.0.0/24",
+            "VpnRouteEntry.AlreadyExists",
+        ),
+    ];
+    for (on, gw, hop, publish, dst, want) in table {
+        let mut f = fixture2(if on {
+            "cross_gateway_conflict: true"
+        } else {
+            ""
+        });
+        for (d, p) in [("10.0.0.0/24", "false"), ("10.9.0.0/24", "true")] {
+            let c = f.code(
+                "CreateVpnPbrRouteEntry",
+                &args(
+                    &key_of("vpn-a", "vco-a1", d),
+                    &[("Weight", "100"), ("PublishVpc", p)],
+                ),
+            );
+            assert_eq!(c, "Success");
+            f.settle();
+        }
+        let got = f.code(
+            "CreateVpnPbrRouteEntry",
+            &args(
+                &key_of(gw, hop, dst),
+                &[("Weight", "100"), ("PublishVpc", publish)],
+            ),
+        );
+        assert_eq!(got, want, "on={on} {gw} {dst} publish={publish}");
+    }
+}
+
+#[test]
+fn deleting_gateway_refuses_changes_then_is_gone() {
+    let key = key_of("vpn-a", "vco-a1", "10.0.0.0/24");
+    let table: [(&str, Vec<(&str, &str)>); 6] = [
+        (
+            "CreateVpnPbrRouteEntry",
+            args(
+                &key,
+                &[
+                    ("Weight", "0"),
+                    ("PublishVpc", "false"),
+                    ("RouteSource", "192.168.2.0/24"),
+                ],
+            ),
+        ),
+        ("DeleteVpnPbrRouteEntry", args(&key, &[("Weight", "100")])),
+        (
+            "ModifyVpnPbrRouteEntryWeight",
+            args(&key, &[("Weight", "100"), ("NewWeight", "0")]),
+        ),
+        (
+            "ModifyVpnPbrRouteEntryPriority",
+            args(&key, &[("Weight", "100"), ("NewPriority", "3")]),
+        ),
+        (
+            "ModifyVpnPbrRouteEntryAttribute",
+            args(
+                &key,
+                &[("Weight", "100"), ("Priority", "10"), ("NewPriority", "3")],
+            ),
+        ),
+        (
+            "PublishVpnRouteEntry",
+            vec![
+                ("VpnGatewayId", "vpn-a"),
+                ("RouteDest", "10.0.0.0/24"),
+                ("NextHop", "vco-a1"),
+                ("RouteType", "pbr"),
+                ("PublishVpc", "true"),
+            ],
+        ),
+    ];
+    for (action, params) in table {
+        let mut f = fixture2("");
+        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100");
+        let gw = f.st.world.gateways.get_mut("vpn-a").unwrap();
+        gw.base_status = "deleting".into();
+        gw.business_status = "FinancialLocked".into();
+        gw.status_until_ms = Some(f.now + 5_000);
+        assert_eq!(
+            f.code(action, &params),
+            "IncorrectStatus.VpnGateway",
+            "{action}"
+        );
+        // Reads work while it is being deleted.
+        assert_eq!(f.status("vpn-a"), "deleting");
+        assert!(f.listed("vpn-a", "10.0.0.0/24").is_some());
+        f.now += 5_000;
+        assert_eq!(
+            f.code(action, &params),
+            "InvalidVpnGatewayInstanceId.NotFound",
+            "{action}"
+        );
+        assert_eq!(
+            f.code("DescribeVpnConnection", &[("VpnConnectionId", "vco-a1")]),
+            "InvalidVpnConnectionInstanceId.NotFound"
+        );
+    }
+    // Another timed status ends in `active`.
+    let mut f = fixture2("");
+    let gw = f.st.world.gateways.get_mut("vpn-a").unwrap();
+    gw.base_status = "provisioning".into();
+    gw.status_until_ms = Some(f.now + 100);
+    assert_eq!(
+        f.code(
+            "CreateVpnPbrRouteEntry",
+            &args(&key, &[("Weight", "0"), ("PublishVpc", "false")])
+        ),
+        "VpnGateway.Configuring"
+    );
+    f.now += 100;
+    assert_eq!(f.status("vpn-a"), "active");
+}
+
+#[test]
+fn dry_run_checks_everything_and_changes_nothing() {
+    let key = key_of("vpn-a", "vco-a1", "10.0.0.0/24");
+    let dry = |extra: &[(&'static str, &'static str)]| {
+        args(&key, &[("DryRun", "true"), ("PublishVpc", "true")])
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    // (setup: an existing entry, gateway busy; request extras; code)
+    let table: [(bool, bool, Extra<'_>, &str); 7] = [
+        (
+            false,
+            false,
+            vec![("Weight", "100"), ("ClientToken", "t1")],
+            "DryRunOperation",
+        ),
+        (
+            false,
+            false,
+            vec![("Weight", "50")],
+            "VpnRouteEntry.InvalidWeight",
+        ),
+        (
+            false,
+            false,
+            vec![("Weight", "100"), ("Priority", "0")],
+            "InvalidParameter",
+        ),
+        (
+            true,
+            false,
+            vec![("Weight", "0")],
+            "VpnRouteEntry.AlreadyExists",
+        ),
+        (
+            false,
+            true,
+            vec![("Weight", "100")],
+            "VpnGateway.Configuring",
+        ),
+        (
+            false,
+            false,
+            vec![("Weight", "100"), ("NextHop", "vco-b1")],
+            "InvalidNextHop.NotFound",
+        ),
+        (
+            false,
+            false,
+            vec![("Weight", "100"), ("DryRun", "perhaps")],
+            "InvalidParameter",
+        ),
+    ];
+    for (existing, busy, extra, want) in table {
+        let mut f = fixture2("");
+        if existing {
+            f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100");
+        }
+        if busy {
+            f.st.world.gateways.get_mut("vpn-a").unwrap().busy_until_ms = f.now + 100;
+        }
+        // Later pairs win in the parameter map (NextHop, DryRun overrides).
+        let before = f.st.world.clone();
+        let err = f.call("CreateVpnPbrRouteEntry", &dry(&extra)).unwrap_err();
+        assert_eq!(err.code, want, "{extra:?}");
+        if want == "DryRunOperation" {
+            assert_eq!(err.status, 400);
+            assert_eq!(
+                err.message,
+                "Request validation has been passed with DryRun flag set."
+            );
+        }
+        assert_eq!(f.st.world, before, "a dry run changes nothing: {extra:?}");
+    }
+    // The token of a dry run is not spent: the real create with it succeeds, once.
+    let mut f = fixture2("");
+    let _ = f.call(
+        "CreateVpnPbrRouteEntry",
+        &dry(&[("Weight", "100"), ("ClientToken", "t1")]),
+    );
+    let real = args(
+        &key,
+        &[
+            ("Weight", "100"),
+            ("PublishVpc", "true"),
+            ("ClientToken", "t1"),
+        ],
+    );
+    assert_eq!(f.code("CreateVpnPbrRouteEntry", &real), "Success");
+    assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 1);
+    // DryRun=false is a normal create.
+    let mut f = fixture2("");
+    let normal = args(
+        &key,
+        &[
+            ("Weight", "100"),
+            ("PublishVpc", "true"),
+            ("DryRun", "false"),
+        ],
+    );
+    assert_eq!(f.code("CreateVpnPbrRouteEntry", &normal), "Success");
 }
