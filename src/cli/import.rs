@@ -1,0 +1,712 @@
+//! `vpn-pbr-operator import`: one `VpnPbrRoute` manifest per policy-based route that already
+//! exists on the given gateways, so routes made in the console or by Terraform can be moved
+//! under the operator. Each manifest carries `vpn.alicloud.dev/adopt: "true"` (the operator
+//! adopts an entry it did not create only with that consent) and every field the cloud
+//! reports; fields at their default are left out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::cloud::{Cloud, CloudArgs, CloudSetupError};
+use crate::api::v1alpha1::{
+    ADOPT_ANNOTATION, DEFAULT_PRIORITY, GROUP, VpnPbrRouteSpec, validation,
+};
+use alicloud_vpc_client::{CloudError, DescribeVpnGatewayRequest, VpnPbrRouteEntry};
+
+/// Longest object name (a DNS-1123 subdomain, what the apiserver checks for custom resources).
+pub const MAX_NAME: usize = 253;
+/// Hex digits of the hash suffix of a name that had to be shortened or made unique.
+const HASH_DIGITS: usize = 6;
+
+/// Flags of `import`.
+#[derive(Args, Debug, Clone)]
+pub struct ImportArgs {
+    /// Region of the gateways, e.g. cn-hangzhou.
+    #[arg(long)]
+    pub region: String,
+
+    /// A VPN gateway whose policy-based routes to import (repeat for more).
+    #[arg(long = "gateway", value_name = "GATEWAY", required = true)]
+    pub gateways: Vec<String>,
+
+    /// Namespace written into every manifest; left out when unset (kubectl's current
+    /// namespace applies).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+
+    /// `-` for one multi-document YAML stream on stdout, or a directory for one file per route
+    /// (`<name>.yaml`; created if missing; files of the same name are overwritten).
+    #[arg(long, short = 'o', default_value = "-", value_name = "DIR|-")]
+    pub output: String,
+
+    /// Write this deletionPolicy into every manifest (default: left out, i.e. Delete). Orphan
+    /// keeps the cloud entry when the object is deleted.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub deletion_policy: Option<DeletionPolicyArg>,
+
+    /// Write this managementPolicy into every manifest (default: left out, i.e. Full).
+    /// ObserveOnly lets the operator report drift without changing anything.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub management_policy: Option<ManagementPolicyArg>,
+
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+/// `spec.deletionPolicy`, spelled as in the CRD.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletionPolicyArg {
+    #[value(name = "Delete")]
+    Delete,
+    #[value(name = "Orphan")]
+    Orphan,
+}
+
+/// `spec.managementPolicy`, spelled as in the CRD.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManagementPolicyArg {
+    #[value(name = "Full")]
+    Full,
+    #[value(name = "ObserveOnly")]
+    ObserveOnly,
+}
+
+impl DeletionPolicyArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "Delete",
+            Self::Orphan => "Orphan",
+        }
+    }
+}
+
+impl ManagementPolicyArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "Full",
+            Self::ObserveOnly => "ObserveOnly",
+        }
+    }
+}
+
+/// Why `import` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Setup(#[from] CloudSetupError),
+    #[error("{region}/{gateway}: {source}")]
+    Cloud {
+        region: String,
+        gateway: String,
+        #[source]
+        source: Box<CloudError>,
+    },
+    #[error("{path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("manifest {name}: {source}")]
+    Yaml {
+        name: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+}
+
+/// What the cloud told about one gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayRoutes {
+    pub region: String,
+    pub gateway: String,
+    /// Whether the gateway takes priorities; without it the listed priority is left out.
+    pub supports_priority: bool,
+    /// A dual-tunnel gateway (it changes priorities by attribute, see `src/controller/plan.rs`).
+    pub dual_tunnel: bool,
+    pub entries: Vec<VpnPbrRouteEntry>,
+}
+
+/// Options that go into every manifest.
+#[derive(Clone, Debug, Default)]
+pub struct ManifestOptions {
+    pub namespace: Option<String>,
+    pub deletion_policy: Option<DeletionPolicyArg>,
+    pub management_policy: Option<ManagementPolicyArg>,
+}
+
+/// One imported route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    pub name: String,
+    /// One YAML document (a comment line, then the object), without the `---` separator.
+    pub yaml: String,
+}
+
+/// An entry that could not become a manifest, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub what: String,
+    pub why: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest<'a> {
+    api_version: String,
+    kind: &'static str,
+    metadata: Metadata<'a>,
+    spec: Spec<'a>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    annotations: BTreeMap<&'static str, &'static str>,
+}
+
+/// The spec in the order of the README's example, defaults left out.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec<'a> {
+    region_id: &'a str,
+    vpn_gateway_id: &'a str,
+    route_source: &'a str,
+    route_dest: &'a str,
+    next_hop: &'a str,
+    weight: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<i32>,
+    publish_vpc: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_policy: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    management_policy: Option<&'static str>,
+}
+
+/// Lower-case letters, digits and single dashes, no dash at either end.
+fn sanitize(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// FNV-1a (64 bit): stable across runs, platforms and versions, unlike std's hasher.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The readable name of an entry: `<gateway>-<source>-<dest>-<next hop>` as a DNS-1123 name.
+pub fn base_name(gateway: &str, source: &str, dest: &str, next_hop: &str) -> String {
+    sanitize(&format!("{gateway}-{source}-{dest}-{next_hop}"))
+}
+
+/// `base` shortened to fit [`MAX_NAME`] with a hash of the entry's identity after it.
+fn hashed_name(base: &str, identity: &str) -> String {
+    let hash = format!("{:016x}", fnv1a(identity));
+    let keep = MAX_NAME - HASH_DIGITS - 1;
+    let mut head: String = base.chars().take(keep).collect();
+    while head.ends_with('-') {
+        head.pop();
+    }
+    format!("{head}-{}", &hash[..HASH_DIGITS])
+}
+
+fn identity(region: &str, gateway: &str, e: &VpnPbrRouteEntry) -> String {
+    format!(
+        "{region}/{gateway}/{}/{}/{}",
+        e.route_source, e.route_dest, e.next_hop
+    )
+}
+
+/// The manifests of every importable entry, ordered by gateway (as given), source,
+/// destination and next hop, with unique names; and the entries that cannot be imported.
+pub fn manifests(
+    gateways: &[GatewayRoutes],
+    options: &ManifestOptions,
+) -> Result<(Vec<Imported>, Vec<Skipped>), ImportError> {
+    let mut skipped = Vec::new();
+    let mut wanted: Vec<(&GatewayRoutes, &VpnPbrRouteEntry)> = Vec::new();
+    for gw in gateways {
+        let mut entries: Vec<&VpnPbrRouteEntry> = gw.entries.iter().collect();
+        entries.sort_by(|a, b| {
+            (&a.route_source, &a.route_dest, &a.next_hop).cmp(&(
+                &b.route_source,
+                &b.route_dest,
+                &b.next_hop,
+            ))
+        });
+        entries.dedup_by(|a, b| {
+            a.route_source == b.route_source
+                && a.route_dest == b.route_dest
+                && a.next_hop == b.next_hop
+        });
+        for e in entries {
+            let what = format!(
+                "{}/{}: {} -> {} via {}",
+                gw.region, gw.gateway, e.route_source, e.route_dest, e.next_hop
+            );
+            let spec = spec_of(gw, e);
+            if let Err(errors) = validation::validate(&spec) {
+                let why = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                skipped.push(Skipped { what, why });
+                continue;
+            }
+            wanted.push((gw, e));
+        }
+    }
+    // Names: readable; a hash suffix only where two entries would share one or it is too long.
+    let bases: Vec<String> = wanted
+        .iter()
+        .map(|(gw, e)| base_name(&gw.gateway, &e.route_source, &e.route_dest, &e.next_hop))
+        .collect();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for b in &bases {
+        *uses.entry(b.as_str()).or_default() += 1;
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for ((gw, e), base) in wanted.iter().zip(&bases) {
+        let unique = uses.get(base.as_str()).copied().unwrap_or(0) == 1;
+        let name = if unique && base.len() <= MAX_NAME && !base.is_empty() {
+            base.clone()
+        } else {
+            hashed_name(base, &identity(&gw.region, &gw.gateway, e))
+        };
+        out.push(Imported {
+            yaml: String::new(),
+            name,
+        });
+    }
+    for (imported, (gw, e)) in out.iter_mut().zip(&wanted) {
+        imported.yaml =
+            document(gw, e, &imported.name, options).map_err(|source| ImportError::Yaml {
+                name: imported.name.clone(),
+                source,
+            })?;
+    }
+    Ok((out, skipped))
+}
+
+/// What the operator would see for this entry (priority as the operator reads it: absent
+/// means the default).
+fn spec_of(gw: &GatewayRoutes, e: &VpnPbrRouteEntry) -> VpnPbrRouteSpec {
+    VpnPbrRouteSpec {
+        region_id: gw.region.clone(),
+        vpn_gateway_id: gw.gateway.clone(),
+        route_source: e.route_source.clone(),
+        route_dest: e.route_dest.clone(),
+        next_hop: e.next_hop.clone(),
+        weight: i32::try_from(e.weight).unwrap_or(i32::MAX),
+        publish_vpc: e.is_published(),
+        priority: priority_of(gw, e).unwrap_or(DEFAULT_PRIORITY),
+        description: e.description.clone().filter(|d| !d.is_empty()),
+        overlay_mode: None,
+        credentials_ref: None,
+        deletion_policy: Default::default(),
+        management_policy: Default::default(),
+    }
+}
+
+/// The priority to write: only a non-default one, and only on a gateway that takes
+/// priorities (elsewhere the operator never sends one, see `src/controller/plan.rs`).
+fn priority_of(gw: &GatewayRoutes, e: &VpnPbrRouteEntry) -> Option<i32> {
+    let p = i32::try_from(e.priority?).ok()?;
+    ((gw.supports_priority || gw.dual_tunnel) && p != DEFAULT_PRIORITY).then_some(p)
+}
+
+fn document(
+    gw: &GatewayRoutes,
+    e: &VpnPbrRouteEntry,
+    name: &str,
+    options: &ManifestOptions,
+) -> Result<String, serde_yaml::Error> {
+    let spec = spec_of(gw, e);
+    let manifest = Manifest {
+        api_version: format!("{GROUP}/v1alpha1"),
+        kind: "VpnPbrRoute",
+        metadata: Metadata {
+            name,
+            namespace: options.namespace.as_deref(),
+            annotations: BTreeMap::from([(ADOPT_ANNOTATION, "true")]),
+        },
+        spec: Spec {
+            region_id: &spec.region_id,
+            vpn_gateway_id: &spec.vpn_gateway_id,
+            route_source: &spec.route_source,
+            route_dest: &spec.route_dest,
+            next_hop: &spec.next_hop,
+            weight: spec.weight,
+            priority: priority_of(gw, e),
+            publish_vpc: spec.publish_vpc,
+            description: spec.description.as_deref(),
+            deletion_policy: options.deletion_policy.map(DeletionPolicyArg::as_str),
+            management_policy: options.management_policy.map(ManagementPolicyArg::as_str),
+        },
+    };
+    let body = serde_yaml::to_string(&manifest)?;
+    Ok(format!(
+        "# Imported by `vpn-pbr-operator import` from {}/{}.\n{body}",
+        gw.region, gw.gateway
+    ))
+}
+
+/// Reads every gateway (its facts and all pages of its list).
+async fn read(cloud: &Cloud, region: &str, gateway: &str) -> Result<GatewayRoutes, CloudError> {
+    let client = cloud.client(region)?;
+    let facts = client
+        .describe_vpn_gateway(&DescribeVpnGatewayRequest {
+            vpn_gateway_id: gateway.to_owned(),
+            ..Default::default()
+        })
+        .await?;
+    let list = client.list_vpn_pbr_route_entries(gateway).await?;
+    Ok(GatewayRoutes {
+        region: region.to_owned(),
+        gateway: gateway.to_owned(),
+        supports_priority: facts.supports_pbr_priority(),
+        dual_tunnel: facts.is_dual_tunnel(),
+        entries: list.entries,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ImportError> {
+    std::fs::write(path, text).map_err(|source| ImportError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Runs `import`; 0 when every entry became a manifest, 1 when some could not.
+pub async fn run(args: ImportArgs) -> Result<u8, ImportError> {
+    let cloud = Cloud::new(&args.cloud)?;
+    let mut gateways = Vec::new();
+    let mut seen = Vec::new();
+    for gw in &args.gateways {
+        if seen.contains(gw) {
+            continue;
+        }
+        seen.push(gw.clone());
+        let routes = read(&cloud, &args.region, gw)
+            .await
+            .map_err(|source| ImportError::Cloud {
+                region: args.region.clone(),
+                gateway: gw.clone(),
+                source: Box::new(source),
+            })?;
+        gateways.push(routes);
+    }
+    let options = ManifestOptions {
+        namespace: args.namespace.clone(),
+        deletion_policy: args.deletion_policy,
+        management_policy: args.management_policy,
+    };
+    let (imported, skipped) = manifests(&gateways, &options)?;
+    if args.output == "-" {
+        let mut stream = String::new();
+        for i in &imported {
+            stream.push_str("---\n");
+            stream.push_str(&i.yaml);
+        }
+        print!("{stream}");
+    } else {
+        let dir = PathBuf::from(&args.output);
+        std::fs::create_dir_all(&dir).map_err(|source| ImportError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        for i in &imported {
+            write(&dir.join(format!("{}.yaml", i.name)), &i.yaml)?;
+        }
+        eprintln!(
+            "vpn-pbr-operator import: wrote {} manifest(s) to {}",
+            imported.len(),
+            dir.display()
+        );
+    }
+    for s in &skipped {
+        eprintln!("vpn-pbr-operator import: skipped {}: {}", s.what, s.why);
+    }
+    Ok(if skipped.is_empty() {
+        0
+    } else {
+        super::EXIT_ERROR
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1alpha1::VpnPbrRoute;
+
+    fn entry(
+        src: &str,
+        dst: &str,
+        hop: &str,
+        weight: u32,
+        prio: u32,
+        state: &str,
+    ) -> VpnPbrRouteEntry {
+        serde_json::from_value(serde_json::json!({
+            "RouteSource": src, "RouteDest": dst, "NextHop": hop, "Weight": weight,
+            "Priority": prio, "State": state, "VpnInstanceId": "vpn-a", "CreateTime": 1
+        }))
+        .expect("entry")
+    }
+
+    fn gw(id: &str, prio: bool, entries: Vec<VpnPbrRouteEntry>) -> GatewayRoutes {
+        GatewayRoutes {
+            region: "cn-hangzhou".into(),
+            gateway: id.into(),
+            supports_priority: prio,
+            dual_tunnel: false,
+            entries,
+        }
+    }
+
+    fn parse(yaml: &str) -> VpnPbrRoute {
+        serde_yaml::from_str(yaml).expect("a VpnPbrRoute")
+    }
+
+    #[test]
+    fn names_are_readable_dns_names() {
+        assert_eq!(
+            base_name("vpn-bp1a", "192.168.10.0/24", "10.10.0.0/16", "vco-bp15"),
+            "vpn-bp1a-192-168-10-0-24-10-10-0-0-16-vco-bp15"
+        );
+        assert_eq!(sanitize("--A_b..c--"), "a-b-c");
+    }
+
+    #[test]
+    fn every_reported_field_and_no_default() {
+        let g = gw(
+            "vpn-a",
+            true,
+            vec![
+                entry(
+                    "192.168.1.0/24",
+                    "10.1.0.0/16",
+                    "vco-1",
+                    100,
+                    20,
+                    "published",
+                ),
+                entry("192.168.2.0/24", "10.2.0.0/16", "vco-2", 0, 10, "normal"),
+            ],
+        );
+        let (out, skipped) = manifests(
+            &[g],
+            &ManifestOptions {
+                namespace: Some("net".into()),
+                ..Default::default()
+            },
+        )
+        .expect("manifests");
+        assert!(skipped.is_empty());
+        assert_eq!(out.len(), 2);
+        let first = &out[0];
+        assert_eq!(first.name, "vpn-a-192-168-1-0-24-10-1-0-0-16-vco-1");
+        assert!(
+            first.yaml.contains("vpn.alicloud.dev/adopt: 'true'"),
+            "{}",
+            first.yaml
+        );
+        let r = parse(&first.yaml);
+        assert_eq!(r.metadata.namespace.as_deref(), Some("net"));
+        assert_eq!(
+            r.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ADOPT_ANNOTATION))
+                .map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            (r.spec.weight, r.spec.priority, r.spec.publish_vpc),
+            (100, 20, true)
+        );
+        let second = &out[1];
+        assert!(
+            !second.yaml.contains("priority"),
+            "default left out: {}",
+            second.yaml
+        );
+        assert!(!second.yaml.contains("deletionPolicy"));
+        let r = parse(&second.yaml);
+        assert_eq!(
+            (r.spec.weight, r.spec.priority, r.spec.publish_vpc),
+            (0, 10, false)
+        );
+    }
+
+    #[test]
+    fn priority_is_left_out_where_the_gateway_has_none() {
+        let g = gw(
+            "vpn-b",
+            false,
+            vec![entry(
+                "192.168.1.0/24",
+                "10.1.0.0/16",
+                "vco-1",
+                100,
+                0,
+                "normal",
+            )],
+        );
+        let (out, skipped) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert!(!out[0].yaml.contains("priority"));
+        assert!(!out[0].yaml.contains("namespace"));
+    }
+
+    #[test]
+    fn policies_are_written_when_asked() {
+        let g = gw(
+            "vpn-a",
+            true,
+            vec![entry(
+                "192.168.1.0/24",
+                "10.1.0.0/16",
+                "vco-1",
+                100,
+                10,
+                "normal",
+            )],
+        );
+        let (out, _) = manifests(
+            &[g],
+            &ManifestOptions {
+                namespace: None,
+                deletion_policy: Some(DeletionPolicyArg::Orphan),
+                management_policy: Some(ManagementPolicyArg::ObserveOnly),
+            },
+        )
+        .expect("manifests");
+        let r = parse(&out[0].yaml);
+        assert_eq!(
+            r.spec.deletion_policy,
+            crate::api::v1alpha1::DeletionPolicy::Orphan
+        );
+        assert_eq!(
+            r.spec.management_policy,
+            crate::api::v1alpha1::ManagementPolicy::ObserveOnly
+        );
+    }
+
+    #[test]
+    fn colliding_or_long_names_get_a_hash_suffix() {
+        // Upper case folds onto the same name: both get a (different) suffix.
+        let g = gw(
+            "vpn-a",
+            true,
+            vec![
+                entry("192.168.1.0/24", "10.1.0.0/16", "vco-X", 100, 10, "normal"),
+                entry("192.168.1.0/24", "10.1.0.0/16", "vco-x", 0, 10, "normal"),
+            ],
+        );
+        let (out, _) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        assert_eq!(out.len(), 2);
+        assert_ne!(out[0].name, out[1].name);
+        for i in &out {
+            assert!(
+                i.name
+                    .starts_with("vpn-a-192-168-1-0-24-10-1-0-0-16-vco-x-"),
+                "{}",
+                i.name
+            );
+            assert_eq!(
+                i.name.len(),
+                "vpn-a-192-168-1-0-24-10-1-0-0-16-vco-x-".len() + 6
+            );
+        }
+        let long = "vpn-".to_owned() + &"a".repeat(300);
+        let g = gw(
+            &long,
+            true,
+            vec![entry(
+                "192.168.1.0/24",
+                "10.1.0.0/16",
+                "vco-1",
+                100,
+                10,
+                "normal",
+            )],
+        );
+        let (out, _) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        // The gateway id is not a valid spec (too long): skipped, not mangled.
+        assert!(out.is_empty());
+        let name = hashed_name(&"a".repeat(300), "id");
+        assert_eq!(name.len(), MAX_NAME);
+        assert_eq!(name, hashed_name(&"a".repeat(300), "id"), "stable");
+    }
+
+    #[test]
+    fn entries_the_crd_refuses_are_skipped_with_a_reason() {
+        let g = gw(
+            "vpn-a",
+            true,
+            vec![
+                entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 50, 10, "normal"),
+                entry("192.168.2.0/24", "10.2.0.0/16", "vco-2", 100, 10, "normal"),
+            ],
+        );
+        let (out, skipped) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        assert_eq!(out.len(), 1);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].why.contains("weight"), "{skipped:?}");
+    }
+
+    #[test]
+    fn dual_tunnel_gateways_keep_a_priority_without_the_tag() {
+        let mut g = gw(
+            "vpn-d",
+            false,
+            vec![entry(
+                "192.168.1.0/24",
+                "0.0.0.0/0",
+                "vco-1",
+                100,
+                30,
+                "normal",
+            )],
+        );
+        g.dual_tunnel = true;
+        let (out, skipped) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(parse(&out[0].yaml).spec.priority, 30);
+    }
+
+    #[test]
+    fn a_listed_description_is_kept() {
+        let mut e = entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 100, 10, "normal");
+        e.description = Some("from the console".into());
+        let (out, _) = manifests(&[gw("vpn-a", true, vec![e])], &ManifestOptions::default())
+            .expect("manifests");
+        assert_eq!(
+            parse(&out[0].yaml).spec.description.as_deref(),
+            Some("from the console")
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! `vpn-pbr-operator plan`: what the operator would do for a set of manifests, before they are
+//! merged. Reads the manifests, optionally the live objects (their status tells which cloud
+//! entries they own), each gateway once (facts and the whole list), decides per route with the
+//! controller's own functions ([`route`]), and checks every create with a `DryRun=true` call so
+//! the cloud's refusals (quota, next hop, conflicts, permissions) show now. Never mutates
+//! anything: the only calls with side effects are dry runs.
+//!
+//! Exit code as `terraform plan -detailed-exitcode`: 0 nothing would change, 2 something
+//! would, 1 an error (a manifest or the cloud could not be read, an invalid or conflicting
+//! route, a create the cloud would refuse).
+
+pub mod render;
+pub mod route;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, ValueEnum};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use super::cloud::{Cloud, CloudArgs, CloudSetupError};
+use super::manifests::{self, ManifestError};
+use crate::api::v1alpha1::{RouteKey, VpnPbrRoute, validation};
+use crate::controller::model::{Entry, GatewayFacts, Mutation};
+use crate::controller::port::CloudPort as _;
+use crate::controller::vpc::VpcPort;
+use alicloud_vpc_client::{CloudError, CreateVpnPbrRouteEntryRequest, ErrorClass};
+use route::{DryRunResult, RoutePlan};
+
+/// Exit code when something would change.
+pub const EXIT_CHANGES: u8 = 2;
+
+/// Flags of `plan`.
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("cluster").args(["kubeconfig", "live"]).multiple(true)))]
+pub struct PlanArgs {
+    /// A manifest file, a directory (read recursively: *.yaml, *.yml, *.json) or `-` for stdin;
+    /// repeat for more. Multi-document YAML and `kind: List` are read; other kinds are ignored.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// Also read the live objects from the cluster of this kubeconfig file: their status says
+    /// which cloud entries they created or adopted. Without it (and without --live) every
+    /// manifest is planned as a new object.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Read the live objects from the ambient cluster configuration: KUBECONFIG,
+    /// ~/.kube/config, or the in-cluster service account.
+    #[arg(long, default_value_t = false)]
+    pub live: bool,
+
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, requires = "cluster")]
+    pub context: Option<String>,
+
+    /// Namespace of manifests without one. Default: the kubeconfig context's namespace with
+    /// the cluster, else `default`.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+
+    /// Also plan the deletion of objects in the cluster (in the namespaces of the manifests and
+    /// --namespace) that no manifest names, as `kubectl apply --prune` would delete them.
+    /// Needs --kubeconfig or --live.
+    #[arg(long, requires = "cluster", default_value_t = false)]
+    pub prune: bool,
+
+    /// Output: a table for people or JSON for machines.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// How long a create's DryRun waits for a gateway that is busy applying another change.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub busy_timeout: Duration,
+
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+/// Output formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::controller::reconcile::parse_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
+}
+
+/// Why `plan` could not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Setup(#[from] CloudSetupError),
+    #[error("kubernetes client configuration: {0}")]
+    KubeConfig(String),
+    #[error(
+        "the VpnPbrRoute CRD is not installed in the cluster (listing namespace {namespace} answered 404)"
+    )]
+    CrdMissing { namespace: String },
+    #[error("listing VpnPbrRoutes in namespace {namespace}: {source}")]
+    Kube {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Output(String),
+}
+
+/// A gateway as read once for every route of it.
+#[derive(Debug)]
+pub struct GatewayRead {
+    pub region_id: String,
+    pub vpn_gateway_id: String,
+    pub result: Result<(GatewayFacts, Vec<Entry>), CloudError>,
+}
+
+impl GatewayRead {
+    fn view(&self) -> route::GatewayView<'_> {
+        self.result
+            .as_ref()
+            .map(|(facts, entries)| (facts, entries.as_slice()))
+    }
+}
+
+async fn kube_client(args: &PlanArgs) -> Result<Option<(kube::Client, String)>, PlanError> {
+    let err = |e: &dyn std::fmt::Display| PlanError::KubeConfig(e.to_string());
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match (&args.kubeconfig, args.live) {
+        (Some(path), _) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| err(&e))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| err(&e))?
+        }
+        (None, true) if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| err(&e))?,
+        (None, true) => kube::Config::infer().await.map_err(|e| err(&e))?,
+        (None, false) => return Ok(None),
+    };
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(|e| err(&e))?;
+    Ok(Some((client, namespace)))
+}
+
+async fn list_live(client: &kube::Client, namespace: &str) -> Result<Vec<VpnPbrRoute>, PlanError> {
+    let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), namespace);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(PlanError::CrdMissing {
+            namespace: namespace.to_owned(),
+        }),
+        Err(source) => Err(PlanError::Kube {
+            namespace: namespace.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// An object naming a cloud entry.
+struct Claim {
+    /// Creation time of the object in the cluster; `None` for one not created yet.
+    created: Option<String>,
+    /// Manifest order (objects only in the cluster after the manifests).
+    order: usize,
+    /// `namespace/name`.
+    key: String,
+    /// Index among the manifests.
+    desired: Option<usize>,
+}
+
+/// For every route that another object claims first, that object (`namespace/name`). The
+/// operator keeps an entry with the oldest object; objects not yet in the cluster are younger
+/// than those in it, and among themselves the first manifest wins.
+fn duplicates(
+    desired: &[(String, &VpnPbrRoute)],
+    live: &HashMap<(String, String), VpnPbrRoute>,
+    others: &[&VpnPbrRoute],
+) -> HashMap<usize, String> {
+    let mut claims: BTreeMap<RouteKey, Vec<Claim>> = BTreeMap::new();
+    // RFC 3339 in UTC with a fixed format: the text orders as the time does.
+    let created = |r: &VpnPbrRoute| {
+        r.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+    };
+    for (i, (ns, r)) in desired.iter().enumerate() {
+        let existing = live.get(&(ns.clone(), r.name_any()));
+        claims.entry(r.spec.route_key()).or_default().push(Claim {
+            created: existing.and_then(created),
+            order: i,
+            key: format!("{ns}/{}", r.name_any()),
+            desired: Some(i),
+        });
+    }
+    for (j, r) in others.iter().enumerate() {
+        claims.entry(r.spec.route_key()).or_default().push(Claim {
+            created: created(r),
+            order: desired.len() + j,
+            key: format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
+            desired: None,
+        });
+    }
+    let mut out = HashMap::new();
+    for (_, mut list) in claims {
+        if list.len() < 2 {
+            continue;
+        }
+        // Objects in the cluster first (oldest first), then new ones in manifest order.
+        list.sort_by(|a, b| match (&a.created, &b.created) {
+            (Some(x), Some(y)) => x.cmp(y).then(a.order.cmp(&b.order)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.order.cmp(&b.order),
+        });
+        let winner = list[0].key.clone();
+        for loser in &list[1..] {
+            if let Some(i) = loser.desired {
+                out.insert(i, winner.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The create call of a planned create, as the controller would send it (`src/controller/vpc.rs`).
+fn create_request(m: &Mutation, gateway: &str) -> Option<CreateVpnPbrRouteEntryRequest> {
+    let Mutation::Create {
+        route,
+        weight,
+        priority,
+        publish_vpc,
+        description,
+        overlay_mode,
+        ..
+    } = m
+    else {
+        return None;
+    };
+    Some(CreateVpnPbrRouteEntryRequest {
+        vpn_gateway_id: gateway.to_owned(),
+        route_source: route.route_source.clone(),
+        route_dest: route.route_dest.clone(),
+        next_hop: route.next_hop.clone(),
+        weight: u32::try_from(*weight).unwrap_or_default(),
+        publish_vpc: *publish_vpc,
+        priority: priority.and_then(|p| u32::try_from(p).ok()),
+        description: description.clone(),
+        overlay_mode: overlay_mode.clone(),
+        client_token: None,
+        dry_run: Some(true),
+    })
+}
+
+/// The DryRun of one create; a busy gateway is asked again until `busy_timeout`.
+async fn dry_run(cloud: &Cloud, p: &RoutePlan, busy_timeout: Duration) -> Option<DryRunResult> {
+    let req = create_request(p.create.as_ref()?, &p.vpn_gateway_id)?;
+    let refused = |e: &CloudError| DryRunResult {
+        passed: false,
+        code: e.code().to_owned(),
+        message: e.message(),
+        request_id: e.request_id().map(str::to_owned),
+    };
+    let client = match cloud.client(&p.region_id) {
+        Ok(c) => c,
+        Err(e) => return Some(refused(&e)),
+    };
+    let deadline = tokio::time::Instant::now() + busy_timeout;
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match client.dry_run(&req).await {
+            Ok(passed) => {
+                return Some(DryRunResult {
+                    passed: true,
+                    code: alicloud_vpc_client::DRY_RUN_OPERATION.to_owned(),
+                    message: String::new(),
+                    request_id: passed.request_id,
+                });
+            }
+            Err(e)
+                if e.class() == ErrorClass::GatewayBusy
+                    && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::debug!(gateway = %p.vpn_gateway_id, code = e.code(), "gateway busy; asking again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Some(refused(&e)),
+        }
+    }
+}
+
+/// Runs `plan`; the exit code.
+pub async fn run(args: PlanArgs) -> Result<u8, PlanError> {
+    let loaded = manifests::load(&args.files)?;
+    let cluster = kube_client(&args).await?;
+    let default_ns = args
+        .namespace
+        .clone()
+        .or_else(|| cluster.as_ref().map(|(_, ns)| ns.clone()))
+        .unwrap_or_else(|| "default".to_owned());
+
+    // The manifests, each with its namespace; a second object of the same name is an error.
+    let mut desired: Vec<(String, &VpnPbrRoute, &str)> = Vec::new();
+    let mut twice: Vec<RoutePlan> = Vec::new();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    for l in &loaded.routes {
+        let ns = l
+            .route
+            .namespace()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| default_ns.clone());
+        if !seen.insert((ns.clone(), l.route.name_any())) {
+            let mut p = route::plan_apply(&l.route, &ns, &l.origin, None, None, None);
+            p.action = route::Action::Error;
+            p.problem = Some(route::Problem {
+                code: "DefinedTwice".into(),
+                message: format!(
+                    "{ns}/{} is defined by more than one manifest",
+                    l.route.name_any()
+                ),
+            });
+            p.calls.clear();
+            p.create = None;
+            twice.push(p);
+            continue;
+        }
+        desired.push((ns, &l.route, &l.origin));
+    }
+
+    // The live objects of every namespace in play.
+    let mut live: HashMap<(String, String), VpnPbrRoute> = HashMap::new();
+    if let Some((client, _)) = &cluster {
+        let namespaces: BTreeSet<String> = desired
+            .iter()
+            .map(|(ns, _, _)| ns.clone())
+            .chain(std::iter::once(default_ns.clone()))
+            .collect();
+        for ns in namespaces {
+            for r in list_live(client, &ns).await? {
+                live.insert((ns.clone(), r.name_any()), r);
+            }
+        }
+    }
+    let in_files: BTreeSet<(String, String)> = desired
+        .iter()
+        .map(|(ns, r, _)| (ns.clone(), r.name_any()))
+        .collect();
+    let mut absent: Vec<&VpnPbrRoute> = live
+        .iter()
+        .filter(|(k, r)| !in_files.contains(*k) && r.metadata.deletion_timestamp.is_none())
+        .map(|(_, r)| r)
+        .collect();
+    absent.sort_by_key(|r| (r.namespace(), r.name_any()));
+    let (pruned, others): (Vec<&VpnPbrRoute>, Vec<&VpnPbrRoute>) = if args.prune {
+        (absent, Vec::new())
+    } else {
+        (Vec::new(), absent)
+    };
+    let pairs: Vec<(String, &VpnPbrRoute)> =
+        desired.iter().map(|(ns, r, _)| (ns.clone(), *r)).collect();
+    let dups = duplicates(&pairs, &live, &others);
+
+    // Each gateway once: the valid manifests' and the pruned objects'.
+    let cloud = Cloud::new(&args.cloud)?;
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    for (_, r, _) in &desired {
+        if validation::validate(&r.spec).is_ok() {
+            wanted.insert((r.spec.region_id.clone(), r.spec.vpn_gateway_id.clone()));
+        }
+    }
+    for r in &pruned {
+        if route::owns_entry(r) && validation::validate(&r.spec).is_ok() {
+            wanted.insert((r.spec.region_id.clone(), r.spec.vpn_gateway_id.clone()));
+        }
+    }
+    let port = VpcPort::new(cloud.factory.clone());
+    let reads = futures::future::join_all(wanted.into_iter().map(|(region, gateway)| {
+        let scope = cloud.scope(&region, &gateway);
+        let port = &port;
+        async move {
+            let result = async {
+                let facts = port.gateway(&scope).await?;
+                let entries = port.list_entries(&scope).await?;
+                Ok((facts, entries))
+            }
+            .await;
+            GatewayRead {
+                region_id: region,
+                vpn_gateway_id: gateway,
+                result,
+            }
+        }
+    }))
+    .await;
+    let by_gateway: HashMap<(String, String), &GatewayRead> = reads
+        .iter()
+        .map(|g| ((g.region_id.clone(), g.vpn_gateway_id.clone()), g))
+        .collect();
+    let view = |r: &VpnPbrRoute| {
+        by_gateway
+            .get(&(r.spec.region_id.clone(), r.spec.vpn_gateway_id.clone()))
+            .map(|g| g.view())
+    };
+
+    let mut plans: Vec<RoutePlan> = Vec::new();
+    for (i, (ns, r, origin)) in desired.iter().enumerate() {
+        let existing = live.get(&(ns.clone(), r.name_any()));
+        plans.push(route::plan_apply(
+            r,
+            ns,
+            origin,
+            existing,
+            dups.get(&i).map(String::as_str),
+            view(r),
+        ));
+    }
+    plans.extend(twice);
+    for r in &pruned {
+        plans.push(route::plan_prune(r, view(r)));
+    }
+    for p in &mut plans {
+        if p.create.is_some() {
+            p.dry_run = dry_run(&cloud, p, args.busy_timeout).await;
+        }
+    }
+
+    let report = render::Report::new(plans, &reads, loaded.other_kinds);
+    let text = match args.output {
+        Format::Table => render::table(&report),
+        Format::Json => serde_json::to_string_pretty(&report)
+            .map(|s| s + "\n")
+            .map_err(|e| PlanError::Output(e.to_string()))?,
+    };
+    print!("{text}");
+    Ok(report.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(ns: &str, name: &str, created: Option<&str>) -> VpnPbrRoute {
+        let mut r: VpnPbrRoute = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
+                     "routeSource": "192.168.1.0/24", "routeDest": "10.0.0.0/16",
+                     "nextHop": "vco-1", "weight": 100, "publishVpc": false}
+        }))
+        .expect("route");
+        if let Some(t) = created {
+            r.metadata.creation_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.parse().expect("time")),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn the_oldest_live_object_keeps_the_entry_else_the_first_manifest() {
+        let a = route("ns", "a", None);
+        let b = route("ns", "b", None);
+        let desired = vec![("ns".to_owned(), &a), ("ns".to_owned(), &b)];
+        let d = duplicates(&desired, &HashMap::new(), &[]);
+        assert_eq!(d.get(&1).map(String::as_str), Some("ns/a"));
+        assert!(!d.contains_key(&0));
+
+        // b exists in the cluster: it is older than the new a.
+        let mut live = HashMap::new();
+        live.insert(
+            ("ns".to_owned(), "b".to_owned()),
+            route("ns", "b", Some("2024-01-01T00:00:00Z")),
+        );
+        let d = duplicates(&desired, &live, &[]);
+        assert_eq!(d.get(&0).map(String::as_str), Some("ns/b"));
+
+        // An object in the cluster that no manifest names (and is not pruned) still claims it.
+        let old = route("other", "c", Some("2023-01-01T00:00:00Z"));
+        let d = duplicates(&desired, &live, &[&old]);
+        assert_eq!(d.get(&0).map(String::as_str), Some("other/c"));
+        assert_eq!(d.get(&1).map(String::as_str), Some("other/c"));
+    }
+
+    #[test]
+    fn the_dry_run_request_is_the_controllers_create() {
+        let m = Mutation::Create {
+            route: crate::controller::model::RouteId {
+                route_source: "192.168.1.0/24".into(),
+                route_dest: "10.0.0.0/16".into(),
+                next_hop: "vco-1".into(),
+            },
+            weight: 0,
+            priority: Some(20),
+            publish_vpc: true,
+            description: Some("d".into()),
+            overlay_mode: None,
+            client_token: String::new(),
+        };
+        let req = create_request(&m, "vpn-a").expect("create");
+        assert_eq!(req.dry_run, Some(true));
+        assert_eq!(
+            (req.weight, req.priority, req.publish_vpc),
+            (0, Some(20), true)
+        );
+        assert_eq!(req.client_token, None);
+        assert_eq!(req.description.as_deref(), Some("d"));
+    }
+}

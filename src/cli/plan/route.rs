@@ -1,0 +1,754 @@
+//! PURE: what the operator would do for one route, from its manifest, its live object (if
+//! any) and the gateway's facts and list. The next change of an existing entry is decided by
+//! the controller's own functions in `src/controller/plan.rs` (`find`, `has_partner`,
+//! `update`, `create`, `drift`, `delete`), applied step by step to a copy of the list as the
+//! operator's reconciles would, so the plan cannot disagree with the controller about them.
+
+use kube::ResourceExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::api::v1alpha1::{
+    ADOPT_ANNOTATION, DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute,
+    VpnPbrRouteSpec, validation,
+};
+use crate::controller::model::{Entry, GatewayFacts, Mutation};
+use crate::controller::plan::{self, Step};
+use alicloud_vpc_client::CloudError;
+
+/// What the operator would do with a route.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// No entry in the cloud: it is created (checked with DryRun).
+    Create,
+    /// The entry's weight, priority or publishing changes in place.
+    Modify,
+    /// A weight change of an active/standby pair member: delete, then create.
+    Replace,
+    /// The object is in the cluster but not in the manifests (`--prune`).
+    Delete,
+    /// The entry exists and the object consents to adopt it.
+    Adopt,
+    /// The entry exists, is not the object's and the object does not consent: the operator
+    /// refuses it (`AlreadyExists`).
+    Conflict,
+    /// Nothing to do.
+    Nothing,
+    /// The route cannot be planned: invalid spec, an immutable field changed, a duplicate, a
+    /// failed read.
+    Error,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Modify => "modify",
+            Self::Replace => "replace",
+            Self::Delete => "delete",
+            Self::Adopt => "adopt",
+            Self::Conflict => "conflict",
+            Self::Nothing => "nothing",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One attribute that changes.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct FieldChange {
+    pub field: &'static str,
+    pub old: Value,
+    pub new: Value,
+}
+
+/// A cloud call the operator would send.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub action: &'static str,
+    pub summary: String,
+}
+
+/// What the cloud said to the DryRun of a create.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunResult {
+    /// The cloud would create the entry.
+    pub passed: bool,
+    /// The refusal's code (`DryRunOperation` for a pass).
+    pub code: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Why a route is an error or a conflict.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// A condition reason or a cloud error code.
+    pub code: String,
+    pub message: String,
+}
+
+/// The plan of one route.
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutePlan {
+    pub namespace: String,
+    pub name: String,
+    /// The manifest it was read from, or `cluster` for a pruned object.
+    pub origin: String,
+    pub region_id: String,
+    pub vpn_gateway_id: String,
+    pub route_source: String,
+    pub route_dest: String,
+    pub next_hop: String,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
+    /// The cloud mutations the operator would send, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<Call>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The create to check with DryRun.
+    #[serde(skip)]
+    pub create: Option<Mutation>,
+}
+
+impl RoutePlan {
+    fn new(route: &VpnPbrRoute, namespace: &str, origin: &str) -> Self {
+        let s = &route.spec;
+        Self {
+            namespace: namespace.to_owned(),
+            name: route.name_any(),
+            origin: origin.to_owned(),
+            region_id: s.region_id.clone(),
+            vpn_gateway_id: s.vpn_gateway_id.clone(),
+            route_source: s.route_source.clone(),
+            route_dest: s.route_dest.clone(),
+            next_hop: s.next_hop.clone(),
+            action: Action::Nothing,
+            changes: Vec::new(),
+            calls: Vec::new(),
+            dry_run: None,
+            problem: None,
+            notes: Vec::new(),
+            create: None,
+        }
+    }
+
+    fn error(mut self, code: &str, message: impl Into<String>) -> Self {
+        self.action = Action::Error;
+        self.problem = Some(Problem {
+            code: code.to_owned(),
+            message: message.into(),
+        });
+        self.calls.clear();
+        self.create = None;
+        self
+    }
+
+    /// An error, a conflict or a refused DryRun: the CI check fails.
+    pub fn has_problem(&self) -> bool {
+        matches!(self.action, Action::Error | Action::Conflict)
+            || self.dry_run.as_ref().is_some_and(|d| !d.passed)
+    }
+
+    /// Merging would change something: a cloud call, or an object pruned.
+    pub fn has_change(&self) -> bool {
+        match self.action {
+            Action::Create | Action::Modify | Action::Replace | Action::Delete => true,
+            Action::Adopt => !self.calls.is_empty(),
+            Action::Conflict | Action::Nothing | Action::Error => false,
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The gateway as read: its facts and every entry, or the read's failure.
+pub type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a CloudError>;
+
+/// Whether the object's status says the cloud entry is its own: it created it (or has a create
+/// under way) or adopted it. The same rule as `owns_entry` in `src/controller/decide.rs`.
+pub fn owns_entry(route: &VpnPbrRoute) -> bool {
+    route.status.as_ref().is_some_and(|s| {
+        s.create_time.is_some() || s.client_token.is_some() || s.adopted == Some(true)
+    })
+}
+
+fn annotation_is_true(route: &VpnPbrRoute, key: &str) -> bool {
+    route.annotations().get(key).is_some_and(|v| v == "true")
+}
+
+/// The identity fields that differ between two specs.
+fn identity_changes(old: &VpnPbrRouteSpec, new: &VpnPbrRouteSpec) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let pairs = [
+        ("regionId", &old.region_id, &new.region_id),
+        ("vpnGatewayId", &old.vpn_gateway_id, &new.vpn_gateway_id),
+        ("routeSource", &old.route_source, &new.route_source),
+        ("routeDest", &old.route_dest, &new.route_dest),
+        ("nextHop", &old.next_hop, &new.next_hop),
+    ];
+    for (field, a, b) in pairs {
+        if a != b {
+            out.push(field);
+        }
+    }
+    out
+}
+
+/// The changes `plan::drift` names, with their old and new values.
+fn changes(spec: &VpnPbrRouteSpec, entry: &Entry, facts: &GatewayFacts) -> Vec<FieldChange> {
+    plan::drift(spec, entry, facts)
+        .fields
+        .into_iter()
+        .map(|field| {
+            let (old, new) = match field {
+                "weight" => (json!(entry.weight), json!(spec.weight)),
+                "priority" => (json!(entry.priority), json!(spec.priority)),
+                "publishVpc" => (json!(entry.published()), json!(spec.publish_vpc)),
+                _ => (Value::Null, Value::Null),
+            };
+            FieldChange { field, old, new }
+        })
+        .collect()
+}
+
+/// The mutations the operator would send one reconcile after another until the entry matches
+/// the spec: `plan::update` on a copy of the list that each accepted change is applied to. A
+/// delete (a pair member's weight change) is followed by the create of the next reconcile.
+pub fn steps(spec: &VpnPbrRouteSpec, facts: &GatewayFacts, entries: &[Entry]) -> Vec<Mutation> {
+    let mut list = entries.to_vec();
+    let mut out = Vec::new();
+    // Weight, priority and publishing are at most three calls; the bound only guards the loop.
+    for _ in 0..6 {
+        let Some(entry) = plan::find(spec, &list) else {
+            break;
+        };
+        let partner = plan::has_partner(spec, &list);
+        match plan::update(spec, entry, facts, partner) {
+            Step::InSync => break,
+            Step::Mutate(m @ Mutation::Delete { .. }) => {
+                out.push(m);
+                out.push(plan::create(spec, facts, ""));
+                break;
+            }
+            Step::Mutate(m) => {
+                m.apply_to(&mut list, None);
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// A one-line account of a mutation.
+pub fn call(m: &Mutation) -> Call {
+    let summary = match m {
+        Mutation::Create {
+            weight,
+            priority,
+            publish_vpc,
+            description,
+            ..
+        } => {
+            let mut s = format!("weight={weight}");
+            if let Some(p) = priority {
+                s.push_str(&format!(" priority={p}"));
+            }
+            s.push_str(&format!(" publishVpc={publish_vpc}"));
+            if let Some(d) = description {
+                s.push_str(&format!(" description={d:?}"));
+            }
+            s
+        }
+        Mutation::ModifyAttribute {
+            weight,
+            priority,
+            new_weight,
+            new_priority,
+            ..
+        } => {
+            let mut parts = Vec::new();
+            if let Some(w) = new_weight {
+                parts.push(format!("weight {weight} -> {w}"));
+            }
+            if let Some(p) = new_priority {
+                parts.push(format!("priority {priority} -> {p}"));
+            }
+            parts.join(", ")
+        }
+        Mutation::ModifyWeight {
+            weight, new_weight, ..
+        } => format!("weight {weight} -> {new_weight}"),
+        Mutation::ModifyPriority {
+            priority,
+            new_priority,
+            ..
+        } => format!("priority {priority} -> {new_priority}"),
+        Mutation::Publish { publish_vpc, .. } => format!("publishVpc={publish_vpc}"),
+        Mutation::Delete { weight, .. } => format!("the entry (weight {weight})"),
+    };
+    Call {
+        action: m.action(),
+        summary,
+    }
+}
+
+/// The plan of a route from the manifests. `live` is the object in the cluster of the same
+/// namespace and name; `duplicate_of` names an object that claims the same entry first.
+pub fn plan_apply(
+    desired: &VpnPbrRoute,
+    namespace: &str,
+    origin: &str,
+    live: Option<&VpnPbrRoute>,
+    duplicate_of: Option<&str>,
+    gateway: Option<GatewayView<'_>>,
+) -> RoutePlan {
+    let mut p = RoutePlan::new(desired, namespace, origin);
+    let spec = &desired.spec;
+    if let Err(errors) = validation::validate(spec) {
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return p.error("InvalidSpec", message);
+    }
+    if let Some(live) = live {
+        // What the apiserver refuses (the CRD's CEL rules): identity fields of a route that
+        // exists in the cloud, and any change of the description.
+        let moved = identity_changes(&live.spec, spec);
+        if !moved.is_empty() && owns_entry(live) {
+            return p.error(
+                "Immutable",
+                format!(
+                    "{} cannot change once the route exists in the cloud; create a new VpnPbrRoute instead",
+                    moved
+                        .iter()
+                        .map(|f| format!("spec.{f}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if live.spec.description != spec.description {
+            return p.error(
+                "Immutable",
+                "spec.description cannot be added, removed or changed after creation",
+            );
+        }
+    }
+    if let Some(winner) = duplicate_of {
+        return p.error(
+            "DuplicateRoute",
+            format!("route already claimed by {winner}"),
+        );
+    }
+    if spec.credentials_ref.is_some() {
+        p.notes.push(
+            "credentialsRef: planned with the command's own credentials, not the Secret's".into(),
+        );
+    }
+    if annotation_is_true(desired, PAUSED_ANNOTATION) {
+        p.notes.push(format!(
+            "paused ({PAUSED_ANNOTATION}): nothing is sent until it is unpaused"
+        ));
+    }
+    let Some(gateway) = gateway else {
+        return p.error("NotRead", "the gateway was not read");
+    };
+    let (facts, entries) = match gateway {
+        Ok(read) => read,
+        Err(e) => return p.error(e.code(), e.to_string()),
+    };
+    let entry = plan::find(spec, entries);
+    if spec.management_policy == ManagementPolicy::ObserveOnly {
+        match entry {
+            None => p.notes.push(
+                "ObserveOnly: no such entry on the gateway; reported as NotFound, never created"
+                    .into(),
+            ),
+            Some(e) => {
+                p.changes = changes(spec, e, facts);
+                if !p.changes.is_empty() {
+                    p.notes
+                        .push("ObserveOnly: reported as Drift, the cloud is not changed".into());
+                }
+            }
+        }
+        return p;
+    }
+    let owned = live.is_some_and(owns_entry);
+    let Some(entry) = entry else {
+        if let Some(rule) = plan::gateway_refuses_dest(spec, facts) {
+            return p.error("InvalidSpec", format!("spec.routeDest: {rule}"));
+        }
+        let create = plan::create(spec, facts, "");
+        p.action = Action::Create;
+        p.calls = vec![call(&create)];
+        p.create = Some(create);
+        if owned {
+            p.notes.push(
+                "the entry this object made is gone from the cloud (deleted outside the operator): it is made again".into(),
+            );
+        }
+        return p;
+    };
+    let adopting = !owned && annotation_is_true(desired, ADOPT_ANNOTATION);
+    if !owned && !adopting {
+        p.action = Action::Conflict;
+        p.problem = Some(Problem {
+            code: "AlreadyExists".into(),
+            message: format!(
+                "an entry with this source, destination and next hop already exists on the gateway \
+                 and this object did not create it; the operator leaves it alone (Ready=False, \
+                 AlreadyExists) unless the object has the annotation {ADOPT_ANNOTATION}: \"true\""
+            ),
+        });
+        return p;
+    }
+    p.changes = changes(spec, entry, facts);
+    let steps = steps(spec, facts, entries);
+    p.calls = steps.iter().map(call).collect();
+    p.action = if adopting {
+        Action::Adopt
+    } else {
+        match steps.first() {
+            None => Action::Nothing,
+            Some(Mutation::Delete { .. }) => Action::Replace,
+            Some(_) => Action::Modify,
+        }
+    };
+    if matches!(steps.first(), Some(Mutation::Delete { .. })) {
+        p.notes.push(
+            "a member of an active/standby pair: the API refuses its weight change, so the entry is deleted and made again (the partner carries the traffic meanwhile)".into(),
+        );
+    }
+    p
+}
+
+/// The plan of an object in the cluster that no manifest names (`--prune`): what its deletion
+/// does in the cloud, as the operator's cleanup decides it.
+pub fn plan_prune(live: &VpnPbrRoute, gateway: Option<GatewayView<'_>>) -> RoutePlan {
+    let namespace = live.namespace().unwrap_or_default();
+    let mut p = RoutePlan::new(live, &namespace, "cluster");
+    p.action = Action::Delete;
+    let spec = &live.spec;
+    if spec.deletion_policy == DeletionPolicy::Orphan {
+        p.notes
+            .push("deletionPolicy Orphan: the object goes, the cloud entry stays".into());
+        return p;
+    }
+    if spec.management_policy == ManagementPolicy::ObserveOnly {
+        p.notes
+            .push("ObserveOnly: the object goes, the cloud entry stays".into());
+        return p;
+    }
+    if !owns_entry(live) {
+        p.notes.push(
+            "this object never created nor adopted a cloud entry: nothing is deleted in the cloud"
+                .into(),
+        );
+        return p;
+    }
+    if annotation_is_true(live, PAUSED_ANNOTATION) {
+        p.notes.push(format!(
+            "paused ({PAUSED_ANNOTATION}): the deletion waits until it is unpaused"
+        ));
+    }
+    let Some(gateway) = gateway else {
+        return p.error("NotRead", "the gateway was not read");
+    };
+    match gateway {
+        Err(e) if e.is_gateway_gone() => {
+            p.notes.push(format!(
+                "the gateway is gone ({}): nothing left to delete",
+                e.code()
+            ));
+            p
+        }
+        Err(e) => p.error(e.code(), e.to_string()),
+        Ok((facts, entries)) => {
+            match plan::find(spec, entries) {
+                None => p.notes.push("the cloud entry is already gone".to_owned()),
+                Some(entry) => p.calls = vec![call(&plan::delete(entry, facts))],
+            }
+            p
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1alpha1::VpnPbrRouteStatus;
+    use alicloud_vpc_client::{ApiError, ErrorClass};
+
+    fn route(name: &str, src: &str, hop: &str, weight: i32) -> VpnPbrRoute {
+        serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a", "routeSource": src,
+                     "routeDest": "10.0.0.0/16", "nextHop": hop, "weight": weight,
+                     "publishVpc": false}
+        }))
+        .expect("route")
+    }
+
+    fn entry(src: &str, hop: &str, weight: i32) -> Entry {
+        Entry {
+            route_source: src.into(),
+            route_dest: "10.0.0.0/16".into(),
+            next_hop: hop.into(),
+            weight,
+            priority: 10,
+            state: "normal".into(),
+            create_time: 1,
+            vpn_instance_id: "vpn-a".into(),
+        }
+    }
+
+    fn facts() -> GatewayFacts {
+        GatewayFacts {
+            status: "active".into(),
+            supports_priority: true,
+            dual_tunnel: false,
+        }
+    }
+
+    fn owned(mut r: VpnPbrRoute) -> VpnPbrRoute {
+        r.status = Some(VpnPbrRouteStatus {
+            create_time: Some("2024-01-01T00:00:00.000Z".into()),
+            ..Default::default()
+        });
+        r
+    }
+
+    fn adopt(mut r: VpnPbrRoute) -> VpnPbrRoute {
+        r.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(ADOPT_ANNOTATION.into(), "true".into());
+        r
+    }
+
+    fn apply(desired: &VpnPbrRoute, live: Option<&VpnPbrRoute>, entries: &[Entry]) -> RoutePlan {
+        let f = facts();
+        plan_apply(desired, "ns", "f.yaml", live, None, Some(Ok((&f, entries))))
+    }
+
+    #[test]
+    fn absent_entry_is_created() {
+        let r = route("a", "192.168.1.0/24", "vco-1", 100);
+        let p = apply(&r, None, &[]);
+        assert_eq!(p.action, Action::Create);
+        assert_eq!(p.calls[0].action, "CreateVpnPbrRouteEntry");
+        assert!(matches!(
+            p.create,
+            Some(Mutation::Create { weight: 100, .. })
+        ));
+        assert!(p.has_change() && !p.has_problem());
+    }
+
+    #[test]
+    fn existing_entry_without_consent_is_a_conflict_and_with_it_an_adoption() {
+        let r = route("a", "192.168.1.0/24", "vco-1", 100);
+        let list = [entry("192.168.1.0/24", "vco-1", 100)];
+        let p = apply(&r, None, &list);
+        assert_eq!(p.action, Action::Conflict);
+        assert!(p.has_problem() && !p.has_change());
+        assert_eq!(
+            p.problem.as_ref().map(|x| x.code.as_str()),
+            Some("AlreadyExists")
+        );
+
+        let p = apply(&adopt(r.clone()), None, &list);
+        assert_eq!(p.action, Action::Adopt);
+        assert!(p.calls.is_empty());
+        assert!(
+            !p.has_change() && !p.has_problem(),
+            "an adoption in sync changes nothing"
+        );
+
+        // Adopting an entry that differs: the follow-up change is listed and counts.
+        let p = apply(
+            &adopt(route("a", "192.168.1.0/24", "vco-1", 0)),
+            None,
+            &list,
+        );
+        assert_eq!(p.action, Action::Adopt);
+        assert_eq!(p.calls[0].action, "ModifyVpnPbrRouteEntryAttribute");
+        assert!(p.has_change());
+        // An adopted object (status) is the entry's owner: no conflict, nothing to do.
+        let mut live = r.clone();
+        live.status = Some(VpnPbrRouteStatus {
+            adopted: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(apply(&r, Some(&live), &list).action, Action::Nothing);
+    }
+
+    #[test]
+    fn owned_entry_is_modified_field_by_field() {
+        let mut r = route("a", "192.168.1.0/24", "vco-1", 0);
+        r.spec.priority = 20;
+        r.spec.publish_vpc = true;
+        let live = owned(route("a", "192.168.1.0/24", "vco-1", 100));
+        let p = apply(&r, Some(&live), &[entry("192.168.1.0/24", "vco-1", 100)]);
+        assert_eq!(p.action, Action::Modify);
+        let fields: Vec<_> = p
+            .changes
+            .iter()
+            .map(|c| (c.field, c.old.clone(), c.new.clone()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("weight", json!(100), json!(0)),
+                ("priority", json!(10), json!(20)),
+                ("publishVpc", json!(false), json!(true)),
+            ]
+        );
+        let calls: Vec<_> = p.calls.iter().map(|c| c.action).collect();
+        assert_eq!(
+            calls,
+            vec!["ModifyVpnPbrRouteEntryAttribute", "PublishVpnRouteEntry"]
+        );
+        assert_eq!(p.calls[0].summary, "weight 100 -> 0, priority 10 -> 20");
+    }
+
+    #[test]
+    fn a_pair_members_weight_flip_is_a_replace() {
+        let live = owned(route("a", "192.168.1.0/24", "vco-1", 100));
+        let r = route("a", "192.168.1.0/24", "vco-1", 0);
+        let list = [
+            entry("192.168.1.0/24", "vco-1", 100),
+            entry("192.168.1.0/24", "vco-2", 0),
+        ];
+        let p = apply(&r, Some(&live), &list);
+        assert_eq!(p.action, Action::Replace);
+        let calls: Vec<_> = p.calls.iter().map(|c| c.action).collect();
+        assert_eq!(
+            calls,
+            vec!["DeleteVpnPbrRouteEntry", "CreateVpnPbrRouteEntry"]
+        );
+        assert!(p.create.is_none(), "no DryRun: the entry still exists now");
+    }
+
+    #[test]
+    fn a_destination_the_gateway_refuses_is_an_invalid_spec() {
+        let mut r = route("a", "192.168.1.0/24", "vco-1", 100);
+        r.spec.route_dest = "100.64.1.0/24".into();
+        let p = apply(&r, None, &[]);
+        assert_eq!(p.action, Action::Error);
+        assert!(
+            p.problem
+                .as_ref()
+                .is_some_and(|x| x.message.starts_with("spec.routeDest"))
+        );
+    }
+
+    #[test]
+    fn in_sync_is_nothing() {
+        let r = route("a", "192.168.1.0/24", "vco-1", 100);
+        let p = apply(
+            &r,
+            Some(&owned(r.clone())),
+            &[entry("192.168.1.0/24", "vco-1", 100)],
+        );
+        assert_eq!(p.action, Action::Nothing);
+        assert!(!p.has_change() && !p.has_problem());
+    }
+
+    #[test]
+    fn errors_invalid_immutable_duplicate_and_failed_reads() {
+        let bad = route("a", "192.168.1.0/24", "nope", 100);
+        assert_eq!(
+            apply(&bad, None, &[]).problem.map(|p| p.code),
+            Some("InvalidSpec".into())
+        );
+
+        let live = owned(route("a", "192.168.1.0/24", "vco-1", 100));
+        let moved = route("a", "192.168.1.0/24", "vco-2", 100);
+        let p = apply(&moved, Some(&live), &[]);
+        assert_eq!(p.action, Action::Error);
+        assert!(
+            p.problem
+                .as_ref()
+                .is_some_and(|x| x.message.contains("spec.nextHop"))
+        );
+        // Not in the cloud yet: the identity may still be corrected.
+        let not_yet = route("a", "192.168.1.0/24", "vco-1", 100);
+        assert_eq!(apply(&moved, Some(&not_yet), &[]).action, Action::Create);
+
+        let f = facts();
+        let r = route("b", "192.168.1.0/24", "vco-1", 100);
+        let p = plan_apply(&r, "ns", "f", None, Some("ns/a"), Some(Ok((&f, &[]))));
+        assert_eq!(p.problem.map(|x| x.code), Some("DuplicateRoute".into()));
+
+        let e = CloudError::Api(Box::new(ApiError {
+            action: "DescribeVpnGateway",
+            http_status: 404,
+            code: "InvalidVpnGatewayInstanceId.NotFound".into(),
+            message: "no gateway".into(),
+            request_id: Some("R1".into()),
+            host_id: None,
+            recommend: None,
+            retry_after: None,
+            class: ErrorClass::NeedsOutsideAction,
+        }));
+        let p = plan_apply(&r, "ns", "f", None, None, Some(Err(&e)));
+        assert_eq!(p.action, Action::Error);
+        assert!(p.has_problem());
+        // Pruning a route of a deleted gateway leaves nothing to delete.
+        let p = plan_prune(&owned(r), Some(Err(&e)));
+        assert_eq!((p.action, p.calls.len()), (Action::Delete, 0));
+        assert!(!p.has_problem());
+    }
+
+    #[test]
+    fn observe_only_never_changes_anything() {
+        let mut r = route("a", "192.168.1.0/24", "vco-1", 0);
+        r.spec.management_policy = ManagementPolicy::ObserveOnly;
+        let p = apply(&r, None, &[entry("192.168.1.0/24", "vco-1", 100)]);
+        assert_eq!(p.action, Action::Nothing);
+        assert_eq!(p.changes.len(), 1);
+        assert!(p.calls.is_empty());
+        assert_eq!(apply(&r, None, &[]).action, Action::Nothing);
+    }
+
+    #[test]
+    fn prune_deletes_only_what_the_object_owns() {
+        let f = facts();
+        let list = [entry("192.168.1.0/24", "vco-1", 100)];
+        let r = owned(route("a", "192.168.1.0/24", "vco-1", 100));
+        let p = plan_prune(&r, Some(Ok((&f, &list))));
+        assert_eq!(p.action, Action::Delete);
+        assert_eq!(p.calls[0].action, "DeleteVpnPbrRouteEntry");
+        assert!(p.has_change());
+
+        let mut orphan = r.clone();
+        orphan.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert!(plan_prune(&orphan, Some(Ok((&f, &list)))).calls.is_empty());
+        let stranger = route("a", "192.168.1.0/24", "vco-1", 100);
+        let p = plan_prune(&stranger, Some(Ok((&f, &list))));
+        assert!(
+            p.calls.is_empty(),
+            "an entry it never owned is never deleted"
+        );
+        assert!(plan_prune(&r, Some(Ok((&f, &[])))).calls.is_empty());
+    }
+}
