@@ -1,0 +1,763 @@
+//! `vpn-pbr-operator import` and `plan`, the built binary, against the real kube-apiserver and
+//! the `vpc-emulator` binary; the routes that exist beforehand are made by the official Tea
+//! Python SDK (`tests/python/console_routes.py`), as the console or Terraform would.
+//! Needs `SDK_PYTHON` (`make test` exports it).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+use support::emulator::{EntryKey, KEY_ID, KEY_SECRET};
+use support::{
+    Emulator, Operator, ready_is, start_emulator, start_operator, wait_gone, wait_route,
+};
+use tempfile::TempDir;
+use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
+
+const WAIT: Duration = Duration::from_secs(60);
+const MUTATIONS: [&str; 6] = [
+    "CreateVpnPbrRouteEntry",
+    "DeleteVpnPbrRouteEntry",
+    "ModifyVpnPbrRouteEntryWeight",
+    "ModifyVpnPbrRouteEntryPriority",
+    "ModifyVpnPbrRouteEntryAttribute",
+    "PublishVpnRouteEntry",
+];
+
+/// `vpn-gw-a` (priorities), `vpn-gw-b` (none) and `vpn-gw-q` (room for one route), each with
+/// connections `vco-gw-<gw>-1` and `-2`.
+fn config() -> String {
+    let mut gws = String::new();
+    let mut conns = String::new();
+    for (gw, prio, quota) in [("a", true, 1000), ("b", false, 1000), ("q", true, 1)] {
+        gws.push_str(&format!(
+            "  - {{id: vpn-gw-{gw}, region: cn-hangzhou, vpc_id: vpc-test-{gw}, priority_support: {prio}, pbr_quota: {quota}, vpc_route_quota: 1000, update_duration_ms: 200}}\n"
+        ));
+        for n in 1..=2 {
+            conns.push_str(&format!(
+                "  - {{id: vco-gw-{gw}-{n}, gateway_id: vpn-gw-{gw}, remote_subnet: 192.168.0.0/16}}\n"
+            ));
+        }
+    }
+    format!(
+        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\nregions: [cn-hangzhou]\nvpn_gateways:\n{gws}vpn_connections:\n{conns}"
+    )
+}
+
+struct Env {
+    ns: String,
+    emu: Emulator,
+    op: Option<Operator>,
+    api: Api<VpnPbrRoute>,
+    dir: TempDir,
+}
+
+/// What a command printed and how it ended.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Env {
+    async fn start(prefix: &str) -> anyhow::Result<Env> {
+        let (client, ns) = support::setup(prefix).await?;
+        let dir = tempfile::tempdir()?;
+        let emu = start_emulator(&config(), dir.path());
+        Ok(Env {
+            api: Api::namespaced(client, &ns),
+            ns,
+            emu,
+            op: None,
+            dir,
+        })
+    }
+
+    fn operator(&mut self) {
+        self.op = Some(start_operator(
+            &self.ns,
+            &self.emu.url,
+            self.dir.path(),
+            &[],
+            &[],
+        ));
+    }
+
+    fn stop_operator(&mut self) {
+        if let Some(mut op) = self.op.take() {
+            op.terminate();
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.op.as_ref().map(Operator::logs).unwrap_or_default()
+    }
+
+    /// Creates routes with the official Tea SDK, as the console would.
+    fn console(&self, routes: &Value) {
+        let python = vpn_pbr_harness::tools::sdk_python().unwrap_or_else(|e| panic!("{e:#}"));
+        let script = support::repo_root().join("tests/python/console_routes.py");
+        let out = vpn_pbr_harness::command::run(
+            Command::new(&python)
+                .arg(&script)
+                .arg(self.emu.url.trim_start_matches("http://"))
+                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET),
+            Some(&routes.to_string()),
+        )
+        .expect("run the SDK script");
+        assert!(
+            out.success && out.stdout.contains("ALL OK"),
+            "console_routes.py failed:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+
+    /// Runs the operator binary with a subcommand, with the emulator's key and endpoint.
+    fn cli(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(support::operator_binary());
+        cmd.args(args)
+            .args(["--endpoint", &self.emu.url])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+            .stdin(Stdio::null());
+        let out = cmd.output().expect("run vpn-pbr-operator");
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(
+            !run.stdout.contains(KEY_SECRET) && !run.stderr.contains(KEY_SECRET),
+            "the secret was printed"
+        );
+        run
+    }
+
+    /// `plan` with `-o json`: the exit code and the report.
+    fn plan_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["plan", "-o", "json"];
+        all.extend_from_slice(args);
+        let run = self.cli(&all);
+        let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!(
+                "plan printed no JSON ({e}), exit {}:\n{}\n{}",
+                run.code, run.stdout, run.stderr
+            )
+        });
+        assert_eq!(report["exitCode"], run.code, "{report:#}");
+        (run.code, report)
+    }
+
+    fn kubectl_apply(&self, path: &Path) {
+        let kubectl = support::binaries().tools.kubectl();
+        vpn_pbr_harness::command::run_ok(
+            Command::new(kubectl)
+                .arg("--kubeconfig")
+                .arg(&support::plane().kubeconfig)
+                .args(["apply", "-n", &self.ns, "-f"])
+                .arg(path),
+            None,
+        )
+        .expect("kubectl apply");
+    }
+
+    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
+        wait_route(
+            &self.api,
+            name,
+            "Ready=True",
+            WAIT,
+            |r| ready_is(r, ConditionStatus::True, None),
+            || self.logs(),
+        )
+        .await
+    }
+
+    /// Calls of mutating actions by code (`Success` for accepted ones).
+    async fn mutation_calls(&self) -> anyhow::Result<BTreeMap<(String, String), u64>> {
+        let counters = self.emu.counters().await?;
+        Ok(support::emulator::calls(&counters)
+            .into_iter()
+            .filter(|(action, _, _)| MUTATIONS.contains(&action.as_str()))
+            .map(|(a, c, n)| ((a, c), n))
+            .collect())
+    }
+
+    /// Every entry, as the emulator holds it, without the fields that change with time.
+    async fn entries(&self) -> anyhow::Result<Vec<(String, Value)>> {
+        let mut out = self.emu.entries().await?;
+        out.sort_by_key(|(g, e)| (g.clone(), e.to_string()));
+        Ok(out)
+    }
+
+    async fn create(&self, name: &str, spec: Value, annotations: Value) -> anyhow::Result<()> {
+        let obj: VpnPbrRoute = serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": name, "annotations": annotations}, "spec": spec
+        }))?;
+        self.api.create(&PostParams::default(), &obj).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_operator();
+    }
+}
+
+fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {
+    json!({
+        "regionId": "cn-hangzhou", "vpnGatewayId": gw, "routeSource": src, "routeDest": dst,
+        "nextHop": hop, "weight": weight, "publishVpc": false
+    })
+}
+
+fn manifest(name: &str, spec: Value) -> String {
+    let doc = json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": name}, "spec": spec
+    });
+    serde_yaml::to_string(&doc).expect("yaml")
+}
+
+fn write_manifests(dir: &Path, docs: &[(&str, Value)]) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    for (name, spec) in docs {
+        std::fs::write(
+            dir.join(format!("{name}.yaml")),
+            manifest(name, spec.clone()),
+        )
+        .expect("write");
+    }
+    dir.to_owned()
+}
+
+/// The route of the report with this name.
+fn route<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["routes"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no route {name} in {report:#}"))
+}
+
+fn calls(route: &Value) -> Vec<String> {
+    route["calls"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| c["action"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Result<()> {
+    let mut env = Env::start("import").await?;
+    env.console(&json!([
+        {"gateway": "vpn-gw-a", "source": "192.168.10.0/24", "dest": "10.10.0.0/16",
+         "next_hop": "vco-gw-a-1", "weight": 100, "priority": 20, "publish": true,
+         "description": "made in the console"},
+        {"gateway": "vpn-gw-a", "source": "192.168.10.0/24", "dest": "10.10.0.0/16",
+         "next_hop": "vco-gw-a-2", "weight": 0},
+        {"gateway": "vpn-gw-b", "source": "192.168.20.0/24", "dest": "10.20.0.0/16",
+         "next_hop": "vco-gw-b-1", "weight": 100},
+    ]));
+    let before = env.mutation_calls().await?;
+
+    // One file per route.
+    let out = env.dir.path().join("imported");
+    let out_s = out.to_string_lossy().into_owned();
+    let run = env.cli(&[
+        "import",
+        "--region",
+        "cn-hangzhou",
+        "--gateway",
+        "vpn-gw-a",
+        "--gateway",
+        "vpn-gw-b",
+        "--namespace",
+        &env.ns,
+        "--output",
+        &out_s,
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let mut files: Vec<String> = std::fs::read_dir(&out)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    assert_eq!(
+        files,
+        vec![
+            "vpn-gw-a-192-168-10-0-24-10-10-0-0-16-vco-gw-a-1.yaml",
+            "vpn-gw-a-192-168-10-0-24-10-10-0-0-16-vco-gw-a-2.yaml",
+            "vpn-gw-b-192-168-20-0-24-10-20-0-0-16-vco-gw-b-1.yaml",
+        ]
+    );
+    let active: VpnPbrRoute = serde_yaml::from_str(&std::fs::read_to_string(
+        out.join("vpn-gw-a-192-168-10-0-24-10-10-0-0-16-vco-gw-a-1.yaml"),
+    )?)?;
+    assert_eq!(
+        active
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("vpn.alicloud.dev/adopt"))
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(active.metadata.namespace.as_deref(), Some(env.ns.as_str()));
+    assert_eq!(
+        (
+            active.spec.weight,
+            active.spec.priority,
+            active.spec.publish_vpc
+        ),
+        (100, 20, true)
+    );
+    let standby =
+        std::fs::read_to_string(out.join("vpn-gw-a-192-168-10-0-24-10-10-0-0-16-vco-gw-a-2.yaml"))?;
+    assert!(
+        !standby.contains("priority:"),
+        "default left out:\n{standby}"
+    );
+    assert!(standby.contains("weight: 0"), "{standby}");
+
+    // The same manifests as one stream on stdout.
+    let run = env.cli(&[
+        "import",
+        "--region",
+        "cn-hangzhou",
+        "--gateway",
+        "vpn-gw-a",
+        "--gateway",
+        "vpn-gw-b",
+        "--namespace",
+        &env.ns,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.matches("---\n").count(), 3, "{}", run.stdout);
+    for f in &files {
+        let text = std::fs::read_to_string(out.join(f))?;
+        assert!(run.stdout.contains(&text), "{f} not in the stream");
+    }
+
+    // Before they are applied: adoptions of entries that match, so no changes.
+    let (code, report) = env.plan_json(&["-f", &out_s]);
+    assert_eq!(code, 0, "{report:#}");
+    for r in report["routes"].as_array().into_iter().flatten() {
+        assert_eq!(r["action"], "adopt", "{r:#}");
+        assert!(r.get("calls").is_none(), "{r:#}");
+    }
+
+    // Applied: the operator adopts them, and sends nothing.
+    env.operator();
+    env.kubectl_apply(&out);
+    for f in &files {
+        let name = f.trim_end_matches(".yaml");
+        let r = env.ready(name).await?;
+        let st = r.status.expect("status");
+        assert_eq!(st.adopted, Some(true), "{name}");
+        assert!(st.adopted_at.is_some(), "{name}");
+    }
+    assert_eq!(
+        env.mutation_calls().await?,
+        before,
+        "adopting made a cloud call\n{}",
+        env.logs()
+    );
+
+    // With the live objects: nothing to do. Without the operator running meanwhile, so its
+    // resyncs cannot hide a change.
+    env.stop_operator();
+    let kubeconfig = support::plane().kubeconfig.to_string_lossy().into_owned();
+    let (code, report) = env.plan_json(&["-f", &out_s, "--kubeconfig", &kubeconfig]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["nothing"], 3, "{report:#}");
+    let run = env.cli(&["plan", "-f", &out_s, "--kubeconfig", &kubeconfig]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("No changes"), "{}", run.stdout);
+    assert_eq!(env.mutation_calls().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -> anyhow::Result<()>
+{
+    let mut env = Env::start("plan").await?;
+    // Routes the operator made (so their objects own their entries).
+    env.operator();
+    let owned = [
+        (
+            "pair-active",
+            spec(
+                "vpn-gw-a",
+                "192.168.1.0/24",
+                "10.1.0.0/16",
+                "vco-gw-a-1",
+                100,
+            ),
+        ),
+        (
+            "pair-standby",
+            spec("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-2", 0),
+        ),
+        (
+            "plain",
+            spec(
+                "vpn-gw-a",
+                "192.168.2.0/24",
+                "10.2.0.0/16",
+                "vco-gw-a-1",
+                100,
+            ),
+        ),
+        (
+            "same",
+            spec(
+                "vpn-gw-b",
+                "192.168.3.0/24",
+                "10.3.0.0/16",
+                "vco-gw-b-1",
+                100,
+            ),
+        ),
+        (
+            "gone-from-git",
+            spec(
+                "vpn-gw-b",
+                "192.168.4.0/24",
+                "10.4.0.0/16",
+                "vco-gw-b-2",
+                100,
+            ),
+        ),
+    ];
+    for (name, s) in &owned {
+        env.create(name, s.clone(), json!({})).await?;
+    }
+    for (name, _) in &owned {
+        env.ready(name).await?;
+    }
+    env.stop_operator();
+    // Routes made in the console: one the manifests name without consent, one filling vpn-gw-q.
+    env.console(&json!([
+        {"gateway": "vpn-gw-a", "source": "192.168.5.0/24", "dest": "10.5.0.0/16",
+         "next_hop": "vco-gw-a-2", "weight": 100},
+        {"gateway": "vpn-gw-q", "source": "192.168.6.0/24", "dest": "10.6.0.0/16",
+         "next_hop": "vco-gw-q-1", "weight": 100},
+    ]));
+    let before_calls = env.mutation_calls().await?;
+    let before_entries = env.entries().await?;
+
+    let mut plain = spec(
+        "vpn-gw-a",
+        "192.168.2.0/24",
+        "10.2.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
+    plain["priority"] = json!(30);
+    plain["publishVpc"] = json!(true);
+    let git = env.dir.path().join("git");
+    let all = write_manifests(
+        &git,
+        &[
+            // The pair swaps roles.
+            (
+                "pair-active",
+                spec("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1", 0),
+            ),
+            (
+                "pair-standby",
+                spec(
+                    "vpn-gw-a",
+                    "192.168.1.0/24",
+                    "10.1.0.0/16",
+                    "vco-gw-a-2",
+                    100,
+                ),
+            ),
+            ("plain", plain),
+            (
+                "same",
+                spec(
+                    "vpn-gw-b",
+                    "192.168.3.0/24",
+                    "10.3.0.0/16",
+                    "vco-gw-b-1",
+                    100,
+                ),
+            ),
+            (
+                "new-ok",
+                spec(
+                    "vpn-gw-b",
+                    "192.168.7.0/24",
+                    "10.7.0.0/16",
+                    "vco-gw-b-1",
+                    100,
+                ),
+            ),
+            (
+                "new-bad-hop",
+                spec("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-nope", 100),
+            ),
+            (
+                "new-no-room",
+                spec(
+                    "vpn-gw-q",
+                    "192.168.9.0/24",
+                    "10.9.0.0/16",
+                    "vco-gw-q-2",
+                    100,
+                ),
+            ),
+            (
+                "console-made",
+                spec(
+                    "vpn-gw-a",
+                    "192.168.5.0/24",
+                    "10.5.0.0/16",
+                    "vco-gw-a-2",
+                    100,
+                ),
+            ),
+        ],
+    );
+    std::fs::write(
+        git.join("other.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: not-a-route\n",
+    )?;
+    let all_s = all.to_string_lossy().into_owned();
+    let kubeconfig = support::plane().kubeconfig.to_string_lossy().into_owned();
+
+    let (code, report) = env.plan_json(&[
+        "-f",
+        &all_s,
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        &env.ns,
+        "--prune",
+    ]);
+    assert_eq!(code, 1, "refusals make it fail: {report:#}");
+    for name in ["pair-active", "pair-standby"] {
+        let r = route(&report, name);
+        assert_eq!(r["action"], "replace", "{r:#}");
+        assert_eq!(
+            calls(r),
+            ["DeleteVpnPbrRouteEntry", "CreateVpnPbrRouteEntry"],
+            "{r:#}"
+        );
+    }
+    let r = route(&report, "plain");
+    assert_eq!(r["action"], "modify", "{r:#}");
+    assert_eq!(
+        r["changes"],
+        json!([
+            {"field": "priority", "old": 10, "new": 30},
+            {"field": "publishVpc", "old": false, "new": true}
+        ])
+    );
+    assert_eq!(
+        calls(r),
+        ["ModifyVpnPbrRouteEntryAttribute", "PublishVpnRouteEntry"],
+        "{r:#}"
+    );
+    assert_eq!(route(&report, "same")["action"], "nothing");
+    let r = route(&report, "new-ok");
+    assert_eq!(r["action"], "create");
+    assert_eq!(r["dryRun"]["passed"], true, "{r:#}");
+    assert_eq!(r["dryRun"]["code"], "DryRunOperation");
+    let r = route(&report, "new-bad-hop");
+    assert_eq!(r["action"], "create");
+    assert_eq!(r["dryRun"]["passed"], false, "{r:#}");
+    assert_eq!(r["dryRun"]["code"], "InvalidNextHop.NotFound", "{r:#}");
+    let r = route(&report, "new-no-room");
+    assert_eq!(r["dryRun"]["passed"], false, "{r:#}");
+    assert_eq!(r["dryRun"]["code"], "Resource.QuotaFull", "{r:#}");
+    let r = route(&report, "console-made");
+    assert_eq!(r["action"], "conflict", "{r:#}");
+    assert_eq!(r["problem"]["code"], "AlreadyExists");
+    let r = route(&report, "gone-from-git");
+    assert_eq!(r["action"], "delete", "{r:#}");
+    assert_eq!(calls(r), ["DeleteVpnPbrRouteEntry"]);
+    assert_eq!(report["ignoredDocuments"], 1);
+    let s = &report["summary"];
+    assert_eq!(
+        (
+            s["create"].clone(),
+            s["modify"].clone(),
+            s["replace"].clone(),
+            s["delete"].clone()
+        ),
+        (json!(3), json!(1), json!(2), json!(1)),
+        "{s:#}"
+    );
+    assert_eq!(
+        (
+            s["conflict"].clone(),
+            s["nothing"].clone(),
+            s["dryRunRefused"].clone()
+        ),
+        (json!(1), json!(1), json!(2))
+    );
+
+    // Without --prune the object missing from Git is left alone.
+    let (_, report) = env.plan_json(&["-f", &all_s, "--kubeconfig", &kubeconfig, "-n", &env.ns]);
+    assert!(
+        report["routes"]
+            .as_array()
+            .is_some_and(|rs| rs.iter().all(|r| r["name"] != "gone-from-git")),
+        "{report:#}"
+    );
+
+    // Only changes the cloud accepts: exit code 2, and a table for people.
+    let fine = env.dir.path().join("fine");
+    std::fs::create_dir_all(&fine)?;
+    for name in ["pair-active", "pair-standby", "plain", "same", "new-ok"] {
+        std::fs::copy(
+            git.join(format!("{name}.yaml")),
+            fine.join(format!("{name}.yaml")),
+        )?;
+    }
+    let fine_s = fine.to_string_lossy().into_owned();
+    let run = env.cli(&[
+        "plan",
+        "-f",
+        &fine_s,
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        &env.ns,
+    ]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    let table = run.stdout;
+    println!("{table}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect())
+        .collect();
+    for (action, name) in [
+        ("replace", "pair-active"),
+        ("replace", "pair-standby"),
+        ("modify", "plain"),
+        ("nothing", "same"),
+        ("create", "new-ok"),
+    ] {
+        let key = format!("{}/{name}", env.ns);
+        assert!(
+            rows.iter().any(|r| r[..] == [action, key.as_str()]),
+            "no {action} {key} in\n{table}"
+        );
+    }
+    for line in [
+        "priority: 10 -> 30",
+        "call ModifyVpnPbrRouteEntryAttribute priority 10 -> 30",
+        "call PublishVpnRouteEntry publishVpc=true",
+        "DryRun: the cloud would accept it",
+        "Plan: 1 to create, 1 to modify, 2 to replace, 0 to delete, 0 to adopt, 1 unchanged",
+        "cn-hangzhou/vpn-gw-a: active, priorities, ",
+    ] {
+        assert!(table.contains(line), "{line:?} missing in\n{table}");
+    }
+
+    // Only what is in sync: exit code 0.
+    let (code, _) = env.plan_json(&[
+        "-f",
+        &git.join("same.yaml").to_string_lossy(),
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        &env.ns,
+    ]);
+    assert_eq!(code, 0);
+
+    // Nothing was changed: no mutation accepted, every create only a dry run.
+    let after = env.mutation_calls().await?;
+    for ((action, code), n) in &after {
+        let was = before_calls
+            .get(&(action.clone(), code.clone()))
+            .copied()
+            .unwrap_or(0);
+        if *n != was {
+            assert_eq!(
+                action, "CreateVpnPbrRouteEntry",
+                "{action} {code}: {was} -> {n}"
+            );
+            assert_ne!(code, "Success", "a create was carried out");
+        }
+    }
+    assert_eq!(
+        after
+            .get(&(
+                "CreateVpnPbrRouteEntry".to_owned(),
+                "DryRunOperation".to_owned()
+            ))
+            .copied()
+            .unwrap_or(0),
+        3,
+        "one passed dry run per plan run that had new-ok: {after:?}"
+    );
+    assert_eq!(env.entries().await?, before_entries);
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_consent_an_existing_entry_is_neither_changed_nor_deleted() -> anyhow::Result<()> {
+    let mut env = Env::start("consent").await?;
+    env.console(&json!([
+        {"gateway": "vpn-gw-a", "source": "192.168.30.0/24", "dest": "10.30.0.0/16",
+         "next_hop": "vco-gw-a-1", "weight": 100},
+    ]));
+    let key = EntryKey::new("192.168.30.0/24", "10.30.0.0/16", "vco-gw-a-1");
+    let before = env.emu.entry("vpn-gw-a", &key).await?.expect("entry");
+    let calls_before = env.mutation_calls().await?;
+    env.operator();
+    // Names the entry, asks for other values, and does not consent to adopt it.
+    let mut s = spec(
+        "vpn-gw-a",
+        "192.168.30.0/24",
+        "10.30.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
+    s["priority"] = json!(40);
+    s["publishVpc"] = json!(true);
+    env.create("stranger", s, json!({})).await?;
+    wait_route(
+        &env.api,
+        "stranger",
+        "Ready=False AlreadyExists",
+        WAIT,
+        |r| ready_is(r, ConditionStatus::False, Some("AlreadyExists")),
+        || env.logs(),
+    )
+    .await?;
+    // A few resyncs (3 s each in the tests) later, still untouched.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let r = env.api.get("stranger").await?;
+    assert!(ready_is(&r, ConditionStatus::False, Some("AlreadyExists")));
+    assert_ne!(r.status.and_then(|s| s.adopted), Some(true));
+    env.api.delete("stranger", &DeleteParams::default()).await?;
+    wait_gone(&env.api, "stranger", WAIT).await?;
+    assert_eq!(env.emu.entry("vpn-gw-a", &key).await?, Some(before));
+    assert_eq!(
+        env.mutation_calls().await?,
+        calls_before,
+        "a cloud call for an entry the object does not own\n{}",
+        env.logs()
+    );
+    Ok(())
+}
