@@ -9,18 +9,29 @@ use vpc_emulator::process::EmulatorProcess;
 const CONFIG: &str = r#"
 settings:
   task_conflict_window_ms: 150
+  cross_gateway_conflict: true
+  shuffle_seed: 11
 access_keys:
   - {id: sdk-key, secret: sdk-secret}
+  - {id: sdk-readonly, secret: sdk-readonly-secret, allowed_actions: ["vpc:Describe*"]}
+  - {id: sdk-subuser, secret: sdk-subuser-secret, allowed_actions: [DescribeVpnGateway], forbidden_code: Forbbiden.SubUser}
 regions: [cn-hangzhou]
 vpn_gateways:
   - {id: vpn-sdk-a, region: cn-hangzhou, vpc_id: vpc-sdk, priority_support: true, update_duration_ms: 600}
   - {id: vpn-sdk-b, region: cn-hangzhou, vpc_id: vpc-sdk, update_duration_ms: 600}
   - {id: vpn-sdk-bulk, region: cn-hangzhou, vpc_id: vpc-bulk, update_duration_ms: 0}
+  - {id: vpn-sdk-async, region: cn-hangzhou, vpc_id: vpc-async, priority_support: true, update_duration_ms: 1000, visibility: on_active, shuffle_lists: true}
+  - {id: vpn-sdk-dual, region: cn-hangzhou, vpc_id: vpc-dual, priority_support: true, update_duration_ms: 300, dual_tunnel: true}
+  - {id: vpn-sdk-doomed, region: cn-hangzhou, vpc_id: vpc-doomed, update_duration_ms: 0}
 vpn_connections:
   - {id: vco-sdk-a1, gateway_id: vpn-sdk-a}
   - {id: vco-sdk-a2, gateway_id: vpn-sdk-a}
   - {id: vco-sdk-b1, gateway_id: vpn-sdk-b}
   - {id: vco-sdk-bulk1, gateway_id: vpn-sdk-bulk}
+  - {id: vco-sdk-async1, gateway_id: vpn-sdk-async}
+  - {id: vco-sdk-async2, gateway_id: vpn-sdk-async}
+  - {id: vco-sdk-dual1, gateway_id: vpn-sdk-dual}
+  - {id: vco-sdk-doomed1, gateway_id: vpn-sdk-doomed}
 oidc:
   provider_arn: acs:ram::1234567890123456:oidc-provider/sdk-test
   roles:
@@ -62,7 +73,7 @@ fn run_script(script: &str) {
         out.status
     );
     let checks = stdout.lines().filter(|l| l.starts_with("ok ")).count();
-    assert!(checks >= 20, "{script}: only {checks} checks ran");
+    assert!(checks >= 40, "{script}: only {checks} checks ran");
     println!("{stdout}");
 }
 

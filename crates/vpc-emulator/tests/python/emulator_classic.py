@@ -18,8 +18,9 @@ from aliyunsdkvpc.request.v20160428 import (
     PublishVpnRouteEntryRequest as Publish,
 )
 
-from emulator_common import (GW_A, GW_B, GW_BULK, HOST, KEY_ID, PORT, REGION, SECRET, admin,
-                             check, finish, wait_active)
+from emulator_common import (GW_A, GW_ASYNC, GW_B, GW_BULK, GW_DOOMED, GW_DUAL, HOST, KEY_ID,
+                             PORT, REGION, RO_KEY, RO_SECRET, SECRET, SUB_KEY, SUB_SECRET, admin,
+                             admin_status, check, finish, poll, wait_active)
 
 
 def client(key=KEY_ID, secret=SECRET):
@@ -241,9 +242,174 @@ except ServerException as e:
     check("rate limit", (e.get_error_code(), e.get_http_status()) == ("Throttling.User", 400))
 admin("faults", {"rules": []}, method="PUT")
 
+# --- the realistic cloud ----------------------------------------------------------------
+admin("gateways/lock", {"VpnGatewayId": GW_B, "Locked": False})
+
+
+def list_all(gw, c=C):
+    """Every entry, read as Terraform reads them: PageSize 20, the next page while one is full."""
+    out, page = [], 1
+    while True:
+        d = DescEntries.DescribeVpnPbrRouteEntriesRequest()
+        d.set_VpnGatewayId(gw)
+        d.set_PageSize(20)
+        d.set_PageNumber(page)
+        items = call(d, c)["VpnPbrRouteEntries"]["VpnPbrRouteEntry"]
+        out += items
+        if len(items) < 20:
+            return out
+        page += 1
+
+
+def listed(gw, dst, hop):
+    return [e for e in list_all(gw) if e["RouteDest"] == dst and e["NextHop"] == hop]
+
+
+# on_active visibility: the create answers at once; the entry shows once the gateway is active.
+body = call(create("192.168.1.0/24", "10.20.0.0/24", "vco-sdk-async1", 100, gw=GW_ASYNC,
+                   token="async-1"))
+check("on_active: the create answers State normal although it publishes",
+      body["State"] == "normal", body)
+check("on_active: not listed while the gateway is updating",
+      status(GW_ASYNC) == "updating" and listed(GW_ASYNC, "10.20.0.0/24", "vco-sdk-async1") == [])
+expect("on_active: a second create of the pending route is a duplicate",
+       create("192.168.1.0/24", "10.20.0.0/24", "vco-sdk-async1", 0, gw=GW_ASYNC, publish=False,
+              token="async-2"), "VpnRouteEntry.AlreadyExists", 400)
+again = call(create("192.168.1.0/24", "10.20.0.0/24", "vco-sdk-async1", 100, gw=GW_ASYNC,
+                    token="async-1"))
+check("on_active: a ClientToken replay of the pending create returns the first answer",
+      {k: v for k, v in again.items() if k != "RequestId"}
+      == {k: v for k, v in body.items() if k != "RequestId"}, again)
+# Terraform polls the list after a create until the entry shows.
+seen = poll("on_active: the entry shows", lambda: listed(GW_ASYNC, "10.20.0.0/24", "vco-sdk-async1"))
+check("on_active: listed, published, once the gateway is active",
+      status(GW_ASYNC) == "active" and len(seen) == 1 and seen[0]["State"] == "published", seen)
+for i in range(1, 4):
+    wait_active(lambda: status(GW_ASYNC))
+    call(create("192.168.1.0/24", f"10.2{i}.0.0/24", "vco-sdk-async1", 100, gw=GW_ASYNC,
+                publish=False))
+wait_active(lambda: status(GW_ASYNC))
+orders = [[e["RouteDest"] for e in list_all(GW_ASYNC)] for _ in range(6)]
+check("shuffled lists: every entry once in every answer",
+      all(len(o) == 4 and sorted(o) == sorted(orders[0]) for o in orders), orders)
+check("shuffled lists: the order changes from call to call", len({tuple(o) for o in orders}) > 1,
+      orders)
+call(key_req(Delete.DeleteVpnPbrRouteEntryRequest, "192.168.1.0/24", "10.20.0.0/24",
+             "vco-sdk-async1", 100, gw=GW_ASYNC))
+check("on_active: a deleted entry is listed while the gateway updates",
+      listed(GW_ASYNC, "10.20.0.0/24", "vco-sdk-async1") != [])
+# Terraform polls the list after a delete until the entry is gone.
+poll("on_active: the entry goes", lambda: listed(GW_ASYNC, "10.20.0.0/24", "vco-sdk-async1") == [])
+check("on_active: gone once the gateway is active", status(GW_ASYNC) == "active")
+
+# Dual-tunnel gateway.
+dual = describe_gw(GW_DUAL)
+check("dual-tunnel: DisasterRecoveryInternetIp and DisasterRecoveryVSwitchId",
+      dual.get("DisasterRecoveryInternetIp") and dual.get("DisasterRecoveryVSwitchId"), dual)
+check("single-tunnel: no DisasterRecovery fields", "DisasterRecoveryInternetIp" not in describe_gw(GW_A))
+body = call(create("192.168.1.0/24", "0.0.0.0/0", "vco-sdk-dual1", 0, gw=GW_DUAL, publish=False))
+check("dual-tunnel: 0.0.0.0/0 allowed, and the weight is 100 whatever was sent",
+      body["Weight"] == 100, body)
+wait_active(lambda: status(GW_DUAL))
+body = call(create("192.168.1.0/24", "100.64.0.0/10", "vco-sdk-dual1", 100, gw=GW_DUAL,
+                   publish=False))
+check("dual-tunnel: 100.64.0.0/10 allowed", body["RouteDest"] == "100.64.0.0/10", body)
+wait_active(lambda: status(GW_DUAL))
+conn = DescConn.DescribeVpnConnectionRequest()
+conn.set_VpnConnectionId("vco-sdk-dual1")
+tunnels = call(conn)["TunnelOptionsSpecification"]["TunnelOptions"]
+entry = listed(GW_DUAL, "0.0.0.0/0", "vco-sdk-dual1")[0]
+check("dual-tunnel: NextHopTunnelId is the connection's master tunnel, the weight 100",
+      entry["NextHopTunnelId"] == tunnels[0]["TunnelId"] and tunnels[0]["Role"] == "master"
+      and entry["Weight"] == 100, (entry, tunnels))
+r = key_req(ModWeight.ModifyVpnPbrRouteEntryWeightRequest, "192.168.1.0/24", "0.0.0.0/0",
+            "vco-sdk-dual1", 100, gw=GW_DUAL)
+r.set_NewWeight(0)
+call(r)
+wait_active(lambda: status(GW_DUAL))
+check("dual-tunnel: a weight change is accepted without effect",
+      listed(GW_DUAL, "0.0.0.0/0", "vco-sdk-dual1")[0]["Weight"] == 100)
+r = key_req(ModAttr.ModifyVpnPbrRouteEntryAttributeRequest, "192.168.1.0/24", "0.0.0.0/0",
+            "vco-sdk-dual1", 100, gw=GW_DUAL)
+r.set_Priority(10)
+r.set_NewPriority(7)
+call(r)
+wait_active(lambda: status(GW_DUAL))
+check("dual-tunnel: the priority changes through ModifyVpnPbrRouteEntryAttribute",
+      listed(GW_DUAL, "0.0.0.0/0", "vco-sdk-dual1")[0]["Priority"] == 7)
+
+# RAM: keys that may call only some actions.
+ro = client(key=RO_KEY, secret=RO_SECRET)
+r = DescGw.DescribeVpnGatewayRequest()
+r.set_VpnGatewayId(GW_A)
+check("restricted key: an allowed read works", call(r, ro)["VpnGatewayId"] == GW_A)
+expect("restricted key: 403 Forbidden",
+       create("192.168.1.0/24", "10.30.0.0/24", "vco-sdk-a1", 100), "Forbidden", 403, ro)
+body = raw(create("192.168.1.0/24", "10.30.0.0/24", "vco-sdk-a1", 100), ro)
+check("Forbidden names the action (message and AccessDeniedDetail)",
+      body["Message"].startswith("User not authorized to operate on the specified resource.")
+      and "vpc:CreateVpnPbrRouteEntry" in body["Message"]
+      and body["AccessDeniedDetail"]["AuthAction"] == "vpc:CreateVpnPbrRouteEntry", body)
+d = DescEntries.DescribeVpnPbrRouteEntriesRequest()
+d.set_VpnGatewayId(GW_A)
+expect("sub-user key: 403 Forbbiden.SubUser", d, "Forbbiden.SubUser", 403,
+       client(key=SUB_KEY, secret=SUB_SECRET))
+
+# DryRun: every check, no change.
+wait_active(status)
+before = call(d)["TotalCount"]
+dry = create("192.168.1.0/24", "10.31.0.0/24", "vco-sdk-a1", 100)
+dry.set_DryRun(True)
+expect("DryRun: DryRunOperation for a valid create", dry, "DryRunOperation", 400)
+check("DryRun: nothing created, the gateway not updating",
+      call(d)["TotalCount"] == before and status() == "active")
+bad = create("192.168.1.0/24", "10.31.0.0/24", "vco-sdk-a1", 50)
+bad.set_DryRun(True)
+expect("DryRun: the usual error for an invalid create", bad, "VpnRouteEntry.InvalidWeight", 400)
+
+# Another gateway of the VPC already routes the destination.
+expect("VpnRouteEntry.Conflict: a destination another gateway of the VPC routes",
+       create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-b1", 100, gw=GW_B, publish=False),
+       "VpnRouteEntry.Conflict", 400)
+
+# A gateway being deleted, then gone.
+admin("gateways/status", {"VpnGatewayId": GW_DOOMED, "Status": "deleting", "DurationMs": 1000})
+expect("IncorrectStatus.VpnGateway while the gateway is deleting",
+       create("192.168.1.0/24", "10.40.0.0/24", "vco-sdk-doomed1", 100, gw=GW_DOOMED),
+       "IncorrectStatus.VpnGateway", 400)
+check("a deleting gateway still answers reads", status(GW_DOOMED) == "deleting")
+
+
+def doomed_gone():
+    try:
+        status(GW_DOOMED)
+        return False
+    except ServerException as e:
+        return e.get_error_code() == "InvalidVpnGatewayInstanceId.NotFound"
+
+
+poll("the deleting gateway goes", doomed_gone)
+check("then it is gone (InvalidVpnGatewayInstanceId.NotFound)", True)
+
+# Busy faults only where the real API answers them: on mutations.
+code, out = admin_status("faults", {"rules": [{"action": "DescribeVpnGateway", "rate": 1.0,
+                                               "kind": "busy"}]}, "PUT")
+check("a busy fault on a read is refused", code == 400 and "only to mutations" in out["error"], out)
+code, out = admin_status("faults", {"rules": [{"action": "*", "rate": 0.5, "kind": "busy",
+                                               "code": "TaskConflict"}]}, "PUT")
+check("a busy fault on * is refused", code == 400 and "includes the reads" in out["error"], out)
+admin("faults", {"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "busy",
+                            "code": "Appliance.Configuring"}]}, method="PUT")
+expect("busy fault code Appliance.Configuring",
+       create("192.168.1.0/24", "10.32.0.0/24", "vco-sdk-a1", 100), "Appliance.Configuring", 400)
+admin("faults", {"rules": []}, method="PUT")
+
 counters = admin("counters")
 creates = {(c["VpnGatewayId"], c["RouteDest"]): c["Count"] for c in counters["accepted_creates"]}
 check("counters: one accepted create despite the ClientToken replay",
       creates[(GW_A, "10.0.0.0/24")] == 1, counters)
 check("counters by code", counters["calls"]["CreateVpnPbrRouteEntry"]["TaskConflict"] == 1, counters)
+check("counters: a dry run is counted under its code, never as an accepted create",
+      counters["calls"]["CreateVpnPbrRouteEntry"]["DryRunOperation"] == 1
+      and (GW_A, "10.31.0.0/24") not in creates, counters)
 finish()

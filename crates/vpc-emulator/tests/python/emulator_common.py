@@ -6,6 +6,7 @@ Each script gets the emulator address as argv[1], prints one line per check and
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ADDR = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9080"
@@ -13,6 +14,11 @@ HOST, PORT = ADDR.rsplit(":", 1)
 REGION = "cn-hangzhou"
 KEY_ID, SECRET = "sdk-key", "sdk-secret"
 GW_A, GW_B, GW_BULK = "vpn-sdk-a", "vpn-sdk-b", "vpn-sdk-bulk"
+# on_active visibility with shuffled lists; dual-tunnel; one to be deleted.
+GW_ASYNC, GW_DUAL, GW_DOOMED = "vpn-sdk-async", "vpn-sdk-dual", "vpn-sdk-doomed"
+# RAM-restricted keys: Describe* only (403 Forbidden); DescribeVpnGateway only (Forbbiden.SubUser).
+RO_KEY, RO_SECRET = "sdk-readonly", "sdk-readonly-secret"
+SUB_KEY, SUB_SECRET = "sdk-subuser", "sdk-subuser-secret"
 CHECKS = []
 
 
@@ -26,6 +32,25 @@ def admin(path, body=None, method=None):
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"null")
+
+
+def admin_status(path, body, method="POST"):
+    """(HTTP status, JSON body) of an admin call, errors included."""
+    try:
+        return 200, admin(path, body, method)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def poll(what, fn, timeout=10.0, interval=0.1):
+    """Calls fn until it returns a true value, as Terraform's StateChangeConf polls."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(interval)
+    raise AssertionError(f"FAIL {what}: not within {timeout} s")
 
 
 def check(name, cond, detail=""):

@@ -11,8 +11,9 @@ from alibabacloud_tea_openapi.utils import Utils
 from alibabacloud_vpc20160428 import models as m
 from alibabacloud_vpc20160428.client import Client
 
-from emulator_common import (ADDR, GW_A, GW_B, GW_BULK, KEY_ID, REGION, SECRET, admin, check,
-                             finish, wait_active)
+from emulator_common import (ADDR, GW_A, GW_ASYNC, GW_B, GW_BULK, GW_DOOMED, GW_DUAL, KEY_ID,
+                             REGION, RO_KEY, RO_SECRET, SECRET, SUB_KEY, SUB_SECRET, admin,
+                             admin_status, check, finish, poll, wait_active)
 
 
 def client(key=KEY_ID, secret=SECRET, token=None):
@@ -184,6 +185,187 @@ listed = C.describe_vpn_pbr_route_entries(m.DescribeVpnPbrRouteEntriesRequest(
     region_id=REGION, vpn_gateway_id=GW_A)).body.vpn_pbr_route_entries.vpn_pbr_route_entry
 check("out-of-band weight change", [e.weight for e in listed] == [0])
 
+# --- the realistic cloud ----------------------------------------------------------------
+admin("gateways/lock", {"VpnGatewayId": GW_B, "Locked": False})
+
+
+def list_all(gw, c=C):
+    """Every entry, read as Terraform reads them: PageSize 20, the next page while one is full."""
+    out, page = [], 1
+    while True:
+        items = c.describe_vpn_pbr_route_entries(m.DescribeVpnPbrRouteEntriesRequest(
+            region_id=REGION, vpn_gateway_id=gw, page_size=20, page_number=page)
+        ).body.vpn_pbr_route_entries.vpn_pbr_route_entry
+        out += items
+        if len(items) < 20:
+            return out
+        page += 1
+
+
+def listed(gw, dst, hop="vco-sdk-async1"):
+    return [e for e in list_all(gw) if e.route_dest == dst and e.next_hop == hop]
+
+
+def seen_as(gw, dst, want):
+    """The entry's (weight, priority, state) once it is `want` (a Terraform-style poll)."""
+    def now():
+        got = [(e.weight, e.priority, e.state) for e in listed(gw, dst)]
+        return got == [want] and got
+    return poll(f"{dst} listed as {want}", now)
+
+
+def wait_async():
+    wait_active(lambda: status(GW_ASYNC))
+
+
+# on_active visibility: creates, changes and deletes show once the gateway is active again.
+body = create("192.168.1.0/24", "10.20.0.0/24", "vco-sdk-async1", 100, gw=GW_ASYNC, publish=True,
+              priority=5, token="tea-async-1")()
+check("on_active: the create answers State normal although it publishes", body.state == "normal")
+check("on_active: not listed while the gateway is updating",
+      status(GW_ASYNC) == "updating" and listed(GW_ASYNC, "10.20.0.0/24") == [])
+expect("on_active: a second create of the pending route is a duplicate",
+       create("192.168.1.0/24", "10.20.0.0/24", "vco-sdk-async1", 0, gw=GW_ASYNC, publish=False,
+              token="tea-async-2"), "VpnRouteEntry.AlreadyExists", 400)
+again = create("192.168.1.0/24", "10.20.0.0/24", "vco-sdk-async1", 100, gw=GW_ASYNC, publish=True,
+               priority=5, token="tea-async-1")()
+check("on_active: a ClientToken replay of the pending create returns the first answer",
+      (again.create_time, again.state) == (body.create_time, body.state))
+seen_as(GW_ASYNC, "10.20.0.0/24", (100, 5, "published"))
+check("on_active: listed, published, once the gateway is active", status(GW_ASYNC) == "active")
+C.modify_vpn_pbr_route_entry_attribute(key(m.ModifyVpnPbrRouteEntryAttributeRequest,
+                                           "192.168.1.0/24", "10.20.0.0/24", "vco-sdk-async1", 100,
+                                           gw=GW_ASYNC, priority=5, new_weight=0, new_priority=20))
+check("on_active: the old weight and priority while the gateway updates",
+      [(e.weight, e.priority) for e in listed(GW_ASYNC, "10.20.0.0/24")] == [(100, 5)])
+seen_as(GW_ASYNC, "10.20.0.0/24", (0, 20, "published"))
+check("on_active: the new weight and priority once it is active", status(GW_ASYNC) == "active")
+C.publish_vpn_route_entry(m.PublishVpnRouteEntryRequest(
+    region_id=REGION, vpn_gateway_id=GW_ASYNC, route_dest="10.20.0.0/24",
+    next_hop="vco-sdk-async1", route_type="pbr", publish_vpc=False))
+check("on_active: still published while the gateway updates",
+      [e.state for e in listed(GW_ASYNC, "10.20.0.0/24")] == ["published"])
+seen_as(GW_ASYNC, "10.20.0.0/24", (0, 20, "normal"))
+check("on_active: withdrawn once the gateway is active", status(GW_ASYNC) == "active")
+for i in range(1, 4):
+    wait_async()
+    create("192.168.1.0/24", f"10.2{i}.0.0/24", "vco-sdk-async2", 100, gw=GW_ASYNC, publish=False)()
+wait_async()
+orders = [[e.route_dest for e in list_all(GW_ASYNC)] for _ in range(6)]
+check("shuffled lists: every entry once in every answer",
+      all(len(o) == 4 and sorted(o) == sorted(orders[0]) for o in orders), orders)
+check("shuffled lists: the order changes from call to call", len({tuple(o) for o in orders}) > 1,
+      orders)
+C.delete_vpn_pbr_route_entry(key(m.DeleteVpnPbrRouteEntryRequest, "192.168.1.0/24", "10.20.0.0/24",
+                                 "vco-sdk-async1", 0, gw=GW_ASYNC))
+check("on_active: a deleted entry is listed while the gateway updates",
+      listed(GW_ASYNC, "10.20.0.0/24") != [])
+poll("on_active: the entry goes", lambda: listed(GW_ASYNC, "10.20.0.0/24") == [])
+check("on_active: gone once the gateway is active", status(GW_ASYNC) == "active")
+
+# Dual-tunnel gateway.
+dual = C.describe_vpn_gateway(m.DescribeVpnGatewayRequest(region_id=REGION, vpn_gateway_id=GW_DUAL)).body
+check("dual-tunnel: DisasterRecoveryInternetIp and DisasterRecoveryVSwitchId",
+      dual.disaster_recovery_internet_ip and dual.disaster_recovery_vswitch_id)
+single = C.describe_vpn_gateway(m.DescribeVpnGatewayRequest(region_id=REGION, vpn_gateway_id=GW_A)).body
+check("single-tunnel: no DisasterRecovery fields", single.disaster_recovery_internet_ip is None)
+body = create("192.168.1.0/24", "100.64.0.0/10", "vco-sdk-dual1", 0, gw=GW_DUAL, publish=False)()
+check("dual-tunnel: 100.64.0.0/10 allowed, and the weight is 100 whatever was sent",
+      body.weight == 100 and body.route_dest == "100.64.0.0/10")
+wait_active(lambda: status(GW_DUAL))
+one = C.describe_vpn_connection(m.DescribeVpnConnectionRequest(
+    region_id=REGION, vpn_connection_id="vco-sdk-dual1")).body
+tunnels = one.tunnel_options_specification.tunnel_options
+entry = listed(GW_DUAL, "100.64.0.0/10", "vco-sdk-dual1")[0]
+check("dual-tunnel: NextHopTunnelId is the connection's master tunnel, the weight 100",
+      entry.next_hop_tunnel_id == tunnels[0].tunnel_id and tunnels[0].role == "master"
+      and tunnels[1].role == "slave" and entry.weight == 100)
+C.modify_vpn_pbr_route_entry_weight(key(m.ModifyVpnPbrRouteEntryWeightRequest, "192.168.1.0/24",
+                                        "100.64.0.0/10", "vco-sdk-dual1", 100, gw=GW_DUAL,
+                                        new_weight=0))
+wait_active(lambda: status(GW_DUAL))
+check("dual-tunnel: a weight change is accepted without effect",
+      listed(GW_DUAL, "100.64.0.0/10", "vco-sdk-dual1")[0].weight == 100)
+C.modify_vpn_pbr_route_entry_attribute(key(m.ModifyVpnPbrRouteEntryAttributeRequest,
+                                           "192.168.1.0/24", "100.64.0.0/10", "vco-sdk-dual1", 100,
+                                           gw=GW_DUAL, priority=10, new_priority=8))
+wait_active(lambda: status(GW_DUAL))
+check("dual-tunnel: the priority changes through ModifyVpnPbrRouteEntryAttribute",
+      listed(GW_DUAL, "100.64.0.0/10", "vco-sdk-dual1")[0].priority == 8)
+
+# RAM: keys that may call only some actions.
+ro = client(key=RO_KEY, secret=RO_SECRET)
+check("restricted key: an allowed read works", status(c=ro) == "active")
+e = expect("restricted key: 403 Forbidden",
+           create("192.168.1.0/24", "10.30.0.0/24", "vco-sdk-a1", 100, c=ro), "Forbidden", 403)
+check("Forbidden names the action (message and AccessDeniedDetail)",
+      "vpc:CreateVpnPbrRouteEntry" in e.message
+      and e.access_denied_detail["AuthAction"] == "vpc:CreateVpnPbrRouteEntry", e.access_denied_detail)
+expect("sub-user key: 403 Forbbiden.SubUser", lambda: client(key=SUB_KEY, secret=SUB_SECRET)
+       .describe_vpn_connections(m.DescribeVpnConnectionsRequest(region_id=REGION)),
+       "Forbbiden.SubUser", 403)
+
+# DryRun: every check, no change.
+wait_active(status)
+
+
+def dry(weight):
+    return lambda: C.create_vpn_pbr_route_entry(m.CreateVpnPbrRouteEntryRequest(
+        region_id=REGION, vpn_gateway_id=GW_A, route_source="192.168.1.0/24",
+        route_dest="10.31.0.0/24", next_hop="vco-sdk-a1", weight=weight, publish_vpc=True,
+        dry_run=True))
+
+
+before = len(list_all(GW_A))
+e = expect("DryRun: DryRunOperation for a valid create", dry(100), "DryRunOperation", 400)
+check("DryRun: the real code's message",
+      e.data["Message"] == "Request validation has been passed with DryRun flag set.", e.data)
+check("DryRun: nothing created, the gateway not updating",
+      len(list_all(GW_A)) == before and status() == "active")
+expect("DryRun: the usual error for an invalid create", dry(7), "VpnRouteEntry.InvalidWeight", 400)
+
+# Another gateway of the VPC already routes the destination.
+expect("VpnRouteEntry.Conflict: a destination another gateway of the VPC routes",
+       create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-b1", 100, gw=GW_B, publish=False),
+       "VpnRouteEntry.Conflict", 400)
+
+# A gateway being deleted (the admin delete with DeletingMs), then gone.
+admin("gateways/delete", {"VpnGatewayId": GW_DOOMED, "DeletingMs": 1000})
+expect("IncorrectStatus.VpnGateway while the gateway is deleting",
+       create("192.168.1.0/24", "10.40.0.0/24", "vco-sdk-doomed1", 100, gw=GW_DOOMED),
+       "IncorrectStatus.VpnGateway", 400)
+check("a deleting gateway still answers reads", status(GW_DOOMED) == "deleting")
+
+
+def doomed_gone():
+    try:
+        status(GW_DOOMED)
+        return False
+    except Exception as e:  # the SDK's ClientException
+        return getattr(e, "code", None) == "InvalidVpnGatewayInstanceId.NotFound"
+
+
+poll("the deleting gateway goes", doomed_gone)
+expect("then it is gone", lambda: status(GW_DOOMED), "InvalidVpnGatewayInstanceId.NotFound", 404)
+
+# Busy faults only where the real API answers them: on mutations.
+code, out = admin_status("faults", {"rules": [{"action": "DescribeVpnPbrRouteEntries", "rate": 1.0,
+                                               "kind": "error", "code": "VpnGateway.Configuring"}]},
+                         "PUT")
+check("a busy code on a read is refused, whatever the kind",
+      code == 400 and "only to mutations" in out["error"], out)
+admin("faults", {"rules": [
+    {"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "busy", "code": "VpnConnection.Configuring"},
+    {"action": "PublishVpnRouteEntry", "rate": 1.0, "kind": "busy", "code": "VpnTask.CONFLICT"},
+]}, method="PUT")
+expect("busy fault code VpnConnection.Configuring",
+       create("192.168.1.0/24", "10.32.0.0/24", "vco-sdk-a1", 100), "VpnConnection.Configuring", 400)
+expect("busy fault code VpnTask.CONFLICT", lambda: C.publish_vpn_route_entry(
+    m.PublishVpnRouteEntryRequest(region_id=REGION, vpn_gateway_id=GW_A, route_dest="10.5.0.0/24",
+                                  next_hop="vco-sdk-a1", route_type="pbr", publish_vpc=False)),
+    "VpnTask.CONFLICT", 400)
+admin("faults", {"rules": []}, method="PUT")
+
 # --- STS AssumeRoleWithOIDC (anonymous, form body, as the credentials library sends it) --
 
 
@@ -218,4 +400,8 @@ counters = admin("counters")
 check("counters by action and code",
       counters["calls"]["CreateVpnPbrRouteEntry"]["TaskConflict"] == 1
       and counters["calls"]["DescribeVpnGateway"]["Throttling.User"] >= 1, counters)
+creates = {(c["VpnGatewayId"], c["RouteDest"]) for c in counters["accepted_creates"]}
+check("counters: a dry run is counted under its code, never as an accepted create",
+      counters["calls"]["CreateVpnPbrRouteEntry"]["DryRunOperation"] == 1
+      and (GW_A, "10.31.0.0/24") not in creates, counters)
 finish()
