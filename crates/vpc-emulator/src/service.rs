@@ -135,3 +135,74 @@ fn config_keys(config: &Config) -> KeyStore {
     }
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ops;
+    use crate::params::Params;
+
+    const CONFIG: &str = "regions: [r]\nvpn_gateways:\n  - {id: g, region: r, vpc_id: v, visibility: on_active, dual_tunnel: true}\nvpn_connections:\n  - {id: vco-1, gateway_id: g}\n";
+
+    #[test]
+    fn state_file_keeps_pending_changes_and_reads_older_files() {
+        let config = Config::parse(CONFIG, "t").expect("config");
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let emu = Emulator::new(config.clone(), clock.clone(), None);
+        let params: BTreeMap<String, String> = [
+            ("RegionId", "r"),
+            ("VpnGatewayId", "g"),
+            ("RouteSource", "192.168.0.0/24"),
+            ("RouteDest", "10.0.0.0/24"),
+            ("NextHop", "vco-1"),
+            ("Weight", "0"),
+            ("PublishVpc", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let created = ops::run(
+            "CreateVpnPbrRouteEntry",
+            &Params::new(params),
+            &mut lock(&emu.state),
+            clock.now_ms(),
+        );
+        assert!(created.is_ok(), "{created:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        let path = path.to_str().expect("utf-8 path");
+        emu.save_state(path).expect("save");
+        let restored = Emulator::load_state(path).expect("load").expect("a world");
+        assert_eq!(restored, lock(&emu.state).world);
+        assert_eq!(restored.gateways["g"].pending.len(), 1);
+        let again = Emulator::new(config, clock.clone(), Some(restored));
+        clock.advance(3_000);
+        lock(&again.state).world.settle(clock.now_ms());
+        assert_eq!(lock(&again.state).world.gateways["g"].entries.len(), 1);
+
+        // A state file written before these fields existed still loads.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
+        for key in ["behaviour", "list_calls"] {
+            old.as_object_mut().expect("world").remove(key);
+        }
+        let gw = old["gateways"]["g"].as_object_mut().expect("gateway");
+        for key in [
+            "pending",
+            "visibility",
+            "shuffle_lists",
+            "dual_tunnel",
+            "disaster_recovery_internet_ip",
+            "disaster_recovery_vswitch_id",
+            "status_until_ms",
+        ] {
+            gw.remove(key);
+        }
+        std::fs::write(path, old.to_string()).expect("write");
+        let older = Emulator::load_state(path).expect("load").expect("a world");
+        assert!(older.gateways["g"].pending.is_empty() && !older.gateways["g"].dual_tunnel);
+    }
+}
