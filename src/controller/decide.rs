@@ -275,10 +275,28 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     let mut last_request_id = None;
     let mut conflict_adopt = false;
     match obs.job {
-        Some(JobView::InFlight)
-        | Some(JobView::Accepted {
-            confirmed: false, ..
-        }) => return d.job(JobOp::Keep).next(Next::Wake),
+        Some(JobView::InFlight) => return d.job(JobOp::Keep).next(Next::Wake),
+        Some(JobView::Accepted {
+            accepted,
+            confirmed: false,
+        }) => {
+            // Accepted, applied in the background: what the answer says is recorded now (a
+            // create's state and time); the list confirms it later.
+            let recorded = route
+                .status
+                .as_ref()
+                .is_some_and(|s| s.create_time.is_some());
+            if let (Some(entry), false) = (&accepted.entry, recorded) {
+                let mut report = both_false(
+                    Reason::Creating,
+                    "created; waiting for the gateway to list the entry",
+                );
+                report.entry = Some(entry.clone());
+                report.last_request_id = accepted.request_id.clone();
+                d = d.status(report);
+            }
+            return d.job(JobOp::Keep).next(Next::Wake);
+        }
         Some(JobView::Accepted { accepted, .. }) => {
             last_request_id = accepted.request_id.clone();
         }

@@ -159,6 +159,33 @@ impl Mutation {
         }
     }
 
+    /// Whether `entries` (a list read from the cloud) show this change applied.
+    pub fn reflected_in(&self, entries: &[Entry]) -> bool {
+        let r = self.route();
+        let found = entries
+            .iter()
+            .find(|e| e.matches(&r.route_source, &r.route_dest, &r.next_hop));
+        match (self, found) {
+            (Self::Delete { .. }, found) => found.is_none(),
+            (_, None) => false,
+            (Self::Create { .. }, Some(_)) => true,
+            (
+                Self::ModifyAttribute {
+                    new_weight,
+                    new_priority,
+                    ..
+                },
+                Some(e),
+            ) => {
+                new_weight.is_none_or(|w| e.weight == w)
+                    && new_priority.is_none_or(|p| e.priority == p)
+            }
+            (Self::ModifyWeight { new_weight, .. }, Some(e)) => e.weight == *new_weight,
+            (Self::ModifyPriority { new_priority, .. }, Some(e)) => e.priority == *new_priority,
+            (Self::Publish { publish_vpc, .. }, Some(e)) => e.published() == *publish_vpc,
+        }
+    }
+
     /// Applies an accepted mutation to a cached entry list, so readers see it without a new
     /// list call. `created` is the entry a create returned.
     pub fn apply_to(&self, entries: &mut Vec<Entry>, created: Option<&Entry>) {

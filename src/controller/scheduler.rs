@@ -32,6 +32,12 @@ pub type Owner = ObjectRef<VpnPbrRoute>;
 const FIRST_STEP: Duration = Duration::from_millis(200);
 const MAX_STEP: Duration = Duration::from_secs(30);
 
+/// How long an applied change waits at most for the list read that confirms it while other
+/// changes of its gateway keep the worker busy.
+const VERIFY_AT_MOST: Duration = Duration::from_secs(20);
+/// List reads that may miss an applied change before the route re-plans from the list.
+const VERIFY_TRIES: u32 = 5;
+
 /// Tuning of the scheduler.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -57,7 +63,8 @@ pub enum JobView {
     },
     /// On the wire: it will finish, whatever the object does meanwhile.
     InFlight,
-    /// The cloud accepted it; `confirmed` once the gateway was seen `active` afterwards.
+    /// The cloud accepted it; `confirmed` once the gateway was seen `active` afterwards and
+    /// the entry list shows the change (the cloud applies changes in the background).
     Accepted { accepted: Accepted, confirmed: bool },
     /// The cloud refused it (never a busy gateway: that is retried here). `create` tells
     /// whether it was a create.
@@ -71,7 +78,13 @@ pub enum JobView {
 enum JobState {
     Queued,
     InFlight,
-    Accepted { accepted: Accepted, seq: u64 },
+    Accepted {
+        accepted: Accepted,
+        seq: u64,
+        at: Instant,
+        /// Seen in the entry list (or given up on: the route then re-plans from the list).
+        listed: bool,
+    },
     Failed(Arc<CloudError>),
 }
 
@@ -98,6 +111,9 @@ struct Gateway {
     status: Option<String>,
     /// A scope to probe the gateway with (any job's).
     probe_scope: Option<Scope>,
+    /// List reads that did not yet show every applied change, and when to read again.
+    verify_tries: u32,
+    verify_after: Option<Instant>,
 }
 
 impl Gateway {
@@ -114,17 +130,38 @@ impl Gateway {
         self.accepted > self.confirmed
     }
 
-    /// Marks every accepted job up to `seq` as applied and returns their owners.
-    fn confirm(&mut self, seq: u64) -> Vec<Owner> {
-        if seq <= self.confirmed {
-            return Vec::new();
-        }
-        self.confirmed = seq;
-        self.jobs
-            .iter()
-            .filter(|(_, j)| matches!(j.state, JobState::Accepted { seq: s, .. } if s <= seq))
-            .map(|(o, _)| o.clone())
-            .collect()
+    /// Marks every accepted change up to `seq` as applied by the gateway. Their owners wait
+    /// for the list to show it (see `verify_at`).
+    fn confirm(&mut self, seq: u64) {
+        self.confirmed = self.confirmed.max(seq);
+    }
+
+    /// Applied changes the list has not shown yet.
+    fn unlisted(&self) -> impl Iterator<Item = (&Owner, &Job)> {
+        self.jobs.iter().filter(|(_, j)| {
+            matches!(j.state, JobState::Accepted { seq, listed: false, .. } if seq <= self.confirmed)
+        })
+    }
+
+    /// When to read the list to confirm applied changes: once no change waits to be sent (one
+    /// list then confirms a whole burst), or when the oldest has waited `VERIFY_AT_MOST`.
+    fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
+        let (_, first) = self.unlisted().next()?;
+        let oldest = self
+            .unlisted()
+            .filter_map(|(_, j)| match j.state {
+                JobState::Accepted { at, .. } => Some(at),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(now);
+        let at = if self.queued_head().is_some() {
+            oldest + VERIFY_AT_MOST
+        } else {
+            now
+        };
+        let at = self.verify_after.map_or(at, |after| at.max(after));
+        Some((first.scope.clone(), at))
     }
 
     /// Time since the last accepted change, while it is not known to be applied.
@@ -277,9 +314,14 @@ impl Scheduler {
                 generation: job.generation,
             },
             JobState::InFlight => JobView::InFlight,
-            JobState::Accepted { accepted, seq } => JobView::Accepted {
+            JobState::Accepted {
+                accepted,
+                seq,
+                listed,
+                ..
+            } => JobView::Accepted {
                 accepted: accepted.clone(),
-                confirmed: *seq <= gw.confirmed,
+                confirmed: *seq <= gw.confirmed && *listed,
             },
             JobState::Failed(e) => JobView::Failed {
                 error: e.clone(),
@@ -384,6 +426,7 @@ struct Worker {
 enum Next {
     Send(Box<(Owner, Scope)>, Instant),
     Probe(Scope, Instant),
+    Verify(Scope, Instant),
     Idle,
 }
 
@@ -393,7 +436,7 @@ impl Worker {
         loop {
             let next = self.next();
             let sleep_until = match &next {
-                Next::Send(_, at) | Next::Probe(_, at) => Some(*at),
+                Next::Send(_, at) | Next::Probe(_, at) | Next::Verify(_, at) => Some(*at),
                 Next::Idle => None,
             };
             // Sleep until due, but wake early for new work or shutdown.
@@ -416,6 +459,7 @@ impl Worker {
                     step = self.send(owner, &scope, step).await;
                 }
                 Next::Probe(scope, _) => step = self.probe(&scope, step).await,
+                Next::Verify(scope, _) => step = self.verify(&scope, step).await,
                 Next::Idle => {}
             }
         }
@@ -423,19 +467,29 @@ impl Worker {
 
     fn next(&self) -> Next {
         let gw = lock(&self.slot.state);
-        if let Some((owner, scope)) = gw.queued_head() {
+        let now = Instant::now();
+        let change = if let Some((owner, scope)) = gw.queued_head() {
             if !self.inner.config.enabled {
-                return Next::Send(Box::new((owner, scope)), Instant::now());
+                Next::Send(Box::new((owner, scope)), now)
+            } else {
+                match gw.ready_at() {
+                    Some(at) => Next::Send(Box::new((owner, scope)), at),
+                    None => Next::Probe(scope, gw.probe_at()),
+                }
             }
-            return match gw.ready_at() {
-                Some(at) => Next::Send(Box::new((owner, scope)), at),
-                None => Next::Probe(scope, gw.probe_at()),
-            };
+        } else if let Some(scope) = gw.probe_scope.clone().filter(|_| gw.unconfirmed()) {
+            Next::Probe(scope, gw.probe_at())
+        } else {
+            Next::Idle
+        };
+        // A due list read of applied changes goes before a change that is not due yet.
+        match (gw.verify_at(now), &change) {
+            (Some((scope, at)), Next::Idle) => Next::Verify(scope, at),
+            (Some((scope, at)), Next::Send(_, t) | Next::Probe(_, t)) if at < *t => {
+                Next::Verify(scope, at)
+            }
+            _ => change,
         }
-        if let Some(scope) = gw.probe_scope.clone().filter(|_| gw.unconfirmed()) {
-            return Next::Probe(scope, gw.probe_at());
-        }
-        Next::Idle
     }
 
     fn wake(&self, owners: impl IntoIterator<Item = Owner>) {
@@ -475,31 +529,36 @@ impl Worker {
                 self.inner
                     .cache
                     .apply(scope, mutation, accepted.entry.as_ref());
-                let woken = {
+                {
                     let mut gw = lock(&self.slot.state);
                     if let Some(g) = gap {
                         gw.estimate.free(g);
                     }
                     // This change was accepted, so every earlier one has been applied.
                     let prev = gw.accepted;
-                    let mut woken = gw.confirm(prev);
+                    gw.confirm(prev);
                     gw.accepted += 1;
                     gw.noise = 0;
                     let seq = gw.accepted;
-                    gw.last_accept = Some(Instant::now());
+                    let now = Instant::now();
+                    gw.last_accept = Some(now);
                     gw.status = Some("updating".to_owned());
                     if let Some(job) = gw.jobs.get_mut(&owner) {
-                        job.state = JobState::Accepted { accepted, seq };
+                        job.state = JobState::Accepted {
+                            accepted,
+                            seq,
+                            at: now,
+                            listed: false,
+                        };
                     }
                     if !self.inner.config.enabled {
                         // Without the scheduler nobody tracks the gateway: treat it as done.
-                        woken.extend(gw.confirm(seq));
+                        gw.confirm(seq);
                     }
-                    woken.push(owner.clone());
-                    woken
-                };
+                }
                 debug!(gateway = %self.key, action = mutation.action(), "mutation accepted");
-                self.wake(woken);
+                // The route records what the answer says (a create's time) while it waits.
+                self.wake([owner]);
                 FIRST_STEP
             }
             Err(e)
@@ -561,7 +620,7 @@ impl Worker {
         match self.inner.cache.refresh_facts(scope).await {
             Ok(facts) => {
                 let active = facts.status == "active";
-                let (woken, fits) = {
+                let fits = {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some(facts.status.clone());
                     if active {
@@ -569,12 +628,12 @@ impl Worker {
                             gw.estimate.free(g);
                         }
                         let seq = gw.accepted;
-                        (gw.confirm(seq), None)
+                        gw.confirm(seq);
+                        None
                     } else {
-                        (Vec::new(), gap.map(|g| gw.estimate.busy(g)))
+                        gap.map(|g| gw.estimate.busy(g))
                     }
                 };
-                self.wake(woken);
                 if active || fits == Some(Busy::Consistent) {
                     FIRST_STEP
                 } else {
@@ -589,6 +648,56 @@ impl Worker {
                 (step * 2).min(MAX_STEP)
             }
         }
+    }
+
+    /// Reads the entry list and confirms the applied changes it shows; a change it does not
+    /// show yet is read for again later, and after `VERIFY_TRIES` reads its route re-plans.
+    async fn verify(&self, scope: &Scope, step: Duration) -> Duration {
+        let list = match self.inner.cache.entries(scope, Duration::ZERO).await {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(gateway = %self.key, code = e.code(), "entry list read failed");
+                lock(&self.slot.state).verify_after = Some(Instant::now() + step);
+                return (step * 2).min(MAX_STEP);
+            }
+        };
+        let woken = {
+            let mut gw = lock(&self.slot.state);
+            let confirmed = gw.confirmed;
+            let give_up = gw.verify_tries + 1 >= VERIFY_TRIES;
+            let mut woken = Vec::new();
+            let mut missing = false;
+            for (owner, job) in &mut gw.jobs {
+                if let JobState::Accepted {
+                    seq,
+                    ref mut listed,
+                    ..
+                } = job.state
+                    && seq <= confirmed
+                    && !*listed
+                {
+                    if job.mutation.reflected_in(&list) || give_up {
+                        *listed = true;
+                        woken.push(owner.clone());
+                    } else {
+                        missing = true;
+                    }
+                }
+            }
+            if missing {
+                gw.verify_tries += 1;
+                // The cloud lists changes a little after the gateway is active again: read at
+                // the gateway's pace, never in a tight loop.
+                let pause = gw.estimate.probe_gap().max(FIRST_STEP) * gw.verify_tries;
+                gw.verify_after = Some(Instant::now() + pause.min(MAX_STEP));
+            } else {
+                gw.verify_tries = 0;
+                gw.verify_after = None;
+            }
+            woken
+        };
+        self.wake(woken);
+        FIRST_STEP
     }
 }
 
@@ -616,6 +725,10 @@ mod tests {
         max_in_flight: StdMutex<usize>,
         accepted: StdMutex<Vec<String>>,
         calls: StdMutex<usize>,
+        /// When each accepted change shows in the list, and how many lists were read.
+        visible_at: StdMutex<Vec<(String, Instant)>>,
+        list_lag: Duration,
+        lists: StdMutex<usize>,
     }
 
     impl FakeGateway {
@@ -627,7 +740,17 @@ mod tests {
                 max_in_flight: StdMutex::new(0),
                 accepted: StdMutex::new(Vec::new()),
                 calls: StdMutex::new(0),
+                visible_at: StdMutex::new(Vec::new()),
+                list_lag: Duration::ZERO,
+                lists: StdMutex::new(0),
             })
+        }
+
+        /// Changes show in the list `lag` after the gateway is active again.
+        fn lagging(update: Duration, lag: Duration) -> Arc<Self> {
+            let mut g = Arc::into_inner(Self::new(update, None)).expect("fresh");
+            g.list_lag = lag;
+            Arc::new(g)
         }
     }
 
@@ -646,8 +769,27 @@ mod tests {
     }
 
     impl CloudPort for FakeGateway {
+        /// Accepted changes are listed (published) once applied and `list_lag` has passed.
         fn list_entries<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
-            Box::pin(async { Ok(Vec::new()) })
+            Box::pin(async move {
+                *self.lists.lock().unwrap() += 1;
+                let now = Instant::now();
+                let visible = self.visible_at.lock().unwrap().clone();
+                Ok(visible
+                    .into_iter()
+                    .filter(|(_, at)| *at <= now)
+                    .map(|(src, _)| Entry {
+                        route_source: src,
+                        route_dest: "10.0.0.0/16".into(),
+                        next_hop: "vco-a".into(),
+                        weight: 100,
+                        priority: 10,
+                        state: "published".into(),
+                        create_time: 1,
+                        vpn_instance_id: "vpn-a".into(),
+                    })
+                    .collect())
+            })
         }
         fn gateway<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
             Box::pin(async move {
@@ -684,6 +826,10 @@ mod tests {
                     .lock()
                     .unwrap()
                     .push(m.route().route_source.clone());
+                self.visible_at.lock().unwrap().push((
+                    m.route().route_source.clone(),
+                    Instant::now() + self.update + self.list_lag,
+                ));
                 Ok(Accepted {
                     request_id: Some("rid".into()),
                     entry: None,
@@ -770,6 +916,55 @@ mod tests {
         );
         let calls = *fake.calls.lock().unwrap();
         assert!(calls <= n * 2, "{calls} calls for {n} changes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_is_confirmed_only_once_the_list_shows_it_with_one_list_per_burst() {
+        let update = Duration::from_secs(2);
+        let lag = Duration::from_secs(3);
+        let fake = FakeGateway::lagging(update, lag);
+        let cloud: Arc<dyn CloudPort> = fake.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sched = Scheduler::new(
+            cloud.clone(),
+            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        let n = 5;
+        for i in 0..n {
+            sched.submit(&owner(i), &scope(), publish(i), Some(1));
+        }
+        let mut confirmed = 0;
+        while confirmed < n {
+            let o = rx.recv().await.expect("wake");
+            if let Some(JobView::Accepted {
+                confirmed: true, ..
+            }) = sched.view(&o, &scope().key())
+            {
+                let src = format!("src{}", o.name.trim_start_matches('r'));
+                let visible = fake
+                    .visible_at
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(s, _)| *s == src)
+                    .map(|(_, at)| *at)
+                    .expect("accepted");
+                assert!(
+                    visible <= Instant::now(),
+                    "{src} confirmed before it was listed"
+                );
+                sched.forget(&o, &scope().key());
+                confirmed += 1;
+            }
+        }
+        let lists = *fake.lists.lock().unwrap();
+        assert!(
+            (1..=4).contains(&lists),
+            "{lists} list reads for {n} changes: one per burst plus a few for the lag"
+        );
     }
 
     #[tokio::test(start_paused = true)]

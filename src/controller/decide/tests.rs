@@ -434,6 +434,29 @@ fn job_outcomes() {
         });
         assert_eq!((d.job, d.next), (Some(JobOp::Keep), Some(Next::Wake)));
     }
+    // A create's answer is recorded while the list has yet to show it.
+    let answered = JobView::Accepted {
+        accepted: Accepted {
+            request_id: Some("req-3".into()),
+            entry: Some(entry(100, "normal")),
+        },
+        confirmed: false,
+    };
+    let d = decide(&Observation {
+        job: Some(&answered),
+        ..obs(&r)
+    });
+    assert_eq!(
+        (d.job.clone(), d.next),
+        (Some(JobOp::Keep), Some(Next::Wake))
+    );
+    assert_eq!(
+        reasons(&d),
+        (Some("Creating".into()), Some("Creating".into()))
+    );
+    let report = d.status.expect("status");
+    assert_eq!(report.entry, Some(entry(100, "normal")));
+    assert_eq!(report.last_request_id.as_deref(), Some("req-3"));
     let refused = JobView::Failed {
         error: cloud_error(400, "InvalidNextHop.NotFound"),
         create: true,
