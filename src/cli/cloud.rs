@@ -48,10 +48,7 @@ pub struct CloudArgs {
 pub enum CloudSetupError {
     #[error("cloud client: {0}")]
     Client(#[from] CloudError),
-    #[error(
-        "no credentials: {0} (set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
-         RRSA variables or a credentials file, as for the operator)"
-    )]
+    #[error("credentials (the operator's chain): {0}")]
     Credentials(#[from] CredentialsError),
     #[error("--api-rate must be a positive number, not {0}")]
     Rate(f64),
