@@ -370,13 +370,14 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
 
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or
 /// adopted it. The create's idempotency token makes a replay after a crash ours too.
-fn owns_entry(route: &VpnPbrRoute) -> bool {
+pub fn owns_entry(route: &VpnPbrRoute) -> bool {
     route.status.as_ref().is_some_and(|s| {
         s.create_time.is_some() || s.client_token.is_some() || s.adopted == Some(true)
     })
 }
 
-fn consents_to_adopt(route: &VpnPbrRoute) -> bool {
+/// Whether the object consents to adopt an entry it did not make.
+pub fn consents_to_adopt(route: &VpnPbrRoute) -> bool {
     route
         .annotations()
         .get(ADOPT_ANNOTATION)

@@ -56,6 +56,8 @@ pub fn bench_config_yaml(gateways: usize, update_ms: u64) -> String {
 
 /// The integration tests' gateways: `vpn-gw-a` (priority support) and `vpn-gw-b` (none), each
 /// with connections `vco-gw-<gw>-1` and `-2`; `extra_keys` is YAML appended to `access_keys`.
+/// The cloud is the realistic one: a change shows in the lists only once the gateway is
+/// `active` again, and lists come in a new order on every call.
 pub fn two_gateway_config_yaml(update_ms: u64, extra_keys: &str) -> String {
     let mut gws = String::new();
     let mut conns = String::new();
@@ -72,7 +74,7 @@ pub fn two_gateway_config_yaml(update_ms: u64, extra_keys: &str) -> String {
         }
     }
     format!(
-        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\n{extra_keys}regions: [cn-hangzhou]\nvpn_gateways:\n{gws}vpn_connections:\n{conns}oidc:\n  provider_arn: {OIDC_PROVIDER_ARN}\n  roles:\n    - arn: {ROLE_ARN}\n      max_session_duration_secs: 3600\n  accepted_tokens: []\n"
+        "settings:\n  task_conflict_window_ms: 50\n  visibility: on_active\n  shuffle_lists: true\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\n{extra_keys}regions: [cn-hangzhou]\nvpn_gateways:\n{gws}vpn_connections:\n{conns}oidc:\n  provider_arn: {OIDC_PROVIDER_ARN}\n  roles:\n    - arn: {ROLE_ARN}\n      max_session_duration_secs: 3600\n  accepted_tokens: []\n"
     )
 }
 

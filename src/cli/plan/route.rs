@@ -179,13 +179,8 @@ impl RoutePlan {
 /// The gateway as read: its facts and every entry, or the read's failure.
 pub type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a CloudError>;
 
-/// Whether the object's status says the cloud entry is its own: it created it (or has a create
-/// under way) or adopted it. The same rule as `owns_entry` in `src/controller/decide.rs`.
-pub fn owns_entry(route: &VpnPbrRoute) -> bool {
-    route.status.as_ref().is_some_and(|s| {
-        s.create_time.is_some() || s.client_token.is_some() || s.adopted == Some(true)
-    })
-}
+/// Whether the object's status says the cloud entry is its own (the controller's rule).
+pub use crate::controller::decide::owns_entry;
 
 fn annotation_is_true(route: &VpnPbrRoute, key: &str) -> bool {
     route.annotations().get(key).is_some_and(|v| v == "true")
