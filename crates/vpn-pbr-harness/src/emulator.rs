@@ -28,10 +28,11 @@ pub fn connection_id(g: usize, c: usize) -> String {
 }
 
 /// `gateways` gateways with priority support, `CONNECTIONS` connections each, update time
-/// `update_ms`, quotas far above the workload and a small TaskConflict window.
+/// `update_ms`, quotas far above the workload and a small TaskConflict window, in the realistic
+/// cloud: changes show in the lists once the gateway is `active` again, lists are shuffled.
 pub fn bench_config_yaml(gateways: usize, update_ms: u64) -> String {
     let mut s = format!(
-        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\nregions: [{REGION}]\nvpn_gateways:\n"
+        "settings:\n  task_conflict_window_ms: 50\n  visibility: on_active\n  shuffle_lists: true\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\nregions: [{REGION}]\nvpn_gateways:\n"
     );
     for g in 0..gateways {
         let _ = write!(
