@@ -16,9 +16,11 @@ use crate::api::v1alpha1::VpnPbrRoute;
 use crate::config::Config;
 use crate::controller::context::Settings;
 use crate::controller::metrics::{CloudCallMetrics, Metrics};
+use crate::controller::port::CloudPort;
 use crate::controller::runner::{self, Runtime};
 use crate::controller::scheduler::SchedulerConfig;
 use crate::controller::vpc::VpcPort;
+use crate::fence::{Fence, FencedCloud};
 use crate::http::{self, Health};
 use alicloud_vpc_client::credentials::CredentialsFuture;
 use alicloud_vpc_client::{
@@ -27,6 +29,13 @@ use alicloud_vpc_client::{
 };
 
 const CRD_NAME: &str = "vpnpbrroutes.vpn.alicloud.dev";
+
+/// Leader election: the Lease lasts 15 s from each renewal and the leader renews it 6 s before
+/// it ends; it stops sending cloud changes 4 s before it ends unless it saw the renewal
+/// (`fence`), so a replica that takes an expired Lease over never overlaps with the old leader.
+const LEASE_SECONDS: u64 = 15;
+const LEASE_RENEW_BEFORE_SECONDS: u64 = 6;
+const FENCE_MARGIN: Duration = Duration::from_secs(4);
 
 /// Why the operator could not run.
 #[derive(Debug, thiserror::Error)]
@@ -192,9 +201,19 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     };
 
     let instance = std::env::var("POD_NAME").ok();
+    // With leader election every cloud change passes the fence of the lease.
+    let fence = Fence::new();
+    let cloud: Arc<dyn CloudPort> = if config.leader_election {
+        Arc::new(FencedCloud::new(
+            Arc::new(VpcPort::new(factory)),
+            fence.clone(),
+        ))
+    } else {
+        Arc::new(VpcPort::new(factory))
+    };
     let runtime = Runtime {
         client: client.clone(),
-        cloud: Arc::new(VpcPort::new(factory)),
+        cloud,
         default_credentials,
         settings: Settings {
             resync: config.resync,
@@ -212,7 +231,16 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     };
 
     if config.leader_election {
-        lead_then_run(&config, client, runtime, health, shutdown.clone(), instance).await?;
+        lead_then_run(
+            &config,
+            client,
+            runtime,
+            health,
+            shutdown.clone(),
+            instance,
+            fence,
+        )
+        .await?;
     } else {
         runner::run(runtime, shutdown.clone(), config.shutdown_timeout).await;
     }
@@ -228,6 +256,7 @@ async fn lead_then_run(
     health: Arc<Health>,
     shutdown: CancellationToken,
     instance: Option<String>,
+    fence: Fence,
 ) -> Result<(), AppError> {
     let namespace = config
         .lease_namespace
@@ -235,11 +264,11 @@ async fn lead_then_run(
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".to_owned());
     let identity = instance.unwrap_or_else(|| format!("vpn-pbr-operator-{}", uuid::Uuid::new_v4()));
-    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
+    let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
-        .with_duration(15)
-        .with_grace(5)
+        .with_duration(LEASE_SECONDS)
+        .with_grace(LEASE_RENEW_BEFORE_SECONDS)
         .build()
         .await
         .map_err(|e| AppError::Lease(e.to_string()))?;
@@ -285,6 +314,16 @@ async fn lead_then_run(
             lost.cancel();
         }
     });
+    // Cloud changes only while the lease is confirmed ours (see `fence`).
+    tokio::spawn(crate::fence::watch_lease_object(
+        client,
+        namespace.clone(),
+        config.lease_name.clone(),
+        identity.clone(),
+        FENCE_MARGIN,
+        fence,
+        run_token.clone(),
+    ));
     runner::run(runtime, run_token, config.shutdown_timeout).await;
     drop(leader);
     // Dropping the last receiver makes the lease task release the lease.

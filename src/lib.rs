@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod fence;
 pub mod http;
 pub mod shutdown;
 pub mod telemetry;
