@@ -9,7 +9,7 @@ CARGO ?= cargo
 # Where cargo puts binaries (CI points CARGO_TARGET_DIR at a cache outside the clone).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: all build tools test lint unit integration crds cluster-up cluster-down clean-cache help
+.PHONY: all build tools test lint unit integration crds cluster-up cluster-down clean-cache help sim
 
 all: build
 
@@ -36,6 +36,13 @@ lint: ## rustfmt and clippy, warnings are errors
 test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests (every crate)
 	$(CARGO) build --locked --bins
 	source <(hack/tools.sh --env) && $(CARGO) test --locked --lib --bins --tests
+
+# The deterministic simulation (tests/simulation.rs); `make test` runs it with 1000 seeds.
+SEEDS ?= 1000
+SEED ?=
+SIM_FLAGS ?=
+sim: ## Simulate the route lifecycle: SEEDS=n seeds (default 1000), SEED=n replays one (SIM_TRACE=1 prints its trace)
+	SIM_SEEDS=$(SEEDS) SIM_SEED=$(SEED) $(CARGO) test --locked $(SIM_FLAGS) -p vpn-pbr-operator --test simulation -- --nocapture
 
 cluster-up: ## Start a local etcd + kube-apiserver in the background; prints export KUBECONFIG=...
 	@hack/cluster.sh up

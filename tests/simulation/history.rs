@@ -1,0 +1,653 @@
+//! A seeded random history: the gateways, and the steps users, the console and crashes take
+//! over virtual time. Generated up front from the seed alone against the generator's own model
+//! of what exists, so one seed always gives the same history; a step that no longer applies
+//! when it runs (the object is still terminating, a console change the API refuses) is a no-op.
+
+use std::fmt;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use vpn_pbr_operator::api::v1alpha1::{
+    DeletionPolicy, ManagementPolicy, SecretRef, VpnPbrRouteSpec,
+};
+
+use super::world::{EntryKey, REGION};
+
+#[derive(Clone, Debug)]
+pub struct GatewayConf {
+    pub id: String,
+    pub priority: bool,
+    pub update_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub enum Edit {
+    Weight(i32),
+    Priority(i32),
+    Publish(bool),
+    /// A new destination; the apiserver refuses it once the route exists in the cloud.
+    Dest(String),
+    Deletion(DeletionPolicy),
+    Management(ManagementPolicy),
+}
+
+#[derive(Clone, Debug)]
+pub enum Console {
+    /// Someone makes an entry (weight, publish) before any object names it.
+    Create(EntryKey, i32, bool),
+    Delete(EntryKey),
+    Weight(EntryKey, i32),
+    Priority(EntryKey, i32),
+    Publish(EntryKey, bool),
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Creates the object (and first its Secret, when the spec names one).
+    Create {
+        name: String,
+        spec: VpnPbrRouteSpec,
+        paused: bool,
+        /// With the adopt annotation.
+        adopt: bool,
+    },
+    Edit {
+        name: String,
+        edit: Edit,
+    },
+    /// Both members of an active/standby pair change weight at once.
+    Swap {
+        a: String,
+        b: String,
+    },
+    Pause {
+        name: String,
+        on: bool,
+    },
+    /// Sets or removes the adopt annotation.
+    Adopt {
+        name: String,
+        on: bool,
+    },
+    /// Deletes the object (and, just before, the Secret it names).
+    Delete {
+        name: String,
+    },
+    Console(Console),
+    DeleteGateway {
+        gw: String,
+    },
+    Crash,
+    Nothing,
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub wait: Duration,
+    pub op: Op,
+}
+
+pub struct History {
+    pub gateways: Vec<GatewayConf>,
+    pub steps: Vec<Step>,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Create {
+                name,
+                spec,
+                paused,
+                adopt,
+            } => write!(
+                f,
+                "create {name} {}:{}->{}/{} w={} p={} pub={} {:?}/{:?}{}{}{}",
+                spec.vpn_gateway_id,
+                spec.route_source,
+                spec.route_dest,
+                spec.next_hop,
+                spec.weight,
+                spec.priority,
+                spec.publish_vpc,
+                spec.management_policy,
+                spec.deletion_policy,
+                if spec.credentials_ref.is_some() {
+                    " +secret"
+                } else {
+                    ""
+                },
+                if *paused { " paused" } else { "" },
+                if *adopt { " adopt" } else { "" }
+            ),
+            Op::Edit { name, edit } => write!(f, "edit {name} {edit:?}"),
+            Op::Swap { a, b } => write!(f, "swap weights of {a} and {b}"),
+            Op::Pause { name, on } => write!(f, "{} {name}", if *on { "pause" } else { "unpause" }),
+            Op::Adopt { name, on } => {
+                write!(
+                    f,
+                    "{} the adopt annotation of {name}",
+                    if *on { "set" } else { "remove" }
+                )
+            }
+            Op::Delete { name } => write!(f, "delete {name}"),
+            Op::Console(c) => write!(f, "console {c:?}"),
+            Op::DeleteGateway { gw } => write!(f, "delete gateway {gw}"),
+            Op::Crash => write!(f, "CRASH the operator"),
+            Op::Nothing => write!(f, "(nothing)"),
+        }
+    }
+}
+
+impl fmt::Display for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for g in &self.gateways {
+            writeln!(
+                f,
+                "  gateway {} update={}ms priority={}",
+                g.id, g.update_ms, g.priority
+            )?;
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "  {i:3} +{:.3}s {}", s.wait.as_secs_f64(), s.op)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Role {
+    Single,
+    /// Member 0 or 1 of its gateway's pair.
+    Pair(usize),
+    Dup,
+}
+
+struct GObj {
+    name: String,
+    gw: usize,
+    role: Role,
+    spec: VpnPbrRouteSpec,
+    alive: bool,
+    paused: bool,
+    adopt: bool,
+}
+
+pub fn hop(gw: usize, member: usize) -> String {
+    format!("vco-g{gw}{}", if member == 0 { 'a' } else { 'b' })
+}
+
+pub fn gateway_id(gw: usize) -> String {
+    format!("vpn-g{gw}")
+}
+
+fn spec(gw: usize, src: String, dest: String, hop: String, weight: i32) -> VpnPbrRouteSpec {
+    VpnPbrRouteSpec {
+        region_id: REGION.to_owned(),
+        vpn_gateway_id: gateway_id(gw),
+        route_source: src,
+        route_dest: dest,
+        next_hop: hop,
+        weight,
+        publish_vpc: false,
+        priority: 10,
+        description: None,
+        overlay_mode: None,
+        credentials_ref: None,
+        deletion_policy: DeletionPolicy::Delete,
+        management_policy: ManagementPolicy::Full,
+    }
+}
+
+struct Gen {
+    rng: StdRng,
+    gws: Vec<GatewayConf>,
+    gw_gone: Vec<bool>,
+    objs: Vec<GObj>,
+    next_dest: u32,
+    next_name: u32,
+    steps: Vec<Step>,
+    /// A step that undoes the last one, taken soon after it.
+    revert: Option<Op>,
+}
+
+impl Gen {
+    fn wait(&mut self) -> Duration {
+        let ms = match self.rng.random_range(0..100) {
+            0..40 => self.rng.random_range(0..300),
+            40..70 => self.rng.random_range(300..3000),
+            70..90 => self.rng.random_range(3000..10_000),
+            _ => self.rng.random_range(10_000..40_000),
+        };
+        Duration::from_millis(ms)
+    }
+
+    fn push(&mut self, wait: Duration, op: Op) {
+        self.steps.push(Step { wait, op });
+    }
+
+    fn alive(&self, pred: impl Fn(&GObj) -> bool) -> Vec<usize> {
+        (0..self.objs.len())
+            .filter(|i| self.objs[*i].alive && pred(&self.objs[*i]))
+            .collect()
+    }
+
+    fn pick(&mut self, v: &[usize]) -> Option<usize> {
+        (!v.is_empty()).then(|| v[self.rng.random_range(0..v.len())])
+    }
+
+    fn live_gw(&mut self) -> usize {
+        let live: Vec<usize> = (0..self.gws.len()).filter(|g| !self.gw_gone[*g]).collect();
+        live[self.rng.random_range(0..live.len())]
+    }
+
+    fn create_single(&mut self) -> Option<Op> {
+        let gw = self.live_gw();
+        // Sometimes a deleted single comes back under its old name (adopting what an
+        // `Orphan` deletion left, or racing its own termination).
+        let dead: Vec<usize> = (0..self.objs.len())
+            .filter(|i| {
+                let o = &self.objs[*i];
+                !o.alive
+                    && o.role == Role::Single
+                    && !self.gw_gone[o.gw]
+                    && !self.objs.iter().any(|x| x.alive && x.name == o.name)
+            })
+            .collect();
+        let (name, mut s) = if !dead.is_empty() && self.rng.random_bool(0.3) {
+            let i = dead[self.rng.random_range(0..dead.len())];
+            (self.objs[i].name.clone(), self.objs[i].spec.clone())
+        } else {
+            self.next_dest += 1;
+            self.next_name += 1;
+            let g = u32::try_from(gw).unwrap_or(0);
+            let s = spec(
+                gw,
+                format!("192.168.{g}.0/24"),
+                format!("10.{g}.{}.0/24", self.next_dest),
+                hop(gw, 0),
+                if self.rng.random_bool(0.7) { 100 } else { 0 },
+            );
+            (format!("g{gw}-s{}", self.next_name), s)
+        };
+        let gw = self
+            .gws
+            .iter()
+            .position(|g| g.id == s.vpn_gateway_id)
+            .unwrap_or(gw);
+        s.weight = if self.rng.random_bool(0.7) { 100 } else { 0 };
+        s.publish_vpc = self.rng.random_bool(0.4);
+        s.priority = if self.gws[gw].priority && self.rng.random_bool(0.5) {
+            self.rng.random_range(1..=20)
+        } else {
+            10
+        };
+        s.deletion_policy = if self.rng.random_bool(0.3) {
+            DeletionPolicy::Orphan
+        } else {
+            DeletionPolicy::Delete
+        };
+        s.management_policy = if self.rng.random_bool(0.15) {
+            ManagementPolicy::ObserveOnly
+        } else {
+            ManagementPolicy::Full
+        };
+        s.credentials_ref = self.rng.random_bool(0.2).then(|| SecretRef {
+            name: format!("creds-{name}"),
+        });
+        let paused = self.rng.random_bool(0.05);
+        let adopt = self.rng.random_bool(0.4);
+        self.objs.push(GObj {
+            name: name.clone(),
+            gw,
+            role: Role::Single,
+            spec: s.clone(),
+            alive: true,
+            paused,
+            adopt,
+        });
+        Some(Op::Create {
+            name,
+            spec: s,
+            paused,
+            adopt,
+        })
+    }
+
+    fn create_pair_member(&mut self) -> Option<Op> {
+        let gw = self.live_gw();
+        let missing: Vec<usize> = (0..2)
+            .filter(|m| {
+                !self
+                    .objs
+                    .iter()
+                    .any(|o| o.gw == gw && o.role == Role::Pair(*m) && o.alive)
+            })
+            .collect();
+        let member = *missing.get(self.rng.random_range(0..missing.len().max(1)))?;
+        let partner = self
+            .objs
+            .iter()
+            .find(|o| o.gw == gw && o.role == Role::Pair(1 - member) && o.alive);
+        let weight = partner.map_or(if member == 0 { 100 } else { 0 }, |p| 100 - p.spec.weight);
+        let g = u32::try_from(gw).unwrap_or(0);
+        let mut s = spec(
+            gw,
+            format!("172.16.{g}.0/24"),
+            format!("10.200.{g}.0/24"),
+            hop(gw, member),
+            weight,
+        );
+        s.publish_vpc = self.rng.random_bool(0.5);
+        let name = format!("g{gw}-p{}", if member == 0 { 'a' } else { 'b' });
+        self.objs.push(GObj {
+            name: name.clone(),
+            gw,
+            role: Role::Pair(member),
+            spec: s.clone(),
+            alive: true,
+            paused: false,
+            adopt: false,
+        });
+        Some(Op::Create {
+            name,
+            spec: s,
+            paused: false,
+            adopt: false,
+        })
+    }
+
+    fn create_dup(&mut self) -> Option<Op> {
+        let singles = self.alive(|o| o.role == Role::Single);
+        let i = self.pick(&singles)?;
+        let mut s = self.objs[i].spec.clone();
+        let gw = self.objs[i].gw;
+        s.credentials_ref = None;
+        s.management_policy = ManagementPolicy::Full;
+        s.weight = if self.rng.random_bool(0.5) { 100 } else { 0 };
+        s.deletion_policy = if self.rng.random_bool(0.5) {
+            DeletionPolicy::Orphan
+        } else {
+            DeletionPolicy::Delete
+        };
+        self.next_name += 1;
+        let name = format!("g{gw}-d{}", self.next_name);
+        let adopt = self.rng.random_bool(0.5);
+        self.objs.push(GObj {
+            name: name.clone(),
+            gw,
+            role: Role::Dup,
+            spec: s.clone(),
+            alive: true,
+            paused: false,
+            adopt,
+        });
+        Some(Op::Create {
+            name,
+            spec: s,
+            paused: false,
+            adopt,
+        })
+    }
+
+    /// A change of a single (or a duplicate), and the edit that undoes it.
+    fn edit(&mut self) -> Option<(Op, Option<Op>)> {
+        let cands = self.alive(|o| o.role != Role::Pair(0) && o.role != Role::Pair(1));
+        let i = self.pick(&cands)?;
+        let gwp = self.gws[self.objs[i].gw].priority;
+        let o = &self.objs[i];
+        let name = o.name.clone();
+        let s = o.spec.clone();
+        let roll = self.rng.random_range(0..100);
+        let (edit, back) = match roll {
+            0..30 => {
+                let w = if s.weight == 100 { 0 } else { 100 };
+                (Edit::Weight(w), Edit::Weight(s.weight))
+            }
+            30..50 => (Edit::Publish(!s.publish_vpc), Edit::Publish(s.publish_vpc)),
+            50..65 if gwp => (
+                Edit::Priority(self.rng.random_range(1..=20)),
+                Edit::Priority(s.priority),
+            ),
+            65..73 => (Edit::Weight(50), Edit::Weight(s.weight)),
+            73..80 if o.role == Role::Single => {
+                self.next_dest += 1;
+                let g = o.gw;
+                (
+                    Edit::Dest(format!("10.{g}.{}.0/24", self.next_dest)),
+                    Edit::Dest(s.route_dest.clone()),
+                )
+            }
+            80..88 => {
+                let d = if s.deletion_policy == DeletionPolicy::Delete {
+                    DeletionPolicy::Orphan
+                } else {
+                    DeletionPolicy::Delete
+                };
+                (Edit::Deletion(d), Edit::Deletion(s.deletion_policy))
+            }
+            _ => {
+                let m = if s.management_policy == ManagementPolicy::Full {
+                    ManagementPolicy::ObserveOnly
+                } else {
+                    ManagementPolicy::Full
+                };
+                (Edit::Management(m), Edit::Management(s.management_policy))
+            }
+        };
+        apply_edit(&mut self.objs[i].spec, &edit);
+        Some((
+            Op::Edit {
+                name: name.clone(),
+                edit,
+            },
+            Some(Op::Edit { name, edit: back }),
+        ))
+    }
+
+    fn swap(&mut self) -> Option<Op> {
+        let gws: Vec<usize> = (0..self.gws.len())
+            .filter(|g| {
+                (0..2).all(|m| {
+                    self.objs
+                        .iter()
+                        .any(|o| o.gw == *g && o.role == Role::Pair(m) && o.alive)
+                })
+            })
+            .collect();
+        let gw = *gws.get(self.rng.random_range(0..gws.len().max(1)))?;
+        let mut names = Vec::new();
+        for o in self
+            .objs
+            .iter_mut()
+            .filter(|o| o.gw == gw && o.alive && matches!(o.role, Role::Pair(_)))
+        {
+            o.spec.weight = 100 - o.spec.weight;
+            names.push(o.name.clone());
+        }
+        if self.rng.random_bool(0.5) {
+            names.reverse();
+        }
+        Some(Op::Swap {
+            a: names[0].clone(),
+            b: names[1].clone(),
+        })
+    }
+
+    /// Applies a revert to the model (the step it undoes was applied when it was made).
+    fn model(&mut self, op: &Op) {
+        match op {
+            Op::Edit { name, edit } => {
+                for o in self.objs.iter_mut().filter(|o| o.alive && &o.name == name) {
+                    apply_edit(&mut o.spec, edit);
+                }
+            }
+            Op::Swap { a, b } => {
+                for o in self
+                    .objs
+                    .iter_mut()
+                    .filter(|o| o.alive && (&o.name == a || &o.name == b))
+                {
+                    o.spec.weight = 100 - o.spec.weight;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn console(&mut self) -> Option<Op> {
+        let all = self.alive(|_| true);
+        let i = self.pick(&all)?;
+        let o = &self.objs[i];
+        let key = EntryKey::of(&o.spec);
+        let gwp = self.gws[o.gw].priority;
+        let pair = matches!(o.role, Role::Pair(_));
+        Some(Op::Console(match self.rng.random_range(0..4) {
+            0 => Console::Weight(key, if self.rng.random_bool(0.5) { 0 } else { 100 }),
+            1 if gwp => Console::Priority(key, self.rng.random_range(1..=20)),
+            2 if !pair => Console::Publish(key, self.rng.random_bool(0.5)),
+            _ => Console::Delete(key),
+        }))
+    }
+
+    fn step(&mut self) {
+        if let Some(op) = self.revert.take()
+            && self.rng.random_bool(0.5)
+        {
+            self.model(&op);
+            let wait = Duration::from_millis(self.rng.random_range(0..1500));
+            self.push(wait, op);
+            return;
+        }
+        let wait = self.wait();
+        let roll = self.rng.random_range(0..100);
+        let op = match roll {
+            0..22 => match self.rng.random_range(0..100) {
+                0..10 => self.create_single().inspect(|op| {
+                    // The entry is made in the console first; the object comes a bit later.
+                    if let Op::Create { spec, .. } = op {
+                        let console = Op::Console(Console::Create(
+                            EntryKey::of(spec),
+                            if self.rng.random_bool(0.5) { 100 } else { 0 },
+                            self.rng.random_bool(0.5),
+                        ));
+                        self.push(wait, console);
+                    }
+                }),
+                10..55 => self.create_single(),
+                55..85 => self.create_pair_member(),
+                _ => self.create_dup(),
+            },
+            22..47 => self.edit().map(|(op, back)| {
+                if self.rng.random_bool(0.3) {
+                    self.revert = back;
+                }
+                op
+            }),
+            47..55 => self.swap().inspect(|op| {
+                if self.rng.random_bool(0.3) {
+                    self.revert = Some(op.clone());
+                }
+            }),
+            55..60 => {
+                let all = self.alive(|_| true);
+                self.pick(&all).map(|i| {
+                    let o = &mut self.objs[i];
+                    o.paused = !o.paused;
+                    Op::Pause {
+                        name: o.name.clone(),
+                        on: o.paused,
+                    }
+                })
+            }
+            60..63 => {
+                let all = self.alive(|o| !matches!(o.role, Role::Pair(_)));
+                self.pick(&all).map(|i| {
+                    let o = &mut self.objs[i];
+                    o.adopt = !o.adopt;
+                    Op::Adopt {
+                        name: o.name.clone(),
+                        on: o.adopt,
+                    }
+                })
+            }
+            63..75 => {
+                let all = self.alive(|_| true);
+                self.pick(&all).map(|i| {
+                    self.objs[i].alive = false;
+                    Op::Delete {
+                        name: self.objs[i].name.clone(),
+                    }
+                })
+            }
+            75..83 => self.console(),
+            83..85 => {
+                let live: Vec<usize> = (0..self.gws.len()).filter(|g| !self.gw_gone[*g]).collect();
+                // At most one gateway goes, and never the last one.
+                (live.len() == self.gws.len() && live.len() > 1).then(|| {
+                    let g = live[self.rng.random_range(0..live.len())];
+                    self.gw_gone[g] = true;
+                    Op::DeleteGateway {
+                        gw: self.gws[g].id.clone(),
+                    }
+                })
+            }
+            85..91 => Some(Op::Crash),
+            _ => None,
+        };
+        self.push(wait, op.unwrap_or(Op::Nothing));
+    }
+}
+
+pub fn apply_edit(s: &mut VpnPbrRouteSpec, edit: &Edit) {
+    match edit {
+        Edit::Weight(w) => s.weight = *w,
+        Edit::Priority(p) => s.priority = *p,
+        Edit::Publish(b) => s.publish_vpc = *b,
+        Edit::Dest(d) => s.route_dest = d.clone(),
+        Edit::Deletion(d) => s.deletion_policy = *d,
+        Edit::Management(m) => s.management_policy = *m,
+    }
+}
+
+/// The history of one seed.
+pub fn generate(seed: u64) -> History {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n_gw = rng.random_range(2..=3);
+    let gws: Vec<GatewayConf> = (0..n_gw)
+        .map(|g| GatewayConf {
+            id: gateway_id(g),
+            priority: rng.random_bool(0.5),
+            update_ms: [400, 800, 1500, 2500][rng.random_range(0..4)],
+        })
+        .collect();
+    let n_steps = rng.random_range(30..=60);
+    let mut g = Gen {
+        rng,
+        gw_gone: vec![false; gws.len()],
+        gws,
+        objs: Vec::new(),
+        next_dest: 0,
+        next_name: 0,
+        steps: Vec::new(),
+        revert: None,
+    };
+    // A start with something on every gateway, close together.
+    for _ in 0..g.gws.len() * 2 {
+        let op = if g.rng.random_bool(0.6) {
+            g.create_single()
+        } else {
+            g.create_pair_member()
+        };
+        let wait = Duration::from_millis(g.rng.random_range(0..500));
+        g.push(wait, op.unwrap_or(Op::Nothing));
+    }
+    while g.steps.len() < n_steps {
+        g.step();
+    }
+    History {
+        gateways: g.gws,
+        steps: g.steps,
+    }
+}

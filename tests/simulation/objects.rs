@@ -1,0 +1,252 @@
+//! `ObjectPort` over the in-memory object store: status writes, finalizers, events and Secrets
+//! as the apiserver treats them, with injected conflicts and transient errors.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use rand::Rng;
+use vpn_pbr_operator::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
+use vpn_pbr_operator::controller::decide::EventNote;
+use vpn_pbr_operator::controller::objects::{ObjectFuture, ObjectPort};
+
+use super::world::{EntryKey, Key, Sim, State, consents, deleting, uid};
+
+pub struct SimObjects {
+    pub sim: Arc<Sim>,
+    pub epoch: u64,
+}
+
+fn api(code: u16, reason: &str, message: &str) -> kube::Error {
+    kube::Error::Api(Box::new(
+        kube::core::Status::failure(message, reason).with_code(code),
+    ))
+}
+
+fn key(route: &VpnPbrRoute) -> Key {
+    (route.namespace().unwrap_or_default(), route.name_any())
+}
+
+impl SimObjects {
+    /// The store for this call, or the error it fails with: the process is gone, or an
+    /// injected fault (`conflict` is the chance of a 409 when faults are on).
+    fn enter(
+        &self,
+        op: &str,
+        conflict: f64,
+        transient: f64,
+    ) -> Result<std::sync::MutexGuard<'_, State>, kube::Error> {
+        let mut st = self.sim.lock();
+        if st.epoch != self.epoch {
+            return Err(api(
+                503,
+                "ServiceUnavailable",
+                "the operator process is gone",
+            ));
+        }
+        if st.faults {
+            let roll: f64 = st.rng.random();
+            if roll < conflict {
+                st.stats.status_conflicts += 1;
+                return Err(api(409, "Conflict", &format!("injected conflict on {op}")));
+            }
+            if roll < conflict + transient {
+                return Err(api(
+                    500,
+                    "InternalError",
+                    &format!("injected error on {op}"),
+                ));
+            }
+        }
+        Ok(st)
+    }
+
+    fn t(&self) -> f64 {
+        self.sim.elapsed().as_secs_f64()
+    }
+}
+
+impl ObjectPort for SimObjects {
+    fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ObjectFuture<'a, Option<VpnPbrRoute>> {
+        Box::pin(async move {
+            let st = self.enter("get", 0.0, 0.02)?;
+            Ok(st
+                .store
+                .get(&(namespace.to_owned(), name.to_owned()))
+                .map(|o| o.route.clone()))
+        })
+    }
+
+    fn write_status<'a>(
+        &'a self,
+        route: &'a VpnPbrRoute,
+        status: &'a VpnPbrRouteStatus,
+    ) -> ObjectFuture<'a, ()> {
+        Box::pin(async move {
+            let t = self.t();
+            let mut st = self.enter("write status", 0.08, 0.02)?;
+            let k = key(route);
+            // A server-side apply by name: an object deleted meanwhile is not an error, and a
+            // new object of the same name gets the write.
+            let Some(obj) = st.store.get(&k) else {
+                return Ok(());
+            };
+            let mut next = obj.route.clone();
+            if let Some(token) = &status.client_token {
+                let owner = uid(&next);
+                st.token_owner.insert(token.clone(), owner);
+            }
+            let adopts = status.adopted == Some(true)
+                && next.status.as_ref().and_then(|s| s.adopted) != Some(true);
+            if adopts {
+                // The adoption is recorded now: the entry is the object's from here on, if it
+                // said so (the adopt annotation).
+                let entry = EntryKey::of(&next.spec);
+                if consents(&next) {
+                    if st.entry(&entry).is_some() {
+                        st.owners.insert(entry, uid(&next));
+                    }
+                } else {
+                    st.violation(
+                        t,
+                        format!(
+                            "invariant 1: {} adopted {entry} without the adopt annotation",
+                            k.1
+                        ),
+                    );
+                }
+            }
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| format!("{:?}/{}", c.status, c.reason))
+                .unwrap_or_default();
+            st.trace_at(
+                t,
+                &format!(
+                    "status {}: ready={ready} gen={:?} token={}",
+                    k.1,
+                    status.observed_generation,
+                    status.client_token.is_some()
+                ),
+            );
+            next.status = Some(status.clone());
+            st.put(&k, next);
+            Ok(())
+        })
+    }
+
+    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()> {
+        Box::pin(async move {
+            let mut st = self.enter("add finalizer", 0.0, 0.03)?;
+            let k = key(route);
+            let Some(obj) = st.store.get(&k) else {
+                return Err(api(404, "NotFound", "no such object"));
+            };
+            let mut next = obj.route.clone();
+            if deleting(&next) {
+                return Err(api(
+                    422,
+                    "Invalid",
+                    "no new finalizers can be added if the object is being deleted",
+                ));
+            }
+            // The JSON patch of objects.rs: `add` of the whole list when the observed object
+            // had none, else `test` the observed list and append.
+            match &route.metadata.finalizers {
+                None => next.metadata.finalizers = Some(vec![FINALIZER.to_owned()]),
+                Some(seen) => {
+                    if next.finalizers() != seen.as_slice() {
+                        return Err(api(422, "Invalid", "test operation failed"));
+                    }
+                    next.metadata
+                        .finalizers
+                        .get_or_insert_with(Vec::new)
+                        .push(FINALIZER.to_owned());
+                }
+            }
+            st.put(&k, next);
+            Ok(())
+        })
+    }
+
+    fn remove_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()> {
+        Box::pin(async move {
+            let t = self.t();
+            let mut st = self.enter("remove finalizer", 0.0, 0.03)?;
+            let Some(i) = route.finalizers().iter().position(|f| f == FINALIZER) else {
+                return Ok(());
+            };
+            let k = key(route);
+            let Some(obj) = st.store.get(&k) else {
+                return Ok(());
+            };
+            let mut next = obj.route.clone();
+            if next.finalizers().get(i).map(String::as_str) != Some(FINALIZER) {
+                return Err(api(422, "Invalid", "test operation failed"));
+            }
+            if let Some(f) = next.metadata.finalizers.as_mut() {
+                f.remove(i);
+            }
+            if deleting(&next) && next.finalizers().is_empty() {
+                st.trace_at(t, &format!("object {} gone", k.1));
+                st.remove(&k);
+            } else {
+                st.put(&k, next);
+            }
+            Ok(())
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        route: &'a VpnPbrRoute,
+        event: &'a EventNote,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let t = self.t();
+            let mut st = self.sim.lock();
+            if st.epoch == self.epoch {
+                st.trace_at(
+                    t,
+                    &format!(
+                        "event {} {}{}: {}",
+                        route.name_any(),
+                        if event.warning { "Warning " } else { "" },
+                        event.reason,
+                        event.note
+                    ),
+                );
+            }
+        })
+    }
+
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ObjectFuture<'a, Option<BTreeMap<String, Vec<u8>>>> {
+        Box::pin(async move {
+            let st = self.enter("read secret", 0.0, 0.02)?;
+            Ok(st
+                .secrets
+                .get(&(namespace.to_owned(), name.to_owned()))
+                .cloned())
+        })
+    }
+
+    fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
+        self.sim.lock().older_claim(route)
+    }
+
+    fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
+        self.sim.lock().publish_conflict(route)
+    }
+}

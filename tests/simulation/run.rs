@@ -1,0 +1,654 @@
+//! One seed: build the world, play the history against a running operator (crashing it where
+//! the history says), check the invariants after every step, then stop the faults and demand
+//! convergence within a bound, then delete everything and check what is left in the cloud.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::time::Instant;
+use vpc_emulator::Config;
+use vpc_emulator::ops::{self, EmuState};
+use vpc_emulator::params::Params;
+use vpc_emulator::world::World;
+use vpn_pbr_operator::api::v1alpha1::{
+    ADOPT_ANNOTATION, Condition, ConditionStatus, DEFAULT_PRIORITY, DeletionPolicy,
+    ManagementPolicy, VpnPbrRoute,
+};
+use vpn_pbr_operator::controller::status::rfc3339_millis;
+
+use super::history::{self, Console, History, Op};
+use super::operator::{Operator, RESYNC};
+use super::world::{
+    EPOCH_MS, EntryKey, PairWatch, REGION, Sim, State, Stats, consents, deleting, key_of, paused,
+    uid, valid,
+};
+
+pub struct Outcome {
+    pub stats: Stats,
+    pub failure: Option<String>,
+    /// The whole trace, when it was kept (`verbose`).
+    pub trace: Option<String>,
+    /// A one-line digest of the end state, to compare runs of one seed.
+    pub digest: String,
+}
+
+/// The longest per-object backoff a failure before the faults stopped can still impose: the
+/// throttled pace's cap plus its jitter (`crates/alicloud-vpc-client/src/policy.rs`).
+const MAX_BACKOFF: Duration = Duration::from_secs(144);
+/// The same for a route whose gateway was deleted (the very slow pace of
+/// `InvalidVpnGatewayInstanceId.NotFound`).
+const MAX_BACKOFF_GATEWAY_GONE: Duration = Duration::from_secs(720);
+
+fn config(h: &History) -> Config {
+    let mut yaml = String::from("regions: [cn-hangzhou]\nvpn_gateways:\n");
+    for (i, g) in h.gateways.iter().enumerate() {
+        // One VPC per gateway: publishing never conflicts across gateways.
+        yaml.push_str(&format!(
+            "  - {{id: {}, region: {REGION}, vpc_id: vpc-g{i}, priority_support: {}, update_duration_ms: {}}}\n",
+            g.id, g.priority, g.update_ms
+        ));
+    }
+    yaml.push_str("vpn_connections:\n");
+    for (i, g) in h.gateways.iter().enumerate() {
+        for m in 0..2 {
+            yaml.push_str(&format!(
+                "  - {{id: {}, gateway_id: {}}}\n",
+                history::hop(i, m),
+                g.id
+            ));
+        }
+    }
+    Config::parse(&yaml, "simulation").expect("the simulation's emulator config")
+}
+
+pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
+    let history = history::generate(seed);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    rt.block_on(drive(seed, &history, verbose))
+}
+
+fn t(sim: &Sim) -> f64 {
+    sim.elapsed().as_secs_f64()
+}
+
+fn cond<'a>(r: &'a VpnPbrRoute, type_: &str) -> Option<&'a Condition> {
+    r.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+/// Ready=True at the object's current generation.
+fn ready_now(r: &VpnPbrRoute) -> bool {
+    cond(r, "Ready").is_some_and(|c| {
+        c.status == ConditionStatus::True && c.observed_generation == r.metadata.generation
+    })
+}
+
+async fn drive(seed: u64, h: &History, verbose: bool) -> Outcome {
+    let cfg = config(h);
+    let emu = EmuState {
+        world: World::from_config(&cfg, EPOCH_MS),
+        tokens: Default::default(),
+    };
+    let sim = Arc::new(Sim::new(
+        emu,
+        StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED),
+        verbose,
+    ));
+    // Invariant 3 can be reduced to a count (`SIM_INVARIANT3=count`) while a known break of it
+    // is being fixed, so the other invariants still run; it is strict by default.
+    sim.lock().strict_pairs = !std::env::var("SIM_INVARIANT3").is_ok_and(|v| v == "count");
+    let mut op = Operator::start(&sim);
+    let fail = |sim: &Sim, what: String| -> Option<String> {
+        let st = sim.lock();
+        let trace: Vec<&str> = st.trace.iter().map(String::as_str).collect();
+        Some(format!(
+            "{what}\nviolations:\n  {}\n--- the last {} lines of the trace ---\n{}",
+            st.violations.join("\n  "),
+            trace.len(),
+            trace.join("\n")
+        ))
+    };
+    let mut failure = None;
+    for (i, step) in h.steps.iter().enumerate() {
+        tokio::time::sleep(step.wait).await;
+        sim.trace(format!("STEP {i}: {}", step.op));
+        if matches!(step.op, Op::Crash) {
+            op.crash(&sim);
+            // Let the aborted tasks go before the new process starts.
+            tokio::task::yield_now().await;
+            op = Operator::start(&sim);
+        } else {
+            apply(&sim, &step.op);
+        }
+        end_pair_watches(&sim);
+        if !sim.lock().violations.is_empty() {
+            failure = fail(&sim, format!("invariant broken at step {i} ({})", step.op));
+            break;
+        }
+    }
+    if failure.is_none() {
+        failure = finish(&sim, h).await.and_then(|what| fail(&sim, what));
+    }
+    op.stop(&sim);
+    let st = sim.lock();
+    let mut digest: Vec<String> = st
+        .entries()
+        .iter()
+        .map(|(k, e)| format!("{k}:{}:{}:{}", e.weight, e.priority, e.published))
+        .collect();
+    digest.sort();
+    Outcome {
+        stats: st.stats.clone(),
+        failure,
+        trace: verbose.then(|| st.trace.iter().cloned().collect::<Vec<_>>().join("\n")),
+        digest: format!(
+            "{} entries [{}] failed={}",
+            digest.len(),
+            digest.join(" "),
+            st.violations.len()
+        ),
+    }
+}
+
+/// Faults stop; the world must converge; then everything is deleted and must go.
+async fn finish(sim: &Arc<Sim>, h: &History) -> Option<String> {
+    {
+        let tt = t(sim);
+        let mut st = sim.lock();
+        st.faults = false;
+        st.trace_at(tt, "FAULTS STOP; pair members unpaused");
+        // A paused member of a pair can make its partner's swap impossible; the pair's
+        // members are let go, the singles stay as they are (and must report it).
+        let keys: Vec<_> = st
+            .store
+            .iter()
+            .filter(|(k, o)| paused(&o.route) && k.1.contains("-p"))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            st.set_paused(&k, false);
+        }
+    }
+    let bound = converge_bound(sim, h);
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        end_pair_watches(sim);
+        if !sim.lock().violations.is_empty() {
+            return Some("invariant broken while converging".to_owned());
+        }
+        let unmet = unmet(&sim.lock());
+        if unmet.is_empty() {
+            let mut st = sim.lock();
+            st.stats.converge_secs = started.elapsed().as_secs_f64();
+            st.stats.converge_bound_secs = bound.as_secs_f64();
+            let tt = t(sim);
+            st.trace_at(tt, "CONVERGED");
+            break;
+        }
+        if started.elapsed() > bound {
+            return Some(format!(
+                "invariant 4: no convergence within {:.0}s of virtual time after the faults \
+                 stopped:\n  {}",
+                bound.as_secs_f64(),
+                unmet.join("\n  ")
+            ));
+        }
+    }
+    if let Some(p) = sim.lock().pairs.first() {
+        return Some(format!("pair watch {} never ended", p.label));
+    }
+    // Everything goes: unpaused, deleted (a route's Secret just before it).
+    let names: Vec<String> = sim.lock().store.keys().map(|k| k.1.clone()).collect();
+    for name in &names {
+        let mut st = sim.lock();
+        st.set_paused(&key_of(name), false);
+    }
+    for name in &names {
+        apply(sim, &Op::Delete { name: name.clone() });
+    }
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !sim.lock().violations.is_empty() {
+            return Some("invariant broken while deleting everything".to_owned());
+        }
+        let left: Vec<String> = sim.lock().store.keys().map(|k| k.1.clone()).collect();
+        if left.is_empty() {
+            break;
+        }
+        if started.elapsed() > bound {
+            return Some(format!(
+                "invariant 4: deleted objects not gone within {:.0}s: {left:?}",
+                bound.as_secs_f64()
+            ));
+        }
+    }
+    // Invariant 2: nothing a `Delete` object made is left behind (unless an older object
+    // claimed the entry when it went: the older twin keeps it, duplicates.rs).
+    let mut st = sim.lock();
+    st.prune_owners();
+    let mut left = Vec::new();
+    for (entry, creator) in &st.owners {
+        if let Some(tomb) = st.tombs.get(creator) {
+            let s = &tomb.route.spec;
+            if s.deletion_policy == DeletionPolicy::Delete
+                && s.management_policy == ManagementPolicy::Full
+                && !tomb.claimed_by_older
+            {
+                left.push(format!(
+                    "{entry} made by {} ({creator})",
+                    tomb.route.name_any()
+                ));
+            }
+        }
+    }
+    if !left.is_empty() {
+        return Some(format!(
+            "invariant 2: cloud entries left behind by the deleted `Delete` objects that owned \
+             them:\n  {}",
+            left.join("\n  ")
+        ));
+    }
+    None
+}
+
+/// How long convergence may take once the faults stop: the longest backoff still running, a
+/// resync, then every live route's changes one gateway update time apart (a create, a
+/// modification and a publish at most, with room for a busy answer each), plus slack.
+fn converge_bound(sim: &Sim, h: &History) -> Duration {
+    let backoff = if h
+        .steps
+        .iter()
+        .any(|s| matches!(s.op, Op::DeleteGateway { .. }))
+    {
+        MAX_BACKOFF_GATEWAY_GONE
+    } else {
+        MAX_BACKOFF
+    };
+    let st = sim.lock();
+    let work = h
+        .gateways
+        .iter()
+        .map(|g| {
+            let n = st
+                .store
+                .values()
+                .filter(|o| o.route.spec.vpn_gateway_id == g.id)
+                .count();
+            let per = Duration::from_millis(g.update_ms + 500);
+            per * u32::try_from(n * 6).unwrap_or(u32::MAX)
+        })
+        .max()
+        .unwrap_or_default();
+    backoff + RESYNC + work + Duration::from_secs(60)
+}
+
+/// What is not yet as it must end: one line per object.
+fn unmet(st: &State) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, obj) in &st.store {
+        let r = &obj.route;
+        let name = &k.1;
+        if deleting(r) {
+            if !paused(r) {
+                out.push(format!("{name}: deleted but still there"));
+            }
+            continue;
+        }
+        let gen_ = r.metadata.generation;
+        let st_ = r.status.as_ref();
+        if st_.and_then(|s| s.observed_generation) != gen_ {
+            out.push(format!(
+                "{name}: observedGeneration {:?} != {gen_:?}",
+                st_.and_then(|s| s.observed_generation)
+            ));
+            continue;
+        }
+        let is = |type_: &str, want: ConditionStatus, reason: &str| -> Result<(), String> {
+            match cond(r, type_) {
+                Some(c)
+                    if c.status == want && c.reason == reason && c.observed_generation == gen_ =>
+                {
+                    Ok(())
+                }
+                other => Err(format!(
+                    "{name}: {type_} is {:?}, want {want:?}/{reason}",
+                    other.map(|c| (c.status, c.reason.clone(), c.observed_generation))
+                )),
+            }
+        };
+        if !valid(r) {
+            check(&mut out, is("Ready", ConditionStatus::False, "InvalidSpec"));
+            continue;
+        }
+        if paused(r) {
+            check(&mut out, is("Synced", ConditionStatus::False, "Paused"));
+            continue;
+        }
+        if st.older_claim(r).is_some() {
+            check(
+                &mut out,
+                is("Ready", ConditionStatus::False, "DuplicateRoute"),
+            );
+            continue;
+        }
+        let Some(gw) = st.emu.world.gateways.get(&r.spec.vpn_gateway_id) else {
+            check(
+                &mut out,
+                is(
+                    "Ready",
+                    ConditionStatus::False,
+                    "InvalidVpnGatewayInstanceId.NotFound",
+                ),
+            );
+            continue;
+        };
+        let s = &r.spec;
+        let entry = st.entry(&EntryKey::of(s));
+        let status = st_.cloned().unwrap_or_default();
+        // `createTime` is the entry's own; an object that only observes may leave it out
+        // (it is part of what makes an entry the object's), but never report another.
+        let observed_matches = |e: &vpc_emulator::world::PbrEntry, time_optional: bool| {
+            let time = rfc3339_millis(i64::try_from(e.create_time_ms).unwrap_or_default());
+            status.observed.as_ref().is_some_and(|o| {
+                i64::from(o.weight) == i64::from(e.weight)
+                    && i64::from(o.priority) == i64::from(e.priority)
+                    && o.published == e.published
+            }) && status.state.as_deref() == Some(e.state())
+                && (status.create_time == time || (time_optional && status.create_time.is_none()))
+        };
+        let priority_differs = |e: &vpc_emulator::world::PbrEntry| {
+            i64::from(e.priority) != i64::from(s.priority)
+                && (gw.priority_support || s.priority != DEFAULT_PRIORITY)
+        };
+        match (s.management_policy, entry) {
+            (ManagementPolicy::ObserveOnly, None) => {
+                check(&mut out, is("Ready", ConditionStatus::False, "NotFound"));
+                if status.observed.is_some() {
+                    out.push(format!("{name}: reports an entry the cloud does not have"));
+                }
+            }
+            (ManagementPolicy::ObserveOnly, Some(e)) => {
+                check(&mut out, is("Ready", ConditionStatus::True, "Available"));
+                let drift = i64::from(e.weight) != i64::from(s.weight)
+                    || e.published != s.publish_vpc
+                    || priority_differs(e);
+                if drift {
+                    check(&mut out, is("Synced", ConditionStatus::False, "Drift"));
+                } else {
+                    check(&mut out, is("Synced", ConditionStatus::True, "Synced"));
+                }
+                if !observed_matches(e, true) {
+                    out.push(format!(
+                        "{name}: status {:?} does not match the cloud entry {e:?}",
+                        status.observed
+                    ));
+                }
+            }
+            (ManagementPolicy::Full, None) => out.push(format!("{name}: no cloud entry")),
+            (ManagementPolicy::Full, Some(_))
+                if st.owners.get(&EntryKey::of(s)) != Some(&uid(r)) && !consents(r) =>
+            {
+                // An entry it neither made nor adopted, and no consent: refused, untouched.
+                check(
+                    &mut out,
+                    is("Ready", ConditionStatus::False, "AlreadyExists"),
+                );
+            }
+            (ManagementPolicy::Full, Some(e)) => {
+                if st.owners.get(&EntryKey::of(s)) != Some(&uid(r)) {
+                    out.push(format!("{name}: has not adopted the entry (consent given)"));
+                }
+                if i64::from(e.weight) != i64::from(s.weight)
+                    || e.published != s.publish_vpc
+                    || priority_differs(e)
+                {
+                    out.push(format!("{name}: cloud entry {e:?} differs from the spec"));
+                }
+                check(&mut out, is("Ready", ConditionStatus::True, "Available"));
+                check(&mut out, is("Synced", ConditionStatus::True, "Synced"));
+                if !observed_matches(e, false) {
+                    out.push(format!(
+                        "{name}: status {:?} does not match the cloud entry {e:?}",
+                        status.observed
+                    ));
+                }
+                if status.client_token.is_some() {
+                    out.push(format!("{name}: still holds a client token"));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn check(out: &mut Vec<String>, r: Result<(), String>) {
+    if let Err(e) = r {
+        out.push(e);
+    }
+}
+
+/// A swap is over once both members are Ready at their new generation.
+fn end_pair_watches(sim: &Sim) {
+    let tt = t(sim);
+    let mut st = sim.lock();
+    let done: Vec<String> = st
+        .pairs
+        .iter()
+        .filter(|p| {
+            p.members
+                .iter()
+                .all(|m| st.object_by_uid(m).is_some_and(|o| ready_now(&o.route)))
+        })
+        .map(|p| p.label.clone())
+        .collect();
+    for l in done {
+        st.pairs.retain(|p| p.label != l);
+        st.trace_at(tt, &format!("pair watch {l} ended: both Ready"));
+    }
+}
+
+fn secret_data() -> BTreeMap<String, Vec<u8>> {
+    BTreeMap::from([
+        ("accessKeyId".to_owned(), b"sim-route-key".to_vec()),
+        ("accessKeySecret".to_owned(), b"sim-route-secret".to_vec()),
+    ])
+}
+
+/// Plays one step of the history on the world.
+fn apply(sim: &Sim, op: &Op) {
+    let tt = t(sim);
+    let now_ms = sim.now_ms();
+    let mut st = sim.lock();
+    let note = |st: &mut State, what: String| st.trace_at(tt, &what);
+    match op {
+        Op::Create {
+            name,
+            spec,
+            paused,
+            adopt,
+        } => {
+            if let Some(s) = &spec.credentials_ref {
+                st.secrets.insert(key_of(&s.name), secret_data());
+            }
+            if !st.create(now_ms, name, spec.clone(), *paused, *adopt) {
+                note(&mut st, format!("  {name} still exists: create refused"));
+            }
+        }
+        Op::Edit { name, edit } => {
+            let k = key_of(name);
+            let Some(obj) = st.store.get(&k) else {
+                return note(&mut st, format!("  {name} does not exist"));
+            };
+            if let history::Edit::Dest(_) = edit {
+                // The CEL rule of the CRD: identity is fixed once the route exists in the cloud.
+                let fixed = obj
+                    .route
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.create_time.is_some() || s.client_token.is_some());
+                if fixed {
+                    return note(
+                        &mut st,
+                        format!("  {name}: routeDest is immutable now: refused"),
+                    );
+                }
+            }
+            let u = uid(&obj.route);
+            st.unwatch_member(&u, "member edited", tt);
+            st.edit_spec(&k, |s| history::apply_edit(s, edit));
+        }
+        Op::Swap { a, b } => {
+            let (ka, kb) = (key_of(a), key_of(b));
+            let members: Vec<VpnPbrRoute> = [&ka, &kb]
+                .iter()
+                .filter_map(|k| st.store.get(*k).map(|o| o.route.clone()))
+                .collect();
+            // Watched only when both members are Ready, unpaused and in the cloud as specified.
+            let watch = members.len() == 2
+                && members.iter().all(|r| {
+                    ready_now(r)
+                        && !paused(r)
+                        && !deleting(r)
+                        && st
+                            .entry(&EntryKey::of(&r.spec))
+                            .is_some_and(|e| i64::from(e.weight) == i64::from(r.spec.weight))
+                });
+            for r in &members {
+                st.unwatch_member(&uid(r), "member edited", tt);
+            }
+            for k in [&ka, &kb] {
+                st.edit_spec(k, |s| s.weight = 100 - s.weight);
+            }
+            if watch {
+                let s = &members[0].spec;
+                st.stats.pair_swaps_watched += 1;
+                st.pairs.push(PairWatch {
+                    label: format!("{a}+{b}@{tt:.3}"),
+                    gw: s.vpn_gateway_id.clone(),
+                    src: s.route_source.clone(),
+                    dest: s.route_dest.clone(),
+                    members: [uid(&members[0]), uid(&members[1])],
+                    since: tt,
+                });
+                note(&mut st, format!("  pair swap watched: {a}+{b}"));
+            }
+        }
+        Op::Pause { name, on } => {
+            let k = key_of(name);
+            if let Some(u) = st.store.get(&k).map(|o| uid(&o.route)) {
+                st.unwatch_member(&u, "member paused", tt);
+            }
+            st.set_paused(&k, *on);
+        }
+        Op::Adopt { name, on } => {
+            st.annotate(&key_of(name), ADOPT_ANNOTATION, *on);
+        }
+        Op::Delete { name } => {
+            let k = key_of(name);
+            let Some(obj) = st.store.get(&k) else {
+                return note(&mut st, format!("  {name} does not exist"));
+            };
+            let u = uid(&obj.route);
+            if let Some(s) = obj.route.spec.credentials_ref.clone() {
+                st.secrets.remove(&key_of(&s.name));
+            }
+            st.unwatch_member(&u, "member deleted", tt);
+            st.delete(&k, now_ms);
+        }
+        Op::Console(c) => console(&mut st, c, now_ms, tt),
+        Op::DeleteGateway { gw } => {
+            st.emu.world.gateways.remove(gw);
+            st.unwatch_pairs(gw, None, None, "gateway deleted", tt);
+            st.prune_owners();
+        }
+        Op::Crash | Op::Nothing => {}
+    }
+}
+
+/// A change made in the console: through the API's own rules, without faults.
+fn console(st: &mut State, c: &Console, now_ms: u64, tt: f64) {
+    if let Console::Create(key, weight, publish) = c {
+        let p: BTreeMap<String, String> = BTreeMap::from([
+            ("RegionId".to_owned(), REGION.to_owned()),
+            ("VpnGatewayId".to_owned(), key.gw.clone()),
+            ("RouteSource".to_owned(), key.src.clone()),
+            ("RouteDest".to_owned(), key.dest.clone()),
+            ("NextHop".to_owned(), key.hop.clone()),
+            ("Weight".to_owned(), weight.to_string()),
+            ("PublishVpc".to_owned(), publish.to_string()),
+        ]);
+        let out = ops::run(
+            "CreateVpnPbrRouteEntry",
+            &Params::new(p),
+            &mut st.emu,
+            now_ms,
+        );
+        let code = out.map_or_else(|e| e.code.into_owned(), |_| "OK".to_owned());
+        return st.trace_at(tt, &format!("  console create: {code}"));
+    }
+    let key = match c {
+        Console::Create(k, ..)
+        | Console::Delete(k)
+        | Console::Weight(k, _)
+        | Console::Priority(k, _)
+        | Console::Publish(k, _) => k,
+    };
+    let Some(e) = st.entry(key).cloned() else {
+        return st.trace_at(tt, "  no such entry");
+    };
+    let mut p: BTreeMap<String, String> = BTreeMap::from([
+        ("RegionId".to_owned(), REGION.to_owned()),
+        ("VpnGatewayId".to_owned(), key.gw.clone()),
+        ("RouteSource".to_owned(), key.src.clone()),
+        ("RouteDest".to_owned(), key.dest.clone()),
+        ("NextHop".to_owned(), key.hop.clone()),
+        ("Weight".to_owned(), e.weight.to_string()),
+    ]);
+    let action = match c {
+        Console::Create(..) | Console::Delete(_) => "DeleteVpnPbrRouteEntry",
+        Console::Weight(_, w) => {
+            p.insert("NewWeight".to_owned(), w.to_string());
+            "ModifyVpnPbrRouteEntryWeight"
+        }
+        Console::Priority(_, pr) => {
+            p.insert("NewPriority".to_owned(), pr.to_string());
+            p.insert("Priority".to_owned(), e.priority.to_string());
+            "ModifyVpnPbrRouteEntryPriority"
+        }
+        Console::Publish(_, b) => {
+            p.remove("RouteSource");
+            p.insert("RouteType".to_owned(), "pbr".to_owned());
+            p.insert("PublishVpc".to_owned(), b.to_string());
+            "PublishVpnRouteEntry"
+        }
+    };
+    match ops::run(action, &Params::new(p), &mut st.emu, now_ms) {
+        Ok(_) => {
+            st.trace_at(tt, &format!("  console {action}: OK"));
+            st.unwatch_pairs(
+                &key.gw,
+                Some(&key.src),
+                Some(&key.dest),
+                "console change",
+                tt,
+            );
+            if let Console::Publish(..) = c {
+                // Publishing flips every entry with this destination and next hop.
+                st.unwatch_pairs(&key.gw, None, Some(&key.dest), "console change", tt);
+            }
+            st.prune_owners();
+        }
+        Err(e) => st.trace_at(tt, &format!("  console {action}: {}", e.code)),
+    }
+}
