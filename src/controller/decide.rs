@@ -274,11 +274,15 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     // A finished job is dropped only by the decision that records its outcome.
     let mut last_request_id = None;
     let mut conflict_adopt = false;
+    let mut proven_ours = false;
+    let mut spent = None;
+    let mut accepted_create = false;
     match obs.job {
         Some(JobView::InFlight) => return d.job(JobOp::Keep).next(Next::Wake),
         Some(JobView::Accepted {
             accepted,
             confirmed: false,
+            ..
         }) => {
             // Accepted, applied in the background: what the answer says is recorded now (a
             // create's state and time); the list confirms it later.
@@ -297,11 +301,18 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
             }
             return d.job(JobOp::Keep).next(Next::Wake);
         }
-        Some(JobView::Accepted { accepted, .. }) => {
+        Some(JobView::Accepted {
+            accepted, create, ..
+        }) => {
             last_request_id = accepted.request_id.clone();
+            accepted_create = *create;
         }
         Some(JobView::Failed { error, create }) => {
-            if error.class() == ErrorClass::AlreadyExists {
+            if *create && error.code() == "IdempotentParameterMismatch" {
+                // The cloud knows the token: our earlier create made the entry.
+                proven_ours = true;
+                spent = Some(error.clone());
+            } else if error.class() == ErrorClass::AlreadyExists {
                 // Made meanwhile (by us before a restart, or by someone else): look again.
                 conflict_adopt = true;
             } else if *create && error.policy().refuses_create {
@@ -346,14 +357,43 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }
         CloudRead::Ready { facts, entries } => (facts, entries),
     };
-    if conflict_adopt {
+    if conflict_adopt || proven_ours {
         d.job = Some(JobOp::Drop);
     }
     d.credentials_worked = true;
     let Some(entry) = plan::find(&route.spec, entries) else {
+        if let Some(e) = spent {
+            // The token made an entry that is gone now: it is spent; a new one creates.
+            return d.fail(Failure::CreateRefused(e));
+        }
+        if accepted_create {
+            // Our create was accepted and the list still lacks its entry (gone since): a
+            // replay of its token would only repeat the old answer, so a new token creates.
+            let mut report = both_false(
+                Reason::Creating,
+                "the entry of the last create is gone; creating it again",
+            );
+            report.entry_absent = true;
+            report.client_token = Some(None);
+            return d.status(report).job(JobOp::Drop).next(Next::Wake);
+        }
         return create(obs, facts, d);
     };
-    if !owns_entry(route) && last_request_id.is_none() {
+    // A create refused as existing made nothing: its token proves nothing.
+    let owns = if conflict_adopt {
+        is_recorded_entry(route, entry)
+    } else {
+        owns_listed(route, entry)
+    };
+    let token_only = route.status.as_ref().is_some_and(|s| {
+        s.client_token.is_some() && s.create_time.is_none() && s.adopted != Some(true)
+    });
+    if owns && token_only && last_request_id.is_none() && !proven_ours {
+        // Ours only if our create made it: the cloud answers a replay of it with the same
+        // token, and refuses it (AlreadyExists) when someone else made the entry.
+        return create(obs, facts, d);
+    }
+    if !owns && last_request_id.is_none() && !proven_ours {
         // An entry this object did not make: it adopts it only when it says so.
         return if consents_to_adopt(route) {
             adopt(obs, entry, facts, d)
@@ -374,6 +414,27 @@ pub fn owns_entry(route: &VpnPbrRoute) -> bool {
     route.status.as_ref().is_some_and(|s| {
         s.create_time.is_some() || s.client_token.is_some() || s.adopted == Some(true)
     })
+}
+
+/// Whether the listed `entry` is the one this object made or adopted: its creation time is the
+/// one status recorded (an entry deleted and made again by someone else is another entry), or,
+/// before anything was recorded, the object has a create under way (its token decides).
+pub fn owns_listed(route: &VpnPbrRoute, entry: &Entry) -> bool {
+    is_recorded_entry(route, entry)
+        || route
+            .status
+            .as_ref()
+            .is_some_and(|s| s.create_time.is_none() && s.client_token.is_some())
+}
+
+/// Whether status recorded exactly this entry (by its creation time).
+fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
+    let listed = status::rfc3339_millis(entry.create_time);
+    route
+        .status
+        .as_ref()
+        .and_then(|s| s.create_time.as_deref())
+        .is_some_and(|t| listed.as_deref() == Some(t))
 }
 
 /// Whether the object consents to adopt an entry it did not make.
@@ -405,6 +466,7 @@ fn adopt(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decision
         entry: Some(entry.clone()),
         gateway_status: Some(facts.status.clone()),
         adopted: true,
+        client_token: Some(None),
         ..Default::default()
     })
     .job(drop_job(obs.job))
@@ -427,9 +489,9 @@ fn refuse_existing(obs: &Observation<'_>, mut d: Decision) -> Decision {
     if ready_reason(obs.route) != Some(Reason::AlreadyExists) {
         d = d.event(true, Reason::AlreadyExists, "Adopt", message.clone());
     }
-    d.status(both_false(Reason::AlreadyExists, message))
-        .job(drop_job(obs.job))
-        .next(Next::Resync)
+    let mut report = both_false(Reason::AlreadyExists, message);
+    report.client_token = Some(None);
+    d.status(report).job(drop_job(obs.job)).next(Next::Resync)
 }
 
 fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decision {
@@ -566,6 +628,7 @@ fn observe_only(obs: &Observation<'_>, d: Decision) -> Decision {
                 synced: Some(synced),
                 entry: Some(e.clone()),
                 gateway_status: Some(facts.status.clone()),
+                observed_only: true,
                 ..Default::default()
             }
         }
@@ -600,6 +663,11 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         .status
         .as_ref()
         .is_none_or(|s| s.create_time.is_none() && s.client_token.is_none());
+    // Only a create token, no entry recorded: ours only if that create made the entry.
+    let token_only = route.status.as_ref().is_some_and(|s| {
+        s.client_token.is_some() && s.create_time.is_none() && s.adopted != Some(true)
+    });
+    let mut proven_ours = false;
     let mut d = d;
     match obs.job {
         None if owns_nothing => {
@@ -615,11 +683,33 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                 return release(d);
             }
         }
-        Some(JobView::InFlight)
-        | Some(JobView::Accepted {
+        // On the wire: it finishes, but is not sent again (after a busy answer).
+        Some(JobView::InFlight) => return d.job(JobOp::Drop).next(Next::Wake),
+        Some(JobView::Accepted {
             confirmed: false, ..
         }) => return d.job(JobOp::Keep).next(Next::Wake),
-        Some(JobView::Accepted { .. }) => d.job = Some(JobOp::Drop),
+        // The outcome of a replayed create (the proof of ownership) stays until the read it
+        // is combined with: a decision before the read must not lose it.
+        Some(JobView::Accepted { create, .. }) => {
+            proven_ours = *create;
+            if !*create {
+                d.job = Some(JobOp::Drop);
+            }
+        }
+        Some(JobView::Failed { error, create }) if *create => {
+            if error.code() == "IdempotentParameterMismatch" {
+                proven_ours = true;
+            } else if error.class() == ErrorClass::AlreadyExists {
+                d.job = Some(JobOp::Drop);
+                // The replay of our token was refused: the entry is someone else's.
+                return release(d.event(
+                    false,
+                    Reason::Deleted,
+                    "Delete",
+                    "the cloud entry was not made by this object; left in place".to_owned(),
+                ));
+            }
+        }
         Some(JobView::Failed { error, .. }) => {
             d.job = Some(JobOp::Drop);
             if error.is_gateway_gone() {
@@ -657,6 +747,9 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         }
         CloudRead::Ready { facts, entries } => (facts, entries),
     };
+    if proven_ours || matches!(obs.job, Some(JobView::Failed { .. })) {
+        d.job = Some(JobOp::Drop);
+    }
     match plan::find(&route.spec, entries) {
         None => release(d.event(
             false,
@@ -664,6 +757,28 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             "Delete",
             "cloud entry deleted".to_owned(),
         )),
+        Some(entry) if !token_only && !proven_ours && !is_recorded_entry(route, entry) => {
+            // Not the entry this object made or adopted (it was deleted and made again by
+            // someone else): it stays.
+            release(d.event(
+                false,
+                Reason::Deleted,
+                "Delete",
+                "the listed entry is not the one this object made; left in place".to_owned(),
+            ))
+        }
+        Some(_) if token_only && !proven_ours => {
+            // Replaying the create with our token proves it: the cloud repeats its answer if
+            // our create made the entry, and refuses it as existing if someone else did. The
+            // entry exists, so the replay can create nothing.
+            let token = route
+                .status
+                .as_ref()
+                .and_then(|s| s.client_token.clone())
+                .unwrap_or_default();
+            d.job(JobOp::Submit(plan::create(&route.spec, facts, &token)))
+                .next(Next::Wake)
+        }
         Some(entry) => d
             .job(JobOp::Submit(plan::delete(entry, facts)))
             .next(Next::Wake),

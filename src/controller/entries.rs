@@ -334,6 +334,8 @@ impl GatewayCache {
         if let Some((_, list)) = data.entries.as_mut() {
             mutation.apply_to(Arc::make_mut(list), created);
         }
+        // A list under way may predate this change: it is not kept.
+        data.generation = data.generation.wrapping_add(1);
     }
 
     /// Forgets the cached list and a remembered failure, so the next reader lists again.

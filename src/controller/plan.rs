@@ -93,8 +93,10 @@ pub fn has_partner(spec: &VpnPbrRouteSpec, entries: &[Entry]) -> bool {
 /// supports `ModifyVpnPbrRouteEntryAttribute`), then publishing.
 ///
 /// The API refuses a weight change on a member of an active/standby pair (its docs: delete,
-/// then re-create), so with a partner present a weight change deletes the entry; the next
-/// reconcile creates it with the new weight once the partner allows it.
+/// then re-create). With a partner present the member becoming active deletes its entry (the
+/// next reconcile creates it with the new weight); the member becoming standby changes in
+/// place, which the cloud refuses until that partner is gone and then allows. So a pair swap
+/// never leaves the pair without an entry.
 pub fn update(
     spec: &VpnPbrRouteSpec,
     entry: &Entry,
@@ -103,7 +105,7 @@ pub fn update(
 ) -> Step {
     let route = route_id(spec);
     let weight_differs = weight_differs(spec, entry, gateway);
-    if weight_differs && partner {
+    if weight_differs && partner && spec.weight > entry.weight {
         return Step::Mutate(delete(entry, gateway));
     }
     let prio_differs = priority_differs(spec, entry, gateway);
@@ -156,7 +158,10 @@ pub fn delete(entry: &Entry, gateway: &GatewayFacts) -> Mutation {
 }
 
 /// The gateway's own rule for the destination: `Some(message)` when this gateway refuses it.
-pub fn gateway_refuses_dest(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts) -> Option<&'static str> {
+pub fn gateway_refuses_dest(
+    spec: &VpnPbrRouteSpec,
+    gateway: &GatewayFacts,
+) -> Option<&'static str> {
     if gateway.dual_tunnel {
         return None;
     }
@@ -253,17 +258,30 @@ mod tests {
     }
 
     #[test]
-    fn weight_change_in_a_pair_replaces_the_entry() {
+    fn weight_change_in_a_pair_replaces_the_entry_becoming_active() {
+        // The standby becoming active goes first (delete, then re-create); the active one
+        // becoming standby changes in place, which the cloud allows once its partner is gone,
+        // so the pair never has zero entries.
         let mut s = spec();
-        s.weight = 0;
+        s.weight = 100;
+        let mut standby = entry();
+        standby.weight = 0;
         let mut partner = entry();
         partner.next_hop = "vco-b".into();
-        partner.weight = 0;
-        let list = vec![entry(), partner];
+        let list = vec![standby.clone(), partner];
         assert!(has_partner(&s, &list));
         assert!(matches!(
-            update(&s, &entry(), &gw(true), true),
-            Step::Mutate(Mutation::Delete { weight: 100, .. })
+            update(&s, &standby, &gw(true), true),
+            Step::Mutate(Mutation::Delete { weight: 0, .. })
+        ));
+        let mut to_standby = spec();
+        to_standby.weight = 0;
+        assert!(matches!(
+            update(&to_standby, &entry(), &gw(true), true),
+            Step::Mutate(Mutation::ModifyAttribute {
+                new_weight: Some(0),
+                ..
+            })
         ));
         // A priority-only change stays in place.
         let mut p = spec();

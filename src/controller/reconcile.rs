@@ -44,7 +44,11 @@ impl From<Error> for Failed {
 pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Action> {
     let timer = super::metrics::ReconcileTimer::start(&ctx.metrics);
     let key = object_key(&route);
-    if let Some(wait) = ctx.backoffs.wait(&key, route.metadata.generation) {
+    let paused = route
+        .annotations()
+        .get(crate::api::v1alpha1::PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    if !paused && let Some(wait) = ctx.backoffs.wait(&key, route.metadata.generation) {
         timer.finish("backoff");
         return Ok(Action::requeue(wait));
     }
@@ -159,10 +163,8 @@ fn read_gateway(
     fresh: Freshness,
 ) -> Read {
     let list_max_age = match fresh {
-        Freshness::Now => {
-            ctx.cache.invalidate(scope);
-            ctx.settings.list_max_age
-        }
+        // The scheduler invalidated the list when the create was refused as existing.
+        Freshness::Now => ctx.settings.list_max_age,
         Freshness::Recent => ctx.settings.list_max_age,
         Freshness::Cached => ctx.settings.resync,
     };
@@ -190,6 +192,19 @@ async fn act(
     d: &Decision,
 ) -> Result<Option<Action>, Failed> {
     let key = object_key(route);
+    // A job no longer wanted is cancelled first: a failed status write must not let it out.
+    // (A finished one is dropped after its outcome is recorded, below.)
+    let unsent = matches!(
+        ctx.scheduler.job(owner),
+        Some(super::scheduler::JobView::Queued { .. } | super::scheduler::JobView::InFlight)
+    );
+    if let Some(JobOp::Drop) = &d.job
+        && unsent
+        && !ctx.scheduler.drop_job(owner)
+    {
+        debug!(route = %key, "job in flight; waiting for it");
+        return Ok(Some(Action::requeue(WAIT_FOR_WAKE)));
+    }
     if d.add_finalizer {
         ctx.objects
             .add_finalizer(route)

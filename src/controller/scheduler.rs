@@ -65,7 +65,12 @@ pub enum JobView {
     InFlight,
     /// The cloud accepted it; `confirmed` once the gateway was seen `active` afterwards and
     /// the entry list shows the change (the cloud applies changes in the background).
-    Accepted { accepted: Accepted, confirmed: bool },
+    Accepted {
+        accepted: Accepted,
+        confirmed: bool,
+        /// It was a create.
+        create: bool,
+    },
     /// The cloud refused it (never a busy gateway: that is retried here). `create` tells
     /// whether it was a create.
     Failed {
@@ -94,6 +99,8 @@ struct Job {
     mutation: Mutation,
     generation: Option<i64>,
     state: JobState,
+    /// The owner no longer wants it, but it was on the wire: not sent again.
+    cancelled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +141,22 @@ impl Gateway {
     /// for the list to show it (see `verify_at`).
     fn confirm(&mut self, seq: u64) {
         self.confirmed = self.confirmed.max(seq);
+    }
+
+    /// The gateway is gone: every accepted change is as done as it will ever be. Returns the
+    /// owners to wake (they read the gateway and see it gone).
+    fn settle_all(&mut self) -> Vec<Owner> {
+        self.confirmed = self.accepted;
+        let mut woken = Vec::new();
+        for (owner, job) in &mut self.jobs {
+            if let JobState::Accepted { ref mut listed, .. } = job.state
+                && !*listed
+            {
+                *listed = true;
+                woken.push(owner.clone());
+            }
+        }
+        woken
     }
 
     /// Applied changes the list has not shown yet.
@@ -297,6 +320,7 @@ impl Scheduler {
                     mutation,
                     generation,
                     state: JobState::Queued,
+                    cancelled: false,
                 },
             );
         }
@@ -322,6 +346,7 @@ impl Scheduler {
             } => JobView::Accepted {
                 accepted: accepted.clone(),
                 confirmed: *seq <= gw.confirmed && *listed,
+                create: matches!(job.mutation, Mutation::Create { .. }),
             },
             JobState::Failed(e) => JobView::Failed {
                 error: e.clone(),
@@ -339,8 +364,11 @@ impl Scheduler {
         };
         {
             let mut gw = lock(&slot.state);
-            match gw.jobs.get(owner) {
-                Some(j) if matches!(j.state, JobState::InFlight) => return false,
+            match gw.jobs.get_mut(owner) {
+                Some(j) if matches!(j.state, JobState::InFlight) => {
+                    j.cancelled = true;
+                    return false;
+                }
                 Some(_) => {
                     gw.jobs.remove(owner);
                     gw.order.retain(|o| o != owner);
@@ -499,6 +527,34 @@ impl Worker {
         }
     }
 
+    /// A job that came back busy or throttled waits for its next turn, unless its owner
+    /// dropped it while it was on the wire: then it goes, and the owner is told.
+    fn requeue(&self, owner: &Owner) {
+        let dropped = {
+            let mut gw = lock(&self.slot.state);
+            match gw.jobs.get_mut(owner) {
+                Some(j) if j.cancelled => {
+                    gw.jobs.remove(owner);
+                    gw.order.retain(|o| o != owner);
+                    true
+                }
+                Some(j) => {
+                    j.state = JobState::Queued;
+                    false
+                }
+                None => false,
+            }
+        };
+        if dropped {
+            let mut owners = lock(&self.inner.owners);
+            if owners.get(owner) == Some(&self.key) {
+                owners.remove(owner);
+            }
+            drop(owners);
+            self.wake([owner.clone()]);
+        }
+    }
+
     fn set_state(&self, owner: &Owner, state: JobState) {
         let mut gw = lock(&self.slot.state);
         if let Some(job) = gw.jobs.get_mut(owner) {
@@ -565,7 +621,7 @@ impl Worker {
                 if e.policy().retried_by == Retrier::GatewayScheduler
                     && self.inner.config.enabled =>
             {
-                self.set_state(&owner, JobState::Queued);
+                self.requeue(&owner);
                 debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
                 let pause = {
                     let mut gw = lock(&self.slot.state);
@@ -595,14 +651,14 @@ impl Worker {
                 }
             }
             Err(e) if e.class() == ErrorClass::Throttled && self.inner.config.enabled => {
-                self.set_state(&owner, JobState::Queued);
+                self.requeue(&owner);
                 let delay = e.retry_after().unwrap_or(step).min(MAX_STEP);
                 warn!(gateway = %self.key, code = e.code(), ?delay, "throttled; retrying");
                 tokio::time::sleep(delay).await;
                 (step * 2).min(MAX_STEP)
             }
             Err(e) => {
-                if e.class() == ErrorClass::Transient {
+                if matches!(e.class(), ErrorClass::Transient | ErrorClass::AlreadyExists) {
                     // The change may or may not have happened: read the truth again.
                     self.inner.cache.invalidate(scope);
                 }
@@ -642,6 +698,12 @@ impl Worker {
                     (step * 2).min(MAX_STEP)
                 }
             }
+            Err(e) if e.is_gateway_gone() => {
+                // Nothing will ever be applied there: let the owners see the gateway gone.
+                let woken = lock(&self.slot.state).settle_all();
+                self.wake(woken);
+                FIRST_STEP
+            }
             Err(e) => {
                 warn!(gateway = %self.key, code = e.code(), "gateway status read failed");
                 tokio::time::sleep(step).await;
@@ -655,6 +717,11 @@ impl Worker {
     async fn verify(&self, scope: &Scope, step: Duration) -> Duration {
         let list = match self.inner.cache.entries(scope, Duration::ZERO).await {
             Ok(list) => list,
+            Err(e) if e.is_gateway_gone() => {
+                let woken = lock(&self.slot.state).settle_all();
+                self.wake(woken);
+                return FIRST_STEP;
+            }
             Err(e) => {
                 warn!(gateway = %self.key, code = e.code(), "entry list read failed");
                 lock(&self.slot.state).verify_after = Some(Instant::now() + step);

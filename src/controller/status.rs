@@ -47,6 +47,9 @@ pub struct Report {
     pub last_request_id: Option<String>,
     /// The entry was adopted now: record it (with the time).
     pub adopted: bool,
+    /// Only observed (`ObserveOnly`): a createTime it did not have is not added, since it is
+    /// what makes an entry the object's (decide.rs `owns_entry`).
+    pub observed_only: bool,
 }
 
 /// Epoch milliseconds as RFC 3339 with milliseconds, UTC.
@@ -101,7 +104,9 @@ pub fn build(
     s.conditions = conditions;
     if let Some(e) = report.entry {
         s.state = Some(e.state.clone());
-        s.create_time = rfc3339_millis(e.create_time);
+        if !report.observed_only || s.create_time.is_some() {
+            s.create_time = rfc3339_millis(e.create_time);
+        }
         s.vpn_instance_id = Some(e.vpn_instance_id.clone()).filter(|v| !v.is_empty());
         s.observed = Some(ObservedRoute {
             weight: e.weight,

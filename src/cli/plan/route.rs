@@ -627,11 +627,12 @@ mod tests {
 
     #[test]
     fn a_pair_members_weight_flip_is_a_replace() {
-        let live = owned(route("a", "192.168.1.0/24", "vco-1", 100));
-        let r = route("a", "192.168.1.0/24", "vco-1", 0);
+        // The standby becoming active is replaced (the other member changes in place).
+        let live = owned(route("a", "192.168.1.0/24", "vco-1", 0));
+        let r = route("a", "192.168.1.0/24", "vco-1", 100);
         let list = [
-            entry("192.168.1.0/24", "vco-1", 100),
-            entry("192.168.1.0/24", "vco-2", 0),
+            entry("192.168.1.0/24", "vco-1", 0),
+            entry("192.168.1.0/24", "vco-2", 100),
         ];
         let p = apply(&r, Some(&live), &list);
         assert_eq!(p.action, Action::Replace);

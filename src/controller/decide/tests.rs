@@ -290,19 +290,21 @@ fn in_sync_reports_available_and_the_right_event() {
             entry: None,
         },
         confirmed: true,
+        create: true,
     };
     let ours = route(json!({"status": {"clientToken": "t"}}));
-    let was_ready = route(json!({"status": {"createTime": "2026-01-01T00:00:00.000Z",
+    let was_ready = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z",
         "conditions": [{"type": "Ready", "status": "True", "reason": "Available",
         "message": "", "lastTransitionTime": "t"}]}}));
-    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, &[&str]); 4] = [
+    // Only a token, no recorded entry: the create is replayed to prove the entry is ours.
+    let replay = ready(&ours, None);
+    assert!(
+        matches!(&replay.job, Some(JobOp::Submit(Mutation::Create { client_token, .. })) if client_token == "t"),
+        "{:?}",
+        replay.job
+    );
+    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, &[&str]); 3] = [
         ("our create accepted", &ours, Some(&accepted), &["Created"]),
-        (
-            "our create found after a restart",
-            &ours,
-            None,
-            &["Created"],
-        ),
         (
             "our change accepted",
             &was_ready,
@@ -335,7 +337,7 @@ fn in_sync_reports_available_and_the_right_event() {
 #[test]
 fn a_queued_change_follows_the_spec() {
     let f = facts();
-    let r = route(json!({"status": {"createTime": "2026-01-01T00:00:00.000Z"}}));
+    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
     // Queued for weight 0 at generation 1; the spec (generation 2) is back at 100.
     let stale = JobView::Queued {
         mutation: Mutation::ModifyAttribute {
@@ -426,6 +428,7 @@ fn job_outcomes() {
             entry: None,
         },
         confirmed: false,
+        create: true,
     };
     for job in [&JobView::InFlight, &unconfirmed] {
         let d = decide(&Observation {
@@ -441,6 +444,7 @@ fn job_outcomes() {
             entry: Some(entry(100, "normal")),
         },
         confirmed: false,
+        create: true,
     };
     let d = decide(&Observation {
         job: Some(&answered),
@@ -563,7 +567,7 @@ fn an_entry_made_elsewhere_is_adopted_only_by_consent() {
     assert!(!matches!(d.job, Some(JobOp::Submit(_))));
     // Once adopted it is the object's own: changes go through.
     let adopted =
-        route(json!({"status": {"adopted": true, "createTime": "2026-01-01T00:00:00.000Z"}}));
+        route(json!({"status": {"adopted": true, "createTime": "2023-11-14T22:13:20.000Z"}}));
     assert!(matches!(
         with_entries(&adopted, &other).job,
         Some(JobOp::Submit(_))
@@ -578,7 +582,7 @@ fn an_entry_made_elsewhere_is_adopted_only_by_consent() {
 fn differences_become_one_change() {
     let f = facts();
     let r = route(json!({"spec": {"publishVpc": true},
-        "status": {"createTime": "2026-01-01T00:00:00.000Z"}}));
+        "status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
     let e = [entry(100, "normal")];
     let d = decide(&Observation {
         cloud: CloudRead::Ready {
@@ -623,7 +627,7 @@ fn cleanup_branches() {
     let e = [entry(100, "normal")];
     let del = |extra: serde_json::Value| {
         let mut base = json!({"metadata": {"deletionTimestamp": DELETING},
-            "status": {"createTime": "2026-01-01T00:00:00.000Z"}});
+            "status": {"createTime": "2023-11-14T22:13:20.000Z"}});
         merge(&mut base, extra);
         route(base)
     };
@@ -722,7 +726,11 @@ fn cleanup_branches() {
         job: Some(&JobView::InFlight),
         ..obs(&owned)
     });
-    assert_eq!((d.job, d.next), (Some(JobOp::Keep), Some(Next::Wake)));
+    assert_eq!(
+        (d.job, d.next),
+        (Some(JobOp::Drop), Some(Next::Wake)),
+        "on the wire: it finishes but is not sent again"
+    );
     let without_finalizer = del(json!({"metadata": {"finalizers": null}}));
     let d = decide(&obs(&without_finalizer));
     assert!(!d.remove_finalizer && d.next == Some(Next::AwaitChange));
@@ -813,7 +821,7 @@ fn a_single_tunnel_gateway_refuses_the_default_route_before_any_create() {
 
 #[test]
 fn the_younger_of_two_disagreeing_publishers_waits() {
-    let r = route(json!({"status": {"createTime": "2026-01-01T00:00:00.000Z"}}));
+    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
     let queued = JobView::Queued {
         mutation: Mutation::Publish {
             route: plan::route_id(&r.spec),
@@ -836,4 +844,31 @@ fn the_younger_of_two_disagreeing_publishers_waits() {
     assert_eq!(d.job, Some(JobOp::Drop), "nothing flips");
     assert_eq!(event_reasons(&d), ["PublishConflict"]);
     assert_eq!(d.next, Some(Next::Resync));
+}
+
+#[test]
+fn an_entry_made_again_by_someone_else_is_not_the_objects() {
+    // Status recorded an entry created at another time: the listed one is someone else's.
+    let mut later = entry(100, "normal");
+    later.create_time += 60_000;
+    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    let d = with_entries(&r, std::slice::from_ref(&later));
+    assert_eq!(
+        reasons(&d),
+        (Some("AlreadyExists".into()), Some("AlreadyExists".into()))
+    );
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING},
+        "status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    let d = with_entries(&deleting, std::slice::from_ref(&later));
+    assert!(d.remove_finalizer, "released");
+    assert!(
+        !matches!(d.job, Some(JobOp::Submit(_))),
+        "and left in place"
+    );
+    // The recorded one is deleted.
+    let d = with_entries(&deleting, &[entry(100, "normal")]);
+    assert!(matches!(
+        d.job,
+        Some(JobOp::Submit(Mutation::Delete { .. }))
+    ));
 }
