@@ -708,6 +708,20 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                     "Delete",
                     "the cloud entry was not made by this object; left in place".to_owned(),
                 ));
+            } else if error.is_gateway_gone() {
+                d.job = Some(JobOp::Drop);
+                return release(d.event(
+                    false,
+                    Reason::Deleted,
+                    "Delete",
+                    format!("gateway gone ({}): nothing left to delete", error.code()),
+                ));
+            } else {
+                // The proof could not be had now: retried after the backoff.
+                return d.job(JobOp::Drop).fail(Failure::Cloud {
+                    op: "delete",
+                    error: error.clone(),
+                });
             }
         }
         Some(JobView::Failed { error, .. }) => {
@@ -767,7 +781,7 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                 "the listed entry is not the one this object made; left in place".to_owned(),
             ))
         }
-        Some(_) if token_only && !proven_ours => {
+        Some(entry) if token_only && !proven_ours => {
             // Replaying the create with our token proves it: the cloud repeats its answer if
             // our create made the entry, and refuses it as existing if someone else did. The
             // entry exists, so the replay can create nothing.
@@ -776,8 +790,14 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                 .as_ref()
                 .and_then(|s| s.client_token.clone())
                 .unwrap_or_default();
-            d.job(JobOp::Submit(plan::create(&route.spec, facts, &token)))
-                .next(Next::Wake)
+            // The listed attributes make a valid request whatever the spec says now.
+            d.job(JobOp::Submit(plan::create_like(
+                &route.spec,
+                entry,
+                facts,
+                &token,
+            )))
+            .next(Next::Wake)
         }
         Some(entry) => d
             .job(JobOp::Submit(plan::delete(entry, facts)))

@@ -52,6 +52,25 @@ pub fn create(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts, client_token: &str
     }
 }
 
+/// A create of the route with the listed entry's attributes, to replay a token: the cloud
+/// repeats its answer if that token made the entry, or refuses the request as existing.
+pub fn create_like(
+    spec: &VpnPbrRouteSpec,
+    entry: &Entry,
+    gateway: &GatewayFacts,
+    client_token: &str,
+) -> Mutation {
+    Mutation::Create {
+        route: route_id(spec),
+        weight: entry.weight,
+        priority: gateway.supports_priority.then_some(entry.priority),
+        publish_vpc: entry.published(),
+        description: None,
+        overlay_mode: spec.overlay_mode.map(|_| "Ipsec".to_owned()),
+        client_token: client_token.to_owned(),
+    }
+}
+
 /// What differs between spec and entry.
 pub fn drift(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> Drift {
     let mut fields = Vec::new();
