@@ -66,7 +66,7 @@ fn is_older_claim(o: &VpnPbrRoute, route: &VpnPbrRoute, key: &RouteKey, mine: &R
         && s.vpn_gateway_id == key.vpn_gateway_id
         && s.region_id == key.region_id
         && o.metadata.uid != route.metadata.uid
-        && o.metadata.deletion_timestamp.is_none()
+        // An older object being deleted still holds the entry until its cleanup is done.
         && rank(o) < *mine
 }
 
