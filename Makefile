@@ -18,6 +18,7 @@ help: ## List the targets
 
 include hack/demo.mk
 include hack/bench.mk
+include hack/e2e.mk
 
 build: ## Build every binary of the workspace: the operator, crdgen, vpc-emulator, pbr-bench (debug)
 	$(CARGO) build --locked --bins

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A local Kubernetes control plane (etcd + kube-apiserver, no nodes) for tests and the demo.
+# A local Kubernetes control plane (etcd + kube-apiserver) for tests and the demo; nodes join it
+# with hack/node.sh.
 #
-#   hack/cluster.sh up   [--dir DIR] [--owner-pid PID] [--no-build]
+#   hack/cluster.sh up   [--dir DIR] [--owner-pid PID] [--no-build] [--nodes]
 #   hack/cluster.sh down [--dir DIR]
 #
 # `up` starts etcd and kube-apiserver on free loopback ports with RBAC, service-account token
@@ -11,18 +12,27 @@
 # as that process is gone (the Rust test harness uses this so no process outlives a test run).
 # --no-build fails instead of building missing binaries. `down` stops the plane and leaves no
 # process behind.
+#
+# --nodes configures the apiserver for real nodes (hack/node.sh): the ServiceAccount admission
+# plugin on (pods get their token volumes), Node authorization and NodeRestriction for the
+# kubelets, and a client certificate for the apiserver's calls to the kubelets (logs,
+# port-forward) whose serving certificates it checks against the plane's CA. Without it (the
+# integration tests, `make demo`) the plane has no nodes and ServiceAccount admission stays off.
+# A plane already up in the other mode is restarted.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 DIR=$CACHE/cluster
 OWNER=""
 BUILD=1
+NODES=0
 cmd=${1:-}; shift || true
 while [ $# -gt 0 ]; do
   case $1 in
     --dir) DIR=$2; shift 2 ;;
     --owner-pid) OWNER=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --nodes) NODES=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -70,12 +80,19 @@ pki() {
   printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' > client.ext
   openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile client.ext -out admin.crt 2>/dev/null
   openssl genrsa -out sa.key 2048 2>/dev/null
+  if [ "$NODES" = 1 ]; then
+    # The apiserver's identity towards the kubelets (authorized by them through a webhook).
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+      -keyout kubelet-client.key -out kubelet-client.csr 2>/dev/null
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile client.ext -out kubelet-client.crt 2>/dev/null
+  fi
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   cd - >/dev/null
 }
 
 up() {
-  if alive "$DIR/apiserver.pid" && alive "$DIR/etcd.pid" && [ -f "$DIR/admin.kubeconfig" ]; then
+  if alive "$DIR/apiserver.pid" && alive "$DIR/etcd.pid" && [ -f "$DIR/admin.kubeconfig" ] \
+    && [ "$(cat "$DIR/mode" 2>/dev/null || echo 0)" = "$NODES" ]; then
     echo "export KUBECONFIG=$DIR/admin.kubeconfig"; return
   fi
   stop
@@ -86,6 +103,14 @@ up() {
   ADV_IP=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4,a,"/"); print a[1]; exit}')
   [ -n "$ADV_IP" ] || { echo "no non-loopback IPv4 address; add a dummy interface (see README)" >&2; exit 1; }
   pki "$ADV_IP"
+  echo "$NODES" > "$DIR/mode"
+  if [ "$NODES" = 1 ]; then
+    MODE_FLAGS=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+      --kubelet-client-certificate="$DIR/kubelet-client.crt" --kubelet-client-key="$DIR/kubelet-client.key"
+      --kubelet-certificate-authority="$DIR/ca.crt")
+  else
+    MODE_FLAGS=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount)
+  fi
   ETCD_PORT=$(free_port); PEER_PORT=$(free_port); API_PORT=$(free_port)
   setsid "$ETCD_BIN_DIR/etcd" --data-dir "$DIR/etcd" --log-level warn --unsafe-no-fsync \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -108,11 +133,11 @@ POLICY
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address="$ADV_IP" \
     --cert-dir="$DIR" --tls-cert-file="$DIR/apiserver.crt" --tls-private-key-file="$DIR/apiserver.key" \
-    --client-ca-file="$DIR/ca.crt" --authorization-mode=RBAC \
+    --client-ca-file="$DIR/ca.crt" "${MODE_FLAGS[@]}" \
     --service-account-issuer="https://127.0.0.1:$API_PORT" \
     --service-account-key-file="$DIR/sa.pub" --service-account-signing-key-file="$DIR/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 \
-    --disable-admission-plugins=ServiceAccount --allow-privileged=true \
+    --allow-privileged=true \
     --audit-policy-file="$DIR/audit-policy.yaml" --audit-log-path="$DIR/audit.log" \
     </dev/null >"$DIR/apiserver.log" 2>&1 &
   echo $! > "$DIR/apiserver.pid"
@@ -157,5 +182,5 @@ KC
 case $cmd in
   up) up ;;
   down) stop; echo "control plane in $DIR stopped" ;;
-  *) echo "usage: $0 up|down [--dir DIR] [--owner-pid PID] [--no-build]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [--dir DIR] [--owner-pid PID] [--no-build] [--nodes]" >&2; exit 2 ;;
 esac

@@ -247,7 +247,7 @@ fn assert_hardened(docs: &[Value]) {
 }
 
 /// (apiGroup, resource, verbs, resourceNames) for every rule of a role, flattened and sorted.
-fn rules(role: &Value) -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+fn rules(role: &Value) -> Rules {
     let mut out = BTreeSet::new();
     for rule in role["rules"].as_sequence().expect("rules") {
         let mut verbs = strings(&rule["verbs"]);
@@ -278,7 +278,7 @@ fn rule(
     )
 }
 
-fn base_cluster_rules() -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+fn base_cluster_rules() -> Rules {
     [
         rule(
             "vpn.alicloud.dev",
@@ -309,6 +309,158 @@ fn base_cluster_rules() -> BTreeSet<(String, String, Vec<String>, Vec<String>)> 
     ]
     .into_iter()
     .collect()
+}
+
+type Rules = BTreeSet<(String, String, Vec<String>, Vec<String>)>;
+
+/// `get` on Secrets: what a route's `credentialsRef` needs (the operator reads the Secret by
+/// name with one GET).
+fn secret_get_rules() -> Rules {
+    [rule("", "secrets", &["get"], &[])].into_iter().collect()
+}
+
+/// The rules of every Role, by namespace (one Role per namespace).
+fn roles_by_namespace(docs: &[Value]) -> std::collections::BTreeMap<String, Rules> {
+    let mut out = std::collections::BTreeMap::new();
+    for role in all_of(docs, "Role") {
+        let ns = role["metadata"]["namespace"]
+            .as_str()
+            .expect("Role namespace")
+            .to_owned();
+        assert!(
+            out.insert(ns.clone(), rules(role)).is_none(),
+            "two Roles in {ns}"
+        );
+    }
+    out
+}
+
+/// Every Role has one RoleBinding in its namespace, to the chart's ServiceAccount.
+fn assert_role_bindings_match(docs: &[Value]) {
+    let sa = one_of(docs, "ServiceAccount");
+    let roles = all_of(docs, "Role");
+    let bindings = all_of(docs, "RoleBinding");
+    assert_eq!(roles.len(), bindings.len(), "one RoleBinding per Role");
+    for role in roles {
+        let ns = &role["metadata"]["namespace"];
+        let rb = bindings
+            .iter()
+            .find(|b| {
+                &b["metadata"]["namespace"] == ns
+                    && b["roleRef"]["name"] == role["metadata"]["name"]
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no RoleBinding for Role {:?} in {ns:?}",
+                    role["metadata"]["name"]
+                )
+            });
+        assert_eq!(rb["roleRef"]["kind"].as_str(), Some("Role"));
+        assert_eq!(rb["subjects"][0]["name"], sa["metadata"]["name"]);
+        assert_eq!(rb["subjects"][0]["namespace"], sa["metadata"]["namespace"]);
+    }
+}
+
+/// Creates namespace `name` unless it exists (shared by the tests of this binary).
+async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    match api.create(&Default::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[test]
+fn route_secrets_grant_get_only_cluster_wide_or_per_watched_namespace() -> anyhow::Result<()> {
+    // Off (default): no Secret access anywhere.
+    let docs = documents(&template("ops", &[])?);
+    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
+    assert!(all_of(&docs, "Role").is_empty());
+
+    // On, all namespaces watched: `get` in the ClusterRole, nothing else.
+    let docs = documents(&template("ops", &["--set", "routeSecrets.enabled=true"])?);
+    let mut expected = base_cluster_rules();
+    expected.extend(secret_get_rules());
+    assert_eq!(rules(one_of(&docs, "ClusterRole")), expected);
+    assert!(all_of(&docs, "Role").is_empty());
+
+    // On, some namespaces watched: a Role and RoleBinding in each of them, none elsewhere.
+    let docs = documents(&template(
+        "ops",
+        &[
+            "--set",
+            "routeSecrets.enabled=true",
+            "--set",
+            "watchNamespaces={team-a,team-b}",
+        ],
+    )?);
+    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
+    let roles = roles_by_namespace(&docs);
+    assert_eq!(
+        roles.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["team-a", "team-b"]
+    );
+    for r in roles.values() {
+        assert_eq!(r, &secret_get_rules());
+    }
+    assert_role_bindings_match(&docs);
+
+    // Watched namespaces without route Secrets: no Secret access.
+    let docs = documents(&template("ops", &["--set", "watchNamespaces={team-a}"])?);
+    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
+    assert!(all_of(&docs, "Role").is_empty());
+    Ok(())
+}
+
+#[test]
+fn host_network_listens_on_the_node_address_and_rolls_one_pod_at_a_time() -> anyhow::Result<()> {
+    let docs = documents(&template(
+        "ops",
+        &[
+            "--set",
+            "hostNetwork=true",
+            "--set",
+            "leaderElection.enabled=true",
+            "--set",
+            "replicaCount=2",
+        ],
+    )?);
+    let dep = one_of(&docs, "Deployment");
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], Value::Bool(true));
+    assert_eq!(pod["dnsPolicy"].as_str(), Some("ClusterFirstWithHostNet"));
+    // Every replica takes the port on its node: a surge pod could never be placed.
+    let rolling = &dep["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!(rolling["maxSurge"].as_u64(), Some(0));
+    assert_eq!(rolling["maxUnavailable"].as_u64(), Some(1));
+    let c = deployment_container(&docs);
+    assert_eq!(
+        env_value(c, "POD_IP").expect("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP")
+    );
+    let names: Vec<&str> = c["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).expect(n);
+    assert!(
+        pos("POD_IP") < pos("VPN_PBR_METRICS_ADDR"),
+        "$(POD_IP) is defined before its use"
+    );
+    assert_eq!(
+        env_str(c, "VPN_PBR_METRICS_ADDR").as_deref(),
+        Some("$(POD_IP):8080")
+    );
+    // Off (default): the pod network, every interface of the pod.
+    let docs = documents(&template("ops", &[])?);
+    let pod = &one_of(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert!(pod["hostNetwork"].is_null());
+    assert!(env_value(deployment_container(&docs), "POD_IP").is_none());
+    Ok(())
 }
 
 #[test]
@@ -386,13 +538,7 @@ async fn default_values_pass_server_side_dry_run() -> anyhow::Result<()> {
     let c = deployment_container(&docs);
     assert_eq!(
         c["image"].as_str(),
-        Some(
-            format!(
-                "ghcr.io/vpn-pbr-operator/vpn-pbr-operator:{}",
-                env!("CARGO_PKG_VERSION")
-            )
-            .as_str()
-        ),
+        Some(format!("vpn-pbr-operator:{}", env!("CARGO_PKG_VERSION")).as_str()),
         "tag defaults to the chart's appVersion (kept equal to the crate version)"
     );
     for (name, value) in [
@@ -449,32 +595,40 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
         &repo_root().join("tests/fixtures/servicemonitors.monitoring.coreos.com.yaml"),
     )
     .await;
+    // The watched namespaces of the values file hold the route-secrets Roles.
+    for watched in ["network-prod", "network-staging"] {
+        ensure_namespace(&client, watched).await?;
+    }
     let values = all_features_values().display().to_string();
     let yaml = template(&ns, &["--include-crds", "-f", &values])?;
     server_dry_run(plane(), &yaml)?;
 
     let docs = documents(&yaml);
     assert_hardened(&docs);
-    for kind in [
-        "ServiceMonitor",
-        "PodDisruptionBudget",
-        "NetworkPolicy",
-        "Role",
-        "RoleBinding",
-    ] {
+    for kind in ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"] {
         one_of(&docs, kind);
     }
 
-    // Secret access only with routeSecrets.enabled, read-only.
-    let mut expected = base_cluster_rules();
-    expected.insert(rule("", "secrets", &["get", "list", "watch"], &[]));
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), expected);
+    // watchNamespaces is set: Secret access is a Role in each watched namespace, none in the
+    // ClusterRole.
+    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
+    let roles = roles_by_namespace(&docs);
+    let expected_ns: BTreeSet<String> = [ns.as_str(), "network-prod", "network-staging"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        roles.keys().cloned().collect::<BTreeSet<_>>(),
+        expected_ns,
+        "a Role in the release namespace and in each watched namespace"
+    );
+    for watched in ["network-prod", "network-staging"] {
+        assert_eq!(roles[watched], secret_get_rules(), "{watched}");
+    }
 
     // Leases: a Role in the release namespace only.
-    let role = one_of(&docs, "Role");
-    assert_eq!(role["metadata"]["namespace"].as_str(), Some(ns.as_str()));
     assert_eq!(
-        rules(role),
+        roles[&ns],
         [rule(
             "coordination.k8s.io",
             "leases",
@@ -484,9 +638,7 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
         .into_iter()
         .collect()
     );
-    let rb = one_of(&docs, "RoleBinding");
-    assert_eq!(rb["metadata"]["namespace"].as_str(), Some(ns.as_str()));
-    assert_eq!(rb["roleRef"]["name"], role["metadata"]["name"]);
+    assert_role_bindings_match(&docs);
 
     let dep = one_of(&docs, "Deployment");
     assert_eq!(dep["spec"]["replicas"].as_u64(), Some(2));

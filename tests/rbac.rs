@@ -186,7 +186,11 @@ impl Scenario {
         );
         // ClusterRoles are cluster-scoped: a release name per scenario keeps them apart.
         let release = release_ns.clone();
-        let mut set: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
+        // `{routes_ns}` in a value stands for the namespace the routes are created in.
+        let mut set: Vec<String> = values
+            .iter()
+            .map(|s| s.replace("{routes_ns}", &routes_ns))
+            .collect();
         set.push(format!("endpoint={}", emu.url));
         set.push("logLevel=info\\,vpn_pbr_operator=debug".to_owned());
         let docs = render(&release, &release_ns, &set)?;
@@ -432,6 +436,43 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
     assert!(
         audit_has(&s.user, "create", "leases") || audit_has(&s.user, "patch", "leases"),
         "the lease was taken in the release namespace"
+    );
+    s.assert_no_forbidden().await;
+    Ok(())
+}
+
+/// Route Secrets with one watched namespace: the Secret is read through the Role the chart puts
+/// in that namespace (the ClusterRole has no Secret access then).
+#[tokio::test]
+async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let (s, routes_ns) = Scenario::start(
+        "rbac-watched",
+        &["routeSecrets.enabled=true", "watchNamespaces={{routes_ns}}"],
+    )
+    .await?;
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &routes_ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cloud-keys"},
+        "stringData": {"accessKeyId": SECRET_KEY_ID, "accessKeySecret": SECRET_KEY_SECRET}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let mut with_secret = spec("192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-1", 100);
+    with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
+    s.create("r1", with_secret).await;
+    s.ready("r1").await?;
+    s.delete_and_wait("r1").await?;
+    assert!(
+        s.emu.gateway_entries("vpn-gw-a").await?.is_empty(),
+        "entry deleted"
+    );
+    assert!(
+        audit_has(&s.user, "get", "secrets"),
+        "the route Secret was read"
     );
     s.assert_no_forbidden().await;
     Ok(())

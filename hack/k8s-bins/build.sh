@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kubectl from the k8s.io/kubernetes Go module into a
-# cache outside the repo; a second run with the binaries present does nothing.
+# Builds Kubernetes binaries from the k8s.io/kubernetes Go module into a cache outside the repo;
+# a binary already present is not built again.
+#
+#   hack/k8s-bins/build.sh          kube-apiserver and kubectl (the control plane of the tests)
+#   hack/k8s-bins/build.sh --node   also kubelet, kube-controller-manager and kube-scheduler
+#                                   (the local node of hack/node.sh), about 5 min each on 2 cores
+#
+# Prints the directory of the binaries.
 set -euo pipefail
 K8S=${K8S_VERSION:-1.37.2}
 STAGING=v0.${K8S#1.}
@@ -8,7 +14,11 @@ CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 OUT=${OUT:-$CACHE/k8s/v$K8S}
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 cd "$(dirname "$0")"
-if [ -x "$OUT/kube-apiserver" ] && [ -x "$OUT/kubectl" ]; then echo "$OUT"; exit 0; fi
+BINS="kube-apiserver kubectl"
+[ "${1:-}" = "--node" ] && BINS="$BINS kubelet kube-controller-manager kube-scheduler"
+missing=""
+for b in $BINS; do [ -x "$OUT/$b" ] || missing="$missing $b"; done
+if [ -z "$missing" ]; then echo "$OUT"; exit 0; fi
 if [ ! -f go.mod ]; then
   # One-time generation (committed afterwards): the replace list comes from the tag itself.
   go mod init vpn-pbr-operator.invalid/k8s-bins >&2
@@ -16,7 +26,9 @@ if [ ! -f go.mod ]; then
   for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$GOMOD"); do
     go mod edit -replace="$m=$m@$STAGING"
   done
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S" "k8s.io/kubernetes/cmd/kubectl@v$K8S" >&2
+  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S" "k8s.io/kubernetes/cmd/kubectl@v$K8S" \
+    "k8s.io/kubernetes/cmd/kubelet@v$K8S" "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S" \
+    "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S" >&2
   go mod tidy >&2
 fi
 MINOR=$(echo "$K8S" | cut -d. -f2)
@@ -25,15 +37,13 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   LD="$LD -X $p.gitVersion=v$K8S -X $p.gitMajor=1 -X $p.gitMinor=$MINOR -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
 mkdir -p "$OUT"
-start=$(date +%s)
-if [ ! -x "$OUT/kube-apiserver" ]; then
-  go build -trimpath -tags selinux,notest -ldflags "$LD" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-  mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
-fi
-if [ ! -x "$OUT/kubectl" ]; then
-  go build -trimpath -ldflags "$LD" -o "$OUT/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
-  mv "$OUT/kubectl.tmp" "$OUT/kubectl"
-fi
-echo "built kube-apiserver and kubectl v$K8S in $(( $(date +%s) - start ))s" >&2
-"$OUT/kube-apiserver" --version >&2
+for b in $missing; do
+  start=$(date +%s)
+  tags=""
+  [ "$b" = kube-apiserver ] && tags="-tags selinux,notest"
+  # shellcheck disable=SC2086
+  go build -trimpath $tags -ldflags "$LD" -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b"
+  mv "$OUT/$b.tmp" "$OUT/$b"
+  echo "built $b v$K8S in $(( $(date +%s) - start ))s" >&2
+done
 echo "$OUT"

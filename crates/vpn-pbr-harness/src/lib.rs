@@ -4,6 +4,7 @@
 //! - [`tools`]: where the control-plane binaries, helm and the built programs are;
 //! - [`cluster`]: a local etcd + kube-apiserver (`hack/cluster.sh`), clients, namespaces, the CRD;
 //! - [`emulator`]: a `vpc-emulator` process and its admin API;
+//! - [`node`]: the images and the real local nodes of the end-to-end test (`hack/node.sh`);
 //! - [`operator`]: the `vpn-pbr-operator` process (restartable, with its resource use);
 //! - [`command`]: running helm and kubectl;
 //! - [`wait`]: polling for a condition with a deadline;
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod cluster;
 pub mod command;
 pub mod emulator;
+pub mod node;
 pub mod operator;
 pub mod report;
 pub mod tools;

@@ -1,0 +1,599 @@
+//! End to end, as a user sees it: the images built from the repository's Dockerfile
+//! (`hack/image/build.sh`, buildah, nothing pulled), two real nodes on this machine
+//! (`hack/node.sh`: kubelet + containerd, host network, everything on loopback), the emulator
+//! running as a Pod from its image, the chart installed with helm, and then:
+//!
+//! - the operator Pod becomes Ready through its real probes and `kubectl logs` shows it working;
+//! - the examples (`examples/*.yaml`) become Ready, with events, and `/metrics` answers through
+//!   the chart's Service (`kubectl port-forward svc/...`: an Endpoints address cannot be
+//!   loopback, so the Service has no endpoints to curl on these nodes);
+//! - `helm upgrade` to 2 replicas with leader election; deleting the leader Pod hands the Lease
+//!   over within 30 s and a route applied meanwhile becomes Ready;
+//! - the apiserver's audit log has no 403 for the chart's ServiceAccount;
+//! - the kernel runs the operator as UID 65532, without capabilities, with no_new_privs,
+//!   seccomp, a read-only root filesystem and the chart's memory limit, and it stayed below it;
+//! - `helm uninstall` removes the Pods and keeps the CRD, the routes and their cloud entries;
+//! - `hack/node.sh down` leaves no process, mount, iptables chain, cgroup, sysctl change or
+//!   directory of the nodes behind.
+//!
+//! Needs root (the nodes change the host). `make e2e` runs it (`make test` too); on its own:
+//! `cargo test --test e2e -- --ignored` after `make tools`. It builds what it needs (images,
+//! node binaries) through the repository's scripts and fails, saying how, when a tool is missing.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+use support::repo_root;
+use vpn_pbr_harness::node::{HostState, Images, LocalNodes, NodeLock, PortForward, ProcessFacts};
+use vpn_pbr_harness::operator::free_port;
+use vpn_pbr_harness::tools::cache_dir;
+use vpn_pbr_harness::wait::eventually;
+use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
+
+const RELEASE: &str = "vpn-pbr-operator";
+const RELEASE_NS: &str = "vpn-pbr-system";
+const ROUTES_NS: &str = "routes";
+const EMULATOR_NS: &str = "vpc-emulator";
+const SELECTOR: &str = "app.kubernetes.io/instance=vpn-pbr-operator";
+const CHART: &str = "deploy/helm/vpn-pbr-operator";
+/// The chart's default memory limit (values.yaml `resources.limits.memory`).
+const MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
+const WAIT: Duration = Duration::from_secs(180);
+/// The route `examples/observe-only.yaml` observes: it exists in the cloud before the examples.
+const OBSERVED: &str = r#"{"VpnGatewayId":"vpn-demo-secondary","RouteSource":"172.17.0.0/16","RouteDest":"10.30.0.0/16","NextHop":"vco-demo-secondary-a","Weight":100}"#;
+
+fn step(t0: Instant, what: &str) {
+    eprintln!("[e2e {:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+}
+
+/// The first access key of the emulator config the examples use.
+fn emulator_key() -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(repo_root().join("deploy/emulator/config.example.yaml"))?;
+    let config: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let key = &config["access_keys"][0];
+    Ok((
+        key["id"].as_str().expect("key id").to_owned(),
+        key["secret"].as_str().expect("key secret").to_owned(),
+    ))
+}
+
+/// `deploy/emulator/vpc-emulator.yaml` for the local nodes: host network, the image built here
+/// (never pulled), API and admin API on loopback ports.
+fn emulator_manifest(images: &Images, api: u16, admin: u16) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(repo_root().join("deploy/emulator/vpc-emulator.yaml"))?;
+    let mut out = String::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)?;
+        if v["kind"].as_str() == Some("Deployment") {
+            let pod = &mut v["spec"]["template"]["spec"];
+            pod["hostNetwork"] = true.into();
+            let c = &mut pod["containers"][0];
+            c["image"] = format!("{}:{}", images.emulator_repository, images.tag).into();
+            c["imagePullPolicy"] = "Never".into();
+            c["args"] = serde_yaml::to_value([
+                "--config=/etc/vpc-emulator/config.yaml".to_owned(),
+                format!("--listen=127.0.0.1:{api}"),
+                format!("--admin-listen=127.0.0.1:{admin}"),
+                "--log-format=text".to_owned(),
+            ])?;
+            c["ports"][0]["containerPort"] = u64::from(api).into();
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&v)?);
+    }
+    Ok(out)
+}
+
+async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
+}
+
+/// The operator's pods.
+async fn operator_pods(client: &Client) -> anyhow::Result<Vec<Pod>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), RELEASE_NS);
+    Ok(pods
+        .list(&ListParams::default().labels(SELECTOR))
+        .await?
+        .items)
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+fn pod_name(p: &Pod) -> String {
+    p.metadata.name.clone().unwrap_or_default()
+}
+
+/// Waits until exactly `n` operator pods exist and are Ready; returns them.
+async fn ready_pods(client: &Client, n: usize) -> anyhow::Result<Vec<Pod>> {
+    eventually(WAIT, &format!("{n} Ready operator pod(s)"), || async {
+        let pods = operator_pods(client).await.ok()?;
+        (pods.len() == n && pods.iter().all(pod_ready)).then_some(pods)
+    })
+    .await
+}
+
+async fn lease_holder(client: &Client) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), RELEASE_NS)
+        .get_opt(RELEASE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// Every route of `ns` Ready=True.
+async fn all_routes_ready(client: &Client, n: usize) -> anyhow::Result<()> {
+    let routes: Api<VpnPbrRoute> = Api::namespaced(client.clone(), ROUTES_NS);
+    eventually(WAIT, &format!("{n} Ready routes"), || async {
+        let list = routes.list(&ListParams::default()).await.ok()?.items;
+        (list.len() == n
+            && list
+                .iter()
+                .all(|r| support::ready_is(r, ConditionStatus::True, None)))
+        .then_some(())
+    })
+    .await
+}
+
+/// The security facts of a running operator pod, from the kernel.
+fn assert_hardened_process(pod: &Pod) -> anyhow::Result<ProcessFacts> {
+    let status = pod.status.as_ref().expect("pod status");
+    let c = &status
+        .container_statuses
+        .as_ref()
+        .expect("container statuses")[0];
+    let id = c
+        .container_id
+        .as_deref()
+        .and_then(|i| i.strip_prefix("containerd://"))
+        .expect("a containerd container id");
+    let facts = ProcessFacts::of_container(id)?;
+    let name = pod_name(pod);
+    assert_eq!(facts.uid, 65532, "{name}: runs as UID 65532");
+    assert_eq!(facts.gid, 65532, "{name}: runs as GID 65532");
+    assert_eq!(facts.cap_eff, 0, "{name}: no effective capability");
+    assert_eq!(facts.cap_bnd, 0, "{name}: every capability dropped");
+    assert!(facts.no_new_privs, "{name}: no privilege escalation");
+    assert_eq!(facts.seccomp, 2, "{name}: seccomp filter (RuntimeDefault)");
+    assert!(facts.root_read_only, "{name}: read-only root filesystem");
+    assert_eq!(
+        facts.memory_limit,
+        Some(MEMORY_LIMIT),
+        "{name}: the chart's memory limit"
+    );
+    let peak = facts.memory_peak.expect("memory peak");
+    assert!(
+        peak < MEMORY_LIMIT,
+        "{name}: peak memory {peak} B of its cgroup under the limit"
+    );
+    assert!(
+        facts.peak_rss < MEMORY_LIMIT,
+        "{name}: peak RSS {} B under the limit",
+        facts.peak_rss
+    );
+    assert_eq!(c.restart_count, 0, "{name}: never restarted");
+    Ok(facts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root; builds the images and two local nodes: run with `make e2e` (make test does)"]
+async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let t0 = Instant::now();
+    let repo = repo_root();
+    let _lock = NodeLock::acquire()?;
+    let node_dir = cache_dir().join("node");
+    if Path::new("/run/vpn-pbr-node/dir").exists() {
+        anyhow::bail!("local nodes are up already (make node-down first): the test starts its own");
+    }
+    let before = HostState::capture(&node_dir)?;
+
+    // 1. The images, from the Dockerfile.
+    let images = Images::build(&repo)?;
+    step(t0, "images built (hack/image/build.sh)");
+
+    // 2. Two nodes with the images imported (nothing can be pulled).
+    let mut nodes = LocalNodes::up(&repo, 2, &[&images.operator_tar, &images.emulator_tar])?;
+    let client = nodes.client().await?;
+    step(t0, "2 nodes Ready (hack/node.sh up)");
+
+    // 3. The emulator as a Pod, its config in a ConfigMap.
+    let (emu_port, admin_port) = (free_port()?, free_port()?);
+    create_namespace(&client, EMULATOR_NS).await?;
+    nodes.kubectl_ok(
+        &[
+            "-n",
+            EMULATOR_NS,
+            "create",
+            "configmap",
+            "vpc-emulator-config",
+            &format!(
+                "--from-file=config.yaml={}",
+                repo.join("deploy/emulator/config.example.yaml").display()
+            ),
+        ],
+        None,
+    )?;
+    nodes.kubectl_ok(
+        &["-n", EMULATOR_NS, "apply", "-f", "-"],
+        Some(&emulator_manifest(&images, emu_port, admin_port)?),
+    )?;
+    nodes.kubectl_ok(
+        &[
+            "-n",
+            EMULATOR_NS,
+            "rollout",
+            "status",
+            "deploy/vpc-emulator",
+            "--timeout=180s",
+        ],
+        None,
+    )?;
+    let admin = format!("http://127.0.0.1:{admin_port}/_emulator");
+    assert_eq!(http_get(&format!("{admin}/health")).await?.0, 200);
+    step(t0, "emulator Pod Ready");
+
+    // 4. CRD, credentials, chart (the steps of the README's install section).
+    nodes.kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &repo.join("crds").display().to_string(),
+        ],
+        None,
+    )?;
+    nodes.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/vpnpbrroutes.vpn.alicloud.dev",
+            "--timeout=60s",
+        ],
+        None,
+    )?;
+    create_namespace(&client, RELEASE_NS).await?;
+    let (key_id, key_secret) = emulator_key()?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "alicloud-credentials"},
+        "stringData": {"accessKeyId": key_id, "accessKeySecret": key_secret}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), RELEASE_NS)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        format!(
+            r#"image:
+  repository: {repo_name}
+  tag: "{tag}"
+  pullPolicy: Never
+credentials:
+  existingSecret: alicloud-credentials
+endpoint: "http://127.0.0.1:{emu_port}"
+defaultRegion: cn-hangzhou
+# No pod network on these nodes: the host's, and the apiserver on loopback (no kube-proxy).
+hostNetwork: true
+extraEnv:
+  - name: KUBERNETES_SERVICE_HOST
+    value: "127.0.0.1"
+  - name: KUBERNETES_SERVICE_PORT
+    value: "{api_port}"
+"#,
+            repo_name = images.operator_repository,
+            tag = images.tag,
+            api_port = nodes.api_port,
+        ),
+    )?;
+    let values = values.display().to_string();
+    let chart = repo.join(CHART).display().to_string();
+    nodes.helm(&[
+        "install",
+        RELEASE,
+        &chart,
+        "-n",
+        RELEASE_NS,
+        "-f",
+        &values,
+        "--wait",
+        "--timeout",
+        "3m",
+    ])?;
+    let pods = ready_pods(&client, 1).await?;
+    let image = format!("{}:{}", images.operator_repository, images.tag);
+    assert_eq!(
+        pods[0].spec.as_ref().expect("spec").containers[0]
+            .image
+            .as_deref(),
+        Some(image.as_str()),
+        "the image built from the Dockerfile"
+    );
+    step(t0, "chart installed, operator Pod Ready");
+    let logs = nodes.kubectl_ok(
+        &["-n", RELEASE_NS, "logs", &format!("deploy/{RELEASE}")],
+        None,
+    )?;
+    assert!(
+        logs.contains("controller started"),
+        "kubectl logs shows the operator at work:\n{logs}"
+    );
+
+    // 5. The examples become Ready; events and metrics.
+    let resp = reqwest::Client::new()
+        .post(format!("{admin}/entries/create"))
+        .header("Content-Type", "application/json")
+        .body(OBSERVED)
+        .send()
+        .await?;
+    assert!(resp.status().is_success(), "observed entry created");
+    create_namespace(&client, ROUTES_NS).await?;
+    nodes.kubectl_ok(
+        &[
+            "-n",
+            ROUTES_NS,
+            "apply",
+            "--server-side",
+            "-f",
+            &repo.join("examples").display().to_string(),
+        ],
+        None,
+    )?;
+    all_routes_ready(&client, 4).await?;
+    step(t0, "examples Ready");
+    let events: Value = serde_json::from_str(
+        &nodes.kubectl_ok(&["-n", ROUTES_NS, "get", "events", "-o", "json"], None)?,
+    )?;
+    let reasons: Vec<(String, String)> = events["items"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["involvedObject"]["kind"] == "VpnPbrRoute")
+        .map(|e| {
+            (
+                e["involvedObject"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                e["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for (name, reason) in [
+        ("office-to-app-active", "Created"),
+        ("office-to-app-standby", "Created"),
+        ("datacenter-published", "Created"),
+    ] {
+        assert!(
+            reasons.iter().any(|(n, r)| n == name && r == reason),
+            "event {reason} for {name} in {reasons:?}"
+        );
+    }
+    {
+        let pf = PortForward::start(&nodes, RELEASE_NS, &format!("svc/{RELEASE}-metrics"), 8080)?;
+        let base = format!("http://127.0.0.1:{}", pf.port);
+        let metrics = eventually(
+            Duration::from_secs(30),
+            "4 Ready routes in /metrics",
+            || {
+                let url = format!("{base}/metrics");
+                async move {
+                    let (status, body) = http_get(&url).await.ok()?;
+                    (status == 200 && body.contains("vpn_pbr_routes{ready=\"true\"} 4"))
+                        .then_some(body)
+                }
+            },
+        )
+        .await?;
+        assert!(metrics.contains("vpn_pbr_"), "operator metrics");
+        assert_eq!(http_get(&format!("{base}/readyz")).await?.0, 200);
+    }
+    step(t0, "events and /metrics through the Service");
+
+    // 6. Two replicas with leader election; the leader's Pod is deleted.
+    nodes.helm(&[
+        "upgrade",
+        RELEASE,
+        &chart,
+        "-n",
+        RELEASE_NS,
+        "-f",
+        &values,
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "leaderElection.enabled=true",
+        "--wait",
+        "--timeout",
+        "4m",
+    ])?;
+    let pods = ready_pods(&client, 2).await?;
+    let leader = eventually(WAIT, "a lease holder among the pods", || async {
+        let h = lease_holder(&client).await?;
+        pods.iter().any(|p| pod_name(p) == h).then_some(h)
+    })
+    .await?;
+    let nodes_of: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    assert_ne!(nodes_of[0], nodes_of[1], "one replica per node");
+    step(t0, &format!("2 replicas, leader {leader}"));
+    let deleted_at = Instant::now();
+    nodes.kubectl_ok(
+        &["-n", RELEASE_NS, "delete", "pod", &leader, "--wait=false"],
+        None,
+    )?;
+    // A route applied during the hand-over.
+    let handover: VpnPbrRoute = serde_json::from_value(json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": "applied-during-handover"},
+        "spec": {
+            "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-demo-primary",
+            "routeSource": "192.168.20.0/24", "routeDest": "10.40.0.0/16",
+            "nextHop": "vco-demo-primary-a", "weight": 100, "publishVpc": false
+        }
+    }))?;
+    Api::<VpnPbrRoute>::namespaced(client.clone(), ROUTES_NS)
+        .create(&PostParams::default(), &handover)
+        .await?;
+    let standby = pods
+        .iter()
+        .map(pod_name)
+        .find(|n| *n != leader)
+        .expect("the standby");
+    let new_leader = eventually(
+        Duration::from_secs(30),
+        "the standby takes the lease",
+        || async {
+            let h = lease_holder(&client).await?;
+            (h == standby).then_some(h)
+        },
+    )
+    .await?;
+    let handover_secs = deleted_at.elapsed().as_secs_f64();
+    step(
+        t0,
+        &format!("lease handed over to {new_leader} {handover_secs:.1}s after the delete"),
+    );
+    all_routes_ready(&client, 5).await?;
+    step(
+        t0,
+        &format!(
+            "route applied during the hand-over Ready {:.1}s after the delete",
+            deleted_at.elapsed().as_secs_f64()
+        ),
+    );
+    let pods = ready_pods(&client, 2).await?;
+
+    // 7. Security and resources as the kernel enforces them.
+    for pod in &pods {
+        let facts = assert_hardened_process(pod)?;
+        step(
+            t0,
+            &format!(
+                "{}: uid {}, CapEff {:x}, seccomp {}, ro root; cgroup peak {:.1} MiB, peak RSS {:.1} MiB, limit {} MiB",
+                pod_name(pod),
+                facts.uid,
+                facts.cap_eff,
+                facts.seccomp,
+                facts.memory_peak.unwrap_or(0) as f64 / 1048576.0,
+                facts.peak_rss as f64 / 1048576.0,
+                MEMORY_LIMIT / 1048576
+            ),
+        );
+    }
+
+    // 8. The audit log: the ServiceAccount was never refused.
+    let user = format!("system:serviceaccount:{RELEASE_NS}:{RELEASE}");
+    let audit = std::fs::read_to_string(nodes.audit_log())?;
+    let mine: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["user"]["username"] == user.as_str())
+        .collect();
+    assert!(
+        mine.len() >= 20,
+        "only {} audit events from {user}",
+        mine.len()
+    );
+    let forbidden: Vec<String> = mine
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "{} requests of {user} were forbidden:\n{}",
+        forbidden.len(),
+        forbidden.join("\n")
+    );
+    step(
+        t0,
+        &format!("{} audit events of {user}, no 403", mine.len()),
+    );
+
+    // 9. helm uninstall: the Pods go; the CRD, the routes and their cloud entries stay.
+    nodes.helm(&[
+        "uninstall",
+        RELEASE,
+        "-n",
+        RELEASE_NS,
+        "--wait",
+        "--timeout",
+        "3m",
+    ])?;
+    eventually(WAIT, "no operator pod", || async {
+        operator_pods(&client).await.ok()?.is_empty().then_some(())
+    })
+    .await?;
+    assert!(
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .get_opt("vpnpbrroutes.vpn.alicloud.dev")
+            .await?
+            .is_some(),
+        "the CRD stays"
+    );
+    let routes = Api::<VpnPbrRoute>::namespaced(client.clone(), ROUTES_NS)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    assert_eq!(routes.len(), 5, "the routes stay");
+    let (_, state) = http_get(&format!("{admin}/state")).await?;
+    let state: Value = serde_json::from_str(&state)?;
+    let entries: usize = state["gateways"]
+        .as_array()
+        .expect("gateways")
+        .iter()
+        .map(|g| g["Entries"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(entries, 5, "the cloud entries stay");
+    step(t0, "uninstalled: CRD, routes and cloud entries kept");
+
+    // 10. Down, and nothing left behind.
+    drop(client);
+    nodes.down()?;
+    let after = HostState::capture(&node_dir)?;
+    let left = after.left_over_since(&before);
+    assert!(
+        left.is_empty(),
+        "hack/node.sh down left behind:\n{}",
+        left.join("\n")
+    );
+    step(
+        t0,
+        "nodes down; no process, mount, chain, cgroup, sysctl or directory left",
+    );
+    Ok(())
+}
