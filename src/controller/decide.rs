@@ -248,8 +248,13 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         if ready_reason(route) != Some(Reason::DuplicateRoute) {
             d = d.event(true, Reason::DuplicateRoute, "Claim", message.clone());
         }
+        // The older object holds the entry: whatever this one made or started is not its own
+        // any more (it never changes or deletes the entry).
+        let mut report = both_false(Reason::DuplicateRoute, message);
+        report.entry_absent = true;
+        report.client_token = Some(None);
         return d
-            .status(both_false(Reason::DuplicateRoute, message))
+            .status(report)
             .job(drop_job(obs.job))
             .next(Next::Resync);
     }
