@@ -5,6 +5,7 @@ use kube::ResourceExt;
 
 use kube::runtime::reflector::Store;
 
+use super::decide::owns_entry;
 use crate::api::v1alpha1::{RouteKey, VpnPbrRoute};
 
 /// The `namespace/name` of an older object claiming the same route, if any, among the
@@ -47,10 +48,14 @@ pub fn older_publish_conflict_in(
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
 }
 
-type Rank = (Option<jiff::Timestamp>, String, String);
+type Rank = (bool, Option<jiff::Timestamp>, String, String);
 
+/// The object that holds the entry (its status says it made or adopted it) comes first, then
+/// the older: creation times have one-second resolution, so two objects made in the same
+/// second would otherwise be ordered by name, and the one that made the entry could lose it.
 fn rank(r: &VpnPbrRoute) -> Rank {
     (
+        !owns_entry(r),
         r.creation_timestamp().map(|t| t.0),
         r.namespace().unwrap_or_default(),
         r.name_any(),
