@@ -253,10 +253,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         let mut report = both_false(Reason::DuplicateRoute, message);
         report.entry_absent = true;
         report.client_token = Some(None);
-        return d
-            .status(report)
-            .job(drop_job(obs.job))
-            .next(Next::Resync);
+        return d.status(report).job(drop_job(obs.job)).next(Next::Resync);
     }
     if let Some(older) = obs.publish_conflict.filter(|_| full) {
         let message = format!(
