@@ -1,0 +1,891 @@
+//! The operator binary against the real kube-apiserver and the `vpc-emulator` binary set up as
+//! the realistic cloud (docs/emulator.md: `visibility: on_active`, so an accepted change shows
+//! in the lists only once its gateway is `active` again, and `shuffle_lists: true`, so every
+//! list comes in a new order): many routes over several gateways, dual-tunnel gateways,
+//! disagreeing publishers, a key without the delete permission and a gateway being deleted.
+//! One control plane for the binary; every test has its own namespace, emulator (with its own
+//! config) and operator process.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::emulator::{self, EntryKey};
+use support::{Emulator, Operator, OperatorOptions, eventually_ok, ready_is, start_emulator};
+use tempfile::TempDir;
+use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, FINALIZER, VpnPbrRoute};
+
+const WAIT: Duration = Duration::from_secs(60);
+const REGION: &str = emulator::REGION;
+
+/// One gateway of a test's emulator config; its IPsec connections are `vco-<name>-1` and `-2`
+/// (`name` is the id without `vpn-`).
+struct Gateway {
+    id: &'static str,
+    priority: bool,
+    dual_tunnel: bool,
+    update_ms: u64,
+}
+
+impl Gateway {
+    fn single(id: &'static str, priority: bool, update_ms: u64) -> Gateway {
+        Gateway {
+            id,
+            priority,
+            dual_tunnel: false,
+            update_ms,
+        }
+    }
+}
+
+/// The connection `n` (1 or 2) of `gateway`.
+fn hop(gateway: &str, n: usize) -> String {
+    format!("vco-{}-{n}", gateway.trim_start_matches("vpn-"))
+}
+
+/// The realistic cloud (docs/emulator.md, "Config file"): changes visible once the gateway is
+/// `active`, shuffled lists, a small TaskConflict window; every gateway in a VPC of its own with
+/// quotas above the workload. The harness's key is the only key; `allowed_actions` (YAML flow
+/// list) restricts it.
+fn realistic_config(gateways: &[Gateway], allowed_actions: Option<&str>) -> String {
+    let mut s = format!(
+        "settings:\n  task_conflict_window_ms: 50\n  visibility: on_active\n  shuffle_lists: true\n\
+         access_keys:\n  - id: {}\n    secret: {}\n",
+        emulator::KEY_ID,
+        emulator::KEY_SECRET
+    );
+    if let Some(actions) = allowed_actions {
+        let _ = writeln!(s, "    allowed_actions: {actions}");
+    }
+    let _ = write!(s, "regions: [{REGION}]\nvpn_gateways:\n");
+    for g in gateways {
+        let _ = write!(
+            s,
+            "  - id: {id}\n    region: {REGION}\n    vpc_id: vpc-{name}\n    priority_support: {prio}\n    \
+             dual_tunnel: {dual}\n    pbr_quota: 1000\n    vpc_route_quota: 1000\n    \
+             update_duration_ms: {ms}\n",
+            id = g.id,
+            name = g.id.trim_start_matches("vpn-"),
+            prio = g.priority,
+            dual = g.dual_tunnel,
+            ms = g.update_ms,
+        );
+    }
+    s.push_str("vpn_connections:\n");
+    for g in gateways {
+        for n in 1..=2 {
+            let _ = write!(
+                s,
+                "  - id: {}\n    gateway_id: {}\n    remote_subnet: 192.168.0.0/16\n",
+                hop(g.id, n),
+                g.id
+            );
+        }
+    }
+    s
+}
+
+/// The operator as `start_operator` (tests/support/mod.rs) starts it, with the drift-check
+/// period `resync` (`start_operator` sets 3 s, and the operator refuses a repeated flag).
+fn operator_with_resync(namespace: &str, endpoint: &str, dir: &Path, resync: &str) -> Operator {
+    Operator::start(OperatorOptions {
+        bin: support::operator_binary(),
+        kubeconfig: support::plane().kubeconfig.clone(),
+        namespace: namespace.to_owned(),
+        endpoint: endpoint.to_owned(),
+        log: dir.join(format!("operator-{}.log", std::process::id())),
+        args: [
+            "--resync",
+            resync,
+            "--log-level",
+            "info,vpn_pbr_operator=debug",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        envs: Vec::new(),
+    })
+    .unwrap_or_else(|e| panic!("vpn-pbr-operator: {e:#}"))
+}
+
+struct Env {
+    client: Client,
+    ns: String,
+    emu: Emulator,
+    op: Operator,
+    api: Api<VpnPbrRoute>,
+    http: reqwest::Client,
+    /// The emulator's config and log and the operator's log; removed after both processes.
+    _dir: TempDir,
+}
+
+impl Env {
+    /// A namespace, an emulator with `config` and an operator with the drift-check period
+    /// `resync`.
+    async fn start(prefix: &str, config: &str, resync: &str) -> anyhow::Result<Env> {
+        let (client, ns) = support::setup(prefix).await?;
+        let dir = tempfile::tempdir()?;
+        let emu = start_emulator(config, dir.path());
+        let mut op = operator_with_resync(&ns, &emu.url, dir.path(), resync);
+        op.wait_ready(WAIT).await?;
+        let api = Api::namespaced(client.clone(), &ns);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Env {
+            client,
+            ns,
+            emu,
+            op,
+            api,
+            http,
+            _dir: dir,
+        })
+    }
+
+    async fn apply(&self, name: &str, spec: Value) {
+        let obj: VpnPbrRoute = serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .expect("route");
+        self.api
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create route {name}: {e}"));
+    }
+
+    async fn patch_spec(&self, name: &str, spec: Value) {
+        self.api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "spec": spec })),
+            )
+            .await
+            .expect("patch spec");
+    }
+
+    async fn delete(&self, name: &str) {
+        self.api
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete route");
+    }
+
+    /// Waits until `check` holds for the object, with the operator log in the failure message.
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&VpnPbrRoute) -> bool,
+    ) -> anyhow::Result<VpnPbrRoute> {
+        support::wait_route(&self.api, name, what, WAIT, check, || self.log_tail()).await
+    }
+
+    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
+        self.wait_for(name, "Ready=True", |r| {
+            ready_is(r, ConditionStatus::True, None)
+        })
+        .await
+    }
+
+    /// Events about the route `name`.
+    async fn events_of(&self, name: &str) -> anyhow::Result<Vec<Event>> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_deref() == Some(name))
+            })
+            .collect())
+    }
+
+    /// Waits for a Warning event about `name` with this reason.
+    async fn warning(&self, name: &str, reason: &str) -> anyhow::Result<Event> {
+        eventually_ok(
+            WAIT,
+            &format!("a Warning event {reason} about {name}"),
+            || async {
+                Ok(self.events_of(name).await?.into_iter().find(|e| {
+                    e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason)
+                }))
+            },
+        )
+        .await
+    }
+
+    /// A POST to the emulator's admin API (docs/emulator.md, "Admin API").
+    async fn admin_post(&self, path: &str, body: Value) -> anyhow::Result<()> {
+        let url = format!("{}/_emulator/{path}", self.emu.url);
+        let resp = self.http.post(&url).json(&body).send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        anyhow::ensure!(status.is_success(), "admin {url}: {status} {text}");
+        Ok(())
+    }
+
+    /// Calls of `action`, every answer code together.
+    async fn calls_any(&self, action: &str) -> anyhow::Result<u64> {
+        Ok(self.emu.counters().await?["calls"][action]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, n)| n.as_u64())
+            .sum())
+    }
+
+    /// Calls of every action answered with `code`.
+    async fn calls_with_code(&self, code: &str) -> anyhow::Result<u64> {
+        Ok(emulator::calls(&self.emu.counters().await?)
+            .iter()
+            .filter(|(_, c, _)| c == code)
+            .map(|(_, _, n)| n)
+            .sum())
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&self.op.logs(), 60)
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32, publish: bool) -> Value {
+    json!({
+        "regionId": REGION, "vpnGatewayId": gw, "routeSource": src, "routeDest": dst,
+        "nextHop": hop, "weight": weight, "publishVpc": publish
+    })
+}
+
+fn condition<'a>(r: &'a VpnPbrRoute, type_: &str) -> Option<&'a Condition> {
+    r.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+fn state(r: &VpnPbrRoute) -> Option<&str> {
+    r.status.as_ref().and_then(|s| s.state.as_deref())
+}
+
+/// The cloud's epoch milliseconds as the status writes them: RFC 3339 with milliseconds
+/// (README.md, "Status and conditions"), as in tests/controller.rs.
+fn millis_rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .expect("ts")
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// `Ready` as `status/reason` for failure messages.
+fn ready_summary(r: &VpnPbrRoute) -> String {
+    condition(r, "Ready").map_or_else(
+        || "no Ready condition".to_owned(),
+        |c| format!("{:?}/{}: {}", c.status, c.reason, c.message),
+    )
+}
+
+/// A route of the many-routes test and the cloud entry it names.
+struct Planned {
+    name: String,
+    gateway: &'static str,
+    source: String,
+    dest: String,
+    hop: String,
+    spec: Value,
+}
+
+#[tokio::test]
+async fn two_hundred_routes_over_four_gateways_converge_with_one_create_each() -> anyhow::Result<()>
+{
+    const ROUTES: usize = 200;
+    let gateways = [
+        Gateway::single("vpn-many-a", true, 200),
+        Gateway::single("vpn-many-b", true, 300),
+        Gateway::single("vpn-many-c", false, 250),
+        Gateway::single("vpn-many-d", false, 300),
+    ];
+    // A longer resync than the integration tests' 3 s: the test is about convergence, not
+    // drift checks.
+    let env = Env::start("manyroutes", &realistic_config(&gateways, None), "30s").await?;
+    let planned: Vec<Planned> = (0..ROUTES)
+        .map(|i| {
+            let g = &gateways[i % gateways.len()];
+            let source = format!("192.168.{}.0/24", i % 7);
+            // Distinct destinations: no active/standby pairs, no shared published destination.
+            let dest = format!("10.{}.{}.0/24", 100 + i / 250, i % 250);
+            let hop = hop(g.id, 1 + (i / gateways.len()) % 2);
+            let weight = if i % 3 == 0 { 0 } else { 100 };
+            let mut s = spec(g.id, &source, &dest, &hop, weight, i % 5 == 0);
+            if g.priority {
+                s["priority"] = json!(10 + 10 * (i % 4));
+            }
+            Planned {
+                name: format!("r{i:03}"),
+                gateway: g.id,
+                source,
+                dest,
+                hop,
+                spec: s,
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let apply = async {
+        futures::stream::iter(&planned)
+            .map(|p| env.apply(&p.name, p.spec.clone()))
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+        started.elapsed()
+    };
+    // Every clientToken each object had while converging, from a watch (so no version is
+    // missed), for the failure messages: the token is stored before its create is sent and a
+    // retry replays it (README.md), so a second token is a create planned anew.
+    let tokens: Arc<Mutex<HashMap<String, BTreeSet<String>>>> = Arc::default();
+    let recorder = tokio::spawn({
+        let tokens = tokens.clone();
+        let stream = watcher(env.api.clone(), watcher::Config::default()).applied_objects();
+        async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if let Ok(r) = item
+                    && let Some(t) = r.status.as_ref().and_then(|s| s.client_token.clone())
+                {
+                    let mut tokens = tokens.lock().unwrap_or_else(PoisonError::into_inner);
+                    tokens.entry(r.name_any()).or_default().insert(t);
+                }
+            }
+        }
+    });
+    let converge = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            // A failed list (the apiserver under load) is only a missed poll.
+            let routes = match env.api.list(&ListParams::default()).await {
+                Ok(list) => list.items,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    eprintln!("list routes: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                Err(_) => Vec::new(),
+            };
+            let ready = routes
+                .iter()
+                .filter(|r| ready_is(r, ConditionStatus::True, None))
+                .count();
+            if routes.len() == ROUTES && ready == ROUTES {
+                return Ok(routes);
+            }
+            // The operator's own entry taken for someone else's never recovers (README.md,
+            // "Behaviour worth knowing"): no need to wait for the deadline.
+            let refused = routes
+                .iter()
+                .any(|r| ready_is(r, ConditionStatus::False, Some("AlreadyExists")));
+            if refused || tokio::time::Instant::now() >= deadline {
+                return Err(routes);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    let (applied_in, converged) = tokio::join!(apply, converge);
+    recorder.abort();
+    let tokens = tokens
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let routes = match converged {
+        Ok(routes) => routes,
+        Err(routes) => {
+            // The routes that failed (any reason but Creating) in full, and a few still waiting.
+            let counters = env.emu.counters().await?;
+            let not_ready: Vec<&VpnPbrRoute> = routes
+                .iter()
+                .filter(|r| !ready_is(r, ConditionStatus::True, None))
+                .collect();
+            let (failed, waiting): (Vec<&VpnPbrRoute>, Vec<&VpnPbrRoute>) = not_ready
+                .iter()
+                .partition(|r| condition(r, "Ready").is_some_and(|c| c.reason != "Creating"));
+            let mut lines = Vec::new();
+            for r in failed.iter().chain(waiting.iter().take(5)) {
+                let p = planned
+                    .iter()
+                    .find(|p| p.name == r.name_any())
+                    .expect("planned");
+                let creates = env
+                    .emu
+                    .accepted_creates(p.gateway, &EntryKey::new(&p.source, &p.dest, &p.hop))
+                    .await?;
+                lines.push(format!(
+                    "{} on {}: {}; accepted creates {creates}; clientTokens {:?}",
+                    p.name,
+                    p.gateway,
+                    ready_summary(r),
+                    tokens.get(&p.name)
+                ));
+            }
+            anyhow::bail!(
+                "not all {ROUTES} routes Ready after {:?} ({} objects, {} not Ready, {} failed):\n\
+                 {}\nCreateVpnPbrRouteEntry answers: {}\n--- operator log ---\n{}",
+                started.elapsed(),
+                routes.len(),
+                not_ready.len(),
+                failed.len(),
+                lines.join("\n"),
+                counters["calls"]["CreateVpnPbrRouteEntry"],
+                env.log_tail()
+            );
+        }
+    };
+    eprintln!(
+        "{ROUTES} routes applied in {applied_in:?}, all Ready after {:?}; {} with more than one \
+         clientToken",
+        started.elapsed(),
+        tokens.values().filter(|t| t.len() > 1).count()
+    );
+
+    let counters = env.emu.counters().await?;
+    let creates: HashMap<(String, String, String, String), u64> = counters["accepted_creates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (
+                (
+                    s("VpnGatewayId"),
+                    s("RouteSource"),
+                    s("RouteDest"),
+                    s("NextHop"),
+                ),
+                c["Count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        creates.len(),
+        ROUTES,
+        "accepted creates name exactly the {ROUTES} entries: {creates:?}"
+    );
+    let entries = env.emu.entries().await?;
+    assert_eq!(entries.len(), ROUTES, "one cloud entry per route");
+    let by_name: HashMap<String, &VpnPbrRoute> = routes.iter().map(|r| (r.name_any(), r)).collect();
+    let mut wrong = Vec::new();
+    for p in &planned {
+        let id = (
+            p.gateway.to_owned(),
+            p.source.clone(),
+            p.dest.clone(),
+            p.hop.clone(),
+        );
+        let n = creates.get(&id).copied().unwrap_or(0);
+        if n != 1 {
+            wrong.push(format!(
+                "{}: {n} accepted creates; clientTokens {:?}",
+                p.name,
+                tokens.get(&p.name)
+            ));
+        }
+        let key = EntryKey::new(&p.source, &p.dest, &p.hop);
+        let Some((_, entry)) = entries.iter().find(|(g, e)| {
+            g == p.gateway
+                && e["RouteSource"] == key.source
+                && e["RouteDest"] == key.dest
+                && e["NextHop"] == key.next_hop
+        }) else {
+            wrong.push(format!("{}: no cloud entry", p.name));
+            continue;
+        };
+        let r = by_name[&p.name];
+        let st = r.status.as_ref().expect("status of a Ready route");
+        if st.state.as_deref() != entry["State"].as_str() {
+            wrong.push(format!(
+                "{}: status.state {:?}, cloud State {}",
+                p.name, st.state, entry["State"]
+            ));
+        }
+        let want_time = entry["CreateTime"].as_i64().map(millis_rfc3339);
+        if st.create_time != want_time {
+            wrong.push(format!(
+                "{}: status.createTime {:?}, cloud CreateTime {want_time:?}",
+                p.name, st.create_time
+            ));
+        }
+        let want_state = if p.spec["publishVpc"] == true {
+            "published"
+        } else {
+            "normal"
+        };
+        if entry["State"] != want_state {
+            wrong.push(format!(
+                "{}: cloud State {} for publishVpc {}",
+                p.name, entry["State"], p.spec["publishVpc"]
+            ));
+        }
+        if entry["Weight"] != p.spec["weight"] {
+            wrong.push(format!(
+                "{}: cloud Weight {} for weight {}",
+                p.name, entry["Weight"], p.spec["weight"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} route(s) wrong:\n{}\ncalls: {:?}",
+        wrong.len(),
+        wrong.join("\n"),
+        emulator::calls(&counters)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn dual_tunnel_weight_zero_routes_stay_ready_without_weight_calls() -> anyhow::Result<()> {
+    const GW: &str = "vpn-dual";
+    let gateways = [Gateway {
+        id: GW,
+        priority: true,
+        dual_tunnel: true,
+        update_ms: 300,
+    }];
+    // The integration tests' resync (3 s, tests/support/mod.rs): three drift checks in ~10 s.
+    let env = Env::start("dualtunnel", &realistic_config(&gateways, None), "3s").await?;
+    let hop1 = hop(GW, 1);
+    let hop2 = hop(GW, 2);
+    let routes = [
+        (
+            "standby-a",
+            "192.168.60.0/24",
+            "10.60.0.0/16",
+            &hop1,
+            0,
+            None,
+        ),
+        (
+            "standby-b",
+            "192.168.61.0/24",
+            "10.61.0.0/16",
+            &hop2,
+            0,
+            Some(20),
+        ),
+        (
+            "active",
+            "192.168.62.0/24",
+            "10.62.0.0/16",
+            &hop1,
+            100,
+            None,
+        ),
+    ];
+    for (name, src, dst, hop, weight, prio) in &routes {
+        let mut s = spec(GW, src, dst, hop, *weight, false);
+        if let Some(p) = prio {
+            s["priority"] = json!(p);
+        }
+        env.apply(name, s).await;
+    }
+    for (name, ..) in &routes {
+        env.ready(name).await?;
+    }
+    // The documented behaviour (docs/emulator.md, "Dual-tunnel gateways"): the weight does not
+    // take effect and is listed as 100.
+    for (name, src, dst, hop, _, prio) in &routes {
+        let entry = env
+            .emu
+            .entry(GW, &EntryKey::new(src, dst, hop))
+            .await?
+            .unwrap_or_else(|| panic!("{name}: no cloud entry"));
+        assert_eq!(entry["Weight"], 100, "{name}: {entry}");
+        assert_eq!(entry["Priority"], prio.unwrap_or(10), "{name}: {entry}");
+    }
+
+    // At least three resyncs, and at least two of them with a fresh list (a resync re-reads a
+    // list older than 5 s, src/controller/context.rs), so the spec's weight 0 has been compared
+    // with a listed 100 again and again.
+    let lists_before = env.calls_any("DescribeVpnPbrRouteEntries").await?;
+    let waited = tokio::time::Instant::now();
+    loop {
+        for (name, ..) in &routes {
+            let r = env.api.get(name).await?;
+            assert!(
+                ready_is(&r, ConditionStatus::True, None),
+                "{name} left Ready on a dual-tunnel gateway: {}\n--- operator log ---\n{}",
+                ready_summary(&r),
+                env.log_tail()
+            );
+        }
+        let lists = env.calls_any("DescribeVpnPbrRouteEntries").await? - lists_before;
+        if waited.elapsed() >= Duration::from_secs(11) && lists >= 2 {
+            eprintln!(
+                "Ready for {:?} after Ready, {lists} list reads",
+                waited.elapsed()
+            );
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(25),
+            "the resyncs read the gateway's list: {lists} list calls in {:?}",
+            waited.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let counters = env.emu.counters().await?;
+    for action in [
+        "ModifyVpnPbrRouteEntryWeight",
+        "ModifyVpnPbrRouteEntryAttribute",
+        "DeleteVpnPbrRouteEntry",
+    ] {
+        assert_eq!(
+            env.calls_any(action).await?,
+            0,
+            "no {action} for routes whose only difference is the dual-tunnel weight; calls: {:?}",
+            emulator::calls(&counters)
+        );
+    }
+    for (name, src, dst, hop, ..) in &routes {
+        assert_eq!(
+            env.emu
+                .accepted_creates(GW, &EntryKey::new(src, dst, hop))
+                .await?,
+            1,
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn disagreeing_publishers_the_younger_waits_and_nothing_flips() -> anyhow::Result<()> {
+    const GW: &str = "vpn-pub";
+    let gateways = [Gateway::single(GW, false, 300)];
+    let env = Env::start("publishers", &realistic_config(&gateways, None), "3s").await?;
+    let hop = hop(GW, 1);
+    let (dest, old_src, young_src) = ("10.70.0.0/16", "192.168.70.0/24", "192.168.71.0/24");
+    env.apply("older", spec(GW, old_src, dest, &hop, 100, true))
+        .await;
+    let older = env
+        .wait_for("older", "Ready=True with state published", |r| {
+            ready_is(r, ConditionStatus::True, None) && state(r) == Some("published")
+        })
+        .await?;
+    assert_eq!(state(&older), Some("published"));
+    let publishes = env.calls_any("PublishVpnRouteEntry").await?;
+    eprintln!("PublishVpnRouteEntry calls once the older is Ready: {publishes}");
+
+    env.apply("younger", spec(GW, young_src, dest, &hop, 100, false))
+        .await;
+    let younger = env
+        .wait_for("younger", "Ready=False PublishConflict", |r| {
+            ready_is(r, ConditionStatus::False, Some("PublishConflict"))
+        })
+        .await?;
+    let message = &condition(&younger, "Ready").expect("Ready").message;
+    assert!(
+        message.contains("older"),
+        "names the older object: {message}"
+    );
+    env.warning("younger", "PublishConflict").await?;
+
+    // A few resyncs (3 s each): nothing flips.
+    let young_key = EntryKey::new(young_src, dest, &hop);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let o = env.api.get("older").await?;
+        assert!(
+            ready_is(&o, ConditionStatus::True, None) && state(&o) == Some("published"),
+            "the older stays Ready and published: {} state {:?}\n--- operator log ---\n{}",
+            ready_summary(&o),
+            state(&o),
+            env.log_tail()
+        );
+        let listed = env
+            .emu
+            .entry(GW, &EntryKey::new(old_src, dest, &hop))
+            .await?
+            .map(|e| e["State"].clone());
+        assert_eq!(
+            listed,
+            Some(json!("published")),
+            "the older's entry stays published in the cloud"
+        );
+        let y = env.api.get("younger").await?;
+        assert!(
+            ready_is(&y, ConditionStatus::False, Some("PublishConflict")),
+            "the younger keeps waiting: {}",
+            ready_summary(&y)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        env.calls_any("PublishVpnRouteEntry").await?,
+        publishes,
+        "no publish call since the older was Ready: calls {:?}",
+        emulator::calls(&env.emu.counters().await?)
+    );
+    assert_eq!(
+        env.emu.accepted_creates(GW, &young_key).await?,
+        0,
+        "the younger waits: no create"
+    );
+    env.patch_spec("younger", json!({"publishVpc": true})).await;
+    let younger = env
+        .wait_for("younger", "Ready=True once both publish", |r| {
+            ready_is(r, ConditionStatus::True, None)
+        })
+        .await?;
+    assert_eq!(state(&younger), Some("published"));
+    let entry = env
+        .emu
+        .entry(GW, &young_key)
+        .await?
+        .expect("younger's entry");
+    assert_eq!(entry["State"], "published");
+    assert_eq!(env.emu.accepted_creates(GW, &young_key).await?, 1);
+    let o = env.api.get("older").await?;
+    assert!(
+        ready_is(&o, ConditionStatus::True, None) && state(&o) == Some("published"),
+        "the older is still Ready and published: {}",
+        ready_summary(&o)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_without_delete_permission_says_which_action_is_missing() -> anyhow::Result<()> {
+    const GW: &str = "vpn-ram";
+    let gateways = [Gateway::single(GW, true, 300)];
+    // Every action the operator calls except the delete (pattern syntax: docs/emulator.md,
+    // "Request checks").
+    let policy = r#"["vpc:Describe*", "vpc:CreateVpnPbrRouteEntry", "vpc:ModifyVpnPbrRouteEntry*", "vpc:PublishVpnRouteEntry"]"#;
+    let env = Env::start("nodelete", &realistic_config(&gateways, Some(policy)), "3s").await?;
+    let hop = hop(GW, 1);
+    let (src, dst) = ("192.168.80.0/24", "10.80.0.0/16");
+    env.apply("r", spec(GW, src, dst, &hop, 100, true)).await;
+    env.ready("r").await?;
+    env.delete("r").await;
+    let r = env
+        .wait_for(
+            "r",
+            "Ready=False CleanupBlocked naming vpc:DeleteVpnPbrRouteEntry",
+            |r| {
+                r.metadata.deletion_timestamp.is_some()
+                    && condition(r, "Ready").is_some_and(|c| {
+                        c.status == ConditionStatus::False
+                            && c.reason == "CleanupBlocked"
+                            && c.message.contains("vpc:DeleteVpnPbrRouteEntry")
+                    })
+            },
+        )
+        .await?;
+    let synced = condition(&r, "Synced");
+    assert!(
+        synced.is_some_and(|c| c.status == ConditionStatus::False && c.reason == "CleanupBlocked"),
+        "Synced says the same: {synced:?}"
+    );
+    let warning = env.warning("r", "CleanupBlocked").await?;
+    let note = warning.note.unwrap_or_default();
+    assert!(
+        note.contains("vpc:DeleteVpnPbrRouteEntry"),
+        "the warning names the missing action: {note}"
+    );
+    assert!(
+        env.emu.calls("DeleteVpnPbrRouteEntry", "Forbidden").await? >= 1,
+        "the delete was refused by the cloud"
+    );
+    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
+    let key = EntryKey::new(src, dst, &hop);
+    assert!(
+        env.emu.entry(GW, &key).await?.is_some(),
+        "the entry stays in the cloud"
+    );
+    let still = env.api.get_opt("r").await?;
+    assert!(
+        still
+            .as_ref()
+            .is_some_and(|r| r.finalizers().iter().any(|f| f == FINALIZER)),
+        "the finalizer holds the object: {still:?}"
+    );
+
+    // The way out the condition names: keep the entry and let the object go.
+    env.patch_spec("r", json!({"deletionPolicy": "Orphan"}))
+        .await;
+    if let Err(e) = support::wait_gone(&env.api, "r", WAIT).await {
+        anyhow::bail!(
+            "{e} after deletionPolicy: Orphan\n--- operator log ---\n{}",
+            env.log_tail()
+        );
+    }
+    assert!(
+        env.emu.entry(GW, &key).await?.is_some(),
+        "Orphan keeps the entry"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleting_gateway_ends_retries_and_lets_deletions_finish() -> anyhow::Result<()> {
+    const GW: &str = "vpn-del";
+    let gateways = [Gateway::single(GW, false, 300)];
+    let env = Env::start("gwdeleting", &realistic_config(&gateways, None), "3s").await?;
+    let hop = hop(GW, 1);
+    let (src, dst) = ("192.168.90.0/24", "10.90.0.0/16");
+    env.apply("r", spec(GW, src, dst, &hop, 100, false)).await;
+    env.ready("r").await?;
+    // Deleting with no end (docs/emulator.md, admin `gateways/status`): mutations get
+    // IncorrectStatus.VpnGateway, reads work and list the entry.
+    env.admin_post(
+        "gateways/status",
+        json!({"VpnGatewayId": GW, "Status": "deleting"}),
+    )
+    .await?;
+    env.delete("r").await;
+    if let Err(e) = support::wait_gone(&env.api, "r", Duration::from_secs(20)).await {
+        let status = env.api.get_opt("r").await?.and_then(|r| r.status);
+        anyhow::bail!(
+            "{e}; status {status:?}\n--- operator log ---\n{}",
+            env.log_tail()
+        );
+    }
+    // Time for a retry that should not happen.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let refused = env.calls_with_code("IncorrectStatus.VpnGateway").await?;
+    eprintln!("mutations refused with IncorrectStatus.VpnGateway: {refused}");
+    assert!(
+        refused <= 2,
+        "a deleting gateway ends the retries: {refused} refused mutations; calls {:?}",
+        emulator::calls(&env.emu.counters().await?)
+    );
+    assert_eq!(
+        env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?,
+        0,
+        "no delete could succeed, none was needed"
+    );
+    let (status, _) = env
+        .emu
+        .gateway_busy_for(GW)
+        .await?
+        .expect("the gateway still exists");
+    assert_eq!(status, "deleting");
+    Ok(())
+}
