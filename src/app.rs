@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -36,6 +37,8 @@ const CRD_NAME: &str = "vpnpbrroutes.vpn.alicloud.dev";
 const LEASE_SECONDS: u64 = 15;
 const LEASE_RENEW_BEFORE_SECONDS: u64 = 6;
 const FENCE_MARGIN: Duration = Duration::from_secs(4);
+/// How often a standby checks whether the leader released the lease.
+const STANDBY_POLL: Duration = Duration::from_secs(2);
 
 /// Why the operator could not run.
 #[derive(Debug, thiserror::Error)]
@@ -272,12 +275,13 @@ async fn lead_then_run(
         .build()
         .await
         .map_err(|e| AppError::Lease(e.to_string()))?;
-    let (mut leader, lease_task) = manager.watch().await;
+    let (mut leader, mut lease_task) = manager.watch().await;
     // A standby replica is healthy and ready: it only waits for the lease.
     health
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     info!(lease = %config.lease_name, %namespace, %identity, "waiting for the lease");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
     loop {
         if *leader.borrow_and_update() {
             break;
@@ -293,6 +297,22 @@ async fn lead_then_run(
                     return Err(AppError::Lease("lease watcher stopped".to_owned()));
                 }
             }
+            () = tokio::time::sleep(STANDBY_POLL) => {
+                // The lease manager looks again only when the holder's lease would expire; a
+                // lease released by a leader that shut down is free now: restart the manager,
+                // whose first look takes it.
+                let released = leases.get_opt(&config.lease_name).await.ok().flatten().is_some_and(|l| {
+                    l.spec.and_then(|s| s.holder_identity).is_none_or(|h| h.is_empty())
+                });
+                if released {
+                    drop(leader);
+                    let manager = lease_task
+                        .await
+                        .map_err(|e| AppError::Lease(e.to_string()))?
+                        .map_err(|e| AppError::Lease(e.to_string()))?;
+                    (leader, lease_task) = manager.watch().await;
+                }
+            }
         }
     }
     info!("acquired the lease; starting");
@@ -303,7 +323,7 @@ async fn lead_then_run(
     let run_token = shutdown.child_token();
     let lost = run_token.clone();
     let mut watch = leader.clone();
-    tokio::spawn(async move {
+    let lost_watch = tokio::spawn(async move {
         loop {
             if watch.changed().await.is_err() || !*watch.borrow() {
                 break;
@@ -325,8 +345,14 @@ async fn lead_then_run(
         run_token.clone(),
     ));
     runner::run(runtime, run_token, config.shutdown_timeout).await;
+    // Dropping the last receiver (the watcher above holds a clone) makes the lease task release
+    // the lease, so a standby takes over at once instead of when it would have expired.
+    lost_watch.abort();
+    let _ = lost_watch.await;
     drop(leader);
-    // Dropping the last receiver makes the lease task release the lease.
-    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => info!("released the lease"),
+        _ => warn!("could not release the lease; a standby takes it when it expires"),
+    }
     Ok(())
 }
