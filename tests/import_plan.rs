@@ -552,15 +552,18 @@ async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -
         "--prune",
     ]);
     assert_eq!(code, 1, "refusals make it fail: {report:#}");
-    for name in ["pair-active", "pair-standby"] {
-        let r = route(&report, name);
-        assert_eq!(r["action"], "replace", "{r:#}");
-        assert_eq!(
-            calls(r),
-            ["DeleteVpnPbrRouteEntry", "CreateVpnPbrRouteEntry"],
-            "{r:#}"
-        );
-    }
+    // A weight flip of a pair: the member becoming active is replaced, the one becoming
+    // standby changes in place (so the pair always keeps an entry).
+    let r = route(&report, "pair-standby");
+    assert_eq!(r["action"], "replace", "{r:#}");
+    assert_eq!(
+        calls(r),
+        ["DeleteVpnPbrRouteEntry", "CreateVpnPbrRouteEntry"],
+        "{r:#}"
+    );
+    let r = route(&report, "pair-active");
+    assert_eq!(r["action"], "modify", "{r:#}");
+    assert_eq!(calls(r), ["ModifyVpnPbrRouteEntryAttribute"], "{r:#}");
     let r = route(&report, "plain");
     assert_eq!(r["action"], "modify", "{r:#}");
     assert_eq!(
@@ -602,7 +605,7 @@ async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -
             s["replace"].clone(),
             s["delete"].clone()
         ),
-        (json!(3), json!(1), json!(2), json!(1)),
+        (json!(3), json!(2), json!(1), json!(1)),
         "{s:#}"
     );
     assert_eq!(
@@ -650,7 +653,7 @@ async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -
         .map(|l| l.split_whitespace().take(2).collect())
         .collect();
     for (action, name) in [
-        ("replace", "pair-active"),
+        ("modify", "pair-active"),
         ("replace", "pair-standby"),
         ("modify", "plain"),
         ("nothing", "same"),
@@ -667,7 +670,7 @@ async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -
         "call ModifyVpnPbrRouteEntryAttribute priority 10 -> 30",
         "call PublishVpnRouteEntry publishVpc=true",
         "DryRun: the cloud would accept it",
-        "Plan: 1 to create, 1 to modify, 2 to replace, 0 to delete, 0 to adopt, 1 unchanged",
+        "Plan: 1 to create, 2 to modify, 1 to replace, 0 to delete, 0 to adopt, 1 unchanged",
         "cn-hangzhou/vpn-gw-a: active, priorities, ",
     ] {
         assert!(table.contains(line), "{line:?} missing in\n{table}");

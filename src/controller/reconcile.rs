@@ -146,6 +146,11 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     if second.credentials_worked {
         ctx.credentials_worked(&key, &scope.credentials);
     }
+    if refuses_an_entry(&second) && is_stale(&route, ctx).await? {
+        // Refusing an entry is one-way (the object gives up what it made): never on a copy
+        // older than the object's own last status write. Decide again on the newest.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     act(&mut route, ctx, &owner, Some(&scope), &second)
         .await
         .map_err(|f| Failed {
@@ -153,6 +158,25 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
             ..f
         })
         .map(|a| a.unwrap_or_else(Action::await_change))
+}
+
+/// Whether a decision refuses the listed entry as not the object's own.
+fn refuses_an_entry(d: &Decision) -> bool {
+    d.status
+        .as_ref()
+        .and_then(|r| r.ready.as_ref())
+        .is_some_and(|c| c.reason == super::reason::Reason::AlreadyExists)
+}
+
+/// Whether the watch cache's copy of the route is older than the API server's.
+async fn is_stale(route: &VpnPbrRoute, ctx: &Context) -> Result<bool, Failed> {
+    let ns = route.namespace().unwrap_or_default();
+    let fresh = ctx
+        .objects
+        .get(&ns, &route.name_any())
+        .await
+        .map_err(|e| Error::kube("read route", e))?;
+    Ok(fresh.is_some_and(|f| f.metadata.resource_version != route.metadata.resource_version))
 }
 
 /// The gateway's facts (with the scheduler's newer view of its status) and entries.

@@ -32,6 +32,9 @@ pub type Owner = ObjectRef<VpnPbrRoute>;
 const FIRST_STEP: Duration = Duration::from_millis(200);
 const MAX_STEP: Duration = Duration::from_secs(30);
 
+/// The longest wait between tries while the gateway is busy with a change not ours.
+const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
+
 /// How long an applied change waits at most for the list read that confirms it while other
 /// changes of its gateway keep the worker busy.
 const VERIFY_AT_MOST: Duration = Duration::from_secs(20);
@@ -643,7 +646,9 @@ impl Worker {
                     Some(p) => {
                         tokio::time::sleep(p).await;
                         if gap.is_none() {
-                            (step * 2).min(MAX_STEP)
+                            // Someone else's change: it takes about one update time, so the
+                            // wait doubles only up to a few of them.
+                            (step * 2).min(FOREIGN_BUSY_MAX_STEP)
                         } else {
                             step
                         }
