@@ -508,11 +508,22 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decis
     }
     // The token goes to status before the call, so a retry or a restart repeats the same
     // create and the cloud answers it without making a second entry.
+    // The token of a create already queued for this object counts too: the cached copy of the
+    // object may predate the status write that recorded it, and a second token would make a
+    // second create.
+    let queued_token = match obs.job {
+        Some(JobView::Queued {
+            mutation: Mutation::Create { client_token, .. },
+            ..
+        }) => Some(client_token.clone()),
+        _ => None,
+    };
     let token = match obs
         .route
         .status
         .as_ref()
         .and_then(|s| s.client_token.clone())
+        .or(queued_token)
     {
         Some(t) => t,
         None => {

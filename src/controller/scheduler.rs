@@ -303,7 +303,12 @@ impl Scheduler {
         {
             let mut gw = lock(&slot.state);
             if let Some(job) = gw.jobs.get(owner) {
-                if matches!(job.state, JobState::InFlight) {
+                // On the wire, or accepted and not yet seen in the list: its outcome is
+                // recorded first (a decision made meanwhile on an older copy must not replace it).
+                if matches!(
+                    job.state,
+                    JobState::InFlight | JobState::Accepted { listed: false, .. }
+                ) {
                     return;
                 }
                 if matches!(job.state, JobState::Queued) && job.mutation == mutation {

@@ -31,6 +31,8 @@ pub const PBR_PAGE_SIZE: u32 = 50;
 
 /// Guard against a server whose `TotalCount` never matches what it returns.
 const MAX_PAGES: u32 = 1000;
+/// Reads of all pages of a list, while pages disagree (see `list_vpn_pbr_route_entries`).
+const LIST_PASSES: u32 = 4;
 
 /// Settings shared by every client a factory makes.
 #[derive(Debug, Clone)]
@@ -212,20 +214,38 @@ impl VpcClient {
         vpn_gateway_id: &str,
     ) -> Result<VpnPbrRouteEntryList, CloudError> {
         let mut list = VpnPbrRouteEntryList::default();
-        for page in 1..=MAX_PAGES {
-            let resp = self
-                .describe_vpn_pbr_route_entries(&DescribeVpnPbrRouteEntriesRequest {
-                    vpn_gateway_id: vpn_gateway_id.to_owned(),
-                    page_number: Some(page),
-                    page_size: Some(PBR_PAGE_SIZE),
-                })
-                .await?;
-            let got = resp.vpn_pbr_route_entries.len();
-            list.total_count = resp.total_count;
-            list.request_ids.push(resp.request_id);
-            list.entries.extend(resp.vpn_pbr_route_entries);
-            let short = u32::try_from(got).is_ok_and(|n| n < PBR_PAGE_SIZE);
-            if short || list.entries.len() >= resp.total_count as usize {
+        // Pages of one list are separate calls, and the order is not promised to be stable
+        // between them: an entry can show on two pages and another on none. Entries are kept
+        // once each, and the pages are read again (a few times) while some are missing.
+        let mut seen = std::collections::HashSet::new();
+        for _pass in 0..LIST_PASSES {
+            for page in 1..=MAX_PAGES {
+                let resp = self
+                    .describe_vpn_pbr_route_entries(&DescribeVpnPbrRouteEntriesRequest {
+                        vpn_gateway_id: vpn_gateway_id.to_owned(),
+                        page_number: Some(page),
+                        page_size: Some(PBR_PAGE_SIZE),
+                    })
+                    .await?;
+                let got = resp.vpn_pbr_route_entries.len();
+                list.total_count = resp.total_count;
+                list.request_ids.push(resp.request_id);
+                for e in resp.vpn_pbr_route_entries {
+                    let key = (
+                        e.route_source.clone(),
+                        e.route_dest.clone(),
+                        e.next_hop.clone(),
+                    );
+                    if seen.insert(key) {
+                        list.entries.push(e);
+                    }
+                }
+                let short = u32::try_from(got).is_ok_and(|n| n < PBR_PAGE_SIZE);
+                if short || page * PBR_PAGE_SIZE >= resp.total_count {
+                    break;
+                }
+            }
+            if list.entries.len() >= list.total_count as usize {
                 break;
             }
         }

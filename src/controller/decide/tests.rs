@@ -872,3 +872,24 @@ fn an_entry_made_again_by_someone_else_is_not_the_objects() {
         Some(JobOp::Submit(Mutation::Delete { .. }))
     ));
 }
+
+#[test]
+fn a_create_already_queued_keeps_its_token_on_an_older_copy() {
+    // The cached copy predates the status write with the token; the queued create has it.
+    let r = route(json!({}));
+    let f = facts();
+    let queued = JobView::Queued {
+        mutation: create_mutation("tok-queued"),
+        generation: Some(2),
+    };
+    let d = decide(&Observation {
+        job: Some(&queued),
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        ..obs(&r)
+    });
+    assert_eq!(d.job, Some(JobOp::Submit(create_mutation("tok-queued"))));
+    assert!(d.status.is_none(), "no second token is written");
+}
