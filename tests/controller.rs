@@ -7,134 +7,12 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
-use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
-use support::{
-    Emulator, Operator, eventually, eventually_ok, ready_is, start_emulator, start_operator,
-    wait_gone, wait_route,
-};
-use tempfile::TempDir;
+use support::env::{RouteEnv as Env, WAIT, tail};
+use support::{eventually, eventually_ok, ready_is, start_emulator, start_operator};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-struct Env {
-    client: Client,
-    ns: String,
-    emu: Emulator,
-    op: Operator,
-    api: Api<VpnPbrRoute>,
-    /// The emulator's config and log and the operator's log; removed after both processes.
-    _dir: TempDir,
-}
-
-impl Env {
-    async fn start(
-        prefix: &str,
-        update_ms: u64,
-        extra: &[&str],
-        envs: &[(&str, &str)],
-    ) -> anyhow::Result<Env> {
-        Self::start_with(
-            prefix,
-            &emulator::two_gateway_config_yaml(update_ms, ""),
-            extra,
-            envs,
-        )
-        .await
-    }
-
-    async fn start_with(
-        prefix: &str,
-        config: &str,
-        extra: &[&str],
-        envs: &[(&str, &str)],
-    ) -> anyhow::Result<Env> {
-        let (client, ns) = support::setup(prefix).await?;
-        let dir = tempfile::tempdir()?;
-        let emu = start_emulator(config, dir.path());
-        let op = start_operator(&ns, &emu.url, dir.path(), extra, envs);
-        let api = Api::namespaced(client.clone(), &ns);
-        Ok(Env {
-            client,
-            ns,
-            emu,
-            op,
-            api,
-            _dir: dir,
-        })
-    }
-
-    async fn apply(&self, name: &str, spec: Value) {
-        let obj: VpnPbrRoute = serde_json::from_value(json!({
-            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": name}, "spec": spec
-        }))
-        .expect("route");
-        self.api
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create route");
-    }
-
-    async fn patch_spec(&self, name: &str, spec: Value) {
-        self.api
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "spec": spec })),
-            )
-            .await
-            .expect("patch spec");
-    }
-
-    /// Waits until `check` holds for the object, with the operator log in the failure message.
-    async fn wait_for(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&VpnPbrRoute) -> bool,
-    ) -> anyhow::Result<VpnPbrRoute> {
-        wait_route(&self.api, name, what, WAIT, check, || tail(&self.op.logs())).await
-    }
-
-    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
-        self.wait_for(name, "Ready=True", |r| {
-            ready_is(r, ConditionStatus::True, None)
-        })
-        .await
-    }
-
-    async fn gone(&self, name: &str) -> anyhow::Result<()> {
-        wait_gone(&self.api, name, WAIT).await
-    }
-
-    async fn events(&self, reason: &str) -> anyhow::Result<Vec<Event>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some(reason))
-            .collect())
-    }
-
-    async fn wait_event(&self, reason: &str) -> anyhow::Result<Event> {
-        eventually_ok(WAIT, &format!("event {reason}"), || async {
-            Ok(self.events(reason).await?.into_iter().next())
-        })
-        .await
-    }
-}
-
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
 
 fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {
     json!({
@@ -811,7 +689,7 @@ async fn rrsa_credentials_through_assume_role_with_oidc() -> anyhow::Result<()> 
         ns,
         emu,
         op,
-        _dir: dir,
+        dir,
     };
     env.apply(
         "r",
@@ -968,7 +846,11 @@ async fn sigterm_shuts_down_cleanly() -> anyhow::Result<()> {
     env.ready("r").await?;
     let mut op = env.op;
     let status = op.terminate().expect("exit status");
-    assert!(status.success(), "exit {status:?}\n{}", tail(&op.logs()));
+    assert!(
+        status.success(),
+        "exit {status:?}\n{}",
+        tail(&op.logs(), 40)
+    );
     assert!(!op.logs().contains("panicked"));
     Ok(())
 }

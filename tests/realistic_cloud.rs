@@ -10,22 +10,20 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt as _, watcher};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
-use support::{Emulator, Operator, OperatorOptions, eventually_ok, ready_is, start_emulator};
-use tempfile::TempDir;
+use support::env::{RouteEnv as Env, WAIT};
+use support::{eventually_ok, ready_is};
 use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, FINALIZER, VpnPbrRoute};
 
-const WAIT: Duration = Duration::from_secs(60);
 const REGION: &str = emulator::REGION;
 
 /// One gateway of a test's emulator config; its IPsec connections are `vco-<name>-1` and `-2`
@@ -95,126 +93,13 @@ fn realistic_config(gateways: &[Gateway], allowed_actions: Option<&str>) -> Stri
     s
 }
 
-/// The operator as `start_operator` (tests/support/mod.rs) starts it, with the drift-check
-/// period `resync` (`start_operator` sets 3 s, and the operator refuses a repeated flag).
-fn operator_with_resync(namespace: &str, endpoint: &str, dir: &Path, resync: &str) -> Operator {
-    Operator::start(OperatorOptions {
-        bin: support::operator_binary(),
-        kubeconfig: support::plane().kubeconfig.clone(),
-        namespace: namespace.to_owned(),
-        endpoint: endpoint.to_owned(),
-        log: dir.join(format!("operator-{}.log", std::process::id())),
-        args: [
-            "--resync",
-            resync,
-            "--log-level",
-            "info,vpn_pbr_operator=debug",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        envs: Vec::new(),
-    })
-    .unwrap_or_else(|e| panic!("vpn-pbr-operator: {e:#}"))
-}
-
-struct Env {
-    client: Client,
-    ns: String,
-    emu: Emulator,
-    op: Operator,
-    api: Api<VpnPbrRoute>,
-    http: reqwest::Client,
-    /// The emulator's config and log and the operator's log; removed after both processes.
-    _dir: TempDir,
-}
-
 impl Env {
     /// A namespace, an emulator with `config` and an operator with the drift-check period
-    /// `resync`.
-    async fn start(prefix: &str, config: &str, resync: &str) -> anyhow::Result<Env> {
-        let (client, ns) = support::setup(prefix).await?;
-        let dir = tempfile::tempdir()?;
-        let emu = start_emulator(config, dir.path());
-        let mut op = operator_with_resync(&ns, &emu.url, dir.path(), resync);
-        op.wait_ready(WAIT).await?;
-        let api = Api::namespaced(client.clone(), &ns);
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(Env {
-            client,
-            ns,
-            emu,
-            op,
-            api,
-            http,
-            _dir: dir,
-        })
-    }
-
-    async fn apply(&self, name: &str, spec: Value) {
-        let obj: VpnPbrRoute = serde_json::from_value(json!({
-            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": name}, "spec": spec
-        }))
-        .expect("route");
-        self.api
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap_or_else(|e| panic!("create route {name}: {e}"));
-    }
-
-    async fn patch_spec(&self, name: &str, spec: Value) {
-        self.api
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "spec": spec })),
-            )
-            .await
-            .expect("patch spec");
-    }
-
-    async fn delete(&self, name: &str) {
-        self.api
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete route");
-    }
-
-    /// Waits until `check` holds for the object, with the operator log in the failure message.
-    async fn wait_for(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&VpnPbrRoute) -> bool,
-    ) -> anyhow::Result<VpnPbrRoute> {
-        support::wait_route(&self.api, name, what, WAIT, check, || self.log_tail()).await
-    }
-
-    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
-        self.wait_for(name, "Ready=True", |r| {
-            ready_is(r, ConditionStatus::True, None)
-        })
-        .await
-    }
-
-    /// Events about the route `name`.
-    async fn events_of(&self, name: &str) -> anyhow::Result<Vec<Event>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.regarding
-                    .as_ref()
-                    .is_some_and(|r| r.name.as_deref() == Some(name))
-            })
-            .collect())
+    /// `resync`, ready.
+    async fn start_ready(prefix: &str, config: &str, resync: &str) -> anyhow::Result<Env> {
+        let mut env = Env::start_with(prefix, config, &["--resync", resync], &[]).await?;
+        env.op.wait_ready(WAIT).await?;
+        Ok(env)
     }
 
     /// Waits for a Warning event about `name` with this reason.
@@ -234,7 +119,7 @@ impl Env {
     /// A POST to the emulator's admin API (docs/emulator.md, "Admin API").
     async fn admin_post(&self, path: &str, body: Value) -> anyhow::Result<()> {
         let url = format!("{}/_emulator/{path}", self.emu.url);
-        let resp = self.http.post(&url).json(&body).send().await?;
+        let resp = reqwest::Client::new().post(&url).json(&body).send().await?;
         let status = resp.status();
         let text = resp.text().await?;
         anyhow::ensure!(status.is_success(), "admin {url}: {status} {text}");
@@ -259,15 +144,6 @@ impl Env {
             .map(|(_, _, n)| n)
             .sum())
     }
-
-    fn log_tail(&self) -> String {
-        tail(&self.op.logs(), 60)
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32, publish: bool) -> Value {
@@ -326,7 +202,7 @@ async fn two_hundred_routes_over_four_gateways_converge_with_one_create_each() -
     ];
     // A longer resync than the integration tests' 3 s: the test is about convergence, not
     // drift checks.
-    let env = Env::start("manyroutes", &realistic_config(&gateways, None), "30s").await?;
+    let env = Env::start_ready("manyroutes", &realistic_config(&gateways, None), "30s").await?;
     let planned: Vec<Planned> = (0..ROUTES)
         .map(|i| {
             let g = &gateways[i % gateways.len()];
@@ -569,7 +445,7 @@ async fn dual_tunnel_weight_zero_routes_stay_ready_without_weight_calls() -> any
         update_ms: 300,
     }];
     // The integration tests' resync (3 s, tests/support/mod.rs): three drift checks in ~10 s.
-    let env = Env::start("dualtunnel", &realistic_config(&gateways, None), "3s").await?;
+    let env = Env::start_ready("dualtunnel", &realistic_config(&gateways, None), "3s").await?;
     let hop1 = hop(GW, 1);
     let hop2 = hop(GW, 2);
     let routes = [
@@ -679,7 +555,7 @@ async fn dual_tunnel_weight_zero_routes_stay_ready_without_weight_calls() -> any
 async fn disagreeing_publishers_the_younger_waits_and_nothing_flips() -> anyhow::Result<()> {
     const GW: &str = "vpn-pub";
     let gateways = [Gateway::single(GW, false, 300)];
-    let env = Env::start("publishers", &realistic_config(&gateways, None), "3s").await?;
+    let env = Env::start_ready("publishers", &realistic_config(&gateways, None), "3s").await?;
     let hop = hop(GW, 1);
     let (dest, old_src, young_src) = ("10.70.0.0/16", "192.168.70.0/24", "192.168.71.0/24");
     env.apply("older", spec(GW, old_src, dest, &hop, 100, true))
@@ -778,7 +654,8 @@ async fn a_key_without_delete_permission_says_which_action_is_missing() -> anyho
     // Every action the operator calls except the delete (pattern syntax: docs/emulator.md,
     // "Request checks").
     let policy = r#"["vpc:Describe*", "vpc:CreateVpnPbrRouteEntry", "vpc:ModifyVpnPbrRouteEntry*", "vpc:PublishVpnRouteEntry"]"#;
-    let env = Env::start("nodelete", &realistic_config(&gateways, Some(policy)), "3s").await?;
+    let env =
+        Env::start_ready("nodelete", &realistic_config(&gateways, Some(policy)), "3s").await?;
     let hop = hop(GW, 1);
     let (src, dst) = ("192.168.80.0/24", "10.80.0.0/16");
     env.apply("r", spec(GW, src, dst, &hop, 100, true)).await;
@@ -847,7 +724,7 @@ async fn a_key_without_delete_permission_says_which_action_is_missing() -> anyho
 async fn a_deleting_gateway_ends_retries_and_lets_deletions_finish() -> anyhow::Result<()> {
     const GW: &str = "vpn-del";
     let gateways = [Gateway::single(GW, false, 300)];
-    let env = Env::start("gwdeleting", &realistic_config(&gateways, None), "3s").await?;
+    let env = Env::start_ready("gwdeleting", &realistic_config(&gateways, None), "3s").await?;
     let hop = hop(GW, 1);
     let (src, dst) = ("192.168.90.0/24", "10.90.0.0/16");
     env.apply("r", spec(GW, src, dst, &hop, 100, false)).await;

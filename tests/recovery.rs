@@ -9,68 +9,17 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
-use support::{
-    Emulator, Operator, eventually_ok, ready_is, start_emulator, start_operator, wait_gone,
-    wait_route,
-};
-use tempfile::TempDir;
+use support::env::{RouteEnv as Env, WAIT, tail};
+use support::eventually_ok;
 use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, FINALIZER, VpnPbrRoute};
 
-const WAIT: Duration = Duration::from_secs(60);
 const PAUSED: &str = "vpn.alicloud.dev/paused";
 
-struct Env {
-    client: Client,
-    ns: String,
-    emu: Emulator,
-    op: Operator,
-    api: Api<VpnPbrRoute>,
-    /// The emulator's config and log and the operator's log; removed after both processes.
-    _dir: TempDir,
-}
-
 impl Env {
-    async fn start(
-        prefix: &str,
-        update_ms: u64,
-        extra: &[&str],
-        envs: &[(&str, &str)],
-    ) -> anyhow::Result<Env> {
-        let (client, ns) = support::setup(prefix).await?;
-        let dir = tempfile::tempdir()?;
-        let emu = start_emulator(
-            &emulator::two_gateway_config_yaml(update_ms, ""),
-            dir.path(),
-        );
-        let op = start_operator(&ns, &emu.url, dir.path(), extra, envs);
-        let api = Api::namespaced(client.clone(), &ns);
-        Ok(Env {
-            client,
-            ns,
-            emu,
-            op,
-            api,
-            _dir: dir,
-        })
-    }
-
-    async fn apply(&self, name: &str, spec: Value) {
-        let obj: VpnPbrRoute = serde_json::from_value(json!({
-            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": name}, "spec": spec
-        }))
-        .expect("route");
-        self.api
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create route");
-    }
-
     async fn annotate_paused(&self, name: &str, paused: bool) {
         let value = if paused { json!("true") } else { Value::Null };
         self.api
@@ -81,58 +30,6 @@ impl Env {
             )
             .await
             .expect("set the paused annotation");
-    }
-
-    async fn delete(&self, name: &str) {
-        self.api
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete route");
-    }
-
-    /// Waits until `check` holds for the object, with the operator log in the failure message.
-    async fn wait_for(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&VpnPbrRoute) -> bool,
-    ) -> anyhow::Result<VpnPbrRoute> {
-        wait_route(&self.api, name, what, WAIT, check, || tail(&self.op.logs())).await
-    }
-
-    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
-        self.wait_for(name, "Ready=True", |r| {
-            ready_is(r, ConditionStatus::True, None)
-        })
-        .await
-    }
-
-    /// Waits until the object is gone; on timeout the error carries its status and the log.
-    async fn gone_within(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
-        if let Err(e) = wait_gone(&self.api, name, timeout).await {
-            let status = self.api.get_opt(name).await?.and_then(|r| r.status);
-            anyhow::bail!(
-                "{e}; status {status:?}\n--- operator log ---\n{}",
-                tail(&self.op.logs())
-            );
-        }
-        Ok(())
-    }
-
-    /// Events about the route `name`.
-    async fn events_of(&self, name: &str) -> anyhow::Result<Vec<Event>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.regarding
-                    .as_ref()
-                    .is_some_and(|r| r.name.as_deref() == Some(name))
-            })
-            .collect())
     }
 
     /// A Secret `name` holding the emulator's access key, in the format of a route's
@@ -157,11 +54,6 @@ impl Env {
             .await
             .expect("delete secret");
     }
-}
-
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn spec(gw: &str, src: &str, dst: &str, hop: &str) -> Value {
@@ -263,7 +155,7 @@ async fn paused_while_queued_is_never_created() -> anyhow::Result<()> {
         creates == 0 && entry.is_none(),
         "{paused} was paused while its create was queued, yet the cloud accepted {creates} \
          create(s) (entry: {entry:?})\n--- operator log ---\n{}",
-        tail(&env.op.logs())
+        tail(&env.op.logs(), 40)
     );
     let r = env.api.get(&paused).await?;
     let synced = condition(&r, "Synced");

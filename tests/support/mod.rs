@@ -3,6 +3,8 @@
 //! comes from the workspace's harness crate (`crates/vpn-pbr-harness`).
 #![allow(dead_code, unused_imports)] // each test binary uses a part of it
 
+pub mod env;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -52,13 +54,14 @@ pub fn start_operator(
     extra: &[&str],
     envs: &[(&str, &str)],
 ) -> Operator {
+    // Defaults that a flag in `extra` overrides (the operator takes each flag once).
     let mut args: Vec<String> = [
-        "--resync",
-        "3s",
-        "--log-level",
-        "info,vpn_pbr_operator=debug",
+        ["--resync", "3s"],
+        ["--log-level", "info,vpn_pbr_operator=debug"],
     ]
     .iter()
+    .filter(|[flag, _]| !extra.contains(flag))
+    .flatten()
     .map(|s| (*s).to_owned())
     .collect();
     args.extend(extra.iter().map(|s| (*s).to_owned()));
