@@ -17,7 +17,7 @@ use super::scheduler::JobView;
 use super::status::{self, CondValue, Report};
 use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
-    PAUSED_ANNOTATION, VpnPbrRoute, validation,
+    PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute, validation,
 };
 use alicloud_vpc_client::{CloudError, ErrorClass};
 
@@ -146,6 +146,15 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether this decision refuses the listed entry as not the object's own (one-way: the
+    /// executor confirms it on the newest copy of the object first).
+    pub fn refuses_an_entry(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|r| r.ready.as_ref())
+            .is_some_and(|c| c.reason == Reason::AlreadyExists)
+    }
+
     fn next(mut self, next: Next) -> Self {
         self.next = Some(next);
         self
@@ -179,6 +188,21 @@ fn paused(route: &VpnPbrRoute) -> bool {
         .annotations()
         .get(PAUSED_ANNOTATION)
         .is_some_and(|v| v == "true")
+}
+
+/// The route's drift-check period: its resync annotation, else `default`.
+pub fn resync_period(route: &VpnPbrRoute, default: std::time::Duration) -> std::time::Duration {
+    route
+        .annotations()
+        .get(RESYNC_ANNOTATION)
+        .and_then(|v| crate::duration::parse(v))
+        .unwrap_or(default)
+}
+
+/// Whether a route failing with backoff is reconciled at once anyway: a pause (which does not
+/// change the generation) must cancel queued work without waiting out the backoff.
+pub fn skips_backoff(route: &VpnPbrRoute) -> bool {
+    paused(route)
 }
 
 fn has_finalizer(route: &VpnPbrRoute) -> bool {

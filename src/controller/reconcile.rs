@@ -17,7 +17,7 @@ use super::entries::Read;
 use super::error::{Error, Result};
 use super::model::Scope;
 use super::status::{self, Report};
-use crate::api::v1alpha1::{FINALIZER, RESYNC_ANNOTATION, VpnPbrRoute};
+use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
 
 /// How long a route waiting on the scheduler or a gateway read sleeps at most; it is woken
 /// earlier when the outcome is known.
@@ -44,11 +44,9 @@ impl From<Error> for Failed {
 pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Action> {
     let timer = super::metrics::ReconcileTimer::start(&ctx.metrics);
     let key = object_key(&route);
-    let paused = route
-        .annotations()
-        .get(crate::api::v1alpha1::PAUSED_ANNOTATION)
-        .is_some_and(|v| v == "true");
-    if !paused && let Some(wait) = ctx.backoffs.wait(&key, route.metadata.generation) {
+    if !decide::skips_backoff(&route)
+        && let Some(wait) = ctx.backoffs.wait(&key, route.metadata.generation)
+    {
         timer.finish("backoff");
         return Ok(Action::requeue(wait));
     }
@@ -162,10 +160,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
 
 /// Whether a decision refuses the listed entry as not the object's own.
 fn refuses_an_entry(d: &Decision) -> bool {
-    d.status
-        .as_ref()
-        .and_then(|r| r.ready.as_ref())
-        .is_some_and(|c| c.reason == super::reason::Reason::AlreadyExists)
+    d.refuses_an_entry()
 }
 
 /// Whether the watch cache's copy of the route is older than the API server's.
@@ -283,38 +278,10 @@ async fn act(
     })
 }
 
-/// Parses durations like `90s`, `5m`, `1h`, `1h30m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return None,
-        };
-    }
-    if !num.is_empty() || total == 0 {
-        return None;
-    }
-    Some(Duration::from_secs(total))
-}
-
 /// Time until the next drift check. Routes of one gateway line up on the same tick, so one
 /// list call serves all of them; gateways are spread over the period.
 fn resync_delay(route: &VpnPbrRoute, ctx: &Context) -> Duration {
-    let period = route
-        .annotations()
-        .get(RESYNC_ANNOTATION)
-        .and_then(|v| parse_duration(v))
-        .unwrap_or(ctx.settings.resync);
+    let period = decide::resync_period(route, ctx.settings.resync);
     let jitter = Duration::from_millis(rand::rng().random_range(0..250));
     aligned_delay(&route.spec.vpn_gateway_id, period, now_millis()) + jitter
 }
@@ -386,16 +353,6 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_duration("0s"), None);
-    }
 
     #[test]
     fn routes_of_a_gateway_share_a_tick() {

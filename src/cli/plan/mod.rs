@@ -93,7 +93,7 @@ pub enum Format {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::controller::reconcile::parse_duration(s)
+    crate::duration::parse(s)
         .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
 }
 
