@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use crate::policy::{Policy, Retrier};
-
 /// What the caller should do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
@@ -35,12 +33,6 @@ impl ErrorClass {
             Self::AlreadyExists => "AlreadyExists",
             Self::NotFound => "NotFound",
         }
-    }
-
-    /// Whether the client itself may retry a call that failed this way (when the call is safe
-    /// to repeat). Busy gateways are left to the controller's scheduler.
-    pub fn is_retryable_by_client(self) -> bool {
-        Policy::of_class(self).retried_by == Retrier::Client
     }
 }
 

@@ -262,6 +262,14 @@ fn fallback_class(http_status: u16, code: &str) -> ErrorClass {
     ErrorClass::NeedsOutsideAction
 }
 
+impl ErrorClass {
+    /// Whether the client itself may retry a call that failed this way (when the call is safe
+    /// to repeat). Busy gateways are left to the controller's scheduler.
+    pub fn is_retryable_by_client(self) -> bool {
+        Policy::of_class(self).retried_by == Retrier::Client
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

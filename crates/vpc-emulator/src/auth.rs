@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use http::HeaderMap;
 
+use super::actions::ACTIONS;
 use super::error::{ApiError, ForbiddenCode};
-use super::ops::ACTIONS;
 use alicloud_signature::{
     V3Request, sha256_hex, sign_v1, sign_v3, string_to_sign_v1, string_to_sign_v3,
 };

@@ -6,7 +6,32 @@ use serde::{Deserialize, Serialize};
 use super::auth::pattern_is_known;
 use super::error::{EmulatorError, ForbiddenCode};
 use super::faults::FaultSettings;
-use super::world::{BASE_STATUSES, DualTunnelWeightChange, Visibility};
+
+/// When an accepted change shows in the Describe calls.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// At once (the tidy cloud).
+    #[default]
+    Immediate,
+    /// Once the gateway is `active` again: the API pages say the change "is still being
+    /// performed in the background" while the gateway is `updating`.
+    OnActive,
+}
+
+/// What a weight change does on a dual-tunnel gateway.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DualTunnelWeightChange {
+    /// Accepted without effect, as the SDK's description of ModifyVpnPbrRouteEntryWeight says.
+    #[default]
+    Accept,
+    /// Refused with `VpnPbrRouteEntryWeight.NotSupport` (a code of our own).
+    Refuse,
+}
+
+/// Base statuses a gateway can be configured or put in (`updating` is derived).
+pub const BASE_STATUSES: &[&str] = &["active", "init", "provisioning", "deleting"];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

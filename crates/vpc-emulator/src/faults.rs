@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::actions::{MUTATIONS, is_mutation};
 use super::error::{ApiError, BUSY_CODES};
-use super::ops::{MUTATIONS, is_mutation};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

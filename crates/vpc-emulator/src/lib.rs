@@ -6,6 +6,7 @@
 //! [`auth`] (signatures, timestamps, nonces), [`faults`], [`idempotency`], [`params`],
 //! [`render`], [`sts`]; I/O in [`server`] (HTTP) and [`admin`] (admin API).
 
+pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod clock;

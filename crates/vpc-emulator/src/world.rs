@@ -16,31 +16,9 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use super::config::{BASE_STATUSES, DualTunnelWeightChange, Visibility};
 use super::config::{Config, Settings};
 use super::error::ApiError;
-
-/// When an accepted change shows in the Describe calls.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Visibility {
-    /// At once (the tidy cloud).
-    #[default]
-    Immediate,
-    /// Once the gateway is `active` again: the API pages say the change "is still being
-    /// performed in the background" while the gateway is `updating`.
-    OnActive,
-}
-
-/// What a weight change does on a dual-tunnel gateway.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DualTunnelWeightChange {
-    /// Accepted without effect, as the SDK's description of ModifyVpnPbrRouteEntryWeight says.
-    #[default]
-    Accept,
-    /// Refused with `VpnPbrRouteEntryWeight.NotSupport` (a code of our own).
-    Refuse,
-}
 
 /// The switches of the world's behaviour, from the config's `settings` (a restored state file
 /// takes them from the config too).
@@ -246,9 +224,6 @@ pub const DEFAULT_PRIORITY: u32 = 10;
 
 /// The weight every entry of a dual-tunnel gateway has, whatever was sent.
 pub const DUAL_TUNNEL_WEIGHT: u32 = 100;
-
-/// Base statuses a gateway can be configured or put in (`updating` is derived).
-pub const BASE_STATUSES: &[&str] = &["active", "init", "provisioning", "deleting"];
 
 /// Identifies one policy-based route on a gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
