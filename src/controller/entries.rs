@@ -533,7 +533,7 @@ mod tests {
             let Read::Ready { facts, entries } = read(&cache, "vpn-a", i) else {
                 panic!("owner {i} not served after its wake-up");
             };
-            assert_eq!(facts.status, "active");
+            assert_eq!(facts.status.as_str(), "active");
             assert_eq!(*entries, vec![entry("10.1.0.0/16")]);
         }
         assert_eq!(
@@ -694,7 +694,7 @@ mod tests {
         // Waits for the background read (same single flight) and is served by it.
         let entries = cache.entries(&s, LIST_AGE).await.unwrap();
         assert_eq!(*entries, vec![entry("10.1.0.0/16")]);
-        assert_eq!(cache.facts(&s, FACTS_AGE).await.unwrap().status, "active");
+        assert_eq!(cache.facts(&s, FACTS_AGE).await.unwrap().status.as_str(), "active");
         assert_eq!(fake.calls.lock().unwrap().len(), 2);
         assert_eq!(rx.recv().await, Some(owner(0)));
     }

@@ -48,6 +48,79 @@ impl std::fmt::Display for GatewayKey {
     }
 }
 
+/// Whether an entry is published to the VPC route table, as the cloud lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    Published,
+    Normal,
+    /// A state this operator does not know (shown as the cloud wrote it).
+    Other(String),
+}
+
+impl EntryState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Published => "published",
+            Self::Normal => "normal",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for EntryState {
+    fn from(s: &str) -> Self {
+        match s {
+            "published" => Self::Published,
+            "normal" => Self::Normal,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for EntryState {
+    fn from(s: String) -> Self {
+        Self::from(s.as_str())
+    }
+}
+
+/// A VPN gateway's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayStatus {
+    Active,
+    /// Applying a change: it refuses others meanwhile.
+    Updating,
+    Deleting,
+    Other(String),
+}
+
+impl GatewayStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Active => "active",
+            Self::Updating => "updating",
+            Self::Deleting => "deleting",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for GatewayStatus {
+    fn from(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "updating" => Self::Updating,
+            "deleting" => Self::Deleting,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for GatewayStatus {
+    fn from(s: String) -> Self {
+        Self::from(s.as_str())
+    }
+}
+
 /// A policy-based route entry as the cloud lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -56,8 +129,7 @@ pub struct Entry {
     pub next_hop: String,
     pub weight: i32,
     pub priority: i32,
-    /// `published` or `normal`.
-    pub state: String,
+    pub state: EntryState,
     /// Epoch milliseconds.
     pub create_time: i64,
     pub vpn_instance_id: String,
@@ -65,7 +137,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn published(&self) -> bool {
-        self.state == "published"
+        self.state == EntryState::Published
     }
 
     pub fn matches(&self, source: &str, dest: &str, next_hop: &str) -> bool {
@@ -76,8 +148,7 @@ impl Entry {
 /// What the controller needs to know of a gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayFacts {
-    /// `active`, `updating`, ...
-    pub status: String,
+    pub status: GatewayStatus,
     /// Whether the gateway takes a `Priority` for policy-based routes (`PbrPriority` tag).
     pub supports_priority: bool,
     /// A dual-tunnel gateway: weights do not take effect (listed as 100) and cannot change.
@@ -218,7 +289,11 @@ impl Mutation {
                 entries[i].priority = *new_priority;
             }
             (Self::Publish { publish_vpc, .. }, Some(i)) => {
-                entries[i].state = if *publish_vpc { "published" } else { "normal" }.to_owned();
+                entries[i].state = if *publish_vpc {
+                    EntryState::Published
+                } else {
+                    EntryState::Normal
+                };
             }
             _ => {}
         }

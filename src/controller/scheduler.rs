@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::entries::GatewayCache;
 use super::estimate::{Busy, Estimate};
-use super::model::{Accepted, GatewayKey, Mutation, Scope};
+use super::model::{Accepted, GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
 use alicloud_vpc_client::{CloudError, ErrorClass, Retrier};
@@ -118,7 +118,7 @@ struct Gateway {
     estimate: Estimate,
     /// Busy answers this cycle that the estimate does not explain.
     noise: u32,
-    status: Option<String>,
+    status: Option<GatewayStatus>,
     /// A scope to probe the gateway with (any job's).
     probe_scope: Option<Scope>,
     /// List reads that did not yet show every applied change, and when to read again.
@@ -409,7 +409,7 @@ impl Scheduler {
     }
 
     /// Last gateway status the scheduler saw.
-    pub fn gateway_status(&self, key: &GatewayKey) -> Option<String> {
+    pub fn gateway_status(&self, key: &GatewayKey) -> Option<GatewayStatus> {
         let slot = lock(&self.inner.gateways).get(key).cloned()?;
         let gw = lock(&slot.state);
         gw.status.clone()
@@ -606,7 +606,7 @@ impl Worker {
                     let seq = gw.accepted;
                     let now = Instant::now();
                     gw.last_accept = Some(now);
-                    gw.status = Some("updating".to_owned());
+                    gw.status = Some(GatewayStatus::Updating);
                     if let Some(job) = gw.jobs.get_mut(&owner) {
                         job.state = JobState::Accepted {
                             accepted,
@@ -633,7 +633,7 @@ impl Worker {
                 debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
                 let pause = {
                     let mut gw = lock(&self.slot.state);
-                    gw.status = Some("updating".to_owned());
+                    gw.status = Some(GatewayStatus::Updating);
                     // Busy with our own last change: it takes longer than `gap`.
                     match gap.map(|g| gw.estimate.busy(g)) {
                         Some(Busy::Consistent) => None,
@@ -685,7 +685,7 @@ impl Worker {
         let gap = lock(&self.slot.state).pending_gap(Instant::now());
         match self.inner.cache.refresh_facts(scope).await {
             Ok(facts) => {
-                let active = facts.status == "active";
+                let active = facts.status == GatewayStatus::Active;
                 let fits = {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some(facts.status.clone());

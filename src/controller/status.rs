@@ -1,7 +1,7 @@
 //! Pure status building: conditions keep their transition time while their value holds, and
 //! nothing time-dependent changes otherwise, so an unchanged outcome writes nothing.
 
-use super::model::Entry;
+use super::model::{Entry, GatewayStatus};
 use super::reason::Reason;
 use crate::api::v1alpha1::{Condition, ConditionStatus, ObservedRoute, VpnPbrRouteStatus};
 
@@ -41,7 +41,7 @@ pub struct Report {
     pub entry: Option<Entry>,
     /// The entry is known to be absent: clear the cloud fields.
     pub entry_absent: bool,
-    pub gateway_status: Option<String>,
+    pub gateway_status: Option<GatewayStatus>,
     /// `Some(None)` clears the token.
     pub client_token: Option<Option<String>>,
     pub last_request_id: Option<String>,
@@ -103,7 +103,7 @@ pub fn build(
     }
     s.conditions = conditions;
     if let Some(e) = report.entry {
-        s.state = Some(e.state.clone());
+        s.state = Some(e.state.as_str().to_owned());
         if !report.observed_only || s.create_time.is_some() {
             s.create_time = rfc3339_millis(e.create_time);
         }
@@ -122,7 +122,7 @@ pub fn build(
         s.adopted_at = None;
     }
     if let Some(g) = report.gateway_status {
-        s.gateway_status = Some(g);
+        s.gateway_status = Some(g.as_str().to_owned());
     }
     if let Some(t) = report.client_token {
         s.client_token = t;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
+use super::model::{Accepted, Entry, EntryState, GatewayFacts, Mutation, Scope};
 use super::port::{CloudFuture, CloudPort};
 use alicloud_vpc_client::{
     CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest,
@@ -54,7 +54,7 @@ fn entry(e: VpnPbrRouteEntry, gateway: &str) -> Entry {
         next_hop: e.next_hop,
         weight: i(e.weight),
         priority: e.priority.map_or(crate::api::v1alpha1::DEFAULT_PRIORITY, i),
-        state: e.state,
+        state: e.state.into(),
         create_time: e.create_time.unwrap_or_default(),
         vpn_instance_id: e.vpn_instance_id.unwrap_or_else(|| gateway.to_owned()),
     }
@@ -87,7 +87,7 @@ impl CloudPort for VpcPort {
             Ok(GatewayFacts {
                 supports_priority: gw.supports_pbr_priority(),
                 dual_tunnel: gw.is_dual_tunnel(),
-                status: gw.status,
+                status: gw.status.into(),
             })
         })
     }
@@ -136,9 +136,16 @@ impl CloudPort for VpcPort {
                             priority.unwrap_or(crate::api::v1alpha1::DEFAULT_PRIORITY),
                             i,
                         ),
-                        state: resp.state.unwrap_or_else(|| {
-                            if *publish_vpc { "published" } else { "normal" }.to_owned()
-                        }),
+                        state: resp.state.map_or_else(
+                            || {
+                                if *publish_vpc {
+                                    EntryState::Published
+                                } else {
+                                    EntryState::Normal
+                                }
+                            },
+                            EntryState::from,
+                        ),
                         create_time: resp.create_time.unwrap_or_default(),
                         vpn_instance_id: resp.vpn_instance_id.unwrap_or(gw),
                     };

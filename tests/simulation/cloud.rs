@@ -87,7 +87,7 @@ fn entry_of(v: &Value, gw: &str) -> Entry {
         priority: n(v, "Priority")
             .and_then(|p| i32::try_from(p).ok())
             .unwrap_or(DEFAULT_PRIORITY),
-        state: s(v, "State"),
+        state: s(v, "State").into(),
         create_time: n(v, "CreateTime").unwrap_or(0),
         vpn_instance_id: Some(s(v, "VpnInstanceId"))
             .filter(|x| !x.is_empty())
@@ -546,7 +546,7 @@ impl CloudPort for SimCloud {
             p.insert("VpnGatewayId".to_owned(), scope.vpn_gateway_id.clone());
             let (body, _) = self.call("DescribeVpnGateway", p, None).await?;
             Ok(GatewayFacts {
-                status: s(&body, "Status"),
+                status: s(&body, "Status").into(),
                 supports_priority: s(&body, "Tag").contains("PbrPriority"),
                 dual_tunnel: !s(&body, "DisasterRecoveryInternetIp").is_empty(),
             })

@@ -94,7 +94,7 @@ impl Report {
                 Ok((facts, entries)) => GatewayReport {
                     region_id: g.region_id.clone(),
                     vpn_gateway_id: g.vpn_gateway_id.clone(),
-                    status: Some(facts.status.clone()),
+                    status: Some(facts.status.as_str().to_owned()),
                     supports_priority: Some(facts.supports_priority),
                     entries: Some(entries.len()),
                     error: None,
