@@ -144,6 +144,36 @@ impl LocalNodes {
         )
     }
 
+    /// What to look at when something did not become Ready: nodes, pods, recent events, and the
+    /// end of each kubelet's log.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::from("--- diagnostics of the local nodes ---\n");
+        for args in [
+            &["get", "nodes", "-o", "wide"][..],
+            &["get", "pods", "-A", "-o", "wide"],
+            &["describe", "pods", "-A"],
+            &["get", "events", "-A", "--sort-by=.lastTimestamp"],
+        ] {
+            out.push_str(&format!("$ kubectl {}\n", args.join(" ")));
+            match self.kubectl(args).and_then(|mut c| Ok(c.output()?)) {
+                Ok(o) => {
+                    out.push_str(&String::from_utf8_lossy(&o.stdout));
+                    out.push_str(&String::from_utf8_lossy(&o.stderr));
+                }
+                Err(e) => out.push_str(&format!("{e:#}\n")),
+            }
+        }
+        for i in 0..self.nodes {
+            let log = self.dir.join(format!("n{i}/kubelet.log"));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {} (last 40 lines)\n", log.display()));
+            out.push_str(&lines[lines.len().saturating_sub(40)..].join("\n"));
+            out.push('\n');
+        }
+        out
+    }
+
     /// `hack/node.sh down`: stops everything and restores the host.
     pub fn down(&mut self) -> Result<()> {
         if !self.up {
