@@ -694,7 +694,10 @@ mod tests {
         // Waits for the background read (same single flight) and is served by it.
         let entries = cache.entries(&s, LIST_AGE).await.unwrap();
         assert_eq!(*entries, vec![entry("10.1.0.0/16")]);
-        assert_eq!(cache.facts(&s, FACTS_AGE).await.unwrap().status.as_str(), "active");
+        assert_eq!(
+            cache.facts(&s, FACTS_AGE).await.unwrap().status.as_str(),
+            "active"
+        );
         assert_eq!(fake.calls.lock().unwrap().len(), 2);
         assert_eq!(rx.recv().await, Some(owner(0)));
     }
