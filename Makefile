@@ -34,9 +34,11 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests (every crate)
+test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests (every crate), make e2e
 	$(CARGO) build --locked --bins
 	source <(hack/tools.sh --env) && $(CARGO) test --locked --lib --bins --tests
+	@# tests/e2e.rs is #[ignore]d in plain `cargo test` (it needs root and starts real nodes).
+	source <(hack/tools.sh --env) && $(CARGO) test --locked --test e2e -- --ignored --nocapture
 
 # The deterministic simulation (tests/simulation.rs); `make test` runs it with 1000 seeds.
 SEEDS ?= 1000

@@ -22,9 +22,11 @@
 
 mod support;
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -227,9 +229,20 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
     // 2. Two nodes with the images imported (nothing can be pulled).
     let mut nodes = LocalNodes::up(&repo, 2, &[&images.operator_tar, &images.emulator_tar])?;
     step(t0, "2 nodes Ready (hack/node.sh up)");
-    if let Err(e) = scenario(&nodes, &images, t0).await {
-        eprintln!("{}", nodes.diagnostics());
-        return Err(e);
+    // A failed step or assertion prints what the nodes looked like before they go down.
+    match AssertUnwindSafe(scenario(&nodes, &images, t0))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("{}", nodes.diagnostics());
+            return Err(e);
+        }
+        Err(panic) => {
+            eprintln!("{}", nodes.diagnostics());
+            std::panic::resume_unwind(panic);
+        }
     }
 
     // 10. Down, and nothing left behind.

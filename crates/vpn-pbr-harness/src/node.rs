@@ -92,7 +92,20 @@ impl LocalNodes {
         for image in images {
             cmd.arg("--image").arg(image);
         }
-        let out = run_ok(&mut cmd, None).context("hack/node.sh up")?;
+        let out = match run_ok(&mut cmd, None) {
+            Ok(out) => out,
+            Err(e) => {
+                // Whatever started is stopped now, not only when this process exits.
+                let _ = run_ok(
+                    Command::new(repo.join("hack/node.sh"))
+                        .arg("down")
+                        .arg("--dir")
+                        .arg(&dir),
+                    None,
+                );
+                return Err(e).context("hack/node.sh up");
+            }
+        };
         let api_port = out
             .lines()
             .find_map(|l| l.strip_prefix("export API_PORT="))
