@@ -24,8 +24,10 @@ mod support;
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
@@ -34,6 +36,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::repo_root;
+use vpn_pbr_harness::command::run_ok;
 use vpn_pbr_harness::node::{HostState, Images, LocalNodes, NodeLock, PortForward, ProcessFacts};
 use vpn_pbr_harness::operator::free_port;
 use vpn_pbr_harness::tools::cache_dir;
@@ -217,6 +220,17 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
     let repo = repo_root();
     let _lock = NodeLock::acquire()?;
     let node_dir = cache_dir().join("node");
+    if let Ok(left) = std::fs::read_to_string("/run/vpn-pbr-node/dir") {
+        // Nodes of a run that was killed before it could take them down: restore the host.
+        let left = left.trim();
+        run_ok(
+            Command::new(repo.join("hack/node.sh"))
+                .args(["down", "--dir"])
+                .arg(left),
+            None,
+        )
+        .with_context(|| format!("taking down the nodes a killed run left in {left}"))?;
+    }
     if Path::new("/run/vpn-pbr-node/dir").exists() {
         anyhow::bail!("local nodes are up already (make node-down first): the test starts its own");
     }
