@@ -75,7 +75,7 @@ stop_pids() {
 }
 
 binaries() {
-  "$ROOT/hack/debian-packages.sh" containerd runc iptables gcc libc6-dev openssl curl python3 buildah
+  "$ROOT/hack/debian-packages.sh" containerd runc iptables procps gcc libc6-dev binutils openssl python3 buildah
   KUBE_BIN_DIR=$("$ROOT/hack/k8s-bins/build.sh" --node)
   ETCD_BIN_DIR=$("$ROOT/hack/etcd/build.sh")
   export KUBE_BIN_DIR ETCD_BIN_DIR

@@ -19,7 +19,7 @@ OPERATOR_IMAGE=vpn-pbr-operator:$TAG
 EMULATOR_IMAGE=vpc-emulator:$TAG
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
-"$ROOT/hack/debian-packages.sh" buildah >&2
+"$ROOT/hack/debian-packages.sh" buildah binutils >&2
 [ -s "$CA_BUNDLE" ] || { echo "no CA bundle at $CA_BUNDLE (Debian package ca-certificates; or set CA_BUNDLE)" >&2; exit 1; }
 
 mkdir -p "$DIR/context"
