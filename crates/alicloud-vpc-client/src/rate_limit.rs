@@ -181,7 +181,7 @@ impl RateLimiter {
             let rate = (s.rate + self.config.max_rate / 20.0).min(self.config.max_rate);
             if rate != s.rate {
                 s.rate = rate;
-                // Its token is due earlier now.
+                // The first waiter's token is due earlier now: let it move its timer.
                 s.wake_head();
             }
         });
