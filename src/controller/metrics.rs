@@ -31,6 +31,12 @@ pub struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabels {
+    /// `mutation`, `progress` or `background` (`alicloud_vpc_client::Priority`).
+    pub priority: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadyLabels {
     /// `true`, `false` or `unknown`.
     pub ready: String,
@@ -47,6 +53,7 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub cloud_calls: Family<CallLabels, Counter>,
     pub cloud_latency: Family<ActionLabels, Histogram>,
+    pub rate_limit_wait: Family<PriorityLabels, Histogram>,
     pub routes: Family<ReadyLabels, Gauge>,
     pub queue_depth: Family<GatewayLabels, Gauge>,
 }
@@ -60,6 +67,10 @@ impl Metrics {
             cloud_calls: Family::default(),
             cloud_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            // 1 ms to over 4 min: a bound API rate queues reads behind thousands of creates.
+            rate_limit_wait: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 4.0, 10))
             }),
             routes: Family::default(),
             queue_depth: Family::default(),
@@ -80,6 +91,11 @@ impl Metrics {
             "cloud_call_duration_seconds",
             "Cloud API call latency by action",
             m.cloud_latency.clone(),
+        );
+        r.register(
+            "cloud_rate_limit_wait_seconds",
+            "Time each cloud API attempt waited for the client rate limiter, by priority class",
+            m.rate_limit_wait.clone(),
         );
         r.register(
             "routes",
@@ -122,6 +138,12 @@ impl CallObserver for CloudCallMetrics {
                 action: call.action.to_owned(),
             })
             .observe(call.latency.as_secs_f64());
+        self.0
+            .rate_limit_wait
+            .get_or_create(&PriorityLabels {
+                priority: call.priority.as_str().to_owned(),
+            })
+            .observe(call.rate_limit_wait.as_secs_f64());
     }
 }
 
@@ -141,5 +163,46 @@ impl ReconcileTimer {
 
     pub fn finish(self, result: &str) {
         self.metrics.reconciled(result, self.started.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alicloud_vpc_client::Priority;
+
+    #[test]
+    fn the_limiter_wait_of_each_attempt_is_recorded_by_class() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let observer = CloudCallMetrics(metrics);
+        for (priority, wait_ms) in [
+            (Priority::Mutation, 0),
+            (Priority::Background, 1500),
+            (Priority::Background, 500),
+        ] {
+            observer.observe(&CallRecord {
+                action: "DescribeVpnPbrRouteEntries",
+                region: "cn-hangzhou",
+                code: "Success",
+                class: None,
+                http_status: Some(200),
+                request_id: None,
+                latency: Duration::from_millis(20),
+                attempt: 1,
+                priority,
+                rate_limit_wait: Duration::from_millis(wait_ms),
+            });
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"vpn_pbr_cloud_rate_limit_wait_seconds_sum{priority="background"} 2.0"#,
+            r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="background"} 2"#,
+            r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="mutation"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains(r#"priority="progress""#), "{text}");
     }
 }

@@ -13,7 +13,7 @@ use super::credentials::CredentialsProvider;
 use super::endpoint::Endpoint;
 use super::observe::{CallObserver, CallRecord};
 use super::operations::*;
-use super::rate_limit::{RateLimitConfig, RateLimiter};
+use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority};
 use super::retry::RetryPolicy;
 use super::rpc::{
     CommonParams, VPC_API_VERSION, encode_form, parse_response, retry_after_from_headers,
@@ -329,7 +329,9 @@ impl VpcClient {
     }
 
     /// Runs any [`Operation`]: adds `RegionId` and (for mutations without one) a `ClientToken`,
-    /// then signs, sends, retries what is safe and classifies the answer.
+    /// then signs, sends, retries what is safe and classifies the answer. At the rate limiter a
+    /// mutation is [`Priority::Mutation`] and a read takes the class of the enclosing
+    /// [`with_priority`](crate::with_priority), else [`Priority::Progress`].
     pub async fn call<O: Operation>(&self, req: &O) -> Result<O::Response, CloudError> {
         let mut params = to_params(req)?;
         params
@@ -341,19 +343,28 @@ impl VpcClient {
                 .entry("ClientToken".to_owned())
                 .or_insert_with(|| uuid::Uuid::new_v4().to_string());
         }
+        let priority = if O::MUTATING {
+            Priority::Mutation
+        } else {
+            current_priority().unwrap_or(Priority::Progress)
+        };
         let span = tracing::debug_span!(
             "vpc_call",
             action = O::ACTION,
             region = %self.inner.region,
+            %priority,
             request_id = tracing::field::Empty,
             attempt = tracing::field::Empty,
         );
-        self.call_with_retries::<O>(&params).instrument(span).await
+        self.call_with_retries::<O>(&params, priority)
+            .instrument(span)
+            .await
     }
 
     async fn call_with_retries<O: Operation>(
         &self,
         params: &BTreeMap<String, String>,
+        priority: Priority,
     ) -> Result<O::Response, CloudError> {
         let shared = &self.inner.shared;
         let retries = shared.config.retry;
@@ -363,7 +374,15 @@ impl VpcClient {
         loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
-            shared.limiter.acquire().await;
+            let queued = tokio::time::Instant::now();
+            // Retries keep the call's class: a retried mutation is still the gateway's next
+            // change.
+            shared.limiter.acquire(priority).await;
+            let tries = Tries {
+                attempt,
+                priority,
+                rate_limit_wait: queued.elapsed(),
+            };
             let started = Instant::now();
             let result = self.attempt::<O>(params).await;
             let latency = started.elapsed();
@@ -381,7 +400,7 @@ impl VpcClient {
                         Some(200),
                         request_id.as_deref(),
                         latency,
-                        attempt,
+                        tries,
                     );
                     return Ok(response);
                 }
@@ -398,7 +417,7 @@ impl VpcClient {
                         e.http_status(),
                         e.request_id(),
                         latency,
-                        attempt,
+                        tries,
                     );
                     if class == ErrorClass::Throttled {
                         shared.limiter.on_throttled();
@@ -475,7 +494,7 @@ impl VpcClient {
         http_status: Option<u16>,
         request_id: Option<&str>,
         latency: Duration,
-        attempt: u32,
+        tries: Tries,
     ) {
         if let Some(observer) = &self.inner.shared.observer {
             observer.observe(&CallRecord {
@@ -486,10 +505,20 @@ impl VpcClient {
                 http_status,
                 request_id,
                 latency,
-                attempt,
+                attempt: tries.attempt,
+                priority: tries.priority,
+                rate_limit_wait: tries.rate_limit_wait,
             });
         }
     }
+}
+
+/// Which attempt of a call this is, and what the rate limiter made it wait.
+#[derive(Debug, Clone, Copy)]
+struct Tries {
+    attempt: u32,
+    priority: Priority,
+    rate_limit_wait: Duration,
 }
 
 /// A `DryRun=true` call that would have succeeded: every check passed, nothing changed.
@@ -602,14 +631,19 @@ mod tests {
         assert_eq!(gw.len(), 1);
     }
 
+    type Forms = std::sync::Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>;
+
     /// A server that answers every request with `status` and `body`, and records the forms.
-    async fn canned(
+    async fn canned(status: u16, body: &'static str) -> (VpcClient, Forms) {
+        canned_observed(status, body, None).await
+    }
+
+    /// [`canned`], with `observer` on the factory.
+    async fn canned_observed(
         status: u16,
         body: &'static str,
-    ) -> (
-        VpcClient,
-        std::sync::Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>,
-    ) {
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> (VpcClient, Forms) {
         use std::sync::{Arc, Mutex};
         let seen: Arc<Mutex<Vec<BTreeMap<String, String>>>> = Arc::default();
         let record = seen.clone();
@@ -642,10 +676,11 @@ mod tests {
         let creds = Arc::new(crate::StaticCredentials::new(crate::Credentials::new(
             "AKID", "secret",
         )));
-        let client = VpcClientFactory::new(config)
-            .unwrap()
-            .client("cn-hangzhou", creds)
-            .unwrap();
+        let mut factory = VpcClientFactory::new(config).unwrap();
+        if let Some(observer) = observer {
+            factory = factory.with_observer(observer);
+        }
+        let client = factory.client("cn-hangzhou", creds).unwrap();
         (client, seen)
     }
 
@@ -702,5 +737,46 @@ mod tests {
         let e = client.dry_run(&create_request()).await.unwrap_err();
         assert_eq!(e.code(), "MalformedResponse");
         assert!(e.to_string().contains("ignored DryRun"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn every_attempt_keeps_the_class_of_its_call() {
+        use crate::rate_limit::{Priority, with_priority};
+        type Attempts = std::sync::Mutex<Vec<(&'static str, u32, Priority)>>;
+        let records: Arc<Attempts> = Arc::default();
+        let sink = records.clone();
+        let observer: Arc<dyn CallObserver> = Arc::new(move |c: &CallRecord<'_>| {
+            sink.lock().unwrap().push((c.action, c.attempt, c.priority));
+        });
+        let (client, seen) = canned_observed(
+            503,
+            r#"{"RequestId":"R-busy","Code":"ServiceUnavailable","Message":"try again"}"#,
+            Some(observer),
+        )
+        .await;
+        let gateway = DescribeVpnGatewayRequest {
+            vpn_gateway_id: "vpn-1".into(),
+            include_reservation_data: None,
+        };
+        client.describe_vpn_gateway(&gateway).await.unwrap_err();
+        with_priority(Priority::Background, async {
+            client.describe_vpn_gateway(&gateway).await.unwrap_err();
+            // A mutation is a mutation, whatever the scope.
+            client
+                .create_vpn_pbr_route_entry(&create_request())
+                .await
+                .unwrap_err();
+        })
+        .await;
+        assert_eq!(seen.lock().unwrap().len(), 9, "three attempts each");
+        let expected: Vec<_> = [
+            ("DescribeVpnGateway", Priority::Progress),
+            ("DescribeVpnGateway", Priority::Background),
+            ("CreateVpnPbrRouteEntry", Priority::Mutation),
+        ]
+        .into_iter()
+        .flat_map(|(action, p)| (1..=3).map(move |attempt| (action, attempt, p)))
+        .collect();
+        assert_eq!(*records.lock().unwrap(), expected);
     }
 }

@@ -50,5 +50,7 @@ pub use error::{ApiError, CloudError, TransportFailure};
 pub use observe::{CallObserver, CallRecord};
 pub use operations::*;
 pub use policy::{Gone, Pace, Policy, Retrier, classify, policy};
-pub use rate_limit::{RateLimitConfig, RateLimiter};
+pub use rate_limit::{
+    Acquire, Priority, RateLimitConfig, RateLimiter, current_priority, with_priority,
+};
 pub use retry::RetryPolicy;

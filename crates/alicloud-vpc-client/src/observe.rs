@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::class::ErrorClass;
+use crate::rate_limit::Priority;
 
 /// One attempt of one call.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +20,10 @@ pub struct CallRecord<'a> {
     pub latency: Duration,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The class the call waited in at the rate limiter (the same for every attempt).
+    pub priority: Priority,
+    /// How long this attempt waited for its token: where a binding API rate shows.
+    pub rate_limit_wait: Duration,
 }
 
 /// Receives a [`CallRecord`] after each attempt. Keep it cheap: it runs on the request path.
