@@ -7,7 +7,7 @@ CHAOS_ARGS ?=
 
 .PHONY: bench chaos
 
-bench: tools ## Benchmark (N=1000, G=20, T=2s, plus baseline and a 5000-route memory run); rewrites docs/benchmarks.md
+bench: tools ## Benchmark: N=1000/G=20/T=2s with baseline, 10,000-route scale run, 5000-route restart run (pbr-bench bench --only picks some); rewrites docs/benchmarks.md
 	$(CARGO) build --release --locked --bins
 	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench bench --out docs/benchmarks.md $(BENCH_ARGS)
 

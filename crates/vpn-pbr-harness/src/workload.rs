@@ -1,6 +1,6 @@
 //! The routes of a run, created concurrently, and a watcher that records when each is Ready.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::emulator::{CONNECTIONS, REGION, connection_id, gateway_id};
-use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
+use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, VpnPbrRoute};
 
 /// Route `i` of a run over `gateways` gateways: gateway `i % gateways`, a destination of its
 /// own (so no two routes form an active/standby pair), weight 100, not published.
@@ -87,6 +87,69 @@ pub fn is_ready(route: &VpnPbrRoute) -> bool {
     })
 }
 
+/// The route's `Ready` condition, if it has one.
+pub fn ready_condition(route: &VpnPbrRoute) -> Option<&Condition> {
+    route
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// Updates seen with `Ready` not `True` (False, Unknown or no condition) while counting.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Flips {
+    pub updates: u64,
+    /// Routes with at least one such update.
+    pub routes: usize,
+    /// Updates by `status/reason` of the Ready condition (`none` without one).
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+/// The resource version last seen of every object, to tell a new version from the same one
+/// delivered again (a watch re-list after a reconnect replays every object), and the flips
+/// counted since `arm`.
+#[derive(Debug, Default)]
+pub struct UpdateLog {
+    versions: HashMap<String, String>,
+    flipped: HashSet<String>,
+    flips: Option<Flips>,
+}
+
+impl UpdateLog {
+    /// Starts counting flips (from zero).
+    pub fn arm(&mut self) {
+        self.flips = Some(Flips::default());
+        self.flipped.clear();
+    }
+
+    /// One object version seen by the watch, with its Ready condition (status and reason).
+    pub fn observe(&mut self, name: &str, version: &str, ready: Option<(ConditionStatus, &str)>) {
+        if self.versions.get(name).is_some_and(|v| v == version) {
+            return;
+        }
+        self.versions.insert(name.to_owned(), version.to_owned());
+        let Some(flips) = self.flips.as_mut() else {
+            return;
+        };
+        let key = match ready {
+            Some((ConditionStatus::True, _)) => return,
+            Some((status, reason)) => format!("{status:?}/{reason}"),
+            None => "none".to_owned(),
+        };
+        flips.updates += 1;
+        *flips.by_reason.entry(key).or_default() += 1;
+        if self.flipped.insert(name.to_owned()) {
+            flips.routes += 1;
+        }
+    }
+
+    pub fn flips(&self) -> Option<&Flips> {
+        self.flips.as_ref()
+    }
+}
+
 #[derive(Default)]
 struct Seen {
     /// Name -> when it was first seen Ready.
@@ -98,6 +161,7 @@ struct Seen {
     synced: bool,
     /// Watch errors (an apiserver restart shows up here).
     errors: u64,
+    updates: UpdateLog,
 }
 
 /// Watches a namespace: first Ready time of every object, and which objects exist.
@@ -124,6 +188,11 @@ impl Tracker {
                 match ev {
                     Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                         let name = o.name_any();
+                        st.updates.observe(
+                            &name,
+                            o.resource_version().as_deref().unwrap_or_default(),
+                            ready_condition(&o).map(|c| (c.status, c.reason.as_str())),
+                        );
                         if is_ready(&o) {
                             st.first_ready
                                 .entry(name.clone())
@@ -186,6 +255,20 @@ impl Tracker {
         lock(&self.seen).errors
     }
 
+    /// Starts counting updates with Ready not True (see [`UpdateLog`]).
+    pub fn count_flips(&self) {
+        lock(&self.seen).updates.arm();
+    }
+
+    /// The flips counted since `count_flips` (none before it).
+    pub fn flips(&self) -> Flips {
+        lock(&self.seen)
+            .updates
+            .flips()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Waits until `done` holds, checking every 100 ms, at most `timeout`; returns whether it
     /// held. `tick` runs on every check (kills, restarts).
     pub async fn wait<F>(&self, timeout: Duration, mut done: F) -> bool
@@ -208,5 +291,45 @@ impl Tracker {
 impl Drop for Tracker {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flips_count_new_versions_with_ready_not_true_after_arming() {
+        let mut log = UpdateLog::default();
+        // Before arming: remembered, not counted.
+        log.observe("a", "1", Some((ConditionStatus::False, "Pending")));
+        log.observe("b", "1", Some((ConditionStatus::True, "Synced")));
+        assert_eq!(log.flips(), None);
+        log.arm();
+        // The same versions again (a re-list after a reconnect): not updates.
+        log.observe("a", "1", Some((ConditionStatus::False, "Pending")));
+        log.observe("b", "1", Some((ConditionStatus::True, "Synced")));
+        // Ready stays True: not a flip.
+        log.observe("b", "2", Some((ConditionStatus::True, "Synced")));
+        // Flips: Unknown, False, no condition; the same version twice counts once.
+        log.observe("b", "3", Some((ConditionStatus::Unknown, "Restarting")));
+        log.observe("b", "3", Some((ConditionStatus::Unknown, "Restarting")));
+        log.observe("b", "4", Some((ConditionStatus::False, "GatewayBusy")));
+        log.observe("c", "7", None);
+        log.observe("b", "5", Some((ConditionStatus::True, "Synced")));
+        let flips = log.flips().cloned().unwrap_or_default();
+        assert_eq!(flips.updates, 3);
+        assert_eq!(flips.routes, 2);
+        assert_eq!(
+            flips.by_reason.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("False/GatewayBusy".to_owned(), 1),
+                ("Unknown/Restarting".to_owned(), 1),
+                ("none".to_owned(), 1)
+            ]
+        );
+        // Arming again starts from zero.
+        log.arm();
+        assert_eq!(log.flips().map(|f| f.updates), Some(0));
     }
 }
