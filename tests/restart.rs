@@ -24,8 +24,8 @@ const ROUTES: usize = 60;
 const LIST: &str = "DescribeVpnPbrRouteEntries";
 const GATEWAY_READ: &str = "DescribeVpnGateway";
 
-fn spec(i: usize) -> Value {
-    let g = i % GATEWAYS;
+/// Route `i` on gateway `g`.
+fn spec(g: usize, i: usize) -> Value {
     json!({
         "regionId": emulator::REGION,
         "vpnGatewayId": gateway_id(g),
@@ -59,56 +59,11 @@ fn metric_sum(text: &str, name: &str) -> u64 {
 #[tokio::test]
 async fn a_restart_with_every_route_ready_reads_each_gateway_once_and_flips_nothing()
 -> anyhow::Result<()> {
-    // A drift-check period far beyond the test: what is measured is the restart alone.
-    let mut env = Env::start_with(
-        "restart",
-        &bench_config_yaml(GATEWAYS, 200),
-        &["--resync", "30m"],
-        &[],
-    )
-    .await?;
-    env.op.wait_ready(Duration::from_secs(60)).await?;
-    for i in 0..ROUTES {
-        env.apply(&format!("r{i:02}"), spec(i)).await;
-    }
-    eventually(Duration::from_secs(120), "every route Ready", || async {
-        let routes = env.api.list(&ListParams::default()).await.ok()?.items;
-        let ready = routes
-            .iter()
-            .filter(|r| ready_is(r, ConditionStatus::True, None))
-            .count();
-        (ready == ROUTES).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))?;
-    // Let the first operator's read-backs end, then stop it.
-    quiet(&env, Duration::from_secs(2)).await?;
-    env.op.terminate();
+    let mut env = all_ready_then_stopped("restart", GATEWAYS, ROUTES).await?;
     let before = per_action(&env.emu.counters().await?);
 
-    // Every version of a route written after the restart, from a watch that starts before it.
-    let written: Arc<Mutex<Vec<VpnPbrRoute>>> = Arc::default();
-    let list = env.api.list(&ListParams::default()).await?;
-    let version = list.metadata.resource_version.clone().unwrap_or_default();
-    let list = list.items;
+    let (list, written, recorder) = record_writes(&env).await?;
     assert_eq!(list.len(), ROUTES);
-    let recorder = tokio::spawn({
-        let written = written.clone();
-        let api = env.api.clone();
-        async move {
-            let mut events = std::pin::pin!(api.watch(&Default::default(), &version).await?);
-            while let Some(ev) = events.next().await {
-                if let kube::core::WatchEvent::Added(r) | kube::core::WatchEvent::Modified(r) = ev?
-                {
-                    written
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(r);
-                }
-            }
-            anyhow::Ok(())
-        }
-    });
 
     env.op.restart()?;
     env.op.wait_ready(Duration::from_secs(60)).await?;
@@ -151,19 +106,15 @@ async fn a_restart_with_every_route_ready_reads_each_gateway_once_and_flips_noth
         delta.get(GATEWAY_READ).copied().unwrap_or(0) <= GATEWAYS as u64,
         "at most one gateway read per gateway; calls {delta:?}\n{log}"
     );
-    let written = written
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let flips: Vec<String> = written
-        .iter()
-        .filter(|r| !ready_is(r, ConditionStatus::True, None))
-        .map(|r| format!("{}: {:?}", r.name_any(), r.status))
-        .collect();
+    let flips = flips(&written);
     assert!(
         flips.is_empty(),
         "Ready stays True through a restart: {flips:#?}"
     );
+    let written = written
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let names: Vec<String> = written.iter().map(ResourceExt::name_any).collect();
     let first = written.first().map(|w| {
         let was = list.iter().find(|r| r.name_any() == w.name_any());
@@ -177,6 +128,148 @@ async fn a_restart_with_every_route_ready_reads_each_gateway_once_and_flips_noth
     assert!(
         names.is_empty(),
         "nothing changed, nothing written; writes of {names:?}; first {first:?}"
+    );
+    Ok(())
+}
+
+/// An emulator with `gateways` gateways, an operator (drift checks far beyond the test: what is
+/// measured is the restart alone), `routes` routes all Ready, and the operator stopped once the
+/// cloud is quiet.
+async fn all_ready_then_stopped(
+    prefix: &str,
+    gateways: usize,
+    routes: usize,
+) -> anyhow::Result<Env> {
+    let mut env = Env::start_with(
+        prefix,
+        &bench_config_yaml(gateways, 200),
+        &["--resync", "30m"],
+        &[],
+    )
+    .await?;
+    env.op.wait_ready(Duration::from_secs(60)).await?;
+    for i in 0..routes {
+        env.apply(&format!("r{i:02}"), spec(i % gateways, i)).await;
+    }
+    eventually(Duration::from_secs(120), "every route Ready", || async {
+        let listed = env.api.list(&ListParams::default()).await.ok()?.items;
+        let ready = listed
+            .iter()
+            .filter(|r| ready_is(r, ConditionStatus::True, None))
+            .count();
+        (ready == routes).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))?;
+    // Let the first operator's read-backs end, then stop it.
+    quiet(&env, Duration::from_secs(2)).await?;
+    env.op.terminate();
+    Ok(env)
+}
+
+type Written = Arc<Mutex<Vec<VpnPbrRoute>>>;
+
+/// The routes as they are now, and every version of a route written from now on (from a watch
+/// that starts at this list, so no version is missed).
+async fn record_writes(
+    env: &Env,
+) -> anyhow::Result<(
+    Vec<VpnPbrRoute>,
+    Written,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    let written: Written = Arc::default();
+    let list = env.api.list(&ListParams::default()).await?;
+    let version = list.metadata.resource_version.clone().unwrap_or_default();
+    let recorder = tokio::spawn({
+        let written = written.clone();
+        let api = env.api.clone();
+        async move {
+            let mut events = std::pin::pin!(api.watch(&Default::default(), &version).await?);
+            while let Some(ev) = events.next().await {
+                if let kube::core::WatchEvent::Added(r) | kube::core::WatchEvent::Modified(r) = ev?
+                {
+                    written
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(r);
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    Ok((list.items, written, recorder))
+}
+
+/// The written versions whose `Ready` is not True.
+fn flips(written: &Written) -> Vec<String> {
+    written
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|r| !ready_is(r, ConditionStatus::True, None))
+        .map(|r| format!("{}: {:?}", r.name_any(), r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restart_into_a_failing_cloud_keeps_every_route_ready() -> anyhow::Result<()> {
+    const FEW: usize = 12;
+    let mut env = all_ready_then_stopped("restartfail", 2, FEW).await?;
+    // Every list fails for a while after the restart: the cloud cannot be read, but nothing
+    // says the entries changed.
+    env.emu
+        .set_faults(&json!({"rate_limit_per_second": null, "rules": [
+            {"action": LIST, "rate": 1.0, "kind": "unavailable"}]}))
+        .await?;
+    let (_, written, recorder) = record_writes(&env).await?;
+    env.op.restart()?;
+    env.op.wait_ready(Duration::from_secs(60)).await?;
+    eventually(
+        Duration::from_secs(60),
+        "a failed read reported",
+        || async {
+            let w = written.lock().unwrap_or_else(PoisonError::into_inner);
+            w.iter()
+                .any(|r| {
+                    r.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Synced" && c.status == ConditionStatus::False)
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))?;
+    env.emu
+        .set_faults(&json!({"rate_limit_per_second": null, "rules": []}))
+        .await?;
+    eventually(
+        Duration::from_secs(60),
+        "every route Synced again",
+        || async {
+            let listed = env.api.list(&ListParams::default()).await.ok()?.items;
+            listed
+                .iter()
+                .all(|r| {
+                    r.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Synced" && c.status == ConditionStatus::True)
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))?;
+    recorder.abort();
+    let flips = flips(&written);
+    assert!(
+        flips.is_empty(),
+        "a cloud that cannot be read flips no route: {flips:#?}"
     );
     Ok(())
 }

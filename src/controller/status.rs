@@ -157,6 +157,11 @@ pub fn ready(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
     status?.conditions.iter().find(|c| c.type_ == READY)
 }
 
+/// The `Synced` condition of a status.
+pub fn synced(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
+    status?.conditions.iter().find(|c| c.type_ == SYNCED)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
