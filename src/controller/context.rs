@@ -14,6 +14,9 @@ use super::scheduler::Scheduler;
 use crate::api::v1alpha1::VpnPbrRoute;
 use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
 
+/// The key of the operator-wide credentials.
+const DEFAULT_CREDENTIALS: &str = "default";
+
 /// Settings of the reconciler.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -61,7 +64,7 @@ impl Context {
     /// The operator-wide credentials.
     fn default_handle(&self) -> CredentialsHandle {
         CredentialsHandle {
-            key: "default".to_owned(),
+            key: DEFAULT_CREDENTIALS.to_owned(),
             provider: self.default_credentials.clone(),
         }
     }
@@ -106,10 +109,14 @@ impl Context {
         }
     }
 
-    /// Records that the route's calls worked with these credentials.
+    /// Records that the route's calls worked with these credentials. The operator's own are
+    /// the fallback anyway, so they are not kept: a map entry per route costs memory at
+    /// 10,000 routes and tells nothing then.
     pub fn credentials_worked(&self, key: &str, credentials: &CredentialsHandle) {
         let mut map = lock(&self.last_good_credentials);
-        if map.get(key).is_none_or(|c| c.key != credentials.key) {
+        if credentials.key == DEFAULT_CREDENTIALS {
+            map.remove(key);
+        } else if map.get(key).is_none_or(|c| c.key != credentials.key) {
             map.insert(key.to_owned(), credentials.clone());
         }
     }

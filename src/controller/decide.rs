@@ -876,14 +876,28 @@ pub fn failure(
         }
         _ => None,
     };
+    // A read that failed for a moment (throttled, 5xx, timeout) says nothing about the entry:
+    // a route in sync at this generation stays Ready and only Synced says the cloud could not
+    // be read, so a restart or a slow region does not flip every route of a gateway.
+    let keeps_ready = !deleting
+        && matches!(err, Error::Cloud { op: "read", source }
+            if matches!(source.class(), ErrorClass::Transient | ErrorClass::Throttled))
+        && status::ready(route.status.as_ref()).is_some_and(|c| {
+            c.status == ConditionStatus::True && c.observed_generation == route.metadata.generation
+        });
     let report = Report {
-        ready: Some(CondValue::no(reason.clone(), message.clone())),
+        ready: (!keeps_ready).then(|| CondValue::no(reason.clone(), message.clone())),
         synced: Some(CondValue::no(reason.clone(), message.clone())),
         last_request_id: request_id,
         client_token: matches!(err, Error::CreateRefused(_)).then_some(None),
         ..Default::default()
     };
-    let event = (ready_reason(route).as_ref() != Some(&reason)).then_some(EventNote {
+    let last_reason = if keeps_ready {
+        status::synced(route.status.as_ref()).map(|c| Reason::parse(&c.reason))
+    } else {
+        ready_reason(route)
+    };
+    let event = (last_reason.as_ref() != Some(&reason)).then_some(EventNote {
         warning: true,
         reason,
         action: if deleting { "Delete" } else { "Sync" },

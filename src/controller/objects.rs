@@ -6,8 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -55,10 +56,21 @@ pub trait ObjectPort: Send + Sync + 'static {
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String>;
 }
 
+/// Who publishes events (`reportingController` / `reportingInstance`).
+#[derive(Clone, Debug)]
+pub struct EventSource {
+    pub controller: String,
+    pub instance: Option<String>,
+}
+
 /// The API server.
 pub struct KubeObjects {
     pub client: kube::Client,
-    pub recorder: Recorder,
+    /// Events are created directly rather than through kube's `Recorder`, which keeps every
+    /// event it published for six minutes (to count repeats) and scans them all on each publish:
+    /// a create burst of N routes would hold N events and cost O(N) per event. `decide.rs`
+    /// already publishes a warning only when its reason is new, so there is nothing to count.
+    pub events: EventSource,
     /// The controllers' caches of every watched route (one per watched namespace set).
     pub stores: Vec<Store<VpnPbrRoute>>,
     /// Field manager of status writes.
@@ -169,18 +181,12 @@ impl ObjectPort for KubeObjects {
         note: &'a EventNote,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            let event = Event {
-                type_: if note.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: note.reason.as_str().chars().take(128).collect(),
-                note: Some(note.note.chars().take(1000).collect()),
-                action: note.action.to_owned(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder.publish(&event, &route.object_ref(&())).await {
+            let event = event_of(route, note, &self.events, jiff::Timestamp::now());
+            let ns = route.namespace().unwrap_or_default();
+            if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &ns)
+                .create(&PostParams::default(), &event)
+                .await
+            {
                 tracing::warn!(route = %route.name_any(), error = %e, "could not publish event");
             }
         })
@@ -211,5 +217,87 @@ impl ObjectPort for KubeObjects {
 
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
         duplicates::older_publish_conflict_in(route, &self.stores)
+    }
+}
+
+/// An `events.k8s.io/v1` Event about `route`, as kube's `Recorder` would make it (name
+/// `<object>.<nanoseconds hex>`, reason and note cut to the API's limits).
+fn event_of(
+    route: &VpnPbrRoute,
+    note: &EventNote,
+    source: &EventSource,
+    now: jiff::Timestamp,
+) -> Event {
+    let name = route.name_any();
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+            namespace: route.namespace(),
+            ..Default::default()
+        },
+        action: Some(note.action.to_owned()),
+        reason: Some(note.reason.as_str().chars().take(128).collect()),
+        note: Some(note.note.chars().take(1000).collect()),
+        type_: Some(if note.warning { "Warning" } else { "Normal" }.to_owned()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(route.object_ref(&())),
+        reporting_controller: Some(source.controller.clone()),
+        reporting_instance: Some(
+            source
+                .instance
+                .clone()
+                .unwrap_or_else(|| source.controller.clone()),
+        ),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::reason::Reason;
+
+    #[test]
+    fn an_event_names_its_route_and_source() {
+        let route: VpnPbrRoute = serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": "r1", "namespace": "ns", "uid": "u-1"},
+            "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a", "routeSource": "10.0.0.0/24",
+                "routeDest": "10.1.0.0/24", "nextHop": "vco-a", "weight": 100, "publishVpc": false}
+        }))
+        .expect("route");
+        let note = EventNote {
+            warning: true,
+            reason: Reason::AlreadyExists,
+            action: "Adopt",
+            note: "x".repeat(2000),
+        };
+        let source = EventSource {
+            controller: "vpn-pbr-operator".into(),
+            instance: None,
+        };
+        let now = jiff::Timestamp::from_second(1_700_000_000).expect("time");
+        let e = event_of(&route, &note, &source, now);
+        assert_eq!(e.metadata.namespace.as_deref(), Some("ns"));
+        assert!(
+            e.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("r1."))
+        );
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(e.reason.as_deref(), Some("AlreadyExists"));
+        assert_eq!(e.action.as_deref(), Some("Adopt"));
+        assert_eq!(e.note.as_ref().map(String::len), Some(1000));
+        let regarding = e.regarding.expect("regarding");
+        assert_eq!(
+            (
+                regarding.name.as_deref(),
+                regarding.uid.as_deref(),
+                regarding.kind.as_deref()
+            ),
+            (Some("r1"), Some("u-1"), Some("VpnPbrRoute"))
+        );
+        assert_eq!(e.reporting_instance.as_deref(), Some("vpn-pbr-operator"));
     }
 }

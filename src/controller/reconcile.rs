@@ -317,7 +317,7 @@ async fn write_status(route: &VpnPbrRoute, ctx: &Context, report: Report) -> Res
         route.metadata.generation,
         &now,
     );
-    if route.status.as_ref() == Some(&new) {
+    if !status::worth_writing(route.status.as_ref(), &new) {
         return Ok(());
     }
     ctx.objects

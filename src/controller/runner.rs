@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::mpsc;
@@ -20,7 +19,7 @@ use super::backoff::Backoffs;
 use super::context::{Context, Settings};
 use super::entries::GatewayCache;
 use super::metrics::{GatewayLabels, Metrics, ReadyLabels};
-use super::objects::KubeObjects;
+use super::objects::{EventSource, KubeObjects};
 use super::port::CloudPort;
 use super::reconcile::{error_policy, reconcile};
 use super::scheduler::{Owner, Scheduler, SchedulerConfig};
@@ -28,6 +27,9 @@ use super::status;
 use crate::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 use crate::http::Health;
 use alicloud_vpc_client::CredentialsProvider;
+
+/// Routes per page of the watch's list: a page is held untrimmed until it is cached.
+const LIST_PAGE: u32 = 250;
 
 /// Everything the controllers need.
 pub struct Runtime {
@@ -70,10 +72,13 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
         .map(|(ns, api)| {
             // Our own reflector, so what the cache keeps can be trimmed: managed fields and
             // the last-applied annotation are never read and are most of an object's size.
+            // The (re)list is paged: the "any" semantic (resourceVersion=0) makes the API server
+            // answer in one piece whatever the page size, so a relist of 10,000 routes would
+            // hold every object untrimmed at once (about 15 MB of JSON and more parsed).
             let (reader, writer) = kube::runtime::reflector::store();
             let stream = reflector(
                 writer,
-                watcher(api, watcher::Config::default().any_semantic())
+                watcher(api, watcher::Config::default().page_size(LIST_PAGE))
                     .default_backoff()
                     .modify(trim),
             )
@@ -84,13 +89,12 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
         })
         .collect();
     let stores: Vec<_> = controllers.iter().map(|(_, c)| c.store()).collect();
-    let reporter = Reporter {
-        controller: "vpn-pbr-operator".to_owned(),
-        instance: rt.instance.clone(),
-    };
     let objects = KubeObjects {
         client: rt.client.clone(),
-        recorder: Recorder::new(rt.client.clone(), reporter),
+        events: EventSource {
+            controller: "vpn-pbr-operator".to_owned(),
+            instance: rt.instance.clone(),
+        },
         stores: stores.clone(),
         manager: rt.settings.manager.clone(),
     };

@@ -138,9 +138,28 @@ pub fn build(
     s
 }
 
+/// Whether `new` is worth writing over `current`: it differs in more than `gatewayStatus`.
+/// That field is the gateway's, shared by every route of it, and flips with each change any of
+/// them makes; written alone it would cost a write per route per change (and one per route
+/// after a restart), so it is refreshed with the route's next real change.
+pub fn worth_writing(current: Option<&VpnPbrRouteStatus>, new: &VpnPbrRouteStatus) -> bool {
+    current.is_none_or(|c| {
+        let same_but_gateway = VpnPbrRouteStatus {
+            gateway_status: new.gateway_status.clone(),
+            ..c.clone()
+        };
+        same_but_gateway != *new
+    })
+}
+
 /// The `Ready` condition of a status.
 pub fn ready(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
     status?.conditions.iter().find(|c| c.type_ == READY)
+}
+
+/// The `Synced` condition of a status.
+pub fn synced(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
+    status?.conditions.iter().find(|c| c.type_ == SYNCED)
 }
 
 #[cfg(test)]
@@ -196,6 +215,29 @@ mod tests {
             })
         );
         assert_eq!(b.create_time.as_deref(), Some("2019-07-23T09:14:54.331Z"));
+    }
+
+    #[test]
+    fn a_gateway_status_alone_is_not_worth_a_write() {
+        let report = |gateway: &str, weight: i32| Report {
+            ready: Some(CondValue::yes(Reason::Available, "in sync")),
+            synced: Some(CondValue::yes(Reason::Synced, "")),
+            entry: Some(Entry { weight, ..entry() }),
+            gateway_status: Some(gateway.into()),
+            ..Default::default()
+        };
+        let current = build(None, report("updating", 100), Some(1), "t1");
+        // (what changes, worth a write)
+        let table = [
+            ("nothing", report("updating", 100), false),
+            ("the gateway's status alone", report("active", 100), false),
+            ("the entry too", report("active", 50), true),
+        ];
+        for (what, r, write) in table {
+            let new = build(Some(&current), r, Some(1), "t2");
+            assert_eq!(worth_writing(Some(&current), &new), write, "{what}");
+        }
+        assert!(worth_writing(None, &current), "a first status is written");
     }
 
     #[test]

@@ -787,6 +787,85 @@ fn failures_become_status_and_one_warning() {
 }
 
 #[test]
+fn a_failed_read_keeps_a_route_in_sync_ready() {
+    let ready_at = |generation: i64| {
+        route(
+            json!({"metadata": {"generation": 2}, "status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "Available", "message": "",
+             "lastTransitionTime": "t", "observedGeneration": generation},
+            {"type": "Synced", "status": "True", "reason": "Synced", "message": "",
+             "lastTransitionTime": "t", "observedGeneration": generation}]}}),
+        )
+    };
+    let read = |status: u16, code: &str| Error::Cloud {
+        op: "read",
+        source: cloud_error(status, code),
+    };
+    let in_sync = ready_at(2);
+    let deleting = route(
+        json!({"metadata": {"generation": 2, "deletionTimestamp": DELETING},
+        "status": in_sync.status.clone()}),
+    );
+    // (what, route, error, Ready kept)
+    let table = [
+        (
+            "a 5xx read",
+            &in_sync,
+            read(503, "ServiceUnavailable"),
+            true,
+        ),
+        (
+            "a throttled read",
+            &in_sync,
+            read(400, "Throttling.User"),
+            true,
+        ),
+        ("a refused read", &in_sync, read(403, "Forbidden"), false),
+        (
+            "a failed change",
+            &in_sync,
+            Error::Cloud {
+                op: "mutation",
+                source: cloud_error(503, "ServiceUnavailable"),
+            },
+            false,
+        ),
+        (
+            "an older generation",
+            &ready_at(1),
+            read(503, "ServiceUnavailable"),
+            false,
+        ),
+        (
+            "a deletion",
+            &deleting,
+            read(503, "ServiceUnavailable"),
+            false,
+        ),
+    ];
+    for (what, r, err, kept) in table {
+        let (report, event) = failure(r, &err, None);
+        assert_eq!(report.ready.is_none(), kept, "{what}: Ready kept");
+        let synced = report.synced.expect("synced");
+        assert_eq!(synced.status, ConditionStatus::False, "{what}");
+        assert!(event.is_some(), "{what}: a new reason is told once");
+    }
+    // The same failed read again: no second warning (Synced has the reason already).
+    let mut again = in_sync.clone();
+    let (report, _) = failure(&in_sync, &read(503, "ServiceUnavailable"), None);
+    again.status = Some(status::build(again.status.as_ref(), report, Some(2), "t2"));
+    assert!(
+        failure(&again, &read(503, "ServiceUnavailable"), None)
+            .1
+            .is_none()
+    );
+    assert_eq!(
+        status::ready(again.status.as_ref()).map(|c| c.status),
+        Some(ConditionStatus::True)
+    );
+}
+
+#[test]
 fn a_single_tunnel_gateway_refuses_the_default_route_before_any_create() {
     let r = route(json!({"spec": {"routeDest": "0.0.0.0/0"}}));
     let d = with_entries(&r, &[]);
