@@ -30,7 +30,7 @@ const PROBE_GROWTH: f64 = 3.0;
 const RELEARN_AFTER: u32 = 3;
 /// Settled cycles without a read before one read checks whether the gateway got faster; the
 /// count doubles after every check that finds nothing new.
-const FIRST_CHECK: u32 = 32;
+const FIRST_CHECK: u32 = 64;
 /// Where that check reads, as a fraction of the proven upper bound.
 const CHECK_AT: f64 = 0.9;
 /// How long a gateway probing for its region keeps the role after its read was due.
