@@ -153,6 +153,9 @@ pub struct GatewayFacts {
     pub supports_priority: bool,
     /// A dual-tunnel gateway: weights do not take effect (listed as 100) and cannot change.
     pub dual_tunnel: bool,
+    /// The gateway's specification (`Spec`, its bandwidth): gateways of one region and
+    /// specification share what they learn of their update time (`estimate.rs`).
+    pub spec: Option<String>,
 }
 
 /// The route a mutation acts on.

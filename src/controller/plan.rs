@@ -228,6 +228,7 @@ mod tests {
             status: "active".into(),
             supports_priority: prio,
             dual_tunnel: false,
+            spec: None,
         }
     }
 
@@ -383,6 +384,7 @@ mod tests {
             status: "active".into(),
             supports_priority: false,
             dual_tunnel: true,
+            spec: None,
         };
         let mut s = spec();
         s.weight = 0;
@@ -410,6 +412,7 @@ mod tests {
         assert!(gateway_refuses_dest(&s, &gw(true)).is_some());
         let dual = GatewayFacts {
             dual_tunnel: true,
+            spec: None,
             ..gw(false)
         };
         assert_eq!(gateway_refuses_dest(&s, &dual), None);

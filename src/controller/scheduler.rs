@@ -8,6 +8,7 @@
 //! so a waiting route holds no controller worker and nothing polls per route.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::entries::GatewayCache;
-use super::estimate::{Busy, Estimate};
+use super::estimate::{Estimate, Plan, Shared};
 use super::model::{Accepted, GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
@@ -116,8 +117,10 @@ struct Gateway {
     last_accept: Option<Instant>,
     /// What is known of the time the gateway stays `updating` after a change.
     estimate: Estimate,
-    /// Busy answers this cycle that the estimate does not explain.
-    noise: u32,
+    /// This gateway among those sharing what they learn, and whom it shares with (known
+    /// after its first accepted change).
+    id: u64,
+    peers: Option<Peers>,
     status: Option<GatewayStatus>,
     /// A scope to probe the gateway with (any job's).
     probe_scope: Option<Scope>,
@@ -197,18 +200,33 @@ impl Gateway {
             .map(|at| now.saturating_duration_since(at))
     }
 
-    /// When to send the next change; `None` when the gateway must be probed first.
-    fn ready_at(&self) -> Option<Instant> {
-        match self.last_accept.filter(|_| self.unconfirmed()) {
-            None => Some(Instant::now()),
-            Some(at) => self.estimate.send_gap().map(|g| at + g),
-        }
+    /// What to do about the last accepted change while it is not known applied, as an
+    /// instant: `None` when nothing is pending (a change can go at once).
+    fn plan(
+        &mut self,
+        shared: &Mutex<HashMap<Peers, Shared>>,
+        now: Instant,
+    ) -> Option<(Plan, Instant)> {
+        let at = self.last_accept.filter(|_| self.unconfirmed())?;
+        let gap = now.saturating_duration_since(at);
+        let peers = self.peers.clone().unwrap_or_default();
+        let mut map = lock(shared);
+        let plan = self
+            .estimate
+            .plan(map.entry(peers).or_default(), self.id, gap, now);
+        let g = match plan {
+            Plan::Send(g) | Plan::Read(g) | Plan::Wait(g) => g,
+        };
+        Some((plan, at + g))
     }
+}
 
-    /// When to read the gateway status to learn whether the last change is applied.
-    fn probe_at(&self) -> Instant {
-        self.last_accept.unwrap_or_else(Instant::now) + self.estimate.probe_gap()
-    }
+/// Gateways that share what they learn of their update time: one region and specification
+/// (the specification `None` when the gateway's answer had none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Peers {
+    region_id: String,
+    spec: Option<String>,
 }
 
 struct Slot {
@@ -227,6 +245,9 @@ struct Inner {
     cache: GatewayCache,
     config: SchedulerConfig,
     gateways: Mutex<HashMap<GatewayKey, Arc<Slot>>>,
+    /// What each region (and specification) learned of its gateways' update time.
+    shared: Mutex<HashMap<Peers, Shared>>,
+    next_id: AtomicU64,
     /// The gateway each owner's job is on (an owner has at most one job).
     owners: Mutex<HashMap<Owner, GatewayKey>>,
     wake_owner: mpsc::UnboundedSender<Owner>,
@@ -254,6 +275,8 @@ impl Scheduler {
                 cache,
                 config,
                 gateways: Mutex::new(HashMap::new()),
+                shared: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
                 owners: Mutex::new(HashMap::new()),
                 wake_owner,
                 shutdown,
@@ -267,7 +290,10 @@ impl Scheduler {
             return s.clone();
         }
         let slot = Arc::new(Slot {
-            state: Mutex::new(Gateway::default()),
+            state: Mutex::new(Gateway {
+                id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+                ..Gateway::default()
+            }),
             wake: Notify::new(),
         });
         map.insert(key.clone(), slot.clone());
@@ -463,6 +489,11 @@ enum Next {
     Send(Box<(Owner, Scope)>, Instant),
     Probe(Scope, Instant),
     Verify(Scope, Instant),
+    /// Nothing waits to be sent: the last change counts as applied at this instant (the
+    /// proven update time has passed), without a read.
+    Settle(Instant),
+    /// Plan again at this instant (another gateway of the region is probing for this one).
+    Wait(Instant),
     Idle,
 }
 
@@ -472,7 +503,11 @@ impl Worker {
         loop {
             let next = self.next();
             let sleep_until = match &next {
-                Next::Send(_, at) | Next::Probe(_, at) | Next::Verify(_, at) => Some(*at),
+                Next::Send(_, at)
+                | Next::Probe(_, at)
+                | Next::Verify(_, at)
+                | Next::Settle(at)
+                | Next::Wait(at) => Some(*at),
                 Next::Idle => None,
             };
             // Sleep until due, but wake early for new work or shutdown.
@@ -496,34 +531,46 @@ impl Worker {
                 }
                 Next::Probe(scope, _) => step = self.probe(&scope, step).await,
                 Next::Verify(scope, _) => step = self.verify(&scope, step).await,
-                Next::Idle => {}
+                Next::Settle(_) => {
+                    let mut gw = lock(&self.slot.state);
+                    let seq = gw.accepted;
+                    gw.confirm(seq);
+                    gw.status = Some(GatewayStatus::Active);
+                }
+                Next::Wait(_) | Next::Idle => {}
             }
         }
     }
 
     fn next(&self) -> Next {
-        let gw = lock(&self.slot.state);
+        let mut gw = lock(&self.slot.state);
         let now = Instant::now();
+        let enabled = self.inner.config.enabled;
         let change = if let Some((owner, scope)) = gw.queued_head() {
-            if !self.inner.config.enabled {
-                Next::Send(Box::new((owner, scope)), now)
-            } else {
-                match gw.ready_at() {
-                    Some(at) => Next::Send(Box::new((owner, scope)), at),
-                    None => Next::Probe(scope, gw.probe_at()),
-                }
+            let job = Box::new((owner, scope.clone()));
+            match gw.plan(&self.inner.shared, now).filter(|_| enabled) {
+                None => Next::Send(job, now),
+                Some((Plan::Send(_), at)) => Next::Send(job, at),
+                Some((Plan::Read(_), at)) => Next::Probe(scope, at),
+                Some((Plan::Wait(_), at)) => Next::Wait(at),
             }
-        } else if let Some(scope) = gw.probe_scope.clone().filter(|_| gw.unconfirmed()) {
-            Next::Probe(scope, gw.probe_at())
+        } else if let Some(scope) = gw.probe_scope.clone().filter(|_| enabled) {
+            match gw.plan(&self.inner.shared, now) {
+                None => Next::Idle,
+                Some((Plan::Send(_), at)) => Next::Settle(at),
+                Some((Plan::Read(_), at)) => Next::Probe(scope, at),
+                Some((Plan::Wait(_), at)) => Next::Wait(at),
+            }
         } else {
             Next::Idle
         };
         // A due list read of applied changes goes before a change that is not due yet.
         match (gw.verify_at(now), &change) {
             (Some((scope, at)), Next::Idle) => Next::Verify(scope, at),
-            (Some((scope, at)), Next::Send(_, t) | Next::Probe(_, t)) if at < *t => {
-                Next::Verify(scope, at)
-            }
+            (
+                Some((scope, at)),
+                Next::Send(_, t) | Next::Probe(_, t) | Next::Settle(t) | Next::Wait(t),
+            ) if at < *t => Next::Verify(scope, at),
             _ => change,
         }
     }
@@ -593,16 +640,16 @@ impl Worker {
                 self.inner
                     .cache
                     .apply(scope, mutation, accepted.entry.as_ref());
+                let peers = self.peers(scope).await;
                 {
                     let mut gw = lock(&self.slot.state);
-                    if let Some(g) = gap {
-                        gw.estimate.free(g);
-                    }
+                    let peers = gw.peers.get_or_insert(peers).clone();
+                    gw.estimate
+                        .accepted(gap, lock(&self.inner.shared).entry(peers).or_default());
                     // This change was accepted, so every earlier one has been applied.
                     let prev = gw.accepted;
                     gw.confirm(prev);
                     gw.accepted += 1;
-                    gw.noise = 0;
                     let seq = gw.accepted;
                     let now = Instant::now();
                     gw.last_accept = Some(now);
@@ -631,34 +678,20 @@ impl Worker {
             {
                 self.requeue(&owner);
                 debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
-                let pause = {
+                {
                     let mut gw = lock(&self.slot.state);
                     gw.status = Some(GatewayStatus::Updating);
-                    // Busy with our own last change: it takes longer than `gap`.
-                    match gap.map(|g| gw.estimate.busy(g)) {
-                        Some(Busy::Consistent) => None,
-                        Some(Busy::Contradicting) => {
-                            let n = gw.noise;
-                            gw.noise += 1;
-                            Some(gw.estimate.noise_pause(n))
-                        }
-                        // Busy with a change we did not make: back off.
-                        None => Some(step),
-                    }
-                };
-                match pause {
-                    None => FIRST_STEP,
-                    Some(p) => {
-                        tokio::time::sleep(p).await;
-                        if gap.is_none() {
-                            // Someone else's change: it takes about one update time, so the
-                            // wait doubles only up to a few of them.
-                            (step * 2).min(FOREIGN_BUSY_MAX_STEP)
-                        } else {
-                            step
-                        }
+                    // Busy with our own last change: the estimate plans a read next, never
+                    // another send before the gateway is seen free.
+                    if let Some(g) = gap {
+                        gw.estimate.refused(g);
+                        return FIRST_STEP;
                     }
                 }
+                // Busy with a change we did not make: back off. It takes about one update
+                // time, so the wait doubles only up to a few of them.
+                tokio::time::sleep(step).await;
+                (step * 2).min(FOREIGN_BUSY_MAX_STEP)
             }
             Err(e) if e.class() == ErrorClass::Throttled && self.inner.config.enabled => {
                 self.requeue(&owner);
@@ -680,33 +713,45 @@ impl Worker {
         }
     }
 
+    /// Whom this gateway shares its update time with: its region and specification, from
+    /// the facts the routes read (cached; read once if not).
+    async fn peers(&self, scope: &Scope) -> Peers {
+        if let Some(p) = lock(&self.slot.state).peers.clone() {
+            return p;
+        }
+        let spec = match self.inner.cache.facts(scope, Duration::MAX).await {
+            Ok(facts) => facts.spec,
+            Err(_) => None,
+        };
+        Peers {
+            region_id: scope.region_id.clone(),
+            spec,
+        }
+    }
+
     /// Reads the gateway status to learn whether the last change has been applied.
     async fn probe(&self, scope: &Scope, step: Duration) -> Duration {
         let gap = lock(&self.slot.state).pending_gap(Instant::now());
         match self.inner.cache.refresh_facts(scope).await {
             Ok(facts) => {
                 let active = facts.status == GatewayStatus::Active;
-                let fits = {
-                    let mut gw = lock(&self.slot.state);
-                    gw.status = Some(facts.status.clone());
-                    if active {
-                        if let Some(g) = gap {
-                            gw.estimate.free(g);
-                        }
-                        let seq = gw.accepted;
-                        gw.confirm(seq);
-                        None
-                    } else {
-                        gap.map(|g| gw.estimate.busy(g))
-                    }
-                };
-                if active || fits == Some(Busy::Consistent) {
-                    FIRST_STEP
-                } else {
-                    // Still updating past every gap we know: wait before reading again.
-                    tokio::time::sleep(step).await;
-                    (step * 2).min(MAX_STEP)
+                let mut gw = lock(&self.slot.state);
+                gw.status = Some(facts.status.clone());
+                if let Some(g) = gap {
+                    let peers = gw.peers.clone().unwrap_or_default();
+                    // A busy answer past every gap we know is paced by the estimate (it
+                    // plans the next read after a growing pause).
+                    gw.estimate.read(
+                        g,
+                        active,
+                        lock(&self.inner.shared).entry(peers).or_default(),
+                    );
                 }
+                if active {
+                    let seq = gw.accepted;
+                    gw.confirm(seq);
+                }
+                FIRST_STEP
             }
             Err(e) if e.is_gateway_gone() => {
                 // Nothing will ever be applied there: let the owners see the gateway gone.
@@ -765,7 +810,7 @@ impl Worker {
                 gw.verify_tries += 1;
                 // The cloud lists changes a little after the gateway is active again: read at
                 // the gateway's pace, never in a tight loop.
-                let pause = gw.estimate.probe_gap().max(FIRST_STEP) * gw.verify_tries;
+                let pause = gw.estimate.pace().max(FIRST_STEP) * gw.verify_tries;
                 gw.verify_after = Some(Instant::now() + pause.min(MAX_STEP));
             } else {
                 gw.verify_tries = 0;
@@ -806,6 +851,9 @@ mod tests {
         visible_at: StdMutex<Vec<(String, Instant)>>,
         list_lag: Duration,
         lists: StdMutex<usize>,
+        /// Status reads, and changes refused as busy.
+        reads: StdMutex<usize>,
+        refused: StdMutex<usize>,
     }
 
     impl FakeGateway {
@@ -820,6 +868,8 @@ mod tests {
                 visible_at: StdMutex::new(Vec::new()),
                 list_lag: Duration::ZERO,
                 lists: StdMutex::new(0),
+                reads: StdMutex::new(0),
+                refused: StdMutex::new(0),
             })
         }
 
@@ -871,6 +921,7 @@ mod tests {
         fn gateway<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
             Box::pin(async move {
                 *self.calls.lock().unwrap() += 1;
+                *self.reads.lock().unwrap() += 1;
                 let busy = self
                     .busy_until
                     .lock()
@@ -880,6 +931,7 @@ mod tests {
                     status: if busy { "updating" } else { "active" }.into(),
                     supports_priority: true,
                     dual_tunnel: false,
+                    spec: None,
                 })
             })
         }
@@ -896,6 +948,7 @@ mod tests {
                 *self.in_flight.lock().unwrap() -= 1;
                 let mut busy = self.busy_until.lock().unwrap();
                 if busy.is_some_and(|t| Instant::now() < t) {
+                    *self.refused.lock().unwrap() += 1;
                     return Err(busy_error());
                 }
                 *busy = Some(Instant::now() + self.update);
@@ -1107,5 +1160,124 @@ mod tests {
             fake.accepted.lock().unwrap().clone(),
             vec!["src22".to_owned()]
         );
+    }
+
+    /// Gateways of one region, each with its own update time.
+    struct FakeRegion(HashMap<String, Arc<FakeGateway>>);
+
+    impl FakeRegion {
+        fn of(&self, scope: &Scope) -> &FakeGateway {
+            self.0.get(&scope.vpn_gateway_id).expect("known gateway")
+        }
+    }
+
+    impl CloudPort for FakeRegion {
+        fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
+            self.of(scope).list_entries(scope)
+        }
+        fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
+            self.of(scope).gateway(scope)
+        }
+        fn mutate<'a>(&'a self, scope: &'a Scope, m: &'a Mutation) -> CloudFuture<'a, Accepted> {
+            self.of(scope).mutate(scope, m)
+        }
+    }
+
+    fn scope_of(gateway: &str) -> Scope {
+        Scope {
+            vpn_gateway_id: gateway.into(),
+            ..scope()
+        }
+    }
+
+    /// Sends `per_gateway` changes to each gateway through one scheduler and waits until
+    /// every one is confirmed; returns the time it took. Status reads made before (the
+    /// routes' own read of the gateway) are not counted.
+    async fn drive(gateways: &[Arc<FakeGateway>], per_gateway: usize) -> Duration {
+        let ids: Vec<String> = (0..gateways.len()).map(|g| format!("vpn-{g}")).collect();
+        let region = FakeRegion(ids.iter().cloned().zip(gateways.iter().cloned()).collect());
+        let cloud: Arc<dyn CloudPort> = Arc::new(region);
+        let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
+        for (id, g) in ids.iter().zip(gateways) {
+            cache
+                .facts(&scope_of(id), Duration::MAX)
+                .await
+                .expect("facts");
+            *g.reads.lock().unwrap() = 0;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sched = Scheduler::new(
+            cloud,
+            cache,
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        let start = Instant::now();
+        for i in 0..per_gateway {
+            for (g, id) in ids.iter().enumerate() {
+                let n = g * 1000 + i;
+                sched.submit(&owner(n), &scope_of(id), publish(n), Some(1));
+            }
+        }
+        let mut confirmed = 0;
+        while confirmed < per_gateway * ids.len() {
+            let o = rx.recv().await.expect("wake");
+            let Some(key) = lock(&sched.inner.owners).get(&o).cloned() else {
+                continue;
+            };
+            if let Some(JobView::Accepted {
+                confirmed: true, ..
+            }) = sched.view(&o, &key)
+            {
+                sched.forget(&o, &key);
+                confirmed += 1;
+            }
+        }
+        start.elapsed()
+    }
+
+    fn count(m: &StdMutex<usize>) -> usize {
+        *m.lock().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fifty_changes_learn_the_update_time_with_reads_not_refusals() {
+        let t = Duration::from_secs(2);
+        let fake = FakeGateway::new(t, None);
+        let took = drive(std::slice::from_ref(&fake), 50).await;
+        let (reads, refused, lists) =
+            (count(&fake.reads), count(&fake.refused), count(&fake.lists));
+        eprintln!("50 changes: {took:?}, {reads} reads, {refused} refused, {lists} lists");
+        assert!(took <= (t * 50).mul_f64(1.05), "took {took:?}");
+        assert!(refused <= 2, "{refused} refused");
+        assert!(reads <= 12, "{reads} reads");
+        assert!(lists <= 8, "{lists} lists");
+        assert_eq!(count(&fake.max_in_flight), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gateways_of_a_region_learn_together_with_fewer_reads() {
+        let t = Duration::from_secs(2);
+        let alone = FakeGateway::new(t, None);
+        drive(std::slice::from_ref(&alone), 25).await;
+        let alone_reads = count(&alone.reads);
+
+        let gateways: Vec<_> = (0..20).map(|_| FakeGateway::new(t, None)).collect();
+        let took = drive(&gateways, 25).await;
+        let reads: usize = gateways.iter().map(|g| count(&g.reads)).sum();
+        let refused: usize = gateways.iter().map(|g| count(&g.refused)).sum();
+        eprintln!(
+            "20 gateways x 25 changes: {took:?}, {reads} reads ({alone_reads} alone), {refused} refused"
+        );
+        assert!(
+            reads * 2 <= alone_reads * 20,
+            "{reads} reads together, {alone_reads} for one gateway alone"
+        );
+        assert_eq!(refused, 0);
+        assert!(took <= (t * 25).mul_f64(1.08), "took {took:?}");
+        for g in &gateways {
+            assert_eq!(count(&g.max_in_flight), 1);
+        }
     }
 }

@@ -87,6 +87,7 @@ impl CloudPort for VpcPort {
             Ok(GatewayFacts {
                 supports_priority: gw.supports_pbr_priority(),
                 dual_tunnel: gw.is_dual_tunnel(),
+                spec: gw.spec.filter(|s| !s.is_empty()),
                 status: gw.status.into(),
             })
         })

@@ -549,6 +549,7 @@ impl CloudPort for SimCloud {
                 status: s(&body, "Status").into(),
                 supports_priority: s(&body, "Tag").contains("PbrPriority"),
                 dual_tunnel: !s(&body, "DisasterRecoveryInternetIp").is_empty(),
+                spec: Some(s(&body, "Spec")).filter(|v| !v.is_empty()),
             })
         })
     }

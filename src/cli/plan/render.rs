@@ -290,6 +290,7 @@ mod tests {
             status: "active".into(),
             supports_priority: true,
             dual_tunnel: false,
+            spec: None,
         };
         let entries = vec![Entry {
             route_source: "192.168.1.0/24".into(),

@@ -521,6 +521,7 @@ mod tests {
             status: "active".into(),
             supports_priority: true,
             dual_tunnel: false,
+            spec: None,
         }
     }
 

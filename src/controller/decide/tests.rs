@@ -50,6 +50,7 @@ fn facts() -> GatewayFacts {
         status: "active".into(),
         supports_priority: true,
         dual_tunnel: false,
+        spec: None,
     }
 }
 
@@ -883,6 +884,7 @@ fn a_single_tunnel_gateway_refuses_the_default_route_before_any_create() {
     assert!(!matches!(d.job, Some(JobOp::Submit(_))));
     let f = GatewayFacts {
         dual_tunnel: true,
+        spec: None,
         ..facts()
     };
     let d = decide(&Observation {
