@@ -255,18 +255,17 @@ impl Estimate {
             return self.blind(shared, me, gap, now);
         };
         let tol = tolerance(upper);
-        if let Some(h) = hint.filter(|h| *h + tol < upper) {
-            // The region knows a shorter free gap: check it here before bisecting.
-            return (Plan::Read(h), true);
-        }
+        // The region proved a shorter gap free and this gateway once confirmed the region's
+        // bound: trust it without a read of its own. A gateway that is slower after all is
+        // refused once, its lower bound then passes the region's and `hint` ignores the region.
+        let upper = hint.filter(|h| *h + tol < upper).unwrap_or(upper);
         let lower = if shared.lower < upper && !self.alone {
             self.lower.max(shared.lower)
         } else {
             self.lower
         };
         if upper.saturating_sub(lower) > tol {
-            let top = hint.map_or(upper, |h| h.min(upper));
-            return (Plan::Read(shared.point(lower, top.max(lower))), true);
+            return (Plan::Read(shared.point(lower, upper)), true);
         }
         if self.quiet >= self.check_after {
             return (Plan::Read(upper.mul_f64(CHECK_AT)), true);
