@@ -19,7 +19,7 @@ use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
     PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute, validation,
 };
-use alicloud_vpc_client::{CloudError, ErrorClass};
+use alicloud_vpc_client::{CloudError, ErrorClass, Priority};
 
 /// What the cloud read of this reconcile found.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +81,20 @@ pub enum Freshness {
     Recent,
     /// Our own change was just accepted and applied to the cached list: it may be older.
     Cached,
+    /// A recent list, only to re-check a route already in sync at this generation (the
+    /// periodic drift check, or a restart): nothing waits on it, so its calls go after every
+    /// other call when the account's API rate binds (`Priority::Background`).
+    Recheck,
+}
+
+impl Freshness {
+    /// The class of the cloud calls this read makes (`alicloud_vpc_client::Priority`).
+    pub fn priority(self) -> Priority {
+        match self {
+            Self::Recheck => Priority::Background,
+            Self::Now | Self::Recent | Self::Cached => Priority::Progress,
+        }
+    }
 }
 
 /// When this route should be reconciled again.
@@ -211,6 +225,20 @@ fn has_finalizer(route: &VpnPbrRoute) -> bool {
 
 fn ready_reason(route: &VpnPbrRoute) -> Option<Reason> {
     status::ready(route.status.as_ref()).map(|c| Reason::parse(&c.reason))
+}
+
+/// Whether a read of this route only re-checks it: status says it is Ready at this
+/// generation, no job of it is in the scheduler, and no pause was just lifted (a resumed route
+/// is something a user waits on). A failed read keeps such a route Ready (see [`failure`]), so
+/// its retries are re-checks too.
+fn in_steady_state(route: &VpnPbrRoute, job: Option<&JobView>) -> bool {
+    let st = route.status.as_ref();
+    job.is_none()
+        && route.metadata.deletion_timestamp.is_none()
+        && status::ready(st).is_some_and(|c| {
+            c.status == ConditionStatus::True && c.observed_generation == route.metadata.generation
+        })
+        && status::synced(st).is_none_or(|c| Reason::parse(&c.reason) != Reason::Paused)
 }
 
 /// Drops a job that is still queued or whose outcome is known; `Keep` when there is none.
@@ -369,6 +397,8 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 Freshness::Now
             } else if last_request_id.is_some() {
                 Freshness::Cached
+            } else if in_steady_state(route, obs.job) {
+                Freshness::Recheck
             } else {
                 Freshness::Recent
             };
@@ -621,6 +651,9 @@ fn in_sync(
 fn observe_only(obs: &Observation<'_>, d: Decision) -> Decision {
     let (facts, entries) = match obs.cloud {
         CloudRead::NotRead if obs.recently_verified => return d.next(Next::Resync),
+        CloudRead::NotRead if in_steady_state(obs.route, obs.job) => {
+            return d.next(Next::Read(Freshness::Recheck));
+        }
         CloudRead::NotRead => return d.next(Next::Read(Freshness::Recent)),
         CloudRead::Pending => return d.next(Next::Wake),
         CloudRead::Failed(e) => {

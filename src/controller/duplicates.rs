@@ -1,21 +1,186 @@
 //! Duplicate claims: two objects that name the same cloud entry. The older one (by creation
 //! time, then namespace/name) keeps it; the younger is refused.
+//!
+//! The checks run on every reconcile, so they do not scan the watch cache: [`ClaimIndex`]
+//! maps each route's cloud identity to the routes naming it and is fed the same watch events
+//! as the cache. A check looks up only the routes sharing its key and judges them on the
+//! cache's copy (the index says who to look at, the cache what they are now).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use kube::ResourceExt;
-
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 
 use super::decide::owns_entry;
-use crate::api::v1alpha1::{RouteKey, VpnPbrRoute};
+use crate::api::v1alpha1::{RouteKey, VpnPbrRoute, VpnPbrRouteSpec};
+
+/// A watch cache of routes and the claim index fed by the same events.
+#[derive(Clone)]
+pub struct ClaimCache {
+    pub store: Store<VpnPbrRoute>,
+    pub index: ClaimIndex,
+}
+
+/// Routes by cloud identity: the entry's key (gateway, source, destination, next hop), and the
+/// key `PublishVpnRouteEntry` acts on (gateway, destination, next hop). Keys are kept as
+/// hashes: a collision only adds a candidate, which the check then rejects on its fields.
+#[derive(Clone, Default)]
+pub struct ClaimIndex(Arc<RwLock<Index>>);
+
+#[derive(Default)]
+struct Index {
+    hasher: RandomState,
+    live: Buckets,
+    /// A relist under way (watcher `Init` .. `InitDone`): like the reflector's store, the index
+    /// swaps it in whole at `InitDone`, so routes deleted while the watch was down go too.
+    relist: Option<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    /// Each route's two keys, to find its buckets again when it changes or goes.
+    keys: HashMap<ObjectRef<VpnPbrRoute>, (u64, u64)>,
+    claim: HashMap<u64, Vec<ObjectRef<VpnPbrRoute>>>,
+    publish: HashMap<u64, Vec<ObjectRef<VpnPbrRoute>>>,
+}
+
+impl Buckets {
+    fn insert(&mut self, at: ObjectRef<VpnPbrRoute>, keys: (u64, u64)) {
+        match self.keys.get(&at) {
+            Some(old) if *old == keys => return,
+            Some(_) => self.remove(&at),
+            None => {}
+        }
+        self.claim.entry(keys.0).or_default().push(at.clone());
+        self.publish.entry(keys.1).or_default().push(at.clone());
+        self.keys.insert(at, keys);
+    }
+
+    fn remove(&mut self, at: &ObjectRef<VpnPbrRoute>) {
+        let Some((claim, publish)) = self.keys.remove(at) else {
+            return;
+        };
+        take(&mut self.claim, claim, at);
+        take(&mut self.publish, publish, at);
+    }
+}
+
+fn take(
+    buckets: &mut HashMap<u64, Vec<ObjectRef<VpnPbrRoute>>>,
+    key: u64,
+    at: &ObjectRef<VpnPbrRoute>,
+) {
+    if let Some(bucket) = buckets.get_mut(&key) {
+        bucket.retain(|r| r != at);
+        if bucket.is_empty() {
+            buckets.remove(&key);
+        }
+    }
+}
+
+/// The cache's key of a route, without the uid and version the watch's refs carry.
+fn object_ref(route: &VpnPbrRoute) -> ObjectRef<VpnPbrRoute> {
+    let at = ObjectRef::new(&route.name_any());
+    match route.namespace() {
+        Some(ns) => at.within(&ns),
+        None => at,
+    }
+}
+
+impl Index {
+    fn claim_key(&self, s: &VpnPbrRouteSpec) -> u64 {
+        self.hasher.hash_one((
+            &s.region_id,
+            &s.vpn_gateway_id,
+            &s.route_source,
+            &s.route_dest,
+            &s.next_hop,
+        ))
+    }
+
+    fn publish_key(&self, s: &VpnPbrRouteSpec) -> u64 {
+        self.hasher
+            .hash_one((&s.region_id, &s.vpn_gateway_id, &s.route_dest, &s.next_hop))
+    }
+
+    fn keys(&self, route: &VpnPbrRoute) -> (u64, u64) {
+        (self.claim_key(&route.spec), self.publish_key(&route.spec))
+    }
+}
+
+impl ClaimIndex {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows one watch event, as `reflector::store::Writer::apply_watcher_event` does for the
+    /// cache. Fed before the cache, so a route is in the index by the time the cache shows it.
+    pub fn apply_watcher_event(&self, event: &watcher::Event<VpnPbrRoute>) {
+        let mut index = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            watcher::Event::Apply(route) => {
+                let keys = index.keys(route);
+                index.live.insert(object_ref(route), keys);
+            }
+            watcher::Event::Delete(route) => index.live.remove(&object_ref(route)),
+            watcher::Event::Init => index.relist = Some(Buckets::default()),
+            watcher::Event::InitApply(route) => {
+                let keys = index.keys(route);
+                index
+                    .relist
+                    .get_or_insert_with(Buckets::default)
+                    .insert(object_ref(route), keys);
+            }
+            watcher::Event::InitDone => {
+                if let Some(fresh) = index.relist.take() {
+                    index.live = fresh;
+                }
+            }
+        }
+    }
+
+    /// The routes indexed under a claim key and a publish key (candidates, not yet checked).
+    fn candidates(&self, route: &VpnPbrRoute, publish: bool) -> Vec<ObjectRef<VpnPbrRoute>> {
+        let index = self.read();
+        let found = if publish {
+            index.live.publish.get(&index.publish_key(&route.spec))
+        } else {
+            index.live.claim.get(&index.claim_key(&route.spec))
+        };
+        found.cloned().unwrap_or_default()
+    }
+
+    /// How many routes the index holds (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.read().live.keys.len()
+    }
+}
+
+/// The routes of the caches indexed under the route's key, as the caches hold them now.
+fn sharing_key<'a>(
+    route: &'a VpnPbrRoute,
+    caches: &'a [ClaimCache],
+    publish: bool,
+) -> impl Iterator<Item = Arc<VpnPbrRoute>> + 'a {
+    caches.iter().flat_map(move |c| {
+        c.index
+            .candidates(route, publish)
+            .into_iter()
+            .filter_map(|at| c.store.get(&at))
+    })
+}
 
 /// The `namespace/name` of an older object claiming the same route, if any, among the
-/// controllers' caches (searched in place: no copy of the cache per reconcile).
-pub fn older_claim_in(route: &VpnPbrRoute, stores: &[Store<VpnPbrRoute>]) -> Option<String> {
+/// controllers' caches (the oldest, when there are several).
+pub fn older_claim_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<String> {
     let key = route.spec.route_key();
     let mine = rank(route);
-    stores
-        .iter()
-        .filter_map(|s| s.find(|o| is_older_claim(o, route, &key, &mine)))
+    sharing_key(route, caches, false)
+        .filter(|o| is_older_claim(o, route, &key, &mine))
         .min_by_key(|o| rank(o))
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
 }
@@ -23,26 +188,20 @@ pub fn older_claim_in(route: &VpnPbrRoute, stores: &[Store<VpnPbrRoute>]) -> Opt
 /// The `namespace/name` of an older object whose entry shares this route's gateway,
 /// destination and next hop but wants the other `publishVpc`. `PublishVpnRouteEntry` acts on
 /// every entry with that destination and next hop, so the two would flip each other.
-pub fn older_publish_conflict_in(
-    route: &VpnPbrRoute,
-    stores: &[Store<VpnPbrRoute>],
-) -> Option<String> {
+pub fn older_publish_conflict_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<String> {
     let mine = rank(route);
     let s = &route.spec;
-    stores
-        .iter()
-        .filter_map(|st| {
-            st.find(|o| {
-                let t = &o.spec;
-                t.route_dest == s.route_dest
-                    && t.next_hop == s.next_hop
-                    && t.vpn_gateway_id == s.vpn_gateway_id
-                    && t.region_id == s.region_id
-                    && t.publish_vpc != s.publish_vpc
-                    && o.metadata.uid != route.metadata.uid
-                    && o.metadata.deletion_timestamp.is_none()
-                    && rank(o) < mine
-            })
+    sharing_key(route, caches, true)
+        .filter(|o| {
+            let t = &o.spec;
+            t.route_dest == s.route_dest
+                && t.next_hop == s.next_hop
+                && t.vpn_gateway_id == s.vpn_gateway_id
+                && t.region_id == s.region_id
+                && t.publish_vpc != s.publish_vpc
+                && o.metadata.uid != route.metadata.uid
+                && o.metadata.deletion_timestamp.is_none()
+                && rank(o) < mine
         })
         .min_by_key(|o| rank(o))
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
@@ -63,7 +222,7 @@ fn rank(r: &VpnPbrRoute) -> Rank {
 }
 
 fn is_older_claim(o: &VpnPbrRoute, route: &VpnPbrRoute, key: &RouteKey, mine: &Rank) -> bool {
-    // Field by field, so the scan over every cached route allocates nothing until a match.
+    // Field by field: the index found the candidates by hash, so a collision is rejected here.
     let s = &o.spec;
     s.route_dest == key.route_dest
         && s.route_source == key.route_source
@@ -77,6 +236,7 @@ fn is_older_claim(o: &VpnPbrRoute, route: &VpnPbrRoute, key: &RouteKey, mine: &R
 
 #[cfg(test)]
 mod tests {
+    use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::Event;
 
     use super::*;
@@ -91,40 +251,177 @@ mod tests {
         .expect("route")
     }
 
+    /// A cache and its index, fed like `runner.rs` feeds them.
+    struct Fed {
+        writer: Writer<VpnPbrRoute>,
+        cache: ClaimCache,
+    }
+
+    impl Fed {
+        fn new() -> Self {
+            let (store, writer) = kube::runtime::reflector::store();
+            Self {
+                writer,
+                cache: ClaimCache {
+                    store,
+                    index: ClaimIndex::default(),
+                },
+            }
+        }
+
+        fn event(&mut self, e: &Event<VpnPbrRoute>) {
+            self.cache.index.apply_watcher_event(e);
+            self.writer.apply_watcher_event(e);
+        }
+
+        fn apply(&mut self, routes: &[&VpnPbrRoute]) {
+            for r in routes {
+                self.event(&Event::Apply((*r).clone()));
+            }
+        }
+
+        fn caches(&self) -> [ClaimCache; 1] {
+            [self.cache.clone()]
+        }
+
+        /// The routes indexed under `route`'s claim and publish keys.
+        fn indexed(&self, route: &VpnPbrRoute) -> (Vec<String>, Vec<String>) {
+            let names = |publish| {
+                let mut v: Vec<String> = self
+                    .cache
+                    .index
+                    .candidates(route, publish)
+                    .into_iter()
+                    .map(|r| r.name)
+                    .collect();
+                v.sort();
+                v
+            };
+            (names(false), names(true))
+        }
+    }
+
     #[test]
     fn the_younger_claim_loses() {
-        let (reader, mut writer) = kube::runtime::reflector::store();
+        let mut fed = Fed::new();
         let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
         let young = route("young", "2026-01-02T00:00:00Z", "10.1.0.0/16");
         let other = route("other", "2025-01-01T00:00:00Z", "10.2.0.0/16");
-        for r in [&old, &young, &other] {
-            writer.apply_watcher_event(&Event::Apply(r.clone()));
-        }
-        let stores = [reader];
-        assert_eq!(older_claim_in(&young, &stores).as_deref(), Some("ns/old"));
-        assert_eq!(older_claim_in(&old, &stores), None);
-        assert_eq!(older_claim_in(&other, &stores), None);
+        fed.apply(&[&old, &young, &other]);
+        let caches = fed.caches();
+        assert_eq!(older_claim_in(&young, &caches).as_deref(), Some("ns/old"));
+        assert_eq!(older_claim_in(&old, &caches), None);
+        assert_eq!(older_claim_in(&other, &caches), None);
+    }
+
+    #[test]
+    fn the_owner_wins_over_the_older_and_a_deleting_owner_still_claims() {
+        let mut fed = Fed::new();
+        let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
+        let mut owner = route("owner", "2026-01-02T00:00:00Z", "10.1.0.0/16");
+        owner.status =
+            Some(serde_json::from_value(serde_json::json!({"clientToken": "t"})).expect("status"));
+        owner.metadata.deletion_timestamp = old.metadata.creation_timestamp.clone();
+        let third = route("third", "2025-01-01T00:00:00Z", "10.1.0.0/16");
+        fed.apply(&[&old, &owner, &third]);
+        let caches = fed.caches();
+        assert_eq!(older_claim_in(&owner, &caches), None);
+        // Of two older claims, the first by rank is named: the owner.
+        assert_eq!(older_claim_in(&old, &caches).as_deref(), Some("ns/owner"));
+        assert_eq!(older_claim_in(&third, &caches).as_deref(), Some("ns/owner"));
     }
 
     #[test]
     fn the_younger_of_two_disagreeing_publishers_loses() {
-        let (reader, mut writer) = kube::runtime::reflector::store();
+        let mut fed = Fed::new();
         let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
         let mut young = route("young", "2026-01-02T00:00:00Z", "10.1.0.0/16");
         young.spec.route_source = "10.9.0.0/24".into();
         young.spec.publish_vpc = true;
         let mut agrees = young.clone();
+        agrees.metadata.name = Some("agrees".into());
         agrees.metadata.uid = Some("agrees".into());
         agrees.spec.publish_vpc = false;
-        for r in [&old, &young, &agrees] {
-            writer.apply_watcher_event(&Event::Apply(r.clone()));
-        }
-        let stores = [reader];
+        fed.apply(&[&old, &young, &agrees]);
+        let caches = fed.caches();
         assert_eq!(
-            older_publish_conflict_in(&young, &stores).as_deref(),
+            older_publish_conflict_in(&young, &caches).as_deref(),
             Some("ns/old")
         );
-        assert_eq!(older_publish_conflict_in(&old, &stores), None);
-        assert_eq!(older_publish_conflict_in(&agrees, &stores), None);
+        assert_eq!(older_publish_conflict_in(&old, &caches), None);
+        assert_eq!(older_publish_conflict_in(&agrees, &caches), None);
+    }
+
+    #[test]
+    fn the_index_follows_adds_key_changes_deletes_and_relists() {
+        let mut fed = Fed::new();
+        let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
+        let young = route("young", "2026-01-02T00:00:00Z", "10.1.0.0/16");
+        let other = route("other", "2025-01-01T00:00:00Z", "10.2.0.0/16");
+        fed.apply(&[&old, &young, &other]);
+        let both = vec!["old".to_owned(), "young".to_owned()];
+        assert_eq!(fed.indexed(&young), (both.clone(), both));
+        assert_eq!(fed.indexed(&other).0, vec!["other".to_owned()]);
+        assert_eq!(fed.cache.index.len(), 3);
+
+        // The old route moves to the other destination: it leaves its buckets for the new ones.
+        let mut moved = old.clone();
+        moved.spec.route_dest = "10.2.0.0/16".into();
+        fed.apply(&[&moved]);
+        let caches = fed.caches();
+        assert_eq!(fed.indexed(&young).0, vec!["young".to_owned()]);
+        assert_eq!(fed.indexed(&young).1, vec!["young".to_owned()]);
+        assert_eq!(
+            fed.indexed(&other).0,
+            vec!["old".to_owned(), "other".to_owned()]
+        );
+        assert_eq!(older_claim_in(&young, &caches), None);
+        assert_eq!(older_claim_in(&moved, &caches).as_deref(), Some("ns/other"));
+        // An update that keeps the key (status) changes nothing in the index.
+        let mut owned = moved.clone();
+        owned.status =
+            Some(serde_json::from_value(serde_json::json!({"clientToken": "t"})).expect("status"));
+        fed.apply(&[&owned]);
+        assert_eq!(fed.cache.index.len(), 3);
+        assert_eq!(older_claim_in(&other, &caches).as_deref(), Some("ns/old"));
+
+        fed.event(&Event::Delete(owned.clone()));
+        assert_eq!(fed.indexed(&other).0, vec!["other".to_owned()]);
+        assert_eq!(older_claim_in(&other, &caches), None);
+        assert_eq!(fed.cache.index.len(), 2);
+
+        // A relist drops what was deleted while the watch was down, at its end (as the cache).
+        fed.event(&Event::Init);
+        fed.event(&Event::InitApply(young.clone()));
+        assert_eq!(
+            fed.cache.index.len(),
+            2,
+            "the old view serves until the relist ends"
+        );
+        fed.event(&Event::InitDone);
+        assert_eq!(fed.cache.index.len(), 1);
+        assert!(fed.indexed(&other).0.is_empty());
+        assert_eq!(fed.indexed(&young).0, vec!["young".to_owned()]);
+    }
+
+    #[test]
+    fn ten_thousand_routes_cost_a_check_only_their_key() {
+        let mut fed = Fed::new();
+        let routes: Vec<VpnPbrRoute> = (0..10_000)
+            .map(|i| {
+                let mut r = route(&format!("r{i}"), "2026-01-01T00:00:00Z", "10.1.0.0/16");
+                r.spec.route_source = format!("10.{}.{}.0/24", i / 256, i % 256);
+                r
+            })
+            .collect();
+        for r in &routes {
+            fed.event(&Event::Apply(r.clone()));
+        }
+        for r in routes.iter().step_by(97) {
+            assert_eq!(fed.indexed(r).0.len(), 1, "only itself under its entry key");
+            assert_eq!(older_claim_in(r, &fed.caches()), None);
+        }
+        // The publish key is shared by all (same gateway, destination and next hop).
+        assert_eq!(fed.indexed(&routes[0]).1.len(), 10_000);
     }
 }

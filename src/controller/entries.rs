@@ -7,17 +7,21 @@
 //! `read` is the non-blocking face: it never awaits the cloud, so a reconcile of a slow or dead
 //! gateway gives its worker back at once instead of holding it through timeouts and retries. The
 //! read runs in a spawned task and the controller wakes the routes that waited for it.
+//!
+//! The read's calls take the highest class (`alicloud_vpc_client::Priority`) among the routes
+//! waiting for it: a drift check nobody waits on is `Background`, and a route with a pending
+//! change that joins it raises it (a call still waiting at the lower class is started again).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::model::{Entry, GatewayFacts, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
-use alicloud_vpc_client::CloudError;
+use alicloud_vpc_client::{CloudError, Priority, with_priority};
 
 /// The object a reader stands for (the controller wakes it).
 pub type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPbrRoute>;
@@ -113,11 +117,22 @@ impl Cached {
     }
 }
 
-#[derive(Default)]
 struct Slot {
     /// Serializes fetches of one gateway (the single flight).
     fetch: tokio::sync::Mutex<()>,
     data: Mutex<Cached>,
+    /// The class of the background read under way: the highest among its waiters.
+    class: watch::Sender<Priority>,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self {
+            fetch: tokio::sync::Mutex::default(),
+            data: Mutex::default(),
+            class: watch::Sender::new(Priority::Progress),
+        }
+    }
 }
 
 /// Shared handle; cheap to clone.
@@ -141,6 +156,31 @@ fn fresh<T>(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `fetch` at the class of the read's waiters. When a waiter of a higher class joins
+/// meanwhile, the call is dropped and made again at that class: a call queued in the rate
+/// limiter behind every other call would hold up the pending change that now waits on it.
+/// (Dropping is safe: a fetch stores its answer only once it has it.)
+async fn at_waiters_class<T, F, Fut>(slot: &Slot, fetch: F) -> Result<T, CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
+    let mut raised = slot.class.subscribe();
+    loop {
+        let class = *raised.borrow_and_update();
+        let raise = async {
+            // An `Err` only if the slot is gone, which it is not while this borrows it.
+            if raised.wait_for(|c| *c < class).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            out = with_priority(class, fetch()) => return out,
+            () = raise => {}
+        }
+    }
 }
 
 /// Ends a background read however its task ends (done, panicked, cancelled): records the
@@ -196,7 +236,8 @@ impl GatewayCache {
 
     /// Never awaits the cloud: serves fresh data, or the recent failure, or starts ONE
     /// background read per gateway (facts if older than `facts_max_age`, then the list if older
-    /// than `list_max_age`) and registers `owner` to be woken when it finishes.
+    /// than `list_max_age`) and registers `owner` to be woken when it finishes. `class` is what
+    /// this owner's read is worth; the read runs at the highest class among its waiters.
     ///
     /// Must be called inside a Tokio runtime (the read is spawned).
     pub fn read(
@@ -205,6 +246,7 @@ impl GatewayCache {
         owner: &Owner,
         facts_max_age: Duration,
         list_max_age: Duration,
+        class: Priority,
     ) -> Read {
         let slot = self.slot(&scope.key());
         let need = Need::within(facts_max_age, list_max_age);
@@ -226,9 +268,18 @@ impl GatewayCache {
                 .and_modify(|n| *n = n.and(need))
                 .or_insert(need);
             if data.reading {
+                // Lower is higher (`Mutation` < `Progress` < `Background`).
+                slot.class.send_if_modified(|c| {
+                    let raise = class < *c;
+                    if raise {
+                        *c = class;
+                    }
+                    raise
+                });
                 return Read::Pending;
             }
             data.reading = true;
+            slot.class.send_replace(class);
         }
         let flight = Flight {
             slot: slot.clone(),
@@ -255,14 +306,14 @@ impl GatewayCache {
             !meets(data.facts.as_ref().map(|f| f.0), data.strictest().facts)
         };
         if stale_facts {
-            self.fetch_facts(slot, scope).await?;
+            at_waiters_class(slot, || self.fetch_facts(slot, scope)).await?;
         }
         let stale_list = {
             let data = lock(&slot.data);
             !meets(data.entries.as_ref().map(|e| e.0), data.strictest().list)
         };
         if stale_list {
-            self.fetch_list(slot, scope).await?;
+            at_waiters_class(slot, || self.fetch_list(slot, scope)).await?;
         }
         Ok(())
     }
@@ -357,6 +408,7 @@ mod tests {
     use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
+    use crate::controller::decide;
     use crate::controller::model::{Accepted, CredentialsHandle};
     use crate::controller::port::CloudFuture;
     use alicloud_vpc_client::{ApiError, CredentialsProvider, ErrorClass, StaticCredentials};
@@ -371,6 +423,8 @@ mod tests {
     #[derive(Default)]
     struct FakeCloud {
         calls: Mutex<Vec<(&'static str, String)>>,
+        /// The class each call ran at (`current_priority` inside the call).
+        classes: Mutex<Vec<(&'static str, Option<Priority>)>>,
         hang: Mutex<HashSet<String>>,
         fail: AtomicBool,
     }
@@ -385,6 +439,10 @@ mod tests {
         }
 
         async fn answer(&self, op: &'static str, scope: &Scope) -> Result<(), CloudError> {
+            self.classes
+                .lock()
+                .unwrap()
+                .push((op, alicloud_vpc_client::current_priority()));
             self.calls
                 .lock()
                 .unwrap()
@@ -472,7 +530,13 @@ mod tests {
     }
 
     fn read(cache: &GatewayCache, gateway: &str, i: usize) -> Read {
-        cache.read(&scope(gateway), &owner(i), FACTS_AGE, LIST_AGE)
+        cache.read(
+            &scope(gateway),
+            &owner(i),
+            FACTS_AGE,
+            LIST_AGE,
+            Priority::Progress,
+        )
     }
 
     /// Reads of one owner until the cache answers, waiting for its wake-up in between.
@@ -670,17 +734,17 @@ mod tests {
         let scope = scope("vpn-a");
         let tight = CALL / 2;
         assert!(matches!(
-            cache.read(&scope, &owner(0), FACTS_AGE, tight),
+            cache.read(&scope, &owner(0), FACTS_AGE, tight, Priority::Progress),
             Read::Pending
         ));
         assert_eq!(rx.recv().await, Some(owner(0)));
         assert!(matches!(
-            cache.read(&scope, &owner(0), FACTS_AGE, tight),
+            cache.read(&scope, &owner(0), FACTS_AGE, tight, Priority::Progress),
             Read::Ready { .. }
         ));
         // Served once; the next read asks for a list within the age again.
         assert!(matches!(
-            cache.read(&scope, &owner(0), FACTS_AGE, tight),
+            cache.read(&scope, &owner(0), FACTS_AGE, tight, Priority::Progress),
             Read::Pending
         ));
         assert_eq!(rx.recv().await, Some(owner(0)));
@@ -701,5 +765,71 @@ mod tests {
         );
         assert_eq!(fake.calls.lock().unwrap().len(), 2);
         assert_eq!(rx.recv().await, Some(owner(0)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drift_check_reads_in_the_background_class() {
+        let (fake, cache, mut rx) = setup();
+        let s = scope("vpn-a");
+        let recheck = decide::Freshness::Recheck.priority();
+        assert!(matches!(
+            cache.read(&s, &owner(0), FACTS_AGE, LIST_AGE, recheck),
+            Read::Pending
+        ));
+        assert_eq!(rx.recv().await, Some(owner(0)));
+        assert_eq!(
+            *fake.classes.lock().unwrap(),
+            vec![
+                ("facts", Some(Priority::Background)),
+                ("list", Some(Priority::Background))
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_change_joining_a_drift_check_raises_its_class() {
+        let (fake, cache, mut rx) = setup();
+        let s = scope("vpn-a");
+        assert!(matches!(
+            cache.read(&s, &owner(0), FACTS_AGE, LIST_AGE, Priority::Background),
+            Read::Pending
+        ));
+        // Another drift check joins: nothing changes.
+        tokio::time::sleep(CALL / 4).await;
+        assert!(matches!(
+            cache.read(&s, &owner(1), FACTS_AGE, LIST_AGE, Priority::Background),
+            Read::Pending
+        ));
+        tokio::time::sleep(CALL / 4).await;
+        assert_eq!(fake.count("facts", "vpn-a"), 1);
+        // A route with a pending change joins while the facts are read: the call is made again
+        // at its class, and the list after it too.
+        assert!(matches!(
+            cache.read(&s, &owner(2), FACTS_AGE, LIST_AGE, Priority::Progress),
+            Read::Pending
+        ));
+        let mut woken = HashSet::new();
+        while woken.len() < 3 {
+            woken.insert(rx.recv().await.unwrap());
+        }
+        assert_eq!(
+            *fake.classes.lock().unwrap(),
+            vec![
+                ("facts", Some(Priority::Background)),
+                ("facts", Some(Priority::Progress)),
+                ("list", Some(Priority::Progress))
+            ]
+        );
+        // The next read starts at its own class again.
+        tokio::time::sleep(LIST_AGE * 2).await;
+        assert!(matches!(
+            cache.read(&s, &owner(3), FACTS_AGE, LIST_AGE, Priority::Background),
+            Read::Pending
+        ));
+        assert_eq!(rx.recv().await, Some(owner(3)));
+        assert_eq!(
+            fake.classes.lock().unwrap().last(),
+            Some(&("list", Some(Priority::Background)))
+        );
     }
 }

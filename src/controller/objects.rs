@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -71,8 +70,9 @@ pub struct KubeObjects {
     /// a create burst of N routes would hold N events and cost O(N) per event. `decide.rs`
     /// already publishes a warning only when its reason is new, so there is nothing to count.
     pub events: EventSource,
-    /// The controllers' caches of every watched route (one per watched namespace set).
-    pub stores: Vec<Store<VpnPbrRoute>>,
+    /// The controllers' caches of every watched route (one per watched namespace set), with
+    /// their claim indexes.
+    pub caches: Vec<duplicates::ClaimCache>,
     /// Field manager of status writes.
     pub manager: String,
 }
@@ -212,11 +212,11 @@ impl ObjectPort for KubeObjects {
     }
 
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
-        duplicates::older_claim_in(route, &self.stores)
+        duplicates::older_claim_in(route, &self.caches)
     }
 
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
-        duplicates::older_publish_conflict_in(route, &self.stores)
+        duplicates::older_publish_conflict_in(route, &self.caches)
     }
 }
 

@@ -184,13 +184,16 @@ fn read_gateway(
     let list_max_age = match fresh {
         // The scheduler invalidated the list when the create was refused as existing.
         Freshness::Now => ctx.settings.list_max_age,
-        Freshness::Recent => ctx.settings.list_max_age,
+        Freshness::Recent | Freshness::Recheck => ctx.settings.list_max_age,
         Freshness::Cached => ctx.settings.resync,
     };
-    match ctx
-        .cache
-        .read(scope, owner, ctx.settings.facts_max_age, list_max_age)
-    {
+    match ctx.cache.read(
+        scope,
+        owner,
+        ctx.settings.facts_max_age,
+        list_max_age,
+        fresh.priority(),
+    ) {
         Read::Ready { mut facts, entries } => {
             if let Some(status) = ctx.scheduler.gateway_status(&scope.key()) {
                 facts.status = status;

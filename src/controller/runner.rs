@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::{Controller, controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -17,6 +17,7 @@ use tracing::{debug, info};
 
 use super::backoff::Backoffs;
 use super::context::{Context, Settings};
+use super::duplicates::{ClaimCache, ClaimIndex};
 use super::entries::GatewayCache;
 use super::metrics::{GatewayLabels, Metrics, ReadyLabels};
 use super::objects::{EventSource, KubeObjects};
@@ -67,7 +68,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
             .map(|ns| (Some(ns.clone()), Api::namespaced(rt.client.clone(), ns)))
             .collect()
     };
-    let controllers: Vec<(Option<String>, Controller<VpnPbrRoute>)> = apis
+    let controllers: Vec<(Option<String>, Controller<VpnPbrRoute>, ClaimCache)> = apis
         .into_iter()
         .map(|(ns, api)| {
             // Our own reflector, so what the cache keeps can be trimmed: managed fields and
@@ -75,27 +76,36 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
             // The (re)list is paged: the "any" semantic (resourceVersion=0) makes the API server
             // answer in one piece whatever the page size, so a relist of 10,000 routes would
             // hold every object untrimmed at once (about 15 MB of JSON and more parsed).
+            // The claim index sees each event just before the cache does (duplicates.rs).
             let (reader, writer) = kube::runtime::reflector::store();
+            let index = ClaimIndex::default();
+            let feed = index.clone();
             let stream = reflector(
                 writer,
                 watcher(api, watcher::Config::default().page_size(LIST_PAGE))
                     .default_backoff()
-                    .modify(trim),
+                    .modify(trim)
+                    .inspect_ok(move |event| feed.apply_watcher_event(event)),
             )
             .applied_objects();
-            let c = Controller::for_stream(stream, reader)
+            let c = Controller::for_stream(stream, reader.clone())
                 .with_config(controller::Config::default().concurrency(rt.concurrency));
-            (ns, c)
+            let cache = ClaimCache {
+                store: reader,
+                index,
+            };
+            (ns, c, cache)
         })
         .collect();
-    let stores: Vec<_> = controllers.iter().map(|(_, c)| c.store()).collect();
+    let stores: Vec<_> = controllers.iter().map(|(_, c, _)| c.store()).collect();
+    let caches: Vec<_> = controllers.iter().map(|(_, _, k)| k.clone()).collect();
     let objects = KubeObjects {
         client: rt.client.clone(),
         events: EventSource {
             controller: "vpn-pbr-operator".to_owned(),
             instance: rt.instance.clone(),
         },
-        stores: stores.clone(),
+        caches,
         manager: rt.settings.manager.clone(),
     };
     let ctx = Arc::new(Context {
@@ -113,7 +123,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
     // Route scheduler wake-ups to the controller that watches the object's namespace.
     let mut senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>> = HashMap::new();
     let mut runs = Vec::new();
-    for (ns, c) in controllers {
+    for (ns, c, _) in controllers {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(ns, tx);
         let token = shutdown.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::UnboundedSender;
@@ -119,7 +119,8 @@ pub struct State {
     /// The operator's watch cache, fed like a reflector (duplicates are computed over it by
     /// the real `duplicates::older_claim_in`).
     mirror: Writer<VpnPbrRoute>,
-    pub reader: Store<VpnPbrRoute>,
+    /// The cache and its claim index, fed the same events (as `runner.rs` feeds them).
+    pub reader: duplicates::ClaimCache,
     next_rv: u64,
     next_uid: u64,
     /// Where store changes go: the running controller loop.
@@ -152,7 +153,11 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(emu: EmuState, rng: StdRng, verbose: bool) -> Self {
-        let (reader, mirror) = reflector::store();
+        let (store, mirror) = reflector::store();
+        let reader = duplicates::ClaimCache {
+            store,
+            index: duplicates::ClaimIndex::default(),
+        };
         Self {
             state: Mutex::new(State {
                 epoch: 0,
@@ -285,8 +290,9 @@ impl State {
         obj.route = route;
         bar(&mut obj.change_barred, change_allowed(&obj.route), now);
         bar(&mut obj.delete_barred, delete_allowed(&obj.route), now);
-        self.mirror
-            .apply_watcher_event(&watcher::Event::Apply(obj.route.clone()));
+        let event = watcher::Event::Apply(obj.route.clone());
+        self.reader.index.apply_watcher_event(&event);
+        self.mirror.apply_watcher_event(&event);
         self.trigger(key);
     }
 
@@ -295,8 +301,9 @@ impl State {
         if let Some(obj) = self.store.remove(key) {
             let now = Instant::now();
             let claimed_by_older = self.older_claim(&obj.route).is_some();
-            self.mirror
-                .apply_watcher_event(&watcher::Event::Delete(obj.route.clone()));
+            let event = watcher::Event::Delete(obj.route.clone());
+            self.reader.index.apply_watcher_event(&event);
+            self.mirror.apply_watcher_event(&event);
             self.tombs.insert(
                 uid(&obj.route),
                 Tomb {

@@ -974,3 +974,72 @@ fn a_create_already_queued_keeps_its_token_on_an_older_copy() {
     assert_eq!(d.job, Some(JobOp::Submit(create_mutation("tok-queued"))));
     assert!(d.status.is_none(), "no second token is written");
 }
+
+#[test]
+fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
+    let at = |generation: i64, ready: &str, synced: &str, extra: serde_json::Value| {
+        let mut r = route(json!({"status": {"conditions": [
+            {"type": "Ready", "status": ready, "reason": "Available", "message": "",
+             "lastTransitionTime": "t", "observedGeneration": generation},
+            {"type": "Synced", "status": "True", "reason": synced, "message": "",
+             "lastTransitionTime": "t", "observedGeneration": generation}]}}));
+        let mut v = serde_json::to_value(&r).expect("json");
+        merge(&mut v, extra);
+        r = serde_json::from_value(v).expect("route");
+        r
+    };
+    let none = json!({});
+    let steady = at(2, "True", "Synced", none.clone());
+    let queued = JobView::Queued {
+        mutation: create_mutation("t"),
+        generation: Some(2),
+    };
+    let observe = at(
+        2,
+        "True",
+        "Synced",
+        json!({"spec": {"managementPolicy": "ObserveOnly"}}),
+    );
+    // (what, route, job, the read it asks for)
+    let table = [
+        (
+            "in sync at its generation",
+            &steady,
+            None,
+            Freshness::Recheck,
+        ),
+        (
+            "a transient read failure kept it Ready",
+            &at(2, "True", "Throttling.User", none.clone()),
+            None,
+            Freshness::Recheck,
+        ),
+        ("ObserveOnly, in sync", &observe, None, Freshness::Recheck),
+        (
+            "a new generation",
+            &at(1, "True", "Synced", none.clone()),
+            None,
+            Freshness::Recent,
+        ),
+        (
+            "not Ready",
+            &at(2, "False", "Synced", none.clone()),
+            None,
+            Freshness::Recent,
+        ),
+        ("a queued change", &steady, Some(&queued), Freshness::Recent),
+        (
+            "a pause just lifted",
+            &at(2, "True", "Paused", none.clone()),
+            None,
+            Freshness::Recent,
+        ),
+        ("never read", &route(json!({})), None, Freshness::Recent),
+    ];
+    for (what, r, job, fresh) in table {
+        let d = decide(&Observation { job, ..obs(r) });
+        assert_eq!(d.next, Some(Next::Read(fresh)), "{what}");
+    }
+    assert_eq!(Freshness::Recheck.priority(), Priority::Background);
+    assert_eq!(Freshness::Recent.priority(), Priority::Progress);
+}
