@@ -238,14 +238,17 @@ impl Estimate {
         }
         let hint = shared.hint(self.lower).filter(|_| !self.alone);
         if let Some(b) = self.busy_at {
-            // One read this cycle said `updating`: go at the proven bound without another read.
-            if let Some(u) = self.upper.filter(|u| *u > b) {
-                return (Plan::Send(u + tolerance(u)), false);
-            }
-            if let Some(h) = hint.filter(|h| *h > b) {
-                return (Plan::Read(h + tolerance(h)), true);
-            }
-            return self.blind(shared, me, gap, now);
+            // One read this cycle said `updating`: go at the proven bound without another read,
+            // the region's if it is tighter (another gateway's read may have proven it since).
+            let hinted = hint.filter(|h| *h > b);
+            return match (self.upper.filter(|u| *u > b), hinted) {
+                (Some(u), h) => {
+                    let u = h.map_or(u, |h| h.min(u));
+                    (Plan::Send(u + tolerance(u)), false)
+                }
+                (None, Some(h)) => (Plan::Read(h + tolerance(h)), true),
+                (None, None) => self.blind(shared, me, gap, now),
+            };
         }
         let Some(upper) = self.upper else {
             if let Some(h) = hint {

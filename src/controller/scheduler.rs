@@ -37,8 +37,10 @@ const MAX_STEP: Duration = Duration::from_secs(30);
 const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
 
 /// How long an applied change waits at most for the list read that confirms it while other
-/// changes of its gateway keep the worker busy.
-const VERIFY_AT_MOST: Duration = Duration::from_secs(20);
+/// changes of its gateway keep the worker busy. Each such read costs a call that a long burst
+/// (or an account at its API rate) would rather spend on changes; a minute keeps it to about
+/// one read per thirty changes at a 2 s update time.
+const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
 /// List reads that may miss an applied change before the route re-plans from the list.
 const VERIFY_TRIES: u32 = 5;
 
