@@ -151,6 +151,11 @@ impl Shared {
         lower + (upper - lower).mul_f64(f)
     }
 
+    /// The shortest gap some gateway of the region was proven free after.
+    pub fn upper(&self) -> Option<Duration> {
+        self.upper
+    }
+
     /// The region's upper bound, if it does not contradict what the gateway itself knows.
     fn hint(&self, own_lower: Duration) -> Option<Duration> {
         self.upper.filter(|u| *u > own_lower + tolerance(*u))
@@ -244,7 +249,7 @@ impl Estimate {
             return match (self.upper.filter(|u| *u > b), hinted) {
                 (Some(u), h) => {
                     let u = h.map_or(u, |h| h.min(u));
-                    (Plan::Send(u + tolerance(u)), false)
+                    (Plan::Send(u + margin(u)), false)
                 }
                 (None, Some(h)) => (Plan::Read(h + tolerance(h)), true),
                 (None, None) => self.blind(shared, me, gap, now),
@@ -273,7 +278,7 @@ impl Estimate {
         if self.quiet >= self.check_after {
             return (Plan::Read(upper.mul_f64(CHECK_AT)), true);
         }
-        (Plan::Send(upper + tol), false)
+        (Plan::Send(upper + margin(upper)), false)
     }
 
     /// Nothing proves a free gap: one gateway of the region reads at growing gaps, the
@@ -368,6 +373,12 @@ impl Estimate {
 /// the proven upper bound for timing jitter (gaps are measured on our side of the network).
 fn tolerance(upper: Duration) -> Duration {
     Duration::from_millis(10).max(upper.mul_f64(0.01))
+}
+
+/// Margin added to the proven upper bound before sending: timing jitter only, since the gap is
+/// measured from our receipt of the answer, after the gateway started updating.
+fn margin(upper: Duration) -> Duration {
+    Duration::from_millis(10).max(upper.mul_f64(0.005))
 }
 
 #[cfg(test)]

@@ -717,6 +717,20 @@ impl Worker {
 
     /// Whom this gateway shares its update time with: its region and specification, from
     /// the facts the routes read (cached; read once if not).
+    /// The region proved a shorter free gap: the other workers of the region plan again (a
+    /// change waiting for a looser bound may go now).
+    fn wake_peers(&self, peers: &Peers) {
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.gateways).values().cloned().collect();
+        for slot in slots {
+            if Arc::ptr_eq(&slot, &self.slot) {
+                continue;
+            }
+            if lock(&slot.state).peers.as_ref() == Some(peers) {
+                slot.wake.notify_one();
+            }
+        }
+    }
+
     async fn peers(&self, scope: &Scope) -> Peers {
         if let Some(p) = lock(&self.slot.state).peers.clone() {
             return p;
@@ -739,19 +753,26 @@ impl Worker {
                 let active = facts.status == GatewayStatus::Active;
                 let mut gw = lock(&self.slot.state);
                 gw.status = Some(facts.status.clone());
+                let mut tightened = None;
                 if let Some(g) = gap {
                     let peers = gw.peers.clone().unwrap_or_default();
+                    let mut shared = lock(&self.inner.shared);
+                    let region = shared.entry(peers.clone()).or_default();
+                    let before = region.upper();
                     // A busy answer past every gap we know is paced by the estimate (it
                     // plans the next read after a growing pause).
-                    gw.estimate.read(
-                        g,
-                        active,
-                        lock(&self.inner.shared).entry(peers).or_default(),
-                    );
+                    gw.estimate.read(g, active, region);
+                    if region.upper() != before {
+                        tightened = Some(peers);
+                    }
                 }
                 if active {
                     let seq = gw.accepted;
                     gw.confirm(seq);
+                }
+                drop(gw);
+                if let Some(peers) = tightened {
+                    self.wake_peers(&peers);
                 }
                 FIRST_STEP
             }
