@@ -91,6 +91,9 @@ struct Cached {
     /// Owners the last background read answered: their next `read` is served from it even if
     /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
     answered: HashSet<Owner>,
+    /// Background reads that ended, and whether a reconcile already waited for the first one.
+    reads: u64,
+    first_awaited: bool,
 }
 
 impl Cached {
@@ -123,6 +126,8 @@ struct Slot {
     data: Mutex<Cached>,
     /// The class of the background read under way: the highest among its waiters.
     class: watch::Sender<Priority>,
+    /// Notified whenever a background read ends.
+    done: tokio::sync::Notify,
 }
 
 impl Default for Slot {
@@ -131,6 +136,7 @@ impl Default for Slot {
             fetch: tokio::sync::Mutex::default(),
             data: Mutex::default(),
             class: watch::Sender::new(Priority::Progress),
+            done: tokio::sync::Notify::new(),
         }
     }
 }
@@ -197,6 +203,7 @@ impl Drop for Flight {
         let woken = {
             let mut data = lock(&self.slot.data);
             data.reading = false;
+            data.reads += 1;
             let waiters = std::mem::take(&mut data.waiters);
             data.answered.clear();
             match self.outcome.take() {
@@ -213,6 +220,7 @@ impl Drop for Flight {
             }
             waiters
         };
+        self.slot.done.notify_waiters();
         for owner in woken.into_keys() {
             // The receiver is gone only when the controller stops.
             let _ = self.wake.send(owner);
@@ -288,6 +296,25 @@ impl GatewayCache {
         };
         tokio::spawn(self.clone().read_in_background(scope.clone(), flight));
         Read::Pending
+    }
+
+    /// Waits up to `within` for the first read of the gateway while it is under way, once per
+    /// gateway: the first route of a gateway then goes on in the same reconcile instead of
+    /// queueing again behind every other route (in a burst that delays the gateway's first
+    /// change by seconds). Later readers never wait, so a dead region costs each of its
+    /// gateways this wait once. Returns whether the read ended meanwhile.
+    pub async fn await_first_read(&self, scope: &Scope, within: Duration) -> bool {
+        let slot = self.slot(&scope.key());
+        // Created before the check, so an end between the two is not missed.
+        let done = slot.done.notified();
+        {
+            let mut data = lock(&slot.data);
+            if !data.reading || data.reads > 0 || data.first_awaited {
+                return false;
+            }
+            data.first_awaited = true;
+        }
+        tokio::time::timeout(within, done).await.is_ok()
     }
 
     async fn read_in_background(self, scope: Scope, mut flight: Flight) {
@@ -830,6 +857,32 @@ mod tests {
         assert_eq!(
             fake.classes.lock().unwrap().last(),
             Some(&("list", Some(Priority::Background)))
+        );
+    }
+    #[tokio::test(start_paused = true)]
+    async fn only_the_first_read_of_a_gateway_is_awaited_and_only_once() {
+        let (fake, cache, _rx) = setup();
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+        // The first reader waits for the first read (facts, then list) and finds it ready.
+        assert!(cache.await_first_read(&scope("vpn-a"), CALL * 3).await);
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Ready { .. }));
+        // Later reads of the gateway are never awaited.
+        tokio::time::sleep(LIST_AGE * 2).await;
+        assert!(matches!(read(&cache, "vpn-a", 1), Read::Pending));
+        assert!(!cache.await_first_read(&scope("vpn-a"), CALL * 3).await);
+        // A first read that hangs is awaited once, for the bound only.
+        fake.hang.lock().unwrap().insert("vpn-b".into());
+        assert!(matches!(read(&cache, "vpn-b", 0), Read::Pending));
+        let start = Instant::now();
+        assert!(!cache.await_first_read(&scope("vpn-b"), CALL).await);
+        assert_eq!(start.elapsed(), CALL);
+        assert!(matches!(read(&cache, "vpn-b", 1), Read::Pending));
+        let start = Instant::now();
+        assert!(!cache.await_first_read(&scope("vpn-b"), CALL).await);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "a second reader does not wait"
         );
     }
 }

@@ -22,6 +22,9 @@ use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
 /// How long a route waiting on the scheduler or a gateway read sleeps at most; it is woken
 /// earlier when the outcome is known.
 const WAIT_FOR_WAKE: Duration = Duration::from_secs(300);
+/// How long the first reconcile of a gateway waits for the gateway's first read (see
+/// `GatewayCache::await_first_read`).
+const FIRST_READ_WAIT: Duration = Duration::from_millis(500);
 
 /// A failed reconcile, and why a cleanup used other credentials than the route's.
 struct Failed {
@@ -122,7 +125,10 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     } else {
         (ctx.scope(&route).await?, None)
     };
-    let read = read_gateway(ctx, &scope, &owner, fresh);
+    let mut read = read_gateway(ctx, &scope, &owner, fresh);
+    if matches!(read, Read::Pending) && ctx.cache.await_first_read(&scope, FIRST_READ_WAIT).await {
+        read = read_gateway(ctx, &scope, &owner, fresh);
+    }
     let job = ctx.scheduler.job(&owner);
     let second = decide::decide(&Observation {
         route: &route,
