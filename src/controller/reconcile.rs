@@ -127,6 +127,10 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     };
     let mut read = read_gateway(ctx, &scope, &owner, fresh);
     if matches!(read, Read::Pending) && ctx.cache.await_first_read(&scope, FIRST_READ_WAIT).await {
+        if changed_meanwhile(&route, ctx).await? {
+            // Paused, edited or deleted while we waited: the next reconcile decides on that.
+            return Ok(Action::requeue(Duration::ZERO));
+        }
         read = read_gateway(ctx, &scope, &owner, fresh);
     }
     let job = ctx.scheduler.job(&owner);
@@ -167,6 +171,22 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
 /// Whether a decision refuses the listed entry as not the object's own.
 fn refuses_an_entry(d: &Decision) -> bool {
     d.refuses_an_entry()
+}
+
+/// Whether what decisions depend on (spec, annotations, deletion) changed on the API server
+/// since `route` was observed; our own finalizer and status writes do not count.
+async fn changed_meanwhile(route: &VpnPbrRoute, ctx: &Context) -> Result<bool, Failed> {
+    let ns = route.namespace().unwrap_or_default();
+    let fresh = ctx
+        .objects
+        .get(&ns, &route.name_any())
+        .await
+        .map_err(|e| Error::kube("read route", e))?;
+    Ok(fresh.is_none_or(|f| {
+        f.metadata.generation != route.metadata.generation
+            || f.metadata.annotations != route.metadata.annotations
+            || f.metadata.deletion_timestamp != route.metadata.deletion_timestamp
+    }))
 }
 
 /// Whether the watch cache's copy of the route is older than the API server's.
