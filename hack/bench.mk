@@ -4,13 +4,15 @@
 
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
+# The binaries just built (the harness's defaults assume the target dir is ./target).
+BENCH_BINS = --operator $(TARGET_DIR)/release/vpn-pbr-operator --emulator $(TARGET_DIR)/release/vpc-emulator
 
 .PHONY: bench chaos
 
 bench: tools ## Benchmark: N=1000/G=20/T=2s with baseline, 10,000-route scale run, 5000-route restart run (pbr-bench bench --only picks some); rewrites docs/benchmarks.md
 	$(CARGO) build --release --locked --bins
-	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench bench --out docs/benchmarks.md $(BENCH_ARGS)
+	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench bench $(BENCH_BINS) --out docs/benchmarks.md $(BENCH_ARGS)
 
 chaos: tools ## 1000 routes, 20% faults, operator SIGKILLed every 15 s, one apiserver restart; fails on any violation
 	$(CARGO) build --release --locked --bins
-	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench chaos $(CHAOS_ARGS)
+	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench chaos $(BENCH_BINS) $(CHAOS_ARGS)
