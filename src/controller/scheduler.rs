@@ -637,6 +637,9 @@ impl Worker {
         };
         let mutation = &mutation;
         let result = self.inner.cloud.mutate(scope, mutation).await;
+        // The call may have waited in the rate limiter: the gateway was free when the change
+        // arrived, at the latest when the answer came, and busy at the earliest when we sent.
+        let answered = Instant::now();
         match result {
             Ok(accepted) => {
                 self.inner
@@ -645,9 +648,10 @@ impl Worker {
                 let peers = self.peers(scope).await;
                 {
                     let mut gw = lock(&self.slot.state);
+                    let free_gap = gw.pending_gap(answered);
                     let peers = gw.peers.get_or_insert(peers).clone();
                     gw.estimate
-                        .accepted(gap, lock(&self.inner.shared).entry(peers).or_default());
+                        .accepted(free_gap, lock(&self.inner.shared).entry(peers).or_default());
                     // This change was accepted, so every earlier one has been applied.
                     let prev = gw.accepted;
                     gw.confirm(prev);
@@ -748,10 +752,19 @@ impl Worker {
     /// Reads the gateway status to learn whether the last change has been applied.
     async fn probe(&self, scope: &Scope, step: Duration) -> Duration {
         let gap = lock(&self.slot.state).pending_gap(Instant::now());
-        match self.inner.cache.refresh_facts(scope).await {
+        let read = self.inner.cache.refresh_facts(scope).await;
+        // As for a send: `active` holds at the latest when the answer came, `updating` at the
+        // earliest when we asked (the read may have waited in the rate limiter).
+        let answered = Instant::now();
+        match read {
             Ok(facts) => {
                 let active = facts.status == GatewayStatus::Active;
                 let mut gw = lock(&self.slot.state);
+                let gap = if active {
+                    gw.pending_gap(answered)
+                } else {
+                    gap
+                };
                 gw.status = Some(facts.status.clone());
                 let mut tightened = None;
                 if let Some(g) = gap {
