@@ -886,6 +886,9 @@ mod tests {
         /// When each accepted change shows in the list, and how many lists were read.
         visible_at: StdMutex<Vec<(String, Instant)>>,
         list_lag: Duration,
+        /// How long a status read waits before the gateway answers (a call queued in the
+        /// account's rate limiter).
+        read_wait: Duration,
         lists: StdMutex<usize>,
         /// Status reads, and changes refused as busy.
         reads: StdMutex<usize>,
@@ -903,6 +906,7 @@ mod tests {
                 calls: StdMutex::new(0),
                 visible_at: StdMutex::new(Vec::new()),
                 list_lag: Duration::ZERO,
+                read_wait: Duration::ZERO,
                 lists: StdMutex::new(0),
                 reads: StdMutex::new(0),
                 refused: StdMutex::new(0),
@@ -958,6 +962,7 @@ mod tests {
             Box::pin(async move {
                 *self.calls.lock().unwrap() += 1;
                 *self.reads.lock().unwrap() += 1;
+                tokio::time::sleep(self.read_wait).await;
                 let busy = self
                     .busy_until
                     .lock()
@@ -1290,6 +1295,16 @@ mod tests {
         assert!(reads <= 12, "{reads} reads");
         assert!(lists <= 8, "{lists} lists");
         assert_eq!(count(&fake.max_in_flight), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_held_up_by_the_rate_limiter_do_not_teach_a_short_update_time() {
+        let t = Duration::from_secs(2);
+        let mut g = Arc::into_inner(FakeGateway::new(t, None)).expect("fresh");
+        g.read_wait = Duration::from_secs(3);
+        let fake = Arc::new(g);
+        drive(std::slice::from_ref(&fake), 10).await;
+        assert_eq!(count(&fake.refused), 0, "a free answer dated too early");
     }
 
     #[tokio::test(start_paused = true)]
