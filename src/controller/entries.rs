@@ -12,7 +12,7 @@
 //! waiting for it: a drift check nobody waits on is `Background`, and a route with a pending
 //! change that joins it raises it (a call still waiting at the lower class is started again).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +29,10 @@ pub type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPb
 /// How long a failed read answers for its gateway: the routes of a dead gateway then cost one
 /// call per this time, not one each.
 pub const FAILED_READ_TTL: Duration = Duration::from_secs(2);
+
+/// Our own changes remembered per gateway to replay on a list that was under way when they
+/// were accepted; a list that missed more is dropped and read again.
+const REPLAY_MAX: usize = 64;
 
 /// What a non-blocking read found.
 #[derive(Clone, Debug)]
@@ -80,8 +84,13 @@ fn meets(at: Option<Instant>, since: Option<Instant>) -> bool {
 struct Cached {
     entries: Option<(Instant, Arc<Vec<Entry>>)>,
     facts: Option<(Instant, GatewayFacts)>,
-    /// Bumped by `invalidate`: a list that started before it is not kept.
+    /// Bumped by `apply` and `invalidate`: a list that started before is kept only with the
+    /// changes applied since replayed on it (`replay`), and not at all after an invalidation.
     generation: u64,
+    /// The changes applied while a list call is under way (`listing`), each with the
+    /// generation it made; empty otherwise.
+    applied: VecDeque<(u64, Mutation, Option<Entry>)>,
+    listing: bool,
     /// The last background read failed, and when it ended.
     failed: Option<(Instant, Arc<CloudError>)>,
     /// A background read is under way.
@@ -110,6 +119,26 @@ impl Cached {
             }),
             _ => None,
         }
+    }
+
+    /// `list`, read from a call that started at `generation`, with the changes applied since
+    /// replayed on it; `None` if they are not all known (an invalidation, or too many).
+    fn replay(&self, generation: u64, mut list: Arc<Vec<Entry>>) -> Option<Arc<Vec<Entry>>> {
+        let since = self.generation.wrapping_sub(generation);
+        let since = usize::try_from(since)
+            .ok()
+            .filter(|n| *n <= self.applied.len())?;
+        let changes = self.applied.range(self.applied.len() - since..);
+        let mut expected = generation;
+        for (made, mutation, created) in changes {
+            expected = expected.wrapping_add(1);
+            if *made != expected {
+                return None;
+            }
+            // Idempotent: a change the list already shows is applied again harmlessly.
+            mutation.apply_to(Arc::make_mut(&mut list), created.as_ref());
+        }
+        Some(list)
     }
 
     /// What the waiters of the read under way ask for, all together.
@@ -225,6 +254,18 @@ impl Drop for Flight {
             // The receiver is gone only when the controller stops.
             let _ = self.wake.send(owner);
         }
+    }
+}
+
+/// Marks a list call of the slot under way; when it ends however (answer, error, dropped
+/// future) the changes kept for replaying on it are forgotten.
+struct Listing<'a>(&'a Slot);
+
+impl Drop for Listing<'_> {
+    fn drop(&mut self) {
+        let mut data = lock(&self.0.data);
+        data.listing = false;
+        data.applied.clear();
     }
 }
 
@@ -395,12 +436,20 @@ impl GatewayCache {
 
     async fn fetch_list(&self, slot: &Slot, scope: &Scope) -> Result<Arc<Vec<Entry>>, CloudError> {
         let started = Instant::now();
-        let generation = lock(&slot.data).generation;
+        let generation = {
+            let mut data = lock(&slot.data);
+            data.listing = true;
+            data.generation
+        };
+        // Lists of a gateway are serialized (`Slot::fetch`): this one is the only one.
+        let _listing = Listing(slot);
         let list = Arc::new(self.cloud.list_entries(scope).await?);
         let mut data = lock(&slot.data);
-        // Invalidated meanwhile: this list may predate what made the cache wrong.
-        if data.generation == generation {
-            data.entries = Some((started, list.clone()));
+        // Changed meanwhile: this list may predate our own changes (at a binding API rate it
+        // waits behind them), which are replayed on it; after an invalidation it may predate
+        // what made the cache wrong and is not kept. The caller gets the cloud's answer as is.
+        if let Some(kept) = data.replay(generation, list.clone()) {
+            data.entries = Some((started, kept));
         }
         Ok(list)
     }
@@ -412,8 +461,16 @@ impl GatewayCache {
         if let Some((_, list)) = data.entries.as_mut() {
             mutation.apply_to(Arc::make_mut(list), created);
         }
-        // A list under way may predate this change: it is not kept.
+        // A list under way may predate this change: it is replayed there.
         data.generation = data.generation.wrapping_add(1);
+        let generation = data.generation;
+        if data.listing {
+            if data.applied.len() == REPLAY_MAX {
+                data.applied.pop_front();
+            }
+            data.applied
+                .push_back((generation, mutation.clone(), created.cloned()));
+        }
     }
 
     /// Forgets the cached list and a remembered failure, so the next reader lists again.
@@ -424,6 +481,7 @@ impl GatewayCache {
         data.failed = None;
         data.answered.clear();
         data.generation = data.generation.wrapping_add(1);
+        data.applied.clear();
     }
 }
 
@@ -753,6 +811,46 @@ mod tests {
             Read::Ready { .. }
         ));
         assert_eq!(fake.count("list", "vpn-a"), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_that_started_before_our_changes_is_kept_with_them_applied() {
+        // At a binding API rate a list waits in the rate limiter while the gateway's changes
+        // are accepted: dropping it would read again and again without ever answering.
+        let (fake, cache, mut rx) = setup();
+        settle(&cache, &mut rx, "vpn-a", 0).await;
+        tokio::time::sleep(LIST_AGE * 2).await;
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+        tokio::time::sleep(CALL / 2).await;
+        let s = scope("vpn-a");
+        let create = |src: &str| Mutation::Create {
+            route: crate::controller::model::RouteId {
+                route_source: src.into(),
+                route_dest: "10.0.0.0/16".into(),
+                next_hop: "vco-a".into(),
+            },
+            weight: 100,
+            priority: Some(10),
+            publish_vpc: false,
+            description: None,
+            overlay_mode: None,
+            client_token: src.into(),
+        };
+        cache.apply(&s, &create("10.2.0.0/16"), Some(&entry("10.2.0.0/16")));
+        cache.apply(&s, &create("10.3.0.0/16"), Some(&entry("10.3.0.0/16")));
+        assert_eq!(rx.recv().await, Some(owner(0)));
+        let Read::Ready { entries, .. } = read(&cache, "vpn-a", 0) else {
+            panic!("the list read before the changes answers its reader")
+        };
+        assert_eq!(
+            *entries,
+            vec![
+                entry("10.1.0.0/16"),
+                entry("10.2.0.0/16"),
+                entry("10.3.0.0/16")
+            ]
+        );
+        assert_eq!(fake.count("list", "vpn-a"), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,6 +72,10 @@ pub struct Estimate {
     contradicted_cycles: u32,
     /// The gateway changed pace since it started from the region's bounds: they are not its.
     alone: bool,
+    /// How long recent status reads took from asking to the answer: an answer tells the
+    /// gateway's state at some instant in between, so bounds closer than about twice this
+    /// cannot be told apart (reads queued behind other calls at a binding API rate).
+    window: Duration,
     /// Settled cycles since the last read, and the count at which to check again.
     quiet: u32,
     check_after: u32,
@@ -90,6 +94,7 @@ impl Default for Estimate {
             contradicted: false,
             contradicted_cycles: 0,
             alone: false,
+            window: Duration::ZERO,
             quiet: 0,
             check_after: FIRST_CHECK,
             read: None,
@@ -178,9 +183,21 @@ impl Estimate {
         self.noise = 0;
     }
 
-    /// A status read `gap` after the last accepted change found the gateway `active` (then the
-    /// change can go at once) or not.
-    pub fn read(&mut self, gap: Duration, active: bool, shared: &mut Shared) -> Busy {
+    /// A status read asked `asked` after the last accepted change and answered at `answered`
+    /// found the gateway `active` (then the change can go at once) or not. The gateway was in
+    /// that state at some instant in between: `active` proves the update time is at most
+    /// `answered`, `updating` that it is more than `asked`.
+    pub fn read(
+        &mut self,
+        asked: Duration,
+        answered: Duration,
+        active: bool,
+        shared: &mut Shared,
+    ) -> Busy {
+        let took = answered.saturating_sub(asked);
+        // The longest recent window, forgotten by halves as reads get quicker again.
+        self.window = took.max(self.window / 2);
+        let gap = if active { answered } else { asked };
         let checked = self.read.is_some_and(|r| self.is_check(r));
         self.read = None;
         self.quiet = 0;
@@ -272,7 +289,7 @@ impl Estimate {
         } else {
             self.lower
         };
-        if upper.saturating_sub(lower) > tol {
+        if upper.saturating_sub(lower) > self.resolution(upper) {
             return (Plan::Read(shared.point(lower, upper)), true);
         }
         if self.quiet >= self.check_after {
@@ -351,7 +368,14 @@ impl Estimate {
     /// Whether the bounds are close enough to send at the upper one without reading.
     fn settled(&self) -> bool {
         self.upper
-            .is_some_and(|u| u.saturating_sub(self.lower) <= tolerance(u))
+            .is_some_and(|u| u.saturating_sub(self.lower) <= self.resolution(u))
+    }
+
+    /// How close the bounds must be to stop reading: the tolerance, widened by what reads
+    /// that take long to answer can still tell apart (bisection with answers dated anywhere in
+    /// a window `w` narrows the bounds to about `2w`, never below).
+    fn resolution(&self, upper: Duration) -> Duration {
+        tolerance(upper) + self.window * 2
     }
 
     /// The gateway's pace: the proven upper bound, else the longest busy gap (at least the
@@ -407,6 +431,19 @@ mod tests {
         n: usize,
         t: impl Fn(usize) -> Duration,
     ) -> Run {
+        run_with_window(e, shared, me, n, t, Duration::ZERO)
+    }
+
+    /// [`run`] with status reads answered `window` after they are asked, the gateway seen as
+    /// it is halfway through.
+    fn run_with_window(
+        e: &mut Estimate,
+        shared: &mut Shared,
+        me: u64,
+        n: usize,
+        t: impl Fn(usize) -> Duration,
+        window: Duration,
+    ) -> Run {
         let now = Instant::now();
         let mut r = Run::default();
         for c in 0..n {
@@ -420,10 +457,11 @@ mod tests {
                 }
                 match e.plan(shared, me, gap, now) {
                     Plan::Read(g) => {
-                        gap = gap.max(g);
+                        let asked = gap.max(g);
+                        gap = asked + window;
                         r.reads += 1;
-                        free = gap >= t;
-                        e.read(gap, free, shared);
+                        free = asked + window / 2 >= t;
+                        e.read(asked, gap, free, shared);
                     }
                     Plan::Send(g) => {
                         gap = gap.max(g);
@@ -495,7 +533,7 @@ mod tests {
             panic!("read after noise")
         };
         assert!(again > proven && again < proven + ms(200), "{again:?}");
-        e.read(again, true, &mut shared);
+        e.read(again, again, true, &mut shared);
         e.accepted(None, &mut shared);
         assert_eq!(e.plan(&mut shared, 1, ms(0), now), Plan::Send(proven));
     }
@@ -546,11 +584,11 @@ mod tests {
         assert_eq!(a.plan(&mut shared, 1, ms(0), now), Plan::Read(FIRST_PROBE));
         // The other waits for the prober's read instead of reading too.
         assert!(matches!(b.plan(&mut shared, 2, ms(0), now), Plan::Wait(_)));
-        a.read(FIRST_PROBE, false, &mut shared);
+        a.read(FIRST_PROBE, FIRST_PROBE, false, &mut shared);
         let Plan::Read(next) = a.plan(&mut shared, 1, FIRST_PROBE, now) else {
             panic!("probe on")
         };
-        a.read(next, true, &mut shared);
+        a.read(next, next, true, &mut shared);
         // Now the region knows a free gap: the other reads once there.
         let Plan::Read(check) = b.plan(&mut shared, 2, next, now) else {
             panic!("confirm the region's bound")
@@ -563,5 +601,21 @@ mod tests {
         let mut shared = Shared::default();
         let points: Vec<_> = (0..4).map(|_| shared.point(ms(1000), ms(2000))).collect();
         assert_eq!(points, vec![ms(1500), ms(1250), ms(1750), ms(1125)]);
+    }
+
+    #[test]
+    fn reads_that_answer_late_stop_once_they_cannot_tell_more() {
+        // Status reads waiting up to a quarter second behind other calls (a binding API rate):
+        // the bounds never get within 1 %, and the reads stop at what they can tell apart
+        // instead of costing one per change.
+        let t = ms(2000);
+        for window in [ms(50), ms(250), ms(1000)] {
+            let mut e = Estimate::default();
+            let r = run_with_window(&mut e, &mut Shared::default(), 1, 50, |_| t, window);
+            assert_eq!(r.refused, 0, "{window:?}");
+            assert!(r.reads <= 12, "{window:?}: {} reads", r.reads);
+            let last = *r.cycles.last().expect("cycles");
+            assert!(last >= t && last <= t + window * 3, "{window:?}: {last:?}");
+        }
     }
 }

@@ -23,7 +23,7 @@ use super::estimate::{Estimate, Plan, Shared};
 use super::model::{Accepted, GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
-use alicloud_vpc_client::{CloudError, ErrorClass, Retrier};
+use alicloud_vpc_client::{CloudError, ErrorClass, Priority, Retrier, with_priority};
 
 /// The object a job belongs to.
 pub type Owner = ObjectRef<VpnPbrRoute>;
@@ -36,11 +36,14 @@ const MAX_STEP: Duration = Duration::from_secs(30);
 /// The longest wait between tries while the gateway is busy with a change not ours.
 const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
 
-/// How long an applied change waits at most for the list read that confirms it while other
-/// changes of its gateway keep the worker busy. Each such read costs a call that a long burst
-/// (or an account at its API rate) would rather spend on changes; a minute keeps it to about
-/// one read per thirty changes at a 2 s update time.
+/// While other changes of its gateway wait to be sent, applied changes are read back (one
+/// list call) only once the oldest has waited this long and at least `VERIFY_BATCH` of them
+/// are unlisted; otherwise once the queue is empty. Each such read costs a call that a long
+/// burst would rather spend on changes: a minute is about thirty changes at a 2 s update time,
+/// and the batch keeps read-backs below one call in thirty changes when the account's API
+/// rate, not the gateway, paces the changes (they then come far apart).
 const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
+const VERIFY_BATCH: usize = 32;
 /// List reads that may miss an applied change before the route re-plans from the list.
 const VERIFY_TRIES: u32 = 5;
 
@@ -175,21 +178,29 @@ impl Gateway {
     }
 
     /// When to read the list to confirm applied changes: once no change waits to be sent (one
-    /// list then confirms a whole burst), or when the oldest has waited `VERIFY_AT_MOST`.
+    /// list then confirms a whole burst), or when a batch of them has waited long enough (see
+    /// `VERIFY_AT_MOST`).
     fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
         let (_, first) = self.unlisted().next()?;
-        let oldest = self
-            .unlisted()
-            .filter_map(|(_, j)| match j.state {
-                JobState::Accepted { at, .. } => Some(at),
-                _ => None,
-            })
-            .min()
-            .unwrap_or(now);
-        let at = if self.queued_head().is_some() {
+        let at = if self.queued_head().is_none() {
+            if self.unconfirmed() {
+                // The last change is about to be known applied: one list then shows them all.
+                return None;
+            }
+            now
+        } else if self.unlisted().count() >= VERIFY_BATCH {
+            let oldest = self
+                .unlisted()
+                .filter_map(|(_, j)| match j.state {
+                    JobState::Accepted { at, .. } => Some(at),
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(now);
             oldest + VERIFY_AT_MOST
         } else {
-            now
+            // Planned again after each change: it becomes due with the batch or the queue's end.
+            return None;
         };
         let at = self.verify_after.map_or(at, |after| at.max(after));
         Some((first.scope.clone(), at))
@@ -752,7 +763,8 @@ impl Worker {
     /// Reads the gateway status to learn whether the last change has been applied.
     async fn probe(&self, scope: &Scope, step: Duration) -> Duration {
         let gap = lock(&self.slot.state).pending_gap(Instant::now());
-        let read = self.inner.cache.refresh_facts(scope).await;
+        // Ahead of every other call: an answer delayed by a backlog times the backlog.
+        let read = with_priority(Priority::Pacing, self.inner.cache.refresh_facts(scope)).await;
         // As for a send: `active` holds at the latest when the answer came, `updating` at the
         // earliest when we asked (the read may have waited in the rate limiter).
         let answered = Instant::now();
@@ -760,21 +772,17 @@ impl Worker {
             Ok(facts) => {
                 let active = facts.status == GatewayStatus::Active;
                 let mut gw = lock(&self.slot.state);
-                let gap = if active {
-                    gw.pending_gap(answered)
-                } else {
-                    gap
-                };
+                let answered_gap = gw.pending_gap(answered);
                 gw.status = Some(facts.status.clone());
                 let mut tightened = None;
-                if let Some(g) = gap {
+                if let (Some(asked), Some(answered)) = (gap, answered_gap) {
                     let peers = gw.peers.clone().unwrap_or_default();
                     let mut shared = lock(&self.inner.shared);
                     let region = shared.entry(peers.clone()).or_default();
                     let before = region.upper();
                     // A busy answer past every gap we know is paced by the estimate (it
                     // plans the next read after a growing pause).
-                    gw.estimate.read(g, active, region);
+                    gw.estimate.read(asked, answered, active, region);
                     if region.upper() != before {
                         tightened = Some(peers);
                     }
@@ -872,7 +880,10 @@ mod tests {
     use super::*;
     use crate::controller::model::{CredentialsHandle, Entry, GatewayFacts, RouteId};
     use crate::controller::port::CloudFuture;
-    use alicloud_vpc_client::{ApiError, CredentialsProvider, StaticCredentials};
+    use alicloud_vpc_client::{
+        ApiError, CredentialsProvider, RateLimitConfig, RateLimiter, StaticCredentials,
+        current_priority,
+    };
 
     /// A gateway that stays `updating` for `update` after each accepted change and refuses
     /// changes meanwhile, like the real one.
@@ -1203,24 +1214,50 @@ mod tests {
         );
     }
 
-    /// Gateways of one region, each with its own update time.
-    struct FakeRegion(HashMap<String, Arc<FakeGateway>>);
+    /// Gateways of one region, each with its own update time, behind the account's rate
+    /// limiter if there is one (every call takes a token at its class, as the client does).
+    struct FakeRegion {
+        gateways: HashMap<String, Arc<FakeGateway>>,
+        limiter: Option<Arc<RateLimiter>>,
+    }
 
     impl FakeRegion {
         fn of(&self, scope: &Scope) -> &FakeGateway {
-            self.0.get(&scope.vpn_gateway_id).expect("known gateway")
+            self.gateways
+                .get(&scope.vpn_gateway_id)
+                .expect("known gateway")
+        }
+
+        async fn token(&self, mutation: bool) {
+            if let Some(l) = &self.limiter {
+                let class = if mutation {
+                    Priority::Mutation
+                } else {
+                    current_priority().unwrap_or(Priority::Progress)
+                };
+                l.acquire(class).await;
+            }
         }
     }
 
     impl CloudPort for FakeRegion {
         fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
-            self.of(scope).list_entries(scope)
+            Box::pin(async move {
+                self.token(false).await;
+                self.of(scope).list_entries(scope).await
+            })
         }
         fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
-            self.of(scope).gateway(scope)
+            Box::pin(async move {
+                self.token(false).await;
+                self.of(scope).gateway(scope).await
+            })
         }
         fn mutate<'a>(&'a self, scope: &'a Scope, m: &'a Mutation) -> CloudFuture<'a, Accepted> {
-            self.of(scope).mutate(scope, m)
+            Box::pin(async move {
+                self.token(true).await;
+                self.of(scope).mutate(scope, m).await
+            })
         }
     }
 
@@ -1235,8 +1272,20 @@ mod tests {
     /// every one is confirmed; returns the time it took. Status reads made before (the
     /// routes' own read of the gateway) are not counted.
     async fn drive(gateways: &[Arc<FakeGateway>], per_gateway: usize) -> Duration {
+        drive_limited(gateways, per_gateway, None).await
+    }
+
+    /// [`drive`] with every call taking a token of `limiter` first.
+    async fn drive_limited(
+        gateways: &[Arc<FakeGateway>],
+        per_gateway: usize,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> Duration {
         let ids: Vec<String> = (0..gateways.len()).map(|g| format!("vpn-{g}")).collect();
-        let region = FakeRegion(ids.iter().cloned().zip(gateways.iter().cloned()).collect());
+        let region = FakeRegion {
+            gateways: ids.iter().cloned().zip(gateways.iter().cloned()).collect(),
+            limiter,
+        };
         let cloud: Arc<dyn CloudPort> = Arc::new(region);
         let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
         for (id, g) in ids.iter().zip(gateways) {
@@ -1330,5 +1379,40 @@ mod tests {
         for g in &gateways {
             assert_eq!(count(&g.max_in_flight), 1);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_a_binding_api_rate_changes_use_the_whole_rate_and_few_reads() {
+        // 40 gateways of T = 2 s could take 20 changes a second; the account allows 4 calls a
+        // second, so the rate binds: the changes should go at that rate, with few reads.
+        let t = Duration::from_secs(2);
+        let (gateways, per_gateway, rate) = (40, 20, 4.0);
+        let limiter = Arc::new(RateLimiter::new(RateLimitConfig {
+            max_rate: rate,
+            min_rate: rate,
+            burst: 1.0,
+        }));
+        let fakes: Vec<_> = (0..gateways).map(|_| FakeGateway::new(t, None)).collect();
+        let took = drive_limited(&fakes, per_gateway, Some(limiter)).await;
+        let sum = |f: fn(&FakeGateway) -> &StdMutex<usize>| -> usize {
+            fakes.iter().map(|g| count(f(g))).sum()
+        };
+        let (reads, lists, refused) = (sum(|g| &g.reads), sum(|g| &g.lists), sum(|g| &g.refused));
+        let changes = gateways * per_gateway;
+        let calls = changes + reads + lists + refused;
+        let bound = Duration::from_secs_f64(calls as f64 / rate);
+        eprintln!(
+            "{changes} changes at {rate}/s: {took:?} (bound {bound:?}), {reads} reads, \
+             {lists} lists, {refused} refused"
+        );
+        assert_eq!(refused, 0);
+        assert!(
+            took <= bound.mul_f64(1.05),
+            "took {took:?}, bound {bound:?}"
+        );
+        assert!(
+            reads + lists <= changes / 5,
+            "{reads} reads and {lists} lists for {changes} changes"
+        );
     }
 }

@@ -46,6 +46,10 @@ impl Default for RateLimitConfig {
 /// [`Progress`](Self::Progress) unless run inside [`with_priority`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
+    /// A status read that times a gateway's next change: its answer is only worth its moment
+    /// (a read that waits behind a backlog tells when the backlog ended, not when the gateway
+    /// did), and there are few of them (a gateway's update time is learned once per region).
+    Pacing,
     /// A change sent to the cloud: the next mutation of an idle gateway is what converges
     /// routes, and a gateway left idle wastes its own (slow) update pipeline.
     Mutation,
@@ -58,11 +62,17 @@ pub enum Priority {
 
 impl Priority {
     /// Every class, highest first.
-    pub const ALL: [Priority; 3] = [Self::Mutation, Self::Progress, Self::Background];
+    pub const ALL: [Priority; 4] = [
+        Self::Pacing,
+        Self::Mutation,
+        Self::Progress,
+        Self::Background,
+    ];
 
     /// A stable lowercase word for metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pacing => "pacing",
             Self::Mutation => "mutation",
             Self::Progress => "progress",
             Self::Background => "background",
@@ -399,7 +409,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_drained_bucket_serves_mutations_then_progress_then_background_each_in_order() {
+    async fn a_drained_bucket_serves_pacing_then_mutations_then_progress_then_background_each_in_order()
+     {
         use Priority::*;
         let l = limiter(10.0, 3.0);
         drain(&l).await;
@@ -409,6 +420,7 @@ mod tests {
                 (Background, "b1"),
                 (Progress, "p1"),
                 (Mutation, "m1"),
+                (Pacing, "t1"),
                 (Background, "b2"),
                 (Mutation, "m2"),
                 (Progress, "p2"),
@@ -423,7 +435,10 @@ mod tests {
         }
         let granted = granted.lock().unwrap().clone();
         let order: Vec<_> = granted.iter().map(|(label, _)| *label).collect();
-        assert_eq!(order, ["m1", "m2", "m3", "p1", "p2", "b1", "b2", "b3"]);
+        assert_eq!(
+            order,
+            ["t1", "m1", "m2", "m3", "p1", "p2", "b1", "b2", "b3"]
+        );
         // One token every 100 ms, none earlier.
         for (i, (label, at)) in granted.iter().enumerate() {
             let due = Duration::from_millis(100 * (i as u64 + 1));
@@ -573,7 +588,7 @@ mod tests {
             .map(|i| {
                 let l = l.clone();
                 tokio::spawn(async move {
-                    l.acquire(Priority::ALL[i % 3]).await;
+                    l.acquire(Priority::ALL[i % Priority::ALL.len()]).await;
                     Instant::now()
                 })
             })
