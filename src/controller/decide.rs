@@ -391,6 +391,15 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     if obs.recently_verified && obs.job.is_none() {
         return d.next(Next::Resync);
     }
+    // Queued at this generation: the list it was planned from still holds (our own changes
+    // are applied to it) and the scheduler wakes the route when its turn comes. Reading again
+    // at every wake-up meanwhile costs a list each, and the wait is long when the account's
+    // API rate binds.
+    if matches!(obs.cloud, CloudRead::NotRead)
+        && matches!(obs.job, Some(JobView::Queued { generation, .. }) if *generation == route.metadata.generation)
+    {
+        return d.job(JobOp::Keep).next(Next::Wake);
+    }
     let (facts, entries) = match obs.cloud {
         CloudRead::NotRead => {
             let fresh = if conflict_adopt {

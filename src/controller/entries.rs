@@ -223,8 +223,8 @@ where
 struct Flight {
     slot: Arc<Slot>,
     wake: mpsc::UnboundedSender<Owner>,
-    /// `None` if the task did not get to an answer.
-    outcome: Option<Result<(), CloudError>>,
+    /// `None` if the task did not get to an answer; else whether it read the list.
+    outcome: Option<Result<bool, CloudError>>,
 }
 
 impl Drop for Flight {
@@ -236,10 +236,21 @@ impl Drop for Flight {
             let waiters = std::mem::take(&mut data.waiters);
             data.answered.clear();
             match self.outcome.take() {
-                Some(Ok(())) => {
+                Some(Ok(listed)) => {
                     data.failed = None;
                     for (owner, need) in &waiters {
-                        if data.meets(*need) {
+                        // Every waiter asked before this list's answer: it is as recent as a
+                        // list they would start now could be, however long it waited for its
+                        // turn (at a binding API rate, longer than any maximum age).
+                        let need = if listed {
+                            Need {
+                                list: None,
+                                ..*need
+                            }
+                        } else {
+                            *need
+                        };
+                        if data.meets(need) {
                             data.answered.insert(owner.clone());
                         }
                     }
@@ -367,8 +378,8 @@ impl GatewayCache {
     }
 
     /// Reads what the waiters need and the cache lacks. Asked again before the list, so owners
-    /// that came while the facts were read are counted.
-    async fn read_needed(&self, slot: &Slot, scope: &Scope) -> Result<(), CloudError> {
+    /// that came while the facts were read are counted. Returns whether it read the list.
+    async fn read_needed(&self, slot: &Slot, scope: &Scope) -> Result<bool, CloudError> {
         let stale_facts = {
             let data = lock(&slot.data);
             !meets(data.facts.as_ref().map(|f| f.0), data.strictest().facts)
@@ -383,7 +394,7 @@ impl GatewayCache {
         if stale_list {
             at_waiters_class(slot, || self.fetch_list(slot, scope)).await?;
         }
-        Ok(())
+        Ok(stale_list)
     }
 
     /// The gateway's entries, at most `max_age` old.
@@ -512,6 +523,8 @@ mod tests {
         classes: Mutex<Vec<(&'static str, Option<Priority>)>>,
         hang: Mutex<HashSet<String>>,
         fail: AtomicBool,
+        /// Added to every answer's time (a call queued behind others).
+        slow: Mutex<Duration>,
     }
 
     impl FakeCloud {
@@ -535,7 +548,8 @@ mod tests {
             if self.hang.lock().unwrap().contains(&scope.vpn_gateway_id) {
                 std::future::pending::<()>().await;
             }
-            tokio::time::sleep(CALL).await;
+            let slow = *self.slow.lock().unwrap();
+            tokio::time::sleep(CALL + slow).await;
             if self.fail.load(Ordering::SeqCst) {
                 return Err(CloudError::Api(Box::new(ApiError {
                     action: op,
@@ -851,6 +865,32 @@ mod tests {
             ]
         );
         assert_eq!(fake.count("list", "vpn-a"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readers_that_join_a_list_under_way_are_answered_by_it() {
+        // A list call that waits longer than the list's maximum age (behind other calls at a
+        // binding API rate) answers the readers that came meanwhile: else each of them would
+        // read again, and wait again.
+        let (fake, cache, mut rx) = setup();
+        settle(&cache, &mut rx, "vpn-a", 0).await;
+        tokio::time::sleep(LIST_AGE * 2).await;
+        *fake.slow.lock().unwrap() = LIST_AGE * 6;
+        for i in 0..3 {
+            assert!(matches!(read(&cache, "vpn-a", i), Read::Pending));
+            tokio::time::sleep(LIST_AGE * 2).await;
+        }
+        let mut woken = Vec::new();
+        while woken.len() < 3 {
+            woken.push(rx.recv().await.expect("wake"));
+        }
+        for i in 0..3 {
+            assert!(
+                matches!(read(&cache, "vpn-a", i), Read::Ready { .. }),
+                "reader {i} answered"
+            );
+        }
+        assert_eq!(fake.count("list", "vpn-a"), 2, "one list for the three");
     }
 
     #[tokio::test(start_paused = true)]

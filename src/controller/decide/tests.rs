@@ -364,14 +364,14 @@ fn a_queued_change_follows_the_spec() {
         mutation: create_mutation("t"),
         generation: Some(2),
     };
+    let waiting = decide(&Observation {
+        job: Some(&current),
+        ..obs(&r)
+    });
     assert_eq!(
-        decide(&Observation {
-            job: Some(&current),
-            ..obs(&r)
-        })
-        .job,
-        None,
-        "current: kept while reading"
+        (waiting.job, waiting.next),
+        (Some(JobOp::Keep), Some(Next::Wake)),
+        "current: kept, waiting for its turn without a read"
     );
     let e = [entry(100, "normal")];
     let reverted = decide(&Observation {
@@ -1027,7 +1027,6 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
             None,
             Freshness::Recent,
         ),
-        ("a queued change", &steady, Some(&queued), Freshness::Recent),
         (
             "a pause just lifted",
             &at(2, "True", "Paused", none.clone()),
@@ -1040,6 +1039,25 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
         let d = decide(&Observation { job, ..obs(r) });
         assert_eq!(d.next, Some(Next::Read(fresh)), "{what}");
     }
+    // A change queued at this generation waits for its turn without reading again; one
+    // queued from an older generation is dropped and the new one read for.
+    let d = decide(&Observation {
+        job: Some(&queued),
+        ..obs(&steady)
+    });
+    assert_eq!((d.job, d.next), (Some(JobOp::Keep), Some(Next::Wake)));
+    let older = JobView::Queued {
+        mutation: create_mutation("t"),
+        generation: Some(1),
+    };
+    let d = decide(&Observation {
+        job: Some(&older),
+        ..obs(&steady)
+    });
+    assert_eq!(
+        (d.job, d.next),
+        (Some(JobOp::Drop), Some(Next::Read(Freshness::Recent)))
+    );
     assert_eq!(Freshness::Recheck.priority(), Priority::Background);
     assert_eq!(Freshness::Recent.priority(), Priority::Progress);
 }
