@@ -52,9 +52,9 @@ pub struct Config {
     pub default_region: Option<String>,
 
     /// Cloud API calls per second across the operator; lowered automatically while throttled.
-    /// When the rate binds, waiting calls get it by class: changes first, then reads a change or
-    /// reconcile waits on, then background reads (resync, drift checks); arrival order within
-    /// a class.
+    /// When the rate binds, waiting calls get it by class: the status reads that time a
+    /// gateway's next change first, then changes, then reads a change or reconcile waits on,
+    /// then background reads (resync, drift checks); arrival order within a class.
     #[arg(long, env = "VPN_PBR_API_RATE", default_value_t = 20.0)]
     pub api_rate: f64,
 
