@@ -91,7 +91,12 @@ pub fn object_key(route: &VpnPbrRoute) -> String {
 
 /// Observe, decide, act; once more after a gateway read when the first decision asks for one.
 async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
-    let owner = ObjectRef::from_obj(observed);
+    // Name and namespace only: the owner is copied into the scheduler's and the read cache's
+    // maps, and the uid and resourceVersion `from_obj` adds would cost every copy two strings.
+    let mut owner = ObjectRef::new(&observed.name_any());
+    if let Some(ns) = observed.namespace() {
+        owner = owner.within(&ns);
+    }
     let key = object_key(observed);
     // Our own copy: a finalizer added here is seen by the second decision.
     let mut route = observed.clone();

@@ -115,7 +115,8 @@ struct Job {
 #[derive(Debug, Default)]
 struct Gateway {
     order: VecDeque<Owner>,
-    jobs: HashMap<Owner, Job>,
+    /// Boxed: a job is large and the map keeps spare slots (10,000 routes hold one each).
+    jobs: HashMap<Owner, Box<Job>>,
     /// Count of accepted mutations; `confirmed` is the highest one known to be applied.
     accepted: u64,
     confirmed: u64,
@@ -172,9 +173,12 @@ impl Gateway {
 
     /// Applied changes the list has not shown yet.
     fn unlisted(&self) -> impl Iterator<Item = (&Owner, &Job)> {
-        self.jobs.iter().filter(|(_, j)| {
-            matches!(j.state, JobState::Accepted { seq, listed: false, .. } if seq <= self.confirmed)
-        })
+        self.jobs
+            .iter()
+            .map(|(o, j)| (o, &**j))
+            .filter(|(_, j)| {
+                matches!(j.state, JobState::Accepted { seq, listed: false, .. } if seq <= self.confirmed)
+            })
     }
 
     /// When to read the list to confirm applied changes: once no change waits to be sent (one
@@ -243,6 +247,8 @@ struct Peers {
 }
 
 struct Slot {
+    /// Shared by the owner index, so 10,000 routes do not hold 10,000 copies of it.
+    key: Arc<GatewayKey>,
     state: Mutex<Gateway>,
     wake: Notify,
 }
@@ -262,7 +268,7 @@ struct Inner {
     shared: Mutex<HashMap<Peers, Shared>>,
     next_id: AtomicU64,
     /// The gateway each owner's job is on (an owner has at most one job).
-    owners: Mutex<HashMap<Owner, GatewayKey>>,
+    owners: Mutex<HashMap<Owner, Arc<GatewayKey>>>,
     wake_owner: mpsc::UnboundedSender<Owner>,
     shutdown: CancellationToken,
 }
@@ -303,6 +309,7 @@ impl Scheduler {
             return s.clone();
         }
         let slot = Arc::new(Slot {
+            key: Arc::new(key.clone()),
             state: Mutex::new(Gateway {
                 id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
                 ..Gateway::default()
@@ -331,14 +338,14 @@ impl Scheduler {
     ) {
         let key = scope.key();
         let previous = lock(&self.inner.owners).get(owner).cloned();
-        if let Some(old) = previous.filter(|k| *k != key)
+        if let Some(old) = previous.filter(|k| **k != key)
             && !self.forget(owner, &old)
         {
             // Its change for the other gateway (other credentials) is still on the wire.
             return;
         }
-        lock(&self.inner.owners).insert(owner.clone(), key.clone());
         let slot = self.slot(&key);
+        lock(&self.inner.owners).insert(owner.clone(), slot.key.clone());
         {
             let mut gw = lock(&slot.state);
             if let Some(job) = gw.jobs.get(owner) {
@@ -362,13 +369,13 @@ impl Scheduler {
             gw.probe_scope = Some(scope.clone());
             gw.jobs.insert(
                 owner.clone(),
-                Job {
+                Box::new(Job {
                     scope: scope.clone(),
                     mutation,
                     generation,
                     state: JobState::Queued,
                     cancelled: false,
-                },
+                }),
             );
         }
         slot.wake.notify_one();
@@ -424,7 +431,7 @@ impl Scheduler {
             }
         }
         let mut owners = lock(&self.inner.owners);
-        if owners.get(owner) == Some(key) {
+        if owners.get(owner).is_some_and(|k| **k == *key) {
             owners.remove(owner);
         }
         true
@@ -615,7 +622,7 @@ impl Worker {
         };
         if dropped {
             let mut owners = lock(&self.inner.owners);
-            if owners.get(owner) == Some(&self.key) {
+            if owners.get(owner).is_some_and(|k| **k == self.key) {
                 owners.remove(owner);
             }
             drop(owners);
