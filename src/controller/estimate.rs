@@ -7,7 +7,7 @@
 //! this cycle saw `active`, or once the gap reaches a proven upper bound plus a margin for
 //! jitter. While the bounds are far apart, each cycle spends one read inside them (bisection by
 //! reads): `active` lets the change go at once, `updating` sends it at the proven upper bound.
-//! Once the bounds are within about 1 % no more reads are spent, apart from a rare check that
+//! Once the bounds are within about 0.5 % no more reads are spent, apart from a rare check that
 //! the gateway did not get faster.
 //!
 //! Gateways of one region and specification share what they learn ([`Shared`]): a gateway that
@@ -396,13 +396,13 @@ impl Estimate {
 /// How close the bounds must be before the estimate is used as is, and the margin added to
 /// the proven upper bound for timing jitter (gaps are measured on our side of the network).
 fn tolerance(upper: Duration) -> Duration {
-    Duration::from_millis(10).max(upper.mul_f64(0.01))
+    Duration::from_millis(5).max(upper.mul_f64(0.005))
 }
 
 /// Margin added to the proven upper bound before sending: timing jitter only, since the gap is
 /// measured from our receipt of the answer, after the gateway started updating.
 fn margin(upper: Duration) -> Duration {
-    Duration::from_millis(10).max(upper.mul_f64(0.005))
+    Duration::from_millis(5).max(upper.mul_f64(0.0025))
 }
 
 #[cfg(test)]
@@ -606,7 +606,7 @@ mod tests {
     #[test]
     fn reads_that_answer_late_stop_once_they_cannot_tell_more() {
         // Status reads waiting up to a quarter second behind other calls (a binding API rate):
-        // the bounds never get within 1 %, and the reads stop at what they can tell apart
+        // the bounds never get within 0.5 %, and the reads stop at what they can tell apart
         // instead of costing one per change.
         let t = ms(2000);
         for window in [ms(50), ms(250), ms(1000)] {

@@ -181,32 +181,57 @@ async fn main() -> Result<()> {
         repo: std::fs::canonicalize(&cli.bins.repo)?,
         tools: Tools::from_env()?,
     };
-    match cli.cmd {
-        Cmd::Bench(a) => bench_cmd(&bins, a).await,
-        Cmd::Chaos(a) => {
-            let opts = ChaosOptions {
-                routes: a.routes,
-                gateways: a.gateways,
-                update: a.update,
-                fault_rate: a.fault_rate,
-                slow: a.slow,
-                kill_every: a.kill_every,
-                max_kills: a.max_kills,
-                apiserver_restart_at: (a.apiserver_restart_at >= 0.0)
-                    .then(|| Duration::from_secs_f64(a.apiserver_restart_at)),
-                timeout: a.timeout,
-                api_rate: a.api_rate,
-                log_level: a.log_level,
-                parallel: a.parallel,
-            };
-            let rep = bench::run_chaos(&bins, &opts).await?;
-            println!("{rep}");
-            if !rep.passed() {
-                std::process::exit(1);
-            }
-            Ok(())
+    let run = async {
+        match cli.cmd {
+            Cmd::Bench(a) => bench_cmd(&bins, a).await,
+            Cmd::Chaos(a) => chaos_cmd(&bins, a).await,
+        }
+    };
+    tokio::select! {
+        out = run => out,
+        // Returning drops the run: its operator, emulator and control plane stop with it
+        // (else a later run on the machine competes with them).
+        signal = stop_signal() => anyhow::bail!("stopped by {signal}; its processes were stopped"),
+    }
+}
+
+/// The first SIGTERM or SIGINT.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
         }
     }
+}
+
+async fn chaos_cmd(bins: &Binaries, a: ChaosArgs) -> Result<()> {
+    let opts = ChaosOptions {
+        routes: a.routes,
+        gateways: a.gateways,
+        update: a.update,
+        fault_rate: a.fault_rate,
+        slow: a.slow,
+        kill_every: a.kill_every,
+        max_kills: a.max_kills,
+        apiserver_restart_at: (a.apiserver_restart_at >= 0.0)
+            .then(|| Duration::from_secs_f64(a.apiserver_restart_at)),
+        timeout: a.timeout,
+        api_rate: a.api_rate,
+        log_level: a.log_level,
+        parallel: a.parallel,
+    };
+    let rep = bench::run_chaos(bins, &opts).await?;
+    println!("{rep}");
+    if !rep.passed() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
