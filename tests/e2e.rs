@@ -454,15 +454,26 @@ extraEnv:
         );
     }
     {
-        let pf = PortForward::start(nodes, RELEASE_NS, &format!("svc/{RELEASE}-metrics"), 8080)?;
-        let base = format!("http://127.0.0.1:{}", pf.port);
+        // `kubectl port-forward` ends for good when a forwarded connection fails; a request
+        // that finds it gone starts a new one (the check is about the Service, not the tunnel).
+        let forward =
+            || PortForward::start(nodes, RELEASE_NS, &format!("svc/{RELEASE}-metrics"), 8080);
+        let pf = std::sync::Mutex::new(forward()?);
+        let base = || format!("http://127.0.0.1:{}", pf.lock().expect("port-forward").port);
         let metrics = eventually(
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             "4 Ready routes in /metrics",
             || {
-                let url = format!("{base}/metrics");
+                let url = format!("{}/metrics", base());
+                let pf = &pf;
                 async move {
-                    let (status, body) = http_get(&url).await.ok()?;
+                    let got = http_get(&url).await;
+                    if got.is_err()
+                        && let Ok(fresh) = forward()
+                    {
+                        *pf.lock().expect("port-forward") = fresh;
+                    }
+                    let (status, body) = got.ok()?;
                     (status == 200 && body.contains("vpn_pbr_routes{ready=\"true\"} 4"))
                         .then_some(body)
                 }
@@ -470,7 +481,7 @@ extraEnv:
         )
         .await?;
         assert!(metrics.contains("vpn_pbr_"), "operator metrics");
-        assert_eq!(http_get(&format!("{base}/readyz")).await?.0, 200);
+        assert_eq!(http_get(&format!("{}/readyz", base())).await?.0, 200);
     }
     step(t0, "events and /metrics through the Service");
 
