@@ -34,11 +34,12 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests (every crate), make e2e
+test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests (every crate), the e2e on a host made fresh
 	$(CARGO) build --locked --bins
 	source <(hack/tools.sh --env) && $(CARGO) test --locked --lib --bins --tests
-	@# tests/e2e.rs is #[ignore]d in plain `cargo test` (it needs root and starts real nodes).
-	source <(hack/tools.sh --env) && $(CARGO) test --locked --test e2e -- --ignored --nocapture
+	@# tests/e2e.rs is #[ignore]d in plain `cargo test` (it needs root and starts real nodes);
+	@# here it runs on a host made fresh (hack/first-run.sh: the first-run check).
+	source <(hack/tools.sh --env) && hack/first-run.sh
 
 # The deterministic simulation (tests/simulation.rs); `make test` runs it with 1000 seeds.
 SEEDS ?= 1000

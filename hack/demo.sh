@@ -11,13 +11,31 @@
 # files, the emulator URL and the metrics port. The control plane is `hack/cluster.sh`'s default
 # one (~/.cache/vpn-pbr-operator/cluster, the same as `make cluster-up`); DEMO_CLUSTER_DIR
 # overrides it.
+#
+# DEMO_CLUSTER=existing (make demo CLUSTER=existing): an existing cluster instead, the one
+# KUBECONFIG names, by explicit opt-in only (the one case where the demo's traffic leaves
+# loopback, because the user chose so). No control plane is started; the operator (a local
+# process) watches only the namespace $DEMO_NAMESPACE (default vpn-pbr-demo), where the
+# examples go. `up` refuses, before changing anything, when that namespace holds objects the
+# demo did not make, when the cluster has the VpnPbrRoute CRD at other versions than crds/, or
+# VpnPbrRoutes outside that namespace (another operator may be running). `down` removes only
+# what the demo made: its routes (through the operator, so their emulator entries go too), the
+# namespace and the CRD if the demo created them (the CRD only while no VpnPbrRoute is left).
+#
+# DEMO_BIN_DIR: take vpn-pbr-operator and vpc-emulator from there instead of building them.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 DEMO_DIR=${DEMO_DIR:-$CACHE/demo}
 CLUSTER_DIR=${DEMO_CLUSTER_DIR:-$CACHE/cluster}
 CONFIG=$ROOT/deploy/emulator/config.example.yaml
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=${DEMO_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+MODE=${DEMO_CLUSTER:-local}
+NS=${DEMO_NAMESPACE:-vpn-pbr-demo}
+CRD=vpnpbrroutes.vpn.alicloud.dev
+# The label on everything the demo makes in an existing cluster.
+MADE_BY=app.kubernetes.io/managed-by=vpn-pbr-demo
+case $MODE in local|existing) ;; *) echo "DEMO_CLUSTER (make demo CLUSTER=...) is local or existing, not '$MODE'" >&2; exit 2 ;; esac
 WAIT_TIMEOUT=${DEMO_WAIT_TIMEOUT:-90s}
 # The route examples/observe-only.yaml observes: it exists "in the cloud" before the demo.
 OBSERVED='{"VpnGatewayId":"vpn-demo-secondary","RouteSource":"172.17.0.0/16","RouteDest":"10.30.0.0/16","NextHop":"vco-demo-secondary-a","Weight":100}'
@@ -47,22 +65,134 @@ stop_pid() {
   rm -f "$file"
 }
 
+# The kubeconfig the demo talks to: the user's (existing cluster) or the local plane's.
+kubeconfig() {
+  if [ "$MODE" = existing ]; then echo "$KUBECONFIG"; else echo "$CLUSTER_DIR/admin.kubeconfig"; fi
+}
+
+# The versions crds/ serves, space-separated (as `kubectl get crd` prints them below).
+crd_versions_wanted() {
+  grep -E '^ *(- )?name: v[0-9][a-z0-9]*$' "$ROOT/crds/$CRD.yaml" | awk '{print $NF}' | tr '\n' ' '
+}
+
+# Everything `up` checks on an existing cluster before changing anything.
+existing_preflight() {
+  : "${KUBECONFIG:?DEMO_CLUSTER=existing needs KUBECONFIG naming the cluster to use}"
+  say "existing cluster (KUBECONFIG=$KUBECONFIG, context $(kubectl config current-context 2>/dev/null || echo '-')); namespace $NS"
+  kubectl get --raw /version >/dev/null || { echo "cannot reach the cluster KUBECONFIG names" >&2; exit 1; }
+  local problems=() have want others foreign
+  if kubectl get crd "$CRD" >/dev/null 2>&1; then
+    have=$(kubectl get crd "$CRD" -o jsonpath='{range .spec.versions[*]}{.name}{" "}{end}')
+    want=$(crd_versions_wanted)
+    [ "$have" = "$want" ] ||
+      problems+=("the cluster has the CRD $CRD at versions '${have% }', this demo's is at '${want% }'")
+    others=$(kubectl get pbr -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name 2>/dev/null |
+      awk -v ns="$NS" '$1 != ns {print "    " $1 "/" $2}')
+    [ -z "$others" ] ||
+      problems+=("VpnPbrRoutes exist outside namespace $NS (another operator may be running):"$'\n'"$others")
+  fi
+  if kubectl get namespace "$NS" >/dev/null 2>&1; then
+    if [ "$(kubectl get namespace "$NS" -o jsonpath='{.metadata.labels.app\.kubernetes\.io/managed-by}')" != vpn-pbr-demo ]; then
+      problems+=("namespace $NS exists and was not made by the demo (no label $MADE_BY)")
+    fi
+    # Objects the demo did not make: not labelled by it, and not what Kubernetes puts in every
+    # namespace (the default ServiceAccount, the root CA ConfigMap, events).
+    foreign=$(kubectl get -n "$NS" "$(kubectl api-resources --verbs=list --namespaced -o name |
+        grep -v -e '^events' | paste -sd, -)" --ignore-not-found --no-headers \
+        -o custom-columns='KIND:.kind,NAME:.metadata.name,BY:.metadata.labels.app\.kubernetes\.io/managed-by' 2>/dev/null |
+      awk '$3 != "vpn-pbr-demo" && !($1 == "ServiceAccount" && $2 == "default") &&
+           !($1 == "ConfigMap" && $2 == "kube-root-ca.crt") {print "    " $1 "/" $2}')
+    [ -z "$foreign" ] || problems+=("namespace $NS holds objects the demo did not make:"$'\n'"$foreign")
+  fi
+  if [ ${#problems[@]} -gt 0 ]; then
+    echo "refusing to start the demo on this cluster; nothing was changed:" >&2
+    printf '  - %s\n' "${problems[@]}" >&2
+    echo "choose another namespace with DEMO_NAMESPACE=..., or use the local demo (make demo)" >&2
+    exit 1
+  fi
+}
+
+# The namespace and the CRD on an existing cluster, each made only when missing (and then
+# recorded in $DEMO_DIR/existing.made, so `down` removes just those).
+existing_objects() {
+  if ! kubectl get namespace "$NS" >/dev/null 2>&1; then
+    say "namespace $NS (made by the demo, labelled $MADE_BY)"
+    kubectl create namespace "$NS"
+    kubectl label namespace "$NS" "$MADE_BY"
+    echo namespace >>"$DEMO_DIR/existing.made"
+  fi
+  if kubectl get crd "$CRD" >/dev/null 2>&1; then
+    say "CRD $CRD present at the same versions: used as it is (the demo never removes it)"
+  else
+    say "CRD (crds/, labelled $MADE_BY)"
+    kubectl label --local -f "$ROOT/crds/" -o json "$MADE_BY" | kubectl apply --server-side -f -
+    echo crd >>"$DEMO_DIR/existing.made"
+  fi
+}
+
+# `down` on an existing cluster: the demo's routes (deleted through the operator, which removes
+# their emulator entries), then the processes, then the namespace and the CRD if the demo made
+# them. Nothing else is touched.
+down_existing() {
+  : "${KUBECONFIG:?the demo ran on an existing cluster: set KUBECONFIG to it for demo-down}"
+  local made; made=$(cat "$DEMO_DIR/existing.made" 2>/dev/null || true)
+  if kubectl get namespace "$NS" >/dev/null 2>&1 && kubectl get crd "$CRD" >/dev/null 2>&1; then
+    say "deleting the demo's routes in $NS (the operator removes their entries)"
+    if ! kubectl delete pbr -n "$NS" -l "$MADE_BY" --timeout=60s; then
+      echo "  routes still deleting after 60 s: their finalizers are removed (the emulator goes away with the demo)"
+      for r in $(kubectl get pbr -n "$NS" -l "$MADE_BY" -o name); do
+        kubectl patch -n "$NS" "$r" --type merge -p '{"metadata":{"finalizers":null}}' || true
+      done
+    fi
+  fi
+  stop_pid "$DEMO_DIR/operator.pid" 30
+  stop_pid "$DEMO_DIR/emulator.pid" 10
+  if grep -qx namespace <<<"$made"; then
+    say "deleting namespace $NS (made by the demo; the cluster finishes it in the background)"
+    kubectl delete namespace "$NS" --ignore-not-found --wait=false
+  fi
+  if grep -qx crd <<<"$made"; then
+    if [ -z "$(kubectl get pbr -A --no-headers 2>/dev/null)" ]; then
+      say "deleting CRD $CRD (made by the demo; no VpnPbrRoute is left)"
+      kubectl delete crd "$CRD" --ignore-not-found
+    else
+      echo "  CRD $CRD kept: VpnPbrRoutes the demo did not make use it now"
+    fi
+  fi
+  rm -f "$DEMO_DIR/existing.made"
+}
+
 up() {
   local start=$SECONDS
   mkdir -p "$DEMO_DIR"
-  say "tools (hack/tools.sh; built once into $CACHE)"
+  local was; was=$(cat "$DEMO_DIR/mode" 2>/dev/null || echo "$MODE")
+  if [ "$was" != "$MODE" ] && alive "$DEMO_DIR/operator.pid"; then
+    echo "a demo on the $was cluster is running: make demo-down first" >&2; exit 1
+  fi
+  echo "$MODE" >"$DEMO_DIR/mode"
+  say "tools (hack/tools.sh --control-plane; built once into $CACHE, or reused from the machine)"
   # shellcheck disable=SC1090
-  source <("$ROOT/hack/tools.sh" --env)
-  say "operator and emulator (cargo build --release --locked --bins)"
+  source <("$ROOT/hack/tools.sh" --control-plane --env)
+  say "operator and emulator (cargo build --release --locked: vpn-pbr-operator, vpc-emulator)"
   local t0=$SECONDS
-  (cd "$ROOT" && cargo build --release --locked --bins 2>&1 | grep -v '^\s*Fresh ' | tail -3)
+  if [ -n "${DEMO_BIN_DIR:-}" ]; then
+    echo "  taken from DEMO_BIN_DIR=$DEMO_BIN_DIR"
+  else
+    (cd "$ROOT" && cargo build --release --locked -p vpn-pbr-operator --bin vpn-pbr-operator -p vpc-emulator --bin vpc-emulator 2>&1 | grep -v '^\s*Fresh ' | tail -3)
+  fi
   local built=$((SECONDS - t0))
 
-  say "control plane (hack/cluster.sh up --dir $CLUSTER_DIR)"
-  local api_before api_after
-  api_before=$(cat "$CLUSTER_DIR/apiserver.pid" 2>/dev/null || true)
-  eval "$("$ROOT/hack/cluster.sh" up --dir "$CLUSTER_DIR" | tail -1)"
-  api_after=$(cat "$CLUSTER_DIR/apiserver.pid")
+  local api_after ns_args=() watch_args=()
+  if [ "$MODE" = existing ]; then
+    existing_preflight
+    api_after=existing
+    ns_args=(-n "$NS")
+    watch_args=(--namespaces "$NS")
+  else
+    say "control plane (hack/cluster.sh up --dir $CLUSTER_DIR)"
+    eval "$("$ROOT/hack/cluster.sh" up --dir "$CLUSTER_DIR" | tail -1)"
+    api_after=$(cat "$CLUSTER_DIR/apiserver.pid")
+  fi
 
   local key_id key_secret
   key_id=$(key_field id); key_secret=$(key_field secret)
@@ -92,8 +222,12 @@ sys.exit(0 if any(g["VpnGatewayId"] == want["VpnGatewayId"] and any(all(e[k] == 
     echo "  created the route examples/observe-only.yaml observes (as if made in the console)"
   fi
 
-  say "CRD (kubectl apply --server-side -f crds/)"
-  kubectl apply --server-side -f "$ROOT/crds/"
+  if [ "$MODE" = existing ]; then
+    existing_objects
+  else
+    say "CRD (kubectl apply --server-side -f crds/)"
+    kubectl apply --server-side -f "$ROOT/crds/"
+  fi
   kubectl wait --for=condition=Established --timeout=60s crd/vpnpbrroutes.vpn.alicloud.dev >/dev/null
 
   say "operator (target/release/vpn-pbr-operator --endpoint $url)"
@@ -107,10 +241,10 @@ sys.exit(0 if any(g["VpnGatewayId"] == want["VpnGatewayId"] and any(all(e[k] == 
     stop_pid "$DEMO_DIR/operator.pid" 30
     local port; port=$(free_port)
     echo "$port" >"$DEMO_DIR/metrics.port"
-    KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig \
+    KUBECONFIG=$(kubeconfig) \
     ALIBABA_CLOUD_ACCESS_KEY_ID=$key_id ALIBABA_CLOUD_ACCESS_KEY_SECRET=$key_secret \
       setsid "$BIN/vpn-pbr-operator" --endpoint "$url" --log-format text \
-      --metrics-addr "127.0.0.1:$port" --resync 1m \
+      --metrics-addr "127.0.0.1:$port" --resync 1m "${watch_args[@]}" \
       </dev/null >>"$DEMO_DIR/operator.log" 2>&1 &
     echo $! >"$DEMO_DIR/operator.pid"
     echo "$stamp" >"$DEMO_DIR/operator.stamp"
@@ -126,31 +260,39 @@ sys.exit(0 if any(g["VpnGatewayId"] == want["VpnGatewayId"] and any(all(e[k] == 
   fi
   local port; port=$(cat "$DEMO_DIR/metrics.port")
 
-  say "examples (kubectl apply -f examples/; examples/invalid/ is not applied)"
-  kubectl apply --server-side -f "$ROOT/examples/"
+  if [ "$MODE" = existing ]; then
+    say "examples (into namespace $NS, labelled $MADE_BY; examples/invalid/ is not applied)"
+    kubectl label --local -f "$ROOT/examples/" -o json "$MADE_BY" |
+      kubectl apply --server-side -n "$NS" -f -
+  else
+    say "examples (kubectl apply -f examples/; examples/invalid/ is not applied)"
+    kubectl apply --server-side -f "$ROOT/examples/"
+  fi
   say "waiting until every route is Ready (timeout $WAIT_TIMEOUT)"
-  if ! kubectl wait --for=condition=Ready pbr --all --timeout="$WAIT_TIMEOUT"; then
-    kubectl get pbr -o wide || true
+  if ! kubectl wait "${ns_args[@]}" --for=condition=Ready pbr --all --timeout="$WAIT_TIMEOUT"; then
+    kubectl get "${ns_args[@]}" pbr -o wide || true
     echo "routes not Ready in time; operator log: $DEMO_DIR/operator.log" >&2
     tail -20 "$DEMO_DIR/operator.log" >&2
     exit 1
   fi
 
   say "kubectl get pbr -o wide"
-  kubectl get pbr -o wide
+  kubectl get "${ns_args[@]}" pbr -o wide
   say "recent events (kubectl get events --field-selector involvedObject.kind=VpnPbrRoute)"
-  kubectl get events --field-selector involvedObject.kind=VpnPbrRoute --sort-by=.metadata.creationTimestamp | tail -n 12
+  kubectl get "${ns_args[@]}" events --field-selector involvedObject.kind=VpnPbrRoute --sort-by=.metadata.creationTimestamp | tail -n 12
   sleep 2   # the route gauges refresh every 2 s
   say "metrics (curl http://127.0.0.1:$port/metrics | grep vpn_pbr_)"
   curl -fsS "http://127.0.0.1:$port/metrics" | grep '^vpn_pbr_' | grep -vE '_bucket|_sum|_count' | head -n 14 || true
 
+  local ns_hint=""
+  [ "$MODE" = existing ] && ns_hint="  kubectl config set-context --current --namespace $NS   # the demo's routes live there"$'\n'
   cat <<EOF
 
 $(say "the demo is running (ready in $((SECONDS - start))s, of which ${built}s cargo build)")
 Look around:
-  export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
+  export KUBECONFIG=$(kubeconfig)
   export PATH=$KUBE_BIN_DIR:\$PATH
-  kubectl get pbr -o wide                       # routes, state, weight, Ready
+${ns_hint}  kubectl get pbr -o wide                       # routes, state, weight, Ready
   kubectl describe pbr office-to-app-active     # conditions, status, events
   kubectl patch pbr office-to-app-active --type merge -p '{"spec":{"priority":20}}'
   kubectl delete pbr datacenter-published       # removes the cloud entry too
@@ -159,20 +301,28 @@ Look around:
 Logs:
   operator:  $DEMO_DIR/operator.log
   emulator:  $DEMO_DIR/emulator.log
-  apiserver: $CLUSTER_DIR/apiserver.log
-Stop everything: make demo-down
+$([ "$MODE" = local ] && echo "  apiserver: $CLUSTER_DIR/apiserver.log")
+Stop everything: make demo-down$([ "$MODE" = existing ] && echo " CLUSTER=existing")
 EOF
 }
 
 down() {
-  say "stopping the demo"
+  # The cluster of the demo that ran, whatever DEMO_CLUSTER says now.
+  MODE=$(cat "$DEMO_DIR/mode" 2>/dev/null || echo "$MODE")
+  say "stopping the demo ($MODE cluster)"
   local pids=""
   for p in operator emulator; do [ -f "$DEMO_DIR/$p.pid" ] && pids="$pids $(cat "$DEMO_DIR/$p.pid")"; done
-  for p in apiserver etcd watchdog; do [ -f "$CLUSTER_DIR/$p.pid" ] && pids="$pids $(cat "$CLUSTER_DIR/$p.pid")"; done
-  stop_pid "$DEMO_DIR/operator.pid" 30
-  stop_pid "$DEMO_DIR/emulator.pid" 10
-  rm -f "$DEMO_DIR/emulator.url" "$DEMO_DIR/operator.stamp" "$DEMO_DIR/metrics.port"
-  "$ROOT/hack/cluster.sh" down --dir "$CLUSTER_DIR"
+  if [ "$MODE" = local ]; then
+    for p in apiserver etcd watchdog; do [ -f "$CLUSTER_DIR/$p.pid" ] && pids="$pids $(cat "$CLUSTER_DIR/$p.pid")"; done
+  fi
+  if [ "$MODE" = existing ]; then
+    down_existing
+  else
+    stop_pid "$DEMO_DIR/operator.pid" 30
+    stop_pid "$DEMO_DIR/emulator.pid" 10
+    "$ROOT/hack/cluster.sh" down --dir "$CLUSTER_DIR"
+  fi
+  rm -f "$DEMO_DIR/emulator.url" "$DEMO_DIR/operator.stamp" "$DEMO_DIR/metrics.port" "$DEMO_DIR/mode"
   # Nothing of the demo may be left: not the processes it recorded, no emulator on the demo
   # config, no etcd/kube-apiserver of its control-plane directory. (Other release binaries on
   # the machine, e.g. benchmarks, are not the demo's.)
@@ -180,11 +330,17 @@ down() {
   for pid in $pids; do
     if kill -0 "$pid" 2>/dev/null; then left="$left$(ps -o pid=,args= -p "$pid")"$'\n'; fi
   done
-  left="$left$(ps -eo pid=,args= | grep -F -e "--config $CONFIG" -e "$CLUSTER_DIR/" | grep -v -e grep -e "hack/demo.sh" || true)"
+  local pattern=(-e "--config $CONFIG")
+  [ "$MODE" = local ] && pattern+=(-e "$CLUSTER_DIR/")
+  left="$left$(ps -eo pid=,args= | grep -F "${pattern[@]}" | grep -v -e grep -e "hack/demo.sh" || true)"
   if [ -n "${left//$'\n'/}" ]; then
     echo "still running:" >&2; echo "$left" >&2; exit 1
   fi
-  echo "operator, emulator and control plane stopped; no process left (logs kept in $DEMO_DIR)"
+  if [ "$MODE" = existing ]; then
+    echo "operator and emulator stopped, what the demo made removed; no process left (logs kept in $DEMO_DIR)"
+  else
+    echo "operator, emulator and control plane stopped; no process left (logs kept in $DEMO_DIR)"
+  fi
 }
 
 case ${1:-} in

@@ -7,6 +7,7 @@
 #   hack/node.sh up   [--dir DIR] [--nodes N] [--owner-pid PID] [--image TAR]...   (make node-up)
 #   hack/node.sh load [--dir DIR] TAR...       import docker-archive images into every node
 #   hack/node.sh down [--dir DIR]                                                   (make node-down)
+#   hack/node.sh packages                      install the Debian packages nodes and images need
 #
 # `up` prints `export KUBECONFIG=DIR/cluster/admin.kubeconfig` (and `export API_PORT=...`, the
 # apiserver's port on 127.0.0.1) as its last lines; running it again while the nodes are up only
@@ -30,6 +31,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 DIR=$CACHE/node
+# The pause image and its buildah state (NODE_IMAGES_DIR: hack/first-run.sh builds it again).
+NODE_IMAGES=${NODE_IMAGES_DIR:-$CACHE/node-images}
 RUN=/run/vpn-pbr-node
 NODES=1
 OWNER=""
@@ -37,8 +40,12 @@ IMAGES=()
 K8S=${K8S_VERSION:-1.37.2}
 PAUSE_IMAGE=vpn-pbr-node/pause:3.10.2
 SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
-# Host directories containerd, runc or the kubelet may create outside the node's own directories.
-HOST_DIRS="/run/containerd /opt/containerd /var/run/netns /var/lib/cni /var/log/containers /var/log/pods /var/lib/kubelet /etc/cni /opt/cni /usr/libexec/kubernetes /etc/kubernetes"
+# Host directories containerd, runc, the kubelet or buildah may create outside the node's own
+# directories: one list, shared with hack/first-run.sh and the end-to-end test's audit.
+HOST_DIRS=$(grep -v '^#' "$ROOT/hack/host-dirs")
+# Debian packages the nodes and the image builds need; `packages` installs them (the
+# end-to-end test does so before it looks at the host, so installing them is not a change).
+PACKAGES="containerd runc iptables procps gcc libc6-dev binutils openssl python3 buildah"
 CGROUP_DIRS="k8s.io kubepods"
 
 cmd=${1:-}; shift || true
@@ -74,8 +81,13 @@ stop_pids() {
   rm -f "$@"
 }
 
+binaries_packages() {
+  # shellcheck disable=SC2086
+  "$ROOT/hack/debian-packages.sh" $PACKAGES
+}
+
 binaries() {
-  "$ROOT/hack/debian-packages.sh" containerd runc iptables procps gcc libc6-dev binutils openssl python3 buildah
+  binaries_packages
   KUBE_BIN_DIR=$("$ROOT/hack/k8s-bins/build.sh" --node)
   ETCD_BIN_DIR=$("$ROOT/hack/etcd/build.sh")
   export KUBE_BIN_DIR ETCD_BIN_DIR
@@ -83,7 +95,7 @@ binaries() {
 
 # The sandbox image: pause.c from the Kubernetes module, static, in a FROM scratch image.
 pause_image() {
-  local out=$CACHE/node-images dir src
+  local out=$NODE_IMAGES dir src
   [ -s "$out/pause.tar" ] && return
   mkdir -p "$out/context"
   dir=$(cd "$ROOT/hack/k8s-bins" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "k8s.io/kubernetes")
@@ -91,11 +103,11 @@ pause_image() {
   [ -f "$src" ] || { echo "no $src in the k8s.io/kubernetes module" >&2; exit 1; }
   gcc -Os -static -Wall -Werror -DVERSION="v3.10.2-vpn-pbr" -o "$out/context/pause" "$src"
   strip "$out/context/pause"
-  local B=(buildah --root "$out/storage" --runroot "$out/run" --storage-driver vfs)
+  local B=("$ROOT/hack/image/buildah.sh" "$out")
   "${B[@]}" bud --quiet --layers=false --pull=never -t "$PAUSE_IMAGE" -f "$ROOT/hack/node/pause.Containerfile" "$out/context" >&2
   "${B[@]}" push --quiet "$PAUSE_IMAGE" "docker-archive:$out/pause.tar.tmp:$PAUSE_IMAGE" >&2
   "${B[@]}" rmi --all --force >/dev/null 2>&1 || true
-  rm -rf "$out/storage" "$out/run"
+  rm -rf "$out/storage" "$out/run" "$out/host" "$out/tmp"
   mv "$out/pause.tar.tmp" "$out/pause.tar"
 }
 
@@ -303,7 +315,7 @@ up() {
     say "node $(node_ip "$i"): containerd, images, kubelet"
     certs "$i"
     start_containerd "$i"
-    import_images "$i" "$CACHE/node-images/pause.tar" "${IMAGES[@]}"
+    import_images "$i" "$NODE_IMAGES/pause.tar" "${IMAGES[@]}"
     start_kubelet "$i"
   done
   start_controllers
@@ -450,6 +462,7 @@ down() {
 case $cmd in
   up) mkdir -p "$CACHE"; exec 9>"$CACHE/node.lock"; flock 9; up ;;
   load) load ;;
+  packages) binaries_packages ;;
   down) mkdir -p "$CACHE"; exec 9>"$CACHE/node.lock"; flock 9; down ;;
-  *) echo "usage: $0 up|load|down [--dir DIR] [--nodes N] [--owner-pid PID] [--image TAR]..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|load|down|packages [--dir DIR] [--nodes N] [--owner-pid PID] [--image TAR]..." >&2; exit 2 ;;
 esac

@@ -37,9 +37,11 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::repo_root;
 use vpn_pbr_harness::command::run_ok;
-use vpn_pbr_harness::node::{HostState, Images, LocalNodes, NodeLock, PortForward, ProcessFacts};
+use vpn_pbr_harness::node::{
+    HostState, Images, LocalNodes, NodeLock, PortForward, ProcessFacts, host_dirs,
+};
 use vpn_pbr_harness::operator::free_port;
-use vpn_pbr_harness::tools::cache_dir;
+use vpn_pbr_harness::tools::node_dir;
 use vpn_pbr_harness::wait::eventually;
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
@@ -219,7 +221,7 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
     let t0 = Instant::now();
     let repo = repo_root();
     let _lock = NodeLock::acquire()?;
-    let node_dir = cache_dir().join("node");
+    let node_dir = node_dir();
     if let Ok(left) = std::fs::read_to_string("/run/vpn-pbr-node/dir") {
         // Nodes of a run that was killed before it could take them down: restore the host.
         let left = left.trim();
@@ -234,7 +236,14 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
     if Path::new("/run/vpn-pbr-node/dir").exists() {
         anyhow::bail!("local nodes are up already (make node-down first): the test starts its own");
     }
+    // Debian packages first: what they install is not something a run leaves behind.
+    LocalNodes::install_packages(&repo)?;
     let before = HostState::capture(&node_dir)?;
+    let absent: Vec<&str> = host_dirs().filter(|d| !before.dirs.contains(*d)).collect();
+    step(
+        t0,
+        &format!("host captured; absent at start: {}", absent.join(" ")),
+    );
 
     // 1. The images, from the Dockerfile.
     let images = Images::build(&repo)?;

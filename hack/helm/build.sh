@@ -12,6 +12,10 @@ HELM=${HELM_VERSION:-4.3.1}
 CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 OUT=${OUT:-$CACHE/helm/v$HELM}
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+# One build at a time per cache (concurrent runs wait, then find the binary present).
+mkdir -p "$CACHE"
+exec 8>"$CACHE/helm.lock"
+flock 8
 cd "$(dirname "$0")"
 if [ -x "$OUT/helm" ]; then echo "$OUT"; exit 0; fi
 if [ ! -f go.mod ]; then

@@ -9,11 +9,14 @@
 #
 # Cached under $VPN_PBR_CACHE/image (default ~/.cache/vpn-pbr-operator/image): the cargo target
 # directory of the static build, the build context and the tarballs. cargo rebuilds only what
-# changed; buildah runs only when a binary or the Dockerfile changed.
+# changed; buildah runs only when a binary or the Dockerfile changed. IMAGE_DIR moves the
+# buildah state, the stamp and the tarballs elsewhere (hack/first-run.sh builds them again that
+# way) while the static build stays in the cache.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
-DIR=$CACHE/image
+DIR=${IMAGE_DIR:-$CACHE/image}
+BUILD_TARGET=$CACHE/image/target
 TAG=${IMAGE_TAG:-$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml")}
 OPERATOR_IMAGE=vpn-pbr-operator:$TAG
 EMULATOR_IMAGE=vpc-emulator:$TAG
@@ -26,12 +29,12 @@ mkdir -p "$DIR/context"
 triple=$(rustc -vV | sed -n 's/^host: //p')
 start=$SECONDS
 # --target keeps build scripts and proc macros dynamic (RUSTFLAGS apply to the target only).
-(cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$DIR/target" \
+(cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$BUILD_TARGET" \
   cargo build --release --locked --target "$triple" \
     -p vpn-pbr-operator --bin vpn-pbr-operator -p vpc-emulator --bin vpc-emulator >&2)
 echo "static release binaries ($triple) ready in $((SECONDS - start))s" >&2
 for b in vpn-pbr-operator vpc-emulator; do
-  bin=$DIR/target/$triple/release/$b
+  bin=$BUILD_TARGET/$triple/release/$b
   if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
     echo "$bin is dynamically linked; expected a static binary" >&2; exit 1
   fi
@@ -46,8 +49,9 @@ if [ "$(cat "$DIR/images.stamp" 2>/dev/null)" = "$stamp" ] && [ -s "$DIR/vpn-pbr
   echo "images unchanged: $OPERATOR_IMAGE, $EMULATOR_IMAGE" >&2
 else
   start=$SECONDS
-  # A private, daemonless image store under the cache; vfs needs no mounts.
-  B=(buildah --root "$DIR/storage" --runroot "$DIR/run" --storage-driver vfs)
+  # A private, daemonless image store under the cache (vfs needs no mounts); whatever else
+  # buildah writes stays under the cache too (hack/image/buildah.sh).
+  B=("$ROOT/hack/image/buildah.sh" "$DIR")
   for spec in "operator:$OPERATOR_IMAGE:vpn-pbr-operator" "emulator:$EMULATOR_IMAGE:vpc-emulator"; do
     target=${spec%%:*}; rest=${spec#*:}; image=${rest%:*}; file=${rest##*:}
     "${B[@]}" bud --quiet --layers=false --pull=never --build-arg BINARIES=prebuilt \

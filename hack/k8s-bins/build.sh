@@ -6,18 +6,28 @@
 #   hack/k8s-bins/build.sh --node   also kubelet, kube-controller-manager and kube-scheduler
 #                                   (the local node of hack/node.sh), about 5 min each on 2 cores
 #
-# Prints the directory of the binaries.
+# A binary of the tested version the machine already has ($KUBEBUILDER_ASSETS, as envtest uses
+# it, or PATH) is linked into the cache instead (hack/reuse-binary.sh); then no Go toolchain is
+# needed. Prints the directory of the binaries.
 set -euo pipefail
+# shellcheck source=hack/reuse-binary.sh
+. "$(dirname "$0")/../reuse-binary.sh"
 K8S=${K8S_VERSION:-1.37.2}
 STAGING=v0.${K8S#1.}
 CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 OUT=${OUT:-$CACHE/k8s/v$K8S}
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+# One build at a time per cache (concurrent runs wait, then find the binary present).
+mkdir -p "$CACHE"
+exec 8>"$CACHE/k8s-bins.lock"
+flock 8
 cd "$(dirname "$0")"
 BINS="kube-apiserver kubectl"
 [ "${1:-}" = "--node" ] && BINS="$BINS kubelet kube-controller-manager kube-scheduler"
 missing=""
-for b in $BINS; do [ -x "$OUT/$b" ] || missing="$missing $b"; done
+for b in $BINS; do
+  [ -x "$OUT/$b" ] || reuse_binary "$b" "v$K8S" "$OUT" || missing="$missing $b"
+done
 if [ -z "$missing" ]; then echo "$OUT"; exit 0; fi
 if [ ! -f go.mod ]; then
   # One-time generation (committed afterwards): the replace list comes from the tag itself.

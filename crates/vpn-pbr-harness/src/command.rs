@@ -45,3 +45,13 @@ pub fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> Result<String> {
     }
     Ok(out.stdout)
 }
+
+/// A finished process's status and both outputs, for a failure message.
+pub fn describe(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

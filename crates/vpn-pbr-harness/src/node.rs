@@ -80,10 +80,21 @@ pub struct LocalNodes {
 }
 
 impl LocalNodes {
+    /// `hack/node.sh packages`: the Debian packages the nodes and the image builds need, so
+    /// that installing them happens before the host is captured, not during the run.
+    pub fn install_packages(repo: &Path) -> Result<()> {
+        run_ok(
+            Command::new(repo.join("hack/node.sh")).arg("packages"),
+            None,
+        )
+        .context("hack/node.sh packages (installs containerd, runc, buildah, ...)")?;
+        Ok(())
+    }
+
     /// `hack/node.sh up --nodes <nodes>` with `images` imported into every node, owned by this
     /// process.
     pub fn up(repo: &Path, nodes: usize, images: &[&Path]) -> Result<LocalNodes> {
-        let dir = cache_dir().join("node");
+        let dir = crate::tools::node_dir();
         let mut cmd = Command::new(repo.join("hack/node.sh"));
         cmd.args(["up", "--nodes", &nodes.to_string(), "--owner-pid"])
             .arg(std::process::id().to_string())
@@ -442,19 +453,16 @@ const SYSCTLS: [&str; 6] = [
     "kernel/keys/root_maxbytes",
 ];
 
-const HOST_DIRS: [&str; 11] = [
-    "/run/containerd",
-    "/opt/containerd",
-    "/var/run/netns",
-    "/var/lib/cni",
-    "/var/log/containers",
-    "/var/log/pods",
-    "/var/lib/kubelet",
-    "/etc/cni",
-    "/opt/cni",
-    "/usr/libexec/kubernetes",
-    "/etc/kubernetes",
-];
+/// The audited host directories: one list, shared with `hack/node.sh` and `hack/first-run.sh`.
+const HOST_DIRS_FILE: &str = include_str!("../../../hack/host-dirs");
+
+/// The paths of `hack/host-dirs` (comments and blank lines skipped).
+pub fn host_dirs() -> impl Iterator<Item = &'static str> {
+    HOST_DIRS_FILE
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
 
 const NODE_RUN_DIR: &str = "/run/vpn-pbr-node";
 
@@ -488,7 +496,7 @@ impl HostState {
             .filter(|m| {
                 m.starts_with(&node_dir)
                     || m.starts_with(NODE_RUN_DIR)
-                    || HOST_DIRS.iter().any(|d| m.starts_with(d))
+                    || host_dirs().any(|d| m.starts_with(d))
             })
             .collect();
         let mut chains = BTreeSet::new();
@@ -515,10 +523,9 @@ impl HostState {
                 ((*s).to_owned(), v)
             })
             .collect();
-        let dirs = HOST_DIRS
-            .iter()
+        let dirs = host_dirs()
             .filter(|d| Path::new(d).exists())
-            .map(|d| (*d).to_owned())
+            .map(str::to_owned)
             .collect();
         Ok(HostState {
             processes,

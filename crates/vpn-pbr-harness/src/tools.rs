@@ -22,6 +22,12 @@ pub fn cache_dir() -> PathBuf {
         })
 }
 
+/// The local nodes' directory: `VPN_PBR_NODE_DIR` (`hack/first-run.sh` gives a fresh one), or
+/// `node` under the cache.
+pub fn node_dir() -> PathBuf {
+    dir_from_env("VPN_PBR_NODE_DIR", "node")
+}
+
 /// A directory from `var`, or `default` under the cache.
 fn dir_from_env(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var)
