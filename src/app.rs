@@ -245,7 +245,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         )
         .await?;
     } else {
-        runner::run(runtime, shutdown.clone(), config.shutdown_timeout).await;
+        let _ = runner::run(runtime, shutdown.clone(), config.shutdown_timeout).await;
     }
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
@@ -335,6 +335,7 @@ async fn lead_then_run(
         }
     });
     // Cloud changes only while the lease is confirmed ours (see `fence`).
+    let fence_abandoned = fence.clone();
     tokio::spawn(crate::fence::watch_lease_object(
         client,
         namespace.clone(),
@@ -344,15 +345,66 @@ async fn lead_then_run(
         fence,
         run_token.clone(),
     ));
-    runner::run(runtime, run_token, config.shutdown_timeout).await;
-    // Dropping the last receiver (the watcher above holds a clone) makes the lease task release
-    // the lease, so a standby takes over at once instead of when it would have expired.
+    let left_in_flight = runner::run(runtime, run_token, config.shutdown_timeout).await;
     lost_watch.abort();
     let _ = lost_watch.await;
-    drop(leader);
-    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
-        Ok(Ok(Ok(_))) => info!("released the lease"),
-        _ => warn!("could not release the lease; a standby takes it when it expires"),
+    match lease_at_exit(fence_abandoned.abandoned(), left_in_flight) {
+        LeaseAtExit::Release => {
+            // Dropping the last receiver (the watcher above holds a clone) makes the lease task
+            // release the lease, so a standby takes over at once instead of when it expires.
+            drop(leader);
+            match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+                Ok(Ok(Ok(_))) => info!("released the lease"),
+                _ => warn!("could not release the lease; a standby takes it when it expires"),
+            }
+        }
+        LeaseAtExit::LetExpire => {
+            // Stopping the lease task without a release: the Lease stays ours until it expires.
+            lease_task.abort();
+            warn!(
+                left_in_flight,
+                "a cloud request abandoned in flight may still land: the lease is left to expire, not released"
+            );
+        }
     }
     Ok(())
+}
+
+/// What the leader does with its Lease when it stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeaseAtExit {
+    /// Release it: a standby takes over at once.
+    Release,
+    /// Keep it until it expires: a request of ours may still reach the cloud, and a standby
+    /// sending meanwhile could overlap with it.
+    LetExpire,
+}
+
+/// Release only when no request can still land: none was abandoned by the fence and none was
+/// left in flight when the shutdown timeout ended the drain.
+fn lease_at_exit(abandoned_in_flight: bool, left_in_flight: usize) -> LeaseAtExit {
+    if abandoned_in_flight || left_in_flight > 0 {
+        LeaseAtExit::LetExpire
+    } else {
+        LeaseAtExit::Release
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_is_released_only_when_no_request_can_still_land() {
+        let rows = [
+            // (abandoned by the fence, left in flight at the end of the drain, expected)
+            (false, 0, LeaseAtExit::Release),
+            (true, 0, LeaseAtExit::LetExpire),
+            (false, 1, LeaseAtExit::LetExpire),
+            (true, 3, LeaseAtExit::LetExpire),
+        ];
+        for (abandoned, left, want) in rows {
+            assert_eq!(lease_at_exit(abandoned, left), want, "{abandoned} {left}");
+        }
+    }
 }

@@ -12,13 +12,21 @@
 //! included), so every request it makes to the cloud leaves before the deadline. The margin
 //! covers clock skew between nodes and the time a request needs to reach the cloud.
 //!
+//! The deadline is checked where a request really leaves: the client asks the fence through a
+//! send gate (`alicloud_vpc_client::with_send_gate`) after the rate limiter, the credentials and
+//! the signature, just before writing, so a mutation whose deadline passed while it waited is
+//! never sent (a check before the call, or a timer racing the send, could not promise that).
+//!
 //! A fenced mutation fails with code [`FENCED`] and class `Throttled`: the gateway scheduler puts
 //! the job back in its queue and tries again a second later, so a leader that renews again
 //! (a short apiserver hiccup) carries on where it stopped, and one that lost the Lease stops its
 //! controllers when it learns it (`app.rs`). A call abandoned in flight fails as `Transient`:
-//! it may or may not have reached the cloud, so the route reads the truth again.
+//! it may or may not have reached the cloud, so the route reads the truth again. Such a request
+//! may still land after the abandonment, so the fence remembers it ([`Fence::abandoned`]) and
+//! the leader then leaves its Lease to expire instead of releasing it early (`app.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -30,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 use crate::controller::port::{CloudFuture, CloudPort};
-use alicloud_vpc_client::{ApiError, CloudError, ErrorClass};
+use alicloud_vpc_client::{ApiError, CloudError, ErrorClass, NOT_SENT, SendGate, with_send_gate};
 
 /// The code of a mutation refused or abandoned because the Lease may no longer be ours.
 pub const FENCED: &str = "LeaderFenced";
@@ -42,6 +50,8 @@ pub const LEASE_POLL: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct Fence {
     deadline: Arc<watch::Sender<Option<Instant>>>,
+    /// A call was abandoned in flight: its request may still land.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Default for Fence {
@@ -55,7 +65,18 @@ impl Fence {
     pub fn new() -> Self {
         Self {
             deadline: Arc::new(watch::Sender::new(None)),
+            abandoned: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether a mutation was abandoned in flight (it may still reach the cloud).
+    pub fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// Records that a request may still land although its caller gave up on it.
+    pub fn note_abandoned(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
     }
 
     /// The moment mutations stop, if any is set.
@@ -243,14 +264,30 @@ impl CloudPort for FencedCloud {
                     "not sent: the leader lease is not confirmed renewed",
                 ));
             }
-            tokio::select! {
+            let gate = {
+                let fence = self.fence.clone();
+                SendGate::new(move || fence.permits())
+            };
+            let result = tokio::select! {
                 biased;
-                result = self.inner.mutate(scope, mutation) => result,
-                () = self.fence.closed() => Err(fenced(
+                result = with_send_gate(gate, self.inner.mutate(scope, mutation)) => result,
+                () = self.fence.closed() => {
+                    self.fence.note_abandoned();
+                    Err(fenced(
+                        action,
+                        ErrorClass::Transient,
+                        "abandoned: the leader lease was not renewed in time; the change may or may not have been applied",
+                    ))
+                }
+            };
+            match result {
+                // Kept from leaving at the last moment: as safe as refused before the call.
+                Err(e) if e.code() == NOT_SENT => Err(fenced(
                     action,
-                    ErrorClass::Transient,
-                    "abandoned: the leader lease was not renewed in time; the change may or may not have been applied",
+                    ErrorClass::Throttled,
+                    "not sent: the leader lease was not confirmed renewed when the request was due to leave",
                 )),
+                other => other,
             }
         })
     }

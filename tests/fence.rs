@@ -297,3 +297,82 @@ async fn a_leader_cut_off_from_the_apiserver_stops_its_cloud_changes_before_the_
     b.terminate();
     Ok(())
 }
+
+/// A leader stopped (SIGTERM) while a create it sent is still waiting for its answer, past the
+/// shutdown timeout: that request may still land, so the leader leaves its Lease to expire
+/// instead of releasing it (a standby taking a released Lease at once could send meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_a_request_in_flight_leaves_its_lease_to_expire() -> anyhow::Result<()>
+{
+    let cp = plane();
+    let (client, ns) = support::setup("fence-exit").await?;
+    let dir = tempfile::tempdir()?;
+    let emu = start_emulator(&two_gateway_config_yaml(UPDATE_MS, ""), dir.path());
+    // Every create is answered after 12 s (below the client's read timeout).
+    emu.set_faults(&json!({"rate_limit_per_second": null, "rules": [
+        {"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "slow", "delay_ms": 12_000}
+    ]}))
+    .await?;
+    let mut op = Operator::start(OperatorOptions {
+        bin: operator_binary(),
+        kubeconfig: cp.kubeconfig.clone(),
+        namespace: ns.clone(),
+        endpoint: emu.url.clone(),
+        log: dir.path().join("op.log"),
+        args: [
+            "--leader-election",
+            "--lease-name",
+            LEASE,
+            "--lease-namespace",
+            &ns,
+            "--shutdown-timeout",
+            "1s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        envs: vec![("POD_NAME".to_owned(), "op-exit".to_owned())],
+    })?;
+    eventually(
+        Duration::from_secs(60),
+        "op-exit holds the lease",
+        || async { (lease_holder(&client, &ns).await.as_deref() == Some("op-exit")).then_some(()) },
+    )
+    .await?;
+    let r: VpnPbrRoute = serde_json::from_value(json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": "slow"},
+        "spec": {
+            "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-gw-a",
+            "routeSource": "192.168.1.0/24", "routeDest": "10.1.0.0/16",
+            "nextHop": "vco-gw-a-1", "weight": 100, "publishVpc": false
+        }
+    }))?;
+    let routes = Api::<VpnPbrRoute>::namespaced(client.clone(), &ns);
+    routes.create(&PostParams::default(), &r).await?;
+    // The route is taken (finalizer) and its create token stored before the create leaves; the
+    // gateway is idle, so it leaves at once and waits 12 s for its answer.
+    eventually(Duration::from_secs(30), "the route taken", || async {
+        let r = routes.get("slow").await.ok()?;
+        r.metadata
+            .finalizers
+            .is_some_and(|f| !f.is_empty())
+            .then_some(())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    op.terminate();
+    let holder = lease_holder(&client, &ns).await;
+    assert_eq!(
+        holder.as_deref(),
+        Some("op-exit"),
+        "the Lease was released although a create may still land; log:\n{}",
+        op.logs()
+    );
+    assert!(
+        op.logs().contains("left to expire"),
+        "the operator says why it kept the Lease:\n{}",
+        op.logs()
+    );
+    Ok(())
+}

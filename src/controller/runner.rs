@@ -48,8 +48,9 @@ pub struct Runtime {
     pub instance: Option<String>,
 }
 
-/// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight.
-pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
+/// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight; returns how many
+/// were still in flight then (their requests may still land).
+pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) -> usize {
     let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
     let cache = GatewayCache::new(rt.cloud.clone(), wake_tx.clone());
     let scheduler = Scheduler::new(
@@ -155,7 +156,9 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
     while scheduler.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    info!(in_flight = scheduler.in_flight(), "controller stopped");
+    let left = scheduler.in_flight();
+    info!(in_flight = left, "controller stopped");
+    left
 }
 
 /// Drops what the controller never reads from a cached object.

@@ -287,3 +287,90 @@ async fn the_scheduler_keeps_a_fenced_job_queued_and_sends_it_once_the_fence_ope
         sent - opened
     );
 }
+
+/// A cloud whose mutation leaves (like the client: through the send gate) at `release`, the
+/// moment a wait in the rate limiter would end; records what left.
+struct DueAt {
+    release: Instant,
+    sent: AtomicUsize,
+}
+
+impl CloudPort for DueAt {
+    fn list_entries<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn gateway<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
+        Box::pin(async {
+            Err(fenced(
+                "DescribeVpnGateway",
+                ErrorClass::Transient,
+                "unused",
+            ))
+        })
+    }
+    fn mutate<'a>(&'a self, _: &'a Scope, m: &'a Mutation) -> CloudFuture<'a, Accepted> {
+        Box::pin(async move {
+            tokio::time::sleep_until(self.release).await;
+            if !alicloud_vpc_client::send_gate_open() {
+                return Err(CloudError::Api(Box::new(ApiError {
+                    action: m.action(),
+                    http_status: 0,
+                    code: NOT_SENT.to_owned(),
+                    message: "kept by the send gate".to_owned(),
+                    request_id: None,
+                    host_id: None,
+                    recommend: None,
+                    retry_after: None,
+                    class: ErrorClass::Throttled,
+                })));
+            }
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            Ok(Accepted {
+                request_id: Some("rid".into()),
+                entry: None,
+            })
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mutation_due_to_leave_at_the_deadline_is_never_sent() {
+    let fence = Fence::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    fence.open_until(deadline);
+    // The request is due to leave in the very tick the deadline passes (its wait in the rate
+    // limiter ends then): the timer and the send race.
+    let due = Arc::new(DueAt {
+        release: deadline,
+        sent: AtomicUsize::new(0),
+    });
+    let cloud = FencedCloud::new(due.clone(), fence.clone());
+    let result = cloud.mutate(&scope(), &publish(1)).await;
+    assert_eq!(
+        due.sent.load(Ordering::SeqCst),
+        0,
+        "sent after the deadline"
+    );
+    let e = result.expect_err("not sent");
+    assert_eq!(e.code(), FENCED);
+    assert_eq!(
+        e.class(),
+        ErrorClass::Throttled,
+        "never sent, so safe to send again"
+    );
+    assert!(!fence.abandoned(), "nothing was in flight");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_abandoned_in_flight_is_remembered() {
+    let slow = SlowCloud::new(Duration::from_secs(10));
+    let fence = Fence::new();
+    let cloud = FencedCloud::new(slow.clone(), fence.clone());
+    fence.open_until(Instant::now() + Duration::from_secs(3));
+    assert!(!fence.abandoned());
+    cloud
+        .mutate(&scope(), &publish(1))
+        .await
+        .expect_err("abandoned");
+    assert!(fence.abandoned(), "its request may still land");
+}

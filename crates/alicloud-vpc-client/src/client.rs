@@ -386,6 +386,12 @@ impl VpcClient {
             let started = Instant::now();
             let result = self.attempt::<O>(params).await;
             let latency = started.elapsed();
+            // Kept from leaving by the caller's gate: not a call, nothing to count or retry.
+            if let Err(e) = &result
+                && e.code() == crate::NOT_SENT
+            {
+                return Err(e.clone());
+            }
             match result {
                 Ok((response, request_id)) => {
                     shared.limiter.on_success();
@@ -455,6 +461,7 @@ impl VpcClient {
             timestamp: &timestamp,
         };
         let signed = signed_params("POST", &common, params, &credentials);
+        crate::send_gate::check(O::ACTION)?;
         let response = self
             .inner
             .shared

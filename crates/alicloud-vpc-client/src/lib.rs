@@ -37,6 +37,7 @@ mod policy;
 mod rate_limit;
 mod retry;
 pub mod rpc;
+mod send_gate;
 pub use alicloud_signature as signature;
 
 pub use class::ErrorClass;
@@ -54,3 +55,4 @@ pub use rate_limit::{
     Acquire, Priority, RateLimitConfig, RateLimiter, current_priority, with_priority,
 };
 pub use retry::RetryPolicy;
+pub use send_gate::{NOT_SENT, SendGate, send_gate_open, with_send_gate};

@@ -725,3 +725,38 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_closed_send_gate_keeps_the_request_from_leaving() {
+    let (mock, _f, client) = setup().await;
+    mock.fallback(Canned::json(200, r#"{"RequestId":"R"}"#));
+    let (gw, src, dst, hop) = key();
+    let req = DeleteVpnPbrRouteEntryRequest {
+        vpn_gateway_id: gw,
+        route_source: src,
+        route_dest: dst,
+        next_hop: hop,
+        weight: 100,
+        ..Default::default()
+    };
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = {
+        let open = open.clone();
+        SendGate::new(move || open.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let e = with_send_gate(gate.clone(), client.delete_vpn_pbr_route_entry(&req))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), NOT_SENT);
+    assert_eq!(e.class(), ErrorClass::Throttled, "safe to try again later");
+    assert!(
+        mock.requests().is_empty(),
+        "nothing left: {:?}",
+        mock.requests()
+    );
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    with_send_gate(gate, client.delete_vpn_pbr_route_entry(&req))
+        .await
+        .unwrap();
+    assert_eq!(mock.requests().len(), 1, "an open gate lets it leave");
+}
