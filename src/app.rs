@@ -127,9 +127,17 @@ fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFac
         (None, true) => Endpoint::VpcInternal,
         (None, false) => Endpoint::Public,
     };
+    // GetCallerIdentity: --sts-endpoint, else the one --endpoint URL (the emulator answers
+    // both), else the route region's STS endpoint (inside the VPC with the VPC-internal one).
+    let sts_endpoint = match (&config.sts_endpoint, &config.endpoint) {
+        (Some(url), _) | (None, Some(url)) => Endpoint::Url(url.clone()),
+        (None, None) if config.vpc_internal_endpoint => Endpoint::VpcInternal,
+        (None, None) => Endpoint::Public,
+    };
     let defaults = ClientConfig::default();
     let client_config = ClientConfig {
         endpoint,
+        sts_endpoint,
         rate_limit: RateLimitConfig {
             max_rate: config.api_rate,
             ..defaults.rate_limit

@@ -41,8 +41,11 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_VPC_INTERNAL_ENDPOINT", default_value_t = false)]
     pub vpc_internal_endpoint: bool,
 
-    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC). Default: https://sts.aliyuncs.com, or
-    /// the region's endpoint with ALIBABA_CLOUD_STS_REGION.
+    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC) and GetCallerIdentity (the account of
+    /// credentials). Default for RRSA: https://sts.aliyuncs.com, or the region's endpoint with
+    /// ALIBABA_CLOUD_STS_REGION; for GetCallerIdentity: the --endpoint URL when given, else the
+    /// route region's https://sts.<region>.aliyuncs.com (sts-vpc. with
+    /// --vpc-internal-endpoint).
     #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
     pub sts_endpoint: Option<url::Url>,
 
