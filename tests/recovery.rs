@@ -55,6 +55,28 @@ impl Env {
             .expect("create secret");
     }
 
+    /// Gives a wrong cleanup of route `name` on `vpn-gw-a` time to happen, then checks that
+    /// none did: the entry `key` stays, no delete succeeded, the finalizer holds the object.
+    async fn cleanup_waits(&self, name: &str, key: &EntryKey<'_>, why: &str) -> anyhow::Result<()> {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            self.emu.entry("vpn-gw-a", key).await?.is_some(),
+            "{why} the cloud entry stays"
+        );
+        assert_eq!(
+            self.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?,
+            0
+        );
+        let still = self.api.get_opt(name).await?;
+        assert!(
+            still
+                .as_ref()
+                .is_some_and(|r| r.finalizers().iter().any(|f| f == FINALIZER)),
+            "{why} the finalizer holds the object: {still:?}"
+        );
+        Ok(())
+    }
+
     async fn delete_secret(&self, name: &str) {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
         secrets
@@ -283,22 +305,9 @@ async fn secret_deleted_and_no_usable_credentials_says_so() -> anyhow::Result<()
         names_credentials(&note),
         "the warning names the credentials: {note}"
     );
-    // Give a wrong cleanup time to happen: the object must wait, the entry must stay.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let key = EntryKey::new("192.168.31.0/24", "10.31.0.0/16", "vco-gw-a-1");
-    assert!(
-        env.emu.entry("vpn-gw-a", &key).await?.is_some(),
-        "without usable credentials the cloud entry stays"
-    );
-    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
-    let still = env.api.get_opt("r").await?;
-    assert!(
-        still
-            .as_ref()
-            .is_some_and(|r| r.finalizers().iter().any(|f| f == FINALIZER)),
-        "the finalizer holds the object while the entry cannot be deleted: {still:?}"
-    );
-    Ok(())
+    env.cleanup_waits("r", &key, "without usable credentials")
+        .await
 }
 
 #[tokio::test]
@@ -400,21 +409,9 @@ async fn a_tenant_namespace_deleted_leaves_its_entry_to_its_own_account() -> any
         assert!(message.contains(piece), "{piece} in {message}");
     }
     // (No event can tell it: a namespace being deleted takes no new objects.)
-    // Give a wrong cleanup time to happen: the object must wait, the entry must stay.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let key = EntryKey::new("192.168.33.0/24", "10.33.0.0/16", "vco-gw-a-1");
-    assert!(
-        env.emu.entry("vpn-gw-a", &key).await?.is_some(),
-        "the tenant's entry stays in its account"
-    );
-    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
-    let still = env.api.get_opt("r").await?;
-    assert!(
-        still
-            .as_ref()
-            .is_some_and(|r| r.finalizers().iter().any(|f| f == FINALIZER)),
-        "the finalizer holds the object while the entry's account cannot be reached: {still:?}"
-    );
+    env.cleanup_waits("r", &key, "without credentials of the tenant's account")
+        .await?;
 
     // The way out that needs no credentials: keep the entry and let the object go.
     env.patch_spec("r", json!({"deletionPolicy": "Orphan"}))
