@@ -127,13 +127,11 @@ fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFac
         (None, true) => Endpoint::VpcInternal,
         (None, false) => Endpoint::Public,
     };
-    // GetCallerIdentity: --sts-endpoint, else the one --endpoint URL (the emulator answers
-    // both), else the route region's STS endpoint (inside the VPC with the VPC-internal one).
-    let sts_endpoint = match (&config.sts_endpoint, &config.endpoint) {
-        (Some(url), _) | (None, Some(url)) => Endpoint::Url(url.clone()),
-        (None, None) if config.vpc_internal_endpoint => Endpoint::VpcInternal,
-        (None, None) => Endpoint::Public,
-    };
+    let sts_endpoint = crate::config::sts_endpoint(
+        config.sts_endpoint.as_ref(),
+        config.endpoint.as_ref(),
+        config.vpc_internal_endpoint,
+    );
     let defaults = ClientConfig::default();
     let client_config = ClientConfig {
         endpoint,

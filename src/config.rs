@@ -114,6 +114,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
 }
 
+/// Where `GetCallerIdentity` goes: `--sts-endpoint`, else the one `--endpoint` URL (the
+/// emulator answers both), else the route region's STS endpoint (inside the VPC with
+/// `--vpc-internal-endpoint`).
+pub fn sts_endpoint(
+    sts: Option<&url::Url>,
+    endpoint: Option<&url::Url>,
+    vpc_internal: bool,
+) -> alicloud_vpc_client::Endpoint {
+    use alicloud_vpc_client::Endpoint;
+    match (sts, endpoint) {
+        (Some(url), _) | (None, Some(url)) => Endpoint::Url(url.clone()),
+        (None, None) if vpc_internal => Endpoint::VpcInternal,
+        (None, None) => Endpoint::Public,
+    }
+}
+
 impl Config {
     /// Watched namespaces with empty entries dropped.
     pub fn watched_namespaces(&self) -> Vec<String> {
