@@ -79,8 +79,9 @@ impl Accounts {
             Some(Slot::Failed { error, at }) if at.elapsed() < FAILURE_MEMO => {
                 return Ok(Account::Failed(error.clone()));
             }
-            Some(Slot::Asking(rx)) => return Err(rx.clone()),
-            Some(Slot::Failed { .. }) | None => {}
+            // Still asking, unless the call's task ended without an answer (it never should).
+            Some(Slot::Asking(rx)) if rx.has_changed().is_ok() => return Err(rx.clone()),
+            Some(Slot::Asking(_) | Slot::Failed { .. }) | None => {}
         }
         let (done, rx) = watch::channel(());
         slots.insert(key.clone(), Slot::Asking(rx.clone()));

@@ -494,15 +494,9 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     }
     let partner = plan::has_partner(&route.spec, entries);
     match plan::update(&route.spec, entry, facts, partner) {
-        Step::Mutate(mutation) => {
-            if let Some(account) = account_to_record(obs) {
-                d = d.status(Report {
-                    account_id: Some(account),
-                    ..Default::default()
-                });
-            }
-            d.job(JobOp::Submit(mutation)).next(Next::Wake)
-        }
+        Step::Mutate(mutation) => record_account(obs, d)
+            .job(JobOp::Submit(mutation))
+            .next(Next::Wake),
         Step::InSync => in_sync(obs, entry, facts, d, last_request_id),
     }
 }
@@ -519,6 +513,14 @@ fn account_to_record(obs: &Observation<'_>) -> Option<String> {
         .as_ref()
         .and_then(|s| s.account_id.as_deref());
     (recorded != Some(known)).then(|| known.to_owned())
+}
+
+/// Adds the account to record (see [`account_to_record`]) to the decision's status report.
+fn record_account(obs: &Observation<'_>, mut d: Decision) -> Decision {
+    if let Some(account) = account_to_record(obs) {
+        d.status.get_or_insert_with(Report::default).account_id = Some(account);
+    }
+    d
 }
 
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or
@@ -639,16 +641,13 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decis
     {
         Some(t) => {
             // A token status has, without the account (written while it was not known yet).
-            let in_status = obs
+            if obs
                 .route
                 .status
                 .as_ref()
-                .and_then(|s| s.client_token.as_ref());
-            if let (Some(_), Some(account)) = (in_status, account_to_record(obs)) {
-                d.status = Some(Report {
-                    account_id: Some(account),
-                    ..Default::default()
-                });
+                .is_some_and(|s| s.client_token.is_some())
+            {
+                d = record_account(obs, d);
             }
             t
         }
@@ -938,18 +937,11 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             )))
             .next(Next::Wake)
         }
-        Some(entry) => {
-            // The list shows the entry to these credentials: record their account (an entry
-            // made before accounts were recorded), so a later answer can be judged by it.
-            if let Some(account) = account_to_record(obs) {
-                d = d.status(Report {
-                    account_id: Some(account),
-                    ..Default::default()
-                });
-            }
-            d.job(JobOp::Submit(plan::delete(entry, facts)))
-                .next(Next::Wake)
-        }
+        // The list shows the entry to these credentials: their account is recorded (an entry
+        // made before accounts were), so a later answer can be judged by it.
+        Some(entry) => record_account(obs, d)
+            .job(JobOp::Submit(plan::delete(entry, facts)))
+            .next(Next::Wake),
     }
 }
 
