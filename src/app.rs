@@ -127,9 +127,15 @@ fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFac
         (None, true) => Endpoint::VpcInternal,
         (None, false) => Endpoint::Public,
     };
+    let sts_endpoint = crate::config::sts_endpoint(
+        config.sts_endpoint.as_ref(),
+        config.endpoint.as_ref(),
+        config.vpc_internal_endpoint,
+    );
     let defaults = ClientConfig::default();
     let client_config = ClientConfig {
         endpoint,
+        sts_endpoint,
         rate_limit: RateLimitConfig {
             max_rate: config.api_rate,
             ..defaults.rate_limit

@@ -41,8 +41,11 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_VPC_INTERNAL_ENDPOINT", default_value_t = false)]
     pub vpc_internal_endpoint: bool,
 
-    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC). Default: https://sts.aliyuncs.com, or
-    /// the region's endpoint with ALIBABA_CLOUD_STS_REGION.
+    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC) and GetCallerIdentity (the account of
+    /// credentials). Default for RRSA: https://sts.aliyuncs.com, or the region's endpoint with
+    /// ALIBABA_CLOUD_STS_REGION; for GetCallerIdentity: the --endpoint URL when given, else the
+    /// route region's https://sts.<region>.aliyuncs.com (sts-vpc. with
+    /// --vpc-internal-endpoint).
     #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
     pub sts_endpoint: Option<url::Url>,
 
@@ -109,6 +112,22 @@ pub enum LogFormat {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
         .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
+}
+
+/// Where `GetCallerIdentity` goes: `--sts-endpoint`, else the one `--endpoint` URL (the
+/// emulator answers both), else the route region's STS endpoint (inside the VPC with
+/// `--vpc-internal-endpoint`).
+pub fn sts_endpoint(
+    sts: Option<&url::Url>,
+    endpoint: Option<&url::Url>,
+    vpc_internal: bool,
+) -> alicloud_vpc_client::Endpoint {
+    use alicloud_vpc_client::Endpoint;
+    match (sts, endpoint) {
+        (Some(url), _) | (None, Some(url)) => Endpoint::Url(url.clone()),
+        (None, None) if vpc_internal => Endpoint::VpcInternal,
+        (None, None) => Endpoint::Public,
+    }
 }
 
 impl Config {

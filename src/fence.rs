@@ -254,6 +254,10 @@ impl CloudPort for FencedCloud {
         self.inner.gateway(scope)
     }
 
+    fn caller_account<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, String> {
+        self.inner.caller_account(scope)
+    }
+
     fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted> {
         Box::pin(async move {
             let action = mutation.action();

@@ -1,13 +1,15 @@
 //! Recovery from things that happen while a route waits or goes away, with the operator binary
 //! against the real kube-apiserver and the `vpc-emulator` binary: a route paused while its create
 //! is queued behind others on the gateway scheduler, a route whose credentials Secret is deleted
-//! just before it, and a route whose gateway was deleted in the cloud. One control plane for the
+//! just before it, a route whose gateway was deleted in the cloud, and a tenant's route whose
+//! Secret went with its namespace while the operator's own key is of another account. One control plane for the
 //! binary; every test has its own namespace, emulator and operator process.
 
 mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -35,16 +37,44 @@ impl Env {
     /// A Secret `name` holding the emulator's access key, in the format of a route's
     /// `credentialsRef` (README.md, the API table).
     async fn create_key_secret(&self, name: &str) {
+        self.create_secret_of(name, emulator::KEY_ID, emulator::KEY_SECRET)
+            .await;
+    }
+
+    /// A Secret `name` holding the access key `id` with `secret`.
+    async fn create_secret_of(&self, name: &str, id: &str, secret: &str) {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": name},
-            "stringData": {"accessKeyId": emulator::KEY_ID, "accessKeySecret": emulator::KEY_SECRET}
+            "stringData": {"accessKeyId": id, "accessKeySecret": secret}
         }))
         .expect("secret");
         secrets
             .create(&PostParams::default(), &secret)
             .await
             .expect("create secret");
+    }
+
+    /// Gives a wrong cleanup of route `name` on `vpn-gw-a` time to happen, then checks that
+    /// none did: the entry `key` stays, no delete succeeded, the finalizer holds the object.
+    async fn cleanup_waits(&self, name: &str, key: &EntryKey<'_>, why: &str) -> anyhow::Result<()> {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            self.emu.entry("vpn-gw-a", key).await?.is_some(),
+            "{why} the cloud entry stays"
+        );
+        assert_eq!(
+            self.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?,
+            0
+        );
+        let still = self.api.get_opt(name).await?;
+        assert!(
+            still
+                .as_ref()
+                .is_some_and(|r| r.finalizers().iter().any(|f| f == FINALIZER)),
+            "{why} the finalizer holds the object: {still:?}"
+        );
+        Ok(())
     }
 
     async fn delete_secret(&self, name: &str) {
@@ -275,22 +305,9 @@ async fn secret_deleted_and_no_usable_credentials_says_so() -> anyhow::Result<()
         names_credentials(&note),
         "the warning names the credentials: {note}"
     );
-    // Give a wrong cleanup time to happen: the object must wait, the entry must stay.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let key = EntryKey::new("192.168.31.0/24", "10.31.0.0/16", "vco-gw-a-1");
-    assert!(
-        env.emu.entry("vpn-gw-a", &key).await?.is_some(),
-        "without usable credentials the cloud entry stays"
-    );
-    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
-    let still = env.api.get_opt("r").await?;
-    assert!(
-        still
-            .as_ref()
-            .is_some_and(|r| r.finalizers().iter().any(|f| f == FINALIZER)),
-        "the finalizer holds the object while the entry cannot be deleted: {still:?}"
-    );
-    Ok(())
+    env.cleanup_waits("r", &key, "without usable credentials")
+        .await
 }
 
 #[tokio::test]
@@ -323,5 +340,87 @@ async fn gateway_deleted_in_the_cloud_lets_the_route_go() -> anyhow::Result<()> 
     );
     let left = env.emu.gateway_busy_for("vpn-gw-a").await?;
     assert!(left.is_none(), "vpn-gw-a stays deleted: {left:?}");
+    Ok(())
+}
+
+/// The tenant's account: it owns the gateways, and its key is in the route's Secret. The
+/// operator's own key (`emulator::KEY_ID`) is of the emulator's default account.
+const TENANT_ACCOUNT: &str = "5000000000000001";
+const TENANT_KEY: &str = "LTAI-tenant-key";
+const TENANT_SECRET: &str = "tenant-secret-value";
+
+#[tokio::test]
+async fn a_tenant_namespace_deleted_leaves_its_entry_to_its_own_account() -> anyhow::Result<()> {
+    // Both gateways belong to the tenant's account: the operator's own key does not see them
+    // (the emulator answers InvalidVpnGatewayInstanceId.NotFound, as the cloud does).
+    let tenant_key = format!(
+        "  - id: {TENANT_KEY}\n    secret: {TENANT_SECRET}\n    account_id: \"{TENANT_ACCOUNT}\"\n"
+    );
+    let config = emulator::two_gateway_config_yaml(200, &tenant_key).replace(
+        "    update_duration_ms: 200\n",
+        &format!("    update_duration_ms: 200\n    account_id: \"{TENANT_ACCOUNT}\"\n"),
+    );
+    let mut env = Env::start_with("tenantgone", &config, &["--route-secrets", "true"], &[]).await?;
+    env.create_secret_of("tenant-keys", TENANT_KEY, TENANT_SECRET)
+        .await;
+    let mut s = spec("vpn-gw-a", "192.168.33.0/24", "10.33.0.0/16", "vco-gw-a-1");
+    s["credentialsRef"] = json!({"name": "tenant-keys"});
+    env.apply("r", s).await;
+    let ready = env.ready("r").await?;
+    // The entry's account, as GetCallerIdentity tells it for the Secret's key.
+    let ready =
+        if ready.status.as_ref().and_then(|s| s.account_id.as_deref()) == Some(TENANT_ACCOUNT) {
+            ready
+        } else {
+            env.wait_for("r", "status.accountId of the tenant", |r| {
+                r.status.as_ref().and_then(|s| s.account_id.as_deref()) == Some(TENANT_ACCOUNT)
+            })
+            .await?
+        };
+    assert!(ready.finalizers().iter().any(|f| f == FINALIZER));
+
+    // The namespace is deleted: its Secret goes first (as the namespace controller deletes it;
+    // this control plane has none, so the test does its part), and the operator restarts,
+    // losing the copy of the Secret's key it kept; then the route is deleted.
+    env.delete_secret("tenant-keys").await;
+    env.op.restart()?;
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    namespaces
+        .delete(&env.ns, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+    env.delete("r").await;
+    let blocked = env
+        .wait_for("r", "CleanupBlocked naming the tenant's account", |r| {
+            r.metadata.deletion_timestamp.is_some()
+                && condition(r, "Ready").is_some_and(|c| {
+                    c.status == ConditionStatus::False
+                        && c.reason == "CleanupBlocked"
+                        && c.message.contains(&format!("account {TENANT_ACCOUNT}"))
+                })
+        })
+        .await?;
+    let message = &condition(&blocked, "Ready").expect("Ready").message;
+    for piece in [
+        "AccountUnproven",
+        "deletionPolicy: Orphan",
+        "give the operator credentials",
+    ] {
+        assert!(message.contains(piece), "{piece} in {message}");
+    }
+    // (No event can tell it: a namespace being deleted takes no new objects.)
+    let key = EntryKey::new("192.168.33.0/24", "10.33.0.0/16", "vco-gw-a-1");
+    env.cleanup_waits("r", &key, "without credentials of the tenant's account")
+        .await?;
+
+    // The way out that needs no credentials: keep the entry and let the object go.
+    env.patch_spec("r", json!({"deletionPolicy": "Orphan"}))
+        .await;
+    env.gone("r").await?;
+    assert!(
+        env.emu.entry("vpn-gw-a", &key).await?.is_some(),
+        "Orphan leaves the entry"
+    );
+    assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
     Ok(())
 }

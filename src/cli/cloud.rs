@@ -25,8 +25,9 @@ pub struct CloudArgs {
     #[arg(long, env = "VPN_PBR_VPC_INTERNAL_ENDPOINT", default_value_t = false)]
     pub vpc_internal_endpoint: bool,
 
-    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC). Default: https://sts.aliyuncs.com, or
-    /// the region's endpoint with ALIBABA_CLOUD_STS_REGION.
+    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC) and GetCallerIdentity. Default for RRSA:
+    /// https://sts.aliyuncs.com, or the region's endpoint with ALIBABA_CLOUD_STS_REGION; for
+    /// GetCallerIdentity: the --endpoint URL when given, else the region's STS endpoint.
     #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
     pub sts_endpoint: Option<url::Url>,
 
@@ -84,6 +85,11 @@ impl Cloud {
         let defaults = ClientConfig::default();
         let factory = VpcClientFactory::new(ClientConfig {
             endpoint,
+            sts_endpoint: crate::config::sts_endpoint(
+                args.sts_endpoint.as_ref(),
+                args.endpoint.as_ref(),
+                args.vpc_internal_endpoint,
+            ),
             rate_limit: RateLimitConfig {
                 max_rate: args.api_rate,
                 ..defaults.rate_limit

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::accounts::Accounts;
 use super::backoff::Backoffs;
 use super::entries::GatewayCache;
 use super::error::{Error, Result};
@@ -58,6 +59,8 @@ pub struct Context {
     /// The credentials each route last used successfully, for its cleanup when its Secret is
     /// gone (in memory: after a restart the operator's own chain is the fallback).
     pub last_good_credentials: Mutex<HashMap<String, CredentialsHandle>>,
+    /// The account each set of credentials acts for (one STS call per credentials).
+    pub accounts: Accounts,
 }
 
 impl Context {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::error::Error;
+use super::error::{Error, Unproven};
 use super::model::{Entry, GatewayFacts, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
@@ -37,6 +37,27 @@ pub enum CloudRead<'a> {
     },
 }
 
+/// The account the credentials of this reconcile act for (STS `GetCallerIdentity`, asked once
+/// per credentials).
+#[derive(Clone, Copy, Debug)]
+pub enum AccountRead<'a> {
+    /// Not asked: the first decision, before the credentials are known.
+    NotRead,
+    /// Asked, not answered yet (only a cleanup waits for the answer).
+    Pending,
+    Known(&'a str),
+    Failed(&'a Arc<CloudError>),
+}
+
+impl<'a> AccountRead<'a> {
+    fn known(self) -> Option<&'a str> {
+        match self {
+            Self::Known(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
 /// Everything one reconcile knows before it decides.
 #[derive(Clone, Copy, Debug)]
 pub struct Observation<'a> {
@@ -59,6 +80,8 @@ pub struct Observation<'a> {
     /// Why the route's own credentials are not used for this cleanup (its Secret is gone), when
     /// the operator's fall back to others.
     pub credentials_fallback: Option<&'a str>,
+    /// The account of the credentials the reconcile uses.
+    pub account: AccountRead<'a>,
 }
 
 /// What to do with the route's job in the scheduler.
@@ -131,6 +154,8 @@ pub enum Failure {
     },
     /// The cloud refused the create: nothing is in flight, the token goes.
     CreateRefused(Arc<CloudError>),
+    /// A cleanup's answers come from another account than the entry's: they prove nothing.
+    AccountUnproven(Unproven),
 }
 
 impl From<Failure> for Error {
@@ -138,6 +163,7 @@ impl From<Failure> for Error {
         match f {
             Failure::Cloud { op, error } => Error::Cloud { op, source: error },
             Failure::CreateRefused(e) => Error::CreateRefused(e),
+            Failure::AccountUnproven(u) => Error::AccountUnproven(u),
         }
     }
 }
@@ -468,9 +494,33 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     }
     let partner = plan::has_partner(&route.spec, entries);
     match plan::update(&route.spec, entry, facts, partner) {
-        Step::Mutate(mutation) => d.job(JobOp::Submit(mutation)).next(Next::Wake),
+        Step::Mutate(mutation) => record_account(obs, d)
+            .job(JobOp::Submit(mutation))
+            .next(Next::Wake),
         Step::InSync => in_sync(obs, entry, facts, d, last_request_id),
     }
+}
+
+/// The account to record for the entry this object holds (or is about to create), now that a
+/// list with the reconcile's credentials showed it (or the create goes out with them): theirs,
+/// when status does not have it yet. An entry is visible only to its own account, so the list
+/// proves it (entries made before accounts were recorded get theirs here too).
+fn account_to_record(obs: &Observation<'_>) -> Option<String> {
+    let known = obs.account.known()?;
+    let recorded = obs
+        .route
+        .status
+        .as_ref()
+        .and_then(|s| s.account_id.as_deref());
+    (recorded != Some(known)).then(|| known.to_owned())
+}
+
+/// Adds the account to record (see [`account_to_record`]) to the decision's status report.
+fn record_account(obs: &Observation<'_>, mut d: Decision) -> Decision {
+    if let Some(account) = account_to_record(obs) {
+        d.status.get_or_insert_with(Report::default).account_id = Some(account);
+    }
+    d
 }
 
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or
@@ -532,6 +582,7 @@ fn adopt(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decision
         gateway_status: Some(facts.status.clone()),
         adopted: true,
         client_token: Some(None),
+        account_id: account_to_record(obs),
         ..Default::default()
     })
     .job(drop_job(obs.job))
@@ -588,12 +639,25 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decis
         .and_then(|s| s.client_token.clone())
         .or(queued_token)
     {
-        Some(t) => t,
+        Some(t) => {
+            // A token status has, without the account (written while it was not known yet).
+            if obs
+                .route
+                .status
+                .as_ref()
+                .is_some_and(|s| s.client_token.is_some())
+            {
+                d = record_account(obs, d);
+            }
+            t
+        }
         None => {
             let t = obs.new_token.to_owned();
             let mut report = both_false(Reason::Creating, "creating the cloud entry");
             report.entry_absent = true;
             report.client_token = Some(Some(t.clone()));
+            // The create goes out with these credentials: what it makes is in their account.
+            report.account_id = obs.account.known().map(str::to_owned);
             d.status = Some(report);
             t
         }
@@ -626,6 +690,7 @@ fn in_sync(
         gateway_status: Some(facts.status.clone()),
         client_token: Some(None),
         last_request_id: last_request_id.clone(),
+        account_id: account_to_record(obs),
         ..Default::default()
     });
     if let Some(id) = &last_request_id {
@@ -788,13 +853,7 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                     "the cloud entry was not made by this object; left in place".to_owned(),
                 ));
             } else if error.is_gateway_gone() {
-                d.job = Some(JobOp::Drop);
-                return release(d.event(
-                    false,
-                    Reason::Deleted,
-                    "Delete",
-                    format!("gateway gone ({}): nothing left to delete", error.code()),
-                ));
+                return gateway_gone(obs, d, error);
             } else {
                 // The proof could not be had now: retried after the backoff.
                 return d.job(JobOp::Drop).fail(Failure::Cloud {
@@ -804,15 +863,10 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             }
         }
         Some(JobView::Failed { error, .. }) => {
-            d.job = Some(JobOp::Drop);
             if error.is_gateway_gone() {
-                return release(d.event(
-                    false,
-                    Reason::Deleted,
-                    "Delete",
-                    format!("gateway gone ({}): nothing left to delete", error.code()),
-                ));
+                return gateway_gone(obs, d, error);
             }
+            d.job = Some(JobOp::Drop);
             if !error.is_gone() {
                 return d.fail(Failure::Cloud {
                     op: "delete",
@@ -821,17 +875,22 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             }
         }
     }
+    // Credentials of another account than the entry's can neither delete it nor tell
+    // anything about it: nothing is sent with them.
+    let recorded = recorded_account(route);
+    if let (Some(entry), Some(used)) = (recorded, obs.account.known())
+        && entry != used
+    {
+        return d.fail(Failure::AccountUnproven(Unproven {
+            entry_account: Some(entry.to_owned()),
+            used_account: Some(used.to_owned()),
+            answer: None,
+        }));
+    }
     let (facts, entries) = match obs.cloud {
         CloudRead::NotRead => return d.next(Next::Read(Freshness::Recent)),
         CloudRead::Pending => return d.next(Next::Wake),
-        CloudRead::Failed(e) if e.is_gateway_gone() => {
-            return release(d.event(
-                false,
-                Reason::Deleted,
-                "Delete",
-                format!("gateway gone ({}): nothing left to delete", e.code()),
-            ));
-        }
+        CloudRead::Failed(e) if e.is_gateway_gone() => return gateway_gone(obs, d, e),
         CloudRead::Failed(e) => {
             return d.fail(Failure::Cloud {
                 op: "read",
@@ -878,10 +937,58 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             )))
             .next(Next::Wake)
         }
-        Some(entry) => d
+        // The list shows the entry to these credentials: their account is recorded (an entry
+        // made before accounts were), so a later answer can be judged by it.
+        Some(entry) => record_account(obs, d)
             .job(JobOp::Submit(plan::delete(entry, facts)))
             .next(Next::Wake),
     }
+}
+
+fn recorded_account(route: &VpnPbrRoute) -> Option<&str> {
+    route.status.as_ref().and_then(|s| s.account_id.as_deref())
+}
+
+/// A cleanup got a gateway-gone answer (`error`, from its read or its job): the entry went
+/// with its gateway only if the answer came from the entry's account. That is proven when
+/// the credentials act for the account status recorded, or, with none recorded, when they are
+/// the route's own; credentials of another (or an unknown) account prove nothing, and the
+/// cleanup is blocked until someone acts.
+fn gateway_gone(obs: &Observation<'_>, mut d: Decision, error: &Arc<CloudError>) -> Decision {
+    let recorded = recorded_account(obs.route);
+    let proves = match (recorded, obs.account) {
+        // The first decision: the credentials (and their account) are not known yet. A
+        // failed job stays for the decision after the read.
+        (_, AccountRead::NotRead | AccountRead::Pending) => {
+            return d.job(JobOp::Keep).next(Next::Read(Freshness::Recent));
+        }
+        (Some(entry), AccountRead::Known(used)) => entry == used,
+        (None, _) => obs.credentials_fallback.is_none(),
+        (Some(_), AccountRead::Failed(e)) => {
+            // Whose answer it is cannot be told now: asked again after the backoff.
+            return d.job(drop_job(obs.job)).fail(Failure::Cloud {
+                op: "caller identity",
+                error: e.clone(),
+            });
+        }
+    };
+    d.job = Some(drop_job(obs.job));
+    if proves {
+        d.remove_finalizer = true;
+        return d
+            .event(
+                false,
+                Reason::Deleted,
+                "Delete",
+                format!("gateway gone ({}): nothing left to delete", error.code()),
+            )
+            .next(Next::AwaitChange);
+    }
+    d.fail(Failure::AccountUnproven(Unproven {
+        entry_account: recorded.map(str::to_owned),
+        used_account: obs.account.known().map(str::to_owned),
+        answer: Some(error.code().to_owned()),
+    }))
 }
 
 /// The status and the event of a failed reconcile of `route` (the newest copy of it).

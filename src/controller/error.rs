@@ -29,6 +29,51 @@ pub enum Error {
     /// The object lacks something the apiserver always sets (namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    /// A cleanup has only credentials of another account than the entry's (or of one it cannot
+    /// tell): their answers prove nothing about the entry.
+    #[error("{0}")]
+    AccountUnproven(Unproven),
+}
+
+/// Why a cleanup cannot take the answers it has as proof about the entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unproven {
+    /// The account status recorded for the entry, if any.
+    pub entry_account: Option<String>,
+    /// The account of the credentials the cleanup has, if known.
+    pub used_account: Option<String>,
+    /// The cloud's answer that would otherwise end the cleanup (a gateway-gone code).
+    pub answer: Option<String>,
+}
+
+impl std::fmt::Display for Unproven {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let used = match &self.used_account {
+            Some(a) => format!("account {a}"),
+            None => "an account that could not be told".to_owned(),
+        };
+        let answered = self
+            .answer
+            .as_ref()
+            .map(|code| format!(" (they answered {code})"))
+            .unwrap_or_default();
+        match &self.entry_account {
+            Some(entry) => write!(
+                f,
+                "the cloud entry is in account {entry}, and the credentials this cleanup has act \
+                 for {used}, whose answers say nothing about account {entry}{answered}; give the \
+                 operator credentials of account {entry} (a Secret cannot be restored in a \
+                 namespace being deleted)"
+            ),
+            None => write!(
+                f,
+                "the credentials this cleanup has are not the route's own and act for \
+                 {used}{answered}, and the account of the cloud entry was never recorded, so \
+                 that proves nothing about it; give the operator credentials of the entry's \
+                 account (a Secret cannot be restored in a namespace being deleted)"
+            ),
+        }
+    }
 }
 
 impl Error {
@@ -52,7 +97,7 @@ impl Error {
                 _ => Policy::of_class(ErrorClass::Transient),
             },
             Self::Cloud { source, .. } | Self::CreateRefused(source) => source.policy(),
-            Self::Secret { .. } | Self::MissingField(_) => {
+            Self::Secret { .. } | Self::MissingField(_) | Self::AccountUnproven(_) => {
                 Policy::of_class(ErrorClass::NeedsOutsideAction)
             }
         }
@@ -72,6 +117,7 @@ impl Error {
             }
             Self::Secret { .. } => Reason::CredentialsSecretInvalid,
             Self::MissingField(_) => Reason::InvalidObject,
+            Self::AccountUnproven(_) => Reason::AccountUnproven,
         }
     }
 

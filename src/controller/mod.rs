@@ -1,5 +1,6 @@
 //! The VpnPbrRoute controller.
 
+pub mod accounts;
 pub mod backoff;
 pub mod context;
 pub mod decide;

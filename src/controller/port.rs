@@ -17,4 +17,13 @@ pub trait CloudPort: Send + Sync + 'static {
     fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts>;
     /// Sends one mutation.
     fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted>;
+    /// The account the scope's credentials act for (STS `GetCallerIdentity`). Ports that do
+    /// not know accounts (test fakes) say so, and nothing is concluded from their answers.
+    fn caller_account<'a>(&'a self, _scope: &'a Scope) -> CloudFuture<'a, String> {
+        Box::pin(async {
+            Err(CloudError::Config(
+                "this cloud port does not tell the account of credentials".to_owned(),
+            ))
+        })
+    }
 }

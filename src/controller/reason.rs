@@ -29,6 +29,9 @@ pub enum Reason {
     AlreadyExists,
     /// A deletion cannot remove the cloud entry until someone acts (credentials, permissions).
     CleanupBlocked,
+    /// A cleanup has only credentials of another account than the entry's: their answers
+    /// prove nothing about it (the cause under `CleanupBlocked`, and a metrics result).
+    AccountUnproven,
     /// Events of changes the operator made or found.
     Created,
     Updated,
@@ -46,7 +49,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    const NAMED: [Reason; 18] = [
+    const NAMED: [Reason; 19] = [
         Reason::PublishConflict,
         Reason::AlreadyExists,
         Reason::Available,
@@ -58,6 +61,7 @@ impl Reason {
         Reason::NotFound,
         Reason::Drift,
         Reason::CleanupBlocked,
+        Reason::AccountUnproven,
         Reason::Created,
         Reason::Updated,
         Reason::Adopted,
@@ -81,6 +85,7 @@ impl Reason {
             Self::Drift => "Drift",
             Self::AlreadyExists => "AlreadyExists",
             Self::CleanupBlocked => "CleanupBlocked",
+            Self::AccountUnproven => "AccountUnproven",
             Self::Created => "Created",
             Self::Updated => "Updated",
             Self::Adopted => "Adopted",

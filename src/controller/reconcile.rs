@@ -11,8 +11,9 @@ use kube::runtime::reflector::ObjectRef;
 use rand::Rng;
 use tracing::{debug, warn};
 
+use super::accounts::Account;
 use super::context::Context;
-use super::decide::{self, CloudRead, Decision, Freshness, JobOp, Next, Observation};
+use super::decide::{self, AccountRead, CloudRead, Decision, Freshness, JobOp, Next, Observation};
 use super::entries::Read;
 use super::error::{Error, Result};
 use super::model::Scope;
@@ -115,6 +116,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         cloud: CloudRead::NotRead,
         new_token: &new_token,
         credentials_fallback: None,
+        account: AccountRead::NotRead,
     });
     let read_wanted = match first.next {
         Some(Next::Read(fresh)) => Some(fresh),
@@ -125,11 +127,18 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         return Ok(done.unwrap_or_else(Action::await_change));
     };
 
-    let (scope, fallback) = if route.metadata.deletion_timestamp.is_some() {
+    let deleting = route.metadata.deletion_timestamp.is_some();
+    let (scope, fallback) = if deleting {
         ctx.cleanup_scope(&route, &key).await?
     } else {
         (ctx.scope(&route).await?, None)
     };
+    // A cleanup needs the account to judge the answers it gets; otherwise it is only recorded,
+    // and a route does not wait long for it (one call per credentials, then known).
+    let account = ctx
+        .accounts
+        .lookup(&scope, (!deleting).then_some(FIRST_READ_WAIT))
+        .await;
     let mut read = read_gateway(ctx, &scope, &owner, fresh);
     if matches!(read, Read::Pending) && ctx.cache.await_first_read(&scope, FIRST_READ_WAIT).await {
         if changed_meanwhile(&route, ctx).await? {
@@ -155,6 +164,11 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         },
         new_token: &new_token,
         credentials_fallback: fallback.as_deref(),
+        account: match &account {
+            Account::Known(a) => AccountRead::Known(a),
+            Account::Failed(e) => AccountRead::Failed(e),
+            Account::Pending => AccountRead::Pending,
+        },
     });
     if second.credentials_worked {
         ctx.credentials_worked(&key, &scope.credentials);

@@ -15,6 +15,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::accounts::Accounts;
 use super::backoff::Backoffs;
 use super::context::{Context, Settings};
 use super::duplicates::{ClaimCache, ClaimIndex};
@@ -119,6 +120,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) -> u
         verified: super::verified::Verified::default(),
         default_credentials: rt.default_credentials.clone(),
         last_good_credentials: Default::default(),
+        accounts: Accounts::new(rt.cloud.clone()),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.

@@ -50,6 +50,8 @@ pub struct Report {
     /// Only observed (`ObserveOnly`): a createTime it did not have is not added, since it is
     /// what makes an entry the object's (decide.rs `owns_entry`).
     pub observed_only: bool,
+    /// The account whose credentials listed the object's entry: record it.
+    pub account_id: Option<String>,
 }
 
 /// Epoch milliseconds as RFC 3339 with milliseconds, UTC.
@@ -120,6 +122,10 @@ pub fn build(
         s.observed = None;
         s.adopted = None;
         s.adopted_at = None;
+        s.account_id = None;
+    }
+    if let Some(a) = report.account_id {
+        s.account_id = Some(a);
     }
     if let Some(g) = report.gateway_status {
         s.gateway_status = Some(g.as_str().to_owned());

@@ -93,6 +93,13 @@ impl CloudPort for VpcPort {
         })
     }
 
+    fn caller_account<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, String> {
+        Box::pin(async move {
+            let who = self.client(scope)?.get_caller_identity().await?;
+            Ok(who.account_id)
+        })
+    }
+
     fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted> {
         Box::pin(async move {
             let client = self.client(scope)?;

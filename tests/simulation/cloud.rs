@@ -520,6 +520,11 @@ fn accepted(
 }
 
 impl CloudPort for SimCloud {
+    /// Every key of the simulation acts for the emulator's one (default) account.
+    fn caller_account<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, String> {
+        Box::pin(async { Ok(vpc_emulator::config::DEFAULT_ACCOUNT_ID.to_owned()) })
+    }
+
     fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
         Box::pin(async move {
             let mut p = BTreeMap::new();

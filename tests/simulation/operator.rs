@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use vpn_pbr_operator::controller::accounts::Accounts;
 use vpn_pbr_operator::controller::backoff::Backoffs;
 use vpn_pbr_operator::controller::context::{Context, Settings};
 use vpn_pbr_operator::controller::entries::GatewayCache;
@@ -80,6 +81,7 @@ impl Operator {
         let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
         let cancel = CancellationToken::new();
         let cache = GatewayCache::new(cloud.clone(), wake_tx.clone());
+        let accounts = Accounts::new(cloud.clone());
         let scheduler = Scheduler::new(
             cloud,
             cache.clone(),
@@ -107,6 +109,7 @@ impl Operator {
                 "sim-secret",
             ))),
             last_good_credentials: Default::default(),
+            accounts,
         });
         sim.trace(format!("operator #{epoch} starts"));
         let task = tokio::spawn(control_loop(sim.clone(), ctx, triggers_rx, wake_rx));

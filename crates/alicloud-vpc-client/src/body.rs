@@ -235,6 +235,13 @@ pub(crate) mod de {
         }
     }
 
+    /// A required, non-empty string (a JSON number is taken as its digits: account IDs).
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        opt_string(d)?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| D::Error::custom("expected a non-empty string"))
+    }
+
     /// A list the cloud wraps in an object (`{"VpnPbrRouteEntry": [...]}`); accepts a missing or
     /// empty wrapper, a one-item list given as an object (XML), and a bare array.
     pub fn wrapped_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>

@@ -16,8 +16,7 @@ use super::operations::*;
 use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority};
 use super::retry::RetryPolicy;
 use super::rpc::{
-    CommonParams, VPC_API_VERSION, encode_form, parse_response, retry_after_from_headers,
-    signed_params,
+    CommonParams, encode_form, parse_response, retry_after_from_headers, signed_params,
 };
 use crate::class::ErrorClass;
 use crate::error::CloudError;
@@ -38,6 +37,8 @@ const LIST_PASSES: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub endpoint: Endpoint,
+    /// Where the STS calls (`GetCallerIdentity`) go: the region's STS endpoint by default.
+    pub sts_endpoint: Endpoint,
     pub connect_timeout: Duration,
     /// Longest wait for each read from the socket.
     pub read_timeout: Duration,
@@ -52,6 +53,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             endpoint: Endpoint::Public,
+            sts_endpoint: Endpoint::Public,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(30),
@@ -141,11 +143,13 @@ impl VpcClientFactory {
         credentials: Arc<dyn CredentialsProvider>,
     ) -> Result<VpcClient, CloudError> {
         let url = self.shared.config.endpoint.url_for(region)?;
+        let sts_url = self.shared.config.sts_endpoint.sts_url_for(region)?;
         Ok(VpcClient {
             inner: Arc::new(ClientInner {
                 shared: self.shared.clone(),
                 region: region.to_owned(),
                 url,
+                sts_url,
                 credentials,
             }),
         })
@@ -156,6 +160,8 @@ struct ClientInner {
     shared: Arc<Shared>,
     region: String,
     url: Url,
+    /// The region's STS endpoint (`GetCallerIdentity`).
+    sts_url: Url,
     credentials: Arc<dyn CredentialsProvider>,
 }
 
@@ -294,6 +300,13 @@ impl VpcClient {
         self.call(req).await
     }
 
+    /// STS `GetCallerIdentity`: the account these credentials act for (the one whose
+    /// gateways they see) and who they are. Sent to the STS endpoint; the account of a key
+    /// never changes, so callers may keep the answer per key.
+    pub async fn get_caller_identity(&self) -> Result<GetCallerIdentityResponse, CloudError> {
+        self.call(&GetCallerIdentityRequest::default()).await
+    }
+
     /// Sends `req` with `DryRun=true`: the cloud checks everything it would check for the real
     /// call (parameters, permissions, quota, next hop, conflicts) and changes nothing.
     /// `Ok(DryRunPassed)` means the call would have succeeded (the cloud's HTTP 400
@@ -328,15 +341,17 @@ impl VpcClient {
         self.dry_run(req).await
     }
 
-    /// Runs any [`Operation`]: adds `RegionId` and (for mutations without one) a `ClientToken`,
-    /// then signs, sends, retries what is safe and classifies the answer. At the rate limiter a
+    /// Runs any [`Operation`]: adds `RegionId` (VPC operations) and (for mutations without one)
+    /// a `ClientToken`, then signs, sends, retries what is safe and classifies the answer. At the rate limiter a
     /// mutation is [`Priority::Mutation`] and a read takes the class of the enclosing
     /// [`with_priority`](crate::with_priority), else [`Priority::Progress`].
     pub async fn call<O: Operation>(&self, req: &O) -> Result<O::Response, CloudError> {
         let mut params = to_params(req)?;
-        params
-            .entry("RegionId".to_owned())
-            .or_insert_with(|| self.inner.region.clone());
+        if O::API == Api::Vpc {
+            params
+                .entry("RegionId".to_owned())
+                .or_insert_with(|| self.inner.region.clone());
+        }
         if O::MUTATING {
             // One token for every attempt of this call makes retrying a mutation safe.
             params
@@ -456,17 +471,21 @@ impl VpcClient {
             .to_string();
         let common = CommonParams {
             action: O::ACTION,
-            version: VPC_API_VERSION,
+            version: O::API.version(),
             nonce: &nonce,
             timestamp: &timestamp,
         };
         let signed = signed_params("POST", &common, params, &credentials);
+        let url = match O::API {
+            Api::Vpc => &self.inner.url,
+            Api::Sts => &self.inner.sts_url,
+        };
         crate::send_gate::check(O::ACTION)?;
         let response = self
             .inner
             .shared
             .http
-            .post(self.inner.url.clone())
+            .post(url.clone())
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
             .body(encode_form(&signed))

@@ -1,25 +1,35 @@
-//! Where the VPC API lives: the public regional endpoint, the VPC-internal one, or an explicit
-//! URL (the emulator, a proxy).
+//! Where an API lives: the public regional endpoint, the VPC-internal one, or an explicit URL
+//! (the emulator, a proxy). One setting for VPC and one for STS.
 
 use url::Url;
 
 use super::error::CloudError;
 
-/// How to reach the VPC API.
+/// How to reach an API (VPC or STS).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `https://vpc.<region>.aliyuncs.com`.
+    /// `https://vpc.<region>.aliyuncs.com` (STS: `https://sts.<region>.aliyuncs.com`).
     #[default]
     Public,
-    /// `https://vpc-vpc.<region>.aliyuncs.com`, reachable only from inside a VPC.
+    /// `https://vpc-vpc.<region>.aliyuncs.com` (STS: `https://sts-vpc.<region>.aliyuncs.com`),
+    /// reachable only from inside a VPC.
     VpcInternal,
     /// This URL for every region; plain `http` is allowed (the emulator).
     Url(Url),
 }
 
 impl Endpoint {
-    /// The base URL for a region.
+    /// The base URL of the VPC API for a region.
     pub fn url_for(&self, region: &str) -> Result<Url, CloudError> {
+        self.product_url("vpc", region)
+    }
+
+    /// The base URL of the STS API for a region (STS has an endpoint in every region).
+    pub fn sts_url_for(&self, region: &str) -> Result<Url, CloudError> {
+        self.product_url("sts", region)
+    }
+
+    fn product_url(&self, product: &str, region: &str) -> Result<Url, CloudError> {
         // The region becomes part of a host name, so only its documented alphabet is allowed.
         let valid = !region.is_empty()
             && region.len() <= 64
@@ -30,8 +40,8 @@ impl Endpoint {
             return Err(CloudError::InvalidRegion(region.to_owned()));
         }
         let text = match self {
-            Self::Public => format!("https://vpc.{region}.aliyuncs.com/"),
-            Self::VpcInternal => format!("https://vpc-vpc.{region}.aliyuncs.com/"),
+            Self::Public => format!("https://{product}.{region}.aliyuncs.com/"),
+            Self::VpcInternal => format!("https://{product}-vpc.{region}.aliyuncs.com/"),
             Self::Url(url) => return Ok(url.clone()),
         };
         Url::parse(&text).map_err(|e| CloudError::Config(format!("endpoint {text}: {e}")))
@@ -70,6 +80,24 @@ mod tests {
         let emu = Endpoint::from_url("http://127.0.0.1:8080").unwrap();
         assert_eq!(
             emu.url_for("cn-hangzhou").unwrap().as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            Endpoint::Public
+                .sts_url_for("cn-hangzhou")
+                .unwrap()
+                .as_str(),
+            "https://sts.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            Endpoint::VpcInternal
+                .sts_url_for("cn-hangzhou")
+                .unwrap()
+                .as_str(),
+            "https://sts-vpc.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            emu.sts_url_for("cn-hangzhou").unwrap().as_str(),
             "http://127.0.0.1:8080/"
         );
         let e = Endpoint::Public.url_for("evil.com/x").unwrap_err();

@@ -15,7 +15,26 @@ pub trait Operation: Serialize {
     const ACTION: &'static str;
     /// Mutations are retried only with a `ClientToken`, which the client guarantees.
     const MUTATING: bool;
+    /// The product the operation belongs to (where it is sent, and its version).
+    const API: Api = Api::Vpc;
     type Response: serde::de::DeserializeOwned;
+}
+
+/// The product of an operation: VPC (regional, takes `RegionId`) or STS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Vpc,
+    Sts,
+}
+
+impl Api {
+    /// The `Version` parameter of the product's RPC API.
+    pub fn version(self) -> &'static str {
+        match self {
+            Self::Vpc => crate::rpc::VPC_API_VERSION,
+            Self::Sts => crate::rpc::STS_API_VERSION,
+        }
+    }
 }
 
 macro_rules! operation {
@@ -452,3 +471,38 @@ operation!(
     false,
     DescribeVpnConnectionResponse
 );
+
+/// STS `GetCallerIdentity`: who the credentials are and which account they act for. It takes
+/// no parameters and needs no RAM permission (its API page).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GetCallerIdentityRequest {}
+
+/// Answer of `GetCallerIdentity`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetCallerIdentityResponse {
+    pub request_id: String,
+    /// The Alibaba Cloud account the credentials act for: the one whose resources they see.
+    #[serde(deserialize_with = "de::string")]
+    pub account_id: String,
+    /// `Account`, `RAMUser` or `AssumedRoleUser`.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub identity_type: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub arn: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub principal_id: Option<String>,
+    /// The account's or the RAM user's ID (not for a role).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub user_id: Option<String>,
+    /// The RAM role's ID (only for a role).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub role_id: Option<String>,
+}
+
+impl Operation for GetCallerIdentityRequest {
+    const ACTION: &'static str = "GetCallerIdentity";
+    const MUTATING: bool = false;
+    const API: Api = Api::Sts;
+    type Response = GetCallerIdentityResponse;
+}

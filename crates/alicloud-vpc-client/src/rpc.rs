@@ -15,6 +15,8 @@ use alicloud_signature::{percent_encode, sign_v1};
 
 /// API version of the VPC operations.
 pub const VPC_API_VERSION: &str = "2016-04-28";
+/// API version of the STS operations.
+pub const STS_API_VERSION: &str = "2015-04-01";
 
 /// The per-request common parameters that are not credentials.
 #[derive(Debug, Clone, Copy)]

@@ -346,6 +346,70 @@ async fn every_operation_sends_its_parameters() {
 }
 
 #[tokio::test]
+async fn get_caller_identity_goes_to_sts_signed_and_names_the_account() {
+    let (vpc, vpc_url) = serve().await;
+    let (sts, sts_url) = serve().await;
+    let factory = VpcClientFactory::new(ClientConfig {
+        sts_endpoint: Endpoint::from_url(&sts_url).unwrap(),
+        ..config(&vpc_url)
+    })
+    .unwrap();
+    let client = factory.client("cn-hangzhou", creds()).unwrap();
+    // The API page's sample answer; the account ID may also come as a number.
+    sts.push(Canned::json(
+        200,
+        r#"{"IdentityType":"RAMUser","AccountId":"1968132000123456","RequestId":"RS","PrincipalId":"288774244375212","UserId":"216959339000123","Arn":"acs:ram::1968132000123456:user/admin"}"#,
+    ));
+    sts.push(Canned::json(
+        200,
+        r#"{"IdentityType":"AssumedRoleUser","AccountId":1968132000123457,"RequestId":"RT","RoleId":"3353762008299","Arn":"acs:ram::1968132000123457:assumed-role/r/s"}"#,
+    ));
+    let who = client.get_caller_identity().await.unwrap();
+    assert_eq!(who.account_id, "1968132000123456");
+    assert_eq!(who.identity_type.as_deref(), Some("RAMUser"));
+    assert_eq!(
+        who.arn.as_deref(),
+        Some("acs:ram::1968132000123456:user/admin")
+    );
+    assert_eq!(who.request_id, "RS");
+    let role = client.get_caller_identity().await.unwrap();
+    assert_eq!(role.account_id, "1968132000123457");
+    assert_eq!(role.role_id.as_deref(), Some("3353762008299"));
+
+    assert!(
+        vpc.requests().is_empty(),
+        "nothing went to the VPC endpoint"
+    );
+    let reqs = sts.requests();
+    assert_eq!(reqs.len(), 2);
+    let f = &reqs[0].form;
+    for (k, v) in [
+        ("Action", "GetCallerIdentity"),
+        ("Version", "2015-04-01"),
+        ("Format", "JSON"),
+        ("AccessKeyId", "AKID"),
+        ("SecurityToken", "sts-token"),
+    ] {
+        assert_eq!(f.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    assert!(!f.contains_key("RegionId"), "STS takes no RegionId: {f:?}");
+    let mut unsigned = f.clone();
+    let sig = unsigned.remove("Signature").unwrap();
+    assert_eq!(sign_v1("the-secret", "POST", &unsigned), sig);
+
+    // A refusal is a classified CloudError; an answer without an account is malformed.
+    sts.push(Canned::json(
+        404,
+        r#"{"RequestId":"RE","Code":"InvalidAccessKeyId.NotFound","Message":"Specified access key is not found."}"#,
+    ));
+    let e = client.get_caller_identity().await.unwrap_err();
+    assert_eq!(e.code(), "InvalidAccessKeyId.NotFound");
+    sts.fallback(Canned::json(200, r#"{"RequestId":"RX","AccountId":""}"#));
+    let e = client.get_caller_identity().await.unwrap_err();
+    assert_eq!(e.code(), "MalformedResponse", "{e}");
+}
+
+#[tokio::test]
 async fn reads_retry_transient_failures_with_fresh_nonces() {
     let (mock, url) = serve().await;
     let calls = Arc::new(Mutex::new(Vec::<(String, String, u32)>::new()));

@@ -63,6 +63,7 @@ async fn state(State(emu): State<Arc<Emulator>>) -> Reply {
                 "StatusUntil": g.status_until_ms,
                 "Visibility": st.world.visibility_of(g),
                 "DualTunnel": g.dual_tunnel,
+                "AccountId": g.account_id,
                 "Entries": g.entries.iter().map(entry_json).collect::<Vec<_>>(),
                 "PendingChanges": g.pending.iter().map(change_json).collect::<Vec<_>>(),
             })

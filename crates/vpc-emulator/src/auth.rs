@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use http::HeaderMap;
 
-use super::actions::ACTIONS;
+use super::actions::{ACTIONS, VPC_VERSION};
+use super::config::DEFAULT_ACCOUNT_ID;
 use super::error::{ApiError, ForbiddenCode};
 use alicloud_signature::{
     V3Request, sha256_hex, sign_v1, sign_v3, string_to_sign_v1, string_to_sign_v3,
@@ -22,17 +23,44 @@ pub struct KeyEntry {
     pub allowed_actions: Option<Vec<String>>,
     /// The code a refused action gets.
     pub forbidden_code: ForbiddenCode,
+    /// The account the key acts for: it sees only this account's gateways.
+    pub account_id: String,
+    /// Who the key is, as `GetCallerIdentity` tells it.
+    pub principal: Principal,
+}
+
+/// The identity behind a key (`GetCallerIdentity`'s `IdentityType` and the fields it brings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A configured key: a RAM user of its account, named after the key (our choice).
+    RamUser { name: String },
+    /// Temporary keys of `AssumeRoleWithOIDC`: a session of the role.
+    AssumedRole {
+        role_arn: String,
+        role_id: String,
+        session: String,
+    },
 }
 
 impl KeyEntry {
-    /// A key without a policy (every action allowed).
-    pub fn new(secret: String, security_token: Option<String>, expires_ms: Option<u64>) -> Self {
+    /// A key of the default account, without a policy (every action allowed), a RAM user
+    /// named `user`.
+    pub fn new(
+        secret: String,
+        security_token: Option<String>,
+        expires_ms: Option<u64>,
+        user: &str,
+    ) -> Self {
         Self {
             secret,
             security_token,
             expires_ms,
             allowed_actions: None,
             forbidden_code: ForbiddenCode::Forbidden,
+            account_id: DEFAULT_ACCOUNT_ID.to_owned(),
+            principal: Principal::RamUser {
+                name: user.to_owned(),
+            },
         }
     }
 
@@ -64,7 +92,7 @@ pub fn pattern_matches(pattern: &str, action: &str) -> bool {
 pub fn pattern_is_known(pattern: &str) -> bool {
     ACTIONS
         .iter()
-        .filter(|(a, _)| *a != "AssumeRoleWithOIDC")
+        .filter(|(_, version)| *version == VPC_VERSION)
         .any(|(a, _)| pattern_matches(pattern, a))
 }
 
@@ -342,7 +370,10 @@ mod tests {
 
     fn keys() -> KeyStore {
         let mut k = KeyStore::default();
-        k.insert("ak".into(), KeyEntry::new("secret".into(), None, None));
+        k.insert(
+            "ak".into(),
+            KeyEntry::new("secret".into(), None, None, "ak"),
+        );
         k
     }
 
@@ -403,7 +434,7 @@ mod tests {
             ),
         ];
         for (allowed, code, action, want) in table {
-            let mut key = KeyEntry::new("s".into(), None, None);
+            let mut key = KeyEntry::new("s".into(), None, None, "k");
             key.allowed_actions = allowed.clone();
             key.forbidden_code = *code;
             match (key.authorize(action), want) {

@@ -33,6 +33,26 @@ pub enum DualTunnelWeightChange {
 /// Base statuses a gateway can be configured or put in (`updating` is derived).
 pub const BASE_STATUSES: &[&str] = &["active", "init", "provisioning", "deleting"];
 
+/// The account of a key, gateway or role that names none: one account for a config that does
+/// not care about accounts.
+pub const DEFAULT_ACCOUNT_ID: &str = "1234567890123456";
+
+/// Whether `id` looks like an Alibaba Cloud account ID: decimal digits (the cloud's are 16).
+pub fn is_account_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The account of a RAM ARN (`acs:ram::<account>:role/<name>`), if it names one.
+pub fn account_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("acs"), Some("ram"), Some(_), Some(account)) if is_account_id(account) => {
+            Some(account)
+        }
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -110,6 +130,10 @@ pub struct AccessKeyConfig {
     /// The code of that 403: `Forbidden` or `Forbbiden.SubUser`.
     #[serde(default)]
     pub forbidden_code: ForbiddenCode,
+    /// The account the key belongs to (a RAM user of it): the key sees only this account's
+    /// gateways, and `GetCallerIdentity` answers it. Default [`DEFAULT_ACCOUNT_ID`].
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -160,6 +184,10 @@ pub struct GatewayConfig {
     pub disaster_recovery_internet_ip: Option<String>,
     #[serde(default)]
     pub disaster_recovery_vswitch_id: Option<String>,
+    /// The account that owns the gateway; keys of other accounts do not see it. Default
+    /// [`DEFAULT_ACCOUNT_ID`].
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 fn default_status() -> String {
@@ -261,6 +289,22 @@ impl Config {
                 ));
             }
         }
+        let accounts = self
+            .access_keys
+            .iter()
+            .map(|k| (format!("access key {}", k.id), &k.account_id))
+            .chain(
+                self.vpn_gateways
+                    .iter()
+                    .map(|g| (format!("gateway {}", g.id), &g.account_id)),
+            );
+        for (owner, account) in accounts {
+            if let Some(a) = account.as_deref().filter(|a| !is_account_id(a)) {
+                return bad(format!(
+                    "{owner}: account_id {a:?} is not an account ID (decimal digits)"
+                ));
+            }
+        }
         let policies = self
             .access_keys
             .iter()
@@ -327,6 +371,14 @@ mod tests {
                 Err("forbidden_code"),
             ),
             (
+                "access_keys:\n  - {id: k, secret: s, account_id: \"2222222222222222\"}\n",
+                Ok(()),
+            ),
+            (
+                "access_keys:\n  - {id: k, secret: s, account_id: tenant-a}\n",
+                Err("access key k: account_id \"tenant-a\""),
+            ),
+            (
                 "faults:\n  rules: [{action: DescribeVpnGateway, rate: 0.1, kind: busy}]\n",
                 Err("only to mutations"),
             ),
@@ -347,6 +399,11 @@ mod tests {
                 (got, want) => panic!("{extra}: got {got:?}, want {want:?}"),
             }
         }
+        assert_eq!(
+            account_of_arn("acs:ram::2222222222222222:role/operator"),
+            Some("2222222222222222")
+        );
+        assert_eq!(account_of_arn("acs:ram::*:role/operator"), None);
         for (status, ok) in [
             ("deleting", true),
             ("provisioning", true),

@@ -1,6 +1,7 @@
 //! `vpc-emulator`: a local, stateful stand-in for the Alibaba Cloud VPC endpoint (and the
-//! STS `AssumeRoleWithOIDC` call) that the official SDKs cannot tell apart from the real
-//! one for the operations this operator uses. See `docs/emulator.md`.
+//! STS `AssumeRoleWithOIDC` and `GetCallerIdentity` calls) that the official SDKs cannot tell
+//! apart from the real one for the operations this operator uses, with several accounts (each
+//! key acts for one; it sees only that account's gateways). See `docs/emulator.md`.
 //!
 //! Layout: pure logic in [`world`] (entities, rules, state machine), [`ops`] (operations),
 //! [`auth`] (signatures, timestamps, nonces), [`faults`], [`idempotency`], [`params`],

@@ -7,8 +7,8 @@ use super::error::ApiError;
 use super::idempotency::{Lookup, TokenStore};
 use super::params::Params;
 use super::world::{
-    Connection, CreateEntry, DUAL_TUNNEL_WEIGHT, EntrySelector, Gateway, PbrEntry, Publish,
-    RouteKey, Visibility, World,
+    Connection, CreateEntry, DEFAULT_ACCOUNT_ID, DUAL_TUNNEL_WEIGHT, EntrySelector, Gateway,
+    PbrEntry, Publish, RouteKey, Visibility, World,
 };
 
 pub use crate::actions::{ACTIONS, MUTATIONS, STS_VERSION, VPC_VERSION, is_mutation, known_action};
@@ -37,16 +37,29 @@ impl Outcome {
     }
 }
 
-/// Runs a VPC action. `action` must be one of [`ACTIONS`] except STS.
+/// Runs a VPC action as a key of the default account (which sees every gateway of a config
+/// that names no accounts).
 pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiError> {
+    run_as(DEFAULT_ACCOUNT_ID, action, p, st, now_ms)
+}
+
+/// Runs a VPC action as a key of `account`: gateways (with their routes and connections) of
+/// other accounts do not exist for it. `action` must be one of [`ACTIONS`] except STS.
+pub fn run_as(
+    account: &str,
+    action: &str,
+    p: &Params,
+    st: &mut EmuState,
+    now_ms: u64,
+) -> Result<Outcome, ApiError> {
     st.world.settle(now_ms);
     match action {
-        "CreateVpnPbrRouteEntry" => create(p, st, now_ms),
+        "CreateVpnPbrRouteEntry" => create(account, p, st, now_ms),
         "DeleteVpnPbrRouteEntry" => {
             let region = p.required("RegionId")?;
             let sel = selector(p)?;
-            mutate(action, p, st, |w| {
-                w.delete_entry(region, &sel, now_ms)?;
+            mutate(account, action, p, st, |w| {
+                w.delete_entry(account, region, &sel, now_ms)?;
                 Ok(json!({}))
             })
         }
@@ -54,8 +67,8 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
             let region = p.required("RegionId")?;
             let sel = selector(p)?;
             let new_weight = p.required_int("NewWeight")?;
-            mutate(action, p, st, |w| {
-                w.modify_entry(region, &sel, Some(new_weight), None, now_ms)?;
+            mutate(account, action, p, st, |w| {
+                w.modify_entry(account, region, &sel, Some(new_weight), None, now_ms)?;
                 Ok(json!({}))
             })
         }
@@ -63,8 +76,8 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
             let region = p.required("RegionId")?;
             let sel = selector(p)?;
             let new_priority = p.required_int("NewPriority")?;
-            mutate(action, p, st, |w| {
-                w.modify_entry(region, &sel, None, Some(new_priority), now_ms)?;
+            mutate(account, action, p, st, |w| {
+                w.modify_entry(account, region, &sel, None, Some(new_priority), now_ms)?;
                 Ok(json!({}))
             })
         }
@@ -80,8 +93,8 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
                 // Our choice: the API says one of the two is needed but not how it refuses.
                 return Err(ApiError::missing("NewWeight"));
             }
-            mutate(action, p, st, |w| {
-                w.modify_entry(region, &sel, new_weight, new_priority, now_ms)?;
+            mutate(account, action, p, st, |w| {
+                w.modify_entry(account, region, &sel, new_weight, new_priority, now_ms)?;
                 Ok(json!({}))
             })
         }
@@ -94,8 +107,8 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
                 route_type: p.required("RouteType")?.to_owned(),
                 publish: p.required_bool("PublishVpc")?,
             };
-            mutate(action, p, st, |w| {
-                w.publish(region, &req, now_ms)?;
+            mutate(account, action, p, st, |w| {
+                w.publish(account, region, &req, now_ms)?;
                 Ok(json!({}))
             })
         }
@@ -103,10 +116,10 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
             let region = p.required("RegionId")?;
             let gateway = p.required("VpnGatewayId")?;
             let (number, size) = p.paging()?;
-            let gw = st.world.gateway(region, gateway)?;
+            let gw = st.world.gateway(account, region, gateway)?;
             let (shuffle, total) = (st.world.shuffles(Some(gw)), gw.entries.len());
             let order = st.world.list_order(shuffle, total);
-            let gw = st.world.gateway(region, gateway)?;
+            let gw = st.world.gateway(account, region, gateway)?;
             let items: Vec<Value> = page(&order, number, size)
                 .iter()
                 .filter_map(|&i| gw.entries.get(i))
@@ -122,13 +135,13 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
         "DescribeVpnGateway" => {
             let region = p.required("RegionId")?;
             let gateway = p.required("VpnGatewayId")?;
-            let gw = st.world.gateway(region, gateway)?;
+            let gw = st.world.gateway(account, region, gateway)?;
             Ok(Outcome::body(gateway_body(gw, now_ms)))
         }
         "DescribeVpnConnection" => {
             let region = p.required("RegionId")?;
             let id = p.required("VpnConnectionId")?;
-            let c = st.world.connection(region, id)?;
+            let c = st.world.connection(account, region, id)?;
             Ok(Outcome::body(connection_body(&st.world, c, false)))
         }
         "DescribeVpnConnections" => {
@@ -137,13 +150,17 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
             let (number, size) = p.paging()?;
             let gw_filter = p.get("VpnGatewayId");
             let id_filter = p.get("VpnConnectionId");
+            let selected = |w: &World, c: &Connection| {
+                c.region == region
+                    && w.account_of(c) == Some(account)
+                    && gw_filter.is_none_or(|g| c.gateway_id == g)
+                    && id_filter.is_none_or(|i| c.id == i)
+            };
             let total = st
                 .world
                 .connections
                 .values()
-                .filter(|c| c.region == region)
-                .filter(|c| gw_filter.is_none_or(|g| c.gateway_id == g))
-                .filter(|c| id_filter.is_none_or(|i| c.id == i))
+                .filter(|c| selected(&st.world, c))
                 .count();
             let shuffle = st.world.shuffles(None);
             let order = st.world.list_order(shuffle, total);
@@ -151,9 +168,7 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
                 .world
                 .connections
                 .values()
-                .filter(|c| c.region == region)
-                .filter(|c| gw_filter.is_none_or(|g| c.gateway_id == g))
-                .filter(|c| id_filter.is_none_or(|i| c.id == i))
+                .filter(|c| selected(&st.world, c))
                 .collect();
             let items: Vec<Value> = page(&order, number, size)
                 .iter()
@@ -171,7 +186,7 @@ pub fn run(action: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
     }
 }
 
-fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiError> {
+fn create(account: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiError> {
     let region = p.required("RegionId")?;
     let req = CreateEntry {
         key: route_key(p)?,
@@ -184,10 +199,11 @@ fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiErro
     // A dry run checks everything a create would and changes nothing: no entry, no token
     // remembered or replayed, no update window (the SDK's DryRun description).
     if p.bool("DryRun")? == Some(true) {
-        st.world.check_create(region, &req, now_ms)?;
+        st.world.check_create(account, region, &req, now_ms)?;
         return Err(ApiError::dry_run());
     }
-    let token = p.get("ClientToken");
+    let token = account_token(account, p);
+    let token = token.as_deref();
     let fingerprint = p.fingerprint();
     if let Some(t) = token
         && let Lookup::Replay(body) = st
@@ -196,7 +212,7 @@ fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiErro
     {
         return Ok(Outcome::body(body));
     }
-    let entry = st.world.create_entry(region, &req, now_ms)?;
+    let entry = st.world.create_entry(account, region, &req, now_ms)?;
     let gw_id = &req.key.gateway_id;
     // With `on_active` the route is not published yet when the create answers (the sample
     // answer of the API page says `normal` to a request with `PublishVpc=true`).
@@ -236,14 +252,22 @@ fn create(p: &Params, st: &mut EmuState, now_ms: u64) -> Result<Outcome, ApiErro
     })
 }
 
+/// The request's `ClientToken` in the namespace of `account`: one account's token never
+/// replays another account's answer.
+fn account_token(account: &str, p: &Params) -> Option<String> {
+    p.get("ClientToken").map(|t| format!("{account}/{t}"))
+}
+
 /// Runs a mutation under the ClientToken rules.
 fn mutate(
+    account: &str,
     action: &str,
     p: &Params,
     st: &mut EmuState,
     f: impl FnOnce(&mut World) -> Result<Value, ApiError>,
 ) -> Result<Outcome, ApiError> {
-    let token = p.get("ClientToken");
+    let token = account_token(account, p);
+    let token = token.as_deref();
     let fingerprint = p.fingerprint();
     if let Some(t) = token
         && let Lookup::Replay(body) = st.tokens.lookup(t, action, &fingerprint)?

@@ -156,16 +156,21 @@ async fn api(
     {
         return fail(&emu, &call, ApiError::nonce_used(), None);
     }
-    // RAM: the key's policy must allow the action (after authentication, before faults).
-    let authorized = emu
+    // RAM: the key's policy must allow the action (after authentication, before faults);
+    // GetCallerIdentity needs no permission (its API page). The key's account decides which
+    // gateways it sees.
+    let key = emu
         .keys
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&key_id)
-        .map_or(Err(ApiError::access_key_not_found()), |k| {
-            k.authorize(action)
-        });
-    if let Err(e) = authorized {
+        .cloned();
+    let Some(key) = key else {
+        return fail(&emu, &call, ApiError::access_key_not_found(), None);
+    };
+    if action != "GetCallerIdentity"
+        && let Err(e) = key.authorize(action)
+    {
         return fail(&emu, &call, e, None);
     }
 
@@ -194,11 +199,14 @@ async fn api(
         }
     }
 
+    if action == "GetCallerIdentity" {
+        return succeed(&emu, &call, sts::caller_identity(&key_id, &key));
+    }
     // Re-read the clock: a slow-response fault may have slept.
     let now = emu.clock.now_ms();
     let result = {
         let mut st = lock(&emu.state);
-        ops::run(action, &params, &mut st, now)
+        ops::run_as(&key.account_id, action, &params, &mut st, now)
     };
     match result {
         Ok(out) => {
@@ -280,4 +288,128 @@ fn dropped() -> Response {
     resp.headers_mut()
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("1"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    /// Key `ak-a` of account A (which owns `vpn-a`), key `ak-b` of account B, allowed only
+    /// to describe (GetCallerIdentity needs no permission).
+    const CONFIG: &str = r#"
+access_keys:
+  - {id: ak-a, secret: sa, account_id: "1111111111111111"}
+  - {id: ak-b, secret: sb, account_id: "2222222222222222", allowed_actions: ["vpc:Describe*"]}
+regions: [cn-hangzhou]
+vpn_gateways:
+  - {id: vpn-a, region: cn-hangzhou, vpc_id: vpc-1, account_id: "1111111111111111"}
+"#;
+
+    /// A V1-signed POST of `action` with `extra` parameters, answered by the handler.
+    async fn call(
+        emu: &Arc<Emulator>,
+        (key, secret): (&str, &str),
+        action: &str,
+        version: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let timestamp = jiff::Timestamp::from_millisecond(T0 as i64)
+            .expect("time")
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let mut params: BTreeMap<String, String> = [
+            ("Action", action),
+            ("Version", version),
+            ("Format", "JSON"),
+            ("Timestamp", timestamp.as_str()),
+            ("SignatureNonce", nonce.as_str()),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("AccessKeyId", key),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let signature = alicloud_signature::sign_v1(secret, "POST", &params);
+        params.insert("Signature".to_owned(), signature);
+        let body: String = params
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    alicloud_signature::percent_encode(k),
+                    alicloud_signature::percent_encode(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let resp = api(
+            State(emu.clone()),
+            Method::POST,
+            Uri::from_static("/"),
+            headers,
+            Bytes::from(body),
+        )
+        .await;
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn each_key_acts_for_its_account() {
+        let config = Config::parse(CONFIG, "t").expect("config");
+        let emu = Arc::new(Emulator::new(config, Arc::new(ManualClock::new(T0)), None));
+        let (a, b) = (("ak-a", "sa"), ("ak-b", "sb"));
+        let describe = [("RegionId", "cn-hangzhou"), ("VpnGatewayId", "vpn-a")];
+        let vpc = crate::actions::VPC_VERSION;
+        let sts = crate::actions::STS_VERSION;
+
+        let (status, body) = call(&emu, b, "DescribeVpnGateway", vpc, &describe).await;
+        assert_eq!(
+            (status, body["Code"].as_str()),
+            (404, Some("InvalidVpnGatewayInstanceId.NotFound")),
+            "another account's gateway does not exist for B: {body}"
+        );
+        let (status, body) = call(&emu, a, "DescribeVpnGateway", vpc, &describe).await;
+        assert_eq!(
+            (status, body["VpnGatewayId"].as_str()),
+            (200, Some("vpn-a")),
+            "{body}"
+        );
+
+        for (creds, account) in [(a, "1111111111111111"), (b, "2222222222222222")] {
+            let key = creds.0;
+            let (status, body) = call(&emu, creds, "GetCallerIdentity", sts, &[]).await;
+            assert_eq!(status, 200, "{key}: {body}");
+            assert_eq!(body["AccountId"], account, "{key}: {body}");
+            assert_eq!(body["IdentityType"], "RAMUser", "{key}: {body}");
+            assert_eq!(
+                body["Arn"],
+                format!("acs:ram::{account}:user/{key}"),
+                "{key}: {body}"
+            );
+            assert!(body["RequestId"].is_string(), "{key}: {body}");
+        }
+        // A wrong secret is refused like any signed call.
+        let (status, body) = call(&emu, ("ak-b", "wrong"), "GetCallerIdentity", sts, &[]).await;
+        assert_eq!(
+            (status, body["Code"].as_str()),
+            (400, Some("SignatureDoesNotMatch")),
+            "{body}"
+        );
+    }
 }

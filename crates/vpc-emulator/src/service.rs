@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::auth::{KeyEntry, KeyStore, NonceCache};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_ACCOUNT_ID};
 use crate::counters::Counters;
 use crate::error::EmulatorError;
 use crate::faults::FaultEngine;
@@ -129,7 +129,11 @@ fn config_keys(config: &Config) -> KeyStore {
             KeyEntry {
                 allowed_actions: k.allowed_actions.clone(),
                 forbidden_code: k.forbidden_code,
-                ..KeyEntry::new(k.secret.clone(), k.security_token.clone(), None)
+                account_id: k
+                    .account_id
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_owned()),
+                ..KeyEntry::new(k.secret.clone(), k.security_token.clone(), None, &k.id)
             },
         );
     }

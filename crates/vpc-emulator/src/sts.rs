@@ -1,10 +1,11 @@
-//! STS `AssumeRoleWithOIDC`: an anonymous call that trades an OIDC token for temporary
-//! keys, which the emulator then accepts like configured ones.
+//! STS: `AssumeRoleWithOIDC`, an anonymous call that trades an OIDC token for temporary keys
+//! (which the emulator then accepts like configured ones), and `GetCallerIdentity`, which tells
+//! a signed caller who it is and which account it acts for.
 
 use serde_json::{Value, json};
 
-use super::auth::KeyEntry;
-use super::config::OidcConfig;
+use super::auth::{KeyEntry, Principal};
+use super::config::{DEFAULT_ACCOUNT_ID, OidcConfig, account_of_arn};
 use super::error::ApiError;
 use super::params::Params;
 
@@ -87,11 +88,109 @@ pub fn assume_role_with_oidc(
         },
     });
     Ok(Issued {
-        access_key_id,
         key: KeyEntry {
             allowed_actions: role.allowed_actions.clone(),
-            ..KeyEntry::new(secret, Some(security_token), Some(expires_ms))
+            // A role's sessions act for the account in the role's ARN.
+            account_id: account_of_arn(role_arn)
+                .unwrap_or(DEFAULT_ACCOUNT_ID)
+                .to_owned(),
+            principal: Principal::AssumedRole {
+                role_arn: role_arn.to_owned(),
+                role_id: format!("3{role_id}"),
+                session: session.to_owned(),
+            },
+            ..KeyEntry::new(
+                secret,
+                Some(security_token),
+                Some(expires_ms),
+                &access_key_id,
+            )
         },
+        access_key_id,
         body,
     })
+}
+
+/// `GetCallerIdentity` of the (authenticated) key: its account, and who it is (without
+/// `RequestId`, which the server adds). The fields are the API page's; the IDs of users are
+/// our own, derived from the key so that they stay the same across calls.
+pub fn caller_identity(access_key_id: &str, key: &KeyEntry) -> Value {
+    let account = &key.account_id;
+    match &key.principal {
+        Principal::RamUser { name } => {
+            let user_id = numeric_id(access_key_id);
+            json!({
+                "IdentityType": "RAMUser",
+                "AccountId": account,
+                "UserId": user_id,
+                "PrincipalId": user_id,
+                "Arn": format!("acs:ram::{account}:user/{name}"),
+            })
+        }
+        Principal::AssumedRole {
+            role_arn,
+            role_id,
+            session,
+        } => {
+            let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn);
+            json!({
+                "IdentityType": "AssumedRoleUser",
+                "AccountId": account,
+                "RoleId": role_id,
+                "PrincipalId": format!("{role_id}:{session}"),
+                "Arn": format!("acs:ram::{account}:assumed-role/{role_name}/{session}"),
+            })
+        }
+    }
+}
+
+/// A 16-digit ID derived from `seed` (FNV-1a), like the cloud's numeric user IDs.
+fn numeric_id(seed: &str) -> String {
+    let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("2{:015}", hash % 1_000_000_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::OidcRole;
+
+    #[test]
+    fn a_roles_sessions_act_for_the_account_of_its_arn() {
+        let role = "acs:ram::2222222222222222:role/operator";
+        let oidc = OidcConfig {
+            provider_arn: "acs:ram::2222222222222222:oidc-provider/p".to_owned(),
+            roles: vec![OidcRole {
+                arn: role.to_owned(),
+                max_session_duration_secs: 3600,
+                allowed_actions: None,
+            }],
+            accepted_tokens: vec![],
+        };
+        let params: BTreeMap<String, String> = [
+            ("RoleArn", role),
+            ("OIDCProviderArn", oidc.provider_arn.as_str()),
+            ("OIDCToken", "token"),
+            ("RoleSessionName", "s1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let issued = assume_role_with_oidc(&Params::new(params), Some(&oidc), 0, || {
+            "0123456789abcdef0123".to_owned()
+        })
+        .expect("issued");
+        assert_eq!(issued.key.account_id, "2222222222222222");
+        let who = caller_identity(&issued.access_key_id, &issued.key);
+        assert_eq!(who["AccountId"], "2222222222222222");
+        assert_eq!(who["IdentityType"], "AssumedRoleUser");
+        assert_eq!(
+            who["Arn"],
+            "acs:ram::2222222222222222:assumed-role/operator/s1"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-pub use super::config::{BASE_STATUSES, DualTunnelWeightChange, Visibility};
+pub use super::config::{BASE_STATUSES, DEFAULT_ACCOUNT_ID, DualTunnelWeightChange, Visibility};
 use super::config::{Config, Settings};
 use super::error::ApiError;
 
@@ -86,6 +86,14 @@ pub struct Gateway {
     /// to `active`.
     #[serde(default)]
     pub status_until_ms: Option<u64>,
+    /// The account that owns the gateway: only its keys see it (and its routes and
+    /// connections); to every other account it does not exist.
+    #[serde(default = "default_account")]
+    pub account_id: String,
+}
+
+fn default_account() -> String {
+    DEFAULT_ACCOUNT_ID.to_owned()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -323,6 +331,7 @@ impl World {
                         .clone()
                         .unwrap_or_else(|| format!("vsw-{}-dr", g.id)),
                     status_until_ms: None,
+                    account_id: g.account_id.clone().unwrap_or_else(default_account),
                 },
             );
         }
@@ -430,34 +439,56 @@ impl World {
         }
     }
 
-    pub fn gateway(&self, region: &str, id: &str) -> Result<&Gateway, ApiError> {
+    /// The gateway `id` of `region` as `account` sees it: one of another account (or region)
+    /// does not exist for it.
+    pub fn gateway(&self, account: &str, region: &str, id: &str) -> Result<&Gateway, ApiError> {
         self.check_region(region)?;
         match self.gateways.get(id) {
-            Some(g) if g.region == region => Ok(g),
+            Some(g) if g.region == region && g.account_id == account => Ok(g),
             _ => Err(ApiError::gateway_not_found()),
         }
     }
 
-    fn gateway_mut(&mut self, region: &str, id: &str) -> Result<&mut Gateway, ApiError> {
+    fn gateway_mut(
+        &mut self,
+        account: &str,
+        region: &str,
+        id: &str,
+    ) -> Result<&mut Gateway, ApiError> {
         self.check_region(region)?;
         match self.gateways.get_mut(id) {
-            Some(g) if g.region == region => Ok(g),
+            Some(g) if g.region == region && g.account_id == account => Ok(g),
             _ => Err(ApiError::gateway_not_found()),
         }
     }
 
-    pub fn connection(&self, region: &str, id: &str) -> Result<&Connection, ApiError> {
+    /// The connection `id` of `region` as `account` sees it (a connection belongs to the
+    /// account of its gateway).
+    pub fn connection(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+    ) -> Result<&Connection, ApiError> {
         self.check_region(region)?;
         match self.connections.get(id) {
-            Some(c) if c.region == region => Ok(c),
+            Some(c) if c.region == region && self.account_of(c) == Some(account) => Ok(c),
             _ => Err(ApiError::connection_not_found()),
         }
+    }
+
+    /// The account of a connection: its gateway's.
+    pub fn account_of(&self, c: &Connection) -> Option<&str> {
+        self.gateways
+            .get(&c.gateway_id)
+            .map(|g| g.account_id.as_str())
     }
 
     /// Every rule of CreateVpnPbrRouteEntry, without changing anything: the entry the create
     /// would add, or the refusal. A `DryRun` stops here.
     pub fn check_create(
         &self,
+        account: &str,
         region: &str,
         req: &CreateEntry,
         now_ms: u64,
@@ -474,7 +505,7 @@ impl World {
             check_description(d)?;
         }
         check_overlay(req.overlay_mode.as_deref())?;
-        let gw = self.gateway(region, &req.key.gateway_id)?;
+        let gw = self.gateway(account, region, &req.key.gateway_id)?;
         check_dest_limits(dest, gw.dual_tunnel)?;
         check_status(gw)?;
         let entries = effective(gw);
@@ -534,12 +565,14 @@ impl World {
     /// Creates an entry (CreateVpnPbrRouteEntry). Returns a copy of the new entry.
     pub fn create_entry(
         &mut self,
+        account: &str,
         region: &str,
         req: &CreateEntry,
         now_ms: u64,
     ) -> Result<PbrEntry, ApiError> {
-        let entry = self.check_create(region, req, now_ms)?;
+        let entry = self.check_create(account, region, req, now_ms)?;
         self.commit(
+            account,
             region,
             &req.key.gateway_id,
             Change::Create(entry.clone()),
@@ -550,12 +583,19 @@ impl World {
 
     pub fn delete_entry(
         &mut self,
+        account: &str,
         region: &str,
         sel: &EntrySelector,
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        let (_, id) = self.prepare_change(region, sel, now_ms)?;
-        self.commit(region, &sel.key.gateway_id, Change::Delete(id), now_ms)
+        let (_, id) = self.prepare_change(account, region, sel, now_ms)?;
+        self.commit(
+            account,
+            region,
+            &sel.key.gateway_id,
+            Change::Delete(id),
+            now_ms,
+        )
     }
 
     /// ModifyVpnPbrRouteEntryWeight / ModifyVpnPbrRouteEntryPriority /
@@ -565,6 +605,7 @@ impl World {
     /// effect (or is refused, as `settings.dual_tunnel_weight_change` says).
     pub fn modify_entry(
         &mut self,
+        account: &str,
         region: &str,
         sel: &EntrySelector,
         new_weight: Option<i64>,
@@ -575,8 +616,8 @@ impl World {
         if let Some(p) = new_priority {
             check_priority_range(p, "NewPriority")?;
         }
-        let (idx, id) = self.prepare_change(region, sel, now_ms)?;
-        let gw = self.gateway(region, &sel.key.gateway_id)?;
+        let (idx, id) = self.prepare_change(account, region, sel, now_ms)?;
+        let gw = self.gateway(account, region, &sel.key.gateway_id)?;
         if new_priority.is_some() && !gw.priority_support {
             return Err(ApiError::priority_not_supported());
         }
@@ -609,17 +650,23 @@ impl World {
             weight: new_weight,
             priority: new_priority.and_then(|p| u32::try_from(p).ok()),
         };
-        self.commit(region, &sel.key.gateway_id, change, now_ms)
+        self.commit(account, region, &sel.key.gateway_id, change, now_ms)
     }
 
     /// PublishVpnRouteEntry with `RouteType=pbr`: flips every entry of the gateway with this
     /// destination and next hop (our choice; the real selection is undocumented).
-    pub fn publish(&mut self, region: &str, req: &Publish, now_ms: u64) -> Result<(), ApiError> {
+    pub fn publish(
+        &mut self,
+        account: &str,
+        region: &str,
+        req: &Publish,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
         if req.route_type != "pbr" && req.route_type != "dbr" {
             return Err(ApiError::invalid_parameter("RouteType"));
         }
         let dest = parse_cidr(&req.route_dest)?.to_string();
-        let gw = self.gateway(region, &req.gateway_id)?;
+        let gw = self.gateway(account, region, &req.gateway_id)?;
         check_status(gw)?;
         check_idle(gw, now_ms, self.task_conflict_window_ms)?;
         let entries = effective(gw);
@@ -639,20 +686,21 @@ impl World {
             next_hop: req.next_hop.clone(),
             publish: req.publish,
         };
-        self.commit(region, &req.gateway_id, change, now_ms)
+        self.commit(account, region, &req.gateway_id, change, now_ms)
     }
 
     /// Records an accepted change: applied at once, or kept until the update window ends
     /// (`on_active`); the gateway is `updating` either way.
     fn commit(
         &mut self,
+        account: &str,
         region: &str,
         gateway_id: &str,
         change: Change,
         now_ms: u64,
     ) -> Result<(), ApiError> {
         let default = self.behaviour.visibility;
-        let gw = self.gateway_mut(region, gateway_id)?;
+        let gw = self.gateway_mut(account, region, gateway_id)?;
         match gw.visibility.unwrap_or(default) {
             Visibility::Immediate => change.apply(&mut gw.entries),
             Visibility::OnActive => gw.pending.push(change),
@@ -666,6 +714,7 @@ impl World {
     /// weight has no effect and is not compared). Returns its index in the effective routes.
     fn prepare_change(
         &self,
+        account: &str,
         region: &str,
         sel: &EntrySelector,
         now_ms: u64,
@@ -679,7 +728,7 @@ impl World {
         if let Some(p) = sel.priority {
             check_priority_range(p, "Priority")?;
         }
-        let gw = self.gateway(region, &sel.key.gateway_id)?;
+        let gw = self.gateway(account, region, &sel.key.gateway_id)?;
         check_status(gw)?;
         check_idle(gw, now_ms, self.task_conflict_window_ms)?;
         effective(gw)

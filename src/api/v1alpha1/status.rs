@@ -34,6 +34,11 @@ pub struct VpnPbrRouteStatus {
     /// When the entry was adopted, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted_at: Option<String>,
+    /// The Alibaba Cloud account that holds the entry: the one whose credentials listed it
+    /// after this object made or adopted it (STS GetCallerIdentity). A deletion takes only that
+    /// account's answers as proof that the entry or its gateway is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     /// `Ready` and `Synced` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

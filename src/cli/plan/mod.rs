@@ -434,8 +434,17 @@ pub async fn run(args: PlanArgs) -> Result<u8, PlanError> {
         ));
     }
     plans.extend(twice);
+    // The account plan's credentials act for: a gateway-gone answer proves something only
+    // from the entry's account (asked once, only when something is pruned).
+    let account = match pruned.first() {
+        Some(r) => port
+            .caller_account(&cloud.scope(&r.spec.region_id, &r.spec.vpn_gateway_id))
+            .await
+            .ok(),
+        None => None,
+    };
     for r in &pruned {
-        plans.push(route::plan_prune(r, view(r)));
+        plans.push(route::plan_prune(r, view(r), account.as_deref()));
     }
     for p in &mut plans {
         if p.create.is_some() {

@@ -436,8 +436,13 @@ pub fn plan_apply(
 }
 
 /// The plan of an object in the cluster that no manifest names (`--prune`): what its deletion
-/// does in the cloud, as the operator's cleanup decides it.
-pub fn plan_prune(live: &VpnPbrRoute, gateway: Option<GatewayView<'_>>) -> RoutePlan {
+/// does in the cloud, as the operator's cleanup decides it. `account` is the account of the
+/// credentials the gateway was read with (plan's own, the operator's chain), if known.
+pub fn plan_prune(
+    live: &VpnPbrRoute,
+    gateway: Option<GatewayView<'_>>,
+    account: Option<&str>,
+) -> RoutePlan {
     let namespace = live.namespace().unwrap_or_default();
     let mut p = RoutePlan::new(live, &namespace, "cluster");
     p.action = Action::Delete;
@@ -468,12 +473,38 @@ pub fn plan_prune(live: &VpnPbrRoute, gateway: Option<GatewayView<'_>>) -> Route
         return p.error("NotRead", "the gateway was not read");
     };
     match gateway {
+        // The operator believes a gateway-gone answer only from the entry's account
+        // (decide.rs `gateway_gone`): plan's credentials stand for the route's own only
+        // without a credentialsRef.
         Err(e) if e.is_gateway_gone() => {
-            p.notes.push(format!(
-                "the gateway is gone ({}): nothing left to delete",
-                e.code()
-            ));
-            p
+            let recorded = live.status.as_ref().and_then(|s| s.account_id.as_deref());
+            let proves = match recorded {
+                Some(entry) => account == Some(entry),
+                None => spec.credentials_ref.is_none(),
+            };
+            if proves {
+                p.notes.push(format!(
+                    "the gateway is gone ({}): nothing left to delete",
+                    e.code()
+                ));
+                return p;
+            }
+            let used = account.map_or("an account that could not be told".to_owned(), |a| {
+                format!("account {a}")
+            });
+            let entry = recorded.map_or("an account never recorded".to_owned(), |a| {
+                format!("account {a}")
+            });
+            p.error(
+                "CleanupBlocked",
+                format!(
+                    "the gateway answered {} to credentials of {used}, and the entry is in \
+                     {entry} (or its route has its own credentials): that proves nothing, and \
+                     the operator's cleanup waits (AccountUnproven) unless it has that \
+                     account's credentials",
+                    e.code()
+                ),
+            )
         }
         Err(e) => p.error(e.code(), e.to_string()),
         Ok((facts, entries)) => {
@@ -711,9 +742,18 @@ mod tests {
         assert_eq!(p.action, Action::Error);
         assert!(p.has_problem());
         // Pruning a route of a deleted gateway leaves nothing to delete.
-        let p = plan_prune(&owned(r), Some(Err(&e)));
+        let p = plan_prune(&owned(r.clone()), Some(Err(&e)), None);
         assert_eq!((p.action, p.calls.len()), (Action::Delete, 0));
         assert!(!p.has_problem());
+        // ... but only when the answer comes from the entry's account.
+        let mut in_other = owned(r);
+        if let Some(s) = in_other.status.as_mut() {
+            s.account_id = Some("1111111111111111".into());
+        }
+        let p = plan_prune(&in_other, Some(Err(&e)), Some("2222222222222222"));
+        assert!(p.has_problem(), "another account's answer proves nothing");
+        let p = plan_prune(&in_other, Some(Err(&e)), Some("1111111111111111"));
+        assert!(!p.has_problem(), "the entry's own account");
     }
 
     #[test]
@@ -732,20 +772,24 @@ mod tests {
         let f = facts();
         let list = [entry("192.168.1.0/24", "vco-1", 100)];
         let r = owned(route("a", "192.168.1.0/24", "vco-1", 100));
-        let p = plan_prune(&r, Some(Ok((&f, &list))));
+        let p = plan_prune(&r, Some(Ok((&f, &list))), None);
         assert_eq!(p.action, Action::Delete);
         assert_eq!(p.calls[0].action, "DeleteVpnPbrRouteEntry");
         assert!(p.has_change());
 
         let mut orphan = r.clone();
         orphan.spec.deletion_policy = DeletionPolicy::Orphan;
-        assert!(plan_prune(&orphan, Some(Ok((&f, &list)))).calls.is_empty());
+        assert!(
+            plan_prune(&orphan, Some(Ok((&f, &list))), None)
+                .calls
+                .is_empty()
+        );
         let stranger = route("a", "192.168.1.0/24", "vco-1", 100);
-        let p = plan_prune(&stranger, Some(Ok((&f, &list))));
+        let p = plan_prune(&stranger, Some(Ok((&f, &list))), None);
         assert!(
             p.calls.is_empty(),
             "an entry it never owned is never deleted"
         );
-        assert!(plan_prune(&r, Some(Ok((&f, &[])))).calls.is_empty());
+        assert!(plan_prune(&r, Some(Ok((&f, &[]))), None).calls.is_empty());
     }
 }

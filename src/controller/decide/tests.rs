@@ -83,6 +83,7 @@ fn obs(r: &VpnPbrRoute) -> Observation<'_> {
         cloud: CloudRead::NotRead,
         new_token: "tok-new",
         credentials_fallback: None,
+        account: AccountRead::Known(ACCOUNT),
     }
 }
 
@@ -101,6 +102,8 @@ fn event_reasons(d: &Decision) -> Vec<String> {
 }
 
 const DELETING: &str = "2026-01-01T00:00:00Z";
+/// The account of the credentials in `obs`.
+const ACCOUNT: &str = "1111111111111111";
 
 #[test]
 fn gates_make_no_call_and_drop_queued_work() {
@@ -231,7 +234,7 @@ fn absent_entry_is_created_with_a_token_written_first() {
     assert!(d.credentials_worked);
 
     // A token in status is reused, and nothing is written again.
-    let with_token = route(json!({"status": {"clientToken": "tok-old"}}));
+    let with_token = route(json!({"status": {"clientToken": "tok-old", "accountId": ACCOUNT}}));
     let d = decide(&Observation {
         cloud: CloudRead::Ready {
             facts: &f,
@@ -583,7 +586,7 @@ fn an_entry_made_elsewhere_is_adopted_only_by_consent() {
 fn differences_become_one_change() {
     let f = facts();
     let r = route(json!({"spec": {"publishVpc": true},
-        "status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+        "status": {"createTime": "2023-11-14T22:13:20.000Z", "accountId": ACCOUNT}}));
     let e = [entry(100, "normal")];
     let d = decide(&Observation {
         cloud: CloudRead::Ready {
@@ -1060,4 +1063,320 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     );
     assert_eq!(Freshness::Recheck.priority(), Priority::Background);
     assert_eq!(Freshness::Recent.priority(), Priority::Progress);
+}
+
+/// A deletion judges a gateway-gone answer by whose it is: only an answer of the entry's
+/// account (status `accountId`) ends the cleanup; credentials of another account, or of an
+/// unknown one standing in for the route's own, prove nothing and block it.
+#[test]
+fn a_cleanup_concludes_gone_only_from_the_entrys_account() {
+    const OTHER: &str = "2222222222222222";
+    let f = facts();
+    let e = [entry(100, "normal")];
+    let not_found = cloud_error(404, "InvalidVpnGatewayInstanceId.NotFound");
+    let failed_lookup = cloud_error(503, "ServiceUnavailable");
+    let del = |account: Option<&str>| {
+        route(json!({"metadata": {"deletionTimestamp": DELETING},
+            "status": {"createTime": "2023-11-14T22:13:20.000Z", "accountId": account}}))
+    };
+    let in_a = del(Some(ACCOUNT));
+    let unrecorded = del(None);
+    let secret_gone = Some("credentials Secret creds: not found");
+    let failed_delete = JobView::Failed {
+        error: not_found.clone(),
+        create: false,
+    };
+    let gone_read = CloudRead::Failed(&not_found);
+    let listed = CloudRead::Ready {
+        facts: &f,
+        entries: &e,
+    };
+    enum Want {
+        /// The finalizer goes: the entry went with its gateway.
+        Gone,
+        /// Blocked: the entry's account (if recorded) and the credentials' (if known).
+        Blocked(Option<&'static str>, Option<&'static str>),
+        /// Retried after the backoff: the account of the credentials could not be told.
+        Retried,
+        /// The failed job is kept and the gateway read, with the credentials' account.
+        ReadFirst,
+    }
+    struct Row<'a> {
+        name: &'a str,
+        obs: Observation<'a>,
+        want: Want,
+    }
+    let rows = [
+        Row {
+            name: "fallback credentials of another account + NotFound: blocked, naming the account",
+            obs: Observation {
+                cloud: gone_read,
+                account: AccountRead::Known(OTHER),
+                credentials_fallback: secret_gone,
+                ..obs(&in_a)
+            },
+            want: Want::Blocked(Some(ACCOUNT), Some(OTHER)),
+        },
+        Row {
+            name: "a failed delete answered NotFound by another account: blocked",
+            obs: Observation {
+                job: Some(&failed_delete),
+                account: AccountRead::Known(OTHER),
+                credentials_fallback: secret_gone,
+                ..obs(&in_a)
+            },
+            want: Want::Blocked(Some(ACCOUNT), Some(OTHER)),
+        },
+        Row {
+            name: "credentials of another account send nothing, whatever they read",
+            obs: Observation {
+                cloud: listed,
+                account: AccountRead::Known(OTHER),
+                credentials_fallback: secret_gone,
+                ..obs(&in_a)
+            },
+            want: Want::Blocked(Some(ACCOUNT), Some(OTHER)),
+        },
+        Row {
+            name: "the recorded account's credentials (a fallback) + NotFound: gone",
+            obs: Observation {
+                cloud: gone_read,
+                credentials_fallback: secret_gone,
+                ..obs(&in_a)
+            },
+            want: Want::Gone,
+        },
+        Row {
+            name: "the recorded account's credentials, a failed delete NotFound: gone",
+            obs: Observation {
+                job: Some(&failed_delete),
+                ..obs(&in_a)
+            },
+            want: Want::Gone,
+        },
+        Row {
+            name: "no recorded account + NotFound from fallback credentials: not gone",
+            obs: Observation {
+                cloud: gone_read,
+                credentials_fallback: secret_gone,
+                ..obs(&unrecorded)
+            },
+            want: Want::Blocked(None, Some(ACCOUNT)),
+        },
+        Row {
+            name: "no recorded account + a failed delete NotFound with fallback credentials",
+            obs: Observation {
+                job: Some(&failed_delete),
+                credentials_fallback: secret_gone,
+                ..obs(&unrecorded)
+            },
+            want: Want::Blocked(None, Some(ACCOUNT)),
+        },
+        Row {
+            name: "no recorded account + NotFound from fallback credentials of an unknown account",
+            obs: Observation {
+                cloud: gone_read,
+                credentials_fallback: secret_gone,
+                account: AccountRead::Failed(&failed_lookup),
+                ..obs(&unrecorded)
+            },
+            want: Want::Blocked(None, None),
+        },
+        Row {
+            name: "no recorded account + NotFound from the route's own credentials: gone",
+            obs: Observation {
+                cloud: gone_read,
+                ..obs(&unrecorded)
+            },
+            want: Want::Gone,
+        },
+        Row {
+            name: "a recorded account, the credentials' account unknown + NotFound: retried",
+            obs: Observation {
+                cloud: gone_read,
+                credentials_fallback: secret_gone,
+                account: AccountRead::Failed(&failed_lookup),
+                ..obs(&in_a)
+            },
+            want: Want::Retried,
+        },
+        Row {
+            name: "the first decision: a failed delete NotFound waits for the account",
+            obs: Observation {
+                job: Some(&failed_delete),
+                account: AccountRead::NotRead,
+                ..obs(&in_a)
+            },
+            want: Want::ReadFirst,
+        },
+    ];
+    for row in rows {
+        let d = decide(&row.obs);
+        let name = row.name;
+        match row.want {
+            Want::Gone => {
+                assert!(d.remove_finalizer, "{name}: released");
+                assert_eq!(event_reasons(&d), ["Deleted"], "{name}");
+                assert!(d.failure.is_none(), "{name}");
+            }
+            Want::Blocked(entry, used) => {
+                assert!(!d.remove_finalizer, "{name}: the finalizer stays");
+                assert!(
+                    !matches!(d.job, Some(JobOp::Submit(_))),
+                    "{name}: nothing sent: {:?}",
+                    d.job
+                );
+                let Some(Failure::AccountUnproven(u)) = &d.failure else {
+                    panic!("{name}: {:?}", d.failure);
+                };
+                assert_eq!(u.entry_account.as_deref(), entry, "{name}");
+                assert_eq!(u.used_account.as_deref(), used, "{name}");
+                // The status says CleanupBlocked, names the account and the ways out.
+                let err = Error::from(Failure::AccountUnproven(u.clone()));
+                let (report, event) = failure(row.obs.route, &err, row.obs.credentials_fallback);
+                let ready = report.ready.expect("ready");
+                assert_eq!(ready.reason, Reason::CleanupBlocked, "{name}");
+                let m = &ready.message;
+                for piece in ["deletionPolicy: Orphan", "give the operator credentials"] {
+                    assert!(m.contains(piece), "{name}: {piece} in {m}");
+                }
+                if let Some(a) = entry {
+                    assert!(m.contains(&format!("account {a}")), "{name}: {m}");
+                }
+                assert!(event.is_some_and(|e| e.warning), "{name}: one warning");
+                assert_eq!(err.reason(), Reason::AccountUnproven, "{name}: the metric");
+            }
+            Want::Retried => {
+                assert!(!d.remove_finalizer, "{name}");
+                assert!(
+                    matches!(
+                        d.failure,
+                        Some(Failure::Cloud {
+                            op: "caller identity",
+                            ..
+                        })
+                    ),
+                    "{name}: {:?}",
+                    d.failure
+                );
+            }
+            Want::ReadFirst => {
+                assert!(!d.remove_finalizer, "{name}");
+                assert_eq!(d.job, Some(JobOp::Keep), "{name}");
+                assert_eq!(d.next, Some(Next::Read(Freshness::Recent)), "{name}");
+            }
+        }
+    }
+}
+
+/// The account is recorded at the first list that shows the object's entry to its
+/// credentials (an entry made before accounts were recorded gets it then), and only once.
+#[test]
+fn the_account_is_recorded_when_a_list_shows_the_entry() {
+    let f = facts();
+    let e = [entry(100, "normal")];
+    let listed = CloudRead::Ready {
+        facts: &f,
+        entries: &e,
+    };
+    let made = |extra: serde_json::Value| {
+        let mut base = json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}});
+        merge(&mut base, extra);
+        route(base)
+    };
+    let in_sync = made(json!({}));
+    let drifted = made(json!({"spec": {"publishVpc": true}}));
+    let recorded = made(json!({"status": {"accountId": ACCOUNT}}));
+    let deleting = made(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    let adopting = route(json!({"metadata": {"annotations": {ADOPT_ANNOTATION: "true"}}}));
+    let recorded_account = |d: &Decision| d.status.as_ref().and_then(|r| r.account_id.clone());
+    // The create goes out with these credentials: its token is written with their account.
+    let fresh = route(json!({}));
+    let token_only = route(json!({"status": {"clientToken": "tok-old"}}));
+    for (what, r) in [("a new create", &fresh), ("a create token", &token_only)] {
+        let d = decide(&Observation {
+            cloud: CloudRead::Ready {
+                facts: &f,
+                entries: &[],
+            },
+            ..obs(r)
+        });
+        assert!(
+            matches!(d.job, Some(JobOp::Submit(Mutation::Create { .. }))),
+            "{what}"
+        );
+        assert_eq!(recorded_account(&d).as_deref(), Some(ACCOUNT), "{what}");
+    }
+    // (what, route, account of the credentials, account recorded)
+    let rows: [(&str, &VpnPbrRoute, AccountRead<'_>, Option<&str>); 7] = [
+        (
+            "in sync",
+            &in_sync,
+            AccountRead::Known(ACCOUNT),
+            Some(ACCOUNT),
+        ),
+        (
+            "a change is queued",
+            &drifted,
+            AccountRead::Known(ACCOUNT),
+            Some(ACCOUNT),
+        ),
+        (
+            "adopted",
+            &adopting,
+            AccountRead::Known(ACCOUNT),
+            Some(ACCOUNT),
+        ),
+        (
+            "being deleted",
+            &deleting,
+            AccountRead::Known(ACCOUNT),
+            Some(ACCOUNT),
+        ),
+        (
+            "already recorded",
+            &recorded,
+            AccountRead::Known(ACCOUNT),
+            None,
+        ),
+        (
+            "the account not known yet",
+            &in_sync,
+            AccountRead::Pending,
+            None,
+        ),
+        (
+            "the account lookup failed",
+            &in_sync,
+            AccountRead::Failed(&cloud_error(503, "ServiceUnavailable")),
+            None,
+        ),
+    ];
+    for (what, r, account, want) in rows {
+        let d = decide(&Observation {
+            cloud: listed,
+            account,
+            ..obs(r)
+        });
+        assert_eq!(recorded_account(&d).as_deref(), want, "{what}");
+        let built = status::build(
+            r.status.as_ref(),
+            d.status.unwrap_or_default(),
+            Some(2),
+            "t",
+        );
+        let expect = want.or(r.status.as_ref().and_then(|s| s.account_id.as_deref()));
+        assert_eq!(built.account_id.as_deref(), expect, "{what}: in status");
+    }
+    // An entry known absent takes its account with it (a new one records its own).
+    let gone = status::build(
+        recorded.status.as_ref(),
+        Report {
+            entry_absent: true,
+            ..Default::default()
+        },
+        Some(2),
+        "t",
+    );
+    assert_eq!(gone.account_id, None);
 }

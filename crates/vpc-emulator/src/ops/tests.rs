@@ -45,17 +45,32 @@ impl Fixture {
 
     /// Runs `action` with `pairs`, then lets the gateway settle (unless `settle` is false).
     fn call(&mut self, action: &str, pairs: &[(&str, &str)]) -> Result<Value, ApiError> {
+        self.call_as(DEFAULT_ACCOUNT_ID, action, pairs)
+    }
+
+    /// [`Fixture::call`] as a key of `account`.
+    fn call_as(
+        &mut self,
+        account: &str,
+        action: &str,
+        pairs: &[(&str, &str)],
+    ) -> Result<Value, ApiError> {
         let mut map: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         map.entry("RegionId".into())
             .or_insert_with(|| "cn-hangzhou".into());
-        run(action, &Params::new(map), &mut self.st, self.now).map(|o| o.body)
+        run_as(account, action, &Params::new(map), &mut self.st, self.now).map(|o| o.body)
     }
 
     fn code(&mut self, action: &str, pairs: &[(&str, &str)]) -> String {
-        match self.call(action, pairs) {
+        self.code_as(DEFAULT_ACCOUNT_ID, action, pairs)
+    }
+
+    /// [`Fixture::code`] as a key of `account`.
+    fn code_as(&mut self, account: &str, action: &str, pairs: &[(&str, &str)]) -> String {
+        match self.call_as(account, action, pairs) {
             Ok(_) => "Success".into(),
             Err(e) => e.code.into_owned(),
         }
@@ -1224,4 +1239,135 @@ fn dry_run_checks_everything_and_changes_nothing() {
         ],
     );
     assert_eq!(f.code("CreateVpnPbrRouteEntry", &normal), "Success");
+}
+
+/// Two accounts: `vpn-a` (with `vco-a1`) is account A's, `vpn-b` (with `vco-b1`) account B's.
+const ACCOUNTS: &str = r#"
+regions: [cn-hangzhou]
+vpn_gateways:
+  - {id: vpn-a, region: cn-hangzhou, vpc_id: vpc-1, account_id: "1111111111111111", update_duration_ms: 0}
+  - {id: vpn-b, region: cn-hangzhou, vpc_id: vpc-2, account_id: "2222222222222222", update_duration_ms: 0}
+vpn_connections:
+  - {id: vco-a1, gateway_id: vpn-a}
+  - {id: vco-b1, gateway_id: vpn-b}
+"#;
+const ACCOUNT_A: &str = "1111111111111111";
+const ACCOUNT_B: &str = "2222222222222222";
+
+#[test]
+fn a_key_sees_only_its_accounts_gateways() {
+    let mut f = Fixture::with(ACCOUNTS);
+    let route = [
+        ("VpnGatewayId", "vpn-a"),
+        ("RouteSource", "10.0.0.0/24"),
+        ("RouteDest", "10.1.0.0/24"),
+        ("NextHop", "vco-a1"),
+        ("Weight", "100"),
+    ];
+    let created = f.code_as(
+        ACCOUNT_A,
+        "CreateVpnPbrRouteEntry",
+        &args(&route, &[("PublishVpc", "false"), ("ClientToken", "t-1")]),
+    );
+    assert_eq!(created, "Success");
+    f.settle();
+    // (action, parameters): every call naming account A's gateway or connection, made with a
+    // key of account B, is answered as if it did not exist; with a key of A it works.
+    let gateway_not_found = "InvalidVpnGatewayInstanceId.NotFound";
+    let table: Vec<(&str, Extra<'_>, &str)> = vec![
+        (
+            "DescribeVpnGateway",
+            vec![("VpnGatewayId", "vpn-a")],
+            gateway_not_found,
+        ),
+        (
+            "DescribeVpnPbrRouteEntries",
+            vec![("VpnGatewayId", "vpn-a")],
+            gateway_not_found,
+        ),
+        ("DeleteVpnPbrRouteEntry", route.to_vec(), gateway_not_found),
+        (
+            "ModifyVpnPbrRouteEntryWeight",
+            args(&route, &[("NewWeight", "0")]),
+            gateway_not_found,
+        ),
+        (
+            "PublishVpnRouteEntry",
+            vec![
+                ("VpnGatewayId", "vpn-a"),
+                ("RouteDest", "10.1.0.0/24"),
+                ("NextHop", "vco-a1"),
+                ("RouteType", "pbr"),
+                ("PublishVpc", "true"),
+            ],
+            gateway_not_found,
+        ),
+        (
+            "CreateVpnPbrRouteEntry",
+            args(
+                &route,
+                &[("RouteDest", "10.2.0.0/24"), ("PublishVpc", "false")],
+            ),
+            gateway_not_found,
+        ),
+        (
+            "DescribeVpnConnection",
+            vec![("VpnConnectionId", "vco-a1")],
+            "InvalidVpnConnectionInstanceId.NotFound",
+        ),
+    ];
+    for (action, pairs, code) in &table {
+        assert_eq!(
+            f.code_as(ACCOUNT_B, action, pairs),
+            *code,
+            "{action} with a key of account B"
+        );
+    }
+    // Account B's answers changed nothing; A still sees and lists its own.
+    assert_eq!(
+        f.code_as(
+            ACCOUNT_A,
+            "DescribeVpnGateway",
+            &[("VpnGatewayId", "vpn-a")]
+        ),
+        "Success"
+    );
+    assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 1);
+    // A list of connections shows only the caller's own.
+    let list = |f: &mut Fixture, account: &str| {
+        let body = f
+            .call_as(account, "DescribeVpnConnections", &[])
+            .expect("list");
+        let ids: Vec<String> = body["VpnConnections"]["VpnConnection"]
+            .as_array()
+            .expect("connections")
+            .iter()
+            .map(|c| c["VpnConnectionId"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        (body["TotalCount"].clone(), ids)
+    };
+    assert_eq!(
+        list(&mut f, ACCOUNT_B),
+        (json!(1), vec!["vco-b1".to_owned()])
+    );
+    assert_eq!(
+        list(&mut f, ACCOUNT_A),
+        (json!(1), vec!["vco-a1".to_owned()])
+    );
+    // One account's ClientToken is not another's: B's create with A's token on B's own
+    // gateway creates (it does not replay A's answer, nor refuse it as a mismatch).
+    let on_b = [
+        ("VpnGatewayId", "vpn-b"),
+        ("RouteSource", "10.0.0.0/24"),
+        ("RouteDest", "10.1.0.0/24"),
+        ("NextHop", "vco-b1"),
+        ("Weight", "100"),
+        ("PublishVpc", "false"),
+        ("ClientToken", "t-1"),
+    ];
+    assert_eq!(
+        f.code_as(ACCOUNT_B, "CreateVpnPbrRouteEntry", &on_b),
+        "Success"
+    );
+    assert_eq!(f.st.world.gateways["vpn-b"].entries.len(), 1);
 }
