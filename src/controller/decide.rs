@@ -339,12 +339,13 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
             ..
         }) => {
             // Accepted, applied in the background: what the answer says is recorded now (a
-            // create's state and time); the list confirms it later.
-            let recorded = route
-                .status
-                .as_ref()
-                .is_some_and(|s| s.create_time.is_some());
-            if let (Some(entry), false) = (&accepted.entry, recorded) {
+            // create's state and time, replacing the record of an entry made before); the list
+            // confirms it later.
+            let recorded = |e: &Entry| {
+                route.status.as_ref().and_then(|s| s.create_time.as_deref())
+                    == status::rfc3339_millis(e.create_time).as_deref()
+            };
+            if let Some(entry) = accepted.entry.as_ref().filter(|e| !recorded(e)) {
                 let mut report = both_false(
                     Reason::Creating,
                     "created; waiting for the gateway to list the entry",
@@ -434,15 +435,10 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         if accepted_create {
             // Our create was accepted and the list still lacks its entry (gone since): a
             // replay of its token would only repeat the old answer, so a new token creates.
-            let mut report = both_false(
-                Reason::Creating,
-                "the entry of the last create is gone; creating it again",
-            );
-            report.entry_absent = true;
-            report.client_token = Some(None);
-            return d.status(report).job(JobOp::Drop).next(Next::Wake);
+            // What status recorded of the old entry stays until the new answer replaces it.
+            return create(obs, facts, d, Token::Fresh);
         }
-        return create(obs, facts, d);
+        return create(obs, facts, d, Token::Kept);
     };
     // A create refused as existing made nothing: its token proves nothing.
     let owns = if conflict_adopt {
@@ -450,13 +446,11 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     } else {
         owns_listed(route, entry)
     };
-    let token_only = route.status.as_ref().is_some_and(|s| {
-        s.client_token.is_some() && s.create_time.is_none() && s.adopted != Some(true)
-    });
+    let token_only = !is_recorded_entry(route, entry) && has_token(route);
     if owns && token_only && last_request_id.is_none() && !proven_ours {
         // Ours only if our create made it: the cloud answers a replay of it with the same
         // token, and refuses it (AlreadyExists) when someone else made the entry.
-        return create(obs, facts, d);
+        return create(obs, facts, d, Token::Kept);
     }
     if !owns && last_request_id.is_none() && !proven_ours {
         // An entry this object did not make: it adopts it only when it says so.
@@ -481,15 +475,20 @@ pub fn owns_entry(route: &VpnPbrRoute) -> bool {
     })
 }
 
-/// Whether the listed `entry` is the one this object made or adopted: its creation time is the
-/// one status recorded (an entry deleted and made again by someone else is another entry), or,
-/// before anything was recorded, the object has a create under way (its token decides).
+/// Whether the listed `entry` may be the one this object made or adopted: its creation time is
+/// the one status recorded (an entry deleted and made again by someone else is another entry),
+/// or the object has a create under way (its token decides: a replay proves it).
 pub fn owns_listed(route: &VpnPbrRoute, entry: &Entry) -> bool {
-    is_recorded_entry(route, entry)
-        || route
-            .status
-            .as_ref()
-            .is_some_and(|s| s.create_time.is_none() && s.client_token.is_some())
+    is_recorded_entry(route, entry) || has_token(route)
+}
+
+/// Whether status holds the token of a create (written before the call, cleared once the entry
+/// is recorded in sync).
+fn has_token(route: &VpnPbrRoute) -> bool {
+    route
+        .status
+        .as_ref()
+        .is_some_and(|s| s.client_token.is_some())
 }
 
 /// Whether status recorded exactly this entry (by its creation time).
@@ -559,7 +558,16 @@ fn refuse_existing(obs: &Observation<'_>, mut d: Decision) -> Decision {
     d.status(report).job(drop_job(obs.job)).next(Next::Resync)
 }
 
-fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decision {
+/// Which token a create carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Token {
+    /// The one status (or a queued create) holds, else a new one.
+    Kept,
+    /// A new one: the held one is spent (its create was accepted, its entry is gone).
+    Fresh,
+}
+
+fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: Token) -> Decision {
     if let Some(rule) = plan::gateway_refuses_dest(&obs.route.spec, facts) {
         return d
             .status(both_false(
@@ -581,18 +589,21 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decis
         }) => Some(client_token.clone()),
         _ => None,
     };
-    let token = match obs
+    let held = obs
         .route
         .status
         .as_ref()
         .and_then(|s| s.client_token.clone())
         .or(queued_token)
-    {
+        .filter(|_| token == Token::Kept);
+    let token = match held {
         Some(t) => t,
         None => {
             let t = obs.new_token.to_owned();
             let mut report = both_false(Reason::Creating, "creating the cloud entry");
-            report.entry_absent = true;
+            // The entry this object holds (if any) stays recorded until the answer replaces
+            // it: a list that missed it must not cost the object its entry.
+            report.entry_unlisted = true;
             report.client_token = Some(Some(t.clone()));
             d.status = Some(report);
             t
@@ -742,10 +753,6 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         .status
         .as_ref()
         .is_none_or(|s| s.create_time.is_none() && s.client_token.is_none());
-    // Only a create token, no entry recorded: ours only if that create made the entry.
-    let token_only = route.status.as_ref().is_some_and(|s| {
-        s.client_token.is_some() && s.create_time.is_none() && s.adopted != Some(true)
-    });
     let mut proven_ours = false;
     let mut d = d;
     match obs.job {
@@ -850,7 +857,7 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             "Delete",
             "cloud entry deleted".to_owned(),
         )),
-        Some(entry) if !token_only && !proven_ours && !is_recorded_entry(route, entry) => {
+        Some(entry) if !has_token(route) && !proven_ours && !is_recorded_entry(route, entry) => {
             // Not the entry this object made or adopted (it was deleted and made again by
             // someone else): it stays.
             release(d.event(
@@ -860,7 +867,8 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                 "the listed entry is not the one this object made; left in place".to_owned(),
             ))
         }
-        Some(entry) if token_only && !proven_ours => {
+        // A create token, and not the entry status recorded: ours only if that create made it.
+        Some(entry) if !proven_ours && !is_recorded_entry(route, entry) => {
             // Replaying the create with our token proves it: the cloud repeats its answer if
             // our create made the entry, and refuses it as existing if someone else did. The
             // entry exists, so the replay can create nothing.

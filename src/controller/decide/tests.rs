@@ -1061,3 +1061,132 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     assert_eq!(Freshness::Recheck.priority(), Priority::Background);
     assert_eq!(Freshness::Recent.priority(), Priority::Progress);
 }
+
+/// `createTime` of `entry(..)` as status records it.
+const T0: &str = "2023-11-14T22:13:20.000Z";
+
+/// The entry of `entry(100, "normal")` made again later (another creation time).
+fn remade() -> Entry {
+    let mut e = entry(100, "normal");
+    e.create_time += 60_000;
+    e
+}
+
+/// The status `d` leaves on `r`.
+fn status_after(r: &VpnPbrRoute, d: &Decision) -> crate::api::v1alpha1::VpnPbrRouteStatus {
+    let report = d.status.clone().unwrap_or_default();
+    status::build(r.status.as_ref(), report, r.metadata.generation, "t")
+}
+
+fn accepted_create(entry: Option<Entry>, confirmed: bool) -> JobView {
+    JobView::Accepted {
+        accepted: Accepted {
+            request_id: Some("req-c".into()),
+            entry,
+        },
+        confirmed,
+        create: true,
+    }
+}
+
+#[test]
+fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
+    let f = facts();
+    let held = route(json!({"status": {"createTime": T0, "clientToken": "tok-old"}}));
+    let in_sync_once = route(json!({"status": {"createTime": T0}}));
+    let renewing = route(json!({"status": {"createTime": T0, "clientToken": "tok-new"}}));
+    let gone_after_accept = accepted_create(Some(entry(100, "normal")), true);
+    let answer_of_new = accepted_create(Some(remade()), false);
+    let refused_as_existing = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
+        create: true,
+    };
+    let remade_list = [remade()];
+    let recorded_list = [entry(100, "normal")];
+    struct Row<'a> {
+        name: &'a str,
+        route: &'a VpnPbrRoute,
+        job: Option<&'a JobView>,
+        entries: &'a [Entry],
+        /// The job op expected: a create with this token, `None` for no create.
+        creates_with: Option<&'a str>,
+        ready: Option<&'a str>,
+        /// `createTime` and `clientToken` of the status the decision leaves.
+        create_time: Option<String>,
+        token: Option<&'a str>,
+    }
+    let t1 = status::rfc3339_millis(remade().create_time);
+    let rows = [
+        Row {
+            name: "the entry was deleted outside: the create that makes it again keeps createTime",
+            route: &in_sync_once,
+            job: None,
+            entries: &[],
+            creates_with: Some("tok-new"),
+            ready: Some("Creating"),
+            create_time: Some(T0.into()),
+            token: Some("tok-new"),
+        },
+        Row {
+            name: "our create's entry was never listed: a new token, createTime kept",
+            route: &held,
+            job: Some(&gone_after_accept),
+            entries: &[],
+            creates_with: Some("tok-new"),
+            ready: Some("Creating"),
+            create_time: Some(T0.into()),
+            token: Some("tok-new"),
+        },
+        Row {
+            name: "the new create's answer replaces the recorded createTime",
+            route: &renewing,
+            job: Some(&answer_of_new),
+            entries: &[],
+            creates_with: None,
+            ready: Some("Creating"),
+            create_time: t1.clone(),
+            token: Some("tok-new"),
+        },
+        Row {
+            name: "after a crash, the entry of the new create is proven by replaying its token",
+            route: &renewing,
+            job: None,
+            entries: &remade_list,
+            creates_with: Some("tok-new"),
+            ready: None,
+            create_time: Some(T0.into()),
+            token: Some("tok-new"),
+        },
+        Row {
+            name: "the new create refused as existing: the list shows the recorded entry, still ours",
+            route: &renewing,
+            job: Some(&refused_as_existing),
+            entries: &recorded_list,
+            creates_with: None,
+            ready: Some("Available"),
+            create_time: Some(T0.into()),
+            token: None,
+        },
+    ];
+    for row in rows {
+        let d = decide(&Observation {
+            job: row.job,
+            cloud: CloudRead::Ready {
+                facts: &f,
+                entries: row.entries,
+            },
+            ..obs(row.route)
+        });
+        let created = match &d.job {
+            Some(JobOp::Submit(Mutation::Create { client_token, .. })) => {
+                Some(client_token.as_str())
+            }
+            _ => None,
+        };
+        assert_eq!(created, row.creates_with, "{}: {:?}", row.name, d.job);
+        assert_eq!(reasons(&d).0.as_deref(), row.ready, "{}", row.name);
+        let st = status_after(row.route, &d);
+        assert_eq!(st.create_time, row.create_time, "{}: createTime", row.name);
+        assert_eq!(st.client_token.as_deref(), row.token, "{}: token", row.name);
+    }
+}
