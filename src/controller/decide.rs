@@ -328,9 +328,10 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     // A finished job is dropped only by the decision that records its outcome.
     let mut last_request_id = None;
     let mut conflict_adopt = false;
-    let mut proven_ours = false;
     let mut spent = None;
     let mut accepted_create = false;
+    // The answer of a create (or of the replay of its token) names the entry it made.
+    let mut answer = None;
     match obs.job {
         Some(JobView::InFlight) => return d.job(JobOp::Keep).next(Next::Wake),
         Some(JobView::Accepted {
@@ -361,11 +362,14 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }) => {
             last_request_id = accepted.request_id.clone();
             accepted_create = *create;
+            if *create {
+                answer = accepted.entry.as_ref();
+            }
         }
         Some(JobView::Failed { error, create }) => {
             if *create && error.code() == "IdempotentParameterMismatch" {
-                // The cloud knows the token: our earlier create made the entry.
-                proven_ours = true;
+                // The cloud knows the token with other parameters: it made some entry, but
+                // the refusal does not say which, so it proves nothing about the listed one.
                 spent = Some(error.clone());
             } else if error.class() == ErrorClass::AlreadyExists {
                 // Made meanwhile (by us before a restart, or by someone else): look again.
@@ -423,7 +427,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }
         CloudRead::Ready { facts, entries } => (facts, entries),
     };
-    if conflict_adopt || proven_ours {
+    if conflict_adopt || spent.is_some() {
         d.job = Some(JobOp::Drop);
     }
     d.credentials_worked = true;
@@ -440,20 +444,16 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }
         return create(obs, facts, d, Token::Kept);
     };
-    // A create refused as existing made nothing: its token proves nothing.
-    let owns = if conflict_adopt {
-        is_recorded_entry(route, entry)
-    } else {
-        owns_listed(route, entry)
-    };
-    let token_only = !is_recorded_entry(route, entry) && has_token(route);
-    if owns && token_only && last_request_id.is_none() && !proven_ours {
-        // Ours only if our create made it: the cloud answers a replay of it with the same
-        // token, and refuses it (AlreadyExists) when someone else made the entry.
-        return create(obs, facts, d, Token::Kept);
+    let recorded = is_recorded_entry(route, entry);
+    // The entry status recorded, or the one our create's answer names. A create refused as
+    // existing, or a token known with other parameters, proves nothing.
+    let owns = recorded || (accepted_create && made_by(answer, entry));
+    if !owns && has_token(route) && !conflict_adopt && spent.is_none() && !accepted_create {
+        return replay(obs, entry, facts, d);
     }
-    if !owns && last_request_id.is_none() && !proven_ours {
-        // An entry this object did not make: it adopts it only when it says so.
+    if !owns {
+        // An entry this object did not make (or a spent token's answer names another one): it
+        // adopts it only when it says so.
         return if consents_to_adopt(route) {
             adopt(obs, entry, facts, d)
         } else {
@@ -462,9 +462,44 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     }
     let partner = plan::has_partner(&route.spec, entries);
     match plan::update(&route.spec, entry, facts, partner) {
-        Step::Mutate(mutation) => d.job(JobOp::Submit(mutation)).next(Next::Wake),
+        Step::Mutate(mutation) => {
+            if !recorded {
+                // Proven by the answer only: recorded first, so the change rests on the record.
+                d = d.status(Report {
+                    entry: Some(entry.clone()),
+                    client_token: Some(None),
+                    ..Default::default()
+                });
+            }
+            d.job(JobOp::Submit(mutation)).next(Next::Wake)
+        }
         Step::InSync => in_sync(obs, entry, facts, d, last_request_id),
     }
+}
+
+/// Replays the create of the token status holds, to learn whether it made the listed entry:
+/// the cloud repeats its answer (naming the entry it made) if the token is known, and refuses
+/// the request as existing if not. The entry exists, so the replay can create nothing.
+fn replay(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decision) -> Decision {
+    let token = obs
+        .route
+        .status
+        .as_ref()
+        .and_then(|s| s.client_token.as_deref())
+        .unwrap_or_default();
+    d.job(JobOp::Submit(plan::create_like(
+        &obs.route.spec,
+        entry,
+        facts,
+        token,
+    )))
+    .next(Next::Wake)
+}
+
+/// Whether a create's answer names the listed entry (its creation time): a replay of a token
+/// whose entry was deleted and made again by someone else answers with the old one.
+fn made_by(answer: Option<&Entry>, listed: &Entry) -> bool {
+    answer.is_some_and(|a| a.create_time == listed.create_time)
 }
 
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or
@@ -492,7 +527,7 @@ fn has_token(route: &VpnPbrRoute) -> bool {
 }
 
 /// Whether status recorded exactly this entry (by its creation time).
-fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
+pub fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
     let listed = status::rfc3339_millis(entry.create_time);
     route
         .status
@@ -753,7 +788,10 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         .status
         .as_ref()
         .is_none_or(|s| s.create_time.is_none() && s.client_token.is_none());
-    let mut proven_ours = false;
+    // What the outcome of a replayed create says (see `decide`): kept until the read it is
+    // combined with, so a decision before the read does not lose it.
+    let mut replayed = false;
+    let mut answer = None;
     let mut d = d;
     match obs.job {
         None if owns_nothing => {
@@ -774,26 +812,23 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         Some(JobView::Accepted {
             confirmed: false, ..
         }) => return d.job(JobOp::Keep).next(Next::Wake),
-        // The outcome of a replayed create (the proof of ownership) stays until the read it
-        // is combined with: a decision before the read must not lose it.
-        Some(JobView::Accepted { create, .. }) => {
-            proven_ours = *create;
-            if !*create {
+        Some(JobView::Accepted {
+            accepted, create, ..
+        }) => {
+            if *create {
+                replayed = true;
+                answer = accepted.entry.as_ref();
+            } else {
                 d.job = Some(JobOp::Drop);
             }
         }
         Some(JobView::Failed { error, create }) if *create => {
-            if error.code() == "IdempotentParameterMismatch" {
-                proven_ours = true;
-            } else if error.class() == ErrorClass::AlreadyExists {
-                d.job = Some(JobOp::Drop);
-                // The replay of our token was refused: the entry is someone else's.
-                return release(d.event(
-                    false,
-                    Reason::Deleted,
-                    "Delete",
-                    "the cloud entry was not made by this object; left in place".to_owned(),
-                ));
+            if error.code() == "IdempotentParameterMismatch"
+                || error.class() == ErrorClass::AlreadyExists
+            {
+                // The replay was refused: the token proves no entry (only a recorded one is
+                // still the object's).
+                replayed = true;
             } else if error.is_gateway_gone() {
                 d.job = Some(JobOp::Drop);
                 return release(d.event(
@@ -847,48 +882,37 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         }
         CloudRead::Ready { facts, entries } => (facts, entries),
     };
-    if proven_ours || matches!(obs.job, Some(JobView::Failed { .. })) {
+    if replayed || matches!(obs.job, Some(JobView::Failed { .. })) {
         d.job = Some(JobOp::Drop);
     }
-    match plan::find(&route.spec, entries) {
-        None => release(d.event(
+    let Some(entry) = plan::find(&route.spec, entries) else {
+        return release(d.event(
             false,
             Reason::Deleted,
             "Delete",
             "cloud entry deleted".to_owned(),
-        )),
-        Some(entry) if !has_token(route) && !proven_ours && !is_recorded_entry(route, entry) => {
-            // Not the entry this object made or adopted (it was deleted and made again by
-            // someone else): it stays.
-            release(d.event(
-                false,
-                Reason::Deleted,
-                "Delete",
-                "the listed entry is not the one this object made; left in place".to_owned(),
-            ))
-        }
-        // A create token, and not the entry status recorded: ours only if that create made it.
-        Some(entry) if !proven_ours && !is_recorded_entry(route, entry) => {
-            // Replaying the create with our token proves it: the cloud repeats its answer if
-            // our create made the entry, and refuses it as existing if someone else did. The
-            // entry exists, so the replay can create nothing.
-            let token = route
-                .status
-                .as_ref()
-                .and_then(|s| s.client_token.clone())
-                .unwrap_or_default();
-            // The listed attributes make a valid request whatever the spec says now.
-            d.job(JobOp::Submit(plan::create_like(
-                &route.spec,
-                entry,
-                facts,
-                &token,
-            )))
-            .next(Next::Wake)
-        }
-        Some(entry) => d
+        ));
+    };
+    if is_recorded_entry(route, entry) || made_by(answer, entry) {
+        return d
             .job(JobOp::Submit(plan::delete(entry, facts)))
-            .next(Next::Wake),
+            .next(Next::Wake);
+    }
+    match route
+        .status
+        .as_ref()
+        .and_then(|s| s.client_token.as_deref())
+    {
+        // A create token, and not the entry status recorded: ours only if that create made it.
+        Some(_) if !replayed => replay(obs, entry, facts, d),
+        // Not the entry this object made or adopted (it was deleted and made again by someone
+        // else, or the replay did not prove it): it stays.
+        _ => release(d.event(
+            false,
+            Reason::Deleted,
+            "Delete",
+            "the listed entry is not the one this object made; left in place".to_owned(),
+        )),
     }
 }
 

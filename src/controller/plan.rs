@@ -52,8 +52,10 @@ pub fn create(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts, client_token: &str
     }
 }
 
-/// A create of the route with the listed entry's attributes, to replay a token: the cloud
-/// repeats its answer if that token made the entry, or refuses the request as existing.
+/// The replay of a create that may have made the listed entry: the cloud repeats its answer
+/// only to the same parameters, so the listed attributes stand for what the create sent (the
+/// spec may have been edited since, even to something invalid) and the description is the
+/// spec's (it never changes).
 pub fn create_like(
     spec: &VpnPbrRouteSpec,
     entry: &Entry,
@@ -65,7 +67,7 @@ pub fn create_like(
         weight: entry.weight,
         priority: gateway.supports_priority.then_some(entry.priority),
         publish_vpc: entry.published(),
-        description: None,
+        description: spec.description.clone(),
         overlay_mode: spec.overlay_mode.map(|_| "Ipsec".to_owned()),
         client_token: client_token.to_owned(),
     }

@@ -285,10 +285,11 @@ fn in_sync_reports_available_and_the_right_event() {
             ..obs(r)
         })
     };
+    // A create's answer names the entry it made.
     let accepted = JobView::Accepted {
         accepted: Accepted {
             request_id: Some("req-9".into()),
-            entry: None,
+            entry: Some(e[0].clone()),
         },
         confirmed: true,
         create: true,
@@ -1188,5 +1189,171 @@ fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
         let st = status_after(row.route, &d);
         assert_eq!(st.create_time, row.create_time, "{}: createTime", row.name);
         assert_eq!(st.client_token.as_deref(), row.token, "{}: token", row.name);
+    }
+}
+
+/// What a decision about a listed entry did with it.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// `AlreadyExists`, nothing sent.
+    Refused,
+    Adopted,
+    /// In sync and recorded as the object's own.
+    Ours,
+    /// The finalizer goes, the entry stays.
+    LeftInPlace,
+    Deletes,
+    /// The create is replayed (with this description and weight).
+    Replays(Option<String>, i32),
+    Other,
+}
+
+fn verdict(d: &Decision) -> Verdict {
+    match (&d.job, reasons(d).0.as_deref()) {
+        (Some(JobOp::Submit(Mutation::Delete { .. })), _) => Verdict::Deletes,
+        (
+            Some(JobOp::Submit(Mutation::Create {
+                description,
+                weight,
+                ..
+            })),
+            _,
+        ) => Verdict::Replays(description.clone(), *weight),
+        (Some(JobOp::Submit(_)), _) => Verdict::Other,
+        _ if d.remove_finalizer => Verdict::LeftInPlace,
+        (_, Some("AlreadyExists")) => Verdict::Refused,
+        _ if event_reasons(d) == ["Adopted"] => Verdict::Adopted,
+        (_, Some("Available")) => Verdict::Ours,
+        _ => Verdict::Other,
+    }
+}
+
+/// (row, route, job, listed, verdict)
+type Row<'a> = (
+    &'a str,
+    &'a VpnPbrRoute,
+    Option<&'a JobView>,
+    &'a [Entry],
+    Verdict,
+);
+
+#[test]
+fn a_replayed_token_proves_only_the_entry_it_made() {
+    let f = facts();
+    let with = |extra: serde_json::Value| {
+        let mut base = json!({"status": {"clientToken": "t"}});
+        merge(&mut base, extra);
+        route(base)
+    };
+    let token_only = with(json!({}));
+    let consent = with(json!({"metadata": {"annotations": {ADOPT_ANNOTATION: "true"}}}));
+    let deleting = with(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    let deleting_renewed =
+        with(json!({"metadata": {"deletionTimestamp": DELETING}, "status": {"createTime": T0}}));
+    let edited = with(json!({"spec": {"description": "d", "weight": 0}}));
+    let deleting_edited = with(json!({"metadata": {"deletionTimestamp": DELETING},
+        "spec": {"description": "d", "weight": 50}}));
+    let answered_first = accepted_create(Some(entry(100, "normal")), true);
+    let mismatch = JobView::Failed {
+        error: cloud_error(400, "IdempotentParameterMismatch"),
+        create: true,
+    };
+    let refused = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
+        create: true,
+    };
+    let first = [entry(100, "normal")];
+    let made_again = [remade()];
+    let rows: [Row<'_>; 11] = [
+        (
+            "a replay answered with the listed entry's creation time: ours",
+            &token_only,
+            Some(&answered_first),
+            &first,
+            Verdict::Ours,
+        ),
+        (
+            "a replay answered with another creation time: the token is spent, the entry foreign",
+            &token_only,
+            Some(&answered_first),
+            &made_again,
+            Verdict::Refused,
+        ),
+        (
+            "a spent token and the adopt annotation: adopted",
+            &consent,
+            Some(&answered_first),
+            &made_again,
+            Verdict::Adopted,
+        ),
+        (
+            "IdempotentParameterMismatch says the token made some entry, not which",
+            &token_only,
+            Some(&mismatch),
+            &first,
+            Verdict::Refused,
+        ),
+        (
+            "cleanup: a replay answered with the listed entry's creation time deletes it",
+            &deleting,
+            Some(&answered_first),
+            &first,
+            Verdict::Deletes,
+        ),
+        (
+            "cleanup: a replay answered with another creation time leaves the entry",
+            &deleting,
+            Some(&answered_first),
+            &made_again,
+            Verdict::LeftInPlace,
+        ),
+        (
+            "cleanup: IdempotentParameterMismatch leaves the entry",
+            &deleting,
+            Some(&mismatch),
+            &first,
+            Verdict::LeftInPlace,
+        ),
+        (
+            "cleanup: a refused replay proves nothing against the recorded entry",
+            &deleting_renewed,
+            Some(&refused),
+            &first,
+            Verdict::Deletes,
+        ),
+        (
+            "cleanup: a refused replay of a token alone leaves the entry",
+            &deleting,
+            Some(&refused),
+            &first,
+            Verdict::LeftInPlace,
+        ),
+        (
+            "the replay repeats the create as sent: the listed attributes, the description",
+            &edited,
+            None,
+            &first,
+            Verdict::Replays(Some("d".into()), 100),
+        ),
+        (
+            "cleanup: the replay repeats the create as sent, whatever the spec says now",
+            &deleting_edited,
+            None,
+            &first,
+            Verdict::Replays(Some("d".into()), 100),
+        ),
+    ];
+    for (name, r, job, entries, want) in rows {
+        let d = decide(&Observation {
+            job,
+            cloud: CloudRead::Ready { facts: &f, entries },
+            ..obs(r)
+        });
+        assert_eq!(verdict(&d), want, "{name}: {d:?}");
+        if want == Verdict::Ours {
+            let st = status_after(r, &d);
+            assert_eq!(st.create_time.as_deref(), Some(T0), "{name}: recorded");
+            assert_eq!(st.client_token, None, "{name}: token cleared");
+        }
     }
 }
