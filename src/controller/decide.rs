@@ -47,6 +47,9 @@ pub struct Observation<'a> {
     /// `namespace/name` of an older object whose entry shares the gateway, destination and next
     /// hop but wants the other `publishVpc`.
     pub publish_conflict: Option<&'a str>,
+    /// Our other objects naming an entry with this route's gateway, destination and next hop
+    /// (read only when publishing would change another entry: [`publish_touches_others`]).
+    pub publish_sharers: &'a [Arc<VpnPbrRoute>],
     /// This route's job in the gateway scheduler.
     pub job: Option<&'a JobView>,
     /// This generation was seen in sync a moment ago (the watch event is the echo of our own
@@ -312,13 +315,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
             "{older} has an entry with the same gateway, destination and next hop but the other \
              publishVpc; publishing acts on both, so this route waits until they agree"
         );
-        if ready_reason(route) != Some(Reason::PublishConflict) {
-            d = d.event(true, Reason::PublishConflict, "Publish", message.clone());
-        }
-        return d
-            .status(both_false(Reason::PublishConflict, message))
-            .job(drop_job(obs.job))
-            .next(Next::Resync);
+        return publish_conflict(obs, message, d);
     }
     if !full {
         return observe_only(obs, d.job(drop_job(obs.job)));
@@ -462,6 +459,18 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     }
     let partner = plan::has_partner(&route.spec, entries);
     match plan::update(&route.spec, entry, facts, partner) {
+        Step::Mutate(Mutation::Publish { .. })
+            if let Some(other) = publish_touches(route, entries)
+                .find(|e| !held_by_ours(route, obs.publish_sharers, e)) =>
+        {
+            let message = format!(
+                "publishing acts on every entry with this destination and next hop, and would \
+                 change the entry {} -> {} that no VpnPbrRoute of this operator holds; this \
+                 route waits until it agrees or is gone",
+                other.route_source, other.route_dest
+            );
+            publish_conflict(obs, message, d)
+        }
         Step::Mutate(mutation) => {
             if !recorded {
                 // Proven by the answer only: recorded first, so the change rests on the record.
@@ -500,6 +509,55 @@ fn replay(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decisio
 /// whose entry was deleted and made again by someone else answers with the old one.
 fn made_by(answer: Option<&Entry>, listed: &Entry) -> bool {
     answer.is_some_and(|a| a.create_time == listed.create_time)
+}
+
+/// Whether publishing this route's entry would change another listed entry (same destination
+/// and next hop, another source, the other state): only then does the decision need the
+/// objects sharing them ([`Observation::publish_sharers`]).
+pub fn publish_touches_others(route: &VpnPbrRoute, entries: &[Entry]) -> bool {
+    let spec = &route.spec;
+    spec.management_policy == ManagementPolicy::Full
+        && plan::find(spec, entries).is_some_and(|e| e.published() != spec.publish_vpc)
+        && publish_touches(route, entries).next().is_some()
+}
+
+/// The other entries `PublishVpnRouteEntry` for this route would change: it selects by
+/// destination and next hop only.
+fn publish_touches<'e>(
+    route: &VpnPbrRoute,
+    entries: &'e [Entry],
+) -> impl Iterator<Item = &'e Entry> {
+    let spec = &route.spec;
+    entries.iter().filter(move |e| {
+        e.route_dest == spec.route_dest
+            && e.next_hop == spec.next_hop
+            && e.route_source != spec.route_source
+            && e.published() != spec.publish_vpc
+    })
+}
+
+/// Whether another object of ours holds `entry`: it names it, manages it and status recorded
+/// it (a token alone proves nothing yet).
+fn held_by_ours(route: &VpnPbrRoute, sharers: &[Arc<VpnPbrRoute>], entry: &Entry) -> bool {
+    sharers.iter().any(|o| {
+        o.metadata.uid != route.metadata.uid
+            && o.spec.management_policy == ManagementPolicy::Full
+            && o.spec.region_id == route.spec.region_id
+            && o.spec.vpn_gateway_id == route.spec.vpn_gateway_id
+            && entry.matches(&o.spec.route_source, &o.spec.route_dest, &o.spec.next_hop)
+            && is_recorded_entry(o, entry)
+    })
+}
+
+/// The route waits: publishing would change an entry it may not (someone else's, or one of
+/// ours whose object wants the other state).
+fn publish_conflict(obs: &Observation<'_>, message: String, mut d: Decision) -> Decision {
+    if ready_reason(obs.route) != Some(Reason::PublishConflict) {
+        d = d.event(true, Reason::PublishConflict, "Publish", message.clone());
+    }
+    d.status(both_false(Reason::PublishConflict, message))
+        .job(drop_job(obs.job))
+        .next(Next::Resync)
 }
 
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or

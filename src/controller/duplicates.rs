@@ -190,21 +190,36 @@ pub fn older_claim_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<Stri
 /// every entry with that destination and next hop, so the two would flip each other.
 pub fn older_publish_conflict_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<String> {
     let mine = rank(route);
-    let s = &route.spec;
-    sharing_key(route, caches, true)
+    publish_sharers(route, caches)
         .filter(|o| {
-            let t = &o.spec;
-            t.route_dest == s.route_dest
-                && t.next_hop == s.next_hop
-                && t.vpn_gateway_id == s.vpn_gateway_id
-                && t.region_id == s.region_id
-                && t.publish_vpc != s.publish_vpc
-                && o.metadata.uid != route.metadata.uid
+            o.spec.publish_vpc != route.spec.publish_vpc
                 && o.metadata.deletion_timestamp.is_none()
                 && rank(o) < mine
         })
         .min_by_key(|o| rank(o))
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+}
+
+/// Our other objects naming an entry with this route's gateway, destination and next hop
+/// (whatever their source), as the caches hold them now.
+pub fn publish_sharers_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Vec<Arc<VpnPbrRoute>> {
+    publish_sharers(route, caches).collect()
+}
+
+fn publish_sharers<'a>(
+    route: &'a VpnPbrRoute,
+    caches: &'a [ClaimCache],
+) -> impl Iterator<Item = Arc<VpnPbrRoute>> + 'a {
+    let s = &route.spec;
+    // Field by field: the index found the candidates by hash.
+    sharing_key(route, caches, true).filter(move |o| {
+        let t = &o.spec;
+        t.route_dest == s.route_dest
+            && t.next_hop == s.next_hop
+            && t.vpn_gateway_id == s.vpn_gateway_id
+            && t.region_id == s.region_id
+            && o.metadata.uid != route.metadata.uid
+    })
 }
 
 type Rank = (Hold, Option<jiff::Timestamp>, String, String);

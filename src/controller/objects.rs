@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -53,6 +54,9 @@ pub trait ObjectPort: Send + Sync + 'static {
     /// `namespace/name` of an older object with the same gateway, destination and next hop that
     /// wants the other `publishVpc`.
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String>;
+    /// Our other objects with the same gateway, destination and next hop, from the watch
+    /// caches (`PublishVpnRouteEntry` acts on all their entries).
+    fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>>;
 }
 
 /// Who publishes events (`reportingController` / `reportingInstance`).
@@ -217,6 +221,10 @@ impl ObjectPort for KubeObjects {
 
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
         duplicates::older_publish_conflict_in(route, &self.caches)
+    }
+
+    fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
+        duplicates::publish_sharers_in(route, &self.caches)
     }
 }
 

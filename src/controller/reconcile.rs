@@ -110,6 +110,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         route: &route,
         older_claim: older_claim.as_deref(),
         publish_conflict: publish_conflict.as_deref(),
+        publish_sharers: &[],
         job: job.as_ref(),
         recently_verified,
         cloud: CloudRead::NotRead,
@@ -139,10 +140,18 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         read = read_gateway(ctx, &scope, &owner, fresh);
     }
     let job = ctx.scheduler.job(&owner);
+    // Only a publish that would change other entries needs the objects sharing them.
+    let publish_sharers = match &read {
+        Read::Ready { entries, .. } if decide::publish_touches_others(&route, entries) => {
+            ctx.objects.publish_sharers(&route)
+        }
+        _ => Vec::new(),
+    };
     let second = decide::decide(&Observation {
         route: &route,
         older_claim: older_claim.as_deref(),
         publish_conflict: publish_conflict.as_deref(),
+        publish_sharers: &publish_sharers,
         job: job.as_ref(),
         recently_verified,
         cloud: match &read {

@@ -249,4 +249,8 @@ impl ObjectPort for SimObjects {
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
         self.sim.lock().publish_conflict(route)
     }
+
+    fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
+        self.sim.lock().publish_sharers(route)
+    }
 }

@@ -78,6 +78,7 @@ fn obs(r: &VpnPbrRoute) -> Observation<'_> {
         route: r,
         older_claim: None,
         publish_conflict: None,
+        publish_sharers: &[],
         job: None,
         recently_verified: false,
         cloud: CloudRead::NotRead,
@@ -1354,6 +1355,99 @@ fn a_replayed_token_proves_only_the_entry_it_made() {
             let st = status_after(r, &d);
             assert_eq!(st.create_time.as_deref(), Some(T0), "{name}: recorded");
             assert_eq!(st.client_token, None, "{name}: token cleared");
+        }
+    }
+}
+
+/// (row, listed, our objects sharing the destination and next hop, publishes)
+type PublishRow<'a> = (&'a str, &'a [Entry], &'a [Arc<VpnPbrRoute>], bool);
+
+#[test]
+fn publishing_touches_only_entries_we_hold() {
+    let f = facts();
+    let r = route(json!({"spec": {"publishVpc": true}, "status": {"createTime": T0}}));
+    // Another source, same destination and next hop: `PublishVpnRouteEntry` changes it too.
+    let other = |state: &str| {
+        let mut e = remade();
+        e.route_source = "10.9.0.0/24".into();
+        e.state = state.into();
+        e
+    };
+    let holder = |extra: serde_json::Value| {
+        let mut base = json!({"metadata": {"name": "holder", "uid": "u2"},
+            "spec": {"routeSource": "10.9.0.0/24", "publishVpc": true}});
+        merge(&mut base, extra);
+        Arc::new(route(base))
+    };
+    let recorded = [holder(
+        json!({"status": {"createTime": status::rfc3339_millis(remade().create_time)}}),
+    )];
+    let token_only = [holder(json!({"status": {"clientToken": "t"}}))];
+    let observing = [holder(json!({"spec": {"managementPolicy": "ObserveOnly"},
+        "status": {"createTime": status::rfc3339_millis(remade().create_time)}}))];
+    let foreign = [entry(100, "normal"), other("normal")];
+    let already = [entry(100, "normal"), other("published")];
+    let rows: [PublishRow<'_>; 5] = [
+        (
+            "it would change an entry no object of ours holds: PublishConflict",
+            &foreign,
+            &[],
+            false,
+        ),
+        (
+            "the other entry is held by one of ours: several routes share a destination",
+            &foreign,
+            &recorded,
+            true,
+        ),
+        (
+            "the other entry is already in the wanted state: nothing else changes",
+            &already,
+            &[],
+            true,
+        ),
+        (
+            "a token alone does not hold the other entry",
+            &foreign,
+            &token_only,
+            false,
+        ),
+        (
+            "an ObserveOnly object does not hold the other entry",
+            &foreign,
+            &observing,
+            false,
+        ),
+    ];
+    for (name, entries, sharers, publishes) in rows {
+        let d = decide(&Observation {
+            publish_sharers: sharers,
+            cloud: CloudRead::Ready { facts: &f, entries },
+            ..obs(&r)
+        });
+        let published = matches!(
+            d.job,
+            Some(JobOp::Submit(Mutation::Publish {
+                publish_vpc: true,
+                ..
+            }))
+        );
+        assert_eq!(published, publishes, "{name}: {:?}", d.job);
+        assert_eq!(
+            publish_touches_others(&r, entries),
+            name != "the other entry is already in the wanted state: nothing else changes",
+            "{name}: the sharers are read"
+        );
+        if !publishes {
+            assert_eq!(
+                reasons(&d),
+                (
+                    Some("PublishConflict".into()),
+                    Some("PublishConflict".into())
+                ),
+                "{name}"
+            );
+            assert_eq!(event_reasons(&d), ["PublishConflict"], "{name}");
         }
     }
 }
