@@ -858,6 +858,12 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             return release(d);
         }
         None => {}
+        // The deletion waits for its turn: dropped and planned again after a read, it would go
+        // to the back of the gateway's queue at every reconcile.
+        Some(JobView::Queued {
+            mutation: Mutation::Delete { .. },
+            ..
+        }) => return d.job(JobOp::Keep).next(Next::Wake),
         Some(JobView::Queued { .. }) => {
             // A queued create or update is pointless now; the executor stops if it went out.
             d.job = Some(JobOp::Drop);

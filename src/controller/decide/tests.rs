@@ -1451,3 +1451,40 @@ fn publishing_touches_only_entries_we_hold() {
         }
     }
 }
+
+#[test]
+fn a_queued_deletion_keeps_its_place() {
+    let f = facts();
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING},
+        "status": {"createTime": T0}}));
+    let delete = JobView::Queued {
+        mutation: plan::delete(&entry(100, "normal"), &f),
+        generation: Some(2),
+    };
+    let create = JobView::Queued {
+        mutation: create_mutation("t"),
+        generation: Some(2),
+    };
+    // (row, job, the job op, next)
+    let rows = [
+        (
+            "a queued delete waits for its turn, unread and in place",
+            &delete,
+            JobOp::Keep,
+            Next::Wake,
+        ),
+        (
+            "a queued create is pointless now",
+            &create,
+            JobOp::Drop,
+            Next::Read(Freshness::Recent),
+        ),
+    ];
+    for (name, job, op, next) in rows {
+        let d = decide(&Observation {
+            job: Some(job),
+            ..obs(&deleting)
+        });
+        assert_eq!((d.job, d.next), (Some(op), Some(next)), "{name}");
+    }
+}
