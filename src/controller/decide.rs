@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::error::Error;
-use super::model::{Entry, GatewayFacts, Mutation};
+use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
 use super::scheduler::JobView;
@@ -850,6 +850,8 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
     // combined with, so a decision before the read does not lose it.
     let mut replayed = false;
     let mut answer = None;
+    // A change refused for the gateway's status: its status read decides (see `refused_for_status`).
+    let mut status_refusal = None;
     let mut d = d;
     match obs.job {
         None if owns_nothing => {
@@ -893,6 +895,8 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                 // The replay was refused: the token proves no entry (only a recorded one is
                 // still the object's).
                 replayed = true;
+            } else if refused_for_status(error) {
+                status_refusal = Some(error);
             } else if error.is_gateway_gone() {
                 d.job = Some(JobOp::Drop);
                 return release(d.event(
@@ -908,6 +912,9 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                     error: error.clone(),
                 });
             }
+        }
+        Some(JobView::Failed { error, .. }) if refused_for_status(error) => {
+            status_refusal = Some(error);
         }
         Some(JobView::Failed { error, .. }) => {
             d.job = Some(JobOp::Drop);
@@ -928,9 +935,13 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         }
     }
     let (facts, entries) = match obs.cloud {
+        // The gateway's own word on its status: not the cache's, nor the scheduler's guess.
+        CloudRead::NotRead if status_refusal.is_some() => {
+            return d.next(Next::Read(Freshness::Now));
+        }
         CloudRead::NotRead => return d.next(Next::Read(Freshness::Recent)),
         CloudRead::Pending => return d.next(Next::Wake),
-        CloudRead::Failed(e) if e.is_gateway_gone() => {
+        CloudRead::Failed(e) if e.is_gateway_gone() && !refused_for_status(e) => {
             return release(d.event(
                 false,
                 Reason::Deleted,
@@ -948,6 +959,24 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
     };
     if replayed || matches!(obs.job, Some(JobView::Failed { .. })) {
         d.job = Some(JobOp::Drop);
+    }
+    if let Some(error) = status_refusal {
+        if facts.status != GatewayStatus::Deleting {
+            // The gateway is not being deleted: the entry may well be there still.
+            return d.fail(Failure::Cloud {
+                op: "delete",
+                error: error.clone(),
+            });
+        }
+        return release(d.event(
+            false,
+            Reason::Deleted,
+            "Delete",
+            format!(
+                "gateway being deleted ({}): nothing left to delete",
+                error.code()
+            ),
+        ));
     }
     let Some(entry) = plan::find(&route.spec, entries) else {
         return release(d.event(
@@ -978,6 +1007,13 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             "the listed entry is not the one this object made; left in place".to_owned(),
         )),
     }
+}
+
+/// Whether the gateway refused a change for its status (`IncorrectStatus.VpnGateway`): a
+/// gateway being deleted answers so, but the code alone does not say which status it has, so
+/// only a status read that says `deleting` proves nothing is left to delete.
+pub fn refused_for_status(e: &CloudError) -> bool {
+    e.code() == "IncorrectStatus.VpnGateway"
 }
 
 /// The status and the event of a failed reconcile of `route` (the newest copy of it).

@@ -227,15 +227,20 @@ fn read_gateway(
         Freshness::Recent | Freshness::Recheck => ctx.settings.list_max_age,
         Freshness::Cached => ctx.settings.resync,
     };
-    match ctx.cache.read(
-        scope,
-        owner,
-        ctx.settings.facts_max_age,
-        list_max_age,
-        fresh.priority(),
-    ) {
+    // `Now` wants the gateway's own word on its status too: facts as recent as the list, not
+    // the scheduler's view (which infers `active` from time).
+    let now = fresh == Freshness::Now;
+    let facts_max_age = if now {
+        list_max_age
+    } else {
+        ctx.settings.facts_max_age
+    };
+    match ctx
+        .cache
+        .read(scope, owner, facts_max_age, list_max_age, fresh.priority())
+    {
         Read::Ready { mut facts, entries } => {
-            if let Some(status) = ctx.scheduler.gateway_status(&scope.key()) {
+            if let Some(status) = ctx.scheduler.gateway_status(&scope.key()).filter(|_| !now) {
                 facts.status = status;
             }
             Read::Ready { facts, entries }

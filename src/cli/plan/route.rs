@@ -181,7 +181,7 @@ pub type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a CloudErro
 
 /// Whether the object's status says the cloud entry is its own (the controller's rule).
 pub use crate::controller::decide::owns_entry;
-use crate::controller::decide::{is_recorded_entry, owns_listed};
+use crate::controller::decide::{is_recorded_entry, owns_listed, refused_for_status};
 
 /// What a create token alone means for the listed entry (`decide.rs`).
 const REPLAY_NOTE: &str = "only a create token is recorded: the operator replays that create \
@@ -479,7 +479,7 @@ pub fn plan_prune(live: &VpnPbrRoute, gateway: Option<GatewayView<'_>>) -> Route
         return p.error("NotRead", "the gateway was not read");
     };
     match gateway {
-        Err(e) if e.is_gateway_gone() => {
+        Err(e) if e.is_gateway_gone() && !refused_for_status(e) => {
             p.notes.push(format!(
                 "the gateway is gone ({}): nothing left to delete",
                 e.code()

@@ -691,10 +691,11 @@ fn cleanup_branches() {
     });
     assert!(d.remove_finalizer);
     assert_eq!(event_reasons(&d), ["Deleted"]);
-    // A gateway that is gone (or being deleted) leaves nothing to delete.
+    // A gateway that is gone leaves nothing to delete (one being deleted: see
+    // `a_gateway_refusing_for_its_status_is_gone_only_when_it_reads_deleting`).
     for code in [
         "InvalidVpnGatewayInstanceId.NotFound",
-        "IncorrectStatus.VpnGateway",
+        "InvalidRegionId.NotFound",
     ] {
         let err = cloud_error(400, code);
         let d = decide(&Observation {
@@ -1487,4 +1488,90 @@ fn a_queued_deletion_keeps_its_place() {
         });
         assert_eq!((d.job, d.next), (Some(op), Some(next)), "{name}");
     }
+}
+
+#[test]
+fn a_gateway_refusing_for_its_status_is_gone_only_when_it_reads_deleting() {
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING},
+        "status": {"createTime": T0}}));
+    let incorrect = cloud_error(400, "IncorrectStatus.VpnGateway");
+    let refused_delete = JobView::Failed {
+        error: incorrect.clone(),
+        create: false,
+    };
+    let refused_replay = JobView::Failed {
+        error: incorrect.clone(),
+        create: true,
+    };
+    let at = |status: &str| GatewayFacts {
+        status: status.into(),
+        ..facts()
+    };
+    let (gone, active) = (at("deleting"), at("active"));
+    let listed = [entry(100, "normal")];
+    // (row, job, the read, released)
+    let rows: [(&str, &JobView, Option<&GatewayFacts>, bool); 5] = [
+        (
+            "the delete refused: the gateway is read first",
+            &refused_delete,
+            None,
+            false,
+        ),
+        (
+            "the gateway reads deleting: nothing left to delete",
+            &refused_delete,
+            Some(&gone),
+            true,
+        ),
+        (
+            "the gateway reads active: the refusal proves nothing",
+            &refused_delete,
+            Some(&active),
+            false,
+        ),
+        (
+            "a replay refused, the gateway reads active",
+            &refused_replay,
+            Some(&active),
+            false,
+        ),
+        (
+            "a replay refused, the gateway reads deleting",
+            &refused_replay,
+            Some(&gone),
+            true,
+        ),
+    ];
+    for (name, job, read, released) in rows {
+        let d = decide(&Observation {
+            job: Some(job),
+            cloud: read.map_or(CloudRead::NotRead, |facts| CloudRead::Ready {
+                facts,
+                entries: &listed,
+            }),
+            ..obs(&deleting)
+        });
+        assert_eq!(d.remove_finalizer, released, "{name}: {d:?}");
+        match read {
+            None => assert_eq!(
+                (d.job, d.next),
+                (None, Some(Next::Read(Freshness::Now))),
+                "{name}: the refusal is kept for the read of the gateway's status"
+            ),
+            Some(_) if !released => {
+                assert!(
+                    matches!(d.failure, Some(Failure::Cloud { op: "delete", .. })),
+                    "{name}: retried after the backoff"
+                );
+                assert_eq!(d.job, Some(JobOp::Drop), "{name}");
+            }
+            Some(_) => assert_eq!(event_reasons(&d), ["Deleted"], "{name}"),
+        }
+    }
+    // A read refused for the gateway's status cannot tell either.
+    let d = decide(&Observation {
+        cloud: CloudRead::Failed(&incorrect),
+        ..obs(&deleting)
+    });
+    assert!(!d.remove_finalizer && d.failure.is_some());
 }
