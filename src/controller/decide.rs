@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::error::Error;
-use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
+use super::model::{Entry, EntryState, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
 use super::scheduler::JobView;
@@ -505,6 +505,34 @@ fn replay(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decisio
     .next(Next::Wake)
 }
 
+/// The entry a create answered with, as status recorded it, while no list has confirmed it:
+/// the answer is recorded beside the create's token (with what it said of the entry), and the
+/// first list that shows the entry clears the token. A create that makes an entry again keeps
+/// the older record beside its new token but clears the observation (`Report::entry_unlisted`):
+/// its create may never have been sent, and replaying it could create.
+fn unconfirmed_answer(route: &VpnPbrRoute) -> Option<Entry> {
+    let s = route.status.as_ref()?;
+    let observed = s.observed.as_ref()?;
+    s.client_token.as_ref()?;
+    s.create_time.as_ref()?;
+    let spec = &route.spec;
+    Some(Entry {
+        route_source: spec.route_source.clone(),
+        route_dest: spec.route_dest.clone(),
+        next_hop: spec.next_hop.clone(),
+        weight: observed.weight,
+        priority: observed.priority,
+        // What the create asked for: an answer may say `normal` while publishing is pending.
+        state: if spec.publish_vpc {
+            EntryState::Published
+        } else {
+            EntryState::Normal
+        },
+        create_time: 0,
+        vpn_instance_id: spec.vpn_gateway_id.clone(),
+    })
+}
+
 /// Whether a create's answer names the listed entry (its creation time): a replay of a token
 /// whose entry was deleted and made again by someone else answers with the old one.
 fn made_by(answer: Option<&Entry>, listed: &Entry) -> bool {
@@ -979,6 +1007,15 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         ));
     }
     let Some(entry) = plan::find(&route.spec, entries) else {
+        if obs.job.is_none()
+            && let Some(answered) = unconfirmed_answer(route)
+        {
+            // The create's answer was recorded but no list showed its entry yet (after a
+            // restart, the gateway may still be applying it): a list without it proves
+            // nothing. The replay repeats the answer (the token is known: it made the entry)
+            // and the scheduler waits for the list to show the entry, or gives up.
+            return replay(obs, &answered, facts, d);
+        }
         return release(d.event(
             false,
             Reason::Deleted,

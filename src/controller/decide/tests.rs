@@ -1575,3 +1575,74 @@ fn a_gateway_refusing_for_its_status_is_gone_only_when_it_reads_deleting() {
     });
     assert!(!d.remove_finalizer && d.failure.is_some());
 }
+
+#[test]
+fn a_recorded_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
+    let f = facts();
+    let deleting = |status: serde_json::Value| {
+        route(json!({"metadata": {"deletionTimestamp": DELETING}, "status": status}))
+    };
+    // The create's answer was recorded (with what it said of the entry); no list showed it yet.
+    let answered = deleting(
+        json!({"createTime": T0, "clientToken": "t", "state": "normal",
+        "observed": {"weight": 100, "priority": 10, "published": false}}),
+    );
+    // A create that makes the entry again: its token beside the older record, nothing observed.
+    let renewing = deleting(json!({"createTime": T0, "clientToken": "t2"}));
+    let replayed = accepted_create(Some(entry(100, "normal")), true);
+    let refused = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
+        create: true,
+    };
+    // (row, route, job, replays with this token, else released)
+    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 4] = [
+        (
+            "after a restart: the token is replayed, the scheduler waits for the list",
+            &answered,
+            None,
+            Some("t"),
+        ),
+        (
+            "the replayed create's entry never listed: deleted",
+            &answered,
+            Some(&replayed),
+            None,
+        ),
+        (
+            "the replay refused: deleted",
+            &answered,
+            Some(&refused),
+            None,
+        ),
+        (
+            "a token whose create may never have been sent is not replayed: it could create",
+            &renewing,
+            None,
+            None,
+        ),
+    ];
+    for (name, r, job, replays) in rows {
+        let d = decide(&Observation {
+            job,
+            cloud: CloudRead::Ready {
+                facts: &f,
+                entries: &[],
+            },
+            ..obs(r)
+        });
+        match replays {
+            Some(token) => {
+                assert!(!d.remove_finalizer, "{name}: not released");
+                assert_eq!(
+                    d.job,
+                    Some(JobOp::Submit(create_mutation(token))),
+                    "{name}: the create as it was sent"
+                );
+            }
+            None => {
+                assert!(d.remove_finalizer, "{name}: released");
+                assert_eq!(event_reasons(&d), ["Deleted"], "{name}");
+            }
+        }
+    }
+}
