@@ -25,6 +25,8 @@ const WAIT_FOR_WAKE: Duration = Duration::from_secs(300);
 /// How long the first reconcile of a gateway waits for the gateway's first read (see
 /// `GatewayCache::await_first_read`).
 const FIRST_READ_WAIT: Duration = Duration::from_millis(500);
+/// How soon a decision made on a copy older than the object is made again on the newest.
+const STALE_COPY_RETRY: Duration = Duration::from_millis(200);
 
 /// A failed reconcile, and why a cleanup used other credentials than the route's.
 struct Failed {
@@ -171,7 +173,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     if refuses_an_entry(&second) && is_stale(&route, ctx).await? {
         // Refusing an entry is one-way (the object gives up what it made): never on a copy
         // older than the object's own last status write. Decide again on the newest.
-        return Ok(Action::requeue(Duration::from_millis(200)));
+        return Ok(Action::requeue(STALE_COPY_RETRY));
     }
     act(&mut route, ctx, &owner, Some(&scope), &second)
         .await
@@ -273,7 +275,8 @@ async fn act(
         return Ok(Some(Action::requeue(WAIT_FOR_WAKE)));
     }
     if d.add_finalizer {
-        ctx.objects
+        route.metadata.resource_version = ctx
+            .objects
             .add_finalizer(route)
             .await
             .map_err(|e| Error::kube("add finalizer", e))?;
@@ -284,7 +287,17 @@ async fn act(
             .push(FINALIZER.to_owned());
     }
     if let Some(report) = &d.status {
-        write_status(route, ctx, report.clone()).await?;
+        match write_status(route, ctx, report.clone()).await {
+            Ok(()) => {}
+            Err(e) if is_conflict(&e) => {
+                // Our copy is older than the object (a watch that has not yet delivered our
+                // own last write): nothing else of this decision is done, the newest copy
+                // decides again.
+                debug!(route = %key, "status write refused: the object changed; deciding again");
+                return Ok(Some(Action::requeue(STALE_COPY_RETRY)));
+            }
+            Err(e) => return Err(Error::kube("write status", e).into()),
+        }
     }
     match &d.job {
         Some(JobOp::Drop) => {
@@ -354,8 +367,17 @@ pub fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Duration 
     Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX))
 }
 
-/// Writes status, only when it changes.
-async fn write_status(route: &VpnPbrRoute, ctx: &Context, report: Report) -> Result<()> {
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Writes status, only when it changes, on the condition that `route` is still the object's
+/// newest copy (`ObjectPort::write_status`); `route` then holds what was written.
+async fn write_status(
+    route: &mut VpnPbrRoute,
+    ctx: &Context,
+    report: Report,
+) -> Result<(), kube::Error> {
     let now = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -368,17 +390,17 @@ async fn write_status(route: &VpnPbrRoute, ctx: &Context, report: Report) -> Res
     if !status::worth_writing(route.status.as_ref(), &new) {
         return Ok(());
     }
-    ctx.objects
-        .write_status(route, &new)
-        .await
-        .map_err(|e| Error::kube("write status", e))
+    let version = ctx.objects.write_status(route, &new).await?;
+    route.status = Some(new);
+    route.metadata.resource_version = version;
+    Ok(())
 }
 
 async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> Result<()> {
     // Build on the newest status: the cached object may predate our own last write (the
     // client token), and a status write replaces what it leaves out.
     let ns = route.namespace().unwrap_or_default();
-    let Some(fresh) = ctx
+    let Some(mut fresh) = ctx
         .objects
         .get(&ns, &route.name_any())
         .await
@@ -391,7 +413,9 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> 
         &failed.error,
         failed.credentials_fallback.as_deref(),
     );
-    write_status(&fresh, ctx, report).await?;
+    write_status(&mut fresh, ctx, report)
+        .await
+        .map_err(|e| Error::kube("write status", e))?;
     if let Some(e) = event {
         ctx.objects.publish(&fresh, &e).await;
     }

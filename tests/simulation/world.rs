@@ -296,6 +296,13 @@ impl State {
         self.trigger(key);
     }
 
+    /// The resourceVersion of the stored object.
+    pub fn resource_version(&self, key: &Key) -> Option<String> {
+        self.store
+            .get(key)
+            .and_then(|o| o.route.metadata.resource_version.clone())
+    }
+
     /// Removes an object for good (its last finalizer went, or it never had one).
     pub fn remove(&mut self, key: &Key) {
         if let Some(obj) = self.store.remove(key) {
