@@ -229,11 +229,11 @@ fn read_gateway(
         Freshness::Recent | Freshness::Recheck => ctx.settings.list_max_age,
         Freshness::Cached => ctx.settings.resync,
     };
-    // `Now` wants the gateway's own word on its status too: facts as recent as the list, not
-    // the scheduler's view (which infers `active` from time).
+    // `Now` wants the gateway's own word on its status too: facts read after this moment (the
+    // refusal that asked for them), not the scheduler's view (which infers `active` from time).
     let now = fresh == Freshness::Now;
     let facts_max_age = if now {
-        list_max_age
+        Duration::ZERO
     } else {
         ctx.settings.facts_max_age
     };
