@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::error::Error;
-use super::model::{Entry, EntryState, GatewayFacts, GatewayStatus, Mutation};
+use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
 use super::scheduler::JobView;
@@ -446,7 +446,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     // existing, or a token known with other parameters, proves nothing.
     let owns = recorded || (accepted_create && made_by(answer, entry));
     if !owns && has_token(route) && !conflict_adopt && spent.is_none() && !accepted_create {
-        return replay(obs, entry, facts, d);
+        return replay(obs, Some(entry), facts, d);
     }
     if !owns {
         // An entry this object did not make (or a spent token's answer names another one): it
@@ -489,47 +489,45 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
 /// Replays the create of the token status holds, to learn whether it made the listed entry:
 /// the cloud repeats its answer (naming the entry it made) if the token is known, and refuses
 /// the request as existing if not. The entry exists, so the replay can create nothing.
-fn replay(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decision) -> Decision {
+fn replay(
+    obs: &Observation<'_>,
+    entry: Option<&Entry>,
+    facts: &GatewayFacts,
+    d: Decision,
+) -> Decision {
     let token = obs
         .route
         .status
         .as_ref()
         .and_then(|s| s.client_token.as_deref())
         .unwrap_or_default();
-    d.job(JobOp::Submit(plan::create_like(
-        &obs.route.spec,
-        entry,
-        facts,
-        token,
-    )))
-    .next(Next::Wake)
+    d.job(JobOp::Submit(replay_of(obs.route, entry, facts, token)))
+        .next(Next::Wake)
 }
 
-/// The entry a create answered with, as status recorded it, while no list has confirmed it:
-/// the answer is recorded beside the create's token (with what it said of the entry), and the
-/// first list that shows the entry clears the token. A create that makes an entry again keeps
-/// the older record beside its new token but clears the observation (`Report::entry_unlisted`):
-/// its create may never have been sent, and replaying it could create.
-fn unconfirmed_answer(route: &VpnPbrRoute) -> Option<Entry> {
-    let s = route.status.as_ref()?;
-    let observed = s.observed.as_ref()?;
-    s.client_token.as_ref()?;
-    s.create_time.as_ref()?;
-    let spec = &route.spec;
-    Some(Entry {
-        route_source: spec.route_source.clone(),
-        route_dest: spec.route_dest.clone(),
-        next_hop: spec.next_hop.clone(),
-        weight: observed.weight,
-        priority: observed.priority,
-        // What the create asked for: an answer may say `normal` while publishing is pending.
-        state: if spec.publish_vpc {
-            EntryState::Published
-        } else {
-            EntryState::Normal
-        },
-        create_time: 0,
-        vpn_instance_id: spec.vpn_gateway_id.clone(),
+/// The create `token` was sent with: the cloud answers a replay only to the same parameters.
+/// The token names them (`plan::create_token`); for one that does not, the listed entry's
+/// attributes, else the spec, stand for them.
+fn replay_of(
+    route: &VpnPbrRoute,
+    listed: Option<&Entry>,
+    facts: &GatewayFacts,
+    token: &str,
+) -> Mutation {
+    plan::create_of_token(&route.spec, token).unwrap_or_else(|| match listed {
+        Some(e) => plan::create_like(&route.spec, e, facts, token),
+        None => plan::create(&route.spec, facts, token),
+    })
+}
+
+/// Whether status holds the answer of a create that no list has confirmed yet: the answer is
+/// recorded beside the create's token (with what it said of the entry), and the first list that
+/// shows the entry clears the token. A create that makes an entry again keeps the older record
+/// beside its new token but clears the observation (`Report::entry_unlisted`): its create may
+/// never have been sent, and replaying it could create.
+fn answer_unconfirmed(route: &VpnPbrRoute) -> bool {
+    route.status.as_ref().is_some_and(|s| {
+        s.observed.is_some() && s.client_token.is_some() && s.create_time.is_some()
     })
 }
 
@@ -717,20 +715,21 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: T
         .and_then(|s| s.client_token.clone())
         .or(queued_token)
         .filter(|_| token == Token::Kept);
-    let token = match held {
-        Some(t) => t,
+    let mutation = match held {
+        // The create that token was made for (it may have been sent): the spec changes after.
+        Some(t) => replay_of(obs.route, None, facts, &t),
         None => {
-            let t = obs.new_token.to_owned();
+            let planned = plan::create(&obs.route.spec, facts, "");
+            let t = plan::create_token(&planned, obs.new_token);
             let mut report = both_false(Reason::Creating, "creating the cloud entry");
             // The entry this object holds (if any) stays recorded until the answer replaces
             // it: a list that missed it must not cost the object its entry.
             report.entry_unlisted = true;
             report.client_token = Some(Some(t.clone()));
             d.status = Some(report);
-            t
+            plan::create(&obs.route.spec, facts, &t)
         }
     };
-    let mutation = plan::create(&obs.route.spec, facts, &token);
     d.job(JobOp::Submit(mutation)).next(Next::Wake)
 }
 
@@ -1007,14 +1006,12 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         ));
     }
     let Some(entry) = plan::find(&route.spec, entries) else {
-        if obs.job.is_none()
-            && let Some(answered) = unconfirmed_answer(route)
-        {
+        if obs.job.is_none() && answer_unconfirmed(route) {
             // The create's answer was recorded but no list showed its entry yet (after a
             // restart, the gateway may still be applying it): a list without it proves
             // nothing. The replay repeats the answer (the token is known: it made the entry)
             // and the scheduler waits for the list to show the entry, or gives up.
-            return replay(obs, &answered, facts, d);
+            return replay(obs, None, facts, d);
         }
         return release(d.event(
             false,
@@ -1034,7 +1031,7 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         .and_then(|s| s.client_token.as_deref())
     {
         // A create token, and not the entry status recorded: ours only if that create made it.
-        Some(_) if !replayed => replay(obs, entry, facts, d),
+        Some(_) if !replayed => replay(obs, Some(entry), facts, d),
         // Not the entry this object made or adopted (it was deleted and made again by someone
         // else, or the replay did not prove it): it stays.
         _ => release(d.event(

@@ -72,6 +72,11 @@ fn create_mutation(token: &str) -> Mutation {
     plan::create(&route(json!({})).spec, &facts(), token)
 }
 
+/// The token a new create of `route(json!({}))` writes: it names the create.
+fn fresh_token() -> String {
+    plan::create_token(&create_mutation(""), "tok-new")
+}
+
 /// An observation of `r` with nothing read, no job, no claim.
 fn obs(r: &VpnPbrRoute) -> Observation<'_> {
     Observation {
@@ -226,8 +231,8 @@ fn absent_entry_is_created_with_a_token_written_first() {
         (Some("Creating".into()), Some("Creating".into()))
     );
     let report = d.status.as_ref().expect("status");
-    assert_eq!(report.client_token, Some(Some("tok-new".into())));
-    assert_eq!(d.job, Some(JobOp::Submit(create_mutation("tok-new"))));
+    assert_eq!(report.client_token, Some(Some(fresh_token())));
+    assert_eq!(d.job, Some(JobOp::Submit(create_mutation(&fresh_token()))));
     assert_eq!(d.next, Some(Next::Wake));
     assert!(d.credentials_worked);
 
@@ -1095,9 +1100,10 @@ fn accepted_create(entry: Option<Entry>, confirmed: bool) -> JobView {
 #[test]
 fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
     let f = facts();
+    let fresh = fresh_token();
     let held = route(json!({"status": {"createTime": T0, "clientToken": "tok-old"}}));
     let in_sync_once = route(json!({"status": {"createTime": T0}}));
-    let renewing = route(json!({"status": {"createTime": T0, "clientToken": "tok-new"}}));
+    let renewing = route(json!({"status": {"createTime": T0, "clientToken": fresh}}));
     let gone_after_accept = accepted_create(Some(entry(100, "normal")), true);
     let answer_of_new = accepted_create(Some(remade()), false);
     let refused_as_existing = JobView::Failed {
@@ -1125,20 +1131,20 @@ fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
             route: &in_sync_once,
             job: None,
             entries: &[],
-            creates_with: Some("tok-new"),
+            creates_with: Some(&fresh),
             ready: Some("Creating"),
             create_time: Some(T0.into()),
-            token: Some("tok-new"),
+            token: Some(&fresh),
         },
         Row {
             name: "our create's entry was never listed: a new token, createTime kept",
             route: &held,
             job: Some(&gone_after_accept),
             entries: &[],
-            creates_with: Some("tok-new"),
+            creates_with: Some(&fresh),
             ready: Some("Creating"),
             create_time: Some(T0.into()),
-            token: Some("tok-new"),
+            token: Some(&fresh),
         },
         Row {
             name: "the new create's answer replaces the recorded createTime",
@@ -1148,17 +1154,17 @@ fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
             creates_with: None,
             ready: Some("Creating"),
             create_time: t1.clone(),
-            token: Some("tok-new"),
+            token: Some(&fresh),
         },
         Row {
             name: "after a crash, the entry of the new create is proven by replaying its token",
             route: &renewing,
             job: None,
             entries: &remade_list,
-            creates_with: Some("tok-new"),
+            creates_with: Some(&fresh),
             ready: None,
             create_time: Some(T0.into()),
-            token: Some("tok-new"),
+            token: Some(&fresh),
         },
         Row {
             name: "the new create refused as existing: the list shows the recorded entry, still ours",
@@ -1645,4 +1651,37 @@ fn a_recorded_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
             }
         }
     }
+}
+
+#[test]
+fn a_replay_repeats_the_request_its_token_names() {
+    let sent = create_mutation("");
+    let token = plan::create_token(&sent, "abc");
+    // Since the create: the spec was edited, and the entry changed outside.
+    let mut changed = entry(100, "normal");
+    changed.priority = 19;
+    let listed = [changed];
+    let edited = |extra: serde_json::Value| {
+        let mut base = json!({"spec": {"weight": 0}, "status": {"clientToken": token}});
+        merge(&mut base, extra);
+        route(base)
+    };
+    let applying = edited(json!({}));
+    let deleting = edited(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    let replay = plan::create_of_token(&applying.spec, &token).expect("token");
+    for (name, r) in [("apply", &applying), ("cleanup", &deleting)] {
+        let d = with_entries(r, &listed);
+        assert_eq!(d.job, Some(JobOp::Submit(replay.clone())), "{name}");
+        let Some(JobOp::Submit(Mutation::Create {
+            weight, priority, ..
+        })) = &d.job
+        else {
+            panic!("{name}: a replay");
+        };
+        assert_eq!((*weight, *priority), (100, Some(10)), "{name}: as sent");
+    }
+    // A new create's token names it.
+    let d = with_entries(&route(json!({})), &[]);
+    let written = d.status.and_then(|s| s.client_token).flatten();
+    assert_eq!(written, Some(plan::create_token(&sent, "tok-new")));
 }
