@@ -854,3 +854,64 @@ async fn sigterm_shuts_down_cleanly() -> anyhow::Result<()> {
     assert!(!op.logs().contains("panicked"));
     Ok(())
 }
+
+/// A status write rests on the copy of the object it was built from: one built on a copy older
+/// than the object's last write (a watch cache that lags our own write) would replace the
+/// whole status and drop what that write recorded (a create token, an entry's createTime).
+#[tokio::test]
+async fn a_status_write_from_an_older_copy_is_refused_and_drops_nothing() -> anyhow::Result<()> {
+    use vpn_pbr_operator::api::v1alpha1::VpnPbrRouteStatus;
+    use vpn_pbr_operator::controller::objects::{EventSource, KubeObjects, ObjectPort};
+
+    let (client, ns) = support::setup("stale-status").await?;
+    let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
+    let route: VpnPbrRoute = serde_json::from_value(json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": "r", "namespace": ns},
+        "spec": spec("vpn-gw-a", "192.168.30.0/24", "10.30.0.0/16", "vco-gw-a-1", 100)
+    }))?;
+    let older = api.create(&PostParams::default(), &route).await?;
+    let objects = KubeObjects {
+        client,
+        events: EventSource {
+            controller: "test".into(),
+            instance: None,
+        },
+        caches: Vec::new(),
+        manager: "vpn-pbr-operator".into(),
+    };
+    let with_token = VpnPbrRouteStatus {
+        client_token: Some("tok-1".into()),
+        ..Default::default()
+    };
+    objects.write_status(&older, &with_token).await?;
+    // Built on the copy from before that write: it knows nothing of the token.
+    let stale = VpnPbrRouteStatus {
+        gateway_status: Some("active".into()),
+        ..Default::default()
+    };
+    let refused = objects.write_status(&older, &stale).await;
+    let now = api.get("r").await?;
+    assert_eq!(
+        now.status.as_ref().and_then(|s| s.client_token.as_deref()),
+        Some("tok-1"),
+        "the newer write's token survives"
+    );
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 409),
+        "refused as a conflict: {refused:?}"
+    );
+    // Built on the newest copy, the same write goes through.
+    let merged = VpnPbrRouteStatus {
+        gateway_status: Some("active".into()),
+        ..now.status.clone().unwrap_or_default()
+    };
+    objects.write_status(&now, &merged).await?;
+    let after = api.get("r").await?;
+    let st = after.status.unwrap_or_default();
+    assert_eq!(
+        (st.client_token.as_deref(), st.gateway_status.as_deref()),
+        (Some("tok-1"), Some("active"))
+    );
+    Ok(())
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::error::{Error, Unproven};
-use super::model::{Entry, GatewayFacts, Mutation};
+use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
 use super::scheduler::JobView;
@@ -68,6 +68,9 @@ pub struct Observation<'a> {
     /// `namespace/name` of an older object whose entry shares the gateway, destination and next
     /// hop but wants the other `publishVpc`.
     pub publish_conflict: Option<&'a str>,
+    /// Our other objects naming an entry with this route's gateway, destination and next hop
+    /// (read only when publishing would change another entry: [`publish_touches_others`]).
+    pub publish_sharers: &'a [Arc<VpnPbrRoute>],
     /// This route's job in the gateway scheduler.
     pub job: Option<&'a JobView>,
     /// This generation was seen in sync a moment ago (the watch event is the echo of our own
@@ -338,13 +341,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
             "{older} has an entry with the same gateway, destination and next hop but the other \
              publishVpc; publishing acts on both, so this route waits until they agree"
         );
-        if ready_reason(route) != Some(Reason::PublishConflict) {
-            d = d.event(true, Reason::PublishConflict, "Publish", message.clone());
-        }
-        return d
-            .status(both_false(Reason::PublishConflict, message))
-            .job(drop_job(obs.job))
-            .next(Next::Resync);
+        return publish_conflict(obs, message, d);
     }
     if !full {
         return observe_only(obs, d.job(drop_job(obs.job)));
@@ -354,9 +351,10 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     // A finished job is dropped only by the decision that records its outcome.
     let mut last_request_id = None;
     let mut conflict_adopt = false;
-    let mut proven_ours = false;
     let mut spent = None;
     let mut accepted_create = false;
+    // The answer of a create (or of the replay of its token) names the entry it made.
+    let mut answer = None;
     match obs.job {
         Some(JobView::InFlight) => return d.job(JobOp::Keep).next(Next::Wake),
         Some(JobView::Accepted {
@@ -365,12 +363,13 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
             ..
         }) => {
             // Accepted, applied in the background: what the answer says is recorded now (a
-            // create's state and time); the list confirms it later.
-            let recorded = route
-                .status
-                .as_ref()
-                .is_some_and(|s| s.create_time.is_some());
-            if let (Some(entry), false) = (&accepted.entry, recorded) {
+            // create's state and time, replacing the record of an entry made before); the list
+            // confirms it later.
+            let recorded = |e: &Entry| {
+                route.status.as_ref().and_then(|s| s.create_time.as_deref())
+                    == status::rfc3339_millis(e.create_time).as_deref()
+            };
+            if let Some(entry) = accepted.entry.as_ref().filter(|e| !recorded(e)) {
                 let mut report = both_false(
                     Reason::Creating,
                     "created; waiting for the gateway to list the entry",
@@ -386,11 +385,14 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }) => {
             last_request_id = accepted.request_id.clone();
             accepted_create = *create;
+            if *create {
+                answer = accepted.entry.as_ref();
+            }
         }
         Some(JobView::Failed { error, create }) => {
             if *create && error.code() == "IdempotentParameterMismatch" {
-                // The cloud knows the token: our earlier create made the entry.
-                proven_ours = true;
+                // The cloud knows the token with other parameters: it made some entry, but
+                // the refusal does not say which, so it proves nothing about the listed one.
                 spent = Some(error.clone());
             } else if error.class() == ErrorClass::AlreadyExists {
                 // Made meanwhile (by us before a restart, or by someone else): look again.
@@ -448,7 +450,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }
         CloudRead::Ready { facts, entries } => (facts, entries),
     };
-    if conflict_adopt || proven_ours {
+    if conflict_adopt || spent.is_some() {
         d.job = Some(JobOp::Drop);
     }
     d.credentials_worked = true;
@@ -460,32 +462,21 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         if accepted_create {
             // Our create was accepted and the list still lacks its entry (gone since): a
             // replay of its token would only repeat the old answer, so a new token creates.
-            let mut report = both_false(
-                Reason::Creating,
-                "the entry of the last create is gone; creating it again",
-            );
-            report.entry_absent = true;
-            report.client_token = Some(None);
-            return d.status(report).job(JobOp::Drop).next(Next::Wake);
+            // What status recorded of the old entry stays until the new answer replaces it.
+            return create(obs, facts, d, Token::Fresh);
         }
-        return create(obs, facts, d);
+        return create(obs, facts, d, Token::Kept);
     };
-    // A create refused as existing made nothing: its token proves nothing.
-    let owns = if conflict_adopt {
-        is_recorded_entry(route, entry)
-    } else {
-        owns_listed(route, entry)
-    };
-    let token_only = route.status.as_ref().is_some_and(|s| {
-        s.client_token.is_some() && s.create_time.is_none() && s.adopted != Some(true)
-    });
-    if owns && token_only && last_request_id.is_none() && !proven_ours {
-        // Ours only if our create made it: the cloud answers a replay of it with the same
-        // token, and refuses it (AlreadyExists) when someone else made the entry.
-        return create(obs, facts, d);
+    let recorded = is_recorded_entry(route, entry);
+    // The entry status recorded, or the one our create's answer names. A create refused as
+    // existing, or a token known with other parameters, proves nothing.
+    let owns = recorded || (accepted_create && made_by(answer, entry));
+    if !owns && has_token(route) && !conflict_adopt && spent.is_none() && !accepted_create {
+        return replay(obs, Some(entry), facts, d);
     }
-    if !owns && last_request_id.is_none() && !proven_ours {
-        // An entry this object did not make: it adopts it only when it says so.
+    if !owns {
+        // An entry this object did not make (or a spent token's answer names another one): it
+        // adopts it only when it says so.
         return if consents_to_adopt(route) {
             adopt(obs, entry, facts, d)
         } else {
@@ -494,9 +485,31 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     }
     let partner = plan::has_partner(&route.spec, entries);
     match plan::update(&route.spec, entry, facts, partner) {
-        Step::Mutate(mutation) => record_account(obs, d)
-            .job(JobOp::Submit(mutation))
-            .next(Next::Wake),
+        Step::Mutate(Mutation::Publish { .. })
+            if let Some(other) = publish_touches(route, entries)
+                .find(|e| !held_by_ours(route, obs.publish_sharers, e)) =>
+        {
+            let message = format!(
+                "publishing acts on every entry with this destination and next hop, and would \
+                 change the entry {} -> {} that no VpnPbrRoute of this operator holds; this \
+                 route waits until it agrees or is gone",
+                other.route_source, other.route_dest
+            );
+            publish_conflict(obs, message, d)
+        }
+        Step::Mutate(mutation) => {
+            if !recorded {
+                // Proven by the answer only: recorded first, so the change rests on the record.
+                d = d.status(Report {
+                    entry: Some(entry.clone()),
+                    client_token: Some(None),
+                    ..Default::default()
+                });
+            }
+            record_account(obs, d)
+                .job(JobOp::Submit(mutation))
+                .next(Next::Wake)
+        }
         Step::InSync => in_sync(obs, entry, facts, d, last_request_id),
     }
 }
@@ -523,6 +536,106 @@ fn record_account(obs: &Observation<'_>, mut d: Decision) -> Decision {
     d
 }
 
+/// Replays the create of the token status holds, to learn whether it made the listed entry:
+/// the cloud repeats its answer (naming the entry it made) if the token is known, and refuses
+/// the request as existing if not. The entry exists, so the replay can create nothing.
+fn replay(
+    obs: &Observation<'_>,
+    entry: Option<&Entry>,
+    facts: &GatewayFacts,
+    d: Decision,
+) -> Decision {
+    let token = obs
+        .route
+        .status
+        .as_ref()
+        .and_then(|s| s.client_token.as_deref())
+        .unwrap_or_default();
+    d.job(JobOp::Submit(replay_of(obs.route, entry, facts, token)))
+        .next(Next::Wake)
+}
+
+/// The create `token` was sent with: the cloud answers a replay only to the same parameters.
+/// The token names them (`plan::create_token`); for one that does not, the listed entry's
+/// attributes, else the spec, stand for them.
+fn replay_of(
+    route: &VpnPbrRoute,
+    listed: Option<&Entry>,
+    facts: &GatewayFacts,
+    token: &str,
+) -> Mutation {
+    plan::create_of_token(&route.spec, token).unwrap_or_else(|| match listed {
+        Some(e) => plan::create_like(&route.spec, e, facts, token),
+        None => plan::create(&route.spec, facts, token),
+    })
+}
+
+/// Whether status holds the answer of a create that no list has confirmed yet: the answer is
+/// recorded beside the create's token (with what it said of the entry), and the first list that
+/// shows the entry clears the token. A create that makes an entry again keeps the older record
+/// beside its new token but clears the observation (`Report::entry_unlisted`): its create may
+/// never have been sent, and replaying it could create.
+fn answer_unconfirmed(route: &VpnPbrRoute) -> bool {
+    route.status.as_ref().is_some_and(|s| {
+        s.observed.is_some() && s.client_token.is_some() && s.create_time.is_some()
+    })
+}
+
+/// Whether a create's answer names the listed entry (its creation time): a replay of a token
+/// whose entry was deleted and made again by someone else answers with the old one.
+fn made_by(answer: Option<&Entry>, listed: &Entry) -> bool {
+    answer.is_some_and(|a| a.create_time == listed.create_time)
+}
+
+/// Whether publishing this route's entry would change another listed entry (same destination
+/// and next hop, another source, the other state): only then does the decision need the
+/// objects sharing them ([`Observation::publish_sharers`]).
+pub fn publish_touches_others(route: &VpnPbrRoute, entries: &[Entry]) -> bool {
+    let spec = &route.spec;
+    spec.management_policy == ManagementPolicy::Full
+        && plan::find(spec, entries).is_some_and(|e| e.published() != spec.publish_vpc)
+        && publish_touches(route, entries).next().is_some()
+}
+
+/// The other entries `PublishVpnRouteEntry` for this route would change: it selects by
+/// destination and next hop only.
+fn publish_touches<'e>(
+    route: &VpnPbrRoute,
+    entries: &'e [Entry],
+) -> impl Iterator<Item = &'e Entry> {
+    let spec = &route.spec;
+    entries.iter().filter(move |e| {
+        e.route_dest == spec.route_dest
+            && e.next_hop == spec.next_hop
+            && e.route_source != spec.route_source
+            && e.published() != spec.publish_vpc
+    })
+}
+
+/// Whether another object of ours holds `entry`: it names it, manages it and status recorded
+/// it (a token alone proves nothing yet).
+fn held_by_ours(route: &VpnPbrRoute, sharers: &[Arc<VpnPbrRoute>], entry: &Entry) -> bool {
+    sharers.iter().any(|o| {
+        o.metadata.uid != route.metadata.uid
+            && o.spec.management_policy == ManagementPolicy::Full
+            && o.spec.region_id == route.spec.region_id
+            && o.spec.vpn_gateway_id == route.spec.vpn_gateway_id
+            && entry.matches(&o.spec.route_source, &o.spec.route_dest, &o.spec.next_hop)
+            && is_recorded_entry(o, entry)
+    })
+}
+
+/// The route waits: publishing would change an entry it may not (someone else's, or one of
+/// ours whose object wants the other state).
+fn publish_conflict(obs: &Observation<'_>, message: String, mut d: Decision) -> Decision {
+    if ready_reason(obs.route) != Some(Reason::PublishConflict) {
+        d = d.event(true, Reason::PublishConflict, "Publish", message.clone());
+    }
+    d.status(both_false(Reason::PublishConflict, message))
+        .job(drop_job(obs.job))
+        .next(Next::Resync)
+}
+
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or
 /// adopted it. The create's idempotency token makes a replay after a crash ours too.
 pub fn owns_entry(route: &VpnPbrRoute) -> bool {
@@ -531,19 +644,24 @@ pub fn owns_entry(route: &VpnPbrRoute) -> bool {
     })
 }
 
-/// Whether the listed `entry` is the one this object made or adopted: its creation time is the
-/// one status recorded (an entry deleted and made again by someone else is another entry), or,
-/// before anything was recorded, the object has a create under way (its token decides).
+/// Whether the listed `entry` may be the one this object made or adopted: its creation time is
+/// the one status recorded (an entry deleted and made again by someone else is another entry),
+/// or the object has a create under way (its token decides: a replay proves it).
 pub fn owns_listed(route: &VpnPbrRoute, entry: &Entry) -> bool {
-    is_recorded_entry(route, entry)
-        || route
-            .status
-            .as_ref()
-            .is_some_and(|s| s.create_time.is_none() && s.client_token.is_some())
+    is_recorded_entry(route, entry) || has_token(route)
+}
+
+/// Whether status holds the token of a create (written before the call, cleared once the entry
+/// is recorded in sync).
+fn has_token(route: &VpnPbrRoute) -> bool {
+    route
+        .status
+        .as_ref()
+        .is_some_and(|s| s.client_token.is_some())
 }
 
 /// Whether status recorded exactly this entry (by its creation time).
-fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
+pub fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
     let listed = status::rfc3339_millis(entry.create_time);
     route
         .status
@@ -610,7 +728,16 @@ fn refuse_existing(obs: &Observation<'_>, mut d: Decision) -> Decision {
     d.status(report).job(drop_job(obs.job)).next(Next::Resync)
 }
 
-fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decision {
+/// Which token a create carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Token {
+    /// The one status (or a queued create) holds, else a new one.
+    Kept,
+    /// A new one: the held one is spent (its create was accepted, its entry is gone).
+    Fresh,
+}
+
+fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: Token) -> Decision {
     if let Some(rule) = plan::gateway_refuses_dest(&obs.route.spec, facts) {
         return d
             .status(both_false(
@@ -632,13 +759,15 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decis
         }) => Some(client_token.clone()),
         _ => None,
     };
-    let token = match obs
+    let held = obs
         .route
         .status
         .as_ref()
         .and_then(|s| s.client_token.clone())
         .or(queued_token)
-    {
+        .filter(|_| token == Token::Kept);
+    let mutation = match held {
+        // The create that token was made for (it may have been sent): the spec changes after.
         Some(t) => {
             // A token status has, without the account (written while it was not known yet).
             if obs
@@ -649,20 +778,22 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision) -> Decis
             {
                 d = record_account(obs, d);
             }
-            t
+            replay_of(obs.route, None, facts, &t)
         }
         None => {
-            let t = obs.new_token.to_owned();
+            let planned = plan::create(&obs.route.spec, facts, "");
+            let t = plan::create_token(&planned, obs.new_token);
             let mut report = both_false(Reason::Creating, "creating the cloud entry");
-            report.entry_absent = true;
+            // The entry this object holds (if any) stays recorded until the answer replaces
+            // it: a list that missed it must not cost the object its entry.
+            report.entry_unlisted = true;
             report.client_token = Some(Some(t.clone()));
             // The create goes out with these credentials: what it makes is in their account.
             report.account_id = obs.account.known().map(str::to_owned);
             d.status = Some(report);
-            t
+            plan::create(&obs.route.spec, facts, &t)
         }
     };
-    let mutation = plan::create(&obs.route.spec, facts, &token);
     d.job(JobOp::Submit(mutation)).next(Next::Wake)
 }
 
@@ -807,11 +938,12 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         .status
         .as_ref()
         .is_none_or(|s| s.create_time.is_none() && s.client_token.is_none());
-    // Only a create token, no entry recorded: ours only if that create made the entry.
-    let token_only = route.status.as_ref().is_some_and(|s| {
-        s.client_token.is_some() && s.create_time.is_none() && s.adopted != Some(true)
-    });
-    let mut proven_ours = false;
+    // What the outcome of a replayed create says (see `decide`): kept until the read it is
+    // combined with, so a decision before the read does not lose it.
+    let mut replayed = false;
+    let mut answer = None;
+    // A change refused for the gateway's status: its status read decides (see `refused_for_status`).
+    let mut status_refusal = None;
     let mut d = d;
     match obs.job {
         None if owns_nothing => {
@@ -820,6 +952,12 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             return release(d);
         }
         None => {}
+        // The deletion waits for its turn: dropped and planned again after a read, it would go
+        // to the back of the gateway's queue at every reconcile.
+        Some(JobView::Queued {
+            mutation: Mutation::Delete { .. },
+            ..
+        }) => return d.job(JobOp::Keep).next(Next::Wake),
         Some(JobView::Queued { .. }) => {
             // A queued create or update is pointless now; the executor stops if it went out.
             d.job = Some(JobOp::Drop);
@@ -832,26 +970,25 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         Some(JobView::Accepted {
             confirmed: false, ..
         }) => return d.job(JobOp::Keep).next(Next::Wake),
-        // The outcome of a replayed create (the proof of ownership) stays until the read it
-        // is combined with: a decision before the read must not lose it.
-        Some(JobView::Accepted { create, .. }) => {
-            proven_ours = *create;
-            if !*create {
+        Some(JobView::Accepted {
+            accepted, create, ..
+        }) => {
+            if *create {
+                replayed = true;
+                answer = accepted.entry.as_ref();
+            } else {
                 d.job = Some(JobOp::Drop);
             }
         }
         Some(JobView::Failed { error, create }) if *create => {
-            if error.code() == "IdempotentParameterMismatch" {
-                proven_ours = true;
-            } else if error.class() == ErrorClass::AlreadyExists {
-                d.job = Some(JobOp::Drop);
-                // The replay of our token was refused: the entry is someone else's.
-                return release(d.event(
-                    false,
-                    Reason::Deleted,
-                    "Delete",
-                    "the cloud entry was not made by this object; left in place".to_owned(),
-                ));
+            if error.code() == "IdempotentParameterMismatch"
+                || error.class() == ErrorClass::AlreadyExists
+            {
+                // The replay was refused: the token proves no entry (only a recorded one is
+                // still the object's).
+                replayed = true;
+            } else if refused_for_status(error) {
+                status_refusal = Some(error);
             } else if error.is_gateway_gone() {
                 return gateway_gone(obs, d, error);
             } else {
@@ -861,6 +998,9 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                     error: error.clone(),
                 });
             }
+        }
+        Some(JobView::Failed { error, .. }) if refused_for_status(error) => {
+            status_refusal = Some(error);
         }
         Some(JobView::Failed { error, .. }) => {
             if error.is_gateway_gone() {
@@ -888,9 +1028,15 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         }));
     }
     let (facts, entries) = match obs.cloud {
+        // The gateway's own word on its status: not the cache's, nor the scheduler's guess.
+        CloudRead::NotRead if status_refusal.is_some() => {
+            return d.next(Next::Read(Freshness::Now));
+        }
         CloudRead::NotRead => return d.next(Next::Read(Freshness::Recent)),
         CloudRead::Pending => return d.next(Next::Wake),
-        CloudRead::Failed(e) if e.is_gateway_gone() => return gateway_gone(obs, d, e),
+        CloudRead::Failed(e) if e.is_gateway_gone() && !refused_for_status(e) => {
+            return gateway_gone(obs, d, e);
+        }
         CloudRead::Failed(e) => {
             return d.fail(Failure::Cloud {
                 op: "read",
@@ -899,50 +1045,72 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         }
         CloudRead::Ready { facts, entries } => (facts, entries),
     };
-    if proven_ours || matches!(obs.job, Some(JobView::Failed { .. })) {
+    if replayed || matches!(obs.job, Some(JobView::Failed { .. })) {
         d.job = Some(JobOp::Drop);
     }
-    match plan::find(&route.spec, entries) {
-        None => release(d.event(
+    if let Some(error) = status_refusal {
+        if facts.status != GatewayStatus::Deleting {
+            // The gateway is not being deleted: the entry may well be there still.
+            return d.fail(Failure::Cloud {
+                op: "delete",
+                error: error.clone(),
+            });
+        }
+        return release(d.event(
+            false,
+            Reason::Deleted,
+            "Delete",
+            format!(
+                "gateway being deleted ({}): nothing left to delete",
+                error.code()
+            ),
+        ));
+    }
+    let Some(entry) = plan::find(&route.spec, entries) else {
+        if obs.job.is_none() && answer_unconfirmed(route) {
+            // The create's answer was recorded but no list showed its entry yet (after a
+            // restart, the gateway may still be applying it): a list without it proves
+            // nothing. The replay repeats the answer (the token is known: it made the entry)
+            // and the scheduler waits for the list to show the entry, or gives up.
+            return replay(obs, None, facts, d);
+        }
+        return release(d.event(
             false,
             Reason::Deleted,
             "Delete",
             "cloud entry deleted".to_owned(),
-        )),
-        Some(entry) if !token_only && !proven_ours && !is_recorded_entry(route, entry) => {
-            // Not the entry this object made or adopted (it was deleted and made again by
-            // someone else): it stays.
-            release(d.event(
-                false,
-                Reason::Deleted,
-                "Delete",
-                "the listed entry is not the one this object made; left in place".to_owned(),
-            ))
-        }
-        Some(entry) if token_only && !proven_ours => {
-            // Replaying the create with our token proves it: the cloud repeats its answer if
-            // our create made the entry, and refuses it as existing if someone else did. The
-            // entry exists, so the replay can create nothing.
-            let token = route
-                .status
-                .as_ref()
-                .and_then(|s| s.client_token.clone())
-                .unwrap_or_default();
-            // The listed attributes make a valid request whatever the spec says now.
-            d.job(JobOp::Submit(plan::create_like(
-                &route.spec,
-                entry,
-                facts,
-                &token,
-            )))
-            .next(Next::Wake)
-        }
+        ));
+    };
+    if is_recorded_entry(route, entry) || made_by(answer, entry) {
         // The list shows the entry to these credentials: their account is recorded (an entry
         // made before accounts were), so a later answer can be judged by it.
-        Some(entry) => record_account(obs, d)
+        return record_account(obs, d)
             .job(JobOp::Submit(plan::delete(entry, facts)))
-            .next(Next::Wake),
+            .next(Next::Wake);
     }
+    match route
+        .status
+        .as_ref()
+        .and_then(|s| s.client_token.as_deref())
+    {
+        // A create token, and not the entry status recorded: ours only if that create made it.
+        Some(_) if !replayed => replay(obs, Some(entry), facts, d),
+        // Not the entry this object made or adopted (it was deleted and made again by someone
+        // else, or the replay did not prove it): it stays.
+        _ => release(d.event(
+            false,
+            Reason::Deleted,
+            "Delete",
+            "the listed entry is not the one this object made; left in place".to_owned(),
+        )),
+    }
+}
+
+/// Whether the gateway refused a change for its status (`IncorrectStatus.VpnGateway`): a
+/// gateway being deleted answers so, but the code alone does not say which status it has, so
+/// only a status read that says `deleting` proves nothing is left to delete.
+pub fn refused_for_status(e: &CloudError) -> bool {
+    e.code() == "IncorrectStatus.VpnGateway"
 }
 
 fn recorded_account(route: &VpnPbrRoute) -> Option<&str> {

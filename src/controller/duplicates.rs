@@ -190,16 +190,9 @@ pub fn older_claim_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<Stri
 /// every entry with that destination and next hop, so the two would flip each other.
 pub fn older_publish_conflict_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<String> {
     let mine = rank(route);
-    let s = &route.spec;
-    sharing_key(route, caches, true)
+    publish_sharers(route, caches)
         .filter(|o| {
-            let t = &o.spec;
-            t.route_dest == s.route_dest
-                && t.next_hop == s.next_hop
-                && t.vpn_gateway_id == s.vpn_gateway_id
-                && t.region_id == s.region_id
-                && t.publish_vpc != s.publish_vpc
-                && o.metadata.uid != route.metadata.uid
+            o.spec.publish_vpc != route.spec.publish_vpc
                 && o.metadata.deletion_timestamp.is_none()
                 && rank(o) < mine
         })
@@ -207,14 +200,56 @@ pub fn older_publish_conflict_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> 
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
 }
 
-type Rank = (bool, Option<jiff::Timestamp>, String, String);
+/// Our other objects naming an entry with this route's gateway, destination and next hop
+/// (whatever their source), as the caches hold them now.
+pub fn publish_sharers_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Vec<Arc<VpnPbrRoute>> {
+    publish_sharers(route, caches).collect()
+}
 
-/// The object that holds the entry (its status says it made or adopted it) comes first, then
-/// the older: creation times have one-second resolution, so two objects made in the same
-/// second would otherwise be ordered by name, and the one that made the entry could lose it.
+fn publish_sharers<'a>(
+    route: &'a VpnPbrRoute,
+    caches: &'a [ClaimCache],
+) -> impl Iterator<Item = Arc<VpnPbrRoute>> + 'a {
+    let s = &route.spec;
+    // Field by field: the index found the candidates by hash.
+    sharing_key(route, caches, true).filter(move |o| {
+        let t = &o.spec;
+        t.route_dest == s.route_dest
+            && t.next_hop == s.next_hop
+            && t.vpn_gateway_id == s.vpn_gateway_id
+            && t.region_id == s.region_id
+            && o.metadata.uid != route.metadata.uid
+    })
+}
+
+type Rank = (Hold, Option<jiff::Timestamp>, String, String);
+
+/// How strongly an object holds its entry, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hold {
+    /// Status recorded the entry: the answer of its accepted create, or the adoption.
+    Recorded,
+    /// Only a create token: its create may not even have been sent.
+    Token,
+    Nothing,
+}
+
+/// What the object's status holds of its entry.
+pub fn hold(r: &VpnPbrRoute) -> Hold {
+    match r.status.as_ref() {
+        Some(s) if s.create_time.is_some() || s.adopted == Some(true) => Hold::Recorded,
+        _ if owns_entry(r) => Hold::Token,
+        _ => Hold::Nothing,
+    }
+}
+
+/// The object that holds the entry comes first (the one whose create was accepted before one
+/// that only wrote a token), then the older: creation times have one-second resolution, so two
+/// objects made in the same second would otherwise be ordered by name, and the one that made
+/// the entry could lose it.
 fn rank(r: &VpnPbrRoute) -> Rank {
     (
-        !owns_entry(r),
+        hold(r),
         r.creation_timestamp().map(|t| t.0),
         r.namespace().unwrap_or_default(),
         r.name_any(),
@@ -329,6 +364,45 @@ mod tests {
         // Of two older claims, the first by rank is named: the owner.
         assert_eq!(older_claim_in(&old, &caches).as_deref(), Some("ns/owner"));
         assert_eq!(older_claim_in(&third, &caches).as_deref(), Some("ns/owner"));
+    }
+
+    #[test]
+    fn the_creator_wins_over_an_older_object_that_only_wrote_a_token() {
+        let mut fed = Fed::new();
+        let mut token = route("token", "2026-01-01T00:00:00Z", "10.1.0.0/16");
+        token.status =
+            Some(serde_json::from_value(serde_json::json!({"clientToken": "t"})).expect("status"));
+        let mut creator = route("creator", "2026-01-02T00:00:00Z", "10.1.0.0/16");
+        creator.status = Some(
+            serde_json::from_value(serde_json::json!({"createTime": "2026-01-02T00:00:01.000Z"}))
+                .expect("status"),
+        );
+        let none = route("none", "2025-01-01T00:00:00Z", "10.1.0.0/16");
+        fed.apply(&[&token, &creator, &none]);
+        let caches = fed.caches();
+        assert_eq!(
+            older_claim_in(&creator, &caches),
+            None,
+            "the creator keeps it"
+        );
+        assert_eq!(
+            older_claim_in(&token, &caches).as_deref(),
+            Some("ns/creator")
+        );
+        assert_eq!(
+            older_claim_in(&none, &caches).as_deref(),
+            Some("ns/creator")
+        );
+        // Of two that only wrote a token, the older; a token beats an object with nothing.
+        let mut young_token = route("young-token", "2026-01-03T00:00:00Z", "10.1.0.0/16");
+        young_token.status = token.status.clone();
+        fed.event(&Event::Delete(creator.clone()));
+        fed.apply(&[&young_token]);
+        assert_eq!(
+            older_claim_in(&young_token, &caches).as_deref(),
+            Some("ns/token")
+        );
+        assert_eq!(older_claim_in(&none, &caches).as_deref(), Some("ns/token"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -26,14 +27,18 @@ pub trait ObjectPort: Send + Sync + 'static {
         namespace: &'a str,
         name: &'a str,
     ) -> ObjectFuture<'a, Option<VpnPbrRoute>>;
-    /// Replaces the route's status (a route deleted meanwhile is not an error).
+    /// Replaces the route's status, only while the object is still the copy `route` (its
+    /// resourceVersion): a status built on an older copy would drop what a newer write
+    /// recorded, so it is refused (409 Conflict) and the caller decides again on the newest
+    /// copy. Returns the new resourceVersion; `None` when the route is gone (not an error).
     fn write_status<'a>(
         &'a self,
         route: &'a VpnPbrRoute,
         status: &'a VpnPbrRouteStatus,
-    ) -> ObjectFuture<'a, ()>;
-    /// Adds the cleanup finalizer (the route's finalizers as observed, plus ours).
-    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()>;
+    ) -> ObjectFuture<'a, Option<String>>;
+    /// Adds the cleanup finalizer (the route's finalizers as observed, plus ours). Returns the
+    /// new resourceVersion.
+    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, Option<String>>;
     /// Removes the cleanup finalizer (a route already gone is not an error).
     fn remove_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()>;
     /// Publishes an event about the route (best effort: failures are logged, not returned).
@@ -53,6 +58,9 @@ pub trait ObjectPort: Send + Sync + 'static {
     /// `namespace/name` of an older object with the same gateway, destination and next hop that
     /// wants the other `publishVpc`.
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String>;
+    /// Our other objects with the same gateway, destination and next hop, from the watch
+    /// caches (`PublishVpnRouteEntry` acts on all their entries).
+    fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>>;
 }
 
 /// Who publishes events (`reportingController` / `reportingInstance`).
@@ -113,26 +121,35 @@ impl ObjectPort for KubeObjects {
         &'a self,
         route: &'a VpnPbrRoute,
         status: &'a VpnPbrRouteStatus,
-    ) -> ObjectFuture<'a, ()> {
+    ) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
-            let patch = json!({
+            let mut patch = json!({
                 "apiVersion": VpnPbrRoute::api_version(&()),
                 "kind": VpnPbrRoute::kind(&()),
                 "status": status,
             });
-            gone_is_ok(
-                self.api(route)
-                    .patch_status(
-                        &route.name_any(),
-                        &PatchParams::apply(&self.manager).force(),
-                        &Patch::Apply(&patch),
-                    )
-                    .await,
-            )
+            // The apply's resourceVersion is a precondition: the write is refused (409) if the
+            // object changed since `route` was read.
+            if let Some(rv) = &route.metadata.resource_version {
+                patch["metadata"] = json!({ "resourceVersion": rv });
+            }
+            let written = self
+                .api(route)
+                .patch_status(
+                    &route.name_any(),
+                    &PatchParams::apply(&self.manager).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await;
+            match written {
+                Ok(o) => Ok(o.metadata.resource_version),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+                Err(e) => Err(e),
+            }
         })
     }
 
-    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()> {
+    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
             // The test op makes a concurrent change of the list fail instead of being lost.
             let patch = json_patch(if route.metadata.finalizers.is_none() {
@@ -150,7 +167,7 @@ impl ObjectPort for KubeObjects {
                     &Patch::<()>::Json(patch),
                 )
                 .await
-                .map(drop)
+                .map(|o| o.metadata.resource_version)
         })
     }
 
@@ -217,6 +234,10 @@ impl ObjectPort for KubeObjects {
 
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
         duplicates::older_publish_conflict_in(route, &self.caches)
+    }
+
+    fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
+        duplicates::publish_sharers_in(route, &self.caches)
     }
 }
 

@@ -52,8 +52,56 @@ pub fn create(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts, client_token: &str
     }
 }
 
-/// A create of the route with the listed entry's attributes, to replay a token: the cloud
-/// repeats its answer if that token made the entry, or refuses the request as existing.
+/// A create token that names its request: `w<weight>-p<priority, or n>-u<publish 0|1>-` before
+/// `unique`. The cloud repeats its answer only to the same parameters, and both the spec
+/// (edits) and the listed entry (changes outside) may have moved since the create was sent, so
+/// the token itself keeps the mutable ones; the rest (identity, description, overlay mode) is
+/// immutable in the spec.
+pub fn create_token(create: &Mutation, unique: &str) -> String {
+    match create {
+        Mutation::Create {
+            weight,
+            priority,
+            publish_vpc,
+            ..
+        } => format!(
+            "w{weight}-p{}-u{}-{unique}",
+            priority.map_or_else(|| "n".to_owned(), |p| p.to_string()),
+            u8::from(*publish_vpc)
+        ),
+        _ => unique.to_owned(),
+    }
+}
+
+/// The create a token made by [`create_token`] was sent as; `None` for a token without them.
+pub fn create_of_token(spec: &VpnPbrRouteSpec, client_token: &str) -> Option<Mutation> {
+    let mut parts = client_token.splitn(4, '-');
+    let weight = parts.next()?.strip_prefix('w')?.parse().ok()?;
+    let priority = match parts.next()?.strip_prefix('p')? {
+        "n" => None,
+        p => Some(p.parse().ok()?),
+    };
+    let publish_vpc = match parts.next()? {
+        "u0" => false,
+        "u1" => true,
+        _ => return None,
+    };
+    parts.next()?;
+    Some(Mutation::Create {
+        route: route_id(spec),
+        weight,
+        priority,
+        publish_vpc,
+        description: spec.description.clone(),
+        overlay_mode: spec.overlay_mode.map(|_| "Ipsec".to_owned()),
+        client_token: client_token.to_owned(),
+    })
+}
+
+/// The replay of a create that may have made the listed entry: the cloud repeats its answer
+/// only to the same parameters, so the listed attributes stand for what the create sent (the
+/// spec may have been edited since, even to something invalid) and the description is the
+/// spec's (it never changes).
 pub fn create_like(
     spec: &VpnPbrRouteSpec,
     entry: &Entry,
@@ -65,7 +113,7 @@ pub fn create_like(
         weight: entry.weight,
         priority: gateway.supports_priority.then_some(entry.priority),
         publish_vpc: entry.published(),
-        description: None,
+        description: spec.description.clone(),
         overlay_mode: spec.overlay_mode.map(|_| "Ipsec".to_owned()),
         client_token: client_token.to_owned(),
     }
@@ -229,6 +277,38 @@ mod tests {
             supports_priority: prio,
             dual_tunnel: false,
             spec: None,
+        }
+    }
+
+    #[test]
+    fn a_token_names_the_create_it_was_made_for() {
+        let mut s = spec();
+        s.description = Some("d".into());
+        let sent = create(&s, &gw(false), "");
+        let token = create_token(&sent, "1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+        assert_eq!(token, "w100-pn-u0-1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+        assert!(token.len() <= 64, "the API takes 64 characters");
+        // Edited since: the replay is still the create that was sent.
+        s.weight = 0;
+        s.publish_vpc = true;
+        let replay = create_of_token(&s, &token).expect("parameters");
+        let mut sent_with_token = sent.clone();
+        if let Mutation::Create { client_token, .. } = &mut sent_with_token {
+            client_token.clone_from(&token);
+        }
+        assert_eq!(replay, sent_with_token);
+        let with_priority = create_token(&create(&spec(), &gw(true), ""), "x");
+        assert_eq!(with_priority, "w100-p10-u0-x");
+        assert!(matches!(
+            create_of_token(&spec(), &with_priority),
+            Some(Mutation::Create {
+                priority: Some(10),
+                ..
+            })
+        ));
+        // A token made before tokens named their create: nothing to read.
+        for legacy in ["1b4e28ba-2fa1-11d2-883f-0016d3cca427", "tok", "w100-p10-u0"] {
+            assert_eq!(create_of_token(&spec(), legacy), None, "{legacy}");
         }
     }
 

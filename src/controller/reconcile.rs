@@ -26,6 +26,8 @@ const WAIT_FOR_WAKE: Duration = Duration::from_secs(300);
 /// How long the first reconcile of a gateway waits for the gateway's first read (see
 /// `GatewayCache::await_first_read`).
 const FIRST_READ_WAIT: Duration = Duration::from_millis(500);
+/// How soon a decision made on a copy older than the object is made again on the newest.
+const STALE_COPY_RETRY: Duration = Duration::from_millis(200);
 
 /// A failed reconcile, and why a cleanup used other credentials than the route's.
 struct Failed {
@@ -111,6 +113,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         route: &route,
         older_claim: older_claim.as_deref(),
         publish_conflict: publish_conflict.as_deref(),
+        publish_sharers: &[],
         job: job.as_ref(),
         recently_verified,
         cloud: CloudRead::NotRead,
@@ -148,10 +151,18 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         read = read_gateway(ctx, &scope, &owner, fresh);
     }
     let job = ctx.scheduler.job(&owner);
+    // Only a publish that would change other entries needs the objects sharing them.
+    let publish_sharers = match &read {
+        Read::Ready { entries, .. } if decide::publish_touches_others(&route, entries) => {
+            ctx.objects.publish_sharers(&route)
+        }
+        _ => Vec::new(),
+    };
     let second = decide::decide(&Observation {
         route: &route,
         older_claim: older_claim.as_deref(),
         publish_conflict: publish_conflict.as_deref(),
+        publish_sharers: &publish_sharers,
         job: job.as_ref(),
         recently_verified,
         cloud: match &read {
@@ -176,7 +187,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     if refuses_an_entry(&second) && is_stale(&route, ctx).await? {
         // Refusing an entry is one-way (the object gives up what it made): never on a copy
         // older than the object's own last status write. Decide again on the newest.
-        return Ok(Action::requeue(Duration::from_millis(200)));
+        return Ok(Action::requeue(STALE_COPY_RETRY));
     }
     act(&mut route, ctx, &owner, Some(&scope), &second)
         .await
@@ -232,15 +243,20 @@ fn read_gateway(
         Freshness::Recent | Freshness::Recheck => ctx.settings.list_max_age,
         Freshness::Cached => ctx.settings.resync,
     };
-    match ctx.cache.read(
-        scope,
-        owner,
-        ctx.settings.facts_max_age,
-        list_max_age,
-        fresh.priority(),
-    ) {
+    // `Now` wants the gateway's own word on its status too: facts read after this moment (the
+    // refusal that asked for them), not the scheduler's view (which infers `active` from time).
+    let now = fresh == Freshness::Now;
+    let facts_max_age = if now {
+        Duration::ZERO
+    } else {
+        ctx.settings.facts_max_age
+    };
+    match ctx
+        .cache
+        .read(scope, owner, facts_max_age, list_max_age, fresh.priority())
+    {
         Read::Ready { mut facts, entries } => {
-            if let Some(status) = ctx.scheduler.gateway_status(&scope.key()) {
+            if let Some(status) = ctx.scheduler.gateway_status(&scope.key()).filter(|_| !now) {
                 facts.status = status;
             }
             Read::Ready { facts, entries }
@@ -273,7 +289,8 @@ async fn act(
         return Ok(Some(Action::requeue(WAIT_FOR_WAKE)));
     }
     if d.add_finalizer {
-        ctx.objects
+        route.metadata.resource_version = ctx
+            .objects
             .add_finalizer(route)
             .await
             .map_err(|e| Error::kube("add finalizer", e))?;
@@ -284,7 +301,17 @@ async fn act(
             .push(FINALIZER.to_owned());
     }
     if let Some(report) = &d.status {
-        write_status(route, ctx, report.clone()).await?;
+        match write_status(route, ctx, report.clone()).await {
+            Ok(()) => {}
+            Err(e) if is_conflict(&e) => {
+                // Our copy is older than the object (a watch that has not yet delivered our
+                // own last write): nothing else of this decision is done, the newest copy
+                // decides again.
+                debug!(route = %key, "status write refused: the object changed; deciding again");
+                return Ok(Some(Action::requeue(STALE_COPY_RETRY)));
+            }
+            Err(e) => return Err(Error::kube("write status", e).into()),
+        }
     }
     match &d.job {
         Some(JobOp::Drop) => {
@@ -354,8 +381,17 @@ pub fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Duration 
     Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX))
 }
 
-/// Writes status, only when it changes.
-async fn write_status(route: &VpnPbrRoute, ctx: &Context, report: Report) -> Result<()> {
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Writes status, only when it changes, on the condition that `route` is still the object's
+/// newest copy (`ObjectPort::write_status`); `route` then holds what was written.
+async fn write_status(
+    route: &mut VpnPbrRoute,
+    ctx: &Context,
+    report: Report,
+) -> Result<(), kube::Error> {
     let now = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -368,17 +404,17 @@ async fn write_status(route: &VpnPbrRoute, ctx: &Context, report: Report) -> Res
     if !status::worth_writing(route.status.as_ref(), &new) {
         return Ok(());
     }
-    ctx.objects
-        .write_status(route, &new)
-        .await
-        .map_err(|e| Error::kube("write status", e))
+    let version = ctx.objects.write_status(route, &new).await?;
+    route.status = Some(new);
+    route.metadata.resource_version = version;
+    Ok(())
 }
 
 async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> Result<()> {
     // Build on the newest status: the cached object may predate our own last write (the
     // client token), and a status write replaces what it leaves out.
     let ns = route.namespace().unwrap_or_default();
-    let Some(fresh) = ctx
+    let Some(mut fresh) = ctx
         .objects
         .get(&ns, &route.name_any())
         .await
@@ -391,7 +427,9 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> 
         &failed.error,
         failed.credentials_fallback.as_deref(),
     );
-    write_status(&fresh, ctx, report).await?;
+    write_status(&mut fresh, ctx, report)
+        .await
+        .map_err(|e| Error::kube("write status", e))?;
     if let Some(e) = event {
         ctx.objects.publish(&fresh, &e).await;
     }

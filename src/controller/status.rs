@@ -41,6 +41,10 @@ pub struct Report {
     pub entry: Option<Entry>,
     /// The entry is known to be absent: clear the cloud fields.
     pub entry_absent: bool,
+    /// The entry is not listed and a create is about to make it again: clear what was observed
+    /// of it, but keep the record of the entry the object holds (`createTime`, adoption) until
+    /// the new create's answer replaces it (a list that missed the entry must not cost it).
+    pub entry_unlisted: bool,
     pub gateway_status: Option<GatewayStatus>,
     /// `Some(None)` clears the token.
     pub client_token: Option<Option<String>>,
@@ -107,7 +111,13 @@ pub fn build(
     if let Some(e) = report.entry {
         s.state = Some(e.state.as_str().to_owned());
         if !report.observed_only || s.create_time.is_some() {
-            s.create_time = rfc3339_millis(e.create_time);
+            let time = rfc3339_millis(e.create_time);
+            if s.create_time != time {
+                // Another entry than the one adopted (a create made it again).
+                s.adopted = None;
+                s.adopted_at = None;
+            }
+            s.create_time = time;
         }
         s.vpn_instance_id = Some(e.vpn_instance_id.clone()).filter(|v| !v.is_empty());
         s.observed = Some(ObservedRoute {
@@ -123,6 +133,10 @@ pub fn build(
         s.adopted = None;
         s.adopted_at = None;
         s.account_id = None;
+    } else if report.entry_unlisted {
+        s.state = None;
+        s.vpn_instance_id = None;
+        s.observed = None;
     }
     if let Some(a) = report.account_id {
         s.account_id = Some(a);

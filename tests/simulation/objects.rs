@@ -87,7 +87,7 @@ impl ObjectPort for SimObjects {
         &'a self,
         route: &'a VpnPbrRoute,
         status: &'a VpnPbrRouteStatus,
-    ) -> ObjectFuture<'a, ()> {
+    ) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
             let t = self.t();
             let mut st = self.enter("write status", 0.08, 0.02)?;
@@ -95,8 +95,14 @@ impl ObjectPort for SimObjects {
             // A server-side apply by name: an object deleted meanwhile is not an error, and a
             // new object of the same name gets the write.
             let Some(obj) = st.store.get(&k) else {
-                return Ok(());
+                return Ok(None);
             };
+            // The apply carries the copy's resourceVersion as a precondition (objects.rs).
+            if route.metadata.resource_version.is_some()
+                && route.metadata.resource_version != obj.route.metadata.resource_version
+            {
+                return Err(api(409, "Conflict", "the object has been modified"));
+            }
             let mut next = obj.route.clone();
             if let Some(token) = &status.client_token {
                 let owner = uid(&next);
@@ -139,11 +145,11 @@ impl ObjectPort for SimObjects {
             );
             next.status = Some(status.clone());
             st.put(&k, next);
-            Ok(())
+            Ok(st.resource_version(&k))
         })
     }
 
-    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()> {
+    fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
             let mut st = self.enter("add finalizer", 0.0, 0.03)?;
             let k = key(route);
@@ -173,7 +179,7 @@ impl ObjectPort for SimObjects {
                 }
             }
             st.put(&k, next);
-            Ok(())
+            Ok(st.resource_version(&k))
         })
     }
 
@@ -248,5 +254,9 @@ impl ObjectPort for SimObjects {
 
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
         self.sim.lock().publish_conflict(route)
+    }
+
+    fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
+        self.sim.lock().publish_sharers(route)
     }
 }

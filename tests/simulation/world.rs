@@ -3,7 +3,7 @@
 //! and the object store it is judged against are seen at the same instant.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -296,6 +296,13 @@ impl State {
         self.trigger(key);
     }
 
+    /// The resourceVersion of the stored object.
+    pub fn resource_version(&self, key: &Key) -> Option<String> {
+        self.store
+            .get(key)
+            .and_then(|o| o.route.metadata.resource_version.clone())
+    }
+
     /// Removes an object for good (its last finalizer went, or it never had one).
     pub fn remove(&mut self, key: &Key) {
         if let Some(obj) = self.store.remove(key) {
@@ -426,6 +433,11 @@ impl State {
     /// An older object that wants the other `publishVpc` for the same destination and next hop.
     pub fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
         duplicates::older_publish_conflict_in(route, std::slice::from_ref(&self.reader))
+    }
+
+    /// Our other objects with the same gateway, destination and next hop.
+    pub fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
+        duplicates::publish_sharers_in(route, std::slice::from_ref(&self.reader))
     }
 
     pub fn object_by_uid(&self, uid_: &str) -> Option<&Obj> {

@@ -24,6 +24,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use super::cloud::{Cloud, CloudArgs, CloudSetupError};
 use super::manifests::{self, ManifestError};
 use crate::api::v1alpha1::{RouteKey, VpnPbrRoute, validation};
+use crate::controller::duplicates::{Hold, hold};
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::port::CloudPort as _;
 use crate::controller::vpc::VpcPort;
@@ -176,6 +177,8 @@ async fn list_live(client: &kube::Client, namespace: &str) -> Result<Vec<VpnPbrR
 
 /// An object naming a cloud entry.
 struct Claim {
+    /// What the object in the cluster holds of the entry (the controller's first rank).
+    hold: Hold,
     /// Creation time of the object in the cluster; `None` for one not created yet.
     created: Option<String>,
     /// Manifest order (objects only in the cluster after the manifests).
@@ -205,6 +208,7 @@ fn duplicates(
     for (i, (ns, r)) in desired.iter().enumerate() {
         let existing = live.get(&(ns.clone(), r.name_any()));
         claims.entry(r.spec.route_key()).or_default().push(Claim {
+            hold: existing.map_or(Hold::Nothing, hold),
             created: existing.and_then(created),
             order: i,
             key: format!("{ns}/{}", r.name_any()),
@@ -213,6 +217,7 @@ fn duplicates(
     }
     for (j, r) in others.iter().enumerate() {
         claims.entry(r.spec.route_key()).or_default().push(Claim {
+            hold: hold(r),
             created: created(r),
             order: desired.len() + j,
             key: format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
@@ -224,12 +229,15 @@ fn duplicates(
         if list.len() < 2 {
             continue;
         }
-        // Objects in the cluster first (oldest first), then new ones in manifest order.
-        list.sort_by(|a, b| match (&a.created, &b.created) {
-            (Some(x), Some(y)) => x.cmp(y).then(a.order.cmp(&b.order)),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.order.cmp(&b.order),
+        // The object holding the entry first (as the controller ranks them), then objects in
+        // the cluster (oldest first), then new ones in manifest order.
+        list.sort_by(|a, b| {
+            a.hold.cmp(&b.hold).then(match (&a.created, &b.created) {
+                (Some(x), Some(y)) => x.cmp(y).then(a.order.cmp(&b.order)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.order.cmp(&b.order),
+            })
         });
         let winner = list[0].key.clone();
         for loser in &list[1..] {
@@ -507,6 +515,27 @@ mod tests {
         let d = duplicates(&desired, &live, &[&old]);
         assert_eq!(d.get(&0).map(String::as_str), Some("other/c"));
         assert_eq!(d.get(&1).map(String::as_str), Some("other/c"));
+    }
+
+    #[test]
+    fn the_object_holding_the_entry_keeps_it_over_an_older_one() {
+        let a = route("ns", "a", None);
+        let b = route("ns", "b", None);
+        let desired = vec![("ns".to_owned(), &a), ("ns".to_owned(), &b)];
+        let mut live = HashMap::new();
+        live.insert(
+            ("ns".to_owned(), "a".to_owned()),
+            route("ns", "a", Some("2024-01-01T00:00:00Z")),
+        );
+        let mut holder = route("ns", "b", Some("2024-06-01T00:00:00Z"));
+        holder.status = Some(
+            serde_json::from_value(serde_json::json!({"createTime": "2024-06-01T00:00:01.000Z"}))
+                .expect("status"),
+        );
+        live.insert(("ns".to_owned(), "b".to_owned()), holder);
+        let d = duplicates(&desired, &live, &[]);
+        assert_eq!(d.get(&0).map(String::as_str), Some("ns/b"), "{d:?}");
+        assert!(!d.contains_key(&1));
     }
 
     #[test]

@@ -181,6 +181,12 @@ pub type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a CloudErro
 
 /// Whether the object's status says the cloud entry is its own (the controller's rule).
 pub use crate::controller::decide::owns_entry;
+use crate::controller::decide::{is_recorded_entry, owns_listed, refused_for_status};
+
+/// What a create token alone means for the listed entry (`decide.rs`).
+const REPLAY_NOTE: &str = "only a create token is recorded: the operator replays that create \
+     first, and the entry is the object's only if the cloud answers with this entry (else \
+     AlreadyExists and it stays)";
 
 fn annotation_is_true(route: &VpnPbrRoute, key: &str) -> bool {
     route.annotations().get(key).is_some_and(|v| v == "true")
@@ -386,7 +392,6 @@ pub fn plan_apply(
         }
         return p;
     }
-    let owned = live.is_some_and(owns_entry);
     let Some(entry) = entry else {
         if let Some(rule) = plan::gateway_refuses_dest(spec, facts) {
             return p.error("InvalidSpec", format!("spec.routeDest: {rule}"));
@@ -395,13 +400,19 @@ pub fn plan_apply(
         p.action = Action::Create;
         p.calls = vec![call(&create)];
         p.create = Some(create);
-        if owned {
+        if live.is_some_and(owns_entry) {
             p.notes.push(
                 "the entry this object made is gone from the cloud (deleted outside the operator): it is made again".into(),
             );
         }
         return p;
     };
+    // The listed entry is the object's when status recorded it; a create token alone is
+    // proven only by the operator's replay of it (the cloud answers with the entry it made).
+    let owned = live.is_some_and(|l| owns_listed(l, entry));
+    if live.is_some_and(|l| owned && !is_recorded_entry(l, entry)) {
+        p.notes.push(REPLAY_NOTE.into());
+    }
     let adopting = !owned && annotation_is_true(desired, ADOPT_ANNOTATION);
     if !owned && !adopting {
         p.action = Action::Conflict;
@@ -476,7 +487,7 @@ pub fn plan_prune(
         // The operator believes a gateway-gone answer only from the entry's account
         // (decide.rs `gateway_gone`): plan's credentials stand for the route's own only
         // without a credentialsRef.
-        Err(e) if e.is_gateway_gone() => {
+        Err(e) if e.is_gateway_gone() && !refused_for_status(e) => {
             let recorded = live.status.as_ref().and_then(|s| s.account_id.as_deref());
             let proves = match recorded {
                 Some(entry) => account == Some(entry),
@@ -510,7 +521,17 @@ pub fn plan_prune(
         Ok((facts, entries)) => {
             match plan::find(spec, entries) {
                 None => p.notes.push("the cloud entry is already gone".to_owned()),
-                Some(entry) => p.calls = vec![call(&plan::delete(entry, facts))],
+                Some(entry) if is_recorded_entry(live, entry) => {
+                    p.calls = vec![call(&plan::delete(entry, facts))];
+                }
+                Some(entry) if owns_listed(live, entry) => {
+                    p.notes.push(REPLAY_NOTE.into());
+                    p.calls = vec![call(&plan::delete(entry, facts))];
+                }
+                Some(_) => p.notes.push(
+                    "the listed entry is not the one this object made (made again since): it stays"
+                        .to_owned(),
+                ),
             }
             p
         }
@@ -558,7 +579,8 @@ mod tests {
 
     fn owned(mut r: VpnPbrRoute) -> VpnPbrRoute {
         r.status = Some(VpnPbrRouteStatus {
-            create_time: Some("2024-01-01T00:00:00.000Z".into()),
+            // The creation time of `entry(..)`.
+            create_time: Some("1970-01-01T00:00:00.001Z".into()),
             ..Default::default()
         });
         r
@@ -623,6 +645,7 @@ mod tests {
         let mut live = r.clone();
         live.status = Some(VpnPbrRouteStatus {
             adopted: Some(true),
+            create_time: Some("1970-01-01T00:00:00.001Z".into()),
             ..Default::default()
         });
         assert_eq!(apply(&r, Some(&live), &list).action, Action::Nothing);
@@ -791,5 +814,42 @@ mod tests {
             "an entry it never owned is never deleted"
         );
         assert!(plan_prune(&r, Some(Ok((&f, &[]))), None).calls.is_empty());
+    }
+
+    #[test]
+    fn only_the_recorded_entry_is_the_objects_and_a_token_waits_for_its_replay() {
+        let f = facts();
+        let r = route("a", "192.168.1.0/24", "vco-1", 0);
+        let list = [entry("192.168.1.0/24", "vco-1", 100)];
+        // Status recorded another entry (deleted and made again by someone else since).
+        let mut earlier = r.clone();
+        earlier.status = Some(VpnPbrRouteStatus {
+            create_time: Some("2024-01-01T00:00:00.000Z".into()),
+            ..Default::default()
+        });
+        let p = apply(&r, Some(&earlier), &list);
+        assert_eq!(p.action, Action::Conflict, "made again: not the object's");
+        assert!(p.calls.is_empty());
+        let p = plan_prune(&earlier, Some(Ok((&f, &list))), None);
+        assert!(p.calls.is_empty(), "made again: never deleted");
+        // Only a create token: the operator replays it first, and only its answer decides.
+        let mut token = r.clone();
+        token.status = Some(VpnPbrRouteStatus {
+            client_token: Some("t".into()),
+            ..Default::default()
+        });
+        let p = apply(&r, Some(&token), &list);
+        assert_eq!(p.action, Action::Modify);
+        assert!(
+            p.notes.iter().any(|n| n.contains("replay")),
+            "{:?}",
+            p.notes
+        );
+        let p = plan_prune(&token, Some(Ok((&f, &list))), None);
+        assert!(
+            p.notes.iter().any(|n| n.contains("replay")),
+            "{:?}",
+            p.notes
+        );
     }
 }

@@ -72,12 +72,18 @@ fn create_mutation(token: &str) -> Mutation {
     plan::create(&route(json!({})).spec, &facts(), token)
 }
 
+/// The token a new create of `route(json!({}))` writes: it names the create.
+fn fresh_token() -> String {
+    plan::create_token(&create_mutation(""), "tok-new")
+}
+
 /// An observation of `r` with nothing read, no job, no claim.
 fn obs(r: &VpnPbrRoute) -> Observation<'_> {
     Observation {
         route: r,
         older_claim: None,
         publish_conflict: None,
+        publish_sharers: &[],
         job: None,
         recently_verified: false,
         cloud: CloudRead::NotRead,
@@ -102,8 +108,6 @@ fn event_reasons(d: &Decision) -> Vec<String> {
 }
 
 const DELETING: &str = "2026-01-01T00:00:00Z";
-/// The account of the credentials in `obs`.
-const ACCOUNT: &str = "1111111111111111";
 
 #[test]
 fn gates_make_no_call_and_drop_queued_work() {
@@ -228,8 +232,8 @@ fn absent_entry_is_created_with_a_token_written_first() {
         (Some("Creating".into()), Some("Creating".into()))
     );
     let report = d.status.as_ref().expect("status");
-    assert_eq!(report.client_token, Some(Some("tok-new".into())));
-    assert_eq!(d.job, Some(JobOp::Submit(create_mutation("tok-new"))));
+    assert_eq!(report.client_token, Some(Some(fresh_token())));
+    assert_eq!(d.job, Some(JobOp::Submit(create_mutation(&fresh_token()))));
     assert_eq!(d.next, Some(Next::Wake));
     assert!(d.credentials_worked);
 
@@ -288,10 +292,11 @@ fn in_sync_reports_available_and_the_right_event() {
             ..obs(r)
         })
     };
+    // A create's answer names the entry it made.
     let accepted = JobView::Accepted {
         accepted: Accepted {
             request_id: Some("req-9".into()),
-            entry: None,
+            entry: Some(e[0].clone()),
         },
         confirmed: true,
         create: true,
@@ -692,10 +697,11 @@ fn cleanup_branches() {
     });
     assert!(d.remove_finalizer);
     assert_eq!(event_reasons(&d), ["Deleted"]);
-    // A gateway that is gone (or being deleted) leaves nothing to delete.
+    // A gateway that is gone leaves nothing to delete (one being deleted: see
+    // `a_gateway_refusing_for_its_status_is_gone_only_when_it_reads_deleting`).
     for code in [
         "InvalidVpnGatewayInstanceId.NotFound",
-        "IncorrectStatus.VpnGateway",
+        "InvalidRegionId.NotFound",
     ] {
         let err = cloud_error(400, code);
         let d = decide(&Observation {
@@ -1064,6 +1070,625 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     assert_eq!(Freshness::Recheck.priority(), Priority::Background);
     assert_eq!(Freshness::Recent.priority(), Priority::Progress);
 }
+
+/// `createTime` of `entry(..)` as status records it.
+const T0: &str = "2023-11-14T22:13:20.000Z";
+
+/// The entry of `entry(100, "normal")` made again later (another creation time).
+fn remade() -> Entry {
+    let mut e = entry(100, "normal");
+    e.create_time += 60_000;
+    e
+}
+
+/// The status `d` leaves on `r`.
+fn status_after(r: &VpnPbrRoute, d: &Decision) -> crate::api::v1alpha1::VpnPbrRouteStatus {
+    let report = d.status.clone().unwrap_or_default();
+    status::build(r.status.as_ref(), report, r.metadata.generation, "t")
+}
+
+fn accepted_create(entry: Option<Entry>, confirmed: bool) -> JobView {
+    JobView::Accepted {
+        accepted: Accepted {
+            request_id: Some("req-c".into()),
+            entry,
+        },
+        confirmed,
+        create: true,
+    }
+}
+
+#[test]
+fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
+    let f = facts();
+    let fresh = fresh_token();
+    let held = route(json!({"status": {"createTime": T0, "clientToken": "tok-old"}}));
+    let in_sync_once = route(json!({"status": {"createTime": T0}}));
+    let renewing = route(json!({"status": {"createTime": T0, "clientToken": fresh}}));
+    let gone_after_accept = accepted_create(Some(entry(100, "normal")), true);
+    let answer_of_new = accepted_create(Some(remade()), false);
+    let refused_as_existing = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
+        create: true,
+    };
+    let remade_list = [remade()];
+    let recorded_list = [entry(100, "normal")];
+    struct Row<'a> {
+        name: &'a str,
+        route: &'a VpnPbrRoute,
+        job: Option<&'a JobView>,
+        entries: &'a [Entry],
+        /// The job op expected: a create with this token, `None` for no create.
+        creates_with: Option<&'a str>,
+        ready: Option<&'a str>,
+        /// `createTime` and `clientToken` of the status the decision leaves.
+        create_time: Option<String>,
+        token: Option<&'a str>,
+    }
+    let t1 = status::rfc3339_millis(remade().create_time);
+    let rows = [
+        Row {
+            name: "the entry was deleted outside: the create that makes it again keeps createTime",
+            route: &in_sync_once,
+            job: None,
+            entries: &[],
+            creates_with: Some(&fresh),
+            ready: Some("Creating"),
+            create_time: Some(T0.into()),
+            token: Some(&fresh),
+        },
+        Row {
+            name: "our create's entry was never listed: a new token, createTime kept",
+            route: &held,
+            job: Some(&gone_after_accept),
+            entries: &[],
+            creates_with: Some(&fresh),
+            ready: Some("Creating"),
+            create_time: Some(T0.into()),
+            token: Some(&fresh),
+        },
+        Row {
+            name: "the new create's answer replaces the recorded createTime",
+            route: &renewing,
+            job: Some(&answer_of_new),
+            entries: &[],
+            creates_with: None,
+            ready: Some("Creating"),
+            create_time: t1.clone(),
+            token: Some(&fresh),
+        },
+        Row {
+            name: "after a crash, the entry of the new create is proven by replaying its token",
+            route: &renewing,
+            job: None,
+            entries: &remade_list,
+            creates_with: Some(&fresh),
+            ready: None,
+            create_time: Some(T0.into()),
+            token: Some(&fresh),
+        },
+        Row {
+            name: "the new create refused as existing: the list shows the recorded entry, still ours",
+            route: &renewing,
+            job: Some(&refused_as_existing),
+            entries: &recorded_list,
+            creates_with: None,
+            ready: Some("Available"),
+            create_time: Some(T0.into()),
+            token: None,
+        },
+    ];
+    for row in rows {
+        let d = decide(&Observation {
+            job: row.job,
+            cloud: CloudRead::Ready {
+                facts: &f,
+                entries: row.entries,
+            },
+            ..obs(row.route)
+        });
+        let created = match &d.job {
+            Some(JobOp::Submit(Mutation::Create { client_token, .. })) => {
+                Some(client_token.as_str())
+            }
+            _ => None,
+        };
+        assert_eq!(created, row.creates_with, "{}: {:?}", row.name, d.job);
+        assert_eq!(reasons(&d).0.as_deref(), row.ready, "{}", row.name);
+        let st = status_after(row.route, &d);
+        assert_eq!(st.create_time, row.create_time, "{}: createTime", row.name);
+        assert_eq!(st.client_token.as_deref(), row.token, "{}: token", row.name);
+    }
+}
+
+/// What a decision about a listed entry did with it.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// `AlreadyExists`, nothing sent.
+    Refused,
+    Adopted,
+    /// In sync and recorded as the object's own.
+    Ours,
+    /// The finalizer goes, the entry stays.
+    LeftInPlace,
+    Deletes,
+    /// The create is replayed (with this description and weight).
+    Replays(Option<String>, i32),
+    Other,
+}
+
+fn verdict(d: &Decision) -> Verdict {
+    match (&d.job, reasons(d).0.as_deref()) {
+        (Some(JobOp::Submit(Mutation::Delete { .. })), _) => Verdict::Deletes,
+        (
+            Some(JobOp::Submit(Mutation::Create {
+                description,
+                weight,
+                ..
+            })),
+            _,
+        ) => Verdict::Replays(description.clone(), *weight),
+        (Some(JobOp::Submit(_)), _) => Verdict::Other,
+        _ if d.remove_finalizer => Verdict::LeftInPlace,
+        (_, Some("AlreadyExists")) => Verdict::Refused,
+        _ if event_reasons(d) == ["Adopted"] => Verdict::Adopted,
+        (_, Some("Available")) => Verdict::Ours,
+        _ => Verdict::Other,
+    }
+}
+
+/// (row, route, job, listed, verdict)
+type Row<'a> = (
+    &'a str,
+    &'a VpnPbrRoute,
+    Option<&'a JobView>,
+    &'a [Entry],
+    Verdict,
+);
+
+#[test]
+fn a_replayed_token_proves_only_the_entry_it_made() {
+    let f = facts();
+    let with = |extra: serde_json::Value| {
+        let mut base = json!({"status": {"clientToken": "t"}});
+        merge(&mut base, extra);
+        route(base)
+    };
+    let token_only = with(json!({}));
+    let consent = with(json!({"metadata": {"annotations": {ADOPT_ANNOTATION: "true"}}}));
+    let deleting = with(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    let deleting_renewed =
+        with(json!({"metadata": {"deletionTimestamp": DELETING}, "status": {"createTime": T0}}));
+    let edited = with(json!({"spec": {"description": "d", "weight": 0}}));
+    let deleting_edited = with(json!({"metadata": {"deletionTimestamp": DELETING},
+        "spec": {"description": "d", "weight": 50}}));
+    let answered_first = accepted_create(Some(entry(100, "normal")), true);
+    let mismatch = JobView::Failed {
+        error: cloud_error(400, "IdempotentParameterMismatch"),
+        create: true,
+    };
+    let refused = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
+        create: true,
+    };
+    let first = [entry(100, "normal")];
+    let made_again = [remade()];
+    let rows: [Row<'_>; 11] = [
+        (
+            "a replay answered with the listed entry's creation time: ours",
+            &token_only,
+            Some(&answered_first),
+            &first,
+            Verdict::Ours,
+        ),
+        (
+            "a replay answered with another creation time: the token is spent, the entry foreign",
+            &token_only,
+            Some(&answered_first),
+            &made_again,
+            Verdict::Refused,
+        ),
+        (
+            "a spent token and the adopt annotation: adopted",
+            &consent,
+            Some(&answered_first),
+            &made_again,
+            Verdict::Adopted,
+        ),
+        (
+            "IdempotentParameterMismatch says the token made some entry, not which",
+            &token_only,
+            Some(&mismatch),
+            &first,
+            Verdict::Refused,
+        ),
+        (
+            "cleanup: a replay answered with the listed entry's creation time deletes it",
+            &deleting,
+            Some(&answered_first),
+            &first,
+            Verdict::Deletes,
+        ),
+        (
+            "cleanup: a replay answered with another creation time leaves the entry",
+            &deleting,
+            Some(&answered_first),
+            &made_again,
+            Verdict::LeftInPlace,
+        ),
+        (
+            "cleanup: IdempotentParameterMismatch leaves the entry",
+            &deleting,
+            Some(&mismatch),
+            &first,
+            Verdict::LeftInPlace,
+        ),
+        (
+            "cleanup: a refused replay proves nothing against the recorded entry",
+            &deleting_renewed,
+            Some(&refused),
+            &first,
+            Verdict::Deletes,
+        ),
+        (
+            "cleanup: a refused replay of a token alone leaves the entry",
+            &deleting,
+            Some(&refused),
+            &first,
+            Verdict::LeftInPlace,
+        ),
+        (
+            "the replay repeats the create as sent: the listed attributes, the description",
+            &edited,
+            None,
+            &first,
+            Verdict::Replays(Some("d".into()), 100),
+        ),
+        (
+            "cleanup: the replay repeats the create as sent, whatever the spec says now",
+            &deleting_edited,
+            None,
+            &first,
+            Verdict::Replays(Some("d".into()), 100),
+        ),
+    ];
+    for (name, r, job, entries, want) in rows {
+        let d = decide(&Observation {
+            job,
+            cloud: CloudRead::Ready { facts: &f, entries },
+            ..obs(r)
+        });
+        assert_eq!(verdict(&d), want, "{name}: {d:?}");
+        if want == Verdict::Ours {
+            let st = status_after(r, &d);
+            assert_eq!(st.create_time.as_deref(), Some(T0), "{name}: recorded");
+            assert_eq!(st.client_token, None, "{name}: token cleared");
+        }
+    }
+}
+
+/// (row, listed, our objects sharing the destination and next hop, publishes)
+type PublishRow<'a> = (&'a str, &'a [Entry], &'a [Arc<VpnPbrRoute>], bool);
+
+#[test]
+fn publishing_touches_only_entries_we_hold() {
+    let f = facts();
+    let r = route(json!({"spec": {"publishVpc": true}, "status": {"createTime": T0}}));
+    // Another source, same destination and next hop: `PublishVpnRouteEntry` changes it too.
+    let other = |state: &str| {
+        let mut e = remade();
+        e.route_source = "10.9.0.0/24".into();
+        e.state = state.into();
+        e
+    };
+    let holder = |extra: serde_json::Value| {
+        let mut base = json!({"metadata": {"name": "holder", "uid": "u2"},
+            "spec": {"routeSource": "10.9.0.0/24", "publishVpc": true}});
+        merge(&mut base, extra);
+        Arc::new(route(base))
+    };
+    let recorded = [holder(
+        json!({"status": {"createTime": status::rfc3339_millis(remade().create_time)}}),
+    )];
+    let token_only = [holder(json!({"status": {"clientToken": "t"}}))];
+    let observing = [holder(json!({"spec": {"managementPolicy": "ObserveOnly"},
+        "status": {"createTime": status::rfc3339_millis(remade().create_time)}}))];
+    let foreign = [entry(100, "normal"), other("normal")];
+    let already = [entry(100, "normal"), other("published")];
+    let rows: [PublishRow<'_>; 5] = [
+        (
+            "it would change an entry no object of ours holds: PublishConflict",
+            &foreign,
+            &[],
+            false,
+        ),
+        (
+            "the other entry is held by one of ours: several routes share a destination",
+            &foreign,
+            &recorded,
+            true,
+        ),
+        (
+            "the other entry is already in the wanted state: nothing else changes",
+            &already,
+            &[],
+            true,
+        ),
+        (
+            "a token alone does not hold the other entry",
+            &foreign,
+            &token_only,
+            false,
+        ),
+        (
+            "an ObserveOnly object does not hold the other entry",
+            &foreign,
+            &observing,
+            false,
+        ),
+    ];
+    for (name, entries, sharers, publishes) in rows {
+        let d = decide(&Observation {
+            publish_sharers: sharers,
+            cloud: CloudRead::Ready { facts: &f, entries },
+            ..obs(&r)
+        });
+        let published = matches!(
+            d.job,
+            Some(JobOp::Submit(Mutation::Publish {
+                publish_vpc: true,
+                ..
+            }))
+        );
+        assert_eq!(published, publishes, "{name}: {:?}", d.job);
+        assert_eq!(
+            publish_touches_others(&r, entries),
+            name != "the other entry is already in the wanted state: nothing else changes",
+            "{name}: the sharers are read"
+        );
+        if !publishes {
+            assert_eq!(
+                reasons(&d),
+                (
+                    Some("PublishConflict".into()),
+                    Some("PublishConflict".into())
+                ),
+                "{name}"
+            );
+            assert_eq!(event_reasons(&d), ["PublishConflict"], "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_queued_deletion_keeps_its_place() {
+    let f = facts();
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING},
+        "status": {"createTime": T0}}));
+    let delete = JobView::Queued {
+        mutation: plan::delete(&entry(100, "normal"), &f),
+        generation: Some(2),
+    };
+    let create = JobView::Queued {
+        mutation: create_mutation("t"),
+        generation: Some(2),
+    };
+    // (row, job, the job op, next)
+    let rows = [
+        (
+            "a queued delete waits for its turn, unread and in place",
+            &delete,
+            JobOp::Keep,
+            Next::Wake,
+        ),
+        (
+            "a queued create is pointless now",
+            &create,
+            JobOp::Drop,
+            Next::Read(Freshness::Recent),
+        ),
+    ];
+    for (name, job, op, next) in rows {
+        let d = decide(&Observation {
+            job: Some(job),
+            ..obs(&deleting)
+        });
+        assert_eq!((d.job, d.next), (Some(op), Some(next)), "{name}");
+    }
+}
+
+#[test]
+fn a_gateway_refusing_for_its_status_is_gone_only_when_it_reads_deleting() {
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING},
+        "status": {"createTime": T0}}));
+    let incorrect = cloud_error(400, "IncorrectStatus.VpnGateway");
+    let refused_delete = JobView::Failed {
+        error: incorrect.clone(),
+        create: false,
+    };
+    let refused_replay = JobView::Failed {
+        error: incorrect.clone(),
+        create: true,
+    };
+    let at = |status: &str| GatewayFacts {
+        status: status.into(),
+        ..facts()
+    };
+    let (gone, active) = (at("deleting"), at("active"));
+    let listed = [entry(100, "normal")];
+    // (row, job, the read, released)
+    let rows: [(&str, &JobView, Option<&GatewayFacts>, bool); 5] = [
+        (
+            "the delete refused: the gateway is read first",
+            &refused_delete,
+            None,
+            false,
+        ),
+        (
+            "the gateway reads deleting: nothing left to delete",
+            &refused_delete,
+            Some(&gone),
+            true,
+        ),
+        (
+            "the gateway reads active: the refusal proves nothing",
+            &refused_delete,
+            Some(&active),
+            false,
+        ),
+        (
+            "a replay refused, the gateway reads active",
+            &refused_replay,
+            Some(&active),
+            false,
+        ),
+        (
+            "a replay refused, the gateway reads deleting",
+            &refused_replay,
+            Some(&gone),
+            true,
+        ),
+    ];
+    for (name, job, read, released) in rows {
+        let d = decide(&Observation {
+            job: Some(job),
+            cloud: read.map_or(CloudRead::NotRead, |facts| CloudRead::Ready {
+                facts,
+                entries: &listed,
+            }),
+            ..obs(&deleting)
+        });
+        assert_eq!(d.remove_finalizer, released, "{name}: {d:?}");
+        match read {
+            None => assert_eq!(
+                (d.job, d.next),
+                (None, Some(Next::Read(Freshness::Now))),
+                "{name}: the refusal is kept for the read of the gateway's status"
+            ),
+            Some(_) if !released => {
+                assert!(
+                    matches!(d.failure, Some(Failure::Cloud { op: "delete", .. })),
+                    "{name}: retried after the backoff"
+                );
+                assert_eq!(d.job, Some(JobOp::Drop), "{name}");
+            }
+            Some(_) => assert_eq!(event_reasons(&d), ["Deleted"], "{name}"),
+        }
+    }
+    // A read refused for the gateway's status cannot tell either.
+    let d = decide(&Observation {
+        cloud: CloudRead::Failed(&incorrect),
+        ..obs(&deleting)
+    });
+    assert!(!d.remove_finalizer && d.failure.is_some());
+}
+
+#[test]
+fn a_recorded_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
+    let f = facts();
+    let deleting = |status: serde_json::Value| {
+        route(json!({"metadata": {"deletionTimestamp": DELETING}, "status": status}))
+    };
+    // The create's answer was recorded (with what it said of the entry); no list showed it yet.
+    let answered = deleting(
+        json!({"createTime": T0, "clientToken": "t", "state": "normal",
+        "observed": {"weight": 100, "priority": 10, "published": false}}),
+    );
+    // A create that makes the entry again: its token beside the older record, nothing observed.
+    let renewing = deleting(json!({"createTime": T0, "clientToken": "t2"}));
+    let replayed = accepted_create(Some(entry(100, "normal")), true);
+    let refused = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
+        create: true,
+    };
+    // (row, route, job, replays with this token, else released)
+    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 4] = [
+        (
+            "after a restart: the token is replayed, the scheduler waits for the list",
+            &answered,
+            None,
+            Some("t"),
+        ),
+        (
+            "the replayed create's entry never listed: deleted",
+            &answered,
+            Some(&replayed),
+            None,
+        ),
+        (
+            "the replay refused: deleted",
+            &answered,
+            Some(&refused),
+            None,
+        ),
+        (
+            "a token whose create may never have been sent is not replayed: it could create",
+            &renewing,
+            None,
+            None,
+        ),
+    ];
+    for (name, r, job, replays) in rows {
+        let d = decide(&Observation {
+            job,
+            cloud: CloudRead::Ready {
+                facts: &f,
+                entries: &[],
+            },
+            ..obs(r)
+        });
+        match replays {
+            Some(token) => {
+                assert!(!d.remove_finalizer, "{name}: not released");
+                assert_eq!(
+                    d.job,
+                    Some(JobOp::Submit(create_mutation(token))),
+                    "{name}: the create as it was sent"
+                );
+            }
+            None => {
+                assert!(d.remove_finalizer, "{name}: released");
+                assert_eq!(event_reasons(&d), ["Deleted"], "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_replay_repeats_the_request_its_token_names() {
+    let sent = create_mutation("");
+    let token = plan::create_token(&sent, "abc");
+    // Since the create: the spec was edited, and the entry changed outside.
+    let mut changed = entry(100, "normal");
+    changed.priority = 19;
+    let listed = [changed];
+    let edited = |extra: serde_json::Value| {
+        let mut base = json!({"spec": {"weight": 0}, "status": {"clientToken": token}});
+        merge(&mut base, extra);
+        route(base)
+    };
+    let applying = edited(json!({}));
+    let deleting = edited(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    let replay = plan::create_of_token(&applying.spec, &token).expect("token");
+    for (name, r) in [("apply", &applying), ("cleanup", &deleting)] {
+        let d = with_entries(r, &listed);
+        assert_eq!(d.job, Some(JobOp::Submit(replay.clone())), "{name}");
+        let Some(JobOp::Submit(Mutation::Create {
+            weight, priority, ..
+        })) = &d.job
+        else {
+            panic!("{name}: a replay");
+        };
+        assert_eq!((*weight, *priority), (100, Some(10)), "{name}: as sent");
+    }
+    // A new create's token names it.
+    let d = with_entries(&route(json!({})), &[]);
+    let written = d.status.and_then(|s| s.client_token).flatten();
+    assert_eq!(written, Some(plan::create_token(&sent, "tok-new")));
+}
+
+/// The account of the credentials in `obs`.
+const ACCOUNT: &str = "1111111111111111";
 
 /// A deletion judges a gateway-gone answer by whose it is: only an answer of the entry's
 /// account (status `accountId`) ends the cleanup; credentials of another account, or of an
