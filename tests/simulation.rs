@@ -24,19 +24,21 @@
 //!    invalid, duplicate and refused (`AlreadyExists`) routes reporting so; deleted objects
 //!    gone.
 //!
-//! `SIM_SEEDS=n` runs seeds `0..n` (default 1000); `SIM_SEED=n` replays one (up to
-//! `SIM_REPEAT` times, default 10, until it fails), `SIM_TRACE=1` prints its whole trace;
+//! `SIM_SEEDS=n` runs seeds `0..n` (default 1000); `SIM_SEED=n` replays one (and checks that
+//! it replays exactly in two other processes), `SIM_TRACE=1` prints its whole trace;
 //! `SIM_INVARIANT3=count` only counts breaks of invariant 3; `SIM_KEEP_GOING=1` runs every
-//! seed and tallies the failures by kind instead of stopping at the first; `make sim SEED=n`
+//! seed and tallies the failures by kind instead of stopping at the first;
+//! `SIM_PRINT_HASHES=1` prints every seed's replay hash (to compare two runs); `make sim SEED=n`
 //! and `make sim SEEDS=n` wrap them.
 //!
-//! Determinism: the history is a function of the seed alone (printed with every failure), and
-//! the faults come from a generator seeded by it. The controller itself draws on
-//! `rand::rng()` (backoff and resync jitter), the wall clock (resync alignment, condition
-//! timestamps), `uuid` tokens, hash maps with random keys and tokio's `select!` order, so two
-//! runs of one seed may interleave differently and a failure that needs a narrow interleaving
-//! does not always come back. A failing seed is therefore replayed at once (the report says
-//! how often it failed again), and `SIM_SEED` replays it until it fails.
+//! Determinism: a seed replays exactly. The history, the faults, the world's delays and the
+//! controller's own wall clock, jitter and create tokens (`Context::entropy`, seeded per
+//! process of the seed) all come from the seed; the clock is tokio's paused one; the runtime
+//! is single-threaded; the controller's `select!`s are biased and the wake-ups it sends in
+//! hash-map order are taken into ordered sets. The replay hash (`world::TraceHash`) covers
+//! every cloud request (action, parameters, virtual time) and every object write;
+//! `replays_exactly_in_another_process` runs seeds in two fresh processes of this test binary
+//! and compares it.
 
 #[path = "simulation/cloud.rs"]
 mod cloud;
@@ -53,6 +55,7 @@ mod world;
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -73,9 +76,6 @@ fn env_u64(name: &str) -> Option<u64> {
         })
 }
 
-/// Replays of a failed seed in a many-seed run.
-const REPLAYS: usize = 5;
-
 /// Runs one seed, turning a panic of the simulation itself into a failure of that seed.
 fn run_one(seed: u64, trace: bool) -> run::Outcome {
     match std::panic::catch_unwind(AssertUnwindSafe(|| run::run_seed(seed, trace))) {
@@ -91,6 +91,7 @@ fn run_one(seed: u64, trace: bool) -> run::Outcome {
                 failure: Some(format!("the simulation panicked: {msg}")),
                 trace: None,
                 digest: "panic".to_owned(),
+                hash: 0,
             }
         }
     }
@@ -106,23 +107,22 @@ fn report(seed: u64, first: &run::Outcome, again: &str) -> String {
     )
 }
 
-/// Replays a failed seed a few times: how often does it fail again, and how?
+/// Replays a failed seed once: a different replay hash is a bug of the simulation's
+/// determinism.
 fn replays(seed: u64, first: &run::Outcome) -> String {
-    let outs: Vec<run::Outcome> = (0..REPLAYS).map(|_| run_one(seed, false)).collect();
-    let failed = outs.iter().filter(|o| o.failure.is_some()).count();
-    let same = outs
-        .iter()
-        .filter(|o| o.failure.is_some() && o.digest == first.digest)
-        .count();
-    format!(
-        "replayed {REPLAYS} times: failed again {failed} times ({same} with the same end state){}",
-        if failed == 0 {
-            "; the failure needs an interleaving the controller's own randomness does not always \
-             give (see the determinism note in tests/simulation.rs)"
-        } else {
-            ""
-        }
-    )
+    let again = run_one(seed, false);
+    if again.hash == first.hash {
+        format!(
+            "replayed: the same run again (replay hash {:016x})",
+            first.hash
+        )
+    } else {
+        format!(
+            "replayed: a DIFFERENT run (replay hash {:016x}, first {:016x}): the simulation is \
+             not deterministic",
+            again.hash, first.hash
+        )
+    }
 }
 
 /// The rule a failure broke, without its details (for tallies).
@@ -174,21 +174,25 @@ fn simulation() {
     let started = Instant::now();
     if let Some(seed) = env_u64("SIM_SEED") {
         let trace = std::env::var("SIM_TRACE").is_ok_and(|v| v == "1");
-        let repeat = env_u64("SIM_REPEAT").unwrap_or(10).max(1);
-        for attempt in 1..=repeat {
-            let out = run_one(seed, trace);
-            if let Some(t) = &out.trace {
-                eprintln!("--- trace of seed {seed}, run {attempt} ---\n{t}");
-            }
-            if out.failure.is_some() {
-                let again = format!("failed on run {attempt} of up to {repeat}");
-                panic!("{}", report(seed, &out, &again));
-            }
-            if attempt == repeat {
-                eprintln!("{}", summary(&[out.stats], 1, started.elapsed()));
-                eprintln!("seed {seed} passed {repeat} runs; end state {}", out.digest);
-            }
+        let out = run_one(seed, trace);
+        if let Some(t) = &out.trace {
+            eprintln!("--- trace of seed {seed} ---\n{t}");
         }
+        if out.failure.is_some() {
+            panic!(
+                "{}",
+                report(
+                    seed,
+                    &out,
+                    "(a seed replays exactly: run it again to see it again)"
+                )
+            );
+        }
+        eprintln!("{}", summary(&[out.stats], 1, started.elapsed()));
+        eprintln!(
+            "seed {seed} passed; end state {}; replay hash {:016x}",
+            out.digest, out.hash
+        );
         return;
     }
     let seeds = env_u64("SIM_SEEDS").unwrap_or(1000);
@@ -219,11 +223,13 @@ fn simulation() {
     drop(tx);
     let keep_going = std::env::var("SIM_KEEP_GOING").is_ok_and(|v| v == "1");
     let mut stats = Vec::new();
+    let mut hashes = std::collections::BTreeMap::new();
     let mut failed: Option<(u64, run::Outcome)> = None;
     let mut kinds: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
     loop {
         match rx.recv_timeout(HUNG) {
             Ok((seed, out)) => {
+                hashes.insert(seed, out.hash);
                 if let Some(f) = &out.failure {
                     let k = kinds.entry(kind(f)).or_insert((0, seed));
                     k.0 += 1;
@@ -267,6 +273,69 @@ fn simulation() {
         let again = replays(seed, &out);
         panic!("{}", report(seed, &out, &again));
     }
+    if std::env::var("SIM_PRINT_HASHES").is_ok_and(|v| v == "1") {
+        for (seed, hash) in &hashes {
+            println!("seed {seed} {HASH_LINE}{hash:016x}");
+        }
+    }
     eprintln!("{}", summary(&stats, stats.len(), started.elapsed()));
     assert_eq!(stats.len() as u64, seeds, "every seed ran");
+}
+
+/// What the child process of `replays_exactly_in_another_process` prints.
+const HASH_LINE: &str = "SIM_REPLAY_HASH=";
+
+/// The replay hash of `seed` in a fresh process of this test binary.
+fn hash_in_child(seed: u64) -> u64 {
+    let exe = std::env::current_exe().expect("the path of this test binary");
+    let out = Command::new(exe)
+        .args([
+            "replays_exactly_in_another_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SIM_HASH_OF", seed.to_string())
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the child run of seed {seed} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split(HASH_LINE).nth(1))
+        .unwrap_or_else(|| {
+            panic!("no {HASH_LINE} line from the child run of seed {seed}:\n{stdout}")
+        });
+    let hex: String = line.chars().take_while(char::is_ascii_hexdigit).collect();
+    u64::from_str_radix(&hex, 16).expect("a hex hash")
+}
+
+/// The same seed gives the same run: the same replay hash in two separate processes (their
+/// hash maps are keyed differently, their task ids and addresses differ) and in this one.
+/// `SIM_SEED=n` checks that seed, else a few.
+#[test]
+fn replays_exactly_in_another_process() {
+    if let Some(seed) = env_u64("SIM_HASH_OF") {
+        let out = run_one(seed, false);
+        println!("{HASH_LINE}{:016x}", out.hash);
+        return;
+    }
+    let seeds = env_u64("SIM_SEED").map_or_else(|| vec![1, 7, 23], |s| vec![s]);
+    for seed in seeds {
+        let (a, b) = (hash_in_child(seed), hash_in_child(seed));
+        let here = run_one(seed, false).hash;
+        assert_eq!(
+            a, b,
+            "seed {seed}: two processes ran it differently ({a:016x} vs {b:016x})"
+        );
+        assert_eq!(
+            a, here,
+            "seed {seed}: a child process and this one ran it differently"
+        );
+        eprintln!("seed {seed} replays exactly in separate processes: {a:016x}");
+    }
 }

@@ -14,6 +14,36 @@ use super::scheduler::Scheduler;
 use crate::api::v1alpha1::VpnPbrRoute;
 use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
 
+/// Where the controller takes the wall clock, random draws and idempotency tokens from: the
+/// real ones in the operator ([`SystemEntropy`]), a seeded one in the simulation
+/// (tests/simulation.rs), so that one seed replays exactly.
+pub trait Entropy: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn wall_ms(&self) -> i64;
+    /// A uniform draw in `[0, 1)` (jitter).
+    fn unit(&self) -> f64;
+    /// A fresh create token (`ClientToken`).
+    fn token(&self) -> String;
+}
+
+/// The wall clock, the thread's random generator and random UUIDs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemEntropy;
+
+impl Entropy for SystemEntropy {
+    fn wall_ms(&self) -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+
+    fn unit(&self) -> f64 {
+        rand::Rng::random(&mut rand::rng())
+    }
+
+    fn token(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
 /// The key of the operator-wide credentials.
 const DEFAULT_CREDENTIALS: &str = "default";
 
@@ -58,6 +88,8 @@ pub struct Context {
     /// The credentials each route last used successfully, for its cleanup when its Secret is
     /// gone (in memory: after a restart the operator's own chain is the fallback).
     pub last_good_credentials: Mutex<HashMap<String, CredentialsHandle>>,
+    /// The wall clock, jitter and create tokens ([`SystemEntropy`] outside the simulation).
+    pub entropy: Arc<dyn Entropy>,
 }
 
 impl Context {

@@ -118,6 +118,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) {
         verified: super::verified::Verified::default(),
         default_credentials: rt.default_credentials.clone(),
         last_good_credentials: Default::default(),
+        entropy: Arc::new(super::context::SystemEntropy),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.

@@ -309,6 +309,9 @@ impl SimCloud {
             }
             st.stats.cloud_calls += 1;
             let rid = format!("req-{}", st.stats.cloud_calls);
+            let at = sent.saturating_duration_since(self.sim.start).as_nanos();
+            let request = format!("{at} #{} {action} {params:?}", self.epoch);
+            st.hash.add_str(&request);
             let faults = st.faults;
             let rng = &mut st.rng;
             let mut there = Duration::from_millis(rng.random_range(5..40));

@@ -89,6 +89,7 @@ pub struct Step {
 }
 
 pub struct History {
+    pub seed: u64,
     pub gateways: Vec<GatewayConf>,
     pub steps: Vec<Step>,
 }
@@ -647,6 +648,7 @@ pub fn generate(seed: u64) -> History {
         g.step();
     }
     History {
+        seed,
         gateways: g.gws,
         steps: g.steps,
     }

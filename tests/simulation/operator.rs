@@ -5,18 +5,20 @@
 //! and one at a time per object. A crash drops all of it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alicloud_vpc_client::{Credentials, StaticCredentials};
 use kube::runtime::controller::Action;
 use prometheus_client::registry::Registry;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vpn_pbr_operator::controller::backoff::Backoffs;
-use vpn_pbr_operator::controller::context::{Context, Settings};
+use vpn_pbr_operator::controller::context::{Context, Entropy, Settings};
 use vpn_pbr_operator::controller::entries::GatewayCache;
 use vpn_pbr_operator::controller::metrics::Metrics;
 use vpn_pbr_operator::controller::port::CloudPort;
@@ -26,12 +28,58 @@ use vpn_pbr_operator::controller::verified::Verified;
 
 use super::cloud::SimCloud;
 use super::objects::SimObjects;
-use super::world::{Key, Sim};
+use super::world::{EPOCH_MS, Key, Sim};
 
 /// Reconciles at once (the operator's default `--concurrency`).
 const CONCURRENCY: usize = 8;
 /// Drift-check period: short, so resyncs happen within a history.
 pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// The controller's wall clock, jitter and create tokens, from the seed and the virtual clock:
+/// the same seed gives the same draws in every run and every process.
+struct SimEntropy {
+    start: Instant,
+    rng: Mutex<StdRng>,
+}
+
+impl SimEntropy {
+    fn new(sim: &Sim, epoch: u64) -> Self {
+        let seed = sim.seed ^ epoch.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0xC0FF_EE00;
+        Self {
+            start: sim.start,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+        }
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, StdRng> {
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Entropy for SimEntropy {
+    fn wall_ms(&self) -> i64 {
+        let elapsed = Instant::now().saturating_duration_since(self.start);
+        i64::try_from(EPOCH_MS).unwrap_or(i64::MAX)
+            + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn unit(&self) -> f64 {
+        self.rng().random()
+    }
+
+    fn token(&self) -> String {
+        let v: u128 = self.rng().random();
+        let h = format!("{v:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+}
 
 pub struct Operator {
     cancel: CancellationToken,
@@ -107,6 +155,7 @@ impl Operator {
                 "sim-secret",
             ))),
             last_good_credentials: Default::default(),
+            entropy: Arc::new(SimEntropy::new(sim, epoch)),
         });
         sim.trace(format!("operator #{epoch} starts"));
         let task = tokio::spawn(control_loop(sim.clone(), ctx, triggers_rx, wake_rx));
@@ -229,18 +278,25 @@ async fn control_loop(
                 }
             }
             Some(k) = triggers.recv() => {
-                if running.contains(&k) {
-                    again.insert(k);
-                } else {
-                    earliest(&mut pending, k, now);
+                let mut keys = vec![k];
+                drain(&mut keys, &mut triggers, &mut wakes);
+                for k in keys {
+                    if running.contains(&k) {
+                        again.insert(k);
+                    } else {
+                        earliest(&mut pending, k, now);
+                    }
                 }
             }
             Some(owner) = wakes.recv() => {
-                let k = (owner.namespace.clone().unwrap_or_default(), owner.name.clone());
-                if running.contains(&k) {
-                    again.insert(k);
-                } else {
-                    earliest(&mut pending, k, now);
+                let mut keys = vec![key_of_owner(&owner)];
+                drain(&mut keys, &mut triggers, &mut wakes);
+                for k in keys {
+                    if running.contains(&k) {
+                        again.insert(k);
+                    } else {
+                        earliest(&mut pending, k, now);
+                    }
                 }
             }
             () = async {
@@ -250,6 +306,29 @@ async fn control_loop(
                 }
             } => {}
         }
+    }
+}
+
+fn key_of_owner(owner: &Owner) -> Key {
+    (
+        owner.namespace.clone().unwrap_or_default(),
+        owner.name.clone(),
+    )
+}
+
+/// Everything already waiting in both channels. The controller sends wake-ups in the order of
+/// its hash maps, which differs between processes; taken all at once into ordered sets, they
+/// start reconciles in an order the seed alone decides.
+fn drain(
+    keys: &mut Vec<Key>,
+    triggers: &mut UnboundedReceiver<Key>,
+    wakes: &mut UnboundedReceiver<Owner>,
+) {
+    while let Ok(k) = triggers.try_recv() {
+        keys.push(k);
+    }
+    while let Ok(o) = wakes.try_recv() {
+        keys.push(key_of_owner(&o));
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Outcome {
     pub trace: Option<String>,
     /// A one-line digest of the end state, to compare runs of one seed.
     pub digest: String,
+    /// The replay hash of the whole run (`world::TraceHash`).
+    pub hash: u64,
 }
 
 /// The longest per-object backoff a failure before the faults stopped can still impose: the
@@ -44,7 +46,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(144);
 const MAX_BACKOFF_GATEWAY_GONE: Duration = Duration::from_secs(720);
 
 fn config(h: &History) -> Config {
-    let mut yaml = String::from("regions: [cn-hangzhou]\nvpn_gateways:\n");
+    let mut yaml = format!(
+        "regions: [cn-hangzhou]\nsettings: {{shuffle_seed: {}}}\nvpn_gateways:\n",
+        h.seed
+    );
     for (i, g) in h.gateways.iter().enumerate() {
         // One VPC per gateway: publishing never conflicts across gateways.
         yaml.push_str(&format!(
@@ -99,6 +104,7 @@ async fn drive(seed: u64, h: &History, verbose: bool) -> Outcome {
         tokens: Default::default(),
     };
     let sim = Arc::new(Sim::new(
+        seed,
         emu,
         StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED),
         verbose,
@@ -156,6 +162,7 @@ async fn drive(seed: u64, h: &History, verbose: bool) -> Outcome {
             digest.join(" "),
             st.violations.len()
         ),
+        hash: st.hash.0,
     }
 }
 

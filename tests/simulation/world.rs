@@ -2,7 +2,7 @@
 //! and the books the invariants are checked against. One lock for all of it, so a cloud call
 //! and the object store it is judged against are seen at the same instant.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -126,13 +126,13 @@ pub struct State {
     /// Where store changes go: the running controller loop.
     pub triggers: Option<UnboundedSender<Key>>,
     /// Every client token seen in a status write, and the uid of the object that wrote it.
-    pub token_owner: HashMap<String, String>,
+    pub token_owner: BTreeMap<String, String>,
     /// Entries that exist in the cloud and the uid of the object that owns them: its create
     /// made them, or it adopted them with consent (README.md, "Behaviour worth knowing").
     pub owners: BTreeMap<EntryKey, String>,
     /// Accepted (not replayed) creates per object uid.
     pub accepted_creates: BTreeMap<String, u32>,
-    pub tombs: HashMap<String, Tomb>,
+    pub tombs: BTreeMap<String, Tomb>,
     pub violations: Vec<String>,
     pub trace: VecDeque<String>,
     /// Keep the whole trace (and trace every reconcile), not just its end.
@@ -141,6 +141,36 @@ pub struct State {
     /// Whether a broken invariant 3 fails the seed (else it is only traced and counted).
     pub strict_pairs: bool,
     pub stats: Stats,
+    /// The replay hash: every cloud request (action, parameters, virtual time) and every object
+    /// write, in order. Two runs of one seed must end with the same value.
+    pub hash: TraceHash,
+}
+
+/// FNV-1a over what a run did: the same bytes in the same order give the same value in every
+/// process (unlike `std`'s randomly keyed hasher).
+#[derive(Clone, Copy, Debug)]
+pub struct TraceHash(pub u64);
+
+impl Default for TraceHash {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl TraceHash {
+    pub fn add(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+
+    pub fn add_str(&mut self, s: &str) {
+        self.add(s.as_bytes());
+    }
 }
 
 /// How many trace lines a failure report shows.
@@ -149,10 +179,12 @@ const TRACE_KEEP: usize = 400;
 pub struct Sim {
     state: Mutex<State>,
     pub start: Instant,
+    /// The seed: every random draw of the run (the controller's included) derives from it.
+    pub seed: u64,
 }
 
 impl Sim {
-    pub fn new(emu: EmuState, rng: StdRng, verbose: bool) -> Self {
+    pub fn new(seed: u64, emu: EmuState, rng: StdRng, verbose: bool) -> Self {
         let (store, mirror) = reflector::store();
         let reader = duplicates::ClaimCache {
             store,
@@ -171,18 +203,20 @@ impl Sim {
                 next_rv: 1,
                 next_uid: 1,
                 triggers: None,
-                token_owner: HashMap::new(),
+                token_owner: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 accepted_creates: BTreeMap::new(),
-                tombs: HashMap::new(),
+                tombs: BTreeMap::new(),
                 violations: Vec::new(),
                 trace: VecDeque::new(),
                 verbose,
                 pairs: Vec::new(),
                 strict_pairs: true,
                 stats: Stats::default(),
+                hash: TraceHash::default(),
             }),
             start: Instant::now(),
+            seed,
         }
     }
 
@@ -288,6 +322,9 @@ impl State {
             delete_barred: None,
         });
         obj.route = route;
+        self.hash.add_str(&format!("put {}/{}", key.0, key.1));
+        self.hash
+            .add(&serde_json::to_vec(&obj.route).unwrap_or_default());
         bar(&mut obj.change_barred, change_allowed(&obj.route), now);
         bar(&mut obj.delete_barred, delete_allowed(&obj.route), now);
         let event = watcher::Event::Apply(obj.route.clone());
@@ -299,6 +336,7 @@ impl State {
     /// Removes an object for good (its last finalizer went, or it never had one).
     pub fn remove(&mut self, key: &Key) {
         if let Some(obj) = self.store.remove(key) {
+            self.hash.add_str(&format!("remove {}/{}", key.0, key.1));
             let now = Instant::now();
             let claimed_by_older = self.older_claim(&obj.route).is_some();
             let event = watcher::Event::Delete(obj.route.clone());
