@@ -42,8 +42,12 @@
 
 #[path = "simulation/cloud.rs"]
 mod cloud;
+#[path = "simulation/config.rs"]
+mod config;
 #[path = "simulation/history.rs"]
 mod history;
+#[path = "simulation/lists.rs"]
+mod lists;
 #[path = "simulation/objects.rs"]
 mod objects;
 #[path = "simulation/operator.rs"]
@@ -60,6 +64,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use config::WorldConfig;
 use world::Stats;
 
 /// Real time one seed may take before it counts as hung (a livelock at one virtual instant).
@@ -78,7 +83,8 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// Runs one seed, turning a panic of the simulation itself into a failure of that seed.
 fn run_one(seed: u64, trace: bool) -> run::Outcome {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| run::run_seed(seed, trace))) {
+    let world = world();
+    match std::panic::catch_unwind(AssertUnwindSafe(|| run::run_seed(seed, trace, world))) {
         Ok(o) => o,
         Err(p) => {
             let msg = p
@@ -145,6 +151,11 @@ fn kind(failure: &str) -> String {
     text.split(" within ").next().unwrap_or(text).to_owned()
 }
 
+/// The realistic world of this run (`SIM_WORLD`, see tests/simulation/config.rs).
+fn world() -> WorldConfig {
+    WorldConfig::from_env().unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
     let sum = |f: fn(&Stats) -> u64| stats.iter().map(f).sum::<u64>();
     let worst = stats
@@ -152,21 +163,114 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
         .map(|s| s.converge_secs / s.converge_bound_secs.max(1.0))
         .fold(0.0, f64::max);
     let slowest = stats.iter().map(|s| s.converge_secs).fold(0.0, f64::max);
+    let exercised: Vec<String> = exercised(&world())
+        .iter()
+        .map(|(what, f)| {
+            let n = stats.iter().filter(|s| f(s)).count();
+            format!(
+                "{what} in {n} ({:.0}%)",
+                100.0 * n as f64 / stats.len().max(1) as f64
+            )
+        })
+        .collect();
     format!(
-        "simulation: {seeds} seeds in {:.1}s: {} reconciles, {} cloud calls, {} accepted \
-         changes, {} injected cloud faults, {} status conflicts, {} crashes, {} pair swaps \
-         watched ({} left without an entry); slowest convergence {slowest:.0}s of virtual time ({:.0}% of its bound)",
+        "simulation: {seeds} seeds in {:.1}s ({}): {} reconciles ({} of a stale copy), {} cloud \
+         calls, {} accepted changes, {} injected cloud faults, {} status conflicts, {} stale \
+         status writes, {} crashes, {} relists, {} hand-overs ({} changes fenced), {} late \
+         landings ({} after the next process acted), {} lists of several pages ({} raced by a \
+         change, {} behind the gateway), {} cross-account answers, {} forgotten tokens, {} \
+         namespaces deleted, {} pair swaps watched ({} left without an entry); slowest \
+         convergence {slowest:.0}s of virtual time ({:.0}% of its bound)\nseeds exercising: {}",
         took.as_secs_f64(),
+        world(),
         sum(|s| s.reconciles),
+        sum(|s| s.stale_reconciles),
         sum(|s| s.cloud_calls),
         sum(|s| s.mutations_accepted),
         sum(|s| s.faults),
         sum(|s| s.status_conflicts),
+        sum(|s| s.stale_writes),
         sum(|s| s.crashes),
+        sum(|s| s.relists),
+        sum(|s| s.handovers),
+        sum(|s| s.fenced),
+        sum(|s| s.late_landings),
+        sum(|s| s.late_after_successor),
+        sum(|s| s.lists_paged),
+        sum(|s| s.lists_raced),
+        sum(|s| s.lists_behind),
+        sum(|s| s.cross_account),
+        sum(|s| s.tokens_expired),
+        sum(|s| s.namespaces_deleted),
         sum(|s| s.pair_swaps_watched),
         sum(|s| s.pair_swaps_broken),
-        worst * 100.0
+        worst * 100.0,
+        exercised.join(", ")
     )
+}
+
+/// What shows that a seed exercised each enabled feature of the realistic world.
+type Exercised = (&'static str, fn(&Stats) -> bool);
+
+fn exercised(w: &WorldConfig) -> Vec<Exercised> {
+    let all: [(bool, Exercised); 8] = [
+        (w.pages, ("lists raced by a change", |s| s.lists_raced > 0)),
+        (w.lag, ("lists behind the gateway", |s| s.lists_behind > 0)),
+        (
+            w.accounts,
+            ("cross-account answers", |s| s.cross_account > 0),
+        ),
+        (w.stale, ("stale status writes", |s| s.stale_writes > 0)),
+        (
+            w.late,
+            (
+                "requests landing after a crash and the next process's first call",
+                |s| s.late_after_successor > 0,
+            ),
+        ),
+        (w.expiry, ("forgotten tokens", |s| s.tokens_expired > 0)),
+        (w.leader, ("leader hand-overs", |s| s.handovers > 0)),
+        (
+            w.namespaces,
+            ("namespace deletions", |s| s.namespaces_deleted > 0),
+        ),
+    ];
+    all.into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// The share of seeds that must exercise each enabled feature, and the fewest seeds a run
+/// needs for the share to say anything.
+const EXERCISED_SHARE: f64 = 0.10;
+const EXERCISED_MIN_SEEDS: usize = 50;
+
+/// Fails a run in which an enabled feature of the realistic world was exercised by fewer
+/// than `EXERCISED_SHARE` of the seeds (the world would be realistic only on paper).
+fn check_exercised(stats: &[Stats]) {
+    if stats.len() < EXERCISED_MIN_SEEDS {
+        eprintln!(
+            "(the share of seeds exercising each feature is checked from {EXERCISED_MIN_SEEDS} \
+             seeds on; this run had {})",
+            stats.len()
+        );
+        return;
+    }
+    let short: Vec<String> = exercised(&world())
+        .iter()
+        .filter_map(|(what, f)| {
+            let n = stats.iter().filter(|s| f(s)).count();
+            ((n as f64) < EXERCISED_SHARE * stats.len() as f64)
+                .then(|| format!("{what}: {n} of {} seeds", stats.len()))
+        })
+        .collect();
+    assert!(
+        short.is_empty(),
+        "the realistic world was not exercised: fewer than {:.0}% of the seeds saw\n  {}",
+        EXERCISED_SHARE * 100.0,
+        short.join("\n  ")
+    );
 }
 
 #[test]
@@ -280,6 +384,7 @@ fn simulation() {
     }
     eprintln!("{}", summary(&stats, stats.len(), started.elapsed()));
     assert_eq!(stats.len() as u64, seeds, "every seed ran");
+    check_exercised(&stats);
 }
 
 /// What the child process of `replays_exactly_in_another_process` prints.

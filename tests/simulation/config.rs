@@ -1,0 +1,200 @@
+//! The realistic world, feature by feature. Every seed runs every enabled feature; a feature is
+//! off only while the controller still fails it (the run's summary says which are on). Chosen
+//! with `SIM_WORLD`: `all`, `none`, or a list of names, each optionally with `+` or `-` to add
+//! to or take from the default (e.g. `SIM_WORLD=+pages,-stale`).
+
+use std::fmt;
+
+/// What the simulated cloud and cluster do that a tidy world would not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorldConfig {
+    /// `visibility: on_active`, and a list shows an applied change only a random delay after
+    /// the gateway's status said `active`.
+    pub lag: bool,
+    /// Lists in pages of 50 (`PageNumber`/`PageSize`/`TotalCount`) over gateways holding
+    /// more than 50 entries (most of them someone else's), in orders that change between
+    /// calls, with entries added and removed between the page reads of one list.
+    pub pages: bool,
+    /// The watch delivers late: reconciles run on older copies, status is written from an old
+    /// base (server-side apply of a status built on a stale copy), and watches relist.
+    pub stale: bool,
+    /// A request on the wire when its process dies still lands, often after the next process
+    /// acted.
+    pub late: bool,
+    /// Two replicas: the leader loses the apiserver, the standby takes the Lease over once it
+    /// expired, the old leader's cloud changes pass the fence (`src/fence.rs`).
+    pub leader: bool,
+    /// The cloud forgets a `ClientToken` some time after its first use.
+    pub expiry: bool,
+    /// Two accounts: a key sees only its account's gateways (the others answer
+    /// `InvalidVpnGatewayInstanceId.NotFound`).
+    pub accounts: bool,
+    /// A namespace is deleted: its Secrets go at once, its routes are deleted.
+    pub namespaces: bool,
+}
+
+/// A feature: its name in `SIM_WORLD`, and where it lives in the struct.
+struct Feature {
+    name: &'static str,
+    get: fn(&WorldConfig) -> bool,
+    set: fn(&mut WorldConfig, bool),
+}
+
+const FEATURES: &[Feature] = &[
+    Feature {
+        name: "lag",
+        get: |w| w.lag,
+        set: |w, on| w.lag = on,
+    },
+    Feature {
+        name: "pages",
+        get: |w| w.pages,
+        set: |w, on| w.pages = on,
+    },
+    Feature {
+        name: "stale",
+        get: |w| w.stale,
+        set: |w, on| w.stale = on,
+    },
+    Feature {
+        name: "late",
+        get: |w| w.late,
+        set: |w, on| w.late = on,
+    },
+    Feature {
+        name: "leader",
+        get: |w| w.leader,
+        set: |w, on| w.leader = on,
+    },
+    Feature {
+        name: "expiry",
+        get: |w| w.expiry,
+        set: |w, on| w.expiry = on,
+    },
+    Feature {
+        name: "accounts",
+        get: |w| w.accounts,
+        set: |w, on| w.accounts = on,
+    },
+    Feature {
+        name: "namespaces",
+        get: |w| w.namespaces,
+        set: |w, on| w.namespaces = on,
+    },
+];
+
+impl WorldConfig {
+    pub const NONE: Self = Self {
+        lag: false,
+        pages: false,
+        stale: false,
+        late: false,
+        leader: false,
+        expiry: false,
+        accounts: false,
+        namespaces: false,
+    };
+
+    pub const ALL: Self = Self {
+        lag: true,
+        pages: true,
+        stale: true,
+        late: true,
+        leader: true,
+        expiry: true,
+        accounts: true,
+        namespaces: true,
+    };
+
+    /// What `make sim` runs: the features the controller passes today.
+    pub const DEFAULT: Self = Self::ALL;
+
+    /// `SIM_WORLD` (see the module's doc), or the default.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("SIM_WORLD") {
+            Ok(v) if !v.trim().is_empty() => Self::parse(&v),
+            _ => Ok(Self::DEFAULT),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut w = Self::DEFAULT;
+        let items: Vec<&str> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        // A list without signs names the whole set; with signs it changes the default.
+        if items.iter().all(|i| !i.starts_with(['+', '-'])) {
+            w = Self::NONE;
+        }
+        for item in items {
+            let (on, name) = match item.split_at(1) {
+                ("+", rest) => (true, rest),
+                ("-", rest) => (false, rest),
+                _ => (true, item),
+            };
+            match name {
+                "all" => w = if on { Self::ALL } else { Self::NONE },
+                "none" => w = Self::NONE,
+                _ => {
+                    let f = FEATURES.iter().find(|f| f.name == name).ok_or_else(|| {
+                        format!(
+                            "SIM_WORLD: unknown feature {name:?} (known: all, none, {})",
+                            FEATURES
+                                .iter()
+                                .map(|f| f.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?;
+                    (f.set)(&mut w, on);
+                }
+            }
+        }
+        Ok(w)
+    }
+}
+
+impl fmt::Display for WorldConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on: Vec<&str> = FEATURES
+            .iter()
+            .filter(|x| (x.get)(self))
+            .map(|x| x.name)
+            .collect();
+        let off: Vec<&str> = FEATURES
+            .iter()
+            .filter(|x| !(x.get)(self))
+            .map(|x| x.name)
+            .collect();
+        write!(
+            f,
+            "world features on: [{}], off: [{}]",
+            on.join(", "),
+            off.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sets_and_changes() {
+        assert_eq!(WorldConfig::parse("all"), Ok(WorldConfig::ALL));
+        assert_eq!(WorldConfig::parse("none"), Ok(WorldConfig::NONE));
+        let only = WorldConfig::parse("pages,lag").expect("valid");
+        assert!(only.pages && only.lag && !only.stale && !only.accounts);
+        let less = WorldConfig::parse("-stale").expect("valid");
+        assert_eq!(
+            less,
+            WorldConfig {
+                stale: false,
+                ..WorldConfig::DEFAULT
+            }
+        );
+        assert!(WorldConfig::parse("pages,nonsense").is_err());
+    }
+}
