@@ -245,7 +245,7 @@ fn sender<'a>(
     st: &'a State,
     scheduler: Option<&Scheduler>,
     key: &EntryKey,
-) -> Result<(&'a VpnPbrRoute, Option<Instant>, Option<Instant>), String> {
+) -> Result<&'a VpnPbrRoute, String> {
     let names: BTreeSet<(String, String)> = st
         .store
         .values()
@@ -283,24 +283,26 @@ fn sender<'a>(
             && EntryKey::of(&r.spec) == *key
     };
     if let Some(o) = st.store.values().find(|o| named(&o.route)) {
-        return Ok((&o.route, o.change_barred, o.delete_barred));
+        return Ok(&o.route);
     }
     st.tombs
         .values()
         .filter(|t| named(&t.route))
         .max_by_key(|t| t.gone_at)
-        .map(|t| (&t.route, Some(t.change_barred), Some(t.delete_barred)))
+        .map(|t| &t.route)
         .ok_or_else(|| format!("{ns}/{name} is nowhere"))
 }
 
 /// Why the mutation may not go out at `sent` by the design's rules, if it may not: the
-/// object it belongs to had been paused, invalid, `ObserveOnly` or deleted since before then,
-/// or the entry is not its own. The sender is known: a create's token names its object, and
-/// any other change is the one job on the wire for the gateway, whoever else names the entry.
-/// Same-instant races (the change and the send at one virtual moment) are not counted: the
-/// operator cannot have seen the change yet.
+/// object it belongs to had been paused, invalid, `ObserveOnly` or deleted since before then
+/// as far as the sending process could know (its watch had shown it), or the entry is not its
+/// own. The sender is known: a create's token names its object, and any other change is the
+/// one job on the wire for the gateway, whoever else names the entry. Same-instant races (the
+/// change and the send at one virtual moment) are not counted: the operator cannot have seen
+/// the change yet.
 fn barred(
     st: &State,
+    epoch: u64,
     scheduler: Option<&Scheduler>,
     scope: &Scope,
     m: &Mutation,
@@ -308,7 +310,8 @@ fn barred(
 ) -> Option<String> {
     let describe = |r: &VpnPbrRoute, since: Instant| {
         format!(
-            "{} (paused={} valid={} policy={:?}/{:?} deleting={}) barred {:.3}s before the send",
+            "{} (paused={} valid={} policy={:?}/{:?} deleting={}) barred {:.3}s before the send \
+             (as process #{epoch} saw it)",
             kube::ResourceExt::name_any(r),
             super::world::paused(r),
             super::world::valid(r),
@@ -324,16 +327,12 @@ fn barred(
                 "create with token {client_token} that no object wrote to its status"
             ));
         };
-        if let Some(obj) = st.object_by_uid(owner) {
-            return obj
-                .change_barred
-                .filter(|t| *t < sent)
-                .map(|t| describe(&obj.route, t));
-        }
-        return st.tombs.get(owner).and_then(|tomb| {
-            (tomb.change_barred < sent)
-                .then(|| format!("gone object: {}", describe(&tomb.route, tomb.change_barred)))
-        });
+        let route = st
+            .object_by_uid(owner)
+            .map(|o| &o.route)
+            .or_else(|| st.tombs.get(owner).map(|t| &t.route))?;
+        let since = st.bars_seen(epoch, owner).change;
+        return since.filter(|t| *t < sent).map(|t| describe(route, t));
     }
     let r = m.route();
     let key = EntryKey {
@@ -342,14 +341,15 @@ fn barred(
         dest: r.route_dest.clone(),
         hop: r.next_hop.clone(),
     };
-    let (route, change_barred, delete_barred) = match sender(st, scheduler, &key) {
+    let route = match sender(st, scheduler, &key) {
         Ok(s) => s,
         Err(why) => return Some(format!("a change no object's job accounts for: {why}")),
     };
+    let bars = st.bars_seen(epoch, &uid(route));
     let since = if matches!(m, Mutation::Delete { .. }) {
-        delete_barred
+        bars.delete
     } else {
-        change_barred
+        bars.change
     };
     if let Some(t) = since.filter(|t| *t < sent) {
         return Some(describe(route, t));
@@ -444,8 +444,9 @@ impl SimCloud {
             if fault != Fault::None {
                 st.stats.faults += 1;
             }
-            let verdict =
-                change.and_then(|(scope, m)| barred(&st, self.scheduler.get(), scope, m, sent));
+            let verdict = change.and_then(|(scope, m)| {
+                barred(&st, self.epoch, self.scheduler.get(), scope, m, sent)
+            });
             if change.is_some() {
                 let t = sent.saturating_duration_since(self.sim.start).as_secs_f64();
                 fence_check(&mut st, self.epoch, sent, t);

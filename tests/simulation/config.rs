@@ -106,8 +106,19 @@ impl WorldConfig {
         namespaces: true,
     };
 
-    /// What `make sim` runs: the features the controller passes today.
-    pub const DEFAULT: Self = Self::ALL;
+    /// What `make sim` runs: the features the controller passes today. The others fail on
+    /// bugs being fixed elsewhere (the report of the branch that added them lists a seed for
+    /// each); switch each on here once its fix has landed.
+    pub const DEFAULT: Self = Self {
+        lag: false,
+        pages: false,
+        stale: true,
+        late: true,
+        leader: true,
+        expiry: false,
+        accounts: false,
+        namespaces: true,
+    };
 
     /// `SIM_WORLD` (see the module's doc), or the default.
     pub fn from_env() -> Result<Self, String> {

@@ -736,7 +736,7 @@ pub fn generate(seed: u64) -> History {
             fillers: rng.random_range(46..=70),
         })
         .collect();
-    let token_ttl_ms = rng.random_range(10_000..90_000);
+    let token_ttl_ms = rng.random_range(500..10_000);
     let n_steps = rng.random_range(30..=60);
     let mut g = Gen {
         rng,

@@ -117,7 +117,7 @@ impl ObjectPort for SimObjects {
                 // said so (the adopt annotation).
                 let entry = EntryKey::of(&next.spec);
                 if consents(&next) {
-                    if st.entry(&entry).is_some() {
+                    if st.known_entry(&entry).is_some() {
                         st.owners.insert(entry, uid(&next));
                     }
                 } else {

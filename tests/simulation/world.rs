@@ -177,6 +177,28 @@ pub struct Watch {
     pub cache: duplicates::ClaimCache,
     queue: VecDeque<(Instant, watcher::Event<VpnPbrRoute>)>,
     pub triggers: UnboundedSender<Key>,
+    /// Per object uid, since when this process's watch has shown it barred from creating or
+    /// changing its entry, and from deleting it (what the process can know, not the store).
+    pub bars: BTreeMap<String, Bars>,
+}
+
+/// Since when an object may not change (create, modify) or delete its entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bars {
+    pub change: Option<Instant>,
+    pub delete: Option<Instant>,
+}
+
+impl Bars {
+    fn follow(&mut self, r: &VpnPbrRoute, now: Instant) {
+        bar(&mut self.change, change_allowed(r), now);
+        bar(&mut self.delete, delete_allowed(r), now);
+    }
+
+    fn gone(&mut self, now: Instant) {
+        self.change.get_or_insert(now);
+        self.delete.get_or_insert(now);
+    }
 }
 
 /// The Lease of leader election (`src/app.rs`): who holds it and when it was last renewed.
@@ -421,6 +443,12 @@ fn delete_allowed(r: &VpnPbrRoute) -> bool {
 fn deliver(w: &mut Watch, event: &watcher::Event<VpnPbrRoute>) {
     w.cache.index.apply_watcher_event(event);
     w.writer.apply_watcher_event(event);
+    let now = Instant::now();
+    match event {
+        watcher::Event::Apply(r) => w.bars.entry(uid(r)).or_default().follow(r, now),
+        watcher::Event::Delete(r) => w.bars.entry(uid(r)).or_default().gone(now),
+        _ => {}
+    }
     if let watcher::Event::Apply(r) | watcher::Event::Delete(r) = event {
         // A closed channel means the process is gone.
         let _ = w
@@ -562,6 +590,7 @@ impl State {
             },
             queue: VecDeque::new(),
             triggers,
+            bars: BTreeMap::new(),
         };
         self.relist_into(&mut w);
         self.watches.insert(epoch, w);
@@ -587,14 +616,42 @@ impl State {
                 .map(|o| watcher::Event::InitApply(o.route.clone())),
         );
         events.push(watcher::Event::InitDone);
+        let now = Instant::now();
+        let listed: BTreeSet<String> = self.store.values().map(|o| uid(&o.route)).collect();
+        for (u, b) in &mut w.bars {
+            if !listed.contains(u) {
+                b.gone(now);
+            }
+        }
         for e in &events {
             w.cache.index.apply_watcher_event(e);
             w.writer.apply_watcher_event(e);
+            if let watcher::Event::InitApply(r) = e {
+                w.bars.entry(uid(r)).or_default().follow(r, now);
+            }
         }
         for k in self.store.keys() {
             // A closed channel means the process is gone.
             let _ = w.triggers.send(k.clone());
         }
+    }
+
+    /// Since when process `epoch` has seen the object `uid_` barred (its watch's view); the
+    /// store's view for a process without a watch.
+    pub fn bars_seen(&self, epoch: u64, uid_: &str) -> Bars {
+        if let Some(b) = self.watches.get(&epoch).and_then(|w| w.bars.get(uid_)) {
+            return *b;
+        }
+        if let Some(o) = self.object_by_uid(uid_) {
+            return Bars {
+                change: o.change_barred,
+                delete: o.delete_barred,
+            };
+        }
+        self.tombs.get(uid_).map_or_else(Bars::default, |t| Bars {
+            change: Some(t.change_barred),
+            delete: Some(t.delete_barred),
+        })
     }
 
     /// The copy of an object the process `epoch` has in its watch cache.
@@ -741,6 +798,17 @@ impl State {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// An entry as the service knows it (a change it accepted counts, applied or not).
+    pub fn known_entry(&self, key: &EntryKey) -> Option<PbrEntry> {
+        let g = self.emu.world.gateways.get(&key.gw)?;
+        effective(g)
+            .iter()
+            .find(|e| {
+                e.route_source == key.src && e.route_dest == key.dest && e.next_hop == key.hop
+            })
+            .cloned()
     }
 
     /// An entry as the gateway has applied it (what traffic and, once they catch up, lists see).
