@@ -334,13 +334,7 @@ fn barred(
         let since = st.bars_seen(epoch, owner).change;
         return since.filter(|t| *t < sent).map(|t| describe(route, t));
     }
-    let r = m.route();
-    let key = EntryKey {
-        gw: scope.vpn_gateway_id.clone(),
-        src: r.route_source.clone(),
-        dest: r.route_dest.clone(),
-        hop: r.next_hop.clone(),
-    };
+    let key = EntryKey::of_mutation(scope, m);
     let route = match sender(st, scheduler, &key) {
         Ok(s) => s,
         Err(why) => return Some(format!("a change no object's job accounts for: {why}")),
@@ -784,13 +778,7 @@ fn unprovable(st: &mut State, t: f64, scope: &Scope, m: &Mutation, token: Option
     if !st.forgotten.contains_key(tok) {
         return;
     }
-    let r = m.route();
-    let key = EntryKey {
-        gw: scope.vpn_gateway_id.clone(),
-        src: r.route_source.clone(),
-        dest: r.route_dest.clone(),
-        hop: r.next_hop.clone(),
-    };
+    let key = EntryKey::of_mutation(scope, m);
     let Some(owner) = st.token_owner.get(client_token).cloned() else {
         return;
     };
@@ -888,13 +876,7 @@ fn accepted(
         };
         st.violation(t, format!("{rule}: {} ({why})", short(m)));
     }
-    let r = m.route();
-    let key = EntryKey {
-        gw: scope.vpn_gateway_id.clone(),
-        src: r.route_source.clone(),
-        dest: r.route_dest.clone(),
-        hop: r.next_hop.clone(),
-    };
+    let key = EntryKey::of_mutation(scope, m);
     match m {
         Mutation::Create { client_token, .. } => {
             if let Some(owner) = st.token_owner.get(client_token).cloned() {

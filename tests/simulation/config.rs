@@ -40,84 +40,52 @@ struct Feature {
     set: fn(&mut WorldConfig, bool),
 }
 
+/// A row of [`FEATURES`]: the field's name is the feature's.
+macro_rules! feature {
+    ($f:ident) => {
+        Feature {
+            name: stringify!($f),
+            get: |w| w.$f,
+            set: |w, on| w.$f = on,
+        }
+    };
+}
+
 const FEATURES: &[Feature] = &[
-    Feature {
-        name: "lag",
-        get: |w| w.lag,
-        set: |w, on| w.lag = on,
-    },
-    Feature {
-        name: "pages",
-        get: |w| w.pages,
-        set: |w, on| w.pages = on,
-    },
-    Feature {
-        name: "stale",
-        get: |w| w.stale,
-        set: |w, on| w.stale = on,
-    },
-    Feature {
-        name: "late",
-        get: |w| w.late,
-        set: |w, on| w.late = on,
-    },
-    Feature {
-        name: "leader",
-        get: |w| w.leader,
-        set: |w, on| w.leader = on,
-    },
-    Feature {
-        name: "expiry",
-        get: |w| w.expiry,
-        set: |w, on| w.expiry = on,
-    },
-    Feature {
-        name: "accounts",
-        get: |w| w.accounts,
-        set: |w, on| w.accounts = on,
-    },
-    Feature {
-        name: "namespaces",
-        get: |w| w.namespaces,
-        set: |w, on| w.namespaces = on,
-    },
+    feature!(lag),
+    feature!(pages),
+    feature!(stale),
+    feature!(late),
+    feature!(leader),
+    feature!(expiry),
+    feature!(accounts),
+    feature!(namespaces),
 ];
 
 impl WorldConfig {
-    pub const NONE: Self = Self {
-        lag: false,
-        pages: false,
-        stale: false,
-        late: false,
-        leader: false,
-        expiry: false,
-        accounts: false,
-        namespaces: false,
-    };
+    /// Every feature on, or every one off.
+    const fn every(on: bool) -> Self {
+        Self {
+            lag: on,
+            pages: on,
+            stale: on,
+            late: on,
+            leader: on,
+            expiry: on,
+            accounts: on,
+            namespaces: on,
+        }
+    }
 
-    pub const ALL: Self = Self {
-        lag: true,
-        pages: true,
-        stale: true,
-        late: true,
-        leader: true,
-        expiry: true,
-        accounts: true,
-        namespaces: true,
-    };
+    pub const NONE: Self = Self::every(false);
+    pub const ALL: Self = Self::every(true);
 
     /// What `make sim` runs: the features the controller passes today. The others fail on
     /// bugs being fixed elsewhere (the report of the branch that added them lists a seed for
     /// each); switch each on here once its fix has landed.
     pub const DEFAULT: Self = Self {
-        lag: false,
-        pages: false,
-        stale: true,
-        late: true,
-        leader: true,
-        expiry: false,
-        accounts: false,
         namespaces: true,
+        ..Self::NONE
     };
 
     /// `SIM_WORLD` (see the module's doc), or the default.

@@ -293,7 +293,7 @@ impl Gen {
         let own = self.gws[gw].account;
         let other = 3 - own;
         let roll = self.rng.random_range(0..100);
-        let account = match (own == OPERATOR_ACCOUNT, careful) {
+        match (own == OPERATOR_ACCOUNT, careful) {
             (true, true) => (roll < 20).then_some(own),
             (false, true) => Some(own),
             (true, false) => match roll {
@@ -306,8 +306,7 @@ impl Gen {
                 85..90 => Some(other),
                 _ => None,
             },
-        };
-        account
+        }
     }
 
     fn create_single(&mut self) -> Option<Op> {
@@ -736,7 +735,7 @@ pub fn generate(seed: u64) -> History {
             fillers: rng.random_range(46..=70),
         })
         .collect();
-    let token_ttl_ms = rng.random_range(500..10_000);
+    let token_ttl_ms = rng.random_range(200..5_000);
     let n_steps = rng.random_range(30..=60);
     let mut g = Gen {
         rng,

@@ -25,12 +25,11 @@ use vpn_pbr_operator::controller::backoff::Backoffs;
 use vpn_pbr_operator::controller::context::{Context, Entropy, Settings};
 use vpn_pbr_operator::controller::entries::GatewayCache;
 use vpn_pbr_operator::controller::metrics::Metrics;
-use vpn_pbr_operator::controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
-use vpn_pbr_operator::controller::port::{CloudFuture, CloudPort};
+use vpn_pbr_operator::controller::port::CloudPort;
 use vpn_pbr_operator::controller::reconcile::reconcile;
 use vpn_pbr_operator::controller::scheduler::{Owner, Scheduler, SchedulerConfig};
 use vpn_pbr_operator::controller::verified::Verified;
-use vpn_pbr_operator::fence::{FENCED, Fence, FencedCloud, watch_lease};
+use vpn_pbr_operator::fence::{Fence, FencedCloud, watch_lease};
 
 use super::cloud::SimCloud;
 use super::objects::SimObjects;
@@ -116,32 +115,6 @@ fn parse_debug_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
-/// Counts the mutations the fence stopped.
-struct FenceCount {
-    inner: Arc<dyn CloudPort>,
-    sim: Arc<Sim>,
-}
-
-impl CloudPort for FenceCount {
-    fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
-        self.inner.list_entries(scope)
-    }
-
-    fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
-        self.inner.gateway(scope)
-    }
-
-    fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted> {
-        Box::pin(async move {
-            let out = self.inner.mutate(scope, mutation).await;
-            if out.as_ref().is_err_and(|e| e.code() == FENCED) {
-                self.sim.lock().stats.fenced += 1;
-            }
-            out
-        })
-    }
-}
-
 /// One operator process.
 pub struct Process {
     epoch: u64,
@@ -205,10 +178,7 @@ impl Process {
         });
         let fence = fenced.then(Fence::new);
         let cloud: Arc<dyn CloudPort> = match &fence {
-            Some(f) => Arc::new(FenceCount {
-                inner: Arc::new(FencedCloud::new(sim_cloud.clone(), f.clone())),
-                sim: sim.clone(),
-            }),
+            Some(f) => Arc::new(FencedCloud::new(sim_cloud.clone(), f.clone())),
             None => sim_cloud.clone(),
         };
         let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
@@ -397,7 +367,7 @@ fn elect_once(
         let now_ms = sim.now_ms();
         let t = sim.elapsed().as_secs_f64();
         let mut procs = lock(running);
-        for r in 0..REPLICAS {
+        for (r, look) in last_look.iter_mut().enumerate() {
             let mut st = sim.lock();
             if let Some(p) = procs.get(&r) {
                 if st.cut_off.contains(&p.epoch) {
@@ -418,10 +388,10 @@ fn elect_once(
                 continue;
             }
             // A standby looks every STANDBY_POLL.
-            if last_look[r].is_some_and(|l| now.saturating_duration_since(l) < STANDBY_POLL) {
+            if look.is_some_and(|l| now.saturating_duration_since(l) < STANDBY_POLL) {
                 continue;
             }
-            last_look[r] = Some(now);
+            *look = Some(now);
             let expired = now_ms >= st.lease.renewed_ms.saturating_add(millis(LEASE));
             let free = st.lease.holder.is_none_or(|h| h == r) || expired;
             if !free {

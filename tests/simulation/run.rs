@@ -772,12 +772,27 @@ fn apply(sim: &Sim, op: &Op) {
             st.unwatch_member(&u, "member deleted", tt);
             st.delete(&k, now_ms);
         }
-        Op::DeleteNamespace { ns } if st.world.namespaces => {
+        Op::DeleteNamespace { ns } => {
+            let keys: Vec<_> = st.store.keys().filter(|k| k.0 == *ns).cloned().collect();
+            if !st.world.namespaces {
+                // The tidy world: each route is deleted as `Delete` does it (its Secret just
+                // before it), so the history's model of what exists still holds.
+                drop(st);
+                for k in keys {
+                    apply(
+                        sim,
+                        &Op::Delete {
+                            name: format!("{}/{}", k.0, k.1),
+                        },
+                    );
+                }
+                return;
+            }
             // The namespace controller: the Secrets go at once (they have no finalizers),
-            // the routes are deleted and stay while their finalizers do.
+            // the routes are deleted and stay while their finalizers do; nothing new is made
+            // in the namespace until it is gone.
             st.stats.namespaces_deleted += 1;
             st.secrets.retain(|k, _| k.0 != *ns);
-            let keys: Vec<_> = st.store.keys().filter(|k| k.0 == *ns).cloned().collect();
             if !keys.is_empty() {
                 st.terminating.insert(ns.clone());
             }
@@ -801,11 +816,7 @@ fn apply(sim: &Sim, op: &Op) {
             st.prune_owners();
             st.follow_lists(now_ms);
         }
-        Op::Crash
-        | Op::Nothing
-        | Op::DeleteNamespace { .. }
-        | Op::Partition { .. }
-        | Op::Relist => {}
+        Op::Crash | Op::Nothing | Op::Partition { .. } | Op::Relist => {}
     }
 }
 
