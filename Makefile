@@ -44,9 +44,10 @@ test: tools lint ## The one test command: tools, fmt, clippy, unit and integrati
 # The deterministic simulation (tests/simulation.rs); `make test` runs it with 1000 seeds.
 SEEDS ?= 1000
 SEED ?=
+WORLD ?=
 SIM_FLAGS ?=
-sim: ## Simulate the route lifecycle: SEEDS=n seeds (default 1000), SEED=n replays one (SIM_TRACE=1 prints its trace)
-	SIM_SEEDS=$(SEEDS) SIM_SEED=$(SEED) $(CARGO) test --locked $(SIM_FLAGS) -p vpn-pbr-operator --test simulation -- --nocapture
+sim: ## Simulate the route lifecycle: SEEDS=n seeds (default 1000), SEED=n replays one (SIM_TRACE=1 prints its trace), WORLD=all|+pages,... the realistic world's features
+	SIM_SEEDS=$(SEEDS) SIM_SEED=$(SEED) SIM_WORLD=$(WORLD) $(CARGO) test --locked $(SIM_FLAGS) -p vpn-pbr-operator --test simulation -- --nocapture
 
 cluster-up: ## Start a local etcd + kube-apiserver in the background; prints export KUBECONFIG=...
 	@hack/cluster.sh up

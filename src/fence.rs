@@ -108,6 +108,7 @@ impl Fence {
             match deadline {
                 Some(d) if Instant::now() < d => {
                     tokio::select! {
+                        biased;
                         () = tokio::time::sleep_until(d) => {}
                         _ = rx.changed() => {}
                     }
@@ -175,6 +176,7 @@ pub async fn watch_lease<F, Fut>(
             was_open = open;
         }
         tokio::select! {
+            biased;
             () = stop.cancelled() => {
                 fence.close();
                 return;

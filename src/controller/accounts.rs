@@ -50,13 +50,15 @@ impl Accounts {
         }
     }
 
-    /// The account of the scope's credentials: known, failed (for a moment), or asked now in
-    /// the background (one call for every caller) and awaited for at most `wait` (`None`:
-    /// until it is answered).
+    /// The account of the scope's credentials: known, failed (for a moment), or asked now: the
+    /// first caller asks (one call for every caller) and waits for its answer, the others wait
+    /// for it at most `wait` (`None`: until it is answered). The call runs in the asker's own
+    /// task, not a detached one, so a seeded simulation replays it exactly.
     pub async fn lookup(&self, scope: &Scope, wait: Option<Duration>) -> Account {
         let mut asking = match self.cached(scope) {
             Ok(found) => return found,
-            Err(rx) => rx,
+            Err(Asking::Mine(done)) => return self.ask(scope, done).await,
+            Err(Asking::Theirs(rx)) => rx,
         };
         let answered = asking.changed();
         match wait {
@@ -67,11 +69,38 @@ impl Accounts {
                 let _ = answered.await;
             }
         }
-        self.cached(scope).unwrap_or(Account::Pending)
+        match self.cached(scope) {
+            Ok(found) => found,
+            // The asker gave up before its answer (its reconcile ended): ask again.
+            Err(Asking::Mine(done)) => self.ask(scope, done).await,
+            Err(Asking::Theirs(_)) => Account::Pending,
+        }
     }
 
-    /// The slot's answer, or the receiver of the call under way (started here if none is).
-    fn cached(&self, scope: &Scope) -> Result<Account, watch::Receiver<()>> {
+    /// Asks the cloud and records the answer; `done` is dropped when it is recorded (or when
+    /// this future is dropped before it), which wakes the other callers.
+    async fn ask(&self, scope: &Scope, done: watch::Sender<()>) -> Account {
+        let (slot, account) = match self.cloud.caller_account(scope).await {
+            Ok(a) => (Slot::Known(a.clone()), Account::Known(a)),
+            Err(e) => {
+                let error = Arc::new(e);
+                (
+                    Slot::Failed {
+                        error: error.clone(),
+                        at: Instant::now(),
+                    },
+                    Account::Failed(error),
+                )
+            }
+        };
+        lock(&self.slots).insert(scope.credentials.key.clone(), slot);
+        drop(done);
+        account
+    }
+
+    /// The slot's answer, or who asks: this caller (a new call is due) or another one (the
+    /// receiver of its call under way).
+    fn cached(&self, scope: &Scope) -> Result<Account, Asking> {
         let key = &scope.credentials.key;
         let mut slots = lock(&self.slots);
         match slots.get(key) {
@@ -79,27 +108,24 @@ impl Accounts {
             Some(Slot::Failed { error, at }) if at.elapsed() < FAILURE_MEMO => {
                 return Ok(Account::Failed(error.clone()));
             }
-            // Still asking, unless the call's task ended without an answer (it never should).
-            Some(Slot::Asking(rx)) if rx.has_changed().is_ok() => return Err(rx.clone()),
+            // Still asking, unless the asker ended without an answer.
+            Some(Slot::Asking(rx)) if rx.has_changed().is_ok() => {
+                return Err(Asking::Theirs(rx.clone()));
+            }
             Some(Slot::Asking(_) | Slot::Failed { .. }) | None => {}
         }
         let (done, rx) = watch::channel(());
-        slots.insert(key.clone(), Slot::Asking(rx.clone()));
-        drop(slots);
-        let (cloud, shared, scope) = (self.cloud.clone(), self.slots.clone(), scope.clone());
-        tokio::spawn(async move {
-            let slot = match cloud.caller_account(&scope).await {
-                Ok(account) => Slot::Known(account),
-                Err(e) => Slot::Failed {
-                    error: Arc::new(e),
-                    at: Instant::now(),
-                },
-            };
-            lock(&shared).insert(scope.credentials.key.clone(), slot);
-            drop(done);
-        });
-        Err(rx)
+        slots.insert(key.clone(), Slot::Asking(rx));
+        Err(Asking::Mine(done))
     }
+}
+
+/// Who asks the cloud for an account that is not known yet.
+enum Asking {
+    /// This caller: it holds the sender, dropped once the answer is recorded.
+    Mine(watch::Sender<()>),
+    /// Another caller, whose answer this receiver announces.
+    Theirs(watch::Receiver<()>),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -183,12 +209,18 @@ mod tests {
         let again = accounts.lookup(&scope("k1"), Some(Duration::ZERO)).await;
         assert_eq!(known(&again), Some("acct-k1"));
         assert_eq!(sts.calls.load(Ordering::SeqCst), 1);
-        // A route that does not wait long goes on without it; the answer comes later.
+        // While one route asks, a route that does not wait long goes on without the answer,
+        // which comes later.
+        let asker = {
+            let accounts = accounts.clone();
+            tokio::spawn(async move { accounts.lookup(&scope("k2"), None).await })
+        };
+        tokio::task::yield_now().await;
         let hurried = accounts
             .lookup(&scope("k2"), Some(Duration::from_millis(10)))
             .await;
         assert!(matches!(hurried, Account::Pending), "{hurried:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(known(&asker.await.expect("join")), Some("acct-k2"));
         let later = accounts.lookup(&scope("k2"), Some(Duration::ZERO)).await;
         assert_eq!(known(&later), Some("acct-k2"));
         assert_eq!(sts.calls.load(Ordering::SeqCst), 2);

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use rand::Rng;
-
 use alicloud_vpc_client::Pace;
 
 /// Base and cap of the delay at one pace.
@@ -16,11 +14,12 @@ pub fn bounds(pace: Pace) -> (Duration, Duration) {
     pace.bounds()
 }
 
-/// The delay before attempt `attempt` (0-based), with ±20 % jitter.
-pub fn delay(pace: Pace, attempt: u32) -> Duration {
+/// The delay before attempt `attempt` (0-based), with ±20 % jitter; `unit` is a uniform draw
+/// in `[0, 1)` (the context's `Entropy`, so a simulated seed replays exactly).
+pub fn delay(pace: Pace, attempt: u32, unit: f64) -> Duration {
     let (base, cap) = bounds(pace);
     let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-    exp.mul_f64(rand::rng().random_range(0.8..1.2))
+    exp.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
 }
 
 #[derive(Debug)]
@@ -38,8 +37,9 @@ pub struct Backoffs {
 }
 
 impl Backoffs {
-    /// Records a failure and returns the delay before the next try.
-    pub fn failure(&self, key: &str, pace: Pace, generation: Option<i64>) -> Duration {
+    /// Records a failure and returns the delay before the next try (`unit`: the jitter's
+    /// uniform draw in `[0, 1)`).
+    pub fn failure(&self, key: &str, pace: Pace, generation: Option<i64>, unit: f64) -> Duration {
         let mut map = self
             .attempts
             .lock()
@@ -49,7 +49,7 @@ impl Backoffs {
             not_before: Instant::now(),
             generation,
         });
-        let d = delay(pace, st.attempts);
+        let d = delay(pace, st.attempts, unit);
         st.attempts = st.attempts.saturating_add(1);
         st.not_before = Instant::now() + d;
         st.generation = generation;
@@ -87,7 +87,7 @@ mod tests {
     fn grows_and_caps() {
         let b = Backoffs::default();
         let d: Vec<Duration> = (0..12)
-            .map(|_| b.failure("a", Pace::Transient, Some(1)))
+            .map(|i| b.failure("a", Pace::Transient, Some(1), f64::from(i % 2)))
             .collect();
         assert!(b.wait("a", Some(1)).is_some());
         assert!(
@@ -99,7 +99,7 @@ mod tests {
         assert!(d[11] <= Duration::from_secs(72));
         b.reset("a");
         assert!(b.wait("a", Some(1)).is_none());
-        assert!(b.failure("a", Pace::Transient, None) <= Duration::from_millis(1200));
+        assert!(b.failure("a", Pace::Transient, None, 0.99) <= Duration::from_millis(1200));
     }
 
     #[test]
@@ -114,16 +114,9 @@ mod tests {
             (Pace::VerySlow, ms(30_000), ms(600_000)),
         ] {
             assert_eq!(bounds(pace), (first, cap), "{pace:?}");
-            let d0 = delay(pace, 0);
-            assert!(
-                d0 >= first.mul_f64(0.8) && d0 <= first.mul_f64(1.2),
-                "{pace:?} {d0:?}"
-            );
-            let late = delay(pace, 40);
-            assert!(
-                late >= cap.mul_f64(0.8) && late <= cap.mul_f64(1.2),
-                "{pace:?} {late:?}"
-            );
+            assert_eq!(delay(pace, 0, 0.0), first.mul_f64(0.8), "{pace:?}");
+            assert_eq!(delay(pace, 0, 0.5), first, "{pace:?}");
+            assert_eq!(delay(pace, 40, 1.0), cap.mul_f64(1.2), "{pace:?}");
         }
     }
 }

@@ -15,6 +15,36 @@ use super::scheduler::Scheduler;
 use crate::api::v1alpha1::VpnPbrRoute;
 use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
 
+/// Where the controller takes the wall clock, random draws and idempotency tokens from: the
+/// real ones in the operator ([`SystemEntropy`]), a seeded one in the simulation
+/// (tests/simulation.rs), so that one seed replays exactly.
+pub trait Entropy: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn wall_ms(&self) -> i64;
+    /// A uniform draw in `[0, 1)` (jitter).
+    fn unit(&self) -> f64;
+    /// A fresh create token (`ClientToken`).
+    fn token(&self) -> String;
+}
+
+/// The wall clock, the thread's random generator and random UUIDs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemEntropy;
+
+impl Entropy for SystemEntropy {
+    fn wall_ms(&self) -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+
+    fn unit(&self) -> f64 {
+        rand::Rng::random(&mut rand::rng())
+    }
+
+    fn token(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
 /// The key of the operator-wide credentials.
 const DEFAULT_CREDENTIALS: &str = "default";
 
@@ -61,6 +91,8 @@ pub struct Context {
     pub last_good_credentials: Mutex<HashMap<String, CredentialsHandle>>,
     /// The account each set of credentials acts for (one STS call per credentials).
     pub accounts: Accounts,
+    /// The wall clock, jitter and create tokens ([`SystemEntropy`] outside the simulation).
+    pub entropy: Arc<dyn Entropy>,
 }
 
 impl Context {

@@ -211,7 +211,9 @@ where
                 std::future::pending::<()>().await;
             }
         };
+        // Biased (no random branch order): a simulated seed replays exactly.
         tokio::select! {
+            biased;
             out = with_priority(class, fetch()) => return out,
             () = raise => {}
         }

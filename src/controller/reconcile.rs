@@ -8,7 +8,6 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use rand::Rng;
 use tracing::{debug, warn};
 
 use super::accounts::Account;
@@ -66,9 +65,12 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
             let err = &failed.error;
             let policy = err.policy();
             ctx.verified.forget(&key);
-            let delay = ctx
-                .backoffs
-                .failure(&key, policy.pace, route.metadata.generation);
+            let delay = ctx.backoffs.failure(
+                &key,
+                policy.pace,
+                route.metadata.generation,
+                ctx.entropy.unit(),
+            );
             let reason = err.reason();
             timer.finish(reason.as_str());
             warn!(route = %key, reason = %reason, class = %policy.class, retry_in = ?delay, error = %err.message(), "reconcile failed");
@@ -105,7 +107,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     let mut route = observed.clone();
     let older_claim = ctx.objects.older_claim(&route);
     let publish_conflict = ctx.objects.publish_conflict(&route);
-    let new_token = uuid::Uuid::new_v4().to_string();
+    let new_token = ctx.entropy.token();
     let quiet = ctx.settings.list_max_age.min(ctx.settings.resync / 2);
     let recently_verified = ctx.verified.recent(&key, route.metadata.generation, quiet);
     let job = ctx.scheduler.job(&owner);
@@ -357,14 +359,9 @@ async fn act(
 /// list call serves all of them; gateways are spread over the period.
 fn resync_delay(route: &VpnPbrRoute, ctx: &Context) -> Duration {
     let period = decide::resync_period(route, ctx.settings.resync);
-    let jitter = Duration::from_millis(rand::rng().random_range(0..250));
-    aligned_delay(&route.spec.vpn_gateway_id, period, now_millis()) + jitter
-}
-
-fn now_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
+    let jitter = Duration::from_secs_f64(0.25 * ctx.entropy.unit());
+    let now_ms = u128::try_from(ctx.entropy.wall_ms()).unwrap_or_default();
+    aligned_delay(&route.spec.vpn_gateway_id, period, now_ms) + jitter
 }
 
 /// Delay until the gateway's next tick: ticks are `period` apart, offset by a hash of the
@@ -392,7 +389,8 @@ async fn write_status(
     ctx: &Context,
     report: Report,
 ) -> Result<(), kube::Error> {
-    let now = jiff::Timestamp::now()
+    let now = jiff::Timestamp::from_millisecond(ctx.entropy.wall_ms())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let new = status::build(

@@ -121,6 +121,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) -> u
         default_credentials: rt.default_credentials.clone(),
         last_good_credentials: Default::default(),
         accounts: Accounts::new(rt.cloud.clone()),
+        entropy: Arc::new(super::context::SystemEntropy),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.

@@ -185,7 +185,11 @@ impl Gateway {
     /// list then confirms a whole burst), or when a batch of them has waited long enough (see
     /// `VERIFY_AT_MOST`).
     fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
-        let (_, first) = self.unlisted().next()?;
+        // The oldest, not the map's first: its scope (credentials) is one a simulated seed replays.
+        let (_, first) = self.unlisted().min_by_key(|(_, j)| match j.state {
+            JobState::Accepted { seq, .. } => seq,
+            _ => u64::MAX,
+        })?;
         let at = if self.queued_head().is_none() {
             if self.unconfirmed() {
                 // The last change is about to be known applied: one list then shows them all.
@@ -531,7 +535,9 @@ impl Worker {
                 Next::Idle => None,
             };
             // Sleep until due, but wake early for new work or shutdown.
+            // Biased (no random branch order): a simulated seed replays exactly.
             let woke = tokio::select! {
+                biased;
                 () = self.inner.shutdown.cancelled() => return,
                 () = self.slot.wake.notified() => true,
                 () = async {
@@ -742,8 +748,13 @@ impl Worker {
     /// The region proved a shorter free gap: the other workers of the region plan again (a
     /// change waiting for a looser bound may go now).
     fn wake_peers(&self, peers: &Peers) {
-        let slots: Vec<Arc<Slot>> = lock(&self.inner.gateways).values().cloned().collect();
-        for slot in slots {
+        // In key order, not the map's: the workers wake in an order a simulated seed replays.
+        let mut slots: Vec<(GatewayKey, Arc<Slot>)> = lock(&self.inner.gateways)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        slots.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, slot) in slots {
             if Arc::ptr_eq(&slot, &self.slot) {
                 continue;
             }

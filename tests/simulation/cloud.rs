@@ -1,21 +1,27 @@
 //! `CloudPort` over the emulator's own world model, in-process: every call runs
 //! `vpc_emulator::ops::run` on the seed's `EmuState` at the virtual time, with faults drawn
-//! from the seed's generator. Mutations are judged here, at the moment they go out and the
-//! moment they are applied (invariants 1 and 3).
+//! from the seed's generator, as the cloud of the realistic world (`config.rs`) answers it:
+//! each key sees only its account's gateways, lists come in pages that lag the gateway and
+//! race its changes, tokens are forgotten, and a request on the wire lands even when its
+//! process died. Mutations are judged here, at the moment they go out and the moment they are
+//! applied (invariants 1 and 3).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use alicloud_vpc_client::{ApiError, CloudError, classify};
+use kube::runtime::reflector::ObjectRef;
 use rand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
 use vpc_emulator::ops;
 use vpc_emulator::params::Params;
-use vpn_pbr_operator::api::v1alpha1::DEFAULT_PRIORITY;
+use vpc_emulator::world::{PbrEntry, World};
+use vpn_pbr_operator::api::v1alpha1::{DEFAULT_PRIORITY, VpnPbrRoute};
 use vpn_pbr_operator::controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 use vpn_pbr_operator::controller::port::{CloudFuture, CloudPort};
+use vpn_pbr_operator::controller::scheduler::{JobView, Scheduler};
 
 use super::world::{EntryKey, Sim, State, uid};
 
@@ -23,7 +29,18 @@ use super::world::{EntryKey, Sim, State, uid};
 pub struct SimCloud {
     pub sim: Arc<Sim>,
     pub epoch: u64,
+    /// The process's scheduler: whose job is on the wire tells who sent a mutation.
+    pub scheduler: OnceLock<Scheduler>,
 }
+
+/// The list's page size and the client's paging limits (`PBR_PAGE_SIZE`, `MAX_PAGES`,
+/// `LIST_PASSES` of crates/alicloud-vpc-client/src/client.rs).
+const PAGE_SIZE: usize = 50;
+const MAX_PAGES: usize = 1000;
+const LIST_PASSES: usize = 4;
+
+/// Source addresses of the entries someone else has on the gateways (`pages`).
+pub const FILLER_SOURCE: &str = "172.20.";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
@@ -74,6 +91,20 @@ fn s(v: &Value, k: &str) -> String {
 
 fn n(v: &Value, k: &str) -> Option<i64> {
     v.get(k).and_then(Value::as_i64)
+}
+
+/// A listed entry as the client reads it (the fields `ops.rs` puts in a list item).
+fn listed_entry(e: &PbrEntry, gw: &str) -> Entry {
+    Entry {
+        route_source: e.route_source.clone(),
+        route_dest: e.route_dest.clone(),
+        next_hop: e.next_hop.clone(),
+        weight: i32::try_from(e.weight).unwrap_or(0),
+        priority: i32::try_from(e.priority).unwrap_or(DEFAULT_PRIORITY),
+        state: e.state().into(),
+        create_time: i64::try_from(e.create_time_ms).unwrap_or(0),
+        vpn_instance_id: gw.to_owned(),
+    }
 }
 
 fn entry_of(v: &Value, gw: &str) -> Entry {
@@ -208,14 +239,79 @@ fn short(m: &Mutation) -> String {
 /// Marks a verdict of ownership (not of the object's state).
 const NOT_OWNER: &str = "not the owner: ";
 
+/// The object whose job sent a mutation: the one whose job on this process's scheduler is on
+/// the wire (a gateway has at most one), among the objects (live or gone) naming the entry.
+fn sender<'a>(
+    st: &'a State,
+    scheduler: Option<&Scheduler>,
+    key: &EntryKey,
+) -> Result<&'a VpnPbrRoute, String> {
+    let names: BTreeSet<(String, String)> = st
+        .store
+        .values()
+        .map(|o| &o.route)
+        .chain(st.tombs.values().map(|t| &t.route))
+        .filter(|r| EntryKey::of(&r.spec) == *key)
+        .map(|r| {
+            (
+                r.metadata.namespace.clone().unwrap_or_default(),
+                kube::ResourceExt::name_any(r),
+            )
+        })
+        .collect();
+    let Some(scheduler) = scheduler else {
+        return Err("no scheduler to ask".to_owned());
+    };
+    let on_wire: Vec<&(String, String)> = names
+        .iter()
+        .filter(|(ns, name)| {
+            matches!(
+                scheduler.job(&ObjectRef::new(name).within(ns)),
+                Some(JobView::InFlight)
+            )
+        })
+        .collect();
+    let [(ns, name)] = on_wire.as_slice() else {
+        return Err(format!(
+            "{} objects naming {key} have a job on the wire ({names:?})",
+            on_wire.len()
+        ));
+    };
+    let named = |r: &VpnPbrRoute| {
+        r.metadata.namespace.as_deref() == Some(ns.as_str())
+            && kube::ResourceExt::name_any(r) == *name
+            && EntryKey::of(&r.spec) == *key
+    };
+    if let Some(o) = st.store.values().find(|o| named(&o.route)) {
+        return Ok(&o.route);
+    }
+    st.tombs
+        .values()
+        .filter(|t| named(&t.route))
+        .max_by_key(|t| t.gone_at)
+        .map(|t| &t.route)
+        .ok_or_else(|| format!("{ns}/{name} is nowhere"))
+}
+
 /// Why the mutation may not go out at `sent` by the design's rules, if it may not: the
-/// object it belongs to had been paused, invalid, `ObserveOnly` or deleted since before then.
-/// Same-instant races (the change and the send at one virtual moment) are not counted: the
-/// operator cannot have seen the change yet.
-fn barred(st: &State, scope: &Scope, m: &Mutation, sent: Instant) -> Option<String> {
-    let describe = |r: &vpn_pbr_operator::api::v1alpha1::VpnPbrRoute, since: Instant| {
+/// object it belongs to had been paused, invalid, `ObserveOnly` or deleted since before then
+/// as far as the sending process could know (its watch had shown it), or the entry is not its
+/// own. The sender is known: a create's token names its object, and any other change is the
+/// one job on the wire for the gateway, whoever else names the entry. Same-instant races (the
+/// change and the send at one virtual moment) are not counted: the operator cannot have seen
+/// the change yet.
+fn barred(
+    st: &State,
+    epoch: u64,
+    scheduler: Option<&Scheduler>,
+    scope: &Scope,
+    m: &Mutation,
+    sent: Instant,
+) -> Option<String> {
+    let describe = |r: &VpnPbrRoute, since: Instant| {
         format!(
-            "{} (paused={} valid={} policy={:?}/{:?} deleting={}) barred {:.3}s before the send",
+            "{} (paused={} valid={} policy={:?}/{:?} deleting={}) barred {:.3}s before the send \
+             (as process #{epoch} saw it)",
             kube::ResourceExt::name_any(r),
             super::world::paused(r),
             super::world::valid(r),
@@ -231,84 +327,83 @@ fn barred(st: &State, scope: &Scope, m: &Mutation, sent: Instant) -> Option<Stri
                 "create with token {client_token} that no object wrote to its status"
             ));
         };
-        if let Some(obj) = st.object_by_uid(owner) {
-            return obj
-                .change_barred
-                .filter(|t| *t < sent)
-                .map(|t| describe(&obj.route, t));
-        }
-        return st.tombs.get(owner).and_then(|tomb| {
-            (tomb.change_barred < sent)
-                .then(|| format!("gone object: {}", describe(&tomb.route, tomb.change_barred)))
-        });
+        let route = st
+            .object_by_uid(owner)
+            .map(|o| &o.route)
+            .or_else(|| st.tombs.get(owner).map(|t| &t.route))?;
+        let since = st.bars_seen(epoch, owner).change;
+        return since.filter(|t| *t < sent).map(|t| describe(route, t));
     }
-    let r = m.route();
-    let key = EntryKey {
-        gw: scope.vpn_gateway_id.clone(),
-        src: r.route_source.clone(),
-        dest: r.route_dest.clone(),
-        hop: r.next_hop.clone(),
+    let key = EntryKey::of_mutation(scope, m);
+    let route = match sender(st, scheduler, &key) {
+        Ok(s) => s,
+        Err(why) => return Some(format!("a change no object's job accounts for: {why}")),
     };
-    let is_delete = matches!(m, Mutation::Delete { .. });
-    let claimants = st.claimants(&key);
-    match claimants.as_slice() {
-        [one] => {
-            let obj = st.store.values().find(|o| uid(&o.route) == uid(one))?;
-            let since = if is_delete {
-                obj.delete_barred
-            } else {
-                obj.change_barred
-            };
-            if let Some(t) = since.filter(|t| *t < sent) {
-                return Some(describe(&obj.route, t));
-            }
-            // Adoption by consent: an entry the object neither made nor adopted is not its to
-            // change or delete.
-            let owner = st.owners.get(&key);
-            (owner != Some(&uid(one))).then(|| {
-                format!(
-                    "{NOT_OWNER}{} does not own the entry (made or adopted by {})",
-                    kube::ResourceExt::name_any(&obj.route),
-                    owner.map_or("nobody it knows", String::as_str)
-                )
-            })
-        }
-        [] => {
-            // Nobody names the entry any more: only a change sent before its object went is
-            // allowed.
-            let last = st
-                .tombs
-                .values()
-                .filter(|t| EntryKey::of(&t.route.spec) == key)
-                .max_by_key(|t| t.gone_at)?;
-            let since = if is_delete {
-                last.delete_barred
-            } else {
-                last.change_barred
-            };
-            (since < sent).then(|| format!("gone object: {}", describe(&last.route, since)))
-        }
-        // Two objects name the entry: which one sent it is not known here.
-        _ => None,
+    let bars = st.bars_seen(epoch, &uid(route));
+    let since = if matches!(m, Mutation::Delete { .. }) {
+        bars.delete
+    } else {
+        bars.change
+    };
+    if let Some(t) = since.filter(|t| *t < sent) {
+        return Some(describe(route, t));
     }
+    // Adoption by consent: an entry the object neither made nor adopted is not its to change
+    // or delete.
+    let owner = st.owners.get(&key);
+    (owner != Some(&uid(route))).then(|| {
+        format!(
+            "{NOT_OWNER}{} does not own the entry (made or adopted by {})",
+            kube::ResourceExt::name_any(route),
+            owner.map_or("nobody it knows", String::as_str)
+        )
+    })
+}
+
+/// What a call brought back.
+enum Answer {
+    Body(Value),
+    /// A page of a list: its entries, `TotalCount`, and the version of the list it was cut
+    /// from.
+    Page(Vec<PbrEntry>, usize, u64),
+}
+
+/// A call on its way: what it is, and what was decided when it left.
+struct Request {
+    action: &'static str,
+    params: BTreeMap<String, String>,
+    change: Option<(Scope, Mutation)>,
+    /// The access key it is signed with.
+    key: String,
+    fault: Fault,
+    there: Duration,
+    rid: String,
+    verdict: Option<String>,
 }
 
 impl SimCloud {
-    /// One call: latency, a fault maybe, the operation at the virtual time, latency back.
+    /// One call: latency, a fault maybe, the operation at the virtual time, latency back. The
+    /// way there is the network's, not the process's: with `late`, a request already sent
+    /// lands even if its process dies meanwhile.
     async fn call(
         &self,
         action: &'static str,
         params: BTreeMap<String, String>,
         change: Option<(&Scope, &Mutation)>,
-    ) -> Result<(Value, String), CloudError> {
+        key: &str,
+    ) -> Result<(Answer, String), CloudError> {
         let sent = Instant::now();
-        let (fault, there, back, rid, verdict) = {
+        let (req, back, late) = {
             let mut st = self.sim.lock();
-            if st.epoch != self.epoch {
+            if !st.live.contains(&self.epoch) {
                 return Err(gone_process(action));
             }
             st.stats.cloud_calls += 1;
             let rid = format!("req-{}", st.stats.cloud_calls);
+            let at = sent.saturating_duration_since(self.sim.start).as_nanos();
+            let request = format!("{at} #{} {action} {params:?}", self.epoch);
+            st.hash.add_str(&request);
+            st.first_send.entry(self.epoch).or_insert(sent);
             let faults = st.faults;
             let rng = &mut st.rng;
             let mut there = Duration::from_millis(rng.random_range(5..40));
@@ -343,103 +438,407 @@ impl SimCloud {
             if fault != Fault::None {
                 st.stats.faults += 1;
             }
-            let verdict = change.and_then(|(scope, m)| barred(&st, scope, m, sent));
-            (fault, there, back, rid, verdict)
-        };
-        tokio::time::sleep(there).await;
-        let t = self.sim.elapsed().as_secs_f64();
-        let now_ms = self.sim.now_ms();
-        let result = {
-            let mut st = self.sim.lock();
-            if st.epoch != self.epoch {
-                // The process died while the request was on its way: it never arrived.
-                return Err(gone_process(action));
+            let verdict = change.and_then(|(scope, m)| {
+                barred(&st, self.epoch, self.scheduler.get(), scope, m, sent)
+            });
+            if change.is_some() {
+                let t = sent.saturating_duration_since(self.sim.start).as_secs_f64();
+                fence_check(&mut st, self.epoch, sent, t);
             }
-            let what = change.map_or_else(
-                || {
-                    format!(
-                        "{action} {}",
-                        params.get("VpnGatewayId").cloned().unwrap_or_default()
-                    )
-                },
-                |(sc, m)| format!("{} {}", sc.vpn_gateway_id, short(m)),
-            );
-            let early = match fault {
-                Fault::Busy(code) if change.is_some() => Some(api_error(
-                    action,
-                    400,
-                    code,
-                    "The specified service is configuring.",
-                    &rid,
-                )),
-                Fault::Throttled => Some(api_error(
-                    action,
-                    400,
-                    "Throttling",
-                    "Request was denied due to request throttling.",
-                    &rid,
-                )),
-                Fault::Server(status, code) => Some(api_error(
-                    action,
-                    status,
-                    code,
-                    "injected server error",
-                    &rid,
-                )),
-                _ => None,
+            st.in_transit += 1;
+            let late = st.world.late;
+            let req = Request {
+                action,
+                params,
+                change: change.map(|(s, m)| (s.clone(), m.clone())),
+                key: key.to_owned(),
+                fault,
+                there,
+                rid,
+                verdict,
             };
-            match early {
-                Some(e) => {
-                    if change.is_some() {
-                        st.trace_at(t, &format!("cloud {what}: injected {}", e.code()));
-                    }
-                    Err(e)
-                }
-                None => {
-                    let out = ops::run(action, &Params::new(params), &mut st.emu, now_ms);
-                    match out {
-                        Ok(outcome) => {
-                            if let Some((scope, m)) = change {
-                                accepted(
-                                    &mut st,
-                                    t,
-                                    scope,
-                                    m,
-                                    outcome.created.is_some(),
-                                    verdict.as_deref(),
-                                    &what,
-                                );
-                            }
-                            if fault == Fault::LostAnswer {
-                                if change.is_some() {
-                                    st.trace_at(t, &format!("cloud {what}: applied, answer lost"));
-                                }
-                                Err(api_error(
-                                    action,
-                                    503,
-                                    "ServiceUnavailable",
-                                    "answer lost",
-                                    &rid,
-                                ))
-                            } else {
-                                Ok((outcome.body, rid))
-                            }
-                        }
-                        Err(e) => {
-                            if change.is_some() {
-                                st.trace_at(t, &format!("cloud {what}: {}", e.code));
-                            }
-                            Err(api_error(action, e.status, &e.code, &e.message, &rid))
-                        }
-                    }
-                }
-            }
+            (req, back, late)
+        };
+        let result = if late {
+            // Its own task: aborting the process does not stop what is on the wire.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (sim, epoch) = (self.sim.clone(), self.epoch);
+            tokio::spawn(async move {
+                let _ = tx.send(land(&sim, epoch, req, true).await);
+            });
+            rx.await.unwrap_or_else(|_| Err(gone_process(action)))
+        } else {
+            land(&self.sim, self.epoch, req, false).await
         };
         tokio::time::sleep(back).await;
         result
     }
+
+    /// The access key the scope's calls are signed with.
+    async fn key(scope: &Scope) -> Result<String, CloudError> {
+        let c = scope.credentials.provider.credentials().await?;
+        Ok(c.access_key_id().to_owned())
+    }
+
+    /// One page of the entry list.
+    async fn page(
+        &self,
+        scope: &Scope,
+        key: &str,
+        number: usize,
+    ) -> Result<(Vec<PbrEntry>, usize, u64), CloudError> {
+        let mut p = BTreeMap::new();
+        p.insert("RegionId".to_owned(), scope.region_id.clone());
+        p.insert("VpnGatewayId".to_owned(), scope.vpn_gateway_id.clone());
+        p.insert("PageNumber".to_owned(), number.to_string());
+        p.insert("PageSize".to_owned(), PAGE_SIZE.to_string());
+        match self
+            .call("DescribeVpnPbrRouteEntries", p, None, key)
+            .await?
+        {
+            (Answer::Page(items, total, version), _) => Ok((items, total, version)),
+            (Answer::Body(_), _) => Err(gone_process("DescribeVpnPbrRouteEntries")),
+        }
+    }
+
+    /// Between two page reads of one list the world may move on (`pages`): a change lands
+    /// that lists did not show yet, or someone else adds or removes an entry.
+    fn between_pages(&self, gw: &str) {
+        let now_ms = self.sim.now_ms();
+        let t = self.sim.elapsed().as_secs_f64();
+        let mut st = self.sim.lock();
+        if !st.world.pages || !st.rng.random_bool(0.3) {
+            return;
+        }
+        if st.rng.random_bool(0.5)
+            && let Some(l) = st.listed.get_mut(gw)
+            && l.reveal()
+        {
+            st.trace_at(t, &format!("lists of {gw} catch up between two page reads"));
+            return;
+        }
+        let add = st.rng.random_bool(0.5);
+        filler_churn(&mut st, gw, add, now_ms, t);
+    }
 }
 
+/// Someone else adds (or removes) an entry of theirs on `gw`, and it shows at once.
+pub fn filler_churn(st: &mut State, gw: &str, add: bool, now_ms: u64, t: f64) {
+    let Some(g) = st.emu.world.gateways.get(gw) else {
+        return;
+    };
+    let hop = g
+        .entries
+        .iter()
+        .find(|e| e.route_source.starts_with(FILLER_SOURCE))
+        .map(|e| e.next_hop.clone());
+    let (Some(hop), true) = (hop, add) else {
+        // Remove one of theirs (the one the list order puts first is as good as any).
+        let gone: Vec<PbrEntry> = g
+            .entries
+            .iter()
+            .filter(|e| e.route_source.starts_with(FILLER_SOURCE))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let victim = gone[st.rng.random_range(0..gone.len())].clone();
+        let same = move |e: &PbrEntry| {
+            e.route_source == victim.route_source
+                && e.route_dest == victim.route_dest
+                && e.next_hop == victim.next_hop
+        };
+        if let Some(g) = st.emu.world.gateways.get_mut(gw) {
+            g.entries.retain(|e| !same(e));
+        }
+        if let Some(l) = st.listed.get_mut(gw) {
+            l.edit_all(|v| v.retain(|e| !same(e)));
+        }
+        return st.trace_at(
+            t,
+            &format!("someone else removes an entry of theirs on {gw}"),
+        );
+    };
+    st.fillers += 1;
+    let e = filler(st.fillers, hop, now_ms);
+    if let Some(g) = st.emu.world.gateways.get_mut(gw) {
+        g.entries.push(e.clone());
+    }
+    if let Some(l) = st.listed.get_mut(gw) {
+        l.edit_all(|v| v.push(e.clone()));
+    }
+    st.trace_at(t, &format!("someone else adds an entry of theirs on {gw}"));
+}
+
+/// Someone else's entry number `n` (a /32 each, unpublished, never named by a route).
+pub fn filler(n: u32, next_hop: String, now_ms: u64) -> PbrEntry {
+    PbrEntry {
+        route_source: format!("{FILLER_SOURCE}{}.{}/32", n / 250, n % 250 + 1),
+        route_dest: format!("172.21.{}.{}/32", n / 250, n % 250 + 1),
+        next_hop,
+        weight: 100,
+        priority: 10,
+        published: false,
+        description: None,
+        overlay_mode: "Ipsec".to_owned(),
+        create_time_ms: now_ms,
+    }
+}
+
+/// The fence's invariant (`src/fence.rs`): once a replica that took the Lease over has sent a
+/// change, no process of the replica it took it from sends one.
+fn fence_check(st: &mut State, epoch: u64, sent: Instant, t: f64) {
+    let me = st.replica_of.get(&epoch).copied();
+    let later: Vec<u64> = st
+        .first_mutation
+        .iter()
+        .filter(|(e, at)| **e > epoch && **at < sent && st.replica_of.get(*e).copied() != me)
+        .map(|(e, _)| *e)
+        .collect();
+    if let Some(e) = later.first() {
+        st.violation(
+            t,
+            format!(
+                "fence: process #{epoch} sent a change after process #{e} of the replica that \
+                 took the Lease over had sent its first"
+            ),
+        );
+    }
+    st.first_mutation.entry(epoch).or_insert(sent);
+    st.last_mutation.insert(epoch, sent);
+}
+
+/// The request reaches the cloud (or not) and is answered.
+async fn land(
+    sim: &Sim,
+    epoch: u64,
+    mut req: Request,
+    late: bool,
+) -> Result<(Answer, String), CloudError> {
+    tokio::time::sleep(req.there).await;
+    let died = !sim.lock().live.contains(&epoch);
+    if died {
+        if !late {
+            // The process died while the request was on its way: it never arrived.
+            sim.lock().in_transit -= 1;
+            return Err(gone_process(req.action));
+        }
+        // Stuck in the network while its process died: it lands a while later, typically
+        // after the next process acted.
+        let extra = Duration::from_millis(sim.lock().rng.random_range(200..4000));
+        tokio::time::sleep(extra).await;
+    }
+    let t = sim.elapsed().as_secs_f64();
+    let now_ms = sim.now_ms();
+    let mut st = sim.lock();
+    st.in_transit -= 1;
+    let action = req.action;
+    let change = req.change.as_ref().map(|(s, m)| (s, m));
+    let gw = req.params.get("VpnGatewayId").cloned().unwrap_or_default();
+    let what = change.map_or_else(
+        || format!("{action} {gw}"),
+        |(sc, m)| format!("{} {}", sc.vpn_gateway_id, short(m)),
+    );
+    if !st.live.contains(&epoch) {
+        st.stats.late_landings += 1;
+        let now = Instant::now();
+        if st.first_send.iter().any(|(e, at)| *e > epoch && *at < now) {
+            st.stats.late_after_successor += 1;
+        }
+        st.trace_at(
+            t,
+            &format!("a request of dead process #{epoch} lands: {what}"),
+        );
+    }
+    let rid = req.rid.clone();
+    let early = match req.fault {
+        Fault::Busy(code) if change.is_some() => Some(api_error(
+            action,
+            400,
+            code,
+            "The specified service is configuring.",
+            &rid,
+        )),
+        Fault::Throttled => Some(api_error(
+            action,
+            400,
+            "Throttling",
+            "Request was denied due to request throttling.",
+            &rid,
+        )),
+        Fault::Server(status, code) => Some(api_error(
+            action,
+            status,
+            code,
+            "injected server error",
+            &rid,
+        )),
+        _ => None,
+    };
+    if let Some(e) = early {
+        if change.is_some() {
+            st.trace_at(t, &format!("cloud {what}: injected {}", e.code()));
+        }
+        return Err(e);
+    }
+    // Another account's gateway does not exist for this key.
+    if !gw.is_empty() && st.emu.world.gateways.contains_key(&gw) && !st.sees(&req.key, &gw) {
+        st.stats.cross_account += 1;
+        if change.is_some() || st.verbose {
+            st.trace_at(
+                t,
+                &format!("cloud {what}: another account's gateway: NotFound"),
+            );
+        }
+        let e = vpc_emulator::error::ApiError::gateway_not_found();
+        return Err(api_error(action, e.status, &e.code, &e.message, &rid));
+    }
+    if action == "DescribeVpnPbrRouteEntries" {
+        return serve_page(&mut st, &req.params, now_ms, &rid).map(|a| (a, rid.clone()));
+    }
+    // The cloud forgets a token some time after it first remembered it (`expiry`).
+    let token = req.params.get("ClientToken").cloned();
+    if let Some(tok) = &token
+        && st.world.expiry
+        && st
+            .token_seen
+            .get(tok)
+            .is_some_and(|seen| now_ms.saturating_sub(*seen) > st.token_ttl_ms)
+    {
+        let n = st.forgotten.len();
+        let renamed = st
+            .forgotten
+            .entry(tok.clone())
+            .or_insert_with(|| format!("{tok}~forgotten-{n}"))
+            .clone();
+        st.stats.tokens_expired += 1;
+        if change.is_some() {
+            st.trace_at(t, &format!("cloud {what}: the cloud forgot token {tok}"));
+        }
+        req.params.insert("ClientToken".to_owned(), renamed);
+    }
+    let out = ops::run(
+        action,
+        &Params::new(req.params.clone()),
+        &mut st.emu,
+        now_ms,
+    );
+    st.follow_lists(now_ms);
+    match out {
+        Ok(outcome) => {
+            if let Some(tok) = &token {
+                st.token_seen.entry(tok.clone()).or_insert(now_ms);
+            }
+            if let Some((scope, m)) = change {
+                accepted(
+                    &mut st,
+                    t,
+                    scope,
+                    m,
+                    outcome.created.is_some(),
+                    req.verdict.as_deref(),
+                    &what,
+                );
+            }
+            if req.fault == Fault::LostAnswer {
+                if change.is_some() {
+                    st.trace_at(t, &format!("cloud {what}: applied, answer lost"));
+                }
+                return Err(api_error(
+                    action,
+                    503,
+                    "ServiceUnavailable",
+                    "answer lost",
+                    &rid,
+                ));
+            }
+            Ok((Answer::Body(outcome.body), rid))
+        }
+        Err(e) => {
+            if let Some((scope, m)) = change {
+                st.trace_at(t, &format!("cloud {what}: {}", e.code));
+                if e.code == "InvalidRouteEntry.AlreadyExists" || e.code.ends_with("AlreadyExists")
+                {
+                    unprovable(&mut st, t, scope, m, token.as_deref());
+                }
+            }
+            Err(api_error(action, e.status, &e.code, &e.message, &rid))
+        }
+    }
+}
+
+/// A create refused as existing after the cloud forgot its token: if that very token's create
+/// made the entry, the object cannot prove the entry is its own any more (the one outcome the
+/// design allows: the route refuses the entry and says why).
+fn unprovable(st: &mut State, t: f64, scope: &Scope, m: &Mutation, token: Option<&str>) {
+    let (Mutation::Create { client_token, .. }, Some(tok)) = (m, token) else {
+        return;
+    };
+    if !st.forgotten.contains_key(tok) {
+        return;
+    }
+    let key = EntryKey::of_mutation(scope, m);
+    let Some(owner) = st.token_owner.get(client_token).cloned() else {
+        return;
+    };
+    if st.owners.get(&key) == Some(&owner) {
+        st.trace_at(
+            t,
+            &format!("{owner} can no longer prove {key} its own (its token was forgotten)"),
+        );
+        st.unprovable.insert(owner, key);
+    }
+}
+
+/// A page of `DescribeVpnPbrRouteEntries`, from what lists show of the gateway.
+fn serve_page(
+    st: &mut State,
+    p: &BTreeMap<String, String>,
+    now_ms: u64,
+    rid: &str,
+) -> Result<Answer, CloudError> {
+    let action = "DescribeVpnPbrRouteEntries";
+    let region = p.get("RegionId").map_or("", String::as_str);
+    let gw = p.get("VpnGatewayId").map_or("", String::as_str);
+    st.emu.world.settle(now_ms);
+    st.follow_lists(now_ms);
+    let status = match st
+        .emu
+        .world
+        .gateway(vpc_emulator::world::DEFAULT_ACCOUNT_ID, region, gw)
+    {
+        Ok(g) => World::status(g, now_ms).to_owned(),
+        Err(e) => return Err(api_error(action, e.status, &e.code, &e.message, rid)),
+    };
+    let number = p
+        .get("PageNumber")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let size = p
+        .get("PageSize")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PAGE_SIZE);
+    let applied = st
+        .emu
+        .world
+        .gateways
+        .get(gw)
+        .map(|g| g.entries.clone())
+        .unwrap_or_default();
+    let mut listed = st.listed.remove(gw).unwrap_or_default();
+    // The order is the cloud's, and not stable between calls.
+    if st.world.pages && st.rng.random_bool(0.15) {
+        listed.reorder(&mut st.rng);
+    }
+    if number == 1 && status == "active" && !listed.shows(&applied) {
+        st.stats.lists_behind += 1;
+    }
+    let (items, total) = listed.page(number, size, &mut st.rng);
+    let version = listed.version;
+    st.listed.insert(gw.to_owned(), listed);
+    Ok(Answer::Page(items, total, version))
+}
 /// Books an accepted mutation and checks it.
 fn accepted(
     st: &mut State,
@@ -481,13 +880,7 @@ fn accepted(
         };
         st.violation(t, format!("{rule}: {} ({why})", short(m)));
     }
-    let r = m.route();
-    let key = EntryKey {
-        gw: scope.vpn_gateway_id.clone(),
-        src: r.route_source.clone(),
-        dest: r.route_dest.clone(),
-        hop: r.next_hop.clone(),
-    };
+    let key = EntryKey::of_mutation(scope, m);
     match m {
         Mutation::Create { client_token, .. } => {
             if let Some(owner) = st.token_owner.get(client_token).cloned() {
@@ -527,29 +920,65 @@ impl CloudPort for SimCloud {
 
     fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
         Box::pin(async move {
-            let mut p = BTreeMap::new();
-            p.insert("RegionId".to_owned(), scope.region_id.clone());
-            p.insert("VpnGatewayId".to_owned(), scope.vpn_gateway_id.clone());
-            p.insert("PageSize".to_owned(), "50".to_owned());
-            let (body, _) = self.call("DescribeVpnPbrRouteEntries", p, None).await?;
-            let items = body
-                .pointer("/VpnPbrRouteEntries/VpnPbrRouteEntry")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            Ok(items
-                .iter()
-                .map(|v| entry_of(v, &scope.vpn_gateway_id))
-                .collect())
+            let key = Self::key(scope).await?;
+            let gw = &scope.vpn_gateway_id;
+            // As the client pages (`list_vpn_pbr_route_entries` in
+            // crates/alicloud-vpc-client/src/client.rs): entries kept once each, the pages
+            // read again (a few passes) while fewer than `TotalCount` were seen.
+            let mut seen = BTreeSet::new();
+            let mut entries = Vec::new();
+            let mut total = 0;
+            let mut versions = BTreeSet::new();
+            let mut reads = 0;
+            for _pass in 0..LIST_PASSES {
+                for number in 1..=MAX_PAGES {
+                    if reads > 0 {
+                        self.between_pages(gw);
+                    }
+                    let (items, total_count, version) = self.page(scope, &key, number).await?;
+                    reads += 1;
+                    versions.insert(version);
+                    let got = items.len();
+                    total = total_count;
+                    for e in items {
+                        let id = (
+                            e.route_source.clone(),
+                            e.route_dest.clone(),
+                            e.next_hop.clone(),
+                        );
+                        if seen.insert(id) {
+                            entries.push(listed_entry(&e, gw));
+                        }
+                    }
+                    if got < PAGE_SIZE || number * PAGE_SIZE >= total_count {
+                        break;
+                    }
+                }
+                if entries.len() >= total {
+                    break;
+                }
+            }
+            if reads > 1 {
+                let mut st = self.sim.lock();
+                st.stats.lists_paged += 1;
+                if versions.len() > 1 {
+                    st.stats.lists_raced += 1;
+                }
+            }
+            Ok(entries)
         })
     }
 
     fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
         Box::pin(async move {
+            let key = Self::key(scope).await?;
             let mut p = BTreeMap::new();
             p.insert("RegionId".to_owned(), scope.region_id.clone());
             p.insert("VpnGatewayId".to_owned(), scope.vpn_gateway_id.clone());
-            let (body, _) = self.call("DescribeVpnGateway", p, None).await?;
+            let (Answer::Body(body), _) = self.call("DescribeVpnGateway", p, None, &key).await?
+            else {
+                return Err(gone_process("DescribeVpnGateway"));
+            };
             Ok(GatewayFacts {
                 status: s(&body, "Status").into(),
                 supports_priority: s(&body, "Tag").contains("PbrPriority"),
@@ -561,14 +990,18 @@ impl CloudPort for SimCloud {
 
     fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted> {
         Box::pin(async move {
+            let key = Self::key(scope).await?;
             let token = {
                 let st = self.sim.lock();
                 format!("call-{}", st.stats.cloud_calls)
             };
             let params = mutation_params(scope, mutation, token);
-            let (body, rid) = self
-                .call(mutation.action(), params, Some((scope, mutation)))
-                .await?;
+            let (Answer::Body(body), rid) = self
+                .call(mutation.action(), params, Some((scope, mutation)), &key)
+                .await?
+            else {
+                return Err(gone_process(mutation.action()));
+            };
             let entry = matches!(mutation, Mutation::Create { .. })
                 .then(|| entry_of(&body, &scope.vpn_gateway_id));
             Ok(Accepted {

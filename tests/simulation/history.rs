@@ -12,13 +12,17 @@ use vpn_pbr_operator::api::v1alpha1::{
     DeletionPolicy, ManagementPolicy, SecretRef, VpnPbrRouteSpec,
 };
 
-use super::world::{EntryKey, REGION};
+use super::world::{EntryKey, NAMESPACES, OPERATOR_ACCOUNT, REGION};
 
 #[derive(Clone, Debug)]
 pub struct GatewayConf {
     pub id: String,
     pub priority: bool,
     pub update_ms: u64,
+    /// The account it belongs to (1 is the operator's own).
+    pub account: u8,
+    /// Entries someone else has on it (with `pages`): with the routes, more than a page.
+    pub fillers: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -44,13 +48,15 @@ pub enum Console {
 
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// Creates the object (and first its Secret, when the spec names one).
+    /// Creates the object `namespace/name` (and first its Secret, when the spec names one).
     Create {
         name: String,
         spec: VpnPbrRouteSpec,
         paused: bool,
         /// With the adopt annotation.
         adopt: bool,
+        /// The account of the key in its Secret.
+        secret: Option<u8>,
     },
     Edit {
         name: String,
@@ -78,6 +84,17 @@ pub enum Op {
     DeleteGateway {
         gw: String,
     },
+    /// Deletes a namespace (with `namespaces`): its Secrets go at once, its routes are deleted.
+    DeleteNamespace {
+        ns: String,
+    },
+    /// The leader loses the apiserver for a while (with `leader`): the standby takes the Lease
+    /// over once it expired.
+    Partition {
+        secs: u64,
+    },
+    /// Every watch starts again with a fresh list (with `stale`).
+    Relist,
     Crash,
     Nothing,
 }
@@ -89,6 +106,9 @@ pub struct Step {
 }
 
 pub struct History {
+    pub seed: u64,
+    /// How long the cloud remembers a `ClientToken` (with `expiry`).
+    pub token_ttl_ms: u64,
     pub gateways: Vec<GatewayConf>,
     pub steps: Vec<Step>,
 }
@@ -101,6 +121,7 @@ impl fmt::Display for Op {
                 spec,
                 paused,
                 adopt,
+                secret,
             } => write!(
                 f,
                 "create {name} {}:{}->{}/{} w={} p={} pub={} {:?}/{:?}{}{}{}",
@@ -113,11 +134,7 @@ impl fmt::Display for Op {
                 spec.publish_vpc,
                 spec.management_policy,
                 spec.deletion_policy,
-                if spec.credentials_ref.is_some() {
-                    " +secret"
-                } else {
-                    ""
-                },
+                secret.map_or(String::new(), |a| format!(" +secret(account {a})")),
                 if *paused { " paused" } else { "" },
                 if *adopt { " adopt" } else { "" }
             ),
@@ -134,6 +151,9 @@ impl fmt::Display for Op {
             Op::Delete { name } => write!(f, "delete {name}"),
             Op::Console(c) => write!(f, "console {c:?}"),
             Op::DeleteGateway { gw } => write!(f, "delete gateway {gw}"),
+            Op::DeleteNamespace { ns } => write!(f, "delete namespace {ns}"),
+            Op::Partition { secs } => write!(f, "the leader loses the apiserver for {secs}s"),
+            Op::Relist => write!(f, "every watch relists"),
             Op::Crash => write!(f, "CRASH the operator"),
             Op::Nothing => write!(f, "(nothing)"),
         }
@@ -145,8 +165,8 @@ impl fmt::Display for History {
         for g in &self.gateways {
             writeln!(
                 f,
-                "  gateway {} update={}ms priority={}",
-                g.id, g.update_ms, g.priority
+                "  gateway {} update={}ms priority={} account={} fillers={}",
+                g.id, g.update_ms, g.priority, g.account, g.fillers
             )?;
         }
         for (i, s) in self.steps.iter().enumerate() {
@@ -165,6 +185,7 @@ enum Role {
 }
 
 struct GObj {
+    /// `namespace/name`.
     name: String,
     gw: usize,
     role: Role,
@@ -204,6 +225,8 @@ struct Gen {
     rng: StdRng,
     gws: Vec<GatewayConf>,
     gw_gone: Vec<bool>,
+    /// Namespaces deleted (no object is made in them again).
+    ns_gone: Vec<bool>,
     objs: Vec<GObj>,
     next_dest: u32,
     next_name: u32,
@@ -242,6 +265,50 @@ impl Gen {
         live[self.rng.random_range(0..live.len())]
     }
 
+    /// A namespace for a new object (mostly the first), one not deleted.
+    fn namespace(&mut self) -> &'static str {
+        let live: Vec<usize> = (0..NAMESPACES.len())
+            .filter(|n| !self.ns_gone[*n])
+            .collect();
+        let pick = if live.len() > 1 && self.rng.random_bool(0.35) {
+            live[1]
+        } else {
+            live[0]
+        };
+        NAMESPACES[pick]
+    }
+
+    fn ns_alive(&self, name: &str) -> bool {
+        let ns = name.split_once('/').map_or(NAMESPACES[0], |(ns, _)| ns);
+        NAMESPACES
+            .iter()
+            .position(|n| *n == ns)
+            .is_none_or(|i| !self.ns_gone[i])
+    }
+
+    /// The Secret of a new route on gateway `gw`: mostly a key of the gateway's own account
+    /// (always on another account's gateway, where the operator's key sees nothing), now and
+    /// then a key of the wrong account (a misconfiguration the route must report).
+    fn credentials(&mut self, gw: usize, careful: bool) -> Option<u8> {
+        let own = self.gws[gw].account;
+        let other = 3 - own;
+        let roll = self.rng.random_range(0..100);
+        match (own == OPERATOR_ACCOUNT, careful) {
+            (true, true) => (roll < 20).then_some(own),
+            (false, true) => Some(own),
+            (true, false) => match roll {
+                0..20 => Some(own),
+                20..23 => Some(other),
+                _ => None,
+            },
+            (false, false) => match roll {
+                0..85 => Some(own),
+                85..90 => Some(other),
+                _ => None,
+            },
+        }
+    }
+
     fn create_single(&mut self) -> Option<Op> {
         let gw = self.live_gw();
         // Sometimes a deleted single comes back under its old name (adopting what an
@@ -252,6 +319,7 @@ impl Gen {
                 !o.alive
                     && o.role == Role::Single
                     && !self.gw_gone[o.gw]
+                    && self.ns_alive(&o.name)
                     && !self.objs.iter().any(|x| x.alive && x.name == o.name)
             })
             .collect();
@@ -259,6 +327,7 @@ impl Gen {
             let i = dead[self.rng.random_range(0..dead.len())];
             (self.objs[i].name.clone(), self.objs[i].spec.clone())
         } else {
+            let ns = self.namespace();
             self.next_dest += 1;
             self.next_name += 1;
             let g = u32::try_from(gw).unwrap_or(0);
@@ -269,7 +338,7 @@ impl Gen {
                 hop(gw, 0),
                 if self.rng.random_bool(0.7) { 100 } else { 0 },
             );
-            (format!("g{gw}-s{}", self.next_name), s)
+            (format!("{ns}/g{gw}-s{}", self.next_name), s)
         };
         let gw = self
             .gws
@@ -293,9 +362,8 @@ impl Gen {
         } else {
             ManagementPolicy::Full
         };
-        s.credentials_ref = self.rng.random_bool(0.2).then(|| SecretRef {
-            name: format!("creds-{name}"),
-        });
+        let secret = self.credentials(gw, false);
+        s.credentials_ref = secret_ref(&name, secret);
         let paused = self.rng.random_bool(0.05);
         let adopt = self.rng.random_bool(0.4);
         self.objs.push(GObj {
@@ -312,6 +380,7 @@ impl Gen {
             spec: s,
             paused,
             adopt,
+            secret,
         })
     }
 
@@ -340,7 +409,13 @@ impl Gen {
             weight,
         );
         s.publish_vpc = self.rng.random_bool(0.5);
-        let name = format!("g{gw}-p{}", if member == 0 { 'a' } else { 'b' });
+        let ns = self.namespace();
+        let name = format!("{ns}/g{gw}-p{}", if member == 0 { 'a' } else { 'b' });
+        if self.objs.iter().any(|o| o.alive && o.name == name) {
+            return None;
+        }
+        let secret = self.credentials(gw, true);
+        s.credentials_ref = secret_ref(&name, secret);
         self.objs.push(GObj {
             name: name.clone(),
             gw,
@@ -355,6 +430,7 @@ impl Gen {
             spec: s,
             paused: false,
             adopt: false,
+            secret,
         })
     }
 
@@ -372,8 +448,11 @@ impl Gen {
             DeletionPolicy::Delete
         };
         self.next_name += 1;
-        let name = format!("g{gw}-d{}", self.next_name);
+        let ns = self.namespace();
+        let name = format!("{ns}/g{gw}-d{}", self.next_name);
         let adopt = self.rng.random_bool(0.5);
+        let secret = self.credentials(gw, true);
+        s.credentials_ref = secret_ref(&name, secret);
         self.objs.push(GObj {
             name: name.clone(),
             gw,
@@ -388,6 +467,7 @@ impl Gen {
             spec: s,
             paused: false,
             adopt,
+            secret,
         })
     }
 
@@ -594,10 +674,36 @@ impl Gen {
                 })
             }
             85..91 => Some(Op::Crash),
+            91..92 if !self.ns_gone.iter().any(|g| *g) => {
+                let n = self.rng.random_range(0..NAMESPACES.len());
+                self.ns_gone[n] = true;
+                for o in self
+                    .objs
+                    .iter_mut()
+                    .filter(|o| o.name.split_once('/').map(|(ns, _)| ns) == Some(NAMESPACES[n]))
+                {
+                    o.alive = false;
+                }
+                Some(Op::DeleteNamespace {
+                    ns: NAMESPACES[n].to_owned(),
+                })
+            }
+            92..94 => Some(Op::Partition {
+                secs: self.rng.random_range(3..40),
+            }),
+            94..96 => Some(Op::Relist),
             _ => None,
         };
         self.push(wait, op.unwrap_or(Op::Nothing));
     }
+}
+
+/// The Secret a route names for a key of `account` (`creds-<name>` in its namespace).
+fn secret_ref(name: &str, account: Option<u8>) -> Option<SecretRef> {
+    let plain = name.split_once('/').map_or(name, |(_, n)| n);
+    account.map(|_| SecretRef {
+        name: format!("creds-{plain}"),
+    })
 }
 
 pub fn apply_edit(s: &mut VpnPbrRouteSpec, edit: &Edit) {
@@ -620,12 +726,21 @@ pub fn generate(seed: u64) -> History {
             id: gateway_id(g),
             priority: rng.random_bool(0.5),
             update_ms: [400, 800, 1500, 2500][rng.random_range(0..4)],
+            // Both accounts always have a gateway.
+            account: match g {
+                0 => OPERATOR_ACCOUNT,
+                1 => 3 - OPERATOR_ACCOUNT,
+                _ => rng.random_range(1..=2),
+            },
+            fillers: rng.random_range(46..=70),
         })
         .collect();
+    let token_ttl_ms = rng.random_range(200..5_000);
     let n_steps = rng.random_range(30..=60);
     let mut g = Gen {
         rng,
         gw_gone: vec![false; gws.len()],
+        ns_gone: vec![false; NAMESPACES.len()],
         gws,
         objs: Vec::new(),
         next_dest: 0,
@@ -647,6 +762,8 @@ pub fn generate(seed: u64) -> History {
         g.step();
     }
     History {
+        seed,
+        token_ttl_ms,
         gateways: g.gws,
         steps: g.steps,
     }

@@ -39,12 +39,15 @@ impl SimObjects {
         transient: f64,
     ) -> Result<std::sync::MutexGuard<'_, State>, kube::Error> {
         let mut st = self.sim.lock();
-        if st.epoch != self.epoch {
+        if !st.live.contains(&self.epoch) {
             return Err(api(
                 503,
                 "ServiceUnavailable",
                 "the operator process is gone",
             ));
+        }
+        if st.cut_off.contains(&self.epoch) {
+            return Err(api(504, "Timeout", "the apiserver is unreachable"));
         }
         if st.faults {
             let roll: f64 = st.rng.random();
@@ -104,6 +107,11 @@ impl ObjectPort for SimObjects {
                 return Err(api(409, "Conflict", "the object has been modified"));
             }
             let mut next = obj.route.clone();
+            // Server-side apply of a whole status: built on an older copy than the stored
+            // one, it replaces what was written since.
+            if next.metadata.resource_version != route.metadata.resource_version {
+                st.stats.stale_writes += 1;
+            }
             if let Some(token) = &status.client_token {
                 let owner = uid(&next);
                 st.token_owner.insert(token.clone(), owner);
@@ -115,7 +123,7 @@ impl ObjectPort for SimObjects {
                 // said so (the adopt annotation).
                 let entry = EntryKey::of(&next.spec);
                 if consents(&next) {
-                    if st.entry(&entry).is_some() {
+                    if st.known_entry(&entry).is_some() {
                         st.owners.insert(entry, uid(&next));
                     }
                 } else {
@@ -219,7 +227,9 @@ impl ObjectPort for SimObjects {
         Box::pin(async move {
             let t = self.t();
             let mut st = self.sim.lock();
-            if st.epoch == self.epoch {
+            if st.live.contains(&self.epoch) && !st.cut_off.contains(&self.epoch) {
+                let line = format!("{}: {}", event.reason, event.note);
+                st.events.entry(uid(route)).or_default().push(line);
                 st.trace_at(
                     t,
                     &format!(
@@ -249,14 +259,14 @@ impl ObjectPort for SimObjects {
     }
 
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
-        self.sim.lock().older_claim(route)
+        self.sim.lock().older_claim_seen(self.epoch, route)
     }
 
     fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
-        self.sim.lock().publish_conflict(route)
+        self.sim.lock().publish_conflict_seen(self.epoch, route)
     }
 
     fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
-        self.sim.lock().publish_sharers(route)
+        self.sim.lock().publish_sharers_seen(self.epoch, route)
     }
 }

@@ -1,42 +1,99 @@
-//! One operator process: the real `Context`, `Scheduler`, `GatewayCache` and `reconcile`, wired
+//! Operator processes: the real `Context`, `Scheduler`, `GatewayCache` and `reconcile`, wired
 //! as `src/controller/runner.rs` wires them, driven by a small controller loop standing in for
-//! kube-runtime's: every object change and every wake-up triggers a reconcile of the object
-//! (with its current version), requeues are kept, at most `CONCURRENCY` reconciles run at once
-//! and one at a time per object. A crash drops all of it.
+//! kube-runtime's: every event of the process's watch and every wake-up triggers a reconcile
+//! of the object (its copy in the watch cache), requeues are kept, at most `CONCURRENCY`
+//! reconciles run at once and one at a time per object. A crash drops all of it. With
+//! `leader`, two replicas elect a leader through a Lease as `src/app.rs` does, and the
+//! leader's cloud changes pass the fence of `src/fence.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alicloud_vpc_client::{Credentials, StaticCredentials};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::runtime::controller::Action;
 use prometheus_client::registry::Registry;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vpn_pbr_operator::controller::accounts::Accounts;
 use vpn_pbr_operator::controller::backoff::Backoffs;
-use vpn_pbr_operator::controller::context::{Context, Settings};
+use vpn_pbr_operator::controller::context::{Context, Entropy, Settings};
 use vpn_pbr_operator::controller::entries::GatewayCache;
 use vpn_pbr_operator::controller::metrics::Metrics;
 use vpn_pbr_operator::controller::port::CloudPort;
 use vpn_pbr_operator::controller::reconcile::reconcile;
 use vpn_pbr_operator::controller::scheduler::{Owner, Scheduler, SchedulerConfig};
 use vpn_pbr_operator::controller::verified::Verified;
+use vpn_pbr_operator::fence::{Fence, FencedCloud, watch_lease};
 
 use super::cloud::SimCloud;
 use super::objects::SimObjects;
-use super::world::{Key, Sim};
+use super::world::{EPOCH_MS, Key, OPERATOR_KEY, Sim};
 
 /// Reconciles at once (the operator's default `--concurrency`).
 const CONCURRENCY: usize = 8;
 /// Drift-check period: short, so resyncs happen within a history.
 pub const RESYNC: Duration = Duration::from_secs(30);
 
-pub struct Operator {
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+/// Leader election as `src/app.rs` sets it up: the Lease's duration, the fence's margin, how
+/// often a standby looks at the Lease; and how often the leader renews it.
+const LEASE: Duration = Duration::from_secs(15);
+const FENCE_MARGIN: Duration = Duration::from_secs(4);
+const STANDBY_POLL: Duration = Duration::from_secs(2);
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// The replicas with `leader`.
+const REPLICAS: usize = 2;
+
+/// The controller's wall clock, jitter and create tokens, from the seed and the virtual clock:
+/// the same seed gives the same draws in every run and every process.
+struct SimEntropy {
+    start: Instant,
+    rng: Mutex<StdRng>,
+}
+
+impl SimEntropy {
+    fn new(sim: &Sim, epoch: u64) -> Self {
+        let seed = sim.seed ^ epoch.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0xC0FF_EE00;
+        Self {
+            start: sim.start,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+        }
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, StdRng> {
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Entropy for SimEntropy {
+    fn wall_ms(&self) -> i64 {
+        let elapsed = Instant::now().saturating_duration_since(self.start);
+        i64::try_from(EPOCH_MS).unwrap_or(i64::MAX)
+            + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn unit(&self) -> f64 {
+        self.rng().random()
+    }
+
+    fn token(&self) -> String {
+        let v: u128 = self.rng().random();
+        let h = format!("{v:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
 }
 
 /// The delay of a requeue. `Action` keeps it private; its `Debug` shows it as a `Duration`.
@@ -45,7 +102,6 @@ fn requeue_of(action: &Action) -> Option<Duration> {
     let inner = text.split("Some(").nth(1)?.split(')').next()?;
     parse_debug_duration(inner)
 }
-
 fn parse_debug_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (num, unit) = s.split_at(split);
@@ -60,24 +116,72 @@ fn parse_debug_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
-impl Operator {
-    /// Starts a fresh process over the object store: everything in memory is new, and every
-    /// object is triggered once (the initial list of a watch).
-    pub fn start(sim: &Arc<Sim>) -> Self {
+/// One operator process.
+pub struct Process {
+    epoch: u64,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    /// Its Lease watch, with `leader`.
+    lease: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The virtual wall clock as a `SystemTime`.
+fn wall(sim: &Sim) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(sim.now_ms())
+}
+
+fn identity(replica: usize) -> String {
+    format!("replica-{replica}")
+}
+
+/// The Lease object as process `epoch` reads it; an error while it is cut off.
+fn read_lease(sim: &Sim, epoch: u64) -> Result<Lease, kube::Error> {
+    let st = sim.lock();
+    if st.cut_off.contains(&epoch) || !st.live.contains(&epoch) {
+        return Err(kube::Error::Api(Box::new(
+            kube::core::Status::failure("the apiserver is unreachable", "Timeout").with_code(504),
+        )));
+    }
+    let renew =
+        jiff::Timestamp::from_millisecond(i64::try_from(st.lease.renewed_ms).unwrap_or(i64::MAX))
+            .ok()
+            .map(MicroTime);
+    Ok(Lease {
+        spec: Some(LeaseSpec {
+            holder_identity: st.lease.holder.map(identity),
+            renew_time: renew,
+            lease_duration_seconds: i32::try_from(LEASE.as_secs()).ok(),
+            ..LeaseSpec::default()
+        }),
+        ..Lease::default()
+    })
+}
+
+impl Process {
+    /// Starts a fresh process in `replica`: everything in memory is new, its watch lists the
+    /// store and triggers every object. `fenced`: its cloud changes pass the fence of the
+    /// Lease (leader election).
+    pub fn start(sim: &Arc<Sim>, replica: usize, fenced: bool) -> Self {
         let (triggers_tx, triggers_rx) = mpsc::unbounded_channel::<Key>();
         let epoch = {
             let mut st = sim.lock();
             st.epoch += 1;
-            for k in st.store.keys() {
-                let _ = triggers_tx.send(k.clone());
-            }
-            st.triggers = Some(triggers_tx);
-            st.epoch
+            let e = st.epoch;
+            st.live.insert(e);
+            st.replica_of.insert(e, replica);
+            st.open_watch(e, triggers_tx);
+            e
         };
-        let cloud: Arc<dyn CloudPort> = Arc::new(SimCloud {
+        let sim_cloud = Arc::new(SimCloud {
             sim: sim.clone(),
             epoch,
+            scheduler: OnceLock::new(),
         });
+        let fence = fenced.then(Fence::new);
+        let cloud: Arc<dyn CloudPort> = match &fence {
+            Some(f) => Arc::new(FencedCloud::new(sim_cloud.clone(), f.clone())),
+            None => sim_cloud.clone(),
+        };
         let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
         let cancel = CancellationToken::new();
         let cache = GatewayCache::new(cloud.clone(), wake_tx.clone());
@@ -89,6 +193,7 @@ impl Operator {
             wake_tx,
             cancel.clone(),
         );
+        let _ = sim_cloud.scheduler.set(scheduler.clone());
         let mut registry = Registry::default();
         let ctx = Arc::new(Context {
             objects: Arc::new(SimObjects {
@@ -105,35 +210,210 @@ impl Operator {
             backoffs: Backoffs::default(),
             verified: Verified::default(),
             default_credentials: Arc::new(StaticCredentials::new(Credentials::new(
-                "sim-operator",
+                OPERATOR_KEY,
                 "sim-secret",
             ))),
             last_good_credentials: Default::default(),
             accounts,
+            entropy: Arc::new(SimEntropy::new(sim, epoch)),
         });
-        sim.trace(format!("operator #{epoch} starts"));
-        let task = tokio::spawn(control_loop(sim.clone(), ctx, triggers_rx, wake_rx));
-        Self { cancel, task }
+        sim.trace(format!("operator #{epoch} starts (replica {replica})"));
+        let task = tokio::spawn(control_loop(sim.clone(), ctx, epoch, triggers_rx, wake_rx));
+        let lease = fence.map(|f| {
+            let (sim, stop) = (sim.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let id = identity(replica);
+                let read = || std::future::ready(read_lease(&sim, epoch));
+                watch_lease(read, || wall(&sim), &id, FENCE_MARGIN, &f, stop).await;
+            })
+        });
+        Self {
+            epoch,
+            cancel,
+            task,
+            lease,
+        }
     }
 
-    /// Kills the process: nothing it holds in memory survives, and no call it makes from now
-    /// on reaches the cloud or the apiserver (its epoch is over).
-    pub fn crash(self, sim: &Sim) {
-        sim.lock().stats.crashes += 1;
-        self.stop(sim);
-    }
-
-    /// Ends the process the same way, at the end of a seed.
-    pub fn stop(self, sim: &Sim) {
+    /// Ends the process: nothing it holds in memory survives, and no call it makes from now
+    /// on reaches the cloud or the apiserver (what is already on the wire may still land).
+    pub fn kill(self, sim: &Sim) {
         {
             let mut st = sim.lock();
-            st.epoch += 1;
-            st.triggers = None;
+            st.live.remove(&self.epoch);
+            st.cut_off.remove(&self.epoch);
+            st.watches.remove(&self.epoch);
         }
         self.cancel.cancel();
         // Dropping the loop drops its `JoinSet`, which aborts every reconcile under way.
         self.task.abort();
+        if let Some(l) = self.lease {
+            l.abort();
+        }
     }
+}
+
+/// The replicas. Without `leader`: one, whose process restarts at once after a crash. With
+/// `leader`: two; the one holding the Lease runs the controllers, the other waits for it.
+pub struct Cluster {
+    sim: Arc<Sim>,
+    running: Arc<Mutex<BTreeMap<usize, Process>>>,
+    elector: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Cluster {
+    pub fn start(sim: &Arc<Sim>) -> Self {
+        let leader = sim.lock().world.leader;
+        let running = Arc::new(Mutex::new(BTreeMap::new()));
+        if !leader {
+            lock(&running).insert(0, Process::start(sim, 0, false));
+            return Self {
+                sim: sim.clone(),
+                running,
+                elector: None,
+            };
+        }
+        let elector = tokio::spawn(elect(sim.clone(), running.clone()));
+        Self {
+            sim: sim.clone(),
+            running,
+            elector: Some(elector),
+        }
+    }
+
+    /// The process that may change the cloud: the Lease holder's (or the only one).
+    fn leader_replica(&self) -> usize {
+        self.sim.lock().lease.holder.unwrap_or(0)
+    }
+
+    /// Kills the leader's process; its replica starts a new one (at once, or, with `leader`,
+    /// at the elector's next look: the Lease is still its own).
+    pub fn crash(&self) {
+        let r = self.leader_replica();
+        let Some(p) = lock(&self.running).remove(&r) else {
+            return;
+        };
+        self.sim.lock().stats.crashes += 1;
+        p.kill(&self.sim);
+        if self.elector.is_none() {
+            lock(&self.running).insert(r, Process::start(&self.sim, r, false));
+        }
+    }
+
+    /// The leader's process loses the apiserver for `secs` (its watch, its Lease, its status
+    /// writes); the cloud it still reaches. Reconnected, its watch relists.
+    pub fn partition(&self, secs: u64) {
+        let r = self.leader_replica();
+        let Some(epoch) = lock(&self.running).get(&r).map(|p| p.epoch) else {
+            return;
+        };
+        self.sim.lock().cut_off.insert(epoch);
+        let sim = self.sim.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            heal(&sim, epoch);
+        });
+    }
+
+    /// Every partition ends now.
+    pub fn heal_all(&self) {
+        let cut: Vec<u64> = self.sim.lock().cut_off.iter().copied().collect();
+        for e in cut {
+            heal(&self.sim, e);
+        }
+    }
+
+    /// Ends every process, at the end of a seed.
+    pub fn stop(self) {
+        if let Some(e) = self.elector {
+            e.abort();
+        }
+        let procs = std::mem::take(&mut *lock(&self.running));
+        for p in procs.into_values() {
+            p.kill(&self.sim);
+        }
+    }
+}
+
+fn heal(sim: &Sim, epoch: u64) {
+    let t = sim.elapsed().as_secs_f64();
+    let mut st = sim.lock();
+    if st.cut_off.remove(&epoch) && st.live.contains(&epoch) {
+        st.trace_at(t, &format!("operator #{epoch} reaches the apiserver again"));
+        st.relist(epoch);
+    }
+}
+
+/// Leader election, once a second: the leader renews the Lease while it reaches the apiserver;
+/// a leader that reaches it and finds the Lease another's stops (`src/app.rs`: losing the
+/// Lease stops the controllers); a replica without a process takes the Lease when it is free,
+/// expired, or still its own (a restarted pod keeps its name) and starts one.
+async fn elect(sim: Arc<Sim>, running: Arc<Mutex<BTreeMap<usize, Process>>>) {
+    let mut last_look = [None::<Instant>; REPLICAS];
+    loop {
+        elect_once(&sim, &running, &mut last_look);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn elect_once(
+    sim: &Arc<Sim>,
+    running: &Mutex<BTreeMap<usize, Process>>,
+    last_look: &mut [Option<Instant>; REPLICAS],
+) {
+    {
+        let now = Instant::now();
+        let now_ms = sim.now_ms();
+        let t = sim.elapsed().as_secs_f64();
+        let mut procs = lock(running);
+        for (r, look) in last_look.iter_mut().enumerate() {
+            let mut st = sim.lock();
+            if let Some(p) = procs.get(&r) {
+                if st.cut_off.contains(&p.epoch) {
+                    continue;
+                }
+                if st.lease.holder == Some(r) {
+                    if now_ms.saturating_sub(st.lease.renewed_ms) >= millis(RENEW_EVERY) {
+                        st.lease.renewed_ms = now_ms;
+                    }
+                    continue;
+                }
+                let epoch = p.epoch;
+                st.trace_at(t, &format!("operator #{epoch} lost the Lease: it stops"));
+                drop(st);
+                if let Some(p) = procs.remove(&r) {
+                    p.kill(sim);
+                }
+                continue;
+            }
+            // A standby looks every STANDBY_POLL.
+            if look.is_some_and(|l| now.saturating_duration_since(l) < STANDBY_POLL) {
+                continue;
+            }
+            *look = Some(now);
+            let expired = now_ms >= st.lease.renewed_ms.saturating_add(millis(LEASE));
+            let free = st.lease.holder.is_none_or(|h| h == r) || expired;
+            if !free {
+                continue;
+            }
+            if st.lease.holder.is_some_and(|h| h != r) {
+                st.stats.handovers += 1;
+                st.trace_at(t, &format!("replica {r} takes the expired Lease over"));
+            }
+            st.lease.holder = Some(r);
+            st.lease.renewed_ms = now_ms;
+            drop(st);
+            procs.insert(r, Process::start(sim, r, true));
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn earliest(pending: &mut BTreeMap<Key, Instant>, key: Key, at: Instant) {
@@ -146,6 +426,7 @@ fn earliest(pending: &mut BTreeMap<Key, Instant>, key: Key, at: Instant) {
 async fn control_loop(
     sim: Arc<Sim>,
     ctx: Arc<Context>,
+    epoch: u64,
     mut triggers: UnboundedReceiver<Key>,
     mut wakes: UnboundedReceiver<Owner>,
 ) {
@@ -166,8 +447,23 @@ async fn control_loop(
                 break;
             }
             pending.remove(&k);
-            // Always the object's current version; a removed object is not reconciled.
-            let Some(route) = sim.lock().store.get(&k).map(|o| o.route.clone()) else {
+            // The copy in the process's watch cache (older than the store's while the watch
+            // lags); an object gone from the cache is not reconciled.
+            let Some(route) = ({
+                let mut st = sim.lock();
+                let cached = st.cached(epoch, &k);
+                let newest = st
+                    .store
+                    .get(&k)
+                    .map(|o| o.route.metadata.resource_version.clone());
+                if cached
+                    .as_ref()
+                    .is_some_and(|c| Some(&c.metadata.resource_version) != newest.as_ref())
+                {
+                    st.stats.stale_reconciles += 1;
+                }
+                cached
+            }) else {
                 continue;
             };
             running.insert(k.clone());
@@ -232,19 +528,14 @@ async fn control_loop(
                 }
             }
             Some(k) = triggers.recv() => {
-                if running.contains(&k) {
-                    again.insert(k);
-                } else {
-                    earliest(&mut pending, k, now);
-                }
+                let mut keys = vec![k];
+                drain(&mut keys, &mut triggers, &mut wakes);
+                enqueue(keys, &running, &mut again, &mut pending, now);
             }
             Some(owner) = wakes.recv() => {
-                let k = (owner.namespace.clone().unwrap_or_default(), owner.name.clone());
-                if running.contains(&k) {
-                    again.insert(k);
-                } else {
-                    earliest(&mut pending, k, now);
-                }
+                let mut keys = vec![key_of_owner(&owner)];
+                drain(&mut keys, &mut triggers, &mut wakes);
+                enqueue(keys, &running, &mut again, &mut pending, now);
             }
             () = async {
                 match next_due {
@@ -253,6 +544,46 @@ async fn control_loop(
                 }
             } => {}
         }
+    }
+}
+
+/// Triggered objects: due now, or again once their running reconcile ends.
+fn enqueue(
+    keys: Vec<Key>,
+    running: &BTreeSet<Key>,
+    again: &mut BTreeSet<Key>,
+    pending: &mut BTreeMap<Key, Instant>,
+    now: Instant,
+) {
+    for k in keys {
+        if running.contains(&k) {
+            again.insert(k);
+        } else {
+            earliest(pending, k, now);
+        }
+    }
+}
+
+fn key_of_owner(owner: &Owner) -> Key {
+    (
+        owner.namespace.clone().unwrap_or_default(),
+        owner.name.clone(),
+    )
+}
+
+/// Everything already waiting in both channels. The controller sends wake-ups in the order of
+/// its hash maps, which differs between processes; taken all at once into ordered sets, they
+/// start reconciles in an order the seed alone decides.
+fn drain(
+    keys: &mut Vec<Key>,
+    triggers: &mut UnboundedReceiver<Key>,
+    wakes: &mut UnboundedReceiver<Owner>,
+) {
+    while let Ok(k) = triggers.try_recv() {
+        keys.push(k);
+    }
+    while let Ok(o) = wakes.try_recv() {
+        keys.push(key_of_owner(&o));
     }
 }
 

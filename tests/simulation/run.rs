@@ -20,11 +20,13 @@ use vpn_pbr_operator::api::v1alpha1::{
 };
 use vpn_pbr_operator::controller::status::rfc3339_millis;
 
+use super::cloud::{FILLER_SOURCE, filler};
+use super::config::WorldConfig;
 use super::history::{self, Console, History, Op};
-use super::operator::{Operator, RESYNC};
+use super::operator::{Cluster, RESYNC};
 use super::world::{
-    EPOCH_MS, EntryKey, PairWatch, REGION, Sim, State, Stats, consents, deleting, key_of, paused,
-    uid, valid,
+    EPOCH_MS, EntryKey, OPERATOR_KEY, PairWatch, REGION, Sim, State, Stats, consents, deleting,
+    key_of, paused, secret_data, uid, valid,
 };
 
 pub struct Outcome {
@@ -34,6 +36,8 @@ pub struct Outcome {
     pub trace: Option<String>,
     /// A one-line digest of the end state, to compare runs of one seed.
     pub digest: String,
+    /// The replay hash of the whole run (`world::TraceHash`).
+    pub hash: u64,
 }
 
 /// The longest per-object backoff a failure before the faults stopped can still impose: the
@@ -43,12 +47,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(144);
 /// `InvalidVpnGatewayInstanceId.NotFound`).
 const MAX_BACKOFF_GATEWAY_GONE: Duration = Duration::from_secs(720);
 
-fn config(h: &History) -> Config {
-    let mut yaml = String::from("regions: [cn-hangzhou]\nvpn_gateways:\n");
+fn config(h: &History, world: WorldConfig) -> Config {
+    let visibility = if world.lag { "on_active" } else { "immediate" };
+    let mut yaml = format!(
+        "regions: [cn-hangzhou]\nsettings: {{shuffle_seed: {}, visibility: {visibility}}}\nvpn_gateways:\n",
+        h.seed
+    );
     for (i, g) in h.gateways.iter().enumerate() {
-        // One VPC per gateway: publishing never conflicts across gateways.
+        // One VPC per gateway: publishing never conflicts across gateways. Room for someone
+        // else's entries besides the routes'.
         yaml.push_str(&format!(
-            "  - {{id: {}, region: {REGION}, vpc_id: vpc-g{i}, priority_support: {}, update_duration_ms: {}}}\n",
+            "  - {{id: {}, region: {REGION}, vpc_id: vpc-g{i}, priority_support: {}, update_duration_ms: {}, pbr_quota: 250}}\n",
             g.id, g.priority, g.update_ms
         ));
     }
@@ -65,14 +74,14 @@ fn config(h: &History) -> Config {
     Config::parse(&yaml, "simulation").expect("the simulation's emulator config")
 }
 
-pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
+pub fn run_seed(seed: u64, verbose: bool, world: WorldConfig) -> Outcome {
     let history = history::generate(seed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .expect("a runtime");
-    rt.block_on(drive(seed, &history, verbose))
+    rt.block_on(drive(seed, &history, verbose, world))
 }
 
 fn t(sim: &Sim) -> f64 {
@@ -92,21 +101,44 @@ fn ready_now(r: &VpnPbrRoute) -> bool {
     })
 }
 
-async fn drive(seed: u64, h: &History, verbose: bool) -> Outcome {
-    let cfg = config(h);
+async fn drive(seed: u64, h: &History, verbose: bool, world: WorldConfig) -> Outcome {
+    let cfg = config(h, world);
     let emu = EmuState {
         world: World::from_config(&cfg, EPOCH_MS),
         tokens: Default::default(),
     };
     let sim = Arc::new(Sim::new(
+        seed,
         emu,
         StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED),
+        world,
         verbose,
     ));
-    // Invariant 3 can be reduced to a count (`SIM_INVARIANT3=count`) while a known break of it
-    // is being fixed, so the other invariants still run; it is strict by default.
-    sim.lock().strict_pairs = !std::env::var("SIM_INVARIANT3").is_ok_and(|v| v == "count");
-    let mut op = Operator::start(&sim);
+    {
+        let mut st = sim.lock();
+        // Invariant 3 can be reduced to a count (`SIM_INVARIANT3=count`) while a known break
+        // of it is being fixed, so the other invariants still run; it is strict by default.
+        st.strict_pairs = !std::env::var("SIM_INVARIANT3").is_ok_and(|v| v == "count");
+        for (i, g) in h.gateways.iter().enumerate() {
+            st.accounts.insert(g.id.clone(), g.account);
+            if world.pages {
+                let hop = history::hop(i, 0);
+                for _ in 0..g.fillers {
+                    st.fillers += 1;
+                    let e = filler(st.fillers, hop.clone(), EPOCH_MS);
+                    if let Some(gw) = st.emu.world.gateways.get_mut(&g.id) {
+                        gw.entries.push(e);
+                    }
+                }
+            }
+        }
+        if world.expiry {
+            st.token_ttl_ms = h.token_ttl_ms;
+        }
+        st.follow_lists(EPOCH_MS);
+    }
+    let pump = tokio::spawn(pump_watches(sim.clone()));
+    let cluster = Cluster::start(&sim);
     let fail = |sim: &Sim, what: String| -> Option<String> {
         let st = sim.lock();
         let trace: Vec<&str> = st.trace.iter().map(String::as_str).collect();
@@ -121,13 +153,23 @@ async fn drive(seed: u64, h: &History, verbose: bool) -> Outcome {
     for (i, step) in h.steps.iter().enumerate() {
         tokio::time::sleep(step.wait).await;
         sim.trace(format!("STEP {i}: {}", step.op));
-        if matches!(step.op, Op::Crash) {
-            op.crash(&sim);
-            // Let the aborted tasks go before the new process starts.
-            tokio::task::yield_now().await;
-            op = Operator::start(&sim);
-        } else {
-            apply(&sim, &step.op);
+        match &step.op {
+            Op::Crash => {
+                if world.late {
+                    // A crash while a request is on the wire (waiting a little for one).
+                    for _ in 0..100 {
+                        if sim.lock().in_transit > 0 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                cluster.crash();
+                // Let the aborted tasks go before the new process starts.
+                tokio::task::yield_now().await;
+            }
+            Op::Partition { secs } if world.leader => cluster.partition(*secs),
+            _ => apply(&sim, &step.op),
         }
         end_pair_watches(&sim);
         if !sim.lock().violations.is_empty() {
@@ -136,16 +178,24 @@ async fn drive(seed: u64, h: &History, verbose: bool) -> Outcome {
         }
     }
     if failure.is_none() {
+        cluster.heal_all();
         failure = finish(&sim, h).await.and_then(|what| fail(&sim, what));
     }
-    op.stop(&sim);
+    cluster.stop();
+    pump.abort();
     let st = sim.lock();
-    let mut digest: Vec<String> = st
-        .entries()
+    let all = st.entries();
+    let theirs = all
         .iter()
+        .filter(|(k, _)| k.src.starts_with(FILLER_SOURCE))
+        .count();
+    let mut digest: Vec<String> = all
+        .iter()
+        .filter(|(k, _)| !k.src.starts_with(FILLER_SOURCE))
         .map(|(k, e)| format!("{k}:{}:{}:{}", e.weight, e.priority, e.published))
         .collect();
     digest.sort();
+    digest.push(format!("+{theirs} of someone else's"));
     Outcome {
         stats: st.stats.clone(),
         failure,
@@ -156,6 +206,7 @@ async fn drive(seed: u64, h: &History, verbose: bool) -> Outcome {
             digest.join(" "),
             st.violations.len()
         ),
+        hash: st.hash.0,
     }
 }
 
@@ -208,7 +259,12 @@ async fn finish(sim: &Arc<Sim>, h: &History) -> Option<String> {
         return Some(format!("pair watch {} never ended", p.label));
     }
     // Everything goes: unpaused, deleted (a route's Secret just before it).
-    let names: Vec<String> = sim.lock().store.keys().map(|k| k.1.clone()).collect();
+    let names: Vec<String> = sim
+        .lock()
+        .store
+        .keys()
+        .map(|k| format!("{}/{}", k.0, k.1))
+        .collect();
     for name in &names {
         let mut st = sim.lock();
         st.set_paused(&key_of(name), false);
@@ -217,44 +273,106 @@ async fn finish(sim: &Arc<Sim>, h: &History) -> Option<String> {
         apply(sim, &Op::Delete { name: name.clone() });
     }
     let started = Instant::now();
+    let mut unblocked = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if !sim.lock().violations.is_empty() {
             return Some("invariant broken while deleting everything".to_owned());
         }
-        let left: Vec<String> = sim.lock().store.keys().map(|k| k.1.clone()).collect();
+        let st = sim.lock();
+        let left: Vec<String> = st
+            .store
+            .keys()
+            .map(|k| format!("{}/{}", k.0, k.1))
+            .collect();
         if left.is_empty() {
             break;
         }
-        if started.elapsed() > bound {
+        let blocked: Vec<&VpnPbrRoute> = st
+            .store
+            .values()
+            .map(|o| &o.route)
+            .filter(|r| cleanup_blocked(&st, r))
+            .collect();
+        if !unblocked && !blocked.is_empty() && blocked.len() == left.len() {
+            // What is left waits for someone else, and says so (within the bound); then
+            // someone lets the operator's own key see every account, and it must go.
+            let wrong: Vec<String> = blocked
+                .iter()
+                .filter_map(|r| is_cond(r, "Ready", ConditionStatus::False, "CleanupBlocked").err())
+                .collect();
+            if !wrong.is_empty() {
+                if started.elapsed() <= bound {
+                    continue;
+                }
+                return Some(format!(
+                    "invariant 4: a deletion only someone else can unblock does not say so \
+                     within {:.0}s:\n  {}",
+                    bound.as_secs_f64(),
+                    wrong.join("\n  ")
+                ));
+            }
+            drop(st);
+            let tt = t(sim);
+            let mut st = sim.lock();
+            st.operator_sees_all = true;
+            st.trace_at(
+                tt,
+                "the operator's key is let see every account (cleanups unblocked)",
+            );
+            unblocked = true;
+            continue;
+        }
+        if started.elapsed() > bound * if unblocked { 2 } else { 1 } {
             return Some(format!(
                 "invariant 4: deleted objects not gone within {:.0}s: {left:?}",
                 bound.as_secs_f64()
             ));
         }
     }
-    // Invariant 2: nothing a `Delete` object made is left behind (unless an older object
-    // claimed the entry when it went: the older twin keeps it, duplicates.rs).
+    // Invariant 2: every entry left is accounted for. Someone else's entries stay; an entry an
+    // object owned (made, or adopted with consent) stays only if that object said `Orphan`
+    // (or only observed), or in the one outcome the design allows: the object could not prove
+    // the entry its own (its token forgotten) and said why.
     let mut st = sim.lock();
     st.prune_owners();
+    let st = st;
     let mut left = Vec::new();
-    for (entry, creator) in &st.owners {
-        if let Some(tomb) = st.tombs.get(creator) {
-            let s = &tomb.route.spec;
-            if s.deletion_policy == DeletionPolicy::Delete
-                && s.management_policy == ManagementPolicy::Full
-                && !tomb.claimed_by_older
-            {
+    for (entry, _) in st.entries() {
+        if entry.src.starts_with(FILLER_SOURCE) {
+            continue;
+        }
+        let Some(owner) = st.owners.get(&entry) else {
+            continue;
+        };
+        let Some(tomb) = st.tombs.get(owner) else {
+            left.push(format!("{entry} owned by {owner}, which is nowhere"));
+            continue;
+        };
+        let s = &tomb.route.spec;
+        if s.deletion_policy != DeletionPolicy::Delete
+            || s.management_policy != ManagementPolicy::Full
+        {
+            continue;
+        }
+        if st.unprovable.get(owner) == Some(&entry) {
+            if !said_why(&st, owner) {
                 left.push(format!(
-                    "{entry} made by {} ({creator})",
+                    "{entry} of {} ({owner}), which could not prove it its own (token \
+                     forgotten) and left it without saying why",
                     tomb.route.name_any()
                 ));
             }
+            continue;
         }
+        left.push(format!(
+            "{entry} made or adopted by {} ({owner}, deletionPolicy Delete)",
+            tomb.route.name_any()
+        ));
     }
     if !left.is_empty() {
         return Some(format!(
-            "invariant 2: cloud entries left behind by the deleted `Delete` objects that owned \
+            "invariant 2: cloud entries left behind by deleted `Delete` objects that owned \
              them:\n  {}",
             left.join("\n  ")
         ));
@@ -266,10 +384,12 @@ async fn finish(sim: &Arc<Sim>, h: &History) -> Option<String> {
 /// resync, then every live route's changes one gateway update time apart (a create, a
 /// modification and a publish at most, with room for a busy answer each), plus slack.
 fn converge_bound(sim: &Sim, h: &History) -> Duration {
-    let backoff = if h
-        .steps
-        .iter()
-        .any(|s| matches!(s.op, Op::DeleteGateway { .. }))
+    let world = sim.lock().world;
+    // A key of the wrong account is told the gateway does not exist: the same slow pace.
+    let backoff = if world.accounts
+        || h.steps
+            .iter()
+            .any(|s| matches!(s.op, Op::DeleteGateway { .. }))
     {
         MAX_BACKOFF_GATEWAY_GONE
     } else {
@@ -285,12 +405,16 @@ fn converge_bound(sim: &Sim, h: &History) -> Duration {
                 .values()
                 .filter(|o| o.route.spec.vpn_gateway_id == g.id)
                 .count();
-            let per = Duration::from_millis(g.update_ms + 500);
+            // Lists that lag the gateway confirm each change later.
+            let lag = if world.lag { 5000 } else { 0 };
+            let per = Duration::from_millis(g.update_ms + 500 + lag);
             per * u32::try_from(n * 6).unwrap_or(u32::MAX)
         })
         .max()
         .unwrap_or_default();
-    backoff + RESYNC + work + Duration::from_secs(60)
+    // A hand-over waits for the Lease to expire.
+    let lease = Duration::from_secs(if world.leader { 30 } else { 0 });
+    backoff + RESYNC + work + lease + Duration::from_secs(60)
 }
 
 /// What is not yet as it must end: one line per object.
@@ -300,7 +424,17 @@ fn unmet(st: &State) -> Vec<String> {
         let r = &obj.route;
         let name = &k.1;
         if deleting(r) {
-            if !paused(r) {
+            if paused(r) {
+                continue;
+            }
+            if cleanup_blocked(st, r) {
+                // Only someone else can unblock it (its Secret is gone and the operator's
+                // key does not see the gateway): it says so, and stays.
+                check(
+                    &mut out,
+                    is_cond(r, "Ready", ConditionStatus::False, "CleanupBlocked"),
+                );
+            } else {
                 out.push(format!("{name}: deleted but still there"));
             }
             continue;
@@ -314,19 +448,7 @@ fn unmet(st: &State) -> Vec<String> {
             ));
             continue;
         }
-        let is = |type_: &str, want: ConditionStatus, reason: &str| -> Result<(), String> {
-            match cond(r, type_) {
-                Some(c)
-                    if c.status == want && c.reason == reason && c.observed_generation == gen_ =>
-                {
-                    Ok(())
-                }
-                other => Err(format!(
-                    "{name}: {type_} is {:?}, want {want:?}/{reason}",
-                    other.map(|c| (c.status, c.reason.clone(), c.observed_generation))
-                )),
-            }
-        };
+        let is = |type_: &str, want: ConditionStatus, reason: &str| is_cond(r, type_, want, reason);
         if !valid(r) {
             check(&mut out, is("Ready", ConditionStatus::False, "InvalidSpec"));
             continue;
@@ -342,7 +464,15 @@ fn unmet(st: &State) -> Vec<String> {
             );
             continue;
         }
-        let Some(gw) = st.emu.world.gateways.get(&r.spec.vpn_gateway_id) else {
+        let visible = key_used(st, r).is_some_and(|k| st.sees(&k, &r.spec.vpn_gateway_id));
+        let gw = st
+            .emu
+            .world
+            .gateways
+            .get(&r.spec.vpn_gateway_id)
+            .filter(|_| visible);
+        let Some(gw) = gw else {
+            // Gone, or another account's (for this key it does not exist).
             check(
                 &mut out,
                 is(
@@ -371,7 +501,23 @@ fn unmet(st: &State) -> Vec<String> {
             i64::from(e.priority) != i64::from(s.priority)
                 && (gw.priority_support || s.priority != DEFAULT_PRIORITY)
         };
+        let unprovable = st.unprovable.get(&uid(r)) == Some(&EntryKey::of(s));
         match (s.management_policy, entry) {
+            (ManagementPolicy::Full, Some(_)) if unprovable && !consents(r) => {
+                // The one outcome the design allows: its own entry, which it can no longer
+                // prove its own (the create's answer was never recorded and the cloud forgot
+                // the token): it refuses the entry and says why.
+                check(
+                    &mut out,
+                    is("Ready", ConditionStatus::False, "AlreadyExists"),
+                );
+                if !says_why_unprovable(st, r) {
+                    out.push(format!(
+                        "{name}: refuses its own entry, whose token the cloud forgot, without \
+                         saying so (its message does not mention the token)"
+                    ));
+                }
+            }
             (ManagementPolicy::ObserveOnly, None) => {
                 check(&mut out, is("Ready", ConditionStatus::False, "NotFound"));
                 if status.observed.is_some() {
@@ -432,6 +578,64 @@ fn unmet(st: &State) -> Vec<String> {
     out
 }
 
+/// Whether the condition `type_` of `r` is `want` for `reason` at the current generation.
+fn is_cond(
+    r: &VpnPbrRoute,
+    type_: &str,
+    want: ConditionStatus,
+    reason: &str,
+) -> Result<(), String> {
+    let gen_ = r.metadata.generation;
+    match cond(r, type_) {
+        Some(c) if c.status == want && c.reason == reason && c.observed_generation == gen_ => {
+            Ok(())
+        }
+        other => Err(format!(
+            "{}: {type_} is {:?}, want {want:?}/{reason}",
+            r.name_any(),
+            other.map(|c| (c.status, c.reason.clone(), c.observed_generation))
+        )),
+    }
+}
+
+/// The access key a route's calls are signed with: its Secret's, or the operator's; `None`
+/// when it names a Secret that is gone (a live route then fails on the Secret).
+fn key_used(st: &State, r: &VpnPbrRoute) -> Option<String> {
+    let Some(s) = &r.spec.credentials_ref else {
+        return Some(OPERATOR_KEY.to_owned());
+    };
+    let ns = r.metadata.namespace.clone().unwrap_or_default();
+    let data = st.secrets.get(&(ns, s.name.clone()))?;
+    data.get("accessKeyId")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A deleted route whose cleanup only someone else can unblock: its Secret is gone, and the
+/// operator's own key does not see its gateway.
+fn cleanup_blocked(st: &State, r: &VpnPbrRoute) -> bool {
+    r.spec.credentials_ref.is_some()
+        && key_used(st, r).is_none()
+        && st.emu.world.gateways.contains_key(&r.spec.vpn_gateway_id)
+        && !st.sees(OPERATOR_KEY, &r.spec.vpn_gateway_id)
+}
+
+/// Whether an object that cannot prove its own entry says why: its status or an event names
+/// the forgotten token.
+fn says_why_unprovable(st: &State, r: &VpnPbrRoute) -> bool {
+    let in_status = r.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.message.to_lowercase().contains("token"))
+    });
+    in_status || said_why(st, &uid(r))
+}
+
+fn said_why(st: &State, uid_: &str) -> bool {
+    st.events
+        .get(uid_)
+        .is_some_and(|v| v.iter().any(|e| e.to_lowercase().contains("token")))
+}
+
 fn check(out: &mut Vec<String>, r: Result<(), String>) {
     if let Err(e) = r {
         out.push(e);
@@ -458,13 +662,6 @@ fn end_pair_watches(sim: &Sim) {
     }
 }
 
-fn secret_data() -> BTreeMap<String, Vec<u8>> {
-    BTreeMap::from([
-        ("accessKeyId".to_owned(), b"sim-route-key".to_vec()),
-        ("accessKeySecret".to_owned(), b"sim-route-secret".to_vec()),
-    ])
-}
-
 /// Plays one step of the history on the world.
 fn apply(sim: &Sim, op: &Op) {
     let tt = t(sim);
@@ -477,9 +674,18 @@ fn apply(sim: &Sim, op: &Op) {
             spec,
             paused,
             adopt,
+            secret,
         } => {
-            if let Some(s) = &spec.credentials_ref {
-                st.secrets.insert(key_of(&s.name), secret_data());
+            let k = key_of(name);
+            if st.terminating.contains(&k.0) {
+                return note(
+                    &mut st,
+                    format!("  namespace {} is terminating: refused", k.0),
+                );
+            }
+            if let (Some(s), Some(account)) = (&spec.credentials_ref, secret) {
+                st.secrets
+                    .insert((k.0.clone(), s.name.clone()), secret_data(*account));
             }
             if !st.create(now_ms, name, spec.clone(), *paused, *adopt) {
                 note(&mut st, format!("  {name} still exists: create refused"));
@@ -521,7 +727,7 @@ fn apply(sim: &Sim, op: &Op) {
                         && !paused(r)
                         && !deleting(r)
                         && st
-                            .entry(&EntryKey::of(&r.spec))
+                            .known_entry(&EntryKey::of(&r.spec))
                             .is_some_and(|e| i64::from(e.weight) == i64::from(r.spec.weight))
                 });
             for r in &members {
@@ -561,18 +767,56 @@ fn apply(sim: &Sim, op: &Op) {
             };
             let u = uid(&obj.route);
             if let Some(s) = obj.route.spec.credentials_ref.clone() {
-                st.secrets.remove(&key_of(&s.name));
+                st.secrets.remove(&(k.0.clone(), s.name));
             }
             st.unwatch_member(&u, "member deleted", tt);
             st.delete(&k, now_ms);
+        }
+        Op::DeleteNamespace { ns } => {
+            let keys: Vec<_> = st.store.keys().filter(|k| k.0 == *ns).cloned().collect();
+            if !st.world.namespaces {
+                // The tidy world: each route is deleted as `Delete` does it (its Secret just
+                // before it), so the history's model of what exists still holds.
+                drop(st);
+                for k in keys {
+                    apply(
+                        sim,
+                        &Op::Delete {
+                            name: format!("{}/{}", k.0, k.1),
+                        },
+                    );
+                }
+                return;
+            }
+            // The namespace controller: the Secrets go at once (they have no finalizers),
+            // the routes are deleted and stay while their finalizers do; nothing new is made
+            // in the namespace until it is gone.
+            st.stats.namespaces_deleted += 1;
+            st.secrets.retain(|k, _| k.0 != *ns);
+            if !keys.is_empty() {
+                st.terminating.insert(ns.clone());
+            }
+            for k in keys {
+                if let Some(u) = st.store.get(&k).map(|o| uid(&o.route)) {
+                    st.unwatch_member(&u, "namespace deleted", tt);
+                }
+                st.delete(&k, now_ms);
+            }
+        }
+        Op::Relist if st.world.stale => {
+            let epochs: Vec<u64> = st.watches.keys().copied().collect();
+            for e in epochs {
+                st.relist(e);
+            }
         }
         Op::Console(c) => console(&mut st, c, now_ms, tt),
         Op::DeleteGateway { gw } => {
             st.emu.world.gateways.remove(gw);
             st.unwatch_pairs(gw, None, None, "gateway deleted", tt);
             st.prune_owners();
+            st.follow_lists(now_ms);
         }
-        Op::Crash | Op::Nothing => {}
+        Op::Crash | Op::Nothing | Op::Partition { .. } | Op::Relist => {}
     }
 }
 
@@ -595,6 +839,7 @@ fn console(st: &mut State, c: &Console, now_ms: u64, tt: f64) {
             now_ms,
         );
         let code = out.map_or_else(|e| e.code.into_owned(), |_| "OK".to_owned());
+        st.follow_lists(now_ms);
         return st.trace_at(tt, &format!("  console create: {code}"));
     }
     let key = match c {
@@ -604,7 +849,8 @@ fn console(st: &mut State, c: &Console, now_ms: u64, tt: f64) {
         | Console::Priority(k, _)
         | Console::Publish(k, _) => k,
     };
-    let Some(e) = st.entry(key).cloned() else {
+    // As the service knows it (a change it accepted counts, applied or not).
+    let Some(e) = st.known_entry(key) else {
         return st.trace_at(tt, "  no such entry");
     };
     let mut p: BTreeMap<String, String> = BTreeMap::from([
@@ -633,7 +879,9 @@ fn console(st: &mut State, c: &Console, now_ms: u64, tt: f64) {
             "PublishVpnRouteEntry"
         }
     };
-    match ops::run(action, &Params::new(p), &mut st.emu, now_ms) {
+    let out = ops::run(action, &Params::new(p), &mut st.emu, now_ms);
+    st.follow_lists(now_ms);
+    match out {
         Ok(_) => {
             st.trace_at(tt, &format!("  console {action}: OK"));
             st.unwatch_pairs(
@@ -650,5 +898,23 @@ fn console(st: &mut State, c: &Console, now_ms: u64, tt: f64) {
             st.prune_owners();
         }
         Err(e) => st.trace_at(tt, &format!("  console {action}: {}", e.code)),
+    }
+}
+
+/// Delivers the watches' events when they are due (`stale`), for the whole seed.
+async fn pump_watches(sim: Arc<Sim>) {
+    let wake = sim.lock().watch_wake.clone();
+    loop {
+        let next = sim.lock().deliver_due();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    biased;
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => wake.notified().await,
+        }
     }
 }

@@ -1,36 +1,85 @@
 //! The simulated world one seed runs in: the emulator's VPC state, the Kubernetes object store,
-//! and the books the invariants are checked against. One lock for all of it, so a cloud call
-//! and the object store it is judged against are seen at the same instant.
+//! the watch caches of the operator processes, and the books the invariants are checked
+//! against. One lock for all of it, so a cloud call and the object store it is judged against
+//! are seen at the same instant.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::watcher;
+use rand::Rng;
 use rand::rngs::StdRng;
+use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use vpc_emulator::ops::EmuState;
+use vpc_emulator::world::{PbrEntry, effective};
 use vpn_pbr_operator::api::v1alpha1::{
     ADOPT_ANNOTATION, DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute,
     VpnPbrRouteSpec, validation,
 };
 use vpn_pbr_operator::controller::duplicates;
+use vpn_pbr_operator::controller::model::{Mutation, Scope};
+
+use super::config::WorldConfig;
+use super::lists::Listed;
 
 /// Virtual wall clock at the start of every seed (2026-01-01T00:00:00Z), so the emulator's
 /// times and the objects' creation timestamps do not depend on the real date.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
 pub const NS: &str = "sim";
+/// The namespaces objects live in (one of them may be deleted).
+pub const NAMESPACES: [&str; 2] = [NS, "team"];
 pub const REGION: &str = "cn-hangzhou";
 
 /// `namespace/name` of an object.
 pub type Key = (String, String);
 
-pub fn key_of(name: &str) -> Key {
-    (NS.to_owned(), name.to_owned())
+/// The key of `ns/name` (a name without a namespace is in [`NS`]).
+pub fn key_of(full: &str) -> Key {
+    match full.split_once('/') {
+        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+        None => (NS.to_owned(), full.to_owned()),
+    }
+}
+
+/// The access key of the operator's own credentials, and of the keys routes name in their
+/// Secrets, one per account.
+pub const OPERATOR_KEY: &str = "sim-operator";
+/// The account the operator's own key belongs to.
+pub const OPERATOR_ACCOUNT: u8 = 1;
+
+pub fn route_key(account: u8) -> String {
+    format!("sim-key-{account}")
+}
+
+/// The account of an access key.
+///
+/// FOLLOW-UP (accounts in status): the emulator and the client are gaining accounts
+/// (`GetCallerIdentity`, the account in status) on another branch. Once that is on main,
+/// answer `GetCallerIdentity` in cloud.rs from this function, and judge in run.rs (`unmet`)
+/// that a route's status names the account of its gateway and that a cleanup concludes
+/// "gone" only from answers of that account.
+pub fn account_of_key(access_key_id: &str) -> Option<u8> {
+    if access_key_id == OPERATOR_KEY {
+        return Some(OPERATOR_ACCOUNT);
+    }
+    access_key_id.strip_prefix("sim-key-")?.parse().ok()
+}
+
+/// The data of a route's Secret with a key of `account`.
+pub fn secret_data(account: u8) -> BTreeMap<String, Vec<u8>> {
+    BTreeMap::from([
+        ("accessKeyId".to_owned(), route_key(account).into_bytes()),
+        (
+            "accessKeySecret".to_owned(),
+            format!("sim-secret-{account}").into_bytes(),
+        ),
+    ])
 }
 
 /// One policy-based route entry of the cloud.
@@ -49,6 +98,19 @@ impl EntryKey {
             src: spec.route_source.clone(),
             dest: spec.route_dest.clone(),
             hop: spec.next_hop.clone(),
+        }
+    }
+}
+
+impl EntryKey {
+    /// The entry a mutation on `scope`'s gateway acts on.
+    pub fn of_mutation(scope: &Scope, m: &Mutation) -> Self {
+        let r = m.route();
+        Self {
+            gw: scope.vpn_gateway_id.clone(),
+            src: r.route_source.clone(),
+            dest: r.route_dest.clone(),
+            hop: r.next_hop.clone(),
         }
     }
 }
@@ -75,8 +137,6 @@ pub struct Tomb {
     /// Since when nothing may change its entry any more (its deletion, or its removal).
     pub change_barred: Instant,
     pub delete_barred: Instant,
-    /// An older object claimed its entry when it went (duplicates.rs): it never owned it.
-    pub claimed_by_older: bool,
 }
 
 /// An active/standby pair whose weights were swapped while both members were Ready: the
@@ -105,34 +165,101 @@ pub struct Stats {
     /// Virtual seconds from "faults stop" to convergence, and the bound it had.
     pub converge_secs: f64,
     pub converge_bound_secs: f64,
+    /// Lists of more than one page, and those whose pages saw the gateway change between them.
+    pub lists_paged: u64,
+    pub lists_raced: u64,
+    /// Lists that showed an older state than the gateway had already reached.
+    pub lists_behind: u64,
+    /// Calls answered `InvalidVpnGatewayInstanceId.NotFound` because the key is of another
+    /// account than the gateway.
+    pub cross_account: u64,
+    /// Status writes built on an older copy than the stored object (their base was stale).
+    pub stale_writes: u64,
+    /// Reconciles of a copy older than the stored object.
+    pub stale_reconciles: u64,
+    pub relists: u64,
+    /// Requests that landed after their process had died, and those that landed after the
+    /// next process had sent a request of its own.
+    pub late_landings: u64,
+    pub late_after_successor: u64,
+    /// Mutations whose token the cloud had forgotten.
+    pub tokens_expired: u64,
+    /// Leader hand-overs (the standby took the Lease over).
+    pub handovers: u64,
+    pub namespaces_deleted: u64,
+}
+
+/// One operator process's view of the routes: its watch cache and claim index, fed the store's
+/// events after a delay (in order), and where its events trigger reconciles.
+pub struct Watch {
+    writer: Writer<VpnPbrRoute>,
+    pub cache: duplicates::ClaimCache,
+    queue: VecDeque<(Instant, watcher::Event<VpnPbrRoute>)>,
+    pub triggers: UnboundedSender<Key>,
+    /// Per object uid, since when this process's watch has shown it barred from creating or
+    /// changing its entry, and from deleting it (what the process can know, not the store).
+    pub bars: BTreeMap<String, Bars>,
+}
+
+/// Since when an object may not change (create, modify) or delete its entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bars {
+    pub change: Option<Instant>,
+    pub delete: Option<Instant>,
+}
+
+impl Bars {
+    fn follow(&mut self, r: &VpnPbrRoute, now: Instant) {
+        bar(&mut self.change, change_allowed(r), now);
+        bar(&mut self.delete, delete_allowed(r), now);
+    }
+
+    fn gone(&mut self, now: Instant) {
+        self.change.get_or_insert(now);
+        self.delete.get_or_insert(now);
+    }
+}
+
+/// The Lease of leader election (`src/app.rs`): who holds it and when it was last renewed.
+#[derive(Debug, Default, Clone)]
+pub struct Lease {
+    /// The replica holding it.
+    pub holder: Option<usize>,
+    /// Epoch milliseconds of the last renewal.
+    pub renewed_ms: u64,
 }
 
 pub struct State {
-    /// The running operator instance; calls of an older (crashed) one are refused.
+    /// The operator processes alive now; calls of any other are refused.
+    pub live: BTreeSet<u64>,
+    /// The last process started.
     pub epoch: u64,
+    /// Processes cut off from the apiserver (their Kubernetes calls fail).
+    pub cut_off: BTreeSet<u64>,
     pub emu: EmuState,
     pub faults: bool,
     /// Fault decisions (cloud and Kubernetes), seeded.
     pub rng: StdRng,
+    pub world: WorldConfig,
     pub store: BTreeMap<Key, Obj>,
     pub secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
-    /// The operator's watch cache, fed like a reflector (duplicates are computed over it by
-    /// the real `duplicates::older_claim_in`).
-    mirror: Writer<VpnPbrRoute>,
-    /// The cache and its claim index, fed the same events (as `runner.rs` feeds them).
-    pub reader: duplicates::ClaimCache,
+    /// The store as it is now, with its claim index (what the invariants judge against).
+    truth_writer: Writer<VpnPbrRoute>,
+    pub truth: duplicates::ClaimCache,
+    /// Each live process's watch.
+    pub watches: BTreeMap<u64, Watch>,
+    /// Wakes the watch pump when an event is queued.
+    pub watch_wake: Arc<Notify>,
     next_rv: u64,
     next_uid: u64,
-    /// Where store changes go: the running controller loop.
-    pub triggers: Option<UnboundedSender<Key>>,
     /// Every client token seen in a status write, and the uid of the object that wrote it.
-    pub token_owner: HashMap<String, String>,
+    pub token_owner: BTreeMap<String, String>,
     /// Entries that exist in the cloud and the uid of the object that owns them: its create
     /// made them, or it adopted them with consent (README.md, "Behaviour worth knowing").
     pub owners: BTreeMap<EntryKey, String>,
     /// Accepted (not replayed) creates per object uid.
     pub accepted_creates: BTreeMap<String, u32>,
-    pub tombs: HashMap<String, Tomb>,
+    pub tombs: BTreeMap<String, Tomb>,
     pub violations: Vec<String>,
     pub trace: VecDeque<String>,
     /// Keep the whole trace (and trace every reconcile), not just its end.
@@ -141,6 +268,65 @@ pub struct State {
     /// Whether a broken invariant 3 fails the seed (else it is only traced and counted).
     pub strict_pairs: bool,
     pub stats: Stats,
+    /// The account of each gateway.
+    pub accounts: BTreeMap<String, u8>,
+    /// From the end of the history on, the operator's own key sees every account (the
+    /// unblocking "someone else" does for a cleanup blocked by a missing Secret).
+    pub operator_sees_all: bool,
+    /// What lists show of each gateway.
+    pub listed: BTreeMap<String, Listed>,
+    /// When the cloud first remembered each token, and how long it remembers one.
+    pub token_seen: BTreeMap<String, u64>,
+    pub token_ttl_ms: u64,
+    /// Tokens the cloud forgot, as the renamed token sent in their place.
+    pub forgotten: BTreeMap<String, String>,
+    /// Objects whose own entry cannot be proven theirs: the create's answer was never recorded
+    /// and the cloud forgot its token before the replay (the one outcome the design allows).
+    pub unprovable: BTreeMap<String, EntryKey>,
+    /// Events per object uid (`Reason: note`).
+    pub events: BTreeMap<String, Vec<String>>,
+    /// Namespaces being deleted.
+    pub terminating: BTreeSet<String>,
+    /// Cloud requests on the wire now.
+    pub in_transit: usize,
+    /// When each process sent its first and its last request.
+    pub first_send: BTreeMap<u64, Instant>,
+    /// The first and last mutation each process sent (the fence's invariant).
+    pub first_mutation: BTreeMap<u64, Instant>,
+    pub last_mutation: BTreeMap<u64, Instant>,
+    pub lease: Lease,
+    /// The replica each process runs in.
+    pub replica_of: BTreeMap<u64, usize>,
+    /// Filler entries made so far (someone else's, for the pages).
+    pub fillers: u32,
+    pub hash: TraceHash,
+}
+
+/// FNV-1a over what a run did: the same bytes in the same order give the same value in every
+/// process (unlike `std`'s randomly keyed hasher).
+#[derive(Clone, Copy, Debug)]
+pub struct TraceHash(pub u64);
+
+impl Default for TraceHash {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl TraceHash {
+    pub fn add(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+
+    pub fn add_str(&mut self, s: &str) {
+        self.add(s.as_bytes());
+    }
 }
 
 /// How many trace lines a failure report shows.
@@ -149,40 +335,64 @@ const TRACE_KEEP: usize = 400;
 pub struct Sim {
     state: Mutex<State>,
     pub start: Instant,
+    /// The seed: every random draw of the run (the controller's included) derives from it.
+    pub seed: u64,
 }
 
 impl Sim {
-    pub fn new(emu: EmuState, rng: StdRng, verbose: bool) -> Self {
-        let (store, mirror) = reflector::store();
-        let reader = duplicates::ClaimCache {
+    pub fn new(seed: u64, emu: EmuState, rng: StdRng, world: WorldConfig, verbose: bool) -> Self {
+        let (store, truth_writer) = reflector::store();
+        let truth = duplicates::ClaimCache {
             store,
             index: duplicates::ClaimIndex::default(),
         };
         Self {
             state: Mutex::new(State {
+                live: BTreeSet::new(),
                 epoch: 0,
+                cut_off: BTreeSet::new(),
                 emu,
                 faults: true,
                 rng,
+                world,
                 store: BTreeMap::new(),
                 secrets: BTreeMap::new(),
-                mirror,
-                reader,
+                truth_writer,
+                truth,
+                watches: BTreeMap::new(),
+                watch_wake: Arc::new(Notify::new()),
                 next_rv: 1,
                 next_uid: 1,
-                triggers: None,
-                token_owner: HashMap::new(),
+                token_owner: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 accepted_creates: BTreeMap::new(),
-                tombs: HashMap::new(),
+                tombs: BTreeMap::new(),
                 violations: Vec::new(),
                 trace: VecDeque::new(),
                 verbose,
                 pairs: Vec::new(),
                 strict_pairs: true,
                 stats: Stats::default(),
+                accounts: BTreeMap::new(),
+                operator_sees_all: false,
+                listed: BTreeMap::new(),
+                token_seen: BTreeMap::new(),
+                token_ttl_ms: u64::MAX,
+                forgotten: BTreeMap::new(),
+                unprovable: BTreeMap::new(),
+                events: BTreeMap::new(),
+                terminating: BTreeSet::new(),
+                in_transit: 0,
+                first_send: BTreeMap::new(),
+                first_mutation: BTreeMap::new(),
+                last_mutation: BTreeMap::new(),
+                lease: Lease::default(),
+                replica_of: BTreeMap::new(),
+                fillers: 0,
+                hash: TraceHash::default(),
             }),
             start: Instant::now(),
+            seed,
         }
     }
 
@@ -247,6 +457,25 @@ fn delete_allowed(r: &VpnPbrRoute) -> bool {
     }
 }
 
+/// One watch event into a process's cache and claim index (the index first, as `runner.rs`
+/// feeds it), and the reconcile it triggers.
+fn deliver(w: &mut Watch, event: &watcher::Event<VpnPbrRoute>) {
+    w.cache.index.apply_watcher_event(event);
+    w.writer.apply_watcher_event(event);
+    let now = Instant::now();
+    match event {
+        watcher::Event::Apply(r) => w.bars.entry(uid(r)).or_default().follow(r, now),
+        watcher::Event::Delete(r) => w.bars.entry(uid(r)).or_default().gone(now),
+        _ => {}
+    }
+    if let watcher::Event::Apply(r) | watcher::Event::Delete(r) = event {
+        // A closed channel means the process is gone.
+        let _ = w
+            .triggers
+            .send((r.namespace().unwrap_or_default(), r.name_any()));
+    }
+}
+
 fn bar(flag: &mut Option<Instant>, allowed: bool, now: Instant) {
     match (allowed, flag.is_some()) {
         (true, _) => *flag = None,
@@ -269,15 +498,8 @@ impl State {
         self.violations.push(format!("t={t:.3}s {what}"));
     }
 
-    fn trigger(&self, key: &Key) {
-        if let Some(tx) = &self.triggers {
-            // A closed channel means the operator is down; the restart triggers everything.
-            let _ = tx.send(key.clone());
-        }
-    }
-
-    /// Stores a new version of an object (bumping its resourceVersion), updates the
-    /// operator's watch cache and triggers a reconcile.
+    /// Stores a new version of an object (bumping its resourceVersion); every process's
+    /// watch delivers it (at once, or late with `stale`) and triggers a reconcile.
     pub fn put(&mut self, key: &Key, mut route: VpnPbrRoute) {
         let now = Instant::now();
         route.metadata.resource_version = Some(self.next_rv.to_string());
@@ -288,12 +510,13 @@ impl State {
             delete_barred: None,
         });
         obj.route = route;
+        self.hash.add_str(&format!("put {}/{}", key.0, key.1));
+        self.hash
+            .add(&serde_json::to_vec(&obj.route).unwrap_or_default());
         bar(&mut obj.change_barred, change_allowed(&obj.route), now);
         bar(&mut obj.delete_barred, delete_allowed(&obj.route), now);
         let event = watcher::Event::Apply(obj.route.clone());
-        self.reader.index.apply_watcher_event(&event);
-        self.mirror.apply_watcher_event(&event);
-        self.trigger(key);
+        self.publish_event(event);
     }
 
     /// The resourceVersion of the stored object.
@@ -306,11 +529,13 @@ impl State {
     /// Removes an object for good (its last finalizer went, or it never had one).
     pub fn remove(&mut self, key: &Key) {
         if let Some(obj) = self.store.remove(key) {
+            self.hash.add_str(&format!("remove {}/{}", key.0, key.1));
             let now = Instant::now();
-            let claimed_by_older = self.older_claim(&obj.route).is_some();
-            let event = watcher::Event::Delete(obj.route.clone());
-            self.reader.index.apply_watcher_event(&event);
-            self.mirror.apply_watcher_event(&event);
+            self.publish_event(watcher::Event::Delete(obj.route.clone()));
+            // A namespace being deleted is gone with its last object.
+            if !self.store.keys().any(|k| k.0 == key.0) {
+                self.terminating.remove(&key.0);
+            }
             self.tombs.insert(
                 uid(&obj.route),
                 Tomb {
@@ -318,10 +543,148 @@ impl State {
                     gone_at: now,
                     change_barred: obj.change_barred.unwrap_or(now),
                     delete_barred: obj.delete_barred.unwrap_or(now),
-                    claimed_by_older,
                 },
             );
         }
+    }
+
+    /// A store event: into the truth at once, into each process's watch at once or, with
+    /// `stale`, after a random delay (a watch is ordered: never before an earlier event).
+    fn publish_event(&mut self, event: watcher::Event<VpnPbrRoute>) {
+        self.truth.index.apply_watcher_event(&event);
+        self.truth_writer.apply_watcher_event(&event);
+        let now = Instant::now();
+        let epochs: Vec<u64> = self.watches.keys().copied().collect();
+        for epoch in epochs {
+            let lag = if self.world.stale {
+                // Mostly prompt, sometimes seconds behind (a slow or reconnecting watch).
+                match self.rng.random_range(0..100) {
+                    0..60 => Duration::from_millis(self.rng.random_range(0..30)),
+                    60..90 => Duration::from_millis(self.rng.random_range(30..500)),
+                    _ => Duration::from_millis(self.rng.random_range(500..4000)),
+                }
+            } else {
+                Duration::ZERO
+            };
+            let cut = self.cut_off.contains(&epoch);
+            let Some(w) = self.watches.get_mut(&epoch) else {
+                continue;
+            };
+            if lag.is_zero() && w.queue.is_empty() && !cut {
+                deliver(w, &event);
+            } else {
+                let after = w.queue.back().map_or(now, |(at, _)| *at);
+                w.queue.push_back(((now + lag).max(after), event.clone()));
+            }
+        }
+        if self.world.stale {
+            self.watch_wake.notify_one();
+        }
+    }
+
+    /// Delivers the watch events that are due (not to processes cut off from the apiserver);
+    /// returns when the next one is due.
+    pub fn deliver_due(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for (epoch, w) in &mut self.watches {
+            if self.cut_off.contains(epoch) {
+                continue;
+            }
+            while let Some((at, _)) = w.queue.front() {
+                if *at > now {
+                    next = Some(next.map_or(*at, |n| n.min(*at)));
+                    break;
+                }
+                if let Some((_, event)) = w.queue.pop_front() {
+                    deliver(w, &event);
+                }
+            }
+        }
+        next
+    }
+
+    /// A new process's watch: it lists the store (its cache starts fresh) and triggers every
+    /// object once.
+    pub fn open_watch(&mut self, epoch: u64, triggers: UnboundedSender<Key>) {
+        let (store, writer) = reflector::store();
+        let mut w = Watch {
+            writer,
+            cache: duplicates::ClaimCache {
+                store,
+                index: duplicates::ClaimIndex::default(),
+            },
+            queue: VecDeque::new(),
+            triggers,
+            bars: BTreeMap::new(),
+        };
+        self.relist_into(&mut w);
+        self.watches.insert(epoch, w);
+    }
+
+    /// The watch of `epoch` starts again: whatever it had not delivered is replaced by a
+    /// fresh list of the store (objects deleted meanwhile leave the cache), and every object
+    /// is triggered.
+    pub fn relist(&mut self, epoch: u64) {
+        if let Some(mut w) = self.watches.remove(&epoch) {
+            w.queue.clear();
+            self.relist_into(&mut w);
+            self.watches.insert(epoch, w);
+            self.stats.relists += 1;
+        }
+    }
+
+    fn relist_into(&self, w: &mut Watch) {
+        let mut events = vec![watcher::Event::Init];
+        events.extend(
+            self.store
+                .values()
+                .map(|o| watcher::Event::InitApply(o.route.clone())),
+        );
+        events.push(watcher::Event::InitDone);
+        let now = Instant::now();
+        let listed: BTreeSet<String> = self.store.values().map(|o| uid(&o.route)).collect();
+        for (u, b) in &mut w.bars {
+            if !listed.contains(u) {
+                b.gone(now);
+            }
+        }
+        for e in &events {
+            w.cache.index.apply_watcher_event(e);
+            w.writer.apply_watcher_event(e);
+            if let watcher::Event::InitApply(r) = e {
+                w.bars.entry(uid(r)).or_default().follow(r, now);
+            }
+        }
+        for k in self.store.keys() {
+            // A closed channel means the process is gone.
+            let _ = w.triggers.send(k.clone());
+        }
+    }
+
+    /// Since when process `epoch` has seen the object `uid_` barred (its watch's view); the
+    /// store's view for a process without a watch.
+    pub fn bars_seen(&self, epoch: u64, uid_: &str) -> Bars {
+        if let Some(b) = self.watches.get(&epoch).and_then(|w| w.bars.get(uid_)) {
+            return *b;
+        }
+        if let Some(o) = self.object_by_uid(uid_) {
+            return Bars {
+                change: o.change_barred,
+                delete: o.delete_barred,
+            };
+        }
+        self.tombs.get(uid_).map_or_else(Bars::default, |t| Bars {
+            change: Some(t.change_barred),
+            delete: Some(t.delete_barred),
+        })
+    }
+
+    /// The copy of an object the process `epoch` has in its watch cache.
+    pub fn cached(&self, epoch: u64, key: &Key) -> Option<VpnPbrRoute> {
+        let w = self.watches.get(&epoch)?;
+        let at = ObjectRef::new(&key.1).within(&key.0);
+        w.cache.store.get(&at).map(|r| (*r).clone())
     }
 
     /// Creates an object as the apiserver does: uid, generation 1, creation timestamp.
@@ -334,11 +697,12 @@ impl State {
         adopt: bool,
     ) -> bool {
         let key = key_of(name);
-        if self.store.contains_key(&key) {
+        // A terminating namespace takes no new objects.
+        if self.store.contains_key(&key) || self.terminating.contains(&key.0) {
             return false;
         }
-        let mut route = VpnPbrRoute::new(name, spec);
-        route.metadata.namespace = Some(NS.to_owned());
+        let mut route = VpnPbrRoute::new(&key.1, spec);
+        route.metadata.namespace = Some(key.0.clone());
         route.metadata.uid = Some(format!("uid-{}", self.next_uid));
         self.next_uid += 1;
         route.metadata.generation = Some(1);
@@ -413,65 +777,127 @@ impl State {
         true
     }
 
-    /// The objects whose identity fields name `entry`, oldest first.
-    pub fn claimants(&self, entry: &EntryKey) -> Vec<&VpnPbrRoute> {
-        let mut v: Vec<&VpnPbrRoute> = self
-            .store
-            .values()
-            .map(|o| &o.route)
-            .filter(|r| EntryKey::of(&r.spec) == *entry)
-            .collect();
-        v.sort_by_key(|r| (r.creation_timestamp().map(|t| t.0), r.name_any()));
-        v
-    }
-
-    /// An older object claiming the same entry, as the operator computes it.
+    /// An older object claiming the same entry, as the operator computes it, on the store as
+    /// it is now (what the invariants judge).
     pub fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
-        duplicates::older_claim_in(route, std::slice::from_ref(&self.reader))
+        duplicates::older_claim_in(route, std::slice::from_ref(&self.truth))
     }
 
-    /// An older object that wants the other `publishVpc` for the same destination and next hop.
-    pub fn publish_conflict(&self, route: &VpnPbrRoute) -> Option<String> {
-        duplicates::older_publish_conflict_in(route, std::slice::from_ref(&self.reader))
+    /// The same, on the watch cache of process `epoch`.
+    pub fn older_claim_seen(&self, epoch: u64, route: &VpnPbrRoute) -> Option<String> {
+        let w = self.watches.get(&epoch)?;
+        duplicates::older_claim_in(route, std::slice::from_ref(&w.cache))
     }
 
-    /// Our other objects with the same gateway, destination and next hop.
-    pub fn publish_sharers(&self, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
-        duplicates::publish_sharers_in(route, std::slice::from_ref(&self.reader))
+    /// An older object that wants the other `publishVpc` for the same destination and next
+    /// hop, on the watch cache of process `epoch`.
+    pub fn publish_conflict_seen(&self, epoch: u64, route: &VpnPbrRoute) -> Option<String> {
+        let w = self.watches.get(&epoch)?;
+        duplicates::older_publish_conflict_in(route, std::slice::from_ref(&w.cache))
+    }
+
+    /// Our other objects with the same gateway, destination and next hop, on the watch cache
+    /// of process `epoch`.
+    pub fn publish_sharers_seen(&self, epoch: u64, route: &VpnPbrRoute) -> Vec<Arc<VpnPbrRoute>> {
+        self.watches.get(&epoch).map_or_else(Vec::new, |w| {
+            duplicates::publish_sharers_in(route, std::slice::from_ref(&w.cache))
+        })
     }
 
     pub fn object_by_uid(&self, uid_: &str) -> Option<&Obj> {
         self.store.values().find(|o| uid(&o.route) == uid_)
     }
 
-    /// Entries of the cloud right now.
-    pub fn entries(&self) -> Vec<(EntryKey, vpc_emulator::world::PbrEntry)> {
+    /// Entries of the cloud right now, as the service knows them (accepted changes included,
+    /// applied or not).
+    pub fn entries(&self) -> Vec<(EntryKey, PbrEntry)> {
         self.emu
             .world
             .gateways
             .values()
             .flat_map(|g| {
-                g.entries.iter().map(|e| {
-                    (
-                        EntryKey {
-                            gw: g.id.clone(),
-                            src: e.route_source.clone(),
-                            dest: e.route_dest.clone(),
-                            hop: e.next_hop.clone(),
-                        },
-                        e.clone(),
-                    )
-                })
+                effective(g)
+                    .iter()
+                    .map(|e| {
+                        (
+                            EntryKey {
+                                gw: g.id.clone(),
+                                src: e.route_source.clone(),
+                                dest: e.route_dest.clone(),
+                                hop: e.next_hop.clone(),
+                            },
+                            e.clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
 
-    pub fn entry(&self, key: &EntryKey) -> Option<&vpc_emulator::world::PbrEntry> {
+    /// An entry as the service knows it (a change it accepted counts, applied or not).
+    pub fn known_entry(&self, key: &EntryKey) -> Option<PbrEntry> {
+        let g = self.emu.world.gateways.get(&key.gw)?;
+        effective(g)
+            .iter()
+            .find(|e| {
+                e.route_source == key.src && e.route_dest == key.dest && e.next_hop == key.hop
+            })
+            .cloned()
+    }
+
+    /// An entry as the gateway has applied it (what traffic and, once they catch up, lists see).
+    pub fn entry(&self, key: &EntryKey) -> Option<&PbrEntry> {
         self.emu.world.gateways.get(&key.gw).and_then(|g| {
             g.entries.iter().find(|e| {
                 e.route_source == key.src && e.route_dest == key.dest && e.next_hop == key.hop
             })
         })
+    }
+
+    /// Lists follow the gateways: a state they have not shown yet shows after a random delay
+    /// (`lag`), or at once.
+    pub fn follow_lists(&mut self, now_ms: u64) {
+        self.emu.world.settle(now_ms);
+        let lag = self.world.lag;
+        let ids: Vec<String> = self.emu.world.gateways.keys().cloned().collect();
+        self.listed.retain(|gw, _| ids.contains(gw));
+        for gw in ids {
+            let Some(g) = self.emu.world.gateways.get(&gw) else {
+                continue;
+            };
+            let l = self.listed.entry(gw.clone()).or_default();
+            if !l.is_new(&g.entries) {
+                l.advance(now_ms);
+                continue;
+            }
+            let lag_ms = if lag {
+                match self.rng.random_range(0..100) {
+                    0..50 => self.rng.random_range(0..300),
+                    50..85 => self.rng.random_range(300..1500),
+                    _ => self.rng.random_range(1500..5000),
+                }
+            } else {
+                0
+            };
+            // Borrowed again: drawing the delay needed the generator.
+            if let (Some(g), Some(l)) = (self.emu.world.gateways.get(&gw), self.listed.get_mut(&gw))
+            {
+                l.follow(&g.entries, now_ms, lag_ms);
+            }
+        }
+    }
+
+    /// Whether the key `access_key_id` sees the gateway `gw` (its account's, or, before the
+    /// accounts feature, any).
+    pub fn sees(&self, access_key_id: &str, gw: &str) -> bool {
+        if !self.world.accounts || (self.operator_sees_all && access_key_id == OPERATOR_KEY) {
+            return true;
+        }
+        let Some(owner) = self.accounts.get(gw) else {
+            // A gateway nobody has: every key is told it does not exist.
+            return true;
+        };
+        account_of_key(access_key_id) == Some(*owner)
     }
 
     /// Forgets owners of entries that are no longer in the cloud.
@@ -525,7 +951,7 @@ impl State {
         let mut started = Vec::new();
         for p in &self.pairs {
             let n = self.emu.world.gateways.get(&p.gw).map_or(0, |g| {
-                g.entries
+                effective(g)
                     .iter()
                     .filter(|e| e.route_source == p.src && e.route_dest == p.dest)
                     .count()
