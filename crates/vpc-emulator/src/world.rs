@@ -86,6 +86,13 @@ pub struct Gateway {
     /// to `active`.
     #[serde(default)]
     pub status_until_ms: Option<u64>,
+    /// Admin changes that wait for a list page: each is made (visible at once, no rules) just
+    /// before the next `DescribeVpnPbrRouteEntries` of this gateway asking for that page.
+    #[serde(default)]
+    pub before_list_page: Vec<(u32, Change)>,
+    /// Someone replaces a route around every list answer (`gateways/list_churn`).
+    #[serde(default)]
+    pub list_churn: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -323,6 +330,8 @@ impl World {
                         .clone()
                         .unwrap_or_else(|| format!("vsw-{}-dr", g.id)),
                     status_until_ms: None,
+                    before_list_page: Vec::new(),
+                    list_churn: false,
                 },
             );
         }
@@ -397,6 +406,24 @@ impl World {
 
     pub fn visibility_of(&self, gw: &Gateway) -> Visibility {
         gw.visibility.unwrap_or(self.behaviour.visibility)
+    }
+
+    /// Makes the admin changes waiting for list page `page` of `gateway` (a made entry is made
+    /// now).
+    pub fn before_list_page(&mut self, gateway: &str, page: u32, now_ms: u64) {
+        let Some(gw) = self.gateways.get_mut(gateway) else {
+            return;
+        };
+        let (due, rest) = std::mem::take(&mut gw.before_list_page)
+            .into_iter()
+            .partition(|(p, _)| *p == page);
+        gw.before_list_page = rest;
+        for (_, mut change) in due {
+            if let Change::Create(e) = &mut change {
+                e.create_time_ms = now_ms;
+            }
+            change.apply(&mut gw.entries);
+        }
     }
 
     /// Whether the route list of `gw` (or, for `None`, the connection list) is shuffled.
