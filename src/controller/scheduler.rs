@@ -969,6 +969,12 @@ mod tests {
             })
         }
 
+        /// The change of route source `src` shows in the list `lag` after the gateway is
+        /// active again.
+        fn lag(&self, src: &str, lag: Duration) {
+            self.lag_of.lock().unwrap().insert(src.into(), lag);
+        }
+
         /// Changes show in the list `lag` after the gateway is active again.
         fn lagging(update: Duration, lag: Duration) -> Arc<Self> {
             let mut g = Arc::into_inner(Self::new(update, None)).expect("fresh");
@@ -1103,15 +1109,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_change_at_a_time_in_arrival_order_close_to_the_physical_limit() {
         let fake = FakeGateway::new(Duration::from_secs(2), None);
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         let n = 20;
         let start = Instant::now();
         for i in 0..n {
@@ -1156,15 +1154,7 @@ mod tests {
         let update = Duration::from_secs(2);
         let lag = Duration::from_secs(3);
         let fake = FakeGateway::lagging(update, lag);
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         let n = 5;
         for i in 0..n {
             sched.submit(&owner(i), &scope(), publish(i), Some(1));
@@ -1203,15 +1193,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_job_cancelled_while_the_worker_waits_for_its_turn_is_never_sent() {
         let fake = FakeGateway::new(Duration::from_secs(2), None);
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         sched.submit(&owner(1), &scope(), publish(1), Some(1));
         let woken = rx.recv().await.expect("wake");
         assert_eq!(woken, owner(1));
@@ -1237,15 +1219,7 @@ mod tests {
             Duration::from_secs(1),
             Some(Instant::now() + Duration::from_secs(3)),
         );
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         sched.submit(&owner(1), &scope(), publish(1), Some(1));
         sched.submit(&owner(2), &scope(), publish(2), Some(1));
         sched.submit(&owner(2), &scope(), publish(22), Some(1));
@@ -1514,14 +1488,8 @@ mod tests {
         // A change the list never shows uses up its own read-backs; a later change on the same
         // gateway gets all of its own, and is confirmed only once the list shows it.
         let fake = FakeGateway::new(Duration::from_secs(1), None);
-        fake.lag_of
-            .lock()
-            .unwrap()
-            .insert("src1".into(), Duration::from_secs(100_000));
-        fake.lag_of
-            .lock()
-            .unwrap()
-            .insert("src2".into(), Duration::from_secs(10));
+        fake.lag("src1", Duration::from_secs(100_000));
+        fake.lag("src2", Duration::from_secs(10));
         let (sched, mut rx) = scheduler_of(&fake);
         sched.submit(&owner(1), &scope(), publish(1), Some(1));
         until_lists(&fake, VERIFY_TRIES as usize - 1).await;
@@ -1548,10 +1516,7 @@ mod tests {
         // ClientToken) goes again, ahead of every change queued meanwhile; a new token is the
         // route's decision only after that replay was read back too.
         let fake = FakeGateway::new(Duration::from_secs(1), None);
-        fake.lag_of
-            .lock()
-            .unwrap()
-            .insert("src1".into(), Duration::from_secs(100_000));
+        fake.lag("src1", Duration::from_secs(100_000));
         let (sched, mut rx) = scheduler_of(&fake);
         let create = Mutation::Create {
             route: RouteId {
