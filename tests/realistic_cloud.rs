@@ -190,6 +190,28 @@ struct Planned {
     spec: Value,
 }
 
+/// The emulator's accepted creates (docs/emulator.md, `GET /_emulator/counters`) by (gateway,
+/// source, destination, next hop).
+fn accepted_creates(counters: &Value) -> HashMap<(String, String, String, String), u64> {
+    counters["accepted_creates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (
+                (
+                    s("VpnGatewayId"),
+                    s("RouteSource"),
+                    s("RouteDest"),
+                    s("NextHop"),
+                ),
+                c["Count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn two_hundred_routes_over_four_gateways_converge_with_one_create_each() -> anyhow::Result<()>
 {
@@ -341,23 +363,7 @@ async fn two_hundred_routes_over_four_gateways_converge_with_one_create_each() -
     );
 
     let counters = env.emu.counters().await?;
-    let creates: HashMap<(String, String, String, String), u64> = counters["accepted_creates"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-            (
-                (
-                    s("VpnGatewayId"),
-                    s("RouteSource"),
-                    s("RouteDest"),
-                    s("NextHop"),
-                ),
-                c["Count"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let creates = accepted_creates(&counters);
     assert_eq!(
         creates.len(),
         ROUTES,
@@ -764,5 +770,224 @@ async fn a_deleting_gateway_ends_retries_and_lets_deletions_finish() -> anyhow::
         .await?
         .expect("the gateway still exists");
     assert_eq!(status, "deleting");
+    Ok(())
+}
+
+/// `names` as listed, each with its `Ready` summary and accepted creates, for failure messages.
+async fn describe_routes(env: &Env, planned: &[Planned], names: &[String]) -> String {
+    let mut lines = Vec::new();
+    for name in names.iter().take(12) {
+        let p = planned.iter().find(|p| p.name == *name).expect("planned");
+        let summary = match env.api.get_opt(name).await {
+            Ok(Some(r)) => ready_summary(&r),
+            Ok(None) => "gone".to_owned(),
+            Err(e) => format!("unreadable: {e}"),
+        };
+        let creates = env
+            .emu
+            .accepted_creates(p.gateway, &EntryKey::new(&p.source, &p.dest, &p.hop))
+            .await
+            .unwrap_or(u64::MAX);
+        lines.push(format!("{name}: {summary}; accepted creates {creates}"));
+    }
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn a_third_of_140_routes_on_one_gateway_deleted_while_the_rest_resync() -> anyhow::Result<()>
+{
+    // One gateway with three pages of routes, listed in a new order on every call, while its
+    // routes are deleted (each delete moves the pages) and the others re-check it every 3 s:
+    // a route must never take a list that lacks its entry for its entry being gone
+    // (docs/architecture.md, "Evidence of absence").
+    const GW: &str = "vpn-pages";
+    const ROUTES: usize = 140;
+    let gateways = [Gateway::single(GW, false, 100)];
+    let env = Env::start_ready("pages", &realistic_config(&gateways, None), "3s").await?;
+    let planned: Vec<Planned> = (0..ROUTES)
+        .map(|i| {
+            let source = format!("192.168.{}.0/24", i % 7);
+            let dest = format!("10.{}.{}.0/24", 120 + i / 250, i % 250);
+            let hop = hop(GW, 1 + i % 2);
+            Planned {
+                name: format!("p{i:03}"),
+                gateway: GW,
+                spec: spec(GW, &source, &dest, &hop, 100, false),
+                source,
+                dest,
+                hop,
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    futures::stream::iter(&planned)
+        .map(|p| env.apply(&p.name, p.spec.clone()))
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let routes = env.api.list(&ListParams::default()).await?.items;
+        let not_ready: Vec<String> = routes
+            .iter()
+            .filter(|r| !ready_is(r, ConditionStatus::True, None))
+            .map(ResourceExt::name_any)
+            .collect();
+        if routes.len() == ROUTES && not_ready.is_empty() {
+            break;
+        }
+        let refused: Vec<String> = routes
+            .iter()
+            .filter(|r| ready_is(r, ConditionStatus::False, Some("AlreadyExists")))
+            .map(ResourceExt::name_any)
+            .collect();
+        if !refused.is_empty() || tokio::time::Instant::now() >= deadline {
+            let shown = if refused.is_empty() {
+                &not_ready
+            } else {
+                &refused
+            };
+            anyhow::bail!(
+                "not all {ROUTES} routes Ready after {:?}, {} refused as AlreadyExists:\n{}\n\
+                 --- operator log ---\n{}",
+                started.elapsed(),
+                refused.len(),
+                describe_routes(&env, &planned, shown).await,
+                env.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{ROUTES} routes on one gateway Ready after {:?}",
+        started.elapsed()
+    );
+
+    let deleted: Vec<&Planned> = planned.iter().step_by(3).collect();
+    let kept: Vec<&Planned> = planned
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, p)| p)
+        .collect();
+    // Every version of every kept route from here on, from a watch (no version is missed):
+    // each must stay Ready.
+    let left_ready: Arc<Mutex<Vec<String>>> = Arc::default();
+    let watch = tokio::spawn({
+        let left_ready = left_ready.clone();
+        let kept: BTreeSet<String> = kept.iter().map(|p| p.name.clone()).collect();
+        let stream = watcher(env.api.clone(), watcher::Config::default()).applied_objects();
+        async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if let Ok(r) = item
+                    && kept.contains(&r.name_any())
+                    && !ready_is(&r, ConditionStatus::True, None)
+                {
+                    let mut v = left_ready.lock().unwrap_or_else(PoisonError::into_inner);
+                    v.push(format!("{}: {}", r.name_any(), ready_summary(&r)));
+                }
+            }
+        }
+    });
+    let lists_before = env.calls_any("DescribeVpnPbrRouteEntries").await?;
+    let deleting = std::time::Instant::now();
+    futures::stream::iter(&deleted)
+        .map(|p| env.delete(&p.name))
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let routes = env.api.list(&ListParams::default()).await?.items;
+        if routes.len() == kept.len() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let left: Vec<String> = routes
+                .iter()
+                .map(ResourceExt::name_any)
+                .filter(|n| deleted.iter().any(|p| p.name == *n))
+                .collect();
+            anyhow::bail!(
+                "{} deleted routes still there after {:?}:\n{}\n--- operator log ---\n{}",
+                left.len(),
+                deleting.elapsed(),
+                describe_routes(&env, &planned, &left).await,
+                env.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{} routes deleted in {:?}; {} list reads meanwhile",
+        deleted.len(),
+        deleting.elapsed(),
+        env.calls_any("DescribeVpnPbrRouteEntries").await? - lists_before
+    );
+    // Three more drift checks of the kept routes.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    watch.abort();
+
+    let left_ready = left_ready
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert!(
+        left_ready.is_empty(),
+        "{} versions of kept routes not Ready:\n{}\n--- operator log ---\n{}",
+        left_ready.len(),
+        left_ready.join("\n"),
+        env.log_tail()
+    );
+    let counters = env.emu.counters().await?;
+    let creates = accepted_creates(&counters);
+    let twice: Vec<String> = planned
+        .iter()
+        .filter(|p| {
+            creates
+                .get(&(
+                    GW.to_owned(),
+                    p.source.clone(),
+                    p.dest.clone(),
+                    p.hop.clone(),
+                ))
+                .copied()
+                != Some(1)
+        })
+        .map(|p| p.name.clone())
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "routes not created exactly once: {twice:?}"
+    );
+    let listed: BTreeSet<(String, String, String)> = env
+        .emu
+        .gateway_entries(GW)
+        .await?
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("RouteSource"), s("RouteDest"), s("NextHop"))
+        })
+        .collect();
+    let want: BTreeSet<(String, String, String)> = kept
+        .iter()
+        .map(|p| (p.source.clone(), p.dest.clone(), p.hop.clone()))
+        .collect();
+    assert_eq!(
+        listed.difference(&want).collect::<Vec<_>>(),
+        Vec::<&(String, String, String)>::new(),
+        "entries left behind by deleted routes"
+    );
+    assert_eq!(
+        want.difference(&listed).collect::<Vec<_>>(),
+        Vec::<&(String, String, String)>::new(),
+        "kept routes without their entry"
+    );
+    eprintln!(
+        "DescribeVpnPbrRouteEntries calls in all: {}",
+        env.calls_any("DescribeVpnPbrRouteEntries").await?
+    );
     Ok(())
 }

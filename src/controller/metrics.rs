@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use alicloud_vpc_client::{CallObserver, CallRecord};
+use alicloud_vpc_client::{CallObserver, CallRecord, ListRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -56,6 +56,8 @@ pub struct Metrics {
     pub rate_limit_wait: Family<PriorityLabels, Histogram>,
     pub routes: Family<ReadyLabels, Gauge>,
     pub queue_depth: Family<GatewayLabels, Gauge>,
+    /// Entry lists whose pages never added up to one whole list (`ListInconsistent`).
+    pub list_inconsistent: Counter,
 }
 
 impl Metrics {
@@ -74,6 +76,7 @@ impl Metrics {
             }),
             routes: Family::default(),
             queue_depth: Family::default(),
+            list_inconsistent: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("vpn_pbr");
         r.register("reconciles", "Reconciles by result", m.reconciles.clone());
@@ -106,6 +109,12 @@ impl Metrics {
             "gateway_queue_depth",
             "Mutations waiting or in flight per gateway",
             m.queue_depth.clone(),
+        );
+        r.register(
+            "list_inconsistent",
+            "Entry lists given up on because their pages kept changing (ListInconsistent): \
+             nothing was concluded from them",
+            m.list_inconsistent.clone(),
         );
         Arc::new(m)
     }
@@ -144,6 +153,12 @@ impl CallObserver for CloudCallMetrics {
                 priority: call.priority.as_str().to_owned(),
             })
             .observe(call.rate_limit_wait.as_secs_f64());
+    }
+
+    fn observe_list(&self, list: &ListRecord<'_>) {
+        if !list.complete {
+            self.0.list_inconsistent.inc();
+        }
     }
 }
 
@@ -204,5 +219,26 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(!text.contains(r#"priority="progress""#), "{text}");
+    }
+
+    #[test]
+    fn lists_given_up_on_are_counted() {
+        let mut registry = Registry::default();
+        let observer = CloudCallMetrics(Metrics::new(&mut registry));
+        for complete in [true, false, false] {
+            observer.observe_list(&ListRecord {
+                action: "DescribeVpnPbrRouteEntries",
+                region: "cn-hangzhou",
+                reads: 5,
+                complete,
+            });
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == "vpn_pbr_list_inconsistent_total 2"),
+            "{text}"
+        );
     }
 }

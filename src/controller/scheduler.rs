@@ -44,7 +44,10 @@ const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
 /// rate, not the gateway, paces the changes (they then come far apart).
 const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
 const VERIFY_BATCH: usize = 32;
-/// List reads that may miss an applied change before the route re-plans from the list.
+/// List reads that may miss an applied change (each change counts its own) before it is given
+/// up on: a create is then replayed once with its own token (the cloud repeats its answer if
+/// the entry exists, unlisted or not), any other change and a replayed create go back to their
+/// route, which re-plans from the list.
 const VERIFY_TRIES: u32 = 5;
 
 /// Tuning of the scheduler.
@@ -98,6 +101,8 @@ enum JobState {
         at: Instant,
         /// Seen in the entry list (or given up on: the route then re-plans from the list).
         listed: bool,
+        /// List reads since it was applied that did not show it.
+        tries: u32,
     },
     Failed(Arc<CloudError>),
 }
@@ -110,6 +115,8 @@ struct Job {
     state: JobState,
     /// The owner no longer wants it, but it was on the wire: not sent again.
     cancelled: bool,
+    /// A create sent again with its token after the list never showed it.
+    replayed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -130,8 +137,7 @@ struct Gateway {
     status: Option<GatewayStatus>,
     /// A scope to probe the gateway with (any job's).
     probe_scope: Option<Scope>,
-    /// List reads that did not yet show every applied change, and when to read again.
-    verify_tries: u32,
+    /// When to read the list again for applied changes it did not show yet.
     verify_after: Option<Instant>,
 }
 
@@ -379,6 +385,7 @@ impl Scheduler {
                     generation,
                     state: JobState::Queued,
                     cancelled: false,
+                    replayed: false,
                 }),
             );
         }
@@ -690,6 +697,7 @@ impl Worker {
                             seq,
                             at: now,
                             listed: false,
+                            tries: 0,
                         };
                     }
                     if !self.inner.config.enabled {
@@ -830,7 +838,9 @@ impl Worker {
     }
 
     /// Reads the entry list and confirms the applied changes it shows; a change it does not
-    /// show yet is read for again later, and after `VERIFY_TRIES` reads its route re-plans.
+    /// show yet is read for again later. After `VERIFY_TRIES` reads of its own that missed it, a
+    /// create is sent again with its token (once), ahead of the queue; any other change, or
+    /// the replayed create, goes back to its route, which re-plans from the list.
     async fn verify(&self, scope: &Scope, step: Duration) -> Duration {
         let list = match self.inner.cache.entries(scope, Duration::ZERO).await {
             Ok(list) => list,
@@ -845,41 +855,63 @@ impl Worker {
                 return (step * 2).min(MAX_STEP);
             }
         };
-        let woken = {
+        let (woken, replay) = {
             let mut gw = lock(&self.slot.state);
             let confirmed = gw.confirmed;
-            let give_up = gw.verify_tries + 1 >= VERIFY_TRIES;
             let mut woken = Vec::new();
-            let mut missing = false;
+            let mut replay = Vec::new();
+            // The most reads any change still missing has had: the next read waits longer.
+            let mut missing = 0;
             for (owner, job) in &mut gw.jobs {
-                if let JobState::Accepted {
+                let JobState::Accepted {
                     seq,
                     ref mut listed,
+                    ref mut tries,
                     ..
                 } = job.state
-                    && seq <= confirmed
-                    && !*listed
-                {
-                    if job.mutation.reflected_in(&list) || give_up {
-                        *listed = true;
-                        woken.push(owner.clone());
-                    } else {
-                        missing = true;
-                    }
+                else {
+                    continue;
+                };
+                if seq > confirmed || *listed {
+                    continue;
+                }
+                if job.mutation.reflected_in(&list) {
+                    *listed = true;
+                    woken.push(owner.clone());
+                    continue;
+                }
+                *tries += 1;
+                if *tries < VERIFY_TRIES {
+                    missing = missing.max(*tries);
+                } else if matches!(job.mutation, Mutation::Create { .. }) && !job.replayed {
+                    // Never a new token first: the same create again, which the cloud answers
+                    // as before if its entry exists (listed yet or not).
+                    job.replayed = true;
+                    job.state = JobState::Queued;
+                    replay.push(owner.clone());
+                } else {
+                    *listed = true;
+                    woken.push(owner.clone());
                 }
             }
-            if missing {
-                gw.verify_tries += 1;
+            // A replay goes before every change queued meanwhile.
+            for owner in &replay {
+                gw.order.retain(|o| o != owner);
+                gw.order.push_front(owner.clone());
+            }
+            if missing > 0 {
                 // The cloud lists changes a little after the gateway is active again: read at
                 // the gateway's pace, never in a tight loop.
-                let pause = gw.estimate.pace().max(FIRST_STEP) * gw.verify_tries;
+                let pause = gw.estimate.pace().max(FIRST_STEP) * missing;
                 gw.verify_after = Some(Instant::now() + pause.min(MAX_STEP));
             } else {
-                gw.verify_tries = 0;
                 gw.verify_after = None;
             }
-            woken
+            (woken, replay)
         };
+        if !replay.is_empty() {
+            debug!(gateway = %self.key, creates = replay.len(), "read-back gave up; replaying the creates with their tokens");
+        }
         self.wake(woken);
         FIRST_STEP
     }
@@ -922,6 +954,10 @@ mod tests {
         /// Status reads, and changes refused as busy.
         reads: StdMutex<usize>,
         refused: StdMutex<usize>,
+        /// A lag of its own for the change of one route source (instead of `list_lag`).
+        lag_of: StdMutex<HashMap<String, Duration>>,
+        /// Every accepted mutation, in order.
+        sent: StdMutex<Vec<Mutation>>,
     }
 
     impl FakeGateway {
@@ -939,7 +975,15 @@ mod tests {
                 lists: StdMutex::new(0),
                 reads: StdMutex::new(0),
                 refused: StdMutex::new(0),
+                lag_of: StdMutex::new(HashMap::new()),
+                sent: StdMutex::new(Vec::new()),
             })
+        }
+
+        /// The change of route source `src` shows in the list `lag` after the gateway is
+        /// active again.
+        fn lag(&self, src: &str, lag: Duration) {
+            self.lag_of.lock().unwrap().insert(src.into(), lag);
         }
 
         /// Changes show in the list `lag` after the gateway is active again.
@@ -1022,14 +1066,20 @@ mod tests {
                     return Err(busy_error());
                 }
                 *busy = Some(Instant::now() + self.update);
-                self.accepted
+                let src = m.route().route_source.clone();
+                self.accepted.lock().unwrap().push(src.clone());
+                self.sent.lock().unwrap().push(m.clone());
+                let lag = self
+                    .lag_of
                     .lock()
                     .unwrap()
-                    .push(m.route().route_source.clone());
-                self.visible_at.lock().unwrap().push((
-                    m.route().route_source.clone(),
-                    Instant::now() + self.update + self.list_lag,
-                ));
+                    .get(&src)
+                    .copied()
+                    .unwrap_or(self.list_lag);
+                self.visible_at
+                    .lock()
+                    .unwrap()
+                    .push((src, Instant::now() + self.update + lag));
                 Ok(Accepted {
                     request_id: Some("rid".into()),
                     entry: None,
@@ -1070,15 +1120,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_change_at_a_time_in_arrival_order_close_to_the_physical_limit() {
         let fake = FakeGateway::new(Duration::from_secs(2), None);
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         let n = 20;
         let start = Instant::now();
         for i in 0..n {
@@ -1123,15 +1165,7 @@ mod tests {
         let update = Duration::from_secs(2);
         let lag = Duration::from_secs(3);
         let fake = FakeGateway::lagging(update, lag);
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         let n = 5;
         for i in 0..n {
             sched.submit(&owner(i), &scope(), publish(i), Some(1));
@@ -1170,15 +1204,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_job_cancelled_while_the_worker_waits_for_its_turn_is_never_sent() {
         let fake = FakeGateway::new(Duration::from_secs(2), None);
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         sched.submit(&owner(1), &scope(), publish(1), Some(1));
         let woken = rx.recv().await.expect("wake");
         assert_eq!(woken, owner(1));
@@ -1204,15 +1230,7 @@ mod tests {
             Duration::from_secs(1),
             Some(Instant::now() + Duration::from_secs(3)),
         );
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx) = scheduler_of(&fake);
         sched.submit(&owner(1), &scope(), publish(1), Some(1));
         sched.submit(&owner(2), &scope(), publish(2), Some(1));
         sched.submit(&owner(2), &scope(), publish(22), Some(1));
@@ -1431,6 +1449,118 @@ mod tests {
         assert!(
             reads + lists <= changes / 5,
             "{reads} reads and {lists} lists for {changes} changes"
+        );
+    }
+
+    /// A scheduler over `fake` and the receiver of its wake-ups.
+    fn scheduler_of(fake: &Arc<FakeGateway>) -> (Scheduler, mpsc::UnboundedReceiver<Owner>) {
+        let cloud: Arc<dyn CloudPort> = fake.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sched = Scheduler::new(
+            cloud.clone(),
+            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        (sched, rx)
+    }
+
+    /// Waits until `owner`'s change is confirmed (listed, or given up on).
+    async fn until_confirmed(
+        sched: &Scheduler,
+        rx: &mut mpsc::UnboundedReceiver<Owner>,
+        owner: &Owner,
+    ) {
+        loop {
+            let o = rx.recv().await.expect("wake");
+            if o == *owner
+                && matches!(
+                    sched.view(&o, &scope().key()),
+                    Some(JobView::Accepted {
+                        confirmed: true,
+                        ..
+                    })
+                )
+            {
+                return;
+            }
+        }
+    }
+
+    async fn until_lists(fake: &FakeGateway, n: usize) {
+        while count(&fake.lists) < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn read_backs_are_counted_per_change_not_per_gateway() {
+        // A change the list never shows uses up its own read-backs; a later change on the same
+        // gateway gets all of its own, and is confirmed only once the list shows it.
+        let fake = FakeGateway::new(Duration::from_secs(1), None);
+        fake.lag("src1", Duration::from_secs(100_000));
+        fake.lag("src2", Duration::from_secs(10));
+        let (sched, mut rx) = scheduler_of(&fake);
+        sched.submit(&owner(1), &scope(), publish(1), Some(1));
+        until_lists(&fake, VERIFY_TRIES as usize - 1).await;
+        sched.submit(&owner(2), &scope(), publish(2), Some(1));
+        until_confirmed(&sched, &mut rx, &owner(1)).await;
+        assert_eq!(
+            count(&fake.lists),
+            VERIFY_TRIES as usize,
+            "the unlisted change is given up on after its own read-backs"
+        );
+        let lists_before = count(&fake.lists);
+        until_confirmed(&sched, &mut rx, &owner(2)).await;
+        let src2_visible = fake.visible_at.lock().unwrap()[1].1;
+        assert!(
+            src2_visible <= Instant::now(),
+            "src2 confirmed before the list showed it, after {} reads of it",
+            count(&fake.lists) - lists_before + 1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_the_read_back_gives_up_on_is_replayed_with_its_token_first() {
+        // The list never shows the create: after its read-backs the same create (the same
+        // ClientToken) goes again, ahead of every change queued meanwhile; a new token is the
+        // route's decision only after that replay was read back too.
+        let fake = FakeGateway::new(Duration::from_secs(1), None);
+        fake.lag("src1", Duration::from_secs(100_000));
+        let (sched, mut rx) = scheduler_of(&fake);
+        let create = Mutation::Create {
+            route: RouteId {
+                route_source: "src1".into(),
+                route_dest: "10.0.0.0/16".into(),
+                next_hop: "vco-a".into(),
+            },
+            weight: 100,
+            priority: None,
+            publish_vpc: true,
+            description: None,
+            overlay_mode: None,
+            client_token: "tok-1".into(),
+        };
+        sched.submit(&owner(1), &scope(), create.clone(), Some(1));
+        until_lists(&fake, VERIFY_TRIES as usize).await;
+        sched.submit(&owner(2), &scope(), publish(2), Some(1));
+        until_confirmed(&sched, &mut rx, &owner(1)).await;
+        let sent = fake.sent.lock().unwrap().clone();
+        assert_eq!(
+            sent.first().zip(sent.get(1)),
+            Some((&create, &create)),
+            "the same create again, before the change queued meanwhile: {sent:?}"
+        );
+        assert_eq!(sent.get(2), Some(&publish(2)), "{sent:?}");
+        let tokens = sent
+            .iter()
+            .filter(|m| matches!(m, Mutation::Create { .. }))
+            .count();
+        assert_eq!(tokens, 2, "never a third create from the scheduler");
+        assert!(
+            count(&fake.lists) >= 2 * VERIFY_TRIES as usize,
+            "the replay has read-backs of its own"
         );
     }
 }

@@ -265,3 +265,7 @@ impl CloudPort for VpcPort {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "vpc/tests.rs"]
+mod tests;

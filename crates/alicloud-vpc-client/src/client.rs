@@ -11,7 +11,8 @@ use url::Url;
 
 use super::credentials::CredentialsProvider;
 use super::endpoint::Endpoint;
-use super::observe::{CallObserver, CallRecord};
+use super::listing::Pages;
+use super::observe::{CallObserver, CallRecord, ListRecord};
 use super::operations::*;
 use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority};
 use super::retry::RetryPolicy;
@@ -28,10 +29,12 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Page size of `DescribeVpnPbrRouteEntries` (the API's maximum).
 pub const PBR_PAGE_SIZE: u32 = 50;
 
+/// Reads of a list, as a multiple of its pages, before it is given up on as inconsistent. A
+/// stable list needs two passes; a cloud that shows its entries in a new order on every call
+/// (the emulator's `shuffle_lists`) about 15 for a few hundred entries, with a margin here.
+pub const LIST_PASSES: u32 = 24;
 /// Guard against a server whose `TotalCount` never matches what it returns.
-const MAX_PAGES: u32 = 1000;
-/// Reads of all pages of a list, while pages disagree (see `list_vpn_pbr_route_entries`).
-const LIST_PASSES: u32 = 4;
+const MAX_LIST_READS: u32 = 1000;
 
 /// Settings shared by every client a factory makes.
 #[derive(Debug, Clone)]
@@ -214,48 +217,55 @@ impl VpcClient {
         self.call(req).await
     }
 
-    /// Every entry of a gateway, 50 a page, until `TotalCount` entries or a short page.
+    /// Every entry of a gateway, 50 a page, as it was at one moment, or
+    /// [`CloudError::ListInconsistent`]: never a list that may lack a live entry. The pages are
+    /// read (in order, again from the first after the last) until they prove the whole list at
+    /// the moment of one read (the rule is in `src/listing.rs`): a list of one page costs one
+    /// read, a stable list of `n` pages `2n - 1`; pages that change or move between reads cost
+    /// more, and after [`LIST_PASSES`] times its pages the list is given up on.
     pub async fn list_vpn_pbr_route_entries(
         &self,
         vpn_gateway_id: &str,
     ) -> Result<VpnPbrRouteEntryList, CloudError> {
-        let mut list = VpnPbrRouteEntryList::default();
-        // Pages of one list are separate calls, and the order is not promised to be stable
-        // between them: an entry can show on two pages and another on none. Entries are kept
-        // once each, and the pages are read again (a few times) while some are missing.
-        let mut seen = std::collections::HashSet::new();
-        for _pass in 0..LIST_PASSES {
-            for page in 1..=MAX_PAGES {
-                let resp = self
-                    .describe_vpn_pbr_route_entries(&DescribeVpnPbrRouteEntriesRequest {
-                        vpn_gateway_id: vpn_gateway_id.to_owned(),
-                        page_number: Some(page),
-                        page_size: Some(PBR_PAGE_SIZE),
-                    })
-                    .await?;
-                let got = resp.vpn_pbr_route_entries.len();
-                list.total_count = resp.total_count;
-                list.request_ids.push(resp.request_id);
-                for e in resp.vpn_pbr_route_entries {
-                    let key = (
-                        e.route_source.clone(),
-                        e.route_dest.clone(),
-                        e.next_hop.clone(),
-                    );
-                    if seen.insert(key) {
-                        list.entries.push(e);
-                    }
-                }
-                let short = u32::try_from(got).is_ok_and(|n| n < PBR_PAGE_SIZE);
-                if short || page * PBR_PAGE_SIZE >= resp.total_count {
-                    break;
-                }
+        let mut pages = Pages::new(PBR_PAGE_SIZE);
+        let mut request_ids = Vec::new();
+        loop {
+            let page = pages.next_page();
+            let resp = self
+                .describe_vpn_pbr_route_entries(&DescribeVpnPbrRouteEntriesRequest {
+                    vpn_gateway_id: vpn_gateway_id.to_owned(),
+                    page_number: Some(page),
+                    page_size: Some(PBR_PAGE_SIZE),
+                })
+                .await?;
+            request_ids.push(resp.request_id.clone());
+            let total_count = resp.total_count;
+            pages.record(page, resp);
+            let reads = u32::try_from(pages.reads()).unwrap_or(u32::MAX);
+            if let Some(proven) = pages.proven() {
+                self.observe_list(DescribeVpnPbrRouteEntriesRequest::ACTION, reads, true);
+                return Ok(VpnPbrRouteEntryList {
+                    entries: proven.entries,
+                    total_count: proven.total_count,
+                    request_ids,
+                });
             }
-            if list.entries.len() >= list.total_count as usize {
-                break;
+            if reads
+                >= pages
+                    .pages()
+                    .saturating_mul(LIST_PASSES)
+                    .min(MAX_LIST_READS)
+            {
+                self.observe_list(DescribeVpnPbrRouteEntriesRequest::ACTION, reads, false);
+                return Err(CloudError::ListInconsistent {
+                    action: DescribeVpnPbrRouteEntriesRequest::ACTION,
+                    reads,
+                    total_count,
+                    proven: u32::try_from(pages.best()).unwrap_or(u32::MAX),
+                    request_id: request_ids.pop(),
+                });
             }
         }
-        Ok(list)
     }
 
     pub async fn modify_vpn_pbr_route_entry_weight(
@@ -509,6 +519,17 @@ impl VpcClient {
         )?;
         let request_id = body_request_id(&bytes, content_type.as_deref());
         Ok((parsed, request_id))
+    }
+
+    fn observe_list(&self, action: &'static str, reads: u32, complete: bool) {
+        if let Some(observer) = &self.inner.shared.observer {
+            observer.observe_list(&ListRecord {
+                action,
+                region: &self.inner.region,
+                reads,
+                complete,
+            });
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::class::ErrorClass;
 use crate::credentials::CredentialsError;
-use crate::policy::{Gone, Policy, policy};
+use crate::policy::{Gone, LIST_INCONSISTENT, Policy, policy};
 
 /// An error answer of the cloud: HTTP status plus the body's `Code`, `Message`, `RequestId`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,25 @@ pub enum CloudError {
         http_status: u16,
         request_id: Option<String>,
         detail: String,
+    },
+
+    /// The pages of a list never added up to one whole list: entries kept changing or moving
+    /// between the page reads (`src/listing.rs`). Nothing may be concluded from what was read
+    /// (an entry not listed is not known to be gone); read again later.
+    #[error(
+        "{action}: the pages did not add up to one whole list in {reads} reads (TotalCount \
+         {total_count}, at most {proven} entries proven at one moment): entries changed or \
+         moved between the pages; waiting to read the list again, nothing is concluded from a \
+         partial one{rid}",
+        rid = RequestIdSuffix(request_id.as_deref())
+    )]
+    ListInconsistent {
+        action: &'static str,
+        reads: u32,
+        total_count: u32,
+        proven: u32,
+        /// RequestId of the last page read.
+        request_id: Option<String>,
     },
 
     /// Credentials could not be obtained (nothing configured, STS refused, file unreadable).
@@ -120,6 +139,7 @@ impl CloudError {
         match self {
             Self::Api(e) => e.class,
             Self::Transport { .. } | Self::MalformedResponse { .. } => ErrorClass::Transient,
+            Self::ListInconsistent { .. } => policy(200, LIST_INCONSISTENT).class,
             Self::Credentials(e) => e.class(),
             Self::InvalidRegion(_) => ErrorClass::NeedsSpecChange,
             Self::Config(_) => ErrorClass::NeedsOutsideAction,
@@ -138,6 +158,7 @@ impl CloudError {
                 TransportFailure::Other => "RequestFailed",
             },
             Self::MalformedResponse { .. } => "MalformedResponse",
+            Self::ListInconsistent { .. } => LIST_INCONSISTENT,
             Self::Credentials(e) => e.code(),
             Self::InvalidRegion(_) => "InvalidRegionId",
             Self::Config(_) => "ClientConfiguration",
@@ -172,7 +193,8 @@ impl CloudError {
     pub fn request_id(&self) -> Option<&str> {
         match self {
             Self::Api(e) => e.request_id.as_deref(),
-            Self::MalformedResponse { request_id, .. } => request_id.as_deref(),
+            Self::MalformedResponse { request_id, .. }
+            | Self::ListInconsistent { request_id, .. } => request_id.as_deref(),
             _ => None,
         }
     }
@@ -216,6 +238,8 @@ impl CloudError {
                     Policy::of_class(e.class)
                 }
             }
+            // Its own row: a code of the client's, not of the cloud.
+            Self::ListInconsistent { .. } => policy(200, LIST_INCONSISTENT),
             // Timeouts, garbled answers, credentials (transient, throttled or needing a person),
             // a bad region (a spec error; not a gone gateway) and configuration.
             other => Policy::of_class(other.class()),
@@ -305,6 +329,19 @@ mod tests {
                 ErrorClass::Throttled,
                 Retrier::Client,
                 Pace::Throttled,
+                Gone::No,
+            ),
+            (
+                CloudError::ListInconsistent {
+                    action: "DescribeVpnPbrRouteEntries",
+                    reads: 72,
+                    total_count: 140,
+                    proven: 139,
+                    request_id: None,
+                },
+                ErrorClass::Transient,
+                Retrier::Client,
+                Pace::Transient,
                 Gone::No,
             ),
             (

@@ -26,9 +26,24 @@ pub struct CallRecord<'a> {
     pub rate_limit_wait: Duration,
 }
 
-/// Receives a [`CallRecord`] after each attempt. Keep it cheap: it runs on the request path.
+/// One whole list read page by page (`VpcClient::list_vpn_pbr_route_entries`).
+#[derive(Debug, Clone, Copy)]
+pub struct ListRecord<'a> {
+    pub action: &'static str,
+    pub region: &'a str,
+    /// Pages read, successful answers only.
+    pub reads: u32,
+    /// The pages proved the whole list; `false`: `CloudError::ListInconsistent`.
+    pub complete: bool,
+}
+
+/// Receives a [`CallRecord`] after each attempt, and a [`ListRecord`] after each paged list
+/// that got its answers. Keep it cheap: it runs on the request path.
 pub trait CallObserver: Send + Sync {
     fn observe(&self, call: &CallRecord<'_>);
+
+    /// Called once per list whose pages were all answered; nothing by default.
+    fn observe_list(&self, _list: &ListRecord<'_>) {}
 }
 
 impl<F> CallObserver for F

@@ -134,6 +134,9 @@ const fn row(
     )
 }
 
+/// The code of `CloudError::ListInconsistent` (the client's, not the cloud's).
+pub const LIST_INCONSISTENT: &str = "ListInconsistent";
+
 /// Every code the operator knows. Columns: code, class, retried by, pace, refuses create, gone.
 #[rustfmt::skip]
 const TABLE: &[(&str, Policy)] = &[
@@ -156,6 +159,10 @@ const TABLE: &[(&str, Policy)] = &[
     row("UnknownError",                               C::Transient,          R::Client,           P::Transient, false, G::No),
     // The client sends a fresh nonce per attempt, so a reused nonce is a one-off collision.
     row("SignatureNonceUsed",                         C::Transient,          R::Client,           P::Transient, false, G::No),
+    // The client's own code (`CloudError::ListInconsistent`): the pages of a list never made
+    // one whole list (entries changing between page reads). The client has read it again
+    // already; the reader tries later. Never evidence that an entry is gone.
+    row(LIST_INCONSISTENT,                            C::Transient,          R::Client,           P::Transient, false, G::No),
 
     row("VpnRouteEntry.InvalidWeight",                C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
     row("IllegalParam.RouteDest",                     C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
@@ -510,9 +517,9 @@ mod tests {
                 seen += 1;
             }
         }
-        // The old lists (with the one new gateway code) plus the moved busy code and the dry-run
-        // answer are the table.
-        assert_eq!(seen + 2, TABLE.len());
+        // The old lists (with the one new gateway code) plus the moved busy code, the dry-run
+        // answer and the client's inconsistent list are the table.
+        assert_eq!(seen + 3, TABLE.len());
         // The one deliberate change: a gateway being deleted is no longer "busy".
         assert_eq!(
             classify(400, "IncorrectStatus.VpnGateway"),

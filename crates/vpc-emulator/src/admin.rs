@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::faults::FaultSettings;
 use super::service::{Emulator, lock};
-use super::world::{BASE_STATUSES, Change, PbrEntry, World, parse_cidr};
+use super::world::{BASE_STATUSES, Change, EntryId, PbrEntry, World, parse_cidr};
 
 type Reply = (StatusCode, Json<Value>);
 
@@ -29,6 +29,7 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/gateways/lock", post(gateway_lock))
         .route("/gateways/busy", post(gateway_busy))
         .route("/gateways/status", post(gateway_status))
+        .route("/gateways/list_churn", post(gateway_list_churn))
         .route("/faults", get(faults_get).put(faults_put).post(faults_put))
 }
 
@@ -149,6 +150,10 @@ struct EntryBody {
     /// `published` or `normal`.
     #[serde(default)]
     state: Option<String>,
+    /// `entries/create` and `entries/delete`: not now, but just before the next list answer of
+    /// the gateway for this page (`DescribeVpnPbrRouteEntries`, `PageNumber`).
+    #[serde(default)]
+    before_list_page: Option<u32>,
 }
 
 fn normalise(cidr: &str) -> Result<String, Reply> {
@@ -199,9 +204,23 @@ fn with_entry(
 }
 
 async fn entry_delete(State(emu): State<Arc<Emulator>>, Json(body): Json<EntryBody>) -> Reply {
-    tracing::info!(gateway = %body.vpn_gateway_id, "admin: delete entry");
-    with_entry(&emu, &body, |entries, i| {
-        entries.remove(i);
+    tracing::info!(gateway = %body.vpn_gateway_id, before_list_page = ?body.before_list_page, "admin: delete entry");
+    let Some(page) = body.before_list_page else {
+        return with_entry(&emu, &body, |entries, i| {
+            entries.remove(i);
+        });
+    };
+    let (src, dst) = match (normalise(&body.route_source), normalise(&body.route_dest)) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let id = EntryId {
+        route_source: src,
+        route_dest: dst,
+        next_hop: body.next_hop.clone(),
+    };
+    with_gateway(&emu, &body.vpn_gateway_id, |gw, _| {
+        gw.before_list_page.push((page, Change::Delete(id)));
     })
 }
 
@@ -234,27 +253,24 @@ async fn entry_create(State(emu): State<Arc<Emulator>>, Json(body): Json<EntryBo
         Ok(p) => p.unwrap_or(false),
         Err(e) => return e,
     };
-    let now = emu.clock.now_ms();
-    let mut st = lock(&emu.state);
-    st.world.settle(now);
-    let Some(gw) = st.world.gateways.get_mut(&body.vpn_gateway_id) else {
-        return err(StatusCode::NOT_FOUND, "no such gateway");
-    };
-    gw.entries.push(PbrEntry {
-        route_source: src,
-        route_dest: dst,
-        next_hop: body.next_hop.clone(),
-        weight: body.weight.unwrap_or(100),
-        priority: body.priority.unwrap_or(super::world::DEFAULT_PRIORITY),
-        published: publish,
-        description: None,
-        overlay_mode: "Ipsec".to_owned(),
-        create_time_ms: now,
-    });
-    drop(st);
-    emu.touch();
-    tracing::info!(gateway = %body.vpn_gateway_id, "admin: create entry");
-    ok(json!({"ok": true}))
+    tracing::info!(gateway = %body.vpn_gateway_id, before_list_page = ?body.before_list_page, "admin: create entry");
+    with_gateway(&emu, &body.vpn_gateway_id, |gw, now| {
+        let entry = PbrEntry {
+            route_source: src,
+            route_dest: dst,
+            next_hop: body.next_hop.clone(),
+            weight: body.weight.unwrap_or(100),
+            priority: body.priority.unwrap_or(super::world::DEFAULT_PRIORITY),
+            published: publish,
+            description: None,
+            overlay_mode: "Ipsec".to_owned(),
+            create_time_ms: now,
+        };
+        match body.before_list_page {
+            Some(page) => gw.before_list_page.push((page, Change::Create(entry))),
+            None => gw.entries.push(entry),
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +287,9 @@ struct GatewayBody {
     /// `gateways/delete`: show `deleting` this long before the gateway is gone.
     #[serde(default)]
     deleting_ms: Option<u64>,
+    /// `gateways/list_churn`: on (default) or off.
+    #[serde(default)]
+    on: Option<bool>,
 }
 
 fn with_gateway(
@@ -337,6 +356,17 @@ async fn gateway_lock(State(emu): State<Arc<Emulator>>, Json(body): Json<Gateway
     with_gateway(&emu, &body.vpn_gateway_id, |gw, _| {
         gw.business_status = if locked { "FinancialLocked" } else { "Normal" }.to_owned();
     })
+}
+
+/// Around every list answer of the gateway someone makes a route where the page asked for does
+/// not show it, and deletes it after (`ops::churn_position`): no multi-page list of it adds up.
+async fn gateway_list_churn(
+    State(emu): State<Arc<Emulator>>,
+    Json(body): Json<GatewayBody>,
+) -> Reply {
+    let on = body.on.unwrap_or(true);
+    tracing::info!(gateway = %body.vpn_gateway_id, on, "admin: list churn");
+    with_gateway(&emu, &body.vpn_gateway_id, |gw, _| gw.list_churn = on)
 }
 
 async fn gateway_busy(State(emu): State<Arc<Emulator>>, Json(body): Json<GatewayBody>) -> Reply {

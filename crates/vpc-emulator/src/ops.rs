@@ -116,17 +116,29 @@ pub fn run_as(
             let region = p.required("RegionId")?;
             let gateway = p.required("VpnGatewayId")?;
             let (number, size) = p.paging()?;
+            st.world.gateway(account, region, gateway)?;
+            st.world
+                .before_list_page(gateway, u32::try_from(number).unwrap_or(u32::MAX), now_ms);
             let gw = st.world.gateway(account, region, gateway)?;
-            let (shuffle, total) = (st.world.shuffles(Some(gw)), gw.entries.len());
-            let order = st.world.list_order(shuffle, total);
+            let (shuffle, total, churn) =
+                (st.world.shuffles(Some(gw)), gw.entries.len(), gw.list_churn);
+            let mut order: Vec<Option<usize>> = st
+                .world
+                .list_order(shuffle, total)
+                .into_iter()
+                .map(Some)
+                .collect();
+            if churn && let Some(at) = churn_position(total, number, size) {
+                order.insert(at, None);
+            }
             let gw = st.world.gateway(account, region, gateway)?;
             let items: Vec<Value> = page(&order, number, size)
                 .iter()
-                .filter_map(|&i| gw.entries.get(i))
+                .filter_map(|i| i.and_then(|i| gw.entries.get(i)))
                 .map(|e| list_item(&st.world, gw, e))
                 .collect();
             Ok(Outcome::body(json!({
-                "TotalCount": total,
+                "TotalCount": order.len(),
                 "PageNumber": number,
                 "PageSize": size,
                 "VpnPbrRouteEntries": {"VpnPbrRouteEntry": items},
@@ -298,6 +310,19 @@ fn selector(p: &Params) -> Result<EntrySelector, ApiError> {
         weight: p.required_int("Weight")?,
         priority: p.int("Priority")?,
     })
+}
+
+/// `list_churn`: where the route someone makes just before a list answer (and deletes just
+/// after it) is listed among `total` others, so that the page asked for does not show it: last,
+/// or first when the page asked for is the last. `None` when the whole list fits on one page
+/// (one answer shows everything; nothing to hide).
+fn churn_position(total: usize, number: usize, size: usize) -> Option<usize> {
+    if total < size {
+        return None;
+    }
+    let start = (number - 1).saturating_mul(size);
+    let shows_last = (start..start.saturating_add(size)).contains(&total);
+    Some(if shows_last { 0 } else { total })
 }
 
 fn page<T>(items: &[T], number: usize, size: usize) -> &[T] {

@@ -90,6 +90,13 @@ pub struct Gateway {
     /// connections); to every other account it does not exist.
     #[serde(default = "default_account")]
     pub account_id: String,
+    /// Admin changes that wait for a list page: each is made (visible at once, no rules) just
+    /// before the next `DescribeVpnPbrRouteEntries` of this gateway asking for that page.
+    #[serde(default)]
+    pub before_list_page: Vec<(u32, Change)>,
+    /// Someone replaces a route around every list answer (`gateways/list_churn`).
+    #[serde(default)]
+    pub list_churn: bool,
 }
 
 fn default_account() -> String {
@@ -332,6 +339,8 @@ impl World {
                         .unwrap_or_else(|| format!("vsw-{}-dr", g.id)),
                     status_until_ms: None,
                     account_id: g.account_id.clone().unwrap_or_else(default_account),
+                    before_list_page: Vec::new(),
+                    list_churn: false,
                 },
             );
         }
@@ -406,6 +415,24 @@ impl World {
 
     pub fn visibility_of(&self, gw: &Gateway) -> Visibility {
         gw.visibility.unwrap_or(self.behaviour.visibility)
+    }
+
+    /// Makes the admin changes waiting for list page `page` of `gateway` (a made entry is made
+    /// now).
+    pub fn before_list_page(&mut self, gateway: &str, page: u32, now_ms: u64) {
+        let Some(gw) = self.gateways.get_mut(gateway) else {
+            return;
+        };
+        let (due, rest) = std::mem::take(&mut gw.before_list_page)
+            .into_iter()
+            .partition(|(p, _)| *p == page);
+        gw.before_list_page = rest;
+        for (_, mut change) in due {
+            if let Change::Create(e) = &mut change {
+                e.create_time_ms = now_ms;
+            }
+            change.apply(&mut gw.entries);
+        }
     }
 
     /// Whether the route list of `gw` (or, for `None`, the connection list) is shuffled.

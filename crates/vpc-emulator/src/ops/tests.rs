@@ -1371,3 +1371,100 @@ fn a_key_sees_only_its_accounts_gateways() {
     );
     assert_eq!(f.st.world.gateways["vpn-b"].entries.len(), 1);
 }
+
+/// Lists `gw` page `page` of `size`: (TotalCount, destinations shown).
+fn list_page(f: &mut Fixture, gw: &str, page: usize, size: usize) -> (u64, Vec<String>) {
+    let (page, size) = (page.to_string(), size.to_string());
+    let list = f
+        .call(
+            "DescribeVpnPbrRouteEntries",
+            &[
+                ("VpnGatewayId", gw),
+                ("PageNumber", &page),
+                ("PageSize", &size),
+            ],
+        )
+        .unwrap();
+    let shown = list["VpnPbrRouteEntries"]["VpnPbrRouteEntry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["RouteDest"].as_str().unwrap().to_owned())
+        .collect();
+    (list["TotalCount"].as_u64().unwrap(), shown)
+}
+
+/// `vpn-a` with entries to 10.0..10.(n-1).0.0/24, made at T0 + i.
+fn with_entries(n: usize) -> Fixture {
+    let mut f = Fixture::new();
+    let gw = f.st.world.gateways.get_mut("vpn-a").unwrap();
+    gw.entries = (0..n)
+        .map(|i| PbrEntry {
+            route_source: "192.168.1.0/24".into(),
+            route_dest: format!("10.{i}.0.0/24"),
+            next_hop: "vco-a1".into(),
+            weight: 100,
+            priority: 10,
+            published: false,
+            description: None,
+            overlay_mode: "Ipsec".into(),
+            create_time_ms: T0 + i as u64,
+        })
+        .collect();
+    f
+}
+
+fn dests(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("10.{i}.0.0/24")).collect()
+}
+
+#[test]
+fn a_change_waiting_for_a_list_page_is_made_just_before_that_page_is_answered() {
+    let mut f = with_entries(5);
+    let id = |i: usize| crate::world::EntryId {
+        route_source: "192.168.1.0/24".into(),
+        route_dest: format!("10.{i}.0.0/24"),
+        next_hop: "vco-a1".into(),
+    };
+    f.st.world
+        .gateways
+        .get_mut("vpn-a")
+        .unwrap()
+        .before_list_page
+        .push((2, crate::world::Change::Delete(id(0))));
+    assert_eq!(list_page(&mut f, "vpn-a", 1, 2), (5, dests(0..2)));
+    // Made before page 2: every later entry moves up one, 10.2 is on no page of this pass.
+    assert_eq!(list_page(&mut f, "vpn-a", 2, 2), (4, dests(3..5)));
+    assert_eq!(list_page(&mut f, "vpn-a", 1, 2), (4, dests(1..3)));
+    // Once only.
+    assert_eq!(list_page(&mut f, "vpn-a", 2, 2), (4, dests(3..5)));
+}
+
+#[test]
+fn list_churn_counts_an_entry_that_the_page_asked_for_never_shows() {
+    let mut f = with_entries(5);
+    f.st.world.gateways.get_mut("vpn-a").unwrap().list_churn = true;
+    // (page, size, TotalCount, shown): the churned route is last, or first when the last page
+    // is asked for (which then moves by one); a list that fits one page is left alone.
+    let table = [
+        (1, 2, 6, dests(0..2)),
+        (2, 2, 6, dests(2..4)),
+        (3, 2, 6, dests(3..5)),
+        (1, 5, 6, dests(0..5)),
+        (2, 5, 6, dests(4..5)),
+        (1, 6, 5, dests(0..5)),
+        (1, 50, 5, dests(0..5)),
+    ];
+    for (page, size, total, shown) in table {
+        assert_eq!(
+            list_page(&mut f, "vpn-a", page, size),
+            (total, shown),
+            "page {page} of {size}"
+        );
+    }
+    assert_eq!(
+        f.st.world.gateways["vpn-a"].entries.len(),
+        5,
+        "the churned route exists only around each answer"
+    );
+}
