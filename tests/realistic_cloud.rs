@@ -892,11 +892,12 @@ async fn a_third_of_140_routes_on_one_gateway_deleted_while_the_rest_resync() ->
     });
     let lists_before = env.calls_any("DescribeVpnPbrRouteEntries").await?;
     let deleting = std::time::Instant::now();
-    futures::stream::iter(&deleted)
-        .map(|p| env.delete(&p.name))
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
+    // Spread over about 25 s, so that many lists of the kept routes' drift checks run while
+    // the deletions move the pages.
+    for p in &deleted {
+        env.delete(&p.name).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     loop {
         let routes = env.api.list(&ListParams::default()).await?.items;
@@ -925,8 +926,8 @@ async fn a_third_of_140_routes_on_one_gateway_deleted_while_the_rest_resync() ->
         deleting.elapsed(),
         env.calls_any("DescribeVpnPbrRouteEntries").await? - lists_before
     );
-    // Three more drift checks of the kept routes.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // More drift checks of the kept routes (a list every 3 to 5 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
     watch.abort();
 
     let left_ready = left_ready

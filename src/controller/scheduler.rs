@@ -1455,25 +1455,23 @@ mod tests {
         (sched, rx)
     }
 
-    /// Waits until `owner`'s change is confirmed (listed, or given up on).
+    /// Waits until `owner`'s change is confirmed (listed, or given up on), at most an hour of
+    /// the test's paused clock.
     async fn until_confirmed(
         sched: &Scheduler,
         rx: &mut mpsc::UnboundedReceiver<Owner>,
         owner: &Owner,
     ) {
-        loop {
-            let o = rx.recv().await.expect("wake");
-            if o == *owner
-                && matches!(
-                    sched.view(&o, &scope().key()),
-                    Some(JobView::Accepted {
-                        confirmed: true,
-                        ..
-                    })
-                )
-            {
-                return;
-            }
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while !matches!(
+            sched.view(owner, &scope().key()),
+            Some(JobView::Accepted {
+                confirmed: true,
+                ..
+            })
+        ) {
+            let woken = tokio::time::timeout_at(deadline, rx.recv()).await;
+            assert!(woken.is_ok(), "{owner} not confirmed within an hour");
         }
     }
 
