@@ -336,6 +336,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         Some(JobView::Accepted {
             accepted,
             confirmed: false,
+            read_back,
             ..
         }) => {
             // Accepted, applied in the background: what the answer says is recorded now (a
@@ -352,6 +353,9 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 report.entry = Some(entry.clone());
                 report.last_request_id = accepted.request_id.clone();
                 d = d.status(report);
+            }
+            if let Some(e) = read_back {
+                d.status.get_or_insert_with(Report::default).synced = Some(read_back_wait(e, ""));
             }
             return d.job(JobOp::Keep).next(Next::Wake);
         }
@@ -765,8 +769,18 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         // On the wire: it finishes, but is not sent again (after a busy answer).
         Some(JobView::InFlight) => return d.job(JobOp::Drop).next(Next::Wake),
         Some(JobView::Accepted {
-            confirmed: false, ..
-        }) => return d.job(JobOp::Keep).next(Next::Wake),
+            confirmed: false,
+            read_back,
+            ..
+        }) => {
+            if let Some(e) = read_back {
+                d = d.status(Report {
+                    synced: Some(read_back_wait(e, "deleting: ")),
+                    ..Default::default()
+                });
+            }
+            return d.job(JobOp::Keep).next(Next::Wake);
+        }
         // The outcome of a replayed create (the proof of ownership) stays until the read it
         // is combined with: a decision before the read must not lose it.
         Some(JobView::Accepted { create, .. }) => {
@@ -882,6 +896,18 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             .job(JobOp::Submit(plan::delete(entry, facts)))
             .next(Next::Wake),
     }
+}
+
+/// Synced=False while an accepted change waits for a list that can confirm it: the list read
+/// failed (`ListInconsistent`, a 5xx, ...), and absence is never concluded from a failed read.
+fn read_back_wait(e: &CloudError, prefix: &str) -> CondValue {
+    CondValue::no(
+        Reason::Cloud(e.code().to_owned()),
+        format!(
+            "{prefix}the change was accepted; waiting for a whole entry list to confirm it: {}",
+            e.message()
+        ),
+    )
 }
 
 /// The status and the event of a failed reconcile of `route` (the newest copy of it).
