@@ -469,14 +469,27 @@ extraEnv:
             || PortForward::start(nodes, RELEASE_NS, &format!("svc/{RELEASE}-metrics"), 8080);
         let pf = std::sync::Mutex::new(forward()?);
         let base = || format!("http://127.0.0.1:{}", pf.lock().expect("port-forward").port);
+        // What the last try saw, for the failure message (the tunnel or the gauge).
+        let last = std::sync::Mutex::new(String::from("no answer yet"));
         let metrics = eventually(
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             "4 Ready routes in /metrics",
             || {
                 let url = format!("{}/metrics", base());
-                let pf = &pf;
+                let (pf, last) = (&pf, &last);
                 async move {
                     let got = http_get(&url).await;
+                    let seen = match &got {
+                        Ok((status, body)) => format!(
+                            "HTTP {status}: {}",
+                            body.lines()
+                                .filter(|l| l.starts_with("vpn_pbr_routes"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        Err(e) => format!("{url}: {e:#}"),
+                    };
+                    *last.lock().expect("last") = seen;
                     if got.is_err()
                         && let Ok(fresh) = forward()
                     {
@@ -488,7 +501,8 @@ extraEnv:
                 }
             },
         )
-        .await?;
+        .await
+        .with_context(|| format!("last seen: {}", last.lock().expect("last")))?;
         assert!(metrics.contains("vpn_pbr_"), "operator metrics");
         assert_eq!(http_get(&format!("{}/readyz", base())).await?.0, 200);
     }

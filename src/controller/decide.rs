@@ -360,6 +360,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         Some(JobView::Accepted {
             accepted,
             confirmed: false,
+            read_back,
             ..
         }) => {
             // Accepted, applied in the background: what the answer says is recorded now (a
@@ -377,6 +378,9 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 report.entry = Some(entry.clone());
                 report.last_request_id = accepted.request_id.clone();
                 d = d.status(report);
+            }
+            if let Some(e) = read_back {
+                d.status.get_or_insert_with(Report::default).synced = Some(read_back_wait(e, ""));
             }
             return d.job(JobOp::Keep).next(Next::Wake);
         }
@@ -968,8 +972,18 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         // On the wire: it finishes, but is not sent again (after a busy answer).
         Some(JobView::InFlight) => return d.job(JobOp::Drop).next(Next::Wake),
         Some(JobView::Accepted {
-            confirmed: false, ..
-        }) => return d.job(JobOp::Keep).next(Next::Wake),
+            confirmed: false,
+            read_back,
+            ..
+        }) => {
+            if let Some(e) = read_back {
+                d = d.status(Report {
+                    synced: Some(read_back_wait(e, "deleting: ")),
+                    ..Default::default()
+                });
+            }
+            return d.job(JobOp::Keep).next(Next::Wake);
+        }
         Some(JobView::Accepted {
             accepted, create, ..
         }) => {
@@ -1157,6 +1171,18 @@ fn gateway_gone(obs: &Observation<'_>, mut d: Decision, error: &Arc<CloudError>)
         used_account: obs.account.known().map(str::to_owned),
         answer: Some(error.code().to_owned()),
     }))
+}
+
+/// Synced=False while an accepted change waits for a list that can confirm it: the list read
+/// failed (`ListInconsistent`, a 5xx, ...), and absence is never concluded from a failed read.
+fn read_back_wait(e: &CloudError, prefix: &str) -> CondValue {
+    CondValue::no(
+        Reason::Cloud(e.code().to_owned()),
+        format!(
+            "{prefix}the change was accepted; waiting for a whole entry list to confirm it: {}",
+            e.message()
+        ),
+    )
 }
 
 /// The status and the event of a failed reconcile of `route` (the newest copy of it).

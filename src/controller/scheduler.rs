@@ -50,6 +50,10 @@ const VERIFY_BATCH: usize = 32;
 /// route, which re-plans from the list.
 const VERIFY_TRIES: u32 = 5;
 
+/// List reads for applied changes that fail in a row before their routes say so (a one-off
+/// failure is retried within a second and is not worth a status write per route).
+const READ_BACK_SAY_AFTER: u32 = 3;
+
 /// Tuning of the scheduler.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -82,6 +86,9 @@ pub enum JobView {
         confirmed: bool,
         /// It was a create.
         create: bool,
+        /// Applied, but the last list read for it failed (e.g. `ListInconsistent`): it waits
+        /// for a whole list to confirm it.
+        read_back: Option<Arc<CloudError>>,
     },
     /// The cloud refused it (never a busy gateway: that is retried here). `create` tells
     /// whether it was a create.
@@ -139,6 +146,10 @@ struct Gateway {
     probe_scope: Option<Scope>,
     /// When to read the list again for applied changes it did not show yet.
     verify_after: Option<Instant>,
+    /// Why the last list read for them failed, and how many failed in a row, until one
+    /// succeeds.
+    read_back_failure: Option<Arc<CloudError>>,
+    read_back_failures: u32,
 }
 
 impl Gateway {
@@ -412,6 +423,9 @@ impl Scheduler {
                 accepted: accepted.clone(),
                 confirmed: *seq <= gw.confirmed && *listed,
                 create: matches!(job.mutation, Mutation::Create { .. }),
+                read_back: gw.read_back_failure.clone().filter(|_| {
+                    *seq <= gw.confirmed && !*listed && gw.read_back_failures >= READ_BACK_SAY_AFTER
+                }),
             },
             JobState::Failed(e) => JobView::Failed {
                 error: e.clone(),
@@ -851,12 +865,32 @@ impl Worker {
             }
             Err(e) => {
                 warn!(gateway = %self.key, code = e.code(), "entry list read failed");
-                lock(&self.slot.state).verify_after = Some(Instant::now() + step);
+                let woken = {
+                    let mut gw = lock(&self.slot.state);
+                    gw.verify_after = Some(Instant::now() + step);
+                    // The routes waiting for it say why once it persists, and again only for a
+                    // new reason (not per retry).
+                    let new = gw
+                        .read_back_failure
+                        .as_ref()
+                        .is_none_or(|old| old.code() != e.code());
+                    gw.read_back_failures += 1;
+                    gw.read_back_failure = Some(Arc::new(e));
+                    let n = gw.read_back_failures;
+                    if n == READ_BACK_SAY_AFTER || (n > READ_BACK_SAY_AFTER && new) {
+                        gw.unlisted().map(|(o, _)| o.clone()).collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                self.wake(woken);
                 return (step * 2).min(MAX_STEP);
             }
         };
         let (woken, replay) = {
             let mut gw = lock(&self.slot.state);
+            gw.read_back_failure = None;
+            gw.read_back_failures = 0;
             let confirmed = gw.confirmed;
             let mut woken = Vec::new();
             let mut replay = Vec::new();
@@ -1466,25 +1500,23 @@ mod tests {
         (sched, rx)
     }
 
-    /// Waits until `owner`'s change is confirmed (listed, or given up on).
+    /// Waits until `owner`'s change is confirmed (listed, or given up on), at most an hour of
+    /// the test's paused clock.
     async fn until_confirmed(
         sched: &Scheduler,
         rx: &mut mpsc::UnboundedReceiver<Owner>,
         owner: &Owner,
     ) {
-        loop {
-            let o = rx.recv().await.expect("wake");
-            if o == *owner
-                && matches!(
-                    sched.view(&o, &scope().key()),
-                    Some(JobView::Accepted {
-                        confirmed: true,
-                        ..
-                    })
-                )
-            {
-                return;
-            }
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while !matches!(
+            sched.view(owner, &scope().key()),
+            Some(JobView::Accepted {
+                confirmed: true,
+                ..
+            })
+        ) {
+            let woken = tokio::time::timeout_at(deadline, rx.recv()).await;
+            assert!(woken.is_ok(), "{owner} not confirmed within an hour");
         }
     }
 

@@ -300,6 +300,7 @@ fn in_sync_reports_available_and_the_right_event() {
         },
         confirmed: true,
         create: true,
+        read_back: None,
     };
     let ours = route(json!({"status": {"clientToken": "t"}}));
     let was_ready = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z",
@@ -438,6 +439,7 @@ fn job_outcomes() {
         },
         confirmed: false,
         create: true,
+        read_back: None,
     };
     for job in [&JobView::InFlight, &unconfirmed] {
         let d = decide(&Observation {
@@ -454,6 +456,7 @@ fn job_outcomes() {
         },
         confirmed: false,
         create: true,
+        read_back: None,
     };
     let d = decide(&Observation {
         job: Some(&answered),
@@ -1095,6 +1098,7 @@ fn accepted_create(entry: Option<Entry>, confirmed: bool) -> JobView {
         },
         confirmed,
         create: true,
+        read_back: None,
     }
 }
 
@@ -2004,4 +2008,41 @@ fn the_account_is_recorded_when_a_list_shows_the_entry() {
         "t",
     );
     assert_eq!(gone.account_id, None);
+}
+
+#[test]
+fn an_accepted_change_waiting_for_a_whole_list_says_why() {
+    // The list read-back of an applied change failed (its pages never added up): the route
+    // waits, keeps its job and says so in Synced; nothing is concluded from the failed read.
+    let inconsistent = Arc::new(CloudError::ListInconsistent {
+        action: "DescribeVpnPbrRouteEntries",
+        reads: 48,
+        total_count: 53,
+        proven: 52,
+        request_id: None,
+    });
+    let waiting = JobView::Accepted {
+        accepted: Accepted {
+            request_id: Some("req-4".into()),
+            entry: None,
+        },
+        confirmed: false,
+        create: false,
+        read_back: Some(inconsistent),
+    };
+    let live = route(json!({}));
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    for (r, prefix) in [(&live, "the change"), (&deleting, "deleting: the change")] {
+        let d = decide(&Observation {
+            job: Some(&waiting),
+            ..obs(r)
+        });
+        assert_eq!((&d.job, d.next), (&Some(JobOp::Keep), Some(Next::Wake)));
+        assert!(!d.remove_finalizer);
+        let report = d.status.expect("status says why");
+        assert!(report.ready.is_none(), "Ready is left as it was");
+        let synced = report.synced.expect("Synced");
+        assert_eq!(synced.reason, Reason::Cloud("ListInconsistent".into()));
+        assert!(synced.message.starts_with(prefix), "{}", synced.message);
+    }
 }
