@@ -33,9 +33,12 @@ fn lease(holder: &str, renewed: SystemTime, duration_secs: i32) -> Lease {
     }
 }
 
-/// A cloud whose mutations take `call` each; counts the mutations that started.
+/// A cloud whose mutations take `call` each; counts the mutations that started. With
+/// `release`, a mutation leaves (like the client: through the send gate) only at that instant,
+/// the moment a wait in the rate limiter would end.
 struct SlowCloud {
     call: Duration,
+    release: Option<Instant>,
     started: AtomicUsize,
     sent_at: StdMutex<Vec<Instant>>,
 }
@@ -44,6 +47,16 @@ impl SlowCloud {
     fn new(call: Duration) -> Arc<Self> {
         Arc::new(Self {
             call,
+            release: None,
+            started: AtomicUsize::new(0),
+            sent_at: StdMutex::new(Vec::new()),
+        })
+    }
+
+    fn due_at(release: Instant) -> Arc<Self> {
+        Arc::new(Self {
+            call: Duration::ZERO,
+            release: Some(release),
             started: AtomicUsize::new(0),
             sent_at: StdMutex::new(Vec::new()),
         })
@@ -64,8 +77,24 @@ impl CloudPort for SlowCloud {
             ))
         })
     }
-    fn mutate<'a>(&'a self, _: &'a Scope, _: &'a Mutation) -> CloudFuture<'a, Accepted> {
+    fn mutate<'a>(&'a self, _: &'a Scope, m: &'a Mutation) -> CloudFuture<'a, Accepted> {
         Box::pin(async move {
+            if let Some(release) = self.release {
+                tokio::time::sleep_until(release).await;
+                if !alicloud_vpc_client::send_gate_open() {
+                    return Err(CloudError::Api(Box::new(ApiError {
+                        action: m.action(),
+                        http_status: 0,
+                        code: NOT_SENT.to_owned(),
+                        message: "kept by the send gate".to_owned(),
+                        request_id: None,
+                        host_id: None,
+                        recommend: None,
+                        retry_after: None,
+                        class: ErrorClass::Throttled,
+                    })));
+                }
+            }
             self.started.fetch_add(1, Ordering::SeqCst);
             self.sent_at.lock().unwrap().push(Instant::now());
             tokio::time::sleep(self.call).await;
@@ -288,51 +317,6 @@ async fn the_scheduler_keeps_a_fenced_job_queued_and_sends_it_once_the_fence_ope
     );
 }
 
-/// A cloud whose mutation leaves (like the client: through the send gate) at `release`, the
-/// moment a wait in the rate limiter would end; records what left.
-struct DueAt {
-    release: Instant,
-    sent: AtomicUsize,
-}
-
-impl CloudPort for DueAt {
-    fn list_entries<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn gateway<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
-        Box::pin(async {
-            Err(fenced(
-                "DescribeVpnGateway",
-                ErrorClass::Transient,
-                "unused",
-            ))
-        })
-    }
-    fn mutate<'a>(&'a self, _: &'a Scope, m: &'a Mutation) -> CloudFuture<'a, Accepted> {
-        Box::pin(async move {
-            tokio::time::sleep_until(self.release).await;
-            if !alicloud_vpc_client::send_gate_open() {
-                return Err(CloudError::Api(Box::new(ApiError {
-                    action: m.action(),
-                    http_status: 0,
-                    code: NOT_SENT.to_owned(),
-                    message: "kept by the send gate".to_owned(),
-                    request_id: None,
-                    host_id: None,
-                    recommend: None,
-                    retry_after: None,
-                    class: ErrorClass::Throttled,
-                })));
-            }
-            self.sent.fetch_add(1, Ordering::SeqCst);
-            Ok(Accepted {
-                request_id: Some("rid".into()),
-                entry: None,
-            })
-        })
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_mutation_due_to_leave_at_the_deadline_is_never_sent() {
     let fence = Fence::new();
@@ -340,14 +324,11 @@ async fn a_mutation_due_to_leave_at_the_deadline_is_never_sent() {
     fence.open_until(deadline);
     // The request is due to leave in the very tick the deadline passes (its wait in the rate
     // limiter ends then): the timer and the send race.
-    let due = Arc::new(DueAt {
-        release: deadline,
-        sent: AtomicUsize::new(0),
-    });
+    let due = SlowCloud::due_at(deadline);
     let cloud = FencedCloud::new(due.clone(), fence.clone());
     let result = cloud.mutate(&scope(), &publish(1)).await;
     assert_eq!(
-        due.sent.load(Ordering::SeqCst),
+        due.started.load(Ordering::SeqCst),
         0,
         "sent after the deadline"
     );
