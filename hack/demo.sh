@@ -29,7 +29,7 @@ CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
 DEMO_DIR=${DEMO_DIR:-$CACHE/demo}
 CLUSTER_DIR=${DEMO_CLUSTER_DIR:-$CACHE/cluster}
 CONFIG=$ROOT/deploy/emulator/config.example.yaml
-BIN=${DEMO_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/demo}
+BIN=${DEMO_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}
 MODE=${DEMO_CLUSTER:-local}
 NS=${DEMO_NAMESPACE:-vpn-pbr-demo}
 CRD=vpnpbrroutes.vpn.alicloud.dev
@@ -174,14 +174,14 @@ up() {
   # serial steps (linking, the largest crates), so together they finish sooner on 2 cores.
   local t0=$SECONDS cargo_pid="" cargo_log="$DEMO_DIR/cargo-build.log"
   if [ -z "${DEMO_BIN_DIR:-}" ]; then
-    (cd "$ROOT" && exec cargo build --profile demo --locked -p vpn-pbr-operator --bin vpn-pbr-operator \
+    (cd "$ROOT" && exec cargo build --locked -p vpn-pbr-operator --bin vpn-pbr-operator \
       -p vpc-emulator --bin vpc-emulator) >"$cargo_log" 2>&1 &
     cargo_pid=$!
   fi
   say "tools (hack/tools.sh --control-plane; built once into $CACHE, or reused from the machine)"
   # shellcheck disable=SC1090
   source <("$ROOT/hack/tools.sh" --control-plane --env)
-  say "operator and emulator (cargo build --profile demo --locked: vpn-pbr-operator, vpc-emulator)"
+  say "operator and emulator (cargo build --locked: vpn-pbr-operator, vpc-emulator; the debug build \`make test\` reuses)"
   if [ -z "$cargo_pid" ]; then
     echo "  taken from DEMO_BIN_DIR=$DEMO_BIN_DIR"
   elif ! wait "$cargo_pid"; then
@@ -239,7 +239,7 @@ sys.exit(0 if any(g["VpnGatewayId"] == want["VpnGatewayId"] and any(all(e[k] == 
   fi
   kubectl wait --for=condition=Established --timeout=60s crd/vpnpbrroutes.vpn.alicloud.dev >/dev/null
 
-  say "operator (target/demo/vpn-pbr-operator --endpoint $url)"
+  say "operator (target/debug/vpn-pbr-operator --endpoint $url)"
   # Restarted when anything it depends on changed: emulator URL, control plane, binary.
   local stamp
   stamp="$url $api_after $(stat -c %Y "$BIN/vpn-pbr-operator")"
