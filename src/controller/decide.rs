@@ -13,7 +13,7 @@ use super::error::{Error, Unproven};
 use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
-use super::scheduler::JobView;
+use super::scheduler::{JobView, Stall};
 use super::status::{self, CondValue, Report};
 use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
@@ -360,7 +360,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         Some(JobView::Accepted {
             accepted,
             confirmed: false,
-            read_back,
+            stalled,
             ..
         }) => {
             // Accepted, applied in the background: what the answer says is recorded now (a
@@ -379,8 +379,8 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 report.last_request_id = accepted.request_id.clone();
                 d = d.status(report);
             }
-            if let Some(e) = read_back {
-                d.status.get_or_insert_with(Report::default).synced = Some(read_back_wait(e, ""));
+            if let Some(stall) = stalled {
+                d.status.get_or_insert_with(Report::default).synced = Some(stall_wait(stall, ""));
             }
             return d.job(JobOp::Keep).next(Next::Wake);
         }
@@ -428,8 +428,19 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     // at every wake-up meanwhile costs a list each, and the wait is long when the account's
     // API rate binds.
     if matches!(obs.cloud, CloudRead::NotRead)
-        && matches!(obs.job, Some(JobView::Queued { generation, .. }) if *generation == route.metadata.generation)
+        && let Some(JobView::Queued {
+            generation,
+            stalled,
+            ..
+        }) = obs.job
+        && *generation == route.metadata.generation
     {
+        if let Some(stall) = stalled {
+            d = d.status(Report {
+                synced: Some(stall_wait(stall, "")),
+                ..Default::default()
+            });
+        }
         return d.job(JobOp::Keep).next(Next::Wake);
     }
     let (facts, entries) = match obs.cloud {
@@ -960,8 +971,17 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         // to the back of the gateway's queue at every reconcile.
         Some(JobView::Queued {
             mutation: Mutation::Delete { .. },
+            stalled,
             ..
-        }) => return d.job(JobOp::Keep).next(Next::Wake),
+        }) => {
+            if let Some(stall) = stalled {
+                d = d.status(Report {
+                    synced: Some(stall_wait(stall, "deleting: ")),
+                    ..Default::default()
+                });
+            }
+            return d.job(JobOp::Keep).next(Next::Wake);
+        }
         Some(JobView::Queued { .. }) => {
             // A queued create or update is pointless now; the executor stops if it went out.
             d.job = Some(JobOp::Drop);
@@ -973,12 +993,12 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         Some(JobView::InFlight) => return d.job(JobOp::Drop).next(Next::Wake),
         Some(JobView::Accepted {
             confirmed: false,
-            read_back,
+            stalled,
             ..
         }) => {
-            if let Some(e) = read_back {
+            if let Some(stall) = stalled {
                 d = d.status(Report {
-                    synced: Some(read_back_wait(e, "deleting: ")),
+                    synced: Some(stall_wait(stall, "deleting: ")),
                     ..Default::default()
                 });
             }
@@ -1173,15 +1193,29 @@ fn gateway_gone(obs: &Observation<'_>, mut d: Decision, error: &Arc<CloudError>)
     }))
 }
 
-/// Synced=False while an accepted change waits for a list that can confirm it: the list read
-/// failed (`ListInconsistent`, a 5xx, ...), and absence is never concluded from a failed read.
-fn read_back_wait(e: &CloudError, prefix: &str) -> CondValue {
+/// Synced=False while a change waits on reads of its gateway that keep failing: its turn or
+/// its confirmation waits on the gateway's status, or an applied change on a list that can
+/// confirm it (`ListInconsistent`, a 5xx, ...). The change keeps its place, and nothing (absence
+/// least of all) is concluded from a failed read.
+fn stall_wait(stall: &Stall, prefix: &str) -> CondValue {
+    let (e, what) = match stall {
+        Stall::Queued(e) => (
+            e,
+            "waiting for its turn; the gateway's status cannot be read",
+        ),
+        Stall::Status(e) => (
+            e,
+            "the change was accepted; waiting for the gateway to show it applied, and its \
+             status cannot be read",
+        ),
+        Stall::List(e) => (
+            e,
+            "the change was accepted; waiting for a whole entry list to confirm it",
+        ),
+    };
     CondValue::no(
         Reason::Cloud(e.code().to_owned()),
-        format!(
-            "{prefix}the change was accepted; waiting for a whole entry list to confirm it: {}",
-            e.message()
-        ),
+        format!("{prefix}{what}: {}", e.message()),
     )
 }
 

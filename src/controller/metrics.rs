@@ -48,6 +48,12 @@ pub struct GatewayLabels {
     pub gateway: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StallLabels {
+    /// The read that keeps failing: `status` (the gateway's) or `list` (its entries).
+    pub read: String,
+}
+
 pub struct Metrics {
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -56,6 +62,8 @@ pub struct Metrics {
     pub rate_limit_wait: Family<PriorityLabels, Histogram>,
     pub routes: Family<ReadyLabels, Gauge>,
     pub queue_depth: Family<GatewayLabels, Gauge>,
+    /// Gateways whose waiting changes say their reads keep failing.
+    pub gateways_stalled: Family<StallLabels, Gauge>,
     /// Entry lists whose pages never added up to one whole list (`ListInconsistent`).
     pub list_inconsistent: Counter,
 }
@@ -76,6 +84,7 @@ impl Metrics {
             }),
             routes: Family::default(),
             queue_depth: Family::default(),
+            gateways_stalled: Family::default(),
             list_inconsistent: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("vpn_pbr");
@@ -109,6 +118,12 @@ impl Metrics {
             "gateway_queue_depth",
             "Mutations waiting or in flight per gateway",
             m.queue_depth.clone(),
+        );
+        r.register(
+            "gateways_stalled",
+            "Gateways whose waiting changes wait on reads that keep failing (3 in a row over 5 s), \
+             by the read (status or list)",
+            m.gateways_stalled.clone(),
         );
         r.register(
             "list_inconsistent",

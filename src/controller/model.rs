@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use alicloud_vpc_client::VpnPbrRouteEntry;
 use alicloud_vpc_client::credentials::CredentialsProvider;
 
 /// Which gateway, in which region, reached with which credentials.
@@ -136,6 +137,21 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry of a list of `gateway` (the cloud may leave the gateway out).
+    pub fn listed(e: VpnPbrRouteEntry, gateway: &str) -> Self {
+        let i = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        Self {
+            route_source: e.route_source,
+            route_dest: e.route_dest,
+            next_hop: e.next_hop,
+            weight: i(e.weight),
+            priority: e.priority.map_or(crate::api::v1alpha1::DEFAULT_PRIORITY, i),
+            state: e.state.into(),
+            create_time: e.create_time.unwrap_or_default(),
+            vpn_instance_id: e.vpn_instance_id.unwrap_or_else(|| gateway.to_owned()),
+        }
+    }
+
     pub fn published(&self) -> bool {
         self.state == EntryState::Published
     }

@@ -20,7 +20,7 @@ use super::backoff::Backoffs;
 use super::context::{Context, Settings};
 use super::duplicates::{ClaimCache, ClaimIndex};
 use super::entries::GatewayCache;
-use super::metrics::{GatewayLabels, Metrics, ReadyLabels};
+use super::metrics::{GatewayLabels, Metrics, ReadyLabels, StallLabels};
 use super::objects::{EventSource, KubeObjects};
 use super::port::CloudPort;
 use super::reconcile::{error_policy, reconcile};
@@ -243,6 +243,14 @@ async fn gauges(
                     gateway: gw.vpn_gateway_id.clone(),
                 })
                 .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
+        for (read, n) in scheduler.stalls() {
+            metrics
+                .gateways_stalled
+                .get_or_create(&StallLabels {
+                    read: read.to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }

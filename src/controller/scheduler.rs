@@ -50,9 +50,13 @@ const VERIFY_BATCH: usize = 32;
 /// route, which re-plans from the list.
 const VERIFY_TRIES: u32 = 5;
 
-/// List reads for applied changes that fail in a row before their routes say so (a one-off
-/// failure is retried within a second and is not worth a status write per route).
-const READ_BACK_SAY_AFTER: u32 = 3;
+/// The gateway's own reads (its status, or the entry list for applied changes) that fail in a
+/// row, over at least `STALL_AFTER`, before the changes waiting on them say so: a one-off
+/// failure is retried within a second and is not worth a status write per route. Both bounds
+/// count failed reads and time since the first of them, never time in the queue (10,000
+/// changes on one gateway legitimately wait for minutes).
+const STALL_READS: u32 = 3;
+const STALL_AFTER: Duration = Duration::from_secs(5);
 
 /// Tuning of the scheduler.
 #[derive(Clone, Debug)]
@@ -76,6 +80,8 @@ pub enum JobView {
     Queued {
         mutation: Mutation,
         generation: Option<i64>,
+        /// Its turn waits on the gateway's status, and those reads keep failing.
+        stalled: Option<Stall>,
     },
     /// On the wire: it will finish, whatever the object does meanwhile.
     InFlight,
@@ -86,9 +92,8 @@ pub enum JobView {
         confirmed: bool,
         /// It was a create.
         create: bool,
-        /// Applied, but the last list read for it failed (e.g. `ListInconsistent`): it waits
-        /// for a whole list to confirm it.
-        read_back: Option<Arc<CloudError>>,
+        /// Not confirmed, and the reads it waits on keep failing (see `STALL_READS`).
+        stalled: Option<Stall>,
     },
     /// The cloud refused it (never a busy gateway: that is retried here). `create` tells
     /// whether it was a create.
@@ -96,6 +101,58 @@ pub enum JobView {
         error: Arc<CloudError>,
         create: bool,
     },
+}
+
+/// Why a waiting change does not move: the reads it waits on keep failing (see
+/// `STALL_READS`). The change keeps its place; its route says why.
+#[derive(Clone, Debug)]
+pub enum Stall {
+    /// A queued change: the gateway's status, whether it is free for the next change.
+    Queued(Arc<CloudError>),
+    /// An accepted change: the gateway's status, whether it applied the change.
+    Status(Arc<CloudError>),
+    /// A whole entry list that shows the applied change (e.g. `ListInconsistent`).
+    List(Arc<CloudError>),
+}
+
+/// The gateway's reads of one kind that failed in a row, until one succeeds.
+#[derive(Debug, Default)]
+struct FailedReads {
+    count: u32,
+    since: Option<Instant>,
+    last: Option<Arc<CloudError>>,
+    /// The code the waiting routes were told last: told again only for a new one.
+    told: Option<String>,
+}
+
+impl FailedReads {
+    /// Records a failed read at `now`; true when the changes waiting on it should say so now
+    /// (the bounds were just passed, or the failure has a new code).
+    fn failed(&mut self, e: CloudError, now: Instant) -> bool {
+        self.count += 1;
+        self.since.get_or_insert(now);
+        let code = e.code().to_owned();
+        self.last = Some(Arc::new(e));
+        if self.stalled(now).is_none() || self.told.as_deref() == Some(code.as_str()) {
+            return false;
+        }
+        self.told = Some(code);
+        true
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The last error, once the reads failed past both bounds.
+    fn stalled(&self, now: Instant) -> Option<Arc<CloudError>> {
+        let long = self
+            .since
+            .is_some_and(|s| now.saturating_duration_since(s) >= STALL_AFTER);
+        self.last
+            .clone()
+            .filter(|_| self.count >= STALL_READS && long)
+    }
 }
 
 #[derive(Debug)]
@@ -146,10 +203,9 @@ struct Gateway {
     probe_scope: Option<Scope>,
     /// When to read the list again for applied changes it did not show yet.
     verify_after: Option<Instant>,
-    /// Why the last list read for them failed, and how many failed in a row, until one
-    /// succeeds.
-    read_back_failure: Option<Arc<CloudError>>,
-    read_back_failures: u32,
+    /// Status reads (probes) and list reads (read-backs) failing in a row.
+    status_reads: FailedReads,
+    list_reads: FailedReads,
 }
 
 impl Gateway {
@@ -186,6 +242,37 @@ impl Gateway {
             }
         }
         woken
+    }
+
+    /// Changes that wait on the gateway's status: those queued behind a change not known to
+    /// be applied yet, and that change.
+    fn waiting_on_status(&self) -> Vec<Owner> {
+        let confirmed = self.confirmed;
+        let owners = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| match j.state {
+                JobState::Queued => true,
+                JobState::Accepted { seq, .. } => seq > confirmed,
+                _ => false,
+            })
+            .map(|(o, _)| o.clone())
+            .collect();
+        in_key_order(owners)
+    }
+
+    /// Why the job of `seq` (accepted) or a queued job waits, when its reads keep failing.
+    fn stall(&self, job: &JobState, now: Instant) -> Option<Stall> {
+        match *job {
+            JobState::Queued => self.status_reads.stalled(now).map(Stall::Queued),
+            JobState::Accepted { seq, .. } if seq > self.confirmed => {
+                self.status_reads.stalled(now).map(Stall::Status)
+            }
+            JobState::Accepted { listed: false, .. } => {
+                self.list_reads.stalled(now).map(Stall::List)
+            }
+            _ => None,
+        }
     }
 
     /// Applied changes the list has not shown yet.
@@ -292,6 +379,12 @@ struct Inner {
     owners: Mutex<HashMap<Owner, Arc<GatewayKey>>>,
     wake_owner: mpsc::UnboundedSender<Owner>,
     shutdown: CancellationToken,
+}
+
+/// Owners in key order, not a map's: a simulated seed replays the wake-ups exactly.
+fn in_key_order(mut owners: Vec<Owner>) -> Vec<Owner> {
+    owners.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    owners
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -408,10 +501,12 @@ impl Scheduler {
         let slot = lock(&self.inner.gateways).get(key).cloned()?;
         let gw = lock(&slot.state);
         let job = gw.jobs.get(owner)?;
+        let stalled = gw.stall(&job.state, Instant::now());
         Some(match &job.state {
             JobState::Queued => JobView::Queued {
                 mutation: job.mutation.clone(),
                 generation: job.generation,
+                stalled,
             },
             JobState::InFlight => JobView::InFlight,
             JobState::Accepted {
@@ -423,9 +518,7 @@ impl Scheduler {
                 accepted: accepted.clone(),
                 confirmed: *seq <= gw.confirmed && *listed,
                 create: matches!(job.mutation, Mutation::Create { .. }),
-                read_back: gw.read_back_failure.clone().filter(|_| {
-                    *seq <= gw.confirmed && !*listed && gw.read_back_failures >= READ_BACK_SAY_AFTER
-                }),
+                stalled,
             },
             JobState::Failed(e) => JobView::Failed {
                 error: e.clone(),
@@ -507,6 +600,25 @@ impl Scheduler {
             .sum()
     }
 
+    /// Gateways whose changes wait on reads that keep failing, by the read (for the metric).
+    pub fn stalls(&self) -> [(&'static str, usize); 2] {
+        let now = Instant::now();
+        let (mut status, mut list) = (0, 0);
+        for slot in lock(&self.inner.gateways).values() {
+            let gw = lock(&slot.state);
+            let waiting = |stall: fn(&Stall) -> bool| {
+                gw.jobs
+                    .values()
+                    .any(|j| gw.stall(&j.state, now).as_ref().is_some_and(stall))
+            };
+            status += usize::from(waiting(|s| {
+                matches!(s, Stall::Queued(_) | Stall::Status(_))
+            }));
+            list += usize::from(waiting(|s| matches!(s, Stall::List(_))));
+        }
+        [("status", status), ("list", list)]
+    }
+
     /// Jobs waiting or in flight per gateway (for the queue-depth metric).
     pub fn depths(&self) -> Vec<(GatewayKey, usize)> {
         let map = lock(&self.inner.gateways);
@@ -583,6 +695,8 @@ impl Worker {
                     let seq = gw.accepted;
                     gw.confirm(seq);
                     gw.status = Some(GatewayStatus::Active);
+                    // Nothing waits on a status read any more.
+                    gw.status_reads.succeeded();
                 }
                 Next::Wait(_) | Next::Idle => {}
             }
@@ -693,6 +807,8 @@ impl Worker {
                 let peers = self.peers(scope).await;
                 {
                     let mut gw = lock(&self.slot.state);
+                    // Changes move again: the next waits on a status read of its own.
+                    gw.status_reads.succeeded();
                     let free_gap = gw.pending_gap(answered);
                     let peers = gw.peers.get_or_insert(peers).clone();
                     gw.estimate
@@ -812,6 +928,7 @@ impl Worker {
             Ok(facts) => {
                 let active = facts.status == GatewayStatus::Active;
                 let mut gw = lock(&self.slot.state);
+                gw.status_reads.succeeded();
                 let answered_gap = gw.pending_gap(answered);
                 gw.status = Some(facts.status.clone());
                 let mut tightened = None;
@@ -845,6 +962,15 @@ impl Worker {
             }
             Err(e) => {
                 warn!(gateway = %self.key, code = e.code(), "gateway status read failed");
+                let woken = {
+                    let mut gw = lock(&self.slot.state);
+                    if gw.status_reads.failed(e, Instant::now()) {
+                        gw.waiting_on_status()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                self.wake(woken);
                 tokio::time::sleep(step).await;
                 (step * 2).min(MAX_STEP)
             }
@@ -867,18 +993,12 @@ impl Worker {
                 warn!(gateway = %self.key, code = e.code(), "entry list read failed");
                 let woken = {
                     let mut gw = lock(&self.slot.state);
-                    gw.verify_after = Some(Instant::now() + step);
+                    let now = Instant::now();
+                    gw.verify_after = Some(now + step);
                     // The routes waiting for it say why once it persists, and again only for a
                     // new reason (not per retry).
-                    let new = gw
-                        .read_back_failure
-                        .as_ref()
-                        .is_none_or(|old| old.code() != e.code());
-                    gw.read_back_failures += 1;
-                    gw.read_back_failure = Some(Arc::new(e));
-                    let n = gw.read_back_failures;
-                    if n == READ_BACK_SAY_AFTER || (n > READ_BACK_SAY_AFTER && new) {
-                        gw.unlisted().map(|(o, _)| o.clone()).collect()
+                    if gw.list_reads.failed(e, now) {
+                        in_key_order(gw.unlisted().map(|(o, _)| o.clone()).collect())
                     } else {
                         Vec::new()
                     }
@@ -889,8 +1009,7 @@ impl Worker {
         };
         let (woken, replay) = {
             let mut gw = lock(&self.slot.state);
-            gw.read_back_failure = None;
-            gw.read_back_failures = 0;
+            gw.list_reads.succeeded();
             let confirmed = gw.confirmed;
             let mut woken = Vec::new();
             let mut replay = Vec::new();
@@ -992,6 +1111,8 @@ mod tests {
         lag_of: StdMutex<HashMap<String, Duration>>,
         /// Every accepted mutation, in order.
         sent: StdMutex<Vec<Mutation>>,
+        /// Status and list reads answer 503 while set.
+        reads_fail: StdMutex<bool>,
     }
 
     impl FakeGateway {
@@ -1011,6 +1132,7 @@ mod tests {
                 refused: StdMutex::new(0),
                 lag_of: StdMutex::new(HashMap::new()),
                 sent: StdMutex::new(Vec::new()),
+                reads_fail: StdMutex::new(false),
             })
         }
 
@@ -1028,18 +1150,45 @@ mod tests {
         }
     }
 
-    fn busy_error() -> CloudError {
+    fn api_error(
+        action: &'static str,
+        http_status: u16,
+        code: &str,
+        class: ErrorClass,
+    ) -> CloudError {
         CloudError::Api(Box::new(ApiError {
-            action: "CreateVpnPbrRouteEntry",
-            http_status: 400,
-            code: "VpnGateway.Configuring".into(),
-            message: "The specified service is configuring.".into(),
+            action,
+            http_status,
+            code: code.into(),
+            message: format!("{code} (a fake answer)"),
             request_id: None,
             host_id: None,
             recommend: None,
             retry_after: None,
-            class: ErrorClass::GatewayBusy,
+            class,
         }))
+    }
+
+    fn busy_error() -> CloudError {
+        api_error(
+            "CreateVpnPbrRouteEntry",
+            400,
+            "VpnGateway.Configuring",
+            ErrorClass::GatewayBusy,
+        )
+    }
+
+    /// The answer of a read while `reads_fail` is set.
+    fn unavailable(fake: &FakeGateway, action: &'static str) -> Result<(), CloudError> {
+        if *fake.reads_fail.lock().unwrap() {
+            return Err(api_error(
+                action,
+                503,
+                "ServiceUnavailable",
+                ErrorClass::Transient,
+            ));
+        }
+        Ok(())
     }
 
     impl CloudPort for FakeGateway {
@@ -1047,6 +1196,7 @@ mod tests {
         fn list_entries<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
             Box::pin(async move {
                 *self.lists.lock().unwrap() += 1;
+                unavailable(self, "DescribeVpnPbrRouteEntries")?;
                 let now = Instant::now();
                 let visible = self.visible_at.lock().unwrap().clone();
                 Ok(visible
@@ -1070,6 +1220,7 @@ mod tests {
                 *self.calls.lock().unwrap() += 1;
                 *self.reads.lock().unwrap() += 1;
                 tokio::time::sleep(self.read_wait).await;
+                unavailable(self, "DescribeVpnGateway")?;
                 let busy = self
                     .busy_until
                     .lock()
@@ -1593,6 +1744,79 @@ mod tests {
         assert!(
             count(&fake.lists) >= 2 * VERIFY_TRIES as usize,
             "the replay has read-backs of its own"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_changes_say_so_once_the_gateways_reads_keep_failing() {
+        // A long queue with healthy reads is no stall.
+        let stalled = |sched: &Scheduler, i: usize| match sched.view(&owner(i), &scope().key()) {
+            Some(JobView::Queued { stalled, .. } | JobView::Accepted { stalled, .. }) => stalled,
+            _ => None,
+        };
+        let healthy = FakeGateway::new(Duration::from_secs(2), None);
+        let (sched, _rx) = scheduler_of(&healthy);
+        for i in 0..10 {
+            sched.submit(&owner(i), &scope(), publish(i), Some(1));
+        }
+        for _ in 0..25 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for i in 0..10 {
+                assert!(
+                    stalled(&sched, i).is_none(),
+                    "r{i} stalled in a healthy queue"
+                );
+            }
+        }
+
+        // The gateway's status reads fail: the second change waits for the first to be known
+        // applied. Past both bounds (failed reads, and time since the first of them), the
+        // changes waiting on those reads say why and keep their place; once reads work again
+        // they go on in their order.
+        let fake = FakeGateway::new(Duration::from_secs(2), None);
+        let (sched, mut rx) = scheduler_of(&fake);
+        *fake.reads_fail.lock().unwrap() = true;
+        let failing_since = Instant::now();
+        sched.submit(&owner(0), &scope(), publish(0), Some(1));
+        sched.submit(&owner(1), &scope(), publish(1), Some(1));
+        let told = tokio::time::timeout(Duration::from_secs(600), async {
+            loop {
+                let woken = rx.recv().await.expect("scheduler alive");
+                if woken == owner(1) && stalled(&sched, 1).is_some() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            told.is_ok(),
+            "the queued change never said it waits on failing reads"
+        );
+        let failed = count(&fake.reads);
+        assert!(
+            failed >= STALL_READS as usize,
+            "told after {failed} failed reads"
+        );
+        assert!(Instant::now() - failing_since >= STALL_AFTER);
+        assert!(
+            matches!(stalled(&sched, 1), Some(Stall::Queued(e)) if e.code() == "ServiceUnavailable"),
+            "{:?}",
+            stalled(&sched, 1)
+        );
+        assert!(
+            matches!(stalled(&sched, 0), Some(Stall::Status(_))),
+            "the accepted change waits on the same reads: {:?}",
+            stalled(&sched, 0)
+        );
+
+        *fake.reads_fail.lock().unwrap() = false;
+        until_confirmed(&sched, &mut rx, &owner(1)).await;
+        assert!(stalled(&sched, 1).is_none());
+        let sent = fake.sent.lock().unwrap().clone();
+        assert_eq!(
+            sent,
+            [publish(0), publish(1)],
+            "in arrival order, each once"
         );
     }
 }

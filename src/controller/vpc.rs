@@ -9,7 +9,7 @@ use alicloud_vpc_client::{
     CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest,
     DescribeVpnGatewayRequest, ModifyVpnPbrRouteEntryAttributeRequest,
     ModifyVpnPbrRouteEntryPriorityRequest, ModifyVpnPbrRouteEntryWeightRequest,
-    PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory, VpnPbrRouteEntry,
+    PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory,
 };
 
 pub struct VpcPort {
@@ -47,19 +47,6 @@ fn i(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-fn entry(e: VpnPbrRouteEntry, gateway: &str) -> Entry {
-    Entry {
-        route_source: e.route_source,
-        route_dest: e.route_dest,
-        next_hop: e.next_hop,
-        weight: i(e.weight),
-        priority: e.priority.map_or(crate::api::v1alpha1::DEFAULT_PRIORITY, i),
-        state: e.state.into(),
-        create_time: e.create_time.unwrap_or_default(),
-        vpn_instance_id: e.vpn_instance_id.unwrap_or_else(|| gateway.to_owned()),
-    }
-}
-
 impl CloudPort for VpcPort {
     fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
         Box::pin(async move {
@@ -70,7 +57,7 @@ impl CloudPort for VpcPort {
             Ok(list
                 .entries
                 .into_iter()
-                .map(|e| entry(e, &scope.vpn_gateway_id))
+                .map(|e| Entry::listed(e, &scope.vpn_gateway_id))
                 .collect())
         })
     }

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use alicloud_vpc_client::{ApiError, CloudError, classify};
+use alicloud_vpc_client::{
+    ApiError, CloudError, DescribeVpnPbrRouteEntriesResponse, VpnPbrRouteEntry, classify,
+    read_whole_list,
+};
 use kube::runtime::reflector::ObjectRef;
 use rand::Rng;
 use serde_json::Value;
@@ -23,7 +26,7 @@ use vpn_pbr_operator::controller::model::{Accepted, Entry, GatewayFacts, Mutatio
 use vpn_pbr_operator::controller::port::{CloudFuture, CloudPort};
 use vpn_pbr_operator::controller::scheduler::{JobView, Scheduler};
 
-use super::world::{EntryKey, Sim, State, uid};
+use super::world::{EntryKey, Sim, State, account_id, account_of_key, uid};
 
 /// The cloud as one operator process sees it; `epoch` is that process.
 pub struct SimCloud {
@@ -33,11 +36,8 @@ pub struct SimCloud {
     pub scheduler: OnceLock<Scheduler>,
 }
 
-/// The list's page size and the client's paging limits (`PBR_PAGE_SIZE`, `MAX_PAGES`,
-/// `LIST_PASSES` of crates/alicloud-vpc-client/src/client.rs).
-const PAGE_SIZE: usize = 50;
-const MAX_PAGES: usize = 1000;
-const LIST_PASSES: usize = 4;
+/// The list's page size (the client's `PBR_PAGE_SIZE`).
+const PAGE_SIZE: u32 = alicloud_vpc_client::PBR_PAGE_SIZE;
 
 /// Source addresses of the entries someone else has on the gateways (`pages`).
 pub const FILLER_SOURCE: &str = "172.20.";
@@ -93,17 +93,19 @@ fn n(v: &Value, k: &str) -> Option<i64> {
     v.get(k).and_then(Value::as_i64)
 }
 
-/// A listed entry as the client reads it (the fields `ops.rs` puts in a list item).
-fn listed_entry(e: &PbrEntry, gw: &str) -> Entry {
-    Entry {
+/// An entry as a page of `DescribeVpnPbrRouteEntries` carries it.
+fn wire_entry(e: &PbrEntry, gw: &str) -> VpnPbrRouteEntry {
+    VpnPbrRouteEntry {
+        vpn_instance_id: Some(gw.to_owned()),
         route_source: e.route_source.clone(),
         route_dest: e.route_dest.clone(),
         next_hop: e.next_hop.clone(),
-        weight: i32::try_from(e.weight).unwrap_or(0),
-        priority: i32::try_from(e.priority).unwrap_or(DEFAULT_PRIORITY),
+        next_hop_tunnel_id: None,
+        weight: e.weight,
+        priority: Some(e.priority),
         state: e.state().into(),
-        create_time: i64::try_from(e.create_time_ms).unwrap_or(0),
-        vpn_instance_id: gw.to_owned(),
+        create_time: i64::try_from(e.create_time_ms).ok(),
+        description: e.description.clone(),
     }
 }
 
@@ -485,7 +487,7 @@ impl SimCloud {
         &self,
         scope: &Scope,
         key: &str,
-        number: usize,
+        number: u32,
     ) -> Result<(Vec<PbrEntry>, usize, u64), CloudError> {
         let mut p = BTreeMap::new();
         p.insert("RegionId".to_owned(), scope.region_id.clone());
@@ -818,7 +820,7 @@ fn serve_page(
     let size = p
         .get("PageSize")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(PAGE_SIZE);
+        .unwrap_or(PAGE_SIZE as usize);
     let applied = st
         .emu
         .world
@@ -913,59 +915,79 @@ fn accepted(
 }
 
 impl CloudPort for SimCloud {
-    /// Every key of the simulation acts for the emulator's one (default) account.
-    fn caller_account<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, String> {
-        Box::pin(async { Ok(vpc_emulator::config::DEFAULT_ACCOUNT_ID.to_owned()) })
+    /// STS `GetCallerIdentity`: the account of the scope's key (with `accounts` off, every key
+    /// acts for the one account that sees every gateway).
+    fn caller_account<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, String> {
+        Box::pin(async move {
+            let key = Self::key(scope).await?;
+            let accounts = self.sim.lock().world.accounts;
+            if !accounts {
+                return Ok(vpc_emulator::config::DEFAULT_ACCOUNT_ID.to_owned());
+            }
+            account_of_key(&key).map(account_id).ok_or_else(|| {
+                api_error(
+                    "GetCallerIdentity",
+                    404,
+                    "InvalidAccessKeyId.NotFound",
+                    "Specified access key is not found.",
+                    "sts",
+                )
+            })
+        })
     }
 
     fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
         Box::pin(async move {
             let key = Self::key(scope).await?;
             let gw = &scope.vpn_gateway_id;
-            // As the client pages (`list_vpn_pbr_route_entries` in
-            // crates/alicloud-vpc-client/src/client.rs): entries kept once each, the pages
-            // read again (a few passes) while fewer than `TotalCount` were seen.
-            let mut seen = BTreeSet::new();
-            let mut entries = Vec::new();
-            let mut total = 0;
-            let mut versions = BTreeSet::new();
-            let mut reads = 0;
-            for _pass in 0..LIST_PASSES {
-                for number in 1..=MAX_PAGES {
-                    if reads > 0 {
+            // The client's own reader (`read_whole_list`, crates/alicloud-vpc-client/src/listing.rs):
+            // a list is whole or `ListInconsistent`, by the same rule as against the cloud.
+            let versions = std::sync::Mutex::new(BTreeSet::new());
+            let mut first = true;
+            let list = read_whole_list(PAGE_SIZE, |number| {
+                let between = !std::mem::replace(&mut first, false);
+                let (key, versions) = (&key, &versions);
+                async move {
+                    if between {
                         self.between_pages(gw);
                     }
-                    let (items, total_count, version) = self.page(scope, &key, number).await?;
-                    reads += 1;
-                    versions.insert(version);
-                    let got = items.len();
-                    total = total_count;
-                    for e in items {
-                        let id = (
-                            e.route_source.clone(),
-                            e.route_dest.clone(),
-                            e.next_hop.clone(),
-                        );
-                        if seen.insert(id) {
-                            entries.push(listed_entry(&e, gw));
-                        }
-                    }
-                    if got < PAGE_SIZE || number * PAGE_SIZE >= total_count {
-                        break;
-                    }
+                    let (items, total, version) = self.page(scope, key, number).await?;
+                    versions
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(version);
+                    Ok(DescribeVpnPbrRouteEntriesResponse {
+                        request_id: format!("list-{gw}-{number}"),
+                        total_count: u32::try_from(total).unwrap_or(u32::MAX),
+                        page_number: Some(number),
+                        page_size: Some(PAGE_SIZE),
+                        vpn_pbr_route_entries: items.iter().map(|e| wire_entry(e, gw)).collect(),
+                    })
                 }
-                if entries.len() >= total {
-                    break;
-                }
-            }
+            })
+            .await;
+            let raced = versions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len()
+                > 1;
+            let reads = match &list {
+                Ok(l) => l.reads,
+                Err(CloudError::ListInconsistent { reads, .. }) => *reads,
+                Err(_) => 0,
+            };
             if reads > 1 {
                 let mut st = self.sim.lock();
                 st.stats.lists_paged += 1;
-                if versions.len() > 1 {
+                if raced {
                     st.stats.lists_raced += 1;
                 }
             }
-            Ok(entries)
+            Ok(list?
+                .entries
+                .into_iter()
+                .map(|e| Entry::listed(e, gw))
+                .collect())
         })
     }
 

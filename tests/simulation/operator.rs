@@ -34,7 +34,7 @@ use vpn_pbr_operator::fence::{Fence, FencedCloud, watch_lease};
 
 use super::cloud::SimCloud;
 use super::objects::SimObjects;
-use super::world::{EPOCH_MS, Key, OPERATOR_KEY, Sim};
+use super::world::{EPOCH_MS, Key, Sim};
 
 /// Reconciles at once (the operator's default `--concurrency`).
 const CONCURRENCY: usize = 8;
@@ -210,7 +210,7 @@ impl Process {
             backoffs: Backoffs::default(),
             verified: Verified::default(),
             default_credentials: Arc::new(StaticCredentials::new(Credentials::new(
-                OPERATOR_KEY,
+                sim.lock().operator_key.clone(),
                 "sim-secret",
             ))),
             last_good_credentials: Default::default(),

@@ -25,7 +25,7 @@ use super::config::WorldConfig;
 use super::history::{self, Console, History, Op};
 use super::operator::{Cluster, RESYNC};
 use super::world::{
-    EPOCH_MS, EntryKey, OPERATOR_KEY, PairWatch, REGION, Sim, State, Stats, consents, deleting,
+    EPOCH_MS, EntryKey, PairWatch, REGION, Sim, State, Stats, account_id, consents, deleting,
     key_of, paused, secret_data, uid, valid,
 };
 
@@ -179,7 +179,9 @@ async fn drive(seed: u64, h: &History, verbose: bool, world: WorldConfig) -> Out
     }
     if failure.is_none() {
         cluster.heal_all();
-        failure = finish(&sim, h).await.and_then(|what| fail(&sim, what));
+        failure = finish(&sim, &cluster, h)
+            .await
+            .and_then(|what| fail(&sim, what));
     }
     cluster.stop();
     pump.abort();
@@ -211,7 +213,7 @@ async fn drive(seed: u64, h: &History, verbose: bool, world: WorldConfig) -> Out
 }
 
 /// Faults stop; the world must converge; then everything is deleted and must go.
-async fn finish(sim: &Arc<Sim>, h: &History) -> Option<String> {
+async fn finish(sim: &Arc<Sim>, cluster: &Cluster, h: &History) -> Option<String> {
     {
         let tt = t(sim);
         let mut st = sim.lock();
@@ -296,7 +298,7 @@ async fn finish(sim: &Arc<Sim>, h: &History) -> Option<String> {
             .collect();
         if !unblocked && !blocked.is_empty() && blocked.len() == left.len() {
             // What is left waits for someone else, and says so (within the bound); then
-            // someone lets the operator's own key see every account, and it must go.
+            // someone gives the operator credentials of that account, and it must go.
             let wrong: Vec<String> = blocked
                 .iter()
                 .filter_map(|r| is_cond(r, "Ready", ConditionStatus::False, "CleanupBlocked").err())
@@ -312,14 +314,22 @@ async fn finish(sim: &Arc<Sim>, h: &History) -> Option<String> {
                     wrong.join("\n  ")
                 ));
             }
+            // The way out the README gives: the operator is given credentials of the entries'
+            // account (its own chain, so it restarts to take them).
+            let account = blocked
+                .iter()
+                .find_map(|r| st.accounts.get(&r.spec.vpn_gateway_id).copied());
             drop(st);
             let tt = t(sim);
-            let mut st = sim.lock();
-            st.operator_sees_all = true;
-            st.trace_at(
-                tt,
-                "the operator's key is let see every account (cleanups unblocked)",
-            );
+            if let Some(account) = account {
+                let mut st = sim.lock();
+                st.operator_key = format!("sim-operator-{account}");
+                st.trace_at(
+                    tt,
+                    &format!("the operator is given credentials of account {account} (cleanups unblocked)"),
+                );
+            }
+            cluster.crash();
             unblocked = true;
             continue;
         }
@@ -572,6 +582,19 @@ fn unmet(st: &State) -> Vec<String> {
                 if status.client_token.is_some() {
                     out.push(format!("{name}: still holds a client token"));
                 }
+                // The account that holds the entry, as STS names it: a cleanup concludes
+                // "gone" only from that account's answers.
+                let holder = if st.world.accounts {
+                    st.accounts.get(&s.vpn_gateway_id).map(|a| account_id(*a))
+                } else {
+                    Some(vpc_emulator::config::DEFAULT_ACCOUNT_ID.to_owned())
+                };
+                if holder.is_some() && status.account_id != holder {
+                    out.push(format!(
+                        "{name}: status.accountId {:?}, the entry is in {holder:?}",
+                        status.account_id
+                    ));
+                }
             }
         }
     }
@@ -602,7 +625,7 @@ fn is_cond(
 /// when it names a Secret that is gone (a live route then fails on the Secret).
 fn key_used(st: &State, r: &VpnPbrRoute) -> Option<String> {
     let Some(s) = &r.spec.credentials_ref else {
-        return Some(OPERATOR_KEY.to_owned());
+        return Some(st.operator_key.clone());
     };
     let ns = r.metadata.namespace.clone().unwrap_or_default();
     let data = st.secrets.get(&(ns, s.name.clone()))?;
@@ -616,7 +639,7 @@ fn cleanup_blocked(st: &State, r: &VpnPbrRoute) -> bool {
     r.spec.credentials_ref.is_some()
         && key_used(st, r).is_none()
         && st.emu.world.gateways.contains_key(&r.spec.vpn_gateway_id)
-        && !st.sees(OPERATOR_KEY, &r.spec.vpn_gateway_id)
+        && !st.sees(&st.operator_key, &r.spec.vpn_gateway_id)
 }
 
 /// Whether an object that cannot prove its own entry says why: its status or an event names

@@ -47,8 +47,9 @@ pub fn key_of(full: &str) -> Key {
     }
 }
 
-/// The access key of the operator's own credentials, and of the keys routes name in their
-/// Secrets, one per account.
+/// The access key of the operator's own credentials at the start (`operator_key` of another
+/// account: `sim-operator-<account>`), and of the keys routes name in their Secrets, one per
+/// account.
 pub const OPERATOR_KEY: &str = "sim-operator";
 /// The account the operator's own key belongs to.
 pub const OPERATOR_ACCOUNT: u8 = 1;
@@ -57,18 +58,21 @@ pub fn route_key(account: u8) -> String {
     format!("sim-key-{account}")
 }
 
-/// The account of an access key.
-///
-/// FOLLOW-UP (accounts in status): the emulator and the client are gaining accounts
-/// (`GetCallerIdentity`, the account in status) on another branch. Once that is on main,
-/// answer `GetCallerIdentity` in cloud.rs from this function, and judge in run.rs (`unmet`)
-/// that a route's status names the account of its gateway and that a cleanup concludes
-/// "gone" only from answers of that account.
+/// The account of an access key (STS `GetCallerIdentity` answers `account_id` of it).
 pub fn account_of_key(access_key_id: &str) -> Option<u8> {
     if access_key_id == OPERATOR_KEY {
         return Some(OPERATOR_ACCOUNT);
     }
-    access_key_id.strip_prefix("sim-key-")?.parse().ok()
+    access_key_id
+        .strip_prefix("sim-key-")
+        .or_else(|| access_key_id.strip_prefix("sim-operator-"))?
+        .parse()
+        .ok()
+}
+
+/// The account ID STS names for `account`.
+pub fn account_id(account: u8) -> String {
+    format!("sim-account-{account}")
 }
 
 /// The data of a route's Secret with a key of `account`.
@@ -270,9 +274,10 @@ pub struct State {
     pub stats: Stats,
     /// The account of each gateway.
     pub accounts: BTreeMap<String, u8>,
-    /// From the end of the history on, the operator's own key sees every account (the
-    /// unblocking "someone else" does for a cleanup blocked by a missing Secret).
-    pub operator_sees_all: bool,
+    /// The operator's own access key (its credentials chain), read when a process starts. At
+    /// the end of the history a cleanup blocked by a missing Secret is unblocked as the README
+    /// says: the operator is given credentials of the entry's account (and restarted).
+    pub operator_key: String,
     /// What lists show of each gateway.
     pub listed: BTreeMap<String, Listed>,
     /// When the cloud first remembered each token, and how long it remembers one.
@@ -374,7 +379,7 @@ impl Sim {
                 strict_pairs: true,
                 stats: Stats::default(),
                 accounts: BTreeMap::new(),
-                operator_sees_all: false,
+                operator_key: OPERATOR_KEY.to_owned(),
                 listed: BTreeMap::new(),
                 token_seen: BTreeMap::new(),
                 token_ttl_ms: u64::MAX,
@@ -890,7 +895,7 @@ impl State {
     /// Whether the key `access_key_id` sees the gateway `gw` (its account's, or, before the
     /// accounts feature, any).
     pub fn sees(&self, access_key_id: &str, gw: &str) -> bool {
-        if !self.world.accounts || (self.operator_sees_all && access_key_id == OPERATOR_KEY) {
+        if !self.world.accounts {
             return true;
         }
         let Some(owner) = self.accounts.get(gw) else {

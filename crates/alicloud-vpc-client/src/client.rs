@@ -11,7 +11,7 @@ use url::Url;
 
 use super::credentials::CredentialsProvider;
 use super::endpoint::Endpoint;
-use super::listing::Pages;
+use super::listing::read_whole_list;
 use super::observe::{CallObserver, CallRecord, ListRecord};
 use super::operations::*;
 use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority};
@@ -28,13 +28,6 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Page size of `DescribeVpnPbrRouteEntries` (the API's maximum).
 pub const PBR_PAGE_SIZE: u32 = 50;
-
-/// Reads of a list, as a multiple of its pages, before it is given up on as inconsistent. A
-/// stable list needs two passes; a cloud that shows its entries in a new order on every call
-/// (the emulator's `shuffle_lists`) about 15 for a few hundred entries, with a margin here.
-pub const LIST_PASSES: u32 = 24;
-/// Guard against a server whose `TotalCount` never matches what it returns.
-const MAX_LIST_READS: u32 = 1000;
 
 /// Settings shared by every client a factory makes.
 #[derive(Debug, Clone)]
@@ -227,45 +220,24 @@ impl VpcClient {
         &self,
         vpn_gateway_id: &str,
     ) -> Result<VpnPbrRouteEntryList, CloudError> {
-        let mut pages = Pages::new(PBR_PAGE_SIZE);
-        let mut request_ids = Vec::new();
-        loop {
-            let page = pages.next_page();
-            let resp = self
-                .describe_vpn_pbr_route_entries(&DescribeVpnPbrRouteEntriesRequest {
-                    vpn_gateway_id: vpn_gateway_id.to_owned(),
-                    page_number: Some(page),
-                    page_size: Some(PBR_PAGE_SIZE),
-                })
-                .await?;
-            request_ids.push(resp.request_id.clone());
-            let total_count = resp.total_count;
-            pages.record(page, resp);
-            let reads = u32::try_from(pages.reads()).unwrap_or(u32::MAX);
-            if let Some(proven) = pages.proven() {
-                self.observe_list(DescribeVpnPbrRouteEntriesRequest::ACTION, reads, true);
-                return Ok(VpnPbrRouteEntryList {
-                    entries: proven.entries,
-                    total_count: proven.total_count,
-                    request_ids,
-                });
+        let read = read_whole_list(PBR_PAGE_SIZE, |page| async move {
+            self.describe_vpn_pbr_route_entries(&DescribeVpnPbrRouteEntriesRequest {
+                vpn_gateway_id: vpn_gateway_id.to_owned(),
+                page_number: Some(page),
+                page_size: Some(PBR_PAGE_SIZE),
+            })
+            .await
+        })
+        .await;
+        let action = DescribeVpnPbrRouteEntriesRequest::ACTION;
+        match &read {
+            Ok(list) => self.observe_list(action, list.reads, true),
+            Err(CloudError::ListInconsistent { reads, .. }) => {
+                self.observe_list(action, *reads, false);
             }
-            if reads
-                >= pages
-                    .pages()
-                    .saturating_mul(LIST_PASSES)
-                    .min(MAX_LIST_READS)
-            {
-                self.observe_list(DescribeVpnPbrRouteEntriesRequest::ACTION, reads, false);
-                return Err(CloudError::ListInconsistent {
-                    action: DescribeVpnPbrRouteEntriesRequest::ACTION,
-                    reads,
-                    total_count,
-                    proven: u32::try_from(pages.best()).unwrap_or(u32::MAX),
-                    request_id: request_ids.pop(),
-                });
-            }
+            Err(_) => {}
         }
+        read
     }
 
     pub async fn modify_vpn_pbr_route_entry_weight(

@@ -42,15 +42,14 @@ mod send_gate;
 pub use alicloud_signature as signature;
 
 pub use class::ErrorClass;
-pub use client::{
-    ClientConfig, DryRunPassed, LIST_PASSES, PBR_PAGE_SIZE, VpcClient, VpcClientFactory,
-};
+pub use client::{ClientConfig, DryRunPassed, PBR_PAGE_SIZE, VpcClient, VpcClientFactory};
 pub use credentials::{
     ChainOptions, Credentials, CredentialsError, CredentialsFile, CredentialsProvider, OidcConfig,
     OidcProvider, SecretString, StaticCredentials, default_chain, default_chain_from,
 };
 pub use endpoint::Endpoint;
 pub use error::{ApiError, CloudError, TransportFailure};
+pub use listing::{LIST_PASSES, read_whole_list};
 pub use observe::{CallObserver, CallRecord, ListRecord};
 pub use operations::*;
 pub use policy::{Gone, LIST_INCONSISTENT, Pace, Policy, Retrier, classify, policy};

@@ -21,7 +21,65 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::operations::{DescribeVpnPbrRouteEntriesResponse, VpnPbrRouteEntry};
+use crate::error::CloudError;
+use crate::operations::{
+    DescribeVpnPbrRouteEntriesRequest, DescribeVpnPbrRouteEntriesResponse, Operation,
+    VpnPbrRouteEntry, VpnPbrRouteEntryList,
+};
+
+/// Reads of a list, as a multiple of its pages, before it is given up on as inconsistent. A
+/// stable list needs two passes; a cloud that shows its entries in a new order on every call
+/// (the emulator's `shuffle_lists`) about 15 for a few hundred entries, with a margin here.
+pub const LIST_PASSES: u32 = 24;
+/// Guard against a server whose `TotalCount` never matches what it returns.
+const MAX_LIST_READS: u32 = 1000;
+
+/// Reads pages of `page_size` with `read_page(page_number)` (in order, again from the first
+/// after the last) until they prove the whole list at the moment of one read: the list, or
+/// [`CloudError::ListInconsistent`] after [`LIST_PASSES`] times its pages, or the first read's
+/// error. `VpcClient::list_vpn_pbr_route_entries` reads the cloud with it; the simulation
+/// (tests/simulation/cloud.rs) its simulated cloud, so both conclude by the same rule.
+pub async fn read_whole_list<F, Fut>(
+    page_size: u32,
+    mut read_page: F,
+) -> Result<VpnPbrRouteEntryList, CloudError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<DescribeVpnPbrRouteEntriesResponse, CloudError>>,
+{
+    let mut pages = Pages::new(page_size);
+    let mut request_ids = Vec::new();
+    loop {
+        let page = pages.next_page();
+        let resp = read_page(page).await?;
+        request_ids.push(resp.request_id.clone());
+        let total_count = resp.total_count;
+        pages.record(page, resp);
+        let reads = u32::try_from(pages.reads()).unwrap_or(u32::MAX);
+        if let Some(proven) = pages.proven() {
+            return Ok(VpnPbrRouteEntryList {
+                entries: proven.entries,
+                total_count: proven.total_count,
+                request_ids,
+                reads,
+            });
+        }
+        if reads
+            >= pages
+                .pages()
+                .saturating_mul(LIST_PASSES)
+                .min(MAX_LIST_READS)
+        {
+            return Err(CloudError::ListInconsistent {
+                action: DescribeVpnPbrRouteEntriesRequest::ACTION,
+                reads,
+                total_count,
+                proven: u32::try_from(pages.best()).unwrap_or(u32::MAX),
+                request_id: request_ids.pop(),
+            });
+        }
+    }
+}
 
 /// An entry as one thing in time.
 type Identity = (String, String, String, Option<i64>);

@@ -214,6 +214,8 @@ pub struct VpnPbrRouteEntryList {
     pub total_count: u32,
     /// RequestId of each page, in order.
     pub request_ids: Vec<String>,
+    /// Page reads it took (a stable list of `n` pages takes `2n - 1`).
+    pub reads: u32,
 }
 
 /// `ModifyVpnPbrRouteEntryWeight`: `weight` is the current one, `new_weight` the wanted one.

@@ -114,6 +114,7 @@ fn gates_make_no_call_and_drop_queued_work() {
     let queued = JobView::Queued {
         mutation: create_mutation("t"),
         generation: Some(2),
+        stalled: None,
     };
     let invalid = route(json!({"spec": {"weight": 50}}));
     let paused = route(json!({"metadata": {"annotations": {PAUSED_ANNOTATION: "true"}}}));
@@ -300,7 +301,7 @@ fn in_sync_reports_available_and_the_right_event() {
         },
         confirmed: true,
         create: true,
-        read_back: None,
+        stalled: None,
     };
     let ours = route(json!({"status": {"clientToken": "t"}}));
     let was_ready = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z",
@@ -358,6 +359,7 @@ fn a_queued_change_follows_the_spec() {
             new_priority: None,
         },
         generation: Some(1),
+        stalled: None,
     };
     let before_read = decide(&Observation {
         job: Some(&stale),
@@ -372,6 +374,7 @@ fn a_queued_change_follows_the_spec() {
     let current = JobView::Queued {
         mutation: create_mutation("t"),
         generation: Some(2),
+        stalled: None,
     };
     let waiting = decide(&Observation {
         job: Some(&current),
@@ -439,7 +442,7 @@ fn job_outcomes() {
         },
         confirmed: false,
         create: true,
-        read_back: None,
+        stalled: None,
     };
     for job in [&JobView::InFlight, &unconfirmed] {
         let d = decide(&Observation {
@@ -456,7 +459,7 @@ fn job_outcomes() {
         },
         confirmed: false,
         create: true,
-        read_back: None,
+        stalled: None,
     };
     let d = decide(&Observation {
         job: Some(&answered),
@@ -650,6 +653,7 @@ fn cleanup_branches() {
     let queued = JobView::Queued {
         mutation: create_mutation("t"),
         generation: Some(2),
+        stalled: None,
     };
     // Orphan, ObserveOnly, a duplicate and a route that owns nothing go without a call.
     for (name, r, claim) in [
@@ -921,6 +925,7 @@ fn the_younger_of_two_disagreeing_publishers_waits() {
             publish_vpc: false,
         },
         generation: Some(2),
+        stalled: None,
     };
     let d = decide(&Observation {
         publish_conflict: Some("ns/older"),
@@ -974,6 +979,7 @@ fn a_create_already_queued_keeps_its_token_on_an_older_copy() {
     let queued = JobView::Queued {
         mutation: create_mutation("tok-queued"),
         generation: Some(2),
+        stalled: None,
     };
     let d = decide(&Observation {
         job: Some(&queued),
@@ -1005,6 +1011,7 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     let queued = JobView::Queued {
         mutation: create_mutation("t"),
         generation: Some(2),
+        stalled: None,
     };
     let observe = at(
         2,
@@ -1061,6 +1068,7 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     let older = JobView::Queued {
         mutation: create_mutation("t"),
         generation: Some(1),
+        stalled: None,
     };
     let d = decide(&Observation {
         job: Some(&older),
@@ -1098,7 +1106,7 @@ fn accepted_create(entry: Option<Entry>, confirmed: bool) -> JobView {
         },
         confirmed,
         create: true,
-        read_back: None,
+        stalled: None,
     }
 }
 
@@ -1472,10 +1480,12 @@ fn a_queued_deletion_keeps_its_place() {
     let delete = JobView::Queued {
         mutation: plan::delete(&entry(100, "normal"), &f),
         generation: Some(2),
+        stalled: None,
     };
     let create = JobView::Queued {
         mutation: create_mutation("t"),
         generation: Some(2),
+        stalled: None,
     };
     // (row, job, the job op, next)
     let rows = [
@@ -2028,7 +2038,7 @@ fn an_accepted_change_waiting_for_a_whole_list_says_why() {
         },
         confirmed: false,
         create: false,
-        read_back: Some(inconsistent),
+        stalled: Some(Stall::List(inconsistent)),
     };
     let live = route(json!({}));
     let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING}}));
@@ -2044,5 +2054,114 @@ fn an_accepted_change_waiting_for_a_whole_list_says_why() {
         let synced = report.synced.expect("Synced");
         assert_eq!(synced.reason, Reason::Cloud("ListInconsistent".into()));
         assert!(synced.message.starts_with(prefix), "{}", synced.message);
+    }
+}
+
+#[test]
+fn a_change_whose_reads_keep_failing_keeps_its_place_and_says_why() {
+    // The scheduler's own reads of the gateway keep failing: a change waiting for its turn, an
+    // accepted change waiting for the gateway to show it applied, and one waiting for a whole
+    // list each keep their job (their place in the queue) and say why in Synced, deletions
+    // included; without a stall, a waiting change writes nothing.
+    let unavailable = cloud_error(503, "ServiceUnavailable");
+    let live = route(json!({}));
+    let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING}}));
+    let delete = Mutation::Delete {
+        route: plan::route_id(&live.spec),
+        weight: 100,
+        priority: Some(10),
+    };
+    let accepted = |stalled| JobView::Accepted {
+        accepted: Accepted {
+            request_id: Some("req-4".into()),
+            entry: None,
+        },
+        confirmed: false,
+        create: false,
+        stalled,
+    };
+    let queued = |mutation, stalled| JobView::Queued {
+        mutation,
+        generation: Some(2),
+        stalled,
+    };
+    let rows = [
+        (
+            "create waiting for its turn",
+            &live,
+            queued(
+                create_mutation("t"),
+                Some(Stall::Queued(unavailable.clone())),
+            ),
+            "waiting for its turn",
+        ),
+        (
+            "deletion waiting for its turn",
+            &deleting,
+            queued(delete.clone(), Some(Stall::Queued(unavailable.clone()))),
+            "deleting: waiting for its turn",
+        ),
+        (
+            "accepted, gateway status unread",
+            &live,
+            accepted(Some(Stall::Status(unavailable.clone()))),
+            "the change was accepted; waiting for the gateway to show it applied",
+        ),
+        (
+            "accepted deletion, gateway status unread",
+            &deleting,
+            accepted(Some(Stall::Status(unavailable.clone()))),
+            "deleting: the change was accepted; waiting for the gateway",
+        ),
+        (
+            "accepted, list unread",
+            &live,
+            accepted(Some(Stall::List(unavailable.clone()))),
+            "the change was accepted; waiting for a whole entry list",
+        ),
+    ];
+    for (name, r, job, prefix) in &rows {
+        let d = decide(&Observation {
+            job: Some(job),
+            ..obs(r)
+        });
+        assert_eq!(
+            (&d.job, d.next),
+            (&Some(JobOp::Keep), Some(Next::Wake)),
+            "{name}: keeps its place"
+        );
+        assert!(!d.remove_finalizer, "{name}");
+        let report = d
+            .status
+            .unwrap_or_else(|| panic!("{name}: status says why"));
+        assert!(report.ready.is_none(), "{name}: Ready is left as it was");
+        let synced = report.synced.unwrap_or_else(|| panic!("{name}: Synced"));
+        assert_eq!(
+            synced.reason,
+            Reason::Cloud("ServiceUnavailable".into()),
+            "{name}"
+        );
+        assert!(
+            synced.message.starts_with(prefix),
+            "{name}: {}",
+            synced.message
+        );
+    }
+    // Not stalled: the same waits write no status (a long queue is not a stall).
+    for (name, r, job) in [
+        ("queued", &live, queued(create_mutation("t"), None)),
+        ("queued deletion", &deleting, queued(delete, None)),
+        ("accepted", &live, accepted(None)),
+    ] {
+        let d = decide(&Observation {
+            job: Some(&job),
+            ..obs(r)
+        });
+        assert_eq!(
+            (&d.job, d.next),
+            (&Some(JobOp::Keep), Some(Next::Wake)),
+            "{name}"
+        );
+        assert!(d.status.is_none(), "{name}: {:?}", d.status);
     }
 }
