@@ -585,15 +585,13 @@ fn replay_of(
     })
 }
 
-/// Whether status holds the answer of a create that no list has confirmed yet: the answer is
-/// recorded beside the create's token (with what it said of the entry), and the first list that
-/// shows the entry clears the token. A create that makes an entry again keeps the older record
-/// beside its new token but clears the observation (`Report::entry_unlisted`): its create may
-/// never have been sent, and replaying it could create.
-fn answer_unconfirmed(route: &VpnPbrRoute) -> bool {
-    route.status.as_ref().is_some_and(|s| {
-        s.observed.is_some() && s.client_token.is_some() && s.create_time.is_some()
-    })
+/// Whether status holds the token of a create that may have been sent (it goes to status
+/// before the call): the create may have made an entry, whatever status recorded of it.
+fn holds_create_token(route: &VpnPbrRoute) -> bool {
+    route
+        .status
+        .as_ref()
+        .is_some_and(|s| s.client_token.is_some())
 }
 
 /// Whether a create's answer names the listed entry (its creation time): a replay of a token
@@ -1101,11 +1099,13 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         ));
     }
     let Some(entry) = plan::find(&route.spec, entries) else {
-        if obs.job.is_none() && answer_unconfirmed(route) {
-            // The create's answer was recorded but no list showed its entry yet (after a
-            // restart, the gateway may still be applying it): a list without it proves
-            // nothing. The replay repeats the answer (the token is known: it made the entry)
-            // and the scheduler waits for the list to show the entry, or gives up.
+        if obs.job.is_none() && holds_create_token(route) {
+            // A create may have made an entry no list shows yet (its answer recorded but not
+            // confirmed, or lost, or never had before a restart; the gateway may still be
+            // applying it): a list without it proves nothing. The replay repeats the answer if
+            // the entry exists (listed yet or not), or makes it now; either way the scheduler
+            // waits for the list to show it and it is deleted next. Never a create that landed
+            // left behind.
             return replay(obs, None, facts, d);
         }
         return release(d.event(

@@ -334,6 +334,18 @@ fn barred(
             .map(|o| &o.route)
             .or_else(|| st.tombs.get(owner).map(|t| &t.route))?;
         let since = st.bars_seen(epoch, owner).change;
+        // A cleanup replays the create of a token written while the object could still create
+        // (its entry may exist unlisted): the replay answers with that entry or makes it, and
+        // the entry is deleted next (src/controller/decide.rs, `cleanup`).
+        let replay_of_own = super::world::deleting(route)
+            && st
+                .token_written
+                .get(client_token)
+                .zip(since)
+                .is_some_and(|(written, barred)| *written <= barred);
+        if replay_of_own {
+            return None;
+        }
         return since.filter(|t| *t < sent).map(|t| describe(route, t));
     }
     let key = EntryKey::of_mutation(scope, m);

@@ -115,6 +115,9 @@ impl ObjectPort for SimObjects {
             if let Some(token) = &status.client_token {
                 let owner = uid(&next);
                 st.token_owner.insert(token.clone(), owner);
+                st.token_written
+                    .entry(token.clone())
+                    .or_insert_with(tokio::time::Instant::now);
             }
             let adopts = status.adopted == Some(true)
                 && next.status.as_ref().and_then(|s| s.adopted) != Some(true);

@@ -258,6 +258,8 @@ pub struct State {
     next_uid: u64,
     /// Every client token seen in a status write, and the uid of the object that wrote it.
     pub token_owner: BTreeMap<String, String>,
+    /// When each token was first written to a status (its create may go out from then on).
+    pub token_written: BTreeMap<String, Instant>,
     /// Entries that exist in the cloud and the uid of the object that owns them: its create
     /// made them, or it adopted them with consent (README.md, "Behaviour worth knowing").
     pub owners: BTreeMap<EntryKey, String>,
@@ -369,6 +371,7 @@ impl Sim {
                 next_rv: 1,
                 next_uid: 1,
                 token_owner: BTreeMap::new(),
+                token_written: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 accepted_creates: BTreeMap::new(),
                 tombs: BTreeMap::new(),

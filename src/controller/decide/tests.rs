@@ -1598,7 +1598,7 @@ fn a_gateway_refusing_for_its_status_is_gone_only_when_it_reads_deleting() {
 }
 
 #[test]
-fn a_recorded_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
+fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
     let f = facts();
     let deleting = |status: serde_json::Value| {
         route(json!({"metadata": {"deletionTimestamp": DELETING}, "status": status}))
@@ -1610,13 +1610,15 @@ fn a_recorded_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
     );
     // A create that makes the entry again: its token beside the older record, nothing observed.
     let renewing = deleting(json!({"createTime": T0, "clientToken": "t2"}));
+    // A create whose answer was lost (or never came before a crash): only its token.
+    let unanswered = deleting(json!({"clientToken": "t3"}));
     let replayed = accepted_create(Some(entry(100, "normal")), true);
     let refused = JobView::Failed {
         error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
         create: true,
     };
     // (row, route, job, replays with this token, else released)
-    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 4] = [
+    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 6] = [
         (
             "after a restart: the token is replayed, the scheduler waits for the list",
             &answered,
@@ -1636,9 +1638,21 @@ fn a_recorded_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
             None,
         ),
         (
-            "a token whose create may never have been sent is not replayed: it could create",
+            "a create that makes the entry again may have landed unlisted: replayed",
             &renewing,
             None,
+            Some("t2"),
+        ),
+        (
+            "a create whose answer was lost may have landed unlisted: replayed",
+            &unanswered,
+            None,
+            Some("t3"),
+        ),
+        (
+            "the unanswered create's replay refused: nothing proven ours, released",
+            &unanswered,
+            Some(&refused),
             None,
         ),
     ];
