@@ -1013,16 +1013,19 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             }
         }
         Some(JobView::Failed { error, create }) if *create => {
-            if error.code() == "IdempotentParameterMismatch"
-                || error.class() == ErrorClass::AlreadyExists
-            {
-                // The replay was refused: the token proves no entry (only a recorded one is
-                // still the object's).
-                replayed = true;
-            } else if refused_for_status(error) {
+            if refused_for_status(error) {
                 status_refusal = Some(error);
             } else if error.is_gateway_gone() {
                 return gateway_gone(obs, d, error);
+            } else if error.code() == "IdempotentParameterMismatch"
+                || error.class() == ErrorClass::AlreadyExists
+                || error.policy().refuses_create
+            {
+                // The replay was refused: the token proves no entry (only a recorded one is
+                // still the object's). A create refused on its merits (e.g.
+                // `VpnRouteEntry.BackupRoute`) made nothing: had the token made an entry, the
+                // cloud would have repeated that answer.
+                replayed = true;
             } else {
                 // The proof could not be had now: retried after the backoff.
                 return d.job(JobOp::Drop).fail(Failure::Cloud {

@@ -45,9 +45,10 @@ const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
 const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
 const VERIFY_BATCH: usize = 32;
 /// List reads that may miss an applied change (each change counts its own) before it is given
-/// up on: a create is then replayed once with its own token (the cloud repeats its answer if
-/// the entry exists, unlisted or not), any other change and a replayed create go back to their
-/// route, which re-plans from the list.
+/// up on: a create whose answer did not name its entry is then replayed once with its own token
+/// (the cloud repeats its answer if the entry exists, unlisted or not); any other change, a
+/// create answered with its entry (a replay would repeat that answer) and a replayed create go
+/// back to their route, which re-plans from the list.
 const VERIFY_TRIES: u32 = 5;
 
 /// The gateway's own reads (its status, or the entry list for applied changes) that fail in a
@@ -379,6 +380,11 @@ struct Inner {
     owners: Mutex<HashMap<Owner, Arc<GatewayKey>>>,
     wake_owner: mpsc::UnboundedSender<Owner>,
     shutdown: CancellationToken,
+}
+
+/// Whether an accepted create's answer named the entry it made.
+fn answered_with_entry(state: &JobState) -> bool {
+    matches!(state, JobState::Accepted { accepted, .. } if accepted.entry.is_some())
 }
 
 /// Owners in key order, not a map's: a simulated seed replays the wake-ups exactly.
@@ -979,8 +985,9 @@ impl Worker {
 
     /// Reads the entry list and confirms the applied changes it shows; a change it does not
     /// show yet is read for again later. After `VERIFY_TRIES` reads of its own that missed it, a
-    /// create is sent again with its token (once), ahead of the queue; any other change, or
-    /// the replayed create, goes back to its route, which re-plans from the list.
+    /// create whose answer did not name its entry is sent again with its token (once), ahead of
+    /// the queue; any other change, or that replay, goes back to its route, which re-plans from
+    /// the list.
     async fn verify(&self, scope: &Scope, step: Duration) -> Duration {
         let list = match self.inner.cache.entries(scope, Duration::ZERO).await {
             Ok(list) => list,
@@ -1016,6 +1023,7 @@ impl Worker {
             // The most reads any change still missing has had: the next read waits longer.
             let mut missing = 0;
             for (owner, job) in &mut gw.jobs {
+                let with_entry = answered_with_entry(&job.state);
                 let JobState::Accepted {
                     seq,
                     ref mut listed,
@@ -1036,9 +1044,13 @@ impl Worker {
                 *tries += 1;
                 if *tries < VERIFY_TRIES {
                     missing = missing.max(*tries);
-                } else if matches!(job.mutation, Mutation::Create { .. }) && !job.replayed {
+                } else if matches!(job.mutation, Mutation::Create { .. })
+                    && !job.replayed
+                    && !with_entry
+                {
                     // Never a new token first: the same create again, which the cloud answers
-                    // as before if its entry exists (listed yet or not).
+                    // as before if its entry exists (listed yet or not). A create answered with
+                    // its entry is not: the replay would only repeat that answer.
                     job.replayed = true;
                     job.state = JobState::Queued;
                     replay.push(owner.clone());

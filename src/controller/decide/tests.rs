@@ -1618,7 +1618,11 @@ fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
         create: true,
     };
     // (row, route, job, replays with this token, else released)
-    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 6] = [
+    let invalid = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.BackupRoute"),
+        create: true,
+    };
+    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 7] = [
         (
             "after a restart: the token is replayed, the scheduler waits for the list",
             &answered,
@@ -1653,6 +1657,12 @@ fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
             "the unanswered create's replay refused: nothing proven ours, released",
             &unanswered,
             Some(&refused),
+            None,
+        ),
+        (
+            "the unanswered create's replay refused on its merits: it made nothing, released",
+            &unanswered,
+            Some(&invalid),
             None,
         ),
     ];
