@@ -25,8 +25,8 @@ use super::config::WorldConfig;
 use super::history::{self, Console, History, Op};
 use super::operator::{Cluster, RESYNC};
 use super::world::{
-    EPOCH_MS, EntryKey, PairWatch, REGION, Sim, State, Stats, account_id, consents, deleting,
-    key_of, paused, secret_data, uid, valid,
+    EPOCH_MS, EntryKey, PairWatch, REGION, Sim, State, Stats, account_id, account_of_key, consents,
+    deleting, key_of, paused, secret_data, uid, valid,
 };
 
 pub struct Outcome {
@@ -636,10 +636,13 @@ fn key_used(st: &State, r: &VpnPbrRoute) -> Option<String> {
 /// A deleted route whose cleanup only someone else can unblock: its Secret is gone, and the
 /// operator's own key does not see its gateway.
 fn cleanup_blocked(st: &State, r: &VpnPbrRoute) -> bool {
-    r.spec.credentials_ref.is_some()
+    // Its Secret is gone, so the cleanup has the operator's key: if that key is another
+    // account's than the gateway's, no answer it gets (not even NotFound for a gateway that is
+    // gone) says anything about the entry.
+    st.world.accounts
+        && r.spec.credentials_ref.is_some()
         && key_used(st, r).is_none()
-        && st.emu.world.gateways.contains_key(&r.spec.vpn_gateway_id)
-        && !st.sees(&st.operator_key, &r.spec.vpn_gateway_id)
+        && st.accounts.get(&r.spec.vpn_gateway_id).copied() != account_of_key(&st.operator_key)
 }
 
 /// Whether an object that cannot prove its own entry says why: its status or an event names
