@@ -80,10 +80,14 @@ impl WorldConfig {
     pub const NONE: Self = Self::every(false);
     pub const ALL: Self = Self::every(true);
 
-    /// What `make sim` runs: the features the controller passes today. The others fail on
-    /// bugs being fixed elsewhere (the report of the branch that added them lists a seed for
-    /// each); switch each on here once its fix has landed.
+    /// What `make sim` (and `make test`) runs: the cloud as it is (list pages raced by changes,
+    /// lists lagging the gateway, two accounts) and namespaces deleted. `stale`, `late`,
+    /// `leader` and `expiry` are still off: the controller fails each of them on bugs not fixed
+    /// yet (run them with `SIM_WORLD=+stale` etc.); switch each on here once it passes.
     pub const DEFAULT: Self = Self {
+        lag: true,
+        pages: true,
+        accounts: true,
         namespaces: true,
         ..Self::NONE
     };

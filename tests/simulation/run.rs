@@ -474,6 +474,14 @@ fn unmet(st: &State) -> Vec<String> {
             );
             continue;
         }
+        if partner_held_by_blocked_cleanup(st, r)
+            && is("Ready", ConditionStatus::False, "VpnRouteEntry.BackupRoute").is_ok()
+        {
+            // Its pair's other entry is held by a deletion only someone else can unblock (its
+            // account's credentials are gone), at a weight the cloud will not pair with this
+            // one: the cloud's refusal, reported, is the outcome until someone acts.
+            continue;
+        }
         let visible = key_used(st, r).is_some_and(|k| st.sees(&k, &r.spec.vpn_gateway_id));
         let gw = st
             .emu
@@ -636,13 +644,24 @@ fn key_used(st: &State, r: &VpnPbrRoute) -> Option<String> {
 /// A deleted route whose cleanup only someone else can unblock: its Secret is gone, and the
 /// operator's own key does not see its gateway.
 fn cleanup_blocked(st: &State, r: &VpnPbrRoute) -> bool {
-    // Its Secret is gone, so the cleanup has the operator's key: if that key is another
-    // account's than the gateway's, no answer it gets (not even NotFound for a gateway that is
-    // gone) says anything about the entry.
-    st.world.accounts
-        && r.spec.credentials_ref.is_some()
-        && key_used(st, r).is_none()
-        && st.accounts.get(&r.spec.vpn_gateway_id).copied() != account_of_key(&st.operator_key)
+    // The cleanup has the route's key, or the operator's when its Secret is gone: if that key
+    // is another account's than the gateway's, no answer it gets (not even NotFound for a
+    // gateway that is gone) says anything about the entry.
+    let key = key_used(st, r).unwrap_or_else(|| st.operator_key.clone());
+    st.world.accounts && st.accounts.get(&r.spec.vpn_gateway_id).copied() != account_of_key(&key)
+}
+
+/// Whether an entry of `r`'s pair (same gateway, source and destination, another next hop) is
+/// held by a deleted object whose cleanup is blocked.
+fn partner_held_by_blocked_cleanup(st: &State, r: &VpnPbrRoute) -> bool {
+    st.store.values().map(|o| &o.route).any(|o| {
+        deleting(o)
+            && o.spec.vpn_gateway_id == r.spec.vpn_gateway_id
+            && o.spec.route_source == r.spec.route_source
+            && o.spec.route_dest == r.spec.route_dest
+            && o.spec.next_hop != r.spec.next_hop
+            && cleanup_blocked(st, o)
+    })
 }
 
 /// Whether an object that cannot prove its own entry says why: its status or an event names
