@@ -13,6 +13,6 @@ bench: tools ## Benchmark: N=1000/G=20/T=2s with baseline, 10,000-route scale ru
 	$(CARGO) build --release --locked --bins
 	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench bench $(BENCH_BINS) --out docs/benchmarks.md $(BENCH_ARGS)
 
-chaos: tools ## 1000 routes, 20% faults, operator SIGKILLed every 15 s, one apiserver restart; fails on any violation
+chaos: tools ## 1000 routes on 8 gateways (three list pages each), 20% faults, operator SIGKILLed every 15 s, one apiserver restart; fails on any violation
 	$(CARGO) build --release --locked --bins
 	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench chaos $(BENCH_BINS) $(CHAOS_ARGS)

@@ -19,7 +19,7 @@ use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
     PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute, validation,
 };
-use alicloud_vpc_client::{CloudError, ErrorClass, Priority};
+use alicloud_vpc_client::{CloudError, ErrorClass, Priority, policy};
 
 /// What the cloud read of this reconcile found.
 #[derive(Clone, Copy, Debug)]
@@ -155,7 +155,7 @@ pub enum Failure {
         op: &'static str,
         error: Arc<CloudError>,
     },
-    /// The cloud refused the create: nothing is in flight, the token goes.
+    /// The create's token is spent (it made an entry that is gone): the token goes.
     CreateRefused(Arc<CloudError>),
     /// A cleanup's answers come from another account than the entry's: they prove nothing.
     AccountUnproven(Unproven),
@@ -402,9 +402,12 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 // Made meanwhile (by us before a restart, or by someone else): look again.
                 conflict_adopt = true;
             } else if *create && error.policy().refuses_create {
-                return d
-                    .job(JobOp::Drop)
-                    .fail(Failure::CreateRefused(error.clone()));
+                // Refused on its merits. Its token stays: a request with it sent by a process
+                // that died may still land, and is the object's then (see `create`).
+                return d.job(JobOp::Drop).fail(Failure::Cloud {
+                    op: "create",
+                    error: error.clone(),
+                });
             } else {
                 return d.job(JobOp::Drop).fail(Failure::Cloud {
                     op: "mutation",
@@ -583,6 +586,17 @@ fn replay_of(
         Some(e) => plan::create_like(&route.spec, e, facts, token),
         None => plan::create(&route.spec, facts, token),
     })
+}
+
+/// Whether the cloud refused the create of `token` on its merits (the Ready reason is its code)
+/// and the spec now asks for another create (corrected): that create needs a token of its own.
+fn refused_for_another_create(route: &VpnPbrRoute, facts: &GatewayFacts, token: &str) -> bool {
+    let refused = status::ready(route.status.as_ref()).is_some_and(|c| {
+        c.status == ConditionStatus::False && policy(400, &c.reason).refuses_create
+    });
+    refused
+        && plan::create_of_token(&route.spec, token)
+            .is_some_and(|sent| sent != plan::create(&route.spec, facts, token))
 }
 
 /// Whether status holds the token of a create that may have been sent (it goes to status
@@ -778,7 +792,8 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: T
         .as_ref()
         .and_then(|s| s.client_token.clone())
         .or(queued_token)
-        .filter(|_| token == Token::Kept);
+        .filter(|_| token == Token::Kept)
+        .filter(|t| !refused_for_another_create(obs.route, facts, t));
     let mutation = match held {
         // The create that token was made for (it may have been sent): the spec changes after.
         Some(t) => {

@@ -11,8 +11,10 @@
 //! * `pace` — how long the reconcile waits before trying again ([`Pace::bounds`]: base and cap of
 //!   an exponential delay). Conflicts with a partner entry (an active/standby pair mid-flip) are
 //!   spec errors that clear on their own, so they keep the busy pace.
-//! * `refuses_create` — a create answered with this code is final: nothing is in flight, so the
-//!   create's `ClientToken` can be released and the identity fields corrected.
+//! * `refuses_create` — a create answered with this code is final: it made nothing and waits for
+//!   the spec (or the entry's pair) to change. Its `ClientToken` is kept while the spec asks for
+//!   the same create (a request with it from a process that died may still land); a corrected
+//!   spec creates with a new one.
 //! * `gone` — the route entry ([`Gone::Entry`]) or the whole gateway ([`Gone::Gateway`]) no longer
 //!   exists; cleanup treats both as deleted.
 //!

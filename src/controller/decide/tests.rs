@@ -484,7 +484,10 @@ fn job_outcomes() {
         job: Some(&refused),
         ..obs(&r)
     });
-    assert!(matches!(d.failure, Some(Failure::CreateRefused(_))));
+    assert!(
+        matches!(d.failure, Some(Failure::Cloud { op: "create", .. })),
+        "refused on its merits: reported, its token kept"
+    );
     assert_eq!(d.job, Some(JobOp::Drop));
     let busy_modify = JobView::Failed {
         error: cloud_error(400, "VpnRouteEntry.BackupRoute"),
@@ -764,7 +767,7 @@ fn failures_become_status_and_one_warning() {
     assert_eq!(
         report.client_token,
         Some(None),
-        "a refused create releases the token"
+        "a spent token (its create made an entry that is gone) is released"
     );
     assert_eq!(
         event.expect("warning").reason.as_str(),
@@ -2188,4 +2191,64 @@ fn a_change_whose_reads_keep_failing_keeps_its_place_and_says_why() {
         );
         assert!(d.status.is_none(), "{name}: {:?}", d.status);
     }
+}
+
+#[test]
+fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
+    // A create refused on its merits (VpnRouteEntry.BackupRoute: its pair's other entry has the
+    // same weight) may have a request with the same token still on its way (sent by a process
+    // that died): the token stays and the same create is tried again, so whichever lands is
+    // the object's. Only a spec that now asks for another create (the weight was corrected)
+    // gets a new token.
+    let f = facts();
+    let token = plan::create_token(&create_mutation(""), "abc");
+    let refused_status = |spec: serde_json::Value| {
+        route(json!({"spec": spec, "status": {"clientToken": token,
+            "conditions": [{"type": "Ready", "status": "False",
+            "reason": "VpnRouteEntry.BackupRoute", "message": "m", "lastTransitionTime": "t"}]}}))
+    };
+    let same = refused_status(json!({}));
+    let refused = JobView::Failed {
+        error: cloud_error(400, "VpnRouteEntry.BackupRoute"),
+        create: true,
+    };
+    let d = decide(&Observation {
+        job: Some(&refused),
+        ..obs(&same)
+    });
+    let err = Error::from(d.failure.expect("the refusal is reported"));
+    let (report, _) = failure(&same, &err, None);
+    assert_eq!(report.client_token, None, "the token is kept");
+    // The next try: the same create, with the same token.
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        ..obs(&same)
+    });
+    assert_eq!(
+        d.job,
+        Some(JobOp::Submit(create_mutation(&token))),
+        "the same create again"
+    );
+    // The weight corrected: a new create, with a new token.
+    let corrected = refused_status(json!({"weight": 0}));
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        ..obs(&corrected)
+    });
+    let Some(JobOp::Submit(Mutation::Create {
+        client_token,
+        weight,
+        ..
+    })) = &d.job
+    else {
+        panic!("a create: {:?}", d.job);
+    };
+    assert_eq!(*weight, 0);
+    assert_ne!(client_token, &token, "a new token for the corrected create");
 }

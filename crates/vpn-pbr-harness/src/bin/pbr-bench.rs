@@ -141,7 +141,9 @@ struct BenchArgs {
 struct ChaosArgs {
     #[arg(short = 'n', long, default_value_t = 1000)]
     routes: usize,
-    #[arg(short = 'g', long, default_value_t = 20)]
+    /// Gateways the routes are spread over: 8 gives 125 routes per gateway, so every list of
+    /// a gateway's entries takes three pages (50 a page), raced by the changes of the others.
+    #[arg(short = 'g', long, default_value_t = 8)]
     gateways: usize,
     /// Gateway update time T, seconds.
     #[arg(short = 't', long, default_value = "2", value_parser = secs)]
