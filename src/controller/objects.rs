@@ -151,15 +151,24 @@ impl ObjectPort for KubeObjects {
 
     fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
-            // The test op makes a concurrent change of the list fail instead of being lost.
-            let patch = json_patch(if route.metadata.finalizers.is_none() {
-                json!([{ "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] }])
+            // The test ops make a concurrent change of the list fail instead of being lost, and
+            // a spec edited since our copy fail too: the answer's resourceVersion becomes our
+            // copy's, and our copy's spec must then be the object's (a status write on it, the
+            // create's token, is made for that spec).
+            let mut ops = vec![json!({
+                "op": "test", "path": "/metadata/generation", "value": route.metadata.generation
+            })];
+            if route.metadata.finalizers.is_none() {
+                ops.push(
+                    json!({ "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] }),
+                );
             } else {
-                json!([
-                    { "op": "test", "path": "/metadata/finalizers", "value": route.finalizers() },
-                    { "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER }
-                ])
-            })?;
+                ops.push(json!({ "op": "test", "path": "/metadata/finalizers", "value": route.finalizers() }));
+                ops.push(
+                    json!({ "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER }),
+                );
+            }
+            let patch = json_patch(serde_json::Value::Array(ops))?;
             self.api(route)
                 .patch(
                     &route.name_any(),

@@ -291,11 +291,16 @@ async fn act(
         return Ok(Some(Action::requeue(WAIT_FOR_WAKE)));
     }
     if d.add_finalizer {
-        route.metadata.resource_version = ctx
-            .objects
-            .add_finalizer(route)
-            .await
-            .map_err(|e| Error::kube("add finalizer", e))?;
+        route.metadata.resource_version = match ctx.objects.add_finalizer(route).await {
+            Ok(version) => version,
+            // The patch's test of our copy's generation (or finalizers) failed: the object
+            // changed, so nothing of this decision is done and its newest copy decides again.
+            Err(e) if is_test_failed(&e) => {
+                debug!(route = %key, "finalizer patch refused: the object changed; deciding again");
+                return Ok(Some(Action::requeue(Duration::ZERO)));
+            }
+            Err(e) => return Err(Error::kube("add finalizer", e).into()),
+        };
         route
             .metadata
             .finalizers
@@ -380,6 +385,11 @@ pub fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Duration 
 
 fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// A JSON patch whose `test` op failed (the apiserver answers 422 Invalid).
+fn is_test_failed(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("test"))
 }
 
 /// Writes status, only when it changes, on the condition that `route` is still the object's

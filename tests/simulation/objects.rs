@@ -175,8 +175,12 @@ impl ObjectPort for SimObjects {
                     "no new finalizers can be added if the object is being deleted",
                 ));
             }
-            // The JSON patch of objects.rs: `add` of the whole list when the observed object
-            // had none, else `test` the observed list and append.
+            // The JSON patch of objects.rs: `test` the observed generation (a spec edited since
+            // fails it), then `add` of the whole list when the observed object had none, else
+            // `test` the observed list and append.
+            if route.metadata.generation != next.metadata.generation {
+                return Err(api(422, "Invalid", "test operation failed"));
+            }
             match &route.metadata.finalizers {
                 None => next.metadata.finalizers = Some(vec![FINALIZER.to_owned()]),
                 Some(seen) => {
