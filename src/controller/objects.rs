@@ -151,12 +151,14 @@ impl ObjectPort for KubeObjects {
 
     fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
-            // The test ops make a concurrent change of the list fail instead of being lost, and
-            // a spec edited since our copy fail too: the answer's resourceVersion becomes our
-            // copy's, and our copy's spec must then be the object's (a status write on it, the
-            // create's token, is made for that spec).
+            // The test ops make any change since our copy fail the patch instead of being lost
+            // or hidden: the answer's resourceVersion becomes our copy's, so our copy's spec and
+            // status must then be the object's (a status write on a copy without our last one
+            // would drop what it recorded, e.g. a create's token; a spec edited since would get
+            // a token for the old spec).
             let mut ops = vec![json!({
-                "op": "test", "path": "/metadata/generation", "value": route.metadata.generation
+                "op": "test", "path": "/metadata/resourceVersion",
+                "value": route.metadata.resource_version
             })];
             if route.metadata.finalizers.is_none() {
                 ops.push(

@@ -297,7 +297,7 @@ async fn act(
             // changed, so nothing of this decision is done and its newest copy decides again.
             Err(e) if is_test_failed(&e) => {
                 debug!(route = %key, "finalizer patch refused: the object changed; deciding again");
-                return Ok(Some(Action::requeue(Duration::ZERO)));
+                return Ok(Some(Action::requeue(STALE_COPY_RETRY)));
             }
             Err(e) => return Err(Error::kube("add finalizer", e).into()),
         };

@@ -100,10 +100,12 @@ impl ObjectPort for SimObjects {
             let Some(obj) = st.store.get(&k) else {
                 return Ok(None);
             };
-            // The apply carries the copy's resourceVersion as a precondition (objects.rs).
+            // The apply carries the copy's resourceVersion as a precondition (objects.rs): a
+            // status built on an older copy is refused (and counted: the stale write happened).
             if route.metadata.resource_version.is_some()
                 && route.metadata.resource_version != obj.route.metadata.resource_version
             {
+                st.stats.stale_writes += 1;
                 return Err(api(409, "Conflict", "the object has been modified"));
             }
             let mut next = obj.route.clone();
@@ -175,10 +177,10 @@ impl ObjectPort for SimObjects {
                     "no new finalizers can be added if the object is being deleted",
                 ));
             }
-            // The JSON patch of objects.rs: `test` the observed generation (a spec edited since
+            // The JSON patch of objects.rs: `test` the observed resourceVersion (any change since
             // fails it), then `add` of the whole list when the observed object had none, else
             // `test` the observed list and append.
-            if route.metadata.generation != next.metadata.generation {
+            if route.metadata.resource_version != next.metadata.resource_version {
                 return Err(api(422, "Invalid", "test operation failed"));
             }
             match &route.metadata.finalizers {

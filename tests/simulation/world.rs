@@ -177,7 +177,8 @@ pub struct Stats {
     /// Calls answered `InvalidVpnGatewayInstanceId.NotFound` because the key is of another
     /// account than the gateway.
     pub cross_account: u64,
-    /// Status writes built on an older copy than the stored object (their base was stale).
+    /// Status writes built on an older copy than the stored object (their base was stale):
+    /// refused by the resourceVersion precondition, or applied when a write carries none.
     pub stale_writes: u64,
     /// Reconciles of a copy older than the stored object.
     pub stale_reconciles: u64,
