@@ -19,7 +19,7 @@ use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
     PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute, validation,
 };
-use alicloud_vpc_client::{CloudError, ErrorClass, Priority, policy};
+use alicloud_vpc_client::{CloudError, ErrorClass, Pace, Priority, policy};
 
 /// What the cloud read of this reconcile found.
 #[derive(Clone, Copy, Debug)]
@@ -155,7 +155,8 @@ pub enum Failure {
         op: &'static str,
         error: Arc<CloudError>,
     },
-    /// The create's token is spent (it made an entry that is gone): the token goes.
+    /// The create was refused for what the spec names, or its token is spent (it made an
+    /// entry that is gone): the token goes.
     CreateRefused(Arc<CloudError>),
     /// A cleanup's answers come from another account than the entry's: they prove nothing.
     AccountUnproven(Unproven),
@@ -402,12 +403,20 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 // Made meanwhile (by us before a restart, or by someone else): look again.
                 conflict_adopt = true;
             } else if *create && error.policy().refuses_create {
-                // Refused on its merits. Its token stays: a request with it sent by a process
-                // that died may still land, and is the object's then (see `create`).
-                return d.job(JobOp::Drop).fail(Failure::Cloud {
-                    op: "create",
-                    error: error.clone(),
-                });
+                if error.policy().pace == Pace::Busy {
+                    // Refused for its pair's other entry (mid-flip), which changes by itself:
+                    // the same create may pass later, and so may a request with its token sent
+                    // by a process that died. The token stays (see `create`).
+                    return d.job(JobOp::Drop).fail(Failure::Cloud {
+                        op: "create",
+                        error: error.clone(),
+                    });
+                }
+                // Refused for what the spec names (a next hop that does not exist, ...): the
+                // token goes, so the spec's identity can be corrected.
+                return d
+                    .job(JobOp::Drop)
+                    .fail(Failure::CreateRefused(error.clone()));
             } else {
                 return d.job(JobOp::Drop).fail(Failure::Cloud {
                     op: "mutation",

@@ -12,9 +12,10 @@
 //!   an exponential delay). Conflicts with a partner entry (an active/standby pair mid-flip) are
 //!   spec errors that clear on their own, so they keep the busy pace.
 //! * `refuses_create` — a create answered with this code is final: it made nothing and waits for
-//!   the spec (or the entry's pair) to change. Its `ClientToken` is kept while the spec asks for
-//!   the same create (a request with it from a process that died may still land); a corrected
-//!   spec creates with a new one.
+//!   the spec (or the entry's pair) to change. A refusal for what the spec names releases the
+//!   create's `ClientToken`, so the identity fields can be corrected; one for the pair's other
+//!   entry (busy pace: it changes by itself) keeps it while the spec asks for the same create,
+//!   since a request with it from a process that died may still land.
 //! * `gone` — the route entry ([`Gone::Entry`]) or the whole gateway ([`Gone::Gateway`]) no longer
 //!   exists; cleanup treats both as deleted.
 //!

@@ -485,8 +485,8 @@ fn job_outcomes() {
         ..obs(&r)
     });
     assert!(
-        matches!(d.failure, Some(Failure::Cloud { op: "create", .. })),
-        "refused on its merits: reported, its token kept"
+        matches!(d.failure, Some(Failure::CreateRefused(_))),
+        "refused for what the spec names: its token goes, so the spec can be corrected"
     );
     assert_eq!(d.job, Some(JobOp::Drop));
     let busy_modify = JobView::Failed {
@@ -767,7 +767,7 @@ fn failures_become_status_and_one_warning() {
     assert_eq!(
         report.client_token,
         Some(None),
-        "a spent token (its create made an entry that is gone) is released"
+        "a refused create releases the token"
     );
     assert_eq!(
         event.expect("warning").reason.as_str(),
