@@ -309,6 +309,14 @@ async fn act(
     }
     if let Some(report) = &d.status {
         match write_status(route, ctx, report.clone()).await {
+            Ok(()) if route.metadata.resource_version.is_none() => {
+                // The object is gone (it had no finalizer of ours, so nothing was ever sent for
+                // it): nothing of this decision is for it any more, least of all a create whose
+                // token no object holds.
+                debug!(route = %key, "object gone before its status was written; nothing done");
+                ctx.scheduler.drop_job(owner);
+                return Ok(Some(Action::await_change()));
+            }
             Ok(()) => {}
             Err(e) if is_conflict(&e) => {
                 // Our copy is older than the object (a watch that has not yet delivered our
