@@ -363,9 +363,12 @@ fn barred(
         return Some(describe(route, t));
     }
     // Adoption by consent: an entry the object neither made nor adopted is not its to change
-    // or delete.
+    // or delete. An entry of its own deleted outside a moment before the send (the change was
+    // decided on a list that still showed it) is no one's: the change lands nowhere, or on the
+    // object's own next entry, never on someone else's (that one has an owner).
     let owner = st.owners.get(&key);
-    (owner != Some(&uid(route))).then(|| {
+    let its_own_gone = owner.is_none() && st.owned.contains(&(uid(route), key.clone()));
+    (owner != Some(&uid(route)) && !its_own_gone).then(|| {
         format!(
             "{NOT_OWNER}{} does not own the entry (made or adopted by {})",
             kube::ResourceExt::name_any(route),
@@ -899,7 +902,8 @@ fn accepted(
         Mutation::Create { client_token, .. } => {
             if let Some(owner) = st.token_owner.get(client_token).cloned() {
                 *st.accepted_creates.entry(owner.clone()).or_default() += 1;
-                st.owners.insert(key, owner.clone());
+                st.owners.insert(key.clone(), owner.clone());
+                st.owned.insert((owner.clone(), key));
                 st.prune_owners();
                 let made: Vec<String> = st
                     .owners

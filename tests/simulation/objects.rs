@@ -129,7 +129,8 @@ impl ObjectPort for SimObjects {
                 let entry = EntryKey::of(&next.spec);
                 if consents(&next) {
                     if st.known_entry(&entry).is_some() {
-                        st.owners.insert(entry, uid(&next));
+                        st.owners.insert(entry.clone(), uid(&next));
+                        st.owned.insert((uid(&next), entry));
                     }
                 } else {
                     st.violation(

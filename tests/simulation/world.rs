@@ -264,6 +264,8 @@ pub struct State {
     /// Entries that exist in the cloud and the uid of the object that owns them: its create
     /// made them, or it adopted them with consent (README.md, "Behaviour worth knowing").
     pub owners: BTreeMap<EntryKey, String>,
+    /// Every (object uid, entry) an object ever made or adopted.
+    pub owned: BTreeSet<(String, EntryKey)>,
     /// Accepted (not replayed) creates per object uid.
     pub accepted_creates: BTreeMap<String, u32>,
     pub tombs: BTreeMap<String, Tomb>,
@@ -374,6 +376,7 @@ impl Sim {
                 token_owner: BTreeMap::new(),
                 token_written: BTreeMap::new(),
                 owners: BTreeMap::new(),
+                owned: BTreeSet::new(),
                 accepted_creates: BTreeMap::new(),
                 tombs: BTreeMap::new(),
                 violations: Vec::new(),
