@@ -19,7 +19,7 @@ use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
     PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute, validation,
 };
-use alicloud_vpc_client::{CloudError, ErrorClass, Pace, Priority, policy};
+use alicloud_vpc_client::{CloudError, ErrorClass, Pace, Priority, known_policy};
 
 /// What the cloud read of this reconcile found.
 #[derive(Clone, Copy, Debug)]
@@ -597,11 +597,13 @@ fn replay_of(
     })
 }
 
-/// Whether the cloud refused the create of `token` on its merits (the Ready reason is its code)
-/// and the spec now asks for another create (corrected): that create needs a token of its own.
+/// Whether the cloud refused the create of `token` for its pair's other entry (the Ready reason
+/// is such a code: the refusals that keep the token) and the spec now asks for another create
+/// (corrected): that create needs a token of its own.
 fn refused_for_another_create(route: &VpnPbrRoute, facts: &GatewayFacts, token: &str) -> bool {
     let refused = status::ready(route.status.as_ref()).is_some_and(|c| {
-        c.status == ConditionStatus::False && policy(400, &c.reason).refuses_create
+        c.status == ConditionStatus::False
+            && known_policy(&c.reason).is_some_and(|p| p.refuses_create && p.pace == Pace::Busy)
     });
     refused
         && plan::create_of_token(&route.spec, token)

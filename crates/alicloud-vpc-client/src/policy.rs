@@ -225,6 +225,15 @@ const TABLE: &[(&str, Policy)] = &[
     row("VpnPbrRouteEntry.NotFound",                  C::NotFound,           R::Reconcile,        P::Transient, true,  G::Entry),
 ];
 
+/// The policy of a code the table names (`None` for any other text, e.g. a condition reason
+/// that is not a cloud code).
+pub fn known_policy(code: &str) -> Option<Policy> {
+    TABLE
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map(|(_, p)| *p)
+}
+
 /// The policy for an error answer of the cloud, by its `Code` and HTTP status.
 pub fn policy(http_status: u16, code: &str) -> Policy {
     TABLE
