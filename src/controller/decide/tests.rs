@@ -2253,9 +2253,11 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
     assert_ne!(client_token, &token, "a new token for the corrected create");
     // A create not refused (its answer lost: Ready says Creating) keeps its token whatever the
     // spec asks now: it may have made the entry, which its replay then proves.
-    let unanswered = route(json!({"spec": {"weight": 0}, "status": {"clientToken": token,
+    let unanswered = route(
+        json!({"spec": {"weight": 0}, "status": {"clientToken": token,
         "conditions": [{"type": "Ready", "status": "False", "reason": "Creating",
-        "message": "m", "lastTransitionTime": "t"}]}}));
+        "message": "m", "lastTransitionTime": "t"}]}}),
+    );
     let d = decide(&Observation {
         cloud: CloudRead::Ready {
             facts: &f,
