@@ -7,12 +7,13 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
 use support::env::{RouteEnv as Env, WAIT, tail};
 use support::{eventually, eventually_ok, ready_is, start_emulator, start_operator};
-use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
+use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, FINALIZER, VpnPbrRoute};
 
 fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {
     json!({
@@ -913,5 +914,50 @@ async fn a_status_write_from_an_older_copy_is_refused_and_drops_nothing() -> any
         (st.client_token.as_deref(), st.gateway_status.as_deref()),
         (Some("tok-1"), Some("active"))
     );
+    Ok(())
+}
+
+/// The finalizer patch rests on the copy it was built from too: its answer's resourceVersion
+/// becomes the copy's, so a copy older than the object (a watch that lags a spec edit or our own
+/// status write) must not get it, or a status write on that copy would pass its precondition.
+#[tokio::test]
+async fn a_finalizer_patch_on_an_older_copy_is_refused() -> anyhow::Result<()> {
+    use vpn_pbr_operator::api::v1alpha1::VpnPbrRouteStatus;
+    use vpn_pbr_operator::controller::objects::{EventSource, KubeObjects, ObjectPort};
+
+    let (client, ns) = support::setup("stale-finalizer").await?;
+    let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
+    let route: VpnPbrRoute = serde_json::from_value(json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": "r", "namespace": ns},
+        "spec": spec("vpn-gw-a", "192.168.31.0/24", "10.31.0.0/16", "vco-gw-a-1", 100)
+    }))?;
+    let older = api.create(&PostParams::default(), &route).await?;
+    let objects = KubeObjects {
+        client,
+        events: EventSource {
+            controller: "test".into(),
+            instance: None,
+        },
+        caches: Vec::new(),
+        manager: "vpn-pbr-operator".into(),
+    };
+    let with_token = VpnPbrRouteStatus {
+        client_token: Some("tok-1".into()),
+        ..Default::default()
+    };
+    objects.write_status(&older, &with_token).await?;
+    let refused = objects.add_finalizer(&older).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s))
+            if s.code == 422 && s.details.as_ref().is_none_or(|d| d.causes.is_empty())),
+        "refused by the patch's test of the copy: {refused:?}"
+    );
+    let now = api.get("r").await?;
+    assert!(now.finalizers().is_empty(), "nothing was added");
+    let version = objects.add_finalizer(&now).await?;
+    let after = api.get("r").await?;
+    assert_eq!(after.finalizers(), [FINALIZER]);
+    assert_eq!(version, after.metadata.resource_version);
     Ok(())
 }

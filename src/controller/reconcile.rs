@@ -395,9 +395,11 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// A JSON patch whose `test` op failed (the apiserver answers 422 Invalid).
+/// A JSON patch whose `test` op failed: the apiserver answers 422 Invalid without naming a
+/// field (a validation failure names the field in its causes).
 fn is_test_failed(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("test"))
+    matches!(e, kube::Error::Api(s)
+        if s.code == 422 && s.details.as_ref().is_none_or(|d| d.causes.is_empty()))
 }
 
 /// Writes status, only when it changes, on the condition that `route` is still the object's
