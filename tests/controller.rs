@@ -862,30 +862,9 @@ async fn sigterm_shuts_down_cleanly() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_status_write_from_an_older_copy_is_refused_and_drops_nothing() -> anyhow::Result<()> {
     use vpn_pbr_operator::api::v1alpha1::VpnPbrRouteStatus;
-    use vpn_pbr_operator::controller::objects::{EventSource, KubeObjects, ObjectPort};
+    use vpn_pbr_operator::controller::objects::ObjectPort;
 
-    let (client, ns) = support::setup("stale-status").await?;
-    let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
-    let route: VpnPbrRoute = serde_json::from_value(json!({
-        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-        "metadata": {"name": "r", "namespace": ns},
-        "spec": spec("vpn-gw-a", "192.168.30.0/24", "10.30.0.0/16", "vco-gw-a-1", 100)
-    }))?;
-    let older = api.create(&PostParams::default(), &route).await?;
-    let objects = KubeObjects {
-        client,
-        events: EventSource {
-            controller: "test".into(),
-            instance: None,
-        },
-        caches: Vec::new(),
-        manager: "vpn-pbr-operator".into(),
-    };
-    let with_token = VpnPbrRouteStatus {
-        client_token: Some("tok-1".into()),
-        ..Default::default()
-    };
-    objects.write_status(&older, &with_token).await?;
+    let (api, older, objects) = copy_older_than_a_token_write("stale-status").await?;
     // Built on the copy from before that write: it knows nothing of the token.
     let stale = VpnPbrRouteStatus {
         gateway_status: Some("active".into()),
@@ -922,15 +901,42 @@ async fn a_status_write_from_an_older_copy_is_refused_and_drops_nothing() -> any
 /// status write) must not get it, or a status write on that copy would pass its precondition.
 #[tokio::test]
 async fn a_finalizer_patch_on_an_older_copy_is_refused() -> anyhow::Result<()> {
+    use vpn_pbr_operator::controller::objects::ObjectPort;
+
+    let (api, older, objects) = copy_older_than_a_token_write("stale-finalizer").await?;
+    let refused = objects.add_finalizer(&older).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s))
+            if s.code == 422 && s.details.as_ref().is_none_or(|d| d.causes.is_empty())),
+        "refused by the patch's test of the copy: {refused:?}"
+    );
+    let now = api.get("r").await?;
+    assert!(now.finalizers().is_empty(), "nothing was added");
+    let version = objects.add_finalizer(&now).await?;
+    let after = api.get("r").await?;
+    assert_eq!(after.finalizers(), [FINALIZER]);
+    assert_eq!(version, after.metadata.resource_version);
+    Ok(())
+}
+
+/// A route in a fresh namespace `ns_prefix`, the copy read at its creation, and the objects port
+/// after that port wrote a create token to its status: the copy is then older than the object.
+async fn copy_older_than_a_token_write(
+    ns_prefix: &str,
+) -> anyhow::Result<(
+    Api<VpnPbrRoute>,
+    VpnPbrRoute,
+    vpn_pbr_operator::controller::objects::KubeObjects,
+)> {
     use vpn_pbr_operator::api::v1alpha1::VpnPbrRouteStatus;
     use vpn_pbr_operator::controller::objects::{EventSource, KubeObjects, ObjectPort};
 
-    let (client, ns) = support::setup("stale-finalizer").await?;
+    let (client, ns) = support::setup(ns_prefix).await?;
     let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
     let route: VpnPbrRoute = serde_json::from_value(json!({
         "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
         "metadata": {"name": "r", "namespace": ns},
-        "spec": spec("vpn-gw-a", "192.168.31.0/24", "10.31.0.0/16", "vco-gw-a-1", 100)
+        "spec": spec("vpn-gw-a", "192.168.30.0/24", "10.30.0.0/16", "vco-gw-a-1", 100)
     }))?;
     let older = api.create(&PostParams::default(), &route).await?;
     let objects = KubeObjects {
@@ -947,17 +953,5 @@ async fn a_finalizer_patch_on_an_older_copy_is_refused() -> anyhow::Result<()> {
         ..Default::default()
     };
     objects.write_status(&older, &with_token).await?;
-    let refused = objects.add_finalizer(&older).await;
-    assert!(
-        matches!(&refused, Err(kube::Error::Api(s))
-            if s.code == 422 && s.details.as_ref().is_none_or(|d| d.causes.is_empty())),
-        "refused by the patch's test of the copy: {refused:?}"
-    );
-    let now = api.get("r").await?;
-    assert!(now.finalizers().is_empty(), "nothing was added");
-    let version = objects.add_finalizer(&now).await?;
-    let after = api.get("r").await?;
-    assert_eq!(after.finalizers(), [FINALIZER]);
-    assert_eq!(version, after.metadata.resource_version);
-    Ok(())
+    Ok((api, older, objects))
 }

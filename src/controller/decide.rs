@@ -380,10 +380,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 report.last_request_id = accepted.request_id.clone();
                 d = d.status(report);
             }
-            if let Some(stall) = stalled {
-                d.status.get_or_insert_with(Report::default).synced = Some(stall_wait(stall, ""));
-            }
-            return d.job(JobOp::Keep).next(Next::Wake);
+            return keep_waiting(d, stalled.as_ref(), "");
         }
         Some(JobView::Accepted {
             accepted, create, ..
@@ -447,13 +444,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }) = obs.job
         && *generation == route.metadata.generation
     {
-        if let Some(stall) = stalled {
-            d = d.status(Report {
-                synced: Some(stall_wait(stall, "")),
-                ..Default::default()
-            });
-        }
-        return d.job(JobOp::Keep).next(Next::Wake);
+        return keep_waiting(d, stalled.as_ref(), "");
     }
     let (facts, entries) = match obs.cloud {
         CloudRead::NotRead => {
@@ -991,21 +982,21 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
             return release(d);
         }
         None => {}
-        // The deletion waits for its turn: dropped and planned again after a read, it would go
-        // to the back of the gateway's queue at every reconcile.
-        Some(JobView::Queued {
-            mutation: Mutation::Delete { .. },
-            stalled,
-            ..
-        }) => {
-            if let Some(stall) = stalled {
-                d = d.status(Report {
-                    synced: Some(stall_wait(stall, "deleting: ")),
-                    ..Default::default()
-                });
+        // The deletion waits for its turn (dropped and planned again after a read, it would go
+        // to the back of the gateway's queue at every reconcile), or an accepted change for the
+        // gateway to apply it.
+        Some(
+            JobView::Queued {
+                mutation: Mutation::Delete { .. },
+                stalled,
+                ..
             }
-            return d.job(JobOp::Keep).next(Next::Wake);
-        }
+            | JobView::Accepted {
+                confirmed: false,
+                stalled,
+                ..
+            },
+        ) => return keep_waiting(d, stalled.as_ref(), "deleting: "),
         Some(JobView::Queued { .. }) => {
             // A queued create or update is pointless now; the executor stops if it went out.
             d.job = Some(JobOp::Drop);
@@ -1015,19 +1006,6 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         }
         // On the wire: it finishes, but is not sent again (after a busy answer).
         Some(JobView::InFlight) => return d.job(JobOp::Drop).next(Next::Wake),
-        Some(JobView::Accepted {
-            confirmed: false,
-            stalled,
-            ..
-        }) => {
-            if let Some(stall) = stalled {
-                d = d.status(Report {
-                    synced: Some(stall_wait(stall, "deleting: ")),
-                    ..Default::default()
-                });
-            }
-            return d.job(JobOp::Keep).next(Next::Wake);
-        }
         Some(JobView::Accepted {
             accepted, create, ..
         }) => {
@@ -1220,6 +1198,15 @@ fn gateway_gone(obs: &Observation<'_>, mut d: Decision, error: &Arc<CloudError>)
         used_account: obs.account.known().map(str::to_owned),
         answer: Some(error.code().to_owned()),
     }))
+}
+
+/// A change that waits keeps its job (its place in the queue); when the reads it waits on keep
+/// failing, Synced says so.
+fn keep_waiting(mut d: Decision, stalled: Option<&Stall>, prefix: &str) -> Decision {
+    if let Some(stall) = stalled {
+        d.status.get_or_insert_with(Report::default).synced = Some(stall_wait(stall, prefix));
+    }
+    d.job(JobOp::Keep).next(Next::Wake)
 }
 
 /// Synced=False while a change waits on reads of its gateway that keep failing: its turn or
