@@ -290,6 +290,22 @@ fn both_false(reason: Reason, message: impl Into<String>) -> Report {
     }
 }
 
+/// A create's answer that came back after a gate closed (the spec turned invalid, the route
+/// was paused, a publish conflict): recorded all the same, so the entry it made is proven by the record, not by a
+/// token the cloud forgets in time.
+fn with_answer(obs: &Observation<'_>, mut report: Report) -> Report {
+    if let Some(JobView::Accepted {
+        accepted,
+        create: true,
+        ..
+    }) = obs.job
+        && let Some(e) = &accepted.entry
+    {
+        report.entry = Some(e.clone());
+    }
+    report
+}
+
 /// The decision for one reconcile.
 pub fn decide(obs: &Observation<'_>) -> Decision {
     let route = obs.route;
@@ -309,19 +325,22 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
             .collect::<Vec<_>>()
             .join("; ");
         return d
-            .status(both_false(Reason::InvalidSpec, message))
+            .status(with_answer(obs, both_false(Reason::InvalidSpec, message)))
             .job(drop_job(obs.job))
             .next(Next::AwaitChange);
     }
     if paused(route) {
         return d
-            .status(Report {
-                synced: Some(CondValue::no(
-                    Reason::Paused,
-                    format!("{PAUSED_ANNOTATION} is \"true\"; no cloud calls"),
-                )),
-                ..Default::default()
-            })
+            .status(with_answer(
+                obs,
+                Report {
+                    synced: Some(CondValue::no(
+                        Reason::Paused,
+                        format!("{PAUSED_ANNOTATION} is \"true\"; no cloud calls"),
+                    )),
+                    ..Default::default()
+                },
+            ))
             .job(drop_job(obs.job))
             .next(Next::AwaitChange);
     }
@@ -345,7 +364,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         return publish_conflict(obs, message, d);
     }
     if !full {
-        return observe_only(obs, d.job(drop_job(obs.job)));
+        return observe_only(obs, d);
     }
 
     // The job's outcome first: a change on the wire finishes before anything else is decided.
@@ -498,7 +517,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         return if consents_to_adopt(route) {
             adopt(obs, entry, facts, d)
         } else {
-            refuse_existing(obs, d)
+            refuse_existing(obs, conflict_adopt, d)
         };
     }
     let partner = plan::has_partner(&route.spec, entries);
@@ -660,9 +679,12 @@ fn publish_conflict(obs: &Observation<'_>, message: String, mut d: Decision) -> 
     if ready_reason(obs.route) != Some(Reason::PublishConflict) {
         d = d.event(true, Reason::PublishConflict, "Publish", message.clone());
     }
-    d.status(both_false(Reason::PublishConflict, message))
-        .job(drop_job(obs.job))
-        .next(Next::Resync)
+    d.status(with_answer(
+        obs,
+        both_false(Reason::PublishConflict, message),
+    ))
+    .job(drop_job(obs.job))
+    .next(Next::Resync)
 }
 
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or
@@ -742,13 +764,33 @@ fn adopt(obs: &Observation<'_>, entry: &Entry, facts: &GatewayFacts, d: Decision
     .next(Next::Resync)
 }
 
-/// An entry exists that this object did not make and may not take: touch nothing.
-fn refuse_existing(obs: &Observation<'_>, mut d: Decision) -> Decision {
-    let message = format!(
-        "an entry with this source, destination and next hop already exists on the gateway and \
-         was not created by this object; to manage it, set the annotation {ADOPT_ANNOTATION}: \
-         \"true\" (or use `vpn-pbr-operator import`)"
+/// An entry exists that this object did not make and may not take: touch nothing. When its
+/// create was refused as existing, the message says what that leaves open: a create of this
+/// object whose answer was lost may have made the entry, long enough ago that the cloud
+/// forgot its token, and no record proves it either way.
+fn refuse_existing(obs: &Observation<'_>, create_refused: bool, mut d: Decision) -> Decision {
+    let adopt = format!(
+        "to manage it, set the annotation {ADOPT_ANNOTATION}: \"true\" (or use \
+         `vpn-pbr-operator import`)"
     );
+    let message = if !create_refused
+        && let Some(c) = status::ready(obs.route.status.as_ref())
+        && c.reason == Reason::AlreadyExists.as_str()
+    {
+        // Already refused: what was said then (why a create was refused) still holds.
+        c.message.clone()
+    } else if create_refused {
+        format!(
+            "an entry with this source, destination and next hop already exists on the gateway \
+             and this object cannot prove it made it: {TOKEN_REFUSED}; if it is this route's, \
+             {adopt}"
+        )
+    } else {
+        format!(
+            "an entry with this source, destination and next hop already exists on the gateway \
+             and was not created by this object; {adopt}"
+        )
+    };
     if ready_reason(obs.route) != Some(Reason::AlreadyExists) {
         d = d.event(true, Reason::AlreadyExists, "Adopt", message.clone());
     }
@@ -756,6 +798,11 @@ fn refuse_existing(obs: &Observation<'_>, mut d: Decision) -> Decision {
     report.client_token = Some(None);
     d.status(report).job(drop_job(obs.job)).next(Next::Resync)
 }
+
+/// Why a create refused as existing proves nothing either way.
+const TOKEN_REFUSED: &str = "the cloud refused its create token as existing (someone else made \
+     the entry, or an earlier create of this object made it, its answer was lost before it was \
+     recorded, and the cloud no longer remembers the token)";
 
 /// Which token a create carries.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -883,8 +930,33 @@ fn in_sync(
     d.next(Next::Resync)
 }
 
-fn observe_only(obs: &Observation<'_>, d: Decision) -> Decision {
+fn observe_only(obs: &Observation<'_>, mut d: Decision) -> Decision {
+    // What was sent before the route turned to observing: a create on the wire finishes and
+    // its answer is recorded (it proves the entry without the token, which the cloud forgets
+    // in time); nothing else goes out.
+    let mut answer = None;
+    d.job = Some(drop_job(obs.job));
+    match obs.job {
+        None => {}
+        Some(JobView::InFlight) => return d.job(JobOp::Keep).next(Next::Wake),
+        Some(JobView::Accepted {
+            confirmed: false,
+            create: true,
+            stalled,
+            ..
+        }) => return keep_waiting(d, stalled.as_ref(), ""),
+        Some(JobView::Accepted {
+            accepted,
+            create: true,
+            ..
+        }) => {
+            answer = accepted.entry.as_ref();
+            d.job = Some(JobOp::Keep);
+        }
+        Some(_) => {}
+    }
     let (facts, entries) = match obs.cloud {
+        CloudRead::NotRead if answer.is_some() => return d.next(Next::Read(Freshness::Cached)),
         CloudRead::NotRead if obs.recently_verified => return d.next(Next::Resync),
         CloudRead::NotRead if in_steady_state(obs.route, obs.job) => {
             return d.next(Next::Read(Freshness::Recheck));
@@ -899,7 +971,9 @@ fn observe_only(obs: &Observation<'_>, d: Decision) -> Decision {
         }
         CloudRead::Ready { facts, entries } => (facts, entries),
     };
-    let mut d = d;
+    if answer.is_some() {
+        d.job = Some(JobOp::Drop);
+    }
     d.credentials_worked = true;
     let report = match plan::find(&obs.route.spec, entries) {
         None => Report {
@@ -911,7 +985,8 @@ fn observe_only(obs: &Observation<'_>, d: Decision) -> Decision {
                 Reason::NotFound,
                 "no such entry on the gateway",
             )),
-            entry_absent: true,
+            // What status recorded of an entry the object made stays: one list proves nothing.
+            entry_unlisted: true,
             gateway_status: Some(facts.status.clone()),
             ..Default::default()
         },
@@ -928,12 +1003,14 @@ fn observe_only(obs: &Observation<'_>, d: Decision) -> Decision {
                     ),
                 )
             };
+            let made = made_by(answer, e);
             Report {
                 ready: Some(CondValue::yes(Reason::Available, "the cloud entry exists")),
                 synced: Some(synced),
                 entry: Some(e.clone()),
                 gateway_status: Some(facts.status.clone()),
-                observed_only: true,
+                observed_only: !made,
+                client_token: made.then_some(None),
                 ..Default::default()
             }
         }
@@ -972,6 +1049,7 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
     // combined with, so a decision before the read does not lose it.
     let mut replayed = false;
     let mut answer = None;
+    let mut replay_refusal = None;
     // A change refused for the gateway's status: its status read decides (see `refused_for_status`).
     let mut status_refusal = None;
     let mut d = d;
@@ -1030,6 +1108,7 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
                 // `VpnRouteEntry.BackupRoute`) made nothing: had the token made an entry, the
                 // cloud would have repeated that answer.
                 replayed = true;
+                replay_refusal = Some(error);
             } else {
                 // The proof could not be had now: retried after the backoff.
                 return d.job(JobOp::Drop).fail(Failure::Cloud {
@@ -1138,12 +1217,25 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
         Some(_) if !replayed => replay(obs, Some(entry), facts, d),
         // Not the entry this object made or adopted (it was deleted and made again by someone
         // else, or the replay did not prove it): it stays.
-        _ => release(d.event(
-            false,
-            Reason::Deleted,
-            "Delete",
-            "the listed entry is not the one this object made; left in place".to_owned(),
-        )),
+        _ => {
+            let why = match replay_refusal {
+                Some(e) if e.class() == ErrorClass::AlreadyExists => {
+                    format!("this object cannot prove it made the listed entry: {TOKEN_REFUSED}")
+                }
+                Some(e) => format!(
+                    "the listed entry is not the one this object made (the replay of its create \
+                     token was refused: {})",
+                    e.code()
+                ),
+                None => "the listed entry is not the one this object made".to_owned(),
+            };
+            release(d.event(
+                false,
+                Reason::Deleted,
+                "Delete",
+                format!("{why}; left in place"),
+            ))
+        }
     }
 }
 

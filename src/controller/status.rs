@@ -51,8 +51,9 @@ pub struct Report {
     pub last_request_id: Option<String>,
     /// The entry was adopted now: record it (with the time).
     pub adopted: bool,
-    /// Only observed (`ObserveOnly`): a createTime it did not have is not added, since it is
-    /// what makes an entry the object's (decide.rs `owns_entry`).
+    /// Only observed (`ObserveOnly`): the entry's createTime is not written, since the recorded
+    /// one is what makes an entry the object's (decide.rs `is_recorded_entry`), and observing
+    /// proves nothing about who made the listed entry.
     pub observed_only: bool,
     /// The account whose credentials listed the object's entry: record it.
     pub account_id: Option<String>,
@@ -110,7 +111,7 @@ pub fn build(
     s.conditions = conditions;
     if let Some(e) = report.entry {
         s.state = Some(e.state.as_str().to_owned());
-        if !report.observed_only || s.create_time.is_some() {
+        if !report.observed_only {
             let time = rfc3339_millis(e.create_time);
             if s.create_time != time {
                 // Another entry than the one adopted (a create made it again).

@@ -2271,3 +2271,124 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
         "the create as it was sent, with its token"
     );
 }
+
+#[test]
+fn a_create_answered_as_the_route_turns_observe_only_is_recorded_and_nothing_else_is_sent() {
+    let f = facts();
+    let observing = |status: serde_json::Value| {
+        route(json!({"spec": {"managementPolicy": "ObserveOnly"}, "status": status}))
+    };
+    // The create went out before the edit to ObserveOnly; its answer came back after it.
+    let sent = observing(json!({"clientToken": "t"}));
+    let answered = accepted_create(Some(entry(100, "normal")), true);
+    let listed = [entry(100, "normal")];
+    let d = decide(&Observation {
+        job: Some(&answered),
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &listed,
+        },
+        ..obs(&sent)
+    });
+    let s = status_after(&sent, &d);
+    assert_eq!(
+        s.create_time.as_deref(),
+        Some(T0),
+        "the answer names the listed entry: recorded, so it is proven without the token"
+    );
+    assert_eq!(s.client_token, None, "the token has served");
+    assert_eq!(d.job, Some(JobOp::Drop));
+    // Read first: the answer is kept for the decision after the read.
+    let d = decide(&Observation {
+        job: Some(&answered),
+        ..obs(&sent)
+    });
+    assert!(matches!(d.next, Some(Next::Read(_))), "{:?}", d.next);
+    assert_ne!(d.job, Some(JobOp::Drop), "the answer waits for the read");
+    // Not confirmed yet: it waits for the read-back, keeping the token.
+    let waiting = accepted_create(Some(entry(100, "normal")), false);
+    let d = decide(&Observation {
+        job: Some(&waiting),
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        ..obs(&sent)
+    });
+    assert_ne!(d.job, Some(JobOp::Drop), "the read-back goes on");
+    assert_eq!(status_after(&sent, &d).client_token.as_deref(), Some("t"));
+    // A queued change is not sent for a route that only observes; one on the wire finishes.
+    let queued = JobView::Queued {
+        mutation: create_mutation("t"),
+        generation: Some(2),
+        stalled: None,
+    };
+    let d = decide(&Observation {
+        job: Some(&queued),
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        ..obs(&sent)
+    });
+    assert_eq!(d.job, Some(JobOp::Drop), "queued: dropped");
+    let d = decide(&Observation {
+        job: Some(&JobView::InFlight),
+        ..obs(&sent)
+    });
+    assert_eq!(d.next, Some(Next::Wake), "in flight: its answer is awaited");
+    // Observing never moves an ownership record to another entry.
+    let recorded = observing(json!({"createTime": T0}));
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[remade()],
+        },
+        ..obs(&recorded)
+    });
+    assert_eq!(
+        status_after(&recorded, &d).create_time.as_deref(),
+        Some(T0),
+        "an entry made again by someone else is not the recorded one"
+    );
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        ..obs(&recorded)
+    });
+    assert_eq!(reasons(&d).0.as_deref(), Some("NotFound"));
+    assert_eq!(
+        status_after(&recorded, &d).create_time.as_deref(),
+        Some(T0),
+        "a list without the entry does not cost the record"
+    );
+}
+
+#[test]
+fn a_create_answered_behind_a_gate_is_recorded() {
+    // The create went out; before its answer came back the spec turned invalid, or the route
+    // was paused. The answer is the proof of the entry: recorded, not left to the token.
+    let answered = accepted_create(Some(entry(100, "normal")), true);
+    let unconfirmed = accepted_create(Some(entry(100, "normal")), false);
+    let invalid = route(json!({"spec": {"weight": 50}, "status": {"clientToken": "t"}}));
+    let paused = route(json!({
+        "metadata": {"annotations": {PAUSED_ANNOTATION: "true"}},
+        "status": {"clientToken": "t"}
+    }));
+    for (name, r) in [("invalid spec", &invalid), ("paused", &paused)] {
+        for job in [&answered, &unconfirmed] {
+            let d = decide(&Observation {
+                job: Some(job),
+                ..obs(r)
+            });
+            assert_eq!(d.job, Some(JobOp::Drop), "{name}");
+            assert_eq!(
+                status_after(r, &d).create_time.as_deref(),
+                Some(T0),
+                "{name}: the answer is recorded"
+            );
+        }
+    }
+}
