@@ -191,10 +191,10 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
     format!(
         "simulation: {seeds} seeds in {:.1}s ({}): {} reconciles ({} of a stale copy), {} cloud \
          calls, {} accepted changes, {} injected cloud faults, {} status conflicts, {} stale \
-         status writes, {} crashes, {} relists, {} hand-overs, {} late \
+         status writes, {} crashes ({} outages longer than the cloud remembers a token), {} relists, {} hand-overs, {} late \
          landings ({} after the next process acted), {} lists of several pages ({} raced by a \
-         change, {} behind the gateway), {} cross-account answers, {} forgotten tokens, {} \
-         namespaces deleted, {} pair swaps watched ({} left without an entry); slowest \
+         change, {} behind the gateway), {} cross-account answers, {} forgotten tokens ({} \
+         entries left unprovable), {} namespaces deleted, {} pair swaps watched ({} left without an entry); slowest \
          convergence {slowest:.0}s of virtual time ({:.0}% of its bound)\nseeds exercising: {}",
         took.as_secs_f64(),
         world(),
@@ -206,6 +206,7 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
         sum(|s| s.status_conflicts),
         sum(|s| s.stale_writes),
         sum(|s| s.crashes),
+        sum(|s| s.outages),
         sum(|s| s.relists),
         sum(|s| s.handovers),
         sum(|s| s.late_landings),
@@ -215,6 +216,7 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
         sum(|s| s.lists_behind),
         sum(|s| s.cross_account),
         sum(|s| s.tokens_expired),
+        sum(|s| s.unprovable),
         sum(|s| s.namespaces_deleted),
         sum(|s| s.pair_swaps_watched),
         sum(|s| s.pair_swaps_broken),

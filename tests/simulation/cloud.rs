@@ -733,6 +733,7 @@ async fn land(
         if change.is_some() {
             st.trace_at(t, &format!("cloud {what}: the cloud forgot token {tok}"));
         }
+
         req.params.insert("ClientToken".to_owned(), renamed);
     }
     let out = ops::run(
@@ -746,6 +747,7 @@ async fn land(
         Ok(outcome) => {
             if let Some(tok) = &token {
                 st.token_seen.entry(tok.clone()).or_insert(now_ms);
+                st.token_epoch.entry(tok.clone()).or_insert(epoch);
             }
             if let Some((scope, m)) = change {
                 accepted(
@@ -800,10 +802,21 @@ fn unprovable(st: &mut State, t: f64, scope: &Scope, m: &Mutation, token: Option
         return;
     };
     if st.owners.get(&key) == Some(&owner) {
+        // Excused only after a crash: the process that sent the create died before it could
+        // record the answer. A live one replays within seconds; the cloud remembers hours.
+        if let Some(e) = st.token_epoch.get(tok).copied()
+            && st.live.contains(&e)
+        {
+            st.violations.push(format!(
+                "{owner} lost the proof of {key}: process #{e}, which sent its create, is still \
+                 running and came back after the cloud forgot the token"
+            ));
+        }
         st.trace_at(
             t,
             &format!("{owner} can no longer prove {key} its own (its token was forgotten)"),
         );
+        st.stats.unprovable += 1;
         st.unprovable.insert(owner, key);
     }
 }

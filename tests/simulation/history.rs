@@ -109,6 +109,9 @@ pub struct History {
     pub seed: u64,
     /// How long the cloud remembers a `ClientToken` (with `expiry`).
     pub token_ttl_ms: u64,
+    /// How long the operator stays down after each `Crash` step, in order (with `expiry`:
+    /// zero, or longer than the cloud remembers a token).
+    pub outages: Vec<Duration>,
     pub gateways: Vec<GatewayConf>,
     pub steps: Vec<Step>,
 }
@@ -735,7 +738,9 @@ pub fn generate(seed: u64) -> History {
             fillers: rng.random_range(46..=70),
         })
         .collect();
-    let token_ttl_ms = rng.random_range(200..5_000);
+    // Hours in the cloud (AWS documents 8 to 36; Alibaba Cloud does not say), compressed to
+    // minutes: still far longer than a live process takes to replay a create.
+    let token_ttl_ms = rng.random_range(60_000..180_000);
     let n_steps = rng.random_range(30..=60);
     let mut g = Gen {
         rng,
@@ -761,9 +766,24 @@ pub fn generate(seed: u64) -> History {
     while g.steps.len() < n_steps {
         g.step();
     }
+    // Drawn apart, so the steps are those of the worlds without `expiry`.
+    let mut down = StdRng::seed_from_u64(seed ^ 0x6f75_7461_6765);
+    let outages = g
+        .steps
+        .iter()
+        .filter(|s| matches!(s.op, Op::Crash))
+        .map(|_| {
+            if down.random_bool(0.5) {
+                Duration::from_millis(down.random_range(token_ttl_ms + 1_000..2 * token_ttl_ms))
+            } else {
+                Duration::ZERO
+            }
+        })
+        .collect();
     History {
         seed,
         token_ttl_ms,
+        outages,
         gateways: g.gws,
         steps: g.steps,
     }

@@ -259,6 +259,8 @@ pub struct Cluster {
     sim: Arc<Sim>,
     running: Arc<Mutex<BTreeMap<usize, Process>>>,
     elector: Option<tokio::task::JoinHandle<()>>,
+    /// Without `leader`: the start that ends an outage.
+    restart: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,6 +277,7 @@ impl Cluster {
                 sim: sim.clone(),
                 running,
                 elector: None,
+                restart: Mutex::new(None),
             };
         }
         let elector = tokio::spawn(elect(sim.clone(), running.clone()));
@@ -282,6 +285,7 @@ impl Cluster {
             sim: sim.clone(),
             running,
             elector: Some(elector),
+            restart: Mutex::new(None),
         }
     }
 
@@ -291,16 +295,57 @@ impl Cluster {
     }
 
     /// Kills the leader's process; its replica starts a new one (at once, or, with `leader`,
-    /// at the elector's next look: the Lease is still its own).
-    pub fn crash(&self) {
+    /// at the elector's next look: the Lease is still its own). With `down` above zero the
+    /// whole Deployment is down that long (a node or cluster outage): every process dies and
+    /// none starts before it ends.
+    pub fn crash(&self, down: Duration) {
         let r = self.leader_replica();
-        let Some(p) = lock(&self.running).remove(&r) else {
-            return;
+        let victims: Vec<Process> = {
+            let mut running = lock(&self.running);
+            if down.is_zero() {
+                running.remove(&r).into_iter().collect()
+            } else {
+                std::mem::take(&mut *running).into_values().collect()
+            }
         };
-        self.sim.lock().stats.crashes += 1;
-        p.kill(&self.sim);
-        if self.elector.is_none() {
-            lock(&self.running).insert(r, Process::start(&self.sim, r, false));
+        let until = {
+            let mut st = self.sim.lock();
+            if !victims.is_empty() {
+                st.stats.crashes += 1;
+            }
+            if !down.is_zero() {
+                st.stats.outages += 1;
+                st.down_until_ms = self.sim.now_ms() + millis(down);
+                let t = self.sim.elapsed().as_secs_f64();
+                st.trace_at(
+                    t,
+                    &format!("the operator is down for {:.0}s", down.as_secs_f64()),
+                );
+            }
+            st.down_until_ms
+        };
+        for p in victims {
+            p.kill(&self.sim);
+        }
+        if self.elector.is_some() {
+            return;
+        }
+        let wait = Duration::from_millis(until.saturating_sub(self.sim.now_ms()));
+        if wait.is_zero() {
+            lock(&self.running)
+                .entry(r)
+                .or_insert_with(|| Process::start(&self.sim, r, false));
+            return;
+        }
+        let (sim, running) = (self.sim.clone(), self.running.clone());
+        let restart = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            lock(&running)
+                .entry(r)
+                .or_insert_with(|| Process::start(&sim, r, false));
+        });
+        if let Some(old) = lock(&self.restart).replace(restart) {
+            old.abort();
         }
     }
 
@@ -331,6 +376,9 @@ impl Cluster {
     pub fn stop(self) {
         if let Some(e) = self.elector {
             e.abort();
+        }
+        if let Some(r) = lock(&self.restart).take() {
+            r.abort();
         }
         let procs = std::mem::take(&mut *lock(&self.running));
         for p in procs.into_values() {
@@ -390,8 +438,10 @@ fn elect_once(
                 }
                 continue;
             }
-            // A standby looks every STANDBY_POLL.
-            if look.is_some_and(|l| now.saturating_duration_since(l) < STANDBY_POLL) {
+            // A standby looks every STANDBY_POLL; no replica runs during an outage.
+            if look.is_some_and(|l| now.saturating_duration_since(l) < STANDBY_POLL)
+                || now_ms < st.down_until_ms
+            {
                 continue;
             }
             *look = Some(now);

@@ -150,6 +150,7 @@ async fn drive(seed: u64, h: &History, verbose: bool, world: WorldConfig) -> Out
         ))
     };
     let mut failure = None;
+    let mut outages = h.outages.iter();
     for (i, step) in h.steps.iter().enumerate() {
         tokio::time::sleep(step.wait).await;
         sim.trace(format!("STEP {i}: {}", step.op));
@@ -164,7 +165,8 @@ async fn drive(seed: u64, h: &History, verbose: bool, world: WorldConfig) -> Out
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
-                cluster.crash();
+                let down = outages.next().copied().unwrap_or_default();
+                cluster.crash(if world.expiry { down } else { Duration::ZERO });
                 // Let the aborted tasks go before the new process starts.
                 tokio::task::yield_now().await;
             }
@@ -329,7 +331,7 @@ async fn finish(sim: &Arc<Sim>, cluster: &Cluster, h: &History) -> Option<String
                     &format!("the operator is given credentials of account {account} (cleanups unblocked)"),
                 );
             }
-            cluster.crash();
+            cluster.crash(Duration::ZERO);
             unblocked = true;
             continue;
         }
@@ -422,9 +424,10 @@ fn converge_bound(sim: &Sim, h: &History) -> Duration {
         })
         .max()
         .unwrap_or_default();
-    // A hand-over waits for the Lease to expire.
+    // A hand-over waits for the Lease to expire; an outage, for its end.
     let lease = Duration::from_secs(if world.leader { 30 } else { 0 });
-    backoff + RESYNC + work + lease + Duration::from_secs(60)
+    let outage = Duration::from_millis(st.down_until_ms.saturating_sub(sim.now_ms()));
+    backoff + RESYNC + work + lease + outage + Duration::from_secs(60)
 }
 
 /// What is not yet as it must end: one line per object.
@@ -474,12 +477,13 @@ fn unmet(st: &State) -> Vec<String> {
             );
             continue;
         }
-        if partner_held_by_blocked_cleanup(st, r)
+        if (partner_held_by_blocked_cleanup(st, r) || partner_unprovable(st, r))
             && is("Ready", ConditionStatus::False, "VpnRouteEntry.BackupRoute").is_ok()
         {
             // Its pair's other entry is held by a deletion only someone else can unblock (its
-            // account's credentials are gone), at a weight the cloud will not pair with this
-            // one: the cloud's refusal, reported, is the outcome until someone acts.
+            // account's credentials are gone), or is one its object could not prove its own
+            // (and so left as it is), at a weight the cloud will not pair with this one: the
+            // cloud's refusal, reported, is the outcome until someone acts.
             continue;
         }
         let visible = key_used(st, r).is_some_and(|k| st.sees(&k, &r.spec.vpn_gateway_id));
@@ -661,6 +665,19 @@ fn partner_held_by_blocked_cleanup(st: &State, r: &VpnPbrRoute) -> bool {
             && o.spec.route_dest == r.spec.route_dest
             && o.spec.next_hop != r.spec.next_hop
             && cleanup_blocked(st, o)
+    })
+}
+
+/// Whether an entry of `r`'s pair (same gateway, source and destination, another next hop)
+/// is one its object could not prove its own (the one outcome of a forgotten token).
+fn partner_unprovable(st: &State, r: &VpnPbrRoute) -> bool {
+    let mine = EntryKey::of(&r.spec);
+    st.unprovable.values().any(|k| {
+        k.gw == mine.gw
+            && k.src == mine.src
+            && k.dest == mine.dest
+            && k.hop != mine.hop
+            && st.entry(k).is_some()
     })
 }
 

@@ -189,6 +189,8 @@ pub struct Stats {
     pub late_after_successor: u64,
     /// Mutations whose token the cloud had forgotten.
     pub tokens_expired: u64,
+    pub outages: u64,
+    pub unprovable: u64,
     /// Leader hand-overs (the standby took the Lease over).
     pub handovers: u64,
     pub namespaces_deleted: u64,
@@ -288,6 +290,10 @@ pub struct State {
     /// When the cloud first remembered each token, and how long it remembers one.
     pub token_seen: BTreeMap<String, u64>,
     pub token_ttl_ms: u64,
+    /// The process whose call the cloud first accepted with each token.
+    pub token_epoch: BTreeMap<String, u64>,
+    /// No operator process runs before this (epoch milliseconds; with `expiry`, an outage).
+    pub down_until_ms: u64,
     /// Tokens the cloud forgot, as the renamed token sent in their place.
     pub forgotten: BTreeMap<String, String>,
     /// Objects whose own entry cannot be proven theirs: the create's answer was never recorded
@@ -390,6 +396,8 @@ impl Sim {
                 listed: BTreeMap::new(),
                 token_seen: BTreeMap::new(),
                 token_ttl_ms: u64::MAX,
+                down_until_ms: 0,
+                token_epoch: BTreeMap::new(),
                 forgotten: BTreeMap::new(),
                 unprovable: BTreeMap::new(),
                 events: BTreeMap::new(),
