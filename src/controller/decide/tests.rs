@@ -72,6 +72,23 @@ fn create_mutation(token: &str) -> Mutation {
     plan::create(&route(json!({})).spec, &facts(), token)
 }
 
+/// `mutation` queued at the routes' generation (2), not stalled.
+fn queued(mutation: Mutation) -> JobView {
+    JobView::Queued {
+        mutation,
+        generation: Some(2),
+        stalled: None,
+    }
+}
+
+/// A create the cloud refused with `code` (HTTP 400).
+fn failed_create(code: &str) -> JobView {
+    JobView::Failed {
+        error: cloud_error(400, code),
+        create: true,
+    }
+}
+
 /// The token a new create of `route(json!({}))` writes: it names the create.
 fn fresh_token() -> String {
     plan::create_token(&create_mutation(""), "tok-new")
@@ -111,11 +128,7 @@ const DELETING: &str = "2026-01-01T00:00:00Z";
 
 #[test]
 fn gates_make_no_call_and_drop_queued_work() {
-    let queued = JobView::Queued {
-        mutation: create_mutation("t"),
-        generation: Some(2),
-        stalled: None,
-    };
+    let queued = queued(create_mutation("t"));
     let invalid = route(json!({"spec": {"weight": 50}}));
     let paused = route(json!({"metadata": {"annotations": {PAUSED_ANNOTATION: "true"}}}));
     let observe = route(json!({"spec": {"managementPolicy": "ObserveOnly"}}));
@@ -371,11 +384,7 @@ fn a_queued_change_follows_the_spec() {
         "stale: dropped before the read"
     );
     assert_eq!(before_read.next, Some(Next::Read(Freshness::Recent)));
-    let current = JobView::Queued {
-        mutation: create_mutation("t"),
-        generation: Some(2),
-        stalled: None,
-    };
+    let current = queued(create_mutation("t"));
     let waiting = decide(&Observation {
         job: Some(&current),
         ..obs(&r)
@@ -476,10 +485,7 @@ fn job_outcomes() {
     let report = d.status.expect("status");
     assert_eq!(report.entry, Some(entry(100, "normal")));
     assert_eq!(report.last_request_id.as_deref(), Some("req-3"));
-    let refused = JobView::Failed {
-        error: cloud_error(400, "InvalidNextHop.NotFound"),
-        create: true,
-    };
+    let refused = failed_create("InvalidNextHop.NotFound");
     let d = decide(&Observation {
         job: Some(&refused),
         ..obs(&r)
@@ -501,10 +507,7 @@ fn job_outcomes() {
         d.failure,
         Some(Failure::Cloud { op: "mutation", .. })
     ));
-    let exists = JobView::Failed {
-        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
-        create: true,
-    };
+    let exists = failed_create("VpnRouteEntry.AlreadyExists");
     let d = decide(&Observation {
         job: Some(&exists),
         ..obs(&r)
@@ -653,11 +656,7 @@ fn cleanup_branches() {
     let orphan = del(json!({"spec": {"deletionPolicy": "Orphan"}}));
     let never = del(json!({"status": {"createTime": null}}));
     let paused = del(json!({"metadata": {"annotations": {PAUSED_ANNOTATION: "true"}}}));
-    let queued = JobView::Queued {
-        mutation: create_mutation("t"),
-        generation: Some(2),
-        stalled: None,
-    };
+    let queued = queued(create_mutation("t"));
     // Orphan, ObserveOnly, a duplicate and a route that owns nothing go without a call.
     for (name, r, claim) in [
         ("orphan", &orphan, None),
@@ -979,11 +978,7 @@ fn a_create_already_queued_keeps_its_token_on_an_older_copy() {
     // The cached copy predates the status write with the token; the queued create has it.
     let r = route(json!({}));
     let f = facts();
-    let queued = JobView::Queued {
-        mutation: create_mutation("tok-queued"),
-        generation: Some(2),
-        stalled: None,
-    };
+    let queued = queued(create_mutation("tok-queued"));
     let d = decide(&Observation {
         job: Some(&queued),
         cloud: CloudRead::Ready {
@@ -1011,11 +1006,7 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     };
     let none = json!({});
     let steady = at(2, "True", "Synced", none.clone());
-    let queued = JobView::Queued {
-        mutation: create_mutation("t"),
-        generation: Some(2),
-        stalled: None,
-    };
+    let queued = queued(create_mutation("t"));
     let observe = at(
         2,
         "True",
@@ -1122,10 +1113,7 @@ fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
     let renewing = route(json!({"status": {"createTime": T0, "clientToken": fresh}}));
     let gone_after_accept = accepted_create(Some(entry(100, "normal")), true);
     let answer_of_new = accepted_create(Some(remade()), false);
-    let refused_as_existing = JobView::Failed {
-        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
-        create: true,
-    };
+    let refused_as_existing = failed_create("VpnRouteEntry.AlreadyExists");
     let remade_list = [remade()];
     let recorded_list = [entry(100, "normal")];
     struct Row<'a> {
@@ -1278,14 +1266,8 @@ fn a_replayed_token_proves_only_the_entry_it_made() {
     let deleting_edited = with(json!({"metadata": {"deletionTimestamp": DELETING},
         "spec": {"description": "d", "weight": 50}}));
     let answered_first = accepted_create(Some(entry(100, "normal")), true);
-    let mismatch = JobView::Failed {
-        error: cloud_error(400, "IdempotentParameterMismatch"),
-        create: true,
-    };
-    let refused = JobView::Failed {
-        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
-        create: true,
-    };
+    let mismatch = failed_create("IdempotentParameterMismatch");
+    let refused = failed_create("VpnRouteEntry.AlreadyExists");
     let first = [entry(100, "normal")];
     let made_again = [remade()];
     let rows: [Row<'_>; 11] = [
@@ -1480,16 +1462,8 @@ fn a_queued_deletion_keeps_its_place() {
     let f = facts();
     let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING},
         "status": {"createTime": T0}}));
-    let delete = JobView::Queued {
-        mutation: plan::delete(&entry(100, "normal"), &f),
-        generation: Some(2),
-        stalled: None,
-    };
-    let create = JobView::Queued {
-        mutation: create_mutation("t"),
-        generation: Some(2),
-        stalled: None,
-    };
+    let delete = queued(plan::delete(&entry(100, "normal"), &f));
+    let create = queued(create_mutation("t"));
     // (row, job, the job op, next)
     let rows = [
         (
@@ -1616,15 +1590,9 @@ fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
     // A create whose answer was lost (or never came before a crash): only its token.
     let unanswered = deleting(json!({"clientToken": "t3"}));
     let replayed = accepted_create(Some(entry(100, "normal")), true);
-    let refused = JobView::Failed {
-        error: cloud_error(400, "VpnRouteEntry.AlreadyExists"),
-        create: true,
-    };
+    let refused = failed_create("VpnRouteEntry.AlreadyExists");
     // (row, route, job, replays with this token, else released)
-    let invalid = JobView::Failed {
-        error: cloud_error(400, "VpnRouteEntry.BackupRoute"),
-        create: true,
-    };
+    let invalid = failed_create("VpnRouteEntry.BackupRoute");
     let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 7] = [
         (
             "after a restart: the token is replayed, the scheduler waits for the list",
@@ -2208,10 +2176,7 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
             "reason": "VpnRouteEntry.BackupRoute", "message": "m", "lastTransitionTime": "t"}]}}))
     };
     let same = refused_status(json!({}));
-    let refused = JobView::Failed {
-        error: cloud_error(400, "VpnRouteEntry.BackupRoute"),
-        create: true,
-    };
+    let refused = failed_create("VpnRouteEntry.BackupRoute");
     let d = decide(&Observation {
         job: Some(&refused),
         ..obs(&same)
@@ -2318,11 +2283,7 @@ fn a_create_answered_as_the_route_turns_observe_only_is_recorded_and_nothing_els
     assert_ne!(d.job, Some(JobOp::Drop), "the read-back goes on");
     assert_eq!(status_after(&sent, &d).client_token.as_deref(), Some("t"));
     // A queued change is not sent for a route that only observes; one on the wire finishes.
-    let queued = JobView::Queued {
-        mutation: create_mutation("t"),
-        generation: Some(2),
-        stalled: None,
-    };
+    let queued = queued(create_mutation("t"));
     let d = decide(&Observation {
         job: Some(&queued),
         cloud: CloudRead::Ready {
