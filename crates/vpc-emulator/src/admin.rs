@@ -63,10 +63,12 @@ async fn state(State(emu): State<Arc<Emulator>>) -> Reply {
                 "BusyUntil": g.busy_until_ms,
                 "StatusUntil": g.status_until_ms,
                 "Visibility": st.world.visibility_of(g),
+                "ListLagMs": st.world.list_lag_of(g),
                 "DualTunnel": g.dual_tunnel,
                 "AccountId": g.account_id,
                 "Entries": g.entries.iter().map(entry_json).collect::<Vec<_>>(),
                 "PendingChanges": g.pending.iter().map(change_json).collect::<Vec<_>>(),
+                "LaggingChanges": g.lagging.iter().map(lagging_json).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -124,6 +126,15 @@ fn change_json(c: &Change) -> Value {
             "State": if *publish { "published" } else { "normal" },
         }),
     }
+}
+
+/// An applied change the list does not show yet, with the time from which it shows.
+fn lagging_json((shows_at, c): &(u64, Change)) -> Value {
+    let mut v = change_json(c);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("ListedFrom".to_owned(), json!(shows_at));
+    }
+    v
 }
 
 async fn counters(State(emu): State<Arc<Emulator>>) -> Reply {

@@ -96,6 +96,12 @@ pub struct Settings {
     pub cross_gateway_conflict: bool,
     /// A weight change on a dual-tunnel gateway: `accept` (no effect) or `refuse`.
     pub dual_tunnel_weight_change: DualTunnelWeightChange,
+    /// How long a `ClientToken` is remembered after the call that first used it; absent:
+    /// until 100 000 newer tokens push it out. A call with a forgotten token is a new call.
+    pub client_token_ttl_ms: Option<u64>,
+    /// With `on_active`: how long after the gateway is `active` again the route list shows an
+    /// applied change; absent or 0: at once. A gateway's own `list_lag_ms` overrides it.
+    pub list_lag_ms: Option<u64>,
 }
 
 impl Default for Settings {
@@ -110,6 +116,8 @@ impl Default for Settings {
             shuffle_seed: None,
             cross_gateway_conflict: false,
             dual_tunnel_weight_change: DualTunnelWeightChange::Accept,
+            client_token_ttl_ms: None,
+            list_lag_ms: None,
         }
     }
 }
@@ -176,6 +184,9 @@ pub struct GatewayConfig {
     /// Overrides `settings.shuffle_lists` for this gateway's route list.
     #[serde(default)]
     pub shuffle_lists: Option<bool>,
+    /// Overrides `settings.list_lag_ms` for this gateway (which must be `on_active`).
+    #[serde(default)]
+    pub list_lag_ms: Option<u64>,
     /// Dual-tunnel IPsec connections: `NextHopTunnelId` on routes, weights without effect,
     /// `0.0.0.0/0` and `100.64.0.0/10` allowed, disaster-recovery address and vSwitch.
     #[serde(default)]
@@ -288,6 +299,14 @@ impl Config {
                     gw.id, gw.business_status
                 ));
             }
+            // A list lags the applying of pending changes, which only `on_active` has.
+            let visibility = gw.visibility.unwrap_or(self.settings.visibility);
+            if gw.list_lag_ms.is_some_and(|ms| ms > 0) && visibility != Visibility::OnActive {
+                return bad(format!(
+                    "gateway {} has list_lag_ms but visibility immediate; list_lag_ms needs visibility: on_active",
+                    gw.id
+                ));
+            }
         }
         let accounts = self
             .access_keys
@@ -354,10 +373,15 @@ mod tests {
         let table: &[(&str, Result<(), &str>)] = &[
             ("", Ok(())),
             (
-                "settings: {visibility: on_active, shuffle_lists: true, shuffle_seed: 3, cross_gateway_conflict: true, dual_tunnel_weight_change: refuse}\n",
+                "settings: {visibility: on_active, shuffle_lists: true, shuffle_seed: 3, cross_gateway_conflict: true, dual_tunnel_weight_change: refuse, client_token_ttl_ms: 60000, list_lag_ms: 2000}\n",
                 Ok(()),
             ),
             ("settings: {visibility: later}\n", Err("visibility")),
+            (
+                "settings: {client_token_ttl_ms: -1}\n",
+                Err("client_token_ttl_ms"),
+            ),
+            ("settings: {list_lag_ms: soon}\n", Err("list_lag_ms")),
             (
                 "access_keys:\n  - {id: k, secret: s, allowed_actions: [\"vpc:Describe*\", CreateVpnPbrRouteEntry], forbidden_code: Forbbiden.SubUser}\n",
                 Ok(()),
@@ -404,6 +428,28 @@ mod tests {
             Some("2222222222222222")
         );
         assert_eq!(account_of_arn("acs:ram::*:role/operator"), None);
+        // A gateway's own list lag needs its visibility to be `on_active` (its own or the
+        // setting's); 0 is no lag.
+        for (settings, gateway, ok) in [
+            ("{}", "visibility: on_active, list_lag_ms: 500", true),
+            ("{visibility: on_active}", "list_lag_ms: 500", true),
+            ("{}", "list_lag_ms: 0", true),
+            ("{}", "list_lag_ms: 500", false),
+            (
+                "{visibility: on_active}",
+                "visibility: immediate, list_lag_ms: 500",
+                false,
+            ),
+        ] {
+            let yaml = format!(
+                "settings: {settings}\nregions: [r]\nvpn_gateways:\n  - {{id: g, region: r, vpc_id: v, {gateway}}}\n"
+            );
+            let got = Config::parse(&yaml, "t");
+            assert_eq!(got.is_ok(), ok, "{settings} {gateway}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("gateway g has list_lag_ms"), "{e}");
+            }
+        }
         for (status, ok) in [
             ("deleting", true),
             ("provisioning", true),

@@ -58,7 +58,7 @@ pub fn run_as(
         "DeleteVpnPbrRouteEntry" => {
             let region = p.required("RegionId")?;
             let sel = selector(p)?;
-            mutate(account, action, p, st, |w| {
+            mutate(account, action, p, st, now_ms, |w| {
                 w.delete_entry(account, region, &sel, now_ms)?;
                 Ok(json!({}))
             })
@@ -67,7 +67,7 @@ pub fn run_as(
             let region = p.required("RegionId")?;
             let sel = selector(p)?;
             let new_weight = p.required_int("NewWeight")?;
-            mutate(account, action, p, st, |w| {
+            mutate(account, action, p, st, now_ms, |w| {
                 w.modify_entry(account, region, &sel, Some(new_weight), None, now_ms)?;
                 Ok(json!({}))
             })
@@ -76,7 +76,7 @@ pub fn run_as(
             let region = p.required("RegionId")?;
             let sel = selector(p)?;
             let new_priority = p.required_int("NewPriority")?;
-            mutate(account, action, p, st, |w| {
+            mutate(account, action, p, st, now_ms, |w| {
                 w.modify_entry(account, region, &sel, None, Some(new_priority), now_ms)?;
                 Ok(json!({}))
             })
@@ -93,7 +93,7 @@ pub fn run_as(
                 // Our choice: the API says one of the two is needed but not how it refuses.
                 return Err(ApiError::missing("NewWeight"));
             }
-            mutate(account, action, p, st, |w| {
+            mutate(account, action, p, st, now_ms, |w| {
                 w.modify_entry(account, region, &sel, new_weight, new_priority, now_ms)?;
                 Ok(json!({}))
             })
@@ -107,7 +107,7 @@ pub fn run_as(
                 route_type: p.required("RouteType")?.to_owned(),
                 publish: p.required_bool("PublishVpc")?,
             };
-            mutate(account, action, p, st, |w| {
+            mutate(account, action, p, st, now_ms, |w| {
                 w.publish(account, region, &req, now_ms)?;
                 Ok(json!({}))
             })
@@ -218,9 +218,9 @@ fn create(account: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
     let token = token.as_deref();
     let fingerprint = p.fingerprint();
     if let Some(t) = token
-        && let Lookup::Replay(body) = st
-            .tokens
-            .lookup(t, "CreateVpnPbrRouteEntry", &fingerprint)?
+        && let Lookup::Replay(body) =
+            st.tokens
+                .lookup(t, "CreateVpnPbrRouteEntry", &fingerprint, now_ms)?
     {
         return Ok(Outcome::body(body));
     }
@@ -249,8 +249,13 @@ fn create(account: &str, p: &Params, st: &mut EmuState, now_ms: u64) -> Result<O
         obj.insert("Description".to_owned(), json!(d));
     }
     if let Some(t) = token {
-        st.tokens
-            .remember(t, "CreateVpnPbrRouteEntry", fingerprint, body.clone());
+        st.tokens.remember(
+            t,
+            "CreateVpnPbrRouteEntry",
+            fingerprint,
+            body.clone(),
+            now_ms,
+        );
     }
     let created = RouteKey {
         gateway_id: gw_id.clone(),
@@ -276,19 +281,21 @@ fn mutate(
     action: &str,
     p: &Params,
     st: &mut EmuState,
+    now_ms: u64,
     f: impl FnOnce(&mut World) -> Result<Value, ApiError>,
 ) -> Result<Outcome, ApiError> {
     let token = account_token(account, p);
     let token = token.as_deref();
     let fingerprint = p.fingerprint();
     if let Some(t) = token
-        && let Lookup::Replay(body) = st.tokens.lookup(t, action, &fingerprint)?
+        && let Lookup::Replay(body) = st.tokens.lookup(t, action, &fingerprint, now_ms)?
     {
         return Ok(Outcome::body(body));
     }
     let body = f(&mut st.world)?;
     if let Some(t) = token {
-        st.tokens.remember(t, action, fingerprint, body.clone());
+        st.tokens
+            .remember(t, action, fingerprint, body.clone(), now_ms);
     }
     Ok(Outcome::body(body))
 }

@@ -10,6 +10,7 @@ use crate::config::{Config, DEFAULT_ACCOUNT_ID};
 use crate::counters::Counters;
 use crate::error::EmulatorError;
 use crate::faults::FaultEngine;
+use crate::idempotency::TokenStore;
 use crate::ops::EmuState;
 use crate::world::{Behaviour, World};
 
@@ -51,7 +52,7 @@ impl Emulator {
             counters: Mutex::new(Counters::default()),
             state: Mutex::new(EmuState {
                 world,
-                tokens: Default::default(),
+                tokens: TokenStore::with_ttl(config.settings.client_token_ttl_ms),
             }),
             generation: AtomicU64::new(0),
             clock,
@@ -202,6 +203,8 @@ mod tests {
             "disaster_recovery_internet_ip",
             "disaster_recovery_vswitch_id",
             "status_until_ms",
+            "lagging",
+            "list_lag_ms",
         ] {
             gw.remove(key);
         }

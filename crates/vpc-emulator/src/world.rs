@@ -6,8 +6,12 @@
 //! and `pending`, accepted changes the gateway has not applied yet. With `visibility: immediate`
 //! (the default) an accepted change lands in `entries` at once; with `on_active` it waits in
 //! `pending` until the gateway's update window ends ([`World::settle`]). The rules always judge
-//! a request against the effective routes (`entries` with `pending` applied): the service knows
-//! what it accepted before the gateway shows it.
+//! a request against the effective routes (`entries` with `lagging` and `pending` applied): the
+//! service knows what it accepted before the gateway shows it.
+//!
+//! With a list lag (`list_lag_ms`, `on_active` only) an applied change waits once more, in
+//! `lagging`, until that long after the gateway turned `active`: `DescribeVpnGateway` already
+//! says `active` while the list does not show the change yet.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,6 +34,9 @@ pub struct Behaviour {
     pub shuffle_seed: u64,
     pub cross_gateway_conflict: bool,
     pub dual_tunnel_weight_change: DualTunnelWeightChange,
+    /// How long after a gateway turned `active` its list shows the changes it applied (0: at
+    /// once); a gateway's own `list_lag_ms` overrides it.
+    pub list_lag_ms: u64,
 }
 
 impl Behaviour {
@@ -40,6 +47,7 @@ impl Behaviour {
             shuffle_seed: s.shuffle_seed.unwrap_or_else(rand::random),
             cross_gateway_conflict: s.cross_gateway_conflict,
             dual_tunnel_weight_change: s.dual_tunnel_weight_change,
+            list_lag_ms: s.list_lag_ms.unwrap_or(0),
         }
     }
 }
@@ -68,12 +76,19 @@ pub struct Gateway {
     /// Accepted changes not applied yet (only with `on_active` visibility), oldest first.
     #[serde(default)]
     pub pending: Vec<Change>,
+    /// Applied changes the list does not show yet (only with a list lag), oldest first, each
+    /// with the time from which it shows.
+    #[serde(default)]
+    pub lagging: Vec<(u64, Change)>,
     /// This gateway's visibility, overriding `settings.visibility`.
     #[serde(default)]
     pub visibility: Option<Visibility>,
     /// This gateway's list shuffling, overriding `settings.shuffle_lists`.
     #[serde(default)]
     pub shuffle_lists: Option<bool>,
+    /// This gateway's list lag, overriding `settings.list_lag_ms`.
+    #[serde(default)]
+    pub list_lag_ms: Option<u64>,
     /// The gateway makes dual-tunnel IPsec connections.
     #[serde(default)]
     pub dual_tunnel: bool,
@@ -278,13 +293,14 @@ pub struct EntrySelector {
     pub priority: Option<i64>,
 }
 
-/// The routes a gateway will have once it has applied what it accepted.
+/// The routes a gateway will have once it has applied what it accepted and its list shows it.
 pub fn effective(gw: &Gateway) -> Cow<'_, [PbrEntry]> {
-    if gw.pending.is_empty() {
+    if gw.pending.is_empty() && gw.lagging.is_empty() {
         return Cow::Borrowed(&gw.entries);
     }
     let mut entries = gw.entries.clone();
-    for change in &gw.pending {
+    let lagging = gw.lagging.iter().map(|(_, c)| c);
+    for change in lagging.chain(&gw.pending) {
         change.apply(&mut entries);
     }
     Cow::Owned(entries)
@@ -326,8 +342,10 @@ impl World {
                     spec: g.spec.clone().unwrap_or_else(|| "10".to_owned()),
                     entries: Vec::new(),
                     pending: Vec::new(),
+                    lagging: Vec::new(),
                     visibility: g.visibility,
                     shuffle_lists: g.shuffle_lists,
+                    list_lag_ms: g.list_lag_ms,
                     dual_tunnel: g.dual_tunnel,
                     disaster_recovery_internet_ip: g
                         .disaster_recovery_internet_ip
@@ -378,9 +396,11 @@ impl World {
     }
 
     /// Brings the world to `now_ms`: a timed status ends (a `deleting` gateway is then gone,
-    /// any other status is `active` again), and a gateway whose update window is over applies
-    /// its pending changes. Every operation calls this first.
+    /// any other status is `active` again), a gateway whose update window is over applies
+    /// its pending changes, and its list shows them once the list lag has passed. Every
+    /// operation calls this first.
     pub fn settle(&mut self, now_ms: u64) {
+        let default_lag = self.behaviour.list_lag_ms;
         let mut gone = Vec::new();
         for gw in self.gateways.values_mut() {
             if let Some(until) = gw.status_until_ms
@@ -393,11 +413,9 @@ impl World {
                 }
                 "active".clone_into(&mut gw.base_status);
             }
-            if now_ms >= gw.busy_until_ms && !gw.pending.is_empty() {
-                for change in std::mem::take(&mut gw.pending) {
-                    change.apply(&mut gw.entries);
-                }
-            }
+            let lag = gw.list_lag_ms.unwrap_or(default_lag);
+            apply_pending(gw, now_ms, lag);
+            show_lagging(gw, now_ms);
         }
         for id in gone {
             self.remove_gateway(&id);
@@ -415,6 +433,11 @@ impl World {
 
     pub fn visibility_of(&self, gw: &Gateway) -> Visibility {
         gw.visibility.unwrap_or(self.behaviour.visibility)
+    }
+
+    /// How long after `gw` turned `active` its list shows what it applied (0: at once).
+    pub fn list_lag_of(&self, gw: &Gateway) -> u64 {
+        gw.list_lag_ms.unwrap_or(self.behaviour.list_lag_ms)
     }
 
     /// Makes the admin changes waiting for list page `page` of `gateway` (a made entry is made
@@ -854,6 +877,32 @@ fn check_idle(gw: &Gateway, now_ms: u64, conflict_window_ms: u64) -> Result<(), 
         return Err(ApiError::configuring());
     }
     Ok(())
+}
+
+/// Once the update window is over the gateway applies its pending changes; the list shows
+/// them `lag` ms after the gateway turned `active` (the end of the window), so at once without
+/// a lag ([`show_lagging`] follows).
+fn apply_pending(gw: &mut Gateway, now_ms: u64, lag: u64) {
+    if now_ms < gw.busy_until_ms || gw.pending.is_empty() {
+        return;
+    }
+    let shows_at = gw.busy_until_ms.saturating_add(lag);
+    let pending = std::mem::take(&mut gw.pending);
+    gw.lagging
+        .extend(pending.into_iter().map(|change| (shows_at, change)));
+}
+
+/// The list shows the lagging changes whose time has come, oldest first (a later change never
+/// shows before an earlier one).
+fn show_lagging(gw: &mut Gateway, now_ms: u64) {
+    let due = gw
+        .lagging
+        .iter()
+        .take_while(|(at, _)| *at <= now_ms)
+        .count();
+    for (_, change) in gw.lagging.drain(..due) {
+        change.apply(&mut gw.entries);
+    }
 }
 
 fn mark_updating(gw: &mut Gateway, now_ms: u64) {

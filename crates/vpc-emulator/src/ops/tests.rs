@@ -37,7 +37,7 @@ impl Fixture {
         Self {
             st: EmuState {
                 world: World::from_config(&cfg, T0),
-                tokens: Default::default(),
+                tokens: TokenStore::with_ttl(cfg.settings.client_token_ttl_ms),
             },
             now: T0,
         }
@@ -1467,4 +1467,238 @@ fn list_churn_counts_an_entry_that_the_page_asked_for_never_shows() {
         5,
         "the churned route exists only around each answer"
     );
+}
+
+#[test]
+fn a_token_first_remembered_longer_than_the_ttl_ago_is_forgotten() {
+    const DAY: u64 = 86_400_000;
+    let with_token = |dst: &'static str, token: &'static str| {
+        args(
+            &key_of("vpn-a", "vco-a1", dst),
+            &[
+                ("Weight", "100"),
+                ("PublishVpc", "false"),
+                ("ClientToken", token),
+            ],
+        )
+    };
+    let first = with_token("10.0.0.0/24", "t1");
+    let other = with_token("10.1.0.0/24", "t1");
+    // (settings, time after the first create, second call, its code, it replays the first
+    // answer, entries after it)
+    type Row<'a> = (&'a str, u64, &'a Extra<'a>, &'a str, bool, usize);
+    let table: [Row<'_>; 7] = [
+        ("", 10 * DAY, &first, "Success", true, 1),
+        (
+            "",
+            10 * DAY,
+            &other,
+            "IdempotentParameterMismatch",
+            false,
+            1,
+        ),
+        (
+            "client_token_ttl_ms: 60000",
+            60_000,
+            &first,
+            "Success",
+            true,
+            1,
+        ),
+        (
+            "client_token_ttl_ms: 60000",
+            60_000,
+            &other,
+            "IdempotentParameterMismatch",
+            false,
+            1,
+        ),
+        // Forgotten: a new call, judged as one (no mismatch, no replay).
+        (
+            "client_token_ttl_ms: 60000",
+            60_001,
+            &first,
+            "VpnRouteEntry.AlreadyExists",
+            false,
+            1,
+        ),
+        (
+            "client_token_ttl_ms: 60000",
+            60_001,
+            &other,
+            "Success",
+            false,
+            2,
+        ),
+        // A new call meets the gateway as it is: still updating after the first create.
+        (
+            "client_token_ttl_ms: 0",
+            1,
+            &first,
+            "TaskConflict",
+            false,
+            1,
+        ),
+    ];
+    for (settings, after, second, want, replays, entries) in table {
+        let mut f = fixture2(settings);
+        let answer = f.call("CreateVpnPbrRouteEntry", &first).unwrap();
+        f.now += after;
+        let got = f.call("CreateVpnPbrRouteEntry", second);
+        let code = got
+            .as_ref()
+            .map_or_else(|e| e.code.to_string(), |_| "Success".into());
+        let case = format!("{settings} +{after} ms {second:?}");
+        assert_eq!(code, want, "{case}");
+        assert_eq!(got.ok() == Some(answer), replays, "{case}");
+        assert_eq!(
+            f.st.world.gateways["vpn-a"].entries.len(),
+            entries,
+            "{case}"
+        );
+    }
+
+    // A forgotten token that a new call succeeds with is remembered again from that call.
+    let mut f = fixture2("client_token_ttl_ms: 60000");
+    assert_eq!(f.code("CreateVpnPbrRouteEntry", &first), "Success");
+    f.now += 60_001;
+    let renewed = f.call("CreateVpnPbrRouteEntry", &other).unwrap();
+    f.now += 60_000;
+    assert_eq!(f.call("CreateVpnPbrRouteEntry", &other).unwrap(), renewed);
+    assert_eq!(
+        f.code("CreateVpnPbrRouteEntry", &first),
+        "IdempotentParameterMismatch"
+    );
+    // The other mutations too: a delete replays within the retention, runs again after it.
+    let delete = args(
+        &key_of("vpn-a", "vco-a1", "10.0.0.0/24"),
+        &[("Weight", "100"), ("ClientToken", "d1")],
+    );
+    f.settle();
+    assert_eq!(f.code("DeleteVpnPbrRouteEntry", &delete), "Success");
+    f.now += 60_000;
+    assert_eq!(f.code("DeleteVpnPbrRouteEntry", &delete), "Success");
+    f.now += 1;
+    assert_eq!(
+        f.code("DeleteVpnPbrRouteEntry", &delete),
+        "InvalidRouteEntry.NotFound"
+    );
+    assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 1);
+}
+
+/// `vpn-async` (`on_active`, 1000 ms updates, `{gateway}` added) and `vpn-a` (`immediate`);
+/// `{settings}` is added to the settings.
+const LAG: &str = r#"
+settings: {task_conflict_window_ms: 200{settings}}
+regions: [cn-hangzhou]
+vpn_gateways:
+  - {id: vpn-async, region: cn-hangzhou, vpc_id: vpc-3, update_duration_ms: 1000, visibility: on_active{gateway}}
+  - {id: vpn-a, region: cn-hangzhou, vpc_id: vpc-1, update_duration_ms: 1000}
+vpn_connections:
+  - {id: vco-s1, gateway_id: vpn-async}
+  - {id: vco-a1, gateway_id: vpn-a}
+"#;
+
+fn lag_fixture(settings: &str, gateway: &str) -> Fixture {
+    let more = |s: &str| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(", {s}")
+        }
+    };
+    Fixture::with(
+        &LAG.replace("{settings}", &more(settings))
+            .replace("{gateway}", &more(gateway)),
+    )
+}
+
+#[test]
+fn with_a_list_lag_the_list_shows_a_change_that_long_after_the_gateway_is_active() {
+    // (settings, the gateway's own, gateway, hop, ms after the create when the list shows it)
+    let table = [
+        ("", "", "vpn-async", "vco-s1", 1000),
+        ("list_lag_ms: 0", "", "vpn-async", "vco-s1", 1000),
+        ("list_lag_ms: 500", "", "vpn-async", "vco-s1", 1500),
+        (
+            "list_lag_ms: 500",
+            "list_lag_ms: 0",
+            "vpn-async",
+            "vco-s1",
+            1000,
+        ),
+        ("", "list_lag_ms: 300", "vpn-async", "vco-s1", 1300),
+        // No pending changes on an `immediate` gateway, so nothing lags.
+        ("list_lag_ms: 500", "", "vpn-a", "vco-a1", 0),
+    ];
+    for (settings, own, gw, hop, shows_after) in table {
+        let case = format!("{settings} / {own} / {gw}");
+        let mut f = lag_fixture(settings, own);
+        let c = f.code(
+            "CreateVpnPbrRouteEntry",
+            &args(
+                &key_of(gw, hop, "10.0.0.0/24"),
+                &[("Weight", "100"), ("PublishVpc", "true")],
+            ),
+        );
+        assert_eq!(c, "Success", "{case}");
+        if shows_after > 0 {
+            f.now = T0 + shows_after - 1;
+            assert_eq!(f.listed(gw, "10.0.0.0/24"), None, "{case}");
+        }
+        // The gateway's status does not lag: `active` once its update window is over.
+        let status = if f.now >= T0 + 1000 {
+            "active"
+        } else {
+            "updating"
+        };
+        assert_eq!(f.status(gw), status, "{case}");
+        f.now = T0 + shows_after;
+        assert_eq!(
+            f.listed(gw, "10.0.0.0/24"),
+            Some((100, 10, "published".to_owned())),
+            "{case}"
+        );
+        let lagging = &f.st.world.gateways[gw].lagging;
+        assert!(lagging.is_empty(), "{case}: {lagging:?}");
+    }
+}
+
+#[test]
+fn a_lagging_change_counts_for_the_rules_and_shows_before_later_ones() {
+    let mut f = lag_fixture("list_lag_ms: 500", "");
+    let key = key_of("vpn-async", "vco-s1", "10.0.0.0/24");
+    let create = args(&key, &[("Weight", "100"), ("PublishVpc", "false")]);
+    assert_eq!(f.code("CreateVpnPbrRouteEntry", &create), "Success");
+    f.now += 1000;
+    assert_eq!(f.status("vpn-async"), "active");
+    assert_eq!(f.listed("vpn-async", "10.0.0.0/24"), None);
+    let gw = &f.st.world.gateways["vpn-async"];
+    assert_eq!((gw.pending.len(), gw.lagging.len()), (0, 1));
+    // Applied but not listed: a second create is a duplicate, a delete finds the route.
+    assert_eq!(
+        f.code("CreateVpnPbrRouteEntry", &create),
+        "VpnRouteEntry.AlreadyExists"
+    );
+    let delete = args(&key, &[("Weight", "100")]);
+    assert_eq!(f.code("DeleteVpnPbrRouteEntry", &delete), "Success");
+    // The create shows at 1500; the delete, applied at 2000, shows at 2500.
+    f.now = T0 + 1500;
+    assert_eq!(
+        f.listed("vpn-async", "10.0.0.0/24"),
+        Some((100, 10, "normal".to_owned()))
+    );
+    assert_eq!(f.status("vpn-async"), "updating");
+    f.now = T0 + 2499;
+    assert_eq!(f.status("vpn-async"), "active");
+    assert!(f.listed("vpn-async", "10.0.0.0/24").is_some());
+    assert_eq!(
+        f.code("DeleteVpnPbrRouteEntry", &delete),
+        "InvalidRouteEntry.NotFound",
+        "the lagging delete counts"
+    );
+    f.now = T0 + 2500;
+    assert_eq!(f.listed("vpn-async", "10.0.0.0/24"), None);
+    let gw = &f.st.world.gateways["vpn-async"];
+    assert!(gw.pending.is_empty() && gw.lagging.is_empty() && gw.entries.is_empty());
 }
