@@ -9,10 +9,10 @@
 //!
 //! Neither changes anything in the cloud or the cluster.
 
-pub mod cloud;
-pub mod import;
-pub mod manifests;
-pub mod plan;
+mod cloud;
+mod import;
+mod manifests;
+mod plan;
 
 use std::process::ExitCode;
 

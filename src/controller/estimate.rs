@@ -360,11 +360,6 @@ impl Estimate {
         }
     }
 
-    /// Whether some free gap is known.
-    pub fn known(&self) -> bool {
-        self.upper.is_some()
-    }
-
     /// Whether the bounds are close enough to send at the upper one without reading.
     fn settled(&self) -> bool {
         self.upper

@@ -577,23 +577,11 @@ impl Scheduler {
         key.is_none_or(|k| self.forget(owner, &k))
     }
 
-    /// Whether the owner has a job on any gateway.
-    pub fn has_job(&self, owner: &Owner) -> bool {
-        lock(&self.inner.owners).contains_key(owner)
-    }
-
     /// Last gateway status the scheduler saw.
     pub fn gateway_status(&self, key: &GatewayKey) -> Option<GatewayStatus> {
         let slot = lock(&self.inner.gateways).get(key).cloned()?;
         let gw = lock(&slot.state);
         gw.status.clone()
-    }
-
-    /// Whether the gateway has accepted changes not yet seen applied.
-    pub fn gateway_settling(&self, key: &GatewayKey) -> bool {
-        lock(&self.inner.gateways)
-            .get(key)
-            .is_some_and(|slot| lock(&slot.state).unconfirmed())
     }
 
     /// Mutations being sent right now (shutdown waits for them).
