@@ -41,10 +41,10 @@ use crate::controller::port::{CloudFuture, CloudPort};
 use alicloud_vpc_client::{ApiError, CloudError, ErrorClass, NOT_SENT, SendGate, with_send_gate};
 
 /// The code of a mutation refused or abandoned because the Lease may no longer be ours.
-pub const FENCED: &str = "LeaderFenced";
+pub(crate) const FENCED: &str = "LeaderFenced";
 
 /// How often the leader reads its Lease.
-pub const LEASE_POLL: Duration = Duration::from_secs(1);
+pub(crate) const LEASE_POLL: Duration = Duration::from_secs(1);
 
 /// Until when this replica may send mutations; closed until the first deadline is set.
 #[derive(Clone, Debug)]
@@ -122,7 +122,7 @@ impl Fence {
 /// The deadline the Lease `lease` gives `identity`: `renewTime + leaseDurationSeconds -
 /// margin`, moved from the wall clock (`wall_now`) to the monotonic one (`now`). `None` when
 /// the Lease is not held by `identity`, says nothing about its expiry, or ends within the margin.
-pub fn lease_deadline(
+pub(crate) fn lease_deadline(
     lease: &Lease,
     identity: &str,
     margin: Duration,
@@ -187,7 +187,7 @@ pub async fn watch_lease<F, Fut>(
 }
 
 /// [`watch_lease`] on the Lease `name` in `namespace`.
-pub async fn watch_lease_object(
+pub(crate) async fn watch_lease_object(
     client: kube::Client,
     namespace: String,
     name: String,

@@ -3,7 +3,8 @@
 //! # The façade
 //!
 //! The crate exports exactly what the binaries, the integration tests and the other workspace
-//! crates use; the other modules are private, so the compiler reports what nothing uses.
+//! crates use; everything else is `pub(crate)` or private, so the compiler reports what nothing
+//! uses (`unreachable_pub`, `dead_code`).
 //!
 //! - [`api`], the `VpnPbrRoute` CRD types: the public API, for `src/bin/crdgen.rs`
 //!   ([`api::crd_yaml`]), the tests and `vpn-pbr-harness`.
@@ -18,6 +19,7 @@
 //!   ([`Mutation`], [`Entry`], ...), and [`duplicates`], the claim checks it uses as its oracle.
 //! - For `tests/controller.rs`: [`KubeObjects`], the [`ObjectPort`] against a real API server.
 
+#![deny(unreachable_pub)]
 #![deny(dead_code)]
 
 pub mod api;

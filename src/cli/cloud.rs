@@ -57,7 +57,7 @@ pub enum CloudSetupError {
 
 /// A client factory and the operator's default credentials chain.
 #[derive(Clone)]
-pub struct Cloud {
+pub(super) struct Cloud {
     pub factory: VpcClientFactory,
     pub credentials: Arc<dyn CredentialsProvider>,
 }
@@ -73,7 +73,7 @@ impl std::fmt::Debug for Cloud {
 
 impl Cloud {
     /// The factory and credentials the operator would use with the same flags.
-    pub fn new(args: &CloudArgs) -> Result<Self, CloudSetupError> {
+    pub(super) fn new(args: &CloudArgs) -> Result<Self, CloudSetupError> {
         if !(args.api_rate.is_finite() && args.api_rate > 0.0) {
             return Err(CloudSetupError::Rate(args.api_rate));
         }
@@ -117,12 +117,12 @@ impl Cloud {
     }
 
     /// A client for one region.
-    pub fn client(&self, region: &str) -> Result<VpcClient, CloudError> {
+    pub(super) fn client(&self, region: &str) -> Result<VpcClient, CloudError> {
         self.factory.client(region, self.credentials.clone())
     }
 
     /// The controller's scope of one gateway, with these credentials.
-    pub fn scope(&self, region: &str, gateway: &str) -> Scope {
+    pub(super) fn scope(&self, region: &str, gateway: &str) -> Scope {
         Scope {
             region_id: region.to_owned(),
             vpn_gateway_id: gateway.to_owned(),

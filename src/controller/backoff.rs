@@ -10,13 +10,13 @@ use tokio::time::Instant;
 use alicloud_vpc_client::Pace;
 
 /// Base and cap of the delay at one pace.
-pub fn bounds(pace: Pace) -> (Duration, Duration) {
+pub(crate) fn bounds(pace: Pace) -> (Duration, Duration) {
     pace.bounds()
 }
 
 /// The delay before attempt `attempt` (0-based), with ±20 % jitter; `unit` is a uniform draw
 /// in `[0, 1)` (the context's `Entropy`, so a simulated seed replays exactly).
-pub fn delay(pace: Pace, attempt: u32, unit: f64) -> Duration {
+pub(crate) fn delay(pace: Pace, attempt: u32, unit: f64) -> Duration {
     let (base, cap) = bounds(pace);
     let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
     exp.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))

@@ -29,7 +29,7 @@ pub trait Entropy: Send + Sync {
 
 /// The wall clock, the thread's random generator and random UUIDs.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemEntropy;
+pub(crate) struct SystemEntropy;
 
 impl Entropy for SystemEntropy {
     fn wall_ms(&self) -> i64 {

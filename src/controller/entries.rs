@@ -24,11 +24,11 @@ use super::port::CloudPort;
 use alicloud_vpc_client::{CloudError, Priority, with_priority};
 
 /// The object a reader stands for (the controller wakes it).
-pub type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPbrRoute>;
+pub(crate) type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPbrRoute>;
 
 /// How long a failed read answers for its gateway: the routes of a dead gateway then cost one
 /// call per this time, not one each.
-pub const FAILED_READ_TTL: Duration = Duration::from_secs(2);
+pub(crate) const FAILED_READ_TTL: Duration = Duration::from_secs(2);
 
 /// Our own changes remembered per gateway to replay on a list that was under way when they
 /// were accepted; a list that missed more is dropped and read again.

@@ -145,7 +145,7 @@ impl Metrics {
 }
 
 /// Feeds cloud call records into the metrics.
-pub struct CloudCallMetrics(pub Arc<Metrics>);
+pub(crate) struct CloudCallMetrics(pub Arc<Metrics>);
 
 impl CallObserver for CloudCallMetrics {
     fn observe(&self, call: &CallRecord<'_>) {
@@ -178,20 +178,20 @@ impl CallObserver for CloudCallMetrics {
 }
 
 /// Measures a reconcile; records when dropped unless `finish` was called.
-pub struct ReconcileTimer {
+pub(crate) struct ReconcileTimer {
     metrics: Arc<Metrics>,
     started: Instant,
 }
 
 impl ReconcileTimer {
-    pub fn start(metrics: &Arc<Metrics>) -> Self {
+    pub(crate) fn start(metrics: &Arc<Metrics>) -> Self {
         Self {
             metrics: metrics.clone(),
             started: Instant::now(),
         }
     }
 
-    pub fn finish(self, result: &str) {
+    pub(crate) fn finish(self, result: &str) {
         self.metrics.reconciled(result, self.started.elapsed());
     }
 }

@@ -9,8 +9,8 @@
 //! would, 1 an error (a manifest or the cloud could not be read, an invalid or conflicting
 //! route, a create the cloud would refuse).
 
-pub mod render;
-pub mod route;
+pub(super) mod render;
+pub(super) mod route;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ use alicloud_vpc_client::{CloudError, CreateVpnPbrRouteEntryRequest, ErrorClass}
 use route::{DryRunResult, RoutePlan};
 
 /// Exit code when something would change.
-pub const EXIT_CHANGES: u8 = 2;
+pub(super) const EXIT_CHANGES: u8 = 2;
 
 /// Flags of `plan`.
 #[derive(Args, Debug, Clone)]
@@ -123,7 +123,7 @@ pub enum PlanError {
 
 /// A gateway as read once for every route of it.
 #[derive(Debug)]
-pub struct GatewayRead {
+pub(super) struct GatewayRead {
     pub region_id: String,
     pub vpn_gateway_id: String,
     pub result: Result<(GatewayFacts, Vec<Entry>), CloudError>,
@@ -317,7 +317,7 @@ async fn dry_run(cloud: &Cloud, p: &RoutePlan, busy_timeout: Duration) -> Option
 }
 
 /// Runs `plan`; the exit code.
-pub async fn run(args: PlanArgs) -> Result<u8, PlanError> {
+pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
     let loaded = manifests::load(&args.files)?;
     let cluster = kube_client(&args).await?;
     let default_ns = args
