@@ -70,38 +70,38 @@ impl Fence {
     }
 
     /// Whether a mutation was abandoned in flight (it may still reach the cloud).
-    pub fn abandoned(&self) -> bool {
+    pub(crate) fn abandoned(&self) -> bool {
         self.abandoned.load(Ordering::SeqCst)
     }
 
     /// Records that a request may still land although its caller gave up on it.
-    pub fn note_abandoned(&self) {
+    pub(crate) fn note_abandoned(&self) {
         self.abandoned.store(true, Ordering::SeqCst);
     }
 
     /// The moment mutations stop, if any is set.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         *self.deadline.borrow()
     }
 
     /// Whether a mutation may be sent now.
-    pub fn permits(&self) -> bool {
+    pub(crate) fn permits(&self) -> bool {
         self.deadline().is_some_and(|d| Instant::now() < d)
     }
 
     /// Lets mutations through until `until` (earlier or later than before: the Lease decides).
-    pub fn open_until(&self, until: Instant) {
+    pub(crate) fn open_until(&self, until: Instant) {
         self.deadline.send_replace(Some(until));
     }
 
     /// Stops mutations now.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.deadline.send_replace(None);
     }
 
     /// Resolves once mutations are not permitted (at once if they are not now); a deadline
     /// moved while waiting is followed.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         let mut rx = self.deadline.subscribe();
         loop {
             let deadline = *rx.borrow_and_update();

@@ -18,6 +18,11 @@
 //!   ([`Fence`], [`FencedCloud`], [`watch_lease`]), the cloud's model its ports answer in
 //!   ([`Mutation`], [`Entry`], ...), and [`duplicates`], the claim checks it uses as its oracle.
 //! - For `tests/controller.rs`: [`KubeObjects`], the [`ObjectPort`] against a real API server.
+//!
+//! A few more types are `pub` without a name here, because the façade's fields and signatures
+//! hold them (`app::AppError`, the tools' arguments, the controller's `Error`, `RouteId`,
+//! `CredentialsHandle`, `Reason`, `Stall`, ...); of those, and of the exported types, only
+//! what the outside uses is `pub`.
 
 #![deny(unreachable_pub)]
 #![deny(dead_code)]

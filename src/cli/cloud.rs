@@ -15,7 +15,7 @@ use alicloud_vpc_client::{
 /// How the commands reach the VPC API.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Cloud")]
-pub struct CloudArgs {
+pub(crate) struct CloudArgs {
     /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
     /// https://vpc.<region>.aliyuncs.com.
     #[arg(long, env = "VPN_PBR_ENDPOINT")]
@@ -46,7 +46,7 @@ pub struct CloudArgs {
 
 /// Why the cloud client could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum CloudSetupError {
+pub(crate) enum CloudSetupError {
     #[error("cloud client: {0}")]
     Client(#[from] CloudError),
     #[error("credentials (the operator's chain): {0}")]

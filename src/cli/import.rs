@@ -26,39 +26,39 @@ const HASH_DIGITS: usize = 6;
 pub struct ImportArgs {
     /// Region of the gateways, e.g. cn-hangzhou.
     #[arg(long)]
-    pub region: String,
+    pub(crate) region: String,
 
     /// A VPN gateway whose policy-based routes to import (repeat for more).
     #[arg(long = "gateway", value_name = "GATEWAY", required = true)]
-    pub gateways: Vec<String>,
+    pub(crate) gateways: Vec<String>,
 
     /// Namespace written into every manifest; left out when unset (kubectl's current
     /// namespace applies).
     #[arg(long, short = 'n')]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
 
     /// `-` for one multi-document YAML stream on stdout, or a directory for one file per route
     /// (`<name>.yaml`; created if missing; files of the same name are overwritten).
     #[arg(long, short = 'o', default_value = "-", value_name = "DIR|-")]
-    pub output: String,
+    pub(crate) output: String,
 
     /// Write this deletionPolicy into every manifest (default: left out, i.e. Delete). Orphan
     /// keeps the cloud entry when the object is deleted.
     #[arg(long, value_enum, ignore_case = true)]
-    pub deletion_policy: Option<DeletionPolicyArg>,
+    pub(crate) deletion_policy: Option<DeletionPolicyArg>,
 
     /// Write this managementPolicy into every manifest (default: left out, i.e. Full).
     /// ObserveOnly lets the operator report drift without changing anything.
     #[arg(long, value_enum, ignore_case = true)]
-    pub management_policy: Option<ManagementPolicyArg>,
+    pub(crate) management_policy: Option<ManagementPolicyArg>,
 
     #[command(flatten)]
-    pub cloud: CloudArgs,
+    pub(crate) cloud: CloudArgs,
 }
 
 /// `spec.deletionPolicy`, spelled as in the CRD.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeletionPolicyArg {
+pub(crate) enum DeletionPolicyArg {
     #[value(name = "Delete")]
     Delete,
     #[value(name = "Orphan")]
@@ -67,7 +67,7 @@ pub enum DeletionPolicyArg {
 
 /// `spec.managementPolicy`, spelled as in the CRD.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ManagementPolicyArg {
+pub(crate) enum ManagementPolicyArg {
     #[value(name = "Full")]
     Full,
     #[value(name = "ObserveOnly")]
@@ -94,7 +94,7 @@ impl ManagementPolicyArg {
 
 /// Why `import` failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ImportError {
+pub(crate) enum ImportError {
     #[error(transparent)]
     Setup(#[from] CloudSetupError),
     #[error("{region}/{gateway}: {source}")]

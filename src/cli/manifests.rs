@@ -15,7 +15,7 @@ pub(super) fn api_version() -> String {
 
 /// Why manifests could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     #[error("{path}: {source}")]
     Io {
         path: String,

@@ -143,13 +143,13 @@ pub(crate) enum Next {
 pub struct EventNote {
     pub warning: bool,
     pub reason: Reason,
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     pub note: String,
 }
 
 /// A failure that goes through the per-object backoff and into status.
 #[derive(Clone, Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// A cloud call (a read, or the route's job) failed.
     Cloud {
         op: &'static str,

@@ -46,49 +46,49 @@ pub struct PlanArgs {
         value_name = "FILE|DIR",
         required = true
     )]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 
     /// Also read the live objects from the cluster of this kubeconfig file: their status says
     /// which cloud entries they created or adopted. Without it (and without --live) every
     /// manifest is planned as a new object.
     #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
 
     /// Read the live objects from the ambient cluster configuration: KUBECONFIG,
     /// ~/.kube/config, or the in-cluster service account.
     #[arg(long, default_value_t = false)]
-    pub live: bool,
+    pub(crate) live: bool,
 
     /// Kubeconfig context to use (default: the current context).
     #[arg(long, requires = "cluster")]
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
 
     /// Namespace of manifests without one. Default: the kubeconfig context's namespace with
     /// the cluster, else `default`.
     #[arg(long, short = 'n')]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
 
     /// Also plan the deletion of objects in the cluster (in the namespaces of the manifests and
     /// --namespace) that no manifest names, as `kubectl apply --prune` would delete them.
     /// Needs --kubeconfig or --live.
     #[arg(long, requires = "cluster", default_value_t = false)]
-    pub prune: bool,
+    pub(crate) prune: bool,
 
     /// Output: a table for people or JSON for machines.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
-    pub output: Format,
+    pub(crate) output: Format,
 
     /// How long a create's DryRun waits for a gateway that is busy applying another change.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
 
     #[command(flatten)]
-    pub cloud: CloudArgs,
+    pub(crate) cloud: CloudArgs,
 }
 
 /// Output formats.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -100,7 +100,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Why `plan` could not give an answer.
 #[derive(Debug, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error(transparent)]
