@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 pub struct Config {
     /// Kubeconfig file; in-cluster configuration when unset.
     #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
 
     /// Namespaces to watch, comma-separated; all namespaces when empty.
     #[arg(
@@ -21,25 +21,25 @@ pub struct Config {
         value_delimiter = ',',
         default_value = ""
     )]
-    pub namespaces: Vec<String>,
+    pub(crate) namespaces: Vec<String>,
 
     /// Reconciles running at once.
     #[arg(long, env = "VPN_PBR_CONCURRENCY", default_value_t = 8)]
-    pub concurrency: u16,
+    pub(crate) concurrency: u16,
 
     /// Drift-check period of routes that are in sync (e.g. 30s, 10m, 1h); the
     /// `vpn.alicloud.dev/resync-interval` annotation overrides it per route.
     #[arg(long, env = "VPN_PBR_RESYNC", default_value = "10m", value_parser = parse_duration)]
-    pub resync: Duration,
+    pub(crate) resync: Duration,
 
     /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
     /// https://vpc.<region>.aliyuncs.com.
     #[arg(long, env = "VPN_PBR_ENDPOINT")]
-    pub endpoint: Option<url::Url>,
+    pub(crate) endpoint: Option<url::Url>,
 
     /// Use the VPC-internal endpoints (https://vpc-vpc.<region>.aliyuncs.com).
     #[arg(long, env = "VPN_PBR_VPC_INTERNAL_ENDPOINT", default_value_t = false)]
-    pub vpc_internal_endpoint: bool,
+    pub(crate) vpc_internal_endpoint: bool,
 
     /// STS endpoint URL for RRSA (AssumeRoleWithOIDC) and GetCallerIdentity (the account of
     /// credentials). Default for RRSA: https://sts.aliyuncs.com, or the region's endpoint with
@@ -47,12 +47,12 @@ pub struct Config {
     /// route region's https://sts.<region>.aliyuncs.com (sts-vpc. with
     /// --vpc-internal-endpoint).
     #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
-    pub sts_endpoint: Option<url::Url>,
+    pub(crate) sts_endpoint: Option<url::Url>,
 
     /// Region of the STS endpoint used for RRSA (`sts.<region>.aliyuncs.com`, or `sts-vpc.` with
     /// --vpc-internal-endpoint) when --sts-endpoint is not given.
     #[arg(long, env = "VPN_PBR_DEFAULT_REGION")]
-    pub default_region: Option<String>,
+    pub(crate) default_region: Option<String>,
 
     /// Cloud API calls per second across the operator; lowered automatically while throttled.
     /// When the rate binds, waiting calls get it by class: the status reads that time a
@@ -63,19 +63,19 @@ pub struct Config {
 
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "VPN_PBR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
+    pub(crate) metrics_addr: SocketAddr,
 
     /// Run only while holding a Lease (for more than one replica).
     #[arg(long, env = "VPN_PBR_LEADER_ELECTION", default_value_t = false)]
-    pub leader_election: bool,
+    pub(crate) leader_election: bool,
 
     /// Namespace of the Lease; defaults to POD_NAMESPACE, else `default`.
     #[arg(long, env = "VPN_PBR_LEASE_NAMESPACE")]
-    pub lease_namespace: Option<String>,
+    pub(crate) lease_namespace: Option<String>,
 
     /// Name of the Lease.
     #[arg(long, env = "VPN_PBR_LEASE_NAME", default_value = "vpn-pbr-operator")]
-    pub lease_name: String,
+    pub(crate) lease_name: String,
 
     /// Log format.
     #[arg(long, env = "VPN_PBR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -87,20 +87,20 @@ pub struct Config {
 
     /// Allow routes to name a Secret with their own credentials (needs RBAC to read Secrets).
     #[arg(long, env = "VPN_PBR_ROUTE_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
-    pub route_secrets: bool,
+    pub(crate) route_secrets: bool,
 
     /// The gateway scheduler (one change in flight per gateway). Turning it off makes every
     /// route retry on its own, like a naive operator; only for benchmarks.
     #[arg(long, env = "VPN_PBR_GATEWAY_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
-    pub gateway_scheduler: bool,
+    pub(crate) gateway_scheduler: bool,
 
     /// How long to wait for the VpnPbrRoute CRD at start before giving up.
     #[arg(long, env = "VPN_PBR_CRD_WAIT", default_value = "30s", value_parser = parse_duration)]
-    pub crd_wait: Duration,
+    pub(crate) crd_wait: Duration,
 
     /// How long in-flight cloud calls may take to finish at shutdown.
     #[arg(long, env = "VPN_PBR_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +117,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Where `GetCallerIdentity` goes: `--sts-endpoint`, else the one `--endpoint` URL (the
 /// emulator answers both), else the route region's STS endpoint (inside the VPC with
 /// `--vpc-internal-endpoint`).
-pub fn sts_endpoint(
+pub(crate) fn sts_endpoint(
     sts: Option<&url::Url>,
     endpoint: Option<&url::Url>,
     vpc_internal: bool,
@@ -132,7 +132,7 @@ pub fn sts_endpoint(
 
 impl Config {
     /// Watched namespaces with empty entries dropped.
-    pub fn watched_namespaces(&self) -> Vec<String> {
+    pub(crate) fn watched_namespaces(&self) -> Vec<String> {
         self.namespaces
             .iter()
             .map(|s| s.trim().to_owned())

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parses durations like `90s`, `5m`, `1h`, `1h30m`.
-pub fn parse(s: &str) -> Option<Duration> {
+pub(crate) fn parse(s: &str) -> Option<Duration> {
     let mut total = 0u64;
     let mut num = String::new();
     for c in s.trim().chars() {

@@ -41,10 +41,10 @@ use crate::controller::port::{CloudFuture, CloudPort};
 use alicloud_vpc_client::{ApiError, CloudError, ErrorClass, NOT_SENT, SendGate, with_send_gate};
 
 /// The code of a mutation refused or abandoned because the Lease may no longer be ours.
-pub const FENCED: &str = "LeaderFenced";
+pub(crate) const FENCED: &str = "LeaderFenced";
 
 /// How often the leader reads its Lease.
-pub const LEASE_POLL: Duration = Duration::from_secs(1);
+pub(crate) const LEASE_POLL: Duration = Duration::from_secs(1);
 
 /// Until when this replica may send mutations; closed until the first deadline is set.
 #[derive(Clone, Debug)]
@@ -70,38 +70,38 @@ impl Fence {
     }
 
     /// Whether a mutation was abandoned in flight (it may still reach the cloud).
-    pub fn abandoned(&self) -> bool {
+    pub(crate) fn abandoned(&self) -> bool {
         self.abandoned.load(Ordering::SeqCst)
     }
 
     /// Records that a request may still land although its caller gave up on it.
-    pub fn note_abandoned(&self) {
+    pub(crate) fn note_abandoned(&self) {
         self.abandoned.store(true, Ordering::SeqCst);
     }
 
     /// The moment mutations stop, if any is set.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         *self.deadline.borrow()
     }
 
     /// Whether a mutation may be sent now.
-    pub fn permits(&self) -> bool {
+    pub(crate) fn permits(&self) -> bool {
         self.deadline().is_some_and(|d| Instant::now() < d)
     }
 
     /// Lets mutations through until `until` (earlier or later than before: the Lease decides).
-    pub fn open_until(&self, until: Instant) {
+    pub(crate) fn open_until(&self, until: Instant) {
         self.deadline.send_replace(Some(until));
     }
 
     /// Stops mutations now.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.deadline.send_replace(None);
     }
 
     /// Resolves once mutations are not permitted (at once if they are not now); a deadline
     /// moved while waiting is followed.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         let mut rx = self.deadline.subscribe();
         loop {
             let deadline = *rx.borrow_and_update();
@@ -122,7 +122,7 @@ impl Fence {
 /// The deadline the Lease `lease` gives `identity`: `renewTime + leaseDurationSeconds -
 /// margin`, moved from the wall clock (`wall_now`) to the monotonic one (`now`). `None` when
 /// the Lease is not held by `identity`, says nothing about its expiry, or ends within the margin.
-pub fn lease_deadline(
+pub(crate) fn lease_deadline(
     lease: &Lease,
     identity: &str,
     margin: Duration,
@@ -187,7 +187,7 @@ pub async fn watch_lease<F, Fut>(
 }
 
 /// [`watch_lease`] on the Lease `name` in `namespace`.
-pub async fn watch_lease_object(
+pub(crate) async fn watch_lease_object(
     client: kube::Client,
     namespace: String,
     name: String,

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Readiness shared with the controller.
 #[derive(Default)]
-pub struct Health {
+pub(crate) struct Health {
     pub ready: AtomicBool,
 }
 
@@ -52,7 +52,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> StatusCode {
 }
 
 /// Binds the address and serves until `shutdown`; returns the bound address at once.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     registry: Registry,
     health: Arc<Health>,

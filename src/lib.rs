@@ -1,12 +1,69 @@
 //! vpn-pbr-operator: a Kubernetes operator for Alibaba Cloud VPN gateway policy-based routes.
+//!
+//! # The façade
+//!
+//! The crate exports exactly what the binaries, the integration tests and the other workspace
+//! crates use; everything else is `pub(crate)` or private, so the compiler reports what nothing
+//! uses (`unreachable_pub`, `dead_code`).
+//!
+//! - [`api`], the `VpnPbrRoute` CRD types: the public API, for `src/bin/crdgen.rs`
+//!   ([`api::crd_yaml`]), the tests and `vpn-pbr-harness`.
+//! - For `src/main.rs`: the command line ([`cli::parse`], [`cli::Cli`]), its tools
+//!   ([`cli::run`]), logging ([`telemetry::init`]) and the operator ([`app::run`]) with its flags
+//!   ([`config::Config`], whose defaults `vpn-pbr-harness` also reads).
+//! - At the root, for the simulation (`tests/simulation.rs`, `tests/simulation/*.rs`): the ports
+//!   it implements ([`CloudPort`], [`ObjectPort`], [`Entropy`]), the pieces of an operator
+//!   process it wires together as `src/controller/runner.rs` does ([`Context`], [`Scheduler`],
+//!   [`GatewayCache`], [`Accounts`], [`reconcile`], ...) with the fence of `src/app.rs`
+//!   ([`Fence`], [`FencedCloud`], [`watch_lease`]), the cloud's model its ports answer in
+//!   ([`Mutation`], [`Entry`], ...), and [`duplicates`], the claim checks it uses as its oracle.
+//! - For `tests/controller.rs`: [`KubeObjects`], the [`ObjectPort`] against a real API server.
+//!
+//! A few more types are `pub` without a name here, because the façade's fields and signatures
+//! hold them (`app::AppError`, the tools' arguments, the controller's `Error`, `RouteId`,
+//! `CredentialsHandle`, `Reason`, `Stall`, ...); of those, and of the exported types, only
+//! what the outside uses is `pub`.
+
+#![deny(unreachable_pub)]
+#![deny(dead_code)]
 
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod controller;
-pub mod duration;
-pub mod fence;
-pub mod http;
-pub mod shutdown;
 pub mod telemetry;
+
+mod controller;
+mod duration;
+mod fence;
+mod http;
+mod shutdown;
+
+// For the simulation: the ports it implements.
+pub use controller::context::Entropy;
+pub use controller::objects::{ObjectFuture, ObjectPort};
+pub use controller::port::{CloudFuture, CloudPort};
+// For the simulation: the pieces of an operator process it wires together.
+pub use controller::accounts::Accounts;
+pub use controller::backoff::Backoffs;
+pub use controller::context::{Context, Settings};
+pub use controller::entries::GatewayCache;
+pub use controller::metrics::Metrics;
+pub use controller::reconcile::reconcile;
+pub use controller::scheduler::{JobView, Owner, Scheduler, SchedulerConfig};
+pub use controller::verified::Verified;
+pub use fence::{Fence, FencedCloud, watch_lease};
+// For the simulation: what its ports answer in and are told.
+pub use controller::decide::EventNote;
+pub use controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
+pub use controller::status::rfc3339_millis;
+// For `tests/controller.rs`: the objects port against a real API server.
+pub use controller::objects::{EventSource, KubeObjects};
+
+/// For the simulation: the duplicate checks it uses as its oracle, on claim caches it fills
+/// itself (the truth, and each process's lagging view).
+pub mod duplicates {
+    pub use crate::controller::duplicates::{
+        ClaimCache, ClaimIndex, older_claim_in, older_publish_conflict_in, publish_sharers_in,
+    };
+}

@@ -1,7 +1,7 @@
 //! The process shutdown signal shared by the binaries.
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn signal() {
+pub(crate) async fn signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

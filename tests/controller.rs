@@ -861,8 +861,8 @@ async fn sigterm_shuts_down_cleanly() -> anyhow::Result<()> {
 /// whole status and drop what that write recorded (a create token, an entry's createTime).
 #[tokio::test]
 async fn a_status_write_from_an_older_copy_is_refused_and_drops_nothing() -> anyhow::Result<()> {
+    use vpn_pbr_operator::ObjectPort;
     use vpn_pbr_operator::api::v1alpha1::VpnPbrRouteStatus;
-    use vpn_pbr_operator::controller::objects::ObjectPort;
 
     let (api, older, objects) = copy_older_than_a_token_write("stale-status").await?;
     // Built on the copy from before that write: it knows nothing of the token.
@@ -901,7 +901,7 @@ async fn a_status_write_from_an_older_copy_is_refused_and_drops_nothing() -> any
 /// status write) must not get it, or a status write on that copy would pass its precondition.
 #[tokio::test]
 async fn a_finalizer_patch_on_an_older_copy_is_refused() -> anyhow::Result<()> {
-    use vpn_pbr_operator::controller::objects::ObjectPort;
+    use vpn_pbr_operator::ObjectPort;
 
     let (api, older, objects) = copy_older_than_a_token_write("stale-finalizer").await?;
     let refused = objects.add_finalizer(&older).await;
@@ -923,13 +923,9 @@ async fn a_finalizer_patch_on_an_older_copy_is_refused() -> anyhow::Result<()> {
 /// after that port wrote a create token to its status: the copy is then older than the object.
 async fn copy_older_than_a_token_write(
     ns_prefix: &str,
-) -> anyhow::Result<(
-    Api<VpnPbrRoute>,
-    VpnPbrRoute,
-    vpn_pbr_operator::controller::objects::KubeObjects,
-)> {
+) -> anyhow::Result<(Api<VpnPbrRoute>, VpnPbrRoute, vpn_pbr_operator::KubeObjects)> {
     use vpn_pbr_operator::api::v1alpha1::VpnPbrRouteStatus;
-    use vpn_pbr_operator::controller::objects::{EventSource, KubeObjects, ObjectPort};
+    use vpn_pbr_operator::{EventSource, KubeObjects, ObjectPort};
 
     let (client, ns) = support::setup(ns_prefix).await?;
     let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);

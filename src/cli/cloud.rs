@@ -15,7 +15,7 @@ use alicloud_vpc_client::{
 /// How the commands reach the VPC API.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Cloud")]
-pub struct CloudArgs {
+pub(crate) struct CloudArgs {
     /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
     /// https://vpc.<region>.aliyuncs.com.
     #[arg(long, env = "VPN_PBR_ENDPOINT")]
@@ -46,7 +46,7 @@ pub struct CloudArgs {
 
 /// Why the cloud client could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum CloudSetupError {
+pub(crate) enum CloudSetupError {
     #[error("cloud client: {0}")]
     Client(#[from] CloudError),
     #[error("credentials (the operator's chain): {0}")]
@@ -57,7 +57,7 @@ pub enum CloudSetupError {
 
 /// A client factory and the operator's default credentials chain.
 #[derive(Clone)]
-pub struct Cloud {
+pub(super) struct Cloud {
     pub factory: VpcClientFactory,
     pub credentials: Arc<dyn CredentialsProvider>,
 }
@@ -73,7 +73,7 @@ impl std::fmt::Debug for Cloud {
 
 impl Cloud {
     /// The factory and credentials the operator would use with the same flags.
-    pub fn new(args: &CloudArgs) -> Result<Self, CloudSetupError> {
+    pub(super) fn new(args: &CloudArgs) -> Result<Self, CloudSetupError> {
         if !(args.api_rate.is_finite() && args.api_rate > 0.0) {
             return Err(CloudSetupError::Rate(args.api_rate));
         }
@@ -117,12 +117,12 @@ impl Cloud {
     }
 
     /// A client for one region.
-    pub fn client(&self, region: &str) -> Result<VpcClient, CloudError> {
+    pub(super) fn client(&self, region: &str) -> Result<VpcClient, CloudError> {
         self.factory.client(region, self.credentials.clone())
     }
 
     /// The controller's scope of one gateway, with these credentials.
-    pub fn scope(&self, region: &str, gateway: &str) -> Scope {
+    pub(super) fn scope(&self, region: &str, gateway: &str) -> Scope {
         Scope {
             region_id: region.to_owned(),
             vpn_gateway_id: gateway.to_owned(),

@@ -17,7 +17,7 @@ use crate::api::v1alpha1::{
 use alicloud_vpc_client::{CloudError, DescribeVpnGatewayRequest, VpnPbrRouteEntry};
 
 /// Longest object name (a DNS-1123 subdomain, what the apiserver checks for custom resources).
-pub const MAX_NAME: usize = 253;
+pub(super) const MAX_NAME: usize = 253;
 /// Hex digits of the hash suffix of a name that had to be shortened or made unique.
 const HASH_DIGITS: usize = 6;
 
@@ -26,39 +26,39 @@ const HASH_DIGITS: usize = 6;
 pub struct ImportArgs {
     /// Region of the gateways, e.g. cn-hangzhou.
     #[arg(long)]
-    pub region: String,
+    pub(crate) region: String,
 
     /// A VPN gateway whose policy-based routes to import (repeat for more).
     #[arg(long = "gateway", value_name = "GATEWAY", required = true)]
-    pub gateways: Vec<String>,
+    pub(crate) gateways: Vec<String>,
 
     /// Namespace written into every manifest; left out when unset (kubectl's current
     /// namespace applies).
     #[arg(long, short = 'n')]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
 
     /// `-` for one multi-document YAML stream on stdout, or a directory for one file per route
     /// (`<name>.yaml`; created if missing; files of the same name are overwritten).
     #[arg(long, short = 'o', default_value = "-", value_name = "DIR|-")]
-    pub output: String,
+    pub(crate) output: String,
 
     /// Write this deletionPolicy into every manifest (default: left out, i.e. Delete). Orphan
     /// keeps the cloud entry when the object is deleted.
     #[arg(long, value_enum, ignore_case = true)]
-    pub deletion_policy: Option<DeletionPolicyArg>,
+    pub(crate) deletion_policy: Option<DeletionPolicyArg>,
 
     /// Write this managementPolicy into every manifest (default: left out, i.e. Full).
     /// ObserveOnly lets the operator report drift without changing anything.
     #[arg(long, value_enum, ignore_case = true)]
-    pub management_policy: Option<ManagementPolicyArg>,
+    pub(crate) management_policy: Option<ManagementPolicyArg>,
 
     #[command(flatten)]
-    pub cloud: CloudArgs,
+    pub(crate) cloud: CloudArgs,
 }
 
 /// `spec.deletionPolicy`, spelled as in the CRD.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeletionPolicyArg {
+pub(crate) enum DeletionPolicyArg {
     #[value(name = "Delete")]
     Delete,
     #[value(name = "Orphan")]
@@ -67,7 +67,7 @@ pub enum DeletionPolicyArg {
 
 /// `spec.managementPolicy`, spelled as in the CRD.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ManagementPolicyArg {
+pub(crate) enum ManagementPolicyArg {
     #[value(name = "Full")]
     Full,
     #[value(name = "ObserveOnly")]
@@ -94,7 +94,7 @@ impl ManagementPolicyArg {
 
 /// Why `import` failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ImportError {
+pub(crate) enum ImportError {
     #[error(transparent)]
     Setup(#[from] CloudSetupError),
     #[error("{region}/{gateway}: {source}")]
@@ -120,7 +120,7 @@ pub enum ImportError {
 
 /// What the cloud told about one gateway.
 #[derive(Clone, Debug)]
-pub struct GatewayRoutes {
+pub(super) struct GatewayRoutes {
     pub region: String,
     pub gateway: String,
     /// Whether the gateway takes priorities; without it the listed priority is left out.
@@ -132,7 +132,7 @@ pub struct GatewayRoutes {
 
 /// Options that go into every manifest.
 #[derive(Clone, Debug, Default)]
-pub struct ManifestOptions {
+pub(super) struct ManifestOptions {
     pub namespace: Option<String>,
     pub deletion_policy: Option<DeletionPolicyArg>,
     pub management_policy: Option<ManagementPolicyArg>,
@@ -140,7 +140,7 @@ pub struct ManifestOptions {
 
 /// One imported route.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Imported {
+pub(super) struct Imported {
     pub name: String,
     /// One YAML document (a comment line, then the object), without the `---` separator.
     pub yaml: String,
@@ -148,7 +148,7 @@ pub struct Imported {
 
 /// An entry that could not become a manifest, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Skipped {
+pub(super) struct Skipped {
     pub what: String,
     pub why: String,
 }
@@ -216,7 +216,7 @@ fn fnv1a(text: &str) -> u64 {
 }
 
 /// The readable name of an entry: `<gateway>-<source>-<dest>-<next hop>` as a DNS-1123 name.
-pub fn base_name(gateway: &str, source: &str, dest: &str, next_hop: &str) -> String {
+pub(super) fn base_name(gateway: &str, source: &str, dest: &str, next_hop: &str) -> String {
     sanitize(&format!("{gateway}-{source}-{dest}-{next_hop}"))
 }
 
@@ -240,7 +240,7 @@ fn identity(region: &str, gateway: &str, e: &VpnPbrRouteEntry) -> String {
 
 /// The manifests of every importable entry, ordered by gateway (as given), source,
 /// destination and next hop, with unique names; and the entries that cannot be imported.
-pub fn manifests(
+pub(super) fn manifests(
     gateways: &[GatewayRoutes],
     options: &ManifestOptions,
 ) -> Result<(Vec<Imported>, Vec<Skipped>), ImportError> {
@@ -400,7 +400,7 @@ fn write(path: &Path, text: &str) -> Result<(), ImportError> {
 }
 
 /// Runs `import`; 0 when every entry became a manifest, 1 when some could not.
-pub async fn run(args: ImportArgs) -> Result<u8, ImportError> {
+pub(super) async fn run(args: ImportArgs) -> Result<u8, ImportError> {
     let cloud = Cloud::new(&args.cloud)?;
     let mut gateways = Vec::new();
     let mut seen = Vec::new();

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use crate::api::v1alpha1::{GROUP, VpnPbrRoute};
 
 /// `apiVersion` of the manifests this version reads.
-pub fn api_version() -> String {
+pub(super) fn api_version() -> String {
     format!("{GROUP}/v1alpha1")
 }
 
 /// Why manifests could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -46,7 +46,7 @@ pub enum ManifestError {
 
 /// One route read from a manifest.
 #[derive(Clone, Debug)]
-pub struct Loaded {
+pub(super) struct Loaded {
     pub route: VpnPbrRoute,
     /// `file` or `file#n` (the n-th document, from 1) where it was read.
     pub origin: String,
@@ -54,14 +54,14 @@ pub struct Loaded {
 
 /// Everything read.
 #[derive(Clone, Debug, Default)]
-pub struct Manifests {
+pub(super) struct Manifests {
     pub routes: Vec<Loaded>,
     /// Documents of other kinds, left alone.
     pub other_kinds: usize,
 }
 
 /// Reads every path (a file, a directory, or `-` for stdin).
-pub fn load(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
+pub(super) fn load(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
     let mut out = Manifests::default();
     for path in paths {
         if path.as_os_str() == "-" {
@@ -125,7 +125,7 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
 }
 
 /// Parses one YAML stream (several documents) into `out`.
-pub fn parse_into(text: &str, name: &str, out: &mut Manifests) -> Result<(), ManifestError> {
+pub(super) fn parse_into(text: &str, name: &str, out: &mut Manifests) -> Result<(), ManifestError> {
     use serde::Deserialize as _;
     let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(text)
         .map(serde_yaml::Value::deserialize)

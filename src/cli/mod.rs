@@ -9,10 +9,10 @@
 //!
 //! Neither changes anything in the cloud or the cluster.
 
-pub mod cloud;
-pub mod import;
-pub mod manifests;
-pub mod plan;
+mod cloud;
+mod import;
+mod manifests;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -55,7 +55,7 @@ pub enum Command {
 
 /// Why a command failed before it could give its answer.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     #[error(transparent)]
     Cloud(#[from] cloud::CloudSetupError),
     #[error(transparent)]
@@ -67,7 +67,7 @@ pub enum CliError {
 }
 
 /// Exit code of a failure (as `terraform plan -detailed-exitcode`: 1 is an error).
-pub const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 1;
 
 /// Parses the command line, exiting on `--help`, `--version` and usage errors. A usage error of
 /// a subcommand exits with 1, not clap's 2, which `plan` uses for "changes".

@@ -19,7 +19,7 @@ const FAILURE_MEMO: Duration = Duration::from_secs(30);
 
 /// What a lookup found.
 #[derive(Clone, Debug)]
-pub enum Account {
+pub(crate) enum Account {
     Known(String),
     Failed(Arc<CloudError>),
     /// Still asking after the caller's wait.
@@ -54,7 +54,7 @@ impl Accounts {
     /// first caller asks (one call for every caller) and waits for its answer, the others wait
     /// for it at most `wait` (`None`: until it is answered). The call runs in the asker's own
     /// task, not a detached one, so a seeded simulation replays it exactly.
-    pub async fn lookup(&self, scope: &Scope, wait: Option<Duration>) -> Account {
+    pub(crate) async fn lookup(&self, scope: &Scope, wait: Option<Duration>) -> Account {
         let mut asking = match self.cached(scope) {
             Ok(found) => return found,
             Err(Asking::Mine(done)) => return self.ask(scope, done).await,

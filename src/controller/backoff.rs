@@ -10,13 +10,13 @@ use tokio::time::Instant;
 use alicloud_vpc_client::Pace;
 
 /// Base and cap of the delay at one pace.
-pub fn bounds(pace: Pace) -> (Duration, Duration) {
+pub(crate) fn bounds(pace: Pace) -> (Duration, Duration) {
     pace.bounds()
 }
 
 /// The delay before attempt `attempt` (0-based), with ±20 % jitter; `unit` is a uniform draw
 /// in `[0, 1)` (the context's `Entropy`, so a simulated seed replays exactly).
-pub fn delay(pace: Pace, attempt: u32, unit: f64) -> Duration {
+pub(crate) fn delay(pace: Pace, attempt: u32, unit: f64) -> Duration {
     let (base, cap) = bounds(pace);
     let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
     exp.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
@@ -39,7 +39,13 @@ pub struct Backoffs {
 impl Backoffs {
     /// Records a failure and returns the delay before the next try (`unit`: the jitter's
     /// uniform draw in `[0, 1)`).
-    pub fn failure(&self, key: &str, pace: Pace, generation: Option<i64>, unit: f64) -> Duration {
+    pub(crate) fn failure(
+        &self,
+        key: &str,
+        pace: Pace,
+        generation: Option<i64>,
+        unit: f64,
+    ) -> Duration {
         let mut map = self
             .attempts
             .lock()
@@ -57,7 +63,7 @@ impl Backoffs {
     }
 
     /// How long the object must still wait, if it is backing off for this generation.
-    pub fn wait(&self, key: &str, generation: Option<i64>) -> Option<Duration> {
+    pub(crate) fn wait(&self, key: &str, generation: Option<i64>) -> Option<Duration> {
         let map = self
             .attempts
             .lock()
@@ -71,7 +77,7 @@ impl Backoffs {
     }
 
     /// Forgets failures (success, or the object is gone).
-    pub fn reset(&self, key: &str) {
+    pub(crate) fn reset(&self, key: &str) {
         self.attempts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

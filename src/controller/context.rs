@@ -29,7 +29,7 @@ pub trait Entropy: Send + Sync {
 
 /// The wall clock, the thread's random generator and random UUIDs.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemEntropy;
+pub(crate) struct SystemEntropy;
 
 impl Entropy for SystemEntropy {
     fn wall_ms(&self) -> i64 {
@@ -105,7 +105,7 @@ impl Context {
     }
 
     /// Where and with which credentials the route's calls go.
-    pub async fn scope(&self, route: &VpnPbrRoute) -> Result<Scope> {
+    pub(crate) async fn scope(&self, route: &VpnPbrRoute) -> Result<Scope> {
         let credentials = match &route.spec.credentials_ref {
             None => self.default_handle(),
             Some(r) => self.secret_credentials(route, &r.name).await?,
@@ -116,7 +116,7 @@ impl Context {
     /// The scope of a route being deleted: its own credentials, or, when its Secret is gone or
     /// unusable, the ones it last used successfully, else the operator's. The second value says
     /// why the route's own were not used.
-    pub async fn cleanup_scope(
+    pub(crate) async fn cleanup_scope(
         &self,
         route: &VpnPbrRoute,
         key: &str,
@@ -147,7 +147,7 @@ impl Context {
     /// Records that the route's calls worked with these credentials. The operator's own are
     /// the fallback anyway, so they are not kept: a map entry per route costs memory at
     /// 10,000 routes and tells nothing then.
-    pub fn credentials_worked(&self, key: &str, credentials: &CredentialsHandle) {
+    pub(crate) fn credentials_worked(&self, key: &str, credentials: &CredentialsHandle) {
         let mut map = lock(&self.last_good_credentials);
         if credentials.key == DEFAULT_CREDENTIALS {
             map.remove(key);
@@ -157,7 +157,7 @@ impl Context {
     }
 
     /// Forgets what was kept for a route that is gone.
-    pub fn forget_route(&self, key: &str) {
+    pub(crate) fn forget_route(&self, key: &str) {
         lock(&self.last_good_credentials).remove(key);
         self.backoffs.reset(key);
         self.verified.forget(key);

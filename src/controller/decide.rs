@@ -23,7 +23,7 @@ use alicloud_vpc_client::{CloudError, ErrorClass, Pace, Priority, known_policy};
 
 /// What the cloud read of this reconcile found.
 #[derive(Clone, Copy, Debug)]
-pub enum CloudRead<'a> {
+pub(crate) enum CloudRead<'a> {
     /// Not read yet: the decision says whether a read is needed.
     NotRead,
     /// A read of the gateway is under way; the route is woken when it ends.
@@ -40,7 +40,7 @@ pub enum CloudRead<'a> {
 /// The account the credentials of this reconcile act for (STS `GetCallerIdentity`, asked once
 /// per credentials).
 #[derive(Clone, Copy, Debug)]
-pub enum AccountRead<'a> {
+pub(crate) enum AccountRead<'a> {
     /// Not asked: the first decision, before the credentials are known.
     NotRead,
     /// Asked, not answered yet (only a cleanup waits for the answer).
@@ -60,7 +60,7 @@ impl<'a> AccountRead<'a> {
 
 /// Everything one reconcile knows before it decides.
 #[derive(Clone, Copy, Debug)]
-pub struct Observation<'a> {
+pub(crate) struct Observation<'a> {
     /// Spec, metadata and status as the watch delivered them.
     pub route: &'a VpnPbrRoute,
     /// `namespace/name` of an older object naming the same cloud entry.
@@ -89,7 +89,7 @@ pub struct Observation<'a> {
 
 /// What to do with the route's job in the scheduler.
 #[derive(Clone, Debug, PartialEq)]
-pub enum JobOp {
+pub(crate) enum JobOp {
     Keep,
     /// Its outcome is recorded, or it is queued and no longer wanted: drop it. A job already
     /// on the wire cannot be dropped; the executor then waits for it and acts on nothing else.
@@ -100,7 +100,7 @@ pub enum JobOp {
 
 /// The read a decision needs before it can go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     /// Not from the cache: a create was refused as existing, so the cached list is stale.
     Now,
     /// A recent list (spec change, resync, a new object).
@@ -115,7 +115,7 @@ pub enum Freshness {
 
 impl Freshness {
     /// The class of the cloud calls this read makes (`alicloud_vpc_client::Priority`).
-    pub fn priority(self) -> Priority {
+    pub(crate) fn priority(self) -> Priority {
         match self {
             Self::Recheck => Priority::Background,
             Self::Now | Self::Recent | Self::Cached => Priority::Progress,
@@ -125,7 +125,7 @@ impl Freshness {
 
 /// When this route should be reconciled again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Read the gateway, then decide again.
     Read(Freshness),
     /// Only a change of the object (or a wake-up) brings it back.
@@ -143,13 +143,13 @@ pub enum Next {
 pub struct EventNote {
     pub warning: bool,
     pub reason: Reason,
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     pub note: String,
 }
 
 /// A failure that goes through the per-object backoff and into status.
 #[derive(Clone, Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// A cloud call (a read, or the route's job) failed.
     Cloud {
         op: &'static str,
@@ -175,7 +175,7 @@ impl From<Failure> for Error {
 /// What one reconcile does, in the order the executor does it: finalizer, status, job,
 /// events, finalizer removal.
 #[derive(Clone, Debug, Default)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub add_finalizer: bool,
     pub status: Option<Report>,
     pub job: Option<JobOp>,
@@ -192,7 +192,7 @@ pub struct Decision {
 impl Decision {
     /// Whether this decision refuses the listed entry as not the object's own (one-way: the
     /// executor confirms it on the newest copy of the object first).
-    pub fn refuses_an_entry(&self) -> bool {
+    pub(crate) fn refuses_an_entry(&self) -> bool {
         self.status
             .as_ref()
             .and_then(|r| r.ready.as_ref())
@@ -235,7 +235,10 @@ fn paused(route: &VpnPbrRoute) -> bool {
 }
 
 /// The route's drift-check period: its resync annotation, else `default`.
-pub fn resync_period(route: &VpnPbrRoute, default: std::time::Duration) -> std::time::Duration {
+pub(crate) fn resync_period(
+    route: &VpnPbrRoute,
+    default: std::time::Duration,
+) -> std::time::Duration {
     route
         .annotations()
         .get(RESYNC_ANNOTATION)
@@ -245,7 +248,7 @@ pub fn resync_period(route: &VpnPbrRoute, default: std::time::Duration) -> std::
 
 /// Whether a route failing with backoff is reconciled at once anyway: a pause (which does not
 /// change the generation) must cancel queued work without waiting out the backoff.
-pub fn skips_backoff(route: &VpnPbrRoute) -> bool {
+pub(crate) fn skips_backoff(route: &VpnPbrRoute) -> bool {
     paused(route)
 }
 
@@ -307,7 +310,7 @@ fn with_answer(obs: &Observation<'_>, mut report: Report) -> Report {
 }
 
 /// The decision for one reconcile.
-pub fn decide(obs: &Observation<'_>) -> Decision {
+pub(crate) fn decide(obs: &Observation<'_>) -> Decision {
     let route = obs.route;
     if route.metadata.deletion_timestamp.is_some() {
         return cleanup(obs);
@@ -638,7 +641,7 @@ fn made_by(answer: Option<&Entry>, listed: &Entry) -> bool {
 /// Whether publishing this route's entry would change another listed entry (same destination
 /// and next hop, another source, the other state): only then does the decision need the
 /// objects sharing them ([`Observation::publish_sharers`]).
-pub fn publish_touches_others(route: &VpnPbrRoute, entries: &[Entry]) -> bool {
+pub(crate) fn publish_touches_others(route: &VpnPbrRoute, entries: &[Entry]) -> bool {
     let spec = &route.spec;
     spec.management_policy == ManagementPolicy::Full
         && plan::find(spec, entries).is_some_and(|e| e.published() != spec.publish_vpc)
@@ -689,7 +692,7 @@ fn publish_conflict(obs: &Observation<'_>, message: String, mut d: Decision) -> 
 
 /// Whether the cloud entry is this object's: it created it (or has a create under way) or
 /// adopted it. The create's idempotency token makes a replay after a crash ours too.
-pub fn owns_entry(route: &VpnPbrRoute) -> bool {
+pub(crate) fn owns_entry(route: &VpnPbrRoute) -> bool {
     route.status.as_ref().is_some_and(|s| {
         s.create_time.is_some() || s.client_token.is_some() || s.adopted == Some(true)
     })
@@ -698,7 +701,7 @@ pub fn owns_entry(route: &VpnPbrRoute) -> bool {
 /// Whether the listed `entry` may be the one this object made or adopted: its creation time is
 /// the one status recorded (an entry deleted and made again by someone else is another entry),
 /// or the object has a create under way (its token decides: a replay proves it).
-pub fn owns_listed(route: &VpnPbrRoute, entry: &Entry) -> bool {
+pub(crate) fn owns_listed(route: &VpnPbrRoute, entry: &Entry) -> bool {
     is_recorded_entry(route, entry) || has_token(route)
 }
 
@@ -712,7 +715,7 @@ fn has_token(route: &VpnPbrRoute) -> bool {
 }
 
 /// Whether status recorded exactly this entry (by its creation time).
-pub fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
+pub(crate) fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
     let listed = status::rfc3339_millis(entry.create_time);
     route
         .status
@@ -722,7 +725,7 @@ pub fn is_recorded_entry(route: &VpnPbrRoute, entry: &Entry) -> bool {
 }
 
 /// Whether the object consents to adopt an entry it did not make.
-pub fn consents_to_adopt(route: &VpnPbrRoute) -> bool {
+pub(crate) fn consents_to_adopt(route: &VpnPbrRoute) -> bool {
     route
         .annotations()
         .get(ADOPT_ANNOTATION)
@@ -1242,7 +1245,7 @@ fn cleanup(obs: &Observation<'_>) -> Decision {
 /// Whether the gateway refused a change for its status (`IncorrectStatus.VpnGateway`): a
 /// gateway being deleted answers so, but the code alone does not say which status it has, so
 /// only a status read that says `deleting` proves nothing is left to delete.
-pub fn refused_for_status(e: &CloudError) -> bool {
+pub(crate) fn refused_for_status(e: &CloudError) -> bool {
     e.code() == "IncorrectStatus.VpnGateway"
 }
 
@@ -1329,7 +1332,7 @@ fn stall_wait(stall: &Stall, prefix: &str) -> CondValue {
 
 /// The status and the event of a failed reconcile of `route` (the newest copy of it).
 /// `credentials_fallback` says why a cleanup ran with other credentials than the route's.
-pub fn failure(
+pub(crate) fn failure(
     route: &VpnPbrRoute,
     err: &Error,
     credentials_fallback: Option<&str>,

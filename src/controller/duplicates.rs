@@ -226,7 +226,7 @@ type Rank = (Hold, Option<jiff::Timestamp>, String, String);
 
 /// How strongly an object holds its entry, strongest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Hold {
+pub(crate) enum Hold {
     /// Status recorded the entry: the answer of its accepted create, or the adoption.
     Recorded,
     /// Only a create token: its create may not even have been sent.
@@ -235,7 +235,7 @@ pub enum Hold {
 }
 
 /// What the object's status holds of its entry.
-pub fn hold(r: &VpnPbrRoute) -> Hold {
+pub(crate) fn hold(r: &VpnPbrRoute) -> Hold {
     match r.status.as_ref() {
         Some(s) if s.create_time.is_some() || s.adopted == Some(true) => Hold::Recorded,
         _ if owns_entry(r) => Hold::Token,

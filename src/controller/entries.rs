@@ -24,11 +24,11 @@ use super::port::CloudPort;
 use alicloud_vpc_client::{CloudError, Priority, with_priority};
 
 /// The object a reader stands for (the controller wakes it).
-pub type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPbrRoute>;
+pub(crate) type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPbrRoute>;
 
 /// How long a failed read answers for its gateway: the routes of a dead gateway then cost one
 /// call per this time, not one each.
-pub const FAILED_READ_TTL: Duration = Duration::from_secs(2);
+pub(crate) const FAILED_READ_TTL: Duration = Duration::from_secs(2);
 
 /// Our own changes remembered per gateway to replay on a list that was under way when they
 /// were accepted; a list that missed more is dropped and read again.
@@ -36,7 +36,7 @@ const REPLAY_MAX: usize = 64;
 
 /// What a non-blocking read found.
 #[derive(Clone, Debug)]
-pub enum Read {
+pub(crate) enum Read {
     /// Facts and entries, each within its maximum age.
     Ready {
         facts: GatewayFacts,
@@ -302,7 +302,7 @@ impl GatewayCache {
     /// this owner's read is worth; the read runs at the highest class among its waiters.
     ///
     /// Must be called inside a Tokio runtime (the read is spawned).
-    pub fn read(
+    pub(crate) fn read(
         &self,
         scope: &Scope,
         owner: &Owner,
@@ -357,7 +357,7 @@ impl GatewayCache {
     /// queueing again behind every other route (in a burst that delays the gateway's first
     /// change by seconds). Later readers never wait, so a dead region costs each of its
     /// gateways this wait once. Returns whether the read ended meanwhile.
-    pub async fn await_first_read(&self, scope: &Scope, within: Duration) -> bool {
+    pub(crate) async fn await_first_read(&self, scope: &Scope, within: Duration) -> bool {
         let slot = self.slot(&scope.key());
         // Created before the check, so an end between the two is not missed.
         let done = slot.done.notified();
@@ -400,7 +400,7 @@ impl GatewayCache {
     }
 
     /// The gateway's entries, at most `max_age` old.
-    pub async fn entries(
+    pub(crate) async fn entries(
         &self,
         scope: &Scope,
         max_age: Duration,
@@ -418,7 +418,7 @@ impl GatewayCache {
     }
 
     /// The gateway's facts, at most `max_age` old.
-    pub async fn facts(
+    pub(crate) async fn facts(
         &self,
         scope: &Scope,
         max_age: Duration,
@@ -436,7 +436,7 @@ impl GatewayCache {
     }
 
     /// Reads the gateway now (the scheduler's probe).
-    pub async fn refresh_facts(&self, scope: &Scope) -> Result<GatewayFacts, CloudError> {
+    pub(crate) async fn refresh_facts(&self, scope: &Scope) -> Result<GatewayFacts, CloudError> {
         let slot = self.slot(&scope.key());
         self.fetch_facts(&slot, scope).await
     }
@@ -468,7 +468,7 @@ impl GatewayCache {
     }
 
     /// Applies an accepted mutation to the cached list.
-    pub fn apply(&self, scope: &Scope, mutation: &Mutation, created: Option<&Entry>) {
+    pub(crate) fn apply(&self, scope: &Scope, mutation: &Mutation, created: Option<&Entry>) {
         let slot = self.slot(&scope.key());
         let mut data = lock(&slot.data);
         if let Some((_, list)) = data.entries.as_mut() {
@@ -487,7 +487,7 @@ impl GatewayCache {
     }
 
     /// Forgets the cached list and a remembered failure, so the next reader lists again.
-    pub fn invalidate(&self, scope: &Scope) {
+    pub(crate) fn invalidate(&self, scope: &Scope) {
         let slot = self.slot(&scope.key());
         let mut data = lock(&slot.data);
         data.entries = None;

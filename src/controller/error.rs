@@ -39,11 +39,11 @@ pub enum Error {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unproven {
     /// The account status recorded for the entry, if any.
-    pub entry_account: Option<String>,
+    pub(crate) entry_account: Option<String>,
     /// The account of the credentials the cleanup has, if known.
-    pub used_account: Option<String>,
+    pub(crate) used_account: Option<String>,
     /// The cloud's answer that would otherwise end the cleanup (a gateway-gone code).
-    pub answer: Option<String>,
+    pub(crate) answer: Option<String>,
 }
 
 impl std::fmt::Display for Unproven {
@@ -77,7 +77,7 @@ impl std::fmt::Display for Unproven {
 }
 
 impl Error {
-    pub fn kube(op: &'static str, source: kube::Error) -> Self {
+    pub(crate) fn kube(op: &'static str, source: kube::Error) -> Self {
         Self::Kube {
             op,
             source: Box::new(source),
@@ -87,7 +87,7 @@ impl Error {
     /// What to do about it, in the cloud's terms: class, who retries, at what pace. Cloud
     /// failures take their row of the client's table (`crates/alicloud-vpc-client/src/policy.rs`);
     /// the others take the usual row of the class they amount to.
-    pub fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         match self {
             Self::Kube { source, .. } => match source.as_ref() {
                 // RBAC or the service account token: someone must fix the deployment.
@@ -104,12 +104,12 @@ impl Error {
     }
 
     /// What to do about it, in the cloud's terms.
-    pub fn class(&self) -> ErrorClass {
+    pub(crate) fn class(&self) -> ErrorClass {
         self.policy().class
     }
 
     /// A stable reason for conditions, events and metrics: the cloud's code where there is one.
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         match self {
             Self::Kube { .. } => Reason::KubernetesApiError,
             Self::Cloud { source, .. } | Self::CreateRefused(source) => {
@@ -122,7 +122,7 @@ impl Error {
     }
 
     /// A short message for conditions and events (never a secret).
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Self::Kube { op, source } => format!("kubernetes {op}: {source}"),
             Self::Cloud { source, .. } | Self::CreateRefused(source) => {
@@ -144,7 +144,7 @@ impl Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Gap of the first status read after a change when nothing is known yet.
-pub const FIRST_PROBE: Duration = Duration::from_millis(100);
+pub(crate) const FIRST_PROBE: Duration = Duration::from_millis(100);
 /// Growth of status-read gaps while the update time is unknown: few reads, at the cost of
 /// waiting up to this factor too long once.
 const PROBE_GROWTH: f64 = 3.0;
@@ -40,7 +40,7 @@ const FOLLOW_PAUSE: Duration = Duration::from_millis(50);
 
 /// What to do next in this cycle, as a gap since the last accepted change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Send the next change once the gap is reached.
     Send(Duration),
     /// Read the gateway's status once the gap is reached.
@@ -51,7 +51,7 @@ pub enum Plan {
 
 /// How a busy answer fits what is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Busy {
+pub(crate) enum Busy {
     /// Within the known bounds: the change simply needs longer.
     Consistent,
     /// After a gap already proven free: not explained by our last change.
@@ -61,7 +61,7 @@ pub enum Busy {
 /// What one gateway knows of its update time, and what it did in the current cycle (since its
 /// last accepted change).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Estimate {
+pub(crate) struct Estimate {
     /// Longest gap after which the gateway was still busy.
     lower: Duration,
     /// Shortest gap after which the gateway was free; `None` until one is seen.
@@ -107,7 +107,7 @@ impl Default for Estimate {
 /// What the gateways of one region (and specification) learned together: the starting
 /// estimate of a gateway that knows nothing yet, and the coordination of their reads.
 #[derive(Clone, Debug, Default)]
-pub struct Shared {
+pub(crate) struct Shared {
     lower: Duration,
     upper: Option<Duration>,
     /// Read points handed out since the bounds last moved: concurrent readers get different
@@ -157,7 +157,7 @@ impl Shared {
     }
 
     /// The shortest gap some gateway of the region was proven free after.
-    pub fn upper(&self) -> Option<Duration> {
+    pub(crate) fn upper(&self) -> Option<Duration> {
         self.upper
     }
 
@@ -170,7 +170,7 @@ impl Shared {
 impl Estimate {
     /// An accepted change ends the cycle; `gap` since the previous accepted change, if that
     /// one was not yet known applied (then the gateway was free after `gap`).
-    pub fn accepted(&mut self, gap: Option<Duration>, shared: &mut Shared) {
+    pub(crate) fn accepted(&mut self, gap: Option<Duration>, shared: &mut Shared) {
         if let Some(g) = gap {
             self.free(g);
             shared.free(g);
@@ -187,7 +187,7 @@ impl Estimate {
     /// found the gateway `active` (then the change can go at once) or not. The gateway was in
     /// that state at some instant in between: `active` proves the update time is at most
     /// `answered`, `updating` that it is more than `asked`.
-    pub fn read(
+    pub(crate) fn read(
         &mut self,
         asked: Duration,
         answered: Duration,
@@ -229,7 +229,7 @@ impl Estimate {
     }
 
     /// The gateway refused a change sent `gap` after the last accepted one as busy.
-    pub fn refused(&mut self, gap: Duration) -> Busy {
+    pub(crate) fn refused(&mut self, gap: Duration) -> Busy {
         self.read = None;
         let fits = self.busy(gap);
         if fits == Busy::Contradicting {
@@ -241,7 +241,13 @@ impl Estimate {
 
     /// What to do next in this cycle; `gap` is the time since the last accepted change, `me`
     /// this gateway among those sharing `shared`, `now` the clock.
-    pub fn plan(&mut self, shared: &mut Shared, me: u64, gap: Duration, now: Instant) -> Plan {
+    pub(crate) fn plan(
+        &mut self,
+        shared: &mut Shared,
+        me: u64,
+        gap: Duration,
+        now: Instant,
+    ) -> Plan {
         if let Some(r) = self.read {
             return Plan::Read(r);
         }
@@ -360,11 +366,6 @@ impl Estimate {
         }
     }
 
-    /// Whether some free gap is known.
-    pub fn known(&self) -> bool {
-        self.upper.is_some()
-    }
-
     /// Whether the bounds are close enough to send at the upper one without reading.
     fn settled(&self) -> bool {
         self.upper
@@ -380,7 +381,7 @@ impl Estimate {
 
     /// The gateway's pace: the proven upper bound, else the longest busy gap (at least the
     /// first probe). Paces re-reads of the entry list.
-    pub fn pace(&self) -> Duration {
+    pub(crate) fn pace(&self) -> Duration {
         self.upper.unwrap_or(FIRST_PROBE.max(self.lower))
     }
 

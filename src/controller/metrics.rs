@@ -14,58 +14,58 @@ use prometheus_client::registry::Registry;
 use alicloud_vpc_client::{CallObserver, CallRecord, ListRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
+pub(crate) struct ResultLabels {
     /// `success` or an error reason.
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallLabels {
+pub(crate) struct CallLabels {
     pub action: String,
     pub code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ActionLabels {
+pub(crate) struct ActionLabels {
     pub action: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PriorityLabels {
+pub(crate) struct PriorityLabels {
     /// `mutation`, `progress` or `background` (`alicloud_vpc_client::Priority`).
     pub priority: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReadyLabels {
+pub(crate) struct ReadyLabels {
     /// `true`, `false` or `unknown`.
     pub ready: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GatewayLabels {
+pub(crate) struct GatewayLabels {
     pub region: String,
     pub gateway: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StallLabels {
+pub(crate) struct StallLabels {
     /// The read that keeps failing: `status` (the gateway's) or `list` (its entries).
     pub read: String,
 }
 
 pub struct Metrics {
-    pub reconciles: Family<ResultLabels, Counter>,
-    pub reconcile_duration: Histogram,
-    pub cloud_calls: Family<CallLabels, Counter>,
-    pub cloud_latency: Family<ActionLabels, Histogram>,
-    pub rate_limit_wait: Family<PriorityLabels, Histogram>,
-    pub routes: Family<ReadyLabels, Gauge>,
-    pub queue_depth: Family<GatewayLabels, Gauge>,
+    pub(crate) reconciles: Family<ResultLabels, Counter>,
+    pub(crate) reconcile_duration: Histogram,
+    pub(crate) cloud_calls: Family<CallLabels, Counter>,
+    pub(crate) cloud_latency: Family<ActionLabels, Histogram>,
+    pub(crate) rate_limit_wait: Family<PriorityLabels, Histogram>,
+    pub(crate) routes: Family<ReadyLabels, Gauge>,
+    pub(crate) queue_depth: Family<GatewayLabels, Gauge>,
     /// Gateways whose waiting changes say their reads keep failing.
-    pub gateways_stalled: Family<StallLabels, Gauge>,
+    pub(crate) gateways_stalled: Family<StallLabels, Gauge>,
     /// Entry lists whose pages never added up to one whole list (`ListInconsistent`).
-    pub list_inconsistent: Counter,
+    pub(crate) list_inconsistent: Counter,
 }
 
 impl Metrics {
@@ -134,7 +134,7 @@ impl Metrics {
         Arc::new(m)
     }
 
-    pub fn reconciled(&self, result: &str, took: Duration) {
+    pub(crate) fn reconciled(&self, result: &str, took: Duration) {
         self.reconciles
             .get_or_create(&ResultLabels {
                 result: result.to_owned(),
@@ -145,7 +145,7 @@ impl Metrics {
 }
 
 /// Feeds cloud call records into the metrics.
-pub struct CloudCallMetrics(pub Arc<Metrics>);
+pub(crate) struct CloudCallMetrics(pub Arc<Metrics>);
 
 impl CallObserver for CloudCallMetrics {
     fn observe(&self, call: &CallRecord<'_>) {
@@ -178,20 +178,20 @@ impl CallObserver for CloudCallMetrics {
 }
 
 /// Measures a reconcile; records when dropped unless `finish` was called.
-pub struct ReconcileTimer {
+pub(crate) struct ReconcileTimer {
     metrics: Arc<Metrics>,
     started: Instant,
 }
 
 impl ReconcileTimer {
-    pub fn start(metrics: &Arc<Metrics>) -> Self {
+    pub(crate) fn start(metrics: &Arc<Metrics>) -> Self {
         Self {
             metrics: metrics.clone(),
             started: Instant::now(),
         }
     }
 
-    pub fn finish(self, result: &str) {
+    pub(crate) fn finish(self, result: &str) {
         self.metrics.reconciled(result, self.started.elapsed());
     }
 }

@@ -20,13 +20,13 @@ pub struct Scope {
 #[derive(Clone, Debug)]
 pub struct CredentialsHandle {
     /// `default`, or `secret:<namespace>/<name>#<accessKeyId>`.
-    pub key: String,
+    pub(crate) key: String,
     pub provider: Arc<dyn CredentialsProvider>,
 }
 
 impl Scope {
     /// Key of the gateway queue and of the entry cache.
-    pub fn key(&self) -> GatewayKey {
+    pub(crate) fn key(&self) -> GatewayKey {
         GatewayKey {
             region_id: self.region_id.clone(),
             vpn_gateway_id: self.vpn_gateway_id.clone(),
@@ -37,7 +37,7 @@ impl Scope {
 
 /// Identifies one gateway as seen with one set of credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GatewayKey {
+pub(crate) struct GatewayKey {
     pub region_id: String,
     pub vpn_gateway_id: String,
     pub credentials: String,
@@ -59,7 +59,7 @@ pub enum EntryState {
 }
 
 impl EntryState {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Published => "published",
             Self::Normal => "normal",
@@ -95,7 +95,7 @@ pub enum GatewayStatus {
 }
 
 impl GatewayStatus {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Active => "active",
             Self::Updating => "updating",
@@ -152,11 +152,11 @@ impl Entry {
         }
     }
 
-    pub fn published(&self) -> bool {
+    pub(crate) fn published(&self) -> bool {
         self.state == EntryState::Published
     }
 
-    pub fn matches(&self, source: &str, dest: &str, next_hop: &str) -> bool {
+    pub(crate) fn matches(&self, source: &str, dest: &str, next_hop: &str) -> bool {
         self.route_source == source && self.route_dest == dest && self.next_hop == next_hop
     }
 }
@@ -250,7 +250,7 @@ impl Mutation {
     }
 
     /// Whether `entries` (a list read from the cloud) show this change applied.
-    pub fn reflected_in(&self, entries: &[Entry]) -> bool {
+    pub(crate) fn reflected_in(&self, entries: &[Entry]) -> bool {
         let r = self.route();
         let found = entries
             .iter()
@@ -278,7 +278,7 @@ impl Mutation {
 
     /// Applies an accepted mutation to a cached entry list, so readers see it without a new
     /// list call. `created` is the entry a create returned.
-    pub fn apply_to(&self, entries: &mut Vec<Entry>, created: Option<&Entry>) {
+    pub(crate) fn apply_to(&self, entries: &mut Vec<Entry>, created: Option<&Entry>) {
         let r = self.route();
         let pos = entries
             .iter()

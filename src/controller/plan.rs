@@ -5,7 +5,7 @@ use crate::api::v1alpha1::{DEFAULT_PRIORITY, VpnPbrRouteSpec};
 
 /// The next step for a route under `Full` management.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// The cloud matches the spec.
     InSync,
     /// Send this mutation (one change at a time).
@@ -14,11 +14,11 @@ pub enum Step {
 
 /// Which attribute differs, for `ObserveOnly` drift reports and logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Drift {
+pub(crate) struct Drift {
     pub fields: Vec<&'static str>,
 }
 
-pub fn route_id(spec: &VpnPbrRouteSpec) -> RouteId {
+pub(crate) fn route_id(spec: &VpnPbrRouteSpec) -> RouteId {
     RouteId {
         route_source: spec.route_source.clone(),
         route_dest: spec.route_dest.clone(),
@@ -27,7 +27,7 @@ pub fn route_id(spec: &VpnPbrRouteSpec) -> RouteId {
 }
 
 /// Finds the spec's entry in a gateway's list.
-pub fn find<'a>(spec: &VpnPbrRouteSpec, entries: &'a [Entry]) -> Option<&'a Entry> {
+pub(crate) fn find<'a>(spec: &VpnPbrRouteSpec, entries: &'a [Entry]) -> Option<&'a Entry> {
     entries
         .iter()
         .find(|e| e.matches(&spec.route_source, &spec.route_dest, &spec.next_hop))
@@ -40,7 +40,11 @@ fn wanted_priority(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts) -> Option<i32
 }
 
 /// The create call for a route absent from the cloud.
-pub fn create(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts, client_token: &str) -> Mutation {
+pub(crate) fn create(
+    spec: &VpnPbrRouteSpec,
+    gateway: &GatewayFacts,
+    client_token: &str,
+) -> Mutation {
     Mutation::Create {
         route: route_id(spec),
         weight: spec.weight,
@@ -57,7 +61,7 @@ pub fn create(spec: &VpnPbrRouteSpec, gateway: &GatewayFacts, client_token: &str
 /// (edits) and the listed entry (changes outside) may have moved since the create was sent, so
 /// the token itself keeps the mutable ones; the rest (identity, description, overlay mode) is
 /// immutable in the spec.
-pub fn create_token(create: &Mutation, unique: &str) -> String {
+pub(crate) fn create_token(create: &Mutation, unique: &str) -> String {
     match create {
         Mutation::Create {
             weight,
@@ -74,7 +78,7 @@ pub fn create_token(create: &Mutation, unique: &str) -> String {
 }
 
 /// The create a token made by [`create_token`] was sent as; `None` for a token without them.
-pub fn create_of_token(spec: &VpnPbrRouteSpec, client_token: &str) -> Option<Mutation> {
+pub(crate) fn create_of_token(spec: &VpnPbrRouteSpec, client_token: &str) -> Option<Mutation> {
     let mut parts = client_token.splitn(4, '-');
     let weight = parts.next()?.strip_prefix('w')?.parse().ok()?;
     let priority = match parts.next()?.strip_prefix('p')? {
@@ -102,7 +106,7 @@ pub fn create_of_token(spec: &VpnPbrRouteSpec, client_token: &str) -> Option<Mut
 /// only to the same parameters, so the listed attributes stand for what the create sent (the
 /// spec may have been edited since, even to something invalid) and the description is the
 /// spec's (it never changes).
-pub fn create_like(
+pub(crate) fn create_like(
     spec: &VpnPbrRouteSpec,
     entry: &Entry,
     gateway: &GatewayFacts,
@@ -120,7 +124,7 @@ pub fn create_like(
 }
 
 /// What differs between spec and entry.
-pub fn drift(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> Drift {
+pub(crate) fn drift(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFacts) -> Drift {
     let mut fields = Vec::new();
     if weight_differs(spec, entry, gateway) {
         fields.push("weight");
@@ -148,7 +152,7 @@ fn priority_differs(spec: &VpnPbrRouteSpec, entry: &Entry, gateway: &GatewayFact
 
 /// Whether another entry of the gateway shares the route's source and destination (the other
 /// half of an active/standby pair).
-pub fn has_partner(spec: &VpnPbrRouteSpec, entries: &[Entry]) -> bool {
+pub(crate) fn has_partner(spec: &VpnPbrRouteSpec, entries: &[Entry]) -> bool {
     entries.iter().any(|e| {
         e.route_source == spec.route_source
             && e.route_dest == spec.route_dest
@@ -164,7 +168,7 @@ pub fn has_partner(spec: &VpnPbrRouteSpec, entries: &[Entry]) -> bool {
 /// next reconcile creates it with the new weight); the member becoming standby changes in
 /// place, which the cloud refuses until that partner is gone and then allows. So a pair swap
 /// never leaves the pair without an entry.
-pub fn update(
+pub(crate) fn update(
     spec: &VpnPbrRouteSpec,
     entry: &Entry,
     gateway: &GatewayFacts,
@@ -212,7 +216,7 @@ pub fn update(
 }
 
 /// The delete call for an entry, repeating its current weight and priority.
-pub fn delete(entry: &Entry, gateway: &GatewayFacts) -> Mutation {
+pub(crate) fn delete(entry: &Entry, gateway: &GatewayFacts) -> Mutation {
     Mutation::Delete {
         route: RouteId {
             route_source: entry.route_source.clone(),
@@ -225,7 +229,7 @@ pub fn delete(entry: &Entry, gateway: &GatewayFacts) -> Mutation {
 }
 
 /// The gateway's own rule for the destination: `Some(message)` when this gateway refuses it.
-pub fn gateway_refuses_dest(
+pub(crate) fn gateway_refuses_dest(
     spec: &VpnPbrRouteSpec,
     gateway: &GatewayFacts,
 ) -> Option<&'static str> {

@@ -72,7 +72,7 @@ impl Reason {
     ];
 
     /// The word written to conditions and events.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Available => "Available",
             Self::Synced => "Synced",
@@ -98,7 +98,7 @@ impl Reason {
     }
 
     /// A reason read back from status: one of ours, or else a cloud code.
-    pub fn parse(s: &str) -> Reason {
+    pub(crate) fn parse(s: &str) -> Reason {
         Self::NAMED
             .into_iter()
             .find(|r| r.as_str() == s)

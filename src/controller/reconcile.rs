@@ -82,11 +82,11 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
     }
 }
 
-pub fn error_policy(_route: Arc<VpnPbrRoute>, _err: &Error, _ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(_route: Arc<VpnPbrRoute>, _err: &Error, _ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(30))
 }
 
-pub fn object_key(route: &VpnPbrRoute) -> String {
+pub(crate) fn object_key(route: &VpnPbrRoute) -> String {
     format!(
         "{}/{}",
         route.namespace().unwrap_or_default(),
@@ -379,7 +379,7 @@ fn resync_delay(route: &VpnPbrRoute, ctx: &Context) -> Duration {
 
 /// Delay until the gateway's next tick: ticks are `period` apart, offset by a hash of the
 /// gateway id.
-pub fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Duration {
+pub(crate) fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Duration {
     let period_ms = period.as_millis().max(1);
     let offset = u128::from(
         gateway

@@ -34,7 +34,7 @@ use alicloud_vpc_client::CredentialsProvider;
 const LIST_PAGE: u32 = 250;
 
 /// Everything the controllers need.
-pub struct Runtime {
+pub(crate) struct Runtime {
     pub client: kube::Client,
     pub cloud: Arc<dyn CloudPort>,
     pub default_credentials: Arc<dyn CredentialsProvider>,
@@ -51,7 +51,7 @@ pub struct Runtime {
 
 /// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight; returns how many
 /// were still in flight then (their requests may still land).
-pub async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) -> usize {
+pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duration) -> usize {
     let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
     let cache = GatewayCache::new(rt.cloud.clone(), wake_tx.clone());
     let scheduler = Scheduler::new(

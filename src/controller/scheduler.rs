@@ -68,7 +68,7 @@ const STALL_AFTER: Duration = Duration::from_secs(5);
 pub struct SchedulerConfig {
     /// Off: every mutation is sent at once and a busy gateway fails the job, as a naive
     /// operator would do (the benchmark's baseline).
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -453,7 +453,7 @@ impl Scheduler {
     /// Queues `mutation` for `owner`, planned from spec `generation`. A queued job of the same
     /// owner is replaced (the plan changed); one in flight is left alone and its outcome
     /// reported first.
-    pub fn submit(
+    pub(crate) fn submit(
         &self,
         owner: &Owner,
         scope: &Scope,
@@ -507,7 +507,7 @@ impl Scheduler {
     }
 
     /// The owner's job on this gateway, if any.
-    pub fn view(&self, owner: &Owner, key: &GatewayKey) -> Option<JobView> {
+    pub(crate) fn view(&self, owner: &Owner, key: &GatewayKey) -> Option<JobView> {
         let slot = lock(&self.inner.gateways).get(key).cloned()?;
         let gw = lock(&slot.state);
         let job = gw.jobs.get(owner)?;
@@ -540,7 +540,7 @@ impl Scheduler {
     /// Drops the owner's finished job (its outcome has been recorded) or cancels a queued one
     /// (the plan no longer wants it). A job in flight stays until it finishes: returns false
     /// then, true when the owner has no job left on this gateway.
-    pub fn forget(&self, owner: &Owner, key: &GatewayKey) -> bool {
+    pub(crate) fn forget(&self, owner: &Owner, key: &GatewayKey) -> bool {
         let Some(slot) = lock(&self.inner.gateways).get(key).cloned() else {
             return true;
         };
@@ -572,32 +572,20 @@ impl Scheduler {
     }
 
     /// [`Scheduler::forget`] on whichever gateway holds the owner's job.
-    pub fn drop_job(&self, owner: &Owner) -> bool {
+    pub(crate) fn drop_job(&self, owner: &Owner) -> bool {
         let key = lock(&self.inner.owners).get(owner).cloned();
         key.is_none_or(|k| self.forget(owner, &k))
     }
 
-    /// Whether the owner has a job on any gateway.
-    pub fn has_job(&self, owner: &Owner) -> bool {
-        lock(&self.inner.owners).contains_key(owner)
-    }
-
     /// Last gateway status the scheduler saw.
-    pub fn gateway_status(&self, key: &GatewayKey) -> Option<GatewayStatus> {
+    pub(crate) fn gateway_status(&self, key: &GatewayKey) -> Option<GatewayStatus> {
         let slot = lock(&self.inner.gateways).get(key).cloned()?;
         let gw = lock(&slot.state);
         gw.status.clone()
     }
 
-    /// Whether the gateway has accepted changes not yet seen applied.
-    pub fn gateway_settling(&self, key: &GatewayKey) -> bool {
-        lock(&self.inner.gateways)
-            .get(key)
-            .is_some_and(|slot| lock(&slot.state).unconfirmed())
-    }
-
     /// Mutations being sent right now (shutdown waits for them).
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         let map = lock(&self.inner.gateways);
         map.values()
             .map(|s| {
@@ -611,7 +599,7 @@ impl Scheduler {
     }
 
     /// Gateways whose changes wait on reads that keep failing, by the read (for the metric).
-    pub fn stalls(&self) -> [(&'static str, usize); 2] {
+    pub(crate) fn stalls(&self) -> [(&'static str, usize); 2] {
         let now = Instant::now();
         let (mut status, mut list) = (0, 0);
         for slot in lock(&self.inner.gateways).values() {
@@ -630,7 +618,7 @@ impl Scheduler {
     }
 
     /// Jobs waiting or in flight per gateway (for the queue-depth metric).
-    pub fn depths(&self) -> Vec<(GatewayKey, usize)> {
+    pub(crate) fn depths(&self) -> Vec<(GatewayKey, usize)> {
         let map = lock(&self.inner.gateways);
         map.iter()
             .map(|(k, s)| {

@@ -5,36 +5,36 @@ use super::model::{Entry, GatewayStatus};
 use super::reason::Reason;
 use crate::api::v1alpha1::{Condition, ConditionStatus, ObservedRoute, VpnPbrRouteStatus};
 
-pub const READY: &str = "Ready";
-pub const SYNCED: &str = "Synced";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const SYNCED: &str = "Synced";
 
 /// A condition's value before timestamps are attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CondValue {
+pub(crate) struct CondValue {
     pub status: ConditionStatus,
     pub reason: Reason,
     pub message: String,
 }
 
 impl CondValue {
-    pub fn new(status: ConditionStatus, reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: ConditionStatus, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             status,
             reason,
             message: message.into(),
         }
     }
-    pub fn yes(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn yes(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(ConditionStatus::True, reason, message)
     }
-    pub fn no(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn no(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(ConditionStatus::False, reason, message)
     }
 }
 
 /// Everything a reconcile concluded that ends up in status.
 #[derive(Clone, Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub ready: Option<CondValue>,
     pub synced: Option<CondValue>,
     /// The cloud entry, when known (`None` keeps what status has).
@@ -88,7 +88,7 @@ fn condition(
 
 /// The new status from the current one and a report. `now` is only used for conditions whose
 /// value flips.
-pub fn build(
+pub(crate) fn build(
     current: Option<&VpnPbrRouteStatus>,
     report: Report,
     generation: Option<i64>,
@@ -163,7 +163,7 @@ pub fn build(
 /// That field is the gateway's, shared by every route of it, and flips with each change any of
 /// them makes; written alone it would cost a write per route per change (and one per route
 /// after a restart), so it is refreshed with the route's next real change.
-pub fn worth_writing(current: Option<&VpnPbrRouteStatus>, new: &VpnPbrRouteStatus) -> bool {
+pub(crate) fn worth_writing(current: Option<&VpnPbrRouteStatus>, new: &VpnPbrRouteStatus) -> bool {
     current.is_none_or(|c| {
         let same_but_gateway = VpnPbrRouteStatus {
             gateway_status: new.gateway_status.clone(),
@@ -174,12 +174,12 @@ pub fn worth_writing(current: Option<&VpnPbrRouteStatus>, new: &VpnPbrRouteStatu
 }
 
 /// The `Ready` condition of a status.
-pub fn ready(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
+pub(crate) fn ready(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
     status?.conditions.iter().find(|c| c.type_ == READY)
 }
 
 /// The `Synced` condition of a status.
-pub fn synced(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
+pub(crate) fn synced(status: Option<&VpnPbrRouteStatus>) -> Option<&Condition> {
     status?.conditions.iter().find(|c| c.type_ == SYNCED)
 }
 

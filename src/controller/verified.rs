@@ -14,7 +14,7 @@ pub struct Verified {
 
 impl Verified {
     /// Records that the route's `generation` matched the cloud just now.
-    pub fn mark(&self, key: &str, generation: Option<i64>) {
+    pub(crate) fn mark(&self, key: &str, generation: Option<i64>) {
         self.at
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -22,7 +22,7 @@ impl Verified {
     }
 
     /// Whether the route's `generation` was seen in sync less than `within` ago.
-    pub fn recent(&self, key: &str, generation: Option<i64>, within: Duration) -> bool {
+    pub(crate) fn recent(&self, key: &str, generation: Option<i64>, within: Duration) -> bool {
         self.at
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -30,7 +30,7 @@ impl Verified {
             .is_some_and(|(g, at)| *g == generation && at.elapsed() < within)
     }
 
-    pub fn forget(&self, key: &str) {
+    pub(crate) fn forget(&self, key: &str) {
         self.at
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

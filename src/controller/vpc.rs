@@ -12,13 +12,13 @@ use alicloud_vpc_client::{
     PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory,
 };
 
-pub struct VpcPort {
+pub(crate) struct VpcPort {
     factory: VpcClientFactory,
     clients: Mutex<HashMap<(String, String), VpcClient>>,
 }
 
 impl VpcPort {
-    pub fn new(factory: VpcClientFactory) -> Self {
+    pub(crate) fn new(factory: VpcClientFactory) -> Self {
         Self {
             factory,
             clients: Mutex::new(HashMap::new()),

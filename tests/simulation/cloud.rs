@@ -22,9 +22,9 @@ use vpc_emulator::ops;
 use vpc_emulator::params::Params;
 use vpc_emulator::world::{PbrEntry, World};
 use vpn_pbr_operator::api::v1alpha1::{DEFAULT_PRIORITY, VpnPbrRoute};
-use vpn_pbr_operator::controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
-use vpn_pbr_operator::controller::port::{CloudFuture, CloudPort};
-use vpn_pbr_operator::controller::scheduler::{JobView, Scheduler};
+use vpn_pbr_operator::{
+    Accepted, CloudFuture, CloudPort, Entry, GatewayFacts, JobView, Mutation, Scheduler, Scope,
+};
 
 use super::world::{EntryKey, Sim, State, account_id, account_of_key, uid};
 

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use rand::Rng;
 use vpn_pbr_operator::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
-use vpn_pbr_operator::controller::decide::EventNote;
-use vpn_pbr_operator::controller::objects::{ObjectFuture, ObjectPort};
+use vpn_pbr_operator::{EventNote, ObjectFuture, ObjectPort};
 
 use super::world::{EntryKey, Key, Sim, State, consents, deleting, uid};
 

@@ -21,16 +21,10 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vpn_pbr_operator::controller::accounts::Accounts;
-use vpn_pbr_operator::controller::backoff::Backoffs;
-use vpn_pbr_operator::controller::context::{Context, Entropy, Settings};
-use vpn_pbr_operator::controller::entries::GatewayCache;
-use vpn_pbr_operator::controller::metrics::Metrics;
-use vpn_pbr_operator::controller::port::CloudPort;
-use vpn_pbr_operator::controller::reconcile::reconcile;
-use vpn_pbr_operator::controller::scheduler::{Owner, Scheduler, SchedulerConfig};
-use vpn_pbr_operator::controller::verified::Verified;
-use vpn_pbr_operator::fence::{Fence, FencedCloud, watch_lease};
+use vpn_pbr_operator::{
+    Accounts, Backoffs, CloudPort, Context, Entropy, Fence, FencedCloud, GatewayCache, Metrics,
+    Owner, Scheduler, SchedulerConfig, Settings, Verified, reconcile, watch_lease,
+};
 
 use super::cloud::SimCloud;
 use super::objects::SimObjects;

@@ -18,7 +18,7 @@ use vpn_pbr_operator::api::v1alpha1::{
     ADOPT_ANNOTATION, Condition, ConditionStatus, DEFAULT_PRIORITY, DeletionPolicy,
     ManagementPolicy, VpnPbrRoute,
 };
-use vpn_pbr_operator::controller::status::rfc3339_millis;
+use vpn_pbr_operator::rfc3339_millis;
 
 use super::cloud::{FILLER_SOURCE, filler};
 use super::config::WorldConfig;

@@ -22,8 +22,8 @@ use vpn_pbr_operator::api::v1alpha1::{
     ADOPT_ANNOTATION, DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute,
     VpnPbrRouteSpec, validation,
 };
-use vpn_pbr_operator::controller::duplicates;
-use vpn_pbr_operator::controller::model::{Mutation, Scope};
+use vpn_pbr_operator::duplicates;
+use vpn_pbr_operator::{Mutation, Scope};
 
 use super::config::WorldConfig;
 use super::lists::Listed;

@@ -92,7 +92,7 @@ fn network(s: &str) -> Result<Ipv4Net, &'static str> {
 
 /// The destinations a single-tunnel gateway refuses (dual-tunnel gateways take them): `None`
 /// when `dest` is fine there, else the message for `spec.routeDest`.
-pub fn single_tunnel_dest_rule(dest: &str) -> Option<&'static str> {
+pub(crate) fn single_tunnel_dest_rule(dest: &str) -> Option<&'static str> {
     let net = network(dest).ok()?;
     let cgnat = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap_or_default();
     if net.prefix_len() == 0 {

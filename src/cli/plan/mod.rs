@@ -9,8 +9,8 @@
 //! would, 1 an error (a manifest or the cloud could not be read, an invalid or conflicting
 //! route, a create the cloud would refuse).
 
-pub mod render;
-pub mod route;
+pub(super) mod render;
+pub(super) mod route;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ use alicloud_vpc_client::{CloudError, CreateVpnPbrRouteEntryRequest, ErrorClass}
 use route::{DryRunResult, RoutePlan};
 
 /// Exit code when something would change.
-pub const EXIT_CHANGES: u8 = 2;
+pub(super) const EXIT_CHANGES: u8 = 2;
 
 /// Flags of `plan`.
 #[derive(Args, Debug, Clone)]
@@ -46,49 +46,49 @@ pub struct PlanArgs {
         value_name = "FILE|DIR",
         required = true
     )]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 
     /// Also read the live objects from the cluster of this kubeconfig file: their status says
     /// which cloud entries they created or adopted. Without it (and without --live) every
     /// manifest is planned as a new object.
     #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
 
     /// Read the live objects from the ambient cluster configuration: KUBECONFIG,
     /// ~/.kube/config, or the in-cluster service account.
     #[arg(long, default_value_t = false)]
-    pub live: bool,
+    pub(crate) live: bool,
 
     /// Kubeconfig context to use (default: the current context).
     #[arg(long, requires = "cluster")]
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
 
     /// Namespace of manifests without one. Default: the kubeconfig context's namespace with
     /// the cluster, else `default`.
     #[arg(long, short = 'n')]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
 
     /// Also plan the deletion of objects in the cluster (in the namespaces of the manifests and
     /// --namespace) that no manifest names, as `kubectl apply --prune` would delete them.
     /// Needs --kubeconfig or --live.
     #[arg(long, requires = "cluster", default_value_t = false)]
-    pub prune: bool,
+    pub(crate) prune: bool,
 
     /// Output: a table for people or JSON for machines.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
-    pub output: Format,
+    pub(crate) output: Format,
 
     /// How long a create's DryRun waits for a gateway that is busy applying another change.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
 
     #[command(flatten)]
-    pub cloud: CloudArgs,
+    pub(crate) cloud: CloudArgs,
 }
 
 /// Output formats.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -100,7 +100,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Why `plan` could not give an answer.
 #[derive(Debug, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error(transparent)]
@@ -123,7 +123,7 @@ pub enum PlanError {
 
 /// A gateway as read once for every route of it.
 #[derive(Debug)]
-pub struct GatewayRead {
+pub(super) struct GatewayRead {
     pub region_id: String,
     pub vpn_gateway_id: String,
     pub result: Result<(GatewayFacts, Vec<Entry>), CloudError>,
@@ -317,7 +317,7 @@ async fn dry_run(cloud: &Cloud, p: &RoutePlan, busy_timeout: Duration) -> Option
 }
 
 /// Runs `plan`; the exit code.
-pub async fn run(args: PlanArgs) -> Result<u8, PlanError> {
+pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
     let loaded = manifests::load(&args.files)?;
     let cluster = kube_client(&args).await?;
     let default_ns = args

@@ -11,7 +11,7 @@ use super::route::{Action, Problem, RoutePlan};
 /// Routes per action, and the problems.
 #[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct Summary {
+pub(crate) struct Summary {
     pub create: usize,
     pub modify: usize,
     pub replace: usize,
@@ -31,7 +31,7 @@ pub struct Summary {
 /// One gateway as read.
 #[derive(Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct GatewayReport {
+pub(crate) struct GatewayReport {
     pub region_id: String,
     pub vpn_gateway_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,7 +47,7 @@ pub struct GatewayReport {
 /// The whole answer (`-o json` prints it as is).
 #[derive(Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
+pub(crate) struct Report {
     pub routes: Vec<RoutePlan>,
     pub gateways: Vec<GatewayReport>,
     /// Documents of other kinds in the manifests, ignored.
@@ -58,7 +58,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(routes: Vec<RoutePlan>, reads: &[GatewayRead], ignored_documents: usize) -> Self {
+    pub(crate) fn new(
+        routes: Vec<RoutePlan>,
+        reads: &[GatewayRead],
+        ignored_documents: usize,
+    ) -> Self {
         let mut s = Summary::default();
         for r in &routes {
             match r.action {
@@ -158,7 +162,7 @@ fn details(r: &RoutePlan) -> Vec<String> {
 
 /// The table: one line per route, its details indented below it, then the gateways and a
 /// summary.
-pub fn table(report: &Report) -> String {
+pub(crate) fn table(report: &Report) -> String {
     let head = ["ACTION", "ROUTE", "GATEWAY", "SOURCE", "DEST", "NEXT HOP"];
     let rows: Vec<[String; 6]> = report
         .routes

@@ -19,7 +19,7 @@ use alicloud_vpc_client::CloudError;
 /// What the operator would do with a route.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     /// No entry in the cloud: it is created (checked with DryRun).
     Create,
     /// The entry's weight, priority or publishing changes in place.
@@ -41,7 +41,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Create => "create",
             Self::Modify => "modify",
@@ -57,7 +57,7 @@ impl Action {
 
 /// One attribute that changes.
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct FieldChange {
+pub(crate) struct FieldChange {
     pub field: &'static str,
     pub old: Value,
     pub new: Value,
@@ -65,7 +65,7 @@ pub struct FieldChange {
 
 /// A cloud call the operator would send.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct Call {
+pub(crate) struct Call {
     pub action: &'static str,
     pub summary: String,
 }
@@ -73,7 +73,7 @@ pub struct Call {
 /// What the cloud said to the DryRun of a create.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct DryRunResult {
+pub(crate) struct DryRunResult {
     /// The cloud would create the entry.
     pub passed: bool,
     /// The refusal's code (`DryRunOperation` for a pass).
@@ -86,7 +86,7 @@ pub struct DryRunResult {
 
 /// Why a route is an error or a conflict.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A condition reason or a cloud error code.
     pub code: String,
     pub message: String,
@@ -95,7 +95,7 @@ pub struct Problem {
 /// The plan of one route.
 #[derive(Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct RoutePlan {
+pub(crate) struct RoutePlan {
     pub namespace: String,
     pub name: String,
     /// The manifest it was read from, or `cluster` for a pruned object.
@@ -156,13 +156,13 @@ impl RoutePlan {
     }
 
     /// An error, a conflict or a refused DryRun: the CI check fails.
-    pub fn has_problem(&self) -> bool {
+    pub(crate) fn has_problem(&self) -> bool {
         matches!(self.action, Action::Error | Action::Conflict)
             || self.dry_run.as_ref().is_some_and(|d| !d.passed)
     }
 
     /// Merging would change something: a cloud call, or an object pruned.
-    pub fn has_change(&self) -> bool {
+    pub(crate) fn has_change(&self) -> bool {
         match self.action {
             Action::Create | Action::Modify | Action::Replace | Action::Delete => true,
             Action::Adopt => !self.calls.is_empty(),
@@ -171,16 +171,16 @@ impl RoutePlan {
     }
 
     /// `namespace/name`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 }
 
 /// The gateway as read: its facts and every entry, or the read's failure.
-pub type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a CloudError>;
+pub(crate) type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a CloudError>;
 
 /// Whether the object's status says the cloud entry is its own (the controller's rule).
-pub use crate::controller::decide::owns_entry;
+pub(crate) use crate::controller::decide::owns_entry;
 use crate::controller::decide::{is_recorded_entry, owns_listed, refused_for_status};
 
 /// What a create token alone means for the listed entry (`decide.rs`).
@@ -230,7 +230,11 @@ fn changes(spec: &VpnPbrRouteSpec, entry: &Entry, facts: &GatewayFacts) -> Vec<F
 /// The mutations the operator would send one reconcile after another until the entry matches
 /// the spec: `plan::update` on a copy of the list that each accepted change is applied to. A
 /// delete (a pair member's weight change) is followed by the create of the next reconcile.
-pub fn steps(spec: &VpnPbrRouteSpec, facts: &GatewayFacts, entries: &[Entry]) -> Vec<Mutation> {
+pub(crate) fn steps(
+    spec: &VpnPbrRouteSpec,
+    facts: &GatewayFacts,
+    entries: &[Entry],
+) -> Vec<Mutation> {
     let mut list = entries.to_vec();
     let mut out = Vec::new();
     // Weight, priority and publishing are at most three calls; the bound only guards the loop.
@@ -256,7 +260,7 @@ pub fn steps(spec: &VpnPbrRouteSpec, facts: &GatewayFacts, entries: &[Entry]) ->
 }
 
 /// A one-line account of a mutation.
-pub fn call(m: &Mutation) -> Call {
+pub(crate) fn call(m: &Mutation) -> Call {
     let summary = match m {
         Mutation::Create {
             weight,
@@ -310,7 +314,7 @@ pub fn call(m: &Mutation) -> Call {
 
 /// The plan of a route from the manifests. `live` is the object in the cluster of the same
 /// namespace and name; `duplicate_of` names an object that claims the same entry first.
-pub fn plan_apply(
+pub(crate) fn plan_apply(
     desired: &VpnPbrRoute,
     namespace: &str,
     origin: &str,
@@ -449,7 +453,7 @@ pub fn plan_apply(
 /// The plan of an object in the cluster that no manifest names (`--prune`): what its deletion
 /// does in the cloud, as the operator's cleanup decides it. `account` is the account of the
 /// credentials the gateway was read with (plan's own, the operator's chain), if known.
-pub fn plan_prune(
+pub(crate) fn plan_prune(
     live: &VpnPbrRoute,
     gateway: Option<GatewayView<'_>>,
     account: Option<&str>,
