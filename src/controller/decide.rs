@@ -698,13 +698,6 @@ pub(crate) fn owns_entry(route: &VpnPbrRoute) -> bool {
     })
 }
 
-/// Whether the listed `entry` may be the one this object made or adopted: its creation time is
-/// the one status recorded (an entry deleted and made again by someone else is another entry),
-/// or the object has a create under way (its token decides: a replay proves it).
-pub(crate) fn owns_listed(route: &VpnPbrRoute, entry: &Entry) -> bool {
-    is_recorded_entry(route, entry) || has_token(route)
-}
-
 /// Whether status holds the token of a create (written before the call, cleared once the entry
 /// is recorded in sync).
 fn has_token(route: &VpnPbrRoute) -> bool {

@@ -177,49 +177,80 @@ fn sharing_key<'a>(
 /// The `namespace/name` of an older object claiming the same route, if any, among the
 /// controllers' caches (the oldest, when there are several).
 pub fn older_claim_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<String> {
-    let key = route.spec.route_key();
-    let mine = rank(route);
-    sharing_key(route, caches, false)
-        .filter(|o| is_older_claim(o, route, &key, &mine))
-        .min_by_key(|o| rank(o))
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+    older_claim_among(route, sharing_key(route, caches, false))
 }
 
 /// The `namespace/name` of an older object whose entry shares this route's gateway,
 /// destination and next hop but wants the other `publishVpc`. `PublishVpnRouteEntry` acts on
 /// every entry with that destination and next hop, so the two would flip each other.
 pub fn older_publish_conflict_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Option<String> {
-    let mine = rank(route);
-    publish_sharers(route, caches)
-        .filter(|o| {
-            o.spec.publish_vpc != route.spec.publish_vpc
-                && o.metadata.deletion_timestamp.is_none()
-                && rank(o) < mine
-        })
-        .min_by_key(|o| rank(o))
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+    older_publish_conflict_among(route, sharing_key(route, caches, true))
 }
 
 /// Our other objects naming an entry with this route's gateway, destination and next hop
 /// (whatever their source), as the caches hold them now.
 pub fn publish_sharers_in(route: &VpnPbrRoute, caches: &[ClaimCache]) -> Vec<Arc<VpnPbrRoute>> {
-    publish_sharers(route, caches).collect()
+    publish_sharers_among(route, sharing_key(route, caches, true))
 }
 
-fn publish_sharers<'a>(
-    route: &'a VpnPbrRoute,
-    caches: &'a [ClaimCache],
-) -> impl Iterator<Item = Arc<VpnPbrRoute>> + 'a {
-    let s = &route.spec;
-    // Field by field: the index found the candidates by hash.
-    sharing_key(route, caches, true).filter(move |o| {
-        let t = &o.spec;
-        t.route_dest == s.route_dest
-            && t.next_hop == s.next_hop
-            && t.vpn_gateway_id == s.vpn_gateway_id
-            && t.region_id == s.region_id
-            && o.metadata.uid != route.metadata.uid
-    })
+/// [`older_claim_in`] among `others` (any objects: the rule checks every field).
+pub(crate) fn older_claim_among<R: AsRef<VpnPbrRoute>>(
+    route: &VpnPbrRoute,
+    others: impl IntoIterator<Item = R>,
+) -> Option<String> {
+    let key = route.spec.route_key();
+    let mine = rank(route);
+    others
+        .into_iter()
+        .filter(|o| is_older_claim(o.as_ref(), route, &key, &mine))
+        .min_by_key(|o| rank(o.as_ref()))
+        .map(|o| name_of(o.as_ref()))
+}
+
+/// [`older_publish_conflict_in`] among `others`.
+pub(crate) fn older_publish_conflict_among<R: AsRef<VpnPbrRoute>>(
+    route: &VpnPbrRoute,
+    others: impl IntoIterator<Item = R>,
+) -> Option<String> {
+    let mine = rank(route);
+    others
+        .into_iter()
+        .filter(|o| {
+            let o = o.as_ref();
+            shares_publish_key(o, route)
+                && o.spec.publish_vpc != route.spec.publish_vpc
+                && o.metadata.deletion_timestamp.is_none()
+                && rank(o) < mine
+        })
+        .min_by_key(|o| rank(o.as_ref()))
+        .map(|o| name_of(o.as_ref()))
+}
+
+/// [`publish_sharers_in`] among `others`.
+pub(crate) fn publish_sharers_among<R: Into<Arc<VpnPbrRoute>> + AsRef<VpnPbrRoute>>(
+    route: &VpnPbrRoute,
+    others: impl IntoIterator<Item = R>,
+) -> Vec<Arc<VpnPbrRoute>> {
+    others
+        .into_iter()
+        .filter(|o| shares_publish_key(o.as_ref(), route))
+        .map(Into::into)
+        .collect()
+}
+
+/// Field by field (the index finds candidates by hash): another object whose entry shares
+/// the route's gateway, destination and next hop.
+fn shares_publish_key(o: &VpnPbrRoute, route: &VpnPbrRoute) -> bool {
+    let (s, t) = (&route.spec, &o.spec);
+    t.route_dest == s.route_dest
+        && t.next_hop == s.next_hop
+        && t.vpn_gateway_id == s.vpn_gateway_id
+        && t.region_id == s.region_id
+        && o.metadata.uid != route.metadata.uid
+}
+
+fn name_of(o: &VpnPbrRoute) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
 }
 
 type Rank = (Hold, Option<jiff::Timestamp>, String, String);

@@ -9,10 +9,11 @@
 //! would, 1 an error (a manifest or the cloud could not be read, an invalid or conflicting
 //! route, a create the cloud would refuse).
 
+mod rehearse;
 pub(super) mod render;
 pub(super) mod route;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,8 +24,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::cloud::{Cloud, CloudArgs, CloudSetupError};
 use super::manifests::{self, ManifestError};
-use crate::api::v1alpha1::{RouteKey, VpnPbrRoute, validation};
-use crate::controller::duplicates::{Hold, hold};
+use crate::api::v1alpha1::{VpnPbrRoute, validation};
+use std::sync::Arc;
+
+use crate::controller::duplicates;
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::port::CloudPort as _;
 use crate::controller::vpc::VpcPort;
@@ -175,78 +178,59 @@ async fn list_live(client: &kube::Client, namespace: &str) -> Result<Vec<VpnPbrR
     }
 }
 
-/// An object naming a cloud entry.
-struct Claim {
-    /// What the object in the cluster holds of the entry (the controller's first rank).
-    hold: Hold,
-    /// Creation time of the object in the cluster; `None` for one not created yet.
-    created: Option<String>,
-    /// Manifest order (objects only in the cluster after the manifests).
-    order: usize,
-    /// `namespace/name`.
-    key: String,
-    /// Index among the manifests.
-    desired: Option<usize>,
-}
-
-/// For every route that another object claims first, that object (`namespace/name`). The
-/// operator keeps an entry with the oldest object; objects not yet in the cluster are younger
-/// than those in it, and among themselves the first manifest wins.
-fn duplicates(
+/// The objects as applying the manifests would leave them (each manifest over its object in
+/// the cluster; a new one created `now`), then those in the cluster that no manifest names and
+/// that are not pruned: the world the controller's claim rules judge.
+fn applied_world(
     desired: &[(String, &VpnPbrRoute)],
     live: &HashMap<(String, String), VpnPbrRoute>,
     others: &[&VpnPbrRoute],
-) -> HashMap<usize, String> {
-    let mut claims: BTreeMap<RouteKey, Vec<Claim>> = BTreeMap::new();
-    // RFC 3339 in UTC with a fixed format: the text orders as the time does.
-    let created = |r: &VpnPbrRoute| {
-        r.metadata
+    now: jiff::Timestamp,
+) -> Vec<Arc<VpnPbrRoute>> {
+    let applied = desired.iter().map(|(ns, r)| {
+        let mut a = route::as_applied(r, ns, live.get(&(ns.clone(), r.name_any())));
+        a.metadata
             .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string())
-    };
-    for (i, (ns, r)) in desired.iter().enumerate() {
-        let existing = live.get(&(ns.clone(), r.name_any()));
-        claims.entry(r.spec.route_key()).or_default().push(Claim {
-            hold: existing.map_or(Hold::Nothing, hold),
-            created: existing.and_then(created),
-            order: i,
-            key: format!("{ns}/{}", r.name_any()),
-            desired: Some(i),
-        });
-    }
-    for (j, r) in others.iter().enumerate() {
-        claims.entry(r.spec.route_key()).or_default().push(Claim {
-            hold: hold(r),
-            created: created(r),
-            order: desired.len() + j,
-            key: format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
-            desired: None,
-        });
-    }
-    let mut out = HashMap::new();
-    for (_, mut list) in claims {
-        if list.len() < 2 {
-            continue;
-        }
-        // The object holding the entry first (as the controller ranks them), then objects in
-        // the cluster (oldest first), then new ones in manifest order.
-        list.sort_by(|a, b| {
-            a.hold.cmp(&b.hold).then(match (&a.created, &b.created) {
-                (Some(x), Some(y)) => x.cmp(y).then(a.order.cmp(&b.order)),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => a.order.cmp(&b.order),
-            })
-        });
-        let winner = list[0].key.clone();
-        for loser in &list[1..] {
-            if let Some(i) = loser.desired {
-                out.insert(i, winner.clone());
-            }
+            .get_or_insert(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        Arc::new(a)
+    });
+    applied
+        .chain(others.iter().map(|r| Arc::new((*r).clone())))
+        .collect()
+}
+
+/// What the other objects of `world` claim of object `i`'s entry, by the controller's rules
+/// (`controller::duplicates`).
+#[derive(Debug, Default)]
+struct Claimed {
+    older: Option<String>,
+    publish_conflict: Option<String>,
+    publish_sharers: Vec<Arc<VpnPbrRoute>>,
+}
+
+impl Claimed {
+    fn of(world: &[Arc<VpnPbrRoute>], i: usize) -> Self {
+        let me = &world[i];
+        let others: Vec<Arc<VpnPbrRoute>> = world
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, o)| o.clone())
+            .collect();
+        Self {
+            older: duplicates::older_claim_among(me, &others),
+            publish_conflict: duplicates::older_publish_conflict_among(me, &others),
+            publish_sharers: duplicates::publish_sharers_among(me, others.iter().cloned()),
         }
     }
-    out
+
+    fn view(&self) -> route::Claims<'_> {
+        route::Claims {
+            older: self.older.as_deref(),
+            publish_conflict: self.publish_conflict.as_deref(),
+            publish_sharers: &self.publish_sharers,
+        }
+    }
 }
 
 /// The create call of a planned create, as the controller would send it (`src/controller/vpc.rs`).
@@ -337,7 +321,14 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| default_ns.clone());
         if !seen.insert((ns.clone(), l.route.name_any())) {
-            let mut p = route::plan_apply(&l.route, &ns, &l.origin, None, None, None);
+            let mut p = route::plan_apply(
+                &l.route,
+                &ns,
+                &l.origin,
+                None,
+                route::Claims::default(),
+                None,
+            );
             p.action = route::Action::Error;
             p.problem = Some(route::Problem {
                 code: "DefinedTwice".into(),
@@ -385,7 +376,7 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
     };
     let pairs: Vec<(String, &VpnPbrRoute)> =
         desired.iter().map(|(ns, r, _)| (ns.clone(), *r)).collect();
-    let dups = duplicates(&pairs, &live, &others);
+    let world = applied_world(&pairs, &live, &others, jiff::Timestamp::now());
 
     // Each gateway once: the valid manifests' and the pruned objects'.
     let cloud = Cloud::new(&args.cloud)?;
@@ -437,7 +428,7 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
             ns,
             origin,
             existing,
-            dups.get(&i).map(String::as_str),
+            Claimed::of(&world, i).view(),
             view(r),
         ));
     }
@@ -445,14 +436,18 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
     // The account plan's credentials act for: a gateway-gone answer proves something only
     // from the entry's account (asked once, only when something is pruned).
     let account = match pruned.first() {
-        Some(r) => port
-            .caller_account(&cloud.scope(&r.spec.region_id, &r.spec.vpn_gateway_id))
-            .await
-            .ok(),
+        Some(r) => Some(
+            port.caller_account(&cloud.scope(&r.spec.region_id, &r.spec.vpn_gateway_id))
+                .await,
+        ),
         None => None,
     };
     for r in &pruned {
-        plans.push(route::plan_prune(r, view(r), account.as_deref()));
+        plans.push(route::plan_prune(
+            r,
+            view(r),
+            account.as_ref().map(|a| a.as_deref()),
+        ));
     }
     for p in &mut plans {
         if p.create.is_some() {
@@ -478,7 +473,7 @@ mod tests {
     fn route(ns: &str, name: &str, created: Option<&str>) -> VpnPbrRoute {
         let mut r: VpnPbrRoute = serde_json::from_value(serde_json::json!({
             "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": name, "namespace": ns},
+            "metadata": {"name": name, "namespace": ns, "uid": format!("{ns}/{name}")},
             "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
                      "routeSource": "192.168.1.0/24", "routeDest": "10.0.0.0/16",
                      "nextHop": "vco-1", "weight": 100, "publishVpc": false}
@@ -492,14 +487,25 @@ mod tests {
         r
     }
 
+    /// Who claims manifest `i`'s entry first, as the controller would judge it.
+    fn older(
+        desired: &[(String, &VpnPbrRoute)],
+        live: &HashMap<(String, String), VpnPbrRoute>,
+        others: &[&VpnPbrRoute],
+        i: usize,
+    ) -> Option<String> {
+        let now = "2026-01-01T00:00:00Z".parse().expect("time");
+        Claimed::of(&applied_world(desired, live, others, now), i).older
+    }
+
     #[test]
-    fn the_oldest_live_object_keeps_the_entry_else_the_first_manifest() {
+    fn the_oldest_live_object_keeps_the_entry_else_the_first_by_name() {
         let a = route("ns", "a", None);
         let b = route("ns", "b", None);
         let desired = vec![("ns".to_owned(), &a), ("ns".to_owned(), &b)];
-        let d = duplicates(&desired, &HashMap::new(), &[]);
-        assert_eq!(d.get(&1).map(String::as_str), Some("ns/a"));
-        assert!(!d.contains_key(&0));
+        let none = HashMap::new();
+        assert_eq!(older(&desired, &none, &[], 1).as_deref(), Some("ns/a"));
+        assert_eq!(older(&desired, &none, &[], 0), None);
 
         // b exists in the cluster: it is older than the new a.
         let mut live = HashMap::new();
@@ -507,14 +513,18 @@ mod tests {
             ("ns".to_owned(), "b".to_owned()),
             route("ns", "b", Some("2024-01-01T00:00:00Z")),
         );
-        let d = duplicates(&desired, &live, &[]);
-        assert_eq!(d.get(&0).map(String::as_str), Some("ns/b"));
+        assert_eq!(older(&desired, &live, &[], 0).as_deref(), Some("ns/b"));
 
         // An object in the cluster that no manifest names (and is not pruned) still claims it.
         let old = route("other", "c", Some("2023-01-01T00:00:00Z"));
-        let d = duplicates(&desired, &live, &[&old]);
-        assert_eq!(d.get(&0).map(String::as_str), Some("other/c"));
-        assert_eq!(d.get(&1).map(String::as_str), Some("other/c"));
+        assert_eq!(
+            older(&desired, &live, &[&old], 0).as_deref(),
+            Some("other/c")
+        );
+        assert_eq!(
+            older(&desired, &live, &[&old], 1).as_deref(),
+            Some("other/c")
+        );
     }
 
     #[test]
@@ -533,9 +543,32 @@ mod tests {
                 .expect("status"),
         );
         live.insert(("ns".to_owned(), "b".to_owned()), holder);
-        let d = duplicates(&desired, &live, &[]);
-        assert_eq!(d.get(&0).map(String::as_str), Some("ns/b"), "{d:?}");
-        assert!(!d.contains_key(&1));
+        assert_eq!(older(&desired, &live, &[], 0).as_deref(), Some("ns/b"));
+        assert_eq!(older(&desired, &live, &[], 1), None);
+    }
+
+    #[test]
+    fn a_publish_conflict_is_planned_as_the_controller_judges_it() {
+        let a = route("ns", "a", Some("2024-01-01T00:00:00Z"));
+        let mut b = route("ns", "b", None);
+        // Same gateway, destination and next hop, another source, the other publishVpc.
+        b.spec.route_source = "192.168.2.0/24".into();
+        b.spec.publish_vpc = true;
+        let desired = vec![("ns".to_owned(), &a), ("ns".to_owned(), &b)];
+        let mut live = HashMap::new();
+        live.insert(("ns".to_owned(), "a".to_owned()), a.clone());
+        let now = "2026-01-01T00:00:00Z".parse().expect("time");
+        let world = applied_world(&desired, &live, &[], now);
+        assert_eq!(
+            Claimed::of(&world, 1).publish_conflict.as_deref(),
+            Some("ns/a")
+        );
+        assert_eq!(
+            Claimed::of(&world, 0).publish_conflict,
+            None,
+            "the older waits for none"
+        );
+        assert_eq!(Claimed::of(&world, 0).publish_sharers.len(), 1);
     }
 
     #[test]

@@ -274,7 +274,7 @@ pub(crate) fn table(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::api::v1alpha1::VpnPbrRoute;
-    use crate::cli::plan::route::plan_apply;
+    use crate::cli::plan::route::{Claims, plan_apply};
     use crate::controller::model::{Entry, GatewayFacts};
 
     fn route(name: &str, hop: &str) -> VpnPbrRoute {
@@ -307,8 +307,22 @@ mod tests {
             vpn_instance_id: "vpn-a".into(),
         }];
         let view = Some(Ok((&facts, entries.as_slice())));
-        let create = plan_apply(&route("new", "vco-2"), "ns", "f", None, None, view);
-        let conflict = plan_apply(&route("old", "vco-1"), "ns", "f", None, None, view);
+        let create = plan_apply(
+            &route("new", "vco-2"),
+            "ns",
+            "f",
+            None,
+            Claims::default(),
+            view,
+        );
+        let conflict = plan_apply(
+            &route("old", "vco-1"),
+            "ns",
+            "f",
+            None,
+            Claims::default(),
+            view,
+        );
         let reads = [GatewayRead {
             region_id: "cn-hangzhou".into(),
             vpn_gateway_id: "vpn-a".into(),

@@ -9,11 +9,15 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::api::v1alpha1::{
-    ADOPT_ANNOTATION, DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute,
-    VpnPbrRouteSpec, validation,
+    DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute, VpnPbrRouteSpec, validation,
 };
+use std::sync::Arc;
+
+use super::rehearse::{Rehearsal, Stage, rehearse};
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
-use crate::controller::plan::{self, Step};
+use crate::controller::plan;
+use crate::controller::reason::Reason;
+use crate::controller::status;
 use alicloud_vpc_client::CloudError;
 
 /// What the operator would do with a route.
@@ -181,7 +185,6 @@ pub(crate) type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a Cl
 
 /// Whether the object's status says the cloud entry is its own (the controller's rule).
 pub(crate) use crate::controller::decide::owns_entry;
-use crate::controller::decide::{is_recorded_entry, owns_listed, refused_for_status};
 
 /// What a create token alone means for the listed entry (`decide.rs`).
 const REPLAY_NOTE: &str = "only a create token is recorded: the operator replays that create \
@@ -225,38 +228,6 @@ fn changes(spec: &VpnPbrRouteSpec, entry: &Entry, facts: &GatewayFacts) -> Vec<F
             FieldChange { field, old, new }
         })
         .collect()
-}
-
-/// The mutations the operator would send one reconcile after another until the entry matches
-/// the spec: `plan::update` on a copy of the list that each accepted change is applied to. A
-/// delete (a pair member's weight change) is followed by the create of the next reconcile.
-pub(crate) fn steps(
-    spec: &VpnPbrRouteSpec,
-    facts: &GatewayFacts,
-    entries: &[Entry],
-) -> Vec<Mutation> {
-    let mut list = entries.to_vec();
-    let mut out = Vec::new();
-    // Weight, priority and publishing are at most three calls; the bound only guards the loop.
-    for _ in 0..6 {
-        let Some(entry) = plan::find(spec, &list) else {
-            break;
-        };
-        let partner = plan::has_partner(spec, &list);
-        match plan::update(spec, entry, facts, partner) {
-            Step::InSync => break,
-            Step::Mutate(m @ Mutation::Delete { .. }) => {
-                out.push(m);
-                out.push(plan::create(spec, facts, ""));
-                break;
-            }
-            Step::Mutate(m) => {
-                m.apply_to(&mut list, None);
-                out.push(m);
-            }
-        }
-    }
-    out
 }
 
 /// A one-line account of a mutation.
@@ -312,19 +283,65 @@ pub(crate) fn call(m: &Mutation) -> Call {
     }
 }
 
+/// The time a plan stands at: the creation time of the entries a rehearsed create makes, and
+/// the stamp of rehearsed conditions (neither is shown).
+const PLAN_TIME: &str = "2000-01-01T00:00:00Z";
+const PLAN_TIME_MS: i64 = 946_684_800_000;
+
+/// The object as the operator would see it once `desired` is applied over `live`: the
+/// manifest's spec and metadata, the cluster's identity, finalizers and status; a changed spec
+/// is a new generation.
+pub(crate) fn as_applied(
+    desired: &VpnPbrRoute,
+    namespace: &str,
+    live: Option<&VpnPbrRoute>,
+) -> VpnPbrRoute {
+    let mut r = desired.clone();
+    r.metadata.namespace = Some(namespace.to_owned());
+    match live {
+        Some(l) => {
+            let g = l.metadata.generation.unwrap_or(1);
+            r.metadata.uid = l.metadata.uid.clone();
+            r.metadata.creation_timestamp = l.metadata.creation_timestamp.clone();
+            r.metadata.finalizers = l.metadata.finalizers.clone();
+            r.metadata.generation = Some(if l.spec == desired.spec { g } else { g + 1 });
+            r.status = l.status.clone();
+        }
+        None => {
+            r.metadata.uid = Some(format!("plan:{namespace}/{}", desired.name_any()));
+            r.metadata.generation = Some(1);
+            r.status = None;
+        }
+    }
+    r
+}
+
+/// Who else claims the entry or its publishing, as the controller would judge it (see
+/// `controller::duplicates`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Claims<'a> {
+    /// An older object naming the same entry.
+    pub older: Option<&'a str>,
+    /// An older object publishing the same destination and next hop the other way.
+    pub publish_conflict: Option<&'a str>,
+    /// Our other objects naming an entry with this gateway, destination and next hop.
+    pub publish_sharers: &'a [Arc<VpnPbrRoute>],
+}
+
 /// The plan of a route from the manifests. `live` is the object in the cluster of the same
-/// namespace and name; `duplicate_of` names an object that claims the same entry first.
+/// namespace and name; `claims` what the other objects claim.
 pub(crate) fn plan_apply(
     desired: &VpnPbrRoute,
     namespace: &str,
     origin: &str,
     live: Option<&VpnPbrRoute>,
-    duplicate_of: Option<&str>,
+    claims: Claims<'_>,
     gateway: Option<GatewayView<'_>>,
 ) -> RoutePlan {
     let mut p = RoutePlan::new(desired, namespace, origin);
     let spec = &desired.spec;
     if let Err(errors) = validation::validate(spec) {
+        // The operator's first gate (`decide`); the gateway is not even read.
         let message = errors
             .iter()
             .map(ToString::to_string)
@@ -356,195 +373,194 @@ pub(crate) fn plan_apply(
             );
         }
     }
-    if let Some(winner) = duplicate_of {
-        return p.error(
-            "DuplicateRoute",
-            format!("route already claimed by {winner}"),
-        );
-    }
     if spec.credentials_ref.is_some() {
         p.notes.push(
             "credentialsRef: planned with the command's own credentials, not the Secret's".into(),
         );
     }
-    if annotation_is_true(desired, PAUSED_ANNOTATION) {
-        p.notes.push(format!(
-            "paused ({PAUSED_ANNOTATION}): nothing is sent until it is unpaused"
-        ));
-    }
-    let Some(gateway) = gateway else {
-        return p.error("NotRead", "the gateway was not read");
+    let route = as_applied(desired, namespace, live);
+    let observe_only = spec.management_policy == ManagementPolicy::ObserveOnly;
+    let paused = annotation_is_true(&route, PAUSED_ANNOTATION);
+    let Some(gateway) = gateway.filter(|_| claims.older.is_none() && !paused) else {
+        if claims.older.is_none() && !paused {
+            return p.error("NotRead", "the gateway was not read");
+        }
+        // Gates that need no read: the rehearsal decides them on the object alone.
+        return outcome(p, &rehearse_on(&route, None, claims), live, observe_only);
     };
     let (facts, entries) = match gateway {
         Ok(read) => read,
         Err(e) => return p.error(e.code(), e.to_string()),
     };
-    let entry = plan::find(spec, entries);
-    if spec.management_policy == ManagementPolicy::ObserveOnly {
-        match entry {
-            None => p.notes.push(
+    if let Some(e) = plan::find(spec, entries) {
+        p.changes = changes(spec, e, facts);
+    }
+    let r = rehearse_on(&route, Some(Ok((facts, entries))), claims);
+    outcome(p, &r, live, observe_only)
+}
+
+fn rehearse_on(
+    route: &VpnPbrRoute,
+    gateway: Option<GatewayView<'_>>,
+    claims: Claims<'_>,
+) -> Rehearsal {
+    rehearse(&Stage {
+        route,
+        gateway,
+        older_claim: claims.older,
+        publish_conflict: claims.publish_conflict,
+        publish_sharers: claims.publish_sharers,
+        account: None,
+        credentials_fallback: None,
+        now_ms: PLAN_TIME_MS,
+        now: PLAN_TIME,
+    })
+}
+
+/// What the rehearsal of an applied route comes to.
+fn outcome(
+    mut p: RoutePlan,
+    r: &Rehearsal,
+    live: Option<&VpnPbrRoute>,
+    observe_only: bool,
+) -> RoutePlan {
+    if let Some((reason, message)) = &r.failed {
+        return p.error(reason.as_str(), message.clone());
+    }
+    let ready = status::ready(r.status.as_ref());
+    let synced = status::synced(r.status.as_ref());
+    let reason = |c: Option<&crate::api::v1alpha1::Condition>| c.map(|c| Reason::parse(&c.reason));
+    if let Some(c) = ready {
+        match Reason::parse(&c.reason) {
+            Reason::InvalidSpec | Reason::DuplicateRoute => {
+                return p.error(&c.reason, c.message.clone());
+            }
+            Reason::AlreadyExists | Reason::PublishConflict => {
+                p.action = Action::Conflict;
+                p.problem = Some(Problem {
+                    code: c.reason.clone(),
+                    message: c.message.clone(),
+                });
+                return p;
+            }
+            _ => {}
+        }
+    }
+    if reason(synced) == Some(Reason::Paused) {
+        p.notes.push(format!(
+            "paused ({PAUSED_ANNOTATION}): nothing is sent until it is unpaused"
+        ));
+        return p;
+    }
+    if observe_only {
+        match reason(synced) {
+            Some(Reason::NotFound) => p.notes.push(
                 "ObserveOnly: no such entry on the gateway; reported as NotFound, never created"
                     .into(),
             ),
-            Some(e) => {
-                p.changes = changes(spec, e, facts);
-                if !p.changes.is_empty() {
-                    p.notes
-                        .push("ObserveOnly: reported as Drift, the cloud is not changed".into());
-                }
-            }
+            Some(Reason::Drift) => p
+                .notes
+                .push("ObserveOnly: reported as Drift, the cloud is not changed".into()),
+            _ => {}
         }
         return p;
     }
-    let Some(entry) = entry else {
-        if let Some(rule) = plan::gateway_refuses_dest(spec, facts) {
-            return p.error("InvalidSpec", format!("spec.routeDest: {rule}"));
-        }
-        let create = plan::create(spec, facts, "");
-        p.action = Action::Create;
-        p.calls = vec![call(&create)];
-        p.create = Some(create);
-        if live.is_some_and(owns_entry) {
-            p.notes.push(
-                "the entry this object made is gone from the cloud (deleted outside the operator): it is made again".into(),
-            );
-        }
-        return p;
+    p.calls = r.calls.iter().map(call).collect();
+    let adopted_now = r.status.as_ref().and_then(|s| s.adopted) == Some(true)
+        && live.and_then(|l| l.status.as_ref()).and_then(|s| s.adopted) != Some(true);
+    // A replay of the held token changes nothing by itself: what follows it does.
+    let changes = &r.calls[usize::from(r.replayed)..];
+    p.action = match changes.first() {
+        _ if adopted_now => Action::Adopt,
+        None => Action::Nothing,
+        Some(Mutation::Delete { .. }) => Action::Replace,
+        Some(Mutation::Create { .. }) => Action::Create,
+        Some(_) => Action::Modify,
     };
-    // The listed entry is the object's when status recorded it; a create token alone is
-    // proven only by the operator's replay of it (the cloud answers with the entry it made).
-    let owned = live.is_some_and(|l| owns_listed(l, entry));
-    if live.is_some_and(|l| owned && !is_recorded_entry(l, entry)) {
+    if r.replayed {
         p.notes.push(REPLAY_NOTE.into());
     }
-    let adopting = !owned && annotation_is_true(desired, ADOPT_ANNOTATION);
-    if !owned && !adopting {
-        p.action = Action::Conflict;
-        p.problem = Some(Problem {
-            code: "AlreadyExists".into(),
-            message: format!(
-                "an entry with this source, destination and next hop already exists on the gateway \
-                 and this object did not create it; the operator leaves it alone (Ready=False, \
-                 AlreadyExists) unless the object has the annotation {ADOPT_ANNOTATION}: \"true\""
-            ),
-        });
-        return p;
-    }
-    p.changes = changes(spec, entry, facts);
-    let steps = steps(spec, facts, entries);
-    p.calls = steps.iter().map(call).collect();
-    p.action = if adopting {
-        Action::Adopt
-    } else {
-        match steps.first() {
-            None => Action::Nothing,
-            Some(Mutation::Delete { .. }) => Action::Replace,
-            Some(_) => Action::Modify,
-        }
-    };
-    if matches!(steps.first(), Some(Mutation::Delete { .. })) {
-        p.notes.push(
+    match p.action {
+        Action::Replace => p.notes.push(
             "a member of an active/standby pair: the API refuses its weight change, so the entry is deleted and made again (the partner carries the traffic meanwhile)".into(),
-        );
+        ),
+        Action::Create => {
+            p.create = changes.first().cloned();
+            if live.is_some_and(owns_entry) {
+                p.notes.push(
+                    "the entry this object made is gone from the cloud (deleted outside the operator): it is made again".into(),
+                );
+            }
+        }
+        _ => {}
     }
     p
 }
 
 /// The plan of an object in the cluster that no manifest names (`--prune`): what its deletion
 /// does in the cloud, as the operator's cleanup decides it. `account` is the account of the
-/// credentials the gateway was read with (plan's own, the operator's chain), if known.
+/// credentials the gateway was read with (plan's own, the operator's chain), if asked.
 pub(crate) fn plan_prune(
     live: &VpnPbrRoute,
     gateway: Option<GatewayView<'_>>,
-    account: Option<&str>,
+    account: Option<Result<&str, &CloudError>>,
 ) -> RoutePlan {
     let namespace = live.namespace().unwrap_or_default();
     let mut p = RoutePlan::new(live, &namespace, "cluster");
     p.action = Action::Delete;
     let spec = &live.spec;
-    if spec.deletion_policy == DeletionPolicy::Orphan {
-        p.notes
-            .push("deletionPolicy Orphan: the object goes, the cloud entry stays".into());
-        return p;
+    let mut route = live.clone();
+    route.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::from_millisecond(PLAN_TIME_MS).unwrap_or_default(),
+    ));
+    let r = rehearse(&Stage {
+        route: &route,
+        gateway,
+        older_claim: None,
+        publish_conflict: None,
+        publish_sharers: &[],
+        account,
+        // Plan reads with its own credentials: for a route with a Secret of its own they
+        // are not the route's.
+        credentials_fallback: spec
+            .credentials_ref
+            .is_some()
+            .then_some("plan reads with its own credentials"),
+        now_ms: PLAN_TIME_MS,
+        now: PLAN_TIME,
+    });
+    if let Some((reason, message)) = &r.failed {
+        return p.error(reason.as_str(), message.clone());
     }
-    if spec.management_policy == ManagementPolicy::ObserveOnly {
-        p.notes
-            .push("ObserveOnly: the object goes, the cloud entry stays".into());
-        return p;
+    p.calls = r.calls.iter().map(call).collect();
+    if r.replayed {
+        p.notes.push(REPLAY_NOTE.into());
     }
-    if !owns_entry(live) {
-        p.notes.push(
-            "this object never created nor adopted a cloud entry: nothing is deleted in the cloud"
-                .into(),
-        );
-        return p;
-    }
-    if annotation_is_true(live, PAUSED_ANNOTATION) {
-        p.notes.push(format!(
-            "paused ({PAUSED_ANNOTATION}): the deletion waits until it is unpaused"
-        ));
-    }
-    let Some(gateway) = gateway else {
+    let note = if spec.deletion_policy == DeletionPolicy::Orphan {
+        "deletionPolicy Orphan: the object goes, the cloud entry stays"
+    } else if spec.management_policy == ManagementPolicy::ObserveOnly {
+        "ObserveOnly: the object goes, the cloud entry stays"
+    } else if !owns_entry(live) {
+        "this object never created nor adopted a cloud entry: nothing is deleted in the cloud"
+    } else if annotation_is_true(live, PAUSED_ANNOTATION) {
+        "paused: the deletion waits until it is unpaused"
+    } else if r.needs_read {
         return p.error("NotRead", "the gateway was not read");
+    } else if !p.calls.is_empty() {
+        return p;
+    } else if r.released {
+        "nothing of this object's is left in the cloud"
+    } else {
+        "the deletion waits"
     };
-    match gateway {
-        // The operator believes a gateway-gone answer only from the entry's account
-        // (decide.rs `gateway_gone`): plan's credentials stand for the route's own only
-        // without a credentialsRef.
-        Err(e) if e.is_gateway_gone() && !refused_for_status(e) => {
-            let recorded = live.status.as_ref().and_then(|s| s.account_id.as_deref());
-            let proves = match recorded {
-                Some(entry) => account == Some(entry),
-                None => spec.credentials_ref.is_none(),
-            };
-            if proves {
-                p.notes.push(format!(
-                    "the gateway is gone ({}): nothing left to delete",
-                    e.code()
-                ));
-                return p;
-            }
-            let used = account.map_or("an account that could not be told".to_owned(), |a| {
-                format!("account {a}")
-            });
-            let entry = recorded.map_or("an account never recorded".to_owned(), |a| {
-                format!("account {a}")
-            });
-            p.error(
-                "CleanupBlocked",
-                format!(
-                    "the gateway answered {} to credentials of {used}, and the entry is in \
-                     {entry} (or its route has its own credentials): that proves nothing, and \
-                     the operator's cleanup waits (AccountUnproven) unless it has that \
-                     account's credentials",
-                    e.code()
-                ),
-            )
-        }
-        Err(e) => p.error(e.code(), e.to_string()),
-        Ok((facts, entries)) => {
-            match plan::find(spec, entries) {
-                None => p.notes.push("the cloud entry is already gone".to_owned()),
-                Some(entry) if is_recorded_entry(live, entry) => {
-                    p.calls = vec![call(&plan::delete(entry, facts))];
-                }
-                Some(entry) if owns_listed(live, entry) => {
-                    p.notes.push(REPLAY_NOTE.into());
-                    p.calls = vec![call(&plan::delete(entry, facts))];
-                }
-                Some(_) => p.notes.push(
-                    "the listed entry is not the one this object made (made again since): it stays"
-                        .to_owned(),
-                ),
-            }
-            p
-        }
-    }
+    p.notes.push(note.to_owned());
+    p
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::v1alpha1::ADOPT_ANNOTATION;
     use crate::api::v1alpha1::VpnPbrRouteStatus;
     use alicloud_vpc_client::{ApiError, ErrorClass};
 
@@ -582,6 +598,7 @@ mod tests {
     }
 
     fn owned(mut r: VpnPbrRoute) -> VpnPbrRoute {
+        r.metadata.finalizers = Some(vec![crate::api::v1alpha1::FINALIZER.to_owned()]);
         r.status = Some(VpnPbrRouteStatus {
             // The creation time of `entry(..)`.
             create_time: Some("1970-01-01T00:00:00.001Z".into()),
@@ -600,7 +617,14 @@ mod tests {
 
     fn apply(desired: &VpnPbrRoute, live: Option<&VpnPbrRoute>, entries: &[Entry]) -> RoutePlan {
         let f = facts();
-        plan_apply(desired, "ns", "f.yaml", live, None, Some(Ok((&f, entries))))
+        plan_apply(
+            desired,
+            "ns",
+            "f.yaml",
+            live,
+            Claims::default(),
+            Some(Ok((&f, entries))),
+        )
     }
 
     #[test]
@@ -751,7 +775,17 @@ mod tests {
 
         let f = facts();
         let r = route("b", "192.168.1.0/24", "vco-1", 100);
-        let p = plan_apply(&r, "ns", "f", None, Some("ns/a"), Some(Ok((&f, &[]))));
+        let p = plan_apply(
+            &r,
+            "ns",
+            "f",
+            None,
+            Claims {
+                older: Some("ns/a"),
+                ..Claims::default()
+            },
+            Some(Ok((&f, &[]))),
+        );
         assert_eq!(p.problem.map(|x| x.code), Some("DuplicateRoute".into()));
 
         let e = CloudError::Api(Box::new(ApiError {
@@ -765,7 +799,7 @@ mod tests {
             retry_after: None,
             class: ErrorClass::NeedsOutsideAction,
         }));
-        let p = plan_apply(&r, "ns", "f", None, None, Some(Err(&e)));
+        let p = plan_apply(&r, "ns", "f", None, Claims::default(), Some(Err(&e)));
         assert_eq!(p.action, Action::Error);
         assert!(p.has_problem());
         // Pruning a route of a deleted gateway leaves nothing to delete.
@@ -777,9 +811,9 @@ mod tests {
         if let Some(s) = in_other.status.as_mut() {
             s.account_id = Some("1111111111111111".into());
         }
-        let p = plan_prune(&in_other, Some(Err(&e)), Some("2222222222222222"));
+        let p = plan_prune(&in_other, Some(Err(&e)), Some(Ok("2222222222222222")));
         assert!(p.has_problem(), "another account's answer proves nothing");
-        let p = plan_prune(&in_other, Some(Err(&e)), Some("1111111111111111"));
+        let p = plan_prune(&in_other, Some(Err(&e)), Some(Ok("1111111111111111")));
         assert!(!p.has_problem(), "the entry's own account");
     }
 
@@ -826,7 +860,7 @@ mod tests {
         let r = route("a", "192.168.1.0/24", "vco-1", 0);
         let list = [entry("192.168.1.0/24", "vco-1", 100)];
         // Status recorded another entry (deleted and made again by someone else since).
-        let mut earlier = r.clone();
+        let mut earlier = owned(r.clone());
         earlier.status = Some(VpnPbrRouteStatus {
             create_time: Some("2024-01-01T00:00:00.000Z".into()),
             ..Default::default()
@@ -837,7 +871,7 @@ mod tests {
         let p = plan_prune(&earlier, Some(Ok((&f, &list))), None);
         assert!(p.calls.is_empty(), "made again: never deleted");
         // Only a create token: the operator replays it first, and only its answer decides.
-        let mut token = r.clone();
+        let mut token = owned(r.clone());
         token.status = Some(VpnPbrRouteStatus {
             client_token: Some("t".into()),
             ..Default::default()
@@ -855,5 +889,47 @@ mod tests {
             "{:?}",
             p.notes
         );
+    }
+
+    #[test]
+    fn gates_are_the_controllers_a_pause_sends_nothing_and_a_publish_conflict_waits() {
+        let f = facts();
+        let list = [entry("192.168.1.0/24", "vco-1", 100)];
+        let live = owned(route("a", "192.168.1.0/24", "vco-1", 100));
+        // The spec asks for weight 0: a change, unless the route is paused.
+        let mut paused = route("a", "192.168.1.0/24", "vco-1", 0);
+        paused
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(PAUSED_ANNOTATION.into(), "true".into());
+        let p = apply(&paused, Some(&live), &list);
+        assert_eq!(p.action, Action::Nothing, "paused: a gate, not a note");
+        assert!(p.calls.is_empty() && !p.has_change());
+        assert!(
+            p.notes.iter().any(|n| n.contains("paused")),
+            "{:?}",
+            p.notes
+        );
+        // An older object publishing the same destination and next hop the other way.
+        let mut publish = route("a", "192.168.1.0/24", "vco-1", 100);
+        publish.spec.publish_vpc = true;
+        let p = plan_apply(
+            &publish,
+            "ns",
+            "f.yaml",
+            Some(&live),
+            Claims {
+                publish_conflict: Some("ns/older"),
+                ..Claims::default()
+            },
+            Some(Ok((&f, &list))),
+        );
+        assert_eq!(p.action, Action::Conflict);
+        assert_eq!(
+            p.problem.as_ref().map(|x| x.code.as_str()),
+            Some("PublishConflict")
+        );
+        assert!(p.calls.is_empty());
     }
 }
