@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
-use serde::Serialize;
 
 use super::cloud::{Cloud, CloudArgs, CloudSetupError};
 use crate::api::v1alpha1::{
-    ADOPT_ANNOTATION, DEFAULT_PRIORITY, GROUP, VpnPbrRouteSpec, validation,
+    ADOPT_ANNOTATION, DEFAULT_PRIORITY, DeletionPolicy, ManagementPolicy, VpnPbrRoute,
+    VpnPbrRouteSpec, validation,
 };
 use alicloud_vpc_client::{CloudError, DescribeVpnGatewayRequest, VpnPbrRouteEntry};
 
@@ -45,50 +46,39 @@ pub struct ImportArgs {
     /// Write this deletionPolicy into every manifest (default: left out, i.e. Delete). Orphan
     /// keeps the cloud entry when the object is deleted.
     #[arg(long, value_enum, ignore_case = true)]
-    pub(crate) deletion_policy: Option<DeletionPolicyArg>,
+    pub(crate) deletion_policy: Option<DeletionPolicy>,
 
     /// Write this managementPolicy into every manifest (default: left out, i.e. Full).
     /// ObserveOnly lets the operator report drift without changing anything.
     #[arg(long, value_enum, ignore_case = true)]
-    pub(crate) management_policy: Option<ManagementPolicyArg>,
+    pub(crate) management_policy: Option<ManagementPolicy>,
 
     #[command(flatten)]
     pub(crate) cloud: CloudArgs,
 }
 
-/// `spec.deletionPolicy`, spelled as in the CRD.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DeletionPolicyArg {
-    #[value(name = "Delete")]
-    Delete,
-    #[value(name = "Orphan")]
-    Orphan,
-}
-
-/// `spec.managementPolicy`, spelled as in the CRD.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ManagementPolicyArg {
-    #[value(name = "Full")]
-    Full,
-    #[value(name = "ObserveOnly")]
-    ObserveOnly,
-}
-
-impl DeletionPolicyArg {
-    fn as_str(self) -> &'static str {
-        match self {
+/// The policies take the CRD's spelling on the command line.
+impl ValueEnum for DeletionPolicy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Delete, Self::Orphan]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
             Self::Delete => "Delete",
             Self::Orphan => "Orphan",
-        }
+        }))
     }
 }
 
-impl ManagementPolicyArg {
-    fn as_str(self) -> &'static str {
-        match self {
+impl ValueEnum for ManagementPolicy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Full, Self::ObserveOnly]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
             Self::Full => "Full",
             Self::ObserveOnly => "ObserveOnly",
-        }
+        }))
     }
 }
 
@@ -134,8 +124,8 @@ pub(super) struct GatewayRoutes {
 #[derive(Clone, Debug, Default)]
 pub(super) struct ManifestOptions {
     pub namespace: Option<String>,
-    pub deletion_policy: Option<DeletionPolicyArg>,
-    pub management_policy: Option<ManagementPolicyArg>,
+    pub deletion_policy: Option<DeletionPolicy>,
+    pub management_policy: Option<ManagementPolicy>,
 }
 
 /// One imported route.
@@ -151,44 +141,6 @@ pub(super) struct Imported {
 pub(super) struct Skipped {
     pub what: String,
     pub why: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest<'a> {
-    api_version: String,
-    kind: &'static str,
-    metadata: Metadata<'a>,
-    spec: Spec<'a>,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    annotations: BTreeMap<&'static str, &'static str>,
-}
-
-/// The spec in the order of the README's example, defaults left out.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Spec<'a> {
-    region_id: &'a str,
-    vpn_gateway_id: &'a str,
-    route_source: &'a str,
-    route_dest: &'a str,
-    next_hop: &'a str,
-    weight: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<i32>,
-    publish_vpc: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deletion_policy: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    management_policy: Option<&'static str>,
 }
 
 /// Lower-case letters, digits and single dashes, no dash at either end.
@@ -343,34 +295,47 @@ fn document(
     name: &str,
     options: &ManifestOptions,
 ) -> Result<String, serde_yaml::Error> {
-    let spec = spec_of(gw, e);
-    let manifest = Manifest {
-        api_version: format!("{GROUP}/v1alpha1"),
-        kind: "VpnPbrRoute",
-        metadata: Metadata {
-            name,
-            namespace: options.namespace.as_deref(),
-            annotations: BTreeMap::from([(ADOPT_ANNOTATION, "true")]),
-        },
-        spec: Spec {
-            region_id: &spec.region_id,
-            vpn_gateway_id: &spec.vpn_gateway_id,
-            route_source: &spec.route_source,
-            route_dest: &spec.route_dest,
-            next_hop: &spec.next_hop,
-            weight: spec.weight,
-            priority: priority_of(gw, e),
-            publish_vpc: spec.publish_vpc,
-            description: spec.description.as_deref(),
-            deletion_policy: options.deletion_policy.map(DeletionPolicyArg::as_str),
-            management_policy: options.management_policy.map(ManagementPolicyArg::as_str),
-        },
-    };
-    let body = serde_yaml::to_string(&manifest)?;
+    let mut spec = spec_of(gw, e);
+    if let Some(d) = options.deletion_policy {
+        spec.deletion_policy = d;
+    }
+    if let Some(m) = options.management_policy {
+        spec.management_policy = m;
+    }
+    let mut manifest = VpnPbrRoute::new(name, spec);
+    manifest.metadata.namespace = options.namespace.clone();
+    manifest.metadata.annotations = Some(BTreeMap::from([(
+        ADOPT_ANNOTATION.to_owned(),
+        "true".to_owned(),
+    )]));
+    let body = serde_yaml::to_string(&without_defaults(&manifest)?)?;
     Ok(format!(
         "# Imported by `vpn-pbr-operator import` from {}/{}.\n{body}",
         gw.region, gw.gateway
     ))
+}
+
+/// The object as YAML, its spec without the fields that hold their default: a field goes when
+/// the spec reads back the same without it (the type's own defaults decide, field by field).
+fn without_defaults(route: &VpnPbrRoute) -> Result<serde_yaml::Value, serde_yaml::Error> {
+    let mut object = serde_yaml::to_value(route)?;
+    let Some(spec) = object
+        .get_mut("spec")
+        .and_then(serde_yaml::Value::as_mapping_mut)
+    else {
+        return Ok(object);
+    };
+    let keys: Vec<serde_yaml::Value> = spec.keys().cloned().collect();
+    for key in keys {
+        let mut without = spec.clone();
+        without.remove(&key);
+        let same = serde_yaml::from_value::<VpnPbrRouteSpec>(serde_yaml::Value::Mapping(without))
+            .is_ok_and(|s| s == route.spec);
+        if same {
+            spec.remove(&key);
+        }
+    }
+    Ok(object)
 }
 
 /// Reads every gateway (its facts and all pages of its list).
@@ -553,7 +518,13 @@ mod tests {
             "default left out: {}",
             second.yaml
         );
-        assert!(!second.yaml.contains("deletionPolicy"));
+        for left_out in ["deletionPolicy", "managementPolicy", "status", "null"] {
+            assert!(
+                !second.yaml.contains(left_out),
+                "{left_out}: {}",
+                second.yaml
+            );
+        }
         let r = parse(&second.yaml);
         assert_eq!(
             (r.spec.weight, r.spec.priority, r.spec.publish_vpc),
@@ -599,8 +570,8 @@ mod tests {
             &[g],
             &ManifestOptions {
                 namespace: None,
-                deletion_policy: Some(DeletionPolicyArg::Orphan),
-                management_policy: Some(ManagementPolicyArg::ObserveOnly),
+                deletion_policy: Some(DeletionPolicy::Orphan),
+                management_policy: Some(ManagementPolicy::ObserveOnly),
             },
         )
         .expect("manifests");
