@@ -719,7 +719,6 @@ mod tests {
             latencies_ms: Vec::new(),
             latency_missing: 0,
             reconciles: Some(2000.0),
-            operator_log: "operator.log".into(),
         }
     }
 
