@@ -29,3 +29,6 @@ pub use settle::SettleCriterion;
 pub use stack::{start_cluster, work_dir};
 
 pub(crate) use scenario::Binding;
+
+#[cfg(test)]
+pub(crate) use calls::calls;
