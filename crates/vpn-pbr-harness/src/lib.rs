@@ -19,6 +19,7 @@ pub mod command;
 pub mod emulator;
 pub mod node;
 pub mod operator;
+mod procfs;
 pub mod report;
 pub mod tools;
 pub mod wait;

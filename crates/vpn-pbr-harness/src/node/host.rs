@@ -7,6 +7,8 @@ use std::process::Command;
 
 use anyhow::Result;
 
+use crate::procfs;
+
 /// What the nodes may leave on the host, recorded before `up` and compared after `down`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostState {
@@ -53,15 +55,7 @@ impl HostState {
         let node_dir = node_dir.display().to_string();
         let mut processes = BTreeSet::new();
         let container_pids = cgroup_pids();
-        for entry in std::fs::read_dir("/proc")? {
-            let Ok(entry) = entry else { continue };
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in procfs::pids()? {
             let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 continue;
             };

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 
+use crate::procfs::{self, status_field};
+
 /// What the kernel enforces on a container's main process (`/proc/<pid>` and its memory cgroup).
 #[derive(Clone, Debug)]
 pub struct ProcessFacts {
@@ -39,10 +41,8 @@ impl ProcessFacts {
     pub fn of_pid(pid: u32) -> Result<ProcessFacts> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let field = |name: &str| -> Result<String> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
+            status_field(&status, name)
+                .map(str::to_owned)
                 .ok_or_else(|| anyhow!("no {name} in /proc/{pid}/status"))
         };
         let first = |s: String| -> Result<u32> {
@@ -83,31 +83,17 @@ impl ProcessFacts {
 /// The process whose cgroup path names `container_id` and whose parent does not (the
 /// container's first process).
 fn container_pid(container_id: &str) -> Result<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .is_ok_and(|c| c.contains(container_id))
-        {
-            pids.push(pid);
-        }
-    }
+    let pids: Vec<u32> = procfs::pids()?
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.contains(container_id))
+        })
+        .collect();
     let in_container: BTreeSet<u32> = pids.iter().copied().collect();
     pids.into_iter()
         .find(|pid| {
-            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                });
+            let ppid = procfs::stat_fields(*pid).and_then(|f| f.get(1)?.parse::<u32>().ok());
             ppid.is_none_or(|p| !in_container.contains(&p))
         })
         .ok_or_else(|| anyhow!("no process in the cgroup of container {container_id}"))
