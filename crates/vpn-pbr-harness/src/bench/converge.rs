@@ -2,13 +2,13 @@
 //! the latency on idle gateways.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Result;
 use kube::Client;
 use tokio::time::Instant;
 
 use super::latency::probe_latency;
+use super::progress::Progress;
 use super::result::ScenarioResult;
 use super::scenario::Scenario;
 use super::stack::{Stack, start_scenario};
@@ -35,20 +35,12 @@ pub(crate) async fn converge(stack: &mut Stack, sc: &Scenario) -> Result<Scenari
     let t0 = Instant::now();
     workload::create_all(&stack.api, std::mem::take(&mut stack.objs), sc.parallel).await?;
     let create_time = t0.elapsed();
-    let mut last_report = Instant::now();
+    let mut progress = Progress::new(&sc.label, t0);
     let converged = stack
         .tracker
         .wait(sc.timeout.saturating_sub(t0.elapsed()), |t| {
             let n = t.ready_of(names).0;
-            if last_report.elapsed() > Duration::from_secs(10) {
-                eprintln!(
-                    "[{}] {:>5.0} s: {n}/{} Ready",
-                    sc.label,
-                    t0.elapsed().as_secs_f64(),
-                    names.len()
-                );
-                last_report = Instant::now();
-            }
+            progress.every_10s(|| format!("{n}/{} Ready", names.len()));
             n == names.len()
         })
         .await;

@@ -6,6 +6,7 @@
 //! - `scenario`: a measured workload and the lower bounds of its wall time;
 //! - `stack`: the work directory, the control plane, the processes and objects of one run;
 //! - `converge`, `latency`: a scenario run, and its apply -> create probes;
+//! - `progress`: the progress lines on stderr;
 //! - `result`, `calls`: what a run measured, and arithmetic on the emulator's call counters;
 //! - `settle`, `restart`: when an operator has settled, and the restart run;
 //! - `chaos`: the chaos run, its disturbances, invariants and report.
@@ -14,6 +15,7 @@ mod calls;
 mod chaos;
 mod converge;
 mod latency;
+mod progress;
 mod restart;
 mod result;
 mod scenario;

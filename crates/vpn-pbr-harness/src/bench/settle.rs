@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use tokio::time::Instant;
 
+use super::progress::Progress;
 use super::stack::Stack;
 
 /// When an operator counts as settled: it has made `min_reconciles` reconciles and the
@@ -36,7 +37,7 @@ pub(crate) async fn settle(
     let mut last_total = None;
     let mut last_change = Instant::now();
     let mut reconciled_at: Option<Instant> = None;
-    let mut last_report = Instant::now();
+    let mut progress = Progress::new(label, since);
     loop {
         if let Some(st) = stack.op.exited() {
             return Err(anyhow!(
@@ -71,14 +72,7 @@ pub(crate) async fn settle(
                 reconciles: n,
             });
         }
-        if last_report.elapsed() > Duration::from_secs(10) {
-            eprintln!(
-                "[{label}] {:>5.0} s: {total} cloud calls, {} reconciles",
-                now.saturating_duration_since(since).as_secs_f64(),
-                n.unwrap_or(0.0)
-            );
-            last_report = Instant::now();
-        }
+        progress.every_10s(|| format!("{total} cloud calls, {} reconciles", n.unwrap_or(0.0)));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -85,8 +85,9 @@ pub(crate) fn log_and_rate(log_level: &str, api_rate: Option<f64>) -> Vec<String
     args
 }
 
-/// Starts an emulator with `gateways` gateways of update time `update` and an operator watching
-/// `ns` (waiting until it is up), and prepares `routes` route objects.
+/// Creates namespace `ns` and work directory `dir`, starts an emulator with `gateways` gateways
+/// of update time `update` and an operator watching `ns` (waiting until it is up), and
+/// prepares `routes` route objects.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_stack(
     bins: &Binaries,
@@ -99,6 +100,8 @@ pub(crate) async fn start_stack(
     update: Duration,
     extra: &[String],
 ) -> Result<Stack> {
+    workload::create_namespace(client, ns).await?;
+    std::fs::create_dir_all(dir)?;
     let emu = Emulator::start(
         &bins.emulator,
         dir,
@@ -139,9 +142,7 @@ pub(crate) async fn start_scenario(
     work: &Path,
 ) -> Result<Stack> {
     let ns = format!("bench-{}-{}", sc.label, std::process::id());
-    workload::create_namespace(client, &ns).await?;
     let dir = work.join(&sc.label);
-    std::fs::create_dir_all(&dir)?;
     start_stack(
         bins,
         cluster,

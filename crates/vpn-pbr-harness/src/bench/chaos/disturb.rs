@@ -8,6 +8,7 @@ use kube::Client;
 use tokio::time::Instant;
 
 use super::ChaosOptions;
+use crate::bench::progress::Progress;
 use crate::cluster::ControlPlane;
 use crate::operator::Operator;
 
@@ -25,8 +26,7 @@ pub(super) struct Chaos<'a> {
     pub(super) apiserver_restart: Option<Duration>,
     apiserver_due: Option<Instant>,
     pub(super) violations: Vec<String>,
-    /// The last progress line (one every 10 s).
-    pub(super) last_report: Instant,
+    pub(super) progress: Progress,
 }
 
 impl<'a> Chaos<'a> {
@@ -49,7 +49,7 @@ impl<'a> Chaos<'a> {
             apiserver_restart: None,
             apiserver_due: opts.apiserver_restart_at.map(|d| start + d),
             violations: Vec::new(),
-            last_report: Instant::now(),
+            progress: Progress::new("chaos", start),
         }
     }
 
@@ -66,18 +66,14 @@ impl<'a> Chaos<'a> {
             self.op.restart()?;
             self.kills += 1;
             self.next_kill = now + self.opts.kill_every;
-            eprintln!(
-                "[chaos] {:>5.0} s: operator killed (SIGKILL) and restarted ({})",
-                self.start.elapsed().as_secs_f64(),
+            self.progress.say(&format!(
+                "operator killed (SIGKILL) and restarted ({})",
                 self.kills
-            );
+            ));
         }
         if self.apiserver_due.is_some_and(|at| now >= at) {
             self.apiserver_due = None;
-            eprintln!(
-                "[chaos] {:>5.0} s: restarting kube-apiserver",
-                self.start.elapsed().as_secs_f64()
-            );
+            self.progress.say("restarting kube-apiserver");
             let took = self.cluster.restart_apiserver(self.client).await?;
             self.apiserver_restart = Some(took);
             eprintln!(

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use vpn_pbr_operator::api::v1alpha1::VpnPbrRoute;
 
-use super::stack::{Stack, log_and_rate, start_cluster, start_stack, work_dir};
+use super::stack::{log_and_rate, start_cluster, start_stack, work_dir};
 use crate::emulator::{self, Emulator};
 use crate::tools::Binaries;
 use crate::workload::{self, Tracker};
@@ -52,15 +52,7 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
     let work = work_dir("pbr-chaos")?;
     let (cluster, client) = start_cluster(bins, &work).await?;
     let ns = format!("chaos-{}", std::process::id());
-    workload::create_namespace(&client, &ns).await?;
-    let Stack {
-        emu,
-        op,
-        api,
-        tracker,
-        objs,
-        names,
-    } = start_stack(
+    let mut stack = start_stack(
         bins,
         &cluster,
         &client,
@@ -72,11 +64,13 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
         &log_and_rate(&opts.log_level, opts.api_rate),
     )
     .await?;
+    let objs = std::mem::take(&mut stack.objs);
+    let (emu, api, tracker, names) = (&stack.emu, &stack.api, &stack.tracker, &stack.names);
     // Faults start now: the operator is up, no route exists yet.
     let slow_ms = u64::try_from(opts.slow.as_millis())?;
     emu.set_faults(&emulator::faults(opts.fault_rate, slow_ms))
         .await?;
-    let mut chaos = Chaos::new(opts, &cluster, &client, op);
+    let mut chaos = Chaos::new(opts, &cluster, &client, stack.op);
     let mut report = ChaosReport {
         routes: opts.routes,
         work_dir: work.clone(),
@@ -95,8 +89,8 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
         let parallel = opts.parallel;
         tokio::spawn(async move { workload::create_all(&api, objs, parallel).await })
     };
-    report.converged_in = converge(&mut chaos, &tracker, &names, creating).await?;
-    report.ready = tracker.ready_of(&names).0;
+    report.converged_in = converge(&mut chaos, tracker, names, creating).await?;
+    report.ready = tracker.ready_of(names).0;
     // Before any deletion, every object must have been Ready once.
     let not_ready = names.len() - report.ready;
     if not_ready > 0 {
@@ -106,7 +100,7 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
     }
     let calls_at_convergence = emulator::calls(&emu.counters().await?);
 
-    report.deleted_in = delete_all(&mut chaos, &api, &emu, &tracker).await?;
+    report.deleted_in = delete_all(&mut chaos, api, emu, tracker).await?;
 
     // The invariants.
     let entries = emu.entries().await?;
@@ -147,8 +141,8 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
     report.violations = chaos.violations;
     report.calls = emulator::calls(&counters);
     let _ = calls_at_convergence;
-    drop(tracker);
-    drop(emu);
+    drop(stack.tracker);
+    drop(stack.emu);
     drop(cluster);
     Ok(report)
 }
@@ -166,14 +160,9 @@ async fn converge(
     loop {
         chaos.tick().await?;
         let (ready, _) = tracker.ready_of(names);
-        if chaos.last_report.elapsed() > Duration::from_secs(10) {
-            eprintln!(
-                "[chaos] {:>5.0} s: {ready}/{} Ready",
-                chaos.start.elapsed().as_secs_f64(),
-                names.len()
-            );
-            chaos.last_report = Instant::now();
-        }
+        chaos
+            .progress
+            .every_10s(|| format!("{ready}/{} Ready", names.len()));
         if ready == names.len() && creating.is_finished() {
             converged_in = tracker.ready_of(names).1.map(|l| l - chaos.start);
             break;
@@ -230,14 +219,12 @@ async fn delete_all(
         if last_check.elapsed() >= Duration::from_secs(1) {
             entries_left = emu.entries().await?.len();
             last_check = Instant::now();
-            if chaos.last_report.elapsed() > Duration::from_secs(10) {
-                eprintln!(
-                    "[chaos] {:>5.0} s: {} objects, {entries_left} cloud entries left",
-                    chaos.start.elapsed().as_secs_f64(),
+            chaos.progress.every_10s(|| {
+                format!(
+                    "{} objects, {entries_left} cloud entries left",
                     tracker.present()
-                );
-                chaos.last_report = Instant::now();
-            }
+                )
+            });
         }
         if tracker.present() == 0 && entries_left == 0 {
             return Ok(Some(del_start.elapsed()));
