@@ -1,6 +1,6 @@
 //! How the document writes values: durations, sizes, latencies, rates, verdicts.
 
-use crate::bench::Binding;
+use crate::bench::{Binding, Scenario};
 
 /// Seconds, one decimal.
 pub(super) fn secs(d: std::time::Duration) -> String {
@@ -33,4 +33,20 @@ pub(super) fn binding(b: Binding) -> &'static str {
         Binding::Gateways => "gateways bind",
         Binding::Api => "API rate binds",
     }
+}
+
+/// A run's size: routes / gateways / update time T / API rate.
+pub(super) fn size(sc: &Scenario) -> String {
+    format!(
+        "{} / {} / {} / {}",
+        sc.routes,
+        sc.gateways,
+        secs(sc.update),
+        rate(sc.api_rate())
+    )
+}
+
+/// A count kept as a float (the reconciles metric), `-` without a value.
+pub(super) fn count(n: Option<f64>) -> String {
+    n.map_or("-".to_owned(), |n| format!("{n:.0}"))
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::format::{mib, rate, secs};
+use super::format::{count, mib, secs, size};
 use crate::bench::RestartResult;
 
 /// The restart run's section: how it was measured, then its table.
@@ -56,16 +56,7 @@ pub(super) fn restart_section(s: &mut String, r: &RestartResult) {
         )
     };
     let table = [
-        (
-            "routes / gateways / update time T / API rate",
-            format!(
-                "{} / {} / {} / {}",
-                sc.routes,
-                sc.gateways,
-                secs(sc.update),
-                rate(sc.api_rate())
-            ),
-        ),
+        ("routes / gateways / update time T / API rate", size(sc)),
         (
             "setup: first create to last Ready",
             format!(
@@ -86,10 +77,7 @@ pub(super) fn restart_section(s: &mut String, r: &RestartResult) {
                 format!("**not settled** after {}", secs(r.settle_time))
             },
         ),
-        (
-            "reconciles by the new operator",
-            r.reconciles.map_or("-".to_owned(), |n| format!("{n:.0}")),
-        ),
+        ("reconciles by the new operator", count(r.reconciles)),
         ("cloud calls of the new operator (action code n)", calls),
         ("mutations", format!("**{}**", r.mutations())),
         (

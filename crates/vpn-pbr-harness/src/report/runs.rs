@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::format::{binding, mib, ms, rate, secs};
+use super::format::{binding, count, mib, ms, secs, size};
 use crate::bench::ScenarioResult;
 
 /// The rows of one run's column: (row, value); `None` where the run has no such value.
@@ -14,13 +14,7 @@ fn rows(r: &ScenarioResult) -> Vec<(&'static str, Option<String>)> {
     vec![
         (
             "routes / gateways / update time T / API rate",
-            Some(format!(
-                "{} / {} / {} / {}",
-                sc.routes,
-                sc.gateways,
-                secs(sc.update),
-                rate(sc.api_rate())
-            )),
+            Some(size(sc)),
         ),
         (
             "physical limit (busiest gateway's routes x T)",
@@ -91,10 +85,7 @@ fn rows(r: &ScenarioResult) -> Vec<(&'static str, Option<String>)> {
                 r.per_route(r.refused_mutations())
             )),
         ),
-        (
-            "reconciles until convergence",
-            Some(r.reconciles.map_or("-".to_owned(), |n| format!("{n:.0}"))),
-        ),
+        ("reconciles until convergence", Some(count(r.reconciles))),
         (
             "apply -> create accepted, p50 / p99 / max",
             (sc.latency_probes > 0).then(|| {

@@ -34,10 +34,8 @@ impl std::fmt::Display for ChaosReport {
             self.routes,
             self.ready,
             self.routes,
-            self.converged_in
-                .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
-            self.deleted_in
-                .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
+            secs_or_dash(self.converged_in),
+            secs_or_dash(self.deleted_in),
             self.kills,
             self.apiserver_restart
                 .map_or("none".to_owned(), |d| format!(
@@ -65,4 +63,8 @@ impl std::fmt::Display for ChaosReport {
         }
         write!(f, "logs: {}", self.work_dir.display())
     }
+}
+
+fn secs_or_dash(d: Option<Duration>) -> String {
+    d.map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
