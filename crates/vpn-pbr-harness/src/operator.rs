@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::command::stop;
 use crate::emulator::{KEY_ID, KEY_SECRET};
 use crate::procfs::{self, status_field};
 
@@ -156,8 +157,7 @@ impl Operator {
     /// SIGKILL, as a crash or an OOM kill would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            stop(&mut c);
         }
     }
 

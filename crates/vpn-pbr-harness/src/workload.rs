@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::emulator::{CONNECTIONS, REGION, connection_id, gateway_id};
+use crate::wait::ready_is;
 use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, VpnPbrRoute};
 
 /// Route `i` of a run over `gateways` gateways: gateway `i % gateways`, a destination of its
@@ -35,14 +35,6 @@ pub fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
         "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
         "metadata": {"name": format!("r-{g:04}-{j:05}")}, "spec": spec
     }))?)
-}
-
-pub async fn create_namespace(client: &Client, name: &str) -> Result<()> {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await?;
-    Ok(())
 }
 
 /// Creates one object, retrying for up to a minute while the apiserver is away; an object
@@ -77,14 +69,6 @@ pub async fn create_all(
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
-}
-
-pub fn is_ready(route: &VpnPbrRoute) -> bool {
-    route.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
 }
 
 /// The route's `Ready` condition, if it has one.
@@ -193,7 +177,7 @@ impl Tracker {
                             o.resource_version().as_deref().unwrap_or_default(),
                             ready_condition(&o).map(|c| (c.status, c.reason.as_str())),
                         );
-                        if is_ready(&o) {
+                        if ready_is(&o, ConditionStatus::True, None) {
                             st.first_ready
                                 .entry(name.clone())
                                 .or_insert_with(Instant::now);

@@ -12,7 +12,7 @@ use kube::{Client, ResourceExt};
 use vpn_pbr_operator::api::v1alpha1::VpnPbrRoute;
 
 use super::scenario::Scenario;
-use crate::cluster::{ControlPlane, install_crd};
+use crate::cluster::{ControlPlane, create_namespace, install_crd};
 use crate::emulator::{self, Emulator};
 use crate::operator::{Operator, OperatorOptions};
 use crate::tools::Binaries;
@@ -100,7 +100,7 @@ pub(crate) async fn start_stack(
     update: Duration,
     extra: &[String],
 ) -> Result<Stack> {
-    workload::create_namespace(client, ns).await?;
+    create_namespace(client, ns).await?;
     std::fs::create_dir_all(dir)?;
     let emu = Emulator::start(
         &bins.emulator,

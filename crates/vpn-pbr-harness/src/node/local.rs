@@ -8,8 +8,9 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, anyhow};
 use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 
+use crate::cluster::client_from;
 use crate::command::run_ok;
 use crate::tools::{Tools, cache_dir};
 
@@ -45,11 +46,8 @@ impl LocalNodes {
     /// `hack/node.sh packages`: the Debian packages the nodes and the image builds need, so
     /// that installing them happens before the host is captured, not during the run.
     pub fn install_packages(repo: &Path) -> Result<()> {
-        run_ok(
-            Command::new(repo.join("hack/node.sh")).arg("packages"),
-            None,
-        )
-        .context("hack/node.sh packages (installs containerd, runc, buildah, ...)")?;
+        run_ok(node_sh(repo).arg("packages"), None)
+            .context("hack/node.sh packages (installs containerd, runc, buildah, ...)")?;
         Ok(())
     }
 
@@ -57,7 +55,7 @@ impl LocalNodes {
     /// process.
     pub fn up(repo: &Path, nodes: usize, images: &[&Path]) -> Result<LocalNodes> {
         let dir = crate::tools::node_dir();
-        let mut cmd = Command::new(repo.join("hack/node.sh"));
+        let mut cmd = node_sh(repo);
         cmd.args(["up", "--nodes", &nodes.to_string(), "--owner-pid"])
             .arg(std::process::id().to_string())
             .arg("--dir")
@@ -69,13 +67,7 @@ impl LocalNodes {
             Ok(out) => out,
             Err(e) => {
                 // Whatever started is stopped now, not only when this process exits.
-                let _ = run_ok(
-                    Command::new(repo.join("hack/node.sh"))
-                        .arg("down")
-                        .arg("--dir")
-                        .arg(&dir),
-                    None,
-                );
+                let _ = node_down(repo, &dir);
                 return Err(e).context("hack/node.sh up");
             }
         };
@@ -96,10 +88,7 @@ impl LocalNodes {
 
     /// An admin client.
     pub async fn client(&self) -> Result<Client> {
-        let kc = Kubeconfig::read_from(&self.kubeconfig)?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-        Ok(Client::try_from(config)?)
+        client_from(Kubeconfig::read_from(&self.kubeconfig)?).await
     }
 
     /// The apiserver's audit log (service-account requests, metadata level).
@@ -166,16 +155,19 @@ impl LocalNodes {
             return Ok(());
         }
         self.up = false;
-        run_ok(
-            Command::new(self.repo.join("hack/node.sh"))
-                .arg("down")
-                .arg("--dir")
-                .arg(&self.dir),
-            None,
-        )
-        .context("hack/node.sh down")?;
+        node_down(&self.repo, &self.dir).context("hack/node.sh down")?;
         Ok(())
     }
+}
+
+/// `hack/node.sh` of `repo`.
+fn node_sh(repo: &Path) -> Command {
+    Command::new(repo.join("hack/node.sh"))
+}
+
+/// `hack/node.sh down` of the nodes in `dir`.
+fn node_down(repo: &Path, dir: &Path) -> Result<String> {
+    run_ok(node_sh(repo).arg("down").arg("--dir").arg(dir), None)
 }
 
 impl Drop for LocalNodes {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use super::local::LocalNodes;
+use crate::command::stop;
 
 /// `kubectl port-forward` in the background; stopped on drop.
 pub struct PortForward {
@@ -52,8 +53,7 @@ impl PortForward {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(Some(port)) => Ok(PortForward { child, port }),
             _ => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 bail!("kubectl port-forward {target} printed no local port")
             }
         }
@@ -62,7 +62,6 @@ impl PortForward {
 
 impl Drop for PortForward {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
