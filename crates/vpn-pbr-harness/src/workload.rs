@@ -18,7 +18,7 @@ use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, VpnPbrRoute};
 
 /// Route `i` of a run over `gateways` gateways: gateway `i % gateways`, a destination of its
 /// own (so no two routes form an active/standby pair), weight 100, not published.
-pub fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
+pub(crate) fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
     let g = i % gateways;
     let j = i / gateways;
     let spec = json!({
@@ -39,7 +39,7 @@ pub fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
 
 /// Creates one object, retrying for up to a minute while the apiserver is away; an object
 /// that already exists (a retry of a create that went through) counts as created.
-pub async fn create_one(api: &Api<VpnPbrRoute>, obj: &VpnPbrRoute) -> Result<()> {
+pub(crate) async fn create_one(api: &Api<VpnPbrRoute>, obj: &VpnPbrRoute) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match api.create(&PostParams::default(), obj).await {
@@ -55,7 +55,7 @@ pub async fn create_one(api: &Api<VpnPbrRoute>, obj: &VpnPbrRoute) -> Result<()>
 }
 
 /// Creates all objects with `parallel` requests in flight.
-pub async fn create_all(
+pub(crate) async fn create_all(
     api: &Api<VpnPbrRoute>,
     objs: Vec<VpnPbrRoute>,
     parallel: usize,
@@ -72,7 +72,7 @@ pub async fn create_all(
 }
 
 /// The route's `Ready` condition, if it has one.
-pub fn ready_condition(route: &VpnPbrRoute) -> Option<&Condition> {
+pub(crate) fn ready_condition(route: &VpnPbrRoute) -> Option<&Condition> {
     route
         .status
         .as_ref()?
@@ -83,19 +83,19 @@ pub fn ready_condition(route: &VpnPbrRoute) -> Option<&Condition> {
 
 /// Updates seen with `Ready` not `True` (False, Unknown or no condition) while counting.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Flips {
-    pub updates: u64,
+pub(crate) struct Flips {
+    pub(crate) updates: u64,
     /// Routes with at least one such update.
-    pub routes: usize,
+    pub(crate) routes: usize,
     /// Updates by `status/reason` of the Ready condition (`none` without one).
-    pub by_reason: BTreeMap<String, u64>,
+    pub(crate) by_reason: BTreeMap<String, u64>,
 }
 
 /// The resource version last seen of every object, to tell a new version from the same one
 /// delivered again (a watch re-list after a reconnect replays every object), and the flips
 /// counted since `arm`.
 #[derive(Debug, Default)]
-pub struct UpdateLog {
+pub(crate) struct UpdateLog {
     versions: HashMap<String, String>,
     flipped: HashSet<String>,
     flips: Option<Flips>,
@@ -103,13 +103,18 @@ pub struct UpdateLog {
 
 impl UpdateLog {
     /// Starts counting flips (from zero).
-    pub fn arm(&mut self) {
+    pub(crate) fn arm(&mut self) {
         self.flips = Some(Flips::default());
         self.flipped.clear();
     }
 
     /// One object version seen by the watch, with its Ready condition (status and reason).
-    pub fn observe(&mut self, name: &str, version: &str, ready: Option<(ConditionStatus, &str)>) {
+    pub(crate) fn observe(
+        &mut self,
+        name: &str,
+        version: &str,
+        ready: Option<(ConditionStatus, &str)>,
+    ) {
         if self.versions.get(name).is_some_and(|v| v == version) {
             return;
         }
@@ -129,7 +134,7 @@ impl UpdateLog {
         }
     }
 
-    pub fn flips(&self) -> Option<&Flips> {
+    pub(crate) fn flips(&self) -> Option<&Flips> {
         self.flips.as_ref()
     }
 }
@@ -143,13 +148,11 @@ struct Seen {
     /// Objects being rebuilt by a re-list.
     relist: Option<HashSet<String>>,
     synced: bool,
-    /// Watch errors (an apiserver restart shows up here).
-    errors: u64,
     updates: UpdateLog,
 }
 
 /// Watches a namespace: first Ready time of every object, and which objects exist.
-pub struct Tracker {
+pub(crate) struct Tracker {
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -160,7 +163,7 @@ fn lock(m: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
 
 impl Tracker {
     /// Starts the watch and waits for its initial list (at most 30 s).
-    pub async fn start(api: Api<VpnPbrRoute>) -> Result<Tracker> {
+    pub(crate) async fn start(api: Api<VpnPbrRoute>) -> Result<Tracker> {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let s = seen.clone();
         let task = tokio::spawn(async move {
@@ -201,7 +204,8 @@ impl Tracker {
                         }
                         st.synced = true;
                     }
-                    Err(_) => st.errors += 1,
+                    // The watcher retries with its backoff (an apiserver restart shows up here).
+                    Err(_) => {}
                 }
             }
         });
@@ -217,7 +221,7 @@ impl Tracker {
     }
 
     /// How many of `names` have been Ready, and the latest first-Ready time among them.
-    pub fn ready_of(&self, names: &[String]) -> (usize, Option<Instant>) {
+    pub(crate) fn ready_of(&self, names: &[String]) -> (usize, Option<Instant>) {
         let st = lock(&self.seen);
         let mut n = 0;
         let mut last = None;
@@ -231,21 +235,17 @@ impl Tracker {
     }
 
     /// Objects that exist now.
-    pub fn present(&self) -> usize {
+    pub(crate) fn present(&self) -> usize {
         lock(&self.seen).present.len()
     }
 
-    pub fn errors(&self) -> u64 {
-        lock(&self.seen).errors
-    }
-
     /// Starts counting updates with Ready not True (see [`UpdateLog`]).
-    pub fn count_flips(&self) {
+    pub(crate) fn count_flips(&self) {
         lock(&self.seen).updates.arm();
     }
 
     /// The flips counted since `count_flips` (none before it).
-    pub fn flips(&self) -> Flips {
+    pub(crate) fn flips(&self) -> Flips {
         lock(&self.seen)
             .updates
             .flips()
@@ -255,7 +255,7 @@ impl Tracker {
 
     /// Waits until `done` holds, checking every 100 ms, at most `timeout`; returns whether it
     /// held. `tick` runs on every check (kills, restarts).
-    pub async fn wait<F>(&self, timeout: Duration, mut done: F) -> bool
+    pub(crate) async fn wait<F>(&self, timeout: Duration, mut done: F) -> bool
     where
         F: FnMut(&Tracker) -> bool,
     {
