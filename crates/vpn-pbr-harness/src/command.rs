@@ -1,4 +1,5 @@
-//! Running the command-line tools a test drives (helm, kubectl) and keeping their output.
+//! Running the command-line tools a test drives (helm, kubectl) and keeping their output, and
+//! stopping a child process.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
