@@ -205,7 +205,8 @@ impl Drop for ControlPlane {
     }
 }
 
-async fn client_from(kc: Kubeconfig) -> Result<Client> {
+/// A client of the kubeconfig `kc` (its current context).
+pub(crate) async fn client_from(kc: Kubeconfig) -> Result<Client> {
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
 }
@@ -219,12 +220,19 @@ pub async fn namespace(client: &Client, prefix: &str) -> Result<String> {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
+    create_namespace(client, &name)
         .await
         .with_context(|| format!("create namespace {name}"))?;
     Ok(name)
+}
+
+/// Creates namespace `name`.
+pub(crate) async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
 }
 
 /// Installs the committed CRD of `repo` (server-side apply) and waits until it is Established.

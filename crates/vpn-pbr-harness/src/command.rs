@@ -1,7 +1,8 @@
-//! Running the command-line tools a test drives (helm, kubectl) and keeping their output.
+//! Running the command-line tools a test drives (helm, kubectl) and keeping their output, and
+//! stopping a child process.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -54,4 +55,10 @@ pub fn describe(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// SIGKILL `child` and reap it; a child that is gone already is fine.
+pub(crate) fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::emulator::{CONNECTIONS, REGION, connection_id, gateway_id};
+use crate::wait::ready_is;
 use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, VpnPbrRoute};
 
 /// Route `i` of a run over `gateways` gateways: gateway `i % gateways`, a destination of its
 /// own (so no two routes form an active/standby pair), weight 100, not published.
-pub fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
+pub(crate) fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
     let g = i % gateways;
     let j = i / gateways;
     let spec = json!({
@@ -37,17 +37,9 @@ pub fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
     }))?)
 }
 
-pub async fn create_namespace(client: &Client, name: &str) -> Result<()> {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await?;
-    Ok(())
-}
-
 /// Creates one object, retrying for up to a minute while the apiserver is away; an object
 /// that already exists (a retry of a create that went through) counts as created.
-pub async fn create_one(api: &Api<VpnPbrRoute>, obj: &VpnPbrRoute) -> Result<()> {
+pub(crate) async fn create_one(api: &Api<VpnPbrRoute>, obj: &VpnPbrRoute) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match api.create(&PostParams::default(), obj).await {
@@ -63,7 +55,7 @@ pub async fn create_one(api: &Api<VpnPbrRoute>, obj: &VpnPbrRoute) -> Result<()>
 }
 
 /// Creates all objects with `parallel` requests in flight.
-pub async fn create_all(
+pub(crate) async fn create_all(
     api: &Api<VpnPbrRoute>,
     objs: Vec<VpnPbrRoute>,
     parallel: usize,
@@ -79,16 +71,8 @@ pub async fn create_all(
     Ok(())
 }
 
-pub fn is_ready(route: &VpnPbrRoute) -> bool {
-    route.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
-    })
-}
-
 /// The route's `Ready` condition, if it has one.
-pub fn ready_condition(route: &VpnPbrRoute) -> Option<&Condition> {
+pub(crate) fn ready_condition(route: &VpnPbrRoute) -> Option<&Condition> {
     route
         .status
         .as_ref()?
@@ -99,19 +83,19 @@ pub fn ready_condition(route: &VpnPbrRoute) -> Option<&Condition> {
 
 /// Updates seen with `Ready` not `True` (False, Unknown or no condition) while counting.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Flips {
-    pub updates: u64,
+pub(crate) struct Flips {
+    pub(crate) updates: u64,
     /// Routes with at least one such update.
-    pub routes: usize,
+    pub(crate) routes: usize,
     /// Updates by `status/reason` of the Ready condition (`none` without one).
-    pub by_reason: BTreeMap<String, u64>,
+    pub(crate) by_reason: BTreeMap<String, u64>,
 }
 
 /// The resource version last seen of every object, to tell a new version from the same one
 /// delivered again (a watch re-list after a reconnect replays every object), and the flips
 /// counted since `arm`.
 #[derive(Debug, Default)]
-pub struct UpdateLog {
+pub(crate) struct UpdateLog {
     versions: HashMap<String, String>,
     flipped: HashSet<String>,
     flips: Option<Flips>,
@@ -119,13 +103,18 @@ pub struct UpdateLog {
 
 impl UpdateLog {
     /// Starts counting flips (from zero).
-    pub fn arm(&mut self) {
+    pub(crate) fn arm(&mut self) {
         self.flips = Some(Flips::default());
         self.flipped.clear();
     }
 
     /// One object version seen by the watch, with its Ready condition (status and reason).
-    pub fn observe(&mut self, name: &str, version: &str, ready: Option<(ConditionStatus, &str)>) {
+    pub(crate) fn observe(
+        &mut self,
+        name: &str,
+        version: &str,
+        ready: Option<(ConditionStatus, &str)>,
+    ) {
         if self.versions.get(name).is_some_and(|v| v == version) {
             return;
         }
@@ -145,7 +134,7 @@ impl UpdateLog {
         }
     }
 
-    pub fn flips(&self) -> Option<&Flips> {
+    pub(crate) fn flips(&self) -> Option<&Flips> {
         self.flips.as_ref()
     }
 }
@@ -159,13 +148,11 @@ struct Seen {
     /// Objects being rebuilt by a re-list.
     relist: Option<HashSet<String>>,
     synced: bool,
-    /// Watch errors (an apiserver restart shows up here).
-    errors: u64,
     updates: UpdateLog,
 }
 
 /// Watches a namespace: first Ready time of every object, and which objects exist.
-pub struct Tracker {
+pub(crate) struct Tracker {
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -176,7 +163,7 @@ fn lock(m: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
 
 impl Tracker {
     /// Starts the watch and waits for its initial list (at most 30 s).
-    pub async fn start(api: Api<VpnPbrRoute>) -> Result<Tracker> {
+    pub(crate) async fn start(api: Api<VpnPbrRoute>) -> Result<Tracker> {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let s = seen.clone();
         let task = tokio::spawn(async move {
@@ -193,7 +180,7 @@ impl Tracker {
                             o.resource_version().as_deref().unwrap_or_default(),
                             ready_condition(&o).map(|c| (c.status, c.reason.as_str())),
                         );
-                        if is_ready(&o) {
+                        if ready_is(&o, ConditionStatus::True, None) {
                             st.first_ready
                                 .entry(name.clone())
                                 .or_insert_with(Instant::now);
@@ -217,7 +204,8 @@ impl Tracker {
                         }
                         st.synced = true;
                     }
-                    Err(_) => st.errors += 1,
+                    // The watcher retries with its backoff (an apiserver restart shows up here).
+                    Err(_) => {}
                 }
             }
         });
@@ -233,7 +221,7 @@ impl Tracker {
     }
 
     /// How many of `names` have been Ready, and the latest first-Ready time among them.
-    pub fn ready_of(&self, names: &[String]) -> (usize, Option<Instant>) {
+    pub(crate) fn ready_of(&self, names: &[String]) -> (usize, Option<Instant>) {
         let st = lock(&self.seen);
         let mut n = 0;
         let mut last = None;
@@ -247,21 +235,17 @@ impl Tracker {
     }
 
     /// Objects that exist now.
-    pub fn present(&self) -> usize {
+    pub(crate) fn present(&self) -> usize {
         lock(&self.seen).present.len()
     }
 
-    pub fn errors(&self) -> u64 {
-        lock(&self.seen).errors
-    }
-
     /// Starts counting updates with Ready not True (see [`UpdateLog`]).
-    pub fn count_flips(&self) {
+    pub(crate) fn count_flips(&self) {
         lock(&self.seen).updates.arm();
     }
 
     /// The flips counted since `count_flips` (none before it).
-    pub fn flips(&self) -> Flips {
+    pub(crate) fn flips(&self) -> Flips {
         lock(&self.seen)
             .updates
             .flips()
@@ -271,7 +255,7 @@ impl Tracker {
 
     /// Waits until `done` holds, checking every 100 ms, at most `timeout`; returns whether it
     /// held. `tick` runs on every check (kills, restarts).
-    pub async fn wait<F>(&self, timeout: Duration, mut done: F) -> bool
+    pub(crate) async fn wait<F>(&self, timeout: Duration, mut done: F) -> bool
     where
         F: FnMut(&Tracker) -> bool,
     {

@@ -1,0 +1,82 @@
+//! The latency probes: apply -> accepted create on idle gateways, measured against the
+//! emulator's `CreateTime` of each new entry.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::time::Instant;
+
+use super::result::percentile;
+use super::scenario::Scenario;
+use super::stack::Stack;
+use crate::workload;
+
+/// Milliseconds since the epoch, the clock of the emulator's `CreateTime`.
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Apply -> first cloud call on idle gateways: one route at a time, round robin over the
+/// gateways, each gateway's previous change at least T + 0.5 s old. Returns the sorted
+/// latencies (ms) and the probes whose entry never showed up.
+pub(crate) async fn probe_latency(stack: &Stack, sc: &Scenario) -> Result<(Vec<f64>, usize)> {
+    tokio::time::sleep(sc.update + Duration::from_millis(500)).await;
+    let gap = ((sc.update + Duration::from_millis(500)) / u32::try_from(sc.gateways.max(1))?)
+        .max(Duration::from_millis(50));
+    let mut probes = Vec::new();
+    let start = Instant::now();
+    for k in 0..sc.latency_probes {
+        let obj = workload::route(sc.routes + k, sc.gateways)?;
+        let applied = epoch_ms();
+        workload::create_one(&stack.api, &obj).await?;
+        probes.push((obj, applied));
+        tokio::time::sleep_until(start + gap * u32::try_from(k + 1)?).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let entries = stack.emu.entries().await?;
+        let created: HashMap<(String, String, String, String), u64> = entries
+            .iter()
+            .map(|(gw, e)| {
+                (
+                    (
+                        gw.clone(),
+                        e["RouteSource"].as_str().unwrap_or_default().to_owned(),
+                        e["RouteDest"].as_str().unwrap_or_default().to_owned(),
+                        e["NextHop"].as_str().unwrap_or_default().to_owned(),
+                    ),
+                    e["CreateTime"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let found: Vec<Option<f64>> = probes
+            .iter()
+            .map(|(o, applied)| {
+                let key = (
+                    o.spec.vpn_gateway_id.clone(),
+                    o.spec.route_source.clone(),
+                    o.spec.route_dest.clone(),
+                    o.spec.next_hop.clone(),
+                );
+                created.get(&key).map(|t| t.saturating_sub(*applied) as f64)
+            })
+            .collect();
+        let missing = found.iter().filter(|f| f.is_none()).count();
+        if missing == 0 || Instant::now() > deadline {
+            let mut latencies_ms: Vec<f64> = found.into_iter().flatten().collect();
+            latencies_ms.sort_by(f64::total_cmp);
+            eprintln!(
+                "[{}] apply -> create accepted: p50 {:?} ms, p99 {:?} ms ({} probes, {missing} missing)",
+                sc.label,
+                percentile(&latencies_ms, 0.5),
+                percentile(&latencies_ms, 0.99),
+                latencies_ms.len()
+            );
+            return Ok((latencies_ms, missing));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,36 @@
+//! The benchmark and the chaos run: start a control plane, `vpc-emulator` and the operator
+//! binary, create routes, and measure or check the targets of docs/benchmarks.md. The binary
+//! `pbr-bench` is a thin command line over this module; `tests/chaos_small.rs` runs a small
+//! chaos run through it.
+//!
+//! - `scenario`: a measured workload and the lower bounds of its wall time;
+//! - `stack`: the work directory, the control plane, the processes and objects of one run;
+//! - `converge`, `latency`: a scenario run, and its apply -> create probes;
+//! - `progress`: the progress lines on stderr;
+//! - `result`, `calls`: what a run measured, and arithmetic on the emulator's call counters;
+//! - `settle`, `restart`: when an operator has settled, and the restart run;
+//! - `chaos`: the chaos run, its disturbances, invariants and report.
+
+mod calls;
+mod chaos;
+mod converge;
+mod latency;
+mod progress;
+mod restart;
+mod result;
+mod scenario;
+mod settle;
+mod stack;
+
+pub use chaos::{ChaosOptions, ChaosReport, run_chaos};
+pub use converge::run_scenario;
+pub use restart::{RestartResult, run_restart};
+pub use result::ScenarioResult;
+pub use scenario::Scenario;
+pub use settle::SettleCriterion;
+pub use stack::{start_cluster, work_dir};
+
+pub(crate) use scenario::Binding;
+
+#[cfg(test)]
+pub(crate) use calls::calls;

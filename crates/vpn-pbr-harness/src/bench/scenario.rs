@@ -1,0 +1,163 @@
+//! One measured workload ([`Scenario`]) and the two lower bounds of its wall time
+//! ([`BindingBound`]): the gateways' update time and the operator's API rate.
+
+use std::time::Duration;
+
+use super::stack::log_and_rate;
+
+/// The operator's default `--api-rate` (src/config.rs); a test checks that they agree.
+pub(crate) const OPERATOR_API_RATE: f64 = 20.0;
+
+/// One measured workload.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub label: String,
+    pub routes: usize,
+    pub gateways: usize,
+    /// The gateways' update time T.
+    pub update: Duration,
+    /// `--gateway-scheduler`.
+    pub scheduler: bool,
+    /// `--api-rate` (operator default when unset).
+    pub api_rate: Option<f64>,
+    /// Routes created one at a time on idle gateways after convergence.
+    pub latency_probes: usize,
+    /// Give up waiting for convergence after this long.
+    pub timeout: Duration,
+    /// `--log-level` of the operator.
+    pub log_level: String,
+    /// Concurrent creates.
+    pub parallel: usize,
+}
+
+impl Scenario {
+    /// `max over gateways of (routes on it x T)`.
+    pub(crate) fn physical_limit(&self) -> Duration {
+        self.update * u32::try_from(self.routes.div_ceil(self.gateways.max(1))).unwrap_or(u32::MAX)
+    }
+
+    /// The `--api-rate` the operator runs with.
+    pub(crate) fn api_rate(&self) -> f64 {
+        self.api_rate.unwrap_or(OPERATOR_API_RATE)
+    }
+
+    /// A lower bound of the wall time known before the run: the physical limit, or one call
+    /// per route at the API rate when that is longer.
+    pub fn lower_bound(&self) -> Duration {
+        BindingBound::new(self.physical_limit(), self.routes as u64, self.api_rate()).bound()
+    }
+
+    /// The operator's flags.
+    pub(crate) fn operator_args(&self) -> Vec<String> {
+        let mut args = vec!["--gateway-scheduler".to_owned(), self.scheduler.to_string()];
+        args.extend(log_and_rate(&self.log_level, self.api_rate));
+        args
+    }
+}
+
+/// Which of the two bounds of a run's wall time is the larger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// The busiest gateway's routes x T.
+    Gateways,
+    /// Cloud calls / API rate.
+    Api,
+}
+
+/// The two lower bounds of a run's wall time: no gateway takes more than one change per T, and
+/// the operator makes at most `--api-rate` calls per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct BindingBound {
+    /// The busiest gateway's routes x T (the physical limit).
+    pub(crate) gateways: Duration,
+    /// Cloud calls until convergence / API rate.
+    pub(crate) api: Duration,
+}
+
+impl BindingBound {
+    pub(crate) fn new(physical_limit: Duration, calls: u64, api_rate: f64) -> BindingBound {
+        BindingBound {
+            gateways: physical_limit,
+            api: Duration::try_from_secs_f64(calls as f64 / api_rate).unwrap_or(Duration::MAX),
+        }
+    }
+
+    pub(crate) fn bound(&self) -> Duration {
+        self.gateways.max(self.api)
+    }
+
+    pub(crate) fn binding(&self) -> Binding {
+        if self.api > self.gateways {
+            Binding::Api
+        } else {
+            Binding::Gateways
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn scenario(routes: usize, gateways: usize, api_rate: Option<f64>) -> Scenario {
+        Scenario {
+            label: "t".to_owned(),
+            routes,
+            gateways,
+            update: Duration::from_secs(2),
+            scheduler: true,
+            api_rate,
+            latency_probes: 0,
+            timeout: Duration::from_secs(1),
+            log_level: "info".to_owned(),
+            parallel: 1,
+        }
+    }
+
+    #[test]
+    fn default_api_rate_is_the_operators() {
+        let config = vpn_pbr_operator::config::Config::try_parse_from(["vpn-pbr-operator"])
+            .expect("defaults parse");
+        assert!((config.api_rate - OPERATOR_API_RATE).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn binding_bound_is_the_larger_bound() {
+        // (routes, gateways, calls, rate) -> (gateway bound s, API bound s, binding)
+        let table = [
+            // The main run: 50 routes per gateway x 2 s vs 1900 calls at 20/s.
+            ((1000, 20, 1900, None), (100.0, 95.0, Binding::Gateways)),
+            // The scale run: 20 routes per gateway x 2 s vs 12000 calls at 20/s.
+            ((10_000, 500, 12_000, None), (40.0, 600.0, Binding::Api)),
+            // A tie binds on the gateways.
+            ((100, 10, 200, Some(10.0)), (20.0, 20.0, Binding::Gateways)),
+            // Uneven spread: the busiest gateway has 4 routes.
+            ((7, 2, 0, Some(100.0)), (8.0, 0.0, Binding::Gateways)),
+        ];
+        for ((routes, gateways, n, rate), (gw, api, binding)) in table {
+            let sc = scenario(routes, gateways, rate);
+            let b = BindingBound::new(sc.physical_limit(), n, sc.api_rate());
+            assert_eq!(
+                b.gateways,
+                Duration::from_secs_f64(gw),
+                "{routes}/{gateways}"
+            );
+            assert_eq!(b.api, Duration::from_secs_f64(api), "{routes}/{gateways}");
+            assert_eq!(b.binding(), binding, "{routes}/{gateways}");
+            assert_eq!(b.bound(), b.gateways.max(b.api));
+        }
+        // A rate of zero does not panic: the API bound is unbounded.
+        let b = BindingBound::new(Duration::from_secs(1), 5, 0.0);
+        assert_eq!((b.api, b.binding()), (Duration::MAX, Binding::Api));
+        // Before the run: one call per route at the rate, or the physical limit.
+        assert_eq!(
+            scenario(10_000, 500, None).lower_bound(),
+            Duration::from_secs(500)
+        );
+        assert_eq!(
+            scenario(1000, 20, None).lower_bound(),
+            Duration::from_secs(100)
+        );
+    }
+}

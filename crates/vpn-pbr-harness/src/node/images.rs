@@ -1,0 +1,41 @@
+//! The images of the repository's Dockerfile, built by `hack/image/build.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::command::run_ok;
+
+/// The images of the Dockerfile as docker-archive tarballs, and their names.
+#[derive(Clone, Debug)]
+pub struct Images {
+    pub operator_tar: PathBuf,
+    pub emulator_tar: PathBuf,
+    /// `vpn-pbr-operator`
+    pub operator_repository: String,
+    /// `vpc-emulator`
+    pub emulator_repository: String,
+    /// The workspace version, the tag of both.
+    pub tag: String,
+}
+
+impl Images {
+    /// Runs `hack/image/build.sh` (cargo and buildah; incremental): the images of the current
+    /// sources.
+    pub fn build(repo: &Path) -> Result<Images> {
+        let out = run_ok(&mut Command::new(repo.join("hack/image/build.sh")), None)
+            .context("hack/image/build.sh (builds the images from the Dockerfile)")?;
+        let mut lines = out.lines().map(PathBuf::from);
+        let (Some(operator_tar), Some(emulator_tar)) = (lines.next(), lines.next()) else {
+            bail!("hack/image/build.sh printed no tarballs:\n{out}");
+        };
+        Ok(Images {
+            operator_tar,
+            emulator_tar,
+            operator_repository: "vpn-pbr-operator".into(),
+            emulator_repository: "vpc-emulator".into(),
+            tag: env!("CARGO_PKG_VERSION").into(),
+        })
+    }
+}

@@ -1,0 +1,23 @@
+//! Real nodes for the end-to-end test: the images built from the repository's Dockerfile
+//! (`hack/image/build.sh`), the local nodes of `hack/node.sh` (kubelet + containerd on this
+//! machine, owned by this process: its watchdog takes them down when the process is gone), what
+//! the kernel says about a container's process, and a record of the host to prove that `down`
+//! left nothing behind.
+//!
+//! - `images`: the images of the Dockerfile;
+//! - `local`: the nodes, the host-wide lock, kubectl and helm against them;
+//! - `port_forward`: `kubectl port-forward` in the background;
+//! - `process`: what the kernel enforces on a container's process;
+//! - `host`: the record of the host before and after.
+
+mod host;
+mod images;
+mod local;
+mod port_forward;
+mod process;
+
+pub use host::{HostState, host_dirs};
+pub use images::Images;
+pub use local::{LocalNodes, NodeLock};
+pub use port_forward::PortForward;
+pub use process::ProcessFacts;

@@ -1,0 +1,80 @@
+//! Results, headers and restart runs for the tests of the report.
+
+use std::time::Duration;
+
+use super::header::Header;
+use crate::bench::{RestartResult, Scenario, ScenarioResult, SettleCriterion, calls};
+use crate::operator::Usage;
+use crate::workload::Flips;
+
+/// A converged run of `routes` over `gateways` in `wall` seconds, with some refusals.
+pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> ScenarioResult {
+    ScenarioResult {
+        scenario: Scenario {
+            label: label.to_owned(),
+            routes,
+            gateways,
+            update: Duration::from_secs(2),
+            scheduler: true,
+            api_rate: None,
+            latency_probes: 0,
+            timeout: Duration::from_secs(600),
+            log_level: "info".to_owned(),
+            parallel: 32,
+        },
+        ready: routes,
+        converged: true,
+        wall: Duration::from_secs_f64(wall),
+        create_time: Duration::from_secs(3),
+        calls: calls(&[
+            ("CreateVpnPbrRouteEntry", "Success", routes as u64),
+            ("CreateVpnPbrRouteEntry", "VpnGateway.Configuring", 20),
+            ("DescribeVpnGateway", "Success", 60),
+            ("DescribeVpnPbrRouteEntries", "Throttling", 10),
+        ]),
+        usage: Usage {
+            peak_rss_kib: 30 * 1024,
+            cpu: Duration::from_secs(4),
+        },
+        cpu_at_convergence: Duration::from_secs(3),
+        latencies_ms: Vec::new(),
+        latency_missing: 0,
+        reconciles: Some(2000.0),
+    }
+}
+
+/// A fixed header.
+pub(super) fn header() -> Header {
+    Header {
+        command: "make bench".to_owned(),
+        argv: "pbr-bench bench --out docs/benchmarks.md".to_owned(),
+        commit: "abc1234".to_owned(),
+        machine: "test machine".to_owned(),
+        date: "2026-01-01 00:00 UTC".to_owned(),
+    }
+}
+
+/// A settled restart run of 200 routes: 22 reads and `extra_calls`.
+pub(super) fn restart(flips: Flips, extra_calls: &[(&str, &str, u64)]) -> RestartResult {
+    let mut c = calls(&[
+        ("DescribeVpnGateway", "Success", 10),
+        ("DescribeVpnPbrRouteEntries", "Success", 12),
+    ]);
+    c.extend(calls(extra_calls));
+    RestartResult {
+        setup: run("restart", 200, 10, 50.0),
+        criterion: SettleCriterion {
+            min_reconciles: 200.0,
+            quiet: Duration::from_secs(5),
+            timeout: Duration::from_secs(300),
+        },
+        stop_status: "exit status: 0".to_owned(),
+        stop_took: Duration::from_millis(300),
+        settled: true,
+        settle_time: Duration::from_secs(4),
+        reconciles: Some(200.0),
+        calls: c,
+        flips,
+        usage: Usage::default(),
+    }
+}

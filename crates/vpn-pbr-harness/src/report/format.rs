@@ -1,0 +1,52 @@
+//! How the document writes values: durations, sizes, latencies, rates, verdicts.
+
+use crate::bench::{Binding, Scenario};
+
+/// Seconds, one decimal.
+pub(super) fn secs(d: std::time::Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// KiB as MiB.
+pub(super) fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Whether a target is met.
+pub(super) fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+/// Milliseconds, `-` without a value.
+pub(super) fn ms(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.0} ms"))
+}
+
+/// Calls per second.
+pub(super) fn rate(r: f64) -> String {
+    format!("{r}/s")
+}
+
+/// Which bound binds.
+pub(super) fn binding(b: Binding) -> &'static str {
+    match b {
+        Binding::Gateways => "gateways bind",
+        Binding::Api => "API rate binds",
+    }
+}
+
+/// A run's size: routes / gateways / update time T / API rate.
+pub(super) fn size(sc: &Scenario) -> String {
+    format!(
+        "{} / {} / {} / {}",
+        sc.routes,
+        sc.gateways,
+        secs(sc.update),
+        rate(sc.api_rate())
+    )
+}
+
+/// A count kept as a float (the reconciles metric), `-` without a value.
+pub(super) fn count(n: Option<f64>) -> String {
+    n.map_or("-".to_owned(), |n| format!("{n:.0}"))
+}

@@ -1,0 +1,190 @@
+//! The tables of the scenario runs, one column per run: what each measured, and its cloud
+//! calls by action and code.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::format::{binding, count, mib, ms, secs, size};
+use crate::bench::ScenarioResult;
+
+/// The rows of one run's column: (row, value); `None` where the run has no such value.
+fn rows(r: &ScenarioResult) -> Vec<(&'static str, Option<String>)> {
+    let sc = &r.scenario;
+    let bound = r.binding_bound();
+    vec![
+        (
+            "routes / gateways / update time T / API rate",
+            Some(size(sc)),
+        ),
+        (
+            "physical limit (busiest gateway's routes x T)",
+            Some(secs(sc.physical_limit())),
+        ),
+        (
+            "API bound (cloud calls until convergence / API rate)",
+            Some(secs(bound.api)),
+        ),
+        (
+            "binding bound (the larger)",
+            Some(format!(
+                "{} ({})",
+                secs(bound.bound()),
+                binding(bound.binding())
+            )),
+        ),
+        (
+            "wall time, first create to last Ready",
+            Some(if r.converged {
+                secs(r.wall)
+            } else {
+                format!(
+                    "not converged: {}/{} Ready after {}",
+                    r.ready,
+                    sc.routes,
+                    secs(r.wall)
+                )
+            }),
+        ),
+        (
+            "ratio to the physical limit",
+            Some(format!("**{:.3}**", r.ratio())),
+        ),
+        (
+            "ratio to the binding bound",
+            Some(format!("**{:.3}**", r.binding_ratio())),
+        ),
+        (
+            "harness create time (all objects)",
+            Some(format!(
+                "{} ({} at a time)",
+                secs(r.create_time),
+                sc.parallel
+            )),
+        ),
+        (
+            "cloud API calls until convergence",
+            Some(r.total_calls().to_string()),
+        ),
+        (
+            "cloud calls per converged route",
+            Some(format!("**{:.2}**", r.calls_per_route())),
+        ),
+        (
+            "refused calls (per route)",
+            Some(format!(
+                "{} ({:.3})",
+                r.refused_calls(),
+                r.per_route(r.refused_calls())
+            )),
+        ),
+        (
+            "refused mutations (per route)",
+            Some(format!(
+                "{} (**{:.3}**)",
+                r.refused_mutations(),
+                r.per_route(r.refused_mutations())
+            )),
+        ),
+        ("reconciles until convergence", Some(count(r.reconciles))),
+        (
+            "apply -> create accepted, p50 / p99 / max",
+            (sc.latency_probes > 0).then(|| {
+                format!(
+                    "{} / **{}** / {} (n = {}{})",
+                    ms(r.percentile(0.5)),
+                    ms(r.percentile(0.99)),
+                    ms(r.latencies_ms.last().copied()),
+                    r.latencies_ms.len(),
+                    if r.latency_missing > 0 {
+                        format!(", {} missing", r.latency_missing)
+                    } else {
+                        String::new()
+                    }
+                )
+            }),
+        ),
+        (
+            "operator peak RSS (VmHWM)",
+            Some(format!("**{:.1} MiB**", mib(r.usage.peak_rss_kib))),
+        ),
+        (
+            "operator CPU time (user + system)",
+            Some(format!(
+                "{} ({} at convergence)",
+                secs(r.usage.cpu),
+                secs(r.cpu_at_convergence)
+            )),
+        ),
+        (
+            "operator CPU time per route, until convergence",
+            Some(format!("**{:.2} ms**", r.cpu_ms_per_route())),
+        ),
+    ]
+}
+
+/// A table with one column per run (`heads`); rows no run has a value for are left out.
+pub(super) fn runs_table(s: &mut String, heads: &[String], runs: &[&ScenarioResult]) {
+    let cols: Vec<_> = runs.iter().map(|r| rows(r)).collect();
+    let _ = writeln!(
+        s,
+        "| |{}",
+        heads.iter().map(|h| format!(" {h} |")).collect::<String>()
+    );
+    let _ = writeln!(s, "|---|{}", "---|".repeat(heads.len()));
+    let Some(first) = cols.first() else {
+        return;
+    };
+    for (i, (row, _)) in first.iter().enumerate() {
+        if cols.iter().all(|c| c[i].1.is_none()) {
+            continue;
+        }
+        let _ = write!(s, "| {row} |");
+        for c in &cols {
+            let _ = write!(s, " {} |", c[i].1.as_deref().unwrap_or("-"));
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s);
+}
+
+/// Calls by action and code, one column per run; `refused` keeps only the refused ones and
+/// adds the count per route.
+pub(super) fn calls_table(s: &mut String, runs: &[&ScenarioResult], refused: bool) {
+    let calls = |r: &ScenarioResult| {
+        if refused {
+            r.refusals()
+        } else {
+            r.calls.clone()
+        }
+    };
+    let keys: BTreeSet<(String, String)> = runs
+        .iter()
+        .flat_map(|r| calls(r).into_iter().map(|c| (c.0, c.1)))
+        .collect();
+    if keys.is_empty() {
+        let _ = writeln!(s, "None.\n");
+        return;
+    }
+    let _ = write!(s, "| action | code |");
+    for r in runs {
+        let _ = write!(s, " {} |", r.scenario.label);
+    }
+    let _ = writeln!(s, "\n|---|---|{}", "---:|".repeat(runs.len()));
+    for (a, c) in &keys {
+        let _ = write!(s, "| {a} | {c} |");
+        for r in runs {
+            let n = r
+                .calls
+                .iter()
+                .find(|x| &x.0 == a && &x.1 == c)
+                .map_or(0, |x| x.2);
+            if refused {
+                let _ = write!(s, " {n} ({:.3}) |", r.per_route(n));
+            } else {
+                let _ = write!(s, " {n} |");
+            }
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s);
+}
