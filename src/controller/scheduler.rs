@@ -839,7 +839,7 @@ impl Worker {
                 FIRST_STEP
             }
             Err(e)
-                if e.policy().retried_by == Retrier::GatewayScheduler
+                if e.policy().retried_by == Retrier::CallerWhenFree
                     && self.inner.config.enabled =>
             {
                 self.requeue(&owner);
