@@ -10,10 +10,10 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::error::{Error, Unproven};
+use super::job::{JobView, Stall};
 use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
-use super::scheduler::{JobView, Stall};
 use super::status::{self, CondValue, Report};
 use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,

@@ -281,7 +281,7 @@ async fn act(
     // (A finished one is dropped after its outcome is recorded, below.)
     let unsent = matches!(
         ctx.scheduler.job(owner),
-        Some(super::scheduler::JobView::Queued { .. } | super::scheduler::JobView::InFlight)
+        Some(super::job::JobView::Queued { .. } | super::job::JobView::InFlight)
     );
     if let Some(JobOp::Drop) = &d.job
         && unsent
