@@ -10,6 +10,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::error::{Error, Unproven};
+use super::event::EventNote;
 use super::job::{JobView, Stall};
 use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
@@ -136,15 +137,6 @@ pub(crate) enum Next {
     Wake,
     /// After the per-object backoff of the failure.
     Backoff,
-}
-
-/// An event to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventNote {
-    pub warning: bool,
-    pub reason: Reason,
-    pub(crate) action: &'static str,
-    pub note: String,
 }
 
 /// A failure that goes through the per-object backoff and into status.
