@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use super::error::{Error, Unproven};
 use super::event::EventNote;
 use super::job::{JobView, Stall};
-use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
+use super::model::{Entry, Freshness, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
 use super::status::{self, CondValue, Report};
@@ -20,7 +20,7 @@ use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
     PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute, validation,
 };
-use alicloud_vpc_client::{CloudError, ErrorClass, Pace, Priority, known_policy};
+use alicloud_vpc_client::{CloudError, ErrorClass, Pace, known_policy};
 
 /// What the cloud read of this reconcile found.
 #[derive(Clone, Copy, Debug)]
@@ -97,31 +97,6 @@ pub(crate) enum JobOp {
     Drop,
     /// Queue this change (replacing a queued one that differs).
     Submit(Mutation),
-}
-
-/// The read a decision needs before it can go on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Freshness {
-    /// Not from the cache: a create was refused as existing, so the cached list is stale.
-    Now,
-    /// A recent list (spec change, resync, a new object).
-    Recent,
-    /// Our own change was just accepted and applied to the cached list: it may be older.
-    Cached,
-    /// A recent list, only to re-check a route already in sync at this generation (the
-    /// periodic drift check, or a restart): nothing waits on it, so its calls go after every
-    /// other call when the account's API rate binds (`Priority::Background`).
-    Recheck,
-}
-
-impl Freshness {
-    /// The class of the cloud calls this read makes (`alicloud_vpc_client::Priority`).
-    pub(crate) fn priority(self) -> Priority {
-        match self {
-            Self::Recheck => Priority::Background,
-            Self::Now | Self::Recent | Self::Cached => Priority::Progress,
-        }
-    }
 }
 
 /// When this route should be reconciled again.
