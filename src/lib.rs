@@ -48,13 +48,14 @@ pub use controller::accounts::Accounts;
 pub use controller::backoff::Backoffs;
 pub use controller::context::{Context, Settings};
 pub use controller::entries::GatewayCache;
+pub use controller::job::JobView;
 pub use controller::metrics::Metrics;
 pub use controller::reconcile::reconcile;
-pub use controller::scheduler::{JobView, Owner, Scheduler, SchedulerConfig};
+pub use controller::scheduler::{Owner, Scheduler, SchedulerConfig};
 pub use controller::verified::Verified;
 pub use fence::{Fence, FencedCloud, watch_lease};
 // For the simulation: what its ports answer in and are told.
-pub use controller::decide::EventNote;
+pub use controller::event::EventNote;
 pub use controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 pub use controller::status::rfc3339_millis;
 // For `tests/controller.rs`: the objects port against a real API server.

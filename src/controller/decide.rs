@@ -10,16 +10,17 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::error::{Error, Unproven};
-use super::model::{Entry, GatewayFacts, GatewayStatus, Mutation};
+use super::event::EventNote;
+use super::job::{JobView, Stall};
+use super::model::{Entry, Freshness, GatewayFacts, GatewayStatus, Mutation};
 use super::plan::{self, Step};
 use super::reason::Reason;
-use super::scheduler::{JobView, Stall};
 use super::status::{self, CondValue, Report};
 use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, ConditionStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
     PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute, validation,
 };
-use alicloud_vpc_client::{CloudError, ErrorClass, Pace, Priority, known_policy};
+use alicloud_vpc_client::{CloudError, ErrorClass, Pace, known_policy};
 
 /// What the cloud read of this reconcile found.
 #[derive(Clone, Copy, Debug)]
@@ -98,31 +99,6 @@ pub(crate) enum JobOp {
     Submit(Mutation),
 }
 
-/// The read a decision needs before it can go on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Freshness {
-    /// Not from the cache: a create was refused as existing, so the cached list is stale.
-    Now,
-    /// A recent list (spec change, resync, a new object).
-    Recent,
-    /// Our own change was just accepted and applied to the cached list: it may be older.
-    Cached,
-    /// A recent list, only to re-check a route already in sync at this generation (the
-    /// periodic drift check, or a restart): nothing waits on it, so its calls go after every
-    /// other call when the account's API rate binds (`Priority::Background`).
-    Recheck,
-}
-
-impl Freshness {
-    /// The class of the cloud calls this read makes (`alicloud_vpc_client::Priority`).
-    pub(crate) fn priority(self) -> Priority {
-        match self {
-            Self::Recheck => Priority::Background,
-            Self::Now | Self::Recent | Self::Cached => Priority::Progress,
-        }
-    }
-}
-
 /// When this route should be reconciled again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -136,15 +112,6 @@ pub(crate) enum Next {
     Wake,
     /// After the per-object backoff of the failure.
     Backoff,
-}
-
-/// An event to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventNote {
-    pub warning: bool,
-    pub reason: Reason,
-    pub(crate) action: &'static str,
-    pub note: String,
 }
 
 /// A failure that goes through the per-object backoff and into status.

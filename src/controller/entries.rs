@@ -506,8 +506,7 @@ mod tests {
     use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
-    use crate::controller::decide;
-    use crate::controller::model::{Accepted, CredentialsHandle};
+    use crate::controller::model::{Accepted, CredentialsHandle, Freshness};
     use crate::controller::port::CloudFuture;
     use alicloud_vpc_client::{ApiError, CredentialsProvider, ErrorClass, StaticCredentials};
 
@@ -938,7 +937,7 @@ mod tests {
     async fn a_drift_check_reads_in_the_background_class() {
         let (fake, cache, mut rx) = setup();
         let s = scope("vpn-a");
-        let recheck = decide::Freshness::Recheck.priority();
+        let recheck = Freshness::Recheck.priority();
         assert!(matches!(
             cache.read(&s, &owner(0), FACTS_AGE, LIST_AGE, recheck),
             Read::Pending

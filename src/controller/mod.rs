@@ -8,6 +8,8 @@ pub(crate) mod duplicates;
 pub(crate) mod entries;
 pub(crate) mod error;
 pub(crate) mod estimate;
+pub(crate) mod event;
+pub(crate) mod job;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod objects;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use alicloud_vpc_client::VpnPbrRouteEntry;
 use alicloud_vpc_client::credentials::CredentialsProvider;
+use alicloud_vpc_client::{Priority, VpnPbrRouteEntry};
 
 /// Which gateway, in which region, reached with which credentials.
 ///
@@ -325,4 +325,30 @@ pub struct Accepted {
     pub request_id: Option<String>,
     /// The new entry, for creates.
     pub entry: Option<Entry>,
+}
+
+/// How fresh a read of the gateway must be: the read a decision needs before it can go on
+/// (`decide::Next::Read`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// Not from the cache: a create was refused as existing, so the cached list is stale.
+    Now,
+    /// A recent list (spec change, resync, a new object).
+    Recent,
+    /// Our own change was just accepted and applied to the cached list: it may be older.
+    Cached,
+    /// A recent list, only to re-check a route already in sync at this generation (the
+    /// periodic drift check, or a restart): nothing waits on it, so its calls go after every
+    /// other call when the account's API rate binds (`Priority::Background`).
+    Recheck,
+}
+
+impl Freshness {
+    /// The class of the cloud calls this read makes (`alicloud_vpc_client::Priority`).
+    pub(crate) fn priority(self) -> Priority {
+        match self {
+            Self::Recheck => Priority::Background,
+            Self::Now | Self::Recent | Self::Cached => Priority::Progress,
+        }
+    }
 }

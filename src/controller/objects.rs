@@ -13,8 +13,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::decide::EventNote;
 use super::duplicates;
+use super::event::EventNote;
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
 
 pub type ObjectFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, kube::Error>> + Send + 'a>>;

@@ -12,10 +12,10 @@ use tracing::{debug, warn};
 
 use super::accounts::Account;
 use super::context::Context;
-use super::decide::{self, AccountRead, CloudRead, Decision, Freshness, JobOp, Next, Observation};
+use super::decide::{self, AccountRead, CloudRead, Decision, JobOp, Next, Observation};
 use super::entries::Read;
 use super::error::{Error, Result};
-use super::model::Scope;
+use super::model::{Freshness, Scope};
 use super::status::{self, Report};
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
 
@@ -281,7 +281,7 @@ async fn act(
     // (A finished one is dropped after its outcome is recorded, below.)
     let unsent = matches!(
         ctx.scheduler.job(owner),
-        Some(super::scheduler::JobView::Queued { .. } | super::scheduler::JobView::InFlight)
+        Some(super::job::JobView::Queued { .. } | super::job::JobView::InFlight)
     );
     if let Some(JobOp::Drop) = &d.job
         && unsent

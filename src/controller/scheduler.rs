@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::entries::GatewayCache;
 use super::estimate::{Estimate, Plan, Shared};
+use super::job::{JobView, Stall};
 use super::model::{Accepted, GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
@@ -75,49 +76,6 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         Self { enabled: true }
     }
-}
-
-/// What a reconcile sees of its job.
-#[derive(Clone, Debug)]
-pub enum JobView {
-    /// Waiting for its turn; it can still be replaced or cancelled. `generation` is the spec
-    /// generation it was planned from.
-    Queued {
-        mutation: Mutation,
-        generation: Option<i64>,
-        /// Its turn waits on the gateway's status, and those reads keep failing.
-        stalled: Option<Stall>,
-    },
-    /// On the wire: it will finish, whatever the object does meanwhile.
-    InFlight,
-    /// The cloud accepted it; `confirmed` once the gateway was seen `active` afterwards and
-    /// the entry list shows the change (the cloud applies changes in the background).
-    Accepted {
-        accepted: Accepted,
-        confirmed: bool,
-        /// It was a create.
-        create: bool,
-        /// Not confirmed, and the reads it waits on keep failing (see `STALL_READS`).
-        stalled: Option<Stall>,
-    },
-    /// The cloud refused it (never a busy gateway: that is retried here). `create` tells
-    /// whether it was a create.
-    Failed {
-        error: Arc<CloudError>,
-        create: bool,
-    },
-}
-
-/// Why a waiting change does not move: the reads it waits on keep failing (see
-/// `STALL_READS`). The change keeps its place; its route says why.
-#[derive(Clone, Debug)]
-pub enum Stall {
-    /// A queued change: the gateway's status, whether it is free for the next change.
-    Queued(Arc<CloudError>),
-    /// An accepted change: the gateway's status, whether it applied the change.
-    Status(Arc<CloudError>),
-    /// A whole entry list that shows the applied change (e.g. `ListInconsistent`).
-    List(Arc<CloudError>),
 }
 
 /// The gateway's reads of one kind that failed in a row, until one succeeds.
@@ -839,7 +797,7 @@ impl Worker {
                 FIRST_STEP
             }
             Err(e)
-                if e.policy().retried_by == Retrier::GatewayScheduler
+                if e.policy().retried_by == Retrier::CallerWhenFree
                     && self.inner.config.enabled =>
             {
                 self.requeue(&owner);

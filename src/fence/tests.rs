@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::controller::entries::GatewayCache;
+use crate::controller::job::JobView;
 use crate::controller::model::{CredentialsHandle, RouteId};
-use crate::controller::scheduler::{JobView, Scheduler, SchedulerConfig};
+use crate::controller::scheduler::{Scheduler, SchedulerConfig};
 use alicloud_vpc_client::{CredentialsProvider, StaticCredentials};
 
 const ME: &str = "vpn-pbr-operator-0";

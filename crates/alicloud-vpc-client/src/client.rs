@@ -84,7 +84,7 @@ impl fmt::Debug for VpcClientFactory {
 
 impl VpcClientFactory {
     /// Builds the shared HTTP client (rustls; the process must have installed a rustls crypto
-    /// provider, which the operator binary does at start).
+    /// provider at start).
     pub fn new(config: ClientConfig) -> Result<Self, CloudError> {
         ensure_crypto_provider();
         let http = reqwest::Client::builder()

@@ -294,7 +294,7 @@ mod tests {
             (
                 api(400, "VpnRouteEntry.Conflict", ErrorClass::NeedsSpecChange),
                 ErrorClass::NeedsSpecChange,
-                Retrier::Reconcile,
+                Retrier::Caller,
                 Pace::Busy,
                 Gone::No,
             ),
@@ -315,7 +315,7 @@ mod tests {
             (
                 CloudError::Credentials(CredentialsError::NotConfigured("none".into())),
                 ErrorClass::NeedsOutsideAction,
-                Retrier::Reconcile,
+                Retrier::Caller,
                 Pace::VerySlow,
                 Gone::No,
             ),
@@ -347,14 +347,14 @@ mod tests {
             (
                 CloudError::InvalidRegion("cn hangzhou".into()),
                 ErrorClass::NeedsSpecChange,
-                Retrier::Reconcile,
+                Retrier::Caller,
                 Pace::Slow,
                 Gone::No,
             ),
             (
                 CloudError::Config("bad url".into()),
                 ErrorClass::NeedsOutsideAction,
-                Retrier::Reconcile,
+                Retrier::Caller,
                 Pace::VerySlow,
                 Gone::No,
             ),

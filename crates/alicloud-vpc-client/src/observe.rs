@@ -1,4 +1,4 @@
-//! A hook called after every attempt, so the controller can feed metrics without this module
+//! A hook called after every attempt, so the caller can feed metrics without this module
 //! depending on a metrics library.
 
 use std::time::Duration;

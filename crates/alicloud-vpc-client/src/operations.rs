@@ -1,4 +1,4 @@
-//! Typed requests and responses of the VPC operations the operator uses.
+//! Typed requests and responses of the VPC operations this client covers.
 //!
 //! Field names are the cloud's (`RouteSource`, `VpnInstanceId`, ...) in snake_case. `RegionId`
 //! is not a field: the [`VpcClient`](super::VpcClient) is per region and adds it. Mutations
@@ -298,7 +298,7 @@ pub struct DescribeVpnGatewayRequest {
     pub include_reservation_data: Option<bool>,
 }
 
-/// Answer of `DescribeVpnGateway` (the fields the operator may use).
+/// Answer of `DescribeVpnGateway` (the fields this client reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeVpnGatewayResponse {
@@ -388,7 +388,7 @@ pub struct DescribeVpnConnectionRequest {
     pub vpn_connection_id: String,
 }
 
-/// Answer of `DescribeVpnConnection` (the fields the operator may use).
+/// Answer of `DescribeVpnConnection` (the fields this client reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeVpnConnectionResponse {

@@ -6,9 +6,10 @@
 //!
 //! * `class` — the [`ErrorClass`] callers act on and conditions show.
 //! * `retried_by` — who tries again ([`Retrier`]): the client itself within one call (throttled
-//!   and transient failures), the controller's gateway scheduler (a gateway busy with another
-//!   change), or the next reconcile (everything else).
-//! * `pace` — how long the reconcile waits before trying again ([`Pace::bounds`]: base and cap of
+//!   and transient failures), the caller once the gateway is free again (a gateway busy with
+//!   another change: the gateway, not a delay, says when), or the caller after a delay
+//!   (everything else).
+//! * `pace` — how long the caller waits before trying again ([`Pace::bounds`]: base and cap of
 //!   an exponential delay). Conflicts with a partner entry (an active/standby pair mid-flip) are
 //!   spec errors that clear on their own, so they keep the busy pace.
 //! * `refuses_create` — a create answered with this code is final: it made nothing and waits for
@@ -38,10 +39,11 @@ use Retrier as R;
 pub enum Retrier {
     /// The client, within the same call (when the call is safe to repeat).
     Client,
-    /// The controller's gateway scheduler, once the gateway is `active` again.
-    GatewayScheduler,
-    /// The next reconcile of the object, after its backoff.
-    Reconcile,
+    /// The caller, once the gateway is `active` again: it applies one change at a time, so
+    /// the retry is paced per gateway, not per call.
+    CallerWhenFree,
+    /// The caller, after a delay at the row's pace.
+    Caller,
 }
 
 /// How fast a failed call is tried again: the bounds of an exponential delay.
@@ -53,9 +55,9 @@ pub enum Pace {
     Throttled,
     /// No answer or a server error: 1 s .. 60 s.
     Transient,
-    /// The request is wrong; a spec change triggers a reconcile anyway: 10 s .. 300 s.
+    /// The request is wrong; only a changed request helps: 10 s .. 300 s.
     Slow,
-    /// Someone outside the operator must act: 30 s .. 600 s.
+    /// Someone outside the caller must act: 30 s .. 600 s.
     VerySlow,
 }
 
@@ -98,14 +100,14 @@ impl Policy {
     /// code (timeouts, credentials), gets.
     pub const fn of_class(class: ErrorClass) -> Self {
         let (retried_by, pace, refuses_create, gone) = match class {
-            C::GatewayBusy => (Retrier::GatewayScheduler, Pace::Busy, false, Gone::No),
+            C::GatewayBusy => (Retrier::CallerWhenFree, Pace::Busy, false, Gone::No),
             C::Throttled => (Retrier::Client, Pace::Throttled, false, Gone::No),
             C::Transient => (Retrier::Client, Pace::Transient, false, Gone::No),
-            C::NeedsSpecChange => (Retrier::Reconcile, Pace::Slow, true, Gone::No),
-            C::NeedsOutsideAction => (Retrier::Reconcile, Pace::VerySlow, true, Gone::No),
+            C::NeedsSpecChange => (Retrier::Caller, Pace::Slow, true, Gone::No),
+            C::NeedsOutsideAction => (Retrier::Caller, Pace::VerySlow, true, Gone::No),
             // Adopt the entry; if that fails, look again soon.
-            C::AlreadyExists => (Retrier::Reconcile, Pace::Transient, false, Gone::No),
-            C::NotFound => (Retrier::Reconcile, Pace::Transient, true, Gone::Entry),
+            C::AlreadyExists => (Retrier::Caller, Pace::Transient, false, Gone::No),
+            C::NotFound => (Retrier::Caller, Pace::Transient, true, Gone::Entry),
         };
         Self {
             class,
@@ -140,89 +142,89 @@ const fn row(
 /// The code of `CloudError::ListInconsistent` (the client's, not the cloud's).
 pub const LIST_INCONSISTENT: &str = "ListInconsistent";
 
-/// Every code the operator knows. Columns: code, class, retried by, pace, refuses create, gone.
+/// Every code this client knows. Columns: code, class, retried by, pace, refuses create, gone.
 #[rustfmt::skip]
 const TABLE: &[(&str, Policy)] = &[
     // The gateway is applying another change; wait for it to be `active` again.
-    row("VpnGateway.Configuring",                     C::GatewayBusy,        R::GatewayScheduler, P::Busy,      false, G::No),
-    row("TaskConflict",                               C::GatewayBusy,        R::GatewayScheduler, P::Busy,      false, G::No),
-    row("VpnTask.CONFLICT",                           C::GatewayBusy,        R::GatewayScheduler, P::Busy,      false, G::No),
-    row("Appliance.Configuring",                      C::GatewayBusy,        R::GatewayScheduler, P::Busy,      false, G::No),
-    row("VpnConnection.Configuring",                  C::GatewayBusy,        R::GatewayScheduler, P::Busy,      false, G::No),
+    row("VpnGateway.Configuring",                     C::GatewayBusy,        R::CallerWhenFree, P::Busy,      false, G::No),
+    row("TaskConflict",                               C::GatewayBusy,        R::CallerWhenFree, P::Busy,      false, G::No),
+    row("VpnTask.CONFLICT",                           C::GatewayBusy,        R::CallerWhenFree, P::Busy,      false, G::No),
+    row("Appliance.Configuring",                      C::GatewayBusy,        R::CallerWhenFree, P::Busy,      false, G::No),
+    row("VpnConnection.Configuring",                  C::GatewayBusy,        R::CallerWhenFree, P::Busy,      false, G::No),
     // Terraform retries this one too on VPN route operations.
-    row("VpnRouteEntry.Configuring",                  C::GatewayBusy,        R::GatewayScheduler, P::Busy,      false, G::No),
+    row("VpnRouteEntry.Configuring",                  C::GatewayBusy,        R::CallerWhenFree, P::Busy,      false, G::No),
 
-    row("Throttling",                                 C::Throttled,          R::Client,           P::Throttled, false, G::No),
-    row("Throttling.User",                            C::Throttled,          R::Client,           P::Throttled, false, G::No),
-    row("Throttling.Api",                             C::Throttled,          R::Client,           P::Throttled, false, G::No),
-    row("Rejected.Throttling",                        C::Throttled,          R::Client,           P::Throttled, false, G::No),
+    row("Throttling",                                 C::Throttled,          R::Client,         P::Throttled, false, G::No),
+    row("Throttling.User",                            C::Throttled,          R::Client,         P::Throttled, false, G::No),
+    row("Throttling.Api",                             C::Throttled,          R::Client,         P::Throttled, false, G::No),
+    row("Rejected.Throttling",                        C::Throttled,          R::Client,         P::Throttled, false, G::No),
 
-    row("InternalError",                              C::Transient,          R::Client,           P::Transient, false, G::No),
-    row("ServiceUnavailable",                         C::Transient,          R::Client,           P::Transient, false, G::No),
-    row("UnknownError",                               C::Transient,          R::Client,           P::Transient, false, G::No),
+    row("InternalError",                              C::Transient,          R::Client,         P::Transient, false, G::No),
+    row("ServiceUnavailable",                         C::Transient,          R::Client,         P::Transient, false, G::No),
+    row("UnknownError",                               C::Transient,          R::Client,         P::Transient, false, G::No),
     // The client sends a fresh nonce per attempt, so a reused nonce is a one-off collision.
-    row("SignatureNonceUsed",                         C::Transient,          R::Client,           P::Transient, false, G::No),
+    row("SignatureNonceUsed",                         C::Transient,          R::Client,         P::Transient, false, G::No),
     // The client's own code (`CloudError::ListInconsistent`): the pages of a list never made
     // one whole list (entries changing between page reads). The client has read it again
     // already; the reader tries later. Never evidence that an entry is gone.
-    row(LIST_INCONSISTENT,                            C::Transient,          R::Client,           P::Transient, false, G::No),
+    row(LIST_INCONSISTENT,                            C::Transient,          R::Client,         P::Transient, false, G::No),
 
-    row("VpnRouteEntry.InvalidWeight",                C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
-    row("IllegalParam.RouteDest",                     C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
-    row("OperationFailed.InvalidCidrBlock",           C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
-    row("VpnPbrRouteEntryPriority.NotSupport",        C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
+    row("VpnRouteEntry.InvalidWeight",                C::NeedsSpecChange,    R::Caller,         P::Slow,      true,  G::No),
+    row("IllegalParam.RouteDest",                     C::NeedsSpecChange,    R::Caller,         P::Slow,      true,  G::No),
+    row("OperationFailed.InvalidCidrBlock",           C::NeedsSpecChange,    R::Caller,         P::Slow,      true,  G::No),
+    row("VpnPbrRouteEntryPriority.NotSupport",        C::NeedsSpecChange,    R::Caller,         P::Slow,      true,  G::No),
     // Conflicts with a partner entry (an active/standby pair mid-flip) clear on their own.
-    row("VpnRouteEntry.BackupRoute",                  C::NeedsSpecChange,    R::Reconcile,        P::Busy,      true,  G::No),
-    row("VpnRouteEntry.Conflict",                     C::NeedsSpecChange,    R::Reconcile,        P::Busy,      true,  G::No),
-    row("VpnRouteEntry.ConflictSSL",                  C::NeedsSpecChange,    R::Reconcile,        P::Busy,      true,  G::No),
-    row("OperationFailed.RouteConflict",              C::NeedsSpecChange,    R::Reconcile,        P::Busy,      true,  G::No),
+    row("VpnRouteEntry.BackupRoute",                  C::NeedsSpecChange,    R::Caller,         P::Busy,      true,  G::No),
+    row("VpnRouteEntry.Conflict",                     C::NeedsSpecChange,    R::Caller,         P::Busy,      true,  G::No),
+    row("VpnRouteEntry.ConflictSSL",                  C::NeedsSpecChange,    R::Caller,         P::Busy,      true,  G::No),
+    row("OperationFailed.RouteConflict",              C::NeedsSpecChange,    R::Caller,         P::Busy,      true,  G::No),
 
-    row("Forbidden",                                  C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("Forbbiden.SubUser",                          C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("VpnGateway.FinancialLocked",                 C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("Resource.QuotaFull",                         C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("QuotaExceeded.VpnRouteEntry",                C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidNextHop.NotFound",                    C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidVpnConnectionInstanceId.NotFound",    C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
+    row("Forbidden",                                  C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("Forbbiden.SubUser",                          C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("VpnGateway.FinancialLocked",                 C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("Resource.QuotaFull",                         C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("QuotaExceeded.VpnRouteEntry",                C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidNextHop.NotFound",                    C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidVpnConnectionInstanceId.NotFound",    C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
     // The gateway is missing, under each operation's name for it.
-    row("InvalidVpnGatewayInstanceId.NotFound",       C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::Gateway),
-    row("InvalidVpnGatewayId.NotFound",               C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::Gateway),
-    row("InvalidVpnInstanceId.NotFound",              C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::Gateway),
-    row("INSTANCE_NOT_EXISTS",                        C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::Gateway),
-    row("InvalidRegionId.NotFound",                   C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::Gateway),
+    row("InvalidVpnGatewayInstanceId.NotFound",       C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::Gateway),
+    row("InvalidVpnGatewayId.NotFound",               C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::Gateway),
+    row("InvalidVpnInstanceId.NotFound",              C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::Gateway),
+    row("INSTANCE_NOT_EXISTS",                        C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::Gateway),
+    row("InvalidRegionId.NotFound",                   C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::Gateway),
     // The gateway is being deleted: waiting for it to be `active` again would never end.
-    row("IncorrectStatus.VpnGateway",                 C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::Gateway),
-    // Credentials, signatures and clocks: someone outside the operator must fix them.
-    row("InvalidAccessKeyId.NotFound",                C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidAccessKeyId.Inactive",                C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidAccessKeyId",                         C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("SignatureDoesNotMatch",                      C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("IncompleteSignature",                        C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidSignatureMethod",                     C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidTimeStamp.Format",                    C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidTimeStamp.Expired",                   C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidSecurityToken.Expired",               C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidSecurityToken.Malformed",             C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidSecurityToken.MismatchWithAccessKey", C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("UnsupportedHTTPMethod",                      C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidApi.NotFound",                        C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidAction.NotFound",                     C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("InvalidRegionId",                            C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
-    row("NoPermission",                               C::NeedsOutsideAction, R::Reconcile,        P::VerySlow,  true,  G::No),
+    row("IncorrectStatus.VpnGateway",                 C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::Gateway),
+    // Credentials, signatures and clocks: someone outside the caller must fix them.
+    row("InvalidAccessKeyId.NotFound",                C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidAccessKeyId.Inactive",                C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidAccessKeyId",                         C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("SignatureDoesNotMatch",                      C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("IncompleteSignature",                        C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidSignatureMethod",                     C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidTimeStamp.Format",                    C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidTimeStamp.Expired",                   C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidSecurityToken.Expired",               C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidSecurityToken.Malformed",             C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidSecurityToken.MismatchWithAccessKey", C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("UnsupportedHTTPMethod",                      C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidApi.NotFound",                        C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidAction.NotFound",                     C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("InvalidRegionId",                            C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    row("NoPermission",                               C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
 
     // The answer to a `DryRun=true` call that would have succeeded (`VpcClient::dry_run` turns
     // it into `Ok`). Never retried: sending it again asks the same question; nothing was made.
-    row("DryRunOperation",                            C::NeedsSpecChange,    R::Reconcile,        P::Slow,      true,  G::No),
+    row("DryRunOperation",                            C::NeedsSpecChange,    R::Caller,         P::Slow,      true,  G::No),
 
     // Created meanwhile (by us before a restart, or by someone else): adopt it.
-    row("VpnRouteEntry.AlreadyExists",                C::AlreadyExists,      R::Reconcile,        P::Transient, false, G::No),
+    row("VpnRouteEntry.AlreadyExists",                C::AlreadyExists,      R::Caller,         P::Transient, false, G::No),
 
     // The entry is gone (none documented for PBR yet; these are the names the VPN route APIs
     // use, and the emulator may return them).
-    row("InvalidRouteEntry.NotFound",                 C::NotFound,           R::Reconcile,        P::Transient, true,  G::Entry),
-    row("VpnRouteEntry.NotFound",                     C::NotFound,           R::Reconcile,        P::Transient, true,  G::Entry),
-    row("InvalidVpnPbrRouteEntry.NotFound",           C::NotFound,           R::Reconcile,        P::Transient, true,  G::Entry),
-    row("VpnPbrRouteEntry.NotFound",                  C::NotFound,           R::Reconcile,        P::Transient, true,  G::Entry),
+    row("InvalidRouteEntry.NotFound",                 C::NotFound,           R::Caller,         P::Transient, true,  G::Entry),
+    row("VpnRouteEntry.NotFound",                     C::NotFound,           R::Caller,         P::Transient, true,  G::Entry),
+    row("InvalidVpnPbrRouteEntry.NotFound",           C::NotFound,           R::Caller,         P::Transient, true,  G::Entry),
+    row("VpnPbrRouteEntry.NotFound",                  C::NotFound,           R::Caller,         P::Transient, true,  G::Entry),
 ];
 
 /// The policy of a code the table names (`None` for any other text, e.g. a condition reason
@@ -277,13 +279,14 @@ fn fallback_class(http_status: u16, code: &str) -> ErrorClass {
     if code.ends_with(".NotFound") && code.contains("Route") {
         return ErrorClass::NotFound;
     }
-    // Unknown 4xx: nothing the operator can change by itself, so retry slowly and show the code.
+    // Unknown 4xx: nothing the caller can change by itself, so retry slowly and show the code.
     ErrorClass::NeedsOutsideAction
 }
 
 impl ErrorClass {
     /// Whether the client itself may retry a call that failed this way (when the call is safe
-    /// to repeat). Busy gateways are left to the controller's scheduler.
+    /// to repeat). Busy gateways are left to the caller, which tries again once the gateway is
+    /// free.
     pub fn is_retryable_by_client(self) -> bool {
         Policy::of_class(self).retried_by == Retrier::Client
     }
@@ -340,19 +343,13 @@ mod tests {
     #[test]
     fn usual_row_of_each_class() {
         let expected: [(ErrorClass, Retrier, Pace, bool, Gone); 7] = [
-            (C::GatewayBusy, R::GatewayScheduler, P::Busy, false, G::No),
+            (C::GatewayBusy, R::CallerWhenFree, P::Busy, false, G::No),
             (C::Throttled, R::Client, P::Throttled, false, G::No),
             (C::Transient, R::Client, P::Transient, false, G::No),
-            (C::NeedsSpecChange, R::Reconcile, P::Slow, true, G::No),
-            (
-                C::NeedsOutsideAction,
-                R::Reconcile,
-                P::VerySlow,
-                true,
-                G::No,
-            ),
-            (C::AlreadyExists, R::Reconcile, P::Transient, false, G::No),
-            (C::NotFound, R::Reconcile, P::Transient, true, G::Entry),
+            (C::NeedsSpecChange, R::Caller, P::Slow, true, G::No),
+            (C::NeedsOutsideAction, R::Caller, P::VerySlow, true, G::No),
+            (C::AlreadyExists, R::Caller, P::Transient, false, G::No),
+            (C::NotFound, R::Caller, P::Transient, true, G::Entry),
         ];
         assert_eq!(expected.map(|e| e.0), ALL_CLASSES);
         for (class, retried_by, pace, refuses_create, gone) in expected {
@@ -413,7 +410,7 @@ mod tests {
                 (p.class, p.retried_by, p.gone),
                 (
                     ErrorClass::NeedsOutsideAction,
-                    Retrier::Reconcile,
+                    Retrier::Caller,
                     Gone::Gateway
                 ),
                 "{code}"
@@ -424,7 +421,7 @@ mod tests {
     #[test]
     fn a_passed_dry_run_is_never_retried() {
         let p = policy(400, "DryRunOperation");
-        assert_eq!(p.retried_by, Retrier::Reconcile);
+        assert_eq!(p.retried_by, Retrier::Caller);
         assert!(!p.class.is_retryable_by_client());
         assert!(p.refuses_create, "a dry run creates nothing");
         assert_eq!(p.gone, Gone::No);

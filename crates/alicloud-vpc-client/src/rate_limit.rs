@@ -53,7 +53,7 @@ pub enum Priority {
     /// A change sent to the cloud: the next mutation of an idle gateway is what converges
     /// routes, and a gateway left idle wastes its own (slow) update pipeline.
     Mutation,
-    /// A read that a waiting change or a reconcile needs now (gateway status, the entry list
+    /// A read that a waiting change or caller needs now (gateway status, the entry list
     /// that confirms or plans a change). The default of reads.
     Progress,
     /// A read nobody waits for: periodic resync, drift checks, warm-up.

@@ -1,7 +1,7 @@
 //! A gate the caller sets around a call and the client checks at the last moment before each
 //! request leaves: after the rate limiter, the credentials and the signature, just before the
-//! bytes are written. A leader that may send changes only until a deadline (the operator's
-//! lease fence) thereby never sends a request whose deadline passed while it waited in the
+//! bytes are written. A leader that may send changes only until a deadline (a lease fence)
+//! thereby never sends a request whose deadline passed while it waited in the
 //! limiter; a check made before the call could not tell.
 
 use std::future::Future;

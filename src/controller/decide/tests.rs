@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use alicloud_vpc_client::{ApiError, CloudError, classify};
+use alicloud_vpc_client::{ApiError, CloudError, Priority, classify};
 use serde_json::json;
 
 use super::*;

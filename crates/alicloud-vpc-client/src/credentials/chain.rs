@@ -1,4 +1,4 @@
-//! The operator-wide default chain (the order of the official SDKs' default credentials chain), with the official variable names:
+//! The process-wide default chain (the order of the official SDKs' default credentials chain), with the official variable names:
 //! environment keys, then RRSA, then a credentials file. The first configured source wins and
 //! is kept, as the official libraries do.
 
