@@ -68,6 +68,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "cli::manifests",
             "cli::plan",
             "cli::plan::render",
+            "cli::plan::rehearse",
             "cli::plan::route",
             "config",
             "shutdown",

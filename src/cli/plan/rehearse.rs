@@ -14,9 +14,9 @@ use crate::controller::decide::{
     AccountRead, CloudRead, JobOp, Next, Observation, decide, failure,
 };
 use crate::controller::error::Error;
+use crate::controller::job::JobView;
 use crate::controller::model::{Accepted, Entry, EntryState, Mutation};
 use crate::controller::reason::Reason;
-use crate::controller::scheduler::JobView;
 use crate::controller::status;
 
 use super::route::GatewayView;
