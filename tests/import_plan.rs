@@ -5,265 +5,18 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::{Value, json};
-use support::emulator::{EntryKey, KEY_ID, KEY_SECRET};
-use support::{
-    Emulator, Operator, ready_is, start_emulator, start_operator, wait_gone, wait_route,
-};
-use tempfile::TempDir;
+use kube::api::DeleteParams;
+use serde_json::json;
+use support::cli::{CliEnv, WAIT, calls, route, spec, write_manifests};
+use support::emulator::EntryKey;
+use support::{ready_is, wait_gone, wait_route};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
-
-const WAIT: Duration = Duration::from_secs(60);
-const MUTATIONS: [&str; 6] = [
-    "CreateVpnPbrRouteEntry",
-    "DeleteVpnPbrRouteEntry",
-    "ModifyVpnPbrRouteEntryWeight",
-    "ModifyVpnPbrRouteEntryPriority",
-    "ModifyVpnPbrRouteEntryAttribute",
-    "PublishVpnRouteEntry",
-];
-
-/// `vpn-gw-a` (priorities), `vpn-gw-b` (none) and `vpn-gw-q` (room for one route), each with
-/// connections `vco-gw-<gw>-1` and `-2`.
-fn config() -> String {
-    let mut gws = String::new();
-    let mut conns = String::new();
-    for (gw, prio, quota) in [("a", true, 1000), ("b", false, 1000), ("q", true, 1)] {
-        gws.push_str(&format!(
-            "  - {{id: vpn-gw-{gw}, region: cn-hangzhou, vpc_id: vpc-test-{gw}, priority_support: {prio}, pbr_quota: {quota}, vpc_route_quota: 1000, update_duration_ms: 200}}\n"
-        ));
-        for n in 1..=2 {
-            conns.push_str(&format!(
-                "  - {{id: vco-gw-{gw}-{n}, gateway_id: vpn-gw-{gw}, remote_subnet: 192.168.0.0/16}}\n"
-            ));
-        }
-    }
-    format!(
-        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\nregions: [cn-hangzhou]\nvpn_gateways:\n{gws}vpn_connections:\n{conns}"
-    )
-}
-
-struct Env {
-    ns: String,
-    emu: Emulator,
-    op: Option<Operator>,
-    api: Api<VpnPbrRoute>,
-    dir: TempDir,
-}
-
-/// What a command printed and how it ended.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Env {
-    async fn start(prefix: &str) -> anyhow::Result<Env> {
-        let (client, ns) = support::setup(prefix).await?;
-        let dir = tempfile::tempdir()?;
-        let emu = start_emulator(&config(), dir.path());
-        Ok(Env {
-            api: Api::namespaced(client, &ns),
-            ns,
-            emu,
-            op: None,
-            dir,
-        })
-    }
-
-    fn operator(&mut self) {
-        self.op = Some(start_operator(
-            &self.ns,
-            &self.emu.url,
-            self.dir.path(),
-            &[],
-            &[],
-        ));
-    }
-
-    fn stop_operator(&mut self) {
-        if let Some(mut op) = self.op.take() {
-            op.terminate();
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.op.as_ref().map(Operator::logs).unwrap_or_default()
-    }
-
-    /// Creates routes with the official Tea SDK, as the console would.
-    fn console(&self, routes: &Value) {
-        let python = vpn_pbr_harness::tools::sdk_python().unwrap_or_else(|e| panic!("{e:#}"));
-        let script = support::repo_root().join("tests/python/console_routes.py");
-        let out = vpn_pbr_harness::command::run(
-            Command::new(&python)
-                .arg(&script)
-                .arg(self.emu.url.trim_start_matches("http://"))
-                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
-                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET),
-            Some(&routes.to_string()),
-        )
-        .expect("run the SDK script");
-        assert!(
-            out.success && out.stdout.contains("ALL OK"),
-            "console_routes.py failed:\n{}\n{}",
-            out.stdout,
-            out.stderr
-        );
-    }
-
-    /// Runs the operator binary with a subcommand, with the emulator's key and endpoint.
-    fn cli(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(support::operator_binary());
-        cmd.args(args)
-            .args(["--endpoint", &self.emu.url])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
-            .stdin(Stdio::null());
-        let out = cmd.output().expect("run vpn-pbr-operator");
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(
-            !run.stdout.contains(KEY_SECRET) && !run.stderr.contains(KEY_SECRET),
-            "the secret was printed"
-        );
-        run
-    }
-
-    /// `plan` with `-o json`: the exit code and the report.
-    fn plan_json(&self, args: &[&str]) -> (i32, Value) {
-        let mut all = vec!["plan", "-o", "json"];
-        all.extend_from_slice(args);
-        let run = self.cli(&all);
-        let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-            panic!(
-                "plan printed no JSON ({e}), exit {}:\n{}\n{}",
-                run.code, run.stdout, run.stderr
-            )
-        });
-        assert_eq!(report["exitCode"], run.code, "{report:#}");
-        (run.code, report)
-    }
-
-    fn kubectl_apply(&self, path: &Path) {
-        let kubectl = support::binaries().tools.kubectl();
-        vpn_pbr_harness::command::run_ok(
-            Command::new(kubectl)
-                .arg("--kubeconfig")
-                .arg(&support::plane().kubeconfig)
-                .args(["apply", "-n", &self.ns, "-f"])
-                .arg(path),
-            None,
-        )
-        .expect("kubectl apply");
-    }
-
-    async fn ready(&self, name: &str) -> anyhow::Result<VpnPbrRoute> {
-        wait_route(
-            &self.api,
-            name,
-            "Ready=True",
-            WAIT,
-            |r| ready_is(r, ConditionStatus::True, None),
-            || self.logs(),
-        )
-        .await
-    }
-
-    /// Calls of mutating actions by code (`Success` for accepted ones).
-    async fn mutation_calls(&self) -> anyhow::Result<BTreeMap<(String, String), u64>> {
-        let counters = self.emu.counters().await?;
-        Ok(support::emulator::calls(&counters)
-            .into_iter()
-            .filter(|(action, _, _)| MUTATIONS.contains(&action.as_str()))
-            .map(|(a, c, n)| ((a, c), n))
-            .collect())
-    }
-
-    /// Every entry, as the emulator holds it, without the fields that change with time.
-    async fn entries(&self) -> anyhow::Result<Vec<(String, Value)>> {
-        let mut out = self.emu.entries().await?;
-        out.sort_by_key(|(g, e)| (g.clone(), e.to_string()));
-        Ok(out)
-    }
-
-    async fn create(&self, name: &str, spec: Value, annotations: Value) -> anyhow::Result<()> {
-        let obj: VpnPbrRoute = serde_json::from_value(json!({
-            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": name, "annotations": annotations}, "spec": spec
-        }))?;
-        self.api.create(&PostParams::default(), &obj).await?;
-        Ok(())
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.stop_operator();
-    }
-}
-
-fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {
-    json!({
-        "regionId": "cn-hangzhou", "vpnGatewayId": gw, "routeSource": src, "routeDest": dst,
-        "nextHop": hop, "weight": weight, "publishVpc": false
-    })
-}
-
-fn manifest(name: &str, spec: Value) -> String {
-    let doc = json!({
-        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-        "metadata": {"name": name}, "spec": spec
-    });
-    serde_yaml::to_string(&doc).expect("yaml")
-}
-
-fn write_manifests(dir: &Path, docs: &[(&str, Value)]) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("dir");
-    for (name, spec) in docs {
-        std::fs::write(
-            dir.join(format!("{name}.yaml")),
-            manifest(name, spec.clone()),
-        )
-        .expect("write");
-    }
-    dir.to_owned()
-}
-
-/// The route of the report with this name.
-fn route<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["routes"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
-        .unwrap_or_else(|| panic!("no route {name} in {report:#}"))
-}
-
-fn calls(route: &Value) -> Vec<String> {
-    route["calls"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .map(|c| c["action"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Result<()> {
-    let mut env = Env::start("import").await?;
+    let mut env = CliEnv::start("import").await?;
     env.console(&json!([
         {"gateway": "vpn-gw-a", "source": "192.168.10.0/24", "dest": "10.10.0.0/16",
          "next_hop": "vco-gw-a-1", "weight": 100, "priority": 20, "publish": true,
@@ -394,7 +147,7 @@ async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Resu
 #[tokio::test]
 async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -> anyhow::Result<()>
 {
-    let mut env = Env::start("plan").await?;
+    let mut env = CliEnv::start("plan").await?;
     // Routes the operator made (so their objects own their entries).
     env.operator();
     let owned = [
@@ -719,7 +472,7 @@ async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -
 
 #[tokio::test]
 async fn without_consent_an_existing_entry_is_neither_changed_nor_deleted() -> anyhow::Result<()> {
-    let mut env = Env::start("consent").await?;
+    let mut env = CliEnv::start("consent").await?;
     env.console(&json!([
         {"gateway": "vpn-gw-a", "source": "192.168.30.0/24", "dest": "10.30.0.0/16",
          "next_hop": "vco-gw-a-1", "weight": 100},

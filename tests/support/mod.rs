@@ -3,6 +3,7 @@
 //! comes from the workspace's harness crate (`crates/vpn-pbr-harness`).
 #![allow(dead_code, unused_imports)] // each test binary uses a part of it
 
+pub mod cli;
 pub mod env;
 
 use std::future::Future;
