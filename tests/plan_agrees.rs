@@ -310,7 +310,6 @@ async fn plan_predicts_what_the_operator_does() -> anyhow::Result<()> {
     let git_s = write_annotated(&git, &after).to_string_lossy().into_owned();
     let kubeconfig = support::plane().kubeconfig.to_string_lossy().into_owned();
     let (_, report) = env.plan_json(&["-f", &git_s, "--kubeconfig", &kubeconfig, "-n", &env.ns]);
-    println!("{report:#}");
     let mut problems = Vec::new();
     let mut expect = BTreeMap::new();
     let mut predicted_calls: BTreeMap<String, u64> = BTreeMap::new();
@@ -385,6 +384,13 @@ async fn plan_predicts_what_the_operator_does() -> anyhow::Result<()> {
     // 4. What plan said is what the operator did.
     for (name, e) in &expect {
         let r = last.get(name).and_then(Option::as_ref);
+        let planned = route(&report, name);
+        println!(
+            "{name}: plan `{}` {:?}; the operator: {}",
+            predicted(planned),
+            calls(planned),
+            outcome(r)
+        );
         if !r.is_some_and(|r| settled(r, e)) {
             problems.push(format!(
                 "{name}: plan says `{}` (status {e:?}); the operator: {}",
@@ -394,6 +400,7 @@ async fn plan_predicts_what_the_operator_does() -> anyhow::Result<()> {
         }
     }
     let done = accepted(&calls_before, &calls_after);
+    println!("calls: plan {predicted_calls:?}; the operator {done:?}");
     if done != predicted_calls {
         problems.push(format!(
             "calls: plan predicts {predicted_calls:?}; the operator made {done:?}"
