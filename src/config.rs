@@ -29,7 +29,7 @@ pub struct Config {
 
     /// Drift-check period of routes that are in sync (e.g. 30s, 10m, 1h); the
     /// `vpn.alicloud.dev/resync-interval` annotation overrides it per route.
-    #[arg(long, env = "VPN_PBR_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "VPN_PBR_RESYNC", default_value = "10m", value_parser = crate::duration::flag)]
     pub(crate) resync: Duration,
 
     /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
@@ -95,11 +95,11 @@ pub struct Config {
     pub(crate) gateway_scheduler: bool,
 
     /// How long to wait for the VpnPbrRoute CRD at start before giving up.
-    #[arg(long, env = "VPN_PBR_CRD_WAIT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "VPN_PBR_CRD_WAIT", default_value = "30s", value_parser = crate::duration::flag)]
     pub(crate) crd_wait: Duration,
 
     /// How long in-flight cloud calls may take to finish at shutdown.
-    #[arg(long, env = "VPN_PBR_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    #[arg(long, env = "VPN_PBR_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = crate::duration::flag)]
     pub(crate) shutdown_timeout: Duration,
 }
 
@@ -107,11 +107,6 @@ pub struct Config {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::duration::parse(s)
-        .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
 }
 
 /// Where `GetCallerIdentity` goes: `--sts-endpoint`, else the one `--endpoint` URL (the

@@ -26,6 +26,11 @@ pub(crate) fn parse(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(total))
 }
 
+/// [`parse`] for a command-line flag (clap's `value_parser`): the error says what is expected.
+pub(crate) fn flag(s: &str) -> Result<Duration, String> {
+    parse(s).ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

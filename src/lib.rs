@@ -38,6 +38,7 @@ mod duration;
 mod fence;
 mod http;
 mod shutdown;
+mod sync;
 
 // For the simulation: the ports it implements.
 pub use controller::context::Entropy;

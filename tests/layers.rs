@@ -25,6 +25,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "api::v1alpha1::status",
             "api::v1alpha1::validation",
             "duration",
+            "sync",
             "controller::error",
             "controller::event",
             "controller::job",

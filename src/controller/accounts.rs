@@ -3,7 +3,7 @@
 //! answer is kept for the life of the process (a failure only for a moment).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::model::Scope;
 use super::port::CloudPort;
+use crate::sync::lock;
 use alicloud_vpc_client::CloudError;
 
 /// How long a failed lookup answers for its credentials before one is asked again: a dead STS
@@ -126,10 +127,6 @@ enum Asking {
     Mine(watch::Sender<()>),
     /// Another caller, whose answer this receiver announces.
     Theirs(watch::Receiver<()>),
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

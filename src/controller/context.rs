@@ -1,7 +1,7 @@
 //! Shared state of the controller: clients, caches, the scheduler, metrics and settings.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::accounts::Accounts;
@@ -13,6 +13,7 @@ use super::model::{CredentialsHandle, Scope};
 use super::objects::ObjectPort;
 use super::scheduler::Scheduler;
 use crate::api::v1alpha1::VpnPbrRoute;
+use crate::sync::lock;
 use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
 
 /// Where the controller takes the wall clock, random draws and idempotency tokens from: the
@@ -196,8 +197,4 @@ impl Context {
             provider: Arc::new(StaticCredentials::new(creds)),
         })
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -13,7 +13,7 @@
 //! change that joins it raises it (a call still waiting at the lower class is started again).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::model::{Entry, GatewayFacts, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
+use crate::sync::lock;
 use alicloud_vpc_client::{CloudError, Priority, with_priority};
 
 /// The object a reader stands for (the controller wakes it).
@@ -187,10 +188,6 @@ fn fresh<T>(
     pick(&lock(&slot.data))
         .filter(|(at, _)| at.elapsed() <= max_age)
         .map(|(_, v)| v)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs `fetch` at the class of the read's waiters. When a waiter of a higher class joins

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::reflector::ObjectRef;
@@ -24,6 +24,7 @@ use super::job::{JobView, Stall};
 use super::model::{Accepted, GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
 use crate::api::v1alpha1::VpnPbrRoute;
+use crate::sync::lock;
 use alicloud_vpc_client::{CloudError, ErrorClass, Priority, Retrier, with_priority};
 
 /// The object a job belongs to.
@@ -353,12 +354,6 @@ fn answered_with_entry(state: &JobState) -> bool {
 fn in_key_order(mut owners: Vec<Owner>) -> Vec<Owner> {
     owners.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     owners
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave these maps inconsistent (no multi-step
-    // updates), so poisoning is ignored rather than spreading the panic.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Scheduler {

@@ -82,7 +82,7 @@ pub struct PlanArgs {
     pub(crate) output: Format,
 
     /// How long a create's DryRun waits for a gateway that is busy applying another change.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::duration::flag)]
     pub(crate) busy_timeout: Duration,
 
     #[command(flatten)]
@@ -94,11 +94,6 @@ pub struct PlanArgs {
 pub(crate) enum Format {
     Table,
     Json,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::duration::parse(s)
-        .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))
 }
 
 /// Why `plan` could not give an answer.
