@@ -49,10 +49,10 @@ pub use controller::accounts::Accounts;
 pub use controller::backoff::Backoffs;
 pub use controller::context::{Context, Settings};
 pub use controller::entries::GatewayCache;
-pub use controller::job::JobView;
+pub use controller::job::{JobView, Owner};
 pub use controller::metrics::Metrics;
 pub use controller::reconcile::reconcile;
-pub use controller::scheduler::{Owner, Scheduler, SchedulerConfig};
+pub use controller::scheduler::{Scheduler, SchedulerConfig};
 pub use controller::verified::Verified;
 pub use fence::{Fence, FencedCloud, watch_lease};
 // For the simulation: what its ports answer in and are told.

@@ -35,7 +35,14 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "controller::status",
         ],
     ),
-    ("decisions", &["controller::decide", "controller::estimate"]),
+    (
+        "decisions",
+        &[
+            "controller::decide",
+            "controller::estimate",
+            "controller::queue",
+        ],
+    ),
     (
         "drivers",
         &[

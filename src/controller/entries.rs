@@ -19,13 +19,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::job::Owner;
 use super::model::{Entry, GatewayFacts, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use crate::sync::lock;
 use alicloud_vpc_client::{CloudError, Priority, with_priority};
-
-/// The object a reader stands for (the controller wakes it).
-pub(crate) type Owner = kube::runtime::reflector::ObjectRef<crate::api::v1alpha1::VpnPbrRoute>;
 
 /// How long a failed read answers for its gateway: the routes of a dead gateway then cost one
 /// call per this time, not one each.

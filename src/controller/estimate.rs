@@ -40,7 +40,7 @@ const FOLLOW_PAUSE: Duration = Duration::from_millis(50);
 
 /// What to do next in this cycle, as a gap since the last accepted change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Plan {
+pub(crate) enum Advice {
     /// Send the next change once the gap is reached.
     Send(Duration),
     /// Read the gateway's status once the gap is reached.
@@ -241,28 +241,28 @@ impl Estimate {
 
     /// What to do next in this cycle; `gap` is the time since the last accepted change, `me`
     /// this gateway among those sharing `shared`, `now` the clock.
-    pub(crate) fn plan(
+    pub(crate) fn advise(
         &mut self,
         shared: &mut Shared,
         me: u64,
         gap: Duration,
         now: Instant,
-    ) -> Plan {
+    ) -> Advice {
         if let Some(r) = self.read {
-            return Plan::Read(r);
+            return Advice::Read(r);
         }
-        let (plan, keep) = self.choose(shared, me, gap, now);
-        if keep && let Plan::Read(r) = plan {
+        let (advice, keep) = self.choose(shared, me, gap, now);
+        if keep && let Advice::Read(r) = advice {
             self.read = Some(r);
         }
-        plan
+        advice
     }
 
-    fn choose(&self, shared: &mut Shared, me: u64, gap: Duration, now: Instant) -> (Plan, bool) {
+    fn choose(&self, shared: &mut Shared, me: u64, gap: Duration, now: Instant) -> (Advice, bool) {
         if self.noise > 0 {
             // Busy after a proven-free gap: read again after a short pause, never send blind.
             let b = self.busy_at.unwrap_or(gap);
-            return (Plan::Read(b + self.noise_pause(self.noise - 1)), true);
+            return (Advice::Read(b + self.noise_pause(self.noise - 1)), true);
         }
         let hint = shared.hint(self.lower).filter(|_| !self.alone);
         if let Some(b) = self.busy_at {
@@ -272,16 +272,16 @@ impl Estimate {
             return match (self.upper.filter(|u| *u > b), hinted) {
                 (Some(u), h) => {
                     let u = h.map_or(u, |h| h.min(u));
-                    (Plan::Send(u + margin(u)), false)
+                    (Advice::Send(u + margin(u)), false)
                 }
-                (None, Some(h)) => (Plan::Read(h + tolerance(h)), true),
+                (None, Some(h)) => (Advice::Read(h + tolerance(h)), true),
                 (None, None) => self.blind(shared, me, gap, now),
             };
         }
         let Some(upper) = self.upper else {
             if let Some(h) = hint {
                 // Another gateway of the region proved this gap free: confirm it here.
-                return (Plan::Read(h + tolerance(h)), true);
+                return (Advice::Read(h + tolerance(h)), true);
             }
             return self.blind(shared, me, gap, now);
         };
@@ -296,23 +296,23 @@ impl Estimate {
             self.lower
         };
         if upper.saturating_sub(lower) > self.resolution(upper) {
-            return (Plan::Read(shared.point(lower, upper)), true);
+            return (Advice::Read(shared.point(lower, upper)), true);
         }
         if self.quiet >= self.check_after {
-            return (Plan::Read(upper.mul_f64(CHECK_AT)), true);
+            return (Advice::Read(upper.mul_f64(CHECK_AT)), true);
         }
-        (Plan::Send(upper + margin(upper)), false)
+        (Advice::Send(upper + margin(upper)), false)
     }
 
     /// Nothing proves a free gap: one gateway of the region reads at growing gaps, the
     /// others wait for what it finds.
-    fn blind(&self, shared: &mut Shared, me: u64, gap: Duration, now: Instant) -> (Plan, bool) {
+    fn blind(&self, shared: &mut Shared, me: u64, gap: Duration, now: Instant) -> (Advice, bool) {
         if let Some((leader, due)) = shared.leader
             && leader != me
             && now < due + LEADER_SLACK
         {
             let wait = due.saturating_duration_since(now) + FOLLOW_PAUSE;
-            return (Plan::Wait(gap + wait), false);
+            return (Advice::Wait(gap + wait), false);
         }
         let base = self
             .busy_at
@@ -321,7 +321,7 @@ impl Estimate {
             .max(shared.lower);
         let next = FIRST_PROBE.max(base.mul_f64(PROBE_GROWTH));
         shared.leader = Some((me, now + next.saturating_sub(gap)));
-        (Plan::Read(next), true)
+        (Advice::Read(next), true)
     }
 
     fn is_check(&self, read: Duration) -> bool {
@@ -456,15 +456,15 @@ mod tests {
                 if free {
                     break gap;
                 }
-                match e.plan(shared, me, gap, now) {
-                    Plan::Read(g) => {
+                match e.advise(shared, me, gap, now) {
+                    Advice::Read(g) => {
                         let asked = gap.max(g);
                         gap = asked + window;
                         r.reads += 1;
                         free = asked + window / 2 >= t;
                         e.read(asked, gap, free, shared);
                     }
-                    Plan::Send(g) => {
+                    Advice::Send(g) => {
                         gap = gap.max(g);
                         if gap >= t {
                             break gap;
@@ -472,7 +472,7 @@ mod tests {
                         r.refused += 1;
                         e.refused(gap);
                     }
-                    Plan::Wait(g) => gap = gap.max(g),
+                    Advice::Wait(g) => gap = gap.max(g),
                 }
             };
             r.cycles.push(sent);
@@ -525,18 +525,18 @@ mod tests {
         let mut e = Estimate::default();
         run(&mut e, &mut shared, 1, 20, |_| ms(2000));
         let now = Instant::now();
-        let Plan::Send(proven) = e.plan(&mut shared, 1, ms(0), now) else {
+        let Advice::Send(proven) = e.advise(&mut shared, 1, ms(0), now) else {
             panic!("settled")
         };
         // Refused after the proven gap: the next step is a read, not another send.
         assert_eq!(e.refused(proven), Busy::Contradicting);
-        let Plan::Read(again) = e.plan(&mut shared, 1, proven, now) else {
+        let Advice::Read(again) = e.advise(&mut shared, 1, proven, now) else {
             panic!("read after noise")
         };
         assert!(again > proven && again < proven + ms(200), "{again:?}");
         e.read(again, again, true, &mut shared);
         e.accepted(None, &mut shared);
-        assert_eq!(e.plan(&mut shared, 1, ms(0), now), Plan::Send(proven));
+        assert_eq!(e.advise(&mut shared, 1, ms(0), now), Advice::Send(proven));
     }
 
     #[test]
@@ -582,16 +582,22 @@ mod tests {
         let now = Instant::now();
         let mut shared = Shared::default();
         let (mut a, mut b) = (Estimate::default(), Estimate::default());
-        assert_eq!(a.plan(&mut shared, 1, ms(0), now), Plan::Read(FIRST_PROBE));
+        assert_eq!(
+            a.advise(&mut shared, 1, ms(0), now),
+            Advice::Read(FIRST_PROBE)
+        );
         // The other waits for the prober's read instead of reading too.
-        assert!(matches!(b.plan(&mut shared, 2, ms(0), now), Plan::Wait(_)));
+        assert!(matches!(
+            b.advise(&mut shared, 2, ms(0), now),
+            Advice::Wait(_)
+        ));
         a.read(FIRST_PROBE, FIRST_PROBE, false, &mut shared);
-        let Plan::Read(next) = a.plan(&mut shared, 1, FIRST_PROBE, now) else {
+        let Advice::Read(next) = a.advise(&mut shared, 1, FIRST_PROBE, now) else {
             panic!("probe on")
         };
         a.read(next, next, true, &mut shared);
         // Now the region knows a free gap: the other reads once there.
-        let Plan::Read(check) = b.plan(&mut shared, 2, next, now) else {
+        let Advice::Read(check) = b.advise(&mut shared, 2, next, now) else {
             panic!("confirm the region's bound")
         };
         assert!(check >= next && check <= next + tolerance(next));

@@ -1,10 +1,14 @@
 //! A route's job in the gateway scheduler, as a reconcile sees it: what the decision reads of
-//! the scheduler (`scheduler.rs` makes these views; `decide.rs` only reads them).
+//! the scheduler (`queue.rs` makes these views; `decide.rs` only reads them).
 
 use std::sync::Arc;
 
 use super::model::{Accepted, Mutation};
+use crate::api::v1alpha1::VpnPbrRoute;
 use alicloud_vpc_client::CloudError;
+
+/// The object a job (or a read) belongs to: its route.
+pub type Owner = kube::runtime::reflector::ObjectRef<VpnPbrRoute>;
 
 /// What a reconcile sees of its job.
 #[derive(Clone, Debug)]
@@ -39,7 +43,7 @@ pub enum JobView {
 }
 
 /// Why a waiting change does not move: the reads it waits on keep failing (see
-/// `STALL_READS` in `scheduler.rs`). The change keeps its place; its route says why.
+/// `STALL_READS` in `queue.rs`). The change keeps its place; its route says why.
 #[derive(Clone, Debug)]
 pub enum Stall {
     /// A queued change: the gateway's status, whether it is free for the next change.

@@ -15,6 +15,7 @@ pub(crate) mod model;
 pub(crate) mod objects;
 pub(crate) mod plan;
 pub(crate) mod port;
+pub(crate) mod queue;
 pub(crate) mod reason;
 pub(crate) mod reconcile;
 pub(crate) mod runner;

@@ -1,69 +1,34 @@
 //! The gateway scheduler: at most one mutation in flight per VPN gateway, in arrival order.
 //!
 //! A gateway refuses every change while it applies the previous one (`updating`), so sending
-//! changes blindly wastes calls and time. Each gateway gets one worker task that owns its queue:
-//! it sends the next mutation as soon as the gateway should be `active` again, learning the
-//! gateway's update time from a few cheap status reads after its first change. Reconciles only
-//! enqueue and return; the worker wakes their object (through `wake`) when the outcome is known,
-//! so a waiting route holds no controller worker and nothing polls per route.
+//! changes blindly wastes calls and time. Each gateway gets one worker task that runs its
+//! queue (`queue.rs`, a pure state machine holding every rule): it sends the next mutation as
+//! soon as the gateway should be `active` again, learning the gateway's update time from a few
+//! cheap status reads after its first change. Reconciles only enqueue and return; the worker
+//! wakes their object (through `wake`) when the outcome is known, so a waiting route holds no
+//! controller worker and nothing polls per route.
+//!
+//! This file is the driver: it makes the calls the queue asks for and feeds their answers back.
+//! Lock order: the gateway map or the owner index alone; a gateway's queue, then the shared
+//! estimates (`regions`), never the other way round.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::Instrument;
 
 use super::entries::GatewayCache;
-use super::estimate::{Estimate, Plan, Shared};
-use super::job::{JobView, Stall};
-use super::model::{Accepted, GatewayKey, GatewayStatus, Mutation, Scope};
+use super::job::{JobView, Owner};
+use super::model::{GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
-use crate::api::v1alpha1::VpnPbrRoute;
+use super::queue::{Command, Event, Forgot, GatewayQueue, Peers, Regions};
 use crate::sync::lock;
-use alicloud_vpc_client::{CloudError, ErrorClass, Priority, Retrier, with_priority};
-
-/// The object a job belongs to.
-pub type Owner = ObjectRef<VpnPbrRoute>;
-
-/// Retry delays after errors that say nothing about the update time (throttling, a gateway
-/// busy with someone else's change, failed status reads): doubling from the first to the last.
-const FIRST_STEP: Duration = Duration::from_millis(200);
-const MAX_STEP: Duration = Duration::from_secs(30);
-
-/// The longest wait between tries while the gateway is busy with a change not ours.
-const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
-
-/// While other changes of its gateway wait to be sent, applied changes are read back (one
-/// list call) only once the oldest has waited this long and at least `VERIFY_BATCH` of them
-/// are unlisted; otherwise once the queue is empty. Each such read costs a call that a long
-/// burst would rather spend on changes: a minute is about thirty changes at a 2 s update time,
-/// and the batch keeps read-backs below one call in thirty changes when the account's API
-/// rate, not the gateway, paces the changes (they then come far apart).
-const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
-const VERIFY_BATCH: usize = 32;
-/// List reads that may miss an applied change (each change counts its own) before it is given
-/// up on: a create whose answer did not name its entry is then replayed once with its own token
-/// (the cloud repeats its answer if the entry exists, unlisted or not); any other change, a
-/// create answered with its entry (a replay would repeat that answer) and a replayed create go
-/// back to their route, which re-plans from the list.
-const VERIFY_TRIES: u32 = 5;
-/// The least time after a change was accepted before its read-back gives up on the list:
-/// the cloud lists changes some time after the gateway is `active` again (late visibility), so
-/// reads at the gateway's pace alone could give up on a change that is merely not listed yet.
-const LIST_LAG_MAX: Duration = Duration::from_secs(30);
-
-/// The gateway's own reads (its status, or the entry list for applied changes) that fail in a
-/// row, over at least `STALL_AFTER`, before the changes waiting on them say so: a one-off
-/// failure is retried within a second and is not worth a status write per route. Both bounds
-/// count failed reads and time since the first of them, never time in the queue (10,000
-/// changes on one gateway legitimately wait for minutes).
-const STALL_READS: u32 = 3;
-const STALL_AFTER: Duration = Duration::from_secs(5);
+use alicloud_vpc_client::with_priority;
 
 /// Tuning of the scheduler.
 #[derive(Clone, Debug)]
@@ -79,249 +44,11 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// The gateway's reads of one kind that failed in a row, until one succeeds.
-#[derive(Debug, Default)]
-struct FailedReads {
-    count: u32,
-    since: Option<Instant>,
-    last: Option<Arc<CloudError>>,
-    /// The code the waiting routes were told last: told again only for a new one.
-    told: Option<String>,
-}
-
-impl FailedReads {
-    /// Records a failed read at `now`; true when the changes waiting on it should say so now
-    /// (the bounds were just passed, or the failure has a new code).
-    fn failed(&mut self, e: CloudError, now: Instant) -> bool {
-        self.count += 1;
-        self.since.get_or_insert(now);
-        let code = e.code().to_owned();
-        self.last = Some(Arc::new(e));
-        if self.stalled(now).is_none() || self.told.as_deref() == Some(code.as_str()) {
-            return false;
-        }
-        self.told = Some(code);
-        true
-    }
-
-    fn succeeded(&mut self) {
-        *self = Self::default();
-    }
-
-    /// The last error, once the reads failed past both bounds.
-    fn stalled(&self, now: Instant) -> Option<Arc<CloudError>> {
-        let long = self
-            .since
-            .is_some_and(|s| now.saturating_duration_since(s) >= STALL_AFTER);
-        self.last
-            .clone()
-            .filter(|_| self.count >= STALL_READS && long)
-    }
-}
-
-#[derive(Debug)]
-enum JobState {
-    Queued,
-    InFlight,
-    Accepted {
-        accepted: Accepted,
-        seq: u64,
-        at: Instant,
-        /// Seen in the entry list (or given up on: the route then re-plans from the list).
-        listed: bool,
-        /// List reads since it was applied that did not show it.
-        tries: u32,
-    },
-    Failed(Arc<CloudError>),
-}
-
-#[derive(Debug)]
-struct Job {
-    scope: Scope,
-    mutation: Mutation,
-    generation: Option<i64>,
-    state: JobState,
-    /// The owner no longer wants it, but it was on the wire: not sent again.
-    cancelled: bool,
-    /// A create sent again with its token after the list never showed it.
-    replayed: bool,
-}
-
-#[derive(Debug, Default)]
-struct Gateway {
-    order: VecDeque<Owner>,
-    /// Boxed: a job is large and the map keeps spare slots (10,000 routes hold one each).
-    jobs: HashMap<Owner, Box<Job>>,
-    /// Count of accepted mutations; `confirmed` is the highest one known to be applied.
-    accepted: u64,
-    confirmed: u64,
-    last_accept: Option<Instant>,
-    /// What is known of the time the gateway stays `updating` after a change.
-    estimate: Estimate,
-    /// This gateway among those sharing what they learn, and whom it shares with (known
-    /// after its first accepted change).
-    id: u64,
-    peers: Option<Peers>,
-    status: Option<GatewayStatus>,
-    /// A scope to probe the gateway with (any job's).
-    probe_scope: Option<Scope>,
-    /// When to read the list again for applied changes it did not show yet.
-    verify_after: Option<Instant>,
-    /// Status reads (probes) and list reads (read-backs) failing in a row.
-    status_reads: FailedReads,
-    list_reads: FailedReads,
-}
-
-impl Gateway {
-    fn queued_head(&self) -> Option<(Owner, Scope)> {
-        self.order.iter().find_map(|o| {
-            self.jobs
-                .get(o)
-                .filter(|j| matches!(j.state, JobState::Queued))
-                .map(|j| (o.clone(), j.scope.clone()))
-        })
-    }
-
-    fn unconfirmed(&self) -> bool {
-        self.accepted > self.confirmed
-    }
-
-    /// Marks every accepted change up to `seq` as applied by the gateway. Their owners wait
-    /// for the list to show it (see `verify_at`).
-    fn confirm(&mut self, seq: u64) {
-        self.confirmed = self.confirmed.max(seq);
-    }
-
-    /// The gateway is gone: every accepted change is as done as it will ever be. Returns the
-    /// owners to wake (they read the gateway and see it gone).
-    fn settle_all(&mut self) -> Vec<Owner> {
-        self.confirmed = self.accepted;
-        let mut woken = Vec::new();
-        for (owner, job) in &mut self.jobs {
-            if let JobState::Accepted { ref mut listed, .. } = job.state
-                && !*listed
-            {
-                *listed = true;
-                woken.push(owner.clone());
-            }
-        }
-        woken
-    }
-
-    /// Changes that wait on the gateway's status: those queued behind a change not known to
-    /// be applied yet, and that change.
-    fn waiting_on_status(&self) -> Vec<Owner> {
-        let confirmed = self.confirmed;
-        let owners = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| match j.state {
-                JobState::Queued => true,
-                JobState::Accepted { seq, .. } => seq > confirmed,
-                _ => false,
-            })
-            .map(|(o, _)| o.clone())
-            .collect();
-        in_key_order(owners)
-    }
-
-    /// Why the job of `seq` (accepted) or a queued job waits, when its reads keep failing.
-    fn stall(&self, job: &JobState, now: Instant) -> Option<Stall> {
-        match *job {
-            JobState::Queued => self.status_reads.stalled(now).map(Stall::Queued),
-            JobState::Accepted { seq, .. } if seq > self.confirmed => {
-                self.status_reads.stalled(now).map(Stall::Status)
-            }
-            JobState::Accepted { listed: false, .. } => {
-                self.list_reads.stalled(now).map(Stall::List)
-            }
-            _ => None,
-        }
-    }
-
-    /// Applied changes the list has not shown yet.
-    fn unlisted(&self) -> impl Iterator<Item = (&Owner, &Job)> {
-        self.jobs
-            .iter()
-            .map(|(o, j)| (o, &**j))
-            .filter(|(_, j)| {
-                matches!(j.state, JobState::Accepted { seq, listed: false, .. } if seq <= self.confirmed)
-            })
-    }
-
-    /// When to read the list to confirm applied changes: once no change waits to be sent (one
-    /// list then confirms a whole burst), or when a batch of them has waited long enough (see
-    /// `VERIFY_AT_MOST`).
-    fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
-        // The oldest, not the map's first: its scope (credentials) is one a simulated seed replays.
-        let (_, first) = self.unlisted().min_by_key(|(_, j)| match j.state {
-            JobState::Accepted { seq, .. } => seq,
-            _ => u64::MAX,
-        })?;
-        let at = if self.queued_head().is_none() {
-            if self.unconfirmed() {
-                // The last change is about to be known applied: one list then shows them all.
-                return None;
-            }
-            now
-        } else if self.unlisted().count() >= VERIFY_BATCH {
-            let oldest = self
-                .unlisted()
-                .filter_map(|(_, j)| match j.state {
-                    JobState::Accepted { at, .. } => Some(at),
-                    _ => None,
-                })
-                .min()
-                .unwrap_or(now);
-            oldest + VERIFY_AT_MOST
-        } else {
-            // Planned again after each change: it becomes due with the batch or the queue's end.
-            return None;
-        };
-        let at = self.verify_after.map_or(at, |after| at.max(after));
-        Some((first.scope.clone(), at))
-    }
-
-    /// Time since the last accepted change, while it is not known to be applied.
-    fn pending_gap(&self, now: Instant) -> Option<Duration> {
-        self.last_accept
-            .filter(|_| self.unconfirmed())
-            .map(|at| now.saturating_duration_since(at))
-    }
-
-    /// What to do about the last accepted change while it is not known applied, as an
-    /// instant: `None` when nothing is pending (a change can go at once).
-    fn plan(
-        &mut self,
-        shared: &Mutex<HashMap<Peers, Shared>>,
-        now: Instant,
-    ) -> Option<(Plan, Instant)> {
-        let at = self.last_accept.filter(|_| self.unconfirmed())?;
-        let gap = now.saturating_duration_since(at);
-        let peers = self.peers.clone().unwrap_or_default();
-        let mut map = lock(shared);
-        let plan = self
-            .estimate
-            .plan(map.entry(peers).or_default(), self.id, gap, now);
-        let g = match plan {
-            Plan::Send(g) | Plan::Read(g) | Plan::Wait(g) => g,
-        };
-        Some((plan, at + g))
-    }
-}
-
-/// Gateways that share what they learn of their update time: one region and specification
-/// (the specification `None` when the gateway's answer had none).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-struct Peers {
-    region_id: String,
-    spec: Option<String>,
-}
-
-struct Slot {
+/// One gateway's queue and the worker's doorbell.
+struct Lane {
     /// Shared by the owner index, so 10,000 routes do not hold 10,000 copies of it.
     key: Arc<GatewayKey>,
-    state: Mutex<Gateway>,
+    queue: Mutex<GatewayQueue>,
     wake: Notify,
 }
 
@@ -335,25 +62,14 @@ struct Inner {
     cloud: Arc<dyn CloudPort>,
     cache: GatewayCache,
     config: SchedulerConfig,
-    gateways: Mutex<HashMap<GatewayKey, Arc<Slot>>>,
+    lanes: Mutex<HashMap<GatewayKey, Arc<Lane>>>,
     /// What each region (and specification) learned of its gateways' update time.
-    shared: Mutex<HashMap<Peers, Shared>>,
+    regions: Mutex<Regions>,
     next_id: AtomicU64,
     /// The gateway each owner's job is on (an owner has at most one job).
     owners: Mutex<HashMap<Owner, Arc<GatewayKey>>>,
     wake_owner: mpsc::UnboundedSender<Owner>,
     shutdown: CancellationToken,
-}
-
-/// Whether an accepted create's answer named the entry it made.
-fn answered_with_entry(state: &JobState) -> bool {
-    matches!(state, JobState::Accepted { accepted, .. } if accepted.entry.is_some())
-}
-
-/// Owners in key order, not a map's: a simulated seed replays the wake-ups exactly.
-fn in_key_order(mut owners: Vec<Owner>) -> Vec<Owner> {
-    owners.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    owners
 }
 
 impl Scheduler {
@@ -370,8 +86,8 @@ impl Scheduler {
                 cloud,
                 cache,
                 config,
-                gateways: Mutex::new(HashMap::new()),
-                shared: Mutex::new(HashMap::new()),
+                lanes: Mutex::new(HashMap::new()),
+                regions: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
                 owners: Mutex::new(HashMap::new()),
                 wake_owner,
@@ -380,27 +96,30 @@ impl Scheduler {
         }
     }
 
-    fn slot(&self, key: &GatewayKey) -> Arc<Slot> {
-        let mut map = lock(&self.inner.gateways);
-        if let Some(s) = map.get(key) {
-            return s.clone();
+    fn lane(&self, key: &GatewayKey) -> Option<Arc<Lane>> {
+        lock(&self.inner.lanes).get(key).cloned()
+    }
+
+    /// The gateway's lane, made (with its worker) if it has none yet.
+    fn lane_or_start(&self, key: &GatewayKey) -> Arc<Lane> {
+        let mut map = lock(&self.inner.lanes);
+        if let Some(l) = map.get(key) {
+            return l.clone();
         }
-        let slot = Arc::new(Slot {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let lane = Arc::new(Lane {
             key: Arc::new(key.clone()),
-            state: Mutex::new(Gateway {
-                id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
-                ..Gateway::default()
-            }),
+            queue: Mutex::new(GatewayQueue::new(id, self.inner.config.enabled)),
             wake: Notify::new(),
         });
-        map.insert(key.clone(), slot.clone());
+        map.insert(key.clone(), lane.clone());
         let worker = Worker {
             inner: self.inner.clone(),
-            slot: slot.clone(),
-            key: key.clone(),
+            lane: lane.clone(),
         };
-        tokio::spawn(worker.run());
-        slot
+        let span = tracing::info_span!("gateway", gateway = %key);
+        tokio::spawn(worker.run().instrument(span));
+        lane
     }
 
     /// Queues `mutation` for `owner`, planned from spec `generation`. A queued job of the same
@@ -421,100 +140,30 @@ impl Scheduler {
             // Its change for the other gateway (other credentials) is still on the wire.
             return;
         }
-        let slot = self.slot(&key);
-        lock(&self.inner.owners).insert(owner.clone(), slot.key.clone());
-        {
-            let mut gw = lock(&slot.state);
-            if let Some(job) = gw.jobs.get(owner) {
-                // On the wire, or accepted and not yet seen in the list: its outcome is
-                // recorded first (a decision made meanwhile on an older copy must not replace it).
-                if matches!(
-                    job.state,
-                    JobState::InFlight | JobState::Accepted { listed: false, .. }
-                ) {
-                    return;
-                }
-                if matches!(job.state, JobState::Queued) && job.mutation == mutation {
-                    if let Some(job) = gw.jobs.get_mut(owner) {
-                        job.generation = generation;
-                    }
-                    return;
-                }
-            }
-            gw.order.retain(|o| o != owner);
-            gw.order.push_back(owner.clone());
-            gw.probe_scope = Some(scope.clone());
-            gw.jobs.insert(
-                owner.clone(),
-                Box::new(Job {
-                    scope: scope.clone(),
-                    mutation,
-                    generation,
-                    state: JobState::Queued,
-                    cancelled: false,
-                    replayed: false,
-                }),
-            );
+        let lane = self.lane_or_start(&key);
+        lock(&self.inner.owners).insert(owner.clone(), lane.key.clone());
+        if lock(&lane.queue).submit(owner, scope, mutation, generation) {
+            lane.wake.notify_one();
         }
-        slot.wake.notify_one();
     }
 
     /// The owner's job on this gateway, if any.
     pub(crate) fn view(&self, owner: &Owner, key: &GatewayKey) -> Option<JobView> {
-        let slot = lock(&self.inner.gateways).get(key).cloned()?;
-        let gw = lock(&slot.state);
-        let job = gw.jobs.get(owner)?;
-        let stalled = gw.stall(&job.state, Instant::now());
-        Some(match &job.state {
-            JobState::Queued => JobView::Queued {
-                mutation: job.mutation.clone(),
-                generation: job.generation,
-                stalled,
-            },
-            JobState::InFlight => JobView::InFlight,
-            JobState::Accepted {
-                accepted,
-                seq,
-                listed,
-                ..
-            } => JobView::Accepted {
-                accepted: accepted.clone(),
-                confirmed: *seq <= gw.confirmed && *listed,
-                create: matches!(job.mutation, Mutation::Create { .. }),
-                stalled,
-            },
-            JobState::Failed(e) => JobView::Failed {
-                error: e.clone(),
-                create: matches!(job.mutation, Mutation::Create { .. }),
-            },
-        })
+        let lane = self.lane(key)?;
+        lock(&lane.queue).view(owner, Instant::now())
     }
 
     /// Drops the owner's finished job (its outcome has been recorded) or cancels a queued one
     /// (the plan no longer wants it). A job in flight stays until it finishes: returns false
     /// then, true when the owner has no job left on this gateway.
-    pub(crate) fn forget(&self, owner: &Owner, key: &GatewayKey) -> bool {
-        let Some(slot) = lock(&self.inner.gateways).get(key).cloned() else {
+    fn forget(&self, owner: &Owner, key: &GatewayKey) -> bool {
+        let Some(lane) = self.lane(key) else {
             return true;
         };
-        {
-            let mut gw = lock(&slot.state);
-            match gw.jobs.get_mut(owner) {
-                Some(j) if matches!(j.state, JobState::InFlight) => {
-                    j.cancelled = true;
-                    return false;
-                }
-                Some(_) => {
-                    gw.jobs.remove(owner);
-                    gw.order.retain(|o| o != owner);
-                }
-                None => {}
-            }
+        if lock(&lane.queue).forget(owner) == Forgot::OnTheWire {
+            return false;
         }
-        let mut owners = lock(&self.inner.owners);
-        if owners.get(owner).is_some_and(|k| **k == *key) {
-            owners.remove(owner);
-        }
+        self.inner.unindex(owner, key);
         true
     }
 
@@ -532,22 +181,16 @@ impl Scheduler {
 
     /// Last gateway status the scheduler saw.
     pub(crate) fn gateway_status(&self, key: &GatewayKey) -> Option<GatewayStatus> {
-        let slot = lock(&self.inner.gateways).get(key).cloned()?;
-        let gw = lock(&slot.state);
-        gw.status.clone()
+        let lane = self.lane(key)?;
+        lock(&lane.queue).status().cloned()
     }
 
     /// Mutations being sent right now (shutdown waits for them).
     pub(crate) fn in_flight(&self) -> usize {
-        let map = lock(&self.inner.gateways);
-        map.values()
-            .map(|s| {
-                lock(&s.state)
-                    .jobs
-                    .values()
-                    .filter(|j| matches!(j.state, JobState::InFlight))
-                    .count()
-            })
+        self.inner
+            .lanes()
+            .iter()
+            .map(|(_, l)| lock(&l.queue).in_flight())
             .sum()
     }
 
@@ -555,136 +198,135 @@ impl Scheduler {
     pub(crate) fn stalls(&self) -> [(&'static str, usize); 2] {
         let now = Instant::now();
         let (mut status, mut list) = (0, 0);
-        for slot in lock(&self.inner.gateways).values() {
-            let gw = lock(&slot.state);
-            let waiting = |stall: fn(&Stall) -> bool| {
-                gw.jobs
-                    .values()
-                    .any(|j| gw.stall(&j.state, now).as_ref().is_some_and(stall))
-            };
-            status += usize::from(waiting(|s| {
-                matches!(s, Stall::Queued(_) | Stall::Status(_))
-            }));
-            list += usize::from(waiting(|s| matches!(s, Stall::List(_))));
+        for (_, lane) in self.inner.lanes() {
+            let (s, l) = lock(&lane.queue).stalled_reads(now);
+            status += usize::from(s);
+            list += usize::from(l);
         }
         [("status", status), ("list", list)]
     }
 
     /// Jobs waiting or in flight per gateway (for the queue-depth metric).
     pub(crate) fn depths(&self) -> Vec<(GatewayKey, usize)> {
-        let map = lock(&self.inner.gateways);
-        map.iter()
-            .map(|(k, s)| {
-                let gw = lock(&s.state);
-                let n = gw
-                    .jobs
-                    .values()
-                    .filter(|j| matches!(j.state, JobState::Queued | JobState::InFlight))
-                    .count();
-                (k.clone(), n)
+        self.inner
+            .lanes()
+            .into_iter()
+            .map(|(k, l)| {
+                let n = lock(&l.queue).depth();
+                (k, n)
             })
             .collect()
     }
 }
 
-struct Worker {
-    inner: Arc<Inner>,
-    slot: Arc<Slot>,
-    key: GatewayKey,
+impl Inner {
+    fn lanes(&self) -> Vec<(GatewayKey, Arc<Lane>)> {
+        lock(&self.lanes)
+            .iter()
+            .map(|(k, l)| (k.clone(), l.clone()))
+            .collect()
+    }
+
+    /// Forgets where the owner's job was, unless it moved to another gateway since.
+    fn unindex(&self, owner: &Owner, key: &GatewayKey) {
+        let mut owners = lock(&self.owners);
+        if owners.get(owner).is_some_and(|k| **k == *key) {
+            owners.remove(owner);
+        }
+    }
 }
 
-enum Next {
-    Send(Box<(Owner, Scope)>, Instant),
-    Probe(Scope, Instant),
-    Verify(Scope, Instant),
-    /// Nothing waits to be sent: the last change counts as applied at this instant (the
-    /// proven update time has passed), without a read.
-    Settle(Instant),
-    /// Plan again at this instant (another gateway of the region is probing for this one).
-    Wait(Instant),
-    Idle,
+/// Runs one gateway's queue: makes the calls it asks for and feeds the answers back.
+struct Worker {
+    inner: Arc<Inner>,
+    lane: Arc<Lane>,
 }
 
 impl Worker {
+    fn on(&self, event: Event) -> Vec<Command> {
+        let mut queue = lock(&self.lane.queue);
+        let mut regions = lock(&self.inner.regions);
+        queue.on(event, Instant::now(), &mut regions)
+    }
+
     async fn run(self) {
-        let mut step = FIRST_STEP;
+        let mut event = Event::Free;
         loop {
-            let next = self.next();
-            let sleep_until = match &next {
-                Next::Send(_, at)
-                | Next::Probe(_, at)
-                | Next::Verify(_, at)
-                | Next::Settle(at)
-                | Next::Wait(at) => Some(*at),
-                Next::Idle => None,
-            };
-            // Sleep until due, but wake early for new work or shutdown.
-            // Biased (no random branch order): a simulated seed replays exactly.
-            let woke = tokio::select! {
-                biased;
-                () = self.inner.shutdown.cancelled() => return,
-                () = self.slot.wake.notified() => true,
-                () = async {
-                    match sleep_until {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => false,
-            };
-            if woke && !matches!(next, Next::Send(_, at) if at <= Instant::now()) {
-                continue;
-            }
-            match next {
-                Next::Send(job, _) => {
-                    let (owner, scope) = *job;
-                    step = self.send(owner, &scope, step).await;
+            let commands = self.on(event);
+            event = Event::Free;
+            for command in commands {
+                let Some(next) = self.run_command(command).await else {
+                    return;
+                };
+                if let Some(next) = next {
+                    event = next;
                 }
-                Next::Probe(scope, _) => step = self.probe(&scope, step).await,
-                Next::Verify(scope, _) => step = self.verify(&scope, step).await,
-                Next::Settle(_) => {
-                    let mut gw = lock(&self.slot.state);
-                    let seq = gw.accepted;
-                    gw.confirm(seq);
-                    gw.status = Some(GatewayStatus::Active);
-                    // Nothing waits on a status read any more.
-                    gw.status_reads.succeeded();
-                }
-                Next::Wait(_) | Next::Idle => {}
             }
         }
     }
 
-    fn next(&self) -> Next {
-        let mut gw = lock(&self.slot.state);
-        let now = Instant::now();
-        let enabled = self.inner.config.enabled;
-        let change = if let Some((owner, scope)) = gw.queued_head() {
-            let job = Box::new((owner, scope.clone()));
-            match gw.plan(&self.inner.shared, now).filter(|_| enabled) {
-                None => Next::Send(job, now),
-                Some((Plan::Send(_), at)) => Next::Send(job, at),
-                Some((Plan::Read(_), at)) => Next::Probe(scope, at),
-                Some((Plan::Wait(_), at)) => Next::Wait(at),
+    /// Runs one command; `None` on shutdown, else the event it answers with, if any.
+    async fn run_command(&self, command: Command) -> Option<Option<Event>> {
+        let cache = &self.inner.cache;
+        let answer = match command {
+            Command::SleepUntil(at) => {
+                // Sleep until due, but wake early for new work or shutdown.
+                // Biased (no random branch order): a simulated seed replays exactly.
+                let woken = tokio::select! {
+                    biased;
+                    () = self.inner.shutdown.cancelled() => return None,
+                    () = self.lane.wake.notified() => true,
+                    () = async {
+                        match at {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    } => false,
+                };
+                Event::Due { woken }
             }
-        } else if let Some(scope) = gw.probe_scope.clone().filter(|_| enabled) {
-            match gw.plan(&self.inner.shared, now) {
-                None => Next::Idle,
-                Some((Plan::Send(_), at)) => Next::Settle(at),
-                Some((Plan::Read(_), at)) => Next::Probe(scope, at),
-                Some((Plan::Wait(_), at)) => Next::Wait(at),
+            Command::Pause(d) => {
+                tokio::time::sleep(d).await;
+                return Some(None);
             }
-        } else {
-            Next::Idle
+            Command::Send { scope, mutation } => {
+                Event::Sent(self.inner.cloud.mutate(&scope, &mutation).await)
+            }
+            Command::ReadStatus { scope, class } => {
+                let read = with_priority(class, cache.refresh_facts(&scope)).await;
+                Event::StatusRead(read.map(|facts| facts.status))
+            }
+            Command::ReadList(scope) => {
+                Event::ListRead(cache.entries(&scope, Duration::ZERO).await)
+            }
+            Command::LearnPeers(scope) => Event::Peers(self.peers(&scope).await),
+            Command::CacheApply {
+                scope,
+                mutation,
+                created,
+            } => {
+                cache.apply(&scope, &mutation, created.as_ref());
+                return Some(None);
+            }
+            Command::CacheInvalidate(scope) => {
+                cache.invalidate(&scope);
+                return Some(None);
+            }
+            Command::Wake(owners) => {
+                self.wake(owners);
+                return Some(None);
+            }
+            Command::Release(owner) => {
+                self.inner.unindex(&owner, &self.lane.key);
+                self.wake([owner]);
+                return Some(None);
+            }
+            Command::WakePeers(peers) => {
+                self.wake_peers(&peers);
+                return Some(None);
+            }
         };
-        // A due list read of applied changes goes before a change that is not due yet.
-        match (gw.verify_at(now), &change) {
-            (Some((scope, at)), Next::Idle) => Next::Verify(scope, at),
-            (
-                Some((scope, at)),
-                Next::Send(_, t) | Next::Probe(_, t) | Next::Settle(t) | Next::Wait(t),
-            ) if at < *t => Next::Verify(scope, at),
-            _ => change,
-        }
+        Some(Some(answer))
     }
 
     fn wake(&self, owners: impl IntoIterator<Item = Owner>) {
@@ -694,169 +336,25 @@ impl Worker {
         }
     }
 
-    /// A job that came back busy or throttled waits for its next turn, unless its owner
-    /// dropped it while it was on the wire: then it goes, and the owner is told.
-    fn requeue(&self, owner: &Owner) {
-        let dropped = {
-            let mut gw = lock(&self.slot.state);
-            match gw.jobs.get_mut(owner) {
-                Some(j) if j.cancelled => {
-                    gw.jobs.remove(owner);
-                    gw.order.retain(|o| o != owner);
-                    true
-                }
-                Some(j) => {
-                    j.state = JobState::Queued;
-                    false
-                }
-                None => false,
+    /// The region proved a shorter free gap: the other workers of the region plan again (a
+    /// change waiting for a looser bound may go now).
+    fn wake_peers(&self, peers: &Peers) {
+        // In key order, not the map's: the workers wake in an order a simulated seed replays.
+        let mut lanes = self.inner.lanes();
+        lanes.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, lane) in lanes {
+            if Arc::ptr_eq(&lane, &self.lane) {
+                continue;
             }
-        };
-        if dropped {
-            let mut owners = lock(&self.inner.owners);
-            if owners.get(owner).is_some_and(|k| **k == self.key) {
-                owners.remove(owner);
-            }
-            drop(owners);
-            self.wake([owner.clone()]);
-        }
-    }
-
-    fn set_state(&self, owner: &Owner, state: JobState) {
-        let mut gw = lock(&self.slot.state);
-        if let Some(job) = gw.jobs.get_mut(owner) {
-            job.state = state;
-        }
-    }
-
-    /// Sends the owner's queued job as it stands now: while this worker slept, the job may
-    /// have been replaced or cancelled, and only what is still queued goes on the wire.
-    async fn send(&self, owner: Owner, scope: &Scope, step: Duration) -> Duration {
-        let (mutation, gap) = {
-            let mut gw = lock(&self.slot.state);
-            let Some(job) = gw
-                .jobs
-                .get_mut(&owner)
-                .filter(|j| matches!(j.state, JobState::Queued))
-            else {
-                return step;
-            };
-            job.state = JobState::InFlight;
-            let mutation = job.mutation.clone();
-            (mutation, gw.pending_gap(Instant::now()))
-        };
-        let mutation = &mutation;
-        let result = self.inner.cloud.mutate(scope, mutation).await;
-        // The call may have waited in the rate limiter: the gateway was free when the change
-        // arrived, at the latest when the answer came, and busy at the earliest when we sent.
-        let answered = Instant::now();
-        match result {
-            Ok(accepted) => {
-                self.inner
-                    .cache
-                    .apply(scope, mutation, accepted.entry.as_ref());
-                let peers = self.peers(scope).await;
-                {
-                    let mut gw = lock(&self.slot.state);
-                    // Changes move again: the next waits on a status read of its own.
-                    gw.status_reads.succeeded();
-                    let free_gap = gw.pending_gap(answered);
-                    let peers = gw.peers.get_or_insert(peers).clone();
-                    gw.estimate
-                        .accepted(free_gap, lock(&self.inner.shared).entry(peers).or_default());
-                    // This change was accepted, so every earlier one has been applied.
-                    let prev = gw.accepted;
-                    gw.confirm(prev);
-                    gw.accepted += 1;
-                    let seq = gw.accepted;
-                    let now = Instant::now();
-                    gw.last_accept = Some(now);
-                    gw.status = Some(GatewayStatus::Updating);
-                    if let Some(job) = gw.jobs.get_mut(&owner) {
-                        job.state = JobState::Accepted {
-                            accepted,
-                            seq,
-                            at: now,
-                            listed: false,
-                            tries: 0,
-                        };
-                    }
-                    if !self.inner.config.enabled {
-                        // Without the scheduler nobody tracks the gateway: treat it as done.
-                        gw.confirm(seq);
-                    }
-                }
-                debug!(gateway = %self.key, action = mutation.action(), "mutation accepted");
-                // The route records what the answer says (a create's time) while it waits.
-                self.wake([owner]);
-                FIRST_STEP
-            }
-            Err(e)
-                if e.policy().retried_by == Retrier::CallerWhenFree
-                    && self.inner.config.enabled =>
-            {
-                self.requeue(&owner);
-                debug!(gateway = %self.key, code = e.code(), ?gap, "gateway busy");
-                {
-                    let mut gw = lock(&self.slot.state);
-                    gw.status = Some(GatewayStatus::Updating);
-                    // Busy with our own last change: the estimate plans a read next, never
-                    // another send before the gateway is seen free.
-                    if let Some(g) = gap {
-                        gw.estimate.refused(g);
-                        return FIRST_STEP;
-                    }
-                }
-                // Busy with a change we did not make: back off. It takes about one update
-                // time, so the wait doubles only up to a few of them.
-                tokio::time::sleep(step).await;
-                (step * 2).min(FOREIGN_BUSY_MAX_STEP)
-            }
-            Err(e) if e.class() == ErrorClass::Throttled && self.inner.config.enabled => {
-                self.requeue(&owner);
-                let delay = e.retry_after().unwrap_or(step).min(MAX_STEP);
-                warn!(gateway = %self.key, code = e.code(), ?delay, "throttled; retrying");
-                tokio::time::sleep(delay).await;
-                (step * 2).min(MAX_STEP)
-            }
-            Err(e) => {
-                if matches!(e.class(), ErrorClass::Transient | ErrorClass::AlreadyExists) {
-                    // The change may or may not have happened: read the truth again.
-                    self.inner.cache.invalidate(scope);
-                }
-                info!(gateway = %self.key, action = mutation.action(), code = e.code(), "mutation failed");
-                self.set_state(&owner, JobState::Failed(Arc::new(e)));
-                self.wake([owner]);
-                FIRST_STEP
+            if lock(&lane.queue).peers() == Some(peers) {
+                lane.wake.notify_one();
             }
         }
     }
 
     /// Whom this gateway shares its update time with: its region and specification, from
     /// the facts the routes read (cached; read once if not).
-    /// The region proved a shorter free gap: the other workers of the region plan again (a
-    /// change waiting for a looser bound may go now).
-    fn wake_peers(&self, peers: &Peers) {
-        // In key order, not the map's: the workers wake in an order a simulated seed replays.
-        let mut slots: Vec<(GatewayKey, Arc<Slot>)> = lock(&self.inner.gateways)
-            .iter()
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
-        slots.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, slot) in slots {
-            if Arc::ptr_eq(&slot, &self.slot) {
-                continue;
-            }
-            if lock(&slot.state).peers.as_ref() == Some(peers) {
-                slot.wake.notify_one();
-            }
-        }
-    }
-
     async fn peers(&self, scope: &Scope) -> Peers {
-        if let Some(p) = lock(&self.slot.state).peers.clone() {
-            return p;
-        }
         let spec = match self.inner.cache.facts(scope, Duration::MAX).await {
             Ok(facts) => facts.spec,
             Err(_) => None,
@@ -865,167 +363,6 @@ impl Worker {
             region_id: scope.region_id.clone(),
             spec,
         }
-    }
-
-    /// Reads the gateway status to learn whether the last change has been applied.
-    async fn probe(&self, scope: &Scope, step: Duration) -> Duration {
-        let gap = lock(&self.slot.state).pending_gap(Instant::now());
-        // Ahead of every other call: an answer delayed by a backlog times the backlog.
-        let read = with_priority(Priority::Pacing, self.inner.cache.refresh_facts(scope)).await;
-        // As for a send: `active` holds at the latest when the answer came, `updating` at the
-        // earliest when we asked (the read may have waited in the rate limiter).
-        let answered = Instant::now();
-        match read {
-            Ok(facts) => {
-                let active = facts.status == GatewayStatus::Active;
-                let mut gw = lock(&self.slot.state);
-                gw.status_reads.succeeded();
-                let answered_gap = gw.pending_gap(answered);
-                gw.status = Some(facts.status.clone());
-                let mut tightened = None;
-                if let (Some(asked), Some(answered)) = (gap, answered_gap) {
-                    let peers = gw.peers.clone().unwrap_or_default();
-                    let mut shared = lock(&self.inner.shared);
-                    let region = shared.entry(peers.clone()).or_default();
-                    let before = region.upper();
-                    // A busy answer past every gap we know is paced by the estimate (it
-                    // plans the next read after a growing pause).
-                    gw.estimate.read(asked, answered, active, region);
-                    if region.upper() != before {
-                        tightened = Some(peers);
-                    }
-                }
-                if active {
-                    let seq = gw.accepted;
-                    gw.confirm(seq);
-                }
-                drop(gw);
-                if let Some(peers) = tightened {
-                    self.wake_peers(&peers);
-                }
-                FIRST_STEP
-            }
-            Err(e) if e.is_gateway_gone() => {
-                // Nothing will ever be applied there: let the owners see the gateway gone.
-                let woken = lock(&self.slot.state).settle_all();
-                self.wake(woken);
-                FIRST_STEP
-            }
-            Err(e) => {
-                warn!(gateway = %self.key, code = e.code(), "gateway status read failed");
-                let woken = {
-                    let mut gw = lock(&self.slot.state);
-                    if gw.status_reads.failed(e, Instant::now()) {
-                        gw.waiting_on_status()
-                    } else {
-                        Vec::new()
-                    }
-                };
-                self.wake(woken);
-                tokio::time::sleep(step).await;
-                (step * 2).min(MAX_STEP)
-            }
-        }
-    }
-
-    /// Reads the entry list and confirms the applied changes it shows; a change it does not
-    /// show yet is read for again later. After `VERIFY_TRIES` reads of its own that missed it, a
-    /// create whose answer did not name its entry is sent again with its token (once), ahead of
-    /// the queue; any other change, or that replay, goes back to its route, which re-plans from
-    /// the list.
-    async fn verify(&self, scope: &Scope, step: Duration) -> Duration {
-        let list = match self.inner.cache.entries(scope, Duration::ZERO).await {
-            Ok(list) => list,
-            Err(e) if e.is_gateway_gone() => {
-                let woken = lock(&self.slot.state).settle_all();
-                self.wake(woken);
-                return FIRST_STEP;
-            }
-            Err(e) => {
-                warn!(gateway = %self.key, code = e.code(), "entry list read failed");
-                let woken = {
-                    let mut gw = lock(&self.slot.state);
-                    let now = Instant::now();
-                    gw.verify_after = Some(now + step);
-                    // The routes waiting for it say why once it persists, and again only for a
-                    // new reason (not per retry).
-                    if gw.list_reads.failed(e, now) {
-                        in_key_order(gw.unlisted().map(|(o, _)| o.clone()).collect())
-                    } else {
-                        Vec::new()
-                    }
-                };
-                self.wake(woken);
-                return (step * 2).min(MAX_STEP);
-            }
-        };
-        let (woken, replay) = {
-            let now = Instant::now();
-            let mut gw = lock(&self.slot.state);
-            gw.list_reads.succeeded();
-            let confirmed = gw.confirmed;
-            let mut woken = Vec::new();
-            let mut replay = Vec::new();
-            // The most reads any change still missing has had: the next read waits longer.
-            let mut missing = 0;
-            for (owner, job) in &mut gw.jobs {
-                let with_entry = answered_with_entry(&job.state);
-                let JobState::Accepted {
-                    seq,
-                    at,
-                    ref mut listed,
-                    ref mut tries,
-                    ..
-                } = job.state
-                else {
-                    continue;
-                };
-                if seq > confirmed || *listed {
-                    continue;
-                }
-                if job.mutation.reflected_in(&list) {
-                    *listed = true;
-                    woken.push(owner.clone());
-                    continue;
-                }
-                *tries += 1;
-                if *tries < VERIFY_TRIES || now.saturating_duration_since(at) < LIST_LAG_MAX {
-                    missing = missing.max(*tries);
-                } else if matches!(job.mutation, Mutation::Create { .. })
-                    && !job.replayed
-                    && !with_entry
-                {
-                    // Never a new token first: the same create again, which the cloud answers
-                    // as before if its entry exists (listed yet or not). A create answered with
-                    // its entry is not: the replay would only repeat that answer.
-                    job.replayed = true;
-                    job.state = JobState::Queued;
-                    replay.push(owner.clone());
-                } else {
-                    *listed = true;
-                    woken.push(owner.clone());
-                }
-            }
-            // A replay goes before every change queued meanwhile.
-            for owner in &replay {
-                gw.order.retain(|o| o != owner);
-                gw.order.push_front(owner.clone());
-            }
-            if missing > 0 {
-                // The cloud lists changes a little after the gateway is active again: read at
-                // the gateway's pace, never in a tight loop.
-                let pause = gw.estimate.pace().max(FIRST_STEP) * missing;
-                gw.verify_after = Some(Instant::now() + pause.min(MAX_STEP));
-            } else {
-                gw.verify_after = None;
-            }
-            (woken, replay)
-        };
-        if !replay.is_empty() {
-            debug!(gateway = %self.key, creates = replay.len(), "read-back gave up; replaying the creates with their tokens");
-        }
-        self.wake(woken);
-        FIRST_STEP
     }
 }
 
@@ -1040,11 +377,15 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::controller::model::{CredentialsHandle, Entry, GatewayFacts, RouteId};
+    use kube::runtime::reflector::ObjectRef;
+
+    use crate::controller::job::Stall;
+    use crate::controller::model::{Accepted, CredentialsHandle, Entry, GatewayFacts, RouteId};
     use crate::controller::port::CloudFuture;
+    use crate::controller::queue::{LIST_LAG_MAX, STALL_AFTER, STALL_READS, VERIFY_TRIES};
     use alicloud_vpc_client::{
-        ApiError, CredentialsProvider, RateLimitConfig, RateLimiter, StaticCredentials,
-        current_priority,
+        ApiError, CloudError, CredentialsProvider, ErrorClass, Priority, RateLimitConfig,
+        RateLimiter, StaticCredentials, current_priority,
     };
 
     /// A gateway that stays `updating` for `update` after each accepted change and refuses

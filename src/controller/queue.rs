@@ -1,0 +1,983 @@
+//! One gateway's change queue as a pure state machine: the order of its changes, their pacing
+//! (at most one in flight, the next once the gateway should be `active` again), the read-back
+//! of applied changes and the rules for retrying. No locks, channels or clock reads: the driver
+//! (`scheduler.rs`) feeds it events with the time and runs the commands it returns.
+//!
+//! The driver's loop: `Event::Free` plans the next step and answers `Command::SleepUntil`; the
+//! driver sleeps until then, or until new work wakes it, and says `Event::Due`. A due step
+//! answers with a call to make (`Send`, `ReadStatus`, `ReadList`, `LearnPeers`), whose outcome
+//! comes back as the matching event, or with nothing (the next `Free` plans again). Calls of
+//! reconciles (`submit`, `forget`, `view`) change the state directly; the driver wakes its loop
+//! when `submit` says so.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::estimate::{Advice, Estimate, Shared};
+use super::job::{JobView, Owner, Stall};
+use super::model::{Accepted, Entry, GatewayStatus, Mutation, Scope};
+use alicloud_vpc_client::{CloudError, ErrorClass, Priority, Retrier};
+
+/// Retry delays after errors that say nothing about the update time (throttling, a gateway
+/// busy with someone else's change, failed status reads): doubling from the first to the last.
+pub(crate) const FIRST_STEP: Duration = Duration::from_millis(200);
+const MAX_STEP: Duration = Duration::from_secs(30);
+
+/// The longest wait between tries while the gateway is busy with a change not ours.
+const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
+
+/// While other changes of its gateway wait to be sent, applied changes are read back (one
+/// list call) only once the oldest has waited this long and at least `VERIFY_BATCH` of them
+/// are unlisted; otherwise once the queue is empty. Each such read costs a call that a long
+/// burst would rather spend on changes: a minute is about thirty changes at a 2 s update time,
+/// and the batch keeps read-backs below one call in thirty changes when the account's API
+/// rate, not the gateway, paces the changes (they then come far apart).
+const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
+const VERIFY_BATCH: usize = 32;
+/// List reads that may miss an applied change (each change counts its own) before it is given
+/// up on: a create whose answer did not name its entry is then replayed once with its own token
+/// (the cloud repeats its answer if the entry exists, unlisted or not); any other change, a
+/// create answered with its entry (a replay would repeat that answer) and a replayed create go
+/// back to their route, which re-plans from the list.
+pub(crate) const VERIFY_TRIES: u32 = 5;
+/// The least time after a change was accepted before its read-back gives up on the list:
+/// the cloud lists changes some time after the gateway is `active` again (late visibility), so
+/// reads at the gateway's pace alone could give up on a change that is merely not listed yet.
+pub(crate) const LIST_LAG_MAX: Duration = Duration::from_secs(30);
+
+/// The gateway's own reads (its status, or the entry list for applied changes) that fail in a
+/// row, over at least `STALL_AFTER`, before the changes waiting on them say so: a one-off
+/// failure is retried within a second and is not worth a status write per route. Both bounds
+/// count failed reads and time since the first of them, never time in the queue (10,000
+/// changes on one gateway legitimately wait for minutes).
+pub(crate) const STALL_READS: u32 = 3;
+pub(crate) const STALL_AFTER: Duration = Duration::from_secs(5);
+
+/// Gateways that share what they learn of their update time: one region and specification
+/// (the specification `None` when the gateway's answer had none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Peers {
+    pub(crate) region_id: String,
+    pub(crate) spec: Option<String>,
+}
+
+/// What each region (and specification) learned of its gateways' update time.
+pub(crate) type Regions = HashMap<Peers, Shared>;
+
+/// What happened, as the driver tells it.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The driver is free for the next step: plan it.
+    Free,
+    /// The planned step's time came, or (`woken`) new work woke the driver before it.
+    Due { woken: bool },
+    /// The answer to `Command::Send`.
+    Sent(Result<Accepted, CloudError>),
+    /// The answer to `Command::LearnPeers`.
+    Peers(Peers),
+    /// The answer to `Command::ReadStatus`.
+    StatusRead(Result<GatewayStatus, CloudError>),
+    /// The answer to `Command::ReadList`.
+    ListRead(Result<Arc<Vec<Entry>>, CloudError>),
+}
+
+/// What the driver does, in order.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Sleep until then (`None`: until woken), waking early for new work; then `Event::Due`.
+    SleepUntil(Option<Instant>),
+    /// Wait this long whatever comes (a back-off); then `Event::Free`.
+    Pause(Duration),
+    /// Send the change; its answer is `Event::Sent`.
+    Send { scope: Scope, mutation: Mutation },
+    /// Read the gateway's status at this class; the answer is `Event::StatusRead`.
+    ReadStatus { scope: Scope, class: Priority },
+    /// Read the whole entry list now; the answer is `Event::ListRead`.
+    ReadList(Scope),
+    /// Find the gateway's region and specification; the answer is `Event::Peers`.
+    LearnPeers(Scope),
+    /// Tell the read cache of an accepted change.
+    CacheApply {
+        scope: Scope,
+        mutation: Mutation,
+        created: Option<Entry>,
+    },
+    /// The cache may be wrong: the change may or may not have happened.
+    CacheInvalidate(Scope),
+    /// Wake these owners (their job moved on).
+    Wake(Vec<Owner>),
+    /// The owner's job is gone from this gateway (it was dropped while on the wire): forget
+    /// where it was and wake it.
+    Release(Owner),
+    /// The region proved a shorter update time: the other gateways sharing it plan again.
+    WakePeers(Peers),
+}
+
+/// The gateway's reads of one kind that failed in a row, until one succeeds.
+#[derive(Debug, Default)]
+struct FailedReads {
+    count: u32,
+    since: Option<Instant>,
+    last: Option<Arc<CloudError>>,
+    /// The code the waiting routes were told last: told again only for a new one.
+    told: Option<String>,
+}
+
+impl FailedReads {
+    /// Records a failed read at `now`; true when the changes waiting on it should say so now
+    /// (the bounds were just passed, or the failure has a new code).
+    fn failed(&mut self, e: CloudError, now: Instant) -> bool {
+        self.count += 1;
+        self.since.get_or_insert(now);
+        let code = e.code().to_owned();
+        self.last = Some(Arc::new(e));
+        if self.stalled(now).is_none() || self.told.as_deref() == Some(code.as_str()) {
+            return false;
+        }
+        self.told = Some(code);
+        true
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The last error, once the reads failed past both bounds.
+    fn stalled(&self, now: Instant) -> Option<Arc<CloudError>> {
+        let long = self
+            .since
+            .is_some_and(|s| now.saturating_duration_since(s) >= STALL_AFTER);
+        self.last
+            .clone()
+            .filter(|_| self.count >= STALL_READS && long)
+    }
+}
+
+#[derive(Debug)]
+enum JobState {
+    Queued,
+    InFlight,
+    Accepted {
+        accepted: Accepted,
+        seq: u64,
+        at: Instant,
+        /// Seen in the entry list (or given up on: the route then re-plans from the list).
+        listed: bool,
+        /// List reads since it was applied that did not show it.
+        tries: u32,
+    },
+    Failed(Arc<CloudError>),
+}
+
+#[derive(Debug)]
+struct Job {
+    scope: Scope,
+    mutation: Mutation,
+    generation: Option<i64>,
+    state: JobState,
+    /// The owner no longer wants it, but it was on the wire: not sent again.
+    cancelled: bool,
+    /// A create sent again with its token after the list never showed it.
+    replayed: bool,
+}
+
+/// The step planned by `Event::Free`, run when due.
+#[derive(Debug)]
+enum Step {
+    Send(Owner, Instant),
+    Probe(Scope, Instant),
+    Verify(Scope, Instant),
+    /// Nothing waits to be sent: the last change counts as applied at this instant (the
+    /// proven update time has passed), without a read.
+    Settle(Instant),
+    /// Plan again at this instant (another gateway of the region is probing for this one).
+    Wait(Instant),
+    Idle,
+}
+
+impl Step {
+    fn at(&self) -> Option<Instant> {
+        match self {
+            Self::Send(_, at)
+            | Self::Probe(_, at)
+            | Self::Verify(_, at)
+            | Self::Settle(at)
+            | Self::Wait(at) => Some(*at),
+            Self::Idle => None,
+        }
+    }
+}
+
+/// The call on the wire, whose answer the next event brings.
+#[derive(Debug)]
+enum Call {
+    Send {
+        owner: Owner,
+        scope: Scope,
+        mutation: Mutation,
+        /// Time since the last accepted change when it went out, if that one was not known
+        /// applied.
+        gap: Option<Duration>,
+    },
+    /// An accepted change waiting for the gateway's peers to be known.
+    Peers {
+        owner: Owner,
+        accepted: Accepted,
+        answered: Instant,
+    },
+    Status {
+        gap: Option<Duration>,
+    },
+    List,
+}
+
+/// What `forget` did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Forgot {
+    /// The owner has no job left here.
+    Gone,
+    /// Its job is on the wire: it stays until it finishes.
+    OnTheWire,
+}
+
+/// One gateway's queue and what is known of its update time.
+#[derive(Debug)]
+pub(crate) struct GatewayQueue {
+    /// This gateway among those sharing what they learn.
+    id: u64,
+    /// Off: every change is sent at once and a busy gateway fails the job, as a naive
+    /// operator would do (the benchmark's baseline).
+    paced: bool,
+    order: VecDeque<Owner>,
+    /// Boxed: a job is large and the map keeps spare slots (10,000 routes hold one each).
+    jobs: HashMap<Owner, Box<Job>>,
+    /// Count of accepted changes; `confirmed` is the highest one known to be applied.
+    accepted: u64,
+    confirmed: u64,
+    last_accept: Option<Instant>,
+    /// What is known of the time the gateway stays `updating` after a change.
+    estimate: Estimate,
+    /// Whom it shares what it learns with (known after its first accepted change).
+    peers: Option<Peers>,
+    status: Option<GatewayStatus>,
+    /// A scope to probe the gateway with (any job's).
+    probe_scope: Option<Scope>,
+    /// When to read the list again for applied changes it did not show yet.
+    verify_after: Option<Instant>,
+    /// Status reads (probes) and list reads (read-backs) failing in a row.
+    status_reads: FailedReads,
+    list_reads: FailedReads,
+    /// The current retry delay (see `FIRST_STEP`).
+    retry: Duration,
+    planned: Step,
+    call: Option<Call>,
+}
+
+/// Whether an accepted create's answer named the entry it made.
+fn answered_with_entry(state: &JobState) -> bool {
+    matches!(state, JobState::Accepted { accepted, .. } if accepted.entry.is_some())
+}
+
+/// Owners in key order, not a map's: a simulated seed replays the wake-ups exactly.
+pub(crate) fn in_key_order(mut owners: Vec<Owner>) -> Vec<Owner> {
+    owners.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    owners
+}
+
+/// A wake command, unless there is nobody to wake.
+fn wake(owners: Vec<Owner>) -> Option<Command> {
+    (!owners.is_empty()).then_some(Command::Wake(owners))
+}
+
+impl GatewayQueue {
+    /// `id` tells this gateway from the others sharing its region's estimate; `paced` off
+    /// sends every change at once (see the field).
+    pub(crate) fn new(id: u64, paced: bool) -> Self {
+        Self {
+            id,
+            paced,
+            order: VecDeque::new(),
+            jobs: HashMap::new(),
+            accepted: 0,
+            confirmed: 0,
+            last_accept: None,
+            estimate: Estimate::default(),
+            peers: None,
+            status: None,
+            probe_scope: None,
+            verify_after: None,
+            status_reads: FailedReads::default(),
+            list_reads: FailedReads::default(),
+            retry: FIRST_STEP,
+            planned: Step::Idle,
+            call: None,
+        }
+    }
+
+    // ---- calls of reconciles ----
+
+    /// Queues `mutation` for `owner`, planned from spec `generation`. A queued job of the same
+    /// owner is replaced (the plan changed); one in flight, or accepted and not yet listed, is
+    /// left alone and its outcome reported first. True when the driver should plan again.
+    pub(crate) fn submit(
+        &mut self,
+        owner: &Owner,
+        scope: &Scope,
+        mutation: Mutation,
+        generation: Option<i64>,
+    ) -> bool {
+        if let Some(job) = self.jobs.get_mut(owner) {
+            // On the wire, or accepted and not yet seen in the list: its outcome is recorded
+            // first (a decision made meanwhile on an older copy must not replace it).
+            if matches!(
+                job.state,
+                JobState::InFlight | JobState::Accepted { listed: false, .. }
+            ) {
+                return false;
+            }
+            if matches!(job.state, JobState::Queued) && job.mutation == mutation {
+                job.generation = generation;
+                return false;
+            }
+        }
+        self.order.retain(|o| o != owner);
+        self.order.push_back(owner.clone());
+        self.probe_scope = Some(scope.clone());
+        self.jobs.insert(
+            owner.clone(),
+            Box::new(Job {
+                scope: scope.clone(),
+                mutation,
+                generation,
+                state: JobState::Queued,
+                cancelled: false,
+                replayed: false,
+            }),
+        );
+        true
+    }
+
+    /// Drops the owner's finished job (its outcome has been recorded) or cancels a queued one
+    /// (the plan no longer wants it). A job on the wire stays until it finishes.
+    pub(crate) fn forget(&mut self, owner: &Owner) -> Forgot {
+        match self.jobs.get_mut(owner) {
+            Some(j) if matches!(j.state, JobState::InFlight) => {
+                j.cancelled = true;
+                return Forgot::OnTheWire;
+            }
+            Some(_) => {
+                self.jobs.remove(owner);
+                self.order.retain(|o| o != owner);
+            }
+            None => {}
+        }
+        Forgot::Gone
+    }
+
+    /// The owner's job as its reconcile sees it.
+    pub(crate) fn view(&self, owner: &Owner, now: Instant) -> Option<JobView> {
+        let job = self.jobs.get(owner)?;
+        let stalled = self.stall(&job.state, now);
+        let create = matches!(job.mutation, Mutation::Create { .. });
+        Some(match &job.state {
+            JobState::Queued => JobView::Queued {
+                mutation: job.mutation.clone(),
+                generation: job.generation,
+                stalled,
+            },
+            JobState::InFlight => JobView::InFlight,
+            JobState::Accepted {
+                accepted,
+                seq,
+                listed,
+                ..
+            } => JobView::Accepted {
+                accepted: accepted.clone(),
+                confirmed: *seq <= self.confirmed && *listed,
+                create,
+                stalled,
+            },
+            JobState::Failed(e) => JobView::Failed {
+                error: e.clone(),
+                create,
+            },
+        })
+    }
+
+    /// The last status the queue saw of its gateway.
+    pub(crate) fn status(&self) -> Option<&GatewayStatus> {
+        self.status.as_ref()
+    }
+
+    /// Whom it shares its update time with, once known.
+    pub(crate) fn peers(&self) -> Option<&Peers> {
+        self.peers.as_ref()
+    }
+
+    /// Changes on the wire right now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::InFlight))
+            .count()
+    }
+
+    /// Changes waiting or on the wire (the queue-depth metric).
+    pub(crate) fn depth(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::Queued | JobState::InFlight))
+            .count()
+    }
+
+    /// Whether some change waits on the gateway's status reads, and on its list reads, that
+    /// keep failing (the stall metric).
+    pub(crate) fn stalled_reads(&self, now: Instant) -> (bool, bool) {
+        let waiting = |stall: fn(&Stall) -> bool| {
+            self.jobs
+                .values()
+                .any(|j| self.stall(&j.state, now).as_ref().is_some_and(stall))
+        };
+        (
+            waiting(|s| matches!(s, Stall::Queued(_) | Stall::Status(_))),
+            waiting(|s| matches!(s, Stall::List(_))),
+        )
+    }
+
+    // ---- the driver's events ----
+
+    /// Takes one event at `now`; `regions` holds what every region learned (this gateway's
+    /// share is looked up by its peers). Returns what the driver does next, in order.
+    pub(crate) fn on(&mut self, event: Event, now: Instant, regions: &mut Regions) -> Vec<Command> {
+        match event {
+            Event::Free => self.plan_step(now, regions),
+            Event::Due { woken } => {
+                let send_due = matches!(self.planned, Step::Send(_, at) if at <= now);
+                if woken && !send_due {
+                    return self.plan_step(now, regions);
+                }
+                self.run_step(now)
+            }
+            Event::Sent(result) => self.sent(result, now, regions),
+            Event::Peers(peers) => match self.call.take() {
+                Some(Call::Peers {
+                    owner,
+                    accepted,
+                    answered,
+                }) => self.record_accepted(owner, accepted, peers, answered, now, regions),
+                other => {
+                    self.call = other;
+                    Vec::new()
+                }
+            },
+            Event::StatusRead(result) => self.status_read(result, now, regions),
+            Event::ListRead(result) => self.list_read(result, now),
+        }
+    }
+
+    fn plan_step(&mut self, now: Instant, regions: &mut Regions) -> Vec<Command> {
+        self.planned = self.next_step(now, regions);
+        vec![Command::SleepUntil(self.planned.at())]
+    }
+
+    fn run_step(&mut self, now: Instant) -> Vec<Command> {
+        match std::mem::replace(&mut self.planned, Step::Idle) {
+            Step::Send(owner, _) => self.start_send(owner, now),
+            Step::Probe(scope, _) => {
+                self.call = Some(Call::Status {
+                    gap: self.pending_gap(now),
+                });
+                // Ahead of every other call: an answer delayed by a backlog times the backlog.
+                vec![Command::ReadStatus {
+                    scope,
+                    class: Priority::Pacing,
+                }]
+            }
+            Step::Verify(scope, _) => {
+                self.call = Some(Call::List);
+                vec![Command::ReadList(scope)]
+            }
+            Step::Settle(_) => {
+                self.confirm(self.accepted);
+                self.status = Some(GatewayStatus::Active);
+                // Nothing waits on a status read any more.
+                self.status_reads.succeeded();
+                Vec::new()
+            }
+            Step::Wait(_) | Step::Idle => Vec::new(),
+        }
+    }
+
+    /// What to do next, and when.
+    fn next_step(&mut self, now: Instant, regions: &mut Regions) -> Step {
+        let change = if let Some((owner, scope)) = self.queued_head() {
+            match self.advice(regions, now).filter(|_| self.paced) {
+                None => Step::Send(owner, now),
+                Some((Advice::Send(_), at)) => Step::Send(owner, at),
+                Some((Advice::Read(_), at)) => Step::Probe(scope, at),
+                Some((Advice::Wait(_), at)) => Step::Wait(at),
+            }
+        } else if let Some(scope) = self.probe_scope.clone().filter(|_| self.paced) {
+            match self.advice(regions, now) {
+                None => Step::Idle,
+                Some((Advice::Send(_), at)) => Step::Settle(at),
+                Some((Advice::Read(_), at)) => Step::Probe(scope, at),
+                Some((Advice::Wait(_), at)) => Step::Wait(at),
+            }
+        } else {
+            Step::Idle
+        };
+        // A due list read of applied changes goes before a change that is not due yet.
+        match (self.verify_at(now), change.at()) {
+            (Some((scope, at)), None) => Step::Verify(scope, at),
+            (Some((scope, at)), Some(t)) if at < t => Step::Verify(scope, at),
+            _ => change,
+        }
+    }
+
+    /// Puts the owner's queued job on the wire as it stands now: while the driver slept, the
+    /// job may have been replaced or cancelled, and only what is still queued goes.
+    fn start_send(&mut self, owner: Owner, now: Instant) -> Vec<Command> {
+        let gap = self.pending_gap(now);
+        let Some(job) = self
+            .jobs
+            .get_mut(&owner)
+            .filter(|j| matches!(j.state, JobState::Queued))
+        else {
+            return Vec::new();
+        };
+        job.state = JobState::InFlight;
+        let (scope, mutation) = (job.scope.clone(), job.mutation.clone());
+        self.call = Some(Call::Send {
+            owner,
+            scope: scope.clone(),
+            mutation: mutation.clone(),
+            gap,
+        });
+        vec![Command::Send { scope, mutation }]
+    }
+
+    /// The answer to a send. The call may have waited in the rate limiter: the gateway was
+    /// free when the change arrived, at the latest when the answer came (`now`), and busy at
+    /// the earliest when it was sent.
+    fn sent(
+        &mut self,
+        result: Result<Accepted, CloudError>,
+        now: Instant,
+        regions: &mut Regions,
+    ) -> Vec<Command> {
+        let Some(Call::Send {
+            owner,
+            scope,
+            mutation,
+            gap,
+        }) = self.call.take()
+        else {
+            return Vec::new();
+        };
+        match result {
+            Ok(accepted) => {
+                let apply = Command::CacheApply {
+                    scope: scope.clone(),
+                    mutation: mutation.clone(),
+                    created: accepted.entry.clone(),
+                };
+                debug!(gateway = %scope.key(), action = mutation.action(), "mutation accepted");
+                match self.peers.clone() {
+                    Some(peers) => {
+                        let mut out = vec![apply];
+                        out.extend(self.record_accepted(owner, accepted, peers, now, now, regions));
+                        out
+                    }
+                    None => {
+                        self.call = Some(Call::Peers {
+                            owner,
+                            accepted,
+                            answered: now,
+                        });
+                        vec![apply, Command::LearnPeers(scope)]
+                    }
+                }
+            }
+            Err(e) if e.policy().retried_by == Retrier::CallerWhenFree && self.paced => {
+                let mut out: Vec<Command> = self.requeue(&owner).into_iter().collect();
+                debug!(gateway = %scope.key(), code = e.code(), ?gap, "gateway busy");
+                self.status = Some(GatewayStatus::Updating);
+                // Busy with our own last change: the estimate plans a read next, never
+                // another send before the gateway is seen free.
+                if let Some(g) = gap {
+                    self.estimate.refused(g);
+                    self.retry = FIRST_STEP;
+                    return out;
+                }
+                // Busy with a change we did not make: back off. It takes about one update
+                // time, so the wait doubles only up to a few of them.
+                out.push(Command::Pause(self.retry));
+                self.retry = (self.retry * 2).min(FOREIGN_BUSY_MAX_STEP);
+                out
+            }
+            Err(e) if e.class() == ErrorClass::Throttled && self.paced => {
+                let mut out: Vec<Command> = self.requeue(&owner).into_iter().collect();
+                let delay = e.retry_after().unwrap_or(self.retry).min(MAX_STEP);
+                warn!(gateway = %scope.key(), code = e.code(), ?delay, "throttled; retrying");
+                out.push(Command::Pause(delay));
+                self.retry = (self.retry * 2).min(MAX_STEP);
+                out
+            }
+            Err(e) => {
+                let mut out = Vec::new();
+                if matches!(e.class(), ErrorClass::Transient | ErrorClass::AlreadyExists) {
+                    // The change may or may not have happened: read the truth again.
+                    out.push(Command::CacheInvalidate(scope.clone()));
+                }
+                info!(gateway = %scope.key(), action = mutation.action(), code = e.code(), "mutation failed");
+                if let Some(job) = self.jobs.get_mut(&owner) {
+                    job.state = JobState::Failed(Arc::new(e));
+                }
+                out.push(Command::Wake(vec![owner]));
+                self.retry = FIRST_STEP;
+                out
+            }
+        }
+    }
+
+    /// Records an accepted change once the gateway's peers are known; `answered` is when the
+    /// cloud's answer came.
+    fn record_accepted(
+        &mut self,
+        owner: Owner,
+        accepted: Accepted,
+        peers: Peers,
+        answered: Instant,
+        now: Instant,
+        regions: &mut Regions,
+    ) -> Vec<Command> {
+        // Changes move again: the next waits on a status read of its own.
+        self.status_reads.succeeded();
+        let free_gap = self.pending_gap(answered);
+        let peers = self.peers.get_or_insert(peers).clone();
+        self.estimate
+            .accepted(free_gap, regions.entry(peers).or_default());
+        // This change was accepted, so every earlier one has been applied.
+        self.confirm(self.accepted);
+        self.accepted += 1;
+        let seq = self.accepted;
+        self.last_accept = Some(now);
+        self.status = Some(GatewayStatus::Updating);
+        if let Some(job) = self.jobs.get_mut(&owner) {
+            job.state = JobState::Accepted {
+                accepted,
+                seq,
+                at: now,
+                listed: false,
+                tries: 0,
+            };
+        }
+        if !self.paced {
+            // Without pacing nobody tracks the gateway: treat it as done.
+            self.confirm(seq);
+        }
+        self.retry = FIRST_STEP;
+        // The route records what the answer says (a create's time) while it waits.
+        vec![Command::Wake(vec![owner])]
+    }
+
+    /// A job that came back busy or throttled waits for its next turn, unless its owner
+    /// dropped it while it was on the wire: then it goes, and the owner is told.
+    fn requeue(&mut self, owner: &Owner) -> Option<Command> {
+        let job = self.jobs.get_mut(owner)?;
+        if job.cancelled {
+            self.jobs.remove(owner);
+            self.order.retain(|o| o != owner);
+            return Some(Command::Release(owner.clone()));
+        }
+        job.state = JobState::Queued;
+        None
+    }
+
+    /// The answer to a status read (a probe) of whether the last change has been applied.
+    /// As for a send: `active` holds at the latest when the answer came (`now`), `updating`
+    /// at the earliest when it was asked (the read may have waited in the rate limiter).
+    fn status_read(
+        &mut self,
+        result: Result<GatewayStatus, CloudError>,
+        now: Instant,
+        regions: &mut Regions,
+    ) -> Vec<Command> {
+        let Some(Call::Status { gap }) = self.call.take() else {
+            return Vec::new();
+        };
+        match result {
+            Ok(status) => {
+                let active = status == GatewayStatus::Active;
+                self.status_reads.succeeded();
+                let answered_gap = self.pending_gap(now);
+                self.status = Some(status);
+                let mut out = Vec::new();
+                if let (Some(asked), Some(answered)) = (gap, answered_gap) {
+                    let peers = self.peers.clone().unwrap_or_default();
+                    let region = regions.entry(peers.clone()).or_default();
+                    let before = region.upper();
+                    // A busy answer past every gap we know is paced by the estimate (it
+                    // plans the next read after a growing pause).
+                    self.estimate.read(asked, answered, active, region);
+                    if region.upper() != before {
+                        out.push(Command::WakePeers(peers));
+                    }
+                }
+                if active {
+                    self.confirm(self.accepted);
+                }
+                self.retry = FIRST_STEP;
+                out
+            }
+            Err(e) if e.is_gateway_gone() => self.gateway_gone(),
+            Err(e) => {
+                warn!(code = e.code(), "gateway status read failed");
+                let mut out = Vec::new();
+                if self.status_reads.failed(e, now) {
+                    out.extend(wake(self.waiting_on_status()));
+                }
+                out.push(Command::Pause(self.retry));
+                self.retry = (self.retry * 2).min(MAX_STEP);
+                out
+            }
+        }
+    }
+
+    /// The answer to a list read: confirms the applied changes it shows; a change it does not
+    /// show yet is read for again later. After `VERIFY_TRIES` reads of its own that missed it, a
+    /// create whose answer did not name its entry is sent again with its token (once), ahead of
+    /// the queue; any other change, or that replay, goes back to its route, which re-plans from
+    /// the list.
+    fn list_read(
+        &mut self,
+        result: Result<Arc<Vec<Entry>>, CloudError>,
+        now: Instant,
+    ) -> Vec<Command> {
+        let Some(Call::List) = self.call.take() else {
+            return Vec::new();
+        };
+        let list = match result {
+            Ok(list) => list,
+            Err(e) if e.is_gateway_gone() => return self.gateway_gone(),
+            Err(e) => {
+                warn!(code = e.code(), "entry list read failed");
+                self.verify_after = Some(now + self.retry);
+                self.retry = (self.retry * 2).min(MAX_STEP);
+                // The routes waiting for it say why once it persists, and again only for a
+                // new reason (not per retry).
+                if self.list_reads.failed(e, now) {
+                    let unlisted = self.unlisted().map(|(o, _)| o.clone()).collect();
+                    return wake(in_key_order(unlisted)).into_iter().collect();
+                }
+                return Vec::new();
+            }
+        };
+        self.list_reads.succeeded();
+        let confirmed = self.confirmed;
+        let mut woken = Vec::new();
+        let mut replay = Vec::new();
+        // The most reads any change still missing has had: the next read waits longer.
+        let mut missing = 0;
+        for (owner, job) in &mut self.jobs {
+            let with_entry = answered_with_entry(&job.state);
+            let JobState::Accepted {
+                seq,
+                at,
+                ref mut listed,
+                ref mut tries,
+                ..
+            } = job.state
+            else {
+                continue;
+            };
+            if seq > confirmed || *listed {
+                continue;
+            }
+            if job.mutation.reflected_in(&list) {
+                *listed = true;
+                woken.push(owner.clone());
+                continue;
+            }
+            *tries += 1;
+            if *tries < VERIFY_TRIES || now.saturating_duration_since(at) < LIST_LAG_MAX {
+                missing = missing.max(*tries);
+            } else if matches!(job.mutation, Mutation::Create { .. })
+                && !job.replayed
+                && !with_entry
+            {
+                // Never a new token first: the same create again, which the cloud answers
+                // as before if its entry exists (listed yet or not). A create answered with
+                // its entry is not: the replay would only repeat that answer.
+                job.replayed = true;
+                job.state = JobState::Queued;
+                replay.push(owner.clone());
+            } else {
+                *listed = true;
+                woken.push(owner.clone());
+            }
+        }
+        // A replay goes before every change queued meanwhile.
+        for owner in &replay {
+            self.order.retain(|o| o != owner);
+            self.order.push_front(owner.clone());
+        }
+        self.verify_after = (missing > 0).then(|| {
+            // The cloud lists changes a little after the gateway is active again: read at
+            // the gateway's pace, never in a tight loop.
+            let pause = self.estimate.pace().max(FIRST_STEP) * missing;
+            now + pause.min(MAX_STEP)
+        });
+        if !replay.is_empty() {
+            debug!(
+                creates = replay.len(),
+                "read-back gave up; replaying the creates with their tokens"
+            );
+        }
+        self.retry = FIRST_STEP;
+        wake(woken).into_iter().collect()
+    }
+
+    /// The gateway is gone: every accepted change is as done as it will ever be. Its owners
+    /// are woken (they read the gateway and see it gone).
+    fn gateway_gone(&mut self) -> Vec<Command> {
+        self.confirmed = self.accepted;
+        let mut woken = Vec::new();
+        for (owner, job) in &mut self.jobs {
+            if let JobState::Accepted { ref mut listed, .. } = job.state
+                && !*listed
+            {
+                *listed = true;
+                woken.push(owner.clone());
+            }
+        }
+        self.retry = FIRST_STEP;
+        wake(woken).into_iter().collect()
+    }
+
+    // ---- what the rules read ----
+
+    fn queued_head(&self) -> Option<(Owner, Scope)> {
+        self.order.iter().find_map(|o| {
+            self.jobs
+                .get(o)
+                .filter(|j| matches!(j.state, JobState::Queued))
+                .map(|j| (o.clone(), j.scope.clone()))
+        })
+    }
+
+    fn unconfirmed(&self) -> bool {
+        self.accepted > self.confirmed
+    }
+
+    /// Marks every accepted change up to `seq` as applied by the gateway. Their owners wait
+    /// for the list to show it (see `verify_at`).
+    fn confirm(&mut self, seq: u64) {
+        self.confirmed = self.confirmed.max(seq);
+    }
+
+    /// Changes that wait on the gateway's status: those queued behind a change not known to
+    /// be applied yet, and that change.
+    fn waiting_on_status(&self) -> Vec<Owner> {
+        let confirmed = self.confirmed;
+        let owners = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| match j.state {
+                JobState::Queued => true,
+                JobState::Accepted { seq, .. } => seq > confirmed,
+                _ => false,
+            })
+            .map(|(o, _)| o.clone())
+            .collect();
+        in_key_order(owners)
+    }
+
+    /// Why a queued or accepted job waits, when its reads keep failing.
+    fn stall(&self, job: &JobState, now: Instant) -> Option<Stall> {
+        match *job {
+            JobState::Queued => self.status_reads.stalled(now).map(Stall::Queued),
+            JobState::Accepted { seq, .. } if seq > self.confirmed => {
+                self.status_reads.stalled(now).map(Stall::Status)
+            }
+            JobState::Accepted { listed: false, .. } => {
+                self.list_reads.stalled(now).map(Stall::List)
+            }
+            _ => None,
+        }
+    }
+
+    /// Applied changes the list has not shown yet.
+    fn unlisted(&self) -> impl Iterator<Item = (&Owner, &Job)> {
+        self.jobs
+            .iter()
+            .map(|(o, j)| (o, &**j))
+            .filter(|(_, j)| {
+                matches!(j.state, JobState::Accepted { seq, listed: false, .. } if seq <= self.confirmed)
+            })
+    }
+
+    /// When to read the list to confirm applied changes: once no change waits to be sent (one
+    /// list then confirms a whole burst), or when a batch of them has waited long enough (see
+    /// `VERIFY_AT_MOST`).
+    fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
+        // The oldest, not the map's first: its scope (credentials) is one a simulated seed replays.
+        let (_, first) = self.unlisted().min_by_key(|(_, j)| match j.state {
+            JobState::Accepted { seq, .. } => seq,
+            _ => u64::MAX,
+        })?;
+        let at = if self.queued_head().is_none() {
+            if self.unconfirmed() {
+                // The last change is about to be known applied: one list then shows them all.
+                return None;
+            }
+            now
+        } else if self.unlisted().count() >= VERIFY_BATCH {
+            let oldest = self
+                .unlisted()
+                .filter_map(|(_, j)| match j.state {
+                    JobState::Accepted { at, .. } => Some(at),
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(now);
+            oldest + VERIFY_AT_MOST
+        } else {
+            // Planned again after each change: it becomes due with the batch or the queue's end.
+            return None;
+        };
+        let at = self.verify_after.map_or(at, |after| at.max(after));
+        Some((first.scope.clone(), at))
+    }
+
+    /// Time since the last accepted change, while it is not known to be applied.
+    fn pending_gap(&self, now: Instant) -> Option<Duration> {
+        self.last_accept
+            .filter(|_| self.unconfirmed())
+            .map(|at| now.saturating_duration_since(at))
+    }
+
+    /// What the estimate advises about the last accepted change while it is not known
+    /// applied, with the instant it names: `None` when nothing is pending (a change can go at
+    /// once).
+    fn advice(&mut self, regions: &mut Regions, now: Instant) -> Option<(Advice, Instant)> {
+        let at = self.last_accept.filter(|_| self.unconfirmed())?;
+        let gap = now.saturating_duration_since(at);
+        let peers = self.peers.clone().unwrap_or_default();
+        let advice = self
+            .estimate
+            .advise(regions.entry(peers).or_default(), self.id, gap, now);
+        let g = match advice {
+            Advice::Send(g) | Advice::Read(g) | Advice::Wait(g) => g,
+        };
+        Some((advice, at + g))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Table tests of the gateway queue, driven event by event.
