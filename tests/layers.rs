@@ -38,6 +38,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
     (
         "decisions",
         &[
+            "controller::cached",
             "controller::decide",
             "controller::estimate",
             "controller::queue",

@@ -11,158 +11,40 @@
 //! The read's calls take the highest class (`alicloud_vpc_client::Priority`) among the routes
 //! waiting for it: a drift check nobody waits on is `Background`, and a route with a pending
 //! change that joins it raises it (a call still waiting at the lower class is started again).
+//!
+//! This file is the driver: what is cached, and every rule about it, is `cached.rs`'s pure store.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::cached::{Cached, Flight, Need};
 use super::job::Owner;
 use super::model::{Entry, GatewayFacts, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use crate::sync::lock;
 use alicloud_vpc_client::{CloudError, Priority, with_priority};
 
-/// How long a failed read answers for its gateway: the routes of a dead gateway then cost one
-/// call per this time, not one each.
-pub(crate) const FAILED_READ_TTL: Duration = Duration::from_secs(2);
+pub(crate) use super::cached::Read;
 
-/// Our own changes remembered per gateway to replay on a list that was under way when they
-/// were accepted; a list that missed more is dropped and read again.
-const REPLAY_MAX: usize = 64;
-
-/// What a non-blocking read found.
-#[derive(Clone, Debug)]
-pub(crate) enum Read {
-    /// Facts and entries, each within its maximum age.
-    Ready {
-        facts: GatewayFacts,
-        entries: Arc<Vec<Entry>>,
-    },
-    /// A read of this gateway is under way (started now or earlier); `owner` is woken when it
-    /// ends.
-    Pending,
-    /// The last read of this gateway failed less than the failure TTL ago: every reader gets
-    /// the same error without a new call.
-    Failed(Arc<CloudError>),
-}
-
-/// The oldest facts and list a reader accepts (`None`: any cached value).
-#[derive(Clone, Copy, Debug, Default)]
-struct Need {
-    facts: Option<Instant>,
-    list: Option<Instant>,
-}
-
-impl Need {
-    fn within(facts_max_age: Duration, list_max_age: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            facts: now.checked_sub(facts_max_age),
-            list: now.checked_sub(list_max_age),
-        }
-    }
-
-    /// The stricter of two needs, field by field.
-    fn and(self, other: Self) -> Self {
-        Self {
-            facts: self.facts.max(other.facts),
-            list: self.list.max(other.list),
-        }
-    }
-}
-
-/// Whether a value read at `at` is recent enough for `since`.
-fn meets(at: Option<Instant>, since: Option<Instant>) -> bool {
-    at.is_some_and(|at| since.is_none_or(|since| at >= since))
-}
-
-#[derive(Default)]
-struct Cached {
-    entries: Option<(Instant, Arc<Vec<Entry>>)>,
-    facts: Option<(Instant, GatewayFacts)>,
-    /// Bumped by `apply` and `invalidate`: a list that started before is kept only with the
-    /// changes applied since replayed on it (`replay`), and not at all after an invalidation.
-    generation: u64,
-    /// The changes applied while a list call is under way (`listing`), each with the
-    /// generation it made; empty otherwise.
-    applied: VecDeque<(u64, Mutation, Option<Entry>)>,
-    listing: bool,
-    /// The last background read failed, and when it ended.
-    failed: Option<(Instant, Arc<CloudError>)>,
-    /// A background read is under way.
-    reading: bool,
-    /// Owners waiting for the background read, with what each asked for.
-    waiters: HashMap<Owner, Need>,
-    /// Owners the last background read answered: their next `read` is served from it even if
-    /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
-    answered: HashSet<Owner>,
-    /// Background reads that ended, and whether a reconcile already waited for the first one.
-    reads: u64,
-    first_awaited: bool,
-}
-
-impl Cached {
-    fn meets(&self, need: Need) -> bool {
-        meets(self.facts.as_ref().map(|f| f.0), need.facts)
-            && meets(self.entries.as_ref().map(|e| e.0), need.list)
-    }
-
-    fn ready(&self) -> Option<Read> {
-        match (&self.facts, &self.entries) {
-            (Some((_, facts)), Some((_, entries))) => Some(Read::Ready {
-                facts: facts.clone(),
-                entries: entries.clone(),
-            }),
-            _ => None,
-        }
-    }
-
-    /// `list`, read from a call that started at `generation`, with the changes applied since
-    /// replayed on it; `None` if they are not all known (an invalidation, or too many).
-    fn replay(&self, generation: u64, mut list: Arc<Vec<Entry>>) -> Option<Arc<Vec<Entry>>> {
-        let since = self.generation.wrapping_sub(generation);
-        let since = usize::try_from(since)
-            .ok()
-            .filter(|n| *n <= self.applied.len())?;
-        let changes = self.applied.range(self.applied.len() - since..);
-        let mut expected = generation;
-        for (made, mutation, created) in changes {
-            expected = expected.wrapping_add(1);
-            if *made != expected {
-                return None;
-            }
-            // Idempotent: a change the list already shows is applied again harmlessly.
-            mutation.apply_to(Arc::make_mut(&mut list), created.as_ref());
-        }
-        Some(list)
-    }
-
-    /// What the waiters of the read under way ask for, all together.
-    fn strictest(&self) -> Need {
-        self.waiters
-            .values()
-            .fold(Need::default(), |a, b| a.and(*b))
-    }
-}
-
-struct Slot {
+struct Gateway {
     /// Serializes fetches of one gateway (the single flight).
     fetch: tokio::sync::Mutex<()>,
-    data: Mutex<Cached>,
-    /// The class of the background read under way: the highest among its waiters.
+    cached: Mutex<Cached>,
+    /// The class of the background read under way, for the call to follow when it is raised.
     class: watch::Sender<Priority>,
     /// Notified whenever a background read ends.
     done: tokio::sync::Notify,
 }
 
-impl Default for Slot {
+impl Default for Gateway {
     fn default() -> Self {
         Self {
             fetch: tokio::sync::Mutex::default(),
-            data: Mutex::default(),
+            cached: Mutex::default(),
             class: watch::Sender::new(Priority::Progress),
             done: tokio::sync::Notify::new(),
         }
@@ -173,35 +55,24 @@ impl Default for Slot {
 #[derive(Clone)]
 pub struct GatewayCache {
     cloud: Arc<dyn CloudPort>,
-    slots: Arc<Mutex<HashMap<GatewayKey, Arc<Slot>>>>,
+    gateways: Arc<Mutex<HashMap<GatewayKey, Arc<Gateway>>>>,
     wake: mpsc::UnboundedSender<Owner>,
-}
-
-/// The cached value if it is at most `max_age` old.
-fn fresh<T>(
-    slot: &Slot,
-    max_age: Duration,
-    pick: impl Fn(&Cached) -> Option<(Instant, T)>,
-) -> Option<T> {
-    pick(&lock(&slot.data))
-        .filter(|(at, _)| at.elapsed() <= max_age)
-        .map(|(_, v)| v)
 }
 
 /// Runs `fetch` at the class of the read's waiters. When a waiter of a higher class joins
 /// meanwhile, the call is dropped and made again at that class: a call queued in the rate
 /// limiter behind every other call would hold up the pending change that now waits on it.
 /// (Dropping is safe: a fetch stores its answer only once it has it.)
-async fn at_waiters_class<T, F, Fut>(slot: &Slot, fetch: F) -> Result<T, CloudError>
+async fn at_waiters_class<T, F, Fut>(gw: &Gateway, fetch: F) -> Result<T, CloudError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, CloudError>>,
 {
-    let mut raised = slot.class.subscribe();
+    let mut raised = gw.class.subscribe();
     loop {
         let class = *raised.borrow_and_update();
         let raise = async {
-            // An `Err` only if the slot is gone, which it is not while this borrows it.
+            // An `Err` only if the sender is gone, which it is not while this borrows it.
             if raised.wait_for(|c| *c < class).await.is_err() {
                 std::future::pending::<()>().await;
             }
@@ -215,80 +86,18 @@ where
     }
 }
 
-/// Ends a background read however its task ends (done, panicked, cancelled): records the
-/// outcome, clears the flag and wakes the waiters, so a gateway is never left "reading".
-struct Flight {
-    slot: Arc<Slot>,
-    wake: mpsc::UnboundedSender<Owner>,
-    /// `None` if the task did not get to an answer; else whether it read the list.
-    outcome: Option<Result<bool, CloudError>>,
-}
-
-impl Drop for Flight {
-    fn drop(&mut self) {
-        let woken = {
-            let mut data = lock(&self.slot.data);
-            data.reading = false;
-            data.reads += 1;
-            let waiters = std::mem::take(&mut data.waiters);
-            data.answered.clear();
-            match self.outcome.take() {
-                Some(Ok(listed)) => {
-                    data.failed = None;
-                    for (owner, need) in &waiters {
-                        // Every waiter asked before this list's answer: it is as recent as a
-                        // list they would start now could be, however long it waited for its
-                        // turn (at a binding API rate, longer than any maximum age).
-                        let need = if listed {
-                            Need {
-                                list: None,
-                                ..*need
-                            }
-                        } else {
-                            *need
-                        };
-                        if data.meets(need) {
-                            data.answered.insert(owner.clone());
-                        }
-                    }
-                }
-                Some(Err(e)) => data.failed = Some((Instant::now(), Arc::new(e))),
-                None => {}
-            }
-            waiters
-        };
-        self.slot.done.notify_waiters();
-        for owner in woken.into_keys() {
-            // The receiver is gone only when the controller stops.
-            let _ = self.wake.send(owner);
-        }
-    }
-}
-
-/// Marks a list call of the slot under way; when it ends however (answer, error, dropped
-/// future) the changes kept for replaying on it are forgotten.
-struct Listing<'a>(&'a Slot);
-
-impl Drop for Listing<'_> {
-    fn drop(&mut self) {
-        let mut data = lock(&self.0.data);
-        data.listing = false;
-        data.applied.clear();
-    }
-}
-
 impl GatewayCache {
     /// `wake` receives the owners waiting on a read when it ends.
     pub fn new(cloud: Arc<dyn CloudPort>, wake: mpsc::UnboundedSender<Owner>) -> Self {
         Self {
             cloud,
-            slots: Arc::default(),
+            gateways: Arc::default(),
             wake,
         }
     }
 
-    fn slot(&self, key: &GatewayKey) -> Arc<Slot> {
-        lock(&self.slots).entry(key.clone()).or_default().clone()
+    fn gateway(&self, key: &GatewayKey) -> Arc<Gateway> {
+        lock(&self.gateways).entry(key.clone()).or_default().clone()
     }
 
     /// Never awaits the cloud: serves fresh data, or the recent failure, or starts ONE
@@ -305,46 +114,21 @@ impl GatewayCache {
         list_max_age: Duration,
         class: Priority,
     ) -> Read {
-        let slot = self.slot(&scope.key());
-        let need = Need::within(facts_max_age, list_max_age);
-        {
-            let mut data = lock(&slot.data);
-            let answered = data.answered.remove(owner);
-            if (answered || data.meets(need))
-                && let Some(ready) = data.ready()
-            {
-                return ready;
+        let gw = self.gateway(&scope.key());
+        let now = Instant::now();
+        let need = Need::within(facts_max_age, list_max_age, now);
+        let (read, flight) = lock(&gw.cached).read(owner, need, class, now);
+        match flight {
+            Flight::None => {}
+            Flight::Raise(class) => {
+                gw.class.send_replace(class);
             }
-            if let Some((at, e)) = &data.failed
-                && at.elapsed() < FAILED_READ_TTL
-            {
-                return Read::Failed(e.clone());
+            Flight::Start(class) => {
+                gw.class.send_replace(class);
+                tokio::spawn(self.clone().read_in_background(scope.clone(), gw));
             }
-            data.waiters
-                .entry(owner.clone())
-                .and_modify(|n| *n = n.and(need))
-                .or_insert(need);
-            if data.reading {
-                // Lower is higher (`Mutation` < `Progress` < `Background`).
-                slot.class.send_if_modified(|c| {
-                    let raise = class < *c;
-                    if raise {
-                        *c = class;
-                    }
-                    raise
-                });
-                return Read::Pending;
-            }
-            data.reading = true;
-            slot.class.send_replace(class);
         }
-        let flight = Flight {
-            slot: slot.clone(),
-            wake: self.wake.clone(),
-            outcome: None,
-        };
-        tokio::spawn(self.clone().read_in_background(scope.clone(), flight));
-        Read::Pending
+        read
     }
 
     /// Waits up to `within` for the first read of the gateway while it is under way, once per
@@ -353,43 +137,40 @@ impl GatewayCache {
     /// change by seconds). Later readers never wait, so a dead region costs each of its
     /// gateways this wait once. Returns whether the read ended meanwhile.
     pub(crate) async fn await_first_read(&self, scope: &Scope, within: Duration) -> bool {
-        let slot = self.slot(&scope.key());
+        let gw = self.gateway(&scope.key());
         // Created before the check, so an end between the two is not missed.
-        let done = slot.done.notified();
-        {
-            let mut data = lock(&slot.data);
-            if !data.reading || data.reads > 0 || data.first_awaited {
-                return false;
-            }
-            data.first_awaited = true;
+        let done = gw.done.notified();
+        if !lock(&gw.cached).may_await_first_read() {
+            return false;
         }
         tokio::time::timeout(within, done).await.is_ok()
     }
 
-    async fn read_in_background(self, scope: Scope, mut flight: Flight) {
-        let slot = flight.slot.clone();
-        // Shared with `entries` and `facts`: one call per gateway at a time, whichever asks.
-        let _serial = slot.fetch.lock().await;
-        flight.outcome = Some(self.read_needed(&slot, &scope).await);
-        // `flight` is dropped here: outcome recorded, waiters woken.
+    /// The background read: what the waiters need and the store lacks, then the waiters are
+    /// told however it ended.
+    async fn read_in_background(self, scope: Scope, gw: Arc<Gateway>) {
+        let outcome = {
+            // Shared with `entries` and `facts`: one call per gateway at a time, whichever asks.
+            let _serial = gw.fetch.lock().await;
+            self.read_needed(&gw, &scope).await
+        };
+        let woken = lock(&gw.cached).read_ended(outcome, Instant::now());
+        gw.done.notify_waiters();
+        for owner in woken {
+            // The receiver is gone only when the controller stops.
+            let _ = self.wake.send(owner);
+        }
     }
 
-    /// Reads what the waiters need and the cache lacks. Asked again before the list, so owners
+    /// Reads what the waiters need and the store lacks. Asked again before the list, so owners
     /// that came while the facts were read are counted. Returns whether it read the list.
-    async fn read_needed(&self, slot: &Slot, scope: &Scope) -> Result<bool, CloudError> {
-        let stale_facts = {
-            let data = lock(&slot.data);
-            !meets(data.facts.as_ref().map(|f| f.0), data.strictest().facts)
-        };
-        if stale_facts {
-            at_waiters_class(slot, || self.fetch_facts(slot, scope)).await?;
+    async fn read_needed(&self, gw: &Gateway, scope: &Scope) -> Result<bool, CloudError> {
+        if lock(&gw.cached).facts_stale() {
+            at_waiters_class(gw, || self.fetch_facts(gw, scope)).await?;
         }
-        let stale_list = {
-            let data = lock(&slot.data);
-            !meets(data.entries.as_ref().map(|e| e.0), data.strictest().list)
-        };
+        let stale_list = lock(&gw.cached).list_stale();
         if stale_list {
-            at_waiters_class(slot, || self.fetch_list(slot, scope)).await?;
+            at_waiters_class(gw, || self.fetch_list(gw, scope)).await?;
         }
         Ok(stale_list)
     }
@@ -400,16 +181,16 @@ impl GatewayCache {
         scope: &Scope,
         max_age: Duration,
     ) -> Result<Arc<Vec<Entry>>, CloudError> {
-        let slot = self.slot(&scope.key());
-        let pick = |c: &Cached| c.entries.clone();
-        if let Some(e) = fresh(&slot, max_age, pick) {
+        let gw = self.gateway(&scope.key());
+        let fresh = || lock(&gw.cached).fresh_entries(max_age, Instant::now());
+        if let Some(e) = fresh() {
             return Ok(e);
         }
-        let _flight = slot.fetch.lock().await;
-        if let Some(e) = fresh(&slot, max_age, pick) {
+        let _flight = gw.fetch.lock().await;
+        if let Some(e) = fresh() {
             return Ok(e);
         }
-        self.fetch_list(&slot, scope).await
+        self.fetch_list(&gw, scope).await
     }
 
     /// The gateway's facts, at most `max_age` old.
@@ -418,89 +199,65 @@ impl GatewayCache {
         scope: &Scope,
         max_age: Duration,
     ) -> Result<GatewayFacts, CloudError> {
-        let slot = self.slot(&scope.key());
-        let pick = |c: &Cached| c.facts.clone();
-        if let Some(f) = fresh(&slot, max_age, pick) {
+        let gw = self.gateway(&scope.key());
+        let fresh = || lock(&gw.cached).fresh_facts(max_age, Instant::now());
+        if let Some(f) = fresh() {
             return Ok(f);
         }
-        let _flight = slot.fetch.lock().await;
-        if let Some(f) = fresh(&slot, max_age, pick) {
+        let _flight = gw.fetch.lock().await;
+        if let Some(f) = fresh() {
             return Ok(f);
         }
-        self.fetch_facts(&slot, scope).await
+        self.fetch_facts(&gw, scope).await
     }
 
     /// Reads the gateway now (the scheduler's probe).
     pub(crate) async fn refresh_facts(&self, scope: &Scope) -> Result<GatewayFacts, CloudError> {
-        let slot = self.slot(&scope.key());
-        self.fetch_facts(&slot, scope).await
+        let gw = self.gateway(&scope.key());
+        self.fetch_facts(&gw, scope).await
     }
 
-    async fn fetch_facts(&self, slot: &Slot, scope: &Scope) -> Result<GatewayFacts, CloudError> {
+    async fn fetch_facts(&self, gw: &Gateway, scope: &Scope) -> Result<GatewayFacts, CloudError> {
         let facts = self.cloud.gateway(scope).await?;
-        lock(&slot.data).facts = Some((Instant::now(), facts.clone()));
+        lock(&gw.cached).facts_read(facts.clone(), Instant::now());
         Ok(facts)
     }
 
-    async fn fetch_list(&self, slot: &Slot, scope: &Scope) -> Result<Arc<Vec<Entry>>, CloudError> {
+    /// Lists the entries; the caller gets the cloud's answer as is, the store keeps it with our
+    /// own changes made meanwhile replayed on it (see `Cached::list_ended`).
+    async fn fetch_list(&self, gw: &Gateway, scope: &Scope) -> Result<Arc<Vec<Entry>>, CloudError> {
         let started = Instant::now();
-        let generation = {
-            let mut data = lock(&slot.data);
-            data.listing = true;
-            data.generation
-        };
-        // Lists of a gateway are serialized (`Slot::fetch`): this one is the only one.
-        let _listing = Listing(slot);
-        let list = Arc::new(self.cloud.list_entries(scope).await?);
-        let mut data = lock(&slot.data);
-        // Changed meanwhile: this list may predate our own changes (at a binding API rate it
-        // waits behind them), which are replayed on it; after an invalidation it may predate
-        // what made the cache wrong and is not kept. The caller gets the cloud's answer as is.
-        if let Some(kept) = data.replay(generation, list.clone()) {
-            data.entries = Some((started, kept));
-        }
-        Ok(list)
+        // Lists of a gateway are serialized (`Gateway::fetch`): this one is the only one.
+        let epoch = lock(&gw.cached).list_started();
+        let list = self.cloud.list_entries(scope).await.map(Arc::new);
+        let kept = list.as_ref().ok().cloned();
+        lock(&gw.cached).list_ended(epoch, started, kept);
+        list
     }
 
     /// Applies an accepted mutation to the cached list.
     pub(crate) fn apply(&self, scope: &Scope, mutation: &Mutation, created: Option<&Entry>) {
-        let slot = self.slot(&scope.key());
-        let mut data = lock(&slot.data);
-        if let Some((_, list)) = data.entries.as_mut() {
-            mutation.apply_to(Arc::make_mut(list), created);
-        }
-        // A list under way may predate this change: it is replayed there.
-        data.generation = data.generation.wrapping_add(1);
-        let generation = data.generation;
-        if data.listing {
-            if data.applied.len() == REPLAY_MAX {
-                data.applied.pop_front();
-            }
-            data.applied
-                .push_back((generation, mutation.clone(), created.cloned()));
-        }
+        let gw = self.gateway(&scope.key());
+        lock(&gw.cached).apply(mutation, created);
     }
 
     /// Forgets the cached list and a remembered failure, so the next reader lists again.
     pub(crate) fn invalidate(&self, scope: &Scope) {
-        let slot = self.slot(&scope.key());
-        let mut data = lock(&slot.data);
-        data.entries = None;
-        data.failed = None;
-        data.answered.clear();
-        data.generation = data.generation.wrapping_add(1);
-        data.applied.clear();
+        let gw = self.gateway(&scope.key());
+        lock(&gw.cached).invalidate();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use kube::runtime::reflector::ObjectRef;
     use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
+    use crate::controller::cached::FAILED_READ_TTL;
     use crate::controller::model::{Accepted, CredentialsHandle, Freshness};
     use crate::controller::port::CloudFuture;
     use alicloud_vpc_client::{ApiError, CredentialsProvider, ErrorClass, StaticCredentials};

@@ -1,0 +1,318 @@
+//! What the read cache holds of one gateway, as a pure store: the last entry list and facts with
+//! the time each was read, the replay of our own accepted changes on a list that raced them,
+//! the background read's waiters and its last failure. No locks, tasks or clock reads: the
+//! driver (`entries.rs`) calls it with the time, under its lock, and makes the calls.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::job::Owner;
+use super::model::{Entry, GatewayFacts, Mutation};
+use alicloud_vpc_client::{CloudError, Priority};
+
+/// How long a failed read answers for its gateway: the routes of a dead gateway then cost one
+/// call per this time, not one each.
+pub(crate) const FAILED_READ_TTL: Duration = Duration::from_secs(2);
+
+/// Our own changes remembered per gateway to replay on a list that was under way when they
+/// were accepted; a list that missed more is dropped and read again.
+const REPLAY_MAX: usize = 64;
+
+/// What a non-blocking read found.
+#[derive(Clone, Debug)]
+pub(crate) enum Read {
+    /// Facts and entries, each within its maximum age.
+    Ready {
+        facts: GatewayFacts,
+        entries: Arc<Vec<Entry>>,
+    },
+    /// A read of this gateway is under way (started now or earlier); the owner is woken when
+    /// it ends.
+    Pending,
+    /// The last read of this gateway failed less than the failure TTL ago: every reader gets
+    /// the same error without a new call.
+    Failed(Arc<CloudError>),
+}
+
+/// What the driver does about a read that is not served from the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flight {
+    /// Nothing: served, or the read under way already runs at this class or higher.
+    None,
+    /// Start the background read, at this class.
+    Start(Priority),
+    /// The read under way runs at a lower class: raise it to this one.
+    Raise(Priority),
+}
+
+/// The oldest facts and list a reader accepts (`None`: any cached value).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Need {
+    facts: Option<Instant>,
+    list: Option<Instant>,
+}
+
+impl Need {
+    pub(crate) fn within(facts_max_age: Duration, list_max_age: Duration, now: Instant) -> Self {
+        Self {
+            facts: now.checked_sub(facts_max_age),
+            list: now.checked_sub(list_max_age),
+        }
+    }
+
+    /// The stricter of two needs, field by field.
+    fn and(self, other: Self) -> Self {
+        Self {
+            facts: self.facts.max(other.facts),
+            list: self.list.max(other.list),
+        }
+    }
+}
+
+/// Whether a value read at `at` is recent enough for `since`.
+fn meets(at: Option<Instant>, since: Option<Instant>) -> bool {
+    at.is_some_and(|at| since.is_none_or(|since| at >= since))
+}
+
+/// The value read at most `max_age` before `now`.
+fn fresh<T: Clone>(value: &Option<(Instant, T)>, max_age: Duration, now: Instant) -> Option<T> {
+    value
+        .as_ref()
+        .filter(|(at, _)| now.saturating_duration_since(*at) <= max_age)
+        .map(|(_, v)| v.clone())
+}
+
+/// One gateway's cached reads.
+#[derive(Default)]
+pub(crate) struct Cached {
+    entries: Option<(Instant, Arc<Vec<Entry>>)>,
+    facts: Option<(Instant, GatewayFacts)>,
+    /// Bumped by `apply` and `invalidate`: a list that started before is kept only with the
+    /// changes applied since replayed on it (`replay`), and not at all after an invalidation.
+    epoch: u64,
+    /// The changes applied while a list call is under way (`listing`), each with the epoch it
+    /// made; empty otherwise.
+    applied: VecDeque<(u64, Mutation, Option<Entry>)>,
+    listing: bool,
+    /// The last background read failed, and when it ended.
+    failed: Option<(Instant, Arc<CloudError>)>,
+    /// A background read is under way, at this class (the highest among its waiters).
+    reading: Option<Priority>,
+    /// Owners waiting for the background read, with what each asked for.
+    waiters: HashMap<Owner, Need>,
+    /// Owners the last background read answered: their next `read` is served from it even if
+    /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
+    answered: HashSet<Owner>,
+    /// Background reads that ended, and whether a reconcile already waited for the first one.
+    reads: u64,
+    first_awaited: bool,
+}
+
+impl Cached {
+    fn meets(&self, need: Need) -> bool {
+        meets(self.facts.as_ref().map(|f| f.0), need.facts)
+            && meets(self.entries.as_ref().map(|e| e.0), need.list)
+    }
+
+    fn ready(&self) -> Option<Read> {
+        match (&self.facts, &self.entries) {
+            (Some((_, facts)), Some((_, entries))) => Some(Read::Ready {
+                facts: facts.clone(),
+                entries: entries.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// A reconcile's read for `owner`: what the store has within `need`, or the recent
+    /// failure, or `Pending` with `owner` registered to be woken when the background read ends
+    /// (which the driver starts or raises to `class`, as the `Flight` says).
+    pub(crate) fn read(
+        &mut self,
+        owner: &Owner,
+        need: Need,
+        class: Priority,
+        now: Instant,
+    ) -> (Read, Flight) {
+        let answered = self.answered.remove(owner);
+        if (answered || self.meets(need))
+            && let Some(ready) = self.ready()
+        {
+            return (ready, Flight::None);
+        }
+        if let Some((at, e)) = &self.failed
+            && now.saturating_duration_since(*at) < FAILED_READ_TTL
+        {
+            return (Read::Failed(e.clone()), Flight::None);
+        }
+        self.waiters
+            .entry(owner.clone())
+            .and_modify(|n| *n = n.and(need))
+            .or_insert(need);
+        let flight = match self.reading {
+            // Lower is higher (`Mutation` < `Progress` < `Background`).
+            Some(running) if class < running => Flight::Raise(class),
+            Some(_) => Flight::None,
+            None => Flight::Start(class),
+        };
+        if !matches!(flight, Flight::None) {
+            self.reading = Some(class);
+        }
+        (Read::Pending, flight)
+    }
+
+    /// Whether a reconcile may wait for the read under way: only for the gateway's first read,
+    /// and only once (see `GatewayCache::await_first_read`).
+    pub(crate) fn may_await_first_read(&mut self) -> bool {
+        if self.reading.is_none() || self.reads > 0 || self.first_awaited {
+            return false;
+        }
+        self.first_awaited = true;
+        true
+    }
+
+    /// Whether the waiters need fresher facts than the store has.
+    pub(crate) fn facts_stale(&self) -> bool {
+        !meets(self.facts.as_ref().map(|f| f.0), self.strictest().facts)
+    }
+
+    /// Whether the waiters need a fresher list than the store has.
+    pub(crate) fn list_stale(&self) -> bool {
+        !meets(self.entries.as_ref().map(|e| e.0), self.strictest().list)
+    }
+
+    /// The background read ended at `now`: with `Ok(listed)` (whether it read the list) or an
+    /// error. Returns the waiters, to wake.
+    pub(crate) fn read_ended(
+        &mut self,
+        outcome: Result<bool, CloudError>,
+        now: Instant,
+    ) -> Vec<Owner> {
+        self.reading = None;
+        self.reads += 1;
+        let waiters = std::mem::take(&mut self.waiters);
+        self.answered.clear();
+        match outcome {
+            Ok(listed) => {
+                self.failed = None;
+                for (owner, need) in &waiters {
+                    // Every waiter asked before this list's answer: it is as recent as a list
+                    // they would start now could be, however long it waited for its turn (at a
+                    // binding API rate, longer than any maximum age).
+                    let need = if listed {
+                        Need {
+                            list: None,
+                            ..*need
+                        }
+                    } else {
+                        *need
+                    };
+                    if self.meets(need) {
+                        self.answered.insert(owner.clone());
+                    }
+                }
+            }
+            Err(e) => self.failed = Some((now, Arc::new(e))),
+        }
+        waiters.into_keys().collect()
+    }
+
+    /// The entries, if read at most `max_age` before `now`.
+    pub(crate) fn fresh_entries(&self, max_age: Duration, now: Instant) -> Option<Arc<Vec<Entry>>> {
+        fresh(&self.entries, max_age, now)
+    }
+
+    /// The facts, if read at most `max_age` before `now`.
+    pub(crate) fn fresh_facts(&self, max_age: Duration, now: Instant) -> Option<GatewayFacts> {
+        fresh(&self.facts, max_age, now)
+    }
+
+    /// Facts read at `now`.
+    pub(crate) fn facts_read(&mut self, facts: GatewayFacts, now: Instant) {
+        self.facts = Some((now, facts));
+    }
+
+    /// A list call starts (lists of a gateway are serialized: one at a time): returns the
+    /// epoch it starts at, for `list_ended`.
+    pub(crate) fn list_started(&mut self) -> u64 {
+        self.listing = true;
+        // Kept for an earlier list that did not end (its call was dropped): not this one's.
+        self.applied.clear();
+        self.epoch
+    }
+
+    /// The list call that started at `epoch` (at `started`) ended, with the cloud's answer if
+    /// it got one. The answer is kept with the changes applied meanwhile replayed on it: at a
+    /// binding API rate it waits behind them. After an invalidation it may predate what made
+    /// the cache wrong and is not kept.
+    pub(crate) fn list_ended(
+        &mut self,
+        epoch: u64,
+        started: Instant,
+        list: Option<Arc<Vec<Entry>>>,
+    ) {
+        if let Some(kept) = list.and_then(|list| self.replay(epoch, list)) {
+            self.entries = Some((started, kept));
+        }
+        self.listing = false;
+        self.applied.clear();
+    }
+
+    /// `list`, read from a call that started at `epoch`, with the changes applied since
+    /// replayed on it; `None` if they are not all known (an invalidation, or too many).
+    fn replay(&self, epoch: u64, mut list: Arc<Vec<Entry>>) -> Option<Arc<Vec<Entry>>> {
+        let since = self.epoch.wrapping_sub(epoch);
+        let since = usize::try_from(since)
+            .ok()
+            .filter(|n| *n <= self.applied.len())?;
+        let changes = self.applied.range(self.applied.len() - since..);
+        let mut expected = epoch;
+        for (made, mutation, created) in changes {
+            expected = expected.wrapping_add(1);
+            if *made != expected {
+                return None;
+            }
+            // Idempotent: a change the list already shows is applied again harmlessly.
+            mutation.apply_to(Arc::make_mut(&mut list), created.as_ref());
+        }
+        Some(list)
+    }
+
+    /// Applies an accepted change to the cached list; a list under way may predate it, so it
+    /// is kept for replaying there.
+    pub(crate) fn apply(&mut self, mutation: &Mutation, created: Option<&Entry>) {
+        if let Some((_, list)) = self.entries.as_mut() {
+            mutation.apply_to(Arc::make_mut(list), created);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.listing {
+            if self.applied.len() == REPLAY_MAX {
+                self.applied.pop_front();
+            }
+            self.applied
+                .push_back((self.epoch, mutation.clone(), created.cloned()));
+        }
+    }
+
+    /// Forgets the list and a remembered failure, so the next reader lists again.
+    pub(crate) fn invalidate(&mut self) {
+        self.entries = None;
+        self.failed = None;
+        self.answered.clear();
+        self.epoch = self.epoch.wrapping_add(1);
+        self.applied.clear();
+    }
+
+    /// What the waiters of the read under way ask for, all together.
+    fn strictest(&self) -> Need {
+        self.waiters
+            .values()
+            .fold(Need::default(), |a, b| a.and(*b))
+    }
+}
+
+#[cfg(test)]
+mod tests;

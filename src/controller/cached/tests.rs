@@ -1,0 +1,1 @@
+//! Table tests of the read cache store, call by call.
