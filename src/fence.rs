@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 use crate::controller::port::{CloudFuture, CloudPort};
-use alicloud_vpc_client::{ApiError, CloudError, ErrorClass, NOT_SENT, SendGate, with_send_gate};
+use alicloud_vpc_client::{ApiError, CloudError, ErrorClass, SendGate, with_send_gate};
 
 /// The code of a mutation refused or abandoned because the Lease may no longer be ours.
 pub(crate) const FENCED: &str = "LeaderFenced";
@@ -288,7 +288,7 @@ impl CloudPort for FencedCloud {
             };
             match result {
                 // Kept from leaving at the last moment: as safe as refused before the call.
-                Err(e) if e.code() == NOT_SENT => Err(fenced(
+                Err(e) if e.is_not_sent() => Err(fenced(
                     action,
                     ErrorClass::Throttled,
                     "not sent: the leader lease was not confirmed renewed when the request was due to leave",

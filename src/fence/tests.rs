@@ -15,6 +15,7 @@ use crate::controller::entries::GatewayCache;
 use crate::controller::job::JobView;
 use crate::controller::model::{CredentialsHandle, RouteId};
 use crate::controller::scheduler::{Scheduler, SchedulerConfig};
+use alicloud_vpc_client::NOT_SENT;
 use alicloud_vpc_client::{CredentialsProvider, StaticCredentials};
 
 const ME: &str = "vpn-pbr-operator-0";

@@ -385,7 +385,7 @@ impl VpcClient {
             let latency = started.elapsed();
             // Kept from leaving by the caller's gate: not a call, nothing to count or retry.
             if let Err(e) = &result
-                && e.code() == crate::NOT_SENT
+                && e.is_not_sent()
             {
                 return Err(e.clone());
             }

@@ -38,6 +38,14 @@ pub fn send_gate_open() -> bool {
     GATE.try_with(|g| (g.0)()).unwrap_or(true)
 }
 
+impl CloudError {
+    /// The request never left: the caller's send gate was closed when it was due (see
+    /// [`with_send_gate`]).
+    pub fn is_not_sent(&self) -> bool {
+        self.code() == NOT_SENT
+    }
+}
+
 /// `Err` with [`NOT_SENT`] when the gate around the running task is closed.
 pub(crate) fn check(action: &'static str) -> Result<(), CloudError> {
     if send_gate_open() {
