@@ -1,1 +1,774 @@
-//! Table tests of the gateway queue, driven event by event.
+//! Table tests of the gateway queue, driven event by event: each case is a script of calls
+//! (a reconcile's `submit`, `forget`, `view`) and driver events at virtual instants, each with
+//! the commands (or answer) it must give. The races the driver meets are steps like any other:
+//! a job replaced or dropped while the driver sleeps, dropped while on the wire, new work
+//! waking the driver before its step is due.
+
+use std::time::Duration;
+
+use kube::runtime::reflector::ObjectRef;
+
+use super::*;
+use crate::controller::model::{CredentialsHandle, EntryState, RouteId};
+use alicloud_vpc_client::{ApiError, Credentials, CredentialsProvider, StaticCredentials};
+
+/// One step of a script.
+enum Step {
+    /// The clock moves to this many milliseconds after the start.
+    At(u64),
+    /// A reconcile submits route `i`'s change; whether the driver must plan again.
+    Submit(usize, Mutation, bool),
+    /// A reconcile forgets route `i`'s job.
+    Forget(usize, Forgot),
+    /// What route `i`'s reconcile sees of its job.
+    View(usize, &'static str),
+    /// A driver event and the commands it must give.
+    On(Event, &'static [&'static str]),
+}
+
+fn route(i: usize) -> RouteId {
+    RouteId {
+        route_source: format!("s{i}"),
+        route_dest: "10.0.0.0/16".into(),
+        next_hop: "vco-a".into(),
+    }
+}
+
+fn create(i: usize) -> Mutation {
+    Mutation::Create {
+        route: route(i),
+        weight: 100,
+        priority: Some(10),
+        publish_vpc: false,
+        description: None,
+        overlay_mode: None,
+        client_token: format!("token-{i}"),
+    }
+}
+
+fn publish(i: usize) -> Mutation {
+    Mutation::Publish {
+        route: route(i),
+        publish_vpc: true,
+    }
+}
+
+fn entry(i: usize) -> Entry {
+    Entry {
+        route_source: format!("s{i}"),
+        route_dest: "10.0.0.0/16".into(),
+        next_hop: "vco-a".into(),
+        weight: 100,
+        priority: 10,
+        state: EntryState::from("published"),
+        create_time: 1,
+        vpn_instance_id: "vpn-a".into(),
+    }
+}
+
+fn accepted() -> Event {
+    Event::Sent(Ok(Accepted {
+        request_id: Some("rid".into()),
+        entry: None,
+    }))
+}
+
+/// An accepted create whose answer named its entry.
+fn accepted_with(i: usize) -> Event {
+    Event::Sent(Ok(Accepted {
+        request_id: Some("rid".into()),
+        entry: Some(entry(i)),
+    }))
+}
+
+fn error(code: &str, http_status: u16, class: ErrorClass, retry_after: Option<u64>) -> CloudError {
+    CloudError::Api(Box::new(ApiError {
+        action: "CreateVpnPbrRouteEntry",
+        http_status,
+        code: code.into(),
+        message: format!("{code} (a scripted answer)"),
+        request_id: None,
+        host_id: None,
+        recommend: None,
+        retry_after: retry_after.map(Duration::from_millis),
+        class,
+    }))
+}
+
+fn busy() -> CloudError {
+    error("VpnGateway.Configuring", 400, ErrorClass::GatewayBusy, None)
+}
+
+fn unavailable() -> CloudError {
+    error("ServiceUnavailable", 503, ErrorClass::Transient, None)
+}
+
+fn gateway_gone() -> CloudError {
+    error(
+        "InvalidVpnGatewayInstanceId.NotFound",
+        404,
+        ErrorClass::NeedsOutsideAction,
+        None,
+    )
+}
+
+fn peers() -> Event {
+    Event::Peers(Peers {
+        region_id: "cn-hangzhou".into(),
+        spec: None,
+    })
+}
+
+fn status(s: &str) -> Event {
+    Event::StatusRead(Ok(GatewayStatus::from(s)))
+}
+
+fn listed(routes: &[usize]) -> Event {
+    Event::ListRead(Ok(Arc::new(routes.iter().map(|i| entry(*i)).collect())))
+}
+
+fn free() -> Event {
+    Event::Free
+}
+
+fn due() -> Event {
+    Event::Due { woken: false }
+}
+
+fn woken() -> Event {
+    Event::Due { woken: true }
+}
+
+fn owner(i: usize) -> Owner {
+    ObjectRef::new(&format!("r{i}")).within("ns")
+}
+
+fn scope() -> Scope {
+    let provider: Arc<dyn CredentialsProvider> =
+        Arc::new(StaticCredentials::new(Credentials::new("id", "secret")));
+    Scope {
+        region_id: "cn-hangzhou".into(),
+        vpn_gateway_id: "vpn-a".into(),
+        credentials: CredentialsHandle {
+            key: "default".into(),
+            provider,
+        },
+    }
+}
+
+/// A change in a few words: the action and the route's source.
+fn change(m: &Mutation) -> String {
+    let what = match m {
+        Mutation::Create { .. } => "create",
+        Mutation::Publish { .. } => "publish",
+        Mutation::Delete { .. } => "delete",
+        Mutation::ModifyAttribute { .. }
+        | Mutation::ModifyWeight { .. }
+        | Mutation::ModifyPriority { .. } => "modify",
+    };
+    format!("{what} {}", m.route().route_source)
+}
+
+/// A queue and its world, with the clock at `now`.
+struct Run {
+    queue: GatewayQueue,
+    regions: Regions,
+    start: Instant,
+    now: Instant,
+}
+
+impl Run {
+    fn new(paced: bool) -> Self {
+        let start = Instant::now();
+        Self {
+            queue: GatewayQueue::new(0, paced),
+            regions: Regions::new(),
+            start,
+            now: start,
+        }
+    }
+
+    fn ms(&self, at: Instant) -> u128 {
+        at.saturating_duration_since(self.start).as_millis()
+    }
+
+    fn render(&self, c: &Command) -> String {
+        match c {
+            Command::SleepUntil(Some(at)) => format!("sleep until {}", self.ms(*at)),
+            Command::SleepUntil(None) => "sleep until woken".into(),
+            Command::Pause(d) => format!("pause {}", d.as_millis()),
+            Command::Send { mutation, .. } => format!("send {}", change(mutation)),
+            Command::ReadStatus { class, .. } => format!("read status at {class:?}"),
+            Command::ReadList(_) => "read list".into(),
+            Command::LearnPeers(_) => "learn peers".into(),
+            Command::CacheApply { mutation, .. } => format!("cache {}", change(mutation)),
+            Command::CacheInvalidate(_) => "cache invalidate".into(),
+            Command::Wake(owners) => {
+                let names: Vec<&str> = owners.iter().map(|o| o.name.as_str()).collect();
+                format!("wake {}", names.join(","))
+            }
+            Command::Release(o) => format!("release {}", o.name),
+            Command::WakePeers(_) => "wake peers".into(),
+        }
+    }
+
+    fn view(&self, i: usize) -> String {
+        let Some(view) = self.queue.view(&owner(i), self.now) else {
+            return "none".into();
+        };
+        let stalled = |s: &Option<Stall>| match s {
+            Some(Stall::Queued(e)) => format!(", stalled on status {}", e.code()),
+            Some(Stall::Status(e)) => format!(", stalled on status {}", e.code()),
+            Some(Stall::List(e)) => format!(", stalled on list {}", e.code()),
+            None => String::new(),
+        };
+        match view {
+            JobView::Queued {
+                mutation,
+                stalled: s,
+                ..
+            } => format!("queued {}{}", change(&mutation), stalled(&s)),
+            JobView::InFlight => "in flight".into(),
+            JobView::Accepted {
+                confirmed,
+                stalled: s,
+                ..
+            } => format!(
+                "{}{}",
+                if confirmed { "confirmed" } else { "accepted" },
+                stalled(&s)
+            ),
+            JobView::Failed { error, .. } => format!("failed {}", error.code()),
+        }
+    }
+
+    /// Runs the script; a step that gives other than it says fails with the case's name.
+    fn script(&mut self, name: &str, steps: Vec<Step>) {
+        for (n, step) in steps.into_iter().enumerate() {
+            match step {
+                Step::At(ms) => self.now = self.start + Duration::from_millis(ms),
+                Step::Submit(i, m, plan) => {
+                    let got = self.queue.submit(&owner(i), &scope(), m, Some(1));
+                    assert_eq!(got, plan, "{name}: step {n} (submit r{i})");
+                }
+                Step::Forget(i, want) => {
+                    assert_eq!(self.queue.forget(&owner(i)), want, "{name}: step {n}");
+                }
+                Step::View(i, want) => assert_eq!(self.view(i), want, "{name}: step {n} (r{i})"),
+                Step::On(event, want) => {
+                    let shown = format!("{event:?}");
+                    let commands = self.queue.on(event, self.now, &mut self.regions);
+                    let got: Vec<String> = commands.iter().map(|c| self.render(c)).collect();
+                    assert_eq!(got, want, "{name}: step {n} ({shown:.60})");
+                }
+            }
+        }
+    }
+}
+
+/// Route 1's create sent and accepted at 0 (its answer without the entry) on a new queue.
+fn first_accepted() -> Vec<Step> {
+    vec![
+        Step::Submit(1, create(1), true),
+        Step::On(free(), &["sleep until 0"]),
+        Step::On(due(), &["send create s1"]),
+        Step::On(accepted(), &["cache create s1", "learn peers"]),
+        Step::On(peers(), &["wake r1"]),
+    ]
+}
+
+#[test]
+fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
+    use Step::*;
+    let cases: Vec<(&str, bool, Vec<Step>)> = vec![
+        (
+            "one change: sent at once, its owner woken with the answer, the gateway read until \
+             it is active, then one list confirms it",
+            true,
+            [
+                first_accepted(),
+                vec![
+                    View(1, "accepted"),
+                    // Nothing is known of the update time: a first read soon after.
+                    On(free(), &["sleep until 100"]),
+                    At(100),
+                    On(due(), &["read status at Pacing"]),
+                    At(110),
+                    // Busy proves only a lower bound: nothing for the region's other gateways.
+                    On(status("updating"), &[]),
+                    View(1, "accepted"),
+                    On(free(), &["sleep until 300"]),
+                    At(300),
+                    On(due(), &["read status at Pacing"]),
+                    At(310),
+                    On(status("active"), &["wake peers"]),
+                    // Applied, not yet listed: one list read at once.
+                    On(free(), &["sleep until 310"]),
+                    On(due(), &["read list"]),
+                    On(listed(&[1]), &["wake r1"]),
+                    View(1, "confirmed"),
+                    On(free(), &["sleep until woken"]),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+        (
+            "a second change waits until the gateway is seen active, and the peers are learned once",
+            true,
+            [
+                first_accepted(),
+                vec![
+                    Submit(2, create(2), true),
+                    On(free(), &["sleep until 100"]),
+                    At(100),
+                    On(due(), &["read status at Pacing"]),
+                    At(110),
+                    On(status("active"), &["wake peers"]),
+                    // Change 1 is applied: change 2 goes before the list is read (one list
+                    // then confirms both).
+                    On(free(), &["sleep until 110"]),
+                    On(due(), &["send create s2"]),
+                    On(accepted(), &["cache create s2", "wake r2"]),
+                    View(1, "accepted"),
+                    View(2, "accepted"),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+        (
+            "without pacing changes go back to back and count as applied at once",
+            false,
+            vec![
+                Submit(1, create(1), true),
+                Submit(2, create(2), true),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                On(accepted(), &["cache create s1", "learn peers"]),
+                On(peers(), &["wake r1"]),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s2"]),
+                On(Event::Sent(Err(busy())), &["wake r2"]),
+                View(2, "failed VpnGateway.Configuring"),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["read list"]),
+                On(listed(&[1]), &["wake r1"]),
+                View(1, "confirmed"),
+            ],
+        ),
+    ];
+    for (name, paced, steps) in cases {
+        Run::new(paced).script(name, steps);
+    }
+}
+
+#[test]
+fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands() {
+    use Step::*;
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "a job replaced while the driver sleeps goes as it stands",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                Submit(1, publish(1), true),
+                On(due(), &["send publish s1"]),
+            ],
+        ),
+        (
+            "the same change submitted again only takes the newer generation: no new plan",
+            vec![
+                Submit(1, create(1), true),
+                Submit(1, create(1), false),
+                View(1, "queued create s1"),
+            ],
+        ),
+        (
+            "a job dropped while the driver sleeps is never sent",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                Forget(1, Forgot::Gone),
+                On(due(), &[]),
+                View(1, "none"),
+                On(free(), &["sleep until woken"]),
+            ],
+        ),
+        (
+            "new work wakes the driver: a due send goes, any other step is planned again",
+            [
+                first_accepted(),
+                vec![
+                    On(free(), &["sleep until 100"]),
+                    At(50),
+                    Submit(2, create(2), true),
+                    On(woken(), &["sleep until 100"]),
+                    At(100),
+                    Submit(3, create(3), true),
+                    On(woken(), &["sleep until 100"]),
+                    On(due(), &["read status at Pacing"]),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+        (
+            "woken when a send is due: it goes",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                Submit(2, create(2), true),
+                On(woken(), &["send create s1"]),
+            ],
+        ),
+        (
+            "a job on the wire is neither replaced nor dropped: its answer is recorded first",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                Submit(1, publish(1), false),
+                Forget(1, Forgot::OnTheWire),
+                View(1, "in flight"),
+                On(accepted(), &["cache create s1", "learn peers"]),
+                On(peers(), &["wake r1"]),
+                // Accepted and not yet listed: still its outcome first.
+                Submit(1, publish(1), false),
+                View(1, "accepted"),
+                Forget(1, Forgot::Gone),
+                View(1, "none"),
+            ],
+        ),
+        (
+            "a job dropped while on the wire and refused as busy is released, not queued again",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                Forget(1, Forgot::OnTheWire),
+                On(Event::Sent(Err(busy())), &["release r1", "pause 200"]),
+                View(1, "none"),
+                On(free(), &["sleep until woken"]),
+            ],
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::new(true).script(name, steps);
+    }
+}
+
+#[test]
+fn refusals_are_retried_by_their_rule_or_handed_to_the_route() {
+    use Step::*;
+    let send_again = |pause: &'static [&'static str]| {
+        vec![
+            On(free(), &["sleep until 0"]),
+            On(due(), &["send create s1"]),
+            On(Event::Sent(Err(busy())), pause),
+        ]
+    };
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "busy with a change not ours: the same job again after a pause doubling up to 5 s",
+            [
+                vec![Submit(1, create(1), true)],
+                send_again(&["pause 200"]),
+                send_again(&["pause 400"]),
+                send_again(&["pause 800"]),
+                send_again(&["pause 1600"]),
+                send_again(&["pause 3200"]),
+                send_again(&["pause 5000"]),
+                send_again(&["pause 5000"]),
+                vec![View(1, "queued create s1")],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+        (
+            "throttled: the pause the cloud asks for (at most 30 s), else the doubling one",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                On(
+                    Event::Sent(Err(error(
+                        "Throttling.User",
+                        400,
+                        ErrorClass::Throttled,
+                        Some(3000),
+                    ))),
+                    &["pause 3000"],
+                ),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                On(
+                    Event::Sent(Err(error(
+                        "Throttling.User",
+                        400,
+                        ErrorClass::Throttled,
+                        Some(90_000),
+                    ))),
+                    &["pause 30000"],
+                ),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                On(
+                    Event::Sent(Err(error(
+                        "Throttling.User",
+                        400,
+                        ErrorClass::Throttled,
+                        None,
+                    ))),
+                    &["pause 800"],
+                ),
+                View(1, "queued create s1"),
+            ],
+        ),
+        (
+            "a transient failure may have happened: the cache is read again, the route decides",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                On(
+                    Event::Sent(Err(unavailable())),
+                    &["cache invalidate", "wake r1"],
+                ),
+                View(1, "failed ServiceUnavailable"),
+                On(free(), &["sleep until woken"]),
+            ],
+        ),
+        (
+            "a refusal for good goes to the route, the cache stays",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+                On(
+                    Event::Sent(Err(error(
+                        "InvalidNextHop.NotFound",
+                        400,
+                        ErrorClass::NeedsSpecChange,
+                        None,
+                    ))),
+                    &["wake r1"],
+                ),
+                View(1, "failed InvalidNextHop.NotFound"),
+            ],
+        ),
+        (
+            "the gateway gone: every accepted change is as done as it will be, its owner woken",
+            [
+                first_accepted(),
+                vec![
+                    On(free(), &["sleep until 100"]),
+                    At(100),
+                    On(due(), &["read status at Pacing"]),
+                    On(Event::StatusRead(Err(gateway_gone())), &["wake r1"]),
+                    View(1, "confirmed"),
+                    On(free(), &["sleep until woken"]),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::new(true).script(name, steps);
+    }
+}
+
+/// Route 1's create accepted at 0 and its gateway seen active at 110: due for a read-back.
+fn applied(answer: Event) -> Vec<Step> {
+    use Step::*;
+    vec![
+        Submit(1, create(1), true),
+        On(free(), &["sleep until 0"]),
+        On(due(), &["send create s1"]),
+        On(answer, &["cache create s1", "learn peers"]),
+        On(peers(), &["wake r1"]),
+        On(free(), &["sleep until 100"]),
+        At(100),
+        On(due(), &["read status at Pacing"]),
+        At(110),
+        On(status("active"), &["wake peers"]),
+    ]
+}
+
+/// One read-back at `at` that does not show route 1, and the next one it plans.
+fn missed(at: u64, next: &'static [&'static str]) -> Vec<Step> {
+    use Step::*;
+    vec![
+        At(at),
+        On(free(), next),
+        On(due(), &["read list"]),
+        On(listed(&[]), &[]),
+    ]
+}
+
+#[test]
+fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replayed_or_handed_back() {
+    use Step::*;
+    // Five reads that miss it, at the gateway's pace (its update time, at least 200 ms) times
+    // the reads missed; not yet for `LIST_LAG_MAX` (it may be late): then one more at 30 s.
+    let misses = || {
+        [
+            missed(110, &["sleep until 110"]),
+            missed(310, &["sleep until 310"]),
+            missed(710, &["sleep until 710"]),
+            missed(1310, &["sleep until 1310"]),
+            missed(2110, &["sleep until 2110"]),
+            vec![
+                View(1, "accepted"),
+                At(30_000),
+                On(free(), &["sleep until 30000"]),
+                On(due(), &["read list"]),
+            ],
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+    };
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "shown late: confirmed by the read that shows it",
+            [
+                applied(accepted()),
+                missed(110, &["sleep until 110"]),
+                vec![
+                    At(310),
+                    On(free(), &["sleep until 310"]),
+                    On(due(), &["read list"]),
+                    On(listed(&[1]), &["wake r1"]),
+                    View(1, "confirmed"),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+        (
+            "a create whose answer did not name its entry is sent again with its token, first",
+            [
+                applied(accepted()),
+                misses(),
+                vec![
+                    // Queued while the list was read: the replay still goes first.
+                    Submit(2, publish(2), true),
+                    On(listed(&[]), &[]),
+                    View(1, "queued create s1"),
+                    On(free(), &["sleep until 30000"]),
+                    On(due(), &["send create s1"]),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+        (
+            "a create answered with its entry is not replayed (the replay would only repeat \
+             that answer): its route re-plans from the list",
+            [
+                applied(accepted_with(1)),
+                misses(),
+                vec![On(listed(&[]), &["wake r1"]), View(1, "confirmed")],
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::new(true).script(name, steps);
+    }
+}
+
+#[test]
+fn reads_that_keep_failing_are_said_once_per_code_and_cleared_by_a_success() {
+    use Step::*;
+    let fail = |at: u64, plan: &'static [&'static str], told: &'static [&'static str]| {
+        vec![
+            At(at),
+            On(free(), plan),
+            On(due(), &["read list"]),
+            On(Event::ListRead(Err(unavailable())), told),
+        ]
+    };
+    let steps = [
+        applied(accepted()),
+        // Retried after a doubling pause; the route is told once the reads failed `STALL_READS`
+        // times over at least `STALL_AFTER`, and not again for the same code.
+        fail(110, &["sleep until 110"], &[]),
+        fail(310, &["sleep until 310"], &[]),
+        fail(710, &["sleep until 710"], &[]),
+        fail(1510, &["sleep until 1510"], &[]),
+        fail(3110, &["sleep until 3110"], &[]),
+        vec![View(1, "accepted")],
+        fail(6310, &["sleep until 6310"], &["wake r1"]),
+        vec![View(1, "accepted, stalled on list ServiceUnavailable")],
+        fail(12_710, &["sleep until 12710"], &[]),
+        vec![
+            At(25_510),
+            On(free(), &["sleep until 25510"]),
+            On(due(), &["read list"]),
+            On(listed(&[1]), &["wake r1"]),
+            View(1, "confirmed"),
+        ],
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    Run::new(true).script("list reads failing", steps);
+}
+
+#[test]
+fn status_reads_that_keep_failing_hold_the_queue_and_say_so() {
+    use Step::*;
+    let fail = |at: u64, pause: &'static [&'static str]| {
+        vec![
+            At(at),
+            // The read it planned is overdue: made at once.
+            On(free(), &["sleep until 100"]),
+            On(due(), &["read status at Pacing"]),
+            On(Event::StatusRead(Err(unavailable())), pause),
+        ]
+    };
+    let steps = [
+        first_accepted(),
+        vec![Submit(2, create(2), true), On(free(), &["sleep until 100"])],
+        vec![At(100), On(due(), &["read status at Pacing"])],
+        vec![On(Event::StatusRead(Err(unavailable())), &["pause 200"])],
+        fail(300, &["pause 400"]),
+        fail(700, &["pause 800"]),
+        fail(1500, &["pause 1600"]),
+        fail(3100, &["pause 3200"]),
+        vec![View(2, "queued create s2")],
+        // Past `STALL_READS` and `STALL_AFTER`: the change waiting to be known applied and the
+        // one waiting for its turn are told, in key order.
+        fail(6300, &["wake r1,r2", "pause 6400"]),
+        vec![
+            View(1, "accepted, stalled on status ServiceUnavailable"),
+            View(2, "queued create s2, stalled on status ServiceUnavailable"),
+        ],
+        fail(12_700, &["pause 12800"]),
+        vec![
+            At(25_500),
+            On(free(), &["sleep until 100"]),
+            On(due(), &["read status at Pacing"]),
+            On(status("active"), &["wake peers"]),
+            View(2, "queued create s2"),
+            On(free(), &["sleep until 25500"]),
+            On(due(), &["send create s2"]),
+        ],
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    Run::new(true).script("status reads failing", steps);
+}
