@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
@@ -34,6 +36,36 @@ async fn setup(prefix: &str) -> anyhow::Result<(Client, Api<DynamicObject>, Stri
     Ok((client.clone(), Api::namespaced_with(client, &ns, &ar), ns))
 }
 
+/// [`setup`] with the route `name` of [`valid_spec`] created.
+async fn setup_with_route(
+    prefix: &str,
+    name: &str,
+) -> anyhow::Result<(Api<DynamicObject>, String)> {
+    let (_client, api, ns) = setup(prefix).await?;
+    create(&api, object(name, valid_spec()))
+        .await
+        .expect("create");
+    Ok((api, ns))
+}
+
+/// [`valid_spec`] without its optional description.
+fn spec_without_description() -> Value {
+    let mut spec = valid_spec();
+    spec.as_object_mut().expect("map").remove("description");
+    spec
+}
+
+/// Merges `status` into the status of route `name`, as the operator would.
+async fn patch_status(api: &Api<DynamicObject>, name: &str, status: Value) {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": status })),
+    )
+    .await
+    .expect("status");
+}
+
 async fn create(api: &Api<DynamicObject>, obj: Value) -> Result<DynamicObject, kube::Error> {
     let obj: DynamicObject = serde_json::from_value(obj).expect("object");
     api.create(&PostParams::default(), &obj).await
@@ -53,9 +85,7 @@ fn refusal(result: Result<DynamicObject, kube::Error>) -> String {
 #[tokio::test]
 async fn crd_is_established_and_a_valid_route_round_trips_with_defaults() -> anyhow::Result<()> {
     let (client, api, ns) = setup("roundtrip").await?;
-    let mut spec = valid_spec();
-    spec.as_object_mut().expect("map").remove("description");
-    create(&api, object("r1", spec))
+    create(&api, object("r1", spec_without_description()))
         .await
         .expect("valid route accepted");
     let typed: Api<VpnPbrRoute> = Api::namespaced(client, &ns);
@@ -131,14 +161,24 @@ async fn invalid_routes_are_refused_naming_the_field() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The files directly in the repository's `dir` that `keep` admits, with their text.
+fn files_in(dir: &str, keep: impl Fn(&Path) -> bool) -> Vec<(PathBuf, String)> {
+    std::fs::read_dir(support::repo_root().join(dir))
+        .expect(dir)
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| keep(path))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read");
+            (path, text)
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn every_file_in_examples_invalid_is_refused() -> anyhow::Result<()> {
     let (_client, api, _ns) = setup("examples-invalid").await?;
-    let dir = support::repo_root().join("examples/invalid");
     let mut count = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples/invalid") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("read");
+    for (path, text) in files_in("examples/invalid", |_| true) {
         let obj: Value = serde_yaml::from_str(&text).expect("yaml");
         let message = refusal(create(&api, obj).await);
         assert!(message.contains("spec."), "{}: {message}", path.display());
@@ -151,14 +191,9 @@ async fn every_file_in_examples_invalid_is_refused() -> anyhow::Result<()> {
 #[tokio::test]
 async fn valid_examples_are_accepted() -> anyhow::Result<()> {
     let (_client, api, _ns) = setup("examples-valid").await?;
-    let dir = support::repo_root().join("examples");
     let mut count = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("read");
+    let yaml = |p: &Path| p.extension().and_then(|e| e.to_str()) == Some("yaml");
+    for (path, text) in files_in("examples", yaml) {
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let obj = Value::deserialize(doc).expect("yaml");
             create(&api, obj)
@@ -175,18 +210,9 @@ use serde::Deserialize as _;
 
 #[tokio::test]
 async fn identity_fields_and_description_are_immutable() -> anyhow::Result<()> {
-    let (_client, api, _ns) = setup("immutable").await?;
-    create(&api, object("r", valid_spec()))
-        .await
-        .expect("create");
+    let (api, _ns) = setup_with_route("immutable", "r").await?;
     // The cloud entry exists: identity is fixed from now on.
-    api.patch_status(
-        "r",
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": {"createTime": "2026-01-01T00:00:00.000Z"}})),
-    )
-    .await
-    .expect("status");
+    patch_status(&api, "r", json!({"createTime": "2026-01-01T00:00:00.000Z"})).await;
     let cases: Vec<(&str, Value)> = vec![
         ("regionId", json!("cn-shanghai")),
         ("vpnGatewayId", json!("vpn-other")),
@@ -202,9 +228,9 @@ async fn identity_fields_and_description_are_immutable() -> anyhow::Result<()> {
         assert_refused_immutable(api.patch("r", &pp, &Patch::Merge(&patch)).await, field);
     }
     // Adding a description after creation is refused as well.
-    let mut spec = valid_spec();
-    spec.as_object_mut().expect("map").remove("description");
-    create(&api, object("nodesc", spec)).await.expect("create");
+    create(&api, object("nodesc", spec_without_description()))
+        .await
+        .expect("create");
     let err = api
         .patch(
             "nodesc",
@@ -244,10 +270,7 @@ fn assert_refused_immutable(result: Result<DynamicObject, kube::Error>, field: &
 
 #[tokio::test]
 async fn identity_can_be_corrected_until_a_create_is_under_way() -> anyhow::Result<()> {
-    let (_client, api, _ns) = setup("identity-fix").await?;
-    create(&api, object("r", valid_spec()))
-        .await
-        .expect("create");
+    let (api, _ns) = setup_with_route("identity-fix", "r").await?;
     let pp = PatchParams::default();
     // Never created in the cloud (e.g. refused for a wrong next hop): the user may fix it.
     api.patch(
@@ -258,13 +281,7 @@ async fn identity_can_be_corrected_until_a_create_is_under_way() -> anyhow::Resu
     .await
     .expect("identity editable before any create");
     // A create is in flight (token stored): no longer.
-    api.patch_status(
-        "r",
-        &pp,
-        &Patch::Merge(&json!({"status": {"clientToken": "tok"}})),
-    )
-    .await
-    .expect("status");
+    patch_status(&api, "r", json!({"clientToken": "tok"})).await;
     for (field, value) in [
         ("nextHop", json!("vco-other")),
         ("vpnGatewayId", json!("vpn-other")),
@@ -281,10 +298,7 @@ async fn identity_can_be_corrected_until_a_create_is_under_way() -> anyhow::Resu
 
 #[tokio::test]
 async fn kubectl_shows_the_printer_columns() -> anyhow::Result<()> {
-    let (_client, api, ns) = setup("columns").await?;
-    create(&api, object("shown", valid_spec()))
-        .await
-        .expect("create");
+    let (_api, ns) = setup_with_route("columns", "shown").await?;
     let cp = plane();
     let kubectl = Tools::from_env()?.kubectl();
     let out = tokio::process::Command::new(&kubectl)

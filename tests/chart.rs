@@ -200,22 +200,11 @@ fn assert_hardened(docs: &[Value]) {
         .clone();
     assert_eq!(port["name"].as_str(), Some("http-metrics"));
     assert_eq!(port["containerPort"].as_u64(), Some(8080));
-    assert_eq!(
-        c["livenessProbe"]["httpGet"]["path"].as_str(),
-        Some("/healthz")
-    );
-    assert_eq!(
-        c["livenessProbe"]["httpGet"]["port"].as_str(),
-        Some("http-metrics")
-    );
-    assert_eq!(
-        c["readinessProbe"]["httpGet"]["path"].as_str(),
-        Some("/readyz")
-    );
-    assert_eq!(
-        c["readinessProbe"]["httpGet"]["port"].as_str(),
-        Some("http-metrics")
-    );
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(get["port"].as_str(), Some("http-metrics"), "{probe}");
+    }
     assert_eq!(
         env_str(c, "VPN_PBR_METRICS_ADDR").as_deref(),
         Some("0.0.0.0:8080")

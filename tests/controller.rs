@@ -6,27 +6,50 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
 use support::env::{RouteEnv as Env, WAIT, tail};
+use support::route::{
+    create_key_secret, millis_rfc3339, ready_observing, route_object, spec, synced_because,
+};
 use support::{eventually, eventually_ok, ready_is, start_emulator, start_operator};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, FINALIZER, VpnPbrRoute};
 
-fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {
-    json!({
-        "regionId": "cn-hangzhou", "vpnGatewayId": gw, "routeSource": src, "routeDest": dst,
-        "nextHop": hop, "weight": weight, "publishVpc": false
-    })
+/// A route of these tests: its gateway and entry key, which make both its spec and the entry the
+/// emulator holds for it.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    gw: &'a str,
+    key: EntryKey<'a>,
 }
 
-fn millis_rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .expect("ts")
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+impl<'a> Route<'a> {
+    fn new(gw: &'a str, src: &'a str, dst: &'a str, hop: &'a str) -> Self {
+        Route {
+            gw,
+            key: EntryKey::new(src, dst, hop),
+        }
+    }
+
+    fn spec(self, weight: i32) -> Value {
+        let k = self.key;
+        spec(self.gw, k.source, k.dest, k.next_hop, weight)
+    }
+
+    async fn entry(self, env: &Env) -> anyhow::Result<Option<Value>> {
+        env.emu.entry(self.gw, &self.key).await
+    }
+
+    async fn creates(self, env: &Env) -> anyhow::Result<u64> {
+        env.emu.accepted_creates(self.gw, &self.key).await
+    }
+
+    /// Changes the entry behind the operator's back (`create`, `modify` or `delete`).
+    async fn console(self, env: &Env, op: &str, weight: Option<u32>) -> anyhow::Result<()> {
+        env.emu.console(op, self.gw, &self.key, weight).await
+    }
 }
 
 #[tokio::test]
@@ -41,15 +64,9 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() -> anyhow:
         }),
     )
     .await;
+    let route = Route::new("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1");
     let r = env.ready("r1").await?;
-    let entry = env
-        .emu
-        .entry(
-            "vpn-gw-a",
-            &EntryKey::new("192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1"),
-        )
-        .await?
-        .expect("entry in emulator");
+    let entry = route.entry(&env).await?.expect("entry in emulator");
     let st = r.status.expect("status");
     assert_eq!(st.state.as_deref(), entry["State"].as_str());
     assert_eq!(st.state.as_deref(), Some("published"));
@@ -78,15 +95,7 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() -> anyhow:
         .expect("Synced");
     assert_eq!(synced.status, ConditionStatus::True);
     env.wait_event("Created").await?;
-    assert_eq!(
-        env.emu
-            .accepted_creates(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1")
-            )
-            .await?,
-        1
-    );
+    assert_eq!(route.creates(&env).await?, 1);
     eventually(WAIT, "/readyz 200 once the caches are synced", || async {
         (env.op.readyz().await == 200).then_some(())
     })
@@ -112,30 +121,17 @@ async fn busy_gateway_ends_ready_with_exactly_one_create_each() -> anyhow::Resul
         .set_faults(&json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 0.5, "kind": "busy", "code": "TaskConflict"}]}))
         .await?;
     env.emu.busy("vpn-gw-a", 4000).await?;
-    for i in 0..4 {
-        env.apply(
-            &format!("r{i}"),
-            spec(
-                "vpn-gw-a",
-                &format!("192.168.{i}.0/24"),
-                "10.2.0.0/16",
-                "vco-gw-a-1",
-                100,
-            ),
-        )
-        .await;
+    let sources: Vec<String> = (0..4).map(|i| format!("192.168.{i}.0/24")).collect();
+    let routes: Vec<Route> = sources
+        .iter()
+        .map(|src| Route::new("vpn-gw-a", src, "10.2.0.0/16", "vco-gw-a-1"))
+        .collect();
+    for (i, route) in routes.iter().enumerate() {
+        env.apply(&format!("r{i}"), route.spec(100)).await;
     }
-    for i in 0..4 {
+    for (i, route) in routes.iter().enumerate() {
         env.ready(&format!("r{i}")).await?;
-        assert_eq!(
-            env.emu
-                .accepted_creates(
-                    "vpn-gw-a",
-                    &EntryKey::new(&format!("192.168.{i}.0/24"), "10.2.0.0/16", "vco-gw-a-1")
-                )
-                .await?,
-            1
-        );
+        assert_eq!(route.creates(&env).await?, 1);
     }
     let busy = env
         .emu
@@ -152,17 +148,8 @@ async fn busy_gateway_ends_ready_with_exactly_one_create_each() -> anyhow::Resul
 #[tokio::test]
 async fn weight_priority_and_publishing_change_in_place() -> anyhow::Result<()> {
     let env = Env::start("update", 200, &[], &[]).await?;
-    env.apply(
-        "r",
-        spec(
-            "vpn-gw-a",
-            "192.168.3.0/24",
-            "10.3.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
+    let route = Route::new("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1");
+    env.apply("r", route.spec(100)).await;
     let before = env.ready("r").await?;
     env.patch_spec(
         "r",
@@ -171,22 +158,12 @@ async fn weight_priority_and_publishing_change_in_place() -> anyhow::Result<()> 
     .await;
     let gen_ = before.metadata.generation.unwrap_or(1) + 1;
     env.wait_for("r", "observed weight 0, priority 30, published", move |r| {
-        r.status.as_ref().is_some_and(|s| {
-            s.observed_generation == Some(gen_)
-                && s.observed
-                    .as_ref()
-                    .is_some_and(|o| o.weight == 0 && o.priority == 30 && o.published)
-        }) && ready_is(r, ConditionStatus::True, None)
+        ready_observing(r, Some(gen_), |o| {
+            o.weight == 0 && o.priority == 30 && o.published
+        })
     })
     .await?;
-    let e = env
-        .emu
-        .entry(
-            "vpn-gw-a",
-            &EntryKey::new("192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1"),
-        )
-        .await?
-        .expect("entry");
+    let e = route.entry(&env).await?.expect("entry");
     assert_eq!(
         (
             e["Weight"].as_i64(),
@@ -196,12 +173,7 @@ async fn weight_priority_and_publishing_change_in_place() -> anyhow::Result<()> 
         (Some(0), Some(30), Some("published"))
     );
     assert_eq!(
-        env.emu
-            .accepted_creates(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1")
-            )
-            .await?,
+        route.creates(&env).await?,
         1,
         "changed in place, not recreated"
     );
@@ -226,133 +198,40 @@ async fn weight_priority_and_publishing_change_in_place() -> anyhow::Result<()> 
 #[tokio::test]
 async fn out_of_band_changes_are_repaired_at_resync() -> anyhow::Result<()> {
     let env = Env::start("drift", 100, &[], &[]).await?;
-    env.apply(
-        "del",
-        spec(
-            "vpn-gw-b",
-            "192.168.4.0/24",
-            "10.4.0.0/16",
-            "vco-gw-b-1",
-            100,
-        ),
-    )
-    .await;
-    env.apply(
-        "wgt",
-        spec(
-            "vpn-gw-b",
-            "192.168.5.0/24",
-            "10.5.0.0/16",
-            "vco-gw-b-2",
-            100,
-        ),
-    )
-    .await;
-    env.ready("del").await?;
-    env.ready("wgt").await?;
-    env.emu
-        .console(
-            "delete",
-            "vpn-gw-b",
-            &EntryKey::new("192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1"),
-            None,
-        )
+    let del = Route::new("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1");
+    let wgt = Route::new("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2");
+    env.apply_ready(&[("del", del.spec(100)), ("wgt", wgt.spec(100))])
         .await?;
-    env.emu
-        .console(
-            "modify",
-            "vpn-gw-b",
-            &EntryKey::new("192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2"),
-            Some(0),
-        )
-        .await?;
+    del.console(&env, "delete", None).await?;
+    wgt.console(&env, "modify", Some(0)).await?;
     eventually_ok(WAIT, "entry recreated and weight corrected", || async {
-        let recreated = env
-            .emu
-            .entry(
-                "vpn-gw-b",
-                &EntryKey::new("192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1"),
-            )
-            .await?
-            .is_some();
-        let weight = env
-            .emu
-            .entry(
-                "vpn-gw-b",
-                &EntryKey::new("192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2"),
-            )
-            .await?
-            .map(|e| e["Weight"].clone());
+        let recreated = del.entry(&env).await?.is_some();
+        let weight = wgt.entry(&env).await?.map(|e| e["Weight"].clone());
         Ok((recreated && weight == Some(json!(100))).then_some(()))
     })
     .await?;
-    assert_eq!(
-        env.emu
-            .accepted_creates(
-                "vpn-gw-b",
-                &EntryKey::new("192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1")
-            )
-            .await?,
-        2
-    );
+    assert_eq!(del.creates(&env).await?, 2);
     Ok(())
 }
 
 #[tokio::test]
 async fn delete_removes_the_entry_and_orphan_keeps_it() -> anyhow::Result<()> {
     let env = Env::start("delete", 200, &[], &[]).await?;
-    env.apply(
-        "gone",
-        spec(
-            "vpn-gw-a",
-            "192.168.6.0/24",
-            "10.6.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
-    let mut orphan = spec(
-        "vpn-gw-a",
-        "192.168.7.0/24",
-        "10.7.0.0/16",
-        "vco-gw-a-1",
-        100,
-    );
+    let gone = Route::new("vpn-gw-a", "192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1");
+    let kept = Route::new("vpn-gw-a", "192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1");
+    let mut orphan = kept.spec(100);
     orphan["deletionPolicy"] = json!("Orphan");
-    env.apply("kept", orphan).await;
-    env.ready("gone").await?;
-    env.ready("kept").await?;
-    env.api
-        .delete("gone", &DeleteParams::default())
-        .await
-        .expect("delete");
-    env.api
-        .delete("kept", &DeleteParams::default())
-        .await
-        .expect("delete");
+    env.apply_ready(&[("gone", gone.spec(100)), ("kept", orphan)])
+        .await?;
+    env.delete("gone").await;
+    env.delete("kept").await;
     env.gone("gone").await?;
     env.gone("kept").await?;
     assert!(
-        env.emu
-            .entry(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1")
-            )
-            .await?
-            .is_none(),
+        gone.entry(&env).await?.is_none(),
         "Delete policy removes the entry"
     );
-    assert!(
-        env.emu
-            .entry(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1")
-            )
-            .await?
-            .is_some(),
-        "Orphan keeps the entry"
-    );
+    assert!(kept.entry(&env).await?.is_some(), "Orphan keeps the entry");
     assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 1);
     env.wait_event("Deleted").await?;
     Ok(())
@@ -361,12 +240,10 @@ async fn delete_removes_the_entry_and_orphan_keeps_it() -> anyhow::Result<()> {
 #[tokio::test]
 async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> anyhow::Result<()> {
     let env = Env::start("adopt", 200, &[], &[]).await?;
-    let key = EntryKey::new("192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1");
-    env.emu
-        .console("create", "vpn-gw-a", &key, Some(100))
-        .await?;
+    let existing = Route::new("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1");
+    existing.console(&env, "create", Some(100)).await?;
     // Without consent: refused, and neither changed nor deleted with its object.
-    let mut wants_other_weight = spec("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1", 0);
+    let mut wants_other_weight = existing.spec(0);
     wants_other_weight["publishVpc"] = json!(false);
     env.apply("uninvited", wants_other_weight).await;
     env.wait_for("uninvited", "Ready=False AlreadyExists", |r| {
@@ -381,12 +258,8 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> a
             .is_some_and(|n| n.contains("vpn.alicloud.dev/adopt")),
         "the warning says how to adopt: {warning:?}"
     );
-    env.api
-        .delete("uninvited", &DeleteParams::default())
-        .await
-        .expect("delete");
-    env.gone("uninvited").await?;
-    let entry = env.emu.entry("vpn-gw-a", &key).await?.expect("entry kept");
+    env.delete_and_wait("uninvited").await?;
+    let entry = existing.entry(&env).await?.expect("entry kept");
     assert_eq!(entry["Weight"], 100, "not changed");
     assert_eq!(env.emu.calls("DeleteVpnPbrRouteEntry", "Success").await?, 0);
     assert_eq!(
@@ -397,34 +270,24 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> a
     );
 
     // With consent: adopted, recorded in status, no create.
-    let obj: VpnPbrRoute = serde_json::from_value(json!({
-        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-        "metadata": {"name": "adopted", "annotations": {"vpn.alicloud.dev/adopt": "true"}},
-        "spec": spec("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1", 100)
-    }))?;
+    let mut obj = route_object("adopted", existing.spec(100));
+    obj.annotations_mut()
+        .insert("vpn.alicloud.dev/adopt".into(), "true".into());
     env.api.create(&PostParams::default(), &obj).await?;
     let r = env.ready("adopted").await?;
     env.wait_event("Adopted").await?;
     let st = r.status.expect("status");
     assert_eq!(st.adopted, Some(true));
     assert!(st.adopted_at.is_some());
-    assert_eq!(
-        env.emu.accepted_creates("vpn-gw-a", &key).await?,
-        0,
-        "adopted, not created"
-    );
+    assert_eq!(existing.creates(&env).await?, 0, "adopted, not created");
 
-    env.apply(
-        "badhop",
-        spec(
-            "vpn-gw-a",
-            "192.168.9.0/24",
-            "10.9.0.0/16",
-            "vco-does-not-exist",
-            100,
-        ),
-    )
-    .await;
+    let bad = Route::new(
+        "vpn-gw-a",
+        "192.168.9.0/24",
+        "10.9.0.0/16",
+        "vco-does-not-exist",
+    );
+    env.apply("badhop", bad.spec(100)).await;
     env.wait_for("badhop", "Ready=False InvalidNextHop.NotFound", |r| {
         ready_is(r, ConditionStatus::False, Some("InvalidNextHop.NotFound"))
     })
@@ -434,45 +297,19 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> a
     env.patch_spec("badhop", json!({"nextHop": "vco-gw-a-2"}))
         .await;
     env.ready("badhop").await?;
-    assert!(
-        env.emu
-            .entry(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.9.0/24", "10.9.0.0/16", "vco-gw-a-2")
-            )
-            .await?
-            .is_some()
-    );
+    let fixed = Route::new("vpn-gw-a", "192.168.9.0/24", "10.9.0.0/16", "vco-gw-a-2");
+    assert!(fixed.entry(&env).await?.is_some());
     Ok(())
 }
 
 #[tokio::test]
 async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() -> anyhow::Result<()> {
     let env = Env::start("paused", 200, &[], &[]).await?;
-    env.apply(
-        "first",
-        spec(
-            "vpn-gw-b",
-            "192.168.10.0/24",
-            "10.10.0.0/16",
-            "vco-gw-b-1",
-            100,
-        ),
-    )
-    .await;
+    let route = Route::new("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1");
+    env.apply("first", route.spec(100)).await;
     env.ready("first").await?;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    env.apply(
-        "second",
-        spec(
-            "vpn-gw-b",
-            "192.168.10.0/24",
-            "10.10.0.0/16",
-            "vco-gw-b-1",
-            100,
-        ),
-    )
-    .await;
+    env.apply("second", route.spec(100)).await;
     env.wait_for("second", "DuplicateRoute", |r| {
         ready_is(r, ConditionStatus::False, Some("DuplicateRoute"))
     })
@@ -486,11 +323,7 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() -> anyho
         ),
         "the older claim keeps the route"
     );
-    env.api
-        .delete("second", &DeleteParams::default())
-        .await
-        .expect("delete duplicate");
-    env.gone("second").await?;
+    env.delete_and_wait("second").await?;
 
     env.api
         .patch(
@@ -503,23 +336,12 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() -> anyho
         .await
         .expect("pause");
     env.wait_for("first", "Synced=False Paused", |r| {
-        r.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Synced" && c.reason == "Paused")
-        })
+        synced_because(r, "Paused")
     })
     .await?;
     let before = env.emu.total_calls().await?;
     env.patch_spec("first", json!({"weight": 0})).await;
-    env.emu
-        .console(
-            "delete",
-            "vpn-gw-b",
-            &EntryKey::new("192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1"),
-            None,
-        )
-        .await?;
+    route.console(&env, "delete", None).await?;
     tokio::time::sleep(Duration::from_secs(7)).await; // two resync periods
     assert_eq!(
         env.emu.total_calls().await?,
@@ -535,14 +357,7 @@ async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() -> anyho
         .await
         .expect("unpause");
     eventually_ok(WAIT, "recreated with weight 0 after unpause", || async {
-        Ok(env
-            .emu
-            .entry(
-                "vpn-gw-b",
-                &EntryKey::new("192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1"),
-            )
-            .await?
-            .filter(|e| e["Weight"] == 0))
+        Ok(route.entry(&env).await?.filter(|e| e["Weight"] == 0))
     })
     .await?;
     Ok(())
@@ -555,17 +370,8 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() -> anyhow:
     env.emu
         .set_faults(&json!({"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "slow", "delay_ms": 1500}]}))
         .await?;
-    env.apply(
-        "r",
-        spec(
-            "vpn-gw-a",
-            "192.168.11.0/24",
-            "10.11.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
+    let route = Route::new("vpn-gw-a", "192.168.11.0/24", "10.11.0.0/16", "vco-gw-a-1");
+    env.apply("r", route.spec(100)).await;
     let r = env
         .wait_for("r", "clientToken in status", |r| {
             r.status.as_ref().is_some_and(|s| s.client_token.is_some())
@@ -589,15 +395,7 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() -> anyhow:
     );
     env.ready("r").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        env.emu
-            .accepted_creates(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.11.0/24", "10.11.0.0/16", "vco-gw-a-1")
-            )
-            .await?,
-        1
-    );
+    assert_eq!(route.creates(&env).await?, 1);
     assert_eq!(env.emu.gateway_entries("vpn-gw-a").await?.len(), 1);
     Ok(())
 }
@@ -612,16 +410,14 @@ async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
         &[("ALIBABA_CLOUD_PROFILE", "none")],
     )
     .await?;
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "cloud-keys"},
-        "stringData": {"accessKeyId": emulator::KEY_ID, "accessKeySecret": format!("{}\n", emulator::KEY_SECRET)}
-    }))
-    .expect("secret");
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create secret");
+    create_key_secret(
+        &env.client,
+        &env.ns,
+        "cloud-keys",
+        emulator::KEY_ID,
+        &format!("{}\n", emulator::KEY_SECRET),
+    )
+    .await;
     let mut with_secret = spec(
         "vpn-gw-a",
         "192.168.12.0/24",
@@ -631,28 +427,21 @@ async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
     );
     with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
     env.apply("with-secret", with_secret).await;
-    env.apply(
-        "without",
-        spec(
-            "vpn-gw-a",
-            "192.168.13.0/24",
-            "10.13.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
+    let without = spec(
+        "vpn-gw-a",
+        "192.168.13.0/24",
+        "10.13.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
+    env.apply("without", without).await;
     env.ready("with-secret").await?;
     env.wait_for("without", "Ready=False for missing credentials", |r| {
         ready_is(r, ConditionStatus::False, Some("CredentialsNotConfigured"))
     })
     .await?;
     // Never created in the cloud: deleting it needs no (impossible) cloud call.
-    env.api
-        .delete("without", &DeleteParams::default())
-        .await
-        .expect("delete");
-    env.gone("without").await?;
+    env.delete_and_wait("without").await?;
     let logs = env.op.logs();
     assert!(
         !logs.contains(emulator::KEY_SECRET),
@@ -692,17 +481,14 @@ async fn rrsa_credentials_through_assume_role_with_oidc() -> anyhow::Result<()> 
         op,
         dir,
     };
-    env.apply(
-        "r",
-        spec(
-            "vpn-gw-a",
-            "192.168.14.0/24",
-            "10.14.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
+    let route = spec(
+        "vpn-gw-a",
+        "192.168.14.0/24",
+        "10.14.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
+    env.apply("r", route).await;
     env.ready("r").await?;
     assert!(env.emu.calls("AssumeRoleWithOIDC", "Success").await? >= 1);
     Ok(())
@@ -711,99 +497,39 @@ async fn rrsa_credentials_through_assume_role_with_oidc() -> anyhow::Result<()> 
 #[tokio::test]
 async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() -> anyhow::Result<()> {
     let env = Env::start("pair", 200, &[], &[]).await?;
-    env.apply(
-        "active",
-        spec(
-            "vpn-gw-a",
-            "192.168.15.0/24",
-            "10.15.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
-    env.apply(
-        "standby",
-        spec(
-            "vpn-gw-a",
-            "192.168.15.0/24",
-            "10.15.0.0/16",
-            "vco-gw-a-2",
-            0,
-        ),
-    )
-    .await;
-    env.ready("active").await?;
-    env.ready("standby").await?;
+    let active = Route::new("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1");
+    let standby = Route::new("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2");
+    env.apply_ready(&[("active", active.spec(100)), ("standby", standby.spec(0))])
+        .await?;
     // Flip: the standby becomes active and the active one standby.
     env.patch_spec("active", json!({"weight": 0})).await;
     env.patch_spec("standby", json!({"weight": 100})).await;
     eventually_ok(WAIT, "roles flipped in the cloud", || async {
-        let a = env
-            .emu
-            .entry(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1"),
-            )
-            .await?;
-        let b = env
-            .emu
-            .entry(
-                "vpn-gw-a",
-                &EntryKey::new("192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2"),
-            )
-            .await?;
-        let (Some(a), Some(b)) = (a, b) else {
+        let (Some(a), Some(b)) = (active.entry(&env).await?, standby.entry(&env).await?) else {
             return Ok(None);
         };
         Ok((a["Weight"] == 0 && b["Weight"] == 100).then_some(()))
     })
     .await?;
-    env.wait_for("standby", "observed weight 100", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.observed.as_ref())
-            .is_some_and(|o| o.weight == 100)
-            && ready_is(r, ConditionStatus::True, None)
-    })
-    .await?;
-    env.wait_for("active", "observed weight 0", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.observed.as_ref())
-            .is_some_and(|o| o.weight == 0)
-            && ready_is(r, ConditionStatus::True, None)
-    })
-    .await?;
+    for (name, weight) in [("standby", 100), ("active", 0)] {
+        env.wait_for(name, &format!("observed weight {weight}"), |r| {
+            ready_observing(r, None, |o| o.weight == weight)
+        })
+        .await?;
+    }
     Ok(())
 }
 
 #[tokio::test]
 async fn observe_only_reports_drift_without_changing_the_cloud() -> anyhow::Result<()> {
     let env = Env::start("observe", 200, &[], &[]).await?;
-    env.emu
-        .console(
-            "create",
-            "vpn-gw-b",
-            &EntryKey::new("192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1"),
-            Some(0),
-        )
-        .await?;
-    let mut s = spec(
-        "vpn-gw-b",
-        "192.168.16.0/24",
-        "10.16.0.0/16",
-        "vco-gw-b-1",
-        100,
-    );
+    let route = Route::new("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1");
+    route.console(&env, "create", Some(0)).await?;
+    let mut s = route.spec(100);
     s["managementPolicy"] = json!("ObserveOnly");
     env.apply("watched", s).await;
     env.wait_for("watched", "Synced=False Drift", |r| {
-        r.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Synced" && c.reason == "Drift")
-        })
+        synced_because(r, "Drift")
     })
     .await?;
     for action in [
@@ -813,37 +539,22 @@ async fn observe_only_reports_drift_without_changing_the_cloud() -> anyhow::Resu
     ] {
         assert_eq!(env.emu.calls(action, "Success").await?, 0, "{action}");
     }
-    env.api
-        .delete("watched", &DeleteParams::default())
-        .await
-        .expect("delete");
-    env.gone("watched").await?;
-    assert!(
-        env.emu
-            .entry(
-                "vpn-gw-b",
-                &EntryKey::new("192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1")
-            )
-            .await?
-            .is_some()
-    );
+    env.delete_and_wait("watched").await?;
+    assert!(route.entry(&env).await?.is_some());
     Ok(())
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() -> anyhow::Result<()> {
     let env = Env::start("sigterm", 200, &[], &[]).await?;
-    env.apply(
-        "r",
-        spec(
-            "vpn-gw-a",
-            "192.168.17.0/24",
-            "10.17.0.0/16",
-            "vco-gw-a-1",
-            100,
-        ),
-    )
-    .await;
+    let route = spec(
+        "vpn-gw-a",
+        "192.168.17.0/24",
+        "10.17.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
+    env.apply("r", route).await;
     env.ready("r").await?;
     let mut op = env.op;
     let status = op.terminate().expect("exit status");
@@ -929,11 +640,17 @@ async fn copy_older_than_a_token_write(
 
     let (client, ns) = support::setup(ns_prefix).await?;
     let api: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
-    let route: VpnPbrRoute = serde_json::from_value(json!({
-        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-        "metadata": {"name": "r", "namespace": ns},
-        "spec": spec("vpn-gw-a", "192.168.30.0/24", "10.30.0.0/16", "vco-gw-a-1", 100)
-    }))?;
+    let mut route = route_object(
+        "r",
+        spec(
+            "vpn-gw-a",
+            "192.168.30.0/24",
+            "10.30.0.0/16",
+            "vco-gw-a-1",
+            100,
+        ),
+    );
+    route.metadata.namespace = Some(ns.clone());
     let older = api.create(&PostParams::default(), &route).await?;
     let objects = KubeObjects {
         client,

@@ -96,6 +96,14 @@ fn refused(out: &Output, why: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`refused`], with `object` named in the refusal.
+fn refused_naming(out: &Output, why: &str, object: &str) -> Result<()> {
+    refused(out, why)?;
+    let all = describe(out);
+    ensure!(all.contains(object), "the refusal names {object}:\n{all}");
+    Ok(())
+}
+
 const OTHER_VERSION_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -172,12 +180,11 @@ fn the_demo_on_an_existing_cluster_refuses_foreign_state_and_removes_only_its_ow
         None,
     )?;
     let out = demo("up", taken, kc, &dir)?;
-    refused(&out, "the namespace holds a foreign ConfigMap")?;
-    ensure!(
-        describe(&out).contains("ConfigMap/someone-elses"),
-        "the refusal names the object:\n{}",
-        describe(&out)
-    );
+    refused_naming(
+        &out,
+        "the namespace holds a foreign ConfigMap",
+        "ConfigMap/someone-elses",
+    )?;
     ensure!(
         kubectl(kc, &["get", "crd", "-o", "name"], None)?
             .lines()
@@ -211,12 +218,11 @@ fn the_demo_on_an_existing_cluster_refuses_foreign_state_and_removes_only_its_ow
     kubectl(kc, &["create", "namespace", "team-a"], None)?;
     kubectl(kc, &["apply", "-f", "-"], Some(FOREIGN_ROUTE))?;
     let out = demo("up", NS, kc, &dir)?;
-    refused(&out, "a VpnPbrRoute exists in team-a")?;
-    ensure!(
-        describe(&out).contains("team-a/not-the-demos"),
-        "the refusal names the route:\n{}",
-        describe(&out)
-    );
+    refused_naming(
+        &out,
+        "a VpnPbrRoute exists in team-a",
+        "team-a/not-the-demos",
+    )?;
     kubectl(
         kc,
         &["-n", "team-a", "delete", "pbr", "not-the-demos"],

@@ -29,13 +29,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::FutureExt;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::repo_root;
+use support::route::{create_key_secret, route_object, spec};
 use vpn_pbr_harness::command::run_ok;
 use vpn_pbr_harness::node::{
     HostState, Images, LocalNodes, NodeLock, PortForward, ProcessFacts, host_dirs,
@@ -141,13 +141,9 @@ async fn ready_pods(client: &Client, n: usize) -> anyhow::Result<Vec<Pod>> {
     .await
 }
 
+/// The operator Pod that leads the release.
 async fn lease_holder(client: &Client) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), RELEASE_NS)
-        .get_opt(RELEASE)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec?.holder_identity)
+    support::lease_holder(client, RELEASE_NS, RELEASE).await
 }
 
 async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
@@ -346,13 +342,14 @@ async fn scenario(nodes: &LocalNodes, images: &Images, t0: Instant) -> anyhow::R
     )?;
     create_namespace(&client, RELEASE_NS).await?;
     let (key_id, key_secret) = emulator_key()?;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "alicloud-credentials"},
-        "stringData": {"accessKeyId": key_id, "accessKeySecret": key_secret}
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), RELEASE_NS)
-        .create(&PostParams::default(), &secret)
-        .await?;
+    create_key_secret(
+        &client,
+        RELEASE_NS,
+        "alicloud-credentials",
+        &key_id,
+        &key_secret,
+    )
+    .await;
     let dir = tempfile::tempdir()?;
     let values = dir.path().join("values.yaml");
     std::fs::write(
@@ -381,18 +378,20 @@ extraEnv:
     )?;
     let values = values.display().to_string();
     let chart = repo.join(CHART).display().to_string();
-    nodes.helm(&[
-        "install",
-        RELEASE,
-        &chart,
-        "-n",
-        RELEASE_NS,
-        "-f",
-        &values,
-        "--wait",
-        "--timeout",
-        "3m",
-    ])?;
+    // `helm install|upgrade` of the chart with these values, `set` and a `timeout` wait.
+    let helm_chart = |verb: &str, set: &[&str], timeout: &str| {
+        let release = [
+            verb,
+            RELEASE,
+            chart.as_str(),
+            "-n",
+            RELEASE_NS,
+            "-f",
+            values.as_str(),
+        ];
+        nodes.helm(&[&release[..], set, &["--wait", "--timeout", timeout]].concat())
+    };
+    helm_chart("install", &[], "3m")?;
     let pods = ready_pods(&client, 1).await?;
     let image = format!("{}:{}", images.operator_repository, images.tag);
     assert_eq!(
@@ -509,22 +508,13 @@ extraEnv:
     step(t0, "events and /metrics through the Service");
 
     // 6. Two replicas with leader election; the leader's Pod is deleted.
-    nodes.helm(&[
-        "upgrade",
-        RELEASE,
-        &chart,
-        "-n",
-        RELEASE_NS,
-        "-f",
-        &values,
+    let two_replicas = [
         "--set",
         "replicaCount=2",
         "--set",
         "leaderElection.enabled=true",
-        "--wait",
-        "--timeout",
-        "4m",
-    ])?;
+    ];
+    helm_chart("upgrade", &two_replicas, "4m")?;
     let pods = ready_pods(&client, 2).await?;
     let leader = eventually(WAIT, "a lease holder among the pods", || async {
         let h = lease_holder(&client).await?;
@@ -543,15 +533,16 @@ extraEnv:
         None,
     )?;
     // A route applied during the hand-over.
-    let handover: VpnPbrRoute = serde_json::from_value(json!({
-        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-        "metadata": {"name": "applied-during-handover"},
-        "spec": {
-            "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-demo-primary",
-            "routeSource": "192.168.20.0/24", "routeDest": "10.40.0.0/16",
-            "nextHop": "vco-demo-primary-a", "weight": 100, "publishVpc": false
-        }
-    }))?;
+    let handover = route_object(
+        "applied-during-handover",
+        spec(
+            "vpn-demo-primary",
+            "192.168.20.0/24",
+            "10.40.0.0/16",
+            "vco-demo-primary-a",
+            100,
+        ),
+    );
     Api::<VpnPbrRoute>::namespaced(client.clone(), ROUTES_NS)
         .create(&PostParams::default(), &handover)
         .await?;

@@ -8,13 +8,14 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use support::emulator::{EntryKey, two_gateway_config_yaml};
+use support::route::{route_object, spec};
 use support::{
     Operator, OperatorOptions, eventually, operator_binary, plane, ready_is, start_emulator,
 };
@@ -119,13 +120,51 @@ async fn pipe(client: TcpStream, server: TcpStream, actions: Arc<Mutex<Vec<(Inst
     tokio::join!(up, down);
 }
 
+/// The replica that holds the test's Lease in `ns`.
 async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt(LEASE)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec?.holder_identity)
+    support::lease_holder(client, ns, LEASE).await
+}
+
+/// The replica `name` (its `POD_NAME`) in leader election for the Lease [`LEASE`] of `ns`,
+/// logging to `<name>.log` under `dir`, with `extra` flags.
+fn start_replica(
+    name: &str,
+    kubeconfig: PathBuf,
+    ns: &str,
+    endpoint: String,
+    dir: &Path,
+    extra: &[&str],
+) -> anyhow::Result<Operator> {
+    let election = [
+        "--leader-election",
+        "--lease-name",
+        LEASE,
+        "--lease-namespace",
+        ns,
+    ];
+    Operator::start(OperatorOptions {
+        bin: operator_binary(),
+        kubeconfig,
+        namespace: ns.to_owned(),
+        endpoint,
+        log: dir.join(format!("{name}.log")),
+        args: election
+            .iter()
+            .chain(extra)
+            .map(|s| (*s).to_owned())
+            .collect(),
+        envs: vec![("POD_NAME".to_owned(), name.to_owned())],
+    })
+}
+
+/// Waits until the replica `name` holds the Lease.
+async fn wait_holder(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<()> {
+    eventually(
+        Duration::from_secs(60),
+        &format!("{name} holds the lease"),
+        || async { (lease_holder(client, ns).await.as_deref() == Some(name)).then_some(()) },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,50 +202,26 @@ async fn a_leader_cut_off_from_the_apiserver_stops_its_cloud_changes_before_the_
     }
     let a_kubeconfig = dir.path().join("a.kubeconfig");
     std::fs::write(&a_kubeconfig, serde_yaml::to_string(&kc)?)?;
-    let start = |name: &str, kubeconfig: std::path::PathBuf, cloud: u16| {
-        Operator::start(OperatorOptions {
-            bin: operator_binary(),
-            kubeconfig,
-            namespace: ns.clone(),
-            endpoint: format!("http://127.0.0.1:{cloud}"),
-            log: dir.path().join(format!("{name}.log")),
-            args: [
-                "--leader-election",
-                "--lease-name",
-                LEASE,
-                "--lease-namespace",
-                &ns,
-                "--log-level",
-                "info,vpn_pbr_operator=debug",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
-            envs: vec![("POD_NAME".to_owned(), name.to_owned())],
-        })
+    let start = |name: &str, kubeconfig: PathBuf, cloud: u16| {
+        let endpoint = format!("http://127.0.0.1:{cloud}");
+        let extra = ["--log-level", "info,vpn_pbr_operator=debug"];
+        start_replica(name, kubeconfig, &ns, endpoint, dir.path(), &extra)
     };
     let mut a = start("op-a", a_kubeconfig, a_cloud.port)?;
     let log_of = |name: &str| {
         std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default()
     };
-    eventually(Duration::from_secs(60), "op-a holds the lease", || async {
-        (lease_holder(&client, &ns).await.as_deref() == Some("op-a")).then_some(())
-    })
-    .await?;
+    wait_holder(&client, &ns, "op-a").await?;
     let mut b = start("op-b", cp.kubeconfig.clone(), b_cloud.port)?;
 
     // Work for about ROUTES * UPDATE_MS on one gateway: longer than the lease.
     let routes: Api<VpnPbrRoute> = Api::namespaced(client.clone(), &ns);
     for i in 0..ROUTES {
-        let r: VpnPbrRoute = serde_json::from_value(json!({
-            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": format!("r{i}")},
-            "spec": {
-                "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-gw-a",
-                "routeSource": format!("192.168.{i}.0/24"), "routeDest": format!("10.{i}.0.0/16"),
-                "nextHop": "vco-gw-a-1", "weight": 100, "publishVpc": false
-            }
-        }))?;
+        let (src, dst) = (format!("192.168.{i}.0/24"), format!("10.{i}.0.0/16"));
+        let r = route_object(
+            &format!("r{i}"),
+            spec("vpn-gw-a", &src, &dst, "vco-gw-a-1", 100),
+        );
         routes.create(&PostParams::default(), &r).await?;
     }
     eventually(
@@ -313,41 +328,23 @@ async fn a_leader_stopped_with_a_request_in_flight_leaves_its_lease_to_expire() 
         {"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "slow", "delay_ms": 12_000}
     ]}))
     .await?;
-    let mut op = Operator::start(OperatorOptions {
-        bin: operator_binary(),
-        kubeconfig: cp.kubeconfig.clone(),
-        namespace: ns.clone(),
-        endpoint: emu.url.clone(),
-        log: dir.path().join("op.log"),
-        args: [
-            "--leader-election",
-            "--lease-name",
-            LEASE,
-            "--lease-namespace",
-            &ns,
-            "--shutdown-timeout",
-            "1s",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        envs: vec![("POD_NAME".to_owned(), "op-exit".to_owned())],
-    })?;
-    eventually(
-        Duration::from_secs(60),
-        "op-exit holds the lease",
-        || async { (lease_holder(&client, &ns).await.as_deref() == Some("op-exit")).then_some(()) },
-    )
-    .await?;
-    let r: VpnPbrRoute = serde_json::from_value(json!({
-        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-        "metadata": {"name": "slow"},
-        "spec": {
-            "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-gw-a",
-            "routeSource": "192.168.1.0/24", "routeDest": "10.1.0.0/16",
-            "nextHop": "vco-gw-a-1", "weight": 100, "publishVpc": false
-        }
-    }))?;
+    let mut op = start_replica(
+        "op-exit",
+        cp.kubeconfig.clone(),
+        &ns,
+        emu.url.clone(),
+        dir.path(),
+        &["--shutdown-timeout", "1s"],
+    )?;
+    wait_holder(&client, &ns, "op-exit").await?;
+    let slow = spec(
+        "vpn-gw-a",
+        "192.168.1.0/24",
+        "10.1.0.0/16",
+        "vco-gw-a-1",
+        100,
+    );
+    let r = route_object("slow", slow);
     let routes = Api::<VpnPbrRoute>::namespaced(client.clone(), &ns);
     routes.create(&PostParams::default(), &r).await?;
     // The route is taken (finalizer) and its create token stored before the create leaves; the

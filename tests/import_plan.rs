@@ -14,6 +14,23 @@ use support::emulator::EntryKey;
 use support::{ready_is, wait_gone, wait_route};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
+/// The `import` command line for the entries of both gateways into `ns`, then `extra`.
+fn import_both<'a>(ns: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "import",
+        "--region",
+        "cn-hangzhou",
+        "--gateway",
+        "vpn-gw-a",
+        "--gateway",
+        "vpn-gw-b",
+        "--namespace",
+        ns,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[tokio::test]
 async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Result<()> {
     let mut env = CliEnv::start("import").await?;
@@ -31,19 +48,7 @@ async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Resu
     // One file per route.
     let out = env.dir.path().join("imported");
     let out_s = out.to_string_lossy().into_owned();
-    let run = env.cli(&[
-        "import",
-        "--region",
-        "cn-hangzhou",
-        "--gateway",
-        "vpn-gw-a",
-        "--gateway",
-        "vpn-gw-b",
-        "--namespace",
-        &env.ns,
-        "--output",
-        &out_s,
-    ]);
+    let run = env.cli(&import_both(&env.ns, &["--output", &out_s]));
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let mut files: Vec<String> = std::fs::read_dir(&out)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -87,17 +92,7 @@ async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Resu
     assert!(standby.contains("weight: 0"), "{standby}");
 
     // The same manifests as one stream on stdout.
-    let run = env.cli(&[
-        "import",
-        "--region",
-        "cn-hangzhou",
-        "--gateway",
-        "vpn-gw-a",
-        "--gateway",
-        "vpn-gw-b",
-        "--namespace",
-        &env.ns,
-    ]);
+    let run = env.cli(&import_both(&env.ns, &[]));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout.matches("---\n").count(), 3, "{}", run.stdout);
     for f in &files {
@@ -150,50 +145,20 @@ async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -
     let mut env = CliEnv::start("plan").await?;
     // Routes the operator made (so their objects own their entries).
     env.operator();
+    // The routes of each gateway, and the specs the operator's routes and the manifests share.
+    let a = |src, dst, hop, weight| spec("vpn-gw-a", src, dst, hop, weight);
+    let b = |src, dst, hop| spec("vpn-gw-b", src, dst, hop, 100);
+    let pair = |hop, weight| a("192.168.1.0/24", "10.1.0.0/16", hop, weight);
+    let plain = a("192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-1", 100);
+    let same = b("192.168.3.0/24", "10.3.0.0/16", "vco-gw-b-1");
     let owned = [
-        (
-            "pair-active",
-            spec(
-                "vpn-gw-a",
-                "192.168.1.0/24",
-                "10.1.0.0/16",
-                "vco-gw-a-1",
-                100,
-            ),
-        ),
-        (
-            "pair-standby",
-            spec("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-2", 0),
-        ),
-        (
-            "plain",
-            spec(
-                "vpn-gw-a",
-                "192.168.2.0/24",
-                "10.2.0.0/16",
-                "vco-gw-a-1",
-                100,
-            ),
-        ),
-        (
-            "same",
-            spec(
-                "vpn-gw-b",
-                "192.168.3.0/24",
-                "10.3.0.0/16",
-                "vco-gw-b-1",
-                100,
-            ),
-        ),
+        ("pair-active", pair("vco-gw-a-1", 100)),
+        ("pair-standby", pair("vco-gw-a-2", 0)),
+        ("plain", plain.clone()),
+        ("same", same.clone()),
         (
             "gone-from-git",
-            spec(
-                "vpn-gw-b",
-                "192.168.4.0/24",
-                "10.4.0.0/16",
-                "vco-gw-b-2",
-                100,
-            ),
+            b("192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-2"),
         ),
     ];
     for (name, s) in &owned {
@@ -213,78 +178,34 @@ async fn plan_shows_every_action_and_the_clouds_refusals_and_changes_nothing() -
     let before_calls = env.mutation_calls().await?;
     let before_entries = env.entries().await?;
 
-    let mut plain = spec(
-        "vpn-gw-a",
-        "192.168.2.0/24",
-        "10.2.0.0/16",
-        "vco-gw-a-1",
+    let mut edited = plain;
+    edited["priority"] = json!(30);
+    edited["publishVpc"] = json!(true);
+    let no_room = spec(
+        "vpn-gw-q",
+        "192.168.9.0/24",
+        "10.9.0.0/16",
+        "vco-gw-q-2",
         100,
     );
-    plain["priority"] = json!(30);
-    plain["publishVpc"] = json!(true);
     let git = env.dir.path().join("git");
     let all = write_manifests(
         &git,
         &[
             // The pair swaps roles.
-            (
-                "pair-active",
-                spec("vpn-gw-a", "192.168.1.0/24", "10.1.0.0/16", "vco-gw-a-1", 0),
-            ),
-            (
-                "pair-standby",
-                spec(
-                    "vpn-gw-a",
-                    "192.168.1.0/24",
-                    "10.1.0.0/16",
-                    "vco-gw-a-2",
-                    100,
-                ),
-            ),
-            ("plain", plain),
-            (
-                "same",
-                spec(
-                    "vpn-gw-b",
-                    "192.168.3.0/24",
-                    "10.3.0.0/16",
-                    "vco-gw-b-1",
-                    100,
-                ),
-            ),
-            (
-                "new-ok",
-                spec(
-                    "vpn-gw-b",
-                    "192.168.7.0/24",
-                    "10.7.0.0/16",
-                    "vco-gw-b-1",
-                    100,
-                ),
-            ),
+            ("pair-active", pair("vco-gw-a-1", 0)),
+            ("pair-standby", pair("vco-gw-a-2", 100)),
+            ("plain", edited),
+            ("same", same),
+            ("new-ok", b("192.168.7.0/24", "10.7.0.0/16", "vco-gw-b-1")),
             (
                 "new-bad-hop",
-                spec("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-nope", 100),
+                a("192.168.8.0/24", "10.8.0.0/16", "vco-nope", 100),
             ),
-            (
-                "new-no-room",
-                spec(
-                    "vpn-gw-q",
-                    "192.168.9.0/24",
-                    "10.9.0.0/16",
-                    "vco-gw-q-2",
-                    100,
-                ),
-            ),
+            ("new-no-room", no_room),
             (
                 "console-made",
-                spec(
-                    "vpn-gw-a",
-                    "192.168.5.0/24",
-                    "10.5.0.0/16",
-                    "vco-gw-a-2",
-                    100,
-                ),
+                a("192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-2", 100),
             ),
         ],
     );

@@ -367,6 +367,18 @@ fn references(src: &str, module: &[String]) -> Vec<Reference> {
         m.extend(inline.iter().map(|(name, _)| name.clone()));
         m
     };
+    // A path kept when it starts at `crate`, `super` or `self`, in the module open at `inline`.
+    let reference = |path: Vec<String>, line: usize, inline: &[(String, usize)]| {
+        matches!(
+            path.first().map(String::as_str),
+            Some("crate" | "super" | "self")
+        )
+        .then(|| Reference {
+            line,
+            module: current(inline),
+            path,
+        })
+    };
     let mut i = 0;
     while i < toks.len() {
         match text(i) {
@@ -386,18 +398,11 @@ fn references(src: &str, module: &[String]) -> Vec<Reference> {
                 let mut j = i + 1;
                 let mut leaves = Vec::new();
                 use_tree(&toks, &mut j, &[], &mut leaves);
-                for (path, line) in leaves {
-                    if matches!(
-                        path.first().map(String::as_str),
-                        Some("crate" | "super" | "self")
-                    ) {
-                        out.push(Reference {
-                            line,
-                            module: current(&inline),
-                            path,
-                        });
-                    }
-                }
+                out.extend(
+                    leaves
+                        .into_iter()
+                        .filter_map(|(path, line)| reference(path, line, &inline)),
+                );
                 i = j;
                 continue;
             }
@@ -411,11 +416,7 @@ fn references(src: &str, module: &[String]) -> Vec<Reference> {
                     path.push(text(j + 1).to_owned());
                     j += 2;
                 }
-                out.push(Reference {
-                    line,
-                    module: current(&inline),
-                    path,
-                });
+                out.extend(reference(path, line, &inline));
                 i = j;
                 continue;
             }

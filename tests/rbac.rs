@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::command::run_ok;
 use support::emulator;
+use support::route::{create_key_secret, ready_observing, route_object};
 use support::{
     Emulator, operator_binary, plane, ready_is, repo_root, start_emulator, wait_gone, wait_route,
 };
@@ -250,13 +250,8 @@ impl Scenario {
     }
 
     async fn create(&self, name: &str, spec: Value) {
-        let obj: VpnPbrRoute = serde_json::from_value(json!({
-            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": name}, "spec": spec
-        }))
-        .expect("route");
         self.routes
-            .create(&PostParams::default(), &obj)
+            .create(&PostParams::default(), &route_object(name, spec))
             .await
             .expect("create route");
     }
@@ -275,6 +270,65 @@ impl Scenario {
             ready_is(r, ConditionStatus::True, None)
         })
         .await
+    }
+
+    /// The Secret `cloud-keys` in `ns` with a key the operator itself does not have, and the
+    /// route `name` in `ns` signed with it, Ready.
+    async fn secret_route_ready(
+        &self,
+        ns: &str,
+        name: &str,
+        src: &str,
+        dst: &str,
+        hop: &str,
+    ) -> anyhow::Result<VpnPbrRoute> {
+        create_key_secret(
+            &self.client,
+            ns,
+            "cloud-keys",
+            SECRET_KEY_ID,
+            SECRET_KEY_SECRET,
+        )
+        .await;
+        self.create(name, with_secret(src, dst, hop)).await;
+        self.ready(name).await
+    }
+
+    /// A merge patch of the route's spec; `what` names it in the panic when refused.
+    async fn patch_spec(&self, name: &str, spec: Value, what: &str) {
+        self.routes
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "spec": spec })),
+            )
+            .await
+            .expect(what);
+    }
+
+    /// Deletes the routes `names` and checks that their entries went with them, that the route
+    /// Secret was read exactly when `secret_read`, and then [`Scenario::assert_no_forbidden`].
+    async fn delete_and_check(self, names: &[&str], secret_read: bool) -> anyhow::Result<()> {
+        for name in names {
+            self.delete_and_wait(name).await?;
+        }
+        assert!(
+            self.emu.gateway_entries("vpn-gw-a").await?.is_empty(),
+            "entries deleted"
+        );
+        if secret_read {
+            assert!(
+                audit_has(&self.user, "get", "secrets"),
+                "the route Secret was read"
+            );
+        } else {
+            assert!(
+                !audit_has(&self.user, "get", "secrets"),
+                "with routeSecrets off the operator must not try to read Secrets"
+            );
+        }
+        self.assert_no_forbidden().await;
+        Ok(())
     }
 
     async fn delete_and_wait(&self, name: &str) -> anyhow::Result<()> {
@@ -347,11 +401,16 @@ impl Scenario {
     }
 }
 
+/// [`support::route::spec`] on `vpn-gw-a`.
 fn spec(src: &str, dst: &str, hop: &str, weight: i32) -> Value {
-    json!({
-        "regionId": "cn-hangzhou", "vpnGatewayId": "vpn-gw-a", "routeSource": src,
-        "routeDest": dst, "nextHop": hop, "weight": weight, "publishVpc": false
-    })
+    support::route::spec("vpn-gw-a", src, dst, hop, weight)
+}
+
+/// A route on `vpn-gw-a` of weight 100 signed with the key in the Secret `cloud-keys`.
+fn with_secret(src: &str, dst: &str, hop: &str) -> Value {
+    let mut spec = spec(src, dst, hop, 100);
+    spec["credentialsRef"] = json!({"name": "cloud-keys"});
+    spec
 }
 
 fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
@@ -386,59 +445,34 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
     .await;
     let before = s.ready("r1").await?;
     let gen_ = before.metadata.generation.unwrap_or(1) + 1;
-    s.routes
-        .patch(
-            "r1",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"weight": 0, "priority": 30, "publishVpc": true}})),
-        )
-        .await
-        .expect("patch route");
+    s.patch_spec(
+        "r1",
+        json!({"weight": 0, "priority": 30, "publishVpc": true}),
+        "patch route",
+    )
+    .await;
     s.wait_for("r1", "observed weight 0, priority 30, published", |r| {
-        r.status.as_ref().is_some_and(|st| {
-            st.observed_generation == Some(gen_)
-                && st
-                    .observed
-                    .as_ref()
-                    .is_some_and(|o| o.weight == 0 && o.priority == 30 && o.published)
-        }) && ready_is(r, ConditionStatus::True, None)
+        ready_observing(r, Some(gen_), |o| {
+            o.weight == 0 && o.priority == 30 && o.published
+        })
     })
     .await?;
 
     // A route signed with its own Secret's key (a key the operator itself does not have).
-    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &routes_ns);
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "cloud-keys"},
-        "stringData": {"accessKeyId": SECRET_KEY_ID, "accessKeySecret": SECRET_KEY_SECRET}
-    }))
-    .expect("secret");
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create secret");
-    let mut with_secret = spec("192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-2", 100);
-    with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
-    s.create("r2", with_secret).await;
-    s.ready("r2").await?;
+    s.secret_route_ready(
+        &routes_ns,
+        "r2",
+        "192.168.2.0/24",
+        "10.2.0.0/16",
+        "vco-gw-a-2",
+    )
+    .await?;
     assert_eq!(s.emu.gateway_entries("vpn-gw-a").await?.len(), 2);
-
-    for name in ["r1", "r2"] {
-        s.delete_and_wait(name).await?;
-    }
-    assert!(
-        s.emu.gateway_entries("vpn-gw-a").await?.is_empty(),
-        "entries deleted"
-    );
-    assert!(
-        audit_has(&s.user, "get", "secrets"),
-        "the route Secret was read"
-    );
     assert!(
         audit_has(&s.user, "create", "leases") || audit_has(&s.user, "patch", "leases"),
         "the lease was taken in the release namespace"
     );
-    s.assert_no_forbidden().await;
-    Ok(())
+    s.delete_and_check(&["r1", "r2"], true).await
 }
 
 /// Route Secrets with one watched namespace: the Secret is read through the Role the chart puts
@@ -451,31 +485,15 @@ async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> an
         &["routeSecrets.enabled=true", "watchNamespaces={{routes_ns}}"],
     )
     .await?;
-    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &routes_ns);
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "cloud-keys"},
-        "stringData": {"accessKeyId": SECRET_KEY_ID, "accessKeySecret": SECRET_KEY_SECRET}
-    }))
-    .expect("secret");
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create secret");
-    let mut with_secret = spec("192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-1", 100);
-    with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
-    s.create("r1", with_secret).await;
-    s.ready("r1").await?;
-    s.delete_and_wait("r1").await?;
-    assert!(
-        s.emu.gateway_entries("vpn-gw-a").await?.is_empty(),
-        "entry deleted"
-    );
-    assert!(
-        audit_has(&s.user, "get", "secrets"),
-        "the route Secret was read"
-    );
-    s.assert_no_forbidden().await;
-    Ok(())
+    s.secret_route_ready(
+        &routes_ns,
+        "r1",
+        "192.168.5.0/24",
+        "10.5.0.0/16",
+        "vco-gw-a-1",
+    )
+    .await?;
+    s.delete_and_check(&["r1"], true).await
 }
 
 /// The chart's defaults: no lease, no Secret access; a route naming a Secret is refused by the
@@ -490,51 +508,25 @@ async fn chart_rbac_with_default_values_is_enough() -> anyhow::Result<()> {
     )
     .await;
     s.ready("r1").await?;
-    s.routes
-        .patch(
-            "r1",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"weight": 0}})),
-        )
-        .await
-        .expect("patch route");
+    s.patch_spec("r1", json!({"weight": 0}), "patch route")
+        .await;
     s.wait_for("r1", "observed weight 0", |r| {
-        r.status
-            .as_ref()
-            .and_then(|st| st.observed.as_ref())
-            .is_some_and(|o| o.weight == 0)
-            && ready_is(r, ConditionStatus::True, None)
+        ready_observing(r, None, |o| o.weight == 0)
     })
     .await?;
-    let mut with_secret = spec("192.168.4.0/24", "10.4.0.0/16", "vco-gw-a-2", 100);
-    with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
-    s.create("r2", with_secret).await;
+    s.create(
+        "r2",
+        with_secret("192.168.4.0/24", "10.4.0.0/16", "vco-gw-a-2"),
+    )
+    .await;
     s.wait_for("r2", "Ready=False CredentialsSecretInvalid", |r| {
         ready_is(r, ConditionStatus::False, Some("CredentialsSecretInvalid"))
     })
     .await?;
     // A delete needs working credentials too (the operator cannot know the entry is absent
     // without asking), so drop the reference first; the default credentials then sign.
-    s.routes
-        .patch(
-            "r2",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"credentialsRef": null}})),
-        )
-        .await
-        .expect("drop credentialsRef");
+    s.patch_spec("r2", json!({"credentialsRef": null}), "drop credentialsRef")
+        .await;
     s.ready("r2").await?;
-    for name in ["r1", "r2"] {
-        s.delete_and_wait(name).await?;
-    }
-    assert!(
-        s.emu.gateway_entries("vpn-gw-a").await?.is_empty(),
-        "entries deleted"
-    );
-    assert!(
-        !audit_has(&s.user, "get", "secrets"),
-        "with routeSecrets off the operator must not try to read Secrets"
-    );
-    s.assert_no_forbidden().await;
-    Ok(())
+    s.delete_and_check(&["r1", "r2"], false).await
 }

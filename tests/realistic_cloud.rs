@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::StreamExt as _;
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
@@ -21,8 +22,9 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
 use support::env::{RouteEnv as Env, WAIT};
+use support::route::{condition, millis_rfc3339};
 use support::{eventually_ok, ready_is};
-use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, FINALIZER, VpnPbrRoute};
+use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, FINALIZER, VpnPbrRoute};
 
 const REGION: &str = emulator::REGION;
 
@@ -102,6 +104,17 @@ impl Env {
         Ok(env)
     }
 
+    /// [`Env::start_ready`] on a cloud of `gateway` alone, with `allowed_actions` and a 3 s
+    /// drift-check period.
+    async fn start_single(
+        prefix: &str,
+        gateway: Gateway,
+        allowed_actions: Option<&str>,
+    ) -> anyhow::Result<Env> {
+        let config = realistic_config(&[gateway], allowed_actions);
+        Self::start_ready(prefix, &config, "3s").await
+    }
+
     /// Waits for a Warning event about `name` with this reason.
     async fn warning(&self, name: &str, reason: &str) -> anyhow::Result<Event> {
         eventually_ok(
@@ -153,23 +166,8 @@ fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32, publish: bool) -
     })
 }
 
-fn condition<'a>(r: &'a VpnPbrRoute, type_: &str) -> Option<&'a Condition> {
-    r.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-}
-
 fn state(r: &VpnPbrRoute) -> Option<&str> {
     r.status.as_ref().and_then(|s| s.state.as_deref())
-}
-
-/// The cloud's epoch milliseconds as the status writes them: RFC 3339 with milliseconds
-/// (README.md, "Status and conditions"), as in tests/controller.rs.
-fn millis_rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .expect("ts")
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 /// `Ready` as `status/reason` for failure messages.
@@ -560,8 +558,7 @@ async fn dual_tunnel_weight_zero_routes_stay_ready_without_weight_calls() -> any
 #[tokio::test]
 async fn disagreeing_publishers_the_younger_waits_and_nothing_flips() -> anyhow::Result<()> {
     const GW: &str = "vpn-pub";
-    let gateways = [Gateway::single(GW, false, 300)];
-    let env = Env::start_ready("publishers", &realistic_config(&gateways, None), "3s").await?;
+    let env = Env::start_single("publishers", Gateway::single(GW, false, 300), None).await?;
     let hop = hop(GW, 1);
     let (dest, old_src, young_src) = ("10.70.0.0/16", "192.168.70.0/24", "192.168.71.0/24");
     env.apply("older", spec(GW, old_src, dest, &hop, 100, true))
@@ -656,12 +653,10 @@ async fn disagreeing_publishers_the_younger_waits_and_nothing_flips() -> anyhow:
 #[tokio::test]
 async fn a_key_without_delete_permission_says_which_action_is_missing() -> anyhow::Result<()> {
     const GW: &str = "vpn-ram";
-    let gateways = [Gateway::single(GW, true, 300)];
     // Every action the operator calls except the delete (pattern syntax: docs/emulator.md,
     // "Request checks").
     let policy = r#"["vpc:Describe*", "vpc:CreateVpnPbrRouteEntry", "vpc:ModifyVpnPbrRouteEntry*", "vpc:PublishVpnRouteEntry"]"#;
-    let env =
-        Env::start_ready("nodelete", &realistic_config(&gateways, Some(policy)), "3s").await?;
+    let env = Env::start_single("nodelete", Gateway::single(GW, true, 300), Some(policy)).await?;
     let hop = hop(GW, 1);
     let (src, dst) = ("192.168.80.0/24", "10.80.0.0/16");
     env.apply("r", spec(GW, src, dst, &hop, 100, true)).await;
@@ -713,12 +708,9 @@ async fn a_key_without_delete_permission_says_which_action_is_missing() -> anyho
     // The way out the condition names: keep the entry and let the object go.
     env.patch_spec("r", json!({"deletionPolicy": "Orphan"}))
         .await;
-    if let Err(e) = support::wait_gone(&env.api, "r", WAIT).await {
-        anyhow::bail!(
-            "{e} after deletionPolicy: Orphan\n--- operator log ---\n{}",
-            env.log_tail()
-        );
-    }
+    env.gone("r")
+        .await
+        .context("after deletionPolicy: Orphan")?;
     assert!(
         env.emu.entry(GW, &key).await?.is_some(),
         "Orphan keeps the entry"
@@ -729,8 +721,7 @@ async fn a_key_without_delete_permission_says_which_action_is_missing() -> anyho
 #[tokio::test]
 async fn a_deleting_gateway_ends_retries_and_lets_deletions_finish() -> anyhow::Result<()> {
     const GW: &str = "vpn-del";
-    let gateways = [Gateway::single(GW, false, 300)];
-    let env = Env::start_ready("gwdeleting", &realistic_config(&gateways, None), "3s").await?;
+    let env = Env::start_single("gwdeleting", Gateway::single(GW, false, 300), None).await?;
     let hop = hop(GW, 1);
     let (src, dst) = ("192.168.90.0/24", "10.90.0.0/16");
     env.apply("r", spec(GW, src, dst, &hop, 100, false)).await;
@@ -743,13 +734,7 @@ async fn a_deleting_gateway_ends_retries_and_lets_deletions_finish() -> anyhow::
     )
     .await?;
     env.delete("r").await;
-    if let Err(e) = support::wait_gone(&env.api, "r", Duration::from_secs(20)).await {
-        let status = env.api.get_opt("r").await?.and_then(|r| r.status);
-        anyhow::bail!(
-            "{e}; status {status:?}\n--- operator log ---\n{}",
-            env.log_tail()
-        );
-    }
+    env.gone_within("r", Duration::from_secs(20)).await?;
     // Time for a retry that should not happen.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let refused = env.calls_with_code("IncorrectStatus.VpnGateway").await?;
@@ -802,8 +787,7 @@ async fn a_third_of_140_routes_on_one_gateway_deleted_while_the_rest_resync() ->
     // (docs/architecture.md, "Evidence of absence").
     const GW: &str = "vpn-pages";
     const ROUTES: usize = 140;
-    let gateways = [Gateway::single(GW, false, 100)];
-    let env = Env::start_ready("pages", &realistic_config(&gateways, None), "3s").await?;
+    let env = Env::start_single("pages", Gateway::single(GW, false, 100), None).await?;
     let planned: Vec<Planned> = (0..ROUTES)
         .map(|i| {
             let source = format!("192.168.{}.0/24", i % 7);
@@ -1000,8 +984,7 @@ async fn a_list_that_never_adds_up_holds_a_deletion_and_keeps_routes_ready() -> 
     // concluded from one (README.md, troubleshooting `ListInconsistent`).
     const GW: &str = "vpn-churn";
     const ROUTES: usize = 52;
-    let gateways = [Gateway::single(GW, false, 100)];
-    let env = Env::start_ready("churn", &realistic_config(&gateways, None), "3s").await?;
+    let env = Env::start_single("churn", Gateway::single(GW, false, 100), None).await?;
     let hop = hop(GW, 1);
     let name = |i: usize| format!("c{i:02}");
     let key = |i: usize| {

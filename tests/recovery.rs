@@ -12,12 +12,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
 use support::env::{RouteEnv as Env, WAIT, tail};
 use support::eventually_ok;
-use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, FINALIZER, VpnPbrRoute};
+use support::route::{condition, create_key_secret};
+use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, FINALIZER, VpnPbrRoute};
 
 const PAUSED: &str = "vpn.alicloud.dev/paused";
 
@@ -43,16 +44,7 @@ impl Env {
 
     /// A Secret `name` holding the access key `id` with `secret`.
     async fn create_secret_of(&self, name: &str, id: &str, secret: &str) {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "stringData": {"accessKeyId": id, "accessKeySecret": secret}
-        }))
-        .expect("secret");
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("create secret");
+        create_key_secret(&self.client, &self.ns, name, id, secret).await;
     }
 
     /// Gives a wrong cleanup of route `name` on `vpn-gw-a` time to happen, then checks that
@@ -86,17 +78,9 @@ impl Env {
     }
 }
 
+/// [`support::route::spec`] of weight 100.
 fn spec(gw: &str, src: &str, dst: &str, hop: &str) -> Value {
-    json!({
-        "regionId": "cn-hangzhou", "vpnGatewayId": gw, "routeSource": src, "routeDest": dst,
-        "nextHop": hop, "weight": 100, "publishVpc": false
-    })
-}
-
-fn condition<'a>(r: &'a VpnPbrRoute, type_: &str) -> Option<&'a Condition> {
-    r.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+    support::route::spec(gw, src, dst, hop, 100)
 }
 
 fn client_token(r: &VpnPbrRoute) -> Option<&str> {

@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use kube::api::ListParams;
 use serde_json::{Value, json};
 use support::emulator::{self, bench_config_yaml, connection_id, gateway_id};
 use support::env::{RouteEnv as Env, tail};
+use support::route::synced_is;
 use support::{eventually, ready_is};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
@@ -151,7 +153,8 @@ async fn all_ready_then_stopped(
     for i in 0..routes {
         env.apply(&format!("r{i:02}"), spec(i % gateways, i)).await;
     }
-    eventually(Duration::from_secs(120), "every route Ready", || async {
+    let two_minutes = Duration::from_secs(120);
+    eventually_logged(&env, two_minutes, "every route Ready", || async {
         let listed = env.api.list(&ListParams::default()).await.ok()?.items;
         let ready = listed
             .iter()
@@ -159,12 +162,27 @@ async fn all_ready_then_stopped(
             .count();
         (ready == routes).then_some(())
     })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))?;
+    .await?;
     // Let the first operator's read-backs end, then stop it.
     quiet(&env, Duration::from_secs(2)).await?;
     env.op.terminate();
     Ok(env)
+}
+
+/// [`eventually`], with the end of the operator's log in the error.
+async fn eventually_logged<T, F, Fut>(
+    env: &Env,
+    timeout: Duration,
+    what: &str,
+    check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually(timeout, what, check)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))
 }
 
 type Written = Arc<Mutex<Vec<VpnPbrRoute>>>;
@@ -225,46 +243,25 @@ async fn a_restart_into_a_failing_cloud_keeps_every_route_ready() -> anyhow::Res
     let (_, written, recorder) = record_writes(&env).await?;
     env.op.restart()?;
     env.op.wait_ready(Duration::from_secs(60)).await?;
-    eventually(
-        Duration::from_secs(60),
-        "a failed read reported",
-        || async {
-            let w = written.lock().unwrap_or_else(PoisonError::into_inner);
-            w.iter()
-                .any(|r| {
-                    r.status.as_ref().is_some_and(|s| {
-                        s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Synced" && c.status == ConditionStatus::False)
-                    })
-                })
-                .then_some(())
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))?;
+    let minute = Duration::from_secs(60);
+    eventually_logged(&env, minute, "a failed read reported", || async {
+        let w = written.lock().unwrap_or_else(PoisonError::into_inner);
+        w.iter()
+            .any(|r| synced_is(r, ConditionStatus::False))
+            .then_some(())
+    })
+    .await?;
     env.emu
         .set_faults(&json!({"rate_limit_per_second": null, "rules": []}))
         .await?;
-    eventually(
-        Duration::from_secs(60),
-        "every route Synced again",
-        || async {
-            let listed = env.api.list(&ListParams::default()).await.ok()?.items;
-            listed
-                .iter()
-                .all(|r| {
-                    r.status.as_ref().is_some_and(|s| {
-                        s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Synced" && c.status == ConditionStatus::True)
-                    })
-                })
-                .then_some(())
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n--- operator log ---\n{}", env.log_tail()))?;
+    eventually_logged(&env, minute, "every route Synced again", || async {
+        let listed = env.api.list(&ListParams::default()).await.ok()?.items;
+        listed
+            .iter()
+            .all(|r| synced_is(r, ConditionStatus::True))
+            .then_some(())
+    })
+    .await?;
     recorder.abort();
     let flips = flips(&written);
     assert!(

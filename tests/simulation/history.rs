@@ -263,6 +263,23 @@ impl Gen {
         (!v.is_empty()).then(|| v[self.rng.random_range(0..v.len())])
     }
 
+    /// Flips the `flag` of a live object that `eligible` admits: the step that says so.
+    fn toggle(
+        &mut self,
+        eligible: impl Fn(&GObj) -> bool,
+        flag: fn(&mut GObj) -> &mut bool,
+        step: fn(String, bool) -> Op,
+    ) -> Option<Op> {
+        let all = self.alive(eligible);
+        self.pick(&all).map(|i| {
+            let o = &mut self.objs[i];
+            let flag = flag(o);
+            *flag = !*flag;
+            let on = *flag;
+            step(o.name.clone(), on)
+        })
+    }
+
     fn live_gw(&mut self) -> usize {
         let live: Vec<usize> = (0..self.gws.len()).filter(|g| !self.gw_gone[*g]).collect();
         live[self.rng.random_range(0..live.len())]
@@ -633,28 +650,16 @@ impl Gen {
                     self.revert = Some(op.clone());
                 }
             }),
-            55..60 => {
-                let all = self.alive(|_| true);
-                self.pick(&all).map(|i| {
-                    let o = &mut self.objs[i];
-                    o.paused = !o.paused;
-                    Op::Pause {
-                        name: o.name.clone(),
-                        on: o.paused,
-                    }
-                })
-            }
-            60..63 => {
-                let all = self.alive(|o| !matches!(o.role, Role::Pair(_)));
-                self.pick(&all).map(|i| {
-                    let o = &mut self.objs[i];
-                    o.adopt = !o.adopt;
-                    Op::Adopt {
-                        name: o.name.clone(),
-                        on: o.adopt,
-                    }
-                })
-            }
+            55..60 => self.toggle(
+                |_| true,
+                |o| &mut o.paused,
+                |name, on| Op::Pause { name, on },
+            ),
+            60..63 => self.toggle(
+                |o| !matches!(o.role, Role::Pair(_)),
+                |o| &mut o.adopt,
+                |name, on| Op::Adopt { name, on },
+            ),
             63..75 => {
                 let all = self.alive(|_| true);
                 self.pick(&all).map(|i| {

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
 use super::emulator::{KEY_ID, KEY_SECRET};
+pub use super::route::spec;
 use super::{Emulator, Operator, ready_is, start_emulator, start_operator, wait_route};
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -202,14 +203,6 @@ impl Drop for CliEnv {
     fn drop(&mut self) {
         self.stop_operator();
     }
-}
-
-/// A spec on `cn-hangzhou`, not published, with the default priority.
-pub fn spec(gw: &str, src: &str, dst: &str, hop: &str, weight: i32) -> Value {
-    json!({
-        "regionId": "cn-hangzhou", "vpnGatewayId": gw, "routeSource": src, "routeDest": dst,
-        "nextHop": hop, "weight": weight, "publishVpc": false
-    })
 }
 
 /// The route `name` as YAML, with these annotations (an object; `{}` for none).

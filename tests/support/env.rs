@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
+use super::route::route_object;
 use super::{
     Emulator, Operator, emulator, eventually_ok, ready_is, setup, start_emulator, start_operator,
     wait_gone, wait_route,
@@ -64,15 +65,21 @@ impl RouteEnv {
     }
 
     pub async fn apply(&self, name: &str, spec: Value) {
-        let obj: VpnPbrRoute = serde_json::from_value(json!({
-            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
-            "metadata": {"name": name}, "spec": spec
-        }))
-        .expect("route");
         self.api
-            .create(&PostParams::default(), &obj)
+            .create(&PostParams::default(), &route_object(name, spec))
             .await
             .unwrap_or_else(|e| panic!("create route {name}: {e}"));
+    }
+
+    /// Applies the routes, then waits until each is Ready.
+    pub async fn apply_ready(&self, routes: &[(&str, Value)]) -> anyhow::Result<()> {
+        for (name, spec) in routes {
+            self.apply(name, spec.clone()).await;
+        }
+        for (name, _) in routes {
+            self.ready(name).await?;
+        }
+        Ok(())
     }
 
     pub async fn patch_spec(&self, name: &str, spec: Value) {
@@ -92,6 +99,12 @@ impl RouteEnv {
             .delete(name, &DeleteParams::default())
             .await
             .unwrap_or_else(|e| panic!("delete route {name}: {e}"));
+    }
+
+    /// Deletes the route and waits until it is gone.
+    pub async fn delete_and_wait(&self, name: &str) -> anyhow::Result<()> {
+        self.delete(name).await;
+        self.gone(name).await
     }
 
     /// Waits until `check` holds for the object, with the operator log in the failure message.

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod env;
+pub mod route;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,16 @@ pub async fn setup(prefix: &str) -> anyhow::Result<(kube::Client, String)> {
     vpn_pbr_harness::install_crd(&client, &repo_root()).await?;
     let ns = vpn_pbr_harness::namespace(&client, prefix).await?;
     Ok((client, ns))
+}
+
+/// Who holds the Lease `lease` of `ns`, when it can be read and is held.
+pub async fn lease_holder(client: &kube::Client, ns: &str, lease: &str) -> Option<String> {
+    kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns)
+        .get_opt(lease)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
 }
 
 /// [`eventually`] for a check that can fail: polls until `check` returns `Ok(Some(_))`; its
