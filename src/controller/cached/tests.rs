@@ -1,1 +1,396 @@
-//! Table tests of the read cache store, call by call.
+//! Table tests of the read cache's store, call by call: each case is a script of the calls a
+//! reconcile and the driver make at virtual instants, each with what it must answer. The races
+//! the driver meets are steps like any other: readers joining a read under way, our own change
+//! accepted while a list is on the wire, an invalidation meanwhile.
+
+use std::time::Duration;
+
+use kube::runtime::reflector::ObjectRef;
+
+use super::*;
+use crate::controller::model::{EntryState, RouteId};
+use alicloud_vpc_client::{ApiError, ErrorClass};
+
+const FACTS_AGE: Duration = Duration::from_secs(600);
+const LIST_AGE: Duration = Duration::from_secs(5);
+
+/// One step of a script.
+enum Step {
+    /// The clock moves to this many milliseconds after the start.
+    At(u64),
+    /// Route `i` reads at `class`: what it gets, and what the driver must do about the flight.
+    Read(usize, Priority, &'static str, Flight),
+    /// The driver's background read ended: the owners to wake.
+    Ended(Result<bool, CloudError>, &'static [&'static str]),
+    /// What the waiters need that the store lacks: (facts, list).
+    Stale(bool, bool),
+    /// The driver read the facts.
+    Facts,
+    /// A list call starts.
+    ListStarted,
+    /// The list call ends with these routes (or no answer); then the cached list.
+    ListEnded(Option<&'static [usize]>, &'static str),
+    /// Our own create of route `i` was accepted (its answer named the entry).
+    Apply(usize),
+    Invalidate,
+    /// Whether a reconcile may wait for the read under way.
+    MayAwait(bool),
+}
+
+fn entry(i: usize) -> Entry {
+    Entry {
+        route_source: format!("s{i}"),
+        route_dest: "10.0.0.0/16".into(),
+        next_hop: "vco-a".into(),
+        weight: 100,
+        priority: 10,
+        state: EntryState::from("published"),
+        create_time: 1,
+        vpn_instance_id: "vpn-a".into(),
+    }
+}
+
+fn create(i: usize) -> Mutation {
+    Mutation::Create {
+        route: RouteId {
+            route_source: format!("s{i}"),
+            route_dest: "10.0.0.0/16".into(),
+            next_hop: "vco-a".into(),
+        },
+        weight: 100,
+        priority: Some(10),
+        publish_vpc: false,
+        description: None,
+        overlay_mode: None,
+        client_token: format!("token-{i}"),
+    }
+}
+
+fn facts() -> GatewayFacts {
+    GatewayFacts {
+        status: "active".into(),
+        supports_priority: true,
+        dual_tunnel: false,
+        spec: None,
+    }
+}
+
+fn unavailable() -> CloudError {
+    CloudError::Api(Box::new(ApiError {
+        action: "DescribeVpnPbrRouteEntries",
+        http_status: 503,
+        code: "ServiceUnavailable".into(),
+        message: "ServiceUnavailable (a scripted answer)".into(),
+        request_id: None,
+        host_id: None,
+        recommend: None,
+        retry_after: None,
+        class: ErrorClass::Transient,
+    }))
+}
+
+fn owner(i: usize) -> Owner {
+    ObjectRef::new(&format!("r{i}")).within("ns")
+}
+
+/// A list in a few words: the sources it holds, in order.
+fn sources(list: &[Entry]) -> String {
+    let s: Vec<&str> = list.iter().map(|e| e.route_source.as_str()).collect();
+    format!("[{}]", s.join(","))
+}
+
+fn shown(read: &Read) -> String {
+    match read {
+        Read::Ready { entries, .. } => format!("ready {}", sources(entries)),
+        Read::Pending => "pending".into(),
+        Read::Failed(e) => format!("failed {}", e.code()),
+    }
+}
+
+struct Run {
+    cached: Cached,
+    start: Instant,
+    now: Instant,
+    /// The epoch and start of the list call under way.
+    listing: Option<(u64, Instant)>,
+}
+
+impl Run {
+    fn script(name: &str, steps: Vec<Step>) {
+        let start = Instant::now();
+        let mut run = Self {
+            cached: Cached::default(),
+            start,
+            now: start,
+            listing: None,
+        };
+        for (n, step) in steps.into_iter().enumerate() {
+            run.step(name, n, step);
+        }
+    }
+
+    fn step(&mut self, name: &str, n: usize, step: Step) {
+        let at = format!("{name}: step {n}");
+        match step {
+            Step::At(ms) => self.now = self.start + Duration::from_millis(ms),
+            Step::Read(i, class, want, flight) => {
+                let need = Need::within(FACTS_AGE, LIST_AGE, self.now);
+                let (read, got) = self.cached.read(&owner(i), need, class, self.now);
+                assert_eq!((shown(&read).as_str(), got), (want, flight), "{at} (r{i})");
+            }
+            Step::Ended(outcome, want) => {
+                let mut woken: Vec<String> = self
+                    .cached
+                    .read_ended(outcome, self.now)
+                    .into_iter()
+                    .map(|o| o.name)
+                    .collect();
+                woken.sort();
+                assert_eq!(woken, want, "{at}");
+            }
+            Step::Stale(facts, list) => {
+                let got = (self.cached.facts_stale(), self.cached.list_stale());
+                assert_eq!(got, (facts, list), "{at}");
+            }
+            Step::Facts => self.cached.facts_read(facts(), self.now),
+            Step::ListStarted => self.listing = Some((self.cached.list_started(), self.now)),
+            Step::ListEnded(routes, want) => {
+                let (epoch, started) = self.listing.take().expect("a list under way");
+                let list = routes.map(|r| Arc::new(r.iter().map(|i| entry(*i)).collect()));
+                self.cached.list_ended(epoch, started, list);
+                let got = self
+                    .cached
+                    .fresh_entries(Duration::MAX, self.now)
+                    .map_or("none".into(), |l| sources(&l));
+                assert_eq!(got, want, "{at}");
+            }
+            Step::Apply(i) => self.cached.apply(&create(i), Some(&entry(i))),
+            Step::Invalidate => self.cached.invalidate(),
+            Step::MayAwait(want) => {
+                assert_eq!(self.cached.may_await_first_read(), want, "{at}");
+            }
+        }
+    }
+}
+
+/// A first background read of facts and list (route 1 waiting) that shows `routes`.
+fn first_read(routes: &'static [usize], list: &'static str) -> Vec<Step> {
+    use Step::*;
+    vec![
+        Read(
+            1,
+            Priority::Progress,
+            "pending",
+            Flight::Start(Priority::Progress),
+        ),
+        Stale(true, true),
+        Facts,
+        Stale(false, true),
+        ListStarted,
+        ListEnded(Some(routes), list),
+        Ended(Ok(true), &["r1"]),
+    ]
+}
+
+#[test]
+fn one_background_read_serves_every_reader_of_a_gateway() {
+    use Step::*;
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "readers join the read under way; a higher class raises it, a lower one does not",
+            vec![
+                Read(
+                    1,
+                    Priority::Background,
+                    "pending",
+                    Flight::Start(Priority::Background),
+                ),
+                Read(2, Priority::Background, "pending", Flight::None),
+                Read(
+                    3,
+                    Priority::Progress,
+                    "pending",
+                    Flight::Raise(Priority::Progress),
+                ),
+                Read(4, Priority::Background, "pending", Flight::None),
+                Facts,
+                ListStarted,
+                ListEnded(Some(&[1]), "[s1]"),
+                Ended(Ok(true), &["r1", "r2", "r3", "r4"]),
+                Read(2, Priority::Progress, "ready [s1]", Flight::None),
+            ],
+        ),
+        (
+            "a list slower than its maximum age still answers the readers that waited for it, \
+             once each; others read again",
+            [
+                first_read(&[1], "[s1]"),
+                vec![
+                    At(60_000),
+                    Read(1, Priority::Progress, "ready [s1]", Flight::None),
+                    Read(
+                        1,
+                        Priority::Progress,
+                        "pending",
+                        Flight::Start(Priority::Progress),
+                    ),
+                    Read(2, Priority::Progress, "pending", Flight::None),
+                    // The facts are young enough: only the list is read.
+                    Stale(false, true),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
+        (
+            "a failed read answers every reader with its error for a while, then is tried again",
+            vec![
+                Read(
+                    1,
+                    Priority::Progress,
+                    "pending",
+                    Flight::Start(Priority::Progress),
+                ),
+                Ended(Err(unavailable()), &["r1"]),
+                At(1_000),
+                Read(
+                    1,
+                    Priority::Progress,
+                    "failed ServiceUnavailable",
+                    Flight::None,
+                ),
+                Read(
+                    2,
+                    Priority::Progress,
+                    "failed ServiceUnavailable",
+                    Flight::None,
+                ),
+                At(2_000),
+                Read(
+                    2,
+                    Priority::Progress,
+                    "pending",
+                    Flight::Start(Priority::Progress),
+                ),
+            ],
+        ),
+        (
+            "a reconcile may wait for the gateway's first read, once",
+            vec![
+                MayAwait(false),
+                Read(
+                    1,
+                    Priority::Progress,
+                    "pending",
+                    Flight::Start(Priority::Progress),
+                ),
+                MayAwait(true),
+                MayAwait(false),
+            ],
+        ),
+        (
+            "no reconcile waits for a later read",
+            [
+                first_read(&[], "[]"),
+                vec![
+                    At(60_000),
+                    Read(
+                        2,
+                        Priority::Progress,
+                        "pending",
+                        Flight::Start(Priority::Progress),
+                    ),
+                    MayAwait(false),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::script(name, steps);
+    }
+}
+
+#[test]
+fn our_own_changes_show_at_once_and_survive_a_list_that_raced_them() {
+    use Step::*;
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "an accepted change shows in the cached list without a list call",
+            [
+                first_read(&[1], "[s1]"),
+                vec![
+                    Apply(2),
+                    Read(1, Priority::Progress, "ready [s1,s2]", Flight::None),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
+        (
+            "a list that was on the wire when our change was accepted keeps it (replayed)",
+            [
+                first_read(&[1], "[s1]"),
+                vec![ListStarted, Apply(2), ListEnded(Some(&[1]), "[s1,s2]")],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
+        (
+            "a list that already shows the change is kept as is",
+            vec![ListStarted, Apply(2), ListEnded(Some(&[2]), "[s2]")],
+        ),
+        (
+            "after an invalidation a list that started before is not kept",
+            [
+                first_read(&[1], "[s1]"),
+                vec![
+                    ListStarted,
+                    Apply(2),
+                    Invalidate,
+                    ListEnded(Some(&[1]), "none"),
+                ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
+        (
+            "a list call that got no answer keeps what was cached",
+            [
+                first_read(&[1], "[s1]"),
+                vec![ListStarted, Apply(2), ListEnded(None, "[s1,s2]")],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
+        (
+            "changes kept for a list that did not end are not replayed on the next",
+            vec![
+                ListStarted,
+                Apply(2),
+                // Its call was dropped; the next list starts after the change.
+                ListStarted,
+                ListEnded(Some(&[1]), "[s1]"),
+            ],
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::script(name, steps);
+    }
+}
+
+#[test]
+fn a_list_that_missed_more_changes_than_are_kept_is_dropped() {
+    use Step::*;
+    let mut steps = vec![ListStarted];
+    steps.extend((0..=REPLAY_MAX).map(|i| Apply(i + 10)));
+    steps.push(ListEnded(Some(&[1]), "none"));
+    Run::script("too many changes under one list", steps);
+}
