@@ -28,6 +28,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "sync",
             "controller::error",
             "controller::event",
+            "controller::fixtures",
             "controller::job",
             "controller::model",
             "controller::plan",

@@ -134,9 +134,9 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::controller::model::{Accepted, CredentialsHandle, Entry, GatewayFacts, Mutation};
+    use crate::controller::fixtures::scope_on;
+    use crate::controller::model::{Accepted, Entry, GatewayFacts, Mutation};
     use crate::controller::port::CloudFuture;
-    use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
 
     /// Answers `GetCallerIdentity` after 100 ms: `acct-<key>`, or a failure for key `bad`.
     #[derive(Default)]
@@ -167,16 +167,7 @@ mod tests {
     }
 
     fn scope(key: &str) -> Scope {
-        let provider: Arc<dyn CredentialsProvider> =
-            Arc::new(StaticCredentials::new(Credentials::new("id", "secret")));
-        Scope {
-            region_id: "cn-hangzhou".into(),
-            vpn_gateway_id: "vpn-a".into(),
-            credentials: CredentialsHandle {
-                key: key.into(),
-                provider,
-            },
-        }
+        scope_on("vpn-a", key)
     }
 
     fn known(a: &Account) -> Option<&str> {

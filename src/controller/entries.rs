@@ -253,14 +253,14 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use kube::runtime::reflector::ObjectRef;
     use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
     use crate::controller::cached::FAILED_READ_TTL;
-    use crate::controller::model::{Accepted, CredentialsHandle, Freshness};
+    use crate::controller::fixtures::{entry_of as entry, owner, scope_on};
+    use crate::controller::model::{Accepted, Freshness};
     use crate::controller::port::CloudFuture;
-    use alicloud_vpc_client::{ApiError, CredentialsProvider, ErrorClass, StaticCredentials};
+    use alicloud_vpc_client::{ApiError, ErrorClass};
 
     const FACTS_AGE: Duration = Duration::from_secs(600);
     const LIST_AGE: Duration = Duration::from_secs(5);
@@ -343,35 +343,8 @@ mod tests {
         }
     }
 
-    fn entry(source: &str) -> Entry {
-        Entry {
-            route_source: source.into(),
-            route_dest: "10.0.0.0/16".into(),
-            next_hop: "vco-a".into(),
-            weight: 100,
-            priority: 10,
-            state: "published".into(),
-            create_time: 0,
-            vpn_instance_id: "vpn-a".into(),
-        }
-    }
-
     fn scope(gateway: &str) -> Scope {
-        let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
-            alicloud_vpc_client::Credentials::new("id", "secret"),
-        ));
-        Scope {
-            region_id: "cn-hangzhou".into(),
-            vpn_gateway_id: gateway.into(),
-            credentials: CredentialsHandle {
-                key: "default".into(),
-                provider,
-            },
-        }
-    }
-
-    fn owner(i: usize) -> Owner {
-        ObjectRef::new(&format!("r{i}")).within("ns")
+        scope_on(gateway, "default")
     }
 
     fn setup() -> (Arc<FakeCloud>, GatewayCache, mpsc::UnboundedReceiver<Owner>) {

@@ -10,6 +10,8 @@ pub(crate) mod entries;
 pub(crate) mod error;
 pub(crate) mod estimate;
 pub(crate) mod event;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub(crate) mod job;
 pub(crate) mod metrics;
 pub(crate) mod model;

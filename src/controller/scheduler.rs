@@ -377,15 +377,14 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use kube::runtime::reflector::ObjectRef;
+    use crate::controller::fixtures::{api_error, entry_of, owner, scope};
 
     use crate::controller::job::Stall;
-    use crate::controller::model::{Accepted, CredentialsHandle, Entry, GatewayFacts, RouteId};
+    use crate::controller::model::{Accepted, Entry, GatewayFacts, RouteId};
     use crate::controller::port::CloudFuture;
     use crate::controller::queue::{LIST_LAG_MAX, STALL_AFTER, STALL_READS, VERIFY_TRIES};
     use alicloud_vpc_client::{
-        ApiError, CloudError, CredentialsProvider, ErrorClass, Priority, RateLimitConfig,
-        RateLimiter, StaticCredentials, current_priority,
+        CloudError, ErrorClass, Priority, RateLimitConfig, RateLimiter, current_priority,
     };
 
     /// A gateway that stays `updating` for `update` after each accepted change and refuses
@@ -450,31 +449,13 @@ mod tests {
         }
     }
 
-    fn api_error(
-        action: &'static str,
-        http_status: u16,
-        code: &str,
-        class: ErrorClass,
-    ) -> CloudError {
-        CloudError::Api(Box::new(ApiError {
-            action,
-            http_status,
-            code: code.into(),
-            message: format!("{code} (a fake answer)"),
-            request_id: None,
-            host_id: None,
-            recommend: None,
-            retry_after: None,
-            class,
-        }))
-    }
-
     fn busy_error() -> CloudError {
         api_error(
             "CreateVpnPbrRouteEntry",
             400,
             "VpnGateway.Configuring",
             ErrorClass::GatewayBusy,
+            None,
         )
     }
 
@@ -486,6 +467,7 @@ mod tests {
                 503,
                 "ServiceUnavailable",
                 ErrorClass::Transient,
+                None,
             ));
         }
         Ok(())
@@ -502,16 +484,7 @@ mod tests {
                 Ok(visible
                     .into_iter()
                     .filter(|(_, at)| *at <= now)
-                    .map(|(src, _)| Entry {
-                        route_source: src,
-                        route_dest: "10.0.0.0/16".into(),
-                        next_hop: "vco-a".into(),
-                        weight: 100,
-                        priority: 10,
-                        state: "published".into(),
-                        create_time: 1,
-                        vpn_instance_id: "vpn-a".into(),
-                    })
+                    .map(|(src, _)| entry_of(&src))
                     .collect())
             })
         }
@@ -571,24 +544,6 @@ mod tests {
                 })
             })
         }
-    }
-
-    fn scope() -> Scope {
-        let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
-            alicloud_vpc_client::Credentials::new("id", "secret"),
-        ));
-        Scope {
-            region_id: "cn-hangzhou".into(),
-            vpn_gateway_id: "vpn-a".into(),
-            credentials: CredentialsHandle {
-                key: "default".into(),
-                provider,
-            },
-        }
-    }
-
-    fn owner(i: usize) -> Owner {
-        ObjectRef::new(&format!("r{i}")).within("ns")
     }
 
     fn publish(i: usize) -> Mutation {

@@ -12,11 +12,11 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::controller::entries::GatewayCache;
+use crate::controller::fixtures::scope;
 use crate::controller::job::JobView;
-use crate::controller::model::{CredentialsHandle, RouteId};
+use crate::controller::model::RouteId;
 use crate::controller::scheduler::{Scheduler, SchedulerConfig};
 use alicloud_vpc_client::NOT_SENT;
-use alicloud_vpc_client::{CredentialsProvider, StaticCredentials};
 
 const ME: &str = "vpn-pbr-operator-0";
 const MARGIN: Duration = Duration::from_secs(4);
@@ -105,20 +105,6 @@ impl CloudPort for SlowCloud {
                 entry: None,
             })
         })
-    }
-}
-
-fn scope() -> Scope {
-    let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
-        alicloud_vpc_client::Credentials::new("id", "secret"),
-    ));
-    Scope {
-        region_id: "cn-hangzhou".into(),
-        vpn_gateway_id: "vpn-a".into(),
-        credentials: CredentialsHandle {
-            key: "default".into(),
-            provider,
-        },
     }
 }
 

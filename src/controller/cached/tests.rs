@@ -5,11 +5,9 @@
 
 use std::time::Duration;
 
-use kube::runtime::reflector::ObjectRef;
-
 use super::*;
-use crate::controller::model::{EntryState, RouteId};
-use alicloud_vpc_client::{ApiError, ErrorClass};
+use crate::controller::fixtures::{Joined, api_error, create, entry, facts, owner};
+use alicloud_vpc_client::ErrorClass;
 
 const FACTS_AGE: Duration = Duration::from_secs(600);
 const LIST_AGE: Duration = Duration::from_secs(5);
@@ -37,60 +35,14 @@ enum Step {
     MayAwait(bool),
 }
 
-fn entry(i: usize) -> Entry {
-    Entry {
-        route_source: format!("s{i}"),
-        route_dest: "10.0.0.0/16".into(),
-        next_hop: "vco-a".into(),
-        weight: 100,
-        priority: 10,
-        state: EntryState::from("published"),
-        create_time: 1,
-        vpn_instance_id: "vpn-a".into(),
-    }
-}
-
-fn create(i: usize) -> Mutation {
-    Mutation::Create {
-        route: RouteId {
-            route_source: format!("s{i}"),
-            route_dest: "10.0.0.0/16".into(),
-            next_hop: "vco-a".into(),
-        },
-        weight: 100,
-        priority: Some(10),
-        publish_vpc: false,
-        description: None,
-        overlay_mode: None,
-        client_token: format!("token-{i}"),
-    }
-}
-
-fn facts() -> GatewayFacts {
-    GatewayFacts {
-        status: "active".into(),
-        supports_priority: true,
-        dual_tunnel: false,
-        spec: None,
-    }
-}
-
 fn unavailable() -> CloudError {
-    CloudError::Api(Box::new(ApiError {
-        action: "DescribeVpnPbrRouteEntries",
-        http_status: 503,
-        code: "ServiceUnavailable".into(),
-        message: "ServiceUnavailable (a scripted answer)".into(),
-        request_id: None,
-        host_id: None,
-        recommend: None,
-        retry_after: None,
-        class: ErrorClass::Transient,
-    }))
-}
-
-fn owner(i: usize) -> Owner {
-    ObjectRef::new(&format!("r{i}")).within("ns")
+    api_error(
+        "DescribeVpnPbrRouteEntries",
+        503,
+        "ServiceUnavailable",
+        ErrorClass::Transient,
+        None,
+    )
 }
 
 /// A list in a few words: the sources it holds, in order.
@@ -239,9 +191,7 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
                     Stale(false, true),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            .joined(),
         ),
         (
             "a failed read answers every reader with its error for a while, then is tried again",
@@ -304,9 +254,7 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
                     MayAwait(false),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            .joined(),
         ),
     ];
     for (name, steps) in cases {
@@ -327,9 +275,7 @@ fn our_own_changes_show_at_once_and_survive_a_list_that_raced_them() {
                     Read(1, Priority::Progress, "ready [s1,s2]", Flight::None),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            .joined(),
         ),
         (
             "a list that was on the wire when our change was accepted keeps it (replayed)",
@@ -337,9 +283,7 @@ fn our_own_changes_show_at_once_and_survive_a_list_that_raced_them() {
                 first_read(&[1], "[s1]"),
                 vec![ListStarted, Apply(2), ListEnded(Some(&[1]), "[s1,s2]")],
             ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            .joined(),
         ),
         (
             "a list that already shows the change is kept as is",
@@ -356,9 +300,7 @@ fn our_own_changes_show_at_once_and_survive_a_list_that_raced_them() {
                     ListEnded(Some(&[1]), "none"),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            .joined(),
         ),
         (
             "a list call that got no answer keeps what was cached",
@@ -366,9 +308,7 @@ fn our_own_changes_show_at_once_and_survive_a_list_that_raced_them() {
                 first_read(&[1], "[s1]"),
                 vec![ListStarted, Apply(2), ListEnded(None, "[s1,s2]")],
             ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            .joined(),
         ),
         (
             "changes kept for a list that did not end are not replayed on the next",

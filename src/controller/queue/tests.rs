@@ -6,11 +6,8 @@
 
 use std::time::Duration;
 
-use kube::runtime::reflector::ObjectRef;
-
 use super::*;
-use crate::controller::model::{CredentialsHandle, EntryState, RouteId};
-use alicloud_vpc_client::{ApiError, Credentials, CredentialsProvider, StaticCredentials};
+use crate::controller::fixtures::{Joined, api_error, create, entry, owner, publish, scope};
 
 /// One step of a script.
 enum Step {
@@ -24,46 +21,6 @@ enum Step {
     View(usize, &'static str),
     /// A driver event and the commands it must give.
     On(Event, &'static [&'static str]),
-}
-
-fn route(i: usize) -> RouteId {
-    RouteId {
-        route_source: format!("s{i}"),
-        route_dest: "10.0.0.0/16".into(),
-        next_hop: "vco-a".into(),
-    }
-}
-
-fn create(i: usize) -> Mutation {
-    Mutation::Create {
-        route: route(i),
-        weight: 100,
-        priority: Some(10),
-        publish_vpc: false,
-        description: None,
-        overlay_mode: None,
-        client_token: format!("token-{i}"),
-    }
-}
-
-fn publish(i: usize) -> Mutation {
-    Mutation::Publish {
-        route: route(i),
-        publish_vpc: true,
-    }
-}
-
-fn entry(i: usize) -> Entry {
-    Entry {
-        route_source: format!("s{i}"),
-        route_dest: "10.0.0.0/16".into(),
-        next_hop: "vco-a".into(),
-        weight: 100,
-        priority: 10,
-        state: EntryState::from("published"),
-        create_time: 1,
-        vpn_instance_id: "vpn-a".into(),
-    }
 }
 
 fn accepted() -> Event {
@@ -82,17 +39,14 @@ fn accepted_with(i: usize) -> Event {
 }
 
 fn error(code: &str, http_status: u16, class: ErrorClass, retry_after: Option<u64>) -> CloudError {
-    CloudError::Api(Box::new(ApiError {
-        action: "CreateVpnPbrRouteEntry",
+    let retry_after = retry_after.map(Duration::from_millis);
+    api_error(
+        "CreateVpnPbrRouteEntry",
         http_status,
-        code: code.into(),
-        message: format!("{code} (a scripted answer)"),
-        request_id: None,
-        host_id: None,
-        recommend: None,
-        retry_after: retry_after.map(Duration::from_millis),
+        code,
         class,
-    }))
+        retry_after,
+    )
 }
 
 fn busy() -> CloudError {
@@ -137,23 +91,6 @@ fn due() -> Event {
 
 fn woken() -> Event {
     Event::Due { woken: true }
-}
-
-fn owner(i: usize) -> Owner {
-    ObjectRef::new(&format!("r{i}")).within("ns")
-}
-
-fn scope() -> Scope {
-    let provider: Arc<dyn CredentialsProvider> =
-        Arc::new(StaticCredentials::new(Credentials::new("id", "secret")));
-    Scope {
-        region_id: "cn-hangzhou".into(),
-        vpn_gateway_id: "vpn-a".into(),
-        credentials: CredentialsHandle {
-            key: "default".into(),
-            provider,
-        },
-    }
 }
 
 /// A change in a few words: the action and the route's source.
@@ -310,9 +247,7 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
                     On(free(), &["sleep until woken"]),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
         (
             "a second change waits until the gateway is seen active, and the peers are learned once",
@@ -335,9 +270,7 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
                     View(2, "accepted"),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
         (
             "without pacing changes go back to back and count as applied at once",
@@ -412,9 +345,7 @@ fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands(
                     On(due(), &["read status at Pacing"]),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
         (
             "woken when a send is due: it goes",
@@ -464,70 +395,41 @@ fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands(
 #[test]
 fn refusals_are_retried_by_their_rule_or_handed_to_the_route() {
     use Step::*;
-    let send_again = |pause: &'static [&'static str]| {
+    // Route 1's create sent again and refused with `e`.
+    let refused = |e: CloudError, commands: &'static [&'static str]| {
         vec![
             On(free(), &["sleep until 0"]),
             On(due(), &["send create s1"]),
-            On(Event::Sent(Err(busy())), pause),
+            On(Event::Sent(Err(e)), commands),
         ]
     };
+    let throttled = |ms: Option<u64>| error("Throttling.User", 400, ErrorClass::Throttled, ms);
     let cases: Vec<(&str, Vec<Step>)> = vec![
         (
             "busy with a change not ours: the same job again after a pause doubling up to 5 s",
             [
                 vec![Submit(1, create(1), true)],
-                send_again(&["pause 200"]),
-                send_again(&["pause 400"]),
-                send_again(&["pause 800"]),
-                send_again(&["pause 1600"]),
-                send_again(&["pause 3200"]),
-                send_again(&["pause 5000"]),
-                send_again(&["pause 5000"]),
+                refused(busy(), &["pause 200"]),
+                refused(busy(), &["pause 400"]),
+                refused(busy(), &["pause 800"]),
+                refused(busy(), &["pause 1600"]),
+                refused(busy(), &["pause 3200"]),
+                refused(busy(), &["pause 5000"]),
+                refused(busy(), &["pause 5000"]),
                 vec![View(1, "queued create s1")],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
         (
             "throttled: the pause the cloud asks for (at most 30 s), else the doubling one",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
-                On(
-                    Event::Sent(Err(error(
-                        "Throttling.User",
-                        400,
-                        ErrorClass::Throttled,
-                        Some(3000),
-                    ))),
-                    &["pause 3000"],
-                ),
-                On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
-                On(
-                    Event::Sent(Err(error(
-                        "Throttling.User",
-                        400,
-                        ErrorClass::Throttled,
-                        Some(90_000),
-                    ))),
-                    &["pause 30000"],
-                ),
-                On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
-                On(
-                    Event::Sent(Err(error(
-                        "Throttling.User",
-                        400,
-                        ErrorClass::Throttled,
-                        None,
-                    ))),
-                    &["pause 800"],
-                ),
-                View(1, "queued create s1"),
-            ],
+            [
+                vec![Submit(1, create(1), true)],
+                refused(throttled(Some(3000)), &["pause 3000"]),
+                refused(throttled(Some(90_000)), &["pause 30000"]),
+                refused(throttled(None), &["pause 800"]),
+                vec![View(1, "queued create s1")],
+            ]
+            .joined(),
         ),
         (
             "a transient failure may have happened: the cache is read again, the route decides",
@@ -574,9 +476,7 @@ fn refusals_are_retried_by_their_rule_or_handed_to_the_route() {
                     On(free(), &["sleep until woken"]),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
     ];
     for (name, steps) in cases {
@@ -631,9 +531,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                 On(due(), &["read list"]),
             ],
         ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
+        .joined()
     };
     let cases: Vec<(&str, Vec<Step>)> = vec![
         (
@@ -649,9 +547,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                     View(1, "confirmed"),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
         (
             "a create whose answer did not name its entry is sent again with its token, first",
@@ -667,9 +563,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                     On(due(), &["send create s1"]),
                 ],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
         (
             "a create answered with its entry is not replayed (the replay would only repeat \
@@ -679,9 +573,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                 misses(),
                 vec![On(listed(&[]), &["wake r1"]), View(1, "confirmed")],
             ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
+            .joined(),
         ),
     ];
     for (name, steps) in cases {
@@ -721,9 +613,7 @@ fn reads_that_keep_failing_are_said_once_per_code_and_cleared_by_a_success() {
             View(1, "confirmed"),
         ],
     ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>();
+    .joined();
     Run::new(true).script("list reads failing", steps);
 }
 
@@ -767,8 +657,6 @@ fn status_reads_that_keep_failing_hold_the_queue_and_say_so() {
             On(due(), &["send create s2"]),
         ],
     ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>();
+    .joined();
     Run::new(true).script("status reads failing", steps);
 }
