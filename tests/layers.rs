@@ -35,7 +35,20 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "controller::status",
         ],
     ),
-    ("decisions", &["controller::decide", "controller::estimate"]),
+    (
+        "decisions",
+        &[
+            "controller::decide",
+            "controller::decide::apply",
+            "controller::decide::cleanup",
+            "controller::decide::failure",
+            "controller::decide::gates",
+            "controller::decide::observe",
+            "controller::decide::outcome",
+            "controller::decide::ownership",
+            "controller::estimate",
+        ],
+    ),
     (
         "drivers",
         &[

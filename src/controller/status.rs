@@ -52,8 +52,8 @@ pub(crate) struct Report {
     /// The entry was adopted now: record it (with the time).
     pub adopted: bool,
     /// Only observed (`ObserveOnly`): the entry's createTime is not written, since the recorded
-    /// one is what makes an entry the object's (decide.rs `is_recorded_entry`), and observing
-    /// proves nothing about who made the listed entry.
+    /// one is what makes an entry the object's (`is_recorded_entry` in decide/ownership.rs),
+    /// and observing proves nothing about who made the listed entry.
     pub observed_only: bool,
     /// The account whose credentials listed the object's entry: record it.
     pub account_id: Option<String>,

@@ -186,7 +186,7 @@ pub(crate) type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a Cl
 /// Whether the object's status says the cloud entry is its own (the controller's rule).
 pub(crate) use crate::controller::decide::owns_entry;
 
-/// What a create token alone means for the listed entry (`decide.rs`).
+/// What a create token alone means for the listed entry (`decide/ownership.rs`).
 const REPLAY_NOTE: &str = "only a create token is recorded: the operator replays that create \
      first, and the entry is the object's only if the cloud answers with this entry (else \
      AlreadyExists and it stays)";
