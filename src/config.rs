@@ -34,7 +34,7 @@ pub struct Config {
     pub(crate) resync: Duration,
 
     #[command(flatten)]
-    pub cloud: CloudFlags,
+    pub(crate) cloud: CloudFlags,
 
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "VPN_PBR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
@@ -88,7 +88,7 @@ pub enum LogFormat {
 /// operator and its commands (`import`, `plan`), so that a command run beside the operator
 /// reaches the same cloud.
 #[derive(Args, Debug, Clone)]
-pub struct CloudFlags {
+pub(crate) struct CloudFlags {
     /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
     /// https://vpc.<region>.aliyuncs.com.
     #[arg(long, env = "VPN_PBR_ENDPOINT")]
@@ -116,7 +116,7 @@ pub struct CloudFlags {
     /// gateway's next change first, then changes, then reads a change or reconcile waits on,
     /// then background reads (resync, drift checks); arrival order within a class.
     #[arg(long, env = "VPN_PBR_API_RATE", default_value_t = 20.0)]
-    pub api_rate: f64,
+    pub(crate) api_rate: f64,
 }
 
 impl CloudFlags {
@@ -165,6 +165,11 @@ impl CloudFlags {
 }
 
 impl Config {
+    /// Cloud API calls per second (`--api-rate`).
+    pub fn api_rate(&self) -> f64 {
+        self.cloud.api_rate
+    }
+
     /// Watched namespaces with empty entries dropped.
     pub(crate) fn watched_namespaces(&self) -> Vec<String> {
         self.namespaces
