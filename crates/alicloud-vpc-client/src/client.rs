@@ -215,7 +215,7 @@ impl VpcClient {
     /// read (in order, again from the first after the last) until they prove the whole list at
     /// the moment of one read (the rule is in `src/listing.rs`): a list of one page costs one
     /// read, a stable list of `n` pages `2n - 1`; pages that change or move between reads cost
-    /// more, and after [`LIST_PASSES`] times its pages the list is given up on.
+    /// more, and after [`LIST_PASSES`](crate::LIST_PASSES) times its pages the list is given up on.
     pub async fn list_vpn_pbr_route_entries(
         &self,
         vpn_gateway_id: &str,

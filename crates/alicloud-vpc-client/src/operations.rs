@@ -145,8 +145,9 @@ pub struct DeleteVpnPbrRouteEntryRequest {
     pub client_token: Option<String>,
 }
 
-/// `DescribeVpnPbrRouteEntries`, one page. [`VpcClient::list_vpn_pbr_route_entries`]
-/// (super::VpcClient::list_vpn_pbr_route_entries) reads all pages.
+/// `DescribeVpnPbrRouteEntries`, one page.
+/// [`VpcClient::list_vpn_pbr_route_entries`](crate::VpcClient::list_vpn_pbr_route_entries)
+/// reads all pages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeVpnPbrRouteEntriesRequest {
