@@ -475,11 +475,7 @@ impl VpcClient {
             .await
             .map_err(|e| CloudError::transport(O::ACTION, e))?;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let content_type = crate::body::content_type(response.headers());
         let retry_after = retry_after_from_headers(response.headers());
         let bytes = read_body(O::ACTION, status, response).await?;
         let parsed = parse_response::<O::Response>(
@@ -625,10 +621,12 @@ mod tests {
     #[test]
     fn requests_become_cloud_parameters() {
         let req = CreateVpnPbrRouteEntryRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            route_source: "192.168.1.0/24".into(),
-            route_dest: "10.0.0.0/24".into(),
-            next_hop: "vco-1".into(),
+            entry: EntryKey {
+                vpn_gateway_id: "vpn-1".into(),
+                route_source: "192.168.1.0/24".into(),
+                route_dest: "10.0.0.0/24".into(),
+                next_hop: "vco-1".into(),
+            },
             weight: 100,
             publish_vpc: true,
             priority: Some(10),
@@ -705,10 +703,12 @@ mod tests {
 
     fn create_request() -> CreateVpnPbrRouteEntryRequest {
         CreateVpnPbrRouteEntryRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            route_source: "192.168.1.0/24".into(),
-            route_dest: "10.0.0.0/24".into(),
-            next_hop: "vco-1".into(),
+            entry: EntryKey {
+                vpn_gateway_id: "vpn-1".into(),
+                route_source: "192.168.1.0/24".into(),
+                route_dest: "10.0.0.0/24".into(),
+                next_hop: "vco-1".into(),
+            },
             weight: 100,
             publish_vpc: false,
             ..Default::default()
