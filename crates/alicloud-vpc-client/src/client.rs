@@ -177,6 +177,18 @@ impl fmt::Debug for VpcClient {
     }
 }
 
+/// The typed entry point of each operation: [`VpcClient::call`] with its request and answer.
+macro_rules! operation_calls {
+    ($($(#[$attr:meta])* $name:ident($req:ty) -> $resp:ty;)*) => {
+        $(
+            $(#[$attr])*
+            pub async fn $name(&self, req: &$req) -> Result<$resp, CloudError> {
+                self.call(req).await
+            }
+        )*
+    };
+}
+
 impl VpcClient {
     pub fn region(&self) -> &str {
         &self.inner.region
@@ -186,28 +198,15 @@ impl VpcClient {
         &self.inner.url
     }
 
-    /// `CreateVpnPbrRouteEntry`. Pass the `client_token` stored before the call so a retry after
-    /// a lost answer or a restart cannot create a second entry.
-    pub async fn create_vpn_pbr_route_entry(
-        &self,
-        req: &CreateVpnPbrRouteEntryRequest,
-    ) -> Result<CreateVpnPbrRouteEntryResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn delete_vpn_pbr_route_entry(
-        &self,
-        req: &DeleteVpnPbrRouteEntryRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    /// One page of `DescribeVpnPbrRouteEntries`.
-    pub async fn describe_vpn_pbr_route_entries(
-        &self,
-        req: &DescribeVpnPbrRouteEntriesRequest,
-    ) -> Result<DescribeVpnPbrRouteEntriesResponse, CloudError> {
-        self.call(req).await
+    operation_calls! {
+        /// `CreateVpnPbrRouteEntry`. Pass the `client_token` stored before the call so a retry
+        /// after a lost answer or a restart cannot create a second entry.
+        create_vpn_pbr_route_entry(CreateVpnPbrRouteEntryRequest)
+            -> CreateVpnPbrRouteEntryResponse;
+        delete_vpn_pbr_route_entry(DeleteVpnPbrRouteEntryRequest) -> ActionResponse;
+        /// One page of `DescribeVpnPbrRouteEntries`.
+        describe_vpn_pbr_route_entries(DescribeVpnPbrRouteEntriesRequest)
+            -> DescribeVpnPbrRouteEntriesResponse;
     }
 
     /// Every entry of a gateway, 50 a page, as it was at one moment, or
@@ -240,46 +239,15 @@ impl VpcClient {
         read
     }
 
-    pub async fn modify_vpn_pbr_route_entry_weight(
-        &self,
-        req: &ModifyVpnPbrRouteEntryWeightRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn modify_vpn_pbr_route_entry_priority(
-        &self,
-        req: &ModifyVpnPbrRouteEntryPriorityRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn modify_vpn_pbr_route_entry_attribute(
-        &self,
-        req: &ModifyVpnPbrRouteEntryAttributeRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn publish_vpn_route_entry(
-        &self,
-        req: &PublishVpnRouteEntryRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn describe_vpn_gateway(
-        &self,
-        req: &DescribeVpnGatewayRequest,
-    ) -> Result<DescribeVpnGatewayResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn describe_vpn_connection(
-        &self,
-        req: &DescribeVpnConnectionRequest,
-    ) -> Result<DescribeVpnConnectionResponse, CloudError> {
-        self.call(req).await
+    operation_calls! {
+        modify_vpn_pbr_route_entry_weight(ModifyVpnPbrRouteEntryWeightRequest) -> ActionResponse;
+        modify_vpn_pbr_route_entry_priority(ModifyVpnPbrRouteEntryPriorityRequest)
+            -> ActionResponse;
+        modify_vpn_pbr_route_entry_attribute(ModifyVpnPbrRouteEntryAttributeRequest)
+            -> ActionResponse;
+        publish_vpn_route_entry(PublishVpnRouteEntryRequest) -> ActionResponse;
+        describe_vpn_gateway(DescribeVpnGatewayRequest) -> DescribeVpnGatewayResponse;
+        describe_vpn_connection(DescribeVpnConnectionRequest) -> DescribeVpnConnectionResponse;
     }
 
     /// STS `GetCallerIdentity`: the account these credentials act for (the one whose
