@@ -30,7 +30,7 @@ use super::event::EventNote;
 use super::job::JobView;
 use super::model::{Entry, Freshness, GatewayFacts, Mutation};
 use super::reason::Reason;
-use super::status::{self, CondValue, Report};
+use super::status::{self, CondValue, StatusReport};
 use crate::api::v1alpha1::{
     ConditionStatus, FINALIZER, ManagementPolicy, PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute,
 };
@@ -137,7 +137,7 @@ pub(crate) enum Next {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Decision {
     pub add_finalizer: bool,
-    pub status: Option<Report>,
+    pub status: Option<StatusReport>,
     pub job: Option<JobOp>,
     pub events: Vec<EventNote>,
     pub remove_finalizer: bool,
@@ -167,7 +167,7 @@ impl Decision {
         self.job = Some(op);
         self
     }
-    fn status(mut self, report: Report) -> Self {
+    fn status(mut self, report: StatusReport) -> Self {
         self.status = Some(report);
         self
     }
@@ -244,9 +244,9 @@ fn drop_job(job: Option<&JobView>) -> JobOp {
 }
 
 /// Both conditions False for the same reason.
-fn both_false(reason: Reason, message: impl Into<String>) -> Report {
+fn both_false(reason: Reason, message: impl Into<String>) -> StatusReport {
     let message = message.into();
-    Report {
+    StatusReport {
         ready: Some(CondValue::no(reason.clone(), message.clone())),
         synced: Some(CondValue::no(reason, message)),
         ..Default::default()
@@ -256,7 +256,7 @@ fn both_false(reason: Reason, message: impl Into<String>) -> Report {
 /// A create's answer that came back after a gate closed (the spec turned invalid, the route
 /// was paused, a publish conflict): recorded all the same, so the entry it made is proven by the record, not by a
 /// token the cloud forgets in time.
-fn with_answer(obs: &Observation<'_>, mut report: Report) -> Report {
+fn with_answer(obs: &Observation<'_>, mut report: StatusReport) -> StatusReport {
     if let Some(JobView::Accepted {
         accepted,
         create: true,

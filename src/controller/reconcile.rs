@@ -16,7 +16,7 @@ use super::decide::{self, AccountRead, CloudRead, Decision, JobOp, Next, Observa
 use super::entries::Read;
 use super::error::{Error, Result};
 use super::model::{Freshness, Scope};
-use super::status::{self, Report};
+use super::status::{self, StatusReport};
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
 
 /// How long a route waiting on the scheduler or a gateway read sleeps at most; it is woken
@@ -406,7 +406,7 @@ fn is_test_failed(e: &kube::Error) -> bool {
 async fn write_status(
     route: &mut VpnPbrRoute,
     ctx: &Context,
-    report: Report,
+    report: StatusReport,
 ) -> Result<(), kube::Error> {
     let now = jiff::Timestamp::from_millisecond(ctx.entropy.wall_ms())
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)

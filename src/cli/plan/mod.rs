@@ -452,7 +452,7 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
         }
     }
 
-    let report = render::Report::new(plans, &reads, loaded.other_kinds);
+    let report = render::PlanReport::new(plans, &reads, loaded.other_kinds);
     let text = match args.output {
         Format::Table => render::table(&report),
         Format::Json => serde_json::to_string_pretty(&report)

@@ -19,7 +19,7 @@ use crate::controller::job::JobView;
 use crate::controller::model::{Entry, Freshness, GatewayFacts, Mutation};
 use crate::controller::plan::{self, Step};
 use crate::controller::reason::Reason;
-use crate::controller::status::{self, CondValue, Report};
+use crate::controller::status::{self, CondValue, StatusReport};
 
 /// The decision of a `Full` route whose gates are open.
 pub(super) fn apply(obs: &Observation<'_>, d: Decision) -> Decision {
@@ -124,7 +124,7 @@ pub(super) fn apply(obs: &Observation<'_>, d: Decision) -> Decision {
         Step::Mutate(mutation) => {
             if !recorded {
                 // Proven by the answer only: recorded first, so the change rests on the record.
-                d = d.status(Report {
+                d = d.status(StatusReport {
                     entry: Some(entry.clone()),
                     client_token: Some(None),
                     ..Default::default()
@@ -222,7 +222,7 @@ fn in_sync(
         d.job = Some(JobOp::Drop);
     }
     let was_ready = status::ready(st).is_some_and(|c| c.status == ConditionStatus::True);
-    d = d.status(Report {
+    d = d.status(StatusReport {
         ready: Some(CondValue::yes(
             Reason::Available,
             "the cloud entry matches the spec",

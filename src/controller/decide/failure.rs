@@ -8,7 +8,7 @@ use crate::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 use crate::controller::error::{Error, Unproven};
 use crate::controller::event::EventNote;
 use crate::controller::reason::Reason;
-use crate::controller::status::{self, CondValue, Report};
+use crate::controller::status::{self, CondValue, StatusReport};
 use alicloud_vpc_client::{CloudError, ErrorClass};
 
 /// A failure that goes through the per-object backoff and into status.
@@ -42,7 +42,7 @@ pub(crate) fn failure(
     route: &VpnPbrRoute,
     err: &Error,
     credentials_fallback: Option<&str>,
-) -> (Report, Option<EventNote>) {
+) -> (StatusReport, Option<EventNote>) {
     let deleting = route.metadata.deletion_timestamp.is_some();
     let mut message = err.message();
     // A deletion that only someone else can unblock says so, in words.
@@ -79,7 +79,7 @@ pub(crate) fn failure(
         && status::ready(route.status.as_ref()).is_some_and(|c| {
             c.status == ConditionStatus::True && c.observed_generation == route.metadata.generation
         });
-    let report = Report {
+    let report = StatusReport {
         ready: (!keeps_ready).then(|| CondValue::no(reason.clone(), message.clone())),
         synced: Some(CondValue::no(reason.clone(), message.clone())),
         last_request_id: request_id,

@@ -12,7 +12,7 @@ use crate::api::v1alpha1::{ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute, val
 use crate::controller::model::Entry;
 use crate::controller::plan;
 use crate::controller::reason::Reason;
-use crate::controller::status::{CondValue, Report};
+use crate::controller::status::{CondValue, StatusReport};
 
 /// `Break` with the decision of the gate that closed, or `Continue` with `d` when all are open.
 /// `full`: the route manages its entry (only then may it publish).
@@ -32,7 +32,7 @@ pub(super) fn gates(
         return ControlFlow::Break(closed(obs, d, report, Next::AwaitChange));
     }
     if paused(route) {
-        let report = Report {
+        let report = StatusReport {
             synced: Some(CondValue::no(
                 Reason::Paused,
                 format!("{PAUSED_ANNOTATION} is \"true\"; no cloud calls"),
@@ -65,7 +65,7 @@ pub(super) fn gates(
 
 /// A closed gate: `report` (with the answer of a create that came back meanwhile), the job
 /// dropped, and back at `next`.
-fn closed(obs: &Observation<'_>, d: Decision, report: Report, next: Next) -> Decision {
+fn closed(obs: &Observation<'_>, d: Decision, report: StatusReport, next: Next) -> Decision {
     d.status(with_answer(obs, report))
         .job(drop_job(obs.job))
         .next(next)

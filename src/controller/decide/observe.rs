@@ -12,7 +12,7 @@ use crate::controller::job::JobView;
 use crate::controller::model::Freshness;
 use crate::controller::plan;
 use crate::controller::reason::Reason;
-use crate::controller::status::{CondValue, Report};
+use crate::controller::status::{CondValue, StatusReport};
 
 /// The decision of an `ObserveOnly` route whose gates are open.
 pub(super) fn observe_only(obs: &Observation<'_>, mut d: Decision) -> Decision {
@@ -55,7 +55,7 @@ pub(super) fn observe_only(obs: &Observation<'_>, mut d: Decision) -> Decision {
     }
     d.credentials_worked = true;
     let report = match plan::find(&obs.route.spec, entries) {
-        None => Report {
+        None => StatusReport {
             ready: Some(CondValue::no(
                 Reason::NotFound,
                 "no such entry on the gateway (ObserveOnly: not created)",
@@ -83,7 +83,7 @@ pub(super) fn observe_only(obs: &Observation<'_>, mut d: Decision) -> Decision {
                 )
             };
             let made = made_by(answer, e);
-            Report {
+            StatusReport {
                 ready: Some(CondValue::yes(Reason::Available, "the cloud entry exists")),
                 synced: Some(synced),
                 entry: Some(e.clone()),

@@ -9,7 +9,7 @@ use super::{Decision, Failure, JobOp, Next, Observation, both_false};
 use crate::controller::job::{JobView, Stall};
 use crate::controller::model::Entry;
 use crate::controller::reason::Reason;
-use crate::controller::status::{self, CondValue, Report};
+use crate::controller::status::{self, CondValue, StatusReport};
 use alicloud_vpc_client::{CloudError, ErrorClass, Pace};
 
 /// What the route's finished (or queued) job says to the rest of the decision.
@@ -112,7 +112,7 @@ pub(super) fn outcome<'a>(
 /// failing, Synced says so.
 pub(super) fn keep_waiting(mut d: Decision, stalled: Option<&Stall>, prefix: &str) -> Decision {
     if let Some(stall) = stalled {
-        d.status.get_or_insert_with(Report::default).synced = Some(stall_wait(stall, prefix));
+        d.status.get_or_insert_with(StatusReport::default).synced = Some(stall_wait(stall, prefix));
     }
     d.job(JobOp::Keep).next(Next::Wake)
 }

@@ -9,7 +9,7 @@ use crate::api::v1alpha1::{ADOPT_ANNOTATION, ConditionStatus, VpnPbrRoute};
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::plan;
 use crate::controller::reason::Reason;
-use crate::controller::status::{self, CondValue, Report};
+use crate::controller::status::{self, CondValue, StatusReport};
 use alicloud_vpc_client::{Pace, known_policy};
 use kube::ResourceExt;
 
@@ -61,7 +61,9 @@ pub(super) fn account_to_record(obs: &Observation<'_>) -> Option<String> {
 /// Adds the account to record (see [`account_to_record`]) to the decision's status report.
 pub(super) fn record_account(obs: &Observation<'_>, mut d: Decision) -> Decision {
     if let Some(account) = account_to_record(obs) {
-        d.status.get_or_insert_with(Report::default).account_id = Some(account);
+        d.status
+            .get_or_insert_with(StatusReport::default)
+            .account_id = Some(account);
     }
     d
 }
@@ -145,7 +147,7 @@ pub(super) fn adopt(
             format!("adopted; changing {}", drift.fields.join(", ")),
         )
     };
-    d.status(Report {
+    d.status(StatusReport {
         ready: Some(CondValue::yes(
             Reason::Available,
             "adopted the existing cloud entry",

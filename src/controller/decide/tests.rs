@@ -1939,7 +1939,7 @@ fn the_account_is_recorded_when_a_list_shows_the_entry() {
     // An entry known absent takes its account with it (a new one records its own).
     let gone = status::build(
         recorded.status.as_ref(),
-        Report {
+        StatusReport {
             entry_absent: true,
             ..Default::default()
         },
