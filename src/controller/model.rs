@@ -352,3 +352,33 @@ impl Freshness {
         }
     }
 }
+
+/// Fixtures of the table tests of every layer: a gateway and an entry as the cloud shows them.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{Entry, GatewayFacts};
+
+    /// An active single-tunnel gateway; `priority`: it takes a `Priority`.
+    pub(crate) fn gateway(priority: bool) -> GatewayFacts {
+        GatewayFacts {
+            status: "active".into(),
+            supports_priority: priority,
+            dual_tunnel: false,
+            spec: None,
+        }
+    }
+
+    /// A `normal` entry of `vpn-a` at priority 10, made at time 1.
+    pub(crate) fn entry(source: &str, dest: &str, next_hop: &str, weight: i32) -> Entry {
+        Entry {
+            route_source: source.into(),
+            route_dest: dest.into(),
+            next_hop: next_hop.into(),
+            weight,
+            priority: 10,
+            state: "normal".into(),
+            create_time: 1,
+            vpn_instance_id: "vpn-a".into(),
+        }
+    }
+}

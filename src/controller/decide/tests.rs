@@ -10,7 +10,7 @@ use super::*;
 use crate::api::v1alpha1::ADOPT_ANNOTATION;
 use crate::controller::error::Error;
 use crate::controller::job::Stall;
-use crate::controller::model::Accepted;
+use crate::controller::model::{Accepted, fixtures};
 use crate::controller::plan;
 
 fn route(extra: serde_json::Value) -> VpnPbrRoute {
@@ -38,24 +38,14 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
 
 fn entry(weight: i32, state: &str) -> Entry {
     Entry {
-        route_source: "10.0.0.0/24".into(),
-        route_dest: "10.1.0.0/16".into(),
-        next_hop: "vco-1".into(),
-        weight,
-        priority: 10,
         state: state.into(),
         create_time: 1_700_000_000_000,
-        vpn_instance_id: "vpn-a".into(),
+        ..fixtures::entry("10.0.0.0/24", "10.1.0.0/16", "vco-1", weight)
     }
 }
 
 fn facts() -> GatewayFacts {
-    GatewayFacts {
-        status: "active".into(),
-        supports_priority: true,
-        dual_tunnel: false,
-        spec: None,
-    }
+    fixtures::gateway(true)
 }
 
 fn cloud_error(status: u16, code: &str) -> Arc<CloudError> {

@@ -15,7 +15,7 @@ use crate::controller::decide::{self, AccountRead, CloudRead, JobOp, Observation
 use crate::controller::entries::GatewayCache;
 use crate::controller::error::Error;
 use crate::controller::metrics::{CloudCallMetrics, Metrics};
-use crate::controller::model::{CredentialsHandle, GatewayFacts};
+use crate::controller::model::{CredentialsHandle, GatewayFacts, fixtures};
 use crate::controller::reason::Reason;
 use crate::controller::status;
 use alicloud_vpc_client::{
@@ -143,12 +143,7 @@ fn observe<'a>(r: &'a VpnPbrRoute, cloud: CloudRead<'a>) -> Observation<'a> {
 }
 
 fn facts() -> GatewayFacts {
-    GatewayFacts {
-        status: "active".into(),
-        supports_priority: false,
-        dual_tunnel: false,
-        spec: None,
-    }
+    fixtures::gateway(false)
 }
 
 #[tokio::test]
