@@ -25,8 +25,7 @@ use crate::fence::{Fence, FencedCloud};
 use crate::http::{self, Health};
 use alicloud_vpc_client::credentials::CredentialsFuture;
 use alicloud_vpc_client::{
-    ChainOptions, ClientConfig, CredentialsError, CredentialsProvider, Endpoint, RateLimitConfig,
-    VpcClientFactory, default_chain,
+    ChainOptions, CredentialsError, CredentialsProvider, VpcClientFactory, default_chain,
 };
 
 const CRD_NAME: &str = "vpnpbrroutes.vpn.alicloud.dev";
@@ -122,26 +121,7 @@ async fn wait_for_crd(client: &kube::Client, wait: Duration) -> Result<(), AppEr
 }
 
 fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFactory, AppError> {
-    let endpoint = match (&config.endpoint, config.vpc_internal_endpoint) {
-        (Some(url), _) => Endpoint::Url(url.clone()),
-        (None, true) => Endpoint::VpcInternal,
-        (None, false) => Endpoint::Public,
-    };
-    let sts_endpoint = crate::config::sts_endpoint(
-        config.sts_endpoint.as_ref(),
-        config.endpoint.as_ref(),
-        config.vpc_internal_endpoint,
-    );
-    let defaults = ClientConfig::default();
-    let client_config = ClientConfig {
-        endpoint,
-        sts_endpoint,
-        rate_limit: RateLimitConfig {
-            max_rate: config.api_rate,
-            ..defaults.rate_limit
-        },
-        ..defaults
-    };
+    let client_config = config.cloud.client_config();
     Ok(VpcClientFactory::new(client_config)?
         .with_observer(Arc::new(CloudCallMetrics(metrics.clone()))))
 }
@@ -181,16 +161,10 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     wait_for_crd(&client, config.crd_wait).await?;
 
     let factory = cloud_factory(&config, &metrics)?;
-    // RRSA's STS endpoint: explicit, else the default region's (inside the VPC with
-    // --vpc-internal-endpoint), else the chain's own default.
-    let sts_url = match (&config.sts_endpoint, &config.default_region) {
-        (Some(url), _) => Some(url.clone()),
-        (None, Some(region)) => Some(
-            alicloud_vpc_client::credentials::sts_url(Some(region), config.vpc_internal_endpoint)
-                .map_err(|e| AppError::Cloud(e.into()))?,
-        ),
-        (None, None) => None,
-    };
+    let sts_url = config
+        .cloud
+        .rrsa_sts_url()
+        .map_err(|e| AppError::Cloud(e.into()))?;
     let chain_options = ChainOptions {
         sts_url,
         ..ChainOptions::default()

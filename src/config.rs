@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use alicloud_vpc_client::{ClientConfig, CredentialsError, Endpoint, RateLimitConfig};
+use clap::{Args, Parser, ValueEnum};
 
 /// Kubernetes operator for Alibaba Cloud VPN gateway policy-based routes.
 #[derive(Parser, Debug, Clone)]
@@ -32,34 +33,8 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_RESYNC", default_value = "10m", value_parser = crate::duration::flag)]
     pub(crate) resync: Duration,
 
-    /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
-    /// https://vpc.<region>.aliyuncs.com.
-    #[arg(long, env = "VPN_PBR_ENDPOINT")]
-    pub(crate) endpoint: Option<url::Url>,
-
-    /// Use the VPC-internal endpoints (https://vpc-vpc.<region>.aliyuncs.com).
-    #[arg(long, env = "VPN_PBR_VPC_INTERNAL_ENDPOINT", default_value_t = false)]
-    pub(crate) vpc_internal_endpoint: bool,
-
-    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC) and GetCallerIdentity (the account of
-    /// credentials). Default for RRSA: https://sts.aliyuncs.com, or the region's endpoint with
-    /// ALIBABA_CLOUD_STS_REGION; for GetCallerIdentity: the --endpoint URL when given, else the
-    /// route region's https://sts.<region>.aliyuncs.com (sts-vpc. with
-    /// --vpc-internal-endpoint).
-    #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
-    pub(crate) sts_endpoint: Option<url::Url>,
-
-    /// Region of the STS endpoint used for RRSA (`sts.<region>.aliyuncs.com`, or `sts-vpc.` with
-    /// --vpc-internal-endpoint) when --sts-endpoint is not given.
-    #[arg(long, env = "VPN_PBR_DEFAULT_REGION")]
-    pub(crate) default_region: Option<String>,
-
-    /// Cloud API calls per second across the operator; lowered automatically while throttled.
-    /// When the rate binds, waiting calls get it by class: the status reads that time a
-    /// gateway's next change first, then changes, then reads a change or reconcile waits on,
-    /// then background reads (resync, drift checks); arrival order within a class.
-    #[arg(long, env = "VPN_PBR_API_RATE", default_value_t = 20.0)]
-    pub api_rate: f64,
+    #[command(flatten)]
+    pub(crate) cloud: CloudFlags,
 
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "VPN_PBR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
@@ -109,23 +84,92 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where `GetCallerIdentity` goes: `--sts-endpoint`, else the one `--endpoint` URL (the
-/// emulator answers both), else the route region's STS endpoint (inside the VPC with
-/// `--vpc-internal-endpoint`).
-pub(crate) fn sts_endpoint(
-    sts: Option<&url::Url>,
-    endpoint: Option<&url::Url>,
-    vpc_internal: bool,
-) -> alicloud_vpc_client::Endpoint {
-    use alicloud_vpc_client::Endpoint;
-    match (sts, endpoint) {
-        (Some(url), _) | (None, Some(url)) => Endpoint::Url(url.clone()),
-        (None, None) if vpc_internal => Endpoint::VpcInternal,
-        (None, None) => Endpoint::Public,
+/// How the VPC and STS APIs are reached: the same flags (and environment variables) for the
+/// operator and its commands (`import`, `plan`), so that a command run beside the operator
+/// reaches the same cloud.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct CloudFlags {
+    /// VPC API endpoint URL for every region (plain http allowed, e.g. the emulator). Default:
+    /// https://vpc.<region>.aliyuncs.com.
+    #[arg(long, env = "VPN_PBR_ENDPOINT")]
+    pub(crate) endpoint: Option<url::Url>,
+
+    /// Use the VPC-internal endpoints (https://vpc-vpc.<region>.aliyuncs.com).
+    #[arg(long, env = "VPN_PBR_VPC_INTERNAL_ENDPOINT", default_value_t = false)]
+    pub(crate) vpc_internal_endpoint: bool,
+
+    /// STS endpoint URL for RRSA (AssumeRoleWithOIDC) and GetCallerIdentity (the account of
+    /// credentials). Default for RRSA: https://sts.aliyuncs.com, or the region's endpoint with
+    /// ALIBABA_CLOUD_STS_REGION; for GetCallerIdentity: the --endpoint URL when given, else the
+    /// region's https://sts.<region>.aliyuncs.com (sts-vpc. with
+    /// --vpc-internal-endpoint).
+    #[arg(long, env = "VPN_PBR_STS_ENDPOINT")]
+    pub(crate) sts_endpoint: Option<url::Url>,
+
+    /// Region of the STS endpoint used for RRSA (`sts.<region>.aliyuncs.com`, or `sts-vpc.` with
+    /// --vpc-internal-endpoint) when --sts-endpoint is not given.
+    #[arg(long, env = "VPN_PBR_DEFAULT_REGION")]
+    pub(crate) default_region: Option<String>,
+
+    /// Cloud API calls per second across the process; lowered automatically while throttled.
+    /// When the rate binds, waiting calls get it by class: the status reads that time a
+    /// gateway's next change first, then changes, then reads a change or reconcile waits on,
+    /// then background reads (resync, drift checks); arrival order within a class.
+    #[arg(long, env = "VPN_PBR_API_RATE", default_value_t = 20.0)]
+    pub(crate) api_rate: f64,
+}
+
+impl CloudFlags {
+    /// The client configuration of these flags (the client's defaults for the rest).
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let endpoint = match (&self.endpoint, self.vpc_internal_endpoint) {
+            (Some(url), _) => Endpoint::Url(url.clone()),
+            (None, true) => Endpoint::VpcInternal,
+            (None, false) => Endpoint::Public,
+        };
+        let defaults = ClientConfig::default();
+        ClientConfig {
+            endpoint,
+            sts_endpoint: self.caller_identity_endpoint(),
+            rate_limit: RateLimitConfig {
+                max_rate: self.api_rate,
+                ..defaults.rate_limit
+            },
+            ..defaults
+        }
+    }
+
+    /// Where `GetCallerIdentity` goes: `--sts-endpoint`, else the one `--endpoint` URL (the
+    /// emulator answers both), else the route region's STS endpoint (inside the VPC with
+    /// `--vpc-internal-endpoint`).
+    fn caller_identity_endpoint(&self) -> Endpoint {
+        match (&self.sts_endpoint, &self.endpoint) {
+            (Some(url), _) | (None, Some(url)) => Endpoint::Url(url.clone()),
+            (None, None) if self.vpc_internal_endpoint => Endpoint::VpcInternal,
+            (None, None) => Endpoint::Public,
+        }
+    }
+
+    /// RRSA's STS endpoint: `--sts-endpoint`, else the default region's (inside the VPC with
+    /// `--vpc-internal-endpoint`), else `None` (the credentials chain's own default).
+    pub(crate) fn rrsa_sts_url(&self) -> Result<Option<url::Url>, CredentialsError> {
+        Ok(match (&self.sts_endpoint, &self.default_region) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(region)) => Some(alicloud_vpc_client::credentials::sts_url(
+                Some(region),
+                self.vpc_internal_endpoint,
+            )?),
+            (None, None) => None,
+        })
     }
 }
 
 impl Config {
+    /// Cloud API calls per second (`--api-rate`).
+    pub fn api_rate(&self) -> f64 {
+        self.cloud.api_rate
+    }
+
     /// Watched namespaces with empty entries dropped.
     pub(crate) fn watched_namespaces(&self) -> Vec<String> {
         self.namespaces

@@ -140,7 +140,7 @@ pub(crate) fn lease_deadline(
     Some(now + left)
 }
 
-/// Reads the Lease every [`LEASE_POLL`] until `stop`, keeping `fence` on the deadline the Lease
+/// Reads the Lease every `LEASE_POLL` until `stop`, keeping `fence` on the deadline the Lease
 /// gives `identity`. A failed read leaves the deadline where it is, so it passes unless a later
 /// read shows a renewal; a Lease held by someone else closes the fence at once.
 /// `wall` is the wall clock (`SystemTime::now`; tests pass one that follows the paused clock).

@@ -41,6 +41,13 @@ const LAYERS: [(&str, &[&str]); 4] = [
         &[
             "controller::cached",
             "controller::decide",
+            "controller::decide::apply",
+            "controller::decide::cleanup",
+            "controller::decide::failure",
+            "controller::decide::gates",
+            "controller::decide::observe",
+            "controller::decide::outcome",
+            "controller::decide::ownership",
             "controller::estimate",
             "controller::queue",
         ],

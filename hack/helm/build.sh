@@ -8,22 +8,13 @@
 # `helm template`/`helm lint` assume from the client-go version in its build info, so no
 # ldflags are needed for that; the -X flags below only stamp `helm version`.
 set -euo pipefail
+# shellcheck source=hack/go-tool.sh
+. "$(dirname "$0")/../go-tool.sh"
 HELM=${HELM_VERSION:-4.3.1}
-CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
+go_tool_cache helm
 OUT=${OUT:-$CACHE/helm/v$HELM}
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
-# One build at a time per cache (concurrent runs wait, then find the binary present).
-mkdir -p "$CACHE"
-exec 8>"$CACHE/helm.lock"
-flock 8
-cd "$(dirname "$0")"
 if [ -x "$OUT/helm" ]; then echo "$OUT"; exit 0; fi
-if [ ! -f go.mod ]; then
-  # One-time generation (committed afterwards).
-  go mod init vpn-pbr-operator.invalid/helm-bin >&2
-  go get -tool "helm.sh/helm/v4/cmd/helm@v$HELM" >&2
-  go mod tidy >&2
-fi
+go_tool_module helm-bin "helm.sh/helm/v4/cmd/helm@v$HELM"
 LD="-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 mkdir -p "$OUT"
 start=$(date +%s)

@@ -12,16 +12,12 @@
 set -euo pipefail
 # shellcheck source=hack/reuse-binary.sh
 . "$(dirname "$0")/../reuse-binary.sh"
+# shellcheck source=hack/go-tool.sh
+. "$(dirname "$0")/../go-tool.sh"
 K8S=${K8S_VERSION:-1.37.2}
 STAGING=v0.${K8S#1.}
-CACHE=${VPN_PBR_CACHE:-$HOME/.cache/vpn-pbr-operator}
+go_tool_cache k8s-bins
 OUT=${OUT:-$CACHE/k8s/v$K8S}
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
-# One build at a time per cache (concurrent runs wait, then find the binary present).
-mkdir -p "$CACHE"
-exec 8>"$CACHE/k8s-bins.lock"
-flock 8
-cd "$(dirname "$0")"
 BINS="kube-apiserver kubectl"
 [ "${1:-}" = "--node" ] && BINS="$BINS kubelet kube-controller-manager kube-scheduler"
 missing=""

@@ -451,6 +451,16 @@ mod tests {
         }
     }
 
+    /// The manifests of one gateway's entries, with the default options.
+    fn import(g: GatewayRoutes) -> (Vec<Imported>, Vec<Skipped>) {
+        manifests(&[g], &ManifestOptions::default()).expect("manifests")
+    }
+
+    /// The manifests of these entries on `vpn-a` (a gateway with priorities).
+    fn import_on_a(entries: Vec<VpnPbrRouteEntry>) -> (Vec<Imported>, Vec<Skipped>) {
+        import(gw("vpn-a", true, entries))
+    }
+
     fn parse(yaml: &str) -> VpnPbrRoute {
         serde_yaml::from_str(yaml).expect("a VpnPbrRoute")
     }
@@ -534,19 +544,9 @@ mod tests {
 
     #[test]
     fn priority_is_left_out_where_the_gateway_has_none() {
-        let g = gw(
-            "vpn-b",
-            false,
-            vec![entry(
-                "192.168.1.0/24",
-                "10.1.0.0/16",
-                "vco-1",
-                100,
-                0,
-                "normal",
-            )],
-        );
-        let (out, skipped) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        let e = entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 100, 0, "normal");
+        let g = gw("vpn-b", false, vec![e]);
+        let (out, skipped) = import(g);
         assert!(skipped.is_empty(), "{skipped:?}");
         assert!(!out[0].yaml.contains("priority"));
         assert!(!out[0].yaml.contains("namespace"));
@@ -554,18 +554,8 @@ mod tests {
 
     #[test]
     fn policies_are_written_when_asked() {
-        let g = gw(
-            "vpn-a",
-            true,
-            vec![entry(
-                "192.168.1.0/24",
-                "10.1.0.0/16",
-                "vco-1",
-                100,
-                10,
-                "normal",
-            )],
-        );
+        let e = entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 100, 10, "normal");
+        let g = gw("vpn-a", true, vec![e]);
         let (out, _) = manifests(
             &[g],
             &ManifestOptions {
@@ -589,15 +579,10 @@ mod tests {
     #[test]
     fn colliding_or_long_names_get_a_hash_suffix() {
         // Upper case folds onto the same name: both get a (different) suffix.
-        let g = gw(
-            "vpn-a",
-            true,
-            vec![
-                entry("192.168.1.0/24", "10.1.0.0/16", "vco-X", 100, 10, "normal"),
-                entry("192.168.1.0/24", "10.1.0.0/16", "vco-x", 0, 10, "normal"),
-            ],
-        );
-        let (out, _) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        let (out, _) = import_on_a(vec![
+            entry("192.168.1.0/24", "10.1.0.0/16", "vco-X", 100, 10, "normal"),
+            entry("192.168.1.0/24", "10.1.0.0/16", "vco-x", 0, 10, "normal"),
+        ]);
         assert_eq!(out.len(), 2);
         assert_ne!(out[0].name, out[1].name);
         for i in &out {
@@ -613,19 +598,9 @@ mod tests {
             );
         }
         let long = "vpn-".to_owned() + &"a".repeat(300);
-        let g = gw(
-            &long,
-            true,
-            vec![entry(
-                "192.168.1.0/24",
-                "10.1.0.0/16",
-                "vco-1",
-                100,
-                10,
-                "normal",
-            )],
-        );
-        let (out, _) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        let e = entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 100, 10, "normal");
+        let g = gw(&long, true, vec![e]);
+        let (out, _) = import(g);
         // The gateway id is not a valid spec (too long): skipped, not mangled.
         assert!(out.is_empty());
         let name = hashed_name(&"a".repeat(300), "id");
@@ -635,15 +610,10 @@ mod tests {
 
     #[test]
     fn entries_the_crd_refuses_are_skipped_with_a_reason() {
-        let g = gw(
-            "vpn-a",
-            true,
-            vec![
-                entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 50, 10, "normal"),
-                entry("192.168.2.0/24", "10.2.0.0/16", "vco-2", 100, 10, "normal"),
-            ],
-        );
-        let (out, skipped) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        let (out, skipped) = import_on_a(vec![
+            entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 50, 10, "normal"),
+            entry("192.168.2.0/24", "10.2.0.0/16", "vco-2", 100, 10, "normal"),
+        ]);
         assert_eq!(out.len(), 1);
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].why.contains("weight"), "{skipped:?}");
@@ -651,20 +621,10 @@ mod tests {
 
     #[test]
     fn dual_tunnel_gateways_keep_a_priority_without_the_tag() {
-        let mut g = gw(
-            "vpn-d",
-            false,
-            vec![entry(
-                "192.168.1.0/24",
-                "0.0.0.0/0",
-                "vco-1",
-                100,
-                30,
-                "normal",
-            )],
-        );
+        let e = entry("192.168.1.0/24", "0.0.0.0/0", "vco-1", 100, 30, "normal");
+        let mut g = gw("vpn-d", false, vec![e]);
         g.dual_tunnel = true;
-        let (out, skipped) = manifests(&[g], &ManifestOptions::default()).expect("manifests");
+        let (out, skipped) = import(g);
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(parse(&out[0].yaml).spec.priority, 30);
     }
@@ -673,8 +633,7 @@ mod tests {
     fn a_listed_description_is_kept() {
         let mut e = entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 100, 10, "normal");
         e.description = Some("from the console".into());
-        let (out, _) = manifests(&[gw("vpn-a", true, vec![e])], &ManifestOptions::default())
-            .expect("manifests");
+        let (out, _) = import_on_a(vec![e]);
         assert_eq!(
             parse(&out[0].yaml).spec.description.as_deref(),
             Some("from the console")

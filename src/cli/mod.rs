@@ -2,10 +2,10 @@
 //! does); the subcommands are tools for people and CI:
 //!
 //! - `import`: writes one `VpnPbrRoute` manifest per policy-based route that already exists on
-//!   the named gateways, with the adopt annotation set ([`import`]);
+//!   the named gateways, with the adopt annotation set (`cli/import.rs`);
 //! - `plan`: reads manifests (and, with `--live`/`--kubeconfig`, the cluster) and the gateways,
 //!   and prints what the operator would do per route, checking every create with `DryRun`
-//!   ([`plan`]).
+//!   (`cli/plan/`).
 //!
 //! Neither changes anything in the cloud or the cluster.
 

@@ -17,7 +17,7 @@ use crate::sync::lock;
 use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
 
 /// Where the controller takes the wall clock, random draws and idempotency tokens from: the
-/// real ones in the operator ([`SystemEntropy`]), a seeded one in the simulation
+/// real ones in the operator (`SystemEntropy`), a seeded one in the simulation
 /// (tests/simulation.rs), so that one seed replays exactly.
 pub trait Entropy: Send + Sync {
     /// Milliseconds since the Unix epoch.
@@ -92,7 +92,7 @@ pub struct Context {
     pub last_good_credentials: Mutex<HashMap<String, CredentialsHandle>>,
     /// The account each set of credentials acts for (one STS call per credentials).
     pub accounts: Accounts,
-    /// The wall clock, jitter and create tokens ([`SystemEntropy`] outside the simulation).
+    /// The wall clock, jitter and create tokens (`SystemEntropy` outside the simulation).
     pub entropy: Arc<dyn Entropy>,
 }
 

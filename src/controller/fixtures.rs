@@ -96,13 +96,30 @@ pub(crate) fn entry(i: usize) -> Entry {
     entry_of(&format!("s{i}"))
 }
 
-/// An active gateway with priority support.
-pub(crate) fn facts() -> GatewayFacts {
+/// An active single-tunnel gateway; `priority`: it takes a `Priority`.
+pub(crate) fn gateway(priority: bool) -> GatewayFacts {
     GatewayFacts {
         status: "active".into(),
-        supports_priority: true,
+        supports_priority: priority,
         dual_tunnel: false,
         spec: None,
+    }
+}
+
+/// An active gateway with priority support.
+pub(crate) fn facts() -> GatewayFacts {
+    gateway(true)
+}
+
+/// A `normal` entry of `vpn-a` at priority 10, made at time 1.
+pub(crate) fn normal_entry(source: &str, dest: &str, next_hop: &str, weight: i32) -> Entry {
+    Entry {
+        route_source: source.into(),
+        route_dest: dest.into(),
+        next_hop: next_hop.into(),
+        weight,
+        state: "normal".into(),
+        ..entry_of(source)
     }
 }
 

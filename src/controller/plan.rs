@@ -243,6 +243,7 @@ pub(crate) fn gateway_refuses_dest(
 mod tests {
     use super::*;
     use crate::api::v1alpha1::{DeletionPolicy, ManagementPolicy};
+    use crate::controller::fixtures;
 
     fn spec() -> VpnPbrRouteSpec {
         VpnPbrRouteSpec {
@@ -263,25 +264,11 @@ mod tests {
     }
 
     fn entry() -> Entry {
-        Entry {
-            route_source: "192.168.1.0/24".into(),
-            route_dest: "10.0.0.0/16".into(),
-            next_hop: "vco-a".into(),
-            weight: 100,
-            priority: 10,
-            state: "normal".into(),
-            create_time: 1,
-            vpn_instance_id: "vpn-a".into(),
-        }
+        fixtures::normal_entry("192.168.1.0/24", "10.0.0.0/16", "vco-a", 100)
     }
 
     fn gw(prio: bool) -> GatewayFacts {
-        GatewayFacts {
-            status: "active".into(),
-            supports_priority: prio,
-            dual_tunnel: false,
-            spec: None,
-        }
+        fixtures::gateway(prio)
     }
 
     #[test]

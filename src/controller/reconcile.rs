@@ -16,7 +16,7 @@ use super::decide::{self, AccountRead, CloudRead, Decision, JobOp, Next, Observa
 use super::entries::Read;
 use super::error::{Error, Result};
 use super::model::{Freshness, Scope};
-use super::status::{self, Report};
+use super::status::{self, StatusReport};
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
 
 /// How long a route waiting on the scheduler or a gateway read sleeps at most; it is woken
@@ -208,13 +208,7 @@ fn refuses_an_entry(d: &Decision) -> bool {
 /// Whether what decisions depend on (spec, annotations, deletion) changed on the API server
 /// since `route` was observed; our own finalizer and status writes do not count.
 async fn changed_meanwhile(route: &VpnPbrRoute, ctx: &Context) -> Result<bool, Failed> {
-    let ns = route.namespace().unwrap_or_default();
-    let fresh = ctx
-        .objects
-        .get(&ns, &route.name_any())
-        .await
-        .map_err(|e| Error::kube("read route", e))?;
-    Ok(fresh.is_none_or(|f| {
+    Ok(newest_copy(route, ctx).await?.is_none_or(|f| {
         f.metadata.generation != route.metadata.generation
             || f.metadata.annotations != route.metadata.annotations
             || f.metadata.deletion_timestamp != route.metadata.deletion_timestamp
@@ -223,13 +217,18 @@ async fn changed_meanwhile(route: &VpnPbrRoute, ctx: &Context) -> Result<bool, F
 
 /// Whether the watch cache's copy of the route is older than the API server's.
 async fn is_stale(route: &VpnPbrRoute, ctx: &Context) -> Result<bool, Failed> {
+    Ok(newest_copy(route, ctx)
+        .await?
+        .is_some_and(|f| f.metadata.resource_version != route.metadata.resource_version))
+}
+
+/// The API server's copy of `route` (`None` when it is gone).
+async fn newest_copy(route: &VpnPbrRoute, ctx: &Context) -> Result<Option<VpnPbrRoute>, Failed> {
     let ns = route.namespace().unwrap_or_default();
-    let fresh = ctx
-        .objects
+    ctx.objects
         .get(&ns, &route.name_any())
         .await
-        .map_err(|e| Error::kube("read route", e))?;
-    Ok(fresh.is_some_and(|f| f.metadata.resource_version != route.metadata.resource_version))
+        .map_err(|e| Error::kube("read route", e).into())
 }
 
 /// The gateway's facts (with the scheduler's newer view of its status) and entries.
@@ -407,7 +406,7 @@ fn is_test_failed(e: &kube::Error) -> bool {
 async fn write_status(
     route: &mut VpnPbrRoute,
     ctx: &Context,
-    report: Report,
+    report: StatusReport,
 ) -> Result<(), kube::Error> {
     let now = jiff::Timestamp::from_millisecond(ctx.entropy.wall_ms())
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)

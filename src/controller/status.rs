@@ -34,7 +34,7 @@ impl CondValue {
 
 /// Everything a reconcile concluded that ends up in status.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Report {
+pub(crate) struct StatusReport {
     pub ready: Option<CondValue>,
     pub synced: Option<CondValue>,
     /// The cloud entry, when known (`None` keeps what status has).
@@ -52,8 +52,8 @@ pub(crate) struct Report {
     /// The entry was adopted now: record it (with the time).
     pub adopted: bool,
     /// Only observed (`ObserveOnly`): the entry's createTime is not written, since the recorded
-    /// one is what makes an entry the object's (decide.rs `is_recorded_entry`), and observing
-    /// proves nothing about who made the listed entry.
+    /// one is what makes an entry the object's (`is_recorded_entry` in decide/ownership.rs),
+    /// and observing proves nothing about who made the listed entry.
     pub observed_only: bool,
     /// The account whose credentials listed the object's entry: record it.
     pub account_id: Option<String>,
@@ -90,7 +90,7 @@ fn condition(
 /// value flips.
 pub(crate) fn build(
     current: Option<&VpnPbrRouteStatus>,
-    report: Report,
+    report: StatusReport,
     generation: Option<i64>,
     now: &str,
 ) -> VpnPbrRouteStatus {
@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn same_outcome_same_status() {
-        let report = Report {
+        let report = StatusReport {
             ready: Some(CondValue::yes(Reason::Available, "in sync")),
             synced: Some(CondValue::yes(Reason::Synced, "")),
             entry: Some(entry()),
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_gateway_status_alone_is_not_worth_a_write() {
-        let report = |gateway: &str, weight: i32| Report {
+        let report = |gateway: &str, weight: i32| StatusReport {
             ready: Some(CondValue::yes(Reason::Available, "in sync")),
             synced: Some(CondValue::yes(Reason::Synced, "")),
             entry: Some(Entry { weight, ..entry() }),
@@ -265,7 +265,7 @@ mod tests {
     fn flip_sets_transition_time_and_absent_clears() {
         let a = build(
             None,
-            Report {
+            StatusReport {
                 ready: Some(CondValue::yes(Reason::Available, "")),
                 entry: Some(entry()),
                 ..Default::default()
@@ -275,7 +275,7 @@ mod tests {
         );
         let b = build(
             Some(&a),
-            Report {
+            StatusReport {
                 ready: Some(CondValue::no(Reason::NotFound, "gone")),
                 entry_absent: true,
                 client_token: Some(Some("tok".into())),

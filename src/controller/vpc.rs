@@ -7,7 +7,7 @@ use super::model::{Accepted, Entry, EntryState, GatewayFacts, Mutation, Scope};
 use super::port::{CloudFuture, CloudPort};
 use alicloud_vpc_client::{
     CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest,
-    DescribeVpnGatewayRequest, ModifyVpnPbrRouteEntryAttributeRequest,
+    DescribeVpnGatewayRequest, EntryKey, ModifyVpnPbrRouteEntryAttributeRequest,
     ModifyVpnPbrRouteEntryPriorityRequest, ModifyVpnPbrRouteEntryWeightRequest,
     PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory,
 };
@@ -92,11 +92,12 @@ impl CloudPort for VpcPort {
             let client = self.client(scope)?;
             let gw = scope.vpn_gateway_id.clone();
             let r = mutation.route();
-            let (source, dest, hop) = (
-                r.route_source.clone(),
-                r.route_dest.clone(),
-                r.next_hop.clone(),
-            );
+            let entry = EntryKey {
+                vpn_gateway_id: gw.clone(),
+                route_source: r.route_source.clone(),
+                route_dest: r.route_dest.clone(),
+                next_hop: r.next_hop.clone(),
+            };
             let request_id = match mutation {
                 Mutation::Create {
                     weight,
@@ -109,10 +110,7 @@ impl CloudPort for VpcPort {
                 } => {
                     let resp = client
                         .create_vpn_pbr_route_entry(&CreateVpnPbrRouteEntryRequest {
-                            vpn_gateway_id: gw.clone(),
-                            route_source: source.clone(),
-                            route_dest: dest.clone(),
-                            next_hop: hop.clone(),
+                            entry,
                             weight: u(*weight),
                             publish_vpc: *publish_vpc,
                             priority: priority.map(u),
@@ -154,10 +152,7 @@ impl CloudPort for VpcPort {
                 } => {
                     client
                         .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
-                            vpn_gateway_id: gw,
-                            route_source: source,
-                            route_dest: dest,
-                            next_hop: hop,
+                            entry,
                             weight: u(*weight),
                             priority: priority.map(u),
                             ..Default::default()
@@ -175,10 +170,7 @@ impl CloudPort for VpcPort {
                     client
                         .modify_vpn_pbr_route_entry_attribute(
                             &ModifyVpnPbrRouteEntryAttributeRequest {
-                                vpn_gateway_id: gw,
-                                route_source: source,
-                                route_dest: dest,
-                                next_hop: hop,
+                                entry,
                                 weight: u(*weight),
                                 priority: u(*priority),
                                 new_weight: new_weight.map(u),
@@ -197,10 +189,7 @@ impl CloudPort for VpcPort {
                 } => {
                     client
                         .modify_vpn_pbr_route_entry_weight(&ModifyVpnPbrRouteEntryWeightRequest {
-                            vpn_gateway_id: gw,
-                            route_source: source,
-                            route_dest: dest,
-                            next_hop: hop,
+                            entry,
                             weight: u(*weight),
                             new_weight: u(*new_weight),
                             priority: priority.map(u),
@@ -218,10 +207,7 @@ impl CloudPort for VpcPort {
                     client
                         .modify_vpn_pbr_route_entry_priority(
                             &ModifyVpnPbrRouteEntryPriorityRequest {
-                                vpn_gateway_id: gw,
-                                route_source: source,
-                                route_dest: dest,
-                                next_hop: hop,
+                                entry,
                                 weight: u(*weight),
                                 new_priority: u(*new_priority),
                                 priority: Some(u(*priority)),
@@ -234,9 +220,9 @@ impl CloudPort for VpcPort {
                 Mutation::Publish { publish_vpc, .. } => {
                     client
                         .publish_vpn_route_entry(&PublishVpnRouteEntryRequest {
-                            vpn_gateway_id: gw,
-                            route_dest: dest,
-                            next_hop: hop,
+                            vpn_gateway_id: entry.vpn_gateway_id,
+                            route_dest: entry.route_dest,
+                            next_hop: entry.next_hop,
                             route_type: "pbr".to_owned(),
                             publish_vpc: *publish_vpc,
                             ..Default::default()

@@ -12,6 +12,14 @@ use serde_json::{Map, Value};
 /// keeps hostile input from exhausting the stack when the value is dropped.
 const MAX_XML_DEPTH: usize = 32;
 
+/// The `Content-Type` of an answer, which says how [`decode`] reads its body.
+pub(crate) fn content_type(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// Decodes a body as JSON or XML (by content type, else by its first byte).
 pub(crate) fn decode(bytes: &[u8], content_type: Option<&str>) -> Result<Value, String> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();

@@ -177,6 +177,18 @@ impl fmt::Debug for VpcClient {
     }
 }
 
+/// The typed entry point of each operation: [`VpcClient::call`] with its request and answer.
+macro_rules! operation_calls {
+    ($($(#[$attr:meta])* $name:ident($req:ty) -> $resp:ty;)*) => {
+        $(
+            $(#[$attr])*
+            pub async fn $name(&self, req: &$req) -> Result<$resp, CloudError> {
+                self.call(req).await
+            }
+        )*
+    };
+}
+
 impl VpcClient {
     pub fn region(&self) -> &str {
         &self.inner.region
@@ -186,28 +198,15 @@ impl VpcClient {
         &self.inner.url
     }
 
-    /// `CreateVpnPbrRouteEntry`. Pass the `client_token` stored before the call so a retry after
-    /// a lost answer or a restart cannot create a second entry.
-    pub async fn create_vpn_pbr_route_entry(
-        &self,
-        req: &CreateVpnPbrRouteEntryRequest,
-    ) -> Result<CreateVpnPbrRouteEntryResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn delete_vpn_pbr_route_entry(
-        &self,
-        req: &DeleteVpnPbrRouteEntryRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    /// One page of `DescribeVpnPbrRouteEntries`.
-    pub async fn describe_vpn_pbr_route_entries(
-        &self,
-        req: &DescribeVpnPbrRouteEntriesRequest,
-    ) -> Result<DescribeVpnPbrRouteEntriesResponse, CloudError> {
-        self.call(req).await
+    operation_calls! {
+        /// `CreateVpnPbrRouteEntry`. Pass the `client_token` stored before the call so a retry
+        /// after a lost answer or a restart cannot create a second entry.
+        create_vpn_pbr_route_entry(CreateVpnPbrRouteEntryRequest)
+            -> CreateVpnPbrRouteEntryResponse;
+        delete_vpn_pbr_route_entry(DeleteVpnPbrRouteEntryRequest) -> ActionResponse;
+        /// One page of `DescribeVpnPbrRouteEntries`.
+        describe_vpn_pbr_route_entries(DescribeVpnPbrRouteEntriesRequest)
+            -> DescribeVpnPbrRouteEntriesResponse;
     }
 
     /// Every entry of a gateway, 50 a page, as it was at one moment, or
@@ -215,7 +214,7 @@ impl VpcClient {
     /// read (in order, again from the first after the last) until they prove the whole list at
     /// the moment of one read (the rule is in `src/listing.rs`): a list of one page costs one
     /// read, a stable list of `n` pages `2n - 1`; pages that change or move between reads cost
-    /// more, and after [`LIST_PASSES`] times its pages the list is given up on.
+    /// more, and after [`LIST_PASSES`](crate::LIST_PASSES) times its pages the list is given up on.
     pub async fn list_vpn_pbr_route_entries(
         &self,
         vpn_gateway_id: &str,
@@ -240,46 +239,15 @@ impl VpcClient {
         read
     }
 
-    pub async fn modify_vpn_pbr_route_entry_weight(
-        &self,
-        req: &ModifyVpnPbrRouteEntryWeightRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn modify_vpn_pbr_route_entry_priority(
-        &self,
-        req: &ModifyVpnPbrRouteEntryPriorityRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn modify_vpn_pbr_route_entry_attribute(
-        &self,
-        req: &ModifyVpnPbrRouteEntryAttributeRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn publish_vpn_route_entry(
-        &self,
-        req: &PublishVpnRouteEntryRequest,
-    ) -> Result<ActionResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn describe_vpn_gateway(
-        &self,
-        req: &DescribeVpnGatewayRequest,
-    ) -> Result<DescribeVpnGatewayResponse, CloudError> {
-        self.call(req).await
-    }
-
-    pub async fn describe_vpn_connection(
-        &self,
-        req: &DescribeVpnConnectionRequest,
-    ) -> Result<DescribeVpnConnectionResponse, CloudError> {
-        self.call(req).await
+    operation_calls! {
+        modify_vpn_pbr_route_entry_weight(ModifyVpnPbrRouteEntryWeightRequest) -> ActionResponse;
+        modify_vpn_pbr_route_entry_priority(ModifyVpnPbrRouteEntryPriorityRequest)
+            -> ActionResponse;
+        modify_vpn_pbr_route_entry_attribute(ModifyVpnPbrRouteEntryAttributeRequest)
+            -> ActionResponse;
+        publish_vpn_route_entry(PublishVpnRouteEntryRequest) -> ActionResponse;
+        describe_vpn_gateway(DescribeVpnGatewayRequest) -> DescribeVpnGatewayResponse;
+        describe_vpn_connection(DescribeVpnConnectionRequest) -> DescribeVpnConnectionResponse;
     }
 
     /// STS `GetCallerIdentity`: the account these credentials act for (the one whose
@@ -475,11 +443,7 @@ impl VpcClient {
             .await
             .map_err(|e| CloudError::transport(O::ACTION, e))?;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let content_type = crate::body::content_type(response.headers());
         let retry_after = retry_after_from_headers(response.headers());
         let bytes = read_body(O::ACTION, status, response).await?;
         let parsed = parse_response::<O::Response>(
@@ -625,10 +589,12 @@ mod tests {
     #[test]
     fn requests_become_cloud_parameters() {
         let req = CreateVpnPbrRouteEntryRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            route_source: "192.168.1.0/24".into(),
-            route_dest: "10.0.0.0/24".into(),
-            next_hop: "vco-1".into(),
+            entry: EntryKey {
+                vpn_gateway_id: "vpn-1".into(),
+                route_source: "192.168.1.0/24".into(),
+                route_dest: "10.0.0.0/24".into(),
+                next_hop: "vco-1".into(),
+            },
             weight: 100,
             publish_vpc: true,
             priority: Some(10),
@@ -705,10 +671,12 @@ mod tests {
 
     fn create_request() -> CreateVpnPbrRouteEntryRequest {
         CreateVpnPbrRouteEntryRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            route_source: "192.168.1.0/24".into(),
-            route_dest: "10.0.0.0/24".into(),
-            next_hop: "vco-1".into(),
+            entry: EntryKey {
+                vpn_gateway_id: "vpn-1".into(),
+                route_source: "192.168.1.0/24".into(),
+                route_dest: "10.0.0.0/24".into(),
+                next_hop: "vco-1".into(),
+            },
             weight: 100,
             publish_vpc: false,
             ..Default::default()

@@ -47,14 +47,23 @@ macro_rules! operation {
     };
 }
 
-/// `CreateVpnPbrRouteEntry` (the API page of that name).
+/// The entry a request names: the gateway and the entry's source, destination and next hop,
+/// which every entry operation repeats.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct CreateVpnPbrRouteEntryRequest {
+pub struct EntryKey {
     pub vpn_gateway_id: String,
     pub route_source: String,
     pub route_dest: String,
     pub next_hop: String,
+}
+
+/// `CreateVpnPbrRouteEntry` (the API page of that name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateVpnPbrRouteEntryRequest {
+    #[serde(flatten)]
+    pub entry: EntryKey,
     /// 100 active, 0 standby.
     pub weight: u32,
     pub publish_vpc: bool,
@@ -132,10 +141,8 @@ pub struct ActionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteVpnPbrRouteEntryRequest {
-    pub vpn_gateway_id: String,
-    pub route_source: String,
-    pub route_dest: String,
-    pub next_hop: String,
+    #[serde(flatten)]
+    pub entry: EntryKey,
     pub weight: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
@@ -145,8 +152,9 @@ pub struct DeleteVpnPbrRouteEntryRequest {
     pub client_token: Option<String>,
 }
 
-/// `DescribeVpnPbrRouteEntries`, one page. [`VpcClient::list_vpn_pbr_route_entries`]
-/// (super::VpcClient::list_vpn_pbr_route_entries) reads all pages.
+/// `DescribeVpnPbrRouteEntries`, one page.
+/// [`VpcClient::list_vpn_pbr_route_entries`](crate::VpcClient::list_vpn_pbr_route_entries)
+/// reads all pages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeVpnPbrRouteEntriesRequest {
@@ -222,10 +230,8 @@ pub struct VpnPbrRouteEntryList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ModifyVpnPbrRouteEntryWeightRequest {
-    pub vpn_gateway_id: String,
-    pub route_source: String,
-    pub route_dest: String,
-    pub next_hop: String,
+    #[serde(flatten)]
+    pub entry: EntryKey,
     pub weight: u32,
     pub new_weight: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,10 +247,8 @@ pub struct ModifyVpnPbrRouteEntryWeightRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ModifyVpnPbrRouteEntryPriorityRequest {
-    pub vpn_gateway_id: String,
-    pub route_source: String,
-    pub route_dest: String,
-    pub next_hop: String,
+    #[serde(flatten)]
+    pub entry: EntryKey,
     pub weight: u32,
     pub new_priority: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -258,10 +262,8 @@ pub struct ModifyVpnPbrRouteEntryPriorityRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ModifyVpnPbrRouteEntryAttributeRequest {
-    pub vpn_gateway_id: String,
-    pub route_source: String,
-    pub route_dest: String,
-    pub next_hop: String,
+    #[serde(flatten)]
+    pub entry: EntryKey,
     pub weight: u32,
     pub priority: u32,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -144,13 +144,13 @@ async fn setup() -> (Mock, VpcClientFactory, VpcClient) {
 
 const GATEWAY: &str = r#"{"RequestId":"RG","VpnGatewayId":"vpn-1","Status":"active","Tag":"{\"PbrPriority\":\"true\"}"}"#;
 
-fn key() -> (String, String, String, String) {
-    (
-        "vpn-1".into(),
-        "192.168.1.0/24".into(),
-        "10.0.0.0/24".into(),
-        "vco-1".into(),
-    )
+fn key() -> EntryKey {
+    EntryKey {
+        vpn_gateway_id: "vpn-1".into(),
+        route_source: "192.168.1.0/24".into(),
+        route_dest: "10.0.0.0/24".into(),
+        next_hop: "vco-1".into(),
+    }
 }
 
 #[tokio::test]
@@ -198,16 +198,13 @@ async fn requests_are_signed_and_carry_common_parameters() {
 #[tokio::test]
 async fn every_operation_sends_its_parameters() {
     let (mock, _f, client) = setup().await;
-    let (gw, src, dst, hop) = key();
+    let entry = key();
     let ok = r#"{"RequestId":"R"}"#;
 
     mock.push(Canned::json(200, r#"{"RequestId":"RC","RouteSource":"192.168.1.0/24","RouteDest":"10.0.0.0/24","NextHop":"vco-1","Weight":100,"State":"published","CreateTime":1}"#));
     let created = client
         .create_vpn_pbr_route_entry(&CreateVpnPbrRouteEntryRequest {
-            vpn_gateway_id: gw.clone(),
-            route_source: src.clone(),
-            route_dest: dst.clone(),
-            next_hop: hop.clone(),
+            entry: entry.clone(),
             weight: 100,
             publish_vpc: true,
             priority: Some(10),
@@ -222,10 +219,7 @@ async fn every_operation_sends_its_parameters() {
     mock.push(Canned::json(200, ok));
     client
         .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
-            vpn_gateway_id: gw.clone(),
-            route_source: src.clone(),
-            route_dest: dst.clone(),
-            next_hop: hop.clone(),
+            entry: entry.clone(),
             weight: 0,
             priority: Some(10),
             ..Default::default()
@@ -235,10 +229,7 @@ async fn every_operation_sends_its_parameters() {
     mock.push(Canned::json(200, ok));
     client
         .modify_vpn_pbr_route_entry_weight(&ModifyVpnPbrRouteEntryWeightRequest {
-            vpn_gateway_id: gw.clone(),
-            route_source: src.clone(),
-            route_dest: dst.clone(),
-            next_hop: hop.clone(),
+            entry: entry.clone(),
             weight: 0,
             new_weight: 100,
             ..Default::default()
@@ -248,10 +239,7 @@ async fn every_operation_sends_its_parameters() {
     mock.push(Canned::json(200, ok));
     client
         .modify_vpn_pbr_route_entry_priority(&ModifyVpnPbrRouteEntryPriorityRequest {
-            vpn_gateway_id: gw.clone(),
-            route_source: src.clone(),
-            route_dest: dst.clone(),
-            next_hop: hop.clone(),
+            entry: entry.clone(),
             weight: 100,
             new_priority: 5,
             priority: Some(10),
@@ -262,10 +250,7 @@ async fn every_operation_sends_its_parameters() {
     mock.push(Canned::json(200, ok));
     client
         .modify_vpn_pbr_route_entry_attribute(&ModifyVpnPbrRouteEntryAttributeRequest {
-            vpn_gateway_id: gw.clone(),
-            route_source: src.clone(),
-            route_dest: dst.clone(),
-            next_hop: hop.clone(),
+            entry: entry.clone(),
             weight: 100,
             priority: 10,
             new_weight: Some(0),
@@ -277,9 +262,9 @@ async fn every_operation_sends_its_parameters() {
     mock.push(Canned::json(200, ok));
     client
         .publish_vpn_route_entry(&PublishVpnRouteEntryRequest {
-            vpn_gateway_id: gw.clone(),
-            route_dest: dst.clone(),
-            next_hop: hop.clone(),
+            vpn_gateway_id: entry.vpn_gateway_id.clone(),
+            route_dest: entry.route_dest.clone(),
+            next_hop: entry.next_hop.clone(),
             route_type: ROUTE_TYPE_PBR.into(),
             publish_vpc: false,
             client_token: None,
@@ -461,13 +446,10 @@ async fn mutation_retries_reuse_one_client_token() {
     let (mock, _f, client) = setup().await;
     mock.push(Canned::json(502, "bad gateway"));
     mock.push(Canned::json(200, r#"{"RequestId":"R"}"#));
-    let (gw, src, dst, hop) = key();
+    let entry = key();
     client
         .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
-            vpn_gateway_id: gw,
-            route_source: src,
-            route_dest: dst,
-            next_hop: hop,
+            entry,
             weight: 100,
             ..Default::default()
         })
@@ -485,12 +467,9 @@ async fn mutation_retries_reuse_one_client_token() {
 #[tokio::test]
 async fn busy_gateway_and_spec_errors_are_returned_at_once() {
     let (mock, _f, client) = setup().await;
-    let (gw, src, dst, hop) = key();
+    let entry = key();
     let req = CreateVpnPbrRouteEntryRequest {
-        vpn_gateway_id: gw,
-        route_source: src,
-        route_dest: dst,
-        next_hop: hop,
+        entry,
         weight: 100,
         publish_vpc: false,
         ..Default::default()
@@ -802,12 +781,9 @@ proptest! {
 async fn a_closed_send_gate_keeps_the_request_from_leaving() {
     let (mock, _f, client) = setup().await;
     mock.fallback(Canned::json(200, r#"{"RequestId":"R"}"#));
-    let (gw, src, dst, hop) = key();
+    let entry = key();
     let req = DeleteVpnPbrRouteEntryRequest {
-        vpn_gateway_id: gw,
-        route_source: src,
-        route_dest: dst,
-        next_hop: hop,
+        entry,
         weight: 100,
         ..Default::default()
     };

@@ -82,17 +82,10 @@ async fn state(State(emu): State<Arc<Emulator>>) -> Reply {
 }
 
 fn entry_json(e: &PbrEntry) -> Value {
-    json!({
-        "RouteSource": e.route_source,
-        "RouteDest": e.route_dest,
-        "NextHop": e.next_hop,
-        "Weight": e.weight,
-        "Priority": e.priority,
-        "State": e.state(),
-        "CreateTime": e.create_time_ms,
-        "Description": e.description,
-        "OverlayMode": e.overlay_mode,
-    })
+    let mut m = e.api_fields();
+    m.insert("Description".to_owned(), json!(e.description));
+    m.insert("OverlayMode".to_owned(), json!(e.overlay_mode));
+    Value::Object(m)
 }
 
 /// A pending change, with the API's field names (`Change`: Create, Delete, Modify, Publish).

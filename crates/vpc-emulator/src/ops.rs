@@ -341,19 +341,9 @@ fn page<T>(items: &[T], number: usize, size: usize) -> &[T] {
 /// A route as the list shows it; on a dual-tunnel gateway with the master tunnel of its next
 /// hop (`NextHopTunnelId`, only in the list's SDK model) and the weight that applies there.
 fn list_item(world: &World, gw: &Gateway, e: &PbrEntry) -> Value {
-    let mut v = json!({
-        "VpnInstanceId": gw.id,
-        "RouteSource": e.route_source,
-        "RouteDest": e.route_dest,
-        "NextHop": e.next_hop,
-        "Weight": e.weight,
-        "Priority": e.priority,
-        "State": e.state(),
-        "CreateTime": e.create_time_ms,
-    });
-    if gw.dual_tunnel
-        && let Some(obj) = v.as_object_mut()
-    {
+    let mut obj = e.api_fields();
+    obj.insert("VpnInstanceId".to_owned(), json!(gw.id));
+    if gw.dual_tunnel {
         obj.insert("Weight".to_owned(), json!(DUAL_TUNNEL_WEIGHT));
         let tunnel = world
             .connections
@@ -362,7 +352,7 @@ fn list_item(world: &World, gw: &Gateway, e: &PbrEntry) -> Value {
             .unwrap_or_default();
         obj.insert("NextHopTunnelId".to_owned(), json!(tunnel));
     }
-    v
+    Value::Object(obj)
 }
 
 pub fn gateway_body(gw: &Gateway, now_ms: u64) -> Value {

@@ -132,6 +132,23 @@ pub struct PbrEntry {
 }
 
 impl PbrEntry {
+    /// The route as the API's answers name it (what every answer that shows a route shows).
+    pub fn api_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        [
+            ("RouteSource", json!(self.route_source)),
+            ("RouteDest", json!(self.route_dest)),
+            ("NextHop", json!(self.next_hop)),
+            ("Weight", json!(self.weight)),
+            ("Priority", json!(self.priority)),
+            ("State", json!(self.state())),
+            ("CreateTime", json!(self.create_time_ms)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     pub fn state(&self) -> &'static str {
         if self.published {
             "published"

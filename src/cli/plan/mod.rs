@@ -31,7 +31,7 @@ use crate::controller::duplicates;
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::port::CloudPort as _;
 use crate::controller::vpc::VpcPort;
-use alicloud_vpc_client::{CloudError, CreateVpnPbrRouteEntryRequest, ErrorClass};
+use alicloud_vpc_client::{CloudError, CreateVpnPbrRouteEntryRequest, EntryKey, ErrorClass};
 use route::{DryRunResult, RoutePlan};
 
 /// Exit code when something would change.
@@ -243,10 +243,12 @@ fn create_request(m: &Mutation, gateway: &str) -> Option<CreateVpnPbrRouteEntryR
         return None;
     };
     Some(CreateVpnPbrRouteEntryRequest {
-        vpn_gateway_id: gateway.to_owned(),
-        route_source: route.route_source.clone(),
-        route_dest: route.route_dest.clone(),
-        next_hop: route.next_hop.clone(),
+        entry: EntryKey {
+            vpn_gateway_id: gateway.to_owned(),
+            route_source: route.route_source.clone(),
+            route_dest: route.route_dest.clone(),
+            next_hop: route.next_hop.clone(),
+        },
         weight: u32::try_from(*weight).unwrap_or_default(),
         publish_vpc: *publish_vpc,
         priority: priority.and_then(|p| u32::try_from(p).ok()),
@@ -450,7 +452,7 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
         }
     }
 
-    let report = render::Report::new(plans, &reads, loaded.other_kinds);
+    let report = render::PlanReport::new(plans, &reads, loaded.other_kinds);
     let text = match args.output {
         Format::Table => render::table(&report),
         Format::Json => serde_json::to_string_pretty(&report)

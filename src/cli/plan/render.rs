@@ -47,7 +47,7 @@ pub(crate) struct GatewayReport {
 /// The whole answer (`-o json` prints it as is).
 #[derive(Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Report {
+pub(crate) struct PlanReport {
     pub routes: Vec<RoutePlan>,
     pub gateways: Vec<GatewayReport>,
     /// Documents of other kinds in the manifests, ignored.
@@ -57,7 +57,7 @@ pub(crate) struct Report {
     pub exit_code: u8,
 }
 
-impl Report {
+impl PlanReport {
     pub(crate) fn new(
         routes: Vec<RoutePlan>,
         reads: &[GatewayRead],
@@ -162,7 +162,7 @@ fn details(r: &RoutePlan) -> Vec<String> {
 
 /// The table: one line per route, its details indented below it, then the gateways and a
 /// summary.
-pub(crate) fn table(report: &Report) -> String {
+pub(crate) fn table(report: &PlanReport) -> String {
     let head = ["ACTION", "ROUTE", "GATEWAY", "SOURCE", "DEST", "NEXT HOP"];
     let rows: Vec<[String; 6]> = report
         .routes
@@ -329,10 +329,10 @@ mod tests {
             result: Ok((facts.clone(), entries.clone())),
         }];
 
-        assert_eq!(Report::new(vec![], &reads, 0).exit_code, 0);
-        let r = Report::new(vec![create.clone()], &reads, 0);
+        assert_eq!(PlanReport::new(vec![], &reads, 0).exit_code, 0);
+        let r = PlanReport::new(vec![create.clone()], &reads, 0);
         assert_eq!(r.exit_code, EXIT_CHANGES);
-        let r = Report::new(vec![create, conflict], &reads, 2);
+        let r = PlanReport::new(vec![create, conflict], &reads, 2);
         assert_eq!(r.exit_code, 1);
         assert_eq!(
             (r.summary.create, r.summary.conflict, r.summary.problems),

@@ -186,7 +186,7 @@ pub(crate) type GatewayView<'a> = Result<(&'a GatewayFacts, &'a [Entry]), &'a Cl
 /// Whether the object's status says the cloud entry is its own (the controller's rule).
 pub(crate) use crate::controller::decide::owns_entry;
 
-/// What a create token alone means for the listed entry (`decide.rs`).
+/// What a create token alone means for the listed entry (`decide/ownership.rs`).
 const REPLAY_NOTE: &str = "only a create token is recorded: the operator replays that create \
      first, and the entry is the object's only if the cloud answers with this entry (else \
      AlreadyExists and it stays)";
@@ -562,6 +562,7 @@ mod tests {
     use super::*;
     use crate::api::v1alpha1::ADOPT_ANNOTATION;
     use crate::api::v1alpha1::VpnPbrRouteStatus;
+    use crate::controller::fixtures;
     use alicloud_vpc_client::{ApiError, ErrorClass};
 
     fn route(name: &str, src: &str, hop: &str, weight: i32) -> VpnPbrRoute {
@@ -576,25 +577,11 @@ mod tests {
     }
 
     fn entry(src: &str, hop: &str, weight: i32) -> Entry {
-        Entry {
-            route_source: src.into(),
-            route_dest: "10.0.0.0/16".into(),
-            next_hop: hop.into(),
-            weight,
-            priority: 10,
-            state: "normal".into(),
-            create_time: 1,
-            vpn_instance_id: "vpn-a".into(),
-        }
+        fixtures::normal_entry(src, "10.0.0.0/16", hop, weight)
     }
 
     fn facts() -> GatewayFacts {
-        GatewayFacts {
-            status: "active".into(),
-            supports_priority: true,
-            dual_tunnel: false,
-            spec: None,
-        }
+        fixtures::gateway(true)
     }
 
     fn owned(mut r: VpnPbrRoute) -> VpnPbrRoute {

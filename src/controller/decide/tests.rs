@@ -7,7 +7,12 @@ use alicloud_vpc_client::{ApiError, CloudError, Priority, classify};
 use serde_json::json;
 
 use super::*;
+use crate::api::v1alpha1::ADOPT_ANNOTATION;
+use crate::controller::error::Error;
+use crate::controller::fixtures;
+use crate::controller::job::Stall;
 use crate::controller::model::Accepted;
+use crate::controller::plan;
 
 fn route(extra: serde_json::Value) -> VpnPbrRoute {
     let mut v = json!({
@@ -34,24 +39,14 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
 
 fn entry(weight: i32, state: &str) -> Entry {
     Entry {
-        route_source: "10.0.0.0/24".into(),
-        route_dest: "10.1.0.0/16".into(),
-        next_hop: "vco-1".into(),
-        weight,
-        priority: 10,
         state: state.into(),
         create_time: 1_700_000_000_000,
-        vpn_instance_id: "vpn-a".into(),
+        ..fixtures::normal_entry("10.0.0.0/24", "10.1.0.0/16", "vco-1", weight)
     }
 }
 
 fn facts() -> GatewayFacts {
-    GatewayFacts {
-        status: "active".into(),
-        supports_priority: true,
-        dual_tunnel: false,
-        spec: None,
-    }
+    fixtures::gateway(true)
 }
 
 fn cloud_error(status: u16, code: &str) -> Arc<CloudError> {
@@ -233,14 +228,7 @@ fn finalizer_is_added_for_full_management_only() {
 #[test]
 fn absent_entry_is_created_with_a_token_written_first() {
     let r = route(json!({}));
-    let f = facts();
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&r)
-    });
+    let d = with_entries(&r, &[]);
     assert_eq!(
         reasons(&d),
         (Some("Creating".into()), Some("Creating".into()))
@@ -253,13 +241,7 @@ fn absent_entry_is_created_with_a_token_written_first() {
 
     // A token in status is reused, and nothing is written again.
     let with_token = route(json!({"status": {"clientToken": "tok-old", "accountId": ACCOUNT}}));
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&with_token)
-    });
+    let d = with_entries(&with_token, &[]);
     assert!(d.status.is_none());
     assert_eq!(d.job, Some(JobOp::Submit(create_mutation("tok-old"))));
 }
@@ -601,17 +583,10 @@ fn an_entry_made_elsewhere_is_adopted_only_by_consent() {
 
 #[test]
 fn differences_become_one_change() {
-    let f = facts();
     let r = route(json!({"spec": {"publishVpc": true},
         "status": {"createTime": "2023-11-14T22:13:20.000Z", "accountId": ACCOUNT}}));
     let e = [entry(100, "normal")];
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &e,
-        },
-        ..obs(&r)
-    });
+    let d = with_entries(&r, &e);
     assert!(matches!(
         d.job,
         Some(JobOp::Submit(Mutation::Publish {
@@ -644,7 +619,6 @@ fn observe_only_reports_and_never_changes() {
 
 #[test]
 fn cleanup_branches() {
-    let f = facts();
     let e = [entry(100, "normal")];
     let del = |extra: serde_json::Value| {
         let mut base = json!({"metadata": {"deletionTimestamp": DELETING},
@@ -686,24 +660,12 @@ fn cleanup_branches() {
         decide(&obs(&owned)).next,
         Some(Next::Read(Freshness::Recent))
     );
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &e,
-        },
-        ..obs(&owned)
-    });
+    let d = with_entries(&owned, &e);
     assert!(matches!(
         d.job,
         Some(JobOp::Submit(Mutation::Delete { .. }))
     ));
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&owned)
-    });
+    let d = with_entries(&owned, &[]);
     assert!(d.remove_finalizer);
     assert_eq!(event_reasons(&d), ["Deleted"]);
     // A gateway that is gone leaves nothing to delete (one being deleted: see
@@ -1129,26 +1091,27 @@ fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
         token: Option<&'a str>,
     }
     let t1 = status::rfc3339_millis(remade().create_time);
+    // A create with a new token that keeps the recorded createTime.
+    let re_creates = || Row {
+        name: "",
+        route: &held,
+        job: None,
+        entries: &[],
+        creates_with: Some(&fresh),
+        ready: Some("Creating"),
+        create_time: Some(T0.into()),
+        token: Some(&fresh),
+    };
     let rows = [
         Row {
             name: "the entry was deleted outside: the create that makes it again keeps createTime",
             route: &in_sync_once,
-            job: None,
-            entries: &[],
-            creates_with: Some(&fresh),
-            ready: Some("Creating"),
-            create_time: Some(T0.into()),
-            token: Some(&fresh),
+            ..re_creates()
         },
         Row {
             name: "our create's entry was never listed: a new token, createTime kept",
-            route: &held,
             job: Some(&gone_after_accept),
-            entries: &[],
-            creates_with: Some(&fresh),
-            ready: Some("Creating"),
-            create_time: Some(T0.into()),
-            token: Some(&fresh),
+            ..re_creates()
         },
         Row {
             name: "the new create's answer replaces the recorded createTime",
@@ -1928,63 +1891,25 @@ fn the_account_is_recorded_when_a_list_shows_the_entry() {
     let fresh = route(json!({}));
     let token_only = route(json!({"status": {"clientToken": "tok-old"}}));
     for (what, r) in [("a new create", &fresh), ("a create token", &token_only)] {
-        let d = decide(&Observation {
-            cloud: CloudRead::Ready {
-                facts: &f,
-                entries: &[],
-            },
-            ..obs(r)
-        });
+        let d = with_entries(r, &[]);
         assert!(
             matches!(d.job, Some(JobOp::Submit(Mutation::Create { .. }))),
             "{what}"
         );
         assert_eq!(recorded_account(&d).as_deref(), Some(ACCOUNT), "{what}");
     }
+    let (ours, pending) = (AccountRead::Known(ACCOUNT), AccountRead::Pending);
+    let lookup_failed = cloud_error(503, "ServiceUnavailable");
+    let failed = AccountRead::Failed(&lookup_failed);
     // (what, route, account of the credentials, account recorded)
     let rows: [(&str, &VpnPbrRoute, AccountRead<'_>, Option<&str>); 7] = [
-        (
-            "in sync",
-            &in_sync,
-            AccountRead::Known(ACCOUNT),
-            Some(ACCOUNT),
-        ),
-        (
-            "a change is queued",
-            &drifted,
-            AccountRead::Known(ACCOUNT),
-            Some(ACCOUNT),
-        ),
-        (
-            "adopted",
-            &adopting,
-            AccountRead::Known(ACCOUNT),
-            Some(ACCOUNT),
-        ),
-        (
-            "being deleted",
-            &deleting,
-            AccountRead::Known(ACCOUNT),
-            Some(ACCOUNT),
-        ),
-        (
-            "already recorded",
-            &recorded,
-            AccountRead::Known(ACCOUNT),
-            None,
-        ),
-        (
-            "the account not known yet",
-            &in_sync,
-            AccountRead::Pending,
-            None,
-        ),
-        (
-            "the account lookup failed",
-            &in_sync,
-            AccountRead::Failed(&cloud_error(503, "ServiceUnavailable")),
-            None,
-        ),
+        ("in sync", &in_sync, ours, Some(ACCOUNT)),
+        ("a change is queued", &drifted, ours, Some(ACCOUNT)),
+        ("adopted", &adopting, ours, Some(ACCOUNT)),
+        ("being deleted", &deleting, ours, Some(ACCOUNT)),
+        ("already recorded", &recorded, ours, None),
+        ("the account not known yet", &in_sync, pending, None),
+        ("the account lookup failed", &in_sync, failed, None),
     ];
     for (what, r, account, want) in rows {
         let d = decide(&Observation {
@@ -2005,7 +1930,7 @@ fn the_account_is_recorded_when_a_list_shows_the_entry() {
     // An entry known absent takes its account with it (a new one records its own).
     let gone = status::build(
         recorded.status.as_ref(),
-        Report {
+        StatusReport {
             entry_absent: true,
             ..Default::default()
         },
@@ -2168,7 +2093,6 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
     // that died): the token stays and the same create is tried again, so whichever lands is
     // the object's. Only a spec that now asks for another create (the weight was corrected)
     // gets a new token.
-    let f = facts();
     let token = plan::create_token(&create_mutation(""), "abc");
     let refused_status = |spec: serde_json::Value| {
         route(json!({"spec": spec, "status": {"clientToken": token,
@@ -2185,13 +2109,7 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
     let (report, _) = failure(&same, &err, None);
     assert_eq!(report.client_token, None, "the token is kept");
     // The next try: the same create, with the same token.
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&same)
-    });
+    let d = with_entries(&same, &[]);
     assert_eq!(
         d.job,
         Some(JobOp::Submit(create_mutation(&token))),
@@ -2199,13 +2117,7 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
     );
     // The weight corrected: a new create, with a new token.
     let corrected = refused_status(json!({"weight": 0}));
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&corrected)
-    });
+    let d = with_entries(&corrected, &[]);
     let Some(JobOp::Submit(Mutation::Create {
         client_token,
         weight,
@@ -2223,13 +2135,7 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
         "conditions": [{"type": "Ready", "status": "False", "reason": "Creating",
         "message": "m", "lastTransitionTime": "t"}]}}),
     );
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&unanswered)
-    });
+    let d = with_entries(&unanswered, &[]);
     assert_eq!(
         d.job,
         Some(JobOp::Submit(create_mutation(&token))),
@@ -2300,25 +2206,13 @@ fn a_create_answered_as_the_route_turns_observe_only_is_recorded_and_nothing_els
     assert_eq!(d.next, Some(Next::Wake), "in flight: its answer is awaited");
     // Observing never moves an ownership record to another entry.
     let recorded = observing(json!({"createTime": T0}));
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[remade()],
-        },
-        ..obs(&recorded)
-    });
+    let d = with_entries(&recorded, &[remade()]);
     assert_eq!(
         status_after(&recorded, &d).create_time.as_deref(),
         Some(T0),
         "an entry made again by someone else is not the recorded one"
     );
-    let d = decide(&Observation {
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&recorded)
-    });
+    let d = with_entries(&recorded, &[]);
     assert_eq!(reasons(&d).0.as_deref(), Some("NotFound"));
     assert_eq!(
         status_after(&recorded, &d).create_time.as_deref(),

@@ -14,6 +14,7 @@ use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
 use crate::controller::decide::{self, AccountRead, CloudRead, JobOp, Observation};
 use crate::controller::entries::GatewayCache;
 use crate::controller::error::Error;
+use crate::controller::fixtures;
 use crate::controller::metrics::{CloudCallMetrics, Metrics};
 use crate::controller::model::{CredentialsHandle, GatewayFacts};
 use crate::controller::reason::Reason;
@@ -143,12 +144,7 @@ fn observe<'a>(r: &'a VpnPbrRoute, cloud: CloudRead<'a>) -> Observation<'a> {
 }
 
 fn facts() -> GatewayFacts {
-    GatewayFacts {
-        status: "active".into(),
-        supports_priority: false,
-        dual_tunnel: false,
-        spec: None,
-    }
+    fixtures::gateway(false)
 }
 
 #[tokio::test]

@@ -125,11 +125,7 @@ impl OidcProvider {
             .await
             .map_err(|e| CredentialsError::StsUnavailable(e.without_url().to_string()))?;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let content_type = body::content_type(response.headers());
         let bytes = response
             .bytes()
             .await

@@ -80,20 +80,36 @@ impl Fixture {
         self.now += 2_000;
     }
 
+    /// Creates in order, each row `gateway source destination next-hop weight code`, and
+    /// checks each is answered with its code.
+    fn creates(&mut self, rows: &[&str]) {
+        for row in rows {
+            let w: Vec<&str> = row.split_whitespace().collect();
+            let got = self.create(w[0], w[1], w[2], w[3], w[4]);
+            assert_eq!(got, w[5], "create {row}");
+        }
+    }
+
     fn create(&mut self, gw: &str, src: &str, dst: &str, hop: &str, weight: &str) -> String {
-        let c = self.code(
-            "CreateVpnPbrRouteEntry",
-            &[
-                ("VpnGatewayId", gw),
-                ("RouteSource", src),
-                ("RouteDest", dst),
-                ("NextHop", hop),
-                ("Weight", weight),
-                ("PublishVpc", "true"),
-            ],
-        );
+        let c = self.create_code([gw, src, dst, hop, weight], "true", &[]);
         self.settle();
         c
+    }
+
+    /// The code of a create of `[gateway, source, destination, next hop, weight]` with
+    /// `PublishVpc` set to `publish` and the `extra` parameters (not settled).
+    fn create_code(&mut self, route: [&str; 5], publish: &str, extra: &[(&str, &str)]) -> String {
+        let [gw, src, dst, hop, weight] = route;
+        let mut args = vec![
+            ("VpnGatewayId", gw),
+            ("RouteSource", src),
+            ("RouteDest", dst),
+            ("NextHop", hop),
+            ("Weight", weight),
+            ("PublishVpc", publish),
+        ];
+        args.extend_from_slice(extra);
+        self.code("CreateVpnPbrRouteEntry", &args)
     }
 }
 
@@ -230,85 +246,34 @@ fn failed_call_does_not_consume_the_token() {
 #[test]
 fn seed_rules() {
     let mut f = Fixture::new();
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/33", "10.0.0.0/24", "vco-a1", "100"),
-        "OperationFailed.InvalidCidrBlock"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.1/24", "10.0.0.0/24", "vco-a1", "100"),
-        "OperationFailed.InvalidCidrBlock"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "0.0.0.0/0", "vco-a1", "100"),
-        "IllegalParam.RouteDest"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "100.64.1.0/24", "vco-a1", "100"),
-        "IllegalParam.RouteDest"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "100.0.0.0/8", "vco-a1", "100"),
-        "IllegalParam.RouteDest"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "50"),
-        "VpnRouteEntry.InvalidWeight"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-b1", "100"),
-        "InvalidNextHop.NotFound"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-zz", "100"),
-        "InvalidNextHop.NotFound"
-    );
-    assert_eq!(
-        f.create("vpn-zz", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100"),
-        "InvalidVpnGatewayInstanceId.NotFound"
-    );
-    assert_eq!(
-        f.create("vpn-c", "192.168.1.0/24", "10.0.0.0/24", "vco-c1", "100"),
-        "VpnGateway.FinancialLocked"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "abc"),
-        "InvalidParameter"
-    );
+    f.creates(&[
+        "vpn-a 192.168.1.0/33 10.0.0.0/24 vco-a1 100 OperationFailed.InvalidCidrBlock",
+        "vpn-a 192.168.1.1/24 10.0.0.0/24 vco-a1 100 OperationFailed.InvalidCidrBlock",
+        "vpn-a 192.168.1.0/24 0.0.0.0/0 vco-a1 100 IllegalParam.RouteDest",
+        "vpn-a 192.168.1.0/24 100.64.1.0/24 vco-a1 100 IllegalParam.RouteDest",
+        "vpn-a 192.168.1.0/24 100.0.0.0/8 vco-a1 100 IllegalParam.RouteDest",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a1 50 VpnRouteEntry.InvalidWeight",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-b1 100 InvalidNextHop.NotFound",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-zz 100 InvalidNextHop.NotFound",
+        "vpn-zz 192.168.1.0/24 10.0.0.0/24 vco-a1 100 InvalidVpnGatewayInstanceId.NotFound",
+        "vpn-c 192.168.1.0/24 10.0.0.0/24 vco-c1 100 VpnGateway.FinancialLocked",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a1 abc InvalidParameter",
+    ]);
     // Priority on a gateway without support.
-    let c = f.code(
-        "CreateVpnPbrRouteEntry",
-        &[
-            ("VpnGatewayId", "vpn-b"),
-            ("RouteSource", "192.168.1.0/24"),
-            ("RouteDest", "10.0.0.0/24"),
-            ("NextHop", "vco-b1"),
-            ("Weight", "100"),
-            ("PublishVpc", "false"),
-            ("Priority", "5"),
-        ],
+    let c = f.create_code(
+        ["vpn-b", "192.168.1.0/24", "10.0.0.0/24", "vco-b1", "100"],
+        "false",
+        &[("Priority", "5")],
     );
     assert_eq!(c, "VpnPbrRouteEntryPriority.NotSupport");
     // Duplicates and the active/standby pair.
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100"),
-        "Success"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "0"),
-        "VpnRouteEntry.AlreadyExists"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a2", "100"),
-        "VpnRouteEntry.BackupRoute"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a2", "0"),
-        "Success"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a3", "0"),
-        "VpnRouteEntry.BackupRoute"
-    );
+    f.creates(&[
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a1 100 Success",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a1 0 VpnRouteEntry.AlreadyExists",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a2 100 VpnRouteEntry.BackupRoute",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a2 0 Success",
+        "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a3 0 VpnRouteEntry.BackupRoute",
+    ]);
     // Changing the weight of one member of a pair is refused.
     let modify = [
         ("VpnGatewayId", "vpn-a"),
@@ -323,42 +288,23 @@ fn seed_rules() {
         "VpnRouteEntry.BackupRoute"
     );
     // Another gateway of the same VPC may not publish the same block; another VPC may.
-    assert_eq!(
-        f.create("vpn-b", "172.16.0.0/16", "10.0.0.0/24", "vco-b1", "100"),
-        "OperationFailed.RouteConflict"
-    );
-    // VPC route quota (2 published destinations on vpn-a), then the PBR quota (3 routes).
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.1.0.0/24", "vco-a1", "100"),
-        "Success"
-    );
-    assert_eq!(
-        f.create("vpn-a", "192.168.1.0/24", "10.2.0.0/24", "vco-a1", "100"),
-        "QuotaExceeded.VpnRouteEntry"
-    );
-    let c = f.code(
-        "CreateVpnPbrRouteEntry",
-        &[
-            ("VpnGatewayId", "vpn-a"),
-            ("RouteSource", "192.168.9.0/24"),
-            ("RouteDest", "10.2.0.0/24"),
-            ("NextHop", "vco-a1"),
-            ("Weight", "100"),
-            ("PublishVpc", "false"),
-        ],
+    f.creates(&[
+        "vpn-b 172.16.0.0/16 10.0.0.0/24 vco-b1 100 OperationFailed.RouteConflict",
+        // VPC route quota (2 published destinations on vpn-a), then the PBR quota (3 routes).
+        "vpn-a 192.168.1.0/24 10.1.0.0/24 vco-a1 100 Success",
+        "vpn-a 192.168.1.0/24 10.2.0.0/24 vco-a1 100 QuotaExceeded.VpnRouteEntry",
+    ]);
+    let c = f.create_code(
+        ["vpn-a", "192.168.9.0/24", "10.2.0.0/24", "vco-a1", "100"],
+        "false",
+        &[],
     );
     assert_eq!(c, "Success");
     f.settle();
-    let c = f.code(
-        "CreateVpnPbrRouteEntry",
-        &[
-            ("VpnGatewayId", "vpn-a"),
-            ("RouteSource", "192.168.9.0/24"),
-            ("RouteDest", "10.3.0.0/24"),
-            ("NextHop", "vco-a1"),
-            ("Weight", "100"),
-            ("PublishVpc", "false"),
-        ],
+    let c = f.create_code(
+        ["vpn-a", "192.168.9.0/24", "10.3.0.0/24", "vco-a1", "100"],
+        "false",
+        &[],
     );
     assert_eq!(c, "Resource.QuotaFull");
 }
@@ -368,16 +314,10 @@ fn modify_delete_publish_and_paging() {
     let mut f = Fixture::new();
     for i in 0..3 {
         let dst = format!("10.{i}.0.0/24");
-        let c = f.code(
-            "CreateVpnPbrRouteEntry",
-            &[
-                ("VpnGatewayId", "vpn-a"),
-                ("RouteSource", "192.168.1.0/24"),
-                ("RouteDest", &dst),
-                ("NextHop", "vco-a1"),
-                ("Weight", "100"),
-                ("PublishVpc", "false"),
-            ],
+        let c = f.create_code(
+            ["vpn-a", "192.168.1.0/24", &dst, "vco-a1", "100"],
+            "false",
+            &[],
         );
         assert_eq!(c, "Success");
         f.settle();
@@ -623,24 +563,19 @@ impl Fixture {
 fn on_active_changes_show_once_the_gateway_is_active() {
     let key = key_of("vpn-async", "vco-s1", "10.0.0.0/24");
     let listed = |w: u64, p: u64, s: &str| Some((w, p, s.to_owned()));
-    // (mutation, its extra parameters, listed before the window ends, listed after)
-    type Row<'a> = (
-        &'a str,
-        Vec<(&'a str, &'a str)>,
-        Option<(u64, u64, String)>,
-        Option<(u64, u64, String)>,
-    );
+    // Listed until the change's window ends: the entry as created.
+    let created = listed(100, 10, "published");
+    // (mutation, its extra parameters, listed after the window)
+    type Row<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<(u64, u64, String)>);
     let table: Vec<Row<'_>> = vec![
         (
             "ModifyVpnPbrRouteEntryWeight",
             vec![("Weight", "100"), ("NewWeight", "0")],
-            listed(100, 10, "published"),
             listed(0, 10, "published"),
         ),
         (
             "ModifyVpnPbrRouteEntryPriority",
             vec![("Weight", "100"), ("NewPriority", "3")],
-            listed(100, 10, "published"),
             listed(100, 3, "published"),
         ),
         (
@@ -651,23 +586,16 @@ fn on_active_changes_show_once_the_gateway_is_active() {
                 ("NewWeight", "0"),
                 ("NewPriority", "4"),
             ],
-            listed(100, 10, "published"),
             listed(0, 4, "published"),
         ),
         (
             "PublishVpnRouteEntry",
             vec![("RouteType", "pbr"), ("PublishVpc", "false")],
-            listed(100, 10, "published"),
             listed(100, 10, "normal"),
         ),
-        (
-            "DeleteVpnPbrRouteEntry",
-            vec![("Weight", "100")],
-            listed(100, 10, "published"),
-            None,
-        ),
+        ("DeleteVpnPbrRouteEntry", vec![("Weight", "100")], None),
     ];
-    for (action, extra, before, after) in table {
+    for (action, extra, after) in table {
         let mut f = fixture2("");
         let create = f
             .call(
@@ -683,10 +611,7 @@ fn on_active_changes_show_once_the_gateway_is_active() {
         assert_eq!(f.listed("vpn-async", "10.0.0.0/24"), None, "{action}");
         f.now += 1;
         assert_eq!(f.status("vpn-async"), "active");
-        assert_eq!(
-            f.listed("vpn-async", "10.0.0.0/24"),
-            listed(100, 10, "published")
-        );
+        assert_eq!(f.listed("vpn-async", "10.0.0.0/24"), created);
         let mut params = args(&key, &extra);
         if action == "PublishVpnRouteEntry" {
             params.retain(|(k, _)| *k != "RouteSource");
@@ -694,7 +619,7 @@ fn on_active_changes_show_once_the_gateway_is_active() {
         assert_eq!(f.code(action, &params), "Success", "{action}");
         assert_eq!(
             f.listed("vpn-async", "10.0.0.0/24"),
-            before,
+            created,
             "{action} before"
         );
         assert_eq!(
@@ -776,17 +701,7 @@ fn shuffled_lists_are_deterministic_in_the_seed() {
         let mut f = fixture2(settings);
         for i in 0..6 {
             let dst = format!("10.{i}.0.0/24");
-            let c = f.code(
-                "CreateVpnPbrRouteEntry",
-                &[
-                    ("VpnGatewayId", gw),
-                    ("RouteSource", "192.168.1.0/24"),
-                    ("RouteDest", &dst),
-                    ("NextHop", hop),
-                    ("Weight", "100"),
-                    ("PublishVpc", "false"),
-                ],
-            );
+            let c = f.create_code([gw, "192.168.1.0/24", &dst, hop, "100"], "false", &[]);
             assert_eq!(c, "Success");
             f.settle();
         }

@@ -77,5 +77,38 @@ def wait_active(describe, timeout=10.0):
     raise AssertionError("gateway did not return to active")
 
 
+def all_pages(read_page):
+    """Every entry, read as Terraform reads them: PageSize 20, the next page while one is full
+    (`read_page(number)` returns the entries of one page of 20)."""
+    out, page = [], 1
+    while True:
+        items = read_page(page)
+        out += items
+        if len(items) < 20:
+            return out
+        page += 1
+
+
+def check_shuffled(orders):
+    """The orders (destinations) of several reads of one list of 4 entries."""
+    check("shuffled lists: every entry once in every answer",
+          all(len(o) == 4 and sorted(o) == sorted(orders[0]) for o in orders), orders)
+    check("shuffled lists: the order changes from call to call",
+          len({tuple(o) for o in orders}) > 1, orders)
+
+
+def check_conflict_and_deleting(expect, create, status):
+    """A destination another gateway of the VPC routes, then GW_DOOMED, which the caller has
+    made `deleting`: changes refused, reads answered. The SDK's own `expect`, `create` (of
+    source, destination, next hop, weight, gw=, publish=) and `status` (of a gateway)."""
+    expect("VpnRouteEntry.Conflict: a destination another gateway of the VPC routes",
+           create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-b1", 100, gw=GW_B, publish=False),
+           "VpnRouteEntry.Conflict", 400)
+    expect("IncorrectStatus.VpnGateway while the gateway is deleting",
+           create("192.168.1.0/24", "10.40.0.0/24", "vco-sdk-doomed1", 100, gw=GW_DOOMED),
+           "IncorrectStatus.VpnGateway", 400)
+    check("a deleting gateway still answers reads", status(GW_DOOMED) == "deleting")
+
+
 def finish():
     print(f"ALL OK {len(CHECKS)}", flush=True)

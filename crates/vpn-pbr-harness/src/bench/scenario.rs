@@ -119,7 +119,7 @@ mod tests {
     fn default_api_rate_is_the_operators() {
         let config = vpn_pbr_operator::config::Config::try_parse_from(["vpn-pbr-operator"])
             .expect("defaults parse");
-        assert!((config.api_rate - OPERATOR_API_RATE).abs() < f64::EPSILON);
+        assert!((config.api_rate() - OPERATOR_API_RATE).abs() < f64::EPSILON);
     }
 
     #[test]
