@@ -377,10 +377,10 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::controller::fixtures::{api_error, entry_of, owner, scope};
+    use crate::controller::fixtures::{api_error, entry_of, owner, publish, route, scope};
 
     use crate::controller::job::Stall;
-    use crate::controller::model::{Accepted, Entry, GatewayFacts, RouteId};
+    use crate::controller::model::{Accepted, Entry, GatewayFacts};
     use crate::controller::port::CloudFuture;
     use crate::controller::queue::{LIST_LAG_MAX, STALL_AFTER, STALL_READS, VERIFY_TRIES};
     use alicloud_vpc_client::{
@@ -546,17 +546,6 @@ mod tests {
         }
     }
 
-    fn publish(i: usize) -> Mutation {
-        Mutation::Publish {
-            route: RouteId {
-                route_source: format!("src{i}"),
-                route_dest: "10.0.0.0/16".into(),
-                next_hop: "vco-a".into(),
-            },
-            publish_vpc: true,
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn one_change_at_a_time_in_arrival_order_close_to_the_physical_limit() {
         let fake = FakeGateway::new(Duration::from_secs(2), None);
@@ -583,7 +572,7 @@ mod tests {
         let accepted = fake.accepted.lock().unwrap().clone();
         assert_eq!(
             accepted,
-            (0..n).map(|i| format!("src{i}")).collect::<Vec<_>>(),
+            (0..n).map(|i| format!("s{i}")).collect::<Vec<_>>(),
             "arrival order"
         );
         assert_eq!(
@@ -617,7 +606,7 @@ mod tests {
                 confirmed: true, ..
             }) = sched.view(&o, &scope().key())
             {
-                let src = format!("src{}", o.name.trim_start_matches('r'));
+                let src = format!("s{}", o.name.trim_start_matches('r'));
                 let visible = fake
                     .visible_at
                     .lock()
@@ -659,7 +648,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(
             fake.accepted.lock().unwrap().clone(),
-            vec!["src1".to_owned()],
+            vec!["s1".to_owned()],
             "only the job still queued at its turn goes on the wire"
         );
     }
@@ -686,7 +675,7 @@ mod tests {
         }
         assert_eq!(
             fake.accepted.lock().unwrap().clone(),
-            vec!["src22".to_owned()]
+            vec!["s22".to_owned()]
         );
     }
 
@@ -937,8 +926,8 @@ mod tests {
         // A change the list never shows uses up its own read-backs; a later change on the same
         // gateway gets all of its own, and is confirmed only once the list shows it.
         let fake = FakeGateway::new(Duration::from_secs(1), None);
-        fake.lag("src1", Duration::from_secs(100_000));
-        fake.lag("src2", Duration::from_secs(10));
+        fake.lag("s1", Duration::from_secs(100_000));
+        fake.lag("s2", Duration::from_secs(10));
         let (sched, mut rx) = scheduler_of(&fake);
         let start = Instant::now();
         sched.submit(&owner(1), &scope(), publish(1), Some(1));
@@ -958,7 +947,7 @@ mod tests {
         let src2_visible = fake.visible_at.lock().unwrap()[1].1;
         assert!(
             src2_visible <= Instant::now(),
-            "src2 confirmed before the list showed it, after {} reads of it",
+            "s2 confirmed before the list showed it, after {} reads of it",
             count(&fake.lists) - lists_before + 1
         );
     }
@@ -969,14 +958,10 @@ mod tests {
         // ClientToken) goes again before any other change; a new token is the
         // route's decision only after that replay was read back too.
         let fake = FakeGateway::new(Duration::from_secs(1), None);
-        fake.lag("src1", Duration::from_secs(100_000));
+        fake.lag("s1", Duration::from_secs(100_000));
         let (sched, mut rx) = scheduler_of(&fake);
         let create = Mutation::Create {
-            route: RouteId {
-                route_source: "src1".into(),
-                route_dest: "10.0.0.0/16".into(),
-                next_hop: "vco-a".into(),
-            },
+            route: route(1),
             weight: 100,
             priority: None,
             publish_vpc: true,

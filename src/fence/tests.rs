@@ -12,9 +12,8 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::controller::entries::GatewayCache;
-use crate::controller::fixtures::scope;
+use crate::controller::fixtures::{publish, scope};
 use crate::controller::job::JobView;
-use crate::controller::model::RouteId;
 use crate::controller::scheduler::{Scheduler, SchedulerConfig};
 use alicloud_vpc_client::NOT_SENT;
 
@@ -105,17 +104,6 @@ impl CloudPort for SlowCloud {
                 entry: None,
             })
         })
-    }
-}
-
-fn publish(i: usize) -> Mutation {
-    Mutation::Publish {
-        route: RouteId {
-            route_source: format!("192.168.{i}.0/24"),
-            route_dest: "10.0.0.0/16".into(),
-            next_hop: "vco-a".into(),
-        },
-        publish_vpc: true,
     }
 }
 
