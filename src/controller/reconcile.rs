@@ -15,6 +15,7 @@ use super::context::Context;
 use super::decide::{self, AccountRead, CloudRead, Decision, JobOp, Next, Observation};
 use super::entries::Read;
 use super::error::{Error, Result};
+use super::metrics;
 use super::model::{Freshness, Scope};
 use super::status::{self, Report};
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
@@ -47,7 +48,7 @@ impl From<Error> for Failed {
 /// metrics and a per-object backoff, and never returns an error to the runtime (so a status
 /// write of our own cannot bypass the backoff).
 pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Action> {
-    let timer = super::metrics::ReconcileTimer::start(&ctx.metrics);
+    let timer = metrics::ReconcileTimer::start(&ctx.metrics);
     let key = object_key(&route);
     if !decide::skips_backoff(&route)
         && let Some(wait) = ctx.backoffs.wait(&key, route.metadata.generation)
@@ -339,6 +340,9 @@ async fn act(
         Some(JobOp::Submit(mutation)) => {
             let scope = scope.ok_or(Error::MissingField("gateway scope of a change"))?;
             debug!(route = %key, action = mutation.action(), "queueing change");
+            if metrics::repairs_drift(route, ctx.scheduler.job(owner).is_none(), mutation) {
+                ctx.metrics.drift_detected(route.spec.management_policy);
+            }
             ctx.scheduler
                 .submit(owner, scope, mutation.clone(), route.metadata.generation);
         }
@@ -423,6 +427,8 @@ async fn write_status(
         return Ok(());
     }
     let version = ctx.objects.write_status(route, &new).await?;
+    ctx.metrics
+        .status_written(route, route.status.as_ref(), &new, ctx.entropy.wall_ms());
     route.status = Some(new);
     route.metadata.resource_version = version;
     Ok(())
