@@ -280,10 +280,14 @@ async fn act(
     let key = object_key(route);
     // A job no longer wanted is cancelled first: a failed status write must not let it out.
     // (A finished one is dropped after its outcome is recorded, below.)
+    let job = ctx.scheduler.job(owner);
     let unsent = matches!(
-        ctx.scheduler.job(owner),
+        job,
         Some(super::job::JobView::Queued { .. } | super::job::JobView::InFlight)
     );
+    // Judged on the status the decision was made on, before this act writes the new one.
+    let repairs_drift = matches!(&d.job, Some(JobOp::Submit(m))
+        if metrics::repairs_drift(route, job.is_none(), m));
     if let Some(JobOp::Drop) = &d.job
         && unsent
         && !ctx.scheduler.drop_job(owner)
@@ -340,7 +344,7 @@ async fn act(
         Some(JobOp::Submit(mutation)) => {
             let scope = scope.ok_or(Error::MissingField("gateway scope of a change"))?;
             debug!(route = %key, action = mutation.action(), "queueing change");
-            if metrics::repairs_drift(route, ctx.scheduler.job(owner).is_none(), mutation) {
+            if repairs_drift {
                 ctx.metrics.drift_detected(route.spec.management_policy);
             }
             ctx.scheduler
