@@ -20,6 +20,7 @@ if [ "$ALL" = 1 ]; then
   KUBE_BIN_DIR=$("$ROOT/hack/k8s-bins/build.sh" --node)
   SDK_PYTHON=$("$ROOT/hack/python-venv.sh")
   HELM_BIN_DIR=$("$ROOT/hack/helm/build.sh")
+  PROMTOOL_BIN_DIR=$("$ROOT/hack/promtool/build.sh")
 else
   KUBE_BIN_DIR=$("$ROOT/hack/k8s-bins/build.sh")
 fi
@@ -28,8 +29,8 @@ if [ "$ENV" = 1 ]; then
   echo "export KUBE_BIN_DIR=$KUBE_BIN_DIR ETCD_BIN_DIR=$ETCD_BIN_DIR"
   echo "export PATH=$KUBE_BIN_DIR:\$PATH"
   if [ "$ALL" = 1 ]; then
-    echo "export SDK_PYTHON=$SDK_PYTHON HELM_BIN_DIR=$HELM_BIN_DIR"
-    echo "export PATH=$HELM_BIN_DIR:\$PATH"
+    echo "export SDK_PYTHON=$SDK_PYTHON HELM_BIN_DIR=$HELM_BIN_DIR PROMTOOL_BIN_DIR=$PROMTOOL_BIN_DIR"
+    echo "export PATH=$HELM_BIN_DIR:$PROMTOOL_BIN_DIR:\$PATH"
   fi
 else
   echo "kube-apiserver, kubectl:  $KUBE_BIN_DIR"
@@ -38,5 +39,6 @@ else
     echo "kubelet, kube-controller-manager, kube-scheduler: $KUBE_BIN_DIR"
     echo "python with SDKs:         $SDK_PYTHON"
     echo "helm:                     $HELM_BIN_DIR"
+    echo "promtool:                 $PROMTOOL_BIN_DIR"
   fi
 fi

@@ -579,11 +579,13 @@ async fn default_values_pass_server_side_dry_run() -> anyhow::Result<()> {
 #[tokio::test]
 async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
     let (client, ns) = support::setup("chart-all").await?;
-    install_crd_file(
-        &client,
-        &repo_root().join("tests/fixtures/servicemonitors.monitoring.coreos.com.yaml"),
-    )
-    .await;
+    for crd in ["servicemonitors", "prometheusrules"] {
+        install_crd_file(
+            &client,
+            &repo_root().join(format!("tests/fixtures/{crd}.monitoring.coreos.com.yaml")),
+        )
+        .await;
+    }
     // The watched namespaces of the values file hold the route-secrets Roles.
     for watched in ["network-prod", "network-staging"] {
         ensure_namespace(&client, watched).await?;
@@ -594,7 +596,12 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
 
     let docs = documents(&yaml);
     assert_hardened(&docs);
-    for kind in ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"] {
+    for kind in [
+        "ServiceMonitor",
+        "PrometheusRule",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ] {
         one_of(&docs, kind);
     }
 
@@ -706,6 +713,21 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
         Some("prometheus")
     );
 
+    let rule = one_of(&docs, "PrometheusRule");
+    let dashboard = one_of(&docs, "ConfigMap");
+    for (object, field, key, value) in [
+        (rule, "labels", "release", "prometheus"),
+        (dashboard, "labels", "grafana_dashboard", "1"),
+        (dashboard, "annotations", "grafana_folder", "Network"),
+    ] {
+        assert_eq!(
+            object["metadata"][field][key].as_str(),
+            Some(value),
+            "{} {field}.{key}",
+            kind_of(object)
+        );
+    }
+
     // NetworkPolicy: DNS 53, apiserver and cloud API egress, ingress only to the metrics port.
     let np = one_of(&docs, "NetworkPolicy");
     let egress_ports: BTreeSet<u64> = np["spec"]["egress"]
@@ -775,6 +797,10 @@ fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> 
             "not both",
         ),
         (&["--set", "credentials.rrsa.enabled=true"], "roleArn"),
+        (
+            &["--set", "monitoring.prometheusRule.enabled=true"],
+            "monitoring.runbookBaseUrl",
+        ),
         (&["--set", "bogusValue=1"], "bogusValue"),
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set", "resync=ten minutes"], "resync"),

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the operator (prefix `vpn_pbr_`). Labels stay low-cardinality: no
 //! object names, gateways only where the number of gateways bounds them.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,6 +13,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use alicloud_vpc_client::{CallObserver, CallRecord, ListRecord};
+
+use super::model::Mutation;
+use super::reason::Reason;
+use super::status;
+use crate::api::v1alpha1::{ConditionStatus, ManagementPolicy, VpnPbrRoute, VpnPbrRouteStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
@@ -43,6 +49,24 @@ pub(crate) struct ReadyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SyncedLabels {
+    /// `true`, `false` or `unknown`.
+    pub synced: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DriftLabels {
+    /// The route's `managementPolicy`: `Full` (the operator changes the entry back) or
+    /// `ObserveOnly` (reported in status only).
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BuildLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct GatewayLabels {
     pub region: String,
     pub gateway: String,
@@ -66,6 +90,16 @@ pub struct Metrics {
     pub(crate) gateways_stalled: Family<StallLabels, Gauge>,
     /// Entry lists whose pages never added up to one whole list (`ListInconsistent`).
     pub(crate) list_inconsistent: Counter,
+    pub(crate) routes_synced: Family<SyncedLabels, Gauge>,
+    /// Routes being deleted whose cleanup waits for someone to act (`CleanupBlocked`).
+    pub(crate) routes_cleanup_blocked: Gauge,
+    pub(crate) time_to_ready: Histogram,
+    pub(crate) drift: Family<DriftLabels, Counter>,
+    /// 1 while this process runs the controllers: it holds the Lease (or runs without leader
+    /// election).
+    pub(crate) leader: Gauge,
+    /// The uids of the routes this process has seen Ready (see [`Metrics::status_written`]).
+    seen_ready: Mutex<HashSet<String>>,
 }
 
 impl Metrics {
@@ -86,7 +120,20 @@ impl Metrics {
             queue_depth: Family::default(),
             gateways_stalled: Family::default(),
             list_inconsistent: Counter::default(),
+            routes_synced: Family::default(),
+            routes_cleanup_blocked: Gauge::default(),
+            // 1 s to over 4.5 h: a gateway busy with thousands of changes takes hours.
+            time_to_ready: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            drift: Family::default(),
+            leader: Gauge::default(),
+            seen_ready: Mutex::default(),
         };
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
         let r = registry.sub_registry_with_prefix("vpn_pbr");
         r.register("reconciles", "Reconciles by result", m.reconciles.clone());
         r.register(
@@ -131,6 +178,39 @@ impl Metrics {
              nothing was concluded from them",
             m.list_inconsistent.clone(),
         );
+        r.register(
+            "routes_synced",
+            "VpnPbrRoute objects by their Synced condition",
+            m.routes_synced.clone(),
+        );
+        r.register(
+            "routes_cleanup_blocked",
+            "VpnPbrRoute objects being deleted whose cloud entry cannot be deleted until someone \
+             acts (CleanupBlocked)",
+            m.routes_cleanup_blocked.clone(),
+        );
+        r.register(
+            "route_time_to_ready_seconds",
+            "Time from a route's creation to its first Ready=True (as far as this process saw)",
+            m.time_to_ready.clone(),
+        );
+        r.register(
+            "drift_detected",
+            "Cloud entries found differing from the spec of a route in sync, by the route's \
+             managementPolicy (Full: changed back; ObserveOnly: reported)",
+            m.drift.clone(),
+        );
+        r.register(
+            "build_info",
+            "Always 1; the operator's version in the label",
+            build,
+        );
+        r.register(
+            "leader",
+            "1 while this replica runs the controllers (holds the leader Lease, or runs without \
+             leader election), else 0",
+            m.leader.clone(),
+        );
         Arc::new(m)
     }
 
@@ -142,6 +222,161 @@ impl Metrics {
             .inc();
         self.reconcile_duration.observe(took.as_secs_f64());
     }
+}
+
+impl Metrics {
+    /// Counts what a status write shows: a route's first `Ready=True` (the time since its
+    /// creation) and the `ObserveOnly` drift it starts reporting. `now_ms`: wall clock.
+    pub(crate) fn status_written(
+        &self,
+        route: &VpnPbrRoute,
+        old: Option<&VpnPbrRouteStatus>,
+        new: &VpnPbrRouteStatus,
+        now_ms: i64,
+    ) {
+        if turns_ready(old, new)
+            && let Some(uid) = route.metadata.uid.as_ref()
+            && self.mark_ready(uid)
+            && let Some(created) = route.metadata.creation_timestamp.as_ref()
+        {
+            let ms = now_ms.saturating_sub(created.0.as_millisecond()).max(0);
+            #[allow(clippy::cast_precision_loss)] // milliseconds well below 2^52
+            self.time_to_ready.observe(ms as f64 / 1000.0);
+        }
+        if starts_reporting_drift(old, new) {
+            self.drift_detected(ManagementPolicy::ObserveOnly);
+        }
+    }
+
+    /// Counts a change that repairs drift (see [`repairs_drift`]).
+    pub(crate) fn drift_detected(&self, policy: ManagementPolicy) {
+        let policy = match policy {
+            ManagementPolicy::Full => "Full",
+            ManagementPolicy::ObserveOnly => "ObserveOnly",
+        };
+        self.drift
+            .get_or_create(&DriftLabels {
+                policy: policy.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records that the route of `uid` was seen Ready; whether it was the first time.
+    fn mark_ready(&self, uid: &str) -> bool {
+        let mut seen = self.seen_ready.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(uid.to_owned())
+    }
+
+    /// The routes' gauges from the watch caches' copies, and what counts as seen Ready: the
+    /// routes Ready now (so a restart does not count them again) and only routes that exist.
+    pub(crate) fn routes_seen<'a>(&self, routes: impl IntoIterator<Item = &'a VpnPbrRoute>) {
+        let mut ready = RouteCounts::default();
+        let mut synced = RouteCounts::default();
+        let mut blocked = 0;
+        let mut uids = HashSet::new();
+        let mut now_ready = Vec::new();
+        for route in routes {
+            let st = route.status.as_ref();
+            let r = status::ready(st).map(|c| c.status);
+            ready.add(r);
+            synced.add(status::synced(st).map(|c| c.status));
+            if route.metadata.deletion_timestamp.is_some() && cleanup_blocked(st) {
+                blocked += 1;
+            }
+            if let Some(uid) = route.metadata.uid.as_deref() {
+                uids.insert(uid);
+                if r == Some(ConditionStatus::True) {
+                    now_ready.push(uid);
+                }
+            }
+        }
+        {
+            let mut seen = self.seen_ready.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|uid| uids.contains(uid.as_str()));
+            seen.extend(now_ready.into_iter().map(str::to_owned));
+        }
+        for (value, n) in ready.by_value() {
+            self.routes
+                .get_or_create(&ReadyLabels {
+                    ready: value.to_owned(),
+                })
+                .set(n);
+        }
+        for (value, n) in synced.by_value() {
+            self.routes_synced
+                .get_or_create(&SyncedLabels {
+                    synced: value.to_owned(),
+                })
+                .set(n);
+        }
+        self.routes_cleanup_blocked.set(blocked);
+    }
+}
+
+/// Routes by the value of one condition.
+#[derive(Default)]
+struct RouteCounts {
+    yes: i64,
+    no: i64,
+    unknown: i64,
+}
+
+impl RouteCounts {
+    fn add(&mut self, value: Option<ConditionStatus>) {
+        match value {
+            Some(ConditionStatus::True) => self.yes += 1,
+            Some(ConditionStatus::False) => self.no += 1,
+            _ => self.unknown += 1,
+        }
+    }
+
+    fn by_value(&self) -> [(&'static str, i64); 3] {
+        [
+            ("true", self.yes),
+            ("false", self.no),
+            ("unknown", self.unknown),
+        ]
+    }
+}
+
+fn is_ready(st: Option<&VpnPbrRouteStatus>) -> bool {
+    status::ready(st).is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+/// Whether a status write turns `Ready` True.
+fn turns_ready(old: Option<&VpnPbrRouteStatus>, new: &VpnPbrRouteStatus) -> bool {
+    is_ready(Some(new)) && !is_ready(old)
+}
+
+fn synced_reason(st: Option<&VpnPbrRouteStatus>) -> Option<Reason> {
+    status::synced(st).map(|c| Reason::parse(&c.reason))
+}
+
+/// Whether a status write starts reporting drift (`ObserveOnly`: `Synced=False, Drift`).
+fn starts_reporting_drift(old: Option<&VpnPbrRouteStatus>, new: &VpnPbrRouteStatus) -> bool {
+    synced_reason(Some(new)) == Some(Reason::Drift) && synced_reason(old) != Some(Reason::Drift)
+}
+
+/// Whether a status says its cleanup waits for someone to act.
+fn cleanup_blocked(st: Option<&VpnPbrRouteStatus>) -> bool {
+    [status::ready(st), status::synced(st)]
+        .into_iter()
+        .flatten()
+        .any(|c| Reason::parse(&c.reason) == Reason::CleanupBlocked)
+}
+
+/// Whether submitting `mutation` for `route` repairs drift: the route is live and in sync at
+/// its generation (`Ready` and `Synced` True for it), no change of it was under way
+/// (`idle`), so the change follows from the cloud, not from the spec. A deletion never does.
+pub(crate) fn repairs_drift(route: &VpnPbrRoute, idle: bool, mutation: &Mutation) -> bool {
+    let st = route.status.as_ref();
+    let current = |c: &crate::api::v1alpha1::Condition| {
+        c.status == ConditionStatus::True && c.observed_generation == route.metadata.generation
+    };
+    idle && route.metadata.deletion_timestamp.is_none()
+        && !matches!(mutation, Mutation::Delete { .. })
+        && status::ready(st).is_some_and(current)
+        && status::synced(st).is_some_and(current)
 }
 
 /// Feeds cloud call records into the metrics.
@@ -200,6 +435,254 @@ impl ReconcileTimer {
 mod tests {
     use super::*;
     use alicloud_vpc_client::Priority;
+    use serde_json::json;
+
+    fn encoded(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    fn has_line(text: &str, line: &str) {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+
+    /// A route `uid` made at 00:00:00 of 2026-01-01 at `generation`, with `conditions`
+    /// (type, status, reason, observedGeneration).
+    fn route(uid: &str, generation: i64, conditions: &[(&str, &str, &str, i64)]) -> VpnPbrRoute {
+        let conditions: Vec<_> = conditions
+            .iter()
+            .map(|(t, s, r, g)| {
+                json!({"type": t, "status": s, "reason": r, "message": "",
+                       "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": g})
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": "r", "namespace": "ns", "uid": uid, "generation": generation,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
+                     "routeSource": "10.0.0.0/24", "routeDest": "10.1.0.0/16",
+                     "nextHop": "vco-1", "weight": 100, "publishVpc": false},
+            "status": {"conditions": conditions}
+        }))
+        .expect("route")
+    }
+
+    const CREATED_MS: i64 = 1_767_225_600_000;
+
+    #[test]
+    fn a_routes_first_ready_is_timed_from_its_creation_once() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        let creating = route("u1", 1, &[("Ready", "False", "Creating", 1)]);
+        let ready = route("u1", 1, &[("Ready", "True", "Available", 1)]);
+        let failed = route("u1", 1, &[("Ready", "False", "Forbidden", 1)]);
+        let write = |from: &VpnPbrRoute, to: &VpnPbrRoute, after_s: i64| {
+            m.status_written(
+                from,
+                from.status.as_ref(),
+                to.status.as_ref().unwrap(),
+                CREATED_MS + after_s * 1000,
+            );
+        };
+        write(&creating, &creating, 3);
+        write(&creating, &ready, 90);
+        // Ready again after a failure: not its first Ready.
+        write(&ready, &failed, 100);
+        write(&failed, &ready, 500);
+        let text = encoded(&registry);
+        has_line(&text, "vpn_pbr_route_time_to_ready_seconds_count 1");
+        has_line(&text, "vpn_pbr_route_time_to_ready_seconds_sum 90.0");
+    }
+
+    #[test]
+    fn routes_ready_when_seen_do_not_count_as_first_ready_and_deleted_ones_are_forgotten() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        let ready = route("u1", 1, &[("Ready", "True", "Available", 1)]);
+        let failed = route("u1", 1, &[("Ready", "False", "Forbidden", 1)]);
+        // A restart: the route is Ready in the cache before any write of this process.
+        m.routes_seen([&ready]);
+        m.status_written(
+            &failed,
+            failed.status.as_ref(),
+            ready.status.as_ref().unwrap(),
+            CREATED_MS,
+        );
+        has_line(
+            &encoded(&registry),
+            "vpn_pbr_route_time_to_ready_seconds_count 0",
+        );
+        // Gone from the cache: forgotten (the set holds only routes that exist).
+        m.routes_seen([]);
+        assert!(m.seen_ready.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn observe_only_drift_counts_when_it_starts_being_reported() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        let synced = route("u1", 1, &[("Synced", "True", "Synced", 1)]);
+        let drift = route("u1", 1, &[("Synced", "False", "Drift", 1)]);
+        for (from, to) in [
+            (&synced, &drift),
+            (&drift, &drift),
+            (&drift, &synced),
+            (&synced, &drift),
+        ] {
+            m.status_written(
+                from,
+                from.status.as_ref(),
+                to.status.as_ref().unwrap(),
+                CREATED_MS,
+            );
+        }
+        has_line(
+            &encoded(&registry),
+            r#"vpn_pbr_drift_detected_total{policy="ObserveOnly"} 2"#,
+        );
+    }
+
+    #[test]
+    fn a_change_repairs_drift_only_for_an_idle_route_in_sync_at_its_generation() {
+        let in_sync = [
+            ("Ready", "True", "Available", 2),
+            ("Synced", "True", "Synced", 2),
+        ];
+        let id = crate::controller::model::RouteId {
+            route_source: "10.0.0.0/24".into(),
+            route_dest: "10.1.0.0/16".into(),
+            next_hop: "vco-1".into(),
+        };
+        let modify = Mutation::ModifyWeight {
+            route: id.clone(),
+            weight: 100,
+            priority: None,
+            new_weight: 0,
+        };
+        let delete = Mutation::Delete {
+            route: id,
+            weight: 100,
+            priority: None,
+        };
+        let mut deleting = route("u", 2, &in_sync);
+        deleting.metadata.deletion_timestamp = deleting.metadata.creation_timestamp.clone();
+        let cases: [(&str, VpnPbrRoute, bool, &Mutation, bool); 7] = [
+            (
+                "in sync, idle: the cloud changed",
+                route("u", 2, &in_sync),
+                true,
+                &modify,
+                true,
+            ),
+            (
+                "a change under way",
+                route("u", 2, &in_sync),
+                false,
+                &modify,
+                false,
+            ),
+            (
+                "spec edited since",
+                route("u", 3, &in_sync),
+                true,
+                &modify,
+                false,
+            ),
+            (
+                "not synced (adopted, changing)",
+                route(
+                    "u",
+                    2,
+                    &[
+                        ("Ready", "True", "Available", 2),
+                        ("Synced", "False", "Adopted", 2),
+                    ],
+                ),
+                true,
+                &modify,
+                false,
+            ),
+            (
+                "never Ready",
+                route("u", 2, &[("Ready", "False", "Creating", 2)]),
+                true,
+                &modify,
+                false,
+            ),
+            ("a deletion", route("u", 2, &in_sync), true, &delete, false),
+            ("being deleted", deleting, true, &modify, false),
+        ];
+        for (name, r, idle, mutation, want) in cases {
+            assert_eq!(repairs_drift(&r, idle, mutation), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn route_gauges_count_readiness_synced_and_blocked_cleanups() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        let mut blocked = route(
+            "u3",
+            1,
+            &[
+                ("Ready", "False", "CleanupBlocked", 1),
+                ("Synced", "False", "CleanupBlocked", 1),
+            ],
+        );
+        blocked.metadata.deletion_timestamp = blocked.metadata.creation_timestamp.clone();
+        let routes = [
+            route(
+                "u1",
+                1,
+                &[
+                    ("Ready", "True", "Available", 1),
+                    ("Synced", "True", "Synced", 1),
+                ],
+            ),
+            route(
+                "u2",
+                1,
+                &[
+                    ("Ready", "True", "Available", 1),
+                    ("Synced", "False", "Throttling", 1),
+                ],
+            ),
+            blocked,
+            route("u4", 1, &[]),
+        ];
+        m.routes_seen(&routes);
+        let text = encoded(&registry);
+        for line in [
+            r#"vpn_pbr_routes{ready="true"} 2"#,
+            r#"vpn_pbr_routes{ready="false"} 1"#,
+            r#"vpn_pbr_routes{ready="unknown"} 1"#,
+            r#"vpn_pbr_routes_synced{synced="true"} 1"#,
+            r#"vpn_pbr_routes_synced{synced="false"} 2"#,
+            r#"vpn_pbr_routes_synced{synced="unknown"} 1"#,
+            "vpn_pbr_routes_cleanup_blocked 1",
+        ] {
+            has_line(&text, line);
+        }
+    }
+
+    #[test]
+    fn build_info_and_leader_are_exported_from_the_start() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        let text = encoded(&registry);
+        has_line(
+            &text,
+            &format!(
+                r#"vpn_pbr_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
+        has_line(&text, "vpn_pbr_leader 0");
+        m.leader.set(1);
+        has_line(&encoded(&registry), "vpn_pbr_leader 1");
+    }
 
     #[test]
     fn the_limiter_wait_of_each_attempt_is_recorded_by_class() {

@@ -15,6 +15,7 @@ use super::context::Context;
 use super::decide::{self, AccountRead, CloudRead, Decision, JobOp, Next, Observation};
 use super::entries::Read;
 use super::error::{Error, Result};
+use super::metrics;
 use super::model::{Freshness, Scope};
 use super::status::{self, StatusReport};
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
@@ -47,7 +48,7 @@ impl From<Error> for Failed {
 /// metrics and a per-object backoff, and never returns an error to the runtime (so a status
 /// write of our own cannot bypass the backoff).
 pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Action> {
-    let timer = super::metrics::ReconcileTimer::start(&ctx.metrics);
+    let timer = metrics::ReconcileTimer::start(&ctx.metrics);
     let key = object_key(&route);
     if !decide::skips_backoff(&route)
         && let Some(wait) = ctx.backoffs.wait(&key, route.metadata.generation)
@@ -278,10 +279,14 @@ async fn act(
     let key = object_key(route);
     // A job no longer wanted is cancelled first: a failed status write must not let it out.
     // (A finished one is dropped after its outcome is recorded, below.)
+    let job = ctx.scheduler.job(owner);
     let unsent = matches!(
-        ctx.scheduler.job(owner),
+        job,
         Some(super::job::JobView::Queued { .. } | super::job::JobView::InFlight)
     );
+    // Judged on the status the decision was made on, before this act writes the new one.
+    let repairs_drift = matches!(&d.job, Some(JobOp::Submit(m))
+        if metrics::repairs_drift(route, job.is_none(), m));
     if let Some(JobOp::Drop) = &d.job
         && unsent
         && !ctx.scheduler.drop_job(owner)
@@ -338,6 +343,9 @@ async fn act(
         Some(JobOp::Submit(mutation)) => {
             let scope = scope.ok_or(Error::MissingField("gateway scope of a change"))?;
             debug!(route = %key, action = mutation.action(), "queueing change");
+            if repairs_drift {
+                ctx.metrics.drift_detected(route.spec.management_policy);
+            }
             ctx.scheduler
                 .submit(owner, scope, mutation.clone(), route.metadata.generation);
         }
@@ -422,6 +430,8 @@ async fn write_status(
         return Ok(());
     }
     let version = ctx.objects.write_status(route, &new).await?;
+    ctx.metrics
+        .status_written(route, route.status.as_ref(), &new, ctx.entropy.wall_ms());
     route.status = Some(new);
     route.metadata.resource_version = version;
     Ok(())

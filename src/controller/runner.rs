@@ -21,13 +21,12 @@ use super::context::{Context, Settings};
 use super::duplicates::{ClaimCache, ClaimIndex};
 use super::entries::GatewayCache;
 use super::job::Owner;
-use super::metrics::{GatewayLabels, Metrics, ReadyLabels, StallLabels};
+use super::metrics::{GatewayLabels, Metrics, StallLabels};
 use super::objects::{EventSource, KubeObjects};
 use super::port::CloudPort;
 use super::reconcile::{error_policy, reconcile};
 use super::scheduler::{Scheduler, SchedulerConfig};
-use super::status;
-use crate::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
+use crate::api::v1alpha1::VpnPbrRoute;
 use crate::http::Health;
 use alicloud_vpc_client::CredentialsProvider;
 
@@ -153,7 +152,9 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
     ));
 
     info!(namespaces = ?rt.namespaces, concurrency = rt.concurrency, "controller started");
+    rt.metrics.leader.set(1);
     futures::future::join_all(runs).await;
+    rt.metrics.leader.set(0);
 
     // Stop taking work; let cloud calls in flight finish within the bound.
     let deadline = tokio::time::Instant::now() + drain;
@@ -215,27 +216,11 @@ async fn gauges(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let mut counts: HashMap<&str, i64> =
-            HashMap::from([("true", 0), ("false", 0), ("unknown", 0)]);
-        for route in stores
+        let routes: Vec<_> = stores
             .iter()
             .flat_map(kube::runtime::reflector::Store::state)
-        {
-            let key = match status::ready(route.status.as_ref()).map(|c| c.status) {
-                Some(ConditionStatus::True) => "true",
-                Some(ConditionStatus::False) => "false",
-                _ => "unknown",
-            };
-            *counts.entry(key).or_default() += 1;
-        }
-        for (ready, n) in counts {
-            metrics
-                .routes
-                .get_or_create(&ReadyLabels {
-                    ready: ready.to_owned(),
-                })
-                .set(n);
-        }
+            .collect();
+        metrics.routes_seen(routes.iter().map(AsRef::as_ref));
         for (gw, depth) in scheduler.depths() {
             metrics
                 .queue_depth

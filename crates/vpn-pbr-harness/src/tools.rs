@@ -1,5 +1,5 @@
 //! Where things are: the repository, the tool cache (`make tools` fills it), the control-plane
-//! binaries, helm, and the workspace's own built programs.
+//! binaries, helm, promtool, and the workspace's own built programs.
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +79,15 @@ pub fn helm() -> Result<PathBuf> {
     require(
         dir_from_env("HELM_BIN_DIR", "helm/v4.3.1").join("helm"),
         "hack/helm/build.sh",
+    )
+}
+
+/// promtool from `PROMTOOL_BIN_DIR` (set by `make test`) or the cache `hack/promtool/build.sh`
+/// fills.
+pub fn promtool() -> Result<PathBuf> {
+    require(
+        dir_from_env("PROMTOOL_BIN_DIR", "promtool/v0.316.0").join("promtool"),
+        "hack/promtool/build.sh",
     )
 }
 

@@ -53,6 +53,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The labels of an alert: its severity and monitoring.prometheusRule.alertLabels. */}}
+{{- define "vpn-pbr-operator.alertLabels" -}}
+severity: {{ .severity }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/* Checks across values that the JSON schema cannot express clearly; fail with a message. */}}
 {{- define "vpn-pbr-operator.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
@@ -60,6 +68,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- if and .Values.credentials.existingSecret .Values.credentials.rrsa.enabled }}
 {{- fail "set either credentials.existingSecret or credentials.rrsa.enabled, not both" }}
+{{- end }}
+{{- if and .Values.monitoring.prometheusRule.enabled (not .Values.monitoring.runbookBaseUrl) }}
+{{- fail "monitoring.prometheusRule.enabled=true needs monitoring.runbookBaseUrl: every alert links to its runbook, <runbookBaseUrl>/docs/runbooks.md#<alert>" }}
 {{- end }}
 {{- if .Values.credentials.rrsa.enabled }}
 {{- if not .Values.credentials.rrsa.roleArn }}

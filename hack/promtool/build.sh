@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds promtool (Prometheus' rule checker and rule unit-test runner, for tests/monitoring.rs)
+# from the Go module github.com/prometheus/prometheus into a cache outside the repo; a second
+# run with the binary present does nothing. Prints the directory holding `promtool` on stdout
+# (the only stdout line), everything else goes to stderr, like hack/helm/build.sh.
+#
+# go.mod/go.sum in this directory are committed (the one-time generation below made them), so a
+# fresh machine only downloads the pinned modules from the Go module proxy and builds. The tag
+# `remove_all_sd` leaves every service discovery plugin out (Prometheus builds its
+# plugins/plugin_*.go only without it): checking and testing rules needs none of them.
+set -euo pipefail
+# shellcheck source=hack/go-bin.sh
+. "$(dirname "$0")/../go-bin.sh"
+PROMETHEUS=${PROMETHEUS_MODULE_VERSION:-0.316.0}
+OUT=${OUT:-$CACHE/promtool/v$PROMETHEUS}
+go_bin_begin promtool
+if [ -x "$OUT/promtool" ]; then echo "$OUT"; exit 0; fi
+if [ ! -f go.mod ]; then
+  go mod init vpn-pbr-operator.invalid/promtool-bin >&2
+  go get -tool "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS" >&2
+  go mod tidy >&2
+fi
+mkdir -p "$OUT"
+start=$(date +%s)
+go build -trimpath -tags remove_all_sd,netgo \
+  -ldflags "-s -w -X github.com/prometheus/common/version.Version=v$PROMETHEUS" \
+  -o "$OUT/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool
+mv "$OUT/promtool.tmp" "$OUT/promtool"
+echo "built promtool (module v$PROMETHEUS) in $(( $(date +%s) - start ))s" >&2
+"$OUT/promtool" --version >&2
+echo "$OUT"
