@@ -9,17 +9,13 @@
 # `remove_all_sd` leaves every service discovery plugin out (Prometheus builds its
 # plugins/plugin_*.go only without it): checking and testing rules needs none of them.
 set -euo pipefail
-# shellcheck source=hack/go-bin.sh
-. "$(dirname "$0")/../go-bin.sh"
+# shellcheck source=hack/go-tool.sh
+. "$(dirname "$0")/../go-tool.sh"
 PROMETHEUS=${PROMETHEUS_MODULE_VERSION:-0.316.0}
+go_tool_cache promtool
 OUT=${OUT:-$CACHE/promtool/v$PROMETHEUS}
-go_bin_begin promtool
 if [ -x "$OUT/promtool" ]; then echo "$OUT"; exit 0; fi
-if [ ! -f go.mod ]; then
-  go mod init vpn-pbr-operator.invalid/promtool-bin >&2
-  go get -tool "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS" >&2
-  go mod tidy >&2
-fi
+go_tool_module promtool-bin "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS"
 mkdir -p "$OUT"
 start=$(date +%s)
 go build -trimpath -tags remove_all_sd,netgo \
