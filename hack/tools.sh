@@ -21,6 +21,8 @@ if [ "$ALL" = 1 ]; then
   SDK_PYTHON=$("$ROOT/hack/python-venv.sh")
   HELM_BIN_DIR=$("$ROOT/hack/helm/build.sh")
   PROMTOOL_BIN_DIR=$("$ROOT/hack/promtool/build.sh")
+  # kstatus and Argo CD's health check over the operator's statuses (tests/gitops_health.rs).
+  GITOPS_VERDICTS=$("$ROOT/hack/gitops-verdicts/build.sh")
 else
   KUBE_BIN_DIR=$("$ROOT/hack/k8s-bins/build.sh")
 fi
@@ -29,7 +31,7 @@ if [ "$ENV" = 1 ]; then
   echo "export KUBE_BIN_DIR=$KUBE_BIN_DIR ETCD_BIN_DIR=$ETCD_BIN_DIR"
   echo "export PATH=$KUBE_BIN_DIR:\$PATH"
   if [ "$ALL" = 1 ]; then
-    echo "export SDK_PYTHON=$SDK_PYTHON HELM_BIN_DIR=$HELM_BIN_DIR PROMTOOL_BIN_DIR=$PROMTOOL_BIN_DIR"
+    echo "export SDK_PYTHON=$SDK_PYTHON HELM_BIN_DIR=$HELM_BIN_DIR PROMTOOL_BIN_DIR=$PROMTOOL_BIN_DIR GITOPS_VERDICTS=$GITOPS_VERDICTS"
     echo "export PATH=$HELM_BIN_DIR:$PROMTOOL_BIN_DIR:\$PATH"
   fi
 else
@@ -40,5 +42,6 @@ else
     echo "python with SDKs:         $SDK_PYTHON"
     echo "helm:                     $HELM_BIN_DIR"
     echo "promtool:                 $PROMTOOL_BIN_DIR"
+    echo "gitops-verdicts:          $GITOPS_VERDICTS"
   fi
 fi

@@ -18,10 +18,11 @@
 //!   ([`Fence`], [`FencedCloud`], [`watch_lease`]), the cloud's model its ports answer in
 //!   ([`Mutation`], [`Entry`], ...), and [`duplicates`], the claim checks it uses as its oracle.
 //! - For `tests/controller.rs`: [`KubeObjects`], the [`ObjectPort`] against a real API server.
+//! - For `tests/gitops_health.rs`: [`status`], the status builder and the reasons it writes.
 //!
 //! A few more types are `pub` without a name here, because the façade's fields and signatures
 //! hold them (`app::AppError`, the tools' arguments, the controller's `Error`, `RouteId`,
-//! `CredentialsHandle`, `Reason`, `Stall`, ...); of those, and of the exported types, only
+//! `CredentialsHandle`, `Stall`, ...); of those, and of the exported types, only
 //! what the outside uses is `pub`.
 
 #![deny(unreachable_pub)]
@@ -61,6 +62,18 @@ pub use controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 pub use controller::status::rfc3339_millis;
 // For `tests/controller.rs`: the objects port against a real API server.
 pub use controller::objects::{EventSource, KubeObjects};
+
+/// For `tests/gitops_health.rs`: the status builder and every reason it writes, to check what
+/// GitOps tools (kstatus, Argo CD's health check) conclude from the statuses it makes.
+pub mod status {
+    pub use crate::controller::reason::Reason;
+    pub use crate::controller::status::{CondValue, StatusReport, build};
+
+    /// Every reason of ours: all but the cloud's codes (`Reason::Cloud`).
+    pub fn named_reasons() -> impl Iterator<Item = Reason> {
+        Reason::NAMED.into_iter()
+    }
+}
 
 /// For the simulation: the duplicate checks it uses as its oracle, on claim caches it fills
 /// itself (the truth, and each process's lagging view).

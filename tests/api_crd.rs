@@ -319,11 +319,32 @@ async fn kubectl_shows_the_printer_columns() -> anyhow::Result<()> {
         .unwrap_or_default()
         .split_whitespace()
         .collect();
+    // At `-o wide`: the Ready condition's message too.
     assert_eq!(
         header,
         [
             "NAME", "GATEWAY", "SOURCE", "DEST", "NEXTHOP", "WEIGHT", "PRIORITY", "PUBLISH",
-            "STATE", "READY", "REASON", "AGE"
+            "STATE", "READY", "SYNCED", "REASON", "MESSAGE", "AGE"
+        ]
+    );
+    let out = tokio::process::Command::new(&kubectl)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["get", "pbr", "-n", &ns])
+        .output()
+        .await
+        .expect("run kubectl");
+    let default_header: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        default_header,
+        [
+            "NAME", "GATEWAY", "SOURCE", "DEST", "NEXTHOP", "WEIGHT", "STATE", "READY", "SYNCED",
+            "REASON", "AGE"
         ]
     );
     let row = text.lines().nth(1).unwrap_or_default();

@@ -53,3 +53,12 @@ pub enum Stall {
     /// A whole entry list that shows the applied change (e.g. `ListInconsistent`).
     List(Arc<CloudError>),
 }
+
+impl Stall {
+    /// The read's last error.
+    pub(crate) fn error(&self) -> &CloudError {
+        match self {
+            Self::Queued(e) | Self::Status(e) | Self::List(e) => e,
+        }
+    }
+}

@@ -12,6 +12,9 @@ pub enum Reason {
     Synced,
     /// The create is queued or in flight.
     Creating,
+    /// `Reconciling=True`: a change of the entry is under way while `Ready` stays as it was
+    /// (the generation it describes, or the entry before the change).
+    Updating,
     /// The spec breaks a rule; no cloud call.
     InvalidSpec,
     /// The paused annotation is set; no cloud call.
@@ -49,12 +52,13 @@ pub enum Reason {
 }
 
 impl Reason {
-    const NAMED: [Reason; 19] = [
+    pub(crate) const NAMED: [Reason; 20] = [
         Reason::PublishConflict,
         Reason::AlreadyExists,
         Reason::Available,
         Reason::Synced,
         Reason::Creating,
+        Reason::Updating,
         Reason::InvalidSpec,
         Reason::Paused,
         Reason::DuplicateRoute,
@@ -77,6 +81,7 @@ impl Reason {
             Self::Available => "Available",
             Self::Synced => "Synced",
             Self::Creating => "Creating",
+            Self::Updating => "Updating",
             Self::InvalidSpec => "InvalidSpec",
             Self::Paused => "Paused",
             Self::DuplicateRoute => "DuplicateRoute",

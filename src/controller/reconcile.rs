@@ -449,11 +449,13 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> 
     else {
         return Ok(());
     };
-    let (report, event) = decide::failure(
+    let (mut report, event) = decide::failure(
         &fresh,
         &failed.error,
         failed.credentials_fallback.as_deref(),
     );
+    // Whether the failure waits for someone (`Stalled`) is its policy's to say.
+    report.cause = Some(failed.error.policy());
     write_status(&mut fresh, ctx, report)
         .await
         .map_err(|e| Error::kube("write status", e))?;

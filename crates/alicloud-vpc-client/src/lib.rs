@@ -52,7 +52,9 @@ pub use error::{ApiError, CloudError, TransportFailure};
 pub use listing::{LIST_PASSES, read_whole_list};
 pub use observe::{CallObserver, CallRecord, ListRecord};
 pub use operations::*;
-pub use policy::{Gone, LIST_INCONSISTENT, Pace, Policy, Retrier, classify, known_policy, policy};
+pub use policy::{
+    Gone, LIST_INCONSISTENT, Pace, Policy, Retrier, classify, known_codes, known_policy, policy,
+};
 pub use rate_limit::{
     Acquire, Priority, RateLimitConfig, RateLimiter, current_priority, with_priority,
 };

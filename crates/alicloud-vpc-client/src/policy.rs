@@ -227,6 +227,12 @@ const TABLE: &[(&str, Policy)] = &[
     row("VpnPbrRouteEntry.NotFound",                  C::NotFound,           R::Caller,         P::Transient, true,  G::Entry),
 ];
 
+/// Every code the table names, with its row, in the table's order: for tables of what each
+/// known code leads to (a new code gets its row there too).
+pub fn known_codes() -> impl Iterator<Item = (&'static str, Policy)> {
+    TABLE.iter().copied()
+}
+
 /// The policy of a code the table names (`None` for any other text, e.g. a condition reason
 /// that is not a cloud code).
 pub fn known_policy(code: &str) -> Option<Policy> {

@@ -54,7 +54,9 @@ const IMMUTABLE: &str = "is immutable; create a new VpnPbrRoute instead";
     printcolumn(name = "Publish", type_ = "boolean", json_path = ".spec.publishVpc", priority = 1),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Synced", type_ = "string", json_path = ".status.conditions[?(@.type==\"Synced\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.spec.regionId == oldSelf.spec.regionId || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
         .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")

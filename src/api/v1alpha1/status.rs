@@ -39,7 +39,8 @@ pub struct VpnPbrRouteStatus {
     /// account's answers as proof that the entry or its gateway is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    /// `Ready` and `Synced` conditions.
+    /// `Ready` and `Synced`, and the kstatus conditions `Reconciling` and `Stalled` (each only
+    /// while true).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -61,7 +62,7 @@ pub struct ObservedRoute {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready` or `Synced`.
+    /// `Ready`, `Synced`, `Reconciling` or `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,

@@ -122,7 +122,8 @@ pub(crate) fn rehearse(stage: &Stage<'_>) -> Rehearsal {
         }
         if let Some(f) = d.failure.clone() {
             let err = Error::from(f);
-            let (report, _) = failure(&route, &err, stage.credentials_fallback);
+            let (mut report, _) = failure(&route, &err, stage.credentials_fallback);
+            report.cause = Some(err.policy());
             out.failed = report
                 .synced
                 .as_ref()

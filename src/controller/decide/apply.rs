@@ -130,6 +130,8 @@ pub(super) fn apply(obs: &Observation<'_>, d: Decision) -> Decision {
                     ..Default::default()
                 });
             }
+            // Ready stays as it was (an edit, or a repair of drift): Reconciling says so.
+            d.status.get_or_insert_with(StatusReport::default).changing = true;
             record_account(obs, d)
                 .job(JobOp::Submit(mutation))
                 .next(Next::Wake)

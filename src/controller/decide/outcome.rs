@@ -112,7 +112,10 @@ pub(super) fn outcome<'a>(
 /// failing, Synced says so.
 pub(super) fn keep_waiting(mut d: Decision, stalled: Option<&Stall>, prefix: &str) -> Decision {
     if let Some(stall) = stalled {
-        d.status.get_or_insert_with(StatusReport::default).synced = Some(stall_wait(stall, prefix));
+        let report = d.status.get_or_insert_with(StatusReport::default);
+        report.synced = Some(stall_wait(stall, prefix));
+        // Whether someone must act on the failing read (Stalled) or it passes by itself.
+        report.cause = Some(stall.error().policy());
     }
     d.job(JobOp::Keep).next(Next::Wake)
 }
@@ -122,21 +125,15 @@ pub(super) fn keep_waiting(mut d: Decision, stalled: Option<&Stall>, prefix: &st
 /// confirm it (`ListInconsistent`, a 5xx, ...). The change keeps its place, and nothing (absence
 /// least of all) is concluded from a failed read.
 fn stall_wait(stall: &Stall, prefix: &str) -> CondValue {
-    let (e, what) = match stall {
-        Stall::Queued(e) => (
-            e,
-            "waiting for its turn; the gateway's status cannot be read",
-        ),
-        Stall::Status(e) => (
-            e,
+    let what = match stall {
+        Stall::Queued(_) => "waiting for its turn; the gateway's status cannot be read",
+        Stall::Status(_) => {
             "the change was accepted; waiting for the gateway to show it applied, and its \
-             status cannot be read",
-        ),
-        Stall::List(e) => (
-            e,
-            "the change was accepted; waiting for a whole entry list to confirm it",
-        ),
+             status cannot be read"
+        }
+        Stall::List(_) => "the change was accepted; waiting for a whole entry list to confirm it",
     };
+    let e = stall.error();
     CondValue::no(
         Reason::Cloud(e.code().to_owned()),
         format!("{prefix}{what}: {}", e.message()),

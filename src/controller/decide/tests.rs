@@ -594,7 +594,9 @@ fn differences_become_one_change() {
             ..
         }))
     ));
-    assert!(d.status.is_none());
+    // Only Reconciling changes: Ready and Synced stay as they are until the change is known.
+    let report = d.status.expect("a change under way");
+    assert!(report.changing && report.ready.is_none() && report.synced.is_none());
 }
 
 #[test]
@@ -2245,5 +2247,53 @@ fn a_create_answered_behind_a_gate_is_recorded() {
                 "{name}: the answer is recorded"
             );
         }
+    }
+}
+
+#[test]
+fn a_change_of_a_recorded_entry_says_a_change_is_under_way() {
+    let f = facts();
+    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    // Drifted to weight 0 (or edited): the entry is the object's, its weight is changed back.
+    let e = [entry(0, "normal")];
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &e,
+        },
+        ..obs(&r)
+    });
+    assert!(
+        matches!(
+            &d.job,
+            Some(JobOp::Submit(Mutation::ModifyAttribute { .. }))
+        ),
+        "{:?}",
+        d.job
+    );
+    let report = d.status.expect("a status that says so");
+    assert!(
+        report.changing,
+        "Reconciling=True while the change is under way"
+    );
+}
+
+#[test]
+fn a_stalled_change_reports_the_policy_of_the_read_that_keeps_failing() {
+    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    for (status, code) in [(503, "ServiceUnavailable"), (403, "Forbidden.RAM")] {
+        let error = cloud_error(status, code);
+        let stalled = JobView::Queued {
+            mutation: create_mutation("t"),
+            generation: Some(2),
+            stalled: Some(Stall::Queued(error.clone())),
+        };
+        let d = decide(&Observation {
+            job: Some(&stalled),
+            ..obs(&r)
+        });
+        let report = d.status.expect("Synced says why");
+        // Stalled=True only for a refusal someone must act on (the status builder reads it).
+        assert_eq!(report.cause, Some(error.policy()), "{code}");
     }
 }
