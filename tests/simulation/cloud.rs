@@ -24,6 +24,7 @@ use vpc_emulator::world::{PbrEntry, World};
 use vpn_pbr_operator::api::v1alpha1::{DEFAULT_PRIORITY, VpnPbrRoute};
 use vpn_pbr_operator::{
     Accepted, CloudFuture, CloudPort, Entry, GatewayFacts, JobView, Mutation, Scheduler, Scope,
+    rfc3339_millis,
 };
 
 use super::world::{EntryKey, Sim, State, account_id, account_of_key, uid};
@@ -788,7 +789,8 @@ async fn land(
 }
 
 /// A create refused as existing after the cloud forgot its token: if that very token's create
-/// made the entry, the object cannot prove the entry is its own any more (the one outcome the
+/// made the entry and its answer was never recorded, the object cannot prove the entry is its
+/// own any more (the one outcome the
 /// design allows: the route refuses the entry and says why).
 fn unprovable(st: &mut State, t: f64, scope: &Scope, m: &Mutation, token: Option<&str>) {
     let (Mutation::Create { client_token, .. }, Some(tok)) = (m, token) else {
@@ -801,7 +803,15 @@ fn unprovable(st: &mut State, t: f64, scope: &Scope, m: &Mutation, token: Option
     let Some(owner) = st.token_owner.get(client_token).cloned() else {
         return;
     };
-    if st.owners.get(&key) == Some(&owner) {
+    // The answer was recorded before the crash: the object proves the entry by its
+    // `createTime`, which is the listed entry's, whatever the cloud remembers of the token.
+    let recorded = st.entry(&key).is_some_and(|e| {
+        let time = rfc3339_millis(i64::try_from(e.create_time_ms).unwrap_or_default());
+        st.object_by_uid(&owner)
+            .and_then(|o| o.route.status.as_ref())
+            .is_some_and(|s| s.create_time.is_some() && s.create_time == time)
+    });
+    if st.owners.get(&key) == Some(&owner) && !recorded {
         // Excused only after a crash: the process that sent the create died before it could
         // record the answer. A live one replays within seconds; the cloud remembers hours.
         if let Some(e) = st.token_epoch.get(tok).copied()

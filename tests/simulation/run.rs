@@ -527,8 +527,8 @@ fn unmet(st: &State) -> Vec<String> {
         match (s.management_policy, entry) {
             (ManagementPolicy::Full, Some(_)) if unprovable && !consents(r) => {
                 // The one outcome the design allows: its own entry, which it can no longer
-                // prove its own (the create's answer was never recorded and the cloud forgot
-                // the token): it refuses the entry and says why.
+                // prove its own (the create's answer was not recorded when the cloud refused
+                // the replay of its forgotten token): it refuses the entry and says why.
                 check(
                     &mut out,
                     is("Ready", ConditionStatus::False, "AlreadyExists"),
