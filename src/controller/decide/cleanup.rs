@@ -190,6 +190,27 @@ pub(super) fn cleanup(obs: &Observation<'_>) -> Decision {
             // left behind.
             return replay(obs, None, facts, d);
         }
+        if replay_refusal.is_some_and(|e| e.class() == ErrorClass::AlreadyExists) {
+            // The cloud has just said the entry exists: this list is behind it, and proves
+            // nothing. Recorded, the entry may be the object's: a list that shows it decides
+            // (the refused replay is kept until then). Else nothing can prove it the object's.
+            if route
+                .status
+                .as_ref()
+                .is_some_and(|s| s.create_time.is_some())
+            {
+                return d.job(JobOp::Keep).next(Next::Read(Freshness::Now));
+            }
+            return release(d.event(
+                false,
+                Reason::Deleted,
+                "Delete",
+                format!(
+                    "this object cannot prove it made the entry the cloud reports: \
+                     {TOKEN_REFUSED}; left in place"
+                ),
+            ));
+        }
         return release(d.event(
             false,
             Reason::Deleted,

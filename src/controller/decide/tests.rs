@@ -1556,50 +1556,58 @@ fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
     let unanswered = deleting(json!({"clientToken": "t3"}));
     let replayed = accepted_create(Some(entry(100, "normal")), true);
     let refused = failed_create("VpnRouteEntry.AlreadyExists");
-    // (row, route, job, replays with this token, else released)
+    // (row, route, job, what it does)
     let invalid = failed_create("VpnRouteEntry.BackupRoute");
-    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Option<&str>); 7] = [
+    enum Then {
+        /// Sends the create again with this token.
+        Replays(&'static str),
+        Released,
+        /// Keeps the refused replay and reads the list again.
+        Waits,
+    }
+    use Then::*;
+    let rows: [(&str, &VpnPbrRoute, Option<&JobView>, Then); 7] = [
         (
             "after a restart: the token is replayed, the scheduler waits for the list",
             &answered,
             None,
-            Some("t"),
+            Replays("t"),
         ),
         (
             "the replayed create's entry never listed: deleted",
             &answered,
             Some(&replayed),
-            None,
+            Released,
         ),
         (
-            "the replay refused: deleted",
+            "the replay refused as existing: the entry is there, a list that shows it decides",
             &answered,
             Some(&refused),
-            None,
+            Waits,
         ),
         (
             "a create that makes the entry again may have landed unlisted: replayed",
             &renewing,
             None,
-            Some("t2"),
+            Replays("t2"),
         ),
         (
             "a create whose answer was lost may have landed unlisted: replayed",
             &unanswered,
             None,
-            Some("t3"),
+            Replays("t3"),
         ),
         (
             "the unanswered create's replay refused: nothing proven ours, released",
             &unanswered,
             Some(&refused),
-            None,
+            Released,
         ),
         (
             "the unanswered create's replay refused on its merits: it made nothing, released",
             &unanswered,
             Some(&invalid),
-            None,
+            Released,
         ),
     ];
     for (name, r, job, replays) in rows {
@@ -1612,7 +1620,7 @@ fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
             ..obs(r)
         });
         match replays {
-            Some(token) => {
+            Replays(token) => {
                 assert!(!d.remove_finalizer, "{name}: not released");
                 assert_eq!(
                     d.job,
@@ -1620,9 +1628,17 @@ fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
                     "{name}: the create as it was sent"
                 );
             }
-            None => {
+            Released => {
                 assert!(d.remove_finalizer, "{name}: released");
                 assert_eq!(event_reasons(&d), ["Deleted"], "{name}");
+            }
+            Waits => {
+                assert!(!d.remove_finalizer, "{name}: not released");
+                assert_eq!(
+                    (d.job, d.next),
+                    (Some(JobOp::Keep), Some(Next::Read(Freshness::Now))),
+                    "{name}"
+                );
             }
         }
     }
@@ -2296,4 +2312,38 @@ fn a_stalled_change_reports_the_policy_of_the_read_that_keeps_failing() {
         // Stalled=True only for a refusal someone must act on (the status builder reads it).
         assert_eq!(report.cause, Some(error.policy()), "{code}");
     }
+}
+
+#[test]
+fn a_cleanup_whose_replay_is_refused_as_existing_never_calls_the_entry_deleted() {
+    // The cloud just said the entry exists: a list that does not show it yet proves nothing.
+    let refused = failed_create("VpnRouteEntry.AlreadyExists");
+    let f = facts();
+    let observe = |r: &VpnPbrRoute| {
+        decide(&Observation {
+            job: Some(&refused),
+            cloud: CloudRead::Ready {
+                facts: &f,
+                entries: &[],
+            },
+            ..obs(r)
+        })
+    };
+    // Held by its token only: it cannot prove the entry its own, and says so.
+    let token_only = route(json!({"metadata": {"deletionTimestamp": DELETING},
+        "status": {"clientToken": "t"}}));
+    let d = observe(&token_only);
+    assert!(d.remove_finalizer, "released");
+    let note = &d.events.first().expect("an event").note;
+    assert!(
+        note.contains("cannot prove") && note.contains("left in place"),
+        "{note}"
+    );
+    // Its answer recorded: the entry is the object's; it waits for a list that shows it.
+    let recorded = route(json!({"metadata": {"deletionTimestamp": DELETING},
+        "status": {"clientToken": "t", "createTime": "2023-11-14T22:13:20.000Z"}}));
+    let d = observe(&recorded);
+    assert!(!d.remove_finalizer, "not released: the entry is its own");
+    assert!(d.events.iter().all(|e| !e.note.contains("deleted")));
+    assert_eq!(d.next, Some(Next::Read(Freshness::Now)));
 }
