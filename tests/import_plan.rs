@@ -62,7 +62,7 @@ async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Resu
             "vpn-gw-b-192-168-20-0-24-10-20-0-0-16-vco-gw-b-1.yaml",
         ]
     );
-    let active: VpnPbrRoute = serde_yaml::from_str(&std::fs::read_to_string(
+    let active: VpnPbrRoute = serde_saphyr::from_str(&std::fs::read_to_string(
         out.join("vpn-gw-a-192-168-10-0-24-10-10-0-0-16-vco-gw-a-1.yaml"),
     )?)?;
     assert_eq!(
