@@ -26,7 +26,8 @@ exec 8>"$DENY_ROOT.lock"
 flock 8
 if ! { [ -x "$BIN" ] && [ "$("$BIN" --version 2>/dev/null)" = "cargo-deny $VERSION" ]; }; then
   echo "installing cargo-deny $VERSION into $DENY_ROOT" >&2
-  cargo install --locked --force cargo-deny --version "$VERSION" --root "$DENY_ROOT" >&2
+  # Built in a temporary directory cargo removes afterwards, not in the workspace's target dir.
+  env -u CARGO_TARGET_DIR cargo install --locked --force cargo-deny --version "$VERSION" --root "$DENY_ROOT" >&2
 fi
 flock -u 8
 if [ "${1:-}" = --install-only ]; then echo "$BIN"; exit 0; fi
