@@ -9,7 +9,7 @@ CARGO ?= cargo
 # Where cargo puts binaries (CI points CARGO_TARGET_DIR at a cache outside the clone).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: all build tools test lint unit integration crds cluster-up cluster-down clean-cache help sim
+.PHONY: all build tools test lint unit integration crds cluster-up cluster-down clean-cache help sim audit
 
 all: build
 
@@ -40,6 +40,9 @@ test: tools lint ## The one test command: tools, fmt, clippy, unit and integrati
 	@# tests/e2e.rs is #[ignore]d in plain `cargo test` (it needs root and starts real nodes);
 	@# here it runs on a host made fresh (hack/first-run.sh: the first-run check).
 	source <(hack/tools.sh --env) && hack/first-run.sh
+
+audit: ## cargo-deny over the dependencies (deny.toml): advisories, licences, bans, sources; ADVISORY_DB=dir checks against a local copy of the advisory database
+	hack/cargo-deny.sh
 
 # The deterministic simulation (tests/simulation.rs); `make test` runs it with 1000 seeds.
 SEEDS ?= 1000

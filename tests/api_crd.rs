@@ -179,7 +179,7 @@ async fn every_file_in_examples_invalid_is_refused() -> anyhow::Result<()> {
     let (_client, api, _ns) = setup("examples-invalid").await?;
     let mut count = 0;
     for (path, text) in files_in("examples/invalid", |_| true) {
-        let obj: Value = serde_yaml::from_str(&text).expect("yaml");
+        let obj: Value = serde_saphyr::from_str(&text).expect("yaml");
         let message = refusal(create(&api, obj).await);
         assert!(message.contains("spec."), "{}: {message}", path.display());
         count += 1;
@@ -194,8 +194,7 @@ async fn valid_examples_are_accepted() -> anyhow::Result<()> {
     let mut count = 0;
     let yaml = |p: &Path| p.extension().and_then(|e| e.to_str()) == Some("yaml");
     for (path, text) in files_in("examples", yaml) {
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let obj = Value::deserialize(doc).expect("yaml");
+        for obj in serde_saphyr::from_multiple::<Value>(&text).expect("yaml") {
             create(&api, obj)
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -205,8 +204,6 @@ async fn valid_examples_are_accepted() -> anyhow::Result<()> {
     assert!(count >= 4);
     Ok(())
 }
-
-use serde::Deserialize as _;
 
 #[tokio::test]
 async fn identity_fields_and_description_are_immutable() -> anyhow::Result<()> {

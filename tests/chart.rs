@@ -18,7 +18,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
-use serde_yaml::Value;
+use serde_json::Value;
 use support::command::{run, run_ok};
 use support::{ControlPlane, plane, repo_root};
 use vpn_pbr_harness::{Tools, tools};
@@ -60,10 +60,8 @@ fn template_refused(args: &[&str]) -> anyhow::Result<String> {
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).expect("rendered YAML parses"))
-        .filter(|v| !v.is_null())
-        .collect()
+    // Empty documents (templates that render nothing) are left out.
+    serde_saphyr::from_multiple(yaml).expect("rendered YAML parses")
 }
 
 fn kind_of(doc: &Value) -> &str {
@@ -86,7 +84,7 @@ fn one_of<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence()
+    v.as_array()
         .map(|s| {
             s.iter()
                 .map(|x| x.as_str().expect("string").to_owned())
@@ -97,7 +95,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
     container["env"]
-        .as_sequence()
+        .as_array()
         .expect("env list")
         .iter()
         .find(|e| e["name"].as_str() == Some(name))
@@ -128,7 +126,8 @@ fn server_dry_run(cp: &ControlPlane, yaml: &str) -> anyhow::Result<()> {
 
 async fn install_crd_file(client: &Client, path: &Path) {
     let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(path).expect("read CRD")).expect("parse CRD");
+        serde_saphyr::from_str(&std::fs::read_to_string(path).expect("read CRD"))
+            .expect("parse CRD");
     let name = crd.metadata.name.clone().expect("CRD name");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.patch(
@@ -150,7 +149,7 @@ async fn install_crd_file(client: &Client, path: &Path) {
 fn deployment_container(docs: &[Value]) -> &Value {
     let dep = one_of(docs, "Deployment");
     let containers = dep["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
+        .as_array()
         .expect("containers");
     assert_eq!(containers.len(), 1, "one container");
     &containers[0]
@@ -193,7 +192,7 @@ fn assert_hardened(docs: &[Value]) {
     );
 
     let port = c["ports"]
-        .as_sequence()
+        .as_array()
         .expect("ports")
         .first()
         .expect("a port")
@@ -219,7 +218,7 @@ fn assert_hardened(docs: &[Value]) {
 
     for kind in ["ClusterRole", "Role"] {
         for role in all_of(docs, kind) {
-            for rule in role["rules"].as_sequence().expect("rules") {
+            for rule in role["rules"].as_array().expect("rules") {
                 for field in ["verbs", "resources", "apiGroups", "resourceNames"] {
                     assert!(
                         !strings(&rule[field]).iter().any(|s| s.contains('*')),
@@ -238,7 +237,7 @@ fn assert_hardened(docs: &[Value]) {
 /// (apiGroup, resource, verbs, resourceNames) for every rule of a role, flattened and sorted.
 fn rules(role: &Value) -> Rules {
     let mut out = BTreeSet::new();
-    for rule in role["rules"].as_sequence().expect("rules") {
+    for rule in role["rules"].as_array().expect("rules") {
         let mut verbs = strings(&rule["verbs"]);
         verbs.sort();
         let names = strings(&rule["resourceNames"]);
@@ -430,7 +429,7 @@ fn host_network_listens_on_the_node_address_and_rolls_one_pod_at_a_time() -> any
         Some("status.podIP")
     );
     let names: Vec<&str> = c["env"]
-        .as_sequence()
+        .as_array()
         .expect("env")
         .iter()
         .filter_map(|e| e["name"].as_str())
@@ -678,7 +677,7 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
     // RRSA: a projected token for audience sts.aliyuncs.com mounted where the env var points.
     let pod = &dep["spec"]["template"]["spec"];
     let vol = pod["volumes"]
-        .as_sequence()
+        .as_array()
         .expect("volumes")
         .iter()
         .find(|v| !v["projected"].is_null())
@@ -687,7 +686,7 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
     assert_eq!(src["audience"].as_str(), Some("sts.aliyuncs.com"));
     assert_eq!(src["path"].as_str(), Some("token"));
     let mount = c["volumeMounts"]
-        .as_sequence()
+        .as_array()
         .expect("mounts")
         .iter()
         .find(|m| m["name"] == vol["name"])
@@ -731,10 +730,10 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
     // NetworkPolicy: DNS 53, apiserver and cloud API egress, ingress only to the metrics port.
     let np = one_of(&docs, "NetworkPolicy");
     let egress_ports: BTreeSet<u64> = np["spec"]["egress"]
-        .as_sequence()
+        .as_array()
         .expect("egress")
         .iter()
-        .flat_map(|r| r["ports"].as_sequence().cloned().unwrap_or_default())
+        .flat_map(|r| r["ports"].as_array().cloned().unwrap_or_default())
         .filter_map(|p| p["port"].as_u64())
         .collect();
     for p in [53, 443, 6443] {
@@ -743,7 +742,7 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
             "egress port {p} allowed: {egress_ports:?}"
         );
     }
-    let ingress = np["spec"]["ingress"].as_sequence().expect("ingress");
+    let ingress = np["spec"]["ingress"].as_array().expect("ingress");
     assert_eq!(ingress.len(), 1);
     assert_eq!(
         ingress[0]["ports"][0]["port"].as_str(),
@@ -826,10 +825,9 @@ fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> 
 /// Leaf paths of values.yaml (maps recurse; scalars, lists, empty maps and `resources`, a
 /// Kubernetes object documented as a whole, are leaves).
 fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    match v.as_mapping() {
+    match v.as_object() {
         Some(m) if !m.is_empty() && prefix != "resources" => {
             for (k, child) in m {
-                let k = k.as_str().expect("string key");
                 let path = if prefix.is_empty() {
                     k.to_owned()
                 } else {
@@ -845,7 +843,7 @@ fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
 #[test]
 fn every_value_is_commented_and_in_the_install_docs() {
     let text = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
-    let values: Value = serde_yaml::from_str(&text).expect("parse values.yaml");
+    let values: Value = serde_saphyr::from_str(&text).expect("parse values.yaml");
     let mut leaves = Vec::new();
     leaf_paths(&values, "", &mut leaves);
     let leaves: BTreeSet<String> = leaves.into_iter().collect();

@@ -64,7 +64,7 @@ fn step(t0: Instant, what: &str) {
 /// The first access key of the emulator config the examples use.
 fn emulator_key() -> anyhow::Result<(String, String)> {
     let text = std::fs::read_to_string(repo_root().join("deploy/emulator/config.example.yaml"))?;
-    let config: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let config: Value = serde_saphyr::from_str(&text)?;
     let key = &config["access_keys"][0];
     Ok((
         key["id"].as_str().expect("key id").to_owned(),
@@ -77,26 +77,25 @@ fn emulator_key() -> anyhow::Result<(String, String)> {
 fn emulator_manifest(images: &Images, api: u16, admin: u16) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(repo_root().join("deploy/emulator/vpc-emulator.yaml"))?;
     let mut out = String::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let mut v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)?;
+    for mut v in serde_saphyr::from_multiple::<Value>(&text)? {
         if v["kind"].as_str() == Some("Deployment") {
             let pod = &mut v["spec"]["template"]["spec"];
             pod["hostNetwork"] = true.into();
             // Its loopback address is the first node's: the kubelet probes the node's address.
-            pod["nodeSelector"] = serde_yaml::from_str("kubernetes.io/hostname: 127.0.0.1")?;
+            pod["nodeSelector"] = json!({"kubernetes.io/hostname": "127.0.0.1"});
             let c = &mut pod["containers"][0];
             c["image"] = format!("{}:{}", images.emulator_repository, images.tag).into();
             c["imagePullPolicy"] = "Never".into();
-            c["args"] = serde_yaml::to_value([
+            c["args"] = json!([
                 "--config=/etc/vpc-emulator/config.yaml".to_owned(),
                 format!("--listen=127.0.0.1:{api}"),
                 format!("--admin-listen=127.0.0.1:{admin}"),
                 "--log-format=text".to_owned(),
-            ])?;
+            ]);
             c["ports"][0]["containerPort"] = u64::from(api).into();
         }
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&v)?);
+        out.push_str(&serde_saphyr::to_string(&v)?);
     }
     Ok(out)
 }

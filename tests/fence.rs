@@ -201,7 +201,7 @@ async fn a_leader_cut_off_from_the_apiserver_stops_its_cloud_changes_before_the_
         }
     }
     let a_kubeconfig = dir.path().join("a.kubeconfig");
-    std::fs::write(&a_kubeconfig, serde_yaml::to_string(&kc)?)?;
+    std::fs::write(&a_kubeconfig, serde_saphyr::to_string(&kc)?)?;
     let start = |name: &str, kubeconfig: PathBuf, cloud: u16| {
         let endpoint = format!("http://127.0.0.1:{cloud}");
         let extra = ["--log-level", "info,vpn_pbr_operator=debug"];

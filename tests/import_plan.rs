@@ -62,7 +62,7 @@ async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Resu
             "vpn-gw-b-192-168-20-0-24-10-20-0-0-16-vco-gw-b-1.yaml",
         ]
     );
-    let active: VpnPbrRoute = serde_yaml::from_str(&std::fs::read_to_string(
+    let active: VpnPbrRoute = serde_saphyr::from_str(&std::fs::read_to_string(
         out.join("vpn-gw-a-192-168-10-0-24-10-10-0-0-16-vco-gw-a-1.yaml"),
     )?)?;
     assert_eq!(
@@ -435,6 +435,69 @@ async fn without_consent_an_existing_entry_is_neither_changed_nor_deleted() -> a
         calls_before,
         "a cloud call for an entry the object does not own\n{}",
         env.logs()
+    );
+    Ok(())
+}
+
+/// A busy gateway holds each dry run for up to `--busy-timeout`: `plan` says on stderr which
+/// dry run it is at and which gateway it waits for, and stdout stays the report alone.
+#[tokio::test]
+async fn plan_shows_its_progress_and_the_gateway_it_waits_for_on_stderr() -> anyhow::Result<()> {
+    let env = CliEnv::start("plan-progress").await?;
+    // Every create, a dry run too, answered as by a gateway applying another change.
+    env.emu
+        .set_faults(&json!({"rules": [
+            {"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "kind": "busy"}
+        ]}))
+        .await?;
+    let b = |src, dst, hop| spec("vpn-gw-b", src, dst, hop, 100);
+    let git = write_manifests(
+        &env.dir.path().join("git"),
+        &[
+            ("first", b("192.168.7.0/24", "10.7.0.0/16", "vco-gw-b-1")),
+            ("second", b("192.168.8.0/24", "10.8.0.0/16", "vco-gw-b-2")),
+        ],
+    );
+    let git_s = git.to_string_lossy().into_owned();
+    let run = env.cli(&[
+        "plan",
+        "-o",
+        "json",
+        "-f",
+        &git_s,
+        "-n",
+        &env.ns,
+        "--busy-timeout",
+        "2s",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not the report alone ({e}):\n{}", run.stdout));
+    assert_eq!(run.code, 1, "the busy answer stands: {report:#}");
+    let progress: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("plan: "))
+        .collect();
+    let ns = &env.ns;
+    let at = |what: &str| {
+        progress
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} on stderr:\n{}", run.stderr))
+    };
+    let read = at("plan: reading 1 gateway(s)");
+    let first = at(&format!(
+        "plan: dry run 1/2: {ns}/first on gateway vpn-gw-b (cn-hangzhou)"
+    ));
+    let waits = at(&format!(
+        "plan: waiting for gateway vpn-gw-b (cn-hangzhou), busy with another change (VpnGateway.Configuring): the dry run of {ns}/first goes again in"
+    ));
+    let second = at(&format!(
+        "plan: dry run 2/2: {ns}/second on gateway vpn-gw-b (cn-hangzhou)"
+    ));
+    assert!(
+        read < first && first < waits && waits < second,
+        "{progress:#?}"
     );
     Ok(())
 }

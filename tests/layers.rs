@@ -84,6 +84,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "cli::import",
             "cli::manifests",
             "cli::plan",
+            "cli::plan::progress",
             "cli::plan::render",
             "cli::plan::rehearse",
             "cli::plan::route",

@@ -48,7 +48,7 @@ const SECRET_KEY_SECRET: &str = "route-secret-value";
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The chart rendered into release namespace `ns`, one document per object.
-fn render(release: &str, ns: &str, set: &[String]) -> anyhow::Result<Vec<serde_yaml::Value>> {
+fn render(release: &str, ns: &str, set: &[String]) -> anyhow::Result<Vec<Value>> {
     let mut cmd = Command::new(tools::helm()?);
     cmd.args(["template", release])
         .arg(repo_root().join("deploy/helm/vpn-pbr-operator"))
@@ -57,13 +57,11 @@ fn render(release: &str, ns: &str, set: &[String]) -> anyhow::Result<Vec<serde_y
         cmd.args(["--set", s]);
     }
     let yaml = run_ok(&mut cmd, None)?;
-    Ok(serde_yaml::Deserializer::from_str(&yaml)
-        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("rendered YAML"))
-        .filter(|v| !v.is_null())
-        .collect())
+    // Empty documents (templates that render nothing) are left out.
+    Ok(serde_saphyr::from_multiple(&yaml).expect("rendered YAML"))
 }
 
-fn kind_of(doc: &serde_yaml::Value) -> &str {
+fn kind_of(doc: &Value) -> &str {
     doc["kind"].as_str().unwrap_or_default()
 }
 
@@ -75,7 +73,7 @@ struct ChartOperator {
 
 impl ChartOperator {
     fn start(
-        deployment: &serde_yaml::Value,
+        deployment: &Value,
         kubeconfig: &Path,
         ns: &str,
         log: PathBuf,
@@ -85,7 +83,7 @@ impl ChartOperator {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig);
-        for var in container["env"].as_sequence().expect("container env") {
+        for var in container["env"].as_array().expect("container env") {
             let name = var["name"].as_str().expect("env name");
             if let Some(v) = var["value"].as_str() {
                 cmd.env(name, v);
@@ -113,7 +111,7 @@ impl ChartOperator {
         // credentials.existingSecret would put the same variables there).
         cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", emulator::KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", emulator::KEY_SECRET);
-        if let Some(args) = container["args"].as_sequence() {
+        if let Some(args) = container["args"].as_array() {
             cmd.args(args.iter().map(|a| a.as_str().expect("arg")));
         }
         let file = std::fs::File::create(&log).expect("operator log");
@@ -194,13 +192,13 @@ impl Scenario {
         set.push(format!("endpoint={}", emu.url));
         set.push("logLevel=info\\,vpn_pbr_operator=debug".to_owned());
         let docs = render(&release, &release_ns, &set)?;
-        let rbac: Vec<&serde_yaml::Value> = docs
+        let rbac: Vec<&Value> = docs
             .iter()
             .filter(|d| RBAC_KINDS.contains(&kind_of(d)))
             .collect();
         let yaml: String = rbac
             .iter()
-            .map(|d| format!("---\n{}", serde_yaml::to_string(d).expect("yaml")))
+            .map(|d| format!("---\n{}", serde_saphyr::to_string(d).expect("yaml")))
             .collect();
         run_ok(
             Command::new(Tools::from_env()?.kubectl())
@@ -229,7 +227,7 @@ impl Scenario {
         let kubeconfig = dir.path().join("operator.kubeconfig");
         std::fs::write(
             &kubeconfig,
-            serde_yaml::to_string(&cp.token_kubeconfig(&token)?).expect("kubeconfig yaml"),
+            serde_saphyr::to_string(&cp.token_kubeconfig(&token)?).expect("kubeconfig yaml"),
         )
         .expect("write kubeconfig");
         let op = ChartOperator::start(

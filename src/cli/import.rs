@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
+use serde_json::Value;
 
 use super::cloud::{Cloud, CloudArgs, CloudSetupError};
 use crate::api::v1alpha1::{
@@ -104,7 +105,7 @@ pub(crate) enum ImportError {
     Yaml {
         name: String,
         #[source]
-        source: serde_yaml::Error,
+        source: DocumentError,
     },
 }
 
@@ -289,12 +290,21 @@ fn priority_of(gw: &GatewayRoutes, e: &VpnPbrRouteEntry) -> Option<i32> {
     ((gw.supports_priority || gw.dual_tunnel) && p != DEFAULT_PRIORITY).then_some(p)
 }
 
+/// Why a manifest could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DocumentError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Yaml(#[from] serde_saphyr::SerializeError),
+}
+
 fn document(
     gw: &GatewayRoutes,
     e: &VpnPbrRouteEntry,
     name: &str,
     options: &ManifestOptions,
-) -> Result<String, serde_yaml::Error> {
+) -> Result<String, DocumentError> {
     let mut spec = spec_of(gw, e);
     if let Some(d) = options.deletion_policy {
         spec.deletion_policy = d;
@@ -308,34 +318,80 @@ fn document(
         ADOPT_ANNOTATION.to_owned(),
         "true".to_owned(),
     )]));
-    let body = serde_yaml::to_string(&without_defaults(&manifest)?)?;
+    let body = crate::api::to_yaml(&without_defaults(&manifest)?)?;
     Ok(format!(
         "# Imported by `vpn-pbr-operator import` from {}/{}.\n{body}",
         gw.region, gw.gateway
     ))
 }
 
-/// The object as YAML, its spec without the fields that hold their default: a field goes when
+/// The object to write, its spec without the fields that hold their default: a field goes when
 /// the spec reads back the same without it (the type's own defaults decide, field by field).
-fn without_defaults(route: &VpnPbrRoute) -> Result<serde_yaml::Value, serde_yaml::Error> {
-    let mut object = serde_yaml::to_value(route)?;
-    let Some(spec) = object
-        .get_mut("spec")
-        .and_then(serde_yaml::Value::as_mapping_mut)
-    else {
-        return Ok(object);
+fn without_defaults(route: &VpnPbrRoute) -> Result<Written, serde_json::Error> {
+    let Value::Object(mut head) = serde_json::to_value(route)? else {
+        return Err(serde::ser::Error::custom("a VpnPbrRoute is an object"));
     };
-    let keys: Vec<serde_yaml::Value> = spec.keys().cloned().collect();
+    head.remove("spec");
+    // In the order of the spec's fields (a `serde_json::Map` would sort them).
+    let Fields(mut spec) = serde_json::from_str(&serde_json::to_string(&route.spec)?)?;
+    let keys: Vec<String> = spec.iter().map(|(k, _)| k.clone()).collect();
     for key in keys {
-        let mut without = spec.clone();
-        without.remove(&key);
-        let same = serde_yaml::from_value::<VpnPbrRouteSpec>(serde_yaml::Value::Mapping(without))
+        let without: serde_json::Map<String, Value> = spec
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let same = serde_json::from_value::<VpnPbrRouteSpec>(Value::Object(without))
             .is_ok_and(|s| s == route.spec);
         if same {
-            spec.remove(&key);
+            spec.retain(|(k, _)| *k != key);
         }
     }
-    Ok(object)
+    Ok(Written {
+        head,
+        spec: Fields(spec),
+    })
+}
+
+/// A manifest as `import` writes it: `apiVersion`, `kind` and `metadata` (in `serde_json`'s
+/// alphabetical order, which is also the order of `VpnPbrRoute`'s fields), then the spec.
+#[derive(serde::Serialize)]
+struct Written {
+    #[serde(flatten)]
+    head: serde_json::Map<String, Value>,
+    spec: Fields,
+}
+
+/// An object's fields in the order they were read or are to be written.
+struct Fields(Vec<(String, Value)>);
+
+impl serde::Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// Reads every gateway (its facts and all pages of its list).
@@ -462,7 +518,7 @@ mod tests {
     }
 
     fn parse(yaml: &str) -> VpnPbrRoute {
-        serde_yaml::from_str(yaml).expect("a VpnPbrRoute")
+        serde_saphyr::from_str(yaml).expect("a VpnPbrRoute")
     }
 
     #[test]
@@ -504,7 +560,7 @@ mod tests {
         let first = &out[0];
         assert_eq!(first.name, "vpn-a-192-168-1-0-24-10-1-0-0-16-vco-1");
         assert!(
-            first.yaml.contains("vpn.alicloud.dev/adopt: 'true'"),
+            first.yaml.contains("vpn.alicloud.dev/adopt: \"true\""),
             "{}",
             first.yaml
         );

@@ -6,6 +6,8 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 use crate::api::v1alpha1::{GROUP, VpnPbrRoute};
 
 /// `apiVersion` of the manifests this version reads.
@@ -26,13 +28,13 @@ pub(crate) enum ManifestError {
     Yaml {
         origin: String,
         #[source]
-        source: serde_yaml::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error("{origin}: not a valid VpnPbrRoute: {source}")]
     Invalid {
         origin: String,
         #[source]
-        source: serde_yaml::Error,
+        source: serde_json::Error,
     },
     #[error("{origin}: VpnPbrRoute of apiVersion {found:?}; this version reads {expected:?}")]
     Version {
@@ -126,14 +128,10 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
 
 /// Parses one YAML stream (several documents) into `out`.
 pub(super) fn parse_into(text: &str, name: &str, out: &mut Manifests) -> Result<(), ManifestError> {
-    use serde::Deserialize as _;
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(text)
-        .map(serde_yaml::Value::deserialize)
-        .collect::<Result<_, _>>()
-        .map_err(|source| ManifestError::Yaml {
-            origin: name.to_owned(),
-            source,
-        })?;
+    let docs = documents(text).map_err(|source| ManifestError::Yaml {
+        origin: name.to_owned(),
+        source: Box::new(source),
+    })?;
     let many = docs.len() > 1;
     for (i, doc) in docs.into_iter().enumerate() {
         let origin = if many {
@@ -146,7 +144,68 @@ pub(super) fn parse_into(text: &str, name: &str, out: &mut Manifests) -> Result<
     Ok(())
 }
 
-fn take(doc: serde_yaml::Value, origin: &str, out: &mut Manifests) -> Result<(), ManifestError> {
+/// The documents of a YAML stream in order, an empty or null one as `Null`: they count in the
+/// numbering of `file#n` (the n-th document as written) like every other.
+fn documents(text: &str) -> Result<Vec<Value>, serde_saphyr::Error> {
+    // No budget: a stream holds as many routes as the repository has (the parser's own
+    // bounds on nesting and aliases still hold).
+    let options = serde_saphyr::options! { budget: None };
+    let values: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)?;
+    // serde-saphyr leaves null documents out; the parser's events say where they were (should
+    // the two ever disagree, the documents are numbered as serde-saphyr returns them).
+    let Some(null_docs) =
+        null_documents(text).filter(|n| n.iter().filter(|&&null| !null).count() == values.len())
+    else {
+        return Ok(values);
+    };
+    let mut values = values.into_iter();
+    Ok(null_docs
+        .into_iter()
+        .map(|null| {
+            if null {
+                Value::Null
+            } else {
+                values.next().unwrap_or_default()
+            }
+        })
+        .collect())
+}
+
+/// For each document of the stream, whether it is null as serde-saphyr reads it: empty, a plain
+/// untagged `~`/`null`, or tagged `!!null`. `None` when the stream does not parse.
+fn null_documents(text: &str) -> Option<Vec<bool>> {
+    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    let mut out = Vec::new();
+    let mut root_next = false;
+    for event in Parser::new_from_str(text) {
+        let (event, _) = event.ok()?;
+        if !root_next {
+            root_next = matches!(event, Event::DocumentStart(..));
+            continue;
+        }
+        let null = match event {
+            Event::Scalar(value, style, _, tag) => match tag {
+                Some(tag) => tag.is_yaml_core_schema_tag("null"),
+                None => {
+                    style == ScalarStyle::Plain
+                        && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                }
+            },
+            Event::SequenceStart(..)
+            | Event::MappingStart(..)
+            | Event::Alias(..)
+            | Event::UnresolvedAlias(..) => false,
+            Event::DocumentEnd => true,
+            // Comments, anchors: not the root node yet.
+            _ => continue,
+        };
+        out.push(null);
+        root_next = false;
+    }
+    Some(out)
+}
+
+fn take(doc: Value, origin: &str, out: &mut Manifests) -> Result<(), ManifestError> {
     if doc.is_null() {
         return Ok(());
     }
@@ -165,7 +224,7 @@ fn take(doc: serde_yaml::Value, origin: &str, out: &mut Manifests) -> Result<(),
                 });
             }
             let route: VpnPbrRoute =
-                serde_yaml::from_value(doc).map_err(|source| ManifestError::Invalid {
+                serde_json::from_value(doc).map_err(|source| ManifestError::Invalid {
                     origin: origin.to_owned(),
                     source,
                 })?;
@@ -188,7 +247,7 @@ fn take(doc: serde_yaml::Value, origin: &str, out: &mut Manifests) -> Result<(),
         "List" => {
             let items = doc
                 .get("items")
-                .and_then(|i| i.as_sequence())
+                .and_then(|i| i.as_array())
                 .cloned()
                 .unwrap_or_default();
             for (i, item) in items.into_iter().enumerate() {
@@ -211,7 +270,7 @@ mod tests {
         let text = format!(
             "---\n{ROUTE}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n---\n\n---\napiVersion: v1\nkind: List\nitems:\n  - {}\n",
             serde_json::to_string(
-                &serde_yaml::from_str::<serde_json::Value>(&ROUTE.replace("r1", "r2"))
+                &serde_saphyr::from_str::<serde_json::Value>(&ROUTE.replace("r1", "r2"))
                     .expect("json")
             )
             .expect("json")
@@ -238,6 +297,35 @@ mod tests {
         );
         // Defaults as the apiserver would apply them.
         assert_eq!(out.routes[0].route.spec.priority, 10);
+    }
+
+    #[test]
+    fn documents_are_numbered_as_written_empty_and_null_ones_too() {
+        let a = serde_json::json!({"a": 1});
+        let b = serde_json::json!({"b": 2});
+        let cases: [(&str, Vec<Value>); 6] = [
+            ("a: 1\n---\n", vec![a.clone(), Value::Null]),
+            ("---\n---\n", vec![Value::Null, Value::Null]),
+            ("---\na: 1\n...\n---\nb: 2\n", vec![a.clone(), b.clone()]),
+            (
+                "a: 1\n---\n# only a comment\n",
+                vec![a.clone(), Value::Null],
+            ),
+            (
+                "~\n---\nnull\n---\n!!null\n---\na: 1\n",
+                vec![Value::Null, Value::Null, Value::Null, a.clone()],
+            ),
+            (
+                "'~'\n---\n!!str null\n",
+                vec![Value::from("~"), Value::from("null")],
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(documents(text).expect(text), want, "{text:?}");
+        }
+        for one in ["", "# a comment\n", "---\n", "a: 1\n"] {
+            assert!(documents(one).expect(one).len() <= 1, "{one:?}");
+        }
     }
 
     #[test]

@@ -214,7 +214,7 @@ pub fn manifest(name: &str, annotations: &Value, spec: Value) -> String {
     if annotations.as_object().is_some_and(|a| !a.is_empty()) {
         doc["metadata"]["annotations"] = annotations.clone();
     }
-    serde_yaml::to_string(&doc).expect("yaml")
+    serde_saphyr::to_string(&doc).expect("yaml")
 }
 
 /// One file `<name>.yaml` per route in `dir` (made if missing), without annotations.

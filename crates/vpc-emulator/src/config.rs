@@ -268,9 +268,9 @@ impl Config {
 
     pub fn parse(text: &str, path: &str) -> Result<Self, EmulatorError> {
         let cfg: Config =
-            serde_yaml::from_str(text).map_err(|source| EmulatorError::ConfigSyntax {
+            serde_saphyr::from_str(text).map_err(|source| EmulatorError::ConfigSyntax {
                 path: path.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         cfg.validate()?;
         Ok(cfg)

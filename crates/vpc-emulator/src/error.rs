@@ -463,7 +463,7 @@ pub enum EmulatorError {
     ConfigSyntax {
         path: String,
         #[source]
-        source: serde_yaml::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error("invalid config: {0}")]
     Config(String),

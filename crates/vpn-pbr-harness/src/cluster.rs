@@ -239,7 +239,7 @@ pub(crate) async fn create_namespace(client: &Client, name: &str) -> Result<()> 
 pub async fn install_crd(client: &Client, repo: &Path) -> Result<()> {
     let yaml = std::fs::read_to_string(repo.join("crds/vpnpbrroutes.vpn.alicloud.dev.yaml"))
         .context("read the CRD")?;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&yaml)?;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = "vpnpbrroutes.vpn.alicloud.dev";
     api.patch(

@@ -9,6 +9,7 @@
 //! would, 1 an error (a manifest or the cloud could not be read, an invalid or conflicting
 //! route, a create the cloud would refuse).
 
+mod progress;
 mod rehearse;
 pub(super) mod render;
 pub(super) mod route;
@@ -288,7 +289,8 @@ async fn dry_run(cloud: &Cloud, p: &RoutePlan, busy_timeout: Duration) -> Option
                 if e.class() == ErrorClass::GatewayBusy
                     && tokio::time::Instant::now() + delay < deadline =>
             {
-                tracing::debug!(gateway = %p.vpn_gateway_id, code = e.code(), "gateway busy; asking again");
+                let left = deadline - tokio::time::Instant::now();
+                eprintln!("{}", progress::busy(p, e.code(), delay, left));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -389,6 +391,9 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
         }
     }
     let port = VpcPort::new(cloud.factory.clone());
+    if !wanted.is_empty() {
+        eprintln!("{}", progress::reading(wanted.len()));
+    }
     let reads = futures::future::join_all(wanted.into_iter().map(|(region, gateway)| {
         let scope = cloud.scope(&region, &gateway);
         let port = &port;
@@ -446,10 +451,10 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
             account.as_ref().map(|a| a.as_deref()),
         ));
     }
-    for p in &mut plans {
-        if p.create.is_some() {
-            p.dry_run = dry_run(&cloud, p, args.busy_timeout).await;
-        }
+    let creates = plans.iter().filter(|p| p.create.is_some()).count();
+    for (i, p) in plans.iter_mut().filter(|p| p.create.is_some()).enumerate() {
+        eprintln!("{}", progress::dry_run(i + 1, creates, p));
+        p.dry_run = dry_run(&cloud, p, args.busy_timeout).await;
     }
 
     let report = render::PlanReport::new(plans, &reads, loaded.other_kinds);
