@@ -15,8 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::json;
-use serde_yaml::Value;
+use serde_json::{Value, json};
 use support::command::run_ok;
 use support::emulator::EntryKey;
 use support::env::{RouteEnv as Env, WAIT};
@@ -46,10 +45,8 @@ fn rendered() -> Vec<Value> {
         None,
     )
     .unwrap_or_else(|e| panic!("helm template: {e:#}"));
-    serde_yaml::Deserializer::from_str(&yaml)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).expect("rendered YAML parses"))
-        .filter(|v| !v.is_null())
-        .collect()
+    // Empty documents (templates that render nothing) are left out.
+    serde_saphyr::from_multiple(&yaml).expect("rendered YAML parses")
 }
 
 fn one_of(docs: &[Value], kind: &str) -> Value {
@@ -61,15 +58,15 @@ fn one_of(docs: &[Value], kind: &str) -> Value {
 /// The alerting rules of the PrometheusRule.
 fn alerts(docs: &[Value]) -> Vec<Value> {
     one_of(docs, "PrometheusRule")["spec"]["groups"]
-        .as_sequence()
+        .as_array()
         .expect("groups")
         .iter()
-        .flat_map(|g| g["rules"].as_sequence().expect("rules").clone())
+        .flat_map(|g| g["rules"].as_array().expect("rules").clone())
         .collect()
 }
 
 /// The dashboard JSON of the ConfigMap, with the ConfigMap's labels.
-fn dashboard(docs: &[Value]) -> (serde_json::Value, Value) {
+fn dashboard(docs: &[Value]) -> (Value, Value) {
     let cm = one_of(docs, "ConfigMap");
     let text = cm["data"]["vpn-pbr-operator.json"]
         .as_str()
@@ -79,8 +76,8 @@ fn dashboard(docs: &[Value]) -> (serde_json::Value, Value) {
 }
 
 /// Every query of the dashboard's panels (rows' panels too), with its panel's title.
-fn dashboard_queries(dash: &serde_json::Value) -> Vec<(String, String)> {
-    fn walk(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
+fn dashboard_queries(dash: &Value) -> Vec<(String, String)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
         for p in panels.as_array().into_iter().flatten() {
             for t in p["targets"].as_array().into_iter().flatten() {
                 let title = p["title"].as_str().unwrap_or_default().to_owned();
@@ -118,8 +115,8 @@ fn promtool_ok(dir: &Path, args: &[&str]) -> String {
 }
 
 /// `rules.yaml` in `dir`: a rules file of these groups.
-fn write_rules(dir: &Path, groups: &serde_json::Value) {
-    let text = serde_yaml::to_string(&json!({ "groups": groups })).expect("rules YAML");
+fn write_rules(dir: &Path, groups: &Value) {
+    let text = serde_saphyr::to_string(&json!({ "groups": groups })).expect("rules YAML");
     std::fs::write(dir.join("rules.yaml"), text).expect("write rules.yaml");
 }
 
@@ -168,14 +165,14 @@ fn every_alert_has_a_unit_test_where_it_fires_and_one_where_it_does_not() {
     assert!(names.len() >= 8, "{names:?}");
     let text = std::fs::read_to_string(repo_root().join("tests/monitoring/alerts.test.yaml"))
         .expect("alerts.test.yaml");
-    let tests: Value = serde_yaml::from_str(&text).expect("parse alerts.test.yaml");
+    let tests: Value = serde_saphyr::from_str(&text).expect("parse alerts.test.yaml");
     let (mut fires, mut silent) = (BTreeSet::new(), BTreeSet::new());
-    for t in tests["tests"].as_sequence().expect("tests") {
-        for check in t["alert_rule_test"].as_sequence().into_iter().flatten() {
+    for t in tests["tests"].as_array().expect("tests") {
+        for check in t["alert_rule_test"].as_array().into_iter().flatten() {
             let name = check["alertname"].as_str().expect("alertname").to_owned();
             assert!(names.contains(&name), "a test of an unknown alert {name}");
             if check["exp_alerts"]
-                .as_sequence()
+                .as_array()
                 .is_some_and(|a| !a.is_empty())
             {
                 fires.insert(name);
@@ -244,7 +241,7 @@ fn every_dashboard_query_parses_and_the_sidecar_label_is_set() {
     let queries = dashboard_queries(&dash);
     assert!(queries.len() >= 15, "{queries:?}");
     // promtool parses each query as the expression of a recording rule.
-    let rules: Vec<serde_json::Value> = queries
+    let rules: Vec<Value> = queries
         .iter()
         .enumerate()
         .map(
