@@ -219,6 +219,22 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+impl Scheduler {
+    /// A scheduler of `cloud` with default settings, and the owners it wakes (for tests).
+    pub(crate) fn of_cloud(cloud: Arc<dyn CloudPort>) -> (Self, mpsc::UnboundedReceiver<Owner>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sched = Self::new(
+            cloud.clone(),
+            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        (sched, rx)
+    }
+}
+
 impl Inner {
     fn lanes(&self) -> Vec<(GatewayKey, Arc<Lane>)> {
         lock(&self.lanes)
@@ -552,21 +568,8 @@ mod tests {
         let (sched, mut rx) = scheduler_of(&fake);
         let n = 20;
         let start = Instant::now();
-        for i in 0..n {
-            sched.submit(&owner(i), &scope(), publish(i), Some(1));
-        }
         // Every owner is woken once its change is accepted and once the gateway is confirmed.
-        let mut confirmed = 0;
-        while confirmed < n {
-            let o = rx.recv().await.expect("wake");
-            if let Some(JobView::Accepted {
-                confirmed: true, ..
-            }) = sched.view(&o, &scope().key())
-            {
-                sched.forget(&o, &scope().key());
-                confirmed += 1;
-            }
-        }
+        publish_until_confirmed(&sched, &mut rx, n, |_| {}).await;
         let took = start.elapsed();
         eprintln!("{n} changes took {took:?}");
         let accepted = fake.accepted.lock().unwrap().clone();
@@ -596,33 +599,22 @@ mod tests {
         let fake = FakeGateway::lagging(update, lag);
         let (sched, mut rx) = scheduler_of(&fake);
         let n = 5;
-        for i in 0..n {
-            sched.submit(&owner(i), &scope(), publish(i), Some(1));
-        }
-        let mut confirmed = 0;
-        while confirmed < n {
-            let o = rx.recv().await.expect("wake");
-            if let Some(JobView::Accepted {
-                confirmed: true, ..
-            }) = sched.view(&o, &scope().key())
-            {
-                let src = format!("s{}", o.name.trim_start_matches('r'));
-                let visible = fake
-                    .visible_at
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|(s, _)| *s == src)
-                    .map(|(_, at)| *at)
-                    .expect("accepted");
-                assert!(
-                    visible <= Instant::now(),
-                    "{src} confirmed before it was listed"
-                );
-                sched.forget(&o, &scope().key());
-                confirmed += 1;
-            }
-        }
+        publish_until_confirmed(&sched, &mut rx, n, |o| {
+            let src = format!("s{}", o.name.trim_start_matches('r'));
+            let visible = fake
+                .visible_at
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(s, _)| *s == src)
+                .map(|(_, at)| *at)
+                .expect("accepted");
+            assert!(
+                visible <= Instant::now(),
+                "{src} confirmed before it was listed"
+            );
+        })
+        .await;
         let lists = *fake.lists.lock().unwrap();
         assert!(
             (1..=4).contains(&lists),
@@ -883,16 +875,32 @@ mod tests {
 
     /// A scheduler over `fake` and the receiver of its wake-ups.
     fn scheduler_of(fake: &Arc<FakeGateway>) -> (Scheduler, mpsc::UnboundedReceiver<Owner>) {
-        let cloud: Arc<dyn CloudPort> = fake.clone();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud.clone(),
-            GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
-        (sched, rx)
+        Scheduler::of_cloud(fake.clone())
+    }
+
+    /// Submits route `i`'s publication for `i` in `0..n` and waits until each is confirmed,
+    /// calling `confirmed` with its owner; then forgets it.
+    async fn publish_until_confirmed(
+        sched: &Scheduler,
+        rx: &mut mpsc::UnboundedReceiver<Owner>,
+        n: usize,
+        confirmed: impl Fn(&Owner),
+    ) {
+        for i in 0..n {
+            sched.submit(&owner(i), &scope(), publish(i), Some(1));
+        }
+        let mut done = 0;
+        while done < n {
+            let o = rx.recv().await.expect("wake");
+            if let Some(JobView::Accepted {
+                confirmed: true, ..
+            }) = sched.view(&o, &scope().key())
+            {
+                confirmed(&o);
+                sched.forget(&o, &scope().key());
+                done += 1;
+            }
+        }
     }
 
     /// Waits until `owner`'s change is confirmed (listed, or given up on), at most an hour of

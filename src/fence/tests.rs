@@ -8,13 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::mpsc;
 
 use super::*;
-use crate::controller::entries::GatewayCache;
 use crate::controller::fixtures::{publish, scope};
 use crate::controller::job::JobView;
-use crate::controller::scheduler::{Scheduler, SchedulerConfig};
+use crate::controller::scheduler::Scheduler;
 use alicloud_vpc_client::NOT_SENT;
 
 const ME: &str = "vpn-pbr-operator-0";
@@ -257,14 +255,7 @@ async fn the_scheduler_keeps_a_fenced_job_queued_and_sends_it_once_the_fence_ope
     let slow = SlowCloud::new(Duration::from_millis(5));
     let fence = Fence::new();
     let cloud: Arc<dyn CloudPort> = Arc::new(FencedCloud::new(slow.clone(), fence.clone()));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let sched = Scheduler::new(
-        cloud.clone(),
-        GatewayCache::new(cloud, mpsc::unbounded_channel().0),
-        SchedulerConfig::default(),
-        tx,
-        CancellationToken::new(),
-    );
+    let (sched, mut rx) = Scheduler::of_cloud(cloud);
     let owner = ObjectRef::new("r1").within("ns");
     sched.submit(&owner, &scope(), publish(1), Some(1));
     tokio::time::sleep(Duration::from_secs(30)).await;
