@@ -471,6 +471,30 @@ fn chart_crd_is_an_exact_copy_of_the_generated_crd() {
     );
 }
 
+/// NOTES.txt, printed after every install, names only what a user has: no chart repository
+/// publishes the chart, so every file it tells `kubectl` to read is one of this repository.
+#[test]
+fn notes_name_only_files_of_the_repository() {
+    let notes = std::fs::read_to_string(chart_dir().join("templates/NOTES.txt")).expect("NOTES");
+    for word in ["helm pull", "helm repo", "--repo"] {
+        assert!(!notes.contains(word), "NOTES.txt mentions {word:?}");
+    }
+    let files: Vec<&str> = notes
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "-f")
+        .map(|w| w[1])
+        .collect();
+    assert!(!files.is_empty(), "NOTES.txt names no file to apply");
+    for f in files {
+        assert!(
+            repo_root().join(f).exists(),
+            "NOTES.txt names {f}, which is not in the repository"
+        );
+    }
+}
+
 #[test]
 fn helm_lint_strict_passes_with_default_and_all_features_values() -> anyhow::Result<()> {
     for extra in [
