@@ -495,6 +495,62 @@ fn notes_name_only_files_of_the_repository() {
     }
 }
 
+/// The `-f` arguments of the lines of `doc` that start with `prefix`.
+fn file_args(doc: &str, prefix: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for line in doc.lines().filter(|l| l.trim_start().starts_with(prefix)) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        files.extend(
+            words
+                .windows(2)
+                .filter(|w| w[0] == "-f")
+                .map(|w| w[1].to_owned()),
+        );
+    }
+    files
+}
+
+/// The install guides wait for Ready only on the routes they apply, and those all create
+/// their entry: an observe-only example becomes Ready only once someone else made its route,
+/// so a guide that waited for it would time out on a fresh account.
+#[test]
+fn install_guides_wait_only_for_the_routes_they_create() {
+    for doc in ["README.md", "docs/install.md"] {
+        let text = std::fs::read_to_string(repo_root().join(doc)).expect("read doc");
+        let waits: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .starts_with("kubectl wait --for=condition=Ready")
+            })
+            .collect();
+        assert!(!waits.is_empty(), "{doc}: no `kubectl wait` for the routes");
+        for w in &waits {
+            assert!(
+                !w.contains("--all") && !w.contains(" -A"),
+                "{doc}: `{w}` waits for routes the guide did not create"
+            );
+        }
+        let applied: BTreeSet<String> = file_args(&text, "kubectl apply -f examples")
+            .into_iter()
+            .collect();
+        let waited: BTreeSet<String> = file_args(&text, "kubectl wait --for=condition=Ready")
+            .into_iter()
+            .collect();
+        assert_eq!(
+            applied, waited,
+            "{doc}: the wait is not for the routes applied"
+        );
+        for f in &applied {
+            let example = std::fs::read_to_string(repo_root().join(f)).expect("read example");
+            assert!(
+                !example.contains("ObserveOnly"),
+                "{doc}: applies and waits for {f}, which only observes a route made elsewhere"
+            );
+        }
+    }
+}
+
 #[test]
 fn helm_lint_strict_passes_with_default_and_all_features_values() -> anyhow::Result<()> {
     for extra in [
