@@ -162,8 +162,8 @@ mod tests {
             .expect("plan");
         assert!(matches!(cli.command, Some(Command::Plan(_))));
         assert!(Cli::try_parse_from(["op", "--resync", "30s", "plan", "-f", "x"]).is_err());
-        // `--prune` needs the cluster.
-        assert!(Cli::try_parse_from(["op", "plan", "-f", "x", "--prune"]).is_err());
+        // `--prune` needs the cluster: checked when the environment is known
+        // (`plan::cluster_source`).
         assert!(
             Cli::try_parse_from(["op", "plan", "-f", "x", "--prune", "--kubeconfig", "k"]).is_ok()
         );
