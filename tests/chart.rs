@@ -471,6 +471,86 @@ fn chart_crd_is_an_exact_copy_of_the_generated_crd() {
     );
 }
 
+/// NOTES.txt, printed after every install, names only what a user has: no chart repository
+/// publishes the chart, so every file it tells `kubectl` to read is one of this repository.
+#[test]
+fn notes_name_only_files_of_the_repository() {
+    let notes = std::fs::read_to_string(chart_dir().join("templates/NOTES.txt")).expect("NOTES");
+    for word in ["helm pull", "helm repo", "--repo"] {
+        assert!(!notes.contains(word), "NOTES.txt mentions {word:?}");
+    }
+    let files: Vec<&str> = notes
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "-f")
+        .map(|w| w[1])
+        .collect();
+    assert!(!files.is_empty(), "NOTES.txt names no file to apply");
+    for f in files {
+        assert!(
+            repo_root().join(f).exists(),
+            "NOTES.txt names {f}, which is not in the repository"
+        );
+    }
+}
+
+/// The `-f` arguments of the lines of `doc` that start with `prefix`.
+fn file_args(doc: &str, prefix: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for line in doc.lines().filter(|l| l.trim_start().starts_with(prefix)) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        files.extend(
+            words
+                .windows(2)
+                .filter(|w| w[0] == "-f")
+                .map(|w| w[1].to_owned()),
+        );
+    }
+    files
+}
+
+/// The install guides wait for Ready only on the routes they apply, and those all create
+/// their entry: an observe-only example becomes Ready only once someone else made its route,
+/// so a guide that waited for it would time out on a fresh account.
+#[test]
+fn install_guides_wait_only_for_the_routes_they_create() {
+    for doc in ["README.md", "docs/install.md"] {
+        let text = std::fs::read_to_string(repo_root().join(doc)).expect("read doc");
+        let waits: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .starts_with("kubectl wait --for=condition=Ready")
+            })
+            .collect();
+        assert!(!waits.is_empty(), "{doc}: no `kubectl wait` for the routes");
+        for w in &waits {
+            assert!(
+                !w.contains("--all") && !w.contains(" -A"),
+                "{doc}: `{w}` waits for routes the guide did not create"
+            );
+        }
+        let applied: BTreeSet<String> = file_args(&text, "kubectl apply -f examples")
+            .into_iter()
+            .collect();
+        let waited: BTreeSet<String> = file_args(&text, "kubectl wait --for=condition=Ready")
+            .into_iter()
+            .collect();
+        assert_eq!(
+            applied, waited,
+            "{doc}: the wait is not for the routes applied"
+        );
+        for f in &applied {
+            let example = std::fs::read_to_string(repo_root().join(f)).expect("read example");
+            assert!(
+                !example.contains("ObserveOnly"),
+                "{doc}: applies and waits for {f}, which only observes a route made elsewhere"
+            );
+        }
+    }
+}
+
 #[test]
 fn helm_lint_strict_passes_with_default_and_all_features_values() -> anyhow::Result<()> {
     for extra in [
@@ -810,7 +890,7 @@ fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> 
             &["--set", "terminationGracePeriodSeconds=10"],
             "terminationGracePeriodSeconds",
         ),
-        (&["--kube-version", "1.32.0"], "kubeVersion"),
+        (&["--kube-version", "1.30.0"], "kubeVersion"),
     ];
     for (args, needle) in cases {
         let err = template_refused(args)?;
@@ -818,6 +898,17 @@ fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> 
             err.contains(needle),
             "helm template {args:?}: expected {needle:?} in:\n{err}"
         );
+    }
+    Ok(())
+}
+
+/// The chart installs on the oldest Kubernetes whose features it uses (docs/install.md lists
+/// them): 1.31, also as a vendor build; 1.30 is refused above.
+#[test]
+fn the_oldest_kubernetes_it_needs_is_admitted() -> anyhow::Result<()> {
+    for v in ["1.31.0", "1.31.1-aliyun.1"] {
+        let docs = documents(&template("ops", &["--kube-version", v])?);
+        one_of(&docs, "Deployment");
     }
     Ok(())
 }

@@ -48,7 +48,7 @@ async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Resu
     // One file per route.
     let out = env.dir.path().join("imported");
     let out_s = out.to_string_lossy().into_owned();
-    let run = env.cli(&import_both(&env.ns, &["--output", &out_s]));
+    let run = env.cli(&import_both(&env.ns, &["--output-dir", &out_s]));
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let mut files: Vec<String> = std::fs::read_dir(&out)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -90,6 +90,25 @@ async fn imported_routes_are_adopted_without_a_single_mutation() -> anyhow::Resu
         "default left out:\n{standby}"
     );
     assert!(standby.contains("weight: 0"), "{standby}");
+
+    // `-o`, the old spelling of --output-dir, still writes the same files and warns.
+    let old = env.dir.path().join("imported-o");
+    let old_s = old.to_string_lossy().into_owned();
+    let run = env.cli(&import_both(&env.ns, &["-o", &old_s]));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("-o/--output is deprecated, use --output-dir"),
+        "{}",
+        run.stderr
+    );
+    for f in &files {
+        assert_eq!(
+            std::fs::read_to_string(old.join(f))?,
+            std::fs::read_to_string(out.join(f))?,
+            "{f}"
+        );
+    }
 
     // The same manifests as one stream on stdout.
     let run = env.cli(&import_both(&env.ns, &[]));

@@ -41,8 +41,19 @@ pub struct ImportArgs {
 
     /// `-` for one multi-document YAML stream on stdout, or a directory for one file per route
     /// (`<name>.yaml`; created if missing; files of the same name are overwritten).
-    #[arg(long, short = 'o', default_value = "-", value_name = "DIR|-")]
-    pub(crate) output: String,
+    #[arg(long = "output-dir", default_value = "-", value_name = "DIR|-")]
+    pub(crate) output_dir: String,
+
+    /// Deprecated spelling of --output-dir, kept so scripts keep working (it warns on stderr):
+    /// `-o` is an output format elsewhere (`plan -o json`, kubectl).
+    #[arg(
+        long = "output",
+        short = 'o',
+        value_name = "DIR|-",
+        conflicts_with = "output_dir",
+        hide = true
+    )]
+    pub(crate) output_deprecated: Option<String>,
 
     /// Write this deletionPolicy into every manifest (default: left out, i.e. Delete). Orphan
     /// keeps the cloud entry when the object is deleted.
@@ -56,6 +67,20 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     pub(crate) cloud: CloudArgs,
+}
+
+/// The warning `import -o`/`--output` prints on stderr.
+pub(crate) const OUTPUT_DEPRECATED: &str =
+    "vpn-pbr-operator import: -o/--output is deprecated, use --output-dir";
+
+impl ImportArgs {
+    /// Where the manifests go (`-`: stdout), and whether the deprecated flag named it.
+    pub(crate) fn destination(&self) -> (&str, bool) {
+        match &self.output_deprecated {
+            Some(out) => (out, true),
+            None => (&self.output_dir, false),
+        }
+    }
 }
 
 /// The policies take the CRD's spelling on the command line.
@@ -445,7 +470,11 @@ pub(super) async fn run(args: ImportArgs) -> Result<u8, ImportError> {
         management_policy: args.management_policy,
     };
     let (imported, skipped) = manifests(&gateways, &options)?;
-    if args.output == "-" {
+    let (output, deprecated) = args.destination();
+    if deprecated {
+        eprintln!("{OUTPUT_DEPRECATED}");
+    }
+    if output == "-" {
         let mut stream = String::new();
         for i in &imported {
             stream.push_str("---\n");
@@ -453,7 +482,7 @@ pub(super) async fn run(args: ImportArgs) -> Result<u8, ImportError> {
         }
         print!("{stream}");
     } else {
-        let dir = PathBuf::from(&args.output);
+        let dir = PathBuf::from(output);
         std::fs::create_dir_all(&dir).map_err(|source| ImportError::Write {
             path: dir.clone(),
             source,

@@ -162,12 +162,36 @@ mod tests {
             .expect("plan");
         assert!(matches!(cli.command, Some(Command::Plan(_))));
         assert!(Cli::try_parse_from(["op", "--resync", "30s", "plan", "-f", "x"]).is_err());
-        // `--prune` needs the cluster.
-        assert!(Cli::try_parse_from(["op", "plan", "-f", "x", "--prune"]).is_err());
+        // `--prune` needs the cluster: checked when the environment is known
+        // (`plan::cluster_source`).
         assert!(
             Cli::try_parse_from(["op", "plan", "-f", "x", "--prune", "--kubeconfig", "k"]).is_ok()
         );
         assert!(Cli::try_parse_from(["op", "plan", "-f", "x", "--prune", "--live"]).is_ok());
+    }
+
+    fn import_destination(flags: &[&str]) -> Result<(String, bool), clap::Error> {
+        let mut args = vec!["op", "import", "--region", "r", "--gateway", "g"];
+        args.extend_from_slice(flags);
+        match Cli::try_parse_from(args)?.command {
+            Some(Command::Import(a)) => {
+                let (out, deprecated) = a.destination();
+                Ok((out.to_owned(), deprecated))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `import --output-dir` names the directory; `-o`/`--output`, its old spelling, still
+    /// works and is marked deprecated (the caller warns); naming both is refused.
+    #[test]
+    fn import_writes_to_output_dir_and_o_is_its_deprecated_alias() {
+        let d = |flags: &[&str]| import_destination(flags).expect("parses");
+        assert_eq!(d(&[]), ("-".to_owned(), false));
+        assert_eq!(d(&["--output-dir", "out"]), ("out".to_owned(), false));
+        assert_eq!(d(&["-o", "out"]), ("out".to_owned(), true));
+        assert_eq!(d(&["--output", "-"]), ("-".to_owned(), true));
+        assert!(import_destination(&["-o", "a", "--output-dir", "b"]).is_err());
     }
 
     #[test]

@@ -242,3 +242,7 @@ impl CloudPort for VpcPort {
 #[cfg(test)]
 #[path = "vpc/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "vpc/ram_policy.rs"]
+mod ram_policy;

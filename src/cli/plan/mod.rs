@@ -53,18 +53,23 @@ pub struct PlanArgs {
     pub(crate) files: Vec<PathBuf>,
 
     /// Also read the live objects from the cluster of this kubeconfig file: their status says
-    /// which cloud entries they created or adopted. Without it (and without --live) every
-    /// manifest is planned as a new object.
+    /// which cloud entries they created or adopted. Without it, without --live and without
+    /// KUBECONFIG in the environment every manifest is planned as a new object.
     #[arg(long, value_name = "FILE")]
     pub(crate) kubeconfig: Option<PathBuf>,
 
-    /// Read the live objects from the ambient cluster configuration: KUBECONFIG,
-    /// ~/.kube/config, or the in-cluster service account.
+    /// Read the live objects from the ambient cluster configuration as kubectl finds it:
+    /// KUBECONFIG, ~/.kube/config, or the in-cluster service account. KUBECONFIG set in the
+    /// environment is enough on its own (as for kubectl); the other two need --live.
     #[arg(long, default_value_t = false)]
     pub(crate) live: bool,
 
-    /// Kubeconfig context to use (default: the current context).
-    #[arg(long, requires = "cluster")]
+    /// Read no cluster even when KUBECONFIG is set: every manifest is planned as a new object.
+    #[arg(long, default_value_t = false, conflicts_with = "cluster")]
+    pub(crate) offline: bool,
+
+    /// Kubeconfig context to use (default: the current context). Needs the cluster.
+    #[arg(long)]
     pub(crate) context: Option<String>,
 
     /// Namespace of manifests without one. Default: the kubeconfig context's namespace with
@@ -74,8 +79,8 @@ pub struct PlanArgs {
 
     /// Also plan the deletion of objects in the cluster (in the namespaces of the manifests and
     /// --namespace) that no manifest names, as `kubectl apply --prune` would delete them.
-    /// Needs --kubeconfig or --live.
-    #[arg(long, requires = "cluster", default_value_t = false)]
+    /// Needs the cluster (--kubeconfig, --live or KUBECONFIG).
+    #[arg(long, default_value_t = false)]
     pub(crate) prune: bool,
 
     /// Output: a table for people or JSON for machines.
@@ -106,6 +111,8 @@ pub(crate) enum PlanError {
     Setup(#[from] CloudSetupError),
     #[error("kubernetes client configuration: {0}")]
     KubeConfig(String),
+    #[error("{0} needs the cluster: --kubeconfig FILE, --live, or KUBECONFIG in the environment")]
+    NeedsCluster(&'static str),
     #[error(
         "the VpnPbrRoute CRD is not installed in the cluster (listing namespace {namespace} answered 404)"
     )]
@@ -136,25 +143,71 @@ impl GatewayRead {
     }
 }
 
+/// Which cluster `plan` reads its live objects from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ClusterSource {
+    /// None: every manifest is planned as a new object.
+    None,
+    /// The kubeconfig file of `--kubeconfig`.
+    File(PathBuf),
+    /// As kubectl finds it: KUBECONFIG, ~/.kube/config, the in-cluster service account.
+    Ambient,
+}
+
+/// The rule, as kubectl's where it can be: `--kubeconfig` names the file; `--live`, or
+/// KUBECONFIG set (non-empty) in the environment, reads the cluster kubectl would. Without
+/// either, ~/.kube/config and a pod's service account are not read: they are there without
+/// anyone choosing them (a laptop's current context, a CI runner's pod), and a plan that
+/// suddenly read them would change. `--offline` reads none even with KUBECONFIG.
+pub(super) fn cluster_source(
+    args: &PlanArgs,
+    env_kubeconfig: Option<&std::ffi::OsStr>,
+) -> Result<ClusterSource, PlanError> {
+    let source = match (&args.kubeconfig, args.live) {
+        (Some(path), _) => ClusterSource::File(path.clone()),
+        (None, true) => ClusterSource::Ambient,
+        (None, false) if !args.offline && env_kubeconfig.is_some_and(|v| !v.is_empty()) => {
+            ClusterSource::Ambient
+        }
+        (None, false) => ClusterSource::None,
+    };
+    if source == ClusterSource::None {
+        if args.prune {
+            return Err(PlanError::NeedsCluster("--prune"));
+        }
+        if args.context.is_some() {
+            return Err(PlanError::NeedsCluster("--context"));
+        }
+    }
+    Ok(source)
+}
+
 async fn kube_client(args: &PlanArgs) -> Result<Option<(kube::Client, String)>, PlanError> {
     let err = |e: &dyn std::fmt::Display| PlanError::KubeConfig(e.to_string());
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let config = match (&args.kubeconfig, args.live) {
-        (Some(path), _) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| err(&e))?;
+    let source = cluster_source(args, std::env::var_os("KUBECONFIG").as_deref())?;
+    let config = match source {
+        ClusterSource::File(path) => {
+            let kc = Kubeconfig::read_from(&path).map_err(|e| err(&e))?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .map_err(|e| err(&e))?
         }
-        (None, true) if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+        ClusterSource::Ambient if args.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
             .map_err(|e| err(&e))?,
-        (None, true) => kube::Config::infer().await.map_err(|e| err(&e))?,
-        (None, false) => return Ok(None),
+        ClusterSource::Ambient => kube::Config::infer().await.map_err(|e| err(&e))?,
+        ClusterSource::None => return Ok(None),
     };
+    if args.kubeconfig.is_none() && !args.live {
+        eprintln!(
+            "vpn-pbr-operator plan: reading the live objects of the cluster KUBECONFIG names \
+             (--offline reads none)"
+        );
+    }
     let namespace = config.default_namespace.clone();
     let client = kube::Client::try_from(config).map_err(|e| err(&e))?;
     Ok(Some((client, namespace)))
@@ -471,6 +524,63 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which cluster `plan` reads, per flags and KUBECONFIG: kubectl's rule where it can be.
+    #[test]
+    fn plan_reads_the_cluster_kubeconfig_names_as_kubectl_does() {
+        use ClusterSource::{Ambient, File, None as Offline};
+        use clap::Parser as _;
+        let source = |flags: &[&str], env: Option<&str>| {
+            let mut argv = vec!["op", "plan", "-f", "x"];
+            argv.extend_from_slice(flags);
+            let cli = crate::cli::Cli::try_parse_from(argv).expect("parses");
+            let Some(crate::cli::Command::Plan(args)) = cli.command else {
+                panic!("not plan");
+            };
+            cluster_source(&args, env.map(std::ffi::OsStr::new)).map_err(|e| e.to_string())
+        };
+        let file = || File(PathBuf::from("k"));
+        type Row<'a> = (
+            &'a str,
+            &'a [&'a str],
+            Option<&'a str>,
+            Result<ClusterSource, &'a str>,
+        );
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            ("no flag, no KUBECONFIG: none",              &[],                            None,         Ok(Offline)),
+            ("KUBECONFIG alone: kubectl's cluster",       &[],                            Some("/kc"),  Ok(Ambient)),
+            ("an empty KUBECONFIG is unset",              &[],                            Some(""),     Ok(Offline)),
+            ("--offline: none despite KUBECONFIG",        &["--offline"],                 Some("/kc"),  Ok(Offline)),
+            ("--live: kubectl's cluster",                 &["--live"],                    None,         Ok(Ambient)),
+            ("--kubeconfig wins over KUBECONFIG",         &["--kubeconfig", "k"],         Some("/kc"),  Ok(file())),
+            ("--prune with KUBECONFIG",                   &["--prune"],                   Some("/kc"),  Ok(Ambient)),
+            ("--context with KUBECONFIG",                 &["--context", "c"],            Some("/kc"),  Ok(Ambient)),
+            ("--prune without a cluster",                 &["--prune"],                   None,         Err("--prune needs the cluster")),
+            ("--context without a cluster",               &["--context", "c"],            None,         Err("--context needs the cluster")),
+            ("--prune --offline",                         &["--prune", "--offline"],      Some("/kc"),  Err("--prune needs the cluster")),
+        ];
+        for (name, flags, env, want) in rows {
+            let got = source(flags, *env);
+            match want {
+                Ok(w) => assert_eq!(got.as_ref(), Ok(w), "{name}"),
+                Err(w) => assert!(
+                    got.as_ref().is_err_and(|e| e.contains(w)),
+                    "{name}: {got:?}"
+                ),
+            }
+        }
+        let parse = |flags: &[&str]| {
+            let mut argv = vec!["op", "plan", "-f", "x"];
+            argv.extend_from_slice(flags);
+            crate::cli::Cli::try_parse_from(argv).is_ok()
+        };
+        assert!(!parse(&["--offline", "--live"]), "--offline with --live");
+        assert!(
+            !parse(&["--offline", "--kubeconfig", "k"]),
+            "--offline with --kubeconfig"
+        );
+    }
 
     fn route(ns: &str, name: &str, created: Option<&str>) -> VpnPbrRoute {
         let mut r: VpnPbrRoute = serde_json::from_value(serde_json::json!({
