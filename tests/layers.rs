@@ -68,6 +68,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "controller::scheduler",
             "controller::verified",
             "controller::vpc",
+            "controller::vpc::ram_policy",
             "fence",
             "http",
         ],
