@@ -1103,33 +1103,24 @@ fn dry_run_checks_everything_and_changes_nothing() {
         }
         assert_eq!(f.st.world, before, "a dry run changes nothing: {extra:?}");
     }
-    // The token of a dry run is not spent: the real create with it succeeds, once.
-    let mut f = fixture2("");
-    let _ = f.call(
-        "CreateVpnPbrRouteEntry",
-        &dry(&[("Weight", "100"), ("ClientToken", "t1")]),
-    );
-    let real = args(
-        &key,
-        &[
-            ("Weight", "100"),
-            ("PublishVpc", "true"),
-            ("ClientToken", "t1"),
-        ],
-    );
-    assert_eq!(f.code("CreateVpnPbrRouteEntry", &real), "Success");
-    assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 1);
+    // The token of a dry run is not spent: the real create with it succeeds, once. And
     // DryRun=false is a normal create.
-    let mut f = fixture2("");
-    let normal = args(
-        &key,
-        &[
-            ("Weight", "100"),
-            ("PublishVpc", "true"),
-            ("DryRun", "false"),
-        ],
-    );
-    assert_eq!(f.code("CreateVpnPbrRouteEntry", &normal), "Success");
+    for (dry_first, last) in [(true, ("ClientToken", "t1")), (false, ("DryRun", "false"))] {
+        let mut f = fixture2("");
+        if dry_first {
+            let _ = f.call(
+                "CreateVpnPbrRouteEntry",
+                &dry(&[("Weight", "100"), ("ClientToken", "t1")]),
+            );
+        }
+        let create = args(&key, &[("Weight", "100"), ("PublishVpc", "true"), last]);
+        assert_eq!(
+            f.code("CreateVpnPbrRouteEntry", &create),
+            "Success",
+            "{last:?}"
+        );
+        assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 1, "{last:?}");
+    }
 }
 
 /// Two accounts: `vpn-a` (with `vco-a1`) is account A's, `vpn-b` (with `vco-b1`) account B's.
