@@ -97,6 +97,20 @@ def check_shuffled(orders):
           len({tuple(o) for o in orders}) > 1, orders)
 
 
+def check_create_parameters(expect, create, bad_cidr, bad_dest, bad_weight):
+    """CreateVpnPbrRouteEntry refused for a malformed weight, then for the source `bad_cidr`,
+    the destination `bad_dest` and the weight `bad_weight`. The SDK's own `expect` and `create`
+    (of source, destination, next hop, weight)."""
+    expect("malformed parameter", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", "heavy"),
+           "InvalidParameter", 400)
+    expect("bad CIDR", create(bad_cidr, "10.0.0.0/24", "vco-sdk-a1", 100),
+           "OperationFailed.InvalidCidrBlock", 400)
+    expect("bad destination", create("192.168.1.0/24", bad_dest, "vco-sdk-a1", 100),
+           "IllegalParam.RouteDest", 400)
+    expect("bad weight", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", bad_weight),
+           "VpnRouteEntry.InvalidWeight", 400)
+
+
 def check_conflict_and_deleting(expect, create, status):
     """A destination another gateway of the VPC routes, then GW_DOOMED, which the caller has
     made `deleting`: changes refused, reads answered. The SDK's own `expect`, `create` (of

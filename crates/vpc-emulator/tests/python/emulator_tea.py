@@ -14,7 +14,7 @@ from alibabacloud_vpc20160428.client import Client
 from emulator_common import (ADDR, GW_A, GW_ASYNC, GW_B, GW_BULK, GW_DOOMED, GW_DUAL, KEY_ID,
                              REGION, RO_KEY, RO_SECRET, SECRET, SUB_KEY, SUB_SECRET, admin,
                              admin_status, all_pages, check, check_conflict_and_deleting,
-                             check_shuffled, finish, poll, wait_active)
+                             check_create_parameters, check_shuffled, finish, poll, wait_active)
 
 
 def client(key=KEY_ID, secret=SECRET, token=None):
@@ -135,14 +135,7 @@ Utils.get_nonce = real_nonce
 expect("missing parameter", lambda: C.create_vpn_pbr_route_entry(m.CreateVpnPbrRouteEntryRequest(
     region_id=REGION, vpn_gateway_id=GW_A, route_dest="10.0.0.0/24", next_hop="vco-sdk-a1",
     weight=100, publish_vpc=True)), "MissingRouteSource", 400)
-expect("malformed parameter", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", "heavy"),
-       "InvalidParameter", 400)
-expect("bad CIDR", create("192.168.1.0/33", "10.0.0.0/24", "vco-sdk-a1", 100),
-       "OperationFailed.InvalidCidrBlock", 400)
-expect("bad destination", create("192.168.1.0/24", "100.64.0.0/24", "vco-sdk-a1", 100),
-       "IllegalParam.RouteDest", 400)
-expect("bad weight", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", 1),
-       "VpnRouteEntry.InvalidWeight", 400)
+check_create_parameters(expect, create, "192.168.1.0/33", "100.64.0.0/24", 1)
 expect("unknown gateway", lambda: status(gw="vpn-nope"), "InvalidVpnGatewayInstanceId.NotFound", 404)
 expect("next hop of another gateway", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-b1", 100),
        "InvalidNextHop.NotFound", 400)
