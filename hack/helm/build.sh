@@ -12,14 +12,7 @@ set -euo pipefail
 . "$(dirname "$0")/../go-tool.sh"
 HELM=${HELM_VERSION:-4.3.1}
 go_tool_cache helm
-OUT=${OUT:-$CACHE/helm/v$HELM}
-if [ -x "$OUT/helm" ]; then echo "$OUT"; exit 0; fi
+go_tool_out helm "v$HELM"
 go_tool_module helm-bin "helm.sh/helm/v4/cmd/helm@v$HELM"
 LD="-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-mkdir -p "$OUT"
-start=$(date +%s)
-go build -trimpath -ldflags "$LD" -o "$OUT/helm.tmp" helm.sh/helm/v4/cmd/helm
-mv "$OUT/helm.tmp" "$OUT/helm"
-echo "built helm v$HELM in $(( $(date +%s) - start ))s" >&2
-"$OUT/helm" version >&2
-echo "$OUT"
+go_tool_build helm "v$HELM" version helm.sh/helm/v4/cmd/helm -ldflags "$LD"

@@ -13,15 +13,8 @@ set -euo pipefail
 . "$(dirname "$0")/../go-tool.sh"
 PROMETHEUS=${PROMETHEUS_MODULE_VERSION:-0.316.0}
 go_tool_cache promtool
-OUT=${OUT:-$CACHE/promtool/v$PROMETHEUS}
-if [ -x "$OUT/promtool" ]; then echo "$OUT"; exit 0; fi
+go_tool_out promtool "v$PROMETHEUS"
 go_tool_module promtool-bin "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS"
-mkdir -p "$OUT"
-start=$(date +%s)
-go build -trimpath -tags remove_all_sd,netgo \
-  -ldflags "-s -w -X github.com/prometheus/common/version.Version=v$PROMETHEUS" \
-  -o "$OUT/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool
-mv "$OUT/promtool.tmp" "$OUT/promtool"
-echo "built promtool (module v$PROMETHEUS) in $(( $(date +%s) - start ))s" >&2
-"$OUT/promtool" --version >&2
-echo "$OUT"
+go_tool_build promtool "(module v$PROMETHEUS)" --version \
+  github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd,netgo \
+  -ldflags "-s -w -X github.com/prometheus/common/version.Version=v$PROMETHEUS"

@@ -212,7 +212,7 @@ fn hashed_name(base: &str, identity: &str) -> String {
 fn identity(region: &str, gateway: &str, e: &VpnPbrRouteEntry) -> String {
     format!(
         "{region}/{gateway}/{}/{}/{}",
-        e.route_source, e.route_dest, e.next_hop
+        e.fields.route_source, e.fields.route_dest, e.fields.next_hop
     )
 }
 
@@ -227,21 +227,30 @@ pub(super) fn manifests(
     for gw in gateways {
         let mut entries: Vec<&VpnPbrRouteEntry> = gw.entries.iter().collect();
         entries.sort_by(|a, b| {
-            (&a.route_source, &a.route_dest, &a.next_hop).cmp(&(
-                &b.route_source,
-                &b.route_dest,
-                &b.next_hop,
-            ))
+            (
+                &a.fields.route_source,
+                &a.fields.route_dest,
+                &a.fields.next_hop,
+            )
+                .cmp(&(
+                    &b.fields.route_source,
+                    &b.fields.route_dest,
+                    &b.fields.next_hop,
+                ))
         });
         entries.dedup_by(|a, b| {
-            a.route_source == b.route_source
-                && a.route_dest == b.route_dest
-                && a.next_hop == b.next_hop
+            a.fields.route_source == b.fields.route_source
+                && a.fields.route_dest == b.fields.route_dest
+                && a.fields.next_hop == b.fields.next_hop
         });
         for e in entries {
             let what = format!(
                 "{}/{}: {} -> {} via {}",
-                gw.region, gw.gateway, e.route_source, e.route_dest, e.next_hop
+                gw.region,
+                gw.gateway,
+                e.fields.route_source,
+                e.fields.route_dest,
+                e.fields.next_hop
             );
             let spec = spec_of(gw, e);
             if let Err(errors) = validation::validate(&spec) {
@@ -259,7 +268,14 @@ pub(super) fn manifests(
     // Names: readable; a hash suffix only where two entries would share one or it is too long.
     let bases: Vec<String> = wanted
         .iter()
-        .map(|(gw, e)| base_name(&gw.gateway, &e.route_source, &e.route_dest, &e.next_hop))
+        .map(|(gw, e)| {
+            base_name(
+                &gw.gateway,
+                &e.fields.route_source,
+                &e.fields.route_dest,
+                &e.fields.next_hop,
+            )
+        })
         .collect();
     let mut uses: HashMap<&str, usize> = HashMap::new();
     for b in &bases {
@@ -294,13 +310,13 @@ fn spec_of(gw: &GatewayRoutes, e: &VpnPbrRouteEntry) -> VpnPbrRouteSpec {
     VpnPbrRouteSpec {
         region_id: gw.region.clone(),
         vpn_gateway_id: gw.gateway.clone(),
-        route_source: e.route_source.clone(),
-        route_dest: e.route_dest.clone(),
-        next_hop: e.next_hop.clone(),
-        weight: i32::try_from(e.weight).unwrap_or(i32::MAX),
+        route_source: e.fields.route_source.clone(),
+        route_dest: e.fields.route_dest.clone(),
+        next_hop: e.fields.next_hop.clone(),
+        weight: i32::try_from(e.fields.weight).unwrap_or(i32::MAX),
         publish_vpc: e.is_published(),
         priority: priority_of(gw, e).unwrap_or(DEFAULT_PRIORITY),
-        description: e.description.clone().filter(|d| !d.is_empty()),
+        description: e.fields.description.clone().filter(|d| !d.is_empty()),
         overlay_mode: None,
         credentials_ref: None,
         deletion_policy: Default::default(),
@@ -311,7 +327,7 @@ fn spec_of(gw: &GatewayRoutes, e: &VpnPbrRouteEntry) -> VpnPbrRouteSpec {
 /// The priority to write: only a non-default one, and only on a gateway that takes
 /// priorities (elsewhere the operator never sends one, see `src/controller/plan.rs`).
 fn priority_of(gw: &GatewayRoutes, e: &VpnPbrRouteEntry) -> Option<i32> {
-    let p = i32::try_from(e.priority?).ok()?;
+    let p = i32::try_from(e.fields.priority?).ok()?;
     ((gw.supports_priority || gw.dual_tunnel) && p != DEFAULT_PRIORITY).then_some(p)
 }
 
@@ -717,7 +733,7 @@ mod tests {
     #[test]
     fn a_listed_description_is_kept() {
         let mut e = entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 100, 10, "normal");
-        e.description = Some("from the console".into());
+        e.fields.description = Some("from the console".into());
         let (out, _) = import_on_a(vec![e]);
         assert_eq!(
             parse(&out[0].yaml).spec.description.as_deref(),

@@ -141,14 +141,20 @@ impl Entry {
     pub fn listed(e: VpnPbrRouteEntry, gateway: &str) -> Self {
         let i = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
         Self {
-            route_source: e.route_source,
-            route_dest: e.route_dest,
-            next_hop: e.next_hop,
-            weight: i(e.weight),
-            priority: e.priority.map_or(crate::api::v1alpha1::DEFAULT_PRIORITY, i),
+            route_source: e.fields.route_source,
+            route_dest: e.fields.route_dest,
+            next_hop: e.fields.next_hop,
+            weight: i(e.fields.weight),
+            priority: e
+                .fields
+                .priority
+                .map_or(crate::api::v1alpha1::DEFAULT_PRIORITY, i),
             state: e.state.into(),
-            create_time: e.create_time.unwrap_or_default(),
-            vpn_instance_id: e.vpn_instance_id.unwrap_or_else(|| gateway.to_owned()),
+            create_time: e.fields.create_time.unwrap_or_default(),
+            vpn_instance_id: e
+                .fields
+                .vpn_instance_id
+                .unwrap_or_else(|| gateway.to_owned()),
         }
     }
 

@@ -121,11 +121,11 @@ impl CloudPort for VpcPort {
                         })
                         .await?;
                     let created = Entry {
-                        route_source: resp.route_source,
-                        route_dest: resp.route_dest,
-                        next_hop: resp.next_hop,
-                        weight: i(resp.weight),
-                        priority: resp.priority.map_or(
+                        route_source: resp.fields.route_source,
+                        route_dest: resp.fields.route_dest,
+                        next_hop: resp.fields.next_hop,
+                        weight: i(resp.fields.weight),
+                        priority: resp.fields.priority.map_or(
                             priority.unwrap_or(crate::api::v1alpha1::DEFAULT_PRIORITY),
                             i,
                         ),
@@ -139,8 +139,8 @@ impl CloudPort for VpcPort {
                             },
                             EntryState::from,
                         ),
-                        create_time: resp.create_time.unwrap_or_default(),
-                        vpn_instance_id: resp.vpn_instance_id.unwrap_or(gw),
+                        create_time: resp.fields.create_time.unwrap_or_default(),
+                        vpn_instance_id: resp.fields.vpn_instance_id.unwrap_or(gw),
                     };
                     return Ok(Accepted {
                         request_id: Some(resp.request_id),

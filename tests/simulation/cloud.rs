@@ -11,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use alicloud_vpc_client::{
-    ApiError, CloudError, DescribeVpnPbrRouteEntriesResponse, VpnPbrRouteEntry, classify,
-    read_whole_list,
+    ApiError, CloudError, DescribeVpnPbrRouteEntriesResponse, EntryFields, VpnPbrRouteEntry,
+    classify, read_whole_list,
 };
 use kube::runtime::reflector::ObjectRef;
 use rand::Rng;
@@ -97,16 +97,18 @@ fn n(v: &Value, k: &str) -> Option<i64> {
 /// An entry as a page of `DescribeVpnPbrRouteEntries` carries it.
 fn wire_entry(e: &PbrEntry, gw: &str) -> VpnPbrRouteEntry {
     VpnPbrRouteEntry {
-        vpn_instance_id: Some(gw.to_owned()),
-        route_source: e.route_source.clone(),
-        route_dest: e.route_dest.clone(),
-        next_hop: e.next_hop.clone(),
+        fields: EntryFields {
+            vpn_instance_id: Some(gw.to_owned()),
+            route_source: e.route_source.clone(),
+            route_dest: e.route_dest.clone(),
+            next_hop: e.next_hop.clone(),
+            weight: e.weight,
+            priority: Some(e.priority),
+            create_time: i64::try_from(e.create_time_ms).ok(),
+            description: e.description.clone(),
+        },
         next_hop_tunnel_id: None,
-        weight: e.weight,
-        priority: Some(e.priority),
         state: e.state().into(),
-        create_time: i64::try_from(e.create_time_ms).ok(),
-        description: e.description.clone(),
     }
 }
 

@@ -67,6 +67,22 @@ struct Shared {
     observer: Option<Arc<dyn CallObserver>>,
 }
 
+impl Shared {
+    /// A fresh rate limiter from `config`, with the HTTP client and hook given.
+    fn new(
+        http: reqwest::Client,
+        config: ClientConfig,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            http,
+            limiter: RateLimiter::new(config.rate_limit),
+            config,
+            observer,
+        })
+    }
+}
+
 /// Makes [`VpcClient`]s that share one connection pool, rate limiter and metrics hook.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -100,12 +116,7 @@ impl VpcClientFactory {
     /// Uses a ready HTTP client (its own timeouts apply; those in `config` are ignored).
     pub fn with_http_client(http: reqwest::Client, config: ClientConfig) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                http,
-                limiter: RateLimiter::new(config.rate_limit),
-                config,
-                observer: None,
-            }),
+            shared: Shared::new(http, config, None),
         }
     }
 
@@ -113,12 +124,7 @@ impl VpcClientFactory {
     pub fn with_observer(self, observer: Arc<dyn CallObserver>) -> Self {
         let shared = &self.shared;
         Self {
-            shared: Arc::new(Shared {
-                http: shared.http.clone(),
-                limiter: RateLimiter::new(shared.config.rate_limit),
-                config: shared.config.clone(),
-                observer: Some(observer),
-            }),
+            shared: Shared::new(shared.http.clone(), shared.config.clone(), Some(observer)),
         }
     }
 

@@ -86,10 +86,10 @@ type Identity = (String, String, String, Option<i64>);
 
 fn identity(e: &VpnPbrRouteEntry) -> Identity {
     (
-        e.route_source.clone(),
-        e.route_dest.clone(),
-        e.next_hop.clone(),
-        e.create_time,
+        e.fields.route_source.clone(),
+        e.fields.route_dest.clone(),
+        e.fields.next_hop.clone(),
+        e.fields.create_time,
     )
 }
 
@@ -204,9 +204,9 @@ impl Pages {
             let mut keys = HashSet::new();
             if !entries.iter().all(|s| {
                 keys.insert((
-                    &s.entry.route_source,
-                    &s.entry.route_dest,
-                    &s.entry.next_hop,
+                    &s.entry.fields.route_source,
+                    &s.entry.fields.route_dest,
+                    &s.entry.fields.next_hop,
                 ))
             }) {
                 return None;
@@ -238,19 +238,22 @@ impl Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operations::EntryFields;
 
     fn entry(i: usize, created: i64) -> VpnPbrRouteEntry {
         VpnPbrRouteEntry {
-            vpn_instance_id: Some("vpn-1".into()),
-            route_source: format!("192.168.{}.0/24", i % 250),
-            route_dest: format!("10.{}.0.0/24", i / 250),
-            next_hop: "vco-1".into(),
+            fields: EntryFields {
+                vpn_instance_id: Some("vpn-1".into()),
+                route_source: format!("192.168.{}.0/24", i % 250),
+                route_dest: format!("10.{}.0.0/24", i / 250),
+                next_hop: "vco-1".into(),
+                weight: 100,
+                priority: Some(10),
+                create_time: Some(created),
+                description: None,
+            },
             next_hop_tunnel_id: None,
-            weight: 100,
-            priority: Some(10),
             state: "normal".into(),
-            create_time: Some(created),
-            description: None,
         }
     }
 
@@ -296,7 +299,7 @@ mod tests {
     fn sources(entries: &[VpnPbrRouteEntry]) -> HashSet<String> {
         entries
             .iter()
-            .map(|e| format!("{}>{}", e.route_source, e.route_dest))
+            .map(|e| format!("{}>{}", e.fields.route_source, e.fields.route_dest))
             .collect()
     }
 
@@ -357,10 +360,10 @@ mod tests {
         let made_again: Vec<_> = proof
             .entries
             .iter()
-            .filter(|e| e.route_source == "192.168.0.0/24")
+            .filter(|e| e.fields.route_source == "192.168.0.0/24")
             .collect();
         assert_eq!(made_again.len(), 1);
-        assert_eq!(made_again[0].create_time, Some(2), "the newer one");
+        assert_eq!(made_again[0].fields.create_time, Some(2), "the newer one");
     }
 
     #[test]

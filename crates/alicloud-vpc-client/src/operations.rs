@@ -103,11 +103,10 @@ impl DryRunnable for CreateVpnPbrRouteEntryRequest {
     }
 }
 
-/// Answer of `CreateVpnPbrRouteEntry`.
+/// The fields an entry has both in the answer of `CreateVpnPbrRouteEntry` and in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct CreateVpnPbrRouteEntryResponse {
-    pub request_id: String,
+pub struct EntryFields {
     /// The gateway id (the cloud calls it `VpnInstanceId` here).
     #[serde(default, deserialize_with = "de::opt_string")]
     pub vpn_instance_id: Option<String>,
@@ -118,16 +117,26 @@ pub struct CreateVpnPbrRouteEntryResponse {
     pub weight: u32,
     #[serde(default, deserialize_with = "de::opt_uint")]
     pub priority: Option<u32>,
+    /// Not in the documented list answer; kept when a server lists it.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub description: Option<String>,
+    /// Epoch milliseconds.
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub create_time: Option<i64>,
+}
+
+/// Answer of `CreateVpnPbrRouteEntry`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateVpnPbrRouteEntryResponse {
+    pub request_id: String,
+    #[serde(flatten)]
+    pub fields: EntryFields,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub overlay_mode: Option<String>,
     /// `published` or `normal`.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub state: Option<String>,
-    /// Epoch milliseconds.
-    #[serde(default, deserialize_with = "de::opt_int")]
-    pub create_time: Option<i64>,
 }
 
 /// Answer of the operations that return only a `RequestId`.
@@ -186,26 +195,13 @@ pub struct DescribeVpnPbrRouteEntriesResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct VpnPbrRouteEntry {
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub vpn_instance_id: Option<String>,
-    pub route_source: String,
-    pub route_dest: String,
-    pub next_hop: String,
+    #[serde(flatten)]
+    pub fields: EntryFields,
     /// Only on dual-tunnel gateways.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub next_hop_tunnel_id: Option<String>,
-    #[serde(deserialize_with = "de::uint")]
-    pub weight: u32,
-    #[serde(default, deserialize_with = "de::opt_uint")]
-    pub priority: Option<u32>,
     /// `published` or `normal`.
     pub state: String,
-    /// Epoch milliseconds.
-    #[serde(default, deserialize_with = "de::opt_int")]
-    pub create_time: Option<i64>,
-    /// Not in the documented list answer; kept when a server lists it.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub description: Option<String>,
 }
 
 impl VpnPbrRouteEntry {

@@ -144,6 +144,14 @@ async fn setup() -> (Mock, VpcClientFactory, VpcClient) {
 
 const GATEWAY: &str = r#"{"RequestId":"RG","VpnGatewayId":"vpn-1","Status":"active","Tag":"{\"PbrPriority\":\"true\"}"}"#;
 
+/// `DescribeVpnGateway` of `vpn-1`, the gateway of [`GATEWAY`].
+fn gateway_1() -> DescribeVpnGatewayRequest {
+    DescribeVpnGatewayRequest {
+        vpn_gateway_id: "vpn-1".into(),
+        include_reservation_data: None,
+    }
+}
+
 fn key() -> EntryKey {
     EntryKey {
         vpn_gateway_id: "vpn-1".into(),
@@ -157,13 +165,7 @@ fn key() -> EntryKey {
 async fn requests_are_signed_and_carry_common_parameters() {
     let (mock, _f, client) = setup().await;
     mock.push(Canned::json(200, GATEWAY));
-    let gw = client
-        .describe_vpn_gateway(&DescribeVpnGatewayRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            include_reservation_data: None,
-        })
-        .await
-        .unwrap();
+    let gw = client.describe_vpn_gateway(&gateway_1()).await.unwrap();
     assert!(gw.is_active() && gw.supports_pbr_priority());
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 1);
@@ -199,7 +201,6 @@ async fn requests_are_signed_and_carry_common_parameters() {
 async fn every_operation_sends_its_parameters() {
     let (mock, _f, client) = setup().await;
     let entry = key();
-    let ok = r#"{"RequestId":"R"}"#;
 
     mock.push(Canned::json(200, r#"{"RequestId":"RC","RouteSource":"192.168.1.0/24","RouteDest":"10.0.0.0/24","NextHop":"vco-1","Weight":100,"State":"published","CreateTime":1}"#));
     let created = client
@@ -216,7 +217,11 @@ async fn every_operation_sends_its_parameters() {
         .unwrap();
     assert_eq!(created.request_id, "RC");
 
-    mock.push(Canned::json(200, ok));
+    // The five mutations after it answer only a RequestId.
+    for _ in 0..5 {
+        mock.push(Canned::json(200, r#"{"RequestId":"R"}"#));
+    }
+
     client
         .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
             entry: entry.clone(),
@@ -226,7 +231,6 @@ async fn every_operation_sends_its_parameters() {
         })
         .await
         .unwrap();
-    mock.push(Canned::json(200, ok));
     client
         .modify_vpn_pbr_route_entry_weight(&ModifyVpnPbrRouteEntryWeightRequest {
             entry: entry.clone(),
@@ -236,7 +240,6 @@ async fn every_operation_sends_its_parameters() {
         })
         .await
         .unwrap();
-    mock.push(Canned::json(200, ok));
     client
         .modify_vpn_pbr_route_entry_priority(&ModifyVpnPbrRouteEntryPriorityRequest {
             entry: entry.clone(),
@@ -247,7 +250,6 @@ async fn every_operation_sends_its_parameters() {
         })
         .await
         .unwrap();
-    mock.push(Canned::json(200, ok));
     client
         .modify_vpn_pbr_route_entry_attribute(&ModifyVpnPbrRouteEntryAttributeRequest {
             entry: entry.clone(),
@@ -259,7 +261,6 @@ async fn every_operation_sends_its_parameters() {
         })
         .await
         .unwrap();
-    mock.push(Canned::json(200, ok));
     client
         .publish_vpn_route_entry(&PublishVpnRouteEntryRequest {
             vpn_gateway_id: entry.vpn_gateway_id.clone(),
@@ -420,13 +421,7 @@ async fn reads_retry_transient_failures_with_fresh_nonces() {
         )
     });
     mock.push(Canned::json(200, GATEWAY));
-    let gw = client
-        .describe_vpn_gateway(&DescribeVpnGatewayRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let gw = client.describe_vpn_gateway(&gateway_1()).await.unwrap();
     assert_eq!(gw.request_id, "RG");
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 3);
@@ -505,25 +500,14 @@ async fn throttling_backs_off_and_slows_the_shared_limiter() {
         "Limit:1,Remain:0,TimeLeft:30,Reset:1".into(),
     ));
     mock.fallback(throttled);
-    let e = a
-        .describe_vpn_gateway(&DescribeVpnGatewayRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = a.describe_vpn_gateway(&gateway_1()).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Throttled);
     assert_eq!(e.retry_after(), Some(Duration::from_millis(30)));
     assert_eq!(mock.requests().len(), 3, "throttled reads are retried");
     let rate = factory.rate_limiter().current_rate();
     assert!(rate <= 12.5 + 1e-9, "rate halved three times: {rate}");
     mock.0.lock().unwrap().fallback = Some(Canned::json(200, GATEWAY));
-    b.describe_vpn_gateway(&DescribeVpnGatewayRequest {
-        vpn_gateway_id: "vpn-1".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    b.describe_vpn_gateway(&gateway_1()).await.unwrap();
     assert!(
         factory.rate_limiter().current_rate() > rate,
         "success recovers the rate"
@@ -589,10 +573,7 @@ async fn timeouts_and_refused_connections_are_transient() {
         delay: Duration::from_secs(2),
         ..Canned::json(200, GATEWAY)
     });
-    let req = DescribeVpnGatewayRequest {
-        vpn_gateway_id: "vpn-1".into(),
-        ..Default::default()
-    };
+    let req = gateway_1();
     let e = client.describe_vpn_gateway(&req).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Transient);
     assert_eq!(e.code(), "Timeout");
@@ -682,13 +663,7 @@ async fn rrsa_assumes_the_role_rereads_the_token_and_refreshes_early() {
     // The VPC client signs with the STS keys.
     let client = factory.client("cn-hangzhou", provider.clone()).unwrap();
     mock.push(Canned::json(200, GATEWAY));
-    client
-        .describe_vpn_gateway(&DescribeVpnGatewayRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    client.describe_vpn_gateway(&gateway_1()).await.unwrap();
     let last = mock.requests().pop().unwrap();
     assert_eq!(last.form["AccessKeyId"], "STS.A2");
     assert_eq!(last.form["SecurityToken"], "sts-tok");
@@ -721,13 +696,7 @@ async fn rrsa_errors_are_classified() {
         400,
         r#"{"RequestId":"S","Code":"AuthenticationFail.OIDCToken.Invalid","Message":"bad token"}"#,
     ));
-    let e = client
-        .describe_vpn_gateway(&DescribeVpnGatewayRequest {
-            vpn_gateway_id: "vpn-1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = client.describe_vpn_gateway(&gateway_1()).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::NeedsOutsideAction);
     assert_eq!(e.code(), "AuthenticationFail.OIDCToken.Invalid");
     assert!(!e.to_string().contains("jwt"));

@@ -140,7 +140,13 @@ fn listed(list: &VpnPbrRouteEntryList) -> Vec<String> {
     let mut v: Vec<String> = list
         .entries
         .iter()
-        .map(|e| format!("{}@{}", e.route_source, e.create_time.unwrap_or(0)))
+        .map(|e| {
+            format!(
+                "{}@{}",
+                e.fields.route_source,
+                e.fields.create_time.unwrap_or(0)
+            )
+        })
         .collect();
     v.sort();
     v

@@ -44,16 +44,18 @@ const SEED_XML: &str = r#"<CreateVpnPbrRouteEntryResponse>
 fn seed_sample_in_json_and_xml() {
     let expected = CreateVpnPbrRouteEntryResponse {
         request_id: "5BE01CD7-5A50-472D-AC14-CA181C5C03BE".into(),
-        vpn_instance_id: Some("vpn-bp1cmw7jh1nfe43m9****".into()),
-        route_source: "192.168.1.0/24".into(),
-        route_dest: "10.0.0.0/24".into(),
-        next_hop: "vco-bp15oes1py4i66rmd****".into(),
-        weight: 0,
-        priority: Some(10),
-        description: Some("desctest".into()),
+        fields: EntryFields {
+            vpn_instance_id: Some("vpn-bp1cmw7jh1nfe43m9****".into()),
+            route_source: "192.168.1.0/24".into(),
+            route_dest: "10.0.0.0/24".into(),
+            next_hop: "vco-bp15oes1py4i66rmd****".into(),
+            weight: 0,
+            priority: Some(10),
+            description: Some("desctest".into()),
+            create_time: Some(1_492_747_187_000),
+        },
         overlay_mode: Some("Ipsec".into()),
         state: Some("normal".into()),
-        create_time: Some(1_492_747_187_000),
     };
     assert_eq!(ok::<CreateVpnPbrRouteEntryResponse>(SEED_JSON), expected);
     assert_eq!(ok::<CreateVpnPbrRouteEntryResponse>(SEED_XML), expected);
@@ -89,12 +91,12 @@ fn describe_pbr_entries_json_xml_and_empty() {
     assert_eq!(r.page_size, Some(50));
     assert_eq!(r.vpn_pbr_route_entries.len(), 2);
     assert!(r.vpn_pbr_route_entries[0].is_published());
-    assert_eq!(r.vpn_pbr_route_entries[0].priority, Some(10));
+    assert_eq!(r.vpn_pbr_route_entries[0].fields.priority, Some(10));
     assert_eq!(
         r.vpn_pbr_route_entries[1].next_hop_tunnel_id.as_deref(),
         Some("tun-1")
     );
-    assert_eq!(r.vpn_pbr_route_entries[1].priority, None);
+    assert_eq!(r.vpn_pbr_route_entries[1].fields.priority, None);
 
     // One entry in XML is a single element, not a list.
     let xml = "<DescribeVpnPbrRouteEntriesResponse><RequestId>R</RequestId><TotalCount>1</TotalCount>\
@@ -104,7 +106,7 @@ fn describe_pbr_entries_json_xml_and_empty() {
         </VpnPbrRouteEntry></VpnPbrRouteEntries></DescribeVpnPbrRouteEntriesResponse>";
     let r: DescribeVpnPbrRouteEntriesResponse = ok(xml);
     assert_eq!(r.vpn_pbr_route_entries.len(), 1);
-    assert_eq!(r.vpn_pbr_route_entries[0].priority, Some(5));
+    assert_eq!(r.vpn_pbr_route_entries[0].fields.priority, Some(5));
 
     for empty in [
         r#"{"RequestId":"R","TotalCount":0,"PageNumber":1,"PageSize":50,"VpnPbrRouteEntries":{"VpnPbrRouteEntry":[]}}"#,

@@ -64,7 +64,7 @@ async fn state(State(emu): State<Arc<Emulator>>) -> Reply {
                 "StatusUntil": g.status_until_ms,
                 "Visibility": st.world.visibility_of(g),
                 "ListLagMs": st.world.list_lag_of(g),
-                "DualTunnel": g.dual_tunnel,
+                "DualTunnel": g.traits.dual_tunnel,
                 "AccountId": g.account_id,
                 "Entries": g.entries.iter().map(entry_json).collect::<Vec<_>>(),
                 "PendingChanges": g.pending.iter().map(change_json).collect::<Vec<_>>(),

@@ -144,6 +144,25 @@ pub struct AccessKeyConfig {
     pub account_id: Option<String>,
 }
 
+/// A gateway's own list behaviour, overriding the settings, and its kind: as configured, and
+/// as the world keeps them.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct GatewayTraits {
+    /// Overrides `settings.visibility` for this gateway.
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// Overrides `settings.shuffle_lists` for this gateway's route list.
+    #[serde(default)]
+    pub shuffle_lists: Option<bool>,
+    /// Overrides `settings.list_lag_ms` for this gateway (which must be `on_active`).
+    #[serde(default)]
+    pub list_lag_ms: Option<u64>,
+    /// Dual-tunnel IPsec connections: `NextHopTunnelId` on routes, weights without effect,
+    /// `0.0.0.0/0` and `100.64.0.0/10` allowed, disaster-recovery address and vSwitch.
+    #[serde(default)]
+    pub dual_tunnel: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -178,19 +197,8 @@ pub struct GatewayConfig {
     pub internet_ip: Option<String>,
     #[serde(default)]
     pub spec: Option<String>,
-    /// Overrides `settings.visibility` for this gateway.
-    #[serde(default)]
-    pub visibility: Option<Visibility>,
-    /// Overrides `settings.shuffle_lists` for this gateway's route list.
-    #[serde(default)]
-    pub shuffle_lists: Option<bool>,
-    /// Overrides `settings.list_lag_ms` for this gateway (which must be `on_active`).
-    #[serde(default)]
-    pub list_lag_ms: Option<u64>,
-    /// Dual-tunnel IPsec connections: `NextHopTunnelId` on routes, weights without effect,
-    /// `0.0.0.0/0` and `100.64.0.0/10` allowed, disaster-recovery address and vSwitch.
-    #[serde(default)]
-    pub dual_tunnel: bool,
+    #[serde(flatten)]
+    pub traits: GatewayTraits,
     #[serde(default)]
     pub disaster_recovery_internet_ip: Option<String>,
     #[serde(default)]
@@ -300,8 +308,9 @@ impl Config {
                 ));
             }
             // A list lags the applying of pending changes, which only `on_active` has.
-            let visibility = gw.visibility.unwrap_or(self.settings.visibility);
-            if gw.list_lag_ms.is_some_and(|ms| ms > 0) && visibility != Visibility::OnActive {
+            let visibility = gw.traits.visibility.unwrap_or(self.settings.visibility);
+            if gw.traits.list_lag_ms.is_some_and(|ms| ms > 0) && visibility != Visibility::OnActive
+            {
                 return bad(format!(
                     "gateway {} has list_lag_ms but visibility immediate; list_lag_ms needs visibility: on_active",
                     gw.id

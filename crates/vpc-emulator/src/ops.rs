@@ -343,7 +343,7 @@ fn page<T>(items: &[T], number: usize, size: usize) -> &[T] {
 fn list_item(world: &World, gw: &Gateway, e: &PbrEntry) -> Value {
     let mut obj = e.api_fields();
     obj.insert("VpnInstanceId".to_owned(), json!(gw.id));
-    if gw.dual_tunnel {
+    if gw.traits.dual_tunnel {
         obj.insert("Weight".to_owned(), json!(DUAL_TUNNEL_WEIGHT));
         let tunnel = world
             .connections
@@ -390,7 +390,7 @@ pub fn gateway_body(gw: &Gateway, now_ms: u64) -> Value {
         "EniInstanceIds": {"EniInstanceId": []},
     });
     // Returned only for gateways that make dual-tunnel connections (SDK model).
-    if gw.dual_tunnel
+    if gw.traits.dual_tunnel
         && let Some(obj) = body.as_object_mut()
     {
         obj.insert(
@@ -430,7 +430,7 @@ fn connection_body(world: &World, c: &Connection, in_list: bool) -> Value {
         // A dual-tunnel connection lists its two tunnels; the master's id is what
         // `NextHopTunnelId` names.
         if let Some(gw) = world.gateways.get(&c.gateway_id)
-            && gw.dual_tunnel
+            && gw.traits.dual_tunnel
         {
             let tunnel = |index: u8, role: &str, ip: &str| {
                 json!({

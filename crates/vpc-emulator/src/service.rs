@@ -210,6 +210,6 @@ mod tests {
         }
         std::fs::write(path, old.to_string()).expect("write");
         let older = Emulator::load_state(path).expect("load").expect("a world");
-        assert!(older.gateways["g"].pending.is_empty() && !older.gateways["g"].dual_tunnel);
+        assert!(older.gateways["g"].pending.is_empty() && !older.gateways["g"].traits.dual_tunnel);
     }
 }

@@ -21,7 +21,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub use super::config::{BASE_STATUSES, DEFAULT_ACCOUNT_ID, DualTunnelWeightChange, Visibility};
-use super::config::{Config, Settings};
+use super::config::{Config, GatewayTraits, Settings};
 use super::error::ApiError;
 
 /// The switches of the world's behaviour, from the config's `settings` (a restored state file
@@ -80,18 +80,8 @@ pub struct Gateway {
     /// with the time from which it shows.
     #[serde(default)]
     pub lagging: Vec<(u64, Change)>,
-    /// This gateway's visibility, overriding `settings.visibility`.
-    #[serde(default)]
-    pub visibility: Option<Visibility>,
-    /// This gateway's list shuffling, overriding `settings.shuffle_lists`.
-    #[serde(default)]
-    pub shuffle_lists: Option<bool>,
-    /// This gateway's list lag, overriding `settings.list_lag_ms`.
-    #[serde(default)]
-    pub list_lag_ms: Option<u64>,
-    /// The gateway makes dual-tunnel IPsec connections.
-    #[serde(default)]
-    pub dual_tunnel: bool,
+    #[serde(flatten)]
+    pub traits: GatewayTraits,
     /// Second IPsec address and vSwitch of a dual-tunnel gateway.
     #[serde(default)]
     pub disaster_recovery_internet_ip: String,
@@ -360,10 +350,7 @@ impl World {
                     entries: Vec::new(),
                     pending: Vec::new(),
                     lagging: Vec::new(),
-                    visibility: g.visibility,
-                    shuffle_lists: g.shuffle_lists,
-                    list_lag_ms: g.list_lag_ms,
-                    dual_tunnel: g.dual_tunnel,
+                    traits: g.traits,
                     disaster_recovery_internet_ip: g
                         .disaster_recovery_internet_ip
                         .clone()
@@ -430,7 +417,7 @@ impl World {
                 }
                 "active".clone_into(&mut gw.base_status);
             }
-            let lag = gw.list_lag_ms.unwrap_or(default_lag);
+            let lag = gw.traits.list_lag_ms.unwrap_or(default_lag);
             apply_pending(gw, now_ms, lag);
             show_lagging(gw, now_ms);
         }
@@ -449,12 +436,12 @@ impl World {
     }
 
     pub fn visibility_of(&self, gw: &Gateway) -> Visibility {
-        gw.visibility.unwrap_or(self.behaviour.visibility)
+        gw.traits.visibility.unwrap_or(self.behaviour.visibility)
     }
 
     /// How long after `gw` turned `active` its list shows what it applied (0: at once).
     pub fn list_lag_of(&self, gw: &Gateway) -> u64 {
-        gw.list_lag_ms.unwrap_or(self.behaviour.list_lag_ms)
+        gw.traits.list_lag_ms.unwrap_or(self.behaviour.list_lag_ms)
     }
 
     /// Makes the admin changes waiting for list page `page` of `gateway` (a made entry is made
@@ -477,7 +464,7 @@ impl World {
 
     /// Whether the route list of `gw` (or, for `None`, the connection list) is shuffled.
     pub fn shuffles(&self, gw: Option<&Gateway>) -> bool {
-        gw.and_then(|g| g.shuffle_lists)
+        gw.and_then(|g| g.traits.shuffle_lists)
             .unwrap_or(self.behaviour.shuffle_lists)
     }
 
@@ -573,7 +560,7 @@ impl World {
         }
         check_overlay(req.overlay_mode.as_deref())?;
         let gw = self.gateway(account, region, &req.key.gateway_id)?;
-        check_dest_limits(dest, gw.dual_tunnel)?;
+        check_dest_limits(dest, gw.traits.dual_tunnel)?;
         check_status(gw)?;
         let entries = effective(gw);
         let id = EntryId {
@@ -597,7 +584,7 @@ impl World {
             return Err(ApiError::already_exists());
         }
         // A dual-tunnel connection is its own active/standby pair: weights do not apply.
-        if !gw.dual_tunnel {
+        if !gw.traits.dual_tunnel {
             check_backup_pair(&entries, &id.route_source, &id.route_dest, None, weight)?;
         }
         if entries.len() >= gw.pbr_quota {
@@ -613,7 +600,7 @@ impl World {
             route_source: id.route_source,
             route_dest: id.route_dest,
             next_hop: id.next_hop,
-            weight: if gw.dual_tunnel {
+            weight: if gw.traits.dual_tunnel {
                 DUAL_TUNNEL_WEIGHT
             } else {
                 weight
@@ -690,13 +677,13 @@ impl World {
         }
         let new_weight = match new_weight {
             Some(_)
-                if gw.dual_tunnel
+                if gw.traits.dual_tunnel
                     && self.behaviour.dual_tunnel_weight_change
                         == DualTunnelWeightChange::Refuse =>
             {
                 return Err(ApiError::weight_not_supported());
             }
-            Some(_) if gw.dual_tunnel => None,
+            Some(_) if gw.traits.dual_tunnel => None,
             w => w,
         };
         let entries = effective(gw);
@@ -768,7 +755,7 @@ impl World {
     ) -> Result<(), ApiError> {
         let default = self.behaviour.visibility;
         let gw = self.gateway_mut(account, region, gateway_id)?;
-        match gw.visibility.unwrap_or(default) {
+        match gw.traits.visibility.unwrap_or(default) {
             Visibility::Immediate => change.apply(&mut gw.entries),
             Visibility::OnActive => gw.pending.push(change),
         }
@@ -802,7 +789,7 @@ impl World {
             .iter()
             .position(|e| {
                 e.is(&id)
-                    && (gw.dual_tunnel || i64::from(e.weight) == sel.weight)
+                    && (gw.traits.dual_tunnel || i64::from(e.weight) == sel.weight)
                     && sel.priority.is_none_or(|p| i64::from(e.priority) == p)
             })
             .map(|i| (i, id))

@@ -1061,57 +1061,33 @@ fn dry_run_checks_everything_and_changes_nothing() {
             .chain(extra.iter().copied())
             .collect::<Vec<_>>()
     };
-    // (setup: an existing entry, gateway busy; request extras; code)
-    let table: [(bool, bool, Extra<'_>, &str); 7] = [
-        (
-            false,
-            false,
-            vec![("Weight", "100"), ("ClientToken", "t1")],
-            "DryRunOperation",
-        ),
-        (
-            false,
-            false,
-            vec![("Weight", "50")],
-            "VpnRouteEntry.InvalidWeight",
-        ),
-        (
-            false,
-            false,
-            vec![("Weight", "100"), ("Priority", "0")],
-            "InvalidParameter",
-        ),
-        (
-            true,
-            false,
-            vec![("Weight", "0")],
-            "VpnRouteEntry.AlreadyExists",
-        ),
-        (
-            false,
-            true,
-            vec![("Weight", "100")],
-            "VpnGateway.Configuring",
-        ),
-        (
-            false,
-            false,
-            vec![("Weight", "100"), ("NextHop", "vco-b1")],
-            "InvalidNextHop.NotFound",
-        ),
-        (
-            false,
-            false,
-            vec![("Weight", "100"), ("DryRun", "perhaps")],
-            "InvalidParameter",
-        ),
+    // (setup; request extras as `Name=value` words; code)
+    #[derive(PartialEq)]
+    enum Setup {
+        New,
+        Existing,
+        Busy,
+    }
+    use Setup::*;
+    let table = [
+        (New, "Weight=100 ClientToken=t1", "DryRunOperation"),
+        (New, "Weight=50", "VpnRouteEntry.InvalidWeight"),
+        (New, "Weight=100 Priority=0", "InvalidParameter"),
+        (Existing, "Weight=0", "VpnRouteEntry.AlreadyExists"),
+        (Busy, "Weight=100", "VpnGateway.Configuring"),
+        (New, "Weight=100 NextHop=vco-b1", "InvalidNextHop.NotFound"),
+        (New, "Weight=100 DryRun=perhaps", "InvalidParameter"),
     ];
-    for (existing, busy, extra, want) in table {
+    for (setup, extra, want) in table {
+        let extra: Extra<'_> = extra
+            .split(' ')
+            .map(|kv| kv.split_once('=').expect("Name=value"))
+            .collect();
         let mut f = fixture2("");
-        if existing {
+        if setup == Existing {
             f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100");
         }
-        if busy {
+        if setup == Busy {
             f.st.world.gateways.get_mut("vpn-a").unwrap().busy_until_ms = f.now + 100;
         }
         // Later pairs win in the parameter map (NextHop, DryRun overrides).
@@ -1127,33 +1103,24 @@ fn dry_run_checks_everything_and_changes_nothing() {
         }
         assert_eq!(f.st.world, before, "a dry run changes nothing: {extra:?}");
     }
-    // The token of a dry run is not spent: the real create with it succeeds, once.
-    let mut f = fixture2("");
-    let _ = f.call(
-        "CreateVpnPbrRouteEntry",
-        &dry(&[("Weight", "100"), ("ClientToken", "t1")]),
-    );
-    let real = args(
-        &key,
-        &[
-            ("Weight", "100"),
-            ("PublishVpc", "true"),
-            ("ClientToken", "t1"),
-        ],
-    );
-    assert_eq!(f.code("CreateVpnPbrRouteEntry", &real), "Success");
-    assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 1);
+    // The token of a dry run is not spent: the real create with it succeeds, once. And
     // DryRun=false is a normal create.
-    let mut f = fixture2("");
-    let normal = args(
-        &key,
-        &[
-            ("Weight", "100"),
-            ("PublishVpc", "true"),
-            ("DryRun", "false"),
-        ],
-    );
-    assert_eq!(f.code("CreateVpnPbrRouteEntry", &normal), "Success");
+    for (dry_first, last) in [(true, ("ClientToken", "t1")), (false, ("DryRun", "false"))] {
+        let mut f = fixture2("");
+        if dry_first {
+            let _ = f.call(
+                "CreateVpnPbrRouteEntry",
+                &dry(&[("Weight", "100"), ("ClientToken", "t1")]),
+            );
+        }
+        let create = args(&key, &[("Weight", "100"), ("PublishVpc", "true"), last]);
+        assert_eq!(
+            f.code("CreateVpnPbrRouteEntry", &create),
+            "Success",
+            "{last:?}"
+        );
+        assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 1, "{last:?}");
+    }
 }
 
 /// Two accounts: `vpn-a` (with `vco-a1`) is account A's, `vpn-b` (with `vco-b1`) account B's.

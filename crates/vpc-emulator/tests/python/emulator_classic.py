@@ -21,6 +21,7 @@ from aliyunsdkvpc.request.v20160428 import (
 from emulator_common import (GW_A, GW_ASYNC, GW_B, GW_BULK, GW_DOOMED, GW_DUAL, HOST, KEY_ID,
                              PORT, REGION, RO_KEY, RO_SECRET, SECRET, SUB_KEY, SUB_SECRET, admin,
                              admin_status, all_pages, check, check_conflict_and_deleting,
+                             check_create_over_existing, check_create_refusals,
                              check_shuffled, finish, poll, wait_active)
 
 
@@ -197,28 +198,13 @@ parameter_helper.get_uuid = real_uuid
 missing = create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", 100)
 del missing.get_query_params()["RouteSource"]
 expect("missing parameter", missing, "MissingRouteSource", 400)
-expect("malformed parameter", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", "heavy"),
-       "InvalidParameter", 400)
-expect("bad CIDR", create("192.168.1.300/24", "10.0.0.0/24", "vco-sdk-a1", 100),
-       "OperationFailed.InvalidCidrBlock", 400)
-expect("bad destination", create("192.168.1.0/24", "0.0.0.0/0", "vco-sdk-a1", 100),
-       "IllegalParam.RouteDest", 400)
-expect("bad weight", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", 50),
-       "VpnRouteEntry.InvalidWeight", 400)
-expect("unknown gateway", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", 100, gw="vpn-nope"),
-       "InvalidVpnGatewayInstanceId.NotFound", 404)
-expect("next hop of another gateway", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-b1", 100),
-       "InvalidNextHop.NotFound", 400)
-expect("priority unsupported", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-b1", 100, gw=GW_B,
-                                      priority=5), "VpnPbrRouteEntryPriority.NotSupport", 400)
+check_create_refusals(expect, create, "192.168.1.300/24", "0.0.0.0/0", 50,
+                      create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", 100, gw="vpn-nope"))
 call(create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a1", 100))
 wait_active(status)
 expect("duplicate", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a1", 100),
        "VpnRouteEntry.AlreadyExists", 400)
-expect("active/standby rule", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a2", 100),
-       "VpnRouteEntry.BackupRoute", 400)
-expect("VPC route conflict", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-b1", 100, gw=GW_B),
-       "OperationFailed.RouteConflict", 400)
+check_create_over_existing(expect, create)
 expect("ClientToken reused with other parameters",
        create("192.168.1.0/24", "10.6.0.0/24", "vco-sdk-a1", 100, token="tok-1"),
        "IdempotentParameterMismatch", 400)

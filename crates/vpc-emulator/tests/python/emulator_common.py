@@ -97,6 +97,36 @@ def check_shuffled(orders):
           len({tuple(o) for o in orders}) > 1, orders)
 
 
+def check_create_refusals(expect, create, bad_cidr, bad_dest, bad_weight, unknown_gateway):
+    """CreateVpnPbrRouteEntry refused for a malformed weight, then for the source `bad_cidr`,
+    the destination `bad_dest` and the weight `bad_weight`; `unknown_gateway` (a call naming
+    no gateway) not found; then a next hop of another gateway and a priority where the gateway
+    takes none. The SDK's own `expect` and `create` (of source, destination, next hop, weight,
+    gw=, priority=)."""
+    expect("malformed parameter", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", "heavy"),
+           "InvalidParameter", 400)
+    expect("bad CIDR", create(bad_cidr, "10.0.0.0/24", "vco-sdk-a1", 100),
+           "OperationFailed.InvalidCidrBlock", 400)
+    expect("bad destination", create("192.168.1.0/24", bad_dest, "vco-sdk-a1", 100),
+           "IllegalParam.RouteDest", 400)
+    expect("bad weight", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", bad_weight),
+           "VpnRouteEntry.InvalidWeight", 400)
+    expect("unknown gateway", unknown_gateway, "InvalidVpnGatewayInstanceId.NotFound", 404)
+    expect("next hop of another gateway", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-b1", 100),
+           "InvalidNextHop.NotFound", 400)
+    expect("priority unsupported", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-b1", 100, gw=GW_B,
+                                          priority=5), "VpnPbrRouteEntryPriority.NotSupport", 400)
+
+
+def check_create_over_existing(expect, create):
+    """With 192.168.1.0/24 -> 10.5.0.0/24 via vco-sdk-a1 on GW_A: another next hop of the gateway
+    is refused as a second active route, and GW_B may not route the destination in the VPC."""
+    expect("active/standby rule", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a2", 100),
+           "VpnRouteEntry.BackupRoute", 400)
+    expect("VPC route conflict", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-b1", 100, gw=GW_B),
+           "OperationFailed.RouteConflict", 400)
+
+
 def check_conflict_and_deleting(expect, create, status):
     """A destination another gateway of the VPC routes, then GW_DOOMED, which the caller has
     made `deleting`: changes refused, reads answered. The SDK's own `expect`, `create` (of

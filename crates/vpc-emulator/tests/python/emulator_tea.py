@@ -14,6 +14,7 @@ from alibabacloud_vpc20160428.client import Client
 from emulator_common import (ADDR, GW_A, GW_ASYNC, GW_B, GW_BULK, GW_DOOMED, GW_DUAL, KEY_ID,
                              REGION, RO_KEY, RO_SECRET, SECRET, SUB_KEY, SUB_SECRET, admin,
                              admin_status, all_pages, check, check_conflict_and_deleting,
+                             check_create_over_existing, check_create_refusals,
                              check_shuffled, finish, poll, wait_active)
 
 
@@ -135,27 +136,13 @@ Utils.get_nonce = real_nonce
 expect("missing parameter", lambda: C.create_vpn_pbr_route_entry(m.CreateVpnPbrRouteEntryRequest(
     region_id=REGION, vpn_gateway_id=GW_A, route_dest="10.0.0.0/24", next_hop="vco-sdk-a1",
     weight=100, publish_vpc=True)), "MissingRouteSource", 400)
-expect("malformed parameter", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", "heavy"),
-       "InvalidParameter", 400)
-expect("bad CIDR", create("192.168.1.0/33", "10.0.0.0/24", "vco-sdk-a1", 100),
-       "OperationFailed.InvalidCidrBlock", 400)
-expect("bad destination", create("192.168.1.0/24", "100.64.0.0/24", "vco-sdk-a1", 100),
-       "IllegalParam.RouteDest", 400)
-expect("bad weight", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-a1", 1),
-       "VpnRouteEntry.InvalidWeight", 400)
-expect("unknown gateway", lambda: status(gw="vpn-nope"), "InvalidVpnGatewayInstanceId.NotFound", 404)
-expect("next hop of another gateway", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-b1", 100),
-       "InvalidNextHop.NotFound", 400)
-expect("priority unsupported", create("192.168.1.0/24", "10.0.0.0/24", "vco-sdk-b1", 100, gw=GW_B,
-                                      priority=5), "VpnPbrRouteEntryPriority.NotSupport", 400)
+check_create_refusals(expect, create, "192.168.1.0/33", "100.64.0.0/24", 1,
+                      lambda: status(gw="vpn-nope"))
 create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a1", 100)()
 wait_active(status)
 expect("duplicate", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a1", 0),
        "VpnRouteEntry.AlreadyExists", 400)
-expect("active/standby rule", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a2", 100),
-       "VpnRouteEntry.BackupRoute", 400)
-expect("VPC route conflict", create("192.168.1.0/24", "10.5.0.0/24", "vco-sdk-b1", 100, gw=GW_B),
-       "OperationFailed.RouteConflict", 400)
+check_create_over_existing(expect, create)
 expect("entry not found", lambda: C.delete_vpn_pbr_route_entry(key(
     m.DeleteVpnPbrRouteEntryRequest, "192.168.1.0/24", "10.5.0.0/24", "vco-sdk-a1", 0)),
     "InvalidRouteEntry.NotFound", 404)
