@@ -4,9 +4,9 @@
 //! running as a Pod from its image, the chart installed with helm, and then:
 //!
 //! - the operator Pod becomes Ready through its real probes and `kubectl logs` shows it working;
-//! - the examples (`examples/*.yaml`) become Ready, with events, and `/metrics` answers through
-//!   the chart's Service (`kubectl port-forward svc/...`: an Endpoints address cannot be
-//!   loopback, so the Service has no endpoints to curl on these nodes);
+//! - the examples (`examples/*.yaml`) become Ready, with events, and `/metrics` answers at the
+//!   operator Pod's address (its node's loopback address on the host network: an Endpoints
+//!   address cannot be loopback, so the Service has no endpoints to curl on these nodes);
 //! - `helm upgrade` to 2 replicas with leader election; deleting the leader Pod hands the Lease
 //!   over within 30 s and a route applied meanwhile becomes Ready;
 //! - the apiserver's audit log has no 403 for the chart's ServiceAccount;
@@ -37,9 +37,7 @@ use serde_json::{Value, json};
 use support::repo_root;
 use support::route::{create_key_secret, route_object, spec};
 use vpn_pbr_harness::command::run_ok;
-use vpn_pbr_harness::node::{
-    HostState, Images, LocalNodes, NodeLock, PortForward, ProcessFacts, host_dirs,
-};
+use vpn_pbr_harness::node::{HostState, Images, LocalNodes, NodeLock, ProcessFacts, host_dirs};
 use vpn_pbr_harness::operator::free_port;
 use vpn_pbr_harness::tools::node_dir;
 use vpn_pbr_harness::wait::eventually;
@@ -461,23 +459,29 @@ extraEnv:
         );
     }
     {
-        // `kubectl port-forward` ends for good when a forwarded connection fails; a request
-        // that finds it gone starts a new one (the check is about the Service, not the tunnel).
-        let forward =
-            || PortForward::start(nodes, RELEASE_NS, &format!("svc/{RELEASE}-metrics"), 8080);
-        let pf = std::sync::Mutex::new(forward()?);
-        let base = || format!("http://127.0.0.1:{}", pf.lock().expect("port-forward").port);
-        // What the last try saw, for the failure message (the tunnel or the gauge).
+        // On these nodes a Pod on the host network has its node's loopback address, and the
+        // chart binds the metrics port there (not on every interface). `kubectl port-forward`
+        // would not reach it on the second node: the kubelet dials localhost in the node's
+        // network namespace, which is 127.0.0.1 whatever the node's address.
+        let pod = ready_pods(&client, 1).await?.remove(0);
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .context("the operator Pod's address")?;
+        anyhow::ensure!(ip.starts_with("127."), "a loopback Pod address, got {ip}");
+        let base = format!("http://{ip}:8080");
+        // What the last try saw, for the failure message.
         let last = std::sync::Mutex::new(String::from("no answer yet"));
         let metrics = eventually(
             Duration::from_secs(120),
             "4 Ready routes in /metrics",
             || {
-                let url = format!("{}/metrics", base());
-                let (pf, last) = (&pf, &last);
+                let url = format!("{base}/metrics");
+                let last = &last;
                 async move {
                     let got = http_get(&url).await;
-                    let seen = match &got {
+                    *last.lock().expect("last") = match &got {
                         Ok((status, body)) => format!(
                             "HTTP {status}: {}",
                             body.lines()
@@ -487,12 +491,6 @@ extraEnv:
                         ),
                         Err(e) => format!("{url}: {e:#}"),
                     };
-                    *last.lock().expect("last") = seen;
-                    if got.is_err()
-                        && let Ok(fresh) = forward()
-                    {
-                        *pf.lock().expect("port-forward") = fresh;
-                    }
                     let (status, body) = got.ok()?;
                     (status == 200 && body.contains("vpn_pbr_routes{ready=\"true\"} 4"))
                         .then_some(body)
@@ -502,9 +500,9 @@ extraEnv:
         .await
         .with_context(|| format!("last seen: {}", last.lock().expect("last")))?;
         assert!(metrics.contains("vpn_pbr_"), "operator metrics");
-        assert_eq!(http_get(&format!("{}/readyz", base())).await?.0, 200);
+        assert_eq!(http_get(&format!("{base}/readyz")).await?.0, 200);
     }
-    step(t0, "events and /metrics through the Service");
+    step(t0, "events and /metrics at the operator Pod's address");
 
     // 6. Two replicas with leader election; the leader's Pod is deleted.
     let two_replicas = [

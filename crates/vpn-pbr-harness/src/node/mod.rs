@@ -6,18 +6,15 @@
 //!
 //! - `images`: the images of the Dockerfile;
 //! - `local`: the nodes, the host-wide lock, kubectl and helm against them;
-//! - `port_forward`: `kubectl port-forward` in the background;
 //! - `process`: what the kernel enforces on a container's process;
 //! - `host`: the record of the host before and after.
 
 mod host;
 mod images;
 mod local;
-mod port_forward;
 mod process;
 
 pub use host::{HostState, host_dirs};
 pub use images::Images;
 pub use local::{LocalNodes, NodeLock};
-pub use port_forward::PortForward;
 pub use process::ProcessFacts;
