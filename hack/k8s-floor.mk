@@ -9,7 +9,7 @@
 K8S_FLOOR ?= 1.32.13
 CHART_YAML := deploy/helm/vpn-pbr-operator/Chart.yaml
 
-k8s-floor: ## The CRD and chart tests on kube-apiserver and kubectl of the chart's floor, K8S_FLOOR=1.32.13 (the first run builds them, ~10 min)
+k8s-floor: ## The CRD and chart tests on kube-apiserver and kubectl of the chart's floor, K8S_FLOOR=1.32.13 (the first run builds them: 10 to 20 min on 2 cores)
 	@floor=$$(sed -n 's/^kubeVersion: ">=\([0-9]*\.[0-9]*\)\..*/\1/p' $(CHART_YAML)); \
 	case $(K8S_FLOOR) in "$$floor".*) ;; \
 	  *) echo "K8S_FLOOR=$(K8S_FLOOR) is not of the chart's floor $$floor ($(CHART_YAML))" >&2; exit 1 ;; esac
