@@ -1,8 +1,7 @@
-//! Results, headers and restart runs for the tests of the report.
+//! Results and restart runs for the tests of the report (the fixed header is `Header::fixed`).
 
 use std::time::Duration;
 
-use super::header::Header;
 use crate::bench::{RestartResult, Scenario, ScenarioResult, SettleCriterion, calls};
 use crate::operator::Usage;
 use crate::workload::Flips;
@@ -40,17 +39,6 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
         latencies_ms: Vec::new(),
         latency_missing: 0,
         reconciles: Some(2000.0),
-    }
-}
-
-/// A fixed header.
-pub(super) fn header() -> Header {
-    Header {
-        command: "make bench".to_owned(),
-        argv: "pbr-bench bench --out docs/benchmarks.md".to_owned(),
-        commit: "abc1234".to_owned(),
-        machine: "test machine".to_owned(),
-        date: "2026-01-01 00:00 UTC".to_owned(),
     }
 }
 
