@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::bench::{RestartResult, Scenario, ScenarioResult, SettleCriterion, calls};
+use crate::bench::{RestartResult, Scenario, ScenarioResult, SettleCriterion, Settled, calls};
 use crate::operator::Usage;
 use crate::workload::Flips;
 
@@ -58,9 +58,11 @@ pub(super) fn restart(flips: Flips, extra_calls: &[(&str, &str, u64)]) -> Restar
         },
         stop_status: "exit status: 0".to_owned(),
         stop_took: Duration::from_millis(300),
-        settled: true,
-        settle_time: Duration::from_secs(4),
-        reconciles: Some(200.0),
+        settle: Settled {
+            settled: true,
+            after: Duration::from_secs(4),
+            reconciles: Some(200.0),
+        },
         calls: c,
         flips,
         usage: Usage::default(),
