@@ -633,7 +633,7 @@ async fn land(
     // Another account's gateway does not exist for this key.
     if !gw.is_empty() && st.emu.world.gateways.contains_key(&gw) && !st.sees(&req.key, &gw) {
         st.stats.cross_account += 1;
-        if change.is_some() || st.verbose {
+        if change.is_some() || st.trace.verbose {
             st.trace_at(
                 t,
                 &format!("cloud {what}: another account's gateway: NotFound"),
