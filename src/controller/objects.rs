@@ -26,7 +26,8 @@ pub type EventFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// The data of a Secret, by key.
 pub type SecretData = BTreeMap<String, Vec<u8>>;
 
-/// What a reconcile reads and writes of Kubernetes objects.
+/// What a reconcile reads and writes of Kubernetes objects. The futures of the reads by name
+/// (`get`, `secret`) borrow only the port: an implementation copies the names it needs.
 pub trait ObjectPort: Send + Sync + 'static {
     /// The newest copy of a route (`None` when it is gone).
     fn get(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<VpnPbrRoute>>;
