@@ -16,7 +16,8 @@
 //!   process it wires together as `src/controller/runner.rs` does ([`Context`], [`Scheduler`],
 //!   [`GatewayCache`], [`Accounts`], [`reconcile`], ...) with the fence of `src/app.rs`
 //!   ([`Fence`], [`FencedCloud`], [`watch_lease`]), the cloud's model its ports answer in
-//!   ([`Mutation`], [`Entry`], ...), and [`duplicates`], the claim checks it uses as its oracle.
+//!   ([`Mutation`], [`Entry`], ...) with the requests the real client sends for a mutation
+//!   ([`MutationRequest`]), and [`duplicates`], the claim checks it uses as its oracle.
 //! - For `tests/controller.rs`: [`KubeObjects`], the [`ObjectPort`] against a real API server.
 //! - For `tests/gitops_health.rs`: [`status`], the status builder and the reasons it writes.
 //!
@@ -43,7 +44,7 @@ mod sync;
 
 // For the simulation: the ports it implements.
 pub use controller::context::Entropy;
-pub use controller::objects::{ObjectFuture, ObjectPort};
+pub use controller::objects::{EventFuture, ObjectFuture, ObjectPort, SecretData};
 pub use controller::port::{CloudFuture, CloudPort};
 // For the simulation: the pieces of an operator process it wires together.
 pub use controller::accounts::Accounts;
@@ -60,6 +61,7 @@ pub use fence::{Fence, FencedCloud, watch_lease};
 pub use controller::event::EventNote;
 pub use controller::model::{Accepted, Entry, GatewayFacts, Mutation, Scope};
 pub use controller::status::rfc3339_millis;
+pub use controller::vpc::MutationRequest;
 // For `tests/controller.rs`: the objects port against a real API server.
 pub use controller::objects::{EventSource, KubeObjects};
 

@@ -9,6 +9,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
+use support::command::run_ok;
 use support::plane;
 use vpn_pbr_harness::Tools;
 use vpn_pbr_operator::api::v1alpha1::{DeletionPolicy, ManagementPolicy, VpnPbrRoute};
@@ -296,49 +297,17 @@ async fn identity_can_be_corrected_until_a_create_is_under_way() -> anyhow::Resu
 #[tokio::test]
 async fn kubectl_shows_the_printer_columns() -> anyhow::Result<()> {
     let (_api, ns) = setup_with_route("columns", "shown").await?;
-    let cp = plane();
-    let kubectl = Tools::from_env()?.kubectl();
-    let out = tokio::process::Command::new(&kubectl)
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .args(["get", "pbr", "-o", "wide", "-n", &ns])
-        .output()
-        .await
-        .expect("run kubectl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kubectl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let header: Vec<&str> = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let text = kubectl(&["get", "pbr", "-o", "wide", "-n", &ns])?;
     // At `-o wide`: the Ready condition's message too.
     assert_eq!(
-        header,
+        header(&text),
         [
             "NAME", "GATEWAY", "SOURCE", "DEST", "NEXTHOP", "WEIGHT", "PRIORITY", "PUBLISH",
             "STATE", "READY", "SYNCED", "REASON", "MESSAGE", "AGE"
         ]
     );
-    let out = tokio::process::Command::new(&kubectl)
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .args(["get", "pbr", "-n", &ns])
-        .output()
-        .await
-        .expect("run kubectl");
-    let default_header: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
     assert_eq!(
-        default_header,
+        header(&kubectl(&["get", "pbr", "-n", &ns])?),
         [
             "NAME", "GATEWAY", "SOURCE", "DEST", "NEXTHOP", "WEIGHT", "STATE", "READY", "SYNCED",
             "REASON", "AGE"
@@ -359,18 +328,30 @@ async fn kubectl_shows_the_printer_columns() -> anyhow::Result<()> {
     }
     // The short name and both categories resolve.
     for what in ["vpnpbrroutes", "alicloud", "vpn"] {
-        let out = tokio::process::Command::new(&kubectl)
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .args(["get", what, "-n", &ns, "-o", "name"])
-            .output()
-            .await
-            .expect("run kubectl");
         assert!(
-            String::from_utf8_lossy(&out.stdout).contains("vpnpbrroute.vpn.alicloud.dev/shown"),
+            kubectl(&["get", what, "-n", &ns, "-o", "name"])?
+                .contains("vpnpbrroute.vpn.alicloud.dev/shown"),
             "kubectl get {what}"
         );
     }
     Ok(())
+}
+
+/// What `kubectl <args>` prints against the control plane; an error when it fails.
+fn kubectl(args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = std::process::Command::new(Tools::from_env()?.kubectl());
+    cmd.env("KUBECONFIG", &plane().kubeconfig).args(args);
+    run_ok(&mut cmd, None)
+}
+
+/// The column names of a table `kubectl get` printed.
+fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
 }
 
 #[tokio::test]

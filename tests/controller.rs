@@ -33,9 +33,27 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// The same route over another connection of its gateway.
+    fn via(self, hop: &'a str) -> Self {
+        Route::new(self.gw, self.key.source, self.key.dest, hop)
+    }
+
     fn spec(self, weight: i32) -> Value {
         let k = self.key;
         spec(self.gw, k.source, k.dest, k.next_hop, weight)
+    }
+
+    /// [`Route::spec`] with `field` set to `value`.
+    fn spec_with(self, weight: i32, field: &str, value: Value) -> Value {
+        let mut spec = self.spec(weight);
+        spec[field] = value;
+        spec
+    }
+
+    /// Applies the route as `name` with `weight` and waits until it is Ready.
+    async fn ready_as(self, env: &Env, name: &str, weight: i32) -> anyhow::Result<VpnPbrRoute> {
+        env.apply(name, self.spec(weight)).await;
+        env.ready(name).await
     }
 
     async fn entry(self, env: &Env) -> anyhow::Result<Option<Value>> {
@@ -149,8 +167,7 @@ async fn busy_gateway_ends_ready_with_exactly_one_create_each() -> anyhow::Resul
 async fn weight_priority_and_publishing_change_in_place() -> anyhow::Result<()> {
     let env = Env::start("update", 200, &[], &[]).await?;
     let route = Route::new("vpn-gw-a", "192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1");
-    env.apply("r", route.spec(100)).await;
-    let before = env.ready("r").await?;
+    let before = route.ready_as(&env, "r", 100).await?;
     env.patch_spec(
         "r",
         json!({"weight": 0, "priority": 30, "publishVpc": true}),
@@ -219,8 +236,7 @@ async fn delete_removes_the_entry_and_orphan_keeps_it() -> anyhow::Result<()> {
     let env = Env::start("delete", 200, &[], &[]).await?;
     let gone = Route::new("vpn-gw-a", "192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1");
     let kept = Route::new("vpn-gw-a", "192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1");
-    let mut orphan = kept.spec(100);
-    orphan["deletionPolicy"] = json!("Orphan");
+    let orphan = kept.spec_with(100, "deletionPolicy", json!("Orphan"));
     env.apply_ready(&[("gone", gone.spec(100)), ("kept", orphan)])
         .await?;
     env.delete("gone").await;
@@ -243,9 +259,7 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> a
     let existing = Route::new("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1");
     existing.console(&env, "create", Some(100)).await?;
     // Without consent: refused, and neither changed nor deleted with its object.
-    let mut wants_other_weight = existing.spec(0);
-    wants_other_weight["publishVpc"] = json!(false);
-    env.apply("uninvited", wants_other_weight).await;
+    env.apply("uninvited", existing.spec(0)).await;
     env.wait_for("uninvited", "Ready=False AlreadyExists", |r| {
         ready_is(r, ConditionStatus::False, Some("AlreadyExists"))
     })
@@ -297,8 +311,7 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> a
     env.patch_spec("badhop", json!({"nextHop": "vco-gw-a-2"}))
         .await;
     env.ready("badhop").await?;
-    let fixed = Route::new("vpn-gw-a", "192.168.9.0/24", "10.9.0.0/16", "vco-gw-a-2");
-    assert!(fixed.entry(&env).await?.is_some());
+    assert!(bad.via("vco-gw-a-2").entry(&env).await?.is_some());
     Ok(())
 }
 
@@ -306,8 +319,7 @@ async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> a
 async fn paused_routes_make_no_cloud_calls_and_duplicates_are_refused() -> anyhow::Result<()> {
     let env = Env::start("paused", 200, &[], &[]).await?;
     let route = Route::new("vpn-gw-b", "192.168.10.0/24", "10.10.0.0/16", "vco-gw-b-1");
-    env.apply("first", route.spec(100)).await;
-    env.ready("first").await?;
+    route.ready_as(&env, "first", 100).await?;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     env.apply("second", route.spec(100)).await;
     env.wait_for("second", "DuplicateRoute", |r| {
@@ -418,23 +430,15 @@ async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
         &format!("{}\n", emulator::KEY_SECRET),
     )
     .await;
-    let mut with_secret = spec(
-        "vpn-gw-a",
-        "192.168.12.0/24",
-        "10.12.0.0/16",
-        "vco-gw-a-1",
-        100,
-    );
-    with_secret["credentialsRef"] = json!({"name": "cloud-keys"});
-    env.apply("with-secret", with_secret).await;
-    let without = spec(
-        "vpn-gw-a",
-        "192.168.13.0/24",
-        "10.13.0.0/16",
-        "vco-gw-a-1",
-        100,
-    );
-    env.apply("without", without).await;
+    let with_secret = Route::new("vpn-gw-a", "192.168.12.0/24", "10.12.0.0/16", "vco-gw-a-1");
+    let keys = json!({"name": "cloud-keys"});
+    env.apply(
+        "with-secret",
+        with_secret.spec_with(100, "credentialsRef", keys),
+    )
+    .await;
+    let without = Route::new("vpn-gw-a", "192.168.13.0/24", "10.13.0.0/16", "vco-gw-a-1");
+    env.apply("without", without.spec(100)).await;
     env.ready("with-secret").await?;
     env.wait_for("without", "Ready=False for missing credentials", |r| {
         ready_is(r, ConditionStatus::False, Some("CredentialsNotConfigured"))
@@ -481,15 +485,9 @@ async fn rrsa_credentials_through_assume_role_with_oidc() -> anyhow::Result<()> 
         op,
         dir,
     };
-    let route = spec(
-        "vpn-gw-a",
-        "192.168.14.0/24",
-        "10.14.0.0/16",
-        "vco-gw-a-1",
-        100,
-    );
-    env.apply("r", route).await;
-    env.ready("r").await?;
+    Route::new("vpn-gw-a", "192.168.14.0/24", "10.14.0.0/16", "vco-gw-a-1")
+        .ready_as(&env, "r", 100)
+        .await?;
     assert!(env.emu.calls("AssumeRoleWithOIDC", "Success").await? >= 1);
     Ok(())
 }
@@ -498,7 +496,7 @@ async fn rrsa_credentials_through_assume_role_with_oidc() -> anyhow::Result<()> 
 async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() -> anyhow::Result<()> {
     let env = Env::start("pair", 200, &[], &[]).await?;
     let active = Route::new("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1");
-    let standby = Route::new("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-2");
+    let standby = active.via("vco-gw-a-2");
     env.apply_ready(&[("active", active.spec(100)), ("standby", standby.spec(0))])
         .await?;
     // Flip: the standby becomes active and the active one standby.
@@ -525,9 +523,8 @@ async fn observe_only_reports_drift_without_changing_the_cloud() -> anyhow::Resu
     let env = Env::start("observe", 200, &[], &[]).await?;
     let route = Route::new("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1");
     route.console(&env, "create", Some(0)).await?;
-    let mut s = route.spec(100);
-    s["managementPolicy"] = json!("ObserveOnly");
-    env.apply("watched", s).await;
+    let observe_only = route.spec_with(100, "managementPolicy", json!("ObserveOnly"));
+    env.apply("watched", observe_only).await;
     env.wait_for("watched", "Synced=False Drift", |r| {
         synced_because(r, "Drift")
     })
@@ -547,15 +544,9 @@ async fn observe_only_reports_drift_without_changing_the_cloud() -> anyhow::Resu
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() -> anyhow::Result<()> {
     let env = Env::start("sigterm", 200, &[], &[]).await?;
-    let route = spec(
-        "vpn-gw-a",
-        "192.168.17.0/24",
-        "10.17.0.0/16",
-        "vco-gw-a-1",
-        100,
-    );
-    env.apply("r", route).await;
-    env.ready("r").await?;
+    Route::new("vpn-gw-a", "192.168.17.0/24", "10.17.0.0/16", "vco-gw-a-1")
+        .ready_as(&env, "r", 100)
+        .await?;
     let mut op = env.op;
     let status = op.terminate().expect("exit status");
     assert!(

@@ -93,6 +93,14 @@ fn synced_no(reason: Reason, cause: Option<Policy>) -> StatusReport {
     }
 }
 
+/// Ready as in sync, Synced False for `reason`.
+fn ready_not_synced(reason: Reason, message: &str) -> StatusReport {
+    StatusReport {
+        synced: Some(CondValue::no(reason, message)),
+        ..in_sync()
+    }
+}
+
 fn paused() -> StatusReport {
     synced_no(Reason::Paused, None)
 }
@@ -110,6 +118,11 @@ fn failed_with(p: Policy) -> Verdict {
         ErrorClass::NeedsSpecChange | ErrorClass::NeedsOutsideAction
     ) && p.pace != Pace::Busy;
     if needs_someone { REFUSED } else { PROGRESSING }
+}
+
+/// The one row of a reason only an `ObserveOnly` route reports.
+fn observing(what: &str, report: StatusReport, verdict: Verdict) -> Vec<Row> {
+    vec![row(what, vec![report], verdict).observe_only()]
 }
 
 /// The rows of a reason: the situations in which status carries it.
@@ -184,32 +197,23 @@ fn rows(reason: &Reason) -> Vec<Row> {
         Reason::AlreadyExists => refused("the entry exists, no consent to adopt"),
         Reason::CredentialsSecretInvalid => refused("the credentials Secret is unusable"),
         Reason::InvalidObject => refused("the object lacks a field"),
-        Reason::NotFound => vec![
-            row(
-                "ObserveOnly, no such entry",
-                vec![both_no(Reason::NotFound, None)],
-                REFUSED,
-            )
-            .observe_only(),
-        ],
-        Reason::Drift => vec![
-            row(
-                "ObserveOnly, the cloud differs",
-                vec![StatusReport {
-                    synced: Some(CondValue::no(Reason::Drift, "weight differs")),
-                    ..in_sync()
-                }],
-                DRIFT,
-            )
-            .observe_only(),
-        ],
+        Reason::NotFound => observing(
+            "ObserveOnly, no such entry",
+            both_no(Reason::NotFound, None),
+            REFUSED,
+        ),
+        Reason::Drift => observing(
+            "ObserveOnly, the cloud differs",
+            ready_not_synced(Reason::Drift, "weight differs"),
+            DRIFT,
+        ),
         Reason::Adopted => vec![
             row(
                 "adopted, changing what differs",
-                vec![StatusReport {
-                    synced: Some(CondValue::no(Reason::Adopted, "adopted; changing weight")),
-                    ..in_sync()
-                }],
+                vec![ready_not_synced(
+                    Reason::Adopted,
+                    "adopted; changing weight",
+                )],
                 PROGRESSING,
             ),
             row("adopted, in sync", vec![in_sync()], HEALTHY),

@@ -44,7 +44,14 @@ const RBAC_KINDS: [&str; 5] = [
 const SECRET_KEY_ID: &str = "LTAI-route-secret-key";
 const SECRET_KEY_SECRET: &str = "route-secret-value";
 
-/// Both scenarios watch all namespaces (the chart's default), so they must not run at once.
+/// The chart's optional RBAC: the Lease of leader election, and Secret access for route Secrets.
+const LEADER_ELECTION: &str = "leaderElection.enabled=true";
+const ROUTE_SECRETS: &str = "routeSecrets.enabled=true";
+/// One watched namespace, the routes' (`{routes_ns}`, see [`Scenario::start`]).
+const WATCH_ROUTES_NS: &str = "watchNamespaces={{routes_ns}}";
+
+/// Scenarios watching all namespaces (the chart's default) must not run at once: each scenario
+/// holds this from [`Scenario::start`] until it is dropped.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The chart rendered into release namespace `ns`, one document per object.
@@ -164,15 +171,21 @@ struct Scenario {
     op: ChartOperator,
     /// `system:serviceaccount:<release ns>:<sa>`
     user: String,
+    /// The namespace the routes are created in.
+    routes_ns: String,
     /// The emulator's config and log, the operator's kubeconfig and log; removed after both
     /// processes.
     _dir: TempDir,
+    /// Held until the scenario's processes are gone ([`SERIAL`]).
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Scenario {
     /// Renders the chart with `values` (plus the emulator endpoint), applies its RBAC objects in
-    /// a fresh release namespace and starts the operator as its ServiceAccount.
-    async fn start(prefix: &str, values: &[&str]) -> anyhow::Result<(Scenario, String)> {
+    /// a fresh release namespace and starts the operator as its ServiceAccount, once no other
+    /// scenario runs.
+    async fn start(prefix: &str, values: &[&str]) -> anyhow::Result<Scenario> {
+        let serial = SERIAL.lock().await;
         let cp = plane();
         let (client, release_ns) = support::setup(&format!("{prefix}-release")).await?;
         let routes_ns = vpn_pbr_harness::namespace(&client, &format!("{prefix}-routes")).await?;
@@ -236,15 +249,16 @@ impl Scenario {
             &release_ns,
             dir.path().join("operator.log"),
         )?;
-        let s = Scenario {
+        Ok(Scenario {
             routes: Api::namespaced(client.clone(), &routes_ns),
             client,
             emu,
             op,
             user: format!("system:serviceaccount:{release_ns}:{sa}"),
+            routes_ns,
             _dir: dir,
-        };
-        Ok((s, routes_ns))
+            _serial: serial,
+        })
     }
 
     async fn create(&self, name: &str, spec: Value) {
@@ -270,11 +284,10 @@ impl Scenario {
         .await
     }
 
-    /// The Secret `cloud-keys` in `ns` with a key the operator itself does not have, and the
-    /// route `name` in `ns` signed with it, Ready.
+    /// The Secret `cloud-keys` with a key the operator itself does not have, and the route
+    /// `name` signed with it, Ready.
     async fn secret_route_ready(
         &self,
-        ns: &str,
         name: &str,
         src: &str,
         dst: &str,
@@ -282,7 +295,7 @@ impl Scenario {
     ) -> anyhow::Result<VpnPbrRoute> {
         create_key_secret(
             &self.client,
-            ns,
+            &self.routes_ns,
             "cloud-keys",
             SECRET_KEY_ID,
             SECRET_KEY_SECRET,
@@ -428,12 +441,7 @@ fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
 /// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched.
 #[tokio::test]
 async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().await;
-    let (s, routes_ns) = Scenario::start(
-        "rbac-full",
-        &["leaderElection.enabled=true", "routeSecrets.enabled=true"],
-    )
-    .await?;
+    let s = Scenario::start("rbac-full", &[LEADER_ELECTION, ROUTE_SECRETS]).await?;
 
     // Create, then change weight, priority and publishing in place.
     s.create(
@@ -457,14 +465,8 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
     .await?;
 
     // A route signed with its own Secret's key (a key the operator itself does not have).
-    s.secret_route_ready(
-        &routes_ns,
-        "r2",
-        "192.168.2.0/24",
-        "10.2.0.0/16",
-        "vco-gw-a-2",
-    )
-    .await?;
+    s.secret_route_ready("r2", "192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-2")
+        .await?;
     assert_eq!(s.emu.gateway_entries("vpn-gw-a").await?.len(), 2);
     assert!(
         audit_has(&s.user, "create", "leases") || audit_has(&s.user, "patch", "leases"),
@@ -477,20 +479,9 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
 /// in that namespace (the ClusterRole has no Secret access then).
 #[tokio::test]
 async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().await;
-    let (s, routes_ns) = Scenario::start(
-        "rbac-watched",
-        &["routeSecrets.enabled=true", "watchNamespaces={{routes_ns}}"],
-    )
-    .await?;
-    s.secret_route_ready(
-        &routes_ns,
-        "r1",
-        "192.168.5.0/24",
-        "10.5.0.0/16",
-        "vco-gw-a-1",
-    )
-    .await?;
+    let s = Scenario::start("rbac-watched", &[ROUTE_SECRETS, WATCH_ROUTES_NS]).await?;
+    s.secret_route_ready("r1", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-1")
+        .await?;
     s.delete_and_check(&["r1"], true).await
 }
 
@@ -498,8 +489,7 @@ async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> an
 /// operator without it trying to read the Secret.
 #[tokio::test]
 async fn chart_rbac_with_default_values_is_enough() -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().await;
-    let (s, _routes_ns) = Scenario::start("rbac-default", &[]).await?;
+    let s = Scenario::start("rbac-default", &[]).await?;
     s.create(
         "r1",
         spec("192.168.3.0/24", "10.3.0.0/16", "vco-gw-a-1", 100),

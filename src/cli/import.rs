@@ -83,30 +83,24 @@ impl ImportArgs {
     }
 }
 
-/// The policies take the CRD's spelling on the command line.
-impl ValueEnum for DeletionPolicy {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[Self::Delete, Self::Orphan]
-    }
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(match self {
-            Self::Delete => "Delete",
-            Self::Orphan => "Orphan",
-        }))
-    }
+/// The policies take the CRD's spelling, their variants' names, on the command line.
+macro_rules! crd_value_enum {
+    ($policy:ty: $($variant:ident),+) => {
+        impl ValueEnum for $policy {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$(Self::$variant),+]
+            }
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(PossibleValue::new(match self {
+                    $(Self::$variant => stringify!($variant)),+
+                }))
+            }
+        }
+    };
 }
 
-impl ValueEnum for ManagementPolicy {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[Self::Full, Self::ObserveOnly]
-    }
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(match self {
-            Self::Full => "Full",
-            Self::ObserveOnly => "ObserveOnly",
-        }))
-    }
-}
+crd_value_enum!(DeletionPolicy: Delete, Orphan);
+crd_value_enum!(ManagementPolicy: Full, ObserveOnly);
 
 /// Why `import` failed.
 #[derive(Debug, thiserror::Error)]
@@ -668,12 +662,8 @@ mod tests {
         .expect("manifests");
         let r = parse(&out[0].yaml);
         assert_eq!(
-            r.spec.deletion_policy,
-            crate::api::v1alpha1::DeletionPolicy::Orphan
-        );
-        assert_eq!(
-            r.spec.management_policy,
-            crate::api::v1alpha1::ManagementPolicy::ObserveOnly
+            (r.spec.deletion_policy, r.spec.management_policy),
+            (DeletionPolicy::Orphan, ManagementPolicy::ObserveOnly)
         );
     }
 
@@ -715,8 +705,7 @@ mod tests {
             entry("192.168.1.0/24", "10.1.0.0/16", "vco-1", 50, 10, "normal"),
             entry("192.168.2.0/24", "10.2.0.0/16", "vco-2", 100, 10, "normal"),
         ]);
-        assert_eq!(out.len(), 1);
-        assert_eq!(skipped.len(), 1);
+        assert_eq!((out.len(), skipped.len()), (1, 1));
         assert!(skipped[0].why.contains("weight"), "{skipped:?}");
     }
 

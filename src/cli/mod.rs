@@ -56,14 +56,13 @@ pub enum Command {
 /// Why a command failed before it could give its answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
-    #[error(transparent)]
-    Cloud(#[from] cloud::CloudSetupError),
+    // In the order a run meets them: logging is set up before the command runs.
+    #[error("logging: {0}")]
+    Logging(String),
     #[error(transparent)]
     Import(#[from] import::ImportError),
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
-    #[error("logging: {0}")]
-    Logging(String),
 }
 
 /// Exit code of a failure (as `terraform plan -detailed-exitcode`: 1 is an error).

@@ -2,15 +2,18 @@
 //! ([`KubeObjects`]), an in-memory one in the simulation test.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::duplicates;
@@ -18,15 +21,16 @@ use super::event::EventNote;
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
 
 pub type ObjectFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, kube::Error>> + Send + 'a>>;
+/// What publishing an event comes to: nothing (best effort, a failure is logged).
+pub type EventFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// The data of a Secret, by key.
+pub type SecretData = BTreeMap<String, Vec<u8>>;
 
-/// What a reconcile reads and writes of Kubernetes objects.
+/// What a reconcile reads and writes of Kubernetes objects. The futures of the reads by name
+/// (`get`, `secret`) borrow only the port: an implementation copies the names it needs.
 pub trait ObjectPort: Send + Sync + 'static {
     /// The newest copy of a route (`None` when it is gone).
-    fn get<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> ObjectFuture<'a, Option<VpnPbrRoute>>;
+    fn get(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<VpnPbrRoute>>;
     /// Replaces the route's status, only while the object is still the copy `route` (its
     /// resourceVersion): a status built on an older copy would drop what a newer write
     /// recorded, so it is refused (409 Conflict) and the caller decides again on the newest
@@ -42,17 +46,9 @@ pub trait ObjectPort: Send + Sync + 'static {
     /// Removes the cleanup finalizer (a route already gone is not an error).
     fn remove_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()>;
     /// Publishes an event about the route (best effort: failures are logged, not returned).
-    fn publish<'a>(
-        &'a self,
-        route: &'a VpnPbrRoute,
-        event: &'a EventNote,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    fn publish<'a>(&'a self, route: &'a VpnPbrRoute, event: &'a EventNote) -> EventFuture<'a>;
     /// The data of a Secret (`None` when it does not exist).
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> ObjectFuture<'a, Option<BTreeMap<String, Vec<u8>>>>;
+    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretData>>;
     /// `namespace/name` of an older object naming the same cloud entry, from the watch caches.
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String>;
     /// `namespace/name` of an older object with the same gateway, destination and next hop that
@@ -89,6 +85,31 @@ impl KubeObjects {
     fn api(&self, route: &VpnPbrRoute) -> Api<VpnPbrRoute> {
         Api::namespaced(self.client.clone(), &route.namespace().unwrap_or_default())
     }
+
+    /// An object of kind `K` (`None` when it does not exist).
+    fn read<K>(&self, namespace: &str, name: &str) -> ObjectFuture<'static, Option<K>>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+        K: Clone + DeserializeOwned + Debug + Send + 'static,
+    {
+        let api = Api::<K>::namespaced(self.client.clone(), namespace);
+        let name = name.to_owned();
+        Box::pin(async move { api.get_opt(&name).await })
+    }
+}
+
+/// The server-side apply of a whole status, with the copy's resourceVersion as a precondition:
+/// the write is refused (409) if the object changed since `route` was read.
+fn status_patch(route: &VpnPbrRoute, status: &VpnPbrRouteStatus) -> serde_json::Value {
+    let mut patch = json!({
+        "apiVersion": VpnPbrRoute::api_version(&()),
+        "kind": VpnPbrRoute::kind(&()),
+        "status": status,
+    });
+    if let Some(rv) = &route.metadata.resource_version {
+        patch["metadata"] = json!({ "resourceVersion": rv });
+    }
+    patch
 }
 
 /// Treats "not found" as done: the object is gone, so there is nothing left to change.
@@ -105,16 +126,8 @@ fn json_patch(value: serde_json::Value) -> Result<json_patch::Patch, kube::Error
 }
 
 impl ObjectPort for KubeObjects {
-    fn get<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> ObjectFuture<'a, Option<VpnPbrRoute>> {
-        Box::pin(async move {
-            Api::<VpnPbrRoute>::namespaced(self.client.clone(), namespace)
-                .get_opt(name)
-                .await
-        })
+    fn get(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<VpnPbrRoute>> {
+        self.read(namespace, name)
     }
 
     fn write_status<'a>(
@@ -122,17 +135,8 @@ impl ObjectPort for KubeObjects {
         route: &'a VpnPbrRoute,
         status: &'a VpnPbrRouteStatus,
     ) -> ObjectFuture<'a, Option<String>> {
+        let patch = status_patch(route, status);
         Box::pin(async move {
-            let mut patch = json!({
-                "apiVersion": VpnPbrRoute::api_version(&()),
-                "kind": VpnPbrRoute::kind(&()),
-                "status": status,
-            });
-            // The apply's resourceVersion is a precondition: the write is refused (409) if the
-            // object changed since `route` was read.
-            if let Some(rv) = &route.metadata.resource_version {
-                patch["metadata"] = json!({ "resourceVersion": rv });
-            }
             let written = self
                 .api(route)
                 .patch_status(
@@ -203,11 +207,7 @@ impl ObjectPort for KubeObjects {
         })
     }
 
-    fn publish<'a>(
-        &'a self,
-        route: &'a VpnPbrRoute,
-        note: &'a EventNote,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    fn publish<'a>(&'a self, route: &'a VpnPbrRoute, note: &'a EventNote) -> EventFuture<'a> {
         Box::pin(async move {
             let event = event_of(route, note, &self.events, jiff::Timestamp::now());
             let ns = route.namespace().unwrap_or_default();
@@ -220,16 +220,10 @@ impl ObjectPort for KubeObjects {
         })
     }
 
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> ObjectFuture<'a, Option<BTreeMap<String, Vec<u8>>>> {
+    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretData>> {
+        let secret = self.read::<Secret>(namespace, name);
         Box::pin(async move {
-            let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
-                .get_opt(name)
-                .await?;
-            Ok(secret.map(|s| {
+            Ok(secret.await?.map(|s| {
                 s.data
                     .unwrap_or_default()
                     .into_iter()

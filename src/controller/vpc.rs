@@ -5,12 +5,15 @@ use std::sync::{Mutex, PoisonError};
 
 use super::model::{Accepted, Entry, EntryState, GatewayFacts, Mutation, Scope};
 use super::port::{CloudFuture, CloudPort};
+use crate::api::v1alpha1::DEFAULT_PRIORITY;
 use alicloud_vpc_client::{
-    CloudError, CreateVpnPbrRouteEntryRequest, DeleteVpnPbrRouteEntryRequest,
-    DescribeVpnGatewayRequest, EntryKey, ModifyVpnPbrRouteEntryAttributeRequest,
-    ModifyVpnPbrRouteEntryPriorityRequest, ModifyVpnPbrRouteEntryWeightRequest,
-    PublishVpnRouteEntryRequest, VpcClient, VpcClientFactory,
+    CloudError, CreateVpnPbrRouteEntryRequest, CreateVpnPbrRouteEntryResponse,
+    DeleteVpnPbrRouteEntryRequest, DescribeVpnGatewayRequest, EntryKey,
+    ModifyVpnPbrRouteEntryAttributeRequest, ModifyVpnPbrRouteEntryPriorityRequest,
+    ModifyVpnPbrRouteEntryWeightRequest, PublishVpnRouteEntryRequest, ROUTE_TYPE_PBR, VpcClient,
+    VpcClientFactory,
 };
+use serde::Serialize;
 
 pub(crate) struct VpcPort {
     factory: VpcClientFactory,
@@ -90,152 +93,160 @@ impl CloudPort for VpcPort {
     fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted> {
         Box::pin(async move {
             let client = self.client(scope)?;
-            let gw = scope.vpn_gateway_id.clone();
-            let r = mutation.route();
-            let entry = EntryKey {
-                vpn_gateway_id: gw.clone(),
-                route_source: r.route_source.clone(),
-                route_dest: r.route_dest.clone(),
-                next_hop: r.next_hop.clone(),
-            };
-            let request_id = match mutation {
-                Mutation::Create {
-                    weight,
-                    priority,
-                    publish_vpc,
-                    description,
-                    overlay_mode,
-                    client_token,
-                    ..
-                } => {
-                    let resp = client
-                        .create_vpn_pbr_route_entry(&CreateVpnPbrRouteEntryRequest {
-                            entry,
-                            weight: u(*weight),
-                            publish_vpc: *publish_vpc,
-                            priority: priority.map(u),
-                            description: description.clone(),
-                            overlay_mode: overlay_mode.clone(),
-                            client_token: Some(client_token.clone()),
-                            dry_run: None,
-                        })
-                        .await?;
-                    let created = Entry {
-                        route_source: resp.fields.route_source,
-                        route_dest: resp.fields.route_dest,
-                        next_hop: resp.fields.next_hop,
-                        weight: i(resp.fields.weight),
-                        priority: resp.fields.priority.map_or(
-                            priority.unwrap_or(crate::api::v1alpha1::DEFAULT_PRIORITY),
-                            i,
-                        ),
-                        state: resp.state.map_or_else(
-                            || {
-                                if *publish_vpc {
-                                    EntryState::Published
-                                } else {
-                                    EntryState::Normal
-                                }
-                            },
-                            EntryState::from,
-                        ),
-                        create_time: resp.fields.create_time.unwrap_or_default(),
-                        vpn_instance_id: resp.fields.vpn_instance_id.unwrap_or(gw),
-                    };
+            let request_id = match MutationRequest::of(&scope.vpn_gateway_id, mutation) {
+                MutationRequest::Create(req) => {
+                    let resp = client.create_vpn_pbr_route_entry(&req).await?;
                     return Ok(Accepted {
-                        request_id: Some(resp.request_id),
-                        entry: Some(created),
+                        request_id: Some(resp.request_id.clone()),
+                        entry: Some(created(resp, &req)),
                     });
                 }
-                Mutation::Delete {
-                    weight, priority, ..
-                } => {
-                    client
-                        .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
-                            entry,
-                            weight: u(*weight),
-                            priority: priority.map(u),
-                            ..Default::default()
-                        })
-                        .await?
-                        .request_id
+                MutationRequest::ModifyAttribute(req) => {
+                    client.modify_vpn_pbr_route_entry_attribute(&req).await
                 }
-                Mutation::ModifyAttribute {
-                    weight,
-                    priority,
-                    new_weight,
-                    new_priority,
-                    ..
-                } => {
-                    client
-                        .modify_vpn_pbr_route_entry_attribute(
-                            &ModifyVpnPbrRouteEntryAttributeRequest {
-                                entry,
-                                weight: u(*weight),
-                                priority: u(*priority),
-                                new_weight: new_weight.map(u),
-                                new_priority: new_priority.map(u),
-                                ..Default::default()
-                            },
-                        )
-                        .await?
-                        .request_id
+                MutationRequest::ModifyWeight(req) => {
+                    client.modify_vpn_pbr_route_entry_weight(&req).await
                 }
-                Mutation::ModifyWeight {
-                    weight,
-                    priority,
-                    new_weight,
-                    ..
-                } => {
-                    client
-                        .modify_vpn_pbr_route_entry_weight(&ModifyVpnPbrRouteEntryWeightRequest {
-                            entry,
-                            weight: u(*weight),
-                            new_weight: u(*new_weight),
-                            priority: priority.map(u),
-                            ..Default::default()
-                        })
-                        .await?
-                        .request_id
+                MutationRequest::ModifyPriority(req) => {
+                    client.modify_vpn_pbr_route_entry_priority(&req).await
                 }
-                Mutation::ModifyPriority {
-                    weight,
-                    priority,
-                    new_priority,
-                    ..
-                } => {
-                    client
-                        .modify_vpn_pbr_route_entry_priority(
-                            &ModifyVpnPbrRouteEntryPriorityRequest {
-                                entry,
-                                weight: u(*weight),
-                                new_priority: u(*new_priority),
-                                priority: Some(u(*priority)),
-                                ..Default::default()
-                            },
-                        )
-                        .await?
-                        .request_id
-                }
-                Mutation::Publish { publish_vpc, .. } => {
-                    client
-                        .publish_vpn_route_entry(&PublishVpnRouteEntryRequest {
-                            vpn_gateway_id: entry.vpn_gateway_id,
-                            route_dest: entry.route_dest,
-                            next_hop: entry.next_hop,
-                            route_type: "pbr".to_owned(),
-                            publish_vpc: *publish_vpc,
-                            ..Default::default()
-                        })
-                        .await?
-                        .request_id
-                }
-            };
+                MutationRequest::Publish(req) => client.publish_vpn_route_entry(&req).await,
+                MutationRequest::Delete(req) => client.delete_vpn_pbr_route_entry(&req).await,
+            }?
+            .request_id;
             Ok(Accepted {
                 request_id: Some(request_id),
                 entry: None,
             })
         })
+    }
+}
+
+/// The entry a create made, as its answer describes it (what the answer leaves out is what
+/// the request asked for).
+fn created(resp: CreateVpnPbrRouteEntryResponse, req: &CreateVpnPbrRouteEntryRequest) -> Entry {
+    let requested_state = if req.publish_vpc {
+        EntryState::Published
+    } else {
+        EntryState::Normal
+    };
+    Entry {
+        route_source: resp.fields.route_source,
+        route_dest: resp.fields.route_dest,
+        next_hop: resp.fields.next_hop,
+        weight: i(resp.fields.weight),
+        priority: resp
+            .fields
+            .priority
+            .map_or(req.priority.map_or(DEFAULT_PRIORITY, i), i),
+        state: resp.state.map_or(requested_state, EntryState::from),
+        create_time: resp.fields.create_time.unwrap_or_default(),
+        vpn_instance_id: resp
+            .fields
+            .vpn_instance_id
+            .unwrap_or_else(|| req.entry.vpn_gateway_id.clone()),
+    }
+}
+
+/// The client's request of a mutation: what [`VpcPort`] sends, what `plan` shows and checks
+/// with DryRun (`src/cli/plan/`), and what the simulation's cloud is sent
+/// (`tests/simulation/cloud.rs`). Serialized, it is the request's own fields (the client adds
+/// `RegionId`, and a `ClientToken` where there is none).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum MutationRequest {
+    Create(CreateVpnPbrRouteEntryRequest),
+    ModifyAttribute(ModifyVpnPbrRouteEntryAttributeRequest),
+    ModifyWeight(ModifyVpnPbrRouteEntryWeightRequest),
+    ModifyPriority(ModifyVpnPbrRouteEntryPriorityRequest),
+    Publish(PublishVpnRouteEntryRequest),
+    Delete(DeleteVpnPbrRouteEntryRequest),
+}
+
+impl MutationRequest {
+    /// The request that makes `mutation` on `gateway` (a create carries its token).
+    pub fn of(gateway: &str, mutation: &Mutation) -> Self {
+        let r = mutation.route();
+        let entry = EntryKey {
+            vpn_gateway_id: gateway.to_owned(),
+            route_source: r.route_source.clone(),
+            route_dest: r.route_dest.clone(),
+            next_hop: r.next_hop.clone(),
+        };
+        match mutation {
+            Mutation::Create {
+                weight,
+                priority,
+                publish_vpc,
+                description,
+                overlay_mode,
+                client_token,
+                ..
+            } => Self::Create(CreateVpnPbrRouteEntryRequest {
+                entry,
+                weight: u(*weight),
+                publish_vpc: *publish_vpc,
+                priority: priority.map(u),
+                description: description.clone(),
+                overlay_mode: overlay_mode.clone(),
+                client_token: Some(client_token.clone()),
+                dry_run: None,
+            }),
+            Mutation::ModifyAttribute {
+                weight,
+                priority,
+                new_weight,
+                new_priority,
+                ..
+            } => Self::ModifyAttribute(ModifyVpnPbrRouteEntryAttributeRequest {
+                entry,
+                weight: u(*weight),
+                priority: u(*priority),
+                new_weight: new_weight.map(u),
+                new_priority: new_priority.map(u),
+                ..Default::default()
+            }),
+            Mutation::ModifyWeight {
+                weight,
+                priority,
+                new_weight,
+                ..
+            } => Self::ModifyWeight(ModifyVpnPbrRouteEntryWeightRequest {
+                entry,
+                weight: u(*weight),
+                new_weight: u(*new_weight),
+                priority: priority.map(u),
+                ..Default::default()
+            }),
+            Mutation::ModifyPriority {
+                weight,
+                priority,
+                new_priority,
+                ..
+            } => Self::ModifyPriority(ModifyVpnPbrRouteEntryPriorityRequest {
+                entry,
+                weight: u(*weight),
+                new_priority: u(*new_priority),
+                priority: Some(u(*priority)),
+                ..Default::default()
+            }),
+            Mutation::Publish { publish_vpc, .. } => Self::Publish(PublishVpnRouteEntryRequest {
+                vpn_gateway_id: entry.vpn_gateway_id,
+                route_dest: entry.route_dest,
+                next_hop: entry.next_hop,
+                route_type: ROUTE_TYPE_PBR.to_owned(),
+                publish_vpc: *publish_vpc,
+                ..Default::default()
+            }),
+            Mutation::Delete {
+                weight, priority, ..
+            } => Self::Delete(DeleteVpnPbrRouteEntryRequest {
+                entry,
+                weight: u(*weight),
+                priority: priority.map(u),
+                ..Default::default()
+            }),
+        }
     }
 }
 

@@ -23,8 +23,8 @@ use vpc_emulator::params::Params;
 use vpc_emulator::world::{PbrEntry, World};
 use vpn_pbr_operator::api::v1alpha1::{DEFAULT_PRIORITY, VpnPbrRoute};
 use vpn_pbr_operator::{
-    Accepted, CloudFuture, CloudPort, Entry, GatewayFacts, JobView, Mutation, Scheduler, Scope,
-    rfc3339_millis,
+    Accepted, CloudFuture, CloudPort, Entry, GatewayFacts, JobView, Mutation, MutationRequest,
+    Scheduler, Scope, rfc3339_millis,
 };
 
 use super::world::{EntryKey, Sim, State, account_id, account_of_key, uid};
@@ -131,95 +131,23 @@ fn entry_of(v: &Value, gw: &str) -> Entry {
     }
 }
 
-/// The request parameters the real client sends for a mutation (`src/controller/vpc.rs`).
+/// The request parameters the real client sends for a mutation: the request the operator
+/// makes of it (`src/controller/vpc.rs`), with the `RegionId` and (where it has none) the
+/// `ClientToken` the client adds.
 fn mutation_params(scope: &Scope, m: &Mutation, token: String) -> BTreeMap<String, String> {
-    let mut p = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        p.insert(k.to_owned(), v);
+    let request = serde_json::to_value(MutationRequest::of(&scope.vpn_gateway_id, m));
+    let Ok(Value::Object(fields)) = request else {
+        panic!("a request serializes to an object: {request:?}");
     };
-    put("RegionId", scope.region_id.clone());
-    put("VpnGatewayId", scope.vpn_gateway_id.clone());
-    let r = m.route();
-    put("RouteDest", r.route_dest.clone());
-    put("NextHop", r.next_hop.clone());
-    if !matches!(m, Mutation::Publish { .. }) {
-        put("RouteSource", r.route_source.clone());
-    }
-    match m {
-        Mutation::Create {
-            weight,
-            priority,
-            publish_vpc,
-            description,
-            overlay_mode,
-            client_token,
-            ..
-        } => {
-            put("Weight", weight.to_string());
-            put("PublishVpc", publish_vpc.to_string());
-            if let Some(x) = priority {
-                put("Priority", x.to_string());
-            }
-            if let Some(x) = description {
-                put("Description", x.clone());
-            }
-            if let Some(x) = overlay_mode {
-                put("OverlayMode", x.clone());
-            }
-            put("ClientToken", client_token.clone());
-        }
-        Mutation::Delete {
-            weight, priority, ..
-        } => {
-            put("Weight", weight.to_string());
-            if let Some(x) = priority {
-                put("Priority", x.to_string());
-            }
-        }
-        Mutation::ModifyAttribute {
-            weight,
-            priority,
-            new_weight,
-            new_priority,
-            ..
-        } => {
-            put("Weight", weight.to_string());
-            put("Priority", priority.to_string());
-            if let Some(x) = new_weight {
-                put("NewWeight", x.to_string());
-            }
-            if let Some(x) = new_priority {
-                put("NewPriority", x.to_string());
-            }
-        }
-        Mutation::ModifyWeight {
-            weight,
-            priority,
-            new_weight,
-            ..
-        } => {
-            put("Weight", weight.to_string());
-            put("NewWeight", new_weight.to_string());
-            if let Some(x) = priority {
-                put("Priority", x.to_string());
-            }
-        }
-        Mutation::ModifyPriority {
-            weight,
-            priority,
-            new_priority,
-            ..
-        } => {
-            put("Weight", weight.to_string());
-            put("Priority", priority.to_string());
-            put("NewPriority", new_priority.to_string());
-        }
-        Mutation::Publish { publish_vpc, .. } => {
-            put("RouteType", "pbr".to_owned());
-            put("PublishVpc", publish_vpc.to_string());
-        }
-    }
-    // The client pins a fresh token on every mutation that has none (client.rs).
+    let mut p: BTreeMap<String, String> = fields
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::Null => None,
+            Value::String(s) => Some((k, s)),
+            other => Some((k, other.to_string())),
+        })
+        .collect();
+    p.insert("RegionId".to_owned(), scope.region_id.clone());
     p.entry("ClientToken".to_owned()).or_insert(token);
     p
 }
@@ -705,7 +633,7 @@ async fn land(
     // Another account's gateway does not exist for this key.
     if !gw.is_empty() && st.emu.world.gateways.contains_key(&gw) && !st.sees(&req.key, &gw) {
         st.stats.cross_account += 1;
-        if change.is_some() || st.verbose {
+        if change.is_some() || st.trace.verbose {
             st.trace_at(
                 t,
                 &format!("cloud {what}: another account's gateway: NotFound"),

@@ -46,18 +46,45 @@ pub enum Console {
     Publish(EntryKey, bool),
 }
 
+/// An object to create: `namespace/name` (and first its Secret, when the spec names one).
+#[derive(Clone, Debug)]
+pub struct Creation {
+    pub name: String,
+    pub spec: VpnPbrRouteSpec,
+    pub paused: bool,
+    /// With the adopt annotation.
+    pub adopt: bool,
+    /// The account of the key in its Secret.
+    pub secret: Option<u8>,
+}
+
+impl fmt::Display for Creation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.spec;
+        write!(
+            f,
+            "create {} {}:{}->{}/{} w={} p={} pub={} {:?}/{:?}{}{}{}",
+            self.name,
+            s.vpn_gateway_id,
+            s.route_source,
+            s.route_dest,
+            s.next_hop,
+            s.weight,
+            s.priority,
+            s.publish_vpc,
+            s.management_policy,
+            s.deletion_policy,
+            self.secret
+                .map_or(String::new(), |a| format!(" +secret(account {a})")),
+            if self.paused { " paused" } else { "" },
+            if self.adopt { " adopt" } else { "" }
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// Creates the object `namespace/name` (and first its Secret, when the spec names one).
-    Create {
-        name: String,
-        spec: VpnPbrRouteSpec,
-        paused: bool,
-        /// With the adopt annotation.
-        adopt: bool,
-        /// The account of the key in its Secret.
-        secret: Option<u8>,
-    },
+    Create(Creation),
     Edit {
         name: String,
         edit: Edit,
@@ -119,28 +146,7 @@ pub struct History {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::Create {
-                name,
-                spec,
-                paused,
-                adopt,
-                secret,
-            } => write!(
-                f,
-                "create {name} {}:{}->{}/{} w={} p={} pub={} {:?}/{:?}{}{}{}",
-                spec.vpn_gateway_id,
-                spec.route_source,
-                spec.route_dest,
-                spec.next_hop,
-                spec.weight,
-                spec.priority,
-                spec.publish_vpc,
-                spec.management_policy,
-                spec.deletion_policy,
-                secret.map_or(String::new(), |a| format!(" +secret(account {a})")),
-                if *paused { " paused" } else { "" },
-                if *adopt { " adopt" } else { "" }
-            ),
+            Op::Create(c) => write!(f, "{c}"),
             Op::Edit { name, edit } => write!(f, "edit {name} {edit:?}"),
             Op::Swap { a, b } => write!(f, "swap weights of {a} and {b}"),
             Op::Pause { name, on } => write!(f, "{} {name}", if *on { "pause" } else { "unpause" }),
@@ -206,22 +212,13 @@ pub fn gateway_id(gw: usize) -> String {
     format!("vpn-g{gw}")
 }
 
+/// The spec of a manifest naming only these: the rest as the CRD defaults it.
 fn spec(gw: usize, src: String, dest: String, hop: String, weight: i32) -> VpnPbrRouteSpec {
-    VpnPbrRouteSpec {
-        region_id: REGION.to_owned(),
-        vpn_gateway_id: gateway_id(gw),
-        route_source: src,
-        route_dest: dest,
-        next_hop: hop,
-        weight,
-        publish_vpc: false,
-        priority: 10,
-        description: None,
-        overlay_mode: None,
-        credentials_ref: None,
-        deletion_policy: DeletionPolicy::Delete,
-        management_policy: ManagementPolicy::Full,
-    }
+    serde_json::from_value(serde_json::json!({
+        "regionId": REGION, "vpnGatewayId": gateway_id(gw), "routeSource": src,
+        "routeDest": dest, "nextHop": hop, "weight": weight, "publishVpc": false
+    }))
+    .expect("a spec")
 }
 
 struct Gen {
@@ -280,6 +277,20 @@ impl Gen {
         })
     }
 
+    /// Records the object `c` makes as `role` on `gw`: the step that creates it.
+    fn create(&mut self, gw: usize, role: Role, c: Creation) -> Op {
+        self.objs.push(GObj {
+            name: c.name.clone(),
+            gw,
+            role,
+            spec: c.spec.clone(),
+            alive: true,
+            paused: c.paused,
+            adopt: c.adopt,
+        });
+        Op::Create(c)
+    }
+
     fn live_gw(&mut self) -> usize {
         let live: Vec<usize> = (0..self.gws.len()).filter(|g| !self.gw_gone[*g]).collect();
         live[self.rng.random_range(0..live.len())]
@@ -306,14 +317,21 @@ impl Gen {
             .is_none_or(|i| !self.ns_gone[i])
     }
 
-    /// The Secret of a new route on gateway `gw`: mostly a key of the gateway's own account
-    /// (always on another account's gateway, where the operator's key sees nothing), now and
-    /// then a key of the wrong account (a misconfiguration the route must report).
-    fn credentials(&mut self, gw: usize, careful: bool) -> Option<u8> {
+    /// The Secret of the new route `name` on gateway `gw`, named in its `spec`: mostly a key of
+    /// the gateway's own account (always on another account's gateway, where the operator's key
+    /// sees nothing), now and then a key of the wrong account (a misconfiguration the route must
+    /// report).
+    fn credentials(
+        &mut self,
+        gw: usize,
+        careful: bool,
+        name: &str,
+        spec: &mut VpnPbrRouteSpec,
+    ) -> Option<u8> {
         let own = self.gws[gw].account;
         let other = 3 - own;
         let roll = self.rng.random_range(0..100);
-        match (own == OPERATOR_ACCOUNT, careful) {
+        let account = match (own == OPERATOR_ACCOUNT, careful) {
             (true, true) => (roll < 20).then_some(own),
             (false, true) => Some(own),
             (true, false) => match roll {
@@ -326,7 +344,9 @@ impl Gen {
                 85..90 => Some(other),
                 _ => None,
             },
-        }
+        };
+        spec.credentials_ref = secret_ref(name, account);
+        account
     }
 
     fn create_single(&mut self) -> Option<Op> {
@@ -382,26 +402,17 @@ impl Gen {
         } else {
             ManagementPolicy::Full
         };
-        let secret = self.credentials(gw, false);
-        s.credentials_ref = secret_ref(&name, secret);
+        let secret = self.credentials(gw, false, &name, &mut s);
         let paused = self.rng.random_bool(0.05);
         let adopt = self.rng.random_bool(0.4);
-        self.objs.push(GObj {
-            name: name.clone(),
-            gw,
-            role: Role::Single,
-            spec: s.clone(),
-            alive: true,
-            paused,
-            adopt,
-        });
-        Some(Op::Create {
+        let c = Creation {
             name,
             spec: s,
             paused,
             adopt,
             secret,
-        })
+        };
+        Some(self.create(gw, Role::Single, c))
     }
 
     fn create_pair_member(&mut self) -> Option<Op> {
@@ -434,24 +445,15 @@ impl Gen {
         if self.objs.iter().any(|o| o.alive && o.name == name) {
             return None;
         }
-        let secret = self.credentials(gw, true);
-        s.credentials_ref = secret_ref(&name, secret);
-        self.objs.push(GObj {
-            name: name.clone(),
-            gw,
-            role: Role::Pair(member),
-            spec: s.clone(),
-            alive: true,
-            paused: false,
-            adopt: false,
-        });
-        Some(Op::Create {
+        let secret = self.credentials(gw, true, &name, &mut s);
+        let c = Creation {
             name,
             spec: s,
             paused: false,
             adopt: false,
             secret,
-        })
+        };
+        Some(self.create(gw, Role::Pair(member), c))
     }
 
     fn create_dup(&mut self) -> Option<Op> {
@@ -471,24 +473,15 @@ impl Gen {
         let ns = self.namespace();
         let name = format!("{ns}/g{gw}-d{}", self.next_name);
         let adopt = self.rng.random_bool(0.5);
-        let secret = self.credentials(gw, true);
-        s.credentials_ref = secret_ref(&name, secret);
-        self.objs.push(GObj {
-            name: name.clone(),
-            gw,
-            role: Role::Dup,
-            spec: s.clone(),
-            alive: true,
-            paused: false,
-            adopt,
-        });
-        Some(Op::Create {
+        let secret = self.credentials(gw, true, &name, &mut s);
+        let c = Creation {
             name,
             spec: s,
             paused: false,
             adopt,
             secret,
-        })
+        };
+        Some(self.create(gw, Role::Dup, c))
     }
 
     /// A change of a single (or a duplicate), and the edit that undoes it.
@@ -626,9 +619,9 @@ impl Gen {
             0..22 => match self.rng.random_range(0..100) {
                 0..10 => self.create_single().inspect(|op| {
                     // The entry is made in the console first; the object comes a bit later.
-                    if let Op::Create { spec, .. } = op {
+                    if let Op::Create(c) = op {
                         let console = Op::Console(Console::Create(
-                            EntryKey::of(spec),
+                            EntryKey::of(&c.spec),
                             if self.rng.random_bool(0.5) { 100 } else { 0 },
                             self.rng.random_bool(0.5),
                         ));

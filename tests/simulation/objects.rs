@@ -1,15 +1,12 @@
 //! `ObjectPort` over the in-memory object store: status writes, finalizers, events and Secrets
 //! as the apiserver treats them, with injected conflicts and transient errors.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use kube::ResourceExt;
 use rand::Rng;
 use vpn_pbr_operator::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
-use vpn_pbr_operator::{EventNote, ObjectFuture, ObjectPort};
+use vpn_pbr_operator::{EventFuture, EventNote, ObjectFuture, ObjectPort, SecretData};
 
 use super::world::{EntryKey, Key, Sim, State, consents, deleting, uid};
 
@@ -71,17 +68,11 @@ impl SimObjects {
 }
 
 impl ObjectPort for SimObjects {
-    fn get<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> ObjectFuture<'a, Option<VpnPbrRoute>> {
+    fn get(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<VpnPbrRoute>> {
+        let key = (namespace.to_owned(), name.to_owned());
         Box::pin(async move {
             let st = self.enter("get", 0.0, 0.02)?;
-            Ok(st
-                .store
-                .get(&(namespace.to_owned(), name.to_owned()))
-                .map(|o| o.route.clone()))
+            Ok(st.store.get(&key).map(|o| o.route.clone()))
         })
     }
 
@@ -228,11 +219,7 @@ impl ObjectPort for SimObjects {
         })
     }
 
-    fn publish<'a>(
-        &'a self,
-        route: &'a VpnPbrRoute,
-        event: &'a EventNote,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    fn publish<'a>(&'a self, route: &'a VpnPbrRoute, event: &'a EventNote) -> EventFuture<'a> {
         Box::pin(async move {
             let t = self.t();
             let mut st = self.sim.lock();
@@ -253,17 +240,11 @@ impl ObjectPort for SimObjects {
         })
     }
 
-    fn secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> ObjectFuture<'a, Option<BTreeMap<String, Vec<u8>>>> {
+    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretData>> {
+        let key = (namespace.to_owned(), name.to_owned());
         Box::pin(async move {
             let st = self.enter("read secret", 0.0, 0.02)?;
-            Ok(st
-                .secrets
-                .get(&(namespace.to_owned(), name.to_owned()))
-                .cloned())
+            Ok(st.secrets.get(&key).cloned())
         })
     }
 

@@ -523,7 +523,7 @@ async fn control_loop(
                 let t = sim2.elapsed().as_secs_f64();
                 let mut st = sim2.lock();
                 st.stats.reconciles += 1;
-                if st.verbose {
+                if st.trace.verbose {
                     st.trace_at(t, &format!("{what} -> {action:?}"));
                 }
                 drop(st);

@@ -141,7 +141,7 @@ async fn drive(seed: u64, h: &History, verbose: bool, world: WorldConfig) -> Out
     let cluster = Cluster::start(&sim);
     let fail = |sim: &Sim, what: String| -> Option<String> {
         let st = sim.lock();
-        let trace: Vec<&str> = st.trace.iter().map(String::as_str).collect();
+        let trace: Vec<&str> = st.trace.lines.iter().map(String::as_str).collect();
         Some(format!(
             "{what}\nviolations:\n  {}\n--- the last {} lines of the trace ---\n{}",
             st.violations.join("\n  "),
@@ -203,7 +203,14 @@ async fn drive(seed: u64, h: &History, verbose: bool, world: WorldConfig) -> Out
     Outcome {
         stats: st.stats.clone(),
         failure,
-        trace: verbose.then(|| st.trace.iter().cloned().collect::<Vec<_>>().join("\n")),
+        trace: verbose.then(|| {
+            st.trace
+                .lines
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
         digest: format!(
             "{} entries [{}] failed={}",
             digest.len(),
@@ -731,26 +738,23 @@ fn apply(sim: &Sim, op: &Op) {
     let mut st = sim.lock();
     let note = |st: &mut State, what: String| st.trace_at(tt, &what);
     match op {
-        Op::Create {
-            name,
-            spec,
-            paused,
-            adopt,
-            secret,
-        } => {
-            let k = key_of(name);
+        Op::Create(c) => {
+            let k = key_of(&c.name);
             if st.terminating.contains(&k.0) {
                 return note(
                     &mut st,
                     format!("  namespace {} is terminating: refused", k.0),
                 );
             }
-            if let (Some(s), Some(account)) = (&spec.credentials_ref, secret) {
+            if let (Some(s), Some(account)) = (&c.spec.credentials_ref, c.secret) {
                 st.secrets
-                    .insert((k.0.clone(), s.name.clone()), secret_data(*account));
+                    .insert((k.0.clone(), s.name.clone()), secret_data(account));
             }
-            if !st.create(now_ms, name, spec.clone(), *paused, *adopt) {
-                note(&mut st, format!("  {name} still exists: create refused"));
+            if !st.create(now_ms, &c.name, c.spec.clone(), c.paused, c.adopt) {
+                note(
+                    &mut st,
+                    format!("  {} still exists: create refused", c.name),
+                );
             }
         }
         Op::Edit { name, edit } => {

@@ -23,7 +23,7 @@ use vpn_pbr_operator::api::v1alpha1::{
     VpnPbrRouteSpec, validation,
 };
 use vpn_pbr_operator::duplicates;
-use vpn_pbr_operator::{Mutation, Scope};
+use vpn_pbr_operator::{Mutation, Scope, SecretData};
 
 use super::config::WorldConfig;
 use super::lists::Listed;
@@ -76,7 +76,7 @@ pub fn account_id(account: u8) -> String {
 }
 
 /// The data of a route's Secret with a key of `account`.
-pub fn secret_data(account: u8) -> BTreeMap<String, Vec<u8>> {
+pub fn secret_data(account: u8) -> SecretData {
     BTreeMap::from([
         ("accessKeyId".to_owned(), route_key(account).into_bytes()),
         (
@@ -236,6 +236,22 @@ pub struct Lease {
     pub renewed_ms: u64,
 }
 
+/// What happened, line by line.
+pub struct Trace {
+    pub lines: VecDeque<String>,
+    /// Keep the whole trace (and trace every reconcile), not just its last `TRACE_KEEP` lines.
+    pub verbose: bool,
+}
+
+impl Trace {
+    fn push(&mut self, line: String) {
+        if !self.verbose && self.lines.len() >= TRACE_KEEP {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+}
+
 pub struct State {
     /// The operator processes alive now; calls of any other are refused.
     pub live: BTreeSet<u64>,
@@ -249,7 +265,7 @@ pub struct State {
     pub rng: StdRng,
     pub world: WorldConfig,
     pub store: BTreeMap<Key, Obj>,
-    pub secrets: BTreeMap<Key, BTreeMap<String, Vec<u8>>>,
+    pub secrets: BTreeMap<Key, SecretData>,
     /// The store as it is now, with its claim index (what the invariants judge against).
     truth_writer: Writer<VpnPbrRoute>,
     pub truth: duplicates::ClaimCache,
@@ -272,9 +288,7 @@ pub struct State {
     pub accepted_creates: BTreeMap<String, u32>,
     pub tombs: BTreeMap<String, Tomb>,
     pub violations: Vec<String>,
-    pub trace: VecDeque<String>,
-    /// Keep the whole trace (and trace every reconcile), not just its end.
-    pub verbose: bool,
+    pub trace: Trace,
     pub pairs: Vec<PairWatch>,
     /// Whether a broken invariant 3 fails the seed (else it is only traced and counted).
     pub strict_pairs: bool,
@@ -386,8 +400,10 @@ impl Sim {
                 accepted_creates: BTreeMap::new(),
                 tombs: BTreeMap::new(),
                 violations: Vec::new(),
-                trace: VecDeque::new(),
-                verbose,
+                trace: Trace {
+                    lines: VecDeque::new(),
+                    verbose,
+                },
                 pairs: Vec::new(),
                 strict_pairs: true,
                 stats: Stats::default(),
@@ -506,11 +522,7 @@ fn bar(flag: &mut Option<Instant>, allowed: bool, now: Instant) {
 
 impl State {
     pub fn trace_at(&mut self, t: f64, line: &str) {
-        let line = format!("[{t:9.3}] {line}");
-        if !self.verbose && self.trace.len() >= TRACE_KEEP {
-            self.trace.pop_front();
-        }
-        self.trace.push_back(line);
+        self.trace.push(format!("[{t:9.3}] {line}"));
     }
 
     pub fn violation(&mut self, t: f64, what: String) {

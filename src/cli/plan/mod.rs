@@ -31,8 +31,8 @@ use std::sync::Arc;
 use crate::controller::duplicates;
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::port::CloudPort as _;
-use crate::controller::vpc::VpcPort;
-use alicloud_vpc_client::{CloudError, CreateVpnPbrRouteEntryRequest, EntryKey, ErrorClass};
+use crate::controller::vpc::{MutationRequest, VpcPort};
+use alicloud_vpc_client::{CloudError, CreateVpnPbrRouteEntryRequest, ErrorClass};
 use route::{DryRunResult, RoutePlan};
 
 /// Exit code when something would change.
@@ -282,34 +282,16 @@ impl Claimed {
     }
 }
 
-/// The create call of a planned create, as the controller would send it (`src/controller/vpc.rs`).
+/// The create call of a planned create, as the controller would send it (`src/controller/vpc.rs`),
+/// as a DryRun and without the token (the client makes one for each call).
 fn create_request(m: &Mutation, gateway: &str) -> Option<CreateVpnPbrRouteEntryRequest> {
-    let Mutation::Create {
-        route,
-        weight,
-        priority,
-        publish_vpc,
-        description,
-        overlay_mode,
-        ..
-    } = m
-    else {
+    let MutationRequest::Create(req) = MutationRequest::of(gateway, m) else {
         return None;
     };
     Some(CreateVpnPbrRouteEntryRequest {
-        entry: EntryKey {
-            vpn_gateway_id: gateway.to_owned(),
-            route_source: route.route_source.clone(),
-            route_dest: route.route_dest.clone(),
-            next_hop: route.next_hop.clone(),
-        },
-        weight: u32::try_from(*weight).unwrap_or_default(),
-        publish_vpc: *publish_vpc,
-        priority: priority.and_then(|p| u32::try_from(p).ok()),
-        description: description.clone(),
-        overlay_mode: overlay_mode.clone(),
         client_token: None,
         dry_run: Some(true),
+        ..req
     })
 }
 

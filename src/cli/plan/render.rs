@@ -34,14 +34,23 @@ pub(crate) struct Summary {
 pub(crate) struct GatewayReport {
     pub region_id: String,
     pub vpn_gateway_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub supports_priority: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entries: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<Problem>,
+    #[serde(flatten)]
+    pub found: GatewayFound,
+}
+
+/// What the read of a gateway found: its facts and how many entries it lists, or why it failed.
+#[derive(Serialize, Clone, Debug)]
+#[serde(untagged)]
+pub(crate) enum GatewayFound {
+    #[serde(rename_all = "camelCase")]
+    Read {
+        status: String,
+        supports_priority: bool,
+        entries: usize,
+    },
+    Failed {
+        error: Problem,
+    },
 }
 
 /// The whole answer (`-o json` prints it as is).
@@ -94,25 +103,21 @@ impl PlanReport {
         };
         let gateways = reads
             .iter()
-            .map(|g| match &g.result {
-                Ok((facts, entries)) => GatewayReport {
-                    region_id: g.region_id.clone(),
-                    vpn_gateway_id: g.vpn_gateway_id.clone(),
-                    status: Some(facts.status.as_str().to_owned()),
-                    supports_priority: Some(facts.supports_priority),
-                    entries: Some(entries.len()),
-                    error: None,
-                },
-                Err(e) => GatewayReport {
-                    region_id: g.region_id.clone(),
-                    vpn_gateway_id: g.vpn_gateway_id.clone(),
-                    status: None,
-                    supports_priority: None,
-                    entries: None,
-                    error: Some(Problem {
-                        code: e.code().to_owned(),
-                        message: e.to_string(),
-                    }),
+            .map(|g| GatewayReport {
+                region_id: g.region_id.clone(),
+                vpn_gateway_id: g.vpn_gateway_id.clone(),
+                found: match &g.result {
+                    Ok((facts, entries)) => GatewayFound::Read {
+                        status: facts.status.as_str().to_owned(),
+                        supports_priority: facts.supports_priority,
+                        entries: entries.len(),
+                    },
+                    Err(e) => GatewayFound::Failed {
+                        error: Problem {
+                            code: e.code().to_owned(),
+                            message: e.to_string(),
+                        },
+                    },
                 },
             })
             .collect();
@@ -211,30 +216,26 @@ pub(crate) fn table(report: &PlanReport) -> String {
     if !report.gateways.is_empty() {
         out.push_str("\nGateways:\n");
         for g in &report.gateways {
-            match (&g.error, &g.status) {
-                (Some(e), _) => {
-                    let _ = writeln!(
-                        out,
-                        "  {}/{}: {}: {}",
-                        g.region_id, g.vpn_gateway_id, e.code, e.message
-                    );
+            let (region, gateway) = (&g.region_id, &g.vpn_gateway_id);
+            let _ = match &g.found {
+                GatewayFound::Failed { error: e } => {
+                    writeln!(out, "  {region}/{gateway}: {}: {}", e.code, e.message)
                 }
-                (None, status) => {
-                    let _ = writeln!(
-                        out,
-                        "  {}/{}: {}, {}, {}",
-                        g.region_id,
-                        g.vpn_gateway_id,
-                        status.as_deref().unwrap_or("?"),
-                        if g.supports_priority == Some(true) {
-                            "priorities"
-                        } else {
-                            "no priorities"
-                        },
-                        plural(g.entries.unwrap_or(0), "entry", "entries"),
-                    );
-                }
-            }
+                GatewayFound::Read {
+                    status,
+                    supports_priority,
+                    entries,
+                } => writeln!(
+                    out,
+                    "  {region}/{gateway}: {status}, {}, {}",
+                    if *supports_priority {
+                        "priorities"
+                    } else {
+                        "no priorities"
+                    },
+                    plural(*entries, "entry", "entries"),
+                ),
+            };
         }
     }
     if report.ignored_documents > 0 {
@@ -276,6 +277,8 @@ mod tests {
     use crate::api::v1alpha1::VpnPbrRoute;
     use crate::cli::plan::route::{Claims, plan_apply};
     use crate::controller::model::{Entry, GatewayFacts};
+    use alicloud_vpc_client::CloudError;
+    use std::collections::BTreeSet;
 
     fn route(name: &str, hop: &str) -> VpnPbrRoute {
         serde_json::from_value(serde_json::json!({
@@ -307,22 +310,10 @@ mod tests {
             vpn_instance_id: "vpn-a".into(),
         }];
         let view = Some(Ok((&facts, entries.as_slice())));
-        let create = plan_apply(
-            &route("new", "vco-2"),
-            "ns",
-            "f",
-            None,
-            Claims::default(),
-            view,
-        );
-        let conflict = plan_apply(
-            &route("old", "vco-1"),
-            "ns",
-            "f",
-            None,
-            Claims::default(),
-            view,
-        );
+        let plan =
+            |name, hop| plan_apply(&route(name, hop), "ns", "f", None, Claims::default(), view);
+        let create = plan("new", "vco-2");
+        let conflict = plan("old", "vco-1");
         let reads = [GatewayRead {
             region_id: "cn-hangzhou".into(),
             vpn_gateway_id: "vpn-a".into(),
@@ -361,5 +352,24 @@ mod tests {
         assert_eq!(json["routes"][0]["action"], "create");
         assert_eq!(json["routes"][1]["problem"]["code"], "AlreadyExists");
         assert_eq!(json["exitCode"], 1);
+        assert_eq!(
+            json["gateways"],
+            serde_json::json!([{"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
+                "status": "active", "supportsPriority": true, "entries": 1}])
+        );
+        let failed = [GatewayRead {
+            region_id: "cn-hangzhou".into(),
+            vpn_gateway_id: "vpn-b".into(),
+            result: Err(CloudError::Config("no key".into())),
+        }];
+        let json = serde_json::to_value(PlanReport::new(vec![], &failed, 0)).expect("json");
+        assert_eq!(
+            json["gateways"][0]
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect::<BTreeSet<_>>()),
+            Some(BTreeSet::from(["error", "regionId", "vpnGatewayId"]))
+        );
+        let t = table(&PlanReport::new(vec![], &failed, 0));
+        assert!(t.contains("  cn-hangzhou/vpn-b: "), "{t}");
     }
 }

@@ -18,6 +18,7 @@ use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::plan;
 use crate::controller::reason::Reason;
 use crate::controller::status;
+use crate::controller::vpc::MutationRequest;
 use alicloud_vpc_client::CloudError;
 
 /// What the operator would do with a route.
@@ -230,52 +231,38 @@ fn changes(spec: &VpnPbrRouteSpec, entry: &Entry, facts: &GatewayFacts) -> Vec<F
         .collect()
 }
 
-/// A one-line account of a mutation.
-pub(crate) fn call(m: &Mutation) -> Call {
-    let summary = match m {
-        Mutation::Create {
-            weight,
-            priority,
-            publish_vpc,
-            description,
-            ..
-        } => {
-            let mut s = format!("weight={weight}");
-            if let Some(p) = priority {
+/// A one-line account of a mutation on `gateway`: the request the operator would send.
+pub(crate) fn call(m: &Mutation, gateway: &str) -> Call {
+    let summary = match MutationRequest::of(gateway, m) {
+        MutationRequest::Create(r) => {
+            let mut s = format!("weight={}", r.weight);
+            if let Some(p) = r.priority {
                 s.push_str(&format!(" priority={p}"));
             }
-            s.push_str(&format!(" publishVpc={publish_vpc}"));
-            if let Some(d) = description {
+            s.push_str(&format!(" publishVpc={}", r.publish_vpc));
+            if let Some(d) = r.description {
                 s.push_str(&format!(" description={d:?}"));
             }
             s
         }
-        Mutation::ModifyAttribute {
-            weight,
-            priority,
-            new_weight,
-            new_priority,
-            ..
-        } => {
-            let mut parts = Vec::new();
-            if let Some(w) = new_weight {
-                parts.push(format!("weight {weight} -> {w}"));
-            }
-            if let Some(p) = new_priority {
-                parts.push(format!("priority {priority} -> {p}"));
-            }
-            parts.join(", ")
+        MutationRequest::ModifyAttribute(r) => {
+            let weight = r.new_weight.map(|w| format!("weight {} -> {w}", r.weight));
+            let priority = r
+                .new_priority
+                .map(|p| format!("priority {} -> {p}", r.priority));
+            [weight, priority]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
         }
-        Mutation::ModifyWeight {
-            weight, new_weight, ..
-        } => format!("weight {weight} -> {new_weight}"),
-        Mutation::ModifyPriority {
-            priority,
-            new_priority,
-            ..
-        } => format!("priority {priority} -> {new_priority}"),
-        Mutation::Publish { publish_vpc, .. } => format!("publishVpc={publish_vpc}"),
-        Mutation::Delete { weight, .. } => format!("the entry (weight {weight})"),
+        MutationRequest::ModifyWeight(r) => format!("weight {} -> {}", r.weight, r.new_weight),
+        MutationRequest::ModifyPriority(r) => {
+            let from = r.priority.map(|p| format!("{p} ")).unwrap_or_default();
+            format!("priority {from}-> {}", r.new_priority)
+        }
+        MutationRequest::Publish(r) => format!("publishVpc={}", r.publish_vpc),
+        MutationRequest::Delete(r) => format!("the entry (weight {})", r.weight),
     };
     Call {
         action: m.action(),
@@ -465,7 +452,7 @@ fn outcome(
         }
         return p;
     }
-    p.calls = r.calls.iter().map(call).collect();
+    p.calls = r.calls.iter().map(|m| call(m, &p.vpn_gateway_id)).collect();
     let adopted_now = r.status.as_ref().and_then(|s| s.adopted) == Some(true)
         && live.and_then(|l| l.status.as_ref()).and_then(|s| s.adopted) != Some(true);
     // A replay of the held token changes nothing by itself: what follows it does.
@@ -532,7 +519,7 @@ pub(crate) fn plan_prune(
     if let Some((reason, message)) = &r.failed {
         return p.error(reason.as_str(), message.clone());
     }
-    p.calls = r.calls.iter().map(call).collect();
+    p.calls = r.calls.iter().map(|m| call(m, &p.vpn_gateway_id)).collect();
     if r.replayed {
         p.notes.push(REPLAY_NOTE.into());
     }
