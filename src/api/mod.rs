@@ -5,6 +5,8 @@
 #[allow(unreachable_pub)]
 pub mod v1alpha1;
 
+pub(crate) mod compat;
+
 use kube::CustomResourceExt;
 
 /// The CRD as the YAML document committed in `crds/`.
