@@ -14,11 +14,12 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 all: build
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 include hack/demo.mk
 include hack/bench.mk
 include hack/e2e.mk
+include hack/k8s-floor.mk
 
 build: ## Build every binary of the workspace: the operator, crdgen, vpc-emulator, pbr-bench (debug)
 	$(CARGO) build --locked --bins

@@ -148,18 +148,13 @@ func decodeValue(l *lua.LState, value any) lua.LValue {
 	switch converted := value.(type) {
 	case bool:
 		return lua.LBool(converted)
-	case float64:
-		return lua.LNumber(converted)
+	case float64, int, int32, int64:
+		// Argo CD converts each of these to a Lua number in a case of its own.
+		return lua.LNumber(reflect.ValueOf(converted).Convert(reflect.TypeFor[float64]()).Float())
 	case string:
 		return lua.LString(converted)
 	case json.Number:
 		return lua.LString(converted)
-	case int:
-		return lua.LNumber(converted)
-	case int32:
-		return lua.LNumber(converted)
-	case int64:
-		return lua.LNumber(converted)
 	case []any:
 		arr := l.CreateTable(len(converted), 0)
 		for _, item := range converted {

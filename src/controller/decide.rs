@@ -29,6 +29,7 @@ use kube::ResourceExt;
 use super::event::EventNote;
 use super::job::JobView;
 use super::model::{Entry, Freshness, GatewayFacts, Mutation};
+use super::plan;
 use super::reason::Reason;
 use super::status::{self, CondValue, StatusReport};
 use crate::api::v1alpha1::{
@@ -250,6 +251,24 @@ fn both_false(reason: Reason, message: impl Into<String>) -> StatusReport {
         ready: Some(CondValue::no(reason.clone(), message.clone())),
         synced: Some(CondValue::no(reason, message)),
         ..Default::default()
+    }
+}
+
+/// `Synced` once `entry` is compared with the spec: True (`in_sync`) when nothing differs,
+/// else False for `reason`, with `differs` saying it of the fields that differ.
+fn synced_as_compared(
+    obs: &Observation<'_>,
+    entry: &Entry,
+    facts: &GatewayFacts,
+    in_sync: &str,
+    reason: Reason,
+    differs: impl FnOnce(&str) -> String,
+) -> CondValue {
+    let drift = plan::drift(&obs.route.spec, entry, facts);
+    if drift.fields.is_empty() {
+        CondValue::yes(Reason::Synced, in_sync)
+    } else {
+        CondValue::no(reason, differs(&drift.fields.join(", ")))
     }
 }
 

@@ -367,13 +367,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_younger_claim_loses() {
+    /// `old` and, a day later, `young` claiming 10.1.0.0/16, and `other` (older than both)
+    /// another destination, fed to a new cache.
+    fn claims() -> (Fed, [VpnPbrRoute; 3]) {
         let mut fed = Fed::new();
         let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
         let young = route("young", "2026-01-02T00:00:00Z", "10.1.0.0/16");
         let other = route("other", "2025-01-01T00:00:00Z", "10.2.0.0/16");
         fed.apply(&[&old, &young, &other]);
+        (fed, [old, young, other])
+    }
+
+    #[test]
+    fn the_younger_claim_loses() {
+        let (fed, [old, young, other]) = claims();
         let caches = fed.caches();
         assert_eq!(older_claim_in(&young, &caches).as_deref(), Some("ns/old"));
         assert_eq!(older_claim_in(&old, &caches), None);
@@ -459,11 +466,7 @@ mod tests {
 
     #[test]
     fn the_index_follows_adds_key_changes_deletes_and_relists() {
-        let mut fed = Fed::new();
-        let old = route("old", "2026-01-01T00:00:00Z", "10.1.0.0/16");
-        let young = route("young", "2026-01-02T00:00:00Z", "10.1.0.0/16");
-        let other = route("other", "2025-01-01T00:00:00Z", "10.2.0.0/16");
-        fed.apply(&[&old, &young, &other]);
+        let (mut fed, [old, young, other]) = claims();
         let both = vec!["old".to_owned(), "young".to_owned()];
         assert_eq!(fed.indexed(&young), (both.clone(), both));
         assert_eq!(fed.indexed(&other).0, vec!["other".to_owned()]);

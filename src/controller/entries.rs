@@ -86,6 +86,24 @@ where
     }
 }
 
+/// What `fresh` finds, else what `fetch` reads, one fetch of the gateway at a time: a reader
+/// that waited for the one before it is served what that one read. (`fetch` does nothing
+/// until it is awaited.)
+async fn single_flight<T>(
+    gw: &Gateway,
+    fresh: impl Fn() -> Option<T>,
+    fetch: impl std::future::Future<Output = Result<T, CloudError>>,
+) -> Result<T, CloudError> {
+    if let Some(found) = fresh() {
+        return Ok(found);
+    }
+    let _flight = gw.fetch.lock().await;
+    if let Some(found) = fresh() {
+        return Ok(found);
+    }
+    fetch.await
+}
+
 impl GatewayCache {
     /// `wake` receives the owners waiting on a read when it ends.
     pub fn new(cloud: Arc<dyn CloudPort>, wake: mpsc::UnboundedSender<Owner>) -> Self {
@@ -183,14 +201,7 @@ impl GatewayCache {
     ) -> Result<Arc<Vec<Entry>>, CloudError> {
         let gw = self.gateway(&scope.key());
         let fresh = || lock(&gw.cached).fresh_entries(max_age, Instant::now());
-        if let Some(e) = fresh() {
-            return Ok(e);
-        }
-        let _flight = gw.fetch.lock().await;
-        if let Some(e) = fresh() {
-            return Ok(e);
-        }
-        self.fetch_list(&gw, scope).await
+        single_flight(&gw, fresh, self.fetch_list(&gw, scope)).await
     }
 
     /// The gateway's facts, at most `max_age` old.
@@ -201,14 +212,7 @@ impl GatewayCache {
     ) -> Result<GatewayFacts, CloudError> {
         let gw = self.gateway(&scope.key());
         let fresh = || lock(&gw.cached).fresh_facts(max_age, Instant::now());
-        if let Some(f) = fresh() {
-            return Ok(f);
-        }
-        let _flight = gw.fetch.lock().await;
-        if let Some(f) = fresh() {
-            return Ok(f);
-        }
-        self.fetch_facts(&gw, scope).await
+        single_flight(&gw, fresh, self.fetch_facts(&gw, scope)).await
     }
 
     /// Reads the gateway now (the scheduler's probe).
@@ -379,6 +383,22 @@ mod tests {
         }
     }
 
+    /// `setup()` once owner 0's first read of vpn-a is done and its list has aged out.
+    async fn aged() -> (Arc<FakeCloud>, GatewayCache, mpsc::UnboundedReceiver<Owner>) {
+        let (fake, cache, mut rx) = setup();
+        settle(&cache, &mut rx, "vpn-a", 0).await;
+        tokio::time::sleep(LIST_AGE * 2).await;
+        (fake, cache, rx)
+    }
+
+    /// `aged()` with owner 0's read of a new list under way, half-way through the call.
+    async fn relisting() -> (Arc<FakeCloud>, GatewayCache, mpsc::UnboundedReceiver<Owner>) {
+        let (fake, cache, rx) = aged().await;
+        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
+        tokio::time::sleep(CALL / 2).await;
+        (fake, cache, rx)
+    }
+
     /// Every wake-up sent so far, once the background tasks had a chance to run.
     async fn drain(rx: &mut mpsc::UnboundedReceiver<Owner>) -> Vec<Owner> {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -537,11 +557,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_list_that_started_before_invalidate_is_not_kept() {
-        let (fake, cache, mut rx) = setup();
-        settle(&cache, &mut rx, "vpn-a", 0).await;
-        tokio::time::sleep(LIST_AGE * 2).await;
-        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
-        tokio::time::sleep(CALL / 2).await;
+        let (fake, cache, mut rx) = relisting().await;
         cache.invalidate(&scope("vpn-a"));
         assert_eq!(rx.recv().await, Some(owner(0)));
         // The woken owner finds no list and reads again.
@@ -557,11 +573,7 @@ mod tests {
     async fn a_list_that_started_before_our_changes_is_kept_with_them_applied() {
         // At a binding API rate a list waits in the rate limiter while the gateway's changes
         // are accepted: dropping it would read again and again without ever answering.
-        let (fake, cache, mut rx) = setup();
-        settle(&cache, &mut rx, "vpn-a", 0).await;
-        tokio::time::sleep(LIST_AGE * 2).await;
-        assert!(matches!(read(&cache, "vpn-a", 0), Read::Pending));
-        tokio::time::sleep(CALL / 2).await;
+        let (fake, cache, mut rx) = relisting().await;
         let s = scope("vpn-a");
         let create = |src: &str| Mutation::Create {
             route: crate::controller::model::RouteId {
@@ -598,9 +610,7 @@ mod tests {
         // A list call that waits longer than the list's maximum age (behind other calls at a
         // binding API rate) answers the readers that came meanwhile: else each of them would
         // read again, and wait again.
-        let (fake, cache, mut rx) = setup();
-        settle(&cache, &mut rx, "vpn-a", 0).await;
-        tokio::time::sleep(LIST_AGE * 2).await;
+        let (fake, cache, mut rx) = aged().await;
         *fake.slow.lock().unwrap() = LIST_AGE * 6;
         for i in 0..3 {
             assert!(matches!(read(&cache, "vpn-a", i), Read::Pending));

@@ -102,6 +102,14 @@ pub struct Metrics {
     seen_ready: Mutex<HashSet<String>>,
 }
 
+/// Registers each `name, help, metric;` in the order given (the order `/metrics` lists them).
+/// A metric's clone shares its values, so the registry reads what the fields record.
+macro_rules! register {
+    ($registry:ident; $($name:literal, $help:literal, $metric:expr;)+) => {
+        $($registry.register($name, $help, $metric.clone());)+
+    };
+}
+
 impl Metrics {
     /// Creates the metrics and registers them.
     pub fn new(registry: &mut Registry) -> Arc<Self> {
@@ -135,82 +143,42 @@ impl Metrics {
             })
             .set(1);
         let r = registry.sub_registry_with_prefix("vpn_pbr");
-        r.register("reconciles", "Reconciles by result", m.reconciles.clone());
-        r.register(
-            "reconcile_duration_seconds",
-            "Reconcile duration",
-            m.reconcile_duration.clone(),
-        );
-        r.register(
-            "cloud_calls",
-            "Cloud API calls by action and result code",
-            m.cloud_calls.clone(),
-        );
-        r.register(
-            "cloud_call_duration_seconds",
-            "Cloud API call latency by action",
-            m.cloud_latency.clone(),
-        );
-        r.register(
+        register! { r;
+            "reconciles", "Reconciles by result", m.reconciles;
+            "reconcile_duration_seconds", "Reconcile duration", m.reconcile_duration;
+            "cloud_calls", "Cloud API calls by action and result code", m.cloud_calls;
+            "cloud_call_duration_seconds", "Cloud API call latency by action", m.cloud_latency;
             "cloud_rate_limit_wait_seconds",
-            "Time each cloud API attempt waited for the client rate limiter, by priority class",
-            m.rate_limit_wait.clone(),
-        );
-        r.register(
-            "routes",
-            "VpnPbrRoute objects by readiness",
-            m.routes.clone(),
-        );
-        r.register(
-            "gateway_queue_depth",
-            "Mutations waiting or in flight per gateway",
-            m.queue_depth.clone(),
-        );
-        r.register(
+                "Time each cloud API attempt waited for the client rate limiter, by priority class",
+                m.rate_limit_wait;
+            "routes", "VpnPbrRoute objects by readiness", m.routes;
+            "gateway_queue_depth", "Mutations waiting or in flight per gateway", m.queue_depth;
             "gateways_stalled",
-            "Gateways whose waiting changes wait on reads that keep failing (3 in a row over 5 s), \
-             by the read (status or list)",
-            m.gateways_stalled.clone(),
-        );
-        r.register(
+                "Gateways whose waiting changes wait on reads that keep failing (3 in a row over \
+                 5 s), by the read (status or list)",
+                m.gateways_stalled;
             "list_inconsistent",
-            "Entry lists given up on because their pages kept changing (ListInconsistent): \
-             nothing was concluded from them",
-            m.list_inconsistent.clone(),
-        );
-        r.register(
-            "routes_synced",
-            "VpnPbrRoute objects by their Synced condition",
-            m.routes_synced.clone(),
-        );
-        r.register(
+                "Entry lists given up on because their pages kept changing (ListInconsistent): \
+                 nothing was concluded from them",
+                m.list_inconsistent;
+            "routes_synced", "VpnPbrRoute objects by their Synced condition", m.routes_synced;
             "routes_cleanup_blocked",
-            "VpnPbrRoute objects being deleted whose cloud entry cannot be deleted until someone \
-             acts (CleanupBlocked)",
-            m.routes_cleanup_blocked.clone(),
-        );
-        r.register(
+                "VpnPbrRoute objects being deleted whose cloud entry cannot be deleted until \
+                 someone acts (CleanupBlocked)",
+                m.routes_cleanup_blocked;
             "route_time_to_ready_seconds",
-            "Time from a route's creation to its first Ready=True (as far as this process saw)",
-            m.time_to_ready.clone(),
-        );
-        r.register(
+                "Time from a route's creation to its first Ready=True (as far as this process saw)",
+                m.time_to_ready;
             "drift_detected",
-            "Cloud entries found differing from the spec of a route in sync, by the route's \
-             managementPolicy (Full: changed back; ObserveOnly: reported)",
-            m.drift.clone(),
-        );
-        r.register(
-            "build_info",
-            "Always 1; the operator's version in the label",
-            build,
-        );
-        r.register(
+                "Cloud entries found differing from the spec of a route in sync, by the route's \
+                 managementPolicy (Full: changed back; ObserveOnly: reported)",
+                m.drift;
+            "build_info", "Always 1; the operator's version in the label", build;
             "leader",
-            "1 while this replica runs the controllers (holds the leader Lease, or runs without \
-             leader election), else 0",
-            m.leader.clone(),
-        );
+                "1 while this replica runs the controllers (holds the leader Lease, or runs \
+                 without leader election), else 0",
+                m.leader;
+        }
         Arc::new(m)
     }
 
@@ -437,6 +405,13 @@ mod tests {
     use alicloud_vpc_client::Priority;
     use serde_json::json;
 
+    /// A registry and the metrics registered in it.
+    fn registered() -> (Registry, Arc<Metrics>) {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        (registry, m)
+    }
+
     fn encoded(registry: &Registry) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
@@ -471,26 +446,28 @@ mod tests {
 
     const CREATED_MS: i64 = 1_767_225_600_000;
 
+    /// The status write of `from` that turns its status into `to`'s, `after_s` seconds after
+    /// the routes' creation.
+    fn write(m: &Metrics, from: &VpnPbrRoute, to: &VpnPbrRoute, after_s: i64) {
+        m.status_written(
+            from,
+            from.status.as_ref(),
+            to.status.as_ref().unwrap(),
+            CREATED_MS + after_s * 1000,
+        );
+    }
+
     #[test]
     fn a_routes_first_ready_is_timed_from_its_creation_once() {
-        let mut registry = Registry::default();
-        let m = Metrics::new(&mut registry);
+        let (registry, m) = registered();
         let creating = route("u1", 1, &[("Ready", "False", "Creating", 1)]);
         let ready = route("u1", 1, &[("Ready", "True", "Available", 1)]);
         let failed = route("u1", 1, &[("Ready", "False", "Forbidden", 1)]);
-        let write = |from: &VpnPbrRoute, to: &VpnPbrRoute, after_s: i64| {
-            m.status_written(
-                from,
-                from.status.as_ref(),
-                to.status.as_ref().unwrap(),
-                CREATED_MS + after_s * 1000,
-            );
-        };
-        write(&creating, &creating, 3);
-        write(&creating, &ready, 90);
+        write(&m, &creating, &creating, 3);
+        write(&m, &creating, &ready, 90);
         // Ready again after a failure: not its first Ready.
-        write(&ready, &failed, 100);
-        write(&failed, &ready, 500);
+        write(&m, &ready, &failed, 100);
+        write(&m, &failed, &ready, 500);
         let text = encoded(&registry);
         has_line(&text, "vpn_pbr_route_time_to_ready_seconds_count 1");
         has_line(&text, "vpn_pbr_route_time_to_ready_seconds_sum 90.0");
@@ -498,18 +475,12 @@ mod tests {
 
     #[test]
     fn routes_ready_when_seen_do_not_count_as_first_ready_and_deleted_ones_are_forgotten() {
-        let mut registry = Registry::default();
-        let m = Metrics::new(&mut registry);
+        let (registry, m) = registered();
         let ready = route("u1", 1, &[("Ready", "True", "Available", 1)]);
         let failed = route("u1", 1, &[("Ready", "False", "Forbidden", 1)]);
         // A restart: the route is Ready in the cache before any write of this process.
         m.routes_seen([&ready]);
-        m.status_written(
-            &failed,
-            failed.status.as_ref(),
-            ready.status.as_ref().unwrap(),
-            CREATED_MS,
-        );
+        write(&m, &failed, &ready, 0);
         has_line(
             &encoded(&registry),
             "vpn_pbr_route_time_to_ready_seconds_count 0",
@@ -521,8 +492,7 @@ mod tests {
 
     #[test]
     fn observe_only_drift_counts_when_it_starts_being_reported() {
-        let mut registry = Registry::default();
-        let m = Metrics::new(&mut registry);
+        let (registry, m) = registered();
         let synced = route("u1", 1, &[("Synced", "True", "Synced", 1)]);
         let drift = route("u1", 1, &[("Synced", "False", "Drift", 1)]);
         for (from, to) in [
@@ -531,12 +501,7 @@ mod tests {
             (&drift, &synced),
             (&synced, &drift),
         ] {
-            m.status_written(
-                from,
-                from.status.as_ref(),
-                to.status.as_ref().unwrap(),
-                CREATED_MS,
-            );
+            write(&m, from, to, 0);
         }
         has_line(
             &encoded(&registry),
@@ -621,8 +586,7 @@ mod tests {
 
     #[test]
     fn route_gauges_count_readiness_synced_and_blocked_cleanups() {
-        let mut registry = Registry::default();
-        let m = Metrics::new(&mut registry);
+        let (registry, m) = registered();
         let mut blocked = route(
             "u3",
             1,
@@ -669,8 +633,7 @@ mod tests {
 
     #[test]
     fn build_info_and_leader_are_exported_from_the_start() {
-        let mut registry = Registry::default();
-        let m = Metrics::new(&mut registry);
+        let (registry, m) = registered();
         let text = encoded(&registry);
         has_line(
             &text,
@@ -686,9 +649,8 @@ mod tests {
 
     #[test]
     fn the_limiter_wait_of_each_attempt_is_recorded_by_class() {
-        let mut registry = Registry::default();
-        let metrics = Metrics::new(&mut registry);
-        let observer = CloudCallMetrics(metrics);
+        let (registry, m) = registered();
+        let observer = CloudCallMetrics(m);
         for (priority, wait_ms) in [
             (Priority::Mutation, 0),
             (Priority::Background, 1500),
@@ -707,22 +669,21 @@ mod tests {
                 rate_limit_wait: Duration::from_millis(wait_ms),
             });
         }
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = encoded(&registry);
         for line in [
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_sum{priority="background"} 2.0"#,
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="background"} 2"#,
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="mutation"} 1"#,
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+            has_line(&text, line);
         }
         assert!(!text.contains(r#"priority="progress""#), "{text}");
     }
 
     #[test]
     fn lists_given_up_on_are_counted() {
-        let mut registry = Registry::default();
-        let observer = CloudCallMetrics(Metrics::new(&mut registry));
+        let (registry, m) = registered();
+        let observer = CloudCallMetrics(m);
         for complete in [true, false, false] {
             observer.observe_list(&ListRecord {
                 action: "DescribeVpnPbrRouteEntries",
@@ -731,12 +692,6 @@ mod tests {
                 complete,
             });
         }
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(
-            text.lines()
-                .any(|l| l == "vpn_pbr_list_inconsistent_total 2"),
-            "{text}"
-        );
+        has_line(&encoded(&registry), "vpn_pbr_list_inconsistent_total 2");
     }
 }

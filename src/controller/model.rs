@@ -49,76 +49,65 @@ impl std::fmt::Display for GatewayKey {
     }
 }
 
-/// Whether an entry is published to the VPC route table, as the cloud lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EntryState {
-    Published,
-    Normal,
-    /// A state this operator does not know (shown as the cloud wrote it).
-    Other(String),
-}
-
-impl EntryState {
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Published => "published",
-            Self::Normal => "normal",
-            Self::Other(s) => s,
+/// An enum of the words the cloud writes in one field: each known word is a variant
+/// (`Variant = "word"`), any other word is `Other`, kept as the cloud wrote it. The words are
+/// listed once, so reading a word and writing it back always agree.
+macro_rules! cloud_words {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$doc:meta])* $variant:ident = $word:literal,)+
         }
-    }
-}
-
-impl From<&str> for EntryState {
-    fn from(s: &str) -> Self {
-        match s {
-            "published" => Self::Published,
-            "normal" => Self::Normal,
-            other => Self::Other(other.to_owned()),
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$doc])* $variant,)+
+            /// A word this operator does not know (shown as the cloud wrote it).
+            Other(String),
         }
-    }
-}
 
-impl From<String> for EntryState {
-    fn from(s: String) -> Self {
-        Self::from(s.as_str())
-    }
-}
-
-/// A VPN gateway's status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GatewayStatus {
-    Active,
-    /// Applying a change: it refuses others meanwhile.
-    Updating,
-    Deleting,
-    Other(String),
-}
-
-impl GatewayStatus {
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Active => "active",
-            Self::Updating => "updating",
-            Self::Deleting => "deleting",
-            Self::Other(s) => s,
+        impl $name {
+            pub(crate) fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $word,)+
+                    Self::Other(s) => s,
+                }
+            }
         }
-    }
-}
 
-impl From<&str> for GatewayStatus {
-    fn from(s: &str) -> Self {
-        match s {
-            "active" => Self::Active,
-            "updating" => Self::Updating,
-            "deleting" => Self::Deleting,
-            other => Self::Other(other.to_owned()),
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                match s {
+                    $($word => Self::$variant,)+
+                    other => Self::Other(other.to_owned()),
+                }
+            }
         }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self::from(s.as_str())
+            }
+        }
+    };
+}
+
+cloud_words! {
+    /// Whether an entry is published to the VPC route table, as the cloud lists it.
+    pub enum EntryState {
+        Published = "published",
+        Normal = "normal",
     }
 }
 
-impl From<String> for GatewayStatus {
-    fn from(s: String) -> Self {
-        Self::from(s.as_str())
+cloud_words! {
+    /// A VPN gateway's status.
+    pub enum GatewayStatus {
+        Active = "active",
+        /// Applying a change: it refuses others meanwhile.
+        Updating = "updating",
+        Deleting = "deleting",
     }
 }
 
@@ -356,5 +345,26 @@ impl Freshness {
             Self::Recheck => Priority::Background,
             Self::Now | Self::Recent | Self::Cached => Priority::Progress,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_words_read_back_as_the_cloud_wrote_them() {
+        for word in ["published", "normal", "pending"] {
+            assert_eq!(EntryState::from(word).as_str(), word);
+        }
+        for word in ["active", "updating", "deleting", "creating"] {
+            assert_eq!(GatewayStatus::from(word.to_owned()).as_str(), word);
+        }
+        assert_eq!(EntryState::from("published"), EntryState::Published);
+        assert_eq!(GatewayStatus::from("updating"), GatewayStatus::Updating);
+        assert_eq!(
+            GatewayStatus::from("creating"),
+            GatewayStatus::Other("creating".into())
+        );
     }
 }

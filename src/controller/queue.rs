@@ -68,6 +68,9 @@ pub(crate) struct Peers {
 /// What each region (and specification) learned of its gateways' update time.
 pub(crate) type Regions = HashMap<Peers, Shared>;
 
+/// The cloud's answer to a call.
+pub(crate) type Answer<T> = Result<T, CloudError>;
+
 /// What happened, as the driver tells it.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -76,13 +79,13 @@ pub(crate) enum Event {
     /// The planned step's time came, or (`woken`) new work woke the driver before it.
     Due { woken: bool },
     /// The answer to `Command::Send`.
-    Sent(Result<Accepted, CloudError>),
+    Sent(Answer<Accepted>),
     /// The answer to `Command::LearnPeers`.
     Peers(Peers),
     /// The answer to `Command::ReadStatus`.
-    StatusRead(Result<GatewayStatus, CloudError>),
+    StatusRead(Answer<GatewayStatus>),
     /// The answer to `Command::ReadList`.
-    ListRead(Result<Arc<Vec<Entry>>, CloudError>),
+    ListRead(Answer<Arc<Vec<Entry>>>),
 }
 
 /// What the driver does, in order.
@@ -566,7 +569,7 @@ impl GatewayQueue {
     /// the earliest when it was sent.
     fn sent(
         &mut self,
-        result: Result<Accepted, CloudError>,
+        result: Answer<Accepted>,
         now: Instant,
         regions: &mut Regions,
     ) -> Vec<Command> {
@@ -704,7 +707,7 @@ impl GatewayQueue {
     /// at the earliest when it was asked (the read may have waited in the rate limiter).
     fn status_read(
         &mut self,
-        result: Result<GatewayStatus, CloudError>,
+        result: Answer<GatewayStatus>,
         now: Instant,
         regions: &mut Regions,
     ) -> Vec<Command> {
@@ -754,11 +757,7 @@ impl GatewayQueue {
     /// create whose answer did not name its entry is sent again with its token (once), ahead of
     /// the queue; any other change, or that replay, goes back to its route, which re-plans from
     /// the list.
-    fn list_read(
-        &mut self,
-        result: Result<Arc<Vec<Entry>>, CloudError>,
-        now: Instant,
-    ) -> Vec<Command> {
+    fn list_read(&mut self, result: Answer<Arc<Vec<Entry>>>, now: Instant) -> Vec<Command> {
         let Some(Call::List) = self.call.take() else {
             return Vec::new();
         };

@@ -385,7 +385,7 @@ mod tests {
             ..Default::default()
         };
         let a = build(None, report.clone(), Some(1), "t1");
-        let b = build(Some(&a), report, Some(1), "t2");
+        let b = after(&a, report, 1, "t2");
         assert_eq!(
             a, b,
             "a repeated outcome must not change status (no self-triggered loops)"
@@ -419,7 +419,7 @@ mod tests {
             ("the entry too", report("active", 50), true),
         ];
         for (what, r, write) in table {
-            let new = build(Some(&current), r, Some(1), "t2");
+            let new = after(&current, r, 1, "t2");
             assert_eq!(worth_writing(Some(&current), &new), write, "{what}");
         }
         assert!(worth_writing(None, &current), "a first status is written");
@@ -486,6 +486,16 @@ mod tests {
 
     fn no(reason: Reason) -> Option<CondValue> {
         Some(CondValue::no(reason, "m"))
+    }
+
+    /// The status written after `before`, at `generation`.
+    fn after(
+        before: &VpnPbrRouteStatus,
+        report: StatusReport,
+        generation: i64,
+        now: &str,
+    ) -> VpnPbrRouteStatus {
+        build(Some(before), report, Some(generation), now)
     }
 
     fn in_sync() -> StatusReport {
@@ -680,10 +690,10 @@ mod tests {
     fn paused_keeps_only_a_ready_that_is_true() {
         let paused = || synced_only(CondValue::no(Reason::Paused, "p"), None);
         let ready = build(None, in_sync(), Some(1), "t1");
-        let s = build(Some(&ready), paused(), Some(1), "t2");
+        let s = after(&ready, paused(), 1, "t2");
         assert_eq!(cond(&s, READY), cond(&ready, READY), "kept as it was");
         let refused = build(None, both_no(Reason::AlreadyExists, None), Some(1), "t1");
-        let s = build(Some(&refused), paused(), Some(1), "t2");
+        let s = after(&refused, paused(), 1, "t2");
         assert_eq!(cond(&s, READY), None, "no claim while paused");
         assert_eq!(cond(&s, STALLED), None);
     }
@@ -692,7 +702,7 @@ mod tests {
     fn an_edit_keeps_ready_of_its_generation_until_confirmed() {
         let one = build(None, in_sync(), Some(1), "t1");
         // Generation 2 is being applied: a write that concludes nothing about Ready.
-        let two = build(Some(&one), StatusReport::default(), Some(2), "t2");
+        let two = after(&one, StatusReport::default(), 2, "t2");
         let ready = cond(&two, READY).expect("ready");
         assert_eq!(
             (ready.status, ready.observed_generation),
@@ -704,7 +714,7 @@ mod tests {
             ("Updating", Some(2))
         );
         assert_eq!(two.observed_generation, Some(2));
-        let confirmed = build(Some(&two), in_sync(), Some(2), "t3");
+        let confirmed = after(&two, in_sync(), 2, "t3");
         assert_eq!(
             cond(&confirmed, READY).and_then(|c| c.observed_generation),
             Some(2)
@@ -717,22 +727,12 @@ mod tests {
         let refused = build(None, both_no(Reason::InvalidSpec, None), Some(1), "t1");
         assert_eq!(kstatus(&refused).1, "InvalidSpec");
         // Corrected (generation 2): an old refusal stalls nothing, whatever is written.
-        let corrected = build(Some(&refused), StatusReport::default(), Some(2), "t2");
+        let corrected = after(&refused, StatusReport::default(), 2, "t2");
         assert_eq!(kstatus(&corrected), ("Updating".to_owned(), String::new()));
-        let creating = build(
-            Some(&corrected),
-            both_no(Reason::Creating, None),
-            Some(2),
-            "t3",
-        );
+        let creating = after(&corrected, both_no(Reason::Creating, None), 2, "t3");
         assert_eq!(kstatus(&creating), ("Creating".to_owned(), String::new()));
         // A repeated outcome keeps the transition time (no write of its own).
-        let again = build(
-            Some(&refused),
-            both_no(Reason::InvalidSpec, None),
-            Some(1),
-            "t4",
-        );
+        let again = after(&refused, both_no(Reason::InvalidSpec, None), 1, "t4");
         assert_eq!(again, refused);
     }
 }

@@ -175,77 +175,84 @@ pub(crate) mod de {
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;
 
-    fn to_i64<E: Error>(v: &Value) -> Result<Option<i64>, E> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-                .map(Some)
-                .ok_or_else(|| E::custom(format!("expected an integer, got {n}"))),
-            Value::String(s) if s.trim().is_empty() => Ok(None),
-            Value::String(s) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| E::custom(format!("expected an integer, got {s:?}"))),
-            other => Err(E::custom(format!("expected an integer, got {other}"))),
+    /// A value of an optional answer field, read leniently.
+    pub trait Lenient: Sized {
+        /// The value of `v`; `None` for null (for numbers and booleans, also for an empty or
+        /// blank string, which is how XML leaves them out).
+        fn from_value<E: Error>(v: Value) -> Result<Option<Self>, E>;
+    }
+
+    impl Lenient for i64 {
+        fn from_value<E: Error>(v: Value) -> Result<Option<Self>, E> {
+            match v {
+                Value::Null => Ok(None),
+                Value::Number(n) => n
+                    .as_i64()
+                    .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                    .map(Some)
+                    .ok_or_else(|| E::custom(format!("expected an integer, got {n}"))),
+                Value::String(s) if s.trim().is_empty() => Ok(None),
+                Value::String(s) => s
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| E::custom(format!("expected an integer, got {s:?}"))),
+                other => Err(E::custom(format!("expected an integer, got {other}"))),
+            }
         }
     }
 
-    fn to_bool<E: Error>(v: &Value) -> Result<Option<bool>, E> {
-        match v {
-            Value::Null => Ok(None),
-            Value::Bool(b) => Ok(Some(*b)),
-            Value::String(s) if s.trim().is_empty() => Ok(None),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(Some(false)),
-            other => Err(E::custom(format!("expected a boolean, got {other}"))),
-        }
-    }
-
-    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        to_i64(&Value::deserialize(d)?)?.ok_or_else(|| D::Error::custom("expected an integer"))
-    }
-
-    pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        to_i64(&Value::deserialize(d)?)
-    }
-
-    pub fn uint<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-        let v = int(d)?;
-        u32::try_from(v)
-            .map_err(|_| D::Error::custom(format!("expected a small unsigned integer, got {v}")))
-    }
-
-    pub fn opt_uint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-        opt_int(d)?
-            .map(|v| {
-                u32::try_from(v).map_err(|_| {
-                    D::Error::custom(format!("expected a small unsigned integer, got {v}"))
+    impl Lenient for u32 {
+        fn from_value<E: Error>(v: Value) -> Result<Option<Self>, E> {
+            i64::from_value(v)?
+                .map(|v| {
+                    u32::try_from(v).map_err(|_| {
+                        E::custom(format!("expected a small unsigned integer, got {v}"))
+                    })
                 })
-            })
-            .transpose()
-    }
-
-    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-        to_bool(&Value::deserialize(d)?)
-    }
-
-    /// A string field that XML may leave empty and JSON may send as a number.
-    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s)),
-            Value::Number(n) => Ok(Some(n.to_string())),
-            Value::Bool(b) => Ok(Some(b.to_string())),
-            other => Err(D::Error::custom(format!("expected a string, got {other}"))),
+                .transpose()
         }
+    }
+
+    impl Lenient for bool {
+        fn from_value<E: Error>(v: Value) -> Result<Option<Self>, E> {
+            match v {
+                Value::Null => Ok(None),
+                Value::Bool(b) => Ok(Some(b)),
+                Value::String(s) if s.trim().is_empty() => Ok(None),
+                Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(true)),
+                Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(Some(false)),
+                other => Err(E::custom(format!("expected a boolean, got {other}"))),
+            }
+        }
+    }
+
+    /// A string that XML may leave empty (kept as `""`) and JSON may send as a number.
+    impl Lenient for String {
+        fn from_value<E: Error>(v: Value) -> Result<Option<Self>, E> {
+            match v {
+                Value::Null => Ok(None),
+                Value::String(s) => Ok(Some(s)),
+                Value::Number(n) => Ok(Some(n.to_string())),
+                Value::Bool(b) => Ok(Some(b.to_string())),
+                other => Err(E::custom(format!("expected a string, got {other}"))),
+            }
+        }
+    }
+
+    /// An optional field (with `#[serde(default)]` an absent one is `None` too).
+    pub fn opt<'de, D: Deserializer<'de>, T: Lenient>(d: D) -> Result<Option<T>, D::Error> {
+        T::from_value(Value::deserialize(d)?)
+    }
+
+    /// A required count or weight.
+    pub fn uint<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        opt(d)?.ok_or_else(|| D::Error::custom("expected an integer"))
     }
 
     /// A required, non-empty string (a JSON number is taken as its digits: account IDs).
     pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        opt_string(d)?
+        opt::<D, String>(d)?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| D::Error::custom("expected a non-empty string"))
     }

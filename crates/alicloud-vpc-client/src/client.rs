@@ -234,14 +234,19 @@ impl VpcClient {
             .await
         })
         .await;
-        let action = DescribeVpnPbrRouteEntriesRequest::ACTION;
-        match &read {
-            Ok(list) => self.observe_list(action, list.reads, true),
-            Err(CloudError::ListInconsistent { reads, .. }) => {
-                self.observe_list(action, *reads, false);
-            }
-            Err(_) => {}
-        }
+        let (reads, complete) = match &read {
+            Ok(list) => (list.reads, true),
+            Err(CloudError::ListInconsistent { reads, .. }) => (*reads, false),
+            Err(_) => return read,
+        };
+        self.notify(|observer, region| {
+            observer.observe_list(&ListRecord {
+                action: DescribeVpnPbrRouteEntriesRequest::ACTION,
+                region,
+                reads,
+                complete,
+            });
+        });
         read
     }
 
@@ -463,14 +468,10 @@ impl VpcClient {
         Ok((parsed, request_id))
     }
 
-    fn observe_list(&self, action: &'static str, reads: u32, complete: bool) {
+    /// Hands the factory's hook, if it has one, to `notify` with this client's region.
+    fn notify(&self, notify: impl FnOnce(&dyn CallObserver, &str)) {
         if let Some(observer) = &self.inner.shared.observer {
-            observer.observe_list(&ListRecord {
-                action,
-                region: &self.inner.region,
-                reads,
-                complete,
-            });
+            notify(observer.as_ref(), &self.inner.region);
         }
     }
 
@@ -485,10 +486,10 @@ impl VpcClient {
         latency: Duration,
         tries: Tries,
     ) {
-        if let Some(observer) = &self.inner.shared.observer {
+        self.notify(|observer, region| {
             observer.observe(&CallRecord {
                 action,
-                region: &self.inner.region,
+                region,
                 code,
                 class,
                 http_status,
@@ -498,7 +499,7 @@ impl VpcClient {
                 priority: tries.priority,
                 rate_limit_wait: tries.rate_limit_wait,
             });
-        }
+        });
     }
 }
 
@@ -595,16 +596,9 @@ mod tests {
     #[test]
     fn requests_become_cloud_parameters() {
         let req = CreateVpnPbrRouteEntryRequest {
-            entry: EntryKey {
-                vpn_gateway_id: "vpn-1".into(),
-                route_source: "192.168.1.0/24".into(),
-                route_dest: "10.0.0.0/24".into(),
-                next_hop: "vco-1".into(),
-            },
-            weight: 100,
             publish_vpc: true,
             priority: Some(10),
-            ..Default::default()
+            ..create_request()
         };
         let p = to_params(&req).unwrap();
         assert_eq!(p["VpnGatewayId"], "vpn-1");

@@ -296,6 +296,18 @@ mod tests {
         (None, pages.reads())
     }
 
+    /// Proves a cloud of `n` entries that `change` alters once, before read `at`; the proof and
+    /// the cloud as it is after.
+    fn proven_changed_once(n: usize, at: usize, change: impl Fn(&mut Cloud)) -> (Proven, Cloud) {
+        let mut cloud = Cloud::of(n);
+        let (proof, _) = read(&mut cloud, 100, |r, c| {
+            if r == at {
+                change(c);
+            }
+        });
+        (proof.expect("proven after the change"), cloud)
+    }
+
     fn sources(entries: &[VpnPbrRouteEntry]) -> HashSet<String> {
         entries
             .iter()
@@ -328,13 +340,9 @@ mod tests {
     fn a_delete_between_pages_never_hides_a_live_entry() {
         // Page 1 lists 0..50; 10 is deleted; page 2 then starts at 51: 50 is on no page of the
         // first pass, and the union of that pass matches the new TotalCount.
-        let mut cloud = Cloud::of(101);
-        let (proof, _) = read(&mut cloud, 100, |r, c| {
-            if r == 1 {
-                c.0.remove(10);
-            }
+        let (proof, cloud) = proven_changed_once(101, 1, |c| {
+            c.0.remove(10);
         });
-        let proof = proof.expect("proven after the delete");
         let got = sources(&proof.entries);
         assert_eq!(got, sources(&cloud.0), "the list after the delete");
         assert!(
@@ -349,14 +357,10 @@ mod tests {
 
     #[test]
     fn an_entry_deleted_and_made_again_is_another_entry() {
-        let mut cloud = Cloud::of(60);
-        let (proof, _) = read(&mut cloud, 100, |r, c| {
-            if r == 2 {
-                c.0.remove(0);
-                c.0.push(entry(0, 2));
-            }
+        let (proof, _) = proven_changed_once(60, 2, |c| {
+            c.0.remove(0);
+            c.0.push(entry(0, 2));
         });
-        let proof = proof.expect("proven");
         let made_again: Vec<_> = proof
             .entries
             .iter()

@@ -5,6 +5,7 @@
 //! take an optional `ClientToken`; when it is `None` the client generates one per call and
 //! reuses it for that call's retries. Unknown response fields are ignored; a missing required
 //! field is a [`CloudError::MalformedResponse`](super::CloudError::MalformedResponse).
+//! The structs are declared through `requests!` and `responses!`, which state these rules once.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,40 +48,84 @@ macro_rules! operation {
     };
 }
 
-/// The entry a request names: the gateway and the entry's source, destination and next hop,
-/// which every entry operation repeats.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EntryKey {
-    pub vpn_gateway_id: String,
-    pub route_source: String,
-    pub route_dest: String,
-    pub next_hop: String,
+/// Declares API structs as written, adding what they all share: every field is public and
+/// PascalCase on the wire, and every `Option` field gets the attributes `$option` (given by
+/// [`requests!`] and [`responses!`]). Other fields keep only the attributes written on them.
+macro_rules! api_structs {
+    // Every field is done: the struct.
+    (@field [$($derive:tt)*] $option:tt [$($doc:tt)*] $name:ident [$($done:tt)*]) => {
+        $($doc)*
+        #[derive($($derive)*)]
+        #[serde(rename_all = "PascalCase")]
+        pub struct $name { $($done)* }
+    };
+    // An `Option` field.
+    (@field $derive:tt [$($option:tt)*] $doc:tt $name:ident [$($done:tt)*]
+        $(#[$attr:meta])* $field:ident: Option<$ty:ty>, $($rest:tt)*) => {
+        api_structs!(@field $derive [$($option)*] $doc $name
+            [$($done)* $(#[$attr])* $($option)* pub $field: Option<$ty>,] $($rest)*);
+    };
+    // Any other field.
+    (@field $derive:tt $option:tt $doc:tt $name:ident [$($done:tt)*]
+        $(#[$attr:meta])* $field:ident: $ty:ty, $($rest:tt)*) => {
+        api_structs!(@field $derive $option $doc $name
+            [$($done)* $(#[$attr])* pub $field: $ty,] $($rest)*);
+    };
+    ($derive:tt $option:tt $($(#[$doc:meta])* pub struct $name:ident { $($fields:tt)* })*) => {
+        $(api_structs!(@field $derive $option [$(#[$doc])*] $name [] $($fields)*);)*
+    };
 }
 
-/// `CreateVpnPbrRouteEntry` (the API page of that name).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CreateVpnPbrRouteEntryRequest {
-    #[serde(flatten)]
-    pub entry: EntryKey,
-    /// 100 active, 0 standby.
-    pub weight: u32,
-    pub publish_vpc: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub overlay_mode: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_token: Option<String>,
-    /// `true`: the cloud only checks the request (parameters, permissions, quota, next hop,
-    /// conflicts) and answers HTTP 400 `DryRunOperation` when it would have succeeded; nothing
-    /// is created. Use [`VpcClient::dry_run`](super::VpcClient::dry_run), which turns that
-    /// answer into `Ok`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dry_run: Option<bool>,
+/// Requests: their fields are the form parameters; a `None` is not sent.
+macro_rules! requests {
+    ($($structs:tt)*) => {
+        api_structs!(
+            [Debug, Clone, Default, PartialEq, Eq, Serialize]
+            [#[serde(skip_serializing_if = "Option::is_none")]]
+            $($structs)*
+        );
+    };
+}
+
+/// Answers: unknown fields are ignored; an `Option` field may be absent and is read leniently
+/// (`de::opt`: XML sends every leaf as a string, JSON numbers and booleans as such).
+macro_rules! responses {
+    ($($structs:tt)*) => {
+        api_structs!(
+            [Debug, Clone, PartialEq, Eq, Deserialize]
+            [#[serde(default, deserialize_with = "de::opt")]]
+            $($structs)*
+        );
+    };
+}
+
+requests! {
+    /// The entry a request names: the gateway and the entry's source, destination and next hop,
+    /// which every entry operation repeats.
+    pub struct EntryKey {
+        vpn_gateway_id: String,
+        route_source: String,
+        route_dest: String,
+        next_hop: String,
+    }
+
+    /// `CreateVpnPbrRouteEntry` (the API page of that name).
+    pub struct CreateVpnPbrRouteEntryRequest {
+        #[serde(flatten)]
+        entry: EntryKey,
+        /// 100 active, 0 standby.
+        weight: u32,
+        publish_vpc: bool,
+        priority: Option<u32>,
+        description: Option<String>,
+        overlay_mode: Option<String>,
+        client_token: Option<String>,
+        /// `true`: the cloud only checks the request (parameters, permissions, quota, next hop,
+        /// conflicts) and answers HTTP 400 `DryRunOperation` when it would have succeeded;
+        /// nothing is created. Use [`VpcClient::dry_run`](super::VpcClient::dry_run), which
+        /// turns that answer into `Ok`.
+        dry_run: Option<bool>,
+    }
 }
 
 /// The code of the answer to a `DryRun=true` call that would have succeeded (HTTP 400).
@@ -103,105 +148,83 @@ impl DryRunnable for CreateVpnPbrRouteEntryRequest {
     }
 }
 
-/// The fields an entry has both in the answer of `CreateVpnPbrRouteEntry` and in a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EntryFields {
-    /// The gateway id (the cloud calls it `VpnInstanceId` here).
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub vpn_instance_id: Option<String>,
-    pub route_source: String,
-    pub route_dest: String,
-    pub next_hop: String,
-    #[serde(deserialize_with = "de::uint")]
-    pub weight: u32,
-    #[serde(default, deserialize_with = "de::opt_uint")]
-    pub priority: Option<u32>,
-    /// Not in the documented list answer; kept when a server lists it.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub description: Option<String>,
-    /// Epoch milliseconds.
-    #[serde(default, deserialize_with = "de::opt_int")]
-    pub create_time: Option<i64>,
+responses! {
+    /// The fields an entry has both in the answer of `CreateVpnPbrRouteEntry` and in a listing.
+    pub struct EntryFields {
+        /// The gateway id (the cloud calls it `VpnInstanceId` here).
+        vpn_instance_id: Option<String>,
+        route_source: String,
+        route_dest: String,
+        next_hop: String,
+        #[serde(deserialize_with = "de::uint")]
+        weight: u32,
+        priority: Option<u32>,
+        /// Not in the documented list answer; kept when a server lists it.
+        description: Option<String>,
+        /// Epoch milliseconds.
+        create_time: Option<i64>,
+    }
+
+    /// Answer of `CreateVpnPbrRouteEntry`.
+    pub struct CreateVpnPbrRouteEntryResponse {
+        request_id: String,
+        #[serde(flatten)]
+        fields: EntryFields,
+        overlay_mode: Option<String>,
+        /// `published` or `normal`.
+        state: Option<String>,
+    }
+
+    /// Answer of the operations that return only a `RequestId`.
+    pub struct ActionResponse {
+        request_id: String,
+    }
 }
 
-/// Answer of `CreateVpnPbrRouteEntry`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CreateVpnPbrRouteEntryResponse {
-    pub request_id: String,
-    #[serde(flatten)]
-    pub fields: EntryFields,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub overlay_mode: Option<String>,
-    /// `published` or `normal`.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub state: Option<String>,
+requests! {
+    /// `DeleteVpnPbrRouteEntry`: repeat the entry's current weight (and priority, if sent).
+    pub struct DeleteVpnPbrRouteEntryRequest {
+        #[serde(flatten)]
+        entry: EntryKey,
+        weight: u32,
+        priority: Option<u32>,
+        overlay_mode: Option<String>,
+        client_token: Option<String>,
+    }
+
+    /// `DescribeVpnPbrRouteEntries`, one page.
+    /// [`VpcClient::list_vpn_pbr_route_entries`](crate::VpcClient::list_vpn_pbr_route_entries)
+    /// reads all pages.
+    pub struct DescribeVpnPbrRouteEntriesRequest {
+        vpn_gateway_id: String,
+        page_number: Option<u32>,
+        /// At most 50.
+        page_size: Option<u32>,
+    }
 }
 
-/// Answer of the operations that return only a `RequestId`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ActionResponse {
-    pub request_id: String,
-}
+responses! {
+    /// One page of `DescribeVpnPbrRouteEntries`.
+    pub struct DescribeVpnPbrRouteEntriesResponse {
+        request_id: String,
+        #[serde(deserialize_with = "de::uint")]
+        total_count: u32,
+        page_number: Option<u32>,
+        page_size: Option<u32>,
+        /// `VpnPbrRouteEntries.VpnPbrRouteEntry[]`; an absent or empty wrapper is an empty list.
+        #[serde(default, deserialize_with = "de::wrapped_list")]
+        vpn_pbr_route_entries: Vec<VpnPbrRouteEntry>,
+    }
 
-/// `DeleteVpnPbrRouteEntry`: repeat the entry's current weight (and priority, if sent).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DeleteVpnPbrRouteEntryRequest {
-    #[serde(flatten)]
-    pub entry: EntryKey,
-    pub weight: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub overlay_mode: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_token: Option<String>,
-}
-
-/// `DescribeVpnPbrRouteEntries`, one page.
-/// [`VpcClient::list_vpn_pbr_route_entries`](crate::VpcClient::list_vpn_pbr_route_entries)
-/// reads all pages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeVpnPbrRouteEntriesRequest {
-    pub vpn_gateway_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub page_number: Option<u32>,
-    /// At most 50.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub page_size: Option<u32>,
-}
-
-/// One page of `DescribeVpnPbrRouteEntries`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeVpnPbrRouteEntriesResponse {
-    pub request_id: String,
-    #[serde(deserialize_with = "de::uint")]
-    pub total_count: u32,
-    #[serde(default, deserialize_with = "de::opt_uint")]
-    pub page_number: Option<u32>,
-    #[serde(default, deserialize_with = "de::opt_uint")]
-    pub page_size: Option<u32>,
-    /// `VpnPbrRouteEntries.VpnPbrRouteEntry[]`; an absent or empty wrapper is an empty list.
-    #[serde(default, deserialize_with = "de::wrapped_list")]
-    pub vpn_pbr_route_entries: Vec<VpnPbrRouteEntry>,
-}
-
-/// A policy-based route as the cloud lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VpnPbrRouteEntry {
-    #[serde(flatten)]
-    pub fields: EntryFields,
-    /// Only on dual-tunnel gateways.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub next_hop_tunnel_id: Option<String>,
-    /// `published` or `normal`.
-    pub state: String,
+    /// A policy-based route as the cloud lists it.
+    pub struct VpnPbrRouteEntry {
+        #[serde(flatten)]
+        fields: EntryFields,
+        /// Only on dual-tunnel gateways.
+        next_hop_tunnel_id: Option<String>,
+        /// `published` or `normal`.
+        state: String,
+    }
 }
 
 impl VpnPbrRouteEntry {
@@ -222,131 +245,95 @@ pub struct VpnPbrRouteEntryList {
     pub reads: u32,
 }
 
-/// `ModifyVpnPbrRouteEntryWeight`: `weight` is the current one, `new_weight` the wanted one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ModifyVpnPbrRouteEntryWeightRequest {
-    #[serde(flatten)]
-    pub entry: EntryKey,
-    pub weight: u32,
-    pub new_weight: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub overlay_mode: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_token: Option<String>,
-}
+requests! {
+    /// `ModifyVpnPbrRouteEntryWeight`: `weight` is the current one, `new_weight` the wanted one.
+    pub struct ModifyVpnPbrRouteEntryWeightRequest {
+        #[serde(flatten)]
+        entry: EntryKey,
+        weight: u32,
+        new_weight: u32,
+        priority: Option<u32>,
+        overlay_mode: Option<String>,
+        client_token: Option<String>,
+    }
 
-/// `ModifyVpnPbrRouteEntryPriority`: `priority` is the current one (optional), `new_priority`
-/// the wanted one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ModifyVpnPbrRouteEntryPriorityRequest {
-    #[serde(flatten)]
-    pub entry: EntryKey,
-    pub weight: u32,
-    pub new_priority: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_token: Option<String>,
-}
+    /// `ModifyVpnPbrRouteEntryPriority`: `priority` is the current one (optional),
+    /// `new_priority` the wanted one.
+    pub struct ModifyVpnPbrRouteEntryPriorityRequest {
+        #[serde(flatten)]
+        entry: EntryKey,
+        weight: u32,
+        new_priority: u32,
+        priority: Option<u32>,
+        client_token: Option<String>,
+    }
 
-/// `ModifyVpnPbrRouteEntryAttribute`: current `weight` and `priority`, and at least one of
-/// `new_weight` / `new_priority`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ModifyVpnPbrRouteEntryAttributeRequest {
-    #[serde(flatten)]
-    pub entry: EntryKey,
-    pub weight: u32,
-    pub priority: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub new_weight: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub new_priority: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_token: Option<String>,
-}
+    /// `ModifyVpnPbrRouteEntryAttribute`: current `weight` and `priority`, and at least one of
+    /// `new_weight` / `new_priority`.
+    pub struct ModifyVpnPbrRouteEntryAttributeRequest {
+        #[serde(flatten)]
+        entry: EntryKey,
+        weight: u32,
+        priority: u32,
+        new_weight: Option<u32>,
+        new_priority: Option<u32>,
+        client_token: Option<String>,
+    }
 
-/// `PublishVpnRouteEntry`; for policy-based routes `route_type` is [`ROUTE_TYPE_PBR`].
-/// There is no `RouteSource` parameter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PublishVpnRouteEntryRequest {
-    pub vpn_gateway_id: String,
-    pub route_dest: String,
-    pub next_hop: String,
-    pub route_type: String,
-    pub publish_vpc: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_token: Option<String>,
+    /// `PublishVpnRouteEntry`; for policy-based routes `route_type` is [`ROUTE_TYPE_PBR`].
+    /// There is no `RouteSource` parameter.
+    pub struct PublishVpnRouteEntryRequest {
+        vpn_gateway_id: String,
+        route_dest: String,
+        next_hop: String,
+        route_type: String,
+        publish_vpc: bool,
+        client_token: Option<String>,
+    }
 }
 
 /// `RouteType` of policy-based routes.
 pub const ROUTE_TYPE_PBR: &str = "pbr";
 
-/// `DescribeVpnGateway`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeVpnGatewayRequest {
-    pub vpn_gateway_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub include_reservation_data: Option<bool>,
+requests! {
+    /// `DescribeVpnGateway`.
+    pub struct DescribeVpnGatewayRequest {
+        vpn_gateway_id: String,
+        include_reservation_data: Option<bool>,
+    }
 }
 
-/// Answer of `DescribeVpnGateway` (the fields this client reads).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeVpnGatewayResponse {
-    pub request_id: String,
-    pub vpn_gateway_id: String,
-    /// `init`, `provisioning`, `active`, `updating`, `deleting`.
-    pub status: String,
-    /// `Normal` or `FinancialLocked`.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub business_status: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub vpc_id: Option<String>,
-    #[serde(default, rename = "VSwitchId", deserialize_with = "de::opt_string")]
-    pub v_switch_id: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub description: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub spec: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub gateway_type: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub network_type: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub vpn_type: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub internet_ip: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub disaster_recovery_internet_ip: Option<String>,
-    /// Set only on dual-tunnel gateways (with `DisasterRecoveryInternetIp`).
-    #[serde(
-        default,
-        rename = "DisasterRecoveryVSwitchId",
-        deserialize_with = "de::opt_string"
-    )]
-    pub disaster_recovery_v_switch_id: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub ipsec_vpn: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_bool")]
-    pub enable_bgp: Option<bool>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub charge_type: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_int")]
-    pub create_time: Option<i64>,
-    #[serde(default, deserialize_with = "de::opt_int")]
-    pub end_time: Option<i64>,
-    /// System tags as a JSON string (`PbrPriority`, `VpnVersion`, ...).
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub tag: Option<String>,
+responses! {
+    /// Answer of `DescribeVpnGateway` (the fields this client reads).
+    pub struct DescribeVpnGatewayResponse {
+        request_id: String,
+        vpn_gateway_id: String,
+        /// `init`, `provisioning`, `active`, `updating`, `deleting`.
+        status: String,
+        /// `Normal` or `FinancialLocked`.
+        business_status: Option<String>,
+        vpc_id: Option<String>,
+        #[serde(rename = "VSwitchId")]
+        v_switch_id: Option<String>,
+        name: Option<String>,
+        description: Option<String>,
+        spec: Option<String>,
+        gateway_type: Option<String>,
+        network_type: Option<String>,
+        vpn_type: Option<String>,
+        internet_ip: Option<String>,
+        disaster_recovery_internet_ip: Option<String>,
+        /// Set only on dual-tunnel gateways (with `DisasterRecoveryInternetIp`).
+        #[serde(rename = "DisasterRecoveryVSwitchId")]
+        disaster_recovery_v_switch_id: Option<String>,
+        ipsec_vpn: Option<String>,
+        enable_bgp: Option<bool>,
+        charge_type: Option<String>,
+        create_time: Option<i64>,
+        end_time: Option<i64>,
+        /// System tags as a JSON string (`PbrPriority`, `VpnVersion`, ...).
+        tag: Option<String>,
+    }
 }
 
 impl DescribeVpnGatewayResponse {
@@ -379,42 +366,32 @@ impl DescribeVpnGatewayResponse {
     }
 }
 
-/// `DescribeVpnConnection`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeVpnConnectionRequest {
-    pub vpn_connection_id: String,
+requests! {
+    /// `DescribeVpnConnection`.
+    pub struct DescribeVpnConnectionRequest {
+        vpn_connection_id: String,
+    }
 }
 
-/// Answer of `DescribeVpnConnection` (the fields this client reads).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeVpnConnectionResponse {
-    pub request_id: String,
-    pub vpn_connection_id: String,
-    /// Absent for connections attached to a transit router.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub vpn_gateway_id: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub customer_gateway_id: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub local_subnet: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub remote_subnet: Option<String>,
-    /// `active`, `init`, `attached`, `updating`, ...
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub state: Option<String>,
-    /// IPsec negotiation status (`ipsec_sa_established`, ...).
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub status: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub attach_type: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub network_type: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_int")]
-    pub create_time: Option<i64>,
+responses! {
+    /// Answer of `DescribeVpnConnection` (the fields this client reads).
+    pub struct DescribeVpnConnectionResponse {
+        request_id: String,
+        vpn_connection_id: String,
+        /// Absent for connections attached to a transit router.
+        vpn_gateway_id: Option<String>,
+        customer_gateway_id: Option<String>,
+        name: Option<String>,
+        local_subnet: Option<String>,
+        remote_subnet: Option<String>,
+        /// `active`, `init`, `attached`, `updating`, ...
+        state: Option<String>,
+        /// IPsec negotiation status (`ipsec_sa_established`, ...).
+        status: Option<String>,
+        attach_type: Option<String>,
+        network_type: Option<String>,
+        create_time: Option<i64>,
+    }
 }
 
 operation!(
@@ -472,32 +449,28 @@ operation!(
     DescribeVpnConnectionResponse
 );
 
-/// STS `GetCallerIdentity`: who the credentials are and which account they act for. It takes
-/// no parameters and needs no RAM permission (its API page).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct GetCallerIdentityRequest {}
+requests! {
+    /// STS `GetCallerIdentity`: who the credentials are and which account they act for. It
+    /// takes no parameters and needs no RAM permission (its API page).
+    pub struct GetCallerIdentityRequest {}
+}
 
-/// Answer of `GetCallerIdentity`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct GetCallerIdentityResponse {
-    pub request_id: String,
-    /// The Alibaba Cloud account the credentials act for: the one whose resources they see.
-    #[serde(deserialize_with = "de::string")]
-    pub account_id: String,
-    /// `Account`, `RAMUser` or `AssumedRoleUser`.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub identity_type: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub arn: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub principal_id: Option<String>,
-    /// The account's or the RAM user's ID (not for a role).
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub user_id: Option<String>,
-    /// The RAM role's ID (only for a role).
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub role_id: Option<String>,
+responses! {
+    /// Answer of `GetCallerIdentity`.
+    pub struct GetCallerIdentityResponse {
+        request_id: String,
+        /// The Alibaba Cloud account the credentials act for: the one whose resources they see.
+        #[serde(deserialize_with = "de::string")]
+        account_id: String,
+        /// `Account`, `RAMUser` or `AssumedRoleUser`.
+        identity_type: Option<String>,
+        arn: Option<String>,
+        principal_id: Option<String>,
+        /// The account's or the RAM user's ID (not for a role).
+        user_id: Option<String>,
+        /// The RAM role's ID (only for a role).
+        role_id: Option<String>,
+    }
 }
 
 impl Operation for GetCallerIdentityRequest {

@@ -2,6 +2,7 @@
 //! retries, rate limiting, pagination, timeouts, RRSA, and random answers.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,8 +137,15 @@ fn creds() -> Arc<dyn CredentialsProvider> {
 }
 
 async fn setup() -> (Mock, VpcClientFactory, VpcClient) {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`] with `tune` applied to the [`config`].
+async fn setup_with(tune: impl FnOnce(&mut ClientConfig)) -> (Mock, VpcClientFactory, VpcClient) {
     let (mock, url) = serve().await;
-    let factory = VpcClientFactory::new(config(&url)).unwrap();
+    let mut cfg = config(&url);
+    tune(&mut cfg);
+    let factory = VpcClientFactory::new(cfg).unwrap();
     let client = factory.client("cn-hangzhou", creds()).unwrap();
     (mock, factory, client)
 }
@@ -161,6 +169,29 @@ fn key() -> EntryKey {
     }
 }
 
+/// Asserts that `form` carries the signature of the rest of it under `secret`.
+fn assert_signed(form: &BTreeMap<String, String>, secret: &str) {
+    let mut unsigned = form.clone();
+    let sig = unsigned.remove("Signature").expect("a Signature");
+    assert_eq!(
+        sign_v1(secret, "POST", &unsigned),
+        sig,
+        "{:?}",
+        form.get("Action")
+    );
+}
+
+/// Asserts that `form` has each of `params`.
+fn assert_params<K: AsRef<str>, V: AsRef<str>>(
+    form: &BTreeMap<String, String>,
+    params: impl IntoIterator<Item = (K, V)>,
+) {
+    for (k, v) in params {
+        let (k, v) = (k.as_ref(), v.as_ref());
+        assert_eq!(form.get(k).map(String::as_str), Some(v), "{k}");
+    }
+}
+
 #[tokio::test]
 async fn requests_are_signed_and_carry_common_parameters() {
     let (mock, _f, client) = setup().await;
@@ -173,28 +204,40 @@ async fn requests_are_signed_and_carry_common_parameters() {
     assert_eq!(r.method, Method::POST);
     assert!(r.query.is_empty(), "nothing in the URL: {:?}", r.query);
     let f = &r.form;
-    for (k, v) in [
-        ("Action", "DescribeVpnGateway"),
-        ("Version", "2016-04-28"),
-        ("Format", "JSON"),
-        ("SignatureMethod", "HMAC-SHA1"),
-        ("SignatureVersion", "1.0"),
-        ("AccessKeyId", "AKID"),
-        ("SecurityToken", "sts-token"),
-        ("RegionId", "cn-hangzhou"),
-        ("VpnGatewayId", "vpn-1"),
-    ] {
-        assert_eq!(f.get(k).map(String::as_str), Some(v), "{k}");
-    }
+    assert_params(
+        f,
+        [
+            ("Action", "DescribeVpnGateway"),
+            ("Version", "2016-04-28"),
+            ("Format", "JSON"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("AccessKeyId", "AKID"),
+            ("SecurityToken", "sts-token"),
+            ("RegionId", "cn-hangzhou"),
+            ("VpnGatewayId", "vpn-1"),
+        ],
+    );
     assert!(!f.contains_key("ClientToken"), "reads carry no ClientToken");
     let ts = &f["Timestamp"];
     assert!(
         ts.parse::<jiff::Timestamp>().is_ok() && ts.ends_with('Z') && ts.len() == 20,
         "{ts}"
     );
-    let mut unsigned = f.clone();
-    let sig = unsigned.remove("Signature").unwrap();
-    assert_eq!(sign_v1("the-secret", "POST", &unsigned), sig);
+    assert_signed(f, "the-secret");
+}
+
+/// A call answered with only a `RequestId`.
+type Call<'a> = Pin<Box<dyn Future<Output = Result<ActionResponse, CloudError>> + 'a>>;
+
+/// Awaits `call`, which the mock answers with only a `RequestId`: the form it sent, signed.
+async fn sent_form(mock: &Mock, call: Call<'_>) -> BTreeMap<String, String> {
+    // Futures are lazy: the answer is queued before the request leaves.
+    mock.push(Canned::json(200, r#"{"RequestId":"R"}"#));
+    assert_eq!(call.await.unwrap().request_id, "R");
+    let form = mock.requests().pop().unwrap().form;
+    assert_signed(&form, "the-secret");
+    form
 }
 
 #[tokio::test]
@@ -216,62 +259,94 @@ async fn every_operation_sends_its_parameters() {
         .await
         .unwrap();
     assert_eq!(created.request_id, "RC");
+    let f = mock.requests().pop().unwrap().form;
+    assert_signed(&f, "the-secret");
+    assert_params(
+        &f,
+        [
+            ("Action", "CreateVpnPbrRouteEntry"),
+            ("ClientToken", "tok-1"),
+            ("PublishVpc", "true"),
+            ("Description", "my route é & co"),
+            ("Weight", "100"),
+        ],
+    );
 
     // The five mutations after it answer only a RequestId.
-    for _ in 0..5 {
-        mock.push(Canned::json(200, r#"{"RequestId":"R"}"#));
-    }
-
-    client
-        .delete_vpn_pbr_route_entry(&DeleteVpnPbrRouteEntryRequest {
+    let (delete, weight, priority, attribute, publish) = (
+        DeleteVpnPbrRouteEntryRequest {
             entry: entry.clone(),
             weight: 0,
             priority: Some(10),
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    client
-        .modify_vpn_pbr_route_entry_weight(&ModifyVpnPbrRouteEntryWeightRequest {
+        },
+        ModifyVpnPbrRouteEntryWeightRequest {
             entry: entry.clone(),
             weight: 0,
             new_weight: 100,
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    client
-        .modify_vpn_pbr_route_entry_priority(&ModifyVpnPbrRouteEntryPriorityRequest {
+        },
+        ModifyVpnPbrRouteEntryPriorityRequest {
             entry: entry.clone(),
             weight: 100,
             new_priority: 5,
             priority: Some(10),
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    client
-        .modify_vpn_pbr_route_entry_attribute(&ModifyVpnPbrRouteEntryAttributeRequest {
+        },
+        ModifyVpnPbrRouteEntryAttributeRequest {
             entry: entry.clone(),
             weight: 100,
             priority: 10,
             new_weight: Some(0),
             new_priority: Some(20),
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    client
-        .publish_vpn_route_entry(&PublishVpnRouteEntryRequest {
+        },
+        PublishVpnRouteEntryRequest {
             vpn_gateway_id: entry.vpn_gateway_id.clone(),
             route_dest: entry.route_dest.clone(),
             next_hop: entry.next_hop.clone(),
             route_type: ROUTE_TYPE_PBR.into(),
             publish_vpc: false,
             client_token: None,
-        })
-        .await
-        .unwrap();
+        },
+    );
+    // Each call with the parameters it must send.
+    let calls: [(Call<'_>, &str); 5] = [
+        (
+            Box::pin(client.delete_vpn_pbr_route_entry(&delete)),
+            "Action=DeleteVpnPbrRouteEntry&Priority=10",
+        ),
+        (
+            Box::pin(client.modify_vpn_pbr_route_entry_weight(&weight)),
+            "Action=ModifyVpnPbrRouteEntryWeight&Weight=0&NewWeight=100",
+        ),
+        (
+            Box::pin(client.modify_vpn_pbr_route_entry_priority(&priority)),
+            "Action=ModifyVpnPbrRouteEntryPriority&NewPriority=5&Priority=10",
+        ),
+        (
+            Box::pin(client.modify_vpn_pbr_route_entry_attribute(&attribute)),
+            "Action=ModifyVpnPbrRouteEntryAttribute&NewWeight=0&NewPriority=20",
+        ),
+        (
+            Box::pin(client.publish_vpn_route_entry(&publish)),
+            "Action=PublishVpnRouteEntry&RouteType=pbr&PublishVpc=false",
+        ),
+    ];
+    for (call, params) in calls {
+        let f = sent_form(&mock, call).await;
+        assert_params(&f, pairs(params.as_bytes()));
+        // None of these requests names a ClientToken: the client makes one.
+        assert!(
+            uuid::Uuid::parse_str(&f["ClientToken"]).is_ok(),
+            "{params}: generated token"
+        );
+    }
+    assert!(
+        !mock.requests()[5].form.contains_key("RouteSource"),
+        "PublishVpnRouteEntry has no RouteSource"
+    );
+
     mock.push(Canned::json(
         200,
         r#"{"RequestId":"RV","VpnConnectionId":"vco-1","VpnGatewayId":"vpn-1"}"#,
@@ -283,52 +358,10 @@ async fn every_operation_sends_its_parameters() {
         .await
         .unwrap();
     assert_eq!(conn.vpn_gateway_id.as_deref(), Some("vpn-1"));
-
-    let reqs = mock.requests();
-    let f: Vec<&BTreeMap<String, String>> = reqs.iter().map(|r| &r.form).collect();
-    assert_eq!(f[0]["Action"], "CreateVpnPbrRouteEntry");
-    assert_eq!(f[0]["ClientToken"], "tok-1");
-    assert_eq!(f[0]["PublishVpc"], "true");
-    assert_eq!(f[0]["Description"], "my route é & co");
-    assert_eq!(f[0]["Weight"], "100");
-    assert_eq!(f[1]["Action"], "DeleteVpnPbrRouteEntry");
-    assert!(
-        uuid::Uuid::parse_str(&f[1]["ClientToken"]).is_ok(),
-        "generated token"
-    );
-    assert_eq!(f[1]["Priority"], "10");
-    assert_eq!(f[2]["Action"], "ModifyVpnPbrRouteEntryWeight");
-    assert_eq!(
-        (f[2]["Weight"].as_str(), f[2]["NewWeight"].as_str()),
-        ("0", "100")
-    );
-    assert_eq!(f[3]["Action"], "ModifyVpnPbrRouteEntryPriority");
-    assert_eq!(
-        (f[3]["NewPriority"].as_str(), f[3]["Priority"].as_str()),
-        ("5", "10")
-    );
-    assert_eq!(f[4]["Action"], "ModifyVpnPbrRouteEntryAttribute");
-    assert_eq!(
-        (f[4]["NewWeight"].as_str(), f[4]["NewPriority"].as_str()),
-        ("0", "20")
-    );
-    assert_eq!(f[5]["Action"], "PublishVpnRouteEntry");
-    assert_eq!(
-        (f[5]["RouteType"].as_str(), f[5]["PublishVpc"].as_str()),
-        ("pbr", "false")
-    );
-    assert!(!f[5].contains_key("RouteSource"));
-    assert_eq!(f[6]["Action"], "DescribeVpnConnection");
-    for form in &f {
-        let mut unsigned = (*form).clone();
-        let sig = unsigned.remove("Signature").unwrap();
-        assert_eq!(
-            sign_v1("the-secret", "POST", &unsigned),
-            sig,
-            "{}",
-            form["Action"]
-        );
-    }
+    let f = mock.requests().pop().unwrap().form;
+    assert_signed(&f, "the-secret");
+    assert_eq!(f["Action"], "DescribeVpnConnection");
+    assert_eq!(mock.requests().len(), 7);
 }
 
 #[tokio::test]
@@ -369,19 +402,18 @@ async fn get_caller_identity_goes_to_sts_signed_and_names_the_account() {
     let reqs = sts.requests();
     assert_eq!(reqs.len(), 2);
     let f = &reqs[0].form;
-    for (k, v) in [
-        ("Action", "GetCallerIdentity"),
-        ("Version", "2015-04-01"),
-        ("Format", "JSON"),
-        ("AccessKeyId", "AKID"),
-        ("SecurityToken", "sts-token"),
-    ] {
-        assert_eq!(f.get(k).map(String::as_str), Some(v), "{k}");
-    }
+    assert_params(
+        f,
+        [
+            ("Action", "GetCallerIdentity"),
+            ("Version", "2015-04-01"),
+            ("Format", "JSON"),
+            ("AccessKeyId", "AKID"),
+            ("SecurityToken", "sts-token"),
+        ],
+    );
     assert!(!f.contains_key("RegionId"), "STS takes no RegionId: {f:?}");
-    let mut unsigned = f.clone();
-    let sig = unsigned.remove("Signature").unwrap();
-    assert_eq!(sign_v1("the-secret", "POST", &unsigned), sig);
+    assert_signed(f, "the-secret");
 
     // A refusal is a classified CloudError; an answer without an account is malformed.
     sts.push(Canned::json(
@@ -484,12 +516,8 @@ async fn busy_gateway_and_spec_errors_are_returned_at_once() {
 
 #[tokio::test]
 async fn throttling_backs_off_and_slows_the_shared_limiter() {
-    let (mock, url) = serve().await;
-    let mut cfg = config(&url);
-    cfg.rate_limit.max_rate = 100.0;
-    let factory = VpcClientFactory::new(cfg).unwrap();
+    let (mock, factory, a) = setup_with(|c| c.rate_limit.max_rate = 100.0).await;
     // Two clients (say, two routes' Secrets) share one limiter.
-    let a = factory.client("cn-hangzhou", creds()).unwrap();
     let b = factory.client("cn-shanghai", creds()).unwrap();
     let mut throttled = Canned::json(
         400,
@@ -561,14 +589,11 @@ async fn lists_every_page_of_fifty() {
 
 #[tokio::test]
 async fn timeouts_and_refused_connections_are_transient() {
-    let (mock, url) = serve().await;
-    let mut cfg = config(&url);
-    cfg.retry.max_attempts = 1;
-    cfg.read_timeout = Duration::from_millis(100);
-    let client = VpcClientFactory::new(cfg)
-        .unwrap()
-        .client("cn-hangzhou", creds())
-        .unwrap();
+    let (mock, _f, client) = setup_with(|c| {
+        c.retry.max_attempts = 1;
+        c.read_timeout = Duration::from_millis(100);
+    })
+    .await;
     mock.push(Canned {
         delay: Duration::from_secs(2),
         ..Canned::json(200, GATEWAY)
@@ -609,24 +634,30 @@ fn sts_body(expires_in: Duration, ak: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn rrsa_assumes_the_role_rereads_the_token_and_refreshes_early() {
+/// A mock that answers both STS and VPC, a factory, and the RRSA settings of a role whose
+/// token file (in the returned directory) holds `token`.
+async fn rrsa(token: &str) -> (Mock, VpcClientFactory, OidcConfig, tempfile::TempDir) {
     let (mock, url) = serve().await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "jwt-1\n").unwrap();
+    std::fs::write(&token_file, token).unwrap();
     let factory = VpcClientFactory::new(config(&url)).unwrap();
-    let provider = Arc::new(OidcProvider::new(
-        OidcConfig {
-            role_arn: "acs:ram::123:role/op".into(),
-            oidc_provider_arn: "acs:ram::123:oidc-provider/ack".into(),
-            token_file: token_file.clone(),
-            role_session_name: "test".into(),
-            duration: Duration::from_secs(3600),
-            sts_url: url.parse().unwrap(),
-        },
-        factory.http_client().clone(),
-    ));
+    let oidc = OidcConfig {
+        role_arn: "acs:ram::123:role/op".into(),
+        oidc_provider_arn: "acs:ram::123:oidc-provider/ack".into(),
+        token_file,
+        role_session_name: "test".into(),
+        duration: Duration::from_secs(3600),
+        sts_url: url.parse().unwrap(),
+    };
+    (mock, factory, oidc, dir)
+}
+
+#[tokio::test]
+async fn rrsa_assumes_the_role_rereads_the_token_and_refreshes_early() {
+    let (mock, factory, oidc, _dir) = rrsa("jwt-1\n").await;
+    let token_file = oidc.token_file.clone();
+    let provider = Arc::new(OidcProvider::new(oidc, factory.http_client().clone()));
 
     // Expires within the refresh margin (20 min of a 1 h lifetime): every call refreshes.
     mock.push(Canned::json(
@@ -667,26 +698,12 @@ async fn rrsa_assumes_the_role_rereads_the_token_and_refreshes_early() {
     let last = mock.requests().pop().unwrap();
     assert_eq!(last.form["AccessKeyId"], "STS.A2");
     assert_eq!(last.form["SecurityToken"], "sts-tok");
-    let mut unsigned = last.form.clone();
-    let sig = unsigned.remove("Signature").unwrap();
-    assert_eq!(sign_v1("sts-secret", "POST", &unsigned), sig);
+    assert_signed(&last.form, "sts-secret");
 }
 
 #[tokio::test]
 async fn rrsa_errors_are_classified() {
-    let (mock, url) = serve().await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "jwt").unwrap();
-    let factory = VpcClientFactory::new(config(&url)).unwrap();
-    let cfg = OidcConfig {
-        role_arn: "r".into(),
-        oidc_provider_arn: "p".into(),
-        token_file: token_file.clone(),
-        role_session_name: "s".into(),
-        duration: Duration::from_secs(900),
-        sts_url: url.parse().unwrap(),
-    };
+    let (mock, factory, cfg, dir) = rrsa("jwt").await;
     let provider: Arc<dyn CredentialsProvider> = Arc::new(OidcProvider::new(
         cfg.clone(),
         factory.http_client().clone(),
@@ -724,10 +741,7 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let (mock, url) = serve().await;
-            let mut cfg = config(&url);
-            cfg.retry.max_attempts = 1;
-            let client = VpcClientFactory::new(cfg).unwrap().client("cn-hangzhou", creds()).unwrap();
+            let (mock, _f, client) = setup_with(|c| c.retry.max_attempts = 1).await;
             mock.fallback(Canned {
                 status,
                 content_type: if xml { "text/xml" } else { "application/json" },

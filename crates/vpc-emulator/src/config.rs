@@ -54,21 +54,14 @@ pub fn account_of_arn(arn: &str) -> Option<&str> {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default)]
     pub settings: Settings,
-    #[serde(default)]
     pub access_keys: Vec<AccessKeyConfig>,
-    #[serde(default)]
     pub regions: Vec<String>,
-    #[serde(default)]
     pub vpn_gateways: Vec<GatewayConfig>,
-    #[serde(default)]
     pub vpn_connections: Vec<ConnectionConfig>,
-    #[serde(default)]
     pub oidc: Option<OidcConfig>,
-    #[serde(default)]
     pub faults: FaultSettings,
 }
 
@@ -128,38 +121,32 @@ pub struct AccessKeyConfig {
     pub id: String,
     pub secret: String,
     /// If set, requests with this key must carry this STS token.
-    #[serde(default)]
     pub security_token: Option<String>,
     /// The actions this key may call (a RAM policy): names like `CreateVpnPbrRouteEntry` or
     /// `vpc:CreateVpnPbrRouteEntry`, `*` at the end as a wildcard (`vpc:Describe*`). Absent:
     /// every action. Others get HTTP 403.
-    #[serde(default)]
     pub allowed_actions: Option<Vec<String>>,
     /// The code of that 403: `Forbidden` or `Forbbiden.SubUser`.
     #[serde(default)]
     pub forbidden_code: ForbiddenCode,
     /// The account the key belongs to (a RAM user of it): the key sees only this account's
     /// gateways, and `GetCallerIdentity` answers it. Default [`DEFAULT_ACCOUNT_ID`].
-    #[serde(default)]
     pub account_id: Option<String>,
 }
 
 /// A gateway's own list behaviour, overriding the settings, and its kind: as configured, and
 /// as the world keeps them.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct GatewayTraits {
     /// Overrides `settings.visibility` for this gateway.
-    #[serde(default)]
     pub visibility: Option<Visibility>,
     /// Overrides `settings.shuffle_lists` for this gateway's route list.
-    #[serde(default)]
     pub shuffle_lists: Option<bool>,
     /// Overrides `settings.list_lag_ms` for this gateway (which must be `on_active`).
-    #[serde(default)]
     pub list_lag_ms: Option<u64>,
     /// Dual-tunnel IPsec connections: `NextHopTunnelId` on routes, weights without effect,
     /// `0.0.0.0/0` and `100.64.0.0/10` allowed, disaster-recovery address and vSwitch.
-    #[serde(default)]
     pub dual_tunnel: bool,
 }
 
@@ -169,7 +156,6 @@ pub struct GatewayConfig {
     pub id: String,
     pub region: String,
     pub vpc_id: String,
-    #[serde(default)]
     pub name: Option<String>,
     /// `active`, `init`, `provisioning`, `updating`, `deleting`; `updating` is derived at
     /// run time, so configure `active` normally.
@@ -191,21 +177,15 @@ pub struct GatewayConfig {
     /// How long the gateway stays `updating` after an accepted mutation.
     #[serde(default = "default_update_ms")]
     pub update_duration_ms: u64,
-    #[serde(default)]
     pub vswitch_id: Option<String>,
-    #[serde(default)]
     pub internet_ip: Option<String>,
-    #[serde(default)]
     pub spec: Option<String>,
     #[serde(flatten)]
     pub traits: GatewayTraits,
-    #[serde(default)]
     pub disaster_recovery_internet_ip: Option<String>,
-    #[serde(default)]
     pub disaster_recovery_vswitch_id: Option<String>,
     /// The account that owns the gateway; keys of other accounts do not see it. Default
     /// [`DEFAULT_ACCOUNT_ID`].
-    #[serde(default)]
     pub account_id: Option<String>,
 }
 
@@ -230,13 +210,9 @@ fn default_update_ms() -> u64 {
 pub struct ConnectionConfig {
     pub id: String,
     pub gateway_id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub customer_gateway_id: Option<String>,
-    #[serde(default)]
     pub local_subnet: Option<String>,
-    #[serde(default)]
     pub remote_subnet: Option<String>,
 }
 
@@ -257,7 +233,6 @@ pub struct OidcRole {
     #[serde(default = "default_max_session")]
     pub max_session_duration_secs: u64,
     /// The actions the role's temporary keys may call (as `access_keys[].allowed_actions`).
-    #[serde(default)]
     pub allowed_actions: Option<Vec<String>>,
 }
 

@@ -13,14 +13,12 @@ use super::actions::{MUTATIONS, is_mutation};
 use super::error::{ApiError, BUSY_CODES};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FaultSettings {
     /// Requests per second (all API actions together) above which `Throttling.User` is
     /// answered. `null`/absent: unlimited.
-    #[serde(default)]
     pub rate_limit_per_second: Option<f64>,
     /// Evaluated in order; the first rule that fires decides.
-    #[serde(default)]
     pub rules: Vec<FaultRule>,
 }
 
@@ -33,15 +31,11 @@ pub struct FaultRule {
     pub rate: f64,
     pub kind: FaultKind,
     /// Overrides the error code of `busy`, `throttled`, `server_error`, `error`.
-    #[serde(default)]
     pub code: Option<String>,
     /// Overrides the HTTP status of the error kinds.
-    #[serde(default)]
     pub status: Option<u16>,
-    #[serde(default)]
     pub message: Option<String>,
     /// Delay of `slow` (default 2000 ms).
-    #[serde(default)]
     pub delay_ms: Option<u64>,
 }
 

@@ -63,36 +63,12 @@ pub fn run_as(
                 Ok(json!({}))
             })
         }
-        "ModifyVpnPbrRouteEntryWeight" => {
+        "ModifyVpnPbrRouteEntryWeight"
+        | "ModifyVpnPbrRouteEntryPriority"
+        | "ModifyVpnPbrRouteEntryAttribute" => {
             let region = p.required("RegionId")?;
             let sel = selector(p)?;
-            let new_weight = p.required_int("NewWeight")?;
-            mutate(account, action, p, st, now_ms, |w| {
-                w.modify_entry(account, region, &sel, Some(new_weight), None, now_ms)?;
-                Ok(json!({}))
-            })
-        }
-        "ModifyVpnPbrRouteEntryPriority" => {
-            let region = p.required("RegionId")?;
-            let sel = selector(p)?;
-            let new_priority = p.required_int("NewPriority")?;
-            mutate(account, action, p, st, now_ms, |w| {
-                w.modify_entry(account, region, &sel, None, Some(new_priority), now_ms)?;
-                Ok(json!({}))
-            })
-        }
-        "ModifyVpnPbrRouteEntryAttribute" => {
-            let region = p.required("RegionId")?;
-            let sel = selector(p)?;
-            if sel.priority.is_none() {
-                return Err(ApiError::missing("Priority"));
-            }
-            let new_weight = p.int("NewWeight")?;
-            let new_priority = p.int("NewPriority")?;
-            if new_weight.is_none() && new_priority.is_none() {
-                // Our choice: the API says one of the two is needed but not how it refuses.
-                return Err(ApiError::missing("NewWeight"));
-            }
+            let (new_weight, new_priority) = modification(action, p, &sel)?;
             mutate(account, action, p, st, now_ms, |w| {
                 w.modify_entry(account, region, &sel, new_weight, new_priority, now_ms)?;
                 Ok(json!({}))
@@ -311,6 +287,32 @@ fn route_key(p: &Params) -> Result<RouteKey, ApiError> {
 
 /// Delete and Modify calls repeat the entry's current `Weight` (required) and may repeat its
 /// current `Priority`.
+/// The new weight and priority a modify action asks for: `NewWeight` of the Weight action,
+/// `NewPriority` of the Priority action, either or both of the Attribute action (which also
+/// needs the current `Priority`).
+fn modification(
+    action: &str,
+    p: &Params,
+    sel: &EntrySelector,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    match action {
+        "ModifyVpnPbrRouteEntryWeight" => Ok((Some(p.required_int("NewWeight")?), None)),
+        "ModifyVpnPbrRouteEntryPriority" => Ok((None, Some(p.required_int("NewPriority")?))),
+        _ => {
+            if sel.priority.is_none() {
+                return Err(ApiError::missing("Priority"));
+            }
+            let new_weight = p.int("NewWeight")?;
+            let new_priority = p.int("NewPriority")?;
+            if new_weight.is_none() && new_priority.is_none() {
+                // Our choice: the API says one of the two is needed but not how it refuses.
+                return Err(ApiError::missing("NewWeight"));
+            }
+            Ok((new_weight, new_priority))
+        }
+    }
+}
+
 fn selector(p: &Params) -> Result<EntrySelector, ApiError> {
     Ok(EntrySelector {
         key: route_key(p)?,

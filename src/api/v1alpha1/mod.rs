@@ -6,6 +6,7 @@
 mod status;
 pub mod validation;
 
+use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -26,9 +27,18 @@ pub const DEFAULT_PRIORITY: i32 = 10;
 
 const IMMUTABLE: &str = "is immutable; create a new VpnPbrRoute instead";
 
-// Identity fields (region, gateway, source, destination, next hop) are checked at the root,
-// where the status is visible: they may still be corrected while no cloud entry exists and no
-// create is in flight (no `createTime`, no `clientToken`), and are fixed after that.
+/// The rule that fixes identity field `spec.<field>` (region, gateway, source, destination, next
+/// hop). Checked at the root, where the status is visible: the field may still be corrected
+/// while no cloud entry exists and no create is in flight (no `createTime`, no `clientToken`),
+/// and is fixed after that.
+fn identity_rule(field: &str) -> Rule {
+    Rule::new(format!(
+        "self.spec.{field} == oldSelf.spec.{field} || !has(oldSelf.status) || \
+         (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))"
+    ))
+    .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
+    .field_path(format!(".spec.{field}"))
+}
 
 /// Desired state of one policy-based route. Field names follow the VPC API in lowerCamelCase.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -58,21 +68,11 @@ const IMMUTABLE: &str = "is immutable; create a new VpnPbrRoute instead";
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.spec.regionId == oldSelf.spec.regionId || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
-        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
-        .field_path(".spec.regionId"),
-    validation = Rule::new("self.spec.vpnGatewayId == oldSelf.spec.vpnGatewayId || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
-        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
-        .field_path(".spec.vpnGatewayId"),
-    validation = Rule::new("self.spec.routeSource == oldSelf.spec.routeSource || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
-        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
-        .field_path(".spec.routeSource"),
-    validation = Rule::new("self.spec.routeDest == oldSelf.spec.routeDest || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
-        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
-        .field_path(".spec.routeDest"),
-    validation = Rule::new("self.spec.nextHop == oldSelf.spec.nextHop || !has(oldSelf.status) || (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))")
-        .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
-        .field_path(".spec.nextHop")
+    validation = identity_rule("regionId"),
+    validation = identity_rule("vpnGatewayId"),
+    validation = identity_rule("routeSource"),
+    validation = identity_rule("routeDest"),
+    validation = identity_rule("nextHop")
 )]
 #[x_kube(validation = Rule::new("has(self.description) == has(oldSelf.description)")
     .message("description is immutable: it cannot be added or removed after creation")

@@ -8,36 +8,36 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct VpnPbrRouteStatus {
     /// Route state as the cloud reports it: `published` or `normal`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Creation time of the cloud entry, RFC 3339 with milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
     /// Gateway ID the cloud echoes for the entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vpn_instance_id: Option<String>,
     /// Weight, priority and publishing as last read from the cloud.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<ObservedRoute>,
     /// Last seen gateway status (`active`, `updating`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_status: Option<String>,
     /// Idempotency token of the create in flight; written before the create call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     /// RequestId of the last cloud call, for support tickets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_request_id: Option<String>,
     /// The entry existed before this object and was adopted (with the adopt annotation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub adopted: Option<bool>,
     /// When the entry was adopted, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub adopted_at: Option<String>,
     /// The Alibaba Cloud account that holds the entry: the one whose credentials listed it
     /// after this object made or adopted it (STS GetCallerIdentity). A deletion takes only that
     /// account's answers as proof that the entry or its gateway is gone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
     /// `Ready` and `Synced`, and the kstatus conditions `Reconciling` and `Stalled` (each only
     /// while true).
@@ -45,7 +45,7 @@ pub struct VpnPbrRouteStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// Spec generation the controller last acted on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
 
@@ -74,7 +74,7 @@ pub struct Condition {
     /// When the status last changed, RFC 3339.
     pub last_transition_time: String,
     /// Spec generation this condition describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
 

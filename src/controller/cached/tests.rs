@@ -125,16 +125,21 @@ impl Run {
     }
 }
 
+/// Route `i` reads at `class`, finds nothing and starts the background read at that class.
+fn starts(i: usize, class: Priority) -> Step {
+    Step::Read(i, class, "pending", Flight::Start(class))
+}
+
+/// Route `i` reads at `class`, finds nothing and raises the read under way to that class.
+fn raises(i: usize, class: Priority) -> Step {
+    Step::Read(i, class, "pending", Flight::Raise(class))
+}
+
 /// A first background read of facts and list (route 1 waiting) that shows `routes`.
 fn first_read(routes: &'static [usize], list: &'static str) -> Vec<Step> {
     use Step::*;
     vec![
-        Read(
-            1,
-            Priority::Progress,
-            "pending",
-            Flight::Start(Priority::Progress),
-        ),
+        starts(1, Priority::Progress),
         Stale(true, true),
         Facts,
         Stale(false, true),
@@ -151,19 +156,9 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
         (
             "readers join the read under way; a higher class raises it, a lower one does not",
             vec![
-                Read(
-                    1,
-                    Priority::Background,
-                    "pending",
-                    Flight::Start(Priority::Background),
-                ),
+                starts(1, Priority::Background),
                 Read(2, Priority::Background, "pending", Flight::None),
-                Read(
-                    3,
-                    Priority::Progress,
-                    "pending",
-                    Flight::Raise(Priority::Progress),
-                ),
+                raises(3, Priority::Progress),
                 Read(4, Priority::Background, "pending", Flight::None),
                 Facts,
                 ListStarted,
@@ -180,12 +175,7 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
                 vec![
                     At(60_000),
                     Read(1, Priority::Progress, "ready [s1]", Flight::None),
-                    Read(
-                        1,
-                        Priority::Progress,
-                        "pending",
-                        Flight::Start(Priority::Progress),
-                    ),
+                    starts(1, Priority::Progress),
                     Read(2, Priority::Progress, "pending", Flight::None),
                     // The facts are young enough: only the list is read.
                     Stale(false, true),
@@ -196,12 +186,7 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
         (
             "a failed read answers every reader with its error for a while, then is tried again",
             vec![
-                Read(
-                    1,
-                    Priority::Progress,
-                    "pending",
-                    Flight::Start(Priority::Progress),
-                ),
+                starts(1, Priority::Progress),
                 Ended(Err(unavailable()), &["r1"]),
                 At(1_000),
                 Read(
@@ -217,24 +202,14 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
                     Flight::None,
                 ),
                 At(2_000),
-                Read(
-                    2,
-                    Priority::Progress,
-                    "pending",
-                    Flight::Start(Priority::Progress),
-                ),
+                starts(2, Priority::Progress),
             ],
         ),
         (
             "a reconcile may wait for the gateway's first read, once",
             vec![
                 MayAwait(false),
-                Read(
-                    1,
-                    Priority::Progress,
-                    "pending",
-                    Flight::Start(Priority::Progress),
-                ),
+                starts(1, Priority::Progress),
                 MayAwait(true),
                 MayAwait(false),
             ],
@@ -243,16 +218,7 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
             "no reconcile waits for a later read",
             [
                 first_read(&[], "[]"),
-                vec![
-                    At(60_000),
-                    Read(
-                        2,
-                        Priority::Progress,
-                        "pending",
-                        Flight::Start(Priority::Progress),
-                    ),
-                    MayAwait(false),
-                ],
+                vec![At(60_000), starts(2, Priority::Progress), MayAwait(false)],
             ]
             .joined(),
         ),

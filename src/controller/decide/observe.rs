@@ -6,7 +6,8 @@
 use super::outcome::keep_waiting;
 use super::ownership::made_by;
 use super::{
-    CloudRead, Decision, JobOp, Next, Observation, drop_job, in_steady_state, without_read,
+    CloudRead, Decision, JobOp, Next, Observation, drop_job, in_steady_state, synced_as_compared,
+    without_read,
 };
 use crate::controller::job::JobView;
 use crate::controller::model::Freshness;
@@ -70,18 +71,14 @@ pub(super) fn observe_only(obs: &Observation<'_>, mut d: Decision) -> Decision {
             ..Default::default()
         },
         Some(e) => {
-            let drift = plan::drift(&obs.route.spec, e, facts);
-            let synced = if drift.fields.is_empty() {
-                CondValue::yes(Reason::Synced, "the cloud entry matches the spec")
-            } else {
-                CondValue::no(
-                    Reason::Drift,
-                    format!(
-                        "the cloud differs in {} (ObserveOnly: not changed)",
-                        drift.fields.join(", ")
-                    ),
-                )
-            };
+            let synced = synced_as_compared(
+                obs,
+                e,
+                facts,
+                "the cloud entry matches the spec",
+                Reason::Drift,
+                |fields| format!("the cloud differs in {fields} (ObserveOnly: not changed)"),
+            );
             let made = made_by(answer, e);
             StatusReport {
                 ready: Some(CondValue::yes(Reason::Available, "the cloud entry exists")),

@@ -4,7 +4,9 @@
 //! account's credentials. An entry the object did not make is adopted only by consent, else
 //! refused and left alone.
 
-use super::{Decision, JobOp, Next, Observation, both_false, drop_job, ready_reason};
+use super::{
+    Decision, JobOp, Next, Observation, both_false, drop_job, ready_reason, synced_as_compared,
+};
 use crate::api::v1alpha1::{ADOPT_ANNOTATION, ConditionStatus, VpnPbrRoute};
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::plan;
@@ -138,15 +140,9 @@ pub(super) fn adopt(
     facts: &GatewayFacts,
     d: Decision,
 ) -> Decision {
-    let drift = plan::drift(&obs.route.spec, entry, facts);
-    let synced = if drift.fields.is_empty() {
-        CondValue::yes(Reason::Synced, "")
-    } else {
-        CondValue::no(
-            Reason::Adopted,
-            format!("adopted; changing {}", drift.fields.join(", ")),
-        )
-    };
+    let synced = synced_as_compared(obs, entry, facts, "", Reason::Adopted, |fields| {
+        format!("adopted; changing {fields}")
+    });
     d.status(StatusReport {
         ready: Some(CondValue::yes(
             Reason::Available,

@@ -45,6 +45,14 @@ fn entry(weight: i32, state: &str) -> Entry {
     }
 }
 
+/// `createTime` of `entry(..)` as status records it.
+const T0: &str = "2023-11-14T22:13:20.000Z";
+
+/// `route(json!({}))` once its entry exists: status records the entry's `createTime`.
+fn existing() -> VpnPbrRoute {
+    route(json!({"status": {"createTime": T0}}))
+}
+
 fn facts() -> GatewayFacts {
     fixtures::gateway(true)
 }
@@ -276,18 +284,8 @@ fn the_read_comes_first_and_its_outcome_decides() {
 
 #[test]
 fn in_sync_reports_available_and_the_right_event() {
-    let f = facts();
     let e = [entry(100, "normal")];
-    let ready = |r: &VpnPbrRoute, job: Option<&JobView>| {
-        decide(&Observation {
-            job,
-            cloud: CloudRead::Ready {
-                facts: &f,
-                entries: &e,
-            },
-            ..obs(r)
-        })
-    };
+    let ready = |r: &VpnPbrRoute, job: Option<&JobView>| with_job_and_entries(r, job, &e);
     // A create's answer names the entry it made.
     let accepted = JobView::Accepted {
         accepted: Accepted {
@@ -299,7 +297,7 @@ fn in_sync_reports_available_and_the_right_event() {
         stalled: None,
     };
     let ours = route(json!({"status": {"clientToken": "t"}}));
-    let was_ready = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z",
+    let was_ready = route(json!({"status": {"createTime": T0,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Available",
         "message": "", "lastTransitionTime": "t"}]}}));
     // Only a token, no recorded entry: the create is replayed to prove the entry is ours.
@@ -342,8 +340,7 @@ fn in_sync_reports_available_and_the_right_event() {
 
 #[test]
 fn a_queued_change_follows_the_spec() {
-    let f = facts();
-    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    let r = existing();
     // Queued for weight 0 at generation 1; the spec (generation 2) is back at 100.
     let stale = JobView::Queued {
         mutation: Mutation::ModifyAttribute {
@@ -356,10 +353,7 @@ fn a_queued_change_follows_the_spec() {
         generation: Some(1),
         stalled: None,
     };
-    let before_read = decide(&Observation {
-        job: Some(&stale),
-        ..obs(&r)
-    });
+    let before_read = with_job(&r, &stale);
     assert_eq!(
         before_read.job,
         Some(JobOp::Drop),
@@ -367,38 +361,21 @@ fn a_queued_change_follows_the_spec() {
     );
     assert_eq!(before_read.next, Some(Next::Read(Freshness::Recent)));
     let current = queued(create_mutation("t"));
-    let waiting = decide(&Observation {
-        job: Some(&current),
-        ..obs(&r)
-    });
+    let waiting = with_job(&r, &current);
     assert_eq!(
         (waiting.job, waiting.next),
         (Some(JobOp::Keep), Some(Next::Wake)),
         "current: kept, waiting for its turn without a read"
     );
     let e = [entry(100, "normal")];
-    let reverted = decide(&Observation {
-        job: Some(&stale),
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &e,
-        },
-        ..obs(&r)
-    });
+    let reverted = with_job_and_entries(&r, Some(&stale), &e);
     assert_eq!(
         reverted.job,
         Some(JobOp::Drop),
         "in sync: the queued change goes"
     );
     let e0 = [entry(0, "normal")];
-    let changed = decide(&Observation {
-        job: Some(&stale),
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &e0,
-        },
-        ..obs(&r)
-    });
+    let changed = with_job_and_entries(&r, Some(&stale), &e0);
     assert!(
         matches!(
             &changed.job,
@@ -436,10 +413,7 @@ fn job_outcomes() {
         stalled: None,
     };
     for job in [&JobView::InFlight, &unconfirmed] {
-        let d = decide(&Observation {
-            job: Some(job),
-            ..obs(&r)
-        });
+        let d = with_job(&r, job);
         assert_eq!((d.job, d.next), (Some(JobOp::Keep), Some(Next::Wake)));
     }
     // A create's answer is recorded while the list has yet to show it.
@@ -452,10 +426,7 @@ fn job_outcomes() {
         create: true,
         stalled: None,
     };
-    let d = decide(&Observation {
-        job: Some(&answered),
-        ..obs(&r)
-    });
+    let d = with_job(&r, &answered);
     assert_eq!(
         (d.job.clone(), d.next),
         (Some(JobOp::Keep), Some(Next::Wake))
@@ -468,10 +439,7 @@ fn job_outcomes() {
     assert_eq!(report.entry, Some(entry(100, "normal")));
     assert_eq!(report.last_request_id.as_deref(), Some("req-3"));
     let refused = failed_create("InvalidNextHop.NotFound");
-    let d = decide(&Observation {
-        job: Some(&refused),
-        ..obs(&r)
-    });
+    let d = with_job(&r, &refused);
     assert!(
         matches!(d.failure, Some(Failure::CreateRefused(_))),
         "refused for what the spec names: its token goes, so the spec can be corrected"
@@ -481,34 +449,20 @@ fn job_outcomes() {
         error: cloud_error(400, "VpnRouteEntry.BackupRoute"),
         create: false,
     };
-    let d = decide(&Observation {
-        job: Some(&busy_modify),
-        ..obs(&r)
-    });
+    let d = with_job(&r, &busy_modify);
     assert!(matches!(
         d.failure,
         Some(Failure::Cloud { op: "mutation", .. })
     ));
     let exists = failed_create("VpnRouteEntry.AlreadyExists");
-    let d = decide(&Observation {
-        job: Some(&exists),
-        ..obs(&r)
-    });
+    let d = with_job(&r, &exists);
     assert_eq!(
         d.next,
         Some(Next::Read(Freshness::Now)),
         "look again, not cached"
     );
-    let f = facts();
     let e = [entry(100, "normal")];
-    let d = decide(&Observation {
-        job: Some(&exists),
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &e,
-        },
-        ..obs(&r)
-    });
+    let d = with_job_and_entries(&r, Some(&exists), &e);
     assert_eq!(
         event_reasons(&d),
         ["AlreadyExists"],
@@ -519,8 +473,22 @@ fn job_outcomes() {
 
 /// The decision for `r` with the gateway listing `entries`.
 fn with_entries(r: &VpnPbrRoute, entries: &[Entry]) -> Decision {
+    with_job_and_entries(r, None, entries)
+}
+
+/// The decision for `r` with `job` and nothing read.
+fn with_job(r: &VpnPbrRoute, job: &JobView) -> Decision {
+    decide(&Observation {
+        job: Some(job),
+        ..obs(r)
+    })
+}
+
+/// The decision for `r` with `job` (if any) and the gateway listing `entries`.
+fn with_job_and_entries(r: &VpnPbrRoute, job: Option<&JobView>, entries: &[Entry]) -> Decision {
     let f = facts();
     decide(&Observation {
+        job,
         cloud: CloudRead::Ready { facts: &f, entries },
         ..obs(r)
     })
@@ -569,8 +537,7 @@ fn an_entry_made_elsewhere_is_adopted_only_by_consent() {
     );
     assert!(!matches!(d.job, Some(JobOp::Submit(_))));
     // Once adopted it is the object's own: changes go through.
-    let adopted =
-        route(json!({"status": {"adopted": true, "createTime": "2023-11-14T22:13:20.000Z"}}));
+    let adopted = route(json!({"status": {"adopted": true, "createTime": T0}}));
     assert!(matches!(
         with_entries(&adopted, &other).job,
         Some(JobOp::Submit(_))
@@ -584,7 +551,7 @@ fn an_entry_made_elsewhere_is_adopted_only_by_consent() {
 #[test]
 fn differences_become_one_change() {
     let r = route(json!({"spec": {"publishVpc": true},
-        "status": {"createTime": "2023-11-14T22:13:20.000Z", "accountId": ACCOUNT}}));
+        "status": {"createTime": T0, "accountId": ACCOUNT}}));
     let e = [entry(100, "normal")];
     let d = with_entries(&r, &e);
     assert!(matches!(
@@ -624,7 +591,7 @@ fn cleanup_branches() {
     let e = [entry(100, "normal")];
     let del = |extra: serde_json::Value| {
         let mut base = json!({"metadata": {"deletionTimestamp": DELETING},
-            "status": {"createTime": "2023-11-14T22:13:20.000Z"}});
+            "status": {"createTime": T0}});
         merge(&mut base, extra);
         route(base)
     };
@@ -647,10 +614,7 @@ fn cleanup_branches() {
         assert!(d.remove_finalizer, "{name}");
         assert_eq!(d.job, Some(JobOp::Drop), "{name}");
     }
-    let d = decide(&Observation {
-        job: Some(&queued),
-        ..obs(&paused)
-    });
+    let d = with_job(&paused, &queued);
     assert!(!d.remove_finalizer && d.next == Some(Next::AwaitChange));
     assert_eq!(
         d.job,
@@ -686,29 +650,20 @@ fn cleanup_branches() {
             error: err.clone(),
             create: false,
         };
-        let d = decide(&Observation {
-            job: Some(&failed_job),
-            ..obs(&owned)
-        });
+        let d = with_job(&owned, &failed_job);
         assert!(d.remove_finalizer, "{code} from the delete itself");
     }
     let forbidden = JobView::Failed {
         error: cloud_error(403, "Forbidden"),
         create: false,
     };
-    let d = decide(&Observation {
-        job: Some(&forbidden),
-        ..obs(&owned)
-    });
+    let d = with_job(&owned, &forbidden);
     assert!(!d.remove_finalizer);
     assert!(matches!(
         d.failure,
         Some(Failure::Cloud { op: "delete", .. })
     ));
-    let d = decide(&Observation {
-        job: Some(&JobView::InFlight),
-        ..obs(&owned)
-    });
+    let d = with_job(&owned, &JobView::InFlight);
     assert_eq!(
         (d.job, d.next),
         (Some(JobOp::Drop), Some(Next::Wake)),
@@ -884,15 +839,11 @@ fn a_single_tunnel_gateway_refuses_the_default_route_before_any_create() {
 
 #[test]
 fn the_younger_of_two_disagreeing_publishers_waits() {
-    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
-    let queued = JobView::Queued {
-        mutation: Mutation::Publish {
-            route: plan::route_id(&r.spec),
-            publish_vpc: false,
-        },
-        generation: Some(2),
-        stalled: None,
-    };
+    let r = existing();
+    let queued = queued(Mutation::Publish {
+        route: plan::route_id(&r.spec),
+        publish_vpc: false,
+    });
     let d = decide(&Observation {
         publish_conflict: Some("ns/older"),
         job: Some(&queued),
@@ -915,14 +866,14 @@ fn an_entry_made_again_by_someone_else_is_not_the_objects() {
     // Status recorded an entry created at another time: the listed one is someone else's.
     let mut later = entry(100, "normal");
     later.create_time += 60_000;
-    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    let r = existing();
     let d = with_entries(&r, std::slice::from_ref(&later));
     assert_eq!(
         reasons(&d),
         (Some("AlreadyExists".into()), Some("AlreadyExists".into()))
     );
     let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING},
-        "status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+        "status": {"createTime": T0}}));
     let d = with_entries(&deleting, std::slice::from_ref(&later));
     assert!(d.remove_finalizer, "released");
     assert!(
@@ -941,16 +892,8 @@ fn an_entry_made_again_by_someone_else_is_not_the_objects() {
 fn a_create_already_queued_keeps_its_token_on_an_older_copy() {
     // The cached copy predates the status write with the token; the queued create has it.
     let r = route(json!({}));
-    let f = facts();
     let queued = queued(create_mutation("tok-queued"));
-    let d = decide(&Observation {
-        job: Some(&queued),
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&r)
-    });
+    let d = with_job_and_entries(&r, Some(&queued), &[]);
     assert_eq!(d.job, Some(JobOp::Submit(create_mutation("tok-queued"))));
     assert!(d.status.is_none(), "no second token is written");
 }
@@ -1018,20 +961,14 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     }
     // A change queued at this generation waits for its turn without reading again; one
     // queued from an older generation is dropped and the new one read for.
-    let d = decide(&Observation {
-        job: Some(&queued),
-        ..obs(&steady)
-    });
+    let d = with_job(&steady, &queued);
     assert_eq!((d.job, d.next), (Some(JobOp::Keep), Some(Next::Wake)));
     let older = JobView::Queued {
         mutation: create_mutation("t"),
         generation: Some(1),
         stalled: None,
     };
-    let d = decide(&Observation {
-        job: Some(&older),
-        ..obs(&steady)
-    });
+    let d = with_job(&steady, &older);
     assert_eq!(
         (d.job, d.next),
         (Some(JobOp::Drop), Some(Next::Read(Freshness::Recent)))
@@ -1039,9 +976,6 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     assert_eq!(Freshness::Recheck.priority(), Priority::Background);
     assert_eq!(Freshness::Recent.priority(), Priority::Progress);
 }
-
-/// `createTime` of `entry(..)` as status records it.
-const T0: &str = "2023-11-14T22:13:20.000Z";
 
 /// The entry of `entry(100, "normal")` made again later (another creation time).
 fn remade() -> Entry {
@@ -1070,10 +1004,9 @@ fn accepted_create(entry: Option<Entry>, confirmed: bool) -> JobView {
 
 #[test]
 fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
-    let f = facts();
     let fresh = fresh_token();
     let held = route(json!({"status": {"createTime": T0, "clientToken": "tok-old"}}));
-    let in_sync_once = route(json!({"status": {"createTime": T0}}));
+    let in_sync_once = existing();
     let renewing = route(json!({"status": {"createTime": T0, "clientToken": fresh}}));
     let gone_after_accept = accepted_create(Some(entry(100, "normal")), true);
     let answer_of_new = accepted_create(Some(remade()), false);
@@ -1147,14 +1080,7 @@ fn a_re_create_keeps_the_recorded_entry_until_its_answer_replaces_it() {
         },
     ];
     for row in rows {
-        let d = decide(&Observation {
-            job: row.job,
-            cloud: CloudRead::Ready {
-                facts: &f,
-                entries: row.entries,
-            },
-            ..obs(row.route)
-        });
+        let d = with_job_and_entries(row.route, row.job, row.entries);
         let created = match &d.job {
             Some(JobOp::Submit(Mutation::Create { client_token, .. })) => {
                 Some(client_token.as_str())
@@ -1216,7 +1142,6 @@ type Row<'a> = (
 
 #[test]
 fn a_replayed_token_proves_only_the_entry_it_made() {
-    let f = facts();
     let with = |extra: serde_json::Value| {
         let mut base = json!({"status": {"clientToken": "t"}});
         merge(&mut base, extra);
@@ -1315,11 +1240,7 @@ fn a_replayed_token_proves_only_the_entry_it_made() {
         ),
     ];
     for (name, r, job, entries, want) in rows {
-        let d = decide(&Observation {
-            job,
-            cloud: CloudRead::Ready { facts: &f, entries },
-            ..obs(r)
-        });
+        let d = with_job_and_entries(r, job, entries);
         assert_eq!(verdict(&d), want, "{name}: {d:?}");
         if want == Verdict::Ours {
             let st = status_after(r, &d);
@@ -1445,10 +1366,7 @@ fn a_queued_deletion_keeps_its_place() {
         ),
     ];
     for (name, job, op, next) in rows {
-        let d = decide(&Observation {
-            job: Some(job),
-            ..obs(&deleting)
-        });
+        let d = with_job(&deleting, job);
         assert_eq!((d.job, d.next), (Some(op), Some(next)), "{name}");
     }
 }
@@ -1541,7 +1459,6 @@ fn a_gateway_refusing_for_its_status_is_gone_only_when_it_reads_deleting() {
 
 #[test]
 fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
-    let f = facts();
     let deleting = |status: serde_json::Value| {
         route(json!({"metadata": {"deletionTimestamp": DELETING}, "status": status}))
     };
@@ -1611,14 +1528,7 @@ fn a_create_not_listed_yet_is_replayed_before_it_counts_as_deleted() {
         ),
     ];
     for (name, r, job, replays) in rows {
-        let d = decide(&Observation {
-            job,
-            cloud: CloudRead::Ready {
-                facts: &f,
-                entries: &[],
-            },
-            ..obs(r)
-        });
+        let d = with_job_and_entries(r, job, &[]);
         match replays {
             Replays(token) => {
                 assert!(!d.remove_finalizer, "{name}: not released");
@@ -1692,7 +1602,7 @@ fn a_cleanup_concludes_gone_only_from_the_entrys_account() {
     let failed_lookup = cloud_error(503, "ServiceUnavailable");
     let del = |account: Option<&str>| {
         route(json!({"metadata": {"deletionTimestamp": DELETING},
-            "status": {"createTime": "2023-11-14T22:13:20.000Z", "accountId": account}}))
+            "status": {"createTime": T0, "accountId": account}}))
     };
     let in_a = del(Some(ACCOUNT));
     let unrecorded = del(None);
@@ -1895,7 +1805,7 @@ fn the_account_is_recorded_when_a_list_shows_the_entry() {
         entries: &e,
     };
     let made = |extra: serde_json::Value| {
-        let mut base = json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}});
+        let mut base = json!({"status": {"createTime": T0}});
         merge(&mut base, extra);
         route(base)
     };
@@ -1981,10 +1891,7 @@ fn an_accepted_change_waiting_for_a_whole_list_says_why() {
     let live = route(json!({}));
     let deleting = route(json!({"metadata": {"deletionTimestamp": DELETING}}));
     for (r, prefix) in [(&live, "the change"), (&deleting, "deleting: the change")] {
-        let d = decide(&Observation {
-            job: Some(&waiting),
-            ..obs(r)
-        });
+        let d = with_job(r, &waiting);
         assert_eq!((&d.job, d.next), (&Some(JobOp::Keep), Some(Next::Wake)));
         assert!(!d.remove_finalizer);
         let report = d.status.expect("status says why");
@@ -2059,10 +1966,7 @@ fn a_change_whose_reads_keep_failing_keeps_its_place_and_says_why() {
         ),
     ];
     for (name, r, job, prefix) in &rows {
-        let d = decide(&Observation {
-            job: Some(job),
-            ..obs(r)
-        });
+        let d = with_job(r, job);
         assert_eq!(
             (&d.job, d.next),
             (&Some(JobOp::Keep), Some(Next::Wake)),
@@ -2091,10 +1995,7 @@ fn a_change_whose_reads_keep_failing_keeps_its_place_and_says_why() {
         ("queued deletion", &deleting, queued(delete, None)),
         ("accepted", &live, accepted(None)),
     ] {
-        let d = decide(&Observation {
-            job: Some(&job),
-            ..obs(r)
-        });
+        let d = with_job(r, &job);
         assert_eq!(
             (&d.job, d.next),
             (&Some(JobOp::Keep), Some(Next::Wake)),
@@ -2119,10 +2020,7 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
     };
     let same = refused_status(json!({}));
     let refused = failed_create("VpnRouteEntry.BackupRoute");
-    let d = decide(&Observation {
-        job: Some(&refused),
-        ..obs(&same)
-    });
+    let d = with_job(&same, &refused);
     let err = Error::from(d.failure.expect("the refusal is reported"));
     let (report, _) = failure(&same, &err, None);
     assert_eq!(report.client_token, None, "the token is kept");
@@ -2163,7 +2061,6 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
 
 #[test]
 fn a_create_answered_as_the_route_turns_observe_only_is_recorded_and_nothing_else_is_sent() {
-    let f = facts();
     let observing = |status: serde_json::Value| {
         route(json!({"spec": {"managementPolicy": "ObserveOnly"}, "status": status}))
     };
@@ -2171,14 +2068,7 @@ fn a_create_answered_as_the_route_turns_observe_only_is_recorded_and_nothing_els
     let sent = observing(json!({"clientToken": "t"}));
     let answered = accepted_create(Some(entry(100, "normal")), true);
     let listed = [entry(100, "normal")];
-    let d = decide(&Observation {
-        job: Some(&answered),
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &listed,
-        },
-        ..obs(&sent)
-    });
+    let d = with_job_and_entries(&sent, Some(&answered), &listed);
     let s = status_after(&sent, &d);
     assert_eq!(
         s.create_time.as_deref(),
@@ -2188,39 +2078,19 @@ fn a_create_answered_as_the_route_turns_observe_only_is_recorded_and_nothing_els
     assert_eq!(s.client_token, None, "the token has served");
     assert_eq!(d.job, Some(JobOp::Drop));
     // Read first: the answer is kept for the decision after the read.
-    let d = decide(&Observation {
-        job: Some(&answered),
-        ..obs(&sent)
-    });
+    let d = with_job(&sent, &answered);
     assert!(matches!(d.next, Some(Next::Read(_))), "{:?}", d.next);
     assert_ne!(d.job, Some(JobOp::Drop), "the answer waits for the read");
     // Not confirmed yet: it waits for the read-back, keeping the token.
     let waiting = accepted_create(Some(entry(100, "normal")), false);
-    let d = decide(&Observation {
-        job: Some(&waiting),
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&sent)
-    });
+    let d = with_job_and_entries(&sent, Some(&waiting), &[]);
     assert_ne!(d.job, Some(JobOp::Drop), "the read-back goes on");
     assert_eq!(status_after(&sent, &d).client_token.as_deref(), Some("t"));
     // A queued change is not sent for a route that only observes; one on the wire finishes.
     let queued = queued(create_mutation("t"));
-    let d = decide(&Observation {
-        job: Some(&queued),
-        cloud: CloudRead::Ready {
-            facts: &f,
-            entries: &[],
-        },
-        ..obs(&sent)
-    });
+    let d = with_job_and_entries(&sent, Some(&queued), &[]);
     assert_eq!(d.job, Some(JobOp::Drop), "queued: dropped");
-    let d = decide(&Observation {
-        job: Some(&JobView::InFlight),
-        ..obs(&sent)
-    });
+    let d = with_job(&sent, &JobView::InFlight);
     assert_eq!(d.next, Some(Next::Wake), "in flight: its answer is awaited");
     // Observing never moves an ownership record to another entry.
     let recorded = observing(json!({"createTime": T0}));
@@ -2252,10 +2122,7 @@ fn a_create_answered_behind_a_gate_is_recorded() {
     }));
     for (name, r) in [("invalid spec", &invalid), ("paused", &paused)] {
         for job in [&answered, &unconfirmed] {
-            let d = decide(&Observation {
-                job: Some(job),
-                ..obs(r)
-            });
+            let d = with_job(r, job);
             assert_eq!(d.job, Some(JobOp::Drop), "{name}");
             assert_eq!(
                 status_after(r, &d).create_time.as_deref(),
@@ -2269,7 +2136,7 @@ fn a_create_answered_behind_a_gate_is_recorded() {
 #[test]
 fn a_change_of_a_recorded_entry_says_a_change_is_under_way() {
     let f = facts();
-    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    let r = existing();
     // Drifted to weight 0 (or edited): the entry is the object's, its weight is changed back.
     let e = [entry(0, "normal")];
     let d = decide(&Observation {
@@ -2296,7 +2163,7 @@ fn a_change_of_a_recorded_entry_says_a_change_is_under_way() {
 
 #[test]
 fn a_stalled_change_reports_the_policy_of_the_read_that_keeps_failing() {
-    let r = route(json!({"status": {"createTime": "2023-11-14T22:13:20.000Z"}}));
+    let r = existing();
     for (status, code) in [(503, "ServiceUnavailable"), (403, "Forbidden.RAM")] {
         let error = cloud_error(status, code);
         let stalled = JobView::Queued {
@@ -2304,10 +2171,7 @@ fn a_stalled_change_reports_the_policy_of_the_read_that_keeps_failing() {
             generation: Some(2),
             stalled: Some(Stall::Queued(error.clone())),
         };
-        let d = decide(&Observation {
-            job: Some(&stalled),
-            ..obs(&r)
-        });
+        let d = with_job(&r, &stalled);
         let report = d.status.expect("Synced says why");
         // Stalled=True only for a refusal someone must act on (the status builder reads it).
         assert_eq!(report.cause, Some(error.policy()), "{code}");
@@ -2318,17 +2182,7 @@ fn a_stalled_change_reports_the_policy_of_the_read_that_keeps_failing() {
 fn a_cleanup_whose_replay_is_refused_as_existing_never_calls_the_entry_deleted() {
     // The cloud just said the entry exists: a list that does not show it yet proves nothing.
     let refused = failed_create("VpnRouteEntry.AlreadyExists");
-    let f = facts();
-    let observe = |r: &VpnPbrRoute| {
-        decide(&Observation {
-            job: Some(&refused),
-            cloud: CloudRead::Ready {
-                facts: &f,
-                entries: &[],
-            },
-            ..obs(r)
-        })
-    };
+    let observe = |r: &VpnPbrRoute| with_job_and_entries(r, Some(&refused), &[]);
     // Held by its token only: it cannot prove the entry its own, and says so.
     let token_only = route(json!({"metadata": {"deletionTimestamp": DELETING},
         "status": {"clientToken": "t"}}));
@@ -2341,7 +2195,7 @@ fn a_cleanup_whose_replay_is_refused_as_existing_never_calls_the_entry_deleted()
     );
     // Its answer recorded: the entry is the object's; it waits for a list that shows it.
     let recorded = route(json!({"metadata": {"deletionTimestamp": DELETING},
-        "status": {"clientToken": "t", "createTime": "2023-11-14T22:13:20.000Z"}}));
+        "status": {"clientToken": "t", "createTime": T0}}));
     let d = observe(&recorded);
     assert!(!d.remove_finalizer, "not released: the entry is its own");
     assert!(d.events.iter().all(|e| !e.note.contains("deleted")));

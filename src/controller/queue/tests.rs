@@ -203,15 +203,60 @@ impl Run {
     }
 }
 
-/// Route 1's create sent and accepted at 0 (its answer without the entry) on a new queue.
-fn first_accepted() -> Vec<Step> {
-    vec![
-        Step::Submit(1, create(1), true),
-        Step::On(free(), &["sleep until 0"]),
-        Step::On(due(), &["send create s1"]),
-        Step::On(accepted(), &["cache create s1", "learn peers"]),
-        Step::On(peers(), &["wake r1"]),
+/// Route 1's create submitted to a new queue, the driver planning to send it at once.
+fn first_planned() -> Vec<Step> {
+    use Step::*;
+    vec![Submit(1, create(1), true), On(free(), &["sleep until 0"])]
+}
+
+/// Route 1's create submitted to a new queue and sent at 0.
+fn first_sent() -> Vec<Step> {
+    [first_planned(), vec![Step::On(due(), &["send create s1"])]].joined()
+}
+
+/// Route 1's create sent and accepted at 0 with `answer` on a new queue.
+fn first_accepted(answer: Event) -> Vec<Step> {
+    use Step::*;
+    [
+        first_sent(),
+        vec![
+            On(answer, &["cache create s1", "learn peers"]),
+            On(peers(), &["wake r1"]),
+        ],
     ]
+    .joined()
+}
+
+/// The commands a step must give.
+type Commands = &'static [&'static str];
+
+/// One round of the driver at `at`: free, it plans `plan`; due, it gives `does`; `answer`
+/// then gives `gives`.
+fn round(at: u64, plan: Commands, does: Commands, answer: Event, gives: Commands) -> Vec<Step> {
+    use Step::*;
+    vec![At(at), On(free(), plan), On(due(), does), On(answer, gives)]
+}
+
+/// Free, the driver plans (`plan`) a read of the gateway's status at `at`; it reads `s` 10 ms
+/// later, which gives `gives`.
+fn status_read(plan: Commands, at: u64, s: &str, gives: Commands) -> Vec<Step> {
+    use Step::*;
+    vec![
+        On(free(), plan),
+        At(at),
+        On(due(), &["read status at Pacing"]),
+        At(at + 10),
+        On(status(s), gives),
+    ]
+}
+
+/// The read-back at `at` (planned as `plan`) that shows route 1: confirmed, its owner woken.
+fn shown(at: u64, plan: Commands) -> Vec<Step> {
+    [
+        round(at, plan, &["read list"], listed(&[1]), &["wake r1"]),
+        vec![Step::View(1, "confirmed")],
+    ]
+    .joined()
 }
 
 #[test]
@@ -223,22 +268,14 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
              it is active, then one list confirms it",
             true,
             [
-                first_accepted(),
+                first_accepted(accepted()),
+                vec![View(1, "accepted")],
+                // Nothing is known of the update time: a first read soon after. Busy proves
+                // only a lower bound: nothing for the region's other gateways.
+                status_read(&["sleep until 100"], 100, "updating", &[]),
+                vec![View(1, "accepted")],
+                status_read(&["sleep until 300"], 300, "active", &["wake peers"]),
                 vec![
-                    View(1, "accepted"),
-                    // Nothing is known of the update time: a first read soon after.
-                    On(free(), &["sleep until 100"]),
-                    At(100),
-                    On(due(), &["read status at Pacing"]),
-                    At(110),
-                    // Busy proves only a lower bound: nothing for the region's other gateways.
-                    On(status("updating"), &[]),
-                    View(1, "accepted"),
-                    On(free(), &["sleep until 300"]),
-                    At(300),
-                    On(due(), &["read status at Pacing"]),
-                    At(310),
-                    On(status("active"), &["wake peers"]),
                     // Applied, not yet listed: one list read at once.
                     On(free(), &["sleep until 310"]),
                     On(due(), &["read list"]),
@@ -253,14 +290,10 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
             "a second change waits until the gateway is seen active, and the peers are learned once",
             true,
             [
-                first_accepted(),
+                first_accepted(accepted()),
+                vec![Submit(2, create(2), true)],
+                status_read(&["sleep until 100"], 100, "active", &["wake peers"]),
                 vec![
-                    Submit(2, create(2), true),
-                    On(free(), &["sleep until 100"]),
-                    At(100),
-                    On(due(), &["read status at Pacing"]),
-                    At(110),
-                    On(status("active"), &["wake peers"]),
                     // Change 1 is applied: change 2 goes before the list is read (one list
                     // then confirms both).
                     On(free(), &["sleep until 110"]),
@@ -304,12 +337,11 @@ fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands(
     let cases: Vec<(&str, Vec<Step>)> = vec![
         (
             "a job replaced while the driver sleeps goes as it stands",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                Submit(1, publish(1), true),
-                On(due(), &["send publish s1"]),
-            ],
+            [
+                first_planned(),
+                vec![Submit(1, publish(1), true), On(due(), &["send publish s1"])],
+            ]
+            .joined(),
         ),
         (
             "the same change submitted again only takes the newer generation: no new plan",
@@ -321,19 +353,21 @@ fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands(
         ),
         (
             "a job dropped while the driver sleeps is never sent",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                Forget(1, Forgot::Gone),
-                On(due(), &[]),
-                View(1, "none"),
-                On(free(), &["sleep until woken"]),
-            ],
+            [
+                first_planned(),
+                vec![
+                    Forget(1, Forgot::Gone),
+                    On(due(), &[]),
+                    View(1, "none"),
+                    On(free(), &["sleep until woken"]),
+                ],
+            ]
+            .joined(),
         ),
         (
             "new work wakes the driver: a due send goes, any other step is planned again",
             [
-                first_accepted(),
+                first_accepted(accepted()),
                 vec![
                     On(free(), &["sleep until 100"]),
                     At(50),
@@ -349,42 +383,43 @@ fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands(
         ),
         (
             "woken when a send is due: it goes",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                Submit(2, create(2), true),
-                On(woken(), &["send create s1"]),
-            ],
+            [
+                first_planned(),
+                vec![Submit(2, create(2), true), On(woken(), &["send create s1"])],
+            ]
+            .joined(),
         ),
         (
             "a job on the wire is neither replaced nor dropped: its answer is recorded first",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
-                Submit(1, publish(1), false),
-                Forget(1, Forgot::OnTheWire),
-                View(1, "in flight"),
-                On(accepted(), &["cache create s1", "learn peers"]),
-                On(peers(), &["wake r1"]),
-                // Accepted and not yet listed: still its outcome first.
-                Submit(1, publish(1), false),
-                View(1, "accepted"),
-                Forget(1, Forgot::Gone),
-                View(1, "none"),
-            ],
+            [
+                first_sent(),
+                vec![
+                    Submit(1, publish(1), false),
+                    Forget(1, Forgot::OnTheWire),
+                    View(1, "in flight"),
+                    On(accepted(), &["cache create s1", "learn peers"]),
+                    On(peers(), &["wake r1"]),
+                    // Accepted and not yet listed: still its outcome first.
+                    Submit(1, publish(1), false),
+                    View(1, "accepted"),
+                    Forget(1, Forgot::Gone),
+                    View(1, "none"),
+                ],
+            ]
+            .joined(),
         ),
         (
             "a job dropped while on the wire and refused as busy is released, not queued again",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
-                Forget(1, Forgot::OnTheWire),
-                On(Event::Sent(Err(busy())), &["release r1", "pause 200"]),
-                View(1, "none"),
-                On(free(), &["sleep until woken"]),
-            ],
+            [
+                first_sent(),
+                vec![
+                    Forget(1, Forgot::OnTheWire),
+                    On(Event::Sent(Err(busy())), &["release r1", "pause 200"]),
+                    View(1, "none"),
+                    On(free(), &["sleep until woken"]),
+                ],
+            ]
+            .joined(),
         ),
     ];
     for (name, steps) in cases {
@@ -433,40 +468,42 @@ fn refusals_are_retried_by_their_rule_or_handed_to_the_route() {
         ),
         (
             "a transient failure may have happened: the cache is read again, the route decides",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
-                On(
-                    Event::Sent(Err(unavailable())),
-                    &["cache invalidate", "wake r1"],
-                ),
-                View(1, "failed ServiceUnavailable"),
-                On(free(), &["sleep until woken"]),
-            ],
+            [
+                first_sent(),
+                vec![
+                    On(
+                        Event::Sent(Err(unavailable())),
+                        &["cache invalidate", "wake r1"],
+                    ),
+                    View(1, "failed ServiceUnavailable"),
+                    On(free(), &["sleep until woken"]),
+                ],
+            ]
+            .joined(),
         ),
         (
             "a refusal for good goes to the route, the cache stays",
-            vec![
-                Submit(1, create(1), true),
-                On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
-                On(
-                    Event::Sent(Err(error(
-                        "InvalidNextHop.NotFound",
-                        400,
-                        ErrorClass::NeedsSpecChange,
-                        None,
-                    ))),
-                    &["wake r1"],
-                ),
-                View(1, "failed InvalidNextHop.NotFound"),
-            ],
+            [
+                first_sent(),
+                vec![
+                    On(
+                        Event::Sent(Err(error(
+                            "InvalidNextHop.NotFound",
+                            400,
+                            ErrorClass::NeedsSpecChange,
+                            None,
+                        ))),
+                        &["wake r1"],
+                    ),
+                    View(1, "failed InvalidNextHop.NotFound"),
+                ],
+            ]
+            .joined(),
         ),
         (
             "the gateway gone: every accepted change is as done as it will be, its owner woken",
             [
-                first_accepted(),
+                first_accepted(accepted()),
                 vec![
                     On(free(), &["sleep until 100"]),
                     At(100),
@@ -486,30 +523,16 @@ fn refusals_are_retried_by_their_rule_or_handed_to_the_route() {
 
 /// Route 1's create accepted at 0 and its gateway seen active at 110: due for a read-back.
 fn applied(answer: Event) -> Vec<Step> {
-    use Step::*;
-    vec![
-        Submit(1, create(1), true),
-        On(free(), &["sleep until 0"]),
-        On(due(), &["send create s1"]),
-        On(answer, &["cache create s1", "learn peers"]),
-        On(peers(), &["wake r1"]),
-        On(free(), &["sleep until 100"]),
-        At(100),
-        On(due(), &["read status at Pacing"]),
-        At(110),
-        On(status("active"), &["wake peers"]),
+    [
+        first_accepted(answer),
+        status_read(&["sleep until 100"], 100, "active", &["wake peers"]),
     ]
+    .joined()
 }
 
 /// One read-back at `at` that does not show route 1, and the next one it plans.
-fn missed(at: u64, next: &'static [&'static str]) -> Vec<Step> {
-    use Step::*;
-    vec![
-        At(at),
-        On(free(), next),
-        On(due(), &["read list"]),
-        On(listed(&[]), &[]),
-    ]
+fn missed(at: u64, next: Commands) -> Vec<Step> {
+    round(at, next, &["read list"], listed(&[]), &[])
 }
 
 #[test]
@@ -539,13 +562,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
             [
                 applied(accepted()),
                 missed(110, &["sleep until 110"]),
-                vec![
-                    At(310),
-                    On(free(), &["sleep until 310"]),
-                    On(due(), &["read list"]),
-                    On(listed(&[1]), &["wake r1"]),
-                    View(1, "confirmed"),
-                ],
+                shown(310, &["sleep until 310"]),
             ]
             .joined(),
         ),
@@ -584,13 +601,14 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
 #[test]
 fn reads_that_keep_failing_are_said_once_per_code_and_cleared_by_a_success() {
     use Step::*;
-    let fail = |at: u64, plan: &'static [&'static str], told: &'static [&'static str]| {
-        vec![
-            At(at),
-            On(free(), plan),
-            On(due(), &["read list"]),
-            On(Event::ListRead(Err(unavailable())), told),
-        ]
+    let fail = |at: u64, plan: Commands, told: Commands| {
+        round(
+            at,
+            plan,
+            &["read list"],
+            Event::ListRead(Err(unavailable())),
+            told,
+        )
     };
     let steps = [
         applied(accepted()),
@@ -605,13 +623,7 @@ fn reads_that_keep_failing_are_said_once_per_code_and_cleared_by_a_success() {
         fail(6310, &["sleep until 6310"], &["wake r1"]),
         vec![View(1, "accepted, stalled on list ServiceUnavailable")],
         fail(12_710, &["sleep until 12710"], &[]),
-        vec![
-            At(25_510),
-            On(free(), &["sleep until 25510"]),
-            On(due(), &["read list"]),
-            On(listed(&[1]), &["wake r1"]),
-            View(1, "confirmed"),
-        ],
+        shown(25_510, &["sleep until 25510"]),
     ]
     .joined();
     Run::new(true).script("list reads failing", steps);
@@ -620,17 +632,18 @@ fn reads_that_keep_failing_are_said_once_per_code_and_cleared_by_a_success() {
 #[test]
 fn status_reads_that_keep_failing_hold_the_queue_and_say_so() {
     use Step::*;
-    let fail = |at: u64, pause: &'static [&'static str]| {
-        vec![
-            At(at),
-            // The read it planned is overdue: made at once.
-            On(free(), &["sleep until 100"]),
-            On(due(), &["read status at Pacing"]),
-            On(Event::StatusRead(Err(unavailable())), pause),
-        ]
+    // The read it planned (at 100) is overdue: made at once.
+    let fail = |at: u64, pause: Commands| {
+        round(
+            at,
+            &["sleep until 100"],
+            &["read status at Pacing"],
+            Event::StatusRead(Err(unavailable())),
+            pause,
+        )
     };
     let steps = [
-        first_accepted(),
+        first_accepted(accepted()),
         vec![Submit(2, create(2), true), On(free(), &["sleep until 100"])],
         vec![At(100), On(due(), &["read status at Pacing"])],
         vec![On(Event::StatusRead(Err(unavailable())), &["pause 200"])],

@@ -14,12 +14,10 @@ vpn_gateways:
   - {id: vpn-a, region: cn-hangzhou, vpc_id: vpc-1, priority_support: true, update_duration_ms: 1000, pbr_quota: 4, vpc_route_quota: 2}
   - {id: vpn-b, region: cn-hangzhou, vpc_id: vpc-1, update_duration_ms: 1000}
   - {id: vpn-c, region: cn-hangzhou, vpc_id: vpc-2, business_status: FinancialLocked}
-vpn_connections:
-  - {id: vco-a1, gateway_id: vpn-a}
-  - {id: vco-a2, gateway_id: vpn-a}
-  - {id: vco-a3, gateway_id: vpn-a}
-  - {id: vco-b1, gateway_id: vpn-b}
-  - {id: vco-c1, gateway_id: vpn-c}
+vpn_connections: [
+  {id: vco-a1, gateway_id: vpn-a}, {id: vco-a2, gateway_id: vpn-a}, {id: vco-a3, gateway_id: vpn-a},
+  {id: vco-b1, gateway_id: vpn-b}, {id: vco-c1, gateway_id: vpn-c},
+]
 "#;
 
 struct Fixture {
@@ -64,6 +62,15 @@ impl Fixture {
         run_as(account, action, &Params::new(map), &mut self.st, self.now).map(|o| o.body)
     }
 
+    /// A create of the route `key` names, with the `extra` parameters (not settled).
+    fn create_with(
+        &mut self,
+        key: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Result<Value, ApiError> {
+        self.call("CreateVpnPbrRouteEntry", &args(key, extra))
+    }
+
     fn code(&mut self, action: &str, pairs: &[(&str, &str)]) -> String {
         self.code_as(DEFAULT_ACCOUNT_ID, action, pairs)
     }
@@ -80,13 +87,36 @@ impl Fixture {
         self.now += 2_000;
     }
 
-    /// Creates in order, each row `gateway source destination next-hop weight code`, and
-    /// checks each is answered with its code.
+    /// Creates in order, each row `gateway source destination next-hop weight code` and any
+    /// `Name=value` parameters after it (`PublishVpc` is `true` unless one says otherwise),
+    /// settling after each, and checks each is answered with its code.
     fn creates(&mut self, rows: &[&str]) {
         for row in rows {
             let w: Vec<&str> = row.split_whitespace().collect();
-            let got = self.create(w[0], w[1], w[2], w[3], w[4]);
+            let mut extra = name_values(w[6..].iter().copied());
+            let publish = extra
+                .iter()
+                .find(|(k, _)| *k == "PublishVpc")
+                .map_or("true", |(_, v)| *v);
+            extra.retain(|(k, _)| *k != "PublishVpc");
+            let got = self.create_code([w[0], w[1], w[2], w[3], w[4]], publish, &extra);
+            self.settle();
             assert_eq!(got, w[5], "create {row}");
+        }
+    }
+
+    /// Runs each row `Action Name=value ... code` with the `base` parameters too, settling
+    /// after each success, and checks each is answered with its code.
+    fn runs(&mut self, base: &[(&str, &str)], rows: &[&str]) {
+        for row in rows {
+            let w: Vec<&str> = row.split_whitespace().collect();
+            let (action, code) = (w[0], w[w.len() - 1]);
+            let extra = name_values(w[1..w.len() - 1].iter().copied());
+            let got = self.code(action, &args(base, &extra));
+            assert_eq!(got, code, "{row}");
+            if got == "Success" {
+                self.settle();
+            }
         }
     }
 
@@ -99,18 +129,36 @@ impl Fixture {
     /// The code of a create of `[gateway, source, destination, next hop, weight]` with
     /// `PublishVpc` set to `publish` and the `extra` parameters (not settled).
     fn create_code(&mut self, route: [&str; 5], publish: &str, extra: &[(&str, &str)]) -> String {
-        let [gw, src, dst, hop, weight] = route;
-        let mut args = vec![
-            ("VpnGatewayId", gw),
-            ("RouteSource", src),
-            ("RouteDest", dst),
-            ("NextHop", hop),
-            ("Weight", weight),
-            ("PublishVpc", publish),
-        ];
-        args.extend_from_slice(extra);
-        self.code("CreateVpnPbrRouteEntry", &args)
+        self.code(
+            "CreateVpnPbrRouteEntry",
+            &args(&create_args(route, publish), extra),
+        )
     }
+}
+
+/// The parameters of a create of `[gateway, source, destination, next hop, weight]` with
+/// `PublishVpc` set to `publish`.
+fn create_args<'a>(route: [&'a str; 5], publish: &'a str) -> Vec<(&'a str, &'a str)> {
+    let [gw, src, dst, hop, weight] = route;
+    vec![
+        ("VpnGatewayId", gw),
+        ("RouteSource", src),
+        ("RouteDest", dst),
+        ("NextHop", hop),
+        ("Weight", weight),
+        ("PublishVpc", publish),
+    ]
+}
+
+/// `Name=value` words as parameters.
+fn name_values<'a>(words: impl IntoIterator<Item = &'a str>) -> Vec<(&'a str, &'a str)> {
+    words
+        .into_iter()
+        .map(|w| {
+            w.split_once('=')
+                .unwrap_or_else(|| panic!("{w}: not Name=value"))
+        })
+        .collect()
 }
 
 #[test]
@@ -154,25 +202,17 @@ fn gateway_state_machine() {
             .to_owned()
     };
     assert_eq!(status(&mut f), "active");
-    let args = [
-        ("VpnGatewayId", "vpn-a"),
-        ("RouteSource", "192.168.1.0/24"),
-        ("RouteDest", "10.0.0.0/24"),
-        ("NextHop", "vco-a1"),
-        ("Weight", "100"),
-        ("PublishVpc", "true"),
-    ];
-    assert_eq!(f.code("CreateVpnPbrRouteEntry", &args), "Success");
+    let first = create_args(
+        ["vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100"],
+        "true",
+    );
+    assert_eq!(f.code("CreateVpnPbrRouteEntry", &first), "Success");
     assert_eq!(status(&mut f), "updating");
     f.now += 100;
-    let other = [
-        ("VpnGatewayId", "vpn-a"),
-        ("RouteSource", "192.168.2.0/24"),
-        ("RouteDest", "10.0.0.0/24"),
-        ("NextHop", "vco-a2"),
-        ("Weight", "0"),
-        ("PublishVpc", "true"),
-    ];
+    let other = create_args(
+        ["vpn-a", "192.168.2.0/24", "10.0.0.0/24", "vco-a2", "0"],
+        "true",
+    );
     assert_eq!(f.code("CreateVpnPbrRouteEntry", &other), "TaskConflict");
     f.now += 500;
     assert_eq!(
@@ -196,15 +236,11 @@ fn gateway_state_machine() {
 #[test]
 fn client_token_replays_and_refuses_other_parameters() {
     let mut f = Fixture::new();
-    let mut args = vec![
-        ("VpnGatewayId", "vpn-a"),
-        ("RouteSource", "192.168.1.0/24"),
-        ("RouteDest", "10.0.0.0/24"),
-        ("NextHop", "vco-a1"),
-        ("Weight", "100"),
-        ("PublishVpc", "true"),
-        ("ClientToken", "tok-1"),
-    ];
+    let mut args = create_args(
+        ["vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100"],
+        "true",
+    );
+    args.push(("ClientToken", "tok-1"));
     let first = f.call("CreateVpnPbrRouteEntry", &args).unwrap();
     f.now += 50; // inside the TaskConflict window: a replay must still succeed
     let again = f.call("CreateVpnPbrRouteEntry", &args).unwrap();
@@ -221,14 +257,10 @@ fn client_token_replays_and_refuses_other_parameters() {
 fn failed_call_does_not_consume_the_token() {
     let mut f = Fixture::new();
     f.create("vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100");
-    let del = [
-        ("VpnGatewayId", "vpn-a"),
-        ("RouteSource", "192.168.1.0/24"),
-        ("RouteDest", "10.0.0.0/24"),
-        ("NextHop", "vco-a1"),
-        ("Weight", "100"),
-        ("ClientToken", "del-1"),
-    ];
+    let del = args(
+        &key_of("vpn-a", "vco-a1", "10.0.0.0/24"),
+        &[("Weight", "100"), ("ClientToken", "del-1")],
+    );
     assert_eq!(
         f.code("CreateVpnPbrRouteEntry", &[("VpnGatewayId", "vpn-a")]),
         "MissingRouteSource"
@@ -258,16 +290,9 @@ fn seed_rules() {
         "vpn-zz 192.168.1.0/24 10.0.0.0/24 vco-a1 100 InvalidVpnGatewayInstanceId.NotFound",
         "vpn-c 192.168.1.0/24 10.0.0.0/24 vco-c1 100 VpnGateway.FinancialLocked",
         "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a1 abc InvalidParameter",
-    ]);
-    // Priority on a gateway without support.
-    let c = f.create_code(
-        ["vpn-b", "192.168.1.0/24", "10.0.0.0/24", "vco-b1", "100"],
-        "false",
-        &[("Priority", "5")],
-    );
-    assert_eq!(c, "VpnPbrRouteEntryPriority.NotSupport");
-    // Duplicates and the active/standby pair.
-    f.creates(&[
+        // Priority on a gateway without support.
+        "vpn-b 192.168.1.0/24 10.0.0.0/24 vco-b1 100 VpnPbrRouteEntryPriority.NotSupport PublishVpc=false Priority=5",
+        // Duplicates and the active/standby pair.
         "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a1 100 Success",
         "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a1 0 VpnRouteEntry.AlreadyExists",
         "vpn-a 192.168.1.0/24 10.0.0.0/24 vco-a2 100 VpnRouteEntry.BackupRoute",
@@ -293,20 +318,9 @@ fn seed_rules() {
         // VPC route quota (2 published destinations on vpn-a), then the PBR quota (3 routes).
         "vpn-a 192.168.1.0/24 10.1.0.0/24 vco-a1 100 Success",
         "vpn-a 192.168.1.0/24 10.2.0.0/24 vco-a1 100 QuotaExceeded.VpnRouteEntry",
+        "vpn-a 192.168.9.0/24 10.2.0.0/24 vco-a1 100 Success PublishVpc=false",
+        "vpn-a 192.168.9.0/24 10.3.0.0/24 vco-a1 100 Resource.QuotaFull PublishVpc=false",
     ]);
-    let c = f.create_code(
-        ["vpn-a", "192.168.9.0/24", "10.2.0.0/24", "vco-a1", "100"],
-        "false",
-        &[],
-    );
-    assert_eq!(c, "Success");
-    f.settle();
-    let c = f.create_code(
-        ["vpn-a", "192.168.9.0/24", "10.3.0.0/24", "vco-a1", "100"],
-        "false",
-        &[],
-    );
-    assert_eq!(c, "Resource.QuotaFull");
 }
 
 #[test]
@@ -351,65 +365,18 @@ fn modify_delete_publish_and_paging() {
         ),
         "InvalidParameter"
     );
-    let key = [
-        ("VpnGatewayId", "vpn-a"),
-        ("RouteSource", "192.168.1.0/24"),
-        ("RouteDest", "10.0.0.0/24"),
-        ("NextHop", "vco-a1"),
-    ];
-    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
-        key.iter().chain(extra.iter()).copied().collect()
-    };
-    assert_eq!(
-        f.code(
-            "ModifyVpnPbrRouteEntryWeight",
-            &with(&[("Weight", "0"), ("NewWeight", "0")])
-        ),
-        "InvalidRouteEntry.NotFound"
+    let key = key_of("vpn-a", "vco-a1", "10.0.0.0/24");
+    f.runs(
+        &key,
+        &[
+            "ModifyVpnPbrRouteEntryWeight Weight=0 NewWeight=0 InvalidRouteEntry.NotFound",
+            "ModifyVpnPbrRouteEntryWeight Weight=100 NewWeight=0 Success",
+            "ModifyVpnPbrRouteEntryPriority Weight=0 NewPriority=101 InvalidParameter",
+            "ModifyVpnPbrRouteEntryPriority Weight=0 NewPriority=3 Success",
+            "ModifyVpnPbrRouteEntryAttribute Weight=0 Priority=3 MissingNewWeight",
+            "ModifyVpnPbrRouteEntryAttribute Weight=0 Priority=3 NewWeight=100 NewPriority=7 Success",
+        ],
     );
-    assert_eq!(
-        f.code(
-            "ModifyVpnPbrRouteEntryWeight",
-            &with(&[("Weight", "100"), ("NewWeight", "0")])
-        ),
-        "Success"
-    );
-    f.settle();
-    assert_eq!(
-        f.code(
-            "ModifyVpnPbrRouteEntryPriority",
-            &with(&[("Weight", "0"), ("NewPriority", "101")])
-        ),
-        "InvalidParameter"
-    );
-    assert_eq!(
-        f.code(
-            "ModifyVpnPbrRouteEntryPriority",
-            &with(&[("Weight", "0"), ("NewPriority", "3")])
-        ),
-        "Success"
-    );
-    f.settle();
-    assert_eq!(
-        f.code(
-            "ModifyVpnPbrRouteEntryAttribute",
-            &with(&[("Weight", "0"), ("Priority", "3")])
-        ),
-        "MissingNewWeight"
-    );
-    assert_eq!(
-        f.code(
-            "ModifyVpnPbrRouteEntryAttribute",
-            &with(&[
-                ("Weight", "0"),
-                ("Priority", "3"),
-                ("NewWeight", "100"),
-                ("NewPriority", "7")
-            ])
-        ),
-        "Success"
-    );
-    f.settle();
     let e = &f.st.world.gateways["vpn-a"].entries[0];
     assert_eq!((e.weight, e.priority, e.published), (100, 7, false));
     let publish = [
@@ -422,19 +389,12 @@ fn modify_delete_publish_and_paging() {
     assert_eq!(f.code("PublishVpnRouteEntry", &publish), "Success");
     f.settle();
     assert!(f.st.world.gateways["vpn-a"].entries[0].published);
-    assert_eq!(
-        f.code(
-            "DeleteVpnPbrRouteEntry",
-            &with(&[("Weight", "100"), ("Priority", "8")])
-        ),
-        "InvalidRouteEntry.NotFound"
-    );
-    assert_eq!(
-        f.code(
-            "DeleteVpnPbrRouteEntry",
-            &with(&[("Weight", "100"), ("Priority", "7")])
-        ),
-        "Success"
+    f.runs(
+        &key,
+        &[
+            "DeleteVpnPbrRouteEntry Weight=100 Priority=8 InvalidRouteEntry.NotFound",
+            "DeleteVpnPbrRouteEntry Weight=100 Priority=7 Success",
+        ],
     );
     assert_eq!(f.st.world.gateways["vpn-a"].entries.len(), 2);
 }
@@ -485,14 +445,11 @@ vpn_gateways:
   - {id: vpn-a, region: cn-hangzhou, vpc_id: vpc-1, priority_support: true, update_duration_ms: 1000}
   - {id: vpn-b, region: cn-hangzhou, vpc_id: vpc-1, update_duration_ms: 1000}
   - {id: vpn-c, region: cn-hangzhou, vpc_id: vpc-2, update_duration_ms: 1000}
-vpn_connections:
-  - {id: vco-s1, gateway_id: vpn-async}
-  - {id: vco-s2, gateway_id: vpn-async}
-  - {id: vco-d1, gateway_id: vpn-dual}
-  - {id: vco-d2, gateway_id: vpn-dual}
-  - {id: vco-a1, gateway_id: vpn-a}
-  - {id: vco-b1, gateway_id: vpn-b}
-  - {id: vco-c1, gateway_id: vpn-c}
+vpn_connections: [
+  {id: vco-s1, gateway_id: vpn-async}, {id: vco-s2, gateway_id: vpn-async},
+  {id: vco-d1, gateway_id: vpn-dual}, {id: vco-d2, gateway_id: vpn-dual},
+  {id: vco-a1, gateway_id: vpn-a}, {id: vco-b1, gateway_id: vpn-b}, {id: vco-c1, gateway_id: vpn-c},
+]
 "#;
 
 /// `settings` is YAML flow-map content; the shuffle seed is 42 unless it names another.
@@ -598,10 +555,7 @@ fn on_active_changes_show_once_the_gateway_is_active() {
     for (action, extra, after) in table {
         let mut f = fixture2("");
         let create = f
-            .call(
-                "CreateVpnPbrRouteEntry",
-                &args(&key, &[("Weight", "100"), ("PublishVpc", "true")]),
-            )
+            .create_with(&key, &[("Weight", "100"), ("PublishVpc", "true")])
             .unwrap();
         // The create answers `normal` although it publishes, and nothing is listed yet.
         assert_eq!(create["State"], "normal");
@@ -683,16 +637,10 @@ fn on_active_pending_create_is_a_duplicate_and_replays() {
         "VpnRouteEntry.AlreadyExists"
     );
     // The immediate gateways keep the old order: busy first.
-    let a = args(
-        &key_of("vpn-a", "vco-a1", "10.0.0.0/24"),
-        &[("Weight", "100"), ("PublishVpc", "false")],
-    );
-    assert_eq!(f.code("CreateVpnPbrRouteEntry", &a), "Success");
+    let route = ["vpn-a", "192.168.1.0/24", "10.0.0.0/24", "vco-a1", "100"];
+    assert_eq!(f.create_code(route, "false", &[]), "Success");
     f.now += 300;
-    assert_eq!(
-        f.code("CreateVpnPbrRouteEntry", &a),
-        "VpnGateway.Configuring"
-    );
+    assert_eq!(f.create_code(route, "false", &[]), "VpnGateway.Configuring");
 }
 
 #[test]
@@ -768,10 +716,7 @@ fn dual_tunnel_gateways() {
     }
     let mut f = fixture2("");
     let created = f
-        .call(
-            "CreateVpnPbrRouteEntry",
-            &args(&key, &[("Weight", "0"), ("PublishVpc", "false")]),
-        )
+        .create_with(&key, &[("Weight", "0"), ("PublishVpc", "false")])
         .unwrap();
     assert_eq!(created["Weight"], 100, "the weight does not take effect");
     assert!(
@@ -824,57 +769,47 @@ fn dual_tunnel_gateways() {
     // Weight changes: accepted without effect (default) or refused; priority through
     // ModifyVpnPbrRouteEntryAttribute (or ...Priority). The repeated Weight is not compared.
     // (settings, action, extra, code, listed weight and priority after)
-    type Row<'a> = (&'a str, &'a str, Extra<'a>, &'a str, (u64, u64));
+    type Row<'a> = (&'a str, &'a str, &'a str, &'a str, (u64, u64));
     let table: [Row<'_>; 6] = [
         (
             "",
             "ModifyVpnPbrRouteEntryWeight",
-            vec![("Weight", "0"), ("NewWeight", "0")],
+            "Weight=0 NewWeight=0",
             "Success",
             (100, 10),
         ),
         (
             "dual_tunnel_weight_change: refuse",
             "ModifyVpnPbrRouteEntryWeight",
-            vec![("Weight", "100"), ("NewWeight", "0")],
+            "Weight=100 NewWeight=0",
             "VpnPbrRouteEntryWeight.NotSupport",
             (100, 10),
         ),
         (
             "",
             "ModifyVpnPbrRouteEntryAttribute",
-            vec![("Weight", "100"), ("Priority", "10"), ("NewPriority", "5")],
+            "Weight=100 Priority=10 NewPriority=5",
             "Success",
             (100, 5),
         ),
         (
             "",
             "ModifyVpnPbrRouteEntryAttribute",
-            vec![
-                ("Weight", "100"),
-                ("Priority", "10"),
-                ("NewWeight", "0"),
-                ("NewPriority", "5"),
-            ],
+            "Weight=100 Priority=10 NewWeight=0 NewPriority=5",
             "Success",
             (100, 5),
         ),
         (
             "dual_tunnel_weight_change: refuse",
             "ModifyVpnPbrRouteEntryAttribute",
-            vec![
-                ("Weight", "100"),
-                ("Priority", "10"),
-                ("NewWeight", "0"),
-                ("NewPriority", "5"),
-            ],
+            "Weight=100 Priority=10 NewWeight=0 NewPriority=5",
             "VpnPbrRouteEntryWeight.NotSupport",
             (100, 10),
         ),
         (
             "dual_tunnel_weight_change: refuse",
             "ModifyVpnPbrRouteEntryPriority",
-            vec![("Weight", "0"), ("NewPriority", "6")],
+            "Weight=0 NewPriority=6",
             "Success",
             (100, 6),
         ),
@@ -882,6 +817,7 @@ fn dual_tunnel_gateways() {
     for (settings, action, extra, want, after) in table {
         let mut f = fixture2(settings);
         f.create("vpn-dual", "192.168.1.0/24", "10.0.0.0/24", "vco-d1", "0");
+        let extra = name_values(extra.split_whitespace());
         assert_eq!(
             f.code(action, &args(&key, &extra)),
             want,

@@ -28,6 +28,8 @@ pub use restart::{RestartResult, run_restart};
 pub use result::ScenarioResult;
 pub use scenario::Scenario;
 pub use settle::SettleCriterion;
+#[cfg(test)]
+pub(crate) use settle::Settled;
 pub use stack::{start_cluster, work_dir};
 
 pub(crate) use scenario::Binding;

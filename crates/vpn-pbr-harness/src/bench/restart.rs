@@ -12,7 +12,7 @@ use super::calls::{action_calls, calls_since, mutations};
 use super::converge::converge;
 use super::result::ScenarioResult;
 use super::scenario::Scenario;
-use super::settle::{SettleCriterion, settle};
+use super::settle::{SettleCriterion, Settled, settle};
 use super::stack::start_scenario;
 use crate::cluster::ControlPlane;
 use crate::emulator;
@@ -29,11 +29,8 @@ pub struct RestartResult {
     /// The SIGTERMed operator's exit status and how long it took to exit.
     pub(crate) stop_status: String,
     pub(crate) stop_took: Duration,
-    pub(crate) settled: bool,
-    /// From the new operator's start to settled (see `settle`).
-    pub(crate) settle_time: Duration,
-    /// The new operator's reconciles when settled.
-    pub(crate) reconciles: Option<f64>,
+    /// The new operator from its start until settled (see `settle`).
+    pub(crate) settle: Settled,
     /// Calls of the new operator: the emulator's counters since the old one exited.
     pub(crate) calls: Vec<(String, String, u64)>,
     /// Updates with Ready not True seen from before the stop until settled.
@@ -126,9 +123,7 @@ pub async fn run_restart(
         criterion: crit,
         stop_status,
         stop_took,
-        settled: settled.settled,
-        settle_time: settled.after,
-        reconciles: settled.reconciles,
+        settle: settled,
         calls,
         flips: stack.tracker.flips(),
         usage,
@@ -136,12 +131,12 @@ pub async fn run_restart(
     eprintln!(
         "[{}] {} after {:.1} s: {} mutations, {:.2} reads per gateway, {} Ready flips",
         sc.label,
-        if result.settled {
+        if result.settle.settled {
             "settled"
         } else {
             "NOT settled"
         },
-        result.settle_time.as_secs_f64(),
+        result.settle.after.as_secs_f64(),
         result.mutations(),
         result.reads_per_gateway(),
         result.flips.updates

@@ -1,9 +1,8 @@
-//! Results, headers and restart runs for the tests of the report.
+//! Results and restart runs for the tests of the report (the fixed header is `Header::fixed`).
 
 use std::time::Duration;
 
-use super::header::Header;
-use crate::bench::{RestartResult, Scenario, ScenarioResult, SettleCriterion, calls};
+use crate::bench::{RestartResult, Scenario, ScenarioResult, SettleCriterion, Settled, calls};
 use crate::operator::Usage;
 use crate::workload::Flips;
 
@@ -43,17 +42,6 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
     }
 }
 
-/// A fixed header.
-pub(super) fn header() -> Header {
-    Header {
-        command: "make bench".to_owned(),
-        argv: "pbr-bench bench --out docs/benchmarks.md".to_owned(),
-        commit: "abc1234".to_owned(),
-        machine: "test machine".to_owned(),
-        date: "2026-01-01 00:00 UTC".to_owned(),
-    }
-}
-
 /// A settled restart run of 200 routes: 22 reads and `extra_calls`.
 pub(super) fn restart(flips: Flips, extra_calls: &[(&str, &str, u64)]) -> RestartResult {
     let mut c = calls(&[
@@ -70,9 +58,11 @@ pub(super) fn restart(flips: Flips, extra_calls: &[(&str, &str, u64)]) -> Restar
         },
         stop_status: "exit status: 0".to_owned(),
         stop_took: Duration::from_millis(300),
-        settled: true,
-        settle_time: Duration::from_secs(4),
-        reconciles: Some(200.0),
+        settle: Settled {
+            settled: true,
+            after: Duration::from_secs(4),
+            reconciles: Some(200.0),
+        },
         calls: c,
         flips,
         usage: Usage::default(),

@@ -1,19 +1,33 @@
 //! What the document says about how it was made ([`Header`]): the command, the commit, the
 //! machine and the date.
 
+use std::fmt;
 use std::path::Path;
 use std::process::Command;
 
-/// What the document says about how it was made.
+/// What the document says about how it was made; shown as the document's first list items.
 #[derive(Clone, Debug)]
 pub struct Header {
     /// The command a reader runs (`make bench`).
-    pub(crate) command: String,
+    command: String,
     /// The `pbr-bench` command line it ran.
-    pub(crate) argv: String,
-    pub(crate) commit: String,
-    pub(crate) machine: String,
-    pub(crate) date: String,
+    argv: String,
+    commit: String,
+    machine: String,
+    date: String,
+}
+
+impl fmt::Display for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "- Command: `{}` (ran `{}`)", self.command, self.argv)?;
+        writeln!(f, "- Commit: {}", self.commit)?;
+        writeln!(
+            f,
+            "- Machine: {} (shared with other builds at the time)",
+            self.machine
+        )?;
+        writeln!(f, "- Date: {}", self.date)
+    }
 }
 
 impl Header {
@@ -31,6 +45,18 @@ impl Header {
             date: jiff::Timestamp::now()
                 .strftime("%Y-%m-%d %H:%M UTC")
                 .to_string(),
+        }
+    }
+
+    /// A fixed header, for the tests of the report.
+    #[cfg(test)]
+    pub(super) fn fixed() -> Header {
+        Header {
+            command: "make bench".to_owned(),
+            argv: "pbr-bench bench --out docs/benchmarks.md".to_owned(),
+            commit: "abc1234".to_owned(),
+            machine: "test machine".to_owned(),
+            date: "2026-01-01 00:00 UTC".to_owned(),
         }
     }
 }

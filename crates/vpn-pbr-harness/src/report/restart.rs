@@ -71,13 +71,13 @@ pub(super) fn restart_section(s: &mut String, r: &RestartResult) {
         ),
         (
             "time to settle",
-            if r.settled {
-                secs(r.settle_time)
+            if r.settle.settled {
+                secs(r.settle.after)
             } else {
-                format!("**not settled** after {}", secs(r.settle_time))
+                format!("**not settled** after {}", secs(r.settle.after))
             },
         ),
-        ("reconciles by the new operator", count(r.reconciles)),
+        ("reconciles by the new operator", count(r.settle.reconciles)),
         ("cloud calls of the new operator (action code n)", calls),
         ("mutations", format!("**{}**", r.mutations())),
         (

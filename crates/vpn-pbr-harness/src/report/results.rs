@@ -121,16 +121,20 @@ impl Results {
         if let Some(r) = &self.restart {
             let sc = &r.setup.scenario;
             let of = format!("restart with {} Ready routes", sc.routes);
-            let settled = if r.settled { "" } else { " (not settled)" };
+            let settled = if r.settle.settled {
+                ""
+            } else {
+                " (not settled)"
+            };
             push(
                 format!("{of}: cloud mutations = 0"),
                 format!("{}{settled}", r.mutations()),
-                r.settled && r.mutations() == 0,
+                r.settle.settled && r.mutations() == 0,
             );
             push(
                 format!("{of}: reads per gateway <= {TARGET_READS_PER_GATEWAY}"),
                 format!("{:.2}{settled}", r.reads_per_gateway()),
-                r.settled && r.reads_per_gateway() <= TARGET_READS_PER_GATEWAY,
+                r.settle.settled && r.reads_per_gateway() <= TARGET_READS_PER_GATEWAY,
             );
             push(
                 format!("{of}: Ready flips = 0"),
@@ -200,7 +204,7 @@ mod tests {
     fn restart_targets_need_a_settled_operator() {
         let mut r = restart(Flips::default(), &[]);
         r.calls.truncate(1);
-        r.settled = false;
+        r.settle.settled = false;
         let res = Results {
             restart: Some(r),
             ..Results::default()
