@@ -27,9 +27,10 @@ build: ## Build every binary of the workspace: the operator, crdgen, vpc-emulato
 tools: ## Build or install every tool the tests need (idempotent; first run takes minutes)
 	@hack/tools.sh > /dev/null
 
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate crds/ and the chart's CRD template from the Rust types
 	$(CARGO) run --locked --quiet --bin crdgen > crds/vpnpbrroutes.vpn.alicloud.dev.yaml
-	cp crds/vpnpbrroutes.vpn.alicloud.dev.yaml deploy/helm/vpn-pbr-operator/crds/
+	$(CARGO) run --locked --quiet --bin crdgen -- --chart-template \
+	  > deploy/helm/vpn-pbr-operator/templates/crds/vpnpbrroutes.vpn.alicloud.dev.yaml
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

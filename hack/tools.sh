@@ -23,6 +23,8 @@ if [ "$ALL" = 1 ]; then
   PROMTOOL_BIN_DIR=$("$ROOT/hack/promtool/build.sh")
   # kstatus and Argo CD's health check over the operator's statuses (tests/gitops_health.rs).
   GITOPS_VERDICTS=$("$ROOT/hack/gitops-verdicts/build.sh")
+  # The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (tests/e2e.rs).
+  PROMETHEUS_CRDS_DIR=$("$ROOT/hack/prometheus-crds/build.sh")
 else
   KUBE_BIN_DIR=$("$ROOT/hack/k8s-bins/build.sh")
 fi
@@ -32,6 +34,7 @@ if [ "$ENV" = 1 ]; then
   echo "export PATH=$KUBE_BIN_DIR:\$PATH"
   if [ "$ALL" = 1 ]; then
     echo "export SDK_PYTHON=$SDK_PYTHON HELM_BIN_DIR=$HELM_BIN_DIR PROMTOOL_BIN_DIR=$PROMTOOL_BIN_DIR GITOPS_VERDICTS=$GITOPS_VERDICTS"
+    echo "export PROMETHEUS_CRDS_DIR=$PROMETHEUS_CRDS_DIR"
     echo "export PATH=$HELM_BIN_DIR:$PROMTOOL_BIN_DIR:\$PATH"
   fi
 else
@@ -43,5 +46,6 @@ else
     echo "helm:                     $HELM_BIN_DIR"
     echo "promtool:                 $PROMTOOL_BIN_DIR"
     echo "gitops-verdicts:          $GITOPS_VERDICTS"
+    echo "Prometheus Operator CRDs: $PROMETHEUS_CRDS_DIR"
   fi
 fi

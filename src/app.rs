@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -13,6 +14,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::api::compat;
 use crate::api::v1alpha1::VpnPbrRoute;
 use crate::config::Config;
 use crate::controller::context::Settings;
@@ -48,6 +50,14 @@ pub enum AppError {
         "the VpnPbrRoute CRD ({CRD_NAME}) is not installed; install it with `kubectl apply --server-side -f crds/`"
     )]
     CrdMissing,
+    #[error(
+        "the installed VpnPbrRoute CRD ({CRD_NAME}) is older than this operator, it lacks: {0}; upgrade the CRD first: `helm upgrade` with this release's chart, which carries it (a CRD made before chart 0.4.0 needs one command before that upgrade), or `kubectl apply --server-side -f crds/` of this release (docs/install.md, \"Upgrading\")"
+    )]
+    CrdOutdated(String),
+    #[error(
+        "cannot read the VpnPbrRoute CRD ({CRD_NAME}) to check that it serves what this operator needs: {0}; grant `get` on customresourcedefinitions named {CRD_NAME} (the chart's ClusterRole does)"
+    )]
+    CrdUnreadable(String),
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("cloud client: {0}")]
@@ -120,6 +130,26 @@ async fn wait_for_crd(client: &kube::Client, wait: Duration) -> Result<(), AppEr
     }
 }
 
+/// Refuses an installed CRD that lacks what this binary writes or shows (`api::compat`): the
+/// apiserver would silently drop the status fields it does not know.
+async fn check_crd(client: &kube::Client) -> Result<(), AppError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let installed = match crds.get(CRD_NAME).await {
+        Ok(crd) => crd,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(AppError::CrdUnreadable(s.message));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let missing = compat::missing(&VpnPbrRoute::crd(), &installed);
+    if missing.is_empty() {
+        info!("the installed CRD serves every field this operator uses");
+        Ok(())
+    } else {
+        Err(AppError::CrdOutdated(compat::describe(&missing)))
+    }
+}
+
 fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFactory, AppError> {
     let client_config = config.cloud.client_config();
     Ok(VpcClientFactory::new(client_config)?
@@ -159,6 +189,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     info!(%addr, "serving /metrics, /healthz, /readyz");
 
     wait_for_crd(&client, config.crd_wait).await?;
+    check_crd(&client).await?;
 
     let factory = cloud_factory(&config, &metrics)?;
     let sts_url = config

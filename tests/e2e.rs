@@ -1,18 +1,30 @@
 //! End to end, as a user sees it: the images built from the repository's Dockerfile
 //! (`hack/image/build.sh`, buildah, nothing pulled), two real nodes on this machine
 //! (`hack/node.sh`: kubelet + containerd, host network, everything on loopback), the emulator
-//! running as a Pod from its image, the chart installed with helm, and then:
+//! running as a Pod from its image, and then:
 //!
+//! - the chart of an older commit of this repository ([`OLD_CHART_COMMIT`]) is installed with
+//!   helm: Helm installs its CRD from the chart's `crds/`, a CRD without `status.accountId`, and
+//!   the operator of the current image refuses it (its log names the field); the examples
+//!   (`examples/*.yaml`) are applied against that CRD;
+//! - the one command of docs/install.md ("Upgrading"), read from the file, gives the CRD Helm's
+//!   ownership metadata, and `helm upgrade` to the current chart upgrades the CRD (it has
+//!   `status.accountId` now) and the operator;
 //! - the operator Pod becomes Ready through its real probes and `kubectl logs` shows it working;
-//! - the examples (`examples/*.yaml`) become Ready, with events, and `/metrics` answers at the
-//!   operator Pod's address (its node's loopback address on the host network: an Endpoints
-//!   address cannot be loopback, so the Service has no endpoints to curl on these nodes);
+//! - the examples become Ready, with events, their routes record `status.accountId`, and
+//!   `/metrics` answers at the operator Pod's address (its node's loopback address on the host
+//!   network: an Endpoints address cannot be loopback, so the Service has no endpoints to curl on
+//!   these nodes);
 //! - `helm upgrade` to 2 replicas with leader election; deleting the leader Pod hands the Lease
 //!   over within 30 s and a route applied meanwhile becomes Ready;
 //! - the apiserver's audit log has no 403 for the chart's ServiceAccount;
 //! - the kernel runs the operator as UID 65532, without capabilities, with no_new_privs,
 //!   seccomp, a read-only root filesystem and the chart's memory limit, and it stayed below it;
-//! - `helm uninstall` removes the Pods and keeps the CRD, the routes and their cloud entries;
+//! - with the Prometheus Operator's own ServiceMonitor and PrometheusRule CRDs applied
+//!   (`hack/prometheus-crds/build.sh`), `helm upgrade` with the ServiceMonitor, the alerts and
+//!   the dashboard on: the apiserver accepts the three objects and they read back as rendered;
+//! - `helm uninstall` removes the Pods and the monitoring objects and keeps the CRD, the routes
+//!   and their cloud entries;
 //! - `hack/node.sh down` leaves no process, mount, iptables chain, cgroup, sysctl change or
 //!   directory of the nodes behind.
 //!
@@ -36,19 +48,30 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::repo_root;
 use support::route::{create_key_secret, route_object, spec};
+use support::upgrade::{RELEASE, RELEASE_NS, crd_adoption_command, run_doc_command};
+use vpn_pbr_harness::Tools;
 use vpn_pbr_harness::command::run_ok;
 use vpn_pbr_harness::node::{HostState, Images, LocalNodes, NodeLock, ProcessFacts, host_dirs};
 use vpn_pbr_harness::operator::free_port;
-use vpn_pbr_harness::tools::node_dir;
+use vpn_pbr_harness::tools::{self, node_dir};
 use vpn_pbr_harness::wait::eventually;
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
-const RELEASE: &str = "vpn-pbr-operator";
-const RELEASE_NS: &str = "vpn-pbr-system";
 const ROUTES_NS: &str = "routes";
 const EMULATOR_NS: &str = "vpc-emulator";
 const SELECTOR: &str = "app.kubernetes.io/instance=vpn-pbr-operator";
 const CHART: &str = "deploy/helm/vpn-pbr-operator";
+/// The commit whose chart is installed first: the parent of the commit that added
+/// `status.accountId` (019f2e2), chart 0.2.0, whose CRD sits in the chart's `crds/` and lacks
+/// that field.
+const OLD_CHART_COMMIT: &str = "6b629c674512618fd0188e990110272343065356";
+const CRD: &str = "vpnpbrroutes.vpn.alicloud.dev";
+/// The routes of `examples/` that create their entry (the fourth only observes one).
+const CREATED: [&str; 3] = [
+    "office-to-app-active",
+    "office-to-app-standby",
+    "datacenter-published",
+];
 /// The chart's default memory limit (values.yaml `resources.limits.memory`).
 const MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 const WAIT: Duration = Duration::from_secs(180);
@@ -167,6 +190,43 @@ async fn all_routes_ready(client: &Client, n: usize) -> anyhow::Result<()> {
     .await
 }
 
+/// The chart of [`OLD_CHART_COMMIT`], taken from the repository's history into `dir`.
+fn old_chart(dir: &Path) -> anyhow::Result<String> {
+    let tar = dir.join("old-chart.tar");
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(repo_root())
+            .args(["archive", "--format=tar", "-o"])
+            .arg(&tar)
+            .args([OLD_CHART_COMMIT, CHART]),
+        None,
+    )
+    .context("the old chart from git (a clone with the history is needed)")?;
+    run_ok(
+        Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(dir),
+        None,
+    )?;
+    Ok(dir.join(CHART).display().to_string())
+}
+
+/// Whether the installed VpnPbrRoute CRD has `status.accountId`.
+async fn crd_has_account_id(client: &Client) -> anyhow::Result<bool> {
+    let crd = serde_json::to_value(
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .get(CRD)
+            .await?,
+    )?;
+    let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+    Ok(!status["properties"]["accountId"].is_null())
+}
+
+/// The output of `kubectl get <what> -o json` in the release namespace.
+fn get_json(nodes: &LocalNodes, what: &[&str]) -> anyhow::Result<Value> {
+    let args = [&["-n", RELEASE_NS, "get"], what, &["-o", "json"]].concat();
+    Ok(serde_json::from_str(&nodes.kubectl_ok(&args, None)?)?)
+}
+
 /// The security facts of a running operator pod, from the kernel.
 fn assert_hardened_process(pod: &Pod) -> anyhow::Result<ProcessFacts> {
     let status = pod.status.as_ref().expect("pod status");
@@ -261,7 +321,7 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
         }
     }
 
-    // 10. Down, and nothing left behind.
+    // 13. Down, and nothing left behind.
     nodes.down()?;
     let after = HostState::capture(&node_dir)?;
     let left = after.left_over_since(&before);
@@ -277,7 +337,7 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
     Ok(())
 }
 
-/// Steps 3 to 9, on the nodes.
+/// Steps 3 to 12, on the nodes.
 async fn scenario(nodes: &LocalNodes, images: &Images, t0: Instant) -> anyhow::Result<()> {
     let repo = repo_root();
     let client = nodes.client().await?;
@@ -318,25 +378,8 @@ async fn scenario(nodes: &LocalNodes, images: &Images, t0: Instant) -> anyhow::R
     assert_eq!(http_get(&format!("{admin}/health")).await?.0, 200);
     step(t0, "emulator Pod Ready");
 
-    // 4. CRD, credentials, chart (the steps of the README's install section).
-    nodes.kubectl_ok(
-        &[
-            "apply",
-            "--server-side",
-            "-f",
-            &repo.join("crds").display().to_string(),
-        ],
-        None,
-    )?;
-    nodes.kubectl_ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/vpnpbrroutes.vpn.alicloud.dev",
-            "--timeout=60s",
-        ],
-        None,
-    )?;
+    // 4. Credentials, then the chart of an older commit: Helm installs its CRD from the chart's
+    //    crds/, without status.accountId, and the operator of the current image refuses it.
     create_namespace(&client, RELEASE_NS).await?;
     let (key_id, key_secret) = emulator_key()?;
     create_key_secret(
@@ -375,7 +418,7 @@ extraEnv:
     )?;
     let values = values.display().to_string();
     let chart = repo.join(CHART).display().to_string();
-    // `helm install|upgrade` of the chart with these values, `set` and a `timeout` wait.
+    // `helm upgrade` of the current chart with these values, `set` and a `timeout` wait.
     let helm_chart = |verb: &str, set: &[&str], timeout: &str| {
         let release = [
             verb,
@@ -388,27 +431,52 @@ extraEnv:
         ];
         nodes.helm(&[&release[..], set, &["--wait", "--timeout", timeout]].concat())
     };
-    helm_chart("install", &[], "3m")?;
-    let pods = ready_pods(&client, 1).await?;
-    let image = format!("{}:{}", images.operator_repository, images.tag);
-    assert_eq!(
-        pods[0].spec.as_ref().expect("spec").containers[0]
-            .image
-            .as_deref(),
-        Some(image.as_str()),
-        "the image built from the Dockerfile"
-    );
-    step(t0, "chart installed, operator Pod Ready");
-    let logs = nodes.kubectl_ok(
-        &["-n", RELEASE_NS, "logs", &format!("deploy/{RELEASE}")],
+    // The old chart's operator never becomes Ready here: no --wait.
+    let old = old_chart(dir.path())?;
+    nodes.helm(&["install", RELEASE, &old, "-n", RELEASE_NS, "-f", &values])?;
+    nodes.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{CRD}"),
+            "--timeout=60s",
+        ],
         None,
     )?;
     assert!(
-        logs.contains("controller started"),
-        "kubectl logs shows the operator at work:\n{logs}"
+        !crd_has_account_id(&client).await?,
+        "the CRD of {OLD_CHART_COMMIT} should lack status.accountId"
+    );
+    let refusal = eventually(WAIT, "the operator refuses the older CRD", || async {
+        let logs = |previous: &str| {
+            nodes
+                .kubectl_ok(
+                    &[
+                        "-n",
+                        RELEASE_NS,
+                        "logs",
+                        &format!("deploy/{RELEASE}"),
+                        previous,
+                    ],
+                    None,
+                )
+                .unwrap_or_default()
+        };
+        let logs = logs("--previous=false") + &logs("--previous=true");
+        (logs.contains("is older than this operator") && logs.contains("field status.accountId"))
+            .then_some(logs)
+    })
+    .await?;
+    assert!(
+        operator_pods(&client).await?.iter().all(|p| !pod_ready(p)),
+        "an operator Pod is Ready on the older CRD:\n{refusal}"
+    );
+    step(
+        t0,
+        "chart of an older commit installed; the operator refuses its CRD",
     );
 
-    // 5. The examples become Ready; events and metrics.
+    // 5. The examples, applied against the older CRD.
     let resp = reqwest::Client::new()
         .post(format!("{admin}/entries/create"))
         .header("Content-Type", "application/json")
@@ -428,8 +496,63 @@ extraEnv:
         ],
         None,
     )?;
+
+    // 6. The guide's one command, then helm upgrade to the current chart: the CRD is upgraded.
+    run_doc_command(
+        &crd_adoption_command("docs/install.md"),
+        &nodes.kubeconfig,
+        &Tools::from_env()?.kube_bin_dir,
+    )?;
+    helm_chart("upgrade", &[], "4m")?;
+    assert!(
+        crd_has_account_id(&client).await?,
+        "helm upgrade upgraded the CRD"
+    );
+    let crd = serde_json::to_value(
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .get(CRD)
+            .await?,
+    )?;
+    assert_eq!(
+        crd["metadata"]["annotations"]["meta.helm.sh/release-name"], RELEASE,
+        "the release holds the CRD"
+    );
+    let pods = ready_pods(&client, 1).await?;
+    let image = format!("{}:{}", images.operator_repository, images.tag);
+    assert_eq!(
+        pods[0].spec.as_ref().expect("spec").containers[0]
+            .image
+            .as_deref(),
+        Some(image.as_str()),
+        "the image built from the Dockerfile"
+    );
+    step(
+        t0,
+        "adopted the CRD, helm upgrade to the current chart: CRD upgraded, operator Pod Ready",
+    );
+    let logs = nodes.kubectl_ok(
+        &["-n", RELEASE_NS, "logs", &format!("deploy/{RELEASE}")],
+        None,
+    )?;
+    assert!(
+        logs.contains("serves every field") && logs.contains("controller started"),
+        "kubectl logs shows the operator at work:\n{logs}"
+    );
+
+    // 7. The examples become Ready and keep status.accountId (the older CRD would have
+    //    pruned it); events and metrics.
     all_routes_ready(&client, 4).await?;
-    step(t0, "examples Ready");
+    let routes: Api<VpnPbrRoute> = Api::namespaced(client.clone(), ROUTES_NS);
+    for name in CREATED {
+        let account = routes
+            .get(name)
+            .await?
+            .status
+            .and_then(|s| s.account_id)
+            .unwrap_or_default();
+        assert!(!account.is_empty(), "{name}: status.accountId recorded");
+    }
+    step(t0, "examples Ready, with status.accountId");
     let events: Value = serde_json::from_str(
         &nodes.kubectl_ok(&["-n", ROUTES_NS, "get", "events", "-o", "json"], None)?,
     )?;
@@ -448,14 +571,10 @@ extraEnv:
             )
         })
         .collect();
-    for (name, reason) in [
-        ("office-to-app-active", "Created"),
-        ("office-to-app-standby", "Created"),
-        ("datacenter-published", "Created"),
-    ] {
+    for name in CREATED {
         assert!(
-            reasons.iter().any(|(n, r)| n == name && r == reason),
-            "event {reason} for {name} in {reasons:?}"
+            reasons.iter().any(|(n, r)| n == name && r == "Created"),
+            "event Created for {name} in {reasons:?}"
         );
     }
     {
@@ -504,7 +623,7 @@ extraEnv:
     }
     step(t0, "events and /metrics at the operator Pod's address");
 
-    // 6. Two replicas with leader election; the leader's Pod is deleted.
+    // 8. Two replicas with leader election; the leader's Pod is deleted.
     let two_replicas = [
         "--set",
         "replicaCount=2",
@@ -569,7 +688,7 @@ extraEnv:
     );
     let pods = ready_pods(&client, 2).await?;
 
-    // 7. Security and resources as the kernel enforces them.
+    // 9. Security and resources as the kernel enforces them.
     for pod in &pods {
         let facts = assert_hardened_process(pod)?;
         step(
@@ -587,7 +706,7 @@ extraEnv:
         );
     }
 
-    // 8. The audit log: the ServiceAccount was never refused.
+    // 10. The audit log: the ServiceAccount was never refused.
     let user = format!("system:serviceaccount:{RELEASE_NS}:{RELEASE}");
     let audit = std::fs::read_to_string(nodes.audit_log())?;
     let mine: Vec<Value> = audit
@@ -616,7 +735,58 @@ extraEnv:
         &format!("{} audit events of {user}, no 403", mine.len()),
     );
 
-    // 9. helm uninstall: the Pods go; the CRD, the routes and their cloud entries stay.
+    // 11. The monitoring objects, against the Prometheus Operator's own CRDs.
+    for plural in ["servicemonitors", "prometheusrules"] {
+        let file = tools::prometheus_crd(plural)?.display().to_string();
+        nodes.kubectl_ok(&["apply", "--server-side", "-f", &file], None)?;
+        nodes.kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{plural}.monitoring.coreos.com"),
+                "--timeout=60s",
+            ],
+            None,
+        )?;
+    }
+    let monitoring = [
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "monitoring.prometheusRule.enabled=true",
+        "--set",
+        "monitoring.runbookBaseUrl=https://git.example.com/network/vpn-pbr-operator/-/blob/v0.1.0",
+        "--set",
+        "monitoring.dashboard.enabled=true",
+    ];
+    helm_chart(
+        "upgrade",
+        &[&two_replicas[..], &monitoring[..]].concat(),
+        "4m",
+    )?;
+    let sm = get_json(nodes, &["servicemonitor", RELEASE])?;
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "http-metrics", "{sm}");
+    let rule = get_json(nodes, &["prometheusrule", RELEASE])?;
+    let alerts = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(alerts > 0, "the PrometheusRule holds the alerts: {rule}");
+    let dashboard = get_json(nodes, &["configmap", &format!("{RELEASE}-dashboard")])?;
+    assert!(
+        dashboard["data"]
+            .as_object()
+            .is_some_and(|d| d.keys().any(|k| k.ends_with(".json"))),
+        "the dashboard ConfigMap holds the dashboard"
+    );
+    step(
+        t0,
+        &format!(
+            "ServiceMonitor, PrometheusRule ({alerts} alerts) and dashboard accepted and read back"
+        ),
+    );
+
+    // 12. helm uninstall: the Pods and the monitoring objects go; the CRD, the routes and their
+    //     cloud entries stay.
     nodes.helm(&[
         "uninstall",
         RELEASE,
@@ -630,9 +800,13 @@ extraEnv:
         operator_pods(&client).await.ok()?.is_empty().then_some(())
     })
     .await?;
+    for kind in ["servicemonitors", "prometheusrules"] {
+        let left = nodes.kubectl_ok(&["-n", RELEASE_NS, "get", kind, "-o", "name"], None)?;
+        assert!(left.trim().is_empty(), "helm uninstall left {left}");
+    }
     assert!(
         Api::<CustomResourceDefinition>::all(client.clone())
-            .get_opt("vpnpbrroutes.vpn.alicloud.dev")
+            .get_opt(CRD)
             .await?
             .is_some(),
         "the CRD stays"

@@ -21,6 +21,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
         "core",
         &[
             "api",
+            "api::compat",
             "api::v1alpha1",
             "api::v1alpha1::status",
             "api::v1alpha1::validation",

@@ -385,6 +385,8 @@ impl Scenario {
             ("watch", "vpnpbrroutes"),
             ("patch", "vpnpbrroutes"),
             ("create", "events"),
+            // The check of the installed CRD at start (src/api/compat.rs).
+            ("get", "customresourcedefinitions"),
         ] {
             assert!(
                 mine.iter().any(|e| e["verb"] == verb

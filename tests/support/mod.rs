@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod env;
 pub mod route;
+pub mod upgrade;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

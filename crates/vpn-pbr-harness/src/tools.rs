@@ -1,5 +1,6 @@
 //! Where things are: the repository, the tool cache (`make tools` fills it), the control-plane
-//! binaries, helm, promtool, and the workspace's own built programs.
+//! binaries, helm, promtool, the Prometheus Operator's CRDs, and the workspace's own built
+//! programs.
 
 use std::path::{Path, PathBuf};
 
@@ -88,6 +89,16 @@ pub fn promtool() -> Result<PathBuf> {
     require(
         dir_from_env("PROMTOOL_BIN_DIR", "promtool/v0.316.0").join("promtool"),
         "hack/promtool/build.sh",
+    )
+}
+
+/// The Prometheus Operator's CRD of `plural` (`servicemonitors`, `prometheusrules`) from
+/// `PROMETHEUS_CRDS_DIR` (set by `make test`) or the cache `hack/prometheus-crds/build.sh` fills.
+pub fn prometheus_crd(plural: &str) -> Result<PathBuf> {
+    require(
+        dir_from_env("PROMETHEUS_CRDS_DIR", "prometheus-crds/v0.95.2")
+            .join(format!("monitoring.coreos.com_{plural}.yaml")),
+        "hack/prometheus-crds/build.sh",
     )
 }
 
