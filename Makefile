@@ -39,8 +39,8 @@ lint: ## rustfmt and clippy, warnings are errors
 test: tools lint ## The one test command: tools, fmt, clippy, unit and integration tests (every crate), the e2e on a host made fresh
 	$(CARGO) build --locked --bins
 	source <(hack/tools.sh --env) && $(CARGO) test --locked --lib --bins --tests
-	@# tests/e2e.rs is #[ignore]d in plain `cargo test` (it needs root and starts real nodes);
-	@# here it runs on a host made fresh (hack/first-run.sh: the first-run check).
+	@# tests/e2e.rs and tests/install_steps.rs are #[ignore]d in plain `cargo test` (root, real nodes);
+	@# here they run on a host made fresh (hack/first-run.sh: the first-run check).
 	source <(hack/tools.sh --env) && hack/first-run.sh
 
 audit: ## cargo-deny over the dependencies (deny.toml): advisories, licences, bans, sources; ADVISORY_DB=dir checks against a local copy of the advisory database

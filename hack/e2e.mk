@@ -11,6 +11,6 @@ node-up: ## Start a real local node (kubelet + containerd; needs root) with the 
 node-down: ## Stop the local node and restore the host (processes, mounts, iptables, cgroups, sysctls)
 	@hack/node.sh down
 
-e2e: ## End to end on 2 local nodes: images, emulator Pod, helm install/upgrade/uninstall (needs root)
+e2e: ## End to end on 2 local nodes: images, emulator Pod, helm install/upgrade/uninstall; then the install steps of README.md and docs/install.md as written (needs root)
 	$(CARGO) build --locked --bins
-	source <(hack/tools.sh --env) && $(CARGO) test --locked --test e2e -- --ignored --nocapture
+	source <(hack/tools.sh --env) && $(CARGO) test --locked --test e2e --test install_steps -- --ignored --nocapture

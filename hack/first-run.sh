@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The first-run check (run by `make test`): the end-to-end test (tests/e2e.rs) on a host made
-# fresh, as on a machine that never ran it.
+# The first-run check (run by `make test`): the end-to-end tests (tests/e2e.rs, then the docs'
+# install steps, tests/install_steps.rs) on a host made fresh, as on a machine that never ran it.
 #
 #   hack/first-run.sh [cargo test args...]      (needs root, like the nodes themselves)
 #
@@ -58,7 +58,7 @@ unshare --mount --propagation private -- bash -euo pipefail -c '
   export IMAGE_DIR=$fresh/image NODE_IMAGES_DIR=$fresh/node-images VPN_PBR_NODE_DIR=$fresh/node
   say "images, pause image and nodes from scratch (IMAGE_DIR=$IMAGE_DIR)"
   cd "$root"
-  cargo test --locked --test e2e "$@" -- --ignored --nocapture
+  cargo test --locked --test e2e --test install_steps "$@" -- --ignored --nocapture
 ' first-run "$ROOT" "$CACHE" "$FRESH" "$@" || rc=$?
 # A failed run's nodes are taken down by their watchdog, which still needs its files: wait for
 # every process of the run to end before removing them.

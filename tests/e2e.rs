@@ -34,13 +34,11 @@
 
 mod support;
 
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
@@ -51,9 +49,10 @@ use support::route::{create_key_secret, route_object, spec};
 use support::upgrade::{RELEASE, RELEASE_NS, crd_adoption_command, run_doc_command};
 use vpn_pbr_harness::Tools;
 use vpn_pbr_harness::command::run_ok;
-use vpn_pbr_harness::node::{HostState, Images, LocalNodes, NodeLock, ProcessFacts, host_dirs};
+use vpn_pbr_harness::emulator::example_access_key;
+use vpn_pbr_harness::node::{HostAudit, Images, LocalNodes, ProcessFacts, loopback};
 use vpn_pbr_harness::operator::free_port;
-use vpn_pbr_harness::tools::{self, node_dir};
+use vpn_pbr_harness::tools;
 use vpn_pbr_harness::wait::eventually;
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 
@@ -80,45 +79,6 @@ const OBSERVED: &str = r#"{"VpnGatewayId":"vpn-demo-secondary","RouteSource":"17
 
 fn step(t0: Instant, what: &str) {
     eprintln!("[e2e {:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
-/// The first access key of the emulator config the examples use.
-fn emulator_key() -> anyhow::Result<(String, String)> {
-    let text = std::fs::read_to_string(repo_root().join("deploy/emulator/config.example.yaml"))?;
-    let config: Value = serde_saphyr::from_str(&text)?;
-    let key = &config["access_keys"][0];
-    Ok((
-        key["id"].as_str().expect("key id").to_owned(),
-        key["secret"].as_str().expect("key secret").to_owned(),
-    ))
-}
-
-/// `deploy/emulator/vpc-emulator.yaml` for the local nodes: host network, the image built here
-/// (never pulled), API and admin API on loopback ports.
-fn emulator_manifest(images: &Images, api: u16, admin: u16) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(repo_root().join("deploy/emulator/vpc-emulator.yaml"))?;
-    let mut out = String::new();
-    for mut v in serde_saphyr::from_multiple::<Value>(&text)? {
-        if v["kind"].as_str() == Some("Deployment") {
-            let pod = &mut v["spec"]["template"]["spec"];
-            pod["hostNetwork"] = true.into();
-            // Its loopback address is the first node's: the kubelet probes the node's address.
-            pod["nodeSelector"] = json!({"kubernetes.io/hostname": "127.0.0.1"});
-            let c = &mut pod["containers"][0];
-            c["image"] = format!("{}:{}", images.emulator_repository, images.tag).into();
-            c["imagePullPolicy"] = "Never".into();
-            c["args"] = json!([
-                "--config=/etc/vpc-emulator/config.yaml".to_owned(),
-                format!("--listen=127.0.0.1:{api}"),
-                format!("--admin-listen=127.0.0.1:{admin}"),
-                "--log-format=text".to_owned(),
-            ]);
-            c["ports"][0]["containerPort"] = u64::from(api).into();
-        }
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&v)?);
-    }
-    Ok(out)
 }
 
 async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
@@ -273,30 +233,7 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
     let _ = rustls::crypto::ring::default_provider().install_default();
     let t0 = Instant::now();
     let repo = repo_root();
-    let _lock = NodeLock::acquire()?;
-    let node_dir = node_dir();
-    if let Ok(left) = std::fs::read_to_string("/run/vpn-pbr-node/dir") {
-        // Nodes of a run that was killed before it could take them down: restore the host.
-        let left = left.trim();
-        run_ok(
-            Command::new(repo.join("hack/node.sh"))
-                .args(["down", "--dir"])
-                .arg(left),
-            None,
-        )
-        .with_context(|| format!("taking down the nodes a killed run left in {left}"))?;
-    }
-    if Path::new("/run/vpn-pbr-node/dir").exists() {
-        anyhow::bail!("local nodes are up already (make node-down first): the test starts its own");
-    }
-    // Debian packages first: what they install is not something a run leaves behind.
-    LocalNodes::install_packages(&repo)?;
-    let before = HostState::capture(&node_dir)?;
-    let absent: Vec<&str> = host_dirs().filter(|d| !before.dirs.contains(*d)).collect();
-    step(
-        t0,
-        &format!("host captured; absent at start: {}", absent.join(" ")),
-    );
+    let audit = HostAudit::begin(&repo)?;
 
     // 1. The images, from the Dockerfile.
     let images = Images::build(&repo)?;
@@ -306,30 +243,10 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
     let mut nodes = LocalNodes::up(&repo, 2, &[&images.operator_tar, &images.emulator_tar])?;
     step(t0, "2 nodes Ready (hack/node.sh up)");
     // A failed step or assertion prints what the nodes looked like before they go down.
-    match AssertUnwindSafe(scenario(&nodes, &images, t0))
-        .catch_unwind()
-        .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("{}", nodes.diagnostics());
-            return Err(e);
-        }
-        Err(panic) => {
-            eprintln!("{}", nodes.diagnostics());
-            std::panic::resume_unwind(panic);
-        }
-    }
+    nodes.diagnosed(scenario(&nodes, t0)).await?;
 
     // 13. Down, and nothing left behind.
-    nodes.down()?;
-    let after = HostState::capture(&node_dir)?;
-    let left = after.left_over_since(&before);
-    assert!(
-        left.is_empty(),
-        "hack/node.sh down left behind:\n{}",
-        left.join("\n")
-    );
+    audit.end(&mut nodes)?;
     step(
         t0,
         "nodes down; no process, mount, chain, cgroup, sysctl or directory left",
@@ -338,7 +255,7 @@ async fn the_helm_installed_operator_runs_as_a_pod_on_real_nodes() -> anyhow::Re
 }
 
 /// Steps 3 to 12, on the nodes.
-async fn scenario(nodes: &LocalNodes, images: &Images, t0: Instant) -> anyhow::Result<()> {
+async fn scenario(nodes: &LocalNodes, t0: Instant) -> anyhow::Result<()> {
     let repo = repo_root();
     let client = nodes.client().await?;
 
@@ -361,7 +278,12 @@ async fn scenario(nodes: &LocalNodes, images: &Images, t0: Instant) -> anyhow::R
     )?;
     nodes.kubectl_ok(
         &["-n", EMULATOR_NS, "apply", "-f", "-"],
-        Some(&emulator_manifest(images, emu_port, admin_port)?),
+        Some(&loopback::emulator_manifest(
+            &repo,
+            &Images::reference(Images::EMULATOR),
+            emu_port,
+            admin_port,
+        )?),
     )?;
     nodes.kubectl_ok(
         &[
@@ -381,7 +303,7 @@ async fn scenario(nodes: &LocalNodes, images: &Images, t0: Instant) -> anyhow::R
     // 4. Credentials, then the chart of an older commit: Helm installs its CRD from the chart's
     //    crds/, without status.accountId, and the operator of the current image refuses it.
     create_namespace(&client, RELEASE_NS).await?;
-    let (key_id, key_secret) = emulator_key()?;
+    let (key_id, key_secret) = example_access_key(&repo)?;
     create_key_secret(
         &client,
         RELEASE_NS,
@@ -391,31 +313,28 @@ async fn scenario(nodes: &LocalNodes, images: &Images, t0: Instant) -> anyhow::R
     )
     .await;
     let dir = tempfile::tempdir()?;
+    // The local nodes' values, then this test's (the settings of the README's install section).
+    let loopback_values = dir.path().join("loopback-values.yaml");
+    std::fs::write(
+        &loopback_values,
+        loopback::chart_values(nodes.api_port, &format!("http://127.0.0.1:{emu_port}")),
+    )?;
     let values = dir.path().join("values.yaml");
     std::fs::write(
         &values,
         format!(
             r#"image:
-  repository: {repo_name}
+  repository: {repository}
   tag: "{tag}"
-  pullPolicy: Never
 credentials:
   existingSecret: alicloud-credentials
-endpoint: "http://127.0.0.1:{emu_port}"
 defaultRegion: cn-hangzhou
-# No pod network on these nodes: the host's, and the apiserver on loopback (no kube-proxy).
-hostNetwork: true
-extraEnv:
-  - name: KUBERNETES_SERVICE_HOST
-    value: "127.0.0.1"
-  - name: KUBERNETES_SERVICE_PORT
-    value: "{api_port}"
 "#,
-            repo_name = images.operator_repository,
-            tag = images.tag,
-            api_port = nodes.api_port,
+            repository = Images::OPERATOR,
+            tag = Images::TAG,
         ),
     )?;
+    let loopback_values = loopback_values.display().to_string();
     let values = values.display().to_string();
     let chart = repo.join(CHART).display().to_string();
     // `helm upgrade` of the current chart with these values, `set` and a `timeout` wait.
@@ -427,13 +346,25 @@ extraEnv:
             "-n",
             RELEASE_NS,
             "-f",
+            loopback_values.as_str(),
+            "-f",
             values.as_str(),
         ];
         nodes.helm(&[&release[..], set, &["--wait", "--timeout", timeout]].concat())
     };
     // The old chart's operator never becomes Ready here: no --wait.
     let old = old_chart(dir.path())?;
-    nodes.helm(&["install", RELEASE, &old, "-n", RELEASE_NS, "-f", &values])?;
+    nodes.helm(&[
+        "install",
+        RELEASE,
+        &old,
+        "-n",
+        RELEASE_NS,
+        "-f",
+        &loopback_values,
+        "-f",
+        &values,
+    ])?;
     nodes.kubectl_ok(
         &[
             "wait",
@@ -518,7 +449,7 @@ extraEnv:
         "the release holds the CRD"
     );
     let pods = ready_pods(&client, 1).await?;
-    let image = format!("{}:{}", images.operator_repository, images.tag);
+    let image = Images::reference(Images::OPERATOR);
     assert_eq!(
         pods[0].spec.as_ref().expect("spec").containers[0]
             .image

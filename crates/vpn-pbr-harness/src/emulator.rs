@@ -19,6 +19,20 @@ pub const REGION: &str = "cn-hangzhou";
 /// IPsec connections per gateway.
 pub const CONNECTIONS: usize = 4;
 
+/// The first access key of `deploy/emulator/config.example.yaml` of `repo` (the emulator config
+/// the examples name): its id and secret.
+pub fn example_access_key(repo: &Path) -> Result<(String, String)> {
+    let path = repo.join("deploy/emulator/config.example.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let config: Value = serde_saphyr::from_str(&text)?;
+    let key = &config["access_keys"][0];
+    match (key["id"].as_str(), key["secret"].as_str()) {
+        (Some(id), Some(secret)) => Ok((id.to_owned(), secret.to_owned())),
+        _ => bail!("{}: no access_keys[0] with id and secret", path.display()),
+    }
+}
+
 pub fn gateway_id(g: usize) -> String {
     format!("vpn-bench{g:04}")
 }

@@ -4,6 +4,8 @@
 //! - [`tools`]: where the control-plane binaries, helm and the built programs are;
 //! - [`cluster`]: a local etcd + kube-apiserver (`hack/cluster.sh`), clients, namespaces, the CRD;
 //! - [`emulator`]: a `vpc-emulator` process and its admin API;
+//! - [`install_steps`]: the marked install steps of the docs and the overlay for the local
+//!   nodes;
 //! - [`node`]: the images and the real local nodes of the end-to-end test (`hack/node.sh`), a
 //!   container's process facts, the record of the host;
 //! - [`operator`]: the `vpn-pbr-operator` process (restartable, with its resource use);
@@ -26,6 +28,7 @@ pub mod bench;
 pub mod cluster;
 pub mod command;
 pub mod emulator;
+pub mod install_steps;
 pub mod node;
 pub mod operator;
 pub mod report;

@@ -7,20 +7,26 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::command::run_ok;
 
-/// The images of the Dockerfile as docker-archive tarballs, and their names.
+/// The images of the Dockerfile as docker-archive tarballs.
 #[derive(Clone, Debug)]
 pub struct Images {
     pub operator_tar: PathBuf,
     pub emulator_tar: PathBuf,
-    /// `vpn-pbr-operator`
-    pub operator_repository: String,
-    /// `vpc-emulator`
-    pub emulator_repository: String,
-    /// The workspace version, the tag of both.
-    pub tag: String,
 }
 
 impl Images {
+    /// The operator image's repository.
+    pub const OPERATOR: &str = "vpn-pbr-operator";
+    /// The emulator image's repository.
+    pub const EMULATOR: &str = "vpc-emulator";
+    /// The workspace version, the tag of both.
+    pub const TAG: &str = env!("CARGO_PKG_VERSION");
+
+    /// `repository:TAG`.
+    pub fn reference(repository: &str) -> String {
+        format!("{repository}:{}", Self::TAG)
+    }
+
     /// Runs `hack/image/build.sh` (cargo and buildah; incremental): the images of the current
     /// sources.
     pub fn build(repo: &Path) -> Result<Images> {
@@ -33,9 +39,6 @@ impl Images {
         Ok(Images {
             operator_tar,
             emulator_tar,
-            operator_repository: "vpn-pbr-operator".into(),
-            emulator_repository: "vpc-emulator".into(),
-            tag: env!("CARGO_PKG_VERSION").into(),
         })
     }
 }

@@ -3,10 +3,13 @@
 //! them.
 
 use std::fs::File;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, Result, anyhow};
+use futures::FutureExt as _;
 use kube::Client;
 use kube::config::Kubeconfig;
 
@@ -147,6 +150,22 @@ impl LocalNodes {
             out.push('\n');
         }
         out
+    }
+
+    /// Runs `scenario` on the nodes; when it fails or panics, prints what the nodes looked like
+    /// first (they go down after).
+    pub async fn diagnosed(&self, scenario: impl Future<Output = Result<()>>) -> Result<()> {
+        match AssertUnwindSafe(scenario).catch_unwind().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                eprintln!("{}", self.diagnostics());
+                Err(e)
+            }
+            Err(panic) => {
+                eprintln!("{}", self.diagnostics());
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
 
     /// `hack/node.sh down`: stops everything and restores the host.

@@ -7,14 +7,19 @@
 //! - `images`: the images of the Dockerfile;
 //! - `local`: the nodes, the host-wide lock, kubectl and helm against them;
 //! - `process`: what the kernel enforces on a container's process;
-//! - `host`: the record of the host before and after.
+//! - `host`: the record of the host before and after;
+//! - `run`: a run that leaves the host as it found it (lock, record, compare);
+//! - `loopback`: the chart values and the emulator manifest for the nodes' loopback network.
 
 mod host;
 mod images;
 mod local;
+pub mod loopback;
 mod process;
+mod run;
 
 pub use host::{HostState, host_dirs};
 pub use images::Images;
 pub use local::{LocalNodes, NodeLock};
 pub use process::ProcessFacts;
+pub use run::HostAudit;
