@@ -474,6 +474,12 @@ accounts:
               Principal: {RAM: ["acs:ram::1111111111111111:root"]}
               Condition: {StringEquals: {"sts:ExternalId": ext-1}}
           Version: "1"
+  - id: "3333333333333333"
+    roles:
+      - name: chained
+        trust_policy:
+          Statement:
+            - {Action: sts:AssumeRole, Effect: Allow, Principal: {RAM: "acs:ram::2222222222222222:role/vpn-operator"}}
 "#;
 
     #[tokio::test]
@@ -601,6 +607,22 @@ accounts:
         // Without its token the session key is refused.
         let (status, body) = call(&emu, session, "GetCallerIdentity", sts, &[]).await;
         assert_code((status, &body), 400, "MissingSecurityToken");
+
+        // A session may itself assume a role that trusts its role (role chaining), signing
+        // with its token; the configured key of A may not.
+        let chained = [
+            ("RoleArn", "acs:ram::3333333333333333:role/chained"),
+            ("RoleSessionName", "hop"),
+        ];
+        let (status, body) = call(&emu, a, "AssumeRole", sts, &chained).await;
+        assert_code((status, &body), 403, "NoPermission");
+        let with_token = [chained.as_slice(), &signed[2..]].concat();
+        let (status, body) = call(&emu, session, "AssumeRole", sts, &with_token).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["AssumedRoleUser"]["Arn"], "acs:ram::3333333333333333:role/chained/hop",
+            "{body}"
+        );
 
         // After Expiration: the token has expired (the timestamp is still in its window).
         clock.advance(60_000);
