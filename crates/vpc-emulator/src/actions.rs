@@ -16,6 +16,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("DescribeVpnConnection", VPC_VERSION),
     ("DescribeVpnConnections", VPC_VERSION),
     ("AssumeRoleWithOIDC", STS_VERSION),
+    ("AssumeRole", STS_VERSION),
     ("GetCallerIdentity", STS_VERSION),
 ];
 

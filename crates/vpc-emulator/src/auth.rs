@@ -34,7 +34,7 @@ pub struct KeyEntry {
 pub enum Principal {
     /// A configured key: a RAM user of its account, named after the key (our choice).
     RamUser { name: String },
-    /// Temporary keys of `AssumeRoleWithOIDC`: a session of the role.
+    /// Temporary keys of `AssumeRole` or `AssumeRoleWithOIDC`: a session of the role.
     AssumedRole {
         role_arn: String,
         role_id: String,
@@ -110,10 +110,14 @@ impl KeyStore {
         self.keys.get(id)
     }
 
-    /// Forgets expired temporary keys.
+    /// Forgets temporary keys that expired a day ago or more (until then a call with one
+    /// gets `InvalidSecurityToken.Expired`, not `InvalidAccessKeyId.NotFound`).
     pub fn prune(&mut self, now_ms: u64) {
-        self.keys
-            .retain(|_, k| k.expires_ms.is_none_or(|e| e > now_ms));
+        const KEEP_EXPIRED_MS: u64 = 24 * 3600 * 1000;
+        self.keys.retain(|_, k| {
+            k.expires_ms
+                .is_none_or(|e| e.saturating_add(KEEP_EXPIRED_MS) > now_ms)
+        });
     }
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::pattern_is_known;
 use super::error::{EmulatorError, ForbiddenCode};
 use super::faults::FaultSettings;
+use super::trust::TrustPolicy;
 
 /// When an accepted change shows in the Describe calls.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -62,7 +63,55 @@ pub struct Config {
     pub vpn_gateways: Vec<GatewayConfig>,
     pub vpn_connections: Vec<ConnectionConfig>,
     pub oidc: Option<OidcConfig>,
+    /// Accounts with their own settings: RAM roles (for `AssumeRole`) and rate limit.
+    pub accounts: Vec<AccountConfig>,
     pub faults: FaultSettings,
+}
+
+/// A RAM role of an account: `acs:ram::<account>:role/<name>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub name: String,
+    /// The longest session `AssumeRole` grants (RAM: 3600..=43200).
+    #[serde(default = "default_max_session")]
+    pub max_session_duration_secs: u64,
+    /// Who may assume the role (RAM's trust policy document, in its documented shape).
+    pub trust_policy: TrustPolicy,
+    /// The actions the role's sessions may call (as `access_keys[].allowed_actions`).
+    pub allowed_actions: Option<Vec<String>>,
+}
+
+/// An account's own settings; an account named nowhere here has none (no roles, the default
+/// rate limit).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    /// Its RAM roles, which `AssumeRole` may give sessions of.
+    #[serde(default)]
+    pub roles: Vec<RoleConfig>,
+    /// Requests per second of this account's keys (its sessions too); absent:
+    /// `faults.rate_limit_per_second`.
+    pub rate_limit_per_second: Option<f64>,
+}
+
+impl Config {
+    /// The role `name` of `account`, if configured.
+    pub fn role(&self, account: &str, name: &str) -> Option<&RoleConfig> {
+        self.accounts
+            .iter()
+            .find(|a| a.id == account)
+            .and_then(|a| a.roles.iter().find(|r| r.name == name))
+    }
+
+    /// The accounts with their own rate limit, and that limit.
+    pub fn account_rate_limits(&self) -> std::collections::HashMap<String, f64> {
+        self.accounts
+            .iter()
+            .filter_map(|a| a.rate_limit_per_second.map(|l| (a.id.clone(), l)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -95,6 +144,9 @@ pub struct Settings {
     /// With `on_active`: how long after the gateway is `active` again the route list shows an
     /// applied change; absent or 0: at once. A gateway's own `list_lag_ms` overrides it.
     pub list_lag_ms: Option<u64>,
+    /// TEST ONLY: the shortest session `AssumeRole` and `AssumeRoleWithOIDC` grant, below the
+    /// real minimum of 900 s, so tests can see sessions expire. Absent: 900.
+    pub test_min_session_seconds: Option<u64>,
 }
 
 impl Default for Settings {
@@ -111,6 +163,7 @@ impl Default for Settings {
             dual_tunnel_weight_change: DualTunnelWeightChange::Accept,
             client_token_ttl_ms: None,
             list_lag_ms: None,
+            test_min_session_seconds: None,
         }
     }
 }
@@ -308,6 +361,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_accounts()?;
         let policies = self
             .access_keys
             .iter()
@@ -316,6 +370,14 @@ impl Config {
                 o.roles
                     .iter()
                     .map(|r| (format!("role {}", r.arn), &r.allowed_actions))
+            }))
+            .chain(self.accounts.iter().flat_map(|a| {
+                a.roles.iter().map(|r| {
+                    (
+                        format!("role acs:ram::{}:role/{}", a.id, r.name),
+                        &r.allowed_actions,
+                    )
+                })
             }));
         for (owner, allowed) in policies {
             for pattern in allowed.iter().flatten() {
@@ -340,6 +402,54 @@ impl Config {
         let faults = &self.faults;
         if let Err(m) = faults.validate() {
             return bad(m);
+        }
+        Ok(())
+    }
+
+    fn validate_accounts(&self) -> Result<(), EmulatorError> {
+        let bad = |m: String| Err(EmulatorError::Config(m));
+        if let Some(s) = self.settings.test_min_session_seconds
+            && !(1..=900).contains(&s)
+        {
+            return bad(format!("test_min_session_seconds {s} is not in 1..=900"));
+        }
+        for (i, a) in self.accounts.iter().enumerate() {
+            if !is_account_id(&a.id) {
+                return bad(format!(
+                    "accounts: id {:?} is not an account ID (decimal digits)",
+                    a.id
+                ));
+            }
+            if self.accounts[..i].iter().any(|b| b.id == a.id) {
+                return bad(format!("accounts: {} is listed twice", a.id));
+            }
+            if let Some(l) = a.rate_limit_per_second
+                && (l.is_nan() || l <= 0.0)
+            {
+                return bad(format!(
+                    "account {}: rate_limit_per_second must be positive",
+                    a.id
+                ));
+            }
+            for (j, r) in a.roles.iter().enumerate() {
+                let arn = format!("acs:ram::{}:role/{}", a.id, r.name);
+                if r.name.is_empty() || r.name.contains(['/', ':']) {
+                    return bad(format!(
+                        "{arn}: the role name may not be empty or hold / or :"
+                    ));
+                }
+                if a.roles[..j].iter().any(|o| o.name == r.name) {
+                    return bad(format!("{arn} is listed twice"));
+                }
+                if !(3600..=43200).contains(&r.max_session_duration_secs) {
+                    return bad(format!(
+                        "{arn}: max_session_duration_secs must be in 3600..=43200 (RAM's range)"
+                    ));
+                }
+                if let Err(m) = r.trust_policy.validate() {
+                    return bad(format!("{arn}: {m}"));
+                }
+            }
         }
         Ok(())
     }
@@ -385,6 +495,40 @@ mod tests {
             (
                 "access_keys:\n  - {id: k, secret: s, account_id: tenant-a}\n",
                 Err("access key k: account_id \"tenant-a\""),
+            ),
+            (
+                "accounts:\n  - id: \"2\"\n    rate_limit_per_second: 5\n    roles:\n      - name: r\n        max_session_duration_secs: 43200\n        allowed_actions: [\"vpc:*\"]\n        trust_policy: {Statement: [{Action: sts:AssumeRole, Effect: Allow, Principal: {RAM: \"acs:ram::1:root\"}, Condition: {StringEquals: {sts:ExternalId: [a1, a2]}}}], Version: \"1\"}\n",
+                Ok(()),
+            ),
+            ("accounts:\n  - {id: acct}\n", Err("not an account ID")),
+            (
+                "accounts:\n  - {id: \"2\"}\n  - {id: \"2\"}\n",
+                Err("listed twice"),
+            ),
+            (
+                "accounts:\n  - {id: \"2\", rate_limit_per_second: 0}\n",
+                Err("must be positive"),
+            ),
+            (
+                "accounts:\n  - {id: \"2\", roles: [{name: r, max_session_duration_secs: 900, trust_policy: {Statement: [{Action: sts:AssumeRole, Effect: Allow, Principal: {RAM: \"1\"}}]}}]}\n",
+                Err("3600..=43200"),
+            ),
+            (
+                "accounts:\n  - {id: \"2\", roles: [{name: r, trust_policy: {Statement: [{Action: sts:AssumeRole, Effect: Allow, Principal: {Service: ecs.aliyuncs.com}}]}}]}\n",
+                Err("Service"),
+            ),
+            (
+                "accounts:\n  - {id: \"2\", roles: [{name: r, trust_policy: {Statement: [{Action: sts:AssumeRole, Effect: Allow, Principal: {RAM: \"1\"}, Condition: {StringLike: {sts:ExternalId: x}}}]}}]}\n",
+                Err("StringLike"),
+            ),
+            (
+                "accounts:\n  - {id: \"2\", roles: [{name: r, allowed_actions: [CreateVpnGateway], trust_policy: {Statement: [{Action: sts:AssumeRole, Effect: Allow, Principal: {RAM: \"1\"}}]}}]}\n",
+                Err("acs:ram::2:role/r: allowed action CreateVpnGateway"),
+            ),
+            ("settings: {test_min_session_seconds: 1}\n", Ok(())),
+            (
+                "settings: {test_min_session_seconds: 901}\n",
+                Err("test_min_session_seconds"),
             ),
             (
                 "faults:\n  rules: [{action: DescribeVpnGateway, rate: 0.1, kind: busy}]\n",

@@ -1,11 +1,13 @@
 //! Fault injection: per-action error rates (busy, throttled, 5xx, dropped connection, slow
-//! response) and a global request-rate limit answered with `Throttling.User`.
+//! response) and a request-rate limit per account answered with `Throttling.User`.
 //! Decisions are pure given the time and a random number, so tests are deterministic.
 //!
 //! Faults only fire where the real API could answer them: a busy code (`BUSY_CODES` in
 //! `error.rs`) comes from a gateway applying a change, so the real API answers it only to
 //! mutations; settings that ask for one on a read (or on `*`, which includes the reads) are
 //! refused by [`FaultSettings::validate`].
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +17,9 @@ use super::error::{ApiError, BUSY_CODES};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FaultSettings {
-    /// Requests per second (all API actions together) above which `Throttling.User` is
-    /// answered. `null`/absent: unlimited.
+    /// Requests per second of one account (all its API actions together) above which
+    /// `Throttling.User` is answered; each account has its own bucket, and an account's own
+    /// `rate_limit_per_second` (config `accounts`) overrides this. `null`/absent: unlimited.
     pub rate_limit_per_second: Option<f64>,
     /// Evaluated in order; the first rule that fires decides.
     pub rules: Vec<FaultRule>,
@@ -131,21 +134,42 @@ impl FaultRule {
     }
 }
 
-/// Fault settings plus the token bucket of the rate limit.
+/// Fault settings plus one token bucket per account for the rate limit.
 #[derive(Debug)]
 pub struct FaultEngine {
     settings: FaultSettings,
+    /// Accounts with their own limit (overriding `settings.rate_limit_per_second`).
+    account_limits: HashMap<String, f64>,
+    buckets: HashMap<String, Bucket>,
+}
+
+/// A token bucket with a burst of one second's worth of requests.
+#[derive(Debug)]
+struct Bucket {
     tokens: f64,
     last_refill_ms: u64,
 }
 
+impl Bucket {
+    /// Takes a token at `now_ms`; if none is left, the time until one is (ms).
+    fn take(&mut self, limit: f64, now_ms: u64) -> Result<(), u64> {
+        let elapsed = now_ms.saturating_sub(self.last_refill_ms) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * limit).min(limit.max(1.0));
+        self.last_refill_ms = now_ms;
+        if self.tokens < 1.0 {
+            return Err(((1.0 - self.tokens) / limit * 1000.0).ceil() as u64);
+        }
+        self.tokens -= 1.0;
+        Ok(())
+    }
+}
+
 impl FaultEngine {
-    pub fn new(settings: FaultSettings) -> Self {
-        let tokens = settings.rate_limit_per_second.unwrap_or(0.0);
+    pub fn new(settings: FaultSettings, account_limits: HashMap<String, f64>) -> Self {
         Self {
             settings,
-            tokens,
-            last_refill_ms: 0,
+            account_limits,
+            buckets: HashMap::new(),
         }
     }
 
@@ -153,32 +177,41 @@ impl FaultEngine {
         &self.settings
     }
 
+    /// New fault settings; the accounts' own limits stay, every bucket starts full again.
     pub fn replace(&mut self, settings: FaultSettings) {
-        *self = Self::new(settings);
+        self.settings = settings;
+        self.buckets.clear();
     }
 
-    /// Decides the fate of a request of `action` at `now_ms`; `roll` yields uniform numbers
-    /// in [0, 1), one per matching rule.
+    /// Decides the fate of a request of `action` by a key of `account` at `now_ms`; `roll`
+    /// yields uniform numbers in [0, 1), one per matching rule.
     pub fn decide(
         &mut self,
+        account: &str,
         action: &str,
         now_ms: u64,
         mut roll: impl FnMut() -> f64,
     ) -> FaultOutcome {
-        if let Some(limit) = self.settings.rate_limit_per_second {
-            // Token bucket with a burst of one second's worth of requests.
-            let elapsed = now_ms.saturating_sub(self.last_refill_ms) as f64 / 1000.0;
-            self.tokens = (self.tokens + elapsed * limit).min(limit.max(1.0));
-            self.last_refill_ms = now_ms;
-            if self.tokens < 1.0 {
-                let time_left_ms = ((1.0 - self.tokens) / limit * 1000.0).ceil() as u64;
+        let limit = self
+            .account_limits
+            .get(account)
+            .copied()
+            .or(self.settings.rate_limit_per_second);
+        if let Some(limit) = limit {
+            let bucket = self
+                .buckets
+                .entry(account.to_owned())
+                .or_insert_with(|| Bucket {
+                    tokens: limit.max(1.0),
+                    last_refill_ms: now_ms,
+                });
+            if let Err(time_left_ms) = bucket.take(limit, now_ms) {
                 return FaultOutcome::RateLimited {
                     error: ApiError::throttling_user(),
                     limit,
                     time_left_ms,
                 };
             }
-            self.tokens -= 1.0;
         }
         if self.settings.rules.is_empty() {
             return FaultOutcome::Proceed;
@@ -251,14 +284,17 @@ mod tests {
 
     #[test]
     fn rules_fire_by_action_and_rate() {
-        let mut e = FaultEngine::new(FaultSettings {
-            rate_limit_per_second: None,
-            rules: vec![
-                rule("CreateVpnPbrRouteEntry", 0.5, FaultKind::Busy),
-                rule("*", 1.0, FaultKind::Slow),
-            ],
-        });
-        match e.decide("CreateVpnPbrRouteEntry", 0, || 0.1) {
+        let mut e = FaultEngine::new(
+            FaultSettings {
+                rate_limit_per_second: None,
+                rules: vec![
+                    rule("CreateVpnPbrRouteEntry", 0.5, FaultKind::Busy),
+                    rule("*", 1.0, FaultKind::Slow),
+                ],
+            },
+            HashMap::new(),
+        );
+        match e.decide("1", "CreateVpnPbrRouteEntry", 0, || 0.1) {
             FaultOutcome::Fail(err) => assert_eq!(
                 (err.status, err.code.as_ref()),
                 (400, "VpnGateway.Configuring")
@@ -266,11 +302,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            e.decide("CreateVpnPbrRouteEntry", 0, || 0.9),
+            e.decide("1", "CreateVpnPbrRouteEntry", 0, || 0.9),
             FaultOutcome::Delay(2000)
         );
         assert_eq!(
-            e.decide("DescribeVpnGateway", 0, || 0.0),
+            e.decide("1", "DescribeVpnGateway", 0, || 0.0),
             FaultOutcome::Delay(2000)
         );
     }
@@ -362,11 +398,12 @@ mod tests {
         for (code, message) in BUSY_CODES {
             let mut r = rule("DeleteVpnPbrRouteEntry", 1.0, FaultKind::Busy);
             r.code = Some((*code).to_owned());
-            let mut e = FaultEngine::new(FaultSettings {
+            let settings = FaultSettings {
                 rate_limit_per_second: None,
                 rules: vec![r],
-            });
-            match e.decide("DeleteVpnPbrRouteEntry", 0, || 0.0) {
+            };
+            let mut e = FaultEngine::new(settings, HashMap::new());
+            match e.decide("1", "DeleteVpnPbrRouteEntry", 0, || 0.0) {
                 FaultOutcome::Fail(err) => {
                     assert_eq!(
                         (err.status, err.code.as_ref(), err.message.as_ref()),
@@ -382,11 +419,14 @@ mod tests {
     fn overrides_and_5xx() {
         let mut r = rule("CreateVpnPbrRouteEntry", 1.0, FaultKind::Busy);
         r.code = Some("TaskConflict".into());
-        let mut e = FaultEngine::new(FaultSettings {
-            rate_limit_per_second: None,
-            rules: vec![r],
-        });
-        match e.decide("CreateVpnPbrRouteEntry", 0, || 0.0) {
+        let mut e = FaultEngine::new(
+            FaultSettings {
+                rate_limit_per_second: None,
+                rules: vec![r],
+            },
+            HashMap::new(),
+        );
+        match e.decide("1", "CreateVpnPbrRouteEntry", 0, || 0.0) {
             FaultOutcome::Fail(err) => assert_eq!(err.code, "TaskConflict"),
             other => panic!("{other:?}"),
         }
@@ -394,24 +434,41 @@ mod tests {
             rate_limit_per_second: None,
             rules: vec![rule("*", 1.0, FaultKind::Unavailable)],
         });
-        match e.decide("X", 0, || 0.0) {
+        match e.decide("1", "X", 0, || 0.0) {
             FaultOutcome::Fail(err) => assert_eq!(err.status, 503),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn rate_limit_refills() {
-        let mut e = FaultEngine::new(FaultSettings {
-            rate_limit_per_second: Some(2.0),
-            rules: vec![],
-        });
-        assert_eq!(e.decide("A", 1000, || 0.0), FaultOutcome::Proceed);
-        assert_eq!(e.decide("A", 1000, || 0.0), FaultOutcome::Proceed);
-        assert!(matches!(
-            e.decide("A", 1000, || 0.0),
-            FaultOutcome::RateLimited { .. }
-        ));
-        assert_eq!(e.decide("A", 1500, || 0.0), FaultOutcome::Proceed);
+    fn rate_limit_is_per_account() {
+        let own: HashMap<String, f64> = [("9".to_owned(), 1.0)].into();
+        let mut e = FaultEngine::new(
+            FaultSettings {
+                rate_limit_per_second: Some(2.0),
+                rules: vec![],
+            },
+            own,
+        );
+        let limited = |o: &FaultOutcome| matches!(o, FaultOutcome::RateLimited { .. });
+        assert_eq!(e.decide("1", "A", 1000, || 0.0), FaultOutcome::Proceed);
+        assert_eq!(e.decide("1", "A", 1000, || 0.0), FaultOutcome::Proceed);
+        assert!(limited(&e.decide("1", "A", 1000, || 0.0)));
+        // Another account has its own bucket: account 1's burst does not slow it.
+        assert_eq!(e.decide("2", "A", 1000, || 0.0), FaultOutcome::Proceed);
+        assert_eq!(e.decide("2", "A", 1000, || 0.0), FaultOutcome::Proceed);
+        // Account 9's own limit (1/s) overrides the default.
+        assert_eq!(e.decide("9", "A", 1000, || 0.0), FaultOutcome::Proceed);
+        match e.decide("9", "A", 1000, || 0.0) {
+            FaultOutcome::RateLimited {
+                limit,
+                time_left_ms,
+                ..
+            } => assert_eq!((limit, time_left_ms), (1.0, 1000)),
+            other => panic!("{other:?}"),
+        }
+        // Refills with time.
+        assert_eq!(e.decide("1", "A", 1500, || 0.0), FaultOutcome::Proceed);
+        assert_eq!(e.decide("9", "A", 2000, || 0.0), FaultOutcome::Proceed);
     }
 }

@@ -106,23 +106,14 @@ async fn api(
     let now = emu.clock.now_ms();
     if action == "AssumeRoleWithOIDC" {
         // Anonymous by design: the OIDC token is the credential.
-        let issued = sts::assume_role_with_oidc(&params, emu.config.oidc.as_ref(), now, || {
-            uuid::Uuid::new_v4().simple().to_string()
-        });
-        return match issued {
-            Ok(i) => {
-                let mut keys = emu
-                    .keys
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                keys.prune(now);
-                keys.insert(i.access_key_id.clone(), i.key);
-                drop(keys);
-                tracing::info!(action, access_key_id = %i.access_key_id, "issued temporary keys");
-                succeed(&emu, &call, i.body)
-            }
-            Err(e) => fail(&emu, &call, e, None),
-        };
+        let issued = sts::assume_role_with_oidc(
+            &params,
+            emu.config.oidc.as_ref(),
+            emu.config.settings.test_min_session_seconds,
+            now,
+            random_hex,
+        );
+        return answer_issued(&emu, &call, issued, now);
     }
 
     let parts = SignedParts {
@@ -157,8 +148,8 @@ async fn api(
         return fail(&emu, &call, ApiError::nonce_used(), None);
     }
     // RAM: the key's policy must allow the action (after authentication, before faults);
-    // GetCallerIdentity needs no permission (its API page). The key's account decides which
-    // gateways it sees.
+    // GetCallerIdentity needs no permission (its API page), AssumeRole is decided by the
+    // role's trust policy alone. The key's account decides which gateways it sees.
     let key = emu
         .keys
         .read()
@@ -169,12 +160,13 @@ async fn api(
         return fail(&emu, &call, ApiError::access_key_not_found(), None);
     };
     if action != "GetCallerIdentity"
+        && action != "AssumeRole"
         && let Err(e) = key.authorize(action)
     {
         return fail(&emu, &call, e, None);
     }
 
-    let outcome = lock(&emu.faults).decide(action, now, rand::random::<f64>);
+    let outcome = lock(&emu.faults).decide(&key.account_id, action, now, rand::random::<f64>);
     match outcome {
         FaultOutcome::Proceed => {}
         FaultOutcome::Fail(e) => return fail(&emu, &call, e, None),
@@ -204,6 +196,17 @@ async fn api(
     }
     // Re-read the clock: a slow-response fault may have slept.
     let now = emu.clock.now_ms();
+    if action == "AssumeRole" {
+        let issued = sts::assume_role(
+            &params,
+            &emu.config,
+            &key.account_id,
+            &key.principal,
+            now,
+            random_hex,
+        );
+        return answer_issued(&emu, &call, issued, now);
+    }
     let result = {
         let mut st = lock(&emu.state);
         ops::run_as(&key.account_id, action, &params, &mut st, now)
@@ -220,6 +223,33 @@ async fn api(
             succeed(&emu, &call, out.body)
         }
         Err(e) => fail(&emu, &call, e, None),
+    }
+}
+
+fn random_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Stores newly issued temporary keys (forgetting long-expired ones) and answers them.
+fn answer_issued(
+    emu: &Emulator,
+    call: &Call,
+    issued: Result<sts::Issued, ApiError>,
+    now: u64,
+) -> Response {
+    match issued {
+        Ok(i) => {
+            let mut keys = emu
+                .keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            keys.prune(now);
+            keys.insert(i.access_key_id.clone(), i.key);
+            drop(keys);
+            tracing::info!(action = call.action, access_key_id = %i.access_key_id, "issued temporary keys");
+            succeed(emu, call, i.body)
+        }
+        Err(e) => fail(emu, call, e, None),
     }
 }
 
@@ -411,5 +441,228 @@ vpn_gateways:
             (400, Some("SignatureDoesNotMatch")),
             "{body}"
         );
+    }
+
+    /// Asserts an error answer.
+    fn assert_code((status, body): (u16, &Value), want_status: u16, want_code: &str) {
+        assert_eq!(
+            (status, body["Code"].as_str()),
+            (want_status, Some(want_code)),
+            "{body}"
+        );
+    }
+
+    /// Account A (`1111111111111111`, key `ak-a`) may assume B's role `vpn-operator` with
+    /// external ID `ext-1`; sessions may be as short as 60 s (test only).
+    const MULTI: &str = r#"
+settings: {test_min_session_seconds: 60}
+access_keys:
+  - {id: ak-a, secret: sa, account_id: "1111111111111111"}
+  - {id: ak-c, secret: sc, account_id: "3333333333333333"}
+regions: [cn-hangzhou]
+vpn_gateways:
+  - {id: vpn-b, region: cn-hangzhou, vpc_id: vpc-2, account_id: "2222222222222222"}
+accounts:
+  - id: "2222222222222222"
+    roles:
+      - name: vpn-operator
+        allowed_actions: ["vpc:Describe*"]
+        trust_policy:
+          Statement:
+            - Action: sts:AssumeRole
+              Effect: Allow
+              Principal: {RAM: ["acs:ram::1111111111111111:root"]}
+              Condition: {StringEquals: {"sts:ExternalId": ext-1}}
+          Version: "1"
+  - id: "3333333333333333"
+    roles:
+      - name: chained
+        trust_policy:
+          Statement:
+            - {Action: sts:AssumeRole, Effect: Allow, Principal: {RAM: "acs:ram::2222222222222222:role/vpn-operator"}}
+"#;
+
+    #[tokio::test]
+    async fn assume_role_gives_a_session_of_the_roles_account_until_it_expires() {
+        let config = Config::parse(MULTI, "t").expect("config");
+        let clock = Arc::new(ManualClock::new(T0));
+        let emu = Arc::new(Emulator::new(config, clock.clone(), None));
+        let sts = crate::actions::STS_VERSION;
+        let vpc = crate::actions::VPC_VERSION;
+        let role = "acs:ram::2222222222222222:role/vpn-operator";
+        let a = ("ak-a", "sa");
+        let ask = |arn: &'static str, ext: &'static str, secs: &'static str| {
+            vec![
+                ("RoleArn", arn),
+                ("RoleSessionName", "route-sync"),
+                ("ExternalId", ext),
+                ("DurationSeconds", secs),
+            ]
+        };
+        // Refusals: (caller, parameters, status, code).
+        type Refusal<'a> = ((&'a str, &'a str), Vec<(&'a str, &'a str)>, u16, &'a str);
+        let refusals: Vec<Refusal<'_>> = vec![
+            (a, ask(role, "ext-2", "900"), 403, "NoPermission"),
+            (
+                ("ak-c", "sc"),
+                ask(role, "ext-1", "900"),
+                403,
+                "NoPermission",
+            ),
+            (
+                a,
+                ask("acs:ram::2222222222222222:role/nope", "ext-1", "900"),
+                404,
+                "EntityNotExist.Role",
+            ),
+            (
+                a,
+                ask("arn:role", "ext-1", "900"),
+                400,
+                "InvalidParameter.RoleArn",
+            ),
+            (
+                a,
+                ask(role, "ext-1", "3601"),
+                400,
+                "InvalidParameter.DurationSeconds",
+            ),
+            (
+                a,
+                ask(role, "ext-1", "59"),
+                400,
+                "InvalidParameter.DurationSeconds",
+            ),
+            (
+                a,
+                [ask(role, "ext-1", "900"), vec![("Policy", "{}")]].concat(),
+                400,
+                "InvalidParameter.PolicyGrammar",
+            ),
+            (
+                a,
+                vec![
+                    ("RoleArn", role),
+                    ("RoleSessionName", "x"),
+                    ("ExternalId", "ext-1"),
+                ],
+                400,
+                "InvalidParameter.RoleSessionName",
+            ),
+            (a, vec![("RoleArn", role)], 400, "MissingRoleSessionName"),
+        ];
+        for (caller, params, status, code) in &refusals {
+            let (got, body) = call(&emu, *caller, "AssumeRole", sts, params).await;
+            assert_code((got, &body), *status, code);
+        }
+
+        let (status, body) = call(&emu, a, "AssumeRole", sts, &ask(role, "ext-1", "60")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["RequestId"].is_string(), "{body}");
+        let user = &body["AssumedRoleUser"];
+        assert_eq!(user["Arn"], format!("{role}/route-sync"), "{body}");
+        assert!(
+            user["AssumedRoleId"]
+                .as_str()
+                .is_some_and(|id| id.ends_with(":route-sync")),
+            "{body}"
+        );
+        let creds = &body["Credentials"];
+        assert_eq!(
+            creds["Expiration"], "2023-11-14T22:14:20Z",
+            "T0 + 60 s: {body}"
+        );
+        let key_id = creds["AccessKeyId"].as_str().expect("key id").to_owned();
+        let secret = creds["AccessKeySecret"]
+            .as_str()
+            .expect("secret")
+            .to_owned();
+        let token = creds["SecurityToken"].as_str().expect("token").to_owned();
+        assert!(key_id.starts_with("STS."), "{key_id}");
+        let session = (key_id.as_str(), secret.as_str());
+        let signed = [
+            ("RegionId", "cn-hangzhou"),
+            ("VpnGatewayId", "vpn-b"),
+            ("SecurityToken", token.as_str()),
+        ];
+
+        // The session acts for B: it sees B's gateway, GetCallerIdentity tells the role.
+        let (status, body) = call(&emu, session, "DescribeVpnGateway", vpc, &signed).await;
+        assert_eq!(
+            (status, body["VpnGatewayId"].as_str()),
+            (200, Some("vpn-b")),
+            "{body}"
+        );
+        let (status, body) = call(&emu, session, "GetCallerIdentity", sts, &signed[2..]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["AccountId"], "2222222222222222", "{body}");
+        assert_eq!(body["IdentityType"], "AssumedRoleUser", "{body}");
+        assert_eq!(
+            body["Arn"], "acs:ram::2222222222222222:assumed-role/vpn-operator/route-sync",
+            "{body}"
+        );
+        // The role's policy applies to its sessions.
+        let (status, body) = call(&emu, session, "DeleteVpnPbrRouteEntry", vpc, &signed).await;
+        assert_code((status, &body), 403, "Forbidden");
+        // Without its token the session key is refused.
+        let (status, body) = call(&emu, session, "GetCallerIdentity", sts, &[]).await;
+        assert_code((status, &body), 400, "MissingSecurityToken");
+
+        // A session may itself assume a role that trusts its role (role chaining), signing
+        // with its token; the configured key of A may not.
+        let chained = [
+            ("RoleArn", "acs:ram::3333333333333333:role/chained"),
+            ("RoleSessionName", "hop"),
+        ];
+        let (status, body) = call(&emu, a, "AssumeRole", sts, &chained).await;
+        assert_code((status, &body), 403, "NoPermission");
+        let with_token = [chained.as_slice(), &signed[2..]].concat();
+        let (status, body) = call(&emu, session, "AssumeRole", sts, &with_token).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["AssumedRoleUser"]["Arn"], "acs:ram::3333333333333333:role/chained/hop",
+            "{body}"
+        );
+
+        // After Expiration: the token has expired (the timestamp is still in its window).
+        clock.advance(60_000);
+        let (status, body) = call(&emu, session, "GetCallerIdentity", sts, &signed[2..]).await;
+        assert_code((status, &body), 400, "InvalidSecurityToken.Expired");
+    }
+
+    #[tokio::test]
+    async fn each_account_has_its_own_rate_limit() {
+        // Default 2/s for every account; account 3 has its own 1/s.
+        let config = Config::parse(
+            r#"
+access_keys:
+  - {id: ak-a, secret: sa, account_id: "1111111111111111"}
+  - {id: ak-b, secret: sb, account_id: "2222222222222222"}
+  - {id: ak-c, secret: sc, account_id: "3333333333333333"}
+accounts:
+  - {id: "3333333333333333", rate_limit_per_second: 1}
+faults: {rate_limit_per_second: 2}
+"#,
+            "t",
+        )
+        .expect("config");
+        let emu = Arc::new(Emulator::new(config, Arc::new(ManualClock::new(T0)), None));
+        let sts = crate::actions::STS_VERSION;
+        let who = |creds| call(&emu, creds, "GetCallerIdentity", sts, &[]);
+        let (a, b, c) = (("ak-a", "sa"), ("ak-b", "sb"), ("ak-c", "sc"));
+        for _ in 0..2 {
+            assert_eq!(who(a).await.0, 200);
+        }
+        let (status, body) = who(a).await;
+        assert_code((status, &body), 400, "Throttling.User");
+        // A busy account A does not slow B (its own bucket, the default rate).
+        for _ in 0..2 {
+            let (status, body) = who(b).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        assert_eq!(who(b).await.0, 400);
+        // C's own rate (1/s).
+        assert_eq!(who(c).await.0, 200);
+        assert_eq!(who(c).await.0, 400);
     }
 }

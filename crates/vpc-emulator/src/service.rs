@@ -48,7 +48,10 @@ impl Emulator {
                 config.settings.nonce_cache_max,
                 2 * window_ms,
             )),
-            faults: Mutex::new(FaultEngine::new(config.faults.clone())),
+            faults: Mutex::new(FaultEngine::new(
+                config.faults.clone(),
+                config.account_rate_limits(),
+            )),
             counters: Mutex::new(Counters::default()),
             state: Mutex::new(EmuState {
                 world,

@@ -32,6 +32,16 @@ vpn_connections:
   - {id: vco-sdk-async2, gateway_id: vpn-sdk-async}
   - {id: vco-sdk-dual1, gateway_id: vpn-sdk-dual}
   - {id: vco-sdk-doomed1, gateway_id: vpn-sdk-doomed}
+accounts:
+  - id: "2222222222222222"
+    roles:
+      - name: sdk-cross
+        trust_policy:
+          Statement:
+            - Action: sts:AssumeRole
+              Effect: Allow
+              Principal: {RAM: ["acs:ram::1234567890123456:user/sdk-key"]}
+              Condition: {StringEquals: {"sts:ExternalId": sdk-ext}}
 oidc:
   provider_arn: acs:ram::1234567890123456:oidc-provider/sdk-test
   roles:

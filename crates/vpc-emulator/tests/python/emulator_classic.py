@@ -4,7 +4,9 @@ import json
 import time
 
 from aliyunsdkcore.acs_exception.exceptions import ServerException
+from aliyunsdkcore.auth.credentials import StsTokenCredential
 from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import CommonRequest
 from aliyunsdkcore.utils import parameter_helper
 from aliyunsdkvpc.request.v20160428 import (
     CreateVpnPbrRouteEntryRequest as Create,
@@ -375,6 +377,42 @@ admin("faults", {"rules": [{"action": "CreateVpnPbrRouteEntry", "rate": 1.0, "ki
 expect("busy fault code Appliance.Configuring",
        create("192.168.1.0/24", "10.32.0.0/24", "vco-sdk-a1", 100), "Appliance.Configuring", 400)
 admin("faults", {"rules": []}, method="PUT")
+
+# STS AssumeRole into another account's role (CommonRequest: the core SDK's generic call,
+# signed V1 like the VPC calls), then the session's keys as that account.
+ROLE = "acs:ram::2222222222222222:role/sdk-cross"
+
+
+def sts_request(action, **params):
+    r = CommonRequest(domain=HOST, version="2015-04-01", action_name=action)
+    r.set_method("POST")
+    for k, v in params.items():
+        r.add_query_param(k, v)
+    return r
+
+
+expect("AssumeRole with a wrong ExternalId",
+       sts_request("AssumeRole", RoleArn=ROLE, RoleSessionName="sdk", ExternalId="nope"),
+       "NoPermission", 403)
+expect("AssumeRole of an unknown role",
+       sts_request("AssumeRole", RoleArn=ROLE + "x", RoleSessionName="sdk", ExternalId="sdk-ext"),
+       "EntityNotExist.Role", 404)
+out = call(sts_request("AssumeRole", RoleArn=ROLE, RoleSessionName="sdk", ExternalId="sdk-ext",
+                       DurationSeconds="900"))
+creds = out["Credentials"]
+check("AssumeRole issues a session of the role",
+      creds["AccessKeyId"].startswith("STS.") and creds["Expiration"].endswith("Z")
+      and out["AssumedRoleUser"]["Arn"] == ROLE + "/sdk", out)
+S = AcsClient(region_id=REGION, port=int(PORT), auto_retry=False, credential=StsTokenCredential(
+    creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"]))
+who = call(sts_request("GetCallerIdentity"), S)
+check("the session is the assumed role of the other account",
+      who["AccountId"] == "2222222222222222"
+      and who["Arn"] == "acs:ram::2222222222222222:assumed-role/sdk-cross/sdk", who)
+r = DescGw.DescribeVpnGatewayRequest()
+r.set_VpnGatewayId(GW_A)
+expect("the session does not see the caller's account's gateway", r,
+       "InvalidVpnGatewayInstanceId.NotFound", 404, S)
 
 counters = admin("counters")
 creates = {(c["VpnGatewayId"], c["RouteDest"]): c["Count"] for c in counters["accepted_creates"]}
