@@ -21,6 +21,8 @@ pub struct ScenarioResult {
     pub(crate) calls: Vec<(String, String, u64)>,
     /// Operator usage at the end of the run (peak RSS covers the whole run).
     pub(crate) usage: Usage,
+    /// The operator's RSS (VmRSS) `settle_wait` after convergence, KiB.
+    pub(crate) settled_rss_kib: Option<u64>,
     /// CPU time at convergence.
     pub(crate) cpu_at_convergence: Duration,
     /// Apply -> accepted create (upper bound of apply -> first cloud call), ms, sorted.

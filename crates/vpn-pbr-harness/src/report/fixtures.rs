@@ -21,6 +21,7 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
             log_level: "info".to_owned(),
             parallel: 32,
             stop_grace: Duration::ZERO,
+            settle_wait: Duration::ZERO,
         },
         ready: routes,
         converged: true,
@@ -34,8 +35,10 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
         ]),
         usage: Usage {
             peak_rss_kib: 30 * 1024,
+            rss_kib: 25 * 1024,
             cpu: Duration::from_secs(4),
         },
+        settled_rss_kib: None,
         cpu_at_convergence: Duration::from_secs(3),
         latencies_ms: Vec::new(),
         latency_missing: 0,
