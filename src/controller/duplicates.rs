@@ -406,7 +406,7 @@ mod tests {
                     .index
                     .candidates(route, publish)
                     .into_iter()
-                    .map(|r| r.name)
+                    .map(|r| r.name.clone())
                     .collect();
                 v.sort();
                 v
