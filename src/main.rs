@@ -79,12 +79,18 @@ mod tests {
         let get = |o| unsafe { libmimalloc_sys::mi_option_get(o) };
         // The numbers name the options meant: their documented defaults first.
         assert_eq!(
-            (get(MI_OPTION_PURGE_DELAY), get(MI_OPTION_ARENA_EAGER_COMMIT)),
+            (
+                get(MI_OPTION_PURGE_DELAY),
+                get(MI_OPTION_ARENA_EAGER_COMMIT)
+            ),
             (1000, 2)
         );
         tune_allocator();
         assert_eq!(
-            (get(MI_OPTION_PURGE_DELAY), get(MI_OPTION_ARENA_EAGER_COMMIT)),
+            (
+                get(MI_OPTION_PURGE_DELAY),
+                get(MI_OPTION_ARENA_EAGER_COMMIT)
+            ),
             (0, 0)
         );
     }

@@ -565,7 +565,13 @@ mod tests {
         use crate::controller::fixtures::retained;
         const N: i64 = 2000;
         let routes: Vec<VpnPbrRoute> = (0..N)
-            .map(|i| route(&format!("r{i}"), "2026-01-01T00:00:00Z", &format!("10.{}.{}.0/24", i / 256, i % 256)))
+            .map(|i| {
+                route(
+                    &format!("r{i}"),
+                    "2026-01-01T00:00:00Z",
+                    &format!("10.{}.{}.0/24", i / 256, i % 256),
+                )
+            })
             .collect();
         let index = ClaimIndex::default();
         let ((), heap) = retained(|| {
@@ -582,11 +588,7 @@ mod tests {
             "{} blocks for {N} routes",
             heap.blocks
         );
-        assert!(
-            heap.bytes <= 320 * N,
-            "{} bytes for {N} routes",
-            heap.bytes
-        );
+        assert!(heap.bytes <= 320 * N, "{} bytes for {N} routes", heap.bytes);
         // Removing them frees it all.
         let ((), gone) = retained(|| {
             for r in &routes {

@@ -277,11 +277,19 @@ mod tests {
         });
         let mut route: VpnPbrRoute = serde_json::from_str(&json.to_string()).expect("route");
         let decoded = route.status.as_ref().map(|s| s.conditions.capacity());
-        assert_eq!(decoded, Some(4), "the decoder leaves room (else this test proves nothing)");
+        assert_eq!(
+            decoded,
+            Some(4),
+            "the decoder leaves room (else this test proves nothing)"
+        );
         trim(&mut route);
         assert_eq!(route.metadata.managed_fields, None);
         assert_eq!(
-            route.metadata.annotations.as_ref().map(|a| a.keys().collect::<Vec<_>>()),
+            route
+                .metadata
+                .annotations
+                .as_ref()
+                .map(|a| a.keys().collect::<Vec<_>>()),
             Some(vec![&"vpn.alicloud.dev/adopt".to_owned()]),
             "only kubectl's copy goes; the annotations the decisions read stay"
         );

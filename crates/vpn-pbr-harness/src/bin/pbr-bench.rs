@@ -307,7 +307,12 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
                 res.scale = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Large => {
-                let sc = big("large", a.large_routes, a.large_gateways, Some(a.large_api_rate));
+                let sc = big(
+                    "large",
+                    a.large_routes,
+                    a.large_gateways,
+                    Some(a.large_api_rate),
+                );
                 res.large = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Restart => {

@@ -162,9 +162,13 @@ impl Results {
 fn big_run_targets(s: &ScenarioResult, ratio: f64, rss_mib: f64) -> Vec<Target> {
     let sc = &s.scenario;
     let rss = mib(s.usage.peak_rss_kib);
-    let settled = s
-        .settled_rss_kib
-        .map_or(String::new(), |k| format!("; {:.1} MiB {} after convergence", mib(k), secs(sc.settle_wait)));
+    let settled = s.settled_rss_kib.map_or(String::new(), |k| {
+        format!(
+            "; {:.1} MiB {} after convergence",
+            mib(k),
+            secs(sc.settle_wait)
+        )
+    });
     vec![
         Target {
             name: format!(
