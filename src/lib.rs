@@ -6,8 +6,9 @@
 //! crates use; everything else is `pub(crate)` or private, so the compiler reports what nothing
 //! uses (`unreachable_pub`, `dead_code`).
 //!
-//! - [`api`], the `VpnPbrRoute` CRD types: the public API, for `src/bin/crdgen.rs`
-//!   ([`api::crd_yaml`]), the tests and `vpn-pbr-harness`.
+//! - [`api`], the CRD types (`VpnPbrRoute`, and `VpnAccount`, an API preview the controller
+//!   does not act on yet): the public API, for `src/bin/crdgen.rs` ([`api::crds`],
+//!   [`api::crd_yaml`]), the tests and `vpn-pbr-harness`.
 //! - For `src/main.rs`: the command line ([`cli::parse`], [`cli::Cli`]), its tools
 //!   ([`cli::run`]), logging ([`telemetry::init`]) and the operator ([`app::run`]) with its flags
 //!   ([`config::Config`], whose defaults `vpn-pbr-harness` also reads).

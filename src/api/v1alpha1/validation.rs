@@ -122,6 +122,7 @@ mod tests {
             description: Some("office".into()),
             overlay_mode: None,
             credentials_ref: None,
+            account_ref: None,
             deletion_policy: DeletionPolicy::Delete,
             management_policy: ManagementPolicy::Full,
         }
