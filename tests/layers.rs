@@ -23,6 +23,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "api",
             "api::compat",
             "api::v1alpha1",
+            "api::v1alpha1::account",
             "api::v1alpha1::status",
             "api::v1alpha1::validation",
             "duration",
