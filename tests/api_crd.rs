@@ -418,6 +418,8 @@ async fn valid_accounts_are_accepted_with_defaults() -> anyhow::Result<()> {
         account_spec(assume_role()),
         account_spec(json!({"assumeRole": {"roleArn": "acs:ram::1:role/a"}})),
         account_spec(json!({"secretRef": {"namespace": "vpn-system", "name": "keys"}})),
+        // A source written null is no source.
+        account_spec(json!({"operatorIdentity": {}, "assumeRole": null, "secretRef": null})),
     ];
     for (i, spec) in specs.into_iter().enumerate() {
         create(&api, account(&format!("{ns}-{i}"), spec))
@@ -611,5 +613,18 @@ async fn route_account_ref_is_checked_and_fixed_once_the_route_exists() -> anyho
     api.patch("r", &pp, &Patch::Merge(&json!({"spec": {"weight": 0}})))
         .await
         .expect("weight is mutable");
+    // A manifest may write the reference as null: that is no reference, and nothing to fix.
+    let mut spec = valid_spec();
+    spec["accountRef"] = Value::Null;
+    create(&api, object("null", spec)).await.expect("create");
+    patch_status(
+        &api,
+        "null",
+        json!({"createTime": "2026-01-01T00:00:00.000Z"}),
+    )
+    .await;
+    api.patch("null", &pp, &Patch::Merge(&json!({"spec": {"weight": 0}})))
+        .await
+        .expect("a null accountRef does not stop other changes");
     Ok(())
 }
