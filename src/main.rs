@@ -6,8 +6,17 @@ use std::process::ExitCode;
 use vpn_pbr_operator::cli::{self, Cli};
 use vpn_pbr_operator::{app, telemetry};
 
+// Only with `--features heap-profile`: dhat counts every allocation (see docs/benchmarks.md).
+#[cfg(feature = "heap-profile")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Dropped when `main` returns, after the graceful SIGTERM shutdown of `app::run`; the drop
+    // writes dhat-heap.json in the working directory.
+    #[cfg(feature = "heap-profile")]
+    let _profiler = dhat::Profiler::new_heap();
     let Cli { operator, command } = cli::parse();
     // kube and reqwest both use rustls; pick the one crypto provider for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -164,10 +164,27 @@ impl Operator {
     /// SIGTERM and wait for the exit; returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        sigterm(&c);
         c.wait().ok()
+    }
+
+    /// SIGKILL when `grace` is zero; else SIGTERM, and SIGKILL when the process has not exited
+    /// within `grace` (a heap-profiling build writes its profile as it exits).
+    pub fn stop_within(&mut self, grace: Duration) {
+        if grace.is_zero() {
+            return self.kill();
+        }
+        let Some(c) = self.child.as_ref() else { return };
+        sigterm(c);
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if self.exited().is_some() {
+                self.child = None;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
     }
 
     pub fn restart(&mut self) -> Result<()> {
@@ -237,6 +254,12 @@ impl Operator {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+fn sigterm(c: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
 }
 
 impl Drop for Operator {

@@ -97,6 +97,6 @@ pub async fn run_scenario(
     }
     // Peak RSS over the whole run, probes included.
     result.usage = stack.op.usage().unwrap_or(result.usage);
-    stack.op.kill();
+    stack.op.stop_within(sc.stop_grace);
     Ok(result)
 }

@@ -28,6 +28,9 @@ pub struct Scenario {
     pub log_level: String,
     /// Concurrent creates.
     pub parallel: usize,
+    /// How long the operator may take to exit after SIGTERM at the end of the run; zero:
+    /// SIGKILL at once.
+    pub stop_grace: Duration,
 }
 
 impl Scenario {
@@ -112,6 +115,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             log_level: "info".to_owned(),
             parallel: 1,
+            stop_grace: Duration::ZERO,
         }
     }
 

@@ -135,6 +135,10 @@ struct BenchArgs {
     /// Exit non-zero when a benchmark target is missed.
     #[arg(long)]
     strict: bool,
+    /// End the main, baseline and scale runs with SIGTERM and wait this many seconds for the
+    /// operator to exit (a `heap-profile` build writes dhat-heap.json then); 0: SIGKILL.
+    #[arg(long, default_value = "0", value_parser = secs)]
+    stop_grace: Duration,
 }
 
 #[derive(Args)]
@@ -252,6 +256,7 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
             timeout: Duration::ZERO,
             log_level: a.log_level.clone(),
             parallel: a.parallel,
+            stop_grace: a.stop_grace,
         };
         sc.timeout = sc.lower_bound().mul_f64(a.timeout_factor) + Duration::from_secs(60);
         sc

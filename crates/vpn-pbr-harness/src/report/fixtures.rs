@@ -20,6 +20,7 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
             timeout: Duration::from_secs(600),
             log_level: "info".to_owned(),
             parallel: 32,
+            stop_grace: Duration::ZERO,
         },
         ready: routes,
         converged: true,
