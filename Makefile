@@ -27,7 +27,7 @@ build: ## Build every binary of the workspace: the operator, crdgen, vpc-emulato
 tools: ## Build or install every tool the tests need (idempotent; first run takes minutes)
 	@hack/tools.sh > /dev/null
 
-# Every CRD of src/api/ (api::crds()); VpnAccount is an API preview.
+# Every CRD of src/api/ (api::crds()).
 CRD_NAMES := vpnpbrroutes.vpn.alicloud.dev vpnaccounts.vpn.alicloud.dev
 
 crds: ## Regenerate crds/ and the chart's CRD templates from the Rust types

@@ -35,6 +35,8 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "controller::model",
             "controller::plan",
             "controller::reason",
+            "controller::resolve",
+            "controller::account_status",
             "controller::status",
         ],
     ),
@@ -57,6 +59,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
     (
         "drivers",
         &[
+            "controller::account_reconcile",
             "controller::accounts",
             "controller::backoff",
             "controller::context",
@@ -68,6 +71,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "controller::reconcile",
             "controller::runner",
             "controller::scheduler",
+            "controller::tenancy",
             "controller::verified",
             "controller::vpc",
             "controller::vpc::ram_policy",

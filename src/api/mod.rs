@@ -11,8 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 /// Every CRD of the API, each committed as `crds/<name>.yaml` and as the chart's template
-/// `deploy/helm/vpn-pbr-operator/templates/crds/<name>.yaml` (`make crds`). `VpnAccount` is an
-/// API preview the controller does not act on yet.
+/// `deploy/helm/vpn-pbr-operator/templates/crds/<name>.yaml` (`make crds`).
 pub fn crds() -> [CustomResourceDefinition; 2] {
     [v1alpha1::VpnPbrRoute::crd(), v1alpha1::VpnAccount::crd()]
 }

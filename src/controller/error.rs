@@ -26,6 +26,13 @@ pub enum Error {
     /// The route's Secret is missing or unusable.
     #[error("credentials Secret {name}: {reason}")]
     Secret { name: String, reason: String },
+    /// A `VpnAccount`'s credentials cannot be had, or the account is gone.
+    #[error("VpnAccount {name}: {why}")]
+    Account {
+        name: String,
+        reason: Reason,
+        why: String,
+    },
     /// The object lacks something the apiserver always sets (namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
@@ -97,9 +104,10 @@ impl Error {
                 _ => Policy::of_class(ErrorClass::Transient),
             },
             Self::Cloud { source, .. } | Self::CreateRefused(source) => source.policy(),
-            Self::Secret { .. } | Self::MissingField(_) | Self::AccountUnproven(_) => {
-                Policy::of_class(ErrorClass::NeedsOutsideAction)
-            }
+            Self::Secret { .. }
+            | Self::Account { .. }
+            | Self::MissingField(_)
+            | Self::AccountUnproven(_) => Policy::of_class(ErrorClass::NeedsOutsideAction),
         }
     }
 
@@ -116,6 +124,7 @@ impl Error {
                 Reason::Cloud(source.code().to_owned())
             }
             Self::Secret { .. } => Reason::CredentialsSecretInvalid,
+            Self::Account { reason, .. } => reason.clone(),
             Self::MissingField(_) => Reason::InvalidObject,
             Self::AccountUnproven(_) => Reason::AccountUnproven,
         }

@@ -1,8 +1,7 @@
-//! `VpnAccount` v1alpha1 (API preview, not yet acted on by the controller): how the operator
-//! reaches one Alibaba Cloud account, and who may use it. Cluster-scoped, in the style of
-//! Crossplane's ProviderConfig: routes name one with `spec.accountRef`, a namespace names its
-//! default with the [`DEFAULT_ACCOUNT_ANNOTATION`], else the operator's own identity is used
-//! (docs/architecture.md, "Accounts (API preview)").
+//! `VpnAccount` v1alpha1: how the operator reaches one Alibaba Cloud account, and who may use
+//! it. Cluster-scoped, in the style of Crossplane's ProviderConfig: routes name one with
+//! `spec.accountRef`, a namespace names its default with the [`DEFAULT_ACCOUNT_ANNOTATION`],
+//! else the operator's own identity is used (docs/architecture.md, "Accounts").
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
@@ -13,6 +12,11 @@ use super::Condition;
 /// Annotation on a Namespace naming the `VpnAccount` its routes use when they set no
 /// `spec.accountRef`.
 pub const DEFAULT_ACCOUNT_ANNOTATION: &str = "vpn.alicloud.dev/default-account";
+/// What a route's `status.account` says for the operator's own identity (no `VpnAccount`); not
+/// a valid object name, so no account can be mistaken for it.
+pub const OPERATOR_ACCOUNT: &str = "(operator)";
+/// Finalizer that keeps an account while routes hold entries in it.
+pub const ACCOUNT_FINALIZER: &str = "vpn.alicloud.dev/account-in-use";
 
 /// How to reach one Alibaba Cloud account, which namespaces may use it, and for what.
 // Each `printcolumn(...)` repeats `type_ = ...`; the lint takes the repeats for duplicates
@@ -135,14 +139,14 @@ pub struct NamespacedSecretRef {
     pub name: String,
 }
 
-/// What the controller last learnt about the account (once it acts on accounts).
+/// What the controller last learnt about the account.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VpnAccountStatus {
     /// The account the credentials reach, as STS GetCallerIdentity answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    /// How many routes use this account.
+    /// How many routes use this account (hold an entry in it, or name it).
     #[serde(default)]
     pub routes: i64,
     /// Spec generation the controller last acted on.

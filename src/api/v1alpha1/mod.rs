@@ -12,8 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub use account::{
-    AccountCredentials, AssumeRole, DEFAULT_ACCOUNT_ANNOTATION, NamespacedSecretRef,
-    OperatorIdentity, VpnAccount, VpnAccountSpec, VpnAccountStatus,
+    ACCOUNT_FINALIZER, AccountCredentials, AssumeRole, DEFAULT_ACCOUNT_ANNOTATION,
+    NamespacedSecretRef, OPERATOR_ACCOUNT, OperatorIdentity, VpnAccount, VpnAccountSpec,
+    VpnAccountStatus,
 };
 pub use status::{Condition, ConditionStatus, ObservedRoute, VpnPbrRouteStatus};
 
@@ -165,8 +166,8 @@ pub struct VpnPbrRouteSpec {
 
     /// Name of the `VpnAccount` (cluster-scoped) whose cloud account holds the route; when unset,
     /// the namespace's `vpn.alicloud.dev/default-account` annotation names it, else the
-    /// operator's own identity is used. API preview: the controller does not act on it yet.
-    /// Immutable once the route exists in the cloud.
+    /// operator's own identity is used. The account must admit the route (its namespace,
+    /// region and gateway). Immutable once the route exists in the cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("size(self) > 0").message("must name a VpnAccount; it must not be empty"))]
