@@ -21,7 +21,8 @@ use support::route::{route_object, spec};
 use support::{Emulator, Operator, eventually, eventually_ok, start_emulator, start_operator};
 use tempfile::TempDir;
 use vpn_pbr_operator::api::v1alpha1::{
-    ACCOUNT_FINALIZER, ConditionStatus, DEFAULT_ACCOUNT_ANNOTATION, VpnAccount, VpnPbrRoute,
+    ACCOUNT_FINALIZER, Condition, ConditionStatus, DEFAULT_ACCOUNT_ANNOTATION, VpnAccount,
+    VpnPbrRoute,
 };
 
 /// The emulator's default account (the operator's own key acts for it).
@@ -58,11 +59,16 @@ struct World {
     emu: Emulator,
     op: Operator,
     accounts: Api<VpnAccount>,
+    /// Names of this test's accounts (after its namespaces: accounts are cluster-scoped).
+    acct_a: String,
+    acct_b: String,
     _dir: TempDir,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl World {
     async fn start(prefix: &str, extra: &[&str]) -> anyhow::Result<World> {
+        let serial = SERIAL.lock().await;
         let (client, ns_a) = support::setup(&format!("{prefix}-a")).await?;
         let ns_b = vpn_pbr_harness::namespace(&client, &format!("{prefix}-b")).await?;
         for (ns, team) in [(&ns_a, "a"), (&ns_b, "b")] {
@@ -73,6 +79,8 @@ impl World {
         let watched = format!("{ns_a},{ns_b}");
         let op = start_operator(&watched, &emu.url, dir.path(), extra, &[]);
         Ok(World {
+            acct_a: format!("{ns_a}-acct"),
+            acct_b: format!("{ns_b}-acct"),
             accounts: Api::all(client.clone()),
             client,
             ns_a,
@@ -80,6 +88,7 @@ impl World {
             emu,
             op,
             _dir: dir,
+            _serial: serial,
         })
     }
 
@@ -99,6 +108,16 @@ impl World {
             .create(&PostParams::default(), &account)
             .await?;
         Ok(())
+    }
+
+    /// Account `acct_b` for namespaces labelled `team=b`, with account B's key in a Secret of
+    /// namespace b; waits until it is Ready.
+    async fn account_b(&self) -> anyhow::Result<VpnAccount> {
+        self.secret_b(&self.ns_b).await?;
+        let secret = json!({"secretRef": {"namespace": self.ns_b, "name": "team-b-key"}});
+        self.account(&self.acct_b, "b", secret).await?;
+        self.account_is(&self.acct_b, ConditionStatus::True, "Available")
+            .await
     }
 
     /// Account B's key as a Secret of `ns`, for an account's `secretRef`.
@@ -129,23 +148,10 @@ impl World {
         status: ConditionStatus,
         reason: &str,
     ) -> anyhow::Result<VpnPbrRoute> {
-        let api = self.routes(ns);
-        eventually_ok(
-            WAIT,
-            &format!("{ns}/{name} Ready {status:?} {reason}"),
-            || {
-                let api = api.clone();
-                async move {
-                    let r = api.get(name).await?;
-                    let ready = ready(r.status.as_ref().map(|s| s.conditions.as_slice()));
-                    Ok(ready
-                        .is_some_and(|(s, why)| s == status && why == reason)
-                        .then_some(r))
-                }
-            },
-        )
+        self.ready_is(self.routes(ns), name, status, reason, |r: &VpnPbrRoute| {
+            r.status.as_ref().map(|s| s.conditions.clone())
+        })
         .await
-        .map_err(|e| anyhow::anyhow!("{e:#}\noperator log:\n{}", tail(&self.op.logs(), 40)))
     }
 
     /// Waits until account `name` says `Ready` `status` with `reason`.
@@ -155,23 +161,54 @@ impl World {
         status: ConditionStatus,
         reason: &str,
     ) -> anyhow::Result<VpnAccount> {
-        let api = self.accounts.clone();
-        eventually_ok(
-            WAIT,
-            &format!("account {name} Ready {status:?} {reason}"),
-            || {
-                let api = api.clone();
-                async move {
-                    let a = api.get(name).await?;
-                    let ready = ready(a.status.as_ref().map(|s| s.conditions.as_slice()));
-                    Ok(ready
-                        .is_some_and(|(s, why)| s == status && why == reason)
-                        .then_some(a))
-                }
-            },
+        self.ready_is(
+            self.accounts.clone(),
+            name,
+            status,
+            reason,
+            |a: &VpnAccount| a.status.as_ref().map(|s| s.conditions.clone()),
         )
         .await
-        .map_err(|e| anyhow::anyhow!("{e:#}\noperator log:\n{}", tail(&self.op.logs(), 40)))
+    }
+
+    /// The operator log's last lines, warnings first (a reconcile's debug lines can fill it).
+    fn log_tail(&self) -> String {
+        let logs = self.op.logs();
+        let warnings: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        format!("{}\n...\n{}", tail(&warnings.join("\n"), 20), tail(&logs, 20))
+    }
+
+    /// Waits until object `name` of `api` is Ready=`status` with `reason`.
+    async fn ready_is<K>(
+        &self,
+        api: Api<K>,
+        name: &str,
+        status: ConditionStatus,
+        reason: &str,
+        conditions: impl Fn(&K) -> Option<Vec<Condition>>,
+    ) -> anyhow::Result<K>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let what = format!("{name} Ready {status:?} {reason}");
+        eventually_ok(WAIT, &what, || {
+            let api = api.clone();
+            let conditions = &conditions;
+            async move {
+                let obj = api.get(name).await?;
+                let ready = conditions(&obj)
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.type_ == "Ready")
+                    .is_some_and(|c| c.status == status && c.reason == reason);
+                Ok(ready.then_some(obj))
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\noperator log:\n{}", self.log_tail()))
     }
 
     /// The emulator's calls other than `GetCallerIdentity` (which the account reconciler
@@ -183,60 +220,59 @@ impl World {
             .collect())
     }
 
+    /// Deletes route `ns/name` and waits until it is gone (its cleanup done).
+    async fn delete_route(&self, ns: &str, name: &str) -> anyhow::Result<()> {
+        self.routes(ns)
+            .delete(name, &DeleteParams::default())
+            .await?;
+        support::wait_gone(&self.routes(ns), name, WAIT).await
+    }
+
+    /// Waits until account `name` is gone (its finalizer let go).
+    async fn account_gone(&self, name: &str) -> anyhow::Result<()> {
+        let api = self.accounts.clone();
+        eventually(WAIT, &format!("account {name} gone"), || {
+            let api = api.clone();
+            async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
+        })
+        .await
+    }
+
     /// Deletes the accounts of this test, waiting for them to go (their finalizer included).
     async fn delete_accounts(&self, names: &[&str]) -> anyhow::Result<()> {
         for name in names {
             let _ = self.accounts.delete(name, &DeleteParams::default()).await;
         }
         for name in names {
-            let api = self.accounts.clone();
-            eventually(WAIT, &format!("account {name} gone"), || {
-                let api = api.clone();
-                async move {
-                    api.get_opt(name)
-                        .await
-                        .ok()
-                        .is_some_and(|a| a.is_none())
-                        .then_some(())
-                }
-            })
-            .await?;
+            self.account_gone(name).await?;
         }
         Ok(())
     }
 }
 
-fn ready(
-    conditions: Option<&[vpn_pbr_operator::api::v1alpha1::Condition]>,
-) -> Option<(ConditionStatus, String)> {
-    conditions?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status, c.reason.clone()))
+/// Merges `metadata` (labels, annotations) into Namespace `ns`.
+async fn patch_namespace(client: &Client, ns: &str, metadata: Value) -> anyhow::Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": metadata })),
+        )
+        .await?;
+    Ok(())
 }
 
 async fn label(client: &Client, ns: &str, team: &str) -> anyhow::Result<()> {
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            ns,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"team": team}}})),
-        )
-        .await?;
-    Ok(())
+    patch_namespace(client, ns, json!({"labels": {"team": team}})).await
 }
 
 async fn annotate_default(client: &Client, ns: &str, account: &str) -> anyhow::Result<()> {
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            ns,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {DEFAULT_ACCOUNT_ANNOTATION: account}}}),
-            ),
-        )
-        .await?;
-    Ok(())
+    patch_namespace(
+        client,
+        ns,
+        json!({"annotations": {DEFAULT_ACCOUNT_ANNOTATION: account}}),
+    )
+    .await
 }
 
 fn route_on(gw: &str, source: &str) -> Value {
@@ -251,19 +287,11 @@ fn route_on(gw: &str, source: &str) -> Value {
 
 #[tokio::test]
 async fn routes_of_two_namespaces_reach_their_own_accounts() -> anyhow::Result<()> {
-    let _one = SERIAL.lock().await;
     let w = World::start("acct-two", &[]).await?;
-    let (a, b) = (format!("{}-acct", w.ns_a), format!("{}-acct", w.ns_b));
+    let (a, b) = (w.acct_a.clone(), w.acct_b.clone());
     w.account(&a, "a", json!({"operatorIdentity": {}})).await?;
-    w.secret_b(&w.ns_b).await?;
-    w.account(
-        &b,
-        "b",
-        json!({"secretRef": {"namespace": w.ns_b, "name": "team-b-key"}}),
-    )
-    .await?;
+    let acct_b = w.account_b().await?;
     let acct_a = w.account_is(&a, ConditionStatus::True, "Available").await?;
-    let acct_b = w.account_is(&b, ConditionStatus::True, "Available").await?;
     assert_eq!(
         acct_a.status.and_then(|s| s.account_id).as_deref(),
         Some(ACCOUNT_A)
@@ -320,31 +348,17 @@ async fn routes_of_two_namespaces_reach_their_own_accounts() -> anyhow::Result<(
     assert_eq!(held(&rb), (Some(b.clone()), Some(ACCOUNT_B.to_owned())));
 
     // Deleting a route deletes its entry with its own account's credentials.
-    w.routes(&w.ns_b)
-        .delete("r", &DeleteParams::default())
-        .await?;
-    support::wait_gone(&w.routes(&w.ns_b), "r", WAIT).await?;
+    w.delete_route(&w.ns_b, "r").await?;
     assert!(w.emu.gateway_entries("vpn-gw-b").await?.is_empty());
-    w.routes(&w.ns_a)
-        .delete("r", &DeleteParams::default())
-        .await?;
-    support::wait_gone(&w.routes(&w.ns_a), "r", WAIT).await?;
+    w.delete_route(&w.ns_a, "r").await?;
     w.delete_accounts(&[&a, &b]).await
 }
 
 #[tokio::test]
 async fn a_namespace_an_account_does_not_admit_reaches_nothing() -> anyhow::Result<()> {
-    let _one = SERIAL.lock().await;
     let w = World::start("acct-refuse", &[]).await?;
-    let b = format!("{}-acct", w.ns_b);
-    w.secret_b(&w.ns_b).await?;
-    w.account(
-        &b,
-        "b",
-        json!({"secretRef": {"namespace": w.ns_b, "name": "team-b-key"}}),
-    )
-    .await?;
-    w.account_is(&b, ConditionStatus::True, "Available").await?;
+    let b = w.acct_b.clone();
+    w.account_b().await?;
     // Namespace a names account b, which admits only team b: on the route, then by default.
     let mut named = route_on("b", "192.168.3.0/24");
     named["accountRef"] = json!(b);
@@ -385,10 +399,7 @@ async fn a_namespace_an_account_does_not_admit_reaches_nothing() -> anyhow::Resu
     assert_eq!(w.vpc_calls().await?, Vec::new());
     assert!(w.emu.entries().await?.is_empty());
     for name in ["named", "by-default"] {
-        w.routes(&w.ns_a)
-            .delete(name, &DeleteParams::default())
-            .await?;
-        support::wait_gone(&w.routes(&w.ns_a), name, WAIT).await?;
+        w.delete_route(&w.ns_a, name).await?;
     }
     assert_eq!(w.vpc_calls().await?, Vec::new(), "nor for their deletion");
     w.delete_accounts(&[&b]).await
@@ -396,9 +407,8 @@ async fn a_namespace_an_account_does_not_admit_reaches_nothing() -> anyhow::Resu
 
 #[tokio::test]
 async fn an_account_in_use_is_kept_until_its_routes_are_gone() -> anyhow::Result<()> {
-    let _one = SERIAL.lock().await;
     let w = World::start("acct-inuse", &[]).await?;
-    let a = format!("{}-acct", w.ns_a);
+    let a = w.acct_a.clone();
     w.account(&a, "a", json!({"operatorIdentity": {}})).await?;
     w.account_is(&a, ConditionStatus::True, "Available").await?;
     let mut r = route_on("a", "192.168.5.0/24");
@@ -435,35 +445,16 @@ async fn an_account_in_use_is_kept_until_its_routes_are_gone() -> anyhow::Result
     w.apply(&w.ns_a, "late", late).await?;
     w.route_is(&w.ns_a, "late", ConditionStatus::False, "AccountNotFound")
         .await?;
-    w.routes(&w.ns_a)
-        .delete("r", &DeleteParams::default())
-        .await?;
-    support::wait_gone(&w.routes(&w.ns_a), "r", WAIT).await?;
+    w.delete_route(&w.ns_a, "r").await?;
     assert!(w.emu.gateway_entries("vpn-gw-a").await?.is_empty());
     // The account goes with its last route.
-    let api = w.accounts.clone();
-    eventually(WAIT, "account gone", || {
-        let api = api.clone();
-        let a = a.clone();
-        async move {
-            api.get_opt(&a)
-                .await
-                .ok()
-                .is_some_and(|x| x.is_none())
-                .then_some(())
-        }
-    })
-    .await?;
-    w.routes(&w.ns_a)
-        .delete("late", &DeleteParams::default())
-        .await?;
-    support::wait_gone(&w.routes(&w.ns_a), "late", WAIT).await?;
+    w.account_gone(&a).await?;
+    w.delete_route(&w.ns_a, "late").await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn the_explicit_account_option_refuses_a_route_without_one() -> anyhow::Result<()> {
-    let _one = SERIAL.lock().await;
     let w = World::start("acct-require", &["--require-account", "true"]).await?;
     w.apply(&w.ns_a, "bare", route_on("a", "192.168.7.0/24"))
         .await?;
@@ -475,7 +466,7 @@ async fn the_explicit_account_option_refuses_a_route_without_one() -> anyhow::Re
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.vpc_calls().await?, Vec::new());
     // Named by the namespace's default: it goes ahead.
-    let a = format!("{}-acct", w.ns_a);
+    let a = w.acct_a.clone();
     w.account(&a, "a", json!({"operatorIdentity": {}})).await?;
     annotate_default(&w.client, &w.ns_a, &a).await?;
     let r = w
@@ -485,18 +476,14 @@ async fn the_explicit_account_option_refuses_a_route_without_one() -> anyhow::Re
         r.status.and_then(|s| s.account).as_deref(),
         Some(a.as_str())
     );
-    w.routes(&w.ns_a)
-        .delete("bare", &DeleteParams::default())
-        .await?;
-    support::wait_gone(&w.routes(&w.ns_a), "bare", WAIT).await?;
+    w.delete_route(&w.ns_a, "bare").await?;
     w.delete_accounts(&[&a]).await
 }
 
 #[tokio::test]
 async fn an_assume_role_account_is_not_ready_and_its_routes_say_so() -> anyhow::Result<()> {
-    let _one = SERIAL.lock().await;
     let w = World::start("acct-role", &[]).await?;
-    let a = format!("{}-acct", w.ns_a);
+    let a = w.acct_a.clone();
     w.account(
         &a,
         "a",
@@ -516,10 +503,7 @@ async fn an_assume_role_account_is_not_ready_and_its_routes_say_so() -> anyhow::
     )
     .await?;
     assert_eq!(w.vpc_calls().await?, Vec::new());
-    w.routes(&w.ns_a)
-        .delete("r", &DeleteParams::default())
-        .await?;
-    support::wait_gone(&w.routes(&w.ns_a), "r", WAIT).await?;
+    w.delete_route(&w.ns_a, "r").await?;
     w.delete_accounts(&[&a]).await
 }
 

@@ -18,7 +18,7 @@ use super::accounts::Account;
 use super::context::Context;
 use super::error::{Error, Result};
 use super::model::Scope;
-use super::reconcile::object_key;
+use super::reconcile::{object_key, status_time};
 use super::resolve;
 use crate::api::v1alpha1::{ACCOUNT_FINALIZER, VpnAccount, VpnPbrRoute};
 
@@ -132,10 +132,7 @@ async fn write_status(
     report: &AccountReport,
     ctx: &AccountContext,
 ) -> Result<()> {
-    let now = jiff::Timestamp::from_millisecond(ctx.routes.entropy.wall_ms())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = status_time(&ctx.routes);
     let status = account_status::build(
         account.status.as_ref(),
         report,

@@ -73,24 +73,16 @@ pub(crate) fn build(
 ) -> VpnAccountStatus {
     let previous = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let ready = ready(report);
+    // Reconciling while the account is not known yet, Stalled while someone must act.
+    let kstatus = match (ready.status, status::progress(&ready.reason, report.cause)) {
+        (ConditionStatus::Unknown, _) => Some(RECONCILING),
+        (ConditionStatus::False, Progress::NeedsSomeone) => Some(STALLED),
+        _ => None,
+    };
     let mut conditions = Vec::new();
-    let sorts = status::progress(&ready.reason, report.cause);
-    if ready.status == ConditionStatus::Unknown {
-        conditions.push(status::condition(
-            RECONCILING,
-            CondValue::yes(ready.reason.clone(), ready.message.clone()),
-            previous,
-            generation,
-            now,
-        ));
-    } else if ready.status == ConditionStatus::False && sorts == Progress::NeedsSomeone {
-        conditions.push(status::condition(
-            STALLED,
-            CondValue::yes(ready.reason.clone(), ready.message.clone()),
-            previous,
-            generation,
-            now,
-        ));
+    if let Some(type_) = kstatus {
+        let value = CondValue::yes(ready.reason.clone(), ready.message.clone());
+        conditions.push(status::condition(type_, value, previous, generation, now));
     }
     conditions.insert(
         0,

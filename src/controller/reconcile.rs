@@ -63,6 +63,7 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
     if !ctx.tenancy.synced() {
         // Before the caches of accounts and namespaces are filled, a named account would look
         // missing.
+        debug!(route = %key, "waiting for the caches of accounts and namespaces");
         timer.finish("backoff");
         return Ok(Action::requeue(TENANCY_WAIT));
     }
@@ -447,10 +448,7 @@ async fn write_status(
     ctx: &Context,
     report: StatusReport,
 ) -> Result<(), kube::Error> {
-    let now = jiff::Timestamp::from_millisecond(ctx.entropy.wall_ms())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = status_time(ctx);
     let new = status::build(
         route.status.as_ref(),
         report,
@@ -466,6 +464,14 @@ async fn write_status(
     route.status = Some(new);
     route.metadata.resource_version = version;
     Ok(())
+}
+
+/// The time a status write stamps on conditions that flip: RFC 3339, seconds.
+pub(crate) fn status_time(ctx: &Context) -> String {
+    jiff::Timestamp::from_millisecond(ctx.entropy.wall_ms())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> Result<()> {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -46,14 +47,15 @@ impl Tenancy {
     /// Waits until both caches hold their first list, then says so to [`Tenancy::synced`].
     pub(crate) async fn await_synced(&self) {
         if let Some(accounts) = &self.accounts {
-            let _ = accounts.wait_until_ready().await;
+            filled(accounts).await;
         }
         if let Some(ns) = &self.namespaces {
-            let _ = ns.wait_until_ready().await;
+            filled(ns).await;
         }
         if let Some(s) = &self.synced {
             s.store(true, Ordering::Relaxed);
         }
+        tracing::info!("account and namespace caches synced");
     }
 
     /// The account named `name`, from the cache.
@@ -91,6 +93,19 @@ impl Tenancy {
     fn namespace_of(&self, route: &VpnPbrRoute) -> Option<Arc<Namespace>> {
         self.namespace(route.metadata.namespace.as_deref()?)
     }
+}
+
+/// Waits until `store` holds its first list, checking on a tick as well as awaiting it (as
+/// `runner.rs` does for the routes: a wake-up from the reflector is not relied on).
+async fn filled<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
 }
 
 /// What the resolution reads of a Namespace (none known: no labels, no default).
