@@ -178,7 +178,11 @@ impl World {
             .lines()
             .filter(|l| l.contains("WARN") || l.contains("ERROR"))
             .collect();
-        format!("{}\n...\n{}", tail(&warnings.join("\n"), 20), tail(&logs, 20))
+        format!(
+            "{}\n...\n{}",
+            tail(&warnings.join("\n"), 20),
+            tail(&logs, 20)
+        )
     }
 
     /// Waits until object `name` of `api` is Ready=`status` with `reason`.
