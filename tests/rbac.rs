@@ -49,6 +49,8 @@ const LEADER_ELECTION: &str = "leaderElection.enabled=true";
 const ROUTE_SECRETS: &str = "routeSecrets.enabled=true";
 /// One watched namespace, the routes' (`{routes_ns}`, see [`Scenario::start`]).
 const WATCH_ROUTES_NS: &str = "watchNamespaces={{routes_ns}}";
+/// Secrets readable in the routes' namespace only (the chart never grants them cluster-wide).
+const SECRETS_IN_ROUTES_NS: &str = "secretNamespaces={{routes_ns}}";
 
 /// Scenarios watching all namespaces (the chart's default) must not run at once: each scenario
 /// holds this from [`Scenario::start`] until it is dropped.
@@ -440,10 +442,15 @@ fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
         })
 }
 
-/// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched.
+/// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched,
+/// Secrets readable in the routes' namespace through the Role the chart puts there.
 #[tokio::test]
 async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start("rbac-full", &[LEADER_ELECTION, ROUTE_SECRETS]).await?;
+    let s = Scenario::start(
+        "rbac-full",
+        &[LEADER_ELECTION, ROUTE_SECRETS, SECRETS_IN_ROUTES_NS],
+    )
+    .await?;
 
     // Create, then change weight, priority and publishing in place.
     s.create(
@@ -478,10 +485,14 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
 }
 
 /// Route Secrets with one watched namespace: the Secret is read through the Role the chart puts
-/// in that namespace (the ClusterRole has no Secret access then).
+/// in the namespace of secretNamespaces (the ClusterRole never has Secret access).
 #[tokio::test]
 async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start("rbac-watched", &[ROUTE_SECRETS, WATCH_ROUTES_NS]).await?;
+    let s = Scenario::start(
+        "rbac-watched",
+        &[ROUTE_SECRETS, WATCH_ROUTES_NS, SECRETS_IN_ROUTES_NS],
+    )
+    .await?;
     s.secret_route_ready("r1", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-1")
         .await?;
     s.delete_and_check(&["r1"], true).await
