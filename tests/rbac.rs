@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -263,6 +264,21 @@ impl Scenario {
         })
     }
 
+    /// Whether the apiserver lets the operator's ServiceAccount `get` Secrets in `ns`.
+    async fn can_get_secrets(&self, ns: &str) -> anyhow::Result<bool> {
+        let review: SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {
+                "user": self.user,
+                "groups": ["system:serviceaccounts", "system:authenticated"],
+                "resourceAttributes": {"namespace": ns, "verb": "get", "resource": "secrets"}
+            }
+        }))?;
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+
     async fn create(&self, name: &str, spec: Value) {
         self.routes
             .create(&PostParams::default(), &route_object(name, spec))
@@ -477,6 +493,20 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
     s.secret_route_ready("r2", "192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-2")
         .await?;
     assert_eq!(s.emu.gateway_entries("vpn-gw-a").await?.len(), 2);
+    // Every namespace is watched, yet Secrets are readable only where secretNamespaces says.
+    assert!(s.can_get_secrets(&s.routes_ns).await?);
+    let release_ns = s
+        .user
+        .split(':')
+        .nth(2)
+        .expect("the release namespace")
+        .to_owned();
+    for elsewhere in [release_ns.as_str(), "default", "kube-system"] {
+        assert!(
+            !s.can_get_secrets(elsewhere).await?,
+            "Secrets readable in {elsewhere}"
+        );
+    }
     assert!(
         audit_has(&s.user, "create", "leases") || audit_has(&s.user, "patch", "leases"),
         "the lease was taken in the release namespace"
