@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
 use support::env::{RouteEnv as Env, WAIT, tail};
 use support::route::{
-    create_key_secret, millis_rfc3339, ready_observing, route_object, spec, synced_because,
+    condition, create_key_secret_labelled, label_key_secret, millis_rfc3339, ready_observing,
+    route_object, spec, synced_because,
 };
 use support::{eventually, eventually_ok, ready_is, start_emulator, start_operator};
-use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, FINALIZER, VpnPbrRoute};
+use vpn_pbr_operator::api::v1alpha1::{
+    CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE, ConditionStatus, FINALIZER, VpnPbrRoute,
+};
 
 /// A route of these tests: its gateway and entry key, which make both its spec and the entry the
 /// emulator holds for it.
@@ -412,24 +415,32 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() -> anyhow:
     Ok(())
 }
 
-#[tokio::test]
-async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
-    // No default credentials at all: only the Secret can sign.
+/// An operator that allows route Secrets and has no credentials of its own (only a route's
+/// Secret can sign), and the Secret `cloud-keys` with the emulator's key written as `secret`,
+/// with the credentials label when `labelled`.
+async fn secret_only_env(prefix: &str, secret: &str, labelled: bool) -> anyhow::Result<Env> {
     let env = Env::start(
-        "secret",
+        prefix,
         200,
         &["--route-secrets", "true"],
         &[("ALIBABA_CLOUD_PROFILE", "none")],
     )
     .await?;
-    create_key_secret(
+    create_key_secret_labelled(
         &env.client,
         &env.ns,
         "cloud-keys",
         emulator::KEY_ID,
-        &format!("{}\n", emulator::KEY_SECRET),
+        secret,
+        labelled,
     )
     .await;
+    Ok(env)
+}
+
+#[tokio::test]
+async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
+    let env = secret_only_env("secret", &format!("{}\n", emulator::KEY_SECRET), true).await?;
     let with_secret = Route::new("vpn-gw-a", "192.168.12.0/24", "10.12.0.0/16", "vco-gw-a-1");
     let keys = json!({"name": "cloud-keys"});
     env.apply(
@@ -449,6 +460,65 @@ async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
     let logs = env.op.logs();
     assert!(
         !logs.contains(emulator::KEY_SECRET),
+        "the secret must never be logged"
+    );
+    Ok(())
+}
+
+/// A Secret without the credentials label is refused before anything reaches the cloud, and is
+/// used once labelled.
+#[tokio::test]
+async fn an_unlabelled_secret_is_refused_until_it_is_labelled() -> anyhow::Result<()> {
+    let env = secret_only_env("unlabelled", emulator::KEY_SECRET, false).await?;
+    let route = Route::new("vpn-gw-a", "192.168.14.0/24", "10.14.0.0/16", "vco-gw-a-1");
+    env.apply(
+        "r",
+        route.spec_with(100, "credentialsRef", json!({"name": "cloud-keys"})),
+    )
+    .await;
+    let refused = env
+        .wait_for("r", "Ready=False CredentialsSecretUnlabelled", |r| {
+            ready_is(
+                r,
+                ConditionStatus::False,
+                Some("CredentialsSecretUnlabelled"),
+            )
+        })
+        .await?;
+    let ready = condition(&refused, "Ready").expect("Ready");
+    for needle in [
+        "cloud-keys",
+        &format!("{CREDENTIALS_LABEL}={CREDENTIALS_LABEL_VALUE}"),
+        &format!("kubectl label secret -n {} cloud-keys", env.ns),
+    ] {
+        assert!(
+            ready.message.contains(needle),
+            "{needle}: {}",
+            ready.message
+        );
+    }
+    let status = serde_json::to_string(&refused.status)?;
+    for data in [emulator::KEY_ID, emulator::KEY_SECRET] {
+        assert!(!status.contains(data), "the Secret's data is not in status");
+    }
+    assert_eq!(
+        env.emu.total_calls().await?,
+        0,
+        "nothing reaches the cloud with an unlabelled Secret"
+    );
+
+    label_key_secret(&env.client, &env.ns, "cloud-keys").await;
+    // Secrets are not watched: the refusal is retried at the pace of its class (minutes), or
+    // at once when the route changes, as here.
+    env.patch(
+        "r",
+        json!({"metadata": {"annotations": {"example.com/nudge": "1"}}}),
+    )
+    .await;
+    env.ready("r").await?;
+    assert_eq!(route.creates(&env).await?, 1);
+    assert!(
+        !env.op.logs().contains(emulator::KEY_SECRET),
         "the secret must never be logged"
     );
     Ok(())
