@@ -114,14 +114,6 @@ pub struct VpcClientFactory {
     shared: Arc<Shared>,
 }
 
-impl fmt::Debug for VpcClientFactory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VpcClientFactory")
-            .field("config", &self.shared.config)
-            .finish_non_exhaustive()
-    }
-}
-
 impl VpcClientFactory {
     /// Builds the shared HTTP client (rustls; the process must have installed a rustls crypto
     /// provider at start).
@@ -208,6 +200,15 @@ impl VpcClientFactory {
                 credentials,
             }),
         })
+    }
+}
+
+/// Shows the configuration only: the HTTP client, limiter and hook are left out.
+impl fmt::Debug for VpcClientFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VpcClientFactory")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
     }
 }
 
