@@ -44,7 +44,7 @@ mod sync;
 
 // For the simulation: the ports it implements.
 pub use controller::context::Entropy;
-pub use controller::objects::{EventFuture, ObjectFuture, ObjectPort, SecretData};
+pub use controller::objects::{EventFuture, ObjectFuture, ObjectPort, SecretData, SecretObject};
 pub use controller::port::{CloudFuture, CloudPort};
 // For the simulation: the pieces of an operator process it wires together.
 pub use controller::accounts::Accounts;
@@ -54,6 +54,7 @@ pub use controller::entries::GatewayCache;
 pub use controller::job::{JobView, Owner};
 pub use controller::metrics::Metrics;
 pub use controller::reconcile::reconcile;
+pub use controller::roles::RoleSessions;
 pub use controller::scheduler::{Scheduler, SchedulerConfig};
 pub use controller::tenancy::Tenancy;
 pub use controller::verified::Verified;

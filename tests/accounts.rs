@@ -31,9 +31,13 @@ const ACCOUNT_A: &str = "1234567890123456";
 const ACCOUNT_B: &str = "2222222222222222";
 const KEY_B: &str = "LTAI-team-b-key";
 const SECRET_B: &str = "team-b-secret";
+/// A role of account B that the default account may assume with [`EXTERNAL_ID`].
+const ROLE: &str = "vpn-pbr-operator";
+const EXTERNAL_ID: &str = "ext-tenant-b";
 
 /// `vpn-gw-a` in the default account, `vpn-gw-b` in account B, each with connection
-/// `vco-gw-<x>-1`; the operator's key acts for the default account, `KEY_B` for account B.
+/// `vco-gw-<x>-1`; the operator's key acts for the default account, `KEY_B` for account B, and
+/// role [`ROLE`] of account B trusts the default account with [`EXTERNAL_ID`].
 fn two_account_config() -> String {
     let gateway = |gw: &str, account: &str| {
         format!(
@@ -41,7 +45,7 @@ fn two_account_config() -> String {
         )
     };
     format!(
-        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\n  - id: {KEY_B}\n    secret: {SECRET_B}\n    account_id: \"{ACCOUNT_B}\"\nregions: [cn-hangzhou]\naccounts:\n  - id: \"{ACCOUNT_B}\"\nvpn_gateways:\n{}{}vpn_connections:\n  - id: vco-gw-a-1\n    gateway_id: vpn-gw-a\n    remote_subnet: 192.168.0.0/16\n  - id: vco-gw-b-1\n    gateway_id: vpn-gw-b\n    remote_subnet: 192.168.0.0/16\n",
+        "settings:\n  task_conflict_window_ms: 50\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\n  - id: {KEY_B}\n    secret: {SECRET_B}\n    account_id: \"{ACCOUNT_B}\"\nregions: [cn-hangzhou]\naccounts:\n  - id: \"{ACCOUNT_B}\"\n    roles:\n      - name: {ROLE}\n        max_session_duration_secs: 3600\n        trust_policy:\n          Statement:\n            - Action: sts:AssumeRole\n              Effect: Allow\n              Principal: {{RAM: [\"acs:ram::{ACCOUNT_A}:root\"]}}\n              Condition: {{StringEquals: {{\"sts:ExternalId\": \"{EXTERNAL_ID}\"}}}}\n          Version: \"1\"\nvpn_gateways:\n{}{}vpn_connections:\n  - id: vco-gw-a-1\n    gateway_id: vpn-gw-a\n    remote_subnet: 192.168.0.0/16\n  - id: vco-gw-b-1\n    gateway_id: vpn-gw-b\n    remote_subnet: 192.168.0.0/16\n",
         gateway("a", ""),
         gateway("b", &format!("    account_id: \"{ACCOUNT_B}\"\n")),
     )
@@ -215,12 +219,12 @@ impl World {
         .map_err(|e| anyhow::anyhow!("{e:#}\noperator log:\n{}", self.log_tail()))
     }
 
-    /// The emulator's calls other than `GetCallerIdentity` (which the account reconciler
-    /// makes for every account, whatever the routes do).
+    /// The emulator's VPC calls: all but STS's (`GetCallerIdentity`, which the account
+    /// reconciler makes for every account whatever the routes do, and `AssumeRole`).
     async fn vpc_calls(&self) -> anyhow::Result<Vec<(String, String, u64)>> {
         Ok(calls(&self.emu.counters().await?)
             .into_iter()
-            .filter(|(action, _, _)| action != "GetCallerIdentity")
+            .filter(|(action, _, _)| action != "GetCallerIdentity" && action != "AssumeRole")
             .collect())
     }
 
@@ -485,30 +489,57 @@ async fn the_explicit_account_option_refuses_a_route_without_one() -> anyhow::Re
 }
 
 #[tokio::test]
-async fn an_assume_role_account_is_not_ready_and_its_routes_say_so() -> anyhow::Result<()> {
+async fn an_assumed_role_reaches_its_account_and_a_refused_one_nothing() -> anyhow::Result<()> {
     let w = World::start("acct-role", &[]).await?;
-    let a = w.acct_a.clone();
-    w.account(
-        &a,
-        "a",
-        json!({"assumeRole": {"roleArn": format!("acs:ram::{ACCOUNT_B}:role/vpn-pbr-operator")}}),
-    )
-    .await?;
-    w.account_is(&a, ConditionStatus::False, "CredentialsUnavailable")
+    let (good, bad) = (w.acct_a.clone(), format!("{}-refused", w.acct_a));
+    let role = |external_id: &str| {
+        json!({"assumeRole": {
+            "roleArn": format!("acs:ram::{ACCOUNT_B}:role/{ROLE}"), "externalId": external_id}})
+    };
+    w.account(&good, "a", role(EXTERNAL_ID)).await?;
+    w.account(&bad, "a", role("not-the-one")).await?;
+    let account = w
+        .account_is(&good, ConditionStatus::True, "Available")
         .await?;
+    assert_eq!(
+        account.status.and_then(|s| s.account_id).as_deref(),
+        Some(ACCOUNT_B)
+    );
+    // The trust policy refuses the wrong external ID: the cloud's code, and someone must act.
+    let refused = w
+        .account_is(&bad, ConditionStatus::False, "NoPermission")
+        .await?;
+    let conditions = refused.status.map(|s| s.conditions).unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == ConditionStatus::True),
+        "{conditions:?}"
+    );
+    // A route through the refused role sends nothing to the VPC API.
     let mut r = route_on("b", "192.168.8.0/24");
-    r["accountRef"] = json!(a);
-    w.apply(&w.ns_a, "r", r).await?;
-    w.route_is(
-        &w.ns_a,
-        "r",
-        ConditionStatus::False,
-        "CredentialsUnavailable",
-    )
-    .await?;
+    r["accountRef"] = json!(bad);
+    w.apply(&w.ns_a, "refused", r).await?;
+    w.route_is(&w.ns_a, "refused", ConditionStatus::False, "NoPermission")
+        .await?;
     assert_eq!(w.vpc_calls().await?, Vec::new());
+    // Through the trusted role the route lands in account B's gateway.
+    let mut r = route_on("b", "192.168.9.0/24");
+    r["accountRef"] = json!(good);
+    w.apply(&w.ns_a, "r", r).await?;
+    let route = w
+        .route_is(&w.ns_a, "r", ConditionStatus::True, "Available")
+        .await?;
+    let s = route.status.unwrap_or_default();
+    assert_eq!(
+        (s.account.as_deref(), s.account_id.as_deref()),
+        (Some(good.as_str()), Some(ACCOUNT_B))
+    );
+    assert_eq!(w.emu.gateway_entries("vpn-gw-b").await?.len(), 1);
     w.delete_route(&w.ns_a, "r").await?;
-    w.delete_accounts(&[&a]).await
+    assert!(w.emu.gateway_entries("vpn-gw-b").await?.is_empty());
+    w.delete_route(&w.ns_a, "refused").await?;
+    w.delete_accounts(&[&good, &bad]).await
 }
 
 fn ready_message(r: &VpnPbrRoute) -> String {

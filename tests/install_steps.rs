@@ -60,6 +60,7 @@ const DOCS: [(&str, &[&str]); 2] = [
             "2. The CRD",
             "3. Cloud credentials",
             "4. Install the chart",
+            "Many accounts, many teams",
         ],
     ),
 ];

@@ -70,6 +70,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "controller::port",
             "controller::reconcile",
             "controller::runner",
+            "controller::roles",
             "controller::scheduler",
             "controller::tenancy",
             "controller::verified",

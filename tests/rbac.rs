@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -49,6 +50,8 @@ const LEADER_ELECTION: &str = "leaderElection.enabled=true";
 const ROUTE_SECRETS: &str = "routeSecrets.enabled=true";
 /// One watched namespace, the routes' (`{routes_ns}`, see [`Scenario::start`]).
 const WATCH_ROUTES_NS: &str = "watchNamespaces={{routes_ns}}";
+/// Secrets readable in the routes' namespace only (the chart never grants them cluster-wide).
+const SECRETS_IN_ROUTES_NS: &str = "secretNamespaces={{routes_ns}}";
 
 /// Scenarios watching all namespaces (the chart's default) must not run at once: each scenario
 /// holds this from [`Scenario::start`] until it is dropped.
@@ -261,6 +264,21 @@ impl Scenario {
         })
     }
 
+    /// Whether the apiserver lets the operator's ServiceAccount `get` Secrets in `ns`.
+    async fn can_get_secrets(&self, ns: &str) -> anyhow::Result<bool> {
+        let review: SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {
+                "user": self.user,
+                "groups": ["system:serviceaccounts", "system:authenticated"],
+                "resourceAttributes": {"namespace": ns, "verb": "get", "resource": "secrets"}
+            }
+        }))?;
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+
     async fn create(&self, name: &str, spec: Value) {
         self.routes
             .create(&PostParams::default(), &route_object(name, spec))
@@ -440,10 +458,15 @@ fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
         })
 }
 
-/// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched.
+/// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched,
+/// Secrets readable in the routes' namespace through the Role the chart puts there.
 #[tokio::test]
 async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start("rbac-full", &[LEADER_ELECTION, ROUTE_SECRETS]).await?;
+    let s = Scenario::start(
+        "rbac-full",
+        &[LEADER_ELECTION, ROUTE_SECRETS, SECRETS_IN_ROUTES_NS],
+    )
+    .await?;
 
     // Create, then change weight, priority and publishing in place.
     s.create(
@@ -470,6 +493,20 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
     s.secret_route_ready("r2", "192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-2")
         .await?;
     assert_eq!(s.emu.gateway_entries("vpn-gw-a").await?.len(), 2);
+    // Every namespace is watched, yet Secrets are readable only where secretNamespaces says.
+    assert!(s.can_get_secrets(&s.routes_ns).await?);
+    let release_ns = s
+        .user
+        .split(':')
+        .nth(2)
+        .expect("the release namespace")
+        .to_owned();
+    for elsewhere in [release_ns.as_str(), "default", "kube-system"] {
+        assert!(
+            !s.can_get_secrets(elsewhere).await?,
+            "Secrets readable in {elsewhere}"
+        );
+    }
     assert!(
         audit_has(&s.user, "create", "leases") || audit_has(&s.user, "patch", "leases"),
         "the lease was taken in the release namespace"
@@ -478,10 +515,14 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
 }
 
 /// Route Secrets with one watched namespace: the Secret is read through the Role the chart puts
-/// in that namespace (the ClusterRole has no Secret access then).
+/// in the namespace of secretNamespaces (the ClusterRole never has Secret access).
 #[tokio::test]
 async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start("rbac-watched", &[ROUTE_SECRETS, WATCH_ROUTES_NS]).await?;
+    let s = Scenario::start(
+        "rbac-watched",
+        &[ROUTE_SECRETS, WATCH_ROUTES_NS, SECRETS_IN_ROUTES_NS],
+    )
+    .await?;
     s.secret_route_ready("r1", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-1")
         .await?;
     s.delete_and_check(&["r1"], true).await

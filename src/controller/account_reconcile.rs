@@ -15,7 +15,7 @@ use tracing::warn;
 
 use super::account_status::{self, AccountReport};
 use super::accounts::Account;
-use super::context::Context;
+use super::context::{Context, STS_REGION};
 use super::error::{Error, Result};
 use super::model::Scope;
 use super::reconcile::{object_key, status_time};
@@ -26,8 +26,6 @@ use crate::api::v1alpha1::{ACCOUNT_FINALIZER, VpnAccount, VpnPbrRoute};
 const RECHECK: Duration = Duration::from_secs(300);
 /// How soon after a failure (the accounts' lookup remembers a failure for 30 s).
 const RETRY: Duration = Duration::from_secs(30);
-/// The region of the STS endpoint when the account names none.
-const STS_REGION: &str = "cn-hangzhou";
 
 /// What the account reconciler shares.
 pub(crate) struct AccountContext {

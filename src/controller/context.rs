@@ -13,6 +13,7 @@ use super::model::{CredentialsHandle, Scope};
 use super::objects::ObjectPort;
 use super::reason::Reason;
 use super::resolve::Resolved;
+use super::roles::RoleSessions;
 use super::scheduler::Scheduler;
 use super::tenancy::Tenancy;
 use crate::api::v1alpha1::{VpnAccount, VpnPbrRoute};
@@ -48,6 +49,9 @@ impl Entropy for SystemEntropy {
         uuid::Uuid::new_v4().to_string()
     }
 }
+
+/// The region of the STS endpoint for an account that names no region.
+pub(crate) const STS_REGION: &str = "cn-hangzhou";
 
 /// The key of the operator-wide credentials.
 const DEFAULT_CREDENTIALS: &str = "default";
@@ -99,6 +103,8 @@ pub struct Context {
     pub entropy: Arc<dyn Entropy>,
     /// The accounts and namespaces routes resolve their account from.
     pub tenancy: Tenancy,
+    /// The sessions of `assumeRole` accounts.
+    pub roles: RoleSessions,
 }
 
 impl Context {
@@ -136,20 +142,29 @@ impl Context {
                 .await
                 .map_err(|e| Error::Account {
                     name,
-                    reason: Reason::CredentialsSecretInvalid,
+                    reason: e.reason(),
                     why: e.message(),
                 });
         }
-        let why = if source.assume_role.is_some() {
-            "assumeRole credentials are not available in this operator yet"
-        } else {
-            "no credential source is set"
+        let Some(role) = &source.assume_role else {
+            return Err(Error::Account {
+                name,
+                reason: Reason::CredentialsUnavailable,
+                why: "no credential source is set".to_owned(),
+            });
         };
-        Err(Error::Account {
-            name,
-            reason: Reason::CredentialsUnavailable,
-            why: why.to_owned(),
-        })
+        let region = account
+            .spec
+            .regions
+            .first()
+            .map_or(STS_REGION, String::as_str);
+        self.roles
+            .session(role, region, &self.default_credentials)
+            .map_err(|why| Error::Account {
+                name,
+                reason: Reason::CredentialsUnavailable,
+                why,
+            })
     }
 
     /// The scope of a route being deleted, in the account that holds its entry: its own
@@ -174,7 +189,9 @@ impl Context {
             })?;
         match self.scope(route, &held).await {
             Ok(scope) => Ok((scope, None)),
-            Err(e @ (Error::Secret { .. } | Error::Account { .. })) => {
+            Err(
+                e @ (Error::Secret { .. } | Error::SecretUnlabelled { .. } | Error::Account { .. }),
+            ) => {
                 let remembered = lock(&self.last_good_credentials).get(key).cloned();
                 if remembered.is_none() && held.account.is_some() {
                     return Err(e);
@@ -247,15 +264,22 @@ impl Context {
             name: name.to_owned(),
             reason,
         };
-        let data = self
+        let secret = self
             .objects
             .secret(ns, name)
             .await
             .map_err(|e| Error::kube("read credentials Secret", e))?
             .ok_or_else(|| fail("not found".to_owned()))?;
-        let creds =
-            Credentials::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(|e| fail(e.to_string()))?;
+        if !secret.is_credentials() {
+            return Err(Error::SecretUnlabelled {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        let creds = Credentials::from_secret_data(
+            secret.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
+        .map_err(|e| fail(e.to_string()))?;
         Ok(CredentialsHandle {
             key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
             provider: Arc::new(StaticCredentials::new(creds)),

@@ -24,6 +24,7 @@ pub(crate) mod queue;
 pub(crate) mod reason;
 pub(crate) mod reconcile;
 pub(crate) mod resolve;
+pub(crate) mod roles;
 pub(crate) mod runner;
 pub(crate) mod scheduler;
 pub(crate) mod status;

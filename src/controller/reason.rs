@@ -44,6 +44,8 @@ pub enum Reason {
     KubernetesApiError,
     /// The route's credentials Secret is missing or unusable.
     CredentialsSecretInvalid,
+    /// The route's credentials Secret lacks the label that makes it usable.
+    CredentialsSecretUnlabelled,
     /// The object lacks a field the apiserver always sets.
     InvalidObject,
     /// No account is named (`spec.accountRef`, the namespace's default) and the operator
@@ -65,7 +67,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub(crate) const NAMED: [Reason; 26] = [
+    pub(crate) const NAMED: [Reason; 27] = [
         Reason::PublishConflict,
         Reason::AlreadyExists,
         Reason::Available,
@@ -85,6 +87,7 @@ impl Reason {
         Reason::Deleted,
         Reason::KubernetesApiError,
         Reason::CredentialsSecretInvalid,
+        Reason::CredentialsSecretUnlabelled,
         Reason::InvalidObject,
         Reason::AccountRequired,
         Reason::AccountNotFound,
@@ -116,6 +119,7 @@ impl Reason {
             Self::Deleted => "Deleted",
             Self::KubernetesApiError => "KubernetesApiError",
             Self::CredentialsSecretInvalid => "CredentialsSecretInvalid",
+            Self::CredentialsSecretUnlabelled => "CredentialsSecretUnlabelled",
             Self::InvalidObject => "InvalidObject",
             Self::AccountRequired => "AccountRequired",
             Self::AccountNotFound => "AccountNotFound",

@@ -30,6 +30,7 @@ use super::objects::{EventSource, KubeObjects};
 use super::port::CloudPort;
 use super::reconcile::{error_policy, reconcile};
 use super::resolve::AccountOptions;
+use super::roles::RoleSessions;
 use super::scheduler::{Scheduler, SchedulerConfig};
 use super::tenancy::Tenancy;
 use crate::api::v1alpha1::{DEFAULT_ACCOUNT_ANNOTATION, VpnAccount, VpnPbrRoute};
@@ -55,6 +56,8 @@ pub(crate) struct Runtime {
     pub instance: Option<String>,
     /// Which account a route acts in: the operator's settings.
     pub account_options: AccountOptions,
+    /// The sessions of `assumeRole` accounts.
+    pub roles: RoleSessions,
 }
 
 /// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight; returns how many
@@ -147,6 +150,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         accounts: Accounts::new(rt.cloud.clone()),
         entropy: Arc::new(super::context::SystemEntropy),
         tenancy: tenancy.clone(),
+        roles: rt.roles.clone(),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.

@@ -146,6 +146,7 @@ pub(crate) fn progress(reason: &Reason, cause: Option<Policy>) -> Progress {
         | Reason::CleanupBlocked
         | Reason::AccountUnproven
         | Reason::CredentialsSecretInvalid
+        | Reason::CredentialsSecretUnlabelled
         | Reason::InvalidObject
         | Reason::AccountRequired
         | Reason::AccountNotFound

@@ -10,6 +10,9 @@ use crate::rate_limit::Priority;
 #[derive(Debug, Clone, Copy)]
 pub struct CallRecord<'a> {
     pub action: &'static str,
+    /// The account key of the client (`VpcClientFactory::client_for_account`; empty for
+    /// `client`): whose rate limiter the attempt waited at.
+    pub account: &'a str,
     pub region: &'a str,
     /// `Success`, the cloud's error code, or a stable word (`Timeout`, ...).
     pub code: &'a str,
