@@ -286,13 +286,37 @@ fn base_cluster_rules() -> Rules {
             &["update"],
             &[],
         ),
+        // Accounts: watched, their status and finalizer written; Namespaces read for their
+        // labels and default account.
+        rule(
+            "vpn.alicloud.dev",
+            "vpnaccounts",
+            &["get", "list", "watch", "patch", "update"],
+            &[],
+        ),
+        rule(
+            "vpn.alicloud.dev",
+            "vpnaccounts/status",
+            &["get", "patch", "update"],
+            &[],
+        ),
+        rule(
+            "vpn.alicloud.dev",
+            "vpnaccounts/finalizers",
+            &["update"],
+            &[],
+        ),
+        rule("", "namespaces", &["get", "list", "watch"], &[]),
         rule("", "events", &["create", "patch"], &[]),
         rule("events.k8s.io", "events", &["create", "patch"], &[]),
         rule(
             "apiextensions.k8s.io",
             "customresourcedefinitions",
             &["get"],
-            &["vpnpbrroutes.vpn.alicloud.dev"],
+            &[
+                "vpnpbrroutes.vpn.alicloud.dev",
+                "vpnaccounts.vpn.alicloud.dev",
+            ],
         ),
     ]
     .into_iter()
