@@ -602,3 +602,40 @@ where
         .map(drop)
         .map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
+
+#[tokio::test]
+async fn a_cleanup_without_its_account_is_blocked_naming_it() -> anyhow::Result<()> {
+    let w = World::start("acct-gone", &[]).await?;
+    let a = w.acct_a.clone();
+    w.account(&a, "a", json!({"operatorIdentity": {}})).await?;
+    w.account_is(&a, ConditionStatus::True, "Available").await?;
+    let mut r = route_on("a", "192.168.10.0/24");
+    r["accountRef"] = json!(a);
+    w.apply(&w.ns_a, "r", r).await?;
+    w.route_is(&w.ns_a, "r", ConditionStatus::True, "Available")
+        .await?;
+    // The account is forced away (its finalizer taken off by hand): the route's entry stays,
+    // and its deletion says which account it needs.
+    let drop_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    w.accounts.delete(&a, &DeleteParams::default()).await?;
+    w.accounts
+        .patch(&a, &PatchParams::default(), &drop_finalizers)
+        .await?;
+    w.account_gone(&a).await?;
+    w.routes(&w.ns_a)
+        .delete("r", &DeleteParams::default())
+        .await?;
+    let blocked = w
+        .route_is(&w.ns_a, "r", ConditionStatus::False, "CleanupBlocked")
+        .await?;
+    let message = ready_message(&blocked);
+    assert!(
+        message.contains(&format!("VpnAccount {a}")) && message.contains("AccountNotFound"),
+        "{message}"
+    );
+    assert_eq!(w.emu.gateway_entries("vpn-gw-a").await?.len(), 1);
+    w.routes(&w.ns_a)
+        .patch("r", &PatchParams::default(), &drop_finalizers)
+        .await?;
+    support::wait_gone(&w.routes(&w.ns_a), "r", WAIT).await
+}
