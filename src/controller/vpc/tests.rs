@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
-use crate::controller::decide::{self, AccountRead, CloudRead, JobOp, Observation};
+use crate::controller::decide::{self, AccountGate, AccountRead, CloudRead, JobOp, Observation};
 use crate::controller::entries::GatewayCache;
 use crate::controller::error::Error;
 use crate::controller::fixtures;
@@ -140,6 +140,10 @@ fn observe<'a>(r: &'a VpnPbrRoute, cloud: CloudRead<'a>) -> Observation<'a> {
         credentials_fallback: None,
         publish_sharers: &[],
         account: AccountRead::Known("1234567890123456"),
+        held_by: AccountGate::Open {
+            name: crate::api::v1alpha1::OPERATOR_ACCOUNT,
+            adoption: true,
+        },
     }
 }
 

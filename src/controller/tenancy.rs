@@ -1,0 +1,117 @@
+//! The accounts and namespaces a route's account is resolved from: the watch caches of
+//! `VpnAccount`s and Namespaces, and the operator's settings about accounts. The rules are in
+//! `resolve.rs`; this only looks the objects up.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::resolve::{self, AccountOptions, NamespaceView, Refusal, Resolved};
+use crate::api::v1alpha1::{VpnAccount, VpnPbrRoute};
+
+/// The caches of accounts and namespaces (none in the simulation: every route then uses the
+/// operator's identity), and the options of the resolution.
+#[derive(Clone, Default)]
+pub struct Tenancy {
+    accounts: Option<Store<VpnAccount>>,
+    namespaces: Option<Store<Namespace>>,
+    options: AccountOptions,
+    /// Set once both caches hold their first list (`None`: no caches, nothing to wait for).
+    synced: Option<Arc<AtomicBool>>,
+}
+
+impl Tenancy {
+    pub(crate) fn new(
+        accounts: Store<VpnAccount>,
+        namespaces: Store<Namespace>,
+        options: AccountOptions,
+    ) -> Self {
+        Self {
+            accounts: Some(accounts),
+            namespaces: Some(namespaces),
+            options,
+            synced: Some(Arc::default()),
+        }
+    }
+
+    /// Whether the caches hold their first list: before, an account would look missing.
+    pub(crate) fn synced(&self) -> bool {
+        self.synced
+            .as_ref()
+            .is_none_or(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Waits until both caches hold their first list, then says so to [`Tenancy::synced`].
+    pub(crate) async fn await_synced(&self) {
+        if let Some(accounts) = &self.accounts {
+            filled(accounts).await;
+        }
+        if let Some(ns) = &self.namespaces {
+            filled(ns).await;
+        }
+        if let Some(s) = &self.synced {
+            s.store(true, Ordering::Relaxed);
+        }
+        tracing::info!("account and namespace caches synced");
+    }
+
+    /// The account named `name`, from the cache.
+    pub(crate) fn account(&self, name: &str) -> Option<Arc<VpnAccount>> {
+        self.accounts.as_ref()?.get(&ObjectRef::new(name))
+    }
+
+    /// The Namespace named `name`, from the cache.
+    pub(crate) fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.as_ref()?.get(&ObjectRef::new(name))
+    }
+
+    /// The account a live route acts in, or why it may not.
+    pub(crate) fn resolve(&self, route: &VpnPbrRoute) -> Result<Resolved, Refusal> {
+        let ns = self.namespace_of(route);
+        resolve::resolve(
+            route,
+            view(ns.as_deref()),
+            |n| self.account(n),
+            &self.options,
+        )
+    }
+
+    /// The account a deleted route's cleanup acts in; `Err` names it when it is gone.
+    pub(crate) fn resolve_for_cleanup(&self, route: &VpnPbrRoute) -> Result<Resolved, String> {
+        resolve::resolve_for_cleanup(route, |n| self.account(n))
+    }
+
+    /// The VpnAccount the route uses (`None`: the operator's identity).
+    pub(crate) fn chosen_name(&self, route: &VpnPbrRoute) -> Option<String> {
+        let ns = self.namespace_of(route);
+        resolve::chosen_name(route, view(ns.as_deref())).map(str::to_owned)
+    }
+
+    fn namespace_of(&self, route: &VpnPbrRoute) -> Option<Arc<Namespace>> {
+        self.namespace(route.metadata.namespace.as_deref()?)
+    }
+}
+
+/// Waits until `store` holds its first list, checking on a tick as well as awaiting it (as
+/// `runner.rs` does for the routes: a wake-up from the reflector is not relied on).
+async fn filled<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
+/// What the resolution reads of a Namespace (none known: no labels, no default).
+pub(crate) fn view(ns: Option<&Namespace>) -> NamespaceView<'_> {
+    NamespaceView {
+        labels: ns.and_then(|n| n.metadata.labels.as_ref()),
+        annotations: ns.and_then(|n| n.metadata.annotations.as_ref()),
+    }
+}
