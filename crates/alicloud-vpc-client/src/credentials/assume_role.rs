@@ -164,6 +164,10 @@ impl CredentialsProvider for AssumeRoleProvider {
     fn name(&self) -> &'static str {
         "assume-role"
     }
+
+    fn invalidate(&self, used: &Credentials) {
+        self.session.invalidate(self.name(), used);
+    }
 }
 
 #[cfg(test)]
