@@ -672,7 +672,7 @@ fn to_params<T: serde::Serialize>(req: &T) -> Result<BTreeMap<String, String>, C
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -732,7 +732,7 @@ mod tests {
 
     /// A loopback server that answers each request with the status and JSON body `answer`
     /// gives for its form; its base URL.
-    async fn serve<F>(answer: F) -> String
+    pub(crate) async fn serve<F>(answer: F) -> String
     where
         F: Fn(BTreeMap<String, String>) -> (u16, &'static str) + Clone + Send + Sync + 'static,
     {

@@ -200,6 +200,14 @@ impl CredentialsError {
         }
     }
 
+    /// STS refused the keys the call was signed with as an expired session: by the policy
+    /// table (`src/policy.rs`), a new session of the signing provider may be accepted.
+    pub(crate) fn is_expired_session(&self) -> bool {
+        matches!(self, Self::Sts { http_status, code, .. }
+            if crate::policy::policy(*http_status, code).retried_by
+                == crate::policy::Retrier::ClientWithNewSession)
+    }
+
     pub fn code(&self) -> &str {
         match self {
             Self::NotConfigured(_) => "CredentialsNotConfigured",
