@@ -20,15 +20,11 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::Value;
 use support::command::{run, run_ok};
-use support::{ControlPlane, plane, repo_root};
+use support::{ControlPlane, chart_dir, plane, repo_root};
 use vpn_pbr_harness::{Tools, tools};
 
 const RELEASE: &str = "pbr";
 const CRD_FILE: &str = "vpnpbrroutes.vpn.alicloud.dev.yaml";
-
-fn chart_dir() -> PathBuf {
-    repo_root().join("deploy/helm/vpn-pbr-operator")
-}
 
 fn all_features_values() -> PathBuf {
     chart_dir().join("ci/all-features-values.yaml")
@@ -267,42 +263,53 @@ fn rule(
 }
 
 fn base_cluster_rules() -> Rules {
-    [
-        rule(
-            "vpn.alicloud.dev",
-            "vpnpbrroutes",
-            &["get", "list", "watch", "patch", "update"],
-            &[],
-        ),
-        rule(
-            "vpn.alicloud.dev",
-            "vpnpbrroutes/status",
-            &["get", "patch", "update"],
-            &[],
-        ),
-        rule(
-            "vpn.alicloud.dev",
-            "vpnpbrroutes/finalizers",
-            &["update"],
-            &[],
-        ),
+    // Routes and accounts alike: watched, their status and finalizer written.
+    let kinds = ["vpnpbrroutes", "vpnaccounts"]
+        .into_iter()
+        .flat_map(|kind| {
+            [
+                rule(
+                    "vpn.alicloud.dev",
+                    kind,
+                    &["get", "list", "watch", "patch", "update"],
+                    &[],
+                ),
+                rule(
+                    "vpn.alicloud.dev",
+                    &format!("{kind}/status"),
+                    &["get", "patch", "update"],
+                    &[],
+                ),
+                rule(
+                    "vpn.alicloud.dev",
+                    &format!("{kind}/finalizers"),
+                    &["update"],
+                    &[],
+                ),
+            ]
+        });
+    let others = [
+        // Namespaces: read for their labels and default account.
+        rule("", "namespaces", &["get", "list", "watch"], &[]),
         rule("", "events", &["create", "patch"], &[]),
         rule("events.k8s.io", "events", &["create", "patch"], &[]),
         rule(
             "apiextensions.k8s.io",
             "customresourcedefinitions",
             &["get"],
-            &["vpnpbrroutes.vpn.alicloud.dev"],
+            &[
+                "vpnpbrroutes.vpn.alicloud.dev",
+                "vpnaccounts.vpn.alicloud.dev",
+            ],
         ),
-    ]
-    .into_iter()
-    .collect()
+    ];
+    kinds.chain(others).collect()
 }
 
 type Rules = BTreeSet<(String, String, Vec<String>, Vec<String>)>;
 
-/// `get` on Secrets: what a route's `credentialsRef` needs (the operator reads the Secret by
-/// name with one GET).
+/// `get` on Secrets: what a route's `credentialsRef` or an account's `secretRef` needs (the
+/// operator reads the Secret by name with one GET).
 fn secret_get_rules() -> Rules {
     [rule("", "secrets", &["get"], &[])].into_iter().collect()
 }
@@ -360,45 +367,76 @@ async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Whether any rule of `role` reaches Secrets (by name, wildcard group or wildcard resource).
+fn reaches_secrets(role: &Value) -> bool {
+    rules(role).iter().any(|(group, res, _, _)| {
+        (group.is_empty() || group == "*") && (res == "secrets" || res == "*")
+    })
+}
+
 #[test]
-fn route_secrets_grant_get_only_cluster_wide_or_per_watched_namespace() -> anyhow::Result<()> {
-    // Off (default): no Secret access anywhere.
-    let docs = documents(&template("ops", &[])?);
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
-    assert!(all_of(&docs, "Role").is_empty());
-
-    // On, all namespaces watched: `get` in the ClusterRole, nothing else.
-    let docs = documents(&template("ops", &["--set", "routeSecrets.enabled=true"])?);
-    let mut expected = base_cluster_rules();
-    expected.extend(secret_get_rules());
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), expected);
-    assert!(all_of(&docs, "Role").is_empty());
-
-    // On, some namespaces watched: a Role and RoleBinding in each of them, none elsewhere.
-    let docs = documents(&template(
-        "ops",
+fn secrets_are_readable_only_in_the_listed_namespaces() -> anyhow::Result<()> {
+    let configurations: &[&[&str]] = &[
+        &[],
+        &["--set", "watchNamespaces={team-a}"],
+        &["--set", "secretNamespaces={team-a,accounts}"],
         &[
             "--set",
             "routeSecrets.enabled=true",
             "--set",
+            "secretNamespaces={team-a}",
+        ],
+        &[
+            "--set",
+            "routeSecrets.enabled=true",
+            "--set",
+            "secretNamespaces={team-a,accounts}",
+            "--set",
             "watchNamespaces={team-a,team-b}",
         ],
-    )?);
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
-    let roles = roles_by_namespace(&docs);
-    assert_eq!(
-        roles.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["team-a", "team-b"]
-    );
-    for r in roles.values() {
-        assert_eq!(r, &secret_get_rules());
+    ];
+    for args in configurations {
+        let docs = documents(&template("ops", args)?);
+        // Never cluster-wide, in any configuration.
+        for role in all_of(&docs, "ClusterRole") {
+            assert!(!reaches_secrets(role), "{args:?}: Secrets in a ClusterRole");
+        }
+        assert_eq!(
+            rules(one_of(&docs, "ClusterRole")),
+            base_cluster_rules(),
+            "{args:?}"
+        );
+        // A Role with `get` on Secrets in each listed namespace, and nowhere else.
+        let listed: BTreeSet<&str> = args
+            .windows(2)
+            .filter_map(|w| w[1].strip_prefix("secretNamespaces="))
+            .flat_map(|l| l.trim_matches(['{', '}']).split(','))
+            .collect();
+        let roles = roles_by_namespace(&docs);
+        assert_eq!(
+            roles.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            listed,
+            "{args:?}"
+        );
+        for r in roles.values() {
+            assert_eq!(r, &secret_get_rules(), "{args:?}");
+        }
+        assert_role_bindings_match(&docs);
     }
-    assert_role_bindings_match(&docs);
 
-    // Watched namespaces without route Secrets: no Secret access.
-    let docs = documents(&template("ops", &["--set", "watchNamespaces={team-a}"])?);
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
-    assert!(all_of(&docs, "Role").is_empty());
+    // Route Secrets without a namespace to read them in: refused, naming the value.
+    for args in [
+        &["--set", "routeSecrets.enabled=true"][..],
+        &[
+            "--set",
+            "routeSecrets.enabled=true",
+            "--set",
+            "watchNamespaces={team-a}",
+        ],
+    ] {
+        let err = template_refused(args)?;
+        assert!(err.contains("secretNamespaces"), "{args:?}: {err}");
+    }
     Ok(())
 }
 
@@ -451,39 +489,63 @@ fn host_network_listens_on_the_node_address_and_rolls_one_pod_at_a_time() -> any
     Ok(())
 }
 
-/// The chart renders the CRD of `crds/` (both generated by `make crds`), adding only the chart's
-/// labels and Helm's keep policy; it has no `crds/` directory of its own, which Helm would
-/// install once and never upgrade.
+/// The chart renders every CRD of `crds/` (both generated by `make crds`), adding only the
+/// chart's labels and Helm's keep policy; it has no `crds/` directory of its own, which Helm
+/// would install once and never upgrade.
 #[test]
-fn chart_renders_the_generated_crd_with_only_its_metadata_added() -> anyhow::Result<()> {
+fn chart_renders_the_generated_crds_with_only_their_metadata_added() -> anyhow::Result<()> {
     assert!(
         !chart_dir().join("crds").exists(),
         "the chart has a crds/ directory again: Helm never upgrades it"
     );
-    let generated: Value = serde_saphyr::from_str(&std::fs::read_to_string(
-        repo_root().join("crds").join(CRD_FILE),
-    )?)?;
     let docs = documents(&template("ops", &[])?);
-    let mut crd = one_of(&docs, "CustomResourceDefinition").clone();
-    let meta = crd["metadata"].as_object_mut().expect("metadata");
-    let labels = meta.remove("labels").unwrap_or_default();
-    let annotations = meta.remove("annotations").unwrap_or_default();
-    assert!(
-        crd == generated,
-        "the chart's CRD differs from crds/{CRD_FILE}: run `make crds`"
-    );
-    for (label, value) in [
-        ("app.kubernetes.io/managed-by", "Helm"),
-        ("app.kubernetes.io/instance", RELEASE),
-    ] {
-        assert_eq!(labels[label].as_str(), Some(value), "label {label}");
-    }
+    let rendered = all_of(&docs, "CustomResourceDefinition");
+    let files = crd_files()?;
+    assert!(files.contains(&CRD_FILE.to_owned()), "{files:?}");
     assert_eq!(
-        annotations,
-        serde_json::json!({"helm.sh/resource-policy": "keep"}),
-        "crds.keep (default): helm uninstall leaves the CRD"
+        rendered.len(),
+        files.len(),
+        "one rendered CRD per file of crds/"
     );
+    for file in files {
+        let generated: Value = serde_saphyr::from_str(&std::fs::read_to_string(
+            repo_root().join("crds").join(&file),
+        )?)?;
+        let mut crd = rendered
+            .iter()
+            .find(|crd| crd["metadata"]["name"] == generated["metadata"]["name"])
+            .map(|crd| (*crd).clone())
+            .unwrap_or_else(|| panic!("the chart does not render the CRD of crds/{file}"));
+        let meta = crd["metadata"].as_object_mut().expect("metadata");
+        let labels = meta.remove("labels").unwrap_or_default();
+        let annotations = meta.remove("annotations").unwrap_or_default();
+        assert!(
+            crd == generated,
+            "the chart's CRD differs from crds/{file}: run `make crds`"
+        );
+        for (label, value) in [
+            ("app.kubernetes.io/managed-by", "Helm"),
+            ("app.kubernetes.io/instance", RELEASE),
+        ] {
+            assert_eq!(labels[label].as_str(), Some(value), "{file}: label {label}");
+        }
+        assert_eq!(
+            annotations,
+            serde_json::json!({"helm.sh/resource-policy": "keep"}),
+            "{file}: crds.keep (default): helm uninstall leaves the CRD"
+        );
+    }
     Ok(())
+}
+
+/// The names of the files in the repository's `crds/`.
+fn crd_files() -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("crds"))? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }
 
 #[test]
@@ -495,12 +557,15 @@ fn crds_enabled_and_crds_keep_switch_the_crd_and_its_keep_policy() -> anyhow::Re
     );
     one_of(&docs, "Deployment");
     let docs = documents(&template("ops", &["--set", "crds.keep=false"])?);
-    let crd = one_of(&docs, "CustomResourceDefinition");
-    assert!(
-        crd["metadata"]["annotations"].is_null(),
-        "crds.keep=false: no keep policy, {:?}",
-        crd["metadata"]
-    );
+    let crds = all_of(&docs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), crd_files()?.len());
+    for crd in crds {
+        assert!(
+            crd["metadata"]["annotations"].is_null(),
+            "crds.keep=false: no keep policy, {:?}",
+            crd["metadata"]
+        );
+    }
     Ok(())
 }
 
@@ -698,8 +763,8 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
         )
         .await;
     }
-    // The watched namespaces of the values file hold the route-secrets Roles.
-    for watched in ["network-prod", "network-staging"] {
+    // The namespaces of the values file (the Secrets Roles are in secretNamespaces).
+    for watched in ["network-prod", "network-staging", "network-accounts"] {
         ensure_namespace(&client, watched).await?;
     }
     let values = all_features_values().display().to_string();
@@ -717,21 +782,21 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
         one_of(&docs, kind);
     }
 
-    // watchNamespaces is set: Secret access is a Role in each watched namespace, none in the
-    // ClusterRole.
+    // Secret access is a Role in each namespace of secretNamespaces (watched or not), none in
+    // the ClusterRole nor in the other watched namespace.
     assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
     let roles = roles_by_namespace(&docs);
-    let expected_ns: BTreeSet<String> = [ns.as_str(), "network-prod", "network-staging"]
+    let expected_ns: BTreeSet<String> = [ns.as_str(), "network-prod", "network-accounts"]
         .into_iter()
         .map(str::to_owned)
         .collect();
     assert_eq!(
         roles.keys().cloned().collect::<BTreeSet<_>>(),
         expected_ns,
-        "a Role in the release namespace and in each watched namespace"
+        "a Role in the release namespace and in each namespace of secretNamespaces"
     );
-    for watched in ["network-prod", "network-staging"] {
-        assert_eq!(roles[watched], secret_get_rules(), "{watched}");
+    for listed in ["network-prod", "network-accounts"] {
+        assert_eq!(roles[listed], secret_get_rules(), "{listed}");
     }
 
     // Leases: a Role in the release namespace only.
@@ -914,6 +979,8 @@ fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> 
             "monitoring.runbookBaseUrl",
         ),
         (&["--set", "bogusValue=1"], "bogusValue"),
+        (&["--set", "secretNamespaces={a,a}"], "secretNamespaces"),
+        (&["--set", "secretNamespaces={Team_A}"], "secretNamespaces"),
         (&["--set", "crds.enabled=yes"], "crds"),
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set", "resync=ten minutes"], "resync"),

@@ -1,18 +1,22 @@
 //! Credentials for signing calls: static keys, a route's Secret, the default chain
-//! (environment, RRSA/OIDC, credentials file), all behind [`CredentialsProvider`] so refreshing
+//! (environment, RRSA/OIDC, credentials file), a role of another account (`AssumeRole`), all
+//! behind [`CredentialsProvider`] so refreshing
 //! providers are transparent to the client.
 //!
 //! Secret values live in [`SecretString`], whose `Debug` and `Display` never show them.
 
+mod assume_role;
 mod chain;
 mod file;
 mod oidc;
+mod session;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use assume_role::{AssumeRoleConfig, AssumeRoleProvider};
 pub use chain::{ChainOptions, default_chain, default_chain_from};
 pub use file::CredentialsFile;
 pub use oidc::{OidcConfig, OidcProvider, sts_url};
@@ -126,6 +130,11 @@ impl Credentials {
     pub fn expiration(&self) -> Option<jiff::Timestamp> {
         self.expiration
     }
+
+    /// Temporary keys of an STS session (a token and an expiry), which a provider can renew.
+    pub(crate) fn is_session(&self) -> bool {
+        self.security_token.is_some() && self.expiration.is_some()
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -161,9 +170,12 @@ pub enum CredentialsError {
     /// Configured, but unusable (empty key, unreadable file, bad format).
     #[error("invalid credentials: {0}")]
     Invalid(String),
-    /// STS `AssumeRoleWithOIDC` answered with an error code.
-    #[error("STS {code} (HTTP {http_status}): {message}")]
+    /// STS refused `action` (`AssumeRoleWithOIDC`, `AssumeRole`) with the cloud's `code`: e.g.
+    /// `NoPermission` (the role does not trust the caller, or the `ExternalId` is wrong),
+    /// `EntityNotExist.Role`, `InvalidParameter.DurationSeconds`.
+    #[error("STS {action} {code} (HTTP {http_status}): {message}")]
     Sts {
+        action: &'static str,
         http_status: u16,
         code: String,
         message: String,
@@ -188,6 +200,14 @@ impl CredentialsError {
         }
     }
 
+    /// STS refused the keys the call was signed with as an expired session: by the policy
+    /// table (`src/policy.rs`), a new session of the signing provider may be accepted.
+    pub(crate) fn is_expired_session(&self) -> bool {
+        matches!(self, Self::Sts { http_status, code, .. }
+            if crate::policy::policy(*http_status, code).retried_by
+                == crate::policy::Retrier::ClientWithNewSession)
+    }
+
     pub fn code(&self) -> &str {
         match self {
             Self::NotConfigured(_) => "CredentialsNotConfigured",
@@ -207,8 +227,15 @@ pub type CredentialsFuture<'a> =
 pub trait CredentialsProvider: Send + Sync + fmt::Debug {
     fn credentials(&self) -> CredentialsFuture<'_>;
 
-    /// Short name for logs (`static`, `env`, `oidc`, `file`).
+    /// Short name for logs (`static`, `env`, `oidc`, `file`, `assume-role`).
     fn name(&self) -> &'static str;
+
+    /// The cloud refused `used`, credentials this provider handed out, as expired
+    /// (`InvalidSecurityToken.Expired`) while the provider still thought them valid: its clock
+    /// is behind the cloud's. A provider that renews sessions drops `used` so the next
+    /// [`credentials`](Self::credentials) renews; a report about a session it has replaced
+    /// already changes nothing. The default does nothing (keys it cannot renew).
+    fn invalidate(&self, _used: &Credentials) {}
 }
 
 /// Fixed credentials: static keys, keys from the environment, or a route's Secret.
