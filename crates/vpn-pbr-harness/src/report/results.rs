@@ -2,7 +2,7 @@
 //! docs/benchmarks.md they are held to ([`Target`]).
 
 use super::format::{mib, ms, secs};
-use crate::bench::{RestartResult, ScenarioResult};
+use crate::bench::{AccountsResult, RestartResult, ScenarioResult};
 
 /// The benchmark targets (docs/benchmarks.md).
 const TARGET_RATIO: f64 = 1.05;
@@ -12,6 +12,7 @@ const TARGET_P99_MS: f64 = 200.0;
 const TARGET_SCALE_RATIO: f64 = 1.10;
 const TARGET_RSS_MIB: f64 = 96.0;
 const TARGET_READS_PER_GATEWAY: f64 = 2.0;
+const TARGET_ACCOUNTS_RATIO: f64 = 1.10;
 
 /// The runs of one `pbr-bench bench`; each may be skipped (`--only`).
 #[derive(Clone, Debug, Default)]
@@ -23,6 +24,8 @@ pub struct Results {
     /// N=10,000, G=500 at the default API rate.
     pub scale: Option<ScenarioResult>,
     pub restart: Option<RestartResult>,
+    /// Several accounts with their own API rates.
+    pub accounts: Option<AccountsResult>,
 }
 
 /// One benchmark target and its measurement.
@@ -142,6 +145,20 @@ impl Results {
                 r.flips.updates == 0,
             );
         }
+        if let Some(a) = &self.accounts {
+            push(
+                format!(
+                    "wall / busiest account's bound <= {TARGET_ACCOUNTS_RATIO} with {} accounts",
+                    a.accounts.len()
+                ),
+                if a.converged {
+                    format!("{:.3}", a.ratio())
+                } else {
+                    format!("not converged ({}/{})", a.ready(), a.routes())
+                },
+                a.converged && a.ratio() <= TARGET_ACCOUNTS_RATIO,
+            );
+        }
         out
     }
 
@@ -178,6 +195,7 @@ mod tests {
             baseline: Some(baseline),
             scale: Some(scale),
             restart: Some(restart(Flips::default(), &[])),
+            accounts: None,
         };
         let got: Vec<(String, bool)> = res
             .targets()
