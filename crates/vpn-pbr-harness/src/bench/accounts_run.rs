@@ -18,7 +18,7 @@ use super::accounts::{
     creation_order,
 };
 use super::calls::calls_since;
-use super::progress::Progress;
+use super::progress::{Progress, converged_word};
 use super::stack::log_and_rate;
 use crate::cluster::{ControlPlane, create_namespace};
 use crate::emulator::{self, CloudAccount, Emulator};
@@ -244,11 +244,7 @@ async fn converge_accounts(
     eprintln!(
         "[{}] {} in {:.1} s ({}/{} Ready), busiest account's bound {:.1} s, ratio {:.3}",
         sc.label,
-        if converged {
-            "converged"
-        } else {
-            "NOT converged"
-        },
+        converged_word(converged),
         wall.as_secs_f64(),
         result.ready(),
         result.routes(),
