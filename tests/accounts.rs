@@ -124,6 +124,22 @@ impl World {
             .await
     }
 
+    /// Account `acct_a` (the operator's identity, for namespaces labelled `team=a`), and
+    /// route `r` of namespace a naming it with source `source`, Ready.
+    async fn route_ready_in_account_a(&self, source: &str) -> anyhow::Result<()> {
+        let a = &self.acct_a;
+        self.account(a, "a", json!({"operatorIdentity": {}}))
+            .await?;
+        self.account_is(a, ConditionStatus::True, "Available")
+            .await?;
+        let mut r = route_on("a", source);
+        r["accountRef"] = json!(a);
+        self.apply(&self.ns_a, "r", r).await?;
+        self.route_is(&self.ns_a, "r", ConditionStatus::True, "Available")
+            .await
+            .map(drop)
+    }
+
     /// Account B's key as a Secret of `ns`, for an account's `secretRef`.
     async fn secret_b(&self, ns: &str) -> anyhow::Result<()> {
         let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
@@ -417,13 +433,7 @@ async fn a_namespace_an_account_does_not_admit_reaches_nothing() -> anyhow::Resu
 async fn an_account_in_use_is_kept_until_its_routes_are_gone() -> anyhow::Result<()> {
     let w = World::start("acct-inuse", &[]).await?;
     let a = w.acct_a.clone();
-    w.account(&a, "a", json!({"operatorIdentity": {}})).await?;
-    w.account_is(&a, ConditionStatus::True, "Available").await?;
-    let mut r = route_on("a", "192.168.5.0/24");
-    r["accountRef"] = json!(a);
-    w.apply(&w.ns_a, "r", r).await?;
-    w.route_is(&w.ns_a, "r", ConditionStatus::True, "Available")
-        .await?;
+    w.route_ready_in_account_a("192.168.5.0/24").await?;
     let with_finalizer = w.accounts.get(&a).await?;
     assert!(
         with_finalizer
@@ -601,4 +611,35 @@ where
         .await
         .map(drop)
         .map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+#[tokio::test]
+async fn a_cleanup_without_its_account_is_blocked_naming_it() -> anyhow::Result<()> {
+    let w = World::start("acct-gone", &[]).await?;
+    let a = w.acct_a.clone();
+    w.route_ready_in_account_a("192.168.10.0/24").await?;
+    // The account is forced away (its finalizer taken off by hand): the route's entry stays,
+    // and its deletion says which account it needs.
+    let drop_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    w.accounts.delete(&a, &DeleteParams::default()).await?;
+    w.accounts
+        .patch(&a, &PatchParams::default(), &drop_finalizers)
+        .await?;
+    w.account_gone(&a).await?;
+    w.routes(&w.ns_a)
+        .delete("r", &DeleteParams::default())
+        .await?;
+    let blocked = w
+        .route_is(&w.ns_a, "r", ConditionStatus::False, "CleanupBlocked")
+        .await?;
+    let message = ready_message(&blocked);
+    assert!(
+        message.contains(&format!("VpnAccount {a}")) && message.contains("AccountNotFound"),
+        "{message}"
+    );
+    assert_eq!(w.emu.gateway_entries("vpn-gw-a").await?.len(), 1);
+    w.routes(&w.ns_a)
+        .patch("r", &PatchParams::default(), &drop_finalizers)
+        .await?;
+    support::wait_gone(&w.routes(&w.ns_a), "r", WAIT).await
 }

@@ -377,7 +377,7 @@ async fn harness_mints_service_account_tokens() -> anyhow::Result<()> {
     Ok(())
 }
 
-// VpnAccount (API preview): cluster-scoped, so every test names its accounts after its own
+// VpnAccount: cluster-scoped, so every test names its accounts after its own
 // fresh namespace.
 
 /// An account of `spec` named `name`.
@@ -627,4 +627,10 @@ async fn route_account_ref_is_checked_and_fixed_once_the_route_exists() -> anyho
         .await
         .expect("a null accountRef does not stop other changes");
     Ok(())
+}
+
+#[test]
+fn the_tests_name_the_route_crd_as_the_type_does() {
+    use kube::CustomResourceExt;
+    assert_eq!(support::ROUTE_CRD, VpnPbrRoute::crd_name());
 }

@@ -20,15 +20,11 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::Value;
 use support::command::{run, run_ok};
-use support::{ControlPlane, plane, repo_root};
+use support::{ControlPlane, chart_dir, plane, repo_root};
 use vpn_pbr_harness::{Tools, tools};
 
 const RELEASE: &str = "pbr";
 const CRD_FILE: &str = "vpnpbrroutes.vpn.alicloud.dev.yaml";
-
-fn chart_dir() -> PathBuf {
-    repo_root().join("deploy/helm/vpn-pbr-operator")
-}
 
 fn all_features_values() -> PathBuf {
     chart_dir().join("ci/all-features-values.yaml")

@@ -25,7 +25,7 @@ use support::command::run_ok;
 use support::emulator;
 use support::route::{create_key_secret, ready_observing, route_object};
 use support::{
-    Emulator, operator_binary, plane, ready_is, repo_root, start_emulator, wait_gone, wait_route,
+    Emulator, chart_dir, operator_binary, plane, ready_is, start_emulator, wait_gone, wait_route,
 };
 use tempfile::TempDir;
 use vpn_pbr_harness::operator::free_port;
@@ -52,6 +52,10 @@ const ROUTE_SECRETS: &str = "routeSecrets.enabled=true";
 const WATCH_ROUTES_NS: &str = "watchNamespaces={{routes_ns}}";
 /// Secrets readable in the routes' namespace only (the chart never grants them cluster-wide).
 const SECRETS_IN_ROUTES_NS: &str = "secretNamespaces={{routes_ns}}";
+/// Every optional RBAC of the chart, all namespaces watched.
+const FULL: [&str; 3] = [LEADER_ELECTION, ROUTE_SECRETS, SECRETS_IN_ROUTES_NS];
+/// Route Secrets with one watched namespace.
+const WATCHED: [&str; 3] = [ROUTE_SECRETS, WATCH_ROUTES_NS, SECRETS_IN_ROUTES_NS];
 
 /// Scenarios watching all namespaces (the chart's default) must not run at once: each scenario
 /// holds this from [`Scenario::start`] until it is dropped.
@@ -61,7 +65,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 fn render(release: &str, ns: &str, set: &[String]) -> anyhow::Result<Vec<Value>> {
     let mut cmd = Command::new(tools::helm()?);
     cmd.args(["template", release])
-        .arg(repo_root().join("deploy/helm/vpn-pbr-operator"))
+        .arg(chart_dir())
         .args(["--namespace", ns]);
     for s in set {
         cmd.args(["--set", s]);
@@ -462,11 +466,7 @@ fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
 /// Secrets readable in the routes' namespace through the Role the chart puts there.
 #[tokio::test]
 async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start(
-        "rbac-full",
-        &[LEADER_ELECTION, ROUTE_SECRETS, SECRETS_IN_ROUTES_NS],
-    )
-    .await?;
+    let s = Scenario::start("rbac-full", &FULL).await?;
 
     // Create, then change weight, priority and publishing in place.
     s.create(
@@ -518,11 +518,7 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
 /// in the namespace of secretNamespaces (the ClusterRole never has Secret access).
 #[tokio::test]
 async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start(
-        "rbac-watched",
-        &[ROUTE_SECRETS, WATCH_ROUTES_NS, SECRETS_IN_ROUTES_NS],
-    )
-    .await?;
+    let s = Scenario::start("rbac-watched", &WATCHED).await?;
     s.secret_route_ready("r1", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-1")
         .await?;
     s.delete_and_check(&["r1"], true).await

@@ -10,9 +10,6 @@ use crate::rate_limit::Priority;
 #[derive(Debug, Clone, Copy)]
 pub struct CallRecord<'a> {
     pub action: &'static str,
-    /// The account key of the client (`VpcClientFactory::client_for_account`; empty for
-    /// `client`): whose rate limiter the attempt waited at.
-    pub account: &'a str,
     pub region: &'a str,
     /// `Success`, the cloud's error code, or a stable word (`Timeout`, ...).
     pub code: &'a str,
@@ -23,6 +20,9 @@ pub struct CallRecord<'a> {
     pub latency: Duration,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The account key of the client (`VpcClientFactory::client_for_account`; empty for
+    /// `client`): whose rate limiter the attempt waited at.
+    pub account: &'a str,
     /// The class the call waited in at the rate limiter (the same for every attempt).
     pub priority: Priority,
     /// How long this attempt waited for its token: where a binding API rate shows.
