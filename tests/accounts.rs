@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use support::emulator::{KEY_ID, KEY_SECRET, calls};
 use support::env::{WAIT, tail};
 use support::route::{route_object, spec};
-use support::{Emulator, Operator, eventually, eventually_ok, start_emulator, start_operator};
-use tempfile::TempDir;
+use support::{
+    Alone, Emulator, Operator, eventually, eventually_ok, start_emulator, start_operator,
+};
 use vpn_pbr_operator::api::v1alpha1::{
     ACCOUNT_FINALIZER, Condition, ConditionStatus, DEFAULT_ACCOUNT_ANNOTATION, VpnAccount,
     VpnPbrRoute,
@@ -63,36 +64,36 @@ struct World {
     emu: Emulator,
     op: Operator,
     accounts: Api<VpnAccount>,
-    /// Names of this test's accounts (after its namespaces: accounts are cluster-scoped).
-    acct_a: String,
-    acct_b: String,
-    _dir: TempDir,
-    _serial: tokio::sync::MutexGuard<'static, ()>,
+    _alone: Alone,
 }
 
 impl World {
+    /// Names of this test's accounts (after its namespaces: accounts are cluster-scoped).
+    fn acct_a(&self) -> String {
+        format!("{}-acct", self.ns_a)
+    }
+
+    fn acct_b(&self) -> String {
+        format!("{}-acct", self.ns_b)
+    }
+
     async fn start(prefix: &str, extra: &[&str]) -> anyhow::Result<World> {
-        let serial = SERIAL.lock().await;
-        let (client, ns_a) = support::setup(&format!("{prefix}-a")).await?;
-        let ns_b = vpn_pbr_harness::namespace(&client, &format!("{prefix}-b")).await?;
+        let alone = Alone::start(&SERIAL).await?;
+        let (client, ns_a, ns_b) = support::setup_two(prefix, "a", "b").await?;
         for (ns, team) in [(&ns_a, "a"), (&ns_b, "b")] {
             label(&client, ns, team).await?;
         }
-        let dir = tempfile::tempdir()?;
-        let emu = start_emulator(&two_account_config(), dir.path());
+        let emu = start_emulator(&two_account_config(), alone.path());
         let watched = format!("{ns_a},{ns_b}");
-        let op = start_operator(&watched, &emu.url, dir.path(), extra, &[]);
+        let op = start_operator(&watched, &emu.url, alone.path(), extra, &[]);
         Ok(World {
-            acct_a: format!("{ns_a}-acct"),
-            acct_b: format!("{ns_b}-acct"),
             accounts: Api::all(client.clone()),
             client,
             ns_a,
             ns_b,
             emu,
             op,
-            _dir: dir,
-            _serial: serial,
+            _alone: alone,
         })
     }
 
@@ -119,22 +120,21 @@ impl World {
     async fn account_b(&self) -> anyhow::Result<VpnAccount> {
         self.secret_b(&self.ns_b).await?;
         let secret = json!({"secretRef": {"namespace": self.ns_b, "name": "team-b-key"}});
-        self.account(&self.acct_b, "b", secret).await?;
-        self.account_is(&self.acct_b, ConditionStatus::True, "Available")
+        self.account(&self.acct_b(), "b", secret).await?;
+        self.account_is(&self.acct_b(), ConditionStatus::True, "Available")
             .await
     }
 
     /// Account `acct_a` (the operator's identity, for namespaces labelled `team=a`), and
     /// route `r` of namespace a naming it with source `source`, Ready.
     async fn route_ready_in_account_a(&self, source: &str) -> anyhow::Result<()> {
-        let a = &self.acct_a;
+        let a = &self.acct_a();
         self.account(a, "a", json!({"operatorIdentity": {}}))
             .await?;
         self.account_is(a, ConditionStatus::True, "Available")
             .await?;
-        let mut r = route_on("a", source);
-        r["accountRef"] = json!(a);
-        self.apply(&self.ns_a, "r", r).await?;
+        self.apply(&self.ns_a, "r", route_naming("a", source, a))
+            .await?;
         self.route_is(&self.ns_a, "r", ConditionStatus::True, "Available")
             .await
             .map(drop)
@@ -299,6 +299,13 @@ async fn annotate_default(client: &Client, ns: &str, account: &str) -> anyhow::R
     .await
 }
 
+/// [`route_on`] naming `account` in its `accountRef`.
+fn route_naming(gw: &str, source: &str, account: &str) -> Value {
+    let mut spec = route_on(gw, source);
+    spec["accountRef"] = json!(account);
+    spec
+}
+
 fn route_on(gw: &str, source: &str) -> Value {
     spec(
         &format!("vpn-gw-{gw}"),
@@ -312,7 +319,7 @@ fn route_on(gw: &str, source: &str) -> Value {
 #[tokio::test]
 async fn routes_of_two_namespaces_reach_their_own_accounts() -> anyhow::Result<()> {
     let w = World::start("acct-two", &[]).await?;
-    let (a, b) = (w.acct_a.clone(), w.acct_b.clone());
+    let (a, b) = (w.acct_a(), w.acct_b());
     w.account(&a, "a", json!({"operatorIdentity": {}})).await?;
     let acct_b = w.account_b().await?;
     let acct_a = w.account_is(&a, ConditionStatus::True, "Available").await?;
@@ -326,9 +333,8 @@ async fn routes_of_two_namespaces_reach_their_own_accounts() -> anyhow::Result<(
     );
 
     // Namespace a names its account on the route; namespace b by its default.
-    let mut with_ref = route_on("a", "192.168.1.0/24");
-    with_ref["accountRef"] = json!(a);
-    w.apply(&w.ns_a, "r", with_ref).await?;
+    w.apply(&w.ns_a, "r", route_naming("a", "192.168.1.0/24", &a))
+        .await?;
     annotate_default(&w.client, &w.ns_b, &b).await?;
     w.apply(&w.ns_b, "r", route_on("b", "192.168.2.0/24"))
         .await?;
@@ -381,12 +387,11 @@ async fn routes_of_two_namespaces_reach_their_own_accounts() -> anyhow::Result<(
 #[tokio::test]
 async fn a_namespace_an_account_does_not_admit_reaches_nothing() -> anyhow::Result<()> {
     let w = World::start("acct-refuse", &[]).await?;
-    let b = w.acct_b.clone();
+    let b = w.acct_b();
     w.account_b().await?;
     // Namespace a names account b, which admits only team b: on the route, then by default.
-    let mut named = route_on("b", "192.168.3.0/24");
-    named["accountRef"] = json!(b);
-    w.apply(&w.ns_a, "named", named).await?;
+    w.apply(&w.ns_a, "named", route_naming("b", "192.168.3.0/24", &b))
+        .await?;
     annotate_default(&w.client, &w.ns_a, &b).await?;
     w.apply(&w.ns_a, "by-default", route_on("b", "192.168.4.0/24"))
         .await?;
@@ -432,7 +437,7 @@ async fn a_namespace_an_account_does_not_admit_reaches_nothing() -> anyhow::Resu
 #[tokio::test]
 async fn an_account_in_use_is_kept_until_its_routes_are_gone() -> anyhow::Result<()> {
     let w = World::start("acct-inuse", &[]).await?;
-    let a = w.acct_a.clone();
+    let a = w.acct_a();
     w.route_ready_in_account_a("192.168.5.0/24").await?;
     let with_finalizer = w.accounts.get(&a).await?;
     assert!(
@@ -458,9 +463,8 @@ async fn an_account_in_use_is_kept_until_its_routes_are_gone() -> anyhow::Result
     w.route_is(&w.ns_a, "r", ConditionStatus::True, "Available")
         .await?;
     // A new route may not start using an account being deleted.
-    let mut late = route_on("a", "192.168.6.0/24");
-    late["accountRef"] = json!(a);
-    w.apply(&w.ns_a, "late", late).await?;
+    w.apply(&w.ns_a, "late", route_naming("a", "192.168.6.0/24", &a))
+        .await?;
     w.route_is(&w.ns_a, "late", ConditionStatus::False, "AccountNotFound")
         .await?;
     w.delete_route(&w.ns_a, "r").await?;
@@ -484,7 +488,7 @@ async fn the_explicit_account_option_refuses_a_route_without_one() -> anyhow::Re
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.vpc_calls().await?, Vec::new());
     // Named by the namespace's default: it goes ahead.
-    let a = w.acct_a.clone();
+    let a = w.acct_a();
     w.account(&a, "a", json!({"operatorIdentity": {}})).await?;
     annotate_default(&w.client, &w.ns_a, &a).await?;
     let r = w
@@ -501,7 +505,7 @@ async fn the_explicit_account_option_refuses_a_route_without_one() -> anyhow::Re
 #[tokio::test]
 async fn an_assumed_role_reaches_its_account_and_a_refused_one_nothing() -> anyhow::Result<()> {
     let w = World::start("acct-role", &[]).await?;
-    let (good, bad) = (w.acct_a.clone(), format!("{}-refused", w.acct_a));
+    let (good, bad) = (w.acct_a(), format!("{}-refused", w.acct_a()));
     let role = |external_id: &str| {
         json!({"assumeRole": {
             "roleArn": format!("acs:ram::{ACCOUNT_B}:role/{ROLE}"), "externalId": external_id}})
@@ -527,16 +531,18 @@ async fn an_assumed_role_reaches_its_account_and_a_refused_one_nothing() -> anyh
         "{conditions:?}"
     );
     // A route through the refused role sends nothing to the VPC API.
-    let mut r = route_on("b", "192.168.8.0/24");
-    r["accountRef"] = json!(bad);
-    w.apply(&w.ns_a, "refused", r).await?;
+    w.apply(
+        &w.ns_a,
+        "refused",
+        route_naming("b", "192.168.8.0/24", &bad),
+    )
+    .await?;
     w.route_is(&w.ns_a, "refused", ConditionStatus::False, "NoPermission")
         .await?;
     assert_eq!(w.vpc_calls().await?, Vec::new());
     // Through the trusted role the route lands in account B's gateway.
-    let mut r = route_on("b", "192.168.9.0/24");
-    r["accountRef"] = json!(good);
-    w.apply(&w.ns_a, "r", r).await?;
+    w.apply(&w.ns_a, "r", route_naming("b", "192.168.9.0/24", &good))
+        .await?;
     let route = w
         .route_is(&w.ns_a, "r", ConditionStatus::True, "Available")
         .await?;
@@ -616,7 +622,7 @@ where
 #[tokio::test]
 async fn a_cleanup_without_its_account_is_blocked_naming_it() -> anyhow::Result<()> {
     let w = World::start("acct-gone", &[]).await?;
-    let a = w.acct_a.clone();
+    let a = w.acct_a();
     w.route_ready_in_account_a("192.168.10.0/24").await?;
     // The account is forced away (its finalizer taken off by hand): the route's entry stays,
     // and its deletion says which account it needs.

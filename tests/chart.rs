@@ -263,45 +263,33 @@ fn rule(
 }
 
 fn base_cluster_rules() -> Rules {
-    [
-        rule(
-            "vpn.alicloud.dev",
-            "vpnpbrroutes",
-            &["get", "list", "watch", "patch", "update"],
-            &[],
-        ),
-        rule(
-            "vpn.alicloud.dev",
-            "vpnpbrroutes/status",
-            &["get", "patch", "update"],
-            &[],
-        ),
-        rule(
-            "vpn.alicloud.dev",
-            "vpnpbrroutes/finalizers",
-            &["update"],
-            &[],
-        ),
-        // Accounts: watched, their status and finalizer written; Namespaces read for their
-        // labels and default account.
-        rule(
-            "vpn.alicloud.dev",
-            "vpnaccounts",
-            &["get", "list", "watch", "patch", "update"],
-            &[],
-        ),
-        rule(
-            "vpn.alicloud.dev",
-            "vpnaccounts/status",
-            &["get", "patch", "update"],
-            &[],
-        ),
-        rule(
-            "vpn.alicloud.dev",
-            "vpnaccounts/finalizers",
-            &["update"],
-            &[],
-        ),
+    // Routes and accounts alike: watched, their status and finalizer written.
+    let kinds = ["vpnpbrroutes", "vpnaccounts"]
+        .into_iter()
+        .flat_map(|kind| {
+            [
+                rule(
+                    "vpn.alicloud.dev",
+                    kind,
+                    &["get", "list", "watch", "patch", "update"],
+                    &[],
+                ),
+                rule(
+                    "vpn.alicloud.dev",
+                    &format!("{kind}/status"),
+                    &["get", "patch", "update"],
+                    &[],
+                ),
+                rule(
+                    "vpn.alicloud.dev",
+                    &format!("{kind}/finalizers"),
+                    &["update"],
+                    &[],
+                ),
+            ]
+        });
+    let others = [
+        // Namespaces: read for their labels and default account.
         rule("", "namespaces", &["get", "list", "watch"], &[]),
         rule("", "events", &["create", "patch"], &[]),
         rule("events.k8s.io", "events", &["create", "patch"], &[]),
@@ -314,9 +302,8 @@ fn base_cluster_rules() -> Rules {
                 "vpnaccounts.vpn.alicloud.dev",
             ],
         ),
-    ]
-    .into_iter()
-    .collect()
+    ];
+    kinds.chain(others).collect()
 }
 
 type Rules = BTreeSet<(String, String, Vec<String>, Vec<String>)>;

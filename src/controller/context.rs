@@ -18,7 +18,7 @@ use super::scheduler::Scheduler;
 use super::tenancy::Tenancy;
 use crate::api::v1alpha1::{VpnAccount, VpnPbrRoute};
 use crate::sync::lock;
-use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
+use alicloud_vpc_client::{Credentials, CredentialsProvider, DEFAULT_ACCOUNT, StaticCredentials};
 
 /// Where the controller takes the wall clock, random draws and idempotency tokens from: the
 /// real ones in the operator (`SystemEntropy`), a seeded one in the simulation
@@ -112,6 +112,7 @@ impl Context {
     fn default_handle(&self) -> CredentialsHandle {
         CredentialsHandle {
             key: DEFAULT_CREDENTIALS.to_owned(),
+            account: DEFAULT_ACCOUNT.to_owned(),
             provider: self.default_credentials.clone(),
         }
     }
@@ -140,6 +141,10 @@ impl Context {
             return self
                 .namespaced_secret_credentials(&secret.namespace, &secret.name)
                 .await
+                .map(|handle| CredentialsHandle {
+                    account: name.clone(),
+                    ..handle
+                })
                 .map_err(|e| Error::Account {
                     name,
                     reason: e.reason(),
@@ -159,7 +164,7 @@ impl Context {
             .first()
             .map_or(STS_REGION, String::as_str);
         self.roles
-            .session(role, region, &self.default_credentials)
+            .session(role, &name, region, &self.default_credentials)
             .map_err(|why| Error::Account {
                 name,
                 reason: Reason::CredentialsUnavailable,
@@ -282,6 +287,7 @@ impl Context {
         .map_err(|e| fail(e.to_string()))?;
         Ok(CredentialsHandle {
             key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
+            account: DEFAULT_ACCOUNT.to_owned(),
             provider: Arc::new(StaticCredentials::new(creds)),
         })
     }

@@ -32,12 +32,13 @@ impl RoleSessions {
         }
     }
 
-    /// The credentials of a session of `role`, assumed with `base` at the STS endpoint of
-    /// `region`. `Err` says why there is none (no STS configured, or an endpoint that cannot
+    /// The credentials of a session of `role` (of account `account`), assumed with `base` at the
+    /// STS endpoint of `region`. `Err` says why there is none (no STS configured, or an endpoint that cannot
     /// be made).
     pub(crate) fn session(
         &self,
         role: &AssumeRole,
+        account: &str,
         region: &str,
         base: &Arc<dyn CredentialsProvider>,
     ) -> Result<CredentialsHandle, String> {
@@ -47,7 +48,9 @@ impl RoleSessions {
             .ok_or_else(|| "no STS endpoint is configured for assumeRole".to_owned())?;
         let session = role.session_name.as_deref().unwrap_or(SESSION_NAME);
         let key = key(role, session);
-        if let Some(handle) = lock(&self.sessions).get(&key) {
+        // One session per account object: two naming the same role keep their own limiters.
+        let slot = format!("{account}\n{key}");
+        if let Some(handle) = lock(&self.sessions).get(&slot) {
             return Ok(handle.clone());
         }
         let sts = factory.sts_url_for(region).map_err(|e| e.to_string())?;
@@ -58,9 +61,10 @@ impl RoleSessions {
         let provider = AssumeRoleProvider::new(config, base.clone(), factory.http_client().clone());
         let handle = CredentialsHandle {
             key: key.clone(),
+            account: account.to_owned(),
             provider: Arc::new(provider),
         };
-        Ok(lock(&self.sessions).entry(key).or_insert(handle).clone())
+        Ok(lock(&self.sessions).entry(slot).or_insert(handle).clone())
     }
 }
 
@@ -101,7 +105,7 @@ mod tests {
             Arc::new(alicloud_vpc_client::StaticCredentials::new(
                 alicloud_vpc_client::Credentials::new("id", "secret"),
             ));
-        let got = RoleSessions::default().session(&role(None, None), "cn-hangzhou", &base);
+        let got = RoleSessions::default().session(&role(None, None), "acct", "cn-hangzhou", &base);
         assert!(got.is_err());
     }
 }

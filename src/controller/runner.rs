@@ -32,7 +32,7 @@ use super::reconcile::{error_policy, reconcile};
 use super::resolve::AccountOptions;
 use super::roles::RoleSessions;
 use super::scheduler::{Scheduler, SchedulerConfig};
-use super::tenancy::Tenancy;
+use super::tenancy::{self, Tenancy};
 use crate::api::v1alpha1::{DEFAULT_ACCOUNT_ANNOTATION, VpnAccount, VpnPbrRoute};
 use crate::http::Health;
 use alicloud_vpc_client::CredentialsProvider;
@@ -347,16 +347,9 @@ async fn dispatch(
 
 async fn readiness(stores: Vec<kube::runtime::reflector::Store<VpnPbrRoute>>, health: Arc<Health>) {
     for s in &stores {
-        // Checked on a tick as well as awaited: a wake-up from the reflector is not relied on.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), s.wait_until_ready()).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "route cache never filled; staying unready");
-                    return;
-                }
-                Err(_) => {}
-            }
+        if let Err(e) = tenancy::filled(s).await {
+            tracing::error!(error = %e, "route cache never filled; staying unready");
+            return;
         }
     }
     health.ready.store(true, Ordering::Relaxed);

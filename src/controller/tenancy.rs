@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::store::WriterDropped;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::resolve::{self, AccountOptions, NamespaceView, Refusal, Resolved};
@@ -44,13 +45,21 @@ impl Tenancy {
             .is_none_or(|s| s.load(Ordering::Relaxed))
     }
 
-    /// Waits until both caches hold their first list, then says so to [`Tenancy::synced`].
+    /// Waits until both caches hold their first list, then says so to [`Tenancy::synced`]; a
+    /// cache whose watch ended before that leaves it unsynced (accounts would look missing).
     pub(crate) async fn await_synced(&self) {
-        if let Some(accounts) = &self.accounts {
-            filled(accounts).await;
-        }
-        if let Some(ns) = &self.namespaces {
-            filled(ns).await;
+        let filled_both = async {
+            if let Some(accounts) = &self.accounts {
+                filled(accounts).await?;
+            }
+            if let Some(ns) = &self.namespaces {
+                filled(ns).await?;
+            }
+            Ok::<_, WriterDropped>(())
+        };
+        if let Err(e) = filled_both.await {
+            tracing::error!(error = %e, "account or namespace cache never filled; routes wait");
+            return;
         }
         if let Some(s) = &self.synced {
             s.store(true, Ordering::Relaxed);
@@ -95,17 +104,20 @@ impl Tenancy {
     }
 }
 
-/// Waits until `store` holds its first list, checking on a tick as well as awaiting it (as
-/// `runner.rs` does for the routes: a wake-up from the reflector is not relied on).
-async fn filled<K>(store: &Store<K>)
+/// Waits until `store` holds its first list, checking on a tick as well as awaiting it: a
+/// wake-up from the reflector is not relied on. `Err`: its watch ended before.
+pub(crate) async fn filled<K>(store: &Store<K>) -> Result<(), WriterDropped>
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    while tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
-        .await
-        .is_err()
-    {}
+    loop {
+        if let Ok(done) =
+            tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await
+        {
+            return done;
+        }
+    }
 }
 
 /// What the resolution reads of a Namespace (none known: no labels, no default).
@@ -113,5 +125,31 @@ pub(crate) fn view(ns: Option<&Namespace>) -> NamespaceView<'_> {
     NamespaceView {
         labels: ns.and_then(|n| n.metadata.labels.as_ref()),
         annotations: ns.and_then(|n| n.metadata.annotations.as_ref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store;
+    use kube::runtime::watcher;
+
+    /// A cache whose watch ended before its first list is not synced: its accounts would look
+    /// missing. One that got its list is.
+    #[tokio::test]
+    async fn only_caches_that_got_their_first_list_are_synced() {
+        let (accounts, writer) = store::<VpnAccount>();
+        let (namespaces, mut ns_writer) = store::<Namespace>();
+        drop(writer);
+        ns_writer.apply_watcher_event(&watcher::Event::InitDone);
+        let t = Tenancy::new(accounts, namespaces.clone(), AccountOptions::default());
+        t.await_synced().await;
+        assert!(!t.synced(), "synced without an account list");
+
+        let (accounts, mut writer) = store::<VpnAccount>();
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let t = Tenancy::new(accounts, namespaces, AccountOptions::default());
+        t.await_synced().await;
+        assert!(t.synced());
     }
 }

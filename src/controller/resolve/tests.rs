@@ -83,6 +83,9 @@ fn the_account_of_a_route() {
             .cloned()
     };
     let free = options(false, None);
+    // An account required of every route; the operator's identity for team platform only.
+    let required = options(true, None);
+    let platform_only = options(false, Some("platform"));
     let created = json!({"createTime": "2024-01-01T00:00:00.000Z"});
     let rows = [
         Row {
@@ -126,7 +129,7 @@ fn the_account_of_a_route() {
             route: route("ns-a", json!({}), json!({"account": OPERATOR_ACCOUNT})),
             team: Some("a"),
             default: Some("a"),
-            options: options(true, None),
+            options: required.clone(),
             want: Ok(OPERATOR_ACCOUNT),
         },
         Row {
@@ -134,7 +137,7 @@ fn the_account_of_a_route() {
             route: route("ns-a", json!({}), created.clone()),
             team: Some("a"),
             default: Some("a"),
-            options: options(true, None),
+            options: required.clone(),
             want: Ok(OPERATOR_ACCOUNT),
         },
         Row {
@@ -142,7 +145,7 @@ fn the_account_of_a_route() {
             route: route("ns-a", json!({}), json!({})),
             team: Some("a"),
             default: None,
-            options: options(true, None),
+            options: required.clone(),
             want: Err(Reason::AccountRequired),
         },
         Row {
@@ -150,7 +153,7 @@ fn the_account_of_a_route() {
             route: route("ns-a", json!({}), json!({})),
             team: Some("a"),
             default: Some("a"),
-            options: options(true, None),
+            options: required.clone(),
             want: Ok("a"),
         },
         Row {
@@ -158,7 +161,7 @@ fn the_account_of_a_route() {
             route: route("ns-a", json!({}), json!({})),
             team: Some("a"),
             default: None,
-            options: options(false, Some("platform")),
+            options: platform_only.clone(),
             want: Err(Reason::AccountForbidden),
         },
         Row {
@@ -166,7 +169,7 @@ fn the_account_of_a_route() {
             route: route("ns-p", json!({}), json!({})),
             team: Some("platform"),
             default: None,
-            options: options(false, Some("platform")),
+            options: platform_only.clone(),
             want: Ok(OPERATOR_ACCOUNT),
         },
         Row {
