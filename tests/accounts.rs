@@ -15,11 +15,12 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::emulator::{KEY_ID, KEY_SECRET, calls};
+use support::emulator::{EntryKey, KEY_ID, KEY_SECRET, calls};
 use support::env::{WAIT, tail};
 use support::route::{route_object, spec};
 use support::{
     Alone, Emulator, Operator, eventually, eventually_ok, start_emulator, start_operator,
+    wait_route,
 };
 use vpn_pbr_operator::api::v1alpha1::{
     ACCOUNT_FINALIZER, Condition, ConditionStatus, DEFAULT_ACCOUNT_ANNOTATION, VpnAccount,
@@ -764,4 +765,114 @@ async fn a_deleted_namespace_deletes_its_entries_in_their_own_account() -> anyho
     }
     assert!(w.emu.entries().await?.is_empty());
     w.delete_accounts(&[&a, &a_in_b, &b, &b_in_a]).await
+}
+
+#[tokio::test]
+async fn role_sessions_are_renewed_while_routes_come_and_change() -> anyhow::Result<()> {
+    // Sessions of 3 s (the emulator grants them only with its test setting): the test outlives
+    // several of them while it creates and changes routes.
+    const SESSION_SECS: u64 = 3;
+    let config = account_config(&format!("  test_min_session_seconds: {SESSION_SECS}\n"));
+    let session = format!("{SESSION_SECS}s");
+    let w = World::start_with(
+        "acct-renew",
+        &config,
+        &["--role-session-duration", &session],
+    )
+    .await?;
+    let a = w.acct_a();
+    w.account(&a, "a", assume_role(ACCOUNT_B, Some(EXTERNAL_ID)))
+        .await?;
+    w.account_is(&a, ConditionStatus::True, "Available").await?;
+    let sessions = || async { w.emu.calls("AssumeRole", "Success").await };
+    let first = sessions().await?;
+    // Each round adds a route and flips the first one's weight, then waits out two sessions.
+    let source = |round: usize| format!("192.168.{}.0/24", 40 + round);
+    let rounds = 3;
+    for round in 0..rounds {
+        let name = format!("r{round}");
+        w.apply(&w.ns_a, &name, route_naming("b", &source(round), &a))
+            .await?;
+        let weight = if round % 2 == 0 { 100 } else { 0 };
+        if round > 0 {
+            w.routes(&w.ns_a)
+                .patch(
+                    "r0",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"weight": weight}})),
+                )
+                .await?;
+        }
+        // Every route is Ready at its generation, and the cloud holds what it says.
+        for r in 0..=round {
+            let name = format!("r{r}");
+            let what = format!("{name} Ready at its generation in round {round}");
+            wait_route(&w.routes(&w.ns_a), &name, &what, WAIT, in_sync, || {
+                w.log_tail()
+            })
+            .await?;
+        }
+        let first_source = source(0);
+        let key = EntryKey::new(&first_source, "10.1.0.0/16", "vco-gw-b-1");
+        let entry = w.emu.entry("vpn-gw-b", &key).await?;
+        assert_eq!(
+            entry.and_then(|e| e["Weight"].as_u64()),
+            Some(weight),
+            "round {round}"
+        );
+        assert_eq!(
+            w.emu.gateway_entries("vpn-gw-b").await?.len(),
+            round + 1,
+            "round {round}"
+        );
+        tokio::time::sleep(Duration::from_secs(2 * SESSION_SECS + 1)).await;
+    }
+    // The session was renewed, every call was accepted with a live one, and nothing warned.
+    let renewed = sessions().await?;
+    assert!(
+        renewed > first && renewed >= 2,
+        "AssumeRole: {first} before the routes, {renewed} after"
+    );
+    let refused: Vec<_> = calls(&w.emu.counters().await?)
+        .into_iter()
+        .filter(|(_, code, _)| code != "Success" && !is_busy(code))
+        .collect();
+    assert_eq!(refused, Vec::new(), "{}", w.log_tail());
+    let events: Api<Event> = Api::namespaced(w.client.clone(), &w.ns_a);
+    let warnings: Vec<_> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| (e.reason, e.note))
+        .collect();
+    assert_eq!(warnings, Vec::new());
+    w.account_is(&a, ConditionStatus::True, "Available").await?;
+    for round in 0..rounds {
+        w.delete_route(&w.ns_a, &format!("r{round}")).await?;
+    }
+    assert!(w.emu.entries().await?.is_empty());
+    w.delete_accounts(&[&a]).await
+}
+
+/// A route Ready and Synced at its generation.
+fn in_sync(r: &VpnPbrRoute) -> bool {
+    let Some(s) = &r.status else { return false };
+    let true_at = |type_: &str| {
+        s.conditions.iter().any(|c| {
+            c.type_ == type_
+                && c.status == ConditionStatus::True
+                && c.observed_generation == r.metadata.generation
+        })
+    };
+    true_at("Ready") && true_at("Synced")
+}
+
+/// A code a gateway answers while it applies the previous change (the scheduler's pacing
+/// meets one now and then; it refuses nothing for good).
+fn is_busy(code: &str) -> bool {
+    vpc_emulator::error::BUSY_CODES
+        .iter()
+        .any(|(busy, _)| *busy == code)
 }
