@@ -1,7 +1,9 @@
 //! Accounts (`VpnAccount`) against the real kube-apiserver, the operator binary and the
 //! `vpc-emulator` with two cloud accounts: routes of two namespaces reach their own accounts, a
 //! namespace an account does not admit is refused before any cloud call, an account in use is
-//! kept until its routes are gone, and `--require-account` refuses a route without one.
+//! kept until its routes are gone, `--require-account` refuses a route without one, a deleted
+//! namespace's routes delete their entries each in its own account (its Secret gone first), and
+//! role sessions renew while routes come and change.
 //!
 //! `VpnAccount` is cluster-scoped and every operator reconciles every account, so the tests of
 //! this binary run one at a time (`serial`), each with accounts named after its namespaces.
