@@ -240,7 +240,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     };
 
     // assumeRole accounts: sessions through the same HTTP pool and STS endpoint.
-    let roles = RoleSessions::new(factory.clone());
+    let roles = RoleSessions::new(factory.clone(), config.role_session_duration);
     let instance = std::env::var("POD_NAME").ok();
     // With leader election every cloud change passes the fence of the lease.
     let fence = Fence::new();

@@ -77,6 +77,13 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_OPERATOR_NAMESPACE_SELECTOR", default_value = "{}", value_parser = label_selector)]
     pub(crate) operator_namespace_selector: LabelSelector,
 
+    /// Length of the sessions of `assumeRole` accounts (STS `DurationSeconds`, e.g. 1h, 12h):
+    /// the cloud grants 15m up to the role's MaxSessionDuration and refuses anything else
+    /// (`InvalidParameter.DurationSeconds`, on the account's Ready). A session is renewed once
+    /// a third of it remains.
+    #[arg(long, env = "VPN_PBR_ROLE_SESSION_DURATION", default_value = "1h", value_parser = crate::duration::flag)]
+    pub(crate) role_session_duration: Duration,
+
     /// The gateway scheduler (one change in flight per gateway). Turning it off makes every
     /// route retry on its own, like a naive operator; only for benchmarks.
     #[arg(long, env = "VPN_PBR_GATEWAY_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
@@ -209,6 +216,7 @@ mod tests {
     fn defaults_and_flags() {
         let c = Config::try_parse_from(["op"]).expect("defaults");
         assert_eq!(c.resync, Duration::from_secs(600));
+        assert_eq!(c.role_session_duration, Duration::from_secs(3600));
         assert!(c.gateway_scheduler && !c.route_secrets && !c.leader_election);
         assert!(c.watched_namespaces().is_empty());
         let c = Config::try_parse_from([
