@@ -143,6 +143,13 @@ fn status_patch(route: &VpnPbrRoute, status: &VpnPbrRouteStatus) -> serde_json::
 }
 
 /// Treats "not found" as done: the object is gone, so there is nothing left to change.
+/// Whether the API server refused a create because its namespace is being deleted (a 403
+/// whose cause is `NamespaceTerminating`).
+fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403
+        && s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
+}
+
 fn gone_is_ok<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
     match r {
         Ok(_) => Ok(()),
@@ -245,7 +252,12 @@ impl ObjectPort for KubeObjects {
                 .create(&PostParams::default(), &event)
                 .await
             {
-                tracing::warn!(route = %route.name_any(), error = %e, "could not publish event");
+                if namespace_terminating(&e) {
+                    // The route goes with its namespace: no one will read the event.
+                    tracing::debug!(route = %route.name_any(), "no event: namespace terminating");
+                } else {
+                    tracing::warn!(route = %route.name_any(), error = %e, "could not publish event");
+                }
             }
         })
     }
@@ -312,6 +324,28 @@ fn event_of(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_terminating_namespace_silences_a_failed_event() {
+        // As the API server answers a create in a namespace being deleted.
+        let refusal = |cause: &str| -> kube::Error {
+            kube::Error::Api(
+                serde_json::from_value(serde_json::json!({
+                    "status": "Failure", "code": 403, "reason": "Forbidden",
+                    "message": "events is forbidden: unable to create new content in namespace t because it is being terminated",
+                    "details": {"name": "t", "kind": "namespaces",
+                                "causes": [{"reason": cause, "message": "namespace t is being terminated", "field": "metadata.namespace"}]}
+                }))
+                .expect("status"),
+            )
+        };
+        assert!(super::namespace_terminating(&refusal(
+            "NamespaceTerminating"
+        )));
+        assert!(!super::namespace_terminating(&refusal(
+            "FieldValueForbidden"
+        )));
+    }
+
     use super::*;
     use crate::controller::reason::Reason;
 
