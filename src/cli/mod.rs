@@ -9,6 +9,7 @@
 //!
 //! Neither changes anything in the cloud or the cluster.
 
+mod accounts;
 mod cloud;
 mod import;
 mod manifests;
