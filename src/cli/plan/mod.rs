@@ -253,31 +253,14 @@ impl<'a> Accounts<'a> {
         }
     }
 
-    /// The account a live route acts in (as applied: a recorded account is kept).
-    async fn live(&mut self, route: &VpnPbrRoute) -> Acting {
+    /// The account a live route acts in (as applied: a recorded account is kept), or, for a
+    /// pruned one, the account its cleanup acts in (the one that holds its entry).
+    async fn of(&mut self, route: &VpnPbrRoute, pruned: bool) -> Acting {
         let Some(tenants) = self.tenants else {
             return Acting::Own;
         };
-        match tenants.resolve(route) {
-            Ok(held) => {
-                let credentials = self.credentials(tenants, &held).await;
-                Acting::In(held, credentials)
-            }
-            Err(refusal) => Acting::Refused(refusal),
-        }
-    }
-
-    /// The account a pruned route's cleanup acts in (the one that holds its entry).
-    async fn cleanup(&mut self, route: &VpnPbrRoute) -> Acting {
-        let Some(tenants) = self.tenants else {
-            return Acting::Own;
-        };
-        match tenants.resolve_for_cleanup(route) {
-            Ok(held) => {
-                let credentials = self.credentials(tenants, &held).await;
-                Acting::In(held, credentials)
-            }
-            Err(gone) => {
+        let resolved = if pruned {
+            tenants.resolve_for_cleanup(route).map_err(|gone| {
                 let why = format!(
                     "VpnAccount {gone}, which holds the cloud entry, does not exist: the \
                      cleanup waits for it"
@@ -287,7 +270,16 @@ impl<'a> Accounts<'a> {
                     account: None,
                 };
                 Acting::In(held, Err((Reason::AccountNotFound, why)))
+            })
+        } else {
+            tenants.resolve(route).map_err(Acting::Refused)
+        };
+        match resolved {
+            Ok(held) => {
+                let credentials = self.credentials(tenants, &held).await;
+                Acting::In(held, credentials)
             }
+            Err(acting) => acting,
         }
     }
 
@@ -592,11 +584,11 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
     let mut accounts = Accounts::new(tenants.as_ref(), &cloud);
     let mut acting_apply = Vec::with_capacity(desired.len());
     for applied in world.iter().take(desired.len()) {
-        acting_apply.push(accounts.live(applied).await);
+        acting_apply.push(accounts.of(applied, false).await);
     }
     let mut acting_prune = Vec::with_capacity(pruned.len());
     for r in &pruned {
-        acting_prune.push(accounts.cleanup(r).await);
+        acting_prune.push(accounts.of(r, true).await);
     }
 
     // Each gateway once per credentials: the valid manifests' and the pruned objects'.
