@@ -812,7 +812,8 @@ async fn import_reads_through_the_named_account_and_writes_account_ref() -> anyh
         .await?;
 
     let kubeconfig = support::plane().kubeconfig.to_string_lossy().into_owned();
-    let import = |extra: &[&str]| {
+    // Import of vpn-gw-b into namespace `ns`, then `extra`.
+    let import = |ns: &str, extra: &[&str]| {
         let mut args = vec![
             "import",
             "--region",
@@ -820,12 +821,18 @@ async fn import_reads_through_the_named_account_and_writes_account_ref() -> anyh
             "--gateway",
             "vpn-gw-b",
             "--namespace",
-            "imported",
+            ns,
         ];
         args.extend_from_slice(extra);
         support::cli::run_cli(&w.emu.url, &args)
     };
-    let run = import(&["--account", &acct_b, "--kubeconfig", &kubeconfig]);
+    let through_b = [
+        "--account",
+        acct_b.as_str(),
+        "--kubeconfig",
+        kubeconfig.as_str(),
+    ];
+    let run = import("imported", &through_b);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(
         !run.stdout.contains(SECRET_B) && !run.stderr.contains(SECRET_B),
@@ -847,18 +854,33 @@ async fn import_reads_through_the_named_account_and_writes_account_ref() -> anyh
             .map(String::as_str),
         Some("true")
     );
-    // The account does not allow adoption: said, so the manifests are not applied in vain.
+    // The account does not allow adoption, nor select namespace `imported` (no team=b label):
+    // both said, so the manifests are not applied in vain.
     assert!(
         run.stderr.contains("does not allow adoption"),
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains(
+            "would refuse the routes of vpn-gw-b in namespace imported: AccountForbidden"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Into namespace b, which the account selects: no refusal.
+    let run = import(&w.ns_b, &through_b);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("would refuse"), "{}", run.stderr);
     // Without --account: the command's own key (account A), which has no such gateway.
-    let run = import(&[]);
+    let run = import("imported", &[]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("vpn-gw-b"), "{}", run.stderr);
     // A name the cluster does not have is an error, not a silent fallback.
-    let run = import(&["--account", "no-such-account", "--kubeconfig", &kubeconfig]);
+    let run = import(
+        "imported",
+        &["--account", "no-such-account", "--kubeconfig", &kubeconfig],
+    );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr

@@ -495,6 +495,19 @@ fn write(path: &Path, text: &str) -> Result<(), ImportError> {
 }
 
 /// Runs `import`; 0 when every entry became a manifest, 1 when some could not.
+/// A route of `gateway` in namespace `ns` naming `account`: what the account's resolution reads
+/// of the imported routes (their entries do not matter to it).
+fn probe(ns: &str, region: &str, gateway: &str, account: &str) -> Option<VpnPbrRoute> {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": "import", "namespace": ns},
+        "spec": {"regionId": region, "vpnGatewayId": gateway, "routeSource": "",
+                 "routeDest": "", "nextHop": "", "weight": 0, "publishVpc": false,
+                 "accountRef": account}
+    }))
+    .ok()
+}
+
 /// The credentials the entries are read with: the named VpnAccount's, as the operator builds
 /// them, else the command's own.
 async fn credentials(args: &ImportArgs, cloud: &Cloud) -> Result<CredentialsHandle, ImportError> {
@@ -506,9 +519,26 @@ async fn credentials(args: &ImportArgs, cloud: &Cloud) -> Result<CredentialsHand
         .map_err(ImportError::KubeConfig)?;
     let client =
         kube::Client::try_from(config).map_err(|e| ImportError::KubeConfig(e.to_string()))?;
-    let tenants =
-        Tenants::read(&client, &BTreeSet::new(), AccountOptions::default(), cloud).await?;
+    let namespaces: BTreeSet<String> = args.namespace.iter().cloned().collect();
+    let tenants = Tenants::read(&client, &namespaces, AccountOptions::default(), cloud).await?;
     let held = tenants.named(name)?;
+    // The account must admit the routes (their namespace, region and gateway), as the operator
+    // judges it; the namespace is known only with --namespace.
+    if let Some(ns) = &args.namespace {
+        for gateway in &args.gateways {
+            let Some(route) = probe(ns, &args.region, gateway, name) else {
+                continue;
+            };
+            if let Err(refusal) = tenants.resolve(&route) {
+                eprintln!(
+                    "vpn-pbr-operator import: the operator would refuse the routes of {gateway} \
+                     in namespace {ns}: {}: {}",
+                    refusal.reason.as_str(),
+                    refusal.message
+                );
+            }
+        }
+    }
     if !held.allows_adoption() {
         eprintln!(
             "vpn-pbr-operator import: VpnAccount {name} does not allow adoption \
@@ -838,6 +868,21 @@ mod tests {
             through[0].yaml.contains("accountRef: team-b"),
             "{}",
             through[0].yaml
+        );
+    }
+
+    /// The probe of an account's admission is a route the resolution can read.
+    #[test]
+    fn the_probe_names_the_account_namespace_region_and_gateway() {
+        let r = probe("ns", "cn-hangzhou", "vpn-a", "team-b").expect("a route");
+        assert_eq!(r.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(
+            (
+                r.spec.region_id.as_str(),
+                r.spec.vpn_gateway_id.as_str(),
+                r.spec.account_ref.as_deref()
+            ),
+            ("cn-hangzhou", "vpn-a", Some("team-b"))
         );
     }
 }
