@@ -1,11 +1,11 @@
 //! `vpn-pbr-operator plan`: what the operator would do for a set of manifests, before they are
 //! merged. Reads the manifests, optionally the live objects (their status tells which cloud
-//! entries they own), each gateway once per credentials (facts and the whole list), decides per route with the
-//! controller's own functions ([`route`]) in the account the operator would resolve for it
-//! (with the cluster: `cli/accounts.rs`; its reads and DryRun go with that account's
-//! credentials), and checks every create with a `DryRun=true` call so
-//! the cloud's refusals (quota, next hop, conflicts, permissions) show now. Never mutates
-//! anything: the only calls with side effects are dry runs.
+//! entries they own), each gateway once per credentials (facts and the whole list), decides per
+//! route with the controller's own functions ([`route`]) in the account the operator would
+//! resolve for it (with the cluster: `cli/accounts.rs`; its reads and DryRun go with that
+//! account's credentials), and checks every create with a `DryRun=true` call so the cloud's
+//! refusals (quota, next hop, conflicts, permissions) show now. Never mutates anything: the only
+//! calls with side effects are dry runs.
 //!
 //! Exit code as `terraform plan -detailed-exitcode`: 0 nothing would change, 2 something
 //! would, 1 an error (a manifest or the cloud could not be read, an invalid or conflicting
