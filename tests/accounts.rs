@@ -675,7 +675,8 @@ fn planned<'a>(report: &'a Value, name: &str) -> &'a Value {
 /// `plan` resolves each route's account as the operator does: a namespace whose default is an
 /// assumeRole account of account B is planned in B (the role assumed with plan's own key, the
 /// gateway read and the create checked with the session), a route that recorded the operator's
-/// identity keeps it, and the routes the operator would refuse show its reason with no read.
+/// identity keeps it, and the routes the operator would refuse (or whose account's Secret lacks
+/// the credentials label) show its reason with no read.
 #[tokio::test]
 async fn plan_resolves_each_routes_account_as_the_operator_does() -> anyhow::Result<()> {
     let w = World::start("acct-plan", &[]).await?;
@@ -694,6 +695,14 @@ async fn plan_resolves_each_routes_account_as_the_operator_does() -> anyhow::Res
         Some("(operator)")
     );
     annotate_default(&w.client, &w.ns_b, &acct_b).await?;
+    // An account of namespace a whose Secret lacks the credentials label: never read for keys.
+    let unlabelled = format!("{}-unlabelled", w.ns_a);
+    support::route::create_key_secret_labelled(
+        &w.client, &w.ns_a, "no-label", KEY_B, SECRET_B, false,
+    )
+    .await;
+    let secret = json!({"secretRef": {"namespace": w.ns_a, "name": "no-label"}});
+    w.account(&unlabelled, "a", secret).await?;
 
     let missing = format!("{}-missing", w.ns_a);
     let manifests = [
@@ -709,6 +718,11 @@ async fn plan_resolves_each_routes_account_as_the_operator_does() -> anyhow::Res
             &w.ns_a,
             "missing",
             route_naming("b", "192.168.23.0/24", &missing),
+        ),
+        manifest_in(
+            &w.ns_a,
+            "unlabelled",
+            route_naming("b", "192.168.24.0/24", &unlabelled),
         ),
     ];
     let file = w.alone_dir().join("routes.yaml");
@@ -755,6 +769,7 @@ async fn plan_resolves_each_routes_account_as_the_operator_does() -> anyhow::Res
     for (name, reason) in [
         ("forbidden", "AccountForbidden"),
         ("missing", "AccountNotFound"),
+        ("unlabelled", "CredentialsSecretUnlabelled"),
     ] {
         let r = planned(&report, name);
         assert_eq!(
@@ -768,7 +783,8 @@ async fn plan_resolves_each_routes_account_as_the_operator_does() -> anyhow::Res
         );
     }
     // Read: vpn-gw-a with plan's own key (for `old`), vpn-gw-b with the session of account B
-    // (invisible to plan's own key); nothing for the refused routes of vpn-gw-b.
+    // (invisible to plan's own key); nothing for the refused routes of vpn-gw-b, nor for the
+    // one whose account's Secret is unlabelled.
     let gateways: Vec<(Value, Value, Value)> = report["gateways"]
         .as_array()
         .into_iter()
@@ -794,8 +810,13 @@ async fn plan_resolves_each_routes_account_as_the_operator_does() -> anyhow::Res
         "plan assumed no role"
     );
 
+    assert!(
+        !run.stdout.contains(SECRET_B) && !run.stderr.contains(SECRET_B),
+        "the Secret's key was printed"
+    );
+
     w.delete_route(&w.ns_b, "old").await?;
-    w.delete_accounts(&[&acct_b]).await
+    w.delete_accounts(&[&acct_b, &unlabelled]).await
 }
 
 /// `import --account` reads the entries through the VpnAccount (here its Secret of account B's
