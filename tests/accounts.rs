@@ -83,7 +83,7 @@ struct World {
     emu: Emulator,
     op: Operator,
     accounts: Api<VpnAccount>,
-    _alone: Alone,
+    alone: Alone,
 }
 
 impl World {
@@ -117,8 +117,13 @@ impl World {
             ns_b,
             emu,
             op,
-            _alone: alone,
+            alone,
         })
+    }
+
+    /// The directory of this test's files.
+    fn alone_dir(&self) -> &std::path::Path {
+        self.alone.path()
     }
 
     fn routes(&self, ns: &str) -> Api<VpnPbrRoute> {
@@ -877,4 +882,263 @@ fn is_busy(code: &str) -> bool {
     vpc_emulator::error::BUSY_CODES
         .iter()
         .any(|(busy, _)| *busy == code)
+}
+
+/// A manifest of route `name` in namespace `ns`, as YAML.
+fn manifest_in(ns: &str, name: &str, spec: Value) -> String {
+    let doc = json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec
+    });
+    format!("---\n{}", serde_saphyr::to_string(&doc).expect("yaml"))
+}
+
+/// The route of a plan report with this name.
+fn planned<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["routes"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no route {name} in {report:#}"))
+}
+
+/// `plan` resolves each route's account as the operator does: a namespace whose default is an
+/// assumeRole account of account B is planned in B (the role assumed with plan's own key, the
+/// gateway read and the create checked with the session), a route that recorded the operator's
+/// identity keeps it, and the routes the operator would refuse (or whose account's Secret lacks
+/// the credentials label) show its reason with no read.
+#[tokio::test]
+async fn plan_resolves_each_routes_account_as_the_operator_does() -> anyhow::Result<()> {
+    let w = World::start("acct-plan", &[]).await?;
+    let acct_b = w.acct_b();
+    let role = json!({"assumeRole": {
+        "roleArn": format!("acs:ram::{ACCOUNT_B}:role/{ROLE}"), "externalId": EXTERNAL_ID}});
+    w.account(&acct_b, "b", role).await?;
+    // Made before namespace b had a default: it acts in (and records) the operator's identity.
+    let old = route_on("a", "192.168.20.0/24");
+    w.apply(&w.ns_b, "old", old.clone()).await?;
+    let made = w
+        .route_is(&w.ns_b, "old", ConditionStatus::True, "Available")
+        .await?;
+    assert_eq!(
+        made.status.and_then(|s| s.account).as_deref(),
+        Some("(operator)")
+    );
+    annotate_default(&w.client, &w.ns_b, &acct_b).await?;
+    // An account of namespace a whose Secret lacks the credentials label: never read for keys.
+    let unlabelled = format!("{}-unlabelled", w.ns_a);
+    support::route::create_key_secret_labelled(
+        &w.client, &w.ns_a, "no-label", KEY_B, SECRET_B, false,
+    )
+    .await;
+    let secret = json!({"secretRef": {"namespace": w.ns_a, "name": "no-label"}});
+    w.account(&unlabelled, "a", secret).await?;
+
+    let missing = format!("{}-missing", w.ns_a);
+    let manifests = [
+        manifest_in(&w.ns_b, "old", old),
+        manifest_in(&w.ns_b, "in-b", route_on("b", "192.168.21.0/24")),
+        // Namespace a is labelled team=a, which account b does not select.
+        manifest_in(
+            &w.ns_a,
+            "forbidden",
+            route_naming("b", "192.168.22.0/24", &acct_b),
+        ),
+        manifest_in(
+            &w.ns_a,
+            "missing",
+            route_naming("b", "192.168.23.0/24", &missing),
+        ),
+        manifest_in(
+            &w.ns_a,
+            "unlabelled",
+            route_naming("b", "192.168.24.0/24", &unlabelled),
+        ),
+    ];
+    let file = w.alone_dir().join("routes.yaml");
+    std::fs::write(&file, manifests.concat())?;
+    let assumed = |counters: &Value| {
+        calls(counters)
+            .into_iter()
+            .filter(|(action, code, _)| action == "AssumeRole" && code == "Success")
+            .map(|(_, _, n)| n)
+            .sum::<u64>()
+    };
+    let before = assumed(&w.emu.counters().await?);
+    let kubeconfig = support::plane().kubeconfig.to_string_lossy().into_owned();
+    let run = support::cli::run_cli(
+        &w.emu.url,
+        &[
+            "plan",
+            "-o",
+            "json",
+            "-f",
+            &file.to_string_lossy(),
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+    );
+    let report: Value = serde_json::from_str(&run.stdout)
+        .map_err(|e| anyhow::anyhow!("{e}: {}\n{}", run.stdout, run.stderr))?;
+    assert_eq!(run.code, 1, "refused routes are errors: {report:#}");
+
+    let old = planned(&report, "old");
+    assert_eq!(
+        (&old["action"], &old["account"]),
+        (&json!("nothing"), &json!("(operator)")),
+        "a recorded account is kept: {old:#}"
+    );
+    let in_b = planned(&report, "in-b");
+    assert_eq!(
+        (&in_b["action"], &in_b["account"]),
+        (&json!("create"), &json!(acct_b)),
+        "{in_b:#}"
+    );
+    assert_eq!(in_b["dryRun"]["passed"], true, "{in_b:#}");
+    assert!(in_b["notes"].to_string().contains("assumeRole"), "{in_b:#}");
+    for (name, reason) in [
+        ("forbidden", "AccountForbidden"),
+        ("missing", "AccountNotFound"),
+        ("unlabelled", "CredentialsSecretUnlabelled"),
+    ] {
+        let r = planned(&report, name);
+        assert_eq!(
+            (&r["action"], &r["problem"]["code"]),
+            (&json!("error"), &json!(reason)),
+            "{r:#}"
+        );
+        assert!(
+            r.get("dryRun").is_none() && r.get("calls").is_none(),
+            "{r:#}"
+        );
+    }
+    // Read: vpn-gw-a with plan's own key (for `old`), vpn-gw-b with the session of account B
+    // (invisible to plan's own key); nothing for the refused routes of vpn-gw-b, nor for the
+    // one whose account's Secret is unlabelled.
+    let gateways: Vec<(Value, Value, Value)> = report["gateways"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            (
+                g["vpnGatewayId"].clone(),
+                g["account"].clone(),
+                g["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        gateways,
+        vec![
+            (json!("vpn-gw-a"), Value::Null, json!("active")),
+            (json!("vpn-gw-b"), json!(acct_b), json!("active")),
+        ],
+        "{report:#}"
+    );
+    assert!(
+        assumed(&w.emu.counters().await?) > before,
+        "plan assumed no role"
+    );
+
+    assert!(
+        !run.stdout.contains(SECRET_B) && !run.stderr.contains(SECRET_B),
+        "the Secret's key was printed"
+    );
+
+    w.delete_route(&w.ns_b, "old").await?;
+    w.delete_accounts(&[&acct_b, &unlabelled]).await
+}
+
+/// `import --account` reads the entries through the VpnAccount (here its Secret of account B's
+/// key, read as the operator reads it) and writes `spec.accountRef`; without it the command's
+/// own key does not even see account B's gateway.
+#[tokio::test]
+async fn import_reads_through_the_named_account_and_writes_account_ref() -> anyhow::Result<()> {
+    let w = World::start("acct-import", &[]).await?;
+    w.account_b().await?;
+    let acct_b = w.acct_b();
+    w.apply(&w.ns_b, "r", route_naming("b", "192.168.30.0/24", &acct_b))
+        .await?;
+    w.route_is(&w.ns_b, "r", ConditionStatus::True, "Available")
+        .await?;
+
+    let kubeconfig = support::plane().kubeconfig.to_string_lossy().into_owned();
+    // Import of vpn-gw-b into namespace `ns`, then `extra`.
+    let import = |ns: &str, extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "--region",
+            "cn-hangzhou",
+            "--gateway",
+            "vpn-gw-b",
+            "--namespace",
+            ns,
+        ];
+        args.extend_from_slice(extra);
+        support::cli::run_cli(&w.emu.url, &args)
+    };
+    let through_b = [
+        "--account",
+        acct_b.as_str(),
+        "--kubeconfig",
+        kubeconfig.as_str(),
+    ];
+    let run = import("imported", &through_b);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        !run.stdout.contains(SECRET_B) && !run.stderr.contains(SECRET_B),
+        "the account's secret was printed"
+    );
+    let docs: Vec<&str> = run
+        .stdout
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    assert_eq!(docs.len(), 1, "{}", run.stdout);
+    let imported: VpnPbrRoute = serde_saphyr::from_str(docs[0])?;
+    assert_eq!(imported.spec.account_ref.as_deref(), Some(acct_b.as_str()));
+    assert_eq!(imported.spec.route_source, "192.168.30.0/24");
+    assert_eq!(
+        imported
+            .annotations()
+            .get("vpn.alicloud.dev/adopt")
+            .map(String::as_str),
+        Some("true")
+    );
+    // The account does not allow adoption, nor select namespace `imported` (no team=b label):
+    // both said, so the manifests are not applied in vain.
+    assert!(
+        run.stderr.contains("does not allow adoption"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "would refuse the routes of vpn-gw-b in namespace imported: AccountForbidden"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Into namespace b, which the account selects: no refusal.
+    let run = import(&w.ns_b, &through_b);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("would refuse"), "{}", run.stderr);
+    // Without --account: the command's own key (account A), which has no such gateway.
+    let run = import("imported", &[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("vpn-gw-b"), "{}", run.stderr);
+    // A name the cluster does not have is an error, not a silent fallback.
+    let run = import(
+        "imported",
+        &["--account", "no-such-account", "--kubeconfig", &kubeconfig],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("VpnAccount no-such-account does not exist"),
+        "{}",
+        run.stderr
+    );
+
+    w.delete_route(&w.ns_b, "r").await?;
+    w.delete_accounts(&[&acct_b]).await
 }

@@ -128,6 +128,25 @@ impl KubeObjects {
     }
 }
 
+/// The labels and data of Secret `name` of `api` (`None` when it does not exist).
+pub(crate) fn read_secret(
+    api: Api<Secret>,
+    name: &str,
+) -> ObjectFuture<'static, Option<SecretObject>> {
+    let name = name.to_owned();
+    Box::pin(async move {
+        Ok(api.get_opt(&name).await?.map(|s| SecretObject {
+            labels: s.metadata.labels.unwrap_or_default(),
+            data: s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
+        }))
+    })
+}
+
 /// The server-side apply of a whole status, with the copy's resourceVersion as a precondition:
 /// the write is refused (409) if the object changed since `route` was read.
 fn status_patch(route: &VpnPbrRoute, status: &VpnPbrRouteStatus) -> serde_json::Value {
@@ -263,18 +282,7 @@ impl ObjectPort for KubeObjects {
     }
 
     fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretObject>> {
-        let secret = self.read::<Secret>(namespace, name);
-        Box::pin(async move {
-            Ok(secret.await?.map(|s| SecretObject {
-                labels: s.metadata.labels.unwrap_or_default(),
-                data: s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect(),
-            }))
-        })
+        read_secret(Api::namespaced(self.client.clone(), namespace), name)
     }
 
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
