@@ -634,3 +634,19 @@ fn the_tests_name_the_route_crd_as_the_type_does() {
     use kube::CustomResourceExt;
     assert_eq!(support::ROUTE_CRD, VpnPbrRoute::crd_name());
 }
+
+#[test]
+fn credentials_ref_says_its_label_and_prefers_an_account() -> anyhow::Result<()> {
+    use kube::CustomResourceExt;
+    use vpn_pbr_operator::api::v1alpha1::{CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE};
+    let crd = serde_json::to_value(VpnPbrRoute::crd())?;
+    let description = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["credentialsRef"]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let label = format!("`{CREDENTIALS_LABEL}: \"{CREDENTIALS_LABEL_VALUE}\"`");
+    assert!(description.contains(&label), "{description}");
+    assert!(description.contains("VpnAccount"), "{description}");
+    Ok(())
+}

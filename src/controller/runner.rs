@@ -329,7 +329,7 @@ fn wake_routes(
 fn trim(route: &mut VpnPbrRoute) {
     route.metadata.managed_fields = None;
     if let Some(a) = route.metadata.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        a.remove(super::reconcile::LAST_APPLIED);
     }
 }
 
