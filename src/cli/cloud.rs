@@ -85,6 +85,7 @@ impl Cloud {
             credentials: CredentialsHandle {
                 key: "default".to_owned(),
                 account: DEFAULT_ACCOUNT.to_owned(),
+                api_rate: None,
                 provider: self.credentials.clone(),
             },
         }
