@@ -368,17 +368,14 @@ impl Worker {
         }
     }
 
-    /// Whom this gateway shares its update time with: its region and specification, from
-    /// the facts the routes read (cached; read once if not).
+    /// Whom this gateway shares its update time with: its region, account and specification,
+    /// from the facts the routes read (cached; read once if not).
     async fn peers(&self, scope: &Scope) -> Peers {
         let spec = match self.inner.cache.facts(scope, Duration::MAX).await {
             Ok(facts) => facts.spec,
             Err(_) => None,
         };
-        Peers {
-            region_id: scope.region_id.clone(),
-            spec,
-        }
+        Peers::of(scope, spec)
     }
 }
 
@@ -738,18 +735,38 @@ mod tests {
         per_gateway: usize,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Duration {
-        let ids: Vec<String> = (0..gateways.len()).map(|g| format!("vpn-{g}")).collect();
+        drive_in(gateways, &[""], per_gateway, limiter).await.0
+    }
+
+    /// Gateway `vpn-<g>` in account `accounts[g % accounts.len()]` (its own credentials).
+    fn scope_in(g: usize, accounts: &[&str]) -> Scope {
+        let account = accounts[g % accounts.len()];
+        let mut scope = scope_of(&format!("vpn-{g}"));
+        if !account.is_empty() {
+            scope.credentials.key = format!("secret:{account}");
+            scope.credentials.account = account.to_owned();
+        }
+        scope
+    }
+
+    /// [`drive_limited`] with gateway `g` in account `accounts[g % accounts.len()]`; also
+    /// returns the scheduler, for what it learned.
+    async fn drive_in(
+        gateways: &[Arc<FakeGateway>],
+        accounts: &[&str],
+        per_gateway: usize,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> (Duration, Scheduler) {
+        let scopes: Vec<Scope> = (0..gateways.len()).map(|g| scope_in(g, accounts)).collect();
+        let ids: Vec<String> = scopes.iter().map(|s| s.vpn_gateway_id.clone()).collect();
         let region = FakeRegion {
             gateways: ids.iter().cloned().zip(gateways.iter().cloned()).collect(),
             limiter,
         };
         let cloud: Arc<dyn CloudPort> = Arc::new(region);
         let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
-        for (id, g) in ids.iter().zip(gateways) {
-            cache
-                .facts(&scope_of(id), Duration::MAX)
-                .await
-                .expect("facts");
+        for (scope, g) in scopes.iter().zip(gateways) {
+            cache.facts(scope, Duration::MAX).await.expect("facts");
             *g.reads.lock().unwrap() = 0;
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -762,9 +779,9 @@ mod tests {
         );
         let start = Instant::now();
         for i in 0..per_gateway {
-            for (g, id) in ids.iter().enumerate() {
+            for (g, scope) in scopes.iter().enumerate() {
                 let n = g * 1000 + i;
-                sched.submit(&owner(n), &scope_of(id), publish(n), Some(1));
+                sched.submit(&owner(n), scope, publish(n), Some(1));
             }
         }
         let mut confirmed = 0;
@@ -781,7 +798,7 @@ mod tests {
                 confirmed += 1;
             }
         }
-        start.elapsed()
+        (start.elapsed(), sched)
     }
 
     fn count(m: &StdMutex<usize>) -> usize {
@@ -835,6 +852,31 @@ mod tests {
         assert!(took <= (t * 25).mul_f64(1.08), "took {took:?}");
         for g in &gateways {
             assert_eq!(count(&g.max_in_flight), 1);
+        }
+    }
+
+    /// Gateways of one region and specification share what they learn only within their
+    /// account: a prober's reads wait at its own account's limiter.
+    #[tokio::test(start_paused = true)]
+    async fn gateways_of_one_region_and_spec_learn_together_only_within_an_account() {
+        let t = Duration::from_secs(2);
+        let accounts = ["team-a", "team-b", ""];
+        let gateways: Vec<_> = (0..6).map(|_| FakeGateway::new(t, None)).collect();
+        let (_, sched) = drive_in(&gateways, &accounts, 5, None).await;
+        let mut learned: Vec<(String, String, Option<String>)> = lock(&sched.inner.regions)
+            .keys()
+            .map(|p| (p.region_id.clone(), p.account.clone(), p.spec.clone()))
+            .collect();
+        learned.sort();
+        let region = |account: &str| ("cn-hangzhou".to_owned(), account.to_owned(), None);
+        assert_eq!(learned, [region(""), region("team-a"), region("team-b")]);
+        let mut lanes = sched.inner.lanes();
+        lanes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(lanes.len(), gateways.len());
+        for (key, lane) in lanes {
+            let g: usize = key.vpn_gateway_id["vpn-".len()..].parse().expect("vpn-<g>");
+            let peers = lock(&lane.queue).peers().cloned().expect("peers learned");
+            assert_eq!(peers, Peers::of(&scope_in(g, &accounts), None), "{key}");
         }
     }
 
