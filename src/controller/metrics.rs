@@ -29,6 +29,9 @@ pub(crate) struct ResultLabels {
 pub(crate) struct CallLabels {
     pub action: String,
     pub code: String,
+    /// The account key of the limiter (`CallRecord::account`; empty: the default account):
+    /// the cloud's flow control and permissions are per account.
+    pub account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,12 +75,17 @@ pub(crate) struct BuildLabels {
 pub(crate) struct GatewayLabels {
     pub region: String,
     pub gateway: String,
+    /// The account key of the gateway's calls (`CredentialsHandle::account`; empty: the
+    /// default account).
+    pub account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StallLabels {
     /// The read that keeps failing: `status` (the gateway's) or `list` (its entries).
     pub read: String,
+    /// The account key of the gateways' calls (empty: the default account).
+    pub account: String,
 }
 
 pub struct Metrics {
@@ -148,17 +156,19 @@ impl Metrics {
         register! { r;
             "reconciles", "Reconciles by result", m.reconciles;
             "reconcile_duration_seconds", "Reconcile duration", m.reconcile_duration;
-            "cloud_calls", "Cloud API calls by action and result code", m.cloud_calls;
+            "cloud_calls", "Cloud API calls by action, result code and account", m.cloud_calls;
             "cloud_call_duration_seconds", "Cloud API call latency by action", m.cloud_latency;
             "cloud_rate_limit_wait_seconds",
                 "Time each cloud API attempt waited for its account's client rate limiter, by \
                  priority class",
                 m.rate_limit_wait;
             "routes", "VpnPbrRoute objects by readiness", m.routes;
-            "gateway_queue_depth", "Mutations waiting or in flight per gateway", m.queue_depth;
+            "gateway_queue_depth",
+                "Mutations waiting or in flight per gateway (and the account of its calls)",
+                m.queue_depth;
             "gateways_stalled",
                 "Gateways whose waiting changes wait on reads that keep failing (3 in a row over \
-                 5 s), by the read (status or list)",
+                 5 s), by the read (status or list) and account",
                 m.gateways_stalled;
             "list_inconsistent",
                 "Entry lists given up on because their pages kept changing (ListInconsistent): \
@@ -360,6 +370,7 @@ impl CallObserver for CloudCallMetrics {
             .get_or_create(&CallLabels {
                 action: call.action.to_owned(),
                 code: call.code.to_owned(),
+                account: call.account.to_owned(),
             })
             .inc();
         self.0
@@ -652,7 +663,7 @@ mod tests {
     }
 
     #[test]
-    fn the_limiter_wait_of_each_attempt_is_recorded_by_class() {
+    fn each_attempt_is_counted_and_its_limiter_wait_recorded_by_account_and_class() {
         let (registry, m) = registered();
         let observer = CloudCallMetrics(m);
         for (priority, account, wait_ms) in [
@@ -681,6 +692,8 @@ mod tests {
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="background",account=""} 2"#,
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="mutation",account=""} 1"#,
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_sum{priority="background",account="tenant-b"} 0.25"#,
+            r#"vpn_pbr_cloud_calls_total{action="DescribeVpnPbrRouteEntries",code="Success",account=""} 3"#,
+            r#"vpn_pbr_cloud_calls_total{action="DescribeVpnPbrRouteEntries",code="Success",account="tenant-b"} 1"#,
         ] {
             has_line(&text, line);
         }

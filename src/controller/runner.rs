@@ -373,20 +373,22 @@ async fn gauges(
             .flat_map(kube::runtime::reflector::Store::state)
             .collect();
         metrics.routes_seen(routes.iter().map(AsRef::as_ref));
-        for (gw, depth) in scheduler.depths() {
+        for (gw, account, depth) in scheduler.depths() {
             metrics
                 .queue_depth
                 .get_or_create(&GatewayLabels {
                     region: gw.region_id.clone(),
                     gateway: gw.vpn_gateway_id.clone(),
+                    account,
                 })
                 .set(i64::try_from(depth).unwrap_or(i64::MAX));
         }
-        for (read, n) in scheduler.stalls() {
+        for (account, read, n) in scheduler.stalls() {
             metrics
                 .gateways_stalled
                 .get_or_create(&StallLabels {
                     read: read.to_owned(),
+                    account,
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
