@@ -114,6 +114,10 @@ struct State {
     /// The rate while nothing is throttled, and the floor (see [`RateLimiter::set_max_rate`]).
     max_rate: f64,
     min_rate: f64,
+    /// Tokens saved up at most: the configured burst, but never more than one second at the
+    /// maximum rate (the cloud's flow control counts calls per second, so a larger burst at a
+    /// low rate is throttled).
+    burst: f64,
     last: Instant,
     /// Waiters by (class, arrival): the first key is the one the next token goes to. Each
     /// holds the waker of its latest poll.
@@ -143,6 +147,11 @@ fn bounds(config: &RateLimitConfig, max_rate: f64) -> (f64, f64) {
     (max_rate, config.min_rate.clamp(0.001, max_rate))
 }
 
+/// The burst at `max_rate`: the configured one, at most one second's worth (at least one call).
+fn burst_at(config: &RateLimitConfig, max_rate: f64) -> f64 {
+    config.burst.min(max_rate).max(1.0)
+}
+
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> Self {
         let (max_rate, min_rate) = bounds(&config, config.max_rate);
@@ -153,10 +162,11 @@ impl RateLimiter {
         };
         Self {
             state: Mutex::new(State {
-                tokens: config.burst,
+                tokens: burst_at(&config, max_rate),
                 rate: max_rate,
                 max_rate,
                 min_rate,
+                burst: burst_at(&config, max_rate),
                 last: Instant::now(),
                 waiters: BTreeMap::new(),
                 next_seq: 0,
@@ -170,7 +180,7 @@ impl RateLimiter {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(guard.last).as_secs_f64();
-        guard.tokens = (guard.tokens + elapsed * guard.rate).min(self.config.burst);
+        guard.tokens = (guard.tokens + elapsed * guard.rate).min(guard.burst);
         guard.last = now;
         f(&mut guard)
     }
@@ -203,6 +213,8 @@ impl RateLimiter {
                 s.rate.clamp(min_rate, max_rate)
             };
             (s.max_rate, s.min_rate) = (max_rate, min_rate);
+            s.burst = burst_at(&self.config, max_rate);
+            s.tokens = s.tokens.min(s.burst);
             s.wake_head();
         });
     }
@@ -487,6 +499,29 @@ mod tests {
             .map(|(label, at)| (*label, (*at - start).as_millis()))
             .collect();
         assert_eq!(got, [("m", 500), ("p", 1000), ("b", 1500)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_burst_is_at_most_one_second_at_the_rate() {
+        // Calls granted at once after an idle period.
+        async fn at_once(l: &RateLimiter) -> usize {
+            let start = Instant::now();
+            let mut n = 0;
+            while start.elapsed().is_zero() {
+                l.acquire(Priority::Progress).await;
+                n += 1;
+            }
+            n - 1
+        }
+        let l = limiter(10.0, 50.0);
+        assert_eq!(at_once(&l).await, 10);
+        // A lower rate set later lowers the burst too; a higher one restores the configured.
+        l.set_max_rate(4.0);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(at_once(&l).await, 4);
+        l.set_max_rate(200.0);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(at_once(&l).await, 50);
     }
 
     #[tokio::test(start_paused = true)]
