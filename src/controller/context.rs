@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::accounts::Accounts;
 use super::backoff::Backoffs;
-use super::credentials::{OWN_CREDENTIALS, Sources};
+use super::credentials::{self, OWN_CREDENTIALS, Sources};
 use super::entries::GatewayCache;
 use super::error::{Error, Result};
 use super::metrics::Metrics;
@@ -130,8 +130,8 @@ impl Context {
         Ok(Self::scope_with(route, credentials))
     }
 
-    /// The credentials of a `VpnAccount`: the operator's own identity, its Secret, or a role
-    /// session.
+    /// The credentials of a `VpnAccount` (the operator's own identity, its Secret or its role
+    /// session), at the account's API rate.
     pub(crate) async fn account_credentials(
         &self,
         account: &VpnAccount,
@@ -172,7 +172,11 @@ impl Context {
                     Some(_) => format!("{e}; using the credentials it last used"),
                     None => e.to_string(),
                 };
-                let credentials = remembered.unwrap_or_else(|| self.default_handle());
+                // The rate is the account's as it is now, not as it was when they worked.
+                let credentials = remembered.map_or_else(
+                    || self.default_handle(),
+                    |handle| credentials::at_account_rate(handle, held.account.as_deref()),
+                );
                 Ok((Self::scope_with(route, credentials), Some(why)))
             }
             Err(e) => Err(e),

@@ -29,6 +29,7 @@ pub(crate) fn own_handle(own: &Arc<dyn CredentialsProvider>) -> CredentialsHandl
     CredentialsHandle {
         key: OWN_CREDENTIALS.to_owned(),
         account: DEFAULT_ACCOUNT.to_owned(),
+        api_rate: None,
         provider: own.clone(),
     }
 }
@@ -69,6 +70,11 @@ impl<S: SecretSource + ?Sized> Sources<'_, S> {
 
     /// The credentials of a `VpnAccount`: the own identity, its Secret, or a role session.
     pub(crate) async fn account(&self, account: &VpnAccount) -> Result<CredentialsHandle> {
+        let handle = self.account_source(account).await?;
+        Ok(at_account_rate(handle, Some(account)))
+    }
+
+    async fn account_source(&self, account: &VpnAccount) -> Result<CredentialsHandle> {
         let name = kube::ResourceExt::name_any(account);
         let source = &account.spec.credentials;
         if source.operator_identity.is_some() {
@@ -135,7 +141,62 @@ impl<S: SecretSource + ?Sized> Sources<'_, S> {
         Ok(CredentialsHandle {
             key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
             account: DEFAULT_ACCOUNT.to_owned(),
+            api_rate: None,
             provider: Arc::new(StaticCredentials::new(creds)),
         })
+    }
+}
+
+/// `handle` at the API rate `account` sets for its own limiter. Credentials under the default
+/// limiter (the operator's own identity) keep `--api-rate`: the CRD refuses `apiRate` with
+/// `operatorIdentity`, and one account's setting must not change the operator's limiter.
+pub(crate) fn at_account_rate(
+    handle: CredentialsHandle,
+    account: Option<&VpnAccount>,
+) -> CredentialsHandle {
+    let api_rate = account
+        .and_then(|a| a.spec.api_rate)
+        .filter(|_| handle.account != DEFAULT_ACCOUNT);
+    CredentialsHandle { api_rate, ..handle }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(api_rate: Option<f64>) -> VpnAccount {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnAccount",
+            "metadata": {"name": "team-a"},
+            "spec": {"credentials": {"secretRef": {"namespace": "ns", "name": "keys"}},
+                "namespaceSelector": {}, "apiRate": api_rate}
+        }))
+        .expect("account")
+    }
+
+    /// The account's rate goes with its own limiter's credentials only, and is always the
+    /// account's as it is now.
+    #[test]
+    fn an_accounts_rate_goes_with_its_own_limiter_only() {
+        let handle = |account: &str, api_rate: Option<f64>| CredentialsHandle {
+            api_rate,
+            account: account.to_owned(),
+            ..crate::controller::fixtures::scope().credentials
+        };
+        let cases = [
+            ("team-a", None, Some(account(Some(8.0))), Some(8.0)),
+            ("team-a", Some(8.0), Some(account(Some(2.0))), Some(2.0)),
+            ("team-a", Some(8.0), Some(account(None)), None),
+            ("team-a", Some(8.0), None, None),
+            (DEFAULT_ACCOUNT, None, Some(account(Some(8.0))), None),
+        ];
+        for (key, had, account, want) in cases {
+            let got = at_account_rate(handle(key, had), account.as_ref());
+            assert_eq!(
+                (got.account.as_str(), got.api_rate),
+                (key, want),
+                "{key:?} {had:?}"
+            );
+        }
     }
 }

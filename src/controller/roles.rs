@@ -68,6 +68,7 @@ impl RoleSessions {
         let handle = CredentialsHandle {
             key: key.clone(),
             account: account.to_owned(),
+            api_rate: None,
             provider: Arc::new(provider),
         };
         Ok(lock(&self.sessions).entry(slot).or_insert(handle).clone())
