@@ -50,8 +50,9 @@ pub struct AccountsScenario {
     /// The gateways' update time T.
     pub update: Duration,
     pub credentials: AccountCredentials,
-    /// The operator's `--api-rate` (each account's client limiter starts there); `None`: the
-    /// highest account rate.
+    /// The operator's `--api-rate` (its own identity's limiter: the STS calls); each
+    /// `VpnAccount` sets its own `apiRate` to its account's rate. `None`: the highest account
+    /// rate.
     pub api_rate: Option<f64>,
     pub parallel: usize,
     pub log_level: String,

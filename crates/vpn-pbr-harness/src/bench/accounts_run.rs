@@ -42,7 +42,9 @@ fn account_object(plan: &AccountPlan, ns: &str, creds: AccountCredentials) -> Re
     Ok(serde_json::from_value(json!({
         "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnAccount",
         "metadata": {"name": plan.name},
+        // The operator's limiter of the account runs at the account's own flow control.
         "spec": {"credentials": credentials, "regions": [emulator::REGION],
+            "apiRate": plan.cloud.rate,
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
     }))?)
 }

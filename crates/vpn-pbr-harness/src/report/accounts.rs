@@ -28,9 +28,9 @@ pub(super) fn accounts_section(s: &mut String, r: &AccountsResult) {
     let _ = writeln!(
         s,
         "{} accounts with their own API rates in the emulator's per-account flow control \
-         ({}; beyond it `Throttling.User`), one `VpnAccount` each ({}), one operator at \
-         `--api-rate {}` (its client's rate limiter starts there and halves when the cloud \
-         throttles). Each account gets rate x {} s routes on gateways of its own ({} routes \
+         ({}; beyond it `Throttling.User`), one `VpnAccount` each ({}; its `apiRate` the \
+         account's rate: the operator's limiter of the account runs there and halves when the \
+         cloud throttles), one operator at `--api-rate {}` (its own identity's limiter). Each account gets rate x {} s routes on gateways of its own ({} routes \
          per gateway, T = {}), so that each account's calls at its rate bind rather than the \
          gateways: a rate shared by the accounts would take about (sum of rates / highest \
          rate) times longer. Every route names its account with `spec.accountRef`; the \
