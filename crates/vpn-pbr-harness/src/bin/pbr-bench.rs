@@ -112,8 +112,10 @@ struct BenchArgs {
     /// (one account each).
     #[arg(long, value_delimiter = ',', default_values = ["10", "20", "40"])]
     accounts_rates: Vec<f64>,
-    /// Accounts run: each account gets rate x this many routes (the same bound for all).
-    #[arg(long, default_value_t = 30.0)]
+    /// Accounts run: each account gets rate x this many routes (the same bound for all; long
+    /// enough that the start, learning each account's gateway update time, and the end, the
+    /// last changes' update and read-back, are a small part).
+    #[arg(long, default_value_t = 60.0)]
     accounts_seconds: f64,
     /// Accounts run: routes per gateway in every account.
     #[arg(long, default_value_t = 10)]
