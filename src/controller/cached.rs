@@ -152,6 +152,11 @@ impl Cached {
             .entry(owner.clone())
             .and_modify(|n| *n = n.and(need))
             .or_insert(need);
+        // A single change's class only while it is the read's only route.
+        let class = match class {
+            Priority::Single if !self.single() => Priority::Progress,
+            class => class,
+        };
         let flight = match self.reading {
             // Lower is higher (`Mutation` < `Progress` < `Background`).
             Some(running) if class < running => Flight::Raise(class),
@@ -162,6 +167,12 @@ impl Cached {
             self.reading = Some(class);
         }
         (Read::Pending, flight)
+    }
+
+    /// Whether at most one route waits for the read under way: a read for a single change
+    /// keeps its claim to `Priority::Single` only while this holds.
+    pub(crate) fn single(&self) -> bool {
+        self.waiters.len() <= 1
     }
 
     /// Whether a reconcile may wait for the read under way: only for the gateway's first read,

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -43,13 +44,19 @@ impl Default for RateLimitConfig {
 /// tokens serve them.
 ///
 /// Mutating operations are always [`Mutation`](Self::Mutation); reads are
-/// [`Progress`](Self::Progress) unless run inside [`with_priority`].
+/// [`Progress`](Self::Progress) unless run inside [`with_priority`]; either waits at
+/// [`Single`](Self::Single) while run inside [`as_single`] with a claim that holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
     /// A status read that times a gateway's next change: its answer is only worth its moment
     /// (a read that waits behind a backlog tells when the backlog ended, not when the gateway
     /// did), and there are few of them (a gateway's update time is learned once per region).
     Pacing,
+    /// The calls of a single change on an otherwise idle gateway (its reads, its mutation, its
+    /// read-back), while their [`SingleClaim`] holds: one change must not wait behind a burst
+    /// on other gateways, and there are few of them (a gateway with more than one change
+    /// withdraws the claim, and its calls wait at their own class again).
+    Single,
     /// A change sent to the cloud: the next mutation of an idle gateway is what converges
     /// routes, and a gateway left idle wastes its own (slow) update pipeline.
     Mutation,
@@ -62,8 +69,9 @@ pub enum Priority {
 
 impl Priority {
     /// Every class, highest first.
-    pub const ALL: [Priority; 4] = [
+    pub const ALL: [Priority; 5] = [
         Self::Pacing,
+        Self::Single,
         Self::Mutation,
         Self::Progress,
         Self::Background,
@@ -73,6 +81,7 @@ impl Priority {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pacing => "pacing",
+            Self::Single => "single",
             Self::Mutation => "mutation",
             Self::Progress => "progress",
             Self::Background => "background",
@@ -101,6 +110,75 @@ pub async fn with_priority<F: Future>(priority: Priority, future: F) -> F::Outpu
 /// The class set by the innermost [`with_priority`] around the running task, if any.
 pub fn current_priority() -> Option<Priority> {
     PRIORITY.try_with(|p| *p).ok()
+}
+
+/// A claim to [`Priority::Single`], shared by the calls made with it ([`as_single`]) and by
+/// whoever can withdraw it. While it holds, those calls wait at `Single`; once withdrawn, at
+/// their own class, and a call already waiting moves there when it reaches the front,
+/// keeping its arrival order (a claim withdrawn for a gateway that got more work costs that
+/// work nothing but its place among the single changes).
+#[derive(Clone, Debug, Default)]
+pub struct SingleClaim(Arc<AtomicBool>);
+
+impl SingleClaim {
+    /// A claim that holds until withdrawn.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The calls made with it wait at their own class from now on.
+    pub fn withdraw(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it still holds.
+    pub fn holds(&self) -> bool {
+        !self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Where a caller keeps the claim of its call under way (one at a time), to withdraw it when
+/// more work comes.
+#[derive(Debug, Default)]
+pub struct SingleSlot(Mutex<Option<SingleClaim>>);
+
+impl SingleSlot {
+    /// A new claim for the next call, kept here, if `single`; else none.
+    pub fn claim_if(&self, single: bool) -> Option<SingleClaim> {
+        let claim = single.then(SingleClaim::new)?;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(claim.clone());
+        Some(claim)
+    }
+
+    /// Withdraws the claim kept here, if any, unless `single` still holds.
+    pub fn withdraw_unless(&self, single: bool) {
+        if single {
+            return;
+        }
+        if let Some(claim) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            claim.withdraw();
+        }
+    }
+
+    /// Forgets the claim kept here (its call ended).
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+tokio::task_local! {
+    static SINGLE: SingleClaim;
+}
+
+/// Runs `future` with its calls (reads and mutations) at [`Priority::Single`] for as long as
+/// `claim` holds. Task-local, like [`with_priority`].
+pub async fn as_single<F: Future>(claim: SingleClaim, future: F) -> F::Output {
+    SINGLE.scope(claim, future).await
+}
+
+/// The claim set by the innermost [`as_single`] around the running task, if any.
+pub fn current_single() -> Option<SingleClaim> {
+    SINGLE.try_with(Clone::clone).ok()
 }
 
 /// Token balances this close below a whole token count as one: the refill is computed in
@@ -170,6 +248,18 @@ impl RateLimiter {
         Acquire {
             limiter: self,
             priority,
+            single: None,
+            key: None,
+            sleep: None,
+        }
+    }
+
+    /// Waits for a token at [`Priority::Single`] while `claim` holds, else at `priority`.
+    pub fn acquire_single(&self, priority: Priority, claim: SingleClaim) -> Acquire<'_> {
+        Acquire {
+            limiter: self,
+            priority,
+            single: Some(claim),
             key: None,
             sleep: None,
         }
@@ -226,6 +316,8 @@ enum Turn {
 pub struct Acquire<'a> {
     limiter: &'a RateLimiter,
     priority: Priority,
+    /// Waits at `Priority::Single` while this holds.
+    single: Option<SingleClaim>,
     /// The place in the queue, from the first poll until the token is granted.
     key: Option<(Priority, u64)>,
     /// The first waiter's timer.
@@ -243,15 +335,31 @@ impl std::fmt::Debug for Acquire<'_> {
 
 impl Acquire<'_> {
     fn turn(&mut self, waker: &Waker) -> Turn {
-        let priority = self.priority;
+        let single = self.single.as_ref().is_some_and(SingleClaim::holds);
+        let class = if single {
+            Priority::Single
+        } else {
+            self.priority
+        };
         let key_slot = &mut self.key;
         self.limiter.with_state(|s| {
-            let key = *key_slot.get_or_insert_with(|| {
+            let mut key = *key_slot.get_or_insert_with(|| {
                 s.next_seq += 1;
-                (priority, s.next_seq)
+                (class, s.next_seq)
             });
+            let moved = key.0 != class;
+            if moved {
+                // The claim was withdrawn while it waited: its own class, same arrival.
+                s.waiters.remove(&key);
+                key = (class, key.1);
+                *key_slot = Some(key);
+            }
             s.waiters.insert(key, waker.clone());
             if s.waiters.keys().next() != Some(&key) {
+                if moved {
+                    // Whoever is first now may not know it yet (this one was, until it moved).
+                    s.wake_head();
+                }
                 return Turn::Queued;
             }
             if s.tokens >= 1.0 - EPSILON {
@@ -444,6 +552,86 @@ mod tests {
             let due = Duration::from_millis(100 * (i as u64 + 1));
             assert_eq!(at.duration_since(start), due, "{label}");
         }
+    }
+
+    /// Spawns one waiter at `priority` with `claim`, queued before this returns; it records
+    /// `(label, grant time)` in `granted`.
+    async fn spawn_single(
+        l: &Arc<RateLimiter>,
+        granted: &Arc<Granted>,
+        (priority, label): (Priority, &'static str),
+        claim: SingleClaim,
+    ) -> tokio::task::JoinHandle<()> {
+        let already: usize = Priority::ALL.iter().map(|p| l.waiting(*p)).sum();
+        let (limiter, granted) = (l.clone(), granted.clone());
+        let handle = tokio::spawn(async move {
+            limiter.acquire_single(priority, claim).await;
+            granted.lock().unwrap().push((label, Instant::now()));
+        });
+        until_waiting(l, already + 1).await;
+        handle
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_change_goes_ahead_of_a_queued_burst_and_a_withdrawn_claim_goes_back() {
+        use Priority::*;
+        let l = limiter(10.0, 1.0);
+        drain(&l).await;
+        // A burst on other gateways: its changes and the reads they wait on are queued first.
+        let (granted, mut handles) = spawn_waiters(
+            &l,
+            &[
+                (Mutation, "burst m1"),
+                (Progress, "burst p1"),
+                (Mutation, "burst m2"),
+            ],
+        )
+        .await;
+        // A single change on an idle gateway: its read, then (another gateway's) its mutation.
+        let single = SingleClaim::new();
+        handles.push(spawn_single(&l, &granted, (Progress, "single read"), single.clone()).await);
+        handles.push(spawn_single(&l, &granted, (Mutation, "single m"), SingleClaim::new()).await);
+        // A gateway whose claim is withdrawn (more work came) before its turn: it waits at its
+        // own class, in its arrival order (after burst m2, before a later mutation).
+        let withdrawn = SingleClaim::new();
+        handles
+            .push(spawn_single(&l, &granted, (Mutation, "withdrawn m"), withdrawn.clone()).await);
+        let (more, more_handles) = spawn_waiters(&l, &[(Mutation, "burst m3")]).await;
+        handles.extend(more_handles);
+        withdrawn.withdraw();
+        assert!(single.holds() && !withdrawn.holds());
+        for h in handles {
+            within_a_minute(h).await.unwrap();
+        }
+        let mut all = granted.lock().unwrap().clone();
+        all.extend(more.lock().unwrap().iter().copied());
+        all.sort_by_key(|(_, at)| *at);
+        let order: Vec<_> = all.iter().map(|(label, _)| *label).collect();
+        assert_eq!(
+            order,
+            [
+                "single read",
+                "single m",
+                "burst m1",
+                "burst m2",
+                "withdrawn m",
+                "burst m3",
+                "burst p1"
+            ]
+        );
+        for p in Priority::ALL {
+            assert_eq!(l.waiting(p), 0, "{p}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_claim_scopes_the_calls_of_its_task() {
+        assert!(current_single().is_none());
+        let claim = SingleClaim::new();
+        let inside = as_single(claim.clone(), async { current_single().map(|c| c.holds()) }).await;
+        assert_eq!(inside, Some(true));
+        claim.withdraw();
+        assert!(current_single().is_none());
     }
 
     #[tokio::test(start_paused = true)]
