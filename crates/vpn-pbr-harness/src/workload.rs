@@ -19,8 +19,11 @@ use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, VpnPbrRoute};
 /// Route `i` of a run over `gateways` gateways: gateway `i % gateways`, a destination of its
 /// own (so no two routes form an active/standby pair), weight 100, not published.
 pub(crate) fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
-    let g = i % gateways;
-    let j = i / gateways;
+    route_on(i % gateways, i / gateways)
+}
+
+/// Route `j` of gateway `g` (see [`route`]).
+pub(crate) fn route_on(g: usize, j: usize) -> Result<VpnPbrRoute> {
     let spec = json!({
         "regionId": REGION,
         "vpnGatewayId": gateway_id(g),
@@ -232,6 +235,11 @@ impl Tracker {
             }
         }
         (n, last)
+    }
+
+    /// When each object was first seen Ready.
+    pub(crate) fn ready_times(&self) -> HashMap<String, Instant> {
+        lock(&self.seen).first_ready.clone()
     }
 
     /// Objects that exist now.
