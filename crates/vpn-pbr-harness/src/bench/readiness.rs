@@ -45,6 +45,9 @@ pub struct Readiness {
     pub(crate) late_ms: Vec<f64>,
     /// The lateness of each gateway's first route.
     pub(crate) first_ms: Vec<f64>,
+    /// Time to Ready after the route's own update ended (its create's `CreateTime` + T): the
+    /// read-back and status write alone, without the sends' drift from back to back.
+    pub(crate) own_ms: Vec<f64>,
     /// Routes without a created entry or a Ready time.
     pub(crate) missing: usize,
 }
@@ -57,23 +60,26 @@ impl Readiness {
         for r in routes {
             by_gateway.entry(&r.gateway).or_default().push(r);
         }
-        let (mut late_ms, mut first_ms) = (Vec::new(), Vec::new());
+        let (mut late_ms, mut first_ms, mut own_ms) = (Vec::new(), Vec::new(), Vec::new());
         for rs in by_gateway.values_mut() {
             rs.sort_by(|a, b| a.created_ms.total_cmp(&b.created_ms));
             let first_send = rs[0].created_ms;
             for (k, r) in rs.iter().enumerate() {
                 let late = r.ready_ms - (first_send + t * (k + 1) as f64);
                 late_ms.push(late);
+                own_ms.push(r.ready_ms - r.created_ms - t);
                 if k == 0 {
                     first_ms.push(late);
                 }
             }
         }
-        late_ms.sort_by(f64::total_cmp);
-        first_ms.sort_by(f64::total_cmp);
+        for v in [&mut late_ms, &mut first_ms, &mut own_ms] {
+            v.sort_by(f64::total_cmp);
+        }
         Readiness {
             late_ms,
             first_ms,
+            own_ms,
             missing,
         }
     }
@@ -84,6 +90,10 @@ impl Readiness {
 
     pub(crate) fn p99_ms(&self) -> Option<f64> {
         percentile(&self.late_ms, 0.99)
+    }
+
+    pub(crate) fn own_mean_ms(&self) -> Option<f64> {
+        mean(&self.own_ms)
     }
 
     pub(crate) fn first_mean_ms(&self) -> Option<f64> {
@@ -178,6 +188,9 @@ mod tests {
         // a: 2500 - 2000, 6200 - 4000, 6300 - 6000; b: 13000 - 12000.
         assert_eq!(r.late_ms, vec![300.0, 500.0, 1000.0, 2200.0]);
         assert_eq!(r.first_ms, vec![500.0, 1000.0]);
+        // After each route's own update: 2500 - 2000, 6200 - 4100, 6300 - 6300, 13000 - 12000.
+        assert_eq!(r.own_ms, vec![0.0, 500.0, 1000.0, 2100.0]);
+        assert_eq!(r.own_mean_ms(), Some(900.0));
         assert_eq!(r.mean_ms(), Some(1000.0));
         assert_eq!(r.p99_ms(), Some(2200.0));
         assert_eq!(

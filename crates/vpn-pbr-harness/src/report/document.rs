@@ -173,6 +173,7 @@ mod tests {
         main.readiness = Some(Readiness {
             late_ms: vec![1000.0, 2000.0, 6000.0],
             first_ms: vec![500.0, 700.0],
+            own_ms: vec![400.0, 600.0],
             missing: 0,
         });
         let mut economy = run("economy", 1000, 20, 103.0);
@@ -220,6 +221,7 @@ mod tests {
             "| | gateway scheduler (`--gateway-scheduler true`) | economy (`--read-back-every 32`) |",
             "| time to Ready minus earliest (route k of a gateway: k x T after its first accepted change), mean / p99 | **3000 ms** / 6000 ms | - |",
             "| the same, first route of each gateway: mean / max | 600 ms / **700 ms** | - |",
+            "| time to Ready after the route's own update (its create + T), mean | 500 ms | - |",
             "## Single changes during a burst",
             "| single changes during the burst (own gateways): made, every | 3 on 10 gateways, one every 1.0 s |",
             "| single change: apply -> create accepted, p50 / p99 / max | 200 ms / **900 ms** / 900 ms (n = 3) |",

@@ -130,6 +130,10 @@ fn rows(r: &ScenarioResult) -> Vec<(&'static str, Option<String>)> {
             }),
         ),
         (
+            "time to Ready after the route's own update (its create + T), mean",
+            r.readiness.as_ref().map(|x| ms(x.own_mean_ms())),
+        ),
+        (
             "the same, first route of each gateway: mean / max",
             r.readiness
                 .as_ref()
