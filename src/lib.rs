@@ -44,7 +44,7 @@ mod sync;
 
 // For the simulation: the ports it implements.
 pub use controller::context::Entropy;
-pub use controller::objects::{EventFuture, ObjectFuture, ObjectPort, SecretData};
+pub use controller::objects::{EventFuture, ObjectFuture, ObjectPort, SecretData, SecretObject};
 pub use controller::port::{CloudFuture, CloudPort};
 // For the simulation: the pieces of an operator process it wires together.
 pub use controller::accounts::Accounts;

@@ -376,3 +376,9 @@ async fn harness_mints_service_account_tokens() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_tests_name_the_route_crd_as_the_type_does() {
+    use kube::CustomResourceExt;
+    assert_eq!(support::ROUTE_CRD, VpnPbrRoute::crd_name());
+}

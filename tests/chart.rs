@@ -20,15 +20,11 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::Value;
 use support::command::{run, run_ok};
-use support::{ControlPlane, plane, repo_root};
+use support::{ControlPlane, chart_dir, plane, repo_root};
 use vpn_pbr_harness::{Tools, tools};
 
 const RELEASE: &str = "pbr";
 const CRD_FILE: &str = "vpnpbrroutes.vpn.alicloud.dev.yaml";
-
-fn chart_dir() -> PathBuf {
-    repo_root().join("deploy/helm/vpn-pbr-operator")
-}
 
 fn all_features_values() -> PathBuf {
     chart_dir().join("ci/all-features-values.yaml")
@@ -301,8 +297,8 @@ fn base_cluster_rules() -> Rules {
 
 type Rules = BTreeSet<(String, String, Vec<String>, Vec<String>)>;
 
-/// `get` on Secrets: what a route's `credentialsRef` needs (the operator reads the Secret by
-/// name with one GET).
+/// `get` on Secrets: what a route's `credentialsRef` or an account's `secretRef` needs (the
+/// operator reads the Secret by name with one GET).
 fn secret_get_rules() -> Rules {
     [rule("", "secrets", &["get"], &[])].into_iter().collect()
 }
@@ -360,45 +356,76 @@ async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Whether any rule of `role` reaches Secrets (by name, wildcard group or wildcard resource).
+fn reaches_secrets(role: &Value) -> bool {
+    rules(role).iter().any(|(group, res, _, _)| {
+        (group.is_empty() || group == "*") && (res == "secrets" || res == "*")
+    })
+}
+
 #[test]
-fn route_secrets_grant_get_only_cluster_wide_or_per_watched_namespace() -> anyhow::Result<()> {
-    // Off (default): no Secret access anywhere.
-    let docs = documents(&template("ops", &[])?);
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
-    assert!(all_of(&docs, "Role").is_empty());
-
-    // On, all namespaces watched: `get` in the ClusterRole, nothing else.
-    let docs = documents(&template("ops", &["--set", "routeSecrets.enabled=true"])?);
-    let mut expected = base_cluster_rules();
-    expected.extend(secret_get_rules());
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), expected);
-    assert!(all_of(&docs, "Role").is_empty());
-
-    // On, some namespaces watched: a Role and RoleBinding in each of them, none elsewhere.
-    let docs = documents(&template(
-        "ops",
+fn secrets_are_readable_only_in_the_listed_namespaces() -> anyhow::Result<()> {
+    let configurations: &[&[&str]] = &[
+        &[],
+        &["--set", "watchNamespaces={team-a}"],
+        &["--set", "secretNamespaces={team-a,accounts}"],
         &[
             "--set",
             "routeSecrets.enabled=true",
             "--set",
+            "secretNamespaces={team-a}",
+        ],
+        &[
+            "--set",
+            "routeSecrets.enabled=true",
+            "--set",
+            "secretNamespaces={team-a,accounts}",
+            "--set",
             "watchNamespaces={team-a,team-b}",
         ],
-    )?);
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
-    let roles = roles_by_namespace(&docs);
-    assert_eq!(
-        roles.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["team-a", "team-b"]
-    );
-    for r in roles.values() {
-        assert_eq!(r, &secret_get_rules());
+    ];
+    for args in configurations {
+        let docs = documents(&template("ops", args)?);
+        // Never cluster-wide, in any configuration.
+        for role in all_of(&docs, "ClusterRole") {
+            assert!(!reaches_secrets(role), "{args:?}: Secrets in a ClusterRole");
+        }
+        assert_eq!(
+            rules(one_of(&docs, "ClusterRole")),
+            base_cluster_rules(),
+            "{args:?}"
+        );
+        // A Role with `get` on Secrets in each listed namespace, and nowhere else.
+        let listed: BTreeSet<&str> = args
+            .windows(2)
+            .filter_map(|w| w[1].strip_prefix("secretNamespaces="))
+            .flat_map(|l| l.trim_matches(['{', '}']).split(','))
+            .collect();
+        let roles = roles_by_namespace(&docs);
+        assert_eq!(
+            roles.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            listed,
+            "{args:?}"
+        );
+        for r in roles.values() {
+            assert_eq!(r, &secret_get_rules(), "{args:?}");
+        }
+        assert_role_bindings_match(&docs);
     }
-    assert_role_bindings_match(&docs);
 
-    // Watched namespaces without route Secrets: no Secret access.
-    let docs = documents(&template("ops", &["--set", "watchNamespaces={team-a}"])?);
-    assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
-    assert!(all_of(&docs, "Role").is_empty());
+    // Route Secrets without a namespace to read them in: refused, naming the value.
+    for args in [
+        &["--set", "routeSecrets.enabled=true"][..],
+        &[
+            "--set",
+            "routeSecrets.enabled=true",
+            "--set",
+            "watchNamespaces={team-a}",
+        ],
+    ] {
+        let err = template_refused(args)?;
+        assert!(err.contains("secretNamespaces"), "{args:?}: {err}");
+    }
     Ok(())
 }
 
@@ -699,8 +726,8 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
         )
         .await;
     }
-    // The watched namespaces of the values file hold the route-secrets Roles.
-    for watched in ["network-prod", "network-staging"] {
+    // The namespaces of the values file (the Secrets Roles are in secretNamespaces).
+    for watched in ["network-prod", "network-staging", "network-accounts"] {
         ensure_namespace(&client, watched).await?;
     }
     let values = all_features_values().display().to_string();
@@ -718,21 +745,21 @@ async fn all_features_pass_server_side_dry_run() -> anyhow::Result<()> {
         one_of(&docs, kind);
     }
 
-    // watchNamespaces is set: Secret access is a Role in each watched namespace, none in the
-    // ClusterRole.
+    // Secret access is a Role in each namespace of secretNamespaces (watched or not), none in
+    // the ClusterRole nor in the other watched namespace.
     assert_eq!(rules(one_of(&docs, "ClusterRole")), base_cluster_rules());
     let roles = roles_by_namespace(&docs);
-    let expected_ns: BTreeSet<String> = [ns.as_str(), "network-prod", "network-staging"]
+    let expected_ns: BTreeSet<String> = [ns.as_str(), "network-prod", "network-accounts"]
         .into_iter()
         .map(str::to_owned)
         .collect();
     assert_eq!(
         roles.keys().cloned().collect::<BTreeSet<_>>(),
         expected_ns,
-        "a Role in the release namespace and in each watched namespace"
+        "a Role in the release namespace and in each namespace of secretNamespaces"
     );
-    for watched in ["network-prod", "network-staging"] {
-        assert_eq!(roles[watched], secret_get_rules(), "{watched}");
+    for listed in ["network-prod", "network-accounts"] {
+        assert_eq!(roles[listed], secret_get_rules(), "{listed}");
     }
 
     // Leases: a Role in the release namespace only.
@@ -915,6 +942,8 @@ fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> 
             "monitoring.runbookBaseUrl",
         ),
         (&["--set", "bogusValue=1"], "bogusValue"),
+        (&["--set", "secretNamespaces={a,a}"], "secretNamespaces"),
+        (&["--set", "secretNamespaces={Team_A}"], "secretNamespaces"),
         (&["--set", "crds.enabled=yes"], "crds"),
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set", "resync=ten minutes"], "resync"),

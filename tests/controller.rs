@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 use support::emulator::{self, EntryKey};
 use support::env::{RouteEnv as Env, WAIT, tail};
 use support::route::{
-    create_key_secret, millis_rfc3339, ready_observing, route_object, spec, synced_because,
+    condition, create_key_secret_labelled, label_key_secret, millis_rfc3339, ready_observing,
+    route_object, spec, synced_because,
 };
 use support::{eventually, eventually_ok, ready_is, start_emulator, start_operator};
-use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, FINALIZER, VpnPbrRoute};
+use vpn_pbr_operator::api::v1alpha1::{
+    CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE, ConditionStatus, FINALIZER, VpnPbrRoute,
+};
 
 /// A route of these tests: its gateway and entry key, which make both its spec and the entry the
 /// emulator holds for it.
@@ -212,13 +215,31 @@ async fn weight_priority_and_publishing_change_in_place() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// [`Env::start`] (no extra flags, no environment) with `routes` applied and Ready.
+async fn start_ready(
+    prefix: &str,
+    update_ms: u64,
+    routes: &[(&str, Value)],
+) -> anyhow::Result<Env> {
+    let env = Env::start(prefix, update_ms, &[], &[]).await?;
+    env.apply_ready(routes).await?;
+    Ok(env)
+}
+
+/// [`Env::start`] (no extra flags, 200 ms updates) on a cloud that holds `route`'s entry with
+/// `weight` already, made behind the operator's back.
+async fn start_with_entry(prefix: &str, route: Route<'_>, weight: u32) -> anyhow::Result<Env> {
+    let env = Env::start(prefix, 200, &[], &[]).await?;
+    route.console(&env, "create", Some(weight)).await?;
+    Ok(env)
+}
+
 #[tokio::test]
 async fn out_of_band_changes_are_repaired_at_resync() -> anyhow::Result<()> {
-    let env = Env::start("drift", 100, &[], &[]).await?;
     let del = Route::new("vpn-gw-b", "192.168.4.0/24", "10.4.0.0/16", "vco-gw-b-1");
     let wgt = Route::new("vpn-gw-b", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-2");
-    env.apply_ready(&[("del", del.spec(100)), ("wgt", wgt.spec(100))])
-        .await?;
+    let routes = [("del", del.spec(100)), ("wgt", wgt.spec(100))];
+    let env = start_ready("drift", 100, &routes).await?;
     del.console(&env, "delete", None).await?;
     wgt.console(&env, "modify", Some(0)).await?;
     eventually_ok(WAIT, "entry recreated and weight corrected", || async {
@@ -233,12 +254,10 @@ async fn out_of_band_changes_are_repaired_at_resync() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn delete_removes_the_entry_and_orphan_keeps_it() -> anyhow::Result<()> {
-    let env = Env::start("delete", 200, &[], &[]).await?;
     let gone = Route::new("vpn-gw-a", "192.168.6.0/24", "10.6.0.0/16", "vco-gw-a-1");
     let kept = Route::new("vpn-gw-a", "192.168.7.0/24", "10.7.0.0/16", "vco-gw-a-1");
     let orphan = kept.spec_with(100, "deletionPolicy", json!("Orphan"));
-    env.apply_ready(&[("gone", gone.spec(100)), ("kept", orphan)])
-        .await?;
+    let env = start_ready("delete", 200, &[("gone", gone.spec(100)), ("kept", orphan)]).await?;
     env.delete("gone").await;
     env.delete("kept").await;
     env.gone("gone").await?;
@@ -255,9 +274,8 @@ async fn delete_removes_the_entry_and_orphan_keeps_it() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn existing_entry_is_adopted_and_a_bad_next_hop_is_fixed_by_editing() -> anyhow::Result<()> {
-    let env = Env::start("adopt", 200, &[], &[]).await?;
     let existing = Route::new("vpn-gw-a", "192.168.8.0/24", "10.8.0.0/16", "vco-gw-a-1");
-    existing.console(&env, "create", Some(100)).await?;
+    let env = start_with_entry("adopt", existing, 100).await?;
     // Without consent: refused, and neither changed nor deleted with its object.
     env.apply("uninvited", existing.spec(0)).await;
     env.wait_for("uninvited", "Ready=False AlreadyExists", |r| {
@@ -412,24 +430,32 @@ async fn killed_after_storing_the_client_token_creates_exactly_once() -> anyhow:
     Ok(())
 }
 
-#[tokio::test]
-async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
-    // No default credentials at all: only the Secret can sign.
+/// An operator that allows route Secrets and has no credentials of its own (only a route's
+/// Secret can sign), and the Secret `cloud-keys` with the emulator's key written as `secret`,
+/// with the credentials label when `labelled`.
+async fn secret_only_env(prefix: &str, secret: &str, labelled: bool) -> anyhow::Result<Env> {
     let env = Env::start(
-        "secret",
+        prefix,
         200,
         &["--route-secrets", "true"],
         &[("ALIBABA_CLOUD_PROFILE", "none")],
     )
     .await?;
-    create_key_secret(
+    create_key_secret_labelled(
         &env.client,
         &env.ns,
         "cloud-keys",
         emulator::KEY_ID,
-        &format!("{}\n", emulator::KEY_SECRET),
+        secret,
+        labelled,
     )
     .await;
+    Ok(env)
+}
+
+#[tokio::test]
+async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
+    let env = secret_only_env("secret", &format!("{}\n", emulator::KEY_SECRET), true).await?;
     let with_secret = Route::new("vpn-gw-a", "192.168.12.0/24", "10.12.0.0/16", "vco-gw-a-1");
     let keys = json!({"name": "cloud-keys"});
     env.apply(
@@ -449,6 +475,65 @@ async fn credentials_from_a_routes_secret() -> anyhow::Result<()> {
     let logs = env.op.logs();
     assert!(
         !logs.contains(emulator::KEY_SECRET),
+        "the secret must never be logged"
+    );
+    Ok(())
+}
+
+/// A Secret without the credentials label is refused before anything reaches the cloud, and is
+/// used once labelled.
+#[tokio::test]
+async fn an_unlabelled_secret_is_refused_until_it_is_labelled() -> anyhow::Result<()> {
+    let env = secret_only_env("unlabelled", emulator::KEY_SECRET, false).await?;
+    let route = Route::new("vpn-gw-a", "192.168.14.0/24", "10.14.0.0/16", "vco-gw-a-1");
+    env.apply(
+        "r",
+        route.spec_with(100, "credentialsRef", json!({"name": "cloud-keys"})),
+    )
+    .await;
+    let refused = env
+        .wait_for("r", "Ready=False CredentialsSecretUnlabelled", |r| {
+            ready_is(
+                r,
+                ConditionStatus::False,
+                Some("CredentialsSecretUnlabelled"),
+            )
+        })
+        .await?;
+    let ready = condition(&refused, "Ready").expect("Ready");
+    for needle in [
+        "cloud-keys",
+        &format!("{CREDENTIALS_LABEL}={CREDENTIALS_LABEL_VALUE}"),
+        &format!("kubectl label secret -n {} cloud-keys", env.ns),
+    ] {
+        assert!(
+            ready.message.contains(needle),
+            "{needle}: {}",
+            ready.message
+        );
+    }
+    let status = serde_json::to_string(&refused.status)?;
+    for data in [emulator::KEY_ID, emulator::KEY_SECRET] {
+        assert!(!status.contains(data), "the Secret's data is not in status");
+    }
+    assert_eq!(
+        env.emu.total_calls().await?,
+        0,
+        "nothing reaches the cloud with an unlabelled Secret"
+    );
+
+    label_key_secret(&env.client, &env.ns, "cloud-keys").await;
+    // Secrets are not watched: the refusal is retried at the pace of its class (minutes), or
+    // at once when the route changes, as here.
+    env.patch(
+        "r",
+        json!({"metadata": {"annotations": {"example.com/nudge": "1"}}}),
+    )
+    .await;
+    env.ready("r").await?;
+    assert_eq!(route.creates(&env).await?, 1);
+    assert!(
+        !env.op.logs().contains(emulator::KEY_SECRET),
         "the secret must never be logged"
     );
     Ok(())
@@ -494,11 +579,10 @@ async fn rrsa_credentials_through_assume_role_with_oidc() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() -> anyhow::Result<()> {
-    let env = Env::start("pair", 200, &[], &[]).await?;
     let active = Route::new("vpn-gw-a", "192.168.15.0/24", "10.15.0.0/16", "vco-gw-a-1");
     let standby = active.via("vco-gw-a-2");
-    env.apply_ready(&[("active", active.spec(100)), ("standby", standby.spec(0))])
-        .await?;
+    let routes = [("active", active.spec(100)), ("standby", standby.spec(0))];
+    let env = start_ready("pair", 200, &routes).await?;
     // Flip: the standby becomes active and the active one standby.
     env.patch_spec("active", json!({"weight": 0})).await;
     env.patch_spec("standby", json!({"weight": 100})).await;
@@ -520,9 +604,8 @@ async fn active_standby_pair_converges_and_a_flip_moves_the_active_role() -> any
 
 #[tokio::test]
 async fn observe_only_reports_drift_without_changing_the_cloud() -> anyhow::Result<()> {
-    let env = Env::start("observe", 200, &[], &[]).await?;
     let route = Route::new("vpn-gw-b", "192.168.16.0/24", "10.16.0.0/16", "vco-gw-b-1");
-    route.console(&env, "create", Some(0)).await?;
+    let env = start_with_entry("observe", route, 0).await?;
     let observe_only = route.spec_with(100, "managementPolicy", json!("ObserveOnly"));
     env.apply("watched", observe_only).await;
     env.wait_for("watched", "Synced=False Drift", |r| {

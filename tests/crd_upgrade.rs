@@ -23,10 +23,10 @@ use kube::api::Api;
 use serde_json::Value;
 use support::command::{Output, run, run_ok};
 use support::upgrade::{RELEASE, RELEASE_NS, crd_adoption_command, run_doc_command};
-use support::{emulator, plane, repo_root, start_emulator, start_operator};
+use support::{
+    ROUTE_CRD as CRD, chart_dir, emulator, plane, repo_root, start_emulator, start_operator,
+};
 use vpn_pbr_harness::{Tools, tools};
-
-const CRD: &str = "vpnpbrroutes.vpn.alicloud.dev";
 
 /// The CRD of `crds/` without `status.accountId` and the `Synced` printer column: the CRD of a
 /// release before them.
@@ -48,10 +48,7 @@ fn older_crd_yaml() -> anyhow::Result<String> {
 }
 
 fn chart() -> String {
-    repo_root()
-        .join("deploy/helm/vpn-pbr-operator")
-        .display()
-        .to_string()
+    chart_dir().display().to_string()
 }
 
 /// `helm <verb> RELEASE <chart> -n RELEASE_NS` with `extra`, against the test's plane.

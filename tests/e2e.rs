@@ -44,9 +44,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
-use support::repo_root;
 use support::route::{create_key_secret, route_object, spec};
 use support::upgrade::{RELEASE, RELEASE_NS, crd_adoption_command, run_doc_command};
+use support::{CHART, ROUTE_CRD as CRD, repo_root};
 use vpn_pbr_harness::Tools;
 use vpn_pbr_harness::command::run_ok;
 use vpn_pbr_harness::emulator::example_access_key;
@@ -59,12 +59,10 @@ use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
 const ROUTES_NS: &str = "routes";
 const EMULATOR_NS: &str = "vpc-emulator";
 const SELECTOR: &str = "app.kubernetes.io/instance=vpn-pbr-operator";
-const CHART: &str = "deploy/helm/vpn-pbr-operator";
 /// The commit whose chart is installed first: the parent of the commit that added
 /// `status.accountId` (019f2e2), chart 0.2.0, whose CRD sits in the chart's `crds/` and lacks
 /// that field.
 const OLD_CHART_COMMIT: &str = "6b629c674512618fd0188e990110272343065356";
-const CRD: &str = "vpnpbrroutes.vpn.alicloud.dev";
 /// The routes of `examples/` that create their entry (the fourth only observes one).
 const CREATED: [&str; 3] = [
     "office-to-app-active",

@@ -196,6 +196,9 @@ fn rows(reason: &Reason) -> Vec<Row> {
         Reason::PublishConflict => refused("publishing would change an entry not ours"),
         Reason::AlreadyExists => refused("the entry exists, no consent to adopt"),
         Reason::CredentialsSecretInvalid => refused("the credentials Secret is unusable"),
+        Reason::CredentialsSecretUnlabelled => {
+            refused("the credentials Secret lacks the credentials label")
+        }
         Reason::InvalidObject => refused("the object lacks a field"),
         Reason::NotFound => observing(
             "ObserveOnly, no such entry",

@@ -42,7 +42,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
-use support::{eventually, ready_is, repo_root};
+use support::{ROUTE_CRD as CRD, eventually, ready_is, repo_root};
 use vpn_pbr_harness::emulator::example_access_key;
 use vpn_pbr_harness::install_steps::{Overlay, Step, extract_steps};
 use vpn_pbr_harness::node::{HostAudit, Images, LocalNodes, loopback};
@@ -60,6 +60,7 @@ const DOCS: [(&str, &[&str]); 2] = [
             "2. The CRD",
             "3. Cloud credentials",
             "4. Install the chart",
+            "Many accounts, many teams",
         ],
     ),
 ];
@@ -68,7 +69,6 @@ const OVERLAY: &str = "tests/fixtures/install-overlay.yaml";
 /// One step's limit: a cold image build takes minutes; `kubectl rollout status` waits forever.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const WAIT: Duration = Duration::from_secs(180);
-const CRD: &str = "vpnpbrroutes.vpn.alicloud.dev";
 
 /// The steps of `file` as the docs write them; a panic listing every marking problem.
 fn doc_steps(file: &str, sections: &[&str]) -> Vec<Step> {

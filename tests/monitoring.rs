@@ -20,7 +20,7 @@ use support::command::run_ok;
 use support::emulator::EntryKey;
 use support::env::{RouteEnv as Env, WAIT};
 use support::route::spec;
-use support::{eventually_ok, repo_root};
+use support::{chart_dir, eventually_ok, repo_root};
 use vpn_pbr_harness::tools;
 
 const RELEASE_NS: &str = "vpn-pbr-system";
@@ -39,7 +39,7 @@ fn rendered() -> Vec<Value> {
     let yaml = run_ok(
         Command::new(helm)
             .args(["template", "pbr"])
-            .arg(repo_root().join("deploy/helm/vpn-pbr-operator"))
+            .arg(chart_dir())
             .args(["--namespace", RELEASE_NS, "-f"])
             .arg(values_file()),
         None,

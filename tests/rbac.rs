@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -24,7 +25,7 @@ use support::command::run_ok;
 use support::emulator;
 use support::route::{create_key_secret, ready_observing, route_object};
 use support::{
-    Emulator, operator_binary, plane, ready_is, repo_root, start_emulator, wait_gone, wait_route,
+    Emulator, chart_dir, operator_binary, plane, ready_is, start_emulator, wait_gone, wait_route,
 };
 use tempfile::TempDir;
 use vpn_pbr_harness::operator::free_port;
@@ -49,6 +50,12 @@ const LEADER_ELECTION: &str = "leaderElection.enabled=true";
 const ROUTE_SECRETS: &str = "routeSecrets.enabled=true";
 /// One watched namespace, the routes' (`{routes_ns}`, see [`Scenario::start`]).
 const WATCH_ROUTES_NS: &str = "watchNamespaces={{routes_ns}}";
+/// Secrets readable in the routes' namespace only (the chart never grants them cluster-wide).
+const SECRETS_IN_ROUTES_NS: &str = "secretNamespaces={{routes_ns}}";
+/// Every optional RBAC of the chart, all namespaces watched.
+const FULL: [&str; 3] = [LEADER_ELECTION, ROUTE_SECRETS, SECRETS_IN_ROUTES_NS];
+/// Route Secrets with one watched namespace.
+const WATCHED: [&str; 3] = [ROUTE_SECRETS, WATCH_ROUTES_NS, SECRETS_IN_ROUTES_NS];
 
 /// Scenarios watching all namespaces (the chart's default) must not run at once: each scenario
 /// holds this from [`Scenario::start`] until it is dropped.
@@ -58,7 +65,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 fn render(release: &str, ns: &str, set: &[String]) -> anyhow::Result<Vec<Value>> {
     let mut cmd = Command::new(tools::helm()?);
     cmd.args(["template", release])
-        .arg(repo_root().join("deploy/helm/vpn-pbr-operator"))
+        .arg(chart_dir())
         .args(["--namespace", ns]);
     for s in set {
         cmd.args(["--set", s]);
@@ -261,6 +268,21 @@ impl Scenario {
         })
     }
 
+    /// Whether the apiserver lets the operator's ServiceAccount `get` Secrets in `ns`.
+    async fn can_get_secrets(&self, ns: &str) -> anyhow::Result<bool> {
+        let review: SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {
+                "user": self.user,
+                "groups": ["system:serviceaccounts", "system:authenticated"],
+                "resourceAttributes": {"namespace": ns, "verb": "get", "resource": "secrets"}
+            }
+        }))?;
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+
     async fn create(&self, name: &str, spec: Value) {
         self.routes
             .create(&PostParams::default(), &route_object(name, spec))
@@ -440,10 +462,11 @@ fn audit_has(user: &str, verb: &str, resource: &str) -> bool {
         })
 }
 
-/// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched.
+/// Leader election and route Secrets on (the chart's optional RBAC), all namespaces watched,
+/// Secrets readable in the routes' namespace through the Role the chart puts there.
 #[tokio::test]
 async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start("rbac-full", &[LEADER_ELECTION, ROUTE_SECRETS]).await?;
+    let s = Scenario::start("rbac-full", &FULL).await?;
 
     // Create, then change weight, priority and publishing in place.
     s.create(
@@ -470,6 +493,20 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
     s.secret_route_ready("r2", "192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-2")
         .await?;
     assert_eq!(s.emu.gateway_entries("vpn-gw-a").await?.len(), 2);
+    // Every namespace is watched, yet Secrets are readable only where secretNamespaces says.
+    assert!(s.can_get_secrets(&s.routes_ns).await?);
+    let release_ns = s
+        .user
+        .split(':')
+        .nth(2)
+        .expect("the release namespace")
+        .to_owned();
+    for elsewhere in [release_ns.as_str(), "default", "kube-system"] {
+        assert!(
+            !s.can_get_secrets(elsewhere).await?,
+            "Secrets readable in {elsewhere}"
+        );
+    }
     assert!(
         audit_has(&s.user, "create", "leases") || audit_has(&s.user, "patch", "leases"),
         "the lease was taken in the release namespace"
@@ -478,10 +515,10 @@ async fn chart_rbac_with_leader_election_and_route_secrets_is_enough() -> anyhow
 }
 
 /// Route Secrets with one watched namespace: the Secret is read through the Role the chart puts
-/// in that namespace (the ClusterRole has no Secret access then).
+/// in the namespace of secretNamespaces (the ClusterRole never has Secret access).
 #[tokio::test]
 async fn chart_rbac_with_a_watched_namespace_and_route_secrets_is_enough() -> anyhow::Result<()> {
-    let s = Scenario::start("rbac-watched", &[ROUTE_SECRETS, WATCH_ROUTES_NS]).await?;
+    let s = Scenario::start("rbac-watched", &WATCHED).await?;
     s.secret_route_ready("r1", "192.168.5.0/24", "10.5.0.0/16", "vco-gw-a-1")
         .await?;
     s.delete_and_check(&["r1"], true).await

@@ -115,6 +115,17 @@ impl Env {
         Self::start_ready(prefix, &config, "3s").await
     }
 
+    /// [`Env::start_single`] on gateway `id` without the priority tag (every action allowed),
+    /// and the gateway's first connection.
+    async fn start_plain(
+        prefix: &str,
+        id: &'static str,
+        update_ms: u64,
+    ) -> anyhow::Result<(Env, String)> {
+        let env = Self::start_single(prefix, Gateway::single(id, false, update_ms), None).await?;
+        Ok((env, hop(id, 1)))
+    }
+
     /// Waits for a Warning event about `name` with this reason.
     async fn warning(&self, name: &str, reason: &str) -> anyhow::Result<Event> {
         eventually_ok(
@@ -558,9 +569,8 @@ async fn dual_tunnel_weight_zero_routes_stay_ready_without_weight_calls() -> any
 #[tokio::test]
 async fn disagreeing_publishers_the_younger_waits_and_nothing_flips() -> anyhow::Result<()> {
     const GW: &str = "vpn-pub";
-    let env = Env::start_single("publishers", Gateway::single(GW, false, 300), None).await?;
-    let hop = hop(GW, 1);
     let (dest, old_src, young_src) = ("10.70.0.0/16", "192.168.70.0/24", "192.168.71.0/24");
+    let (env, hop) = Env::start_plain("publishers", GW, 300).await?;
     env.apply("older", spec(GW, old_src, dest, &hop, 100, true))
         .await;
     let older = env
@@ -721,8 +731,7 @@ async fn a_key_without_delete_permission_says_which_action_is_missing() -> anyho
 #[tokio::test]
 async fn a_deleting_gateway_ends_retries_and_lets_deletions_finish() -> anyhow::Result<()> {
     const GW: &str = "vpn-del";
-    let env = Env::start_single("gwdeleting", Gateway::single(GW, false, 300), None).await?;
-    let hop = hop(GW, 1);
+    let (env, hop) = Env::start_plain("gwdeleting", GW, 300).await?;
     let (src, dst) = ("192.168.90.0/24", "10.90.0.0/16");
     env.apply("r", spec(GW, src, dst, &hop, 100, false)).await;
     env.ready("r").await?;
@@ -984,8 +993,7 @@ async fn a_list_that_never_adds_up_holds_a_deletion_and_keeps_routes_ready() -> 
     // concluded from one (README.md, troubleshooting `ListInconsistent`).
     const GW: &str = "vpn-churn";
     const ROUTES: usize = 52;
-    let env = Env::start_single("churn", Gateway::single(GW, false, 100), None).await?;
-    let hop = hop(GW, 1);
+    let (env, hop) = Env::start_plain("churn", GW, 100).await?;
     let name = |i: usize| format!("c{i:02}");
     let key = |i: usize| {
         (

@@ -124,7 +124,7 @@ impl Context {
     ) -> Result<(Scope, Option<String>)> {
         match self.scope(route).await {
             Ok(scope) => Ok((scope, None)),
-            Err(e @ Error::Secret { .. }) => {
+            Err(e @ (Error::Secret { .. } | Error::SecretUnlabelled { .. })) => {
                 let remembered = lock(&self.last_good_credentials).get(key).cloned();
                 let why = match &remembered {
                     Some(_) => format!("{e}; using the credentials it last used"),
@@ -183,15 +183,22 @@ impl Context {
             .namespace
             .as_deref()
             .ok_or(Error::MissingField("metadata.namespace"))?;
-        let data = self
+        let secret = self
             .objects
             .secret(ns, name)
             .await
             .map_err(|e| Error::kube("read credentials Secret", e))?
             .ok_or_else(|| fail("not found".to_owned()))?;
-        let creds =
-            Credentials::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(|e| fail(e.to_string()))?;
+        if !secret.is_credentials() {
+            return Err(Error::SecretUnlabelled {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        let creds = Credentials::from_secret_data(
+            secret.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
+        .map_err(|e| fail(e.to_string()))?;
         Ok(CredentialsHandle {
             key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
             provider: Arc::new(StaticCredentials::new(creds)),

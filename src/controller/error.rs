@@ -1,6 +1,7 @@
 //! The controller layer's error type.
 
 use super::reason::Reason;
+use crate::api::v1alpha1::{CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE};
 use alicloud_vpc_client::{CloudError, ErrorClass, Policy};
 
 /// Everything a reconcile can fail with.
@@ -26,6 +27,14 @@ pub enum Error {
     /// The route's Secret is missing or unusable.
     #[error("credentials Secret {name}: {reason}")]
     Secret { name: String, reason: String },
+    /// The route's Secret lacks the credentials label: the operator does not read its keys.
+    #[error(
+        "credentials Secret {name} is not labelled {label}={value}, so it is not used; label \
+         it: kubectl label secret -n {namespace} {name} {label}={value}",
+        label = CREDENTIALS_LABEL,
+        value = CREDENTIALS_LABEL_VALUE
+    )]
+    SecretUnlabelled { namespace: String, name: String },
     /// The object lacks something the apiserver always sets (namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
@@ -97,9 +106,10 @@ impl Error {
                 _ => Policy::of_class(ErrorClass::Transient),
             },
             Self::Cloud { source, .. } | Self::CreateRefused(source) => source.policy(),
-            Self::Secret { .. } | Self::MissingField(_) | Self::AccountUnproven(_) => {
-                Policy::of_class(ErrorClass::NeedsOutsideAction)
-            }
+            Self::Secret { .. }
+            | Self::SecretUnlabelled { .. }
+            | Self::MissingField(_)
+            | Self::AccountUnproven(_) => Policy::of_class(ErrorClass::NeedsOutsideAction),
         }
     }
 
@@ -116,6 +126,7 @@ impl Error {
                 Reason::Cloud(source.code().to_owned())
             }
             Self::Secret { .. } => Reason::CredentialsSecretInvalid,
+            Self::SecretUnlabelled { .. } => Reason::CredentialsSecretUnlabelled,
             Self::MissingField(_) => Reason::InvalidObject,
             Self::AccountUnproven(_) => Reason::AccountUnproven,
         }
@@ -174,6 +185,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unlabelled_secret_names_itself_and_the_label_to_add() {
+        let e = Error::SecretUnlabelled {
+            namespace: "team-a".into(),
+            name: "creds".into(),
+        };
+        assert_eq!(e.reason(), Reason::CredentialsSecretUnlabelled);
+        assert_eq!(
+            e.message(),
+            "credentials Secret creds is not labelled vpn.alicloud.dev/credentials=true, so it is \
+             not used; label it: kubectl label secret -n team-a creds \
+             vpn.alicloud.dev/credentials=true"
+        );
+    }
+
+    #[test]
     fn policy_of_each_variant() {
         let cases = [
             (
@@ -191,6 +217,14 @@ mod tests {
                 Error::Secret {
                     name: "creds".into(),
                     reason: "missing".into(),
+                },
+                ErrorClass::NeedsOutsideAction,
+                Pace::VerySlow,
+            ),
+            (
+                Error::SecretUnlabelled {
+                    namespace: "team-a".into(),
+                    name: "creds".into(),
                 },
                 ErrorClass::NeedsOutsideAction,
                 Pace::VerySlow,

@@ -40,6 +40,8 @@ pub(crate) struct ActionLabels {
 pub(crate) struct PriorityLabels {
     /// `mutation`, `progress` or `background` (`alicloud_vpc_client::Priority`).
     pub priority: String,
+    /// The account key of the limiter (`CallRecord::account`; empty: the default account).
+    pub account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,7 +151,8 @@ impl Metrics {
             "cloud_calls", "Cloud API calls by action and result code", m.cloud_calls;
             "cloud_call_duration_seconds", "Cloud API call latency by action", m.cloud_latency;
             "cloud_rate_limit_wait_seconds",
-                "Time each cloud API attempt waited for the client rate limiter, by priority class",
+                "Time each cloud API attempt waited for its account's client rate limiter, by \
+                 priority class",
                 m.rate_limit_wait;
             "routes", "VpnPbrRoute objects by readiness", m.routes;
             "gateway_queue_depth", "Mutations waiting or in flight per gateway", m.queue_depth;
@@ -369,6 +372,7 @@ impl CallObserver for CloudCallMetrics {
             .rate_limit_wait
             .get_or_create(&PriorityLabels {
                 priority: call.priority.as_str().to_owned(),
+                account: call.account.to_owned(),
             })
             .observe(call.rate_limit_wait.as_secs_f64());
     }
@@ -651,13 +655,15 @@ mod tests {
     fn the_limiter_wait_of_each_attempt_is_recorded_by_class() {
         let (registry, m) = registered();
         let observer = CloudCallMetrics(m);
-        for (priority, wait_ms) in [
-            (Priority::Mutation, 0),
-            (Priority::Background, 1500),
-            (Priority::Background, 500),
+        for (priority, account, wait_ms) in [
+            (Priority::Mutation, "", 0),
+            (Priority::Background, "", 1500),
+            (Priority::Background, "", 500),
+            (Priority::Background, "tenant-b", 250),
         ] {
             observer.observe(&CallRecord {
                 action: "DescribeVpnPbrRouteEntries",
+                account,
                 region: "cn-hangzhou",
                 code: "Success",
                 class: None,
@@ -671,9 +677,10 @@ mod tests {
         }
         let text = encoded(&registry);
         for line in [
-            r#"vpn_pbr_cloud_rate_limit_wait_seconds_sum{priority="background"} 2.0"#,
-            r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="background"} 2"#,
-            r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="mutation"} 1"#,
+            r#"vpn_pbr_cloud_rate_limit_wait_seconds_sum{priority="background",account=""} 2.0"#,
+            r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="background",account=""} 2"#,
+            r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="mutation",account=""} 1"#,
+            r#"vpn_pbr_cloud_rate_limit_wait_seconds_sum{priority="background",account="tenant-b"} 0.25"#,
         ] {
             has_line(&text, line);
         }

@@ -18,13 +18,43 @@ use serde_json::json;
 
 use super::duplicates;
 use super::event::EventNote;
-use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
+use crate::api::v1alpha1::{
+    CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE, FINALIZER, VpnPbrRoute, VpnPbrRouteStatus,
+};
 
 pub type ObjectFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, kube::Error>> + Send + 'a>>;
 /// What publishing an event comes to: nothing (best effort, a failure is logged).
 pub type EventFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// The data of a Secret, by key.
 pub type SecretData = BTreeMap<String, Vec<u8>>;
+
+/// A Secret as the operator reads it: its labels and its data. No `Debug`, so that the data
+/// cannot reach a log by a stray `{:?}`.
+#[derive(Clone, Default)]
+pub struct SecretObject {
+    pub labels: BTreeMap<String, String>,
+    pub data: SecretData,
+}
+
+impl SecretObject {
+    /// A Secret with `data` and the label that makes it usable as credentials.
+    pub fn labelled(data: SecretData) -> Self {
+        Self {
+            labels: BTreeMap::from([(
+                CREDENTIALS_LABEL.to_owned(),
+                CREDENTIALS_LABEL_VALUE.to_owned(),
+            )]),
+            data,
+        }
+    }
+
+    /// Whether the Secret carries the credentials label: only such a Secret is read for keys.
+    pub(crate) fn is_credentials(&self) -> bool {
+        self.labels
+            .get(CREDENTIALS_LABEL)
+            .is_some_and(|v| v == CREDENTIALS_LABEL_VALUE)
+    }
+}
 
 /// What a reconcile reads and writes of Kubernetes objects. The futures of the reads by name
 /// (`get`, `secret`) borrow only the port: an implementation copies the names it needs.
@@ -47,8 +77,8 @@ pub trait ObjectPort: Send + Sync + 'static {
     fn remove_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()>;
     /// Publishes an event about the route (best effort: failures are logged, not returned).
     fn publish<'a>(&'a self, route: &'a VpnPbrRoute, event: &'a EventNote) -> EventFuture<'a>;
-    /// The data of a Secret (`None` when it does not exist).
-    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretData>>;
+    /// The labels and data of a Secret (`None` when it does not exist).
+    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretObject>>;
     /// `namespace/name` of an older object naming the same cloud entry, from the watch caches.
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String>;
     /// `namespace/name` of an older object with the same gateway, destination and next hop that
@@ -220,15 +250,17 @@ impl ObjectPort for KubeObjects {
         })
     }
 
-    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretData>> {
+    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretObject>> {
         let secret = self.read::<Secret>(namespace, name);
         Box::pin(async move {
-            Ok(secret.await?.map(|s| {
-                s.data
+            Ok(secret.await?.map(|s| SecretObject {
+                labels: s.metadata.labels.unwrap_or_default(),
+                data: s
+                    .data
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(k, v)| (k, v.0))
-                    .collect()
+                    .collect(),
             }))
         })
     }
@@ -282,6 +314,29 @@ fn event_of(
 mod tests {
     use super::*;
     use crate::controller::reason::Reason;
+
+    #[test]
+    fn only_a_secret_with_the_credentials_label_is_usable() {
+        let with = |labels: &[(&str, &str)]| SecretObject {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            data: SecretData::new(),
+        };
+        assert!(SecretObject::labelled(SecretData::new()).is_credentials());
+        assert!(with(&[("vpn.alicloud.dev/credentials", "true"), ("team", "a")]).is_credentials());
+        for refused in [
+            with(&[]),
+            with(&[("team", "a")]),
+            with(&[("vpn.alicloud.dev/credentials", "false")]),
+            with(&[("vpn.alicloud.dev/credentials", "")]),
+            with(&[("vpn.alicloud.dev/credentials", "True")]),
+            with(&[("credentials", "true")]),
+        ] {
+            assert!(!refused.is_credentials(), "{:?}", refused.labels);
+        }
+    }
 
     #[test]
     fn an_event_names_its_route_and_source() {

@@ -44,6 +44,8 @@ pub enum Reason {
     KubernetesApiError,
     /// The route's credentials Secret is missing or unusable.
     CredentialsSecretInvalid,
+    /// The route's credentials Secret lacks the label that makes it usable.
+    CredentialsSecretUnlabelled,
     /// The object lacks a field the apiserver always sets.
     InvalidObject,
     /// A cloud call failed: the cloud's error code (or the client's word for failures without
@@ -52,7 +54,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub(crate) const NAMED: [Reason; 20] = [
+    pub(crate) const NAMED: [Reason; 21] = [
         Reason::PublishConflict,
         Reason::AlreadyExists,
         Reason::Available,
@@ -72,6 +74,7 @@ impl Reason {
         Reason::Deleted,
         Reason::KubernetesApiError,
         Reason::CredentialsSecretInvalid,
+        Reason::CredentialsSecretUnlabelled,
         Reason::InvalidObject,
     ];
 
@@ -97,6 +100,7 @@ impl Reason {
             Self::Deleted => "Deleted",
             Self::KubernetesApiError => "KubernetesApiError",
             Self::CredentialsSecretInvalid => "CredentialsSecretInvalid",
+            Self::CredentialsSecretUnlabelled => "CredentialsSecretUnlabelled",
             Self::InvalidObject => "InvalidObject",
             Self::Cloud(code) => code,
         }

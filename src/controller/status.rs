@@ -144,6 +144,7 @@ pub(crate) fn progress(reason: &Reason, cause: Option<Policy>) -> Progress {
         | Reason::CleanupBlocked
         | Reason::AccountUnproven
         | Reason::CredentialsSecretInvalid
+        | Reason::CredentialsSecretUnlabelled
         | Reason::InvalidObject => Progress::NeedsSomeone,
         Reason::Drift => Progress::Observed,
         Reason::KubernetesApiError => by_policy(cause),

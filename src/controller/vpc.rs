@@ -163,6 +163,24 @@ pub enum MutationRequest {
     Delete(DeleteVpnPbrRouteEntryRequest),
 }
 
+/// The match of [`MutationRequest::of`]: each listed request takes the entry's key and the
+/// mutation's fields of the same names (see [`ApiValue`]), the rest of it left default; the
+/// arms after `;` are written out.
+macro_rules! mutation_requests {
+    ($mutation:expr, $entry:ident;
+     $($variant:ident($request:ident) { $($field:ident),+ }),+;
+     $($other:tt)*) => {
+        match $mutation {
+            $(Mutation::$variant { $($field,)+ .. } => Self::$variant($request {
+                entry: $entry,
+                $($field: $field.api(),)+
+                ..Default::default()
+            }),)+
+            $($other)*
+        }
+    };
+}
+
 impl MutationRequest {
     /// The request that makes `mutation` on `gateway` (a create carries its token).
     pub fn of(gateway: &str, mutation: &Mutation) -> Self {
@@ -173,63 +191,19 @@ impl MutationRequest {
             route_dest: r.route_dest.clone(),
             next_hop: r.next_hop.clone(),
         };
-        match mutation {
-            Mutation::Create {
-                weight,
-                priority,
-                publish_vpc,
-                description,
-                overlay_mode,
-                client_token,
-                ..
-            } => Self::Create(CreateVpnPbrRouteEntryRequest {
-                entry,
-                weight: u(*weight),
-                publish_vpc: *publish_vpc,
-                priority: priority.map(u),
-                description: description.clone(),
-                overlay_mode: overlay_mode.clone(),
-                client_token: Some(client_token.clone()),
-                dry_run: None,
-            }),
-            Mutation::ModifyAttribute {
-                weight,
-                priority,
-                new_weight,
-                new_priority,
-                ..
-            } => Self::ModifyAttribute(ModifyVpnPbrRouteEntryAttributeRequest {
-                entry,
-                weight: u(*weight),
-                priority: u(*priority),
-                new_weight: new_weight.map(u),
-                new_priority: new_priority.map(u),
-                ..Default::default()
-            }),
-            Mutation::ModifyWeight {
-                weight,
-                priority,
-                new_weight,
-                ..
-            } => Self::ModifyWeight(ModifyVpnPbrRouteEntryWeightRequest {
-                entry,
-                weight: u(*weight),
-                new_weight: u(*new_weight),
-                priority: priority.map(u),
-                ..Default::default()
-            }),
-            Mutation::ModifyPriority {
-                weight,
-                priority,
-                new_priority,
-                ..
-            } => Self::ModifyPriority(ModifyVpnPbrRouteEntryPriorityRequest {
-                entry,
-                weight: u(*weight),
-                new_priority: u(*new_priority),
-                priority: Some(u(*priority)),
-                ..Default::default()
-            }),
+        mutation_requests!(mutation, entry;
+            Create(CreateVpnPbrRouteEntryRequest) {
+                weight, priority, publish_vpc, description, overlay_mode, client_token
+            },
+            ModifyAttribute(ModifyVpnPbrRouteEntryAttributeRequest) {
+                weight, priority, new_weight, new_priority
+            },
+            ModifyWeight(ModifyVpnPbrRouteEntryWeightRequest) { weight, priority, new_weight },
+            ModifyPriority(ModifyVpnPbrRouteEntryPriorityRequest) {
+                weight, priority, new_priority
+            },
+            Delete(DeleteVpnPbrRouteEntryRequest) { weight, priority };
+            // The one request without the entry's key: a publish names no source.
             Mutation::Publish { publish_vpc, .. } => Self::Publish(PublishVpnRouteEntryRequest {
                 vpn_gateway_id: entry.vpn_gateway_id,
                 route_dest: entry.route_dest,
@@ -238,15 +212,50 @@ impl MutationRequest {
                 publish_vpc: *publish_vpc,
                 ..Default::default()
             }),
-            Mutation::Delete {
-                weight, priority, ..
-            } => Self::Delete(DeleteVpnPbrRouteEntryRequest {
-                entry,
-                weight: u(*weight),
-                priority: priority.map(u),
-                ..Default::default()
-            }),
-        }
+        )
+    }
+}
+
+/// A mutation's field as its request's field of the same name: the API's numbers are
+/// unsigned, a priority the call needs is still optional to the client, and a create always
+/// sends its token.
+trait ApiValue<T> {
+    fn api(&self) -> T;
+}
+
+impl ApiValue<u32> for i32 {
+    fn api(&self) -> u32 {
+        u(*self)
+    }
+}
+
+impl ApiValue<Option<u32>> for i32 {
+    fn api(&self) -> Option<u32> {
+        Some(u(*self))
+    }
+}
+
+impl ApiValue<Option<u32>> for Option<i32> {
+    fn api(&self) -> Option<u32> {
+        self.map(u)
+    }
+}
+
+impl ApiValue<bool> for bool {
+    fn api(&self) -> bool {
+        *self
+    }
+}
+
+impl ApiValue<Option<String>> for String {
+    fn api(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl ApiValue<Option<String>> for Option<String> {
+    fn api(&self) -> Option<String> {
+        self.clone()
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use rand::Rng;
 use vpn_pbr_operator::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
-use vpn_pbr_operator::{EventFuture, EventNote, ObjectFuture, ObjectPort, SecretData};
+use vpn_pbr_operator::{EventFuture, EventNote, ObjectFuture, ObjectPort, SecretObject};
 
 use super::world::{EntryKey, Key, Sim, State, consents, deleting, uid};
 
@@ -240,11 +240,12 @@ impl ObjectPort for SimObjects {
         })
     }
 
-    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretData>> {
+    fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretObject>> {
         let key = (namespace.to_owned(), name.to_owned());
         Box::pin(async move {
             let st = self.enter("read secret", 0.0, 0.02)?;
-            Ok(st.secrets.get(&key).cloned())
+            // The world's Secrets are all made for routes, so all carry the credentials label.
+            Ok(st.secrets.get(&key).cloned().map(SecretObject::labelled))
         })
     }
 

@@ -32,6 +32,17 @@ pub fn repo_root() -> PathBuf {
     tools::repo_root()
 }
 
+/// The operator's Helm chart, relative to the repository root.
+pub const CHART: &str = "deploy/helm/vpn-pbr-operator";
+
+/// The operator's Helm chart.
+pub fn chart_dir() -> PathBuf {
+    repo_root().join(CHART)
+}
+
+/// The name of the `VpnPbrRoute` CRD (tests/api_crd.rs checks it is the type's).
+pub const ROUTE_CRD: &str = "vpnpbrroutes.vpn.alicloud.dev";
+
 /// The operator binary of this package.
 pub fn operator_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vpn-pbr-operator"))

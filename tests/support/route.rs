@@ -2,9 +2,12 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, ObservedRoute, VpnPbrRoute};
+use vpn_pbr_operator::api::v1alpha1::{
+    CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE, Condition, ConditionStatus, ObservedRoute,
+    VpnPbrRoute,
+};
 
 use super::ready_is;
 
@@ -26,11 +29,28 @@ pub fn route_object(name: &str, spec: Value) -> VpnPbrRoute {
 }
 
 /// Creates the Secret `name` in `ns` holding the access key `id` with `secret`, in the format of
-/// a route's `credentialsRef` (README.md, the API table).
+/// a route's `credentialsRef` (README.md, the API table), with the credentials label.
 pub async fn create_key_secret(client: &Client, ns: &str, name: &str, id: &str, secret: &str) {
+    create_key_secret_labelled(client, ns, name, id, secret, true).await;
+}
+
+/// [`create_key_secret`], with the credentials label only when `labelled`.
+pub async fn create_key_secret_labelled(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    id: &str,
+    secret: &str,
+    labelled: bool,
+) {
+    let labels = if labelled {
+        json!({ CREDENTIALS_LABEL: CREDENTIALS_LABEL_VALUE })
+    } else {
+        json!({})
+    };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels},
         "stringData": {"accessKeyId": id, "accessKeySecret": secret}
     }))
     .expect("secret");
@@ -38,6 +58,15 @@ pub async fn create_key_secret(client: &Client, ns: &str, name: &str, id: &str, 
         .create(&PostParams::default(), &secret)
         .await
         .expect("create secret");
+}
+
+/// Adds the credentials label to the Secret `name` in `ns` (what `kubectl label` does).
+pub async fn label_key_secret(client: &Client, ns: &str, name: &str) {
+    let patch = json!({"metadata": {"labels": { CREDENTIALS_LABEL: CREDENTIALS_LABEL_VALUE }}});
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label secret");
 }
 
 /// The route's condition of this type.

@@ -1,9 +1,10 @@
-//! The VPC client: one [`VpcClientFactory`] per process (one connection pool, one rate limiter,
-//! one metrics hook), and cheap per-region, per-credentials [`VpcClient`]s made from it.
+//! The VPC client: one [`VpcClientFactory`] per process (one connection pool, one rate limiter
+//! per account, one metrics hook), and cheap per-region, per-credentials [`VpcClient`]s made
+//! from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
@@ -60,42 +61,57 @@ impl Default for ClientConfig {
     }
 }
 
+/// The account key of the clients of [`VpcClientFactory::client`], which name no account.
+/// Empty, so it is never the name of a Kubernetes object.
+pub const DEFAULT_ACCOUNT: &str = "";
+
 struct Shared {
     http: reqwest::Client,
-    limiter: RateLimiter,
+    /// The limiter of [`DEFAULT_ACCOUNT`], also in `limiters`.
+    default_limiter: Arc<RateLimiter>,
+    /// One limiter per account key: the cloud's flow control is per account, so one
+    /// account's throttling must not slow another's calls. Never shrinks: keys are accounts,
+    /// and a process serves a handful of them.
+    limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
     config: ClientConfig,
     observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl Shared {
-    /// A fresh rate limiter from `config`, with the HTTP client and hook given.
+    /// Fresh rate limiters from `config`, with the HTTP client and hook given.
     fn new(
         http: reqwest::Client,
         config: ClientConfig,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Arc<Self> {
+        let default_limiter = Arc::new(RateLimiter::new(config.rate_limit));
+        let limiters = HashMap::from([(DEFAULT_ACCOUNT.to_owned(), default_limiter.clone())]);
         Arc::new(Self {
             http,
-            limiter: RateLimiter::new(config.rate_limit),
+            default_limiter,
+            limiters: Mutex::new(limiters),
             config,
             observer,
         })
     }
+
+    /// The limiter of `account`, made on first use with the factory's settings.
+    fn limiter(&self, account: &str) -> Arc<RateLimiter> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = limiters.get(account) {
+            return l.clone();
+        }
+        let l = Arc::new(RateLimiter::new(self.config.rate_limit));
+        limiters.insert(account.to_owned(), l.clone());
+        l
+    }
 }
 
-/// Makes [`VpcClient`]s that share one connection pool, rate limiter and metrics hook.
-/// Cheap to clone.
+/// Makes [`VpcClient`]s that share one connection pool, one rate limiter per account and one
+/// metrics hook. Cheap to clone.
 #[derive(Clone)]
 pub struct VpcClientFactory {
     shared: Arc<Shared>,
-}
-
-impl fmt::Debug for VpcClientFactory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VpcClientFactory")
-            .field("config", &self.shared.config)
-            .finish_non_exhaustive()
-    }
 }
 
 impl VpcClientFactory {
@@ -133,22 +149,51 @@ impl VpcClientFactory {
         &self.shared.http
     }
 
-    /// The shared rate limiter.
+    /// The rate limiter of [`DEFAULT_ACCOUNT`] (the clients of [`client`](Self::client)).
     pub fn rate_limiter(&self) -> &RateLimiter {
-        &self.shared.limiter
+        &self.shared.default_limiter
     }
 
-    /// A client for one region and one set of credentials. Cheap: no new connections.
+    /// The rate limiter of the clients of `account` (made now if none has been yet).
+    pub fn account_rate_limiter(&self, account: &str) -> Arc<RateLimiter> {
+        self.shared.limiter(account)
+    }
+
+    /// The STS endpoint of `region` in this factory's settings (`ClientConfig::sts_endpoint`),
+    /// e.g. for [`AssumeRoleConfig`](super::AssumeRoleConfig).
+    pub fn sts_url_for(&self, region: &str) -> Result<Url, CloudError> {
+        self.shared.config.sts_endpoint.sts_url_for(region)
+    }
+
+    /// A client for one region and one set of credentials, under the rate limiter of
+    /// [`DEFAULT_ACCOUNT`]. Cheap: no new connections.
     pub fn client(
         &self,
         region: &str,
         credentials: Arc<dyn CredentialsProvider>,
     ) -> Result<VpcClient, CloudError> {
+        self.client_for_account(DEFAULT_ACCOUNT, region, credentials)
+    }
+
+    /// A client whose calls wait at the rate limiter of `account`: the clients of one account
+    /// key share one limiter (one token bucket, one AIMD rate, the [`Priority`] order), those
+    /// of different keys never wait for each other. The key is the caller's name for the
+    /// cloud account the credentials act for (e.g. the name of the object that configures the
+    /// account); give every set of credentials of one cloud account the same key. (Two keys
+    /// for one account each start at the full rate; the cloud's throttling then halves both.)
+    pub fn client_for_account(
+        &self,
+        account: &str,
+        region: &str,
+        credentials: Arc<dyn CredentialsProvider>,
+    ) -> Result<VpcClient, CloudError> {
         let url = self.shared.config.endpoint.url_for(region)?;
-        let sts_url = self.shared.config.sts_endpoint.sts_url_for(region)?;
+        let sts_url = self.sts_url_for(region)?;
         Ok(VpcClient {
             inner: Arc::new(ClientInner {
                 shared: self.shared.clone(),
+                limiter: self.shared.limiter(account),
+                account: account.to_owned(),
                 region: region.to_owned(),
                 url,
                 sts_url,
@@ -158,8 +203,20 @@ impl VpcClientFactory {
     }
 }
 
+/// Shows the configuration only: the HTTP client, limiter and hook are left out.
+impl fmt::Debug for VpcClientFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VpcClientFactory")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
 struct ClientInner {
     shared: Arc<Shared>,
+    /// The limiter of `account`.
+    limiter: Arc<RateLimiter>,
+    account: String,
     region: String,
     url: Url,
     /// The region's STS endpoint (`GetCallerIdentity`).
@@ -176,6 +233,7 @@ pub struct VpcClient {
 impl fmt::Debug for VpcClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VpcClient")
+            .field("account", &self.inner.account)
             .field("region", &self.inner.region)
             .field("url", &self.inner.url.as_str())
             .field("credentials", &self.inner.credentials.name())
@@ -198,6 +256,11 @@ macro_rules! operation_calls {
 impl VpcClient {
     pub fn region(&self) -> &str {
         &self.inner.region
+    }
+
+    /// The account key whose rate limiter this client's calls wait at.
+    pub fn account(&self) -> &str {
+        &self.inner.account
     }
 
     pub fn endpoint(&self) -> &Url {
@@ -344,8 +407,8 @@ impl VpcClient {
         params: &BTreeMap<String, String>,
         priority: Priority,
     ) -> Result<O::Response, CloudError> {
-        let shared = &self.inner.shared;
-        let retries = shared.config.retry;
+        let limiter = &self.inner.limiter;
+        let retries = self.inner.shared.config.retry;
         // Reads are always safe to repeat; mutations are because `call` pinned a ClientToken.
         let repeatable = !O::MUTATING || params.contains_key("ClientToken");
         let mut attempt = 0u32;
@@ -362,8 +425,8 @@ impl VpcClient {
                 _ => priority,
             };
             match single {
-                Some(claim) => shared.limiter.acquire_single(priority, claim).await,
-                None => shared.limiter.acquire(priority).await,
+                Some(claim) => limiter.acquire_single(priority, claim).await,
+                None => limiter.acquire(priority).await,
             }
             let tries = Tries {
                 attempt,
@@ -381,7 +444,7 @@ impl VpcClient {
             }
             match result {
                 Ok((response, request_id)) => {
-                    shared.limiter.on_success();
+                    limiter.on_success();
                     if let Some(id) = &request_id {
                         tracing::Span::current().record("request_id", id.as_str());
                     }
@@ -413,7 +476,7 @@ impl VpcClient {
                         tries,
                     );
                     if class == ErrorClass::Throttled {
-                        shared.limiter.on_throttled();
+                        limiter.on_throttled();
                     }
                     let retry = repeatable
                         && policy.retried_by == Retrier::Client
@@ -438,9 +501,7 @@ impl VpcClient {
     ) -> Result<(O::Response, Option<String>), CloudError> {
         let credentials = self.inner.credentials.credentials().await?;
         let nonce = uuid::Uuid::new_v4().to_string();
-        let timestamp = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
+        let timestamp = crate::rpc::timestamp_now();
         let common = CommonParams {
             action: O::ACTION,
             version: O::API.version(),
@@ -500,6 +561,7 @@ impl VpcClient {
         self.notify(|observer, region| {
             observer.observe(&CallRecord {
                 action,
+                account: &self.inner.account,
                 region,
                 code,
                 class,
@@ -640,14 +702,36 @@ mod tests {
         body: &'static str,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> (VpcClient, Forms) {
-        use std::sync::{Arc, Mutex};
-        let seen: Arc<Mutex<Vec<BTreeMap<String, String>>>> = Arc::default();
+        let seen: Forms = Arc::default();
         let record = seen.clone();
+        let url = serve(move |form| {
+            record.lock().unwrap().push(form);
+            (status, body)
+        })
+        .await;
+        let config = fast_retries(&url, 3);
+        let creds = Arc::new(crate::StaticCredentials::new(crate::Credentials::new(
+            "AKID", "secret",
+        )));
+        let mut factory = VpcClientFactory::new(config).unwrap();
+        if let Some(observer) = observer {
+            factory = factory.with_observer(observer);
+        }
+        let client = factory.client("cn-hangzhou", creds).unwrap();
+        (client, seen)
+    }
+
+    /// A loopback server that answers each request with the status and JSON body `answer`
+    /// gives for its form; its base URL.
+    async fn serve<F>(answer: F) -> String
+    where
+        F: Fn(BTreeMap<String, String>) -> (u16, &'static str) + Clone + Send + Sync + 'static,
+    {
         let app = axum::Router::new().fallback(move |request: axum::body::Bytes| {
-            let record = record.clone();
+            let answer = answer.clone();
             async move {
-                let form = url::form_urlencoded::parse(&request).into_owned().collect();
-                record.lock().unwrap().push(form);
+                let (status, body) =
+                    answer(url::form_urlencoded::parse(&request).into_owned().collect());
                 (
                     axum::http::StatusCode::from_u16(status).unwrap(),
                     [("content-type", "application/json")],
@@ -660,24 +744,20 @@ mod tests {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let config = ClientConfig {
-            endpoint: Endpoint::from_url(&format!("http://{addr}/")).unwrap(),
+        format!("http://{addr}/")
+    }
+
+    /// Settings for [`serve`]'s `url`: `max_attempts` attempts, a millisecond apart.
+    fn fast_retries(url: &str, max_attempts: u32) -> ClientConfig {
+        ClientConfig {
+            endpoint: Endpoint::from_url(url).unwrap(),
             retry: RetryPolicy {
-                max_attempts: 3,
+                max_attempts,
                 base_delay: Duration::from_millis(1),
                 max_delay: Duration::from_millis(2),
             },
             ..ClientConfig::default()
-        };
-        let creds = Arc::new(crate::StaticCredentials::new(crate::Credentials::new(
-            "AKID", "secret",
-        )));
-        let mut factory = VpcClientFactory::new(config).unwrap();
-        if let Some(observer) = observer {
-            factory = factory.with_observer(observer);
         }
-        let client = factory.client("cn-hangzhou", creds).unwrap();
-        (client, seen)
     }
 
     fn create_request() -> CreateVpnPbrRouteEntryRequest {
@@ -735,6 +815,135 @@ mod tests {
         let e = client.dry_run(&create_request()).await.unwrap_err();
         assert_eq!(e.code(), "MalformedResponse");
         assert!(e.to_string().contains("ignored DryRun"), "{e}");
+    }
+
+    fn rate_limited_factory(max_rate: f64, burst: f64) -> VpcClientFactory {
+        VpcClientFactory::new(ClientConfig {
+            rate_limit: RateLimitConfig {
+                max_rate,
+                min_rate: 1.0,
+                burst,
+            },
+            ..ClientConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn each_account_key_has_one_limiter() {
+        let factory = rate_limited_factory(10.0, 1.0);
+        let a = factory.account_rate_limiter("tenant-a");
+        assert!(Arc::ptr_eq(&a, &factory.account_rate_limiter("tenant-a")));
+        assert!(!Arc::ptr_eq(&a, &factory.account_rate_limiter("tenant-b")));
+        let default = factory.account_rate_limiter(DEFAULT_ACCOUNT);
+        assert!(std::ptr::eq(default.as_ref(), factory.rate_limiter()));
+        assert!(!Arc::ptr_eq(&a, &default));
+        let creds: Arc<dyn CredentialsProvider> = Arc::new(crate::StaticCredentials::new(
+            crate::Credentials::new("AKID", "secret"),
+        ));
+        let client = factory.client("cn-hangzhou", creds.clone()).unwrap();
+        assert_eq!(client.account(), DEFAULT_ACCOUNT);
+        assert!(Arc::ptr_eq(&client.inner.limiter, &default));
+        let client = factory
+            .client_for_account("tenant-a", "cn-hangzhou", creds)
+            .unwrap();
+        assert_eq!(client.account(), "tenant-a");
+        assert!(Arc::ptr_eq(&client.inner.limiter, &a));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accounts_do_not_share_tokens_and_one_throttled_does_not_slow_another() {
+        use tokio::time::Instant;
+        let factory = rate_limited_factory(10.0, 1.0);
+        let (a, b) = (
+            factory.account_rate_limiter("tenant-a"),
+            factory.account_rate_limiter("tenant-b"),
+        );
+        // A spends its burst and is throttled twice: 2.5 calls/s.
+        a.acquire(Priority::Mutation).await;
+        a.on_throttled();
+        a.on_throttled();
+        assert!((a.current_rate() - 2.5).abs() < 1e-9);
+        assert!((b.current_rate() - 10.0).abs() < 1e-9);
+        // B still has its own burst, and then its own full rate: 11 calls in 1 s.
+        let start = Instant::now();
+        for _ in 0..11 {
+            b.acquire(Priority::Background).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // While B was served, A refilled at its own (halved) rate only.
+        let start = Instant::now();
+        a.acquire(Priority::Mutation).await;
+        a.acquire(Priority::Mutation).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(400),
+            "one token at hand, one at 2.5/s"
+        );
+        // And the default account is a third, untouched bucket.
+        let start = Instant::now();
+        factory.rate_limiter().acquire(Priority::Progress).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn throttling_answers_slow_only_the_account_they_came_for() {
+        // One server: the key of account A is throttled, the key of B is served.
+        let url = serve(|form| {
+            if form.get("AccessKeyId").map(String::as_str) == Some("AK-A") {
+                (
+                    400,
+                    r#"{"RequestId":"R-t","Code":"Throttling.User","Message":"slow down"}"#,
+                )
+            } else {
+                (
+                    200,
+                    r#"{"RequestId":"R-ok","VpnGatewayId":"vpn-1","Status":"active"}"#,
+                )
+            }
+        })
+        .await;
+        let waits: Arc<std::sync::Mutex<Vec<(String, Duration)>>> = Arc::default();
+        let sink = waits.clone();
+        let factory = VpcClientFactory::new(fast_retries(&url, 2))
+            .unwrap()
+            .with_observer(Arc::new(move |c: &CallRecord<'_>| {
+                sink.lock()
+                    .unwrap()
+                    .push((c.account.to_owned(), c.rate_limit_wait));
+            }));
+        let client = |account: &str, key: &str| {
+            let creds = Arc::new(crate::StaticCredentials::new(crate::Credentials::new(
+                key, "secret",
+            )));
+            factory
+                .client_for_account(account, "cn-hangzhou", creds)
+                .unwrap()
+        };
+        let (a, b) = (client("tenant-a", "AK-A"), client("tenant-b", "AK-B"));
+        let gateway = DescribeVpnGatewayRequest {
+            vpn_gateway_id: "vpn-1".into(),
+            include_reservation_data: None,
+        };
+        for _ in 0..2 {
+            let e = a.describe_vpn_gateway(&gateway).await.unwrap_err();
+            assert_eq!(e.code(), "Throttling.User");
+        }
+        let max = ClientConfig::default().rate_limit.max_rate;
+        assert!(factory.account_rate_limiter("tenant-a").current_rate() < max / 2.0);
+        for _ in 0..20 {
+            b.describe_vpn_gateway(&gateway).await.unwrap();
+        }
+        assert_eq!(factory.account_rate_limiter("tenant-b").current_rate(), max);
+        assert_eq!(factory.rate_limiter().current_rate(), max);
+        let waits = waits.lock().unwrap();
+        assert_eq!(waits.iter().filter(|(acc, _)| acc == "tenant-a").count(), 4);
+        let b_waits: Vec<_> = waits.iter().filter(|(acc, _)| acc == "tenant-b").collect();
+        assert_eq!(b_waits.len(), 20);
+        assert!(
+            b_waits.iter().all(|(_, w)| *w < Duration::from_millis(50)),
+            "B waited behind A's throttling: {b_waits:?}"
+        );
     }
 
     #[tokio::test]

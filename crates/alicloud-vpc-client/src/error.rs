@@ -321,6 +321,7 @@ mod tests {
             ),
             (
                 CloudError::Credentials(CredentialsError::Sts {
+                    action: "AssumeRole",
                     http_status: 400,
                     code: "Throttling.User".into(),
                     message: String::new(),

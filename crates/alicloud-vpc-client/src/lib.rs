@@ -1,7 +1,7 @@
 //! Client of the Alibaba Cloud VPC API (2016-04-28): signatures, operations, errors, credentials.
 //!
-//! Start with a [`VpcClientFactory`] (one per process: connection pool, client-wide rate
-//! limiter, metrics hook), then make a cheap [`VpcClient`] per region and credentials provider:
+//! Start with a [`VpcClientFactory`] (one per process: connection pool, a rate limiter per
+//! account, metrics hook), then make a cheap [`VpcClient`] per region and credentials provider:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), alicloud_vpc_client::CloudError> {
@@ -42,10 +42,13 @@ mod send_gate;
 pub use alicloud_signature as signature;
 
 pub use class::ErrorClass;
-pub use client::{ClientConfig, DryRunPassed, PBR_PAGE_SIZE, VpcClient, VpcClientFactory};
+pub use client::{
+    ClientConfig, DEFAULT_ACCOUNT, DryRunPassed, PBR_PAGE_SIZE, VpcClient, VpcClientFactory,
+};
 pub use credentials::{
-    ChainOptions, Credentials, CredentialsError, CredentialsFile, CredentialsProvider, OidcConfig,
-    OidcProvider, SecretString, StaticCredentials, default_chain, default_chain_from,
+    AssumeRoleConfig, AssumeRoleProvider, ChainOptions, Credentials, CredentialsError,
+    CredentialsFile, CredentialsProvider, OidcConfig, OidcProvider, SecretString,
+    StaticCredentials, default_chain, default_chain_from,
 };
 pub use endpoint::Endpoint;
 pub use error::{ApiError, CloudError, TransportFailure};

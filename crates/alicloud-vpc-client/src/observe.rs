@@ -20,6 +20,9 @@ pub struct CallRecord<'a> {
     pub latency: Duration,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The account key of the client (`VpcClientFactory::client_for_account`; empty for
+    /// `client`): whose rate limiter the attempt waited at.
+    pub account: &'a str,
     /// The class the call waited in at the rate limiter (the same for every attempt).
     pub priority: Priority,
     /// How long this attempt waited for its token: where a binding API rate shows.

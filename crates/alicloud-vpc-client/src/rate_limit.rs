@@ -1,7 +1,7 @@
-//! A client-wide token bucket that halves its rate when the cloud throttles and creeps back up
-//! while calls succeed (additive increase, multiplicative decrease), and that hands its tokens
-//! out by [`Priority`]: when the account's API rate is what binds, the calls that make progress
-//! go first.
+//! An account's token bucket (`VpcClientFactory` keeps one per account key) that halves its
+//! rate when the cloud throttles and creeps back up while calls succeed (additive increase,
+//! multiplicative decrease), and that hands its tokens out by [`Priority`]: when the account's
+//! API rate is what binds, the calls that make progress go first.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -204,7 +204,7 @@ impl State {
     }
 }
 
-/// The shared limiter; every client made by one factory draws from it.
+/// One account's limiter; every client a factory makes for that account key draws from it.
 #[derive(Debug)]
 pub struct RateLimiter {
     config: RateLimitConfig,

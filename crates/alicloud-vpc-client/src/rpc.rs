@@ -29,6 +29,13 @@ pub struct CommonParams<'a> {
     pub timestamp: &'a str,
 }
 
+/// Now as the `Timestamp` parameter wants it: UTC `yyyy-MM-ddTHH:mm:ssZ`.
+pub(crate) fn timestamp_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// Builds the complete V1-signed parameter set of one request: `business` parameters plus
 /// `Action`, `Version`, `Format=JSON`, `Timestamp`, `SignatureNonce`, `SignatureMethod=HMAC-SHA1`,
 /// `SignatureVersion=1.0`, `AccessKeyId`, `SecurityToken` (STS credentials only) and finally

@@ -68,6 +68,24 @@ pub struct Config {
     pub faults: FaultSettings,
 }
 
+impl Config {
+    /// The role `name` of `account`, if configured.
+    pub fn role(&self, account: &str, name: &str) -> Option<&RoleConfig> {
+        self.accounts
+            .iter()
+            .find(|a| a.id == account)
+            .and_then(|a| a.roles.iter().find(|r| r.name == name))
+    }
+
+    /// The accounts with their own rate limit, and that limit.
+    pub fn account_rate_limits(&self) -> std::collections::HashMap<String, f64> {
+        self.accounts
+            .iter()
+            .filter_map(|a| a.rate_limit_per_second.map(|l| (a.id.clone(), l)))
+            .collect()
+    }
+}
+
 /// A RAM role of an account: `acs:ram::<account>:role/<name>`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -94,24 +112,6 @@ pub struct AccountConfig {
     /// Requests per second of this account's keys (its sessions too); absent:
     /// `faults.rate_limit_per_second`.
     pub rate_limit_per_second: Option<f64>,
-}
-
-impl Config {
-    /// The role `name` of `account`, if configured.
-    pub fn role(&self, account: &str, name: &str) -> Option<&RoleConfig> {
-        self.accounts
-            .iter()
-            .find(|a| a.id == account)
-            .and_then(|a| a.roles.iter().find(|r| r.name == name))
-    }
-
-    /// The accounts with their own rate limit, and that limit.
-    pub fn account_rate_limits(&self) -> std::collections::HashMap<String, f64> {
-        self.accounts
-            .iter()
-            .filter_map(|a| a.rate_limit_per_second.map(|l| (a.id.clone(), l)))
-            .collect()
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -262,8 +262,8 @@ fn default_update_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionConfig {
     pub id: String,
-    pub gateway_id: String,
     pub name: Option<String>,
+    pub gateway_id: String,
     pub customer_gateway_id: Option<String>,
     pub local_subnet: Option<String>,
     pub remote_subnet: Option<String>,

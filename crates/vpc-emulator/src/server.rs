@@ -630,6 +630,139 @@ accounts:
         assert_code((status, &body), 400, "InvalidSecurityToken.Expired");
     }
 
+    /// A policy file of the repository's `deploy/` (the ones docs/install.md shows), as JSON.
+    fn deploy_policy(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy")
+            .join(name);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The files of docs/install.md, "Many accounts, many teams", as they are: the operator's
+    /// RRSA role (policies/operator-assume-role.json lets it assume the target roles) assumes
+    /// the target account's role, whose trust policy is policies/target-role-trust.json and
+    /// whose sessions may call what ram-policy.json allows.
+    #[tokio::test]
+    async fn the_documented_trust_policy_admits_the_operators_role_with_its_external_id() {
+        let trust = deploy_policy("policies/target-role-trust.json");
+        let operator_policy = deploy_policy("policies/operator-assume-role.json");
+        let vpc_policy = deploy_policy("ram-policy.json");
+        let statement = &trust["Statement"][0];
+        let operator_role = statement["Principal"]["RAM"][0]
+            .as_str()
+            .expect("the trusted role");
+        let external_id = statement["Condition"]["StringEquals"]["sts:ExternalId"]
+            .as_str()
+            .expect("the ExternalId");
+        let operator_account = operator_role
+            .strip_prefix("acs:ram::")
+            .and_then(|r| r.split(':').next())
+            .expect("the operator's account");
+        let op_statement = &operator_policy["Statement"][0];
+        assert_eq!(op_statement["Action"], "sts:AssumeRole");
+        let target_role = op_statement["Resource"][0]
+            .as_str()
+            .expect("a target role")
+            .to_owned();
+        let (target_account, target_name) = target_role
+            .strip_prefix("acs:ram::")
+            .and_then(|r| r.split_once(":role/"))
+            .expect("acs:ram::<account>:role/<name>");
+        let provider = format!("acs:ram::{operator_account}:oidc-provider/ack-rrsa-test");
+        let config = json!({
+            "access_keys": [{"id": "ak-op", "secret": "so", "account_id": operator_account}],
+            "regions": ["cn-hangzhou"],
+            "vpn_gateways": [{"id": "vpn-t", "region": "cn-hangzhou", "vpc_id": "vpc-t",
+                "account_id": target_account}],
+            "oidc": {"provider_arn": provider, "roles": [{"arn": operator_role}]},
+            "accounts": [{"id": target_account, "roles": [{
+                "name": target_name,
+                "trust_policy": trust,
+                "allowed_actions": vpc_policy["Statement"][0]["Action"],
+            }]}],
+        });
+        let config = Config::parse(&config.to_string(), "t").expect("the policies load");
+        let emu = Arc::new(Emulator::new(config, Arc::new(ManualClock::new(T0)), None));
+        let (sts, vpc) = (crate::actions::STS_VERSION, crate::actions::VPC_VERSION);
+
+        // The operator's identity: a session of its RRSA role (AssumeRoleWithOIDC is anonymous;
+        // the key `call` signs with is not looked at).
+        let oidc = [
+            ("RoleArn", operator_role),
+            ("OIDCProviderArn", provider.as_str()),
+            ("OIDCToken", "eyJ.test.token"),
+            ("RoleSessionName", "vpn-pbr-operator"),
+        ];
+        let (status, body) = call(&emu, ("ak-op", "so"), "AssumeRoleWithOIDC", sts, &oidc).await;
+        assert_eq!(status, 200, "{body}");
+        let creds = &body["Credentials"];
+        let text = |v: &Value| v.as_str().expect("credential field").to_owned();
+        let (op_key, op_secret, op_token) = (
+            text(&creds["AccessKeyId"]),
+            text(&creds["AccessKeySecret"]),
+            text(&creds["SecurityToken"]),
+        );
+        let operator = (op_key.as_str(), op_secret.as_str());
+        let ask = |id: Option<&'static str>| {
+            let mut p = vec![
+                ("RoleArn", target_role.as_str()),
+                ("RoleSessionName", "vpn-pbr-operator"),
+                ("SecurityToken", op_token.as_str()),
+            ];
+            p.extend(id.map(|id| ("ExternalId", id)));
+            p
+        };
+
+        // A wrong or missing ExternalId is refused; so is a key of the operator's account that
+        // is not its role.
+        for id in [Some("vpn-pbr-someone-else"), None] {
+            let (status, body) = call(&emu, operator, "AssumeRole", sts, &ask(id)).await;
+            assert_code((status, &body), 403, "NoPermission");
+        }
+        let right = [
+            ("RoleArn", target_role.as_str()),
+            ("RoleSessionName", "vpn-pbr-operator"),
+            ("ExternalId", external_id),
+        ];
+        let (status, body) = call(&emu, ("ak-op", "so"), "AssumeRole", sts, &right).await;
+        assert_code((status, &body), 403, "NoPermission");
+
+        // The right one: a session of the target account.
+        let with_token = [right.as_slice(), &[("SecurityToken", op_token.as_str())]].concat();
+        let (status, body) = call(&emu, operator, "AssumeRole", sts, &with_token).await;
+        assert_eq!(status, 200, "{body}");
+        let creds = &body["Credentials"];
+        let (key, secret, token) = (
+            text(&creds["AccessKeyId"]),
+            text(&creds["AccessKeySecret"]),
+            text(&creds["SecurityToken"]),
+        );
+        let session = (key.as_str(), secret.as_str());
+        let gateway = [
+            ("RegionId", "cn-hangzhou"),
+            ("VpnGatewayId", "vpn-t"),
+            ("SecurityToken", token.as_str()),
+        ];
+        let (status, body) = call(&emu, session, "GetCallerIdentity", sts, &gateway[2..]).await;
+        assert_eq!(
+            (status, body["AccountId"].as_str()),
+            (200, Some(target_account)),
+            "{body}"
+        );
+        // Least privilege: what the operator calls, and nothing it does not.
+        let (status, body) = call(&emu, session, "DescribeVpnGateway", vpc, &gateway).await;
+        assert_eq!(status, 200, "{body}");
+        let connection = [
+            ("RegionId", "cn-hangzhou"),
+            ("VpnConnectionId", "vco-t"),
+            ("SecurityToken", token.as_str()),
+        ];
+        let (status, body) = call(&emu, session, "DescribeVpnConnection", vpc, &connection).await;
+        assert_code((status, &body), 403, "Forbidden");
+    }
+
     #[tokio::test]
     async fn each_account_has_its_own_rate_limit() {
         // Default 2/s for every account; account 3 has its own 1/s.

@@ -275,8 +275,8 @@ pub struct RouteKey {
 pub struct CreateEntry {
     pub key: RouteKey,
     pub weight: i64,
-    pub publish_vpc: bool,
     pub priority: Option<i64>,
+    pub publish_vpc: bool,
     pub description: Option<String>,
     pub overlay_mode: Option<String>,
 }

@@ -338,8 +338,11 @@ pub fn faults(rate: f64, slow_ms: u64) -> Value {
     json!({"rate_limit_per_second": null, "rules": rules})
 }
 
-/// `calls` of the counters as (action, code, n), sorted.
-pub fn calls(counters: &Value) -> Vec<(String, String, u64)> {
+/// One call counter of the emulator: (action, code, n).
+pub type Counter = (String, String, u64);
+
+/// `calls` of the counters, sorted.
+pub fn calls(counters: &Value) -> Vec<Counter> {
     let mut out = Vec::new();
     for (action, codes) in counters["calls"].as_object().into_iter().flatten() {
         for (code, n) in codes.as_object().into_iter().flatten() {

@@ -22,6 +22,12 @@ pub const PAUSED_ANNOTATION: &str = "vpn.alicloud.dev/paused";
 pub const ADOPT_ANNOTATION: &str = "vpn.alicloud.dev/adopt";
 /// Annotation that overrides the drift-check period (e.g. `"5m"`).
 pub const RESYNC_ANNOTATION: &str = "vpn.alicloud.dev/resync-interval";
+/// Label a Secret carries, with the value [`CREDENTIALS_LABEL_VALUE`], to be usable as
+/// credentials (a route's `credentialsRef`); an unlabelled Secret is refused, so that a route
+/// cannot borrow any Secret of its namespace that happens to hold the two keys.
+pub const CREDENTIALS_LABEL: &str = "vpn.alicloud.dev/credentials";
+/// The value of [`CREDENTIALS_LABEL`] that makes a Secret usable.
+pub const CREDENTIALS_LABEL_VALUE: &str = "true";
 /// Default route priority, as the cloud applies it.
 pub const DEFAULT_PRIORITY: i32 = 10;
 

@@ -1,18 +1,22 @@
 //! Credentials for signing calls: static keys, a route's Secret, the default chain
-//! (environment, RRSA/OIDC, credentials file), all behind [`CredentialsProvider`] so refreshing
+//! (environment, RRSA/OIDC, credentials file), a role of another account (`AssumeRole`), all
+//! behind [`CredentialsProvider`] so refreshing
 //! providers are transparent to the client.
 //!
 //! Secret values live in [`SecretString`], whose `Debug` and `Display` never show them.
 
+mod assume_role;
 mod chain;
 mod file;
 mod oidc;
+mod session;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use assume_role::{AssumeRoleConfig, AssumeRoleProvider};
 pub use chain::{ChainOptions, default_chain, default_chain_from};
 pub use file::CredentialsFile;
 pub use oidc::{OidcConfig, OidcProvider, sts_url};
@@ -161,9 +165,12 @@ pub enum CredentialsError {
     /// Configured, but unusable (empty key, unreadable file, bad format).
     #[error("invalid credentials: {0}")]
     Invalid(String),
-    /// STS `AssumeRoleWithOIDC` answered with an error code.
-    #[error("STS {code} (HTTP {http_status}): {message}")]
+    /// STS refused `action` (`AssumeRoleWithOIDC`, `AssumeRole`) with the cloud's `code`: e.g.
+    /// `NoPermission` (the role does not trust the caller, or the `ExternalId` is wrong),
+    /// `EntityNotExist.Role`, `InvalidParameter.DurationSeconds`.
+    #[error("STS {action} {code} (HTTP {http_status}): {message}")]
     Sts {
+        action: &'static str,
         http_status: u16,
         code: String,
         message: String,
@@ -207,7 +214,7 @@ pub type CredentialsFuture<'a> =
 pub trait CredentialsProvider: Send + Sync + fmt::Debug {
     fn credentials(&self) -> CredentialsFuture<'_>;
 
-    /// Short name for logs (`static`, `env`, `oidc`, `file`).
+    /// Short name for logs (`static`, `env`, `oidc`, `file`, `assume-role`).
     fn name(&self) -> &'static str;
 }
 

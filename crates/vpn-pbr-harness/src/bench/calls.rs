@@ -2,13 +2,15 @@
 //! [`emulator::calls`](crate::emulator::calls) returns them: refused calls, mutations, one
 //! action's calls, the calls made since an earlier reading.
 
+use crate::emulator::Counter;
+
 /// Whether a call was refused: every answer but `Success` (dropped connections included).
 fn is_refused(code: &str) -> bool {
     code != "Success"
 }
 
 /// The refused calls of `calls` (action, code, n), in the same order.
-pub(crate) fn refusals(calls: &[(String, String, u64)]) -> Vec<(String, String, u64)> {
+pub(crate) fn refusals(calls: &[Counter]) -> Vec<Counter> {
     calls
         .iter()
         .filter(|c| is_refused(&c.1) && c.2 > 0)
@@ -17,7 +19,7 @@ pub(crate) fn refusals(calls: &[(String, String, u64)]) -> Vec<(String, String, 
 }
 
 /// Calls of the mutating actions (Create/Modify/Delete/Publish) among `calls`.
-pub(crate) fn mutations(calls: &[(String, String, u64)]) -> u64 {
+pub(crate) fn mutations(calls: &[Counter]) -> u64 {
     calls
         .iter()
         .filter(|c| vpc_emulator::ops::is_mutation(&c.0))
@@ -26,15 +28,12 @@ pub(crate) fn mutations(calls: &[(String, String, u64)]) -> u64 {
 }
 
 /// Calls of one action among `calls`, all codes.
-pub(crate) fn action_calls(calls: &[(String, String, u64)], action: &str) -> u64 {
+pub(crate) fn action_calls(calls: &[Counter], action: &str) -> u64 {
     calls.iter().filter(|c| c.0 == action).map(|c| c.2).sum()
 }
 
 /// The calls of `after` not yet in `before` (both from `emulator::calls`), non-zero ones.
-pub(crate) fn calls_since(
-    before: &[(String, String, u64)],
-    after: &[(String, String, u64)],
-) -> Vec<(String, String, u64)> {
+pub(crate) fn calls_since(before: &[Counter], after: &[Counter]) -> Vec<Counter> {
     after
         .iter()
         .filter_map(|(a, c, n)| {
@@ -49,7 +48,7 @@ pub(crate) fn calls_since(
 
 /// Owned counters from literals, for the tests of this crate.
 #[cfg(test)]
-pub(crate) fn calls(list: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
+pub(crate) fn calls(list: &[(&str, &str, u64)]) -> Vec<Counter> {
     list.iter()
         .map(|(a, c, n)| ((*a).to_owned(), (*c).to_owned(), *n))
         .collect()

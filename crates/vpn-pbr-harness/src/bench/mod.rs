@@ -13,6 +13,8 @@
 //! - `settle`, `restart`: when an operator has settled, and the restart run;
 //! - `chaos`: the chaos run, its disturbances, invariants and report.
 
+use std::time::Duration;
+
 mod calls;
 mod chaos;
 mod converge;
@@ -29,6 +31,8 @@ mod stack;
 pub use chaos::{ChaosOptions, ChaosReport, run_chaos};
 pub use converge::run_scenario;
 pub use readiness::Readiness;
+#[cfg(test)]
+pub(crate) use restart::Stopped;
 pub use restart::{RestartResult, run_restart};
 pub use result::ScenarioResult;
 pub(crate) use result::percentile;
@@ -40,6 +44,15 @@ pub use single::{SingleProbes, SingleResult};
 pub use stack::{start_cluster, work_dir};
 
 pub(crate) use scenario::Binding;
+
+/// A command line's duration in seconds (fractions allowed, not negative).
+pub fn secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?}: seconds expected"))
+}
 
 #[cfg(test)]
 pub(crate) use calls::calls;

@@ -15,7 +15,7 @@ use super::scenario::Scenario;
 use super::settle::{SettleCriterion, Settled, settle};
 use super::stack::start_scenario;
 use crate::cluster::ControlPlane;
-use crate::emulator;
+use crate::emulator::{self, Counter};
 use crate::operator::Usage;
 use crate::tools::Binaries;
 use crate::workload::Flips;
@@ -26,17 +26,22 @@ pub struct RestartResult {
     /// Convergence of the first operator (the setup).
     pub(crate) setup: ScenarioResult,
     pub(crate) criterion: SettleCriterion,
-    /// The SIGTERMed operator's exit status and how long it took to exit.
-    pub(crate) stop_status: String,
-    pub(crate) stop_took: Duration,
+    pub(crate) stop: Stopped,
+    /// Calls of the new operator: the emulator's counters since the old one exited.
+    pub(crate) calls: Vec<Counter>,
     /// The new operator from its start until settled (see `settle`).
     pub(crate) settle: Settled,
-    /// Calls of the new operator: the emulator's counters since the old one exited.
-    pub(crate) calls: Vec<(String, String, u64)>,
     /// Updates with Ready not True seen from before the stop until settled.
     pub(crate) flips: Flips,
     /// The new operator's usage until settled.
     pub(crate) usage: Usage,
+}
+
+/// The SIGTERMed operator: its exit status and how long it took to exit.
+#[derive(Clone, Debug)]
+pub(crate) struct Stopped {
+    pub(crate) status: String,
+    pub(crate) took: Duration,
 }
 
 impl RestartResult {
@@ -101,18 +106,21 @@ pub async fn run_restart(
     stack.tracker.count_flips();
     eprintln!("[{}] stopping the operator (SIGTERM)", sc.label);
     let stopping = Instant::now();
-    let stop_status = stack
-        .op
-        .terminate()
-        .map_or("not running".to_owned(), |s| s.to_string());
-    let stop_took = stopping.elapsed();
+    let stop = Stopped {
+        status: stack
+            .op
+            .terminate()
+            .map_or("not running".to_owned(), |s| s.to_string()),
+        took: stopping.elapsed(),
+    };
     let before = emulator::calls(&stack.emu.counters().await?);
     let started = Instant::now();
     stack.op.restart()?;
     eprintln!(
-        "[{}] operator exited ({stop_status}) after {:.1} s; new operator started",
+        "[{}] operator exited ({}) after {:.1} s; new operator started",
         sc.label,
-        stop_took.as_secs_f64()
+        stop.status,
+        stop.took.as_secs_f64()
     );
     let settled = settle(&mut stack, &sc.label, started, crit).await?;
     let calls = calls_since(&before, &emulator::calls(&stack.emu.counters().await?));
@@ -121,10 +129,9 @@ pub async fn run_restart(
     let result = RestartResult {
         setup,
         criterion: crit,
-        stop_status,
-        stop_took,
-        settle: settled,
+        stop,
         calls,
+        settle: settled,
         flips: stack.tracker.flips(),
         usage,
     };

@@ -7,11 +7,14 @@ use super::calls::{mutations, refusals};
 use super::readiness::Readiness;
 use super::scenario::{BindingBound, Scenario};
 use super::single::SingleResult;
+use crate::emulator::Counter;
 use crate::operator::Usage;
 
 #[derive(Clone, Debug)]
 pub struct ScenarioResult {
     pub(crate) scenario: Scenario,
+    /// Emulator counters at convergence: (action, code, n).
+    pub(crate) calls: Vec<Counter>,
     /// Routes seen Ready (of `routes`).
     pub(crate) ready: usize,
     pub(crate) converged: bool,
@@ -19,8 +22,6 @@ pub struct ScenarioResult {
     pub(crate) wall: Duration,
     /// Time the harness took to create the objects.
     pub(crate) create_time: Duration,
-    /// Emulator counters at convergence: (action, code, n).
-    pub(crate) calls: Vec<(String, String, u64)>,
     /// Operator usage at the end of the run (peak RSS covers the whole run).
     pub(crate) usage: Usage,
     /// CPU time at convergence.
@@ -68,7 +69,7 @@ impl ScenarioResult {
         n as f64 / self.scenario.routes.max(1) as f64
     }
 
-    pub(crate) fn refusals(&self) -> Vec<(String, String, u64)> {
+    pub(crate) fn refusals(&self) -> Vec<Counter> {
         refusals(&self.calls)
     }
 

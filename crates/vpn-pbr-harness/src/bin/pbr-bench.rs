@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpn_pbr_harness::{
     Binaries, Tools,
-    bench::{self, ChaosOptions, Scenario, SettleCriterion, SingleProbes},
+    bench::{self, ChaosOptions, Scenario, SettleCriterion, SingleProbes, secs},
     report::{self, Header, Results},
 };
 
@@ -43,15 +43,7 @@ enum Cmd {
     /// `--only` picks some of them.
     Bench(BenchArgs),
     /// Faults, kills and an apiserver restart during convergence; then delete and check.
-    Chaos(ChaosArgs),
-}
-
-fn secs(s: &str) -> Result<Duration, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|v| *v >= 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("{s:?}: seconds expected"))
+    Chaos(ChaosOptions),
 }
 
 /// The runs of `pbr-bench bench`.
@@ -157,43 +149,6 @@ struct BenchArgs {
     stop_grace: Duration,
 }
 
-#[derive(Args)]
-struct ChaosArgs {
-    #[arg(short = 'n', long, default_value_t = 1000)]
-    routes: usize,
-    /// Gateways the routes are spread over: 8 gives 125 routes per gateway, so every list of
-    /// a gateway's entries takes three pages (50 a page), raced by the changes of the others.
-    #[arg(short = 'g', long, default_value_t = 8)]
-    gateways: usize,
-    /// Gateway update time T, seconds.
-    #[arg(short = 't', long, default_value = "2", value_parser = secs)]
-    update: Duration,
-    /// Share of cloud requests that fail.
-    #[arg(long, default_value_t = 0.2)]
-    fault_rate: f64,
-    /// Delay of a slow answer, seconds.
-    #[arg(long, default_value = "2", value_parser = secs)]
-    slow: Duration,
-    /// Kill (SIGKILL) and restart the operator every this many seconds.
-    #[arg(long, default_value = "15", value_parser = secs)]
-    kill_every: Duration,
-    /// At most this many kills.
-    #[arg(long)]
-    max_kills: Option<u32>,
-    /// Restart the apiserver this many seconds after the first create (negative: never).
-    #[arg(long, default_value_t = 30.0, allow_hyphen_values = true)]
-    apiserver_restart_at: f64,
-    /// Bound of convergence and of deletion, seconds.
-    #[arg(long, default_value = "900", value_parser = secs)]
-    timeout: Duration,
-    #[arg(long)]
-    api_rate: Option<f64>,
-    #[arg(long, default_value = "info")]
-    log_level: String,
-    #[arg(long, default_value_t = 32)]
-    parallel: usize,
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -232,22 +187,7 @@ async fn stop_signal() -> &'static str {
     }
 }
 
-async fn chaos_cmd(bins: &Binaries, a: ChaosArgs) -> Result<()> {
-    let opts = ChaosOptions {
-        routes: a.routes,
-        gateways: a.gateways,
-        update: a.update,
-        fault_rate: a.fault_rate,
-        slow: a.slow,
-        kill_every: a.kill_every,
-        max_kills: a.max_kills,
-        apiserver_restart_at: (a.apiserver_restart_at >= 0.0)
-            .then(|| Duration::from_secs_f64(a.apiserver_restart_at)),
-        timeout: a.timeout,
-        api_rate: a.api_rate,
-        log_level: a.log_level,
-        parallel: a.parallel,
-    };
+async fn chaos_cmd(bins: &Binaries, opts: ChaosOptions) -> Result<()> {
     let rep = bench::run_chaos(bins, &opts).await?;
     println!("{rep}");
     if !rep.passed() {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::bench::{RestartResult, Scenario, ScenarioResult, SettleCriterion, Settled, calls};
+use crate::bench::{
+    RestartResult, Scenario, ScenarioResult, SettleCriterion, Settled, Stopped, calls,
+};
 use crate::operator::Usage;
 use crate::workload::Flips;
 
@@ -61,14 +63,16 @@ pub(super) fn restart(flips: Flips, extra_calls: &[(&str, &str, u64)]) -> Restar
             quiet: Duration::from_secs(5),
             timeout: Duration::from_secs(300),
         },
-        stop_status: "exit status: 0".to_owned(),
-        stop_took: Duration::from_millis(300),
+        stop: Stopped {
+            status: "exit status: 0".to_owned(),
+            took: Duration::from_millis(300),
+        },
+        calls: c,
         settle: Settled {
             settled: true,
             after: Duration::from_secs(4),
             reconciles: Some(200.0),
         },
-        calls: c,
         flips,
         usage: Usage::default(),
     }

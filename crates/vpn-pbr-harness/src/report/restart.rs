@@ -67,7 +67,7 @@ pub(super) fn restart_section(s: &mut String, r: &RestartResult) {
         ),
         (
             "old operator stop (SIGTERM)",
-            format!("{} after {}", r.stop_status, secs(r.stop_took)),
+            format!("{} after {}", r.stop.status, secs(r.stop.took)),
         ),
         (
             "time to settle",

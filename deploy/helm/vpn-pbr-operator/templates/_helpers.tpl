@@ -66,6 +66,9 @@ severity: {{ .severity }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a lease every replica would reconcile and race on the cloud API" }}
 {{- end }}
+{{- if and .Values.routeSecrets.enabled (not .Values.secretNamespaces) }}
+{{- fail "routeSecrets.enabled=true needs secretNamespaces: the namespaces whose Secrets routes may use (the operator has no cluster-wide Secret access; see docs/migration.md)" }}
+{{- end }}
 {{- if and .Values.credentials.existingSecret .Values.credentials.rrsa.enabled }}
 {{- fail "set either credentials.existingSecret or credentials.rrsa.enabled, not both" }}
 {{- end }}

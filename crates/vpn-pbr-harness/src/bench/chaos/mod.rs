@@ -10,39 +10,69 @@ pub use report::ChaosReport;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use clap::Args;
 use kube::api::{Api, DeleteParams, ListParams};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use vpn_pbr_operator::api::v1alpha1::VpnPbrRoute;
 
+use super::secs;
 use super::stack::{log_and_rate, start_cluster, start_stack, work_dir};
 use crate::emulator::{self, Emulator};
 use crate::tools::Binaries;
 use crate::workload::{self, Tracker};
 use disturb::Chaos;
 
-/// Settings of a chaos run.
-#[derive(Clone, Debug)]
+/// Settings of a chaos run: also the command line of `pbr-bench chaos` (hence the defaults and
+/// the help in seconds).
+#[derive(Clone, Debug, Args)]
 pub struct ChaosOptions {
+    #[arg(short = 'n', long, default_value_t = 1000)]
     pub routes: usize,
+    /// Gateways the routes are spread over: 8 gives 125 routes per gateway, so every list of
+    /// a gateway's entries takes three pages (50 a page), raced by the changes of the others.
+    #[arg(short = 'g', long, default_value_t = 8)]
     pub gateways: usize,
+    /// Gateway update time T, seconds.
+    #[arg(short = 't', long, default_value = "2", value_parser = secs)]
     pub update: Duration,
-    /// Share of all cloud requests that fail (busy, throttled, 5xx, drop, slow).
+    /// Share of cloud requests that fail.
+    // All kinds: busy, throttled, 5xx, drop, slow.
+    #[arg(long, default_value_t = 0.2)]
     pub fault_rate: f64,
-    /// Delay of a slow answer.
+    /// Delay of a slow answer, seconds.
+    #[arg(long, default_value = "2", value_parser = secs)]
     pub slow: Duration,
-    /// SIGKILL and restart the operator this often.
+    /// Kill (SIGKILL) and restart the operator every this many seconds.
+    #[arg(long, default_value = "15", value_parser = secs)]
     pub kill_every: Duration,
-    /// At most this many kills (unbounded when unset).
+    /// At most this many kills.
+    // Unbounded when unset.
+    #[arg(long)]
     pub max_kills: Option<u32>,
-    /// Restart the apiserver once, this long after the first create.
-    pub apiserver_restart_at: Option<Duration>,
-    /// Bound of each phase (convergence, deletion).
+    /// Restart the apiserver this many seconds after the first create (negative: never).
+    // The full path keeps clap from making the flag optional: its default restarts, and
+    // `None` is what a negative value parses to.
+    #[arg(long, default_value = "30", allow_hyphen_values = true, value_parser = secs_or_never)]
+    pub apiserver_restart_at: std::option::Option<Duration>,
+    /// Bound of convergence and of deletion, seconds.
+    #[arg(long, default_value = "900", value_parser = secs)]
     pub timeout: Duration,
+    #[arg(long)]
     pub api_rate: Option<f64>,
+    #[arg(long, default_value = "info")]
     pub log_level: String,
+    #[arg(long, default_value_t = 32)]
     pub parallel: usize,
+}
+
+/// `--apiserver-restart-at`: seconds, or never when negative.
+fn secs_or_never(s: &str) -> Result<Option<Duration>, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v < 0.0 => Ok(None),
+        _ => secs(s).map(Some),
+    }
 }
 
 /// The chaos run: converge under faults, kills and an apiserver restart, delete everything,
@@ -233,5 +263,36 @@ async fn delete_all(
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: ChaosOptions,
+    }
+
+    fn parse(args: &[&str]) -> ChaosOptions {
+        Cli::try_parse_from([&["chaos"], args].concat())
+            .expect("parses")
+            .opts
+    }
+
+    #[test]
+    fn the_apiserver_restarts_after_30_s_unless_told_a_negative_time() {
+        let defaults = parse(&[]);
+        assert_eq!(defaults.apiserver_restart_at, Some(Duration::from_secs(30)));
+        assert_eq!(defaults.kill_every, Duration::from_secs(15));
+        assert_eq!(defaults.max_kills, None);
+        let at = |v: &str| parse(&["--apiserver-restart-at", v]).apiserver_restart_at;
+        assert_eq!(at("-1"), None);
+        assert_eq!(at("2.5"), Some(Duration::from_millis(2500)));
+        assert!(Cli::try_parse_from(["chaos", "--apiserver-restart-at", "x"]).is_err());
     }
 }

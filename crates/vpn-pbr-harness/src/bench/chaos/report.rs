@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::emulator::Counter;
+
 /// The measures and the violations of a chaos run; `Display` is its console summary.
 #[derive(Debug, Default)]
 pub struct ChaosReport {
@@ -12,7 +14,7 @@ pub struct ChaosReport {
     pub(crate) deleted_in: Option<Duration>,
     pub kills: u32,
     pub(crate) apiserver_restart: Option<Duration>,
-    pub(crate) calls: Vec<(String, String, u64)>,
+    pub(crate) calls: Vec<Counter>,
     pub(crate) entries_left: usize,
     pub(crate) objects_left: usize,
     pub(crate) duplicate_creates: Vec<String>,
