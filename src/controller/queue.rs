@@ -422,16 +422,13 @@ impl GatewayQueue {
         })
     }
 
-    /// Whether the gateway's calls are those of a single change: it holds no job but this one.
-    /// Its send and read-back then go ahead of other gateways' bursts at the rate limiter
-    /// (`Priority::Single`), and the claim ends once another job comes (`submit`).
+    /// Whether the gateway's calls are those of a single change: no other change waits to be
+    /// sent, is on the wire or waits for the list (a job whose outcome is listed but not yet
+    /// recorded by its route does not count). Its send and read-back then go ahead of other
+    /// gateways' bursts at the rate limiter (`Priority::Single`), and the claim ends once
+    /// another change comes (`submit`).
     pub(crate) fn single(&self) -> bool {
-        self.jobs.len() <= 1
-    }
-
-    /// Whether the gateway holds no job at all.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.pending() <= 1
     }
 
     /// The last status the queue saw of its gateway.
@@ -976,13 +973,21 @@ impl GatewayQueue {
     }
 
     /// Nothing waits to be sent, is on the wire or waits for the list.
-    fn idle(&self) -> bool {
-        self.jobs.values().all(|j| {
-            matches!(
-                j.state,
-                JobState::Failed(_) | JobState::Accepted { listed: true, .. }
-            )
-        })
+    pub(crate) fn idle(&self) -> bool {
+        self.pending() == 0
+    }
+
+    /// Changes that wait to be sent, are on the wire or wait for the list.
+    fn pending(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| {
+                !matches!(
+                    j.state,
+                    JobState::Failed(_) | JobState::Accepted { listed: true, .. }
+                )
+            })
+            .count()
     }
 
     /// Time since the last accepted change, while it is not known to be applied.

@@ -200,9 +200,10 @@ impl Scheduler {
         key.is_none_or(|k| self.forget(owner, &k))
     }
 
-    /// Whether the gateway holds no change (a read for a change on it is a single change's).
+    /// Whether no change of the gateway waits to be sent, is on the wire or waits for the list
+    /// (a read for a change on it is a single change's).
     pub(crate) fn idle(&self, key: &GatewayKey) -> bool {
-        self.lane(key).is_none_or(|l| lock(&l.queue).is_empty())
+        self.lane(key).is_none_or(|l| lock(&l.queue).idle())
     }
 
     /// Last gateway status the scheduler saw.

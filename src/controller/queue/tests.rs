@@ -760,3 +760,22 @@ fn during_a_burst_applied_changes_are_read_back_every_few_and_the_first_alone() 
         );
     }
 }
+
+#[test]
+fn a_change_whose_outcome_is_listed_does_not_count_against_a_single_change() {
+    use Step::*;
+    let mut run = Run::new(true);
+    run.script(
+        "route 1's create listed, its job not yet forgotten by its route",
+        [
+            first_accepted(accepted()),
+            status_read(&["sleep until 100"], 100, "active", &["wake peers"]),
+            shown(110, &["sleep until 110"]),
+            vec![Submit(2, create(2), true)],
+        ]
+        .joined(),
+    );
+    assert!(run.queue.single(), "one change waits: a single change");
+    assert!(run.queue.submit(&owner(3), &scope(), create(3), Some(1)));
+    assert!(!run.queue.single(), "two changes wait");
+}
