@@ -27,10 +27,16 @@ build: ## Build every binary of the workspace: the operator, crdgen, vpc-emulato
 tools: ## Build or install every tool the tests need (idempotent; first run takes minutes)
 	@hack/tools.sh > /dev/null
 
-crds: ## Regenerate crds/ and the chart's CRD template from the Rust types
-	$(CARGO) run --locked --quiet --bin crdgen > crds/vpnpbrroutes.vpn.alicloud.dev.yaml
-	$(CARGO) run --locked --quiet --bin crdgen -- --chart-template \
-	  > deploy/helm/vpn-pbr-operator/templates/crds/vpnpbrroutes.vpn.alicloud.dev.yaml
+# Every CRD of src/api/ (api::crds()).
+CRD_NAMES := vpnpbrroutes.vpn.alicloud.dev vpnaccounts.vpn.alicloud.dev
+
+crds: ## Regenerate crds/ and the chart's CRD templates from the Rust types
+	$(CARGO) build --locked --quiet --bin crdgen
+	for crd in $(CRD_NAMES); do \
+	  $(TARGET_DIR)/debug/crdgen $$crd > crds/$$crd.yaml && \
+	  $(TARGET_DIR)/debug/crdgen --chart-template $$crd \
+	    > deploy/helm/vpn-pbr-operator/templates/crds/$$crd.yaml || exit 1; \
+	done
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

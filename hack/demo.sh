@@ -33,6 +33,9 @@ BIN=${DEMO_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}
 MODE=${DEMO_CLUSTER:-local}
 NS=${DEMO_NAMESPACE:-vpn-pbr-demo}
 CRD=vpnpbrroutes.vpn.alicloud.dev
+# Every CRD of crds/ (the routes' and the accounts'): the operator needs them all.
+CRDS=()
+for f in "$ROOT"/crds/*.yaml; do CRDS+=("$(basename "$f" .yaml)"); done
 # The label on everything the demo makes in an existing cluster.
 MADE_BY=app.kubernetes.io/managed-by=vpn-pbr-demo
 case $MODE in local|existing) ;; *) echo "DEMO_CLUSTER (make demo CLUSTER=...) is local or existing, not '$MODE'" >&2; exit 2 ;; esac
@@ -70,9 +73,9 @@ kubeconfig() {
   if [ "$MODE" = existing ]; then echo "$KUBECONFIG"; else echo "$CLUSTER_DIR/admin.kubeconfig"; fi
 }
 
-# The versions crds/ serves, space-separated (as `kubectl get crd` prints them below).
+# The versions crds/ serves for CRD $1, space-separated (as `kubectl get crd` prints them below).
 crd_versions_wanted() {
-  grep -E '^ *(- )?name: v[0-9][a-z0-9]*$' "$ROOT/crds/$CRD.yaml" | awk '{print $NF}' | tr '\n' ' '
+  grep -E '^ *(- )?name: v[0-9][a-z0-9]*$' "$ROOT/crds/$1.yaml" | awk '{print $NF}' | tr '\n' ' '
 }
 
 # Everything `up` checks on an existing cluster before changing anything.
@@ -80,12 +83,15 @@ existing_preflight() {
   : "${KUBECONFIG:?DEMO_CLUSTER=existing needs KUBECONFIG naming the cluster to use}"
   say "existing cluster (KUBECONFIG=$KUBECONFIG, context $(kubectl config current-context 2>/dev/null || echo '-')); namespace $NS"
   kubectl get --raw /version >/dev/null || { echo "cannot reach the cluster KUBECONFIG names" >&2; exit 1; }
-  local problems=() have want others foreign
-  if kubectl get crd "$CRD" >/dev/null 2>&1; then
-    have=$(kubectl get crd "$CRD" -o jsonpath='{range .spec.versions[*]}{.name}{" "}{end}')
-    want=$(crd_versions_wanted)
+  local problems=() have want others foreign crd
+  for crd in "${CRDS[@]}"; do
+    kubectl get crd "$crd" >/dev/null 2>&1 || continue
+    have=$(kubectl get crd "$crd" -o jsonpath='{range .spec.versions[*]}{.name}{" "}{end}')
+    want=$(crd_versions_wanted "$crd")
     [ "$have" = "$want" ] ||
-      problems+=("the cluster has the CRD $CRD at versions '${have% }', this demo's is at '${want% }'")
+      problems+=("the cluster has the CRD $crd at versions '${have% }', this demo's is at '${want% }'")
+  done
+  if kubectl get crd "$CRD" >/dev/null 2>&1; then
     others=$(kubectl get pbr -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name 2>/dev/null |
       awk -v ns="$NS" '$1 != ns {print "    " $1 "/" $2}')
     [ -z "$others" ] ||
@@ -112,7 +118,7 @@ existing_preflight() {
   fi
 }
 
-# The namespace and the CRD on an existing cluster, each made only when missing (and then
+# The namespace and the CRDs on an existing cluster, each made only when missing (and then
 # recorded in $DEMO_DIR/existing.made, so `down` removes just those).
 existing_objects() {
   if ! kubectl get namespace "$NS" >/dev/null 2>&1; then
@@ -121,13 +127,16 @@ existing_objects() {
     kubectl label namespace "$NS" "$MADE_BY"
     echo namespace >>"$DEMO_DIR/existing.made"
   fi
-  if kubectl get crd "$CRD" >/dev/null 2>&1; then
-    say "CRD $CRD present at the same versions: used as it is (the demo never removes it)"
-  else
-    say "CRD (crds/, labelled $MADE_BY)"
-    kubectl label --local -f "$ROOT/crds/" -o json "$MADE_BY" | kubectl apply --server-side -f -
-    echo crd >>"$DEMO_DIR/existing.made"
-  fi
+  local crd
+  for crd in "${CRDS[@]}"; do
+    if kubectl get crd "$crd" >/dev/null 2>&1; then
+      say "CRD $crd present at the same versions: used as it is (the demo never removes it)"
+    else
+      say "CRD $crd (crds/, labelled $MADE_BY)"
+      kubectl label --local -f "$ROOT/crds/$crd.yaml" -o json "$MADE_BY" | kubectl apply --server-side -f -
+      echo "crd:$crd" >>"$DEMO_DIR/existing.made"
+    fi
+  done
 }
 
 # `down` on an existing cluster: the demo's routes (deleted through the operator, which removes
@@ -151,14 +160,17 @@ down_existing() {
     say "deleting namespace $NS (made by the demo; the cluster finishes it in the background)"
     kubectl delete namespace "$NS" --ignore-not-found --wait=false
   fi
-  if grep -qx crd <<<"$made"; then
-    if [ -z "$(kubectl get pbr -A --no-headers 2>/dev/null)" ]; then
-      say "deleting CRD $CRD (made by the demo; no VpnPbrRoute is left)"
-      kubectl delete crd "$CRD" --ignore-not-found
+  local crd
+  # `crd:<name>` per CRD the demo made (a bare `crd`: the routes' CRD, as older demos wrote).
+  for crd in $(sed -n -e 's/^crd:\(.*\)$/\1/p' -e "s/^crd\$/$CRD/p" <<<"$made"); do
+    # The CRD's objects, by `<plural>.<group>`, which is the CRD's name.
+    if [ -z "$(kubectl get "$crd" -A --no-headers 2>/dev/null)" ]; then
+      say "deleting CRD $crd (made by the demo; none of its objects is left)"
+      kubectl delete crd "$crd" --ignore-not-found
     else
-      echo "  CRD $CRD kept: VpnPbrRoutes the demo did not make use it now"
+      echo "  CRD $crd kept: objects the demo did not make use it now"
     fi
-  fi
+  done
   rm -f "$DEMO_DIR/existing.made"
 }
 
@@ -237,7 +249,7 @@ sys.exit(0 if any(g["VpnGatewayId"] == want["VpnGatewayId"] and any(all(e[k] == 
     say "CRD (kubectl apply --server-side -f crds/)"
     kubectl apply --server-side -f "$ROOT/crds/"
   fi
-  kubectl wait --for=condition=Established --timeout=60s crd/vpnpbrroutes.vpn.alicloud.dev >/dev/null
+  kubectl wait --for=condition=Established --timeout=60s "${CRDS[@]/#/crd/}" >/dev/null
 
   say "operator (target/debug/vpn-pbr-operator --endpoint $url)"
   # Restarted when anything it depends on changed: emulator URL, control plane, binary.

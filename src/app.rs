@@ -15,11 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::compat;
-use crate::api::v1alpha1::VpnPbrRoute;
+use crate::api::v1alpha1::{VpnAccount, VpnPbrRoute};
 use crate::config::Config;
 use crate::controller::context::Settings;
 use crate::controller::metrics::{CloudCallMetrics, Metrics};
 use crate::controller::port::CloudPort;
+use crate::controller::resolve::AccountOptions;
+use crate::controller::roles::RoleSessions;
 use crate::controller::runner::{self, Runtime};
 use crate::controller::scheduler::SchedulerConfig;
 use crate::controller::vpc::VpcPort;
@@ -31,6 +33,7 @@ use alicloud_vpc_client::{
 };
 
 const CRD_NAME: &str = "vpnpbrroutes.vpn.alicloud.dev";
+const ACCOUNT_CRD_NAME: &str = "vpnaccounts.vpn.alicloud.dev";
 
 /// Leader election: the Lease lasts 15 s from each renewal and the leader renews it 6 s before
 /// it ends; it stops sending cloud changes 4 s before it ends unless it saw the renewal
@@ -58,6 +61,10 @@ pub enum AppError {
         "cannot read the VpnPbrRoute CRD ({CRD_NAME}) to check that it serves what this operator needs: {0}; grant `get` on customresourcedefinitions named {CRD_NAME} (the chart's ClusterRole does)"
     )]
     CrdUnreadable(String),
+    #[error(
+        "the VpnAccount CRD ({ACCOUNT_CRD_NAME}) {0}; install or upgrade it with this release's chart or `kubectl apply --server-side -f crds/`"
+    )]
+    AccountCrd(String),
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("cloud client: {0}")]
@@ -142,12 +149,30 @@ async fn check_crd(client: &kube::Client) -> Result<(), AppError> {
         Err(e) => return Err(e.into()),
     };
     let missing = compat::missing(&VpnPbrRoute::crd(), &installed);
-    if missing.is_empty() {
-        info!("the installed CRD serves every field this operator uses");
-        Ok(())
-    } else {
-        Err(AppError::CrdOutdated(compat::describe(&missing)))
+    if !missing.is_empty() {
+        return Err(AppError::CrdOutdated(compat::describe(&missing)));
     }
+    // Accounts are watched from the start: their CRD must serve what this binary reads.
+    let accounts = match crds.get_opt(ACCOUNT_CRD_NAME).await {
+        Ok(Some(crd)) => crd,
+        Ok(None) => return Err(AppError::AccountCrd("is not installed".to_owned())),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(AppError::AccountCrd(format!(
+                "cannot be read ({}); grant `get` on customresourcedefinitions named {ACCOUNT_CRD_NAME}",
+                s.message
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let missing = compat::missing(&VpnAccount::crd(), &accounts);
+    if !missing.is_empty() {
+        return Err(AppError::AccountCrd(format!(
+            "is older than this operator, it lacks: {}",
+            compat::describe(&missing)
+        )));
+    }
+    info!("the installed CRDs serve every field this operator uses");
+    Ok(())
 }
 
 fn cloud_factory(config: &Config, metrics: &Arc<Metrics>) -> Result<VpcClientFactory, AppError> {
@@ -214,6 +239,8 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         }
     };
 
+    // assumeRole accounts: sessions through the same HTTP pool and STS endpoint.
+    let roles = RoleSessions::new(factory.clone());
     let instance = std::env::var("POD_NAME").ok();
     // With leader election every cloud change passes the fence of the lease.
     let fence = Fence::new();
@@ -243,6 +270,11 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         metrics,
         health: health.clone(),
         instance: instance.clone(),
+        roles,
+        account_options: AccountOptions {
+            require_account: config.require_account,
+            operator_namespaces: config.operator_namespace_selector.clone(),
+        },
     };
 
     if config.leader_election {

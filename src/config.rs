@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use alicloud_vpc_client::{ClientConfig, CredentialsError, Endpoint, RateLimitConfig};
 use clap::{Args, Parser, ValueEnum};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Kubernetes operator for Alibaba Cloud VPN gateway policy-based routes.
 #[derive(Parser, Debug, Clone)]
@@ -64,6 +65,18 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_ROUTE_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub(crate) route_secrets: bool,
 
+    /// Refuse a route that names no account (no `spec.accountRef`, no
+    /// `vpn.alicloud.dev/default-account` annotation on its namespace) instead of using the
+    /// operator's own identity for it.
+    #[arg(long, env = "VPN_PBR_REQUIRE_ACCOUNT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(crate) require_account: bool,
+
+    /// The namespaces whose routes may use the operator's own identity (routes that name no
+    /// account), as a Kubernetes label selector in JSON (e.g.
+    /// `{"matchLabels":{"team":"platform"}}`); `{}` admits every namespace.
+    #[arg(long, env = "VPN_PBR_OPERATOR_NAMESPACE_SELECTOR", default_value = "{}", value_parser = label_selector)]
+    pub(crate) operator_namespace_selector: LabelSelector,
+
     /// The gateway scheduler (one change in flight per gateway). Turning it off makes every
     /// route retry on its own, like a naive operator; only for benchmarks.
     #[arg(long, env = "VPN_PBR_GATEWAY_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
@@ -83,6 +96,14 @@ pub struct Config {
     /// How long in-flight cloud calls may take to finish at shutdown.
     #[arg(long, env = "VPN_PBR_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = crate::duration::flag)]
     pub(crate) shutdown_timeout: Duration,
+}
+
+/// A label selector flag: JSON, checked to be one the operator can apply.
+fn label_selector(s: &str) -> Result<LabelSelector, String> {
+    let selector: LabelSelector =
+        serde_json::from_str(s).map_err(|e| format!("not a label selector in JSON: {e}"))?;
+    kube::core::Selector::try_from(selector.clone()).map_err(|e| e.to_string())?;
+    Ok(selector)
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,5 +241,25 @@ mod tests {
             16
         );
         assert!(Config::try_parse_from(["op", "--read-back-every", "0"]).is_err());
+        assert!(!c.require_account && c.operator_namespace_selector == LabelSelector::default());
+        let c = Config::try_parse_from([
+            "op",
+            "--require-account",
+            "true",
+            "--operator-namespace-selector",
+            r#"{"matchLabels":{"team":"platform"}}"#,
+        ])
+        .expect("account flags");
+        assert!(c.require_account);
+        assert!(c.operator_namespace_selector.match_labels.is_some());
+        for bad in [
+            "team=platform",
+            r#"{"matchExpressions":[{"key":"a","operator":"Bogus"}]}"#,
+        ] {
+            assert!(
+                Config::try_parse_from(["op", "--operator-namespace-selector", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! crates use; everything else is `pub(crate)` or private, so the compiler reports what nothing
 //! uses (`unreachable_pub`, `dead_code`).
 //!
-//! - [`api`], the `VpnPbrRoute` CRD types: the public API, for `src/bin/crdgen.rs`
-//!   ([`api::crd_yaml`]), the tests and `vpn-pbr-harness`.
+//! - [`api`], the CRD types (`VpnPbrRoute` and `VpnAccount`): the public API, for `src/bin/crdgen.rs` ([`api::crds`],
+//!   [`api::crd_yaml`]), the tests and `vpn-pbr-harness`.
 //! - For `src/main.rs`: the command line ([`cli::parse`], [`cli::Cli`]), its tools
 //!   ([`cli::run`]), logging ([`telemetry::init`]) and the operator ([`app::run`]) with its flags
 //!   ([`config::Config`], whose defaults `vpn-pbr-harness` also reads).
@@ -54,7 +54,9 @@ pub use controller::entries::GatewayCache;
 pub use controller::job::{JobView, Owner};
 pub use controller::metrics::Metrics;
 pub use controller::reconcile::reconcile;
+pub use controller::roles::RoleSessions;
 pub use controller::scheduler::{Scheduler, SchedulerConfig};
+pub use controller::tenancy::Tenancy;
 pub use controller::verified::Verified;
 pub use fence::{Fence, FencedCloud, watch_lease};
 // For the simulation: what its ports answer in and are told.

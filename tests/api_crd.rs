@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use support::command::run_ok;
 use support::plane;
 use vpn_pbr_harness::Tools;
-use vpn_pbr_operator::api::v1alpha1::{DeletionPolicy, ManagementPolicy, VpnPbrRoute};
+use vpn_pbr_operator::api::v1alpha1::{DeletionPolicy, ManagementPolicy, VpnAccount, VpnPbrRoute};
 
 fn valid_spec() -> Value {
     json!({
@@ -374,6 +374,258 @@ async fn harness_mints_service_account_tokens() -> anyhow::Result<()> {
         }
         other => panic!("expected 403, got {other:?}"),
     }
+    Ok(())
+}
+
+// VpnAccount: cluster-scoped, so every test names its accounts after its own
+// fresh namespace.
+
+/// An account of `spec` named `name`.
+fn account(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnAccount", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A valid account spec with `credentials`.
+fn account_spec(credentials: Value) -> Value {
+    json!({"credentials": credentials, "namespaceSelector": {"matchLabels": {"team": "net"}}})
+}
+
+fn assume_role() -> Value {
+    json!({"assumeRole": {
+        "roleArn": "acs:ram::1234567890123456:role/vpn-pbr-operator",
+        "externalId": "abcd-1234",
+        "sessionName": "vpn-pbr-operator"
+    }})
+}
+
+/// The cluster-scoped `VpnAccount` API of the plane, and a fresh namespace to name accounts by.
+async fn setup_accounts(prefix: &str) -> anyhow::Result<(Client, Api<DynamicObject>, String)> {
+    let (client, ns) = support::setup(prefix).await?;
+    let ar = ApiResource::erase::<VpnAccount>(&());
+    Ok((client.clone(), Api::all_with(client, &ar), ns))
+}
+
+#[tokio::test]
+async fn valid_accounts_are_accepted_with_defaults() -> anyhow::Result<()> {
+    let (client, api, ns) = setup_accounts("account-valid").await?;
+    let mut scoped = account_spec(json!({"operatorIdentity": {}}));
+    scoped["regions"] = json!(["cn-hangzhou", "cn-shanghai"]);
+    scoped["vpnGatewayIds"] = json!(["vpn-bp1aaa"]);
+    scoped["allowAdoption"] = json!(true);
+    scoped["namespaceSelector"] = json!({});
+    let specs = [
+        scoped,
+        account_spec(assume_role()),
+        account_spec(json!({"assumeRole": {"roleArn": "acs:ram::1:role/a"}})),
+        account_spec(json!({"secretRef": {"namespace": "vpn-system", "name": "keys"}})),
+        // A source written null is no source.
+        account_spec(json!({"operatorIdentity": {}, "assumeRole": null, "secretRef": null})),
+    ];
+    for (i, spec) in specs.into_iter().enumerate() {
+        create(&api, account(&format!("{ns}-{i}"), spec))
+            .await
+            .unwrap_or_else(|e| panic!("account {i} refused: {e}"));
+    }
+    let typed: Api<VpnAccount> = Api::all(client);
+    let scoped = typed.get(&format!("{ns}-0")).await?;
+    assert!(scoped.spec.allow_adoption);
+    assert_eq!(scoped.spec.regions, ["cn-hangzhou", "cn-shanghai"]);
+    assert!(scoped.spec.credentials.operator_identity.is_some());
+    let role = typed.get(&format!("{ns}-1")).await?;
+    assert!(!role.spec.allow_adoption, "allowAdoption defaults to false");
+    assert!(role.spec.regions.is_empty() && role.spec.vpn_gateway_ids.is_empty());
+    let assumed = role.spec.credentials.assume_role.expect("assumeRole");
+    assert_eq!(assumed.external_id.as_deref(), Some("abcd-1234"));
+    assert_eq!(VpnAccount::kind(&()), "VpnAccount");
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_accounts_are_refused_with_their_message() -> anyhow::Result<()> {
+    let (_client, api, ns) = setup_accounts("account-invalid").await?;
+    let exactly_one = "exactly one credential source must be set";
+    let arn = "must be a RAM role ARN: acs:ram::<accountId>:role/<roleName>";
+    let role = |field: &str, value: Value| {
+        let mut c = assume_role();
+        c["assumeRole"][field] = value;
+        account_spec(c)
+    };
+    let with = |field: &str, value: Value| {
+        let mut spec = account_spec(json!({"operatorIdentity": {}}));
+        let map = spec.as_object_mut().expect("map");
+        if value.is_null() {
+            map.remove(field);
+        } else {
+            map.insert(field.to_owned(), value);
+        }
+        spec
+    };
+    // (spec, the path and the words the refusal must hold)
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (account_spec(json!({})), "spec.credentials", exactly_one),
+        (
+            account_spec(
+                json!({"operatorIdentity": {}, "secretRef": {"namespace": "a", "name": "b"}}),
+            ),
+            "spec.credentials",
+            exactly_one,
+        ),
+        (
+            account_spec(
+                json!({"operatorIdentity": {}, "assumeRole": assume_role()["assumeRole"]}),
+            ),
+            "spec.credentials",
+            exactly_one,
+        ),
+        (
+            role("externalId", json!("x")),
+            "spec.credentials.assumeRole.externalId",
+            "must be 2 to 1224 characters",
+        ),
+        (
+            role("sessionName", json!("a b")),
+            "spec.credentials.assumeRole.sessionName",
+            "must be 2 to 64 characters",
+        ),
+        (
+            account_spec(json!({"secretRef": {"namespace": "vpn-system", "name": ""}})),
+            "spec.credentials.secretRef.name",
+            "must name the Secret; it must not be empty",
+        ),
+        (
+            account_spec(json!({"secretRef": {"namespace": "", "name": "keys"}})),
+            "spec.credentials.secretRef.namespace",
+            "must name the Secret's namespace; it must not be empty",
+        ),
+        (
+            with("regions", json!(["CN_Hangzhou"])),
+            "spec.regions",
+            "each entry must be a region ID",
+        ),
+        (
+            with("vpnGatewayIds", json!(["gw-1"])),
+            "spec.vpnGatewayIds",
+            "must be a VPN gateway ID starting with 'vpn-'",
+        ),
+        (
+            with("namespaceSelector", Value::Null),
+            "spec.namespaceSelector",
+            "Required",
+        ),
+        (
+            with("credentials", Value::Null),
+            "spec.credentials",
+            "Required",
+        ),
+    ];
+    let bad_arns = [
+        "arn:aws:iam::123456789012:role/x",
+        "acs:ram::12ab:role/x",
+        "acs:ram::123:user/x",
+        "acs:ram::123:role/",
+        "",
+    ];
+    let arn_cases = bad_arns.map(|bad| {
+        let spec = role("roleArn", json!(bad));
+        (spec, "spec.credentials.assumeRole.roleArn", arn)
+    });
+    let cases = cases.into_iter().chain(arn_cases);
+    for (i, (spec, path, words)) in cases.enumerate() {
+        let message = refusal(create(&api, account(&format!("{ns}-bad-{i}"), spec.clone())).await);
+        assert!(
+            message.contains(path) && message.contains(words),
+            "{spec}: the refusal does not name {path} with {words:?}: {message}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn kubectl_shows_the_account_columns() -> anyhow::Result<()> {
+    let (_client, api, ns) = setup_accounts("account-columns").await?;
+    let name = format!("{ns}-shown");
+    create(&api, account(&name, account_spec(assume_role())))
+        .await
+        .expect("create");
+    let text = kubectl(&["get", "vpnaccounts", &name])?;
+    assert_eq!(
+        header(&text),
+        ["NAME", "READY", "ACCOUNT", "ID", "ROUTES", "AGE"]
+    );
+    // Both categories list accounts with routes.
+    for what in ["alicloud", "vpn"] {
+        assert!(
+            kubectl(&["get", what, "-o", "name"])?
+                .contains(&format!("vpnaccount.vpn.alicloud.dev/{name}")),
+            "kubectl get {what}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn route_account_ref_is_checked_and_fixed_once_the_route_exists() -> anyhow::Result<()> {
+    let (_client, api, _ns) = setup("account-ref").await?;
+    let mut spec = valid_spec();
+    spec["accountRef"] = json!("");
+    let message = refusal(create(&api, object("empty", spec)).await);
+    assert!(
+        message.contains("spec.accountRef") && message.contains("must name a VpnAccount"),
+        "{message}"
+    );
+    let mut spec = valid_spec();
+    spec["accountRef"] = json!("prod");
+    create(&api, object("r", spec)).await.expect("create");
+    create(&api, object("bare", valid_spec()))
+        .await
+        .expect("create");
+    let pp = PatchParams::default();
+    let set = |value: Value| json!({"spec": {"accountRef": value}});
+    // No entry yet: the reference may be corrected, added or removed.
+    api.patch("r", &pp, &Patch::Merge(&set(json!("staging"))))
+        .await
+        .expect("accountRef editable before any create");
+    api.patch("bare", &pp, &Patch::Merge(&set(json!("prod"))))
+        .await
+        .expect("accountRef addable before any create");
+    api.patch("bare", &pp, &Patch::Merge(&set(Value::Null)))
+        .await
+        .expect("accountRef removable before any create");
+    // A create in flight (r) or an entry (bare): fixed, changed, removed or added.
+    patch_status(&api, "r", json!({"clientToken": "tok"})).await;
+    patch_status(
+        &api,
+        "bare",
+        json!({"createTime": "2026-01-01T00:00:00.000Z"}),
+    )
+    .await;
+    for (name, value) in [
+        ("r", json!("prod")),
+        ("r", Value::Null),
+        ("bare", json!("prod")),
+    ] {
+        assert_refused_immutable(
+            api.patch(name, &pp, &Patch::Merge(&set(value))).await,
+            "accountRef",
+        );
+    }
+    // Other mutable fields still change.
+    api.patch("r", &pp, &Patch::Merge(&json!({"spec": {"weight": 0}})))
+        .await
+        .expect("weight is mutable");
+    // A manifest may write the reference as null: that is no reference, and nothing to fix.
+    let mut spec = valid_spec();
+    spec["accountRef"] = Value::Null;
+    create(&api, object("null", spec)).await.expect("create");
+    patch_status(
+        &api,
+        "null",
+        json!({"createTime": "2026-01-01T00:00:00.000Z"}),
+    )
+    .await;
+    api.patch("null", &pp, &Patch::Merge(&json!({"spec": {"weight": 0}})))
+        .await
+        .expect("a null accountRef does not stop other changes");
     Ok(())
 }
 

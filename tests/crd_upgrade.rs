@@ -191,7 +191,7 @@ async fn an_older_crd_stops_the_operator_until_the_release_takes_it_over_and_upg
     op.restart()?;
     op.wait_ready(Duration::from_secs(60)).await?;
     assert!(
-        op.logs().contains("serves every field this operator uses"),
+        op.logs().contains("serve every field this operator uses"),
         "{}",
         op.logs()
     );

@@ -464,7 +464,8 @@ defaultRegion: cn-hangzhou
         None,
     )?;
     assert!(
-        logs.contains("serves every field") && logs.contains("controller started"),
+        logs.contains("serve every field this operator uses")
+            && logs.contains("controller started"),
         "kubectl logs shows the operator at work:\n{logs}"
     );
 

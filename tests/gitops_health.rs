@@ -200,6 +200,12 @@ fn rows(reason: &Reason) -> Vec<Row> {
             refused("the credentials Secret lacks the credentials label")
         }
         Reason::InvalidObject => refused("the object lacks a field"),
+        Reason::AccountRequired => refused("no account named, and one is required"),
+        Reason::AccountNotFound => refused("the named account does not exist"),
+        Reason::AccountForbidden => refused("the account does not admit the route"),
+        Reason::AdoptionForbidden => refused("the account does not allow adoption"),
+        Reason::CredentialsUnavailable => refused("the account's credentials cannot be had"),
+        Reason::AccountInUse => refused("an account kept for the routes that hold it"),
         Reason::NotFound => observing(
             "ObserveOnly, no such entry",
             both_no(Reason::NotFound, None),

@@ -25,9 +25,9 @@ use support::command::run_ok;
 use support::emulator;
 use support::route::{create_key_secret, ready_observing, route_object};
 use support::{
-    Emulator, chart_dir, operator_binary, plane, ready_is, start_emulator, wait_gone, wait_route,
+    Alone, Emulator, chart_dir, operator_binary, plane, ready_is, start_emulator, wait_gone,
+    wait_route,
 };
-use tempfile::TempDir;
 use vpn_pbr_harness::operator::free_port;
 use vpn_pbr_harness::{Tools, tools};
 use vpn_pbr_operator::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
@@ -42,8 +42,7 @@ const RBAC_KINDS: [&str; 5] = [
     "RoleBinding",
 ];
 /// A second access key known to the emulator, used only through the route's Secret.
-const SECRET_KEY_ID: &str = "LTAI-route-secret-key";
-const SECRET_KEY_SECRET: &str = "route-secret-value";
+const SECRET_KEY: (&str, &str) = ("LTAI-route-secret-key", "route-secret-value");
 
 /// The chart's optional RBAC: the Lease of leader election, and Secret access for route Secrets.
 const LEADER_ELECTION: &str = "leaderElection.enabled=true";
@@ -180,11 +179,9 @@ struct Scenario {
     user: String,
     /// The namespace the routes are created in.
     routes_ns: String,
-    /// The emulator's config and log, the operator's kubeconfig and log; removed after both
-    /// processes.
-    _dir: TempDir,
-    /// Held until the scenario's processes are gone ([`SERIAL`]).
-    _serial: tokio::sync::MutexGuard<'static, ()>,
+    /// The emulator's config and log, the operator's kubeconfig and log, and the lock of
+    /// [`SERIAL`]: held until the scenario's processes are gone.
+    _alone: Alone,
 }
 
 impl Scenario {
@@ -192,15 +189,15 @@ impl Scenario {
     /// a fresh release namespace and starts the operator as its ServiceAccount, once no other
     /// scenario runs.
     async fn start(prefix: &str, values: &[&str]) -> anyhow::Result<Scenario> {
-        let serial = SERIAL.lock().await;
+        let alone = Alone::start(&SERIAL).await?;
         let cp = plane();
-        let (client, release_ns) = support::setup(&format!("{prefix}-release")).await?;
-        let routes_ns = vpn_pbr_harness::namespace(&client, &format!("{prefix}-routes")).await?;
-        let extra_key = format!("  - id: {SECRET_KEY_ID}\n    secret: {SECRET_KEY_SECRET}\n");
-        let dir = tempfile::tempdir()?;
+        let (client, release_ns, routes_ns) =
+            support::setup_two(prefix, "release", "routes").await?;
+        let (key_id, key_secret) = SECRET_KEY;
+        let extra_key = format!("  - id: {key_id}\n    secret: {key_secret}\n");
         let emu = start_emulator(
             &emulator::two_gateway_config_yaml(200, &extra_key),
-            dir.path(),
+            alone.path(),
         );
         // ClusterRoles are cluster-scoped: a release name per scenario keeps them apart.
         let release = release_ns.clone();
@@ -244,7 +241,7 @@ impl Scenario {
             .find(|d| kind_of(d) == "Deployment")
             .expect("the chart renders a Deployment");
         let token = cp.service_account_token(&client, &release_ns, &sa).await?;
-        let kubeconfig = dir.path().join("operator.kubeconfig");
+        let kubeconfig = alone.path().join("operator.kubeconfig");
         std::fs::write(
             &kubeconfig,
             serde_saphyr::to_string(&cp.token_kubeconfig(&token)?).expect("kubeconfig yaml"),
@@ -254,7 +251,7 @@ impl Scenario {
             deployment,
             &kubeconfig,
             &release_ns,
-            dir.path().join("operator.log"),
+            alone.path().join("operator.log"),
         )?;
         Ok(Scenario {
             routes: Api::namespaced(client.clone(), &routes_ns),
@@ -263,8 +260,7 @@ impl Scenario {
             op,
             user: format!("system:serviceaccount:{release_ns}:{sa}"),
             routes_ns,
-            _dir: dir,
-            _serial: serial,
+            _alone: alone,
         })
     }
 
@@ -319,8 +315,8 @@ impl Scenario {
             &self.client,
             &self.routes_ns,
             "cloud-keys",
-            SECRET_KEY_ID,
-            SECRET_KEY_SECRET,
+            SECRET_KEY.0,
+            SECRET_KEY.1,
         )
         .await;
         self.create(name, with_secret(src, dst, hop)).await;

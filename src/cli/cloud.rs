@@ -9,8 +9,8 @@ use clap::Args;
 use crate::config::CloudFlags;
 use crate::controller::model::{CredentialsHandle, Scope};
 use alicloud_vpc_client::{
-    ChainOptions, CloudError, CredentialsError, CredentialsProvider, VpcClient, VpcClientFactory,
-    default_chain,
+    ChainOptions, CloudError, CredentialsError, CredentialsProvider, DEFAULT_ACCOUNT, VpcClient,
+    VpcClientFactory, default_chain,
 };
 
 /// How the commands reach the VPC API.
@@ -84,6 +84,7 @@ impl Cloud {
             vpn_gateway_id: gateway.to_owned(),
             credentials: CredentialsHandle {
                 key: "default".to_owned(),
+                account: DEFAULT_ACCOUNT.to_owned(),
                 provider: self.credentials.clone(),
             },
         }

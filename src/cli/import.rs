@@ -313,6 +313,7 @@ fn spec_of(gw: &GatewayRoutes, e: &VpnPbrRouteEntry) -> VpnPbrRouteSpec {
         description: e.fields.description.clone().filter(|d| !d.is_empty()),
         overlay_mode: None,
         credentials_ref: None,
+        account_ref: None,
         deletion_policy: Default::default(),
         management_policy: Default::default(),
     }

@@ -11,10 +11,14 @@ use super::error::{Error, Result};
 use super::metrics::Metrics;
 use super::model::{CredentialsHandle, Scope};
 use super::objects::ObjectPort;
+use super::reason::Reason;
+use super::resolve::Resolved;
+use super::roles::RoleSessions;
 use super::scheduler::Scheduler;
-use crate::api::v1alpha1::VpnPbrRoute;
+use super::tenancy::Tenancy;
+use crate::api::v1alpha1::{VpnAccount, VpnPbrRoute};
 use crate::sync::lock;
-use alicloud_vpc_client::{Credentials, CredentialsProvider, StaticCredentials};
+use alicloud_vpc_client::{Credentials, CredentialsProvider, DEFAULT_ACCOUNT, StaticCredentials};
 
 /// Where the controller takes the wall clock, random draws and idempotency tokens from: the
 /// real ones in the operator (`SystemEntropy`), a seeded one in the simulation
@@ -45,6 +49,9 @@ impl Entropy for SystemEntropy {
         uuid::Uuid::new_v4().to_string()
     }
 }
+
+/// The region of the STS endpoint for an account that names no region.
+pub(crate) const STS_REGION: &str = "cn-hangzhou";
 
 /// The key of the operator-wide credentials.
 const DEFAULT_CREDENTIALS: &str = "default";
@@ -94,6 +101,10 @@ pub struct Context {
     pub accounts: Accounts,
     /// The wall clock, jitter and create tokens (`SystemEntropy` outside the simulation).
     pub entropy: Arc<dyn Entropy>,
+    /// The accounts and namespaces routes resolve their account from.
+    pub tenancy: Tenancy,
+    /// The sessions of `assumeRole` accounts.
+    pub roles: RoleSessions,
 }
 
 impl Context {
@@ -101,31 +112,95 @@ impl Context {
     fn default_handle(&self) -> CredentialsHandle {
         CredentialsHandle {
             key: DEFAULT_CREDENTIALS.to_owned(),
+            account: DEFAULT_ACCOUNT.to_owned(),
             provider: self.default_credentials.clone(),
         }
     }
 
-    /// Where and with which credentials the route's calls go.
-    pub(crate) async fn scope(&self, route: &VpnPbrRoute) -> Result<Scope> {
-        let credentials = match &route.spec.credentials_ref {
-            None => self.default_handle(),
-            Some(r) => self.secret_credentials(route, &r.name).await?,
+    /// Where and with which credentials the route's calls go, in the account it acts in.
+    pub(crate) async fn scope(&self, route: &VpnPbrRoute, held: &Resolved) -> Result<Scope> {
+        let credentials = match (&held.account, &route.spec.credentials_ref) {
+            (Some(account), _) => self.account_credentials(account).await?,
+            (None, None) => self.default_handle(),
+            (None, Some(r)) => self.secret_credentials(route, &r.name).await?,
         };
         Ok(Self::scope_with(route, credentials))
     }
 
-    /// The scope of a route being deleted: its own credentials, or, when its Secret is gone or
-    /// unusable, the ones it last used successfully, else the operator's. The second value says
-    /// why the route's own were not used.
+    /// The credentials of a `VpnAccount`: the operator's own identity, or its Secret.
+    pub(crate) async fn account_credentials(
+        &self,
+        account: &VpnAccount,
+    ) -> Result<CredentialsHandle> {
+        let name = kube::ResourceExt::name_any(account);
+        let source = &account.spec.credentials;
+        if source.operator_identity.is_some() {
+            return Ok(self.default_handle());
+        }
+        if let Some(secret) = &source.secret_ref {
+            return self
+                .namespaced_secret_credentials(&secret.namespace, &secret.name)
+                .await
+                .map(|handle| CredentialsHandle {
+                    account: name.clone(),
+                    ..handle
+                })
+                .map_err(|e| Error::Account {
+                    name,
+                    reason: e.reason(),
+                    why: e.message(),
+                });
+        }
+        let Some(role) = &source.assume_role else {
+            return Err(Error::Account {
+                name,
+                reason: Reason::CredentialsUnavailable,
+                why: "no credential source is set".to_owned(),
+            });
+        };
+        let region = account
+            .spec
+            .regions
+            .first()
+            .map_or(STS_REGION, String::as_str);
+        self.roles
+            .session(role, &name, region, &self.default_credentials)
+            .map_err(|why| Error::Account {
+                name,
+                reason: Reason::CredentialsUnavailable,
+                why,
+            })
+    }
+
+    /// The scope of a route being deleted, in the account that holds its entry: its own
+    /// credentials, or, when they cannot be had, the ones it last used successfully, else (for
+    /// the operator's identity only) the operator's. The second value says why the route's own
+    /// were not used. A `VpnAccount` that is gone, or whose credentials fail with nothing
+    /// remembered, blocks the cleanup, naming the account.
     pub(crate) async fn cleanup_scope(
         &self,
         route: &VpnPbrRoute,
         key: &str,
     ) -> Result<(Scope, Option<String>)> {
-        match self.scope(route).await {
+        let held = self
+            .tenancy
+            .resolve_for_cleanup(route)
+            .map_err(|name| Error::Account {
+                why: "the account that holds the cloud entry does not exist any more; \
+                      restore the VpnAccount"
+                    .to_owned(),
+                name,
+                reason: Reason::AccountNotFound,
+            })?;
+        match self.scope(route, &held).await {
             Ok(scope) => Ok((scope, None)),
-            Err(e @ (Error::Secret { .. } | Error::SecretUnlabelled { .. })) => {
+            Err(
+                e @ (Error::Secret { .. } | Error::SecretUnlabelled { .. } | Error::Account { .. }),
+            ) => {
                 let remembered = lock(&self.last_good_credentials).get(key).cloned();
+                if remembered.is_none() && held.account.is_some() {
+                    return Err(e);
+                }
                 let why = match &remembered {
                     Some(_) => format!("{e}; using the credentials it last used"),
                     None => e.to_string(),
@@ -169,20 +244,31 @@ impl Context {
         route: &VpnPbrRoute,
         name: &str,
     ) -> Result<CredentialsHandle> {
-        let fail = |reason: String| Error::Secret {
-            name: name.to_owned(),
-            reason,
-        };
         if !self.settings.route_secrets {
-            return Err(fail(
-                "route Secrets are disabled (--route-secrets=false)".to_owned(),
-            ));
+            return Err(Error::Secret {
+                name: name.to_owned(),
+                reason: "route Secrets are disabled (--route-secrets=false)".to_owned(),
+            });
         }
         let ns = route
             .metadata
             .namespace
             .as_deref()
             .ok_or(Error::MissingField("metadata.namespace"))?;
+        self.namespaced_secret_credentials(ns, name).await
+    }
+
+    /// The credentials in Secret `ns/name` (a route's `credentialsRef`, an account's
+    /// `secretRef`).
+    async fn namespaced_secret_credentials(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<CredentialsHandle> {
+        let fail = |reason: String| Error::Secret {
+            name: name.to_owned(),
+            reason,
+        };
         let secret = self
             .objects
             .secret(ns, name)
@@ -201,6 +287,7 @@ impl Context {
         .map_err(|e| fail(e.to_string()))?;
         Ok(CredentialsHandle {
             key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
+            account: DEFAULT_ACCOUNT.to_owned(),
             provider: Arc::new(StaticCredentials::new(creds)),
         })
     }

@@ -31,6 +31,7 @@ use super::job::JobView;
 use super::model::{Entry, Freshness, GatewayFacts, Mutation};
 use super::plan;
 use super::reason::Reason;
+use super::resolve::Refusal;
 use super::status::{self, CondValue, StatusReport};
 use crate::api::v1alpha1::{
     ConditionStatus, FINALIZER, ManagementPolicy, PAUSED_ANNOTATION, RESYNC_ANNOTATION, VpnPbrRoute,
@@ -78,6 +79,16 @@ impl<'a> AccountRead<'a> {
     }
 }
 
+/// The account the route acts in, as the executor resolved it (`resolve.rs`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AccountGate<'a> {
+    /// The route may act in account `name` (what `status.account` records); `adoption`: the
+    /// account allows adopting existing entries.
+    Open { name: &'a str, adoption: bool },
+    /// The route may not act in the account it resolves to: no cloud call.
+    Refused(&'a Refusal),
+}
+
 /// Everything one reconcile knows before it decides.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Observation<'a> {
@@ -105,6 +116,8 @@ pub(crate) struct Observation<'a> {
     pub credentials_fallback: Option<&'a str>,
     /// The account of the credentials the reconcile uses.
     pub account: AccountRead<'a>,
+    /// The account the route acts in (`status.account`), or why it may not.
+    pub held_by: AccountGate<'a>,
 }
 
 /// What to do with the route's job in the scheduler.

@@ -35,6 +35,13 @@ pub enum Error {
         value = CREDENTIALS_LABEL_VALUE
     )]
     SecretUnlabelled { namespace: String, name: String },
+    /// A `VpnAccount`'s credentials cannot be had, or the account is gone.
+    #[error("VpnAccount {name}: {why}")]
+    Account {
+        name: String,
+        reason: Reason,
+        why: String,
+    },
     /// The object lacks something the apiserver always sets (namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
@@ -108,6 +115,7 @@ impl Error {
             Self::Cloud { source, .. } | Self::CreateRefused(source) => source.policy(),
             Self::Secret { .. }
             | Self::SecretUnlabelled { .. }
+            | Self::Account { .. }
             | Self::MissingField(_)
             | Self::AccountUnproven(_) => Policy::of_class(ErrorClass::NeedsOutsideAction),
         }
@@ -127,6 +135,7 @@ impl Error {
             }
             Self::Secret { .. } => Reason::CredentialsSecretInvalid,
             Self::SecretUnlabelled { .. } => Reason::CredentialsSecretUnlabelled,
+            Self::Account { reason, .. } => reason.clone(),
             Self::MissingField(_) => Reason::InvalidObject,
             Self::AccountUnproven(_) => Reason::AccountUnproven,
         }

@@ -22,6 +22,7 @@ pub(crate) fn scope_on(gateway: &str, key: &str) -> Scope {
         vpn_gateway_id: gateway.into(),
         credentials: CredentialsHandle {
             key: key.into(),
+            account: String::new(),
             provider,
         },
     }

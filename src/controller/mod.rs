@@ -1,5 +1,7 @@
 //! The VpnPbrRoute controller.
 
+pub(crate) mod account_reconcile;
+pub(crate) mod account_status;
 pub(crate) mod accounts;
 pub(crate) mod backoff;
 pub(crate) mod cached;
@@ -21,8 +23,11 @@ pub(crate) mod port;
 pub(crate) mod queue;
 pub(crate) mod reason;
 pub(crate) mod reconcile;
+pub(crate) mod resolve;
+pub(crate) mod roles;
 pub(crate) mod runner;
 pub(crate) mod scheduler;
 pub(crate) mod status;
+pub(crate) mod tenancy;
 pub(crate) mod verified;
 pub(crate) mod vpc;

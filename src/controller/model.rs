@@ -21,6 +21,10 @@ pub struct Scope {
 pub struct CredentialsHandle {
     /// `default`, or `secret:<namespace>/<name>#<accessKeyId>`.
     pub(crate) key: String,
+    /// Whose rate limiter the calls wait at: the `VpnAccount`'s name, or empty
+    /// (`alicloud_vpc_client::DEFAULT_ACCOUNT`) for the operator's identity and route Secrets.
+    /// The cloud's flow control is per account, so each account has its own.
+    pub(crate) account: String,
     pub provider: Arc<dyn CredentialsProvider>,
 }
 

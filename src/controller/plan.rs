@@ -258,6 +258,7 @@ mod tests {
             description: None,
             overlay_mode: None,
             credentials_ref: None,
+            account_ref: None,
             deletion_policy: DeletionPolicy::Delete,
             management_policy: ManagementPolicy::Full,
         }

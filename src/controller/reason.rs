@@ -48,13 +48,26 @@ pub enum Reason {
     CredentialsSecretUnlabelled,
     /// The object lacks a field the apiserver always sets.
     InvalidObject,
+    /// No account is named (`spec.accountRef`, the namespace's default) and the operator
+    /// requires one (`--require-account`).
+    AccountRequired,
+    /// The account the route names does not exist (or is being deleted).
+    AccountNotFound,
+    /// The account does not admit the route: its namespace, region or gateway.
+    AccountForbidden,
+    /// The route asks to adopt an entry, and its account does not allow adoption.
+    AdoptionForbidden,
+    /// The account's credentials cannot be had (a source this operator cannot use yet).
+    CredentialsUnavailable,
+    /// A deleted account that routes still hold entries in: it stays until they are gone.
+    AccountInUse,
     /// A cloud call failed: the cloud's error code (or the client's word for failures without
     /// one, such as `Timeout`).
     Cloud(String),
 }
 
 impl Reason {
-    pub(crate) const NAMED: [Reason; 21] = [
+    pub(crate) const NAMED: [Reason; 27] = [
         Reason::PublishConflict,
         Reason::AlreadyExists,
         Reason::Available,
@@ -76,6 +89,12 @@ impl Reason {
         Reason::CredentialsSecretInvalid,
         Reason::CredentialsSecretUnlabelled,
         Reason::InvalidObject,
+        Reason::AccountRequired,
+        Reason::AccountNotFound,
+        Reason::AccountForbidden,
+        Reason::AdoptionForbidden,
+        Reason::CredentialsUnavailable,
+        Reason::AccountInUse,
     ];
 
     /// The word written to conditions and events.
@@ -102,6 +121,12 @@ impl Reason {
             Self::CredentialsSecretInvalid => "CredentialsSecretInvalid",
             Self::CredentialsSecretUnlabelled => "CredentialsSecretUnlabelled",
             Self::InvalidObject => "InvalidObject",
+            Self::AccountRequired => "AccountRequired",
+            Self::AccountNotFound => "AccountNotFound",
+            Self::AccountForbidden => "AccountForbidden",
+            Self::AdoptionForbidden => "AdoptionForbidden",
+            Self::CredentialsUnavailable => "CredentialsUnavailable",
+            Self::AccountInUse => "AccountInUse",
             Self::Cloud(code) => code,
         }
     }

@@ -12,13 +12,15 @@ use tracing::{debug, warn};
 
 use super::accounts::Account;
 use super::context::Context;
-use super::decide::{self, AccountRead, CloudRead, Decision, JobOp, Next, Observation};
+use super::decide::{
+    self, AccountGate, AccountRead, CloudRead, Decision, JobOp, Next, Observation,
+};
 use super::entries::Read;
 use super::error::{Error, Result};
 use super::metrics;
 use super::model::{Freshness, Scope};
 use super::status::{self, StatusReport};
-use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
+use crate::api::v1alpha1::{FINALIZER, OPERATOR_ACCOUNT, VpnPbrRoute};
 use alicloud_vpc_client::Priority;
 
 /// How long a route waiting on the scheduler or a gateway read sleeps at most; it is woken
@@ -27,6 +29,8 @@ const WAIT_FOR_WAKE: Duration = Duration::from_secs(300);
 /// How long the first reconcile of a gateway waits for the gateway's first read (see
 /// `GatewayCache::await_first_read`).
 const FIRST_READ_WAIT: Duration = Duration::from_millis(500);
+/// How soon a route is looked at again while the caches of accounts and namespaces fill.
+const TENANCY_WAIT: Duration = Duration::from_millis(500);
 /// How soon a decision made on a copy older than the object is made again on the newest.
 const STALE_COPY_RETRY: Duration = Duration::from_millis(200);
 
@@ -56,6 +60,13 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
     {
         timer.finish("backoff");
         return Ok(Action::requeue(wait));
+    }
+    if !ctx.tenancy.synced() {
+        // Before the caches of accounts and namespaces are filled, a named account would look
+        // missing.
+        debug!(route = %key, "waiting for the caches of accounts and namespaces");
+        timer.finish("backoff");
+        return Ok(Action::requeue(TENANCY_WAIT));
     }
     match run(&route, &ctx).await {
         Ok(action) => {
@@ -113,6 +124,25 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
     let quiet = ctx.settings.list_max_age.min(ctx.settings.resync / 2);
     let recently_verified = ctx.verified.recent(&key, route.metadata.generation, quiet);
     let job = ctx.scheduler.job(&owner);
+    // The account the route acts in (a live route: or why it may not); a deleted route's
+    // cleanup acts in the account that holds its entry.
+    let deleting = route.metadata.deletion_timestamp.is_some();
+    let resolution = (!deleting).then(|| ctx.tenancy.resolve(&route));
+    let cleanup_account = deleting.then(|| match ctx.tenancy.resolve_for_cleanup(&route) {
+        Ok(held) => held.name,
+        Err(gone) => gone,
+    });
+    let held_by = match (&resolution, &cleanup_account) {
+        (Some(Ok(held)), _) => AccountGate::Open {
+            name: &held.name,
+            adoption: held.allows_adoption(),
+        },
+        (Some(Err(refusal)), _) => AccountGate::Refused(refusal),
+        (None, name) => AccountGate::Open {
+            name: name.as_deref().unwrap_or(OPERATOR_ACCOUNT),
+            adoption: false,
+        },
+    };
     let first = decide::decide(&Observation {
         route: &route,
         older_claim: older_claim.as_deref(),
@@ -124,6 +154,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         new_token: &new_token,
         credentials_fallback: None,
         account: AccountRead::NotRead,
+        held_by,
     });
     let read_wanted = match first.next {
         Some(Next::Read(fresh)) => Some(fresh),
@@ -134,11 +165,11 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         return Ok(done.unwrap_or_else(Action::await_change));
     };
 
-    let deleting = route.metadata.deletion_timestamp.is_some();
-    let (scope, fallback) = if deleting {
-        ctx.cleanup_scope(&route, &key).await?
-    } else {
-        (ctx.scope(&route).await?, None)
+    let (scope, fallback) = match &resolution {
+        None => ctx.cleanup_scope(&route, &key).await?,
+        Some(Ok(held)) => (ctx.scope(&route, held).await?, None),
+        // The gate refused the route before any read: never reached.
+        Some(Err(_)) => return Ok(Action::await_change()),
     };
     // A cleanup needs the account to judge the answers it gets; otherwise it is only recorded,
     // and a route does not wait long for it (one call per credentials, then known).
@@ -184,6 +215,7 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
             Account::Failed(e) => AccountRead::Failed(e),
             Account::Pending => AccountRead::Pending,
         },
+        held_by,
     });
     if second.credentials_worked {
         ctx.credentials_worked(&key, &scope.credentials);
@@ -210,11 +242,30 @@ fn refuses_an_entry(d: &Decision) -> bool {
 /// Whether what decisions depend on (spec, annotations, deletion) changed on the API server
 /// since `route` was observed; our own finalizer and status writes do not count.
 async fn changed_meanwhile(route: &VpnPbrRoute, ctx: &Context) -> Result<bool, Failed> {
-    Ok(newest_copy(route, ctx).await?.is_none_or(|f| {
-        f.metadata.generation != route.metadata.generation
-            || f.metadata.annotations != route.metadata.annotations
-            || f.metadata.deletion_timestamp != route.metadata.deletion_timestamp
-    }))
+    Ok(newest_copy(route, ctx)
+        .await?
+        .is_none_or(|fresh| decisions_changed(route, &fresh)))
+}
+
+/// Annotation `kubectl apply` writes: never read by decisions, so the cache drops it
+/// (runner.rs `trim`).
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Whether `fresh` differs from the cached `seen` in what decisions read: generation (the
+/// spec), annotations (the cache's copy has no `LAST_APPLIED`) and deletion.
+fn decisions_changed(seen: &VpnPbrRoute, fresh: &VpnPbrRoute) -> bool {
+    let read = |r: &VpnPbrRoute| -> Vec<(String, String)> {
+        r.metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != LAST_APPLIED)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    fresh.metadata.generation != seen.metadata.generation
+        || read(fresh) != read(seen)
+        || fresh.metadata.deletion_timestamp != seen.metadata.deletion_timestamp
 }
 
 /// Whether the watch cache's copy of the route is older than the API server's.
@@ -423,10 +474,7 @@ async fn write_status(
     ctx: &Context,
     report: StatusReport,
 ) -> Result<(), kube::Error> {
-    let now = jiff::Timestamp::from_millisecond(ctx.entropy.wall_ms())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = status_time(ctx);
     let new = status::build(
         route.status.as_ref(),
         report,
@@ -442,6 +490,14 @@ async fn write_status(
     route.status = Some(new);
     route.metadata.resource_version = version;
     Ok(())
+}
+
+/// The time a status write stamps on conditions that flip: RFC 3339, seconds.
+pub(crate) fn status_time(ctx: &Context) -> String {
+    jiff::Timestamp::from_millisecond(ctx.entropy.wall_ms())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> Result<()> {
@@ -475,6 +531,46 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_decisions_read_counts_as_changed_meanwhile() {
+        let annotated = |pairs: &[(&str, &str)]| {
+            let mut r: VpnPbrRoute = serde_json::from_value(serde_json::json!({
+                "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+                "metadata": {"name": "r", "namespace": "ns"},
+                "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
+                         "routeSource": "192.168.1.0/24", "routeDest": "10.0.0.0/16",
+                         "nextHop": "vco-1", "weight": 100, "publishVpc": false}
+            }))
+            .expect("route");
+            r.metadata.generation = Some(1);
+            r.metadata.annotations = Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            r
+        };
+        // The cache's copy lacks the annotation kubectl apply writes: not a change.
+        let cached = annotated(&[]);
+        let applied = annotated(&[(LAST_APPLIED, "{}")]);
+        assert!(!decisions_changed(&cached, &applied));
+        let paused = annotated(&[
+            (LAST_APPLIED, "{}"),
+            (crate::api::v1alpha1::PAUSED_ANNOTATION, "true"),
+        ]);
+        assert!(decisions_changed(&cached, &paused));
+        let mut edited = applied.clone();
+        edited.metadata.generation = Some(2);
+        assert!(decisions_changed(&cached, &edited));
+        let mut deleted = applied;
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().expect("time"),
+            ));
+        assert!(decisions_changed(&cached, &deleted));
+    }
 
     #[test]
     fn routes_of_a_gateway_share_a_tick() {

@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::mpsc;
@@ -15,6 +18,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::account_reconcile::{self, AccountContext};
 use super::accounts::Accounts;
 use super::backoff::Backoffs;
 use super::context::{Context, Settings};
@@ -25,8 +29,11 @@ use super::metrics::{GatewayLabels, Metrics, StallLabels};
 use super::objects::{EventSource, KubeObjects};
 use super::port::CloudPort;
 use super::reconcile::{error_policy, reconcile};
+use super::resolve::AccountOptions;
+use super::roles::RoleSessions;
 use super::scheduler::{Scheduler, SchedulerConfig};
-use crate::api::v1alpha1::VpnPbrRoute;
+use super::tenancy::{self, Tenancy};
+use crate::api::v1alpha1::{DEFAULT_ACCOUNT_ANNOTATION, VpnAccount, VpnPbrRoute};
 use crate::http::Health;
 use alicloud_vpc_client::CredentialsProvider;
 
@@ -47,6 +54,10 @@ pub(crate) struct Runtime {
     pub health: Arc<Health>,
     /// Identity in events (pod name).
     pub instance: Option<String>,
+    /// Which account a route acts in: the operator's settings.
+    pub account_options: AccountOptions,
+    /// The sessions of `assumeRole` accounts.
+    pub roles: RoleSessions,
 }
 
 /// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight; returns how many
@@ -58,7 +69,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         rt.cloud.clone(),
         cache.clone(),
         rt.scheduler.clone(),
-        wake_tx,
+        wake_tx.clone(),
         shutdown.clone(),
     );
 
@@ -70,6 +81,16 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
             .map(|ns| (Some(ns.clone()), Api::namespaced(rt.client.clone(), ns)))
             .collect()
     };
+    // The accounts and namespaces routes resolve their account from (cluster-wide).
+    let (account_reader, account_writer) = reflector::store::<VpnAccount>();
+    let (ns_reader, ns_writer) = reflector::store::<Namespace>();
+    let tenancy = Tenancy::new(
+        account_reader.clone(),
+        ns_reader,
+        rt.account_options.clone(),
+    );
+    // A route event names the account it uses: that account's route count is due.
+    let (account_tx, account_rx) = mpsc::unbounded_channel::<ObjectRef<VpnAccount>>();
     let controllers: Vec<(Option<String>, Controller<VpnPbrRoute>, ClaimCache)> = apis
         .into_iter()
         .map(|(ns, api)| {
@@ -82,6 +103,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
             let (reader, writer) = kube::runtime::reflector::store();
             let index = ClaimIndex::default();
             let feed = index.clone();
+            let (uses, account_tx) = (tenancy.clone(), account_tx.clone());
             let stream = reflector(
                 writer,
                 watcher(api, watcher::Config::default().page_size(LIST_PAGE))
@@ -89,7 +111,12 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
                     .modify(trim)
                     .inspect_ok(move |event| feed.apply_watcher_event(event)),
             )
-            .applied_objects();
+            .applied_objects()
+            .inspect_ok(move |route| {
+                if let Some(name) = uses.chosen_name(route) {
+                    let _ = account_tx.send(ObjectRef::new(&name));
+                }
+            });
             let c = Controller::for_stream(stream, reader.clone())
                 .with_config(controller::Config::default().concurrency(rt.concurrency));
             let cache = ClaimCache {
@@ -122,6 +149,8 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         last_good_credentials: Default::default(),
         accounts: Accounts::new(rt.cloud.clone()),
         entropy: Arc::new(super::context::SystemEntropy),
+        tenancy: tenancy.clone(),
+        roles: rt.roles.clone(),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.
@@ -142,6 +171,65 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
             });
         runs.push(run);
     }
+    // Accounts: their own controller; a change of one (spec, deletion) or of a Namespace
+    // (labels, default account) brings back the routes it may concern.
+    let accounts = reflector(
+        account_writer,
+        watcher(
+            Api::<VpnAccount>::all(rt.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    )
+    .applied_objects()
+    .inspect_ok(wake_on_account(
+        stores.clone(),
+        tenancy.clone(),
+        wake_tx.clone(),
+    ));
+    let account_ctx = Arc::new(AccountContext {
+        client: rt.client.clone(),
+        routes: ctx.clone(),
+        stores: stores.clone(),
+    });
+    let token = shutdown.clone();
+    let account_run = Controller::for_stream(accounts, account_reader)
+        .with_config(controller::Config::default().debounce(ACCOUNT_DEBOUNCE))
+        .reconcile_on(UnboundedReceiverStream::new(account_rx))
+        .graceful_shutdown_on(async move { token.cancelled().await })
+        .run(
+            account_reconcile::reconcile,
+            account_reconcile::error_policy,
+            account_ctx,
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, "account controller event");
+            }
+        });
+    let namespaces = reflector(
+        ns_writer,
+        watcher(
+            Api::<Namespace>::all(rt.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|ns: &mut Namespace| ns.metadata.managed_fields = None),
+    )
+    .applied_objects()
+    .inspect_ok(wake_on_namespace(stores.clone(), wake_tx.clone()))
+    .for_each(|_| async {});
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = namespaces => {}
+            () = token.cancelled() => {}
+        }
+    });
+    tokio::spawn({
+        let tenancy = tenancy.clone();
+        async move { tenancy.await_synced().await }
+    });
     tokio::spawn(dispatch(wake_rx, senders));
     tokio::spawn(readiness(stores.clone(), rt.health.clone()));
     tokio::spawn(gauges(
@@ -153,7 +241,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
 
     info!(namespaces = ?rt.namespaces, concurrency = rt.concurrency, "controller started");
     rt.metrics.leader.set(1);
-    futures::future::join_all(runs).await;
+    futures::future::join(futures::future::join_all(runs), account_run).await;
     rt.metrics.leader.set(0);
 
     // Stop taking work; let cloud calls in flight finish within the bound.
@@ -166,11 +254,82 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
     left
 }
 
+/// How long the account controller gathers route events before it counts an account's routes
+/// (a burst of creates costs one count per interval, not one per route).
+const ACCOUNT_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Wakes the routes an account may concern when its spec changes or it is being deleted (its
+/// own status writes do not count).
+fn wake_on_account(
+    stores: Vec<reflector::Store<VpnPbrRoute>>,
+    tenancy: Tenancy,
+    wake: mpsc::UnboundedSender<Owner>,
+) -> impl FnMut(&VpnAccount) {
+    let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
+    move |account| {
+        let name = account.name_any();
+        let now = (
+            account.metadata.generation,
+            account.metadata.deletion_timestamp.is_some(),
+        );
+        if seen.insert(name.clone(), now) == Some(now) {
+            return;
+        }
+        let concerned = |r: &VpnPbrRoute| {
+            r.spec.account_ref.as_deref() == Some(name.as_str())
+                || tenancy.chosen_name(r).as_deref() == Some(name.as_str())
+        };
+        wake_routes(&stores, &wake, concerned);
+    }
+}
+
+/// Wakes the routes of a Namespace when its labels or its default account change.
+fn wake_on_namespace(
+    stores: Vec<reflector::Store<VpnPbrRoute>>,
+    wake: mpsc::UnboundedSender<Owner>,
+) -> impl FnMut(&Namespace) {
+    type Seen = (
+        Option<std::collections::BTreeMap<String, String>>,
+        Option<String>,
+    );
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    move |ns| {
+        let name = ns.name_any();
+        let now = (
+            ns.metadata.labels.clone(),
+            ns.annotations().get(DEFAULT_ACCOUNT_ANNOTATION).cloned(),
+        );
+        if seen.get(&name) == Some(&now) {
+            return;
+        }
+        seen.insert(name.clone(), now);
+        wake_routes(&stores, &wake, |r| {
+            r.metadata.namespace.as_deref() == Some(name.as_str())
+        });
+    }
+}
+
+fn wake_routes(
+    stores: &[reflector::Store<VpnPbrRoute>],
+    wake: &mpsc::UnboundedSender<Owner>,
+    concerned: impl Fn(&VpnPbrRoute) -> bool,
+) {
+    for route in stores.iter().flat_map(|s| s.state()) {
+        if concerned(&route) {
+            let mut owner = ObjectRef::new(&route.name_any());
+            if let Some(ns) = route.namespace() {
+                owner = owner.within(&ns);
+            }
+            let _ = wake.send(owner);
+        }
+    }
+}
+
 /// Drops what the controller never reads from a cached object.
 fn trim(route: &mut VpnPbrRoute) {
     route.metadata.managed_fields = None;
     if let Some(a) = route.metadata.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        a.remove(super::reconcile::LAST_APPLIED);
     }
 }
 
@@ -188,16 +347,9 @@ async fn dispatch(
 
 async fn readiness(stores: Vec<kube::runtime::reflector::Store<VpnPbrRoute>>, health: Arc<Health>) {
     for s in &stores {
-        // Checked on a tick as well as awaited: a wake-up from the reflector is not relied on.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), s.wait_until_ready()).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "route cache never filled; staying unready");
-                    return;
-                }
-                Err(_) => {}
-            }
+        if let Err(e) = tenancy::filled(s).await {
+            tracing::error!(error = %e, "route cache never filled; staying unready");
+            return;
         }
     }
     health.ready.store(true, Ordering::Relaxed);

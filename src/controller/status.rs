@@ -76,6 +76,8 @@ pub struct StatusReport {
     pub observed_only: bool,
     /// The account whose credentials listed the object's entry: record it.
     pub account_id: Option<String>,
+    /// The `VpnAccount` (or the operator's identity) that holds the entry: record it.
+    pub account: Option<String>,
 }
 
 /// Epoch milliseconds as RFC 3339 with milliseconds, UTC.
@@ -84,7 +86,7 @@ pub fn rfc3339_millis(ms: i64) -> Option<String> {
     Some(ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-fn condition(
+pub(crate) fn condition(
     type_: &str,
     value: CondValue,
     previous: &[Condition],
@@ -145,7 +147,13 @@ pub(crate) fn progress(reason: &Reason, cause: Option<Policy>) -> Progress {
         | Reason::AccountUnproven
         | Reason::CredentialsSecretInvalid
         | Reason::CredentialsSecretUnlabelled
-        | Reason::InvalidObject => Progress::NeedsSomeone,
+        | Reason::InvalidObject
+        | Reason::AccountRequired
+        | Reason::AccountNotFound
+        | Reason::AccountForbidden
+        | Reason::AdoptionForbidden
+        | Reason::CredentialsUnavailable
+        | Reason::AccountInUse => Progress::NeedsSomeone,
         Reason::Drift => Progress::Observed,
         Reason::KubernetesApiError => by_policy(cause),
         Reason::Cloud(code) => by_policy(cause.or_else(|| known_policy(code))),
@@ -299,6 +307,10 @@ pub fn build(
         s.adopted = None;
         s.adopted_at = None;
         s.account_id = None;
+        if s.client_token.is_none() || report.client_token == Some(None) {
+            // Nothing held and no create under way: the next create resolves the account anew.
+            s.account = None;
+        }
     } else if report.entry_unlisted {
         s.state = None;
         s.vpn_instance_id = None;
@@ -306,6 +318,9 @@ pub fn build(
     }
     if let Some(a) = report.account_id {
         s.account_id = Some(a);
+    }
+    if let Some(a) = report.account {
+        s.account = Some(a);
     }
     if let Some(g) = report.gateway_status {
         s.gateway_status = Some(g.as_str().to_owned());

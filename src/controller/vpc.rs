@@ -17,7 +17,8 @@ use serde::Serialize;
 
 pub(crate) struct VpcPort {
     factory: VpcClientFactory,
-    clients: Mutex<HashMap<(String, String), VpcClient>>,
+    /// By region, credentials key and account (whose rate limiter).
+    clients: Mutex<HashMap<(String, String, String), VpcClient>>,
 }
 
 impl VpcPort {
@@ -29,14 +30,20 @@ impl VpcPort {
     }
 
     fn client(&self, scope: &Scope) -> Result<VpcClient, CloudError> {
-        let key = (scope.region_id.clone(), scope.credentials.key.clone());
+        let key = (
+            scope.region_id.clone(),
+            scope.credentials.key.clone(),
+            scope.credentials.account.clone(),
+        );
         let mut map = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let c = self
-            .factory
-            .client(&scope.region_id, scope.credentials.provider.clone())?;
+        let c = self.factory.client_for_account(
+            &scope.credentials.account,
+            &scope.region_id,
+            scope.credentials.provider.clone(),
+        )?;
         map.insert(key, c.clone());
         Ok(c)
     }

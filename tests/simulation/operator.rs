@@ -23,7 +23,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vpn_pbr_operator::{
     Accounts, Backoffs, CloudPort, Context, Entropy, Fence, FencedCloud, GatewayCache, Metrics,
-    Owner, Scheduler, SchedulerConfig, Settings, Verified, reconcile, watch_lease,
+    Owner, RoleSessions, Scheduler, SchedulerConfig, Settings, Tenancy, Verified, reconcile,
+    watch_lease,
 };
 
 use super::cloud::SimCloud;
@@ -210,6 +211,9 @@ impl Process {
             last_good_credentials: Default::default(),
             accounts,
             entropy: Arc::new(SimEntropy::new(sim, epoch)),
+            // No accounts in the simulated world: every route uses the operator's identity.
+            tenancy: Tenancy::default(),
+            roles: RoleSessions::default(),
         });
         sim.trace(format!("operator #{epoch} starts (replica {replica})"));
         let task = tokio::spawn(control_loop(sim.clone(), ctx, epoch, triggers_rx, wake_rx));

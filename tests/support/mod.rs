@@ -32,6 +32,29 @@ pub fn repo_root() -> PathBuf {
     tools::repo_root()
 }
 
+/// What a test holds while its processes run: the lock that keeps it alone among the tests of
+/// its binary that share `serial`, and the directory of its processes' files. Kept as the last
+/// field of a test's world, so both outlive the processes.
+pub struct Alone {
+    dir: tempfile::TempDir,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Alone {
+    /// Waits until no other holder of `serial` runs, then makes the directory.
+    pub async fn start(serial: &'static tokio::sync::Mutex<()>) -> anyhow::Result<Alone> {
+        let guard = serial.lock().await;
+        Ok(Alone {
+            dir: tempfile::tempdir()?,
+            _serial: guard,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// The operator's Helm chart, relative to the repository root.
 pub const CHART: &str = "deploy/helm/vpn-pbr-operator";
 
@@ -101,6 +124,17 @@ pub async fn setup(prefix: &str) -> anyhow::Result<(kube::Client, String)> {
     vpn_pbr_harness::install_crd(&client, &repo_root()).await?;
     let ns = vpn_pbr_harness::namespace(&client, prefix).await?;
     Ok((client, ns))
+}
+
+/// [`setup`] with two fresh namespaces, named after `prefix-<first>` and `prefix-<second>`.
+pub async fn setup_two(
+    prefix: &str,
+    first: &str,
+    second: &str,
+) -> anyhow::Result<(kube::Client, String, String)> {
+    let (client, one) = setup(&format!("{prefix}-{first}")).await?;
+    let two = vpn_pbr_harness::namespace(&client, &format!("{prefix}-{second}")).await?;
+    Ok((client, one, two))
 }
 
 /// Who holds the Lease `lease` of `ns`, when it can be read and is held.

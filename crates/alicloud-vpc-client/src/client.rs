@@ -10,19 +10,18 @@ use std::time::{Duration, Instant};
 use tracing::Instrument as _;
 use url::Url;
 
-use super::credentials::CredentialsProvider;
+use super::credentials::{Credentials, CredentialsProvider};
 use super::endpoint::Endpoint;
 use super::listing::read_whole_list;
 use super::observe::{CallObserver, CallRecord, ListRecord};
 use super::operations::*;
 use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority, current_single};
-use super::retry::RetryPolicy;
+use super::retry::{Failed, Next, RetryPolicy};
 use super::rpc::{
     CommonParams, encode_form, parse_response, retry_after_from_headers, signed_params,
 };
 use crate::class::ErrorClass;
 use crate::error::CloudError;
-use crate::policy::Retrier;
 
 /// Answers larger than this are refused: the largest real answer (a 50-entry page) is a few KiB.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -412,6 +411,7 @@ impl VpcClient {
         // Reads are always safe to repeat; mutations are because `call` pinned a ClientToken.
         let repeatable = !O::MUTATING || params.contains_key("ClientToken");
         let mut attempt = 0u32;
+        let mut renewed = false;
         loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
@@ -434,7 +434,11 @@ impl VpcClient {
                 rate_limit_wait: queued.elapsed(),
             };
             let started = Instant::now();
-            let result = self.attempt::<O>(params).await;
+            let signed_with = self.inner.credentials.credentials().await;
+            let result = match &signed_with {
+                Ok(credentials) => self.attempt::<O>(params, credentials).await,
+                Err(e) => Err(e.clone().into()),
+            };
             let latency = started.elapsed();
             // Kept from leaving by the caller's gate: not a call, nothing to count or retry.
             if let Err(e) = &result
@@ -478,28 +482,44 @@ impl VpcClient {
                     if class == ErrorClass::Throttled {
                         limiter.on_throttled();
                     }
-                    let retry = repeatable
-                        && policy.retried_by == Retrier::Client
-                        && attempt < retries.max_attempts;
-                    if !retry {
-                        tracing::debug!(error = %e, class = %class, "VPC call failed");
-                        return Err(e);
+                    let session = signed_with.as_ref().ok().filter(|c| c.is_session());
+                    let next = retries.next(Failed {
+                        retried_by: policy.retried_by,
+                        attempt,
+                        repeatable,
+                        session: session.is_some(),
+                        renewed,
+                    });
+                    if let (Next::Renew { .. }, Some(used)) = (next, session) {
+                        self.inner.credentials.invalidate(used);
+                        renewed = true;
                     }
-                    let delay = retries.delay(attempt, e.retry_after());
-                    tracing::debug!(error = %e, class = %class, ?delay, "VPC call failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    match next {
+                        Next::Return | Next::Renew { retry: false } => {
+                            tracing::debug!(error = %e, class = %class, "VPC call failed");
+                            return Err(e);
+                        }
+                        Next::Renew { retry: true } => {
+                            tracing::debug!(error = %e, "VPC call failed; retrying with a new session");
+                        }
+                        Next::Retry => {
+                            let delay = retries.delay(attempt, e.retry_after());
+                            tracing::debug!(error = %e, class = %class, ?delay, "VPC call failed; retrying");
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// One signed request. Everything goes in the POST body, so URLs (which reqwest errors and
-    /// proxies may log) never carry the signature or the STS token.
+    /// One request signed with `credentials`. Everything goes in the POST body, so URLs (which
+    /// reqwest errors and proxies may log) never carry the signature or the STS token.
     async fn attempt<O: Operation>(
         &self,
         params: &BTreeMap<String, String>,
+        credentials: &Credentials,
     ) -> Result<(O::Response, Option<String>), CloudError> {
-        let credentials = self.inner.credentials.credentials().await?;
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = crate::rpc::timestamp_now();
         let common = CommonParams {
@@ -508,7 +528,7 @@ impl VpcClient {
             nonce: &nonce,
             timestamp: &timestamp,
         };
-        let signed = signed_params("POST", &common, params, &credentials);
+        let signed = signed_params("POST", &common, params, credentials);
         let url = match O::API {
             Api::Vpc => &self.inner.url,
             Api::Sts => &self.inner.sts_url,
@@ -663,7 +683,7 @@ fn to_params<T: serde::Serialize>(req: &T) -> Result<BTreeMap<String, String>, C
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -723,7 +743,7 @@ mod tests {
 
     /// A loopback server that answers each request with the status and JSON body `answer`
     /// gives for its form; its base URL.
-    async fn serve<F>(answer: F) -> String
+    pub(crate) async fn serve<F>(answer: F) -> String
     where
         F: Fn(BTreeMap<String, String>) -> (u16, &'static str) + Clone + Send + Sync + 'static,
     {

@@ -6,9 +6,10 @@
 //!
 //! * `class` — the [`ErrorClass`] callers act on and conditions show.
 //! * `retried_by` — who tries again ([`Retrier`]): the client itself within one call (throttled
-//!   and transient failures), the caller once the gateway is free again (a gateway busy with
-//!   another change: the gateway, not a delay, says when), or the caller after a delay
-//!   (everything else).
+//!   and transient failures), the client once with a new session (an STS session the cloud
+//!   says has expired), the caller once the gateway is free again (a gateway busy with another
+//!   change: the gateway, not a delay, says when), or the caller after a delay (everything
+//!   else).
 //! * `pace` — how long the caller waits before trying again ([`Pace::bounds`]: base and cap of
 //!   an exponential delay). Conflicts with a partner entry (an active/standby pair mid-flip) are
 //!   spec errors that clear on their own, so they keep the busy pace.
@@ -39,6 +40,13 @@ use Retrier as R;
 pub enum Retrier {
     /// The client, within the same call (when the call is safe to repeat).
     Client,
+    /// The client, once within the same call, with a new session: the cloud says the STS
+    /// session the call was signed with has expired although its provider, by this process's
+    /// clock, still hands it out (the clock is behind the cloud's). The provider drops that
+    /// session (`CredentialsProvider::invalidate`) and the call is sent again (when it is safe
+    /// to repeat and attempts are left: `RetryPolicy::next`). Refused so again, or not signed
+    /// with a session: the caller, after a delay at the row's pace.
+    ClientWithNewSession,
     /// The caller, once the gateway is `active` again: it applies one change at a time, so
     /// the retry is paced per gateway, not per call.
     CallerWhenFree,
@@ -203,7 +211,10 @@ const TABLE: &[(&str, Policy)] = &[
     row("InvalidSignatureMethod",                     C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
     row("InvalidTimeStamp.Format",                    C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
     row("InvalidTimeStamp.Expired",                   C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
-    row("InvalidSecurityToken.Expired",               C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
+    // The session expired by the cloud's clock before it did by ours: renew it and try again.
+    // (`MismatchWithAccessKey` and `Malformed` are tokens that are not the key's, or no token:
+    // a new session of the same provider does not mend those.)
+    row("InvalidSecurityToken.Expired",               C::NeedsOutsideAction, R::ClientWithNewSession, P::VerySlow, true, G::No),
     row("InvalidSecurityToken.Malformed",             C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
     row("InvalidSecurityToken.MismatchWithAccessKey", C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
     row("UnsupportedHTTPMethod",                      C::NeedsOutsideAction, R::Caller,         P::VerySlow,  true,  G::No),
@@ -336,7 +347,10 @@ mod tests {
     fn every_row_agrees_with_its_class_on_retrier_and_create() {
         for (code, row) in TABLE {
             let usual = Policy::of_class(row.class);
-            assert_eq!(row.retried_by, usual.retried_by, "{code}");
+            // After the client's one try with a new session, the caller's, as for the class.
+            if row.retried_by != Retrier::ClientWithNewSession {
+                assert_eq!(row.retried_by, usual.retried_by, "{code}");
+            }
             assert_eq!(row.refuses_create, usual.refuses_create, "{code}");
             assert_eq!(
                 row.gone == Gone::Entry,
@@ -429,6 +443,34 @@ mod tests {
             for code in codes {
                 assert_eq!(policy(status, code), want, "{code}");
             }
+        }
+    }
+
+    #[test]
+    fn only_an_expired_session_is_renewed() {
+        let renewed: Vec<_> = known_codes()
+            .filter(|(_, p)| p.retried_by == Retrier::ClientWithNewSession)
+            .map(|(code, _)| code)
+            .collect();
+        assert_eq!(renewed, ["InvalidSecurityToken.Expired"]);
+        // Otherwise the usual row of its class: the caller's, slowly, if renewing did not help.
+        assert_eq!(
+            Policy {
+                retried_by: Retrier::Caller,
+                ..policy(400, "InvalidSecurityToken.Expired")
+            },
+            Policy::of_class(C::NeedsOutsideAction)
+        );
+        // Its siblings and look-alikes: a token that is not the key's or not a token, a key
+        // without one, a request timestamp out of the window, an unknown token code.
+        for code in [
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            "InvalidSecurityToken.Malformed",
+            "MissingSecurityToken",
+            "InvalidTimeStamp.Expired",
+            "InvalidSecurityToken.Revoked",
+        ] {
+            assert_eq!(policy(400, code).retried_by, Retrier::Caller, "{code}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! `AssumeRoleProvider` against the real `vpc-emulator` binary with two accounts: the key of
 //! account A assumes a role of account B that trusts A with an `ExternalId`. Needs the binary
-//! (`cargo build --bins`; `VPC_EMULATOR_BIN` overrides where it is looked for).
+//! (`cargo build --bins`; `VPC_EMULATOR_BIN` overrides where it is looked for). The tests of a
+//! cloud clock ahead of this process's run the emulator in this process, on a clock they move.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use alicloud_vpc_client::*;
 use vpc_emulator::process::EmulatorProcess;
+use vpc_emulator::{Clock as _, Emulator, ManualClock, SystemClock};
 
 const ACCOUNT_A: &str = "1234567890123456";
 const ACCOUNT_B: &str = "2222222222222222";
@@ -55,14 +57,18 @@ fn emulator_binary() -> PathBuf {
 }
 
 struct Setup {
-    emulator: EmulatorProcess,
+    url: String,
+    /// The emulator's clock, when it runs in this process.
+    cloud_clock: Option<Arc<ManualClock>>,
     factory: VpcClientFactory,
     base: Arc<dyn CredentialsProvider>,
     /// Every attempt's (account key, code).
     calls: Arc<Mutex<Vec<(String, String)>>>,
-    _dir: tempfile::TempDir,
+    _process: Option<(EmulatorProcess, tempfile::TempDir)>,
 }
 
+/// The emulator binary in its own process. One attempt per call: a retry must not hide an
+/// expired session.
 fn start() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("emulator.yaml");
@@ -70,39 +76,63 @@ fn start() -> Setup {
     // A missing binary fails the test with the command that builds it.
     let emulator = EmulatorProcess::spawn(&emulator_binary(), &config, Stdio::null(), None)
         .unwrap_or_else(|e| panic!("vpc-emulator: {e}"));
-    let endpoint = Endpoint::from_url(emulator.url()).expect("emulator URL");
-    let calls: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let sink = calls.clone();
-    let factory = VpcClientFactory::new(ClientConfig {
-        endpoint: endpoint.clone(),
-        sts_endpoint: endpoint,
-        // One attempt per call: a retry must not hide an expired session.
-        retry: RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        },
-        ..ClientConfig::default()
-    })
-    .expect("factory")
-    .with_observer(Arc::new(move |c: &CallRecord<'_>| {
-        sink.lock()
-            .unwrap()
-            .push((c.account.to_owned(), c.code.to_owned()));
-    }));
-    let base: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(Credentials::new(
-        "key-a",
-        BASE_SECRET,
-    )));
-    Setup {
-        emulator,
-        factory,
-        base,
-        calls,
-        _dir: dir,
-    }
+    let url = emulator.url().to_owned();
+    Setup::new(url, None, 1, Some((emulator, dir)))
+}
+
+/// The emulator in this process, its clock at this process's until the test moves it; calls
+/// get `max_attempts` attempts.
+async fn start_in_process(max_attempts: u32) -> Setup {
+    let config = vpc_emulator::Config::parse(CONFIG, "in-process").expect("config");
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let emulator = Arc::new(Emulator::new(config, clock.clone(), None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let app = vpc_emulator::router(emulator, true);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Setup::new(url, Some(clock), max_attempts, None)
 }
 
 impl Setup {
+    fn new(
+        url: String,
+        cloud_clock: Option<Arc<ManualClock>>,
+        max_attempts: u32,
+        process: Option<(EmulatorProcess, tempfile::TempDir)>,
+    ) -> Self {
+        let endpoint = Endpoint::from_url(&url).expect("emulator URL");
+        let calls: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let sink = calls.clone();
+        let factory = VpcClientFactory::new(ClientConfig {
+            endpoint: endpoint.clone(),
+            sts_endpoint: endpoint,
+            retry: RetryPolicy {
+                max_attempts,
+                ..RetryPolicy::default()
+            },
+            ..ClientConfig::default()
+        })
+        .expect("factory")
+        .with_observer(Arc::new(move |c: &CallRecord<'_>| {
+            sink.lock()
+                .unwrap()
+                .push((c.account.to_owned(), c.code.to_owned()));
+        }));
+        let base: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
+            Credentials::new("key-a", BASE_SECRET),
+        ));
+        Self {
+            url,
+            cloud_clock,
+            factory,
+            base,
+            calls,
+            _process: process,
+        }
+    }
+
     fn role(&self, external_id: &str, duration: Duration) -> Arc<AssumeRoleProvider> {
         let config = AssumeRoleConfig::new(
             ROLE_B,
@@ -124,9 +154,19 @@ impl Setup {
             .expect("client")
     }
 
+    /// Moves the clock of the emulator in this process (STS's and the VPC API's) `by` ahead of
+    /// this process's.
+    fn cloud_clock_ahead(&self, by: Duration) {
+        let clock = self
+            .cloud_clock
+            .as_ref()
+            .expect("the emulator runs in this process");
+        clock.advance(u64::try_from(by.as_millis()).expect("milliseconds"));
+    }
+
     /// The emulator's `calls` counters: `{"<Action>": {"<Code or Success>": n}}`.
     async fn calls(&self) -> serde_json::Value {
-        let url = format!("{}/_emulator/counters", self.emulator.url());
+        let url = format!("{}/_emulator/counters", self.url);
         let counters: serde_json::Value = self
             .factory
             .http_client()
@@ -311,4 +351,80 @@ async fn short_sessions_are_renewed_before_they_expire() {
         renewals,
         "one set of keys per session"
     );
+}
+
+/// A session length long enough that this process's clock never makes it due for renewal
+/// within a test.
+const MINUTE_SESSION: Duration = Duration::from_secs(60);
+
+/// The cloud's clock 61 s ahead of ours: by its clock the minute session has expired, by ours
+/// 60 s of it remain, more than the renewal margin (a third of it).
+const CLOUD_AHEAD: Duration = Duration::from_secs(61);
+
+#[tokio::test]
+async fn a_session_the_cloud_expired_early_is_renewed_once_for_every_caller() {
+    let s = start_in_process(RetryPolicy::default().max_attempts).await;
+    let role = s.role(EXTERNAL_ID, MINUTE_SESSION);
+    let b = s.client("tenant-b", role.clone());
+    b.describe_vpn_gateway(&gateway("vpn-b"))
+        .await
+        .expect("first call");
+    let first = role.credentials().await.expect("first session");
+    s.cloud_clock_ahead(CLOUD_AHEAD);
+    // Eight callers at once, each signing with the session the cloud now refuses.
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.describe_vpn_gateway(&gateway("vpn-b")).await })
+        })
+        .collect();
+    for c in callers {
+        c.await
+            .expect("caller")
+            .expect("renewed once and tried again");
+    }
+    assert_eq!(
+        s.counted("AssumeRole", "Success").await,
+        2,
+        "one renewal served every caller"
+    );
+    let expired = s
+        .counted("DescribeVpnGateway", "InvalidSecurityToken.Expired")
+        .await;
+    assert!((1..=8).contains(&expired), "{expired} refused as expired");
+    assert_eq!(s.counted("DescribeVpnGateway", "Success").await, 9);
+    let second = role.credentials().await.expect("second session");
+    assert_ne!(second.access_key_id(), first.access_key_id());
+    // A report about the first session that arrives late keeps the second.
+    role.invalidate(&first);
+    assert_eq!(role.credentials().await.expect("still the second"), second);
+    assert_eq!(s.counted("AssumeRole", "Success").await, 2);
+    for shown in [
+        format!("{role:?}"),
+        format!("{second:?}"),
+        format!("{second}"),
+    ] {
+        let token = second
+            .security_token()
+            .expect("a session has a token")
+            .expose();
+        assert!(!shown.contains(token), "token shown in {shown}");
+    }
+}
+
+#[tokio::test]
+async fn without_retries_the_refused_call_fails_and_the_next_one_renews() {
+    let s = start_in_process(1).await;
+    let role = s.role(EXTERNAL_ID, MINUTE_SESSION);
+    let b = s.client("tenant-b", role.clone());
+    b.describe_vpn_gateway(&gateway("vpn-b"))
+        .await
+        .expect("first call");
+    s.cloud_clock_ahead(CLOUD_AHEAD);
+    let e = b.describe_vpn_gateway(&gateway("vpn-b")).await.unwrap_err();
+    assert_eq!(e.code(), "InvalidSecurityToken.Expired");
+    b.describe_vpn_gateway(&gateway("vpn-b"))
+        .await
+        .expect("the next call signs with a new session");
+    assert_eq!(s.counted("AssumeRole", "Success").await, 2);
 }

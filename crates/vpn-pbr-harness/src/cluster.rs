@@ -235,25 +235,35 @@ pub(crate) async fn create_namespace(client: &Client, name: &str) -> Result<()> 
     Ok(())
 }
 
-/// Installs the committed CRD of `repo` (server-side apply) and waits until it is Established.
+/// Installs every committed CRD of `repo` (`crds/*.yaml`, server-side apply) and waits until
+/// each is Established.
 pub async fn install_crd(client: &Client, repo: &Path) -> Result<()> {
-    let yaml = std::fs::read_to_string(repo.join("crds/vpnpbrroutes.vpn.alicloud.dev.yaml"))
-        .context("read the CRD")?;
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&yaml)?;
+    let mut files: Vec<_> = std::fs::read_dir(repo.join("crds"))
+        .context("list crds/")?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = "vpnpbrroutes.vpn.alicloud.dev";
-    api.patch(
-        name,
-        &PatchParams::apply("vpn-pbr-harness").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .context("apply the CRD")?;
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        await_condition(api, name, conditions::is_crd_established()),
-    )
-    .await
-    .map_err(|_| anyhow!("CRD not established within 30 s"))??;
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+    {
+        let yaml = std::fs::read_to_string(file).context("read a CRD")?;
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&yaml)?;
+        let name = crd.metadata.name.clone().context("a CRD without a name")?;
+        api.patch(
+            &name,
+            &PatchParams::apply("vpn-pbr-harness").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("apply the CRD {name}"))?;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .map_err(|_| anyhow!("CRD {name} not established within 30 s"))??;
+    }
     Ok(())
 }

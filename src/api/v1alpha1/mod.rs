@@ -3,6 +3,7 @@
 //! Every rule the apiserver can check is a schema constraint or a CEL rule here, so bad input is
 //! refused at `kubectl apply`; [`validation`] checks the same rules again in the controller.
 
+mod account;
 mod status;
 pub mod validation;
 
@@ -10,6 +11,11 @@ use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub use account::{
+    ACCOUNT_FINALIZER, AccountCredentials, AssumeRole, DEFAULT_ACCOUNT_ANNOTATION,
+    NamespacedSecretRef, OPERATOR_ACCOUNT, OperatorIdentity, VpnAccount, VpnAccountSpec,
+    VpnAccountStatus,
+};
 pub use status::{Condition, ConditionStatus, ObservedRoute, VpnPbrRouteStatus};
 
 /// API group of the resource.
@@ -38,12 +44,30 @@ const IMMUTABLE: &str = "is immutable; create a new VpnPbrRoute instead";
 /// while no cloud entry exists and no create is in flight (no `createTime`, no `clientToken`),
 /// and is fixed after that.
 fn identity_rule(field: &str) -> Rule {
+    fixed_once_created(format!("self.spec.{field} == oldSelf.spec.{field}"), field)
+}
+
+/// `unchanged` must hold for `spec.<field>` once the route has a cloud entry or a create in
+/// flight, as the route's status records.
+fn fixed_once_created(unchanged: String, field: &str) -> Rule {
     Rule::new(format!(
-        "self.spec.{field} == oldSelf.spec.{field} || !has(oldSelf.status) || \
+        "{unchanged} || !has(oldSelf.status) || \
          (!has(oldSelf.status.createTime) && !has(oldSelf.status.clientToken))"
     ))
     .message("is immutable once the route exists in the cloud; create a new VpnPbrRoute instead")
     .field_path(format!(".spec.{field}"))
+}
+
+/// The rule that fixes `spec.accountRef` as [`identity_rule`] fixes the identity fields: the
+/// entry lives in the account, so changing it (or adding or removing it) once an entry exists
+/// or a create is in flight would orphan that entry. A rule on `spec` alone cannot see the
+/// status, so this one too is checked at the root. An absent reference compares as `""`.
+fn account_ref_rule() -> Rule {
+    let value = |obj: &str| format!("(has({obj}.spec.accountRef) ? {obj}.spec.accountRef : '')");
+    fixed_once_created(
+        format!("{} == {}", value("self"), value("oldSelf")),
+        "accountRef",
+    )
 }
 
 /// Desired state of one policy-based route. Field names follow the VPC API in lowerCamelCase.
@@ -78,7 +102,8 @@ fn identity_rule(field: &str) -> Rule {
     validation = identity_rule("vpnGatewayId"),
     validation = identity_rule("routeSource"),
     validation = identity_rule("routeDest"),
-    validation = identity_rule("nextHop")
+    validation = identity_rule("nextHop"),
+    validation = account_ref_rule()
 )]
 #[x_kube(validation = Rule::new("has(self.description) == has(oldSelf.description)")
     .message("description is immutable: it cannot be added or removed after creation")
@@ -144,6 +169,15 @@ pub struct VpnPbrRouteSpec {
     /// `securityToken`; when unset the operator's own credentials are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_ref: Option<SecretRef>,
+
+    /// Name of the `VpnAccount` (cluster-scoped) whose cloud account holds the route; when unset,
+    /// the namespace's `vpn.alicloud.dev/default-account` annotation names it, else the
+    /// operator's own identity is used. The account must admit the route (its namespace,
+    /// region and gateway). Immutable once the route exists in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("size(self) > 0").message("must name a VpnAccount; it must not be empty"))]
+    pub account_ref: Option<String>,
 
     /// What happens to the cloud entry when this object is deleted.
     #[serde(default)]

@@ -39,6 +39,12 @@ pub struct VpnPbrRouteStatus {
     /// account's answers as proof that the entry or its gateway is gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
+    /// The `VpnAccount` whose credentials hold the entry: resolved at the first create (or the
+    /// adoption) and fixed since, so a later change of the namespace's default account does not
+    /// move the entry; `(operator)` for the operator's own identity (or the route's
+    /// `credentialsRef`). A deletion uses this account's credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// `Ready` and `Synced`, and the kstatus conditions `Reconciling` and `Stalled` (each only
     /// while true).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

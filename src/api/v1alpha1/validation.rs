@@ -72,6 +72,13 @@ pub fn validate(spec: &VpnPbrRouteSpec) -> Result<(), Vec<FieldError>> {
             fail("description", "must not start with http:// or https://");
         }
     }
+    if spec
+        .account_ref
+        .as_deref()
+        .is_some_and(|a| a.is_empty() || a.len() > 253)
+    {
+        fail("accountRef", "must name a VpnAccount; it must not be empty");
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -122,6 +129,7 @@ mod tests {
             description: Some("office".into()),
             overlay_mode: None,
             credentials_ref: None,
+            account_ref: None,
             deletion_policy: DeletionPolicy::Delete,
             management_policy: ManagementPolicy::Full,
         }
@@ -157,6 +165,7 @@ mod tests {
             (|s| s.description = Some("https://x".into()), "description"),
             (|s| s.description = Some(String::new()), "description"),
             (|s| s.description = Some("x".repeat(101)), "description"),
+            (|s| s.account_ref = Some(String::new()), "accountRef"),
         ];
         for (mutate, field) in cases {
             let mut s = valid();
@@ -180,6 +189,13 @@ mod tests {
             s.route_dest = dest.into();
             assert_eq!(validate(&s), Ok(()), "{dest} is the gateway's business");
         }
+    }
+
+    #[test]
+    fn an_account_ref_passes() {
+        let mut s = valid();
+        s.account_ref = Some("prod".into());
+        assert_eq!(validate(&s), Ok(()));
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use alicloud_vpc_client::CloudError;
 
-use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
+use crate::api::v1alpha1::{FINALIZER, OPERATOR_ACCOUNT, VpnPbrRoute, VpnPbrRouteStatus};
 use crate::controller::decide::{
-    AccountRead, CloudRead, JobOp, Next, Observation, decide, failure,
+    AccountGate, AccountRead, CloudRead, JobOp, Next, Observation, decide, failure,
 };
 use crate::controller::error::Error;
 use crate::controller::job::JobView;
@@ -102,6 +102,11 @@ pub(crate) fn rehearse(stage: &Stage<'_>) -> Rehearsal {
                 (Some(Ok(a)), _) => AccountRead::Known(a),
                 (_, Some(e)) => AccountRead::Failed(e),
                 _ => AccountRead::NotRead,
+            },
+            // Plan rehearses with the operator's own identity: it does not read accounts.
+            held_by: AccountGate::Open {
+                name: OPERATOR_ACCOUNT,
+                adoption: true,
             },
         });
         if d.add_finalizer {

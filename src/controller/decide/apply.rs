@@ -8,7 +8,7 @@ use super::gates::{held_by_ours, publish_conflict, publish_touches};
 use super::outcome::{Outcome, keep_waiting, outcome};
 use super::ownership::{
     account_to_record, adopt, consents_to_adopt, has_token, is_recorded_entry, made_by,
-    record_account, refuse_existing, refused_for_another_create, replay, replay_of,
+    name_to_record, record_account, refuse_existing, refused_for_another_create, replay, replay_of,
 };
 use super::{
     CloudRead, Decision, Failure, JobOp, Next, Observation, both_false, drop_job, in_steady_state,
@@ -203,6 +203,7 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: T
             report.client_token = Some(Some(t.clone()));
             // The create goes out with these credentials: what it makes is in their account.
             report.account_id = obs.account.known().map(str::to_owned);
+            report.account = name_to_record(obs);
             d.status = Some(report);
             plan::create(&obs.route.spec, facts, &t)
         }
@@ -235,6 +236,7 @@ fn in_sync(
         client_token: Some(None),
         last_request_id: last_request_id.clone(),
         account_id: account_to_record(obs),
+        account: name_to_record(obs),
         ..Default::default()
     });
     if let Some(id) = &last_request_id {

@@ -1,4 +1,5 @@
-//! The gates: an invalid spec, a pause, an older object claiming the same entry, or a publish
+//! The gates: an invalid spec, a pause, an account that does not admit the route (or its
+//! adoption), an older object claiming the same entry, or a publish
 //! that would act on an entry with the other `publishVpc` stop a reconcile before any cloud
 //! call, and no queued change of it may go out either. Also which entries a publish touches
 //! (`PublishVpnRouteEntry` selects by destination and next hop only).
@@ -6,9 +7,14 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use super::ownership::is_recorded_entry;
-use super::{Decision, Next, Observation, both_false, drop_job, paused, ready_reason, with_answer};
-use crate::api::v1alpha1::{ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute, validation};
+use super::ownership::{consents_to_adopt, is_recorded_entry, owns_entry};
+use super::{
+    AccountGate, Decision, Next, Observation, both_false, drop_job, paused, ready_reason,
+    with_answer,
+};
+use crate::api::v1alpha1::{
+    ADOPT_ANNOTATION, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute, validation,
+};
 use crate::controller::model::Entry;
 use crate::controller::plan;
 use crate::controller::reason::Reason;
@@ -39,6 +45,29 @@ pub(super) fn gates(
             )),
             ..Default::default()
         };
+        return ControlFlow::Break(closed(obs, d, report, Next::AwaitChange));
+    }
+    // The account must admit the route before anything is read with its credentials; a
+    // change of the account or the namespace brings the route back (they are watched).
+    let refusal = match obs.held_by {
+        AccountGate::Refused(r) => Some((r.reason.clone(), r.message.clone())),
+        AccountGate::Open {
+            name,
+            adoption: false,
+        } if consents_to_adopt(route) && !owns_entry(route) => Some((
+            Reason::AdoptionForbidden,
+            format!(
+                "the route asks to adopt an existing entry ({ADOPT_ANNOTATION}), and its \
+                 account {name} does not allow adoption (spec.allowAdoption of the VpnAccount)"
+            ),
+        )),
+        AccountGate::Open { .. } => None,
+    };
+    if let Some((reason, message)) = refusal {
+        if ready_reason(route) != Some(reason.clone()) {
+            d = d.event(true, reason.clone(), "Account", message.clone());
+        }
+        let report = both_false(reason, message);
         return ControlFlow::Break(closed(obs, d, report, Next::AwaitChange));
     }
     if let Some(winner) = obs.older_claim {

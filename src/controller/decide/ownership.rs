@@ -5,12 +5,14 @@
 //! refused and left alone.
 
 use super::{
-    Decision, JobOp, Next, Observation, both_false, drop_job, ready_reason, synced_as_compared,
+    AccountGate, Decision, JobOp, Next, Observation, both_false, drop_job, ready_reason,
+    synced_as_compared,
 };
 use crate::api::v1alpha1::{ADOPT_ANNOTATION, ConditionStatus, VpnPbrRoute};
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::plan;
 use crate::controller::reason::Reason;
+use crate::controller::resolve;
 use crate::controller::status::{self, CondValue, StatusReport};
 use alicloud_vpc_client::{Pace, known_policy};
 use kube::ResourceExt;
@@ -60,12 +62,26 @@ pub(super) fn account_to_record(obs: &Observation<'_>) -> Option<String> {
     (recorded_account(obs.route) != Some(known)).then(|| known.to_owned())
 }
 
-/// Adds the account to record (see [`account_to_record`]) to the decision's status report.
+/// The `VpnAccount` (or the operator's identity) to record as holding the entry, when status
+/// does not have it yet: resolved once, at the first create or adoption (or, for an entry made
+/// before accounts were recorded, when it is next seen), and fixed since.
+pub(super) fn name_to_record(obs: &Observation<'_>) -> Option<String> {
+    match obs.held_by {
+        AccountGate::Open { name, .. } if resolve::recorded(obs.route) != Some(name) => {
+            Some(name.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Adds the account to record (see [`account_to_record`] and [`name_to_record`]) to the
+/// decision's status report.
 pub(super) fn record_account(obs: &Observation<'_>, mut d: Decision) -> Decision {
-    if let Some(account) = account_to_record(obs) {
-        d.status
-            .get_or_insert_with(StatusReport::default)
-            .account_id = Some(account);
+    let (id, name) = (account_to_record(obs), name_to_record(obs));
+    if id.is_some() || name.is_some() {
+        let report = d.status.get_or_insert_with(StatusReport::default);
+        report.account_id = id.or(report.account_id.take());
+        report.account = name.or(report.account.take());
     }
     d
 }
@@ -154,6 +170,7 @@ pub(super) fn adopt(
         adopted: true,
         client_token: Some(None),
         account_id: account_to_record(obs),
+        account: name_to_record(obs),
         ..Default::default()
     })
     .job(drop_job(obs.job))

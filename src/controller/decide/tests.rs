@@ -7,7 +7,7 @@ use alicloud_vpc_client::{ApiError, CloudError, Priority, classify};
 use serde_json::json;
 
 use super::*;
-use crate::api::v1alpha1::ADOPT_ANNOTATION;
+use crate::api::v1alpha1::{ADOPT_ANNOTATION, OPERATOR_ACCOUNT};
 use crate::controller::error::Error;
 use crate::controller::fixtures;
 use crate::controller::job::Stall;
@@ -110,6 +110,10 @@ fn obs(r: &VpnPbrRoute) -> Observation<'_> {
         new_token: "tok-new",
         credentials_fallback: None,
         account: AccountRead::Known(ACCOUNT),
+        held_by: AccountGate::Open {
+            name: OPERATOR_ACCOUNT,
+            adoption: true,
+        },
     }
 }
 
@@ -248,7 +252,10 @@ fn absent_entry_is_created_with_a_token_written_first() {
     assert!(d.credentials_worked);
 
     // A token in status is reused, and nothing is written again.
-    let with_token = route(json!({"status": {"clientToken": "tok-old", "accountId": ACCOUNT}}));
+    let with_token = route(
+        json!({"status": {"clientToken": "tok-old", "accountId": ACCOUNT,
+        "account": OPERATOR_ACCOUNT}}),
+    );
     let d = with_entries(&with_token, &[]);
     assert!(d.status.is_none());
     assert_eq!(d.job, Some(JobOp::Submit(create_mutation("tok-old"))));
@@ -2200,4 +2207,137 @@ fn a_cleanup_whose_replay_is_refused_as_existing_never_calls_the_entry_deleted()
     assert!(!d.remove_finalizer, "not released: the entry is its own");
     assert!(d.events.iter().all(|e| !e.note.contains("deleted")));
     assert_eq!(d.next, Some(Next::Read(Freshness::Now)));
+}
+
+#[test]
+fn an_account_that_does_not_admit_the_route_stops_it_before_any_read() {
+    let refusal = crate::controller::resolve::Refusal {
+        reason: Reason::AccountForbidden,
+        message: "VpnAccount b does not admit namespace ns".into(),
+    };
+    let queued = JobView::Queued {
+        mutation: create_mutation("tok"),
+        generation: Some(2),
+        stalled: None,
+    };
+    let plain = route(json!({}));
+    let adopting = route(json!({"metadata": {"annotations": {ADOPT_ANNOTATION: "true"}}}));
+    let adopted = route(json!({
+        "metadata": {"annotations": {ADOPT_ANNOTATION: "true"}},
+        "status": {"adopted": true, "createTime": "2024-01-01T00:00:00.000Z", "account": "b"}
+    }));
+    let closed = AccountGate::Open {
+        name: "b",
+        adoption: false,
+    };
+    // (what, observation, the Ready reason, or None: the gate is open)
+    let rows = [
+        (
+            "refused by the account",
+            Observation {
+                held_by: AccountGate::Refused(&refusal),
+                job: Some(&queued),
+                ..obs(&plain)
+            },
+            Some("AccountForbidden"),
+        ),
+        (
+            "an adoption the account does not allow",
+            Observation {
+                held_by: closed,
+                ..obs(&adopting)
+            },
+            Some("AdoptionForbidden"),
+        ),
+        (
+            "an entry adopted before: the account's rule is for new adoptions",
+            Observation {
+                held_by: closed,
+                ..obs(&adopted)
+            },
+            None,
+        ),
+        (
+            "no adoption asked for",
+            Observation {
+                held_by: closed,
+                ..obs(&plain)
+            },
+            None,
+        ),
+    ];
+    for (what, o, want) in rows {
+        let d = decide(&o);
+        match want {
+            Some(reason) => {
+                assert_eq!(
+                    reasons(&d),
+                    (Some(reason.into()), Some(reason.into())),
+                    "{what}"
+                );
+                assert_eq!(event_reasons(&d), [reason], "{what}");
+                assert_eq!(d.next, Some(Next::AwaitChange), "{what}: no read");
+                assert!(!matches!(d.job, Some(JobOp::Submit(_))), "{what}");
+                if o.job.is_some() {
+                    assert_eq!(d.job, Some(JobOp::Drop), "{what}: queued work dropped");
+                }
+            }
+            None => assert!(
+                matches!(d.next, Some(Next::Read(_))),
+                "{what}: {:?}",
+                d.next
+            ),
+        }
+    }
+    // Refused again: no second event.
+    let refused_before = route(json!({"status": {"conditions": [{
+        "type": "Ready", "status": "False", "reason": "AccountForbidden", "message": "m",
+        "lastTransitionTime": "t", "observedGeneration": 2}]}}));
+    let d = decide(&Observation {
+        held_by: AccountGate::Refused(&refusal),
+        ..obs(&refused_before)
+    });
+    assert!(d.events.is_empty(), "{:?}", d.events);
+}
+
+#[test]
+fn the_account_is_recorded_with_the_first_create_and_kept() {
+    let f = facts();
+    let plain = route(json!({}));
+    let held = AccountGate::Open {
+        name: "team-a",
+        adoption: false,
+    };
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &[],
+        },
+        held_by: held,
+        ..obs(&plain)
+    });
+    assert!(matches!(
+        d.job,
+        Some(JobOp::Submit(Mutation::Create { .. }))
+    ));
+    let report = d.status.expect("status");
+    assert_eq!(report.account.as_deref(), Some("team-a"));
+    assert_eq!(report.account_id.as_deref(), Some(ACCOUNT));
+    // In sync with the account recorded: nothing to record again.
+    let recorded = route(json!({"status": {"account": "team-a", "accountId": ACCOUNT,
+        "createTime": crate::controller::status::rfc3339_millis(entry(100, "normal").create_time)}}));
+    let listed = [entry(100, "normal")];
+    let d = decide(&Observation {
+        cloud: CloudRead::Ready {
+            facts: &f,
+            entries: &listed,
+        },
+        held_by: held,
+        ..obs(&recorded)
+    });
+    assert_eq!(
+        reasons(&d),
+        (Some("Available".into()), Some("Synced".into()))
+    );
+    assert!(d.status.expect("status").account.is_none());
 }

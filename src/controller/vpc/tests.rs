@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute};
-use crate::controller::decide::{self, AccountRead, CloudRead, JobOp, Observation};
+use crate::controller::decide::{self, AccountGate, AccountRead, CloudRead, JobOp, Observation};
 use crate::controller::entries::GatewayCache;
 use crate::controller::error::Error;
 use crate::controller::fixtures;
@@ -83,6 +83,7 @@ fn scope() -> Scope {
         vpn_gateway_id: "vpn-a".into(),
         credentials: CredentialsHandle {
             key: "default".into(),
+            account: String::new(),
             provider: Arc::new(StaticCredentials::new(Credentials::new("AKID", "secret"))),
         },
     }
@@ -140,6 +141,10 @@ fn observe<'a>(r: &'a VpnPbrRoute, cloud: CloudRead<'a>) -> Observation<'a> {
         credentials_fallback: None,
         publish_sharers: &[],
         account: AccountRead::Known("1234567890123456"),
+        held_by: AccountGate::Open {
+            name: crate::api::v1alpha1::OPERATOR_ACCOUNT,
+            adoption: true,
+        },
     }
 }
 
@@ -241,4 +246,26 @@ async fn a_list_whose_pages_change_between_reads_never_makes_a_route_gone() {
             assert!(report.ready.is_none(), "a Ready route stays Ready");
         }
     }
+}
+
+/// Each account's calls wait at its own rate limiter (the cloud's flow control is per account);
+/// the operator's identity and route Secrets share the default one.
+#[test]
+fn each_account_has_its_own_rate_limiter() {
+    let port = VpcPort::new(
+        VpcClientFactory::new(ClientConfig {
+            endpoint: Endpoint::from_url("http://127.0.0.1:1/").expect("endpoint"),
+            ..ClientConfig::default()
+        })
+        .expect("factory"),
+    );
+    let in_account = |account: &str| {
+        let mut s = scope();
+        s.credentials.account = account.to_owned();
+        port.client(&s).expect("client").account().to_owned()
+    };
+    assert_eq!(in_account(""), alicloud_vpc_client::DEFAULT_ACCOUNT);
+    assert_eq!(in_account("team-a"), "team-a");
+    assert_eq!(in_account("team-b"), "team-b");
+    assert_eq!(in_account(""), alicloud_vpc_client::DEFAULT_ACCOUNT);
 }

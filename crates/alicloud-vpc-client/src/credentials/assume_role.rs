@@ -124,8 +124,22 @@ impl AssumeRoleProvider {
         &self.config.role_arn
     }
 
+    /// A new session, signed with the base provider's keys. If those are a session STS refuses
+    /// as expired (the base's clock behind STS's, as for any call: see `Retrier` in
+    /// `src/policy.rs`), the base drops it and STS is asked once more with its new one.
     async fn assume_role(&self) -> Result<Credentials, CredentialsError> {
         let base = self.base.credentials().await?;
+        match self.assume_role_with(&base).await {
+            Err(e) if base.is_session() && e.is_expired_session() => {
+                self.base.invalidate(&base);
+                let renewed = self.base.credentials().await?;
+                self.assume_role_with(&renewed).await
+            }
+            result => result,
+        }
+    }
+
+    async fn assume_role_with(&self, base: &Credentials) -> Result<Credentials, CredentialsError> {
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = timestamp_now();
         let common = CommonParams {
@@ -136,7 +150,7 @@ impl AssumeRoleProvider {
         };
         // Everything in the body, as for the VPC calls: no URL carries the signature, the base
         // provider's token or the ExternalId.
-        let signed = signed_params("POST", &common, &self.config.params(), &base);
+        let signed = signed_params("POST", &common, &self.config.params(), base);
         let fresh = session::exchange(
             &self.http,
             ACTION,
@@ -163,6 +177,10 @@ impl CredentialsProvider for AssumeRoleProvider {
 
     fn name(&self) -> &'static str {
         "assume-role"
+    }
+
+    fn invalidate(&self, used: &Credentials) {
+        self.session.invalidate(self.name(), used);
     }
 }
 
@@ -192,6 +210,76 @@ mod tests {
             .params();
         assert_eq!(p["ExternalId"], "ext-1");
         assert_eq!(p["DurationSeconds"], "900");
+    }
+
+    /// A base provider of sessions: its first is refused by the fake STS as expired; each
+    /// `invalidate` of its current session hands out the next.
+    #[derive(Debug, Default)]
+    struct BaseSessions {
+        current: std::sync::atomic::AtomicU32,
+    }
+
+    impl CredentialsProvider for BaseSessions {
+        fn credentials(&self) -> CredentialsFuture<'_> {
+            let n = self.current.load(std::sync::atomic::Ordering::SeqCst);
+            let token = if n == 0 { "expired-by-sts" } else { "valid" };
+            let expiration = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+            Box::pin(async move {
+                Ok(Credentials::new(format!("STS.base{n}"), "base-secret")
+                    .with_security_token(token)
+                    .with_expiration(expiration))
+            })
+        }
+
+        fn name(&self) -> &'static str {
+            "base-sessions"
+        }
+
+        fn invalidate(&self, used: &Credentials) {
+            let n = self.current.load(std::sync::atomic::Ordering::SeqCst);
+            if used.access_key_id() == format!("STS.base{n}") {
+                self.current
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_base_session_sts_refuses_as_expired_is_renewed_once() {
+        let asked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let record = asked.clone();
+        let url = crate::client::tests::serve(move |form| {
+            let token = form.get("SecurityToken").cloned().unwrap_or_default();
+            record.lock().unwrap().push(token.clone());
+            match token.as_str() {
+                "valid" => (200, r#"{"RequestId":"R1","Credentials":{"AccessKeyId":"STS.role","AccessKeySecret":"sk","SecurityToken":"tok","Expiration":"2030-01-01T00:00:00Z"}}"#),
+                _ => (400, r#"{"RequestId":"R2","Code":"InvalidSecurityToken.Expired","Message":"Specified SecurityToken is expired."}"#),
+            }
+        })
+        .await;
+        let sts_url = Url::parse(&url).unwrap();
+        let role = |base: Arc<dyn CredentialsProvider>| {
+            let config = AssumeRoleConfig {
+                sts_url: sts_url.clone(),
+                ..config()
+            };
+            AssumeRoleProvider::new(config, base, reqwest::Client::new())
+        };
+        let base = Arc::new(BaseSessions::default());
+        let keys = role(base.clone()).credentials().await.unwrap();
+        assert_eq!(keys.access_key_id(), "STS.role");
+        assert_eq!(*asked.lock().unwrap(), ["expired-by-sts", "valid"]);
+        assert_eq!(base.current.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Keys that are no session (a token without an expiry): nothing to renew, STS's
+        // refusal is the answer.
+        asked.lock().unwrap().clear();
+        let fixed = Credentials::new("AK", "base-secret").with_security_token("fixed");
+        let e = role(Arc::new(StaticCredentials::new(fixed)))
+            .credentials()
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "InvalidSecurityToken.Expired");
+        assert_eq!(asked.lock().unwrap().len(), 1);
     }
 
     #[test]

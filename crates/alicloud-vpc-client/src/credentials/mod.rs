@@ -130,6 +130,11 @@ impl Credentials {
     pub fn expiration(&self) -> Option<jiff::Timestamp> {
         self.expiration
     }
+
+    /// Temporary keys of an STS session (a token and an expiry), which a provider can renew.
+    pub(crate) fn is_session(&self) -> bool {
+        self.security_token.is_some() && self.expiration.is_some()
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -195,6 +200,14 @@ impl CredentialsError {
         }
     }
 
+    /// STS refused the keys the call was signed with as an expired session: by the policy
+    /// table (`src/policy.rs`), a new session of the signing provider may be accepted.
+    pub(crate) fn is_expired_session(&self) -> bool {
+        matches!(self, Self::Sts { http_status, code, .. }
+            if crate::policy::policy(*http_status, code).retried_by
+                == crate::policy::Retrier::ClientWithNewSession)
+    }
+
     pub fn code(&self) -> &str {
         match self {
             Self::NotConfigured(_) => "CredentialsNotConfigured",
@@ -216,6 +229,13 @@ pub trait CredentialsProvider: Send + Sync + fmt::Debug {
 
     /// Short name for logs (`static`, `env`, `oidc`, `file`, `assume-role`).
     fn name(&self) -> &'static str;
+
+    /// The cloud refused `used`, credentials this provider handed out, as expired
+    /// (`InvalidSecurityToken.Expired`) while the provider still thought them valid: its clock
+    /// is behind the cloud's. A provider that renews sessions drops `used` so the next
+    /// [`credentials`](Self::credentials) renews; a report about a session it has replaced
+    /// already changes nothing. The default does nothing (keys it cannot renew).
+    fn invalidate(&self, _used: &Credentials) {}
 }
 
 /// Fixed credentials: static keys, keys from the environment, or a route's Secret.

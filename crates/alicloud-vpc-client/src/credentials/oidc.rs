@@ -102,6 +102,10 @@ impl CredentialsProvider for OidcProvider {
     fn name(&self) -> &'static str {
         "oidc"
     }
+
+    fn invalidate(&self, used: &Credentials) {
+        self.session.invalidate(self.name(), used);
+    }
 }
 
 fn encode_pairs(pairs: &[(&str, &str)]) -> String {

@@ -1,12 +1,13 @@
 //! What the STS-backed providers (RRSA's `AssumeRoleWithOIDC`, `AssumeRole`) share: the STS
 //! exchange itself, one cached session per provider, renewed before it expires by one caller
-//! for all (single flight), and the rule of when ([`renewal`], pure).
+//! for all (single flight), and the rule of when ([`renewal`], pure); a session the cloud
+//! refused as expired is dropped ([`SessionCache::invalidate`]) and renewed by the next caller.
 
 use std::future::Future;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::Mutex;
 use url::Url;
 
 use super::{Credentials, CredentialsError};
@@ -49,13 +50,22 @@ fn remaining(credentials: &Credentials, now: jiff::Timestamp) -> Duration {
 /// One provider's session, renewed by [`SessionCache::get`].
 #[derive(Debug, Default)]
 pub(crate) struct SessionCache {
+    /// The current session; locked only to read or replace it, never across an await.
     session: Mutex<Option<Credentials>>,
+    /// Held by [`get`](Self::get) across the STS call, so concurrent callers wait for one
+    /// renewal instead of stampeding STS.
+    renewing: tokio::sync::Mutex<()>,
 }
 
 impl SessionCache {
-    /// The cached credentials, or new ones from `renew` when [`renewal`] says so. `lifetime`
-    /// is the session length the provider asks STS for (`DurationSeconds`); `what` names the
-    /// provider in the warning logged when a failed renewal falls back to the old keys.
+    fn slot(&self) -> MutexGuard<'_, Option<Credentials>> {
+        self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached credentials, or new ones from `renew` when [`renewal`] says so (or the
+    /// session was dropped). `lifetime` is the session length the provider asks STS for
+    /// (`DurationSeconds`); `what` names the provider in the warning logged when a failed
+    /// renewal falls back to the old keys.
     pub(crate) async fn get<F, Fut>(
         &self,
         what: &'static str,
@@ -66,28 +76,44 @@ impl SessionCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Credentials, CredentialsError>>,
     {
-        // Holding the lock across the STS call makes concurrent callers wait for one renewal
-        // instead of stampeding STS.
-        let mut session = self.session.lock().await;
-        let fallback = match session.as_ref() {
+        let _renewing = self.renewing.lock().await;
+        let cached = self.slot().clone();
+        let fallback = match cached {
             None => None,
-            Some(c) => match renewal(remaining(c, jiff::Timestamp::now()), lifetime) {
-                Renewal::NotYet => return Ok(c.clone()),
-                Renewal::Due { usable } => usable.then(|| c.clone()),
+            Some(c) => match renewal(remaining(&c, jiff::Timestamp::now()), lifetime) {
+                Renewal::NotYet => return Ok(c),
+                Renewal::Due { usable } => usable.then_some(c),
             },
         };
         match renew().await {
             Ok(fresh) => {
-                *session = Some(fresh.clone());
+                *self.slot() = Some(fresh.clone());
                 Ok(fresh)
             }
-            Err(e) => match fallback {
+            // Not the old keys if the cloud refused them meanwhile.
+            Err(e) => match fallback.filter(|old| self.slot().as_ref() == Some(old)) {
                 Some(old) => {
                     tracing::warn!(provider = what, error = %e, "STS renewal failed; using the session's keys until it is renewed");
                     Ok(old)
                 }
                 None => Err(e),
             },
+        }
+    }
+
+    /// Drops the cached session if it is `used` (the cloud refused it as expired), so the next
+    /// [`get`](Self::get) renews it; a report about an older session is ignored, so one that
+    /// arrives late never drops the session that replaced it.
+    pub(crate) fn invalidate(&self, what: &'static str, used: &Credentials) {
+        let mut session = self.slot();
+        if session.as_ref() == Some(used) {
+            *session = None;
+            tracing::warn!(
+                provider = what,
+                expiration = ?used.expiration(),
+                "the cloud refused the session as expired before its Expiration by this \
+                 process's clock (is the clock behind?); renewing it"
+            );
         }
     }
 }
@@ -261,15 +287,70 @@ mod tests {
         let again = cache.get("test", hour, refused).await.unwrap();
         assert_eq!(again.access_key_id(), "STS.ak");
         // Due for renewal, but with more than its grace left: kept when renewal fails.
-        *cache.session.lock().await = Some(session(50));
+        *cache.slot() = Some(session(50));
         assert!(
             cache.get("test", hour, refused).await.is_ok(),
             "kept: 50 s left"
         );
         // Too little left to sign with: the refusal is the answer.
-        *cache.session.lock().await = Some(session(10));
+        *cache.slot() = Some(session(10));
         let e = cache.get("test", hour, refused).await.unwrap_err();
         assert_eq!(e.code(), "NoPermission", "10 s left is too little");
+    }
+
+    #[tokio::test]
+    async fn invalidate_drops_only_the_session_it_names() {
+        let hour = s(3600);
+        let cache = SessionCache::default();
+        let renewals = AtomicU32::new(0);
+        let expiration = session(3600).expiration().unwrap();
+        let numbered = |n: u32, token: &str| {
+            Credentials::new(format!("STS.ak{n}"), "sk")
+                .with_security_token(token)
+                .with_expiration(expiration)
+        };
+        let get = || {
+            cache.get("test", hour, || async {
+                let n = renewals.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(numbered(n, "tok"))
+            })
+        };
+        let first = get().await.unwrap();
+        // Another session's keys, or this key id with another token: not this session.
+        cache.invalidate("test", &numbered(9, "tok"));
+        cache.invalidate("test", &numbered(1, "other"));
+        assert_eq!(get().await.unwrap(), first);
+        assert_eq!(
+            renewals.load(Ordering::SeqCst),
+            1,
+            "still the first session"
+        );
+        cache.invalidate("test", &first);
+        let second = get().await.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(renewals.load(Ordering::SeqCst), 2, "renewed once");
+        // A late report about the first session keeps the second.
+        cache.invalidate("test", &first);
+        assert_eq!(get().await.unwrap(), second);
+        assert_eq!(renewals.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_renewal_never_falls_back_to_a_refused_session() {
+        let cache = SessionCache::default();
+        // Due for renewal with more than its grace left: usable if renewal fails...
+        let old = session(50);
+        *cache.slot() = Some(old.clone());
+        // ...unless the cloud refused it while STS was being asked.
+        let e = cache
+            .get("test", s(3600), || async {
+                cache.invalidate("test", &old);
+                Err(CredentialsError::StsUnavailable("down".into()))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "StsUnavailable");
+        assert!(cache.slot().is_none());
     }
 
     #[test]
