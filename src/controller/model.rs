@@ -248,8 +248,10 @@ impl Mutation {
         }
     }
 
-    /// Whether `entries` (a list read from the cloud) show this change applied.
-    pub(crate) fn reflected_in(&self, entries: &[Entry]) -> bool {
+    /// Whether `entries` (a list read from the cloud) show this change applied. `created` is
+    /// the entry a create's answer named: only that entry shows it (a list that lags may still
+    /// show an older entry under the same key, deleted since).
+    pub(crate) fn reflected_in(&self, entries: &[Entry], created: Option<&Entry>) -> bool {
         let r = self.route();
         let found = entries
             .iter()
@@ -257,7 +259,9 @@ impl Mutation {
         match (self, found) {
             (Self::Delete { .. }, found) => found.is_none(),
             (_, None) => false,
-            (Self::Create { .. }, Some(_)) => true,
+            (Self::Create { .. }, Some(e)) => {
+                created.is_none_or(|c| c.create_time == 0 || c.create_time == e.create_time)
+            }
             (
                 Self::ModifyAttribute {
                     new_weight,

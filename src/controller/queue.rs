@@ -807,6 +807,7 @@ impl GatewayQueue {
         for (owner, job) in &mut self.jobs {
             let with_entry = answered_with_entry(&job.state);
             let JobState::Accepted {
+                ref accepted,
                 seq,
                 at,
                 ref mut listed,
@@ -819,7 +820,7 @@ impl GatewayQueue {
             if seq > confirmed || *listed {
                 continue;
             }
-            if job.mutation.reflected_in(&list) {
+            if job.mutation.reflected_in(&list, accepted.entry.as_ref()) {
                 *listed = true;
                 woken.push(owner.clone());
                 continue;

@@ -81,6 +81,13 @@ fn listed(routes: &[usize]) -> Event {
     Event::ListRead(Ok(Arc::new(routes.iter().map(|i| entry(*i)).collect())))
 }
 
+/// A list showing route `i`'s entry as made at `create_time` (its answer says 1).
+fn listed_made(i: usize, create_time: i64) -> Event {
+    let mut e = entry(i);
+    e.create_time = create_time;
+    Event::ListRead(Ok(Arc::new(vec![e])))
+}
+
 fn free() -> Event {
     Event::Free
 }
@@ -579,6 +586,23 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                     On(free(), &["sleep until 30000"]),
                     On(due(), &["send create s1"]),
                 ],
+            ]
+            .joined(),
+        ),
+        (
+            "a create answered with its entry counts only once the list shows that entry: an \
+             older one under its key (deleted, but still listed by a lagging list) is not it",
+            [
+                applied(accepted_with(1)),
+                round(
+                    110,
+                    &["sleep until 110"],
+                    &["read list"],
+                    listed_made(1, 0),
+                    &[],
+                ),
+                vec![View(1, "accepted")],
+                shown(310, &["sleep until 310"]),
             ]
             .joined(),
         ),
