@@ -39,7 +39,8 @@ impl Default for RateLimitConfig {
 
 /// The class of a call at the rate limiter. A waiting call of a higher class always gets the
 /// next token before any waiting call of a lower class; within a class calls are served in
-/// arrival order. The order is strict: while the calls of higher classes use the whole rate,
+/// arrival order. The order is strict but for one bounded aging (`PROGRESS_AFTER` mutations
+/// at most pass a waiting `Progress` read): while the calls of higher classes use the whole rate,
 /// `Background` calls wait (they are deferrable by definition); below the rate, the spare
 /// tokens serve them.
 ///
@@ -185,20 +186,62 @@ pub fn current_single() -> Option<SingleClaim> {
 /// floating point, and a waiter woken exactly when its token is due must not sleep again.
 const EPSILON: f64 = 1e-9;
 
+/// Mutations granted while a [`Priority::Progress`] read waits before that read goes: the
+/// order is strict but for this bounded aging. At a binding API rate mutations always wait,
+/// and the reads a route needs to plan its change (and the read-backs that make routes
+/// `Ready`) would never get a token: a waiting read takes at least one token in this many + 1.
+pub const PROGRESS_AFTER: u32 = 4;
+
+type Key = (Priority, u64);
+
 #[derive(Debug)]
 struct State {
     tokens: f64,
     rate: f64,
     last: Instant,
-    /// Waiters by (class, arrival): the first key is the one the next token goes to. Each
-    /// holds the waker of its latest poll.
-    waiters: BTreeMap<(Priority, u64), Waker>,
+    /// Waiters by (class, arrival): the first key is the one the next token goes to (see
+    /// `head`). Each holds the waker of its latest poll.
+    waiters: BTreeMap<Key, Waker>,
     next_seq: u64,
+    /// Mutations granted since a `Progress` read last got a token, while one waited.
+    passed: u32,
 }
 
 impl State {
+    /// The waiter the next token goes to: the first by class and arrival, except that the
+    /// oldest `Progress` read goes before a mutation once `PROGRESS_AFTER` mutations passed it.
+    fn head(&self) -> Option<Key> {
+        let first = *self.waiters.keys().next()?;
+        if first.0 == Priority::Mutation
+            && self.passed >= PROGRESS_AFTER
+            && let Some(read) = self.first_of(Priority::Progress)
+        {
+            return Some(read);
+        }
+        Some(first)
+    }
+
+    fn first_of(&self, class: Priority) -> Option<Key> {
+        self.waiters
+            .range((class, 0)..=(class, u64::MAX))
+            .next()
+            .map(|(k, _)| *k)
+    }
+
+    /// `key` got a token: counts the mutations that passed a waiting read.
+    fn granted(&mut self, key: Key) {
+        match key.0 {
+            Priority::Progress => self.passed = 0,
+            Priority::Mutation if self.first_of(Priority::Progress).is_some() => {
+                self.passed = self.passed.saturating_add(1);
+            }
+            Priority::Mutation => self.passed = 0,
+            _ => {}
+        }
+    }
+
     fn wake_head(&self) {
-        if let Some(waker) = self.waiters.values().next() {
+        if let Some(waker) = self.head().and_then(|k| self.waiters.get(&k)) {
             waker.wake_by_ref();
         }
     }
@@ -226,6 +269,7 @@ impl RateLimiter {
                 last: Instant::now(),
                 waiters: BTreeMap::new(),
                 next_seq: 0,
+                passed: 0,
             }),
             config,
         }
@@ -355,7 +399,7 @@ impl Acquire<'_> {
                 *key_slot = Some(key);
             }
             s.waiters.insert(key, waker.clone());
-            if s.waiters.keys().next() != Some(&key) {
+            if s.head() != Some(key) {
                 if moved {
                     // Whoever is first now may not know it yet (this one was, until it moved).
                     s.wake_head();
@@ -365,6 +409,7 @@ impl Acquire<'_> {
             if s.tokens >= 1.0 - EPSILON {
                 s.tokens -= 1.0;
                 s.waiters.remove(&key);
+                s.granted(key);
                 *key_slot = None;
                 // The next waiter may have a token already (burst) or must start its timer.
                 s.wake_head();
@@ -417,7 +462,7 @@ impl Drop for Acquire<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.limiter.with_state(|s| {
-                let was_first = s.waiters.keys().next() == Some(&key);
+                let was_first = s.head() == Some(key);
                 s.waiters.remove(&key);
                 if was_first {
                     s.wake_head();
@@ -622,6 +667,36 @@ mod tests {
         for p in Priority::ALL {
             assert_eq!(l.waiting(p), 0, "{p}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_progress_read_goes_after_at_most_a_few_mutations() {
+        use Priority::*;
+        let l = limiter(10.0, 1.0);
+        drain(&l).await;
+        // A binding burst: mutations keep coming, a read a route needs to plan waits among
+        // them, and a second read comes later.
+        let mut waiters: Vec<(Priority, &'static str)> = vec![(Mutation, "m"); 3];
+        waiters.push((Progress, "p1"));
+        waiters.extend([(Mutation, "m"); 9]);
+        waiters.push((Progress, "p2"));
+        waiters.push((Background, "b1"));
+        waiters.extend([(Mutation, "m"); 3]);
+        let (granted, handles) = spawn_waiters(&l, &waiters).await;
+        for h in handles {
+            within_a_minute(h).await.unwrap();
+        }
+        let order: Vec<_> = granted.lock().unwrap().iter().map(|(l, _)| *l).collect();
+        let k = PROGRESS_AFTER as usize;
+        // Each read after the `PROGRESS_AFTER` mutations granted while it waited, the
+        // background read only once nothing else waits.
+        let mut want = vec!["m"; k];
+        want.push("p1");
+        want.extend(vec!["m"; k]);
+        want.push("p2");
+        want.extend(vec!["m"; 15 - 2 * k]);
+        want.push("b1");
+        assert_eq!(order, want);
     }
 
     #[tokio::test(start_paused = true)]
