@@ -103,8 +103,9 @@ pub(crate) struct Cached {
     reading: Option<Priority>,
     /// Owners waiting for the background read, with what each asked for.
     waiters: HashMap<Owner, Need>,
-    /// Owners the last background read answered: their next `read` is served from it even if
+    /// Owners a background read answered: their next `read` is served from the store even if
     /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
+    /// Each is removed by that read (a woken route reads), or by an invalidation.
     answered: HashSet<Owner>,
     /// Background reads that ended, and whether a reconcile already waited for the first one.
     reads: u64,
@@ -205,7 +206,9 @@ impl Cached {
         self.reading = None;
         self.reads += 1;
         let waiters = std::mem::take(&mut self.waiters);
-        self.answered.clear();
+        // Owners answered by an earlier read keep their answer: the store's list is at least as
+        // new, and a woken reconcile that comes after a later read ended (at a binding API
+        // rate, a list's age exceeds its maximum by the time it is answered) would read again.
         match outcome {
             Ok(listed) => {
                 self.failed = None;
