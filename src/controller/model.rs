@@ -25,6 +25,9 @@ pub struct CredentialsHandle {
     /// (`alicloud_vpc_client::DEFAULT_ACCOUNT`) for the operator's identity and route Secrets.
     /// The cloud's flow control is per account, so each account has its own.
     pub(crate) account: String,
+    /// The account's own API rate (`VpnAccount` `spec.apiRate`) for its limiter; `None`: the
+    /// operator's `--api-rate`.
+    pub(crate) api_rate: Option<f64>,
     pub provider: Arc<dyn CredentialsProvider>,
 }
 

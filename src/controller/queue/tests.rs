@@ -67,10 +67,7 @@ fn gateway_gone() -> CloudError {
 }
 
 fn peers() -> Event {
-    Event::Peers(Peers {
-        region_id: "cn-hangzhou".into(),
-        spec: None,
-    })
+    Event::Peers(Peers::of(&scope(), None))
 }
 
 fn status(s: &str) -> Event {
@@ -802,4 +799,36 @@ fn a_change_whose_outcome_is_listed_does_not_count_against_a_single_change() {
     assert!(run.queue.single(), "one change waits: a single change");
     assert!(run.queue.submit(&owner(3), &scope(), create(3), Some(1)));
     assert!(!run.queue.single(), "two changes wait");
+}
+
+/// Which gateways share what they learn of their update time: one region, account and
+/// specification.
+#[test]
+fn peers_are_one_region_account_and_spec() {
+    let of = |region: &str, account: &str, spec: Option<&str>| {
+        let mut s = scope();
+        s.region_id = region.to_owned();
+        s.credentials.account = account.to_owned();
+        Peers::of(&s, spec.map(str::to_owned))
+    };
+    let base = of("cn-hangzhou", "team-a", Some("5M"));
+    // (what, region, account, spec, shares with `base`)
+    let rows = [
+        ("all the same", "cn-hangzhou", "team-a", Some("5M"), true),
+        ("other account", "cn-hangzhou", "team-b", Some("5M"), false),
+        ("the operator's own", "cn-hangzhou", "", Some("5M"), false),
+        ("another region", "cn-shanghai", "team-a", Some("5M"), false),
+        ("another spec", "cn-hangzhou", "team-a", Some("10M"), false),
+        ("no spec known", "cn-hangzhou", "team-a", None, false),
+    ];
+    for (what, region, account, spec, shared) in rows {
+        assert_eq!(of(region, account, spec) == base, shared, "{what}");
+    }
+    let mut regions = Regions::new();
+    regions.entry(base.clone()).or_default();
+    regions
+        .entry(of("cn-hangzhou", "team-b", Some("5M")))
+        .or_default();
+    regions.entry(base).or_default();
+    assert_eq!(regions.len(), 2, "two accounts learn apart");
 }

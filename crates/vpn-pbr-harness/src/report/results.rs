@@ -2,7 +2,7 @@
 //! docs/benchmarks.md they are held to ([`Target`]).
 
 use super::format::{mib, ms, secs};
-use crate::bench::{Readiness, RestartResult, ScenarioResult, SingleResult};
+use crate::bench::{AccountsResult, Readiness, RestartResult, ScenarioResult, SingleResult};
 
 /// The benchmark targets (docs/benchmarks.md).
 const TARGET_RATIO: f64 = 1.05;
@@ -14,6 +14,7 @@ const TARGET_P99_MS: f64 = 200.0;
 const TARGET_SCALE_RATIO: f64 = 1.10;
 const TARGET_RSS_MIB: f64 = 96.0;
 const TARGET_READS_PER_GATEWAY: f64 = 2.0;
+const TARGET_ACCOUNTS_RATIO: f64 = 1.10;
 
 /// The runs of one `pbr-bench bench`; each may be skipped (`--only`).
 #[derive(Clone, Debug, Default)]
@@ -29,6 +30,8 @@ pub struct Results {
     pub economy: Option<ScenarioResult>,
     /// The scale run's burst with single changes made meanwhile.
     pub single: Option<ScenarioResult>,
+    /// Several accounts with their own API rates.
+    pub accounts: Option<AccountsResult>,
 }
 
 /// One benchmark target and its measurement.
@@ -203,6 +206,20 @@ impl Results {
                 format!("{of}: Ready flips = 0"),
                 r.flips.updates.to_string(),
                 r.flips.updates == 0,
+            );
+        }
+        if let Some(a) = &self.accounts {
+            push(
+                format!(
+                    "wall / busiest account's bound <= {TARGET_ACCOUNTS_RATIO} with {} accounts",
+                    a.accounts.len()
+                ),
+                if a.converged {
+                    format!("{:.3}", a.ratio())
+                } else {
+                    format!("not converged ({}/{})", a.ready(), a.routes())
+                },
+                a.converged && a.ratio() <= TARGET_ACCOUNTS_RATIO,
             );
         }
         out
