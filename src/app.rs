@@ -262,7 +262,6 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         },
         scheduler: SchedulerConfig {
             enabled: config.gateway_scheduler,
-            read_back_every: config.read_back_every,
         },
         namespaces: config.watched_namespaces(),
         concurrency: config.concurrency,

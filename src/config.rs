@@ -82,13 +82,6 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_GATEWAY_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) gateway_scheduler: bool,
 
-    /// While a gateway has changes waiting, read its entry list back once this many applied
-    /// changes are unlisted (a route is Ready only once a list shows its entry; the first
-    /// change of a burst is read back alone, the rest together at the queue's end). Lower:
-    /// routes Ready sooner, one list call per this many changes; higher: fewer calls.
-    #[arg(long, env = "VPN_PBR_READ_BACK_EVERY", default_value_t = crate::controller::queue::READ_BACK_EVERY, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub(crate) read_back_every: u32,
-
     /// How long to wait for the VpnPbrRoute CRD at start before giving up.
     #[arg(long, env = "VPN_PBR_CRD_WAIT", default_value = "30s", value_parser = crate::duration::flag)]
     pub(crate) crd_wait: Duration,
@@ -168,9 +161,8 @@ pub(crate) struct CloudFlags {
 
     /// Cloud API calls per second across the process; lowered automatically while throttled.
     /// When the rate binds, waiting calls get it by class: the status reads that time a
-    /// gateway's next change first, then the calls of a single change on an otherwise idle
-    /// gateway, then changes, then reads a change or reconcile waits on, then background reads
-    /// (resync, drift checks); arrival order within a class.
+    /// gateway's next change first, then changes, then reads a change or reconcile waits on,
+    /// then background reads (resync, drift checks); arrival order within a class.
     #[arg(long, env = "VPN_PBR_API_RATE", default_value_t = 20.0)]
     pub(crate) api_rate: f64,
 }
@@ -247,7 +239,6 @@ mod tests {
         assert_eq!(c.role_session_duration, Duration::from_secs(3600));
         assert!(c.gateway_scheduler && !c.route_secrets && !c.leader_election);
         assert!(c.watched_namespaces().is_empty());
-        assert_eq!(c.read_back_every, crate::controller::queue::READ_BACK_EVERY);
         let c = Config::try_parse_from([
             "op",
             "--namespaces",
@@ -262,13 +253,6 @@ mod tests {
         assert_eq!(c.resync, Duration::from_secs(30));
         assert!(!c.gateway_scheduler);
         assert!(Config::try_parse_from(["op", "--resync", "soon"]).is_err());
-        assert_eq!(
-            Config::try_parse_from(["op", "--read-back-every", "16"])
-                .expect("read-back")
-                .read_back_every,
-            16
-        );
-        assert!(Config::try_parse_from(["op", "--read-back-every", "0"]).is_err());
         assert!(
             !c.accounts.require_account
                 && c.accounts.operator_namespace_selector == LabelSelector::default()

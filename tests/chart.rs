@@ -711,7 +711,6 @@ async fn default_values_pass_server_side_dry_run() -> anyhow::Result<()> {
         ("VPN_PBR_CONCURRENCY", "8"),
         ("VPN_PBR_RESYNC", "10m"),
         ("VPN_PBR_API_RATE", "20"),
-        ("VPN_PBR_READ_BACK_EVERY", "4"),
         ("VPN_PBR_LEADER_ELECTION", "false"),
         ("VPN_PBR_LEASE_NAMESPACE", ns.as_str()),
         ("VPN_PBR_LOG_FORMAT", "json"),
@@ -988,7 +987,6 @@ fn inconsistent_values_are_refused_with_a_clear_message() -> anyhow::Result<()> 
         (&["--set", "resync=0m"], "resync"),
         (&["--set", "resync=1.5m"], "resync"),
         (&["--set", "apiRate=0"], "apiRate"),
-        (&["--set", "readBackEvery=0"], "readBackEvery"),
         (
             &["--set", "terminationGracePeriodSeconds=10"],
             "terminationGracePeriodSeconds",

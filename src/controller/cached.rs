@@ -103,9 +103,8 @@ pub(crate) struct Cached {
     reading: Option<Priority>,
     /// Owners waiting for the background read, with what each asked for.
     waiters: HashMap<Owner, Need>,
-    /// Owners a background read answered: their next `read` is served from the store even if
+    /// Owners the last background read answered: their next `read` is served from it even if
     /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
-    /// Each is removed by that read (a woken route reads), or by an invalidation.
     answered: HashSet<Owner>,
     /// Background reads that ended, and whether a reconcile already waited for the first one.
     reads: u64,
@@ -153,11 +152,6 @@ impl Cached {
             .entry(owner.clone())
             .and_modify(|n| *n = n.and(need))
             .or_insert(need);
-        // A single change's class only while it is the read's only route.
-        let class = match class {
-            Priority::Single if !self.single() => Priority::Progress,
-            class => class,
-        };
         let flight = match self.reading {
             // Lower is higher (`Mutation` < `Progress` < `Background`).
             Some(running) if class < running => Flight::Raise(class),
@@ -168,12 +162,6 @@ impl Cached {
             self.reading = Some(class);
         }
         (Read::Pending, flight)
-    }
-
-    /// Whether at most one route waits for the read under way: a read for a single change
-    /// keeps its claim to `Priority::Single` only while this holds.
-    pub(crate) fn single(&self) -> bool {
-        self.waiters.len() <= 1
     }
 
     /// Whether a reconcile may wait for the read under way: only for the gateway's first read,
@@ -206,9 +194,7 @@ impl Cached {
         self.reading = None;
         self.reads += 1;
         let waiters = std::mem::take(&mut self.waiters);
-        // Owners answered by an earlier read keep their answer: the store's list is at least as
-        // new, and a woken reconcile that comes after a later read ended (at a binding API
-        // rate, a list's age exceeds its maximum by the time it is answered) would read again.
+        self.answered.clear();
         match outcome {
             Ok(listed) => {
                 self.failed = None;

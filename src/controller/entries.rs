@@ -11,9 +11,6 @@
 //! The read's calls take the highest class (`alicloud_vpc_client::Priority`) among the routes
 //! waiting for it: a drift check nobody waits on is `Background`, and a route with a pending
 //! change that joins it raises it (a call still waiting at the lower class is started again).
-//! A read for a single change on an idle gateway (`Priority::Single`, asked by the reconcile)
-//! waits ahead of other gateways' bursts while it is the read's only route: a second route
-//! joining it withdraws the claim, and the call waits at `Progress`.
 //!
 //! This file is the driver: what is cached, and every rule about it, is `cached.rs`'s pure store.
 
@@ -29,7 +26,7 @@ use super::job::Owner;
 use super::model::{Entry, GatewayFacts, GatewayKey, Mutation, Scope};
 use super::port::CloudPort;
 use crate::sync::lock;
-use alicloud_vpc_client::{CloudError, Priority, SingleSlot, as_single, with_priority};
+use alicloud_vpc_client::{CloudError, Priority, with_priority};
 
 pub(crate) use super::cached::Read;
 
@@ -41,8 +38,6 @@ struct Gateway {
     class: watch::Sender<Priority>,
     /// Notified whenever a background read ends.
     done: tokio::sync::Notify,
-    /// The claim to `Priority::Single` of the read under way, while one route waits for it.
-    single: SingleSlot,
 }
 
 impl Default for Gateway {
@@ -52,7 +47,6 @@ impl Default for Gateway {
             cached: Mutex::default(),
             class: watch::Sender::new(Priority::Progress),
             done: tokio::sync::Notify::new(),
-            single: SingleSlot::default(),
         }
     }
 }
@@ -84,25 +78,9 @@ where
             }
         };
         // Biased (no random branch order): a simulated seed replays exactly.
-        let call = async {
-            if class != Priority::Single {
-                return with_priority(class, fetch()).await;
-            }
-            // A read nobody else waits for yet: ahead of the bursts until a second route joins
-            // (claimed under the store's lock, which `read` withdraws it under).
-            let claim = {
-                let cached = lock(&gw.cached);
-                gw.single.claim_if(cached.single())
-            };
-            let fetch = with_priority(Priority::Progress, fetch());
-            match claim {
-                Some(claim) => as_single(claim, fetch).await,
-                None => fetch.await,
-            }
-        };
         tokio::select! {
             biased;
-            out = call => return out,
+            out = with_priority(class, fetch()) => return out,
             () = raise => {}
         }
     }
@@ -157,13 +135,7 @@ impl GatewayCache {
         let gw = self.gateway(&scope.key());
         let now = Instant::now();
         let need = Need::within(facts_max_age, list_max_age, now);
-        let (read, flight) = {
-            let mut cached = lock(&gw.cached);
-            let out = cached.read(owner, need, class, now);
-            // A second route waits for it: the read waits at its own class again.
-            gw.single.withdraw_unless(cached.single());
-            out
-        };
+        let (read, flight) = lock(&gw.cached).read(owner, need, class, now);
         match flight {
             Flight::None => {}
             Flight::Raise(class) => {
@@ -292,15 +264,12 @@ mod tests {
     use crate::controller::fixtures::{entry_of as entry, owner, scope_on};
     use crate::controller::model::{Accepted, Freshness};
     use crate::controller::port::CloudFuture;
-    use alicloud_vpc_client::{ApiError, ErrorClass, SingleClaim};
+    use alicloud_vpc_client::{ApiError, ErrorClass};
 
     const FACTS_AGE: Duration = Duration::from_secs(600);
     const LIST_AGE: Duration = Duration::from_secs(5);
     /// How long the fake takes to answer.
     const CALL: Duration = Duration::from_millis(100);
-
-    /// A call, whether it had a claim to `Priority::Single`, and whether it held at the answer.
-    type Claimed = (&'static str, Option<bool>, Option<bool>);
 
     /// A cloud that counts its reads per gateway, answers after `CALL`, never answers for the
     /// gateways in `hang`, and fails while `fail` is set.
@@ -313,9 +282,6 @@ mod tests {
         fail: AtomicBool,
         /// Added to every answer's time (a call queued behind others).
         slow: Mutex<Duration>,
-        /// Whether each call ran with a claim to `Priority::Single`, and whether it still held
-        /// when the call answered.
-        singles: Mutex<Vec<Claimed>>,
     }
 
     impl FakeCloud {
@@ -339,14 +305,8 @@ mod tests {
             if self.hang.lock().unwrap().contains(&scope.vpn_gateway_id) {
                 std::future::pending::<()>().await;
             }
-            let claim = alicloud_vpc_client::current_single();
             let slow = *self.slow.lock().unwrap();
             tokio::time::sleep(CALL + slow).await;
-            self.singles.lock().unwrap().push((
-                op,
-                claim.as_ref().map(|_| true),
-                claim.as_ref().map(SingleClaim::holds),
-            ));
             if self.fail.load(Ordering::SeqCst) {
                 return Err(CloudError::Api(Box::new(ApiError {
                     action: op,
@@ -724,47 +684,6 @@ mod tests {
                 ("facts", Some(Priority::Background)),
                 ("list", Some(Priority::Background))
             ]
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_single_changes_read_keeps_its_claim_until_a_second_route_joins() {
-        let (fake, cache, mut rx) = setup();
-        let pending = |gateway: &str, i: usize| {
-            let read = cache.read(
-                &scope(gateway),
-                &owner(i),
-                FACTS_AGE,
-                LIST_AGE,
-                Priority::Single,
-            );
-            matches!(read, Read::Pending)
-        };
-        // One route alone: both calls with the claim.
-        assert!(pending("vpn-a", 0));
-        assert_eq!(rx.recv().await, Some(owner(0)));
-        let claims = |fake: &FakeCloud| std::mem::take(&mut *fake.singles.lock().unwrap());
-        let held = [
-            ("facts", Some(true), Some(true)),
-            ("list", Some(true), Some(true)),
-        ];
-        assert_eq!(claims(&fake), held);
-        // Another gateway: a second route joins while the facts are read. The claim is
-        // withdrawn under the facts call, and the list goes without one, at `Progress`.
-        assert!(pending("vpn-b", 1));
-        tokio::time::sleep(CALL / 2).await;
-        assert!(pending("vpn-b", 2));
-        let woken: HashSet<Owner> = [rx.recv().await, rx.recv().await]
-            .into_iter()
-            .flatten()
-            .collect();
-        assert_eq!(woken, HashSet::from([owner(1), owner(2)]));
-        let withdrawn = [("facts", Some(true), Some(false)), ("list", None, None)];
-        assert_eq!(claims(&fake), withdrawn);
-        let progress = Some(Priority::Progress);
-        assert_eq!(
-            fake.classes.lock().unwrap()[2..],
-            [("facts", progress), ("list", progress)]
         );
     }
 

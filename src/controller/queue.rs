@@ -30,13 +30,14 @@ const MAX_STEP: Duration = Duration::from_secs(30);
 /// The longest wait between tries while the gateway is busy with a change not ours.
 const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
 
-/// The default of `--read-back-every`: while other changes of its gateway wait to be sent,
-/// applied changes are read back (one list call) once this many of them are unlisted, and the
-/// first change after the gateway was idle at once (its route is Ready one read after its
-/// update); otherwise once the queue is empty. A route waits on average about half a batch of
-/// update times for its read: 4 costs a list per four changes and about 1.5 T of waiting, 1
-/// a list per change and none, 32 a list per 32 changes and about 15 T.
-pub(crate) const READ_BACK_EVERY: u32 = 4;
+/// While other changes of its gateway wait to be sent, applied changes are read back (one
+/// list call) only once the oldest has waited this long and at least `VERIFY_BATCH` of them
+/// are unlisted; otherwise once the queue is empty. Each such read costs a call that a long
+/// burst would rather spend on changes: a minute is about thirty changes at a 2 s update time,
+/// and the batch keeps read-backs below one call in thirty changes when the account's API
+/// rate, not the gateway, paces the changes (they then come far apart).
+const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
+const VERIFY_BATCH: usize = 32;
 /// List reads that may miss an applied change (each change counts its own) before it is given
 /// up on: a create whose answer did not name its entry is then replayed once with its own token
 /// (the cloud repeats its answer if the entry exists, unlisted or not); any other change, a
@@ -270,11 +271,6 @@ pub(crate) struct GatewayQueue {
     /// Off: every change is sent at once and a busy gateway fails the job, as a naive
     /// operator would do (the benchmark's baseline).
     paced: bool,
-    /// Unlisted applied changes that make a read-back during a burst (`READ_BACK_EVERY`).
-    read_back_every: u32,
-    /// List reads since the gateway was last idle: the first applied change is read back
-    /// alone, later ones in batches of `read_back_every`.
-    burst_reads: u32,
     order: VecDeque<Owner>,
     /// Boxed: a job is large and the map keeps spare slots (10,000 routes hold one each).
     jobs: HashMap<Owner, Box<Job>>,
@@ -318,14 +314,11 @@ fn wake(owners: Vec<Owner>) -> Option<Command> {
 
 impl GatewayQueue {
     /// `id` tells this gateway from the others sharing its region's estimate; `paced` off
-    /// sends every change at once (see the field); `read_back_every` (at least 1) is the batch
-    /// of applied changes read back together during a burst.
-    pub(crate) fn new(id: u64, paced: bool, read_back_every: u32) -> Self {
+    /// sends every change at once (see the field).
+    pub(crate) fn new(id: u64, paced: bool) -> Self {
         Self {
             id,
             paced,
-            read_back_every: read_back_every.max(1),
-            burst_reads: 0,
             order: VecDeque::new(),
             jobs: HashMap::new(),
             accepted: 0,
@@ -369,10 +362,6 @@ impl GatewayQueue {
                 job.generation = generation;
                 return false;
             }
-        }
-        if self.idle() {
-            // A new burst: its first change is read back alone.
-            self.burst_reads = 0;
         }
         self.order.retain(|o| o != owner);
         self.order.push_back(owner.clone());
@@ -436,15 +425,6 @@ impl GatewayQueue {
                 create,
             },
         })
-    }
-
-    /// Whether the gateway's calls are those of a single change: no other change waits to be
-    /// sent, is on the wire or waits for the list (a job whose outcome is listed but not yet
-    /// recorded by its route does not count). Its send and read-back then go ahead of other
-    /// gateways' bursts at the rate limiter (`Priority::Single`), and the claim ends once
-    /// another change comes (`submit`).
-    pub(crate) fn single(&self) -> bool {
-        self.pending() <= 1
     }
 
     /// The last status the queue saw of its gateway.
@@ -814,7 +794,6 @@ impl GatewayQueue {
             }
         };
         self.list_reads.succeeded();
-        self.burst_reads = self.burst_reads.saturating_add(1);
         let confirmed = self.confirmed;
         let mut woken = Vec::new();
         let mut replay = Vec::new();
@@ -959,52 +938,37 @@ impl GatewayQueue {
             })
     }
 
-    /// When to read the list to confirm applied changes: once a batch of them is unlisted (see
-    /// `READ_BACK_EVERY`; a burst's first change alone), or once no change waits to be sent and
-    /// the last is known applied (one list then confirms the rest).
+    /// When to read the list to confirm applied changes: once no change waits to be sent (one
+    /// list then confirms a whole burst), or when a batch of them has waited long enough (see
+    /// `VERIFY_AT_MOST`).
     fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
         // The oldest, not the map's first: its scope (credentials) is one a simulated seed replays.
         let (_, first) = self.unlisted().min_by_key(|(_, j)| match j.state {
             JobState::Accepted { seq, .. } => seq,
             _ => u64::MAX,
         })?;
-        let batch = self.unlisted().count() >= self.read_back_batch();
-        // At the queue's end the last change is about to be known applied: one list then shows
-        // the rest. Otherwise planned again after each change: due with the batch or the end.
-        let end = self.queued_head().is_none() && !self.unconfirmed();
-        if !batch && !end {
-            return None;
-        }
-        let at = self.verify_after.map_or(now, |after| now.max(after));
-        Some((first.scope.clone(), at))
-    }
-
-    /// Unlisted applied changes that make a read-back while changes still wait to be sent.
-    fn read_back_batch(&self) -> usize {
-        let n = if self.burst_reads == 0 {
-            1
+        let at = if self.queued_head().is_none() {
+            if self.unconfirmed() {
+                // The last change is about to be known applied: one list then shows them all.
+                return None;
+            }
+            now
+        } else if self.unlisted().count() >= VERIFY_BATCH {
+            let oldest = self
+                .unlisted()
+                .filter_map(|(_, j)| match j.state {
+                    JobState::Accepted { at, .. } => Some(at),
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(now);
+            oldest + VERIFY_AT_MOST
         } else {
-            self.read_back_every
+            // Planned again after each change: it becomes due with the batch or the queue's end.
+            return None;
         };
-        usize::try_from(n).unwrap_or(usize::MAX)
-    }
-
-    /// Nothing waits to be sent, is on the wire or waits for the list.
-    pub(crate) fn idle(&self) -> bool {
-        self.pending() == 0
-    }
-
-    /// Changes that wait to be sent, are on the wire or wait for the list.
-    fn pending(&self) -> usize {
-        self.jobs
-            .values()
-            .filter(|j| {
-                !matches!(
-                    j.state,
-                    JobState::Failed(_) | JobState::Accepted { listed: true, .. }
-                )
-            })
-            .count()
+        let at = self.verify_after.map_or(at, |after| at.max(after));
+        Some((first.scope.clone(), at))
     }
 
     /// Time since the last accepted change, while it is not known to be applied.

@@ -21,7 +21,6 @@ use super::metrics;
 use super::model::{Freshness, Scope};
 use super::status::{self, StatusReport};
 use crate::api::v1alpha1::{FINALIZER, OPERATOR_ACCOUNT, VpnPbrRoute};
-use alicloud_vpc_client::Priority;
 
 /// How long a route waiting on the scheduler or a gateway read sleeps at most; it is woken
 /// earlier when the outcome is known.
@@ -305,15 +304,9 @@ fn read_gateway(
     } else {
         ctx.settings.facts_max_age
     };
-    // A change on a gateway that holds none is a single change: its read goes ahead of other
-    // gateways' bursts (while no other route joins it).
-    let class = match fresh.priority() {
-        Priority::Progress if ctx.scheduler.idle(&scope.key()) => Priority::Single,
-        class => class,
-    };
     match ctx
         .cache
-        .read(scope, owner, facts_max_age, list_max_age, class)
+        .read(scope, owner, facts_max_age, list_max_age, fresh.priority())
     {
         Read::Ready { mut facts, entries } => {
             if let Some(status) = ctx.scheduler.gateway_status(&scope.key()).filter(|_| !now) {

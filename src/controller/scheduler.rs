@@ -10,7 +10,7 @@
 //!
 //! This file is the driver: it makes the calls the queue asks for and feeds their answers back.
 //! Lock order: the gateway map or the owner index alone; a gateway's queue, then the shared
-//! estimates (`regions`) or its single change's claim, never the other way round.
+//! estimates (`regions`), never the other way round.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,9 +26,9 @@ use super::entries::GatewayCache;
 use super::job::{JobView, Owner};
 use super::model::{GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
-use super::queue::{Command, Event, Forgot, GatewayQueue, Peers, READ_BACK_EVERY, Regions};
+use super::queue::{Command, Event, Forgot, GatewayQueue, Peers, Regions};
 use crate::sync::lock;
-use alicloud_vpc_client::{DEFAULT_ACCOUNT, SingleSlot, as_single, with_priority};
+use alicloud_vpc_client::{DEFAULT_ACCOUNT, with_priority};
 
 /// Tuning of the scheduler.
 #[derive(Clone, Debug)]
@@ -36,17 +36,11 @@ pub struct SchedulerConfig {
     /// Off: every mutation is sent at once and a busy gateway fails the job, as a naive
     /// operator would do (the benchmark's baseline).
     pub(crate) enabled: bool,
-    /// Applied changes of a gateway read back together while others wait to be sent
-    /// (`--read-back-every`; see `queue::READ_BACK_EVERY`).
-    pub(crate) read_back_every: u32,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            read_back_every: READ_BACK_EVERY,
-        }
+        Self { enabled: true }
     }
 }
 
@@ -58,9 +52,6 @@ struct Lane {
     account: String,
     queue: Mutex<GatewayQueue>,
     wake: Notify,
-    /// The claim to `Priority::Single` of the call on the wire, while the gateway holds a
-    /// single change (withdrawn when another comes).
-    single: SingleSlot,
 }
 
 /// Shared handle; cheap to clone.
@@ -121,13 +112,8 @@ impl Scheduler {
         let lane = Arc::new(Lane {
             key: Arc::new(key.clone()),
             account: account.to_owned(),
-            queue: Mutex::new(GatewayQueue::new(
-                id,
-                self.inner.config.enabled,
-                self.inner.config.read_back_every,
-            )),
+            queue: Mutex::new(GatewayQueue::new(id, self.inner.config.enabled)),
             wake: Notify::new(),
-            single: SingleSlot::default(),
         });
         map.insert(key.clone(), lane.clone());
         let worker = Worker {
@@ -159,14 +145,7 @@ impl Scheduler {
         }
         let lane = self.lane_or_start(&key, &scope.credentials.account);
         lock(&self.inner.owners).insert(owner.clone(), lane.key.clone());
-        let plan = {
-            let mut queue = lock(&lane.queue);
-            let plan = queue.submit(owner, scope, mutation, generation);
-            // More than one change: the calls under way wait at their own class again.
-            lane.single.withdraw_unless(queue.single());
-            plan
-        };
-        if plan {
+        if lock(&lane.queue).submit(owner, scope, mutation, generation) {
             lane.wake.notify_one();
         }
     }
@@ -201,12 +180,6 @@ impl Scheduler {
     pub(crate) fn drop_job(&self, owner: &Owner) -> bool {
         let key = lock(&self.inner.owners).get(owner).cloned();
         key.is_none_or(|k| self.forget(owner, &k))
-    }
-
-    /// Whether no change of the gateway waits to be sent, is on the wire or waits for the list
-    /// (a read for a change on it is a single change's).
-    pub(crate) fn idle(&self, key: &GatewayKey) -> bool {
-        self.lane(key).is_none_or(|l| lock(&l.queue).idle())
     }
 
     /// Last gateway status the scheduler saw.
@@ -342,16 +315,15 @@ impl Worker {
                 tokio::time::sleep(d).await;
                 return Some(None);
             }
-            Command::Send { scope, mutation } => Event::Sent(
-                self.single(self.inner.cloud.mutate(&scope, &mutation))
-                    .await,
-            ),
+            Command::Send { scope, mutation } => {
+                Event::Sent(self.inner.cloud.mutate(&scope, &mutation).await)
+            }
             Command::ReadStatus { scope, class } => {
                 let read = with_priority(class, cache.refresh_facts(&scope)).await;
                 Event::StatusRead(read.map(|facts| facts.status))
             }
             Command::ReadList(scope) => {
-                Event::ListRead(self.single(cache.entries(&scope, Duration::ZERO)).await)
+                Event::ListRead(cache.entries(&scope, Duration::ZERO).await)
             }
             Command::LearnPeers(scope) => Event::Peers(self.peers(&scope).await),
             Command::CacheApply {
@@ -381,22 +353,6 @@ impl Worker {
             }
         };
         Some(Some(answer))
-    }
-
-    /// Runs a call of the gateway's change: at `Priority::Single` while the gateway holds
-    /// only that change (`GatewayQueue::single`), else as it is.
-    async fn single<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        // Under the queue's lock: a `submit` after this withdraws it.
-        let claim = {
-            let queue = lock(&self.lane.queue);
-            self.lane.single.claim_if(queue.single())
-        };
-        let Some(claim) = claim else {
-            return call.await;
-        };
-        let out = as_single(claim, call).await;
-        self.lane.single.clear();
-        out
     }
 
     fn wake(&self, owners: impl IntoIterator<Item = Owner>) {
@@ -452,7 +408,6 @@ mod tests {
     use crate::controller::queue::{LIST_LAG_MAX, STALL_AFTER, STALL_READS, VERIFY_TRIES};
     use alicloud_vpc_client::{
         CloudError, ErrorClass, Priority, RateLimitConfig, RateLimiter, current_priority,
-        current_single,
     };
 
     /// A gateway that stays `updating` for `update` after each accepted change and refuses
@@ -728,8 +683,6 @@ mod tests {
     struct FakeRegion {
         gateways: HashMap<String, Arc<FakeGateway>>,
         limiter: Option<Arc<RateLimiter>>,
-        /// The gateway of each mutation, in the order they got their token.
-        granted: StdMutex<Vec<String>>,
     }
 
     impl FakeRegion {
@@ -746,10 +699,7 @@ mod tests {
                 } else {
                     current_priority().unwrap_or(Priority::Progress)
                 };
-                match current_single() {
-                    Some(claim) => l.acquire_single(class, claim).await,
-                    None => l.acquire(class).await,
-                }
+                l.acquire(class).await;
             }
         }
     }
@@ -770,10 +720,6 @@ mod tests {
         fn mutate<'a>(&'a self, scope: &'a Scope, m: &'a Mutation) -> CloudFuture<'a, Accepted> {
             Box::pin(async move {
                 self.token(true).await;
-                self.granted
-                    .lock()
-                    .unwrap()
-                    .push(scope.vpn_gateway_id.clone());
                 self.of(scope).mutate(scope, m).await
             })
         }
@@ -826,7 +772,6 @@ mod tests {
         let region = FakeRegion {
             gateways: ids.iter().cloned().zip(gateways.iter().cloned()).collect(),
             limiter,
-            granted: StdMutex::default(),
         };
         let cloud: Arc<dyn CloudPort> = Arc::new(region);
         let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
@@ -881,8 +826,7 @@ mod tests {
         assert!(took <= (t * 50).mul_f64(1.05), "took {took:?}");
         assert!(refused <= 2, "{refused} refused");
         assert!(reads <= 12, "{reads} reads");
-        // The first change alone, then one per batch, then the queue's end.
-        assert!(lists <= 50 / READ_BACK_EVERY as usize + 2, "{lists} lists");
+        assert!(lists <= 8, "{lists} lists");
         assert_eq!(count(&fake.max_in_flight), 1);
     }
 
@@ -995,96 +939,10 @@ mod tests {
             took <= bound.mul_f64(1.05),
             "took {took:?}, bound {bound:?}"
         );
-        assert!(reads <= changes / 8, "{reads} reads for {changes} changes");
-        // Read-backs as in a burst alone: the first change, one per batch, the queue's end.
         assert!(
-            lists <= gateways * (per_gateway / READ_BACK_EVERY as usize + 2),
-            "{lists} lists for {changes} changes"
+            reads + lists <= changes / 5,
+            "{reads} reads and {lists} lists for {changes} changes"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_single_change_on_an_idle_gateway_goes_ahead_of_a_queued_burst_at_the_limiter() {
-        // The account's rate binds: ten gateways with a burst each have their next change
-        // waiting for a token when a single change comes for an idle gateway, and a change
-        // for a gateway that gets a second one while its first waits.
-        let limiter = Arc::new(RateLimiter::new(RateLimitConfig {
-            max_rate: 10.0,
-            min_rate: 10.0,
-            burst: 1.0,
-        }));
-        let ids: Vec<String> = (0..10)
-            .map(|g| format!("burst-{g}"))
-            .chain(["idle-before", "idle", "two"].map(str::to_owned))
-            .collect();
-        let region = Arc::new(FakeRegion {
-            gateways: ids
-                .iter()
-                .map(|id| (id.clone(), FakeGateway::new(Duration::from_secs(1), None)))
-                .collect(),
-            limiter: Some(limiter.clone()),
-            granted: StdMutex::default(),
-        });
-        let cloud: Arc<dyn CloudPort> = region.clone();
-        let (sched, _woken) = Scheduler::of_cloud(cloud);
-        let waiting = |class| {
-            let l = limiter.clone();
-            async move {
-                for _ in 0..1000 {
-                    if l.waiting(class) > 0 {
-                        return l.waiting(class);
-                    }
-                    tokio::task::yield_now().await;
-                }
-                0
-            }
-        };
-        // Take the one token of the bucket, so that every change below waits for its own.
-        sched.submit(
-            &owner(9999),
-            &scope_of("idle-before"),
-            publish(9999),
-            Some(1),
-        );
-        for g in 0..10 {
-            for i in 0..5 {
-                let n = g * 100 + i;
-                sched.submit(
-                    &owner(n),
-                    &scope_of(&format!("burst-{g}")),
-                    publish(n),
-                    Some(1),
-                );
-            }
-        }
-        let _ = waiting(Priority::Mutation).await;
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(limiter.waiting(Priority::Mutation), 10, "the burst waits");
-        sched.submit(&owner(5000), &scope_of("idle"), publish(5000), Some(1));
-        sched.submit(&owner(6000), &scope_of("two"), publish(6000), Some(1));
-        assert_eq!(waiting(Priority::Single).await, 2);
-        // A second change for "two": its first waits at its own class from now on.
-        sched.submit(&owner(6001), &scope_of("two"), publish(6001), Some(1));
-        let sent_two = || region.granted.lock().unwrap().iter().any(|g| g == "two");
-        let deadline = Instant::now() + Duration::from_secs(3600);
-        while !sent_two() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let granted = region.granted.lock().unwrap().clone();
-        let first = |id: &str| granted.iter().position(|g| g == id).expect("sent");
-        assert_eq!(
-            first("idle"),
-            1,
-            "right after the change before it: {granted:?}"
-        );
-        // The burst's first changes, which came before it, go before the withdrawn one; their
-        // next changes come later.
-        for g in 0..10 {
-            assert!(first(&format!("burst-{g}")) < first("two"), "{granted:?}");
-        }
-        assert!(first("two") <= 12, "{granted:?}");
     }
 
     /// A scheduler over `fake` and the receiver of its wake-ups.

@@ -15,7 +15,7 @@ use super::endpoint::Endpoint;
 use super::listing::read_whole_list;
 use super::observe::{CallObserver, CallRecord, ListRecord};
 use super::operations::*;
-use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority, current_single};
+use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority};
 use super::retry::{Failed, Next, RetryPolicy};
 use super::rpc::{
     CommonParams, encode_form, parse_response, retry_after_from_headers, signed_params,
@@ -376,9 +376,7 @@ impl VpcClient {
     /// Runs any [`Operation`]: adds `RegionId` (VPC operations) and (for mutations without one)
     /// a `ClientToken`, then signs, sends, retries what is safe and classifies the answer. At the rate limiter a
     /// mutation is [`Priority::Mutation`] and a read takes the class of the enclosing
-    /// [`with_priority`](crate::with_priority), else [`Priority::Progress`]; inside
-    /// [`as_single`](crate::as_single) with a claim that holds, either waits at
-    /// [`Priority::Single`].
+    /// [`with_priority`](crate::with_priority), else [`Priority::Progress`].
     pub async fn call<O: Operation>(&self, req: &O) -> Result<O::Response, CloudError> {
         let mut params = to_params(req)?;
         if O::API == Api::Vpc {
@@ -426,20 +424,11 @@ impl VpcClient {
             tracing::Span::current().record("attempt", attempt);
             let queued = tokio::time::Instant::now();
             // Retries keep the call's class: a retried mutation is still the gateway's next
-            // change. A single change's claim (`as_single`) holds for them too.
-            let single = current_single();
-            // The class it waited at, as the metrics show it.
-            let waited = match &single {
-                Some(claim) if claim.holds() => Priority::Single,
-                _ => priority,
-            };
-            match single {
-                Some(claim) => limiter.acquire_single(priority, claim).await,
-                None => limiter.acquire(priority).await,
-            }
+            // change.
+            limiter.acquire(priority).await;
             let tries = Tries {
                 attempt,
-                priority: waited,
+                priority,
                 rate_limit_wait: queued.elapsed(),
             };
             let started = Instant::now();

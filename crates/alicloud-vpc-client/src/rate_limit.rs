@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -39,25 +38,18 @@ impl Default for RateLimitConfig {
 
 /// The class of a call at the rate limiter. A waiting call of a higher class always gets the
 /// next token before any waiting call of a lower class; within a class calls are served in
-/// arrival order. The order is strict but for one bounded aging (`PROGRESS_AFTER` mutations
-/// at most pass a waiting `Progress` read): while the calls of higher classes use the whole rate,
+/// arrival order. The order is strict: while the calls of higher classes use the whole rate,
 /// `Background` calls wait (they are deferrable by definition); below the rate, the spare
 /// tokens serve them.
 ///
 /// Mutating operations are always [`Mutation`](Self::Mutation); reads are
-/// [`Progress`](Self::Progress) unless run inside [`with_priority`]; either waits at
-/// [`Single`](Self::Single) while run inside [`as_single`] with a claim that holds.
+/// [`Progress`](Self::Progress) unless run inside [`with_priority`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
     /// A status read that times a gateway's next change: its answer is only worth its moment
     /// (a read that waits behind a backlog tells when the backlog ended, not when the gateway
     /// did), and there are few of them (a gateway's update time is learned once per region).
     Pacing,
-    /// The calls of a single change on an otherwise idle gateway (its reads, its mutation, its
-    /// read-back), while their [`SingleClaim`] holds: one change must not wait behind a burst
-    /// on other gateways, and there are few of them (a gateway with more than one change
-    /// withdraws the claim, and its calls wait at their own class again).
-    Single,
     /// A change sent to the cloud: the next mutation of an idle gateway is what converges
     /// routes, and a gateway left idle wastes its own (slow) update pipeline.
     Mutation,
@@ -70,9 +62,8 @@ pub enum Priority {
 
 impl Priority {
     /// Every class, highest first.
-    pub const ALL: [Priority; 5] = [
+    pub const ALL: [Priority; 4] = [
         Self::Pacing,
-        Self::Single,
         Self::Mutation,
         Self::Progress,
         Self::Background,
@@ -82,7 +73,6 @@ impl Priority {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pacing => "pacing",
-            Self::Single => "single",
             Self::Mutation => "mutation",
             Self::Progress => "progress",
             Self::Background => "background",
@@ -113,86 +103,9 @@ pub fn current_priority() -> Option<Priority> {
     PRIORITY.try_with(|p| *p).ok()
 }
 
-/// A claim to [`Priority::Single`], shared by the calls made with it ([`as_single`]) and by
-/// whoever can withdraw it. While it holds, those calls wait at `Single`; once withdrawn, at
-/// their own class, and a call already waiting moves there when it reaches the front,
-/// keeping its arrival order (a claim withdrawn for a gateway that got more work costs that
-/// work nothing but its place among the single changes).
-#[derive(Clone, Debug, Default)]
-pub struct SingleClaim(Arc<AtomicBool>);
-
-impl SingleClaim {
-    /// A claim that holds until withdrawn.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The calls made with it wait at their own class from now on.
-    pub fn withdraw(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether it still holds.
-    pub fn holds(&self) -> bool {
-        !self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Where a caller keeps the claim of its call under way (one at a time), to withdraw it when
-/// more work comes.
-#[derive(Debug, Default)]
-pub struct SingleSlot(Mutex<Option<SingleClaim>>);
-
-impl SingleSlot {
-    /// A new claim for the next call, kept here, if `single`; else none.
-    pub fn claim_if(&self, single: bool) -> Option<SingleClaim> {
-        let claim = single.then(SingleClaim::new)?;
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(claim.clone());
-        Some(claim)
-    }
-
-    /// Withdraws the claim kept here, if any, unless `single` still holds.
-    pub fn withdraw_unless(&self, single: bool) {
-        if single {
-            return;
-        }
-        if let Some(claim) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            claim.withdraw();
-        }
-    }
-
-    /// Forgets the claim kept here (its call ended).
-    pub fn clear(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
-}
-
-tokio::task_local! {
-    static SINGLE: SingleClaim;
-}
-
-/// Runs `future` with its calls (reads and mutations) at [`Priority::Single`] for as long as
-/// `claim` holds. Task-local, like [`with_priority`].
-pub async fn as_single<F: Future>(claim: SingleClaim, future: F) -> F::Output {
-    SINGLE.scope(claim, future).await
-}
-
-/// The claim set by the innermost [`as_single`] around the running task, if any.
-pub fn current_single() -> Option<SingleClaim> {
-    SINGLE.try_with(Clone::clone).ok()
-}
-
 /// Token balances this close below a whole token count as one: the refill is computed in
 /// floating point, and a waiter woken exactly when its token is due must not sleep again.
 const EPSILON: f64 = 1e-9;
-
-/// Mutations granted while a [`Priority::Progress`] read waits before that read goes: the
-/// order is strict but for this bounded aging. At a binding API rate mutations always wait,
-/// and the reads a route needs to plan its change (and the read-backs that make routes
-/// `Ready`) would never get a token: a waiting read takes at least one token in this many + 1.
-pub const PROGRESS_AFTER: u32 = 4;
-
-type Key = (Priority, u64);
 
 #[derive(Debug)]
 struct State {
@@ -206,49 +119,15 @@ struct State {
     /// low rate is throttled).
     burst: f64,
     last: Instant,
-    /// Waiters by (class, arrival): the first key is the one the next token goes to (see
-    /// `head`). Each holds the waker of its latest poll.
-    waiters: BTreeMap<Key, Waker>,
+    /// Waiters by (class, arrival): the first key is the one the next token goes to. Each
+    /// holds the waker of its latest poll.
+    waiters: BTreeMap<(Priority, u64), Waker>,
     next_seq: u64,
-    /// Mutations granted since a `Progress` read last got a token, while one waited.
-    passed: u32,
 }
 
 impl State {
-    /// The waiter the next token goes to: the first by class and arrival, except that the
-    /// oldest `Progress` read goes before a mutation once `PROGRESS_AFTER` mutations passed it.
-    fn head(&self) -> Option<Key> {
-        let first = *self.waiters.keys().next()?;
-        if first.0 == Priority::Mutation
-            && self.passed >= PROGRESS_AFTER
-            && let Some(read) = self.first_of(Priority::Progress)
-        {
-            return Some(read);
-        }
-        Some(first)
-    }
-
-    fn first_of(&self, class: Priority) -> Option<Key> {
-        self.waiters
-            .range((class, 0)..=(class, u64::MAX))
-            .next()
-            .map(|(k, _)| *k)
-    }
-
-    /// `key` got a token: counts the mutations that passed a waiting read.
-    fn granted(&mut self, key: Key) {
-        match key.0 {
-            Priority::Progress => self.passed = 0,
-            Priority::Mutation if self.first_of(Priority::Progress).is_some() => {
-                self.passed = self.passed.saturating_add(1);
-            }
-            Priority::Mutation => self.passed = 0,
-            _ => {}
-        }
-    }
-
     fn wake_head(&self) {
-        if let Some(waker) = self.head().and_then(|k| self.waiters.get(&k)) {
+        if let Some(waker) = self.waiters.values().next() {
             waker.wake_by_ref();
         }
     }
@@ -291,7 +170,6 @@ impl RateLimiter {
                 last: Instant::now(),
                 waiters: BTreeMap::new(),
                 next_seq: 0,
-                passed: 0,
             }),
             config,
         }
@@ -314,18 +192,6 @@ impl RateLimiter {
         Acquire {
             limiter: self,
             priority,
-            single: None,
-            key: None,
-            sleep: None,
-        }
-    }
-
-    /// Waits for a token at [`Priority::Single`] while `claim` holds, else at `priority`.
-    pub fn acquire_single(&self, priority: Priority, claim: SingleClaim) -> Acquire<'_> {
-        Acquire {
-            limiter: self,
-            priority,
-            single: Some(claim),
             key: None,
             sleep: None,
         }
@@ -409,8 +275,6 @@ enum Turn {
 pub struct Acquire<'a> {
     limiter: &'a RateLimiter,
     priority: Priority,
-    /// Waits at `Priority::Single` while this holds.
-    single: Option<SingleClaim>,
     /// The place in the queue, from the first poll until the token is granted.
     key: Option<(Priority, u64)>,
     /// The first waiter's timer.
@@ -428,37 +292,20 @@ impl std::fmt::Debug for Acquire<'_> {
 
 impl Acquire<'_> {
     fn turn(&mut self, waker: &Waker) -> Turn {
-        let single = self.single.as_ref().is_some_and(SingleClaim::holds);
-        let class = if single {
-            Priority::Single
-        } else {
-            self.priority
-        };
+        let priority = self.priority;
         let key_slot = &mut self.key;
         self.limiter.with_state(|s| {
-            let mut key = *key_slot.get_or_insert_with(|| {
+            let key = *key_slot.get_or_insert_with(|| {
                 s.next_seq += 1;
-                (class, s.next_seq)
+                (priority, s.next_seq)
             });
-            let moved = key.0 != class;
-            if moved {
-                // The claim was withdrawn while it waited: its own class, same arrival.
-                s.waiters.remove(&key);
-                key = (class, key.1);
-                *key_slot = Some(key);
-            }
             s.waiters.insert(key, waker.clone());
-            if s.head() != Some(key) {
-                if moved {
-                    // Whoever is first now may not know it yet (this one was, until it moved).
-                    s.wake_head();
-                }
+            if s.waiters.keys().next() != Some(&key) {
                 return Turn::Queued;
             }
             if s.tokens >= 1.0 - EPSILON {
                 s.tokens -= 1.0;
                 s.waiters.remove(&key);
-                s.granted(key);
                 *key_slot = None;
                 // The next waiter may have a token already (burst) or must start its timer.
                 s.wake_head();
@@ -511,7 +358,7 @@ impl Drop for Acquire<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.limiter.with_state(|s| {
-                let was_first = s.head() == Some(key);
+                let was_first = s.waiters.keys().next() == Some(&key);
                 s.waiters.remove(&key);
                 if was_first {
                     s.wake_head();
@@ -724,116 +571,6 @@ mod tests {
             let due = Duration::from_millis(100 * (i as u64 + 1));
             assert_eq!(at.duration_since(start), due, "{label}");
         }
-    }
-
-    /// Spawns one waiter at `priority` with `claim`, queued before this returns; it records
-    /// `(label, grant time)` in `granted`.
-    async fn spawn_single(
-        l: &Arc<RateLimiter>,
-        granted: &Arc<Granted>,
-        (priority, label): (Priority, &'static str),
-        claim: SingleClaim,
-    ) -> tokio::task::JoinHandle<()> {
-        let already: usize = Priority::ALL.iter().map(|p| l.waiting(*p)).sum();
-        let (limiter, granted) = (l.clone(), granted.clone());
-        let handle = tokio::spawn(async move {
-            limiter.acquire_single(priority, claim).await;
-            granted.lock().unwrap().push((label, Instant::now()));
-        });
-        until_waiting(l, already + 1).await;
-        handle
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_single_change_goes_ahead_of_a_queued_burst_and_a_withdrawn_claim_goes_back() {
-        use Priority::*;
-        let l = limiter(10.0, 1.0);
-        drain(&l).await;
-        // A burst on other gateways: its changes and the reads they wait on are queued first.
-        let (granted, mut handles) = spawn_waiters(
-            &l,
-            &[
-                (Mutation, "burst m1"),
-                (Progress, "burst p1"),
-                (Mutation, "burst m2"),
-            ],
-        )
-        .await;
-        // A single change on an idle gateway: its read, then (another gateway's) its mutation.
-        let single = SingleClaim::new();
-        handles.push(spawn_single(&l, &granted, (Progress, "single read"), single.clone()).await);
-        handles.push(spawn_single(&l, &granted, (Mutation, "single m"), SingleClaim::new()).await);
-        // A gateway whose claim is withdrawn (more work came) before its turn: it waits at its
-        // own class, in its arrival order (after burst m2, before a later mutation).
-        let withdrawn = SingleClaim::new();
-        handles
-            .push(spawn_single(&l, &granted, (Mutation, "withdrawn m"), withdrawn.clone()).await);
-        let (more, more_handles) = spawn_waiters(&l, &[(Mutation, "burst m3")]).await;
-        handles.extend(more_handles);
-        withdrawn.withdraw();
-        assert!(single.holds() && !withdrawn.holds());
-        for h in handles {
-            within_a_minute(h).await.unwrap();
-        }
-        let mut all = granted.lock().unwrap().clone();
-        all.extend(more.lock().unwrap().iter().copied());
-        all.sort_by_key(|(_, at)| *at);
-        let order: Vec<_> = all.iter().map(|(label, _)| *label).collect();
-        assert_eq!(
-            order,
-            [
-                "single read",
-                "single m",
-                "burst m1",
-                "burst m2",
-                "withdrawn m",
-                "burst m3",
-                "burst p1"
-            ]
-        );
-        for p in Priority::ALL {
-            assert_eq!(l.waiting(p), 0, "{p}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_waiting_progress_read_goes_after_at_most_a_few_mutations() {
-        use Priority::*;
-        let l = limiter(10.0, 1.0);
-        drain(&l).await;
-        // A binding burst: mutations keep coming, a read a route needs to plan waits among
-        // them, and a second read comes later.
-        let mut waiters: Vec<(Priority, &'static str)> = vec![(Mutation, "m"); 3];
-        waiters.push((Progress, "p1"));
-        waiters.extend([(Mutation, "m"); 9]);
-        waiters.push((Progress, "p2"));
-        waiters.push((Background, "b1"));
-        waiters.extend([(Mutation, "m"); 3]);
-        let (granted, handles) = spawn_waiters(&l, &waiters).await;
-        for h in handles {
-            within_a_minute(h).await.unwrap();
-        }
-        let order: Vec<_> = granted.lock().unwrap().iter().map(|(l, _)| *l).collect();
-        let k = PROGRESS_AFTER as usize;
-        // Each read after the `PROGRESS_AFTER` mutations granted while it waited, the
-        // background read only once nothing else waits.
-        let mut want = vec!["m"; k];
-        want.push("p1");
-        want.extend(vec!["m"; k]);
-        want.push("p2");
-        want.extend(vec!["m"; 15 - 2 * k]);
-        want.push("b1");
-        assert_eq!(order, want);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_single_claim_scopes_the_calls_of_its_task() {
-        assert!(current_single().is_none());
-        let claim = SingleClaim::new();
-        let inside = as_single(claim.clone(), async { current_single().map(|c| c.holds()) }).await;
-        assert_eq!(inside, Some(true));
-        claim.withdraw();
-        assert!(current_single().is_none());
     }
 
     #[tokio::test(start_paused = true)]

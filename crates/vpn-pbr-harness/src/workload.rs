@@ -244,11 +244,6 @@ impl Tracker {
         (n, last)
     }
 
-    /// When each object was first seen Ready.
-    pub(crate) fn ready_times(&self) -> HashMap<String, Instant> {
-        lock(&self.seen).first_ready.clone()
-    }
-
     /// Objects that exist now.
     pub(crate) fn present(&self) -> usize {
         lock(&self.seen).present.len()

@@ -184,26 +184,6 @@ fn one_background_read_serves_every_reader_of_a_gateway() {
             .joined(),
         ),
         (
-            "a reader answered by a read keeps that answer until it comes for it, also when a \
-             later read (that others started) ends first",
-            [
-                first_read(&[1], "[s1]"),
-                vec![
-                    At(60_000),
-                    starts(2, Priority::Progress),
-                    ListStarted,
-                    ListEnded(Some(&[1, 2]), "[s1,s2]"),
-                    Ended(Ok(true), &["r2"]),
-                    At(70_000),
-                    Read(1, Priority::Progress, "ready [s1,s2]", Flight::None),
-                    Read(2, Priority::Progress, "ready [s1,s2]", Flight::None),
-                    // Once each.
-                    starts(1, Priority::Progress),
-                ],
-            ]
-            .joined(),
-        ),
-        (
             "a failed read answers every reader with its error for a while, then is tried again",
             vec![
                 starts(1, Priority::Progress),

@@ -122,7 +122,7 @@ impl Run {
     fn new(paced: bool) -> Self {
         let start = Instant::now();
         Self {
-            queue: GatewayQueue::new(0, paced, READ_BACK_EVERY),
+            queue: GatewayQueue::new(0, paced),
             regions: Regions::new(),
             start,
             now: start,
@@ -693,112 +693,6 @@ fn status_reads_that_keep_failing_hold_the_queue_and_say_so() {
     ]
     .joined();
     Run::new(true).script("status reads failing", steps);
-}
-
-/// Drives a queue of `changes` creates with `every` as its read-back batch against a gateway
-/// that is always active again at the next status read and lists every accepted change: the
-/// sends and the read-backs in order ("s3": route 3's create sent; "[r1,r2]": a list read that
-/// confirmed routes 1 and 2).
-fn sends_and_read_backs(changes: usize, every: u32) -> Vec<String> {
-    let mut queue = GatewayQueue::new(0, true, every);
-    let mut regions = Regions::new();
-    let mut now = Instant::now();
-    for i in 1..=changes {
-        assert!(queue.submit(&owner(i), &scope(), create(i), Some(1)));
-    }
-    let (mut trace, mut sent) = (Vec::new(), Vec::new());
-    let mut event = Event::Free;
-    for _ in 0..10 * changes + 100 {
-        let list = matches!(event, Event::ListRead(_));
-        let mut next = Event::Free;
-        for command in queue.on(event, now, &mut regions) {
-            match command {
-                Command::SleepUntil(None) => return trace,
-                Command::SleepUntil(Some(at)) => {
-                    now = now.max(at);
-                    next = Event::Due { woken: false };
-                }
-                Command::Pause(d) => now += d,
-                Command::Send { mutation, .. } => {
-                    let i = sent.len() + 1;
-                    assert_eq!(change(&mutation), format!("create s{i}"));
-                    trace.push(format!("s{i}"));
-                    sent.push(i);
-                    now += Duration::from_millis(10);
-                    next = accepted();
-                }
-                Command::ReadStatus { .. } => {
-                    now += Duration::from_millis(10);
-                    next = status("active");
-                }
-                Command::ReadList(_) => {
-                    now += Duration::from_millis(10);
-                    next = listed(&sent);
-                }
-                Command::LearnPeers(_) => next = peers(),
-                Command::Wake(owners) if list => {
-                    let mut names: Vec<(usize, &str)> = owners
-                        .iter()
-                        .map(|o| (o.name.len(), o.name.as_str()))
-                        .collect();
-                    names.sort_unstable();
-                    let names: Vec<&str> = names.into_iter().map(|(_, n)| n).collect();
-                    trace.push(format!("[{}]", names.join(",")));
-                }
-                _ => {}
-            }
-        }
-        event = next;
-    }
-    panic!("the queue never went idle: {trace:?}");
-}
-
-#[test]
-fn during_a_burst_applied_changes_are_read_back_every_few_and_the_first_alone() {
-    // (changes, read-back batch) -> sends and read-backs. A change counts as applied once the
-    // next one is accepted (or the gateway is read active), so a read-back follows the send
-    // after its batch's last change.
-    let cases = [
-        (
-            10,
-            4,
-            "s1 s2 [r1] s3 s4 s5 s6 [r2,r3,r4,r5] s7 s8 s9 s10 [r6,r7,r8,r9] [r10]",
-        ),
-        (5, 1, "s1 s2 [r1] s3 [r2] s4 [r3] s5 [r4] [r5]"),
-        (6, 2, "s1 s2 [r1] s3 s4 [r2,r3] s5 s6 [r4,r5] [r6]"),
-        // The economy end: one read for the first change, one at the queue's end.
-        (
-            10,
-            32,
-            "s1 s2 [r1] s3 s4 s5 s6 s7 s8 s9 s10 [r2,r3,r4,r5,r6,r7,r8,r9,r10]",
-        ),
-    ];
-    for (changes, every, want) in cases {
-        assert_eq!(
-            sends_and_read_backs(changes, every).join(" "),
-            want,
-            "{changes} changes, read back every {every}"
-        );
-    }
-}
-
-#[test]
-fn a_change_whose_outcome_is_listed_does_not_count_against_a_single_change() {
-    use Step::*;
-    let mut run = Run::new(true);
-    run.script(
-        "route 1's create listed, its job not yet forgotten by its route",
-        [
-            first_accepted(accepted()),
-            status_read(&["sleep until 100"], 100, "active", &["wake peers"]),
-            shown(110, &["sleep until 110"]),
-            vec![Submit(2, create(2), true)],
-        ]
-        .joined(),
-    );
-    assert!(run.queue.single(), "one change waits: a single change");
-    assert!(run.queue.submit(&owner(3), &scope(), create(3), Some(1)));
-    assert!(!run.queue.single(), "two changes wait");
 }
 
 /// Which gateways share what they learn of their update time: one region, account and

@@ -2,7 +2,6 @@
 //! the latency on idle gateways.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Result;
 use kube::Client;
@@ -10,18 +9,13 @@ use tokio::time::Instant;
 
 use super::latency::probe_latency;
 use super::progress::{Progress, converged_word};
-use super::readiness;
 use super::result::ScenarioResult;
 use super::scenario::Scenario;
-use super::single::Prober;
 use super::stack::{Stack, start_scenario};
 use crate::cluster::ControlPlane;
 use crate::emulator;
 use crate::tools::Binaries;
 use crate::workload;
-
-/// How long the single changes made during a burst may take to be Ready after it converged.
-const SINGLE_WAIT: Duration = Duration::from_secs(60);
 
 /// Creates every route of the stack and waits until all are Ready (or the scenario's timeout),
 /// then takes the emulator's counters and the operator's CPU time and reconciles: a result
@@ -39,9 +33,6 @@ pub(crate) async fn converge(stack: &mut Stack, sc: &Scenario) -> Result<Scenari
     );
     let names = &stack.names;
     let t0 = Instant::now();
-    let prober = sc
-        .single
-        .map(|p| Prober::start(stack.api.clone(), sc.gateways, p));
     workload::create_all(&stack.api, std::mem::take(&mut stack.objs), sc.parallel).await?;
     let create_time = t0.elapsed();
     let mut progress = Progress::new(&sc.label, t0);
@@ -60,11 +51,6 @@ pub(crate) async fn converge(stack: &mut Stack, sc: &Scenario) -> Result<Scenari
     };
     let calls = emulator::calls(&stack.emu.counters().await?);
     let usage = stack.op.usage().unwrap_or_default();
-    let single = match prober {
-        Some(p) => Some(p.finish(stack, SINGLE_WAIT).await?),
-        None => None,
-    };
-    let readiness = readiness::measure(stack, sc.routes, sc.gateways, sc.update).await?;
     let result = ScenarioResult {
         scenario: sc.clone(),
         ready,
@@ -77,8 +63,6 @@ pub(crate) async fn converge(stack: &mut Stack, sc: &Scenario) -> Result<Scenari
         latencies_ms: Vec::new(),
         latency_missing: 0,
         reconciles: stack.reconciles().await,
-        readiness: Some(readiness),
-        single,
     };
     eprintln!(
         "[{}] {} in {:.1} s ({ready}/{} Ready), ratio {:.3}, binding bound {:.1} s ({:?})",
@@ -90,19 +74,6 @@ pub(crate) async fn converge(stack: &mut Stack, sc: &Scenario) -> Result<Scenari
         result.binding_bound().bound().as_secs_f64(),
         result.binding_bound().binding()
     );
-    if let Some(r) = &result.readiness {
-        eprintln!(
-            "[{}] time to Ready minus earliest: mean {:?} ms, p99 {:?} ms (after its own update: mean {:?} ms); first route per gateway: mean {:?} ms, max {:?} ms ({} missing); {:.3} calls per route",
-            sc.label,
-            r.mean_ms(),
-            r.p99_ms(),
-            r.own_mean_ms(),
-            r.first_mean_ms(),
-            r.first_max_ms(),
-            r.missing,
-            result.calls_per_route()
-        );
-    }
     Ok(result)
 }
 

@@ -7,11 +7,17 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
-use super::readiness::epoch_ms;
 use super::result::percentile;
 use super::scenario::Scenario;
 use super::stack::Stack;
 use crate::workload;
+
+/// Milliseconds since the epoch, the clock of the emulator's `CreateTime`.
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// Apply -> first cloud call on idle gateways: one route at a time, round robin over the
 /// gateways, each gateway's previous change at least T + 0.5 s old. Returns the sorted

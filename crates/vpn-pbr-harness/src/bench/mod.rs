@@ -6,8 +6,6 @@
 //! - `scenario`: a measured workload and the lower bounds of its wall time;
 //! - `stack`: the work directory, the control plane, the processes and objects of one run;
 //! - `converge`, `latency`: a scenario run, and its apply -> create probes;
-//! - `readiness`, `single`: each route's time to Ready against its earliest, and single changes
-//!   made during a burst;
 //! - `progress`: the progress lines on stderr;
 //! - `result`, `calls`: what a run measured, and arithmetic on the emulator's call counters;
 //! - `settle`, `restart`: when an operator has settled, and the restart run;
@@ -24,12 +22,10 @@ mod chaos;
 mod converge;
 mod latency;
 mod progress;
-mod readiness;
 mod restart;
 mod result;
 mod scenario;
 mod settle;
-mod single;
 mod stack;
 
 #[cfg(test)]
@@ -38,17 +34,14 @@ pub use accounts::{AccountCredentials, AccountsResult, AccountsScenario};
 pub use accounts_run::run_accounts;
 pub use chaos::{ChaosOptions, ChaosReport, run_chaos};
 pub use converge::run_scenario;
-pub use readiness::Readiness;
 #[cfg(test)]
 pub(crate) use restart::Stopped;
 pub use restart::{RestartResult, run_restart};
 pub use result::ScenarioResult;
-pub(crate) use result::percentile;
 pub use scenario::Scenario;
 pub use settle::SettleCriterion;
 #[cfg(test)]
 pub(crate) use settle::Settled;
-pub use single::{SingleProbes, SingleResult};
 pub use stack::{start_cluster, work_dir};
 
 pub(crate) use scenario::Binding;

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use super::calls::{mutations, refusals};
-use super::readiness::Readiness;
 use super::scenario::{BindingBound, Scenario};
-use super::single::SingleResult;
 use crate::emulator::Counter;
 use crate::operator::Usage;
 
@@ -32,10 +30,6 @@ pub struct ScenarioResult {
     pub(crate) latency_missing: usize,
     /// vpn_pbr_reconciles_total summed over labels, at convergence.
     pub(crate) reconciles: Option<f64>,
-    /// Each route's time to Ready against its earliest.
-    pub(crate) readiness: Option<Readiness>,
-    /// Single changes made during the burst.
-    pub(crate) single: Option<SingleResult>,
 }
 
 impl ScenarioResult {

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use super::single::SingleProbes;
 use super::stack::log_and_rate;
 
 /// The operator's default `--api-rate` (src/config.rs); a test checks that they agree.
@@ -32,10 +31,6 @@ pub struct Scenario {
     /// How long the operator may take to exit after SIGTERM at the end of the run; zero:
     /// SIGKILL at once.
     pub stop_grace: Duration,
-    /// `--read-back-every` (operator default when unset).
-    pub read_back_every: Option<u32>,
-    /// Single changes on gateways of their own during the burst.
-    pub single: Option<SingleProbes>,
 }
 
 impl Scenario {
@@ -55,18 +50,10 @@ impl Scenario {
         BindingBound::new(self.physical_limit(), self.routes as u64, self.api_rate()).bound()
     }
 
-    /// Gateways the emulator holds: the burst's and the single changes' own.
-    pub(crate) fn emulator_gateways(&self) -> usize {
-        self.gateways + self.single.map_or(0, |s| s.idle_gateways)
-    }
-
     /// The operator's flags.
     pub(crate) fn operator_args(&self) -> Vec<String> {
         let mut args = vec!["--gateway-scheduler".to_owned(), self.scheduler.to_string()];
         args.extend(log_and_rate(&self.log_level, self.api_rate));
-        if let Some(n) = self.read_back_every {
-            args.extend(["--read-back-every".to_owned(), n.to_string()]);
-        }
         args
     }
 }
@@ -129,8 +116,6 @@ mod tests {
             log_level: "info".to_owned(),
             parallel: 1,
             stop_grace: Duration::ZERO,
-            read_back_every: None,
-            single: None,
         }
     }
 

@@ -86,8 +86,8 @@ pub(crate) fn log_and_rate(log_level: &str, api_rate: Option<f64>) -> Vec<String
 }
 
 /// Creates namespace `ns` and work directory `dir`, starts an emulator with `gateways` gateways
-/// (and `idle` more that no route of the run uses) of update time `update` and an operator
-/// watching `ns` (waiting until it is up), and prepares `routes` route objects.
+/// of update time `update` and an operator watching `ns` (waiting until it is up), and
+/// prepares `routes` route objects.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_stack(
     bins: &Binaries,
@@ -95,7 +95,7 @@ pub(crate) async fn start_stack(
     client: &Client,
     ns: &str,
     dir: &Path,
-    (gateways, idle): (usize, usize),
+    gateways: usize,
     routes: usize,
     update: Duration,
     extra: &[String],
@@ -105,7 +105,7 @@ pub(crate) async fn start_stack(
     let emu = Emulator::start(
         &bins.emulator,
         dir,
-        &emulator::bench_config_yaml(gateways + idle, u64::try_from(update.as_millis())?),
+        &emulator::bench_config_yaml(gateways, u64::try_from(update.as_millis())?),
     )?;
     let mut op = Operator::start(OperatorOptions {
         bin: bins.operator.clone(),
@@ -149,7 +149,7 @@ pub(crate) async fn start_scenario(
         client,
         &ns,
         &dir,
-        (sc.gateways, sc.emulator_gateways() - sc.gateways),
+        sc.gateways,
         sc.routes,
         sc.update,
         &sc.operator_args(),

@@ -9,8 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpn_pbr_harness::{
     Binaries, Tools,
     bench::{
-        self, AccountCredentials, AccountsScenario, ChaosOptions, Scenario, SettleCriterion,
-        SingleProbes, secs,
+        self, AccountCredentials, AccountsScenario, ChaosOptions, Scenario, SettleCriterion, secs,
     },
     report::{self, Header, Results},
 };
@@ -44,7 +43,7 @@ struct BinArgs {
 enum Cmd {
     /// The runs of docs/benchmarks.md: main (scheduler) and baseline convergence, scale, restart;
     /// `--only` picks some of them.
-    Bench(Box<BenchArgs>),
+    Bench(BenchArgs),
     /// Faults, kills and an apiserver restart during convergence; then delete and check.
     Chaos(ChaosOptions),
 }
@@ -60,10 +59,6 @@ enum Run {
     Scale,
     /// --restart-routes Ready routes, operator stopped (SIGTERM) and started again.
     Restart,
-    /// The main run at the economy end of --read-back-every (--economy-read-back-every).
-    Economy,
-    /// The scale run's burst with single changes on gateways of their own made meanwhile.
-    Single,
     /// Several accounts (--accounts-rates), each bound by its own API rate.
     Accounts,
 }
@@ -71,7 +66,7 @@ enum Run {
 #[derive(Args)]
 struct BenchArgs {
     /// Runs to make, comma-separated (default: all, in this order).
-    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "restart", "economy", "single", "accounts"])]
+    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "restart", "accounts"])]
     only: Vec<Run>,
     /// Routes (N) of the main and baseline runs.
     #[arg(short = 'n', long, default_value_t = 1000)]
@@ -113,18 +108,6 @@ struct BenchArgs {
     /// Restart run: give up waiting for the operator to settle after this many seconds.
     #[arg(long, default_value = "300", value_parser = secs)]
     restart_timeout: Duration,
-    /// The operator's --read-back-every in every run (default: the operator's default).
-    #[arg(long)]
-    read_back_every: Option<u32>,
-    /// --read-back-every of the economy run.
-    #[arg(long, default_value_t = 32)]
-    economy_read_back_every: u32,
-    /// Single run: gateways of the single changes (none of the burst's routes is on them).
-    #[arg(long, default_value_t = SingleProbes::default().idle_gateways)]
-    single_idle_gateways: usize,
-    /// Single run: one single change every this many seconds, round robin over its gateways.
-    #[arg(long, default_value = "1", value_parser = secs)]
-    single_every: Duration,
     /// Accounts run: each account's API rate in the emulator's flow control, comma-separated
     /// (one account each).
     #[arg(long, value_delimiter = ',', default_values = ["10", "20", "40"])]
@@ -183,7 +166,7 @@ async fn main() -> Result<()> {
     };
     let run = async {
         match cli.cmd {
-            Cmd::Bench(a) => bench_cmd(&bins, *a).await,
+            Cmd::Bench(a) => bench_cmd(&bins, a).await,
             Cmd::Chaos(a) => chaos_cmd(&bins, a).await,
         }
     };
@@ -236,8 +219,6 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
             log_level: a.log_level.clone(),
             parallel: a.parallel,
             stop_grace: a.stop_grace,
-            read_back_every: a.read_back_every,
-            single: None,
         };
         sc.timeout = sc.lower_bound().mul_f64(a.timeout_factor) + Duration::from_secs(60);
         sc
@@ -264,27 +245,6 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
                 sc.parallel = a.scale_parallel;
                 sc.timeout = sc.lower_bound().mul_f64(a.timeout_factor) + Duration::from_secs(60);
                 res.scale = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
-            }
-            Run::Economy => {
-                let mut sc = scenario("economy", a.routes, a.gateways);
-                sc.read_back_every = Some(a.economy_read_back_every);
-                res.economy = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
-            }
-            Run::Single => {
-                let probes = SingleProbes {
-                    idle_gateways: a.single_idle_gateways,
-                    every: a.single_every,
-                };
-                anyhow::ensure!(
-                    probes.spaced_for(a.update),
-                    "--single-idle-gateways x --single-every must be at least T + 0.5 s"
-                );
-                let mut sc = scenario("single", a.scale_routes, a.scale_gateways);
-                sc.api_rate = a.scale_api_rate;
-                sc.parallel = a.scale_parallel;
-                sc.single = Some(probes);
-                sc.timeout = sc.lower_bound().mul_f64(a.timeout_factor) + Duration::from_secs(60);
-                res.single = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Restart => {
                 let mut sc = scenario("restart", a.restart_routes, a.restart_gateways);

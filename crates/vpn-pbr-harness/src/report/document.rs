@@ -63,23 +63,8 @@ pub fn render(header: &Header, res: &Results, previous: Option<&str>) -> String 
         heads.push("baseline (`--gateway-scheduler false`)".to_owned());
         conv.push(b);
     }
-    if let Some(e) = &res.economy {
-        heads.push(format!(
-            "economy (`--read-back-every {}`)",
-            e.scenario.read_back_every.unwrap_or_default()
-        ));
-        conv.push(e);
-    }
     if !conv.is_empty() {
         let _ = writeln!(s, "## Convergence: gateway scheduler vs. naive retries\n");
-        let _ = writeln!(
-            s,
-            "Time to Ready minus earliest: the earliest a route can be Ready is the end of its \
-             gateway's update for it had every change on that gateway gone out back to back \
-             (route k of a gateway, in the order the emulator accepted them: k x T after the \
-             gateway's first accepted create, by its `CreateTime`); a route's time to Ready is \
-             when a watch first saw it `Ready=True`.\n"
-        );
         runs_table(&mut s, &heads, &conv);
     }
     if let Some(sc) = &res.scale {
@@ -93,25 +78,7 @@ pub fn render(header: &Header, res: &Results, previous: Option<&str>) -> String 
         );
         runs_table(&mut s, &["gateway scheduler".to_owned()], &[sc]);
     }
-    if let Some(x) = &res.single {
-        let _ = writeln!(s, "## Single changes during a burst\n");
-        let _ = writeln!(
-            s,
-            "The scale run's burst at the default `--api-rate` ({}), and meanwhile, from its \
-             first create until it converged, one route at a time on gateways of their own \
-             (none of the burst's routes is on them; each gateway's previous single change at \
-             least T + 0.5 s old). Apply -> create accepted as above (an upper bound of apply \
-             -> first cloud call); apply -> Ready by the watch.\n",
-            rate(x.scenario.api_rate())
-        );
-        runs_table(&mut s, &["burst with single changes".to_owned()], &[x]);
-    }
-    let runs: Vec<&ScenarioResult> = conv
-        .iter()
-        .copied()
-        .chain(res.scale.as_ref())
-        .chain(res.single.as_ref())
-        .collect();
+    let runs: Vec<&ScenarioResult> = conv.iter().copied().chain(res.scale.as_ref()).collect();
     if !runs.is_empty() {
         let _ = writeln!(
             s,
@@ -160,7 +127,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::bench::{Readiness, SingleProbes, SingleResult};
     use crate::report::fixtures::{accounts, restart, run};
     use crate::workload::Flips;
 
@@ -174,28 +140,11 @@ mod tests {
             routes: 2,
             by_reason: BTreeMap::from([("Unknown/Restarting".to_owned(), 3)]),
         };
-        main.readiness = Some(Readiness {
-            late_ms: vec![1000.0, 2000.0, 6000.0],
-            first_ms: vec![500.0, 700.0],
-            own_ms: vec![400.0, 600.0],
-            missing: 0,
-        });
-        let mut economy = run("economy", 1000, 20, 103.0);
-        economy.scenario.read_back_every = Some(32);
-        let mut single = run("single", 10_000, 500, 660.0);
-        single.single = Some(SingleResult {
-            probes: SingleProbes::default(),
-            call_ms: vec![100.0, 200.0, 900.0],
-            ready_ms: vec![2500.0, 2600.0, 3100.0],
-            made: 3,
-        });
         let res = Results {
             main: Some(main),
             baseline: None,
             scale: Some(run("scale", 10_000, 500, 650.0)),
             restart: Some(restart(flips, &[("CreateVpnPbrRouteEntry", "Success", 1)])),
-            economy: Some(economy),
-            single: Some(single),
             accounts: Some(accounts()),
         };
         let previous = "old\n<!-- analysis:start -->\nkept text\n<!-- analysis:end -->\n";
@@ -203,6 +152,7 @@ mod tests {
         for want in [
             "- Command: `make bench` (ran `pbr-bench bench --out docs/benchmarks.md`)",
             "- Commit: abc1234",
+            "| | gateway scheduler (`--gateway-scheduler true`) |\n|---|---|",
             "| binding bound (the larger) | 100.0 s (gateways bind) |",
             "| apply -> create accepted, p50 / p99 / max | 20 ms / **30 ms** / 30 ms (n = 3) |",
             "| refused mutations (per route) | 20 (**0.020**) |",
@@ -212,10 +162,10 @@ mod tests {
             "| binding bound (the larger) | 504.5 s (API rate binds) |",
             "| harness create time (all objects) | 3.0 s (32 at a time) |",
             "| operator CPU time per route, until convergence | **0.30 ms** |",
-            "| action | code | scheduler | economy | scale | single |",
+            "| action | code | scheduler | scale |",
             "### Refused calls by action and code: count (per route)",
-            "| CreateVpnPbrRouteEntry | VpnGateway.Configuring | 20 (0.020) | 20 (0.020) | 20 (0.002) | 20 (0.002) |",
-            "| DescribeVpnPbrRouteEntries | Throttling | 10 (0.010) | 10 (0.010) | 10 (0.001) | 10 (0.001) |",
+            "| CreateVpnPbrRouteEntry | VpnGateway.Configuring | 20 (0.020) | 20 (0.002) |",
+            "| DescribeVpnPbrRouteEntries | Throttling | 10 (0.010) | 10 (0.001) |",
             "## Restart run",
             "| mutations | **1** |",
             "| reads per gateway | **2.20** (10 DescribeVpnGateway + 12 DescribeVpnPbrRouteEntries over 10 gateways) |",
@@ -235,26 +185,13 @@ mod tests {
             "| machine CPU idle over the same time (all processes, other builds included) | 55 % |",
             "| wall / busiest account's bound <= 1.1 with 2 accounts | 1.056 | met |",
             "\n<!-- analysis:start -->\nkept text\n<!-- analysis:end -->\n",
-            "| | gateway scheduler (`--gateway-scheduler true`) | economy (`--read-back-every 32`) |",
-            "| time to Ready minus earliest (route k of a gateway: k x T after its first accepted change), mean / p99 | **3000 ms** / 6000 ms | - |",
-            "| the same, first route of each gateway: mean / max | 600 ms / **700 ms** | - |",
-            "| time to Ready after the route's own update (its create + T), mean | 500 ms | - |",
-            "## Single changes during a burst",
-            "| single changes during the burst (own gateways): made, every | 3 on 10 gateways, one every 1.0 s |",
-            "| single change: apply -> create accepted, p50 / p99 / max | 200 ms / **900 ms** / 900 ms (n = 3) |",
-            "| single change: apply -> Ready, p50 / p99 / max | 2600 ms / **3100 ms** / 3100 ms (n = 3) |",
-            "| time to Ready minus earliest, mean <= 2 s + T = 4000 ms | 3000 ms (p99 6000 ms) | met |",
-            "| first route of each gateway Ready within one read (T = 2000 ms) of its earliest | max 700 ms | met |",
-            "| cloud calls per converged route <= 1.2 at --read-back-every 32 | 1.09 | met |",
-            "| single change during a burst of 10000 routes at the API rate: apply -> first cloud call p99 <= 1000 ms | 900 ms (upper bound) | met |",
-            "| single change during a burst of 10000 routes at the API rate: apply -> Ready p99 <= 1 s + T = 3000 ms | 3100 ms | **missed** |",
         ] {
             assert!(doc.contains(want), "missing {want:?} in\n{doc}");
         }
         // No baseline: no baseline column; no latency probes in the scale run: no latency row.
         assert!(!doc.contains("baseline (`--gateway-scheduler false`)"));
         let scale = &doc[doc.find("## Scale run").unwrap_or(0)..];
-        let scale = &scale[..scale.find("## Single").unwrap_or(scale.len())];
+        let scale = &scale[..scale.find("###").unwrap_or(scale.len())];
         assert!(!scale.contains("apply -> create"), "{scale}");
     }
 

@@ -24,8 +24,6 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
             log_level: "info".to_owned(),
             parallel: 32,
             stop_grace: Duration::ZERO,
-            read_back_every: None,
-            single: None,
         },
         ready: routes,
         converged: true,
@@ -45,8 +43,6 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
         latencies_ms: Vec::new(),
         latency_missing: 0,
         reconciles: Some(2000.0),
-        readiness: None,
-        single: None,
     }
 }
 

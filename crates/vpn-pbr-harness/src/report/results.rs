@@ -2,13 +2,11 @@
 //! docs/benchmarks.md they are held to ([`Target`]).
 
 use super::format::{mib, ms, secs};
-use crate::bench::{AccountsResult, Readiness, RestartResult, ScenarioResult, SingleResult};
+use crate::bench::{AccountsResult, RestartResult, ScenarioResult};
 
 /// The benchmark targets (docs/benchmarks.md).
 const TARGET_RATIO: f64 = 1.05;
-const TARGET_CALLS_PER_ROUTE: f64 = 1.3;
-/// At the economy end of `--read-back-every`.
-const TARGET_ECONOMY_CALLS_PER_ROUTE: f64 = 1.2;
+const TARGET_CALLS_PER_ROUTE: f64 = 1.2;
 const TARGET_REFUSED_MUTATIONS_PER_ROUTE: f64 = 0.05;
 const TARGET_P99_MS: f64 = 200.0;
 const TARGET_SCALE_RATIO: f64 = 1.10;
@@ -26,10 +24,6 @@ pub struct Results {
     /// N=10,000, G=500 at the default API rate.
     pub scale: Option<ScenarioResult>,
     pub restart: Option<RestartResult>,
-    /// The main run at the economy end of `--read-back-every`.
-    pub economy: Option<ScenarioResult>,
-    /// The scale run's burst with single changes made meanwhile.
-    pub single: Option<ScenarioResult>,
     /// Several accounts with their own API rates.
     pub accounts: Option<AccountsResult>,
 }
@@ -97,26 +91,6 @@ impl Results {
                 ),
                 refused(m) <= TARGET_REFUSED_MUTATIONS_PER_ROUTE,
             );
-            if let Some(r) = &m.readiness {
-                let bound = Readiness::mean_bound_ms(sc.update);
-                push(
-                    format!(
-                        "time to Ready minus earliest, mean <= 2 s + T = {}",
-                        ms(Some(bound))
-                    ),
-                    format!("{} (p99 {})", ms(r.mean_ms()), ms(r.p99_ms())),
-                    r.missing == 0 && r.mean_ms().is_some_and(|v| v <= bound),
-                );
-                let bound = Readiness::first_bound_ms(sc.update);
-                push(
-                    format!(
-                        "first route of each gateway Ready within one read (T = {}) of its earliest",
-                        ms(Some(bound))
-                    ),
-                    format!("max {}", ms(r.first_max_ms())),
-                    r.first_max_ms().is_some_and(|v| v <= bound),
-                );
-            }
             if sc.latency_probes > 0 {
                 let p99 = m.percentile(0.99);
                 push(
@@ -125,43 +99,6 @@ impl Results {
                     p99.is_some_and(|p| p < TARGET_P99_MS),
                 );
             }
-        }
-        if let Some(e) = &self.economy {
-            push(
-                format!(
-                    "cloud calls per converged route <= {TARGET_ECONOMY_CALLS_PER_ROUTE} at --read-back-every {}",
-                    e.scenario.read_back_every.unwrap_or_default()
-                ),
-                format!("{:.2}", e.calls_per_route()),
-                e.converged && e.calls_per_route() <= TARGET_ECONOMY_CALLS_PER_ROUTE,
-            );
-        }
-        if let Some(x) = self
-            .single
-            .as_ref()
-            .and_then(|s| s.single.as_ref().map(|x| (s, x)))
-        {
-            let (s, x) = x;
-            let of = format!(
-                "single change during a burst of {} routes at the API rate",
-                s.scenario.routes
-            );
-            push(
-                format!(
-                    "{of}: apply -> first cloud call p99 <= {}",
-                    ms(Some(SingleResult::CALL_BOUND_MS))
-                ),
-                format!("{} (upper bound)", ms(x.call_p(0.99))),
-                x.call_ms.len() == x.made
-                    && x.call_p(0.99)
-                        .is_some_and(|v| v <= SingleResult::CALL_BOUND_MS),
-            );
-            let bound = SingleResult::ready_bound_ms(s.scenario.update);
-            push(
-                format!("{of}: apply -> Ready p99 <= 1 s + T = {}", ms(Some(bound))),
-                ms(x.ready_p(0.99)),
-                x.ready_ms.len() == x.made && x.ready_p(0.99).is_some_and(|v| v <= bound),
-            );
         }
         if let Some(s) = &self.scale {
             let sc = &s.scenario;
@@ -258,7 +195,7 @@ mod tests {
             baseline: Some(baseline),
             scale: Some(scale),
             restart: Some(restart(Flips::default(), &[])),
-            ..Results::default()
+            accounts: None,
         };
         let got: Vec<(String, bool)> = res
             .targets()

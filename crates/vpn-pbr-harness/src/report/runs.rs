@@ -5,18 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::format::{binding, count, mib, ms, secs, size};
-use crate::bench::{ScenarioResult, percentile};
-
-/// p50 / p99 (bold) / max of sorted milliseconds, and how many.
-fn percentiles(sorted: &[f64]) -> String {
-    format!(
-        "{} / **{}** / {} (n = {})",
-        ms(percentile(sorted, 0.5)),
-        ms(percentile(sorted, 0.99)),
-        ms(sorted.last().copied()),
-        sorted.len()
-    )
-}
+use crate::bench::ScenarioResult;
 
 /// The rows of one run's column: (row, value); `None` where the run has no such value.
 fn rows(r: &ScenarioResult) -> Vec<(&'static str, Option<String>)> {
@@ -113,50 +102,6 @@ fn rows(r: &ScenarioResult) -> Vec<(&'static str, Option<String>)> {
                     }
                 )
             }),
-        ),
-        (
-            "time to Ready minus earliest (route k of a gateway: k x T after its first accepted change), mean / p99",
-            r.readiness.as_ref().map(|x| {
-                format!(
-                    "**{}** / {}{}",
-                    ms(x.mean_ms()),
-                    ms(x.p99_ms()),
-                    if x.missing > 0 {
-                        format!(" ({} missing)", x.missing)
-                    } else {
-                        String::new()
-                    }
-                )
-            }),
-        ),
-        (
-            "time to Ready after the route's own update (its create + T), mean",
-            r.readiness.as_ref().map(|x| ms(x.own_mean_ms())),
-        ),
-        (
-            "the same, first route of each gateway: mean / max",
-            r.readiness
-                .as_ref()
-                .map(|x| format!("{} / **{}**", ms(x.first_mean_ms()), ms(x.first_max_ms()))),
-        ),
-        (
-            "single changes during the burst (own gateways): made, every",
-            r.single.as_ref().map(|x| {
-                format!(
-                    "{} on {} gateways, one every {}",
-                    x.made,
-                    x.probes.idle_gateways,
-                    secs(x.probes.every)
-                )
-            }),
-        ),
-        (
-            "single change: apply -> create accepted, p50 / p99 / max",
-            r.single.as_ref().map(|x| percentiles(&x.call_ms)),
-        ),
-        (
-            "single change: apply -> Ready, p50 / p99 / max",
-            r.single.as_ref().map(|x| percentiles(&x.ready_ms)),
         ),
         (
             "operator peak RSS (VmHWM)",

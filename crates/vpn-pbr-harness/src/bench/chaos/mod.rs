@@ -88,7 +88,7 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
         &client,
         &ns,
         &work,
-        (opts.gateways, 0),
+        opts.gateways,
         opts.routes,
         opts.update,
         &log_and_rate(&opts.log_level, opts.api_rate),
