@@ -20,7 +20,6 @@ use crate::config::Config;
 use crate::controller::context::Settings;
 use crate::controller::metrics::{CloudCallMetrics, Metrics};
 use crate::controller::port::CloudPort;
-use crate::controller::resolve::AccountOptions;
 use crate::controller::roles::RoleSessions;
 use crate::controller::runner::{self, Runtime};
 use crate::controller::scheduler::SchedulerConfig;
@@ -240,7 +239,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     };
 
     // assumeRole accounts: sessions through the same HTTP pool and STS endpoint.
-    let roles = RoleSessions::new(factory.clone());
+    let roles = RoleSessions::new(factory.clone(), config.role_session_duration);
     let instance = std::env::var("POD_NAME").ok();
     // With leader election every cloud change passes the fence of the lease.
     let fence = Fence::new();
@@ -270,10 +269,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         health: health.clone(),
         instance: instance.clone(),
         roles,
-        account_options: AccountOptions {
-            require_account: config.require_account,
-            operator_namespaces: config.operator_namespace_selector.clone(),
-        },
+        account_options: config.accounts.options(),
     };
 
     if config.leader_election {

@@ -8,6 +8,8 @@ use alicloud_vpc_client::{ClientConfig, CredentialsError, Endpoint, RateLimitCon
 use clap::{Args, Parser, ValueEnum};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use crate::controller::resolve::AccountOptions;
+
 /// Kubernetes operator for Alibaba Cloud VPN gateway policy-based routes.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "vpn-pbr-operator", version, about)]
@@ -65,17 +67,15 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_ROUTE_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub(crate) route_secrets: bool,
 
-    /// Refuse a route that names no account (no `spec.accountRef`, no
-    /// `vpn.alicloud.dev/default-account` annotation on its namespace) instead of using the
-    /// operator's own identity for it.
-    #[arg(long, env = "VPN_PBR_REQUIRE_ACCOUNT", default_value_t = false, action = clap::ArgAction::Set)]
-    pub(crate) require_account: bool,
+    #[command(flatten)]
+    pub(crate) accounts: AccountFlags,
 
-    /// The namespaces whose routes may use the operator's own identity (routes that name no
-    /// account), as a Kubernetes label selector in JSON (e.g.
-    /// `{"matchLabels":{"team":"platform"}}`); `{}` admits every namespace.
-    #[arg(long, env = "VPN_PBR_OPERATOR_NAMESPACE_SELECTOR", default_value = "{}", value_parser = label_selector)]
-    pub(crate) operator_namespace_selector: LabelSelector,
+    /// Length of the sessions of `assumeRole` accounts (STS `DurationSeconds`, e.g. 1h, 12h):
+    /// the cloud grants 15m up to the role's MaxSessionDuration and refuses anything else
+    /// (`InvalidParameter.DurationSeconds`, on the account's Ready). A session is renewed once
+    /// a third of it remains.
+    #[arg(long, env = "VPN_PBR_ROLE_SESSION_DURATION", default_value = "1h", value_parser = crate::duration::flag)]
+    pub(crate) role_session_duration: Duration,
 
     /// The gateway scheduler (one change in flight per gateway). Turning it off makes every
     /// route retry on its own, like a naive operator; only for benchmarks.
@@ -89,6 +89,33 @@ pub struct Config {
     /// How long in-flight cloud calls may take to finish at shutdown.
     #[arg(long, env = "VPN_PBR_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = crate::duration::flag)]
     pub(crate) shutdown_timeout: Duration,
+}
+
+/// Which account a route may fall back to: the same flags (and environment variables) for the
+/// operator and `plan`, so that a plan refuses what the operator would.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct AccountFlags {
+    /// Refuse a route that names no account (no `spec.accountRef`, no
+    /// `vpn.alicloud.dev/default-account` annotation on its namespace) instead of using the
+    /// operator's own identity for it.
+    #[arg(long, env = "VPN_PBR_REQUIRE_ACCOUNT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(crate) require_account: bool,
+
+    /// The namespaces whose routes may use the operator's own identity (routes that name no
+    /// account), as a Kubernetes label selector in JSON (e.g.
+    /// `{"matchLabels":{"team":"platform"}}`); `{}` admits every namespace.
+    #[arg(long, env = "VPN_PBR_OPERATOR_NAMESPACE_SELECTOR", default_value = "{}", value_parser = label_selector)]
+    pub(crate) operator_namespace_selector: LabelSelector,
+}
+
+impl AccountFlags {
+    /// The resolution's options of these flags.
+    pub(crate) fn options(&self) -> AccountOptions {
+        AccountOptions {
+            require_account: self.require_account,
+            operator_namespaces: self.operator_namespace_selector.clone(),
+        }
+    }
 }
 
 /// A label selector flag: JSON, checked to be one the operator can apply.
@@ -209,6 +236,7 @@ mod tests {
     fn defaults_and_flags() {
         let c = Config::try_parse_from(["op"]).expect("defaults");
         assert_eq!(c.resync, Duration::from_secs(600));
+        assert_eq!(c.role_session_duration, Duration::from_secs(3600));
         assert!(c.gateway_scheduler && !c.route_secrets && !c.leader_election);
         assert!(c.watched_namespaces().is_empty());
         let c = Config::try_parse_from([
@@ -225,7 +253,10 @@ mod tests {
         assert_eq!(c.resync, Duration::from_secs(30));
         assert!(!c.gateway_scheduler);
         assert!(Config::try_parse_from(["op", "--resync", "soon"]).is_err());
-        assert!(!c.require_account && c.operator_namespace_selector == LabelSelector::default());
+        assert!(
+            !c.accounts.require_account
+                && c.accounts.operator_namespace_selector == LabelSelector::default()
+        );
         let c = Config::try_parse_from([
             "op",
             "--require-account",
@@ -234,8 +265,13 @@ mod tests {
             r#"{"matchLabels":{"team":"platform"}}"#,
         ])
         .expect("account flags");
-        assert!(c.require_account);
-        assert!(c.operator_namespace_selector.match_labels.is_some());
+        assert!(c.accounts.require_account);
+        assert!(
+            c.accounts
+                .operator_namespace_selector
+                .match_labels
+                .is_some()
+        );
         for bad in [
             "team=platform",
             r#"{"matchExpressions":[{"key":"a","operator":"Bogus"}]}"#,

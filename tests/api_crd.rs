@@ -390,6 +390,13 @@ fn account_spec(credentials: Value) -> Value {
     json!({"credentials": credentials, "namespaceSelector": {"matchLabels": {"team": "net"}}})
 }
 
+/// An account spec with `credentials` and `apiRate`.
+fn at_rate(credentials: Value, api_rate: Value) -> Value {
+    let mut spec = account_spec(credentials);
+    spec["apiRate"] = api_rate;
+    spec
+}
+
 fn assume_role() -> Value {
     json!({"assumeRole": {
         "roleArn": "acs:ram::1234567890123456:role/vpn-pbr-operator",
@@ -420,6 +427,12 @@ async fn valid_accounts_are_accepted_with_defaults() -> anyhow::Result<()> {
         account_spec(json!({"secretRef": {"namespace": "vpn-system", "name": "keys"}})),
         // A source written null is no source.
         account_spec(json!({"operatorIdentity": {}, "assumeRole": null, "secretRef": null})),
+        // The account's own API rate, whole or not.
+        at_rate(assume_role(), json!(8)),
+        at_rate(
+            json!({"secretRef": {"namespace": "vpn-system", "name": "keys"}}),
+            json!(0.5),
+        ),
     ];
     for (i, spec) in specs.into_iter().enumerate() {
         create(&api, account(&format!("{ns}-{i}"), spec))
@@ -434,8 +447,20 @@ async fn valid_accounts_are_accepted_with_defaults() -> anyhow::Result<()> {
     let role = typed.get(&format!("{ns}-1")).await?;
     assert!(!role.spec.allow_adoption, "allowAdoption defaults to false");
     assert!(role.spec.regions.is_empty() && role.spec.vpn_gateway_ids.is_empty());
+    assert_eq!(
+        role.spec.api_rate, None,
+        "apiRate has no default of its own"
+    );
     let assumed = role.spec.credentials.assume_role.expect("assumeRole");
     assert_eq!(assumed.external_id.as_deref(), Some("abcd-1234"));
+    assert_eq!(
+        typed.get(&format!("{ns}-5")).await?.spec.api_rate,
+        Some(8.0)
+    );
+    assert_eq!(
+        typed.get(&format!("{ns}-6")).await?.spec.api_rate,
+        Some(0.5)
+    );
     assert_eq!(VpnAccount::kind(&()), "VpnAccount");
     Ok(())
 }
@@ -516,6 +541,26 @@ async fn invalid_accounts_are_refused_with_their_message() -> anyhow::Result<()>
             with("credentials", Value::Null),
             "spec.credentials",
             "Required",
+        ),
+        (
+            at_rate(assume_role(), json!(0)),
+            "spec.apiRate",
+            "must be a number of calls per second above 0",
+        ),
+        (
+            at_rate(assume_role(), json!(-2.5)),
+            "spec.apiRate",
+            "must be a number of calls per second above 0",
+        ),
+        (
+            at_rate(assume_role(), json!(20000)),
+            "spec.apiRate",
+            "at most 10000",
+        ),
+        (
+            at_rate(json!({"operatorIdentity": {}}), json!(5)),
+            "spec.apiRate",
+            "apiRate does not apply to operatorIdentity",
         ),
     ];
     let bad_arns = [
@@ -633,4 +678,20 @@ async fn route_account_ref_is_checked_and_fixed_once_the_route_exists() -> anyho
 fn the_tests_name_the_route_crd_as_the_type_does() {
     use kube::CustomResourceExt;
     assert_eq!(support::ROUTE_CRD, VpnPbrRoute::crd_name());
+}
+
+#[test]
+fn credentials_ref_says_its_label_and_prefers_an_account() -> anyhow::Result<()> {
+    use kube::CustomResourceExt;
+    use vpn_pbr_operator::api::v1alpha1::{CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE};
+    let crd = serde_json::to_value(VpnPbrRoute::crd())?;
+    let description = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["credentialsRef"]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let label = format!("`{CREDENTIALS_LABEL}: \"{CREDENTIALS_LABEL_VALUE}\"`");
+    assert!(description.contains(&label), "{description}");
+    assert!(description.contains("VpnAccount"), "{description}");
+    Ok(())
 }

@@ -124,7 +124,7 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() -> anyhow:
     let metrics = env.op.metrics().await?;
     assert!(
         metrics.contains(
-            "vpn_pbr_cloud_calls_total{action=\"CreateVpnPbrRouteEntry\",code=\"Success\"} 1"
+            "vpn_pbr_cloud_calls_total{action=\"CreateVpnPbrRouteEntry\",code=\"Success\",account=\"\"} 1"
         ),
         "{metrics}"
     );

@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use support::command::run_ok;
 use support::emulator::EntryKey;
@@ -22,6 +23,7 @@ use support::env::{RouteEnv as Env, WAIT};
 use support::route::spec;
 use support::{chart_dir, eventually_ok, repo_root};
 use vpn_pbr_harness::tools;
+use vpn_pbr_operator::api::v1alpha1::VpnAccount;
 
 const RELEASE_NS: &str = "vpn-pbr-system";
 
@@ -310,8 +312,27 @@ async fn every_metric_of_the_alerts_and_the_dashboard_is_exported_by_the_operato
     }
 
     // A route made Ready, then changed and deleted behind the operator's back: the operator
-    // repairs both (drift), so every family has a sample.
+    // repairs both (drift), and an account whose role cannot be assumed (the emulator's account
+    // has no such role), so every family has a sample.
     let env = Env::start("monitoring", 100, &[], &[]).await?;
+    let broken = format!("{}-no-role", env.ns);
+    let accounts: Api<DynamicObject> =
+        Api::all_with(env.client.clone(), &ApiResource::erase::<VpnAccount>(&()));
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnAccount",
+                "metadata": {"name": broken},
+                "spec": {"credentials": {"assumeRole": {
+                    "roleArn": "acs:ram::1234567890123456:role/missing"}},
+                    "namespaceSelector": {}}
+            }))?,
+        )
+        .await?;
+    let failing = format!(
+        r#"vpn_pbr_account_credentials_failing{{account="{broken}",reason="EntityNotExist.Role"}} 1"#
+    );
     let (wgt, del) = (
         EntryKey::new("192.168.5.0/24", "10.5.0.0/16", "vco-gw-b-1"),
         EntryKey::new("192.168.6.0/24", "10.6.0.0/16", "vco-gw-b-1"),
@@ -322,20 +343,26 @@ async fn every_metric_of_the_alerts_and_the_dashboard_is_exported_by_the_operato
     env.emu.console("modify", "vpn-gw-b", &wgt, Some(0)).await?;
     env.emu.console("delete", "vpn-gw-b", &del, None).await?;
     let drift = r#"vpn_pbr_drift_detected_total{policy="Full"} 2"#;
+    let failing = failing.as_str();
     let last = std::sync::Mutex::new(String::new());
-    let text = eventually_ok(WAIT, "both repairs counted as drift", || async {
-        let text = env.op.metrics().await?;
-        let repaired = env
-            .emu
-            .entry("vpn-gw-b", &wgt)
-            .await?
-            .map(|e| e["Weight"].clone())
-            == Some(json!(100))
-            && env.emu.entry("vpn-gw-b", &del).await?.is_some();
-        let found = text.lines().any(|l| l == drift);
-        *last.lock().expect("last") = format!("repaired: {repaired}\n{text}");
-        Ok((repaired && found).then_some(text))
-    })
+    let text = eventually_ok(
+        WAIT,
+        "both repairs counted as drift, the account failing",
+        || async {
+            let text = env.op.metrics().await?;
+            let repaired = env
+                .emu
+                .entry("vpn-gw-b", &wgt)
+                .await?
+                .map(|e| e["Weight"].clone())
+                == Some(json!(100))
+                && env.emu.entry("vpn-gw-b", &del).await?.is_some();
+            let found = text.lines().any(|l| l == drift);
+            let failing = text.lines().any(|l| l == failing);
+            *last.lock().expect("last") = format!("repaired: {repaired}\n{text}");
+            Ok((repaired && found && failing).then_some(text))
+        },
+    )
     .await
     .map_err(|e| {
         anyhow::anyhow!(

@@ -133,6 +133,18 @@ fn cases() -> Vec<Case> {
         // Two manifests naming one entry: the younger (by name, applied second) loses.
         case("dup-a", None, none(), dup.clone(), "create"),
         case("dup-b", None, none(), dup.clone(), "error DuplicateRoute"),
+        // An account the cluster does not have: refused before any call, by plan and operator.
+        case(
+            "no-account",
+            None,
+            none(),
+            with(
+                gw_b("192.168.18.0/24", "10.18.0.0/16", "vco-gw-b-1"),
+                "accountRef",
+                json!("no-such-account"),
+            ),
+            "error AccountNotFound",
+        ),
         // Gateway, destination and next hop of pub-old, another source, published.
         case(
             "pub-old",
@@ -180,7 +192,10 @@ fn expectation(predicted: &str, paused: bool) -> Option<Expect> {
         "nothing" if paused => Expect::Paused,
         "create" | "modify" | "replace" | "nothing" => Expect::Ready { adopted: false },
         "adopt" => Expect::Ready { adopted: true },
-        "conflict AlreadyExists" | "conflict PublishConflict" | "error DuplicateRoute" => {
+        "conflict AlreadyExists"
+        | "conflict PublishConflict"
+        | "error DuplicateRoute"
+        | "error AccountNotFound" => {
             Expect::Refused(predicted.rsplit(' ').next().unwrap_or_default().to_owned())
         }
         _ => return None,

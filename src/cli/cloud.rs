@@ -7,10 +7,11 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::config::CloudFlags;
-use crate::controller::model::{CredentialsHandle, Scope};
+use crate::controller::credentials;
+use crate::controller::model::CredentialsHandle;
 use alicloud_vpc_client::{
-    ChainOptions, CloudError, CredentialsError, CredentialsProvider, DEFAULT_ACCOUNT, VpcClient,
-    VpcClientFactory, default_chain,
+    ChainOptions, CloudError, CredentialsError, CredentialsProvider, VpcClient, VpcClientFactory,
+    default_chain,
 };
 
 /// How the commands reach the VPC API.
@@ -72,21 +73,18 @@ impl Cloud {
         })
     }
 
-    /// A client for one region.
-    pub(super) fn client(&self, region: &str) -> Result<VpcClient, CloudError> {
-        self.factory.client(region, self.credentials.clone())
+    /// The command's own credentials (they stand for the operator's identity).
+    pub(super) fn own(&self) -> CredentialsHandle {
+        credentials::own_handle(&self.credentials)
     }
 
-    /// The controller's scope of one gateway, with these credentials.
-    pub(super) fn scope(&self, region: &str, gateway: &str) -> Scope {
-        Scope {
-            region_id: region.to_owned(),
-            vpn_gateway_id: gateway.to_owned(),
-            credentials: CredentialsHandle {
-                key: "default".to_owned(),
-                account: DEFAULT_ACCOUNT.to_owned(),
-                provider: self.credentials.clone(),
-            },
-        }
+    /// A client for one region, with `credentials`.
+    pub(super) fn client(
+        &self,
+        region: &str,
+        credentials: &CredentialsHandle,
+    ) -> Result<VpcClient, CloudError> {
+        self.factory
+            .client_for_account(&credentials.account, region, credentials.provider.clone())
     }
 }

@@ -4,18 +4,21 @@
 //! adopts an entry it did not create only with that consent) and every field the cloud
 //! reports; fields at their default are left out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
+use super::accounts::{self, AccountsError, Tenants};
 use super::cloud::{Cloud, CloudArgs, CloudSetupError};
 use crate::api::v1alpha1::{
     ADOPT_ANNOTATION, DEFAULT_PRIORITY, DeletionPolicy, ManagementPolicy, VpnPbrRoute,
     VpnPbrRouteSpec, validation,
 };
+use crate::controller::model::CredentialsHandle;
+use crate::controller::resolve::AccountOptions;
 use alicloud_vpc_client::{CloudError, DescribeVpnGatewayRequest, VpnPbrRouteEntry};
 
 /// Longest object name (a DNS-1123 subdomain, what the apiserver checks for custom resources).
@@ -65,6 +68,23 @@ pub struct ImportArgs {
     #[arg(long, value_enum, ignore_case = true)]
     pub(crate) management_policy: Option<ManagementPolicy>,
 
+    /// Read the entries through this VpnAccount, with the credentials the operator would use
+    /// for it (an assumeRole is assumed with this command's own credentials), and write it as
+    /// spec.accountRef into every manifest. Reads the account (and its Secret) from the cluster
+    /// kubectl would use, or --kubeconfig. Without it the entries are read with this command's
+    /// own credentials and no accountRef is written: the imported routes then act in their
+    /// namespace's default account, else the operator's own identity.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) account: Option<String>,
+
+    /// Kubeconfig file of the cluster --account is read from (default: as kubectl finds it).
+    #[arg(long, value_name = "FILE", requires = "account")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context of the cluster --account is read from (default: the current one).
+    #[arg(long, requires = "account")]
+    pub(crate) context: Option<String>,
+
     #[command(flatten)]
     pub(crate) cloud: CloudArgs,
 }
@@ -107,6 +127,16 @@ crd_value_enum!(ManagementPolicy: Full, ObserveOnly);
 pub(crate) enum ImportError {
     #[error(transparent)]
     Setup(#[from] CloudSetupError),
+    #[error("kubernetes client configuration: {0}")]
+    KubeConfig(String),
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    #[error("VpnAccount {name}: its credentials cannot be had: {reason}: {why}")]
+    Credentials {
+        name: String,
+        reason: String,
+        why: String,
+    },
     #[error("{region}/{gateway}: {source}")]
     Cloud {
         region: String,
@@ -144,6 +174,8 @@ pub(super) struct GatewayRoutes {
 #[derive(Clone, Debug, Default)]
 pub(super) struct ManifestOptions {
     pub namespace: Option<String>,
+    /// `spec.accountRef`: the VpnAccount the entries were read through.
+    pub account_ref: Option<String>,
     pub deletion_policy: Option<DeletionPolicy>,
     pub management_policy: Option<ManagementPolicy>,
 }
@@ -348,6 +380,7 @@ fn document(
     if let Some(m) = options.management_policy {
         spec.management_policy = m;
     }
+    spec.account_ref.clone_from(&options.account_ref);
     let mut manifest = VpnPbrRoute::new(name, spec);
     manifest.metadata.namespace = options.namespace.clone();
     manifest.metadata.annotations = Some(BTreeMap::from([(
@@ -430,9 +463,14 @@ impl<'de> serde::Deserialize<'de> for Fields {
     }
 }
 
-/// Reads every gateway (its facts and all pages of its list).
-async fn read(cloud: &Cloud, region: &str, gateway: &str) -> Result<GatewayRoutes, CloudError> {
-    let client = cloud.client(region)?;
+/// Reads every gateway (its facts and all pages of its list) with `credentials`.
+async fn read(
+    cloud: &Cloud,
+    credentials: &CredentialsHandle,
+    region: &str,
+    gateway: &str,
+) -> Result<GatewayRoutes, CloudError> {
+    let client = cloud.client(region, credentials)?;
     let facts = client
         .describe_vpn_gateway(&DescribeVpnGatewayRequest {
             vpn_gateway_id: gateway.to_owned(),
@@ -457,8 +495,74 @@ fn write(path: &Path, text: &str) -> Result<(), ImportError> {
 }
 
 /// Runs `import`; 0 when every entry became a manifest, 1 when some could not.
+/// A route of `gateway` in namespace `ns` naming `account`: what the account's resolution reads
+/// of the imported routes (their entries do not matter to it).
+fn probe(ns: &str, region: &str, gateway: &str, account: &str) -> Option<VpnPbrRoute> {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+        "metadata": {"name": "import", "namespace": ns},
+        "spec": {"regionId": region, "vpnGatewayId": gateway, "routeSource": "",
+                 "routeDest": "", "nextHop": "", "weight": 0, "publishVpc": false,
+                 "accountRef": account}
+    }))
+    .ok()
+}
+
+/// The credentials the entries are read with: the named VpnAccount's, as the operator builds
+/// them, else the command's own.
+async fn credentials(args: &ImportArgs, cloud: &Cloud) -> Result<CredentialsHandle, ImportError> {
+    let Some(name) = &args.account else {
+        return Ok(cloud.own());
+    };
+    let config = accounts::cluster_config(args.kubeconfig.as_deref(), args.context.as_deref())
+        .await
+        .map_err(ImportError::KubeConfig)?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| ImportError::KubeConfig(e.to_string()))?;
+    let namespaces: BTreeSet<String> = args.namespace.iter().cloned().collect();
+    let tenants = Tenants::read(&client, &namespaces, AccountOptions::default(), cloud).await?;
+    let held = tenants.named(name)?;
+    // The account must admit the routes (their namespace, region and gateway), as the operator
+    // judges it; the namespace is known only with --namespace.
+    if let Some(ns) = &args.namespace {
+        for gateway in &args.gateways {
+            let Some(route) = probe(ns, &args.region, gateway, name) else {
+                continue;
+            };
+            if let Err(refusal) = tenants.resolve(&route) {
+                eprintln!(
+                    "vpn-pbr-operator import: the operator would refuse the routes of {gateway} \
+                     in namespace {ns}: {}: {}",
+                    refusal.reason.as_str(),
+                    refusal.message
+                );
+            }
+        }
+    }
+    if !held.allows_adoption() {
+        eprintln!(
+            "vpn-pbr-operator import: VpnAccount {name} does not allow adoption \
+             (spec.allowAdoption): the operator refuses to adopt these entries through it \
+             (AdoptionForbidden) until it does"
+        );
+    }
+    eprintln!(
+        "vpn-pbr-operator import: reading through {}",
+        accounts::how(&held)
+    );
+    tenants
+        .credentials(cloud, &held)
+        .await
+        .map_err(|e| ImportError::Credentials {
+            name: name.clone(),
+            reason: e.reason().as_str().to_owned(),
+            why: e.message(),
+        })
+}
+
 pub(super) async fn run(args: ImportArgs) -> Result<u8, ImportError> {
     let cloud = Cloud::new(&args.cloud)?;
+    let credentials = credentials(&args, &cloud).await?;
     let mut gateways = Vec::new();
     let mut seen = Vec::new();
     for gw in &args.gateways {
@@ -466,7 +570,7 @@ pub(super) async fn run(args: ImportArgs) -> Result<u8, ImportError> {
             continue;
         }
         seen.push(gw.clone());
-        let routes = read(&cloud, &args.region, gw)
+        let routes = read(&cloud, &credentials, &args.region, gw)
             .await
             .map_err(|source| ImportError::Cloud {
                 region: args.region.clone(),
@@ -477,6 +581,7 @@ pub(super) async fn run(args: ImportArgs) -> Result<u8, ImportError> {
     }
     let options = ManifestOptions {
         namespace: args.namespace.clone(),
+        account_ref: args.account.clone(),
         deletion_policy: args.deletion_policy,
         management_policy: args.management_policy,
     };
@@ -656,6 +761,7 @@ mod tests {
             &[g],
             &ManifestOptions {
                 namespace: None,
+                account_ref: None,
                 deletion_policy: Some(DeletionPolicy::Orphan),
                 management_policy: Some(ManagementPolicy::ObserveOnly),
             },
@@ -728,6 +834,55 @@ mod tests {
         assert_eq!(
             parse(&out[0].yaml).spec.description.as_deref(),
             Some("from the console")
+        );
+    }
+
+    /// `--account` is written as `spec.accountRef`; without it none is written.
+    #[test]
+    fn the_account_entries_were_read_through_is_the_manifests_account_ref() {
+        let entries = || {
+            vec![entry(
+                "192.168.1.0/24",
+                "10.0.0.0/16",
+                "vco-1",
+                100,
+                10,
+                "normal",
+            )]
+        };
+        let (plain, _) = import_on_a(entries());
+        assert!(!plain[0].yaml.contains("accountRef"), "{}", plain[0].yaml);
+        assert_eq!(parse(&plain[0].yaml).spec.account_ref, None);
+        let options = ManifestOptions {
+            account_ref: Some("team-b".into()),
+            ..ManifestOptions::default()
+        };
+        let (through, skipped) =
+            manifests(&[gw("vpn-a", true, entries())], &options).expect("manifests");
+        assert!(skipped.is_empty());
+        assert_eq!(
+            parse(&through[0].yaml).spec.account_ref.as_deref(),
+            Some("team-b")
+        );
+        assert!(
+            through[0].yaml.contains("accountRef: team-b"),
+            "{}",
+            through[0].yaml
+        );
+    }
+
+    /// The probe of an account's admission is a route the resolution can read.
+    #[test]
+    fn the_probe_names_the_account_namespace_region_and_gateway() {
+        let r = probe("ns", "cn-hangzhou", "vpn-a", "team-b").expect("a route");
+        assert_eq!(r.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(
+            (
+                r.spec.region_id.as_str(),
+                r.spec.vpn_gateway_id.as_str(),
+                r.spec.account_ref.as_deref()
+            ),
+            ("cn-hangzhou", "vpn-a", Some("team-b"))
         );
     }
 }

@@ -2,13 +2,15 @@
 //! does); the subcommands are tools for people and CI:
 //!
 //! - `import`: writes one `VpnPbrRoute` manifest per policy-based route that already exists on
-//!   the named gateways, with the adopt annotation set (`cli/import.rs`);
+//!   the named gateways, with the adopt annotation set (`cli/import.rs`); `--account` reads
+//!   them through a `VpnAccount` and writes it as `spec.accountRef`;
 //! - `plan`: reads manifests (and, with `--live`/`--kubeconfig`, the cluster) and the gateways,
 //!   and prints what the operator would do per route, checking every create with `DryRun`
-//!   (`cli/plan/`).
+//!   (`cli/plan/`), each route in its account as the operator resolves it (`cli/accounts.rs`).
 //!
 //! Neither changes anything in the cloud or the cluster.
 
+mod accounts;
 mod cloud;
 mod import;
 mod manifests;

@@ -64,6 +64,17 @@ pub(crate) fn ready(report: &AccountReport) -> CondValue {
     }
 }
 
+/// Why the account's credentials fail, as its status says: the reason of `Ready=False`
+/// (the cloud's code, e.g. of a refused AssumeRole, or ours), unless the account is only kept
+/// for the routes that hold entries in it (`AccountInUse`). `None` while they work or are
+/// still being tried.
+pub(crate) fn credentials_failing(status: Option<&VpnAccountStatus>) -> Option<&str> {
+    let ready = status?.conditions.iter().find(|c| c.type_ == READY)?;
+    let failing = ready.status == ConditionStatus::False
+        && Reason::parse(&ready.reason) != Reason::AccountInUse;
+    failing.then_some(ready.reason.as_str())
+}
+
 /// The new status from the current one and a report; `now` only for conditions that flip.
 pub(crate) fn build(
     current: Option<&VpnAccountStatus>,
@@ -188,6 +199,35 @@ mod tests {
             assert_eq!(types(&s), want, "{what}");
             assert_eq!((s.routes, s.observed_generation), (2, Some(3)), "{what}");
         }
+    }
+
+    #[test]
+    fn failing_credentials_are_read_from_ready() {
+        let refused = |code: &str| Err((Reason::Cloud(code.into()), "refused".into()));
+        let in_use = AccountReport {
+            deleting_held_by: Some(vec!["ns/a".into()]),
+            ..report(refused("NoPermission"), None)
+        };
+        let rows = [
+            ("working", report(Ok(()), Some("111")), None),
+            ("still asking", report(Ok(()), None), None),
+            (
+                "AssumeRole refused",
+                report(refused("NoPermission"), None),
+                Some("NoPermission"),
+            ),
+            (
+                "no source it can use",
+                report(Err((Reason::CredentialsUnavailable, "x".into())), None),
+                Some("CredentialsUnavailable"),
+            ),
+            ("only kept for its routes", in_use, None),
+        ];
+        for (what, r, want) in rows {
+            let s = build(None, &r, Some(1), "now");
+            assert_eq!(credentials_failing(Some(&s)), want, "{what}");
+        }
+        assert_eq!(credentials_failing(None), None, "no status yet");
     }
 
     #[test]

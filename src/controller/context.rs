@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::accounts::Accounts;
 use super::backoff::Backoffs;
+use super::credentials::{self, OWN_CREDENTIALS, Sources};
 use super::entries::GatewayCache;
 use super::error::{Error, Result};
 use super::metrics::Metrics;
@@ -18,7 +19,7 @@ use super::scheduler::Scheduler;
 use super::tenancy::Tenancy;
 use crate::api::v1alpha1::{VpnAccount, VpnPbrRoute};
 use crate::sync::lock;
-use alicloud_vpc_client::{Credentials, CredentialsProvider, DEFAULT_ACCOUNT, StaticCredentials};
+use alicloud_vpc_client::CredentialsProvider;
 
 /// Where the controller takes the wall clock, random draws and idempotency tokens from: the
 /// real ones in the operator (`SystemEntropy`), a seeded one in the simulation
@@ -50,11 +51,7 @@ impl Entropy for SystemEntropy {
     }
 }
 
-/// The region of the STS endpoint for an account that names no region.
-pub(crate) const STS_REGION: &str = "cn-hangzhou";
-
-/// The key of the operator-wide credentials.
-const DEFAULT_CREDENTIALS: &str = "default";
+pub(crate) use super::credentials::STS_REGION;
 
 /// Settings of the reconciler.
 #[derive(Clone, Debug)]
@@ -108,13 +105,19 @@ pub struct Context {
 }
 
 impl Context {
+    /// What credentials are built from: the Secrets, the operator's own identity and its role
+    /// sessions.
+    fn sources(&self) -> Sources<'_, dyn ObjectPort> {
+        Sources {
+            secrets: &*self.objects,
+            own: &self.default_credentials,
+            roles: &self.roles,
+        }
+    }
+
     /// The operator-wide credentials.
     fn default_handle(&self) -> CredentialsHandle {
-        CredentialsHandle {
-            key: DEFAULT_CREDENTIALS.to_owned(),
-            account: DEFAULT_ACCOUNT.to_owned(),
-            provider: self.default_credentials.clone(),
-        }
+        self.sources().own_handle()
     }
 
     /// Where and with which credentials the route's calls go, in the account it acts in.
@@ -127,49 +130,13 @@ impl Context {
         Ok(Self::scope_with(route, credentials))
     }
 
-    /// The credentials of a `VpnAccount`: the operator's own identity, or its Secret.
+    /// The credentials of a `VpnAccount` (the operator's own identity, its Secret or its role
+    /// session), at the account's API rate.
     pub(crate) async fn account_credentials(
         &self,
         account: &VpnAccount,
     ) -> Result<CredentialsHandle> {
-        let name = kube::ResourceExt::name_any(account);
-        let source = &account.spec.credentials;
-        if source.operator_identity.is_some() {
-            return Ok(self.default_handle());
-        }
-        if let Some(secret) = &source.secret_ref {
-            return self
-                .namespaced_secret_credentials(&secret.namespace, &secret.name)
-                .await
-                .map(|handle| CredentialsHandle {
-                    account: name.clone(),
-                    ..handle
-                })
-                .map_err(|e| Error::Account {
-                    name,
-                    reason: e.reason(),
-                    why: e.message(),
-                });
-        }
-        let Some(role) = &source.assume_role else {
-            return Err(Error::Account {
-                name,
-                reason: Reason::CredentialsUnavailable,
-                why: "no credential source is set".to_owned(),
-            });
-        };
-        let region = account
-            .spec
-            .regions
-            .first()
-            .map_or(STS_REGION, String::as_str);
-        self.roles
-            .session(role, &name, region, &self.default_credentials)
-            .map_err(|why| Error::Account {
-                name,
-                reason: Reason::CredentialsUnavailable,
-                why,
-            })
+        self.sources().account(account).await
     }
 
     /// The scope of a route being deleted, in the account that holds its entry: its own
@@ -205,7 +172,11 @@ impl Context {
                     Some(_) => format!("{e}; using the credentials it last used"),
                     None => e.to_string(),
                 };
-                let credentials = remembered.unwrap_or_else(|| self.default_handle());
+                // The rate is the account's as it is now, not as it was when they worked.
+                let credentials = remembered.map_or_else(
+                    || self.default_handle(),
+                    |handle| credentials::at_account_rate(handle, held.account.as_deref()),
+                );
                 Ok((Self::scope_with(route, credentials), Some(why)))
             }
             Err(e) => Err(e),
@@ -225,7 +196,7 @@ impl Context {
     /// 10,000 routes and tells nothing then.
     pub(crate) fn credentials_worked(&self, key: &str, credentials: &CredentialsHandle) {
         let mut map = lock(&self.last_good_credentials);
-        if credentials.key == DEFAULT_CREDENTIALS {
+        if credentials.key == OWN_CREDENTIALS {
             map.remove(key);
         } else if map.get(key).is_none_or(|c| c.key != credentials.key) {
             map.insert(key.to_owned(), credentials.clone());
@@ -255,40 +226,6 @@ impl Context {
             .namespace
             .as_deref()
             .ok_or(Error::MissingField("metadata.namespace"))?;
-        self.namespaced_secret_credentials(ns, name).await
-    }
-
-    /// The credentials in Secret `ns/name` (a route's `credentialsRef`, an account's
-    /// `secretRef`).
-    async fn namespaced_secret_credentials(
-        &self,
-        ns: &str,
-        name: &str,
-    ) -> Result<CredentialsHandle> {
-        let fail = |reason: String| Error::Secret {
-            name: name.to_owned(),
-            reason,
-        };
-        let secret = self
-            .objects
-            .secret(ns, name)
-            .await
-            .map_err(|e| Error::kube("read credentials Secret", e))?
-            .ok_or_else(|| fail("not found".to_owned()))?;
-        if !secret.is_credentials() {
-            return Err(Error::SecretUnlabelled {
-                namespace: ns.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        let creds = Credentials::from_secret_data(
-            secret.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        Ok(CredentialsHandle {
-            key: format!("secret:{ns}/{name}#{}", creds.access_key_id()),
-            account: DEFAULT_ACCOUNT.to_owned(),
-            provider: Arc::new(StaticCredentials::new(creds)),
-        })
+        self.sources().secret(ns, name).await
     }
 }

@@ -10,7 +10,8 @@
 //! Once the bounds are within about 0.5 % no more reads are spent, apart from a rare check that
 //! the gateway did not get faster.
 //!
-//! Gateways of one region and specification share what they learn ([`Shared`]): a gateway that
+//! Gateways of one region, account and specification share what they learn ([`Shared`]; the
+//! account because a probe's reads wait at its own account's rate limiter): a gateway that
 //! knows nothing starts from the region's bounds (one read confirms them), while the region
 //! knows nothing one gateway probes for all, and concurrent reads are spread over the region's
 //! interval so that many gateways narrow it faster than one.

@@ -23,6 +23,7 @@ pub(crate) fn scope_on(gateway: &str, key: &str) -> Scope {
         credentials: CredentialsHandle {
             key: key.into(),
             account: String::new(),
+            api_rate: None,
             provider,
         },
     }

@@ -14,10 +14,14 @@ use prometheus_client::registry::Registry;
 
 use alicloud_vpc_client::{CallObserver, CallRecord, ListRecord};
 
+use super::account_status;
 use super::model::Mutation;
 use super::reason::Reason;
 use super::status;
-use crate::api::v1alpha1::{ConditionStatus, ManagementPolicy, VpnPbrRoute, VpnPbrRouteStatus};
+use crate::api::v1alpha1::{
+    ConditionStatus, ManagementPolicy, VpnAccount, VpnPbrRoute, VpnPbrRouteStatus,
+};
+use kube::ResourceExt as _;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
@@ -29,6 +33,9 @@ pub(crate) struct ResultLabels {
 pub(crate) struct CallLabels {
     pub action: String,
     pub code: String,
+    /// The account key of the limiter (`CallRecord::account`; empty: the default account):
+    /// the cloud's flow control and permissions are per account.
+    pub account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,12 +79,25 @@ pub(crate) struct BuildLabels {
 pub(crate) struct GatewayLabels {
     pub region: String,
     pub gateway: String,
+    /// The account key of the gateway's calls (`CredentialsHandle::account`; empty: the
+    /// default account).
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AccountLabels {
+    /// The `VpnAccount`'s name.
+    pub account: String,
+    /// The reason of its `Ready=False` (the cloud's code or ours).
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StallLabels {
     /// The read that keeps failing: `status` (the gateway's) or `list` (its entries).
     pub read: String,
+    /// The account key of the gateways' calls (empty: the default account).
+    pub account: String,
 }
 
 pub struct Metrics {
@@ -95,6 +115,10 @@ pub struct Metrics {
     pub(crate) routes_synced: Family<SyncedLabels, Gauge>,
     /// Routes being deleted whose cleanup waits for someone to act (`CleanupBlocked`).
     pub(crate) routes_cleanup_blocked: Gauge,
+    /// 1 per `VpnAccount` whose credentials fail, by the reason (see [`Metrics::accounts_seen`]).
+    account_credentials_failing: Family<AccountLabels, Gauge>,
+    /// The series of `account_credentials_failing` set on the last look, to drop when they end.
+    failing_accounts: Mutex<HashSet<AccountLabels>>,
     pub(crate) time_to_ready: Histogram,
     pub(crate) drift: Family<DriftLabels, Counter>,
     /// 1 while this process runs the controllers: it holds the Lease (or runs without leader
@@ -132,6 +156,8 @@ impl Metrics {
             list_inconsistent: Counter::default(),
             routes_synced: Family::default(),
             routes_cleanup_blocked: Gauge::default(),
+            account_credentials_failing: Family::default(),
+            failing_accounts: Mutex::default(),
             // 1 s to over 4.5 h: a gateway busy with thousands of changes takes hours.
             time_to_ready: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             drift: Family::default(),
@@ -148,17 +174,19 @@ impl Metrics {
         register! { r;
             "reconciles", "Reconciles by result", m.reconciles;
             "reconcile_duration_seconds", "Reconcile duration", m.reconcile_duration;
-            "cloud_calls", "Cloud API calls by action and result code", m.cloud_calls;
+            "cloud_calls", "Cloud API calls by action, result code and account", m.cloud_calls;
             "cloud_call_duration_seconds", "Cloud API call latency by action", m.cloud_latency;
             "cloud_rate_limit_wait_seconds",
                 "Time each cloud API attempt waited for its account's client rate limiter, by \
                  priority class",
                 m.rate_limit_wait;
             "routes", "VpnPbrRoute objects by readiness", m.routes;
-            "gateway_queue_depth", "Mutations waiting or in flight per gateway", m.queue_depth;
+            "gateway_queue_depth",
+                "Mutations waiting or in flight per gateway (and the account of its calls)",
+                m.queue_depth;
             "gateways_stalled",
                 "Gateways whose waiting changes wait on reads that keep failing (3 in a row over \
-                 5 s), by the read (status or list)",
+                 5 s), by the read (status or list) and account",
                 m.gateways_stalled;
             "list_inconsistent",
                 "Entry lists given up on because their pages kept changing (ListInconsistent): \
@@ -169,6 +197,10 @@ impl Metrics {
                 "VpnPbrRoute objects being deleted whose cloud entry cannot be deleted until \
                  someone acts (CleanupBlocked)",
                 m.routes_cleanup_blocked;
+            "account_credentials_failing",
+                "1 for each VpnAccount whose credentials fail (Ready=False: AssumeRole or \
+                 GetCallerIdentity refused, its Secret unusable), by the reason",
+                m.account_credentials_failing;
             "route_time_to_ready_seconds",
                 "Time from a route's creation to its first Ready=True (as far as this process saw)",
                 m.time_to_ready;
@@ -284,6 +316,38 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The accounts' gauge from the watch cache's copies: 1 for each account whose status
+    /// says its credentials fail, with the reason; the series of an account that works again,
+    /// changed its reason or is gone are dropped (not set to 0), so that the account names
+    /// exported are only those failing now.
+    pub(crate) fn accounts_seen<'a>(&self, accounts: impl IntoIterator<Item = &'a VpnAccount>) {
+        let now: HashSet<AccountLabels> = accounts
+            .into_iter()
+            .filter_map(|a| {
+                let reason = account_status::credentials_failing(a.status.as_ref())?;
+                Some(AccountLabels {
+                    account: a.name_any(),
+                    reason: reason.to_owned(),
+                })
+            })
+            .collect();
+        let mut before = self
+            .failing_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for gone in before.difference(&now) {
+            self.account_credentials_failing.remove(gone);
+        }
+        for labels in &now {
+            self.account_credentials_failing
+                .get_or_create(labels)
+                .set(1);
+        }
+        *before = now;
+    }
+}
+
 /// Routes by the value of one condition.
 #[derive(Default)]
 struct RouteCounts {
@@ -360,6 +424,7 @@ impl CallObserver for CloudCallMetrics {
             .get_or_create(&CallLabels {
                 action: call.action.to_owned(),
                 code: call.code.to_owned(),
+                account: call.account.to_owned(),
             })
             .inc();
         self.0
@@ -635,6 +700,56 @@ mod tests {
         }
     }
 
+    /// Account `name` whose `Ready` is `status` for `reason`.
+    fn account(name: &str, status: &str, reason: &str) -> VpnAccount {
+        serde_json::from_value(json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnAccount",
+            "metadata": {"name": name},
+            "spec": {"credentials": {"operatorIdentity": {}}, "namespaceSelector": {}},
+            "status": {"routes": 0, "conditions": [{"type": "Ready", "status": status,
+                "reason": reason, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        }))
+        .expect("account")
+    }
+
+    #[test]
+    fn accounts_whose_credentials_fail_are_exported_while_they_do() {
+        let (registry, m) = registered();
+        let failing = |name: &str, reason: &str| {
+            format!(
+                r#"vpn_pbr_account_credentials_failing{{account="{name}",reason="{reason}"}} 1"#
+            )
+        };
+        m.accounts_seen(&[
+            account("team-a", "False", "NoPermission"),
+            account("team-b", "True", "Available"),
+            account("team-c", "False", "AccountInUse"),
+            account("team-d", "Unknown", "Creating"),
+        ]);
+        let text = encoded(&registry);
+        has_line(&text, &failing("team-a", "NoPermission"));
+        for name in ["team-b", "team-c", "team-d"] {
+            assert!(!text.contains(&format!(r#"account="{name}""#)), "{text}");
+        }
+        // Another reason replaces the series; an account that works again, or is gone, has none.
+        m.accounts_seen(&[
+            account("team-a", "False", "EntityNotExist.Role"),
+            account("team-b", "False", "CredentialsUnavailable"),
+        ]);
+        let text = encoded(&registry);
+        has_line(&text, &failing("team-a", "EntityNotExist.Role"));
+        has_line(&text, &failing("team-b", "CredentialsUnavailable"));
+        assert!(!text.contains("NoPermission"), "{text}");
+        m.accounts_seen(&[account("team-a", "True", "Available")]);
+        let text = encoded(&registry);
+        // No series left: the family is not even declared then (tests/monitoring.rs sees it
+        // exported by an operator with a failing account).
+        assert!(
+            !text.contains("vpn_pbr_account_credentials_failing"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn build_info_and_leader_are_exported_from_the_start() {
         let (registry, m) = registered();
@@ -652,7 +767,7 @@ mod tests {
     }
 
     #[test]
-    fn the_limiter_wait_of_each_attempt_is_recorded_by_class() {
+    fn each_attempt_is_counted_and_its_limiter_wait_recorded_by_account_and_class() {
         let (registry, m) = registered();
         let observer = CloudCallMetrics(m);
         for (priority, account, wait_ms) in [
@@ -681,6 +796,8 @@ mod tests {
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="background",account=""} 2"#,
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_count{priority="mutation",account=""} 1"#,
             r#"vpn_pbr_cloud_rate_limit_wait_seconds_sum{priority="background",account="tenant-b"} 0.25"#,
+            r#"vpn_pbr_cloud_calls_total{action="DescribeVpnPbrRouteEntries",code="Success",account=""} 3"#,
+            r#"vpn_pbr_cloud_calls_total{action="DescribeVpnPbrRouteEntries",code="Success",account="tenant-b"} 1"#,
         ] {
             has_line(&text, line);
         }

@@ -6,6 +6,7 @@ pub(crate) mod accounts;
 pub(crate) mod backoff;
 pub(crate) mod cached;
 pub(crate) mod context;
+pub(crate) mod credentials;
 pub(crate) mod decide;
 pub(crate) mod duplicates;
 pub(crate) mod entries;

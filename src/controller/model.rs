@@ -25,6 +25,9 @@ pub struct CredentialsHandle {
     /// (`alicloud_vpc_client::DEFAULT_ACCOUNT`) for the operator's identity and route Secrets.
     /// The cloud's flow control is per account, so each account has its own.
     pub(crate) account: String,
+    /// The account's own API rate (`VpnAccount` `spec.apiRate`) for its limiter; `None`: the
+    /// operator's `--api-rate`.
+    pub(crate) api_rate: Option<f64>,
     pub provider: Arc<dyn CredentialsProvider>,
 }
 
@@ -248,8 +251,10 @@ impl Mutation {
         }
     }
 
-    /// Whether `entries` (a list read from the cloud) show this change applied.
-    pub(crate) fn reflected_in(&self, entries: &[Entry]) -> bool {
+    /// Whether `entries` (a list read from the cloud) show this change applied. `created` is
+    /// the entry a create's answer named: only that entry shows it (a list that lags may still
+    /// show an older entry under the same key, deleted since).
+    pub(crate) fn reflected_in(&self, entries: &[Entry], created: Option<&Entry>) -> bool {
         let r = self.route();
         let found = entries
             .iter()
@@ -257,7 +262,9 @@ impl Mutation {
         match (self, found) {
             (Self::Delete { .. }, found) => found.is_none(),
             (_, None) => false,
-            (Self::Create { .. }, Some(_)) => true,
+            (Self::Create { .. }, Some(e)) => {
+                created.is_none_or(|c| c.create_time == 0 || c.create_time == e.create_time)
+            }
             (
                 Self::ModifyAttribute {
                     new_weight,

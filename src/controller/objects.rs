@@ -128,6 +128,25 @@ impl KubeObjects {
     }
 }
 
+/// The labels and data of Secret `name` of `api` (`None` when it does not exist).
+pub(crate) fn read_secret(
+    api: Api<Secret>,
+    name: &str,
+) -> ObjectFuture<'static, Option<SecretObject>> {
+    let name = name.to_owned();
+    Box::pin(async move {
+        Ok(api.get_opt(&name).await?.map(|s| SecretObject {
+            labels: s.metadata.labels.unwrap_or_default(),
+            data: s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
+        }))
+    })
+}
+
 /// The server-side apply of a whole status, with the copy's resourceVersion as a precondition:
 /// the write is refused (409) if the object changed since `route` was read.
 fn status_patch(route: &VpnPbrRoute, status: &VpnPbrRouteStatus) -> serde_json::Value {
@@ -143,6 +162,13 @@ fn status_patch(route: &VpnPbrRoute, status: &VpnPbrRouteStatus) -> serde_json::
 }
 
 /// Treats "not found" as done: the object is gone, so there is nothing left to change.
+/// Whether the API server refused a create because its namespace is being deleted (a 403
+/// whose cause is `NamespaceTerminating`).
+fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403
+        && s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
+}
+
 fn gone_is_ok<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
     match r {
         Ok(_) => Ok(()),
@@ -245,24 +271,18 @@ impl ObjectPort for KubeObjects {
                 .create(&PostParams::default(), &event)
                 .await
             {
-                tracing::warn!(route = %route.name_any(), error = %e, "could not publish event");
+                if namespace_terminating(&e) {
+                    // The route goes with its namespace: no one will read the event.
+                    tracing::debug!(route = %route.name_any(), "no event: namespace terminating");
+                } else {
+                    tracing::warn!(route = %route.name_any(), error = %e, "could not publish event");
+                }
             }
         })
     }
 
     fn secret(&self, namespace: &str, name: &str) -> ObjectFuture<'_, Option<SecretObject>> {
-        let secret = self.read::<Secret>(namespace, name);
-        Box::pin(async move {
-            Ok(secret.await?.map(|s| SecretObject {
-                labels: s.metadata.labels.unwrap_or_default(),
-                data: s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect(),
-            }))
-        })
+        read_secret(Api::namespaced(self.client.clone(), namespace), name)
     }
 
     fn older_claim(&self, route: &VpnPbrRoute) -> Option<String> {
@@ -312,6 +332,28 @@ fn event_of(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_terminating_namespace_silences_a_failed_event() {
+        // As the API server answers a create in a namespace being deleted.
+        let refusal = |cause: &str| -> kube::Error {
+            kube::Error::Api(
+                serde_json::from_value(serde_json::json!({
+                    "status": "Failure", "code": 403, "reason": "Forbidden",
+                    "message": "events is forbidden: unable to create new content in namespace t because it is being terminated",
+                    "details": {"name": "t", "kind": "namespaces",
+                                "causes": [{"reason": cause, "message": "namespace t is being terminated", "field": "metadata.namespace"}]}
+                }))
+                .expect("status"),
+            )
+        };
+        assert!(super::namespace_terminating(&refusal(
+            "NamespaceTerminating"
+        )));
+        assert!(!super::namespace_terminating(&refusal(
+            "FieldValueForbidden"
+        )));
+    }
+
     use super::*;
     use crate::controller::reason::Reason;
 

@@ -57,12 +57,28 @@ pub(crate) const LIST_LAG_MAX: Duration = Duration::from_secs(30);
 pub(crate) const STALL_READS: u32 = 3;
 pub(crate) const STALL_AFTER: Duration = Duration::from_secs(5);
 
-/// Gateways that share what they learn of their update time: one region and specification
-/// (the specification `None` when the gateway's answer had none).
+/// Gateways that share what they learn of their update time: one region, one account and one
+/// specification (the specification `None` when the gateway's answer had none).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Peers {
     pub(crate) region_id: String,
+    /// The account key of the gateways' rate limiter (`CredentialsHandle::account`). The
+    /// gateway that probes for its peers spends its own account's rate and waits at its
+    /// limiter, and its peers wait for that probe: gateways of another account must neither pay
+    /// for it nor wait behind another account's throttling.
+    pub(crate) account: String,
     pub(crate) spec: Option<String>,
+}
+
+impl Peers {
+    /// The peers of the gateway of `scope`, of specification `spec`.
+    pub(crate) fn of(scope: &Scope, spec: Option<String>) -> Self {
+        Self {
+            region_id: scope.region_id.clone(),
+            account: scope.credentials.account.clone(),
+            spec,
+        }
+    }
 }
 
 /// What each region (and specification) learned of its gateways' update time.
@@ -101,7 +117,7 @@ pub(crate) enum Command {
     ReadStatus { scope: Scope, class: Priority },
     /// Read the whole entry list now; the answer is `Event::ListRead`.
     ReadList(Scope),
-    /// Find the gateway's region and specification; the answer is `Event::Peers`.
+    /// Find the gateway's region, account and specification; the answer is `Event::Peers`.
     LearnPeers(Scope),
     /// Tell the read cache of an accepted change.
     CacheApply {
@@ -786,6 +802,7 @@ impl GatewayQueue {
         for (owner, job) in &mut self.jobs {
             let with_entry = answered_with_entry(&job.state);
             let JobState::Accepted {
+                ref accepted,
                 seq,
                 at,
                 ref mut listed,
@@ -798,7 +815,7 @@ impl GatewayQueue {
             if seq > confirmed || *listed {
                 continue;
             }
-            if job.mutation.reflected_in(&list) {
+            if job.mutation.reflected_in(&list, accepted.entry.as_ref()) {
                 *listed = true;
                 woken.push(owner.clone());
                 continue;

@@ -242,11 +242,30 @@ fn refuses_an_entry(d: &Decision) -> bool {
 /// Whether what decisions depend on (spec, annotations, deletion) changed on the API server
 /// since `route` was observed; our own finalizer and status writes do not count.
 async fn changed_meanwhile(route: &VpnPbrRoute, ctx: &Context) -> Result<bool, Failed> {
-    Ok(newest_copy(route, ctx).await?.is_none_or(|f| {
-        f.metadata.generation != route.metadata.generation
-            || f.metadata.annotations != route.metadata.annotations
-            || f.metadata.deletion_timestamp != route.metadata.deletion_timestamp
-    }))
+    Ok(newest_copy(route, ctx)
+        .await?
+        .is_none_or(|fresh| decisions_changed(route, &fresh)))
+}
+
+/// Annotation `kubectl apply` writes: never read by decisions, so the cache drops it
+/// (runner.rs `trim`).
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Whether `fresh` differs from the cached `seen` in what decisions read: generation (the
+/// spec), annotations (the cache's copy has no `LAST_APPLIED`) and deletion.
+fn decisions_changed(seen: &VpnPbrRoute, fresh: &VpnPbrRoute) -> bool {
+    let read = |r: &VpnPbrRoute| -> Vec<(String, String)> {
+        r.metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != LAST_APPLIED)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    fresh.metadata.generation != seen.metadata.generation
+        || read(fresh) != read(seen)
+        || fresh.metadata.deletion_timestamp != seen.metadata.deletion_timestamp
 }
 
 /// Whether the watch cache's copy of the route is older than the API server's.
@@ -560,6 +579,46 @@ mod tests {
             Action::await_change(),
             "on the wire: its answer wakes it"
         );
+    }
+
+    #[test]
+    fn only_what_decisions_read_counts_as_changed_meanwhile() {
+        let annotated = |pairs: &[(&str, &str)]| {
+            let mut r: VpnPbrRoute = serde_json::from_value(serde_json::json!({
+                "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+                "metadata": {"name": "r", "namespace": "ns"},
+                "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
+                         "routeSource": "192.168.1.0/24", "routeDest": "10.0.0.0/16",
+                         "nextHop": "vco-1", "weight": 100, "publishVpc": false}
+            }))
+            .expect("route");
+            r.metadata.generation = Some(1);
+            r.metadata.annotations = Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            r
+        };
+        // The cache's copy lacks the annotation kubectl apply writes: not a change.
+        let cached = annotated(&[]);
+        let applied = annotated(&[(LAST_APPLIED, "{}")]);
+        assert!(!decisions_changed(&cached, &applied));
+        let paused = annotated(&[
+            (LAST_APPLIED, "{}"),
+            (crate::api::v1alpha1::PAUSED_ANNOTATION, "true"),
+        ]);
+        assert!(decisions_changed(&cached, &paused));
+        let mut edited = applied.clone();
+        edited.metadata.generation = Some(2);
+        assert!(decisions_changed(&cached, &edited));
+        let mut deleted = applied;
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().expect("time"),
+            ));
+        assert!(decisions_changed(&cached, &deleted));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::model::CredentialsHandle;
 use crate::api::v1alpha1::AssumeRole;
@@ -20,14 +21,18 @@ const SESSION_NAME: &str = "vpn-pbr-operator";
 #[derive(Clone, Default)]
 pub struct RoleSessions {
     factory: Option<VpcClientFactory>,
+    /// The length of each session (`DurationSeconds`).
+    duration: Duration,
     sessions: Arc<Mutex<HashMap<String, CredentialsHandle>>>,
 }
 
 impl RoleSessions {
-    /// Sessions whose AssumeRole calls go through `factory`'s HTTP pool to its STS endpoint.
-    pub(crate) fn new(factory: VpcClientFactory) -> Self {
+    /// Sessions of `duration` whose AssumeRole calls go through `factory`'s HTTP pool to its
+    /// STS endpoint.
+    pub(crate) fn new(factory: VpcClientFactory, duration: Duration) -> Self {
         Self {
             factory: Some(factory),
+            duration,
             sessions: Arc::default(),
         }
     }
@@ -54,7 +59,8 @@ impl RoleSessions {
             return Ok(handle.clone());
         }
         let sts = factory.sts_url_for(region).map_err(|e| e.to_string())?;
-        let mut config = AssumeRoleConfig::new(&role.role_arn, session, sts);
+        let mut config =
+            AssumeRoleConfig::new(&role.role_arn, session, sts).with_duration(self.duration);
         if let Some(id) = &role.external_id {
             config = config.with_external_id(id);
         }
@@ -62,6 +68,7 @@ impl RoleSessions {
         let handle = CredentialsHandle {
             key: key.clone(),
             account: account.to_owned(),
+            api_rate: None,
             provider: Arc::new(provider),
         };
         Ok(lock(&self.sessions).entry(slot).or_insert(handle).clone())

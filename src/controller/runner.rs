@@ -234,6 +234,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
     tokio::spawn(readiness(stores.clone(), rt.health.clone()));
     tokio::spawn(gauges(
         stores,
+        tenancy.clone(),
         scheduler.clone(),
         rt.metrics.clone(),
         shutdown.clone(),
@@ -331,7 +332,7 @@ fn wake_routes(
 fn trim(route: &mut VpnPbrRoute) {
     route.metadata.managed_fields = None;
     if let Some(a) = route.metadata.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        a.remove(super::reconcile::LAST_APPLIED);
     }
     if let Some(f) = route.metadata.finalizers.as_mut() {
         f.shrink_to_fit();
@@ -366,6 +367,7 @@ async fn readiness(stores: Vec<kube::runtime::reflector::Store<VpnPbrRoute>>, he
 
 async fn gauges(
     stores: Vec<kube::runtime::reflector::Store<VpnPbrRoute>>,
+    tenancy: Tenancy,
     scheduler: Scheduler,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -381,20 +383,23 @@ async fn gauges(
             .flat_map(kube::runtime::reflector::Store::state)
             .collect();
         metrics.routes_seen(routes.iter().map(AsRef::as_ref));
-        for (gw, depth) in scheduler.depths() {
+        metrics.accounts_seen(tenancy.accounts().iter().map(AsRef::as_ref));
+        for (gw, account, depth) in scheduler.depths() {
             metrics
                 .queue_depth
                 .get_or_create(&GatewayLabels {
                     region: gw.region_id.clone(),
                     gateway: gw.vpn_gateway_id.clone(),
+                    account,
                 })
                 .set(i64::try_from(depth).unwrap_or(i64::MAX));
         }
-        for (read, n) in scheduler.stalls() {
+        for (account, read, n) in scheduler.stalls() {
             metrics
                 .gateways_stalled
                 .get_or_create(&StallLabels {
                     read: read.to_owned(),
+                    account,
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }

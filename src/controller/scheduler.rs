@@ -12,7 +12,7 @@
 //! Lock order: the gateway map or the owner index alone; a gateway's queue, then the shared
 //! estimates (`regions`), never the other way round.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,7 @@ use super::model::{GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
 use super::queue::{Command, Event, Forgot, GatewayQueue, Peers, Regions};
 use crate::sync::lock;
-use alicloud_vpc_client::with_priority;
+use alicloud_vpc_client::{DEFAULT_ACCOUNT, with_priority};
 
 /// Tuning of the scheduler.
 #[derive(Clone, Debug)]
@@ -48,6 +48,8 @@ impl Default for SchedulerConfig {
 struct Lane {
     /// Shared by the owner index, so 10,000 routes do not hold 10,000 copies of it.
     key: Arc<GatewayKey>,
+    /// The account key of its first job's credentials (for the metrics' `account` label).
+    account: String,
     queue: Mutex<GatewayQueue>,
     wake: Notify,
 }
@@ -101,7 +103,7 @@ impl Scheduler {
     }
 
     /// The gateway's lane, made (with its worker) if it has none yet.
-    fn lane_or_start(&self, key: &GatewayKey) -> Arc<Lane> {
+    fn lane_or_start(&self, key: &GatewayKey, account: &str) -> Arc<Lane> {
         let mut map = lock(&self.inner.lanes);
         if let Some(l) = map.get(key) {
             return l.clone();
@@ -109,6 +111,7 @@ impl Scheduler {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let lane = Arc::new(Lane {
             key: Arc::new(key.clone()),
+            account: account.to_owned(),
             queue: Mutex::new(GatewayQueue::new(id, self.inner.config.enabled)),
             wake: Notify::new(),
         });
@@ -140,7 +143,7 @@ impl Scheduler {
             // Its change for the other gateway (other credentials) is still on the wire.
             return;
         }
-        let lane = self.lane_or_start(&key);
+        let lane = self.lane_or_start(&key, &scope.credentials.account);
         lock(&self.inner.owners).insert(owner.clone(), lane.key.clone());
         if lock(&lane.queue).submit(owner, scope, mutation, generation) {
             lane.wake.notify_one();
@@ -194,26 +197,33 @@ impl Scheduler {
             .sum()
     }
 
-    /// Gateways whose changes wait on reads that keep failing, by the read (for the metric).
-    pub(crate) fn stalls(&self) -> [(&'static str, usize); 2] {
+    /// Gateways whose changes wait on reads that keep failing, by account and read (for the
+    /// metric): `(account, read, gateways)` for every account with a gateway and the default
+    /// account, zeros included (lanes are never dropped, so no account's count goes stale).
+    pub(crate) fn stalls(&self) -> Vec<(String, &'static str, usize)> {
         let now = Instant::now();
-        let (mut status, mut list) = (0, 0);
+        let mut by_account = BTreeMap::from([(DEFAULT_ACCOUNT.to_owned(), (0, 0))]);
         for (_, lane) in self.inner.lanes() {
             let (s, l) = lock(&lane.queue).stalled_reads(now);
-            status += usize::from(s);
-            list += usize::from(l);
+            let (status, list) = by_account.entry(lane.account.clone()).or_default();
+            *status += usize::from(s);
+            *list += usize::from(l);
         }
-        [("status", status), ("list", list)]
+        by_account
+            .into_iter()
+            .flat_map(|(account, (s, l))| [(account.clone(), "status", s), (account, "list", l)])
+            .collect()
     }
 
-    /// Jobs waiting or in flight per gateway (for the queue-depth metric).
-    pub(crate) fn depths(&self) -> Vec<(GatewayKey, usize)> {
+    /// Jobs waiting or in flight per gateway, with the account of its calls (for the
+    /// queue-depth metric).
+    pub(crate) fn depths(&self) -> Vec<(GatewayKey, String, usize)> {
         self.inner
             .lanes()
             .into_iter()
             .map(|(k, l)| {
                 let n = lock(&l.queue).depth();
-                (k, n)
+                (k, l.account.clone(), n)
             })
             .collect()
     }
@@ -368,17 +378,14 @@ impl Worker {
         }
     }
 
-    /// Whom this gateway shares its update time with: its region and specification, from
-    /// the facts the routes read (cached; read once if not).
+    /// Whom this gateway shares its update time with: its region, account and specification,
+    /// from the facts the routes read (cached; read once if not).
     async fn peers(&self, scope: &Scope) -> Peers {
         let spec = match self.inner.cache.facts(scope, Duration::MAX).await {
             Ok(facts) => facts.spec,
             Err(_) => None,
         };
-        Peers {
-            region_id: scope.region_id.clone(),
-            spec,
-        }
+        Peers::of(scope, spec)
     }
 }
 
@@ -738,18 +745,38 @@ mod tests {
         per_gateway: usize,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Duration {
-        let ids: Vec<String> = (0..gateways.len()).map(|g| format!("vpn-{g}")).collect();
+        drive_in(gateways, &[""], per_gateway, limiter).await.0
+    }
+
+    /// Gateway `vpn-<g>` in account `accounts[g % accounts.len()]` (its own credentials).
+    fn scope_in(g: usize, accounts: &[&str]) -> Scope {
+        let account = accounts[g % accounts.len()];
+        let mut scope = scope_of(&format!("vpn-{g}"));
+        if !account.is_empty() {
+            scope.credentials.key = format!("secret:{account}");
+            scope.credentials.account = account.to_owned();
+        }
+        scope
+    }
+
+    /// [`drive_limited`] with gateway `g` in account `accounts[g % accounts.len()]`; also
+    /// returns the scheduler, for what it learned.
+    async fn drive_in(
+        gateways: &[Arc<FakeGateway>],
+        accounts: &[&str],
+        per_gateway: usize,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> (Duration, Scheduler) {
+        let scopes: Vec<Scope> = (0..gateways.len()).map(|g| scope_in(g, accounts)).collect();
+        let ids: Vec<String> = scopes.iter().map(|s| s.vpn_gateway_id.clone()).collect();
         let region = FakeRegion {
             gateways: ids.iter().cloned().zip(gateways.iter().cloned()).collect(),
             limiter,
         };
         let cloud: Arc<dyn CloudPort> = Arc::new(region);
         let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
-        for (id, g) in ids.iter().zip(gateways) {
-            cache
-                .facts(&scope_of(id), Duration::MAX)
-                .await
-                .expect("facts");
+        for (scope, g) in scopes.iter().zip(gateways) {
+            cache.facts(scope, Duration::MAX).await.expect("facts");
             *g.reads.lock().unwrap() = 0;
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -762,9 +789,9 @@ mod tests {
         );
         let start = Instant::now();
         for i in 0..per_gateway {
-            for (g, id) in ids.iter().enumerate() {
+            for (g, scope) in scopes.iter().enumerate() {
                 let n = g * 1000 + i;
-                sched.submit(&owner(n), &scope_of(id), publish(n), Some(1));
+                sched.submit(&owner(n), scope, publish(n), Some(1));
             }
         }
         let mut confirmed = 0;
@@ -781,7 +808,7 @@ mod tests {
                 confirmed += 1;
             }
         }
-        start.elapsed()
+        (start.elapsed(), sched)
     }
 
     fn count(m: &StdMutex<usize>) -> usize {
@@ -836,6 +863,51 @@ mod tests {
         for g in &gateways {
             assert_eq!(count(&g.max_in_flight), 1);
         }
+    }
+
+    /// Gateways of one region and specification share what they learn only within their
+    /// account: a prober's reads wait at its own account's limiter.
+    #[tokio::test(start_paused = true)]
+    async fn gateways_of_one_region_and_spec_learn_together_only_within_an_account() {
+        let t = Duration::from_secs(2);
+        let accounts = ["team-a", "team-b", ""];
+        let gateways: Vec<_> = (0..6).map(|_| FakeGateway::new(t, None)).collect();
+        let (_, sched) = drive_in(&gateways, &accounts, 5, None).await;
+        let mut learned: Vec<(String, String, Option<String>)> = lock(&sched.inner.regions)
+            .keys()
+            .map(|p| (p.region_id.clone(), p.account.clone(), p.spec.clone()))
+            .collect();
+        learned.sort();
+        let region = |account: &str| ("cn-hangzhou".to_owned(), account.to_owned(), None);
+        assert_eq!(learned, [region(""), region("team-a"), region("team-b")]);
+        let mut lanes = sched.inner.lanes();
+        lanes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(lanes.len(), gateways.len());
+        for (key, lane) in lanes {
+            let g: usize = key.vpn_gateway_id["vpn-".len()..].parse().expect("vpn-<g>");
+            let peers = lock(&lane.queue).peers().cloned().expect("peers learned");
+            assert_eq!(peers, Peers::of(&scope_in(g, &accounts), None), "{key}");
+        }
+        // The metrics name each gateway's account.
+        let mut depths: Vec<_> = sched
+            .depths()
+            .into_iter()
+            .map(|(key, account, n)| (key.vpn_gateway_id, account, n))
+            .collect();
+        depths.sort();
+        let want: Vec<_> = (0..gateways.len())
+            .map(|g| (format!("vpn-{g}"), accounts[g % 3].to_owned(), 0))
+            .collect();
+        assert_eq!(depths, want);
+        let stalls: Vec<_> = accounts
+            .iter()
+            .flat_map(|a| [(a.to_string(), "status", 0), (a.to_string(), "list", 0)])
+            .collect();
+        let mut got = sched.stalls();
+        got.sort();
+        let mut want = stalls;
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1051,6 +1123,11 @@ mod tests {
         assert!(
             failed >= STALL_READS as usize,
             "told after {failed} failed reads"
+        );
+        assert_eq!(
+            sched.stalls(),
+            [(String::new(), "status", 1), (String::new(), "list", 0)],
+            "the metric counts the gateway, in its account"
         );
         assert!(Instant::now() - failing_since >= STALL_AFTER);
         assert!(

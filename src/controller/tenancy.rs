@@ -72,6 +72,11 @@ impl Tenancy {
         self.accounts.as_ref()?.get(&ObjectRef::new(name))
     }
 
+    /// Every account in the cache (none in the simulation).
+    pub(crate) fn accounts(&self) -> Vec<Arc<VpnAccount>> {
+        self.accounts.as_ref().map(Store::state).unwrap_or_default()
+    }
+
     /// The Namespace named `name`, from the cache.
     pub(crate) fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.namespaces.as_ref()?.get(&ObjectRef::new(name))

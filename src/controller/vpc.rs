@@ -30,6 +30,9 @@ impl VpcPort {
     }
 
     fn client(&self, scope: &Scope) -> Result<VpcClient, CloudError> {
+        // Before every call, so that a changed `apiRate` reaches the clients made already.
+        self.factory
+            .set_account_rate(&scope.credentials.account, scope.credentials.api_rate);
         let key = (
             scope.region_id.clone(),
             scope.credentials.key.clone(),

@@ -111,25 +111,7 @@ impl CliEnv {
 
     /// Runs the operator binary with a subcommand, with the emulator's key and endpoint.
     pub fn cli(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(super::operator_binary());
-        cmd.args(args)
-            .args(["--endpoint", &self.emu.url])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
-            .stdin(Stdio::null());
-        let out = cmd.output().expect("run vpn-pbr-operator");
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(
-            !run.stdout.contains(KEY_SECRET) && !run.stderr.contains(KEY_SECRET),
-            "the secret was printed"
-        );
-        run
+        run_cli(&self.emu.url, args)
     }
 
     /// `plan` with `-o json`: the exit code and the report.
@@ -203,6 +185,30 @@ impl Drop for CliEnv {
     fn drop(&mut self) {
         self.stop_operator();
     }
+}
+
+/// Runs the operator binary with a subcommand against the emulator at `endpoint`, with the
+/// emulator's default key as its own credentials.
+pub fn run_cli(endpoint: &str, args: &[&str]) -> Run {
+    let mut cmd = Command::new(super::operator_binary());
+    cmd.args(args)
+        .args(["--endpoint", endpoint])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+        .stdin(Stdio::null());
+    let out = cmd.output().expect("run vpn-pbr-operator");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !run.stdout.contains(KEY_SECRET) && !run.stderr.contains(KEY_SECRET),
+        "the secret was printed"
+    );
+    run
 }
 
 /// The route `name` as YAML, with these annotations (an object; `{}` for none).

@@ -164,3 +164,44 @@ where
     })
     .await?
 }
+
+/// Deletes Namespace `ns` and does what the namespace controller would (this control plane
+/// runs none): deletes its Secrets first (they have no finalizer, so a route's cleanup finds
+/// them gone) and its routes, waits up to `timeout` until the routes are gone (every
+/// finalizer let go), then finalizes the Namespace and waits until it is gone.
+pub async fn delete_namespace(
+    client: &kube::Client,
+    ns: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+    use vpn_pbr_operator::api::v1alpha1::VpnPbrRoute;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let (delete, all) = (DeleteParams::default(), ListParams::default());
+    namespaces.delete(ns, &delete).await?;
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .delete_collection(&delete, &all)
+        .await?;
+    let routes: Api<VpnPbrRoute> = Api::namespaced(client.clone(), ns);
+    routes.delete_collection(&delete, &all).await?;
+    eventually_ok(timeout, &format!("the routes of {ns} gone"), || {
+        let routes = routes.clone();
+        let all = all.clone();
+        async move { Ok(routes.list(&all).await?.items.is_empty().then_some(())) }
+    })
+    .await?;
+    // What the namespace controller does once the content is gone.
+    let mut finalized = namespaces.get(ns).await?;
+    if let Some(spec) = finalized.spec.as_mut() {
+        spec.finalizers = None;
+    }
+    namespaces
+        .replace_subresource("finalize", ns, &PostParams::default(), &finalized)
+        .await?;
+    eventually_ok(timeout, &format!("namespace {ns} gone"), || {
+        let namespaces = namespaces.clone();
+        async move { Ok(namespaces.get_opt(ns).await?.is_none().then_some(())) }
+    })
+    .await
+}

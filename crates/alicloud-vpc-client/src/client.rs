@@ -97,12 +97,10 @@ impl Shared {
     /// The limiter of `account`, made on first use with the factory's settings.
     fn limiter(&self, account: &str) -> Arc<RateLimiter> {
         let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(l) = limiters.get(account) {
-            return l.clone();
-        }
-        let l = Arc::new(RateLimiter::new(self.config.rate_limit));
-        limiters.insert(account.to_owned(), l.clone());
-        l
+        limiters
+            .entry(account.to_owned())
+            .or_insert_with(|| Arc::new(RateLimiter::new(self.config.rate_limit)))
+            .clone()
     }
 }
 
@@ -156,6 +154,17 @@ impl VpcClientFactory {
     /// The rate limiter of the clients of `account` (made now if none has been yet).
     pub fn account_rate_limiter(&self, account: &str) -> Arc<RateLimiter> {
         self.shared.limiter(account)
+    }
+
+    /// Sets the calls per second of `account`'s limiter while nothing is throttled: `Some`
+    /// its own rate (the cloud's flow control is per account, and accounts differ), `None`
+    /// the factory's (`ClientConfig::rate_limit`). The limiter is made now if none has been
+    /// yet; on an existing one the new rate applies to its clients and waiting calls at once
+    /// ([`RateLimiter::set_max_rate`]), which keep their [`Priority`] order. Cheap when the
+    /// rate is unchanged, so a caller may set it before every call.
+    pub fn set_account_rate(&self, account: &str, max_rate: Option<f64>) {
+        let rate = max_rate.unwrap_or(self.shared.config.rate_limit.max_rate);
+        self.shared.limiter(account).set_max_rate(rate);
     }
 
     /// The STS endpoint of `region` in this factory's settings (`ClientConfig::sts_endpoint`),
@@ -858,6 +867,38 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(client.account(), "tenant-a");
         assert!(Arc::ptr_eq(&client.inner.limiter, &a));
+    }
+
+    #[test]
+    fn each_account_key_has_its_own_rate() {
+        let factory = rate_limited_factory(10.0, 1.0);
+        factory.set_account_rate("tenant-a", Some(2.0));
+        factory.set_account_rate("tenant-b", Some(50.0));
+        let creds: Arc<dyn CredentialsProvider> = Arc::new(crate::StaticCredentials::new(
+            crate::Credentials::new("AKID", "secret"),
+        ));
+        let max_rate = |account: &str| {
+            let client = factory
+                .client_for_account(account, "cn-hangzhou", creds.clone())
+                .unwrap();
+            (
+                client.inner.limiter.max_rate(),
+                client.inner.limiter.current_rate(),
+            )
+        };
+        assert_eq!(max_rate("tenant-a"), (2.0, 2.0));
+        assert_eq!(max_rate("tenant-b"), (50.0, 50.0));
+        assert_eq!(max_rate("tenant-c"), (10.0, 10.0), "the factory's rate");
+        assert_eq!(max_rate(DEFAULT_ACCOUNT), (10.0, 10.0));
+        // A changed rate reaches the clients made before; `None` goes back to the factory's.
+        let a = factory
+            .client_for_account("tenant-a", "cn-hangzhou", creds.clone())
+            .unwrap();
+        factory.set_account_rate("tenant-a", Some(4.0));
+        assert_eq!(a.inner.limiter.max_rate(), 4.0);
+        factory.set_account_rate("tenant-a", None);
+        assert_eq!(a.inner.limiter.max_rate(), 10.0);
+        assert_eq!(max_rate("tenant-b"), (50.0, 50.0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -111,6 +111,13 @@ const EPSILON: f64 = 1e-9;
 struct State {
     tokens: f64,
     rate: f64,
+    /// The rate while nothing is throttled, and the floor (see [`RateLimiter::set_max_rate`]).
+    max_rate: f64,
+    min_rate: f64,
+    /// Tokens saved up at most: the configured burst, but never more than one second at the
+    /// maximum rate (the cloud's flow control counts calls per second, so a larger burst at a
+    /// low rate is throttled).
+    burst: f64,
     last: Instant,
     /// Waiters by (class, arrival): the first key is the one the next token goes to. Each
     /// holds the waker of its latest poll.
@@ -133,18 +140,33 @@ pub struct RateLimiter {
     state: Mutex<State>,
 }
 
+/// The rate while nothing is throttled and the floor, for `max_rate` calls per second: the
+/// configured floor, unless the maximum is lower.
+fn bounds(config: &RateLimitConfig, max_rate: f64) -> (f64, f64) {
+    let max_rate = max_rate.max(0.001);
+    (max_rate, config.min_rate.clamp(0.001, max_rate))
+}
+
+/// The burst at `max_rate`: the configured one, at most one second's worth (at least one call).
+fn burst_at(config: &RateLimitConfig, max_rate: f64) -> f64 {
+    config.burst.min(max_rate).max(1.0)
+}
+
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> Self {
-        let max_rate = config.max_rate.max(0.001);
+        let (max_rate, min_rate) = bounds(&config, config.max_rate);
         let config = RateLimitConfig {
             max_rate,
-            min_rate: config.min_rate.clamp(0.001, max_rate),
+            min_rate,
             burst: config.burst.max(1.0),
         };
         Self {
             state: Mutex::new(State {
-                tokens: config.burst,
+                tokens: burst_at(&config, max_rate),
                 rate: max_rate,
+                max_rate,
+                min_rate,
+                burst: burst_at(&config, max_rate),
                 last: Instant::now(),
                 waiters: BTreeMap::new(),
                 next_seq: 0,
@@ -158,7 +180,7 @@ impl RateLimiter {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(guard.last).as_secs_f64();
-        guard.tokens = (guard.tokens + elapsed * guard.rate).min(self.config.burst);
+        guard.tokens = (guard.tokens + elapsed * guard.rate).min(guard.burst);
         guard.last = now;
         f(&mut guard)
     }
@@ -175,12 +197,39 @@ impl RateLimiter {
         }
     }
 
+    /// Sets the rate while nothing is throttled (an account's own limit; the configured
+    /// floor and burst stay). A limiter running at its old maximum moves to the new one; a
+    /// throttled one keeps its rate, at most the new maximum, and recovers towards it. The
+    /// waiting calls keep their places: the first one's timer follows the new rate.
+    pub fn set_max_rate(&self, max_rate: f64) {
+        let (max_rate, min_rate) = bounds(&self.config, max_rate);
+        self.with_state(|s| {
+            if s.max_rate == max_rate {
+                return;
+            }
+            s.rate = if s.rate >= s.max_rate {
+                max_rate
+            } else {
+                s.rate.clamp(min_rate, max_rate)
+            };
+            (s.max_rate, s.min_rate) = (max_rate, min_rate);
+            s.burst = burst_at(&self.config, max_rate);
+            s.tokens = s.tokens.min(s.burst);
+            s.wake_head();
+        });
+    }
+
+    /// The rate while nothing is throttled, in calls per second.
+    pub fn max_rate(&self) -> f64 {
+        self.with_state(|s| s.max_rate)
+    }
+
     /// The cloud throttled us: halve the rate and drop any saved-up burst.
     pub fn on_throttled(&self) {
         // The first waiter's timer now fires early; it then sees the missing token and sleeps
         // again, so nobody needs waking here.
         self.with_state(|s| {
-            s.rate = (s.rate / 2.0).max(self.config.min_rate);
+            s.rate = (s.rate / 2.0).max(s.min_rate);
             s.tokens = s.tokens.min(0.0);
         });
     }
@@ -188,7 +237,7 @@ impl RateLimiter {
     /// A call got through: recover a twentieth of the full rate.
     pub fn on_success(&self) {
         self.with_state(|s| {
-            let rate = (s.rate + self.config.max_rate / 20.0).min(self.config.max_rate);
+            let rate = (s.rate + s.max_rate / 20.0).min(s.max_rate);
             if rate != s.rate {
                 s.rate = rate;
                 // The first waiter's token is due earlier now: let it move its timer.
@@ -395,6 +444,84 @@ mod tests {
             l.on_success();
         }
         assert!((l.current_rate() - 16.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_new_maximum_moves_a_full_rate_and_caps_a_throttled_one() {
+        let l = limiter(16.0, 4.0);
+        let rates = |l: &RateLimiter| (l.max_rate(), l.current_rate());
+        l.set_max_rate(4.0);
+        assert_eq!(rates(&l), (4.0, 4.0));
+        l.set_max_rate(32.0);
+        assert_eq!(
+            rates(&l),
+            (32.0, 32.0),
+            "unthrottled: straight to the new maximum"
+        );
+        l.on_throttled();
+        l.set_max_rate(64.0);
+        assert_eq!(rates(&l), (64.0, 16.0), "throttled: keeps its rate");
+        l.set_max_rate(8.0);
+        assert_eq!(rates(&l), (8.0, 8.0), "never above the maximum");
+        for _ in 0..100 {
+            l.on_success();
+        }
+        assert_eq!(rates(&l), (8.0, 8.0));
+        // Below the configured floor, the floor follows the maximum down and back up.
+        l.set_max_rate(0.5);
+        l.on_throttled();
+        assert_eq!(rates(&l), (0.5, 0.5));
+        l.set_max_rate(16.0);
+        for _ in 0..10 {
+            l.on_throttled();
+        }
+        assert_eq!(rates(&l), (16.0, 1.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_maximum_paces_the_waiting_calls_in_their_order() {
+        use Priority::*;
+        let l = limiter(10.0, 1.0);
+        drain(&l).await;
+        let (granted, handles) =
+            spawn_waiters(&l, &[(Background, "b"), (Progress, "p"), (Mutation, "m")]).await;
+        let start = Instant::now();
+        l.set_max_rate(2.0);
+        within_a_minute(async {
+            for h in handles {
+                h.await.unwrap();
+            }
+        })
+        .await;
+        let granted = granted.lock().unwrap().clone();
+        let got: Vec<_> = granted
+            .iter()
+            .map(|(label, at)| (*label, (*at - start).as_millis()))
+            .collect();
+        assert_eq!(got, [("m", 500), ("p", 1000), ("b", 1500)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_burst_is_at_most_one_second_at_the_rate() {
+        // Calls granted at once after an idle period.
+        async fn at_once(l: &RateLimiter) -> usize {
+            let start = Instant::now();
+            let mut n = 0;
+            while start.elapsed().is_zero() {
+                l.acquire(Priority::Progress).await;
+                n += 1;
+            }
+            n - 1
+        }
+        let l = limiter(10.0, 50.0);
+        assert_eq!(at_once(&l).await, 10);
+        // A lower rate set later lowers the burst too; a higher one restores the configured.
+        l.set_max_rate(4.0);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(at_once(&l).await, 4);
+        l.set_max_rate(200.0);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(at_once(&l).await, 50);
     }
 
     #[tokio::test(start_paused = true)]

@@ -42,6 +42,8 @@ struct Call {
     request_id: String,
     format: Format,
     action: &'static str,
+    /// The account of the calling key, once it is known (for the per-account counters).
+    account: Option<String>,
 }
 
 async fn api(
@@ -80,6 +82,7 @@ async fn api(
         request_id,
         format,
         action: "_unknown",
+        account: None,
     };
     if method != Method::GET && method != Method::POST {
         let err = ApiError::new(
@@ -159,6 +162,7 @@ async fn api(
     let Some(key) = key else {
         return fail(&emu, &call, ApiError::access_key_not_found(), None);
     };
+    call.account = Some(key.account_id.clone());
     if action != "GetCallerIdentity"
         && action != "AssumeRole"
         && let Err(e) = key.authorize(action)
@@ -182,7 +186,7 @@ async fn api(
             return fail(&emu, &call, error, Some(header));
         }
         FaultOutcome::Drop => {
-            lock(&emu.counters).record(action, "_dropped");
+            lock(&emu.counters).record(action, "_dropped", call.account.as_deref());
             tracing::info!(action, "fault: dropping connection");
             return dropped();
         }
@@ -254,7 +258,7 @@ fn answer_issued(
 }
 
 fn succeed(emu: &Emulator, call: &Call, mut body: Value) -> Response {
-    lock(&emu.counters).record(call.action, SUCCESS);
+    lock(&emu.counters).record(call.action, SUCCESS, call.account.as_deref());
     if let Some(obj) = body.as_object_mut() {
         obj.insert(
             "RequestId".to_owned(),
@@ -266,7 +270,7 @@ fn succeed(emu: &Emulator, call: &Call, mut body: Value) -> Response {
 }
 
 fn fail(emu: &Emulator, call: &Call, err: ApiError, ratelimit: Option<String>) -> Response {
-    lock(&emu.counters).record(call.action, &err.code);
+    lock(&emu.counters).record(call.action, &err.code, call.account.as_deref());
     tracing::debug!(action = call.action, code = %err.code, status = err.status, "request refused");
     let mut body = json!({
         "RequestId": call.request_id,

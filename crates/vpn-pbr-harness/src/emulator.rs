@@ -45,18 +45,42 @@ pub fn connection_id(g: usize, c: usize) -> String {
 /// `update_ms`, quotas far above the workload and a small TaskConflict window, in the realistic
 /// cloud: changes show in the lists once the gateway is `active` again, lists are shuffled.
 pub fn bench_config_yaml(gateways: usize, update_ms: u64) -> String {
-    let mut s = format!(
-        "settings:\n  task_conflict_window_ms: 50\n  visibility: on_active\n  shuffle_lists: true\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\nregions: [{REGION}]\nvpn_gateways:\n"
-    );
-    for g in 0..gateways {
-        let _ = write!(
-            s,
-            "  - id: {}\n    region: {REGION}\n    vpc_id: vpc-bench{g:04}\n    priority_support: true\n    pbr_quota: 100000\n    vpc_route_quota: 100000\n    update_duration_ms: {update_ms}\n",
-            gateway_id(g)
-        );
+    let mut s = bench_settings_yaml("");
+    push_bench_gateways(&mut s, &[(0..gateways, None)], update_ms);
+    s
+}
+
+/// The settings and access keys of the benchmark's configs: the operator's key and
+/// `extra_keys` (YAML items of `access_keys`), region [`REGION`].
+fn bench_settings_yaml(extra_keys: &str) -> String {
+    format!(
+        "settings:\n  task_conflict_window_ms: 50\n  visibility: on_active\n  shuffle_lists: true\naccess_keys:\n  - id: {KEY_ID}\n    secret: {KEY_SECRET}\n{extra_keys}regions: [{REGION}]\n"
+    )
+}
+
+/// `vpn_gateways` and `vpn_connections` as [`bench_config_yaml`] makes them: gateways
+/// [`gateway_id`]`(g)` for every `g` of each range, owned by its account (`None`: the default
+/// one), each in a VPC of its own.
+fn push_bench_gateways(
+    s: &mut String,
+    groups: &[(std::ops::Range<usize>, Option<&str>)],
+    update_ms: u64,
+) {
+    s.push_str("vpn_gateways:\n");
+    for (range, account) in groups {
+        for g in range.clone() {
+            let _ = write!(
+                s,
+                "  - id: {}\n    region: {REGION}\n    vpc_id: vpc-bench{g:04}\n    priority_support: true\n    pbr_quota: 100000\n    vpc_route_quota: 100000\n    update_duration_ms: {update_ms}\n",
+                gateway_id(g)
+            );
+            if let Some(a) = account {
+                let _ = writeln!(s, "    account_id: \"{a}\"");
+            }
+        }
     }
     s.push_str("vpn_connections:\n");
-    for g in 0..gateways {
+    for g in groups.iter().flat_map(|(range, _)| range.clone()) {
         for c in 0..CONNECTIONS {
             let _ = write!(
                 s,
@@ -66,6 +90,60 @@ pub fn bench_config_yaml(gateways: usize, update_ms: u64) -> String {
             );
         }
     }
+}
+
+/// The account of the emulator's default keys (the operator's [`KEY_ID`]).
+pub const DEFAULT_ACCOUNT_ID: &str = "1234567890123456";
+/// The RAM role every account of [`accounts_config_yaml`] has for the operator.
+pub const BENCH_ROLE: &str = "vpn-pbr-operator";
+
+/// One cloud account of [`accounts_config_yaml`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudAccount {
+    /// Account ID (decimal digits).
+    pub id: String,
+    /// Its flow control: API calls per second (all its keys and sessions together).
+    pub rate: f64,
+    /// Its gateways, by [`gateway_id`] index.
+    pub gateways: std::ops::Range<usize>,
+    /// Its own access key (id, secret), for credentials in a Secret.
+    pub key: (String, String),
+    /// The external ID role [`BENCH_ROLE`] wants from the default account.
+    pub external_id: String,
+}
+
+impl CloudAccount {
+    /// The ARN of its role [`BENCH_ROLE`].
+    pub fn role_arn(&self) -> String {
+        format!("acs:ram::{}:role/{BENCH_ROLE}", self.id)
+    }
+}
+
+/// The benchmark's cloud ([`bench_config_yaml`]) split over `accounts`: each with its own rate
+/// limit, key, gateways and role [`BENCH_ROLE`], which the default account (the operator's key)
+/// may assume with the account's external ID.
+pub fn accounts_config_yaml(accounts: &[CloudAccount], update_ms: u64) -> String {
+    let mut keys = String::new();
+    let mut roles = String::from("accounts:\n");
+    for a in accounts {
+        let _ = write!(
+            keys,
+            "  - id: {}\n    secret: {}\n    account_id: \"{}\"\n",
+            a.key.0, a.key.1, a.id
+        );
+        let _ = write!(
+            roles,
+            "  - id: \"{}\"\n    rate_limit_per_second: {}\n    roles:\n      - name: {BENCH_ROLE}\n        max_session_duration_secs: 3600\n        trust_policy:\n          Statement:\n            - Action: sts:AssumeRole\n              Effect: Allow\n              Principal: {{RAM: [\"acs:ram::{DEFAULT_ACCOUNT_ID}:root\"]}}\n              Condition: {{StringEquals: {{\"sts:ExternalId\": \"{}\"}}}}\n          Version: \"1\"\n",
+            a.id, a.rate, a.external_id
+        );
+    }
+    let mut s = bench_settings_yaml(&keys);
+    s.push_str(&roles);
+    let groups: Vec<_> = accounts
+        .iter()
+        .map(|a| (a.gateways.clone(), Some(a.id.as_str())))
+        .collect();
+    push_bench_gateways(&mut s, &groups, update_ms);
     s
 }
 
@@ -343,8 +421,18 @@ pub type Counter = (String, String, u64);
 
 /// `calls` of the counters, sorted.
 pub fn calls(counters: &Value) -> Vec<Counter> {
+    flat_calls(&counters["calls"])
+}
+
+/// The calls of one account (the calling key's) in the counters, as [`calls`].
+pub fn account_calls(counters: &Value, account: &str) -> Vec<Counter> {
+    flat_calls(&counters["accounts"][account])
+}
+
+/// `{action: {code: n}}` as counters, sorted.
+fn flat_calls(by_action: &Value) -> Vec<Counter> {
     let mut out = Vec::new();
-    for (action, codes) in counters["calls"].as_object().into_iter().flatten() {
+    for (action, codes) in by_action.as_object().into_iter().flatten() {
         for (code, n) in codes.as_object().into_iter().flatten() {
             out.push((action.clone(), code.clone(), n.as_u64().unwrap_or(0)));
         }
@@ -368,6 +456,12 @@ mod tests {
                 ("B".into(), "Success".into(), 2)
             ]
         );
+        let c = serde_json::json!({"accounts": {"22": {"A": {"Throttling.User": 4}}}});
+        assert_eq!(
+            account_calls(&c, "22"),
+            vec![("A".into(), "Throttling.User".into(), 4)]
+        );
+        assert!(account_calls(&c, "33").is_empty());
     }
 
     /// The chance that some rule of `f` fires for `action`.
@@ -418,6 +512,42 @@ mod tests {
         let settings: vpc_emulator::faults::FaultSettings =
             serde_json::from_value(f).expect("fault settings");
         assert_eq!(settings.validate(), Ok(()));
+    }
+
+    #[test]
+    fn accounts_config_loads_with_each_accounts_rate_gateways_and_role() {
+        let account = |n: usize, rate: f64, gateways| CloudAccount {
+            id: format!("20000000000000{n:02}"),
+            rate,
+            gateways,
+            key: (format!("LTAI-bench-{n}"), format!("secret-{n}")),
+            external_id: format!("ext-{n}"),
+        };
+        let accounts = [account(1, 10.0, 0..2), account(2, 2.5, 2..5)];
+        let yaml = accounts_config_yaml(&accounts, 2000);
+        // The emulator itself accepts it (trust policy, account IDs, rates).
+        vpc_emulator::config::Config::parse(&yaml, "accounts.yaml").expect("a valid config");
+        let y: Value = serde_saphyr::from_str(&yaml).expect("yaml");
+        assert_eq!(y["accounts"][1]["rate_limit_per_second"], 2.5);
+        assert_eq!(
+            y["accounts"][0]["roles"][0]["trust_policy"]["Statement"][0]["Condition"]["StringEquals"]
+                ["sts:ExternalId"],
+            "ext-1"
+        );
+        let owners: Vec<_> = y["vpn_gateways"]
+            .as_array()
+            .expect("gateways")
+            .iter()
+            .map(|g| g["account_id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let one = "2000000000000001".to_owned();
+        let two = "2000000000000002".to_owned();
+        assert_eq!(owners, [one.clone(), one, two.clone(), two.clone(), two]);
+        assert_eq!(y["access_keys"][2]["account_id"], "2000000000000002");
+        assert_eq!(
+            accounts[1].role_arn(),
+            "acs:ram::2000000000000002:role/vpn-pbr-operator"
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@ use crate::command::stop;
 use crate::emulator::{KEY_ID, KEY_SECRET};
 use crate::procfs::{self, status_field};
 
+/// How long `Operator::terminate` waits after SIGTERM: far beyond a healthy shutdown, so that
+/// only a hung process is killed.
+const TERMINATE_GRACE: Duration = Duration::from_secs(120);
+
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -94,6 +98,8 @@ impl Operator {
                 opts.bin.display()
             );
         }
+        // Its HTTP client needs a TLS provider, whether or not a control plane installed one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics_port = free_port()?;
         let mut args: Vec<String> = vec![
             "--namespaces".into(),
@@ -167,30 +173,31 @@ impl Operator {
         }
     }
 
-    /// SIGTERM and wait for the exit; returns the exit status.
+    /// SIGTERM and wait for the exit (SIGKILL after `TERMINATE_GRACE`: a hung operator fails
+    /// its test instead of hanging it); the exit status if it exited by itself.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        sigterm(&c);
-        c.wait().ok()
+        self.stop_within(TERMINATE_GRACE)
     }
 
     /// SIGKILL when `grace` is zero; else SIGTERM, and SIGKILL when the process has not exited
-    /// within `grace` (a heap-profiling build writes its profile as it exits).
-    pub fn stop_within(&mut self, grace: Duration) {
+    /// within `grace` (a heap-profiling build writes its profile as it exits). The exit status
+    /// if the process exited by itself.
+    pub fn stop_within(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         if grace.is_zero() {
-            return self.kill();
+            self.kill();
+            return None;
         }
-        let Some(c) = self.child.as_ref() else { return };
-        sigterm(c);
+        sigterm(self.child.as_ref()?);
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline {
-            if self.exited().is_some() {
+            if let Some(status) = self.exited() {
                 self.child = None;
-                return;
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         self.kill();
+        None
     }
 
     pub fn restart(&mut self) -> Result<()> {
@@ -271,5 +278,43 @@ fn sigterm(c: &Child) {
 impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An "operator" that is a shell script: it ignores SIGTERM when `ignore_term`.
+    fn script(dir: &std::path::Path, ignore_term: bool) -> Result<Operator> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bin = dir.join(if ignore_term { "hung" } else { "polite" });
+        let trap = if ignore_term { "trap '' TERM" } else { "" };
+        std::fs::write(&bin, format!("#!/bin/sh\n{trap}\nsleep 600 & wait\n"))?;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+        Operator::start(OperatorOptions {
+            bin,
+            kubeconfig: dir.join("kubeconfig"),
+            namespace: "ns".into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            log: dir.join("log"),
+            args: Vec::new(),
+            envs: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_process_that_ignores_sigterm_is_killed_after_the_grace() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut polite = script(dir.path(), false)?;
+        let mut hung = script(dir.path(), true)?;
+        // Let the shells set their traps.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(polite.stop_within(Duration::from_secs(5)).is_some());
+        let pid = hung.pid().context("pid")?;
+        assert_eq!(hung.stop_within(Duration::from_millis(500)), None);
+        assert!(hung.pid().is_none(), "killed and reaped");
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        Ok(())
     }
 }

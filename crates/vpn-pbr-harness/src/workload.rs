@@ -19,8 +19,11 @@ use vpn_pbr_operator::api::v1alpha1::{Condition, ConditionStatus, VpnPbrRoute};
 /// Route `i` of a run over `gateways` gateways: gateway `i % gateways`, a destination of its
 /// own (so no two routes form an active/standby pair), weight 100, not published.
 pub(crate) fn route(i: usize, gateways: usize) -> Result<VpnPbrRoute> {
-    let g = i % gateways;
-    let j = i / gateways;
+    route_on(i % gateways, i / gateways)
+}
+
+/// Route `j` of gateway `g`, as [`route`] makes them.
+pub(crate) fn route_on(g: usize, j: usize) -> Result<VpnPbrRoute> {
     let spec = json!({
         "regionId": REGION,
         "vpnGatewayId": gateway_id(g),
@@ -52,6 +55,13 @@ pub(crate) async fn create_one(api: &Api<VpnPbrRoute>, obj: &VpnPbrRoute) -> Res
             Err(e) => return Err(anyhow!("create {}: {e}", obj.name_any())),
         }
     }
+}
+
+/// Route `j` of gateway `g` ([`route_on`]) in account `account` (`spec.accountRef`).
+pub(crate) fn account_route(g: usize, j: usize, account: &str) -> Result<VpnPbrRoute> {
+    let mut route = route_on(g, j)?;
+    route.spec.account_ref = Some(account.to_owned());
+    Ok(route)
 }
 
 /// Creates all objects with `parallel` requests in flight.

@@ -45,6 +45,9 @@ pub const ACCOUNT_FINALIZER: &str = "vpn.alicloud.dev/account-in-use";
     type_ = "date",
     json_path = ".metadata.creationTimestamp"
 ))]
+#[x_kube(validation = Rule::new("!has(self.apiRate) || !has(self.credentials.operatorIdentity)")
+    .message("apiRate does not apply to operatorIdentity: those calls are the operator's own account's, limited by the operator's --api-rate")
+    .field_path(".apiRate"))]
 #[serde(rename_all = "camelCase")]
 pub struct VpnAccountSpec {
     /// Where the credentials come from: exactly one source.
@@ -71,6 +74,18 @@ pub struct VpnAccountSpec {
     /// made, which the account's owner must allow.
     #[serde(default)]
     pub allow_adoption: bool,
+
+    /// Cloud API calls per second through this account, at most; lowered automatically while
+    /// the cloud throttles, and handed out in the operator's order (the reads that time a
+    /// gateway's change, then changes, then reads a change waits on, then background reads).
+    /// The cloud's flow control is per account, so each account has its own limit and its own
+    /// limiter: set the account's share of its cloud quota here when other tools call the same
+    /// account, or when its quota differs from the operator's. Unset: the operator's
+    /// `--api-rate`. A change applies to the waiting calls at once. Not with
+    /// `operatorIdentity` (those calls are the operator's own account's, under `--api-rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 10000.0").message("must be a number of calls per second above 0 and at most 10000"))]
+    pub api_rate: Option<f64>,
 }
 
 /// The one source of an account's credentials. Each source is a field so that the rule

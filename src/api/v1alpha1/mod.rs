@@ -166,7 +166,10 @@ pub struct VpnPbrRouteSpec {
     pub overlay_mode: Option<OverlayMode>,
 
     /// Secret in the same namespace with keys `accessKeyId`, `accessKeySecret` and optionally
-    /// `securityToken`; when unset the operator's own credentials are used.
+    /// `securityToken`; when unset the operator's own credentials are used. The Secret must
+    /// carry the label `vpn.alicloud.dev/credentials: "true"` (an unlabelled one is refused).
+    /// A VpnAccount (`accountRef`) is the preferred way: assumeRole, or a Secret an
+    /// administrator names, keeps keys out of the route's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_ref: Option<SecretRef>,
 

@@ -1,9 +1,11 @@
 //! `vpn-pbr-operator plan`: what the operator would do for a set of manifests, before they are
 //! merged. Reads the manifests, optionally the live objects (their status tells which cloud
-//! entries they own), each gateway once (facts and the whole list), decides per route with the
-//! controller's own functions ([`route`]), and checks every create with a `DryRun=true` call so
-//! the cloud's refusals (quota, next hop, conflicts, permissions) show now. Never mutates
-//! anything: the only calls with side effects are dry runs.
+//! entries they own), each gateway once per credentials (facts and the whole list), decides per
+//! route with the controller's own functions ([`route`]) in the account the operator would
+//! resolve for it (with the cluster: `cli/accounts.rs`; its reads and DryRun go with that
+//! account's credentials), and checks every create with a `DryRun=true` call so the cloud's
+//! refusals (quota, next hop, conflicts, permissions) show now. Never mutates anything: the only
+//! calls with side effects are dry runs.
 //!
 //! Exit code as `terraform plan -detailed-exitcode`: 0 nothing would change, 2 something
 //! would, 1 an error (a manifest or the cloud could not be read, an invalid or conflicting
@@ -14,18 +16,23 @@ mod rehearse;
 pub(super) mod render;
 pub(super) mod route;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use super::accounts::{self, AccountsError, Tenants};
 use super::cloud::{Cloud, CloudArgs, CloudSetupError};
 use super::manifests::{self, ManifestError};
 use crate::api::v1alpha1::{VpnPbrRoute, validation};
+use crate::config::AccountFlags;
+use crate::controller::decide::AccountGate;
+use crate::controller::model::{CredentialsHandle, Scope};
+use crate::controller::reason::Reason;
+use crate::controller::resolve::{Refusal, Resolved};
 use std::sync::Arc;
 
 use crate::controller::duplicates;
@@ -92,6 +99,9 @@ pub struct PlanArgs {
     pub(crate) busy_timeout: Duration,
 
     #[command(flatten)]
+    pub(crate) accounts: AccountFlags,
+
+    #[command(flatten)]
     pub(crate) cloud: CloudArgs,
 }
 
@@ -123,6 +133,8 @@ pub(crate) enum PlanError {
         #[source]
         source: kube::Error,
     },
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
     #[error("{0}")]
     Output(String),
 }
@@ -132,6 +144,10 @@ pub(crate) enum PlanError {
 pub(super) struct GatewayRead {
     pub region_id: String,
     pub vpn_gateway_id: String,
+    /// The key of the credentials it was read with (a gateway is read once per credentials).
+    pub credentials: String,
+    /// The VpnAccount whose credentials read it (`None`: the command's own).
+    pub account: Option<String>,
     pub result: Result<(GatewayFacts, Vec<Entry>), CloudError>,
 }
 
@@ -140,6 +156,149 @@ impl GatewayRead {
         self.result
             .as_ref()
             .map(|(facts, entries)| (facts, entries.as_slice()))
+    }
+}
+
+/// A gateway read: region, gateway and the key of the credentials.
+type ReadKey = (String, String, String);
+
+fn read_key(r: &VpnPbrRoute, c: &CredentialsHandle) -> ReadKey {
+    (
+        r.spec.region_id.clone(),
+        r.spec.vpn_gateway_id.clone(),
+        c.key.clone(),
+    )
+}
+
+/// The account a route is planned in, and the credentials its reads and DryRun go with.
+enum Acting {
+    /// Without the cluster: the command's own credentials (the operator's identity, as before
+    /// accounts).
+    Own,
+    /// As the operator resolves it, with the credentials the operator's code builds for it
+    /// (or why they cannot be had: the reason and message the route would show).
+    In(Resolved, Result<CredentialsHandle, (Reason, String)>),
+    /// The operator refuses the route before any call.
+    Refused(Refusal),
+}
+
+impl Acting {
+    fn gate(&self) -> AccountGate<'_> {
+        match self {
+            Self::Own => route::OWN,
+            Self::In(held, _) => AccountGate::Open {
+                name: &held.name,
+                adoption: held.allows_adoption(),
+            },
+            Self::Refused(r) => AccountGate::Refused(r),
+        }
+    }
+
+    /// The credentials of the route's calls; `None`: it makes none.
+    fn credentials<'a>(&'a self, own: &'a CredentialsHandle) -> Option<&'a CredentialsHandle> {
+        match self {
+            Self::Own => Some(own),
+            Self::In(_, Ok(c)) => Some(c),
+            Self::In(_, Err(_)) | Self::Refused(_) => None,
+        }
+    }
+
+    /// The VpnAccount whose credentials the calls go with (`None`: the command's own).
+    fn account(&self) -> Option<String> {
+        match self {
+            Self::In(held, _) if held.account.is_some() => Some(held.name.clone()),
+            _ => None,
+        }
+    }
+
+    /// The plan with the account: the name status would record, how its credentials are had,
+    /// and, for a route that needed the gateway, why they cannot be.
+    fn annotate(&self, mut p: RoutePlan, r: &VpnPbrRoute) -> RoutePlan {
+        match self {
+            Self::Own if r.spec.account_ref.is_some() => p.notes.push(
+                "accountRef: without the cluster its VpnAccount is not read; planned with the \
+                 command's own credentials"
+                    .into(),
+            ),
+            Self::Own | Self::Refused(_) => {}
+            Self::In(held, credentials) => {
+                p.account = Some(held.name.clone());
+                if held.account.is_some() {
+                    p.notes.push(format!("account: {}", accounts::how(held)));
+                }
+                let unread = p
+                    .problem
+                    .as_ref()
+                    .is_some_and(|x| x.code == route::NOT_READ);
+                if let (Err((reason, message)), true) = (credentials, unread) {
+                    return p.error(reason.as_str(), message.clone());
+                }
+            }
+        }
+        p
+    }
+}
+
+/// The accounts of the routes in play, each account's credentials built once.
+struct Accounts<'a> {
+    tenants: Option<&'a Tenants>,
+    cloud: &'a Cloud,
+    built: HashMap<String, Result<CredentialsHandle, (Reason, String)>>,
+}
+
+impl<'a> Accounts<'a> {
+    fn new(tenants: Option<&'a Tenants>, cloud: &'a Cloud) -> Self {
+        Self {
+            tenants,
+            cloud,
+            built: HashMap::new(),
+        }
+    }
+
+    /// The account a live route acts in (as applied: a recorded account is kept), or, for a
+    /// pruned one, the account its cleanup acts in (the one that holds its entry).
+    async fn of(&mut self, route: &VpnPbrRoute, pruned: bool) -> Acting {
+        let Some(tenants) = self.tenants else {
+            return Acting::Own;
+        };
+        let resolved = if pruned {
+            tenants.resolve_for_cleanup(route).map_err(|gone| {
+                let why = format!(
+                    "VpnAccount {gone}, which holds the cloud entry, does not exist: the \
+                     cleanup waits for it"
+                );
+                let held = Resolved {
+                    name: gone,
+                    account: None,
+                };
+                Acting::In(held, Err((Reason::AccountNotFound, why)))
+            })
+        } else {
+            tenants.resolve(route).map_err(Acting::Refused)
+        };
+        match resolved {
+            Ok(held) => {
+                let credentials = self.credentials(tenants, &held).await;
+                Acting::In(held, credentials)
+            }
+            Err(acting) => acting,
+        }
+    }
+
+    async fn credentials(
+        &mut self,
+        tenants: &Tenants,
+        held: &Resolved,
+    ) -> Result<CredentialsHandle, (Reason, String)> {
+        if let Some(built) = self.built.get(&held.name) {
+            return built.clone();
+        }
+        let built = tenants
+            .credentials(self.cloud, held)
+            .await
+            .map_err(|e| (e.reason(), e.message()));
+        self.built.insert(held.name.clone(), built.clone());
+        built
     }
 }
 
@@ -184,24 +343,15 @@ pub(super) fn cluster_source(
 
 async fn kube_client(args: &PlanArgs) -> Result<Option<(kube::Client, String)>, PlanError> {
     let err = |e: &dyn std::fmt::Display| PlanError::KubeConfig(e.to_string());
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    };
     let source = cluster_source(args, std::env::var_os("KUBECONFIG").as_deref())?;
-    let config = match source {
-        ClusterSource::File(path) => {
-            let kc = Kubeconfig::read_from(&path).map_err(|e| err(&e))?;
-            kube::Config::from_custom_kubeconfig(kc, &options)
-                .await
-                .map_err(|e| err(&e))?
-        }
-        ClusterSource::Ambient if args.context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| err(&e))?,
-        ClusterSource::Ambient => kube::Config::infer().await.map_err(|e| err(&e))?,
+    let file = match &source {
+        ClusterSource::File(path) => Some(path.as_path()),
+        ClusterSource::Ambient => None,
         ClusterSource::None => return Ok(None),
     };
+    let config = accounts::cluster_config(file, args.context.as_deref())
+        .await
+        .map_err(|e| err(&e))?;
     if args.kubeconfig.is_none() && !args.live {
         eprintln!(
             "vpn-pbr-operator plan: reading the live objects of the cluster KUBECONFIG names \
@@ -296,7 +446,12 @@ fn create_request(m: &Mutation, gateway: &str) -> Option<CreateVpnPbrRouteEntryR
 }
 
 /// The DryRun of one create; a busy gateway is asked again until `busy_timeout`.
-async fn dry_run(cloud: &Cloud, p: &RoutePlan, busy_timeout: Duration) -> Option<DryRunResult> {
+async fn dry_run(
+    cloud: &Cloud,
+    credentials: &CredentialsHandle,
+    p: &RoutePlan,
+    busy_timeout: Duration,
+) -> Option<DryRunResult> {
     let req = create_request(p.create.as_ref()?, &p.vpn_gateway_id)?;
     let refused = |e: &CloudError| DryRunResult {
         passed: false,
@@ -304,7 +459,7 @@ async fn dry_run(cloud: &Cloud, p: &RoutePlan, busy_timeout: Duration) -> Option
         message: e.message(),
         request_id: e.request_id().map(str::to_owned),
     };
-    let client = match cloud.client(&p.region_id) {
+    let client = match cloud.client(&p.region_id, credentials) {
         Ok(c) => c,
         Err(e) => return Some(refused(&e)),
     };
@@ -361,6 +516,7 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
                 &l.origin,
                 None,
                 route::Claims::default(),
+                route::OWN,
                 None,
             );
             p.action = route::Action::Error;
@@ -412,84 +568,147 @@ pub(super) async fn run(args: PlanArgs) -> Result<u8, PlanError> {
         desired.iter().map(|(ns, r, _)| (ns.clone(), *r)).collect();
     let world = applied_world(&pairs, &live, &others, jiff::Timestamp::now());
 
-    // Each gateway once: the valid manifests' and the pruned objects'.
+    // The account of each route, as the operator resolves it (with the cluster's accounts).
     let cloud = Cloud::new(&args.cloud)?;
-    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
-    for (_, r, _) in &desired {
+    let own = cloud.own();
+    let tenants = match &cluster {
+        Some((client, _)) => {
+            let namespaces: BTreeSet<String> = desired
+                .iter()
+                .map(|(ns, _, _)| ns.clone())
+                .chain(pruned.iter().filter_map(|r| r.namespace()))
+                .collect();
+            let options = args.accounts.options();
+            Some(Tenants::read(client, &namespaces, options, &cloud).await?)
+        }
+        None => None,
+    };
+    let mut accounts = Accounts::new(tenants.as_ref(), &cloud);
+    let mut acting_apply = Vec::with_capacity(desired.len());
+    for applied in world.iter().take(desired.len()) {
+        acting_apply.push(accounts.of(applied, false).await);
+    }
+    let mut acting_prune = Vec::with_capacity(pruned.len());
+    for r in &pruned {
+        acting_prune.push(accounts.of(r, true).await);
+    }
+
+    // Each gateway once per credentials: the valid manifests' and the pruned objects'.
+    let mut wanted: BTreeMap<ReadKey, (CredentialsHandle, Option<String>)> = BTreeMap::new();
+    let mut want = |r: &VpnPbrRoute, a: &Acting| {
+        if let Some(c) = a.credentials(&own) {
+            wanted.insert(read_key(r, c), (c.clone(), a.account()));
+        }
+    };
+    for ((_, r, _), a) in desired.iter().zip(&acting_apply) {
         if validation::validate(&r.spec).is_ok() {
-            wanted.insert((r.spec.region_id.clone(), r.spec.vpn_gateway_id.clone()));
+            want(r, a);
         }
     }
-    for r in &pruned {
+    for (r, a) in pruned.iter().zip(&acting_prune) {
         if route::owns_entry(r) && validation::validate(&r.spec).is_ok() {
-            wanted.insert((r.spec.region_id.clone(), r.spec.vpn_gateway_id.clone()));
+            want(r, a);
         }
     }
     let port = VpcPort::new(cloud.factory.clone());
     if !wanted.is_empty() {
         eprintln!("{}", progress::reading(wanted.len()));
     }
-    let reads = futures::future::join_all(wanted.into_iter().map(|(region, gateway)| {
-        let scope = cloud.scope(&region, &gateway);
-        let port = &port;
-        async move {
-            let result = async {
-                let facts = port.gateway(&scope).await?;
-                let entries = port.list_entries(&scope).await?;
-                Ok((facts, entries))
+    let reads =
+        futures::future::join_all(wanted.into_iter().map(|(key, (credentials, account))| {
+            let (region, gateway, _) = key;
+            let port = &port;
+            async move {
+                let scope = Scope {
+                    region_id: region,
+                    vpn_gateway_id: gateway,
+                    credentials,
+                };
+                let result = async {
+                    let facts = port.gateway(&scope).await?;
+                    let entries = port.list_entries(&scope).await?;
+                    Ok((facts, entries))
+                }
+                .await;
+                GatewayRead {
+                    region_id: scope.region_id,
+                    vpn_gateway_id: scope.vpn_gateway_id,
+                    credentials: scope.credentials.key,
+                    account,
+                    result,
+                }
             }
-            .await;
-            GatewayRead {
-                region_id: region,
-                vpn_gateway_id: gateway,
-                result,
-            }
-        }
-    }))
-    .await;
-    let by_gateway: HashMap<(String, String), &GatewayRead> = reads
+        }))
+        .await;
+    let by_gateway: HashMap<ReadKey, &GatewayRead> = reads
         .iter()
-        .map(|g| ((g.region_id.clone(), g.vpn_gateway_id.clone()), g))
+        .map(|g| {
+            let key = (
+                g.region_id.clone(),
+                g.vpn_gateway_id.clone(),
+                g.credentials.clone(),
+            );
+            (key, g)
+        })
         .collect();
-    let view = |r: &VpnPbrRoute| {
-        by_gateway
-            .get(&(r.spec.region_id.clone(), r.spec.vpn_gateway_id.clone()))
-            .map(|g| g.view())
+    let view = |r: &VpnPbrRoute, a: &Acting| {
+        let c = a.credentials(&own)?;
+        by_gateway.get(&read_key(r, c)).map(|g| g.view())
     };
 
     let mut plans: Vec<RoutePlan> = Vec::new();
-    for (i, (ns, r, origin)) in desired.iter().enumerate() {
+    // The credentials each create's DryRun goes with, by route.
+    let mut signed: HashMap<String, CredentialsHandle> = HashMap::new();
+    for (i, ((ns, r, origin), a)) in desired.iter().zip(&acting_apply).enumerate() {
         let existing = live.get(&(ns.clone(), r.name_any()));
-        plans.push(route::plan_apply(
+        let claimed = Claimed::of(&world, i);
+        let p = route::plan_apply(
             r,
             ns,
             origin,
             existing,
-            Claimed::of(&world, i).view(),
-            view(r),
-        ));
+            claimed.view(),
+            a.gate(),
+            view(r, a),
+        );
+        let p = a.annotate(p, r);
+        if let Some(c) = a.credentials(&own) {
+            signed.insert(p.key(), c.clone());
+        }
+        plans.push(p);
     }
     plans.extend(twice);
-    // The account plan's credentials act for: a gateway-gone answer proves something only
-    // from the entry's account (asked once, only when something is pruned).
-    let account = match pruned.first() {
-        Some(r) => Some(
-            port.caller_account(&cloud.scope(&r.spec.region_id, &r.spec.vpn_gateway_id))
-                .await,
-        ),
-        None => None,
-    };
-    for r in &pruned {
-        plans.push(route::plan_prune(
+    // The account of the credentials each pruned route is read with: a gateway-gone answer
+    // proves something only from the entry's account (asked once per credentials).
+    let mut callers: HashMap<String, Result<String, CloudError>> = HashMap::new();
+    for (r, a) in pruned.iter().zip(&acting_prune) {
+        let caller = match a.credentials(&own) {
+            Some(c) => {
+                if !callers.contains_key(&c.key) {
+                    let scope = Scope {
+                        region_id: r.spec.region_id.clone(),
+                        vpn_gateway_id: r.spec.vpn_gateway_id.clone(),
+                        credentials: c.clone(),
+                    };
+                    callers.insert(c.key.clone(), port.caller_account(&scope).await);
+                }
+                callers.get(&c.key)
+            }
+            None => None,
+        };
+        let p = route::plan_prune(
             r,
-            view(r),
-            account.as_ref().map(|a| a.as_deref()),
-        ));
+            view(r, a),
+            caller.map(|c| c.as_ref().map(String::as_str)),
+            a.gate(),
+        );
+        plans.push(a.annotate(p, r));
     }
     let creates = plans.iter().filter(|p| p.create.is_some()).count();
     for (i, p) in plans.iter_mut().filter(|p| p.create.is_some()).enumerate() {
         eprintln!("{}", progress::dry_run(i + 1, creates, p));
-        p.dry_run = dry_run(&cloud, p, args.busy_timeout).await;
+        let credentials = signed.get(&p.key()).unwrap_or(&own);
+        p.dry_run = dry_run(&cloud, credentials, p, args.busy_timeout).await;
     }
 
     let report = render::PlanReport::new(plans, &reads, loaded.other_kinds);
@@ -688,5 +907,73 @@ mod tests {
         );
         assert_eq!(req.client_token, None);
         assert_eq!(req.description.as_deref(), Some("d"));
+    }
+
+    /// What a route's account adds to its plan: the name status would record, how the
+    /// credentials are had, and why they cannot be when the gateway was needed.
+    #[test]
+    fn the_account_of_a_route_is_shown_and_credentials_that_fail_are_its_problem() {
+        let account: crate::api::v1alpha1::VpnAccount = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnAccount",
+            "metadata": {"name": "team-b"},
+            "spec": {"credentials": {"assumeRole": {"roleArn": "acs:ram::2222222222222222:role/vpn"}},
+                     "namespaceSelector": {}}
+        }))
+        .expect("account");
+        let team_b = || Resolved {
+            name: "team-b".into(),
+            account: Some(Arc::new(account.clone())),
+        };
+        let operator = Resolved {
+            name: crate::api::v1alpha1::OPERATOR_ACCOUNT.into(),
+            account: None,
+        };
+        let unavailable = || Err((Reason::CredentialsUnavailable, "no STS".to_owned()));
+        let mut named = route("ns", "r", None);
+        named.spec.account_ref = Some("team-b".into());
+        let mut invalid = route("ns", "r", None);
+        invalid.spec.next_hop = "nope".into();
+        let unread = |r: &VpnPbrRoute| {
+            route::plan_apply(
+                r,
+                "ns",
+                "f",
+                None,
+                route::Claims::default(),
+                route::OWN,
+                None,
+            )
+        };
+        let own = || {
+            let key: Arc<dyn alicloud_vpc_client::CredentialsProvider> =
+                Arc::new(alicloud_vpc_client::StaticCredentials::new(
+                    alicloud_vpc_client::Credentials::new("id", "secret"),
+                ));
+            Ok(crate::controller::credentials::own_handle(&key))
+        };
+        let note = |p: &RoutePlan, word: &str| p.notes.iter().any(|n| n.contains(word));
+
+        let p = Acting::Own.annotate(unread(&named), &named);
+        assert!(p.account.is_none() && note(&p, "not read"), "{p:?}");
+        let p = Acting::In(operator, own()).annotate(unread(&named), &named);
+        assert_eq!(p.account.as_deref(), Some("(operator)"));
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        let p = Acting::In(team_b(), own()).annotate(unread(&named), &named);
+        assert!(
+            note(&p, "assumeRole acs:ram::2222222222222222:role/vpn"),
+            "{:?}",
+            p.notes
+        );
+        let p = Acting::In(team_b(), unavailable()).annotate(unread(&named), &named);
+        assert_eq!(
+            p.problem.as_ref().map(|x| x.code.as_str()),
+            Some("CredentialsUnavailable")
+        );
+        // A gate before the read decides first, as in the operator.
+        let p = Acting::In(team_b(), unavailable()).annotate(unread(&invalid), &invalid);
+        assert_eq!(
+            p.problem.as_ref().map(|x| x.code.as_str()),
+            Some("InvalidSpec")
+        );
     }
 }

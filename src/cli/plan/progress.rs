@@ -57,6 +57,7 @@ mod tests {
                 "f.yaml",
                 None,
                 super::super::route::Claims::default(),
+                super::super::route::OWN,
                 None,
             )
         })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use alicloud_vpc_client::CloudError;
 
-use crate::api::v1alpha1::{FINALIZER, OPERATOR_ACCOUNT, VpnPbrRoute, VpnPbrRouteStatus};
+use crate::api::v1alpha1::{FINALIZER, VpnPbrRoute, VpnPbrRouteStatus};
 use crate::controller::decide::{
     AccountGate, AccountRead, CloudRead, JobOp, Next, Observation, decide, failure,
 };
@@ -41,6 +41,8 @@ pub(crate) struct Stage<'a> {
     pub account: Option<Result<&'a str, &'a CloudError>>,
     /// Why the route's own credentials are not the ones used (they are plan's own).
     pub credentials_fallback: Option<&'a str>,
+    /// The account the route acts in, or why the operator refuses it (`controller::resolve`).
+    pub held_by: AccountGate<'a>,
     /// Creation time of the entries a create makes here (epoch milliseconds), and the time
     /// conditions are stamped with.
     pub now_ms: i64,
@@ -103,11 +105,7 @@ pub(crate) fn rehearse(stage: &Stage<'_>) -> Rehearsal {
                 (_, Some(e)) => AccountRead::Failed(e),
                 _ => AccountRead::NotRead,
             },
-            // Plan rehearses with the operator's own identity: it does not read accounts.
-            held_by: AccountGate::Open {
-                name: OPERATOR_ACCOUNT,
-                adoption: true,
-            },
+            held_by: stage.held_by,
         });
         if d.add_finalizer {
             route

@@ -34,6 +34,9 @@ pub(crate) struct Summary {
 pub(crate) struct GatewayReport {
     pub region_id: String,
     pub vpn_gateway_id: String,
+    /// The VpnAccount whose credentials read it (absent: the command's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(flatten)]
     pub found: GatewayFound,
 }
@@ -106,6 +109,7 @@ impl PlanReport {
             .map(|g| GatewayReport {
                 region_id: g.region_id.clone(),
                 vpn_gateway_id: g.vpn_gateway_id.clone(),
+                account: g.account.clone(),
                 found: match &g.result {
                     Ok((facts, entries)) => GatewayFound::Read {
                         status: facts.status.as_str().to_owned(),
@@ -217,6 +221,10 @@ pub(crate) fn table(report: &PlanReport) -> String {
         out.push_str("\nGateways:\n");
         for g in &report.gateways {
             let (region, gateway) = (&g.region_id, &g.vpn_gateway_id);
+            let gateway = match &g.account {
+                Some(a) => format!("{gateway} (VpnAccount {a})"),
+                None => gateway.clone(),
+            };
             let _ = match &g.found {
                 GatewayFound::Failed { error: e } => {
                     writeln!(out, "  {region}/{gateway}: {}: {}", e.code, e.message)
@@ -275,7 +283,7 @@ pub(crate) fn table(report: &PlanReport) -> String {
 mod tests {
     use super::*;
     use crate::api::v1alpha1::VpnPbrRoute;
-    use crate::cli::plan::route::{Claims, plan_apply};
+    use crate::cli::plan::route::{Claims, OWN, plan_apply};
     use crate::controller::model::{Entry, GatewayFacts};
     use alicloud_vpc_client::CloudError;
     use std::collections::BTreeSet;
@@ -310,13 +318,24 @@ mod tests {
             vpn_instance_id: "vpn-a".into(),
         }];
         let view = Some(Ok((&facts, entries.as_slice())));
-        let plan =
-            |name, hop| plan_apply(&route(name, hop), "ns", "f", None, Claims::default(), view);
+        let plan = |name, hop| {
+            plan_apply(
+                &route(name, hop),
+                "ns",
+                "f",
+                None,
+                Claims::default(),
+                OWN,
+                view,
+            )
+        };
         let create = plan("new", "vco-2");
         let conflict = plan("old", "vco-1");
         let reads = [GatewayRead {
             region_id: "cn-hangzhou".into(),
             vpn_gateway_id: "vpn-a".into(),
+            credentials: "default".into(),
+            account: None,
             result: Ok((facts.clone(), entries.clone())),
         }];
 
@@ -360,6 +379,8 @@ mod tests {
         let failed = [GatewayRead {
             region_id: "cn-hangzhou".into(),
             vpn_gateway_id: "vpn-b".into(),
+            credentials: "default".into(),
+            account: Some("team-b".into()),
             result: Err(CloudError::Config("no key".into())),
         }];
         let json = serde_json::to_value(PlanReport::new(vec![], &failed, 0)).expect("json");
@@ -367,9 +388,17 @@ mod tests {
             json["gateways"][0]
                 .as_object()
                 .map(|o| o.keys().map(String::as_str).collect::<BTreeSet<_>>()),
-            Some(BTreeSet::from(["error", "regionId", "vpnGatewayId"]))
+            Some(BTreeSet::from([
+                "account",
+                "error",
+                "regionId",
+                "vpnGatewayId"
+            ]))
         );
         let t = table(&PlanReport::new(vec![], &failed, 0));
-        assert!(t.contains("  cn-hangzhou/vpn-b: "), "{t}");
+        assert!(
+            t.contains("  cn-hangzhou/vpn-b (VpnAccount team-b): "),
+            "{t}"
+        );
     }
 }

@@ -9,17 +9,22 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::api::v1alpha1::{
-    DeletionPolicy, ManagementPolicy, PAUSED_ANNOTATION, VpnPbrRoute, VpnPbrRouteSpec, validation,
+    DeletionPolicy, ManagementPolicy, OPERATOR_ACCOUNT, PAUSED_ANNOTATION, VpnPbrRoute,
+    VpnPbrRouteSpec, validation,
 };
 use std::sync::Arc;
 
 use super::rehearse::{Rehearsal, Stage, rehearse};
+use crate::controller::decide::AccountGate;
 use crate::controller::model::{Entry, GatewayFacts, Mutation};
 use crate::controller::plan;
 use crate::controller::reason::Reason;
 use crate::controller::status;
 use crate::controller::vpc::MutationRequest;
 use alicloud_vpc_client::CloudError;
+
+/// The problem of a route whose gateway was not read (its credentials could not be had).
+pub(crate) const NOT_READ: &str = "NotRead";
 
 /// What the operator would do with a route.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,6 +116,10 @@ pub(crate) struct RoutePlan {
     pub route_dest: String,
     pub next_hop: String,
     pub action: Action,
+    /// The account the route acts in, as `status.account` records it (a VpnAccount's name, or
+    /// `(operator)`); only when the cluster's accounts were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
     /// The cloud mutations the operator would send, in order.
@@ -140,6 +149,7 @@ impl RoutePlan {
             route_dest: s.route_dest.clone(),
             next_hop: s.next_hop.clone(),
             action: Action::Nothing,
+            account: None,
             changes: Vec::new(),
             calls: Vec::new(),
             dry_run: None,
@@ -149,7 +159,7 @@ impl RoutePlan {
         }
     }
 
-    fn error(mut self, code: &str, message: impl Into<String>) -> Self {
+    pub(super) fn error(mut self, code: &str, message: impl Into<String>) -> Self {
         self.action = Action::Error;
         self.problem = Some(Problem {
             code: code.to_owned(),
@@ -303,6 +313,13 @@ pub(crate) fn as_applied(
     r
 }
 
+/// The account gate of a route planned without the cluster's accounts: the operator's own
+/// identity, which may adopt (as before accounts).
+pub(crate) const OWN: AccountGate<'static> = AccountGate::Open {
+    name: OPERATOR_ACCOUNT,
+    adoption: true,
+};
+
 /// Who else claims the entry or its publishing, as the controller would judge it (see
 /// `controller::duplicates`).
 #[derive(Clone, Copy, Default)]
@@ -323,6 +340,7 @@ pub(crate) fn plan_apply(
     origin: &str,
     live: Option<&VpnPbrRoute>,
     claims: Claims<'_>,
+    held_by: AccountGate<'_>,
     gateway: Option<GatewayView<'_>>,
 ) -> RoutePlan {
     let mut p = RoutePlan::new(desired, namespace, origin);
@@ -368,12 +386,16 @@ pub(crate) fn plan_apply(
     let route = as_applied(desired, namespace, live);
     let observe_only = spec.management_policy == ManagementPolicy::ObserveOnly;
     let paused = annotation_is_true(&route, PAUSED_ANNOTATION);
-    let Some(gateway) = gateway.filter(|_| claims.older.is_none() && !paused) else {
-        if claims.older.is_none() && !paused {
-            return p.error("NotRead", "the gateway was not read");
+    // A refused account is a gate before any read (not even its credentials are used).
+    let refused = matches!(held_by, AccountGate::Refused(_));
+    let gated = claims.older.is_some() || paused || refused;
+    let Some(gateway) = gateway.filter(|_| !gated) else {
+        if !gated {
+            return p.error(NOT_READ, "the gateway was not read");
         }
         // Gates that need no read: the rehearsal decides them on the object alone.
-        return outcome(p, &rehearse_on(&route, None, claims), live, observe_only);
+        let r = rehearse_on(&route, None, claims, held_by);
+        return outcome(p, &r, live, observe_only);
     };
     let (facts, entries) = match gateway {
         Ok(read) => read,
@@ -382,7 +404,7 @@ pub(crate) fn plan_apply(
     if let Some(e) = plan::find(spec, entries) {
         p.changes = changes(spec, e, facts);
     }
-    let r = rehearse_on(&route, Some(Ok((facts, entries))), claims);
+    let r = rehearse_on(&route, Some(Ok((facts, entries))), claims, held_by);
     outcome(p, &r, live, observe_only)
 }
 
@@ -390,6 +412,7 @@ fn rehearse_on(
     route: &VpnPbrRoute,
     gateway: Option<GatewayView<'_>>,
     claims: Claims<'_>,
+    held_by: AccountGate<'_>,
 ) -> Rehearsal {
     rehearse(&Stage {
         route,
@@ -399,6 +422,7 @@ fn rehearse_on(
         publish_sharers: claims.publish_sharers,
         account: None,
         credentials_fallback: None,
+        held_by,
         now_ms: PLAN_TIME_MS,
         now: PLAN_TIME,
     })
@@ -419,7 +443,13 @@ fn outcome(
     let reason = |c: Option<&crate::api::v1alpha1::Condition>| c.map(|c| Reason::parse(&c.reason));
     if let Some(c) = ready {
         match Reason::parse(&c.reason) {
-            Reason::InvalidSpec | Reason::DuplicateRoute => {
+            // The operator's refusals: the route's spec, its claim, or its account.
+            Reason::InvalidSpec
+            | Reason::DuplicateRoute
+            | Reason::AccountRequired
+            | Reason::AccountNotFound
+            | Reason::AccountForbidden
+            | Reason::AdoptionForbidden => {
                 return p.error(&c.reason, c.message.clone());
             }
             Reason::AlreadyExists | Reason::PublishConflict => {
@@ -491,6 +521,7 @@ pub(crate) fn plan_prune(
     live: &VpnPbrRoute,
     gateway: Option<GatewayView<'_>>,
     account: Option<Result<&str, &CloudError>>,
+    held_by: AccountGate<'_>,
 ) -> RoutePlan {
     let namespace = live.namespace().unwrap_or_default();
     let mut p = RoutePlan::new(live, &namespace, "cluster");
@@ -513,6 +544,7 @@ pub(crate) fn plan_prune(
             .credentials_ref
             .is_some()
             .then_some("plan reads with its own credentials"),
+        held_by,
         now_ms: PLAN_TIME_MS,
         now: PLAN_TIME,
     });
@@ -532,7 +564,7 @@ pub(crate) fn plan_prune(
     } else if annotation_is_true(live, PAUSED_ANNOTATION) {
         "paused: the deletion waits until it is unpaused"
     } else if r.needs_read {
-        return p.error("NotRead", "the gateway was not read");
+        return p.error(NOT_READ, "the gateway was not read");
     } else if !p.calls.is_empty() {
         return p;
     } else if r.released {
@@ -597,6 +629,7 @@ mod tests {
             "f.yaml",
             live,
             Claims::default(),
+            OWN,
             Some(Ok((&f, entries))),
         )
     }
@@ -758,6 +791,7 @@ mod tests {
                 older: Some("ns/a"),
                 ..Claims::default()
             },
+            OWN,
             Some(Ok((&f, &[]))),
         );
         assert_eq!(p.problem.map(|x| x.code), Some("DuplicateRoute".into()));
@@ -773,11 +807,11 @@ mod tests {
             retry_after: None,
             class: ErrorClass::NeedsOutsideAction,
         }));
-        let p = plan_apply(&r, "ns", "f", None, Claims::default(), Some(Err(&e)));
+        let p = plan_apply(&r, "ns", "f", None, Claims::default(), OWN, Some(Err(&e)));
         assert_eq!(p.action, Action::Error);
         assert!(p.has_problem());
         // Pruning a route of a deleted gateway leaves nothing to delete.
-        let p = plan_prune(&owned(r.clone()), Some(Err(&e)), None);
+        let p = plan_prune(&owned(r.clone()), Some(Err(&e)), None, OWN);
         assert_eq!((p.action, p.calls.len()), (Action::Delete, 0));
         assert!(!p.has_problem());
         // ... but only when the answer comes from the entry's account.
@@ -785,9 +819,9 @@ mod tests {
         if let Some(s) = in_other.status.as_mut() {
             s.account_id = Some("1111111111111111".into());
         }
-        let p = plan_prune(&in_other, Some(Err(&e)), Some(Ok("2222222222222222")));
+        let p = plan_prune(&in_other, Some(Err(&e)), Some(Ok("2222222222222222")), OWN);
         assert!(p.has_problem(), "another account's answer proves nothing");
-        let p = plan_prune(&in_other, Some(Err(&e)), Some(Ok("1111111111111111")));
+        let p = plan_prune(&in_other, Some(Err(&e)), Some(Ok("1111111111111111")), OWN);
         assert!(!p.has_problem(), "the entry's own account");
     }
 
@@ -807,7 +841,7 @@ mod tests {
         let f = facts();
         let list = [entry("192.168.1.0/24", "vco-1", 100)];
         let r = owned(route("a", "192.168.1.0/24", "vco-1", 100));
-        let p = plan_prune(&r, Some(Ok((&f, &list))), None);
+        let p = plan_prune(&r, Some(Ok((&f, &list))), None, OWN);
         assert_eq!(p.action, Action::Delete);
         assert_eq!(p.calls[0].action, "DeleteVpnPbrRouteEntry");
         assert!(p.has_change());
@@ -815,17 +849,21 @@ mod tests {
         let mut orphan = r.clone();
         orphan.spec.deletion_policy = DeletionPolicy::Orphan;
         assert!(
-            plan_prune(&orphan, Some(Ok((&f, &list))), None)
+            plan_prune(&orphan, Some(Ok((&f, &list))), None, OWN)
                 .calls
                 .is_empty()
         );
         let stranger = route("a", "192.168.1.0/24", "vco-1", 100);
-        let p = plan_prune(&stranger, Some(Ok((&f, &list))), None);
+        let p = plan_prune(&stranger, Some(Ok((&f, &list))), None, OWN);
         assert!(
             p.calls.is_empty(),
             "an entry it never owned is never deleted"
         );
-        assert!(plan_prune(&r, Some(Ok((&f, &[]))), None).calls.is_empty());
+        assert!(
+            plan_prune(&r, Some(Ok((&f, &[]))), None, OWN)
+                .calls
+                .is_empty()
+        );
     }
 
     #[test]
@@ -842,7 +880,7 @@ mod tests {
         let p = apply(&r, Some(&earlier), &list);
         assert_eq!(p.action, Action::Conflict, "made again: not the object's");
         assert!(p.calls.is_empty());
-        let p = plan_prune(&earlier, Some(Ok((&f, &list))), None);
+        let p = plan_prune(&earlier, Some(Ok((&f, &list))), None, OWN);
         assert!(p.calls.is_empty(), "made again: never deleted");
         // Only a create token: the operator replays it first, and only its answer decides.
         let mut token = owned(r.clone());
@@ -857,7 +895,7 @@ mod tests {
             "{:?}",
             p.notes
         );
-        let p = plan_prune(&token, Some(Ok((&f, &list))), None);
+        let p = plan_prune(&token, Some(Ok((&f, &list))), None, OWN);
         assert!(
             p.notes.iter().any(|n| n.contains("replay")),
             "{:?}",
@@ -897,6 +935,7 @@ mod tests {
                 publish_conflict: Some("ns/older"),
                 ..Claims::default()
             },
+            OWN,
             Some(Ok((&f, &list))),
         );
         assert_eq!(p.action, Action::Conflict);
@@ -905,5 +944,72 @@ mod tests {
             Some("PublishConflict")
         );
         assert!(p.calls.is_empty());
+    }
+
+    /// The account gate is the operator's: a refused account is an error with its reason and
+    /// no call, read or not; an account without adoption refuses an adoption; a route in its
+    /// account plans as any other.
+    #[test]
+    fn the_accounts_refusals_are_the_operators_and_send_nothing() {
+        use crate::controller::resolve::Refusal;
+        let f = facts();
+        let list = [entry("192.168.1.0/24", "vco-1", 100)];
+        let r = route("a", "192.168.1.0/24", "vco-1", 100);
+        let refusal = |reason: Reason| Refusal {
+            reason,
+            message: "said".into(),
+        };
+        let in_b = AccountGate::Open {
+            name: "team-b",
+            adoption: false,
+        };
+        type Row<'a> = (
+            &'a str,
+            VpnPbrRoute,
+            AccountGate<'a>,
+            bool,
+            Action,
+            Option<&'a str>,
+        );
+        let (required, missing, forbidden) = (
+            refusal(Reason::AccountRequired),
+            refusal(Reason::AccountNotFound),
+            refusal(Reason::AccountForbidden),
+        );
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            ("required, not read",     r.clone(),        AccountGate::Refused(&required),  false, Action::Error,    Some("AccountRequired")),
+            ("not found, read anyway", r.clone(),        AccountGate::Refused(&missing),   true,  Action::Error,    Some("AccountNotFound")),
+            ("forbidden",              r.clone(),        AccountGate::Refused(&forbidden), false, Action::Error,    Some("AccountForbidden")),
+            ("adoption not allowed",   adopt(r.clone()), in_b,                             true,  Action::Error,    Some("AdoptionForbidden")),
+            ("adoption allowed",       adopt(r.clone()), OWN,                              true,  Action::Adopt,    None),
+            ("new entry in team-b",    route("b", "192.168.2.0/24", "vco-1", 100), in_b,   true,  Action::Create,   None),
+            ("held entry in team-b",   r.clone(),        in_b,                             true,  Action::Conflict, Some("AlreadyExists")),
+        ];
+        for (name, desired, gate, read, action, code) in rows {
+            let gateway = read.then_some(Ok((&f, list.as_slice())));
+            let p = plan_apply(&desired, "ns", "f", None, Claims::default(), gate, gateway);
+            assert_eq!(p.action, action, "{name}: {p:?}");
+            assert_eq!(p.problem.as_ref().map(|x| x.code.as_str()), code, "{name}");
+            if code.is_some() {
+                assert!(p.calls.is_empty() && p.create.is_none(), "{name}: {p:?}");
+            }
+        }
+        // A route whose status records the account keeps its entry there.
+        let live = owned(r.clone());
+        let mut held = live.clone();
+        if let Some(s) = held.status.as_mut() {
+            s.account = Some("team-b".into());
+        }
+        let p = plan_apply(
+            &r,
+            "ns",
+            "f",
+            Some(&held),
+            Claims::default(),
+            in_b,
+            Some(Ok((&f, &list))),
+        );
+        assert_eq!(p.action, Action::Nothing, "{p:?}");
     }
 }

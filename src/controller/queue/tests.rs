@@ -67,10 +67,7 @@ fn gateway_gone() -> CloudError {
 }
 
 fn peers() -> Event {
-    Event::Peers(Peers {
-        region_id: "cn-hangzhou".into(),
-        spec: None,
-    })
+    Event::Peers(Peers::of(&scope(), None))
 }
 
 fn status(s: &str) -> Event {
@@ -79,6 +76,13 @@ fn status(s: &str) -> Event {
 
 fn listed(routes: &[usize]) -> Event {
     Event::ListRead(Ok(Arc::new(routes.iter().map(|i| entry(*i)).collect())))
+}
+
+/// A list showing route `i`'s entry as made at `create_time` (its answer says 1).
+fn listed_made(i: usize, create_time: i64) -> Event {
+    let mut e = entry(i);
+    e.create_time = create_time;
+    Event::ListRead(Ok(Arc::new(vec![e])))
 }
 
 fn free() -> Event {
@@ -583,6 +587,23 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
             .joined(),
         ),
         (
+            "a create answered with its entry counts only once the list shows that entry: an \
+             older one under its key (deleted, but still listed by a lagging list) is not it",
+            [
+                applied(accepted_with(1)),
+                round(
+                    110,
+                    &["sleep until 110"],
+                    &["read list"],
+                    listed_made(1, 0),
+                    &[],
+                ),
+                vec![View(1, "accepted")],
+                shown(310, &["sleep until 310"]),
+            ]
+            .joined(),
+        ),
+        (
             "a create answered with its entry is not replayed (the replay would only repeat \
              that answer): its route re-plans from the list",
             [
@@ -672,4 +693,36 @@ fn status_reads_that_keep_failing_hold_the_queue_and_say_so() {
     ]
     .joined();
     Run::new(true).script("status reads failing", steps);
+}
+
+/// Which gateways share what they learn of their update time: one region, account and
+/// specification.
+#[test]
+fn peers_are_one_region_account_and_spec() {
+    let of = |region: &str, account: &str, spec: Option<&str>| {
+        let mut s = scope();
+        s.region_id = region.to_owned();
+        s.credentials.account = account.to_owned();
+        Peers::of(&s, spec.map(str::to_owned))
+    };
+    let base = of("cn-hangzhou", "team-a", Some("5M"));
+    // (what, region, account, spec, shares with `base`)
+    let rows = [
+        ("all the same", "cn-hangzhou", "team-a", Some("5M"), true),
+        ("other account", "cn-hangzhou", "team-b", Some("5M"), false),
+        ("the operator's own", "cn-hangzhou", "", Some("5M"), false),
+        ("another region", "cn-shanghai", "team-a", Some("5M"), false),
+        ("another spec", "cn-hangzhou", "team-a", Some("10M"), false),
+        ("no spec known", "cn-hangzhou", "team-a", None, false),
+    ];
+    for (what, region, account, spec, shared) in rows {
+        assert_eq!(of(region, account, spec) == base, shared, "{what}");
+    }
+    let mut regions = Regions::new();
+    regions.entry(base.clone()).or_default();
+    regions
+        .entry(of("cn-hangzhou", "team-b", Some("5M")))
+        .or_default();
+    regions.entry(base).or_default();
+    assert_eq!(regions.len(), 2, "two accounts learn apart");
 }

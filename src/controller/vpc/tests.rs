@@ -84,6 +84,7 @@ fn scope() -> Scope {
         credentials: CredentialsHandle {
             key: "default".into(),
             account: String::new(),
+            api_rate: None,
             provider: Arc::new(StaticCredentials::new(Credentials::new("AKID", "secret"))),
         },
     }
@@ -248,8 +249,9 @@ async fn a_list_whose_pages_change_between_reads_never_makes_a_route_gone() {
     }
 }
 
-/// Each account's calls wait at its own rate limiter (the cloud's flow control is per account);
-/// the operator's identity and route Secrets share the default one.
+/// Each account's calls wait at its own rate limiter (the cloud's flow control is per account),
+/// at the account's own rate when it sets one (`spec.apiRate`), else at `--api-rate`; the
+/// operator's identity and route Secrets share the default one.
 #[test]
 fn each_account_has_its_own_rate_limiter() {
     let port = VpcPort::new(
@@ -259,13 +261,36 @@ fn each_account_has_its_own_rate_limiter() {
         })
         .expect("factory"),
     );
-    let in_account = |account: &str| {
+    let operator_rate = ClientConfig::default().rate_limit.max_rate;
+    let in_account = |account: &str, api_rate: Option<f64>| {
         let mut s = scope();
         s.credentials.account = account.to_owned();
-        port.client(&s).expect("client").account().to_owned()
+        s.credentials.api_rate = api_rate;
+        let client = port.client(&s).expect("client");
+        let limiter = port.factory.account_rate_limiter(client.account());
+        (client.account().to_owned(), limiter.max_rate())
     };
-    assert_eq!(in_account(""), alicloud_vpc_client::DEFAULT_ACCOUNT);
-    assert_eq!(in_account("team-a"), "team-a");
-    assert_eq!(in_account("team-b"), "team-b");
-    assert_eq!(in_account(""), alicloud_vpc_client::DEFAULT_ACCOUNT);
+    let cases = [
+        ("", None, operator_rate),
+        ("team-a", Some(5.0), 5.0),
+        ("team-b", Some(40.0), 40.0),
+        ("team-c", None, operator_rate),
+        ("", None, operator_rate),
+        // A changed rate takes effect on the account's existing client; unset, back to
+        // `--api-rate`.
+        ("team-a", Some(2.5), 2.5),
+        ("team-b", None, operator_rate),
+    ];
+    for (account, api_rate, want) in cases {
+        assert_eq!(
+            in_account(account, api_rate),
+            (account.to_owned(), want),
+            "{account:?} at {api_rate:?}"
+        );
+    }
+    assert_eq!(
+        port.factory.account_rate_limiter("team-a").max_rate(),
+        2.5,
+        "team-b's change left team-a alone"
+    );
 }

@@ -8,7 +8,7 @@ use kube::Client;
 use tokio::time::Instant;
 
 use super::latency::probe_latency;
-use super::progress::Progress;
+use super::progress::{Progress, converged_word};
 use super::result::ScenarioResult;
 use super::scenario::Scenario;
 use super::stack::{Stack, start_scenario};
@@ -68,11 +68,7 @@ pub(crate) async fn converge(stack: &mut Stack, sc: &Scenario) -> Result<Scenari
     eprintln!(
         "[{}] {} in {:.1} s ({ready}/{} Ready), ratio {:.3}, binding bound {:.1} s ({:?})",
         sc.label,
-        if converged {
-            "converged"
-        } else {
-            "NOT converged"
-        },
+        converged_word(converged),
         wall.as_secs_f64(),
         sc.routes,
         result.ratio(),

@@ -9,10 +9,14 @@
 //! - `progress`: the progress lines on stderr;
 //! - `result`, `calls`: what a run measured, and arithmetic on the emulator's call counters;
 //! - `settle`, `restart`: when an operator has settled, and the restart run;
-//! - `chaos`: the chaos run, its disturbances, invariants and report.
+//! - `chaos`: the chaos run, its disturbances, invariants and report;
+//! - `accounts`, `accounts_run`: the multi-account run (each account's own API rate and
+//!   bound), and running it.
 
 use std::time::Duration;
 
+mod accounts;
+mod accounts_run;
 mod calls;
 mod chaos;
 mod converge;
@@ -24,6 +28,10 @@ mod scenario;
 mod settle;
 mod stack;
 
+#[cfg(test)]
+pub(crate) use accounts::AccountOutcome;
+pub use accounts::{AccountCredentials, AccountsResult, AccountsScenario};
+pub use accounts_run::run_accounts;
 pub use chaos::{ChaosOptions, ChaosReport, run_chaos};
 pub use converge::run_scenario;
 #[cfg(test)]

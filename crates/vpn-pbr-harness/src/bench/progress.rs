@@ -46,6 +46,15 @@ impl Progress {
     }
 }
 
+/// How a run's last line says whether it converged.
+pub(crate) fn converged_word(converged: bool) -> &'static str {
+    if converged {
+        "converged"
+    } else {
+        "NOT converged"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

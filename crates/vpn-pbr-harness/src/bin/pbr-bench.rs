@@ -8,7 +8,9 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpn_pbr_harness::{
     Binaries, Tools,
-    bench::{self, ChaosOptions, Scenario, SettleCriterion, secs},
+    bench::{
+        self, AccountCredentials, AccountsScenario, ChaosOptions, Scenario, SettleCriterion, secs,
+    },
     report::{self, Header, Results},
 };
 
@@ -59,12 +61,15 @@ enum Run {
     Large,
     /// --restart-routes Ready routes, operator stopped (SIGTERM) and started again.
     Restart,
+    /// Several accounts (--accounts-rates), each bound by its own API rate.
+    Accounts,
 }
 
 #[derive(Args)]
 struct BenchArgs {
     /// Runs to make, comma-separated (default: all, in this order).
-    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "large", "restart"])]
+    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "large", "restart", "accounts"])]
+
     only: Vec<Run>,
     /// Routes (N) of the main and baseline runs.
     #[arg(short = 'n', long, default_value_t = 1000)]
@@ -119,6 +124,24 @@ struct BenchArgs {
     /// Restart run: give up waiting for the operator to settle after this many seconds.
     #[arg(long, default_value = "300", value_parser = secs)]
     restart_timeout: Duration,
+    /// Accounts run: each account's API rate in the emulator's flow control, comma-separated
+    /// (one account each).
+    #[arg(long, value_delimiter = ',', default_values = ["10", "20", "40"])]
+    accounts_rates: Vec<f64>,
+    /// Accounts run: each account gets rate x this many routes (the same bound for all; long
+    /// enough that the start, learning each account's gateway update time, and the end, the
+    /// last changes' update and read-back, are a small part).
+    #[arg(long, default_value_t = 60.0)]
+    accounts_seconds: f64,
+    /// Accounts run: routes per gateway in every account.
+    #[arg(long, default_value_t = 10)]
+    accounts_routes_per_gateway: usize,
+    /// Accounts run: the VpnAccounts' credentials.
+    #[arg(long, value_enum, default_value = "assume-role")]
+    accounts_credentials: AccountCredentials,
+    /// Accounts run: the operator's --api-rate (default: the highest account rate).
+    #[arg(long)]
+    accounts_api_rate: Option<f64>,
     /// Routes created one at a time on idle gateways after the main and baseline runs, for
     /// apply -> first call.
     #[arg(long, default_value_t = 100)]
@@ -266,6 +289,23 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
                 };
                 res.restart =
                     Some(bench::run_restart(&cluster, &client, bins, &sc, crit, &work).await?);
+            }
+            Run::Accounts => {
+                let sc = AccountsScenario {
+                    label: "accounts".to_owned(),
+                    rates: a.accounts_rates.clone(),
+                    seconds: a.accounts_seconds,
+                    routes_per_gateway: a.accounts_routes_per_gateway,
+                    update: a.update,
+                    credentials: a.accounts_credentials,
+                    api_rate: a.accounts_api_rate,
+                    parallel: a.parallel,
+                    log_level: a.log_level.clone(),
+                    timeout_factor: a.timeout_factor,
+                    stop_grace: a.stop_grace,
+                };
+                res.accounts =
+                    Some(bench::run_accounts(&cluster, &client, bins, &sc, &work).await?);
             }
         }
     }

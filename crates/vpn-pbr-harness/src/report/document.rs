@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::accounts::accounts_section;
 use super::format::{rate, verdict};
 use super::header::Header;
 use super::restart::restart_section;
@@ -106,6 +107,9 @@ pub fn render(header: &Header, res: &Results, previous: Option<&str>) -> String 
     if let Some(r) = &res.restart {
         restart_section(&mut s, r);
     }
+    if let Some(a) = &res.accounts {
+        accounts_section(&mut s, a);
+    }
 
     let _ = writeln!(s, "## Targets\n");
     let _ = writeln!(s, "| target | measured | |\n|---|---|---|");
@@ -136,7 +140,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::report::fixtures::{restart, run};
+    use crate::report::fixtures::{accounts, restart, run};
     use crate::workload::Flips;
 
     #[test]
@@ -155,6 +159,7 @@ mod tests {
             scale: Some(run("scale", 10_000, 500, 650.0)),
             large: None,
             restart: Some(restart(flips, &[("CreateVpnPbrRouteEntry", "Success", 1)])),
+            accounts: Some(accounts()),
         };
         let previous = "old\n<!-- analysis:start -->\nkept text\n<!-- analysis:end -->\n";
         let doc = render(&Header::fixed(), &res, Some(previous));
@@ -181,6 +186,18 @@ mod tests {
             "| Ready flips (updates with Ready not True) | **3** on 2 routes: Unknown/Restarting 3 |",
             "| time to settle | 4.0 s |",
             "| restart with 200 Ready routes: cloud mutations = 0 | 1 | **missed** |",
+            "## Several accounts",
+            "2 accounts with their own API rates in the emulator's per-account flow control (10/s, 40/s;",
+            "one `VpnAccount` each (`assumeRole`: the operator's own key",
+            "| | `acct-0` | `acct-1` |",
+            "| routes / gateways | 300 / 30 | 1200 / 120 |",
+            "| calls admitted (throttled, other refused) | 360 (25, 0) | 1200 (0, 0) |",
+            "| account's bound (the larger) | 36.0 s (API rate binds, **busiest**) | 30.0 s (API rate binds) |",
+            "| ratio to the account's bound | 1.042 | 1.033 |",
+            "| ratio to the busiest account's bound | **1.056** |",
+            "| operator CPU time, first create to convergence (cores busy) | 9.0 s (**0.24** cores) |",
+            "| machine CPU idle over the same time (all processes, other builds included) | 55 % |",
+            "| wall / busiest account's bound <= 1.1 with 2 accounts | 1.056 | met |",
             "\n<!-- analysis:start -->\nkept text\n<!-- analysis:end -->\n",
         ] {
             assert!(doc.contains(want), "missing {want:?} in\n{doc}");

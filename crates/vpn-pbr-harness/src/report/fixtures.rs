@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::bench::{
-    RestartResult, Scenario, ScenarioResult, SettleCriterion, Settled, Stopped, calls,
+    AccountCredentials, AccountOutcome, AccountsResult, AccountsScenario, RestartResult, Scenario,
+    ScenarioResult, SettleCriterion, Settled, Stopped, calls,
 };
 use crate::operator::Usage;
 use crate::workload::Flips;
@@ -74,5 +75,56 @@ pub(super) fn restart(flips: Flips, extra_calls: &[(&str, &str, u64)]) -> Restar
         },
         flips,
         usage: Usage::default(),
+    }
+}
+
+/// A converged run of two accounts at 10/s and 40/s (300 and 1200 routes): the slow one,
+/// throttled 25 times, is the busiest at 36 s; the run took 38 s.
+pub(super) fn accounts() -> AccountsResult {
+    let scenario = AccountsScenario {
+        label: "accounts".to_owned(),
+        rates: vec![10.0, 40.0],
+        seconds: 30.0,
+        routes_per_gateway: 10,
+        update: Duration::from_secs(2),
+        credentials: AccountCredentials::AssumeRole,
+        api_rate: None,
+        parallel: 32,
+        log_level: "info".to_owned(),
+        timeout_factor: 4.0,
+        stop_grace: Duration::ZERO,
+    };
+    let plans = scenario.accounts("acct");
+    let list: [&[(&str, &str, u64)]; 2] = [
+        &[
+            ("CreateVpnPbrRouteEntry", "Success", 300),
+            ("CreateVpnPbrRouteEntry", "Throttling.User", 25),
+            ("DescribeVpnPbrRouteEntries", "Success", 60),
+        ],
+        &[("CreateVpnPbrRouteEntry", "Success", 1200)],
+    ];
+    let accounts = plans
+        .into_iter()
+        .zip(list)
+        .zip([37.5, 31.0])
+        .map(|((plan, c), finish)| AccountOutcome {
+            ready: plan.routes,
+            plan,
+            calls: calls(c),
+            finish: Some(Duration::from_secs_f64(finish)),
+        })
+        .collect();
+    AccountsResult {
+        scenario,
+        accounts,
+        converged: true,
+        wall: Duration::from_secs(38),
+        create_time: Duration::from_secs(4),
+        usage: Usage {
+            peak_rss_kib: 40 * 1024,
+            cpu: Duration::from_secs(12),
+        },
+        cpu_at_convergence: Duration::from_secs(9),
+        machine_idle: Some(0.55),
     }
 }

@@ -4,9 +4,11 @@
 //! - `results`: the runs of one `pbr-bench bench` and the targets they are held to;
 //! - `header`: how the document was made (command, commit, machine, date);
 //! - `document`: the whole document, its order and the kept analysis block;
-//! - `runs`, `restart`: the sections of the scenario runs and of the restart run;
+//! - `runs`, `restart`, `accounts`: the sections of the scenario runs, of the restart run and
+//!   of the multi-account run;
 //! - `format`: how values are written.
 
+mod accounts;
 mod document;
 #[cfg(test)]
 mod fixtures;

@@ -2,7 +2,8 @@
 //! docs/benchmarks.md they are held to ([`Target`]).
 
 use super::format::{mib, ms, rate, secs};
-use crate::bench::{RestartResult, ScenarioResult};
+use crate::bench::{AccountsResult, RestartResult, ScenarioResult};
+
 
 /// The benchmark targets (docs/benchmarks.md).
 const TARGET_RATIO: f64 = 1.05;
@@ -18,6 +19,7 @@ const TARGET_CPU_MS_PER_ROUTE: f64 = 2.0;
 const TARGET_LARGE_RATIO: f64 = 1.05;
 const TARGET_LARGE_RSS_MIB: f64 = 160.0;
 const TARGET_READS_PER_GATEWAY: f64 = 2.0;
+const TARGET_ACCOUNTS_RATIO: f64 = 1.10;
 
 /// The runs of one `pbr-bench bench`; each may be skipped (`--only`).
 #[derive(Clone, Debug, Default)]
@@ -31,6 +33,8 @@ pub struct Results {
     /// N=50,000, G=2,500 at a higher API rate.
     pub large: Option<ScenarioResult>,
     pub restart: Option<RestartResult>,
+    /// Several accounts with their own API rates.
+    pub accounts: Option<AccountsResult>,
 }
 
 /// One benchmark target and its measurement.
@@ -148,6 +152,20 @@ impl Results {
                 r.flips.updates == 0,
             );
         }
+        if let Some(a) = &self.accounts {
+            push(
+                format!(
+                    "wall / busiest account's bound <= {TARGET_ACCOUNTS_RATIO} with {} accounts",
+                    a.accounts.len()
+                ),
+                if a.converged {
+                    format!("{:.3}", a.ratio())
+                } else {
+                    format!("not converged ({}/{})", a.ready(), a.routes())
+                },
+                a.converged && a.ratio() <= TARGET_ACCOUNTS_RATIO,
+            );
+        }
         out
     }
 
@@ -226,6 +244,7 @@ mod tests {
             scale: Some(scale),
             large: Some(large),
             restart: Some(restart(Flips::default(), &[])),
+            accounts: None,
         };
         let got: Vec<(String, bool)> = res
             .targets()
