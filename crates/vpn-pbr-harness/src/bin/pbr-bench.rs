@@ -69,7 +69,6 @@ enum Run {
 struct BenchArgs {
     /// Runs to make, comma-separated (default: all, in this order).
     #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "large", "restart", "accounts"])]
-
     only: Vec<Run>,
     /// Routes (N) of the main and baseline runs.
     #[arg(short = 'n', long, default_value_t = 1000)]

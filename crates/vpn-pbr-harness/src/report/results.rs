@@ -4,7 +4,6 @@
 use super::format::{mib, ms, rate, secs};
 use crate::bench::{AccountsResult, RestartResult, ScenarioResult};
 
-
 /// The benchmark targets (docs/benchmarks.md).
 const TARGET_RATIO: f64 = 1.05;
 const TARGET_CALLS_PER_ROUTE: f64 = 1.2;
