@@ -43,7 +43,7 @@ struct BinArgs {
 enum Cmd {
     /// The runs of docs/benchmarks.md: main (scheduler) and baseline convergence, scale, large,
     /// restart; `--only` picks some of them.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Faults, kills and an apiserver restart during convergence; then delete and check.
     Chaos(ChaosOptions),
 }
@@ -181,7 +181,7 @@ async fn main() -> Result<()> {
     };
     let run = async {
         match cli.cmd {
-            Cmd::Bench(a) => bench_cmd(&bins, a).await,
+            Cmd::Bench(a) => bench_cmd(&bins, *a).await,
             Cmd::Chaos(a) => chaos_cmd(&bins, a).await,
         }
     };
