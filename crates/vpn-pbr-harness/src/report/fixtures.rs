@@ -122,6 +122,7 @@ pub(super) fn accounts() -> AccountsResult {
         create_time: Duration::from_secs(4),
         usage: Usage {
             peak_rss_kib: 40 * 1024,
+            rss_kib: 35 * 1024,
             cpu: Duration::from_secs(12),
         },
         cpu_at_convergence: Duration::from_secs(9),
