@@ -9,7 +9,8 @@ BENCH_BINS = --operator $(TARGET_DIR)/release/vpn-pbr-operator --emulator $(TARG
 
 .PHONY: bench chaos
 
-bench: tools ## Benchmark: N=1000/G=20/T=2s with baseline, 10,000-route scale run, 5000-route restart run, 3 accounts at 10/20/40 calls/s (pbr-bench bench --only picks some); rewrites docs/benchmarks.md
+bench: tools ## Benchmark: N=1000/G=20/T=2s with baseline, 10,000-route scale run, 50,000-route large run (2,500 gateways, API rate 100/s), 5000-route restart run, 3 accounts at 10/20/40 calls/s (pbr-bench bench --only picks some); rewrites docs/benchmarks.md
+
 	$(CARGO) build --release --locked --bins
 	source <(hack/tools.sh --env) && $(TARGET_DIR)/release/pbr-bench bench $(BENCH_BINS) --out docs/benchmarks.md $(BENCH_ARGS)
 

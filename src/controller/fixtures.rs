@@ -156,3 +156,83 @@ impl<T, const N: usize> Joined<T> for [Vec<T>; N] {
         self.into_iter().flatten().collect()
     }
 }
+
+/// The unit tests' allocator: the system's, with the blocks and bytes each thread holds
+/// counted, so a test can assert what a structure keeps on the heap ([`retained`]).
+struct Counting;
+
+thread_local! {
+    /// Live blocks and bytes allocated by this thread (a block freed by another thread is
+    /// counted there).
+    static LIVE: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn count(blocks: i64, bytes: usize, sign: i64) {
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX) * sign;
+    // `try_with`: never panic in the allocator, even while the thread's locals are torn down.
+    let _ = LIVE.try_with(|c| {
+        let (n, b) = c.get();
+        c.set((n + blocks, b + bytes));
+    });
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator; counting allocates
+// nothing (a const-initialised thread local without a destructor).
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            count(1, layout.size(), 1);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count(1, layout.size(), 1);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        count(-1, layout.size(), -1);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !p.is_null() {
+            count(0, layout.size(), -1);
+            count(0, new, 1);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// What a structure keeps on the heap: blocks and bytes allocated and not freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Heap {
+    pub blocks: i64,
+    pub bytes: i64,
+}
+
+/// Runs `f` on this thread and tells what it left allocated (what its result, or anything it
+/// changed, keeps on the heap).
+pub(crate) fn retained<R>(f: impl FnOnce() -> R) -> (R, Heap) {
+    let before = LIVE.with(std::cell::Cell::get);
+    let out = f();
+    let after = LIVE.with(std::cell::Cell::get);
+    let heap = Heap {
+        blocks: after.0 - before.0,
+        bytes: after.1 - before.1,
+    };
+    (out, heap)
+}

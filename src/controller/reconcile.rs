@@ -19,6 +19,7 @@ use super::entries::Read;
 use super::error::{Error, Result};
 use super::metrics;
 use super::model::{Freshness, Scope};
+use super::scheduler::Scheduler;
 use super::status::{self, StatusReport};
 use crate::api::v1alpha1::{FINALIZER, OPERATOR_ACCOUNT, VpnPbrRoute};
 
@@ -343,7 +344,7 @@ async fn act(
         && !ctx.scheduler.drop_job(owner)
     {
         debug!(route = %key, "job in flight; waiting for it");
-        return Ok(Some(Action::requeue(WAIT_FOR_WAKE)));
+        return Ok(Some(wait_for_wake(&ctx.scheduler, owner)));
     }
     if d.add_finalizer {
         route.metadata.resource_version = match ctx.objects.add_finalizer(route).await {
@@ -388,7 +389,7 @@ async fn act(
             if !ctx.scheduler.drop_job(owner) {
                 // On the wire: its outcome comes first, nothing else is done meanwhile.
                 debug!(route = %key, "job in flight; waiting for it");
-                return Ok(Some(Action::requeue(WAIT_FOR_WAKE)));
+                return Ok(Some(wait_for_wake(&ctx.scheduler, owner)));
             }
         }
         Some(JobOp::Submit(mutation)) => {
@@ -421,9 +422,22 @@ async fn act(
     Ok(match d.next {
         Some(Next::Read(_)) => None,
         Some(Next::Resync) => Some(Action::requeue(resync_delay(route, ctx))),
-        Some(Next::Wake) => Some(Action::requeue(WAIT_FOR_WAKE)),
+        Some(Next::Wake) => Some(wait_for_wake(&ctx.scheduler, owner)),
         Some(Next::AwaitChange | Next::Backoff) | None => Some(Action::await_change()),
     })
+}
+
+/// How a route waits to be woken. While the gateway scheduler holds its job, the scheduler
+/// wakes it whenever the job moves on (answered, applied, listed, stalled, released), so no
+/// timed requeue is kept: with thousands of routes queued behind busy gateways each would be
+/// an entry in the controller's delay queue and, when it fires, a reconcile that changes
+/// nothing. Otherwise (a gateway read under way) the timed requeue stays as the safety net.
+fn wait_for_wake(scheduler: &Scheduler, owner: &ObjectRef<VpnPbrRoute>) -> Action {
+    if scheduler.job(owner).is_some() {
+        Action::await_change()
+    } else {
+        Action::requeue(WAIT_FOR_WAKE)
+    }
 }
 
 /// Time until the next drift check. Routes of one gateway line up on the same tick, so one
@@ -524,6 +538,48 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::fixtures;
+    use crate::controller::model::{Accepted, Entry, GatewayFacts, Mutation};
+    use crate::controller::port::{CloudFuture, CloudPort};
+
+    /// A cloud that never answers: a submitted change stays queued, or on the wire.
+    struct Silent;
+
+    impl CloudPort for Silent {
+        fn list_entries<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
+            Box::pin(std::future::pending())
+        }
+        fn gateway<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
+            Box::pin(std::future::pending())
+        }
+        fn mutate<'a>(&'a self, _: &'a Scope, _: &'a Mutation) -> CloudFuture<'a, Accepted> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_timed_requeue_is_kept_for_a_route_whose_job_waits_at_its_gateway() {
+        let (scheduler, _woken) = Scheduler::of_cloud(Arc::new(Silent));
+        let owner = fixtures::owner(1);
+        assert_eq!(
+            wait_for_wake(&scheduler, &owner),
+            Action::requeue(WAIT_FOR_WAKE),
+            "no job (a gateway read under way): the timed requeue is the safety net"
+        );
+        scheduler.submit(&owner, &fixtures::scope(), fixtures::create(1), Some(1));
+        assert_eq!(
+            wait_for_wake(&scheduler, &owner),
+            Action::await_change(),
+            "queued: the scheduler wakes it"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(scheduler.job(&owner).is_some());
+        assert_eq!(
+            wait_for_wake(&scheduler, &owner),
+            Action::await_change(),
+            "on the wire: its answer wakes it"
+        );
+    }
 
     #[test]
     fn only_what_decisions_read_counts_as_changed_meanwhile() {

@@ -326,11 +326,19 @@ fn wake_routes(
     }
 }
 
-/// Drops what the controller never reads from a cached object.
+/// Drops what the controller never reads from a cached object, and the spare room of its
+/// lists: the watch's JSON decoder grows a list by doubling (three conditions are kept in room
+/// for four), and the cache keeps every object for its lifetime.
 fn trim(route: &mut VpnPbrRoute) {
     route.metadata.managed_fields = None;
     if let Some(a) = route.metadata.annotations.as_mut() {
         a.remove(super::reconcile::LAST_APPLIED);
+    }
+    if let Some(f) = route.metadata.finalizers.as_mut() {
+        f.shrink_to_fit();
+    }
+    if let Some(s) = route.status.as_mut() {
+        s.conditions.shrink_to_fit();
     }
 }
 
@@ -395,5 +403,57 @@ async fn gauges(
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_objects_keep_nothing_unread_and_no_spare_room() {
+        // As the watch decodes it (from bytes: lists grow as they are read): managed fields,
+        // kubectl's copy, three conditions.
+        let condition = |t: &str| {
+            serde_json::json!({"type": t, "status": "True", "reason": "Synced",
+                "message": "in sync", "lastTransitionTime": "2026-01-01T00:00:00Z"})
+        };
+        let json = serde_json::json!({
+            "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "u",
+                "finalizers": ["vpn.alicloud.dev/cleanup"],
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                    "vpn.alicloud.dev/adopt": "true"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
+                "routeSource": "10.0.0.0/24", "routeDest": "10.1.0.0/16", "nextHop": "vco-a",
+                "weight": 100, "publishVpc": false},
+            "status": {"conditions": [condition("Ready"), condition("Synced"),
+                condition("Reconciling")]}
+        });
+        let mut route: VpnPbrRoute = serde_json::from_str(&json.to_string()).expect("route");
+        let decoded = route.status.as_ref().map(|s| s.conditions.capacity());
+        assert_eq!(
+            decoded,
+            Some(4),
+            "the decoder leaves room (else this test proves nothing)"
+        );
+        trim(&mut route);
+        assert_eq!(route.metadata.managed_fields, None);
+        assert_eq!(
+            route
+                .metadata
+                .annotations
+                .as_ref()
+                .map(|a| a.keys().collect::<Vec<_>>()),
+            Some(vec![&"vpn.alicloud.dev/adopt".to_owned()]),
+            "only kubectl's copy goes; the annotations the decisions read stay"
+        );
+        let finalizers = route.metadata.finalizers.as_ref().expect("finalizers");
+        assert_eq!(finalizers.capacity(), finalizers.len());
+        let conditions = &route.status.as_ref().expect("status").conditions;
+        assert_eq!(conditions.len(), 3);
+        assert_eq!(conditions.capacity(), 3, "no room kept for a fourth");
     }
 }

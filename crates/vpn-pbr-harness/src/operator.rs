@@ -21,25 +21,31 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
-/// Peak RSS and CPU time of one process lifetime.
+/// Peak RSS, RSS now and CPU time of one process lifetime.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
     pub peak_rss_kib: u64,
+    pub rss_kib: u64,
     pub cpu: Duration,
 }
 
-/// Reads VmHWM and utime+stime of a live process.
+/// Reads VmHWM, VmRSS and utime+stime of a live process.
 pub fn usage(pid: u32) -> Option<Usage> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let peak_rss_kib = status_field(&status, "VmHWM:")
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())?;
+    let kib = |name| {
+        status_field(&status, name)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    let peak_rss_kib = kib("VmHWM:")?;
+    let rss_kib = kib("VmRSS:")?;
     // utime and stime: fields 14 and 15.
     let fields = procfs::stat_fields(pid)?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(Usage {
         peak_rss_kib,
+        rss_kib,
         cpu: Duration::from_secs_f64((utime + stime) as f64 / clock_ticks() as f64),
     })
 }

@@ -59,6 +59,7 @@ pub(crate) async fn converge(stack: &mut Stack, sc: &Scenario) -> Result<Scenari
         create_time,
         calls,
         usage,
+        settled_rss_kib: None,
         cpu_at_convergence: usage.cpu,
         latencies_ms: Vec::new(),
         latency_missing: 0,
@@ -88,6 +89,10 @@ pub async fn run_scenario(
 ) -> Result<ScenarioResult> {
     let mut stack = start_scenario(cluster, client, bins, sc, work).await?;
     let mut result = converge(&mut stack, sc).await?;
+    if !sc.settle_wait.is_zero() {
+        tokio::time::sleep(sc.settle_wait).await;
+        result.settled_rss_kib = stack.op.usage().map(|u| u.rss_kib);
+    }
     if sc.latency_probes > 0 {
         (result.latencies_ms, result.latency_missing) = probe_latency(&stack, sc).await?;
     }

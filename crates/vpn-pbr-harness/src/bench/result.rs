@@ -22,6 +22,8 @@ pub struct ScenarioResult {
     pub(crate) create_time: Duration,
     /// Operator usage at the end of the run (peak RSS covers the whole run).
     pub(crate) usage: Usage,
+    /// The operator's RSS (VmRSS) `settle_wait` after convergence, KiB.
+    pub(crate) settled_rss_kib: Option<u64>,
     /// CPU time at convergence.
     pub(crate) cpu_at_convergence: Duration,
     /// Apply -> accepted create (upper bound of apply -> first cloud call), ms, sorted.

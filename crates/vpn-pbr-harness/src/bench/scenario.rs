@@ -31,6 +31,9 @@ pub struct Scenario {
     /// How long the operator may take to exit after SIGTERM at the end of the run; zero:
     /// SIGKILL at once.
     pub stop_grace: Duration,
+    /// How long after convergence its RSS is read again (the burst settled: the backlog's
+    /// queues gone, freed memory returned); zero: not read.
+    pub settle_wait: Duration,
 }
 
 impl Scenario {
@@ -116,6 +119,7 @@ mod tests {
             log_level: "info".to_owned(),
             parallel: 1,
             stop_grace: Duration::ZERO,
+            settle_wait: Duration::ZERO,
         }
     }
 

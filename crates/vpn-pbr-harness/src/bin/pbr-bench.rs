@@ -41,9 +41,9 @@ struct BinArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// The runs of docs/benchmarks.md: main (scheduler) and baseline convergence, scale, restart;
-    /// `--only` picks some of them.
-    Bench(BenchArgs),
+    /// The runs of docs/benchmarks.md: main (scheduler) and baseline convergence, scale, large,
+    /// restart; `--only` picks some of them.
+    Bench(Box<BenchArgs>),
     /// Faults, kills and an apiserver restart during convergence; then delete and check.
     Chaos(ChaosOptions),
 }
@@ -57,6 +57,8 @@ enum Run {
     Baseline,
     /// --scale-routes over --scale-gateways at the default API rate: binding bound, memory, CPU.
     Scale,
+    /// --large-routes over --large-gateways at --large-api-rate: binding bound, memory.
+    Large,
     /// --restart-routes Ready routes, operator stopped (SIGTERM) and started again.
     Restart,
     /// Several accounts (--accounts-rates), each bound by its own API rate.
@@ -66,7 +68,7 @@ enum Run {
 #[derive(Args)]
 struct BenchArgs {
     /// Runs to make, comma-separated (default: all, in this order).
-    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "restart", "accounts"])]
+    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "large", "restart", "accounts"])]
     only: Vec<Run>,
     /// Routes (N) of the main and baseline runs.
     #[arg(short = 'n', long, default_value_t = 1000)]
@@ -89,9 +91,22 @@ struct BenchArgs {
     /// --api-rate of the scale run (default: the operator's default).
     #[arg(long)]
     scale_api_rate: Option<f64>,
-    /// Concurrent creates of the scale run (the harness must not be its bottleneck).
+    /// Concurrent creates of the scale and large runs (the harness must not be its bottleneck).
     #[arg(long, default_value_t = 64)]
     scale_parallel: usize,
+    /// Routes of the large run.
+    #[arg(long, default_value_t = 50_000)]
+    large_routes: usize,
+    /// Gateways of the large run.
+    #[arg(long, default_value_t = 2500)]
+    large_gateways: usize,
+    /// --api-rate of the large run (higher than the default, to keep the run short).
+    #[arg(long, default_value_t = 100.0)]
+    large_api_rate: f64,
+    /// Scale and large runs: read the operator's RSS again this many seconds after
+    /// convergence (after the burst settled).
+    #[arg(long, default_value = "30", value_parser = secs)]
+    settle_wait: Duration,
     /// Routes of the restart run.
     #[arg(long, default_value_t = 5000)]
     restart_routes: usize,
@@ -149,7 +164,7 @@ struct BenchArgs {
     /// Exit non-zero when a benchmark target is missed.
     #[arg(long)]
     strict: bool,
-    /// End the main, baseline and scale runs with SIGTERM and wait this many seconds for the
+    /// End the main, baseline, scale and large runs with SIGTERM and wait this many seconds for the
     /// operator to exit (a `heap-profile` build writes dhat-heap.json then); 0: SIGKILL.
     #[arg(long, default_value = "0", value_parser = secs)]
     stop_grace: Duration,
@@ -166,7 +181,7 @@ async fn main() -> Result<()> {
     };
     let run = async {
         match cli.cmd {
-            Cmd::Bench(a) => bench_cmd(&bins, a).await,
+            Cmd::Bench(a) => bench_cmd(&bins, *a).await,
             Cmd::Chaos(a) => chaos_cmd(&bins, a).await,
         }
     };
@@ -219,7 +234,17 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
             log_level: a.log_level.clone(),
             parallel: a.parallel,
             stop_grace: a.stop_grace,
+            settle_wait: Duration::ZERO,
         };
+        sc.timeout = sc.lower_bound().mul_f64(a.timeout_factor) + Duration::from_secs(60);
+        sc
+    };
+    // The scale and large runs: many routes, created many at a time, RSS read after settling.
+    let big = |label: &str, routes: usize, gateways: usize, api_rate: Option<f64>| {
+        let mut sc = scenario(label, routes, gateways);
+        sc.api_rate = api_rate;
+        sc.parallel = a.scale_parallel;
+        sc.settle_wait = a.settle_wait;
         sc.timeout = sc.lower_bound().mul_f64(a.timeout_factor) + Duration::from_secs(60);
         sc
     };
@@ -240,11 +265,17 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
                     Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Scale => {
-                let mut sc = scenario("scale", a.scale_routes, a.scale_gateways);
-                sc.api_rate = a.scale_api_rate;
-                sc.parallel = a.scale_parallel;
-                sc.timeout = sc.lower_bound().mul_f64(a.timeout_factor) + Duration::from_secs(60);
+                let sc = big("scale", a.scale_routes, a.scale_gateways, a.scale_api_rate);
                 res.scale = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
+            }
+            Run::Large => {
+                let sc = big(
+                    "large",
+                    a.large_routes,
+                    a.large_gateways,
+                    Some(a.large_api_rate),
+                );
+                res.large = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Restart => {
                 let mut sc = scenario("restart", a.restart_routes, a.restart_gateways);

@@ -24,6 +24,7 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
             log_level: "info".to_owned(),
             parallel: 32,
             stop_grace: Duration::ZERO,
+            settle_wait: Duration::ZERO,
         },
         ready: routes,
         converged: true,
@@ -37,8 +38,10 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
         ]),
         usage: Usage {
             peak_rss_kib: 30 * 1024,
+            rss_kib: 25 * 1024,
             cpu: Duration::from_secs(4),
         },
+        settled_rss_kib: None,
         cpu_at_convergence: Duration::from_secs(3),
         latencies_ms: Vec::new(),
         latency_missing: 0,
@@ -119,6 +122,7 @@ pub(super) fn accounts() -> AccountsResult {
         create_time: Duration::from_secs(4),
         usage: Usage {
             peak_rss_kib: 40 * 1024,
+            rss_kib: 35 * 1024,
             cpu: Duration::from_secs(12),
         },
         cpu_at_convergence: Duration::from_secs(9),

@@ -108,6 +108,16 @@ fn rows(r: &ScenarioResult) -> Vec<(&'static str, Option<String>)> {
             Some(format!("**{:.1} MiB**", mib(r.usage.peak_rss_kib))),
         ),
         (
+            "operator RSS after the burst settled (VmRSS)",
+            r.settled_rss_kib.map(|k| {
+                format!(
+                    "**{:.1} MiB** ({} after convergence)",
+                    mib(k),
+                    secs(sc.settle_wait)
+                )
+            }),
+        ),
+        (
             "operator CPU time (user + system)",
             Some(format!(
                 "{} ({} at convergence)",
