@@ -13,6 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use smallvec::SmallVec;
 
 use super::decide::owns_entry;
 use crate::api::v1alpha1::{RouteKey, VpnPbrRoute, VpnPbrRouteSpec};
@@ -51,44 +52,9 @@ struct Buckets {
     publish: HashMap<u64, Bucket>,
 }
 
-/// The routes under one key. Nearly every key has one route, which is kept without a `Vec`
-/// (a `Vec`'s first push allocates room for four).
-enum Bucket {
-    One(Ref),
-    Many(Vec<Ref>),
-}
-
-impl Bucket {
-    fn push(&mut self, at: Ref) {
-        match self {
-            Self::One(first) => *self = Self::Many(vec![first.clone(), at]),
-            Self::Many(all) => all.push(at),
-        }
-    }
-
-    /// Removes `at`; whether the bucket is empty then.
-    fn remove(&mut self, at: &ObjectRef<VpnPbrRoute>) -> bool {
-        match self {
-            Self::One(r) => **r == *at,
-            Self::Many(all) => {
-                all.retain(|r| **r != *at);
-                match all.as_slice() {
-                    [] => return true,
-                    [last] => *self = Self::One(last.clone()),
-                    _ => {}
-                }
-                false
-            }
-        }
-    }
-
-    fn refs(&self) -> &[Ref] {
-        match self {
-            Self::One(r) => std::slice::from_ref(r),
-            Self::Many(all) => all,
-        }
-    }
-}
+/// The routes under one key. Nearly every key has one route, kept inline (a `Vec`'s first push
+/// allocates room for four).
+type Bucket = SmallVec<[Ref; 1]>;
 
 impl Buckets {
     fn insert(&mut self, at: ObjectRef<VpnPbrRoute>, keys: (u64, u64)) {
@@ -113,19 +79,18 @@ impl Buckets {
 }
 
 fn add(buckets: &mut HashMap<u64, Bucket>, key: u64, at: &Ref) {
-    match buckets.get_mut(&key) {
-        Some(bucket) => bucket.push(at.clone()),
-        None => {
-            buckets.insert(key, Bucket::One(at.clone()));
-        }
-    }
+    buckets.entry(key).or_default().push(at.clone());
 }
 
 fn take(buckets: &mut HashMap<u64, Bucket>, key: u64, at: &ObjectRef<VpnPbrRoute>) {
-    if let Some(bucket) = buckets.get_mut(&key)
-        && bucket.remove(at)
-    {
-        buckets.remove(&key);
+    if let Some(bucket) = buckets.get_mut(&key) {
+        bucket.retain(|r| **r != *at);
+        if bucket.is_empty() {
+            buckets.remove(&key);
+        } else {
+            // Back inline once one route is left.
+            bucket.shrink_to_fit();
+        }
     }
 }
 
@@ -198,7 +163,7 @@ impl ClaimIndex {
         } else {
             index.live.claim.get(&index.claim_key(&route.spec))
         };
-        found.map_or_else(Vec::new, |b| b.refs().to_vec())
+        found.map_or_else(Vec::new, |b| b.to_vec())
     }
 
     /// How many routes the index holds (tests).
