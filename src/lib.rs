@@ -50,6 +50,7 @@ pub use controller::port::{CloudFuture, CloudPort};
 pub use controller::accounts::Accounts;
 pub use controller::backoff::Backoffs;
 pub use controller::context::{Context, Settings};
+pub use controller::echoes::{Arrival, Echoes};
 pub use controller::entries::GatewayCache;
 pub use controller::job::{JobView, Owner};
 pub use controller::metrics::Metrics;

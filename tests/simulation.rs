@@ -229,7 +229,20 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
 type Exercised = (&'static str, fn(&Stats) -> bool);
 
 fn exercised(w: &WorldConfig) -> Vec<Exercised> {
-    let all: [(bool, Exercised); 8] = [
+    let all: [(bool, Exercised); 10] = [
+        // The operator's side: its own writes come back on the watch and skip the reconcile,
+        // and with late watches some reconcile decides on an older copy first.
+        (
+            true,
+            ("echoes of own writes skipped", |s| s.echoes_skipped > 0),
+        ),
+        (
+            w.stale,
+            (
+                "echoes triggering again after a decision on an older copy",
+                |s| s.echoes_again > 0,
+            ),
+        ),
         (w.pages, ("lists raced by a change", |s| s.lists_raced > 0)),
         (w.lag, ("lists behind the gateway", |s| s.lists_behind > 0)),
         (

@@ -89,6 +89,8 @@ pub struct Context {
     pub settings: Settings,
     pub backoffs: Backoffs,
     pub verified: super::verified::Verified,
+    /// Our writes to routes whose watch events are not yet back (they trigger no reconcile).
+    pub echoes: Arc<super::echoes::Echoes>,
     /// The operator-wide credentials (default chain).
     pub default_credentials: Arc<dyn CredentialsProvider>,
     /// The credentials each route last used successfully, for its cleanup when its Secret is
@@ -208,6 +210,7 @@ impl Context {
         lock(&self.last_good_credentials).remove(key);
         self.backoffs.reset(key);
         self.verified.forget(key);
+        self.echoes.forget(key);
     }
 
     async fn secret_credentials(

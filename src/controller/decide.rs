@@ -140,8 +140,13 @@ pub(crate) enum Next {
     AwaitChange,
     /// At the route's drift-check time.
     Resync,
-    /// When the scheduler or the gateway read wakes it.
+    /// When the scheduler wakes it: it holds the route's job (kept, submitted, or on the wire
+    /// while a drop waits for its answer) and wakes the route whenever the job moves on, so no
+    /// timer is kept.
     Wake,
+    /// When the gateway read under way ends (the read cache wakes it); a timed requeue is the
+    /// safety net, as the read is no job of the route's.
+    AwaitRead,
     /// After the per-object backoff of the failure.
     Backoff,
 }
@@ -309,7 +314,7 @@ fn without_read(d: Decision, cloud: CloudRead<'_>) -> Decision {
             op: "read",
             error: e.clone(),
         }),
-        _ => d.next(Next::Wake),
+        _ => d.next(Next::AwaitRead),
     }
 }
 

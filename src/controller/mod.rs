@@ -9,6 +9,7 @@ pub(crate) mod context;
 pub(crate) mod credentials;
 pub(crate) mod decide;
 pub(crate) mod duplicates;
+pub(crate) mod echoes;
 pub(crate) mod entries;
 pub(crate) mod error;
 pub(crate) mod estimate;

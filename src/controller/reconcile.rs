@@ -19,7 +19,6 @@ use super::entries::Read;
 use super::error::{Error, Result};
 use super::metrics;
 use super::model::{Freshness, Scope};
-use super::scheduler::Scheduler;
 use super::status::{self, StatusReport};
 use crate::api::v1alpha1::{FINALIZER, OPERATOR_ACCOUNT, VpnPbrRoute};
 
@@ -116,6 +115,8 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         owner = owner.within(&ns);
     }
     let key = object_key(observed);
+    ctx.echoes
+        .deciding(&key, observed.metadata.resource_version.as_deref());
     // Our own copy: a finalizer added here is seen by the second decision.
     let mut route = observed.clone();
     let older_claim = ctx.objects.older_claim(&route);
@@ -343,12 +344,16 @@ async fn act(
         && unsent
         && !ctx.scheduler.drop_job(owner)
     {
+        // On the wire: its answer wakes the route.
         debug!(route = %key, "job in flight; waiting for it");
-        return Ok(Some(wait_for_wake(&ctx.scheduler, owner)));
+        return Ok(Some(Action::await_change()));
     }
     if d.add_finalizer {
         route.metadata.resource_version = match ctx.objects.add_finalizer(route).await {
-            Ok(version) => version,
+            Ok(version) => {
+                ctx.echoes.wrote(&key, version.as_deref());
+                version
+            }
             // The patch's test of our copy's generation (or finalizers) failed: the object
             // changed, so nothing of this decision is done and its newest copy decides again.
             Err(e) if is_test_failed(&e) => {
@@ -387,9 +392,10 @@ async fn act(
     match &d.job {
         Some(JobOp::Drop) => {
             if !ctx.scheduler.drop_job(owner) {
-                // On the wire: its outcome comes first, nothing else is done meanwhile.
+                // On the wire: its outcome comes first (its answer wakes the route), nothing
+                // else is done meanwhile.
                 debug!(route = %key, "job in flight; waiting for it");
-                return Ok(Some(wait_for_wake(&ctx.scheduler, owner)));
+                return Ok(Some(Action::await_change()));
             }
         }
         Some(JobOp::Submit(mutation)) => {
@@ -419,24 +425,19 @@ async fn act(
     if let Some(f) = &d.failure {
         return Err(Error::from(f.clone()).into());
     }
-    Ok(match d.next {
-        Some(Next::Read(_)) => None,
-        Some(Next::Resync) => Some(Action::requeue(resync_delay(route, ctx))),
-        Some(Next::Wake) => Some(wait_for_wake(&ctx.scheduler, owner)),
-        Some(Next::AwaitChange | Next::Backoff) | None => Some(Action::await_change()),
-    })
+    Ok(action_of(d.next, || resync_delay(route, ctx)))
 }
 
-/// How a route waits to be woken. While the gateway scheduler holds its job, the scheduler
-/// wakes it whenever the job moves on (answered, applied, listed, stalled, released), so no
-/// timed requeue is kept: with thousands of routes queued behind busy gateways each would be
-/// an entry in the controller's delay queue and, when it fires, a reconcile that changes
-/// nothing. Otherwise (a gateway read under way) the timed requeue stays as the safety net.
-fn wait_for_wake(scheduler: &Scheduler, owner: &ObjectRef<VpnPbrRoute>) -> Action {
-    if scheduler.job(owner).is_some() {
-        Action::await_change()
-    } else {
-        Action::requeue(WAIT_FOR_WAKE)
+/// The requeue of a decision's `next`; `None` when it only prepared a read.
+fn action_of(next: Option<Next>, resync: impl FnOnce() -> Duration) -> Option<Action> {
+    match next {
+        Some(Next::Read(_)) => None,
+        Some(Next::Resync) => Some(Action::requeue(resync())),
+        Some(Next::AwaitRead) => Some(Action::requeue(WAIT_FOR_WAKE)),
+        // No timer while the scheduler holds the job: with thousands of routes queued behind
+        // busy gateways each would be an entry in the controller's delay queue and, when it
+        // fires, a reconcile that changes nothing.
+        Some(Next::Wake | Next::AwaitChange | Next::Backoff) | None => Some(Action::await_change()),
     }
 }
 
@@ -492,6 +493,7 @@ async fn write_status(
         return Ok(());
     }
     let version = ctx.objects.write_status(route, &new).await?;
+    ctx.echoes.wrote(&object_key(route), version.as_deref());
     ctx.metrics
         .status_written(route, route.status.as_ref(), &new, ctx.entropy.wall_ms());
     route.status = Some(new);
@@ -538,47 +540,36 @@ async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::fixtures;
-    use crate::controller::model::{Accepted, Entry, GatewayFacts, Mutation};
-    use crate::controller::port::{CloudFuture, CloudPort};
 
-    /// A cloud that never answers: a submitted change stays queued, or on the wire.
-    struct Silent;
-
-    impl CloudPort for Silent {
-        fn list_entries<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
-            Box::pin(std::future::pending())
+    #[test]
+    fn no_timed_requeue_is_kept_for_a_route_whose_job_the_scheduler_holds() {
+        let resync = || Duration::from_secs(600);
+        let rows = [
+            (
+                Next::Wake,
+                Some(Action::await_change()),
+                "the scheduler wakes it",
+            ),
+            (
+                Next::AwaitRead,
+                Some(Action::requeue(WAIT_FOR_WAKE)),
+                "no job of its own: the timed requeue is the safety net",
+            ),
+            (Next::Resync, Some(Action::requeue(resync())), "drift check"),
+            (
+                Next::Read(Freshness::Recent),
+                None,
+                "decides again after the read",
+            ),
+            (
+                Next::AwaitChange,
+                Some(Action::await_change()),
+                "a change brings it back",
+            ),
+        ];
+        for (next, want, why) in rows {
+            assert_eq!(action_of(Some(next), resync), want, "{next:?}: {why}");
         }
-        fn gateway<'a>(&'a self, _: &'a Scope) -> CloudFuture<'a, GatewayFacts> {
-            Box::pin(std::future::pending())
-        }
-        fn mutate<'a>(&'a self, _: &'a Scope, _: &'a Mutation) -> CloudFuture<'a, Accepted> {
-            Box::pin(std::future::pending())
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn no_timed_requeue_is_kept_for_a_route_whose_job_waits_at_its_gateway() {
-        let (scheduler, _woken) = Scheduler::of_cloud(Arc::new(Silent));
-        let owner = fixtures::owner(1);
-        assert_eq!(
-            wait_for_wake(&scheduler, &owner),
-            Action::requeue(WAIT_FOR_WAKE),
-            "no job (a gateway read under way): the timed requeue is the safety net"
-        );
-        scheduler.submit(&owner, &fixtures::scope(), fixtures::create(1), Some(1));
-        assert_eq!(
-            wait_for_wake(&scheduler, &owner),
-            Action::await_change(),
-            "queued: the scheduler wakes it"
-        );
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(scheduler.job(&owner).is_some());
-        assert_eq!(
-            wait_for_wake(&scheduler, &owner),
-            Action::await_change(),
-            "on the wire: its answer wakes it"
-        );
     }
 
     #[test]

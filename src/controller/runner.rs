@@ -23,12 +23,13 @@ use super::accounts::Accounts;
 use super::backoff::Backoffs;
 use super::context::{Context, Settings};
 use super::duplicates::{ClaimCache, ClaimIndex};
+use super::echoes::Echoes;
 use super::entries::GatewayCache;
 use super::job::Owner;
 use super::metrics::{GatewayLabels, Metrics, StallLabels};
 use super::objects::{EventSource, KubeObjects};
 use super::port::CloudPort;
-use super::reconcile::{error_policy, reconcile};
+use super::reconcile::{error_policy, object_key, reconcile};
 use super::resolve::AccountOptions;
 use super::roles::RoleSessions;
 use super::scheduler::{Scheduler, SchedulerConfig};
@@ -91,6 +92,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
     );
     // A route event names the account it uses: that account's route count is due.
     let (account_tx, account_rx) = mpsc::unbounded_channel::<ObjectRef<VpnAccount>>();
+    let echoes = Arc::new(Echoes::default());
     let controllers: Vec<(Option<String>, Controller<VpnPbrRoute>, ClaimCache)> = apis
         .into_iter()
         .map(|(ns, api)| {
@@ -104,12 +106,18 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
             let index = ClaimIndex::default();
             let feed = index.clone();
             let (uses, account_tx) = (tenancy.clone(), account_tx.clone());
+            let (gone, echoed) = (echoes.clone(), echoes.clone());
             let stream = reflector(
                 writer,
                 watcher(api, watcher::Config::default().page_size(LIST_PAGE))
                     .default_backoff()
                     .modify(trim)
-                    .inspect_ok(move |event| feed.apply_watcher_event(event)),
+                    .inspect_ok(move |event| {
+                        feed.apply_watcher_event(event);
+                        if let watcher::Event::Delete(route) = event {
+                            gone.forget(&object_key(route));
+                        }
+                    }),
             )
             .applied_objects()
             .inspect_ok(move |route| {
@@ -117,6 +125,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
                     let _ = account_tx.send(ObjectRef::new(&name));
                 }
             });
+            let stream = without_echoes(stream, echoed);
             let c = Controller::for_stream(stream, reader.clone())
                 .with_config(controller::Config::default().concurrency(rt.concurrency));
             let cache = ClaimCache {
@@ -145,6 +154,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         settings: rt.settings.clone(),
         backoffs: Backoffs::default(),
         verified: super::verified::Verified::default(),
+        echoes,
         default_credentials: rt.default_credentials.clone(),
         last_good_credentials: Default::default(),
         accounts: Accounts::new(rt.cloud.clone()),
@@ -326,6 +336,21 @@ fn wake_routes(
     }
 }
 
+/// The route events that trigger a reconcile: all but the echoes of our own writes
+/// (echoes.rs).
+fn without_echoes<E>(
+    routes: impl futures::Stream<Item = Result<VpnPbrRoute, E>>,
+    echoes: Arc<Echoes>,
+) -> impl futures::Stream<Item = Result<VpnPbrRoute, E>> {
+    routes.try_filter(move |route| {
+        let arrival = echoes.arrived(
+            &object_key(route),
+            route.metadata.resource_version.as_deref(),
+        );
+        std::future::ready(arrival.triggers())
+    })
+}
+
 /// Drops what the controller never reads from a cached object, and the spare room of its
 /// lists: the watch's JSON decoder grows a list by doubling (three conditions are kept in room
 /// for four), and the cache keeps every object for its lifetime.
@@ -409,6 +434,29 @@ async fn gauges(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_echo_of_our_own_write_triggers_no_reconcile() {
+        let at = |version: &str| -> Result<VpnPbrRoute, ()> {
+            Ok(serde_json::from_value(serde_json::json!({
+                "apiVersion": "vpn.alicloud.dev/v1alpha1", "kind": "VpnPbrRoute",
+                "metadata": {"name": "r", "namespace": "ns", "resourceVersion": version},
+                "spec": {"regionId": "cn-hangzhou", "vpnGatewayId": "vpn-a",
+                    "routeSource": "10.0.0.0/24", "routeDest": "10.1.0.0/16",
+                    "nextHop": "vco-a", "weight": 100, "publishVpc": false}
+            }))
+            .expect("route"))
+        };
+        let echoes = Arc::new(Echoes::default());
+        echoes.wrote("ns/r", Some("6"));
+        let events = futures::stream::iter([at("5"), at("6"), at("7")]);
+        let passed: Vec<_> = without_echoes(events, echoes)
+            .map_ok(|r| r.metadata.resource_version.unwrap_or_default())
+            .try_collect()
+            .await
+            .expect("no errors");
+        assert_eq!(passed, ["5", "7"], "5 and 7 are not ours; 6 is our write");
+    }
 
     #[test]
     fn cached_objects_keep_nothing_unread_and_no_spare_room() {

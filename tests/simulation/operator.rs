@@ -22,9 +22,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vpn_pbr_operator::{
-    Accounts, Backoffs, CloudPort, Context, Entropy, Fence, FencedCloud, GatewayCache, Metrics,
-    Owner, RoleSessions, Scheduler, SchedulerConfig, Settings, Tenancy, Verified, reconcile,
-    watch_lease,
+    Accounts, Backoffs, CloudPort, Context, Echoes, Entropy, Fence, FencedCloud, GatewayCache,
+    Metrics, Owner, RoleSessions, Scheduler, SchedulerConfig, Settings, Tenancy, Verified,
+    reconcile, watch_lease,
 };
 
 use super::cloud::SimCloud;
@@ -158,13 +158,14 @@ impl Process {
     /// Lease (leader election).
     pub fn start(sim: &Arc<Sim>, replica: usize, fenced: bool) -> Self {
         let (triggers_tx, triggers_rx) = mpsc::unbounded_channel::<Key>();
+        let echoes = Arc::new(Echoes::default());
         let epoch = {
             let mut st = sim.lock();
             st.epoch += 1;
             let e = st.epoch;
             st.live.insert(e);
             st.replica_of.insert(e, replica);
-            st.open_watch(e, triggers_tx);
+            st.open_watch(e, triggers_tx, echoes.clone());
             e
         };
         let sim_cloud = Arc::new(SimCloud {
@@ -204,6 +205,7 @@ impl Process {
             },
             backoffs: Backoffs::default(),
             verified: Verified::default(),
+            echoes,
             default_credentials: Arc::new(StaticCredentials::new(Credentials::new(
                 sim.lock().operator_key.clone(),
                 "sim-secret",

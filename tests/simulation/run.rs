@@ -715,19 +715,27 @@ fn check(out: &mut Vec<String>, r: Result<(), String>) {
 fn end_pair_watches(sim: &Sim) {
     let tt = t(sim);
     let mut st = sim.lock();
-    let done: Vec<String> = st
+    let done: Vec<(String, &str)> = st
         .pairs
         .iter()
-        .filter(|p| {
-            p.members
+        .filter_map(|p| {
+            if p.members
                 .iter()
                 .all(|m| st.object_by_uid(m).is_some_and(|o| ready_now(&o.route)))
+            {
+                Some((p.label.clone(), "both Ready"))
+            } else if p.members.iter().any(|m| st.unprovable.contains_key(m)) {
+                // The one outcome a forgotten token allows (invariant 2): that member leaves
+                // its entry as it is and never becomes Ready, so the swap never completes.
+                Some((p.label.clone(), "a member cannot prove its entry"))
+            } else {
+                None
+            }
         })
-        .map(|p| p.label.clone())
         .collect();
-    for l in done {
+    for (l, why) in done {
         st.pairs.retain(|p| p.label != l);
-        st.trace_at(tt, &format!("pair watch {l} ended: both Ready"));
+        st.trace_at(tt, &format!("pair watch {l} ended: {why}"));
     }
 }
 

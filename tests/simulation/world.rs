@@ -23,7 +23,7 @@ use vpn_pbr_operator::api::v1alpha1::{
     VpnPbrRouteSpec, validation,
 };
 use vpn_pbr_operator::duplicates;
-use vpn_pbr_operator::{Mutation, Scope, SecretData};
+use vpn_pbr_operator::{Arrival, Echoes, Mutation, Scope, SecretData};
 
 use super::config::WorldConfig;
 use super::lists::Listed;
@@ -182,6 +182,10 @@ pub struct Stats {
     pub stale_writes: u64,
     /// Reconciles of a copy older than the stored object.
     pub stale_reconciles: u64,
+    /// Watch events that were the echo of the process's own write: skipped, or triggering a
+    /// reconcile again because one decided on an older copy meanwhile (`echoes.rs`).
+    pub echoes_skipped: u64,
+    pub echoes_again: u64,
     pub relists: u64,
     /// Requests that landed after their process had died, and those that landed after the
     /// next process had sent a request of its own.
@@ -203,6 +207,8 @@ pub struct Watch {
     pub cache: duplicates::ClaimCache,
     queue: VecDeque<(Instant, watcher::Event<VpnPbrRoute>)>,
     pub triggers: UnboundedSender<Key>,
+    /// The process's own writes not yet back: their echo triggers nothing (as in `runner.rs`).
+    pub echoes: Arc<Echoes>,
     /// Per object uid, since when this process's watch has shown it barred from creating or
     /// changing its entry, and from deleting it (what the process can know, not the store).
     pub bars: BTreeMap<String, Bars>,
@@ -495,7 +501,7 @@ fn delete_allowed(r: &VpnPbrRoute) -> bool {
 
 /// One watch event into a process's cache and claim index (the index first, as `runner.rs`
 /// feeds it), and the reconcile it triggers.
-fn deliver(w: &mut Watch, event: &watcher::Event<VpnPbrRoute>) {
+fn deliver(w: &mut Watch, stats: &mut Stats, event: &watcher::Event<VpnPbrRoute>) {
     w.cache.index.apply_watcher_event(event);
     w.writer.apply_watcher_event(event);
     let now = Instant::now();
@@ -504,12 +510,35 @@ fn deliver(w: &mut Watch, event: &watcher::Event<VpnPbrRoute>) {
         watcher::Event::Delete(r) => w.bars.entry(uid(r)).or_default().gone(now),
         _ => {}
     }
-    if let watcher::Event::Apply(r) | watcher::Event::Delete(r) = event {
+    let key = |r: &VpnPbrRoute| (r.namespace().unwrap_or_default(), r.name_any());
+    let triggers = match event {
+        watcher::Event::Apply(r) => {
+            let arrival = w.echoes.arrived(
+                &format!("{}/{}", key(r).0, key(r).1),
+                r.metadata.resource_version.as_deref(),
+            );
+            count(stats, arrival)
+        }
+        watcher::Event::Delete(r) => {
+            w.echoes.forget(&format!("{}/{}", key(r).0, key(r).1));
+            true
+        }
+        _ => false,
+    };
+    if let (true, watcher::Event::Apply(r) | watcher::Event::Delete(r)) = (triggers, event) {
         // A closed channel means the process is gone.
-        let _ = w
-            .triggers
-            .send((r.namespace().unwrap_or_default(), r.name_any()));
+        let _ = w.triggers.send(key(r));
     }
+}
+
+/// Counts what an event was to the process's echoes; whether it triggers a reconcile.
+fn count(stats: &mut Stats, arrival: Arrival) -> bool {
+    match arrival {
+        Arrival::Echo => stats.echoes_skipped += 1,
+        Arrival::EchoAfterOlderDecision => stats.echoes_again += 1,
+        Arrival::NotOurs => {}
+    }
+    arrival.triggers()
 }
 
 fn bar(flag: &mut Option<Instant>, allowed: bool, now: Instant) {
@@ -603,7 +632,7 @@ impl State {
                 continue;
             };
             if lag.is_zero() && w.queue.is_empty() && !cut {
-                deliver(w, &event);
+                deliver(w, &mut self.stats, &event);
             } else {
                 let after = w.queue.back().map_or(now, |(at, _)| *at);
                 w.queue.push_back(((now + lag).max(after), event.clone()));
@@ -629,7 +658,7 @@ impl State {
                     break;
                 }
                 if let Some((_, event)) = w.queue.pop_front() {
-                    deliver(w, &event);
+                    deliver(w, &mut self.stats, &event);
                 }
             }
         }
@@ -638,7 +667,7 @@ impl State {
 
     /// A new process's watch: it lists the store (its cache starts fresh) and triggers every
     /// object once.
-    pub fn open_watch(&mut self, epoch: u64, triggers: UnboundedSender<Key>) {
+    pub fn open_watch(&mut self, epoch: u64, triggers: UnboundedSender<Key>, echoes: Arc<Echoes>) {
         let (store, writer) = reflector::store();
         let mut w = Watch {
             writer,
@@ -648,9 +677,12 @@ impl State {
             },
             queue: VecDeque::new(),
             triggers,
+            echoes,
             bars: BTreeMap::new(),
         };
-        self.relist_into(&mut w);
+        let mut stats = std::mem::take(&mut self.stats);
+        self.relist_into(&mut w, &mut stats);
+        self.stats = stats;
         self.watches.insert(epoch, w);
     }
 
@@ -660,13 +692,15 @@ impl State {
     pub fn relist(&mut self, epoch: u64) {
         if let Some(mut w) = self.watches.remove(&epoch) {
             w.queue.clear();
-            self.relist_into(&mut w);
+            let mut stats = std::mem::take(&mut self.stats);
+            self.relist_into(&mut w, &mut stats);
+            self.stats = stats;
             self.watches.insert(epoch, w);
             self.stats.relists += 1;
         }
     }
 
-    fn relist_into(&self, w: &mut Watch) {
+    fn relist_into(&self, w: &mut Watch, stats: &mut Stats) {
         let mut events = vec![watcher::Event::Init];
         events.extend(
             self.store
@@ -688,9 +722,13 @@ impl State {
                 w.bars.entry(uid(r)).or_default().follow(r, now);
             }
         }
-        for k in self.store.keys() {
-            // A closed channel means the process is gone.
-            let _ = w.triggers.send(k.clone());
+        for (k, o) in &self.store {
+            let version = o.route.metadata.resource_version.as_deref();
+            let arrival = w.echoes.arrived(&format!("{}/{}", k.0, k.1), version);
+            if count(stats, arrival) {
+                // A closed channel means the process is gone.
+                let _ = w.triggers.send(k.clone());
+            }
         }
     }
 

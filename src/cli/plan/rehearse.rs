@@ -174,7 +174,12 @@ pub(crate) fn rehearse(stage: &Stage<'_>) -> Rehearsal {
             out.needs_read = true;
             break;
         }
-        if !moved || !matches!(d.next, Some(Next::Read(_) | Next::Wake | Next::Resync)) {
+        if !moved
+            || !matches!(
+                d.next,
+                Some(Next::Read(_) | Next::Wake | Next::AwaitRead | Next::Resync)
+            )
+        {
             break;
         }
     }

@@ -269,7 +269,11 @@ fn the_read_comes_first_and_its_outcome_decides() {
         cloud: CloudRead::Pending,
         ..obs(&r)
     });
-    assert_eq!(pending.next, Some(Next::Wake));
+    assert_eq!(
+        pending.next,
+        Some(Next::AwaitRead),
+        "no job of its own: the read wakes it, a timer is the safety net"
+    );
     assert!(pending.status.is_none() && pending.job.is_none());
     let err = cloud_error(503, "ServiceUnavailable");
     let failed = decide(&Observation {
