@@ -45,7 +45,9 @@ pub fn render(header: &Header, res: &Results, previous: Option<&str>) -> String 
             s,
             " Apply -> create accepted: {probes} routes created one at a time after \
              convergence, round robin over idle gateways (previous change at least T + 0.5 s \
-             old); the latency is the emulator's `CreateTime` of the new entry minus the \
+             old), no faster than one probe's own calls (its plan list, create and read-back \
+             list, a list of n pages proven in 2n - 1 reads) fit the API rate, so nothing else \
+             runs; the latency is the emulator's `CreateTime` of the new entry minus the \
              harness clock just before the create request, an upper bound of apply -> first \
              cloud call (it includes the finalizer and token status writes and the list read \
              before the create)."
