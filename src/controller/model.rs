@@ -343,6 +343,13 @@ pub(crate) enum Freshness {
     Recent,
     /// Our own change was just accepted and applied to the cached list: it may be older.
     Cached,
+    /// The first create of an object that never held an entry: any proven list of the gateway
+    /// will do, however old (our own changes are applied to it). The plan only needs to know
+    /// that the entry is absent, and a stale absence costs nothing: the cloud refuses a create
+    /// of an entry that exists (`AlreadyExists`, after which the route reads `Now` and adopts or
+    /// refuses it) and answers a repeat of the token as it answered it first. Routes of a
+    /// gateway that arrive minutes apart then share one list instead of one each.
+    Create,
     /// A recent list, only to re-check a route already in sync at this generation (the
     /// periodic drift check, or a restart): nothing waits on it, so its calls go after every
     /// other call when the account's API rate binds (`Priority::Background`).
@@ -354,7 +361,7 @@ impl Freshness {
     pub(crate) fn priority(self) -> Priority {
         match self {
             Self::Recheck => Priority::Background,
-            Self::Now | Self::Recent | Self::Cached => Priority::Progress,
+            Self::Now | Self::Recent | Self::Cached | Self::Create => Priority::Progress,
         }
     }
 }

@@ -296,7 +296,7 @@ fn read_gateway(
         // The scheduler invalidated the list when the create was refused as existing.
         Freshness::Now => ctx.settings.list_max_age,
         Freshness::Recent | Freshness::Recheck => ctx.settings.list_max_age,
-        Freshness::Cached => ctx.settings.resync,
+        Freshness::Cached | Freshness::Create => ctx.settings.resync,
     };
     // `Now` wants the gateway's own word on its status too: facts read after this moment (the
     // refusal that asked for them), not the scheduler's view (which infers `active` from time).

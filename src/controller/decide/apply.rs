@@ -66,6 +66,8 @@ pub(super) fn apply(obs: &Observation<'_>, d: Decision) -> Decision {
                 Freshness::Cached
             } else if in_steady_state(route, obs.job) {
                 Freshness::Recheck
+            } else if first_create(obs) {
+                Freshness::Create
             } else {
                 Freshness::Recent
             };
@@ -209,6 +211,19 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: T
         }
     };
     d.job(JobOp::Submit(mutation)).next(Next::Wake)
+}
+
+/// Whether the route is about to make its first create: it never held an entry, sent no create
+/// (no token), has no job and does not ask to adopt one (adopting needs the entry listed).
+fn first_create(obs: &Observation<'_>) -> bool {
+    obs.job.is_none()
+        && !consents_to_adopt(obs.route)
+        && obs.route.status.as_ref().is_none_or(|s| {
+            s.create_time.is_none()
+                && s.client_token.is_none()
+                && s.observed.is_none()
+                && s.adopted.is_none()
+        })
 }
 
 fn in_sync(

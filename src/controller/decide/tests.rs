@@ -264,7 +264,7 @@ fn absent_entry_is_created_with_a_token_written_first() {
 #[test]
 fn the_read_comes_first_and_its_outcome_decides() {
     let r = route(json!({}));
-    assert_eq!(decide(&obs(&r)).next, Some(Next::Read(Freshness::Recent)));
+    assert_eq!(decide(&obs(&r)).next, Some(Next::Read(Freshness::Create)));
     let pending = decide(&Observation {
         cloud: CloudRead::Pending,
         ..obs(&r)
@@ -912,7 +912,7 @@ fn a_create_already_queued_keeps_its_token_on_an_older_copy() {
 #[test]
 fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
     let at = |generation: i64, ready: &str, synced: &str, extra: serde_json::Value| {
-        let mut r = route(json!({"status": {"conditions": [
+        let mut r = route(json!({"status": {"createTime": T0, "conditions": [
             {"type": "Ready", "status": ready, "reason": "Available", "message": "",
              "lastTransitionTime": "t", "observedGeneration": generation},
             {"type": "Synced", "status": "True", "reason": synced, "message": "",
@@ -964,7 +964,32 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
             None,
             Freshness::Recent,
         ),
-        ("never read", &route(json!({})), None, Freshness::Recent),
+        (
+            "never held an entry: any proven list shows its absence well enough",
+            &route(json!({})),
+            None,
+            Freshness::Create,
+        ),
+        (
+            "never held an entry, a create refused before",
+            &route(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "False", "reason": "VpnRouteEntry.BackupRoute",
+                 "message": "", "lastTransitionTime": "t", "observedGeneration": 1}]}})),
+            None,
+            Freshness::Create,
+        ),
+        (
+            "asks to adopt: the entry must be listed",
+            &route(json!({"metadata": {"annotations": {"vpn.alicloud.dev/adopt": "true"}}})),
+            None,
+            Freshness::Recent,
+        ),
+        (
+            "sent a create (its token): whether it made the entry is read",
+            &route(json!({"status": {"clientToken": "tok"}})),
+            None,
+            Freshness::Recent,
+        ),
     ];
     for (what, r, job, fresh) in table {
         let d = decide(&Observation { job, ..obs(r) });
