@@ -281,13 +281,6 @@ impl Estimate {
         }
         let Some(upper) = self.upper else {
             if let Some(h) = hint {
-                if gap >= h.saturating_mul(TRUST_REGION_AFTER) {
-                    // Changes far apart (the account's API rate paces them): the gateway had
-                    // several times the region's proven gap, a read would only confirm that it
-                    // is free. One slower after all refuses the change once, and its own lower
-                    // bound then passes the region's.
-                    return (Advice::Send(gap), false);
-                }
                 // Another gateway of the region proved this gap free: confirm it here.
                 return (Advice::Read(h + tolerance(h)), true);
             }
@@ -401,10 +394,6 @@ impl Estimate {
             .min(Duration::from_secs(30))
     }
 }
-
-/// A gateway without a bound of its own sends without reading once its last change is this
-/// many times the region's proven-free gap old.
-const TRUST_REGION_AFTER: u32 = 2;
 
 /// How close the bounds must be before the estimate is used as is, and the margin added to
 /// the proven upper bound for timing jitter (gaps are measured on our side of the network).
@@ -587,25 +576,6 @@ mod tests {
         let slow = run(&mut Estimate::default(), &mut shared, 3, 30, |_| ms(5000));
         assert_eq!(slow.refused, 0);
         assert!(*slow.cycles.last().expect("cycles") <= ms(5100));
-    }
-
-    #[test]
-    fn a_change_long_after_the_last_trusts_the_region_without_a_read() {
-        let now = Instant::now();
-        let mut shared = Shared::default();
-        run(&mut Estimate::default(), &mut shared, 1, 30, |_| ms(2000));
-        let h = shared.upper().expect("the region's bound");
-        // Soon after its last change: the region's bound is confirmed by a read here.
-        assert!(matches!(
-            Estimate::default().advise(&mut shared, 2, h, now),
-            Advice::Read(_)
-        ));
-        // Long after (the API rate spaced the changes): sent at once, no read.
-        let far = h * TRUST_REGION_AFTER;
-        assert_eq!(
-            Estimate::default().advise(&mut shared, 3, far, now),
-            Advice::Send(far)
-        );
     }
 
     #[test]
