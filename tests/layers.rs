@@ -65,6 +65,7 @@ const LAYERS: [(&str, &[&str]); 4] = [
             "controller::context",
             "controller::credentials",
             "controller::duplicates",
+            "controller::echoes",
             "controller::entries",
             "controller::metrics",
             "controller::objects",
