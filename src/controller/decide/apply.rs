@@ -7,8 +7,9 @@ use std::ops::ControlFlow;
 use super::gates::{held_by_ours, publish_conflict, publish_touches};
 use super::outcome::{Outcome, keep_waiting, outcome};
 use super::ownership::{
-    account_to_record, adopt, consents_to_adopt, has_token, is_recorded_entry, made_by,
-    name_to_record, record_account, refuse_existing, refused_for_another_create, replay, replay_of,
+    account_to_record, adopt, consents_to_adopt, has_token, holds_nothing, is_recorded_entry,
+    made_by, name_to_record, record_account, refuse_existing, refused_for_another_create, replay,
+    replay_of,
 };
 use super::{
     CloudRead, Decision, Failure, JobOp, Next, Observation, both_false, drop_job, in_steady_state,
@@ -218,12 +219,12 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: T
 fn first_create(obs: &Observation<'_>) -> bool {
     obs.job.is_none()
         && !consents_to_adopt(obs.route)
-        && obs.route.status.as_ref().is_none_or(|s| {
-            s.create_time.is_none()
-                && s.client_token.is_none()
-                && s.observed.is_none()
-                && s.adopted.is_none()
-        })
+        && holds_nothing(obs.route)
+        && obs
+            .route
+            .status
+            .as_ref()
+            .is_none_or(|s| s.observed.is_none() && s.adopted.is_none())
 }
 
 fn in_sync(

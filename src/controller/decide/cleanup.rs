@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::outcome::keep_waiting;
 use super::ownership::{
-    TOKEN_REFUSED, has_token, is_recorded_entry, made_by, record_account, recorded_account, replay,
+    TOKEN_REFUSED, has_token, holds_nothing, is_recorded_entry, made_by, record_account,
+    recorded_account, replay,
 };
 use super::{
     AccountRead, CloudRead, Decision, Failure, JobOp, Next, Observation, drop_job, has_finalizer,
@@ -43,10 +44,7 @@ pub(super) fn cleanup(obs: &Observation<'_>) -> Decision {
         // Paused means no cloud call, deletion included; a queued change is pointless now.
         return d.job(drop_job(obs.job)).next(Next::AwaitChange);
     }
-    let owns_nothing = route
-        .status
-        .as_ref()
-        .is_none_or(|s| s.create_time.is_none() && s.client_token.is_none());
+    let owns_nothing = holds_nothing(route);
     // What the outcome of a replayed create says (see `decide`): kept until the read it is
     // combined with, so a decision before the read does not lose it.
     let mut replayed = false;

@@ -25,6 +25,15 @@ pub(crate) fn owns_entry(route: &VpnPbrRoute) -> bool {
     })
 }
 
+/// Whether status shows no entry and no create of this object: nothing recorded (no creation
+/// time) and no token of a create that may have been sent.
+pub(super) fn holds_nothing(route: &VpnPbrRoute) -> bool {
+    route
+        .status
+        .as_ref()
+        .is_none_or(|s| s.create_time.is_none() && s.client_token.is_none())
+}
+
 /// Whether status holds the token of a create (written before the call, cleared once the entry
 /// is recorded in sync): the create may have been sent and made an entry, whatever status
 /// recorded of it.
