@@ -672,7 +672,7 @@ mod tests {
     async fn a_drift_check_reads_in_the_background_class() {
         let (fake, cache, mut rx) = setup();
         let s = scope("vpn-a");
-        let recheck = Freshness::Recheck.priority();
+        let recheck = Freshness::Recheck.priority(false);
         assert!(matches!(
             cache.read(&s, &owner(0), FACTS_AGE, LIST_AGE, recheck),
             Read::Pending

@@ -357,10 +357,13 @@ pub(crate) enum Freshness {
 }
 
 impl Freshness {
-    /// The class of the cloud calls this read makes (`alicloud_vpc_client::Priority`).
-    pub(crate) fn priority(self) -> Priority {
+    /// The class of the cloud calls this read makes (`alicloud_vpc_client::Priority`). On a
+    /// `quiet` gateway (no change holds it) a change planned from this read is lone, and the
+    /// read goes at that change's class: a burst on other gateways does not hold it up.
+    pub(crate) fn priority(self, quiet: bool) -> Priority {
         match self {
             Self::Recheck => Priority::Background,
+            Self::Now | Self::Recent | Self::Cached | Self::Create if quiet => Priority::Prompt,
             Self::Now | Self::Recent | Self::Cached | Self::Create => Priority::Progress,
         }
     }
@@ -369,6 +372,27 @@ impl Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_for_a_change_on_a_quiet_gateway_goes_at_the_lone_class() {
+        use Freshness::*;
+        // (freshness, quiet) -> class
+        let table = [
+            (Now, true, Priority::Prompt),
+            (Recent, true, Priority::Prompt),
+            (Cached, true, Priority::Prompt),
+            (Create, true, Priority::Prompt),
+            (Recheck, true, Priority::Background),
+            (Now, false, Priority::Progress),
+            (Recent, false, Priority::Progress),
+            (Cached, false, Priority::Progress),
+            (Create, false, Priority::Progress),
+            (Recheck, false, Priority::Background),
+        ];
+        for (fresh, quiet, want) in table {
+            assert_eq!(fresh.priority(quiet), want, "{fresh:?} quiet={quiet}");
+        }
+    }
 
     #[test]
     fn cloud_words_read_back_as_the_cloud_wrote_them() {

@@ -111,12 +111,17 @@ pub(crate) enum Command {
     SleepUntil(Option<Instant>),
     /// Wait this long whatever comes (a back-off); then `Event::Free`.
     Pause(Duration),
-    /// Send the change; its answer is `Event::Sent`.
-    Send { scope: Scope, mutation: Mutation },
+    /// Send the change at this class (`Priority::Prompt` for a lone change, else
+    /// `Priority::Mutation`); its answer is `Event::Sent`.
+    Send {
+        scope: Scope,
+        mutation: Mutation,
+        class: Priority,
+    },
     /// Read the gateway's status at this class; the answer is `Event::StatusRead`.
     ReadStatus { scope: Scope, class: Priority },
-    /// Read the whole entry list now; the answer is `Event::ListRead`.
-    ReadList(Scope),
+    /// Read the whole entry list now at this class; the answer is `Event::ListRead`.
+    ReadList { scope: Scope, class: Priority },
     /// Find the gateway's region, account and specification; the answer is `Event::Peers`.
     LearnPeers(Scope),
     /// Tell the read cache of an accepted change.
@@ -192,6 +197,17 @@ enum JobState {
     Failed(Arc<CloudError>),
 }
 
+impl JobState {
+    /// Whether the job still holds its gateway: waiting, on the wire, or accepted and not yet
+    /// seen in the list.
+    fn pending(&self) -> bool {
+        matches!(
+            self,
+            Self::Queued | Self::InFlight | Self::Accepted { listed: false, .. }
+        )
+    }
+}
+
 #[derive(Debug)]
 struct Job {
     scope: Scope,
@@ -202,6 +218,8 @@ struct Job {
     cancelled: bool,
     /// A create sent again with its token after the list never showed it.
     replayed: bool,
+    /// Submitted while no other change held the gateway: its calls go at `Priority::Prompt`.
+    lone: bool,
 }
 
 /// The step planned by `Event::Free`, run when due.
@@ -363,6 +381,10 @@ impl GatewayQueue {
                 return false;
             }
         }
+        let lone = !self
+            .jobs
+            .iter()
+            .any(|(o, j)| o != owner && j.state.pending());
         self.order.retain(|o| o != owner);
         self.order.push_back(owner.clone());
         self.probe_scope = Some(scope.clone());
@@ -375,6 +397,7 @@ impl GatewayQueue {
                 state: JobState::Queued,
                 cancelled: false,
                 replayed: false,
+                lone,
             }),
         );
         true
@@ -443,6 +466,11 @@ impl GatewayQueue {
             .values()
             .filter(|j| matches!(j.state, JobState::InFlight))
             .count()
+    }
+
+    /// No change holds the gateway (the next one submitted is lone).
+    pub(crate) fn quiet(&self) -> bool {
+        !self.jobs.values().any(|j| j.state.pending())
     }
 
     /// Changes waiting or on the wire (the queue-depth metric).
@@ -518,7 +546,13 @@ impl GatewayQueue {
             }
             Step::Verify(scope, _) => {
                 self.call = Some(Call::List);
-                vec![Command::ReadList(scope)]
+                // A lone change's read-back is what its route waits for to be `Ready`.
+                let class = if self.unlisted().any(|(_, j)| j.lone) {
+                    Priority::Prompt
+                } else {
+                    Priority::Progress
+                };
+                vec![Command::ReadList { scope, class }]
             }
             Step::Settle(_) => {
                 self.confirm(self.accepted);
@@ -570,6 +604,11 @@ impl GatewayQueue {
             return Vec::new();
         };
         job.state = JobState::InFlight;
+        let class = if job.lone {
+            Priority::Prompt
+        } else {
+            Priority::Mutation
+        };
         let (scope, mutation) = (job.scope.clone(), job.mutation.clone());
         self.call = Some(Call::Send {
             owner,
@@ -577,7 +616,11 @@ impl GatewayQueue {
             mutation: mutation.clone(),
             gap,
         });
-        vec![Command::Send { scope, mutation }]
+        vec![Command::Send {
+            scope,
+            mutation,
+            class,
+        }]
     }
 
     /// The answer to a send. The call may have waited in the rate limiter: the gateway was

@@ -306,10 +306,13 @@ fn read_gateway(
     } else {
         ctx.settings.facts_max_age
     };
-    match ctx
-        .cache
-        .read(scope, owner, facts_max_age, list_max_age, fresh.priority())
-    {
+    match ctx.cache.read(
+        scope,
+        owner,
+        facts_max_age,
+        list_max_age,
+        fresh.priority(ctx.scheduler.quiet(&scope.key())),
+    ) {
         Read::Ready { mut facts, entries } => {
             if let Some(status) = ctx.scheduler.gateway_status(&scope.key()).filter(|_| !now) {
                 facts.status = status;

@@ -188,6 +188,12 @@ impl Scheduler {
         lock(&lane.queue).status().cloned()
     }
 
+    /// Whether no change holds the gateway: a change planned now would be lone, and the reads
+    /// it waits on go at its class (`Freshness::priority`).
+    pub(crate) fn quiet(&self, key: &GatewayKey) -> bool {
+        self.lane(key).is_none_or(|l| lock(&l.queue).quiet())
+    }
+
     /// Mutations being sent right now (shutdown waits for them).
     pub(crate) fn in_flight(&self) -> usize {
         self.inner
@@ -315,15 +321,19 @@ impl Worker {
                 tokio::time::sleep(d).await;
                 return Some(None);
             }
-            Command::Send { scope, mutation } => {
-                Event::Sent(self.inner.cloud.mutate(&scope, &mutation).await)
+            Command::Send {
+                scope,
+                mutation,
+                class,
+            } => {
+                Event::Sent(with_priority(class, self.inner.cloud.mutate(&scope, &mutation)).await)
             }
             Command::ReadStatus { scope, class } => {
                 let read = with_priority(class, cache.refresh_facts(&scope)).await;
                 Event::StatusRead(read.map(|facts| facts.status))
             }
-            Command::ReadList(scope) => {
-                Event::ListRead(cache.entries(&scope, Duration::ZERO).await)
+            Command::ReadList { scope, class } => {
+                Event::ListRead(with_priority(class, cache.entries(&scope, Duration::ZERO)).await)
             }
             Command::LearnPeers(scope) => Event::Peers(self.peers(&scope).await),
             Command::CacheApply {
@@ -407,7 +417,7 @@ mod tests {
     use crate::controller::port::CloudFuture;
     use crate::controller::queue::{LIST_LAG_MAX, STALL_AFTER, STALL_READS, VERIFY_TRIES};
     use alicloud_vpc_client::{
-        CloudError, ErrorClass, Priority, RateLimitConfig, RateLimiter, current_priority,
+        CloudError, ErrorClass, RateLimitConfig, RateLimiter, class_of_call,
     };
 
     /// A gateway that stays `updating` for `update` after each accepted change and refuses
@@ -694,12 +704,7 @@ mod tests {
 
         async fn token(&self, mutation: bool) {
             if let Some(l) = &self.limiter {
-                let class = if mutation {
-                    Priority::Mutation
-                } else {
-                    current_priority().unwrap_or(Priority::Progress)
-                };
-                l.acquire(class).await;
+                l.acquire(class_of_call(mutation)).await;
             }
         }
     }
@@ -767,26 +772,7 @@ mod tests {
         per_gateway: usize,
         limiter: Option<Arc<RateLimiter>>,
     ) -> (Duration, Scheduler) {
-        let scopes: Vec<Scope> = (0..gateways.len()).map(|g| scope_in(g, accounts)).collect();
-        let ids: Vec<String> = scopes.iter().map(|s| s.vpn_gateway_id.clone()).collect();
-        let region = FakeRegion {
-            gateways: ids.iter().cloned().zip(gateways.iter().cloned()).collect(),
-            limiter,
-        };
-        let cloud: Arc<dyn CloudPort> = Arc::new(region);
-        let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
-        for (scope, g) in scopes.iter().zip(gateways) {
-            cache.facts(scope, Duration::MAX).await.expect("facts");
-            *g.reads.lock().unwrap() = 0;
-        }
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sched = Scheduler::new(
-            cloud,
-            cache,
-            SchedulerConfig::default(),
-            tx,
-            CancellationToken::new(),
-        );
+        let (sched, mut rx, scopes) = region_scheduler(gateways, accounts, limiter).await;
         let start = Instant::now();
         for i in 0..per_gateway {
             for (g, scope) in scopes.iter().enumerate() {
@@ -795,7 +781,7 @@ mod tests {
             }
         }
         let mut confirmed = 0;
-        while confirmed < per_gateway * ids.len() {
+        while confirmed < per_gateway * scopes.len() {
             let o = rx.recv().await.expect("wake");
             let Some(key) = lock(&sched.inner.owners).get(&o).cloned() else {
                 continue;
@@ -809,6 +795,93 @@ mod tests {
             }
         }
         (start.elapsed(), sched)
+    }
+
+    /// A scheduler over `gateways` (gateway `g` in account `accounts[g % accounts.len()]`)
+    /// behind `limiter`, with each gateway's facts in its cache (reads counted from zero), its
+    /// wake-ups and the gateways' scopes.
+    async fn region_scheduler(
+        gateways: &[Arc<FakeGateway>],
+        accounts: &[&str],
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> (Scheduler, mpsc::UnboundedReceiver<Owner>, Vec<Scope>) {
+        let scopes: Vec<Scope> = (0..gateways.len()).map(|g| scope_in(g, accounts)).collect();
+        let ids: Vec<String> = scopes.iter().map(|s| s.vpn_gateway_id.clone()).collect();
+        let region = FakeRegion {
+            gateways: ids.iter().cloned().zip(gateways.iter().cloned()).collect(),
+            limiter,
+        };
+        let cloud: Arc<dyn CloudPort> = Arc::new(region);
+        let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
+        for (scope, g) in scopes.iter().zip(gateways) {
+            cache.facts(scope, Duration::MAX).await.expect("facts");
+            *g.reads.lock().unwrap() = 0;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sched = Scheduler::new(
+            cloud,
+            cache,
+            SchedulerConfig::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        (sched, rx, scopes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_change_on_a_quiet_gateway_goes_ahead_of_a_queued_burst() {
+        // 20 busy gateways with 10 changes each at 4 calls/s: every busy gateway has a change
+        // waiting at the limiter, a backlog of 5 s. A change on a 21st, quiet gateway is lone:
+        // it, and the read-back its route waits for, go ahead of that backlog.
+        let t = Duration::from_secs(2);
+        let rate = 4.0;
+        let limiter = Arc::new(RateLimiter::new(RateLimitConfig {
+            max_rate: rate,
+            min_rate: rate,
+            burst: 1.0,
+        }));
+        let fakes: Vec<_> = (0..21).map(|_| FakeGateway::new(t, None)).collect();
+        let (sched, mut rx, scopes) = region_scheduler(&fakes, &[""], Some(limiter)).await;
+        for i in 0..10 {
+            for (g, scope) in scopes.iter().enumerate().take(20) {
+                let n = g * 1000 + i;
+                sched.submit(&owner(n), scope, publish(n), Some(1));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let (lone, key) = (owner(20_000), scopes[20].key());
+        let start = Instant::now();
+        sched.submit(&lone, &scopes[20], publish(20_000), Some(1));
+        let mut accepted = None;
+        loop {
+            rx.recv().await.expect("wake");
+            match sched.view(&lone, &key) {
+                Some(JobView::Accepted { confirmed, .. }) => {
+                    accepted.get_or_insert(start.elapsed());
+                    if confirmed {
+                        break;
+                    }
+                }
+                _ => continue,
+            }
+        }
+        let (accepted, confirmed) = (accepted.unwrap_or_default(), start.elapsed());
+        let burst: usize = fakes[..20]
+            .iter()
+            .map(|g| g.accepted.lock().unwrap().len())
+            .sum();
+        eprintln!(
+            "lone change accepted after {accepted:?}, confirmed after {confirmed:?}; {burst} of the burst's 200 changes accepted"
+        );
+        assert!(
+            accepted <= Duration::from_millis(500),
+            "accepted after {accepted:?}: it waited behind the burst"
+        );
+        assert!(
+            confirmed <= t + Duration::from_secs(1),
+            "confirmed after {confirmed:?}"
+        );
+        assert!(burst < 200, "the burst was over: nothing to go ahead of");
     }
 
     fn count(m: &StdMutex<usize>) -> usize {

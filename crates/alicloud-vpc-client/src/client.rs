@@ -15,7 +15,7 @@ use super::endpoint::Endpoint;
 use super::listing::read_whole_list;
 use super::observe::{CallObserver, CallRecord, ListRecord};
 use super::operations::*;
-use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, current_priority};
+use super::rate_limit::{Priority, RateLimitConfig, RateLimiter, class_of_call};
 use super::retry::{Failed, Next, RetryPolicy};
 use super::rpc::{
     CommonParams, encode_form, parse_response, retry_after_from_headers, signed_params,
@@ -374,9 +374,8 @@ impl VpcClient {
     }
 
     /// Runs any [`Operation`]: adds `RegionId` (VPC operations) and (for mutations without one)
-    /// a `ClientToken`, then signs, sends, retries what is safe and classifies the answer. At the rate limiter a
-    /// mutation is [`Priority::Mutation`] and a read takes the class of the enclosing
-    /// [`with_priority`](crate::with_priority), else [`Priority::Progress`].
+    /// a `ClientToken`, then signs, sends, retries what is safe and classifies the answer. At
+    /// the rate limiter it takes [`class_of_call`]'s class.
     pub async fn call<O: Operation>(&self, req: &O) -> Result<O::Response, CloudError> {
         let mut params = to_params(req)?;
         if O::API == Api::Vpc {
@@ -390,11 +389,7 @@ impl VpcClient {
                 .entry("ClientToken".to_owned())
                 .or_insert_with(|| uuid::Uuid::new_v4().to_string());
         }
-        let priority = if O::MUTATING {
-            Priority::Mutation
-        } else {
-            current_priority().unwrap_or(Priority::Progress)
-        };
+        let priority = class_of_call(O::MUTATING);
         let span = tracing::debug_span!(
             "vpc_call",
             action = O::ACTION,
@@ -1018,7 +1013,7 @@ pub(crate) mod tests {
         client.describe_vpn_gateway(&gateway).await.unwrap_err();
         with_priority(Priority::Background, async {
             client.describe_vpn_gateway(&gateway).await.unwrap_err();
-            // A mutation is a mutation, whatever the scope.
+            // A scope of reads nobody waits for does not lower a mutation.
             client
                 .create_vpn_pbr_route_entry(&create_request())
                 .await

@@ -59,7 +59,7 @@ pub use policy::{
     Gone, LIST_INCONSISTENT, Pace, Policy, Retrier, classify, known_codes, known_policy, policy,
 };
 pub use rate_limit::{
-    Acquire, Priority, RateLimitConfig, RateLimiter, current_priority, with_priority,
+    Acquire, Priority, RateLimitConfig, RateLimiter, class_of_call, current_priority, with_priority,
 };
 pub use retry::RetryPolicy;
 pub use send_gate::{NOT_SENT, SendGate, send_gate_open, with_send_gate};

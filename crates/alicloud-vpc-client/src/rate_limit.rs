@@ -50,6 +50,13 @@ pub enum Priority {
     /// (a read that waits behind a backlog tells when the backlog ended, not when the gateway
     /// did), and there are few of them (a gateway's update time is learned once per region).
     Pacing,
+    /// The calls of a lone change: a change submitted to a gateway with no other change
+    /// queued, on the wire or unconfirmed (one route a user applied on a quiet gateway), and
+    /// the reads it waits on. It goes ahead of a burst of changes queued on other gateways,
+    /// which would otherwise hold it up for as long as their backlog at the API rate. A
+    /// gateway has at most one lone change at a time, so the class cannot hold a burst back
+    /// for longer than the quiet gateways' own changes take.
+    Prompt,
     /// A change sent to the cloud: the next mutation of an idle gateway is what converges
     /// routes, and a gateway left idle wastes its own (slow) update pipeline.
     Mutation,
@@ -62,8 +69,9 @@ pub enum Priority {
 
 impl Priority {
     /// Every class, highest first.
-    pub const ALL: [Priority; 4] = [
+    pub const ALL: [Priority; 5] = [
         Self::Pacing,
+        Self::Prompt,
         Self::Mutation,
         Self::Progress,
         Self::Background,
@@ -73,6 +81,7 @@ impl Priority {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pacing => "pacing",
+            Self::Prompt => "prompt",
             Self::Mutation => "mutation",
             Self::Progress => "progress",
             Self::Background => "background",
@@ -91,8 +100,8 @@ tokio::task_local! {
 }
 
 /// Runs `future` with its reads at `priority`, e.g. `with_priority(Priority::Background,
-/// resync)` for work nobody waits for. Mutations stay [`Priority::Mutation`] whatever the
-/// scope. The scope is task-local: a task spawned inside does not inherit it (wrap the spawned
+/// resync)` for work nobody waits for. A scope raises mutations but never lowers them (see
+/// [`class_of_call`]). The scope is task-local: a task spawned inside does not inherit it (wrap the spawned
 /// future itself).
 pub async fn with_priority<F: Future>(priority: Priority, future: F) -> F::Output {
     PRIORITY.scope(priority, future).await
@@ -101,6 +110,21 @@ pub async fn with_priority<F: Future>(priority: Priority, future: F) -> F::Outpu
 /// The class set by the innermost [`with_priority`] around the running task, if any.
 pub fn current_priority() -> Option<Priority> {
     PRIORITY.try_with(|p| *p).ok()
+}
+
+/// The class of a call made now: a read takes the innermost [`with_priority`] scope's class
+/// (else [`Priority::Progress`]); a mutation is [`Priority::Mutation`] unless the scope is a
+/// higher class (a lone change's create, [`Priority::Prompt`]): a scope meant for reads
+/// nobody waits for must not hold back a change.
+pub fn class_of_call(mutating: bool) -> Priority {
+    let scope = current_priority();
+    if mutating {
+        scope
+            .filter(|p| *p < Priority::Mutation)
+            .unwrap_or(Priority::Mutation)
+    } else {
+        scope.unwrap_or(Priority::Progress)
+    }
 }
 
 /// Token balances this close below a whole token count as one: the refill is computed in
@@ -536,7 +560,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_drained_bucket_serves_pacing_then_mutations_then_progress_then_background_each_in_order()
+    async fn a_drained_bucket_serves_pacing_then_lone_changes_then_mutations_then_progress_then_background_each_in_order()
      {
         use Priority::*;
         let l = limiter(10.0, 3.0);
@@ -548,6 +572,7 @@ mod tests {
                 (Progress, "p1"),
                 (Mutation, "m1"),
                 (Pacing, "t1"),
+                (Prompt, "l1"),
                 (Background, "b2"),
                 (Mutation, "m2"),
                 (Progress, "p2"),
@@ -564,7 +589,7 @@ mod tests {
         let order: Vec<_> = granted.iter().map(|(label, _)| *label).collect();
         assert_eq!(
             order,
-            ["t1", "m1", "m2", "m3", "p1", "p2", "b1", "b2", "b3"]
+            ["t1", "l1", "m1", "m2", "m3", "p1", "p2", "b1", "b2", "b3"]
         );
         // One token every 100 ms, none earlier.
         for (i, (label, at)) in granted.iter().enumerate() {
@@ -755,5 +780,28 @@ mod tests {
             )
         );
         assert_eq!(current_priority(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_raises_mutations_but_never_lowers_them() {
+        use Priority::*;
+        // (scope, mutating) -> class
+        let table = [
+            (None, false, Progress),
+            (None, true, Mutation),
+            (Some(Background), false, Background),
+            (Some(Background), true, Mutation),
+            (Some(Progress), true, Mutation),
+            (Some(Prompt), false, Prompt),
+            (Some(Prompt), true, Prompt),
+            (Some(Pacing), true, Pacing),
+        ];
+        for (scope, mutating, want) in table {
+            let got = match scope {
+                Some(p) => with_priority(p, async { class_of_call(mutating) }).await,
+                None => class_of_call(mutating),
+            };
+            assert_eq!(got, want, "{scope:?} mutating={mutating}");
+        }
     }
 }

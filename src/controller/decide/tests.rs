@@ -1009,8 +1009,8 @@ fn only_a_route_in_sync_at_its_generation_is_read_in_the_background() {
         (d.job, d.next),
         (Some(JobOp::Drop), Some(Next::Read(Freshness::Recent)))
     );
-    assert_eq!(Freshness::Recheck.priority(), Priority::Background);
-    assert_eq!(Freshness::Recent.priority(), Priority::Progress);
+    assert_eq!(Freshness::Recheck.priority(false), Priority::Background);
+    assert_eq!(Freshness::Recent.priority(false), Priority::Progress);
 }
 
 /// The entry of `entry(100, "normal")` made again later (another creation time).

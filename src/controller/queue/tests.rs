@@ -138,9 +138,17 @@ impl Run {
             Command::SleepUntil(Some(at)) => format!("sleep until {}", self.ms(*at)),
             Command::SleepUntil(None) => "sleep until woken".into(),
             Command::Pause(d) => format!("pause {}", d.as_millis()),
-            Command::Send { mutation, .. } => format!("send {}", change(mutation)),
+            Command::Send {
+                mutation, class, ..
+            } => match class {
+                Priority::Mutation => format!("send {}", change(mutation)),
+                _ => format!("send {} at {class:?}", change(mutation)),
+            },
             Command::ReadStatus { class, .. } => format!("read status at {class:?}"),
-            Command::ReadList(_) => "read list".into(),
+            Command::ReadList { class, .. } => match class {
+                Priority::Progress => "read list".into(),
+                _ => format!("read list at {class:?}"),
+            },
             Command::LearnPeers(_) => "learn peers".into(),
             Command::CacheApply { mutation, .. } => format!("cache {}", change(mutation)),
             Command::CacheInvalidate(_) => "cache invalidate".into(),
@@ -215,7 +223,11 @@ fn first_planned() -> Vec<Step> {
 
 /// Route 1's create submitted to a new queue and sent at 0.
 fn first_sent() -> Vec<Step> {
-    [first_planned(), vec![Step::On(due(), &["send create s1"])]].joined()
+    [
+        first_planned(),
+        vec![Step::On(due(), &["send create s1 at Prompt"])],
+    ]
+    .joined()
 }
 
 /// Route 1's create sent and accepted at 0 with `answer` on a new queue.
@@ -257,7 +269,13 @@ fn status_read(plan: Commands, at: u64, s: &str, gives: Commands) -> Vec<Step> {
 /// The read-back at `at` (planned as `plan`) that shows route 1: confirmed, its owner woken.
 fn shown(at: u64, plan: Commands) -> Vec<Step> {
     [
-        round(at, plan, &["read list"], listed(&[1]), &["wake r1"]),
+        round(
+            at,
+            plan,
+            &["read list at Prompt"],
+            listed(&[1]),
+            &["wake r1"],
+        ),
         vec![Step::View(1, "confirmed")],
     ]
     .joined()
@@ -282,7 +300,7 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
                 vec![
                     // Applied, not yet listed: one list read at once.
                     On(free(), &["sleep until 310"]),
-                    On(due(), &["read list"]),
+                    On(due(), &["read list at Prompt"]),
                     On(listed(&[1]), &["wake r1"]),
                     View(1, "confirmed"),
                     On(free(), &["sleep until woken"]),
@@ -316,7 +334,7 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
                 Submit(1, create(1), true),
                 Submit(2, create(2), true),
                 On(free(), &["sleep until 0"]),
-                On(due(), &["send create s1"]),
+                On(due(), &["send create s1 at Prompt"]),
                 On(accepted(), &["cache create s1", "learn peers"]),
                 On(peers(), &["wake r1"]),
                 On(free(), &["sleep until 0"]),
@@ -324,7 +342,7 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
                 On(Event::Sent(Err(busy())), &["wake r2"]),
                 View(2, "failed VpnGateway.Configuring"),
                 On(free(), &["sleep until 0"]),
-                On(due(), &["read list"]),
+                On(due(), &["read list at Prompt"]),
                 On(listed(&[1]), &["wake r1"]),
                 View(1, "confirmed"),
             ],
@@ -343,7 +361,10 @@ fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands(
             "a job replaced while the driver sleeps goes as it stands",
             [
                 first_planned(),
-                vec![Submit(1, publish(1), true), On(due(), &["send publish s1"])],
+                vec![
+                    Submit(1, publish(1), true),
+                    On(due(), &["send publish s1 at Prompt"]),
+                ],
             ]
             .joined(),
         ),
@@ -389,7 +410,10 @@ fn what_a_reconcile_does_while_the_driver_sleeps_or_calls_is_taken_as_it_stands(
             "woken when a send is due: it goes",
             [
                 first_planned(),
-                vec![Submit(2, create(2), true), On(woken(), &["send create s1"])],
+                vec![
+                    Submit(2, create(2), true),
+                    On(woken(), &["send create s1 at Prompt"]),
+                ],
             ]
             .joined(),
         ),
@@ -438,7 +462,7 @@ fn refusals_are_retried_by_their_rule_or_handed_to_the_route() {
     let refused = |e: CloudError, commands: &'static [&'static str]| {
         vec![
             On(free(), &["sleep until 0"]),
-            On(due(), &["send create s1"]),
+            On(due(), &["send create s1 at Prompt"]),
             On(Event::Sent(Err(e)), commands),
         ]
     };
@@ -536,7 +560,7 @@ fn applied(answer: Event) -> Vec<Step> {
 
 /// One read-back at `at` that does not show route 1, and the next one it plans.
 fn missed(at: u64, next: Commands) -> Vec<Step> {
-    round(at, next, &["read list"], listed(&[]), &[])
+    round(at, next, &["read list at Prompt"], listed(&[]), &[])
 }
 
 #[test]
@@ -555,7 +579,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                 View(1, "accepted"),
                 At(30_000),
                 On(free(), &["sleep until 30000"]),
-                On(due(), &["read list"]),
+                On(due(), &["read list at Prompt"]),
             ],
         ]
         .joined()
@@ -581,7 +605,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                     On(listed(&[]), &[]),
                     View(1, "queued create s1"),
                     On(free(), &["sleep until 30000"]),
-                    On(due(), &["send create s1"]),
+                    On(due(), &["send create s1 at Prompt"]),
                 ],
             ]
             .joined(),
@@ -594,7 +618,7 @@ fn a_change_the_list_does_not_show_is_read_for_at_the_gateways_pace_then_replaye
                 round(
                     110,
                     &["sleep until 110"],
-                    &["read list"],
+                    &["read list at Prompt"],
                     listed_made(1, 0),
                     &[],
                 ),
@@ -626,7 +650,7 @@ fn reads_that_keep_failing_are_said_once_per_code_and_cleared_by_a_success() {
         round(
             at,
             plan,
-            &["read list"],
+            &["read list at Prompt"],
             Event::ListRead(Err(unavailable())),
             told,
         )
