@@ -244,6 +244,15 @@ impl Tracker {
         (n, last)
     }
 
+    /// When each of `names` was first seen Ready (`None`: not yet).
+    pub(crate) fn first_ready(&self, names: &[String]) -> Vec<Option<Instant>> {
+        let st = lock(&self.seen);
+        names
+            .iter()
+            .map(|n| st.first_ready.get(n).copied())
+            .collect()
+    }
+
     /// Objects that exist now.
     pub(crate) fn present(&self) -> usize {
         lock(&self.seen).present.len()

@@ -1,26 +1,26 @@
 //! The latency probes: apply -> accepted create on idle gateways, measured against the
 //! emulator's `CreateTime` of each new entry.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
 use tokio::time::Instant;
 
-use super::result::percentile;
+use super::entries::{accepted_ms, create_times, route_key};
+use super::result::Latencies;
 use super::scenario::Scenario;
 use super::stack::Stack;
 use crate::workload;
 
 /// Milliseconds since the epoch, the clock of the emulator's `CreateTime`.
-fn epoch_ms() -> u64 {
+pub(crate) fn epoch_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Page size of the operator's list reads (`PBR_PAGE_SIZE` of alicloud-vpc-client).
-const LIST_PAGE: usize = 50;
+pub(crate) const LIST_PAGE: usize = 50;
 
 /// The time between two probes: each gateway's previous change at least T + 0.5 s old, and
 /// the calls of one probe (its plan list, its create, its read-back list; a list of n pages
@@ -38,9 +38,9 @@ pub(crate) fn probe_gap(sc: &Scenario) -> Duration {
 }
 
 /// Apply -> first cloud call on idle gateways: one route at a time, round robin over the
-/// gateways, paced by `probe_gap`. Returns the sorted latencies (ms) and the probes whose
-/// entry never showed up.
-pub(crate) async fn probe_latency(stack: &Stack, sc: &Scenario) -> Result<(Vec<f64>, usize)> {
+/// gateways, paced by `probe_gap`. Returns the latencies (ms), the probes whose entry never
+/// showed up as missing.
+pub(crate) async fn probe_latency(stack: &Stack, sc: &Scenario) -> Result<Latencies> {
     tokio::time::sleep(sc.update + Duration::from_millis(500)).await;
     let gap = probe_gap(sc);
     let mut probes = Vec::new();
@@ -49,50 +49,27 @@ pub(crate) async fn probe_latency(stack: &Stack, sc: &Scenario) -> Result<(Vec<f
         let obj = workload::route(sc.routes + k, sc.gateways)?;
         let applied = epoch_ms();
         workload::create_one(&stack.api, &obj).await?;
-        probes.push((obj, applied));
+        probes.push((route_key(&obj), applied));
         tokio::time::sleep_until(start + gap * u32::try_from(k + 1)?).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let entries = stack.emu.entries().await?;
-        let created: HashMap<(String, String, String, String), u64> = entries
-            .iter()
-            .map(|(gw, e)| {
-                (
-                    (
-                        gw.clone(),
-                        e["RouteSource"].as_str().unwrap_or_default().to_owned(),
-                        e["RouteDest"].as_str().unwrap_or_default().to_owned(),
-                        e["NextHop"].as_str().unwrap_or_default().to_owned(),
-                    ),
-                    e["CreateTime"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect();
-        let found: Vec<Option<f64>> = probes
-            .iter()
-            .map(|(o, applied)| {
-                let key = (
-                    o.spec.vpn_gateway_id.clone(),
-                    o.spec.route_source.clone(),
-                    o.spec.route_dest.clone(),
-                    o.spec.next_hop.clone(),
-                );
-                created.get(&key).map(|t| t.saturating_sub(*applied) as f64)
-            })
-            .collect();
-        let missing = found.iter().filter(|f| f.is_none()).count();
-        if missing == 0 || Instant::now() > deadline {
-            let mut latencies_ms: Vec<f64> = found.into_iter().flatten().collect();
-            latencies_ms.sort_by(f64::total_cmp);
+        let created = create_times(&stack.emu.entries().await?);
+        let latency = Latencies::new(
+            probes
+                .iter()
+                .map(|(key, applied)| accepted_ms(&created, key, *applied)),
+        );
+        if latency.missing == 0 || Instant::now() > deadline {
             eprintln!(
-                "[{}] apply -> create accepted: p50 {:?} ms, p99 {:?} ms ({} probes, {missing} missing)",
+                "[{}] apply -> create accepted: p50 {:?} ms, p99 {:?} ms ({} probes, {} missing)",
                 sc.label,
-                percentile(&latencies_ms, 0.5),
-                percentile(&latencies_ms, 0.99),
-                latencies_ms.len()
+                latency.percentile(0.5),
+                latency.percentile(0.99),
+                latency.sorted_ms.len(),
+                latency.missing
             );
-            return Ok((latencies_ms, missing));
+            return Ok(latency);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -111,6 +88,8 @@ mod tests {
             scheduler: true,
             api_rate: None,
             latency_probes: 100,
+            quiet_gateways: 0,
+            single_every: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
             log_level: "info".to_owned(),
             parallel: 1,

@@ -6,6 +6,8 @@
 //! - `scenario`: a measured workload and the lower bounds of its wall time;
 //! - `stack`: the work directory, the control plane, the processes and objects of one run;
 //! - `converge`, `latency`: a scenario run, and its apply -> create probes;
+//! - `single`, `ready_lag`, `entries`: the single changes during a burst, each route's time to
+//!   Ready, and the emulator's entries matched to the routes that made them;
 //! - `progress`: the progress lines on stderr;
 //! - `result`, `calls`: what a run measured, and arithmetic on the emulator's call counters;
 //! - `settle`, `restart`: when an operator has settled, and the restart run;
@@ -20,12 +22,15 @@ mod accounts_run;
 mod calls;
 mod chaos;
 mod converge;
+mod entries;
 mod latency;
 mod progress;
+mod ready_lag;
 mod restart;
 mod result;
 mod scenario;
 mod settle;
+mod single;
 mod stack;
 
 #[cfg(test)]
@@ -44,6 +49,7 @@ pub use settle::SettleCriterion;
 pub(crate) use settle::Settled;
 pub use stack::{start_cluster, work_dir};
 
+pub(crate) use result::Latencies;
 pub(crate) use scenario::Binding;
 
 /// A command line's duration in seconds (fractions allowed, not negative).
@@ -57,3 +63,9 @@ pub fn secs(s: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 pub(crate) use calls::calls;
+#[cfg(test)]
+pub(crate) use ready_lag::ReadyLag;
+#[cfg(test)]
+pub(crate) use scenario::unavoidable_calls;
+#[cfg(test)]
+pub(crate) use single::SingleChanges;

@@ -74,7 +74,7 @@ pub async fn run_restart(
     work: &Path,
 ) -> Result<RestartResult> {
     let mut stack = start_scenario(cluster, client, bins, sc, work).await?;
-    let setup = converge(&mut stack, sc).await?;
+    let (setup, _) = converge(&mut stack, sc).await?;
     if !setup.converged {
         stack.op.kill();
         return Err(anyhow!(

@@ -1,10 +1,13 @@
 //! What one scenario run measured ([`ScenarioResult`]) and the figures derived from it: ratios
-//! to its bounds, calls per route, refusals, CPU per route, latency percentiles.
+//! to its bounds, calls per route, refusals, CPU per route, latency percentiles
+//! ([`Latencies`]).
 
 use std::time::Duration;
 
 use super::calls::{mutations, refusals};
-use super::scenario::{BindingBound, Scenario};
+use super::ready_lag::ReadyLag;
+use super::scenario::{BindingBound, Scenario, at_rate};
+use super::single::SingleChanges;
 use crate::emulator::Counter;
 use crate::operator::Usage;
 
@@ -26,12 +29,18 @@ pub struct ScenarioResult {
     pub(crate) settled_rss_kib: Option<u64>,
     /// CPU time at convergence.
     pub(crate) cpu_at_convergence: Duration,
-    /// Apply -> accepted create (upper bound of apply -> first cloud call), ms, sorted.
-    pub(crate) latencies_ms: Vec<f64>,
-    /// Probes whose entry never showed up.
-    pub(crate) latency_missing: usize,
+    /// Apply -> accepted create of the latency probes (upper bound of apply -> first cloud
+    /// call); missing: probes whose entry never showed up.
+    pub(crate) latency: Latencies,
     /// vpn_pbr_reconciles_total summed over labels, at convergence.
     pub(crate) reconciles: Option<f64>,
+    /// Each route's first Ready behind the earliest its gateway allows (`ready_lag`); `None`
+    /// when no route has both an entry and a Ready time.
+    pub(crate) ready_lag: Option<ReadyLag>,
+    /// The single changes on quiet gateways during the burst; `None` without quiet gateways.
+    pub(crate) singles: Option<SingleChanges>,
+    /// The calls today's design cannot avoid (`scenario::unavoidable_calls`).
+    pub(crate) unavoidable_calls: Option<u64>,
 }
 
 impl ScenarioResult {
@@ -83,8 +92,46 @@ impl ScenarioResult {
         self.cpu_at_convergence.as_secs_f64() * 1000.0 / self.scenario.routes.max(1) as f64
     }
 
+    /// Unavoidable calls / API rate.
+    pub(crate) fn honest_bound(&self) -> Option<Duration> {
+        self.unavoidable_calls
+            .map(|n| at_rate(n, self.scenario.api_rate()))
+    }
+
+    /// Wall time / honest bound.
+    pub(crate) fn honest_ratio(&self) -> Option<f64> {
+        self.honest_bound()
+            .map(|b| self.wall.as_secs_f64() / b.as_secs_f64())
+    }
+}
+
+/// Latencies of one kind (ms, sorted) and how many never showed up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Latencies {
+    pub(crate) sorted_ms: Vec<f64>,
+    pub(crate) missing: usize,
+}
+
+impl Latencies {
+    /// The latencies found (`Some`), sorted; the `None`s count as missing.
+    pub(crate) fn new(found: impl IntoIterator<Item = Option<f64>>) -> Latencies {
+        let mut out = Latencies::default();
+        for f in found {
+            match f {
+                Some(v) => out.sorted_ms.push(v),
+                None => out.missing += 1,
+            }
+        }
+        out.sorted_ms.sort_by(f64::total_cmp);
+        out
+    }
+
     pub(crate) fn percentile(&self, q: f64) -> Option<f64> {
-        percentile(&self.latencies_ms, q)
+        percentile(&self.sorted_ms, q)
+    }
+
+    pub(crate) fn max(&self) -> Option<f64> {
+        self.sorted_ms.last().copied()
     }
 }
 
@@ -95,4 +142,46 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_sort_and_count_the_missing() {
+        // found -> (sorted, missing, p50, p99)
+        type Case<'a> = (
+            &'a [Option<f64>],
+            &'a [f64],
+            usize,
+            Option<f64>,
+            Option<f64>,
+        );
+        let table: [Case<'_>; 3] = [
+            (&[], &[], 0, None, None),
+            (
+                &[Some(30.0), None, Some(10.0), Some(20.0)],
+                &[10.0, 20.0, 30.0],
+                1,
+                Some(20.0),
+                Some(30.0),
+            ),
+            (&[None, None], &[], 2, None, None),
+        ];
+        for (found, sorted, missing, p50, p99) in table {
+            let l = Latencies::new(found.iter().copied());
+            assert_eq!(
+                (l.sorted_ms.as_slice(), l.missing),
+                (sorted, missing),
+                "{found:?}"
+            );
+            assert_eq!(
+                (l.percentile(0.5), l.percentile(0.99)),
+                (p50, p99),
+                "{found:?}"
+            );
+            assert_eq!(l.max(), sorted.last().copied());
+        }
+    }
 }

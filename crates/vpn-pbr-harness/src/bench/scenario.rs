@@ -1,8 +1,10 @@
-//! One measured workload ([`Scenario`]) and the two lower bounds of its wall time
-//! ([`BindingBound`]): the gateways' update time and the operator's API rate.
+//! One measured workload ([`Scenario`]) and the lower bounds of its wall time: the two of
+//! [`BindingBound`] (the gateways' update time and the operator's API rate) and the calls no
+//! run of today's design avoids ([`unavoidable_calls`]).
 
 use std::time::Duration;
 
+use super::latency::LIST_PAGE;
 use super::stack::log_and_rate;
 
 /// The operator's default `--api-rate` (src/config.rs); a test checks that they agree.
@@ -22,6 +24,11 @@ pub struct Scenario {
     pub api_rate: Option<f64>,
     /// Routes created one at a time on idle gateways after convergence.
     pub latency_probes: usize,
+    /// Gateways beyond `gateways` that no route of the burst uses; while the burst converges
+    /// one route at a time is created on them (`single`). Zero: none.
+    pub quiet_gateways: usize,
+    /// How often a single change is created on a quiet gateway during the burst.
+    pub single_every: Duration,
     /// Give up waiting for convergence after this long.
     pub timeout: Duration,
     /// `--log-level` of the operator.
@@ -84,7 +91,7 @@ impl BindingBound {
     pub(crate) fn new(physical_limit: Duration, calls: u64, api_rate: f64) -> BindingBound {
         BindingBound {
             gateways: physical_limit,
-            api: Duration::try_from_secs_f64(calls as f64 / api_rate).unwrap_or(Duration::MAX),
+            api: at_rate(calls, api_rate),
         }
     }
 
@@ -101,6 +108,26 @@ impl BindingBound {
     }
 }
 
+/// How long `calls` take at `api_rate` calls per second (unbounded at a rate of zero).
+pub(crate) fn at_rate(calls: u64, api_rate: f64) -> Duration {
+    Duration::try_from_secs_f64(calls as f64 / api_rate).unwrap_or(Duration::MAX)
+}
+
+/// The calls today's design cannot avoid: one create per route (`creates`), and for each
+/// gateway with entries (`entries_per_gateway`) its list pages (`LIST_PAGE` entries a page)
+/// and one gateway read.
+pub(crate) fn unavoidable_calls(
+    creates: usize,
+    entries_per_gateway: impl IntoIterator<Item = usize>,
+) -> u64 {
+    let reads: usize = entries_per_gateway
+        .into_iter()
+        .filter(|n| *n > 0)
+        .map(|n| n.div_ceil(LIST_PAGE) + 1)
+        .sum();
+    (creates + reads) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +142,8 @@ mod tests {
             scheduler: true,
             api_rate,
             latency_probes: 0,
+            quiet_gateways: 0,
+            single_every: Duration::from_secs(10),
             timeout: Duration::from_secs(1),
             log_level: "info".to_owned(),
             parallel: 1,
@@ -167,5 +196,34 @@ mod tests {
             scenario(1000, 20, None).lower_bound(),
             Duration::from_secs(100)
         );
+    }
+
+    #[test]
+    fn unavoidable_calls_are_creates_pages_and_gateway_reads() {
+        // (creates, entries per gateway) -> calls
+        let table: [(usize, &[usize], u64); 5] = [
+            (0, &[], 0),
+            // One entry: its create, one page, one gateway read.
+            (1, &[1], 3),
+            // 50 entries fit a page, 51 take two; a gateway without entries is not read.
+            (101, &[50, 51, 0], 101 + 1 + 2 + 2),
+            // The scale run: 10,000 routes over 500 gateways and 60 single changes on 20 quiet
+            // gateways, one page each.
+            (
+                10_060,
+                &[[20; 500].as_slice(), &[3; 20]].concat(),
+                10_060 + 520 + 520,
+            ),
+            // The large run: 20 a gateway over 2,500 gateways.
+            (50_000, &[20; 2500], 50_000 + 2 * 2500),
+        ];
+        for (creates, per_gateway, want) in table {
+            assert_eq!(
+                unavoidable_calls(creates, per_gateway.iter().copied()),
+                want,
+                "{creates} {per_gateway:?}"
+            );
+        }
+        assert_eq!(at_rate(11_100, 20.0), Duration::from_secs(555));
     }
 }

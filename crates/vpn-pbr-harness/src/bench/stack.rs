@@ -85,9 +85,9 @@ pub(crate) fn log_and_rate(log_level: &str, api_rate: Option<f64>) -> Vec<String
     args
 }
 
-/// Creates namespace `ns` and work directory `dir`, starts an emulator with `gateways` gateways
-/// of update time `update` and an operator watching `ns` (waiting until it is up), and
-/// prepares `routes` route objects.
+/// Creates namespace `ns` and work directory `dir`, starts an emulator with `gateways` +
+/// `quiet_gateways` gateways of update time `update` and an operator watching `ns` (waiting
+/// until it is up), and prepares `routes` route objects over the first `gateways`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_stack(
     bins: &Binaries,
@@ -96,6 +96,7 @@ pub(crate) async fn start_stack(
     ns: &str,
     dir: &Path,
     gateways: usize,
+    quiet_gateways: usize,
     routes: usize,
     update: Duration,
     extra: &[String],
@@ -105,7 +106,10 @@ pub(crate) async fn start_stack(
     let emu = Emulator::start(
         &bins.emulator,
         dir,
-        &emulator::bench_config_yaml(gateways, u64::try_from(update.as_millis())?),
+        &emulator::bench_config_yaml(
+            gateways + quiet_gateways,
+            u64::try_from(update.as_millis())?,
+        ),
     )?;
     let mut op = Operator::start(OperatorOptions {
         bin: bins.operator.clone(),
@@ -150,6 +154,7 @@ pub(crate) async fn start_scenario(
         &ns,
         &dir,
         sc.gateways,
+        sc.quiet_gateways,
         sc.routes,
         sc.update,
         &sc.operator_args(),

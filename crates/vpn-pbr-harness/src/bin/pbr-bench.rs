@@ -55,7 +55,8 @@ enum Run {
     Main,
     /// The same with `--gateway-scheduler false`.
     Baseline,
-    /// --scale-routes over --scale-gateways at the default API rate: binding bound, memory, CPU.
+    /// --scale-routes over --scale-gateways at the default API rate: binding bound, memory, CPU,
+    /// single changes on --scale-quiet-gateways during the burst.
     Scale,
     /// --large-routes over --large-gateways at --large-api-rate: binding bound, memory.
     Large,
@@ -91,6 +92,15 @@ struct BenchArgs {
     /// --api-rate of the scale run (default: the operator's default).
     #[arg(long)]
     scale_api_rate: Option<f64>,
+    /// Scale run: gateways beyond --scale-gateways that no route of the burst uses; while the
+    /// burst converges the harness creates one route at a time on them (round robin) and
+    /// measures apply -> create accepted and apply -> Ready of each. 0: none.
+    #[arg(long, default_value_t = 20)]
+    scale_quiet_gateways: usize,
+    /// Scale run: create one such single change every this many seconds, from the first
+    /// create of the burst until it has converged.
+    #[arg(long, default_value = "10", value_parser = secs)]
+    scale_single_every: Duration,
     /// Concurrent creates of the scale and large runs (the harness must not be its bottleneck).
     #[arg(long, default_value_t = 64)]
     scale_parallel: usize,
@@ -230,6 +240,8 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
             scheduler: true,
             api_rate: None,
             latency_probes: 0,
+            quiet_gateways: 0,
+            single_every: a.scale_single_every,
             timeout: Duration::ZERO,
             log_level: a.log_level.clone(),
             parallel: a.parallel,
@@ -265,7 +277,8 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
                     Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Scale => {
-                let sc = big("scale", a.scale_routes, a.scale_gateways, a.scale_api_rate);
+                let mut sc = big("scale", a.scale_routes, a.scale_gateways, a.scale_api_rate);
+                sc.quiet_gateways = a.scale_quiet_gateways;
                 res.scale = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Large => {

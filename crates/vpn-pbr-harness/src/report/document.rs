@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::accounts::accounts_section;
-use super::format::{rate, verdict};
+use super::format::{rate, secs, verdict};
 use super::header::Header;
 use super::restart::restart_section;
 use super::results::Results;
@@ -37,7 +37,16 @@ pub fn render(header: &Header, res: &Results, previous: Option<&str>) -> String 
          refused ones included) at convergence; refused = every answer but `Success`, \
          mutations = Create/Modify/Delete/Publish actions. Binding bound = the larger of the \
          physical limit (busiest gateway's routes x T) and the cloud calls until convergence \
-         divided by the operator's API rate."
+         divided by the operator's API rate. Unavoidable calls: what today's design cannot \
+         avoid, one create per route plus, for every gateway with entries, ceil(entries / 50) \
+         list pages (the operator's page size) and one gateway read, counted from the \
+         emulator's entries at convergence; honest bound = unavoidable calls / API rate. Time \
+         to Ready: a gateway takes one change per T, so the k-th route of a gateway (in the \
+         order of its entries' `CreateTime`) can be Ready no earlier than the gateway's first \
+         create + k x T; its lag is when a watch first saw it `Ready=True` (the harness clock, \
+         mapped to epoch ms at the run's start) minus that; the rows give the mean of the raw \
+         lags (a few ms below zero is clock granularity), the p99, and the largest lag of a \
+         gateway's first route."
     );
     let probes = res.main.as_ref().map_or(0, |m| m.scenario.latency_probes);
     if probes > 0 {
@@ -72,14 +81,8 @@ pub fn render(header: &Header, res: &Results, previous: Option<&str>) -> String 
     let big: Vec<&ScenarioResult> = res.scale.iter().chain(&res.large).collect();
     if let Some(first) = big.first() {
         let _ = writeln!(s, "## Scale run\n");
-        let _ = writeln!(
-            s,
-            "The scale run at the operator's default `--api-rate`, the large run at a higher \
-             one (to stay short); the harness creates the objects {} at a time. The peak RSS \
-             covers the whole run; the RSS after the burst settled is read a while after \
-             convergence.\n",
-            first.scenario.parallel
-        );
+        scale_intro(&mut s, first, &big);
+        let _ = writeln!(s, "\n");
         let heads: Vec<String> = big
             .iter()
             .map(|r| {
@@ -131,6 +134,40 @@ pub fn render(header: &Header, res: &Results, previous: Option<&str>) -> String 
     s
 }
 
+/// The text before the table of the scale and large runs (`big`, `first` the first of them):
+/// how they run and, with quiet gateways, how the single changes are measured.
+fn scale_intro(s: &mut String, first: &ScenarioResult, big: &[&ScenarioResult]) {
+    let _ = write!(
+        s,
+        "The scale run at the operator's default `--api-rate`, the large run at a higher \
+         one (to stay short); the harness creates the objects {} at a time. The peak RSS \
+         covers the whole run; the RSS after the burst settled is read a while after \
+         convergence.",
+        first.scenario.parallel
+    );
+    if let Some(sc) = big
+        .iter()
+        .map(|r| &r.scenario)
+        .find(|sc| sc.quiet_gateways > 0)
+    {
+        let _ = write!(
+            s,
+            " Single changes ({} run): from the burst's first create until it converged, the \
+             harness created one route every {} on {} quiet gateways (no route of the burst \
+             on them), round robin; apply -> create accepted is the new entry's `CreateTime` \
+             minus the harness clock just before the create request, apply -> Ready the time \
+             a watch first saw it `Ready=True` minus the same; one not Ready and listed \
+             within 60 s after the burst is missing. The run's wall time and Ready count \
+             are the burst's routes only; its cloud calls (and calls per route) include \
+             the single changes' calls, its unavoidable calls their creates, pages and \
+             gateway reads.",
+            sc.label,
+            secs(sc.single_every),
+            sc.quiet_gateways
+        );
+    }
+}
+
 /// Writes the document, keeping the analysis block of the file it replaces.
 pub fn write(path: &Path, header: &Header, res: &Results) -> std::io::Result<()> {
     let previous = std::fs::read_to_string(path).ok();
@@ -142,14 +179,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::report::fixtures::{accounts, restart, run};
+    use crate::bench::Latencies;
+    use crate::report::fixtures::{accounts, restart, run, singles};
     use crate::workload::Flips;
 
     #[test]
     fn render_has_the_new_sections() {
         let mut main = run("scheduler", 1000, 20, 104.0);
         main.scenario.latency_probes = 3;
-        main.latencies_ms = vec![10.0, 20.0, 30.0];
+        main.latency = Latencies::new([Some(10.0), Some(20.0), Some(30.0)]);
+        let mut scale = run("scale", 10_000, 500, 650.0);
+        singles(&mut scale, 20);
         let flips = Flips {
             updates: 3,
             routes: 2,
@@ -158,7 +198,7 @@ mod tests {
         let res = Results {
             main: Some(main),
             baseline: None,
-            scale: Some(run("scale", 10_000, 500, 650.0)),
+            scale: Some(scale),
             large: None,
             restart: Some(restart(flips, &[("CreateVpnPbrRouteEntry", "Success", 1)])),
             accounts: Some(accounts()),
@@ -173,11 +213,30 @@ mod tests {
             "| apply -> create accepted, p50 / p99 / max | 20 ms / **30 ms** / 30 ms (n = 3) |",
             "| refused mutations (per route) | 20 (**0.020**) |",
             "| operator CPU time per route, until convergence | **3.00 ms** |",
+            // 1000 creates, one page and one gateway read on each of 20 gateways, at 20/s.
+            "| unavoidable calls (a create per route, list pages and a gateway read per gateway) | 1040 |",
+            "| honest bound (unavoidable calls / API rate) | 52.0 s |\n| ratio to the honest bound | **2.000** |",
+            "| time to Ready: lag behind first send + k x T, mean / p99 | **1500 ms** / 3200 ms (n = 1000) |",
+            "| time to Ready: largest lag of a gateway's first route | **400 ms** |",
+            "Time to Ready: a gateway takes one change per T, so the k-th route of a gateway",
+            "Unavoidable calls: what today's design cannot avoid, one create per route plus",
+            "Single changes (scale run): from the burst's first create until it converged, the harness created one route every 10.0 s on 20 quiet gateways",
+            "its cloud calls (and calls per route) include the single changes' calls",
+            "| single change during the burst: apply -> create accepted, p50 / p99 / max | 60 ms / **1200 ms** / 1200 ms (n = 5, 1 missing) |",
+            "| single change during the burst: apply -> Ready, p50 / p99 / max | 2300 ms / **2900 ms** / 2900 ms (n = 6) |",
+            "| time to Ready: mean lag behind first send + k x T <= 2.0 s + T (4000 ms) | 1500 ms | met |",
+            "| time to Ready: each gateway's first route <= 1000 ms behind first send + T | 400 ms (largest) | met |",
+            "| wall / honest bound <= 1.1 at N=10000, G=500, API rate 20/s | 1.182 | **missed** |",
+            "| single change during the burst: apply -> create accepted p99 <= 1000 ms, none missing | 1200 ms (n = 5, 1 missing) | **missed** |",
+            "| single change during the burst: apply -> Ready p99 <= 1000 ms + T (3000 ms), none missing | 2900 ms (n = 6) | met |",
             "## Scale run",
             // 10,000 + 20 + 60 + 10 calls at 20/s.
             "| binding bound (the larger) | 504.5 s (API rate binds) |",
             "| harness create time (all objects) | 3.0 s (32 at a time) |",
             "| operator CPU time per route, until convergence | **0.30 ms** |",
+            "| routes / gateways / update time T / API rate | 10000 / 500 + 20 quiet / 2.0 s / 20/s |",
+            // 10,000 creates, one page and one gateway read on each of 500 gateways, at 20/s.
+            "| honest bound (unavoidable calls / API rate) | 550.0 s |\n| ratio to the honest bound | **1.182** |",
             "| action | code | scheduler | scale |",
             "### Refused calls by action and code: count (per route)",
             "| CreateVpnPbrRouteEntry | VpnGateway.Configuring | 20 (0.020) | 20 (0.002) |",
@@ -204,11 +263,15 @@ mod tests {
         ] {
             assert!(doc.contains(want), "missing {want:?} in\n{doc}");
         }
-        // No baseline: no baseline column; no latency probes in the scale run: no latency row.
+        // No baseline: no baseline column; no latency probes in the scale run: no latency row;
+        // no single changes in the main run: no such rows in its table.
         assert!(!doc.contains("baseline (`--gateway-scheduler false`)"));
+        let conv =
+            &doc[doc.find("## Convergence").unwrap_or(0)..doc.find("## Scale run").unwrap_or(0)];
+        assert!(!conv.contains("single change"), "{conv}");
         let scale = &doc[doc.find("## Scale run").unwrap_or(0)..];
         let scale = &scale[..scale.find("###").unwrap_or(scale.len())];
-        assert!(!scale.contains("apply -> create"), "{scale}");
+        assert!(!scale.contains("| apply -> create"), "{scale}");
     }
 
     #[test]

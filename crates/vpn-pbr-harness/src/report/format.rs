@@ -1,6 +1,6 @@
 //! How the document writes values: durations, sizes, latencies, rates, verdicts.
 
-use crate::bench::{Binding, Scenario};
+use crate::bench::{Binding, Latencies, Scenario};
 
 /// Seconds, one decimal.
 pub(super) fn secs(d: std::time::Duration) -> String {
@@ -22,6 +22,27 @@ pub(super) fn ms(v: Option<f64>) -> String {
     v.map_or("-".to_owned(), |v| format!("{v:.0} ms"))
 }
 
+/// Latencies as `p50 / **p99** / max (n = found, missing)`.
+pub(super) fn latencies(l: &Latencies) -> String {
+    format!(
+        "{} / **{}** / {} (n = {}{})",
+        ms(l.percentile(0.5)),
+        ms(l.percentile(0.99)),
+        ms(l.max()),
+        l.sorted_ms.len(),
+        missing(l)
+    )
+}
+
+/// `, n missing` when some latencies are missing.
+pub(super) fn missing(l: &Latencies) -> String {
+    if l.missing > 0 {
+        format!(", {} missing", l.missing)
+    } else {
+        String::new()
+    }
+}
+
 /// Calls per second.
 pub(super) fn rate(r: f64) -> String {
     format!("{r}/s")
@@ -35,10 +56,15 @@ pub(super) fn binding(b: Binding) -> &'static str {
     }
 }
 
-/// A run's size: routes / gateways / update time T / API rate.
+/// A run's size: routes / gateways (and the quiet ones) / update time T / API rate.
 pub(super) fn size(sc: &Scenario) -> String {
+    let quiet = if sc.quiet_gateways > 0 {
+        format!(" + {} quiet", sc.quiet_gateways)
+    } else {
+        String::new()
+    };
     format!(
-        "{} / {} / {} / {}",
+        "{} / {}{quiet} / {} / {}",
         sc.routes,
         sc.gateways,
         secs(sc.update),

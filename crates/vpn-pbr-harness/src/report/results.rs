@@ -1,7 +1,9 @@
 //! The runs of one `pbr-bench bench` ([`Results`]) and the benchmark targets of
 //! docs/benchmarks.md they are held to ([`Target`]).
 
-use super::format::{mib, ms, rate, secs};
+use std::time::Duration;
+
+use super::format::{mib, missing, ms, rate, secs};
 use crate::bench::{AccountsResult, RestartResult, ScenarioResult};
 
 /// The benchmark targets (docs/benchmarks.md).
@@ -19,6 +21,15 @@ const TARGET_LARGE_RATIO: f64 = 1.05;
 const TARGET_LARGE_RSS_MIB: f64 = 160.0;
 const TARGET_READS_PER_GATEWAY: f64 = 2.0;
 const TARGET_ACCOUNTS_RATIO: f64 = 1.10;
+/// Time to Ready in the main run: the mean lag <= this + T, and a gateway's first route's lag
+/// <= `TARGET_FIRST_LAG_MS`.
+const TARGET_MEAN_LAG_OVER_T: Duration = Duration::from_secs(2);
+const TARGET_FIRST_LAG_MS: f64 = 1000.0;
+/// Single changes during the scale run's burst: apply -> create accepted p99 <= this, and
+/// apply -> Ready p99 <= this + T.
+const TARGET_SINGLE_P99_MS: f64 = 1000.0;
+/// The scale run's wall time to its honest bound.
+const TARGET_HONEST_RATIO: f64 = 1.10;
 
 /// The runs of one `pbr-bench bench`; each may be skipped (`--only`).
 #[derive(Clone, Debug, Default)]
@@ -100,12 +111,15 @@ impl Results {
                 refused(m) <= TARGET_REFUSED_MUTATIONS_PER_ROUTE,
             );
             if sc.latency_probes > 0 {
-                let p99 = m.percentile(0.99);
+                let p99 = m.latency.percentile(0.99);
                 push(
                     format!("apply -> first cloud call p99 < {TARGET_P99_MS} ms, idle gateway"),
                     format!("{} (upper bound)", ms(p99)),
                     p99.is_some_and(|p| p < TARGET_P99_MS),
                 );
+            }
+            for t in ready_lag_targets(m) {
+                push(t.name, t.measured, t.met);
             }
         }
         if let Some(s) = &self.scale {
@@ -121,6 +135,9 @@ impl Results {
                 format!("{cpu:.2} ms ({:.2}x)", cpu / TARGET_CPU_MS_PER_ROUTE),
                 s.converged && cpu <= TARGET_CPU_MS_PER_ROUTE,
             );
+            for t in honest_target(s).into_iter().chain(single_targets(s)) {
+                push(t.name, t.measured, t.met);
+            }
         }
         if let Some(l) = &self.large {
             for t in big_run_targets(l, TARGET_LARGE_RATIO, TARGET_LARGE_RSS_MIB) {
@@ -194,11 +211,7 @@ fn big_run_targets(s: &ScenarioResult, ratio: f64, rss_mib: f64) -> Vec<Target> 
                 sc.gateways,
                 rate(sc.api_rate())
             ),
-            measured: if s.converged {
-                format!("{:.3}", s.binding_ratio())
-            } else {
-                format!("not converged ({}/{})", s.ready, sc.routes)
-            },
+            measured: ratio_measured(s, s.binding_ratio()),
             met: s.converged && s.binding_ratio() <= ratio,
         },
         Target {
@@ -209,11 +222,99 @@ fn big_run_targets(s: &ScenarioResult, ratio: f64, rss_mib: f64) -> Vec<Target> 
     ]
 }
 
+/// A run's ratio to a bound, or how far it got when it did not converge.
+fn ratio_measured(s: &ScenarioResult, ratio: f64) -> String {
+    if s.converged {
+        format!("{ratio:.3}")
+    } else {
+        format!("not converged ({}/{})", s.ready, s.scenario.routes)
+    }
+}
+
+/// Time to Ready: the mean lag, and the largest lag of a gateway's first route.
+fn ready_lag_targets(r: &ScenarioResult) -> Vec<Target> {
+    let t = r.scenario.update;
+    let mean_max = (TARGET_MEAN_LAG_OVER_T + t).as_secs_f64() * 1000.0;
+    let mean = r.ready_lag.map(|l| l.mean_ms);
+    let first = r.ready_lag.and_then(|l| l.first_max_ms);
+    vec![
+        Target {
+            name: format!(
+                "time to Ready: mean lag behind first send + k x T <= {} + T ({})",
+                secs(TARGET_MEAN_LAG_OVER_T),
+                ms(Some(mean_max))
+            ),
+            measured: ms(mean),
+            met: r.converged && mean.is_some_and(|m| m <= mean_max),
+        },
+        Target {
+            name: format!(
+                "time to Ready: each gateway's first route <= {} behind first send + T",
+                ms(Some(TARGET_FIRST_LAG_MS))
+            ),
+            measured: format!("{} (largest)", ms(first)),
+            met: r.converged && first.is_some_and(|f| f <= TARGET_FIRST_LAG_MS),
+        },
+    ]
+}
+
+/// Wall time / honest bound; none without the unavoidable calls.
+fn honest_target(s: &ScenarioResult) -> Option<Target> {
+    let ratio = s.honest_ratio()?;
+    let sc = &s.scenario;
+    Some(Target {
+        name: format!(
+            "wall / honest bound <= {TARGET_HONEST_RATIO} at N={}, G={}, API rate {}",
+            sc.routes,
+            sc.gateways,
+            rate(sc.api_rate())
+        ),
+        measured: ratio_measured(s, ratio),
+        met: s.converged && ratio <= TARGET_HONEST_RATIO,
+    })
+}
+
+/// The single changes during the burst: apply -> create accepted and apply -> Ready p99, none
+/// missing; none without single changes.
+fn single_targets(s: &ScenarioResult) -> Vec<Target> {
+    let Some(singles) = &s.singles else {
+        return Vec::new();
+    };
+    let ready_max = TARGET_SINGLE_P99_MS + s.scenario.update.as_secs_f64() * 1000.0;
+    [
+        (
+            "apply -> create accepted",
+            &singles.create,
+            TARGET_SINGLE_P99_MS,
+            String::new(),
+        ),
+        (
+            "apply -> Ready",
+            &singles.ready,
+            ready_max,
+            format!(" + T ({})", ms(Some(ready_max))),
+        ),
+    ]
+    .into_iter()
+    .map(|(what, l, max, plus_t)| {
+        let p99 = l.percentile(0.99);
+        Target {
+            name: format!(
+                "single change during the burst: {what} p99 <= {}{plus_t}, none missing",
+                ms(Some(TARGET_SINGLE_P99_MS))
+            ),
+            measured: format!("{} (n = {}{})", ms(p99), l.sorted_ms.len(), missing(l)),
+            met: l.missing == 0 && p99.is_some_and(|p| p <= max),
+        }
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::calls;
-    use crate::report::fixtures::{restart, run};
+    use crate::bench::{ReadyLag, calls};
+    use crate::report::fixtures::{restart, run, singles};
     use crate::workload::Flips;
 
     #[test]
@@ -231,6 +332,10 @@ mod tests {
         let mut scale = run("scale", 10_000, 500, 650.0);
         scale.calls = calls(&[("CreateVpnPbrRouteEntry", "Success", 12_000)]);
         scale.usage.peak_rss_kib = 100 * 1024;
+        // 10,000 creates and 2 reads on each of 500 gateways, plus 20 quiet ones with 3 single
+        // changes each: 11,100 calls, 555 s at 20/s.
+        scale.unavoidable_calls = Some(11_100);
+        singles(&mut scale, 20);
         // 50,000 routes, 62,500 calls at 100/s: the API binds at 625 s.
         let mut large = run("large", 50_000, 2500, 650.0);
         large.scenario.api_rate = Some(100.0);
@@ -256,9 +361,14 @@ mod tests {
                 ("1.040 (baseline not converged)".to_owned(), true),
                 ("1.16 (baseline 1.09)".to_owned(), true),
                 ("0.060 (baseline 0.020)".to_owned(), false),
+                ("1500 ms".to_owned(), true),
+                ("400 ms (largest)".to_owned(), true),
                 ("1.083".to_owned(), true),
                 ("100.0 MiB (2.08x)".to_owned(), false),
                 ("0.30 ms (0.15x)".to_owned(), true),
+                ("1.171".to_owned(), false),
+                ("1200 ms (n = 5, 1 missing)".to_owned(), false),
+                ("2900 ms (n = 6)".to_owned(), true),
                 ("1.040".to_owned(), true),
                 (
                     "30.0 MiB (0.19x); 20.0 MiB 30.0 s after convergence".to_owned(),
@@ -270,6 +380,65 @@ mod tests {
             ]
         );
         assert!(!res.all_met());
+    }
+
+    #[test]
+    fn new_targets_need_their_figures_and_convergence() {
+        type Change = fn(&mut ScenarioResult, &mut ScenarioResult);
+        // change to the main and scale runs -> (measured, met) of the mean lag, the first
+        // routes' lag and wall / honest bound (560 s of 550 s)
+        let table: [(Change, [(&str, bool); 3]); 3] = [
+            (
+                |m, _| m.ready_lag = None,
+                [("-", false), ("- (largest)", false), ("1.018", true)],
+            ),
+            (
+                |m, s| {
+                    m.converged = false;
+                    s.converged = false;
+                    s.ready = 9000;
+                },
+                [
+                    ("1500 ms", false),
+                    ("400 ms (largest)", false),
+                    ("not converged (9000/10000)", false),
+                ],
+            ),
+            // A mean lag of 2 s + T exactly is met; a first route 1 ms over 1 s is not.
+            (
+                |m, _| {
+                    m.ready_lag = m.ready_lag.map(|l| ReadyLag {
+                        mean_ms: 4000.0,
+                        first_max_ms: Some(1001.0),
+                        ..l
+                    });
+                },
+                [
+                    ("4000 ms", true),
+                    ("1001 ms (largest)", false),
+                    ("1.018", true),
+                ],
+            ),
+        ];
+        for (i, (change, want)) in table.into_iter().enumerate() {
+            let mut main = run("scheduler", 1000, 20, 104.0);
+            let mut scale = run("scale", 10_000, 500, 560.0);
+            change(&mut main, &mut scale);
+            let targets = Results {
+                main: Some(main),
+                scale: Some(scale),
+                ..Results::default()
+            }
+            .targets();
+            let got: Vec<(&str, bool)> = targets
+                .iter()
+                .filter(|t| t.name.starts_with("time to Ready") || t.name.contains("honest"))
+                .map(|t| (t.measured.as_str(), t.met))
+                .collect();
+            assert_eq!(got, want, "case {i}");
+            // No single changes: no single change targets.
+            assert!(targets.iter().all(|t| !t.name.starts_with("single change")));
+        }
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub async fn run_chaos(bins: &Binaries, opts: &ChaosOptions) -> Result<ChaosRepo
         &ns,
         &work,
         opts.gateways,
+        0,
         opts.routes,
         opts.update,
         &log_and_rate(&opts.log_level, opts.api_rate),
