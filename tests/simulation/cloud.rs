@@ -854,6 +854,11 @@ fn accepted(
     match m {
         Mutation::Create { client_token, .. } => {
             if let Some(owner) = st.token_owner.get(client_token).cloned() {
+                // A new entry of its own (the one it could not prove was deleted since): what
+                // it holds now it can prove again.
+                if st.unprovable.get(&owner) == Some(&key) {
+                    st.unprovable.remove(&owner);
+                }
                 *st.accepted_creates.entry(owner.clone()).or_default() += 1;
                 st.owners.insert(key.clone(), owner.clone());
                 st.owned.insert((owner.clone(), key));

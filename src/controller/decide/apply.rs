@@ -8,8 +8,8 @@ use super::gates::{held_by_ours, publish_conflict, publish_touches};
 use super::outcome::{Outcome, keep_waiting, outcome};
 use super::ownership::{
     account_to_record, adopt, consents_to_adopt, has_token, holds_nothing, is_recorded_entry,
-    made_by, name_to_record, record_account, refuse_existing, refused_for_another_create, replay,
-    replay_of,
+    made_by, name_to_record, record_account, refusal_recorded, refuse_existing,
+    refused_for_another_create, replay, replay_of,
 };
 use super::{
     CloudRead, Decision, Failure, JobOp, Next, Observation, both_false, drop_job, in_steady_state,
@@ -185,6 +185,14 @@ fn create(obs: &Observation<'_>, facts: &GatewayFacts, mut d: Decision, token: T
     let mutation = match held {
         // The create that token was made for (it may have been sent): the spec changes after.
         Some(t) => {
+            if refusal_recorded(obs.route) {
+                // The recorded refusal stops being this create's last word once it goes out
+                // again: a process that starts after a crash with the request on the wire
+                // must replay the token (its create may have landed), not replace it.
+                let mut report = both_false(Reason::Creating, "sending the create again");
+                report.entry_unlisted = true;
+                d = d.status(report);
+            }
             // A token status has, without the account (written while it was not known yet).
             if obs
                 .route

@@ -137,13 +137,18 @@ pub(super) fn refused_for_another_create(
     facts: &GatewayFacts,
     token: &str,
 ) -> bool {
-    let refused = status::ready(route.status.as_ref()).is_some_and(|c| {
-        c.status == ConditionStatus::False
-            && known_policy(&c.reason).is_some_and(|p| p.refuses_create && p.pace == Pace::Busy)
-    });
-    refused
+    refusal_recorded(route)
         && plan::create_of_token(&route.spec, token)
             .is_some_and(|sent| sent != plan::create(&route.spec, facts, token))
+}
+
+/// Whether `Ready` records the refusal of the held token's create on its merits (a code that
+/// keeps the token): the last answer to that create, unless it went out again since.
+pub(super) fn refusal_recorded(route: &VpnPbrRoute) -> bool {
+    status::ready(route.status.as_ref()).is_some_and(|c| {
+        c.status == ConditionStatus::False
+            && known_policy(&c.reason).is_some_and(|p| p.refuses_create && p.pace == Pace::Busy)
+    })
 }
 
 /// Whether a create's answer names the listed entry (its creation time): a replay of a token

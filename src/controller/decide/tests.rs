@@ -2067,6 +2067,13 @@ fn a_refused_create_keeps_its_token_until_the_spec_asks_for_another_create() {
         Some(JobOp::Submit(create_mutation(&token))),
         "the same create again"
     );
+    // The refusal is no longer the create's last word once it goes out again: status says so
+    // before the call, so a process that starts after a crash with the request on the wire
+    // replays the token (its create may have landed) instead of replacing it.
+    let s = status_after(&same, &d);
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready");
+    assert_eq!(ready.map(|c| c.reason.as_str()), Some("Creating"));
+    assert_eq!(s.client_token.as_deref(), Some(token.as_str()));
     // The weight corrected: a new create, with a new token.
     let corrected = refused_status(json!({"weight": 0}));
     let d = with_entries(&corrected, &[]);
