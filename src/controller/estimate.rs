@@ -229,6 +229,18 @@ impl Estimate {
         fits
     }
 
+    /// Whether a read `gap` after the last accepted change should find the gateway `active`:
+    /// the gap is past a free gap this gateway or its region proved. A list read then confirms
+    /// the change as well as a status read would (a listed change has been applied).
+    pub(crate) fn expects_active(&self, gap: Duration, shared: &Shared) -> bool {
+        let hint = shared.hint(self.lower).filter(|_| !self.alone);
+        let proven = match (self.upper, hint) {
+            (Some(u), Some(h)) => Some(u.min(h)),
+            (u, h) => u.or(h),
+        };
+        proven.is_some_and(|p| gap >= p)
+    }
+
     /// The gateway refused a change sent `gap` after the last accepted one as busy.
     pub(crate) fn refused(&mut self, gap: Duration) -> Busy {
         self.read = None;
@@ -576,6 +588,29 @@ mod tests {
         let slow = run(&mut Estimate::default(), &mut shared, 3, 30, |_| ms(5000));
         assert_eq!(slow.refused, 0);
         assert!(*slow.cycles.last().expect("cycles") <= ms(5100));
+    }
+
+    #[test]
+    fn a_read_past_a_proven_free_gap_expects_the_gateway_active() {
+        let mut shared = Shared::default();
+        let fresh = Estimate::default();
+        // Nothing proven anywhere: no read expects `active`.
+        assert!(!fresh.expects_active(ms(60_000), &shared));
+        // The region proved 2 s free: a new gateway expects it from 2 s on.
+        shared.free(ms(2000));
+        assert!(!fresh.expects_active(ms(1999), &shared));
+        assert!(fresh.expects_active(ms(2000), &shared));
+        // Its own proof counts where the region knows nothing.
+        let mut own = Estimate::default();
+        own.free(ms(1500));
+        assert!(own.expects_active(ms(1500), &Shared::default()));
+        assert!(!own.expects_active(ms(1400), &Shared::default()));
+        // A gateway that changed pace ignores the region.
+        let alone = Estimate {
+            alone: true,
+            ..Estimate::default()
+        };
+        assert!(!alone.expects_active(ms(2000), &shared));
     }
 
     #[test]

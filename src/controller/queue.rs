@@ -269,7 +269,11 @@ enum Call {
     Status {
         gap: Option<Duration>,
     },
-    List,
+    List {
+        /// Time since the last accepted change when the read went out, if that change was not
+        /// known applied: a list that shows it proves it applied, as an `active` status would.
+        gap: Option<Duration>,
+    },
 }
 
 /// What `forget` did.
@@ -305,6 +309,9 @@ pub(crate) struct GatewayQueue {
     probe_scope: Option<Scope>,
     /// When to read the list again for applied changes it did not show yet.
     verify_after: Option<Instant>,
+    /// The last accepted change a list read was sent to confirm: if that list did not show
+    /// it, a status read confirms it (the cloud may list a change late).
+    list_confirms: u64,
     /// Status reads (probes) and list reads (read-backs) failing in a row.
     status_reads: FailedReads,
     list_reads: FailedReads,
@@ -347,6 +354,7 @@ impl GatewayQueue {
             status: None,
             probe_scope: None,
             verify_after: None,
+            list_confirms: 0,
             status_reads: FailedReads::default(),
             list_reads: FailedReads::default(),
             retry: FIRST_STEP,
@@ -522,7 +530,7 @@ impl GatewayQueue {
                 }
             },
             Event::StatusRead(result) => self.status_read(result, now, regions),
-            Event::ListRead(result) => self.list_read(result, now),
+            Event::ListRead(result) => self.list_read(result, now, regions),
         }
     }
 
@@ -545,9 +553,14 @@ impl GatewayQueue {
                 }]
             }
             Step::Verify(scope, _) => {
-                self.call = Some(Call::List);
+                if self.unconfirmed() {
+                    self.list_confirms = self.accepted;
+                }
+                self.call = Some(Call::List {
+                    gap: self.pending_gap(now),
+                });
                 // A lone change's read-back is what its route waits for to be `Ready`.
-                let class = if self.unlisted().any(|(_, j)| j.lone) {
+                let class = if self.awaiting_list().any(|(_, j)| j.lone) {
                     Priority::Prompt
                 } else {
                     Priority::Progress
@@ -578,6 +591,12 @@ impl GatewayQueue {
             match self.advice(regions, now) {
                 None => Step::Idle,
                 Some((Advice::Send(_), at)) => Step::Settle(at),
+                // The read-back goes now anyway: when the gateway should be active by then, the
+                // list that shows the last change confirms it, without a status read first.
+                Some((Advice::Read(g), at)) if self.list_may_confirm(g, regions) => {
+                    let scope = self.oldest_awaiting_list().unwrap_or(scope);
+                    Step::Verify(scope, at)
+                }
                 Some((Advice::Read(_), at)) => Step::Probe(scope, at),
                 Some((Advice::Wait(_), at)) => Step::Wait(at),
             }
@@ -777,20 +796,8 @@ impl GatewayQueue {
             Ok(status) => {
                 let active = status == GatewayStatus::Active;
                 self.status_reads.succeeded();
-                let answered_gap = self.pending_gap(now);
                 self.status = Some(status);
-                let mut out = Vec::new();
-                if let (Some(asked), Some(answered)) = (gap, answered_gap) {
-                    let peers = self.peers.clone().unwrap_or_default();
-                    let region = regions.entry(peers.clone()).or_default();
-                    let before = region.upper();
-                    // A busy answer past every gap we know is paced by the estimate (it
-                    // plans the next read after a growing pause).
-                    self.estimate.read(asked, answered, active, region);
-                    if region.upper() != before {
-                        out.push(Command::WakePeers(peers));
-                    }
-                }
+                let out = self.learn(gap, active, now, regions).into_iter().collect();
                 if active {
                     self.confirm(self.accepted);
                 }
@@ -816,8 +823,13 @@ impl GatewayQueue {
     /// create whose answer did not name its entry is sent again with its token (once), ahead of
     /// the queue; any other change, or that replay, goes back to its route, which re-plans from
     /// the list.
-    fn list_read(&mut self, result: Answer<Arc<Vec<Entry>>>, now: Instant) -> Vec<Command> {
-        let Some(Call::List) = self.call.take() else {
+    fn list_read(
+        &mut self,
+        result: Answer<Arc<Vec<Entry>>>,
+        now: Instant,
+        regions: &mut Regions,
+    ) -> Vec<Command> {
+        let Some(Call::List { gap }) = self.call.take() else {
             return Vec::new();
         };
         let list = match result {
@@ -837,6 +849,14 @@ impl GatewayQueue {
             }
         };
         self.list_reads.succeeded();
+        let mut out: Vec<Command> = Vec::new();
+        if self.unconfirmed() && self.shows_last_change(&list) {
+            // Listed, so applied: the gateway was active again by the answer.
+            out.extend(self.learn(gap, true, now, regions));
+            self.confirm(self.accepted);
+            self.status = Some(GatewayStatus::Active);
+            self.status_reads.succeeded();
+        }
         let confirmed = self.confirmed;
         let mut woken = Vec::new();
         let mut replay = Vec::new();
@@ -899,7 +919,45 @@ impl GatewayQueue {
             );
         }
         self.retry = FIRST_STEP;
-        wake(woken).into_iter().collect()
+        out.extend(wake(woken));
+        out
+    }
+
+    /// What a read asked `gap` after the last accepted change (while it was not known applied)
+    /// and answered now proves of the update time; the gateways sharing it plan again when it
+    /// proved a shorter one. A busy answer past every gap we know is paced by the estimate (it
+    /// plans the next read after a growing pause).
+    fn learn(
+        &mut self,
+        gap: Option<Duration>,
+        active: bool,
+        now: Instant,
+        regions: &mut Regions,
+    ) -> Option<Command> {
+        let (asked, answered) = (gap?, self.pending_gap(now)?);
+        let peers = self.peers.clone().unwrap_or_default();
+        let region = regions.entry(peers.clone()).or_default();
+        let before = region.upper();
+        self.estimate.read(asked, answered, active, region);
+        (region.upper() != before).then_some(Command::WakePeers(peers))
+    }
+
+    /// Whether `list` shows the last accepted change (its job is still here).
+    fn shows_last_change(&self, list: &[Entry]) -> bool {
+        self.jobs.values().any(|j| {
+            matches!(&j.state, JobState::Accepted { accepted, seq, .. }
+                if *seq == self.accepted && j.mutation.reflected_in(list, accepted.entry.as_ref()))
+        })
+    }
+
+    /// Whether a list read `gap` after the last accepted change may confirm it instead of a
+    /// status read: the gateway should be active by then, and no list has tried this change.
+    fn list_may_confirm(&self, gap: Duration, regions: &mut Regions) -> bool {
+        let peers = self.peers.clone().unwrap_or_default();
+        self.list_confirms < self.accepted
+            && self
+                .estimate
+                .expects_active(gap, regions.entry(peers).or_default())
     }
 
     /// The gateway is gone: every accepted change is as done as it will ever be. Its owners
@@ -971,14 +1029,30 @@ impl GatewayQueue {
         }
     }
 
-    /// Applied changes the list has not shown yet.
-    fn unlisted(&self) -> impl Iterator<Item = (&Owner, &Job)> {
+    /// Accepted changes the list has not shown yet, applied or not.
+    fn awaiting_list(&self) -> impl Iterator<Item = (&Owner, &Job)> {
         self.jobs
             .iter()
             .map(|(o, j)| (o, &**j))
-            .filter(|(_, j)| {
-                matches!(j.state, JobState::Accepted { seq, listed: false, .. } if seq <= self.confirmed)
+            .filter(|(_, j)| matches!(j.state, JobState::Accepted { listed: false, .. }))
+    }
+
+    /// Applied changes the list has not shown yet.
+    fn unlisted(&self) -> impl Iterator<Item = (&Owner, &Job)> {
+        self.awaiting_list().filter(
+            |(_, j)| matches!(j.state, JobState::Accepted { seq, .. } if seq <= self.confirmed),
+        )
+    }
+
+    /// The scope of the oldest change awaiting the list: one a simulated seed replays (not a
+    /// map's first).
+    fn oldest_awaiting_list(&self) -> Option<Scope> {
+        self.awaiting_list()
+            .min_by_key(|(_, j)| match j.state {
+                JobState::Accepted { seq, .. } => seq,
+                _ => u64::MAX,
             })
+            .map(|(_, j)| j.scope.clone())
     }
 
     /// When to read the list to confirm applied changes: once no change waits to be sent (one
