@@ -262,6 +262,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         },
         scheduler: SchedulerConfig {
             enabled: config.gateway_scheduler,
+            read_back_every: usize::from(config.read_back_every),
         },
         namespaces: config.watched_namespaces(),
         concurrency: config.concurrency,

@@ -82,6 +82,13 @@ pub struct Config {
     #[arg(long, env = "VPN_PBR_GATEWAY_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) gateway_scheduler: bool,
 
+    /// While a gateway's own update time paces its changes (the account's API rate has room),
+    /// its applied changes are read back (one list call) every this many changes, so each
+    /// route turns Ready a few update times after its change. Higher: fewer list calls, later
+    /// Ready. While the API rate binds, read-backs wait for a batch of 32 or the queue's end.
+    #[arg(long, env = "VPN_PBR_READ_BACK_EVERY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) read_back_every: u16,
+
     /// How long to wait for the VpnPbrRoute CRD at start before giving up.
     #[arg(long, env = "VPN_PBR_CRD_WAIT", default_value = "30s", value_parser = crate::duration::flag)]
     pub(crate) crd_wait: Duration,
@@ -238,6 +245,8 @@ mod tests {
         assert_eq!(c.resync, Duration::from_secs(600));
         assert_eq!(c.role_session_duration, Duration::from_secs(3600));
         assert!(c.gateway_scheduler && !c.route_secrets && !c.leader_election);
+        assert_eq!(c.read_back_every, 4);
+        assert!(Config::try_parse_from(["op", "--read-back-every", "0"]).is_err());
         assert!(c.watched_namespaces().is_empty());
         let c = Config::try_parse_from([
             "op",

@@ -38,6 +38,11 @@ const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
 /// rate, not the gateway, paces the changes (they then come far apart).
 const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
 const VERIFY_BATCH: usize = 32;
+/// While the gateway, not the account's API rate, paces its changes (the last change waited
+/// at most half an update time to go out), a list costs no change its turn: applied changes are
+/// read back every this many (`--read-back-every`), so a route turns `Ready` a few update times
+/// after its change instead of at the batch or the queue's end.
+pub(crate) const READ_BACK_EVERY: usize = 4;
 /// List reads that may miss an applied change (each change counts its own) before it is given
 /// up on: a create whose answer did not name its entry is then replayed once with its own token
 /// (the cloud repeats its answer if the entry exists, unlisted or not); any other change, a
@@ -259,6 +264,8 @@ enum Call {
         /// Time since the last accepted change when it went out, if that one was not known
         /// applied.
         gap: Option<Duration>,
+        /// When it went out (the driver's call then waits at the rate limiter first).
+        at: Instant,
     },
     /// An accepted change waiting for the gateway's peers to be known.
     Peers {
@@ -307,6 +314,11 @@ pub(crate) struct GatewayQueue {
     status: Option<GatewayStatus>,
     /// A scope to probe the gateway with (any job's).
     probe_scope: Option<Scope>,
+    /// How long the last change took from going out to its answer: mostly its wait at the
+    /// account's rate limiter, which tells whether the API rate or the gateway binds.
+    last_send: Option<Duration>,
+    /// Applied changes read back together while the gateway binds (`READ_BACK_EVERY`).
+    read_back_every: usize,
     /// When to read the list again for applied changes it did not show yet.
     verify_after: Option<Instant>,
     /// The last accepted change a list read was sent to confirm: if that list did not show
@@ -353,6 +365,8 @@ impl GatewayQueue {
             peers: None,
             status: None,
             probe_scope: None,
+            last_send: None,
+            read_back_every: READ_BACK_EVERY,
             verify_after: None,
             list_confirms: 0,
             status_reads: FailedReads::default(),
@@ -361,6 +375,12 @@ impl GatewayQueue {
             planned: Step::Idle,
             call: None,
         }
+    }
+
+    /// Applied changes read back together while the gateway binds (at least 1).
+    pub(crate) fn with_read_back_every(mut self, n: usize) -> Self {
+        self.read_back_every = n.max(1);
+        self
     }
 
     // ---- calls of reconciles ----
@@ -634,6 +654,7 @@ impl GatewayQueue {
             scope: scope.clone(),
             mutation: mutation.clone(),
             gap,
+            at: now,
         });
         vec![Command::Send {
             scope,
@@ -656,10 +677,12 @@ impl GatewayQueue {
             scope,
             mutation,
             gap,
+            at,
         }) = self.call.take()
         else {
             return Vec::new();
         };
+        self.last_send = Some(now.saturating_duration_since(at));
         match result {
             Ok(accepted) => {
                 let apply = Command::CacheApply {
@@ -1070,6 +1093,8 @@ impl GatewayQueue {
                 return None;
             }
             now
+        } else if self.gateway_binds() && self.unlisted().count() >= self.read_back_every {
+            now
         } else if self.unlisted().count() >= VERIFY_BATCH {
             let oldest = self
                 .unlisted()
@@ -1086,6 +1111,14 @@ impl GatewayQueue {
         };
         let at = self.verify_after.map_or(at, |after| at.max(after));
         Some((first.scope.clone(), at))
+    }
+
+    /// Whether the gateway, not the account's API rate, paces the changes: the last one went
+    /// out within half an update time (a change waiting at the rate limiter behind other
+    /// gateways' calls says the rate binds, and a list would cost some change its turn).
+    fn gateway_binds(&self) -> bool {
+        self.last_send
+            .is_some_and(|took| took <= self.estimate.pace() / 2)
     }
 
     /// Time since the last accepted change, while it is not known to be applied.
