@@ -319,6 +319,10 @@ pub(crate) struct GatewayQueue {
     last_send: Option<Duration>,
     /// Applied changes read back together while the gateway binds (`READ_BACK_EVERY`).
     read_back_every: usize,
+    /// Whether a list read back a change since the gateway was last quiet: until one has, the
+    /// first applied change is read back alone (the first route of a burst is `Ready` one read
+    /// after its change).
+    read_back_since_quiet: bool,
     /// When to read the list again for applied changes it did not show yet.
     verify_after: Option<Instant>,
     /// The last accepted change a list read was sent to confirm: if that list did not show
@@ -367,6 +371,7 @@ impl GatewayQueue {
             probe_scope: None,
             last_send: None,
             read_back_every: READ_BACK_EVERY,
+            read_back_since_quiet: false,
             verify_after: None,
             list_confirms: 0,
             status_reads: FailedReads::default(),
@@ -413,6 +418,9 @@ impl GatewayQueue {
             .jobs
             .iter()
             .any(|(o, j)| o != owner && j.state.pending());
+        if lone {
+            self.read_back_since_quiet = false;
+        }
         self.order.retain(|o| o != owner);
         self.order.push_back(owner.clone());
         self.probe_scope = Some(scope.clone());
@@ -942,6 +950,7 @@ impl GatewayQueue {
             );
         }
         self.retry = FIRST_STEP;
+        self.read_back_since_quiet |= !woken.is_empty();
         out.extend(wake(woken));
         out
     }
@@ -1093,7 +1102,9 @@ impl GatewayQueue {
                 return None;
             }
             now
-        } else if self.gateway_binds() && self.unlisted().count() >= self.read_back_every {
+        } else if self.gateway_binds()
+            && (self.unlisted().count() >= self.read_back_every || !self.read_back_since_quiet)
+        {
             now
         } else if self.unlisted().count() >= VERIFY_BATCH {
             let oldest = self
