@@ -87,6 +87,7 @@ mod tests {
             update: Duration::from_secs(2),
             scheduler: true,
             api_rate: None,
+            read_back_every: None,
             latency_probes: 100,
             quiet_gateways: 0,
             single_every: Duration::from_secs(10),

@@ -22,6 +22,8 @@ pub struct Scenario {
     pub scheduler: bool,
     /// `--api-rate` (operator default when unset).
     pub api_rate: Option<f64>,
+    /// `--read-back-every` (operator default when unset).
+    pub read_back_every: Option<u16>,
     /// Routes created one at a time on idle gateways after convergence.
     pub latency_probes: usize,
     /// Gateways beyond `gateways` that no route of the burst uses; while the burst converges
@@ -64,6 +66,9 @@ impl Scenario {
     pub(crate) fn operator_args(&self) -> Vec<String> {
         let mut args = vec!["--gateway-scheduler".to_owned(), self.scheduler.to_string()];
         args.extend(log_and_rate(&self.log_level, self.api_rate));
+        if let Some(n) = self.read_back_every {
+            args.extend(["--read-back-every".to_owned(), n.to_string()]);
+        }
         args
     }
 }
@@ -141,6 +146,7 @@ mod tests {
             update: Duration::from_secs(2),
             scheduler: true,
             api_rate,
+            read_back_every: None,
             latency_probes: 0,
             quiet_gateways: 0,
             single_every: Duration::from_secs(10),
@@ -157,6 +163,35 @@ mod tests {
         let config = vpn_pbr_operator::config::Config::try_parse_from(["vpn-pbr-operator"])
             .expect("defaults parse");
         assert!((config.api_rate() - OPERATOR_API_RATE).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn operator_args_pass_the_set_flags() {
+        // (scheduler, API rate, read back every) -> flags
+        let table = [
+            (
+                (true, None, None),
+                "--gateway-scheduler true --log-level info",
+            ),
+            (
+                (false, Some(100.0), None),
+                "--gateway-scheduler false --log-level info --api-rate 100",
+            ),
+            (
+                (true, None, Some(1000)),
+                "--gateway-scheduler true --log-level info --read-back-every 1000",
+            ),
+            (
+                (true, Some(20.5), Some(4)),
+                "--gateway-scheduler true --log-level info --api-rate 20.5 --read-back-every 4",
+            ),
+        ];
+        for ((scheduler, api_rate, read_back_every), want) in table {
+            let mut sc = scenario(1, 1, api_rate);
+            sc.scheduler = scheduler;
+            sc.read_back_every = read_back_every;
+            assert_eq!(sc.operator_args().join(" "), want);
+        }
     }
 
     #[test]

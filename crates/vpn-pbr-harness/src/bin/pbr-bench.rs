@@ -41,8 +41,8 @@ struct BinArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// The runs of docs/benchmarks.md: main (scheduler) and baseline convergence, scale, large,
-    /// restart; `--only` picks some of them.
+    /// The runs of docs/benchmarks.md: main (scheduler), baseline and economy convergence,
+    /// scale, large, restart, accounts; `--only` picks some of them.
     Bench(Box<BenchArgs>),
     /// Faults, kills and an apiserver restart during convergence; then delete and check.
     Chaos(ChaosOptions),
@@ -55,6 +55,9 @@ enum Run {
     Main,
     /// The same with `--gateway-scheduler false`.
     Baseline,
+    /// The main run's workload with `--read-back-every` at its economy end
+    /// (--economy-read-back-every): calls per route, time to Ready.
+    Economy,
     /// --scale-routes over --scale-gateways at the default API rate: binding bound, memory, CPU,
     /// single changes on --scale-quiet-gateways during the burst.
     Scale,
@@ -68,13 +71,14 @@ enum Run {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Runs to make, comma-separated (default: all, in this order).
-    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "scale", "large", "restart", "accounts"])]
+    /// Runs to make, comma-separated (default: all, in this order): main, baseline, economy,
+    /// scale, large, restart, accounts.
+    #[arg(long, value_delimiter = ',', default_values = ["main", "baseline", "economy", "scale", "large", "restart", "accounts"])]
     only: Vec<Run>,
-    /// Routes (N) of the main and baseline runs.
+    /// Routes (N) of the main, baseline and economy runs.
     #[arg(short = 'n', long, default_value_t = 1000)]
     routes: usize,
-    /// Gateways (G) of the main and baseline runs.
+    /// Gateways (G) of the main, baseline and economy runs.
     #[arg(short = 'g', long, default_value_t = 20)]
     gateways: usize,
     /// Gateway update time T of every run, seconds.
@@ -83,6 +87,10 @@ struct BenchArgs {
     /// Give up on the baseline's convergence after this many seconds.
     #[arg(long, default_value = "240", value_parser = secs)]
     baseline_timeout: Duration,
+    /// Economy run: the operator's --read-back-every (1..=1000; its economy end by default:
+    /// fewest list calls, routes Ready later).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    economy_read_back_every: u16,
     /// Routes of the scale run.
     #[arg(long, default_value_t = 10_000)]
     scale_routes: usize,
@@ -155,7 +163,7 @@ struct BenchArgs {
     /// apply -> first call.
     #[arg(long, default_value_t = 100)]
     latency_probes: usize,
-    /// Concurrent creates of the main, baseline and restart runs.
+    /// Concurrent creates of the main, baseline, economy and restart runs.
     #[arg(long, default_value_t = 32)]
     parallel: usize,
     /// Give up on convergence after this many times the lower bound (the physical limit, or
@@ -174,8 +182,9 @@ struct BenchArgs {
     /// Exit non-zero when a benchmark target is missed.
     #[arg(long)]
     strict: bool,
-    /// End the main, baseline, scale and large runs with SIGTERM and wait this many seconds for the
-    /// operator to exit (a `heap-profile` build writes dhat-heap.json then); 0: SIGKILL.
+    /// End the main, baseline, economy, scale and large runs with SIGTERM and wait this many
+    /// seconds for the operator to exit (a `heap-profile` build writes dhat-heap.json then); 0:
+    /// SIGKILL.
     #[arg(long, default_value = "0", value_parser = secs)]
     stop_grace: Duration,
 }
@@ -239,6 +248,7 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
             update: a.update,
             scheduler: true,
             api_rate: None,
+            read_back_every: None,
             latency_probes: 0,
             quiet_gateways: 0,
             single_every: a.scale_single_every,
@@ -275,6 +285,11 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
                 sc.timeout = a.baseline_timeout;
                 res.baseline =
                     Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
+            }
+            Run::Economy => {
+                let mut sc = scenario("economy", a.routes, a.gateways);
+                sc.read_back_every = Some(a.economy_read_back_every);
+                res.economy = Some(bench::run_scenario(&cluster, &client, bins, &sc, &work).await?);
             }
             Run::Scale => {
                 let mut sc = big("scale", a.scale_routes, a.scale_gateways, a.scale_api_rate);
@@ -333,4 +348,49 @@ async fn bench_cmd(bins: &Binaries, a: BenchArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn bench_flags_parse() {
+        Cli::command().debug_assert();
+        const ALL: &[Run] = &[
+            Run::Main,
+            Run::Baseline,
+            Run::Economy,
+            Run::Scale,
+            Run::Large,
+            Run::Restart,
+            Run::Accounts,
+        ];
+        // flags after `bench` -> (runs, economy's --read-back-every); none: refused
+        type Parsed = Option<(&'static [Run], u16)>;
+        let table: [(&[&str], Parsed); 5] = [
+            (&[], Some((ALL, 1000))),
+            (
+                &["--only", "economy", "--economy-read-back-every", "16"],
+                Some((&[Run::Economy], 16)),
+            ),
+            (&["--economy-read-back-every", "1"], Some((ALL, 1))),
+            (&["--economy-read-back-every", "0"], None),
+            (&["--economy-read-back-every", "1001"], None),
+        ];
+        for (flags, want) in table {
+            let got = Cli::try_parse_from(["pbr-bench", "bench"].iter().chain(flags))
+                .ok()
+                .and_then(|cli| match cli.cmd {
+                    Cmd::Bench(a) => Some((a.only, a.economy_read_back_every)),
+                    Cmd::Chaos(_) => None,
+                });
+            assert_eq!(
+                got.as_ref().map(|(only, n)| (only.as_slice(), *n)),
+                want,
+                "{flags:?}"
+            );
+        }
+    }
 }

@@ -22,6 +22,7 @@ pub(super) fn run(label: &str, routes: usize, gateways: usize, wall: f64) -> Sce
             update: Duration::from_secs(2),
             scheduler: true,
             api_rate: None,
+            read_back_every: None,
             latency_probes: 0,
             quiet_gateways: 0,
             single_every: Duration::from_secs(10),

@@ -72,6 +72,14 @@ pub(super) fn size(sc: &Scenario) -> String {
     )
 }
 
+/// A run's `--read-back-every` as the flag it passed, or the operator's default.
+pub(super) fn read_back_every(sc: &Scenario) -> String {
+    sc.read_back_every.map_or_else(
+        || "the default `--read-back-every`".to_owned(),
+        |n| format!("`--read-back-every {n}`"),
+    )
+}
+
 /// A count kept as a float (the reconciles metric), `-` without a value.
 pub(super) fn count(n: Option<f64>) -> String {
     n.map_or("-".to_owned(), |n| format!("{n:.0}"))
