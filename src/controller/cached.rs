@@ -17,6 +17,10 @@ use alicloud_vpc_client::{CloudError, Priority};
 /// call per this time, not one each.
 pub(crate) const FAILED_READ_TTL: Duration = Duration::from_secs(2);
 
+/// How long a read that answered several routes of a gateway marks it as shared: a burst's
+/// routes arrive over the time its objects take to create, and none of its changes is lone.
+pub(crate) const SHARED_FOR: Duration = Duration::from_secs(60);
+
 /// Our own changes remembered per gateway to replay on a list that was under way when they
 /// were accepted; a list that missed more is dropped and read again.
 const REPLAY_MAX: usize = 64;
@@ -46,6 +50,9 @@ pub(crate) enum Flight {
     Start(Priority),
     /// The read under way runs at a lower class: raise it to this one.
     Raise(Priority),
+    /// The read under way was a lone change's (`Priority::Prompt`) and now another route waits
+    /// on it too (a burst on the gateway): lower it to this class.
+    Lower(Priority),
 }
 
 /// The oldest facts and list a reader accepts (`None`: any cached value).
@@ -106,6 +113,8 @@ pub(crate) struct Cached {
     /// Owners the last background read answered: their next `read` is served from it even if
     /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
     answered: HashSet<Owner>,
+    /// How many owners the last background read answered, and when it ended.
+    served: Option<(usize, Instant)>,
     /// Background reads that ended, and whether a reconcile already waited for the first one.
     reads: u64,
     first_awaited: bool,
@@ -152,16 +161,34 @@ impl Cached {
             .entry(owner.clone())
             .and_modify(|n| *n = n.and(need))
             .or_insert(need);
+        // `Prompt` is a lone change's class: a read that several routes wait on is a burst's.
+        let shared = self.waiters.len() > 1;
+        let class = if class == Priority::Prompt && shared {
+            Priority::Progress
+        } else {
+            class
+        };
         let flight = match self.reading {
             // Lower is higher (`Mutation` < `Progress` < `Background`).
             Some(running) if class < running => Flight::Raise(class),
+            Some(Priority::Prompt) if shared => Flight::Lower(Priority::Progress),
             Some(_) => Flight::None,
             None => Flight::Start(class),
         };
-        if !matches!(flight, Flight::None) {
-            self.reading = Some(class);
+        if let Flight::Start(c) | Flight::Raise(c) | Flight::Lower(c) = flight {
+            self.reading = Some(c);
         }
         (Read::Pending, flight)
+    }
+
+    /// Whether several routes share the gateway's reads: more than one waits on the read under
+    /// way, or the last read answered several less than `SHARED_FOR` ago. A change planned
+    /// then is part of a burst on the gateway, not a lone one.
+    pub(crate) fn shared(&self, now: Instant) -> bool {
+        self.waiters.len() > 1
+            || self
+                .served
+                .is_some_and(|(n, at)| n > 1 && now.saturating_duration_since(at) < SHARED_FOR)
     }
 
     /// Whether a reconcile may wait for the read under way: only for the gateway's first read,
@@ -194,6 +221,7 @@ impl Cached {
         self.reading = None;
         self.reads += 1;
         let waiters = std::mem::take(&mut self.waiters);
+        self.served = Some((waiters.len(), now));
         self.answered.clear();
         match outcome {
             Ok(listed) => {

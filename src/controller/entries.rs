@@ -59,21 +59,22 @@ pub struct GatewayCache {
     wake: mpsc::UnboundedSender<Owner>,
 }
 
-/// Runs `fetch` at the class of the read's waiters. When a waiter of a higher class joins
-/// meanwhile, the call is dropped and made again at that class: a call queued in the rate
-/// limiter behind every other call would hold up the pending change that now waits on it.
+/// Runs `fetch` at the class of the read's waiters. When their class changes meanwhile, the
+/// call is dropped and made again at the new class: a call queued in the rate limiter behind
+/// every other call would hold up the pending change that now waits on it, and a lone change's
+/// read that a burst's routes joined must not go ahead of other bursts' changes.
 /// (Dropping is safe: a fetch stores its answer only once it has it.)
 async fn at_waiters_class<T, F, Fut>(gw: &Gateway, fetch: F) -> Result<T, CloudError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, CloudError>>,
 {
-    let mut raised = gw.class.subscribe();
+    let mut changed = gw.class.subscribe();
     loop {
-        let class = *raised.borrow_and_update();
-        let raise = async {
+        let class = *changed.borrow_and_update();
+        let change = async {
             // An `Err` only if the sender is gone, which it is not while this borrows it.
-            if raised.wait_for(|c| *c < class).await.is_err() {
+            if changed.wait_for(|c| *c != class).await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
@@ -81,7 +82,7 @@ where
         tokio::select! {
             biased;
             out = with_priority(class, fetch()) => return out,
-            () = raise => {}
+            () = change => {}
         }
     }
 }
@@ -138,7 +139,7 @@ impl GatewayCache {
         let (read, flight) = lock(&gw.cached).read(owner, need, class, now);
         match flight {
             Flight::None => {}
-            Flight::Raise(class) => {
+            Flight::Raise(class) | Flight::Lower(class) => {
                 gw.class.send_replace(class);
             }
             Flight::Start(class) => {
@@ -243,6 +244,12 @@ impl GatewayCache {
     pub(crate) fn apply(&self, scope: &Scope, mutation: &Mutation, created: Option<&Entry>) {
         let gw = self.gateway(&scope.key());
         lock(&gw.cached).apply(mutation, created);
+    }
+
+    /// Whether several routes share the gateway's reads (`Cached::shared`).
+    pub(crate) fn shared(&self, scope: &Scope) -> bool {
+        let gw = self.gateway(&scope.key());
+        lock(&gw.cached).shared(Instant::now())
     }
 
     /// Forgets the cached list and a remembered failure, so the next reader lists again.

@@ -223,7 +223,8 @@ struct Job {
     cancelled: bool,
     /// A create sent again with its token after the list never showed it.
     replayed: bool,
-    /// Submitted while no other change held the gateway: its calls go at `Priority::Prompt`.
+    /// Submitted while no other change held the gateway and no other route shared its reads:
+    /// its calls go at `Priority::Prompt`.
     lone: bool,
 }
 
@@ -390,15 +391,17 @@ impl GatewayQueue {
 
     // ---- calls of reconciles ----
 
-    /// Queues `mutation` for `owner`, planned from spec `generation`. A queued job of the same
-    /// owner is replaced (the plan changed); one in flight, or accepted and not yet listed, is
-    /// left alone and its outcome reported first. True when the driver should plan again.
+    /// Queues `mutation` for `owner`, planned from spec `generation`; `alone`: no other route
+    /// shares the gateway's reads (`Cached::shared`). A queued job of the same owner is
+    /// replaced (the plan changed); one in flight, or accepted and not yet listed, is left alone
+    /// and its outcome reported first. True when the driver should plan again.
     pub(crate) fn submit(
         &mut self,
         owner: &Owner,
         scope: &Scope,
         mutation: Mutation,
         generation: Option<i64>,
+        alone: bool,
     ) -> bool {
         if let Some(job) = self.jobs.get_mut(owner) {
             // On the wire, or accepted and not yet seen in the list: its outcome is recorded
@@ -414,13 +417,14 @@ impl GatewayQueue {
                 return false;
             }
         }
-        let lone = !self
+        let quiet = !self
             .jobs
             .iter()
             .any(|(o, j)| o != owner && j.state.pending());
-        if lone {
+        if quiet {
             self.read_back_since_quiet = false;
         }
+        let lone = quiet && alone;
         self.order.retain(|o| o != owner);
         self.order.push_back(owner.clone());
         self.probe_scope = Some(scope.clone());

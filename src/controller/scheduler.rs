@@ -153,7 +153,8 @@ impl Scheduler {
         }
         let lane = self.lane_or_start(&key, &scope.credentials.account);
         lock(&self.inner.owners).insert(owner.clone(), lane.key.clone());
-        if lock(&lane.queue).submit(owner, scope, mutation, generation) {
+        let alone = !self.inner.cache.shared(scope);
+        if lock(&lane.queue).submit(owner, scope, mutation, generation, alone) {
             lane.wake.notify_one();
         }
     }

@@ -33,6 +33,8 @@ enum Step {
     Invalidate,
     /// Whether a reconcile may wait for the read under way.
     MayAwait(bool),
+    /// Whether several routes share the gateway's reads.
+    Shared(bool),
 }
 
 fn unavailable() -> CloudError {
@@ -121,6 +123,7 @@ impl Run {
             Step::MayAwait(want) => {
                 assert_eq!(self.cached.may_await_first_read(), want, "{at}");
             }
+            Step::Shared(want) => assert_eq!(self.cached.shared(self.now), want, "{at}"),
         }
     }
 }
@@ -299,4 +302,50 @@ fn a_list_that_missed_more_changes_than_are_kept_is_dropped() {
     steps.extend((0..=REPLAY_MAX).map(|i| Apply(i + 10)));
     steps.push(ListEnded(Some(&[1]), "none"));
     Run::script("too many changes under one list", steps);
+}
+
+#[test]
+fn a_lone_changes_read_that_other_routes_join_is_a_bursts() {
+    use Step::*;
+    // One route of a quiet gateway reads at `Prompt`; a second route joining makes it a
+    // burst's read: lowered to `Progress` (a third changes nothing more), and the gateway
+    // counts as shared for `SHARED_FOR` after the read answered both.
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "lowered once shared",
+            vec![
+                starts(1, Priority::Prompt),
+                Shared(false),
+                Read(
+                    2,
+                    Priority::Prompt,
+                    "pending",
+                    Flight::Lower(Priority::Progress),
+                ),
+                Read(3, Priority::Progress, "pending", Flight::None),
+                Shared(true),
+                Facts,
+                ListStarted,
+                ListEnded(Some(&[]), "[]"),
+                Ended(Ok(true), &["r1", "r2", "r3"]),
+                Shared(true),
+                At(60_000),
+                Shared(false),
+            ],
+        ),
+        (
+            "a read that answered one route leaves the gateway unshared",
+            vec![
+                starts(1, Priority::Prompt),
+                Facts,
+                ListStarted,
+                ListEnded(Some(&[]), "[]"),
+                Ended(Ok(true), &["r1"]),
+                Shared(false),
+            ],
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::script(name, steps);
+    }
 }

@@ -15,6 +15,8 @@ enum Step {
     At(u64),
     /// A reconcile submits route `i`'s change; whether the driver must plan again.
     Submit(usize, Mutation, bool),
+    /// The same, while other routes share the gateway's reads (a burst on it).
+    SubmitShared(usize, Mutation, bool),
     /// A reconcile forgets route `i`'s job.
     Forget(usize, Forgot),
     /// What route `i`'s reconcile sees of its job.
@@ -197,7 +199,11 @@ impl Run {
             match step {
                 Step::At(ms) => self.now = self.start + Duration::from_millis(ms),
                 Step::Submit(i, m, plan) => {
-                    let got = self.queue.submit(&owner(i), &scope(), m, Some(1));
+                    let got = self.queue.submit(&owner(i), &scope(), m, Some(1), true);
+                    assert_eq!(got, plan, "{name}: step {n} (submit r{i})");
+                }
+                Step::SubmitShared(i, m, plan) => {
+                    let got = self.queue.submit(&owner(i), &scope(), m, Some(1), false);
                     assert_eq!(got, plan, "{name}: step {n} (submit r{i})");
                 }
                 Step::Forget(i, want) => {
@@ -809,4 +815,20 @@ fn a_gateway_that_knows_only_its_regions_bound_confirms_its_last_change_with_the
         View(3, "confirmed"),
     ];
     run.script("a list that does not show it", late);
+}
+
+#[test]
+fn a_change_of_a_gateway_whose_reads_several_routes_share_is_not_lone() {
+    use Step::*;
+    // A burst's first change finds the gateway's queue empty too, but its read answered the
+    // burst's other routes: it goes as a mutation, behind no lone change of another gateway.
+    let shared = vec![
+        SubmitShared(1, create(1), true),
+        On(free(), &["sleep until 0"]),
+        On(due(), &["send create s1"]),
+        On(accepted(), &["cache create s1", "learn peers"]),
+        On(peers(), &["wake r1"]),
+    ];
+    Run::new(true).script("a burst's first change", shared);
+    Run::new(true).script("a lone change", first_sent());
 }
