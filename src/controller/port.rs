@@ -17,6 +17,12 @@ pub trait CloudPort: Send + Sync + 'static {
     fn gateway<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, GatewayFacts>;
     /// Sends one mutation.
     fn mutate<'a>(&'a self, scope: &'a Scope, mutation: &'a Mutation) -> CloudFuture<'a, Accepted>;
+    /// Whether `account`'s API rate has room now: at most one call waits at its rate limiter
+    /// (Pacing and Background aside). A gateway then reads its applied changes back every few
+    /// changes: the list costs no other call its turn. Ports without a limiter say yes.
+    fn rate_has_room(&self, _account: &str) -> bool {
+        true
+    }
     /// The account the scope's credentials act for (STS `GetCallerIdentity`). Ports that do
     /// not know accounts (test fakes) say so, and nothing is concluded from their answers.
     fn caller_account<'a>(&'a self, _scope: &'a Scope) -> CloudFuture<'a, String> {

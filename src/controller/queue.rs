@@ -318,6 +318,9 @@ pub(crate) struct GatewayQueue {
     /// How long the last change took from going out to its answer: mostly its wait at the
     /// account's rate limiter, which tells whether the API rate or the gateway binds.
     last_send: Option<Duration>,
+    /// Whether the account's API rate had room when the driver last asked (`CloudPort::
+    /// rate_has_room`, before each event).
+    rate_room: bool,
     /// Applied changes read back together while the gateway binds (`READ_BACK_EVERY`).
     read_back_every: usize,
     /// Whether a list read back a change since the gateway was last quiet: until one has, the
@@ -371,6 +374,7 @@ impl GatewayQueue {
             status: None,
             probe_scope: None,
             last_send: None,
+            rate_room: true,
             read_back_every: READ_BACK_EVERY,
             read_back_since_quiet: false,
             verify_after: None,
@@ -387,6 +391,11 @@ impl GatewayQueue {
     pub(crate) fn with_read_back_every(mut self, n: usize) -> Self {
         self.read_back_every = n.max(1);
         self
+    }
+
+    /// What the driver found of the account's API rate before an event.
+    pub(crate) fn rate_has_room(&mut self, room: bool) {
+        self.rate_room = room;
     }
 
     // ---- calls of reconciles ----
@@ -1128,12 +1137,14 @@ impl GatewayQueue {
         Some((first.scope.clone(), at))
     }
 
-    /// Whether the gateway, not the account's API rate, paces the changes: the last one went
-    /// out within half an update time (a change waiting at the rate limiter behind other
-    /// gateways' calls says the rate binds, and a list would cost some change its turn).
+    /// Whether the gateway, not the account's API rate, paces the changes: the rate has room
+    /// (hardly any call waits at its limiter) and the last change went out within half an
+    /// update time. Otherwise a list would cost some change or plan read its turn.
     fn gateway_binds(&self) -> bool {
-        self.last_send
-            .is_some_and(|took| took <= self.estimate.pace() / 2)
+        self.rate_room
+            && self
+                .last_send
+                .is_some_and(|took| took <= self.estimate.pace() / 2)
     }
 
     /// Time since the last accepted change, while it is not known to be applied.

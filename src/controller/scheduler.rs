@@ -285,7 +285,9 @@ struct Worker {
 
 impl Worker {
     fn on(&self, event: Event) -> Vec<Command> {
+        let room = self.inner.cloud.rate_has_room(&self.lane.account);
         let mut queue = lock(&self.lane.queue);
+        queue.rate_has_room(room);
         let mut regions = lock(&self.inner.regions);
         queue.on(event, Instant::now(), &mut regions)
     }
@@ -703,6 +705,8 @@ mod tests {
     struct FakeRegion {
         gateways: HashMap<String, Arc<FakeGateway>>,
         limiter: Option<Arc<RateLimiter>>,
+        /// What it says of the account's rate (`CloudPort::rate_has_room`).
+        room: bool,
     }
 
     impl FakeRegion {
@@ -720,6 +724,9 @@ mod tests {
     }
 
     impl CloudPort for FakeRegion {
+        fn rate_has_room(&self, _account: &str) -> bool {
+            self.room
+        }
         fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
             Box::pin(async move {
                 self.token(false).await;
@@ -782,7 +789,7 @@ mod tests {
         per_gateway: usize,
         limiter: Option<Arc<RateLimiter>>,
     ) -> (Duration, Scheduler) {
-        let (sched, mut rx, scopes) = region_scheduler(gateways, accounts, limiter).await;
+        let (sched, mut rx, scopes) = region_scheduler(gateways, accounts, limiter, true).await;
         let start = Instant::now();
         for i in 0..per_gateway {
             for (g, scope) in scopes.iter().enumerate() {
@@ -814,12 +821,14 @@ mod tests {
         gateways: &[Arc<FakeGateway>],
         accounts: &[&str],
         limiter: Option<Arc<RateLimiter>>,
+        room: bool,
     ) -> (Scheduler, mpsc::UnboundedReceiver<Owner>, Vec<Scope>) {
         let scopes: Vec<Scope> = (0..gateways.len()).map(|g| scope_in(g, accounts)).collect();
         let ids: Vec<String> = scopes.iter().map(|s| s.vpn_gateway_id.clone()).collect();
         let region = FakeRegion {
             gateways: ids.iter().cloned().zip(gateways.iter().cloned()).collect(),
             limiter,
+            room,
         };
         let cloud: Arc<dyn CloudPort> = Arc::new(region);
         let cache = GatewayCache::new(cloud.clone(), mpsc::unbounded_channel().0);
@@ -851,7 +860,7 @@ mod tests {
             burst: 1.0,
         }));
         let fakes: Vec<_> = (0..21).map(|_| FakeGateway::new(t, None)).collect();
-        let (sched, mut rx, scopes) = region_scheduler(&fakes, &[""], Some(limiter)).await;
+        let (sched, mut rx, scopes) = region_scheduler(&fakes, &[""], Some(limiter), true).await;
         for i in 0..10 {
             for (g, scope) in scopes.iter().enumerate().take(20) {
                 let n = g * 1000 + i;
@@ -894,15 +903,12 @@ mod tests {
         assert!(burst < 200, "the burst was over: nothing to go ahead of");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn while_the_gateway_binds_its_changes_are_read_back_every_few() {
-        // One gateway of T = 2 s, 40 changes, no binding API rate: a route's change is
-        // confirmed within a few update times of its acceptance, at about one list per
-        // `READ_BACK_EVERY` changes (not at the batch of 32 or the queue's end).
-        let t = Duration::from_secs(2);
+    /// 40 changes on one gateway of update time `t` whose account's rate has `room`: the
+    /// longest and the first route's time from acceptance to confirmation, and the lists read.
+    async fn read_backs(t: Duration, room: bool) -> (Duration, Duration, usize) {
         let fake = FakeGateway::new(t, None);
         let (sched, mut rx, scopes) =
-            region_scheduler(std::slice::from_ref(&fake), &[""], None).await;
+            region_scheduler(std::slice::from_ref(&fake), &[""], None, room).await;
         let (n, key) = (40, scopes[0].key());
         for i in 0..n {
             sched.submit(&owner(i), &scopes[0], publish(i), Some(1));
@@ -932,7 +938,16 @@ mod tests {
                 _ => {}
             }
         }
-        let lists = count(&fake.lists);
+        (longest, first, count(&fake.lists))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_the_gateway_binds_its_changes_are_read_back_every_few() {
+        // One gateway of T = 2 s, 40 changes, the API rate with room: a route's change is
+        // confirmed within a few update times of its acceptance, at about one list per
+        // `READ_BACK_EVERY` changes (not at the batch of 32 or the queue's end).
+        let (t, n) = (Duration::from_secs(2), 40);
+        let (longest, first, lists) = read_backs(t, true).await;
         eprintln!(
             "{n} changes: {lists} lists, longest acceptance -> confirmation {longest:?}, \
              first {first:?}"
@@ -947,6 +962,18 @@ mod tests {
         assert!(
             lists <= n / READ_BACK_EVERY + 3,
             "{lists} lists for {n} changes"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_the_api_rate_binds_applied_changes_wait_for_the_queues_end() {
+        // The same 40 changes while calls wait at the account's limiter: a list would cost a
+        // change its turn, so the changes are read back once, at the queue's end.
+        let (longest, _, lists) = read_backs(Duration::from_secs(2), false).await;
+        assert!(lists <= 2, "{lists} lists for 40 changes");
+        assert!(
+            longest > Duration::from_secs(60),
+            "confirmed after {longest:?}"
         );
     }
 

@@ -10,8 +10,8 @@ use alicloud_vpc_client::{
     CloudError, CreateVpnPbrRouteEntryRequest, CreateVpnPbrRouteEntryResponse,
     DeleteVpnPbrRouteEntryRequest, DescribeVpnGatewayRequest, EntryKey,
     ModifyVpnPbrRouteEntryAttributeRequest, ModifyVpnPbrRouteEntryPriorityRequest,
-    ModifyVpnPbrRouteEntryWeightRequest, PublishVpnRouteEntryRequest, ROUTE_TYPE_PBR, VpcClient,
-    VpcClientFactory,
+    ModifyVpnPbrRouteEntryWeightRequest, Priority, PublishVpnRouteEntryRequest, ROUTE_TYPE_PBR,
+    VpcClient, VpcClientFactory,
 };
 use serde::Serialize;
 
@@ -61,6 +61,15 @@ fn i(v: u32) -> i32 {
 }
 
 impl CloudPort for VpcPort {
+    fn rate_has_room(&self, account: &str) -> bool {
+        let limiter = self.factory.account_rate_limiter(account);
+        let waiting: usize = [Priority::Prompt, Priority::Mutation, Priority::Progress]
+            .into_iter()
+            .map(|p| limiter.waiting(p))
+            .sum();
+        waiting <= 1
+    }
+
     fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {
         Box::pin(async move {
             let list = self
