@@ -1,5 +1,7 @@
-//! When each route was last seen in sync, so the watch event of its own status write (or any
-//! other no-op event shortly after) costs no cloud read.
+//! When each route was last seen in sync, so a no-op event shortly after (a label or
+//! annotation edit, a relist, an echo that triggers again because a reconcile decided on an
+//! older copy: `echoes.rs`) costs no cloud read. The echo of its own write alone triggers no
+//! reconcile at all (`echoes.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
