@@ -38,10 +38,10 @@ const FOREIGN_BUSY_MAX_STEP: Duration = Duration::from_secs(5);
 /// rate, not the gateway, paces the changes (they then come far apart).
 const VERIFY_AT_MOST: Duration = Duration::from_secs(60);
 const VERIFY_BATCH: usize = 32;
-/// While the gateway, not the account's API rate, paces its changes (the last change waited
-/// at most half an update time to go out), a list costs no change its turn: applied changes are
-/// read back every this many (`--read-back-every`), so a route turns `Ready` a few update times
-/// after its change instead of at the batch or the queue's end.
+/// While the gateway, not the account's API rate, paces its changes (`gateway_binds`), a list
+/// costs no change its turn: applied changes are read back every this many
+/// (`--read-back-every`), so a route turns `Ready` a few update times after its change instead
+/// of at the batch or the queue's end.
 pub(crate) const READ_BACK_EVERY: usize = 4;
 /// List reads that may miss an applied change (each change counts its own) before it is given
 /// up on: a create whose answer did not name its entry is then replayed once with its own token
@@ -346,6 +346,14 @@ fn answered_with_entry(state: &JobState) -> bool {
     matches!(state, JobState::Accepted { accepted, .. } if accepted.entry.is_some())
 }
 
+/// The accepted job of the lowest sequence number among `jobs`.
+fn oldest<'a>(jobs: impl Iterator<Item = (&'a Owner, &'a Job)>) -> Option<&'a Job> {
+    jobs.map(|(_, j)| j).min_by_key(|j| match j.state {
+        JobState::Accepted { seq, .. } => seq,
+        _ => u64::MAX,
+    })
+}
+
 /// Owners in key order, not a map's: a simulated seed replays the wake-ups exactly.
 pub(crate) fn in_key_order(mut owners: Vec<Owner>) -> Vec<Owner> {
     owners.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -426,10 +434,7 @@ impl GatewayQueue {
                 return false;
             }
         }
-        let quiet = !self
-            .jobs
-            .iter()
-            .any(|(o, j)| o != owner && j.state.pending());
+        let quiet = self.quiet_besides(Some(owner));
         if quiet {
             self.read_back_since_quiet = false;
         }
@@ -519,7 +524,15 @@ impl GatewayQueue {
 
     /// No change holds the gateway (the next one submitted is lone).
     pub(crate) fn quiet(&self) -> bool {
-        !self.jobs.values().any(|j| j.state.pending())
+        self.quiet_besides(None)
+    }
+
+    /// No change but `owner`'s holds the gateway.
+    fn quiet_besides(&self, owner: Option<&Owner>) -> bool {
+        !self
+            .jobs
+            .iter()
+            .any(|(o, j)| Some(o) != owner && j.state.pending())
     }
 
     /// Changes waiting or on the wire (the queue-depth metric).
@@ -1092,12 +1105,7 @@ impl GatewayQueue {
     /// The scope of the oldest change awaiting the list: one a simulated seed replays (not a
     /// map's first).
     fn oldest_awaiting_list(&self) -> Option<Scope> {
-        self.awaiting_list()
-            .min_by_key(|(_, j)| match j.state {
-                JobState::Accepted { seq, .. } => seq,
-                _ => u64::MAX,
-            })
-            .map(|(_, j)| j.scope.clone())
+        oldest(self.awaiting_list()).map(|j| j.scope.clone())
     }
 
     /// When to read the list to confirm applied changes: once no change waits to be sent (one
@@ -1105,10 +1113,7 @@ impl GatewayQueue {
     /// `VERIFY_AT_MOST`).
     fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
         // The oldest, not the map's first: its scope (credentials) is one a simulated seed replays.
-        let (_, first) = self.unlisted().min_by_key(|(_, j)| match j.state {
-            JobState::Accepted { seq, .. } => seq,
-            _ => u64::MAX,
-        })?;
+        let first = oldest(self.unlisted())?;
         let at = if self.queued_head().is_none() {
             if self.unconfirmed() {
                 // The last change is about to be known applied: one list then shows them all.
