@@ -189,7 +189,8 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
         })
         .collect();
     format!(
-        "simulation: {seeds} seeds in {:.1}s ({}): {} reconciles ({} of a stale copy), {} cloud \
+        "simulation: {seeds} seeds in {:.1}s ({}): {} reconciles ({} of a stale copy, {} in the \
+         prompt lane), {} cloud \
          calls, {} accepted changes, {} injected cloud faults, {} status conflicts, {} stale \
          status writes, {} crashes ({} outages longer than the cloud remembers a token), {} relists, {} hand-overs, {} late \
          landings ({} after the next process acted), {} lists of several pages ({} raced by a \
@@ -200,6 +201,7 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
         world(),
         sum(|s| s.reconciles),
         sum(|s| s.stale_reconciles),
+        sum(|s| s.prompt_reconciles),
         sum(|s| s.cloud_calls),
         sum(|s| s.mutations_accepted),
         sum(|s| s.faults),
@@ -229,12 +231,18 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
 type Exercised = (&'static str, fn(&Stats) -> bool);
 
 fn exercised(w: &WorldConfig) -> Vec<Exercised> {
-    let all: [(bool, Exercised); 10] = [
+    let all: [(bool, Exercised); 11] = [
         // The operator's side: its own writes come back on the watch and skip the reconcile,
         // and with late watches some reconcile decides on an older copy first.
         (
             true,
             ("echoes of own writes skipped", |s| s.echoes_skipped > 0),
+        ),
+        // Lone changes are reconciled in the prompt lane too, beside the control loop's queue
+        // (both take the route's turn).
+        (
+            true,
+            ("reconciles in the prompt lane", |s| s.prompt_reconciles > 0),
         ),
         (
             w.stale,

@@ -104,6 +104,8 @@ pub struct Context {
     pub tenancy: Tenancy,
     /// The sessions of `assumeRole` accounts.
     pub roles: RoleSessions,
+    /// One reconcile of a route at a time, across the controller and the prompt lane.
+    pub turns: super::turns::Turns,
 }
 
 impl Context {

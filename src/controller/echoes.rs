@@ -46,6 +46,12 @@ impl Arrival {
 #[derive(Default)]
 pub struct Echoes {
     pending: Mutex<HashMap<String, Pending>>,
+    /// Objects whose finalizer we removed, by key: their uid. The echo of that write is the
+    /// object's deletion; until it arrives, a reconcile (queued meanwhile, or in the prompt
+    /// lane beside the controller's) still gets the copy that had the finalizer, and deciding
+    /// on it would act for an object already let go of (a replayed create with nobody left to
+    /// delete what it makes).
+    let_go: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl Echoes {
@@ -95,6 +101,20 @@ impl Echoes {
     /// The route is gone: no echo of it is awaited.
     pub fn forget(&self, key: &str) {
         lock(&self.pending).remove(key);
+        lock(&self.let_go).remove(key);
+    }
+
+    /// We removed our finalizer from the object `uid` (its deletion is the echo).
+    pub(crate) fn let_go(&self, key: &str, uid: Option<&str>) {
+        lock(&self.let_go).insert(key.to_owned(), uid.map(str::to_owned));
+    }
+
+    /// Whether a copy of the object `uid` is one we let go of (a new object of the same name
+    /// is not).
+    pub(crate) fn was_let_go(&self, key: &str, uid: Option<&str>) -> bool {
+        lock(&self.let_go)
+            .get(key)
+            .is_some_and(|u| u.as_deref() == uid)
     }
 
     #[cfg(test)]
@@ -176,6 +196,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_object_let_go_of_stays_let_go_of_until_its_deletion_arrives() {
+        let echoes = Echoes::default();
+        echoes.let_go("ns/r", Some("uid-1"));
+        assert!(echoes.was_let_go("ns/r", Some("uid-1")));
+        assert!(
+            !echoes.was_let_go("ns/r", Some("uid-2")),
+            "a new object of the same name"
+        );
+        assert!(!echoes.was_let_go("ns/other", Some("uid-1")));
+        echoes.forget("ns/r");
+        assert!(
+            !echoes.was_let_go("ns/r", Some("uid-1")),
+            "its deletion arrived"
+        );
     }
 
     #[test]

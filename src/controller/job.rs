@@ -10,6 +10,26 @@ use alicloud_vpc_client::CloudError;
 /// The object a job (or a read) belongs to: its route.
 pub type Owner = kube::runtime::reflector::ObjectRef<VpnPbrRoute>;
 
+/// The route's owner: name and namespace only (the uid and resourceVersion `from_obj` adds
+/// would cost every copy in the scheduler's and the read cache's maps two strings).
+pub(crate) fn owner_of(route: &VpnPbrRoute) -> Owner {
+    use kube::ResourceExt;
+    let owner = Owner::new(&route.name_any());
+    match route.namespace() {
+        Some(ns) => owner.within(&ns),
+        None => owner,
+    }
+}
+
+/// The key a route goes by (`namespace/name`), from its owner.
+pub(crate) fn owner_key(owner: &Owner) -> String {
+    format!(
+        "{}/{}",
+        owner.namespace.as_deref().unwrap_or_default(),
+        owner.name
+    )
+}
+
 /// What a reconcile sees of its job.
 #[derive(Clone, Debug)]
 pub enum JobView {

@@ -17,6 +17,7 @@ use super::decide::{
 };
 use super::entries::Read;
 use super::error::{Error, Result};
+use super::job::owner_of;
 use super::metrics;
 use super::model::{Freshness, Scope};
 use super::status::{self, StatusReport};
@@ -52,8 +53,14 @@ impl From<Error> for Failed {
 /// metrics and a per-object backoff, and never returns an error to the runtime (so a status
 /// write of our own cannot bypass the backoff).
 pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Action> {
-    let timer = metrics::ReconcileTimer::start(&ctx.metrics);
     let key = object_key(&route);
+    // The prompt lane (prompt.rs) reconciles some routes beside the controller's queue.
+    let _turn = ctx.turns.take(&key).await;
+    if ctx.echoes.was_let_go(&key, route.metadata.uid.as_deref()) {
+        // A copy from before we removed our finalizer: nothing is ours to do any more.
+        return Ok(Action::await_change());
+    }
+    let timer = metrics::ReconcileTimer::start(&ctx.metrics);
     if !decide::skips_backoff(&route)
         && let Some(wait) = ctx.backoffs.wait(&key, route.metadata.generation)
     {
@@ -108,12 +115,7 @@ pub(crate) fn object_key(route: &VpnPbrRoute) -> String {
 
 /// Observe, decide, act; once more after a gateway read when the first decision asks for one.
 async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
-    // Name and namespace only: the owner is copied into the scheduler's and the read cache's
-    // maps, and the uid and resourceVersion `from_obj` adds would cost every copy two strings.
-    let mut owner = ObjectRef::new(&observed.name_any());
-    if let Some(ns) = observed.namespace() {
-        owner = owner.within(&ns);
-    }
+    let owner = owner_of(observed);
     let key = object_key(observed);
     ctx.echoes
         .deciding(&key, observed.metadata.resource_version.as_deref());
@@ -226,13 +228,22 @@ async fn run(observed: &VpnPbrRoute, ctx: &Context) -> Result<Action, Failed> {
         // older than the object's own last status write. Decide again on the newest.
         return Ok(Action::requeue(STALE_COPY_RETRY));
     }
+    // A decision on the read that wants a newer one (the list is behind what the cloud has
+    // just answered): nothing else would bring the route back, so it is looked at again once
+    // the list it had is too old to be served.
+    let read_again = matches!(second.next, Some(Next::Read(_)));
     act(&mut route, ctx, &owner, Some(&scope), &second)
         .await
         .map_err(|f| Failed {
             credentials_fallback: f.credentials_fallback.or(fallback),
             ..f
         })
-        .map(|a| a.unwrap_or_else(Action::await_change))
+        .map(|a| {
+            a.unwrap_or_else(|| match read_again {
+                true => Action::requeue(ctx.settings.list_max_age),
+                false => Action::await_change(),
+            })
+        })
 }
 
 /// Whether a decision refuses the listed entry as not the object's own.
@@ -424,6 +435,7 @@ async fn act(
             .await
             .map_err(|e| Error::kube("remove finalizer", e))?;
         ctx.forget_route(&key);
+        ctx.echoes.let_go(&key, route.metadata.uid.as_deref());
     }
     if let Some(f) = &d.failure {
         return Err(Error::from(f.clone()).into());

@@ -25,10 +25,11 @@ use super::context::{Context, Settings};
 use super::duplicates::{ClaimCache, ClaimIndex};
 use super::echoes::Echoes;
 use super::entries::GatewayCache;
-use super::job::Owner;
+use super::job::{Owner, owner_of};
 use super::metrics::{GatewayLabels, Metrics, StallLabels};
 use super::objects::{EventSource, KubeObjects};
 use super::port::CloudPort;
+use super::prompt::{self, PromptLane};
 use super::reconcile::{error_policy, object_key, reconcile};
 use super::resolve::AccountOptions;
 use super::roles::RoleSessions;
@@ -74,6 +75,8 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         shutdown.clone(),
     );
 
+    let (prompt, prompt_rx) = PromptLane::new(scheduler.clone());
+
     let apis: Vec<(Option<String>, Api<VpnPbrRoute>)> = if rt.namespaces.is_empty() {
         vec![(None, Api::all(rt.client.clone()))]
     } else {
@@ -107,6 +110,9 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
             let feed = index.clone();
             let (uses, account_tx) = (tenancy.clone(), account_tx.clone());
             let (gone, echoed) = (echoes.clone(), echoes.clone());
+            let (noted, taken) = (prompt.clone(), prompt.clone());
+            let watched = ns.clone();
+            let mut listed = std::collections::HashSet::new();
             let stream = reflector(
                 writer,
                 watcher(api, watcher::Config::default().page_size(LIST_PAGE))
@@ -114,8 +120,21 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
                     .modify(trim)
                     .inspect_ok(move |event| {
                         feed.apply_watcher_event(event);
-                        if let watcher::Event::Delete(route) = event {
-                            gone.forget(&object_key(route));
+                        match event {
+                            watcher::Event::Delete(route) => {
+                                gone.forget(&object_key(route));
+                                noted.gone(route);
+                            }
+                            watcher::Event::Apply(route) => noted.note(route),
+                            watcher::Event::InitApply(route) => {
+                                noted.note(route);
+                                listed.insert(object_key(route));
+                            }
+                            watcher::Event::Init => listed.clear(),
+                            watcher::Event::InitDone => {
+                                noted.relisted(watched.as_deref(), &listed);
+                                listed = std::collections::HashSet::new();
+                            }
                         }
                     }),
             )
@@ -125,7 +144,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
                     let _ = account_tx.send(ObjectRef::new(&name));
                 }
             });
-            let stream = without_echoes(stream, echoed);
+            let stream = without_echoes(stream, echoed).inspect_ok(move |r| taken.trigger(r));
             let c = Controller::for_stream(stream, reader.clone())
                 .with_config(controller::Config::default().concurrency(rt.concurrency));
             let cache = ClaimCache {
@@ -161,6 +180,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         entropy: Arc::new(super::context::SystemEntropy),
         tenancy: tenancy.clone(),
         roles: rt.roles.clone(),
+        turns: Default::default(),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.
@@ -240,7 +260,21 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         let tenancy = tenancy.clone();
         async move { tenancy.await_synced().await }
     });
-    tokio::spawn(dispatch(wake_rx, senders));
+    tokio::spawn(dispatch(wake_rx, senders, prompt.clone()));
+    tokio::spawn(prompt::drive(prompt, prompt_rx, {
+        let (stores, ctx) = (stores.clone(), ctx.clone());
+        move |owner| {
+            let route = stores.iter().find_map(|s| s.get(&owner));
+            let ctx = ctx.clone();
+            async move {
+                if let Some(route) = route
+                    && let Err(e) = reconcile(route, ctx).await
+                {
+                    debug!(error = %e, "prompt lane");
+                }
+            }
+        }
+    }));
     tokio::spawn(readiness(stores.clone(), rt.health.clone()));
     tokio::spawn(gauges(
         stores,
@@ -327,11 +361,7 @@ fn wake_routes(
 ) {
     for route in stores.iter().flat_map(|s| s.state()) {
         if concerned(&route) {
-            let mut owner = ObjectRef::new(&route.name_any());
-            if let Some(ns) = route.namespace() {
-                owner = owner.within(&ns);
-            }
-            let _ = wake.send(owner);
+            let _ = wake.send(owner_of(&route));
         }
     }
 }
@@ -367,11 +397,15 @@ fn trim(route: &mut VpnPbrRoute) {
     }
 }
 
+/// Sends each wake-up to the controller that watches the route's namespace, and to the prompt
+/// lane when it takes the route.
 async fn dispatch(
     mut rx: mpsc::UnboundedReceiver<Owner>,
     senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>>,
+    prompt: Arc<PromptLane>,
 ) {
     while let Some(owner) = rx.recv().await {
+        prompt.wake(&owner);
         let tx = senders.get(&None).or_else(|| senders.get(&owner.namespace));
         if let Some(tx) = tx {
             let _ = tx.send(owner);

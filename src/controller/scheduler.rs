@@ -203,6 +203,15 @@ impl Scheduler {
         self.lane(key).is_none_or(|l| lock(&l.queue).quiet())
     }
 
+    /// Whether no change holds any gateway of this id (in any account or region).
+    pub(crate) fn quiet_gateway(&self, vpn_gateway_id: &str) -> bool {
+        self.inner
+            .lanes()
+            .iter()
+            .filter(|(k, _)| k.vpn_gateway_id == vpn_gateway_id)
+            .all(|(_, l)| lock(&l.queue).quiet())
+    }
+
     /// Mutations being sent right now (shutdown waits for them).
     pub(crate) fn in_flight(&self) -> usize {
         self.inner

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alicloud_vpc_client::{Credentials, StaticCredentials};
+use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::runtime::controller::Action;
@@ -23,8 +24,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vpn_pbr_operator::{
     Accounts, Backoffs, CloudPort, Context, Echoes, Entropy, Fence, FencedCloud, GatewayCache,
-    Metrics, Owner, RoleSessions, Scheduler, SchedulerConfig, Settings, Tenancy, Verified,
-    reconcile, watch_lease,
+    Metrics, Owner, PromptLane, RoleSessions, Scheduler, SchedulerConfig, Settings, Tenancy,
+    Verified, drive_prompt_lane, reconcile, watch_lease,
 };
 
 use super::cloud::SimCloud;
@@ -116,6 +117,8 @@ pub struct Process {
     epoch: u64,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    /// Its prompt lane's reconciles.
+    lane_task: tokio::task::JoinHandle<()>,
     /// Its Lease watch, with `leader`.
     lease: Option<tokio::task::JoinHandle<()>>,
 }
@@ -165,7 +168,6 @@ impl Process {
             let e = st.epoch;
             st.live.insert(e);
             st.replica_of.insert(e, replica);
-            st.open_watch(e, triggers_tx, echoes.clone());
             e
         };
         let sim_cloud = Arc::new(SimCloud {
@@ -190,6 +192,10 @@ impl Process {
             cancel.clone(),
         );
         let _ = sim_cloud.scheduler.set(scheduler.clone());
+        // The watch opens once the prompt lane can hear it (its relist is noted there too).
+        let (lane, lane_rx) = PromptLane::new(scheduler.clone());
+        sim.lock()
+            .open_watch(epoch, triggers_tx, echoes.clone(), lane.clone());
         let mut registry = Registry::default();
         let ctx = Arc::new(Context {
             objects: Arc::new(SimObjects {
@@ -216,9 +222,18 @@ impl Process {
             // No accounts in the simulated world: every route uses the operator's identity.
             tenancy: Tenancy::default(),
             roles: RoleSessions::default(),
+            turns: Default::default(),
         });
         sim.trace(format!("operator #{epoch} starts (replica {replica})"));
-        let task = tokio::spawn(control_loop(sim.clone(), ctx, epoch, triggers_rx, wake_rx));
+        let task = tokio::spawn(control_loop(
+            sim.clone(),
+            ctx.clone(),
+            epoch,
+            triggers_rx,
+            wake_rx,
+            lane.clone(),
+        ));
+        let lane_task = tokio::spawn(prompt_lane(sim.clone(), ctx, epoch, lane, lane_rx));
         let lease = fence.map(|f| {
             let (sim, stop) = (sim.clone(), cancel.clone());
             tokio::spawn(async move {
@@ -231,6 +246,7 @@ impl Process {
             epoch,
             cancel,
             task,
+            lane_task,
             lease,
         }
     }
@@ -247,6 +263,7 @@ impl Process {
         self.cancel.cancel();
         // Dropping the loop drops its `JoinSet`, which aborts every reconcile under way.
         self.task.abort();
+        self.lane_task.abort();
         if let Some(l) = self.lease {
             l.abort();
         }
@@ -473,12 +490,53 @@ fn earliest(pending: &mut BTreeMap<Key, Instant>, key: Key, at: Instant) {
         .or_insert(at);
 }
 
+/// The prompt lane's driver (as in `runner.rs`): reconciles of the cached copy beside the
+/// control loop's, each waiting for the route's turn.
+async fn prompt_lane(
+    sim: Arc<Sim>,
+    ctx: Arc<Context>,
+    epoch: u64,
+    lane: Arc<PromptLane>,
+    rx: UnboundedReceiver<Owner>,
+) {
+    drive_prompt_lane(lane, rx, |owner| {
+        let (sim, ctx) = (sim.clone(), ctx.clone());
+        async move {
+            let key = key_of_owner(&owner);
+            let Some(route) = sim.lock().cached(epoch, &key) else {
+                return;
+            };
+            let what = format!(
+                "prompt reconcile {} gen={:?} rv={:?}",
+                key.1, route.metadata.generation, route.metadata.resource_version
+            );
+            let ran = std::panic::AssertUnwindSafe(reconcile(Arc::new(route), ctx))
+                .catch_unwind()
+                .await;
+            let t = sim.elapsed().as_secs_f64();
+            let mut st = sim.lock();
+            st.stats.reconciles += 1;
+            st.stats.prompt_reconciles += 1;
+            match ran {
+                Ok(action) if st.trace.verbose => st.trace_at(t, &format!("{what} -> {action:?}")),
+                Ok(_) => {}
+                Err(p) => {
+                    let msg = panic_message(p);
+                    st.violation(t, format!("{what} panicked: {msg}"));
+                }
+            }
+        }
+    })
+    .await;
+}
+
 async fn control_loop(
     sim: Arc<Sim>,
     ctx: Arc<Context>,
     epoch: u64,
     mut triggers: UnboundedReceiver<Key>,
     mut wakes: UnboundedReceiver<Owner>,
+    lane: Arc<PromptLane>,
 ) {
     let mut pending: BTreeMap<Key, Instant> = BTreeMap::new();
     let mut running: BTreeSet<Key> = BTreeSet::new();
@@ -579,12 +637,13 @@ async fn control_loop(
             }
             Some(k) = triggers.recv() => {
                 let mut keys = vec![k];
-                drain(&mut keys, &mut triggers, &mut wakes);
+                drain(&mut keys, &mut triggers, &mut wakes, &lane);
                 enqueue(keys, &running, &mut again, &mut pending, now);
             }
             Some(owner) = wakes.recv() => {
+                lane.wake(&owner);
                 let mut keys = vec![key_of_owner(&owner)];
-                drain(&mut keys, &mut triggers, &mut wakes);
+                drain(&mut keys, &mut triggers, &mut wakes, &lane);
                 enqueue(keys, &running, &mut again, &mut pending, now);
             }
             () = async {
@@ -628,11 +687,13 @@ fn drain(
     keys: &mut Vec<Key>,
     triggers: &mut UnboundedReceiver<Key>,
     wakes: &mut UnboundedReceiver<Owner>,
+    lane: &PromptLane,
 ) {
     while let Ok(k) = triggers.try_recv() {
         keys.push(k);
     }
     while let Ok(o) = wakes.try_recv() {
+        lane.wake(&o);
         keys.push(key_of_owner(&o));
     }
 }

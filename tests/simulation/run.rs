@@ -524,7 +524,15 @@ fn unmet(st: &State) -> Vec<String> {
                     && i64::from(o.priority) == i64::from(e.priority)
                     && o.published == e.published
             }) && status.state.as_deref() == Some(e.state())
-                && (status.create_time == time || (time_optional && status.create_time.is_none()))
+                && (status.create_time == time
+                    || (time_optional
+                        // Observing never moves the record of the entry the object made to
+                        // another: an entry made again since (its own create whose answer was
+                        // lost, or someone else's) leaves the older record in place.
+                        && status
+                            .create_time
+                            .as_ref()
+                            .is_none_or(|t| time.as_ref().is_some_and(|w| t < w))))
         };
         let priority_differs = |e: &vpc_emulator::world::PbrEntry| {
             i64::from(e.priority) != i64::from(s.priority)

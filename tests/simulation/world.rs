@@ -3,7 +3,7 @@
 //! against. One lock for all of it, so a cloud call and the object store it is judged against
 //! are seen at the same instant.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use vpn_pbr_operator::api::v1alpha1::{
     VpnPbrRouteSpec, validation,
 };
 use vpn_pbr_operator::duplicates;
-use vpn_pbr_operator::{Arrival, Echoes, Mutation, Scope, SecretData};
+use vpn_pbr_operator::{Arrival, Echoes, Mutation, PromptLane, Scope, SecretData};
 
 use super::config::WorldConfig;
 use super::lists::Listed;
@@ -158,6 +158,8 @@ pub struct PairWatch {
 #[derive(Default, Debug, Clone)]
 pub struct Stats {
     pub reconciles: u64,
+    /// Of them, run by the prompt lane beside the control loop's queue.
+    pub prompt_reconciles: u64,
     pub cloud_calls: u64,
     pub mutations_accepted: u64,
     pub faults: u64,
@@ -209,6 +211,8 @@ pub struct Watch {
     pub triggers: UnboundedSender<Key>,
     /// The process's own writes not yet back: their echo triggers nothing (as in `runner.rs`).
     pub echoes: Arc<Echoes>,
+    /// The process's prompt lane: hears every event, takes the triggers of lone changes.
+    pub lane: Arc<PromptLane>,
     /// Per object uid, since when this process's watch has shown it barred from creating or
     /// changing its entry, and from deleting it (what the process can know, not the store).
     pub bars: BTreeMap<String, Bars>,
@@ -506,8 +510,14 @@ fn deliver(w: &mut Watch, stats: &mut Stats, event: &watcher::Event<VpnPbrRoute>
     w.writer.apply_watcher_event(event);
     let now = Instant::now();
     match event {
-        watcher::Event::Apply(r) => w.bars.entry(uid(r)).or_default().follow(r, now),
-        watcher::Event::Delete(r) => w.bars.entry(uid(r)).or_default().gone(now),
+        watcher::Event::Apply(r) => {
+            w.bars.entry(uid(r)).or_default().follow(r, now);
+            w.lane.note(r);
+        }
+        watcher::Event::Delete(r) => {
+            w.bars.entry(uid(r)).or_default().gone(now);
+            w.lane.gone(r);
+        }
         _ => {}
     }
     let key = |r: &VpnPbrRoute| (r.namespace().unwrap_or_default(), r.name_any());
@@ -528,6 +538,9 @@ fn deliver(w: &mut Watch, stats: &mut Stats, event: &watcher::Event<VpnPbrRoute>
     if let (true, watcher::Event::Apply(r) | watcher::Event::Delete(r)) = (triggers, event) {
         // A closed channel means the process is gone.
         let _ = w.triggers.send(key(r));
+        if let watcher::Event::Apply(r) = event {
+            w.lane.trigger(r);
+        }
     }
 }
 
@@ -667,7 +680,13 @@ impl State {
 
     /// A new process's watch: it lists the store (its cache starts fresh) and triggers every
     /// object once.
-    pub fn open_watch(&mut self, epoch: u64, triggers: UnboundedSender<Key>, echoes: Arc<Echoes>) {
+    pub fn open_watch(
+        &mut self,
+        epoch: u64,
+        triggers: UnboundedSender<Key>,
+        echoes: Arc<Echoes>,
+        lane: Arc<PromptLane>,
+    ) {
         let (store, writer) = reflector::store();
         let mut w = Watch {
             writer,
@@ -678,6 +697,7 @@ impl State {
             queue: VecDeque::new(),
             triggers,
             echoes,
+            lane,
             bars: BTreeMap::new(),
         };
         let mut stats = std::mem::take(&mut self.stats);
@@ -720,14 +740,22 @@ impl State {
             w.writer.apply_watcher_event(e);
             if let watcher::Event::InitApply(r) = e {
                 w.bars.entry(uid(r)).or_default().follow(r, now);
+                w.lane.note(r);
             }
         }
+        let keys: HashSet<String> = self
+            .store
+            .keys()
+            .map(|k| format!("{}/{}", k.0, k.1))
+            .collect();
+        w.lane.relisted(None, &keys);
         for (k, o) in &self.store {
             let version = o.route.metadata.resource_version.as_deref();
             let arrival = w.echoes.arrived(&format!("{}/{}", k.0, k.1), version);
             if count(stats, arrival) {
                 // A closed channel means the process is gone.
                 let _ = w.triggers.send(k.clone());
+                w.lane.trigger(&o.route);
             }
         }
     }

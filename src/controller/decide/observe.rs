@@ -24,7 +24,9 @@ pub(super) fn observe_only(obs: &Observation<'_>, mut d: Decision) -> Decision {
     d.job = Some(drop_job(obs.job));
     match obs.job {
         None => {}
-        Some(JobView::InFlight) => return d.job(JobOp::Keep).next(Next::Wake),
+        // Dropped, it still finishes and its acceptance is recorded, but a busy answer does not
+        // send it again.
+        Some(JobView::InFlight) => return d.job(JobOp::Drop).next(Next::Wake),
         Some(JobView::Accepted {
             confirmed: false,
             create: true,

@@ -2135,6 +2135,11 @@ fn a_create_answered_as_the_route_turns_observe_only_is_recorded_and_nothing_els
     assert_eq!(d.job, Some(JobOp::Drop), "queued: dropped");
     let d = with_job(&sent, &JobView::InFlight);
     assert_eq!(d.next, Some(Next::Wake), "in flight: its answer is awaited");
+    assert_eq!(
+        d.job,
+        Some(JobOp::Drop),
+        "in flight: not sent again after a busy answer (its acceptance is still recorded)"
+    );
     // Observing never moves an ownership record to another entry.
     let recorded = observing(json!({"createTime": T0}));
     let d = with_entries(&recorded, &[remade()]);
