@@ -89,7 +89,7 @@ where
 
 /// What `fresh` finds, else what `fetch` reads, one fetch of the gateway at a time: a reader
 /// that waited for the one before it is served what that one read. (`fetch` does nothing
-/// until it is awaited.)
+/// until it is awaited; it runs at the caller's class.)
 async fn single_flight<T>(
     gw: &Gateway,
     fresh: impl Fn() -> Option<T>,
@@ -98,11 +98,29 @@ async fn single_flight<T>(
     if let Some(found) = fresh() {
         return Ok(found);
     }
+    // A background read under way at a lower class than this caller's (the scheduler's
+    // read-back of a lone change behind a drift check) would hold it up behind every call of
+    // that class, since the rate limiter serves classes strictly: it is raised to this one.
+    if let Some(class) = alicloud_vpc_client::current_priority() {
+        raise(&gw.class, class);
+    }
     let _flight = gw.fetch.lock().await;
     if let Some(found) = fresh() {
         return Ok(found);
     }
     fetch.await
+}
+
+/// Raises the class of the read under way to `class`, never lowers it (the scheduler may have
+/// raised it above what the cache's waiters are worth).
+fn raise(running: &watch::Sender<Priority>, class: Priority) {
+    running.send_if_modified(|c| {
+        let higher = class < *c;
+        if higher {
+            *c = class;
+        }
+        higher
+    });
 }
 
 impl GatewayCache {
@@ -139,7 +157,8 @@ impl GatewayCache {
         let (read, flight) = lock(&gw.cached).read(owner, need, class, now);
         match flight {
             Flight::None => {}
-            Flight::Raise(class) | Flight::Lower(class) => {
+            Flight::Raise(class) => raise(&gw.class, class),
+            Flight::Lower(class) => {
                 gw.class.send_replace(class);
             }
             Flight::Start(class) => {
@@ -690,6 +709,32 @@ mod tests {
             vec![
                 ("facts", Some(Priority::Background)),
                 ("list", Some(Priority::Background))
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_schedulers_read_back_raises_a_drift_check_it_waits_behind() {
+        // A drift check's list is under way in the background class (at a binding API rate,
+        // behind every other call); the scheduler's read-back of a lone change comes at the
+        // prompt class and must not wait behind it.
+        let (fake, cache, mut rx) = setup();
+        let s = scope("vpn-a");
+        assert!(matches!(
+            cache.read(&s, &owner(0), FACTS_AGE, LIST_AGE, Priority::Background),
+            Read::Pending
+        ));
+        tokio::time::sleep(CALL / 2).await;
+        let list = with_priority(Priority::Prompt, cache.entries(&s, Duration::ZERO)).await;
+        assert!(list.is_ok());
+        assert_eq!(rx.recv().await, Some(owner(0)));
+        assert_eq!(
+            *fake.classes.lock().unwrap(),
+            vec![
+                ("facts", Some(Priority::Background)),
+                ("facts", Some(Priority::Prompt)),
+                ("list", Some(Priority::Prompt)),
+                ("list", Some(Priority::Prompt))
             ]
         );
     }

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tracing::debug;
 
 use super::job::{Owner, owner_key, owner_of};
 pub(crate) use super::reconcile::object_key as route_key;
@@ -234,6 +235,7 @@ impl PromptLane {
         let key = route_key(route);
         let take = lock(&self.admissions).trigger(&key, Instant::now(), &self.idle);
         if take {
+            debug!(route = %key, "prompt lane takes a change");
             let _ = self.tx.send(owner_of(route));
         }
     }
@@ -241,12 +243,15 @@ impl PromptLane {
     /// A wake-up of a route.
     pub fn wake(&self, owner: &Owner) {
         if lock(&self.admissions).wake(&owner_key(owner), Instant::now()) {
+            debug!(route = %owner, "prompt lane takes a wake-up");
             let _ = self.tx.send(owner.clone());
         }
     }
 
     fn start(&self, owner: &Owner) -> bool {
-        lock(&self.admissions).start(&owner_key(owner), Instant::now())
+        let go = lock(&self.admissions).start(&owner_key(owner), Instant::now());
+        debug!(route = %owner, go, "prompt lane turn");
+        go
     }
 }
 
