@@ -106,6 +106,9 @@ pub struct Context {
     pub roles: RoleSessions,
     /// One reconcile of a route at a time, across the controller and the prompt lane.
     pub turns: super::turns::Turns,
+    /// What the watch shows of the routes with a change under way (which ones are alone on
+    /// their gateway).
+    pub prompt: Arc<super::prompt::PromptLane>,
 }
 
 impl Context {

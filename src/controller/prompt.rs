@@ -230,6 +230,14 @@ impl PromptLane {
         lock(&self.admissions).relisted(namespace, listed);
     }
 
+    /// Whether the watch shows the route with a change under way and no other route of its
+    /// gateway with one: its calls may go at the lone class. The queue's own view comes too
+    /// late for a burst's first route of each gateway (reconciled long after the burst's other
+    /// routes of the gateway arrived), which would otherwise fill the class.
+    pub(crate) fn alone(&self, owner: &Owner) -> bool {
+        lock(&self.admissions).alone_on(&owner_key(owner)).is_some()
+    }
+
     /// A route's event that triggers a reconcile.
     pub fn trigger(&self, route: &VpnPbrRoute) {
         let key = route_key(route);

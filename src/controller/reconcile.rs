@@ -322,7 +322,7 @@ fn read_gateway(
         owner,
         facts_max_age,
         list_max_age,
-        fresh.priority(ctx.scheduler.quiet(&scope.key())),
+        fresh.priority(ctx.scheduler.quiet(&scope.key()) && ctx.prompt.alone(owner)),
     ) {
         Read::Ready { mut facts, entries } => {
             if let Some(status) = ctx.scheduler.gateway_status(&scope.key()).filter(|_| !now) {
@@ -418,8 +418,13 @@ async fn act(
             if repairs_drift {
                 ctx.metrics.drift_detected(route.spec.management_policy);
             }
-            ctx.scheduler
-                .submit(owner, scope, mutation.clone(), route.metadata.generation);
+            ctx.scheduler.submit(
+                owner,
+                scope,
+                mutation.clone(),
+                route.metadata.generation,
+                ctx.prompt.alone(owner),
+            );
         }
         Some(JobOp::Keep) | None => {}
     }

@@ -181,6 +181,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         tenancy: tenancy.clone(),
         roles: rt.roles.clone(),
         turns: Default::default(),
+        prompt: prompt.clone(),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.

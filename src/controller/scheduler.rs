@@ -135,13 +135,15 @@ impl Scheduler {
 
     /// Queues `mutation` for `owner`, planned from spec `generation`. A queued job of the same
     /// owner is replaced (the plan changed); one in flight is left alone and its outcome
-    /// reported first.
+    /// reported first. `watched_alone`: the watch shows no other route of the gateway with a
+    /// change under way (`PromptLane::alone`); only then may the change be lone.
     pub(crate) fn submit(
         &self,
         owner: &Owner,
         scope: &Scope,
         mutation: Mutation,
         generation: Option<i64>,
+        watched_alone: bool,
     ) {
         let key = scope.key();
         let previous = lock(&self.inner.owners).get(owner).cloned();
@@ -153,7 +155,7 @@ impl Scheduler {
         }
         let lane = self.lane_or_start(&key, &scope.credentials.account);
         lock(&self.inner.owners).insert(owner.clone(), lane.key.clone());
-        let alone = !self.inner.cache.shared(scope);
+        let alone = watched_alone && !self.inner.cache.shared(scope);
         if lock(&lane.queue).submit(owner, scope, mutation, generation, alone) {
             lane.wake.notify_one();
         }
@@ -664,11 +666,11 @@ mod tests {
     async fn a_job_cancelled_while_the_worker_waits_for_its_turn_is_never_sent() {
         let fake = FakeGateway::new(Duration::from_secs(2), None);
         let (sched, mut rx) = scheduler_of(&fake);
-        sched.submit(&owner(1), &scope(), publish(1), Some(1));
+        sched.submit(&owner(1), &scope(), publish(1), Some(1), true);
         let woken = rx.recv().await.expect("wake");
         assert_eq!(woken, owner(1));
         // The gateway is now updating: job 2 waits for its turn, then is cancelled.
-        sched.submit(&owner(2), &scope(), publish(2), Some(1));
+        sched.submit(&owner(2), &scope(), publish(2), Some(1), true);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(matches!(
             sched.view(&owner(2), &scope().key()),
@@ -690,9 +692,9 @@ mod tests {
             Some(Instant::now() + Duration::from_secs(3)),
         );
         let (sched, mut rx) = scheduler_of(&fake);
-        sched.submit(&owner(1), &scope(), publish(1), Some(1));
-        sched.submit(&owner(2), &scope(), publish(2), Some(1));
-        sched.submit(&owner(2), &scope(), publish(22), Some(1));
+        sched.submit(&owner(1), &scope(), publish(1), Some(1), true);
+        sched.submit(&owner(2), &scope(), publish(2), Some(1), true);
+        sched.submit(&owner(2), &scope(), publish(22), Some(1), true);
         sched.forget(&owner(1), &scope().key());
         loop {
             let o = rx.recv().await.expect("wake");
@@ -803,7 +805,7 @@ mod tests {
         for i in 0..per_gateway {
             for (g, scope) in scopes.iter().enumerate() {
                 let n = g * 1000 + i;
-                sched.submit(&owner(n), scope, publish(n), Some(1));
+                sched.submit(&owner(n), scope, publish(n), Some(1), true);
             }
         }
         let mut confirmed = 0;
@@ -873,13 +875,13 @@ mod tests {
         for i in 0..10 {
             for (g, scope) in scopes.iter().enumerate().take(20) {
                 let n = g * 1000 + i;
-                sched.submit(&owner(n), scope, publish(n), Some(1));
+                sched.submit(&owner(n), scope, publish(n), Some(1), true);
             }
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
         let (lone, key) = (owner(20_000), scopes[20].key());
         let start = Instant::now();
-        sched.submit(&lone, &scopes[20], publish(20_000), Some(1));
+        sched.submit(&lone, &scopes[20], publish(20_000), Some(1), true);
         let mut accepted = None;
         loop {
             rx.recv().await.expect("wake");
@@ -920,7 +922,7 @@ mod tests {
             region_scheduler(std::slice::from_ref(&fake), &[""], None, room).await;
         let (n, key) = (40, scopes[0].key());
         for i in 0..n {
-            sched.submit(&owner(i), &scopes[0], publish(i), Some(1));
+            sched.submit(&owner(i), &scopes[0], publish(i), Some(1), true);
         }
         let mut accepted_at = HashMap::new();
         let (mut longest, mut first) = (Duration::ZERO, Duration::ZERO);
@@ -1135,7 +1137,7 @@ mod tests {
         confirmed: impl Fn(&Owner),
     ) {
         for i in 0..n {
-            sched.submit(&owner(i), &scope(), publish(i), Some(1));
+            sched.submit(&owner(i), &scope(), publish(i), Some(1), true);
         }
         let mut done = 0;
         while done < n {
@@ -1186,9 +1188,9 @@ mod tests {
         fake.lag("s2", Duration::from_secs(10));
         let (sched, mut rx) = scheduler_of(&fake);
         let start = Instant::now();
-        sched.submit(&owner(1), &scope(), publish(1), Some(1));
+        sched.submit(&owner(1), &scope(), publish(1), Some(1), true);
         until_lists(&fake, VERIFY_TRIES as usize - 1).await;
-        sched.submit(&owner(2), &scope(), publish(2), Some(1));
+        sched.submit(&owner(2), &scope(), publish(2), Some(1), true);
         until_confirmed(&sched, &mut rx, &owner(1)).await;
         assert!(
             count(&fake.lists) >= VERIFY_TRIES as usize,
@@ -1225,12 +1227,12 @@ mod tests {
             overlay_mode: None,
             client_token: "tok-1".into(),
         };
-        sched.submit(&owner(1), &scope(), create.clone(), Some(1));
+        sched.submit(&owner(1), &scope(), create.clone(), Some(1), true);
         // Given up on (its read-backs, and the time a late list needs): the replay goes out.
         while fake.sent.lock().unwrap().len() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        sched.submit(&owner(2), &scope(), publish(2), Some(1));
+        sched.submit(&owner(2), &scope(), publish(2), Some(1), true);
         until_confirmed(&sched, &mut rx, &owner(1)).await;
         let sent = fake.sent.lock().unwrap().clone();
         assert_eq!(
@@ -1260,7 +1262,7 @@ mod tests {
         let healthy = FakeGateway::new(Duration::from_secs(2), None);
         let (sched, _rx) = scheduler_of(&healthy);
         for i in 0..10 {
-            sched.submit(&owner(i), &scope(), publish(i), Some(1));
+            sched.submit(&owner(i), &scope(), publish(i), Some(1), true);
         }
         for _ in 0..25 {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1280,8 +1282,8 @@ mod tests {
         let (sched, mut rx) = scheduler_of(&fake);
         *fake.reads_fail.lock().unwrap() = true;
         let failing_since = Instant::now();
-        sched.submit(&owner(0), &scope(), publish(0), Some(1));
-        sched.submit(&owner(1), &scope(), publish(1), Some(1));
+        sched.submit(&owner(0), &scope(), publish(0), Some(1), true);
+        sched.submit(&owner(1), &scope(), publish(1), Some(1), true);
         let told = tokio::time::timeout(Duration::from_secs(600), async {
             loop {
                 let woken = rx.recv().await.expect("scheduler alive");

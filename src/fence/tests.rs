@@ -257,7 +257,7 @@ async fn the_scheduler_keeps_a_fenced_job_queued_and_sends_it_once_the_fence_ope
     let cloud: Arc<dyn CloudPort> = Arc::new(FencedCloud::new(slow.clone(), fence.clone()));
     let (sched, mut rx) = Scheduler::of_cloud(cloud);
     let owner = ObjectRef::new("r1").within("ns");
-    sched.submit(&owner, &scope(), publish(1), Some(1));
+    sched.submit(&owner, &scope(), publish(1), Some(1), true);
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(
         slow.started.load(Ordering::SeqCst),

@@ -223,6 +223,7 @@ impl Process {
             tenancy: Tenancy::default(),
             roles: RoleSessions::default(),
             turns: Default::default(),
+            prompt: lane.clone(),
         });
         sim.trace(format!("operator #{epoch} starts (replica {replica})"));
         let task = tokio::spawn(control_loop(
