@@ -25,7 +25,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tracing::debug;
 
 use super::job::{Owner, owner_key, owner_of};
-pub(crate) use super::reconcile::object_key as route_key;
+use super::reconcile::object_key;
 use super::scheduler::Scheduler;
 use super::status::RECONCILING;
 use crate::api::v1alpha1::{ConditionStatus, VpnPbrRoute};
@@ -214,7 +214,7 @@ impl PromptLane {
     /// Every watch event of a route that is present.
     pub fn note(&self, route: &VpnPbrRoute) {
         lock(&self.admissions).note(
-            &route_key(route),
+            &object_key(route),
             &route.spec.vpn_gateway_id,
             settled(route),
         );
@@ -222,7 +222,7 @@ impl PromptLane {
 
     /// The route was deleted.
     pub fn gone(&self, route: &VpnPbrRoute) {
-        lock(&self.admissions).gone(&route_key(route));
+        lock(&self.admissions).gone(&object_key(route));
     }
 
     /// A watch's relist ended (see [`Admissions::relisted`]).
@@ -240,7 +240,7 @@ impl PromptLane {
 
     /// A route's event that triggers a reconcile.
     pub fn trigger(&self, route: &VpnPbrRoute) {
-        let key = route_key(route);
+        let key = object_key(route);
         let take = lock(&self.admissions).trigger(&key, Instant::now(), &self.idle);
         if take {
             debug!(route = %key, "prompt lane takes a change");
