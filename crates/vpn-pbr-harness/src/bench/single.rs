@@ -24,6 +24,8 @@ use crate::workload;
 
 /// How long after the burst the single changes may take to be Ready and listed.
 const SETTLE: Duration = Duration::from_secs(60);
+/// The file in the stack's directory that holds each single change's timings.
+const SINGLES_TABLE: &str = "singles.tsv";
 /// The shortest gap between two single changes (a gap of zero would create without a pause).
 const MIN_GAP: Duration = Duration::from_millis(100);
 
@@ -108,10 +110,36 @@ pub(crate) async fn settle_singles(
                 .into_iter()
                 .map(|t| t.map(|t| clock.epoch_ms_of(t)))
                 .collect();
+            let table = singles_table(sent, &created, &ready_ms, clock);
+            std::fs::write(stack.dir.join(SINGLES_TABLE), table)?;
             return Ok((single_changes(sent, &created, &ready_ms), entries));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// One line per single change, tab-separated, for analysis: its name, when it was applied
+/// (ms after the run's start), and apply -> create accepted and apply -> Ready in ms (empty:
+/// never).
+fn singles_table(
+    sent: &[Sent],
+    created: &HashMap<RouteKey, u64>,
+    ready_ms: &[Option<f64>],
+    clock: &Clock,
+) -> String {
+    let cell = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+    let start = clock.epoch_ms_of(clock.at);
+    let mut out = String::from("name\tapplied_ms\tcreate_ms\tready_ms\n");
+    for (s, r) in sent.iter().zip(ready_ms) {
+        out.push_str(&format!(
+            "{}\t{:.0}\t{}\t{}\n",
+            s.name,
+            s.applied_ms as f64 - start,
+            cell(accepted_ms(created, &s.key, s.applied_ms)),
+            cell(r.map(|r| r - s.applied_ms as f64)),
+        ));
+    }
+    out
 }
 
 /// The figures of `sent`, given the entries' `CreateTime`s and when each was first seen Ready
@@ -174,6 +202,15 @@ mod tests {
         // third, 2300 ms and 2100 ms after theirs.
         let created = HashMap::from([(sent[0].key.clone(), 10_040), (sent[1].key.clone(), 20_900)]);
         let ready = [Some(12_300.0), None, Some(32_100.0)];
+        let clock = Clock::now();
+        let table = singles_table(&sent, &created, &ready, &clock);
+        let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(lines[0], ["name", "applied_ms", "create_ms", "ready_ms"]);
+        assert_eq!(lines[1][0], sent[0].name);
+        assert_eq!(lines[1][2..], ["40", "2300"]);
+        assert_eq!(lines[2][2..], ["900", ""]);
+        assert_eq!(lines[3][2..], ["", "2100"]);
         let got = single_changes(&sent, &created, &ready);
         assert_eq!(
             got,

@@ -48,6 +48,8 @@ pub(crate) struct Stack {
     /// The routes to create (not created yet) and their names.
     pub(crate) objs: Vec<VpnPbrRoute>,
     pub(crate) names: Vec<String>,
+    /// The stack's work directory (the operator's log and per-run tables).
+    pub(crate) dir: PathBuf,
 }
 
 impl Stack {
@@ -134,6 +136,7 @@ pub(crate) async fn start_stack(
         tracker,
         objs,
         names,
+        dir: dir.to_path_buf(),
     })
 }
 
