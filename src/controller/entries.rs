@@ -155,6 +155,9 @@ impl GatewayCache {
         let now = Instant::now();
         let need = Need::within(facts_max_age, list_max_age, now);
         let (read, flight) = lock(&gw.cached).read(owner, need, class, now);
+        if flight != Flight::None {
+            tracing::debug!(gateway = %scope.key(), ?class, ?flight, "gateway read");
+        }
         match flight {
             Flight::None => {}
             Flight::Raise(class) => raise(&gw.class, class),

@@ -28,7 +28,7 @@ use super::model::{GatewayKey, GatewayStatus, Mutation, Scope};
 use super::port::CloudPort;
 use super::queue::{Command, Event, Forgot, GatewayQueue, Peers, READ_BACK_EVERY, Regions};
 use crate::sync::lock;
-use alicloud_vpc_client::{DEFAULT_ACCOUNT, with_priority};
+use alicloud_vpc_client::{DEFAULT_ACCOUNT, Priority, with_priority};
 
 /// Tuning of the scheduler.
 #[derive(Clone, Debug)]
@@ -155,7 +155,9 @@ impl Scheduler {
         }
         let lane = self.lane_or_start(&key, &scope.credentials.account);
         lock(&self.inner.owners).insert(owner.clone(), lane.key.clone());
-        let alone = watched_alone && !self.inner.cache.shared(scope);
+        let shared = self.inner.cache.shared(scope);
+        let alone = watched_alone && !shared;
+        tracing::debug!(gateway = %key, watched_alone, shared, "change submitted");
         if lock(&lane.queue).submit(owner, scope, mutation, generation, alone) {
             lane.wake.notify_one();
         }
@@ -337,6 +339,7 @@ impl Worker {
                         }
                     } => false,
                 };
+                tracing::trace!(woken, "gateway queue due");
                 Event::Due { woken }
             }
             Command::Pause(d) => {
@@ -348,14 +351,22 @@ impl Worker {
                 mutation,
                 class,
             } => {
-                Event::Sent(with_priority(class, self.inner.cloud.mutate(&scope, &mutation)).await)
+                let start = Instant::now();
+                let sent = with_priority(class, self.inner.cloud.mutate(&scope, &mutation)).await;
+                call_done("send", class, start, sent.is_ok());
+                Event::Sent(sent)
             }
             Command::ReadStatus { scope, class } => {
+                let start = Instant::now();
                 let read = with_priority(class, cache.refresh_facts(&scope)).await;
+                call_done("status", class, start, read.is_ok());
                 Event::StatusRead(read.map(|facts| facts.status))
             }
             Command::ReadList { scope, class } => {
-                Event::ListRead(with_priority(class, cache.entries(&scope, Duration::ZERO)).await)
+                let start = Instant::now();
+                let read = with_priority(class, cache.entries(&scope, Duration::ZERO)).await;
+                call_done("list", class, start, read.is_ok());
+                Event::ListRead(read)
             }
             Command::LearnPeers(scope) => Event::Peers(self.peers(&scope).await),
             Command::CacheApply {
@@ -419,6 +430,13 @@ impl Worker {
         };
         Peers::of(scope, spec)
     }
+}
+
+/// A gateway call's answer, for `--log-level ...::scheduler=debug` (the worker's span names the
+/// gateway): what waited where shows in how long a call of each class took.
+fn call_done(call: &'static str, class: Priority, start: Instant, ok: bool) {
+    let took_ms = start.elapsed().as_millis();
+    tracing::debug!(call, ?class, took_ms, ok, "gateway call answered");
 }
 
 #[cfg(test)]
