@@ -109,15 +109,33 @@ pub(crate) struct Cached {
     /// A background read is under way, at this class (the highest among its waiters).
     reading: Option<Priority>,
     /// Owners waiting for the background read, with what each asked for.
-    waiters: HashMap<Owner, Need>,
+    waiters: HashMap<Owner, Waiter>,
     /// Owners the last background read answered: their next `read` is served from it even if
     /// it aged meanwhile (a list slower than its maximum age would else never satisfy anyone).
     answered: HashSet<Owner>,
-    /// How many owners the last background read answered, and when it ended.
+    /// How many owners with a change the last background read answered, and when it ended.
     served: Option<(usize, Instant)>,
     /// Background reads that ended, and whether a reconcile already waited for the first one.
     reads: u64,
     first_awaited: bool,
+}
+
+/// What an owner waiting for the background read asked for.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    need: Need,
+    /// The class of its read: `Priority::Background` is a re-check of a route in sync (the
+    /// drift check), which plans no change.
+    class: Priority,
+}
+
+impl Waiter {
+    /// Whether the owner reads for a change (not for a re-check): only such readers make a
+    /// gateway's reads a burst's. A settled route re-checked while a single change comes on its
+    /// gateway leaves that change lone.
+    fn changing(&self) -> bool {
+        self.class != Priority::Background
+    }
 }
 
 impl Cached {
@@ -159,10 +177,13 @@ impl Cached {
         }
         self.waiters
             .entry(owner.clone())
-            .and_modify(|n| *n = n.and(need))
-            .or_insert(need);
-        // `Prompt` is a lone change's class: a read that several routes wait on is a burst's.
-        let shared = self.waiters.len() > 1;
+            .and_modify(|w| {
+                w.need = w.need.and(need);
+                w.class = w.class.min(class);
+            })
+            .or_insert(Waiter { need, class });
+        // `Prompt` is a lone change's class: a read that several changes wait on is a burst's.
+        let shared = self.changing_waiters() > 1;
         let class = if class == Priority::Prompt && shared {
             Priority::Progress
         } else {
@@ -181,11 +202,11 @@ impl Cached {
         (Read::Pending, flight)
     }
 
-    /// Whether several routes share the gateway's reads: more than one waits on the read under
-    /// way, or the last read answered several less than `SHARED_FOR` ago. A change planned
-    /// then is part of a burst on the gateway, not a lone one.
+    /// Whether several routes with a change share the gateway's reads: more than one waits on
+    /// the read under way, or the last read answered several less than `SHARED_FOR` ago. A
+    /// change planned then is part of a burst on the gateway, not a lone one.
     pub(crate) fn shared(&self, now: Instant) -> bool {
-        self.waiters.len() > 1
+        self.changing_waiters() > 1
             || self
                 .served
                 .is_some_and(|(n, at)| n > 1 && now.saturating_duration_since(at) < SHARED_FOR)
@@ -220,13 +241,13 @@ impl Cached {
     ) -> Vec<Owner> {
         self.reading = None;
         self.reads += 1;
+        self.served = Some((self.changing_waiters(), now));
         let waiters = std::mem::take(&mut self.waiters);
-        self.served = Some((waiters.len(), now));
         self.answered.clear();
         match outcome {
             Ok(listed) => {
                 self.failed = None;
-                for (owner, need) in &waiters {
+                for (owner, Waiter { need, .. }) in &waiters {
                     // Every waiter asked before this list's answer: it is as recent as a list
                     // they would start now could be, however long it waited for its turn (at a
                     // binding API rate, longer than any maximum age).
@@ -338,7 +359,12 @@ impl Cached {
     fn strictest(&self) -> Need {
         self.waiters
             .values()
-            .fold(Need::default(), |a, b| a.and(*b))
+            .fold(Need::default(), |a, b| a.and(b.need))
+    }
+
+    /// How many owners wait for the read under way to plan a change.
+    fn changing_waiters(&self) -> usize {
+        self.waiters.values().filter(|w| w.changing()).count()
     }
 }
 

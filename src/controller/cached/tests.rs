@@ -349,3 +349,58 @@ fn a_lone_changes_read_that_other_routes_join_is_a_bursts() {
         Run::script(name, steps);
     }
 }
+
+#[test]
+fn a_drift_check_waiting_on_the_gateway_leaves_a_single_change_lone() {
+    use Step::*;
+    // A settled route's drift check (`Background`) reads the gateway when a single change
+    // arrives there: the change's read raises it to `Prompt` and stays lone, during the read
+    // and after it answered both. Only a second change makes the gateway's reads a burst's.
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "one change beside drift checks",
+            vec![
+                starts(1, Priority::Background),
+                Read(2, Priority::Background, "pending", Flight::None),
+                raises(3, Priority::Prompt),
+                Shared(false),
+                Facts,
+                ListStarted,
+                ListEnded(Some(&[]), "[]"),
+                Ended(Ok(true), &["r1", "r2", "r3"]),
+                Shared(false),
+            ],
+        ),
+        (
+            "a second change beside a drift check is a burst",
+            vec![
+                starts(1, Priority::Background),
+                raises(2, Priority::Prompt),
+                Read(
+                    3,
+                    Priority::Prompt,
+                    "pending",
+                    Flight::Lower(Priority::Progress),
+                ),
+                Shared(true),
+                Facts,
+                ListStarted,
+                ListEnded(Some(&[]), "[]"),
+                Ended(Ok(true), &["r1", "r2", "r3"]),
+                Shared(true),
+            ],
+        ),
+        (
+            "a drift check that then reads for a change counts",
+            vec![
+                starts(1, Priority::Background),
+                raises(1, Priority::Progress),
+                Read(2, Priority::Prompt, "pending", Flight::None),
+                Shared(true),
+            ],
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::script(name, steps);
+    }
+}
