@@ -350,45 +350,57 @@ fn a_lone_changes_read_that_other_routes_join_is_a_bursts() {
     }
 }
 
+/// The read under way lists an empty gateway and wakes `woken`; then whether the gateway's
+/// reads count as shared.
+fn empty_list_answers(woken: &'static [&'static str], shared: bool) -> Vec<Step> {
+    use Step::*;
+    vec![
+        Facts,
+        ListStarted,
+        ListEnded(Some(&[]), "[]"),
+        Ended(Ok(true), woken),
+        Shared(shared),
+    ]
+}
+
 #[test]
 fn a_drift_check_waiting_on_the_gateway_leaves_a_single_change_lone() {
     use Step::*;
     // A settled route's drift check (`Background`) reads the gateway when a single change
     // arrives there: the change's read raises it to `Prompt` and stays lone, during the read
     // and after it answered both. Only a second change makes the gateway's reads a burst's.
+    let one_change = vec![
+        starts(1, Priority::Background),
+        Read(2, Priority::Background, "pending", Flight::None),
+        raises(3, Priority::Prompt),
+        Shared(false),
+    ];
+    let two_changes = vec![
+        starts(1, Priority::Background),
+        raises(2, Priority::Prompt),
+        Read(
+            3,
+            Priority::Prompt,
+            "pending",
+            Flight::Lower(Priority::Progress),
+        ),
+        Shared(true),
+    ];
+    let woken = &["r1", "r2", "r3"];
     let cases: Vec<(&str, Vec<Step>)> = vec![
         (
             "one change beside drift checks",
-            vec![
-                starts(1, Priority::Background),
-                Read(2, Priority::Background, "pending", Flight::None),
-                raises(3, Priority::Prompt),
-                Shared(false),
-                Facts,
-                ListStarted,
-                ListEnded(Some(&[]), "[]"),
-                Ended(Ok(true), &["r1", "r2", "r3"]),
-                Shared(false),
-            ],
+            one_change
+                .into_iter()
+                .chain(empty_list_answers(woken, false))
+                .collect(),
         ),
         (
             "a second change beside a drift check is a burst",
-            vec![
-                starts(1, Priority::Background),
-                raises(2, Priority::Prompt),
-                Read(
-                    3,
-                    Priority::Prompt,
-                    "pending",
-                    Flight::Lower(Priority::Progress),
-                ),
-                Shared(true),
-                Facts,
-                ListStarted,
-                ListEnded(Some(&[]), "[]"),
-                Ended(Ok(true), &["r1", "r2", "r3"]),
-                Shared(true),
-            ],
+            two_changes
+                .into_iter()
+                .chain(empty_list_answers(woken, true))
+                .collect(),
         ),
         (
             "a drift check that then reads for a change counts",
