@@ -47,11 +47,24 @@ impl Arrival {
 pub struct Echoes {
     pending: Mutex<HashMap<String, Pending>>,
     /// Objects whose finalizer we removed, by key: their uid. The echo of that write is the
-    /// object's deletion; until it arrives, a reconcile (queued meanwhile, or in the prompt
-    /// lane beside the controller's) still gets the copy that had the finalizer, and deciding
-    /// on it would act for an object already let go of (a replayed create with nobody left to
-    /// delete what it makes).
-    let_go: Mutex<HashMap<String, Option<String>>>,
+    /// object's deletion; until it arrives, and after it for a reconcile that took its copy
+    /// before and waited for the route's turn (turns.rs), a reconcile still gets the copy that
+    /// had the finalizer, and deciding on it would act for an object already let go of (a
+    /// replayed create or delete with nobody left to own what it does). Kept past the
+    /// deletion, the last [`LET_GO_KEPT`] of them.
+    let_go: Mutex<LetGo>,
+}
+
+/// How many objects let go of are remembered after their deletion arrived: a copy of one is
+/// only held by a reconcile waiting for the route's turn, never for long.
+const LET_GO_KEPT: usize = 1024;
+
+/// The objects let go of, by key (uid and the order they were let go in), oldest first.
+#[derive(Default)]
+struct LetGo {
+    uids: HashMap<String, (Option<String>, u64)>,
+    order: std::collections::VecDeque<(String, u64)>,
+    next: u64,
 }
 
 impl Echoes {
@@ -98,23 +111,39 @@ impl Echoes {
         }
     }
 
-    /// The route is gone: no echo of it is awaited.
+    /// The route is gone: no echo of it is awaited (an object let go of stays so: a reconcile
+    /// may still hold a copy from before its deletion).
     pub fn forget(&self, key: &str) {
         lock(&self.pending).remove(key);
-        lock(&self.let_go).remove(key);
     }
 
     /// We removed our finalizer from the object `uid` (its deletion is the echo).
     pub(crate) fn let_go(&self, key: &str, uid: Option<&str>) {
-        lock(&self.let_go).insert(key.to_owned(), uid.map(str::to_owned));
+        let mut let_go = lock(&self.let_go);
+        let seq = let_go.next;
+        let_go.next += 1;
+        let_go
+            .uids
+            .insert(key.to_owned(), (uid.map(str::to_owned), seq));
+        let_go.order.push_back((key.to_owned(), seq));
+        while let_go.order.len() > LET_GO_KEPT {
+            let Some((oldest, seq)) = let_go.order.pop_front() else {
+                break;
+            };
+            // Only if not let go of again since (a new object of the same name).
+            if let_go.uids.get(&oldest).is_some_and(|(_, s)| *s == seq) {
+                let_go.uids.remove(&oldest);
+            }
+        }
     }
 
     /// Whether a copy of the object `uid` is one we let go of (a new object of the same name
     /// is not).
     pub(crate) fn was_let_go(&self, key: &str, uid: Option<&str>) -> bool {
         lock(&self.let_go)
+            .uids
             .get(key)
-            .is_some_and(|u| u.as_deref() == uid)
+            .is_some_and(|(u, _)| u.as_deref() == uid)
     }
 
     #[cfg(test)]
@@ -199,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn an_object_let_go_of_stays_let_go_of_until_its_deletion_arrives() {
+    fn an_object_let_go_of_stays_let_go_of_after_its_deletion_arrives() {
         let echoes = Echoes::default();
         echoes.let_go("ns/r", Some("uid-1"));
         assert!(echoes.was_let_go("ns/r", Some("uid-1")));
@@ -208,11 +237,26 @@ mod tests {
             "a new object of the same name"
         );
         assert!(!echoes.was_let_go("ns/other", Some("uid-1")));
+        // Its deletion arrived while a reconcile waited for the route's turn with a copy from
+        // before: that copy is still let go of.
         echoes.forget("ns/r");
         assert!(
-            !echoes.was_let_go("ns/r", Some("uid-1")),
-            "its deletion arrived"
+            echoes.was_let_go("ns/r", Some("uid-1")),
+            "a copy from before its deletion"
         );
+        // A new object of the same name let go of replaces it; the oldest are forgotten past
+        // LET_GO_KEPT.
+        echoes.let_go("ns/r", Some("uid-2"));
+        assert!(!echoes.was_let_go("ns/r", Some("uid-1")));
+        for i in 0..LET_GO_KEPT {
+            echoes.let_go(&format!("ns/other-{i}"), Some("uid"));
+        }
+        assert!(
+            !echoes.was_let_go("ns/r", Some("uid-2")),
+            "the oldest forgotten"
+        );
+        assert!(echoes.was_let_go("ns/other-0", Some("uid")));
+        assert_eq!(lock(&echoes.let_go).uids.len(), LET_GO_KEPT);
     }
 
     #[test]
