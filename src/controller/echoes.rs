@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use indexmap::IndexMap;
 use smallvec::SmallVec;
 
 use crate::sync::lock;
@@ -59,13 +60,8 @@ pub struct Echoes {
 /// only held by a reconcile waiting for the route's turn, never for long.
 const LET_GO_KEPT: usize = 1024;
 
-/// The objects let go of, by key (uid and the order they were let go in), oldest first.
-#[derive(Default)]
-struct LetGo {
-    uids: HashMap<String, (Option<String>, u64)>,
-    order: std::collections::VecDeque<(String, u64)>,
-    next: u64,
-}
+/// The objects let go of, by key: their uid, oldest first (a key let go of again moves last).
+type LetGo = IndexMap<String, Option<String>>;
 
 impl Echoes {
     /// A write of ours left the route at `version`.
@@ -120,20 +116,11 @@ impl Echoes {
     /// We removed our finalizer from the object `uid` (its deletion is the echo).
     pub(crate) fn let_go(&self, key: &str, uid: Option<&str>) {
         let mut let_go = lock(&self.let_go);
-        let seq = let_go.next;
-        let_go.next += 1;
-        let_go
-            .uids
-            .insert(key.to_owned(), (uid.map(str::to_owned), seq));
-        let_go.order.push_back((key.to_owned(), seq));
-        while let_go.order.len() > LET_GO_KEPT {
-            let Some((oldest, seq)) = let_go.order.pop_front() else {
-                break;
-            };
-            // Only if not let go of again since (a new object of the same name).
-            if let_go.uids.get(&oldest).is_some_and(|(_, s)| *s == seq) {
-                let_go.uids.remove(&oldest);
-            }
+        // A new object of the same name replaces the old one, and is now the newest.
+        let_go.shift_remove(key);
+        let_go.insert(key.to_owned(), uid.map(str::to_owned));
+        while let_go.len() > LET_GO_KEPT {
+            let_go.shift_remove_index(0);
         }
     }
 
@@ -141,9 +128,8 @@ impl Echoes {
     /// is not).
     pub(crate) fn was_let_go(&self, key: &str, uid: Option<&str>) -> bool {
         lock(&self.let_go)
-            .uids
             .get(key)
-            .is_some_and(|(u, _)| u.as_deref() == uid)
+            .is_some_and(|u| u.as_deref() == uid)
     }
 
     #[cfg(test)]
@@ -256,7 +242,7 @@ mod tests {
             "the oldest forgotten"
         );
         assert!(echoes.was_let_go("ns/other-0", Some("uid")));
-        assert_eq!(lock(&echoes.let_go).uids.len(), LET_GO_KEPT);
+        assert_eq!(lock(&echoes.let_go).len(), LET_GO_KEPT);
     }
 
     #[test]

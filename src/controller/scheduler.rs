@@ -339,7 +339,6 @@ impl Worker {
                         }
                     } => false,
                 };
-                tracing::trace!(woken, "gateway queue due");
                 Event::Due { woken }
             }
             Command::Pause(d) => {
@@ -350,23 +349,13 @@ impl Worker {
                 scope,
                 mutation,
                 class,
-            } => {
-                let start = Instant::now();
-                let sent = with_priority(class, self.inner.cloud.mutate(&scope, &mutation)).await;
-                call_done("send", class, start, sent.is_ok());
-                Event::Sent(sent)
-            }
+            } => Event::Sent(call("send", class, self.inner.cloud.mutate(&scope, &mutation)).await),
             Command::ReadStatus { scope, class } => {
-                let start = Instant::now();
-                let read = with_priority(class, cache.refresh_facts(&scope)).await;
-                call_done("status", class, start, read.is_ok());
+                let read = call("status", class, cache.refresh_facts(&scope)).await;
                 Event::StatusRead(read.map(|facts| facts.status))
             }
             Command::ReadList { scope, class } => {
-                let start = Instant::now();
-                let read = with_priority(class, cache.entries(&scope, Duration::ZERO)).await;
-                call_done("list", class, start, read.is_ok());
-                Event::ListRead(read)
+                Event::ListRead(call("list", class, cache.entries(&scope, Duration::ZERO)).await)
             }
             Command::LearnPeers(scope) => Event::Peers(self.peers(&scope).await),
             Command::CacheApply {
@@ -432,11 +421,25 @@ impl Worker {
     }
 }
 
-/// A gateway call's answer, for `--log-level ...::scheduler=debug` (the worker's span names the
-/// gateway): what waited where shows in how long a call of each class took.
-fn call_done(call: &'static str, class: Priority, start: Instant, ok: bool) {
+/// Makes a gateway call at `class`; its answer is logged for `--log-level ...::scheduler=debug`
+/// (the worker's span names the gateway): what waited where shows in how long a call of each
+/// class took.
+async fn call<T, E>(
+    call: &'static str,
+    class: Priority,
+    request: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let start = Instant::now();
+    let answer = with_priority(class, request).await;
     let took_ms = start.elapsed().as_millis();
-    tracing::debug!(call, ?class, took_ms, ok, "gateway call answered");
+    tracing::debug!(
+        call,
+        ?class,
+        took_ms,
+        ok = answer.is_ok(),
+        "gateway call answered"
+    );
+    answer
 }
 
 #[cfg(test)]
