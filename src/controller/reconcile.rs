@@ -78,6 +78,7 @@ pub async fn reconcile(route: Arc<VpnPbrRoute>, ctx: Arc<Context>) -> Result<Act
         Ok(action) => {
             ctx.backoffs.reset(&key);
             timer.finish("success");
+            debug!(route = %key, next = ?action, "reconciled");
             Ok(action)
         }
         Err(failed) => {
