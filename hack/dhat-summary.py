@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Summarises a dhat-heap.json (the operator's `heap-profile` feature, docs/benchmarks.md).
 
-    hack/dhat-summary.py dhat-heap.json [--at gmax|end] [--top 25] [--depth 6]
+    hack/dhat-summary.py dhat-heap.json [--at gmax|end|run] [--top 25] [--depth 6]
 
-Prints the heap at the global peak (t-gmax, default) or at exit (t-end): the total, then the
+Prints the heap at the global peak (t-gmax, default) or at exit (t-end), or what was allocated
+over the whole run (`run`: the churn that costs CPU and fragments the heap): the total, then the
 bytes by owning structure (the first rule of CATEGORIES matching a frame of the allocation's
 stack, from the allocation up), then the top allocation sites with their stacks
 cut to the frames of the operator and its libraries.
@@ -66,14 +67,14 @@ def mib(b: float) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("file")
-    ap.add_argument("--at", choices=["gmax", "end"], default="gmax")
+    ap.add_argument("--at", choices=["gmax", "end", "run"], default="gmax")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--depth", type=int, default=6)
     a = ap.parse_args()
     with open(a.file) as fh:
         d = json.load(fh)
     ftbl = [frame_name(f) for f in d["ftbl"]]
-    key, kbk = ("gb", "gbk") if a.at == "gmax" else ("eb", "ebk")
+    key, kbk = {"gmax": ("gb", "gbk"), "end": ("eb", "ebk"), "run": ("tb", "tbk")}[a.at]
     pps = []
     for pp in d["pps"]:
         frames = [ftbl[i] for i in pp["fs"]]
@@ -81,7 +82,8 @@ def main() -> int:
     total = sum(p[0] for p in pps)
     blocks = sum(p[1] for p in pps)
     tb = sum(pp["tb"] for pp in d["pps"])
-    print(f"heap at t-{a.at}: {mib(total)} MiB in {blocks} blocks "
+    what = "allocated over the run" if a.at == "run" else f"heap at t-{a.at}"
+    print(f"{what}: {mib(total)} MiB in {blocks} blocks "
           f"({len(d['pps'])} sites; {mib(tb)} MiB allocated over the run)")
     print()
     cats = defaultdict(lambda: [0, 0])
