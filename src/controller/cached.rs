@@ -269,6 +269,13 @@ impl Cached {
         waiters.into_keys().collect()
     }
 
+    /// The background read ended without an outcome (its task panicked): nothing is learnt,
+    /// the next reader starts another read. Returns the waiters, to wake.
+    pub(crate) fn read_abandoned(&mut self) -> Vec<Owner> {
+        self.reading = None;
+        std::mem::take(&mut self.waiters).into_keys().collect()
+    }
+
     /// The entries, if read at most `max_age` before `now`.
     pub(crate) fn fresh_entries(&self, max_age: Duration, now: Instant) -> Option<Arc<Vec<Entry>>> {
         fresh(&self.entries, max_age, now)

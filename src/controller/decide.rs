@@ -144,8 +144,8 @@ pub(crate) enum Next {
     /// while a drop waits for its answer) and wakes the route whenever the job moves on, so no
     /// timer is kept.
     Wake,
-    /// When the gateway read under way ends (the read cache wakes it); a timed requeue is the
-    /// safety net, as the read is no job of the route's.
+    /// When the gateway read under way ends: the read cache wakes it, however the read ends,
+    /// so no timer is kept.
     AwaitRead,
     /// After the per-object backoff of the failure.
     Backoff,

@@ -59,6 +59,32 @@ pub struct GatewayCache {
     wake: mpsc::UnboundedSender<Owner>,
 }
 
+/// Ends a background read when its task ends, however it ends: its waiters are woken only
+/// here and keep no timer (`reconcile.rs` `action_of`), so a read that panicked must still
+/// wake them and let the next reader start another, not stay under way for ever.
+struct ReadEnding {
+    cache: GatewayCache,
+    gw: Arc<Gateway>,
+    outcome: Option<Result<bool, CloudError>>,
+}
+
+impl Drop for ReadEnding {
+    fn drop(&mut self) {
+        let woken = {
+            let mut cached = lock(&self.gw.cached);
+            match self.outcome.take() {
+                Some(outcome) => cached.read_ended(outcome, Instant::now()),
+                None => cached.read_abandoned(),
+            }
+        };
+        self.gw.done.notify_waiters();
+        for owner in woken {
+            // The receiver is gone only when the controller stops.
+            let _ = self.cache.wake.send(owner);
+        }
+    }
+}
+
 /// Runs `fetch` at the class of the read's waiters. When their class changes meanwhile, the
 /// call is dropped and made again at the new class: a call queued in the rate limiter behind
 /// every other call would hold up the pending change that now waits on it, and a lone change's
@@ -190,17 +216,17 @@ impl GatewayCache {
     /// The background read: what the waiters need and the store lacks, then the waiters are
     /// told however it ended.
     async fn read_in_background(self, scope: Scope, gw: Arc<Gateway>) {
+        let mut ending = ReadEnding {
+            cache: self,
+            gw,
+            outcome: None,
+        };
         let outcome = {
             // Shared with `entries` and `facts`: one call per gateway at a time, whichever asks.
-            let _serial = gw.fetch.lock().await;
-            self.read_needed(&gw, &scope).await
+            let _serial = ending.gw.fetch.lock().await;
+            ending.cache.read_needed(&ending.gw, &scope).await
         };
-        let woken = lock(&gw.cached).read_ended(outcome, Instant::now());
-        gw.done.notify_waiters();
-        for owner in woken {
-            // The receiver is gone only when the controller stops.
-            let _ = self.wake.send(owner);
-        }
+        ending.outcome = Some(outcome);
     }
 
     /// Reads what the waiters need and the store lacks. Asked again before the list, so owners
@@ -301,13 +327,14 @@ mod tests {
     const CALL: Duration = Duration::from_millis(100);
 
     /// A cloud that counts its reads per gateway, answers after `CALL`, never answers for the
-    /// gateways in `hang`, and fails while `fail` is set.
+    /// gateways in `hang`, panics for those in `panic`, and fails while `fail` is set.
     #[derive(Default)]
     struct FakeCloud {
         calls: Mutex<Vec<(&'static str, String)>>,
         /// The class each call ran at (`current_priority` inside the call).
         classes: Mutex<Vec<(&'static str, Option<Priority>)>>,
         hang: Mutex<HashSet<String>>,
+        panic: Mutex<HashSet<String>>,
         fail: AtomicBool,
         /// Added to every answer's time (a call queued behind others).
         slow: Mutex<Duration>,
@@ -334,6 +361,8 @@ mod tests {
             if self.hang.lock().unwrap().contains(&scope.vpn_gateway_id) {
                 std::future::pending::<()>().await;
             }
+            let panics = self.panic.lock().unwrap().contains(&scope.vpn_gateway_id);
+            assert!(!panics, "a read of {} panics", scope.vpn_gateway_id);
             let slow = *self.slow.lock().unwrap();
             tokio::time::sleep(CALL + slow).await;
             if self.fail.load(Ordering::SeqCst) {
@@ -438,6 +467,30 @@ mod tests {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return woken,
             }
         }
+    }
+
+    /// A read whose task panics still wakes its waiters, and the next reader starts another
+    /// read: they keep no timer, nothing else would wake them.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_panics_wakes_its_waiters_and_the_next_reader_reads_again() {
+        let (fake, cache, mut rx) = setup();
+        fake.panic.lock().unwrap().insert("vpn-p".into());
+        assert!(matches!(read(&cache, "vpn-p", 0), Read::Pending));
+        assert!(matches!(read(&cache, "vpn-p", 1), Read::Pending));
+        let mut woken = Vec::new();
+        while let Ok(Some(o)) = tokio::time::timeout(CALL * 10, rx.recv()).await {
+            woken.push(o);
+        }
+        woken.sort_by_key(|o| o.name.clone());
+        assert_eq!(woken, vec![owner(0), owner(1)], "both woken");
+        fake.panic.lock().unwrap().clear();
+        let read = settle(&cache, &mut rx, "vpn-p", 0).await;
+        assert!(matches!(read, Read::Ready { .. }), "{read:?}");
+        assert_eq!(
+            fake.count("facts", "vpn-p"),
+            2,
+            "read again after the panic"
+        );
     }
 
     #[tokio::test(start_paused = true)]

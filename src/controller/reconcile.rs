@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, warn};
 
 use super::accounts::Account;
@@ -17,15 +16,12 @@ use super::decide::{
 };
 use super::entries::Read;
 use super::error::{Error, Result};
-use super::job::owner_of;
+use super::job::{Owner, owner_of};
 use super::metrics;
 use super::model::{Freshness, Scope};
 use super::status::{self, StatusReport};
 use crate::api::v1alpha1::{FINALIZER, OPERATOR_ACCOUNT, VpnPbrRoute};
 
-/// How long a route waiting on the scheduler or a gateway read sleeps at most; it is woken
-/// earlier when the outcome is known.
-const WAIT_FOR_WAKE: Duration = Duration::from_secs(300);
 /// How long the first reconcile of a gateway waits for the gateway's first read (see
 /// `GatewayCache::await_first_read`).
 const FIRST_READ_WAIT: Duration = Duration::from_millis(500);
@@ -298,12 +294,7 @@ async fn newest_copy(route: &VpnPbrRoute, ctx: &Context) -> Result<Option<VpnPbr
 }
 
 /// The gateway's facts (with the scheduler's newer view of its status) and entries.
-fn read_gateway(
-    ctx: &Context,
-    scope: &Scope,
-    owner: &ObjectRef<VpnPbrRoute>,
-    fresh: Freshness,
-) -> Read {
+fn read_gateway(ctx: &Context, scope: &Scope, owner: &Owner, fresh: Freshness) -> Read {
     let list_max_age = match fresh {
         // The scheduler invalidated the list when the create was refused as existing.
         Freshness::Now => ctx.settings.list_max_age,
@@ -340,7 +331,7 @@ fn read_gateway(
 async fn act(
     route: &mut VpnPbrRoute,
     ctx: &Context,
-    owner: &ObjectRef<VpnPbrRoute>,
+    owner: &Owner,
     scope: Option<&Scope>,
     d: &Decision,
 ) -> Result<Option<Action>, Failed> {
@@ -454,11 +445,14 @@ fn action_of(next: Option<Next>, resync: impl FnOnce() -> Duration) -> Option<Ac
     match next {
         Some(Next::Read(_)) => None,
         Some(Next::Resync) => Some(Action::requeue(resync())),
-        Some(Next::AwaitRead) => Some(Action::requeue(WAIT_FOR_WAKE)),
-        // No timer while the scheduler holds the job: with thousands of routes queued behind
-        // busy gateways each would be an entry in the controller's delay queue and, when it
-        // fires, a reconcile that changes nothing.
-        Some(Next::Wake | Next::AwaitChange | Next::Backoff) | None => Some(Action::await_change()),
+        // No timer while the scheduler holds the job or a gateway read is under way for the
+        // route: each wakes it when it moves on (the read however it ends: `entries.rs`
+        // `ReadEnding`). With thousands of routes behind busy gateways each timer would be an
+        // entry in the controller's delay queue and, when it fires, a reconcile that finds the
+        // same job or read under way.
+        Some(Next::Wake | Next::AwaitRead | Next::AwaitChange | Next::Backoff) | None => {
+            Some(Action::await_change())
+        }
     }
 }
 
@@ -563,7 +557,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_timed_requeue_is_kept_for_a_route_whose_job_the_scheduler_holds() {
+    fn no_timed_requeue_is_kept_for_a_route_the_scheduler_or_a_read_will_wake() {
         let resync = || Duration::from_secs(600);
         let rows = [
             (
@@ -573,8 +567,8 @@ mod tests {
             ),
             (
                 Next::AwaitRead,
-                Some(Action::requeue(WAIT_FOR_WAKE)),
-                "no job of its own: the timed requeue is the safety net",
+                Some(Action::await_change()),
+                "the read cache wakes it when the read ends",
             ),
             (Next::Resync, Some(Action::requeue(resync())), "drift check"),
             (

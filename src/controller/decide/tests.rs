@@ -272,7 +272,7 @@ fn the_read_comes_first_and_its_outcome_decides() {
     assert_eq!(
         pending.next,
         Some(Next::AwaitRead),
-        "no job of its own: the read wakes it, a timer is the safety net"
+        "no job of its own: the read wakes it when it ends"
     );
     assert!(pending.status.is_none() && pending.job.is_none());
     let err = cloud_error(503, "ServiceUnavailable");
