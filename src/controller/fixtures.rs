@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::reflector::ObjectRef;
-
 use super::job::Owner;
 use super::model::{CredentialsHandle, Entry, GatewayFacts, Mutation, RouteId, Scope};
 use alicloud_vpc_client::{
@@ -36,7 +34,7 @@ pub(crate) fn scope() -> Scope {
 
 /// Route `i`'s object.
 pub(crate) fn owner(i: usize) -> Owner {
-    ObjectRef::new(&format!("r{i}")).within("ns")
+    Owner::new(&format!("r{i}"), Some("ns"))
 }
 
 /// The route of source `source`.

@@ -6,19 +6,49 @@ use std::sync::Arc;
 use super::model::{Accepted, Mutation};
 use crate::api::v1alpha1::VpnPbrRoute;
 use alicloud_vpc_client::CloudError;
+use kube::runtime::reflector::ObjectRef;
 
-/// The object a job (or a read) belongs to: its route.
-pub type Owner = kube::runtime::reflector::ObjectRef<VpnPbrRoute>;
+/// The object a job (or a read) belongs to: its route, by name and namespace. Shared: the
+/// scheduler's queue, its index and the read cache's waiters each keep a copy of a queued
+/// route's owner, and a clone is a count, not two strings and a 96-byte `ObjectRef`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Owner(Arc<ObjectRef<VpnPbrRoute>>);
+
+impl Owner {
+    /// The route `name` in `namespace` (none: cluster-scoped, only in tests).
+    pub fn new(name: &str, namespace: Option<&str>) -> Self {
+        let owner = ObjectRef::new(name);
+        Self(Arc::new(match namespace {
+            Some(ns) => owner.within(ns),
+            None => owner,
+        }))
+    }
+
+    /// The reference the controller runtime queues a reconcile by.
+    pub fn object_ref(&self) -> ObjectRef<VpnPbrRoute> {
+        ObjectRef::clone(&self.0)
+    }
+}
+
+impl std::ops::Deref for Owner {
+    type Target = ObjectRef<VpnPbrRoute>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// The route's owner: name and namespace only (the uid and resourceVersion `from_obj` adds
-/// would cost every copy in the scheduler's and the read cache's maps two strings).
+/// would cost every copy two strings).
 pub(crate) fn owner_of(route: &VpnPbrRoute) -> Owner {
     use kube::ResourceExt;
-    let owner = Owner::new(&route.name_any());
-    match route.namespace() {
-        Some(ns) => owner.within(&ns),
-        None => owner,
-    }
+    Owner::new(&route.name_any(), route.namespace().as_deref())
 }
 
 /// The key a route goes by (`namespace/name`), from its owner.

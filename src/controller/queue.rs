@@ -119,24 +119,24 @@ pub(crate) enum Command {
     /// Send the change at this class (`Priority::Prompt` for a lone change, else
     /// `Priority::Mutation`); its answer is `Event::Sent`.
     Send {
-        scope: Scope,
+        scope: Arc<Scope>,
         mutation: Mutation,
         class: Priority,
     },
     /// Read the gateway's status at this class; the answer is `Event::StatusRead`.
-    ReadStatus { scope: Scope, class: Priority },
+    ReadStatus { scope: Arc<Scope>, class: Priority },
     /// Read the whole entry list now at this class; the answer is `Event::ListRead`.
-    ReadList { scope: Scope, class: Priority },
+    ReadList { scope: Arc<Scope>, class: Priority },
     /// Find the gateway's region, account and specification; the answer is `Event::Peers`.
-    LearnPeers(Scope),
+    LearnPeers(Arc<Scope>),
     /// Tell the read cache of an accepted change.
     CacheApply {
-        scope: Scope,
+        scope: Arc<Scope>,
         mutation: Mutation,
         created: Option<Entry>,
     },
     /// The cache may be wrong: the change may or may not have happened.
-    CacheInvalidate(Scope),
+    CacheInvalidate(Arc<Scope>),
     /// Wake these owners (their job moved on).
     Wake(Vec<Owner>),
     /// The owner's job is gone from this gateway (it was dropped while on the wire): forget
@@ -215,7 +215,8 @@ impl JobState {
 
 #[derive(Debug)]
 struct Job {
-    scope: Scope,
+    /// The gateway's scope, shared by its jobs while their credentials agree (`submit`).
+    scope: Arc<Scope>,
     mutation: Mutation,
     generation: Option<i64>,
     state: JobState,
@@ -232,8 +233,8 @@ struct Job {
 #[derive(Debug)]
 enum Step {
     Send(Owner, Instant),
-    Probe(Scope, Instant),
-    Verify(Scope, Instant),
+    Probe(Arc<Scope>, Instant),
+    Verify(Arc<Scope>, Instant),
     /// Nothing waits to be sent: the last change counts as applied at this instant (the
     /// proven update time has passed), without a read.
     Settle(Instant),
@@ -260,7 +261,7 @@ impl Step {
 enum Call {
     Send {
         owner: Owner,
-        scope: Scope,
+        scope: Arc<Scope>,
         mutation: Mutation,
         /// Time since the last accepted change when it went out, if that one was not known
         /// applied.
@@ -314,7 +315,7 @@ pub(crate) struct GatewayQueue {
     peers: Option<Peers>,
     status: Option<GatewayStatus>,
     /// A scope to probe the gateway with (any job's).
-    probe_scope: Option<Scope>,
+    probe_scope: Option<Arc<Scope>>,
     /// How long the last change took from going out to its answer: mostly its wait at the
     /// account's rate limiter, which tells whether the API rate or the gateway binds.
     last_send: Option<Duration>,
@@ -339,6 +340,16 @@ pub(crate) struct GatewayQueue {
     retry: Duration,
     planned: Step,
     call: Option<Call>,
+}
+
+/// Whether a job's `scope` may share the gateway's `known` one: the same gateway, signed with
+/// the same credentials at the same account's limiter and rate.
+fn same_credentials(known: &Scope, scope: &Scope) -> bool {
+    known.region_id == scope.region_id
+        && known.vpn_gateway_id == scope.vpn_gateway_id
+        && known.credentials.key == scope.credentials.key
+        && known.credentials.account == scope.credentials.account
+        && known.credentials.api_rate == scope.credentials.api_rate
 }
 
 /// Whether an accepted create's answer named the entry it made.
@@ -441,11 +452,17 @@ impl GatewayQueue {
         let lone = quiet && alone;
         self.order.retain(|o| o != owner);
         self.order.push_back(owner.clone());
+        // One scope for the gateway's jobs while the credentials agree: the key names the
+        // access key (or role), so an equal key signs the same way.
+        let scope = match self.probe_scope.take() {
+            Some(known) if same_credentials(&known, scope) => known,
+            _ => Arc::new(scope.clone()),
+        };
         self.probe_scope = Some(scope.clone());
         self.jobs.insert(
             owner.clone(),
             Box::new(Job {
-                scope: scope.clone(),
+                scope,
                 mutation,
                 generation,
                 state: JobState::Queued,
@@ -1037,7 +1054,7 @@ impl GatewayQueue {
 
     // ---- what the rules read ----
 
-    fn queued_head(&self) -> Option<(Owner, Scope)> {
+    fn queued_head(&self) -> Option<(Owner, Arc<Scope>)> {
         self.order.iter().find_map(|o| {
             self.jobs
                 .get(o)
@@ -1104,14 +1121,14 @@ impl GatewayQueue {
 
     /// The scope of the oldest change awaiting the list: one a simulated seed replays (not a
     /// map's first).
-    fn oldest_awaiting_list(&self) -> Option<Scope> {
+    fn oldest_awaiting_list(&self) -> Option<Arc<Scope>> {
         oldest(self.awaiting_list()).map(|j| j.scope.clone())
     }
 
     /// When to read the list to confirm applied changes: once no change waits to be sent (one
     /// list then confirms a whole burst), or when a batch of them has waited long enough (see
     /// `VERIFY_AT_MOST`).
-    fn verify_at(&self, now: Instant) -> Option<(Scope, Instant)> {
+    fn verify_at(&self, now: Instant) -> Option<(Arc<Scope>, Instant)> {
         // The oldest, not the map's first: its scope (credentials) is one a simulated seed replays.
         let first = oldest(self.unlisted())?;
         let at = if self.queued_head().is_none() {

@@ -185,7 +185,8 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.
-    let mut senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>> = HashMap::new();
+    let mut senders: HashMap<Option<String>, mpsc::UnboundedSender<ObjectRef<VpnPbrRoute>>> =
+        HashMap::new();
     let mut runs = Vec::new();
     for (ns, c, _) in controllers {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -402,14 +403,14 @@ fn trim(route: &mut VpnPbrRoute) {
 /// lane when it takes the route.
 async fn dispatch(
     mut rx: mpsc::UnboundedReceiver<Owner>,
-    senders: HashMap<Option<String>, mpsc::UnboundedSender<Owner>>,
+    senders: HashMap<Option<String>, mpsc::UnboundedSender<ObjectRef<VpnPbrRoute>>>,
     prompt: Arc<PromptLane>,
 ) {
     while let Some(owner) = rx.recv().await {
         prompt.wake(&owner);
         let tx = senders.get(&None).or_else(|| senders.get(&owner.namespace));
         if let Some(tx) = tx {
-            let _ = tx.send(owner);
+            let _ = tx.send(owner.object_ref());
         }
     }
 }

@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::runtime::reflector::ObjectRef;
 
 use super::*;
 use crate::controller::fixtures::{publish, scope};
-use crate::controller::job::JobView;
+use crate::controller::job::{JobView, Owner};
 use crate::controller::scheduler::Scheduler;
 use alicloud_vpc_client::NOT_SENT;
 
@@ -256,7 +255,7 @@ async fn the_scheduler_keeps_a_fenced_job_queued_and_sends_it_once_the_fence_ope
     let fence = Fence::new();
     let cloud: Arc<dyn CloudPort> = Arc::new(FencedCloud::new(slow.clone(), fence.clone()));
     let (sched, mut rx) = Scheduler::of_cloud(cloud);
-    let owner = ObjectRef::new("r1").within("ns");
+    let owner = Owner::new("r1", Some("ns"));
     sched.submit(&owner, &scope(), publish(1), Some(1), true);
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(

@@ -14,7 +14,6 @@ use alicloud_vpc_client::{
     ApiError, CloudError, DescribeVpnPbrRouteEntriesResponse, EntryFields, VpnPbrRouteEntry,
     classify, read_whole_list,
 };
-use kube::runtime::reflector::ObjectRef;
 use rand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -24,7 +23,7 @@ use vpc_emulator::world::{PbrEntry, World};
 use vpn_pbr_operator::api::v1alpha1::{DEFAULT_PRIORITY, VpnPbrRoute};
 use vpn_pbr_operator::{
     Accepted, CloudFuture, CloudPort, Entry, GatewayFacts, JobView, Mutation, MutationRequest,
-    Scheduler, Scope, rfc3339_millis,
+    Owner, Scheduler, Scope, rfc3339_millis,
 };
 
 use super::world::{EntryKey, Sim, State, account_id, account_of_key, uid};
@@ -199,7 +198,7 @@ fn sender<'a>(
         .iter()
         .filter(|(ns, name)| {
             matches!(
-                scheduler.job(&ObjectRef::new(name).within(ns)),
+                scheduler.job(&Owner::new(name, Some(ns))),
                 Some(JobView::InFlight)
             )
         })

@@ -97,7 +97,7 @@ impl Run {
                     .cached
                     .read_ended(outcome, self.now)
                     .into_iter()
-                    .map(|o| o.name)
+                    .map(|o| o.name.clone())
                     .collect();
                 woken.sort();
                 assert_eq!(woken, want, "{at}");

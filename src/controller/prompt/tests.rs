@@ -214,7 +214,7 @@ async fn a_single_change_is_reconciled_ahead_of_a_queued_burst() {
     let runs = ran.clone();
     tokio::spawn(drive(lane.clone(), rx, move |owner: Owner| {
         let runs = runs.clone();
-        async move { lock(&runs).push(owner.name) }
+        async move { lock(&runs).push(owner.name.clone()) }
     }));
     // A burst of 1,000 new routes on gateway A (the controller's queue holds them all), then
     // a new route on gateway B.

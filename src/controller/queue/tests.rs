@@ -842,3 +842,34 @@ fn a_change_of_a_gateway_whose_reads_several_routes_share_is_not_lone() {
     Run::new(true).script("a burst's first change", shared);
     Run::new(true).script("a lone change", first_sent());
 }
+
+/// A queued job holds one block of its own: its route's owner is shared with the reconcile that
+/// submitted it (the queue's order and its map hold counts of one allocation, not copies of the
+/// name and namespace), and its scope is the gateway's (not a copy of the region, gateway and
+/// credentials strings per job).
+#[test]
+fn a_queued_job_shares_its_owner_and_the_gateways_scope() {
+    use crate::controller::fixtures::retained;
+    const N: usize = 2000;
+    let owners: Vec<Owner> = (0..N).map(owner).collect();
+    let creates: Vec<Mutation> = (0..N).map(create).collect();
+    let scope = scope();
+    let mut queue = GatewayQueue::new(0, true);
+    let ((), heap) = retained(|| {
+        for (o, m) in owners.iter().zip(creates) {
+            assert!(queue.submit(o, &scope, m, Some(1), true));
+        }
+    });
+    assert_eq!(queue.jobs.len(), N);
+    // Per job its box; the shared scope and the tables are a few blocks more (each copied
+    // owner would add its two strings twice, each copied scope three strings).
+    let n = i64::try_from(N).unwrap();
+    assert!(heap.blocks <= n + 64, "{heap:?} for {N} jobs");
+    assert!(heap.bytes <= 300 * n, "{heap:?} for {N} jobs");
+    // Other credentials on the same gateway get a scope of their own.
+    let other = crate::controller::fixtures::scope_on("vpn-a", "secret:ns/s#id2");
+    assert!(queue.submit(&owner(N), &other, create(N), Some(1), true));
+    let job = |i: usize| &queue.jobs[&owner(i)].scope;
+    assert!(Arc::ptr_eq(job(0), job(N - 1)));
+    assert_eq!(job(N).credentials.key, "secret:ns/s#id2");
+}
