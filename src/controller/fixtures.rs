@@ -155,14 +155,17 @@ impl<T, const N: usize> Joined<T> for [Vec<T>; N] {
     }
 }
 
-/// The unit tests' allocator: the system's, with the blocks and bytes each thread holds
-/// counted, so a test can assert what a structure keeps on the heap ([`retained`]).
+/// The unit tests' allocator: the system's, with the blocks and bytes each thread holds and
+/// the allocations it made counted, so a test can assert what a structure keeps on the heap
+/// and what a call allocates on the way ([`retained`]).
 struct Counting;
 
 thread_local! {
     /// Live blocks and bytes allocated by this thread (a block freed by another thread is
     /// counted there).
     static LIVE: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
+    /// Allocations (and reallocations) made by this thread.
+    static MADE: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
 fn count(blocks: i64, bytes: usize, sign: i64) {
@@ -172,6 +175,9 @@ fn count(blocks: i64, bytes: usize, sign: i64) {
         let (n, b) = c.get();
         c.set((n + blocks, b + bytes));
     });
+    if sign > 0 {
+        let _ = MADE.try_with(|c| c.set(c.get() + 1));
+    }
 }
 
 // SAFETY: every call is passed on unchanged to the system allocator; counting allocates
@@ -215,22 +221,26 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
 #[global_allocator]
 static COUNTING: Counting = Counting;
 
-/// What a structure keeps on the heap: blocks and bytes allocated and not freed.
+/// What a structure keeps on the heap: blocks and bytes allocated and not freed; and how many
+/// allocations were made on the way (freed or not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Heap {
     pub blocks: i64,
     pub bytes: i64,
+    pub allocations: i64,
 }
 
 /// Runs `f` on this thread and tells what it left allocated (what its result, or anything it
 /// changed, keeps on the heap).
 pub(crate) fn retained<R>(f: impl FnOnce() -> R) -> (R, Heap) {
     let before = LIVE.with(std::cell::Cell::get);
+    let made = MADE.with(std::cell::Cell::get);
     let out = f();
     let after = LIVE.with(std::cell::Cell::get);
     let heap = Heap {
         blocks: after.0 - before.0,
         bytes: after.1 - before.1,
+        allocations: MADE.with(std::cell::Cell::get) - made,
     };
     (out, heap)
 }

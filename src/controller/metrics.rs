@@ -296,7 +296,12 @@ impl Metrics {
         {
             let mut seen = self.seen_ready.lock().unwrap_or_else(|p| p.into_inner());
             seen.retain(|uid| uids.contains(uid.as_str()));
-            seen.extend(now_ready.into_iter().map(str::to_owned));
+            // Every tick sees every Ready route: only a new one is copied into the set.
+            for uid in now_ready {
+                if !seen.contains(uid) {
+                    seen.insert(uid.to_owned());
+                }
+            }
         }
         for (value, n) in ready.by_value() {
             self.routes
@@ -557,6 +562,21 @@ mod tests {
         // Gone from the cache: forgotten (the set holds only routes that exist).
         m.routes_seen([]);
         assert!(m.seen_ready.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_tick_copies_only_the_routes_newly_seen_ready() {
+        use crate::controller::fixtures::retained;
+        let (_registry, m) = registered();
+        let routes: Vec<_> = (0..1000)
+            .map(|i| route(&format!("u{i}"), 1, &[("Ready", "True", "Available", 1)]))
+            .collect();
+        let ((), first) = retained(|| m.routes_seen(&routes));
+        assert!(first.allocations >= 1000, "{first:?}");
+        // The same routes again: the tick's own tables as they grow, no copy of a uid per route.
+        let ((), again) = retained(|| m.routes_seen(&routes));
+        assert!(again.allocations < 100, "{again:?}");
+        assert_eq!(m.seen_ready.lock().unwrap().len(), 1000);
     }
 
     #[test]
