@@ -22,6 +22,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::job::{Owner, owner_key, owner_of};
@@ -263,13 +264,19 @@ impl PromptLane {
     }
 }
 
-/// Runs the lane's reconciles, [`PROMPT_CONCURRENCY`] at a time, for the life of the process.
-pub async fn drive<F, Fut>(lane: Arc<PromptLane>, rx: mpsc::UnboundedReceiver<Owner>, run: F)
-where
+/// Runs the lane's reconciles, [`PROMPT_CONCURRENCY`] at a time, until `shutdown`: then it takes
+/// no new work, as the controllers do, and returns once the reconciles under way have ended.
+pub async fn drive<F, Fut>(
+    lane: Arc<PromptLane>,
+    rx: mpsc::UnboundedReceiver<Owner>,
+    shutdown: CancellationToken,
+    run: F,
+) where
     F: Fn(Owner) -> Fut,
     Fut: Future<Output = ()>,
 {
     UnboundedReceiverStream::new(rx)
+        .take_until(shutdown.cancelled_owned())
         .for_each_concurrent(PROMPT_CONCURRENCY, |owner| {
             let go = lane.start(&owner);
             let run = go.then(|| run(owner));

@@ -263,7 +263,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         async move { tenancy.await_synced().await }
     });
     tokio::spawn(dispatch(wake_rx, senders, prompt.clone()));
-    tokio::spawn(prompt::drive(prompt, prompt_rx, {
+    let lane = tokio::spawn(prompt::drive(prompt, prompt_rx, shutdown.clone(), {
         let (stores, ctx) = (stores.clone(), ctx.clone());
         move |owner| {
             let route = stores.iter().find_map(|s| s.get(&owner));
@@ -289,6 +289,8 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
     info!(namespaces = ?rt.namespaces, concurrency = rt.concurrency, "controller started");
     rt.metrics.leader.set(1);
     futures::future::join(futures::future::join_all(runs), account_run).await;
+    // The lane stops taking work with the controllers; its reconciles under way end first.
+    let _ = lane.await;
     rt.metrics.leader.set(0);
 
     // Stop taking work; let cloud calls in flight finish within the bound.

@@ -234,7 +234,14 @@ impl Process {
             wake_rx,
             lane.clone(),
         ));
-        let lane_task = tokio::spawn(prompt_lane(sim.clone(), ctx, epoch, lane, lane_rx));
+        let lane_task = tokio::spawn(prompt_lane(
+            sim.clone(),
+            ctx,
+            epoch,
+            lane,
+            lane_rx,
+            cancel.clone(),
+        ));
         let lease = fence.map(|f| {
             let (sim, stop) = (sim.clone(), cancel.clone());
             tokio::spawn(async move {
@@ -499,8 +506,9 @@ async fn prompt_lane(
     epoch: u64,
     lane: Arc<PromptLane>,
     rx: UnboundedReceiver<Owner>,
+    stop: CancellationToken,
 ) {
-    drive_prompt_lane(lane, rx, |owner| {
+    drive_prompt_lane(lane, rx, stop, |owner| {
         let (sim, ctx) = (sim.clone(), ctx.clone());
         async move {
             let key = key_of_owner(&owner);

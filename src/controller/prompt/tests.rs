@@ -212,10 +212,15 @@ async fn a_single_change_is_reconciled_ahead_of_a_queued_burst() {
     let (lane, rx) = PromptLane::with_idle(|_| true);
     let ran = Arc::new(Mutex::new(Vec::<String>::new()));
     let runs = ran.clone();
-    tokio::spawn(drive(lane.clone(), rx, move |owner: Owner| {
-        let runs = runs.clone();
-        async move { lock(&runs).push(owner.name.clone()) }
-    }));
+    tokio::spawn(drive(
+        lane.clone(),
+        rx,
+        CancellationToken::new(),
+        move |owner: Owner| {
+            let runs = runs.clone();
+            async move { lock(&runs).push(owner.name.clone()) }
+        },
+    ));
     // A burst of 1,000 new routes on gateway A (the controller's queue holds them all), then
     // a new route on gateway B.
     let new = |name: &str, gateway: &str| route_with(name, gateway, serde_json::Value::Null, false);
@@ -239,4 +244,36 @@ async fn a_single_change_is_reconciled_ahead_of_a_queued_burst() {
     lane.wake(&owner_of(&new("b7", A)));
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(*lock(&ran), ["single", "single"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lane_takes_no_work_after_shutdown_and_ends() {
+    let (lane, rx) = PromptLane::with_idle(|_| true);
+    let ran = Arc::new(Mutex::new(Vec::<String>::new()));
+    let runs = ran.clone();
+    let shutdown = CancellationToken::new();
+    let driver = tokio::spawn(drive(
+        lane.clone(),
+        rx,
+        shutdown.clone(),
+        move |owner: Owner| {
+            let runs = runs.clone();
+            async move { lock(&runs).push(owner.name.clone()) }
+        },
+    ));
+    let new = |name: &str| route_with(name, B, serde_json::Value::Null, false);
+    let before = new("before");
+    lane.note(&before);
+    lane.trigger(&before);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(*lock(&ran), ["before"]);
+    shutdown.cancel();
+    let after = new("after");
+    lane.note(&after);
+    lane.trigger(&after);
+    tokio::time::timeout(Duration::from_secs(1), driver)
+        .await
+        .expect("the driver ends at shutdown")
+        .expect("no panic");
+    assert_eq!(*lock(&ran), ["before"], "nothing taken after shutdown");
 }
