@@ -11,11 +11,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use smallvec::SmallVec;
 
 use super::decide::owns_entry;
+use super::job::{Owner, owner_of};
 use crate::api::v1alpha1::{RouteKey, VpnPbrRoute, VpnPbrRouteSpec};
 
 /// A watch cache of routes and the claim index fed by the same events.
@@ -40,9 +41,9 @@ struct Index {
     relist: Option<Buckets>,
 }
 
-/// One ref per route, shared by its entry in `keys` and its two buckets (a route's name and
+/// One owner per route, shared by its entry in `keys` and its two buckets (a route's name and
 /// namespace are stored once, not three times).
-type Ref = Arc<ObjectRef<VpnPbrRoute>>;
+type Ref = Owner;
 
 #[derive(Default)]
 struct Buckets {
@@ -57,19 +58,18 @@ struct Buckets {
 type Bucket = SmallVec<[Ref; 1]>;
 
 impl Buckets {
-    fn insert(&mut self, at: ObjectRef<VpnPbrRoute>, keys: (u64, u64)) {
+    fn insert(&mut self, at: Owner, keys: (u64, u64)) {
         match self.keys.get(&at) {
             Some(old) if *old == keys => return,
             Some(_) => self.remove(&at),
             None => {}
         }
-        let at = Arc::new(at);
         add(&mut self.claim, keys.0, &at);
         add(&mut self.publish, keys.1, &at);
         self.keys.insert(at, keys);
     }
 
-    fn remove(&mut self, at: &ObjectRef<VpnPbrRoute>) {
+    fn remove(&mut self, at: &Owner) {
         let Some((claim, publish)) = self.keys.remove(at) else {
             return;
         };
@@ -82,24 +82,15 @@ fn add(buckets: &mut HashMap<u64, Bucket>, key: u64, at: &Ref) {
     buckets.entry(key).or_default().push(at.clone());
 }
 
-fn take(buckets: &mut HashMap<u64, Bucket>, key: u64, at: &ObjectRef<VpnPbrRoute>) {
+fn take(buckets: &mut HashMap<u64, Bucket>, key: u64, at: &Owner) {
     if let Some(bucket) = buckets.get_mut(&key) {
-        bucket.retain(|r| **r != *at);
+        bucket.retain(|r| r != at);
         if bucket.is_empty() {
             buckets.remove(&key);
         } else {
             // Back inline once one route is left.
             bucket.shrink_to_fit();
         }
-    }
-}
-
-/// The cache's key of a route, without the uid and version the watch's refs carry.
-fn object_ref(route: &VpnPbrRoute) -> ObjectRef<VpnPbrRoute> {
-    let at = ObjectRef::new(&route.name_any());
-    match route.namespace() {
-        Some(ns) => at.within(&ns),
-        None => at,
     }
 }
 
@@ -136,16 +127,16 @@ impl ClaimIndex {
         match event {
             watcher::Event::Apply(route) => {
                 let keys = index.keys(route);
-                index.live.insert(object_ref(route), keys);
+                index.live.insert(owner_of(route), keys);
             }
-            watcher::Event::Delete(route) => index.live.remove(&object_ref(route)),
+            watcher::Event::Delete(route) => index.live.remove(&owner_of(route)),
             watcher::Event::Init => index.relist = Some(Buckets::default()),
             watcher::Event::InitApply(route) => {
                 let keys = index.keys(route);
                 index
                     .relist
                     .get_or_insert_with(Buckets::default)
-                    .insert(object_ref(route), keys);
+                    .insert(owner_of(route), keys);
             }
             watcher::Event::InitDone => {
                 if let Some(fresh) = index.relist.take() {

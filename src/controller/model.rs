@@ -32,6 +32,16 @@ pub struct CredentialsHandle {
 }
 
 impl Scope {
+    /// Whether `other` may stand for this scope: the same gateway, signed with the same
+    /// credentials (the key names the access key or role) at the same account's limiter and rate.
+    pub(crate) fn signs_like(&self, other: &Scope) -> bool {
+        self.region_id == other.region_id
+            && self.vpn_gateway_id == other.vpn_gateway_id
+            && self.credentials.key == other.credentials.key
+            && self.credentials.account == other.credentials.account
+            && self.credentials.api_rate == other.credentials.api_rate
+    }
+
     /// Key of the gateway queue and of the entry cache.
     pub(crate) fn key(&self) -> GatewayKey {
         GatewayKey {

@@ -342,16 +342,6 @@ pub(crate) struct GatewayQueue {
     call: Option<Call>,
 }
 
-/// Whether a job's `scope` may share the gateway's `known` one: the same gateway, signed with
-/// the same credentials at the same account's limiter and rate.
-fn same_credentials(known: &Scope, scope: &Scope) -> bool {
-    known.region_id == scope.region_id
-        && known.vpn_gateway_id == scope.vpn_gateway_id
-        && known.credentials.key == scope.credentials.key
-        && known.credentials.account == scope.credentials.account
-        && known.credentials.api_rate == scope.credentials.api_rate
-}
-
 /// Whether an accepted create's answer named the entry it made.
 fn answered_with_entry(state: &JobState) -> bool {
     matches!(state, JobState::Accepted { accepted, .. } if accepted.entry.is_some())
@@ -455,7 +445,7 @@ impl GatewayQueue {
         // One scope for the gateway's jobs while the credentials agree: the key names the
         // access key (or role), so an equal key signs the same way.
         let scope = match self.probe_scope.take() {
-            Some(known) if same_credentials(&known, scope) => known,
+            Some(known) if known.signs_like(scope) => known,
             _ => Arc::new(scope.clone()),
         };
         self.probe_scope = Some(scope.clone());
