@@ -11,8 +11,24 @@ use vpn_pbr_operator::{app, telemetry};
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // One thread runs every task. The operator mostly waits on the cloud and the API server
+    // (about 4 ms of CPU per route at 10,000 routes); with a thread per core, most wake-ups
+    // crossed threads and the context switches cost more CPU than the work they woke
+    // (docs/benchmarks.md, CPU profile).
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("vpn-pbr-operator: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     // Dropped when `main` returns, after the graceful SIGTERM shutdown of `app::run`; the drop
     // writes dhat-heap.json in the working directory.
     #[cfg(feature = "heap-profile")]

@@ -136,6 +136,20 @@ async fn create_becomes_ready_with_the_clouds_state_and_create_time() -> anyhow:
 }
 
 #[tokio::test]
+async fn the_operator_runs_its_tasks_on_one_thread() -> anyhow::Result<()> {
+    // src/main.rs: a thread per core made most wake-ups cross threads, and the context
+    // switches cost more CPU than the work they woke (docs/benchmarks.md, CPU profile).
+    let route = Route::new("vpn-gw-a", "192.168.2.0/24", "10.2.0.0/16", "vco-gw-a-1");
+    let env = start_ready("thread", 200, &[("r", route.spec(100))]).await?;
+    let pid = env.op.pid().expect("operator running");
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .map(|t| std::fs::read_to_string(t?.path().join("comm")))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(threads.len(), 1, "the operator's threads: {threads:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn busy_gateway_ends_ready_with_exactly_one_create_each() -> anyhow::Result<()> {
     let env = Env::start("busy", 400, &[], &[]).await?;
     env.emu
