@@ -63,11 +63,7 @@ fn i(v: u32) -> i32 {
 impl CloudPort for VpcPort {
     fn rate_has_room(&self, account: &str) -> bool {
         let limiter = self.factory.account_rate_limiter(account);
-        let waiting: usize = [Priority::Prompt, Priority::Mutation, Priority::Progress]
-            .into_iter()
-            .map(|p| limiter.waiting(p))
-            .sum();
-        waiting <= 1
+        limiter.waiting_capped(Priority::Prompt, Priority::Progress, 2) <= 1
     }
 
     fn list_entries<'a>(&'a self, scope: &'a Scope) -> CloudFuture<'a, Vec<Entry>> {

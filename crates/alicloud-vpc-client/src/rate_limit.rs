@@ -275,6 +275,18 @@ impl RateLimiter {
         self.with_state(|s| s.rate)
     }
 
+    /// Calls of the classes `from` to `to` (inclusive) waiting for a token now, counted up to
+    /// `cap`: asking whether more than a few wait does not walk a long queue (this is asked
+    /// before every step of every gateway's queue).
+    pub fn waiting_capped(&self, from: Priority, to: Priority, cap: usize) -> usize {
+        self.with_state(|s| {
+            s.waiters
+                .range((from, 0)..=(to, u64::MAX))
+                .take(cap)
+                .count()
+        })
+    }
+
     /// Calls of `priority` waiting for a token now.
     pub fn waiting(&self, priority: Priority) -> usize {
         self.with_state(|s| {
@@ -652,6 +664,32 @@ mod tests {
         );
         assert!(!mutations.is_finished(), "served while mutations went on");
         mutations.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_capped_counts_a_range_of_classes_up_to_its_cap() {
+        use Priority::*;
+        let l = limiter(10.0, 1.0);
+        drain(&l).await;
+        let (_granted, handles) = spawn_waiters(
+            &l,
+            &[
+                (Pacing, "s"),
+                (Mutation, "m1"),
+                (Mutation, "m2"),
+                (Progress, "p1"),
+                (Background, "b1"),
+            ],
+        )
+        .await;
+        assert_eq!(l.waiting_capped(Prompt, Progress, 10), 3);
+        assert_eq!(l.waiting_capped(Prompt, Progress, 2), 2);
+        assert_eq!(l.waiting_capped(Pacing, Background, 100), 5);
+        assert_eq!(l.waiting_capped(Background, Background, 100), 1);
+        assert_eq!(l.waiting_capped(Prompt, Prompt, 100), 0);
+        for h in handles {
+            h.abort();
+        }
     }
 
     #[tokio::test(start_paused = true)]
