@@ -620,12 +620,16 @@ impl GatewayQueue {
                 self.call = Some(Call::List {
                     gap: self.pending_gap(now),
                 });
-                // A lone change's read-back is what its route waits for to be `Ready`.
-                let class = if self.awaiting_list().any(|(_, j)| j.lone) {
-                    Priority::Prompt
-                } else {
-                    Priority::Progress
-                };
+                // A lone change's read-back is what its route waits for to be `Ready`; so is
+                // the first read-back since the gateway was quiet (a burst's first route of the
+                // gateway): one per gateway and quiet spell, like a lone change, so the class
+                // cannot hold a burst back.
+                let class =
+                    if !self.read_back_since_quiet || self.awaiting_list().any(|(_, j)| j.lone) {
+                        Priority::Prompt
+                    } else {
+                        Priority::Progress
+                    };
                 vec![Command::ReadList { scope, class }]
             }
             Step::Settle(_) => {

@@ -334,6 +334,32 @@ fn a_change_goes_when_its_turn_comes_and_counts_once_the_list_shows_it() {
             .joined(),
         ),
         (
+            "a burst's first change of the gateway is read back alone, at the lone class",
+            true,
+            [
+                vec![
+                    SubmitShared(1, create(1), true),
+                    SubmitShared(2, create(2), true),
+                    SubmitShared(3, create(3), true),
+                    On(free(), &["sleep until 0"]),
+                    On(due(), &["send create s1"]),
+                    On(accepted(), &["cache create s1", "learn peers"]),
+                    On(peers(), &["wake r1"]),
+                ],
+                status_read(&["sleep until 100"], 100, "active", &["wake peers"]),
+                vec![
+                    On(free(), &["sleep until 110"]),
+                    On(due(), &["send create s2"]),
+                    On(accepted(), &["cache create s2", "wake r2"]),
+                    On(free(), &["sleep until 110"]),
+                    On(due(), &["read list at Prompt"]),
+                    On(listed(&[1]), &["wake r1"]),
+                    View(1, "confirmed"),
+                ],
+            ]
+            .joined(),
+        ),
+        (
             "without pacing changes go back to back and count as applied at once",
             false,
             vec![
