@@ -54,7 +54,7 @@ pub use controller::echoes::{Arrival, Echoes};
 pub use controller::entries::GatewayCache;
 pub use controller::job::{JobView, Owner};
 pub use controller::metrics::Metrics;
-pub use controller::prompt::{PromptLane, drive as drive_prompt_lane};
+pub use controller::prompt::{LaneQueues, PromptLane, drive as drive_prompt_lane};
 pub use controller::reconcile::reconcile;
 pub use controller::roles::RoleSessions;
 pub use controller::scheduler::{Scheduler, SchedulerConfig};

@@ -10,8 +10,18 @@
 //! the requeues); both take the route's turn (turns.rs), so one reconcile of it runs at a time.
 //! The lane runs at most [`PROMPT_CONCURRENCY`] reconciles and only routes alone on their
 //! gateway, so a burst cannot fill it (a burst's first route of a gateway stops being alone as
-//! soon as the second arrives, and is skipped when its turn in the lane comes), and it takes
-//! nothing from the controller's queue but its share of the API server.
+//! soon as the second arrives, and leaves the lone part when its turn there comes), and it
+//! takes nothing from the controller's queue but its share of the API server.
+//!
+//! Beside it, the opener part takes one route of each gateway the scheduler holds nothing for,
+//! however many of its routes arrive at once (the one taken alone before the burst joined it,
+//! or else the first triggered), and that route's wake-ups: a burst of a thousand routes over
+//! twenty gateways then has every gateway's first
+//! change on its way within the first reconciles, and each first route `Ready` one read after
+//! its gateway applied it, instead of behind the controller's queue of the whole burst (its
+//! first reconciles alone take seconds of API server writes). It is a part of its own, at most
+//! [`OPENER_CONCURRENCY`] reconciles, so that openers waiting at a busy account's rate limiter
+//! never hold a lone change back; a gateway has at most one opener at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -34,6 +44,17 @@ use crate::sync::lock;
 
 /// Reconciles the lane runs at once.
 pub(crate) const PROMPT_CONCURRENCY: usize = 2;
+/// Reconciles the opener part runs at once.
+pub(crate) const OPENER_CONCURRENCY: usize = 8;
+
+/// Which part of the lane takes a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// The only unsettled route of its gateway.
+    Lone,
+    /// One route of a gateway the scheduler held nothing for when it arrived.
+    Opener,
+}
 
 /// How long after its change arrived a route's wake-ups still go to the lane: a create on an
 /// idle gateway is read back within a few gateway update times; a route stuck longer (refused,
@@ -56,6 +77,8 @@ pub(crate) struct Admissions {
     admitted: HashMap<String, Instant>,
     /// Routes sent to the lane whose reconcile has not started.
     queued: HashSet<String>,
+    /// Each gateway's opener (admitted while its admission lasts).
+    openers: HashMap<String, String>,
 }
 
 impl Admissions {
@@ -76,6 +99,12 @@ impl Admissions {
 
     /// The route is gone, or settled.
     pub(crate) fn gone(&mut self, key: &str) {
+        if let Some(gateway) = self.unsettled.get(key)
+            && self.openers.get(gateway).is_some_and(|k| k == key)
+        {
+            self.openers.remove(gateway);
+            shrink(&mut self.openers);
+        }
         self.leave_gateway(key);
         self.admitted.remove(key);
         self.queued.remove(key);
@@ -112,36 +141,71 @@ impl Admissions {
         }
     }
 
-    /// A change of the route arrived (not the echo of our write): whether the lane takes it
-    /// now. `idle`: whether the scheduler holds no change for the gateway.
+    /// A change of the route arrived (not the echo of our write): which lane takes it now, if
+    /// any. `idle`: whether the scheduler holds no change for the gateway.
     pub(crate) fn trigger(
         &mut self,
         key: &str,
         now: Instant,
         idle: impl FnOnce(&str) -> bool,
-    ) -> bool {
-        let Some(gateway) = self.alone_on(key).map(str::to_owned) else {
-            return false;
-        };
-        if !self.admitted(key, now) {
-            if !idle(&gateway) {
-                return false;
+    ) -> Option<Lane> {
+        let gateway = self.unsettled.get(key)?.clone();
+        if self.alone_on(key).is_some() {
+            if !self.admitted(key, now) {
+                if !idle(&gateway) {
+                    return None;
+                }
+                self.admitted.insert(key.to_owned(), now + PROMPT_FOR);
+                // The gateway's first change in the lane stays there as its opener once a
+                // burst joins it: its create goes first, and its read-back is the one the
+                // gateway's first `Ready` waits for.
+                self.openers.insert(gateway, key.to_owned());
             }
+            return self.queue(key).then_some(Lane::Lone);
+        }
+        if !self.opens(key, &gateway, now) {
+            let other = self.openers.get(&gateway).cloned();
+            if other.is_some_and(|o| self.admitted(&o, now)) || !idle(&gateway) {
+                return None;
+            }
+            self.openers.insert(gateway, key.to_owned());
             self.admitted.insert(key.to_owned(), now + PROMPT_FOR);
         }
-        self.queue(key)
+        self.queue(key).then_some(Lane::Opener)
     }
 
-    /// The scheduler or the read cache woke the route: whether the lane takes it.
-    pub(crate) fn wake(&mut self, key: &str, now: Instant) -> bool {
-        self.alone_on(key).is_some() && self.admitted(key, now) && self.queue(key)
+    /// The scheduler or the read cache woke the route: which lane takes it, if any.
+    pub(crate) fn wake(&mut self, key: &str, now: Instant) -> Option<Lane> {
+        let lane = self.lane_of(key, now)?;
+        self.queue(key).then_some(lane)
     }
 
-    /// The lane's reconcile of the route is about to start: whether it still should (the
-    /// route may have been joined by others on its gateway while it waited).
-    pub(crate) fn start(&mut self, key: &str, now: Instant) -> bool {
+    /// The lane's reconcile of the route is about to start in `part`: whether it still should
+    /// (the route may have been joined by others on its gateway while it waited), and, for a
+    /// route that became its gateway's opener meanwhile, `Opener`: it goes to that part
+    /// instead, so that the lone part never waits on a burst's calls.
+    pub(crate) fn start(&mut self, key: &str, part: Lane, now: Instant) -> Option<Lane> {
         self.queued.remove(key);
-        self.alone_on(key).is_some() && self.admitted(key, now)
+        match self.lane_of(key, now)? {
+            l if l == part => Some(l),
+            Lane::Opener => self.queue(key).then_some(Lane::Opener),
+            Lane::Lone => None,
+        }
+    }
+
+    /// The lane the route is in now: alone on its gateway and admitted, or its gateway's
+    /// opener.
+    fn lane_of(&mut self, key: &str, now: Instant) -> Option<Lane> {
+        let gateway = self.unsettled.get(key)?.clone();
+        if self.alone_on(key).is_some() && self.admitted(key, now) {
+            return Some(Lane::Lone);
+        }
+        self.opens(key, &gateway, now).then_some(Lane::Opener)
+    }
+
+    /// Whether the route is its gateway's opener, still admitted.
+    fn opens(&mut self, key: &str, gateway: &str, now: Instant) -> bool {
+        self.openers.get(gateway).is_some_and(|k| k == key) && self.admitted(key, now)
     }
 
     /// The gateway of an unsettled route that is the only unsettled one there.
@@ -191,25 +255,44 @@ pub struct PromptLane {
     admissions: Mutex<Admissions>,
     /// Whether the scheduler holds no change for a gateway (by its id).
     idle: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    tx: mpsc::UnboundedSender<Owner>,
+    lone: mpsc::UnboundedSender<Owner>,
+    openers: mpsc::UnboundedSender<Owner>,
+}
+
+/// The work of the lane's two parts, which its driver ([`drive`]) runs.
+pub struct LaneQueues {
+    lone: mpsc::UnboundedReceiver<Owner>,
+    openers: mpsc::UnboundedReceiver<Owner>,
 }
 
 impl PromptLane {
-    /// The lane and the receiver its driver ([`drive`]) runs.
-    pub fn new(scheduler: Scheduler) -> (Arc<Self>, mpsc::UnboundedReceiver<Owner>) {
+    /// The lane and the queues its driver ([`drive`]) runs.
+    pub fn new(scheduler: Scheduler) -> (Arc<Self>, LaneQueues) {
         Self::with_idle(move |gateway| scheduler.quiet_gateway(gateway))
     }
 
-    fn with_idle(
-        idle: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Owner>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn with_idle(idle: impl Fn(&str) -> bool + Send + Sync + 'static) -> (Arc<Self>, LaneQueues) {
+        let (lone, lone_rx) = mpsc::unbounded_channel();
+        let (openers, openers_rx) = mpsc::unbounded_channel();
         let lane = Self {
             admissions: Mutex::default(),
             idle: Box::new(idle),
-            tx,
+            lone,
+            openers,
         };
-        (Arc::new(lane), rx)
+        let queues = LaneQueues {
+            lone: lone_rx,
+            openers: openers_rx,
+        };
+        (Arc::new(lane), queues)
+    }
+
+    fn send(&self, lane: Lane, owner: Owner) {
+        let tx = match lane {
+            Lane::Lone => &self.lone,
+            Lane::Opener => &self.openers,
+        };
+        let _ = tx.send(owner);
     }
 
     /// Every watch event of a route that is present.
@@ -243,42 +326,71 @@ impl PromptLane {
     pub fn trigger(&self, route: &VpnPbrRoute) {
         let key = object_key(route);
         let take = lock(&self.admissions).trigger(&key, Instant::now(), &self.idle);
-        if take {
-            debug!(route = %key, "prompt lane takes a change");
-            let _ = self.tx.send(owner_of(route));
+        if let Some(lane) = take {
+            debug!(route = %key, ?lane, "prompt lane takes a change");
+            self.send(lane, owner_of(route));
         }
     }
 
     /// A wake-up of a route.
     pub fn wake(&self, owner: &Owner) {
-        if lock(&self.admissions).wake(&owner_key(owner), Instant::now()) {
-            debug!(route = %owner, "prompt lane takes a wake-up");
-            let _ = self.tx.send(owner.clone());
+        let take = lock(&self.admissions).wake(&owner_key(owner), Instant::now());
+        if let Some(lane) = take {
+            debug!(route = %owner, ?lane, "prompt lane takes a wake-up");
+            self.send(lane, owner.clone());
         }
     }
 
-    fn start(&self, owner: &Owner) -> bool {
-        let go = lock(&self.admissions).start(&owner_key(owner), Instant::now());
-        debug!(route = %owner, go, "prompt lane turn");
+    /// Whether the route's reconcile starts now in `part` (or moves to the opener part).
+    fn start(&self, owner: &Owner, part: Lane) -> bool {
+        let now_in = lock(&self.admissions).start(&owner_key(owner), part, Instant::now());
+        let go = now_in == Some(part);
+        debug!(route = %owner, ?part, go, "prompt lane turn");
+        if let Some(moved) = now_in.filter(|l| *l != part) {
+            self.send(moved, owner.clone());
+        }
         go
     }
 }
 
-/// Runs the lane's reconciles, [`PROMPT_CONCURRENCY`] at a time, until `shutdown`: then it takes
-/// no new work, as the controllers do, and returns once the reconciles under way have ended.
+/// Runs the lane's reconciles, [`PROMPT_CONCURRENCY`] lone and [`OPENER_CONCURRENCY`] openers
+/// at a time, until `shutdown`: then it takes no new work, as the controllers do, and returns
+/// once the reconciles under way have ended.
 pub async fn drive<F, Fut>(
     lane: Arc<PromptLane>,
-    rx: mpsc::UnboundedReceiver<Owner>,
+    queues: LaneQueues,
     shutdown: CancellationToken,
     run: F,
 ) where
     F: Fn(Owner) -> Fut,
     Fut: Future<Output = ()>,
 {
+    let (lane, run) = (&*lane, &run);
+    futures::join!(
+        serve(lane, Lane::Lone, queues.lone, shutdown.clone(), run),
+        serve(lane, Lane::Opener, queues.openers, shutdown, run),
+    );
+}
+
+/// Runs one part's reconciles until `shutdown`.
+async fn serve<F, Fut>(
+    lane: &PromptLane,
+    part: Lane,
+    rx: mpsc::UnboundedReceiver<Owner>,
+    shutdown: CancellationToken,
+    run: &F,
+) where
+    F: Fn(Owner) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let at_once = match part {
+        Lane::Lone => PROMPT_CONCURRENCY,
+        Lane::Opener => OPENER_CONCURRENCY,
+    };
     UnboundedReceiverStream::new(rx)
         .take_until(shutdown.cancelled_owned())
-        .for_each_concurrent(PROMPT_CONCURRENCY, |owner| {
-            let go = lane.start(&owner);
+        .for_each_concurrent(at_once, |owner| {
+            let go = lane.start(&owner, part);
             let run = go.then(|| run(owner));
             async move {
                 if let Some(run) = run {

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vpn_pbr_operator::{
     Accounts, Backoffs, CloudPort, Context, Echoes, Entropy, Fence, FencedCloud, GatewayCache,
-    Metrics, Owner, PromptLane, RoleSessions, Scheduler, SchedulerConfig, Settings, Tenancy,
-    Verified, drive_prompt_lane, reconcile, watch_lease,
+    LaneQueues, Metrics, Owner, PromptLane, RoleSessions, Scheduler, SchedulerConfig, Settings,
+    Tenancy, Verified, drive_prompt_lane, reconcile, watch_lease,
 };
 
 use super::cloud::SimCloud;
@@ -505,10 +505,10 @@ async fn prompt_lane(
     ctx: Arc<Context>,
     epoch: u64,
     lane: Arc<PromptLane>,
-    rx: UnboundedReceiver<Owner>,
+    queues: LaneQueues,
     stop: CancellationToken,
 ) {
-    drive_prompt_lane(lane, rx, stop, |owner| {
+    drive_prompt_lane(lane, queues, stop, |owner| {
         let (sim, ctx) = (sim.clone(), ctx.clone());
         async move {
             let key = key_of_owner(&owner);

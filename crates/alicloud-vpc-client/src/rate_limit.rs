@@ -289,11 +289,7 @@ impl RateLimiter {
 
     /// Calls of `priority` waiting for a token now.
     pub fn waiting(&self, priority: Priority) -> usize {
-        self.with_state(|s| {
-            s.waiters
-                .range((priority, 0)..=(priority, u64::MAX))
-                .count()
-        })
+        self.waiting_capped(priority, priority, usize::MAX)
     }
 }
 

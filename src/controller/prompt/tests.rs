@@ -9,14 +9,20 @@ enum Step {
     /// A watch event: the route's gateway and whether it is settled.
     Note(&'static str, &'static str, bool),
     Gone(&'static str),
-    /// A triggering event, with the scheduler's view of the gateway: taken or not.
-    Trigger(&'static str, bool, bool),
-    Wake(&'static str, bool),
-    Start(&'static str, bool),
+    /// A triggering event, with the scheduler's view of the gateway (idle or not): the lane
+    /// that takes it.
+    Trigger(&'static str, bool, Option<Lane>),
+    Wake(&'static str, Option<Lane>),
+    /// The route's turn in a part of the lane: the part it runs in (or moves to).
+    Start(&'static str, Lane, Option<Lane>),
     /// Time passes.
     After(Duration),
 }
 use Step::*;
+
+const NO: Option<Lane> = None;
+const LONE: Option<Lane> = Some(Lane::Lone);
+const OPENS: Option<Lane> = Some(Lane::Opener);
 
 fn play(steps: &[Step]) {
     let mut a = Admissions::default();
@@ -33,34 +39,47 @@ fn play(steps: &[Step]) {
                 );
             }
             Wake(key, want) => assert_eq!(a.wake(key, now), want, "step {i}: wake {key}"),
-            Start(key, want) => assert_eq!(a.start(key, now), want, "step {i}: start {key}"),
+            Start(key, part, want) => {
+                assert_eq!(a.start(key, part, now), want, "step {i}: start {key}");
+            }
             After(d) => now += d,
         }
     }
 }
 
 #[test]
-fn a_change_alone_on_an_idle_gateway_is_taken_and_a_burst_is_not() {
+fn a_change_alone_on_an_idle_gateway_is_lone_and_a_burst_sends_one_opener() {
     play(&[
-        // A burst on gateway A: none of its routes is alone.
+        // A burst on gateway A: none of its routes is alone; the first triggered while the
+        // scheduler holds nothing for A opens it, the others are the controller's.
         Note("ns/b1", A, false),
         Note("ns/b2", A, false),
         Note("ns/b3", A, false),
-        Trigger("ns/b1", true, false),
-        Trigger("ns/b2", true, false),
-        Wake("ns/b3", false),
+        Trigger("ns/b1", true, OPENS),
+        Trigger("ns/b2", true, NO),
+        Wake("ns/b3", NO),
+        Start("ns/b1", Lane::Opener, OPENS),
+        // The opener's wake-ups (create accepted, read back) go to the lane too.
+        Wake("ns/b1", OPENS),
+        Start("ns/b1", Lane::Opener, OPENS),
+        // Settled: the gateway may be opened again, but only while the scheduler holds
+        // nothing for it.
+        Note("ns/b1", A, true),
+        Wake("ns/b1", NO),
+        Trigger("ns/b2", false, NO),
+        Trigger("ns/b2", true, OPENS),
         // A single change on gateway B, which the scheduler holds nothing for: taken at once.
         Note("ns/s", B, false),
-        Trigger("ns/s", true, true),
+        Trigger("ns/s", true, LONE),
         // Once: a second trigger before its reconcile starts adds nothing.
-        Trigger("ns/s", true, false),
-        Start("ns/s", true),
+        Trigger("ns/s", true, NO),
+        Start("ns/s", Lane::Lone, LONE),
         // Its wake-ups (create accepted, read back) go to the lane too.
-        Wake("ns/s", true),
-        Start("ns/s", true),
+        Wake("ns/s", LONE),
+        Start("ns/s", Lane::Lone, LONE),
         // Settled: nothing more for the lane.
         Note("ns/s", B, true),
-        Wake("ns/s", false),
+        Wake("ns/s", NO),
     ]);
 }
 
@@ -68,27 +87,62 @@ fn a_change_alone_on_an_idle_gateway_is_taken_and_a_burst_is_not() {
 fn a_gateway_the_scheduler_holds_changes_for_is_not_idle() {
     play(&[
         Note("ns/s", B, false),
-        Trigger("ns/s", false, false),
-        Wake("ns/s", false),
+        Trigger("ns/s", false, NO),
+        Wake("ns/s", NO),
+        Note("ns/b1", A, false),
+        Note("ns/b2", A, false),
+        Trigger("ns/b1", false, NO),
+        Wake("ns/b1", NO),
     ]);
 }
 
 #[test]
-fn a_routes_turn_is_skipped_once_another_route_joins_its_gateway() {
+fn a_gateway_has_one_opener_until_it_settles_goes_or_its_time_is_up() {
+    play(&[
+        Note("ns/a1", A, false),
+        Note("ns/a2", A, false),
+        Note("ns/c1", B, false),
+        Note("ns/c2", B, false),
+        // One opener per gateway, each gateway its own.
+        Trigger("ns/a1", true, OPENS),
+        Trigger("ns/c2", true, OPENS),
+        Start("ns/a1", Lane::Opener, OPENS),
+        Start("ns/c2", Lane::Opener, OPENS),
+        Trigger("ns/a2", true, NO),
+        Trigger("ns/c1", true, NO),
+        // Deleted: the gateway may be opened again.
+        Gone("ns/a1"),
+        Note("ns/a3", A, false),
+        Trigger("ns/a2", true, OPENS),
+        Start("ns/a2", Lane::Opener, OPENS),
+        // Past its time the opener is the controller's alone, and another may open.
+        After(PROMPT_FOR),
+        Wake("ns/c2", NO),
+        Start("ns/c2", Lane::Opener, NO),
+        Trigger("ns/c1", true, OPENS),
+    ]);
+}
+
+#[test]
+fn a_route_taken_alone_moves_to_the_opener_part_once_a_burst_joins_its_gateway() {
     play(&[
         // A burst's first route of a gateway is alone for a moment and taken ...
         Note("ns/b1", A, false),
-        Trigger("ns/b1", true, true),
-        // ... and skipped when its turn in the lane comes, the burst having arrived.
+        Trigger("ns/b1", true, LONE),
+        // ... the burst arrives: b1 opens the gateway, and the next is the controller's ...
         Note("ns/b2", A, false),
-        Start("ns/b1", false),
-        Wake("ns/b1", false),
-        // The others settle or go: alone again, its wakes go to the lane again.
+        Trigger("ns/b2", true, NO),
+        // ... and at its turn in the lone part b1 moves to the opener part.
+        Start("ns/b1", Lane::Lone, OPENS),
+        Start("ns/b1", Lane::Opener, OPENS),
+        Wake("ns/b1", OPENS),
+        Start("ns/b1", Lane::Opener, OPENS),
+        // The others settle or go: alone again, its wakes go to the lone part again.
         Note("ns/b2", A, true),
-        Wake("ns/b1", true),
-        Start("ns/b1", true),
+        Wake("ns/b1", LONE),
+        Start("ns/b1", Lane::Lone, LONE),
         Gone("ns/b1"),
-        Wake("ns/b1", false),
+        Wake("ns/b1", NO),
     ]);
 }
 
@@ -96,13 +150,13 @@ fn a_routes_turn_is_skipped_once_another_route_joins_its_gateway() {
 fn a_route_stuck_past_its_time_is_the_controllers_alone() {
     play(&[
         Note("ns/s", B, false),
-        Trigger("ns/s", true, true),
-        Start("ns/s", true),
+        Trigger("ns/s", true, LONE),
+        Start("ns/s", Lane::Lone, LONE),
         After(PROMPT_FOR),
-        Wake("ns/s", false),
+        Wake("ns/s", NO),
         // A new change of it (an edit) is taken again.
-        Trigger("ns/s", true, true),
-        Start("ns/s", true),
+        Trigger("ns/s", true, LONE),
+        Start("ns/s", Lane::Lone, LONE),
     ]);
 }
 
@@ -111,11 +165,12 @@ fn a_route_moved_to_another_gateway_counts_there_only() {
     play(&[
         Note("ns/x", A, false),
         Note("ns/y", A, false),
-        Trigger("ns/y", true, false),
+        Trigger("ns/y", true, OPENS),
+        Start("ns/y", Lane::Opener, OPENS),
         // x moves to B: y is alone on A, x on B.
         Note("ns/x", B, false),
-        Trigger("ns/y", true, true),
-        Trigger("ns/x", true, true),
+        Trigger("ns/y", true, LONE),
+        Trigger("ns/x", true, LONE),
     ]);
 }
 
@@ -131,8 +186,9 @@ fn a_route_deleted_while_the_watch_was_down_is_forgotten_at_the_relist() {
     assert_eq!(a.per_gateway.get(A), Some(&2));
     a.relisted(None, &listed);
     let now = Instant::now();
-    assert!(
+    assert_eq!(
         a.trigger("ns/kept", now, |_| true),
+        LONE,
         "alone once the others are gone"
     );
 }
@@ -209,52 +265,62 @@ fn settled_means_acted_on_at_this_generation_with_no_change_under_way() {
 
 #[tokio::test(start_paused = true)]
 async fn a_single_change_is_reconciled_ahead_of_a_queued_burst() {
-    let (lane, rx) = PromptLane::with_idle(|_| true);
+    let (lane, queues) = PromptLane::with_idle(|_| true);
     let ran = Arc::new(Mutex::new(Vec::<String>::new()));
     let runs = ran.clone();
     tokio::spawn(drive(
         lane.clone(),
-        rx,
+        queues,
         CancellationToken::new(),
         move |owner: Owner| {
             let runs = runs.clone();
-            async move { lock(&runs).push(owner.name.clone()) }
+            async move {
+                lock(&runs).push(owner.name.clone());
+                // The bursts' openers wait at a busy account's rate limiter for good.
+                if owner.name.starts_with('b') {
+                    std::future::pending::<()>().await;
+                }
+            }
         },
     ));
-    // A burst of 1,000 new routes on gateway A (the controller's queue holds them all), then
-    // a new route on gateway B.
+    // Bursts of 1,000 new routes on gateways A and C (the controller's queue holds them all),
+    // then a new route on gateway B.
+    const C: &str = "vpn-c";
     let new = |name: &str, gateway: &str| route_with(name, gateway, serde_json::Value::Null, false);
     for i in 0..1000 {
-        let r = new(&format!("b{i}"), A);
-        lane.note(&r);
-        lane.trigger(&r);
+        for (prefix, gateway) in [("ba", A), ("bc", C)] {
+            let r = new(&format!("{prefix}{i}"), gateway);
+            lane.note(&r);
+            lane.trigger(&r);
+        }
     }
     let single = new("single", B);
     lane.note(&single);
     lane.trigger(&single);
     tokio::time::sleep(Duration::from_millis(1)).await;
-    // The burst's first route was alone for a moment and taken, but skipped when its turn came.
-    assert_eq!(
-        *lock(&ran),
-        ["single"],
-        "only the lone change ran in the lane"
-    );
+    // Each burst's first route was alone for a moment and taken; at its turn its gateway's
+    // burst had arrived, and it moved to the opener part. The openers fill their part of the
+    // lane and the lone change still runs.
+    let mut got = lock(&ran).clone();
+    got.sort();
+    assert_eq!(got, ["ba0", "bc0", "single"]);
     // Its wake-ups (create accepted, read back) go ahead too; the burst's do not.
     lane.wake(&owner_of(&single));
-    lane.wake(&owner_of(&new("b7", A)));
+    lane.wake(&owner_of(&new("ba7", A)));
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(*lock(&ran), ["single", "single"]);
+    let singles = lock(&ran).iter().filter(|n| *n == "single").count();
+    assert_eq!((singles, lock(&ran).len()), (2, 4));
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_lane_takes_no_work_after_shutdown_and_ends() {
-    let (lane, rx) = PromptLane::with_idle(|_| true);
+    let (lane, queues) = PromptLane::with_idle(|_| true);
     let ran = Arc::new(Mutex::new(Vec::<String>::new()));
     let runs = ran.clone();
     let shutdown = CancellationToken::new();
     let driver = tokio::spawn(drive(
         lane.clone(),
-        rx,
+        queues,
         shutdown.clone(),
         move |owner: Owner| {
             let runs = runs.clone();
