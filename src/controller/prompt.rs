@@ -16,10 +16,10 @@
 //! Beside it, the opener part takes one route of each gateway the scheduler holds nothing for,
 //! however many of its routes arrive at once (the one taken alone before the burst joined it,
 //! or else the first triggered), and that route's wake-ups: a burst of a thousand routes over
-//! twenty gateways then has every gateway's first
-//! change on its way within the first reconciles, and each first route `Ready` one read after
-//! its gateway applied it, instead of behind the controller's queue of the whole burst (its
-//! first reconciles alone take seconds of API server writes). It is a part of its own, at most
+//! twenty gateways then has every gateway's first change on its way within the first
+//! reconciles, and each first route `Ready` one read after its gateway applied it, instead of
+//! behind the controller's queue of the whole burst (its first reconciles alone take seconds of
+//! API server writes). It is a part of its own, at most
 //! [`OPENER_CONCURRENCY`] reconciles, so that openers waiting at a busy account's rate limiter
 //! never hold a lone change back; a gateway has at most one opener at a time.
 
@@ -49,7 +49,7 @@ pub(crate) const OPENER_CONCURRENCY: usize = 8;
 
 /// Which part of the lane takes a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Lane {
+pub(crate) enum Part {
     /// The only unsettled route of its gateway.
     Lone,
     /// One route of a gateway the scheduler held nothing for when it arrived.
@@ -141,14 +141,14 @@ impl Admissions {
         }
     }
 
-    /// A change of the route arrived (not the echo of our write): which lane takes it now, if
-    /// any. `idle`: whether the scheduler holds no change for the gateway.
+    /// A change of the route arrived (not the echo of our write): which part of the lane takes it
+    /// now, if any. `idle`: whether the scheduler holds no change for the gateway.
     pub(crate) fn trigger(
         &mut self,
         key: &str,
         now: Instant,
         idle: impl FnOnce(&str) -> bool,
-    ) -> Option<Lane> {
+    ) -> Option<Part> {
         let gateway = self.unsettled.get(key)?.clone();
         if self.alone_on(key).is_some() {
             if !self.admitted(key, now) {
@@ -161,7 +161,7 @@ impl Admissions {
                 // gateway's first `Ready` waits for.
                 self.openers.insert(gateway, key.to_owned());
             }
-            return self.queue(key).then_some(Lane::Lone);
+            return self.queue(key).then_some(Part::Lone);
         }
         if !self.opens(key, &gateway, now) {
             let other = self.openers.get(&gateway).cloned();
@@ -171,36 +171,36 @@ impl Admissions {
             self.openers.insert(gateway, key.to_owned());
             self.admitted.insert(key.to_owned(), now + PROMPT_FOR);
         }
-        self.queue(key).then_some(Lane::Opener)
+        self.queue(key).then_some(Part::Opener)
     }
 
-    /// The scheduler or the read cache woke the route: which lane takes it, if any.
-    pub(crate) fn wake(&mut self, key: &str, now: Instant) -> Option<Lane> {
-        let lane = self.lane_of(key, now)?;
-        self.queue(key).then_some(lane)
+    /// The scheduler or the read cache woke the route: which part of the lane takes it, if any.
+    pub(crate) fn wake(&mut self, key: &str, now: Instant) -> Option<Part> {
+        let part = self.part_of(key, now)?;
+        self.queue(key).then_some(part)
     }
 
     /// The lane's reconcile of the route is about to start in `part`: whether it still should
     /// (the route may have been joined by others on its gateway while it waited), and, for a
     /// route that became its gateway's opener meanwhile, `Opener`: it goes to that part
     /// instead, so that the lone part never waits on a burst's calls.
-    pub(crate) fn start(&mut self, key: &str, part: Lane, now: Instant) -> Option<Lane> {
+    pub(crate) fn start(&mut self, key: &str, part: Part, now: Instant) -> Option<Part> {
         self.queued.remove(key);
-        match self.lane_of(key, now)? {
+        match self.part_of(key, now)? {
             l if l == part => Some(l),
-            Lane::Opener => self.queue(key).then_some(Lane::Opener),
-            Lane::Lone => None,
+            Part::Opener => self.queue(key).then_some(Part::Opener),
+            Part::Lone => None,
         }
     }
 
-    /// The lane the route is in now: alone on its gateway and admitted, or its gateway's
+    /// The part of the lane the route is in now: alone on its gateway and admitted, or its gateway's
     /// opener.
-    fn lane_of(&mut self, key: &str, now: Instant) -> Option<Lane> {
+    fn part_of(&mut self, key: &str, now: Instant) -> Option<Part> {
         let gateway = self.unsettled.get(key)?.clone();
         if self.alone_on(key).is_some() && self.admitted(key, now) {
-            return Some(Lane::Lone);
+            return Some(Part::Lone);
         }
-        self.opens(key, &gateway, now).then_some(Lane::Opener)
+        self.opens(key, &gateway, now).then_some(Part::Opener)
     }
 
     /// Whether the route is its gateway's opener, still admitted.
@@ -287,10 +287,10 @@ impl PromptLane {
         (Arc::new(lane), queues)
     }
 
-    fn send(&self, lane: Lane, owner: Owner) {
-        let tx = match lane {
-            Lane::Lone => &self.lone,
-            Lane::Opener => &self.openers,
+    fn send(&self, part: Part, owner: Owner) {
+        let tx = match part {
+            Part::Lone => &self.lone,
+            Part::Opener => &self.openers,
         };
         let _ = tx.send(owner);
     }
@@ -326,23 +326,23 @@ impl PromptLane {
     pub fn trigger(&self, route: &VpnPbrRoute) {
         let key = object_key(route);
         let take = lock(&self.admissions).trigger(&key, Instant::now(), &self.idle);
-        if let Some(lane) = take {
-            debug!(route = %key, ?lane, "prompt lane takes a change");
-            self.send(lane, owner_of(route));
+        if let Some(part) = take {
+            debug!(route = %key, ?part, "prompt lane takes a change");
+            self.send(part, owner_of(route));
         }
     }
 
     /// A wake-up of a route.
     pub fn wake(&self, owner: &Owner) {
         let take = lock(&self.admissions).wake(&owner_key(owner), Instant::now());
-        if let Some(lane) = take {
-            debug!(route = %owner, ?lane, "prompt lane takes a wake-up");
-            self.send(lane, owner.clone());
+        if let Some(part) = take {
+            debug!(route = %owner, ?part, "prompt lane takes a wake-up");
+            self.send(part, owner.clone());
         }
     }
 
     /// Whether the route's reconcile starts now in `part` (or moves to the opener part).
-    fn start(&self, owner: &Owner, part: Lane) -> bool {
+    fn start(&self, owner: &Owner, part: Part) -> bool {
         let now_in = lock(&self.admissions).start(&owner_key(owner), part, Instant::now());
         let go = now_in == Some(part);
         debug!(route = %owner, ?part, go, "prompt lane turn");
@@ -367,15 +367,15 @@ pub async fn drive<F, Fut>(
 {
     let (lane, run) = (&*lane, &run);
     futures::join!(
-        serve(lane, Lane::Lone, queues.lone, shutdown.clone(), run),
-        serve(lane, Lane::Opener, queues.openers, shutdown, run),
+        serve(lane, Part::Lone, queues.lone, shutdown.clone(), run),
+        serve(lane, Part::Opener, queues.openers, shutdown, run),
     );
 }
 
 /// Runs one part's reconciles until `shutdown`.
 async fn serve<F, Fut>(
     lane: &PromptLane,
-    part: Lane,
+    part: Part,
     rx: mpsc::UnboundedReceiver<Owner>,
     shutdown: CancellationToken,
     run: &F,
@@ -384,8 +384,8 @@ async fn serve<F, Fut>(
     Fut: Future<Output = ()>,
 {
     let at_once = match part {
-        Lane::Lone => PROMPT_CONCURRENCY,
-        Lane::Opener => OPENER_CONCURRENCY,
+        Part::Lone => PROMPT_CONCURRENCY,
+        Part::Opener => OPENER_CONCURRENCY,
     };
     UnboundedReceiverStream::new(rx)
         .take_until(shutdown.cancelled_owned())

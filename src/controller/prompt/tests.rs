@@ -11,18 +11,18 @@ enum Step {
     Gone(&'static str),
     /// A triggering event, with the scheduler's view of the gateway (idle or not): the lane
     /// that takes it.
-    Trigger(&'static str, bool, Option<Lane>),
-    Wake(&'static str, Option<Lane>),
+    Trigger(&'static str, bool, Option<Part>),
+    Wake(&'static str, Option<Part>),
     /// The route's turn in a part of the lane: the part it runs in (or moves to).
-    Start(&'static str, Lane, Option<Lane>),
+    Start(&'static str, Part, Option<Part>),
     /// Time passes.
     After(Duration),
 }
 use Step::*;
 
-const NO: Option<Lane> = None;
-const LONE: Option<Lane> = Some(Lane::Lone);
-const OPENS: Option<Lane> = Some(Lane::Opener);
+const NO: Option<Part> = None;
+const LONE: Option<Part> = Some(Part::Lone);
+const OPENS: Option<Part> = Some(Part::Opener);
 
 fn play(steps: &[Step]) {
     let mut a = Admissions::default();
@@ -58,10 +58,10 @@ fn a_change_alone_on_an_idle_gateway_is_lone_and_a_burst_sends_one_opener() {
         Trigger("ns/b1", true, OPENS),
         Trigger("ns/b2", true, NO),
         Wake("ns/b3", NO),
-        Start("ns/b1", Lane::Opener, OPENS),
+        Start("ns/b1", Part::Opener, OPENS),
         // The opener's wake-ups (create accepted, read back) go to the lane too.
         Wake("ns/b1", OPENS),
-        Start("ns/b1", Lane::Opener, OPENS),
+        Start("ns/b1", Part::Opener, OPENS),
         // Settled: the gateway may be opened again, but only while the scheduler holds
         // nothing for it.
         Note("ns/b1", A, true),
@@ -73,10 +73,10 @@ fn a_change_alone_on_an_idle_gateway_is_lone_and_a_burst_sends_one_opener() {
         Trigger("ns/s", true, LONE),
         // Once: a second trigger before its reconcile starts adds nothing.
         Trigger("ns/s", true, NO),
-        Start("ns/s", Lane::Lone, LONE),
+        Start("ns/s", Part::Lone, LONE),
         // Its wake-ups (create accepted, read back) go to the lane too.
         Wake("ns/s", LONE),
-        Start("ns/s", Lane::Lone, LONE),
+        Start("ns/s", Part::Lone, LONE),
         // Settled: nothing more for the lane.
         Note("ns/s", B, true),
         Wake("ns/s", NO),
@@ -106,19 +106,19 @@ fn a_gateway_has_one_opener_until_it_settles_goes_or_its_time_is_up() {
         // One opener per gateway, each gateway its own.
         Trigger("ns/a1", true, OPENS),
         Trigger("ns/c2", true, OPENS),
-        Start("ns/a1", Lane::Opener, OPENS),
-        Start("ns/c2", Lane::Opener, OPENS),
+        Start("ns/a1", Part::Opener, OPENS),
+        Start("ns/c2", Part::Opener, OPENS),
         Trigger("ns/a2", true, NO),
         Trigger("ns/c1", true, NO),
         // Deleted: the gateway may be opened again.
         Gone("ns/a1"),
         Note("ns/a3", A, false),
         Trigger("ns/a2", true, OPENS),
-        Start("ns/a2", Lane::Opener, OPENS),
+        Start("ns/a2", Part::Opener, OPENS),
         // Past its time the opener is the controller's alone, and another may open.
         After(PROMPT_FOR),
         Wake("ns/c2", NO),
-        Start("ns/c2", Lane::Opener, NO),
+        Start("ns/c2", Part::Opener, NO),
         Trigger("ns/c1", true, OPENS),
     ]);
 }
@@ -133,14 +133,14 @@ fn a_route_taken_alone_moves_to_the_opener_part_once_a_burst_joins_its_gateway()
         Note("ns/b2", A, false),
         Trigger("ns/b2", true, NO),
         // ... and at its turn in the lone part b1 moves to the opener part.
-        Start("ns/b1", Lane::Lone, OPENS),
-        Start("ns/b1", Lane::Opener, OPENS),
+        Start("ns/b1", Part::Lone, OPENS),
+        Start("ns/b1", Part::Opener, OPENS),
         Wake("ns/b1", OPENS),
-        Start("ns/b1", Lane::Opener, OPENS),
+        Start("ns/b1", Part::Opener, OPENS),
         // The others settle or go: alone again, its wakes go to the lone part again.
         Note("ns/b2", A, true),
         Wake("ns/b1", LONE),
-        Start("ns/b1", Lane::Lone, LONE),
+        Start("ns/b1", Part::Lone, LONE),
         Gone("ns/b1"),
         Wake("ns/b1", NO),
     ]);
@@ -151,12 +151,12 @@ fn a_route_stuck_past_its_time_is_the_controllers_alone() {
     play(&[
         Note("ns/s", B, false),
         Trigger("ns/s", true, LONE),
-        Start("ns/s", Lane::Lone, LONE),
+        Start("ns/s", Part::Lone, LONE),
         After(PROMPT_FOR),
         Wake("ns/s", NO),
         // A new change of it (an edit) is taken again.
         Trigger("ns/s", true, LONE),
-        Start("ns/s", Lane::Lone, LONE),
+        Start("ns/s", Part::Lone, LONE),
     ]);
 }
 
@@ -166,7 +166,7 @@ fn a_route_moved_to_another_gateway_counts_there_only() {
         Note("ns/x", A, false),
         Note("ns/y", A, false),
         Trigger("ns/y", true, OPENS),
-        Start("ns/y", Lane::Opener, OPENS),
+        Start("ns/y", Part::Opener, OPENS),
         // x moves to B: y is alone on A, x on B.
         Note("ns/x", B, false),
         Trigger("ns/y", true, LONE),
