@@ -231,7 +231,7 @@ fn summary(stats: &[Stats], seeds: usize, took: Duration) -> String {
 type Exercised = (&'static str, fn(&Stats) -> bool);
 
 fn exercised(w: &WorldConfig) -> Vec<Exercised> {
-    let all: [(bool, Exercised); 11] = [
+    let all: [(bool, Exercised); 12] = [
         // The operator's side: its own writes come back on the watch and skip the reconcile,
         // and with late watches some reconcile decides on an older copy first.
         (
@@ -243,6 +243,13 @@ fn exercised(w: &WorldConfig) -> Vec<Exercised> {
         (
             true,
             ("reconciles in the prompt lane", |s| s.prompt_reconciles > 0),
+        ),
+        // Where the watch is prompt, a write's echo comes before its answer.
+        (
+            !w.stale,
+            ("echoes held back until their write answered", |s| {
+                s.echoes_held > 0
+            }),
         ),
         (
             w.stale,

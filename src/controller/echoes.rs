@@ -5,9 +5,15 @@
 //! cache): then the echo triggers one, so that decision is made again on the newest copy.
 //! Anything else (a version the operator did not write: an edit, a relist past our write) always
 //! triggers.
+//!
+//! The echo can come before the write's own answer (the watch and the write are separate
+//! requests, and either may be read first), when its version is not yet known. An event that
+//! arrives while a write of the route is in flight is therefore held back until the write
+//! answers: it was the echo if the answer names its version; anything else held back (an edit
+//! that came meanwhile, a write lost on the wire) wakes the route then, so nothing is dropped.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 use smallvec::SmallVec;
@@ -23,6 +29,16 @@ struct Pending {
     versions: SmallVec<[String; 2]>,
     /// A reconcile decided on a copy without these writes.
     decided_on_older: bool,
+    /// Writes sent that have not answered.
+    in_flight: u8,
+    /// Versions that arrived while a write was in flight, in order: judged when it answers.
+    held: SmallVec<[String; 1]>,
+}
+
+impl Pending {
+    fn is_idle(&self) -> bool {
+        self.versions.is_empty() && self.in_flight == 0 && self.held.is_empty()
+    }
 }
 
 /// What a watch event of a route is to the operator.
@@ -34,19 +50,25 @@ pub enum Arrival {
     Echo,
     /// The echo of our own write after a decision on an older copy.
     EchoAfterOlderDecision,
+    /// A version that arrived while a write of ours is in flight: the write's answer tells
+    /// whether it was its echo, and wakes the route if it was not.
+    HeldBack,
 }
 
 impl Arrival {
     /// Whether it triggers a reconcile.
     pub fn triggers(self) -> bool {
-        self != Self::Echo
+        matches!(self, Self::NotOurs | Self::EchoAfterOlderDecision)
     }
 }
 
+/// Wakes a route, by key, for a reconcile (an event held back that was not our echo).
+type Wake = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The operator's own writes not yet seen back on the watch, by route key.
-#[derive(Default)]
 pub struct Echoes {
     pending: Mutex<HashMap<String, Pending>>,
+    wake: Wake,
     /// Objects whose finalizer we removed, by key: their uid. The echo of that write is the
     /// object's deletion; until it arrives, and after it for a reconcile that took its copy
     /// before and waited for the route's turn (turns.rs), a reconcile still gets the copy that
@@ -63,16 +85,89 @@ const LET_GO_KEPT: usize = 1024;
 /// The objects let go of, by key: their uid, oldest first (a key let go of again moves last).
 type LetGo = IndexMap<String, Option<String>>;
 
+/// A write of a route on its way: [`Write::wrote`] with its answer, or dropped when it got none
+/// (failed, or the reconcile ended first).
+pub(crate) struct Write {
+    echoes: Arc<Echoes>,
+    key: String,
+    answered: bool,
+}
+
+impl Write {
+    /// The write left the route at `version` (`None`: the object is gone).
+    pub(crate) fn wrote(mut self, version: Option<&str>) {
+        self.answered = true;
+        self.echoes.answered(&self.key, version);
+    }
+}
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.echoes.answered(&self.key, None);
+        }
+    }
+}
+
 impl Echoes {
-    /// A write of ours left the route at `version`.
-    pub(crate) fn wrote(&self, key: &str, version: Option<&str>) {
-        let Some(version) = version else { return };
+    /// No writes awaited; `wake` reconciles a route by key.
+    pub fn new(wake: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self {
+            pending: Mutex::default(),
+            wake: Box::new(wake),
+            let_go: Mutex::default(),
+        }
+    }
+
+    /// A write of the route is sent: events of it are held back until it answers.
+    pub(crate) fn writing(self: &Arc<Self>, key: &str) -> Write {
         let mut pending = lock(&self.pending);
         let p = pending.entry(key.to_owned()).or_default();
-        if p.versions.len() == PENDING_AT_MOST {
-            p.versions.remove(0);
+        p.in_flight = p.in_flight.saturating_add(1);
+        Write {
+            echoes: self.clone(),
+            key: key.to_owned(),
+            answered: false,
         }
-        p.versions.push(version.to_owned());
+    }
+
+    /// A write answered: it left the route at `version` (`None`: no version known).
+    fn answered(&self, key: &str, version: Option<&str>) {
+        let mut pending = lock(&self.pending);
+        let Some(p) = pending.get_mut(key) else {
+            // Forgotten meanwhile: the route is gone.
+            return;
+        };
+        p.in_flight = p.in_flight.saturating_sub(1);
+        let mut wake = false;
+        match version.and_then(|v| p.held.iter().position(|h| h == v)) {
+            // Its echo came first: the versions before it were held back for nothing newer
+            // than a copy some reconcile had; they wake the route all the same, below.
+            Some(at) => {
+                p.held.remove(at);
+                wake = std::mem::take(&mut p.decided_on_older);
+            }
+            None => {
+                if let Some(v) = version {
+                    if p.versions.len() == PENDING_AT_MOST {
+                        p.versions.remove(0);
+                    }
+                    p.versions.push(v.to_owned());
+                }
+            }
+        }
+        if p.in_flight == 0 && !p.held.is_empty() {
+            // Not ours: an edit or a relist that came while the write was on its way.
+            p.held.clear();
+            wake = true;
+        }
+        if p.is_idle() {
+            pending.remove(key);
+        }
+        drop(pending);
+        if wake {
+            (self.wake)(key);
+        }
     }
 
     /// A reconcile decides on the copy of the route at `version`.
@@ -91,13 +186,17 @@ impl Echoes {
             return Arrival::NotOurs;
         };
         let Some(at) = version.and_then(|v| p.versions.iter().position(|w| w == v)) else {
-            return Arrival::NotOurs;
+            let Some(v) = version.filter(|_| p.in_flight > 0) else {
+                return Arrival::NotOurs;
+            };
+            p.held.push(v.to_owned());
+            return Arrival::HeldBack;
         };
         // Events come in the order of the writes: the ones before it were passed over (a
         // relist shows only the newest).
         p.versions.drain(..=at);
         let again = std::mem::take(&mut p.decided_on_older);
-        if p.versions.is_empty() {
+        if p.is_idle() {
             pending.remove(key);
         }
         if again {
@@ -145,13 +244,30 @@ mod tests {
     /// What happens to one route, in order.
     #[derive(Clone, Copy, Debug)]
     enum Step {
+        /// A write sent and answered at this version.
         Wrote(&'static str),
+        /// A write sent; its answer comes with `Answer` or `Lost`.
+        Send,
+        /// The oldest write on its way answers at this version.
+        Answer(&'static str),
+        /// The oldest write on its way gets no answer (failed, or its reconcile ended).
+        Lost,
         Deciding(&'static str),
         /// A watch event at this version, and whether it must trigger a reconcile.
         Event(&'static str, bool),
+        /// How many times the route was woken since the last check.
+        Woken(usize),
         Forget,
     }
-    use Step::{Deciding, Event, Forget, Wrote};
+    use Step::{Answer, Deciding, Event, Forget, Lost, Send, Woken, Wrote};
+
+    /// Echoes whose wake-ups are counted.
+    fn counted() -> (Arc<Echoes>, Arc<Mutex<Vec<String>>>) {
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let seen = woken.clone();
+        let echoes = Echoes::new(move |key| lock(&seen).push(key.to_owned()));
+        (Arc::new(echoes), woken)
+    }
 
     #[test]
     fn echoes_of_our_writes_trigger_only_when_a_decision_was_made_on_an_older_copy() {
@@ -195,18 +311,92 @@ mod tests {
                 "a decision with nothing awaited marks nothing",
                 &[Deciding("1"), Wrote("2"), Event("2", false)],
             ),
+            (
+                "the echo before the write's answer neither triggers nor wakes",
+                &[
+                    Send,
+                    Event("2", false),
+                    Answer("2"),
+                    Woken(0),
+                    Event("2", true),
+                ],
+            ),
+            (
+                "the answer before the echo: as before",
+                &[Send, Answer("2"), Woken(0), Event("2", false)],
+            ),
+            (
+                "an edit that came while the write was on its way wakes the route once it answers",
+                &[
+                    Send,
+                    Event("2", false),
+                    Woken(0),
+                    Answer("3"),
+                    Woken(1),
+                    Event("3", false),
+                ],
+            ),
+            (
+                "the echo and an edit after it, both before the answer: the edit wakes",
+                &[
+                    Send,
+                    Event("2", false),
+                    Event("3", false),
+                    Answer("2"),
+                    Woken(1),
+                ],
+            ),
+            (
+                "a write lost on its way: what came meanwhile wakes the route",
+                &[Send, Event("2", false), Lost, Woken(1), Event("3", true)],
+            ),
+            (
+                "a lost write with nothing held back wakes nothing",
+                &[Send, Lost, Woken(0), Event("2", true)],
+            ),
+            (
+                "finalizer then status, both echoes first: nothing triggers or wakes",
+                &[
+                    Send,
+                    Event("2", false),
+                    Answer("2"),
+                    Send,
+                    Event("3", false),
+                    Answer("3"),
+                    Woken(0),
+                ],
+            ),
+            (
+                "an early echo after a decision on an older copy wakes the route, once",
+                &[
+                    Send,
+                    Deciding("1"),
+                    Event("2", false),
+                    Answer("2"),
+                    Woken(1),
+                    Event("2", true),
+                ],
+            ),
         ];
         for (name, steps) in cases {
-            let echoes = Echoes::default();
+            let (echoes, woken) = counted();
+            let mut on_the_way = std::collections::VecDeque::new();
             for (i, step) in steps.iter().enumerate() {
+                let at = format!("{name}: step {i} {step:?}");
                 match *step {
-                    Wrote(v) => echoes.wrote("ns/r", Some(v)),
+                    Wrote(v) => echoes.writing("ns/r").wrote(Some(v)),
+                    Send => on_the_way.push_back(echoes.writing("ns/r")),
+                    Answer(v) => on_the_way.pop_front().expect(&at).wrote(Some(v)),
+                    Lost => drop(on_the_way.pop_front().expect(&at)),
                     Deciding(v) => echoes.deciding("ns/r", Some(v)),
-                    Event(v, want) => assert_eq!(
-                        echoes.arrived("ns/r", Some(v)).triggers(),
-                        want,
-                        "{name}: step {i} {step:?}"
-                    ),
+                    Event(v, want) => {
+                        assert_eq!(echoes.arrived("ns/r", Some(v)).triggers(), want, "{at}")
+                    }
+                    Woken(n) => {
+                        let keys = std::mem::take(&mut *lock(&woken));
+                        assert_eq!(keys.len(), n, "{at}");
+                        assert!(keys.iter().all(|k| k == "ns/r"), "{at}");
+                    }
                     Forget => echoes.forget("ns/r"),
                 }
             }
@@ -215,7 +405,7 @@ mod tests {
 
     #[test]
     fn an_object_let_go_of_stays_let_go_of_after_its_deletion_arrives() {
-        let echoes = Echoes::default();
+        let (echoes, _) = counted();
         echoes.let_go("ns/r", Some("uid-1"));
         assert!(echoes.was_let_go("ns/r", Some("uid-1")));
         assert!(
@@ -247,9 +437,9 @@ mod tests {
 
     #[test]
     fn writes_whose_echo_never_comes_are_bounded_per_route() {
-        let echoes = Echoes::default();
+        let (echoes, _) = counted();
         for v in ["1", "2", "3", "4", "5", "6"] {
-            echoes.wrote("ns/r", Some(v));
+            echoes.writing("ns/r").wrote(Some(v));
         }
         assert_eq!(echoes.awaited(), PENDING_AT_MOST);
         assert_eq!(

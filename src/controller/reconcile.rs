@@ -355,9 +355,10 @@ async fn act(
         return Ok(Some(Action::await_change()));
     }
     if d.add_finalizer {
+        let write = ctx.echoes.writing(&key);
         route.metadata.resource_version = match ctx.objects.add_finalizer(route).await {
             Ok(version) => {
-                ctx.echoes.wrote(&key, version.as_deref());
+                write.wrote(version.as_deref());
                 version
             }
             // The patch's test of our copy's generation (or finalizers) failed: the object
@@ -507,8 +508,9 @@ async fn write_status(
     if !status::worth_writing(route.status.as_ref(), &new) {
         return Ok(());
     }
+    let write = ctx.echoes.writing(&object_key(route));
     let version = ctx.objects.write_status(route, &new).await?;
-    ctx.echoes.wrote(&object_key(route), version.as_deref());
+    write.wrote(version.as_deref());
     ctx.metrics
         .status_written(route, route.status.as_ref(), &new, ctx.entropy.wall_ms());
     route.status = Some(new);

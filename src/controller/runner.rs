@@ -95,7 +95,15 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
     );
     // A route event names the account it uses: that account's route count is due.
     let (account_tx, account_rx) = mpsc::unbounded_channel::<ObjectRef<VpnAccount>>();
-    let echoes = Arc::new(Echoes::default());
+    let echoes = {
+        // A route key is `namespace/name` (reconcile.rs `object_key`).
+        let wake = wake_tx.clone();
+        Arc::new(Echoes::new(move |key| {
+            if let Some((ns, name)) = key.split_once('/') {
+                let _ = wake.send(Owner::new(name, Some(ns)));
+            }
+        }))
+    };
     let controllers: Vec<(Option<String>, Controller<VpnPbrRoute>, ClaimCache)> = apis
         .into_iter()
         .map(|(ns, api)| {
@@ -485,8 +493,8 @@ mod tests {
             }))
             .expect("route"))
         };
-        let echoes = Arc::new(Echoes::default());
-        echoes.wrote("ns/r", Some("6"));
+        let echoes = Arc::new(Echoes::new(|_| {}));
+        echoes.writing("ns/r").wrote(Some("6"));
         let events = futures::stream::iter([at("5"), at("6"), at("7")]);
         let passed: Vec<_> = without_echoes(events, echoes)
             .map_ok(|r| r.metadata.resource_version.unwrap_or_default())

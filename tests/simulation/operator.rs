@@ -161,7 +161,17 @@ impl Process {
     /// Lease (leader election).
     pub fn start(sim: &Arc<Sim>, replica: usize, fenced: bool) -> Self {
         let (triggers_tx, triggers_rx) = mpsc::unbounded_channel::<Key>();
-        let echoes = Arc::new(Echoes::default());
+        let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
+        let echoes = {
+            // An event held back for a write that was not its echo wakes the route, as in
+            // runner.rs.
+            let wake = wake_tx.clone();
+            Arc::new(Echoes::new(move |key| {
+                if let Some((ns, name)) = key.split_once('/') {
+                    let _ = wake.send(Owner::new(name, Some(ns)));
+                }
+            }))
+        };
         let epoch = {
             let mut st = sim.lock();
             st.epoch += 1;
@@ -180,7 +190,6 @@ impl Process {
             Some(f) => Arc::new(FencedCloud::new(sim_cloud.clone(), f.clone())),
             None => sim_cloud.clone(),
         };
-        let (wake_tx, wake_rx) = mpsc::unbounded_channel::<Owner>();
         let cancel = CancellationToken::new();
         let cache = GatewayCache::new(cloud.clone(), wake_tx.clone());
         let accounts = Accounts::new(cloud.clone());

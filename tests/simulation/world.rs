@@ -188,6 +188,9 @@ pub struct Stats {
     /// reconcile again because one decided on an older copy meanwhile (`echoes.rs`).
     pub echoes_skipped: u64,
     pub echoes_again: u64,
+    /// Events that arrived while a write of the route was in flight (held back until it
+    /// answered).
+    pub echoes_held: u64,
     pub relists: u64,
     /// Requests that landed after their process had died, and those that landed after the
     /// next process had sent a request of its own.
@@ -549,6 +552,7 @@ fn count(stats: &mut Stats, arrival: Arrival) -> bool {
     match arrival {
         Arrival::Echo => stats.echoes_skipped += 1,
         Arrival::EchoAfterOlderDecision => stats.echoes_again += 1,
+        Arrival::HeldBack => stats.echoes_held += 1,
         Arrival::NotOurs => {}
     }
     arrival.triggers()
