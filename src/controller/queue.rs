@@ -191,7 +191,9 @@ enum JobState {
     Queued,
     InFlight,
     Accepted {
-        accepted: Accepted,
+        /// Boxed: most jobs of a backlog are queued, and a queued job should not carry the
+        /// room of an answer (the entry and request id) it does not have yet.
+        accepted: Box<Accepted>,
         seq: u64,
         at: Instant,
         /// Seen in the entry list (or given up on: the route then re-plans from the list).
@@ -499,7 +501,7 @@ impl GatewayQueue {
                 listed,
                 ..
             } => JobView::Accepted {
-                accepted: accepted.clone(),
+                accepted: Accepted::clone(accepted),
                 confirmed: *seq <= self.confirmed && *listed,
                 create,
                 stalled,
@@ -819,7 +821,7 @@ impl GatewayQueue {
         self.status = Some(GatewayStatus::Updating);
         if let Some(job) = self.jobs.get_mut(&owner) {
             job.state = JobState::Accepted {
-                accepted,
+                accepted: Box::new(accepted),
                 seq,
                 at: now,
                 listed: false,
