@@ -271,6 +271,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         instance: instance.clone(),
         roles,
         account_options: config.accounts.options(),
+        fence: config.leader_election.then(|| fence.clone()),
     };
 
     if config.leader_election {
@@ -375,7 +376,7 @@ async fn lead_then_run(
         }
     });
     // Cloud changes only while the lease is confirmed ours (see `fence`).
-    let fence_abandoned = fence.clone();
+    let leader_fence = fence.clone();
     tokio::spawn(crate::fence::watch_lease_object(
         client,
         namespace.clone(),
@@ -385,10 +386,16 @@ async fn lead_then_run(
         fence,
         run_token.clone(),
     ));
+    // Records pass the fence too (`Context::fence`): the controllers start once the Lease's
+    // first read opened it, so the first reconciles are not held back.
+    tokio::select! {
+        () = leader_fence.opened() => {}
+        () = run_token.cancelled() => {}
+    }
     let left_in_flight = runner::run(runtime, run_token, config.shutdown_timeout).await;
     lost_watch.abort();
     let _ = lost_watch.await;
-    match lease_at_exit(fence_abandoned.abandoned(), left_in_flight) {
+    match lease_at_exit(leader_fence.abandoned(), left_in_flight) {
         LeaseAtExit::Release => {
             // Dropping the last receiver (the watcher above holds a clone) makes the lease task
             // release the lease, so a standby takes over at once instead of when it expires.

@@ -99,6 +99,19 @@ impl Fence {
         self.deadline.send_replace(None);
     }
 
+    /// Resolves once mutations are permitted (at once if they are now).
+    pub async fn opened(&self) {
+        let mut rx = self.deadline.subscribe();
+        loop {
+            if rx.borrow_and_update().is_some_and(|d| Instant::now() < d) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Resolves once mutations are not permitted (at once if they are not now); a deadline
     /// moved while waiting is followed.
     pub(crate) async fn closed(&self) {

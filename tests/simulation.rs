@@ -20,7 +20,9 @@
 //!    adopted with the adopt annotation (README.md, "Behaviour worth knowing": an existing
 //!    entry "is never taken silently"), judged on the sender (a create's token names it, any
 //!    other change is the one job on the wire) however many objects name the entry; and once
-//!    a replica that took the Lease over sent a change, the old leader sends none (the fence).
+//!    a replica that took the Lease over sent a change, the old leader sends none (the fence),
+//!    and no process writes a route's status or finalizer while its replica does not hold the
+//!    Lease (a leader cut off from the apiserver comes back before it learns that it lost it).
 //! 2. After everything is deleted (faults stopped), every entry left is accounted for:
 //!    someone else's, or owned by an object that said `Orphan`. The one outcome the design
 //!    allows besides: an object that cannot prove its own entry (its create's answer was never

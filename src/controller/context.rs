@@ -109,9 +109,18 @@ pub struct Context {
     /// What the watch shows of the routes with a change under way (which ones are alone on
     /// their gateway).
     pub prompt: Arc<super::prompt::PromptLane>,
+    /// With leader election: the Lease's fence (`crate::fence`). Records (status, finalizers)
+    /// are written only while it permits cloud changes: a replica that may have lost the Lease
+    /// must not record what it decided on state the new leader has moved past.
+    pub fence: Option<crate::fence::Fence>,
 }
 
 impl Context {
+    /// Whether records may be written now: no leader election, or the Lease certainly ours.
+    pub(crate) fn may_record(&self) -> bool {
+        self.fence.as_ref().is_none_or(crate::fence::Fence::permits)
+    }
+
     /// What credentials are built from: the Secrets, the operator's own identity and its role
     /// sessions.
     fn sources(&self) -> Sources<'_, dyn ObjectPort> {

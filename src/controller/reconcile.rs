@@ -29,6 +29,9 @@ const FIRST_READ_WAIT: Duration = Duration::from_millis(500);
 const TENANCY_WAIT: Duration = Duration::from_millis(500);
 /// How soon a decision made on a copy older than the object is made again on the newest.
 const STALE_COPY_RETRY: Duration = Duration::from_millis(200);
+/// How soon a decision whose records the fence held back is made again (the fence's own
+/// retry for cloud changes, `crate::fence`).
+const FENCE_RETRY: Duration = Duration::from_secs(1);
 
 /// A failed reconcile, and why a cleanup used other credentials than the route's.
 struct Failed {
@@ -354,6 +357,13 @@ async fn act(
         debug!(route = %key, "job in flight; waiting for it");
         return Ok(Some(Action::await_change()));
     }
+    if (d.add_finalizer || d.status.is_some() || d.remove_finalizer) && !ctx.may_record() {
+        // The Lease may be another replica's by now (a cut-off from the apiserver ends before
+        // the loss is learnt): what this replica decided, on a job or a copy from before, is
+        // not recorded over what the new leader recorded since.
+        debug!(route = %key, "not recording: the leader Lease is not confirmed ours");
+        return Ok(Some(Action::requeue(FENCE_RETRY)));
+    }
     if d.add_finalizer {
         let write = ctx.echoes.writing(&key);
         route.metadata.resource_version = match ctx.objects.add_finalizer(route).await {
@@ -527,6 +537,10 @@ pub(crate) fn status_time(ctx: &Context) -> String {
 }
 
 async fn report_failure(route: &VpnPbrRoute, ctx: &Context, failed: &Failed) -> Result<()> {
+    if !ctx.may_record() {
+        // As in `act`: no records while the Lease may be another replica's.
+        return Ok(());
+    }
     // Build on the newest status: the cached object may predate our own last write (the
     // client token), and a status write replaces what it leaves out.
     let ns = route.namespace().unwrap_or_default();

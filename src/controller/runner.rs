@@ -60,6 +60,8 @@ pub(crate) struct Runtime {
     pub account_options: AccountOptions,
     /// The sessions of `assumeRole` accounts.
     pub roles: RoleSessions,
+    /// With leader election: the Lease's fence, which records pass too (`Context::fence`).
+    pub fence: Option<crate::fence::Fence>,
 }
 
 /// Runs until `shutdown`, then waits up to `drain` for cloud calls in flight; returns how many
@@ -190,6 +192,7 @@ pub(crate) async fn run(rt: Runtime, shutdown: CancellationToken, drain: Duratio
         roles: rt.roles.clone(),
         turns: Default::default(),
         prompt: prompt.clone(),
+        fence: rt.fence.clone(),
     });
 
     // Route scheduler wake-ups to the controller that watches the object's namespace.

@@ -321,3 +321,27 @@ async fn a_call_abandoned_in_flight_is_remembered() {
         .expect_err("abandoned");
     assert!(fence.abandoned(), "its request may still land");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_controllers_wait_for_the_first_opening_and_a_past_deadline_does_not_count() {
+    let fence = Fence::new();
+    let start = Instant::now();
+    // A deadline already passed (a Lease read long ago) is no opening.
+    fence.open_until(start);
+    let waiter = {
+        let f = fence.clone();
+        tokio::spawn(async move {
+            f.opened().await;
+            Instant::now()
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!waiter.is_finished(), "still closed: no wait may end");
+    fence.open_until(Instant::now() + Duration::from_secs(10));
+    let opened_at = waiter.await.expect("waiter");
+    assert_eq!(opened_at - start, Duration::from_secs(2));
+    // Open now: at once.
+    tokio::time::timeout(Duration::ZERO, fence.opened())
+        .await
+        .expect("an open fence is open at once");
+}

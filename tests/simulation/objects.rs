@@ -65,6 +65,34 @@ impl SimObjects {
     fn t(&self) -> f64 {
         self.sim.elapsed().as_secs_f64()
     }
+
+    /// [`Self::enter`] for a write of record (status, finalizers). The fence's invariant for
+    /// records (`src/fence.rs`): with leader election only the Lease holder's process writes
+    /// them; a process cut off from the apiserver may not know yet that it lost the Lease, and
+    /// what it decided before must not overwrite what the new leader recorded since.
+    fn enter_to_write(
+        &self,
+        op: &str,
+        route: &VpnPbrRoute,
+        conflict: f64,
+        transient: f64,
+    ) -> Result<std::sync::MutexGuard<'_, State>, kube::Error> {
+        let t = self.t();
+        let mut st = self.enter(op, conflict, transient)?;
+        let replica = st.replica_of.get(&self.epoch).copied();
+        if st.world.leader && st.lease.holder != replica {
+            st.violation(
+                t,
+                format!(
+                    "fence: process #{} ({op} of {}) wrote a record while its replica does not \
+                     hold the Lease",
+                    self.epoch,
+                    route.name_any()
+                ),
+            );
+        }
+        Ok(st)
+    }
 }
 
 impl ObjectPort for SimObjects {
@@ -83,7 +111,7 @@ impl ObjectPort for SimObjects {
     ) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
             let t = self.t();
-            let mut st = self.enter("write status", 0.08, 0.02)?;
+            let mut st = self.enter_to_write("write status", route, 0.08, 0.02)?;
             let k = key(route);
             // A server-side apply by name: an object deleted meanwhile is not an error, and a
             // new object of the same name gets the write.
@@ -155,7 +183,7 @@ impl ObjectPort for SimObjects {
 
     fn add_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, Option<String>> {
         Box::pin(async move {
-            let mut st = self.enter("add finalizer", 0.0, 0.03)?;
+            let mut st = self.enter_to_write("add finalizer", route, 0.0, 0.03)?;
             let k = key(route);
             let Some(obj) = st.store.get(&k) else {
                 return Err(api(404, "NotFound", "no such object"));
@@ -194,7 +222,7 @@ impl ObjectPort for SimObjects {
     fn remove_finalizer<'a>(&'a self, route: &'a VpnPbrRoute) -> ObjectFuture<'a, ()> {
         Box::pin(async move {
             let t = self.t();
-            let mut st = self.enter("remove finalizer", 0.0, 0.03)?;
+            let mut st = self.enter_to_write("remove finalizer", route, 0.0, 0.03)?;
             let Some(i) = route.finalizers().iter().position(|f| f == FINALIZER) else {
                 return Ok(());
             };

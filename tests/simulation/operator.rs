@@ -233,6 +233,7 @@ impl Process {
             roles: RoleSessions::default(),
             turns: Default::default(),
             prompt: lane.clone(),
+            fence: fence.clone(),
         });
         sim.trace(format!("operator #{epoch} starts (replica {replica})"));
         let task = tokio::spawn(control_loop(
@@ -556,6 +557,10 @@ async fn control_loop(
     mut wakes: UnboundedReceiver<Owner>,
     lane: Arc<PromptLane>,
 ) {
+    // As `src/app.rs`: the controllers start once the Lease's first read opened the fence.
+    if let Some(f) = &ctx.fence {
+        f.opened().await;
+    }
     let mut pending: BTreeMap<Key, Instant> = BTreeMap::new();
     let mut running: BTreeSet<Key> = BTreeSet::new();
     let mut again: BTreeSet<Key> = BTreeSet::new();
