@@ -468,7 +468,9 @@ fn action_of(next: Option<Next>, resync: impl FnOnce() -> Duration) -> Option<Ac
 }
 
 /// Time until the next drift check. Routes of one gateway line up on the same tick, so one
-/// list call serves all of them; gateways are spread over the period.
+/// list call serves all of them; gateways are spread over the period. A route just made or
+/// verified is not checked again at a tick that comes moments later: during a burst that
+/// was a list per gateway and two reconciles per route, for entries read back minutes before.
 fn resync_delay(route: &VpnPbrRoute, ctx: &Context) -> Duration {
     let period = decide::resync_period(route, ctx.settings.resync);
     let jitter = Duration::from_secs_f64(0.25 * ctx.entropy.unit());
@@ -476,8 +478,9 @@ fn resync_delay(route: &VpnPbrRoute, ctx: &Context) -> Duration {
     aligned_delay(&route.spec.vpn_gateway_id, period, now_ms) + jitter
 }
 
-/// Delay until the gateway's next tick: ticks are `period` apart, offset by a hash of the
-/// gateway id.
+/// Delay until the gateway's first tick at least half a `period` away (so half a period to one
+/// and a half, a period on average; from a tick, the next): ticks are `period` apart, offset
+/// by a hash of the gateway id.
 pub(crate) fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Duration {
     let period_ms = period.as_millis().max(1);
     let offset = u128::from(
@@ -487,6 +490,11 @@ pub(crate) fn aligned_delay(gateway: &str, period: Duration, now_ms: u128) -> Du
     ) % period_ms;
     let phase = (now_ms + period_ms - offset) % period_ms;
     let wait = period_ms - phase;
+    let wait = if wait < period_ms / 2 {
+        wait + period_ms
+    } else {
+        wait
+    };
     Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX))
 }
 
@@ -649,11 +657,26 @@ mod tests {
         let a = aligned_delay("vpn-a", p, 1_000_000);
         let b = aligned_delay("vpn-a", p, 1_000_000 + 1234);
         assert_eq!(a.as_millis() - b.as_millis(), 1234, "same tick");
-        assert!(a <= p && a > Duration::ZERO);
+        assert!(a >= p / 2 && a <= p + p / 2);
         assert_ne!(
             aligned_delay("vpn-b", p, 1_000_000),
             a,
             "gateways spread over the period"
         );
+    }
+
+    #[test]
+    fn the_next_drift_check_is_the_gateways_first_tick_at_least_half_a_period_away() {
+        let p = Duration::from_secs(600);
+        let tick = 1_000_000 + aligned_delay("vpn-a", p, 1_000_000).as_millis();
+        for (name, now, want) in [
+            ("at its tick: the next", tick, 600_000),
+            ("just before its tick: the one after", tick - 1_000, 601_000),
+            ("half a period before", tick - 300_000, 300_000),
+            ("more than half a period before", tick - 300_001, 300_001),
+            ("just after its tick", tick + 1_000, 599_000),
+        ] {
+            assert_eq!(aligned_delay("vpn-a", p, now).as_millis(), want, "{name}");
+        }
     }
 }
