@@ -212,6 +212,18 @@ impl Cached {
                 .is_some_and(|(n, at)| n > 1 && now.saturating_duration_since(at) < SHARED_FOR)
     }
 
+    /// The watch shows another route with a change on the gateway (a burst's routes arrive
+    /// faster than their reconciles): a read under way at the lone class is a burst's now, and
+    /// goes at `Progress` like one, so that a change alone on another gateway is not held up
+    /// behind it.
+    pub(crate) fn accompanied(&mut self) -> Flight {
+        if self.reading != Some(Priority::Prompt) {
+            return Flight::None;
+        }
+        self.reading = Some(Priority::Progress);
+        Flight::Lower(Priority::Progress)
+    }
+
     /// Whether a reconcile may wait for the read under way: only for the gateway's first read,
     /// and only once (see `GatewayCache::await_first_read`).
     pub(crate) fn may_await_first_read(&mut self) -> bool {

@@ -198,6 +198,28 @@ impl GatewayCache {
         read
     }
 
+    /// The watch shows a burst joining gateway `vpn_gateway_id` (in any account or region): a
+    /// read of it under way at the lone class goes at the burst's from now on
+    /// (`Cached::accompanied`).
+    pub(crate) fn accompanied(&self, vpn_gateway_id: &str) {
+        let gateways: Vec<Arc<Gateway>> = lock(&self.gateways)
+            .iter()
+            .filter(|(k, _)| k.vpn_gateway_id == vpn_gateway_id)
+            .map(|(_, gw)| gw.clone())
+            .collect();
+        for gw in gateways {
+            let flight = lock(&gw.cached).accompanied();
+            if let Flight::Lower(class) = flight {
+                tracing::debug!(
+                    gateway = vpn_gateway_id,
+                    ?class,
+                    "lone read joined by a burst"
+                );
+                gw.class.send_replace(class);
+            }
+        }
+    }
+
     /// Waits up to `within` for the first read of the gateway while it is under way, once per
     /// gateway: the first route of a gateway then goes on in the same reconcile instead of
     /// queueing again behind every other route (in a burst that delays the gateway's first

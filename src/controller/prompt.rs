@@ -82,19 +82,23 @@ pub(crate) struct Admissions {
 }
 
 impl Admissions {
-    /// A watch event of a route (our own writes included: they settle it).
-    pub(crate) fn note(&mut self, key: &str, gateway: &str, settled: bool) {
+    /// A watch event of a route (our own writes included: they settle it). Returns whether
+    /// the route is the second unsettled one of its gateway: a burst joined a route that was
+    /// alone there.
+    pub(crate) fn note(&mut self, key: &str, gateway: &str, settled: bool) -> bool {
         let before = self.unsettled.get(key).map(String::as_str);
         if settled {
             self.gone(key);
-            return;
+            return false;
         }
         if before == Some(gateway) {
-            return;
+            return false;
         }
         self.leave_gateway(key);
         self.unsettled.insert(key.to_owned(), gateway.to_owned());
-        *self.per_gateway.entry(gateway.to_owned()).or_default() += 1;
+        let n = self.per_gateway.entry(gateway.to_owned()).or_default();
+        *n += 1;
+        *n == 2
     }
 
     /// The route is gone, or settled.
@@ -255,6 +259,8 @@ pub struct PromptLane {
     admissions: Mutex<Admissions>,
     /// Whether the scheduler holds no change for a gateway (by its id).
     idle: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Tells the scheduler that a burst joined a gateway (by its id) where a route was alone.
+    accompanied: Box<dyn Fn(&str) + Send + Sync>,
     lone: mpsc::UnboundedSender<Owner>,
     openers: mpsc::UnboundedSender<Owner>,
 }
@@ -268,15 +274,23 @@ pub struct LaneQueues {
 impl PromptLane {
     /// The lane and the queues its driver ([`drive`]) runs.
     pub fn new(scheduler: Scheduler) -> (Arc<Self>, LaneQueues) {
-        Self::with_idle(move |gateway| scheduler.quiet_gateway(gateway))
+        let joined = scheduler.clone();
+        Self::with(
+            move |gateway| scheduler.quiet_gateway(gateway),
+            move |gateway| joined.accompanied(gateway),
+        )
     }
 
-    fn with_idle(idle: impl Fn(&str) -> bool + Send + Sync + 'static) -> (Arc<Self>, LaneQueues) {
+    fn with(
+        idle: impl Fn(&str) -> bool + Send + Sync + 'static,
+        accompanied: impl Fn(&str) + Send + Sync + 'static,
+    ) -> (Arc<Self>, LaneQueues) {
         let (lone, lone_rx) = mpsc::unbounded_channel();
         let (openers, openers_rx) = mpsc::unbounded_channel();
         let lane = Self {
             admissions: Mutex::default(),
             idle: Box::new(idle),
+            accompanied: Box::new(accompanied),
             lone,
             openers,
         };
@@ -297,11 +311,12 @@ impl PromptLane {
 
     /// Every watch event of a route that is present.
     pub fn note(&self, route: &VpnPbrRoute) {
-        lock(&self.admissions).note(
-            &object_key(route),
-            &route.spec.vpn_gateway_id,
-            settled(route),
-        );
+        let gateway = &route.spec.vpn_gateway_id;
+        let joined = lock(&self.admissions).note(&object_key(route), gateway, settled(route));
+        if joined {
+            // Outside the lock: the scheduler takes its own.
+            (self.accompanied)(gateway);
+        }
     }
 
     /// The route was deleted.

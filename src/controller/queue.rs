@@ -531,6 +531,14 @@ impl GatewayQueue {
             .count()
     }
 
+    /// The watch shows a burst joining the gateway: its changes are no longer lone (their
+    /// calls go at the burst's classes from now on; one on the wire keeps its class).
+    pub(crate) fn accompanied(&mut self) {
+        for job in self.jobs.values_mut() {
+            job.lone = false;
+        }
+    }
+
     /// No change holds the gateway (the next one submitted is lone).
     pub(crate) fn quiet(&self) -> bool {
         self.quiet_besides(None)

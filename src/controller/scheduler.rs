@@ -216,6 +216,17 @@ impl Scheduler {
             .all(|(_, l)| lock(&l.queue).quiet())
     }
 
+    /// The watch shows a burst joining gateway `vpn_gateway_id` (`PromptLane::note`): its
+    /// changes and reads that started lone go at the burst's classes from now on.
+    pub(crate) fn accompanied(&self, vpn_gateway_id: &str) {
+        for (key, lane) in self.inner.lanes() {
+            if key.vpn_gateway_id == vpn_gateway_id {
+                lock(&lane.queue).accompanied();
+            }
+        }
+        self.inner.cache.accompanied(vpn_gateway_id);
+    }
+
     /// Mutations being sent right now (shutdown waits for them).
     pub(crate) fn in_flight(&self) -> usize {
         self.inner

@@ -35,6 +35,8 @@ enum Step {
     MayAwait(bool),
     /// Whether several routes share the gateway's reads.
     Shared(bool),
+    /// The watch shows a second route with a change on the gateway: what the driver must do.
+    Accompanied(Flight),
 }
 
 fn unavailable() -> CloudError {
@@ -124,6 +126,7 @@ impl Run {
                 assert_eq!(self.cached.may_await_first_read(), want, "{at}");
             }
             Step::Shared(want) => assert_eq!(self.cached.shared(self.now), want, "{at}"),
+            Step::Accompanied(want) => assert_eq!(self.cached.accompanied(), want, "{at}"),
         }
     }
 }
@@ -409,6 +412,50 @@ fn a_drift_check_waiting_on_the_gateway_leaves_a_single_change_lone() {
                 raises(1, Priority::Progress),
                 Read(2, Priority::Prompt, "pending", Flight::None),
                 Shared(true),
+            ],
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::script(name, steps);
+    }
+}
+
+#[test]
+fn a_lone_read_whose_gateway_the_watch_shows_in_a_burst_goes_at_the_bursts_class() {
+    use Step::*;
+    // A burst spread over many gateways: each gateway's first route looks alone until its
+    // second arrives, and its read started at `Prompt`. The watch shows the second long before
+    // its reconcile joins the read; from then on the read is the burst's, and a change alone on
+    // another gateway goes ahead of it.
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "a lone read is lowered once",
+            vec![
+                starts(1, Priority::Prompt),
+                Accompanied(Flight::Lower(Priority::Progress)),
+                Accompanied(Flight::None),
+                // The second route's reconcile joins at the burst's class: nothing to change.
+                Read(2, Priority::Progress, "pending", Flight::None),
+            ],
+        ),
+        (
+            "a burst's read stays where it is",
+            vec![starts(1, Priority::Progress), Accompanied(Flight::None)],
+        ),
+        (
+            "a drift check stays in the background",
+            vec![starts(1, Priority::Background), Accompanied(Flight::None)],
+        ),
+        (
+            "no read under way: nothing to lower",
+            vec![Accompanied(Flight::None)],
+        ),
+        (
+            "the scheduler's raise of a read-back is not the watch's to undo",
+            vec![
+                starts(1, Priority::Progress),
+                raises(1, Priority::Mutation),
+                Accompanied(Flight::None),
             ],
         ),
     ];

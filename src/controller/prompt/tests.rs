@@ -8,6 +8,9 @@ const B: &str = "vpn-b";
 enum Step {
     /// A watch event: the route's gateway and whether it is settled.
     Note(&'static str, &'static str, bool),
+    /// A watch event of an unsettled route: whether a burst joined a route alone on its
+    /// gateway (the scheduler is told).
+    Joins(&'static str, &'static str, bool),
     Gone(&'static str),
     /// A triggering event, with the scheduler's view of the gateway (idle or not): the lane
     /// that takes it.
@@ -29,7 +32,12 @@ fn play(steps: &[Step]) {
     let mut now = Instant::now();
     for (i, step) in steps.iter().enumerate() {
         match *step {
-            Note(key, gateway, settled) => a.note(key, gateway, settled),
+            Note(key, gateway, settled) => {
+                a.note(key, gateway, settled);
+            }
+            Joins(key, gateway, want) => {
+                assert_eq!(a.note(key, gateway, false), want, "step {i}: note {key}");
+            }
             Gone(key) => a.gone(key),
             Trigger(key, idle, want) => {
                 assert_eq!(
@@ -265,7 +273,7 @@ fn settled_means_acted_on_at_this_generation_with_no_change_under_way() {
 
 #[tokio::test(start_paused = true)]
 async fn a_single_change_is_reconciled_ahead_of_a_queued_burst() {
-    let (lane, queues) = PromptLane::with_idle(|_| true);
+    let (lane, queues) = PromptLane::with(|_| true, |_| {});
     let ran = Arc::new(Mutex::new(Vec::<String>::new()));
     let runs = ran.clone();
     tokio::spawn(drive(
@@ -314,7 +322,7 @@ async fn a_single_change_is_reconciled_ahead_of_a_queued_burst() {
 
 #[tokio::test(start_paused = true)]
 async fn the_lane_takes_no_work_after_shutdown_and_ends() {
-    let (lane, queues) = PromptLane::with_idle(|_| true);
+    let (lane, queues) = PromptLane::with(|_| true, |_| {});
     let ran = Arc::new(Mutex::new(Vec::<String>::new()));
     let runs = ran.clone();
     let shutdown = CancellationToken::new();
@@ -342,4 +350,28 @@ async fn the_lane_takes_no_work_after_shutdown_and_ends() {
         .expect("the driver ends at shutdown")
         .expect("no panic");
     assert_eq!(*lock(&ran), ["before"], "nothing taken after shutdown");
+}
+
+#[test]
+fn the_scheduler_hears_once_when_a_burst_joins_a_route_alone_on_its_gateway() {
+    play(&[
+        // A burst spread over gateways: each gateway's first route is alone until its second
+        // arrives, which is told once per gateway.
+        Joins("ns/a1", A, false),
+        Joins("ns/b1", B, false),
+        Joins("ns/a2", A, true),
+        Joins("ns/a3", A, false),
+        Joins("ns/b2", B, true),
+        // Another event of a route already counted tells nothing.
+        Joins("ns/a2", A, false),
+        // Settled routes leave; a new route alone, then joined again, is told again.
+        Note("ns/b1", B, true),
+        Note("ns/b2", B, true),
+        Joins("ns/b3", B, false),
+        Joins("ns/b4", B, true),
+        // A route that moves to another gateway joins the one there.
+        Note("ns/a1", A, true),
+        Note("ns/a3", A, true),
+        Joins("ns/b3", A, true),
+    ]);
 }

@@ -23,6 +23,8 @@ enum Step {
     View(usize, &'static str),
     /// A driver event and the commands it must give.
     On(Event, &'static [&'static str]),
+    /// The watch shows a burst joining the gateway.
+    Accompanied,
 }
 
 fn accepted() -> Event {
@@ -210,6 +212,7 @@ impl Run {
                     assert_eq!(self.queue.forget(&owner(i)), want, "{name}: step {n}");
                 }
                 Step::View(i, want) => assert_eq!(self.view(i), want, "{name}: step {n} (r{i})"),
+                Step::Accompanied => self.queue.accompanied(),
                 Step::On(event, want) => {
                     let shown = format!("{event:?}");
                     let commands = self.queue.on(event, self.now, &mut self.regions);
@@ -912,4 +915,35 @@ fn a_queued_job_carries_no_room_for_an_answer_it_does_not_have() {
         job + answer <= 400,
         "a job is {job} bytes, an answer {answer}: the answer is carried inline"
     );
+}
+
+#[test]
+fn a_lone_change_that_a_burst_joins_before_it_leaves_goes_at_the_bursts_class() {
+    use Step::*;
+    // A burst spread over many gateways: each gateway's first change was submitted alone (its
+    // second route had not arrived yet). Once the watch shows the burst on the gateway, the
+    // change waiting there is the burst's: it goes at `Mutation`, behind a change alone on
+    // another gateway. One already on the wire keeps its class.
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "queued: sent at the burst's class",
+            vec![
+                Submit(1, create(1), true),
+                Accompanied,
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1"]),
+            ],
+        ),
+        (
+            "not joined: sent at the lone class",
+            vec![
+                Submit(1, create(1), true),
+                On(free(), &["sleep until 0"]),
+                On(due(), &["send create s1 at Prompt"]),
+            ],
+        ),
+    ];
+    for (name, steps) in cases {
+        Run::new(true).script(name, steps);
+    }
 }
