@@ -229,10 +229,28 @@ impl GatewayCache {
         let gw = self.gateway(&scope.key());
         // Created before the check, so an end between the two is not missed.
         let done = gw.done.notified();
+        let mut class = gw.class.subscribe();
+        let started = *class.borrow_and_update();
         if !lock(&gw.cached).may_await_first_read() {
             return false;
         }
-        tokio::time::timeout(within, done).await.is_ok()
+        // A read lowered meanwhile (a burst joined the gateway) is a burst's, answered at its
+        // pace: the reconcile goes on without it (it is woken when the read ends), and does
+        // not hold a turn of the prompt lane's lone part meanwhile.
+        let lowered = async {
+            if class.wait_for(|c| *c > started).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let ended = async {
+            // Biased (no random branch order): a simulated seed replays exactly.
+            tokio::select! {
+                biased;
+                () = done => true,
+                () = lowered => false,
+            }
+        };
+        tokio::time::timeout(within, ended).await.unwrap_or(false)
     }
 
     /// The background read: what the waiters need and the store lacks, then the waiters are
@@ -887,6 +905,29 @@ mod tests {
             start.elapsed(),
             Duration::ZERO,
             "a second reader does not wait"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_lone_first_read_ends_when_a_burst_joins_the_gateway() {
+        let (fake, cache, _rx) = setup();
+        fake.hang.lock().unwrap().insert("vpn-a".into());
+        let s = scope("vpn-a");
+        assert!(matches!(
+            cache.read(&s, &owner(0), FACTS_AGE, LIST_AGE, Priority::Prompt),
+            Read::Pending
+        ));
+        let start = Instant::now();
+        let joined = async {
+            tokio::time::sleep(CALL / 4).await;
+            cache.accompanied("vpn-a");
+        };
+        let (ended, ()) = tokio::join!(cache.await_first_read(&s, CALL), joined);
+        assert!(!ended, "the read has not ended");
+        assert_eq!(
+            start.elapsed(),
+            CALL / 4,
+            "the wait ends when the read is lowered"
         );
     }
 }
