@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::gates::{closed, paused_report};
 use super::outcome::keep_waiting;
 use super::ownership::{
     TOKEN_REFUSED, has_token, holds_nothing, is_recorded_entry, made_by, record_account,
@@ -41,8 +42,11 @@ pub(super) fn cleanup(obs: &Observation<'_>) -> Decision {
         return release(d.job(drop_job(obs.job)));
     }
     if paused(route) {
-        // Paused means no cloud call, deletion included; a queued change is pointless now.
-        return d.job(drop_job(obs.job)).next(Next::AwaitChange);
+        // Paused means no cloud call, deletion included; a queued change is pointless now. A
+        // create's answer that came back meanwhile is recorded first (as the live route's gate
+        // does): the entry the deletion removes once the pause ends is then proven the
+        // object's by the record, not by a token the cloud forgets in time.
+        return closed(obs, d, paused_report(), Next::AwaitChange);
     }
     let owns_nothing = holds_nothing(route);
     // What the outcome of a replayed create says (see `decide`): kept until the read it is

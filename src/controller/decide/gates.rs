@@ -38,14 +38,7 @@ pub(super) fn gates(
         return ControlFlow::Break(closed(obs, d, report, Next::AwaitChange));
     }
     if paused(route) {
-        let report = StatusReport {
-            synced: Some(CondValue::no(
-                Reason::Paused,
-                format!("{PAUSED_ANNOTATION} is \"true\"; no cloud calls"),
-            )),
-            ..Default::default()
-        };
-        return ControlFlow::Break(closed(obs, d, report, Next::AwaitChange));
+        return ControlFlow::Break(closed(obs, d, paused_report(), Next::AwaitChange));
     }
     // The account must admit the route before anything is read with its credentials; a
     // change of the account or the namespace brings the route back (they are watched).
@@ -92,9 +85,25 @@ pub(super) fn gates(
     ControlFlow::Continue(d)
 }
 
+/// Synced=False while the route is paused: no cloud calls (a deletion's included).
+pub(super) fn paused_report() -> StatusReport {
+    StatusReport {
+        synced: Some(CondValue::no(
+            Reason::Paused,
+            format!("{PAUSED_ANNOTATION} is \"true\"; no cloud calls"),
+        )),
+        ..Default::default()
+    }
+}
+
 /// A closed gate: `report` (with the answer of a create that came back meanwhile), the job
 /// dropped, and back at `next`.
-fn closed(obs: &Observation<'_>, d: Decision, report: StatusReport, next: Next) -> Decision {
+pub(super) fn closed(
+    obs: &Observation<'_>,
+    d: Decision,
+    report: StatusReport,
+    next: Next,
+) -> Decision {
     d.status(with_answer(obs, report))
         .job(drop_job(obs.job))
         .next(next)

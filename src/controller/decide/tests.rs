@@ -2168,7 +2168,19 @@ fn a_create_answered_behind_a_gate_is_recorded() {
         "metadata": {"annotations": {PAUSED_ANNOTATION: "true"}},
         "status": {"clientToken": "t"}
     }));
-    for (name, r) in [("invalid spec", &invalid), ("paused", &paused)] {
+    // Paused, then deleted before the answer was recorded (the status writes of the answer
+    // refused meanwhile: a watch behind our own writes): the cleanup waits for the pause to
+    // end, and the entry it will delete then must still be provably the object's.
+    let paused_deleted = route(json!({
+        "metadata": {"annotations": {PAUSED_ANNOTATION: "true"}, "deletionTimestamp": DELETING,
+            "finalizers": [FINALIZER]},
+        "status": {"clientToken": "t"}
+    }));
+    for (name, r) in [
+        ("invalid spec", &invalid),
+        ("paused", &paused),
+        ("paused, then deleted", &paused_deleted),
+    ] {
         for job in [&answered, &unconfirmed] {
             let d = with_job(r, job);
             assert_eq!(d.job, Some(JobOp::Drop), "{name}");
